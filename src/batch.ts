@@ -1,0 +1,49 @@
+/**
+ * Pure bookkeeping for batches: chunking for SQS's per-call limit and folding
+ * repeated deliveries of one MessageId. No I/O.
+ *
+ * @module
+ */
+
+import type { ReceivedMessage } from "./types.ts";
+
+/** SQS accepts at most 10 entries per SendMessageBatch / DeleteMessageBatch / ReceiveMessage. */
+export const SQS_MAX_BATCH = 10;
+
+/** Splits a list into consecutive chunks of at most `size` items. */
+export function chunk<T>(items: readonly T[], size: number): T[][] {
+  if (!Number.isInteger(size) || size < 1) {
+    throw new RangeError(`Chunk size must be a positive integer, got ${size}`);
+  }
+  const chunks: T[][] = [];
+  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
+  return chunks;
+}
+
+/** Deliveries of one batch folded by MessageId. */
+export interface FoldedBatch {
+  /** One delivery per MessageId, the first seen: what gets validated and written. */
+  readonly unique: readonly ReceivedMessage[];
+  /** Deliveries beyond the first of an id: counted as duplicates, deleted too. */
+  readonly repeats: readonly ReceivedMessage[];
+}
+
+/**
+ * Folds repeated deliveries of one MessageId in a batch. SQS may hand a
+ * message to a second receive while the first copy still waits in our buffer
+ * (its visibility ran out); writing both would insert two rows in one
+ * statement, which the ledger cannot catch.
+ */
+export function foldDeliveries(messages: readonly ReceivedMessage[]): FoldedBatch {
+  const seen = new Set<string>();
+  const unique: ReceivedMessage[] = [];
+  const repeats: ReceivedMessage[] = [];
+  for (const message of messages) {
+    if (seen.has(message.id)) repeats.push(message);
+    else {
+      seen.add(message.id);
+      unique.push(message);
+    }
+  }
+  return { unique, repeats };
+}

@@ -1,0 +1,141 @@
+/**
+ * The command line: argv → a typed `Invocation`, and the help text of each
+ * command, both written from the settings table in `config.ts`. Never exits.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  COMMAND_SUMMARIES,
+  type CommandName,
+  COMMANDS,
+  type FlagValues,
+  optionsFor,
+  type OptionSpec,
+} from "./config.ts";
+import { UsageError } from "./errors.ts";
+
+/** What the user asked for. */
+export type Invocation =
+  | { readonly kind: "help"; readonly command: CommandName | null }
+  | { readonly kind: "version" }
+  | { readonly kind: "command"; readonly command: CommandName; readonly flags: FlagValues };
+
+function isCommand(word: string): word is CommandName {
+  return (COMMANDS as readonly string[]).includes(word);
+}
+
+/**
+ * Parses argv (without the program name).
+ *
+ * @throws {UsageError} for an unknown command or flag, or a flag without its value
+ */
+export function parseInvocation(argv: readonly string[]): Invocation {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === "--help" || first === "-h" || first === "help") {
+    const topic = rest[0];
+    return { kind: "help", command: topic !== undefined && isCommand(topic) ? topic : null };
+  }
+  if (first === "--version" || first === "-V") return { kind: "version" };
+  if (!isCommand(first)) {
+    const hint = first.startsWith("-")
+      ? "put the command first"
+      : `commands: ${COMMANDS.join(", ")}`;
+    throw new UsageError(`Unknown command "${first}": ${hint}; see login-etl --help`);
+  }
+  const specs = optionsFor(first);
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+  };
+  for (const spec of specs) {
+    options[spec.flag] = { type: spec.kind === "boolean" ? "boolean" : "string" };
+  }
+
+  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: [...rest], options, strict: true, allowPositionals: true });
+  } catch (error) {
+    throw new UsageError(`${usageMessage(error, first)}; see login-etl ${first} --help`, {
+      cause: error,
+    });
+  }
+  if (parsed.values["help"] === true) return { kind: "help", command: first };
+  if (parsed.positionals.length > 0) {
+    throw new UsageError(
+      `Unexpected argument "${
+        parsed.positionals[0]
+      }" for ${first}: it takes only flags; see login-etl ${first} --help`,
+    );
+  }
+  const flags: Record<string, string | boolean> = {};
+  for (const [name, value] of Object.entries(parsed.values)) {
+    if (name !== "help" && value !== undefined) flags[name] = value;
+  }
+  return { kind: "command", command: first, flags };
+}
+
+/** Turns node:util's parse errors into our one-line style. */
+function usageMessage(error: unknown, command: CommandName): string {
+  const code = (error as { code?: string }).code;
+  const text = error instanceof Error ? error.message : String(error);
+  const flag = /'(-[^' ]+)/.exec(text)?.[1] ?? "";
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    return `Unknown flag ${flag} for ${command}`;
+  }
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    return text.includes("argument missing")
+      ? `Flag ${flag.split(",")[0]} needs a value`
+      : `Flag ${flag.split(",")[0]} takes no value`;
+  }
+  return `Cannot parse the command line: ${text.split("\n")[0]}`;
+}
+
+function flagColumn(spec: OptionSpec): string {
+  return spec.kind === "boolean" ? `--${spec.flag}` : `--${spec.flag} ${spec.value ?? "VALUE"}`;
+}
+
+function defaultText(spec: OptionSpec): string {
+  const parts: string[] = [];
+  if (spec.env !== undefined) parts.push(`env ${spec.env}`);
+  if (spec.default !== undefined) parts.push(`default ${spec.default}`);
+  if (spec.min !== undefined && spec.max !== undefined) parts.push(`${spec.min}-${spec.max}`);
+  if (spec.choices !== undefined) parts.push(spec.choices.join("|"));
+  return parts.length > 0 ? ` [${parts.join("; ")}]` : "";
+}
+
+/** Help for one command, or the overview when `command` is null. */
+export function helpText(command: CommandName | null, version: string): string {
+  if (command === null) {
+    const lines = [
+      `login-etl ${version}: SQS login events → validated, PII-masked rows in Postgres`,
+      "",
+      "Usage: login-etl <command> [flags]",
+      "",
+      "Commands:",
+      ...COMMANDS.map((c) => `  ${c.padEnd(8)}${COMMAND_SUMMARIES[c]}`),
+      "",
+      "Run login-etl <command> --help for its flags. --version prints the version.",
+      "Secrets come from the environment: PII_HMAC_KEY (or --hmac-key-file), DATABASE_URL.",
+    ];
+    return lines.join("\n");
+  }
+  const specs = optionsFor(command);
+  const width = Math.max(...specs.map((s) => flagColumn(s).length), 10) + 2;
+  const lines = [
+    `login-etl ${command}: ${COMMAND_SUMMARIES[command]}`,
+    "",
+    `Usage: login-etl ${command} [flags]`,
+    "",
+    "Flags:",
+    ...specs.map((s) => `  ${flagColumn(s).padEnd(width)}${s.help}${defaultText(s)}`),
+    `  ${"--help".padEnd(width)}Show this help`,
+  ];
+  if (command === "drain" || command === "run") {
+    lines.push(
+      "",
+      "The HMAC secret comes from PII_HMAC_KEY or --hmac-key-file (32 bytes or more).",
+    );
+  }
+  return lines.join("\n");
+}

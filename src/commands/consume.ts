@@ -1,0 +1,113 @@
+/**
+ * `drain` and `run`: wires the SQS queue, the Postgres store (or the dry-run
+ * printer), the masker and telemetry into the pipeline, then reports.
+ *
+ * @module
+ */
+
+import type { Config } from "../config.ts";
+import { connect, ensureSchema, pruneLedger, registerKey, type Sql } from "../db.ts";
+import { redactUrl } from "../errors.ts";
+import { loadHmacSecret, Masker } from "../mask.ts";
+import { runPipeline } from "../pipeline.ts";
+import { createSqsClient } from "../sqs/client.ts";
+import { readQueueAttributes, sqsQueue } from "../sqs/queue.ts";
+import type { Summary, Telemetry } from "../telemetry.ts";
+import type { Store } from "../types.ts";
+import { dryRunStore, postgresStore } from "../write.ts";
+
+/** What a consume run needs besides its config. */
+export interface ConsumeIo {
+  readonly telemetry: Telemetry;
+  /** Aborted on SIGINT/SIGTERM (run) or by the caller. */
+  readonly stop: AbortSignal;
+  /** Writes one line to stdout (dry-run rows). */
+  readonly writeStdout: (line: string) => void;
+  /** A masker to use instead of loading the configured key (demo). */
+  readonly masker?: Masker;
+  /** Postgres pool size override; PGlite serves one session (demo). */
+  readonly poolMax?: number;
+}
+
+/** Runs `drain` or `run` and returns the summary; throws `EtlError` on failure. */
+export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
+  const { telemetry } = io;
+  const log = telemetry.logger;
+  const masker = io.masker ??
+    await Masker.create(await loadHmacSecret(config.hmacKey), config.hmacKeyId);
+  const mode = config.command === "run" ? "run" : "drain";
+  const waitSeconds = mode === "run" ? config.waitSeconds : config.idleSeconds;
+  const { client, endpoint } = createSqsClient({
+    queueUrl: config.queueUrl,
+    region: config.region,
+    awsEnv: config.awsEnv,
+    concurrency: config.concurrency,
+    waitSeconds,
+  });
+  let sql: Sql | null = null;
+  try {
+    const attributes = await readQueueAttributes(client, config.queueUrl);
+    let store: Store;
+    if (config.dryRun) {
+      store = dryRunStore(io.writeStdout);
+    } else {
+      sql = connect({
+        url: config.databaseUrl,
+        schema: config.schema,
+        max: io.poolMax ?? config.writers + 1,
+      });
+      const created = await ensureSchema(sql, { url: config.databaseUrl, schema: config.schema });
+      if (created.length > 0) {
+        log.log("info", "TablesCreated", "created missing tables", {
+          tables: created,
+          schema: config.schema,
+        });
+      }
+      const key = await registerKey(sql, masker.keyId, masker.fingerprint);
+      if (key === "new") {
+        log.log("info", "KeyRegistered", "recorded new HMAC key id with its fingerprint", {
+          key_id: masker.keyId,
+        });
+      }
+      const pruned = await pruneLedger(sql, config.ledgerRetentionDays);
+      if (pruned > 0) {
+        log.log("info", "LedgerPruned", "pruned old ledger entries", { deleted: pruned });
+      }
+      store = postgresStore(sql);
+    }
+    telemetry.emit({
+      type: "RunStarted",
+      fields: {
+        command: mode,
+        queue_url: config.queueUrl,
+        endpoint: endpoint.endpoint ?? "aws",
+        endpoint_source: endpoint.source,
+        database: config.dryRun ? "none (dry run)" : redactUrl(config.databaseUrl),
+        key_id: masker.keyId,
+        concurrency: config.concurrency,
+        max_rows: config.maxRows,
+        visibility_timeout_s: attributes.visibilityTimeoutSeconds,
+        queue_depth: attributes.approximateMessages,
+        redrive: attributes.redrive === null
+          ? "none"
+          : `dead-letter after ${attributes.redrive.maxReceiveCount} receives`,
+      },
+    });
+    await runPipeline({ queue: sqsQueue(client, config.queueUrl), store, masker, telemetry }, {
+      mode,
+      batchSize: config.batchSize,
+      concurrency: config.concurrency,
+      waitSeconds,
+      maxRows: config.maxRows,
+      maxWaitMs: config.maxWaitMs,
+      maxBodyBytes: config.maxBodyBytes,
+      writers: io.poolMax ?? config.writers,
+      maxRetryMs: config.maxRetrySeconds * 1000,
+      stop: io.stop,
+    });
+    return telemetry.summary();
+  } finally {
+    await sql?.end({ timeout: 5 });
+    client.destroy();
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * `demo`: everything in one process with nothing installed: an embedded SQS
+ * endpoint and Postgres, a seeded queue, the real drain, and a report.
+ *
+ * @module
+ */
+
+import type { Config } from "../config.ts";
+import { connect } from "../db.ts";
+import { startEmbeddedPostgres, startEmbeddedSqs } from "../demo/embedded.ts";
+import { generateSecret, Masker } from "../mask.ts";
+import { loadSampleBodies } from "../seed/sample.ts";
+import type { Summary, Telemetry } from "../telemetry.ts";
+import { consume } from "./consume.ts";
+import { seed, type SeedSummary } from "./seed.ts";
+
+/** What the demo prints as JSON with `--summary-json`. */
+export interface DemoReport {
+  readonly seeded: SeedSummary;
+  readonly drained: Summary;
+  readonly "rows_in_table": number;
+  readonly "repeated_masked_ips": number;
+  readonly "repeated_masked_device_ids": number;
+  readonly "rejects_by_reason": Readonly<Record<string, number>>;
+}
+
+/**
+ * fauxqs refuses characters above U+FFFF in bodies; JSON allows any character
+ * to be written as escapes, so write those as surrogate-pair escapes.
+ */
+export function escapeAstral(body: string): string {
+  return body.replace(/[\u{10000}-\u{10FFFF}]/gu, (c) => {
+    const hi = c.charCodeAt(0).toString(16).padStart(4, "0");
+    const lo = c.charCodeAt(1).toString(16).padStart(4, "0");
+    return `\\u${hi}\\u${lo}`;
+  });
+}
+
+/** Runs the demo and returns its report; `print` receives the human-readable lines. */
+export async function demo(
+  config: Config,
+  io: {
+    readonly telemetry: Telemetry;
+    readonly stop: AbortSignal;
+    readonly print: (line: string) => void;
+  },
+): Promise<DemoReport> {
+  const { print, telemetry } = io;
+  print("Starting an embedded SQS endpoint (fauxqs) and Postgres (PGlite, about 5 s)...");
+  const [sqs, pg] = await Promise.all([startEmbeddedSqs(), startEmbeddedPostgres()]);
+  try {
+    const queueUrl = `${sqs.url}/000000000000/login-queue`;
+    const local: Config = {
+      ...config,
+      queueUrl,
+      databaseUrl: pg.url,
+      schema: "public",
+      dryRun: false,
+    };
+    const sample = config.samplePath === null
+      ? undefined
+      : (await loadSampleBodies(config.samplePath)).map(escapeAstral);
+    const seeded = await seed(local, telemetry.logger, sample);
+    print(
+      sample === undefined
+        ? `Seeded ${seeded.sent} synthetic messages (seed ${seeded.seed}, ${
+          Math.round(config.badRatio * 100)
+        }% malformed).`
+        : `Seeded ${seeded.sent} messages from ${config.samplePath}.`,
+    );
+    print(
+      "Generated a random HMAC key for this demo: masks differ from run to run. Real runs take PII_HMAC_KEY.",
+    );
+    const masker = await Masker.create(generateSecret(), config.hmacKeyId);
+    const drained = await consume({ ...local, command: "drain" }, {
+      telemetry,
+      stop: io.stop,
+      writeStdout: print,
+      masker,
+      poolMax: 1,
+    });
+    print(
+      `Drained in ${
+        (drained.duration_ms / 1000).toFixed(1)
+      } s: received ${drained.received}, inserted ${drained.inserted}, ` +
+        `duplicates ${drained.duplicates}, rejected ${drained.rejected}, deleted ${drained.deleted}.`,
+    );
+    return { seeded, drained, ...(await report(pg.url, print)) };
+  } finally {
+    await Promise.all([sqs.stop(), pg.stop()]);
+  }
+}
+
+async function report(url: string, print: (line: string) => void) {
+  const sql = connect({ url, schema: "public", max: 1 });
+  try {
+    const rows = await sql<Record<string, unknown>[]>`
+      SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date::text
+      FROM user_logins LIMIT 5`;
+    const [counts] = await sql<{ rows: number; ips: number; devices: number }[]>`
+      SELECT (SELECT count(*)::int FROM user_logins) AS rows,
+             (SELECT count(*)::int FROM (SELECT masked_ip FROM user_logins GROUP BY 1 HAVING count(*) > 1) a) AS ips,
+             (SELECT count(*)::int FROM (SELECT masked_device_id FROM user_logins GROUP BY 1 HAVING count(*) > 1) d) AS devices`;
+    const rejects = await sql<{ reason: string; n: number }[]>`
+      SELECT reason, count(*)::int AS n FROM login_etl_rejects GROUP BY reason ORDER BY n DESC, reason`;
+    print("");
+    print("A few rows of user_logins:");
+    for (const line of table(rows)) print(`  ${line}`);
+    print("");
+    print(`Masked IPs occurring more than once: ${counts?.ips ?? 0}`);
+    print(`Masked device ids occurring more than once: ${counts?.devices ?? 0}`);
+    if (rejects.length > 0) {
+      print(
+        `Rejected, by reason (table login_etl_rejects): ${
+          rejects.map((r) => `${r.reason} ${r.n}`).join(", ")
+        }`,
+      );
+    }
+    return {
+      rows_in_table: counts?.rows ?? 0,
+      repeated_masked_ips: counts?.ips ?? 0,
+      repeated_masked_device_ids: counts?.devices ?? 0,
+      rejects_by_reason: Object.fromEntries(rejects.map((r) => [r.reason, r.n])),
+    };
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+/** Rows as an aligned text table. */
+function table(rows: readonly Record<string, unknown>[]): string[] {
+  const first = rows[0];
+  if (first === undefined) return ["(no rows)"];
+  const columns = Object.keys(first);
+  const cells = rows.map((row) => columns.map((c) => (row[c] === null ? "null" : String(row[c]))));
+  const widths = columns.map((c, i) =>
+    Math.max(c.length, ...cells.map((r) => (r[i] ?? "").length))
+  );
+  const line = (values: string[]) =>
+    values.map((v, i) => v.padEnd(widths[i] ?? 0)).join(" | ").trimEnd();
+  return [line(columns), widths.map((w) => "-".repeat(w)).join("-+-"), ...cells.map(line)];
+}

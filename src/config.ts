@@ -1,0 +1,621 @@
+/**
+ * Every setting in one table (flag, env var, default, range, help), and the
+ * pure resolution flags > env > defaults into a frozen `Config`. `--help` and
+ * the README's flag table are written from `OPTIONS`.
+ *
+ * @module
+ */
+
+import { ConfigError } from "./errors.ts";
+
+/** The commands of the CLI. */
+export type CommandName = "drain" | "run" | "seed" | "demo";
+
+/** All command names, in the order `--help` lists them. */
+export const COMMANDS: readonly CommandName[] = ["drain", "run", "seed", "demo"];
+
+/** One-line purpose of each command, for `--help`. */
+export const COMMAND_SUMMARIES: Readonly<Record<CommandName, string>> = {
+  drain: "Consume until the queue is empty, then exit",
+  run: "Consume until SIGINT or SIGTERM, then finish in-flight work and exit",
+  seed: "Send synthetic login events to the queue (creates it if missing)",
+  demo: "Run everything embedded: an SQS emulator, Postgres, seed, drain, report",
+};
+
+const CONSUMERS: readonly CommandName[] = ["drain", "run", "demo"];
+const QUEUE_USERS: readonly CommandName[] = ["drain", "run", "seed"];
+const ALL: readonly CommandName[] = COMMANDS;
+
+type Kind = "string" | "integer" | "number" | "boolean" | "choice";
+
+/** The declaration of one setting. */
+export interface OptionSpec {
+  /** Long flag name without dashes. */
+  readonly flag: string;
+  /** Environment variable, when the setting has one. */
+  readonly env?: string;
+  readonly kind: Kind;
+  /** Default as the user would type it; absent means "not set". */
+  readonly default?: string;
+  readonly min?: number;
+  readonly max?: number;
+  readonly choices?: readonly string[];
+  readonly commands: readonly CommandName[];
+  /** Placeholder shown in help, e.g. `URL`. */
+  readonly value?: string;
+  readonly help: string;
+}
+
+/**
+ * The settings table. Units are in the names. Defaults come from the
+ * measurements in the README's Performance section.
+ */
+export const OPTIONS: readonly OptionSpec[] = [
+  {
+    flag: "queue-url",
+    env: "SQS_QUEUE_URL",
+    kind: "string",
+    default: "http://localhost:4566/000000000000/login-queue",
+    commands: QUEUE_USERS,
+    value: "URL",
+    help: "SQS queue URL; a non-AWS host is also the endpoint unless AWS_ENDPOINT_URL[_SQS] is set",
+  },
+  {
+    flag: "database-url",
+    env: "DATABASE_URL",
+    kind: "string",
+    default: "postgres://postgres:postgres@localhost:5432/postgres",
+    commands: ["drain", "run"],
+    value: "URL",
+    help: "Postgres connection URL (prefer the env var: flags show in process lists)",
+  },
+  {
+    flag: "schema",
+    env: "LOGIN_ETL_SCHEMA",
+    kind: "string",
+    default: "public",
+    commands: ["drain", "run"],
+    value: "NAME",
+    help: "Postgres schema holding user_logins and login-etl's own tables",
+  },
+  {
+    flag: "region",
+    env: "AWS_REGION",
+    kind: "string",
+    default: "us-east-1",
+    commands: QUEUE_USERS,
+    value: "REGION",
+    help: "AWS region used to sign requests",
+  },
+  {
+    flag: "hmac-key-file",
+    env: "PII_HMAC_KEY_FILE",
+    kind: "string",
+    commands: ["drain", "run"],
+    value: "PATH",
+    help:
+      "File whose contents (minus one trailing newline) are the HMAC secret; or set PII_HMAC_KEY",
+  },
+  {
+    flag: "hmac-key-id",
+    env: "PII_HMAC_KEY_ID",
+    kind: "string",
+    default: "k1",
+    commands: CONSUMERS,
+    value: "ID",
+    help: "Id of the HMAC key, prefixed to every mask (letters, digits, _ and -; up to 16)",
+  },
+  {
+    flag: "batch-size",
+    env: "LOGIN_ETL_BATCH_SIZE",
+    kind: "integer",
+    default: "10",
+    min: 1,
+    max: 10,
+    commands: CONSUMERS,
+    value: "N",
+    help: "Messages asked for per ReceiveMessage call (SQS allows at most 10)",
+  },
+  {
+    flag: "concurrency",
+    env: "LOGIN_ETL_CONCURRENCY",
+    kind: "integer",
+    default: "8",
+    min: 1,
+    max: 256,
+    commands: ALL,
+    value: "N",
+    help: "Parallel receive loops (seed: parallel send calls)",
+  },
+  {
+    flag: "max-rows",
+    env: "LOGIN_ETL_MAX_ROWS",
+    kind: "integer",
+    default: "1000",
+    min: 1,
+    max: 20000,
+    commands: CONSUMERS,
+    value: "N",
+    help: "Most messages written in one transaction",
+  },
+  {
+    flag: "max-wait-ms",
+    env: "LOGIN_ETL_MAX_WAIT_MS",
+    kind: "integer",
+    default: "200",
+    min: 0,
+    max: 60000,
+    commands: CONSUMERS,
+    value: "MS",
+    help: "Longest a received message waits for its transaction to fill",
+  },
+  {
+    flag: "writers",
+    env: "LOGIN_ETL_WRITERS",
+    kind: "integer",
+    default: "2",
+    min: 1,
+    max: 16,
+    commands: ["drain", "run"],
+    value: "N",
+    help: "Transactions in flight at once (Postgres connections used: this plus one)",
+  },
+  {
+    flag: "max-retry-seconds",
+    env: "LOGIN_ETL_MAX_RETRY_SECONDS",
+    kind: "integer",
+    default: "300",
+    min: 0,
+    max: 86400,
+    commands: CONSUMERS,
+    value: "S",
+    help: "How long to keep retrying an unreachable Postgres or SQS before exiting 1",
+  },
+  {
+    flag: "max-body-bytes",
+    env: "LOGIN_ETL_MAX_BODY_BYTES",
+    kind: "integer",
+    default: "65536",
+    min: 64,
+    max: 1048576,
+    commands: CONSUMERS,
+    value: "N",
+    help: "Larger bodies are rejected as too_large without being parsed",
+  },
+  {
+    flag: "idle-seconds",
+    env: "LOGIN_ETL_IDLE_SECONDS",
+    kind: "integer",
+    default: "1",
+    min: 0,
+    max: 20,
+    commands: ["drain", "demo"],
+    value: "S",
+    help: "drain: how long the closing empty receive waits before the queue counts as empty",
+  },
+  {
+    flag: "wait-seconds",
+    env: "LOGIN_ETL_WAIT_SECONDS",
+    kind: "integer",
+    default: "20",
+    min: 1,
+    max: 20,
+    commands: ["run"],
+    value: "S",
+    help: "run: long-poll wait of each receive",
+  },
+  {
+    flag: "ledger-retention-days",
+    env: "LOGIN_ETL_LEDGER_RETENTION_DAYS",
+    kind: "integer",
+    default: "14",
+    min: 1,
+    max: 3650,
+    commands: ["drain", "run"],
+    value: "DAYS",
+    help: "Keep MessageIds this long (SQS keeps a message at most 14 days)",
+  },
+  {
+    flag: "dry-run",
+    env: "LOGIN_ETL_DRY_RUN",
+    kind: "boolean",
+    commands: ["drain", "run"],
+    help: "Print masked rows as JSON Lines on stdout; write nothing, delete nothing",
+  },
+  {
+    flag: "summary-json",
+    env: "LOGIN_ETL_SUMMARY_JSON",
+    kind: "boolean",
+    commands: ALL,
+    help: "Print one JSON object with the run's counters on stdout at exit",
+  },
+  {
+    flag: "count",
+    env: "LOGIN_ETL_SEED_COUNT",
+    kind: "integer",
+    default: "1000",
+    min: 0,
+    max: 10_000_000,
+    commands: ["seed", "demo"],
+    value: "N",
+    help: "How many messages to send",
+  },
+  {
+    flag: "bad-ratio",
+    env: "LOGIN_ETL_SEED_BAD_RATIO",
+    kind: "number",
+    default: "0",
+    min: 0,
+    max: 1,
+    commands: ["seed", "demo"],
+    value: "R",
+    help: "Share of malformed messages, 0 to 1 (demo default 0.05)",
+  },
+  {
+    flag: "seed",
+    env: "LOGIN_ETL_SEED",
+    kind: "integer",
+    min: 0,
+    max: 2 ** 31 - 1,
+    commands: ["seed", "demo"],
+    value: "N",
+    help: "Random seed for reproducible data (default: random, printed)",
+  },
+  {
+    flag: "sample",
+    kind: "string",
+    commands: ["demo"],
+    value: "FILE",
+    help: "Seed this JSON array of messages (.json or .json.gz) instead of synthetic ones",
+  },
+  {
+    flag: "log-format",
+    env: "LOGIN_ETL_LOG_FORMAT",
+    kind: "choice",
+    choices: ["auto", "json", "text"],
+    default: "auto",
+    commands: ALL,
+    value: "F",
+    help: "Log lines on stderr: auto is text on a terminal, JSON otherwise",
+  },
+  {
+    flag: "log-level",
+    env: "LOGIN_ETL_LOG_LEVEL",
+    kind: "choice",
+    choices: ["debug", "info", "warn", "error"],
+    default: "info",
+    commands: ALL,
+    value: "L",
+    help: "Least severe log level written",
+  },
+  {
+    flag: "verbose",
+    kind: "boolean",
+    commands: ALL,
+    help: "On failure, print every cause of the error",
+  },
+];
+
+/** Where a setting's value came from, for messages that tell the user what to fix. */
+type Source = { readonly kind: "flag" | "env" | "default"; readonly name: string };
+
+/** Raw values from the command line, keyed by flag name. */
+export type FlagValues = Readonly<Record<string, string | boolean | undefined>>;
+
+/** A secret that prints as `[redacted]` in logs, JSON and inspection. */
+export class Secret {
+  readonly #bytes: Uint8Array;
+  /** Where the secret came from, e.g. `PII_HMAC_KEY` or `--hmac-key-file "k.txt"`. */
+  readonly origin: string;
+
+  constructor(bytes: Uint8Array, origin: string) {
+    this.#bytes = bytes;
+    this.origin = origin;
+  }
+
+  /** The secret's bytes; call only where the key is imported. */
+  reveal(): Uint8Array {
+    return this.#bytes;
+  }
+
+  toString(): string {
+    return "[redacted]";
+  }
+
+  toJSON(): string {
+    return "[redacted]";
+  }
+
+  [Symbol.for("Deno.customInspect")](): string {
+    return "[redacted]";
+  }
+}
+
+/** Where the HMAC key is to come from; read by `loadHmacSecret` in `mask.ts`. */
+export type HmacKeySource =
+  | { readonly kind: "env"; readonly secret: Secret }
+  | { readonly kind: "file"; readonly path: string; readonly origin: string }
+  | { readonly kind: "generate" }
+  | { readonly kind: "none" };
+
+/** The resolved, frozen settings of one invocation. */
+export interface Config {
+  readonly command: CommandName;
+  readonly queueUrl: string;
+  readonly databaseUrl: string;
+  readonly schema: string;
+  readonly region: string;
+  readonly hmacKey: HmacKeySource;
+  readonly hmacKeyId: string;
+  readonly batchSize: number;
+  readonly concurrency: number;
+  readonly maxRows: number;
+  readonly maxWaitMs: number;
+  readonly writers: number;
+  readonly maxRetrySeconds: number;
+  readonly maxBodyBytes: number;
+  readonly idleSeconds: number;
+  readonly waitSeconds: number;
+  readonly ledgerRetentionDays: number;
+  readonly dryRun: boolean;
+  readonly summaryJson: boolean;
+  readonly count: number;
+  readonly badRatio: number;
+  readonly seed: number | null;
+  readonly samplePath: string | null;
+  readonly logFormat: "auto" | "json" | "text";
+  readonly logLevel: "debug" | "info" | "warn" | "error";
+  readonly verbose: boolean;
+  /** Environment the AWS SDK reads (credentials, endpoints, profile). */
+  readonly awsEnv: Readonly<Record<string, string>>;
+  /** Warnings found while resolving, for the logger to print once it exists. */
+  readonly warnings: readonly string[];
+}
+
+/** The options that apply to one command, in table order. */
+export function optionsFor(command: CommandName): OptionSpec[] {
+  return OPTIONS.filter((o) => o.commands.includes(command));
+}
+
+function specOf(flag: string): OptionSpec {
+  const spec = OPTIONS.find((o) => o.flag === flag);
+  if (spec === undefined) throw new TypeError(`No option --${flag} in the settings table`);
+  return spec;
+}
+
+function lookup(
+  flag: string,
+  flags: FlagValues,
+  env: Readonly<Record<string, string | undefined>>,
+): { raw: string | boolean | undefined; source: Source } {
+  const spec = specOf(flag);
+  const fromFlag = flags[flag];
+  if (fromFlag !== undefined) return { raw: fromFlag, source: { kind: "flag", name: `--${flag}` } };
+  const fromEnv = spec.env === undefined ? undefined : env[spec.env];
+  if (fromEnv !== undefined && fromEnv !== "") {
+    return { raw: fromEnv, source: { kind: "env", name: spec.env as string } };
+  }
+  return { raw: spec.default, source: { kind: "default", name: `--${flag}` } };
+}
+
+function invalid(source: Source, raw: string, must: string): ConfigError {
+  const shown = raw.length > 60 ? `${raw.slice(0, 57)}...` : raw;
+  return new ConfigError(`Invalid ${source.name} "${shown}": ${must}`);
+}
+
+function rangeText(spec: OptionSpec, what: string): string {
+  if (spec.min !== undefined && spec.max !== undefined) {
+    return `must be ${what} from ${spec.min} to ${spec.max}`;
+  }
+  return `must be ${what}`;
+}
+
+function readInteger(flag: string, flags: FlagValues, env: EnvRecord): number | null {
+  const spec = specOf(flag);
+  const { raw, source } = lookup(flag, flags, env);
+  if (raw === undefined) return null;
+  const text = String(raw).trim();
+  const value = /^-?\d{1,16}$/.test(text) ? Number(text) : Number.NaN;
+  if (
+    !Number.isSafeInteger(value) || (spec.min !== undefined && value < spec.min) ||
+    (spec.max !== undefined && value > spec.max)
+  ) {
+    throw invalid(source, String(raw), rangeText(spec, "an integer"));
+  }
+  return value;
+}
+
+function readNumber(flag: string, flags: FlagValues, env: EnvRecord): number {
+  const spec = specOf(flag);
+  const { raw, source } = lookup(flag, flags, env);
+  const text = String(raw ?? "").trim();
+  const value = /^\d+(\.\d+)?$/.test(text) ? Number(text) : Number.NaN;
+  if (
+    !Number.isFinite(value) || (spec.min !== undefined && value < spec.min) ||
+    (spec.max !== undefined && value > spec.max)
+  ) {
+    throw invalid(source, String(raw), rangeText(spec, "a number"));
+  }
+  return value;
+}
+
+function readString(flag: string, flags: FlagValues, env: EnvRecord): string | null {
+  const { raw, source } = lookup(flag, flags, env);
+  if (raw === undefined) return null;
+  if (typeof raw !== "string") throw invalid(source, String(raw), "needs a value");
+  return raw;
+}
+
+function readChoice<T extends string>(flag: string, flags: FlagValues, env: EnvRecord): T {
+  const spec = specOf(flag);
+  const { raw, source } = lookup(flag, flags, env);
+  const text = String(raw ?? "");
+  if (!(spec.choices ?? []).includes(text)) {
+    throw invalid(source, text, `must be one of ${(spec.choices ?? []).join(", ")}`);
+  }
+  return text as T;
+}
+
+function readBoolean(flag: string, flags: FlagValues, env: EnvRecord): boolean {
+  const { raw, source } = lookup(flag, flags, env);
+  if (raw === undefined || raw === false) return false;
+  if (raw === true) return true;
+  const text = raw.trim().toLowerCase();
+  if (["1", "true", "yes", "on"].includes(text)) return true;
+  if (["0", "false", "no", "off", ""].includes(text)) return false;
+  throw invalid(source, raw, "must be true or false");
+}
+
+type EnvRecord = Readonly<Record<string, string | undefined>>;
+
+/** Smallest HMAC secret accepted: 256 bits, the output size of SHA-256. */
+export const MIN_SECRET_BYTES = 32;
+
+function resolveHmacKey(command: CommandName, flags: FlagValues, env: EnvRecord): HmacKeySource {
+  const file = readString("hmac-key-file", flags, env);
+  if (file !== null && file !== "") {
+    const origin = flags["hmac-key-file"] !== undefined
+      ? `--hmac-key-file "${file}"`
+      : `PII_HMAC_KEY_FILE "${file}"`;
+    return { kind: "file", path: file, origin };
+  }
+  const inline = env["PII_HMAC_KEY"];
+  if (inline !== undefined && inline !== "") {
+    const bytes = new TextEncoder().encode(inline);
+    if (bytes.length < MIN_SECRET_BYTES) {
+      throw new ConfigError(
+        `Invalid PII_HMAC_KEY: it is ${bytes.length} bytes, need at least ${MIN_SECRET_BYTES}; make one with: openssl rand -base64 32`,
+      );
+    }
+    return { kind: "env", secret: new Secret(bytes, "PII_HMAC_KEY") };
+  }
+  if (command === "demo") return { kind: "generate" };
+  if (command === "drain" || command === "run") {
+    throw new ConfigError(
+      "No HMAC key: set PII_HMAC_KEY or --hmac-key-file to a secret of at least 32 bytes (make one with: openssl rand -base64 32)",
+    );
+  }
+  return { kind: "none" };
+}
+
+function validateQueueUrl(url: string, source: Source): void {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw invalid(
+      source,
+      url,
+      "must be an http(s) URL like http://localhost:4566/000000000000/login-queue",
+    );
+  }
+  const segments = parsed.pathname.split("/").filter((s) => s !== "");
+  if (!/^https?:$/.test(parsed.protocol) || segments.length < 1) {
+    throw invalid(
+      source,
+      url,
+      "must be an http(s) URL ending in the queue name, like http://localhost:4566/000000000000/login-queue",
+    );
+  }
+}
+
+function validateDatabaseUrl(url: string, source: Source): void {
+  let parsed: URL | null = null;
+  try {
+    parsed = new URL(url);
+  } catch { /* reported below */ }
+  if (parsed === null || !/^postgres(ql)?:$/.test(parsed.protocol)) {
+    // Never echo the value: it may hold a password.
+    throw new ConfigError(
+      `Invalid ${source.name}: must be a URL like postgres://user:password@host:5432/database`,
+    );
+  }
+}
+
+/** AWS variables the SDK reads; passed through so the SDK behaves as it documents. */
+function pickAwsEnv(env: EnvRecord): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (name.startsWith("AWS_") && value !== undefined && value !== "") picked[name] = value;
+  }
+  return picked;
+}
+
+/**
+ * Resolves flags > env > defaults into a frozen `Config`, checking every range.
+ * Pure: `env` is a plain record and no file is read.
+ *
+ * @throws {ConfigError} naming the flag or variable to fix
+ */
+export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvRecord): Config {
+  const warnings: string[] = [];
+  const queue = lookup("queue-url", flags, env);
+  const queueUrl = String(queue.raw);
+  if (QUEUE_USERS.includes(command)) validateQueueUrl(queueUrl, queue.source);
+
+  const db = lookup("database-url", flags, env);
+  const databaseUrl = String(db.raw);
+  if (command === "drain" || command === "run") {
+    validateDatabaseUrl(databaseUrl, db.source);
+    if (db.source.kind === "flag" && new URL(databaseUrl).password !== "") {
+      warnings.push(
+        "--database-url holds a password and shows in process lists; set DATABASE_URL instead",
+      );
+    }
+  }
+
+  const schema = readString("schema", flags, env) ?? "public";
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
+    throw invalid(
+      lookup("schema", flags, env).source,
+      schema,
+      "must be a plain identifier (letters, digits, _)",
+    );
+  }
+  const hmacKeyId = readString("hmac-key-id", flags, env) ?? "k1";
+  if (!/^[A-Za-z0-9_-]{1,16}$/.test(hmacKeyId)) {
+    throw invalid(
+      lookup("hmac-key-id", flags, env).source,
+      hmacKeyId,
+      "must be 1 to 16 letters, digits, _ or -",
+    );
+  }
+  const dryRun = readBoolean("dry-run", flags, env);
+  const hmacKey = resolveHmacKey(command, flags, env);
+  const samplePath = readString("sample", flags, env);
+  const count = readInteger("count", flags, env) ?? 1000;
+  const badRatioSet = flags["bad-ratio"] !== undefined || env["LOGIN_ETL_SEED_BAD_RATIO"];
+  const badRatio = command === "demo" && !badRatioSet ? 0.05 : readNumber("bad-ratio", flags, env);
+
+  const config: Config = {
+    command,
+    queueUrl,
+    databaseUrl,
+    schema,
+    region: readString("region", flags, env) ?? "us-east-1",
+    hmacKey,
+    hmacKeyId,
+    batchSize: readInteger("batch-size", flags, env) ?? 10,
+    concurrency: readInteger("concurrency", flags, env) ?? 8,
+    maxRows: readInteger("max-rows", flags, env) ?? 1000,
+    maxWaitMs: readInteger("max-wait-ms", flags, env) ?? 200,
+    writers: readInteger("writers", flags, env) ?? 2,
+    maxRetrySeconds: readInteger("max-retry-seconds", flags, env) ?? 300,
+    maxBodyBytes: readInteger("max-body-bytes", flags, env) ?? 65536,
+    idleSeconds: readInteger("idle-seconds", flags, env) ?? 1,
+    waitSeconds: readInteger("wait-seconds", flags, env) ?? 20,
+    ledgerRetentionDays: readInteger("ledger-retention-days", flags, env) ?? 14,
+    dryRun,
+    summaryJson: readBoolean("summary-json", flags, env),
+    count,
+    badRatio,
+    seed: readInteger("seed", flags, env),
+    samplePath: samplePath === "" ? null : samplePath,
+    logFormat: readChoice("log-format", flags, env),
+    logLevel: readChoice("log-level", flags, env),
+    verbose: readBoolean("verbose", flags, env),
+    awsEnv: Object.freeze(pickAwsEnv(env)),
+    warnings: Object.freeze(warnings),
+  };
+  return Object.freeze(config);
+}

@@ -1,0 +1,223 @@
+/**
+ * The Postgres connection and login-etl's own tables: created when missing
+ * (never altered), the key registry, and ledger pruning.
+ *
+ * @module
+ */
+
+import postgres from "postgres";
+import { DatabaseError, KeyMismatchError, redactUrl } from "./errors.ts";
+
+/** A postgres.js client. */
+export type Sql = postgres.Sql;
+
+/** Options of a connection pool. */
+export interface ConnectOptions {
+  readonly url: string;
+  readonly schema: string;
+  /** Pool size: concurrent transactions plus one for housekeeping. */
+  readonly max: number;
+}
+
+/** Opens a pool whose sessions resolve unqualified names in `schema`. */
+export function connect(options: ConnectOptions): Sql {
+  return postgres(options.url, {
+    max: options.max,
+    connect_timeout: 10,
+    idle_timeout: 60,
+    // Notices such as "relation already exists, skipping" are not ours to print.
+    onnotice: () => {},
+    connection: { application_name: "login-etl", search_path: options.schema },
+  });
+}
+
+/** The exact DDL of the target table; the exercise's image already has it. */
+export const USER_LOGINS_DDL = `CREATE TABLE IF NOT EXISTS user_logins(
+    user_id             varchar(128),
+    device_type         varchar(32),
+    masked_ip           varchar(256),
+    masked_device_id    varchar(256),
+    locale              varchar(32),
+    app_version         integer,
+    create_date         date
+)`;
+
+/** login-etl's own tables, in creation order. */
+const OWN_TABLES: readonly { readonly name: string; readonly ddl: readonly string[] }[] = [
+  { name: "user_logins", ddl: [USER_LOGINS_DDL] },
+  {
+    // One row per MessageId ever committed: the same transaction writes it and
+    // the message's row, so a redelivery finds it and writes nothing.
+    name: "login_etl_ledger",
+    ddl: [
+      `CREATE TABLE IF NOT EXISTS login_etl_ledger (
+        message_id   text PRIMARY KEY,
+        committed_at timestamptz NOT NULL DEFAULT now()
+      )`,
+      // committed_at grows with insertion order, so a BRIN index serves the
+      // prune at a fraction of a btree's cost per insert.
+      `CREATE INDEX IF NOT EXISTS login_etl_ledger_committed_at
+        ON login_etl_ledger USING brin (committed_at)`,
+    ],
+  },
+  {
+    name: "login_etl_rejects",
+    ddl: [
+      `CREATE TABLE IF NOT EXISTS login_etl_rejects (
+        message_id  text PRIMARY KEY,
+        reason      text NOT NULL,
+        detail      text NOT NULL,
+        masked_body text,
+        body_bytes  integer NOT NULL,
+        body_hmac   text NOT NULL,
+        sent_at     timestamptz NOT NULL,
+        rejected_at timestamptz NOT NULL DEFAULT now()
+      )`,
+    ],
+  },
+  {
+    name: "login_etl_keys",
+    ddl: [
+      `CREATE TABLE IF NOT EXISTS login_etl_keys (
+        key_id       text PRIMARY KEY,
+        fingerprint  text NOT NULL,
+        first_used   timestamptz NOT NULL DEFAULT now()
+      )`,
+    ],
+  },
+];
+
+/** Names of the tables `ensureSchema` manages. */
+export const TABLE_NAMES: readonly string[] = OWN_TABLES.map((t) => t.name);
+
+const PG_CONNECTION_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+]);
+
+/**
+ * True for failures that a later attempt may not meet: the server unreachable
+ * or restarting, a killed backend, a serialization failure or deadlock, a
+ * resource limit. False for errors a retry would repeat (bad SQL, a privilege).
+ */
+export function isTransientDbError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== "string") {
+    return error instanceof Error && /connect|socket|closed/i.test(error.message);
+  }
+  if (PG_CONNECTION_CODES.has(code)) return true;
+  // 08 connection exception, 40 transaction rollback, 53 insufficient resources,
+  // 57P01-57P05 admin shutdown / crash / cannot connect now / idle timeout.
+  return /^(08|40|53)/.test(code) || /^57P0[1-5]$/.test(code);
+}
+
+/** Short description of a postgres.js error: code and message, never parameters. */
+export function describeDbError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === "string" && !error.message.includes(code)
+      ? `${error.message} (${code})`
+      : error.message;
+  }
+  return String(error);
+}
+
+/**
+ * Creates whichever of our tables are missing, under an advisory lock so
+ * that consumers starting together do not race. Existing tables are left as
+ * they are, and a role without CREATE works once an owner has created them.
+ *
+ * @throws {DatabaseError} code `db_connect` or `db_schema`
+ */
+export async function ensureSchema(
+  sql: Sql,
+  options: { readonly url: string; readonly schema: string },
+): Promise<string[]> {
+  const created: string[] = [];
+  try {
+    await sql`SELECT 1`;
+  } catch (error) {
+    throw new DatabaseError(
+      "db_connect",
+      `Cannot connect to Postgres at ${redactUrl(options.url)}: ${
+        describeDbError(error)
+      }; check DATABASE_URL and that the server runs`,
+      { cause: error },
+    );
+  }
+  try {
+    const missing = await sql<{ name: string }[]>`
+      SELECT name FROM unnest(${TABLE_NAMES as string[]}::text[]) AS t(name)
+      WHERE to_regclass(quote_ident(${options.schema}) || '.' || quote_ident(name)) IS NULL`;
+    if (missing.length === 0) return created;
+    await sql.begin(async (tx) => {
+      // Same lock key in every consumer: "login-etl schema".
+      await tx`SELECT pg_advisory_xact_lock(hashtext('login-etl schema'))`;
+      if (options.schema !== "public") {
+        await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS "${options.schema}"`);
+      }
+      for (const table of OWN_TABLES) {
+        if (!missing.some((m) => m.name === table.name)) continue;
+        for (const statement of table.ddl) await tx.unsafe(statement);
+        created.push(table.name);
+      }
+    });
+    return created;
+  } catch (error) {
+    throw new DatabaseError(
+      "db_schema",
+      `Cannot create tables in schema ${options.schema}: ${
+        describeDbError(error)
+      }; run once as a role that may create tables, or create them with sql/schema.sql`,
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * Records the key id with its fingerprint on first use, and refuses a key id
+ * recorded with another fingerprint: masks under a different secret would
+ * silently stop matching earlier ones.
+ *
+ * @throws {KeyMismatchError}
+ */
+export async function registerKey(
+  sql: Sql,
+  keyId: string,
+  fingerprint: string,
+): Promise<"new" | "known"> {
+  const inserted = await sql`
+    INSERT INTO login_etl_keys (key_id, fingerprint) VALUES (${keyId}, ${fingerprint})
+    ON CONFLICT (key_id) DO NOTHING RETURNING key_id`;
+  if (inserted.length === 1) return "new";
+  const [row] = await sql<{ fingerprint: string }[]>`
+    SELECT fingerprint FROM login_etl_keys WHERE key_id = ${keyId}`;
+  if (row?.fingerprint !== fingerprint) {
+    throw new KeyMismatchError(
+      `HMAC key id "${keyId}" is recorded with a different secret: use the secret that made earlier masks, or a new --hmac-key-id for a new secret`,
+    );
+  }
+  return "known";
+}
+
+/** Deletes ledger entries older than `days`, in slices so no lock is held long. */
+export async function pruneLedger(sql: Sql, days: number): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const result = await sql`
+      DELETE FROM login_etl_ledger WHERE ctid IN (
+        SELECT ctid FROM login_etl_ledger
+        WHERE committed_at < now() - make_interval(days => ${days})
+        LIMIT 10000)`;
+    total += result.count;
+    if (result.count < 10000) return total;
+  }
+}

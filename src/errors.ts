@@ -1,0 +1,126 @@
+/**
+ * Error classes, their stable codes and exit codes, and the one-line message a
+ * user sees. Bad messages are not errors (they are `Problem` values); these are
+ * for failures of the tool, its configuration or its services.
+ *
+ * @module
+ */
+
+/** Exit code for bad usage or configuration: the user can fix it. */
+export const EXIT_USAGE = 2;
+/** Exit code for a runtime failure (a service failed or a bug). */
+export const EXIT_FAILURE = 1;
+
+/** Stable codes, safe as log fields and metric labels. */
+export type ErrorCode =
+  | "usage"
+  | "config"
+  | "key_mismatch"
+  | "sqs_queue"
+  | "sqs_receive"
+  | "sqs_delete"
+  | "sqs_send"
+  | "db_connect"
+  | "db_schema"
+  | "db_write"
+  | "internal";
+
+/** Options shared by every error of this tool. */
+export interface EtlErrorOptions {
+  readonly cause?: unknown;
+  /** SQS MessageIds the failure affected, when it concerns messages. */
+  readonly messageIds?: readonly string[];
+  /** True when a later attempt may succeed (a service unreachable, throttling). */
+  readonly transient?: boolean;
+}
+
+/** Base class: a code, an exit code and, where it applies, the affected message ids. */
+export class EtlError extends Error {
+  readonly code: ErrorCode;
+  readonly exitCode: number;
+  readonly messageIds: readonly string[];
+  readonly transient: boolean;
+
+  constructor(code: ErrorCode, message: string, options: EtlErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.exitCode = code === "usage" || code === "config" || code === "key_mismatch"
+      ? EXIT_USAGE
+      : EXIT_FAILURE;
+    this.messageIds = options.messageIds ?? [];
+    this.transient = options.transient ?? false;
+  }
+}
+
+/** A command line the tool cannot act on: unknown flag, missing value. Exit 2. */
+export class UsageError extends EtlError {
+  constructor(message: string, options: EtlErrorOptions = {}) {
+    super("usage", message, options);
+  }
+}
+
+/** A setting out of range, a missing key, an unreadable file. Exit 2. */
+export class ConfigError extends EtlError {
+  constructor(message: string, options: EtlErrorOptions = {}) {
+    super("config", message, options);
+  }
+}
+
+/** The configured HMAC key id is recorded with another key's fingerprint. Exit 2. */
+export class KeyMismatchError extends EtlError {
+  constructor(message: string, options: EtlErrorOptions = {}) {
+    super("key_mismatch", message, options);
+  }
+}
+
+/** An SQS call failed after the SDK's own retries. Exit 1. */
+export class SqsError extends EtlError {}
+
+/** A Postgres call failed. Exit 1. */
+export class DatabaseError extends EtlError {}
+
+/**
+ * Replaces the password (and any user info) in a URL so that a message or log
+ * line can name the endpoint without the secret.
+ */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== "") parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "<unparseable url>";
+  }
+}
+
+/** The exit code a thrown value maps to: the error's own, else 1. */
+export function exitCodeOf(error: unknown): number {
+  return error instanceof EtlError ? error.exitCode : EXIT_FAILURE;
+}
+
+/**
+ * One line for the user: the message, and with `verbose` every cause after it,
+ * joined by `: caused by `. Never a stack trace unless the error is a bug.
+ */
+export function formatError(error: unknown, verbose = false): string {
+  const parts = [describe(error)];
+  if (verbose) {
+    let cause = error instanceof Error ? error.cause : undefined;
+    for (let depth = 0; cause !== undefined && depth < 8; depth++) {
+      parts.push(describe(cause));
+      cause = cause instanceof Error ? cause.cause : undefined;
+    }
+  }
+  return parts.join(": caused by ").replaceAll(/\s*\n\s*/g, " ");
+}
+
+function describe(error: unknown): string {
+  if (error instanceof EtlError) return error.message;
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    const name = error.name === "Error" ? "" : `${error.name}: `;
+    return `${name}${error.message}${typeof code === "string" ? ` (${code})` : ""}`;
+  }
+  return String(error);
+}

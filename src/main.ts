@@ -1,0 +1,151 @@
+/**
+ * Entry point: argv and env in, exit code out. The only caller of `Deno.exit`.
+ *
+ * @module
+ */
+
+import meta from "../deno.json" with { type: "json" };
+import { helpText, parseInvocation } from "./cli.ts";
+import { type Config, resolveConfig } from "./config.ts";
+import { consume } from "./commands/consume.ts";
+import { demo } from "./commands/demo.ts";
+import { seed } from "./commands/seed.ts";
+import { EXIT_USAGE, exitCodeOf, formatError } from "./errors.ts";
+import { createLogger } from "./log.ts";
+import { Telemetry } from "./telemetry.ts";
+
+/** The version printed by `--version`. */
+export const VERSION: string = meta.version;
+
+const encoder = new TextEncoder();
+function writeStdout(line: string): void {
+  const bytes = encoder.encode(line + "\n");
+  let offset = 0;
+  while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
+}
+function writeStderr(line: string): void {
+  const bytes = encoder.encode(line + "\n");
+  let offset = 0;
+  while (offset < bytes.length) offset += Deno.stderr.writeSync(bytes.subarray(offset));
+}
+
+/**
+ * SIGINT/SIGTERM abort the returned signal once (finish in-flight work); a
+ * second signal exits at once with 130, leaving uncommitted messages to SQS.
+ */
+function installSignals(telemetry: Telemetry): { signal: AbortSignal; remove: () => void } {
+  const controller = new AbortController();
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  const handler = (name: Deno.Signal) => () => {
+    if (controller.signal.aborted) {
+      telemetry.emit({
+        type: "Noted",
+        level: "warn",
+        event: "ShutdownForced",
+        message: "second signal: exiting without waiting",
+      });
+      Deno.exit(130);
+    }
+    telemetry.emit({ type: "ShutdownRequested", signal: name });
+    controller.abort();
+  };
+  const installed = signals.map((name) => {
+    const fn = handler(name);
+    Deno.addSignalListener(name, fn);
+    return [name, fn] as const;
+  });
+  return {
+    signal: controller.signal,
+    remove: () => installed.forEach(([name, fn]) => Deno.removeSignalListener(name, fn)),
+  };
+}
+
+async function execute(config: Config, telemetry: Telemetry, stop: AbortSignal): Promise<void> {
+  switch (config.command) {
+    case "drain":
+    case "run": {
+      const summary = await consume(config, { telemetry, stop, writeStdout });
+      telemetry.emit({
+        type: "Noted",
+        level: "info",
+        event: "RunFinished",
+        message: "run finished",
+        fields: {
+          ...summary,
+          rejected_by_reason: summary.rejected_by_reason as Record<string, number>,
+        },
+      });
+      if (config.summaryJson) writeStdout(JSON.stringify({ ...summary, dry_run: config.dryRun }));
+      return;
+    }
+    case "seed": {
+      const summary = await seed(config, telemetry.logger);
+      if (config.summaryJson) writeStdout(JSON.stringify(summary));
+      else {writeStdout(
+          `Sent ${summary.sent} messages to ${config.queueUrl} (seed ${summary.seed}).`,
+        );}
+      return;
+    }
+    case "demo": {
+      const report = await demo(config, {
+        telemetry,
+        stop,
+        print: config.summaryJson ? writeStderr : writeStdout,
+      });
+      if (config.summaryJson) writeStdout(JSON.stringify(report));
+      return;
+    }
+  }
+}
+
+/** Runs the CLI and returns the exit code. */
+export async function main(
+  argv: readonly string[],
+  env: Readonly<Record<string, string>>,
+): Promise<number> {
+  let config: Config;
+  try {
+    const invocation = parseInvocation(argv);
+    if (invocation.kind === "help") {
+      writeStdout(helpText(invocation.command, VERSION));
+      return 0;
+    }
+    if (invocation.kind === "version") {
+      writeStdout(`login-etl ${VERSION}`);
+      return 0;
+    }
+    config = resolveConfig(invocation.command, invocation.flags, env);
+  } catch (error) {
+    writeStderr(`error: ${formatError(error, argv.includes("--verbose"))}`);
+    return exitCodeOf(error) === 1 ? EXIT_USAGE : exitCodeOf(error);
+  }
+  const logger = createLogger({ format: config.logFormat, level: config.logLevel });
+  for (const warning of config.warnings) logger.log("warn", "ConfigWarned", warning);
+  const telemetry = new Telemetry(logger);
+  const signals = installSignals(telemetry);
+  try {
+    await execute(config, telemetry, signals.signal);
+    return 0;
+  } catch (error) {
+    const code = exitCodeOf(error);
+    if (code === 1 && !(error instanceof Error && "code" in error)) {
+      // Not one of ours: a bug. Keep the stack, it is what a report needs.
+      writeStderr(`error: ${formatError(error, true)}`);
+      if (error instanceof Error && error.stack !== undefined && config.verbose) {
+        writeStderr(error.stack);
+      }
+    } else {
+      writeStderr(`error: ${formatError(error, config.verbose)}`);
+    }
+    if (config.summaryJson && (config.command === "drain" || config.command === "run")) {
+      writeStdout(JSON.stringify({ ...telemetry.summary(), error: formatError(error) }));
+    }
+    return code;
+  } finally {
+    signals.remove();
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args, Deno.env.toObject()));
+}

@@ -1,0 +1,121 @@
+/**
+ * Keyed masks for PII: HMAC-SHA256 under a per-field subkey, prefixed with the
+ * key id, e.g. `k1:Vb0…` (46 characters). Deterministic across runs and
+ * processes, different per field, irreversible without the key. Also loads
+ * the secret and computes its fingerprint.
+ *
+ * @module
+ */
+
+import { type HmacKeySource, MIN_SECRET_BYTES, Secret } from "./config.ts";
+import { ConfigError } from "./errors.ts";
+import type { Masked } from "./types.ts";
+
+/** What a mask is of; each field has its own subkey, so equal text in two fields masks differently. */
+export type MaskField = "ip" | "device_id" | "body";
+
+const FIELDS: readonly MaskField[] = ["ip", "device_id", "body"];
+const encoder = new TextEncoder();
+
+function base64url(bytes: ArrayBuffer): string {
+  return new Uint8Array(bytes).toBase64({ alphabet: "base64url", omitPadding: true });
+}
+
+async function importHmacKey(raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
+  return await crypto.subtle.importKey("raw", raw, { name: "HMAC", hash: "SHA-256" }, false, [
+    "sign",
+  ]);
+}
+
+/** Masks values under one key. Create with `Masker.create`. */
+export class Masker {
+  /** The key id in front of every mask, e.g. `k1`. */
+  readonly keyId: string;
+  /** Fingerprint of the secret (an HMAC of a constant label), safe to store and compare. */
+  readonly fingerprint: string;
+  readonly #subkeys: ReadonlyMap<MaskField, CryptoKey>;
+
+  private constructor(keyId: string, fingerprint: string, subkeys: Map<MaskField, CryptoKey>) {
+    this.keyId = keyId;
+    this.fingerprint = fingerprint;
+    this.#subkeys = subkeys;
+  }
+
+  /** Derives the per-field subkeys and the fingerprint from the secret. */
+  static async create(secret: Secret, keyId: string): Promise<Masker> {
+    const master = await importHmacKey(new Uint8Array(secret.reveal()));
+    const label = (text: string) => crypto.subtle.sign("HMAC", master, encoder.encode(text));
+    const subkeys = new Map<MaskField, CryptoKey>();
+    for (const field of FIELDS) {
+      // Subkey = HMAC(secret, label): a standard PRF-based derivation that
+      // separates the fields' domains without concatenating strings per call.
+      subkeys.set(
+        field,
+        await importHmacKey(new Uint8Array(await label(`login-etl/v1/mask/${field}`))),
+      );
+    }
+    const fingerprint = base64url(await label("login-etl/v1/fingerprint")).slice(0, 22);
+    return new Masker(keyId, fingerprint, subkeys);
+  }
+
+  /** The mask of one value. */
+  async mask(field: MaskField, value: string): Promise<Masked> {
+    const key = this.#subkeys.get(field) as CryptoKey;
+    const mac = await crypto.subtle.sign("HMAC", key, encoder.encode(value));
+    return `${this.keyId}:${base64url(mac)}` as Masked;
+  }
+
+  /** Masks many values concurrently (Web Crypto runs them off the main thread). */
+  maskAll(field: MaskField, values: readonly string[]): Promise<Masked[]> {
+    return Promise.all(values.map((value) => this.mask(field, value)));
+  }
+}
+
+/** A fresh random 256-bit secret, for `demo`. */
+export function generateSecret(): Secret {
+  return new Secret(crypto.getRandomValues(new Uint8Array(32)), "generated for this demo");
+}
+
+/**
+ * Reads the configured secret: from `PII_HMAC_KEY` (already in the config) or
+ * from a file whose contents, minus one trailing newline, are the secret.
+ *
+ * @throws {ConfigError} when the file is unreadable or shorter than 32 bytes
+ */
+export async function loadHmacSecret(source: HmacKeySource): Promise<Secret> {
+  switch (source.kind) {
+    case "env":
+      return source.secret;
+    case "generate":
+      return generateSecret();
+    case "none":
+      throw new ConfigError(
+        "No HMAC key: set PII_HMAC_KEY or --hmac-key-file to a secret of at least 32 bytes (make one with: openssl rand -base64 32)",
+      );
+    case "file": {
+      let bytes: Uint8Array;
+      try {
+        bytes = await Deno.readFile(source.path);
+      } catch (error) {
+        const why = error instanceof Deno.errors.NotFound
+          ? "no such file"
+          : error instanceof Deno.errors.PermissionDenied
+          ? "permission denied"
+          : error instanceof Error
+          ? error.message
+          : String(error);
+        throw new ConfigError(`Cannot read ${source.origin}: ${why}`, { cause: error });
+      }
+      let end = bytes.length;
+      if (end > 0 && bytes[end - 1] === 0x0a) end--;
+      if (end > 0 && bytes[end - 1] === 0x0d) end--;
+      const secret = bytes.subarray(0, end);
+      if (secret.length < MIN_SECRET_BYTES) {
+        throw new ConfigError(
+          `Cannot use ${source.origin}: file is ${secret.length} bytes, need at least ${MIN_SECRET_BYTES} (make one with: openssl rand -base64 32)`,
+        );
+      }
+      return new Secret(secret, source.origin);
+    }
+  }
+}

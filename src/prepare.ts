@@ -1,0 +1,64 @@
+/**
+ * One batch through the pure stages: validate each body, mask its PII in one
+ * concurrent pass, and build the row or reject to write.
+ *
+ * @module
+ */
+
+import type { Masker } from "./mask.ts";
+import { findPiiValues, piiKey, type PiiValue, toRejectRow, toRow } from "./to_row.ts";
+import type { Masked, ReceivedMessage, WriteItem } from "./types.ts";
+import { utf8Length, validateBody, type Verdict } from "./validate.ts";
+
+/**
+ * Turns distinct deliveries into write items. Every message yields exactly one
+ * item: a row when valid, a reject with its reason otherwise.
+ */
+export async function prepareItems(
+  messages: readonly ReceivedMessage[],
+  masker: Masker,
+  options: { readonly maxBodyBytes: number },
+): Promise<WriteItem[]> {
+  const verdicts: Verdict[] = messages.map((m) => validateBody(m.body, options.maxBodyBytes));
+
+  // Collect every value to mask, once each: repeated ips and device ids in a
+  // batch cost one HMAC.
+  const wanted = new Map<string, PiiValue>();
+  const want = (value: PiiValue) => wanted.set(piiKey(value), value);
+  verdicts.forEach((verdict) => {
+    if (verdict.ok) {
+      want({ field: "ip", text: verdict.event.ip });
+      want({ field: "device_id", text: verdict.event.device_id });
+    } else {
+      findPiiValues(verdict.parsed).forEach(want);
+    }
+  });
+  const entries = [...wanted.entries()];
+  const rejectIndexes = verdicts.flatMap((v, i) => (v.ok ? [] : [i]));
+  const [masks, bodyHmacs] = await Promise.all([
+    Promise.all(entries.map(([, value]) => masker.mask(value.field, value.text))),
+    Promise.all(rejectIndexes.map((i) => masker.mask("body", messages[i]?.body ?? ""))),
+  ]);
+  const maskOf = new Map<string, Masked>();
+  entries.forEach(([key], i) => maskOf.set(key, masks[i] as Masked));
+  const hmacOf = new Map<number, Masked>();
+  rejectIndexes.forEach((index, i) => hmacOf.set(index, bodyHmacs[i] as Masked));
+
+  return messages.map((message, i): WriteItem => {
+    const verdict = verdicts[i] as Verdict;
+    if (verdict.ok) {
+      const { ip, device_id: deviceId } = verdict.event;
+      const row = toRow(verdict.event, message.sentAtMs, {
+        ip: maskOf.get(piiKey({ field: "ip", text: ip })) as Masked,
+        deviceId: maskOf.get(piiKey({ field: "device_id", text: deviceId })) as Masked,
+      });
+      return { kind: "row", id: message.id, row };
+    }
+    const reject = toRejectRow(verdict.problem, verdict.parsed, {
+      bodyBytes: utf8Length(message.body),
+      bodyHmac: hmacOf.get(i) as Masked,
+      sentAtMs: message.sentAtMs,
+    }, maskOf);
+    return { kind: "reject", id: message.id, reject };
+  });
+}

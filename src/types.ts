@@ -1,0 +1,131 @@
+/**
+ * Shapes that cross module boundaries: what the queue hands us, what we write,
+ * and what a rejected message carries. Stage-local types stay in their stage.
+ *
+ * @module
+ */
+
+/** One SQS message as the pipeline sees it; AWS SDK types stop at `src/sqs/`. */
+export interface ReceivedMessage {
+  /** SQS MessageId: the ledger key that makes redelivery harmless. */
+  readonly id: string;
+  /** Receipt handle of this delivery; only the latest one is sure to delete. */
+  readonly receiptHandle: string;
+  readonly body: string;
+  /** `SentTimestamp` attribute, epoch milliseconds: when the login was enqueued. */
+  readonly sentAtMs: number;
+  /** `ApproximateReceiveCount` attribute (1 on first delivery). */
+  readonly receiveCount: number;
+}
+
+declare const maskedBrand: unique symbol;
+/**
+ * A keyed, key-id-prefixed mask such as `k1:…`. Branded so that raw `ip` or
+ * `device_id` text cannot reach a masked column by accident: only `mask.ts`
+ * makes one.
+ */
+export type Masked = string & { readonly [maskedBrand]: true };
+
+/** One row of `user_logins`, column for column. */
+export interface LoginRow {
+  readonly "user_id": string;
+  readonly "device_type": string;
+  readonly "masked_ip": Masked;
+  readonly "masked_device_id": Masked;
+  readonly locale: string | null;
+  /** `major*1_000_000 + minor*1_000 + patch`, see `app_version.ts`. */
+  readonly "app_version": number;
+  /** UTC date of the message's `SentTimestamp`, `YYYY-MM-DD`. */
+  readonly "create_date": string;
+}
+
+/** Why a message was refused; a short fixed list, usable as a metric label. */
+export type RejectReason =
+  | "too_large"
+  | "not_json"
+  | "not_object"
+  | "missing_field"
+  | "wrong_type"
+  | "empty"
+  | "too_long"
+  | "bad_char"
+  | "bad_ip"
+  | "bad_version"
+  | "poison";
+
+/** Every reason, in a stable order for summaries and metrics. */
+export const REJECT_REASONS: readonly RejectReason[] = [
+  "too_large",
+  "not_json",
+  "not_object",
+  "missing_field",
+  "wrong_type",
+  "empty",
+  "too_long",
+  "bad_char",
+  "bad_ip",
+  "bad_version",
+  "poison",
+];
+
+/**
+ * What is wrong with a body: a reason code and a detail naming the field and
+ * the limit. The detail never quotes an `ip` or `device_id` value.
+ */
+export interface Problem {
+  readonly reason: RejectReason;
+  readonly detail: string;
+}
+
+/** A rejected message as stored in `login_etl_rejects`, PII already masked. */
+export interface RejectRow {
+  readonly reason: RejectReason;
+  readonly detail: string;
+  /** The parsed body re-serialised with every `ip`/`device_id` value masked; null when not JSON or too large. */
+  readonly "masked_body": string | null;
+  /** Size of the raw body in UTF-8 bytes. */
+  readonly "body_bytes": number;
+  /** Keyed hash of the raw body, so a resent body can be matched without keeping it. */
+  readonly "body_hmac": Masked;
+  /** `SentTimestamp` as epoch milliseconds. */
+  readonly "sent_at_ms": number;
+}
+
+/** One message ready to write: a row or a reject, keyed by its MessageId. */
+export type WriteItem =
+  | { readonly kind: "row"; readonly id: string; readonly row: LoginRow }
+  | { readonly kind: "reject"; readonly id: string; readonly reject: RejectRow };
+
+/** What a store reports after a batch: which ids it newly recorded, and which it had already. */
+export interface WriteOutcome {
+  /** Rows inserted into `user_logins` by this batch. */
+  readonly inserted: number;
+  /** Rejects recorded by this batch, by reason. */
+  readonly rejected: Readonly<Partial<Record<RejectReason, number>>>;
+  /** Ids already in the ledger: redeliveries, written before by us or another consumer. */
+  readonly duplicates: number;
+  /** True when the batch is durable and its messages may be deleted. */
+  readonly committed: boolean;
+}
+
+/** Result of deleting messages: which MessageIds were deleted and which failed, with a code. */
+export interface AckResult {
+  readonly deleted: readonly string[];
+  readonly failed: readonly { readonly id: string; readonly code: string }[];
+}
+
+/** What the pipeline needs of a queue; implemented over SQS in `sqs/queue.ts`. */
+export interface Queue {
+  /** Long-polls for up to `max` messages; an aborted poll resolves to `[]`. */
+  receive(
+    options: { readonly max: number; readonly waitSeconds: number; readonly signal?: AbortSignal },
+  ): Promise<readonly ReceivedMessage[]>;
+  /** Deletes messages by their receipt handles; partial failure is a result, not a throw. */
+  delete(messages: readonly ReceivedMessage[]): Promise<AckResult>;
+}
+
+/** What the pipeline needs of a store; implemented over Postgres in `write.ts`. */
+export interface Store {
+  /** Writes a batch atomically with its ledger entries and reports the outcome. */
+  write(items: readonly WriteItem[]): Promise<WriteOutcome>;
+}

@@ -1,0 +1,208 @@
+/**
+ * Body text → a `LoginEvent` with canonical ip and encoded version, or the
+ * `Problem` that rejects it. The valibot schema lives here. Pure.
+ *
+ * @module
+ */
+
+import * as v from "valibot";
+import { encodeAppVersion } from "./app_version.ts";
+import { canonicalIp } from "./ip.ts";
+import type { Problem, RejectReason } from "./types.ts";
+
+/** Column limits of `user_logins`, in characters as Postgres counts them (code points). */
+export const LIMITS = {
+  user_id: 128,
+  device_type: 32,
+  device_id: 256,
+  locale: 32,
+} as const;
+
+// valibot carries one message string per issue; we put the reason code in
+// front of the detail and split it off again in `problemOf`.
+const SEPARATOR = "\u0001";
+function message(reason: RejectReason, detail: string): string {
+  return `${reason}${SEPARATOR}${detail}`;
+}
+
+/** Number of Unicode code points, as Postgres counts `varchar(n)`. */
+export function codePointLength(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    // A high surrogate followed by a low one is one code point.
+    if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) i++;
+    }
+    n++;
+  }
+  return n;
+}
+
+/** Bytes of `text` in UTF-8, without allocating the encoding. */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) bytes += 1;
+    else if (unit < 0x800) bytes += 2;
+    else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 4;
+        i++;
+      } else bytes += 3;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+function hasBadChar(text: string): boolean {
+  // Postgres text cannot hold NUL, and a lone surrogate has no UTF-8 encoding.
+  return text.includes("\0") || !text.isWellFormed();
+}
+
+function text(field: string, max: number) {
+  return v.pipe(
+    v.string(message("wrong_type", `${field} must be a string`)),
+    v.check(
+      (s) => !hasBadChar(s),
+      message("bad_char", `${field} contains a NUL character or a lone surrogate`),
+    ),
+    v.check((s) => s.length > 0, message("empty", `${field} must not be empty`)),
+    v.check(
+      (s) => s.length <= max || codePointLength(s) <= max,
+      message("too_long", `${field} is longer than ${max} characters`),
+    ),
+  );
+}
+
+const ipSchema = v.pipe(
+  v.string(message("wrong_type", "ip must be a string")),
+  v.check(
+    (s) => !hasBadChar(s),
+    message("bad_char", "ip contains a NUL character or a lone surrogate"),
+  ),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const result = canonicalIp(dataset.value);
+    if (!result.ok) {
+      addIssue({ message: message("bad_ip", result.detail) });
+      return NEVER;
+    }
+    return result.canonical;
+  }),
+);
+
+const versionSchema = v.pipe(
+  v.string(message("wrong_type", "app_version must be a string")),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const result = encodeAppVersion(dataset.value);
+    if (!result.ok) {
+      addIssue({ message: message("bad_version", result.detail) });
+      return NEVER;
+    }
+    return result.encoded;
+  }),
+);
+
+const localeSchema = v.nullish(
+  v.pipe(
+    v.string(message("wrong_type", "locale must be a string or null")),
+    v.check(
+      (s) => !hasBadChar(s),
+      message("bad_char", "locale contains a NUL character or a lone surrogate"),
+    ),
+    v.check(
+      (s) => s.length <= LIMITS.locale || codePointLength(s) <= LIMITS.locale,
+      message("too_long", `locale is longer than ${LIMITS.locale} characters`),
+    ),
+  ),
+);
+
+/**
+ * The login event schema. Output: `ip` canonical, `app_version` encoded,
+ * `locale` null when absent. Unknown extra fields are dropped.
+ */
+export const LoginEventSchema = v.object(
+  {
+    user_id: text("user_id", LIMITS.user_id),
+    app_version: versionSchema,
+    device_type: text("device_type", LIMITS.device_type),
+    ip: ipSchema,
+    locale: localeSchema,
+    device_id: text("device_id", LIMITS.device_id),
+  },
+  (issue) => {
+    const key = issue.path?.[issue.path.length - 1]?.key;
+    return issue.expected?.startsWith('"') && typeof key === "string"
+      ? message("missing_field", `${key} is missing`)
+      : message("not_object", "body must be a JSON object");
+  },
+);
+
+/** A valid login event after canonicalisation (`app_version` already encoded). */
+export type LoginEvent = v.InferOutput<typeof LoginEventSchema>;
+
+/** The parsed JSON of a body, or why there is none. */
+export type ParsedBody =
+  | { readonly kind: "json"; readonly value: unknown }
+  | { readonly kind: "unparsed" };
+
+/** The outcome of validating one body. */
+export type Verdict =
+  | { readonly ok: true; readonly event: LoginEvent }
+  | { readonly ok: false; readonly problem: Problem; readonly parsed: ParsedBody };
+
+function problemOf(issue: v.BaseIssue<unknown>): Problem {
+  const [reason, detail] = issue.message.split(SEPARATOR);
+  if (detail === undefined) {
+    // Only our own messages carry a separator; anything else is a schema bug.
+    return { reason: "wrong_type", detail: issue.message };
+  }
+  return { reason: reason as RejectReason, detail };
+}
+
+/**
+ * Validates one message body: size, JSON, object shape, then every field.
+ * Returns the first problem found; never throws.
+ */
+export function validateBody(body: string, maxBodyBytes: number): Verdict {
+  // Cheap bound first: a UTF-16 unit is at most 3 UTF-8 bytes.
+  if (
+    body.length > maxBodyBytes ||
+    (body.length * 3 > maxBodyBytes && utf8Length(body) > maxBodyBytes)
+  ) {
+    return {
+      ok: false,
+      problem: { reason: "too_large", detail: `body is larger than ${maxBodyBytes} bytes` },
+      parsed: { kind: "unparsed" },
+    };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch (error) {
+    // V8's message quotes the input around the error, which may hold PII:
+    // keep only the position.
+    const position = /position (\d+)/.exec(error instanceof Error ? error.message : "")?.[1];
+    const where = position === undefined ? "" : ` (error at character ${position})`;
+    return {
+      ok: false,
+      problem: { reason: "not_json", detail: `body is not valid JSON${where}` },
+      parsed: { kind: "unparsed" },
+    };
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    const got = value === null ? "null" : Array.isArray(value) ? "an array" : `a ${typeof value}`;
+    return {
+      ok: false,
+      problem: { reason: "not_object", detail: `body must be a JSON object, got ${got}` },
+      parsed: { kind: "json", value },
+    };
+  }
+  const result = v.safeParse(LoginEventSchema, value, { abortEarly: true });
+  if (result.success) return { ok: true, event: result.output };
+  const first = result.issues[0];
+  return { ok: false, problem: problemOf(first), parsed: { kind: "json", value } };
+}

@@ -1,0 +1,186 @@
+/**
+ * The write stage: one statement, hence one transaction, records a batch's
+ * MessageIds in the ledger and inserts the rows and rejects of the ids that
+ * were new. Ids already recorded (redeliveries) are counted, not written.
+ *
+ * @module
+ */
+
+import { describeDbError, isTransientDbError, type Sql } from "./db.ts";
+import { DatabaseError } from "./errors.ts";
+import type { RejectReason, Store, WriteItem, WriteOutcome } from "./types.ts";
+
+/** Column arrays for one batch, as `unnest` takes them. */
+interface Columns {
+  readonly ids: string[];
+  readonly rows: {
+    ids: string[];
+    userIds: string[];
+    deviceTypes: string[];
+    maskedIps: string[];
+    maskedDeviceIds: string[];
+    locales: (string | null)[];
+    appVersions: number[];
+    createDates: string[];
+  };
+  readonly rejects: {
+    ids: string[];
+    reasons: string[];
+    details: string[];
+    bodies: (string | null)[];
+    bodyBytes: number[];
+    bodyHmacs: string[];
+    sentAts: string[];
+  };
+}
+
+/**
+ * Splits items into column arrays. Ids are sorted so that concurrent
+ * consumers lock ledger keys in one order and cannot deadlock each other.
+ */
+export function toColumns(items: readonly WriteItem[]): Columns {
+  const sorted = [...items].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const columns: Columns = {
+    ids: [],
+    rows: {
+      ids: [],
+      userIds: [],
+      deviceTypes: [],
+      maskedIps: [],
+      maskedDeviceIds: [],
+      locales: [],
+      appVersions: [],
+      createDates: [],
+    },
+    rejects: {
+      ids: [],
+      reasons: [],
+      details: [],
+      bodies: [],
+      bodyBytes: [],
+      bodyHmacs: [],
+      sentAts: [],
+    },
+  };
+  for (const item of sorted) {
+    columns.ids.push(item.id);
+    if (item.kind === "row") {
+      const r = columns.rows;
+      r.ids.push(item.id);
+      r.userIds.push(item.row.user_id);
+      r.deviceTypes.push(item.row.device_type);
+      r.maskedIps.push(item.row.masked_ip);
+      r.maskedDeviceIds.push(item.row.masked_device_id);
+      r.locales.push(item.row.locale);
+      r.appVersions.push(item.row.app_version);
+      r.createDates.push(item.row.create_date);
+    } else {
+      const j = columns.rejects;
+      j.ids.push(item.id);
+      j.reasons.push(item.reject.reason);
+      j.details.push(item.reject.detail);
+      j.bodies.push(item.reject.masked_body);
+      j.bodyBytes.push(item.reject.body_bytes);
+      j.bodyHmacs.push(item.reject.body_hmac);
+      j.sentAts.push(new Date(item.reject.sent_at_ms).toISOString());
+    }
+  }
+  return columns;
+}
+
+/** A `Store` over Postgres. Items must have distinct ids (see `foldDeliveries`). */
+export function postgresStore(sql: Sql): Store {
+  return {
+    async write(items: readonly WriteItem[]): Promise<WriteOutcome> {
+      if (items.length === 0) return { inserted: 0, rejected: {}, duplicates: 0, committed: true };
+      const c = toColumns(items);
+      // A single statement is a single transaction: ledger entries, rows and
+      // rejects commit together or not at all, in one round trip.
+      const rows = await writeStatement(sql, c).catch((error: unknown) => {
+        throw new DatabaseError(
+          "db_write",
+          `Cannot write a batch of ${items.length} messages: ${describeDbError(error)}`,
+          {
+            cause: error,
+            transient: isTransientDbError(error),
+            messageIds: c.ids,
+          },
+        );
+      });
+      const result = rows[0];
+      const inserted = result?.inserted ?? 0;
+      const rejected = (result?.rejected ?? {}) as Partial<Record<RejectReason, number>>;
+      let rejectedTotal = 0;
+      for (const n of Object.values(rejected)) rejectedTotal += n ?? 0;
+      return {
+        inserted,
+        rejected,
+        duplicates: items.length - inserted - rejectedTotal,
+        committed: true,
+      };
+    },
+  };
+}
+
+function writeStatement(sql: Sql, c: Columns) {
+  const r = c.rows;
+  const j = c.rejects;
+  return sql<{ inserted: number; rejected: Record<string, number> }[]>`
+        WITH fresh AS (
+          INSERT INTO login_etl_ledger (message_id)
+          SELECT id FROM unnest(${c.ids}::text[]) WITH ORDINALITY AS i(id, n) ORDER BY n
+          ON CONFLICT (message_id) DO NOTHING
+          RETURNING message_id
+        ), rows AS (
+          INSERT INTO user_logins
+            (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date)
+          SELECT b.user_id, b.device_type, b.masked_ip, b.masked_device_id, b.locale, b.app_version, b.create_date
+          FROM unnest(${r.ids}::text[], ${r.userIds}::text[], ${r.deviceTypes}::text[],
+                      ${r.maskedIps}::text[], ${r.maskedDeviceIds}::text[], ${r.locales}::text[],
+                      ${r.appVersions}::int[], ${r.createDates}::date[])
+            AS b(message_id, user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date)
+          JOIN fresh USING (message_id)
+          RETURNING 1
+        ), rejects AS (
+          INSERT INTO login_etl_rejects
+            (message_id, reason, detail, masked_body, body_bytes, body_hmac, sent_at)
+          SELECT x.message_id, x.reason, x.detail, x.masked_body, x.body_bytes, x.body_hmac, x.sent_at
+          FROM unnest(${j.ids}::text[], ${j.reasons}::text[], ${j.details}::text[], ${j.bodies}::text[],
+                      ${j.bodyBytes}::int[], ${j.bodyHmacs}::text[], ${j.sentAts}::timestamptz[])
+            AS x(message_id, reason, detail, masked_body, body_bytes, body_hmac, sent_at)
+          JOIN fresh USING (message_id)
+          RETURNING reason
+        )
+        SELECT (SELECT count(*) FROM rows)::int AS inserted,
+               (SELECT coalesce(json_object_agg(reason, n), '{}'::json)
+                  FROM (SELECT reason, count(*)::int AS n FROM rejects GROUP BY reason) AS g) AS rejected`;
+}
+
+/**
+ * A `Store` for `--dry-run`: prints each masked row (or reject) as one JSON
+ * line and commits nothing, so the pipeline deletes nothing.
+ */
+export function dryRunStore(writeLine: (line: string) => void): Store {
+  return {
+    write(items: readonly WriteItem[]): Promise<WriteOutcome> {
+      let inserted = 0;
+      const rejected: Partial<Record<RejectReason, number>> = {};
+      for (const item of items) {
+        if (item.kind === "row") {
+          inserted++;
+          writeLine(JSON.stringify({ message_id: item.id, ...item.row }));
+        } else {
+          rejected[item.reject.reason] = (rejected[item.reject.reason] ?? 0) + 1;
+          writeLine(
+            JSON.stringify({
+              message_id: item.id,
+              rejected: item.reject.reason,
+              detail: item.reject.detail,
+            }),
+          );
+        }
+      }
+      return Promise.resolve({ inserted, rejected, duplicates: 0, committed: false });
+    },
+  };
+}
