@@ -84,9 +84,11 @@ function usageMessage(error: unknown, command: CommandName): string {
     return `Unknown flag ${flag} for ${command}`;
   }
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
-    return text.includes("argument missing")
-      ? `Flag ${flag.split(",")[0]} needs a value`
-      : `Flag ${flag.split(",")[0]} takes no value`;
+    // node:util says "argument missing" or "argument is ambiguous" (the next
+    // word is a flag) when a value is missing, "does not take an argument" otherwise.
+    return text.includes("does not take an argument")
+      ? `Flag ${flag.split(",")[0]} takes no value`
+      : `Flag ${flag.split(",")[0]} needs a value`;
   }
   return `Cannot parse the command line: ${text.split("\n")[0]}`;
 }

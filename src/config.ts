@@ -593,7 +593,7 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
     databaseUrl,
     schema,
     region: readString("region", flags, env) ?? "us-east-1",
-    hmacKey,
+    hmacKey: Object.freeze(hmacKey),
     hmacKeyId,
     batchSize: readInteger("batch-size", flags, env) ?? 10,
     concurrency: readInteger("concurrency", flags, env) ?? 8,

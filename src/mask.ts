@@ -106,9 +106,12 @@ export async function loadHmacSecret(source: HmacKeySource): Promise<Secret> {
           : String(error);
         throw new ConfigError(`Cannot read ${source.origin}: ${why}`, { cause: error });
       }
+      // One trailing line ending, "\n" or "\r\n", is what editors and `echo` add.
       let end = bytes.length;
-      if (end > 0 && bytes[end - 1] === 0x0a) end--;
-      if (end > 0 && bytes[end - 1] === 0x0d) end--;
+      if (end > 0 && bytes[end - 1] === 0x0a) {
+        end--;
+        if (end > 0 && bytes[end - 1] === 0x0d) end--;
+      }
       const secret = bytes.subarray(0, end);
       if (secret.length < MIN_SECRET_BYTES) {
         throw new ConfigError(

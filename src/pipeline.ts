@@ -284,6 +284,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     }
   }
 
+  telemetry.markStart();
   const progress = options.mode === "run"
     ? setInterval(() => telemetry.emit({ type: "ProgressReported" }), 30_000)
     : undefined;

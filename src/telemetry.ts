@@ -105,7 +105,7 @@ export class Telemetry {
     stageFailures: { receive: 0, validate: 0, mask: 0, write: 0, ack: 0, startup: 0 },
   };
   readonly #logger: Logger;
-  readonly #startedAt = performance.now();
+  #startedAt = performance.now();
   /** Messages received but not yet committed or found duplicate. */
   inFlight = 0;
 
@@ -116,6 +116,11 @@ export class Telemetry {
   /** The logger, for components that log outside of pipeline events. */
   get logger(): Logger {
     return this.#logger;
+  }
+
+  /** Restarts the clock the summary's rate is measured from (at the first receive). */
+  markStart(): void {
+    this.#startedAt = performance.now();
   }
 
   /** Records an event: counters first, then its log line. */

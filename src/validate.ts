@@ -122,7 +122,7 @@ const localeSchema = v.nullish(
 
 /**
  * The login event schema. Output: `ip` canonical, `app_version` encoded,
- * `locale` null when absent. Unknown extra fields are dropped.
+ * `locale` absent, null or a string. Unknown extra fields are dropped.
  */
 export const LoginEventSchema = v.object(
   {

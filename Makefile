@@ -1,0 +1,67 @@
+# login-etl: every task a user or CI runs. `make demo` and `make test` work on a
+# fresh machine: Deno is taken from PATH or installed (pinned) under .tools/,
+# and `make test` starts (or installs) the local Postgres the tests use.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+DENO_VERSION := 2.9.6
+TOOLS := .tools
+LOCAL_DENO := $(TOOLS)/node_modules/.bin/deno
+DENO ?= $(shell command -v deno 2>/dev/null || echo $(LOCAL_DENO))
+export DENO_NO_UPDATE_CHECK := 1
+
+# The binary's permission flags live in one place, the `etl` task of deno.json;
+# `make build` compiles with exactly those and the CLI tests run with them.
+PERMISSIONS = $(shell $(DENO) eval 'console.log(JSON.parse(Deno.readTextFileSync("deno.json")).tasks.etl.replace(/^deno run /, "").replace(/ src\/main\.ts$$/, ""))')
+
+TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-msvc
+TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources
+
+.PHONY: help deno demo test test-unit check fmt lint postgres build build-all clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(LOCAL_DENO):
+	@command -v npm >/dev/null || { echo "make: need npm to install Deno $(DENO_VERSION) (or put deno on PATH)" >&2; exit 1; }
+	@echo "Installing Deno $(DENO_VERSION) into $(TOOLS)/ ..." >&2
+	@mkdir -p $(TOOLS) && npm install --silent --no-audit --no-fund --prefix $(TOOLS) deno@$(DENO_VERSION) >&2
+
+deno: $(if $(filter $(LOCAL_DENO),$(DENO)),$(LOCAL_DENO)) ## Make sure Deno is available
+	@$(DENO) --version | head -1 >&2
+
+demo: deno ## Run everything embedded: SQS emulator, Postgres, seed, drain, report
+	$(DENO) run $(PERMISSIONS) src/main.ts demo $(ARGS)
+
+postgres: ## Start (or install) the local Postgres the tests use
+	@./scripts/ensure_postgres.sh
+
+fmt: deno ## Format the code
+	$(DENO) fmt
+
+check: deno ## fmt --check, lint and type-check
+	$(DENO) fmt --check
+	$(DENO) lint
+	$(DENO) check src/ tests/
+
+test-unit: deno ## Unit tests only (no services)
+	$(DENO) test $(TEST_FLAGS) tests/unit/
+
+test: deno postgres check ## Everything CI runs: checks, unit, integration and CLI tests
+	$(DENO) test $(TEST_FLAGS) tests/
+
+build: deno ## Compile dist/login-etl with the binary's permissions
+	@mkdir -p dist
+	$(DENO) compile $(PERMISSIONS) --output dist/login-etl src/main.ts || { \
+	  echo "make build: deno compile failed; it downloads its runtime base (denort) on first use: allow that download, or set DENORT_BIN to a denort binary of Deno $(DENO_VERSION)" >&2; exit 1; }
+
+build-all: deno ## Cross-compile for Linux, macOS and Windows into dist/
+	@mkdir -p dist
+	@set -e; for target in $(TARGETS); do \
+	  $(DENO) compile $(PERMISSIONS) --target $$target --output dist/login-etl-$$target src/main.ts || { \
+	    echo "make build-all: deno compile for $$target failed; it downloads the denort base per target" >&2; exit 1; }; \
+	done
+
+clean: ## Remove build output and the local Deno
+	rm -rf dist $(TOOLS)

@@ -1,0 +1,69 @@
+// Runs the CLI as users do: `deno run` with exactly the permission flags the
+// binary is compiled with (the `etl` task of deno.json).
+
+const root = new URL("../../", import.meta.url).pathname;
+
+/** The permission flags of the `etl` task, the same list `make build` compiles with. */
+export function permissionFlags(): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(`${root}deno.json`)) as {
+    tasks: { etl: string };
+  };
+  const task = config.tasks.etl;
+  const match = /^deno run (.*) src\/main\.ts$/.exec(task);
+  if (match?.[1] === undefined) throw new Error(`Unexpected etl task: ${task}`);
+  return match[1].split(" ");
+}
+
+/** Result of one CLI run. */
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `login-etl <args>` from source with a clean environment plus `env`. */
+export async function runCli(
+  args: readonly string[],
+  options: { env?: Record<string, string>; signal?: AbortSignal; stdin?: "null" } = {},
+): Promise<CliResult> {
+  const command = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...permissionFlags(), `${root}src/main.ts`, ...args],
+    cwd: root,
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "/tmp",
+      NO_COLOR: "1",
+      ...options.env,
+    },
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+  });
+  const output = await command.output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** Starts the CLI and returns the child process, for signal tests. */
+export function spawnCli(args: readonly string[], env: Record<string, string>): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", ...permissionFlags(), `${root}src/main.ts`, ...args],
+    cwd: root,
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "/tmp",
+      NO_COLOR: "1",
+      ...env,
+    },
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+}

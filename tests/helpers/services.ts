@@ -1,0 +1,137 @@
+// Real services for integration tests: fauxqs in process on a free port, and
+// a fresh schema per test in the Postgres at DATABASE_URL.
+
+import { SQSClient } from "@aws-sdk/client-sqs";
+import { startFauxqs } from "fauxqs";
+import postgres from "postgres";
+import { type CommandName, type Config, type FlagValues, resolveConfig } from "../../src/config.ts";
+import { createLogger, type Logger } from "../../src/log.ts";
+import { Telemetry } from "../../src/telemetry.ts";
+
+/** The Postgres the tests use; `make test` makes sure it answers. */
+export const DATABASE_URL = Deno.env.get("DATABASE_URL") ??
+  "postgres://postgres:postgres@localhost:5432/postgres";
+
+/** HMAC secret of the tests (not a real one). */
+export const TEST_SECRET = "login-etl integration test secret, 32+ bytes";
+
+/** Where the exercise's 100 real messages are, when this checkout sits beside them. */
+export const SAMPLE_PATH =
+  new URL("../../../shared/data/sample_data.json.gz", import.meta.url).pathname;
+
+/** True when the sample file is present. */
+export function hasSample(): boolean {
+  try {
+    Deno.statSync(SAMPLE_PATH);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let counter = 0;
+/** A name unique to this process and call, for queues and schemas. */
+export function uniqueName(prefix: string): string {
+  counter++;
+  return `${prefix}_${Date.now().toString(36)}_${Deno.pid}_${counter}`;
+}
+
+/** fauxqs running in this process. */
+export interface TestSqs extends AsyncDisposable {
+  readonly endpoint: string;
+  readonly client: SQSClient;
+  readonly server: Awaited<ReturnType<typeof startFauxqs>>;
+  /** Creates a fresh queue and returns its URL on 127.0.0.1. */
+  createQueue(attributes?: Record<string, string>): string;
+  /** Messages by state, read without receiving. */
+  counts(queueUrl: string): { ready: number; inFlight: number };
+}
+
+/** Starts fauxqs on a free port. Use with `await using`. */
+export async function startSqs(): Promise<TestSqs> {
+  const server = await startFauxqs({ port: 0, logger: false, host: "127.0.0.1" });
+  const endpoint = `http://127.0.0.1:${server.port}`;
+  const client = new SQSClient({
+    region: "us-east-1",
+    endpoint,
+    credentials: { accessKeyId: "test", secretAccessKey: "test" },
+  });
+  const nameOf = (url: string) => url.split("/").pop() ?? "";
+  return {
+    endpoint,
+    client,
+    server,
+    createQueue(attributes = {}) {
+      const name = uniqueName("q").replaceAll("_", "-");
+      server.createQueue(name, { attributes });
+      return `${endpoint}/000000000000/${name}`;
+    },
+    counts(queueUrl) {
+      const q = server.inspectQueue(nameOf(queueUrl));
+      if (q === undefined) throw new Error(`No queue ${queueUrl}`);
+      return {
+        ready: q.messages.ready.length + q.messages.delayed.length,
+        inFlight: q.messages.inflight.length,
+      };
+    },
+    async [Symbol.asyncDispose]() {
+      client.destroy();
+      await server.stop();
+    },
+  };
+}
+
+/** A fresh schema in the test database, dropped on dispose. */
+export interface TestDb extends AsyncDisposable {
+  readonly schema: string;
+  /** A pool whose search_path is the schema. */
+  readonly sql: postgres.Sql;
+}
+
+/** Creates a fresh schema. Use with `await using`. */
+export async function freshSchema(): Promise<TestDb> {
+  const schema = uniqueName("t");
+  const admin = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`CREATE SCHEMA "${schema}"`);
+  await admin.end();
+  const sql = postgres(DATABASE_URL, {
+    max: 2,
+    onnotice: () => {},
+    connection: { search_path: schema },
+  });
+  return {
+    schema,
+    sql,
+    async [Symbol.asyncDispose]() {
+      await sql.unsafe(`DROP SCHEMA "${schema}" CASCADE`);
+      await sql.end();
+    },
+  };
+}
+
+/** Config for a test run, as the CLI would resolve it, with the test key. */
+export function testConfig(
+  command: CommandName,
+  flags: FlagValues,
+  env: Record<string, string> = {},
+): Config {
+  return resolveConfig(command, flags, { PII_HMAC_KEY: TEST_SECRET, ...env });
+}
+
+/** A logger that keeps its lines, for asserting on what was logged. */
+export function capturingTelemetry(): { telemetry: Telemetry; lines: string[]; logger: Logger } {
+  const lines: string[] = [];
+  const logger = createLogger({
+    format: "json",
+    level: "debug",
+    write: (l) => lines.push(l),
+    isTerminal: false,
+  });
+  return { telemetry: new Telemetry(logger), lines, logger };
+}
+
+/** Sends bodies straight into a queue through fauxqs (fast, no SDK). */
+export function enqueue(sqs: TestSqs, queueUrl: string, bodies: readonly string[]): string[] {
+  const name = queueUrl.split("/").pop() ?? "";
+  return bodies.map((body) => sqs.server.sendMessage(name, body).messageId);
+}

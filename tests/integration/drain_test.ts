@@ -1,0 +1,472 @@
+// drain/run against a real SQS endpoint (fauxqs in process) and the real
+// Postgres: rows land once, masks are stable, rejects are kept, nothing is
+// deleted before commit.
+
+import assert from "node:assert/strict";
+import { consume } from "../../src/commands/consume.ts";
+import { seed } from "../../src/commands/seed.ts";
+import { Secret } from "../../src/config.ts";
+import { Masker } from "../../src/mask.ts";
+import { loadSampleBodies } from "../../src/seed/sample.ts";
+import { sqsQueue } from "../../src/sqs/queue.ts";
+import { createSqsClient } from "../../src/sqs/client.ts";
+import { runPipeline } from "../../src/pipeline.ts";
+import { connect, ensureSchema, registerKey } from "../../src/db.ts";
+import { postgresStore } from "../../src/write.ts";
+import { encodeAppVersion } from "../../src/app_version.ts";
+import { utcDate } from "../../src/to_row.ts";
+import {
+  capturingTelemetry,
+  DATABASE_URL,
+  enqueue,
+  freshSchema,
+  hasSample,
+  SAMPLE_PATH,
+  startSqs,
+  TEST_SECRET,
+  testConfig,
+} from "../helpers/services.ts";
+
+const neverStop = new AbortController().signal;
+const noStdout = () => {};
+
+async function testMasker(secret = TEST_SECRET): Promise<Masker> {
+  return await Masker.create(new Secret(new TextEncoder().encode(secret), "test"), "k1");
+}
+
+function drainConfig(
+  queueUrl: string,
+  schema: string,
+  flags: Record<string, string | boolean> = {},
+) {
+  return testConfig("drain", {
+    "queue-url": queueUrl,
+    "database-url": DATABASE_URL,
+    schema,
+    ...flags,
+  });
+}
+
+Deno.test({
+  name: "drain loads the exercise's 100 sample messages, each as one correct row",
+  ignore: !hasSample(),
+  async fn() {
+    await using sqs = await startSqs();
+    await using db = await freshSchema();
+    const queueUrl = sqs.createQueue();
+    const bodies = await loadSampleBodies(SAMPLE_PATH);
+    const { telemetry, logger } = capturingTelemetry();
+    await seed(drainConfig(queueUrl, db.schema), logger, bodies);
+    const summary = await consume(drainConfig(queueUrl, db.schema), {
+      telemetry,
+      stop: neverStop,
+      writeStdout: noStdout,
+    });
+    console.log(`sample: ${JSON.stringify(summary)}`);
+
+    assert.equal(summary.received, 100);
+    assert.equal(summary.inserted, 100);
+    assert.equal(summary.rejected, 0);
+    assert.equal(summary.deleted, 100);
+    assert.ok(summary.balanced);
+    assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
+
+    const masker = await testMasker();
+    const rows = await db.sql<
+      Record<string, unknown>[]
+    >`SELECT *, create_date::text AS day FROM user_logins`;
+    assert.equal(rows.length, 100);
+    const today = utcDate(Date.now());
+    for (const body of bodies) {
+      const event = JSON.parse(body);
+      const row = rows.find((r) => r.user_id === event.user_id);
+      assert.ok(row, `row for ${event.user_id}`);
+      assert.equal(row.device_type, event.device_type);
+      assert.equal(row.locale, event.locale);
+      const version = encodeAppVersion(event.app_version);
+      assert.ok(version.ok);
+      assert.equal(row.app_version, version.encoded);
+      assert.equal(row.masked_ip, await masker.mask("ip", event.ip));
+      assert.equal(row.masked_device_id, await masker.mask("device_id", event.device_id));
+      assert.equal(row.day, today);
+    }
+    const [ledger] = await db.sql`SELECT count(*)::int AS n FROM login_etl_ledger`;
+    assert.equal(ledger?.n, 100);
+  },
+});
+
+Deno.test("drain gives equal masks for equal values across runs, spellings and processes, distinct per field", async () => {
+  await using sqs = await startSqs();
+  await using db1 = await freshSchema();
+  await using db2 = await freshSchema();
+  const event = (user: string, ip: string, device: string) =>
+    JSON.stringify({
+      user_id: user,
+      app_version: "1.2.3",
+      device_type: "ios",
+      ip,
+      locale: null,
+      device_id: device,
+    });
+  const bodies = [
+    event("a", "2001:db8::1", "1.2.3.4"),
+    event("b", "2001:DB8:0:0:0:0:0:1", "111-22-3333"),
+    event("c", "1.2.3.4", "111-22-3333"),
+    event("d", "::ffff:1.2.3.4", "999-99-9999"),
+  ];
+  for (const db of [db1, db2]) {
+    const queueUrl = sqs.createQueue();
+    enqueue(sqs, queueUrl, bodies);
+    const { telemetry } = capturingTelemetry();
+    await consume(drainConfig(queueUrl, db.schema), {
+      telemetry,
+      stop: neverStop,
+      writeStdout: noStdout,
+    });
+  }
+  const read = (db: typeof db1) =>
+    db.sql<{ user_id: string; masked_ip: string; masked_device_id: string }[]>`
+      SELECT user_id, masked_ip, masked_device_id FROM user_logins ORDER BY user_id`;
+  const first = await read(db1);
+  const second = await read(db2);
+  assert.deepEqual(first, second, "same key, same values: same masks in two runs");
+  const by = Object.fromEntries(first.map((r) => [r.user_id, r]));
+  assert.equal(by.a?.masked_ip, by.b?.masked_ip, "two spellings of one IPv6 address");
+  assert.equal(by.c?.masked_ip, by.d?.masked_ip, "IPv4 and its IPv4-mapped IPv6 form");
+  assert.equal(by.b?.masked_device_id, by.c?.masked_device_id, "repeated device id");
+  assert.notEqual(by.c?.masked_ip, by.a?.masked_device_id, "1.2.3.4 as ip and as device id differ");
+  for (const r of first) {
+    assert.match(r.masked_ip, /^k1:[A-Za-z0-9_-]{43}$/);
+    assert.ok(!r.masked_ip.includes("1.2.3.4"));
+  }
+});
+
+Deno.test("a redelivered MessageId after a crash between commit and delete gives no second row", async () => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const queueUrl = sqs.createQueue({ VisibilityTimeout: "3" });
+  const bodies = Array.from(
+    { length: 30 },
+    (_, i) =>
+      JSON.stringify({
+        user_id: `u${i}`,
+        app_version: "2.3.0",
+        device_type: "android",
+        ip: `10.0.0.${i}`,
+        locale: "RU",
+        device_id: `d-${i}`,
+      }),
+  );
+  enqueue(sqs, queueUrl, bodies);
+  const masker = await testMasker();
+  const config = drainConfig(queueUrl, db.schema);
+
+  // First pass commits every row but "crashes" before deleting: the queue's
+  // delete is skipped, as when the process dies between commit and delete.
+  const { client } = createSqsClient({
+    queueUrl,
+    region: "us-east-1",
+    awsEnv: {},
+    concurrency: 2,
+    waitSeconds: 1,
+  });
+  const sql = connect({ url: DATABASE_URL, schema: db.schema, max: 2 });
+  try {
+    await ensureSchema(sql, { url: DATABASE_URL, schema: db.schema });
+    await registerKey(sql, masker.keyId, masker.fingerprint);
+    const real = sqsQueue(client, queueUrl);
+    const crashBeforeDelete = {
+      receive: real.receive,
+      delete: () => Promise.resolve({ deleted: [], failed: [] }),
+    };
+    const first = capturingTelemetry();
+    await runPipeline({
+      queue: crashBeforeDelete,
+      store: postgresStore(sql),
+      masker,
+      telemetry: first.telemetry,
+    }, {
+      mode: "drain",
+      batchSize: 10,
+      concurrency: 2,
+      waitSeconds: 1,
+      maxRows: 100,
+      maxWaitMs: 50,
+      maxBodyBytes: 65536,
+      writers: 1,
+      maxRetryMs: 10_000,
+    });
+    assert.equal(first.telemetry.counters.inserted, 30);
+  } finally {
+    await sql.end();
+    client.destroy();
+  }
+  assert.equal(sqs.counts(queueUrl).inFlight, 30, "nothing was deleted");
+
+  // After the visibility timeout SQS hands them out again.
+  await new Promise((r) => setTimeout(r, 3200));
+  const second = capturingTelemetry();
+  const summary = await consume(config, {
+    telemetry: second.telemetry,
+    stop: neverStop,
+    writeStdout: noStdout,
+  });
+  console.log(`redelivery: ${JSON.stringify(summary)}`);
+  assert.equal(summary.received, 30);
+  assert.equal(summary.inserted, 0);
+  assert.equal(summary.duplicates, 30);
+  assert.equal(summary.deleted, 30);
+  const [count] = await db.sql`SELECT count(*)::int AS n FROM user_logins`;
+  assert.equal(count?.n, 30);
+  assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
+});
+
+Deno.test("malformed messages end in login_etl_rejects with their reason, PII masked, and are deleted", async () => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const queueUrl = sqs.createQueue();
+  const good = {
+    user_id: "u1",
+    app_version: "1.0",
+    device_type: "ios",
+    ip: "203.0.113.9",
+    locale: "FR",
+    device_id: "123-45-6789",
+  };
+  const cases: [string, string][] = [
+    ["not_json", `{"ip": "203.0.113.9", "device_id": "123-45-6789"`],
+    ["not_object", JSON.stringify([good])],
+    ["missing_field", JSON.stringify({ ...good, user_id: undefined })],
+    ["wrong_type", JSON.stringify({ ...good, app_version: 1 })],
+    ["empty", JSON.stringify({ ...good, device_type: "" })],
+    ["too_long", JSON.stringify({ ...good, locale: "x".repeat(33) })],
+    ["bad_char", JSON.stringify({ ...good, user_id: "a\u0000b" })],
+    ["bad_ip", JSON.stringify({ ...good, ip: "203.0.113.999" })],
+    ["bad_version", JSON.stringify({ ...good, app_version: "1.2.3.4" })],
+    ["too_large", JSON.stringify({ ...good, padding: "p".repeat(70_000) })],
+  ];
+  const ids = enqueue(sqs, queueUrl, [...cases.map(([, body]) => body), JSON.stringify(good)]);
+  const { telemetry, lines } = capturingTelemetry();
+  const summary = await consume(drainConfig(queueUrl, db.schema), {
+    telemetry,
+    stop: neverStop,
+    writeStdout: noStdout,
+  });
+  assert.equal(summary.inserted, 1);
+  assert.equal(summary.rejected, cases.length);
+  assert.equal(summary.deleted, cases.length + 1);
+  assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
+
+  const rejects = await db.sql<
+    {
+      message_id: string;
+      reason: string;
+      detail: string;
+      masked_body: string | null;
+      body_bytes: number;
+      body_hmac: string;
+    }[]
+  >`
+    SELECT message_id, reason, detail, masked_body, body_bytes, body_hmac FROM login_etl_rejects`;
+  const everything = JSON.stringify(rejects) + lines.join("\n");
+  for (const [i, [reason, body]] of cases.entries()) {
+    const row = rejects.find((r) => r.message_id === ids[i]);
+    assert.ok(row, `reject row for ${reason}`);
+    assert.equal(row.reason, reason);
+    assert.ok(row.detail.length > 0);
+    assert.equal(row.body_bytes, new TextEncoder().encode(body).length);
+    assert.match(row.body_hmac, /^k1:/);
+    if (reason === "not_json" || reason === "too_large") assert.equal(row.masked_body, null);
+    else assert.ok(row.masked_body !== null && JSON.parse(row.masked_body) !== undefined);
+  }
+  assert.ok(!everything.includes("203.0.113.9"), "raw ip stored or logged");
+  assert.ok(!everything.includes("123-45-6789"), "raw device id stored or logged");
+  const masker = await testMasker();
+  const notObject = rejects.find((r) => r.reason === "not_object");
+  assert.ok(
+    notObject?.masked_body?.includes(await masker.mask("ip", "203.0.113.9")),
+    "reject body keeps the ip's mask",
+  );
+});
+
+Deno.test("a key id recorded with another secret is refused before anything is received", async () => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const queueUrl = sqs.createQueue();
+  enqueue(sqs, queueUrl, ["{}"]);
+  const first = capturingTelemetry();
+  await consume(drainConfig(queueUrl, db.schema), {
+    telemetry: first.telemetry,
+    stop: neverStop,
+    writeStdout: noStdout,
+  });
+  enqueue(sqs, queueUrl, ["{}"]);
+  const other = testConfig("drain", {
+    "queue-url": queueUrl,
+    "database-url": DATABASE_URL,
+    schema: db.schema,
+  }, {
+    PII_HMAC_KEY: "another secret that is also 32+ bytes long",
+  });
+  const second = capturingTelemetry();
+  await assert.rejects(
+    consume(other, { telemetry: second.telemetry, stop: neverStop, writeStdout: noStdout }),
+    (error: Error & { code?: string; exitCode?: number }) => {
+      assert.equal(error.code, "key_mismatch");
+      assert.equal(error.exitCode, 2);
+      assert.match(error.message, /HMAC key id "k1" is recorded with a different secret/);
+      return true;
+    },
+  );
+  assert.equal(second.telemetry.counters.received, 0);
+  assert.equal(sqs.counts(queueUrl).ready, 1, "the message waits for the right key");
+});
+
+Deno.test("nothing is deleted before commit: a backend killed mid-batch is retried, no row lost or doubled", async () => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const queueUrl = sqs.createQueue();
+  const n = 50;
+  enqueue(
+    sqs,
+    queueUrl,
+    Array.from({ length: n }, (_, i) =>
+      JSON.stringify({
+        user_id: `u${i}`,
+        app_version: "1.1",
+        device_type: "ios",
+        ip: `192.0.2.${i}`,
+        locale: null,
+        device_id: `x${i}`,
+      })),
+  );
+  // Create the tables first, then hold a lock that blocks inserts into
+  // user_logins, so the consumer's transaction stops mid-batch.
+  const setup = connect({ url: DATABASE_URL, schema: db.schema, max: 1 });
+  await ensureSchema(setup, { url: DATABASE_URL, schema: db.schema });
+  await setup.end();
+  const blocker = await db.sql.reserve();
+  await blocker`BEGIN`;
+  await blocker`LOCK TABLE user_logins IN SHARE MODE`;
+
+  const { telemetry } = capturingTelemetry();
+  const running = consume(drainConfig(queueUrl, db.schema, { "writers": "1" }), {
+    telemetry,
+    stop: neverStop,
+    writeStdout: noStdout,
+  });
+  try {
+    let pid: number | undefined;
+    for (let i = 0; i < 200 && pid === undefined; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      const [waiting] = await db.sql<{ pid: number }[]>`
+        SELECT pid FROM pg_stat_activity
+        WHERE application_name = 'login-etl' AND wait_event_type = 'Lock' AND query LIKE '%user_logins%'`;
+      pid = waiting?.pid;
+    }
+    assert.ok(pid !== undefined, "the consumer's write is blocked on the lock");
+    assert.deepEqual(
+      sqs.counts(queueUrl),
+      { ready: 0, inFlight: n },
+      "received, none deleted while uncommitted",
+    );
+
+    await db.sql`SELECT pg_terminate_backend(${pid})`;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(sqs.counts(queueUrl).inFlight, n, "a failed transaction deletes nothing");
+  } finally {
+    await blocker`COMMIT`;
+    blocker.release();
+  }
+
+  const summary = await running;
+  console.log(
+    `killed backend: ${
+      JSON.stringify(summary)
+    }; write failures ${telemetry.counters.stageFailures.write}`,
+  );
+  assert.ok(
+    telemetry.counters.stageFailures.write >= 1,
+    "the killed transaction was seen and retried",
+  );
+  assert.equal(summary.inserted, n);
+  assert.equal(summary.duplicates, 0);
+  assert.equal(summary.deleted, n);
+  const [count] = await db.sql`SELECT count(*)::int AS n FROM user_logins`;
+  assert.equal(count?.n, n);
+  assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
+});
+
+Deno.test("--dry-run prints masked rows as JSON Lines and writes and deletes nothing", async () => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const queueUrl = sqs.createQueue();
+  enqueue(sqs, queueUrl, [
+    JSON.stringify({
+      user_id: "u1",
+      app_version: "0.96",
+      device_type: "ios",
+      ip: "198.51.100.7",
+      locale: "RU",
+      device_id: "555-55-5555",
+    }),
+    "not json",
+  ]);
+  const printed: string[] = [];
+  const { telemetry } = capturingTelemetry();
+  const summary = await consume(drainConfig(queueUrl, db.schema, { "dry-run": true }), {
+    telemetry,
+    stop: neverStop,
+    writeStdout: (line) => printed.push(line),
+  });
+  assert.equal(printed.length, 2);
+  const row = printed.map((l) => JSON.parse(l)).find((r) => r.user_id === "u1");
+  assert.equal(row.app_version, 96000);
+  assert.match(row.masked_ip, /^k1:/);
+  assert.ok(!printed.join("").includes("198.51.100.7"));
+  assert.equal(summary.deleted, 0);
+  assert.equal(sqs.counts(queueUrl).inFlight, 2);
+  const [tables] = await db
+    .sql`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = ${db.schema}`;
+  assert.equal(tables?.n, 0, "dry run creates nothing");
+});
+
+Deno.test("run consumes until stopped, then commits and deletes what it holds", async () => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const queueUrl = sqs.createQueue();
+  const stop = new AbortController();
+  const { telemetry } = capturingTelemetry();
+  const config = testConfig("run", {
+    "queue-url": queueUrl,
+    "database-url": DATABASE_URL,
+    schema: db.schema,
+    "wait-seconds": "1",
+  });
+  const running = consume(config, { telemetry, stop: stop.signal, writeStdout: noStdout });
+  for (let wave = 0; wave < 3; wave++) {
+    enqueue(
+      sqs,
+      queueUrl,
+      Array.from({ length: 40 }, (_, i) =>
+        JSON.stringify({
+          user_id: `w${wave}-${i}`,
+          app_version: "3.0",
+          device_type: "android",
+          ip: "10.1.1.1",
+          locale: null,
+          device_id: "d",
+        })),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  for (let i = 0; i < 100 && telemetry.counters.deleted < 120; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  stop.abort();
+  const summary = await running;
+  assert.equal(summary.inserted, 120);
+  assert.equal(summary.deleted, 120);
+  assert.ok(summary.balanced);
+  assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
+});

@@ -1,0 +1,217 @@
+// Unit tests of src/cli.ts: parseInvocation() results and usage errors, and helpText() per command.
+import assert from "node:assert/strict";
+import { helpText, type Invocation, parseInvocation } from "../../src/cli.ts";
+import { COMMANDS, OPTIONS, optionsFor } from "../../src/config.ts";
+import { UsageError } from "../../src/errors.ts";
+
+/** The UsageError parseInvocation throws for `argv`. */
+function usageError(argv: readonly string[]): UsageError {
+  try {
+    parseInvocation(argv);
+  } catch (error) {
+    assert.ok(error instanceof UsageError, `expected UsageError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail(`expected parseInvocation(${JSON.stringify(argv)}) to throw a UsageError`);
+}
+
+const ERROR_CASES: readonly { name: string; argv: string[]; message: string }[] = [
+  {
+    name: "refuses an unknown command",
+    argv: ["frobnicate"],
+    message: 'Unknown command "frobnicate": commands: drain, run, seed, demo; see login-etl --help',
+  },
+  {
+    name: "refuses a flag before the command",
+    argv: ["--batch-size", "3", "drain"],
+    message: 'Unknown command "--batch-size": put the command first; see login-etl --help',
+  },
+  {
+    name: "refuses an unknown long flag",
+    argv: ["drain", "--nope"],
+    message: "Unknown flag --nope for drain; see login-etl drain --help",
+  },
+  {
+    name: "refuses an unknown short flag",
+    argv: ["run", "-x"],
+    message: "Unknown flag -x for run; see login-etl run --help",
+  },
+  {
+    name: "refuses a flag of another command",
+    argv: ["seed", "--database-url", "postgres://h/d"],
+    message: "Unknown flag --database-url for seed; see login-etl seed --help",
+  },
+  {
+    name: "refuses --version after a command",
+    argv: ["drain", "--version"],
+    message: "Unknown flag --version for drain; see login-etl drain --help",
+  },
+  {
+    name: "refuses a flag without its value at the end",
+    argv: ["drain", "--batch-size"],
+    message: "Flag --batch-size needs a value; see login-etl drain --help",
+  },
+  {
+    name: "refuses a flag without its value before another flag",
+    argv: ["drain", "--batch-size", "--dry-run"],
+    message: "Flag --batch-size needs a value; see login-etl drain --help",
+  },
+  {
+    name: "refuses a seed flag without its value",
+    argv: ["seed", "--count"],
+    message: "Flag --count needs a value; see login-etl seed --help",
+  },
+  {
+    name: "refuses a value for a boolean flag",
+    argv: ["drain", "--dry-run=yes"],
+    message: "Flag --dry-run takes no value; see login-etl drain --help",
+  },
+  {
+    name: "refuses a positional argument",
+    argv: ["drain", "extra"],
+    message:
+      'Unexpected argument "extra" for drain: it takes only flags; see login-etl drain --help',
+  },
+  {
+    name: "refuses a positional argument after --",
+    argv: ["seed", "--", "more"],
+    message: 'Unexpected argument "more" for seed: it takes only flags; see login-etl seed --help',
+  },
+  {
+    name: "refuses a positional argument between flags",
+    argv: ["run", "--batch-size", "3", "oops", "--dry-run"],
+    message: 'Unexpected argument "oops" for run: it takes only flags; see login-etl run --help',
+  },
+];
+
+Deno.test("parseInvocation() throws a one-line UsageError for each bad command line", async (t) => {
+  for (const c of ERROR_CASES) {
+    await t.step(`parseInvocation() ${c.name}`, () => {
+      const error = usageError(c.argv);
+      assert.equal(error.message, c.message);
+      assert.ok(!error.message.includes("\n"));
+      assert.equal(error.code, "usage");
+      assert.equal(error.exitCode, 2);
+    });
+  }
+});
+
+const OK_CASES: readonly { name: string; argv: string[]; expected: Invocation }[] = [
+  {
+    name: "shows the overview for no arguments",
+    argv: [],
+    expected: { kind: "help", command: null },
+  },
+  {
+    name: "shows the overview for --help",
+    argv: ["--help"],
+    expected: { kind: "help", command: null },
+  },
+  { name: "shows the overview for -h", argv: ["-h"], expected: { kind: "help", command: null } },
+  {
+    name: "shows the overview for help",
+    argv: ["help"],
+    expected: { kind: "help", command: null },
+  },
+  {
+    name: "shows a command's help for help <command>",
+    argv: ["help", "seed"],
+    expected: { kind: "help", command: "seed" },
+  },
+  { name: "reads --version", argv: ["--version"], expected: { kind: "version" } },
+  { name: "reads -V", argv: ["-V"], expected: { kind: "version" } },
+  ...COMMANDS.flatMap((command) => [
+    {
+      name: `shows ${command}'s help for ${command} --help`,
+      argv: [command, "--help"],
+      expected: { kind: "help", command } as const,
+    },
+    {
+      name: `shows ${command}'s help for ${command} -h`,
+      argv: [command, "-h"],
+      expected: { kind: "help", command } as const,
+    },
+    {
+      name: `shows ${command}'s help when --help follows other flags`,
+      argv: [command, "--verbose", "--help"],
+      expected: { kind: "help", command } as const,
+    },
+    {
+      name: `reads ${command} with no flags`,
+      argv: [command],
+      expected: { kind: "command", command, flags: {} } as const,
+    },
+  ]),
+  {
+    name: "reads string and boolean flags",
+    argv: ["drain", "--batch-size", "3", "--dry-run", "--queue-url=http://h/0/q"],
+    expected: {
+      kind: "command",
+      command: "drain",
+      flags: { "batch-size": "3", "dry-run": true, "queue-url": "http://h/0/q" },
+    },
+  },
+  {
+    name: "keeps a value that starts with a dash when written with =",
+    argv: ["seed", "--count=-1"],
+    expected: { kind: "command", command: "seed", flags: { count: "-1" } },
+  },
+];
+
+Deno.test("parseInvocation() reads each valid command line", async (t) => {
+  for (const c of OK_CASES) {
+    await t.step(`parseInvocation() ${c.name}`, () => {
+      assert.deepEqual(parseInvocation(c.argv), c.expected);
+    });
+  }
+});
+
+Deno.test("parseInvocation() accepts every option helpText() lists for a command", async (t) => {
+  for (const command of COMMANDS) {
+    for (const spec of optionsFor(command)) {
+      await t.step(`parseInvocation() accepts ${command} --${spec.flag}`, () => {
+        const argv = spec.kind === "boolean"
+          ? [command, `--${spec.flag}`]
+          : [command, `--${spec.flag}`, "v"];
+        const parsed = parseInvocation(argv);
+        assert.equal(parsed.kind, "command");
+        if (parsed.kind === "command") {
+          assert.equal(parsed.flags[spec.flag], spec.kind === "boolean" ? true : "v");
+        }
+      });
+    }
+  }
+});
+
+Deno.test("helpText() lists every option of a command with its env var, and no other", async (t) => {
+  for (const command of COMMANDS) {
+    await t.step(`helpText() for ${command}`, () => {
+      const text = helpText(command, "1.2.3");
+      const lines = text.split("\n");
+      assert.ok(lines[0]?.startsWith(`login-etl ${command}: `), lines[0]);
+      for (const spec of optionsFor(command)) {
+        const line = lines.find((l) => new RegExp(`^\\s+--${spec.flag}(\\s|$)`).test(l));
+        assert.ok(line !== undefined, `--${spec.flag} missing from ${command} help`);
+        if (spec.env !== undefined) assert.ok(line.includes(spec.env), `${spec.env}: ${line}`);
+        if (spec.default !== undefined) {
+          assert.ok(line.includes(`default ${spec.default}`), `default of --${spec.flag}: ${line}`);
+        }
+      }
+      for (const spec of OPTIONS.filter((o) => !o.commands.includes(command))) {
+        assert.ok(
+          !lines.some((l) => new RegExp(`^\\s+--${spec.flag}(\\s|$)`).test(l)),
+          `--${spec.flag} should not be in ${command} help`,
+        );
+      }
+      assert.ok(lines.some((l) => /^\s+--help\s/.test(l)));
+    });
+  }
+});
+
+Deno.test("helpText() overview lists every command and the version", () => {
+  const text = helpText(null, "9.8.7");
+  assert.match(text, /9\.8\.7/);
+  for (const command of COMMANDS) {
+    assert.ok(text.split("\n").some((l) => l.trimStart().startsWith(`${command} `)), command);
+  }
+});

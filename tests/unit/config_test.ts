@@ -1,0 +1,370 @@
+// Unit tests of src/config.ts: resolveConfig() precedence, range messages, HMAC key sources, secrecy and freezing.
+import assert from "node:assert/strict";
+import {
+  type CommandName,
+  type Config,
+  OPTIONS,
+  type OptionSpec,
+  resolveConfig,
+} from "../../src/config.ts";
+import { ConfigError } from "../../src/errors.ts";
+
+const KEY = "a-test-secret-of-at-least-32-bytes!!"; // 36 bytes
+const WITH_KEY = { PII_HMAC_KEY: KEY } as const;
+
+type Env = Readonly<Record<string, string | undefined>>;
+type Flags = Readonly<Record<string, string | boolean | undefined>>;
+
+/** The error resolveConfig throws, or a failed assertion when it does not throw. */
+function configError(command: CommandName, flags: Flags, env: Env): ConfigError {
+  try {
+    resolveConfig(command, flags, env);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected ConfigError, got ${String(error)}`);
+    assert.equal(error.exitCode, 2);
+    assert.ok(!error.message.includes("\n"), "message is not one line");
+    return error;
+  }
+  assert.fail("expected resolveConfig() to throw a ConfigError");
+}
+
+const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+const field = (config: Config, flag: string) =>
+  (config as unknown as Record<string, unknown>)[camel(flag)];
+
+const INTEGER_OPTIONS = OPTIONS.filter((o) => o.kind === "integer") as (OptionSpec & {
+  env: string;
+  min: number;
+  max: number;
+})[];
+
+Deno.test("resolveConfig() table declares an env var and a range for every integer option", () => {
+  assert.ok(INTEGER_OPTIONS.length >= 10);
+  for (const spec of INTEGER_OPTIONS) {
+    assert.equal(typeof spec.env, "string", spec.flag);
+    assert.equal(typeof spec.min, "number", spec.flag);
+    assert.equal(typeof spec.max, "number", spec.flag);
+  }
+});
+
+/** Two in-range values that differ from each other and from the default. */
+function twoValues(spec: { min: number; max: number; default?: string }): [number, number] {
+  const def = spec.default === undefined ? null : Number(spec.default);
+  const picks = [spec.max, spec.min, spec.max - 1, spec.min + 1].filter((v) => v !== def);
+  const [a, b] = [...new Set(picks)];
+  assert.ok(a !== undefined && b !== undefined);
+  return [a, b];
+}
+
+Deno.test("resolveConfig() takes flags over env over defaults for every integer option", async (t) => {
+  for (const spec of INTEGER_OPTIONS) {
+    const command = spec.commands[0] as CommandName;
+    const [flagValue, envValue] = twoValues(spec);
+    const expectedDefault = spec.default === undefined ? null : Number(spec.default);
+    await t.step(`resolveConfig() takes --${spec.flag} over ${spec.env}`, () => {
+      const config = resolveConfig(command, { [spec.flag]: String(flagValue) }, {
+        ...WITH_KEY,
+        [spec.env]: String(envValue),
+      });
+      assert.equal(field(config, spec.flag), flagValue);
+    });
+    await t.step(`resolveConfig() takes ${spec.env} over the default of --${spec.flag}`, () => {
+      const config = resolveConfig(command, {}, { ...WITH_KEY, [spec.env]: String(envValue) });
+      assert.equal(field(config, spec.flag), envValue);
+    });
+    await t.step(`resolveConfig() defaults --${spec.flag} to ${expectedDefault}`, () => {
+      assert.equal(field(resolveConfig(command, {}, WITH_KEY), spec.flag), expectedDefault);
+    });
+    await t.step(`resolveConfig() treats an empty ${spec.env} as unset`, () => {
+      const config = resolveConfig(command, {}, { ...WITH_KEY, [spec.env]: "" });
+      assert.equal(field(config, spec.flag), expectedDefault);
+    });
+  }
+});
+
+Deno.test("resolveConfig() takes flags over env over defaults for strings, choices and booleans", async (t) => {
+  const cases = [
+    { flag: "queue-url", env: "SQS_QUEUE_URL", f: "http://h:1/0/fq", e: "http://h:2/0/eq" },
+    { flag: "region", env: "AWS_REGION", f: "eu-west-1", e: "ap-south-1" },
+    { flag: "schema", env: "LOGIN_ETL_SCHEMA", f: "from_flag", e: "from_env" },
+    { flag: "hmac-key-id", env: "PII_HMAC_KEY_ID", f: "k2", e: "k3" },
+    { flag: "log-level", env: "LOGIN_ETL_LOG_LEVEL", f: "debug", e: "error" },
+    { flag: "log-format", env: "LOGIN_ETL_LOG_FORMAT", f: "json", e: "text" },
+  ];
+  for (const c of cases) {
+    await t.step(`resolveConfig() takes --${c.flag} over ${c.env} over the default`, () => {
+      const key = camel(c.flag) === "queueUrl" ? "queueUrl" : camel(c.flag);
+      const get = (config: Config) => (config as unknown as Record<string, unknown>)[key];
+      const both = resolveConfig("drain", { [c.flag]: c.f }, { ...WITH_KEY, [c.env]: c.e });
+      assert.equal(get(both), c.f);
+      assert.equal(get(resolveConfig("drain", {}, { ...WITH_KEY, [c.env]: c.e })), c.e);
+      const spec = OPTIONS.find((o) => o.flag === c.flag);
+      assert.equal(get(resolveConfig("drain", {}, WITH_KEY)), spec?.default);
+    });
+  }
+  await t.step("resolveConfig() takes a boolean flag over its env var", () => {
+    assert.equal(resolveConfig("drain", { "dry-run": true }, { ...WITH_KEY }).dryRun, true);
+    assert.equal(
+      resolveConfig("drain", {}, { ...WITH_KEY, LOGIN_ETL_DRY_RUN: "yes" }).dryRun,
+      true,
+    );
+    assert.equal(
+      resolveConfig("drain", {}, { ...WITH_KEY, LOGIN_ETL_DRY_RUN: "false" }).dryRun,
+      false,
+    );
+    assert.equal(resolveConfig("drain", {}, WITH_KEY).dryRun, false);
+  });
+  await t.step(
+    "resolveConfig() takes --bad-ratio over its env var, with demo's own default",
+    () => {
+      const env = { LOGIN_ETL_SEED_BAD_RATIO: "0.25" };
+      assert.equal(resolveConfig("seed", { "bad-ratio": "0.5" }, env).badRatio, 0.5);
+      assert.equal(resolveConfig("seed", {}, env).badRatio, 0.25);
+      assert.equal(resolveConfig("seed", {}, {}).badRatio, 0);
+      assert.equal(resolveConfig("demo", {}, {}).badRatio, 0.05);
+      assert.equal(resolveConfig("demo", { "bad-ratio": "0" }, {}).badRatio, 0);
+    },
+  );
+});
+
+Deno.test("resolveConfig() names the flag or env var in each integer range error", async (t) => {
+  for (const spec of INTEGER_OPTIONS) {
+    const command = spec.commands[0] as CommandName;
+    const range = `must be an integer from ${spec.min} to ${spec.max}`;
+    const bad = [
+      { source: "flag", raw: String(spec.max + 1) },
+      { source: "flag", raw: String(spec.min - 1) },
+      { source: "flag", raw: "1e3" },
+      { source: "flag", raw: "" },
+      { source: "env", raw: "abc" },
+      { source: "env", raw: "1.5" },
+      { source: "env", raw: String(spec.max + 1) },
+    ] as const;
+    for (const b of bad) {
+      const name = b.source === "flag" ? `--${spec.flag}` : spec.env;
+      await t.step(`resolveConfig() refuses ${name} "${b.raw}"`, () => {
+        const error = b.source === "flag"
+          ? configError(command, { [spec.flag]: b.raw }, WITH_KEY)
+          : configError(command, {}, { ...WITH_KEY, [spec.env]: b.raw });
+        assert.equal(error.message, `Invalid ${name} "${b.raw}": ${range}`);
+      });
+    }
+  }
+});
+
+Deno.test("resolveConfig() quotes the examples of the brief exactly", () => {
+  assert.equal(
+    configError("drain", { "batch-size": "11" }, WITH_KEY).message,
+    'Invalid --batch-size "11": must be an integer from 1 to 10',
+  );
+  assert.equal(
+    configError("drain", {}, { ...WITH_KEY, LOGIN_ETL_BATCH_SIZE: "abc" }).message,
+    'Invalid LOGIN_ETL_BATCH_SIZE "abc": must be an integer from 1 to 10',
+  );
+});
+
+Deno.test("resolveConfig() names the source of other invalid settings", async (t) => {
+  const cases = [
+    { flags: { "bad-ratio": "1.5" }, env: {}, names: "--bad-ratio" },
+    { flags: {}, env: { LOGIN_ETL_SEED_BAD_RATIO: "-0.1" }, names: "LOGIN_ETL_SEED_BAD_RATIO" },
+    { flags: { "log-level": "loud" }, env: {}, names: "--log-level" },
+    { flags: {}, env: { LOGIN_ETL_LOG_FORMAT: "xml" }, names: "LOGIN_ETL_LOG_FORMAT" },
+    { flags: {}, env: { LOGIN_ETL_SUMMARY_JSON: "maybe" }, names: "LOGIN_ETL_SUMMARY_JSON" },
+  ];
+  for (const c of cases) {
+    await t.step(`resolveConfig() names ${c.names}`, () => {
+      const error = configError("seed", c.flags, c.env);
+      assert.ok(error.message.startsWith(`Invalid ${c.names} `), error.message);
+    });
+  }
+  await t.step("resolveConfig() names --schema for a schema that is not an identifier", () => {
+    const error = configError("drain", { schema: "a;drop" }, WITH_KEY);
+    assert.ok(error.message.startsWith("Invalid --schema "), error.message);
+  });
+  await t.step("resolveConfig() names PII_HMAC_KEY_ID for a bad key id", () => {
+    const error = configError("drain", {}, { ...WITH_KEY, PII_HMAC_KEY_ID: "k:1" });
+    assert.ok(error.message.startsWith("Invalid PII_HMAC_KEY_ID "), error.message);
+  });
+});
+
+// ---- HMAC key ---------------------------------------------------------------
+
+Deno.test("resolveConfig() refuses drain and run without an HMAC key, with the openssl hint", async (t) => {
+  for (const command of ["drain", "run"] as const) {
+    await t.step(`resolveConfig() refuses ${command} without a key`, () => {
+      const error = configError(command, {}, {});
+      assert.match(error.message, /openssl rand -base64 32/);
+      assert.match(error.message, /PII_HMAC_KEY/);
+      assert.match(error.message, /--hmac-key-file/);
+    });
+    await t.step(`resolveConfig() refuses ${command} with an empty PII_HMAC_KEY`, () => {
+      assert.match(configError(command, {}, { PII_HMAC_KEY: "" }).message, /openssl rand/);
+    });
+  }
+});
+
+Deno.test("resolveConfig() refuses a PII_HMAC_KEY under 32 bytes without echoing it", async (t) => {
+  for (
+    const key of [
+      "short-key",
+      "x".repeat(31),
+      `${"\u00e9".repeat(15)}a`, // 31 bytes in 16 characters
+    ]
+  ) {
+    await t.step(
+      `resolveConfig() refuses a ${new TextEncoder().encode(key).length}-byte key`,
+      () => {
+        const error = configError("drain", {}, { PII_HMAC_KEY: key });
+        assert.match(error.message, /PII_HMAC_KEY/);
+        assert.match(error.message, /\b32\b/);
+        assert.ok(!error.message.includes(key), error.message);
+      },
+    );
+  }
+});
+
+Deno.test("resolveConfig() accepts a PII_HMAC_KEY of 32 bytes or more", async (t) => {
+  for (const key of ["x".repeat(32), "\u00e9".repeat(16), KEY]) {
+    await t.step(`resolveConfig() accepts a key of ${key.length} characters`, () => {
+      const { hmacKey } = resolveConfig("drain", {}, { PII_HMAC_KEY: key });
+      assert.equal(hmacKey.kind, "env");
+      if (hmacKey.kind === "env") {
+        assert.deepEqual(hmacKey.secret.reveal(), new TextEncoder().encode(key));
+      }
+    });
+  }
+});
+
+Deno.test("resolveConfig() takes --hmac-key-file, then PII_HMAC_KEY_FILE, over PII_HMAC_KEY", () => {
+  const both = resolveConfig("run", { "hmac-key-file": "/k/flag.key" }, {
+    ...WITH_KEY,
+    PII_HMAC_KEY_FILE: "/k/env.key",
+  });
+  assert.deepEqual(both.hmacKey, {
+    kind: "file",
+    path: "/k/flag.key",
+    origin: '--hmac-key-file "/k/flag.key"',
+  });
+  const env = resolveConfig("run", {}, { ...WITH_KEY, PII_HMAC_KEY_FILE: "/k/env.key" });
+  assert.deepEqual(env.hmacKey, {
+    kind: "file",
+    path: "/k/env.key",
+    origin: 'PII_HMAC_KEY_FILE "/k/env.key"',
+  });
+});
+
+Deno.test("resolveConfig() lets demo run without a key and seed need none", () => {
+  assert.deepEqual(resolveConfig("demo", {}, {}).hmacKey, { kind: "generate" });
+  assert.deepEqual(resolveConfig("seed", {}, {}).hmacKey, { kind: "none" });
+  assert.equal(resolveConfig("demo", {}, WITH_KEY).hmacKey.kind, "env");
+});
+
+Deno.test("resolveConfig() never shows the secret in JSON or inspection", () => {
+  const secret = "Zm9vYmFyLXRoaXMtaXMtdGhlLXNlY3JldC1rZXk="; // 40 bytes
+  const config = resolveConfig("drain", {}, { PII_HMAC_KEY: secret, AWS_REGION: "eu-west-1" });
+  assert.equal(config.hmacKey.kind, "env");
+  const bytes = new TextEncoder().encode(secret);
+  const byteList = Array.from(bytes.slice(0, 6)).join(", ");
+  for (
+    const out of [
+      JSON.stringify(config),
+      JSON.stringify(config, null, 2),
+      Deno.inspect(config),
+      Deno.inspect(config, { depth: Infinity, showHidden: true, iterableLimit: Infinity }),
+      String(config.hmacKey.kind === "env" ? config.hmacKey.secret : ""),
+      `${config.hmacKey.kind === "env" ? config.hmacKey.secret : ""}`,
+    ]
+  ) {
+    assert.ok(!out.includes(secret), out);
+    assert.ok(!out.includes(secret.slice(0, 12)), out);
+    assert.ok(!out.includes(byteList), out);
+  }
+  assert.ok(!JSON.stringify(config.awsEnv).includes(secret));
+});
+
+Deno.test("resolveConfig() passes only AWS_* variables to the SDK", () => {
+  const config = resolveConfig("drain", {}, {
+    ...WITH_KEY,
+    AWS_REGION: "eu-west-1",
+    AWS_ACCESS_KEY_ID: "AKIA",
+    AWS_EMPTY: "",
+    DATABASE_URL: "postgres://u:p@h/d",
+    HOME: "/root",
+  });
+  assert.deepEqual({ ...config.awsEnv }, { AWS_REGION: "eu-west-1", AWS_ACCESS_KEY_ID: "AKIA" });
+});
+
+Deno.test("resolveConfig() returns a frozen config", async (t) => {
+  const config = resolveConfig("drain", {}, { ...WITH_KEY, AWS_REGION: "eu-west-1" });
+  await t.step("resolveConfig() freezes the config itself", () => {
+    assert.ok(Object.isFrozen(config));
+    assert.throws(() => {
+      (config as { batchSize: number }).batchSize = 1;
+    }, TypeError);
+    assert.equal(config.batchSize, 10);
+  });
+  await t.step("resolveConfig() freezes every nested object of the config", () => {
+    for (const [key, value] of Object.entries(config)) {
+      if (value !== null && typeof value === "object") {
+        assert.ok(Object.isFrozen(value), `config.${key} is not frozen`);
+      }
+    }
+  });
+});
+
+// ---- URLs -------------------------------------------------------------------
+
+Deno.test("resolveConfig() refuses an invalid queue URL, naming its source", async (t) => {
+  for (const url of ["nope", "ftp://host/000000000000/q", "http://localhost:4566", "http://h/"]) {
+    await t.step(`resolveConfig() refuses --queue-url ${JSON.stringify(url)}`, () => {
+      const error = configError("seed", { "queue-url": url }, {});
+      assert.ok(error.message.startsWith(`Invalid --queue-url "${url}": `), error.message);
+    });
+    await t.step(`resolveConfig() refuses SQS_QUEUE_URL ${JSON.stringify(url)}`, () => {
+      const error = configError("drain", {}, { ...WITH_KEY, SQS_QUEUE_URL: url });
+      assert.ok(error.message.startsWith(`Invalid SQS_QUEUE_URL "${url}": `), error.message);
+    });
+  }
+  await t.step("resolveConfig() accepts an AWS queue URL", () => {
+    const url = "https://sqs.us-east-1.amazonaws.com/123456789012/login-queue";
+    assert.equal(resolveConfig("seed", { "queue-url": url }, {}).queueUrl, url);
+  });
+});
+
+Deno.test("resolveConfig() refuses an invalid database URL without echoing its password", async (t) => {
+  const password = "hunter2-Pa55word";
+  const urls = [
+    `mysql://app:${password}@db:3306/logins`,
+    `http://app:${password}@db/logins`,
+    `postgres://app:${password}@[::1/logins`,
+    `app:${password}@db/logins`,
+    password,
+  ];
+  for (const url of urls) {
+    await t.step(`resolveConfig() refuses --database-url ${url.replace(password, "***")}`, () => {
+      const error = configError("drain", { "database-url": url }, WITH_KEY);
+      assert.ok(error.message.startsWith("Invalid --database-url"), error.message);
+      assert.ok(!error.message.includes(password), error.message);
+    });
+    await t.step(`resolveConfig() refuses DATABASE_URL ${url.replace(password, "***")}`, () => {
+      const error = configError("run", {}, { ...WITH_KEY, DATABASE_URL: url });
+      assert.ok(error.message.startsWith("Invalid DATABASE_URL"), error.message);
+      assert.ok(!error.message.includes(password), error.message);
+    });
+  }
+  await t.step("resolveConfig() accepts postgres:// and postgresql:// URLs", () => {
+    for (const url of [`postgres://app:${password}@db/x`, "postgresql://db/x"]) {
+      assert.equal(resolveConfig("drain", {}, { ...WITH_KEY, DATABASE_URL: url }).databaseUrl, url);
+    }
+  });
+});
+
+Deno.test("resolveConfig() warns, without the password, when --database-url holds one", () => {
+  const password = "hunter2-Pa55word";
+  const url = `postgres://app:${password}@db/x`;
+  const flagged = resolveConfig("drain", { "database-url": url }, WITH_KEY);
+  assert.equal(flagged.warnings.length, 1);
+  assert.match(flagged.warnings[0] ?? "", /DATABASE_URL/);
+  assert.ok(!flagged.warnings.some((w) => w.includes(password)));
+  assert.deepEqual(resolveConfig("drain", {}, { ...WITH_KEY, DATABASE_URL: url }).warnings, []);
+});

@@ -1,0 +1,84 @@
+// Unit tests of src/log.ts: createLogger() JSON lines, text on a terminal, and level filtering.
+import assert from "node:assert/strict";
+import { createLogger, type Level, type LoggerOptions } from "../../src/log.ts";
+
+function collect(options: Omit<LoggerOptions, "write">) {
+  const lines: string[] = [];
+  const logger = createLogger({ ...options, write: (line) => lines.push(line) });
+  return { logger, lines };
+}
+
+Deno.test("createLogger() in JSON format writes one parseable object per line", () => {
+  const { logger, lines } = collect({ format: "json", level: "debug", isTerminal: true });
+  logger.log("info", "BatchReceived", "Received a batch", {
+    count: 10,
+    ids: ["a", "b"],
+    reasons: { bad_ip: 2 },
+    ok: true,
+    none: null,
+    skipped: undefined,
+  });
+  logger.log("error", "DeleteFailed", "Line\nbreaks stay escaped", { code: "x\ny" });
+  assert.equal(lines.length, 2);
+  for (const line of lines) assert.ok(!line.includes("\n"), line);
+  const first = JSON.parse(lines[0] ?? "");
+  assert.match(first.ts, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+  assert.ok(!Number.isNaN(Date.parse(first.ts)));
+  assert.deepEqual({ ...first, ts: "T" }, {
+    ts: "T",
+    level: "info",
+    event: "BatchReceived",
+    msg: "Received a batch",
+    count: 10,
+    ids: ["a", "b"],
+    reasons: { bad_ip: 2 },
+    ok: true,
+    none: null,
+  });
+  const second = JSON.parse(lines[1] ?? "");
+  assert.equal(second.msg, "Line\nbreaks stay escaped");
+  assert.equal(second.code, "x\ny");
+});
+
+Deno.test("createLogger() in auto format writes JSON when the sink is not a terminal", () => {
+  const { logger, lines } = collect({ format: "auto", level: "info", isTerminal: false });
+  logger.log("info", "RowsCommitted", "Committed rows", { rows: 3 });
+  assert.equal(lines.length, 1);
+  assert.equal(JSON.parse(lines[0] ?? "").rows, 3);
+});
+
+Deno.test("createLogger() writes short text on a terminal", async (t) => {
+  for (const format of ["auto", "text"] as const) {
+    await t.step(`createLogger() with format ${format} writes text on a terminal`, () => {
+      const { logger, lines } = collect({ format, level: "info", isTerminal: true });
+      logger.log("warn", "DeleteFailed", "Could not delete", {
+        count: 2,
+        code: "Throttled",
+        note: "two words",
+        skipped: undefined,
+      });
+      assert.equal(lines.length, 1);
+      const line = lines[0] ?? "";
+      assert.throws(() => JSON.parse(line));
+      assert.match(line, /^\d{2}:\d{2}:\d{2}\.\d{3} WARN {2}Could not delete /);
+      assert.ok(line.includes("count=2"), line);
+      assert.ok(line.includes("code=Throttled"), line);
+      assert.ok(line.includes('note="two words"'), line);
+      assert.ok(!line.includes("skipped"), line);
+    });
+  }
+});
+
+Deno.test("createLogger() drops lines below its level", async (t) => {
+  const levels: Level[] = ["debug", "info", "warn", "error"];
+  for (const [threshold, thresholdLevel] of levels.entries()) {
+    await t.step(
+      `createLogger() at ${thresholdLevel} keeps ${levels.slice(threshold).join(", ")}`,
+      () => {
+        const { logger, lines } = collect({ format: "json", level: thresholdLevel });
+        for (const level of levels) logger.log(level, "Probe", level);
+        assert.deepEqual(lines.map((l) => JSON.parse(l).level), levels.slice(threshold));
+      },
+    );
+  }
+});

@@ -1,0 +1,272 @@
+// Unit tests of src/mask.ts: Masker determinism, separation and format, and loadHmacSecret() from files.
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { loadHmacSecret, Masker, type MaskField } from "../../src/mask.ts";
+import { resolveConfig, Secret } from "../../src/config.ts";
+import { ConfigError } from "../../src/errors.ts";
+
+const FIELDS: readonly MaskField[] = ["ip", "device_id", "body"];
+const encoder = new TextEncoder();
+
+function secretOf(text: string): Secret {
+  return new Secret(encoder.encode(text), "test");
+}
+
+const secretArb = fc.uint8Array({ minLength: 32, maxLength: 64 });
+const valueArb = fc.string({ unit: "binary", maxLength: 80 });
+const keyIdArb = fc.stringMatching(/^[A-Za-z0-9_-]{1,16}$/);
+
+Deno.test("Masker.mask() matches a known answer computed outside this codebase", async () => {
+  // Computed with Python's hmac module: subkey = HMAC-SHA256(secret, "login-etl/v1/mask/ip"),
+  // mask = base64url(HMAC-SHA256(subkey, "1.2.3.4")). Stored masks depend on this staying put.
+  const masker = await Masker.create(new Secret(new Uint8Array(32).fill(1), "test"), "k1");
+  assert.equal(
+    await masker.mask("ip", "1.2.3.4"),
+    "k1:6RhvBvAk9mS-tbJmUC3KXS7zv6JKU-LXPAfxGY1dHk4",
+  );
+  assert.equal(masker.fingerprint, "nANY3MWowzIzzMHCUGGj4G");
+});
+
+Deno.test("Masker.mask() is deterministic across two Masker instances of one key", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      secretArb,
+      fc.constantFrom(...FIELDS),
+      valueArb,
+      async (bytes, field, value) => {
+        const a = await Masker.create(new Secret(bytes.slice(), "a"), "k1");
+        const b = await Masker.create(new Secret(bytes.slice(), "b"), "k1");
+        assert.equal(await a.mask(field, value), await b.mask(field, value));
+        assert.equal(await a.mask(field, value), await a.mask(field, value));
+      },
+    ),
+    { numRuns: 100 },
+  );
+});
+
+Deno.test("Masker.mask() differs per field for the same text", async () => {
+  await fc.assert(
+    fc.asyncProperty(secretArb, valueArb, async (bytes, value) => {
+      const masker = await Masker.create(new Secret(bytes, "test"), "k1");
+      const masks = await Promise.all(FIELDS.map((f) => masker.mask(f, value)));
+      assert.equal(new Set(masks).size, FIELDS.length, masks.join(" "));
+    }),
+    { numRuns: 100 },
+  );
+});
+
+Deno.test("Masker.mask() differs per key for the same field and text", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      secretArb,
+      secretArb,
+      fc.constantFrom(...FIELDS),
+      valueArb,
+      async (x, y, field, value) => {
+        fc.pre(x.length !== y.length || x.some((b, i) => b !== y[i]));
+        const a = await Masker.create(new Secret(x, "x"), "k1");
+        const b = await Masker.create(new Secret(y, "y"), "k1");
+        assert.notEqual(await a.mask(field, value), await b.mask(field, value));
+      },
+    ),
+    { numRuns: 100 },
+  );
+});
+
+Deno.test("Masker.mask() differs for different values", async () => {
+  const masker = await Masker.create(secretOf("s".repeat(32)), "k1");
+  await fc.assert(
+    fc.asyncProperty(valueArb, valueArb, async (v, w) => {
+      fc.pre(v !== w);
+      assert.notEqual(await masker.mask("ip", v), await masker.mask("ip", w));
+    }),
+    { numRuns: 100 },
+  );
+});
+
+Deno.test("Masker.mask() prefixes the key id and stays within 256 characters", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      keyIdArb,
+      fc.constantFrom(...FIELDS),
+      valueArb,
+      async (keyId, field, value) => {
+        const masker = await Masker.create(secretOf("k".repeat(32)), keyId);
+        const mask = await masker.mask(field, value);
+        assert.ok(mask.startsWith(`${keyId}:`), mask);
+        assert.match(mask.slice(keyId.length + 1), /^[A-Za-z0-9_-]{43}$/);
+        assert.ok(mask.length <= 256, `${mask.length}`);
+      },
+    ),
+    { numRuns: 100 },
+  );
+});
+
+Deno.test("Masker.mask() is 46 characters for key id k1", async () => {
+  const masker = await Masker.create(secretOf("k".repeat(32)), "k1");
+  for (const value of ["", "1.2.3.4", "x".repeat(10_000), "\u{1f600}"]) {
+    const mask = await masker.mask("device_id", value);
+    assert.equal(mask.length, 46, mask);
+    assert.match(mask, /^k1:[A-Za-z0-9_-]{43}$/);
+  }
+});
+
+Deno.test("Masker.maskAll() gives the masks of mask(), in order", async () => {
+  const masker = await Masker.create(secretOf("m".repeat(32)), "k1");
+  const values = ["a", "b", "a", "1.2.3.4"];
+  const expected = await Promise.all(values.map((v) => masker.mask("ip", v)));
+  assert.deepEqual(await masker.maskAll("ip", values), expected);
+});
+
+Deno.test("Masker.fingerprint is stable per secret and differs across secrets", async () => {
+  await fc.assert(
+    fc.asyncProperty(secretArb, secretArb, keyIdArb, async (x, y, keyId) => {
+      fc.pre(x.length !== y.length || x.some((b, i) => b !== y[i]));
+      const a1 = await Masker.create(new Secret(x.slice(), "x"), "k1");
+      const a2 = await Masker.create(new Secret(x.slice(), "x"), keyId);
+      const b = await Masker.create(new Secret(y, "y"), "k1");
+      assert.equal(a1.fingerprint, a2.fingerprint);
+      assert.notEqual(a1.fingerprint, b.fingerprint);
+      assert.match(a1.fingerprint, /^[A-Za-z0-9_-]{22}$/);
+    }),
+    { numRuns: 100 },
+  );
+});
+
+Deno.test("Masker never shows its secret in masks, fingerprint, JSON or inspection", async () => {
+  const text = "TopSecretValue-0123456789-abcdefghij";
+  const secret = secretOf(text);
+  const masker = await Masker.create(secret, "k1");
+  const base64 = encoder.encode(text).toBase64();
+  const base64url = encoder.encode(text).toBase64({ alphabet: "base64url", omitPadding: true });
+  const shown = [
+    await masker.mask("ip", text),
+    await masker.mask("device_id", text),
+    await masker.mask("body", text),
+    masker.fingerprint,
+    JSON.stringify(masker),
+    Deno.inspect(masker, { depth: Infinity, showHidden: true }),
+    String(secret),
+    JSON.stringify(secret),
+    Deno.inspect(secret, { depth: Infinity, showHidden: true }),
+  ];
+  for (const out of shown) {
+    assert.ok(!out.includes(text), out);
+    assert.ok(!out.includes(base64.slice(0, 20)), out);
+    assert.ok(!out.includes(base64url.slice(0, 20)), out);
+  }
+});
+
+// ---- loadHmacSecret ---------------------------------------------------------
+
+/** Runs `fn` with a temporary file holding `content`, removing it afterwards. */
+async function withKeyFile<T>(
+  content: Uint8Array<ArrayBuffer> | string,
+  fn: (path: string) => Promise<T>,
+): Promise<T> {
+  const path = await Deno.makeTempFile({ prefix: "login-etl-key-" });
+  try {
+    await Deno.writeFile(path, typeof content === "string" ? encoder.encode(content) : content);
+    return await fn(path);
+  } finally {
+    await Deno.remove(path);
+  }
+}
+
+/** The key source resolveConfig makes of `--hmac-key-file path`. */
+function fileSource(path: string) {
+  return resolveConfig("drain", { "hmac-key-file": path }, {}).hmacKey;
+}
+
+const KEY32 = "0123456789abcdefghijklmnopqrstuv"; // 32 bytes
+
+Deno.test("loadHmacSecret() reads a key file", async (t) => {
+  const cases = [
+    { name: "strips a trailing \\n", content: `${KEY32}\n`, expected: KEY32 },
+    { name: "strips a trailing \\r\\n", content: `${KEY32}\r\n`, expected: KEY32 },
+    { name: "keeps a file without a newline", content: KEY32, expected: KEY32 },
+    { name: "strips only one trailing newline", content: `${KEY32}\n\n`, expected: `${KEY32}\n` },
+    { name: "keeps inner newlines", content: `${KEY32}\nmore\n`, expected: `${KEY32}\nmore` },
+    {
+      name: "reads a base64 key as its text",
+      content: "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=\n",
+      expected: "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=",
+    },
+  ];
+  for (const c of cases) {
+    await t.step(`loadHmacSecret() ${c.name}`, async () => {
+      await withKeyFile(c.content, async (path) => {
+        const secret = await loadHmacSecret(fileSource(path));
+        assert.deepEqual(secret.reveal(), encoder.encode(c.expected));
+        assert.ok(secret.origin.includes(path), secret.origin);
+      });
+    });
+  }
+});
+
+Deno.test("loadHmacSecret() reads binary key files byte for byte", async () => {
+  const raw = new Uint8Array(48).map((_, i) => (i * 37 + 200) % 256);
+  await withKeyFile(raw, async (path) => {
+    const secret = await loadHmacSecret(fileSource(path));
+    assert.deepEqual(secret.reveal(), raw);
+  });
+});
+
+Deno.test("loadHmacSecret() refuses a key file under 32 bytes, naming the file", async (t) => {
+  for (
+    const [name, content] of [
+      ["31 bytes", KEY32.slice(1)],
+      ["31 bytes and \\n", `${KEY32.slice(1)}\n`],
+      ["31 bytes and \\r\\n", `${KEY32.slice(1)}\r\n`],
+      ["an empty file", ""],
+    ] as const
+  ) {
+    await t.step(`loadHmacSecret() refuses ${name}`, async () => {
+      await withKeyFile(content, async (path) => {
+        const error = await loadHmacSecret(fileSource(path)).then(() => null, (e: unknown) => e);
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.ok(error.message.includes(path), error.message);
+        assert.match(error.message, /\b32\b/);
+        assert.ok(!error.message.includes("\n"));
+        assert.equal(error.exitCode, 2);
+      });
+    });
+  }
+});
+
+Deno.test("loadHmacSecret() says no such file for a missing key file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "login-etl-key-" });
+  try {
+    const path = `${dir}/missing.key`;
+    const error = await loadHmacSecret(fileSource(path)).then(() => null, (e: unknown) => e);
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.ok(error.message.includes(path), error.message);
+    assert.match(error.message, /no such file/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadHmacSecret() gives a key file and PII_HMAC_KEY of one secret the same masks", async () => {
+  await withKeyFile(`${KEY32}\n`, async (path) => {
+    const fromFile = await Masker.create(await loadHmacSecret(fileSource(path)), "k1");
+    const envSource = resolveConfig("drain", {}, { PII_HMAC_KEY: KEY32 }).hmacKey;
+    const fromEnv = await Masker.create(await loadHmacSecret(envSource), "k1");
+    assert.equal(fromFile.fingerprint, fromEnv.fingerprint);
+    assert.equal(await fromFile.mask("ip", "1.2.3.4"), await fromEnv.mask("ip", "1.2.3.4"));
+  });
+});
+
+Deno.test("loadHmacSecret() generates a fresh 32-byte secret for demo", async () => {
+  const source = resolveConfig("demo", {}, {}).hmacKey;
+  const a = await loadHmacSecret(source);
+  const b = await loadHmacSecret(source);
+  assert.equal(a.reveal().length, 32);
+  assert.notDeepEqual(a.reveal(), b.reveal());
+});
+
+Deno.test("loadHmacSecret() refuses the none source with the openssl hint", async () => {
+  const error = await loadHmacSecret({ kind: "none" }).then(() => null, (e: unknown) => e);
+  assert.ok(error instanceof ConfigError, String(error));
+  assert.match(error.message, /openssl rand -base64 32/);
+});

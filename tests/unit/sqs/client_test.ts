@@ -1,0 +1,147 @@
+// Unit tests of src/sqs/client.ts: resolveSqsEndpoint() precedence, isAwsHost() and loopbackForLocalhost().
+import assert from "node:assert/strict";
+import {
+  isAwsHost,
+  loopbackForLocalhost,
+  resolveSqsEndpoint,
+  type SqsEndpoint,
+} from "../../../src/sqs/client.ts";
+
+const LOCAL_QUEUE = "http://localhost:4566/000000000000/login-queue";
+const AWS_QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/login-queue";
+
+Deno.test("resolveSqsEndpoint() picks the endpoint by precedence", async (t) => {
+  const cases: {
+    name: string;
+    queueUrl: string;
+    env: Record<string, string>;
+    expected: SqsEndpoint;
+  }[] = [
+    {
+      name: "takes AWS_ENDPOINT_URL_SQS over AWS_ENDPOINT_URL and the queue URL",
+      queueUrl: "http://queue-host:1111/0/q",
+      env: { AWS_ENDPOINT_URL_SQS: "http://sqs-host:2222", AWS_ENDPOINT_URL: "http://global:3333" },
+      expected: { endpoint: "http://sqs-host:2222", source: "AWS_ENDPOINT_URL_SQS" },
+    },
+    {
+      name: "takes AWS_ENDPOINT_URL over the queue URL",
+      queueUrl: "http://queue-host:1111/0/q",
+      env: { AWS_ENDPOINT_URL: "http://global:3333" },
+      expected: { endpoint: "http://global:3333", source: "AWS_ENDPOINT_URL" },
+    },
+    {
+      name: "takes AWS_ENDPOINT_URL_SQS even for an AWS queue URL",
+      queueUrl: AWS_QUEUE,
+      env: { AWS_ENDPOINT_URL_SQS: "http://emulator:4566" },
+      expected: { endpoint: "http://emulator:4566", source: "AWS_ENDPOINT_URL_SQS" },
+    },
+    {
+      name: "skips an empty AWS_ENDPOINT_URL_SQS",
+      queueUrl: "http://queue-host:1111/0/q",
+      env: { AWS_ENDPOINT_URL_SQS: "", AWS_ENDPOINT_URL: "http://global:3333" },
+      expected: { endpoint: "http://global:3333", source: "AWS_ENDPOINT_URL" },
+    },
+    {
+      name: "uses the queue URL's origin for a non-AWS host",
+      queueUrl: "http://queue-host:1111/000000000000/q",
+      env: {},
+      expected: { endpoint: "http://queue-host:1111", source: "queue-url" },
+    },
+    {
+      name: "leaves an AWS queue URL to the SDK",
+      queueUrl: AWS_QUEUE,
+      env: {},
+      expected: { endpoint: undefined, source: "aws" },
+    },
+    {
+      name: "leaves an AWS China queue URL to the SDK",
+      queueUrl: "https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q",
+      env: {},
+      expected: { endpoint: undefined, source: "aws" },
+    },
+    {
+      name: "ignores endpoint variables when AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true",
+      queueUrl: "http://queue-host:1111/0/q",
+      env: {
+        AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: "true",
+        AWS_ENDPOINT_URL_SQS: "http://sqs-host:2222",
+        AWS_ENDPOINT_URL: "http://global:3333",
+      },
+      expected: { endpoint: "http://queue-host:1111", source: "queue-url" },
+    },
+    {
+      name: "reads AWS_IGNORE_CONFIGURED_ENDPOINT_URLS case-insensitively",
+      queueUrl: AWS_QUEUE,
+      env: { AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: "TRUE", AWS_ENDPOINT_URL: "http://global:3333" },
+      expected: { endpoint: undefined, source: "aws" },
+    },
+    {
+      name: "honours endpoint variables when AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is false",
+      queueUrl: AWS_QUEUE,
+      env: { AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: "false", AWS_ENDPOINT_URL: "http://global:3333" },
+      expected: { endpoint: "http://global:3333", source: "AWS_ENDPOINT_URL" },
+    },
+    {
+      name: "maps a localhost queue URL to 127.0.0.1 keeping the port",
+      queueUrl: LOCAL_QUEUE,
+      env: {},
+      expected: { endpoint: "http://127.0.0.1:4566", source: "queue-url" },
+    },
+    {
+      name: "maps an emulator's sqs.us-east-1.localhost queue URL to 127.0.0.1",
+      queueUrl: "http://sqs.us-east-1.localhost:4566/000000000000/login-queue",
+      env: {},
+      expected: { endpoint: "http://127.0.0.1:4566", source: "queue-url" },
+    },
+    {
+      name: "maps a localhost AWS_ENDPOINT_URL_SQS to 127.0.0.1",
+      queueUrl: AWS_QUEUE,
+      env: { AWS_ENDPOINT_URL_SQS: "http://localhost:9324/" },
+      expected: { endpoint: "http://127.0.0.1:9324", source: "AWS_ENDPOINT_URL_SQS" },
+    },
+  ];
+  for (const c of cases) {
+    await t.step(`resolveSqsEndpoint() ${c.name}`, () => {
+      assert.deepEqual(resolveSqsEndpoint(c.queueUrl, c.env), c.expected);
+    });
+  }
+});
+
+Deno.test("isAwsHost() recognises AWS hosts and only them", async (t) => {
+  const cases = [
+    { host: "sqs.us-east-1.amazonaws.com", expected: true },
+    { host: "amazonaws.com", expected: true },
+    { host: "sqs.cn-north-1.amazonaws.com.cn", expected: true },
+    { host: "sqs.us-east-1.api.aws", expected: true },
+    { host: "localhost", expected: false },
+    { host: "127.0.0.1", expected: false },
+    { host: "sqs.us-east-1.localhost", expected: false },
+    { host: "amazonaws.com.evil.example", expected: false },
+    { host: "evilamazonaws.com", expected: false },
+    { host: "notapi.aws", expected: false },
+    { host: "api.aws.example", expected: false },
+  ];
+  for (const c of cases) {
+    await t.step(`isAwsHost() is ${c.expected} for ${c.host}`, () => {
+      assert.equal(isAwsHost(c.host), c.expected);
+    });
+  }
+});
+
+Deno.test("loopbackForLocalhost() dials 127.0.0.1 for localhost names, keeping scheme and port", async (t) => {
+  const cases = [
+    { url: "http://localhost:4566/000000000000/q", expected: "http://127.0.0.1:4566" },
+    { url: "http://sqs.us-east-1.localhost:4566/0/q", expected: "http://127.0.0.1:4566" },
+    { url: "https://localhost/q", expected: "https://127.0.0.1" },
+    { url: "http://LOCALHOST:9324", expected: "http://127.0.0.1:9324" },
+    { url: "http://emulator:4566/0/q", expected: "http://emulator:4566" },
+    { url: "http://notlocalhost:4566/0/q", expected: "http://notlocalhost:4566" },
+    { url: "http://localhost.example:4566/0/q", expected: "http://localhost.example:4566" },
+    { url: "http://[::1]:4566/0/q", expected: "http://[::1]:4566" },
+  ];
+  for (const c of cases) {
+    await t.step(`loopbackForLocalhost() maps ${c.url} to ${c.expected}`, () => {
+      assert.equal(loopbackForLocalhost(c.url), c.expected);
+    });
+  }
+});

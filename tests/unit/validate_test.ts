@@ -1,0 +1,564 @@
+// Unit tests of src/validate.ts: validateBody() reasons from a table, detail privacy, and the length helpers.
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { codePointLength, LIMITS, utf8Length, validateBody } from "../../src/validate.ts";
+import type { RejectReason } from "../../src/types.ts";
+
+const MAX = 65536;
+
+const VALID = {
+  user_id: "424cdd21-063a-43a7-b91b-7ca1a833afae",
+  app_version: "2.3.0",
+  device_type: "android",
+  ip: "199.172.111.135",
+  locale: "RU",
+  device_id: "593-47-5928",
+} as const;
+
+type Field = keyof typeof VALID;
+const REQUIRED: readonly Field[] = ["user_id", "app_version", "device_type", "ip", "device_id"];
+const TEXT_FIELDS = ["user_id", "device_type", "device_id"] as const;
+
+/** VALID with some fields replaced or (with `undefined`) removed, as JSON text. */
+function body(changes: Readonly<Record<string, unknown>> = {}): string {
+  const event: Record<string, unknown> = { ...VALID };
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === undefined) delete event[key];
+    else event[key] = value;
+  }
+  return JSON.stringify(event);
+}
+
+/** The valid fields as JSON members, without the braces, for hand-written bodies. */
+function members(omit: readonly Field[] = []): string {
+  return Object.entries(VALID)
+    .filter(([k]) => !omit.includes(k as Field))
+    .map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`)
+    .join(",");
+}
+
+const bytes = (s: string) => new TextEncoder().encode(s).length;
+
+/** A valid body of exactly `target` UTF-8 bytes, padded in an extra field with `unit`s. */
+function sized(target: number, unit: string): string {
+  const room = target - bytes(body({ pad: "" }));
+  const n = Math.floor(room / bytes(unit));
+  const text = body({ pad: unit.repeat(n) + "x".repeat(room - n * bytes(unit)) });
+  assert.equal(bytes(text), target, "test helper sized() missed its target");
+  return text;
+}
+
+interface Case {
+  readonly name: string;
+  readonly body: string;
+  readonly max?: number;
+  /** "ok", or the reason expected. */
+  readonly expected: "ok" | RejectReason;
+  /** When set, the detail must start with this field name. */
+  readonly field?: string;
+}
+
+const EURO = "\u20ac"; // 3 UTF-8 bytes, 1 UTF-16 unit
+const EMOJI = "\u{1f600}"; // 4 UTF-8 bytes, 2 UTF-16 units, 1 code point
+
+const CASES: readonly Case[] = [
+  // accepted
+  { name: "accepts a valid event", body: body(), expected: "ok" },
+  { name: "accepts a null locale", body: body({ locale: null }), expected: "ok" },
+  { name: "accepts an absent locale", body: body({ locale: undefined }), expected: "ok" },
+  { name: "accepts a string locale", body: body({ locale: "pt-BR" }), expected: "ok" },
+  {
+    name: "ignores unknown extra fields",
+    body: body({ extra: { nested: [1, 2] }, another: "x" }),
+    expected: "ok",
+  },
+  {
+    name: "accepts an own __proto__ key beside the fields",
+    body: `{"__proto__":{"polluted":true},${members()}}`,
+    expected: "ok",
+  },
+  {
+    name: "accepts a constructor key beside the fields",
+    body: `{"constructor":{"prototype":{"polluted":true}},${members()}}`,
+    expected: "ok",
+  },
+  {
+    name: "accepts keys named like Object.prototype methods",
+    body: `{"toString":1,"hasOwnProperty":2,"valueOf":null,${members()}}`,
+    expected: "ok",
+  },
+  // too_large
+  {
+    name: "accepts a body of exactly the limit in ASCII",
+    body: sized(1024, "x"),
+    max: 1024,
+    expected: "ok",
+  },
+  {
+    name: "rejects as too_large a body one ASCII byte over the limit",
+    body: sized(1025, "x"),
+    max: 1024,
+    expected: "too_large",
+  },
+  {
+    name: "accepts a body of exactly the limit made of 3-byte characters",
+    body: sized(1024, EURO),
+    max: 1024,
+    expected: "ok",
+  },
+  {
+    name: "rejects as too_large a body of 3-byte characters one byte over the limit",
+    body: sized(1025, EURO),
+    max: 1024,
+    expected: "too_large",
+  },
+  {
+    name: "accepts a body of exactly the limit made of emoji",
+    body: sized(1024, EMOJI),
+    max: 1024,
+    expected: "ok",
+  },
+  {
+    name: "rejects as too_large a body of emoji one byte over the limit",
+    body: sized(1025, EMOJI),
+    max: 1024,
+    expected: "too_large",
+  },
+  {
+    name: "rejects as too_large a body under the limit in UTF-16 units but over in bytes",
+    body: body({ pad: EURO.repeat(400) }),
+    max: 1024,
+    expected: "too_large",
+  },
+  {
+    name: "rejects as too_large before parsing (too large and not JSON)",
+    body: "{".repeat(2000),
+    max: 1024,
+    expected: "too_large",
+  },
+  // not_json
+  { name: "rejects an empty body as not_json", body: "", expected: "not_json" },
+  { name: "rejects a lone brace as not_json", body: "{", expected: "not_json" },
+  { name: "rejects single quotes as not_json", body: "{'user_id':'u'}", expected: "not_json" },
+  { name: "rejects a truncated body as not_json", body: body().slice(0, -1), expected: "not_json" },
+  { name: "rejects a trailing comma as not_json", body: `{${members()},}`, expected: "not_json" },
+  { name: "rejects NaN as not_json", body: "NaN", expected: "not_json" },
+  { name: "rejects a byte order mark as not_json", body: `\ufeff${body()}`, expected: "not_json" },
+  // not_object
+  { name: "rejects an array as not_object", body: `[${body()}]`, expected: "not_object" },
+  { name: "rejects an empty array as not_object", body: "[]", expected: "not_object" },
+  { name: "rejects null as not_object", body: "null", expected: "not_object" },
+  { name: "rejects a number as not_object", body: "42", expected: "not_object" },
+  { name: "rejects a string as not_object", body: '"hello"', expected: "not_object" },
+  { name: "rejects a boolean as not_object", body: "true", expected: "not_object" },
+  // missing_field
+  ...REQUIRED.map((field): Case => ({
+    name: `rejects a missing ${field} as missing_field`,
+    body: body({ [field]: undefined }),
+    expected: "missing_field",
+    field,
+  })),
+  { name: "rejects {} as missing_field", body: "{}", expected: "missing_field" },
+  {
+    name: "rejects a missing user_id even when __proto__ holds one",
+    body: `{"__proto__":{"user_id":"x"},${members(["user_id"])}}`,
+    expected: "missing_field",
+    field: "user_id",
+  },
+  {
+    name: "rejects a missing device_id even when constructor holds one",
+    body: `{"constructor":{"device_id":"x"},${members(["device_id"])}}`,
+    expected: "missing_field",
+    field: "device_id",
+  },
+  // wrong_type
+  ...REQUIRED.flatMap((field): Case[] => [
+    {
+      name: `rejects a number ${field} as wrong_type`,
+      body: body({ [field]: 42 }),
+      expected: "wrong_type",
+      field,
+    },
+    {
+      name: `rejects a null ${field} as wrong_type`,
+      body: body({ [field]: null }),
+      expected: "wrong_type",
+      field,
+    },
+    {
+      name: `rejects an object ${field} as wrong_type`,
+      body: body({ [field]: { value: "x" } }),
+      expected: "wrong_type",
+      field,
+    },
+  ]),
+  {
+    name: "rejects a number locale as wrong_type",
+    body: body({ locale: 7 }),
+    expected: "wrong_type",
+    field: "locale",
+  },
+  {
+    name: "rejects an array locale as wrong_type",
+    body: body({ locale: ["RU"] }),
+    expected: "wrong_type",
+    field: "locale",
+  },
+  {
+    name: "rejects a boolean locale as wrong_type",
+    body: body({ locale: false }),
+    expected: "wrong_type",
+    field: "locale",
+  },
+  // empty
+  ...TEXT_FIELDS.map((field): Case => ({
+    name: `rejects an empty ${field} as empty`,
+    body: body({ [field]: "" }),
+    expected: "empty",
+    field,
+  })),
+  // too_long: limits count code points, as Postgres varchar(n) does
+  ...(
+    [
+      ["user_id", LIMITS.user_id],
+      ["device_type", LIMITS.device_type],
+      ["device_id", LIMITS.device_id],
+      ["locale", LIMITS.locale],
+    ] as const
+  ).flatMap(([field, limit]): Case[] => [
+    {
+      name: `accepts ${limit} ASCII characters in ${field}`,
+      body: body({ [field]: "a".repeat(limit) }),
+      expected: "ok",
+    },
+    {
+      name: `rejects ${limit + 1} ASCII characters in ${field} as too_long`,
+      body: body({ [field]: "a".repeat(limit + 1) }),
+      expected: "too_long",
+      field,
+    },
+    {
+      name: `accepts ${limit} emoji in ${field}`,
+      body: body({ [field]: EMOJI.repeat(limit) }),
+      expected: "ok",
+    },
+    {
+      name: `rejects ${limit + 1} emoji in ${field} as too_long`,
+      body: body({ [field]: EMOJI.repeat(limit + 1) }),
+      expected: "too_long",
+      field,
+    },
+  ]),
+  // bad_char
+  ...(["user_id", "device_type", "device_id", "locale", "ip"] as const).flatMap(
+    (field): Case[] => [
+      {
+        name: `rejects a NUL in ${field} as bad_char`,
+        body: body({ [field]: "a\u0000b" }),
+        expected: "bad_char",
+        field,
+      },
+      {
+        name: `rejects a lone high surrogate in ${field} as bad_char`,
+        body: `{${members([field])},${JSON.stringify(field)}:"a\\ud800b"}`,
+        expected: "bad_char",
+        field,
+      },
+      {
+        name: `rejects a lone low surrogate in ${field} as bad_char`,
+        body: `{${members([field])},${JSON.stringify(field)}:"\\udc00"}`,
+        expected: "bad_char",
+        field,
+      },
+    ],
+  ),
+  {
+    name: "accepts a surrogate pair written as JSON escapes",
+    body: `{${members(["user_id"])},"user_id":"\\ud83d\\ude00"}`,
+    expected: "ok",
+  },
+  // bad_ip
+  ...[
+    "999.1.1.1",
+    "01.2.3.4",
+    "1.2.3",
+    " 1.2.3.4",
+    "fe80::1%eth0",
+    "[::1]",
+    "::ffff:01.2.3.4",
+    "not-an-ip",
+    "",
+  ].map((ip): Case => ({
+    name: `rejects ip ${JSON.stringify(ip)} as bad_ip`,
+    body: body({ ip }),
+    expected: "bad_ip",
+    field: "ip",
+  })),
+  // bad_version
+  ...["v2", "1.2.3.4", "1..2", "1000.0", "", " 1.2"].map((version): Case => ({
+    name: `rejects app_version ${JSON.stringify(version)} as bad_version`,
+    body: body({ app_version: version }),
+    expected: "bad_version",
+    field: "app_version",
+  })),
+];
+
+Deno.test("validateBody() gives each body in the table its verdict", async (t) => {
+  for (const c of CASES) {
+    await t.step(`validateBody() ${c.name}`, () => {
+      const verdict = validateBody(c.body, c.max ?? MAX);
+      if (c.expected === "ok") {
+        assert.equal(verdict.ok, true, verdict.ok ? "" : JSON.stringify(verdict.problem));
+        return;
+      }
+      assert.equal(verdict.ok, false, `expected ${c.expected}`);
+      if (verdict.ok) return;
+      assert.equal(verdict.problem.reason, c.expected, verdict.problem.detail);
+      assert.ok(verdict.problem.detail.length > 0);
+      if (c.field !== undefined) {
+        assert.ok(
+          verdict.problem.detail.startsWith(`${c.field} `),
+          `detail ${JSON.stringify(verdict.problem.detail)} should name ${c.field}`,
+        );
+      }
+    });
+  }
+});
+
+Deno.test("validateBody() covers every reason except poison in its table", () => {
+  const covered = new Set(CASES.map((c) => c.expected));
+  for (
+    const reason of [
+      "too_large",
+      "not_json",
+      "not_object",
+      "missing_field",
+      "wrong_type",
+      "empty",
+      "too_long",
+      "bad_char",
+      "bad_ip",
+      "bad_version",
+    ] as const
+  ) {
+    assert.ok(covered.has(reason), reason);
+  }
+});
+
+Deno.test("validateBody() canonicalises ip, encodes app_version and drops unknown fields", () => {
+  const verdict = validateBody(
+    body({ ip: "::FFFF:1.2.3.4", app_version: "0.96", extra: 1 }),
+    MAX,
+  );
+  assert.ok(verdict.ok);
+  assert.deepEqual({ ...verdict.event }, {
+    ...VALID,
+    ip: "1.2.3.4",
+    app_version: 96000,
+  });
+});
+
+Deno.test("validateBody() does not let a __proto__ key change the output or Object.prototype", () => {
+  const verdict = validateBody(`{"__proto__":{"polluted":true},${members()}}`, MAX);
+  assert.ok(verdict.ok);
+  assert.equal(Object.getPrototypeOf(verdict.event), Object.prototype);
+  assert.equal(Object.hasOwn(verdict.event, "__proto__"), false);
+  assert.equal((verdict.event as Record<string, unknown>)["polluted"], undefined);
+  assert.equal(({} as Record<string, unknown>)["polluted"], undefined);
+});
+
+Deno.test("validateBody() reports the parsed JSON of a rejected object, and none of unparsed text", () => {
+  const rejected = validateBody(body({ ip: "999.1.1.1" }), MAX);
+  assert.ok(!rejected.ok);
+  assert.deepEqual(rejected.parsed, { kind: "json", value: JSON.parse(body({ ip: "999.1.1.1" })) });
+  const unparsed = validateBody("{", MAX);
+  assert.ok(!unparsed.ok);
+  assert.deepEqual(unparsed.parsed, { kind: "unparsed" });
+  const large = validateBody(sized(1025, "x"), 1024);
+  assert.ok(!large.ok);
+  assert.deepEqual(large.parsed, { kind: "unparsed" });
+});
+
+/** Whether `detail` holds any `width`-character piece of `value`: parser messages echo snippets. */
+function quotesPiece(detail: string, value: string, width = 8): boolean {
+  if (value.length < width) return detail.includes(value);
+  for (let i = 0; i + width <= value.length; i++) {
+    if (detail.includes(value.slice(i, i + width))) return true;
+  }
+  return false;
+}
+
+Deno.test("validateBody() keeps ip and device_id out of a not_json detail", async (t) => {
+  const ip = "203.0.113.77";
+  const deviceId = "dv7f3a9c2b";
+  const cases = [
+    `{"ip":"${ip}","device_id":"${deviceId}" x}`,
+    `{"device_id":"${deviceId}","ip":"${ip}"`,
+    `{"ip":"${ip}",,"device_id":"${deviceId}"}`,
+    `{"ip":${ip}}`,
+    // V8 quotes the text around an unexpected token, all of it when short.
+    `{"ip":"${ip}",x}`,
+    `{"device_id":${deviceId}}`,
+    `{"device_id":"${deviceId}","x":y}`,
+    `{"user_id":"u","ip":${ip},"device_id":${deviceId}}`,
+  ];
+  for (const text of cases) {
+    await t.step(`validateBody() keeps them out of the detail for ${text}`, () => {
+      const verdict = validateBody(text, MAX);
+      assert.ok(!verdict.ok);
+      assert.equal(verdict.problem.reason, "not_json");
+      assert.ok(!quotesPiece(verdict.problem.detail, ip, 6), verdict.problem.detail);
+      assert.ok(!quotesPiece(verdict.problem.detail, deviceId, 6), verdict.problem.detail);
+    });
+  }
+});
+
+// ---- Property: no detail quotes an ip or device_id ---------------------------
+
+const byte = fc.integer({ min: 0, max: 255 });
+const hexGroup = fc.integer({ min: 0, max: 0xffff }).map((n) => n.toString(16));
+const anyUnit = fc.oneof(
+  fc.string({ unit: "grapheme", minLength: 1, maxLength: 1 }),
+  fc.constantFrom("\u0000", "\ud800", "\udc00", " ", ":", ".", "%", "[", "]"),
+);
+// Values at least 8 characters long, so a detail cannot contain one by chance.
+const ipValue = fc.oneof(
+  fc.tuple(byte, byte, byte, byte).map((b) => b.join(".")).filter((s) => s.length >= 8),
+  fc.array(hexGroup, { minLength: 8, maxLength: 8 }).map((g) => g.join(":")),
+  fc.tuple(byte, byte, byte, byte).map((b) => `::ffff:${b.join(".")}`),
+  fc.tuple(byte, byte, byte, byte).map((b) => `0${b.join(".")}`).filter((s) => s.length >= 8),
+  fc.string({ unit: anyUnit, minLength: 8, maxLength: 60 }),
+);
+const deviceIdValue = fc.oneof(
+  fc.string({ unit: anyUnit, minLength: 8, maxLength: 300 }),
+  fc.string({ unit: "binary", minLength: 8, maxLength: 40 }),
+);
+
+type Mutation =
+  | { kind: "none" }
+  | { kind: "drop"; field: Field }
+  | { kind: "set"; field: Field; value: unknown }
+  | { kind: "truncate"; at: number }
+  | { kind: "unquote"; field: "ip" | "device_id" }
+  | { kind: "wrap" };
+
+const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
+  fc.constant({ kind: "none" as const }),
+  fc.record({ kind: fc.constant("drop" as const), field: fc.constantFrom(...REQUIRED) }),
+  fc.record({
+    kind: fc.constant("set" as const),
+    field: fc.constantFrom(...(Object.keys(VALID) as Field[])),
+    value: fc.oneof(
+      fc.constant(""),
+      fc.constant(null),
+      fc.integer(),
+      fc.string({ unit: anyUnit, maxLength: 40 }),
+      fc.constant("x".repeat(300)),
+      fc.constant("\u0000"),
+      fc.constantFrom("v2", "1.2.3.4", "1000.0"),
+      fc.array(fc.string(), { maxLength: 2 }),
+    ),
+  }),
+  fc.record({ kind: fc.constant("truncate" as const), at: fc.nat() }),
+  fc.record({ kind: fc.constant("unquote" as const), field: fc.constantFrom("ip", "device_id") }),
+  fc.constant({ kind: "wrap" as const }),
+);
+
+function mutate(event: Record<string, unknown>, m: Mutation): string {
+  switch (m.kind) {
+    case "none":
+      return JSON.stringify(event);
+    case "drop": {
+      const copy = { ...event };
+      delete copy[m.field];
+      return JSON.stringify(copy);
+    }
+    case "set":
+      return JSON.stringify({ ...event, [m.field]: m.value });
+    case "truncate": {
+      const text = JSON.stringify(event);
+      return text.slice(0, m.at % text.length);
+    }
+    case "unquote": {
+      // The value bare, where V8's error message quotes the text after it.
+      const value = String(event[m.field]);
+      return JSON.stringify(event).replace(JSON.stringify(value), value);
+    }
+    case "wrap":
+      return JSON.stringify([event]);
+  }
+}
+
+Deno.test("validateBody() never puts the ip or device_id value in a detail", () => {
+  fc.assert(
+    fc.property(ipValue, deviceIdValue, mutationArb, (ip, deviceId, mutation) => {
+      const text = mutate({ ...VALID, ip, device_id: deviceId }, mutation);
+      const verdict = validateBody(text, MAX);
+      if (verdict.ok) return;
+      const { detail } = verdict.problem;
+      for (const [name, value] of [["ip", ip], ["device_id", deviceId]] as const) {
+        // Neither the value, nor any 8-character piece of it or of its JSON text.
+        assert.ok(!quotesPiece(detail, value), `detail ${JSON.stringify(detail)} quotes ${name}`);
+        assert.ok(
+          !quotesPiece(detail, JSON.stringify(value).slice(1, -1)),
+          `detail ${JSON.stringify(detail)} quotes ${name} as JSON`,
+        );
+      }
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+// ---- Length helpers ---------------------------------------------------------
+
+Deno.test("codePointLength() and utf8Length() on examples", async (t) => {
+  const cases = [
+    { input: "", codePoints: 0, utf8: 0 },
+    { input: "abc", codePoints: 3, utf8: 3 },
+    { input: "\u00e9", codePoints: 1, utf8: 2 },
+    { input: EURO, codePoints: 1, utf8: 3 },
+    { input: EMOJI, codePoints: 1, utf8: 4 },
+    { input: "a\ud800b", codePoints: 3, utf8: 5 },
+    { input: "\udc00\ud800", codePoints: 2, utf8: 6 },
+    { input: "\ud800\ud83d\ude00", codePoints: 2, utf8: 7 },
+  ];
+  for (const c of cases) {
+    await t.step(`codePointLength() and utf8Length() of ${JSON.stringify(c.input)}`, () => {
+      assert.equal(codePointLength(c.input), c.codePoints);
+      assert.equal(utf8Length(c.input), c.utf8);
+    });
+  }
+});
+
+Deno.test("codePointLength() equals [...s].length and utf8Length() the encoded length", () => {
+  const encoder = new TextEncoder();
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.string({ unit: "binary", maxLength: 200 }),
+        fc.string({ unit: "grapheme", maxLength: 100 }),
+      ),
+      (s) => {
+        assert.equal(codePointLength(s), [...s].length);
+        assert.equal(utf8Length(s), encoder.encode(s).length);
+      },
+    ),
+    { numRuns: 3000 },
+  );
+});
+
+Deno.test("codePointLength() and utf8Length() agree with the platform on ill-formed UTF-16 too", () => {
+  // TextEncoder writes a lone surrogate as U+FFFD (3 bytes), as utf8Length counts it.
+  const encoder = new TextEncoder();
+  const unit = fc.oneof(
+    fc.integer({ min: 0xd800, max: 0xdfff }),
+    fc.integer({ min: 0, max: 0xffff }),
+  ).map((n) => String.fromCharCode(n));
+  fc.assert(
+    fc.property(fc.string({ unit, maxLength: 100 }), (s) => {
+      assert.equal(codePointLength(s), [...s].length);
+      assert.equal(utf8Length(s), encoder.encode(s).length);
+    }),
+    { numRuns: 3000 },
+  );
+});
