@@ -14,6 +14,18 @@ export function permissionFlags(): string[] {
   return match[1].split(" ");
 }
 
+/** The environment a CLI child starts from: only what Deno itself needs. */
+function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: Deno.env.get("PATH") ?? "",
+    HOME: Deno.env.get("HOME") ?? "/tmp",
+    NO_COLOR: "1",
+  };
+  const denoDir = Deno.env.get("DENO_DIR");
+  if (denoDir !== undefined) env["DENO_DIR"] = denoDir;
+  return env;
+}
+
 /** Result of one CLI run. */
 export interface CliResult {
   readonly code: number;
@@ -24,7 +36,7 @@ export interface CliResult {
 /** Runs `login-etl <args>` from source with a clean environment plus `env`. */
 export async function runCli(
   args: readonly string[],
-  options: { env?: Record<string, string>; signal?: AbortSignal; stdin?: "null" } = {},
+  options: { env?: Record<string, string>; signal?: AbortSignal } = {},
 ): Promise<CliResult> {
   const command = new Deno.Command(Deno.execPath(), {
     args: ["run", ...permissionFlags(), `${root}src/main.ts`, ...args],

@@ -135,3 +135,9 @@ export function enqueue(sqs: TestSqs, queueUrl: string, bodies: readonly string[
   const name = queueUrl.split("/").pop() ?? "";
   return bodies.map((body) => sqs.server.sendMessage(name, body).messageId);
 }
+
+/** Prints a test's figures so a reader sees the result, not only a pass. */
+export function reportFigures(label: string, figures: object): void {
+  // deno-lint-ignore no-console
+  console.log(`${label}: ${JSON.stringify(figures)}`);
+}

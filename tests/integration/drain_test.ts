@@ -21,6 +21,7 @@ import {
   enqueue,
   freshSchema,
   hasSample,
+  reportFigures,
   SAMPLE_PATH,
   startSqs,
   TEST_SECRET,
@@ -62,7 +63,7 @@ Deno.test({
       stop: neverStop,
       writeStdout: noStdout,
     });
-    console.log(`sample: ${JSON.stringify(summary)}`);
+    reportFigures("sample", summary);
 
     assert.equal(summary.received, 100);
     assert.equal(summary.inserted, 100);
@@ -101,12 +102,12 @@ Deno.test("drain gives equal masks for equal values across runs, spellings and p
   await using db2 = await freshSchema();
   const event = (user: string, ip: string, device: string) =>
     JSON.stringify({
-      user_id: user,
-      app_version: "1.2.3",
-      device_type: "ios",
+      "user_id": user,
+      "app_version": "1.2.3",
+      "device_type": "ios",
       ip,
       locale: null,
-      device_id: device,
+      "device_id": device,
     });
   const bodies = [
     event("a", "2001:db8::1", "1.2.3.4"),
@@ -149,12 +150,12 @@ Deno.test("a redelivered MessageId after a crash between commit and delete gives
     { length: 30 },
     (_, i) =>
       JSON.stringify({
-        user_id: `u${i}`,
-        app_version: "2.3.0",
-        device_type: "android",
+        "user_id": `u${i}`,
+        "app_version": "2.3.0",
+        "device_type": "android",
         ip: `10.0.0.${i}`,
         locale: "RU",
-        device_id: `d-${i}`,
+        "device_id": `d-${i}`,
       }),
   );
   enqueue(sqs, queueUrl, bodies);
@@ -211,7 +212,7 @@ Deno.test("a redelivered MessageId after a crash between commit and delete gives
     stop: neverStop,
     writeStdout: noStdout,
   });
-  console.log(`redelivery: ${JSON.stringify(summary)}`);
+  reportFigures("redelivery", summary);
   assert.equal(summary.received, 30);
   assert.equal(summary.inserted, 0);
   assert.equal(summary.duplicates, 30);
@@ -226,12 +227,12 @@ Deno.test("malformed messages end in login_etl_rejects with their reason, PII ma
   await using db = await freshSchema();
   const queueUrl = sqs.createQueue();
   const good = {
-    user_id: "u1",
-    app_version: "1.0",
-    device_type: "ios",
+    "user_id": "u1",
+    "app_version": "1.0",
+    "device_type": "ios",
     ip: "203.0.113.9",
     locale: "FR",
-    device_id: "123-45-6789",
+    "device_id": "123-45-6789",
   };
   const cases: [string, string][] = [
     ["not_json", `{"ip": "203.0.113.9", "device_id": "123-45-6789"`],
@@ -332,12 +333,12 @@ Deno.test("nothing is deleted before commit: a backend killed mid-batch is retri
     queueUrl,
     Array.from({ length: n }, (_, i) =>
       JSON.stringify({
-        user_id: `u${i}`,
-        app_version: "1.1",
-        device_type: "ios",
+        "user_id": `u${i}`,
+        "app_version": "1.1",
+        "device_type": "ios",
         ip: `192.0.2.${i}`,
         locale: null,
-        device_id: `x${i}`,
+        "device_id": `x${i}`,
       })),
   );
   // Create the tables first, then hold a lock that blocks inserts into
@@ -380,11 +381,10 @@ Deno.test("nothing is deleted before commit: a backend killed mid-batch is retri
   }
 
   const summary = await running;
-  console.log(
-    `killed backend: ${
-      JSON.stringify(summary)
-    }; write failures ${telemetry.counters.stageFailures.write}`,
-  );
+  reportFigures("killed backend", {
+    ...summary,
+    write_failures: telemetry.counters.stageFailures.write,
+  });
   assert.ok(
     telemetry.counters.stageFailures.write >= 1,
     "the killed transaction was seen and retried",
@@ -403,12 +403,12 @@ Deno.test("--dry-run prints masked rows as JSON Lines and writes and deletes not
   const queueUrl = sqs.createQueue();
   enqueue(sqs, queueUrl, [
     JSON.stringify({
-      user_id: "u1",
-      app_version: "0.96",
-      device_type: "ios",
+      "user_id": "u1",
+      "app_version": "0.96",
+      "device_type": "ios",
       ip: "198.51.100.7",
       locale: "RU",
-      device_id: "555-55-5555",
+      "device_id": "555-55-5555",
     }),
     "not json",
   ]);
@@ -450,12 +450,12 @@ Deno.test("run consumes until stopped, then commits and deletes what it holds", 
       queueUrl,
       Array.from({ length: 40 }, (_, i) =>
         JSON.stringify({
-          user_id: `w${wave}-${i}`,
-          app_version: "3.0",
-          device_type: "android",
+          "user_id": `w${wave}-${i}`,
+          "app_version": "3.0",
+          "device_type": "android",
           ip: "10.1.1.1",
           locale: null,
-          device_id: "d",
+          "device_id": "d",
         })),
     );
     await new Promise((r) => setTimeout(r, 300));

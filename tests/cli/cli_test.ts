@@ -1,0 +1,292 @@
+// The CLI contract, run as users run it: `deno run` with the binary's
+// permission flags; exit codes, stdout, and one-line stderr messages.
+
+import assert from "node:assert/strict";
+import { permissionFlags, runCli, spawnCli } from "../helpers/cli.ts";
+import {
+  DATABASE_URL,
+  enqueue,
+  freshSchema,
+  hasSample,
+  reportFigures,
+  SAMPLE_PATH,
+  startSqs,
+  TEST_SECRET,
+} from "../helpers/services.ts";
+
+/** Asserts a user-facing failure: the exit code and exactly one line on stderr, no stack. */
+function assertOneLineError(
+  result: { code: number; stderr: string },
+  code: number,
+  pattern: RegExp,
+): void {
+  assert.equal(result.code, code, `exit code; stderr: ${result.stderr}`);
+  const lines = result.stderr.trimEnd().split("\n");
+  const last = lines[lines.length - 1] ?? "";
+  assert.match(last, /^error: [A-Z]/);
+  assert.match(last, pattern);
+  assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
+}
+
+function event(i: number, ip: string, deviceId: string): string {
+  return JSON.stringify({
+    "user_id": `user-${i}`,
+    "app_version": "2.3.0",
+    "device_type": i % 2 === 0 ? "android" : "ios",
+    ip,
+    "locale": i % 3 === 0 ? null : "RU",
+    "device_id": deviceId,
+  });
+}
+
+Deno.test("the permission list is narrower than --allow-all", () => {
+  const flags = permissionFlags();
+  assert.ok(flags.length > 0);
+  assert.ok(!flags.includes("-A") && !flags.includes("--allow-all"));
+  assert.ok(
+    !flags.some((f) =>
+      f.startsWith("--allow-write") || f.startsWith("--allow-run") || f.startsWith("--allow-ffi")
+    ),
+  );
+});
+
+Deno.test("login-etl --help and --version exit 0 and print to stdout", async (t) => {
+  await t.step("--help lists every command", async () => {
+    const result = await runCli(["--help"]);
+    assert.equal(result.code, 0);
+    for (const command of ["drain", "run", "seed", "demo"]) {
+      assert.match(result.stdout, new RegExp(`\\b${command}\\b`));
+    }
+  });
+  await t.step("drain --help lists flags with their env vars", async () => {
+    const result = await runCli(["drain", "--help"]);
+    assert.equal(result.code, 0);
+    assert.match(result.stdout, /--queue-url URL .*SQS_QUEUE_URL/);
+    assert.match(result.stdout, /--batch-size N .*LOGIN_ETL_BATCH_SIZE; default 10; 1-10/);
+  });
+  await t.step("--version", async () => {
+    const result = await runCli(["--version"]);
+    assert.equal(result.code, 0);
+    assert.match(result.stdout, /^login-etl \d+\.\d+\.\d+\n$/);
+  });
+});
+
+Deno.test("usage and configuration errors exit 2 with one line saying what to fix", async (t) => {
+  const cases: { name: string; args: string[]; env?: Record<string, string>; pattern: RegExp }[] = [
+    { name: "unknown command", args: ["drian"], pattern: /Unknown command "drian"/ },
+    { name: "unknown flag", args: ["drain", "--bogus"], pattern: /Unknown flag --bogus for drain/ },
+    {
+      name: "missing value",
+      args: ["drain", "--batch-size"],
+      pattern: /--batch-size needs a value/,
+    },
+    {
+      name: "batch size out of range",
+      args: ["drain", "--batch-size", "11"],
+      env: { PII_HMAC_KEY: TEST_SECRET },
+      pattern: /Invalid --batch-size "11": must be an integer from 1 to 10/,
+    },
+    {
+      name: "no HMAC key",
+      args: ["drain"],
+      pattern: /No HMAC key: set PII_HMAC_KEY .*openssl rand -base64 32/,
+    },
+    {
+      name: "short HMAC key",
+      args: ["drain"],
+      env: { PII_HMAC_KEY: "too short" },
+      pattern: /PII_HMAC_KEY: it is 9 bytes, need at least 32/,
+    },
+    {
+      name: "missing key file",
+      args: ["drain", "--hmac-key-file", "/nonexistent/key"],
+      env: { DATABASE_URL: "postgres://x@127.0.0.1:1/x" },
+      pattern: /Cannot read --hmac-key-file "\/nonexistent\/key": no such file/,
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      assertOneLineError(
+        await runCli(c.args, c.env === undefined ? {} : { env: c.env }),
+        2,
+        c.pattern,
+      );
+    });
+  }
+});
+
+Deno.test("unreachable services exit 1 with one line naming what failed, and no secret", async (t) => {
+  await using sqs = await startSqs();
+  const queueUrl = sqs.createQueue();
+  await t.step("Postgres refuses connections", async () => {
+    const result = await runCli(["drain", "--queue-url", queueUrl], {
+      env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL: "postgres://etl:s3cret-pw@127.0.0.1:1/db" },
+    });
+    assertOneLineError(
+      result,
+      1,
+      /Cannot connect to Postgres at postgres:\/\/etl:\*\*\*@127\.0\.0\.1:1\/db/,
+    );
+    assert.ok(!result.stderr.includes("s3cret-pw"));
+  });
+  await t.step("the SQS endpoint refuses connections", async () => {
+    const result = await runCli(
+      ["drain", "--queue-url", "http://127.0.0.1:1/000000000000/nowhere"],
+      {
+        env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL },
+      },
+    );
+    assertOneLineError(
+      result,
+      1,
+      /Cannot reach queue http:\/\/127\.0\.0\.1:1\/000000000000\/nowhere/,
+    );
+  });
+  await t.step("the queue does not exist", async () => {
+    const result = await runCli([
+      "drain",
+      "--queue-url",
+      `${sqs.endpoint}/000000000000/missing-queue`,
+    ], {
+      env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL },
+    });
+    assertOneLineError(result, 1, /Queue .*missing-queue does not exist/);
+  });
+});
+
+Deno.test("drain from the command line: an emulator's .localhost queue URL alone reaches it; no raw PII printed", async () => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const name = `cli-${crypto.randomUUID()}`;
+  // Emulators hand out URLs such as http://sqs.us-east-1.localhost:PORT/…,
+  // which ordinary DNS does not resolve (fauxqs does so when bound to all hosts).
+  sqs.server.createQueue(name);
+  const queueUrl = `http://sqs.us-east-1.localhost:${sqs.server.port}/000000000000/${name}`;
+  const ips = ["203.0.113.77", "2001:db8::77", "198.51.100.23"];
+  const devices = ["734-11-2345", "734-11-9876"];
+  const bodies = Array.from(
+    { length: 60 },
+    (_, i) => event(i, ips[i % 3] as string, devices[i % 2] as string),
+  );
+  bodies.push(`{"ip":"${ips[0]}","device_id":"${devices[0]}"`); // not JSON
+  bodies.push(JSON.stringify({ ip: ips[2], "device_id": devices[1], "user_id": "" })); // rejected
+  enqueue(sqs, `${sqs.endpoint}/000000000000/${name}`, bodies);
+
+  const result = await runCli([
+    "drain",
+    "--queue-url",
+    queueUrl,
+    "--summary-json",
+    "--log-level",
+    "debug",
+  ], {
+    env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  const summary = JSON.parse(result.stdout);
+  reportFigures("cli drain", summary);
+  assert.equal(summary.received, 62);
+  assert.equal(summary.inserted, 60);
+  assert.equal(summary.rejected, 2);
+  assert.equal(summary.deleted, 62);
+  for (const line of result.stderr.trimEnd().split("\n")) JSON.parse(line); // JSON lines off a terminal
+  assert.doesNotMatch(result.stderr, /differs from SQSClient resolved endpoint/);
+  for (const secret of [...ips, ...devices, TEST_SECRET]) {
+    assert.ok(
+      !result.stdout.includes(secret) && !result.stderr.includes(secret),
+      "raw value in output",
+    );
+  }
+  const [count] = await db.sql`SELECT count(*)::int AS n FROM user_logins`;
+  assert.equal(count?.n, 60);
+});
+
+Deno.test("a key id recorded with another secret exits 2 and deletes nothing", async () => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const queueUrl = sqs.createQueue();
+  const env = { DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema };
+  enqueue(sqs, queueUrl, [event(1, "10.0.0.1", "d1")]);
+  assert.equal(
+    (await runCli(["drain", "--queue-url", queueUrl], {
+      env: { ...env, PII_HMAC_KEY: TEST_SECRET },
+    })).code,
+    0,
+  );
+  enqueue(sqs, queueUrl, [event(2, "10.0.0.2", "d2")]);
+  const result = await runCli(["drain", "--queue-url", queueUrl], {
+    env: { ...env, PII_HMAC_KEY: "a different secret of at least 32 bytes" },
+  });
+  assertOneLineError(result, 2, /HMAC key id "k1" is recorded with a different secret/);
+  assert.equal(sqs.counts(queueUrl).ready, 1);
+});
+
+Deno.test("run stops on SIGTERM after committing and deleting what it holds, exit 0", async () => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const queueUrl = sqs.createQueue();
+  const child = spawnCli(
+    ["run", "--queue-url", queueUrl, "--summary-json", "--wait-seconds", "2"],
+    {
+      PII_HMAC_KEY: TEST_SECRET,
+      DATABASE_URL,
+      LOGIN_ETL_SCHEMA: db.schema,
+    },
+  );
+  const stderrText = new Response(child.stderr).text();
+  const stdoutText = new Response(child.stdout).text();
+  try {
+    enqueue(
+      sqs,
+      queueUrl,
+      Array.from({ length: 25 }, (_, i) => event(i, `10.9.0.${i}`, `dev-${i}`)),
+    );
+    let rows = 0;
+    for (let i = 0; i < 200 && rows < 25; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const [count] = await db.sql`SELECT count(*)::int AS n FROM user_logins`.catch(
+        () => [{ n: 0 }],
+      );
+      rows = count?.n ?? 0;
+    }
+    assert.equal(rows, 25);
+  } finally {
+    child.kill("SIGTERM");
+  }
+  const status = await child.status;
+  const stderr = await stderrText;
+  assert.equal(status.code, 0, stderr);
+  assert.match(stderr, /"event":"ShutdownRequested".*"signal":"SIGTERM"/);
+  const summary = JSON.parse(await stdoutText);
+  assert.equal(summary.inserted, 25);
+  assert.equal(summary.deleted, 25);
+  assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
+});
+
+Deno.test("demo runs with nothing but Deno, and reports what it loaded", async (t) => {
+  await t.step("synthetic data", async () => {
+    const result = await runCli(["demo", "--count", "300", "--seed", "7", "--summary-json"]);
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout);
+    reportFigures("demo", { ...report.drained, repeated_ips: report.repeated_masked_ips });
+    assert.equal(report.seeded.sent, 300);
+    assert.equal(report.drained.received, 300);
+    assert.equal(report.drained.inserted + report.drained.rejected, 300);
+    assert.ok(report.drained.rejected > 0, "the demo's malformed share is rejected");
+    assert.equal(report.rows_in_table, report.drained.inserted);
+    assert.ok(report.repeated_masked_ips > 0, "repeated ips are visible as repeated masks");
+    assert.match(result.stderr, /Drained in .* s: received 300/);
+  });
+  await t.step({
+    name: "the exercise's sample file",
+    ignore: !hasSample(),
+    fn: async () => {
+      const result = await runCli(["demo", "--sample", SAMPLE_PATH, "--summary-json"]);
+      assert.equal(result.code, 0, result.stderr);
+      const report = JSON.parse(result.stdout);
+      assert.equal(report.drained.inserted, 100);
+      assert.equal(report.drained.rejected, 0);
+      assert.equal(report.rows_in_table, 100);
+    },
+  });
+});
