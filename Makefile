@@ -18,7 +18,7 @@ PERMISSIONS = $(shell $(DENO) eval 'console.log(JSON.parse(Deno.readTextFileSync
 TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-msvc
 TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources
 
-.PHONY: help deno demo test test-unit check fmt lint postgres build build-all clean
+.PHONY: help deno demo test test-unit check fmt docs postgres build build-all clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,10 @@ postgres: ## Start (or install) the local Postgres the tests use
 
 fmt: deno ## Format the code
 	$(DENO) fmt
+
+docs: deno ## Rewrite the README's flag table from src/config.ts
+	$(DENO) run --allow-read=. --allow-write=README.md scripts/flags_table.ts
+	$(DENO) fmt README.md
 
 check: deno ## fmt --check, lint and type-check
 	$(DENO) fmt --check

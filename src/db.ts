@@ -87,6 +87,9 @@ const OWN_TABLES: readonly { readonly name: string; readonly ddl: readonly strin
   },
 ];
 
+/** Every DDL statement, in order; `sql/schema.sql` holds the same for DBAs. */
+export const SCHEMA_STATEMENTS: readonly string[] = OWN_TABLES.flatMap((t) => t.ddl);
+
 /** Names of the tables `ensureSchema` manages. */
 export const TABLE_NAMES: readonly string[] = OWN_TABLES.map((t) => t.name);
 

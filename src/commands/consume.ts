@@ -16,6 +16,9 @@ import type { Summary, Telemetry } from "../telemetry.ts";
 import type { Store } from "../types.ts";
 import { dryRunStore, postgresStore } from "../write.ts";
 
+/** How often `run` prunes the ledger. */
+const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
+
 /** What a consume run needs besides its config. */
 export interface ConsumeIo {
   readonly telemetry: Telemetry;
@@ -45,6 +48,7 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
     waitSeconds,
   });
   let sql: Sql | null = null;
+  let prune: ReturnType<typeof setInterval> | undefined;
   try {
     const attributes = await readQueueAttributes(client, config.queueUrl);
     let store: Store;
@@ -93,6 +97,20 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
           : `dead-letter after ${attributes.redrive.maxReceiveCount} receives`,
       },
     });
+    // A long-running consumer prunes hourly too; a failed prune only delays the next one.
+    const db = sql;
+    prune = mode === "run" && db !== null
+      ? setInterval(() => {
+        pruneLedger(db, config.ledgerRetentionDays).then(
+          (n) =>
+            n > 0 && log.log("info", "LedgerPruned", "pruned old ledger entries", { deleted: n }),
+          (error) =>
+            log.log("warn", "LedgerPruneFailed", "ledger prune failed", {
+              code: String(error?.code ?? "unknown"),
+            }),
+        );
+      }, PRUNE_INTERVAL_MS)
+      : undefined;
     await runPipeline({ queue: sqsQueue(client, config.queueUrl), store, masker, telemetry }, {
       mode,
       batchSize: config.batchSize,
@@ -107,6 +125,7 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
     });
     return telemetry.summary();
   } finally {
+    clearInterval(prune);
     await sql?.end({ timeout: 5 });
     client.destroy();
   }
