@@ -172,6 +172,29 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "How long to keep retrying an unreachable Postgres or SQS before exiting 1",
   },
   {
+    flag: "max-receives",
+    env: "LOGIN_ETL_MAX_RECEIVES",
+    kind: "integer",
+    default: "5",
+    min: 1,
+    max: 1000,
+    commands: CONSUMERS,
+    value: "N",
+    help:
+      "A message received more often is rejected as poison (unless the queue has a redrive policy)",
+  },
+  {
+    flag: "write-timeout-seconds",
+    env: "LOGIN_ETL_WRITE_TIMEOUT_SECONDS",
+    kind: "integer",
+    default: "30",
+    min: 1,
+    max: 3600,
+    commands: ["drain", "run"],
+    value: "S",
+    help: "A transaction not answered in time is abandoned, its connection dropped, and retried",
+  },
+  {
     flag: "max-body-bytes",
     env: "LOGIN_ETL_MAX_BODY_BYTES",
     kind: "integer",
@@ -353,6 +376,8 @@ export interface Config {
   readonly maxWaitMs: number;
   readonly writers: number;
   readonly maxRetrySeconds: number;
+  readonly maxReceives: number;
+  readonly writeTimeoutSeconds: number;
   readonly maxBodyBytes: number;
   readonly idleSeconds: number;
   readonly waitSeconds: number;
@@ -601,6 +626,8 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
     maxWaitMs: readInteger("max-wait-ms", flags, env) ?? 200,
     writers: readInteger("writers", flags, env) ?? 2,
     maxRetrySeconds: readInteger("max-retry-seconds", flags, env) ?? 300,
+    maxReceives: readInteger("max-receives", flags, env) ?? 5,
+    writeTimeoutSeconds: readInteger("write-timeout-seconds", flags, env) ?? 30,
     maxBodyBytes: readInteger("max-body-bytes", flags, env) ?? 65536,
     idleSeconds: readInteger("idle-seconds", flags, env) ?? 1,
     waitSeconds: readInteger("wait-seconds", flags, env) ?? 20,

@@ -31,6 +31,38 @@ export function connect(options: ConnectOptions): Sql {
   });
 }
 
+/**
+ * A pool that can be replaced. After a timeout its sockets may be dead
+ * without knowing it (a network that drops packets never says so), so the
+ * store drops them all and starts over.
+ */
+export class Database {
+  #sql: Sql;
+  readonly #options: ConnectOptions;
+
+  constructor(options: ConnectOptions) {
+    this.#options = options;
+    this.#sql = connect(options);
+  }
+
+  /** The current pool. */
+  get sql(): Sql {
+    return this.#sql;
+  }
+
+  /** Abandons every connection at once and opens a fresh pool. */
+  reset(): void {
+    const old = this.#sql;
+    this.#sql = connect(this.#options);
+    old.end({ timeout: 0 }).catch(() => {});
+  }
+
+  /** Closes the pool, waiting up to five seconds for queries in flight. */
+  async end(): Promise<void> {
+    await this.#sql.end({ timeout: 5 });
+  }
+}
+
 /** The exact DDL of the target table; the exercise's image already has it. */
 export const USER_LOGINS_DDL = `CREATE TABLE IF NOT EXISTS user_logins(
     user_id             varchar(128),
@@ -104,6 +136,7 @@ const PG_CONNECTION_CODES = new Set([
   "CONNECTION_CLOSED",
   "CONNECTION_ENDED",
   "CONNECTION_DESTROYED",
+  "WRITE_TIMEOUT",
 ]);
 
 /**

@@ -1,7 +1,8 @@
 /**
  * The flow of a run: receive loops fill a buffer, a flusher cuts it into
- * transactions of up to `maxRows`, each goes prepare → write → delete. The
- * queue and store come in as narrow interfaces.
+ * transactions of up to `maxRows`, each goes prepare → write → delete, and a
+ * heartbeat keeps held messages invisible. The queue and store come in as
+ * narrow interfaces.
  *
  * Ordering rule: a message is deleted only after the transaction holding its
  * row (or reject) and its ledger entry committed. A crash in between means
@@ -12,11 +13,19 @@
 
 import { foldDeliveries } from "./batch.ts";
 import { EtlError } from "./errors.ts";
+import { HeldMessages } from "./hold.ts";
 import type { Masker } from "./mask.ts";
 import { prepareItems } from "./prepare.ts";
 import { backoffMs, sleep } from "./retry.ts";
 import type { Stage, Telemetry } from "./telemetry.ts";
-import type { Queue, ReceivedMessage, RejectReason, Store, WriteOutcome } from "./types.ts";
+import type {
+  Queue,
+  ReceivedMessage,
+  RejectReason,
+  Store,
+  WriteItem,
+  WriteOutcome,
+} from "./types.ts";
 
 /** Tunables of the flow; see `config.ts` for their ranges and defaults. */
 export interface PipelineOptions {
@@ -37,6 +46,10 @@ export interface PipelineOptions {
   readonly writers: number;
   /** How long to keep retrying a failing service before giving up, ms. */
   readonly maxRetryMs: number;
+  /** The queue's visibility timeout; held messages are extended before it ends. */
+  readonly visibilityTimeoutSeconds: number;
+  /** Deliveries received more often than this are rejected as poison; null to leave it to a redrive policy. */
+  readonly maxReceives: number | null;
   /** Aborting it stops receiving; what is in flight is finished. */
   readonly stop?: AbortSignal;
 }
@@ -76,6 +89,14 @@ class Wakeup {
 
 /** Log lines carry at most this many message ids; the tables hold all of them. */
 const IDS_IN_LOG = 20;
+/** How often the heartbeat looks for held messages that need more time. */
+const HEARTBEAT_MS = 1000;
+
+function asEtlError(error: unknown, code: "internal" | "db_write"): EtlError {
+  return error instanceof EtlError
+    ? error
+    : new EtlError(code, error instanceof Error ? error.message : String(error), { cause: error });
+}
 
 /**
  * Runs the flow until the queue is drained (`drain`) or `stop` aborts
@@ -96,11 +117,14 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   let busy = 0;
   let activeWrites = 0;
   let receiversDone = false;
+  /** Set while the store fails transiently: receiving more would only burn receive counts. */
+  let storeFailing = false;
   let failure: EtlError | null = null;
+  const held = new HeldMessages(options.visibilityTimeoutSeconds);
   const tasks = new Set<Promise<void>>();
   const flushWake = new Wakeup();
   const spaceWake = new Wakeup();
-  // Bound memory and redelivery exposure: at most one buffer-full beyond what the writers hold.
+  // Bound memory and redelivery exposure: one buffer-full beyond what the writers hold.
   const maxInFlight = options.maxRows * (options.writers + 1);
 
   const stopped = () => options.stop?.aborted === true || failure !== null;
@@ -128,12 +152,18 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
       messages,
     });
   };
+  const track = (task: Promise<void>) => {
+    tasks.add(task);
+    task.finally(() => tasks.delete(task));
+  };
 
   async function receiver(): Promise<void> {
     let attempt = 0;
     let failingSince = 0;
     while (!stopped()) {
-      while (!stopped() && pending.length + busy >= maxInFlight) await spaceWake.wait(1000);
+      while (!stopped() && (pending.length + busy >= maxInFlight || storeFailing)) {
+        await spaceWake.wait(1000);
+      }
       if (stopped()) return;
       let batch: readonly ReceivedMessage[];
       try {
@@ -149,11 +179,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
         const transient = error instanceof EtlError && error.transient;
         if (!transient || performance.now() - failingSince >= options.maxRetryMs) {
           reportFailure("receive", error, attempt, null, 0);
-          fail(
-            error instanceof EtlError
-              ? error
-              : new EtlError("internal", String(error), { cause: error }),
-          );
+          fail(asEtlError(error, "internal"));
           return;
         }
         const delay = backoffMs(attempt);
@@ -166,6 +192,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
         continue;
       }
       telemetry.emit({ type: "BatchReceived", messages: batch.length });
+      held.add(batch, performance.now());
       if (pending.length === 0) pendingSince = performance.now();
       pending.push(...batch);
       flushWake.notify();
@@ -173,24 +200,33 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   }
 
   async function writeWithRetry(
-    items: Parameters<Store["write"]>[0],
+    items: readonly WriteItem[],
     messages: number,
   ): Promise<WriteOutcome | null> {
     const started = performance.now();
     for (let attempt = 1;; attempt++) {
       try {
-        return await store.write(items);
+        const outcome = await store.write(items);
+        if (storeFailing) {
+          storeFailing = false;
+          spaceWake.notify();
+          telemetry.emit({
+            type: "Noted",
+            level: "info",
+            event: "StoreRecovered",
+            message: "database writes succeed again; receiving resumes",
+            fields: { after_attempts: attempt },
+          });
+        }
+        return outcome;
       } catch (error) {
         const transient = error instanceof EtlError && error.transient;
         if (!transient || performance.now() - started >= options.maxRetryMs) {
           reportFailure("write", error, attempt, null, messages);
-          fail(
-            error instanceof EtlError
-              ? error
-              : new EtlError("db_write", String(error), { cause: error }),
-          );
+          fail(asEtlError(error, "db_write"));
           return null;
         }
+        storeFailing = true;
         const delay = backoffMs(attempt);
         reportFailure("write", error, attempt, delay, messages);
         await sleep(delay);
@@ -210,7 +246,10 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     try {
       const started = performance.now();
       const { unique, repeats } = foldDeliveries(deliveries);
-      const items = await prepareItems(unique, masker, { maxBodyBytes: options.maxBodyBytes });
+      const items = await prepareItems(unique, masker, {
+        maxBodyBytes: options.maxBodyBytes,
+        maxReceives: options.maxReceives,
+      });
       const outcome = await writeWithRetry(items, deliveries.length);
       if (outcome === null) return;
       releaseWriter();
@@ -221,12 +260,11 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
         duplicates: outcome.duplicates + repeats.length,
         durationMs: performance.now() - started,
       });
-      const rejectedIds = items.filter((i) => i.kind === "reject").map((i) => i.id);
       if (Object.keys(outcome.rejected).length > 0) {
         telemetry.emit({
           type: "MessagesRejected",
           byReason: outcome.rejected as Partial<Record<RejectReason, number>>,
-          ids: rejectedIds.slice(0, IDS_IN_LOG),
+          ids: items.filter((i) => i.kind === "reject").slice(0, IDS_IN_LOG).map((i) => i.id),
         });
       }
       if (!outcome.committed) return;
@@ -254,6 +292,8 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
         ),
       );
     } finally {
+      // Deleted, or left for SQS to redeliver: either way no longer ours to extend.
+      held.remove(deliveries);
       releaseWriter();
       busy -= deliveries.length;
       spaceWake.notify();
@@ -262,20 +302,18 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
 
   async function flusher(): Promise<void> {
     for (;;) {
+      if (failure !== null && failure.code.startsWith("db_")) return; // writes cannot succeed
       const n = pending.length;
       const closing = receiversDone || stopped();
       const due = n >= options.maxRows ||
         (n > 0 && (closing || performance.now() - pendingSince >= options.maxWaitMs));
-      if (failure !== null && failure.code.startsWith("db_")) return; // writes cannot succeed
       if (due && activeWrites < options.writers) {
         const batch = pending.slice(0, options.maxRows);
         pending = pending.slice(batch.length);
         pendingSince = performance.now();
         busy += batch.length;
         activeWrites++;
-        const task = processBatch(batch);
-        tasks.add(task);
-        task.finally(() => tasks.delete(task));
+        track(processBatch(batch));
         continue;
       }
       if (n === 0 && receiversDone) return;
@@ -284,10 +322,42 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     }
   }
 
+  /** Extends held messages before their visibility runs out (slow commits, outages). */
+  let extending = false;
+  async function heartbeat(): Promise<void> {
+    if (extending || failure !== null) return;
+    const due = held.due(performance.now());
+    if (due.length === 0) return;
+    extending = true;
+    try {
+      const result = await queue.extend(due, options.visibilityTimeoutSeconds);
+      const extendedIds = new Set(result.deleted);
+      held.extended(due.filter((m) => extendedIds.has(m.id)), performance.now());
+      telemetry.emit({ type: "VisibilityExtended", count: result.deleted.length });
+      if (result.failed.length > 0) {
+        telemetry.emit({
+          type: "Noted",
+          level: "warn",
+          event: "ExtendFailed",
+          message:
+            "could not extend visibility; another consumer may receive these, the ledger keeps them single",
+          fields: {
+            stage: "ack",
+            code: result.failed[0]?.code ?? "Unknown",
+            count: result.failed.length,
+          },
+        });
+      }
+    } finally {
+      extending = false;
+    }
+  }
+
   telemetry.markStart();
   const progress = options.mode === "run"
     ? setInterval(() => telemetry.emit({ type: "ProgressReported" }), 30_000)
     : undefined;
+  const beat = setInterval(() => track(heartbeat()), HEARTBEAT_MS);
   try {
     const flushing = flusher();
     await Promise.all(Array.from({ length: options.concurrency }, () => receiver()));
@@ -297,6 +367,8 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     while (tasks.size > 0) await Promise.all([...tasks]);
   } finally {
     clearInterval(progress);
+    clearInterval(beat);
+    while (tasks.size > 0) await Promise.allSettled([...tasks]);
     options.stop?.removeEventListener("abort", onStop);
   }
   if (failure !== null) throw failure;

@@ -11,15 +11,38 @@ import type { Masked, ReceivedMessage, WriteItem } from "./types.ts";
 import { utf8Length, validateBody, type Verdict } from "./validate.ts";
 
 /**
+ * A message received more often than `maxReceives` is poison: something kept
+ * it from being committed before. It is rejected unparsed, so whatever broke
+ * earlier runs is not tried again.
+ */
+function verdictOf(
+  message: ReceivedMessage,
+  options: { readonly maxBodyBytes: number; readonly maxReceives: number | null },
+): Verdict {
+  if (options.maxReceives !== null && message.receiveCount > options.maxReceives) {
+    return {
+      ok: false,
+      problem: {
+        reason: "poison",
+        detail:
+          `received ${message.receiveCount} times, more than --max-receives ${options.maxReceives}`,
+      },
+      parsed: { kind: "unparsed" },
+    };
+  }
+  return validateBody(message.body, options.maxBodyBytes);
+}
+
+/**
  * Turns distinct deliveries into write items. Every message yields exactly one
  * item: a row when valid, a reject with its reason otherwise.
  */
 export async function prepareItems(
   messages: readonly ReceivedMessage[],
   masker: Masker,
-  options: { readonly maxBodyBytes: number },
+  options: { readonly maxBodyBytes: number; readonly maxReceives: number | null },
 ): Promise<WriteItem[]> {
-  const verdicts: Verdict[] = messages.map((m) => validateBody(m.body, options.maxBodyBytes));
+  const verdicts: Verdict[] = messages.map((m) => verdictOf(m, options));
 
   // Collect every value to mask, once each: repeated ips and device ids in a
   // batch cost one HMAC.

@@ -29,6 +29,7 @@ export type TelemetryEvent =
     readonly ids: readonly string[];
   }
   | { readonly type: "MessagesDeleted"; readonly count: number }
+  | { readonly type: "VisibilityExtended"; readonly count: number }
   | {
     readonly type: "DeleteFailed";
     readonly ids: readonly string[];
@@ -61,6 +62,7 @@ export interface Counters {
   rejected: Record<RejectReason, number>;
   deleted: number;
   deleteFailed: number;
+  visibilityExtended: number;
   batchesCommitted: number;
   stageFailures: Record<Stage, number>;
 }
@@ -101,6 +103,7 @@ export class Telemetry {
     rejected: zeroReasons(),
     deleted: 0,
     deleteFailed: 0,
+    visibilityExtended: 0,
     batchesCommitted: 0,
     stageFailures: { receive: 0, validate: 0, mask: 0, write: 0, ack: 0, startup: 0 },
   };
@@ -159,6 +162,10 @@ export class Telemetry {
         return;
       case "MessagesDeleted":
         c.deleted += event.count;
+        return;
+      case "VisibilityExtended":
+        c.visibilityExtended += event.count;
+        log.log("debug", event.type, "visibility extended", { count: event.count });
         return;
       case "DeleteFailed":
         c.deleteFailed += event.ids.length;

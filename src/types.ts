@@ -122,6 +122,8 @@ export interface Queue {
   ): Promise<readonly ReceivedMessage[]>;
   /** Deletes messages by their receipt handles; partial failure is a result, not a throw. */
   delete(messages: readonly ReceivedMessage[]): Promise<AckResult>;
+  /** Makes messages invisible for `seconds` more; `deleted` in the result lists those changed. */
+  extend(messages: readonly ReceivedMessage[], seconds: number): Promise<AckResult>;
 }
 
 /** What the pipeline needs of a store; implemented over Postgres in `write.ts`. */

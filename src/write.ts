@@ -6,7 +6,7 @@
  * @module
  */
 
-import { describeDbError, isTransientDbError, type Sql } from "./db.ts";
+import { type Database, describeDbError, isTransientDbError, type Sql } from "./db.ts";
 import { DatabaseError } from "./errors.ts";
 import type { RejectReason, Store, WriteItem, WriteOutcome } from "./types.ts";
 
@@ -88,15 +88,34 @@ export function toColumns(items: readonly WriteItem[]): Columns {
   return columns;
 }
 
-/** A `Store` over Postgres. Items must have distinct ids (see `foldDeliveries`). */
-export function postgresStore(sql: Sql): Store {
+/**
+ * A `Store` over Postgres. Items must have distinct ids (see `foldDeliveries`).
+ * A write not answered within `writeTimeoutMs` is abandoned with its
+ * connections and reported as transient: if it did commit, the retry finds
+ * its ids in the ledger and writes nothing twice.
+ */
+export function postgresStore(db: Database, options: { readonly writeTimeoutMs: number }): Store {
   return {
     async write(items: readonly WriteItem[]): Promise<WriteOutcome> {
       if (items.length === 0) return { inserted: 0, rejected: {}, duplicates: 0, committed: true };
       const c = toColumns(items);
-      // A single statement is a single transaction: ledger entries, rows and
-      // rejects commit together or not at all, in one round trip.
-      const rows = await writeStatement(sql, c).catch((error: unknown) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          db.reset();
+          reject(
+            Object.assign(new Error(`no answer within ${options.writeTimeoutMs} ms`), {
+              code: "WRITE_TIMEOUT",
+            }),
+          );
+        }, options.writeTimeoutMs);
+      });
+      let rows: Awaited<ReturnType<typeof writeStatement>>;
+      try {
+        // A single statement is a single transaction: ledger entries, rows and
+        // rejects commit together or not at all, in one round trip.
+        rows = await Promise.race([writeStatement(db.sql, c), timeout]);
+      } catch (error) {
         throw new DatabaseError(
           "db_write",
           `Cannot write a batch of ${items.length} messages: ${describeDbError(error)}`,
@@ -106,7 +125,9 @@ export function postgresStore(sql: Sql): Store {
             messageIds: c.ids,
           },
         );
-      });
+      } finally {
+        clearTimeout(timer);
+      }
       const result = rows[0];
       const inserted = result?.inserted ?? 0;
       const rejected = (result?.rejected ?? {}) as Partial<Record<RejectReason, number>>;

@@ -6,7 +6,7 @@
  */
 
 import type { Config } from "../config.ts";
-import { connect, ensureSchema, pruneLedger, registerKey, type Sql } from "../db.ts";
+import { Database, ensureSchema, pruneLedger, registerKey } from "../db.ts";
 import { redactUrl } from "../errors.ts";
 import { loadHmacSecret, Masker } from "../mask.ts";
 import { runPipeline } from "../pipeline.ts";
@@ -47,7 +47,7 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
     concurrency: config.concurrency,
     waitSeconds,
   });
-  let sql: Sql | null = null;
+  let database: Database | null = null;
   let prune: ReturnType<typeof setInterval> | undefined;
   try {
     const attributes = await readQueueAttributes(client, config.queueUrl);
@@ -55,11 +55,12 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
     if (config.dryRun) {
       store = dryRunStore(io.writeStdout);
     } else {
-      sql = connect({
+      database = new Database({
         url: config.databaseUrl,
         schema: config.schema,
         max: io.poolMax ?? config.writers + 1,
       });
+      const sql = database.sql;
       const created = await ensureSchema(sql, { url: config.databaseUrl, schema: config.schema });
       if (created.length > 0) {
         log.log("info", "TablesCreated", "created missing tables", {
@@ -77,7 +78,7 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
       if (pruned > 0) {
         log.log("info", "LedgerPruned", "pruned old ledger entries", { deleted: pruned });
       }
-      store = postgresStore(sql);
+      store = postgresStore(database, { writeTimeoutMs: config.writeTimeoutSeconds * 1000 });
     }
     telemetry.emit({
       type: "RunStarted",
@@ -95,13 +96,16 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
         redrive: attributes.redrive === null
           ? "none"
           : `dead-letter after ${attributes.redrive.maxReceiveCount} receives`,
+        max_receives: attributes.redrive === null
+          ? config.maxReceives
+          : "left to the redrive policy",
       },
     });
     // A long-running consumer prunes hourly too; a failed prune only delays the next one.
-    const db = sql;
+    const db = database;
     prune = mode === "run" && db !== null
       ? setInterval(() => {
-        pruneLedger(db, config.ledgerRetentionDays).then(
+        pruneLedger(db.sql, config.ledgerRetentionDays).then(
           (n) =>
             n > 0 && log.log("info", "LedgerPruned", "pruned old ledger entries", { deleted: n }),
           (error) =>
@@ -121,12 +125,16 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
       maxBodyBytes: config.maxBodyBytes,
       writers: io.poolMax ?? config.writers,
       maxRetryMs: config.maxRetrySeconds * 1000,
+      visibilityTimeoutSeconds: attributes.visibilityTimeoutSeconds,
+      // With a redrive policy SQS dead-letters repeat failures itself; without
+      // one, poison messages would loop until retention ends.
+      maxReceives: attributes.redrive === null ? config.maxReceives : null,
       stop: io.stop,
     });
     return telemetry.summary();
   } finally {
     clearInterval(prune);
-    await sql?.end({ timeout: 5 });
+    await database?.end();
     client.destroy();
   }
 }

@@ -16,6 +16,7 @@ import { SqsError } from "../errors.ts";
 import type { Queue } from "../types.ts";
 import { deleteMessages } from "./ack.ts";
 import { describeAwsError, receiveMessages } from "./receive.ts";
+import { extendVisibility } from "./visibility.ts";
 
 /** The queue name: the last path segment of its URL. */
 export function queueNameOf(queueUrl: string): string {
@@ -28,6 +29,7 @@ export function sqsQueue(client: SQSClient, queueUrl: string): Queue {
   return {
     receive: (options) => receiveMessages(client, queueUrl, options),
     delete: (messages) => deleteMessages(client, queueUrl, messages),
+    extend: (messages, seconds) => extendVisibility(client, queueUrl, messages, seconds),
   };
 }
 

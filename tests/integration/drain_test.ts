@@ -11,7 +11,7 @@ import { loadSampleBodies } from "../../src/seed/sample.ts";
 import { sqsQueue } from "../../src/sqs/queue.ts";
 import { createSqsClient } from "../../src/sqs/client.ts";
 import { runPipeline } from "../../src/pipeline.ts";
-import { connect, ensureSchema, registerKey } from "../../src/db.ts";
+import { connect, Database, ensureSchema, registerKey } from "../../src/db.ts";
 import { postgresStore } from "../../src/write.ts";
 import { encodeAppVersion } from "../../src/app_version.ts";
 import { utcDate } from "../../src/to_row.ts";
@@ -171,19 +171,19 @@ Deno.test("a redelivered MessageId after a crash between commit and delete gives
     concurrency: 2,
     waitSeconds: 1,
   });
-  const sql = connect({ url: DATABASE_URL, schema: db.schema, max: 2 });
+  const database = new Database({ url: DATABASE_URL, schema: db.schema, max: 2 });
   try {
-    await ensureSchema(sql, { url: DATABASE_URL, schema: db.schema });
-    await registerKey(sql, masker.keyId, masker.fingerprint);
+    await ensureSchema(database.sql, { url: DATABASE_URL, schema: db.schema });
+    await registerKey(database.sql, masker.keyId, masker.fingerprint);
     const real = sqsQueue(client, queueUrl);
     const crashBeforeDelete = {
-      receive: real.receive,
+      ...real,
       delete: () => Promise.resolve({ deleted: [], failed: [] }),
     };
     const first = capturingTelemetry();
     await runPipeline({
       queue: crashBeforeDelete,
-      store: postgresStore(sql),
+      store: postgresStore(database, { writeTimeoutMs: 10_000 }),
       masker,
       telemetry: first.telemetry,
     }, {
@@ -196,10 +196,12 @@ Deno.test("a redelivered MessageId after a crash between commit and delete gives
       maxBodyBytes: 65536,
       writers: 1,
       maxRetryMs: 10_000,
+      visibilityTimeoutSeconds: 3,
+      maxReceives: 5,
     });
     assert.equal(first.telemetry.counters.inserted, 30);
   } finally {
-    await sql.end();
+    await database.end();
     client.destroy();
   }
   assert.equal(sqs.counts(queueUrl).inFlight, 30, "nothing was deleted");
