@@ -89,21 +89,14 @@ const THROTTLING =
   /Throttl|RequestLimitExceeded|TooManyRequests|SlowDown|ServiceUnavailable|InternalError|RequestTimeout/;
 
 /**
- * True when retrying later may succeed: throttling, a 5xx, a timeout or a
- * network error. False for client faults such as a missing queue or denied
+ * True when retrying later may succeed: throttling, a server fault, or no
+ * complete answer at all (connection refused or reset, timeout, a truncated
+ * response). False for client faults such as a missing queue or denied
  * access, which a retry would only repeat.
  */
 export function isTransientAwsError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
-  const meta = error as {
-    $fault?: string;
-    $metadata?: { httpStatusCode?: number };
-    $retryable?: unknown;
-    code?: unknown;
-  };
-  const status = meta.$metadata?.httpStatusCode;
+  const meta = error as { $fault?: string; $retryable?: unknown };
   if (meta.$retryable !== undefined || THROTTLING.test(error.name)) return true;
-  if (status !== undefined) return status >= 500 || status === 429;
-  // No HTTP response at all: the connection failed or timed out.
   return meta.$fault !== "client";
 }

@@ -41,7 +41,7 @@ export async function drainUntilEmpty(
   sqs: TestSqs,
   queueUrl: string,
   env: Record<string, string>,
-  options: { timeoutMs?: number; extraArgs?: readonly string[] } = {},
+  options: { timeoutMs?: number; extraArgs?: readonly string[]; consumerQueueUrl?: string } = {},
 ): Promise<{ runs: number; summaries: Record<string, number>[] }> {
   const deadline = Date.now() + (options.timeoutMs ?? 120_000);
   const summaries: Record<string, number>[] = [];
@@ -49,7 +49,7 @@ export async function drainUntilEmpty(
     const { done } = startConsumer([
       "drain",
       "--queue-url",
-      queueUrl,
+      options.consumerQueueUrl ?? queueUrl,
       "--summary-json",
       ...(options.extraArgs ?? []),
     ], env);

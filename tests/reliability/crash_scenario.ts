@@ -34,7 +34,7 @@ export async function runCrashScenario(scenario: CrashScenario): Promise<void> {
   const bodies = [...generateBodies(scenario.messages, { badRatio: 0.02, seed: scenario.seed })];
   const ids = enqueue(sqs, queueUrl, bodies);
   const sent = ids.map((id, i) => ({ id, body: bodies[i] as string }));
-  await using proxy = startSqsFaultProxy(sqs.endpoint);
+  await using proxy = await startSqsFaultProxy(sqs.endpoint);
   const proxiedUrl = `${proxy.endpoint}${new URL(queueUrl).pathname}`;
   const env = { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema };
   const random = new Random(scenario.seed);
