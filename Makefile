@@ -18,7 +18,7 @@ PERMISSIONS = $(shell $(DENO) eval 'console.log(JSON.parse(Deno.readTextFileSync
 TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-msvc
 TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources
 
-.PHONY: help deno demo test test-unit check fmt docs postgres build build-all clean
+.PHONY: help deno demo test test-unit soak check fmt docs postgres build build-all clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,8 +52,11 @@ check: deno ## fmt --check, lint and type-check
 test-unit: deno ## Unit tests only (no services)
 	$(DENO) test $(TEST_FLAGS) tests/unit/
 
-test: deno postgres check ## Everything CI runs: checks, unit, integration and CLI tests
-	$(DENO) test $(TEST_FLAGS) tests/
+test: deno postgres check ## Everything CI runs: checks, unit, integration, CLI and fault tests
+	$(DENO) test $(TEST_FLAGS) tests/unit/ tests/integration/ tests/cli/ tests/reliability/
+
+soak: deno postgres ## The long crash test (100,000 messages, 20 kills); not in CI
+	$(DENO) test $(TEST_FLAGS) tests/soak/
 
 build: deno ## Compile dist/login-etl with the binary's permissions
 	@mkdir -p dist

@@ -200,8 +200,12 @@ export async function ensureSchema(
       if (options.schema !== "public") {
         await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS "${options.schema}"`);
       }
+      // Another consumer may have created them while we waited for the lock.
+      const stillMissing = await tx<{ name: string }[]>`
+        SELECT name FROM unnest(${missing.map((m) => m.name)}::text[]) AS t(name)
+        WHERE to_regclass(quote_ident(${options.schema}) || '.' || quote_ident(name)) IS NULL`;
       for (const table of OWN_TABLES) {
-        if (!missing.some((m) => m.name === table.name)) continue;
+        if (!stillMissing.some((m) => m.name === table.name)) continue;
         for (const statement of table.ddl) await tx.unsafe(statement);
         created.push(table.name);
       }

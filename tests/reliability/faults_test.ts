@@ -159,20 +159,53 @@ Deno.test("four consumers on one queue with a 1 s visibility timeout and slowed 
   await using pg = TcpProxy.start(targetOf(DATABASE_URL));
   pg.delayMs = 250; // every packet to and from Postgres waits: commits outlast the visibility timeout
   const queueUrl = sqs.createQueue({ VisibilityTimeout: "1" });
-  const sent = load(sqs, queueUrl, 4_000, 4);
   const env = {
     PII_HMAC_KEY: TEST_SECRET,
     DATABASE_URL: viaProxy(DATABASE_URL, pg),
     LOGIN_ETL_SCHEMA: db.schema,
   };
-  const consumers = Array.from(
-    { length: 4 },
-    () =>
-      startConsumer(["drain", "--queue-url", queueUrl, "--summary-json", "--max-rows", "300"], env),
+  // `run` keeps all four polling until the queue is done, so they really race.
+  const consumers = Array.from({ length: 4 }, () =>
+    startConsumer(
+      [
+        "run",
+        "--queue-url",
+        queueUrl,
+        "--summary-json",
+        "--max-rows",
+        "300",
+        "--wait-seconds",
+        "1",
+      ],
+      env,
+    ));
+  // Load the queue only once all four are polling (their last start-up step
+  // is the ledger prune), so that none arrives late to an empty queue.
+  await waitFor(
+    async () => {
+      const [row] = await db.sql`SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE application_name = 'login-etl' AND query LIKE '%DELETE FROM login_etl_ledger%'`;
+      return row?.n === 4;
+    },
+    60_000,
+    "four consumers started",
   );
+  const sent = load(sqs, queueUrl, 4_000, 4);
+  await waitFor(
+    async () => (await ledgerCount(db.sql)) >= sent.length,
+    120_000,
+    "every message committed",
+  );
+  await waitFor(
+    () => sqs.counts(queueUrl).inFlight === 0 && sqs.counts(queueUrl).ready === 0,
+    30_000,
+    "an empty queue",
+  );
+  for (const c of consumers) c.child.kill("SIGTERM");
   const results = await Promise.all(consumers.map((c) => c.done));
   for (const r of results) assert.equal(r.code, 0, r.stderr.slice(-2000));
   const summaries = results.map((r) => JSON.parse(r.stdout));
+  assert.ok(summaries.filter((s) => s.received > 0).length >= 3, "the consumers shared the queue");
   const rest = await drainUntilEmpty(sqs, queueUrl, { ...env, DATABASE_URL });
   const landed = await checkLanded(db.sql, sent);
   reportFigures("four consumers", {
