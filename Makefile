@@ -18,7 +18,7 @@ PERMISSIONS = $(shell $(DENO) eval 'console.log(JSON.parse(Deno.readTextFileSync
 TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-msvc
 TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources
 
-.PHONY: help deno demo test test-unit soak check fmt docs postgres build build-all clean
+.PHONY: help deno demo test test-unit bench soak check fmt docs postgres build build-all clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ test-unit: deno ## Unit tests only (no services)
 
 test: deno postgres check ## Everything CI runs: checks, unit, integration, CLI and fault tests
 	$(DENO) test $(TEST_FLAGS) tests/unit/ tests/integration/ tests/cli/ tests/reliability/
+
+bench: deno postgres ## Throughput against the client and protocol ceilings (BENCH_N, BENCH_MEMORY=1)
+	$(DENO) run --allow-all bench/bench.ts
 
 soak: deno postgres ## The long crash test (100,000 messages, 20 kills); not in CI
 	$(DENO) test $(TEST_FLAGS) tests/soak/

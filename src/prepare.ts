@@ -37,11 +37,11 @@ function verdictOf(
  * Turns distinct deliveries into write items. Every message yields exactly one
  * item: a row when valid, a reject with its reason otherwise.
  */
-export async function prepareItems(
+export function prepareItems(
   messages: readonly ReceivedMessage[],
   masker: Masker,
   options: { readonly maxBodyBytes: number; readonly maxReceives: number | null },
-): Promise<WriteItem[]> {
+): WriteItem[] {
   const verdicts: Verdict[] = messages.map((m) => verdictOf(m, options));
 
   // Collect every value to mask, once each: repeated ips and device ids in a
@@ -56,16 +56,8 @@ export async function prepareItems(
       findPiiValues(verdict.parsed).forEach(want);
     }
   });
-  const entries = [...wanted.entries()];
-  const rejectIndexes = verdicts.flatMap((v, i) => (v.ok ? [] : [i]));
-  const [masks, bodyHmacs] = await Promise.all([
-    Promise.all(entries.map(([, value]) => masker.mask(value.field, value.text))),
-    Promise.all(rejectIndexes.map((i) => masker.mask("body", messages[i]?.body ?? ""))),
-  ]);
   const maskOf = new Map<string, Masked>();
-  entries.forEach(([key], i) => maskOf.set(key, masks[i] as Masked));
-  const hmacOf = new Map<number, Masked>();
-  rejectIndexes.forEach((index, i) => hmacOf.set(index, bodyHmacs[i] as Masked));
+  for (const [key, value] of wanted) maskOf.set(key, masker.mask(value.field, value.text));
 
   return messages.map((message, i): WriteItem => {
     const verdict = verdicts[i] as Verdict;
@@ -79,7 +71,7 @@ export async function prepareItems(
     }
     const reject = toRejectRow(verdict.problem, verdict.parsed, {
       bodyBytes: utf8Length(message.body),
-      bodyHmac: hmacOf.get(i) as Masked,
+      bodyHmac: masker.mask("body", message.body),
       sentAtMs: message.sentAtMs,
     }, maskOf);
     return { kind: "reject", id: message.id, reject };

@@ -78,7 +78,11 @@ export interface Summary {
   readonly "delete_failed": number;
   /** Received but neither committed nor known duplicate (only after a hard stop or a dry run). */
   readonly "in_flight": number;
+  /** Wall time from the pipeline's start to now (includes the closing idle receive). */
   readonly "duration_ms": number;
+  /** From the first message received to the last one committed and deleted. */
+  readonly "active_ms": number;
+  /** Messages finished per second of `active_ms`. */
   readonly "msgs_per_s": number;
   /** True when received = inserted + duplicates + rejected + in_flight. */
   readonly balanced: boolean;
@@ -109,6 +113,8 @@ export class Telemetry {
   };
   readonly #logger: Logger;
   #startedAt = performance.now();
+  #firstReceivedAt: number | null = null;
+  #lastFinishedAt: number | null = null;
   /** Messages received but not yet committed or found duplicate. */
   inFlight = 0;
 
@@ -124,6 +130,8 @@ export class Telemetry {
   /** Restarts the clock the summary's rate is measured from (at the first receive). */
   markStart(): void {
     this.#startedAt = performance.now();
+    this.#firstReceivedAt = null;
+    this.#lastFinishedAt = null;
   }
 
   /** Records an event: counters first, then its log line. */
@@ -135,10 +143,12 @@ export class Telemetry {
         log.log("info", event.type, "run started", event.fields);
         return;
       case "BatchReceived":
+        this.#firstReceivedAt ??= performance.now();
         c.received += event.messages;
         this.inFlight += event.messages;
         return;
       case "BatchCommitted":
+        this.#lastFinishedAt = performance.now();
         c.inserted += event.inserted;
         c.duplicates += event.duplicates;
         c.batchesCommitted += 1;
@@ -161,6 +171,7 @@ export class Telemetry {
         });
         return;
       case "MessagesDeleted":
+        this.#lastFinishedAt = performance.now();
         c.deleted += event.count;
         return;
       case "VisibilityExtended":
@@ -214,6 +225,9 @@ export class Telemetry {
     const c = this.counters;
     const rejected = sumValues(c.rejected);
     const durationMs = Math.round(performance.now() - this.#startedAt);
+    const activeMs = this.#firstReceivedAt === null || this.#lastFinishedAt === null
+      ? 0
+      : Math.max(1, Math.round(this.#lastFinishedAt - this.#firstReceivedAt));
     const byReason: Partial<Record<RejectReason, number>> = {};
     for (const reason of REJECT_REASONS) {
       if (c.rejected[reason] > 0) byReason[reason] = c.rejected[reason];
@@ -229,7 +243,8 @@ export class Telemetry {
       delete_failed: c.deleteFailed,
       in_flight: this.inFlight,
       duration_ms: durationMs,
-      msgs_per_s: durationMs > 0 ? Math.round((done * 1000) / durationMs) : 0,
+      active_ms: activeMs,
+      msgs_per_s: activeMs > 0 ? Math.round((done * 1000) / activeMs) : 0,
       balanced: c.received === done + this.inFlight,
     };
   }

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { SQSClient } from "@aws-sdk/client-sqs";
+import { SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
+import { FetchRequestHandler } from "./fetch_handler.ts";
 
 /** Environment variables the SDK reads for credentials; any one means "use the SDK's chain". */
 const CREDENTIAL_VARS = [
@@ -73,6 +74,8 @@ export interface SqsClientOptions {
   readonly concurrency: number;
   /** Longest long poll, to set the request timeout above it. */
   readonly waitSeconds: number;
+  /** Check each received body against its MD5OfBody (default off). */
+  readonly verifyMd5?: boolean;
 }
 
 /**
@@ -92,14 +95,16 @@ export function createSqsClient(
       ? { credentials: { accessKeyId: "test", secretAccessKey: "test" } }
       : {}),
     maxAttempts: 3,
-    requestHandler: {
-      // A long poll holds its request open for waitSeconds; time out only well after.
-      requestTimeout: (options.waitSeconds + 10) * 1000,
-      connectionTimeout: 5000,
-      // Deletes fan out 10 entries a call, so allow more sockets than receive loops.
-      httpAgent: { keepAlive: true, maxSockets: Math.max(50, options.concurrency * 4) },
-      httpsAgent: { keepAlive: true, maxSockets: Math.max(50, options.concurrency * 4) },
-    },
+    // Received bodies are checked against MD5OfBody only when asked: over TLS
+    // (every AWS endpoint) integrity is already assured, and hashing every
+    // body was a measurable share of a drain's CPU (README, Performance).
+    ...(options.verifyMd5 === true ? {} : { md5: false as const }),
+    // A long poll holds its request open for waitSeconds; time out only well after.
+    // The SDK's handler type comes from @smithy/types, which we do not import;
+    // FetchRequestHandler implements the part of it the SDK calls.
+    requestHandler: new FetchRequestHandler({
+      requestTimeoutMs: (options.waitSeconds + 10) * 1000,
+    }) as unknown as NonNullable<SQSClientConfig["requestHandler"]>,
   });
   return { client, endpoint };
 }
