@@ -63,13 +63,13 @@ soak: deno postgres ## The long crash test (100,000 messages, 20 kills); not in 
 
 build: deno ## Compile dist/login-etl with the binary's permissions
 	@mkdir -p dist
-	$(DENO) compile $(PERMISSIONS) --output dist/login-etl src/main.ts || { \
+	$(DENO) compile $(PERMISSIONS) --include src/sink_worker.ts --output dist/login-etl src/main.ts || { \
 	  echo "make build: deno compile failed; it downloads its runtime base (denort) on first use: allow that download, or set DENORT_BIN to a denort binary of Deno $(DENO_VERSION)" >&2; exit 1; }
 
 build-all: deno ## Cross-compile for Linux, macOS and Windows into dist/
 	@mkdir -p dist
 	@set -e; for target in $(TARGETS); do \
-	  $(DENO) compile $(PERMISSIONS) --target $$target --output dist/login-etl-$$target src/main.ts || { \
+	  $(DENO) compile $(PERMISSIONS) --include src/sink_worker.ts --target $$target --output dist/login-etl-$$target src/main.ts || { \
 	    echo "make build-all: deno compile for $$target failed; it downloads the denort base per target" >&2; exit 1; }; \
 	done
 

@@ -1,3 +1,4 @@
+// deno-lint-ignore-file camelcase -- the result's field names are its JSON format
 // `make bench`: in one run, on one machine, measures
 //   1. the client ceiling: ReceiveMessage(10) + DeleteMessageBatch through the
 //      same SQS client and concurrency as drain, with no processing;
@@ -313,6 +314,7 @@ try {
       max_rows: config.maxRows,
       max_wait_ms: config.maxWaitMs,
       writers: config.writers,
+      worker_threads: config.workerThreads,
     },
     msgs_per_s: Math.round(e2e),
     client_ceiling_msgs_per_s: Math.round(client),

@@ -161,6 +161,18 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "Transactions in flight at once (Postgres connections used: this plus one)",
   },
   {
+    flag: "worker-threads",
+    env: "LOGIN_ETL_WORKER_THREADS",
+    kind: "integer",
+    default: "1",
+    min: 0,
+    max: 8,
+    commands: ["drain", "run"],
+    value: "N",
+    help:
+      "Threads that validate, mask and write (0: all in the main thread, which then also drives SQS)",
+  },
+  {
     flag: "max-retry-seconds",
     env: "LOGIN_ETL_MAX_RETRY_SECONDS",
     kind: "integer",
@@ -375,6 +387,7 @@ export interface Config {
   readonly maxRows: number;
   readonly maxWaitMs: number;
   readonly writers: number;
+  readonly workerThreads: number;
   readonly maxRetrySeconds: number;
   readonly maxReceives: number;
   readonly writeTimeoutSeconds: number;
@@ -625,6 +638,7 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
     maxRows: readInteger("max-rows", flags, env) ?? 1000,
     maxWaitMs: readInteger("max-wait-ms", flags, env) ?? 200,
     writers: readInteger("writers", flags, env) ?? 2,
+    workerThreads: readInteger("worker-threads", flags, env) ?? 1,
     maxRetrySeconds: readInteger("max-retry-seconds", flags, env) ?? 300,
     maxReceives: readInteger("max-receives", flags, env) ?? 5,
     writeTimeoutSeconds: readInteger("write-timeout-seconds", flags, env) ?? 30,

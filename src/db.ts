@@ -155,13 +155,16 @@ export function isTransientDbError(error: unknown): boolean {
   return /^(08|40|53)/.test(code) || /^57P0[1-5]$/.test(code);
 }
 
-/** Short description of a postgres.js error: code and message, never parameters. */
+/**
+ * Short description of a postgres.js error: code and message, never
+ * parameters. Postgres quotes offending values in some messages; the message
+ * is cut so a bad batch cannot flood a log line.
+ */
 export function describeDbError(error: unknown): string {
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;
-    return typeof code === "string" && !error.message.includes(code)
-      ? `${error.message} (${code})`
-      : error.message;
+    const message = error.message.length > 200 ? `${error.message.slice(0, 200)}…` : error.message;
+    return typeof code === "string" && !message.includes(code) ? `${message} (${code})` : message;
   }
   return String(error);
 }

@@ -1,7 +1,7 @@
 /**
  * The flow of a run: receive loops fill a buffer, a flusher cuts it into
  * transactions of up to `maxRows`, each goes prepare → write → delete, and a
- * heartbeat keeps held messages invisible. The queue and store come in as
+ * heartbeat keeps held messages invisible. The queue and sink come in as
  * narrow interfaces.
  *
  * Ordering rule: a message is deleted only after the transaction holding its
@@ -14,18 +14,10 @@
 import { foldDeliveries } from "./batch.ts";
 import { EtlError } from "./errors.ts";
 import { HeldMessages } from "./hold.ts";
-import type { Masker } from "./mask.ts";
-import { prepareItems } from "./prepare.ts";
+import type { Sink, SinkOutcome } from "./sink.ts";
 import { backoffMs, sleep } from "./retry.ts";
 import type { Stage, Telemetry } from "./telemetry.ts";
-import type {
-  Queue,
-  ReceivedMessage,
-  RejectReason,
-  Store,
-  WriteItem,
-  WriteOutcome,
-} from "./types.ts";
+import type { Queue, ReceivedMessage, RejectReason } from "./types.ts";
 
 /** Tunables of the flow; see `config.ts` for their ranges and defaults. */
 export interface PipelineOptions {
@@ -41,15 +33,12 @@ export interface PipelineOptions {
   readonly maxRows: number;
   /** Longest a buffered message waits for its transaction to fill, ms. */
   readonly maxWaitMs: number;
-  readonly maxBodyBytes: number;
   /** Transactions in flight at once. */
   readonly writers: number;
   /** How long to keep retrying a failing service before giving up, ms. */
   readonly maxRetryMs: number;
   /** The queue's visibility timeout; held messages are extended before it ends. */
   readonly visibilityTimeoutSeconds: number;
-  /** Deliveries received more often than this are rejected as poison; null to leave it to a redrive policy. */
-  readonly maxReceives: number | null;
   /** Aborting it stops receiving; what is in flight is finished. */
   readonly stop?: AbortSignal;
 }
@@ -57,8 +46,8 @@ export interface PipelineOptions {
 /** The components the flow moves messages through. */
 export interface PipelineDeps {
   readonly queue: Queue;
-  readonly store: Store;
-  readonly masker: Masker;
+  /** Prepares and writes distinct deliveries (in this thread or a worker). */
+  readonly sink: Sink;
   readonly telemetry: Telemetry;
 }
 
@@ -106,7 +95,7 @@ function asEtlError(error: unknown, code: "internal" | "db_write"): EtlError {
  *   in a way a retry cannot mend; messages not yet committed stay in the queue
  */
 export async function runPipeline(deps: PipelineDeps, options: PipelineOptions): Promise<void> {
-  const { queue, store, masker, telemetry } = deps;
+  const { queue, sink, telemetry } = deps;
   const pollAbort = new AbortController();
   const onStop = () => pollAbort.abort();
   options.stop?.addEventListener("abort", onStop, { once: true });
@@ -200,13 +189,13 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   }
 
   async function writeWithRetry(
-    items: readonly WriteItem[],
+    unique: readonly ReceivedMessage[],
     messages: number,
-  ): Promise<WriteOutcome | null> {
+  ): Promise<SinkOutcome | null> {
     const started = performance.now();
     for (let attempt = 1;; attempt++) {
       try {
-        const outcome = await store.write(items);
+        const outcome = await sink.write(unique);
         if (storeFailing) {
           storeFailing = false;
           spaceWake.notify();
@@ -246,11 +235,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     try {
       const started = performance.now();
       const { unique, repeats } = foldDeliveries(deliveries);
-      const items = await prepareItems(unique, masker, {
-        maxBodyBytes: options.maxBodyBytes,
-        maxReceives: options.maxReceives,
-      });
-      const outcome = await writeWithRetry(items, deliveries.length);
+      const outcome = await writeWithRetry(unique, deliveries.length);
       if (outcome === null) return;
       releaseWriter();
       telemetry.emit({
@@ -264,7 +249,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
         telemetry.emit({
           type: "MessagesRejected",
           byReason: outcome.rejected as Partial<Record<RejectReason, number>>,
-          ids: items.filter((i) => i.kind === "reject").slice(0, IDS_IN_LOG).map((i) => i.id),
+          ids: outcome.rejectedIds.slice(0, IDS_IN_LOG),
         });
       }
       if (!outcome.committed) return;

@@ -54,8 +54,25 @@ export interface PiiValue {
 }
 
 /**
- * Every `ip`/`device_id` value at any depth of a parsed body. Iterative, so a
- * deeply nested body cannot overflow the stack.
+ * The JSON inside a string, when the string is a JSON object or array: a
+ * producer that serialised twice, or an SNS envelope carrying the event in
+ * `Message`. PII inside it is masked like PII outside.
+ */
+export function nestedJson(text: string): object | undefined {
+  const start = text.trimStart()[0];
+  if (start !== "{" && start !== "[") return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    return value !== null && typeof value === "object" ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Every `ip`/`device_id` value at any depth of a parsed body, including
+ * inside strings that hold JSON. Iterative, so a deeply nested body cannot
+ * overflow the stack.
  */
 export function findPiiValues(parsed: ParsedBody): PiiValue[] {
   if (parsed.kind !== "json") return [];
@@ -63,6 +80,11 @@ export function findPiiValues(parsed: ParsedBody): PiiValue[] {
   const stack: unknown[] = [parsed.value];
   while (stack.length > 0) {
     const node = stack.pop();
+    if (typeof node === "string") {
+      const inner = nestedJson(node);
+      if (inner !== undefined) stack.push(inner);
+      continue;
+    }
     if (node === null || typeof node !== "object") continue;
     for (const [key, child] of Object.entries(node)) {
       if (!Array.isArray(node) && PII_KEYS.has(key)) {
@@ -90,13 +112,18 @@ export function toRejectRow(
   let maskedBody: string | null = null;
   if (parsed.kind === "json") {
     try {
-      maskedBody = JSON.stringify(parsed.value, function (key, value) {
+      const replacer = function (this: unknown, key: string, value: unknown): unknown {
         if (!Array.isArray(this) && PII_KEYS.has(key)) {
           const text = piiText(key, value);
           return masks.get(piiKey({ field: key as "ip" | "device_id", text })) ?? "[masked]";
         }
+        if (typeof value === "string") {
+          const inner = nestedJson(value);
+          if (inner !== undefined) return JSON.stringify(inner, replacer);
+        }
         return value;
-      });
+      };
+      maskedBody = JSON.stringify(parsed.value, replacer);
     } catch {
       // Too deep to serialise: keep only the length and keyed hash below.
       maskedBody = null;

@@ -143,22 +143,49 @@ export function postgresStore(db: Database, options: { readonly writeTimeoutMs: 
   };
 }
 
+/**
+ * An array literal in Postgres' text format: `{"a","b\"c",NULL}`. We send
+ * arrays as text and cast them in SQL rather than let postgres.js serialise
+ * them: it needs each pool to have fetched the server's array types first,
+ * and a write racing that lookup on a fresh pool (after a reset, say) sends
+ * `a,b,c` and fails with "malformed array literal".
+ */
+export function pgArray(values: readonly (string | number | null)[]): string {
+  let out = "{";
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) out += ",";
+    if (v === null || v === undefined) out += "NULL";
+    else if (typeof v === "number") out += String(v);
+    else out += `"${v.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+  }
+  return out + "}";
+}
+
 function writeStatement(sql: Sql, c: Columns) {
   const r = c.rows;
   const j = c.rejects;
+  const text = pgArray;
+  const int4 = pgArray;
+  const date = pgArray;
+  const timestamptz = pgArray;
   return sql<{ inserted: number; rejected: Record<string, number> }[]>`
         WITH fresh AS (
           INSERT INTO login_etl_ledger (message_id)
-          SELECT id FROM unnest(${c.ids}::text[]) WITH ORDINALITY AS i(id, n) ORDER BY n
+          SELECT id FROM unnest(${text(c.ids)}::text[]) WITH ORDINALITY AS i(id, n) ORDER BY n
           ON CONFLICT (message_id) DO NOTHING
           RETURNING message_id
         ), rows AS (
           INSERT INTO user_logins
             (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date)
           SELECT b.user_id, b.device_type, b.masked_ip, b.masked_device_id, b.locale, b.app_version, b.create_date
-          FROM unnest(${r.ids}::text[], ${r.userIds}::text[], ${r.deviceTypes}::text[],
-                      ${r.maskedIps}::text[], ${r.maskedDeviceIds}::text[], ${r.locales}::text[],
-                      ${r.appVersions}::int[], ${r.createDates}::date[])
+          FROM unnest(${text(r.ids)}::text[], ${text(r.userIds)}::text[], ${
+    text(r.deviceTypes)
+  }::text[],
+                      ${text(r.maskedIps)}::text[], ${text(r.maskedDeviceIds)}::text[], ${
+    text(r.locales)
+  }::text[],
+                      ${int4(r.appVersions)}::int[], ${date(r.createDates)}::date[])
             AS b(message_id, user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date)
           JOIN fresh USING (message_id)
           RETURNING 1
@@ -166,8 +193,12 @@ function writeStatement(sql: Sql, c: Columns) {
           INSERT INTO login_etl_rejects
             (message_id, reason, detail, masked_body, body_bytes, body_hmac, sent_at)
           SELECT x.message_id, x.reason, x.detail, x.masked_body, x.body_bytes, x.body_hmac, x.sent_at
-          FROM unnest(${j.ids}::text[], ${j.reasons}::text[], ${j.details}::text[], ${j.bodies}::text[],
-                      ${j.bodyBytes}::int[], ${j.bodyHmacs}::text[], ${j.sentAts}::timestamptz[])
+          FROM unnest(${text(j.ids)}::text[], ${text(j.reasons)}::text[], ${
+    text(j.details)
+  }::text[], ${text(j.bodies)}::text[],
+                      ${int4(j.bodyBytes)}::int[], ${text(j.bodyHmacs)}::text[], ${
+    timestamptz(j.sentAts)
+  }::timestamptz[])
             AS x(message_id, reason, detail, masked_body, body_bytes, body_hmac, sent_at)
           JOIN fresh USING (message_id)
           RETURNING reason

@@ -6,14 +6,14 @@
  */
 
 import type { Config } from "../config.ts";
-import { Database, ensureSchema, pruneLedger, registerKey } from "../db.ts";
-import { redactUrl } from "../errors.ts";
+import { Database, describeDbError, ensureSchema, pruneLedger, registerKey } from "../db.ts";
+import { DatabaseError, redactUrl } from "../errors.ts";
 import { loadHmacSecret, Masker } from "../mask.ts";
 import { runPipeline } from "../pipeline.ts";
 import { createSqsClient } from "../sqs/client.ts";
 import { readQueueAttributes, sqsQueue } from "../sqs/queue.ts";
 import type { Summary, Telemetry } from "../telemetry.ts";
-import type { Store } from "../types.ts";
+import { localSink, type Sink, workerSinks } from "../sink.ts";
 import { dryRunStore, postgresStore } from "../write.ts";
 
 /** How often `run` prunes the ledger. */
@@ -36,8 +36,9 @@ export interface ConsumeIo {
 export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
   const { telemetry } = io;
   const log = telemetry.logger;
+  const secret = io.masker === undefined ? await loadHmacSecret(config.hmacKey) : null;
   const masker = io.masker ??
-    await Masker.create(await loadHmacSecret(config.hmacKey), config.hmacKeyId);
+    await Masker.create(secret ?? await loadHmacSecret(config.hmacKey), config.hmacKeyId);
   const mode = config.command === "run" ? "run" : "drain";
   const waitSeconds = mode === "run" ? config.waitSeconds : config.idleSeconds;
   const { client, endpoint } = createSqsClient({
@@ -48,17 +49,25 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
     waitSeconds,
   });
   let database: Database | null = null;
+  let sink: Sink | null = null;
   let prune: ReturnType<typeof setInterval> | undefined;
   try {
     const attributes = await readQueueAttributes(client, config.queueUrl);
-    let store: Store;
+    const prepare = {
+      maxBodyBytes: config.maxBodyBytes,
+      // With a redrive policy SQS dead-letters repeat failures itself; without
+      // one, poison messages would loop until retention ends.
+      maxReceives: attributes.redrive === null ? config.maxReceives : null,
+    };
+    const threads = secret === null || config.dryRun ? 0 : config.workerThreads;
     if (config.dryRun) {
-      store = dryRunStore(io.writeStdout);
+      sink = localSink(masker, dryRunStore(io.writeStdout), prepare);
     } else {
+      // In-thread writes share this pool; with worker threads it only does housekeeping.
       database = new Database({
         url: config.databaseUrl,
         schema: config.schema,
-        max: io.poolMax ?? config.writers + 1,
+        max: io.poolMax ?? (threads === 0 ? config.writers + 1 : 1),
       });
       const sql = database.sql;
       const created = await ensureSchema(sql, { url: config.databaseUrl, schema: config.schema });
@@ -74,11 +83,30 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
           key_id: masker.keyId,
         });
       }
-      const pruned = await pruneLedger(sql, config.ledgerRetentionDays);
+      const pruned = await pruneLedger(sql, config.ledgerRetentionDays).catch((error: unknown) => {
+        throw new DatabaseError(
+          "db_schema",
+          `Cannot prune login_etl_ledger: ${
+            describeDbError(error)
+          }; grant the consumer role DELETE on it (see sql/roles.sql)`,
+          { cause: error },
+        );
+      });
       if (pruned > 0) {
         log.log("info", "LedgerPruned", "pruned old ledger entries", { deleted: pruned });
       }
-      store = postgresStore(database, { writeTimeoutMs: config.writeTimeoutSeconds * 1000 });
+      const writeTimeoutMs = config.writeTimeoutSeconds * 1000;
+      sink = threads === 0 || secret === null
+        ? localSink(masker, postgresStore(database, { writeTimeoutMs }), prepare)
+        : await workerSinks(threads, {
+          databaseUrl: config.databaseUrl,
+          schema: config.schema,
+          poolMax: Math.ceil(config.writers / threads),
+          writeTimeoutMs,
+          secret: secret.reveal(),
+          keyId: config.hmacKeyId,
+          prepare,
+        });
     }
     telemetry.emit({
       type: "RunStarted",
@@ -91,6 +119,7 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
         key_id: masker.keyId,
         concurrency: config.concurrency,
         max_rows: config.maxRows,
+        worker_threads: threads,
         visibility_timeout_s: attributes.visibilityTimeoutSeconds,
         queue_depth: attributes.approximateMessages,
         redrive: attributes.redrive === null
@@ -115,25 +144,22 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
         );
       }, PRUNE_INTERVAL_MS)
       : undefined;
-    await runPipeline({ queue: sqsQueue(client, config.queueUrl), store, masker, telemetry }, {
+    await runPipeline({ queue: sqsQueue(client, config.queueUrl), sink, telemetry }, {
       mode,
       batchSize: config.batchSize,
       concurrency: config.concurrency,
       waitSeconds,
       maxRows: config.maxRows,
       maxWaitMs: config.maxWaitMs,
-      maxBodyBytes: config.maxBodyBytes,
       writers: io.poolMax ?? config.writers,
       maxRetryMs: config.maxRetrySeconds * 1000,
       visibilityTimeoutSeconds: attributes.visibilityTimeoutSeconds,
-      // With a redrive policy SQS dead-letters repeat failures itself; without
-      // one, poison messages would loop until retention ends.
-      maxReceives: attributes.redrive === null ? config.maxReceives : null,
       stop: io.stop,
     });
     return telemetry.summary();
   } finally {
     clearInterval(prune);
+    await sink?.close();
     await database?.end();
     client.destroy();
   }

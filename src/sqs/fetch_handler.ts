@@ -72,10 +72,12 @@ export class FetchRequestHandler {
     const url = `${request.protocol}//${request.hostname}${port}${request.path}${
       queryString(request.query)
     }`;
-    const timeout = AbortSignal.timeout(this.#requestTimeoutMs);
+    // A timer we clear ourselves: AbortSignal.timeout's would outlive each request.
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(), this.#requestTimeoutMs);
     const signal = options.abortSignal === undefined
-      ? timeout
-      : AbortSignal.any([timeout, options.abortSignal]);
+      ? timeout.signal
+      : AbortSignal.any([timeout.signal, options.abortSignal]);
     const headers = { ...request.headers };
     // fetch sets these itself and refuses some of them.
     delete headers["host"];
@@ -96,7 +98,9 @@ export class FetchRequestHandler {
       if (options.abortSignal?.aborted === true) {
         throw Object.assign(new Error("request aborted", { cause: error }), { name: "AbortError" });
       }
-      throw networkError(error, timeout.aborted);
+      throw networkError(error, timeout.signal.aborted);
+    } finally {
+      clearTimeout(timer);
     }
     const responseHeaders: Record<string, string> = {};
     response.headers.forEach((value, name) => {

@@ -13,6 +13,7 @@ import { createSqsClient } from "../../src/sqs/client.ts";
 import { runPipeline } from "../../src/pipeline.ts";
 import { connect, Database, ensureSchema, registerKey } from "../../src/db.ts";
 import { postgresStore } from "../../src/write.ts";
+import { localSink } from "../../src/sink.ts";
 import { encodeAppVersion } from "../../src/app_version.ts";
 import { utcDate } from "../../src/to_row.ts";
 import {
@@ -183,8 +184,10 @@ Deno.test("a redelivered MessageId after a crash between commit and delete gives
     const first = capturingTelemetry();
     await runPipeline({
       queue: crashBeforeDelete,
-      store: postgresStore(database, { writeTimeoutMs: 10_000 }),
-      masker,
+      sink: localSink(masker, postgresStore(database, { writeTimeoutMs: 10_000 }), {
+        maxBodyBytes: 65536,
+        maxReceives: 5,
+      }),
       telemetry: first.telemetry,
     }, {
       mode: "drain",
@@ -193,11 +196,9 @@ Deno.test("a redelivered MessageId after a crash between commit and delete gives
       waitSeconds: 1,
       maxRows: 100,
       maxWaitMs: 50,
-      maxBodyBytes: 65536,
       writers: 1,
       maxRetryMs: 10_000,
       visibilityTimeoutSeconds: 3,
-      maxReceives: 5,
     });
     assert.equal(first.telemetry.counters.inserted, 30);
   } finally {

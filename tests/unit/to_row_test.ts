@@ -292,3 +292,42 @@ Deno.test("toRejectRow() output contains no raw ip or device_id value of its inp
     { numRuns: 300 },
   );
 });
+
+Deno.test("toRejectRow() masks PII inside strings that hold JSON (double encoding, SNS envelopes)", async (t) => {
+  const event = {
+    "user_id": "u1",
+    ip: "203.0.113.9",
+    "device_id": "123-45-6789",
+    "app_version": "1.0",
+  };
+  const cases = [
+    { name: "an event serialised twice", body: JSON.stringify(JSON.stringify(event)) },
+    {
+      name: "an SNS notification envelope",
+      body: JSON.stringify({
+        Type: "Notification",
+        Message: JSON.stringify(event),
+        MessageId: "m1",
+      }),
+    },
+    {
+      name: "three levels deep",
+      body: JSON.stringify({ a: JSON.stringify({ b: JSON.stringify([event]) }) }),
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      const verdict = validateBody(c.body, 65536);
+      assert.equal(verdict.ok, false);
+      if (verdict.ok) return;
+      const row = toRejectRow(verdict.problem, verdict.parsed, RAW, await masksFor(verdict.parsed));
+      assert.ok(row.masked_body !== null);
+      assert.ok(!row.masked_body.includes("203.0.113.9"), row.masked_body);
+      assert.ok(!row.masked_body.includes("123-45-6789"), row.masked_body);
+      assert.ok(
+        row.masked_body.includes(masker.mask("ip", "203.0.113.9")),
+        "the mask stands in for the value",
+      );
+    });
+  }
+});

