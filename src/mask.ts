@@ -7,7 +7,7 @@
  * @module
  */
 
-import { createHmac, createSecretKey, type KeyObject } from "node:crypto";
+import { HmacSha256 } from "./hmac_sha256.ts";
 import { type HmacKeySource, MIN_SECRET_BYTES, Secret } from "./config.ts";
 import { ConfigError } from "./errors.ts";
 import type { Masked } from "./types.ts";
@@ -34,9 +34,9 @@ export class Masker {
   readonly keyId: string;
   /** Fingerprint of the secret (an HMAC of a constant label), safe to store and compare. */
   readonly fingerprint: string;
-  readonly #subkeys: ReadonlyMap<MaskField, KeyObject>;
+  readonly #subkeys: ReadonlyMap<MaskField, HmacSha256>;
 
-  private constructor(keyId: string, fingerprint: string, subkeys: Map<MaskField, KeyObject>) {
+  private constructor(keyId: string, fingerprint: string, subkeys: Map<MaskField, HmacSha256>) {
     this.keyId = keyId;
     this.fingerprint = fingerprint;
     this.#subkeys = subkeys;
@@ -46,14 +46,11 @@ export class Masker {
   static async create(secret: Secret, keyId: string): Promise<Masker> {
     const master = await importHmacKey(new Uint8Array(secret.reveal()));
     const label = (text: string) => crypto.subtle.sign("HMAC", master, encoder.encode(text));
-    const subkeys = new Map<MaskField, KeyObject>();
+    const subkeys = new Map<MaskField, HmacSha256>();
     for (const field of FIELDS) {
       // Subkey = HMAC(secret, label): a standard PRF-based derivation that
       // separates the fields' domains without concatenating strings per call.
-      subkeys.set(
-        field,
-        createSecretKey(new Uint8Array(await label(`login-etl/v1/mask/${field}`))),
-      );
+      subkeys.set(field, new HmacSha256(new Uint8Array(await label(`login-etl/v1/mask/${field}`))));
     }
     const fingerprint = base64url(await label("login-etl/v1/fingerprint")).slice(0, 22);
     return new Masker(keyId, fingerprint, subkeys);
@@ -62,16 +59,14 @@ export class Masker {
   /**
    * The mask of one value: `<key id>:` + base64url(HMAC-SHA256(subkey, UTF-8 value)).
    *
-   * node:crypto rather than `crypto.subtle.sign` on this hot path: the output
-   * is the same HMAC (a test checks it against Web Crypto), but each Web
-   * Crypto call is an async hop to a worker thread, which profiled as the
-   * largest single cost of a drain (see README, Performance).
+   * Computed with `HmacSha256` rather than `crypto.subtle.sign`: the output
+   * is the same HMAC (tests check it against Web Crypto), but each Web Crypto
+   * call is an async hop to a worker thread and node:crypto allocates per
+   * call; masking was the largest share of a drain's CPU (README, Performance).
    */
   mask(field: MaskField, value: string): Masked {
-    const key = this.#subkeys.get(field) as KeyObject;
-    return `${this.keyId}:${
-      createHmac("sha256", key).update(value, "utf8").digest("base64url")
-    }` as Masked;
+    const mac = (this.#subkeys.get(field) as HmacSha256).mac(value);
+    return `${this.keyId}:${mac.toBase64({ alphabet: "base64url", omitPadding: true })}` as Masked;
   }
 }
 

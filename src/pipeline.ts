@@ -78,6 +78,12 @@ class Wakeup {
 
 /** Log lines carry at most this many message ids; the tables hold all of them. */
 const IDS_IN_LOG = 20;
+/**
+ * Most body text held at once, in UTF-16 code units (2 bytes each): with
+ * 64 KiB bodies the message-count bound alone would allow ~200 MB, more than
+ * the heap limit the binary runs with (see the `etl` task in deno.json).
+ */
+const MAX_HELD_BODY_UNITS = 16 * 1024 * 1024;
 /** How often the heartbeat looks for held messages that need more time. */
 const HEARTBEAT_MS = 1000;
 
@@ -105,6 +111,8 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   /** Messages taken from the buffer whose write or delete is not finished. */
   let busy = 0;
   let activeWrites = 0;
+  /** Body text held (buffered, writing or deleting), in UTF-16 code units. */
+  let heldUnits = 0;
   let receiversDone = false;
   /** Set while the store fails transiently: receiving more would only burn receive counts. */
   let storeFailing = false;
@@ -150,7 +158,10 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     let attempt = 0;
     let failingSince = 0;
     while (!stopped()) {
-      while (!stopped() && (pending.length + busy >= maxInFlight || storeFailing)) {
+      while (
+        !stopped() &&
+        (pending.length + busy >= maxInFlight || heldUnits >= MAX_HELD_BODY_UNITS || storeFailing)
+      ) {
         await spaceWake.wait(1000);
       }
       if (stopped()) return;
@@ -182,6 +193,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
       }
       telemetry.emit({ type: "BatchReceived", messages: batch.length });
       held.add(batch, performance.now());
+      for (const m of batch) heldUnits += m.body.length;
       if (pending.length === 0) pendingSince = performance.now();
       pending.push(...batch);
       flushWake.notify();
@@ -279,6 +291,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     } finally {
       // Deleted, or left for SQS to redeliver: either way no longer ours to extend.
       held.remove(deliveries);
+      for (const m of deliveries) heldUnits -= m.body.length;
       releaseWriter();
       busy -= deliveries.length;
       spaceWake.notify();

@@ -50,6 +50,7 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
   });
   let database: Database | null = null;
   let sink: Sink | null = null;
+  let startingSink: Promise<Sink> | null = null;
   let prune: ReturnType<typeof setInterval> | undefined;
   try {
     const attributes = await readQueueAttributes(client, config.queueUrl);
@@ -70,6 +71,19 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
         max: io.poolMax ?? (threads === 0 ? config.writers + 1 : 1),
       });
       const sql = database.sql;
+      const writeTimeoutMs = config.writeTimeoutSeconds * 1000;
+      // Worker threads load their modules while this thread sets up the tables.
+      if (threads > 0 && secret !== null) {
+        startingSink = workerSinks(threads, {
+          databaseUrl: config.databaseUrl,
+          schema: config.schema,
+          poolMax: Math.ceil(config.writers / threads),
+          writeTimeoutMs,
+          secret: secret.reveal(),
+          keyId: config.hmacKeyId,
+          prepare,
+        });
+      }
       const created = await ensureSchema(sql, { url: config.databaseUrl, schema: config.schema });
       if (created.length > 0) {
         log.log("info", "TablesCreated", "created missing tables", {
@@ -95,18 +109,9 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
       if (pruned > 0) {
         log.log("info", "LedgerPruned", "pruned old ledger entries", { deleted: pruned });
       }
-      const writeTimeoutMs = config.writeTimeoutSeconds * 1000;
-      sink = threads === 0 || secret === null
+      sink = startingSink === null
         ? localSink(masker, postgresStore(database, { writeTimeoutMs }), prepare)
-        : await workerSinks(threads, {
-          databaseUrl: config.databaseUrl,
-          schema: config.schema,
-          poolMax: Math.ceil(config.writers / threads),
-          writeTimeoutMs,
-          secret: secret.reveal(),
-          keyId: config.hmacKeyId,
-          prepare,
-        });
+        : await startingSink;
     }
     telemetry.emit({
       type: "RunStarted",
@@ -159,6 +164,8 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
     return telemetry.summary();
   } finally {
     clearInterval(prune);
+    // A worker still starting when setup failed is closed too.
+    if (sink === null && startingSink !== null) sink = await startingSink.catch(() => null);
     await sink?.close();
     await database?.end();
     client.destroy();

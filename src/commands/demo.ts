@@ -7,7 +7,6 @@
 
 import type { Config } from "../config.ts";
 import { connect } from "../db.ts";
-import { startEmbeddedPostgres, startEmbeddedSqs } from "../demo/embedded.ts";
 import { generateSecret, Masker } from "../mask.ts";
 import { loadSampleBodies } from "../seed/sample.ts";
 import type { Summary, Telemetry } from "../telemetry.ts";
@@ -47,6 +46,8 @@ export async function demo(
 ): Promise<DemoReport> {
   const { print, telemetry } = io;
   print("Starting an embedded SQS endpoint (fauxqs) and Postgres (PGlite, about 5 s)...");
+  // Loaded only here: PGlite and fauxqs are large, and drain/run never need them.
+  const { startEmbeddedPostgres, startEmbeddedSqs } = await import("../demo/embedded.ts");
   const [sqs, pg] = await Promise.all([startEmbeddedSqs(), startEmbeddedPostgres()]);
   try {
     const queueUrl = `${sqs.url}/000000000000/login-queue`;
