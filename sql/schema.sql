@@ -40,3 +40,28 @@ CREATE TABLE IF NOT EXISTS login_etl_keys (
     fingerprint  text NOT NULL,
     first_used   timestamptz NOT NULL DEFAULT now()
 );
+
+-- The recovery vault: raw ip/device_id values encrypted with AES-256-GCM (the
+-- field and mask bound in), keyed by mask, insert-once. Only pii_recoverer may
+-- read it (sql/roles.sql). Empty unless a vault key is configured.
+CREATE TABLE IF NOT EXISTS login_etl_vault (
+    masked_value text PRIMARY KEY,
+    field        text NOT NULL CHECK (field IN ('ip', 'device_id')),
+    ciphertext   bytea NOT NULL,
+    iv           bytea NOT NULL,
+    key_id       text NOT NULL,
+    first_seen   timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every recovery, erasure and re-keying, allowed or refused.
+CREATE TABLE IF NOT EXISTS login_etl_audit (
+    id           bigserial PRIMARY KEY,
+    at           timestamptz NOT NULL DEFAULT now(),
+    actor        text NOT NULL,
+    db_user      text NOT NULL DEFAULT current_user,
+    action       text NOT NULL,
+    masked_value text,
+    reason       text,
+    outcome      text NOT NULL,
+    detail       text
+);

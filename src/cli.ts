@@ -115,7 +115,7 @@ export function helpText(command: CommandName | null, version: string): string {
       "Usage: login-etl <command> [flags]",
       "",
       "Commands:",
-      ...COMMANDS.map((c) => `  ${c.padEnd(8)}${COMMAND_SUMMARIES[c]}`),
+      ...COMMANDS.map((c) => `  ${c.padEnd(12)}${COMMAND_SUMMARIES[c]}`),
       "",
       "Run login-etl <command> --help for its flags. --version prints the version.",
       "Secrets come from the environment: PII_HMAC_KEY (or --hmac-key-file), DATABASE_URL.",

@@ -9,10 +9,27 @@
 import { ConfigError } from "./errors.ts";
 
 /** The commands of the CLI. */
-export type CommandName = "drain" | "run" | "seed" | "demo";
+export type CommandName =
+  | "drain"
+  | "run"
+  | "seed"
+  | "demo"
+  | "recover"
+  | "forget"
+  | "rekey"
+  | "rekey-vault";
 
 /** All command names, in the order `--help` lists them. */
-export const COMMANDS: readonly CommandName[] = ["drain", "run", "seed", "demo"];
+export const COMMANDS: readonly CommandName[] = [
+  "drain",
+  "run",
+  "seed",
+  "demo",
+  "recover",
+  "forget",
+  "rekey",
+  "rekey-vault",
+];
 
 /** One-line purpose of each command, for `--help`. */
 export const COMMAND_SUMMARIES: Readonly<Record<CommandName, string>> = {
@@ -20,9 +37,24 @@ export const COMMAND_SUMMARIES: Readonly<Record<CommandName, string>> = {
   run: "Consume until SIGINT or SIGTERM, then finish in-flight work and exit",
   seed: "Send synthetic login events to the queue (creates it if missing)",
   demo: "Run everything embedded: an SQS emulator, Postgres, seed, drain, report",
+  recover: "Print the raw value behind masks from the vault, for authorised people; audited",
+  forget: "Erase the vault entry behind masks (crypto-shredding); audited",
+  rekey: "Recompute masks of existing rows under another HMAC key id, via the vault; resumable",
+  "rekey-vault": "Re-encrypt vault entries under another vault key id; resumable",
 };
 
 const CONSUMERS: readonly CommandName[] = ["drain", "run", "demo"];
+/** Commands that talk to Postgres. */
+const DB_USERS: readonly CommandName[] = [
+  "drain",
+  "run",
+  "recover",
+  "forget",
+  "rekey",
+  "rekey-vault",
+];
+/** Commands that work on the recovery vault. */
+const PII_COMMANDS: readonly CommandName[] = ["recover", "forget", "rekey", "rekey-vault"];
 const QUEUE_USERS: readonly CommandName[] = ["drain", "run", "seed"];
 const ALL: readonly CommandName[] = COMMANDS;
 
@@ -65,7 +97,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     env: "DATABASE_URL",
     kind: "string",
     default: "postgres://postgres:postgres@localhost:5432/postgres",
-    commands: ["drain", "run"],
+    commands: DB_USERS,
     value: "URL",
     help: "Postgres connection URL (prefer the env var: flags show in process lists)",
   },
@@ -74,7 +106,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     env: "LOGIN_ETL_SCHEMA",
     kind: "string",
     default: "public",
-    commands: ["drain", "run"],
+    commands: DB_USERS,
     value: "NAME",
     help: "Postgres schema holding user_logins and login-etl's own tables",
   },
@@ -91,7 +123,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "hmac-key-file",
     env: "PII_HMAC_KEY_FILE",
     kind: "string",
-    commands: ["drain", "run"],
+    commands: ["drain", "run", "rekey"],
     value: "PATH",
     help:
       "File whose contents (minus one trailing newline) are the HMAC secret; or set PII_HMAC_KEY",
@@ -101,9 +133,95 @@ export const OPTIONS: readonly OptionSpec[] = [
     env: "PII_HMAC_KEY_ID",
     kind: "string",
     default: "k1",
-    commands: CONSUMERS,
+    commands: [...CONSUMERS, "rekey"],
     value: "ID",
     help: "Id of the HMAC key, prefixed to every mask (letters, digits, _ and -; up to 16)",
+  },
+  {
+    flag: "vault-key-file",
+    env: "PII_VAULT_KEY_FILE",
+    kind: "string",
+    commands: ["drain", "run", ...PII_COMMANDS],
+    value: "PATH",
+    help:
+      "Recovery vault key (a separate secret of 32+ bytes, or a key-set JSON); or set PII_VAULT_KEY. Off when unset",
+  },
+  {
+    flag: "vault-key-id",
+    env: "PII_VAULT_KEY_ID",
+    kind: "string",
+    default: "v1",
+    commands: ["drain", "run", ...PII_COMMANDS],
+    value: "ID",
+    help: "Id of the vault key when the key is a single secret",
+  },
+  {
+    flag: "masked",
+    kind: "string",
+    commands: ["recover", "forget"],
+    value: "MASK",
+    help: "The masked value to recover or erase, e.g. k1:Vb0...",
+  },
+  {
+    flag: "from-file",
+    kind: "string",
+    commands: ["recover", "forget"],
+    value: "PATH",
+    help: "Masked values, one a line (a data-subject request), instead of --masked",
+  },
+  {
+    flag: "reason",
+    kind: "string",
+    commands: ["recover", "forget", "rekey", "rekey-vault"],
+    value: "TEXT",
+    help: "Why: required, and kept in the audit trail",
+  },
+  {
+    flag: "actor",
+    env: "LOGIN_ETL_ACTOR",
+    kind: "string",
+    commands: PII_COMMANDS,
+    value: "NAME",
+    help: "Who, for the audit trail (default: the OS user)",
+  },
+  {
+    flag: "audit",
+    kind: "boolean",
+    commands: ["recover"],
+    help: "List the audit trail instead of recovering",
+  },
+  {
+    flag: "to",
+    kind: "string",
+    commands: ["rekey", "rekey-vault"],
+    value: "KEYID",
+    help: "The key id to move to (it must be in the key set)",
+  },
+  {
+    flag: "listen",
+    env: "LOGIN_ETL_LISTEN",
+    kind: "string",
+    commands: ["run"],
+    value: "ADDR",
+    help: "Serve /healthz, /readyz and /metrics on HOST:PORT or :PORT (default off)",
+  },
+  {
+    flag: "progress",
+    env: "LOGIN_ETL_PROGRESS",
+    kind: "choice",
+    choices: ["auto", "always", "never"],
+    default: "auto",
+    commands: ["drain"],
+    value: "WHEN",
+    help: "Live progress line on stderr: auto shows it on a terminal only",
+  },
+  {
+    flag: "config",
+    env: "LOGIN_ETL_CONFIG",
+    kind: "string",
+    commands: ["drain", "run"],
+    value: "PATH",
+    help: "JSON file of settings by flag name (flags and env still win); no secrets in it",
   },
   {
     flag: "batch-size",
@@ -134,7 +252,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: "1000",
     min: 1,
     max: 20000,
-    commands: CONSUMERS,
+    commands: [...CONSUMERS, "rekey", "rekey-vault"],
     value: "N",
     help: "Most messages written in one transaction",
   },
@@ -366,8 +484,8 @@ export class Secret {
   }
 }
 
-/** Where the HMAC key is to come from; read by `loadHmacSecret` in `mask.ts`. */
-export type HmacKeySource =
+/** Where a key (HMAC or vault) is to come from; read by `loadKeySet` in `pii/keyring.ts`. */
+export type KeySource =
   | { readonly kind: "env"; readonly secret: Secret }
   | { readonly kind: "file"; readonly path: string; readonly origin: string }
   | { readonly kind: "generate" }
@@ -380,7 +498,20 @@ export interface Config {
   readonly databaseUrl: string;
   readonly schema: string;
   readonly region: string;
-  readonly hmacKey: HmacKeySource;
+  readonly hmacKey: KeySource;
+  readonly vaultKey: KeySource;
+  readonly vaultKeyId: string;
+  /** recover/forget: the masks to act on (from --masked or --from-file, read later). */
+  readonly masked: string | null;
+  readonly fromFile: string | null;
+  readonly reason: string | null;
+  readonly actor: string | null;
+  readonly audit: boolean;
+  /** rekey/rekey-vault: the key id to move to. */
+  readonly to: string | null;
+  readonly listen: string | null;
+  readonly progress: "auto" | "always" | "never";
+  readonly configPath: string | null;
   readonly hmacKeyId: string;
   readonly batchSize: number;
   readonly concurrency: number;
@@ -509,31 +640,47 @@ type EnvRecord = Readonly<Record<string, string | undefined>>;
 /** Smallest HMAC secret accepted: 256 bits, the output size of SHA-256. */
 export const MIN_SECRET_BYTES = 32;
 
-function resolveHmacKey(command: CommandName, flags: FlagValues, env: EnvRecord): HmacKeySource {
-  const file = readString("hmac-key-file", flags, env);
+/** Reads a secret's source: a file flag or variable, else an inline variable. */
+function resolveKeySource(
+  what: { readonly fileFlag: string; readonly fileEnv: string; readonly inlineEnv: string },
+  flags: FlagValues,
+  env: EnvRecord,
+): KeySource {
+  const file = readString(what.fileFlag, flags, env);
   if (file !== null && file !== "") {
-    const origin = flags["hmac-key-file"] !== undefined
-      ? `--hmac-key-file "${file}"`
-      : `PII_HMAC_KEY_FILE "${file}"`;
+    const origin = flags[what.fileFlag] !== undefined
+      ? `--${what.fileFlag} "${file}"`
+      : `${what.fileEnv} "${file}"`;
     return { kind: "file", path: file, origin };
   }
-  const inline = env["PII_HMAC_KEY"];
+  const inline = env[what.inlineEnv];
   if (inline !== undefined && inline !== "") {
     const bytes = new TextEncoder().encode(inline);
-    if (bytes.length < MIN_SECRET_BYTES) {
+    // A key set (JSON) is checked when it is parsed; a single secret here.
+    if (!inline.trimStart().startsWith("{") && bytes.length < MIN_SECRET_BYTES) {
       throw new ConfigError(
-        `Invalid PII_HMAC_KEY: it is ${bytes.length} bytes, need at least ${MIN_SECRET_BYTES}; make one with: openssl rand -base64 32`,
+        `Invalid ${what.inlineEnv}: it is ${bytes.length} bytes, need at least ${MIN_SECRET_BYTES}; make one with: openssl rand -base64 32`,
       );
     }
-    return { kind: "env", secret: new Secret(bytes, "PII_HMAC_KEY") };
+    return { kind: "env", secret: new Secret(bytes, what.inlineEnv) };
   }
+  return { kind: "none" };
+}
+
+function resolveHmacKey(command: CommandName, flags: FlagValues, env: EnvRecord): KeySource {
+  const source = resolveKeySource(
+    { fileFlag: "hmac-key-file", fileEnv: "PII_HMAC_KEY_FILE", inlineEnv: "PII_HMAC_KEY" },
+    flags,
+    env,
+  );
+  if (source.kind !== "none") return source;
   if (command === "demo") return { kind: "generate" };
-  if (command === "drain" || command === "run") {
+  if (command === "drain" || command === "run" || command === "rekey") {
     throw new ConfigError(
       "No HMAC key: set PII_HMAC_KEY or --hmac-key-file to a secret of at least 32 bytes (make one with: openssl rand -base64 32)",
     );
   }
-  return { kind: "none" };
+  return source;
 }
 
 function validateQueueUrl(url: string, source: Source): void {
@@ -568,6 +715,24 @@ function validateDatabaseUrl(url: string, source: Source): void {
       `Invalid ${source.name}: must be a URL like postgres://user:password@host:5432/database`,
     );
   }
+}
+
+function emptyToNull(value: string | null): string | null {
+  return value === null || value === "" ? null : value;
+}
+
+/** Key ids prefix masks (`k1:`), so they are short and plain. */
+export const KEY_ID_PATTERN = /^[A-Za-z0-9_-]{1,16}$/;
+
+function checkKeyId(flag: string, value: string, flags: FlagValues, env: EnvRecord): string {
+  if (!KEY_ID_PATTERN.test(value)) {
+    throw invalid(
+      lookup(flag, flags, env).source,
+      value,
+      "must be 1 to 16 letters, digits, _ or -",
+    );
+  }
+  return value;
 }
 
 /** AWS variables the SDK reads; passed through so the SDK behaves as it documents. */
@@ -610,14 +775,12 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
       "must be a plain identifier (letters, digits, _)",
     );
   }
-  const hmacKeyId = readString("hmac-key-id", flags, env) ?? "k1";
-  if (!/^[A-Za-z0-9_-]{1,16}$/.test(hmacKeyId)) {
-    throw invalid(
-      lookup("hmac-key-id", flags, env).source,
-      hmacKeyId,
-      "must be 1 to 16 letters, digits, _ or -",
-    );
-  }
+  const hmacKeyId = checkKeyId(
+    "hmac-key-id",
+    readString("hmac-key-id", flags, env) ?? "k1",
+    flags,
+    env,
+  );
   const dryRun = readBoolean("dry-run", flags, env);
   const hmacKey = resolveHmacKey(command, flags, env);
   const samplePath = readString("sample", flags, env);
@@ -633,6 +796,28 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
     region: readString("region", flags, env) ?? "us-east-1",
     hmacKey: Object.freeze(hmacKey),
     hmacKeyId,
+    vaultKey: Object.freeze(
+      resolveKeySource(
+        { fileFlag: "vault-key-file", fileEnv: "PII_VAULT_KEY_FILE", inlineEnv: "PII_VAULT_KEY" },
+        flags,
+        env,
+      ),
+    ),
+    vaultKeyId: checkKeyId(
+      "vault-key-id",
+      readString("vault-key-id", flags, env) ?? "v1",
+      flags,
+      env,
+    ),
+    masked: emptyToNull(readString("masked", flags, env)),
+    fromFile: emptyToNull(readString("from-file", flags, env)),
+    reason: emptyToNull(readString("reason", flags, env)?.trim() ?? null),
+    actor: emptyToNull(readString("actor", flags, env)),
+    audit: readBoolean("audit", flags, env),
+    to: emptyToNull(readString("to", flags, env)),
+    listen: emptyToNull(readString("listen", flags, env)),
+    progress: readChoice("progress", flags, env),
+    configPath: emptyToNull(readString("config", flags, env)),
     batchSize: readInteger("batch-size", flags, env) ?? 10,
     concurrency: readInteger("concurrency", flags, env) ?? 8,
     maxRows: readInteger("max-rows", flags, env) ?? 1000,
@@ -659,4 +844,54 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
     warnings: Object.freeze(warnings),
   };
   return Object.freeze(config);
+}
+
+/**
+ * Layers a config file's settings (a JSON object keyed by flag name) under
+ * flags and env: a setting from the file applies only where neither a flag
+ * nor its env var is set. Pure; `main.ts` reads the file.
+ *
+ * @throws {ConfigError} for an unknown key, a value of the wrong type, or a setting that is a secret
+ */
+export function applyConfigFile(
+  command: CommandName,
+  flags: FlagValues,
+  env: EnvRecord,
+  file: Readonly<Record<string, unknown>>,
+  origin: string,
+): { flags: FlagValues; env: EnvRecord } {
+  const nextFlags: Record<string, string | boolean | undefined> = { ...flags };
+  const nextEnv: Record<string, string | undefined> = { ...env };
+  for (const [key, value] of Object.entries(file)) {
+    const spec = OPTIONS.find((o) => o.flag === key && o.commands.includes(command));
+    if (spec === undefined || key === "config") {
+      throw new ConfigError(
+        `Invalid ${origin}: "${key}" is not a setting of ${command}; keys are flag names without dashes`,
+      );
+    }
+    if (
+      key === "database-url" && typeof value === "string" && URL.canParse(value) &&
+      new URL(value).password !== ""
+    ) {
+      throw new ConfigError(
+        `Invalid ${origin}: "database-url" holds a password; keep secrets in DATABASE_URL or a secret store`,
+      );
+    }
+    const text =
+      typeof value === "boolean" || typeof value === "number" || typeof value === "string"
+        ? value
+        : undefined;
+    if (text === undefined) {
+      throw new ConfigError(`Invalid ${origin}: "${key}" must be a string, number or boolean`);
+    }
+    if (nextFlags[key] !== undefined) continue;
+    if (spec.env !== undefined) {
+      if (nextEnv[spec.env] === undefined || nextEnv[spec.env] === "") {
+        nextEnv[spec.env] = String(text);
+      }
+    } else {
+      nextFlags[key] = typeof text === "boolean" ? text : String(text);
+    }
+  }
+  return { flags: nextFlags, env: nextEnv };
 }

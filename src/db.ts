@@ -117,6 +117,38 @@ const OWN_TABLES: readonly { readonly name: string; readonly ddl: readonly strin
       )`,
     ],
   },
+  {
+    // Raw ip/device_id values, encrypted, for authorised recovery; written
+    // only when a vault key is configured. Keyed by mask, insert-once.
+    name: "login_etl_vault",
+    ddl: [
+      `CREATE TABLE IF NOT EXISTS login_etl_vault (
+        masked_value text PRIMARY KEY,
+        field        text NOT NULL CHECK (field IN ('ip', 'device_id')),
+        ciphertext   bytea NOT NULL,
+        iv           bytea NOT NULL,
+        key_id       text NOT NULL,
+        first_seen   timestamptz NOT NULL DEFAULT now()
+      )`,
+    ],
+  },
+  {
+    // Every recovery, erasure and re-keying, allowed or not; append-only by grant.
+    name: "login_etl_audit",
+    ddl: [
+      `CREATE TABLE IF NOT EXISTS login_etl_audit (
+        id           bigserial PRIMARY KEY,
+        at           timestamptz NOT NULL DEFAULT now(),
+        actor        text NOT NULL,
+        db_user      text NOT NULL DEFAULT current_user,
+        action       text NOT NULL,
+        masked_value text,
+        reason       text,
+        outcome      text NOT NULL,
+        detail       text
+      )`,
+    ],
+  },
 ];
 
 /** Every DDL statement, in order; `sql/schema.sql` holds the same for DBAs. */
@@ -244,8 +276,14 @@ export async function registerKey(
   const [row] = await sql<{ fingerprint: string }[]>`
     SELECT fingerprint FROM login_etl_keys WHERE key_id = ${keyId}`;
   if (row?.fingerprint !== fingerprint) {
+    const vault = keyId.startsWith("vault:");
+    const id = vault ? keyId.slice("vault:".length) : keyId;
     throw new KeyMismatchError(
-      `HMAC key id "${keyId}" is recorded with a different secret: use the secret that made earlier masks, or a new --hmac-key-id for a new secret`,
+      `${
+        vault ? "Vault" : "HMAC"
+      } key id "${id}" is recorded with a different secret: use the secret that made earlier ${
+        vault ? "vault entries" : "masks"
+      }, or a new --${vault ? "vault" : "hmac"}-key-id for a new secret`,
     );
   }
   return "known";

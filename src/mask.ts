@@ -8,7 +8,8 @@
  */
 
 import { HmacSha256 } from "./hmac_sha256.ts";
-import { type HmacKeySource, MIN_SECRET_BYTES, Secret } from "./config.ts";
+import { type KeySource, Secret } from "./config.ts";
+import { currentSecret, loadKeySet } from "./pii/keyring.ts";
 import { ConfigError } from "./errors.ts";
 import type { Masked } from "./types.ts";
 
@@ -76,48 +77,16 @@ export function generateSecret(): Secret {
 }
 
 /**
- * Reads the configured secret: from `PII_HMAC_KEY` (already in the config) or
- * from a file whose contents, minus one trailing newline, are the secret.
+ * Reads the configured HMAC secret (the current one of a key set).
  *
- * @throws {ConfigError} when the file is unreadable or shorter than 32 bytes
+ * @throws {ConfigError} when none is configured, or the file is unreadable or too short
  */
-export async function loadHmacSecret(source: HmacKeySource): Promise<Secret> {
-  switch (source.kind) {
-    case "env":
-      return source.secret;
-    case "generate":
-      return generateSecret();
-    case "none":
-      throw new ConfigError(
-        "No HMAC key: set PII_HMAC_KEY or --hmac-key-file to a secret of at least 32 bytes (make one with: openssl rand -base64 32)",
-      );
-    case "file": {
-      let bytes: Uint8Array;
-      try {
-        bytes = await Deno.readFile(source.path);
-      } catch (error) {
-        const why = error instanceof Deno.errors.NotFound
-          ? "no such file"
-          : error instanceof Deno.errors.PermissionDenied
-          ? "permission denied"
-          : error instanceof Error
-          ? error.message
-          : String(error);
-        throw new ConfigError(`Cannot read ${source.origin}: ${why}`, { cause: error });
-      }
-      // One trailing line ending, "\n" or "\r\n", is what editors and `echo` add.
-      let end = bytes.length;
-      if (end > 0 && bytes[end - 1] === 0x0a) {
-        end--;
-        if (end > 0 && bytes[end - 1] === 0x0d) end--;
-      }
-      const secret = bytes.subarray(0, end);
-      if (secret.length < MIN_SECRET_BYTES) {
-        throw new ConfigError(
-          `Cannot use ${source.origin}: file is ${secret.length} bytes, need at least ${MIN_SECRET_BYTES} (make one with: openssl rand -base64 32)`,
-        );
-      }
-      return new Secret(secret, source.origin);
-    }
+export async function loadHmacSecret(source: KeySource, defaultId = "k1"): Promise<Secret> {
+  const set = await loadKeySet(source, defaultId);
+  if (set === null) {
+    throw new ConfigError(
+      "No HMAC key: set PII_HMAC_KEY or --hmac-key-file to a secret of at least 32 bytes (make one with: openssl rand -base64 32)",
+    );
   }
+  return currentSecret(set);
 }

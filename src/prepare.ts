@@ -6,8 +6,9 @@
  */
 
 import type { Masker } from "./mask.ts";
+import type { VaultCipher } from "./pii/vault.ts";
 import { findPiiValues, piiKey, type PiiValue, toRejectRow, toRow } from "./to_row.ts";
-import type { Masked, ReceivedMessage, WriteItem } from "./types.ts";
+import type { Masked, ReceivedMessage, VaultRow, WriteItem } from "./types.ts";
 import { utf8Length, validateBody, type Verdict } from "./validate.ts";
 
 /**
@@ -15,10 +16,7 @@ import { utf8Length, validateBody, type Verdict } from "./validate.ts";
  * it from being committed before. It is rejected unparsed, so whatever broke
  * earlier runs is not tried again.
  */
-function verdictOf(
-  message: ReceivedMessage,
-  options: { readonly maxBodyBytes: number; readonly maxReceives: number | null },
-): Verdict {
+function verdictOf(message: ReceivedMessage, options: PrepareOptions): Verdict {
   if (options.maxReceives !== null && message.receiveCount > options.maxReceives) {
     return {
       ok: false,
@@ -33,6 +31,14 @@ function verdictOf(
   return validateBody(message.body, options.maxBodyBytes);
 }
 
+/** Options of the prepare stage. */
+export interface PrepareOptions {
+  readonly maxBodyBytes: number;
+  readonly maxReceives: number | null;
+  /** With a vault: encrypt each distinct raw value not `known` to be vaulted already. */
+  readonly vault?: { readonly cipher: VaultCipher; readonly known: (masked: Masked) => boolean };
+}
+
 /**
  * Turns distinct deliveries into write items. Every message yields exactly one
  * item: a row when valid, a reject with its reason otherwise.
@@ -40,7 +46,7 @@ function verdictOf(
 export function prepareItems(
   messages: readonly ReceivedMessage[],
   masker: Masker,
-  options: { readonly maxBodyBytes: number; readonly maxReceives: number | null },
+  options: PrepareOptions,
 ): WriteItem[] {
   const verdicts: Verdict[] = messages.map((m) => verdictOf(m, options));
 
@@ -59,6 +65,15 @@ export function prepareItems(
   const maskOf = new Map<string, Masked>();
   for (const [key, value] of wanted) maskOf.set(key, masker.mask(value.field, value.text));
 
+  // Each distinct value is encrypted once per batch; the first row holding it carries the entry.
+  const vaulted = new Set<string>();
+  const vaultRows = (field: "ip" | "device_id", masked: Masked, raw: string): VaultRow[] => {
+    const vault = options.vault;
+    if (vault === undefined || vaulted.has(masked) || vault.known(masked)) return [];
+    vaulted.add(masked);
+    return [vault.cipher.encrypt(field, masked, raw)];
+  };
+
   return messages.map((message, i): WriteItem => {
     const verdict = verdicts[i] as Verdict;
     if (verdict.ok) {
@@ -67,7 +82,12 @@ export function prepareItems(
         ip: maskOf.get(piiKey({ field: "ip", text: ip })) as Masked,
         deviceId: maskOf.get(piiKey({ field: "device_id", text: deviceId })) as Masked,
       });
-      return { kind: "row", id: message.id, row };
+      if (options.vault === undefined) return { kind: "row", id: message.id, row };
+      const vault = [
+        ...vaultRows("ip", row.masked_ip, ip),
+        ...vaultRows("device_id", row.masked_device_id, deviceId),
+      ];
+      return { kind: "row", id: message.id, row, vault };
     }
     const reject = toRejectRow(verdict.problem, verdict.parsed, {
       bodyBytes: utf8Length(message.body),

@@ -9,6 +9,7 @@
 
 import { DatabaseError, EtlError } from "./errors.ts";
 import type { Masker } from "./mask.ts";
+import type { VaultCipher } from "./pii/vault.ts";
 import { prepareItems } from "./prepare.ts";
 import type { ReceivedMessage, Store, WriteOutcome } from "./types.ts";
 
@@ -26,22 +27,40 @@ export interface Sink {
   close(): Promise<void>;
 }
 
-/** Options of the prepare stage. */
-export interface PrepareOptions {
+/** What the prepare stage needs besides the masker. */
+export interface SinkOptions {
   readonly maxBodyBytes: number;
   readonly maxReceives: number | null;
+  /** Vault cipher, when a vault key is configured. */
+  readonly vault?: VaultCipher;
+  readonly close?: () => Promise<void>;
 }
 
+/** Masks known to be in the vault: values are encrypted once, not on every login. */
+const KNOWN_VAULTED_LIMIT = 200_000;
+
 /** A sink in this thread: `prepareItems` then `store.write`. */
-export function localSink(
-  masker: Masker,
-  store: Store,
-  options: PrepareOptions & { readonly close?: () => Promise<void> },
-): Sink {
+export function localSink(masker: Masker, store: Store, options: SinkOptions): Sink {
+  // Filled only after a commit: a rolled-back batch must not mark its values vaulted.
+  const known = new Set<string>();
+  const vault = options.vault === undefined
+    ? undefined
+    : { cipher: options.vault, known: (masked: string) => known.has(masked) };
+  const prepare = {
+    maxBodyBytes: options.maxBodyBytes,
+    maxReceives: options.maxReceives,
+    ...(vault === undefined ? {} : { vault }),
+  };
   return {
     async write(messages) {
-      const items = prepareItems(messages, masker, options);
+      const items = prepareItems(messages, masker, prepare);
       const outcome = await store.write(items);
+      if (vault !== undefined && outcome.committed) {
+        if (known.size > KNOWN_VAULTED_LIMIT) known.clear();
+        for (const item of items) {
+          if (item.kind === "row") { for (const e of item.vault ?? []) known.add(e.masked); }
+        }
+      }
       return { ...outcome, rejectedIds: items.filter((i) => i.kind === "reject").map((i) => i.id) };
     },
     close: options.close ?? (() => Promise.resolve()),
@@ -56,7 +75,12 @@ export interface WorkerInit {
   readonly writeTimeoutMs: number;
   readonly secret: Uint8Array;
   readonly keyId: string;
-  readonly prepare: PrepareOptions;
+  readonly prepare: { readonly maxBodyBytes: number; readonly maxReceives: number | null };
+  /** Vault key set as plain data (secrets included), when the vault is on. */
+  readonly vault: {
+    readonly current: string;
+    readonly keys: readonly (readonly [string, Uint8Array])[];
+  } | null;
 }
 
 /** Messages from the worker. */

@@ -10,6 +10,7 @@ import { Secret } from "./config.ts";
 import { Database } from "./db.ts";
 import { EtlError } from "./errors.ts";
 import { Masker } from "./mask.ts";
+import { VaultCipher } from "./pii/vault.ts";
 import { localSink, type Sink, type WorkerReply, type WorkerRequest } from "./sink.ts";
 import { postgresStore } from "./write.ts";
 
@@ -29,11 +30,16 @@ scope.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       const { init } = request;
       database = new Database({ url: init.databaseUrl, schema: init.schema, max: init.poolMax });
       const masker = await Masker.create(new Secret(init.secret, "worker"), init.keyId);
-      sink = localSink(
-        masker,
-        postgresStore(database, { writeTimeoutMs: init.writeTimeoutMs }),
-        init.prepare,
-      );
+      const vault = init.vault === null ? undefined : await VaultCipher.create({
+        current: init.vault.current,
+        keys: new Map(
+          init.vault.keys.map(([id, bytes]) => [id, new Secret(bytes, `vault key ${id}`)]),
+        ),
+      });
+      sink = localSink(masker, postgresStore(database, { writeTimeoutMs: init.writeTimeoutMs }), {
+        ...init.prepare,
+        ...(vault === undefined ? {} : { vault }),
+      });
       reply({ type: "ready" });
       return;
     }

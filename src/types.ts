@@ -91,9 +91,23 @@ export interface RejectRow {
   readonly "sent_at_ms": number;
 }
 
-/** One message ready to write: a row or a reject, keyed by its MessageId. */
+/** A raw PII value encrypted for the recovery vault, keyed by its mask. */
+export interface VaultRow {
+  readonly masked: Masked;
+  readonly field: "ip" | "device_id";
+  readonly ciphertext: Uint8Array;
+  readonly iv: Uint8Array;
+  readonly keyId: string;
+}
+
+/** One message ready to write: a row (with its vault entries, if any) or a reject, keyed by its MessageId. */
 export type WriteItem =
-  | { readonly kind: "row"; readonly id: string; readonly row: LoginRow }
+  | {
+    readonly kind: "row";
+    readonly id: string;
+    readonly row: LoginRow;
+    readonly vault?: readonly VaultRow[];
+  }
   | { readonly kind: "reject"; readonly id: string; readonly reject: RejectRow };
 
 /** What a store reports after a batch: which ids it newly recorded, and which it had already. */

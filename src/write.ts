@@ -23,6 +23,14 @@ interface Columns {
     appVersions: number[];
     createDates: string[];
   };
+  readonly vault: {
+    ids: string[];
+    masked: string[];
+    fields: string[];
+    ciphertexts: string[];
+    ivs: string[];
+    keyIds: string[];
+  };
   readonly rejects: {
     ids: string[];
     reasons: string[];
@@ -52,6 +60,7 @@ export function toColumns(items: readonly WriteItem[]): Columns {
       appVersions: [],
       createDates: [],
     },
+    vault: { ids: [], masked: [], fields: [], ciphertexts: [], ivs: [], keyIds: [] },
     rejects: {
       ids: [],
       reasons: [],
@@ -74,6 +83,16 @@ export function toColumns(items: readonly WriteItem[]): Columns {
       r.locales.push(item.row.locale);
       r.appVersions.push(item.row.app_version);
       r.createDates.push(item.row.create_date);
+      for (const entry of item.vault ?? []) {
+        const v = columns.vault;
+        v.ids.push(item.id);
+        v.masked.push(entry.masked);
+        v.fields.push(entry.field);
+        // bytea in hex input form; pgArray escapes the backslash.
+        v.ciphertexts.push(`\\x${entry.ciphertext.toHex()}`);
+        v.ivs.push(`\\x${entry.iv.toHex()}`);
+        v.keyIds.push(entry.keyId);
+      }
     } else {
       const j = columns.rejects;
       j.ids.push(item.id);
@@ -165,6 +184,7 @@ export function pgArray(values: readonly (string | number | null)[]): string {
 function writeStatement(sql: Sql, c: Columns) {
   const r = c.rows;
   const j = c.rejects;
+  const v = c.vault;
   const text = pgArray;
   const int4 = pgArray;
   const date = pgArray;
@@ -189,6 +209,17 @@ function writeStatement(sql: Sql, c: Columns) {
             AS b(message_id, user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date)
           JOIN fresh USING (message_id)
           RETURNING 1
+        ), vaulted AS (
+          INSERT INTO login_etl_vault (masked_value, field, ciphertext, iv, key_id)
+          SELECT v.masked_value, v.field, v.ciphertext, v.iv, v.key_id
+          FROM unnest(${text(v.ids)}::text[], ${text(v.masked)}::text[], ${text(v.fields)}::text[],
+                      ${text(v.ciphertexts)}::bytea[], ${text(v.ivs)}::bytea[], ${
+    text(v.keyIds)
+  }::text[])
+            AS v(message_id, masked_value, field, ciphertext, iv, key_id)
+          JOIN fresh USING (message_id)
+          -- Insert-once: a value already vaulted keeps its first entry.
+          ON CONFLICT (masked_value) DO NOTHING
         ), rejects AS (
           INSERT INTO login_etl_rejects
             (message_id, reason, detail, masked_body, body_bytes, body_hmac, sent_at)

@@ -8,7 +8,9 @@
 import type { Config } from "../config.ts";
 import { Database, describeDbError, ensureSchema, pruneLedger, registerKey } from "../db.ts";
 import { DatabaseError, redactUrl } from "../errors.ts";
-import { loadHmacSecret, Masker } from "../mask.ts";
+import { Masker } from "../mask.ts";
+import { currentSecret, loadKeySet } from "../pii/keyring.ts";
+import { VaultCipher } from "../pii/vault.ts";
 import { runPipeline } from "../pipeline.ts";
 import { createSqsClient } from "../sqs/client.ts";
 import { readQueueAttributes, sqsQueue } from "../sqs/queue.ts";
@@ -36,9 +38,17 @@ export interface ConsumeIo {
 export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
   const { telemetry } = io;
   const log = telemetry.logger;
-  const secret = io.masker === undefined ? await loadHmacSecret(config.hmacKey) : null;
-  const masker = io.masker ??
-    await Masker.create(secret ?? await loadHmacSecret(config.hmacKey), config.hmacKeyId);
+  // Every HMAC key of the set is registered; new rows use the current one.
+  const hmacKeys = io.masker === undefined
+    ? await loadKeySet(config.hmacKey, config.hmacKeyId)
+    : null;
+  const maskers = hmacKeys === null
+    ? [io.masker as Masker]
+    : await Promise.all([...hmacKeys.keys].map(([id, key]) => Masker.create(key, id)));
+  const masker = io.masker ?? maskers.find((m) => m.keyId === hmacKeys?.current) as Masker;
+  const secret = hmacKeys === null ? null : currentSecret(hmacKeys);
+  const vaultKeys = config.dryRun ? null : await loadKeySet(config.vaultKey, config.vaultKeyId);
+  const vault = vaultKeys === null ? undefined : await VaultCipher.create(vaultKeys);
   const mode = config.command === "run" ? "run" : "drain";
   const waitSeconds = mode === "run" ? config.waitSeconds : config.idleSeconds;
   const { client, endpoint } = createSqsClient({
@@ -80,8 +90,12 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
           poolMax: Math.ceil(config.writers / threads),
           writeTimeoutMs,
           secret: secret.reveal(),
-          keyId: config.hmacKeyId,
+          keyId: masker.keyId,
           prepare,
+          vault: vaultKeys === null ? null : {
+            current: vaultKeys.current,
+            keys: [...vaultKeys.keys].map(([id, key]) => [id, key.reveal()] as const),
+          },
         });
       }
       const created = await ensureSchema(sql, { url: config.databaseUrl, schema: config.schema });
@@ -91,11 +105,18 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
           schema: config.schema,
         });
       }
-      const key = await registerKey(sql, masker.keyId, masker.fingerprint);
-      if (key === "new") {
-        log.log("info", "KeyRegistered", "recorded new HMAC key id with its fingerprint", {
-          key_id: masker.keyId,
-        });
+      const fingerprints: [string, string][] = [
+        ...maskers.map((m) => [m.keyId, m.fingerprint] as [string, string]),
+        ...[...(vault?.fingerprints ?? [])].map(([id, fp]) =>
+          [`vault:${id}`, fp] as [string, string]
+        ),
+      ];
+      for (const [keyId, fingerprint] of fingerprints) {
+        if (await registerKey(sql, keyId, fingerprint) === "new") {
+          log.log("info", "KeyRegistered", "recorded new key id with its fingerprint", {
+            key_id: keyId,
+          });
+        }
       }
       const pruned = await pruneLedger(sql, config.ledgerRetentionDays).catch((error: unknown) => {
         throw new DatabaseError(
@@ -110,7 +131,10 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
         log.log("info", "LedgerPruned", "pruned old ledger entries", { deleted: pruned });
       }
       sink = startingSink === null
-        ? localSink(masker, postgresStore(database, { writeTimeoutMs }), prepare)
+        ? localSink(masker, postgresStore(database, { writeTimeoutMs }), {
+          ...prepare,
+          ...(vault === undefined ? {} : { vault }),
+        })
         : await startingSink;
     }
     telemetry.emit({
@@ -122,6 +146,7 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
         endpoint_source: endpoint.source,
         database: config.dryRun ? "none (dry run)" : redactUrl(config.databaseUrl),
         key_id: masker.keyId,
+        vault: vault === undefined ? "off" : `on, key ${vault.currentKeyId}`,
         concurrency: config.concurrency,
         max_rows: config.maxRows,
         worker_threads: threads,

@@ -19,7 +19,7 @@ const ERROR_CASES: readonly { name: string; argv: string[]; message: string }[] 
   {
     name: "refuses an unknown command",
     argv: ["frobnicate"],
-    message: 'Unknown command "frobnicate": commands: drain, run, seed, demo; see login-etl --help',
+    message: `Unknown command "frobnicate": commands: ${COMMANDS.join(", ")}; see login-etl --help`,
   },
   {
     name: "refuses a flag before the command",
