@@ -63,6 +63,25 @@ export class Database {
   }
 }
 
+/**
+ * An array literal in Postgres' text format: `{"a","b\"c",NULL}`. We send
+ * arrays as text and cast them in SQL rather than let postgres.js serialise
+ * them: it needs each pool to have fetched the server's array types first,
+ * and a write racing that lookup on a fresh pool (after a reset, say) sends
+ * `a,b,c` and fails with "malformed array literal".
+ */
+export function pgArray(values: readonly (string | number | null)[]): string {
+  let out = "{";
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) out += ",";
+    if (v === null || v === undefined) out += "NULL";
+    else if (typeof v === "number") out += String(v);
+    else out += `"${v.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+  }
+  return out + "}";
+}
+
 /** The exact DDL of the target table; the exercise's image already has it. */
 export const USER_LOGINS_DDL = `CREATE TABLE IF NOT EXISTS user_logins(
     user_id             varchar(128),

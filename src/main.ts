@@ -6,11 +6,17 @@
 
 import meta from "../deno.json" with { type: "json" };
 import { helpText, parseInvocation } from "./cli.ts";
-import { type Config, resolveConfig } from "./config.ts";
+import {
+  applyConfigFile,
+  type CommandName,
+  type Config,
+  type FlagValues,
+  resolveConfig,
+} from "./config.ts";
 import { consume } from "./commands/consume.ts";
 import { demo } from "./commands/demo.ts";
 import { seed } from "./commands/seed.ts";
-import { EXIT_USAGE, exitCodeOf, formatError } from "./errors.ts";
+import { ConfigError, EXIT_USAGE, exitCodeOf, formatError } from "./errors.ts";
 import { createLogger } from "./log.ts";
 import { Telemetry } from "./telemetry.ts";
 
@@ -95,7 +101,49 @@ async function execute(config: Config, telemetry: Telemetry, stop: AbortSignal):
       if (config.summaryJson) writeStdout(JSON.stringify(report));
       return;
     }
+    case "recover":
+    case "forget":
+    case "rekey":
+    case "rekey-vault": {
+      // Loaded only for these commands, like the demo's embedded services.
+      const { piiCommand } = await import("./commands/pii.ts");
+      await piiCommand(config, { logger: telemetry.logger, writeStdout, stop });
+      return;
+    }
   }
+}
+
+/**
+ * Reads `--config FILE` (or LOGIN_ETL_CONFIG): a JSON object of settings keyed
+ * by flag name, layered under flags and env.
+ */
+async function withConfigFile(
+  command: CommandName,
+  flags: FlagValues,
+  env: Readonly<Record<string, string>>,
+): Promise<{ flags: FlagValues; env: Readonly<Record<string, string | undefined>> }> {
+  const path = typeof flags["config"] === "string" ? flags["config"] : env["LOGIN_ETL_CONFIG"];
+  if (path === undefined || path === "") return { flags, env };
+  const origin = typeof flags["config"] === "string"
+    ? `--config "${path}"`
+    : `LOGIN_ETL_CONFIG "${path}"`;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
+    throw new ConfigError(`Cannot read ${origin}: ${why}`, { cause: error });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`Cannot use ${origin}: not valid JSON`, { cause: error });
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new ConfigError(`Cannot use ${origin}: must be a JSON object of settings by flag name`);
+  }
+  return applyConfigFile(command, flags, env, parsed as Record<string, unknown>, origin);
 }
 
 /** Runs the CLI and returns the exit code. */
@@ -114,7 +162,8 @@ export async function main(
       writeStdout(`login-etl ${VERSION}`);
       return 0;
     }
-    config = resolveConfig(invocation.command, invocation.flags, env);
+    const layered = await withConfigFile(invocation.command, invocation.flags, env);
+    config = resolveConfig(invocation.command, layered.flags, layered.env);
   } catch (error) {
     writeStderr(`error: ${formatError(error, argv.includes("--verbose"))}`);
     return exitCodeOf(error) === 1 ? EXIT_USAGE : exitCodeOf(error);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type Database, describeDbError, isTransientDbError, type Sql } from "./db.ts";
+import { type Database, describeDbError, isTransientDbError, pgArray, type Sql } from "./db.ts";
 import { DatabaseError } from "./errors.ts";
 import type { RejectReason, Store, WriteItem, WriteOutcome } from "./types.ts";
 
@@ -162,25 +162,6 @@ export function postgresStore(db: Database, options: { readonly writeTimeoutMs: 
   };
 }
 
-/**
- * An array literal in Postgres' text format: `{"a","b\"c",NULL}`. We send
- * arrays as text and cast them in SQL rather than let postgres.js serialise
- * them: it needs each pool to have fetched the server's array types first,
- * and a write racing that lookup on a fresh pool (after a reset, say) sends
- * `a,b,c` and fails with "malformed array literal".
- */
-export function pgArray(values: readonly (string | number | null)[]): string {
-  let out = "{";
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (i > 0) out += ",";
-    if (v === null || v === undefined) out += "NULL";
-    else if (typeof v === "number") out += String(v);
-    else out += `"${v.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
-  }
-  return out + "}";
-}
-
 function writeStatement(sql: Sql, c: Columns) {
   const r = c.rows;
   const j = c.rejects;
@@ -218,8 +199,9 @@ function writeStatement(sql: Sql, c: Columns) {
   }::text[])
             AS v(message_id, masked_value, field, ciphertext, iv, key_id)
           JOIN fresh USING (message_id)
-          -- Insert-once: a value already vaulted keeps its first entry.
-          ON CONFLICT (masked_value) DO NOTHING
+          -- Insert-once: a value already vaulted keeps its first entry. No
+          -- conflict target, so the consumer needs no SELECT on the vault.
+          ON CONFLICT DO NOTHING
         ), rejects AS (
           INSERT INTO login_etl_rejects
             (message_id, reason, detail, masked_body, body_bytes, body_hmac, sent_at)

@@ -1,0 +1,198 @@
+/**
+ * `recover`, `forget`, `rekey`, `rekey-vault`: wiring of the PII modules to
+ * the database, the key sets and the terminal. Recovered values go to stdout
+ * only, one `MASK<TAB>FIELD<TAB>VALUE` line each, after their audit rows.
+ *
+ * @module
+ */
+
+import type { Config } from "../config.ts";
+import { Database, ensureSchema, registerKey } from "../db.ts";
+import { ConfigError, EtlError, UsageError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { Masker } from "../mask.ts";
+import { actorOf, listAudit } from "../pii/audit.ts";
+import { loadKeySet } from "../pii/keyring.ts";
+import { forget, recover } from "../pii/recover.ts";
+import { rekeyRows, rekeyVault } from "../pii/rekey.ts";
+import { VaultCipher } from "../pii/vault.ts";
+
+/** What the PII commands need besides their config. */
+export interface PiiIo {
+  readonly logger: Logger;
+  readonly writeStdout: (line: string) => void;
+  readonly stop: AbortSignal;
+}
+
+/** Masks from --masked or --from-file (one a line; blank lines and # comments skipped). */
+async function requestedMasks(config: Config): Promise<string[]> {
+  if (config.masked !== null && config.fromFile !== null) {
+    throw new UsageError(`Give either --masked or --from-file to ${config.command}, not both`);
+  }
+  if (config.masked !== null) return [config.masked];
+  if (config.fromFile !== null) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(config.fromFile);
+    } catch (error) {
+      const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
+      throw new ConfigError(`Cannot read --from-file "${config.fromFile}": ${why}`, {
+        cause: error,
+      });
+    }
+    const masks = text.split("\n").map((l) => l.trim()).filter((l) =>
+      l !== "" && !l.startsWith("#")
+    );
+    if (masks.length === 0) throw new UsageError(`--from-file "${config.fromFile}" holds no masks`);
+    return [...new Set(masks)];
+  }
+  throw new UsageError(
+    `${config.command} needs --masked MASK or --from-file PATH; see login-etl ${config.command} --help`,
+  );
+}
+
+async function vaultCipher(config: Config, currentOverride?: string): Promise<VaultCipher | null> {
+  const set = await loadKeySet(config.vaultKey, config.vaultKeyId);
+  if (set === null) return null;
+  if (currentOverride !== undefined && !set.keys.has(currentOverride)) {
+    throw new ConfigError(
+      `Cannot re-encrypt under vault key "${currentOverride}": the vault key set holds ${
+        [...set.keys.keys()].join(", ")
+      }`,
+    );
+  }
+  return await VaultCipher.create(
+    currentOverride === undefined ? set : { ...set, current: currentOverride },
+  );
+}
+
+/** Runs one of the PII commands. */
+export async function piiCommand(config: Config, io: PiiIo): Promise<void> {
+  const actor = actorOf(config.actor);
+  const database = new Database({ url: config.databaseUrl, schema: config.schema, max: 2 });
+  try {
+    const sql = database.sql;
+    switch (config.command) {
+      case "recover": {
+        if (config.audit) {
+          for (const row of await listAudit(sql, 1000)) io.writeStdout(JSON.stringify(row));
+          return;
+        }
+        const masks = await requestedMasks(config);
+        const results = await recover(sql, await vaultCipher(config), masks, {
+          actor,
+          reason: config.reason,
+        });
+        for (const r of results) {
+          if (r.outcome === "success") io.writeStdout(`${r.masked}\t${r.field}\t${r.raw}`);
+        }
+        const failed = results.filter((r) => r.outcome === "failed").length;
+        const missing = results.filter((r) => r.outcome === "not_found").length;
+        io.logger.log(
+          failed + missing > 0 ? "warn" : "info",
+          "ValuesRecovered",
+          "recovery done (audited)",
+          {
+            recovered: results.length - failed - missing,
+            not_found: missing,
+            failed,
+          },
+        );
+        if (failed > 0) {
+          throw new EtlError(
+            "internal",
+            `${failed} vault entries failed authentication: altered or moved; see the audit trail`,
+          );
+        }
+        if (missing === results.length) {
+          throw new EtlError(
+            "internal",
+            `No vault entry for ${
+              missing === 1 ? "that mask" : "any of those masks"
+            }: never vaulted, or erased`,
+          );
+        }
+        return;
+      }
+      case "forget": {
+        const masks = await requestedMasks(config);
+        const results = await forget(sql, masks, { actor, reason: config.reason });
+        const erased = results.filter((r) => r.outcome === "success").length;
+        io.writeStdout(
+          `Erased ${erased} of ${results.length} vault entries; the masks in user_logins stay as opaque tokens.`,
+        );
+        return;
+      }
+      case "rekey": {
+        if (config.to === null) {
+          throw new UsageError("rekey needs --to KEYID, the HMAC key id to move masks to");
+        }
+        const keys = await loadKeySet(config.hmacKey, config.hmacKeyId);
+        const secret = keys?.keys.get(config.to);
+        if (keys === null || secret === undefined) {
+          throw new ConfigError(
+            `Cannot rekey to "${config.to}": the HMAC key set holds ${
+              [...(keys?.keys.keys() ?? [])].join(", ") || "no keys"
+            }; add it to --hmac-key-file as a key set`,
+          );
+        }
+        const cipher = await vaultCipher(config);
+        if (cipher === null) {
+          throw new ConfigError(
+            "Cannot rekey without the vault: a mask is a one-way hash, so old and new masks of one value can only be linked through the value the vault keeps; set PII_VAULT_KEY or --vault-key-file",
+          );
+        }
+        if (config.reason === null) {
+          throw new UsageError("rekey needs --reason TEXT (it is kept in the audit trail)");
+        }
+        await ensureSchema(sql, { url: config.databaseUrl, schema: config.schema });
+        const target = await Masker.create(secret, config.to);
+        await registerKey(sql, target.keyId, target.fingerprint);
+        const report = await rekeyRows(sql, {
+          target,
+          cipher,
+          batch: config.maxRows,
+          actor,
+          reason: config.reason,
+          logger: io.logger,
+          stop: io.stop,
+        });
+        io.writeStdout(JSON.stringify({ key_id: config.to, ...report }));
+        return;
+      }
+      case "rekey-vault": {
+        if (config.to === null) {
+          throw new UsageError(
+            "rekey-vault needs --to KEYID, the vault key id to re-encrypt under",
+          );
+        }
+        const cipher = await vaultCipher(config, config.to);
+        if (cipher === null) {
+          throw new ConfigError(
+            "rekey-vault needs the vault key set (PII_VAULT_KEY or --vault-key-file)",
+          );
+        }
+        if (config.reason === null) {
+          throw new UsageError("rekey-vault needs --reason TEXT (it is kept in the audit trail)");
+        }
+        for (const [id, fingerprint] of cipher.fingerprints) {
+          await registerKey(sql, `vault:${id}`, fingerprint);
+        }
+        const report = await rekeyVault(sql, {
+          cipher,
+          batch: config.maxRows,
+          actor,
+          reason: config.reason,
+          logger: io.logger,
+          stop: io.stop,
+        });
+        io.writeStdout(JSON.stringify({ key_id: config.to, ...report }));
+        return;
+      }
+      default:
+        throw new UsageError(`${config.command} is not a PII command`);
+    }
+  } finally {
+    await database.end();
+  }
+}

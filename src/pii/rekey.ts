@@ -1,0 +1,239 @@
+/**
+ * Key rotation of existing data. `rekey` recomputes masks of existing rows
+ * under another HMAC key, using the vault to get back the raw values, so
+ * that repeated values stay visible across the rotation. `rekeyVault`
+ * re-encrypts vault entries under another vault key. Both work in batches,
+ * one transaction each, and pick up where an interrupted run stopped.
+ *
+ * @module
+ */
+
+import { describeDbError, pgArray, type Sql } from "../db.ts";
+import { DatabaseError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Masker } from "../mask.ts";
+import type { Masked } from "../types.ts";
+import { appendAudit } from "./audit.ts";
+import type { VaultCipher, VaultField } from "./vault.ts";
+
+const COLUMN: Readonly<Record<VaultField, "masked_ip" | "masked_device_id">> = {
+  ip: "masked_ip",
+  "device_id": "masked_device_id",
+};
+
+/** Counts of a rekey run. */
+export interface RekeyReport {
+  /** Distinct masks moved to the new key, by field. */
+  readonly moved: Record<VaultField, number>;
+  /** Distinct masks with no vault entry (erased, or written without the vault): left as they are. */
+  readonly unlinkable: Record<VaultField, number>;
+  batches: number;
+}
+
+/** Options of a rekey run. */
+export interface RekeyOptions {
+  /** Masker of the target key. */
+  readonly target: Masker;
+  readonly cipher: VaultCipher;
+  /** Distinct masks per transaction. */
+  readonly batch: number;
+  readonly actor: string;
+  readonly reason: string | null;
+  readonly logger: Logger;
+  readonly stop?: AbortSignal;
+}
+
+interface VaultRow {
+  readonly "masked_value": string;
+  readonly field: VaultField;
+  readonly ciphertext: Uint8Array;
+  readonly iv: Uint8Array;
+  readonly "key_id": string;
+}
+
+function wrap(what: string, error: unknown): DatabaseError {
+  return new DatabaseError("db_write", `Cannot ${what}: ${describeDbError(error)}`, {
+    cause: error,
+  });
+}
+
+/**
+ * Moves every mask of `user_logins` (and its vault entry) to the target key.
+ * Each batch: read distinct old masks, decrypt their vault entries, compute
+ * the new masks, then in one transaction insert the new vault entries,
+ * update the rows and delete the old entries. Idempotent and resumable: rows
+ * already under the target key are never selected again.
+ */
+export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyReport> {
+  const { target, cipher } = options;
+  const prefix = `${target.keyId}:`;
+  const report: RekeyReport = {
+    moved: { ip: 0, device_id: 0 },
+    unlinkable: { ip: 0, device_id: 0 },
+    batches: 0,
+  };
+  for (const field of ["ip", "device_id"] as const) {
+    const column = COLUMN[field];
+    const unlinkable = new Set<string>();
+    for (;;) {
+      if (options.stop?.aborted === true) return report;
+      let olds: string[];
+      try {
+        const rows = await sql<{ mask: string }[]>`
+          SELECT DISTINCT ${sql(column)} AS mask FROM user_logins
+          WHERE ${sql(column)} IS NOT NULL AND left(${sql(column)}, ${prefix.length}) <> ${prefix}
+            AND NOT (${sql(column)} = ANY(${pgArray([...unlinkable])}::text[]))
+          LIMIT ${options.batch}`;
+        olds = rows.map((r) => r.mask);
+      } catch (error) {
+        throw wrap(`read ${column}`, error);
+      }
+      if (olds.length === 0) break;
+      let vaulted: VaultRow[];
+      try {
+        vaulted = await sql<VaultRow[]>`
+          SELECT masked_value, field, ciphertext, iv, key_id FROM login_etl_vault
+          WHERE masked_value = ANY(${pgArray(olds)}::text[])`;
+      } catch (error) {
+        throw wrap("read the vault (rekey needs a role that may read it)", error);
+      }
+      const found = new Map(vaulted.map((v) => [v.masked_value, v]));
+      const oldMasks: string[] = [];
+      const newMasks: string[] = [];
+      const entries: { masked: string; ciphertext: string; iv: string; keyId: string }[] = [];
+      for (const old of olds) {
+        const row = found.get(old);
+        if (row === undefined || row.field !== field) {
+          unlinkable.add(old);
+          continue;
+        }
+        const raw = cipher.decrypt({
+          masked: old as Masked,
+          field,
+          ciphertext: new Uint8Array(row.ciphertext),
+          iv: new Uint8Array(row.iv),
+          keyId: row.key_id,
+        });
+        const fresh = target.mask(field, raw);
+        const entry = cipher.encrypt(field, fresh, raw);
+        oldMasks.push(old);
+        newMasks.push(fresh);
+        entries.push({
+          masked: fresh,
+          ciphertext: `\\x${entry.ciphertext.toHex()}`,
+          iv: `\\x${entry.iv.toHex()}`,
+          keyId: entry.keyId,
+        });
+      }
+      if (oldMasks.length === 0) continue;
+      try {
+        await sql.begin(async (tx) => {
+          await tx`
+            INSERT INTO login_etl_vault (masked_value, field, ciphertext, iv, key_id)
+            SELECT m, ${field}, c, i, k FROM unnest(
+              ${pgArray(entries.map((e) => e.masked))}::text[], ${
+            pgArray(entries.map((e) => e.ciphertext))
+          }::bytea[],
+              ${pgArray(entries.map((e) => e.iv))}::bytea[], ${
+            pgArray(entries.map((e) => e.keyId))
+          }::text[]) AS v(m, c, i, k)
+            ON CONFLICT (masked_value) DO NOTHING`;
+          await tx`
+            UPDATE user_logins SET ${tx(column)} = m.fresh
+            FROM unnest(${pgArray(oldMasks)}::text[], ${pgArray(newMasks)}::text[]) AS m(old, fresh)
+            WHERE user_logins.${tx(column)} = m.old`;
+          await tx`DELETE FROM login_etl_vault WHERE masked_value = ANY(${
+            pgArray(oldMasks)
+          }::text[])`;
+          await appendAudit(tx as unknown as Sql, [{
+            actor: options.actor,
+            action: "rekey",
+            maskedValue: null,
+            reason: options.reason,
+            outcome: "success",
+            detail: `${oldMasks.length} ${field} masks moved to key ${target.keyId}`,
+          }]);
+        });
+      } catch (error) {
+        throw error instanceof DatabaseError ? error : wrap("re-key a batch", error);
+      }
+      report.moved[field] += oldMasks.length;
+      report.batches++;
+      options.logger.log("info", "RekeyBatchCommitted", "batch of masks moved to the new key", {
+        field,
+        masks: oldMasks.length,
+        key_id: target.keyId,
+      });
+    }
+    report.unlinkable[field] = unlinkable.size;
+  }
+  return report;
+}
+
+/**
+ * Re-encrypts every vault entry not under `cipher.currentKeyId`, in batches,
+ * one transaction each; resumable.
+ */
+export async function rekeyVault(
+  sql: Sql,
+  options: Omit<RekeyOptions, "target">,
+): Promise<{ readonly moved: number; readonly batches: number }> {
+  const { cipher } = options;
+  let moved = 0;
+  let batches = 0;
+  for (;;) {
+    if (options.stop?.aborted === true) break;
+    let rows: VaultRow[];
+    try {
+      rows = await sql<VaultRow[]>`
+        SELECT masked_value, field, ciphertext, iv, key_id FROM login_etl_vault
+        WHERE key_id <> ${cipher.currentKeyId} LIMIT ${options.batch}`;
+    } catch (error) {
+      throw wrap("read the vault", error);
+    }
+    if (rows.length === 0) break;
+    const updated = rows.map((row) => {
+      const raw = cipher.decrypt({
+        masked: row.masked_value as Masked,
+        field: row.field,
+        ciphertext: new Uint8Array(row.ciphertext),
+        iv: new Uint8Array(row.iv),
+        keyId: row.key_id,
+      });
+      const entry = cipher.encrypt(row.field, row.masked_value as Masked, raw);
+      return {
+        masked: row.masked_value,
+        ciphertext: `\\x${entry.ciphertext.toHex()}`,
+        iv: `\\x${entry.iv.toHex()}`,
+      };
+    });
+    try {
+      await sql.begin(async (tx) => {
+        await tx`
+          UPDATE login_etl_vault SET ciphertext = u.c, iv = u.i, key_id = ${cipher.currentKeyId}
+          FROM unnest(${pgArray(updated.map((u) => u.masked))}::text[], ${
+          pgArray(updated.map((u) => u.ciphertext))
+        }::bytea[],
+                      ${pgArray(updated.map((u) => u.iv))}::bytea[]) AS u(m, c, i)
+          WHERE login_etl_vault.masked_value = u.m`;
+        await appendAudit(tx as unknown as Sql, [{
+          actor: options.actor,
+          action: "rekey-vault",
+          maskedValue: null,
+          reason: options.reason,
+          outcome: "success",
+          detail: `${updated.length} vault entries re-encrypted under key ${cipher.currentKeyId}`,
+        }]);
+      });
+    } catch (error) {
+      throw error instanceof DatabaseError ? error : wrap("re-encrypt a batch", error);
+    }
+    moved += updated.length;
+    batches++;
+    options.logger.log("info", "RekeyVaultBatchCommitted", "vault entries re-encrypted", {
+      entries: updated.length,
+      key_id: cipher.currentKeyId,
+    });
+  }
+  return { moved, batches };
+}
