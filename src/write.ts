@@ -166,36 +166,34 @@ function writeStatement(sql: Sql, c: Columns) {
   const r = c.rows;
   const j = c.rejects;
   const v = c.vault;
-  const text = pgArray;
-  const int4 = pgArray;
-  const date = pgArray;
-  const timestamptz = pgArray;
   return sql<{ inserted: number; rejected: Record<string, number> }[]>`
         WITH fresh AS (
           INSERT INTO login_etl_ledger (message_id)
-          SELECT id FROM unnest(${text(c.ids)}::text[]) WITH ORDINALITY AS i(id, n) ORDER BY n
+          SELECT id FROM unnest(${pgArray(c.ids)}::text[]) WITH ORDINALITY AS i(id, n) ORDER BY n
           ON CONFLICT (message_id) DO NOTHING
           RETURNING message_id
         ), rows AS (
           INSERT INTO user_logins
             (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date)
           SELECT b.user_id, b.device_type, b.masked_ip, b.masked_device_id, b.locale, b.app_version, b.create_date
-          FROM unnest(${text(r.ids)}::text[], ${text(r.userIds)}::text[], ${
-    text(r.deviceTypes)
+          FROM unnest(${pgArray(r.ids)}::text[], ${pgArray(r.userIds)}::text[], ${
+    pgArray(r.deviceTypes)
   }::text[],
-                      ${text(r.maskedIps)}::text[], ${text(r.maskedDeviceIds)}::text[], ${
-    text(r.locales)
+                      ${pgArray(r.maskedIps)}::text[], ${pgArray(r.maskedDeviceIds)}::text[], ${
+    pgArray(r.locales)
   }::text[],
-                      ${int4(r.appVersions)}::int[], ${date(r.createDates)}::date[])
+                      ${pgArray(r.appVersions)}::int[], ${pgArray(r.createDates)}::date[])
             AS b(message_id, user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date)
           JOIN fresh USING (message_id)
           RETURNING 1
         ), vaulted AS (
           INSERT INTO login_etl_vault (masked_value, field, ciphertext, iv, key_id)
           SELECT v.masked_value, v.field, v.ciphertext, v.iv, v.key_id
-          FROM unnest(${text(v.ids)}::text[], ${text(v.masked)}::text[], ${text(v.fields)}::text[],
-                      ${text(v.ciphertexts)}::bytea[], ${text(v.ivs)}::bytea[], ${
-    text(v.keyIds)
+          FROM unnest(${pgArray(v.ids)}::text[], ${pgArray(v.masked)}::text[], ${
+    pgArray(v.fields)
+  }::text[],
+                      ${pgArray(v.ciphertexts)}::bytea[], ${pgArray(v.ivs)}::bytea[], ${
+    pgArray(v.keyIds)
   }::text[])
             AS v(message_id, masked_value, field, ciphertext, iv, key_id)
           JOIN fresh USING (message_id)
@@ -206,11 +204,11 @@ function writeStatement(sql: Sql, c: Columns) {
           INSERT INTO login_etl_rejects
             (message_id, reason, detail, masked_body, body_bytes, body_hmac, sent_at)
           SELECT x.message_id, x.reason, x.detail, x.masked_body, x.body_bytes, x.body_hmac, x.sent_at
-          FROM unnest(${text(j.ids)}::text[], ${text(j.reasons)}::text[], ${
-    text(j.details)
-  }::text[], ${text(j.bodies)}::text[],
-                      ${int4(j.bodyBytes)}::int[], ${text(j.bodyHmacs)}::text[], ${
-    timestamptz(j.sentAts)
+          FROM unnest(${pgArray(j.ids)}::text[], ${pgArray(j.reasons)}::text[], ${
+    pgArray(j.details)
+  }::text[], ${pgArray(j.bodies)}::text[],
+                      ${pgArray(j.bodyBytes)}::int[], ${pgArray(j.bodyHmacs)}::text[], ${
+    pgArray(j.sentAts)
   }::timestamptz[])
             AS x(message_id, reason, detail, masked_body, body_bytes, body_hmac, sent_at)
           JOIN fresh USING (message_id)
