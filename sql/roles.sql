@@ -29,12 +29,13 @@ ALTER TABLE login_etl_rejects OWNER TO login_etl_owner;
 ALTER TABLE login_etl_keys OWNER TO login_etl_owner;
 ALTER TABLE login_etl_vault OWNER TO login_etl_owner;
 ALTER TABLE login_etl_audit OWNER TO login_etl_owner;
+ALTER TABLE login_etl_forgotten OWNER TO login_etl_owner;
 
 -- The consumer writes what its runs produce, and reads only what its writes
 -- need: ids it inserted (RETURNING), key fingerprints, and the ledger for
 -- pruning. It may add vault entries but never read them.
-REVOKE ALL ON user_logins, login_etl_ledger, login_etl_rejects, login_etl_keys, login_etl_vault, login_etl_audit
-  FROM login_etl_consumer, pii_recoverer;
+REVOKE ALL ON user_logins, login_etl_ledger, login_etl_rejects, login_etl_keys, login_etl_vault, login_etl_audit,
+  login_etl_forgotten FROM login_etl_consumer, pii_recoverer;
 GRANT INSERT ON user_logins TO login_etl_consumer;
 GRANT SELECT, INSERT, DELETE ON login_etl_ledger TO login_etl_consumer;
 GRANT INSERT ON login_etl_rejects TO login_etl_consumer;
@@ -42,8 +43,18 @@ GRANT SELECT (reason) ON login_etl_rejects TO login_etl_consumer;
 GRANT SELECT, INSERT ON login_etl_keys TO login_etl_consumer;
 GRANT INSERT ON login_etl_vault TO login_etl_consumer;
 
+-- Erased values are never vaulted again: the consumer checks the tombstones.
+GRANT SELECT ON login_etl_forgotten TO login_etl_consumer;
+
 -- Only the recoverer reads the vault; it may also erase entries (forget).
--- The audit trail is append-only for it: INSERT and SELECT, no UPDATE or DELETE.
 GRANT SELECT, DELETE ON login_etl_vault TO pii_recoverer;
-GRANT SELECT, INSERT ON login_etl_audit TO pii_recoverer;
-GRANT USAGE ON SEQUENCE login_etl_audit_id_seq TO pii_recoverer;
+GRANT SELECT, INSERT ON login_etl_forgotten TO pii_recoverer;
+
+-- The audit trail is append-only: anyone who may attempt a recovery may add a
+-- row (a refused attempt is audited under the refused role), only the
+-- recoverer may read it, and nobody but the owner may change it. Only the
+-- caller's columns are insertable: id, at and db_user are the database's.
+GRANT SELECT ON login_etl_audit TO pii_recoverer;
+GRANT INSERT (actor, action, masked_value, reason, outcome, detail) ON login_etl_audit
+  TO login_etl_consumer, pii_recoverer;
+GRANT USAGE ON SEQUENCE login_etl_audit_id_seq TO login_etl_consumer, pii_recoverer;

@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS login_etl_vault (
     first_seen   timestamptz NOT NULL DEFAULT now()
 );
 
+-- Masks whose vault entry was erased: never vaulted again.
+CREATE TABLE IF NOT EXISTS login_etl_forgotten (
+    masked_value text PRIMARY KEY,
+    forgotten_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- Every recovery, erasure and re-keying, allowed or refused.
 CREATE TABLE IF NOT EXISTS login_etl_audit (
     id           bigserial PRIMARY KEY,

@@ -152,6 +152,17 @@ const OWN_TABLES: readonly { readonly name: string; readonly ddl: readonly strin
     ],
   },
   {
+    // Masks whose vault entry was erased (forget): never vaulted again, so a
+    // later login with the same value cannot make the erased rows recoverable.
+    name: "login_etl_forgotten",
+    ddl: [
+      `CREATE TABLE IF NOT EXISTS login_etl_forgotten (
+        masked_value text PRIMARY KEY,
+        forgotten_at timestamptz NOT NULL DEFAULT now()
+      )`,
+    ],
+  },
+  {
     // Every recovery, erasure and re-keying, allowed or not; append-only by grant.
     name: "login_etl_audit",
     ddl: [

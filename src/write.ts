@@ -197,6 +197,7 @@ function writeStatement(sql: Sql, c: Columns) {
   }::text[])
             AS v(message_id, masked_value, field, ciphertext, iv, key_id)
           JOIN fresh USING (message_id)
+          WHERE NOT EXISTS (SELECT FROM login_etl_forgotten f WHERE f.masked_value = v.masked_value)
           -- Insert-once: a value already vaulted keeps its first entry. No
           -- conflict target, so the consumer needs no SELECT on the vault.
           ON CONFLICT DO NOTHING

@@ -101,7 +101,7 @@ export async function piiCommand(config: Config, io: PiiIo): Promise<void> {
         if (failed > 0) {
           throw new EtlError(
             "internal",
-            `${failed} vault entries failed authentication: altered or moved; see the audit trail`,
+            `Vault entries failed authentication for ${failed} of ${results.length} masks: altered, or moved from another mask; see the audit trail`,
           );
         }
         if (missing === results.length) {
@@ -147,9 +147,14 @@ export async function piiCommand(config: Config, io: PiiIo): Promise<void> {
         }
         await ensureSchema(sql, { url: config.databaseUrl, schema: config.schema });
         const target = await Masker.create(secret, config.to);
+        const verify = new Map<string, Masker>();
+        for (const [id, key] of keys.keys) {
+          if (id !== config.to) verify.set(id, await Masker.create(key, id));
+        }
         await registerKey(sql, target.keyId, target.fingerprint);
         const report = await rekeyRows(sql, {
           target,
+          verify,
           cipher,
           batch: config.maxRows,
           actor,

@@ -194,6 +194,10 @@ export async function forget(
         DELETE FROM login_etl_vault WHERE masked_value = ANY(${
         pgArray(masks)
       }::text[]) RETURNING masked_value`;
+      // A tombstone per mask, erased now or before, so it is never vaulted again.
+      await tx`
+        INSERT INTO login_etl_forgotten (masked_value)
+        SELECT unnest(${pgArray(masks)}::text[]) ON CONFLICT DO NOTHING`;
       const gone = new Set(deleted.map((d) => d.masked_value));
       const results = masks.map((masked): Erasure => ({
         masked,

@@ -27,6 +27,8 @@ export interface RekeyReport {
   readonly moved: Record<VaultField, number>;
   /** Distinct masks with no vault entry (erased, or written without the vault): left as they are. */
   readonly unlinkable: Record<VaultField, number>;
+  /** Distinct masks whose vault entry does not mask back to them under its key: left, and logged. */
+  readonly mismatched: Record<VaultField, number>;
   batches: number;
 }
 
@@ -34,6 +36,12 @@ export interface RekeyReport {
 export interface RekeyOptions {
   /** Masker of the target key. */
   readonly target: Masker;
+  /**
+   * Maskers of the other keys of the set: an entry is moved only if its value
+   * masks back to the old mask under the old key, so a wrong vault entry can
+   * never regroup rows. Masks under keys not in the set are moved unchecked.
+   */
+  readonly verify: ReadonlyMap<string, Masker>;
   readonly cipher: VaultCipher;
   /** Distinct masks per transaction. */
   readonly batch: number;
@@ -68,8 +76,9 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
   const { target, cipher } = options;
   const prefix = `${target.keyId}:`;
   const report: RekeyReport = {
-    moved: { ip: 0, device_id: 0 },
-    unlinkable: { ip: 0, device_id: 0 },
+    moved: { ip: 0, "device_id": 0 },
+    unlinkable: { ip: 0, "device_id": 0 },
+    mismatched: { ip: 0, "device_id": 0 },
     batches: 0,
   };
   for (const field of ["ip", "device_id"] as const) {
@@ -114,6 +123,21 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
           iv: new Uint8Array(row.iv),
           keyId: row.key_id,
         });
+        const oldKey = options.verify.get(old.slice(0, old.indexOf(":")));
+        if (oldKey !== undefined && oldKey.mask(field, raw) !== old) {
+          unlinkable.add(old);
+          report.mismatched[field]++;
+          options.logger.log(
+            "warn",
+            "RekeyMismatch",
+            "vault entry does not mask back to its mask; left as it is",
+            {
+              field,
+              masked: old,
+            },
+          );
+          continue;
+        }
         const fresh = target.mask(field, raw);
         const entry = cipher.encrypt(field, fresh, raw);
         oldMasks.push(old);
@@ -165,7 +189,7 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
         key_id: target.keyId,
       });
     }
-    report.unlinkable[field] = unlinkable.size;
+    report.unlinkable[field] = unlinkable.size - report.mismatched[field];
   }
   return report;
 }
@@ -176,7 +200,7 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
  */
 export async function rekeyVault(
   sql: Sql,
-  options: Omit<RekeyOptions, "target">,
+  options: Omit<RekeyOptions, "target" | "verify">,
 ): Promise<{ readonly moved: number; readonly batches: number }> {
   const { cipher } = options;
   let moved = 0;

@@ -1,0 +1,211 @@
+// Unit tests of src/pii/keyring.ts: parseKeySet() over a list of inputs,
+// loadKeySet() from each kind of source, and that secrets never show in
+// errors or when a key set is printed.
+import assert from "node:assert/strict";
+import { Secret } from "../../src/config.ts";
+import { ConfigError } from "../../src/errors.ts";
+import { currentSecret, loadKeySet, parseKeySet } from "../../src/pii/keyring.ts";
+
+const encoder = new TextEncoder();
+const A = "a".repeat(32);
+const B = "secret-b ".repeat(4);
+
+function ids(set: { keys: ReadonlyMap<string, Secret> }): Record<string, string> {
+  return Object.fromEntries(
+    [...set.keys].map(([id, s]) => [id, new TextDecoder().decode(s.reveal())]),
+  );
+}
+
+Deno.test("parseKeySet() reads a single secret or a JSON key set", async (t) => {
+  const cases: {
+    name: string;
+    input: string;
+    expected: { current: string; keys: Record<string, string> };
+  }[] = [
+    { name: "a 32-byte secret", input: A, expected: { current: "k1", keys: { k1: A } } },
+    {
+      name: "one trailing newline is not part of the secret",
+      input: `${A}\n`,
+      expected: { current: "k1", keys: { k1: A } },
+    },
+    {
+      name: "nor one trailing CRLF",
+      input: `${A}\r\n`,
+      expected: { current: "k1", keys: { k1: A } },
+    },
+    {
+      name: "only one line ending is stripped",
+      input: `${A}\n\n`,
+      expected: { current: "k1", keys: { k1: `${A}\n` } },
+    },
+    {
+      name: "a key set with two keys, the second current",
+      input: JSON.stringify({ current: "k2", keys: { k1: A, k2: B } }),
+      expected: { current: "k2", keys: { k1: A, k2: B } },
+    },
+    {
+      name: "a key set after leading whitespace, with a trailing newline",
+      input: `  ${JSON.stringify({ current: "v-1_x", keys: { "v-1_x": A } })}\n`,
+      expected: { current: "v-1_x", keys: { "v-1_x": A } },
+    },
+    {
+      name: "a secret of 32 bytes in UTF-8 though fewer characters",
+      input: JSON.stringify({ current: "k1", keys: { k1: "é".repeat(16) } }),
+      expected: { current: "k1", keys: { k1: "é".repeat(16) } },
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, () => {
+      const set = parseKeySet(encoder.encode(c.input), "PII_HMAC_KEY", "k1");
+      assert.equal(set.current, c.expected.current);
+      assert.deepEqual(ids(set), c.expected.keys);
+      assert.equal(
+        new TextDecoder().decode(currentSecret(set).reveal()),
+        c.expected.keys[c.expected.current],
+      );
+    });
+  }
+});
+
+Deno.test("parseKeySet() refuses short secrets, bad JSON, bad ids and a missing current key without echoing a secret", async (t) => {
+  const cases: { name: string; input: string; expected: RegExp }[] = [
+    {
+      name: "31 bytes",
+      input: "x".repeat(31),
+      expected: /^Cannot use PII_VAULT_KEY: it is 31 bytes, need at least 32 \(make one with/,
+    },
+    {
+      name: "31 bytes and a newline",
+      input: `${"x".repeat(31)}\n`,
+      expected: /it is 31 bytes/,
+    },
+    { name: "empty", input: "", expected: /it is 0 bytes/ },
+    {
+      name: "not JSON after {",
+      input: `{"current": "k1", "keys": {"k1": "${A}"`,
+      expected: /starts with "\{" but is not valid JSON/,
+    },
+    {
+      name: "no current",
+      input: JSON.stringify({ keys: { k1: A } }),
+      expected: /a key set needs "current" \(a key id\) and "keys"/,
+    },
+    {
+      name: "keys an array",
+      input: JSON.stringify({ current: "k1", keys: [A] }),
+      expected: /a key set needs "current"/,
+    },
+    {
+      name: "keys null",
+      input: JSON.stringify({ current: "k1", keys: null }),
+      expected: /a key set needs "current"/,
+    },
+    {
+      name: "an id with a space",
+      input: JSON.stringify({ current: "k 1", keys: { "k 1": A } }),
+      expected: /key id "k 1" must be 1 to 16 letters, digits, _ or -/,
+    },
+    {
+      name: "an id of 17 characters",
+      input: JSON.stringify({ current: "k", keys: { k: A, ["k".repeat(17)]: A } }),
+      expected: /key id "k{17}" must be/,
+    },
+    {
+      name: "an id with a colon, which would break the mask prefix",
+      input: JSON.stringify({ current: "k:1", keys: { "k:1": A } }),
+      expected: /key id "k:1" must be/,
+    },
+    {
+      name: "a secret that is not a string",
+      input: JSON.stringify({ current: "k1", keys: { k1: 12345 } }),
+      expected: /the secret of key "k1" must be a string/,
+    },
+    {
+      name: "a short secret in a set",
+      input: JSON.stringify({ current: "k1", keys: { k1: A, k2: "short-secret" } }),
+      expected: /the secret of key "k2" is 12 bytes, need at least 32/,
+    },
+    {
+      name: "current names no key",
+      input: JSON.stringify({ current: "k3", keys: { k1: A, k2: B } }),
+      expected: /"current" is "k3" but no key has that id/,
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, () => {
+      assert.throws(
+        () => parseKeySet(encoder.encode(c.input), "PII_VAULT_KEY", "v1"),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(error.exitCode, 2);
+          assert.match(error.message, c.expected);
+          for (const secret of [A, B, "short-secret", "x".repeat(31)]) {
+            assert.ok(!error.message.includes(secret), "the secret is not in the message");
+          }
+          return true;
+        },
+      );
+    });
+  }
+});
+
+Deno.test("a parsed key set prints its secrets as [redacted]", () => {
+  const set = parseKeySet(
+    encoder.encode(JSON.stringify({ current: "k2", keys: { k1: A, k2: B } })),
+    "PII_HMAC_KEY",
+    "k1",
+  );
+  const printed = [
+    JSON.stringify([...set.keys]),
+    String(currentSecret(set)),
+    Deno.inspect(set, { depth: 5 }),
+  ].join("\n");
+  assert.ok(!printed.includes(A) && !printed.includes(B), printed);
+  assert.match(printed, /\[redacted\]/);
+});
+
+Deno.test("loadKeySet() reads each kind of source", async (t) => {
+  await t.step("none gives null", async () => {
+    assert.equal(await loadKeySet({ kind: "none" }, "v1"), null);
+  });
+  await t.step("env parses the variable's bytes", async () => {
+    const set = await loadKeySet(
+      { kind: "env", secret: new Secret(encoder.encode(A), "PII_VAULT_KEY") },
+      "v7",
+    );
+    assert.deepEqual(ids(set ?? { keys: new Map() }), { v7: A });
+  });
+  await t.step("file parses the file, a key set included", async () => {
+    const path = await Deno.makeTempFile();
+    try {
+      await Deno.writeTextFile(path, JSON.stringify({ current: "v2", keys: { v1: A, v2: B } }));
+      const set = await loadKeySet(
+        { kind: "file", path, origin: `--vault-key-file "${path}"` },
+        "v1",
+      );
+      assert.equal(set?.current, "v2");
+      assert.deepEqual(ids(set ?? { keys: new Map() }), { v1: A, v2: B });
+    } finally {
+      await Deno.remove(path);
+    }
+  });
+  await t.step("a missing file is a ConfigError naming the flag", async () => {
+    await assert.rejects(
+      loadKeySet({
+        kind: "file",
+        path: "/nonexistent/k",
+        origin: '--vault-key-file "/nonexistent/k"',
+      }, "v1"),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message === 'Cannot read --vault-key-file "/nonexistent/k": no such file',
+    );
+  });
+  await t.step("generate makes a fresh 256-bit secret each time", async () => {
+    const a = await loadKeySet({ kind: "generate" }, "k1");
+    const b = await loadKeySet({ kind: "generate" }, "k1");
+    assert.ok(a && b);
+    assert.equal(currentSecret(a).reveal().length, 32);
+    assert.notDeepEqual(currentSecret(a).reveal(), currentSecret(b).reveal());
+  });
+});
