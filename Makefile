@@ -13,7 +13,19 @@ export DENO_NO_UPDATE_CHECK := 1
 
 # The binary's permission flags live in one place, the `etl` task of deno.json;
 # `make build` compiles with exactly those and the CLI tests run with them.
+# --allow-env lists each variable read (the settings table's, PII_* keys,
+# AWS_* for the SDK, PG* for postgres.js, OTEL_*, HOME and the user name);
+# --allow-sys only what the AWS SDK (homedir, uid, osRelease) and the demo's
+# emulator (networkInterfaces) ask for. --allow-read stays broad: key files,
+# the config file, the demo's sample and ~/.aws are paths users choose.
+# --allow-net stays broad because the queue and database hosts are
+# configuration; narrow it at build time with ALLOW_NET, e.g.
+#   make build ALLOW_NET=sqs.eu-west-1.amazonaws.com,db.internal:5432,0.0.0.0:9464
+# (include the --listen address, and for IRSA or instance roles the STS or
+# metadata hosts the SDK's credential chain calls).
 PERMISSIONS = $(shell $(DENO) eval 'console.log(JSON.parse(Deno.readTextFileSync("deno.json")).tasks.etl.replace(/^deno run /, "").replace(/ src\/main\.ts$$/, ""))')
+ALLOW_NET ?=
+BUILD_PERMISSIONS = $(if $(ALLOW_NET),$(subst --allow-net ,--allow-net=$(ALLOW_NET) ,$(PERMISSIONS)),$(PERMISSIONS))
 
 TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-msvc
 TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources
@@ -61,15 +73,15 @@ bench: deno postgres ## Throughput against the client and protocol ceilings (BEN
 soak: deno postgres ## The long crash test (100,000 messages, 20 kills); not in CI
 	$(DENO) test $(TEST_FLAGS) tests/soak/
 
-build: deno ## Compile dist/login-etl with the binary's permissions
+build: deno ## Compile dist/login-etl with the binary's permissions (ALLOW_NET=host,... narrows the network)
 	@mkdir -p dist
-	$(DENO) compile $(PERMISSIONS) --include src/sink_worker.ts --output dist/login-etl src/main.ts || { \
+	$(DENO) compile $(BUILD_PERMISSIONS) --include src/sink_worker.ts --output dist/login-etl src/main.ts || { \
 	  echo "make build: deno compile failed; it downloads its runtime base (denort) on first use: allow that download, or set DENORT_BIN to a denort binary of Deno $(DENO_VERSION)" >&2; exit 1; }
 
 build-all: deno ## Cross-compile for Linux, macOS and Windows into dist/
 	@mkdir -p dist
 	@set -e; for target in $(TARGETS); do \
-	  $(DENO) compile $(PERMISSIONS) --include src/sink_worker.ts --target $$target --output dist/login-etl-$$target src/main.ts || { \
+	  $(DENO) compile $(BUILD_PERMISSIONS) --include src/sink_worker.ts --target $$target --output dist/login-etl-$$target src/main.ts || { \
 	    echo "make build-all: deno compile for $$target failed; it downloads the denort base per target" >&2; exit 1; }; \
 	done
 

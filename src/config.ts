@@ -735,6 +735,34 @@ function checkKeyId(flag: string, value: string, flags: FlagValues, env: EnvReco
   return value;
 }
 
+/**
+ * AWS variables our code reads to decide the endpoint and whether to sign
+ * with the emulators' dummy credentials (`sqs/client.ts`). The SDK reads its
+ * own variables itself; the binary may read every `AWS_*` one.
+ */
+const AWS_ENV_NAMES: readonly string[] = [
+  "AWS_ENDPOINT_URL",
+  "AWS_ENDPOINT_URL_SQS",
+  "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+  "AWS_ACCESS_KEY_ID",
+  "AWS_PROFILE",
+  "AWS_WEB_IDENTITY_TOKEN_FILE",
+  "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+  "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+];
+
+/**
+ * Every environment variable `resolveConfig` reads: each setting's variable,
+ * the inline secrets and the AWS variables above. `main.ts` reads exactly
+ * these (not the whole environment, which would need `--allow-env` for all).
+ */
+export function envNames(): string[] {
+  const names = new Set<string>();
+  for (const spec of OPTIONS) if (spec.env !== undefined) names.add(spec.env);
+  for (const name of ["PII_HMAC_KEY", "PII_VAULT_KEY", ...AWS_ENV_NAMES]) names.add(name);
+  return [...names];
+}
+
 /** AWS variables the SDK reads; passed through so the SDK behaves as it documents. */
 function pickAwsEnv(env: EnvRecord): Record<string, string> {
   const picked: Record<string, string> = {};
@@ -742,6 +770,30 @@ function pickAwsEnv(env: EnvRecord): Record<string, string> {
     if (name.startsWith("AWS_") && value !== undefined && value !== "") picked[name] = value;
   }
   return picked;
+}
+
+/** True for a URL with a password in it, e.g. `postgres://user:pw@host/db`. */
+function hasUrlPassword(value: string): boolean {
+  return URL.canParse(value) && new URL(value).password !== "";
+}
+
+/**
+ * Warnings for secrets on the command line, which other users can read in
+ * process lists: any flag whose value is a URL with a password. (No flag takes
+ * a key itself; keys come from variables or files.)
+ */
+export function secretFlagWarnings(flags: FlagValues): string[] {
+  const warnings: string[] = [];
+  for (const [flag, value] of Object.entries(flags)) {
+    if (typeof value !== "string" || !hasUrlPassword(value)) continue;
+    const env = OPTIONS.find((o) => o.flag === flag)?.env;
+    warnings.push(
+      `--${flag} holds a password and shows in process lists; ${
+        env === undefined ? "pass it another way" : `set ${env} instead`
+      }`,
+    );
+  }
+  return warnings;
 }
 
 /**
@@ -758,14 +810,8 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
 
   const db = lookup("database-url", flags, env);
   const databaseUrl = String(db.raw);
-  if (command === "drain" || command === "run") {
-    validateDatabaseUrl(databaseUrl, db.source);
-    if (db.source.kind === "flag" && new URL(databaseUrl).password !== "") {
-      warnings.push(
-        "--database-url holds a password and shows in process lists; set DATABASE_URL instead",
-      );
-    }
-  }
+  if (command === "drain" || command === "run") validateDatabaseUrl(databaseUrl, db.source);
+  warnings.push(...secretFlagWarnings(flags));
 
   const schema = readString("schema", flags, env) ?? "public";
   if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
@@ -869,12 +915,11 @@ export function applyConfigFile(
         `Invalid ${origin}: "${key}" is not a setting of ${command}; keys are flag names without dashes`,
       );
     }
-    if (
-      key === "database-url" && typeof value === "string" && URL.canParse(value) &&
-      new URL(value).password !== ""
-    ) {
+    if (typeof value === "string" && hasUrlPassword(value)) {
       throw new ConfigError(
-        `Invalid ${origin}: "database-url" holds a password; keep secrets in DATABASE_URL or a secret store`,
+        `Invalid ${origin}: "${key}" holds a password; keep secrets in ${
+          spec.env ?? "the environment"
+        } or a secret store`,
       );
     }
     const text =

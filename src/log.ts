@@ -40,11 +40,60 @@ export interface LoggerOptions {
 
 const encoder = new TextEncoder();
 
-/** Writes all of a line to stderr synchronously, so lines survive an immediate exit. */
-function writeStderr(line: string): void {
-  const bytes = encoder.encode(line + "\n");
+/** Writes all of `text` to stderr synchronously, so lines survive an immediate exit. */
+function writeStderrText(text: string): void {
+  const bytes = encoder.encode(text);
   let offset = 0;
   while (offset < bytes.length) offset += Deno.stderr.writeSync(bytes.subarray(offset));
+}
+
+/**
+ * One line kept at the bottom of a terminal and rewritten in place with `\r`
+ * (drain's progress). Log lines go through `writeLine`, which erases the
+ * status, writes the line and redraws the status in one write, so the two
+ * never interleave. Erasing pads with spaces rather than using ANSI erase
+ * codes, so it works on any terminal; callers keep the text narrower than
+ * the terminal, since `\r` cannot return across a wrapped line.
+ */
+export class StatusLine {
+  readonly #write: (text: string) => void;
+  #shown = "";
+
+  /** @param write receives raw text, `\r` and newlines included */
+  constructor(write: (text: string) => void) {
+    this.#write = write;
+  }
+
+  /** Replaces the status with `text` (one line, no newline). */
+  show(text: string): void {
+    const pad = Math.max(0, this.#shown.length - text.length);
+    this.#write(`\r${text}${" ".repeat(pad)}${pad > 0 ? `\r${text}` : ""}`);
+    this.#shown = text;
+  }
+
+  /** Erases the status, leaving the cursor at the start of its line. */
+  clear(): void {
+    if (this.#shown === "") return;
+    this.#write(`\r${" ".repeat(this.#shown.length)}\r`);
+    this.#shown = "";
+  }
+
+  /** Writes `line` and a newline above the status. */
+  writeLine(line: string): void {
+    if (this.#shown === "") {
+      this.#write(line + "\n");
+      return;
+    }
+    const blank = " ".repeat(Math.max(0, this.#shown.length - line.length));
+    this.#write(`\r${line}${blank}\n${this.#shown}`);
+  }
+}
+
+/** The status line of this process's stderr; the default logger writes through it. */
+export const stderrStatus: StatusLine = new StatusLine(writeStderrText);
+
+function writeStderr(line: string): void {
+  stderrStatus.writeLine(line);
 }
 
 function textValue(value: FieldValue): string {

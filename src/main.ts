@@ -10,6 +10,7 @@ import {
   applyConfigFile,
   type CommandName,
   type Config,
+  envNames,
   type FlagValues,
   resolveConfig,
 } from "./config.ts";
@@ -195,6 +196,20 @@ export async function main(
   }
 }
 
+/**
+ * The variables configuration reads, by name: the binary may read only a
+ * listed set (`--allow-env=...` in the `etl` task), so the whole environment
+ * (`Deno.env.toObject()`) is out of reach by design.
+ */
+function readEnv(names: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of names) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args, Deno.env.toObject()));
+  Deno.exit(await main(Deno.args, readEnv(envNames())));
 }

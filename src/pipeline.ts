@@ -17,6 +17,7 @@ import { HeldMessages } from "./hold.ts";
 import type { Sink, SinkOutcome } from "./sink.ts";
 import { backoffMs, sleep } from "./retry.ts";
 import type { Stage, Telemetry } from "./telemetry.ts";
+import { startBatchSpan } from "./tracing.ts";
 import type { Queue, ReceivedMessage, RejectReason } from "./types.ts";
 
 /** Tunables of the flow; see `config.ts` for their ranges and defaults. */
@@ -236,6 +237,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   }
 
   async function processBatch(deliveries: ReceivedMessage[]): Promise<void> {
+    const span = startBatchSpan(deliveries.length);
     let writing = true;
     const releaseWriter = () => {
       if (writing) {
@@ -248,14 +250,18 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
       const started = performance.now();
       const { unique, repeats } = foldDeliveries(deliveries);
       const outcome = await writeWithRetry(unique, deliveries.length);
-      if (outcome === null) return;
+      if (outcome === null) {
+        span.fail(failure?.code ?? "db_write", "write failed");
+        return;
+      }
       releaseWriter();
+      const writeMs = performance.now() - started;
       telemetry.emit({
         type: "BatchCommitted",
         messages: deliveries.length,
         inserted: outcome.inserted,
         duplicates: outcome.duplicates + repeats.length,
-        durationMs: performance.now() - started,
+        durationMs: writeMs,
       });
       if (Object.keys(outcome.rejected).length > 0) {
         telemetry.emit({
@@ -264,19 +270,29 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
           ids: outcome.rejectedIds.slice(0, IDS_IN_LOG),
         });
       }
+      span.record({
+        inserted: outcome.inserted,
+        duplicates: outcome.duplicates + repeats.length,
+        rejected: outcome.rejectedIds.length,
+        writeMs,
+      });
       if (!outcome.committed) return;
-      const ack = await queue.delete(deliveries);
+      const ackStarted = performance.now();
+      const ack = await span.within(() => queue.delete(deliveries));
+      span.record({ deleted: ack.deleted.length, ackMs: performance.now() - ackStarted });
       if (ack.deleted.length > 0) {
         telemetry.emit({ type: "MessagesDeleted", count: ack.deleted.length });
       }
       if (ack.failed.length > 0) {
         telemetry.emit({
           type: "DeleteFailed",
+          count: ack.failed.length,
           ids: ack.failed.slice(0, IDS_IN_LOG).map((f) => f.id),
           code: ack.failed[0]?.code ?? "Unknown",
         });
       }
     } catch (error) {
+      span.fail("internal", error instanceof Error ? error.message : String(error));
       reportFailure("write", error, 1, null, deliveries.length);
       fail(
         new EtlError(
@@ -289,6 +305,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
         ),
       );
     } finally {
+      span.end();
       // Deleted, or left for SQS to redeliver: either way no longer ours to extend.
       held.remove(deliveries);
       for (const m of deliveries) heldUnits -= m.body.length;

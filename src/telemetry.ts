@@ -1,7 +1,8 @@
 /**
  * Named events of a run. Emitting one writes its log line and updates its
- * counters together, so the log and the numbers never disagree. Emitted per
- * batch, never per message.
+ * counters and every attached sink (the Prometheus metrics) together, so the
+ * log, the summary and `/metrics` never disagree. Emitted per batch, never
+ * per message.
  *
  * @module
  */
@@ -32,6 +33,8 @@ export type TelemetryEvent =
   | { readonly type: "VisibilityExtended"; readonly count: number }
   | {
     readonly type: "DeleteFailed";
+    /** How many deletes failed; `ids` may hold only the first few. */
+    readonly count: number;
     readonly ids: readonly string[];
     readonly code: string;
   }
@@ -98,6 +101,12 @@ function sumValues(record: Readonly<Partial<Record<string, number>>>): number {
   return total;
 }
 
+/** Receives each event as it is emitted, beside the counters: the Prometheus metrics. */
+export interface TelemetrySink {
+  /** Takes one event; must be cheap (it runs per batch) and must not throw. */
+  record(event: TelemetryEvent): void;
+}
+
 /** Holds a run's counters and turns events into log lines. */
 export class Telemetry {
   readonly counters: Counters = {
@@ -112,6 +121,7 @@ export class Telemetry {
     stageFailures: { receive: 0, validate: 0, mask: 0, write: 0, ack: 0, startup: 0 },
   };
   readonly #logger: Logger;
+  #sinks: readonly TelemetrySink[] = [];
   #startedAt = performance.now();
   #firstReceivedAt: number | null = null;
   #lastFinishedAt: number | null = null;
@@ -127,6 +137,18 @@ export class Telemetry {
     return this.#logger;
   }
 
+  /**
+   * Sends every later event to `sink` too, after the counters.
+   *
+   * @returns a function that detaches the sink
+   */
+  addSink(sink: TelemetrySink): () => void {
+    this.#sinks = [...this.#sinks, sink];
+    return () => {
+      this.#sinks = this.#sinks.filter((s) => s !== sink);
+    };
+  }
+
   /** Restarts the clock the summary's rate is measured from (at the first receive). */
   markStart(): void {
     this.#startedAt = performance.now();
@@ -134,8 +156,9 @@ export class Telemetry {
     this.#lastFinishedAt = null;
   }
 
-  /** Records an event: counters first, then its log line. */
+  /** Records an event: counters and sinks first, then its log line. */
   emit(event: TelemetryEvent): void {
+    for (const sink of this.#sinks) sink.record(event);
     const c = this.counters;
     const log = this.#logger;
     switch (event.type) {
@@ -179,11 +202,11 @@ export class Telemetry {
         log.log("debug", event.type, "visibility extended", { count: event.count });
         return;
       case "DeleteFailed":
-        c.deleteFailed += event.ids.length;
+        c.deleteFailed += event.count;
         log.log("warn", event.type, "delete failed; the ledger makes redelivery harmless", {
           stage: "ack",
           code: event.code,
-          count: event.ids.length,
+          count: event.count,
           message_ids: event.ids,
         });
         return;

@@ -5,13 +5,24 @@
  * @module
  */
 
+import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { Config } from "../config.ts";
 import { Database, describeDbError, ensureSchema, pruneLedger, registerKey } from "../db.ts";
-import { DatabaseError, redactUrl } from "../errors.ts";
+import { ConfigError, DatabaseError, redactUrl } from "../errors.ts";
+import { stderrStatus } from "../log.ts";
 import { Masker } from "../mask.ts";
+import { Metrics } from "../metrics.ts";
 import { currentSecret, loadKeySet } from "../pii/keyring.ts";
 import { VaultCipher } from "../pii/vault.ts";
 import { runPipeline } from "../pipeline.ts";
+import { type Progress, startProgress } from "../progress.ts";
+import {
+  cachedProbe,
+  createHandler,
+  type ListenAddress,
+  parseListenAddress,
+  readinessProbe,
+} from "../server.ts";
 import { createSqsClient } from "../sqs/client.ts";
 import { readQueueAttributes, sqsQueue } from "../sqs/queue.ts";
 import type { Summary, Telemetry } from "../telemetry.ts";
@@ -20,6 +31,67 @@ import { dryRunStore, postgresStore } from "../write.ts";
 
 /** How often `run` prunes the ledger. */
 const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
+/** How often `run --listen` refreshes the queue depth gauge: a GetQueueAttributes call each. */
+const DEPTH_REFRESH_MS = 15_000;
+/** How long /readyz waits for the database and the queue; under the probe's 5 s timeout in deploy/. */
+const READY_TIMEOUT_MS = 2000;
+/** How long a /readyz answer is reused, so frequent probes and scrapes do not hammer the services. */
+const READY_CACHE_MS = 2000;
+
+/** Whether drain draws its progress line: `auto` only when stderr is a terminal. */
+function wantsProgress(config: Config): boolean {
+  if (config.command !== "drain" || config.progress === "never") return false;
+  return config.progress === "always" || Deno.stderr.isTerminal();
+}
+
+function terminalColumns(): number {
+  try {
+    return Deno.consoleSize().columns;
+  } catch {
+    return 80; // not a terminal (progress forced with --progress always)
+  }
+}
+
+/**
+ * Serves /healthz, /readyz and /metrics on `address` until the returned
+ * function is called. The only `Deno.serve` of the program.
+ *
+ * @throws {ConfigError} when the address cannot be bound
+ */
+function serveOperations(
+  address: ListenAddress,
+  handler: (request: Request) => Promise<Response>,
+  telemetry: Telemetry,
+): () => Promise<void> {
+  let server: Deno.HttpServer;
+  try {
+    server = Deno.serve({
+      hostname: address.hostname,
+      port: address.port,
+      // Without onListen, Deno prints "Listening on" to stdout, where --summary-json goes.
+      onListen: (addr) =>
+        telemetry.logger.log("info", "ListenStarted", "serving /healthz, /readyz and /metrics", {
+          address: `${addr.hostname}:${addr.port}`,
+        }),
+    }, handler);
+  } catch (error) {
+    const why = error instanceof Deno.errors.AddrInUse
+      ? "the address is in use"
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    throw new ConfigError(
+      `Cannot listen on --listen "${address.hostname}:${address.port}": ${why}; pick another port`,
+      { cause: error },
+    );
+  }
+  return () => server.shutdown();
+}
+
+/** Asks the queue for its depth; the ops endpoints and the progress line use it. */
+function queueDepth(client: SQSClient, queueUrl: string): Promise<number> {
+  return readQueueAttributes(client, queueUrl).then((a) => a.approximateMessages);
+}
 
 /** What a consume run needs besides its config. */
 export interface ConsumeIo {
@@ -38,6 +110,9 @@ export interface ConsumeIo {
 export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
   const { telemetry } = io;
   const log = telemetry.logger;
+  const listen = config.command === "run" && config.listen !== null
+    ? parseListenAddress(config.listen)
+    : null;
   // Every HMAC key of the set is registered; new rows use the current one.
   const hmacKeys = io.masker === undefined
     ? await loadKeySet(config.hmacKey, config.hmacKeyId)
@@ -62,8 +137,40 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
   let sink: Sink | null = null;
   let startingSink: Promise<Sink> | null = null;
   let prune: ReturnType<typeof setInterval> | undefined;
+  let stopServing: (() => Promise<void>) | null = null;
+  let refreshDepth: ReturnType<typeof setInterval> | undefined;
+  let refreshing: Promise<void> | null = null;
+  let progress: Progress | null = null;
+  // Metrics exist only where something reads them: /metrics of `run --listen`.
+  const metrics = listen === null ? null : new Metrics();
+  const detachMetrics = metrics === null ? () => {} : telemetry.addSink(metrics);
   try {
+    if (listen !== null && metrics !== null) {
+      const checks = [{
+        name: "queue",
+        check: async () => metrics.setQueueDepth(await queueDepth(client, config.queueUrl)),
+      }];
+      if (!config.dryRun) {
+        checks.push({
+          name: "database",
+          check: async () => {
+            if (database === null) throw new Error("not connected yet");
+            try {
+              await database.sql`SELECT 1`;
+            } catch (error) {
+              throw new Error(describeDbError(error));
+            }
+          },
+        });
+      }
+      const ready = cachedProbe(
+        readinessProbe(checks, { timeoutMs: READY_TIMEOUT_MS, stopping: () => io.stop.aborted }),
+        { ttlMs: READY_CACHE_MS },
+      );
+      stopServing = serveOperations(listen, createHandler({ metrics, ready }), telemetry);
+    }
     const attributes = await readQueueAttributes(client, config.queueUrl);
+    metrics?.setQueueDepth(attributes.approximateMessages);
     const prepare = {
       maxBodyBytes: config.maxBodyBytes,
       // With a redrive policy SQS dead-letters repeat failures itself; without
@@ -174,6 +281,27 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
         );
       }, PRUNE_INTERVAL_MS)
       : undefined;
+    if (metrics !== null) {
+      refreshDepth = setInterval(() => {
+        refreshing ??= queueDepth(client, config.queueUrl).then(
+          (n) => metrics.setQueueDepth(n),
+          () => {}, // /readyz reports an unreachable queue; the gauge keeps its last value
+        ).finally(() => (refreshing = null));
+      }, DEPTH_REFRESH_MS);
+    }
+    if (wantsProgress(config)) {
+      const counters = telemetry.counters;
+      progress = startProgress({
+        done: () => {
+          let rejected = 0;
+          for (const n of Object.values(counters.rejected)) rejected += n;
+          return counters.inserted + counters.duplicates + rejected;
+        },
+        queueDepth: () => queueDepth(client, config.queueUrl),
+        status: stderrStatus,
+        columns: terminalColumns,
+      });
+    }
     await runPipeline({ queue: sqsQueue(client, config.queueUrl), sink, telemetry }, {
       mode,
       batchSize: config.batchSize,
@@ -189,6 +317,12 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
     return telemetry.summary();
   } finally {
     clearInterval(prune);
+    clearInterval(refreshDepth);
+    // Erased before the summary line main writes next.
+    await progress?.stop();
+    await refreshing;
+    await stopServing?.();
+    detachMetrics();
     // A worker still starting when setup failed is closed too.
     if (sink === null && startingSink !== null) sink = await startingSink.catch(() => null);
     await sink?.close();

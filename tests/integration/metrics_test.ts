@@ -1,0 +1,255 @@
+// `run --listen` as users run it (the CLI with the binary's permission
+// flags): /metrics scraped during a real run until every valid message is a
+// row, counters that only grow and that equal the --summary-json summary at
+// the end, /healthz, and /readyz following the database through a proxy that
+// resets every connection. Also the one-line errors of a bad --listen.
+
+import assert from "node:assert/strict";
+import { generateBodies } from "../../src/seed/generate.ts";
+import { validateBody } from "../../src/validate.ts";
+import { runCli } from "../helpers/cli.ts";
+import { delay, startConsumer } from "../helpers/consumers.ts";
+import {
+  DATABASE_URL,
+  enqueue,
+  freshSchema,
+  reportFigures,
+  startSqs,
+  TEST_SECRET,
+} from "../helpers/services.ts";
+import { targetOf, TcpProxy, viaProxy } from "../helpers/tcp_proxy.ts";
+
+/** A port nothing listens on right now. */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+/** Samples of the exposition text by series, e.g. `login_etl_messages_rejected_total{reason="bad_ip"}`. */
+function parseMetrics(text: string): Map<string, number> {
+  const series = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const cut = line.lastIndexOf(" ");
+    series.set(line.slice(0, cut), Number(line.slice(cut + 1)));
+  }
+  return series;
+}
+
+function metricNames(text: string): string[] {
+  return [...text.matchAll(/^# TYPE (\S+) \S+$/gm)].map((m) => m[1] as string).sort();
+}
+
+async function get(port: number, path: string): Promise<{ status: number; text: string }> {
+  const response = await fetch(`http://127.0.0.1:${port}${path}`, {
+    signal: AbortSignal.timeout(10_000),
+  });
+  return { status: response.status, text: await response.text() };
+}
+
+async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  attempt: () => Promise<T | null>,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await attempt().catch(() => null);
+    if (value !== null) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await delay(100);
+  }
+}
+
+const REJECTED = "login_etl_messages_rejected_total";
+
+Deno.test("run --listen: /metrics during a run ends equal to the summary; /healthz; /readyz follows the database", async () => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  await using pg = TcpProxy.start(targetOf(DATABASE_URL));
+  const queueUrl = sqs.createQueue();
+  const bodies = [...generateBodies(3000, { badRatio: 0.1, seed: 20261125 })];
+  enqueue(sqs, queueUrl, bodies);
+  const rejectsByReason: Record<string, number> = {};
+  for (const body of bodies) {
+    const verdict = validateBody(body, 65536);
+    if (!verdict.ok) {
+      rejectsByReason[verdict.problem.reason] = (rejectsByReason[verdict.problem.reason] ?? 0) +
+        1;
+    }
+  }
+  const rejects = Object.values(rejectsByReason).reduce((a, b) => a + b, 0);
+  const valid = bodies.length - rejects;
+  assert.ok(rejects > 100 && valid > 2000, "the load has both kinds");
+
+  const port = freePort();
+  const started = Date.now() / 1000;
+  const consumer = startConsumer([
+    "run",
+    "--queue-url",
+    queueUrl,
+    "--listen",
+    `127.0.0.1:${port}`,
+    "--summary-json",
+    "--wait-seconds",
+    "1",
+    "--max-rows",
+    "250",
+    "--writers",
+    "1",
+  ], {
+    PII_HMAC_KEY: TEST_SECRET,
+    DATABASE_URL: viaProxy(DATABASE_URL, pg),
+    LOGIN_ETL_SCHEMA: db.schema,
+  });
+  let stopped = false;
+  try {
+    const health = await waitFor("/healthz", 30_000, async () => {
+      const r = await get(port, "/healthz");
+      return r.status === 200 ? r : null;
+    });
+    assert.deepEqual(JSON.parse(health.text), { status: "ok" });
+
+    // Scrape while the run works: counters never go down, until every valid message is a row.
+    const scrapes: Map<string, number>[] = [];
+    await waitFor("every valid message inserted", 60_000, async () => {
+      const r = await get(port, "/metrics");
+      assert.equal(r.status, 200);
+      const series = parseMetrics(r.text);
+      scrapes.push(series);
+      return series.get("login_etl_rows_inserted_total") === valid ? series : null;
+    });
+    for (let i = 1; i < scrapes.length; i++) {
+      for (const [name, value] of scrapes[i - 1] as Map<string, number>) {
+        if (!name.includes("_total") && !name.includes("_count")) continue;
+        assert.ok((scrapes[i]?.get(name) ?? 0) >= value, `${name} went down`);
+      }
+    }
+
+    const ready = await get(port, "/readyz");
+    assert.equal(ready.status, 200, ready.text);
+    assert.deepEqual(JSON.parse(ready.text), { status: "ready" });
+
+    // The database goes away: not ready, with a one-line reason naming it; then back.
+    pg.setMode("reset");
+    const down = await waitFor("/readyz 503", 20_000, async () => {
+      const r = await get(port, "/readyz");
+      return r.status === 503 ? r : null;
+    });
+    assert.equal(down.text.trimEnd().split("\n").length, 1);
+    const reason = JSON.parse(down.text) as { status: string; reason: string };
+    assert.equal(reason.status, "unavailable");
+    assert.match(reason.reason, /^database: /);
+    assert.doesNotMatch(down.text, /postgres:postgres@/, "no credentials in the reason");
+    assert.equal((await get(port, "/healthz")).status, 200, "still alive");
+    pg.setMode("pass");
+    await waitFor("/readyz 200 again", 30_000, async () => {
+      const r = await get(port, "/readyz");
+      return r.status === 200 ? r : null;
+    });
+
+    // The queue is empty and every message deleted: the last scrape before SIGTERM.
+    const final = await waitFor("every message deleted", 30_000, async () => {
+      const r = await get(port, "/metrics");
+      const series = parseMetrics(r.text);
+      return series.get("login_etl_messages_deleted_total") === bodies.length
+        ? { series, text: r.text }
+        : null;
+    });
+    consumer.child.kill("SIGTERM");
+    stopped = true;
+    const result = await consumer.done;
+    assert.equal(result.code, 0, result.stderr.slice(-3000));
+    const summary = JSON.parse(result.stdout) as {
+      received: number;
+      inserted: number;
+      duplicates: number;
+      rejected: number;
+      "rejected_by_reason": Record<string, number>;
+      deleted: number;
+      "delete_failed": number;
+      "in_flight": number;
+    };
+    const m = final.series;
+    assert.equal(m.get("login_etl_messages_received_total"), summary.received);
+    assert.equal(m.get("login_etl_rows_inserted_total"), summary.inserted);
+    assert.equal(m.get("login_etl_messages_duplicate_total"), summary.duplicates);
+    assert.equal(m.get("login_etl_messages_deleted_total"), summary.deleted);
+    assert.equal(m.get("login_etl_delete_failures_total"), summary.delete_failed);
+    assert.equal(m.get("login_etl_messages_in_flight"), summary.in_flight);
+    const scrapedByReason: Record<string, number> = {};
+    for (const [name, value] of m) {
+      const reasonLabel = /^login_etl_messages_rejected_total\{reason="(\w+)"\}$/.exec(name)?.[1];
+      if (reasonLabel !== undefined && value > 0) scrapedByReason[reasonLabel] = value;
+    }
+    assert.deepEqual(scrapedByReason, summary.rejected_by_reason);
+    // And both equal what was sent.
+    assert.equal(summary.received, bodies.length);
+    assert.equal(summary.inserted, valid);
+    assert.deepEqual(summary.rejected_by_reason, rejectsByReason);
+    // Every delivery went through a transaction; the gauges say so too.
+    assert.equal(m.get("login_etl_batch_messages_sum"), summary.received);
+    assert.equal(
+      m.get("login_etl_commit_duration_seconds_count"),
+      m.get("login_etl_batch_messages_count"),
+    );
+    assert.ok((m.get("login_etl_batch_messages_count") ?? 0) >= bodies.length / 250);
+    assert.equal(m.get("login_etl_queue_depth_messages"), 0, "refreshed by the /readyz probes");
+    const lastCommit = m.get("login_etl_last_commit_timestamp_seconds") ?? 0;
+    assert.ok(lastCommit >= started && lastCommit <= Date.now() / 1000, `${lastCommit}`);
+    assert.equal(m.get(`${REJECTED}{reason="poison"}`), 0, "every reason has a series");
+    assert.deepEqual(metricNames(final.text), [
+      "login_etl_batch_messages",
+      "login_etl_commit_duration_seconds",
+      "login_etl_delete_failures_total",
+      "login_etl_last_commit_timestamp_seconds",
+      "login_etl_messages_deleted_total",
+      "login_etl_messages_duplicate_total",
+      "login_etl_messages_in_flight",
+      "login_etl_messages_received_total",
+      "login_etl_messages_rejected_total",
+      "login_etl_queue_depth_messages",
+      "login_etl_rows_inserted_total",
+      "login_etl_stage_failures_total",
+    ]);
+    // The server is gone with the process.
+    await assert.rejects(() => get(port, "/healthz"));
+    reportFigures("run --listen", {
+      messages: bodies.length,
+      scrapes_during_run: scrapes.length,
+      inserted: summary.inserted,
+      rejected: summary.rejected,
+      batches: m.get("login_etl_batch_messages_count"),
+      not_ready_reason: reason.reason,
+    });
+  } finally {
+    if (!stopped) {
+      consumer.child.kill("SIGKILL");
+      await consumer.done;
+    }
+  }
+});
+
+Deno.test("run with a bad --listen exits 2 with one line", async (t) => {
+  const env = { PII_HMAC_KEY: TEST_SECRET, SQS_QUEUE_URL: "http://127.0.0.1:9/000000000000/q" };
+  await t.step("not an address", async () => {
+    const result = await runCli(["run", "--listen", "9464"], { env });
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(result.stderr.trimEnd().split("\n").length, 1, result.stderr);
+    assert.match(result.stderr, /^error: Invalid --listen "9464": must be :PORT, HOST:PORT/);
+  });
+  await t.step("an address in use", async () => {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const result = await runCli(
+      ["run", "--listen", `127.0.0.1:${listener.addr.port}`, "--log-level", "error"],
+      { env },
+    );
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(
+      result.stderr.trimEnd().split("\n").at(-1) ?? "",
+      /^error: Cannot listen on --listen "127\.0\.0\.1:\d+": the address is in use; pick another port$/,
+    );
+  });
+});
