@@ -157,6 +157,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   {
     flag: "masked",
+    env: "LOGIN_ETL_MASKED",
     kind: "string",
     commands: ["recover", "forget"],
     value: "MASK",
@@ -164,6 +165,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   {
     flag: "from-file",
+    env: "LOGIN_ETL_FROM_FILE",
     kind: "string",
     commands: ["recover", "forget"],
     value: "PATH",
@@ -171,6 +173,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   {
     flag: "reason",
+    env: "LOGIN_ETL_REASON",
     kind: "string",
     commands: ["recover", "forget", "rekey", "rekey-vault"],
     value: "TEXT",
@@ -186,12 +189,14 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   {
     flag: "audit",
+    env: "LOGIN_ETL_AUDIT",
     kind: "boolean",
     commands: ["recover"],
     help: "List the audit trail instead of recovering",
   },
   {
     flag: "to",
+    env: "LOGIN_ETL_TO",
     kind: "string",
     commands: ["rekey", "rekey-vault"],
     value: "KEYID",
@@ -416,6 +421,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   {
     flag: "sample",
+    env: "LOGIN_ETL_SAMPLE",
     kind: "string",
     commands: ["demo"],
     value: "FILE",
@@ -443,6 +449,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   {
     flag: "verbose",
+    env: "LOGIN_ETL_VERBOSE",
     kind: "boolean",
     commands: ALL,
     help: "On failure, print every cause of the error",

@@ -25,9 +25,11 @@ Deno.test("secretFlagWarnings() warns for each flag holding a URL with a passwor
       ],
     },
     {
-      name: "a flag without a variable",
+      name: "a flag whose variable is LOGIN_ETL_REASON",
       flags: { reason: "https://u:p@x.example/" },
-      expected: ["--reason holds a password and shows in process lists; pass it another way"],
+      expected: [
+        "--reason holds a password and shows in process lists; set LOGIN_ETL_REASON instead",
+      ],
     },
     { name: "a user without a password", flags: { "database-url": "postgres://etl@db/x" } },
     { name: "no URL", flags: { "hmac-key-file": "/run/secrets/k", "dry-run": true } },
