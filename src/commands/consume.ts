@@ -11,7 +11,7 @@ import { Database, describeDbError, ensureSchema, pruneLedger, registerKey } fro
 import { ConfigError, DatabaseError, redactUrl } from "../errors.ts";
 import { stderrStatus } from "../log.ts";
 import { Masker } from "../mask.ts";
-import { Metrics } from "../metrics.ts";
+import type { Metrics } from "../metrics.ts";
 import { currentSecret, loadKeySet } from "../pii/keyring.ts";
 import { VaultCipher } from "../pii/vault.ts";
 import { runPipeline } from "../pipeline.ts";
@@ -142,7 +142,10 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
   let refreshing: Promise<void> | null = null;
   let progress: Progress | null = null;
   // Metrics exist only where something reads them: /metrics of `run --listen`.
-  const metrics = listen === null ? null : new Metrics();
+  // Loaded only then: prom-client is a noticeable share of start-up time.
+  const metrics: Metrics | null = listen === null
+    ? null
+    : new (await import("../metrics.ts")).Metrics();
   const detachMetrics = metrics === null ? () => {} : telemetry.addSink(metrics);
   try {
     if (listen !== null && metrics !== null) {
