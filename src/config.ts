@@ -821,11 +821,12 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
   warnings.push(...secretFlagWarnings(flags));
 
   const schema = readString("schema", flags, env) ?? "public";
-  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
+  // Lower case only: the name goes unquoted into search_path, where Postgres folds case.
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
     throw invalid(
       lookup("schema", flags, env).source,
       schema,
-      "must be a plain identifier (letters, digits, _)",
+      "must be a plain lower-case identifier (a-z, digits, _)",
     );
   }
   const hmacKeyId = checkKeyId(

@@ -71,15 +71,19 @@ export class Database {
  * `a,b,c` and fails with "malformed array literal".
  */
 export function pgArray(values: readonly (string | number | null)[]): string {
-  let out = "{";
+  const parts = new Array<string>(values.length);
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
-    if (i > 0) out += ",";
-    if (v === null || v === undefined) out += "NULL";
-    else if (typeof v === "number") out += String(v);
-    else out += `"${v.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+    // One regexp pass and one join give flat strings; chained replaceAll on a
+    // text full of quotes built rope strings ~25x its size (out of memory at
+    // a 128 MB heap for 100 hostile bodies).
+    parts[i] = v === null || v === undefined
+      ? "NULL"
+      : typeof v === "number"
+      ? String(v)
+      : `"${v.replace(/["\\]/g, "\\$&")}"`;
   }
-  return out + "}";
+  return `{${parts.join(",")}}`;
 }
 
 /** The exact DDL of the target table; the exercise's image already has it. */

@@ -42,6 +42,8 @@ export interface PipelineOptions {
   readonly visibilityTimeoutSeconds: number;
   /** Aborting it stops receiving; what is in flight is finished. */
   readonly stop?: AbortSignal;
+  /** Dry run: nothing is deleted, so `drain` ends once messages come round again. */
+  readonly dryRun?: boolean;
 }
 
 /** The components the flow moves messages through. */
@@ -85,6 +87,8 @@ const IDS_IN_LOG = 20;
  * the heap limit the binary runs with (see the `etl` task in deno.json).
  */
 const MAX_HELD_BODY_UNITS = 16 * 1024 * 1024;
+/** After SIGTERM, how long a failing write is still retried, ms (below a 60 s pod grace period). */
+const SHUTDOWN_RETRY_MS = 20_000;
 /** How often the heartbeat looks for held messages that need more time. */
 const HEARTBEAT_MS = 1000;
 
@@ -104,7 +108,11 @@ function asEtlError(error: unknown, code: "internal" | "db_write"): EtlError {
 export async function runPipeline(deps: PipelineDeps, options: PipelineOptions): Promise<void> {
   const { queue, sink, telemetry } = deps;
   const pollAbort = new AbortController();
-  const onStop = () => pollAbort.abort();
+  let stopAt: number | null = null;
+  const onStop = () => {
+    stopAt ??= performance.now();
+    pollAbort.abort();
+  };
   options.stop?.addEventListener("abort", onStop, { once: true });
 
   let pending: ReceivedMessage[] = [];
@@ -119,13 +127,17 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   let storeFailing = false;
   let failure: EtlError | null = null;
   const held = new HeldMessages(options.visibilityTimeoutSeconds);
+  const seen: Set<string> | null = options.dryRun === true && options.mode === "drain"
+    ? new Set()
+    : null;
+  let queueRoundDone = false;
   const tasks = new Set<Promise<void>>();
   const flushWake = new Wakeup();
   const spaceWake = new Wakeup();
   // Bound memory and redelivery exposure: one buffer-full beyond what the writers hold.
   const maxInFlight = options.maxRows * (options.writers + 1);
 
-  const stopped = () => options.stop?.aborted === true || failure !== null;
+  const stopped = () => options.stop?.aborted === true || failure !== null || queueRoundDone;
   const fail = (error: EtlError) => {
     failure ??= error;
     pollAbort.abort();
@@ -192,6 +204,16 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
         if (options.mode === "drain") return;
         continue;
       }
+      if (seen !== null) {
+        // A dry run deletes nothing, so its messages come back after the
+        // visibility timeout: the first one seen again means the queue has
+        // gone round once, and a drain must end instead of looping.
+        const fresh = batch.filter((m) => !seen.has(m.id));
+        if (fresh.length < batch.length) queueRoundDone = true;
+        for (const m of fresh) seen.add(m.id);
+        batch = fresh;
+        if (batch.length === 0) continue;
+      }
       telemetry.emit({ type: "BatchReceived", messages: batch.length });
       held.add(batch, performance.now());
       for (const m of batch) heldUnits += m.body.length;
@@ -207,6 +229,8 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   ): Promise<SinkOutcome | null> {
     const started = performance.now();
     for (let attempt = 1;; attempt++) {
+      // Another batch already failed for good: stop rather than retry for minutes.
+      if (attempt > 1 && failure !== null) return null;
       try {
         const outcome = await sink.write(unique);
         if (storeFailing) {
@@ -223,13 +247,21 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
         return outcome;
       } catch (error) {
         const transient = error instanceof EtlError && error.transient;
-        if (!transient || performance.now() - started >= options.maxRetryMs) {
+        const now = performance.now();
+        // After a stop, retry only for the shutdown grace: an orchestrator
+        // kills the process soon after SIGTERM, and uncommitted messages are
+        // safe in the queue anyway.
+        const deadline = Math.min(
+          started + options.maxRetryMs,
+          stopAt === null ? Infinity : stopAt + SHUTDOWN_RETRY_MS,
+        );
+        if (!transient || now >= deadline) {
           reportFailure("write", error, attempt, null, messages);
-          fail(asEtlError(error, "db_write"));
+          fail(asEtlError(error, "internal"));
           return null;
         }
         storeFailing = true;
-        const delay = backoffMs(attempt);
+        const delay = Math.min(backoffMs(attempt), Math.max(0, deadline - now));
         reportFailure("write", error, attempt, delay, messages);
         await sleep(delay);
       }

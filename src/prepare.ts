@@ -12,18 +12,29 @@ import type { Masked, ReceivedMessage, VaultRow, WriteItem } from "./types.ts";
 import { utf8Length, validateBody, type Verdict } from "./validate.ts";
 
 /**
- * A message received more often than `maxReceives` is poison: something kept
- * it from being committed before. It is rejected unparsed, so whatever broke
- * earlier runs is not tried again.
+ * Bodies up to this size (UTF-16 units) are always validated, however often
+ * they were received: validation is pure, cheap and cannot crash on them.
+ */
+export const POISON_PARSE_LIMIT = 8192;
+
+/**
+ * A message received more often than `maxReceives` may be what keeps killing
+ * the consumer. A large one is rejected as poison without being parsed, so
+ * whatever broke earlier runs is not tried again; a small one is validated as
+ * usual, since repeated deliveries are more often the consumer's own crashes
+ * or restarts than the message's fault, and a valid login must not be lost.
  */
 function verdictOf(message: ReceivedMessage, options: PrepareOptions): Verdict {
-  if (options.maxReceives !== null && message.receiveCount > options.maxReceives) {
+  if (
+    options.maxReceives !== null && message.receiveCount > options.maxReceives &&
+    message.body.length > POISON_PARSE_LIMIT
+  ) {
     return {
       ok: false,
       problem: {
         reason: "poison",
         detail:
-          `received ${message.receiveCount} times, more than --max-receives ${options.maxReceives}`,
+          `received ${message.receiveCount} times, more than --max-receives ${options.maxReceives}, and larger than ${POISON_PARSE_LIMIT} characters: not parsed`,
       },
       parsed: { kind: "unparsed" },
     };

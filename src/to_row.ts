@@ -32,13 +32,22 @@ export function toRow(
   };
 }
 
-/** Keys whose values are PII wherever they occur in a rejected body. */
-const PII_KEYS = new Set(["ip", "device_id"]);
+/** Longest masked body kept for a reject, in UTF-16 units. */
+export const MAX_MASKED_BODY = 16_384;
+
+/**
+ * The PII field a key of a rejected body names, whatever its spelling:
+ * `ip`, `IP`, `device_id`, `Device-Id`, `deviceId` and the like.
+ */
+export function piiFieldOf(key: string): "ip" | "device_id" | null {
+  const plain = key.toLowerCase().replace(/[^a-z0-9]/g, "");
+  return plain === "ip" ? "ip" : plain === "deviceid" ? "device_id" : null;
+}
 
 /** The text a PII value is masked as: canonical IP when it is one, else its JSON. */
-export function piiText(key: string, value: unknown): string {
+export function piiText(field: "ip" | "device_id", value: unknown): string {
   if (typeof value === "string") {
-    if (key === "ip") {
+    if (field === "ip") {
       const ip = canonicalIp(value);
       if (ip.ok) return ip.canonical;
     }
@@ -59,14 +68,23 @@ export interface PiiValue {
  * `Message`. PII inside it is masked like PII outside.
  */
 export function nestedJson(text: string): object | undefined {
-  const start = text.trimStart()[0];
-  if (start !== "{" && start !== "[") return undefined;
-  try {
-    const value: unknown = JSON.parse(text);
-    return value !== null && typeof value === "object" ? value : undefined;
-  } catch {
-    return undefined;
+  // trimStart also drops a byte-order mark, which JSON.parse would refuse.
+  let inner = text.trimStart();
+  for (let depth = 0; depth < 8; depth++) {
+    const start = inner[0];
+    if (start !== "{" && start !== "[" && start !== '"') return undefined;
+    let value: unknown;
+    try {
+      value = JSON.parse(inner);
+    } catch {
+      return undefined;
+    }
+    if (value !== null && typeof value === "object") return value;
+    // A JSON string holding JSON: serialised more than once.
+    if (typeof value !== "string") return undefined;
+    inner = value.trimStart();
   }
+  return undefined;
 }
 
 /**
@@ -87,8 +105,9 @@ export function findPiiValues(parsed: ParsedBody): PiiValue[] {
     }
     if (node === null || typeof node !== "object") continue;
     for (const [key, child] of Object.entries(node)) {
-      if (!Array.isArray(node) && PII_KEYS.has(key)) {
-        found.push({ field: key as "ip" | "device_id", text: piiText(key, child) });
+      const field = Array.isArray(node) ? null : piiFieldOf(key);
+      if (field !== null) {
+        found.push({ field, text: piiText(field, child) });
       } else {
         stack.push(child);
       }
@@ -113,9 +132,9 @@ export function toRejectRow(
   if (parsed.kind === "json") {
     try {
       const replacer = function (this: unknown, key: string, value: unknown): unknown {
-        if (!Array.isArray(this) && PII_KEYS.has(key)) {
-          const text = piiText(key, value);
-          return masks.get(piiKey({ field: key as "ip" | "device_id", text })) ?? "[masked]";
+        const field = Array.isArray(this) ? null : piiFieldOf(key);
+        if (field !== null) {
+          return masks.get(piiKey({ field, text: piiText(field, value) })) ?? "[masked]";
         }
         if (typeof value === "string") {
           const inner = nestedJson(value);
@@ -128,6 +147,10 @@ export function toRejectRow(
       // Too deep to serialise: keep only the length and keyed hash below.
       maskedBody = null;
     }
+  }
+  if (maskedBody !== null && maskedBody.length > MAX_MASKED_BODY) {
+    // Enough to see what was wrong; the size and keyed hash identify the whole body.
+    maskedBody = `${maskedBody.slice(0, MAX_MASKED_BODY)}…[truncated]`;
   }
   return {
     reason: problem.reason,

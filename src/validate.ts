@@ -58,9 +58,15 @@ export function utf8Length(text: string): number {
   return bytes;
 }
 
+/** C0 and C1 control characters (tab and newline included) and DEL. */
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
 function hasBadChar(text: string): boolean {
-  // Postgres text cannot hold NUL, and a lone surrogate has no UTF-8 encoding.
-  return text.includes("\0") || !text.isWellFormed();
+  // Postgres text cannot hold NUL, a lone surrogate has no UTF-8 encoding, and
+  // no login field has a use for control characters, which would let a value
+  // forge lines or terminal escapes wherever it is printed (recover, psql).
+  return CONTROL.test(text) || !text.isWellFormed();
 }
 
 function text(field: string, max: number) {
@@ -68,7 +74,7 @@ function text(field: string, max: number) {
     v.string(message("wrong_type", `${field} must be a string`)),
     v.check(
       (s) => !hasBadChar(s),
-      message("bad_char", `${field} contains a NUL character or a lone surrogate`),
+      message("bad_char", `${field} contains a control character or a lone surrogate`),
     ),
     v.check((s) => s.length > 0, message("empty", `${field} must not be empty`)),
     v.check(
@@ -82,7 +88,7 @@ const ipSchema = v.pipe(
   v.string(message("wrong_type", "ip must be a string")),
   v.check(
     (s) => !hasBadChar(s),
-    message("bad_char", "ip contains a NUL character or a lone surrogate"),
+    message("bad_char", "ip contains a control character or a lone surrogate"),
   ),
   v.rawTransform(({ dataset, addIssue, NEVER }) => {
     const result = canonicalIp(dataset.value);
@@ -111,7 +117,7 @@ const localeSchema = v.nullish(
     v.string(message("wrong_type", "locale must be a string or null")),
     v.check(
       (s) => !hasBadChar(s),
-      message("bad_char", "locale contains a NUL character or a lone surrogate"),
+      message("bad_char", "locale contains a control character or a lone surrogate"),
     ),
     v.check(
       (s) => s.length <= LIMITS.locale || codePointLength(s) <= LIMITS.locale,

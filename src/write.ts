@@ -8,7 +8,7 @@
 
 import { type Database, describeDbError, isTransientDbError, pgArray, type Sql } from "./db.ts";
 import { DatabaseError } from "./errors.ts";
-import type { RejectReason, Store, WriteItem, WriteOutcome } from "./types.ts";
+import type { RejectReason, Store, VaultRow, WriteItem, WriteOutcome } from "./types.ts";
 
 /** Column arrays for one batch, as `unnest` takes them. */
 interface Columns {
@@ -71,6 +71,7 @@ export function toColumns(items: readonly WriteItem[]): Columns {
       sentAts: [],
     },
   };
+  const vaultEntries: { id: string; entry: VaultRow }[] = [];
   for (const item of sorted) {
     columns.ids.push(item.id);
     if (item.kind === "row") {
@@ -83,16 +84,7 @@ export function toColumns(items: readonly WriteItem[]): Columns {
       r.locales.push(item.row.locale);
       r.appVersions.push(item.row.app_version);
       r.createDates.push(item.row.create_date);
-      for (const entry of item.vault ?? []) {
-        const v = columns.vault;
-        v.ids.push(item.id);
-        v.masked.push(entry.masked);
-        v.fields.push(entry.field);
-        // bytea in hex input form; pgArray escapes the backslash.
-        v.ciphertexts.push(`\\x${entry.ciphertext.toHex()}`);
-        v.ivs.push(`\\x${entry.iv.toHex()}`);
-        v.keyIds.push(entry.keyId);
-      }
+      for (const entry of item.vault ?? []) vaultEntries.push({ id: item.id, entry });
     } else {
       const j = columns.rejects;
       j.ids.push(item.id);
@@ -103,6 +95,22 @@ export function toColumns(items: readonly WriteItem[]): Columns {
       j.bodyHmacs.push(item.reject.body_hmac);
       j.sentAts.push(new Date(item.reject.sent_at_ms).toISOString());
     }
+  }
+  // Vault keys are locked in mask order for the same reason: two consumers
+  // vaulting the same two values in opposite orders would deadlock.
+  vaultEntries.sort((
+    a,
+    b,
+  ) => (a.entry.masked < b.entry.masked ? -1 : a.entry.masked > b.entry.masked ? 1 : 0));
+  for (const { id, entry } of vaultEntries) {
+    const v = columns.vault;
+    v.ids.push(id);
+    v.masked.push(entry.masked);
+    v.fields.push(entry.field);
+    // bytea in hex input form; pgArray escapes the backslash.
+    v.ciphertexts.push(`\\x${entry.ciphertext.toHex()}`);
+    v.ivs.push(`\\x${entry.iv.toHex()}`);
+    v.keyIds.push(entry.keyId);
   }
   return columns;
 }
@@ -198,6 +206,7 @@ function writeStatement(sql: Sql, c: Columns) {
             AS v(message_id, masked_value, field, ciphertext, iv, key_id)
           JOIN fresh USING (message_id)
           WHERE NOT EXISTS (SELECT FROM login_etl_forgotten f WHERE f.masked_value = v.masked_value)
+          ORDER BY v.masked_value
           -- Insert-once: a value already vaulted keeps its first entry. No
           -- conflict target, so the consumer needs no SELECT on the vault.
           ON CONFLICT DO NOTHING

@@ -207,6 +207,8 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
             keys: [...vaultKeys.keys].map(([id, key]) => [id, key.reveal()] as const),
           },
         });
+        // Awaited below; until then a start-up failure must not surface as an unhandled rejection.
+        startingSink.catch(() => {});
       }
       const created = await ensureSchema(sql, { url: config.databaseUrl, schema: config.schema });
       if (created.length > 0) {
@@ -316,6 +318,7 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
       maxRetryMs: config.maxRetrySeconds * 1000,
       visibilityTimeoutSeconds: attributes.visibilityTimeoutSeconds,
       stop: io.stop,
+      dryRun: config.dryRun,
     });
     return telemetry.summary();
   } finally {

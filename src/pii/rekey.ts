@@ -116,13 +116,31 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
           unlinkable.add(old);
           continue;
         }
-        const raw = cipher.decrypt({
-          masked: old as Masked,
-          field,
-          ciphertext: new Uint8Array(row.ciphertext),
-          iv: new Uint8Array(row.iv),
-          keyId: row.key_id,
-        });
+        let raw: string;
+        try {
+          raw = cipher.decrypt({
+            masked: old as Masked,
+            field,
+            ciphertext: new Uint8Array(row.ciphertext),
+            iv: new Uint8Array(row.iv),
+            keyId: row.key_id,
+          });
+        } catch (error) {
+          // Altered, or under a vault key not in the set: leave it, go on.
+          unlinkable.add(old);
+          report.mismatched[field]++;
+          options.logger.log(
+            "warn",
+            "RekeyUndecryptable",
+            "vault entry does not decrypt; left as it is",
+            {
+              field,
+              masked: old,
+              code: error instanceof Error ? error.name : "Error",
+            },
+          );
+          continue;
+        }
         const oldKey = options.verify.get(old.slice(0, old.indexOf(":")));
         if (oldKey !== undefined && oldKey.mask(field, raw) !== old) {
           unlinkable.add(old);
@@ -201,36 +219,59 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
 export async function rekeyVault(
   sql: Sql,
   options: Omit<RekeyOptions, "target" | "verify">,
-): Promise<{ readonly moved: number; readonly batches: number }> {
+): Promise<{ readonly moved: number; readonly batches: number; readonly failed: number }> {
   const { cipher } = options;
   let moved = 0;
   let batches = 0;
+  let failed = 0;
+  /** Entries that do not decrypt: skipped, so one bad entry cannot block the rotation. */
+  const skipped: string[] = [];
   for (;;) {
     if (options.stop?.aborted === true) break;
     let rows: VaultRow[];
     try {
       rows = await sql<VaultRow[]>`
         SELECT masked_value, field, ciphertext, iv, key_id FROM login_etl_vault
-        WHERE key_id <> ${cipher.currentKeyId} LIMIT ${options.batch}`;
+        WHERE key_id <> ${cipher.currentKeyId} AND NOT (masked_value = ANY(${
+        pgArray(skipped)
+      }::text[]))
+        ORDER BY masked_value LIMIT ${options.batch}`;
     } catch (error) {
       throw wrap("read the vault", error);
     }
     if (rows.length === 0) break;
-    const updated = rows.map((row) => {
-      const raw = cipher.decrypt({
-        masked: row.masked_value as Masked,
-        field: row.field,
-        ciphertext: new Uint8Array(row.ciphertext),
-        iv: new Uint8Array(row.iv),
-        keyId: row.key_id,
-      });
+    const updated: { masked: string; ciphertext: string; iv: string }[] = [];
+    for (const row of rows) {
+      let raw: string;
+      try {
+        raw = cipher.decrypt({
+          masked: row.masked_value as Masked,
+          field: row.field,
+          ciphertext: new Uint8Array(row.ciphertext),
+          iv: new Uint8Array(row.iv),
+          keyId: row.key_id,
+        });
+      } catch {
+        skipped.push(row.masked_value);
+        failed++;
+        options.logger.log(
+          "warn",
+          "RekeyVaultUndecryptable",
+          "vault entry does not decrypt; left as it is",
+          {
+            masked: row.masked_value,
+          },
+        );
+        continue;
+      }
       const entry = cipher.encrypt(row.field, row.masked_value as Masked, raw);
-      return {
+      updated.push({
         masked: row.masked_value,
         ciphertext: `\\x${entry.ciphertext.toHex()}`,
         iv: `\\x${entry.iv.toHex()}`,
-      };
-    });
+      });
+    }
+    if (updated.length === 0) continue;
     try {
       await sql.begin(async (tx) => {
         await tx`
@@ -259,5 +300,5 @@ export async function rekeyVault(
       key_id: cipher.currentKeyId,
     });
   }
-  return { moved, batches };
+  return { moved, batches, failed };
 }

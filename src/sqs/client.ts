@@ -91,7 +91,11 @@ export function createSqsClient(
   const client = new SQSClient({
     region: options.region,
     ...(endpoint.endpoint === undefined ? {} : { endpoint: endpoint.endpoint }),
-    ...(endpoint.source !== "aws" && !hasCredentials
+    // Never for an AWS host, even one given by AWS_ENDPOINT_URL (a VPC or
+    // FIPS endpoint): there the SDK's own chain (instance role, ~/.aws) applies.
+    ...(endpoint.source !== "aws" &&
+        !isAwsHost(new URL(endpoint.endpoint ?? options.queueUrl).hostname) &&
+        !hasCredentials
       ? { credentials: { accessKeyId: "test", secretAccessKey: "test" } }
       : {}),
     maxAttempts: 3,

@@ -473,3 +473,36 @@ Deno.test("run consumes until stopped, then commits and deletes what it holds", 
   assert.ok(summary.balanced);
   assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
 });
+
+Deno.test("--dry-run drain ends after one round of the queue even when the visibility timeout is shorter than the run", async () => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const queueUrl = sqs.createQueue({ VisibilityTimeout: "1" });
+  const bodies = Array.from({ length: 30 }, (_, i) =>
+    JSON.stringify({
+      "user_id": `d${i}`,
+      "app_version": "1.0",
+      "device_type": "ios",
+      ip: "10.0.0.1",
+      locale: null,
+      "device_id": "x",
+    }));
+  enqueue(sqs, queueUrl, bodies);
+  const printed: string[] = [];
+  const { telemetry } = capturingTelemetry();
+  // Slow enough that the first messages come back before the drain would see an empty receive.
+  const config = drainConfig(queueUrl, db.schema, {
+    "dry-run": true,
+    "idle-seconds": "2",
+    "max-wait-ms": "1500",
+  });
+  const summary = await consume(config, {
+    telemetry,
+    stop: neverStop,
+    writeStdout: (l) => printed.push(l),
+  });
+  const users = printed.map((l) => JSON.parse(l).user_id);
+  assert.equal(new Set(users).size, 30, "every message printed");
+  assert.equal(users.length, 30, "none printed twice");
+  assert.equal(summary.deleted, 0);
+});

@@ -103,9 +103,19 @@ function codePoints(text: string): number {
 }
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-/** Postgres text holds neither NUL nor a lone surrogate (which has no UTF-8 form). */
+// deno-lint-ignore no-control-regex -- the rule under test is about control characters
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+/**
+ * The rule: no control character (C0, DEL, C1; NUL included, which Postgres
+ * text cannot hold) and no lone surrogate (which has no UTF-8 form).
+ */
 function hasBadChar(text: string): boolean {
-  return text.includes("\0") || LONE_SURROGATE.test(text);
+  CONTROL.lastIndex = 0;
+  return CONTROL.test(text) || LONE_SURROGATE.test(text);
+}
+/** Text with the control characters taken out. */
+function withoutControls(text: string): string {
+  return text.replace(CONTROL, "");
 }
 
 function parseIpv4(text: string): number[] | null {
@@ -383,13 +393,13 @@ const ODD_TEXT = [
   "\u{E0001}",
 ];
 
-/** Pieces of text Postgres can hold: anything but NUL and lone surrogates. */
+/** Pieces of text the rule allows: anything but control characters and lone surrogates. */
 const legalUnit: fc.Arbitrary<string> = fc.oneof(
   fc.string({ unit: "grapheme", minLength: 1, maxLength: 4 }),
-  fc.string({ unit: "binary", minLength: 1, maxLength: 4 }).map((s) => s.replaceAll("\0", "")),
+  fc.string({ unit: "binary", minLength: 1, maxLength: 4 }),
   fc.string({ unit: "grapheme-ascii", minLength: 1, maxLength: 8 }),
   fc.constantFrom(...SQL_INJECTION, ...PROTO_WORDS, ...ODD_TEXT),
-);
+).map(withoutControls).filter((s) => s !== "" && !hasBadChar(s));
 
 /** Pieces of text Postgres cannot always hold: NUL, lone surrogates, control characters. */
 const hostileUnit: fc.Arbitrary<string> = fc.oneof(
@@ -416,7 +426,7 @@ const hostileText: fc.Arbitrary<string> = fc.array(hostileUnit, { maxLength: 10 
 
 /** One code point Postgres can hold, from all planes. */
 const codePointArb: fc.Arbitrary<string> = fc.oneof(
-  fc.string({ unit: "binary", minLength: 1, maxLength: 1 }).filter((c) => c !== "\0"),
+  fc.string({ unit: "binary", minLength: 1, maxLength: 1 }).filter((c) => !hasBadChar(c)),
   fc.constantFrom("a", "é", "€", "\u{1F600}", "\u0301", "\ufffe", "'", "\\"),
 );
 
@@ -789,7 +799,11 @@ function breakageArb(field: Field): fc.Arbitrary<Breakage> {
   const weighted = common.map((arbitrary) => ({ arbitrary, weight: 1 }));
   if (field === "ip") {
     weighted.push({
-      arbitrary: badIpArb.map((value) => ({ kind: "bad address", value, outcome: ["bad_ip"] })),
+      arbitrary: badIpArb.map((value) => ({
+        kind: "bad address",
+        value,
+        outcome: hasBadChar(value) ? ["bad_char"] : ["bad_ip"],
+      })),
       weight: 6,
     });
   }

@@ -1,4 +1,4 @@
-// Poison messages and persistent failures: a message received more often
+// Poison messages and persistent failures: a large message received more often
 // than --max-receives is rejected as poison (unless SQS dead-letters it), and
 // an SQS endpoint that keeps failing ends the run with exit 1 and one line.
 
@@ -24,11 +24,18 @@ const event = JSON.stringify({
   "device_id": "000-00-0000",
 });
 
-Deno.test("a message received more than --max-receives times is rejected as poison, unparsed", async () => {
+/** A valid event made large by an extra field (extra fields are ignored). */
+const bigEvent = JSON.stringify({
+  ...JSON.parse(event),
+  "user_id": "u-big",
+  padding: "x".repeat(10_000),
+});
+
+Deno.test("a large message received more than --max-receives times is rejected as poison, unparsed; a small one is still written", async () => {
   await using sqs = await startSqs();
   await using db = await freshSchema();
   const queueUrl = sqs.createQueue();
-  const [id] = enqueue(sqs, queueUrl, [event, event]);
+  const [id] = enqueue(sqs, queueUrl, [bigEvent, event]);
   // Receive both three times without deleting, as crashed consumers would;
   // VisibilityTimeout 0 hands them straight back.
   for (let i = 0; i < 3; i++) {
@@ -53,16 +60,21 @@ Deno.test("a message received more than --max-receives times is rejected as pois
   });
   assert.equal(result.code, 0, result.stderr);
   const summary = JSON.parse(result.stdout);
-  assert.deepEqual(summary.rejected_by_reason, { poison: 2 });
-  assert.equal(summary.inserted, 0);
+  assert.deepEqual(summary.rejected_by_reason, { poison: 1 });
+  assert.equal(summary.inserted, 1, "the small valid login is not lost to the receive count");
   const rejects = await db.sql<
     { message_id: string; reason: string; detail: string; masked_body: string | null }[]
   >`
     SELECT message_id, reason, detail, masked_body FROM login_etl_rejects ORDER BY message_id`;
-  assert.equal(rejects.length, 2);
+  assert.equal(rejects.length, 1);
   const first = rejects.find((r) => r.message_id === id);
   assert.equal(first?.reason, "poison");
-  assert.equal(first?.detail, "received 4 times, more than --max-receives 3");
+  assert.match(
+    first?.detail ?? "",
+    /^received 4 times, more than --max-receives 3, and larger than 8192 characters: not parsed$/,
+  );
+  const [row] = await db.sql`SELECT user_id FROM user_logins`;
+  assert.equal(row?.user_id, "u-poison");
   assert.equal(first?.masked_body, null, "a poison body is not parsed");
   assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
   reportFigures("poison", summary);
@@ -76,7 +88,7 @@ Deno.test("with a redrive policy on the queue, repeat deliveries are left to SQS
   const queueUrl = sqs.createQueue({
     RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: 10 }),
   });
-  enqueue(sqs, queueUrl, [event]);
+  enqueue(sqs, queueUrl, [bigEvent]);
   for (let i = 0; i < 3; i++) {
     await sqs.client.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, VisibilityTimeout: 0 }));
   }

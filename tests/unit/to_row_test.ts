@@ -314,6 +314,22 @@ Deno.test("toRejectRow() masks PII inside strings that hold JSON (double encodin
       name: "three levels deep",
       body: JSON.stringify({ a: JSON.stringify({ b: JSON.stringify([event]) }) }),
     },
+    {
+      name: "keys in other spellings",
+      body: JSON.stringify({
+        IP: "203.0.113.9",
+        "Device_Id": "123-45-6789",
+        deviceId: "123-45-6789",
+      }),
+    },
+    {
+      name: "JSON behind a byte-order mark",
+      body: JSON.stringify({ m: "\uFEFF" + JSON.stringify(event) }),
+    },
+    {
+      name: "a JSON string holding JSON",
+      body: JSON.stringify({ m: JSON.stringify(JSON.stringify(event)) }),
+    },
   ];
   for (const c of cases) {
     await t.step(c.name, async () => {

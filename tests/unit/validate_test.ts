@@ -562,3 +562,34 @@ Deno.test("codePointLength() and utf8Length() agree with the platform on ill-for
     { numRuns: 3000 },
   );
 });
+
+Deno.test("validateBody() rejects control characters that could forge output lines or terminal escapes", async (t) => {
+  const base = {
+    "user_id": "u",
+    "app_version": "1.0",
+    "device_type": "ios",
+    ip: "10.0.0.1",
+    locale: null,
+    "device_id": "d",
+  };
+  for (
+    const [field, value] of [
+      ["device_id", "abc\nk1:FAKE\tip\t10.0.0.2"],
+      ["user_id", "a\u001b[2Jb"],
+      ["locale", "R\u0085U"],
+      ["device_type", "io\u007fs"],
+    ] as const
+  ) {
+    await t.step(`${field} with ${JSON.stringify(value)}`, () => {
+      const verdict = validateBody(JSON.stringify({ ...base, [field]: value }), 65536);
+      assert.equal(verdict.ok, false);
+      if (!verdict.ok) {
+        assert.equal(verdict.problem.reason, "bad_char");
+        assert.equal(
+          verdict.problem.detail,
+          `${field} contains a control character or a lone surrogate`,
+        );
+      }
+    });
+  }
+});
