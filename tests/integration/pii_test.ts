@@ -1103,7 +1103,7 @@ Deno.test("rekey-vault re-encrypts every entry under the new vault key, resumes 
   assert.deepEqual(openVault(await cipherOf(v2Only), after), original);
   const again = await cli.run(args, env);
   assert.equal(again.code, 0, again.stderr);
-  assert.deepEqual(JSON.parse(again.stdout), { "key_id": "v2", moved: 0, batches: 0 });
+  assert.deepEqual(JSON.parse(again.stdout), { "key_id": "v2", moved: 0, batches: 0, failed: 0 });
 
   const e = events[0];
   assert.ok(e);
@@ -1171,4 +1171,41 @@ Deno.test("forget leaves a tombstone: a later login with the erased value does n
   ]);
   assert.equal(again.code, 1);
   assert.equal(again.stdout, "");
+});
+
+Deno.test("rekey-vault skips an entry that does not decrypt instead of stopping the rotation", async () => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const cli = new Cli(cliEnv(db, { PII_VAULT_KEY: vaultKeySet("v1") }));
+  const bodies = [...generateBodies(20, { badRatio: 0, seed: 31 })];
+  await drain(sqs, cli, bodies);
+  const [victim] = await db.sql<{ masked_value: string }[]>`
+    SELECT masked_value FROM login_etl_vault ORDER BY masked_value LIMIT 1`;
+  assert.ok(victim);
+  // Flip the first ciphertext byte: the entry no longer authenticates.
+  await db.sql`
+    UPDATE login_etl_vault SET ciphertext = set_byte(ciphertext, 0, get_byte(ciphertext, 0) # 1)
+    WHERE masked_value = ${victim.masked_value}`;
+  const total = (await vaultRows(db.sql)).length;
+  const vaulted = await cli.run([
+    "rekey-vault",
+    "--to",
+    "v2",
+    "--reason",
+    "rotation",
+    "--max-rows",
+    "4",
+  ], {
+    PII_VAULT_KEY: vaultKeySet("v2"),
+  });
+  assert.equal(vaulted.code, 0, vaulted.stderr);
+  assert.deepEqual(JSON.parse(vaulted.stdout).failed, 1);
+  assert.equal(JSON.parse(vaulted.stdout).moved, total - 1);
+  const rows = await vaultRows(db.sql);
+  assert.equal(rows.filter((r) => r.key_id === "v2").length, total - 1);
+  assert.equal(
+    rows.find((r) => r.masked_value === victim.masked_value)?.key_id,
+    "v1",
+    "left as it was",
+  );
 });
