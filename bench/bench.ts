@@ -22,6 +22,7 @@ import { receiveMessages } from "../src/sqs/receive.ts";
 import type { ReceivedMessage } from "../src/types.ts";
 import { postgresStore } from "../src/write.ts";
 import { call, load, protocolLoop } from "./sqs_json.ts";
+import { permissionFlags } from "../tests/helpers/cli.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const N = Number(Deno.env.get("BENCH_N") ?? 50_000);
@@ -100,11 +101,6 @@ async function clientCeiling(queueUrl: string, total: number): Promise<number> {
   const rate = (done * 1000) / (performance.now() - started);
   client.destroy();
   return rate;
-}
-
-function permissionFlags(): string[] {
-  const task = JSON.parse(Deno.readTextFileSync(`${root}deno.json`)).tasks.etl as string;
-  return task.replace(/^deno run /, "").replace(/ src\/main\.ts$/, "").split(" ");
 }
 
 /** Peak RSS (VmHWM) of a live process, in MB; null once it is gone. */

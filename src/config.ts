@@ -724,6 +724,12 @@ function validateDatabaseUrl(url: string, source: Source): void {
   }
 }
 
+/** A setting the table gives a default, so it is never absent. */
+function required<T>(flag: string, value: T | null): T {
+  if (value === null) throw new TypeError(`--${flag} has no default in the settings table`);
+  return value;
+}
+
 function emptyToNull(value: string | null): string | null {
   return value === null || value === "" ? null : value;
 }
@@ -810,6 +816,9 @@ export function secretFlagWarnings(flags: FlagValues): string[] {
  * @throws {ConfigError} naming the flag or variable to fix
  */
 export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvRecord): Config {
+  // Defaults live in OPTIONS only; these read settings that always have one.
+  const int = (flag: string): number => required(flag, readInteger(flag, flags, env));
+  const str = (flag: string): string => required(flag, readString(flag, flags, env));
   const warnings: string[] = [];
   const queue = lookup("queue-url", flags, env);
   const queueUrl = String(queue.raw);
@@ -820,7 +829,7 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
   if (command === "drain" || command === "run") validateDatabaseUrl(databaseUrl, db.source);
   warnings.push(...secretFlagWarnings(flags));
 
-  const schema = readString("schema", flags, env) ?? "public";
+  const schema = str("schema");
   // Lower case only: the name goes unquoted into search_path, where Postgres folds case.
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
     throw invalid(
@@ -831,14 +840,14 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
   }
   const hmacKeyId = checkKeyId(
     "hmac-key-id",
-    readString("hmac-key-id", flags, env) ?? "k1",
+    str("hmac-key-id"),
     flags,
     env,
   );
   const dryRun = readBoolean("dry-run", flags, env);
   const hmacKey = resolveHmacKey(command, flags, env);
   const samplePath = readString("sample", flags, env);
-  const count = readInteger("count", flags, env) ?? 1000;
+  const count = int("count");
   const badRatioSet = flags["bad-ratio"] !== undefined || env["LOGIN_ETL_SEED_BAD_RATIO"];
   const badRatio = command === "demo" && !badRatioSet ? 0.05 : readNumber("bad-ratio", flags, env);
 
@@ -847,7 +856,7 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
     queueUrl,
     databaseUrl,
     schema,
-    region: readString("region", flags, env) ?? "us-east-1",
+    region: str("region"),
     hmacKey: Object.freeze(hmacKey),
     hmacKeyId,
     vaultKey: Object.freeze(
@@ -859,7 +868,7 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
     ),
     vaultKeyId: checkKeyId(
       "vault-key-id",
-      readString("vault-key-id", flags, env) ?? "v1",
+      str("vault-key-id"),
       flags,
       env,
     ),
@@ -872,19 +881,19 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
     listen: emptyToNull(readString("listen", flags, env)),
     progress: readChoice("progress", flags, env),
     configPath: emptyToNull(readString("config", flags, env)),
-    batchSize: readInteger("batch-size", flags, env) ?? 10,
-    concurrency: readInteger("concurrency", flags, env) ?? 8,
-    maxRows: readInteger("max-rows", flags, env) ?? 1000,
-    maxWaitMs: readInteger("max-wait-ms", flags, env) ?? 200,
-    writers: readInteger("writers", flags, env) ?? 2,
-    workerThreads: readInteger("worker-threads", flags, env) ?? 1,
-    maxRetrySeconds: readInteger("max-retry-seconds", flags, env) ?? 300,
-    maxReceives: readInteger("max-receives", flags, env) ?? 5,
-    writeTimeoutSeconds: readInteger("write-timeout-seconds", flags, env) ?? 30,
-    maxBodyBytes: readInteger("max-body-bytes", flags, env) ?? 65536,
-    idleSeconds: readInteger("idle-seconds", flags, env) ?? 1,
-    waitSeconds: readInteger("wait-seconds", flags, env) ?? 20,
-    ledgerRetentionDays: readInteger("ledger-retention-days", flags, env) ?? 14,
+    batchSize: int("batch-size"),
+    concurrency: int("concurrency"),
+    maxRows: int("max-rows"),
+    maxWaitMs: int("max-wait-ms"),
+    writers: int("writers"),
+    workerThreads: int("worker-threads"),
+    maxRetrySeconds: int("max-retry-seconds"),
+    maxReceives: int("max-receives"),
+    writeTimeoutSeconds: int("write-timeout-seconds"),
+    maxBodyBytes: int("max-body-bytes"),
+    idleSeconds: int("idle-seconds"),
+    waitSeconds: int("wait-seconds"),
+    ledgerRetentionDays: int("ledger-retention-days"),
     dryRun,
     summaryJson: readBoolean("summary-json", flags, env),
     count,

@@ -86,6 +86,11 @@ export function pgArray(values: readonly (string | number | null)[]): string {
   return `{${parts.join(",")}}`;
 }
 
+/** Bytes in bytea's hex input form (`\\x…`), for an element of `pgArray`. */
+export function byteaHex(bytes: Uint8Array): string {
+  return `\\x${bytes.toHex()}`;
+}
+
 /** The exact DDL of the target table; the exercise's image already has it. */
 export const USER_LOGINS_DDL = `CREATE TABLE IF NOT EXISTS user_logins(
     user_id             varchar(128),

@@ -124,3 +124,11 @@ function describe(error: unknown): string {
   }
   return String(error);
 }
+
+/** Why a file could not be read, in a few words for a one-line message. */
+export function whyUnreadable(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "no such file";
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
+  return error instanceof Error ? error.message.split("\n")[0] ?? error.name : String(error);
+}

@@ -18,11 +18,6 @@ export class HeldMessages {
     this.#visibilityMs = visibilityTimeoutSeconds * 1000;
   }
 
-  /** Number of deliveries held. */
-  get size(): number {
-    return this.#deadlines.size;
-  }
-
   /** Starts holding deliveries received at `nowMs`. */
   add(messages: readonly ReceivedMessage[], nowMs: number): void {
     for (const m of messages) this.#deadlines.set(m, nowMs + this.#visibilityMs);

@@ -40,11 +40,18 @@ export interface LoggerOptions {
 
 const encoder = new TextEncoder();
 
-/** Writes all of `text` to stderr synchronously, so lines survive an immediate exit. */
-function writeStderrText(text: string): void {
+/**
+ * Writes all of `text` synchronously, so lines survive an immediate exit
+ * (a pipe may take a write in parts).
+ */
+export function writeAllSync(file: { writeSync(p: Uint8Array): number }, text: string): void {
   const bytes = encoder.encode(text);
   let offset = 0;
-  while (offset < bytes.length) offset += Deno.stderr.writeSync(bytes.subarray(offset));
+  while (offset < bytes.length) offset += file.writeSync(bytes.subarray(offset));
+}
+
+function writeStderrText(text: string): void {
+  writeAllSync(Deno.stderr, text);
 }
 
 /**
@@ -92,7 +99,8 @@ export class StatusLine {
 /** The status line of this process's stderr; the default logger writes through it. */
 export const stderrStatus: StatusLine = new StatusLine(writeStderrText);
 
-function writeStderr(line: string): void {
+/** Writes one line to stderr above the status line, if one is shown. */
+export function writeStderr(line: string): void {
   stderrStatus.writeLine(line);
 }
 

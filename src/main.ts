@@ -17,23 +17,15 @@ import {
 import { consume } from "./commands/consume.ts";
 import { demo } from "./commands/demo.ts";
 import { seed } from "./commands/seed.ts";
-import { ConfigError, EXIT_USAGE, exitCodeOf, formatError } from "./errors.ts";
-import { createLogger } from "./log.ts";
+import { ConfigError, EXIT_USAGE, exitCodeOf, formatError, whyUnreadable } from "./errors.ts";
+import { createLogger, writeAllSync, writeStderr } from "./log.ts";
 import { Telemetry } from "./telemetry.ts";
 
 /** The version printed by `--version`. */
 export const VERSION: string = meta.version;
 
-const encoder = new TextEncoder();
 function writeStdout(line: string): void {
-  const bytes = encoder.encode(line + "\n");
-  let offset = 0;
-  while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
-}
-function writeStderr(line: string): void {
-  const bytes = encoder.encode(line + "\n");
-  let offset = 0;
-  while (offset < bytes.length) offset += Deno.stderr.writeSync(bytes.subarray(offset));
+  writeAllSync(Deno.stdout, line + "\n");
 }
 
 /**
@@ -132,8 +124,7 @@ async function withConfigFile(
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
-    const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
-    throw new ConfigError(`Cannot read ${origin}: ${why}`, { cause: error });
+    throw new ConfigError(`Cannot read ${origin}: ${whyUnreadable(error)}`, { cause: error });
   }
   let parsed: unknown;
   try {

@@ -311,9 +311,9 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
       if (!outcome.committed) return;
       const ackStarted = performance.now();
       const ack = await span.within(() => queue.delete(deliveries));
-      span.record({ deleted: ack.deleted.length, ackMs: performance.now() - ackStarted });
-      if (ack.deleted.length > 0) {
-        telemetry.emit({ type: "MessagesDeleted", count: ack.deleted.length });
+      span.record({ deleted: ack.succeeded.length, ackMs: performance.now() - ackStarted });
+      if (ack.succeeded.length > 0) {
+        telemetry.emit({ type: "MessagesDeleted", count: ack.succeeded.length });
       }
       if (ack.failed.length > 0) {
         telemetry.emit({
@@ -378,9 +378,9 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     extending = true;
     try {
       const result = await queue.extend(due, options.visibilityTimeoutSeconds);
-      const extendedIds = new Set(result.deleted);
+      const extendedIds = new Set(result.succeeded);
       held.extended(due.filter((m) => extendedIds.has(m.id)), performance.now());
-      telemetry.emit({ type: "VisibilityExtended", count: result.deleted.length });
+      telemetry.emit({ type: "VisibilityExtended", count: result.succeeded.length });
       if (result.failed.length > 0) {
         telemetry.emit({
           type: "Noted",

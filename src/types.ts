@@ -122,9 +122,9 @@ export interface WriteOutcome {
   readonly committed: boolean;
 }
 
-/** Result of deleting messages: which MessageIds were deleted and which failed, with a code. */
+/** Result of a batch call on receipt handles (delete, extend): which MessageIds it succeeded for, which failed and why. */
 export interface AckResult {
-  readonly deleted: readonly string[];
+  readonly succeeded: readonly string[];
   readonly failed: readonly { readonly id: string; readonly code: string }[];
 }
 
@@ -136,7 +136,7 @@ export interface Queue {
   ): Promise<readonly ReceivedMessage[]>;
   /** Deletes messages by their receipt handles; partial failure is a result, not a throw. */
   delete(messages: readonly ReceivedMessage[]): Promise<AckResult>;
-  /** Makes messages invisible for `seconds` more; `deleted` in the result lists those changed. */
+  /** Makes messages invisible for `seconds` more. */
   extend(messages: readonly ReceivedMessage[], seconds: number): Promise<AckResult>;
 }
 

@@ -6,7 +6,14 @@
  * @module
  */
 
-import { type Database, describeDbError, isTransientDbError, pgArray, type Sql } from "./db.ts";
+import {
+  byteaHex,
+  type Database,
+  describeDbError,
+  isTransientDbError,
+  pgArray,
+  type Sql,
+} from "./db.ts";
 import { DatabaseError } from "./errors.ts";
 import type { RejectReason, Store, VaultRow, WriteItem, WriteOutcome } from "./types.ts";
 
@@ -107,9 +114,8 @@ export function toColumns(items: readonly WriteItem[]): Columns {
     v.ids.push(id);
     v.masked.push(entry.masked);
     v.fields.push(entry.field);
-    // bytea in hex input form; pgArray escapes the backslash.
-    v.ciphertexts.push(`\\x${entry.ciphertext.toHex()}`);
-    v.ivs.push(`\\x${entry.iv.toHex()}`);
+    v.ciphertexts.push(byteaHex(entry.ciphertext));
+    v.ivs.push(byteaHex(entry.iv));
     v.keyIds.push(entry.keyId);
   }
   return columns;

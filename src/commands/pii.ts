@@ -8,7 +8,7 @@
 
 import type { Config } from "../config.ts";
 import { Database, ensureSchema, registerKey } from "../db.ts";
-import { ConfigError, EtlError, UsageError } from "../errors.ts";
+import { ConfigError, EtlError, UsageError, whyUnreadable } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { Masker } from "../mask.ts";
 import { actorOf, listAudit } from "../pii/audit.ts";
@@ -35,10 +35,12 @@ async function requestedMasks(config: Config): Promise<string[]> {
     try {
       text = await Deno.readTextFile(config.fromFile);
     } catch (error) {
-      const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
-      throw new ConfigError(`Cannot read --from-file "${config.fromFile}": ${why}`, {
-        cause: error,
-      });
+      throw new ConfigError(
+        `Cannot read --from-file "${config.fromFile}": ${whyUnreadable(error)}`,
+        {
+          cause: error,
+        },
+      );
     }
     const masks = text.split("\n").map((l) => l.trim()).filter((l) =>
       l !== "" && !l.startsWith("#")
@@ -69,6 +71,14 @@ async function vaultCipher(config: Config, currentOverride?: string): Promise<Va
 /** Runs one of the PII commands. */
 export async function piiCommand(config: Config, io: PiiIo): Promise<void> {
   const actor = actorOf(config.actor);
+  /** What both rotations take: batch size, audit identity and the stop signal. */
+  const runOptions = (reason: string) => ({
+    batch: config.maxRows,
+    actor,
+    reason,
+    logger: io.logger,
+    stop: io.stop,
+  });
   const database = new Database({ url: config.databaseUrl, schema: config.schema, max: 2 });
   try {
     const sql = database.sql;
@@ -156,11 +166,7 @@ export async function piiCommand(config: Config, io: PiiIo): Promise<void> {
           target,
           verify,
           cipher,
-          batch: config.maxRows,
-          actor,
-          reason: config.reason,
-          logger: io.logger,
-          stop: io.stop,
+          ...runOptions(config.reason),
         });
         io.writeStdout(JSON.stringify({ key_id: config.to, ...report }));
         return;
@@ -183,14 +189,7 @@ export async function piiCommand(config: Config, io: PiiIo): Promise<void> {
         for (const [id, fingerprint] of cipher.fingerprints) {
           await registerKey(sql, `vault:${id}`, fingerprint);
         }
-        const report = await rekeyVault(sql, {
-          cipher,
-          batch: config.maxRows,
-          actor,
-          reason: config.reason,
-          logger: io.logger,
-          stop: io.stop,
-        });
+        const report = await rekeyVault(sql, { cipher, ...runOptions(config.reason) });
         io.writeStdout(JSON.stringify({ key_id: config.to, ...report }));
         return;
       }

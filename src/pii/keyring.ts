@@ -12,7 +12,7 @@
  */
 
 import { KEY_ID_PATTERN, type KeySource, MIN_SECRET_BYTES, Secret } from "../config.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, whyUnreadable } from "../errors.ts";
 
 /** Secrets by id, and which one new data uses. */
 export interface KeySet {
@@ -119,14 +119,9 @@ export async function loadKeySet(source: KeySource, defaultId: string): Promise<
       try {
         bytes = await Deno.readFile(source.path);
       } catch (error) {
-        const why = error instanceof Deno.errors.NotFound
-          ? "no such file"
-          : error instanceof Deno.errors.PermissionDenied
-          ? "permission denied"
-          : error instanceof Error
-          ? error.message
-          : String(error);
-        throw new ConfigError(`Cannot read ${source.origin}: ${why}`, { cause: error });
+        throw new ConfigError(`Cannot read ${source.origin}: ${whyUnreadable(error)}`, {
+          cause: error,
+        });
       }
       return parseKeySet(bytes, source.origin, defaultId);
     }

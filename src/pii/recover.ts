@@ -6,17 +6,16 @@
  * @module
  */
 
-import { type Sql } from "../db.ts";
+import { describeDbError, pgArray, type Sql } from "../db.ts";
 import { ConfigError, DatabaseError, EtlError, UsageError } from "../errors.ts";
-import { describeDbError, pgArray } from "../db.ts";
 import { appendAudit, type AuditAction, type AuditEntry } from "./audit.ts";
 import {
+  fromStored,
+  type StoredVaultRow,
   type VaultCipher,
-  type VaultEntry,
   type VaultField,
   VaultIntegrityError,
 } from "./vault.ts";
-import type { Masked } from "../types.ts";
 
 /** Who asks, and why. */
 export interface Request {
@@ -93,13 +92,7 @@ export async function recover(
       new ConfigError("Refused: recover needs the vault key (PII_VAULT_KEY or --vault-key-file)"),
     );
   }
-  let rows: {
-    masked_value: string;
-    field: VaultField;
-    ciphertext: Uint8Array;
-    iv: Uint8Array;
-    key_id: string;
-  }[];
+  let rows: StoredVaultRow[];
   try {
     rows = await sql`
       SELECT masked_value, field, ciphertext, iv, key_id FROM login_etl_vault
@@ -126,13 +119,7 @@ export async function recover(
     if (row === undefined) {
       return { masked, outcome: "not_found", detail: "no vault entry: never vaulted, or erased" };
     }
-    const entry: VaultEntry = {
-      masked: masked as Masked,
-      field: row.field,
-      ciphertext: new Uint8Array(row.ciphertext),
-      iv: new Uint8Array(row.iv),
-      keyId: row.key_id,
-    };
+    const entry = fromStored(row);
     try {
       return {
         masked,

@@ -8,13 +8,13 @@
  * @module
  */
 
-import { describeDbError, pgArray, type Sql } from "../db.ts";
+import { byteaHex, describeDbError, pgArray, type Sql } from "../db.ts";
 import { DatabaseError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Masker } from "../mask.ts";
 import type { Masked } from "../types.ts";
 import { appendAudit } from "./audit.ts";
-import type { VaultCipher, VaultField } from "./vault.ts";
+import { fromStored, type StoredVaultRow, type VaultCipher, type VaultField } from "./vault.ts";
 
 const COLUMN: Readonly<Record<VaultField, "masked_ip" | "masked_device_id">> = {
   ip: "masked_ip",
@@ -49,14 +49,6 @@ export interface RekeyOptions {
   readonly reason: string | null;
   readonly logger: Logger;
   readonly stop?: AbortSignal;
-}
-
-interface VaultRow {
-  readonly "masked_value": string;
-  readonly field: VaultField;
-  readonly ciphertext: Uint8Array;
-  readonly iv: Uint8Array;
-  readonly "key_id": string;
 }
 
 function wrap(what: string, error: unknown): DatabaseError {
@@ -98,9 +90,9 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
         throw wrap(`read ${column}`, error);
       }
       if (olds.length === 0) break;
-      let vaulted: VaultRow[];
+      let vaulted: StoredVaultRow[];
       try {
-        vaulted = await sql<VaultRow[]>`
+        vaulted = await sql<StoredVaultRow[]>`
           SELECT masked_value, field, ciphertext, iv, key_id FROM login_etl_vault
           WHERE masked_value = ANY(${pgArray(olds)}::text[])`;
       } catch (error) {
@@ -118,13 +110,7 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
         }
         let raw: string;
         try {
-          raw = cipher.decrypt({
-            masked: old as Masked,
-            field,
-            ciphertext: new Uint8Array(row.ciphertext),
-            iv: new Uint8Array(row.iv),
-            keyId: row.key_id,
-          });
+          raw = cipher.decrypt(fromStored(row));
         } catch (error) {
           // Altered, or under a vault key not in the set: leave it, go on.
           unlinkable.add(old);
@@ -162,8 +148,8 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
         newMasks.push(fresh);
         entries.push({
           masked: fresh,
-          ciphertext: `\\x${entry.ciphertext.toHex()}`,
-          iv: `\\x${entry.iv.toHex()}`,
+          ciphertext: byteaHex(entry.ciphertext),
+          iv: byteaHex(entry.iv),
           keyId: entry.keyId,
         });
       }
@@ -228,9 +214,9 @@ export async function rekeyVault(
   const skipped: string[] = [];
   for (;;) {
     if (options.stop?.aborted === true) break;
-    let rows: VaultRow[];
+    let rows: StoredVaultRow[];
     try {
-      rows = await sql<VaultRow[]>`
+      rows = await sql<StoredVaultRow[]>`
         SELECT masked_value, field, ciphertext, iv, key_id FROM login_etl_vault
         WHERE key_id <> ${cipher.currentKeyId} AND NOT (masked_value = ANY(${
         pgArray(skipped)
@@ -244,13 +230,7 @@ export async function rekeyVault(
     for (const row of rows) {
       let raw: string;
       try {
-        raw = cipher.decrypt({
-          masked: row.masked_value as Masked,
-          field: row.field,
-          ciphertext: new Uint8Array(row.ciphertext),
-          iv: new Uint8Array(row.iv),
-          keyId: row.key_id,
-        });
+        raw = cipher.decrypt(fromStored(row));
       } catch {
         skipped.push(row.masked_value);
         failed++;
@@ -267,8 +247,8 @@ export async function rekeyVault(
       const entry = cipher.encrypt(row.field, row.masked_value as Masked, raw);
       updated.push({
         masked: row.masked_value,
-        ciphertext: `\\x${entry.ciphertext.toHex()}`,
-        iv: `\\x${entry.iv.toHex()}`,
+        ciphertext: byteaHex(entry.ciphertext),
+        iv: byteaHex(entry.iv),
       });
     }
     if (updated.length === 0) continue;

@@ -19,6 +19,26 @@ export type VaultField = "ip" | "device_id";
 /** One vault row. */
 export type VaultEntry = VaultRow;
 
+/** A vault row as postgres.js returns it (bytea as bytes). */
+export interface StoredVaultRow {
+  readonly "masked_value": string;
+  readonly field: VaultField;
+  readonly ciphertext: Uint8Array;
+  readonly iv: Uint8Array;
+  readonly "key_id": string;
+}
+
+/** The entry a stored row holds. */
+export function fromStored(row: StoredVaultRow): VaultEntry {
+  return {
+    masked: row.masked_value as Masked,
+    field: row.field,
+    ciphertext: new Uint8Array(row.ciphertext),
+    iv: new Uint8Array(row.iv),
+    keyId: row.key_id,
+  };
+}
+
 /** A vault entry that does not decrypt: tampered, moved to another mask, or under an unknown key. */
 export class VaultIntegrityError extends EtlError {
   constructor(message: string, options: { cause?: unknown } = {}) {

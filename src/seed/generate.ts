@@ -7,6 +7,7 @@
  * @module
  */
 
+import { REJECT_REASONS, type RejectReason } from "../types.ts";
 import { Random } from "./random.ts";
 
 const LOCALES = [
@@ -92,24 +93,22 @@ export function validEvent(
   };
 }
 
-/** Kinds of malformed message the generator makes, one per reject reason it exercises. */
-const BAD_KINDS = [
-  "not_json",
-  "not_object",
-  "missing_field",
-  "wrong_type",
-  "empty",
-  "too_long",
-  "bad_char",
-  "bad_ip",
-  "bad_version",
-] as const;
+/**
+ * Reasons a generated body can be rejected for: all of them but too_large
+ * (SQS limits bodies too) and poison (a matter of receive counts, not bodies).
+ */
+type BadKind = Exclude<RejectReason, "too_large" | "poison">;
+
+/** One kind of malformed message per reject reason it exercises. */
+const BAD_KINDS: readonly BadKind[] = REJECT_REASONS.filter((r): r is BadKind =>
+  r !== "too_large" && r !== "poison"
+);
 
 /** A malformed body of the given kind, built from a valid event. */
 export function badBody(
   r: Random,
   event: Record<string, unknown>,
-  kind: (typeof BAD_KINDS)[number],
+  kind: BadKind,
 ): string {
   const e = { ...event };
   switch (kind) {

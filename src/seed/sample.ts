@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ConfigError } from "../errors.ts";
+import { ConfigError, whyUnreadable } from "../errors.ts";
 
 /**
  * Loads `path` (`.json` or `.json.gz`) and returns one body per array element.
@@ -17,8 +17,9 @@ export async function loadSampleBodies(path: string): Promise<string[]> {
   try {
     bytes = await Deno.readFile(path);
   } catch (error) {
-    const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
-    throw new ConfigError(`Cannot read --sample "${path}": ${why}`, { cause: error });
+    throw new ConfigError(`Cannot read --sample "${path}": ${whyUnreadable(error)}`, {
+      cause: error,
+    });
   }
   let text: string;
   try {

@@ -179,7 +179,7 @@ Deno.test("a redelivered MessageId after a crash between commit and delete gives
     const real = sqsQueue(client, queueUrl);
     const crashBeforeDelete = {
       ...real,
-      delete: () => Promise.resolve({ deleted: [], failed: [] }),
+      delete: () => Promise.resolve({ succeeded: [], failed: [] }),
     };
     const first = capturingTelemetry();
     await runPipeline({
