@@ -13,6 +13,7 @@
 import postgres from "postgres";
 import { resolveConfig, Secret } from "../src/config.ts";
 import { Database, ensureSchema } from "../src/db.ts";
+import { loadPgConnection, resolvePgTarget } from "../src/db/connection.ts";
 import { Masker } from "../src/mask.ts";
 import { prepareItems } from "../src/prepare.ts";
 import { generateBodies } from "../src/seed/generate.ts";
@@ -77,18 +78,18 @@ async function freshQueue(endpoint: string, label: string): Promise<string> {
 
 /** Client ceiling: our SQS client and calls, no processing. */
 async function clientCeiling(queueUrl: string, total: number): Promise<number> {
-  const { client } = createSqsClient({
+  const { client } = await createSqsClient({
     queueUrl,
     region: "us-east-1",
+    protocol: "json",
     awsEnv: {},
-    concurrency: config.concurrency,
     waitSeconds: 1,
   });
   let done = 0;
   const started = performance.now();
   async function worker(): Promise<void> {
     while (done < total) {
-      const batch = await receiveMessages(client, queueUrl, {
+      const { messages: batch } = await receiveMessages(client, queueUrl, {
         max: config.batchSize,
         waitSeconds: 1,
       });
@@ -161,9 +162,12 @@ async function drain(queueUrl: string, schema: string): Promise<DrainResult> {
 
 /** The write path alone: the same rows, prepared beforehand, written in maxRows transactions. */
 async function ingestCeiling(bodies: readonly string[], schema: string): Promise<number> {
-  const database = new Database({ url: DATABASE_URL, schema, max: config.writers + 1 });
+  const connection = await loadPgConnection(
+    resolvePgTarget({ value: DATABASE_URL, origin: "DATABASE_URL" }, {}),
+  );
+  const database = new Database({ connection, schema, max: config.writers + 1 });
   try {
-    await ensureSchema(database.sql, { url: DATABASE_URL, schema });
+    await ensureSchema(database.sql, { connection, schema });
     const masker = await Masker.create(new Secret(encoder.encode(SECRET), "bench"), "k1");
     const now = Date.now();
     const messages: ReceivedMessage[] = bodies.map((body, i) => ({

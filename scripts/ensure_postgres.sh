@@ -10,15 +10,51 @@ say() { echo "ensure-postgres: $*" >&2; }
 
 can_login() { psql "$url" -Atqc 'select 1' >/dev/null 2>&1; }
 
+# TLS for the sslmode tests: a test CA (its certificate in .tools/pg-tls/ca.crt)
+# signs a server certificate for the name localhost only, so that verify-full
+# to 127.0.0.1 fails on the name while verify-ca passes; ssl is turned on with
+# a reload. Plain connections keep working (pg_hba's "host" lines take both).
+# Only for a local cluster this script may administer.
+tls_dir=".tools/pg-tls"
+tls_san="DNS:localhost"
+ensure_tls() {
+  [ -f "$tls_dir/ca.crt" ] && [ "$(cat "$tls_dir/san" 2>/dev/null)" = "$tls_san" ] &&
+    [ "$(psql "$url" -Atqc 'show ssl' 2>/dev/null)" = on ] && return 0
+  local data
+  data=$(psql "$url" -Atqc 'show data_directory' 2>/dev/null) || return 0
+  [ -d "$data" ] || { say "ssl is off and the server's data directory is not on this machine; the TLS tests need ssl on"; return 0; }
+  say "turning on TLS with a test CA (certificate in $tls_dir/ca.crt)"
+  mkdir -p "$tls_dir"
+  local work
+  work=$(mktemp -d)
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=login-etl test CA" \
+    -keyout "$work/ca.key" -out "$tls_dir/ca.crt" 2>/dev/null
+  openssl req -new -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
+  printf 'subjectAltName=%s\n' "$tls_san" >"$work/ext"
+  openssl x509 -req -in "$work/server.csr" -CA "$tls_dir/ca.crt" -CAkey "$work/ca.key" \
+    -CAcreateserial -CAserial "$work/ca.srl" -days 3650 -extfile "$work/ext" -out "$work/server.crt" 2>/dev/null
+  as_root install -D -o postgres -g postgres -m 0600 "$work/server.key" "$data/login-etl-tls/server.key"
+  as_root install -D -o postgres -g postgres -m 0644 "$work/server.crt" "$data/login-etl-tls/server.crt"
+  rm -rf "$work"
+  printf '%s' "$tls_san" >"$tls_dir/san"
+  psql "$url" -qc "ALTER SYSTEM SET ssl_cert_file = '$data/login-etl-tls/server.crt'" \
+    -c "ALTER SYSTEM SET ssl_key_file = '$data/login-etl-tls/server.key'" \
+    -c "ALTER SYSTEM SET ssl = on" -c "SELECT pg_reload_conf()" >/dev/null
+  for _ in $(seq 1 20); do [ "$(psql "$url" -Atqc 'show ssl')" = on ] && return 0; sleep 0.25; done
+  say "ssl is still off after the reload; see the server log"
+}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else say "need root for: $*"; return 1; fi; }
+
 if command -v psql >/dev/null 2>&1 && can_login; then
+  ensure_tls
   exit 0
 fi
 if [ -n "${DATABASE_URL:-}" ]; then
   say "DATABASE_URL is set but cannot be reached; start that server or unset DATABASE_URL to use a local one"
   exit 1
 fi
-
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else say "need root for: $*"; return 1; fi; }
 
 if ! command -v pg_ctlcluster >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
@@ -51,3 +87,4 @@ if ! can_login; then
   as_root su postgres -c "psql -q -c \"ALTER ROLE postgres PASSWORD '${password}'\"" >/dev/null
 fi
 can_login || { say "Postgres runs but $url still refuses the login"; exit 1; }
+ensure_tls

@@ -6,7 +6,9 @@
  * @module
  */
 
+import { PG_ENV_NAMES, type PgTarget, resolvePgTarget } from "./db/connection.ts";
 import { ConfigError } from "./errors.ts";
+import type { SqsProtocol } from "./sqs/client.ts";
 
 /** The commands of the CLI. */
 export type CommandName =
@@ -96,10 +98,10 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "database-url",
     env: "DATABASE_URL",
     kind: "string",
-    default: "postgres://postgres:postgres@localhost:5432/postgres",
     commands: DB_USERS,
     value: "URL",
-    help: "Postgres connection URL (prefer the env var: flags show in process lists)",
+    help:
+      "Postgres URL, sslmode and sslrootcert as in libpq (default: the PG* variables as psql reads them, else postgres://postgres:postgres@localhost:5432/postgres)",
   },
   {
     flag: "schema",
@@ -114,10 +116,21 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "region",
     env: "AWS_REGION",
     kind: "string",
-    default: "us-east-1",
     commands: QUEUE_USERS,
     value: "REGION",
-    help: "AWS region used to sign requests",
+    help:
+      "AWS region to sign with (default: the AWS profile's, else the one in the queue URL, else us-east-1)",
+  },
+  {
+    flag: "sqs-protocol",
+    env: "LOGIN_ETL_SQS_PROTOCOL",
+    kind: "choice",
+    choices: ["auto", "json", "query"],
+    default: "auto",
+    commands: QUEUE_USERS,
+    value: "P",
+    help:
+      "SQS wire protocol: auto starts with JSON and switches once to Query (LocalStack < 3.0) if the endpoint asks",
   },
   {
     flag: "hmac-key-file",
@@ -502,9 +515,12 @@ export type KeySource =
 export interface Config {
   readonly command: CommandName;
   readonly queueUrl: string;
-  readonly databaseUrl: string;
+  /** Where Postgres is: URL, PG* variables or the default, with libpq's rules. */
+  readonly database: PgTarget;
   readonly schema: string;
-  readonly region: string;
+  /** `null`: the SDK's region chain, then the queue URL (`sqs/region.ts`). */
+  readonly region: string | null;
+  readonly sqsProtocol: SqsProtocol;
   readonly hmacKey: KeySource;
   readonly vaultKey: KeySource;
   readonly vaultKeyId: string;
@@ -711,19 +727,6 @@ function validateQueueUrl(url: string, source: Source): void {
   }
 }
 
-function validateDatabaseUrl(url: string, source: Source): void {
-  let parsed: URL | null = null;
-  try {
-    parsed = new URL(url);
-  } catch { /* reported below */ }
-  if (parsed === null || !/^postgres(ql)?:$/.test(parsed.protocol)) {
-    // Never echo the value: it may hold a password.
-    throw new ConfigError(
-      `Invalid ${source.name}: must be a URL like postgres://user:password@host:5432/database`,
-    );
-  }
-}
-
 /** A setting the table gives a default, so it is never absent. */
 function required<T>(flag: string, value: T | null): T {
   if (value === null) throw new TypeError(`--${flag} has no default in the settings table`);
@@ -772,7 +775,19 @@ const AWS_ENV_NAMES: readonly string[] = [
 export function envNames(): string[] {
   const names = new Set<string>();
   for (const spec of OPTIONS) if (spec.env !== undefined) names.add(spec.env);
-  for (const name of ["PII_HMAC_KEY", "PII_VAULT_KEY", ...AWS_ENV_NAMES]) names.add(name);
+  for (
+    const name of [
+      "PII_HMAC_KEY",
+      "PII_VAULT_KEY",
+      ...AWS_ENV_NAMES,
+      ...PG_ENV_NAMES,
+      // libpq's defaults: the password file and CA under HOME, the OS user name.
+      "HOME",
+      "USER",
+      "LOGNAME",
+      "USERNAME",
+    ]
+  ) names.add(name);
   return [...names];
 }
 
@@ -825,8 +840,15 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
   if (QUEUE_USERS.includes(command)) validateQueueUrl(queueUrl, queue.source);
 
   const db = lookup("database-url", flags, env);
-  const databaseUrl = String(db.raw);
-  if (command === "drain" || command === "run") validateDatabaseUrl(databaseUrl, db.source);
+  // Commands without a database ignore PG* settings, good or bad.
+  const database = DB_USERS.includes(command)
+    ? resolvePgTarget(
+      typeof db.raw === "string" && db.raw !== ""
+        ? { value: db.raw, origin: db.source.name }
+        : null,
+      env,
+    )
+    : resolvePgTarget(null, {});
   warnings.push(...secretFlagWarnings(flags));
 
   const schema = str("schema");
@@ -854,9 +876,10 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
   const config: Config = {
     command,
     queueUrl,
-    databaseUrl,
+    database,
     schema,
-    region: str("region"),
+    region: emptyToNull(readString("region", flags, env)),
+    sqsProtocol: readChoice("sqs-protocol", flags, env),
     hmacKey: Object.freeze(hmacKey),
     hmacKeyId,
     vaultKey: Object.freeze(

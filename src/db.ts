@@ -6,28 +6,40 @@
  */
 
 import postgres from "postgres";
-import { DatabaseError, KeyMismatchError, redactUrl } from "./errors.ts";
+import { describeTlsFailure, type PgConnection, postgresTls } from "./db/connection.ts";
+import { DatabaseError, KeyMismatchError } from "./errors.ts";
 
 /** A postgres.js client. */
 export type Sql = postgres.Sql;
 
 /** Options of a connection pool. */
 export interface ConnectOptions {
-  readonly url: string;
+  readonly connection: PgConnection;
   readonly schema: string;
   /** Pool size: concurrent transactions plus one for housekeeping. */
   readonly max: number;
 }
 
-/** Opens a pool whose sessions resolve unqualified names in `schema`. */
+/**
+ * Opens a pool whose sessions resolve unqualified names in `schema`. Every
+ * option is explicit, so postgres.js never falls back to PG* variables of
+ * its own (`connection.ts` applied them already, with libpq's rules).
+ */
 export function connect(options: ConnectOptions): Sql {
-  return postgres(options.url, {
+  const c = options.connection;
+  return postgres({
+    host: c.host,
+    port: c.port,
+    database: c.database,
+    user: c.user,
+    pass: c.password,
+    ssl: postgresTls(c.tls),
     max: options.max,
-    connect_timeout: 10,
+    connect_timeout: c.connectTimeoutSeconds,
     idle_timeout: 60,
     // Notices such as "relation already exists, skipping" are not ours to print.
     onnotice: () => {},
-    connection: { application_name: "login-etl", search_path: options.schema },
+    connection: { application_name: c.applicationName, search_path: options.schema },
   });
 }
 
@@ -241,6 +253,30 @@ export function describeDbError(error: unknown): string {
 }
 
 /**
+ * Opens one connection (a `SELECT 1`), so that an unreachable server, bad
+ * credentials or a certificate that fails verification is one clear line.
+ *
+ * @throws {DatabaseError} code `db_connect`
+ */
+export async function checkConnection(sql: Sql, connection: PgConnection): Promise<void> {
+  try {
+    await sql`SELECT 1`;
+  } catch (error) {
+    const tls = describeTlsFailure(error, connection);
+    throw new DatabaseError(
+      "db_connect",
+      `Cannot connect to Postgres at ${connection.display}: ${
+        tls ??
+          `${
+            describeDbError(error)
+          }; check DATABASE_URL (or the PG* variables) and that the server runs`
+      }`,
+      { cause: error, transient: tls === null && isTransientDbError(error) },
+    );
+  }
+}
+
+/**
  * Creates whichever of our tables are missing, under an advisory lock so
  * that consumers starting together do not race. Existing tables are left as
  * they are, and a role without CREATE works once an owner has created them.
@@ -249,20 +285,10 @@ export function describeDbError(error: unknown): string {
  */
 export async function ensureSchema(
   sql: Sql,
-  options: { readonly url: string; readonly schema: string },
+  options: { readonly connection: PgConnection; readonly schema: string },
 ): Promise<string[]> {
   const created: string[] = [];
-  try {
-    await sql`SELECT 1`;
-  } catch (error) {
-    throw new DatabaseError(
-      "db_connect",
-      `Cannot connect to Postgres at ${redactUrl(options.url)}: ${
-        describeDbError(error)
-      }; check DATABASE_URL and that the server runs`,
-      { cause: error },
-    );
-  }
+  await checkConnection(sql, options.connection);
   try {
     const missing = await sql<{ name: string }[]>`
       SELECT name FROM unnest(${TABLE_NAMES as string[]}::text[]) AS t(name)

@@ -8,6 +8,7 @@
  */
 
 import { DatabaseError, EtlError } from "./errors.ts";
+import type { PgConnection } from "./db/connection.ts";
 import type { Masker } from "./mask.ts";
 import type { VaultCipher } from "./pii/vault.ts";
 import { prepareItems } from "./prepare.ts";
@@ -68,7 +69,7 @@ export function localSink(masker: Masker, store: Store, options: SinkOptions): S
 
 /** What the worker needs to build its own sink. Holds the raw secret: never log it. */
 export interface WorkerInit {
-  readonly databaseUrl: string;
+  readonly connection: PgConnection;
   readonly schema: string;
   readonly poolMax: number;
   readonly writeTimeoutMs: number;

@@ -28,7 +28,11 @@ scope.onmessage = async (event: MessageEvent<WorkerRequest>) => {
   switch (request.type) {
     case "init": {
       const { init } = request;
-      database = new Database({ url: init.databaseUrl, schema: init.schema, max: init.poolMax });
+      database = new Database({
+        connection: init.connection,
+        schema: init.schema,
+        max: init.poolMax,
+      });
       const masker = await Masker.create(new Secret(init.secret, "worker"), init.keyId);
       const vault = init.vault === null ? undefined : await VaultCipher.create({
         current: init.vault.current,

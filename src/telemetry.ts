@@ -48,6 +48,10 @@ export type TelemetryEvent =
     readonly messages: number;
   }
   | { readonly type: "ShutdownRequested"; readonly signal: string }
+  /** `--sqs-protocol auto` met an endpoint that speaks Query only. */
+  | { readonly type: "SqsProtocolSwitched"; readonly protocol: "query"; readonly reason: string }
+  /** The endpoint sent a message without SentTimestamp; once per run. */
+  | { readonly type: "SentTimestampMissing"; readonly receivedAtMs: number }
   | { readonly type: "ProgressReported" }
   | {
     readonly type: "Noted";
@@ -224,6 +228,25 @@ export class Telemetry {
         log.log("info", event.type, "shutdown requested; finishing in-flight messages", {
           signal: event.signal,
         });
+        return;
+      case "SqsProtocolSwitched":
+        log.log(
+          "info",
+          event.type,
+          `SQS endpoint speaks the ${event.protocol} protocol only: using it`,
+          {
+            protocol: event.protocol,
+            reason: event.reason,
+          },
+        );
+        return;
+      case "SentTimestampMissing":
+        log.log(
+          "warn",
+          event.type,
+          "the queue sends no SentTimestamp: create_date is the date each message was received instead",
+          { date_used: new Date(event.receivedAtMs).toISOString().slice(0, 10) },
+        );
         return;
       case "ProgressReported": {
         const s = this.summary();

@@ -8,7 +8,8 @@
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { Config } from "../config.ts";
 import { Database, describeDbError, ensureSchema, pruneLedger, registerKey } from "../db.ts";
-import { ConfigError, DatabaseError, redactUrl } from "../errors.ts";
+import { loadPgConnection, type PgConnection } from "../db/connection.ts";
+import { ConfigError, DatabaseError } from "../errors.ts";
 import { stderrStatus } from "../log.ts";
 import { Masker } from "../mask.ts";
 import type { Metrics } from "../metrics.ts";
@@ -126,13 +127,21 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
   const vault = vaultKeys === null ? undefined : await VaultCipher.create(vaultKeys);
   const mode = config.command === "run" ? "run" : "drain";
   const waitSeconds = mode === "run" ? config.waitSeconds : config.idleSeconds;
-  const { client, endpoint } = createSqsClient({
+  const sqs = await createSqsClient({
     queueUrl: config.queueUrl,
     region: config.region,
+    protocol: config.sqsProtocol,
     awsEnv: config.awsEnv,
-    concurrency: config.concurrency,
     waitSeconds,
+    onProtocolSwitch: (reason) =>
+      telemetry.emit({ type: "SqsProtocolSwitched", protocol: "query", reason }),
   });
+  const { client, endpoint } = sqs;
+  // Read before any connection: certificates, the password file, the socket default.
+  const connection: PgConnection | null = config.dryRun ? null : await loadPgConnection(
+    config.database,
+    (message) => log.log("warn", "ConfigWarned", message),
+  );
   let database: Database | null = null;
   let sink: Sink | null = null;
   let startingSink: Promise<Sink> | null = null;
@@ -185,8 +194,9 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
       sink = localSink(masker, dryRunStore(io.writeStdout), prepare);
     } else {
       // In-thread writes share this pool; with worker threads it only does housekeeping.
+      if (connection === null) throw new TypeError("no Postgres connection outside a dry run");
       database = new Database({
-        url: config.databaseUrl,
+        connection,
         schema: config.schema,
         max: io.poolMax ?? (threads === 0 ? config.writers + 1 : 1),
       });
@@ -195,7 +205,7 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
       // Worker threads load their modules while this thread sets up the tables.
       if (threads > 0 && secret !== null) {
         startingSink = workerSinks(threads, {
-          databaseUrl: config.databaseUrl,
+          connection,
           schema: config.schema,
           poolMax: Math.ceil(config.writers / threads),
           writeTimeoutMs,
@@ -210,7 +220,7 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
         // Awaited below; until then a start-up failure must not surface as an unhandled rejection.
         startingSink.catch(() => {});
       }
-      const created = await ensureSchema(sql, { url: config.databaseUrl, schema: config.schema });
+      const created = await ensureSchema(sql, { connection, schema: config.schema });
       if (created.length > 0) {
         log.log("info", "TablesCreated", "created missing tables", {
           tables: created,
@@ -256,7 +266,10 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
         queue_url: config.queueUrl,
         endpoint: endpoint.endpoint ?? "aws",
         endpoint_source: endpoint.source,
-        database: config.dryRun ? "none (dry run)" : redactUrl(config.databaseUrl),
+        sqs_protocol: config.sqsProtocol === "auto" ? `${sqs.protocol()} (auto)` : sqs.protocol(),
+        region: sqs.region.region,
+        region_source: sqs.region.source,
+        database: connection === null ? "none (dry run)" : connection.display,
         key_id: masker.keyId,
         vault: vault === undefined ? "off" : `on, key ${vault.currentKeyId}`,
         concurrency: config.concurrency,
@@ -307,7 +320,10 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
         columns: terminalColumns,
       });
     }
-    await runPipeline({ queue: sqsQueue(client, config.queueUrl), sink, telemetry }, {
+    const queue = sqsQueue(client, config.queueUrl, {
+      onUndated: (now) => telemetry.emit({ type: "SentTimestampMissing", receivedAtMs: now }),
+    });
+    await runPipeline({ queue, sink, telemetry }, {
       mode,
       batchSize: config.batchSize,
       concurrency: config.concurrency,

@@ -7,6 +7,7 @@
 
 import type { Config } from "../config.ts";
 import { connect } from "../db.ts";
+import { loadPgConnection, type PgTarget, resolvePgTarget } from "../db/connection.ts";
 import { generateSecret, Masker } from "../mask.ts";
 import { loadSampleBodies } from "../seed/sample.ts";
 import type { Summary, Telemetry } from "../telemetry.ts";
@@ -54,7 +55,10 @@ export async function demo(
     const local: Config = {
       ...config,
       queueUrl,
-      databaseUrl: pg.url,
+      database: resolvePgTarget(
+        { value: `${pg.url}?sslmode=disable`, origin: "embedded PGlite" },
+        {},
+      ),
       schema: "public",
       dryRun: false,
     };
@@ -86,14 +90,14 @@ export async function demo(
       } s: received ${drained.received}, inserted ${drained.inserted}, ` +
         `duplicates ${drained.duplicates}, rejected ${drained.rejected}, deleted ${drained.deleted}.`,
     );
-    return { seeded, drained, ...(await report(pg.url, print)) };
+    return { seeded, drained, ...(await report(local.database, print)) };
   } finally {
     await Promise.all([sqs.stop(), pg.stop()]);
   }
 }
 
-async function report(url: string, print: (line: string) => void) {
-  const sql = connect({ url, schema: "public", max: 1 });
+async function report(database: PgTarget, print: (line: string) => void) {
+  const sql = connect({ connection: await loadPgConnection(database), schema: "public", max: 1 });
   try {
     const rows = await sql<Record<string, unknown>[]>`
       SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date::text

@@ -8,6 +8,7 @@
 
 import type { Config } from "../config.ts";
 import { Database, ensureSchema, registerKey } from "../db.ts";
+import { loadPgConnection } from "../db/connection.ts";
 import { ConfigError, EtlError, UsageError, whyUnreadable } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { Masker } from "../mask.ts";
@@ -79,7 +80,11 @@ export async function piiCommand(config: Config, io: PiiIo): Promise<void> {
     logger: io.logger,
     stop: io.stop,
   });
-  const database = new Database({ url: config.databaseUrl, schema: config.schema, max: 2 });
+  const connection = await loadPgConnection(
+    config.database,
+    (message) => io.logger.log("warn", "ConfigWarned", message),
+  );
+  const database = new Database({ connection, schema: config.schema, max: 2 });
   try {
     const sql = database.sql;
     switch (config.command) {
@@ -155,7 +160,7 @@ export async function piiCommand(config: Config, io: PiiIo): Promise<void> {
         if (config.reason === null) {
           throw new UsageError("rekey needs --reason TEXT (it is kept in the audit trail)");
         }
-        await ensureSchema(sql, { url: config.databaseUrl, schema: config.schema });
+        await ensureSchema(sql, { connection, schema: config.schema });
         const target = await Masker.create(secret, config.to);
         const verify = new Map<string, Masker>();
         for (const [id, key] of keys.keys) {

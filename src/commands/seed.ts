@@ -33,12 +33,22 @@ export async function seed(
 ): Promise<SeedSummary> {
   const started = performance.now();
   const seedValue = pickSeed(config.seed);
-  const { client } = createSqsClient({
+  const { client } = await createSqsClient({
     queueUrl: config.queueUrl,
     region: config.region,
+    protocol: config.sqsProtocol,
     awsEnv: config.awsEnv,
-    concurrency: config.concurrency,
     waitSeconds: 0,
+    onProtocolSwitch: (reason) =>
+      logger.log(
+        "info",
+        "SqsProtocolSwitched",
+        "SQS endpoint speaks the query protocol only: using it",
+        {
+          protocol: "query",
+          reason,
+        },
+      ),
   });
   try {
     await ensureQueue(client, config.queueUrl);

@@ -8,7 +8,7 @@
 
 import { chunk, SQS_MAX_BATCH } from "../batch.ts";
 import type { AckResult, ReceivedMessage } from "../types.ts";
-import { describeAwsError } from "./receive.ts";
+import { describeAwsError } from "./_errors.ts";
 
 /** One batch entry: its position in the chunk is its id. */
 export interface Entry {

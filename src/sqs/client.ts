@@ -6,7 +6,17 @@
  */
 
 import { SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
+import { AwsQueryProtocol } from "@aws-sdk/core/protocols";
+import { protocolMismatch } from "./_errors.ts";
 import { FetchRequestHandler } from "./fetch_handler.ts";
+import { type ResolvedRegion, resolveRegion } from "./region.ts";
+
+/**
+ * The SQS wire protocol: `json` (what the SDK sends, and AWS and LocalStack
+ * 3+ speak), `query` (the older form LocalStack < 3.0 speaks only), or `auto`:
+ * JSON until an answer shows the endpoint wants Query, then Query for good.
+ */
+export type SqsProtocol = "auto" | "json" | "query";
 
 /** Environment variables the SDK reads for credentials; any one means "use the SDK's chain". */
 const CREDENTIAL_VARS = [
@@ -23,15 +33,25 @@ export function isAwsHost(hostname: string): boolean {
 }
 
 /**
- * `localhost` and `*.localhost` are loopback by RFC 6761; emulators hand out
- * queue URLs such as `http://sqs.us-east-1.localhost:4566/…` that ordinary DNS
- * does not resolve, so we dial 127.0.0.1 instead.
+ * True for names that mean this machine: `localhost` and `*.localhost` (RFC
+ * 6761), and LocalStack's `localhost.localstack.cloud` with its subdomains,
+ * whose public DNS record is 127.0.0.1.
+ */
+function isLoopbackName(hostname: string): boolean {
+  return hostname === "localhost" || hostname.endsWith(".localhost") ||
+    hostname === "localhost.localstack.cloud" || hostname.endsWith(".localhost.localstack.cloud");
+}
+
+/**
+ * The origin to dial for a URL. Emulators hand out queue URLs such as
+ * `http://sqs.us-east-1.localhost.localstack.cloud:4566/…` that need DNS
+ * (or none at all, for `*.localhost`), so loopback names dial 127.0.0.1.
+ * Inside a container network, name the emulator's service host instead, or
+ * set AWS_ENDPOINT_URL.
  */
 export function loopbackForLocalhost(url: string): string {
   const parsed = new URL(url);
-  if (parsed.hostname === "localhost" || parsed.hostname.endsWith(".localhost")) {
-    parsed.hostname = "127.0.0.1";
-  }
+  if (isLoopbackName(parsed.hostname)) parsed.hostname = "127.0.0.1";
   return parsed.origin;
 }
 
@@ -68,29 +88,62 @@ export function resolveSqsEndpoint(
 /** What the client needs from configuration. */
 export interface SqsClientOptions {
   readonly queueUrl: string;
-  readonly region: string;
+  /** `null`: resolve it (`sqs/region.ts`). */
+  readonly region: string | null;
+  readonly protocol: SqsProtocol;
   readonly awsEnv: Readonly<Record<string, string>>;
-  /** Parallel calls to expect, to size the connection pool. */
-  readonly concurrency: number;
   /** Longest long poll, to set the request timeout above it. */
   readonly waitSeconds: number;
   /** Check each received body against its MD5OfBody (default off). */
   readonly verifyMd5?: boolean;
+  /** Told once, when `auto` switches to Query, with the answer that showed why. */
+  readonly onProtocolSwitch?: (reason: string) => void;
+  /** The SDK's region chain; tests replace it. */
+  readonly regionChain?: () => Promise<string | null>;
+}
+
+/** The client and what was decided in making it, for the start log line. */
+export interface SqsConnection {
+  readonly client: SQSClient;
+  readonly endpoint: SqsEndpoint;
+  readonly region: ResolvedRegion;
+  /** The protocol in use now: `auto` may switch from json to query once. */
+  protocol(): "json" | "query";
+}
+
+/**
+ * The SDK's own Query protocol for SQS (its 2012-11-05 API), as the SDK
+ * builds it for services that speak only Query.
+ */
+function queryProtocol(): AwsQueryProtocol {
+  return new AwsQueryProtocol({
+    defaultNamespace: "com.amazonaws.sqs",
+    xmlNamespace: "http://queue.amazonaws.com/doc/2012-11-05/",
+    version: "2012-11-05",
+  });
 }
 
 /**
  * Creates the SQS client. Against a non-AWS endpoint with no credentials in
  * the environment, it signs with the dummy pair `test`/`test` that LocalStack
  * and other emulators accept, so a queue URL alone is enough locally.
+ *
+ * With `auto`, a middleware at the start of every call catches an answer that
+ * shows a protocol mismatch, switches the client's protocol to Query once and
+ * repeats the call. A JSON endpoint pays one try/catch per call, nothing more.
  */
-export function createSqsClient(
-  options: SqsClientOptions,
-): { client: SQSClient; endpoint: SqsEndpoint } {
+export async function createSqsClient(options: SqsClientOptions): Promise<SqsConnection> {
   const endpoint = resolveSqsEndpoint(options.queueUrl, options.awsEnv);
+  const region = await resolveRegion(options.region, options.queueUrl, options.regionChain);
   const hasCredentials = CREDENTIAL_VARS.some((name) => options.awsEnv[name] !== undefined);
+  let current: "json" | "query" = options.protocol === "query" ? "query" : "json";
   const client = new SQSClient({
-    region: options.region,
+    region: region.region,
     ...(endpoint.endpoint === undefined ? {} : { endpoint: endpoint.endpoint }),
+    ...(current === "query" ? { protocol: queryProtocol() } : {}),
+    // The endpoint is decided above; never let a QueueUrl on another host
+    // redirect calls (the SDK would also warn on the console for each).
+    useQueueUrlAsEndpoint: false,
     // Never for an AWS host, even one given by AWS_ENDPOINT_URL (a VPC or
     // FIPS endpoint): there the SDK's own chain (instance role, ~/.aws) applies.
     ...(endpoint.source !== "aws" &&
@@ -110,5 +163,30 @@ export function createSqsClient(
       requestTimeoutMs: (options.waitSeconds + 10) * 1000,
     }) as unknown as NonNullable<SQSClientConfig["requestHandler"]>,
   });
-  return { client, endpoint };
+  if (options.protocol === "auto") {
+    const switchToQuery = (reason: string): void => {
+      if (current === "query") return; // another call in flight switched first
+      current = "query";
+      // The schema serde middleware reads config.protocol on every call.
+      const protocol = queryProtocol();
+      protocol.setSerdeContext(client.config as Parameters<AwsQueryProtocol["setSerdeContext"]>[0]);
+      (client.config as { protocol: unknown }).protocol = protocol;
+      options.onProtocolSwitch?.(reason);
+    };
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        const sentAs = current;
+        try {
+          return await next(args);
+        } catch (error) {
+          const why = sentAs === "json" ? protocolMismatch(error) : null;
+          if (why === null) throw error;
+          switchToQuery(why); // once; a no-op for calls sent before another switched
+          return await next(args);
+        }
+      },
+      { step: "initialize", name: "loginEtlSqsProtocolFallback" },
+    );
+  }
+  return { client, endpoint, region, protocol: () => current };
 }

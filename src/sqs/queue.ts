@@ -15,7 +15,8 @@ import {
 import { SqsError } from "../errors.ts";
 import type { Queue } from "../types.ts";
 import { deleteMessages } from "./ack.ts";
-import { describeAwsError, receiveMessages } from "./receive.ts";
+import { describeAwsError } from "./_errors.ts";
+import { receiveMessages } from "./receive.ts";
 import { extendVisibility } from "./visibility.ts";
 
 /** The queue name: the last path segment of its URL. */
@@ -24,10 +25,27 @@ export function queueNameOf(queueUrl: string): string {
   return segments[segments.length - 1] ?? "";
 }
 
-/** The `Queue` of the pipeline over one SQS queue. */
-export function sqsQueue(client: SQSClient, queueUrl: string): Queue {
+/**
+ * The `Queue` of the pipeline over one SQS queue.
+ *
+ * @param options.onUndated called once, the first time the endpoint sends a
+ *   message without SentTimestamp (such messages are dated by their receipt)
+ */
+export function sqsQueue(
+  client: SQSClient,
+  queueUrl: string,
+  options: { readonly onUndated?: (receivedAtMs: number) => void } = {},
+): Queue {
+  let warned = false;
   return {
-    receive: (options) => receiveMessages(client, queueUrl, options),
+    receive: async (receive) => {
+      const { messages, undated } = await receiveMessages(client, queueUrl, receive);
+      if (undated > 0 && !warned) {
+        warned = true;
+        options.onUndated?.(Date.now());
+      }
+      return messages;
+    },
     delete: (messages) => deleteMessages(client, queueUrl, messages),
     extend: (messages, seconds) => extendVisibility(client, queueUrl, messages, seconds),
   };

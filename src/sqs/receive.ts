@@ -5,9 +5,15 @@
  * @module
  */
 
-import { type Message, ReceiveMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import {
+  type Message,
+  type QueueAttributeName,
+  ReceiveMessageCommand,
+  type SQSClient,
+} from "@aws-sdk/client-sqs";
 import { SqsError } from "../errors.ts";
 import type { ReceivedMessage } from "../types.ts";
+import { describeAwsError, isTransientAwsError } from "./_errors.ts";
 
 /** Options of one receive call. */
 export interface ReceiveOptions {
@@ -18,17 +24,34 @@ export interface ReceiveOptions {
   readonly signal?: AbortSignal;
 }
 
-function toReceived(message: Message, receivedAtMs: number): ReceivedMessage | null {
+/** One receive's messages, and how many came without a SentTimestamp. */
+export interface Received {
+  readonly messages: ReceivedMessage[];
+  /** Messages dated by their receipt instead (the endpoint sent no SentTimestamp). */
+  readonly undated: number;
+}
+
+/** The system attributes the pipeline needs: the date of a login, and the poison count. */
+const ATTRIBUTES = ["SentTimestamp", "ApproximateReceiveCount"] as const;
+
+function toReceived(
+  message: Message,
+  receivedAtMs: number,
+): { message: ReceivedMessage; dated: boolean } | null {
   if (message.MessageId === undefined || message.ReceiptHandle === undefined) return null;
   const sent = Number(message.Attributes?.SentTimestamp);
   const count = Number(message.Attributes?.ApproximateReceiveCount);
+  const dated = Number.isFinite(sent) && sent > 0;
   return {
-    id: message.MessageId,
-    receiptHandle: message.ReceiptHandle,
-    body: message.Body ?? "",
-    // Every SQS implementation sets SentTimestamp; fall back to now rather than drop.
-    sentAtMs: Number.isFinite(sent) && sent > 0 ? sent : receivedAtMs,
-    receiveCount: Number.isFinite(count) && count > 0 ? count : 1,
+    message: {
+      id: message.MessageId,
+      receiptHandle: message.ReceiptHandle,
+      body: message.Body ?? "",
+      // Fall back to the receipt time rather than drop the login (the caller says so once).
+      sentAtMs: dated ? sent : receivedAtMs,
+      receiveCount: Number.isFinite(count) && count > 0 ? count : 1,
+    },
+    dated,
   };
 }
 
@@ -39,7 +62,7 @@ function isAbort(error: unknown, signal: AbortSignal | undefined): boolean {
 }
 
 /**
- * Receives up to `max` messages. An aborted poll resolves to `[]`.
+ * Receives up to `max` messages. An aborted poll resolves to none.
  *
  * @throws {SqsError} code `sqs_receive` when the call fails after the SDK's retries
  */
@@ -47,7 +70,7 @@ export async function receiveMessages(
   client: SQSClient,
   queueUrl: string,
   options: ReceiveOptions,
-): Promise<ReceivedMessage[]> {
+): Promise<Received> {
   let output;
   try {
     output = await client.send(
@@ -55,48 +78,28 @@ export async function receiveMessages(
         QueueUrl: queueUrl,
         MaxNumberOfMessages: options.max,
         WaitTimeSeconds: options.waitSeconds,
-        MessageSystemAttributeNames: ["SentTimestamp", "ApproximateReceiveCount"],
+        MessageSystemAttributeNames: [...ATTRIBUTES],
+        // The older name too: endpoints before 2024 (LocalStack < 3, ElasticMQ)
+        // know only AttributeNames, where SQS took these same system names.
+        AttributeNames: [...ATTRIBUTES] as unknown as QueueAttributeName[],
       }),
       options.signal === undefined ? {} : { abortSignal: options.signal },
     );
   } catch (error) {
-    if (isAbort(error, options.signal)) return [];
+    if (isAbort(error, options.signal)) return { messages: [], undated: 0 };
     throw new SqsError("sqs_receive", `ReceiveMessage failed: ${describeAwsError(error)}`, {
       cause: error,
       transient: isTransientAwsError(error),
     });
   }
   const now = Date.now();
-  const received: ReceivedMessage[] = [];
+  const messages: ReceivedMessage[] = [];
+  let undated = 0;
   for (const message of output.Messages ?? []) {
     const item = toReceived(message, now);
-    if (item !== null) received.push(item);
+    if (item === null) continue;
+    messages.push(item.message);
+    if (!item.dated) undated++;
   }
-  return received;
-}
-
-/** Short text of an AWS SDK error: its name or code and message, no request details. */
-export function describeAwsError(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as { Code?: string }).Code ?? error.name;
-    const message = error.message.split("\n")[0] ?? "";
-    return message !== "" && message !== code ? `${code}: ${message}` : code;
-  }
-  return String(error);
-}
-
-const THROTTLING =
-  /Throttl|RequestLimitExceeded|TooManyRequests|SlowDown|ServiceUnavailable|InternalError|RequestTimeout/;
-
-/**
- * True when retrying later may succeed: throttling, a server fault, or no
- * complete answer at all (connection refused or reset, timeout, a truncated
- * response). False for client faults such as a missing queue or denied
- * access, which a retry would only repeat.
- */
-export function isTransientAwsError(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const meta = error as { $fault?: string; $retryable?: unknown };
-  if (meta.$retryable !== undefined || THROTTLING.test(error.name)) return true;
-  return meta.$fault !== "client";
+  return { messages, undated };
 }

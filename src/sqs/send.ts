@@ -8,7 +8,7 @@
 import { SendMessageBatchCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { SQS_MAX_BATCH } from "../batch.ts";
 import { SqsError } from "../errors.ts";
-import { describeAwsError } from "./receive.ts";
+import { describeAwsError } from "./_errors.ts";
 
 /**
  * Sends every body, `concurrency` batch calls at a time, pulling bodies from

@@ -125,7 +125,7 @@ Deno.test("unreachable services exit 1 with one line naming what failed, and no 
     assertOneLineError(
       result,
       1,
-      /Cannot connect to Postgres at postgres:\/\/etl:\*\*\*@127\.0\.0\.1:1\/db/,
+      /Cannot connect to Postgres at postgres:\/\/etl@127\.0\.0\.1:1\/db \(sslmode=prefer, from DATABASE_URL\)/,
     );
     assert.ok(!result.stderr.includes("s3cret-pw"));
   });

@@ -5,12 +5,18 @@ import { SQSClient } from "@aws-sdk/client-sqs";
 import { startFauxqs } from "fauxqs";
 import postgres from "postgres";
 import { type CommandName, type Config, type FlagValues, resolveConfig } from "../../src/config.ts";
+import { loadPgConnection, type PgConnection, resolvePgTarget } from "../../src/db/connection.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { Telemetry } from "../../src/telemetry.ts";
 
 /** The Postgres the tests use; `make test` makes sure it answers. */
 export const DATABASE_URL = Deno.env.get("DATABASE_URL") ??
   "postgres://postgres:postgres@localhost:5432/postgres";
+
+/** The test database as a connection, read as the CLI would read DATABASE_URL. */
+export function testConnection(): Promise<PgConnection> {
+  return loadPgConnection(resolvePgTarget({ value: DATABASE_URL, origin: "DATABASE_URL" }, {}));
+}
 
 /** HMAC secret of the tests (not a real one). */
 export const TEST_SECRET = "login-etl integration test secret, 32+ bytes";

@@ -27,6 +27,7 @@ import {
   startSqs,
   TEST_SECRET,
   testConfig,
+  testConnection,
 } from "../helpers/services.ts";
 
 const neverStop = new AbortController().signal;
@@ -165,16 +166,17 @@ Deno.test("a redelivered MessageId after a crash between commit and delete gives
 
   // First pass commits every row but "crashes" before deleting: the queue's
   // delete is skipped, as when the process dies between commit and delete.
-  const { client } = createSqsClient({
+  const { client } = await createSqsClient({
     queueUrl,
     region: "us-east-1",
+    protocol: "json",
     awsEnv: {},
-    concurrency: 2,
     waitSeconds: 1,
   });
-  const database = new Database({ url: DATABASE_URL, schema: db.schema, max: 2 });
+  const connection = await testConnection();
+  const database = new Database({ connection, schema: db.schema, max: 2 });
   try {
-    await ensureSchema(database.sql, { url: DATABASE_URL, schema: db.schema });
+    await ensureSchema(database.sql, { connection, schema: db.schema });
     await registerKey(database.sql, masker.keyId, masker.fingerprint);
     const real = sqsQueue(client, queueUrl);
     const crashBeforeDelete = {
@@ -346,8 +348,9 @@ Deno.test("nothing is deleted before commit: a backend killed mid-batch is retri
   );
   // Create the tables first, then hold a lock that blocks inserts into
   // user_logins, so the consumer's transaction stops mid-batch.
-  const setup = connect({ url: DATABASE_URL, schema: db.schema, max: 1 });
-  await ensureSchema(setup, { url: DATABASE_URL, schema: db.schema });
+  const connection = await testConnection();
+  const setup = connect({ connection, schema: db.schema, max: 1 });
+  await ensureSchema(setup, { connection, schema: db.schema });
   await setup.end();
   const blocker = await db.sql.reserve();
   await blocker`BEGIN`;

@@ -1,0 +1,90 @@
+/**
+ * What an AWS SDK error means for us: a short description without request
+ * details, whether a retry may succeed, and whether the endpoint speaks
+ * another wire protocol than the one we used.
+ *
+ * @module
+ */
+
+/** The SDK's error metadata we read. */
+interface AwsErrorShape {
+  readonly Code?: string;
+  readonly $fault?: string;
+  readonly $retryable?: unknown;
+  readonly $metadata?: { readonly httpStatusCode?: number };
+  /** Hidden field the SDK sets on deserialization errors. */
+  readonly $response?: {
+    readonly statusCode?: number;
+    readonly headers?: Readonly<Record<string, string>>;
+    readonly body?: unknown;
+  };
+}
+
+/** LocalStack < 3.0's answer to a JSON-protocol request (it speaks only Query). */
+const QUERY_ONLY_ANSWER = /Operation detection failed|Missing Action in request/;
+
+function bodyText(body: unknown): string {
+  if (typeof body === "string") return body.slice(0, 2000);
+  if (body instanceof Uint8Array) return new TextDecoder().decode(body.subarray(0, 2000));
+  return "";
+}
+
+/**
+ * Why an error shows the endpoint does not speak the JSON protocol we sent:
+ * HTTP 415, LocalStack's "Operation detection failed" answer, or an XML or
+ * HTML body where JSON was expected. `null` for every other error (bad
+ * credentials, a missing queue, throttling, a network failure), which keep
+ * their own meaning.
+ */
+export function protocolMismatch(error: unknown): string | null {
+  if (!(error instanceof Error)) return null;
+  const shape = error as AwsErrorShape;
+  const status = shape.$metadata?.httpStatusCode ?? shape.$response?.statusCode;
+  const text = `${error.message} ${bodyText(shape.$response?.body)}`;
+  if (QUERY_ONLY_ANSWER.test(text)) {
+    return `HTTP ${
+      status ?? "error"
+    }: "Operation detection failed. Missing Action", the answer of a Query-only endpoint`;
+  }
+  if (status === 415) return "HTTP 415: the endpoint does not accept JSON requests";
+  const type = Object.entries(shape.$response?.headers ?? {})
+    .find(([name]) => name.toLowerCase() === "content-type")?.[1] ?? "";
+  const markup = /xml|html/i.test(type) || /Unexpected token '<'/.test(error.message);
+  // Only a failed JSON parse: an XML error the SDK could read is a real answer.
+  if (markup && (error.name === "SyntaxError" || /not valid JSON/.test(error.message))) {
+    return `HTTP ${status ?? "?"} with ${
+      /html/i.test(type) ? "an HTML" : "an XML"
+    } body where JSON was expected`;
+  }
+  return null;
+}
+
+/** Short text of an AWS SDK error: its name or code and message, no request details. */
+export function describeAwsError(error: unknown): string {
+  const mismatch = protocolMismatch(error);
+  if (mismatch !== null) {
+    return `${mismatch}; the endpoint speaks the SQS Query protocol only: use --sqs-protocol query (or auto)`;
+  }
+  if (error instanceof Error) {
+    const code = (error as AwsErrorShape).Code ?? error.name;
+    const message = error.message.split("\n")[0] ?? "";
+    return message !== "" && message !== code ? `${code}: ${message}` : code;
+  }
+  return String(error);
+}
+
+const THROTTLING =
+  /Throttl|RequestLimitExceeded|TooManyRequests|SlowDown|ServiceUnavailable|InternalError|RequestTimeout/;
+
+/**
+ * True when retrying later may succeed: throttling, a server fault, or no
+ * complete answer at all (connection refused or reset, timeout, a truncated
+ * response). False for client faults such as a missing queue or denied
+ * access, and for a protocol mismatch, which a retry would only repeat.
+ */
+export function isTransientAwsError(error: unknown): boolean {
+  if (!(error instanceof Error) || protocolMismatch(error) !== null) return false;
+  const meta = error as AwsErrorShape;
+  if (meta.$retryable !== undefined || THROTTLING.test(error.name)) return true;
+  return meta.$fault !== "client";
+}
