@@ -6,7 +6,12 @@
  */
 
 import postgres from "postgres";
-import { describeTlsFailure, type PgConnection, postgresTls } from "./db/connection.ts";
+import {
+  describeTlsFailure,
+  explainRefusedTls,
+  type PgConnection,
+  postgresTls,
+} from "./db/connection.ts";
 import { DatabaseError, KeyMismatchError } from "./errors.ts";
 
 /** A postgres.js client. */
@@ -33,7 +38,7 @@ export function connect(options: ConnectOptions): Sql {
     database: c.database,
     user: c.user,
     pass: c.password,
-    ssl: postgresTls(c.tls),
+    ssl: postgresTls(c),
     max: options.max,
     connect_timeout: c.connectTimeoutSeconds,
     idle_timeout: 60,
@@ -262,7 +267,7 @@ export async function checkConnection(sql: Sql, connection: PgConnection): Promi
   try {
     await sql`SELECT 1`;
   } catch (error) {
-    const tls = describeTlsFailure(error, connection);
+    const tls = describeTlsFailure(error, connection) ?? await explainRefusedTls(connection);
     throw new DatabaseError(
       "db_connect",
       `Cannot connect to Postgres at ${connection.display}: ${

@@ -17,6 +17,7 @@
  */
 
 import { createReadStream } from "node:fs";
+import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import { getPassword } from "pgpass/lib/helper.js";
 import { ConfigError, whyUnreadable } from "../errors.ts";
 
@@ -433,15 +434,60 @@ export function describeTlsFailure(error: unknown, connection: PgConnection): st
     return `the certificate of ${at} is not valid now (${code})`;
   }
   if (/before secure TLS connection was established/.test(error.message)) {
-    return `${at} does not accept TLS (is ssl off on the server?) and sslmode=${connection.sslmode} requires it; turn ssl on there, or use sslmode=prefer`;
+    return refusedTls(connection);
   }
   return null;
 }
 
-/** The postgres.js TLS option for `tls`. */
-export function postgresTls(tls: PgTls): false | "prefer" | Record<string, unknown> {
+function refusedTls(connection: PgConnection): string {
+  return `${connection.host}:${connection.port} does not accept TLS (ssl is off on the server) and sslmode=${connection.sslmode} requires it; turn ssl on there, or use sslmode=prefer`;
+}
+
+/** Postgres' SSLRequest: length 8, then the code 1234.5679 (80877103). */
+const SSL_REQUEST = new Uint8Array([0, 0, 0, 8, 4, 210, 22, 47]);
+
+/**
+ * After a failed connection that required TLS: asks the server whether it
+ * accepts TLS at all, as libpq's first step does, and says so when it does
+ * not. postgres.js sends TLS anyway and only times out, so without this the
+ * user would see "CONNECT_TIMEOUT". `null` when the answer is yes or unknown.
+ */
+export async function explainRefusedTls(connection: PgConnection): Promise<string | null> {
+  if (typeof connection.tls !== "object" || connection.host.startsWith("/")) return null;
+  let conn: Deno.TcpConn | null = null;
+  const timer = setTimeout(() => conn?.close(), 3000);
+  try {
+    conn = await Deno.connect({ hostname: connection.host, port: connection.port });
+    await conn.write(SSL_REQUEST);
+    const answer = new Uint8Array(1);
+    const read = await conn.read(answer);
+    return read === 1 && answer[0] === 0x4e /* N */ ? refusedTls(connection) : null;
+  } catch {
+    return null;
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn?.close();
+    } catch { /* closed by the timer */ }
+  }
+}
+
+/**
+ * The postgres.js TLS option for a connection. The host name is checked
+ * here, against the host we dial: postgres.js sends no server name for an IP
+ * address, and the TLS layer then checks the certificate against "localhost",
+ * so verify-full to 127.0.0.1 would accept a certificate made for localhost.
+ */
+export function postgresTls(
+  connection: Pick<PgConnection, "tls" | "host">,
+): false | "prefer" | Record<string, unknown> {
+  const { tls, host } = connection;
   if (tls === false || tls === "prefer") return tls;
   const { verifyHostname, ...options } = tls;
-  // verify-ca: Node checks the host name unless told not to.
-  return verifyHostname ? options : { ...options, checkServerIdentity: () => undefined };
+  return {
+    ...options,
+    checkServerIdentity: verifyHostname
+      ? (_name: string, cert: PeerCertificate) => checkServerIdentity(host, cert)
+      : () => undefined, // verify-ca: the chain only
+  };
 }

@@ -14,16 +14,31 @@ export function permissionFlags(): string[] {
   return match[1].split(" ");
 }
 
+let cachedDenoDir: string | undefined;
+/**
+ * This Deno's cache directory, so a child with another HOME still finds the
+ * npm packages already downloaded instead of fetching them again.
+ */
+export function denoDir(): string {
+  if (cachedDenoDir === undefined) {
+    const output = new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json"],
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    cachedDenoDir = JSON.parse(new TextDecoder().decode(output.stdout)).denoDir as string;
+  }
+  return cachedDenoDir;
+}
+
 /** The environment a CLI child starts from: only what Deno itself needs. */
-function baseEnv(): Record<string, string> {
-  const env: Record<string, string> = {
+export function baseEnv(): Record<string, string> {
+  return {
     PATH: Deno.env.get("PATH") ?? "",
     HOME: Deno.env.get("HOME") ?? "/tmp",
     NO_COLOR: "1",
+    DENO_DIR: denoDir(),
   };
-  const denoDir = Deno.env.get("DENO_DIR");
-  if (denoDir !== undefined) env["DENO_DIR"] = denoDir;
-  return env;
 }
 
 /** Result of one CLI run. */
