@@ -6,7 +6,9 @@
 //   3. login-etl drain end to end, as its own process, rows checked after;
 //   4. the Postgres ingest ceiling of the write path for the same rows;
 //   5. drain's peak RSS and its time from start to first receive;
-//   6. (BENCH_MEMORY=1) peak RSS draining 200,000 against 20,000 messages.
+//   6. (BENCH_MEMORY=1) peak RSS draining 200,000 against 20,000 messages;
+//   7. drain with --sqs-protocol auto against json in interleaved rounds: what
+//      protocol detection costs a JSON endpoint.
 // The SQS endpoint (fauxqs) runs as a separate process. Prints a table and
 // one JSON line, and writes bench/results/latest.json.
 
@@ -122,7 +124,11 @@ interface DrainResult {
 }
 
 /** Runs `login-etl drain` as its own process and watches it. */
-async function drain(queueUrl: string, schema: string): Promise<DrainResult> {
+async function drain(
+  queueUrl: string,
+  schema: string,
+  env: Record<string, string> = {},
+): Promise<DrainResult> {
   const spawnedAt = Date.now();
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -139,6 +145,7 @@ async function drain(queueUrl: string, schema: string): Promise<DrainResult> {
       DATABASE_URL,
       LOGIN_ETL_SCHEMA: schema,
       LOGIN_ETL_LOG_FORMAT: "json",
+      ...env,
     },
     stdout: "piped",
     stderr: "piped",
@@ -286,6 +293,32 @@ try {
   const startupMs = startups[1] ?? NaN;
   say(`  start to receive    ${startupMs} ms (median of 3)`);
 
+  // auto against json, interleaved so that machine noise falls on both alike.
+  const rates: Record<"auto" | "json", number[]> = { auto: [], json: [] };
+  for (let round = 0; round < 3; round++) {
+    for (
+      const protocol of round % 2 === 0 ? ["json", "auto"] as const : ["auto", "json"] as const
+    ) {
+      rates[protocol].push(
+        await withSchema(async (schema) => {
+          const url = await freshQueue(endpoint, `proto-${protocol}`);
+          await load(endpoint, url, bodies.slice(0, Math.min(N, 20_000)));
+          const result = await drain(url, schema, { LOGIN_ETL_SQS_PROTOCOL: protocol });
+          return result.summary.msgs_per_s ?? 0;
+        }),
+      );
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+  const autoToJson = Math.round((median(rates.auto) / median(rates.json)) * 100) / 100;
+  say(
+    `  auto vs json        ${fmt(median(rates.auto))} vs ${
+      fmt(median(rates.json))
+    } msg/s (ratio ${autoToJson}; rounds ${rates.auto.map(fmt).join("/")} vs ${
+      rates.json.map(fmt).join("/")
+    })`,
+  );
+
   let memory: Record<string, number> | undefined;
   if (Deno.env.get("BENCH_MEMORY") === "1") {
     const peaks: Record<string, number> = {};
@@ -324,6 +357,9 @@ try {
     postgres_ingest_rows_per_s: Math.round(ingest),
     peak_rss_mb: drained.peakRssMb,
     startup_ms: startupMs,
+    protocol_auto_msgs_per_s: rates.auto,
+    protocol_json_msgs_per_s: rates.json,
+    ratio_auto_to_json: autoToJson,
     ...(memory ?? {}),
   };
   say("");
@@ -343,6 +379,7 @@ try {
   say(`| Postgres ingest of the write path | ${fmt(ingest)} rows/s |`);
   say(`| drain peak RSS | ${drained.peakRssMb} MB |`);
   say(`| start to first receive | ${startupMs} ms |`);
+  say(`| drain with --sqs-protocol auto / json (same run) | ${autoToJson} |`);
   const line = JSON.stringify(result);
   // deno-lint-ignore no-console
   console.log(line);

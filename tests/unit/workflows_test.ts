@@ -300,6 +300,28 @@ Deno.test("scheduled-drain.yml passes secrets to the drain as environment variab
   assert.match(runOf(drain), /\.\/login-etl drain --summary-json > summary\.json/);
 });
 
+Deno.test("scheduled-drain.yml reaches Postgres with verify-full by default, trusting PG_CA_BUNDLE or the system roots", async () => {
+  const wf = workflow("scheduled-drain.yml");
+  const drain = steps(wf, "drain").find((s) => /\.\/login-etl drain\b/.test(runOf(s)));
+  assert.match(String(at(drain, "env", "PGSSLMODE")), /vars\.PGSSLMODE \|\| 'verify-full'/);
+  const script = runOf(stepNamed(wf, "drain", "Trust the database's CA"));
+  const dir = Deno.makeTempDirSync();
+  try {
+    const env = `${dir}/github_env`;
+    const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+    const withBundle = await runStep(script, dir, { PG_CA_BUNDLE: pem, GITHUB_ENV: env });
+    assert.equal(withBundle.code, 0, withBundle.stderr);
+    assert.equal(Deno.readTextFileSync(`${dir}/pg-ca.pem`), `${pem}\n`);
+    assert.match(Deno.readTextFileSync(env), /^PGSSLROOTCERT=.*\/pg-ca\.pem$/m);
+    Deno.writeTextFileSync(env, "");
+    const without = await runStep(script, dir, { PG_CA_BUNDLE: "", GITHUB_ENV: env });
+    assert.equal(without.code, 0, without.stderr);
+    assert.equal(Deno.readTextFileSync(env).trim(), "PGSSLROOTCERT=system");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("scheduled-drain.yml never overlaps itself and has a time limit", () => {
   const wf = workflow("scheduled-drain.yml");
   assert.equal(typeof at(wf, "concurrency", "group"), "string");
