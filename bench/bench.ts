@@ -295,7 +295,7 @@ try {
 
   // auto against json, interleaved so that machine noise falls on both alike.
   const rates: Record<"auto" | "json", number[]> = { auto: [], json: [] };
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < 5; round++) {
     for (
       const protocol of round % 2 === 0 ? ["json", "auto"] as const : ["auto", "json"] as const
     ) {

@@ -149,8 +149,6 @@ Deno.test("sslmode keeps libpq's meanings against the local server with TLS on",
 
 Deno.test({
   name: "sslmode=require against a server without TLS says so in one line",
-  // PGlite keeps a timer of its own after close; the server itself is closed.
-  sanitizeOps: false,
   async fn() {
     const pg = await startEmbeddedPostgres();
     try {
@@ -206,4 +204,48 @@ Deno.test("a password file supplies a missing password, and one others can read 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("drain with verify-full: the main thread and the sink worker both connect over verified TLS", async () => {
+  const { consume } = await import("../../src/commands/consume.ts");
+  const { capturingTelemetry, freshSchema, testConfig, uniqueName } = await import(
+    "../helpers/services.ts"
+  );
+  const { startEndpoint } = await import("../helpers/sqs_endpoints.ts");
+  const { generateBodies } = await import("../../src/seed/generate.ts");
+  await using sqs = await startEndpoint("fauxqs");
+  await using db = await freshSchema();
+  const queueUrl = await sqs.createQueue();
+  await sqs.send(queueUrl, [...generateBodies(3000, { badRatio: 0, seed: 3 })]);
+  const app = uniqueName("tls");
+  const url = urlWith("localhost", {
+    sslmode: "verify-full",
+    sslrootcert: TEST_CA,
+    application_name: app,
+  });
+  const seen = new Map<number, boolean>();
+  let watching = true;
+  const watcher = (async () => {
+    while (watching) {
+      const rows = await db.sql<{ pid: number; ssl: boolean }[]>`
+        SELECT a.pid, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+        WHERE a.application_name = ${app}`;
+      for (const row of rows) seen.set(row.pid, row.ssl);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  })();
+  const { telemetry } = capturingTelemetry();
+  try {
+    const summary = await consume(
+      testConfig("drain", { "queue-url": queueUrl, "database-url": url, schema: db.schema }),
+      { telemetry, stop: new AbortController().signal, writeStdout: () => {} },
+    );
+    assert.equal(summary.inserted, 3000);
+  } finally {
+    watching = false;
+    await watcher;
+  }
+  // One housekeeping connection in this thread, the writers' in the worker.
+  assert.ok(seen.size >= 2, `connections seen: ${seen.size}`);
+  assert.ok([...seen.values()].every((ssl) => ssl), "every connection uses TLS");
 });
