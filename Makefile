@@ -52,8 +52,9 @@ postgres: ## Start (or install) the local Postgres the tests use
 fmt: deno ## Format the code
 	$(DENO) fmt
 
-docs: deno ## Rewrite the README's flag table from src/config.ts
+docs: deno ## Rewrite the README's flag table and sql/schema.sql from the code
 	$(DENO) run --allow-read=. --allow-write=README.md scripts/flags_table.ts
+	$(DENO) run --allow-read=. --allow-write=sql/schema.sql scripts/schema_sql.ts
 	$(DENO) fmt README.md
 
 check: deno ## fmt --check, lint and type-check

@@ -14,7 +14,8 @@
 
 import postgres from "postgres";
 import { resolveConfig, Secret } from "../src/config.ts";
-import { Database, ensureSchema } from "../src/db.ts";
+import { Database } from "../src/db.ts";
+import { ensureSchema } from "../src/db/schema.ts";
 import { loadPgConnection, resolvePgTarget } from "../src/db/connection.ts";
 import { Masker } from "../src/mask.ts";
 import { prepareItems } from "../src/prepare.ts";

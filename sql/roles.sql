@@ -4,6 +4,12 @@
 -- The three roles are groups (NOLOGIN): grant them to login users, e.g.
 --   CREATE ROLE etl_service LOGIN PASSWORD '…' IN ROLE login_etl_consumer;
 --   CREATE ROLE alice LOGIN PASSWORD '…' IN ROLE pii_recoverer;
+--
+-- Neither the consumer nor the recoverer has any privilege on the vault or the
+-- audit trail. They reach them only through SECURITY DEFINER functions owned by
+-- login_etl_owner, which audit in the same transaction under session_user (the
+-- login role, whatever SET ROLE says): the consumer adds vault entries and
+-- learns nothing back; the recoverer recovers and erases, always audited.
 
 DO $$
 BEGIN
@@ -22,39 +28,45 @@ BEGIN
 END
 $$;
 
--- The owner owns the tables: migrations, `rekey` and `rekey-vault` run as it.
+-- The owner owns the tables and the functions: migrations, `rekey` and
+-- `rekey-vault` run as it, and the functions run with its rights.
 ALTER TABLE user_logins OWNER TO login_etl_owner;
 ALTER TABLE login_etl_ledger OWNER TO login_etl_owner;
 ALTER TABLE login_etl_rejects OWNER TO login_etl_owner;
 ALTER TABLE login_etl_keys OWNER TO login_etl_owner;
 ALTER TABLE login_etl_vault OWNER TO login_etl_owner;
 ALTER TABLE login_etl_audit OWNER TO login_etl_owner;
-ALTER TABLE login_etl_forgotten OWNER TO login_etl_owner;
+ALTER FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], text[]) OWNER TO login_etl_owner;
+ALTER FUNCTION login_etl_recover(text[], text, text) OWNER TO login_etl_owner;
+ALTER FUNCTION login_etl_forget(text[], text, text) OWNER TO login_etl_owner;
+ALTER FUNCTION login_etl_audit_note(text, text[], text, text, text, text) OWNER TO login_etl_owner;
+ALTER FUNCTION login_etl_audit_list(bigint, integer) OWNER TO login_etl_owner;
 
--- The consumer writes what its runs produce, and reads only what its writes
--- need: ids it inserted (RETURNING), key fingerprints, and the ledger for
--- pruning. It may add vault entries but never read them.
-REVOKE ALL ON user_logins, login_etl_ledger, login_etl_rejects, login_etl_keys, login_etl_vault, login_etl_audit,
-  login_etl_forgotten FROM login_etl_consumer, pii_recoverer;
+-- Nothing for anyone by default: functions are executable by PUBLIC unless revoked.
+REVOKE ALL ON user_logins, login_etl_ledger, login_etl_rejects, login_etl_keys, login_etl_vault,
+  login_etl_audit FROM PUBLIC, login_etl_consumer, pii_recoverer;
+REVOKE ALL ON SEQUENCE login_etl_audit_id_seq FROM PUBLIC, login_etl_consumer, pii_recoverer;
+REVOKE ALL ON FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], text[]),
+  login_etl_recover(text[], text, text), login_etl_forget(text[], text, text),
+  login_etl_audit_note(text, text[], text, text, text, text), login_etl_audit_list(bigint, integer)
+  FROM PUBLIC, login_etl_consumer, pii_recoverer;
+
+-- The consumer writes what its runs produce and reads only what its writes
+-- need: the ledger (redeliveries, pruning), the reasons it inserted
+-- (RETURNING), reject ages (retention), key fingerprints.
 GRANT INSERT ON user_logins TO login_etl_consumer;
 GRANT SELECT, INSERT, DELETE ON login_etl_ledger TO login_etl_consumer;
-GRANT INSERT ON login_etl_rejects TO login_etl_consumer;
-GRANT SELECT (reason) ON login_etl_rejects TO login_etl_consumer;
+GRANT INSERT, DELETE ON login_etl_rejects TO login_etl_consumer;
+GRANT SELECT (message_id, reason, rejected_at) ON login_etl_rejects TO login_etl_consumer;
 GRANT SELECT, INSERT ON login_etl_keys TO login_etl_consumer;
-GRANT INSERT ON login_etl_vault TO login_etl_consumer;
+GRANT EXECUTE ON FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], text[])
+  TO login_etl_consumer;
 
--- Erased values are never vaulted again: the consumer checks the tombstones.
-GRANT SELECT ON login_etl_forgotten TO login_etl_consumer;
+-- The recoverer recovers, erases and reads the trail, each through a function.
+GRANT EXECUTE ON FUNCTION login_etl_recover(text[], text, text), login_etl_forget(text[], text, text),
+  login_etl_audit_list(bigint, integer) TO pii_recoverer;
 
--- Only the recoverer reads the vault; it may also erase entries (forget).
-GRANT SELECT, DELETE ON login_etl_vault TO pii_recoverer;
-GRANT SELECT, INSERT ON login_etl_forgotten TO pii_recoverer;
-
--- The audit trail is append-only: anyone who may attempt a recovery may add a
--- row (a refused attempt is audited under the refused role), only the
--- recoverer may read it, and nobody but the owner may change it. Only the
--- caller's columns are insertable: id, at and db_user are the database's.
-GRANT SELECT ON login_etl_audit TO pii_recoverer;
-GRANT INSERT (actor, action, masked_value, reason, outcome, detail) ON login_etl_audit
+-- A refused attempt is audited under the refused login, by either role; this
+-- function records only denied or failed attempts, so it cannot forge a release.
+GRANT EXECUTE ON FUNCTION login_etl_audit_note(text, text[], text, text, text, text)
   TO login_etl_consumer, pii_recoverer;
-GRANT USAGE ON SEQUENCE login_etl_audit_id_seq TO login_etl_consumer, pii_recoverer;

@@ -136,17 +136,17 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "hmac-key-file",
     env: "PII_HMAC_KEY_FILE",
     kind: "string",
-    commands: ["drain", "run", "rekey"],
+    commands: ["drain", "run", "rekey", "recover"],
     value: "PATH",
     help:
-      "File whose contents (minus one trailing newline) are the HMAC secret; or set PII_HMAC_KEY",
+      "File whose contents (minus one trailing newline) are the HMAC secret or key set; or set PII_HMAC_KEY",
   },
   {
     flag: "hmac-key-id",
     env: "PII_HMAC_KEY_ID",
     kind: "string",
     default: "k1",
-    commands: [...CONSUMERS, "rekey"],
+    commands: [...CONSUMERS, "rekey", "recover"],
     value: "ID",
     help: "Id of the HMAC key, prefixed to every mask (letters, digits, _ and -; up to 16)",
   },
@@ -183,6 +183,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     commands: ["recover", "forget"],
     value: "PATH",
     help: "Masked values, one a line (a data-subject request), instead of --masked",
+  },
+  {
+    flag: "replay-audit",
+    env: "LOGIN_ETL_REPLAY_AUDIT",
+    kind: "string",
+    commands: ["forget"],
+    value: "PATH",
+    help:
+      "Erase again every mask erased in this audit export (recover --audit output), e.g. after a restore",
   },
   {
     flag: "reason",
@@ -387,6 +396,17 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "Keep MessageIds this long (SQS keeps a message at most 14 days)",
   },
   {
+    flag: "reject-retention-days",
+    env: "LOGIN_ETL_REJECT_RETENTION_DAYS",
+    kind: "integer",
+    default: "30",
+    min: 1,
+    max: 3650,
+    commands: ["drain", "run"],
+    value: "DAYS",
+    help: "Keep rejected messages (login_etl_rejects) this long",
+  },
+  {
     flag: "dry-run",
     env: "LOGIN_ETL_DRY_RUN",
     kind: "boolean",
@@ -527,6 +547,8 @@ export interface Config {
   /** recover/forget: the masks to act on (from --masked or --from-file, read later). */
   readonly masked: string | null;
   readonly fromFile: string | null;
+  /** forget: an audit export whose erasures to apply again. */
+  readonly replayAudit: string | null;
   readonly reason: string | null;
   readonly actor: string | null;
   readonly audit: boolean;
@@ -549,6 +571,7 @@ export interface Config {
   readonly idleSeconds: number;
   readonly waitSeconds: number;
   readonly ledgerRetentionDays: number;
+  readonly rejectRetentionDays: number;
   readonly dryRun: boolean;
   readonly summaryJson: boolean;
   readonly count: number;
@@ -742,10 +765,11 @@ export const KEY_ID_PATTERN = /^[A-Za-z0-9_-]{1,16}$/;
 
 function checkKeyId(flag: string, value: string, flags: FlagValues, env: EnvRecord): string {
   if (!KEY_ID_PATTERN.test(value)) {
-    throw invalid(
-      lookup(flag, flags, env).source,
-      value,
-      "must be 1 to 16 letters, digits, _ or -",
+    // Not echoed: a secret pasted where an id belongs must not reach a log.
+    throw new ConfigError(
+      `Invalid ${
+        lookup(flag, flags, env).source.name
+      } (${value.length} characters): must be 1 to 16 letters, digits, _ or -; is a secret in the id's place?`,
     );
   }
   return value;
@@ -897,6 +921,7 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
     ),
     masked: emptyToNull(readString("masked", flags, env)),
     fromFile: emptyToNull(readString("from-file", flags, env)),
+    replayAudit: emptyToNull(readString("replay-audit", flags, env)),
     reason: emptyToNull(readString("reason", flags, env)?.trim() ?? null),
     actor: emptyToNull(readString("actor", flags, env)),
     audit: readBoolean("audit", flags, env),
@@ -917,6 +942,7 @@ export function resolveConfig(command: CommandName, flags: FlagValues, env: EnvR
     idleSeconds: int("idle-seconds"),
     waitSeconds: int("wait-seconds"),
     ledgerRetentionDays: int("ledger-retention-days"),
+    rejectRetentionDays: int("reject-retention-days"),
     dryRun,
     summaryJson: readBoolean("summary-json", flags, env),
     count,

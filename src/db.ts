@@ -108,111 +108,6 @@ export function byteaHex(bytes: Uint8Array): string {
   return `\\x${bytes.toHex()}`;
 }
 
-/** The exact DDL of the target table; the exercise's image already has it. */
-export const USER_LOGINS_DDL = `CREATE TABLE IF NOT EXISTS user_logins(
-    user_id             varchar(128),
-    device_type         varchar(32),
-    masked_ip           varchar(256),
-    masked_device_id    varchar(256),
-    locale              varchar(32),
-    app_version         integer,
-    create_date         date
-)`;
-
-/** login-etl's own tables, in creation order. */
-const OWN_TABLES: readonly { readonly name: string; readonly ddl: readonly string[] }[] = [
-  { name: "user_logins", ddl: [USER_LOGINS_DDL] },
-  {
-    // One row per MessageId ever committed: the same transaction writes it and
-    // the message's row, so a redelivery finds it and writes nothing.
-    name: "login_etl_ledger",
-    ddl: [
-      `CREATE TABLE IF NOT EXISTS login_etl_ledger (
-        message_id   text PRIMARY KEY,
-        committed_at timestamptz NOT NULL DEFAULT now()
-      )`,
-      // committed_at grows with insertion order, so a BRIN index serves the
-      // prune at a fraction of a btree's cost per insert.
-      `CREATE INDEX IF NOT EXISTS login_etl_ledger_committed_at
-        ON login_etl_ledger USING brin (committed_at)`,
-    ],
-  },
-  {
-    name: "login_etl_rejects",
-    ddl: [
-      `CREATE TABLE IF NOT EXISTS login_etl_rejects (
-        message_id  text PRIMARY KEY,
-        reason      text NOT NULL,
-        detail      text NOT NULL,
-        masked_body text,
-        body_bytes  integer NOT NULL,
-        body_hmac   text NOT NULL,
-        sent_at     timestamptz NOT NULL,
-        rejected_at timestamptz NOT NULL DEFAULT now()
-      )`,
-    ],
-  },
-  {
-    name: "login_etl_keys",
-    ddl: [
-      `CREATE TABLE IF NOT EXISTS login_etl_keys (
-        key_id       text PRIMARY KEY,
-        fingerprint  text NOT NULL,
-        first_used   timestamptz NOT NULL DEFAULT now()
-      )`,
-    ],
-  },
-  {
-    // Raw ip/device_id values, encrypted, for authorised recovery; written
-    // only when a vault key is configured. Keyed by mask, insert-once.
-    name: "login_etl_vault",
-    ddl: [
-      `CREATE TABLE IF NOT EXISTS login_etl_vault (
-        masked_value text PRIMARY KEY,
-        field        text NOT NULL CHECK (field IN ('ip', 'device_id')),
-        ciphertext   bytea NOT NULL,
-        iv           bytea NOT NULL,
-        key_id       text NOT NULL,
-        first_seen   timestamptz NOT NULL DEFAULT now()
-      )`,
-    ],
-  },
-  {
-    // Masks whose vault entry was erased (forget): never vaulted again, so a
-    // later login with the same value cannot make the erased rows recoverable.
-    name: "login_etl_forgotten",
-    ddl: [
-      `CREATE TABLE IF NOT EXISTS login_etl_forgotten (
-        masked_value text PRIMARY KEY,
-        forgotten_at timestamptz NOT NULL DEFAULT now()
-      )`,
-    ],
-  },
-  {
-    // Every recovery, erasure and re-keying, allowed or not; append-only by grant.
-    name: "login_etl_audit",
-    ddl: [
-      `CREATE TABLE IF NOT EXISTS login_etl_audit (
-        id           bigserial PRIMARY KEY,
-        at           timestamptz NOT NULL DEFAULT now(),
-        actor        text NOT NULL,
-        db_user      text NOT NULL DEFAULT current_user,
-        action       text NOT NULL,
-        masked_value text,
-        reason       text,
-        outcome      text NOT NULL,
-        detail       text
-      )`,
-    ],
-  },
-];
-
-/** Every DDL statement, in order; `sql/schema.sql` holds the same for DBAs. */
-export const SCHEMA_STATEMENTS: readonly string[] = OWN_TABLES.flatMap((t) => t.ddl);
-
-/** Names of the tables `ensureSchema` manages. */
-export const TABLE_NAMES: readonly string[] = OWN_TABLES.map((t) => t.name);
-
 const PG_CONNECTION_CODES = new Set([
   "ECONNREFUSED",
   "ECONNRESET",
@@ -282,52 +177,6 @@ export async function checkConnection(sql: Sql, connection: PgConnection): Promi
 }
 
 /**
- * Creates whichever of our tables are missing, under an advisory lock so
- * that consumers starting together do not race. Existing tables are left as
- * they are, and a role without CREATE works once an owner has created them.
- *
- * @throws {DatabaseError} code `db_connect` or `db_schema`
- */
-export async function ensureSchema(
-  sql: Sql,
-  options: { readonly connection: PgConnection; readonly schema: string },
-): Promise<string[]> {
-  const created: string[] = [];
-  await checkConnection(sql, options.connection);
-  try {
-    const missing = await sql<{ name: string }[]>`
-      SELECT name FROM unnest(${TABLE_NAMES as string[]}::text[]) AS t(name)
-      WHERE to_regclass(quote_ident(${options.schema}) || '.' || quote_ident(name)) IS NULL`;
-    if (missing.length === 0) return created;
-    await sql.begin(async (tx) => {
-      // Same lock key in every consumer: "login-etl schema".
-      await tx`SELECT pg_advisory_xact_lock(hashtext('login-etl schema'))`;
-      if (options.schema !== "public") {
-        await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS "${options.schema}"`);
-      }
-      // Another consumer may have created them while we waited for the lock.
-      const stillMissing = await tx<{ name: string }[]>`
-        SELECT name FROM unnest(${missing.map((m) => m.name)}::text[]) AS t(name)
-        WHERE to_regclass(quote_ident(${options.schema}) || '.' || quote_ident(name)) IS NULL`;
-      for (const table of OWN_TABLES) {
-        if (!stillMissing.some((m) => m.name === table.name)) continue;
-        for (const statement of table.ddl) await tx.unsafe(statement);
-        created.push(table.name);
-      }
-    });
-    return created;
-  } catch (error) {
-    throw new DatabaseError(
-      "db_schema",
-      `Cannot create tables in schema ${options.schema}: ${
-        describeDbError(error)
-      }; run once as a role that may create tables, or create them with sql/schema.sql`,
-      { cause: error },
-    );
-  }
-}
-
-/**
  * Records the key id with its fingerprint on first use, and refuses a key id
  * recorded with another fingerprint: masks under a different secret would
  * silently stop matching earlier ones.
@@ -359,14 +208,23 @@ export async function registerKey(
   return "known";
 }
 
-/** Deletes ledger entries older than `days`, in slices so no lock is held long. */
-export async function pruneLedger(sql: Sql, days: number): Promise<number> {
+/** What `prune` deletes: ledger entries (redelivery protection) or rejects, by age. */
+export type PruneTarget = "ledger" | "rejects";
+
+const PRUNED: Readonly<Record<PruneTarget, { table: string; column: string }>> = {
+  ledger: { table: "login_etl_ledger", column: "committed_at" },
+  rejects: { table: "login_etl_rejects", column: "rejected_at" },
+};
+
+/** Deletes rows of `target` older than `days`, in slices so no lock is held long. */
+export async function prune(sql: Sql, target: PruneTarget, days: number): Promise<number> {
+  const { table, column } = PRUNED[target];
   let total = 0;
   for (;;) {
     const result = await sql`
-      DELETE FROM login_etl_ledger WHERE ctid IN (
-        SELECT ctid FROM login_etl_ledger
-        WHERE committed_at < now() - make_interval(days => ${days})
+      DELETE FROM ${sql(table)} WHERE ctid IN (
+        SELECT ctid FROM ${sql(table)}
+        WHERE ${sql(column)} < now() - make_interval(days => ${days})
         LIMIT 10000)`;
     total += result.count;
     if (result.count < 10000) return total;

@@ -1,13 +1,15 @@
 /**
- * One batch through the pure stages: validate each body, mask its PII in one
- * concurrent pass, and build the row or reject to write.
+ * One batch through the stages before the write: validate each body, mask
+ * its values in one concurrent pass of Web Crypto signs, and build the row or
+ * reject to write.
  *
  * @module
  */
 
 import type { Masker } from "./mask.ts";
 import type { VaultCipher } from "./pii/vault.ts";
-import { findPiiValues, piiKey, type PiiValue, toRejectRow, toRow } from "./to_row.ts";
+import { maskKey, type MaskRequest, masksWanted, redactBody } from "./redact.ts";
+import { toRejectRow, toRow } from "./to_row.ts";
 import type { Masked, ReceivedMessage, VaultRow, WriteItem } from "./types.ts";
 import { utf8Length, validateBody, type Verdict } from "./validate.ts";
 
@@ -54,27 +56,31 @@ export interface PrepareOptions {
  * Turns distinct deliveries into write items. Every message yields exactly one
  * item: a row when valid, a reject with its reason otherwise.
  */
-export function prepareItems(
+export async function prepareItems(
   messages: readonly ReceivedMessage[],
   masker: Masker,
   options: PrepareOptions,
-): WriteItem[] {
+): Promise<WriteItem[]> {
   const verdicts: Verdict[] = messages.map((m) => verdictOf(m, options));
 
   // Collect every value to mask, once each: repeated ips and device ids in a
   // batch cost one HMAC.
-  const wanted = new Map<string, PiiValue>();
-  const want = (value: PiiValue) => wanted.set(piiKey(value), value);
+  const wanted = new Map<string, MaskRequest>();
+  const want = (request: MaskRequest) => wanted.set(maskKey(request), request);
   verdicts.forEach((verdict) => {
     if (verdict.ok) {
       want({ field: "ip", text: verdict.event.ip });
       want({ field: "device_id", text: verdict.event.device_id });
     } else {
-      findPiiValues(verdict.parsed).forEach(want);
+      masksWanted(verdict.parsed).forEach(want);
     }
   });
-  const maskOf = new Map<string, Masked>();
-  for (const [key, value] of wanted) maskOf.set(key, masker.mask(value.field, value.text));
+  const keys = [...wanted.keys()];
+  const masks = await masker.maskAll([...wanted.values()]);
+  const maskOf = new Map<string, Masked>(keys.map((key, i) => [key, masks[i] as Masked]));
+  const bodyHmacs = await Promise.all(
+    messages.map((m, i) => verdicts[i]?.ok === true ? null : masker.mask("body", m.body)),
+  );
 
   // Each distinct value is encrypted once per batch; the first row holding it carries the entry.
   const vaulted = new Set<string>();
@@ -90,8 +96,8 @@ export function prepareItems(
     if (verdict.ok) {
       const { ip, device_id: deviceId } = verdict.event;
       const row = toRow(verdict.event, message.sentAtMs, {
-        ip: maskOf.get(piiKey({ field: "ip", text: ip })) as Masked,
-        deviceId: maskOf.get(piiKey({ field: "device_id", text: deviceId })) as Masked,
+        ip: maskOf.get(maskKey({ field: "ip", text: ip })) as Masked,
+        deviceId: maskOf.get(maskKey({ field: "device_id", text: deviceId })) as Masked,
       });
       if (options.vault === undefined) return { kind: "row", id: message.id, row };
       const vault = [
@@ -100,11 +106,12 @@ export function prepareItems(
       ];
       return { kind: "row", id: message.id, row, vault };
     }
-    const reject = toRejectRow(verdict.problem, verdict.parsed, {
+    const reject = toRejectRow(verdict.problem, {
       bodyBytes: utf8Length(message.body),
-      bodyHmac: masker.mask("body", message.body),
+      bodyHmac: bodyHmacs[i] as Masked,
       sentAtMs: message.sentAtMs,
-    }, maskOf);
+      maskedBody: redactBody(verdict.parsed, (r) => maskOf.get(maskKey(r)) ?? "[masked]"),
+    });
     return { kind: "reject", id: message.id, reject };
   });
 }

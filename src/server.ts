@@ -9,10 +9,20 @@
 
 import { ConfigError } from "./errors.ts";
 
-/** The answer of a readiness probe. */
+/** The state of one check in a `/readyz` answer. */
+export type CheckState = "ok" | "failed" | "timeout";
+
+/**
+ * The answer of a readiness probe. `checks` is all the HTTP answer shows;
+ * `reason` (error text, which can name hosts and users) goes to the log only.
+ */
 export type Readiness =
-  | { readonly ready: true }
-  | { readonly ready: false; readonly reason: string };
+  | { readonly ready: true; readonly checks?: Readonly<Record<string, CheckState>> }
+  | {
+    readonly ready: false;
+    readonly reason: string;
+    readonly checks?: Readonly<Record<string, CheckState>>;
+  };
 
 /** Asks whether the consumer can do its work now. */
 export type Probe = () => Promise<Readiness>;
@@ -31,12 +41,14 @@ export interface ServerDeps {
   readonly metrics: { expose(): Promise<string>; readonly contentType: string };
   /** The readiness probe, usually `cachedProbe(readinessProbe(...))`. */
   readonly ready: Probe;
+  /** Told why, each time `/readyz` answers 503: for the log, never the HTTP body. */
+  readonly onUnready?: (reason: string) => void;
 }
 
 const JSON_TYPE = "application/json; charset=utf-8";
 const TEXT_TYPE = "text/plain; charset=utf-8";
 
-function jsonLine(status: number, body: Record<string, string>): Response {
+function jsonLine(status: number, body: Record<string, unknown>): Response {
   return new Response(JSON.stringify(body) + "\n", {
     status,
     headers: { "content-type": JSON_TYPE, "cache-control": "no-store" },
@@ -79,9 +91,12 @@ async function route(path: string, deps: ServerDeps): Promise<Response> {
         ready: false,
         reason: `probe failed: ${error instanceof Error ? error.message : String(error)}`,
       }));
-      return readiness.ready
-        ? jsonLine(200, { status: "ready" })
-        : jsonLine(503, { status: "unavailable", reason: oneLine(readiness.reason) });
+      if (readiness.ready) {
+        return jsonLine(200, { status: "ready", checks: readiness.checks ?? {} });
+      }
+      deps.onUnready?.(oneLine(readiness.reason));
+      // Names and states only: error text can name hosts, users and paths.
+      return jsonLine(503, { status: "unavailable", checks: readiness.checks ?? {} });
     }
     default:
       return new Response(await deps.metrics.expose(), {
@@ -91,7 +106,7 @@ async function route(path: string, deps: ServerDeps): Promise<Response> {
   }
 }
 
-/** Reasons go in a one-line JSON body: no newlines, at most 300 characters. */
+/** Reasons go in one log line: no newlines, at most 300 characters. */
 function oneLine(text: string): string {
   const flat = text.replace(/\s+/g, " ").trim();
   return flat.length > 300 ? `${flat.slice(0, 299)}…` : flat;
@@ -99,7 +114,8 @@ function oneLine(text: string): string {
 
 /**
  * A probe that runs every check at once, each within `timeoutMs`, and is
- * ready only when all answer. The reason names the first failing check.
+ * ready only when all answer. `checks` gives each one's state; the reason
+ * (for the log) names the first failing check and why.
  * A check still running from an earlier probe is awaited, not started again,
  * so a hung dependency does not pile up calls.
  */
@@ -117,32 +133,37 @@ export function readinessProbe(
     return pending;
   };
   return async () => {
-    if (options.stopping?.() === true) return { ready: false, reason: "shutting down" };
-    const results = await Promise.all(checks.map(async (c): Promise<string | null> => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<string>((resolve) => {
-        timer = setTimeout(
-          () => resolve(`${c.name}: no answer within ${options.timeoutMs} ms`),
-          options.timeoutMs,
-        );
-      });
-      try {
-        return await Promise.race([
-          attempt(c).then(
-            () => null,
-            (error: unknown) =>
-              `${c.name}: ${error instanceof Error ? error.message : String(error)}`,
-          ),
-          timeout,
-        ]);
-      } finally {
-        clearTimeout(timer);
-      }
-    }));
-    const failed = results.find((r) => r !== null);
+    if (options.stopping?.() === true) return { ready: false, reason: "shutting down", checks: {} };
+    const results = await Promise.all(
+      checks.map(async (c): Promise<[CheckState, string | null]> => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const timeout = new Promise<[CheckState, string]>((resolve) => {
+          timer = setTimeout(
+            () => resolve(["timeout", `${c.name}: no answer within ${options.timeoutMs} ms`]),
+            options.timeoutMs,
+          );
+        });
+        try {
+          return await Promise.race([
+            attempt(c).then(
+              (): [CheckState, null] => ["ok", null],
+              (error: unknown): [CheckState, string] => [
+                "failed",
+                `${c.name}: ${error instanceof Error ? error.message : String(error)}`,
+              ],
+            ),
+            timeout,
+          ]);
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
+    const states = Object.fromEntries(checks.map((c, i) => [c.name, results[i]?.[0] ?? "failed"]));
+    const failed = results.find(([, why]) => why !== null)?.[1];
     return failed === undefined || failed === null
-      ? { ready: true }
-      : { ready: false, reason: failed };
+      ? { ready: true, checks: states }
+      : { ready: false, reason: failed, checks: states };
   };
 }
 

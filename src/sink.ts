@@ -53,7 +53,7 @@ export function localSink(masker: Masker, store: Store, options: SinkOptions): S
   };
   return {
     async write(messages) {
-      const items = prepareItems(messages, masker, prepare);
+      const items = await prepareItems(messages, masker, prepare);
       const outcome = await store.write(items);
       if (vault !== undefined && outcome.committed) {
         if (known.size > KNOWN_VAULTED_LIMIT) known.clear();

@@ -180,6 +180,24 @@ function writeStatement(sql: Sql, c: Columns) {
   const r = c.rows;
   const j = c.rejects;
   const v = c.vault;
+  // Only with entries to vault, so a consumer without the vault needs no
+  // EXECUTE on the function. The function is our only way into the vault
+  // (no privilege on the table itself); the outer SELECT reads the CTE so it
+  // runs. Entries of redelivered messages are dropped by the join on fresh.
+  const vaulted = v.ids.length === 0 ? sql`` : sql`, vaulted AS (
+          SELECT login_etl_vault_put(
+            array_agg(e.masked_value ORDER BY e.masked_value), array_agg(e.field ORDER BY e.masked_value),
+            array_agg(e.ciphertext ORDER BY e.masked_value), array_agg(e.iv ORDER BY e.masked_value),
+            array_agg(e.key_id ORDER BY e.masked_value))
+          FROM unnest(${pgArray(v.ids)}::text[], ${pgArray(v.masked)}::text[], ${
+    pgArray(v.fields)
+  }::text[],
+                      ${pgArray(v.ciphertexts)}::bytea[], ${pgArray(v.ivs)}::bytea[], ${
+    pgArray(v.keyIds)
+  }::text[])
+            AS e(message_id, masked_value, field, ciphertext, iv, key_id)
+          JOIN fresh USING (message_id)
+        )`;
   return sql<{ inserted: number; rejected: Record<string, number> }[]>`
         WITH fresh AS (
           INSERT INTO login_etl_ledger (message_id)
@@ -200,23 +218,7 @@ function writeStatement(sql: Sql, c: Columns) {
             AS b(message_id, user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date)
           JOIN fresh USING (message_id)
           RETURNING 1
-        ), vaulted AS (
-          INSERT INTO login_etl_vault (masked_value, field, ciphertext, iv, key_id)
-          SELECT v.masked_value, v.field, v.ciphertext, v.iv, v.key_id
-          FROM unnest(${pgArray(v.ids)}::text[], ${pgArray(v.masked)}::text[], ${
-    pgArray(v.fields)
-  }::text[],
-                      ${pgArray(v.ciphertexts)}::bytea[], ${pgArray(v.ivs)}::bytea[], ${
-    pgArray(v.keyIds)
-  }::text[])
-            AS v(message_id, masked_value, field, ciphertext, iv, key_id)
-          JOIN fresh USING (message_id)
-          WHERE NOT EXISTS (SELECT FROM login_etl_forgotten f WHERE f.masked_value = v.masked_value)
-          ORDER BY v.masked_value
-          -- Insert-once: a value already vaulted keeps its first entry. No
-          -- conflict target, so the consumer needs no SELECT on the vault.
-          ON CONFLICT DO NOTHING
-        ), rejects AS (
+        )${vaulted}, rejects AS (
           INSERT INTO login_etl_rejects
             (message_id, reason, detail, masked_body, body_bytes, body_hmac, sent_at)
           SELECT x.message_id, x.reason, x.detail, x.masked_body, x.body_bytes, x.body_hmac, x.sent_at
@@ -230,7 +232,9 @@ function writeStatement(sql: Sql, c: Columns) {
           JOIN fresh USING (message_id)
           RETURNING reason
         )
-        SELECT (SELECT count(*) FROM rows)::int AS inserted,
+        SELECT (SELECT count(*) FROM rows)::int AS inserted,${
+    v.ids.length === 0 ? sql`` : sql` (SELECT count(*) FROM vaulted)::int AS vaulted_calls,`
+  }
                (SELECT coalesce(json_object_agg(reason, n), '{}'::json)
                   FROM (SELECT reason, count(*)::int AS n FROM rejects GROUP BY reason) AS g) AS rejected`;
 }

@@ -7,13 +7,14 @@
 
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { Config } from "../config.ts";
-import { Database, describeDbError, ensureSchema, pruneLedger, registerKey } from "../db.ts";
+import { Database, describeDbError, prune, type PruneTarget, registerKey } from "../db.ts";
+import { ensureSchema } from "../db/schema.ts";
 import { loadPgConnection, type PgConnection } from "../db/connection.ts";
 import { ConfigError, DatabaseError } from "../errors.ts";
 import { stderrStatus } from "../log.ts";
 import { Masker } from "../mask.ts";
 import type { Metrics } from "../metrics.ts";
-import { currentSecret, loadKeySet } from "../pii/keyring.ts";
+import { assertSeparateKeys, currentSecret, loadKeySet } from "../pii/keyring.ts";
 import { VaultCipher } from "../pii/vault.ts";
 import { runPipeline } from "../pipeline.ts";
 import { type Progress, startProgress } from "../progress.ts";
@@ -30,7 +31,7 @@ import type { Summary, Telemetry } from "../telemetry.ts";
 import { localSink, type Sink, workerSinks } from "../sink.ts";
 import { dryRunStore, postgresStore } from "../write.ts";
 
-/** How often `run` prunes the ledger. */
+/** How often `run` prunes the ledger and the rejects. */
 const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
 /** How often `run --listen` refreshes the queue depth gauge: a GetQueueAttributes call each. */
 const DEPTH_REFRESH_MS = 15_000;
@@ -114,16 +115,20 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
   const listen = config.command === "run" && config.listen !== null
     ? parseListenAddress(config.listen)
     : null;
+  const warn = (message: string) => log.log("warn", "ConfigWarned", message);
   // Every HMAC key of the set is registered; new rows use the current one.
   const hmacKeys = io.masker === undefined
-    ? await loadKeySet(config.hmacKey, config.hmacKeyId)
+    ? await loadKeySet(config.hmacKey, config.hmacKeyId, warn)
     : null;
   const maskers = hmacKeys === null
     ? [io.masker as Masker]
     : await Promise.all([...hmacKeys.keys].map(([id, key]) => Masker.create(key, id)));
   const masker = io.masker ?? maskers.find((m) => m.keyId === hmacKeys?.current) as Masker;
   const secret = hmacKeys === null ? null : currentSecret(hmacKeys);
-  const vaultKeys = config.dryRun ? null : await loadKeySet(config.vaultKey, config.vaultKeyId);
+  const vaultKeys = config.dryRun
+    ? null
+    : await loadKeySet(config.vaultKey, config.vaultKeyId, warn);
+  assertSeparateKeys(hmacKeys, vaultKeys);
   const vault = vaultKeys === null ? undefined : await VaultCipher.create(vaultKeys);
   const mode = config.command === "run" ? "run" : "drain";
   const waitSeconds = mode === "run" ? config.waitSeconds : config.idleSeconds;
@@ -145,7 +150,11 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
   let database: Database | null = null;
   let sink: Sink | null = null;
   let startingSink: Promise<Sink> | null = null;
-  let prune: ReturnType<typeof setInterval> | undefined;
+  let pruning: ReturnType<typeof setInterval> | undefined;
+  const retention: readonly [PruneTarget, number][] = [
+    ["ledger", config.ledgerRetentionDays],
+    ["rejects", config.rejectRetentionDays],
+  ];
   let stopServing: (() => Promise<void>) | null = null;
   let refreshDepth: ReturnType<typeof setInterval> | undefined;
   let refreshing: Promise<void> | null = null;
@@ -179,7 +188,13 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
         readinessProbe(checks, { timeoutMs: READY_TIMEOUT_MS, stopping: () => io.stop.aborted }),
         { ttlMs: READY_CACHE_MS },
       );
-      stopServing = serveOperations(listen, createHandler({ metrics, ready }), telemetry);
+      const onUnready = (reason: string) =>
+        log.log("warn", "NotReady", "/readyz answered 503", { reason });
+      stopServing = serveOperations(
+        listen,
+        createHandler({ metrics, ready, onUnready }),
+        telemetry,
+      );
     }
     const attributes = await readQueueAttributes(client, config.queueUrl);
     metrics?.setQueueDepth(attributes.approximateMessages);
@@ -240,17 +255,19 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
           });
         }
       }
-      const pruned = await pruneLedger(sql, config.ledgerRetentionDays).catch((error: unknown) => {
-        throw new DatabaseError(
-          "db_schema",
-          `Cannot prune login_etl_ledger: ${
-            describeDbError(error)
-          }; grant the consumer role DELETE on it (see sql/roles.sql)`,
-          { cause: error },
-        );
-      });
-      if (pruned > 0) {
-        log.log("info", "LedgerPruned", "pruned old ledger entries", { deleted: pruned });
+      for (const [target, days] of retention) {
+        const pruned = await prune(sql, target, days).catch((error: unknown) => {
+          throw new DatabaseError(
+            "db_schema",
+            `Cannot prune ${target === "ledger" ? "login_etl_ledger" : "login_etl_rejects"}: ${
+              describeDbError(error)
+            }; grant the consumer role DELETE on it (see sql/roles.sql)`,
+            { cause: error },
+          );
+        });
+        if (pruned > 0) {
+          log.log("info", "RowsPruned", `pruned old ${target}`, { target, deleted: pruned });
+        }
       }
       sink = startingSink === null
         ? localSink(masker, postgresStore(database, { writeTimeoutMs }), {
@@ -287,16 +304,20 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
     });
     // A long-running consumer prunes hourly too; a failed prune only delays the next one.
     const db = database;
-    prune = mode === "run" && db !== null
+    pruning = mode === "run" && db !== null
       ? setInterval(() => {
-        pruneLedger(db.sql, config.ledgerRetentionDays).then(
-          (n) =>
-            n > 0 && log.log("info", "LedgerPruned", "pruned old ledger entries", { deleted: n }),
-          (error) =>
-            log.log("warn", "LedgerPruneFailed", "ledger prune failed", {
-              code: String(error?.code ?? "unknown"),
-            }),
-        );
+        for (const [target, days] of retention) {
+          prune(db.sql, target, days).then(
+            (n) =>
+              n > 0 &&
+              log.log("info", "RowsPruned", `pruned old ${target}`, { target, deleted: n }),
+            (error) =>
+              log.log("warn", "PruneFailed", `${target} prune failed`, {
+                target,
+                code: String(error?.code ?? "unknown"),
+              }),
+          );
+        }
       }, PRUNE_INTERVAL_MS)
       : undefined;
     if (metrics !== null) {
@@ -338,7 +359,7 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
     });
     return telemetry.summary();
   } finally {
-    clearInterval(prune);
+    clearInterval(pruning);
     clearInterval(refreshDepth);
     // Erased before the summary line main writes next.
     await progress?.stop();

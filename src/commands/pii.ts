@@ -7,13 +7,14 @@
  */
 
 import type { Config } from "../config.ts";
-import { Database, ensureSchema, registerKey } from "../db.ts";
+import { Database, registerKey } from "../db.ts";
+import { ensureSchema } from "../db/schema.ts";
 import { loadPgConnection } from "../db/connection.ts";
 import { ConfigError, EtlError, UsageError, whyUnreadable } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { Masker } from "../mask.ts";
 import { actorOf, listAudit } from "../pii/audit.ts";
-import { loadKeySet } from "../pii/keyring.ts";
+import { assertSeparateKeys, loadKeySet } from "../pii/keyring.ts";
 import { forget, recover } from "../pii/recover.ts";
 import { rekeyRows, rekeyVault } from "../pii/rekey.ts";
 import { VaultCipher } from "../pii/vault.ts";
@@ -54,8 +55,13 @@ async function requestedMasks(config: Config): Promise<string[]> {
   );
 }
 
-async function vaultCipher(config: Config, currentOverride?: string): Promise<VaultCipher | null> {
-  const set = await loadKeySet(config.vaultKey, config.vaultKeyId);
+async function vaultCipher(
+  config: Config,
+  warn: (message: string) => void,
+  currentOverride?: string,
+): Promise<VaultCipher | null> {
+  const set = await loadKeySet(config.vaultKey, config.vaultKeyId, warn);
+  assertSeparateKeys(await loadKeySet(config.hmacKey, config.hmacKeyId), set);
   if (set === null) return null;
   if (currentOverride !== undefined && !set.keys.has(currentOverride)) {
     throw new ConfigError(
@@ -69,9 +75,59 @@ async function vaultCipher(config: Config, currentOverride?: string): Promise<Va
   );
 }
 
+/** Every HMAC key of the configured set, as maskers by key id; empty when none is configured. */
+async function hmacMaskers(
+  config: Config,
+  warn: (message: string) => void,
+): Promise<Map<string, Masker>> {
+  const set = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
+  const maskers = new Map<string, Masker>();
+  for (const [id, secret] of set?.keys ?? []) maskers.set(id, await Masker.create(secret, id));
+  return maskers;
+}
+
+/**
+ * The masks an audit export (JSON lines, as `recover --audit` prints them)
+ * records as erased: every forget that reached the database.
+ *
+ * @throws {ConfigError} when the file is unreadable or a line is not JSON
+ */
+async function erasedIn(path: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new ConfigError(`Cannot read --replay-audit "${path}": ${whyUnreadable(error)}`, {
+      cause: error,
+    });
+  }
+  const masks = new Set<string>();
+  for (const [i, line] of text.split("\n").entries()) {
+    if (line.trim() === "") continue;
+    let row: { action?: unknown; outcome?: unknown; masked_value?: unknown };
+    try {
+      row = JSON.parse(line);
+    } catch (error) {
+      throw new ConfigError(
+        `Cannot use --replay-audit "${path}": line ${
+          i + 1
+        } is not JSON; give the output of recover --audit`,
+        { cause: error },
+      );
+    }
+    if (
+      row.action === "forget" && (row.outcome === "success" || row.outcome === "not_found") &&
+      typeof row.masked_value === "string"
+    ) masks.add(row.masked_value);
+  }
+  if (masks.size === 0) throw new UsageError(`--replay-audit "${path}" records no erasure`);
+  return [...masks];
+}
+
 /** Runs one of the PII commands. */
 export async function piiCommand(config: Config, io: PiiIo): Promise<void> {
   const actor = actorOf(config.actor);
+  const warn = (message: string) => io.logger.log("warn", "ConfigWarned", message);
   /** What both rotations take: batch size, audit identity and the stop signal. */
   const runOptions = (reason: string) => ({
     batch: config.maxRows,
@@ -90,51 +146,65 @@ export async function piiCommand(config: Config, io: PiiIo): Promise<void> {
     switch (config.command) {
       case "recover": {
         if (config.audit) {
-          for (const row of await listAudit(sql, 1000)) io.writeStdout(JSON.stringify(row));
+          for await (const row of listAudit(sql)) io.writeStdout(JSON.stringify(row));
           return;
         }
         const masks = await requestedMasks(config);
-        const results = await recover(sql, await vaultCipher(config), masks, {
-          actor,
-          reason: config.reason,
-        });
+        const results = await recover(
+          sql,
+          {
+            cipher: await vaultCipher(config, warn),
+            maskers: await hmacMaskers(config, warn),
+          },
+          masks,
+          { actor, reason: config.reason },
+        );
         for (const r of results) {
           if (r.outcome === "success") io.writeStdout(`${r.masked}\t${r.field}\t${r.raw}`);
         }
-        const failed = results.filter((r) => r.outcome === "failed").length;
-        const missing = results.filter((r) => r.outcome === "not_found").length;
+        const count = (outcome: string) => results.filter((r) => r.outcome === outcome).length;
+        const [failed, missing, erased] = [count("failed"), count("not_found"), count("erased")];
         io.logger.log(
-          failed + missing > 0 ? "warn" : "info",
+          failed + missing + erased > 0 ? "warn" : "info",
           "ValuesRecovered",
           "recovery done (audited)",
-          {
-            recovered: results.length - failed - missing,
-            not_found: missing,
-            failed,
-          },
+          { recovered: count("success"), not_found: missing, erased, failed },
         );
         if (failed > 0) {
           throw new EtlError(
             "internal",
-            `Vault entries failed authentication for ${failed} of ${results.length} masks: altered, or moved from another mask; see the audit trail`,
+            `Refused ${failed} of ${results.length} vault entries: they did not decrypt or did not mask back to their masks (altered, injected or swapped); see the audit trail`,
           );
         }
-        if (missing === results.length) {
+        if (count("success") === 0) {
           throw new EtlError(
             "internal",
-            `No vault entry for ${
-              missing === 1 ? "that mask" : "any of those masks"
-            }: never vaulted, or erased`,
+            erased > 0
+              ? `Nothing recovered: ${
+                erased === 1 ? "that mask was" : `${erased} masks were`
+              } erased by forget${missing > 0 ? `, ${missing} never vaulted` : ""}`
+              : `No vault entry for ${
+                missing === 1 ? "that mask" : "any of those masks"
+              }: never vaulted`,
           );
         }
         return;
       }
       case "forget": {
-        const masks = await requestedMasks(config);
-        const results = await forget(sql, masks, { actor, reason: config.reason });
-        const erased = results.filter((r) => r.outcome === "success").length;
+        const masks = config.replayAudit === null
+          ? await requestedMasks(config)
+          : await erasedIn(config.replayAudit);
+        const reason = config.replayAudit === null || config.reason === null
+          ? config.reason
+          : `${config.reason} (replay of ${config.replayAudit})`;
+        let erased = 0;
+        // In slices: a replay after a restore may hold many thousands of masks.
+        for (let i = 0; i < masks.length; i += 1000) {
+          const results = await forget(sql, masks.slice(i, i + 1000), { actor, reason });
+          erased += results.filter((r) => r.outcome === "success").length;
+        }
         io.writeStdout(
-          `Erased ${erased} of ${results.length} vault entries; the masks in user_logins stay as opaque tokens.`,
+          `Erased ${erased} of ${masks.length} vault entries (the rest were erased already or never vaulted; every one is a tombstone now); the masks in user_logins stay as opaque tokens.`,
         );
         return;
       }
@@ -142,7 +212,7 @@ export async function piiCommand(config: Config, io: PiiIo): Promise<void> {
         if (config.to === null) {
           throw new UsageError("rekey needs --to KEYID, the HMAC key id to move masks to");
         }
-        const keys = await loadKeySet(config.hmacKey, config.hmacKeyId);
+        const keys = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
         const secret = keys?.keys.get(config.to);
         if (keys === null || secret === undefined) {
           throw new ConfigError(
@@ -151,7 +221,7 @@ export async function piiCommand(config: Config, io: PiiIo): Promise<void> {
             }; add it to --hmac-key-file as a key set`,
           );
         }
-        const cipher = await vaultCipher(config);
+        const cipher = await vaultCipher(config, warn);
         if (cipher === null) {
           throw new ConfigError(
             "Cannot rekey without the vault: a mask is a one-way hash, so old and new masks of one value can only be linked through the value the vault keeps; set PII_VAULT_KEY or --vault-key-file",
@@ -182,7 +252,7 @@ export async function piiCommand(config: Config, io: PiiIo): Promise<void> {
             "rekey-vault needs --to KEYID, the vault key id to re-encrypt under",
           );
         }
-        const cipher = await vaultCipher(config, config.to);
+        const cipher = await vaultCipher(config, warn, config.to);
         if (cipher === null) {
           throw new ConfigError(
             "rekey-vault needs the vault key set (PII_VAULT_KEY or --vault-key-file)",

@@ -1,7 +1,9 @@
 /**
  * The audit trail of PII access: who, when, which mask, why, and what came
- * of it. Rows are appended before any raw value is printed; grants make the
- * table append-only for everyone but its owner (sql/roles.sql).
+ * of it. Recover and forget write it inside their database functions, in the
+ * transaction that releases or erases; the client adds only refusals it
+ * decides itself (`noteRefusal`), and rekey writes as the owner. Nobody else
+ * has any privilege on the table (sql/roles.sql).
  *
  * @module
  */
@@ -13,8 +15,13 @@ import { describeDbError, pgArray } from "../db.ts";
 /** What was attempted. */
 export type AuditAction = "recover" | "forget" | "rekey" | "rekey-vault";
 
-/** What came of it. */
-export type AuditOutcome = "success" | "denied" | "not_found" | "failed";
+/**
+ * What came of it: `released` (the ciphertext left the database), `success`
+ * (erased, rotated), `erased` (recovery refused: forgotten), `not_found`,
+ * `denied` (refused before any lookup), `failed` (refused after: the entry
+ * did not decrypt, or did not mask back to its mask).
+ */
+export type AuditOutcome = "released" | "success" | "erased" | "denied" | "not_found" | "failed";
 
 /** One audit entry to append. */
 export interface AuditEntry {
@@ -52,9 +59,10 @@ export function actorOf(configured: string | null): string {
 }
 
 /**
- * Appends entries in one statement, or within `sql` when it is a transaction.
+ * Appends entries by a direct insert, as the table's owner does (rekey and
+ * rekey-vault); within `sql` when it is a transaction.
  *
- * @throws {DatabaseError} code `db_write` when the trail cannot be written; callers then reveal nothing
+ * @throws {DatabaseError} code `db_write` when the trail cannot be written; callers then change nothing
  */
 export async function appendAudit(sql: Sql, entries: readonly AuditEntry[]): Promise<void> {
   if (entries.length === 0) return;
@@ -82,16 +90,61 @@ export async function appendAudit(sql: Sql, entries: readonly AuditEntry[]): Pro
   }
 }
 
-/** The most recent audit rows, newest first. */
-export async function listAudit(sql: Sql, limit: number): Promise<AuditRow[]> {
+/**
+ * Records a refusal the client decided (no reason, no key, an entry that did
+ * not verify) through `login_etl_audit_note`, which takes only `denied` and
+ * `failed`, under the caller's own login.
+ *
+ * @throws {DatabaseError} code `db_write` when even the refusal cannot be recorded
+ */
+export async function noteRefusal(
+  sql: Sql,
+  entry: {
+    readonly action: "recover" | "forget";
+    readonly masks: readonly string[];
+    readonly actor: string;
+    readonly reason: string | null;
+    readonly outcome: "denied" | "failed";
+    readonly detail: string;
+  },
+): Promise<void> {
   try {
-    return await sql<AuditRow[]>`
-      SELECT id::text, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at, actor, db_user,
-             action, masked_value, reason, outcome, detail
-      FROM login_etl_audit ORDER BY id DESC LIMIT ${limit}`;
+    await sql`SELECT login_etl_audit_note(${entry.action}, ${pgArray(entry.masks)}::text[],
+      ${entry.actor}, ${entry.reason}, ${entry.outcome}, ${entry.detail})`;
   } catch (error) {
-    throw new DatabaseError("db_write", `Cannot read the audit trail: ${describeDbError(error)}`, {
-      cause: error,
-    });
+    throw new DatabaseError(
+      "db_write",
+      `Cannot record the refusal in the audit trail: ${
+        describeDbError(error)
+      }; nothing was revealed or changed`,
+      { cause: error },
+    );
+  }
+}
+
+/** Every audit row after `afterId`, oldest first, through `login_etl_audit_list`, a page at a time. */
+export async function* listAudit(sql: Sql, afterId = "0"): AsyncGenerator<AuditRow> {
+  let after = afterId;
+  for (;;) {
+    let page: AuditRow[];
+    try {
+      page = await sql<AuditRow[]>`
+        SELECT id::text, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at, actor,
+               db_user, action, masked_value, reason, outcome, detail
+        FROM login_etl_audit_list(${after}::bigint, 10000)`;
+    } catch (error) {
+      throw new DatabaseError(
+        "db_write",
+        `Cannot read the audit trail: ${describeDbError(error)}${
+          (error as { code?: unknown }).code === "42501"
+            ? "; reading it needs a role granted pii_recoverer (sql/roles.sql)"
+            : ""
+        }`,
+        { cause: error },
+      );
+    }
+    yield* page;
+    if (page.length < 10000) return;
+    after = page[page.length - 1]?.id ?? after;
   }
 }

@@ -72,8 +72,9 @@ export function parseKeySet(bytes: Uint8Array, origin: string, defaultId: string
   const keys = new Map<string, Secret>();
   for (const [id, secret] of Object.entries(set.keys as Record<string, unknown>)) {
     if (!KEY_ID_PATTERN.test(id)) {
+      // Not echoed: a secret pasted where an id belongs must not reach a log.
       throw new ConfigError(
-        `Cannot use ${origin}: key id "${id}" must be 1 to 16 letters, digits, _ or -`,
+        `Cannot use ${origin}: a key id (${id.length} characters) is not 1 to 16 letters, digits, _ or -; is a secret in the id's place?`,
       );
     }
     if (typeof secret !== "string") {
@@ -89,18 +90,67 @@ export function parseKeySet(bytes: Uint8Array, origin: string, defaultId: string
   }
   if (!keys.has(set.current)) {
     throw new ConfigError(
-      `Cannot use ${origin}: "current" is "${set.current}" but no key has that id`,
+      `Cannot use ${origin}: "current" names no key of the set (it holds ${
+        [...keys.keys()].join(", ")
+      })`,
     );
   }
   return { current: set.current, keys };
 }
 
 /**
+ * Shannon entropy of a secret's bytes, in bits per byte: about 6 for
+ * `openssl rand -base64`, 4 for hex, 0 for one byte repeated.
+ */
+export function bitsPerByte(bytes: Uint8Array): number {
+  const counts = new Map<number, number>();
+  for (const b of bytes) counts.set(b, (counts.get(b) ?? 0) + 1);
+  let bits = 0;
+  for (const n of counts.values()) {
+    const p = n / bytes.length;
+    bits -= p * Math.log2(p);
+  }
+  return bits;
+}
+
+/** Below this a secret is more likely typed than generated (`aaaa…`, `password123…`). */
+const LOW_ENTROPY_BITS = 3;
+
+/** Warnings about a loaded set: secrets that look typed rather than generated. */
+function weakKeyWarnings(set: KeySet): string[] {
+  const warnings: string[] = [];
+  for (const [id, secret] of set.keys) {
+    if (bitsPerByte(secret.reveal()) < LOW_ENTROPY_BITS) {
+      warnings.push(
+        `${secret.origin}: key ${id} looks low-entropy (few distinct characters); ${MAKE_ONE}`,
+      );
+    }
+  }
+  return warnings;
+}
+
+/**
  * Loads the key set of a configured source; null when none is configured.
+ * Warns (through `warn`) when the key file is readable by group or others,
+ * and when a secret looks low-entropy.
  *
  * @throws {ConfigError} when the file is unreadable or its contents are refused
  */
-export async function loadKeySet(source: KeySource, defaultId: string): Promise<KeySet | null> {
+export async function loadKeySet(
+  source: KeySource,
+  defaultId: string,
+  warn: (message: string) => void = () => {},
+): Promise<KeySet | null> {
+  const set = await readKeySet(source, defaultId, warn);
+  if (set !== null) weakKeyWarnings(set).forEach(warn);
+  return set;
+}
+
+async function readKeySet(
+  source: KeySource,
+  defaultId: string,
+  warn: (message: string) => void,
+): Promise<KeySet | null> {
   switch (source.kind) {
     case "none":
       return null;
@@ -123,7 +173,50 @@ export async function loadKeySet(source: KeySource, defaultId: string): Promise<
           cause: error,
         });
       }
+      const exposure = await keyFileExposure(source.path);
+      if (exposure !== null) {
+        warn(`${source.origin} is ${exposure}; run: chmod 0400 ${source.path}`);
+      }
       return parseKeySet(bytes, source.origin, defaultId);
+    }
+  }
+}
+
+/**
+ * Who else may read a key file, or null when only its owner may. Others
+ * always count; the group only when it is not our own group, since a
+ * Kubernetes secret mounted with `defaultMode: 0400` and an fsGroup arrives
+ * as 0440 owned by the pod's own group.
+ */
+async function keyFileExposure(path: string): Promise<string | null> {
+  if (Deno.build.os === "windows") return null;
+  const info = await Deno.stat(path).catch(() => null);
+  if (info === null || info.mode === null) return null;
+  const mode = (info.mode & 0o777).toString(8).padStart(3, "0");
+  if ((info.mode & 0o007) !== 0) return `readable by others (mode ${mode})`;
+  if ((info.mode & 0o070) !== 0 && info.gid !== Deno.gid()) {
+    return `readable by group ${info.gid} (mode ${mode})`;
+  }
+  return null;
+}
+
+/**
+ * Refuses a vault key set that shares a secret with the HMAC key set: the
+ * vault is a second lock only when its key is a second secret.
+ *
+ * @throws {ConfigError}
+ */
+export function assertSeparateKeys(hmac: KeySet | null, vault: KeySet | null): void {
+  if (hmac === null || vault === null) return;
+  for (const [hmacId, h] of hmac.keys) {
+    for (const [vaultId, v] of vault.keys) {
+      const a = h.reveal();
+      const b = v.reveal();
+      if (a.length === b.length && a.every((byte, i) => byte === b[i])) {
+        throw new ConfigError(
+          `The vault key ${vaultId} (${v.origin}) is the same secret as the HMAC key ${hmacId} (${h.origin}): the vault needs a secret of its own (${MAKE_ONE})`,
+        );
+      }
     }
   }
 }

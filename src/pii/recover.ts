@@ -1,24 +1,22 @@
 /**
- * Recovery and erasure of raw values behind masks. Every attempt, allowed or
- * refused, is audited before anything is revealed; erasure deletes the vault
- * entry (crypto-shredding) in the same transaction as its audit row.
+ * Recovery and erasure of raw values behind masks, through the database
+ * functions `login_etl_recover` and `login_etl_forget`, which audit in the
+ * transaction that releases or erases. Recovery then proves each value: it
+ * must decrypt under the vault key and mask back to the requested mask under
+ * its HMAC key, so an injected or swapped entry is refused (and audited), and
+ * an erased one never comes back.
  *
  * @module
  */
 
 import { describeDbError, pgArray, type Sql } from "../db.ts";
-import { ConfigError, DatabaseError, EtlError, UsageError } from "../errors.ts";
-import { appendAudit, type AuditAction, type AuditEntry } from "./audit.ts";
-import {
-  fromStored,
-  type StoredVaultRow,
-  type VaultCipher,
-  type VaultField,
-  VaultIntegrityError,
-} from "./vault.ts";
+import { ConfigError, DatabaseError, type EtlError, UsageError } from "../errors.ts";
+import type { Masker } from "../mask.ts";
+import { noteRefusal } from "./audit.ts";
+import { fromStored, type VaultCipher, type VaultField, VaultIntegrityError } from "./vault.ts";
 
 /** Who asks, and why. */
-export interface Request {
+export interface PiiRequest {
   readonly actor: string;
   readonly reason: string | null;
 }
@@ -31,27 +29,34 @@ export type Recovery =
     readonly field: VaultField;
     readonly raw: string;
   }
-  | { readonly masked: string; readonly outcome: "not_found" | "failed"; readonly detail: string };
+  | {
+    readonly masked: string;
+    readonly outcome: "not_found" | "erased" | "failed";
+    readonly detail: string;
+  };
 
-/** A refusal, audited for each mask, then thrown. */
+/** What recovery proves a value with: the vault key set and every HMAC key by id. */
+export interface RecoveryKeys {
+  readonly cipher: VaultCipher | null;
+  readonly maskers: ReadonlyMap<string, Masker>;
+}
+
+/** A refusal decided here: audited as denied for each mask, then thrown. */
 async function refuse(
   sql: Sql,
-  action: AuditAction,
+  action: "recover" | "forget",
   masks: readonly string[],
-  request: Request,
+  request: PiiRequest,
   error: EtlError,
 ): Promise<never> {
-  await appendAudit(
-    sql,
-    masks.map((m) => ({
-      actor: request.actor,
-      action,
-      maskedValue: m,
-      reason: request.reason,
-      outcome: "denied" as const,
-      detail: error.message,
-    })),
-  );
+  await noteRefusal(sql, {
+    action,
+    masks,
+    actor: request.actor,
+    reason: request.reason,
+    outcome: "denied",
+    detail: error.message,
+  });
   throw error;
 }
 
@@ -59,18 +64,48 @@ function isPermissionDenied(error: unknown): boolean {
   return (error as { code?: unknown } | null)?.code === "42501";
 }
 
+/** A row of `login_etl_recover`. */
+interface Released {
+  readonly "masked_value": string;
+  readonly field: VaultField | null;
+  readonly ciphertext: Uint8Array | null;
+  readonly iv: Uint8Array | null;
+  readonly "key_id": string | null;
+  readonly state: "released" | "erased" | "not_found";
+}
+
+/** Why a released entry cannot be shown, or null when it proves out. */
+async function disprove(
+  row: Released,
+  raw: string,
+  maskers: ReadonlyMap<string, Masker>,
+): Promise<string | null> {
+  const masked = row.masked_value;
+  const keyId = masked.slice(0, Math.max(0, masked.indexOf(":")));
+  const masker = maskers.get(keyId);
+  if (masker === undefined) {
+    return `cannot check the value: HMAC key id "${keyId}" is not in the key set`;
+  }
+  if (await masker.mask(row.field as VaultField, raw) !== masked) {
+    return "vault entry does not mask back to its mask: injected or swapped, refused";
+  }
+  return null;
+}
+
 /**
- * Recovers the raw values behind `masks`. Needs a reason and the vault key;
- * refusals are audited. Results are audited before they are returned.
+ * Recovers the raw values behind `masks`. Refuses without a reason, the
+ * vault key or the HMAC keys (audited as denied); the database function
+ * audits every lookup before the ciphertext leaves; a value that does not
+ * prove out is audited as failed and not returned.
  *
- * @throws {UsageError} without a reason; {ConfigError} without a vault key;
- *   {DatabaseError} when the role may not read the vault or the audit trail cannot be written
+ * @throws {UsageError} without a reason; {ConfigError} without keys;
+ *   {DatabaseError} when the role may not recover or the trail cannot be written
  */
 export async function recover(
   sql: Sql,
-  cipher: VaultCipher | null,
+  keys: RecoveryKeys,
   masks: readonly string[],
-  request: Request,
+  request: PiiRequest,
 ): Promise<Recovery[]> {
   if (request.reason === null) {
     await refuse(
@@ -83,7 +118,7 @@ export async function recover(
       ),
     );
   }
-  if (cipher === null) {
+  if (keys.cipher === null) {
     await refuse(
       sql,
       "recover",
@@ -92,13 +127,23 @@ export async function recover(
       new ConfigError("Refused: recover needs the vault key (PII_VAULT_KEY or --vault-key-file)"),
     );
   }
-  let rows: StoredVaultRow[];
+  if (keys.maskers.size === 0) {
+    await refuse(
+      sql,
+      "recover",
+      masks,
+      request,
+      new ConfigError(
+        "Refused: recover needs the HMAC key (PII_HMAC_KEY or --hmac-key-file) to check that each value masks back to its mask",
+      ),
+    );
+  }
+  let rows: Released[];
   try {
-    rows = await sql`
-      SELECT masked_value, field, ciphertext, iv, key_id FROM login_etl_vault
-      WHERE masked_value = ANY(${pgArray(masks)}::text[])`;
+    rows = await sql<Released[]>`
+      SELECT masked_value, field, ciphertext, iv, key_id, state
+      FROM login_etl_recover(${pgArray(masks)}::text[], ${request.actor}, ${request.reason})`;
   } catch (error) {
-    const denied = isPermissionDenied(error);
     return await refuse(
       sql,
       "recover",
@@ -106,44 +151,54 @@ export async function recover(
       request,
       new DatabaseError(
         "db_write",
-        denied
-          ? "Refused: this database role may not read login_etl_vault; recovery needs a role granted pii_recoverer (sql/roles.sql)"
-          : `Cannot read the vault: ${describeDbError(error)}`,
+        isPermissionDenied(error)
+          ? "Refused: this database role may not recover; recovery needs a role granted pii_recoverer (sql/roles.sql)"
+          : `Cannot recover: ${describeDbError(error)}`,
         { cause: error },
       ),
     );
   }
   const byMask = new Map(rows.map((r) => [r.masked_value, r]));
-  const results: Recovery[] = masks.map((masked) => {
+  const results: Recovery[] = [];
+  for (const masked of masks) {
     const row = byMask.get(masked);
-    if (row === undefined) {
-      return { masked, outcome: "not_found", detail: "no vault entry: never vaulted, or erased" };
+    if (row === undefined || row.state === "not_found") {
+      results.push({ masked, outcome: "not_found", detail: "no vault entry" });
+      continue;
     }
-    const entry = fromStored(row);
+    if (row.state === "erased") {
+      results.push({ masked, outcome: "erased", detail: "erased by forget" });
+      continue;
+    }
+    let raw: string;
+    let why: string | null;
     try {
-      return {
-        masked,
-        outcome: "success",
-        field: row.field,
-        raw: (cipher as VaultCipher).decrypt(entry),
-      };
+      raw = (keys.cipher as VaultCipher).decrypt(fromStored({
+        masked_value: row.masked_value,
+        field: row.field as VaultField,
+        ciphertext: row.ciphertext as Uint8Array,
+        iv: row.iv as Uint8Array,
+        key_id: row.key_id as string,
+      }));
+      why = await disprove(row, raw, keys.maskers);
     } catch (error) {
-      const detail = error instanceof VaultIntegrityError ? error.message : String(error);
-      return { masked, outcome: "failed", detail };
+      raw = "";
+      why = error instanceof VaultIntegrityError ? error.message : String(error);
     }
-  });
-  // Audit first: if the trail cannot be written, nothing is revealed.
-  await appendAudit(
-    sql,
-    results.map((r): AuditEntry => ({
-      actor: request.actor,
-      action: "recover",
-      maskedValue: r.masked,
-      reason: request.reason,
-      outcome: r.outcome,
-      detail: r.outcome === "success" ? `field ${r.field}` : r.detail,
-    })),
-  );
+    if (why !== null) {
+      results.push({ masked, outcome: "failed", detail: why });
+      await noteRefusal(sql, {
+        action: "recover",
+        masks: [masked],
+        actor: request.actor,
+        reason: request.reason,
+        outcome: "failed",
+        detail: why,
+      });
+      continue;
+    }
+    results.push({ masked, outcome: "success", field: row.field as VaultField, raw });
+  }
   return results;
 }
 
@@ -154,15 +209,17 @@ export interface Erasure {
 }
 
 /**
- * Erases the vault entries behind `masks`, with their audit rows, in one
- * transaction. The masks in `user_logins` stay as opaque tokens.
+ * Erases the vault entries behind `masks` through `login_etl_forget`: each
+ * becomes a tombstone (kept even for a mask never vaulted, so it never will
+ * be), audited in the same transaction. The masks in `user_logins` stay as
+ * opaque tokens.
  *
- * @throws {UsageError} without a reason; {DatabaseError} when the role may not delete from the vault
+ * @throws {UsageError} without a reason; {DatabaseError} when the role may not erase
  */
 export async function forget(
   sql: Sql,
   masks: readonly string[],
-  request: Request,
+  request: PiiRequest,
 ): Promise<Erasure[]> {
   if (request.reason === null) {
     await refuse(
@@ -176,36 +233,12 @@ export async function forget(
     );
   }
   try {
-    return await sql.begin(async (tx) => {
-      const deleted = await tx<{ masked_value: string }[]>`
-        DELETE FROM login_etl_vault WHERE masked_value = ANY(${
-        pgArray(masks)
-      }::text[]) RETURNING masked_value`;
-      // A tombstone per mask, erased now or before, so it is never vaulted again.
-      await tx`
-        INSERT INTO login_etl_forgotten (masked_value)
-        SELECT unnest(${pgArray(masks)}::text[]) ON CONFLICT DO NOTHING`;
-      const gone = new Set(deleted.map((d) => d.masked_value));
-      const results = masks.map((masked): Erasure => ({
-        masked,
-        outcome: gone.has(masked) ? "success" : "not_found",
-      }));
-      await appendAudit(
-        tx as unknown as Sql,
-        results.map((r) => ({
-          actor: request.actor,
-          action: "forget" as const,
-          maskedValue: r.masked,
-          reason: request.reason,
-          outcome: r.outcome,
-          detail: r.outcome === "success" ? "vault entry deleted" : "no vault entry",
-        })),
-      );
-      return results;
-    });
+    const rows = await sql<{ masked_value: string; outcome: Erasure["outcome"] }[]>`
+      SELECT masked_value, outcome
+      FROM login_etl_forget(${pgArray(masks)}::text[], ${request.actor}, ${request.reason})`;
+    const byMask = new Map(rows.map((r) => [r.masked_value, r.outcome]));
+    return masks.map((masked) => ({ masked, outcome: byMask.get(masked) ?? "not_found" }));
   } catch (error) {
-    if (error instanceof EtlError) throw error;
-    const denied = isPermissionDenied(error);
     return await refuse(
       sql,
       "forget",
@@ -213,7 +246,7 @@ export async function forget(
       request,
       new DatabaseError(
         "db_write",
-        denied
+        isPermissionDenied(error)
           ? "Refused: this database role may not erase vault entries; erasure needs a role granted pii_recoverer (sql/roles.sql)"
           : `Cannot erase: ${describeDbError(error)}`,
         { cause: error },

@@ -94,7 +94,7 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
       try {
         vaulted = await sql<StoredVaultRow[]>`
           SELECT masked_value, field, ciphertext, iv, key_id FROM login_etl_vault
-          WHERE masked_value = ANY(${pgArray(olds)}::text[])`;
+          WHERE masked_value = ANY(${pgArray(olds)}::text[]) AND erased_at IS NULL`;
       } catch (error) {
         throw wrap("read the vault (rekey needs a role that may read it)", error);
       }
@@ -128,7 +128,7 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
           continue;
         }
         const oldKey = options.verify.get(old.slice(0, old.indexOf(":")));
-        if (oldKey !== undefined && oldKey.mask(field, raw) !== old) {
+        if (oldKey !== undefined && await oldKey.mask(field, raw) !== old) {
           unlinkable.add(old);
           report.mismatched[field]++;
           options.logger.log(
@@ -142,7 +142,7 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
           );
           continue;
         }
-        const fresh = target.mask(field, raw);
+        const fresh = await target.mask(field, raw);
         const entry = cipher.encrypt(field, fresh, raw);
         oldMasks.push(old);
         newMasks.push(fresh);

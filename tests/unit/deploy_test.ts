@@ -58,7 +58,7 @@ function metricOf(series: string): string {
   return histogram ?? series;
 }
 
-const SECRET_ENV = ["DATABASE_URL", "PII_HMAC_KEY"] as const;
+const SECRET_ENV = ["DATABASE_URL"] as const;
 
 // --- Reading the manifests ---
 
@@ -141,9 +141,27 @@ function assertResources(podSpec: Tree): void {
   }
 }
 
-/** DATABASE_URL and PII_HMAC_KEY come from the `login-etl` Secret, never as values. */
+/**
+ * DATABASE_URL comes from the `login-etl` Secret, never as a value; the HMAC
+ * key is a file from that Secret, mounted read-only with mode 0400.
+ */
 function assertSecretsFromSecret(podSpec: Tree, secretName: string): void {
+  const keys = list(podSpec, "volumes").filter(isTree).find((v) => v["name"] === "keys");
+  assert.ok(keys !== undefined, "a keys volume");
+  assert.equal(at(keys, "secret", "secretName"), secretName);
+  assert.equal(at(keys, "secret", "defaultMode"), 0o400, "key files are owner-read-only");
+  assert.equal(at(podSpec, "securityContext", "fsGroup"), 65532, "fsGroup lets the user read it");
   for (const container of containers(podSpec)) {
+    const mount = list(container, "volumeMounts").filter(isTree).find((m) => m["name"] === "keys");
+    assert.equal(mount?.["readOnly"], true);
+    const file = list(container, "env").filter(isTree).find((e) =>
+      e["name"] === "PII_HMAC_KEY_FILE"
+    );
+    assert.equal(file?.["value"], `${mount?.["mountPath"]}/PII_HMAC_KEY`);
+    assert.ok(
+      !list(container, "env").filter(isTree).some((e) => e["name"] === "PII_HMAC_KEY"),
+      "the key is not a variable",
+    );
     const env = list(container, "env").filter(isTree);
     for (const name of SECRET_ENV) {
       const entry = env.find((e) => e["name"] === name);
@@ -313,7 +331,7 @@ Deno.test("deployment takes secrets from the Secret and settings from the Config
 Deno.test("the example Secret holds only placeholders login-etl refuses", () => {
   const secret = manifest("Secret", "login-etl");
   const data = tree(secret, "stringData");
-  assert.deepEqual(Object.keys(data).sort(), [...SECRET_ENV].sort());
+  assert.deepEqual(Object.keys(data).sort(), ["DATABASE_URL", "PII_HMAC_KEY"]);
   for (const [key, value] of Object.entries(data)) {
     assert.match(String(value), /REPLACE|CHANGE|EXAMPLE/i, `${key} is a placeholder`);
     // Too short to pass as an HMAC key, not a URL: applied by mistake, it fails closed.

@@ -4,7 +4,13 @@
 import assert from "node:assert/strict";
 import { Secret } from "../../src/config.ts";
 import { ConfigError } from "../../src/errors.ts";
-import { currentSecret, loadKeySet, parseKeySet } from "../../src/pii/keyring.ts";
+import {
+  assertSeparateKeys,
+  bitsPerByte,
+  currentSecret,
+  loadKeySet,
+  parseKeySet,
+} from "../../src/pii/keyring.ts";
 
 const encoder = new TextEncoder();
 const A = "a".repeat(32);
@@ -103,17 +109,17 @@ Deno.test("parseKeySet() refuses short secrets, bad JSON, bad ids and a missing 
     {
       name: "an id with a space",
       input: JSON.stringify({ current: "k 1", keys: { "k 1": A } }),
-      expected: /key id "k 1" must be 1 to 16 letters, digits, _ or -/,
+      expected: /a key id \(3 characters\) is not 1 to 16 letters, digits, _ or -/,
     },
     {
       name: "an id of 17 characters",
       input: JSON.stringify({ current: "k", keys: { k: A, ["k".repeat(17)]: A } }),
-      expected: /key id "k{17}" must be/,
+      expected: /a key id \(17 characters\) is not/,
     },
     {
       name: "an id with a colon, which would break the mask prefix",
       input: JSON.stringify({ current: "k:1", keys: { "k:1": A } }),
-      expected: /key id "k:1" must be/,
+      expected: /a key id \(3 characters\) is not/,
     },
     {
       name: "a secret that is not a string",
@@ -126,9 +132,14 @@ Deno.test("parseKeySet() refuses short secrets, bad JSON, bad ids and a missing 
       expected: /the secret of key "k2" is 12 bytes, need at least 32/,
     },
     {
+      name: "a secret where a key id belongs",
+      input: JSON.stringify({ current: "k1", keys: { k1: A, [`${B}!`]: A } }),
+      expected: /is a secret in the id's place\?/,
+    },
+    {
       name: "current names no key",
       input: JSON.stringify({ current: "k3", keys: { k1: A, k2: B } }),
-      expected: /"current" is "k3" but no key has that id/,
+      expected: /"current" names no key of the set \(it holds k1, k2\)/,
     },
   ];
   for (const c of cases) {
@@ -208,4 +219,77 @@ Deno.test("loadKeySet() reads each kind of source", async (t) => {
     assert.equal(currentSecret(a).reveal().length, 32);
     assert.notDeepEqual(currentSecret(a).reveal(), currentSecret(b).reveal());
   });
+});
+
+Deno.test("loadKeySet() warns when others or a foreign group may read the key file, not when only its owner may", async (t) => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/hmac.key`;
+  await Deno.writeTextFile(path, "r4Nd0m-looking/s3cret+w1th_many=chars9");
+  const source = { kind: "file" as const, path, origin: `--hmac-key-file "${path}"` };
+  const warningsAt = async (mode: number, gid?: number) => {
+    await Deno.chmod(path, mode);
+    if (gid !== undefined) await Deno.chown(path, null, gid);
+    const warnings: string[] = [];
+    await loadKeySet(source, "k1", (w) => warnings.push(w));
+    return warnings;
+  };
+  try {
+    await t.step("0600 and 0400: silent", async () => {
+      assert.deepEqual(await warningsAt(0o600), []);
+      assert.deepEqual(await warningsAt(0o400), []);
+    });
+    await t.step("0644: readable by others", async () => {
+      const [warning] = await warningsAt(0o644);
+      assert.match(warning ?? "", /is readable by others \(mode 644\); run: chmod 0400/);
+    });
+    await t.step("0440 in our own group (a Kubernetes secret with fsGroup): silent", async () => {
+      assert.deepEqual(await warningsAt(0o440, Deno.gid() ?? 0), []);
+    });
+    if (Deno.uid() === 0) {
+      await t.step("0440 in another group: readable by that group", async () => {
+        const other = (Deno.gid() ?? 0) + 4242;
+        const [warning] = await warningsAt(0o440, other);
+        assert.match(warning ?? "", new RegExp(`readable by group ${other} \\(mode 440\\)`));
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadKeySet() warns on a low-entropy secret, not on generated ones", async () => {
+  const warned = async (secret: string) => {
+    const warnings: string[] = [];
+    await loadKeySet(
+      { kind: "env", secret: new Secret(encoder.encode(secret), "PII_HMAC_KEY") },
+      "k1",
+      (w) => warnings.push(w),
+    );
+    return warnings;
+  };
+  assert.match((await warned("a".repeat(32)))[0] ?? "", /PII_HMAC_KEY: key k1 looks low-entropy/);
+  assert.equal((await warned("abababababababababababababababab")).length, 1);
+  const generated = crypto.getRandomValues(new Uint8Array(32)).toBase64();
+  assert.deepEqual(await warned(generated), []);
+  assert.deepEqual(await warned(crypto.getRandomValues(new Uint8Array(32)).toHex()), []);
+  assert.ok(bitsPerByte(encoder.encode("a".repeat(32))) === 0);
+});
+
+Deno.test("assertSeparateKeys() refuses one secret as both the HMAC and the vault key, naming no secret", () => {
+  const hmac = parseKeySet(encoder.encode(A), "PII_HMAC_KEY", "k1");
+  const vault = parseKeySet(
+    encoder.encode(JSON.stringify({ current: "v2", keys: { v1: B, v2: A } })),
+    "PII_VAULT_KEY",
+    "v1",
+  );
+  assert.throws(
+    () => assertSeparateKeys(hmac, vault),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      /vault key v2 \(PII_VAULT_KEY key v2\) is the same secret as the HMAC key k1/
+        .test(error.message) &&
+      !error.message.includes(A),
+  );
+  assertSeparateKeys(hmac, parseKeySet(encoder.encode(B), "PII_VAULT_KEY", "v1"));
+  assertSeparateKeys(hmac, null);
 });

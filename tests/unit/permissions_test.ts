@@ -26,7 +26,7 @@ Deno.test("the etl task lists its variables and system calls, and never prompts"
   assert.ok(env !== null && env.length > 0, "--allow-env has a list");
   assert.deepEqual(
     [...(listOf("--allow-sys") ?? ["(all)"])].sort(),
-    ["homedir", "networkInterfaces", "osRelease", "uid"],
+    ["gid", "homedir", "networkInterfaces", "osRelease", "uid"],
   );
   assert.ok(permissionFlags().includes("--no-prompt"), "--no-prompt: like the binary, never ask");
   assert.ok(!permissionFlags().some((f) => f.startsWith("--ignore-env")), "a denied read fails");

@@ -32,30 +32,41 @@ Deno.test("createHandler() answers /healthz with 200 whatever the services do", 
   assert.deepEqual(await response.json(), { status: "ok" });
 });
 
-Deno.test("createHandler() answers /readyz with 200 when ready and 503 with a one-line reason when not", async (t) => {
+Deno.test("createHandler() answers /readyz with check names and states only; the reason goes to the log", async (t) => {
   await t.step("ready", async () => {
-    const response = await handlerWith()(get("/readyz"));
+    const response = await handlerWith(() =>
+      Promise.resolve({ ready: true, checks: { queue: "ok" } })
+    )(get("/readyz"));
     assert.equal(response.status, 200);
     assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
-    assert.deepEqual(await response.json(), { status: "ready" });
+    assert.deepEqual(await response.json(), { status: "ready", checks: { queue: "ok" } });
   });
   await t.step("not ready", async () => {
-    const reason = "database: connect ECONNREFUSED 127.0.0.1:5432\n  at somewhere";
-    const response = await handlerWith(() => Promise.resolve({ ready: false, reason }))(
-      get("/readyz"),
-    );
+    const reason =
+      'database: password authentication failed for user "etl" at db.internal:5432\n  at somewhere';
+    const logged: string[] = [];
+    const handle = createHandler({
+      metrics: new Metrics(),
+      ready: () =>
+        Promise.resolve({ ready: false, reason, checks: { queue: "ok", database: "failed" } }),
+      onUnready: (why) => logged.push(why),
+    });
+    const response = await handle(get("/readyz"));
     assert.equal(response.status, 503);
     const text = await response.text();
-    assert.equal(text.trimEnd().split("\n").length, 1, "one line");
     assert.deepEqual(JSON.parse(text), {
       status: "unavailable",
-      reason: "database: connect ECONNREFUSED 127.0.0.1:5432 at somewhere",
+      checks: { queue: "ok", database: "failed" },
     });
+    assert.doesNotMatch(text, /etl|db\.internal|password/, "no error text in the answer");
+    assert.deepEqual(logged, [
+      'database: password authentication failed for user "etl" at db.internal:5432 at somewhere',
+    ]);
   });
-  await t.step("a probe that throws is not ready", async () => {
+  await t.step("a probe that throws is not ready, and says nothing of why", async () => {
     const response = await handlerWith(() => Promise.reject(new Error("boom")))(get("/readyz"));
     assert.equal(response.status, 503);
-    assert.equal((await response.json()).reason, "probe failed: boom");
+    assert.deepEqual(await response.json(), { status: "unavailable", checks: {} });
   });
 });
 
@@ -101,13 +112,21 @@ Deno.test("readinessProbe() is ready only when every check answers in time", asy
     checks: { name: string; check: () => Promise<void> }[];
     expected: Readiness;
   }[] = [
-    { name: "all answer", checks: [{ name: "queue", check: ok }], expected: { ready: true } },
+    {
+      name: "all answer",
+      checks: [{ name: "queue", check: ok }],
+      expected: { ready: true, checks: { queue: "ok" } },
+    },
     {
       name: "one fails",
       checks: [{ name: "queue", check: ok }, { name: "database", check: failing }],
-      expected: { ready: false, reason: "database: connection refused" },
+      expected: {
+        ready: false,
+        reason: "database: connection refused",
+        checks: { queue: "ok", database: "failed" },
+      },
     },
-    { name: "no checks", checks: [], expected: { ready: true } },
+    { name: "no checks", checks: [], expected: { ready: true, checks: {} } },
   ];
   for (const c of cases) {
     await t.step(c.name, async () => {
@@ -119,7 +138,7 @@ Deno.test("readinessProbe() is ready only when every check answers in time", asy
       timeoutMs: 1000,
       stopping: () => true,
     });
-    assert.deepEqual(await probe(), { ready: false, reason: "shutting down" });
+    assert.deepEqual(await probe(), { ready: false, reason: "shutting down", checks: {} });
   });
 });
 
@@ -134,13 +153,18 @@ Deno.test("readinessProbe() times out a hung check and does not start it again w
       return hung;
     },
   }], { timeoutMs: 20 });
-  assert.deepEqual(await probe(), { ready: false, reason: "database: no answer within 20 ms" });
-  assert.deepEqual(await probe(), { ready: false, reason: "database: no answer within 20 ms" });
+  const hungAnswer = {
+    ready: false,
+    reason: "database: no answer within 20 ms",
+    checks: { database: "timeout" },
+  };
+  assert.deepEqual(await probe(), hungAnswer);
+  assert.deepEqual(await probe(), hungAnswer);
   assert.equal(calls, 1, "the second probe awaited the first call");
   release();
-  assert.deepEqual(await probe(), { ready: true });
+  assert.deepEqual(await probe(), { ready: true, checks: { database: "ok" } });
   assert.equal(calls, 1);
-  assert.deepEqual(await probe(), { ready: true });
+  assert.deepEqual(await probe(), { ready: true, checks: { database: "ok" } });
   assert.equal(calls, 2, "a settled check runs again");
 });
 
