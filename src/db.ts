@@ -221,9 +221,11 @@ export async function prune(sql: Sql, target: PruneTarget, days: number): Promis
   const { table, column } = PRUNED[target];
   let total = 0;
   for (;;) {
+    // By primary key, not ctid: the consumer may read only some columns of
+    // the rejects (sql/roles.sql), and system columns need the whole table.
     const result = await sql`
-      DELETE FROM ${sql(table)} WHERE ctid IN (
-        SELECT ctid FROM ${sql(table)}
+      DELETE FROM ${sql(table)} WHERE message_id IN (
+        SELECT message_id FROM ${sql(table)}
         WHERE ${sql(column)} < now() - make_interval(days => ${days})
         LIMIT 10000)`;
     total += result.count;

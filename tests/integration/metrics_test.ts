@@ -227,7 +227,7 @@ Deno.test("run --listen: /metrics during a run ends equal to the summary; /healt
       inserted: summary.inserted,
       rejected: summary.rejected,
       batches: m.get("login_etl_batch_messages_count"),
-      not_ready_reason: reason.reason,
+      not_ready_checks: answer.checks,
     });
   } finally {
     if (!stopped) {

@@ -1,3 +1,4 @@
+// deno-lint-ignore-file camelcase -- the bodies are login events, whose keys are snake_case
 // Unit tests of src/redact.ts: reject bodies keep only what is known to be
 // safe. The adversarial cases are the ones a review found leaking under the
 // old denylist; the property test plants raw values anywhere a producer

@@ -51,7 +51,7 @@ Deno.test("utcDate() gives the same date for every millisecond of a UTC day", ()
   );
 });
 
-Deno.test("toRow() copies the event's fields and the masks into a row", async () => {
+Deno.test("toRow() copies the event's fields and the masks into a row", () => {
   const verdict = validateBody(
     JSON.stringify({
       user_id: "u-1",

@@ -1,0 +1,349 @@
+// Least privilege, from the roles' side: sql/schema.sql then sql/roles.sql as
+// a DBA would run them, real login users in each role, the catalog asked
+// what each may do, and the tool run end to end as each of them. Role names
+// get a suffix: roles are cluster-wide and tests may run side by side.
+
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import {
+  assertRefused,
+  auditAfter,
+  Cli,
+  cliEnv,
+  drain,
+  hmacKeySet,
+  lastAuditId,
+  maskerOf,
+  PEOPLE,
+  rawValuesOf,
+} from "../../helpers/pii.ts";
+import {
+  DATABASE_URL,
+  freshSchema,
+  reportFigures,
+  startSqs,
+  TEST_SECRET,
+} from "../../helpers/services.ts";
+
+const TABLE_PRIVILEGES = [
+  "SELECT",
+  "INSERT",
+  "UPDATE",
+  "DELETE",
+  "TRUNCATE",
+  "REFERENCES",
+  "TRIGGER",
+];
+const FUNCTIONS = {
+  put: "login_etl_vault_put(text[],text[],bytea[],bytea[],text[])",
+  recover: "login_etl_recover(text[],text,text)",
+  forget: "login_etl_forget(text[],text,text)",
+  note: "login_etl_audit_note(text,text[],text,text,text,text)",
+  list: "login_etl_audit_list(bigint,integer)",
+} as const;
+
+Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on the vault or the audit trail, and work through the functions", async (t) => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const suffix = `_${Date.now().toString(36)}_${Deno.pid}`;
+  const [owner, consumer, recoverer] = ["login_etl_owner", "login_etl_consumer", "pii_recoverer"]
+    .map((g) => g + suffix) as [string, string, string];
+  const consumerUser = `etl_service${suffix}`;
+  const recovererUser = `alice${suffix}`;
+  const ownerUser = `etl_migrate${suffix}`;
+  const nobodyUser = `nobody${suffix}`;
+  const password = crypto.randomUUID();
+  const urlOf = (user: string) => {
+    const url = new URL(DATABASE_URL);
+    url.hostname = "127.0.0.1";
+    url.username = user;
+    url.password = password;
+    return url.toString();
+  };
+  const clients: postgres.Sql[] = [];
+  const connectAs = (user: string) => {
+    const sql = postgres(urlOf(user), {
+      max: 1,
+      onnotice: () => {},
+      connection: { search_path: db.schema },
+    });
+    clients.push(sql);
+    return sql;
+  };
+  const denied = (e: { code?: string }) => e.code === "42501";
+  try {
+    // The DBA's path: sql/schema.sql, then sql/roles.sql, with search_path set.
+    const root = new URL("../../../sql/", import.meta.url);
+    await db.sql.unsafe(await Deno.readTextFile(new URL("schema.sql", root))).simple();
+    const roles = (await Deno.readTextFile(new URL("roles.sql", root))).replace(
+      /\b(login_etl_owner|login_etl_consumer|pii_recoverer)\b/g,
+      `$1${suffix}`,
+    );
+    await db.sql.unsafe(roles).simple();
+    await db.sql.unsafe(`
+      CREATE ROLE "${consumerUser}" LOGIN PASSWORD '${password}' IN ROLE "${consumer}";
+      CREATE ROLE "${recovererUser}" LOGIN PASSWORD '${password}' IN ROLE "${recoverer}";
+      CREATE ROLE "${ownerUser}" LOGIN PASSWORD '${password}' IN ROLE "${owner}";
+      CREATE ROLE "${nobodyUser}" LOGIN PASSWORD '${password}';
+      GRANT USAGE ON SCHEMA "${db.schema}" TO "${nobodyUser}";`).simple();
+    const cli = new Cli(cliEnv(db));
+    const k1 = await maskerOf(TEST_SECRET, "k1");
+    const ipMask = k1.mask("ip", "203.0.113.7");
+
+    await t.step(
+      "the catalog: no table or sequence privilege on the vault or the audit trail",
+      async () => {
+        const claims: string[] = [];
+        for (const role of [consumer, recoverer, consumerUser, recovererUser, nobodyUser]) {
+          for (const table of ["login_etl_vault", "login_etl_audit"]) {
+            for (const privilege of TABLE_PRIVILEGES) {
+              const [row] = await db.sql<{ has: boolean }[]>`
+              SELECT has_table_privilege(${role}, ${`"${db.schema}".${table}`}, ${privilege}) AS has`;
+              if (row?.has) claims.push(`${role} ${privilege} ${table}`);
+            }
+          }
+          const [seq] = await db.sql<{ has: boolean }[]>`
+          SELECT has_sequence_privilege(${role}, ${`"${db.schema}".login_etl_audit_id_seq`}, 'USAGE') AS has`;
+          if (seq?.has) claims.push(`${role} USAGE login_etl_audit_id_seq`);
+        }
+        assert.deepEqual(claims, []);
+      },
+    );
+
+    await t.step("the catalog: who may execute which function", async () => {
+      const may = async (role: string, fn: string) =>
+        (await db.sql<{ has: boolean }[]>`
+          SELECT has_function_privilege(${role}, ${`"${db.schema}".${fn}`}, 'EXECUTE') AS has`)[0]
+          ?.has;
+      const table: [string, Record<keyof typeof FUNCTIONS, boolean>][] = [
+        [consumerUser, { put: true, recover: false, forget: false, note: true, list: false }],
+        [recovererUser, { put: false, recover: true, forget: true, note: true, list: true }],
+        [nobodyUser, { put: false, recover: false, forget: false, note: false, list: false }],
+      ];
+      for (const [role, expected] of table) {
+        for (const [name, fn] of Object.entries(FUNCTIONS)) {
+          assert.equal(
+            await may(role, fn),
+            expected[name as keyof typeof FUNCTIONS],
+            `${role} ${name}`,
+          );
+        }
+      }
+      const [definers] = await db.sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = ${db.schema} AND p.proname LIKE 'login_etl_%' AND p.prosecdef
+          AND pg_get_userbyid(p.proowner) = ${owner}
+          AND array_to_string(p.proconfig, ',') = ${`search_path=${db.schema}, pg_temp`}`;
+      assert.equal(
+        definers?.n,
+        5,
+        "five SECURITY DEFINER functions, owned by the owner, search_path pinned",
+      );
+    });
+
+    await t.step("the consumer user drains with the vault on", async () => {
+      const drained = await drain(sqs, cli, PEOPLE, { DATABASE_URL: urlOf(consumerUser) });
+      assert.equal(drained.inserted, 4);
+      const [n] = await db.sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM login_etl_vault WHERE erased_at IS NULL`;
+      assert.equal(n?.n, 6);
+    });
+
+    await t.step(
+      "the consumer user cannot read the vault, the rows or the audit trail, nor write the audit",
+      async () => {
+        const asConsumer = connectAs(consumerUser);
+        for (const table of ["login_etl_vault", "user_logins", "login_etl_audit"]) {
+          await assert.rejects(
+            asConsumer.unsafe(`SELECT * FROM ${table}`),
+            denied,
+            `SELECT ${table}`,
+          );
+        }
+        await assert.rejects(
+          asConsumer`INSERT INTO login_etl_audit (actor, action, outcome) VALUES ('x', 'recover', 'success')`,
+          denied,
+        );
+        await assert.rejects(
+          asConsumer`SELECT login_etl_audit_note('recover', ARRAY['k1:x'], 'svc', 'r', 'released', 'forged')`,
+          (e: { code?: string }) => e.code === "22023",
+          "the note function refuses anything but denied or failed",
+        );
+      },
+    );
+
+    await t.step(
+      "the consumer's function answers alike for new, vaulted and erased values (no oracle)",
+      async () => {
+        const asConsumer = connectAs(consumerUser);
+        class Rollback {
+          constructor(readonly rows: unknown) {}
+        }
+        const attempt = async (mask: string) => {
+          const started = performance.now();
+          // In a transaction rolled back, as an attacker probing would do it.
+          const rows = await asConsumer.begin(async (tx) => {
+            const result = await tx`SELECT login_etl_vault_put(${[mask]}::text[], ${["ip"]}::text[],
+            ${["\\x00112233445566778899aabbccddeeff00"]}::bytea[], ${[
+              "\\x000000000000000000000000",
+            ]}::bytea[],
+            ${["v1"]}::text[]) AS r`;
+            throw new Rollback(result.map((r) => ({ ...r })));
+          }).catch((error: unknown) => {
+            if (error instanceof Rollback) return error.rows;
+            throw error;
+          });
+          return { rows, ms: performance.now() - started };
+        };
+        const fresh = await attempt(k1.mask("ip", "198.51.100.250"));
+        const vaulted = await attempt(ipMask);
+        assert.deepEqual(fresh.rows, [{ r: null }]);
+        assert.deepEqual(vaulted.rows, fresh.rows, "the same answer");
+        // Timing, measured and reported (machine noise makes it no pass/fail rule).
+        const times = { fresh: [] as number[], vaulted: [] as number[] };
+        for (let i = 0; i < 60; i++) {
+          times.fresh.push((await attempt(k1.mask("ip", `198.51.100.${i}`))).ms);
+          times.vaulted.push((await attempt(ipMask)).ms);
+        }
+        const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? 0;
+        reportFigures("vault_put timing", {
+          fresh_median_ms: Math.round(median(times.fresh) * 1000) / 1000,
+          vaulted_median_ms: Math.round(median(times.vaulted) * 1000) / 1000,
+        });
+      },
+    );
+
+    await t.step(
+      "a pii_recoverer user recovers, audited under its login even after SET ROLE",
+      async () => {
+        const before = await lastAuditId(db.sql);
+        const result = await cli.run(
+          ["recover", "--masked", ipMask, "--reason", "INC-42", "--actor", "alice"],
+          { DATABASE_URL: urlOf(recovererUser) },
+          { revealing: true },
+        );
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(result.stdout, `${ipMask}\tip\t203.0.113.7\n`);
+        const asRecoverer = connectAs(recovererUser);
+        await asRecoverer.unsafe(`SET ROLE "${recoverer}"`);
+        await asRecoverer`SELECT * FROM login_etl_recover(${[ipMask]}::text[], 'alice', 'INC-43')`;
+        const audit = await auditAfter(db.sql, before);
+        assert.deepEqual(audit.map((a) => [a.db_user, a.actor, a.outcome]), [
+          [recovererUser, "alice", "released"],
+          [recovererUser, "alice", "released"],
+        ]);
+        const listing = await cli.run(["recover", "--audit"], {
+          DATABASE_URL: urlOf(recovererUser),
+        });
+        assert.equal(listing.code, 0, listing.stderr);
+        assert.match(listing.stdout, new RegExp(`"db_user":"${recovererUser}"`));
+      },
+    );
+
+    await t.step(
+      "the pii_recoverer user cannot touch the vault or the audit trail directly",
+      async () => {
+        const asRecoverer = connectAs(recovererUser);
+        for (
+          const statement of [
+            "SELECT * FROM login_etl_vault",
+            "DELETE FROM login_etl_vault",
+            "UPDATE login_etl_vault SET ciphertext = NULL",
+            "SELECT * FROM login_etl_audit",
+            "INSERT INTO login_etl_audit (actor, action, outcome) VALUES ('a', 'recover', 'success')",
+            "UPDATE login_etl_audit SET reason = 'nothing to see'",
+            "DELETE FROM login_etl_audit",
+            "TRUNCATE login_etl_audit",
+          ]
+        ) {
+          await assert.rejects(asRecoverer.unsafe(statement), denied, statement);
+        }
+        const [n] = await db.sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM login_etl_audit WHERE reason = 'nothing to see'`;
+        assert.equal(n?.n, 0);
+      },
+    );
+
+    await t.step(
+      "the recoverer user forgets through the CLI; the erasure is audited under its login",
+      async () => {
+        const before = await lastAuditId(db.sql);
+        const result = await cli.run(
+          ["forget", "--masked", ipMask, "--reason", "DSAR 5", "--actor", "alice"],
+          { DATABASE_URL: urlOf(recovererUser) },
+        );
+        assert.equal(result.code, 0, result.stderr);
+        assert.deepEqual(
+          (await auditAfter(db.sql, before)).map((a) => [a.db_user, a.action, a.outcome]),
+          [
+            [recovererUser, "forget", "success"],
+          ],
+        );
+      },
+    );
+
+    await t.step(
+      "the consumer user's recover and forget are refused with exit 1 and audited as denied under its login",
+      async () => {
+        const before = await lastAuditId(db.sql);
+        const mask = k1.mask("device_id", "444-55-6666");
+        const recover = await cli.run(
+          ["recover", "--masked", mask, "--reason", "just looking", "--actor", "svc"],
+          { DATABASE_URL: urlOf(consumerUser) },
+          { revealing: true },
+        );
+        assertRefused(recover, 1, /Refused: this database role may not recover/);
+        const forget = await cli.run(
+          ["forget", "--masked", mask, "--reason", "cover tracks", "--actor", "svc"],
+          { DATABASE_URL: urlOf(consumerUser) },
+        );
+        assertRefused(forget, 1, /Refused: this database role may not erase/);
+        assert.deepEqual(
+          (await auditAfter(db.sql, before)).map((a) => [a.db_user, a.actor, a.action, a.outcome]),
+          [[consumerUser, "svc", "recover", "denied"], [consumerUser, "svc", "forget", "denied"]],
+        );
+      },
+    );
+
+    await t.step("an owner user re-keys; the consumer user cannot", async () => {
+      const env = { PII_HMAC_KEY: hmacKeySet("k2") };
+      const args = ["rekey", "--to", "k2", "--reason", "rotation"];
+      assertRefused(
+        await cli.run(args, { ...env, DATABASE_URL: urlOf(consumerUser) }),
+        1,
+        /permission denied/,
+      );
+      const done = await cli.run(args, { ...env, DATABASE_URL: urlOf(ownerUser) });
+      assert.equal(done.code, 0, done.stderr);
+      const [left] = await db.sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM user_logins
+        WHERE masked_ip NOT LIKE 'k2:%' OR masked_device_id NOT LIKE 'k2:%'`;
+      // The erased ip keeps its k1 mask: its value is gone, nothing to re-key from.
+      assert.equal(left?.n, 1);
+    });
+
+    cli.assertNoRaw(rawValuesOf(PEOPLE));
+  } finally {
+    for (const sql of clients) await sql.end();
+    const admin = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
+    try {
+      const existing = (await admin<{ rolname: string }[]>`
+        SELECT rolname FROM pg_roles WHERE rolname = ANY(${[
+        consumerUser,
+        recovererUser,
+        ownerUser,
+        nobodyUser,
+        owner,
+        consumer,
+        recoverer,
+      ]})`).map((r) => `"${r.rolname}"`).join(", ");
+      if (existing !== "") {
+        await admin.unsafe(`REASSIGN OWNED BY ${existing} TO CURRENT_USER`);
+        await admin.unsafe(`DROP OWNED BY ${existing}`);
+        await admin.unsafe(`DROP ROLE ${existing}`);
+      }
+    } finally {
+      await admin.end();
+    }
+  }
+});
