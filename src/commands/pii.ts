@@ -191,6 +191,11 @@ export async function piiCommand(config: Config, io: PiiIo): Promise<void> {
         return;
       }
       case "forget": {
+        if (config.replayAudit !== null && (config.masked !== null || config.fromFile !== null)) {
+          throw new UsageError(
+            "Give forget --replay-audit or masks (--masked, --from-file), not both",
+          );
+        }
         const masks = config.replayAudit === null
           ? await requestedMasks(config)
           : await erasedIn(config.replayAudit);

@@ -371,3 +371,24 @@ Deno.test("resolveConfig() warns, without the password, when --database-url hold
   assert.ok(!flagged.warnings.some((w) => w.includes(password)));
   assert.deepEqual(resolveConfig("drain", {}, { ...WITH_KEY, DATABASE_URL: url }).warnings, []);
 });
+
+Deno.test("resolveConfig() never echoes a secret put where a key id belongs", () => {
+  const secret = "Zm9vYmFyYmF6cXV4c2VjcmV0a2V5bWF0ZXJpYWwxMjM0NTY=";
+  for (
+    const [flags, env] of [[{ "hmac-key-id": secret }, {}], [{}, {
+      PII_VAULT_KEY_ID: secret,
+    }]] as const
+  ) {
+    let message = "";
+    try {
+      resolveConfig("drain", flags, { ...WITH_KEY, ...env });
+    } catch (error) {
+      message = error instanceof Error ? error.message : String(error);
+    }
+    assert.match(
+      message,
+      /\(48 characters\): must be 1 to 16 letters, digits, _ or -; is a secret in the id's place\?/,
+    );
+    assert.ok(!message.includes(secret.slice(0, 8)), message);
+  }
+});
