@@ -180,11 +180,11 @@ Deno.test("four consumers on one queue with a 1 s visibility timeout and slowed 
       env,
     ));
   // Load the queue only once all four are polling (their last start-up step
-  // is the ledger prune), so that none arrives late to an empty queue.
+  // is the prune of old rejects), so that none arrives late to an empty queue.
   await waitFor(
     async () => {
       const [row] = await db.sql`SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE application_name = 'login-etl' AND query LIKE '%DELETE FROM login_etl_ledger%'`;
+      WHERE application_name = 'login-etl' AND query LIKE '%DELETE FROM%login_etl_rejects%'`;
       return row?.n === 4;
     },
     60_000,
