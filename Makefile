@@ -77,7 +77,7 @@ soak: deno postgres ## The long crash test (100,000 messages, 20 kills); not in 
 build: deno ## Compile dist/login-etl with the binary's permissions (ALLOW_NET=host,... narrows the network)
 	@mkdir -p dist
 	@log=dist/compile.log; \
-	if sh -f -c '$(DENO) compile $(BUILD_PERMISSIONS) --include src/sink_worker.ts --output dist/login-etl src/main.ts' >$$log 2>&1; then \
+	if sh -f -c '$(DENO) compile $(BUILD_PERMISSIONS) --include src/sink/worker.ts --output dist/login-etl src/main.ts' >$$log 2>&1; then \
 	  echo "Built dist/login-etl"; \
 	else \
 	  echo "make build: deno compile failed (it downloads its runtime base, denort, on first use: allow that download or set DENORT_BIN to a denort $(DENO_VERSION) binary); details in $$log" >&2; exit 1; \
@@ -87,7 +87,7 @@ build-all: deno ## Cross-compile for Linux, macOS and Windows into dist/
 	@mkdir -p dist
 	@for target in $(TARGETS); do \
 	  log=dist/compile-$$target.log; \
-	  sh -f -c "$(DENO) compile $(BUILD_PERMISSIONS) --include src/sink_worker.ts --target $$target --output dist/login-etl-$$target src/main.ts" >$$log 2>&1 || { \
+	  sh -f -c "$(DENO) compile $(BUILD_PERMISSIONS) --include src/sink/worker.ts --target $$target --output dist/login-etl-$$target src/main.ts" >$$log 2>&1 || { \
 	    echo "make build-all: deno compile for $$target failed (it downloads the denort base per target); details in $$log" >&2; exit 1; }; \
 	  echo "Built dist/login-etl-$$target"; \
 	done

@@ -13,18 +13,18 @@
 // one JSON line, and writes bench/results/latest.json.
 
 import postgres from "postgres";
-import { resolveConfig, Secret } from "../src/config.ts";
-import { Database } from "../src/db.ts";
+import { resolveConfig, Secret } from "../src/config/resolve.ts";
+import { Database } from "../src/db/pool.ts";
 import { ensureSchema } from "../src/db/schema.ts";
 import { loadPgConnection, resolvePgTarget } from "../src/db/connection.ts";
 import { Masker } from "../src/mask.ts";
-import { prepareItems } from "../src/prepare.ts";
+import { prepareItems } from "../src/transform.ts";
 import { generateBodies } from "../src/seed/generate.ts";
 import { deleteMessages } from "../src/sqs/ack.ts";
 import { createSqsClient } from "../src/sqs/client.ts";
 import { receiveMessages } from "../src/sqs/receive.ts";
 import type { ReceivedMessage } from "../src/types.ts";
-import { postgresStore } from "../src/write.ts";
+import { postgresStore } from "../src/db/write.ts";
 import { call, load, protocolLoop } from "./sqs_json.ts";
 import { permissionFlags } from "../tests/helpers/cli.ts";
 

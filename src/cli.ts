@@ -13,7 +13,7 @@ import {
   type FlagValues,
   optionsFor,
   type OptionSpec,
-} from "./config.ts";
+} from "./config/resolve.ts";
 import { UsageError } from "./errors.ts";
 
 /** What the user asked for. */

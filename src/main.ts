@@ -13,13 +13,13 @@ import {
   envNames,
   type FlagValues,
   resolveConfig,
-} from "./config.ts";
+} from "./config/resolve.ts";
 import { consume } from "./commands/consume.ts";
 import { demo } from "./commands/demo.ts";
 import { seed } from "./commands/seed.ts";
 import { ConfigError, EXIT_USAGE, exitCodeOf, formatError, whyUnreadable } from "./errors.ts";
 import { createLogger, writeAllSync, writeStderr } from "./log.ts";
-import { Telemetry } from "./telemetry.ts";
+import { Telemetry } from "./ops/telemetry.ts";
 
 /** The version printed by `--version`. */
 export const VERSION: string = meta.version;

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type KeySource, Secret } from "./config.ts";
+import { type KeySource, Secret } from "./config/resolve.ts";
 import { currentSecret, loadKeySet } from "./pii/keyring.ts";
 import { ConfigError } from "./errors.ts";
 import type { Masked } from "./types.ts";

@@ -6,30 +6,30 @@
  */
 
 import type { SQSClient } from "@aws-sdk/client-sqs";
-import type { Config } from "../config.ts";
-import { Database, describeDbError, prune, type PruneTarget, registerKey } from "../db.ts";
+import type { Config } from "../config/resolve.ts";
+import { Database, describeDbError, prune, type PruneTarget, registerKey } from "../db/pool.ts";
 import { ensureSchema } from "../db/schema.ts";
 import { loadPgConnection, type PgConnection } from "../db/connection.ts";
 import { ConfigError, DatabaseError } from "../errors.ts";
 import { stderrStatus } from "../log.ts";
 import { Masker } from "../mask.ts";
-import type { Metrics } from "../metrics.ts";
+import type { Metrics } from "../ops/metrics.ts";
 import { assertSeparateKeys, currentSecret, loadKeySet } from "../pii/keyring.ts";
 import { VaultCipher } from "../pii/vault.ts";
-import { runPipeline } from "../pipeline.ts";
-import { type Progress, startProgress } from "../progress.ts";
+import { runPipeline } from "../pipeline/pipeline.ts";
+import { type Progress, startProgress } from "../ops/progress.ts";
 import {
   cachedProbe,
   createHandler,
   type ListenAddress,
   parseListenAddress,
   readinessProbe,
-} from "../server.ts";
+} from "../ops/server.ts";
 import { createSqsClient } from "../sqs/client.ts";
 import { readQueueAttributes, sqsQueue } from "../sqs/queue.ts";
-import type { Summary, Telemetry } from "../telemetry.ts";
-import { localSink, type Sink, workerSinks } from "../sink.ts";
-import { dryRunStore, postgresStore } from "../write.ts";
+import type { Summary, Telemetry } from "../ops/telemetry.ts";
+import { localSink, type Sink, workerSinks } from "../sink/sink.ts";
+import { dryRunStore, postgresStore } from "../db/write.ts";
 
 /** How often `run` prunes the ledger and the rejects. */
 const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
@@ -163,7 +163,7 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
   // Loaded only then: prom-client is a noticeable share of start-up time.
   const metrics: Metrics | null = listen === null
     ? null
-    : new (await import("../metrics.ts")).Metrics();
+    : new (await import("../ops/metrics.ts")).Metrics();
   const detachMetrics = metrics === null ? () => {} : telemetry.addSink(metrics);
   try {
     if (listen !== null && metrics !== null) {

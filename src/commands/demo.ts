@@ -5,12 +5,12 @@
  * @module
  */
 
-import type { Config } from "../config.ts";
-import { connect } from "../db.ts";
+import type { Config } from "../config/resolve.ts";
+import { connect } from "../db/pool.ts";
 import { loadPgConnection, type PgTarget, resolvePgTarget } from "../db/connection.ts";
 import { generateSecret, Masker } from "../mask.ts";
 import { loadSampleBodies } from "../seed/sample.ts";
-import type { Summary, Telemetry } from "../telemetry.ts";
+import type { Summary, Telemetry } from "../ops/telemetry.ts";
 import { consume } from "./consume.ts";
 import { seed, type SeedSummary } from "./seed.ts";
 

@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { Config } from "../config.ts";
-import { Database, registerKey } from "../db.ts";
+import type { Config } from "../config/resolve.ts";
+import { Database, registerKey } from "../db/pool.ts";
 import { ensureSchema } from "../db/schema.ts";
 import { loadPgConnection } from "../db/connection.ts";
 import { ConfigError, EtlError, UsageError, whyUnreadable } from "../errors.ts";

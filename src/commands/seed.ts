@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Config } from "../config.ts";
+import type { Config } from "../config/resolve.ts";
 import type { Logger } from "../log.ts";
 import { generateBodies } from "../seed/generate.ts";
 import { createSqsClient } from "../sqs/client.ts";

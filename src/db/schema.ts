@@ -7,7 +7,7 @@
  * @module
  */
 
-import { checkConnection, describeDbError, type Sql } from "../db.ts";
+import { checkConnection, describeDbError, type Sql } from "./pool.ts";
 import { DatabaseError } from "../errors.ts";
 import type { PgConnection } from "./connection.ts";
 

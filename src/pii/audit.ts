@@ -8,9 +8,9 @@
  * @module
  */
 
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/pool.ts";
 import { DatabaseError } from "../errors.ts";
-import { describeDbError, pgArray } from "../db.ts";
+import { describeDbError, pgArray } from "../db/pool.ts";
 
 /** What was attempted. */
 export type AuditAction = "recover" | "forget" | "rekey" | "rekey-vault";

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { KEY_ID_PATTERN, type KeySource, MIN_SECRET_BYTES, Secret } from "../config.ts";
+import { KEY_ID_PATTERN, type KeySource, MIN_SECRET_BYTES, Secret } from "../config/resolve.ts";
 import { ConfigError, whyUnreadable } from "../errors.ts";
 
 /** Secrets by id, and which one new data uses. */

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { describeDbError, pgArray, type Sql } from "../db.ts";
+import { describeDbError, pgArray, type Sql } from "../db/pool.ts";
 import { ConfigError, DatabaseError, type EtlError, UsageError } from "../errors.ts";
 import type { Masker } from "../mask.ts";
 import { noteRefusal } from "./audit.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { byteaHex, describeDbError, pgArray, type Sql } from "../db.ts";
+import { byteaHex, describeDbError, pgArray, type Sql } from "../db/pool.ts";
 import { DatabaseError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Masker } from "../mask.ts";

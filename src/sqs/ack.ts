@@ -7,7 +7,7 @@
 
 import { DeleteMessageBatchCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import type { AckResult, ReceivedMessage } from "../types.ts";
-import { callInChunks } from "./_entries.ts";
+import { callInChunks } from "./_batch.ts";
 
 /**
  * Deletes messages by receipt handle. Never throws: a failed delete only

@@ -8,7 +8,7 @@
 
 import { ChangeMessageVisibilityBatchCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import type { AckResult, ReceivedMessage } from "../types.ts";
-import { callInChunks } from "./_entries.ts";
+import { callInChunks } from "./_batch.ts";
 
 /**
  * Sets the visibility timeout of each message to `seconds` from now. Never

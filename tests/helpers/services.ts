@@ -4,10 +4,15 @@
 import { SQSClient } from "@aws-sdk/client-sqs";
 import { startFauxqs } from "fauxqs";
 import postgres from "postgres";
-import { type CommandName, type Config, type FlagValues, resolveConfig } from "../../src/config.ts";
+import {
+  type CommandName,
+  type Config,
+  type FlagValues,
+  resolveConfig,
+} from "../../src/config/resolve.ts";
 import { loadPgConnection, type PgConnection, resolvePgTarget } from "../../src/db/connection.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
-import { Telemetry } from "../../src/telemetry.ts";
+import { Telemetry } from "../../src/ops/telemetry.ts";
 
 /** The Postgres the tests use; `make test` makes sure it answers. */
 export const DATABASE_URL = Deno.env.get("DATABASE_URL") ??

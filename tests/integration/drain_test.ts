@@ -5,16 +5,16 @@
 import assert from "node:assert/strict";
 import { consume } from "../../src/commands/consume.ts";
 import { seed } from "../../src/commands/seed.ts";
-import { Secret } from "../../src/config.ts";
+import { Secret } from "../../src/config/resolve.ts";
 import { Masker } from "../../src/mask.ts";
 import { loadSampleBodies } from "../../src/seed/sample.ts";
 import { sqsQueue } from "../../src/sqs/queue.ts";
 import { createSqsClient } from "../../src/sqs/client.ts";
-import { runPipeline } from "../../src/pipeline.ts";
-import { connect, Database, registerKey } from "../../src/db.ts";
+import { runPipeline } from "../../src/pipeline/pipeline.ts";
+import { connect, Database, registerKey } from "../../src/db/pool.ts";
 import { ensureSchema } from "../../src/db/schema.ts";
-import { postgresStore } from "../../src/write.ts";
-import { localSink } from "../../src/sink.ts";
+import { postgresStore } from "../../src/db/write.ts";
+import { localSink } from "../../src/sink/sink.ts";
 import { encodeAppVersion } from "../../src/app_version.ts";
 import { utcDate } from "../../src/to_row.ts";
 import {

@@ -8,18 +8,18 @@
 import assert from "node:assert/strict";
 import { consume } from "../../src/commands/consume.ts";
 import { seed } from "../../src/commands/seed.ts";
-import { Secret } from "../../src/config.ts";
-import { connect, Database, registerKey } from "../../src/db.ts";
+import { Secret } from "../../src/config/resolve.ts";
+import { connect, Database, registerKey } from "../../src/db/pool.ts";
 import { ensureSchema } from "../../src/db/schema.ts";
 import { Masker } from "../../src/mask.ts";
-import { runPipeline } from "../../src/pipeline.ts";
+import { runPipeline } from "../../src/pipeline/pipeline.ts";
 import { generateBodies } from "../../src/seed/generate.ts";
 import { loadSampleBodies } from "../../src/seed/sample.ts";
-import { localSink } from "../../src/sink.ts";
+import { localSink } from "../../src/sink/sink.ts";
 import { createSqsClient } from "../../src/sqs/client.ts";
 import { sqsQueue } from "../../src/sqs/queue.ts";
 import { utcDate } from "../../src/to_row.ts";
-import { postgresStore } from "../../src/write.ts";
+import { postgresStore } from "../../src/db/write.ts";
 import {
   capturingTelemetry,
   DATABASE_URL,

@@ -4,7 +4,7 @@
 // passwords from a password file read by the pgpass package.
 
 import assert from "node:assert/strict";
-import { checkConnection, connect } from "../../src/db.ts";
+import { checkConnection, connect } from "../../src/db/pool.ts";
 import { loadPgConnection, resolvePgTarget } from "../../src/db/connection.ts";
 import { startEmbeddedPostgres } from "../../src/demo/embedded.ts";
 import { ConfigError, DatabaseError } from "../../src/errors.ts";

@@ -6,7 +6,7 @@ import {
   OPTIONS,
   type OptionSpec,
   resolveConfig,
-} from "../../src/config.ts";
+} from "../../src/config/resolve.ts";
 import { ConfigError } from "../../src/errors.ts";
 
 const KEY = "a-test-secret-of-at-least-32-bytes!!"; // 36 bytes

@@ -2,7 +2,7 @@
 // loadKeySet() from each kind of source, and that secrets never show in
 // errors or when a key set is printed.
 import assert from "node:assert/strict";
-import { Secret } from "../../src/config.ts";
+import { Secret } from "../../src/config/resolve.ts";
 import { ConfigError } from "../../src/errors.ts";
 import {
   assertSeparateKeys,

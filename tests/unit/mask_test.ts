@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { loadHmacSecret, Masker, type MaskField } from "../../src/mask.ts";
 import { referenceMasker } from "../helpers/reference_mask.ts";
-import { resolveConfig, Secret } from "../../src/config.ts";
+import { resolveConfig, Secret } from "../../src/config/resolve.ts";
 import { ConfigError } from "../../src/errors.ts";
 
 const FIELDS: readonly MaskField[] = ["ip", "device_id", "body"];

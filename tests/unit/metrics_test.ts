@@ -5,9 +5,9 @@
 
 import assert from "node:assert/strict";
 import { silentLogger } from "../../src/log.ts";
-import { Metrics } from "../../src/metrics.ts";
-import { startBatchSpan } from "../../src/tracing.ts";
-import { Telemetry, type TelemetryEvent } from "../../src/telemetry.ts";
+import { Metrics } from "../../src/ops/metrics.ts";
+import { startBatchSpan } from "../../src/ops/tracing.ts";
+import { Telemetry, type TelemetryEvent } from "../../src/ops/telemetry.ts";
 import { reportFigures } from "../helpers/services.ts";
 
 /** One sample line of the exposition text: `name{a="b"} value`. */

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { StatusLine } from "../../src/log.ts";
-import { rateOf, renderProgress, startProgress } from "../../src/progress.ts";
+import { rateOf, renderProgress, startProgress } from "../../src/ops/progress.ts";
 
 Deno.test("renderProgress() shows done, rate and the queue left, with fixed separators", async (t) => {
   const cases = [

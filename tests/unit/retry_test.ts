@@ -1,7 +1,7 @@
 // Unit tests of src/retry.ts: backoffMs() bounds with a pinned random source, and sleep() aborting.
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { backoffMs, DEFAULT_BACKOFF, sleep } from "../../src/retry.ts";
+import { backoffMs, DEFAULT_BACKOFF, sleep } from "../../src/pipeline/retry.ts";
 
 const ceilingOf = (attempt: number, baseMs: number, capMs: number) =>
   Math.min(capMs, baseMs * 2 ** (attempt - 1));

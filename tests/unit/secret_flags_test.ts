@@ -3,7 +3,7 @@
 // holds one is refused.
 
 import assert from "node:assert/strict";
-import { applyConfigFile, resolveConfig, secretFlagWarnings } from "../../src/config.ts";
+import { applyConfigFile, resolveConfig, secretFlagWarnings } from "../../src/config/resolve.ts";
 import { ConfigError } from "../../src/errors.ts";
 
 const KEY = { PII_HMAC_KEY: "a test secret of at least thirty-two bytes" };

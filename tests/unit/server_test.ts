@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { ConfigError } from "../../src/errors.ts";
-import { Metrics } from "../../src/metrics.ts";
+import { Metrics } from "../../src/ops/metrics.ts";
 import {
   cachedProbe,
   createHandler,
@@ -13,7 +13,7 @@ import {
   type Probe,
   type Readiness,
   readinessProbe,
-} from "../../src/server.ts";
+} from "../../src/ops/server.ts";
 
 const READY: Probe = () => Promise.resolve({ ready: true });
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { chunk, SQS_MAX_BATCH } from "../batch.ts";
+import { chunk, SQS_MAX_BATCH } from "../pipeline/deliveries.ts";
 import type { AckResult, ReceivedMessage } from "../types.ts";
 import { describeAwsError } from "./_errors.ts";
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ReceivedMessage } from "./types.ts";
+import type { ReceivedMessage } from "../types.ts";
 
 /** Tracks the visibility deadline of each held delivery. */
 export class HeldMessages {

@@ -7,12 +7,12 @@
  * @module
  */
 
-import { DatabaseError, EtlError } from "./errors.ts";
-import type { PgConnection } from "./db/connection.ts";
-import type { Masker } from "./mask.ts";
-import type { VaultCipher } from "./pii/vault.ts";
-import { prepareItems } from "./prepare.ts";
-import type { ReceivedMessage, Store, WriteOutcome } from "./types.ts";
+import { DatabaseError, EtlError } from "../errors.ts";
+import type { PgConnection } from "../db/connection.ts";
+import type { Masker } from "../mask.ts";
+import type { VaultCipher } from "../pii/vault.ts";
+import { prepareItems } from "../transform.ts";
+import type { ReceivedMessage, Store, WriteOutcome } from "../types.ts";
 
 /** A sink's answer for one batch. */
 export interface SinkOutcome extends WriteOutcome {
@@ -112,7 +112,7 @@ export type WorkerRequest =
  * @throws {EtlError} when the worker cannot start
  */
 export async function workerSink(init: WorkerInit): Promise<Sink> {
-  const worker = new Worker(new URL("./sink_worker.ts", import.meta.url), { type: "module" });
+  const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
   const waiting = new Map<
     number,
     { resolve: (o: SinkOutcome) => void; reject: (e: Error) => void }

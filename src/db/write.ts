@@ -13,9 +13,9 @@ import {
   isTransientDbError,
   pgArray,
   type Sql,
-} from "./db.ts";
-import { DatabaseError } from "./errors.ts";
-import type { RejectReason, Store, VaultRow, WriteItem, WriteOutcome } from "./types.ts";
+} from "./pool.ts";
+import { DatabaseError } from "../errors.ts";
+import type { RejectReason, Store, VaultRow, WriteItem, WriteOutcome } from "../types.ts";
 
 /** Column arrays for one batch, as `unnest` takes them. */
 interface Columns {

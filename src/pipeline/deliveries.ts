@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { ReceivedMessage } from "./types.ts";
+import type { ReceivedMessage } from "../types.ts";
 
 /** SQS accepts at most 10 entries per SendMessageBatch / DeleteMessageBatch / ReceiveMessage. */
 export const SQS_MAX_BATCH = 10;

@@ -10,7 +10,7 @@
 
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { TelemetryEvent, TelemetrySink } from "./telemetry.ts";
-import { REJECT_REASONS } from "./types.ts";
+import { REJECT_REASONS } from "../types.ts";
 
 /**
  * Transaction sizes: `--max-rows` ranges over 1-20000, and a drain's tail

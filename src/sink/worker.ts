@@ -6,13 +6,13 @@
  * @module
  */
 
-import { Secret } from "./config.ts";
-import { Database } from "./db.ts";
-import { EtlError } from "./errors.ts";
-import { Masker } from "./mask.ts";
-import { VaultCipher } from "./pii/vault.ts";
+import { Secret } from "../config/resolve.ts";
+import { Database } from "../db/pool.ts";
+import { EtlError } from "../errors.ts";
+import { Masker } from "../mask.ts";
+import { VaultCipher } from "../pii/vault.ts";
 import { localSink, type Sink, type WorkerReply, type WorkerRequest } from "./sink.ts";
-import { postgresStore } from "./write.ts";
+import { postgresStore } from "../db/write.ts";
 
 // deno-lint-ignore no-explicit-any
 const scope = self as any;

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { StatusLine } from "./log.ts";
+import type { StatusLine } from "../log.ts";
 
 /** What one progress line shows. */
 export interface ProgressView {

@@ -6,9 +6,9 @@
  * @module
  */
 
-import { PG_ENV_NAMES, type PgTarget, resolvePgTarget } from "./db/connection.ts";
-import { ConfigError } from "./errors.ts";
-import type { SqsProtocol } from "./sqs/client.ts";
+import { PG_ENV_NAMES, type PgTarget, resolvePgTarget } from "../db/connection.ts";
+import { ConfigError } from "../errors.ts";
+import type { SqsProtocol } from "../sqs/client.ts";
 
 /** The commands of the CLI. */
 export type CommandName =

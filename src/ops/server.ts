@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ConfigError } from "./errors.ts";
+import { ConfigError } from "../errors.ts";
 
 /** The state of one check in a `/readyz` answer. */
 export type CheckState = "ok" | "failed" | "timeout";

@@ -7,8 +7,8 @@
  * @module
  */
 
-import type { Fields, Level, Logger } from "./log.ts";
-import { REJECT_REASONS, type RejectReason } from "./types.ts";
+import type { Fields, Level, Logger } from "../log.ts";
+import { REJECT_REASONS, type RejectReason } from "../types.ts";
 
 /** Pipeline stage an error happened in: a bounded label. */
 export type Stage = "receive" | "validate" | "mask" | "write" | "ack" | "startup";

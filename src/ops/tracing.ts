@@ -8,7 +8,7 @@
  */
 
 import { context, type Span, SpanStatusCode, trace } from "@opentelemetry/api";
-import meta from "../deno.json" with { type: "json" };
+import meta from "../../deno.json" with { type: "json" };
 
 const tracer = trace.getTracer("login-etl", meta.version);
 

@@ -11,14 +11,14 @@
  * @module
  */
 
-import { foldDeliveries } from "./batch.ts";
-import { EtlError } from "./errors.ts";
-import { HeldMessages } from "./hold.ts";
-import type { Sink, SinkOutcome } from "./sink.ts";
+import { foldDeliveries } from "./deliveries.ts";
+import { EtlError } from "../errors.ts";
+import { HeldMessages } from "./held.ts";
+import type { Sink, SinkOutcome } from "../sink/sink.ts";
 import { backoffMs, sleep } from "./retry.ts";
-import type { Stage, Telemetry } from "./telemetry.ts";
-import { startBatchSpan } from "./tracing.ts";
-import type { Queue, ReceivedMessage, RejectReason } from "./types.ts";
+import type { Stage, Telemetry } from "../ops/telemetry.ts";
+import { startBatchSpan } from "../ops/tracing.ts";
+import type { Queue, ReceivedMessage, RejectReason } from "../types.ts";
 
 /** Tunables of the flow; see `config.ts` for their ranges and defaults. */
 export interface PipelineOptions {

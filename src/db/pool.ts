@@ -11,8 +11,8 @@ import {
   explainRefusedTls,
   type PgConnection,
   postgresTls,
-} from "./db/connection.ts";
-import { DatabaseError, KeyMismatchError } from "./errors.ts";
+} from "./connection.ts";
+import { DatabaseError, KeyMismatchError } from "../errors.ts";
 
 /** A postgres.js client. */
 export type Sql = postgres.Sql;
