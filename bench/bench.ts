@@ -13,7 +13,8 @@
 // one JSON line, and writes bench/results/latest.json.
 
 import postgres from "postgres";
-import { resolveConfig, Secret } from "../src/config/resolve.ts";
+import { Secret } from "../src/config/secret.ts";
+import { resolveConfig } from "../src/config/resolve.ts";
 import { Database } from "../src/db/pool.ts";
 import { ensureSchema } from "../src/db/schema.ts";
 import { loadPgConnection, resolvePgTarget } from "../src/db/connection.ts";

@@ -2,7 +2,7 @@
 // so --help and the README cannot drift apart. `make docs` writes it into
 // README.md between the flags markers; a unit test checks they match.
 
-import { COMMANDS, OPTIONS } from "../src/config/resolve.ts";
+import { COMMANDS, OPTIONS } from "../src/config/options.ts";
 
 /** The markdown table of every flag. */
 export function flagsTable(): string {

@@ -10,10 +10,10 @@ import {
   COMMAND_SUMMARIES,
   type CommandName,
   COMMANDS,
-  type FlagValues,
   optionsFor,
   type OptionSpec,
-} from "./config/resolve.ts";
+} from "./config/options.ts";
+import { type FlagValues } from "./config/resolve.ts";
 import { UsageError } from "./errors.ts";
 
 /** What the user asked for. */
@@ -106,6 +106,32 @@ function defaultText(spec: OptionSpec): string {
   return parts.length > 0 ? ` [${parts.join("; ")}]` : "";
 }
 
+/** Widest help line, in columns: readable in an 100-column terminal and in a code review. */
+export const HELP_WIDTH = 100;
+
+/** Words of `text` in lines of at most `width` columns (a longer word gets a line of its own). */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/)) {
+    if (line !== "" && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === "" ? word : `${line} ${word}`;
+    }
+  }
+  if (line !== "") lines.push(line);
+  return lines;
+}
+
+/** One flag's help: the flag, then its text wrapped to `HELP_WIDTH`, continuations indented. */
+function flagLines(flag: string, text: string, width: number): string[] {
+  const indent = 2 + width;
+  const [first = "", ...rest] = wrap(text, HELP_WIDTH - indent);
+  return [`  ${flag.padEnd(width)}${first}`, ...rest.map((l) => `${" ".repeat(indent)}${l}`)];
+}
+
 /** Help for one command, or the overview when `command` is null. */
 export function helpText(command: CommandName | null, version: string): string {
   if (command === null) {
@@ -118,7 +144,8 @@ export function helpText(command: CommandName | null, version: string): string {
       ...COMMANDS.map((c) => `  ${c.padEnd(12)}${COMMAND_SUMMARIES[c]}`),
       "",
       "Run login-etl <command> --help for its flags. --version prints the version.",
-      "Secrets come from the environment: PII_HMAC_KEY (or --hmac-key-file), DATABASE_URL.",
+      "Secrets come from the environment: PII_HMAC_KEY (or --hmac-key-file), DATABASE_URL",
+      "(or the PG* variables).",
     ];
     return lines.join("\n");
   }
@@ -130,8 +157,8 @@ export function helpText(command: CommandName | null, version: string): string {
     `Usage: login-etl ${command} [flags]`,
     "",
     "Flags:",
-    ...specs.map((s) => `  ${flagColumn(s).padEnd(width)}${s.help}${defaultText(s)}`),
-    `  ${"--help".padEnd(width)}Show this help`,
+    ...specs.flatMap((s) => flagLines(flagColumn(s), `${s.help}${defaultText(s)}`, width)),
+    ...flagLines("--help", "Show this help", width),
   ];
   if (command === "drain" || command === "run") {
     lines.push(

@@ -6,18 +6,12 @@
 
 import meta from "../deno.json" with { type: "json" };
 import { helpText, parseInvocation } from "./cli.ts";
-import {
-  applyConfigFile,
-  type CommandName,
-  type Config,
-  envNames,
-  type FlagValues,
-  resolveConfig,
-} from "./config/resolve.ts";
+import { readConfigFile } from "./config/file.ts";
+import { type CommandConfig, envNames, resolveConfig } from "./config/resolve.ts";
 import { consume } from "./commands/consume.ts";
 import { demo } from "./commands/demo.ts";
 import { seed } from "./commands/seed.ts";
-import { ConfigError, EXIT_USAGE, exitCodeOf, formatError, whyUnreadable } from "./errors.ts";
+import { EXIT_USAGE, exitCodeOf, formatError } from "./errors.ts";
 import { createLogger, writeAllSync, writeStderr } from "./log.ts";
 import { Telemetry } from "./ops/telemetry.ts";
 
@@ -59,7 +53,11 @@ function installSignals(telemetry: Telemetry): { signal: AbortSignal; remove: ()
   };
 }
 
-async function execute(config: Config, telemetry: Telemetry, stop: AbortSignal): Promise<void> {
+async function execute(
+  config: CommandConfig,
+  telemetry: Telemetry,
+  stop: AbortSignal,
+): Promise<void> {
   switch (config.command) {
     case "drain":
     case "run": {
@@ -99,43 +97,17 @@ async function execute(config: Config, telemetry: Telemetry, stop: AbortSignal):
     case "rekey":
     case "rekey-vault": {
       // Loaded only for these commands, like the demo's embedded services.
-      const { piiCommand } = await import("./commands/pii.ts");
-      await piiCommand(config, { logger: telemetry.logger, writeStdout, stop });
+      const io = { logger: telemetry.logger, writeStdout, stop };
+      if (config.command === "recover") {
+        await (await import("./commands/recover.ts")).recoverCommand(config, io);
+      } else if (config.command === "forget") {
+        await (await import("./commands/forget.ts")).forgetCommand(config, io);
+      } else {
+        await (await import("./commands/rekey.ts")).rekeyCommand(config, io);
+      }
       return;
     }
   }
-}
-
-/**
- * Reads `--config FILE` (or LOGIN_ETL_CONFIG): a JSON object of settings keyed
- * by flag name, layered under flags and env.
- */
-async function withConfigFile(
-  command: CommandName,
-  flags: FlagValues,
-  env: Readonly<Record<string, string>>,
-): Promise<{ flags: FlagValues; env: Readonly<Record<string, string | undefined>> }> {
-  const path = typeof flags["config"] === "string" ? flags["config"] : env["LOGIN_ETL_CONFIG"];
-  if (path === undefined || path === "") return { flags, env };
-  const origin = typeof flags["config"] === "string"
-    ? `--config "${path}"`
-    : `LOGIN_ETL_CONFIG "${path}"`;
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    throw new ConfigError(`Cannot read ${origin}: ${whyUnreadable(error)}`, { cause: error });
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    throw new ConfigError(`Cannot use ${origin}: not valid JSON`, { cause: error });
-  }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-    throw new ConfigError(`Cannot use ${origin}: must be a JSON object of settings by flag name`);
-  }
-  return applyConfigFile(command, flags, env, parsed as Record<string, unknown>, origin);
 }
 
 /** Runs the CLI and returns the exit code. */
@@ -143,7 +115,7 @@ export async function main(
   argv: readonly string[],
   env: Readonly<Record<string, string>>,
 ): Promise<number> {
-  let config: Config;
+  let config: CommandConfig;
   try {
     const invocation = parseInvocation(argv);
     if (invocation.kind === "help") {
@@ -154,8 +126,8 @@ export async function main(
       writeStdout(`login-etl ${VERSION}`);
       return 0;
     }
-    const layered = await withConfigFile(invocation.command, invocation.flags, env);
-    config = resolveConfig(invocation.command, layered.flags, layered.env);
+    const { command, flags } = invocation;
+    config = resolveConfig(command, flags, env, await readConfigFile(command, flags, env));
   } catch (error) {
     writeStderr(`error: ${formatError(error, argv.includes("--verbose"))}`);
     return exitCodeOf(error) === 1 ? EXIT_USAGE : exitCodeOf(error);
@@ -178,7 +150,7 @@ export async function main(
     } else {
       writeStderr(`error: ${formatError(error, config.verbose)}`);
     }
-    if (config.summaryJson && (config.command === "drain" || config.command === "run")) {
+    if ((config.command === "drain" || config.command === "run") && config.summaryJson) {
       writeStdout(JSON.stringify({ ...telemetry.summary(), error: formatError(error) }));
     }
     return code;

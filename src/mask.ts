@@ -7,9 +7,7 @@
  * @module
  */
 
-import { type KeySource, Secret } from "./config/resolve.ts";
-import { currentSecret, loadKeySet } from "./pii/keyring.ts";
-import { ConfigError } from "./errors.ts";
+import { Secret } from "./config/secret.ts";
 import type { Masked } from "./types.ts";
 
 /**
@@ -103,24 +101,4 @@ export class Masker {
   ): Promise<Masked[]> {
     return Promise.all(values.map((v) => this.mask(v.field, v.text)));
   }
-}
-
-/** A fresh random 256-bit secret, for `demo`. */
-export function generateSecret(): Secret {
-  return new Secret(crypto.getRandomValues(new Uint8Array(32)), "generated for this demo");
-}
-
-/**
- * Reads the configured HMAC secret (the current one of a key set).
- *
- * @throws {ConfigError} when none is configured, or the file is unreadable or too short
- */
-export async function loadHmacSecret(source: KeySource, defaultId = "k1"): Promise<Secret> {
-  const set = await loadKeySet(source, defaultId);
-  if (set === null) {
-    throw new ConfigError(
-      "No HMAC key: set PII_HMAC_KEY or --hmac-key-file to a secret of at least 32 bytes (make one with: openssl rand -base64 32)",
-    );
-  }
-  return currentSecret(set);
 }

@@ -6,8 +6,10 @@
  */
 
 import type { SQSClient } from "@aws-sdk/client-sqs";
-import type { Config } from "../config/resolve.ts";
-import { Database, describeDbError, prune, type PruneTarget, registerKey } from "../db/pool.ts";
+import type { ConsumeConfig } from "../config/resolve.ts";
+import { Database, describeDbError } from "../db/pool.ts";
+import { registerKey } from "../db/keys.ts";
+import { prune, type PruneTarget } from "../db/ledger.ts";
 import { ensureSchema } from "../db/schema.ts";
 import { loadPgConnection, type PgConnection } from "../db/connection.ts";
 import { ConfigError, DatabaseError } from "../errors.ts";
@@ -41,7 +43,7 @@ const READY_TIMEOUT_MS = 2000;
 const READY_CACHE_MS = 2000;
 
 /** Whether drain draws its progress line: `auto` only when stderr is a terminal. */
-function wantsProgress(config: Config): boolean {
+function wantsProgress(config: ConsumeConfig): boolean {
   if (config.command !== "drain" || config.progress === "never") return false;
   return config.progress === "always" || Deno.stderr.isTerminal();
 }
@@ -102,14 +104,10 @@ export interface ConsumeIo {
   readonly stop: AbortSignal;
   /** Writes one line to stdout (dry-run rows). */
   readonly writeStdout: (line: string) => void;
-  /** A masker to use instead of loading the configured key (demo). */
-  readonly masker?: Masker;
-  /** Postgres pool size override; PGlite serves one session (demo). */
-  readonly poolMax?: number;
 }
 
 /** Runs `drain` or `run` and returns the summary; throws `EtlError` on failure. */
-export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
+export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Summary> {
   const { telemetry } = io;
   const log = telemetry.logger;
   const listen = config.command === "run" && config.listen !== null
@@ -117,14 +115,13 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
     : null;
   const warn = (message: string) => log.log("warn", "ConfigWarned", message);
   // Every HMAC key of the set is registered; new rows use the current one.
-  const hmacKeys = io.masker === undefined
-    ? await loadKeySet(config.hmacKey, config.hmacKeyId, warn)
-    : null;
-  const maskers = hmacKeys === null
-    ? [io.masker as Masker]
-    : await Promise.all([...hmacKeys.keys].map(([id, key]) => Masker.create(key, id)));
-  const masker = io.masker ?? maskers.find((m) => m.keyId === hmacKeys?.current) as Masker;
-  const secret = hmacKeys === null ? null : currentSecret(hmacKeys);
+  const hmacKeys = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
+  if (hmacKeys === null) throw new ConfigError("No HMAC key: set PII_HMAC_KEY or --hmac-key-file");
+  const maskers = await Promise.all(
+    [...hmacKeys.keys].map(([id, key]) => Masker.create(key, id)),
+  );
+  const masker = maskers.find((m) => m.keyId === hmacKeys.current) as Masker;
+  const secret = currentSecret(hmacKeys);
   const vaultKeys = config.dryRun
     ? null
     : await loadKeySet(config.vaultKey, config.vaultKeyId, warn);
@@ -204,7 +201,7 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
       // one, poison messages would loop until retention ends.
       maxReceives: attributes.redrive === null ? config.maxReceives : null,
     };
-    const threads = secret === null || config.dryRun ? 0 : config.workerThreads;
+    const threads = config.dryRun ? 0 : config.workerThreads;
     if (config.dryRun) {
       sink = localSink(masker, dryRunStore(io.writeStdout), prepare);
     } else {
@@ -213,12 +210,12 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
       database = new Database({
         connection,
         schema: config.schema,
-        max: io.poolMax ?? (threads === 0 ? config.writers + 1 : 1),
+        max: threads === 0 ? config.writers + 1 : 1,
       });
       const sql = database.sql;
       const writeTimeoutMs = config.writeTimeoutSeconds * 1000;
       // Worker threads load their modules while this thread sets up the tables.
-      if (threads > 0 && secret !== null) {
+      if (threads > 0) {
         startingSink = workerSinks(threads, {
           connection,
           schema: config.schema,
@@ -351,7 +348,7 @@ export async function consume(config: Config, io: ConsumeIo): Promise<Summary> {
       waitSeconds,
       maxRows: config.maxRows,
       maxWaitMs: config.maxWaitMs,
-      writers: io.poolMax ?? config.writers,
+      writers: config.writers,
       maxRetryMs: config.maxRetrySeconds * 1000,
       visibilityTimeoutSeconds: attributes.visibilityTimeoutSeconds,
       stop: io.stop,

@@ -5,10 +5,9 @@
  * @module
  */
 
-import type { Config } from "../config/resolve.ts";
+import { type DemoConfig, resolveConfig } from "../config/resolve.ts";
 import { connect } from "../db/pool.ts";
-import { loadPgConnection, type PgTarget, resolvePgTarget } from "../db/connection.ts";
-import { generateSecret, Masker } from "../mask.ts";
+import { loadPgConnection, type PgTarget } from "../db/connection.ts";
 import { loadSampleBodies } from "../seed/sample.ts";
 import type { Summary, Telemetry } from "../ops/telemetry.ts";
 import { consume } from "./consume.ts";
@@ -38,7 +37,7 @@ export function escapeAstral(body: string): string {
 
 /** Runs the demo and returns its report; `print` receives the human-readable lines. */
 export async function demo(
-  config: Config,
+  config: DemoConfig,
   io: {
     readonly telemetry: Telemetry;
     readonly stop: AbortSignal;
@@ -52,20 +51,33 @@ export async function demo(
   const [sqs, pg] = await Promise.all([startEmbeddedSqs(), startEmbeddedPostgres()]);
   try {
     const queueUrl = `${sqs.url}/000000000000/login-queue`;
-    const local: Config = {
-      ...config,
-      queueUrl,
-      database: resolvePgTarget(
-        { value: `${pg.url}?sslmode=disable`, origin: "embedded PGlite" },
-        {},
-      ),
-      schema: "public",
-      dryRun: false,
-    };
+    // A random HMAC key of this demo only, as a real drain would read it.
+    const key = crypto.getRandomValues(new Uint8Array(32)).toBase64();
+    // The embedded services, as a user would give them to drain and seed,
+    // resolved and checked like theirs. PGlite serves one session, so one
+    // writer in this thread (its pool then never needs a second connection
+    // at a time).
+    const env = { PII_HMAC_KEY: key };
+    const services = { "queue-url": queueUrl, "sqs-protocol": "json" };
+    const drainConfig = resolveConfig("drain", {
+      ...config.drainFlags,
+      ...services,
+      "database-url": `${pg.url}?sslmode=disable`,
+      writers: "1",
+      "worker-threads": "0",
+      "log-format": config.logFormat,
+      "log-level": config.logLevel,
+    }, env);
+    const seedConfig = resolveConfig("seed", {
+      ...services,
+      count: String(config.count),
+      "bad-ratio": String(config.badRatio),
+      ...(config.seed === null ? {} : { seed: String(config.seed) }),
+    }, env);
     const sample = config.samplePath === null
       ? undefined
       : (await loadSampleBodies(config.samplePath)).map(escapeAstral);
-    const seeded = await seed(local, telemetry.logger, sample);
+    const seeded = await seed(seedConfig, telemetry.logger, sample);
     print(
       sample === undefined
         ? `Seeded ${seeded.sent} synthetic messages (seed ${seeded.seed}, ${
@@ -76,13 +88,10 @@ export async function demo(
     print(
       "Generated a random HMAC key for this demo: masks differ from run to run. Real runs take PII_HMAC_KEY.",
     );
-    const masker = await Masker.create(generateSecret(), config.hmacKeyId);
-    const drained = await consume({ ...local, command: "drain" }, {
+    const drained = await consume(drainConfig, {
       telemetry,
       stop: io.stop,
       writeStdout: print,
-      masker,
-      poolMax: 1,
     });
     print(
       `Drained in ${
@@ -90,7 +99,7 @@ export async function demo(
       } s: received ${drained.received}, inserted ${drained.inserted}, ` +
         `duplicates ${drained.duplicates}, rejected ${drained.rejected}, deleted ${drained.deleted}.`,
     );
-    return { seeded, drained, ...(await report(local.database, print)) };
+    return { seeded, drained, ...(await report(drainConfig.database, print)) };
   } finally {
     await Promise.all([sqs.stop(), pg.stop()]);
   }

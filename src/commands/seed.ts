@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Config } from "../config/resolve.ts";
+import type { SeedConfig } from "../config/resolve.ts";
 import type { Logger } from "../log.ts";
 import { generateBodies } from "../seed/generate.ts";
 import { createSqsClient } from "../sqs/client.ts";
@@ -27,7 +27,7 @@ export function pickSeed(configured: number | null): number {
 
 /** Sends `bodies` (default: `config.count` synthetic ones) to the configured queue. */
 export async function seed(
-  config: Config,
+  config: SeedConfig,
   logger: Logger,
   bodies?: Iterable<string>,
 ): Promise<SeedSummary> {

@@ -12,7 +12,7 @@ import {
   type PgConnection,
   postgresTls,
 } from "./connection.ts";
-import { DatabaseError, KeyMismatchError } from "../errors.ts";
+import { DatabaseError } from "../errors.ts";
 
 /** A postgres.js client. */
 export type Sql = postgres.Sql;
@@ -173,62 +173,5 @@ export async function checkConnection(sql: Sql, connection: PgConnection): Promi
       }`,
       { cause: error, transient: tls === null && isTransientDbError(error) },
     );
-  }
-}
-
-/**
- * Records the key id with its fingerprint on first use, and refuses a key id
- * recorded with another fingerprint: masks under a different secret would
- * silently stop matching earlier ones.
- *
- * @throws {KeyMismatchError}
- */
-export async function registerKey(
-  sql: Sql,
-  keyId: string,
-  fingerprint: string,
-): Promise<"new" | "known"> {
-  const inserted = await sql`
-    INSERT INTO login_etl_keys (key_id, fingerprint) VALUES (${keyId}, ${fingerprint})
-    ON CONFLICT (key_id) DO NOTHING RETURNING key_id`;
-  if (inserted.length === 1) return "new";
-  const [row] = await sql<{ fingerprint: string }[]>`
-    SELECT fingerprint FROM login_etl_keys WHERE key_id = ${keyId}`;
-  if (row?.fingerprint !== fingerprint) {
-    const vault = keyId.startsWith("vault:");
-    const id = vault ? keyId.slice("vault:".length) : keyId;
-    throw new KeyMismatchError(
-      `${
-        vault ? "Vault" : "HMAC"
-      } key id "${id}" is recorded with a different secret: use the secret that made earlier ${
-        vault ? "vault entries" : "masks"
-      }, or a new --${vault ? "vault" : "hmac"}-key-id for a new secret`,
-    );
-  }
-  return "known";
-}
-
-/** What `prune` deletes: ledger entries (redelivery protection) or rejects, by age. */
-export type PruneTarget = "ledger" | "rejects";
-
-const PRUNED: Readonly<Record<PruneTarget, { table: string; column: string }>> = {
-  ledger: { table: "login_etl_ledger", column: "committed_at" },
-  rejects: { table: "login_etl_rejects", column: "rejected_at" },
-};
-
-/** Deletes rows of `target` older than `days`, in slices so no lock is held long. */
-export async function prune(sql: Sql, target: PruneTarget, days: number): Promise<number> {
-  const { table, column } = PRUNED[target];
-  let total = 0;
-  for (;;) {
-    // By primary key, not ctid: the consumer may read only some columns of
-    // the rejects (sql/roles.sql), and system columns need the whole table.
-    const result = await sql`
-      DELETE FROM ${sql(table)} WHERE message_id IN (
-        SELECT message_id FROM ${sql(table)}
-        WHERE ${sql(column)} < now() - make_interval(days => ${days})
-        LIMIT 10000)`;
-    total += result.count;
-    if (result.count < 10000) return total;
   }
 }

@@ -11,7 +11,8 @@
  * @module
  */
 
-import { KEY_ID_PATTERN, type KeySource, MIN_SECRET_BYTES, Secret } from "../config/resolve.ts";
+import { KEY_ID_PATTERN, MIN_SECRET_BYTES } from "../config/options.ts";
+import { type KeySource, Secret } from "../config/secret.ts";
 import { ConfigError, whyUnreadable } from "../errors.ts";
 
 /** Secrets by id, and which one new data uses. */
@@ -154,14 +155,6 @@ async function readKeySet(
   switch (source.kind) {
     case "none":
       return null;
-    case "generate":
-      return {
-        current: defaultId,
-        keys: new Map([[
-          defaultId,
-          new Secret(crypto.getRandomValues(new Uint8Array(32)), "generated for this demo"),
-        ]]),
-      };
     case "env":
       return parseKeySet(source.secret.reveal(), source.secret.origin, defaultId);
     case "file": {

@@ -1,10 +1,9 @@
 /**
- * Recovery and erasure of raw values behind masks, through the database
- * functions `login_etl_recover` and `login_etl_forget`, which audit in the
- * transaction that releases or erases. Recovery then proves each value: it
- * must decrypt under the vault key and mask back to the requested mask under
- * its HMAC key, so an injected or swapped entry is refused (and audited), and
- * an erased one never comes back.
+ * Recovery of raw values behind masks, through the database function
+ * `login_etl_recover`, which audits in the transaction that releases the
+ * ciphertext. Each value is then proven: it must decrypt under the vault key
+ * and mask back to the requested mask under its HMAC key, so an injected or
+ * swapped entry is refused (and audited), and an erased one never comes back.
  *
  * @module
  */
@@ -42,7 +41,7 @@ export interface RecoveryKeys {
 }
 
 /** A refusal decided here: audited as denied for each mask, then thrown. */
-async function refuse(
+export async function refuse(
   sql: Sql,
   action: "recover" | "forget",
   masks: readonly string[],
@@ -60,7 +59,8 @@ async function refuse(
   throw error;
 }
 
-function isPermissionDenied(error: unknown): boolean {
+/** True for Postgres' "permission denied" (42501). */
+export function isPermissionDenied(error: unknown): boolean {
   return (error as { code?: unknown } | null)?.code === "42501";
 }
 
@@ -200,57 +200,4 @@ export async function recover(
     results.push({ masked, outcome: "success", field: row.field as VaultField, raw });
   }
   return results;
-}
-
-/** The outcome of erasing one mask. */
-export interface Erasure {
-  readonly masked: string;
-  readonly outcome: "success" | "not_found";
-}
-
-/**
- * Erases the vault entries behind `masks` through `login_etl_forget`: each
- * becomes a tombstone (kept even for a mask never vaulted, so it never will
- * be), audited in the same transaction. The masks in `user_logins` stay as
- * opaque tokens.
- *
- * @throws {UsageError} without a reason; {DatabaseError} when the role may not erase
- */
-export async function forget(
-  sql: Sql,
-  masks: readonly string[],
-  request: PiiRequest,
-): Promise<Erasure[]> {
-  if (request.reason === null) {
-    await refuse(
-      sql,
-      "forget",
-      masks,
-      request,
-      new UsageError(
-        "Refused: forget needs --reason TEXT saying why (it is kept in the audit trail)",
-      ),
-    );
-  }
-  try {
-    const rows = await sql<{ masked_value: string; outcome: Erasure["outcome"] }[]>`
-      SELECT masked_value, outcome
-      FROM login_etl_forget(${pgArray(masks)}::text[], ${request.actor}, ${request.reason})`;
-    const byMask = new Map(rows.map((r) => [r.masked_value, r.outcome]));
-    return masks.map((masked) => ({ masked, outcome: byMask.get(masked) ?? "not_found" }));
-  } catch (error) {
-    return await refuse(
-      sql,
-      "forget",
-      masks,
-      request,
-      new DatabaseError(
-        "db_write",
-        isPermissionDenied(error)
-          ? "Refused: this database role may not erase vault entries; erasure needs a role granted pii_recoverer (sql/roles.sql)"
-          : `Cannot erase: ${describeDbError(error)}`,
-        { cause: error },
-      ),
-    );
-  }
 }

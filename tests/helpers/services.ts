@@ -4,12 +4,8 @@
 import { SQSClient } from "@aws-sdk/client-sqs";
 import { startFauxqs } from "fauxqs";
 import postgres from "postgres";
-import {
-  type CommandName,
-  type Config,
-  type FlagValues,
-  resolveConfig,
-} from "../../src/config/resolve.ts";
+import { type CommandName } from "../../src/config/options.ts";
+import { type ConfigFor, type FlagValues, resolveConfig } from "../../src/config/resolve.ts";
 import { loadPgConnection, type PgConnection, resolvePgTarget } from "../../src/db/connection.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { Telemetry } from "../../src/ops/telemetry.ts";
@@ -121,11 +117,11 @@ export async function freshSchema(): Promise<TestDb> {
 }
 
 /** Config for a test run, as the CLI would resolve it, with the test key. */
-export function testConfig(
-  command: CommandName,
+export function testConfig<C extends CommandName>(
+  command: C,
   flags: FlagValues,
   env: Record<string, string> = {},
-): Config {
+): ConfigFor<C> {
   return resolveConfig(command, flags, { PII_HMAC_KEY: TEST_SECRET, ...env });
 }
 

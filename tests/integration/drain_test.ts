@@ -5,13 +5,14 @@
 import assert from "node:assert/strict";
 import { consume } from "../../src/commands/consume.ts";
 import { seed } from "../../src/commands/seed.ts";
-import { Secret } from "../../src/config/resolve.ts";
+import { Secret } from "../../src/config/secret.ts";
 import { Masker } from "../../src/mask.ts";
 import { loadSampleBodies } from "../../src/seed/sample.ts";
 import { sqsQueue } from "../../src/sqs/queue.ts";
 import { createSqsClient } from "../../src/sqs/client.ts";
 import { runPipeline } from "../../src/pipeline/pipeline.ts";
-import { connect, Database, registerKey } from "../../src/db/pool.ts";
+import { connect, Database } from "../../src/db/pool.ts";
+import { registerKey } from "../../src/db/keys.ts";
 import { ensureSchema } from "../../src/db/schema.ts";
 import { postgresStore } from "../../src/db/write.ts";
 import { localSink } from "../../src/sink/sink.ts";
@@ -60,7 +61,7 @@ Deno.test({
     const queueUrl = sqs.createQueue();
     const bodies = await loadSampleBodies(SAMPLE_PATH);
     const { telemetry, logger } = capturingTelemetry();
-    await seed(drainConfig(queueUrl, db.schema), logger, bodies);
+    await seed(testConfig("seed", { "queue-url": queueUrl }), logger, bodies);
     const summary = await consume(drainConfig(queueUrl, db.schema), {
       telemetry,
       stop: neverStop,

@@ -8,8 +8,9 @@
 import assert from "node:assert/strict";
 import { consume } from "../../src/commands/consume.ts";
 import { seed } from "../../src/commands/seed.ts";
-import { Secret } from "../../src/config/resolve.ts";
-import { connect, Database, registerKey } from "../../src/db/pool.ts";
+import { Secret } from "../../src/config/secret.ts";
+import { connect, Database } from "../../src/db/pool.ts";
+import { registerKey } from "../../src/db/keys.ts";
 import { ensureSchema } from "../../src/db/schema.ts";
 import { Masker } from "../../src/mask.ts";
 import { runPipeline } from "../../src/pipeline/pipeline.ts";
@@ -78,7 +79,10 @@ for (const kind of ENDPOINT_KINDS) {
     const queueUrl = await sqs.createQueue();
     const bodies = await sampleBodies();
     const seeding = capturingTelemetry();
-    await seed(config(queueUrl, db.schema), seeding.logger, [...bodies, MALFORMED]);
+    await seed(testConfig("seed", { "queue-url": queueUrl }), seeding.logger, [
+      ...bodies,
+      MALFORMED,
+    ]);
     const { telemetry, lines } = capturingTelemetry();
     const summary = await consume(config(queueUrl, db.schema), {
       telemetry,

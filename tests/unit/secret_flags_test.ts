@@ -3,7 +3,7 @@
 // holds one is refused.
 
 import assert from "node:assert/strict";
-import { applyConfigFile, resolveConfig, secretFlagWarnings } from "../../src/config/resolve.ts";
+import { checkConfigFile, resolveConfig, secretFlagWarnings } from "../../src/config/resolve.ts";
 import { ConfigError } from "../../src/errors.ts";
 
 const KEY = { PII_HMAC_KEY: "a test secret of at least thirty-two bytes" };
@@ -54,18 +54,12 @@ Deno.test("resolveConfig() carries the warnings for every command, never the pas
   );
 });
 
-Deno.test("applyConfigFile() refuses any setting holding a password", async (t) => {
+Deno.test("checkConfigFile() refuses any setting holding a password", async (t) => {
   for (const key of ["database-url", "queue-url"]) {
     await t.step(key, () => {
       assert.throws(
         () =>
-          applyConfigFile(
-            "run",
-            {},
-            {},
-            { [key]: "http://user:secret@host:1/x/q" },
-            '--config "c.json"',
-          ),
+          checkConfigFile("run", { [key]: "http://user:secret@host:1/x/q" }, '--config "c.json"'),
         (error: unknown) => {
           assert.ok(error instanceof ConfigError);
           assert.match(

@@ -3,7 +3,7 @@
 // format the README documents (checked by decrypting with Web Crypto alone).
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Secret } from "../../src/config/resolve.ts";
+import { Secret } from "../../src/config/secret.ts";
 import { EtlError } from "../../src/errors.ts";
 import type { KeySet } from "../../src/pii/keyring.ts";
 import { VaultCipher, type VaultEntry, VaultIntegrityError } from "../../src/pii/vault.ts";

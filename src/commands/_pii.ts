@@ -1,0 +1,116 @@
+/**
+ * What the PII commands share: their database session, the masks a request
+ * names, and the key sets as maskers and a vault cipher.
+ *
+ * @module
+ */
+
+import type { DatabaseSettings, KeySettings } from "../config/resolve.ts";
+import { loadPgConnection, type PgConnection } from "../db/connection.ts";
+import { Database } from "../db/pool.ts";
+import { ConfigError, UsageError, whyUnreadable } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { Masker } from "../mask.ts";
+import { actorOf } from "../pii/audit.ts";
+import { assertSeparateKeys, loadKeySet } from "../pii/keyring.ts";
+import { VaultCipher } from "../pii/vault.ts";
+
+/** What the PII commands need besides their config. */
+export interface PiiIo {
+  readonly logger: Logger;
+  readonly writeStdout: (line: string) => void;
+  readonly stop: AbortSignal;
+}
+
+/** An open session of a PII command, and who acts in it. */
+export interface PiiSession extends AsyncDisposable {
+  readonly database: Database;
+  readonly connection: PgConnection;
+  readonly actor: string;
+  /** Logs a warning that does not stop the command (key hygiene, password file). */
+  readonly warn: (message: string) => void;
+}
+
+/** Opens the command's database session (two connections) and names the actor. */
+export async function openSession(
+  config: DatabaseSettings & { readonly actor: string | null },
+  io: PiiIo,
+): Promise<PiiSession> {
+  const warn = (message: string) => io.logger.log("warn", "ConfigWarned", message);
+  const connection = await loadPgConnection(config.database, warn);
+  const database = new Database({ connection, schema: config.schema, max: 2 });
+  return {
+    database,
+    connection,
+    actor: actorOf(config.actor),
+    warn,
+    [Symbol.asyncDispose]: () => database.end(),
+  };
+}
+
+/** Masks from --masked or --from-file (one a line; blank lines and # comments skipped). */
+export async function requestedMasks(
+  config: {
+    readonly command: string;
+    readonly masked: string | null;
+    readonly fromFile: string | null;
+  },
+): Promise<string[]> {
+  if (config.masked !== null && config.fromFile !== null) {
+    throw new UsageError(`Give either --masked or --from-file to ${config.command}, not both`);
+  }
+  if (config.masked !== null) return [config.masked];
+  if (config.fromFile !== null) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(config.fromFile);
+    } catch (error) {
+      throw new ConfigError(
+        `Cannot read --from-file "${config.fromFile}": ${whyUnreadable(error)}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    const masks = text.split("\n").map((l) => l.trim()).filter((l) =>
+      l !== "" && !l.startsWith("#")
+    );
+    if (masks.length === 0) throw new UsageError(`--from-file "${config.fromFile}" holds no masks`);
+    return [...new Set(masks)];
+  }
+  throw new UsageError(
+    `${config.command} needs --masked MASK or --from-file PATH; see login-etl ${config.command} --help`,
+  );
+}
+
+/** The vault cipher of the configured key set (refusing one that shares a secret with the HMAC key), or null. */
+export async function vaultCipher(
+  config: KeySettings,
+  warn: (message: string) => void,
+  currentOverride?: string,
+): Promise<VaultCipher | null> {
+  const set = await loadKeySet(config.vaultKey, config.vaultKeyId, warn);
+  assertSeparateKeys(await loadKeySet(config.hmacKey, config.hmacKeyId), set);
+  if (set === null) return null;
+  if (currentOverride !== undefined && !set.keys.has(currentOverride)) {
+    throw new ConfigError(
+      `Cannot re-encrypt under vault key "${currentOverride}": the vault key set holds ${
+        [...set.keys.keys()].join(", ")
+      }`,
+    );
+  }
+  return await VaultCipher.create(
+    currentOverride === undefined ? set : { ...set, current: currentOverride },
+  );
+}
+
+/** Every HMAC key of the configured set, as maskers by key id; empty when none is configured. */
+export async function hmacMaskers(
+  config: KeySettings,
+  warn: (message: string) => void,
+): Promise<Map<string, Masker>> {
+  const set = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
+  const maskers = new Map<string, Masker>();
+  for (const [id, secret] of set?.keys ?? []) maskers.set(id, await Masker.create(secret, id));
+  return maskers;
+}

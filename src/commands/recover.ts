@@ -1,0 +1,61 @@
+/**
+ * `recover`: prints the raw values behind masks, proven and audited, or
+ * (`--audit`) exports the audit trail. Values go to stdout only, one
+ * `MASK<TAB>FIELD<TAB>VALUE` line each.
+ *
+ * @module
+ */
+
+import type { RecoverConfig } from "../config/resolve.ts";
+import { EtlError } from "../errors.ts";
+import { listAudit } from "../pii/audit.ts";
+import { recover } from "../pii/recover.ts";
+import { hmacMaskers, openSession, type PiiIo, requestedMasks, vaultCipher } from "./_pii.ts";
+
+/** Runs `recover`. */
+export async function recoverCommand(config: RecoverConfig, io: PiiIo): Promise<void> {
+  await using session = await openSession(config, io);
+  const { actor, warn } = session;
+  const sql = session.database.sql;
+  if (config.audit) {
+    for await (const row of listAudit(sql)) io.writeStdout(JSON.stringify(row));
+    return;
+  }
+  const masks = await requestedMasks(config);
+  const results = await recover(
+    sql,
+    {
+      cipher: await vaultCipher(config, warn),
+      maskers: await hmacMaskers(config, warn),
+    },
+    masks,
+    { actor, reason: config.reason },
+  );
+  for (const r of results) {
+    if (r.outcome === "success") io.writeStdout(`${r.masked}\t${r.field}\t${r.raw}`);
+  }
+  const count = (outcome: string) => results.filter((r) => r.outcome === outcome).length;
+  const [failed, missing, erased] = [count("failed"), count("not_found"), count("erased")];
+  io.logger.log(
+    failed + missing + erased > 0 ? "warn" : "info",
+    "ValuesRecovered",
+    "recovery done (audited)",
+    { recovered: count("success"), not_found: missing, erased, failed },
+  );
+  if (failed > 0) {
+    throw new EtlError(
+      "internal",
+      `Refused ${failed} of ${results.length} vault entries: they did not decrypt or did not mask back to their masks (altered, injected or swapped); see the audit trail`,
+    );
+  }
+  if (count("success") === 0) {
+    throw new EtlError(
+      "internal",
+      erased > 0
+        ? `Nothing recovered: ${
+          erased === 1 ? "that mask was" : `${erased} masks were`
+        } erased by forget${missing > 0 ? `, ${missing} never vaulted` : ""}`
+        : `No vault entry for ${missing === 1 ? "that mask" : "any of those masks"}: never vaulted`,
+    );
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * `rekey` (masks to another HMAC key, through the vault) and `rekey-vault`
+ * (vault entries to another vault key): batched, resumable, audited.
+ *
+ * @module
+ */
+
+import type { RekeyConfig } from "../config/resolve.ts";
+import { registerKey } from "../db/keys.ts";
+import { ensureSchema } from "../db/schema.ts";
+import { ConfigError, UsageError } from "../errors.ts";
+import { Masker } from "../mask.ts";
+import { loadKeySet } from "../pii/keyring.ts";
+import { rekeyRows, rekeyVault } from "../pii/rekey.ts";
+import { openSession, type PiiIo, vaultCipher } from "./_pii.ts";
+
+/** Runs `rekey` or `rekey-vault`. */
+export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void> {
+  await using session = await openSession(config, io);
+  const { actor, warn, connection } = session;
+  const sql = session.database.sql;
+  /** What both rotations take: batch size, audit identity and the stop signal. */
+  const runOptions = (reason: string) => ({
+    batch: config.maxRows,
+    actor,
+    reason,
+    logger: io.logger,
+    stop: io.stop,
+  });
+  if (config.command === "rekey") {
+    if (config.to === null) {
+      throw new UsageError("rekey needs --to KEYID, the HMAC key id to move masks to");
+    }
+    const keys = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
+    const secret = keys?.keys.get(config.to);
+    if (keys === null || secret === undefined) {
+      throw new ConfigError(
+        `Cannot rekey to "${config.to}": the HMAC key set holds ${
+          [...(keys?.keys.keys() ?? [])].join(", ") || "no keys"
+        }; add it to --hmac-key-file as a key set`,
+      );
+    }
+    const cipher = await vaultCipher(config, warn);
+    if (cipher === null) {
+      throw new ConfigError(
+        "Cannot rekey without the vault: a mask is a one-way hash, so old and new masks of one value can only be linked through the value the vault keeps; set PII_VAULT_KEY or --vault-key-file",
+      );
+    }
+    if (config.reason === null) {
+      throw new UsageError("rekey needs --reason TEXT (it is kept in the audit trail)");
+    }
+    await ensureSchema(sql, { connection, schema: config.schema });
+    const target = await Masker.create(secret, config.to);
+    const verify = new Map<string, Masker>();
+    for (const [id, key] of keys.keys) {
+      if (id !== config.to) verify.set(id, await Masker.create(key, id));
+    }
+    await registerKey(sql, target.keyId, target.fingerprint);
+    const report = await rekeyRows(sql, {
+      target,
+      verify,
+      cipher,
+      ...runOptions(config.reason),
+    });
+    io.writeStdout(JSON.stringify({ key_id: config.to, ...report }));
+  } else {
+    if (config.to === null) {
+      throw new UsageError(
+        "rekey-vault needs --to KEYID, the vault key id to re-encrypt under",
+      );
+    }
+    const cipher = await vaultCipher(config, warn, config.to);
+    if (cipher === null) {
+      throw new ConfigError(
+        "rekey-vault needs the vault key set (PII_VAULT_KEY or --vault-key-file)",
+      );
+    }
+    if (config.reason === null) {
+      throw new UsageError("rekey-vault needs --reason TEXT (it is kept in the audit trail)");
+    }
+    for (const [id, fingerprint] of cipher.fingerprints) {
+      await registerKey(sql, `vault:${id}`, fingerprint);
+    }
+    const report = await rekeyVault(sql, { cipher, ...runOptions(config.reason) });
+    io.writeStdout(JSON.stringify({ key_id: config.to, ...report }));
+  }
+}

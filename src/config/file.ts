@@ -1,0 +1,44 @@
+/**
+ * The config file (`--config FILE` or `LOGIN_ETL_CONFIG`): a JSON object of
+ * settings by flag name, layered under flags and env. This reads it; the
+ * keys are checked by `checkConfigFile` and resolved by `resolveConfig`.
+ *
+ * @module
+ */
+
+import { ConfigError, whyUnreadable } from "../errors.ts";
+import type { CommandName } from "./options.ts";
+import { checkConfigFile, type EnvRecord, type FileLayer, type FlagValues } from "./resolve.ts";
+
+/**
+ * Reads the config file named by `--config` or `LOGIN_ETL_CONFIG`, if any.
+ *
+ * @throws {ConfigError} when it is unreadable, not a JSON object, or holds a key `command` does not take
+ */
+export async function readConfigFile(
+  command: CommandName,
+  flags: FlagValues,
+  env: EnvRecord,
+): Promise<FileLayer | undefined> {
+  const path = typeof flags["config"] === "string" ? flags["config"] : env["LOGIN_ETL_CONFIG"];
+  if (path === undefined || path === "") return undefined;
+  const origin = typeof flags["config"] === "string"
+    ? `--config "${path}"`
+    : `LOGIN_ETL_CONFIG "${path}"`;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new ConfigError(`Cannot read ${origin}: ${whyUnreadable(error)}`, { cause: error });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`Cannot use ${origin}: not valid JSON`, { cause: error });
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new ConfigError(`Cannot use ${origin}: must be a JSON object of settings by flag name`);
+  }
+  return checkConfigFile(command, parsed as Record<string, unknown>, origin);
+}

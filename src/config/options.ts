@@ -1,0 +1,498 @@
+/**
+ * The settings table: every flag with its environment variable, default,
+ * range, the commands it applies to, and its help line. `--help`, the
+ * configuration reference (docs/configuration.md) and resolution all read it,
+ * so they cannot drift apart.
+ *
+ * @module
+ */
+
+/** The commands of the CLI. */
+export type CommandName =
+  | "drain"
+  | "run"
+  | "seed"
+  | "demo"
+  | "recover"
+  | "forget"
+  | "rekey"
+  | "rekey-vault";
+
+/** All command names, in the order `--help` lists them. */
+export const COMMANDS: readonly CommandName[] = [
+  "drain",
+  "run",
+  "seed",
+  "demo",
+  "recover",
+  "forget",
+  "rekey",
+  "rekey-vault",
+];
+
+/** One-line purpose of each command, for `--help`. */
+export const COMMAND_SUMMARIES: Readonly<Record<CommandName, string>> = {
+  drain: "Consume until the queue is empty, then exit",
+  run: "Consume until SIGINT or SIGTERM, then finish in-flight work and exit",
+  seed: "Send synthetic login events to the queue (creates it if missing)",
+  demo: "Run everything embedded: an SQS emulator, Postgres, seed, drain, report",
+  recover: "Print the raw value behind masks from the vault, for authorised people; audited",
+  forget: "Erase the vault entry behind masks (crypto-shredding); audited",
+  rekey: "Move the masks of existing rows to another HMAC key id, via the vault; resumable",
+  "rekey-vault": "Re-encrypt vault entries under another vault key id; resumable",
+};
+
+const CONSUMERS: readonly CommandName[] = ["drain", "run", "demo"];
+/** Commands that talk to Postgres. */
+const DB_USERS: readonly CommandName[] = [
+  "drain",
+  "run",
+  "recover",
+  "forget",
+  "rekey",
+  "rekey-vault",
+];
+/** Commands that work on the recovery vault. */
+const PII_COMMANDS: readonly CommandName[] = ["recover", "forget", "rekey", "rekey-vault"];
+const QUEUE_USERS: readonly CommandName[] = ["drain", "run", "seed"];
+const ALL: readonly CommandName[] = COMMANDS;
+
+type Kind = "string" | "integer" | "number" | "boolean" | "choice";
+
+/** The declaration of one setting. */
+export interface OptionSpec {
+  /** Long flag name without dashes. */
+  readonly flag: string;
+  /** Environment variable, when the setting has one. */
+  readonly env?: string;
+  readonly kind: Kind;
+  /** Default as the user would type it; absent means "not set". */
+  readonly default?: string;
+  readonly min?: number;
+  readonly max?: number;
+  readonly choices?: readonly string[];
+  readonly commands: readonly CommandName[];
+  /** Placeholder shown in help, e.g. `URL`. */
+  readonly value?: string;
+  readonly help: string;
+}
+
+/**
+ * The settings table. Units are in the names. Defaults come from the
+ * measurements in the README's Performance section.
+ */
+export const OPTIONS: readonly OptionSpec[] = [
+  {
+    flag: "queue-url",
+    env: "SQS_QUEUE_URL",
+    kind: "string",
+    default: "http://localhost:4566/000000000000/login-queue",
+    commands: QUEUE_USERS,
+    value: "URL",
+    help: "SQS queue URL; a non-AWS host is also the endpoint unless AWS_ENDPOINT_URL[_SQS] is set",
+  },
+  {
+    flag: "database-url",
+    env: "DATABASE_URL",
+    kind: "string",
+    commands: DB_USERS,
+    value: "URL",
+    help:
+      "Postgres URL, sslmode and sslrootcert as in libpq (default: the PG* variables as psql reads them, else postgres://postgres:postgres@localhost:5432/postgres)",
+  },
+  {
+    flag: "schema",
+    env: "LOGIN_ETL_SCHEMA",
+    kind: "string",
+    default: "public",
+    commands: DB_USERS,
+    value: "NAME",
+    help: "Postgres schema holding user_logins and login-etl's own tables",
+  },
+  {
+    flag: "region",
+    env: "AWS_REGION",
+    kind: "string",
+    commands: QUEUE_USERS,
+    value: "REGION",
+    help:
+      "AWS region to sign with (default: the AWS profile's, else the one in the queue URL, else us-east-1)",
+  },
+  {
+    flag: "sqs-protocol",
+    env: "LOGIN_ETL_SQS_PROTOCOL",
+    kind: "choice",
+    choices: ["auto", "json", "query"],
+    default: "auto",
+    commands: QUEUE_USERS,
+    value: "P",
+    help:
+      "SQS wire protocol: auto starts with JSON and switches once to Query (LocalStack < 3.0) if the endpoint asks",
+  },
+  {
+    flag: "hmac-key-file",
+    env: "PII_HMAC_KEY_FILE",
+    kind: "string",
+    commands: ["drain", "run", "rekey", "recover"],
+    value: "PATH",
+    help:
+      "File whose contents (minus one trailing newline) are the HMAC secret or key set; or set PII_HMAC_KEY",
+  },
+  {
+    flag: "hmac-key-id",
+    env: "PII_HMAC_KEY_ID",
+    kind: "string",
+    default: "k1",
+    commands: [...CONSUMERS, "rekey", "recover"],
+    value: "ID",
+    help: "Id of the HMAC key, prefixed to every mask (letters, digits, _ and -; up to 16)",
+  },
+  {
+    flag: "vault-key-file",
+    env: "PII_VAULT_KEY_FILE",
+    kind: "string",
+    commands: ["drain", "run", ...PII_COMMANDS],
+    value: "PATH",
+    help:
+      "Recovery vault key (a separate secret of 32+ bytes, or a key-set JSON); or set PII_VAULT_KEY. Off when unset",
+  },
+  {
+    flag: "vault-key-id",
+    env: "PII_VAULT_KEY_ID",
+    kind: "string",
+    default: "v1",
+    commands: ["drain", "run", ...PII_COMMANDS],
+    value: "ID",
+    help: "Id of the vault key when the key is a single secret",
+  },
+  {
+    flag: "masked",
+    env: "LOGIN_ETL_MASKED",
+    kind: "string",
+    commands: ["recover", "forget"],
+    value: "MASK",
+    help: "The masked value to recover or erase, e.g. k1:Vb0...",
+  },
+  {
+    flag: "from-file",
+    env: "LOGIN_ETL_FROM_FILE",
+    kind: "string",
+    commands: ["recover", "forget"],
+    value: "PATH",
+    help: "Masked values, one a line (a data-subject request), instead of --masked",
+  },
+  {
+    flag: "replay-audit",
+    env: "LOGIN_ETL_REPLAY_AUDIT",
+    kind: "string",
+    commands: ["forget"],
+    value: "PATH",
+    help:
+      "Erase again every mask erased in this audit export (recover --audit output), e.g. after a restore",
+  },
+  {
+    flag: "reason",
+    env: "LOGIN_ETL_REASON",
+    kind: "string",
+    commands: ["recover", "forget", "rekey", "rekey-vault"],
+    value: "TEXT",
+    help: "Why: required, and kept in the audit trail",
+  },
+  {
+    flag: "actor",
+    env: "LOGIN_ETL_ACTOR",
+    kind: "string",
+    commands: PII_COMMANDS,
+    value: "NAME",
+    help: "Who, for the audit trail (default: the OS user)",
+  },
+  {
+    flag: "audit",
+    env: "LOGIN_ETL_AUDIT",
+    kind: "boolean",
+    commands: ["recover"],
+    help: "List the audit trail instead of recovering",
+  },
+  {
+    flag: "to",
+    env: "LOGIN_ETL_TO",
+    kind: "string",
+    commands: ["rekey", "rekey-vault"],
+    value: "KEYID",
+    help: "The key id to move to (it must be in the key set)",
+  },
+  {
+    flag: "listen",
+    env: "LOGIN_ETL_LISTEN",
+    kind: "string",
+    commands: ["run"],
+    value: "ADDR",
+    help: "Serve /healthz, /readyz and /metrics on HOST:PORT or :PORT (default off)",
+  },
+  {
+    flag: "progress",
+    env: "LOGIN_ETL_PROGRESS",
+    kind: "choice",
+    choices: ["auto", "always", "never"],
+    default: "auto",
+    commands: ["drain"],
+    value: "WHEN",
+    help: "Live progress line on stderr: auto shows it on a terminal only",
+  },
+  {
+    flag: "config",
+    env: "LOGIN_ETL_CONFIG",
+    kind: "string",
+    commands: ["drain", "run"],
+    value: "PATH",
+    help: "JSON file of settings by flag name (flags and env still win); no secrets in it",
+  },
+  {
+    flag: "batch-size",
+    env: "LOGIN_ETL_BATCH_SIZE",
+    kind: "integer",
+    default: "10",
+    min: 1,
+    max: 10,
+    commands: CONSUMERS,
+    value: "N",
+    help: "Messages asked for per ReceiveMessage call (SQS allows at most 10)",
+  },
+  {
+    flag: "concurrency",
+    env: "LOGIN_ETL_CONCURRENCY",
+    kind: "integer",
+    default: "8",
+    min: 1,
+    max: 256,
+    commands: [...CONSUMERS, "seed"],
+    value: "N",
+    help: "Parallel receive loops (seed: parallel send calls)",
+  },
+  {
+    flag: "max-rows",
+    env: "LOGIN_ETL_MAX_ROWS",
+    kind: "integer",
+    default: "1000",
+    min: 1,
+    max: 20000,
+    commands: [...CONSUMERS, "rekey", "rekey-vault"],
+    value: "N",
+    help: "Most messages written in one transaction",
+  },
+  {
+    flag: "max-wait-ms",
+    env: "LOGIN_ETL_MAX_WAIT_MS",
+    kind: "integer",
+    default: "200",
+    min: 0,
+    max: 60000,
+    commands: CONSUMERS,
+    value: "MS",
+    help: "Longest a received message waits for its transaction to fill",
+  },
+  {
+    flag: "writers",
+    env: "LOGIN_ETL_WRITERS",
+    kind: "integer",
+    default: "2",
+    min: 1,
+    max: 16,
+    commands: ["drain", "run"],
+    value: "N",
+    help: "Transactions in flight at once (Postgres connections used: this plus one)",
+  },
+  {
+    flag: "worker-threads",
+    env: "LOGIN_ETL_WORKER_THREADS",
+    kind: "integer",
+    default: "1",
+    min: 0,
+    max: 8,
+    commands: ["drain", "run"],
+    value: "N",
+    help:
+      "Threads that validate, mask and write (0: all in the main thread, which then also drives SQS)",
+  },
+  {
+    flag: "max-retry-seconds",
+    env: "LOGIN_ETL_MAX_RETRY_SECONDS",
+    kind: "integer",
+    default: "300",
+    min: 0,
+    max: 86400,
+    commands: CONSUMERS,
+    value: "S",
+    help: "How long to keep retrying an unreachable Postgres or SQS before exiting 1",
+  },
+  {
+    flag: "max-receives",
+    env: "LOGIN_ETL_MAX_RECEIVES",
+    kind: "integer",
+    default: "5",
+    min: 1,
+    max: 1000,
+    commands: CONSUMERS,
+    value: "N",
+    help:
+      "A message received more often is rejected as poison (unless the queue has a redrive policy)",
+  },
+  {
+    flag: "write-timeout-seconds",
+    env: "LOGIN_ETL_WRITE_TIMEOUT_SECONDS",
+    kind: "integer",
+    default: "30",
+    min: 1,
+    max: 3600,
+    commands: ["drain", "run"],
+    value: "S",
+    help: "A transaction not answered in time is abandoned, its connection dropped, and retried",
+  },
+  {
+    flag: "max-body-bytes",
+    env: "LOGIN_ETL_MAX_BODY_BYTES",
+    kind: "integer",
+    default: "65536",
+    min: 64,
+    max: 1048576,
+    commands: CONSUMERS,
+    value: "N",
+    help: "Larger bodies are rejected as too_large without being parsed",
+  },
+  {
+    flag: "idle-seconds",
+    env: "LOGIN_ETL_IDLE_SECONDS",
+    kind: "integer",
+    default: "1",
+    min: 0,
+    max: 20,
+    commands: ["drain", "demo"],
+    value: "S",
+    help: "drain: how long the closing empty receive waits before the queue counts as empty",
+  },
+  {
+    flag: "wait-seconds",
+    env: "LOGIN_ETL_WAIT_SECONDS",
+    kind: "integer",
+    default: "20",
+    min: 1,
+    max: 20,
+    commands: ["run"],
+    value: "S",
+    help: "run: long-poll wait of each receive",
+  },
+  {
+    flag: "ledger-retention-days",
+    env: "LOGIN_ETL_LEDGER_RETENTION_DAYS",
+    kind: "integer",
+    default: "14",
+    min: 1,
+    max: 3650,
+    commands: ["drain", "run"],
+    value: "DAYS",
+    help: "Keep MessageIds this long (SQS keeps a message at most 14 days)",
+  },
+  {
+    flag: "reject-retention-days",
+    env: "LOGIN_ETL_REJECT_RETENTION_DAYS",
+    kind: "integer",
+    default: "30",
+    min: 1,
+    max: 3650,
+    commands: ["drain", "run"],
+    value: "DAYS",
+    help: "Keep rejected messages (login_etl_rejects) this long",
+  },
+  {
+    flag: "dry-run",
+    env: "LOGIN_ETL_DRY_RUN",
+    kind: "boolean",
+    commands: ["drain", "run"],
+    help: "Print masked rows as JSON Lines on stdout; write nothing, delete nothing",
+  },
+  {
+    flag: "summary-json",
+    env: "LOGIN_ETL_SUMMARY_JSON",
+    kind: "boolean",
+    commands: [...CONSUMERS, "seed"],
+    help: "Print one JSON object with the run's counters on stdout at exit",
+  },
+  {
+    flag: "count",
+    env: "LOGIN_ETL_SEED_COUNT",
+    kind: "integer",
+    default: "1000",
+    min: 0,
+    max: 10_000_000,
+    commands: ["seed", "demo"],
+    value: "N",
+    help: "How many messages to send",
+  },
+  {
+    flag: "bad-ratio",
+    env: "LOGIN_ETL_SEED_BAD_RATIO",
+    kind: "number",
+    default: "0",
+    min: 0,
+    max: 1,
+    commands: ["seed", "demo"],
+    value: "R",
+    help: "Share of malformed messages, 0 to 1 (demo default 0.05)",
+  },
+  {
+    flag: "seed",
+    env: "LOGIN_ETL_SEED",
+    kind: "integer",
+    min: 0,
+    max: 2 ** 31 - 1,
+    commands: ["seed", "demo"],
+    value: "N",
+    help: "Random seed for reproducible data (default: random, printed)",
+  },
+  {
+    flag: "sample",
+    env: "LOGIN_ETL_SAMPLE",
+    kind: "string",
+    commands: ["demo"],
+    value: "FILE",
+    help: "Seed this JSON array of messages (.json or .json.gz) instead of synthetic ones",
+  },
+  {
+    flag: "log-format",
+    env: "LOGIN_ETL_LOG_FORMAT",
+    kind: "choice",
+    choices: ["auto", "json", "text"],
+    default: "auto",
+    commands: ALL,
+    value: "F",
+    help: "Log lines on stderr: auto is text on a terminal, JSON otherwise",
+  },
+  {
+    flag: "log-level",
+    env: "LOGIN_ETL_LOG_LEVEL",
+    kind: "choice",
+    choices: ["debug", "info", "warn", "error"],
+    default: "info",
+    commands: ALL,
+    value: "L",
+    help: "Least severe log level written",
+  },
+  {
+    flag: "verbose",
+    env: "LOGIN_ETL_VERBOSE",
+    kind: "boolean",
+    commands: ALL,
+    help: "On failure, print every cause of the error",
+  },
+];
+
+/** The options that apply to one command, in table order. */
+export function optionsFor(command: CommandName): OptionSpec[] {
+  return OPTIONS.filter((o) => o.commands.includes(command));
+}
+
+/** Smallest HMAC secret accepted: 256 bits, the output size of SHA-256. */
+export const MIN_SECRET_BYTES = 32;
+
+/** Key ids prefix masks (`k1:`), so they are short and plain. */
+export const KEY_ID_PATTERN = /^[A-Za-z0-9_-]{1,16}$/;

@@ -1,0 +1,41 @@
+/**
+ * The key registry: each HMAC and vault key id with a fingerprint of its
+ * secret, so a key id that comes back with another secret is refused.
+ *
+ * @module
+ */
+
+import { KeyMismatchError } from "../errors.ts";
+import type { Sql } from "./pool.ts";
+
+/**
+ * Records the key id with its fingerprint on first use, and refuses a key id
+ * recorded with another fingerprint: masks under a different secret would
+ * silently stop matching earlier ones.
+ *
+ * @throws {KeyMismatchError}
+ */
+export async function registerKey(
+  sql: Sql,
+  keyId: string,
+  fingerprint: string,
+): Promise<"new" | "known"> {
+  const inserted = await sql`
+    INSERT INTO login_etl_keys (key_id, fingerprint) VALUES (${keyId}, ${fingerprint})
+    ON CONFLICT (key_id) DO NOTHING RETURNING key_id`;
+  if (inserted.length === 1) return "new";
+  const [row] = await sql<{ fingerprint: string }[]>`
+    SELECT fingerprint FROM login_etl_keys WHERE key_id = ${keyId}`;
+  if (row?.fingerprint !== fingerprint) {
+    const vault = keyId.startsWith("vault:");
+    const id = vault ? keyId.slice("vault:".length) : keyId;
+    throw new KeyMismatchError(
+      `${
+        vault ? "Vault" : "HMAC"
+      } key id "${id}" is recorded with a different secret: use the secret that made earlier ${
+        vault ? "vault entries" : "masks"
+      }, or a new --${vault ? "vault" : "hmac"}-key-id for a new secret`,
+    );
+  }
+  return "known";
+}
