@@ -52,10 +52,10 @@ postgres: ## Start (or install) the local Postgres the tests use
 fmt: deno ## Format the code
 	$(DENO) fmt
 
-docs: deno ## Rewrite the README's flag table and sql/schema.sql from the code
-	$(DENO) run --allow-read=. --allow-write=README.md scripts/flags_table.ts
+docs: deno ## Rewrite docs/configuration.md's flag table and sql/schema.sql from the code
+	$(DENO) run --allow-read=. --allow-write=docs/configuration.md scripts/flags_table.ts
 	$(DENO) run --allow-read=. --allow-write=sql/schema.sql scripts/schema_sql.ts
-	$(DENO) fmt README.md
+	$(DENO) fmt docs/configuration.md
 
 check: deno ## fmt --check, lint and type-check
 	$(DENO) fmt --check

@@ -31,12 +31,7 @@ function installSignals(telemetry: Telemetry): { signal: AbortSignal; remove: ()
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   const handler = (name: Deno.Signal) => () => {
     if (controller.signal.aborted) {
-      telemetry.emit({
-        type: "Noted",
-        level: "warn",
-        event: "ShutdownForced",
-        message: "second signal: exiting without waiting",
-      });
+      telemetry.emit({ type: "ShutdownForced" });
       Deno.exit(130);
     }
     telemetry.emit({ type: "ShutdownRequested", signal: name });
@@ -62,21 +57,12 @@ async function execute(
     case "drain":
     case "run": {
       const summary = await consume(config, { telemetry, stop, writeStdout });
-      telemetry.emit({
-        type: "Noted",
-        level: "info",
-        event: "RunFinished",
-        message: "run finished",
-        fields: {
-          ...summary,
-          rejected_by_reason: summary.rejected_by_reason as Record<string, number>,
-        },
-      });
+      telemetry.emit({ type: "RunFinished", summary });
       if (config.summaryJson) writeStdout(JSON.stringify({ ...summary, dry_run: config.dryRun }));
       return;
     }
     case "seed": {
-      const summary = await seed(config, telemetry.logger);
+      const summary = await seed(config, telemetry);
       if (config.summaryJson) writeStdout(JSON.stringify(summary));
       else {writeStdout(
           `Sent ${summary.sent} messages to ${config.queueUrl} (seed ${summary.seed}).`,
@@ -97,7 +83,7 @@ async function execute(
     case "rekey":
     case "rekey-vault": {
       // Loaded only for these commands, like the demo's embedded services.
-      const io = { logger: telemetry.logger, writeStdout, stop };
+      const io = { telemetry, writeStdout, stop };
       if (config.command === "recover") {
         await (await import("./commands/recover.ts")).recoverCommand(config, io);
       } else if (config.command === "forget") {
@@ -132,9 +118,10 @@ export async function main(
     writeStderr(`error: ${formatError(error, argv.includes("--verbose"))}`);
     return exitCodeOf(error) === 1 ? EXIT_USAGE : exitCodeOf(error);
   }
-  const logger = createLogger({ format: config.logFormat, level: config.logLevel });
-  for (const warning of config.warnings) logger.log("warn", "ConfigWarned", warning);
-  const telemetry = new Telemetry(logger);
+  const telemetry = new Telemetry(
+    createLogger({ format: config.logFormat, level: config.logLevel }),
+  );
+  for (const message of config.warnings) telemetry.emit({ type: "ConfigWarned", message });
   const signals = installSignals(telemetry);
   try {
     await execute(config, telemetry, signals.signal);

@@ -117,7 +117,8 @@ export interface WriteOutcome {
   /** Rejects recorded by this batch, by reason. */
   readonly rejected: Readonly<Partial<Record<RejectReason, number>>>;
   /** Ids already in the ledger: redeliveries, written before by us or another consumer. */
-  readonly duplicates: number;
+  /** Messages whose MessageId the ledger already held: redeliveries, written before. */
+  readonly redelivered: number;
   /** True when the batch is durable and its messages may be deleted. */
   readonly committed: boolean;
 }

@@ -9,7 +9,7 @@ import type { DatabaseSettings, KeySettings } from "../config/resolve.ts";
 import { loadPgConnection, type PgConnection } from "../db/connection.ts";
 import { Database } from "../db/pool.ts";
 import { ConfigError, UsageError, whyUnreadable } from "../errors.ts";
-import type { Logger } from "../log.ts";
+import type { Telemetry } from "../ops/telemetry.ts";
 import { Masker } from "../mask.ts";
 import { actorOf } from "../pii/audit.ts";
 import { assertSeparateKeys, loadKeySet } from "../pii/keyring.ts";
@@ -17,7 +17,7 @@ import { VaultCipher } from "../pii/vault.ts";
 
 /** What the PII commands need besides their config. */
 export interface PiiIo {
-  readonly logger: Logger;
+  readonly telemetry: Telemetry;
   readonly writeStdout: (line: string) => void;
   readonly stop: AbortSignal;
 }
@@ -36,7 +36,7 @@ export async function openSession(
   config: DatabaseSettings & { readonly actor: string | null },
   io: PiiIo,
 ): Promise<PiiSession> {
-  const warn = (message: string) => io.logger.log("warn", "ConfigWarned", message);
+  const warn = (message: string) => io.telemetry.emit({ type: "ConfigWarned", message });
   const connection = await loadPgConnection(config.database, warn);
   const database = new Database({ connection, schema: config.schema, max: 2 });
   return {

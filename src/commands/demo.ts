@@ -77,7 +77,7 @@ export async function demo(
     const sample = config.samplePath === null
       ? undefined
       : (await loadSampleBodies(config.samplePath)).map(escapeAstral);
-    const seeded = await seed(seedConfig, telemetry.logger, sample);
+    const seeded = await seed(seedConfig, telemetry, sample);
     print(
       sample === undefined
         ? `Seeded ${seeded.sent} synthetic messages (seed ${seeded.seed}, ${
@@ -97,7 +97,7 @@ export async function demo(
       `Drained in ${
         (drained.duration_ms / 1000).toFixed(1)
       } s: received ${drained.received}, inserted ${drained.inserted}, ` +
-        `duplicates ${drained.duplicates}, rejected ${drained.rejected}, deleted ${drained.deleted}.`,
+        `redelivered ${drained.redelivered}, rejected ${drained.rejected}, deleted ${drained.deleted}.`,
     );
     return { seeded, drained, ...(await report(drainConfig.database, print)) };
   } finally {

@@ -36,12 +36,13 @@ export async function recoverCommand(config: RecoverConfig, io: PiiIo): Promise<
   }
   const count = (outcome: string) => results.filter((r) => r.outcome === outcome).length;
   const [failed, missing, erased] = [count("failed"), count("not_found"), count("erased")];
-  io.logger.log(
-    failed + missing + erased > 0 ? "warn" : "info",
-    "ValuesRecovered",
-    "recovery done (audited)",
-    { recovered: count("success"), not_found: missing, erased, failed },
-  );
+  io.telemetry.emit({
+    type: "ValuesRecovered",
+    recovered: count("success"),
+    notFound: missing,
+    erased,
+    failed,
+  });
   if (failed > 0) {
     throw new EtlError(
       "internal",

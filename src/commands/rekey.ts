@@ -24,7 +24,7 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
     batch: config.maxRows,
     actor,
     reason,
-    logger: io.logger,
+    telemetry: io.telemetry,
     stop: io.stop,
   });
   if (config.command === "rekey") {

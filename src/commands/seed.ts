@@ -6,10 +6,10 @@
  */
 
 import type { SeedConfig } from "../config/resolve.ts";
-import type { Logger } from "../log.ts";
+import type { Telemetry } from "../ops/telemetry.ts";
 import { generateBodies } from "../seed/generate.ts";
 import { createSqsClient } from "../sqs/client.ts";
-import { ensureQueue } from "../sqs/queue.ts";
+import { ensureQueue } from "../sqs/admin.ts";
 import { sendBodies } from "../sqs/send.ts";
 
 /** What a seed run did. */
@@ -28,7 +28,7 @@ export function pickSeed(configured: number | null): number {
 /** Sends `bodies` (default: `config.count` synthetic ones) to the configured queue. */
 export async function seed(
   config: SeedConfig,
-  logger: Logger,
+  telemetry: Telemetry,
   bodies?: Iterable<string>,
 ): Promise<SeedSummary> {
   const started = performance.now();
@@ -40,15 +40,7 @@ export async function seed(
     awsEnv: config.awsEnv,
     waitSeconds: 0,
     onProtocolSwitch: (reason) =>
-      logger.log(
-        "info",
-        "SqsProtocolSwitched",
-        "SQS endpoint speaks the query protocol only: using it",
-        {
-          protocol: "query",
-          reason,
-        },
-      ),
+      telemetry.emit({ type: "SqsProtocolSwitched", protocol: "query", reason }),
   });
   try {
     await ensureQueue(client, config.queueUrl);
@@ -63,7 +55,14 @@ export async function seed(
       "bad_ratio": bodies === undefined ? config.badRatio : 0,
       "duration_ms": Math.round(performance.now() - started),
     };
-    logger.log("info", "QueueSeeded", "messages sent", { ...summary, queue_url: config.queueUrl });
+    telemetry.emit({
+      type: "QueueSeeded",
+      sent,
+      seed: seedValue,
+      badRatio: summary.bad_ratio,
+      durationMs: summary.duration_ms,
+      queueUrl: config.queueUrl,
+    });
     return summary;
   } finally {
     client.destroy();

@@ -78,6 +78,11 @@ export class Database {
   async end(): Promise<void> {
     await this.#sql.end({ timeout: 5 });
   }
+
+  /** `await using` ends the pool. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.end();
+  }
 }
 
 /**

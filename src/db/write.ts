@@ -130,7 +130,7 @@ export function toColumns(items: readonly WriteItem[]): Columns {
 export function postgresStore(db: Database, options: { readonly writeTimeoutMs: number }): Store {
   return {
     async write(items: readonly WriteItem[]): Promise<WriteOutcome> {
-      if (items.length === 0) return { inserted: 0, rejected: {}, duplicates: 0, committed: true };
+      if (items.length === 0) return { inserted: 0, rejected: {}, redelivered: 0, committed: true };
       const c = toColumns(items);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<never>((_, reject) => {
@@ -169,7 +169,7 @@ export function postgresStore(db: Database, options: { readonly writeTimeoutMs: 
       return {
         inserted,
         rejected,
-        duplicates: items.length - inserted - rejectedTotal,
+        redelivered: items.length - inserted - rejectedTotal,
         committed: true,
       };
     },
@@ -263,7 +263,7 @@ export function dryRunStore(writeLine: (line: string) => void): Store {
           );
         }
       }
-      return Promise.resolve({ inserted, rejected, duplicates: 0, committed: false });
+      return Promise.resolve({ inserted, rejected, redelivered: 0, committed: false });
     },
   };
 }

@@ -1,15 +1,17 @@
 /**
- * The Prometheus metrics of a run, fed by the same telemetry events that write
- * the log lines (`Telemetry.addSink`), so the log, the summary and `/metrics`
- * never disagree. Each `Metrics` has its own prom-client `Registry` (never the
- * global one), so tests can make several. The names are those the Grafana
- * dashboard and the alert rules under `deploy/` read.
+ * The Prometheus metrics of a run. Counters and gauges are read from the
+ * run's telemetry counters when scraped, and the histograms are fed by the
+ * events' `observe` entries (`events.ts`): one table drives the log, the
+ * summary and `/metrics`, so they never disagree. Each `Metrics` has its own
+ * prom-client `Registry` (never the global one), so tests can make several.
+ * The names are those the Grafana dashboard and the alert rules under
+ * `deploy/` read.
  *
  * @module
  */
 
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { TelemetryEvent, TelemetrySink } from "./telemetry.ts";
+import type { Counters, Observer } from "./events.ts";
 import { REJECT_REASONS } from "../types.ts";
 
 /**
@@ -23,69 +25,108 @@ const BATCH_BUCKETS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000,
  */
 const COMMIT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
-/** A run's Prometheus metrics; register it with `telemetry.addSink(metrics)`. */
-export class Metrics implements TelemetrySink {
+/** A counter whose value is read from the run's counters at each scrape. */
+function counterOf(
+  registers: Registry[],
+  name: string,
+  help: string,
+  read: () => number,
+): Counter {
+  return new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+/**
+ * A run's Prometheus metrics; attach with `telemetry.addObserver(metrics)`.
+ * Counters read `counters` when scraped.
+ */
+export class Metrics implements Observer {
   /** The registry holding only this run's metrics. */
   readonly registry: Registry = new Registry();
   readonly #now: () => number;
-  readonly #received: Counter;
-  readonly #inserted: Counter;
-  readonly #duplicates: Counter;
-  readonly #rejected: Counter<"reason">;
-  readonly #deleted: Counter;
-  readonly #deleteFailures: Counter;
-  readonly #stageFailures: Counter<"stage" | "code">;
   readonly #batchMessages: Histogram;
   readonly #commitSeconds: Histogram;
-  readonly #inFlight: Gauge;
   readonly #queueDepth: Gauge;
   readonly #lastCommit: Gauge;
 
   /**
-   * Creates the metrics, the last-commit time set to now: a consumer that
-   * never commits then trips the "no commit for N minutes" alert.
+   * Creates the metrics over a run's counters, the last-commit time set to
+   * now: a consumer that never commits then trips the "no commit for N
+   * minutes" alert.
    *
    * @param options.now wall clock in epoch milliseconds (tests pass a fake one)
    */
-  constructor(options: { readonly now?: () => number } = {}) {
+  constructor(counters: Readonly<Counters>, options: { readonly now?: () => number } = {}) {
     this.#now = options.now ?? Date.now;
     const registers = [this.registry];
-    this.#received = new Counter({
-      name: "login_etl_messages_received_total",
-      help: "Deliveries received from SQS (a redelivery counts again)",
+    counterOf(
       registers,
-    });
-    this.#inserted = new Counter({
-      name: "login_etl_rows_inserted_total",
-      help: "Rows written to user_logins",
+      "login_etl_messages_received_total",
+      "Deliveries received from SQS (a redelivery counts again)",
+      () => counters.received,
+    );
+    counterOf(
       registers,
-    });
-    this.#duplicates = new Counter({
-      name: "login_etl_messages_duplicate_total",
-      help: "Deliveries whose MessageId the ledger had already seen",
+      "login_etl_rows_inserted_total",
+      "Rows written to user_logins",
+      () => counters.inserted,
+    );
+    counterOf(
       registers,
-    });
-    this.#rejected = new Counter({
+      "login_etl_messages_redelivered_total",
+      "Deliveries whose MessageId the ledger had already committed",
+      () => counters.redelivered,
+    );
+    counterOf(
+      registers,
+      "login_etl_messages_deleted_total",
+      "Messages deleted from the queue after their commit",
+      () => counters.deleted,
+    );
+    counterOf(
+      registers,
+      "login_etl_delete_failures_total",
+      "Deletes that failed (the message returns and counts as redelivered)",
+      () => counters.deleteFailed,
+    );
+    new Counter({
       name: "login_etl_messages_rejected_total",
       help: "Messages kept aside in login_etl_rejects, by reason",
       labelNames: ["reason"] as const,
       registers,
+      collect() {
+        this.reset();
+        // Every reason from zero, so rate() sees a series before the first reject.
+        for (const reason of REJECT_REASONS) this.inc({ reason }, counters.rejected[reason]);
+      },
     });
-    this.#deleted = new Counter({
-      name: "login_etl_messages_deleted_total",
-      help: "Messages deleted from the queue after their commit",
-      registers,
-    });
-    this.#deleteFailures = new Counter({
-      name: "login_etl_delete_failures_total",
-      help: "Deletes that failed (the message returns and counts as a duplicate)",
-      registers,
-    });
-    this.#stageFailures = new Counter({
+    new Counter({
       name: "login_etl_stage_failures_total",
       help: "Failed attempts by pipeline stage and error code, retried ones included",
       labelNames: ["stage", "code"] as const,
       registers,
+      collect() {
+        this.reset();
+        for (const [key, n] of counters.failuresByCode) {
+          const [stage = "", code = ""] = key.split(":");
+          this.inc({ stage, code }, n);
+        }
+      },
+    });
+    new Gauge({
+      name: "login_etl_messages_in_flight",
+      help: "Messages received but not yet committed",
+      registers,
+      collect() {
+        this.set(counters.inFlight);
+      },
     });
     this.#batchMessages = new Histogram({
       name: "login_etl_batch_messages",
@@ -99,11 +140,6 @@ export class Metrics implements TelemetrySink {
       buckets: COMMIT_BUCKETS,
       registers,
     });
-    this.#inFlight = new Gauge({
-      name: "login_etl_messages_in_flight",
-      help: "Messages received but not yet committed",
-      registers,
-    });
     this.#queueDepth = new Gauge({
       name: "login_etl_queue_depth_messages",
       help: "The queue's ApproximateNumberOfMessages at the last look",
@@ -114,43 +150,19 @@ export class Metrics implements TelemetrySink {
       help: "Unix time of the last commit (the start time until the first one)",
       registers,
     });
-    // Every reason from zero, so rate() sees a series before the first reject.
-    for (const reason of REJECT_REASONS) this.#rejected.inc({ reason }, 0);
     this.#lastCommit.set(this.#now() / 1000);
   }
 
-  /** Updates the metrics an event concerns; called by `Telemetry.emit`, once per batch. */
-  record(event: TelemetryEvent): void {
-    switch (event.type) {
-      case "BatchReceived":
-        this.#received.inc(event.messages);
-        this.#inFlight.inc(event.messages);
-        return;
-      case "BatchCommitted":
-        this.#inserted.inc(event.inserted);
-        this.#duplicates.inc(event.duplicates);
-        this.#batchMessages.observe(event.messages);
-        this.#commitSeconds.observe(event.durationMs / 1000);
-        this.#inFlight.dec(event.messages);
-        this.#lastCommit.set(this.#now() / 1000);
-        return;
-      case "MessagesRejected":
-        for (const [reason, n] of Object.entries(event.byReason)) {
-          if (n !== undefined && n > 0) this.#rejected.inc({ reason }, n);
-        }
-        return;
-      case "MessagesDeleted":
-        this.#deleted.inc(event.count);
-        return;
-      case "DeleteFailed":
-        this.#deleteFailures.inc(event.count);
-        return;
-      case "StageFailed":
-        this.#stageFailures.inc({ stage: event.stage, code: event.code });
-        return;
-      default:
-        return;
-    }
+  batchSize(messages: number): void {
+    this.#batchMessages.observe(messages);
+  }
+
+  commitSeconds(seconds: number): void {
+    this.#commitSeconds.observe(seconds);
+  }
+
+  committed(): void {
+    this.#lastCommit.set(this.#now() / 1000);
   }
 
   /** Sets the queue depth gauge from `ApproximateNumberOfMessages`. */

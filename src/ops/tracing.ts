@@ -17,7 +17,7 @@ export interface BatchAttributes {
   /** Deliveries in the batch. */
   readonly messages: number;
   readonly inserted: number;
-  readonly duplicates: number;
+  readonly redelivered: number;
   readonly rejected: number;
   readonly deleted: number;
   /** Prepare (validate, mask) and the transaction, retries included, ms. */
@@ -30,7 +30,7 @@ export interface BatchAttributes {
 const KEYS: Readonly<Record<keyof BatchAttributes, string>> = {
   messages: "login_etl.messages",
   inserted: "login_etl.inserted",
-  duplicates: "login_etl.duplicates",
+  redelivered: "login_etl.redelivered",
   rejected: "login_etl.rejected",
   deleted: "login_etl.deleted",
   writeMs: "login_etl.write_ms",

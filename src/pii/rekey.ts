@@ -10,7 +10,7 @@
 
 import { byteaHex, describeDbError, pgArray, type Sql } from "../db/pool.ts";
 import { DatabaseError } from "../errors.ts";
-import type { Logger } from "../log.ts";
+import type { Telemetry } from "../ops/telemetry.ts";
 import type { Masker } from "../mask.ts";
 import type { Masked } from "../types.ts";
 import { appendAudit } from "./audit.ts";
@@ -47,7 +47,7 @@ export interface RekeyOptions {
   readonly batch: number;
   readonly actor: string;
   readonly reason: string | null;
-  readonly logger: Logger;
+  readonly telemetry: Telemetry;
   readonly stop?: AbortSignal;
 }
 
@@ -111,35 +111,28 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
         let raw: string;
         try {
           raw = cipher.decrypt(fromStored(row));
-        } catch (error) {
+        } catch {
           // Altered, or under a vault key not in the set: leave it, go on.
           unlinkable.add(old);
           report.mismatched[field]++;
-          options.logger.log(
-            "warn",
-            "RekeyUndecryptable",
-            "vault entry does not decrypt; left as it is",
-            {
-              field,
-              masked: old,
-              code: error instanceof Error ? error.name : "Error",
-            },
-          );
+          options.telemetry.emit({
+            type: "RekeySkipped",
+            what: "rows",
+            masked: old,
+            why: "undecryptable",
+          });
           continue;
         }
         const oldKey = options.verify.get(old.slice(0, old.indexOf(":")));
         if (oldKey !== undefined && await oldKey.mask(field, raw) !== old) {
           unlinkable.add(old);
           report.mismatched[field]++;
-          options.logger.log(
-            "warn",
-            "RekeyMismatch",
-            "vault entry does not mask back to its mask; left as it is",
-            {
-              field,
-              masked: old,
-            },
-          );
+          options.telemetry.emit({
+            type: "RekeySkipped",
+            what: "rows",
+            masked: old,
+            why: "mismatch",
+          });
           continue;
         }
         const fresh = await target.mask(field, raw);
@@ -187,10 +180,11 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
       }
       report.moved[field] += oldMasks.length;
       report.batches++;
-      options.logger.log("info", "RekeyBatchCommitted", "batch of masks moved to the new key", {
-        field,
-        masks: oldMasks.length,
-        key_id: target.keyId,
+      options.telemetry.emit({
+        type: "RekeyBatchCommitted",
+        what: "rows",
+        count: oldMasks.length,
+        keyId: target.keyId,
       });
     }
     report.unlinkable[field] = unlinkable.size - report.mismatched[field];
@@ -234,14 +228,12 @@ export async function rekeyVault(
       } catch {
         skipped.push(row.masked_value);
         failed++;
-        options.logger.log(
-          "warn",
-          "RekeyVaultUndecryptable",
-          "vault entry does not decrypt; left as it is",
-          {
-            masked: row.masked_value,
-          },
-        );
+        options.telemetry.emit({
+          type: "RekeySkipped",
+          what: "vault",
+          masked: row.masked_value,
+          why: "undecryptable",
+        });
         continue;
       }
       const entry = cipher.encrypt(row.field, row.masked_value as Masked, raw);
@@ -275,9 +267,11 @@ export async function rekeyVault(
     }
     moved += updated.length;
     batches++;
-    options.logger.log("info", "RekeyVaultBatchCommitted", "vault entries re-encrypted", {
-      entries: updated.length,
-      key_id: cipher.currentKeyId,
+    options.telemetry.emit({
+      type: "RekeyBatchCommitted",
+      what: "vault",
+      count: updated.length,
+      keyId: cipher.currentKeyId,
     });
   }
   return { moved, batches, failed };

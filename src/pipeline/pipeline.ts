@@ -236,13 +236,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
         if (storeFailing) {
           storeFailing = false;
           spaceWake.notify();
-          telemetry.emit({
-            type: "Noted",
-            level: "info",
-            event: "StoreRecovered",
-            message: "database writes succeed again; receiving resumes",
-            fields: { after_attempts: attempt },
-          });
+          telemetry.emit({ type: "StoreRecovered", afterAttempts: attempt });
         }
         return outcome;
       } catch (error) {
@@ -292,7 +286,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
         type: "BatchCommitted",
         messages: deliveries.length,
         inserted: outcome.inserted,
-        duplicates: outcome.duplicates + repeats.length,
+        redelivered: outcome.redelivered + repeats.length,
         durationMs: writeMs,
       });
       if (Object.keys(outcome.rejected).length > 0) {
@@ -304,7 +298,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
       }
       span.record({
         inserted: outcome.inserted,
-        duplicates: outcome.duplicates + repeats.length,
+        redelivered: outcome.redelivered + repeats.length,
         rejected: outcome.rejectedIds.length,
         writeMs,
       });
@@ -383,16 +377,9 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
       telemetry.emit({ type: "VisibilityExtended", count: result.succeeded.length });
       if (result.failed.length > 0) {
         telemetry.emit({
-          type: "Noted",
-          level: "warn",
-          event: "ExtendFailed",
-          message:
-            "could not extend visibility; another consumer may receive these, the ledger keeps them single",
-          fields: {
-            stage: "ack",
-            code: result.failed[0]?.code ?? "Unknown",
-            count: result.failed.length,
-          },
+          type: "ExtendFailed",
+          code: result.failed[0]?.code ?? "Unknown",
+          count: result.failed.length,
         });
       }
     } finally {
@@ -402,7 +389,10 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
 
   telemetry.markStart();
   const progress = options.mode === "run"
-    ? setInterval(() => telemetry.emit({ type: "ProgressReported" }), 30_000)
+    ? setInterval(
+      () => telemetry.emit({ type: "ProgressReported", summary: telemetry.summary() }),
+      30_000,
+    )
     : undefined;
   const beat = setInterval(() => track(heartbeat()), HEARTBEAT_MS);
   try {

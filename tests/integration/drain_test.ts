@@ -60,8 +60,12 @@ Deno.test({
     await using db = await freshSchema();
     const queueUrl = sqs.createQueue();
     const bodies = await loadSampleBodies(SAMPLE_PATH);
-    const { telemetry, logger } = capturingTelemetry();
-    await seed(testConfig("seed", { "queue-url": queueUrl }), logger, bodies);
+    const { telemetry } = capturingTelemetry();
+    await seed(
+      testConfig("seed", { "queue-url": queueUrl }),
+      capturingTelemetry().telemetry,
+      bodies,
+    );
     const summary = await consume(drainConfig(queueUrl, db.schema), {
       telemetry,
       stop: neverStop,
@@ -222,7 +226,7 @@ Deno.test("a redelivered MessageId after a crash between commit and delete gives
   reportFigures("redelivery", summary);
   assert.equal(summary.received, 30);
   assert.equal(summary.inserted, 0);
-  assert.equal(summary.duplicates, 30);
+  assert.equal(summary.redelivered, 30);
   assert.equal(summary.deleted, 30);
   const [count] = await db.sql`SELECT count(*)::int AS n FROM user_logins`;
   assert.equal(count?.n, 30);
@@ -398,7 +402,7 @@ Deno.test("nothing is deleted before commit: a backend killed mid-batch is retri
     "the killed transaction was seen and retried",
   );
   assert.equal(summary.inserted, n);
-  assert.equal(summary.duplicates, 0);
+  assert.equal(summary.redelivered, 0);
   assert.equal(summary.deleted, n);
   const [count] = await db.sql`SELECT count(*)::int AS n FROM user_logins`;
   assert.equal(count?.n, n);

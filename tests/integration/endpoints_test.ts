@@ -79,7 +79,7 @@ for (const kind of ENDPOINT_KINDS) {
     const queueUrl = await sqs.createQueue();
     const bodies = await sampleBodies();
     const seeding = capturingTelemetry();
-    await seed(testConfig("seed", { "queue-url": queueUrl }), seeding.logger, [
+    await seed(testConfig("seed", { "queue-url": queueUrl }), seeding.telemetry, [
       ...bodies,
       MALFORMED,
     ]);
@@ -189,7 +189,7 @@ for (const kind of ENDPOINT_KINDS) {
     reportFigures(`${kind} redelivery`, summary);
     assert.equal(summary.received, 30);
     assert.equal(summary.inserted, 0);
-    assert.equal(summary.duplicates, 30);
+    assert.equal(summary.redelivered, 30);
     assert.equal(summary.deleted, 30);
     const [count] = await db.sql`SELECT count(*)::int AS n FROM user_logins`;
     assert.equal(count?.n, 30);

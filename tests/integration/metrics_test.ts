@@ -170,7 +170,7 @@ Deno.test("run --listen: /metrics during a run ends equal to the summary; /healt
     const summary = JSON.parse(result.stdout) as {
       received: number;
       inserted: number;
-      duplicates: number;
+      redelivered: number;
       rejected: number;
       "rejected_by_reason": Record<string, number>;
       deleted: number;
@@ -180,7 +180,7 @@ Deno.test("run --listen: /metrics during a run ends equal to the summary; /healt
     const m = final.series;
     assert.equal(m.get("login_etl_messages_received_total"), summary.received);
     assert.equal(m.get("login_etl_rows_inserted_total"), summary.inserted);
-    assert.equal(m.get("login_etl_messages_duplicate_total"), summary.duplicates);
+    assert.equal(m.get("login_etl_messages_redelivered_total"), summary.redelivered);
     assert.equal(m.get("login_etl_messages_deleted_total"), summary.deleted);
     assert.equal(m.get("login_etl_delete_failures_total"), summary.delete_failed);
     assert.equal(m.get("login_etl_messages_in_flight"), summary.in_flight);
@@ -211,7 +211,7 @@ Deno.test("run --listen: /metrics during a run ends equal to the summary; /healt
       "login_etl_delete_failures_total",
       "login_etl_last_commit_timestamp_seconds",
       "login_etl_messages_deleted_total",
-      "login_etl_messages_duplicate_total",
+      "login_etl_messages_redelivered_total",
       "login_etl_messages_in_flight",
       "login_etl_messages_received_total",
       "login_etl_messages_rejected_total",

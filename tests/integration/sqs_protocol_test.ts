@@ -9,7 +9,7 @@ import { consume } from "../../src/commands/consume.ts";
 import { createSqsClient, type SqsProtocol } from "../../src/sqs/client.ts";
 import { protocolMismatch } from "../../src/sqs/_errors.ts";
 import { deleteMessages } from "../../src/sqs/ack.ts";
-import { readQueueAttributes } from "../../src/sqs/queue.ts";
+import { readQueueAttributes } from "../../src/sqs/admin.ts";
 import { utcDate } from "../../src/to_row.ts";
 import { runCli } from "../helpers/cli.ts";
 import {

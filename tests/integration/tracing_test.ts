@@ -84,7 +84,7 @@ Deno.test("OTEL_DENO=true exports a login_etl.batch span per transaction with it
     assert.equal(sum("login_etl.inserted"), summary["inserted"]);
     assert.equal(sum("login_etl.inserted"), bodies.length - rejects);
     assert.equal(sum("login_etl.rejected"), rejects);
-    assert.equal(sum("login_etl.duplicates"), 0);
+    assert.equal(sum("login_etl.redelivered"), 0);
     assert.equal(sum("login_etl.deleted"), bodies.length);
     for (const span of batches) {
       assert.ok(attribute(span, "login_etl.write_ms") >= 0);

@@ -79,7 +79,7 @@ export async function runCrashScenario(scenario: CrashScenario): Promise<void> {
   }
   const final = await drainUntilEmpty(sqs, queueUrl, env);
   const landed = await checkLanded(db.sql, sent);
-  const duplicatesSeen = final.summaries.reduce((n, s) => n + (s.duplicates ?? 0), 0);
+  const duplicatesSeen = final.summaries.reduce((n, s) => n + (s.redelivered ?? 0), 0);
   reportFigures(scenario.label, {
     messages: scenario.messages,
     kills: scenario.kills,

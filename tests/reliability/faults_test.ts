@@ -134,10 +134,10 @@ Deno.test("SQS throttling, 500s and connection resets on a quarter of calls lose
   const landed = await checkLanded(db.sql, sent);
   const injected: Record<string, number> = {};
   for (const [key, n] of proxy.stats) if (!key.endsWith(":pass")) injected[key] = n;
-  const totals = { received: 0, duplicates: 0 };
+  const totals = { received: 0, redelivered: 0 };
   for (const summary of runs.summaries) {
     totals.received += summary.received ?? 0;
-    totals.duplicates += summary.duplicates ?? 0;
+    totals.redelivered += summary.redelivered ?? 0;
   }
   for (const fault of faults) {
     assert.ok((injected[`ReceiveMessage:${fault}`] ?? 0) > 0, `ReceiveMessage met ${fault}`);
@@ -211,8 +211,8 @@ Deno.test("four consumers on one queue with a 1 s visibility timeout and slowed 
   reportFigures("four consumers", {
     messages: sent.length,
     received_per_consumer: summaries.map((s) => s.received),
-    redeliveries_absorbed: summaries.reduce((n, s) => n + s.duplicates, 0) +
-      rest.summaries.reduce((n, s) => n + (s.duplicates ?? 0), 0),
+    redeliveries_absorbed: summaries.reduce((n, s) => n + s.redelivered, 0) +
+      rest.summaries.reduce((n, s) => n + (s.redelivered ?? 0), 0),
     lost: landed.lost,
     duplicated: landed.duplicated,
   });
@@ -260,7 +260,7 @@ Deno.test("a consumer frozen with SIGSTOP for twice the visibility timeout while
     frozen_consumer: {
       received: frozenSummary.received,
       inserted: frozenSummary.inserted,
-      duplicates: frozenSummary.duplicates,
+      duplicates: frozenSummary.redelivered,
     },
     other_consumer: JSON.parse(b.stdout).received,
     later_runs: rest.runs,

@@ -31,7 +31,7 @@ const K8S = "deploy/kubernetes";
 const COUNTERS = [
   "login_etl_messages_received_total",
   "login_etl_rows_inserted_total",
-  "login_etl_messages_duplicate_total",
+  "login_etl_messages_redelivered_total",
   "login_etl_messages_rejected_total",
   "login_etl_messages_deleted_total",
   "login_etl_delete_failures_total",

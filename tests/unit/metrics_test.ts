@@ -1,13 +1,14 @@
-// Unit tests of src/metrics.ts: the exposed names are exactly those the
+// Unit tests of src/ops/metrics.ts: the exposed names are exactly those the
 // dashboard and alerts read (the list in tests/unit/deploy_test.ts), each
-// event moves the metrics it concerns, the metrics agree with the run's
-// summary, and the per-batch cost of feeding them is measured.
+// event moves the metrics it concerns (through the one event table), the
+// metrics agree with the run's summary, and the per-batch cost is measured.
 
 import assert from "node:assert/strict";
 import { silentLogger } from "../../src/log.ts";
 import { Metrics } from "../../src/ops/metrics.ts";
 import { startBatchSpan } from "../../src/ops/tracing.ts";
 import { Telemetry, type TelemetryEvent } from "../../src/ops/telemetry.ts";
+import { zeroCounters } from "../../src/ops/events.ts";
 import { reportFigures } from "../helpers/services.ts";
 
 /** One sample line of the exposition text: `name{a="b"} value`. */
@@ -47,6 +48,14 @@ function valueOf(
   return found.value;
 }
 
+/** A run's telemetry with metrics attached, as `run --listen` has them. */
+function metered(now?: () => number): { telemetry: Telemetry; metrics: Metrics } {
+  const telemetry = new Telemetry(silentLogger);
+  const metrics = new Metrics(telemetry.counters, now === undefined ? {} : { now });
+  telemetry.addObserver(metrics);
+  return { telemetry, metrics };
+}
+
 /** The metric lists of tests/unit/deploy_test.ts, read from its source so the two cannot drift. */
 function deployTestLists(): Record<"COUNTERS" | "HISTOGRAMS" | "GAUGES", string[]> {
   const source = Deno.readTextFileSync(new URL("./deploy_test.ts", import.meta.url));
@@ -61,7 +70,7 @@ function deployTestLists(): Record<"COUNTERS" | "HISTOGRAMS" | "GAUGES", string[
 Deno.test("Metrics exposes exactly the metrics deploy_test.ts lists, each of its type", async () => {
   const lists = deployTestLists();
   assert.equal(lists.COUNTERS.length + lists.HISTOGRAMS.length + lists.GAUGES.length, 12);
-  const { types } = parseExposition(await new Metrics().expose());
+  const { types } = parseExposition(await new Metrics(zeroCounters()).expose());
   const expected = new Map<string, string>([
     ...lists.COUNTERS.map((n) => [n, "counter"] as const),
     ...lists.HISTOGRAMS.map((n) => [n, "histogram"] as const),
@@ -74,18 +83,18 @@ Deno.test("Metrics exposes exactly the metrics deploy_test.ts lists, each of its
 });
 
 Deno.test("Metrics gives each instance its own registry", async () => {
-  const a = new Metrics();
-  const b = new Metrics();
-  a.record({ type: "BatchReceived", messages: 5 });
-  const sa = parseExposition(await a.expose()).samples;
-  const sb = parseExposition(await b.expose()).samples;
+  const a = metered();
+  const b = metered();
+  a.telemetry.emit({ type: "BatchReceived", messages: 5 });
+  const sa = parseExposition(await a.metrics.expose()).samples;
+  const sb = parseExposition(await b.metrics.expose()).samples;
   assert.equal(valueOf(sa, "login_etl_messages_received_total"), 5);
   assert.equal(valueOf(sb, "login_etl_messages_received_total"), 0);
-  assert.notEqual(a.registry, b.registry);
+  assert.notEqual(a.metrics.registry, b.metrics.registry);
 });
 
 Deno.test("Metrics starts every reject reason at zero and the last commit at the start time", async () => {
-  const metrics = new Metrics({ now: () => 1_700_000_000_000 });
+  const { metrics } = metered(() => 1_700_000_000_000);
   const { samples } = parseExposition(await metrics.expose());
   const reasons = samples.filter((s) => s.name === "login_etl_messages_rejected_total");
   assert.equal(reasons.length, 11);
@@ -94,7 +103,7 @@ Deno.test("Metrics starts every reject reason at zero and the last commit at the
   assert.equal(valueOf(samples, "login_etl_messages_in_flight"), 0);
 });
 
-Deno.test("Metrics.record() moves the metrics each event concerns", async (t) => {
+Deno.test("Telemetry.emit() moves the metrics each event concerns", async (t) => {
   let clock = 1_000_000;
   const cases: {
     name: string;
@@ -110,14 +119,14 @@ Deno.test("Metrics.record() moves the metrics each event concerns", async (t) =>
       ],
     },
     {
-      name: "BatchCommitted counts rows and duplicates, observes size and latency",
+      name: "BatchCommitted counts rows and redeliveries, observes size and latency",
       events: [
         { type: "BatchReceived", messages: 10 },
-        { type: "BatchCommitted", messages: 10, inserted: 7, duplicates: 1, durationMs: 40 },
+        { type: "BatchCommitted", messages: 10, inserted: 7, redelivered: 1, durationMs: 40 },
       ],
       expected: [
         ["login_etl_rows_inserted_total", {}, 7],
-        ["login_etl_messages_duplicate_total", {}, 1],
+        ["login_etl_messages_redelivered_total", {}, 1],
         ["login_etl_messages_in_flight", {}, 0],
         ["login_etl_batch_messages_count", {}, 1],
         ["login_etl_batch_messages_sum", {}, 10],
@@ -180,9 +189,9 @@ Deno.test("Metrics.record() moves the metrics each event concerns", async (t) =>
   for (const c of cases) {
     await t.step(c.name, async () => {
       clock = 1_000_000;
-      const metrics = new Metrics({ now: () => clock });
+      const { telemetry, metrics } = metered(() => clock);
       clock = 2_000_000;
-      for (const event of c.events) metrics.record(event);
+      for (const event of c.events) telemetry.emit(event);
       const { samples } = parseExposition(await metrics.expose());
       for (const [name, labels, value] of c.expected) {
         assert.equal(valueOf(samples, name, labels), value, `${name} ${JSON.stringify(labels)}`);
@@ -192,7 +201,7 @@ Deno.test("Metrics.record() moves the metrics each event concerns", async (t) =>
 });
 
 Deno.test("Metrics.setQueueDepth() sets the queue depth gauge", async () => {
-  const metrics = new Metrics();
+  const { metrics } = metered();
   metrics.setQueueDepth(37_600);
   assert.equal(
     valueOf(parseExposition(await metrics.expose()).samples, "login_etl_queue_depth_messages"),
@@ -204,7 +213,7 @@ Deno.test("Metrics.setQueueDepth() sets the queue depth gauge", async () => {
 function* runEvents(batches: number): Generator<TelemetryEvent> {
   for (let b = 0; b < batches; b++) {
     for (let r = 0; r < 10; r++) yield { type: "BatchReceived", messages: 10 };
-    yield { type: "BatchCommitted", messages: 100, inserted: 93, duplicates: 2, durationMs: 12 };
+    yield { type: "BatchCommitted", messages: 100, inserted: 93, redelivered: 2, durationMs: 12 };
     yield { type: "MessagesRejected", byReason: { bad_ip: 3, not_json: 2 }, ids: ["x"] };
     yield { type: "MessagesDeleted", count: 100 };
     if (b % 7 === 0) {
@@ -222,17 +231,14 @@ function* runEvents(batches: number): Generator<TelemetryEvent> {
 }
 
 Deno.test("Telemetry.emit() keeps the metrics equal to the summary's counters", async () => {
-  const telemetry = new Telemetry(silentLogger);
-  const metrics = new Metrics();
-  const detach = telemetry.addSink(metrics);
+  const { telemetry, metrics } = metered();
   for (const event of runEvents(50)) telemetry.emit(event);
-  detach();
-  telemetry.emit({ type: "BatchReceived", messages: 10 }); // after detaching: summary only
+  telemetry.emit({ type: "BatchReceived", messages: 10 });
   const summary = telemetry.summary();
   const { samples } = parseExposition(await metrics.expose());
-  assert.equal(valueOf(samples, "login_etl_messages_received_total"), summary.received - 10);
+  assert.equal(valueOf(samples, "login_etl_messages_received_total"), summary.received);
   assert.equal(valueOf(samples, "login_etl_rows_inserted_total"), summary.inserted);
-  assert.equal(valueOf(samples, "login_etl_messages_duplicate_total"), summary.duplicates);
+  assert.equal(valueOf(samples, "login_etl_messages_redelivered_total"), summary.redelivered);
   assert.equal(valueOf(samples, "login_etl_messages_deleted_total"), summary.deleted);
   for (const [reason, n] of Object.entries(summary.rejected_by_reason)) {
     assert.equal(valueOf(samples, "login_etl_messages_rejected_total", { reason }), n);
@@ -241,7 +247,7 @@ Deno.test("Telemetry.emit() keeps the metrics equal to the summary's counters", 
     valueOf(samples, "login_etl_stage_failures_total", { stage: "receive", code: "sqs_receive" }),
     telemetry.counters.stageFailures.receive,
   );
-  assert.equal(valueOf(samples, "login_etl_messages_in_flight"), summary.in_flight - 10);
+  assert.equal(valueOf(samples, "login_etl_messages_in_flight"), summary.in_flight);
 });
 
 Deno.test("the metrics sink and the batch span cost microseconds per batch (figures reported)", () => {
@@ -255,7 +261,7 @@ Deno.test("the metrics sink and the batch span cost microseconds per batch (figu
       telemetry.emit(event);
       if (spans && event.type === "BatchCommitted") {
         const span = startBatchSpan(event.messages);
-        span.record({ inserted: event.inserted, duplicates: event.duplicates, writeMs: 1.234 });
+        span.record({ inserted: event.inserted, redelivered: event.redelivered, writeMs: 1.234 });
         span.end();
       }
     }
@@ -264,15 +270,15 @@ Deno.test("the metrics sink and the batch span cost microseconds per batch (figu
   // Warm up both paths before measuring.
   time(new Telemetry(silentLogger), false);
   const warm = new Telemetry(silentLogger);
-  warm.addSink(new Metrics());
+  warm.addObserver(new Metrics(warm.counters));
   time(warm, true);
 
   const bare = time(new Telemetry(silentLogger), false);
   const withMetrics = new Telemetry(silentLogger);
-  withMetrics.addSink(new Metrics());
+  withMetrics.addObserver(new Metrics(withMetrics.counters));
   const metered = time(withMetrics, false);
   const withBoth = new Telemetry(silentLogger);
-  withBoth.addSink(new Metrics());
+  withBoth.addObserver(new Metrics(withBoth.counters));
   const traced = time(withBoth, true);
   reportFigures("telemetry cost per 100-message batch (us)", {
     counters_and_log_calls: Math.round(bare * 100) / 100,

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { ConfigError } from "../../src/errors.ts";
 import { Metrics } from "../../src/ops/metrics.ts";
+import { zeroCounters } from "../../src/ops/events.ts";
 import {
   cachedProbe,
   createHandler,
@@ -17,7 +18,7 @@ import {
 
 const READY: Probe = () => Promise.resolve({ ready: true });
 
-function handlerWith(ready: Probe = READY, metrics = new Metrics()) {
+function handlerWith(ready: Probe = READY, metrics = new Metrics(zeroCounters())) {
   return createHandler({ metrics, ready });
 }
 
@@ -46,7 +47,7 @@ Deno.test("createHandler() answers /readyz with check names and states only; the
       'database: password authentication failed for user "etl" at db.internal:5432\n  at somewhere';
     const logged: string[] = [];
     const handle = createHandler({
-      metrics: new Metrics(),
+      metrics: new Metrics(zeroCounters()),
       ready: () =>
         Promise.resolve({ ready: false, reason, checks: { queue: "ok", database: "failed" } }),
       onUnready: (why) => logged.push(why),
@@ -71,8 +72,9 @@ Deno.test("createHandler() answers /readyz with check names and states only; the
 });
 
 Deno.test("createHandler() serves /metrics in the Prometheus text format", async () => {
-  const metrics = new Metrics();
-  metrics.record({ type: "BatchReceived", messages: 7 });
+  const counters = zeroCounters();
+  counters.received = 7;
+  const metrics = new Metrics(counters);
   const response = await handlerWith(READY, metrics)(get("/metrics"));
   assert.equal(response.status, 200);
   assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);

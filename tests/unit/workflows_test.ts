@@ -392,7 +392,7 @@ Deno.test("scheduled-drain's checksum step installs a matching binary and refuse
 const SUMMARY = {
   received: 120,
   inserted: 100,
-  duplicates: 2,
+  redelivered: 2,
   rejected: 18,
   "rejected_by_reason": { not_json: 7, bad_ip: 11 },
   deleted: 120,

@@ -1,0 +1,223 @@
+/**
+ * The set-up steps of `drain` and `run`, one function each, so that
+ * `consume.ts` reads as the order of a start: keys, queue, database,
+ * sink, operations endpoints.
+ *
+ * @module
+ */
+
+import type { SQSClient } from "@aws-sdk/client-sqs";
+import type { ConsumeConfig } from "../config/resolve.ts";
+import type { Secret } from "../config/secret.ts";
+import type { PgConnection } from "../db/connection.ts";
+import { registerKey } from "../db/keys.ts";
+import { prune, type PruneTarget } from "../db/ledger.ts";
+import { type Database, describeDbError, type Sql } from "../db/pool.ts";
+import { ensureSchema } from "../db/schema.ts";
+import { ConfigError, DatabaseError } from "../errors.ts";
+import { Masker } from "../mask.ts";
+import type { Metrics } from "../ops/metrics.ts";
+import {
+  cachedProbe,
+  createHandler,
+  type ListenAddress,
+  type ReadinessCheck,
+  readinessProbe,
+} from "../ops/server.ts";
+import type { Telemetry } from "../ops/telemetry.ts";
+import { assertSeparateKeys, currentSecret, type KeySet, loadKeySet } from "../pii/keyring.ts";
+import { VaultCipher } from "../pii/vault.ts";
+import { createSqsClient, type SqsConnection } from "../sqs/client.ts";
+import { readQueueAttributes } from "../sqs/admin.ts";
+
+/** How long /readyz waits for the database and the queue; under the probe's 5 s timeout in deploy/. */
+const READY_TIMEOUT_MS = 2000;
+/** How long a /readyz answer is reused, so frequent probes and scrapes do not hammer the services. */
+const READY_CACHE_MS = 2000;
+
+/** The keys of a run, loaded and checked. */
+export interface RunKeys {
+  /** Every HMAC key of the set, so each id is registered; new masks use `masker`. */
+  readonly maskers: readonly Masker[];
+  readonly masker: Masker;
+  readonly secret: Secret;
+  /** The vault key set and cipher, when a vault key is configured (never in a dry run). */
+  readonly vaultKeys: KeySet | null;
+  readonly vault: VaultCipher | undefined;
+}
+
+/**
+ * Loads the HMAC key set (required) and the vault key set (optional, not in
+ * a dry run), refusing one secret for both.
+ *
+ * @throws {ConfigError}
+ */
+export async function loadRunKeys(config: ConsumeConfig, telemetry: Telemetry): Promise<RunKeys> {
+  const warn = (message: string) => telemetry.emit({ type: "ConfigWarned", message });
+  const hmacKeys = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
+  if (hmacKeys === null) throw new ConfigError("No HMAC key: set PII_HMAC_KEY or --hmac-key-file");
+  const maskers = await Promise.all([...hmacKeys.keys].map(([id, key]) => Masker.create(key, id)));
+  const vaultKeys = config.dryRun
+    ? null
+    : await loadKeySet(config.vaultKey, config.vaultKeyId, warn);
+  assertSeparateKeys(hmacKeys, vaultKeys);
+  return {
+    maskers,
+    masker: maskers.find((m) => m.keyId === hmacKeys.current) as Masker,
+    secret: currentSecret(hmacKeys),
+    vaultKeys,
+    vault: vaultKeys === null ? undefined : await VaultCipher.create(vaultKeys),
+  };
+}
+
+/** The SQS client of a run; the protocol switch, if any, is logged as it happens. */
+export function openQueue(
+  config: ConsumeConfig,
+  waitSeconds: number,
+  telemetry: Telemetry,
+): Promise<SqsConnection> {
+  return createSqsClient({
+    queueUrl: config.queueUrl,
+    region: config.region,
+    protocol: config.sqsProtocol,
+    awsEnv: config.awsEnv,
+    waitSeconds,
+    onProtocolSwitch: (reason) =>
+      telemetry.emit({ type: "SqsProtocolSwitched", protocol: "query", reason }),
+  });
+}
+
+/** The queue's depth, for the progress line and the metrics. */
+export function queueDepth(client: SQSClient, queueUrl: string): Promise<number> {
+  return readQueueAttributes(client, queueUrl).then((a) => a.approximateMessages);
+}
+
+/** How long each of login-etl's own tables keeps its rows. */
+export function retentionOf(config: ConsumeConfig): readonly [PruneTarget, number][] {
+  return [["ledger", config.ledgerRetentionDays], ["rejects", config.rejectRetentionDays]];
+}
+
+/**
+ * Prunes each table to its retention.
+ *
+ * @throws {DatabaseError} naming the grant to add when the role may not delete
+ */
+export async function pruneAll(
+  sql: Sql,
+  retention: readonly [PruneTarget, number][],
+  telemetry: Telemetry,
+): Promise<void> {
+  for (const [target, days] of retention) {
+    const deleted = await prune(sql, target, days).catch((error: unknown) => {
+      throw new DatabaseError(
+        "db_schema",
+        `Cannot prune ${target === "ledger" ? "login_etl_ledger" : "login_etl_rejects"}: ${
+          describeDbError(error)
+        }; grant the consumer role DELETE on it (see sql/roles.sql)`,
+        { cause: error },
+      );
+    });
+    if (deleted > 0) telemetry.emit({ type: "RowsPruned", target, deleted });
+  }
+}
+
+/**
+ * Readies the database for a run: creates what is missing, registers every
+ * key id with its fingerprint (refusing one that comes back with another
+ * secret), and prunes old bookkeeping.
+ *
+ * @throws {DatabaseError} or {KeyMismatchError}
+ */
+export async function prepareDatabase(
+  database: Database,
+  options: {
+    readonly connection: PgConnection;
+    readonly config: ConsumeConfig;
+    readonly keys: RunKeys;
+  },
+  telemetry: Telemetry,
+): Promise<void> {
+  const { config, keys } = options;
+  const sql = database.sql;
+  const created = await ensureSchema(sql, {
+    connection: options.connection,
+    schema: config.schema,
+  });
+  if (created.length > 0) {
+    telemetry.emit({ type: "TablesCreated", objects: created, schema: config.schema });
+  }
+  const fingerprints: [string, string][] = [
+    ...keys.maskers.map((m) => [m.keyId, m.fingerprint] as [string, string]),
+    ...[...(keys.vault?.fingerprints ?? [])].map(([id, fp]) =>
+      [`vault:${id}`, fp] as [string, string]
+    ),
+  ];
+  for (const [keyId, fingerprint] of fingerprints) {
+    if (await registerKey(sql, keyId, fingerprint) === "new") {
+      telemetry.emit({ type: "KeyRegistered", keyId });
+    }
+  }
+  await pruneAll(sql, retentionOf(config), telemetry);
+}
+
+/**
+ * Serves /healthz, /readyz and /metrics on `address` until the returned
+ * function is called. The only `Deno.serve` of the program.
+ *
+ * @throws {ConfigError} when the address cannot be bound
+ */
+export function serveOperations(
+  address: ListenAddress,
+  deps: {
+    readonly metrics: Metrics;
+    readonly checks: readonly ReadinessCheck[];
+    readonly stopping: () => boolean;
+  },
+  telemetry: Telemetry,
+): () => Promise<void> {
+  const ready = cachedProbe(
+    readinessProbe(deps.checks, { timeoutMs: READY_TIMEOUT_MS, stopping: deps.stopping }),
+    { ttlMs: READY_CACHE_MS },
+  );
+  const handler = createHandler({
+    metrics: deps.metrics,
+    ready,
+    onUnready: (reason) => telemetry.emit({ type: "NotReady", reason }),
+  });
+  let server: Deno.HttpServer;
+  try {
+    server = Deno.serve({
+      hostname: address.hostname,
+      port: address.port,
+      // Without onListen, Deno prints "Listening on" to stdout, where --summary-json goes.
+      onListen: (addr) =>
+        telemetry.emit({ type: "ListenStarted", address: `${addr.hostname}:${addr.port}` }),
+    }, handler);
+  } catch (error) {
+    const why = error instanceof Deno.errors.AddrInUse
+      ? "the address is in use"
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    throw new ConfigError(
+      `Cannot listen on --listen "${address.hostname}:${address.port}": ${why}; pick another port`,
+      { cause: error },
+    );
+  }
+  return () => server.shutdown();
+}
+
+/**
+ * Calls `fn` every `ms` until `stack` is disposed, never two at once: a
+ * call still running when the next is due is waited for, not doubled.
+ */
+export function every(ms: number, fn: () => Promise<void>, stack: AsyncDisposableStack): void {
+  let running: Promise<void> | null = null;
+  const timer = setInterval(() => {
+    running ??= fn().catch(() => {}).finally(() => (running = null));
+  }, ms);
+  stack.defer(async () => {
+    clearInterval(timer);
+    await running;
+  });
+}

@@ -1,0 +1,396 @@
+/**
+ * Every notable thing login-etl does, as a typed event, and the one table
+ * that says what each event writes to the log and what it counts. Telemetry
+ * emits through the table; the Prometheus metrics are computed from the same
+ * counters (and the table's `observe` entries), so the log, the summary and
+ * `/metrics` cannot disagree and nothing keeps a second list in step.
+ *
+ * @module
+ */
+
+import type { Fields, Level } from "../log.ts";
+import { REJECT_REASONS, type RejectReason } from "../types.ts";
+
+/** Pipeline stage an error happened in: a bounded label. */
+export type Stage = "receive" | "validate" | "mask" | "write" | "ack" | "startup";
+
+/** The run's outcome as printed by `--summary-json`. */
+export interface Summary {
+  readonly received: number;
+  readonly inserted: number;
+  /** Deliveries of a MessageId already committed: SQS redelivered them. */
+  readonly redelivered: number;
+  readonly rejected: number;
+  readonly "rejected_by_reason": Readonly<Partial<Record<RejectReason, number>>>;
+  readonly deleted: number;
+  readonly "delete_failed": number;
+  /** Received but neither committed nor known redelivered (only after a hard stop or a dry run). */
+  readonly "in_flight": number;
+  /** Wall time from the pipeline's start to now (includes the closing idle receive). */
+  readonly "duration_ms": number;
+  /** From the first message received to the last one committed and deleted. */
+  readonly "active_ms": number;
+  /** Messages finished per second of `active_ms`. */
+  readonly "msgs_per_s": number;
+  /** True when received = inserted + redelivered + rejected + in_flight. */
+  readonly balanced: boolean;
+}
+
+/** Everything that happens, each with the facts its log line and counters need. */
+export type TelemetryEvent =
+  // The run
+  | { readonly type: "RunStarted"; readonly fields: Fields }
+  | { readonly type: "RunFinished"; readonly summary: Summary }
+  | { readonly type: "ShutdownRequested"; readonly signal: string }
+  | { readonly type: "ShutdownForced" }
+  | { readonly type: "ProgressReported"; readonly summary: Summary; readonly queueDepth?: number }
+  | { readonly type: "ConfigWarned"; readonly message: string }
+  // The pipeline, once per batch
+  | { readonly type: "BatchReceived"; readonly messages: number }
+  | {
+    readonly type: "BatchCommitted";
+    readonly messages: number;
+    readonly inserted: number;
+    readonly redelivered: number;
+    readonly durationMs: number;
+  }
+  | {
+    readonly type: "MessagesRejected";
+    readonly byReason: Readonly<Partial<Record<RejectReason, number>>>;
+    readonly ids: readonly string[];
+  }
+  | { readonly type: "MessagesDeleted"; readonly count: number }
+  | { readonly type: "VisibilityExtended"; readonly count: number }
+  | { readonly type: "ExtendFailed"; readonly count: number; readonly code: string }
+  | {
+    readonly type: "DeleteFailed";
+    /** How many deletes failed; `ids` may hold only the first few. */
+    readonly count: number;
+    readonly ids: readonly string[];
+    readonly code: string;
+  }
+  | {
+    readonly type: "StageFailed";
+    readonly stage: Stage;
+    readonly code: string;
+    readonly message: string;
+    readonly attempt: number;
+    readonly retryInMs: number | null;
+    readonly messages: number;
+  }
+  | { readonly type: "StoreRecovered"; readonly afterAttempts: number }
+  // SQS
+  | { readonly type: "SqsProtocolSwitched"; readonly protocol: "query"; readonly reason: string }
+  | { readonly type: "SentTimestampMissing"; readonly receivedAtMs: number }
+  | {
+    readonly type: "QueueSeeded";
+    readonly sent: number;
+    readonly seed: number;
+    readonly badRatio: number;
+    readonly durationMs: number;
+    readonly queueUrl: string;
+  }
+  // Postgres and start-up
+  | { readonly type: "TablesCreated"; readonly objects: readonly string[]; readonly schema: string }
+  | { readonly type: "KeyRegistered"; readonly keyId: string }
+  | { readonly type: "RowsPruned"; readonly target: string; readonly deleted: number }
+  | { readonly type: "PruneFailed"; readonly target: string; readonly code: string }
+  // Operations endpoints
+  | { readonly type: "ListenStarted"; readonly address: string }
+  | { readonly type: "NotReady"; readonly reason: string }
+  // PII commands
+  | {
+    readonly type: "ValuesRecovered";
+    readonly recovered: number;
+    readonly notFound: number;
+    readonly erased: number;
+    readonly failed: number;
+  }
+  | {
+    readonly type: "RekeySkipped";
+    readonly what: "rows" | "vault";
+    readonly masked: string;
+    readonly why: "undecryptable" | "mismatch";
+  }
+  | {
+    readonly type: "RekeyBatchCommitted";
+    readonly what: "rows" | "vault";
+    readonly count: number;
+    readonly keyId: string;
+  };
+
+/** An event's type name. */
+export type EventType = TelemetryEvent["type"];
+
+/** Counters of one run. `received` counts deliveries, so a redelivery counts again. */
+export interface Counters {
+  received: number;
+  inserted: number;
+  redelivered: number;
+  rejected: Record<RejectReason, number>;
+  deleted: number;
+  deleteFailed: number;
+  visibilityExtended: number;
+  batchesCommitted: number;
+  /** Failed attempts by stage. */
+  stageFailures: Record<Stage, number>;
+  /** Failed attempts by `stage:code`, for the metric's labels. */
+  failuresByCode: Map<string, number>;
+  /** Received but not yet committed or known redelivered. */
+  inFlight: number;
+  /** `performance.now()` of the first receive and of the last commit or delete. */
+  firstReceivedAt: number | null;
+  lastFinishedAt: number | null;
+}
+
+/** Fresh counters at zero. */
+export function zeroCounters(): Counters {
+  return {
+    received: 0,
+    inserted: 0,
+    redelivered: 0,
+    rejected: Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>,
+    deleted: 0,
+    deleteFailed: 0,
+    visibilityExtended: 0,
+    batchesCommitted: 0,
+    stageFailures: { receive: 0, validate: 0, mask: 0, write: 0, ack: 0, startup: 0 },
+    failuresByCode: new Map(),
+    inFlight: 0,
+    firstReceivedAt: null,
+    lastFinishedAt: null,
+  };
+}
+
+/** What metrics an event feeds beyond the counters: distributions and times. */
+export interface Observer {
+  /** Messages per transaction. */
+  batchSize(messages: number): void;
+  /** Seconds one transaction took, retries included. */
+  commitSeconds(seconds: number): void;
+  /** A commit happened now. */
+  committed(): void;
+}
+
+/** What one event writes and counts. */
+export interface EventSpec<E> {
+  /** Log level, or `null` for an event that only counts (per-delivery events that would flood). */
+  readonly level: Level | null | ((e: E) => Level);
+  readonly message: string | ((e: E) => string);
+  readonly fields?: (e: E) => Fields;
+  /** Updates the run's counters; `now` is `performance.now()`. */
+  readonly count?: (c: Counters, e: E, now: number) => void;
+  /** Feeds the metrics that are not counters. */
+  readonly observe?: (o: Observer, e: E) => void;
+}
+
+function sum(record: Readonly<Partial<Record<string, number>>>): number {
+  let total = 0;
+  for (const value of Object.values(record)) total += value ?? 0;
+  return total;
+}
+
+/** The summary's own fields as log fields. */
+function summaryFields(s: Summary): Fields {
+  return { ...s, rejected_by_reason: s.rejected_by_reason as Record<string, number> };
+}
+
+/** The one table of events: each event's log line and counters. */
+export const EVENTS: {
+  readonly [K in EventType]: EventSpec<Extract<TelemetryEvent, { type: K }>>;
+} = {
+  RunStarted: { level: "info", message: "run started", fields: (e) => e.fields },
+  RunFinished: { level: "info", message: "run finished", fields: (e) => summaryFields(e.summary) },
+  ShutdownRequested: {
+    level: "info",
+    message: "shutdown requested; finishing in-flight messages",
+    fields: (e) => ({ signal: e.signal }),
+  },
+  ShutdownForced: { level: "warn", message: "second signal: exiting without waiting" },
+  ProgressReported: {
+    level: "info",
+    message: "progress",
+    fields: (e) => ({
+      received: e.summary.received,
+      inserted: e.summary.inserted,
+      redelivered: e.summary.redelivered,
+      rejected: e.summary.rejected,
+      deleted: e.summary.deleted,
+      msgs_per_s: e.summary.msgs_per_s,
+      ...(e.queueDepth === undefined ? {} : { queue_depth: e.queueDepth }),
+    }),
+  },
+  ConfigWarned: { level: "warn", message: (e) => e.message },
+  BatchReceived: {
+    level: null,
+    message: "batch received",
+    count: (c, e, now) => {
+      c.firstReceivedAt ??= now;
+      c.received += e.messages;
+      c.inFlight += e.messages;
+    },
+  },
+  BatchCommitted: {
+    level: "debug",
+    message: "batch committed",
+    fields: (e) => ({
+      messages: e.messages,
+      inserted: e.inserted,
+      redelivered: e.redelivered,
+      duration_ms: Math.round(e.durationMs),
+    }),
+    count: (c, e, now) => {
+      c.lastFinishedAt = now;
+      c.inserted += e.inserted;
+      c.redelivered += e.redelivered;
+      c.batchesCommitted += 1;
+      c.inFlight -= e.messages;
+    },
+    observe: (o, e) => {
+      o.batchSize(e.messages);
+      o.commitSeconds(e.durationMs / 1000);
+      o.committed();
+    },
+  },
+  MessagesRejected: {
+    level: "warn",
+    message: "messages rejected",
+    fields: (e) => ({
+      count: sum(e.byReason),
+      reasons: e.byReason as Readonly<Record<string, number>>,
+      message_ids: e.ids,
+    }),
+    count: (c, e) => {
+      for (const [reason, n] of Object.entries(e.byReason)) {
+        c.rejected[reason as RejectReason] += n ?? 0;
+      }
+    },
+  },
+  MessagesDeleted: {
+    level: null,
+    message: "messages deleted",
+    count: (c, e, now) => {
+      c.lastFinishedAt = now;
+      c.deleted += e.count;
+    },
+  },
+  VisibilityExtended: {
+    level: "debug",
+    message: "visibility extended",
+    fields: (e) => ({ count: e.count }),
+    count: (c, e) => {
+      c.visibilityExtended += e.count;
+    },
+  },
+  ExtendFailed: {
+    level: "warn",
+    message:
+      "could not extend visibility; another consumer may receive these, the ledger keeps them single",
+    fields: (e) => ({ stage: "ack", code: e.code, count: e.count }),
+  },
+  DeleteFailed: {
+    level: "warn",
+    message: "delete failed; the ledger makes redelivery harmless",
+    fields: (e) => ({ stage: "ack", code: e.code, count: e.count, message_ids: e.ids }),
+    count: (c, e) => {
+      c.deleteFailed += e.count;
+    },
+  },
+  StageFailed: {
+    level: (e) => (e.retryInMs === null ? "error" : "warn"),
+    message: (e) => e.message,
+    fields: (e) => ({
+      stage: e.stage,
+      code: e.code,
+      attempt: e.attempt,
+      retry_in_ms: e.retryInMs,
+      messages: e.messages,
+    }),
+    count: (c, e) => {
+      c.stageFailures[e.stage] += 1;
+      const key = `${e.stage}:${e.code}`;
+      c.failuresByCode.set(key, (c.failuresByCode.get(key) ?? 0) + 1);
+    },
+  },
+  StoreRecovered: {
+    level: "info",
+    message: "database writes succeed again; receiving resumes",
+    fields: (e) => ({ after_attempts: e.afterAttempts }),
+  },
+  SqsProtocolSwitched: {
+    level: "info",
+    message: (e) => `SQS endpoint speaks the ${e.protocol} protocol only: using it`,
+    fields: (e) => ({ protocol: e.protocol, reason: e.reason }),
+  },
+  SentTimestampMissing: {
+    level: "warn",
+    message:
+      "the queue sends no SentTimestamp: create_date is the date each message was received instead",
+    fields: (e) => ({ date_used: new Date(e.receivedAtMs).toISOString().slice(0, 10) }),
+  },
+  QueueSeeded: {
+    level: "info",
+    message: "messages sent",
+    fields: (e) => ({
+      sent: e.sent,
+      seed: e.seed,
+      bad_ratio: e.badRatio,
+      duration_ms: Math.round(e.durationMs),
+      queue_url: e.queueUrl,
+    }),
+  },
+  TablesCreated: {
+    level: "info",
+    message: "created missing tables and functions",
+    fields: (e) => ({ objects: e.objects, schema: e.schema }),
+  },
+  KeyRegistered: {
+    level: "info",
+    message: "recorded new key id with its fingerprint",
+    fields: (e) => ({ key_id: e.keyId }),
+  },
+  RowsPruned: {
+    level: "info",
+    message: (e) => `pruned old ${e.target}`,
+    fields: (e) => ({ target: e.target, deleted: e.deleted }),
+  },
+  PruneFailed: {
+    level: "warn",
+    message: (e) => `${e.target} prune failed; the next one may succeed`,
+    fields: (e) => ({ target: e.target, code: e.code }),
+  },
+  ListenStarted: {
+    level: "info",
+    message: "serving /healthz, /readyz and /metrics",
+    fields: (e) => ({ address: e.address }),
+  },
+  NotReady: {
+    level: "warn",
+    message: "/readyz answered 503",
+    fields: (e) => ({ reason: e.reason }),
+  },
+  ValuesRecovered: {
+    level: (e) => (e.failed + e.notFound + e.erased > 0 ? "warn" : "info"),
+    message: "recovery done (audited)",
+    fields: (e) => ({
+      recovered: e.recovered,
+      not_found: e.notFound,
+      erased: e.erased,
+      failed: e.failed,
+    }),
+  },
+  RekeySkipped: {
+    level: "warn",
+    message: (e) =>
+      e.why === "undecryptable"
+        ? "vault entry does not decrypt; left as it is"
+        : "vault entry does not mask back to its mask; left as it is",
+    fields: (e) => ({ what: e.what, masked: e.masked, why: e.why }),
+  },
+  RekeyBatchCommitted: {
+    level: "info",
+    message: (e) =>
+      e.what === "rows" ? "batch of masks moved to the new key" : "vault entries re-encrypted",
+    fields: (e) => ({ what: e.what, count: e.count, key_id: e.keyId }),
+  },
+};
