@@ -1,6 +1,7 @@
-// Prints the README's flag table from the settings table in src/config.ts,
-// so --help and the README cannot drift apart. `make docs` writes it into
-// README.md between the flags markers; a unit test checks they match.
+// Writes the flag table of docs/configuration.md from the settings table in
+// src/config/options.ts, so --help and the documentation cannot drift apart.
+// `make docs` writes it into docs/configuration.md between the flags markers;
+// a unit test (tests/unit/docs_test.ts) checks they match.
 
 import { COMMANDS, OPTIONS } from "../src/config/options.ts";
 
@@ -30,15 +31,18 @@ export function flagsTable(): string {
 const START = "<!-- flags:start -->";
 const END = "<!-- flags:end -->";
 
-/** README text with the flag table between the markers replaced. */
-export function withFlagsTable(readme: string): string {
-  const start = readme.indexOf(START);
-  const end = readme.indexOf(END);
-  if (start < 0 || end < start) throw new Error(`README.md lacks the ${START} … ${END} markers`);
-  return `${readme.slice(0, start + START.length)}\n${flagsTable()}\n${readme.slice(end)}`;
+/** The document that holds the flag table, relative to the repository root. */
+export const FLAGS_DOC = "docs/configuration.md";
+
+/** `text` with the flag table between the markers replaced. */
+export function withFlagsTable(text: string): string {
+  const start = text.indexOf(START);
+  const end = text.indexOf(END);
+  if (start < 0 || end < start) throw new Error(`${FLAGS_DOC} lacks the ${START} … ${END} markers`);
+  return `${text.slice(0, start + START.length)}\n${flagsTable()}\n${text.slice(end)}`;
 }
 
 if (import.meta.main) {
-  const path = new URL("../README.md", import.meta.url);
+  const path = new URL(`../${FLAGS_DOC}`, import.meta.url);
   Deno.writeTextFileSync(path, withFlagsTable(Deno.readTextFileSync(path)));
 }
