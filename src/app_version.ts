@@ -49,6 +49,6 @@ export function decodeAppVersion(encoded: number): string {
   return `${major}.${minor}.${patch}`;
 }
 
-/** SQL that turns the stored integer back into text, for the README and queries. */
+/** SQL that turns the stored integer back into text, for docs/design.md and queries. */
 export const DECODE_APP_VERSION_SQL =
   "(app_version / 1000000) || '.' || (app_version / 1000 % 1000) || '.' || (app_version % 1000)";

@@ -1,6 +1,6 @@
 /**
  * The command line: argv → a typed `Invocation`, and the help text of each
- * command, both written from the settings table in `config.ts`. Never exits.
+ * command, both written from the settings table in `config/options.ts`. Never exits.
  *
  * @module
  */

@@ -79,7 +79,7 @@ export interface OptionSpec {
 
 /**
  * The settings table. Units are in the names. Defaults come from the
- * measurements in the README's Performance section.
+ * measurements in docs/performance.md.
  */
 export const OPTIONS: readonly OptionSpec[] = [
   {

@@ -20,7 +20,7 @@ import type { Stage, Telemetry } from "../ops/telemetry.ts";
 import { startBatchSpan } from "../ops/tracing.ts";
 import type { Queue, ReceivedMessage, RejectReason } from "../types.ts";
 
-/** Tunables of the flow; see `config.ts` for their ranges and defaults. */
+/** Tunables of the flow; see `config/options.ts` for their ranges and defaults. */
 export interface PipelineOptions {
   /** `drain` ends when receives come back empty; `run` ends when `stop` aborts. */
   readonly mode: "drain" | "run";

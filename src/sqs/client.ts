@@ -154,7 +154,7 @@ export async function createSqsClient(options: SqsClientOptions): Promise<SqsCon
     maxAttempts: 3,
     // Received bodies are checked against MD5OfBody only when asked: over TLS
     // (every AWS endpoint) integrity is already assured, and hashing every
-    // body was a measurable share of a drain's CPU (README, Performance).
+    // body was a measurable share of a drain's CPU (docs/performance.md).
     ...(options.verifyMd5 === true ? {} : { md5: false as const }),
     // A long poll holds its request open for waitSeconds; time out only well after.
     // The SDK's handler type comes from @smithy/types, which we do not import;

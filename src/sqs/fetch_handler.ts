@@ -3,7 +3,7 @@
  *
  * Why: under Deno the SDK's default handler runs on the node:http
  * compatibility layer, which parses HTTP in JavaScript; with the SDK's
- * middleware it was most of a drain's CPU (see README, Performance). Deno's
+ * middleware it was most of a drain's CPU (see docs/performance.md). Deno's
  * fetch keeps connections alive and parses in native code. This handler does
  * only what SQS's JSON protocol needs: one request, the whole response body
  * as bytes, a timeout, and cancellation.

@@ -5,7 +5,7 @@
 // message (a row, or a reject with the reason the rules give), and leave no raw
 // `ip` or `device_id` value in the tables, on stdout or in the log.
 //
-// Outcomes come from oracles written here from the README's rules (lengths in
+// Outcomes come from oracles written here from the rules of docs/design.md (lengths in
 // code points as Postgres counts varchar, RFC 4291 addresses in their RFC 5952
 // form, dotted versions), not from src/. `validateBody` is consulted only for
 // fully random bodies, as a cross-check.
@@ -61,7 +61,7 @@ import {
 } from "../helpers/services.ts";
 
 // ---------------------------------------------------------------------------
-// Rules, restated from the README so the oracles do not lean on src/.
+// Rules, restated from docs/design.md so the oracles do not lean on src/.
 
 /** Default --max-body-bytes. */
 const MAX_BODY_BYTES = 65536;
@@ -73,7 +73,7 @@ const FIELDS = ["user_id", "app_version", "device_type", "ip", "locale", "device
 type Field = typeof FIELDS[number];
 type TextField = "user_id" | "device_type" | "device_id";
 const TEXT_FIELDS: readonly TextField[] = ["user_id", "device_type", "device_id"];
-/** A mask as the README defines it: key id, colon, unpadded base64url of 32 bytes. */
+/** A mask as docs/pii.md defines it: key id, colon, unpadded base64url of 32 bytes. */
 const MASK = /^k1:[A-Za-z0-9_-]{43}$/;
 const MASK_TOKEN = /k1:[A-Za-z0-9_-]{43}/;
 
@@ -191,14 +191,14 @@ function formatIpv6(h: readonly number[]): string {
   }`;
 }
 
-/** The canonical address the README promises for `text`, or null when it is no address. */
+/** The canonical address docs/design.md promises for `text`, or null when it is no address. */
 function canonicalIpOracle(text: string): string | null {
   if (!text.includes(":")) return parseIpv4(text)?.join(".") ?? null;
   const groups = parseIpv6(text);
   return groups === null ? null : formatIpv6(groups);
 }
 
-/** README: one to three dot-separated parts of 1-3 digits → major*1e6 + minor*1e3 + patch. */
+/** docs/design.md: one to three dot-separated parts of 1-3 digits → major*1e6 + minor*1e3 + patch. */
 function encodeVersionOracle(text: string): number | null {
   if (!/^[0-9]{1,3}(?:\.[0-9]{1,3}){0,2}$/.test(text)) return null;
   const [major = 0, minor = 0, patch = 0] = text.split(".").map(Number);

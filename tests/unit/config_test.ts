@@ -1,4 +1,4 @@
-// Unit tests of src/config.ts: resolveConfig() precedence, range messages, HMAC key sources, secrecy and freezing.
+// Unit tests of src/config/resolve.ts: resolveConfig() precedence, range messages, HMAC key sources, secrecy and freezing.
 import assert from "node:assert/strict";
 import { type CommandName, OPTIONS, type OptionSpec } from "../../src/config/options.ts";
 import {

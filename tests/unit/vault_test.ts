@@ -1,6 +1,6 @@
 // Unit tests of src/pii/vault.ts: VaultCipher round trips, detects every
 // altered byte, binds field and mask, separates key ids, and writes the
-// format the README documents (checked by decrypting with Web Crypto alone).
+// format docs/pii.md documents (checked by decrypting with Web Crypto alone).
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Secret } from "../../src/config/secret.ts";
@@ -200,7 +200,7 @@ Deno.test("VaultCipher.fingerprints are stable per id and secret and reveal neit
 });
 
 Deno.test("VaultCipher writes the documented format: HKDF-SHA256 key, AES-256-GCM, AAD of field and mask", async () => {
-  // Decrypted here with Web Crypto only, from the README's description:
+  // Decrypted here with Web Crypto only, from docs/pii.md's description:
   // key = HKDF-SHA256(secret, salt "login-etl/v1/vault", info key id, 32 bytes);
   // AAD = "login-etl/v1/vault" NUL field NUL mask; stored ciphertext = text || 16-byte tag.
   const cipher = await VaultCipher.create(keySet("v3", { v3: SECRET_2 }));
