@@ -1,6 +1,6 @@
 /**
  * Error classes, their stable codes and exit codes, and the one-line message a
- * user sees. Bad messages are not errors (they are `Problem` values); these are
+ * user sees. Bad messages are not errors (they are `Rejection` values); these are
  * for failures of the tool, its configuration or its services.
  *
  * @module

@@ -1,12 +1,12 @@
 /**
- * Builds what gets written: a `LoginRow` from a valid event, or a `RejectRow`
+ * Builds what gets written: a `LoginRow` from a valid event, or a `RejectionRow`
  * for a refused one. Pure: masks and the redacted body come from the caller.
  *
  * @module
  */
 
 import type { LoginEvent } from "./validate.ts";
-import type { LoginRow, Masked, Problem, RejectRow } from "./types.ts";
+import type { LoginRow, Masked, Rejection, RejectionRow } from "./types.ts";
 
 /** UTC calendar date of an epoch-millisecond time, `YYYY-MM-DD`. */
 export function utcDate(epochMs: number): string {
@@ -31,18 +31,18 @@ export function toRow(
 }
 
 /** The `login_etl_rejects` row for a refused message, its body already redacted (`redact.ts`). */
-export function toRejectRow(
-  problem: Problem,
+export function toRejectionRow(
+  rejection: Rejection,
   raw: {
     readonly bodyBytes: number;
     readonly bodyHmac: Masked;
     readonly sentAtMs: number;
     readonly maskedBody: string | null;
   },
-): RejectRow {
+): RejectionRow {
   return {
-    reason: problem.reason,
-    detail: problem.detail,
+    reason: rejection.reason,
+    detail: rejection.detail,
     masked_body: raw.maskedBody,
     body_bytes: raw.bodyBytes,
     body_hmac: raw.bodyHmac,

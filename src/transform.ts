@@ -9,7 +9,7 @@
 import type { Masker } from "./mask.ts";
 import type { VaultCipher } from "./pii/vault.ts";
 import { maskKey, type MaskRequest, masksWanted, redactBody } from "./redact.ts";
-import { toRejectRow, toRow } from "./to_row.ts";
+import { toRejectionRow, toRow } from "./to_row.ts";
 import type { Masked, ReceivedMessage, VaultRow, WriteItem } from "./types.ts";
 import { utf8Length, validateBody, type Verdict } from "./validate.ts";
 
@@ -33,7 +33,7 @@ function verdictOf(message: ReceivedMessage, options: PrepareOptions): Verdict {
   ) {
     return {
       ok: false,
-      problem: {
+      rejection: {
         reason: "poison",
         detail:
           `received ${message.receiveCount} times, more than --max-receives ${options.maxReceives}, and larger than ${POISON_PARSE_LIMIT} characters: not parsed`,
@@ -106,7 +106,7 @@ export async function prepareItems(
       ];
       return { kind: "row", id: message.id, row, vault };
     }
-    const reject = toRejectRow(verdict.problem, {
+    const reject = toRejectionRow(verdict.rejection, {
       bodyBytes: utf8Length(message.body),
       bodyHmac: bodyHmacs[i] as Masked,
       sentAtMs: message.sentAtMs,

@@ -72,13 +72,13 @@ export const REJECT_REASONS: readonly RejectReason[] = [
  * What is wrong with a body: a reason code and a detail naming the field and
  * the limit. The detail never quotes an `ip` or `device_id` value.
  */
-export interface Problem {
+export interface Rejection {
   readonly reason: RejectReason;
   readonly detail: string;
 }
 
 /** A rejected message as stored in `login_etl_rejects`, PII already masked. */
-export interface RejectRow {
+export interface RejectionRow {
   readonly reason: RejectReason;
   readonly detail: string;
   /** The parsed body re-serialised with every `ip`/`device_id` value masked; null when not JSON or too large. */
@@ -108,7 +108,7 @@ export type WriteItem =
     readonly row: LoginRow;
     readonly vault?: readonly VaultRow[];
   }
-  | { readonly kind: "reject"; readonly id: string; readonly reject: RejectRow };
+  | { readonly kind: "reject"; readonly id: string; readonly reject: RejectionRow };
 
 /** What a store reports after a batch: which ids it newly recorded, and which it had already. */
 export interface WriteOutcome {

@@ -1,6 +1,6 @@
 /**
  * Body text → a `LoginEvent` with canonical ip and encoded version, or the
- * `Problem` that rejects it. The valibot schema lives here. Pure.
+ * `Rejection` that rejects it. The valibot schema lives here. Pure.
  *
  * @module
  */
@@ -8,7 +8,7 @@
 import * as v from "valibot";
 import { encodeAppVersion } from "./app_version.ts";
 import { canonicalIp } from "./ip.ts";
-import type { Problem, RejectReason } from "./types.ts";
+import type { Rejection, RejectReason } from "./types.ts";
 
 /** Column limits of `user_logins`, in characters as Postgres counts them (code points). */
 export const LIMITS = {
@@ -19,7 +19,7 @@ export const LIMITS = {
 } as const;
 
 // valibot carries one message string per issue; we put the reason code in
-// front of the detail and split it off again in `problemOf`.
+// front of the detail and split it off again in `rejectionOf`.
 const SEPARATOR = "\u0001";
 function message(reason: RejectReason, detail: string): string {
   return `${reason}${SEPARATOR}${detail}`;
@@ -158,9 +158,9 @@ export type ParsedBody =
 /** The outcome of validating one body. */
 export type Verdict =
   | { readonly ok: true; readonly event: LoginEvent }
-  | { readonly ok: false; readonly problem: Problem; readonly parsed: ParsedBody };
+  | { readonly ok: false; readonly rejection: Rejection; readonly parsed: ParsedBody };
 
-function problemOf(issue: v.BaseIssue<unknown>): Problem {
+function rejectionOf(issue: v.BaseIssue<unknown>): Rejection {
   const [reason, detail] = issue.message.split(SEPARATOR);
   if (detail === undefined) {
     // Only our own messages carry a separator; anything else is a schema bug.
@@ -181,7 +181,7 @@ export function validateBody(body: string, maxBodyBytes: number): Verdict {
   ) {
     return {
       ok: false,
-      problem: { reason: "too_large", detail: `body is larger than ${maxBodyBytes} bytes` },
+      rejection: { reason: "too_large", detail: `body is larger than ${maxBodyBytes} bytes` },
       parsed: { kind: "unparsed" },
     };
   }
@@ -195,7 +195,7 @@ export function validateBody(body: string, maxBodyBytes: number): Verdict {
     const where = position === undefined ? "" : ` (error at character ${position})`;
     return {
       ok: false,
-      problem: { reason: "not_json", detail: `body is not valid JSON${where}` },
+      rejection: { reason: "not_json", detail: `body is not valid JSON${where}` },
       parsed: { kind: "unparsed" },
     };
   }
@@ -203,12 +203,12 @@ export function validateBody(body: string, maxBodyBytes: number): Verdict {
     const got = value === null ? "null" : Array.isArray(value) ? "an array" : `a ${typeof value}`;
     return {
       ok: false,
-      problem: { reason: "not_object", detail: `body must be a JSON object, got ${got}` },
+      rejection: { reason: "not_object", detail: `body must be a JSON object, got ${got}` },
       parsed: { kind: "json", value },
     };
   }
   const result = v.safeParse(LoginEventSchema, value, { abortEarly: true });
   if (result.success) return { ok: true, event: result.output };
   const first = result.issues[0];
-  return { ok: false, problem: problemOf(first), parsed: { kind: "json", value } };
+  return { ok: false, rejection: rejectionOf(first), parsed: { kind: "json", value } };
 }

@@ -16,9 +16,6 @@ import type { KeySet } from "./keyring.ts";
 /** Fields whose raw values the vault keeps. */
 export type VaultField = "ip" | "device_id";
 
-/** One vault row. */
-export type VaultEntry = VaultRow;
-
 /** A vault row as postgres.js returns it (bytea as bytes). */
 export interface StoredVaultRow {
   readonly "masked_value": string;
@@ -29,7 +26,7 @@ export interface StoredVaultRow {
 }
 
 /** The entry a stored row holds. */
-export function fromStored(row: StoredVaultRow): VaultEntry {
+export function fromStored(row: StoredVaultRow): VaultRow {
   return {
     masked: row.masked_value as Masked,
     field: row.field,
@@ -114,7 +111,7 @@ export class VaultCipher {
   }
 
   /** Encrypts a raw value for `masked` under the current key (or `keyId`). */
-  encrypt(field: VaultField, masked: Masked, raw: string, keyId = this.currentKeyId): VaultEntry {
+  encrypt(field: VaultField, masked: Masked, raw: string, keyId = this.currentKeyId): VaultRow {
     const key = this.#keys.get(keyId);
     if (key === undefined) {
       throw new EtlError("config", `No vault key with id "${keyId}" in the key set`);
@@ -137,7 +134,7 @@ export class VaultCipher {
    *
    * @throws {VaultIntegrityError} when it was altered, moved, or its key is not in the set
    */
-  decrypt(entry: VaultEntry): string {
+  decrypt(entry: VaultRow): string {
     const key = this.#keys.get(entry.keyId);
     if (key === undefined) {
       throw new VaultIntegrityError(

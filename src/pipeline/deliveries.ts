@@ -1,24 +1,10 @@
 /**
- * Pure bookkeeping for batches: chunking for SQS's per-call limit and folding
- * repeated deliveries of one MessageId. No I/O.
+ * Folding repeated deliveries of one MessageId in a batch. Pure.
  *
  * @module
  */
 
 import type { ReceivedMessage } from "../types.ts";
-
-/** SQS accepts at most 10 entries per SendMessageBatch / DeleteMessageBatch / ReceiveMessage. */
-export const SQS_MAX_BATCH = 10;
-
-/** Splits a list into consecutive chunks of at most `size` items. */
-export function chunk<T>(items: readonly T[], size: number): T[][] {
-  if (!Number.isInteger(size) || size < 1) {
-    throw new RangeError(`Chunk size must be a positive integer, got ${size}`);
-  }
-  const chunks: T[][] = [];
-  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
-  return chunks;
-}
 
 /** Deliveries of one batch folded by MessageId. */
 export interface FoldedBatch {

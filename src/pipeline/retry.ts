@@ -1,5 +1,5 @@
 /**
- * Capped exponential backoff with full jitter, and an abortable sleep. The
+ * Capped exponential backoff with half jitter, and an abortable sleep. The
  * delay function is pure given its random source, so tests can pin it.
  *
  * @module

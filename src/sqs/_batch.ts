@@ -6,9 +6,21 @@
  * @module
  */
 
-import { chunk, SQS_MAX_BATCH } from "../pipeline/deliveries.ts";
 import type { AckResult, ReceivedMessage } from "../types.ts";
 import { describeAwsError } from "./_errors.ts";
+
+/** SQS accepts at most 10 entries per SendMessageBatch / DeleteMessageBatch / ReceiveMessage. */
+export const SQS_MAX_BATCH = 10;
+
+/** Splits a list into consecutive chunks of at most `size` items. */
+export function chunk<T>(items: readonly T[], size: number): T[][] {
+  if (!Number.isInteger(size) || size < 1) {
+    throw new RangeError(`Chunk size must be a positive integer, got ${size}`);
+  }
+  const chunks: T[][] = [];
+  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
+  return chunks;
+}
 
 /** One batch entry: its position in the chunk is its id. */
 export interface Entry {

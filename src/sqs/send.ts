@@ -6,7 +6,7 @@
  */
 
 import { SendMessageBatchCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import { SQS_MAX_BATCH } from "../pipeline/deliveries.ts";
+import { SQS_MAX_BATCH } from "./_batch.ts";
 import { SqsError } from "../errors.ts";
 import { describeAwsError } from "./_errors.ts";
 

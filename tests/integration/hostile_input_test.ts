@@ -1800,7 +1800,7 @@ async function checkRun(options: {
           ip: e.ip,
           deviceId: e.device_id,
         });
-      } else expected = verdict.problem.reason;
+      } else expected = verdict.rejection.reason;
     }
     if (actual !== expected) {
       mismatches.push({ category: c.category, expected, actual, body: excerpt(c.body) });

@@ -76,7 +76,7 @@ Deno.test("run --listen: /metrics during a run ends equal to the summary; /healt
   for (const body of bodies) {
     const verdict = validateBody(body, 65536);
     if (!verdict.ok) {
-      rejectsByReason[verdict.problem.reason] = (rejectsByReason[verdict.problem.reason] ?? 0) +
+      rejectsByReason[verdict.rejection.reason] = (rejectsByReason[verdict.rejection.reason] ?? 0) +
         1;
     }
   }

@@ -1,9 +1,9 @@
-// Unit tests of src/to_row.ts: utcDate(), toRow() and toRejectRow().
+// Unit tests of src/to_row.ts: utcDate(), toRow() and toRejectionRow().
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { toRejectRow, toRow, utcDate } from "../../src/to_row.ts";
+import { toRejectionRow, toRow, utcDate } from "../../src/to_row.ts";
 import { validateBody } from "../../src/validate.ts";
-import type { Masked, Problem } from "../../src/types.ts";
+import type { Masked, Rejection } from "../../src/types.ts";
 
 Deno.test("utcDate() gives the UTC calendar date at midnight boundaries", async (t) => {
   const cases = [
@@ -97,9 +97,9 @@ Deno.test("toRow() writes null for an absent or null locale", async (t) => {
   }
 });
 
-Deno.test("toRejectRow() carries the problem, the sizes and the redacted body as given", () => {
-  const problem: Problem = { reason: "missing_field", detail: "ip is missing" };
-  const row = toRejectRow(problem, {
+Deno.test("toRejectionRow() carries the rejection, the sizes and the redacted body as given", () => {
+  const rejection: Rejection = { reason: "missing_field", detail: "ip is missing" };
+  const row = toRejectionRow(rejection, {
     bodyBytes: 12,
     bodyHmac: "k1:h" as Masked,
     sentAtMs: Date.UTC(2026, 0, 2),

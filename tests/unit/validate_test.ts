@@ -308,17 +308,17 @@ Deno.test("validateBody() gives each body in the table its verdict", async (t) =
     await t.step(`validateBody() ${c.name}`, () => {
       const verdict = validateBody(c.body, c.max ?? MAX);
       if (c.expected === "ok") {
-        assert.equal(verdict.ok, true, verdict.ok ? "" : JSON.stringify(verdict.problem));
+        assert.equal(verdict.ok, true, verdict.ok ? "" : JSON.stringify(verdict.rejection));
         return;
       }
       assert.equal(verdict.ok, false, `expected ${c.expected}`);
       if (verdict.ok) return;
-      assert.equal(verdict.problem.reason, c.expected, verdict.problem.detail);
-      assert.ok(verdict.problem.detail.length > 0);
+      assert.equal(verdict.rejection.reason, c.expected, verdict.rejection.detail);
+      assert.ok(verdict.rejection.detail.length > 0);
       if (c.field !== undefined) {
         assert.ok(
-          verdict.problem.detail.startsWith(`${c.field} `),
-          `detail ${JSON.stringify(verdict.problem.detail)} should name ${c.field}`,
+          verdict.rejection.detail.startsWith(`${c.field} `),
+          `detail ${JSON.stringify(verdict.rejection.detail)} should name ${c.field}`,
         );
       }
     });
@@ -406,9 +406,9 @@ Deno.test("validateBody() keeps ip and device_id out of a not_json detail", asyn
     await t.step(`validateBody() keeps them out of the detail for ${text}`, () => {
       const verdict = validateBody(text, MAX);
       assert.ok(!verdict.ok);
-      assert.equal(verdict.problem.reason, "not_json");
-      assert.ok(!quotesPiece(verdict.problem.detail, ip, 6), verdict.problem.detail);
-      assert.ok(!quotesPiece(verdict.problem.detail, deviceId, 6), verdict.problem.detail);
+      assert.equal(verdict.rejection.reason, "not_json");
+      assert.ok(!quotesPiece(verdict.rejection.detail, ip, 6), verdict.rejection.detail);
+      assert.ok(!quotesPiece(verdict.rejection.detail, deviceId, 6), verdict.rejection.detail);
     });
   }
 });
@@ -495,7 +495,7 @@ Deno.test("validateBody() never puts the ip or device_id value in a detail", () 
       const text = mutate({ ...VALID, ip, device_id: deviceId }, mutation);
       const verdict = validateBody(text, MAX);
       if (verdict.ok) return;
-      const { detail } = verdict.problem;
+      const { detail } = verdict.rejection;
       for (const [name, value] of [["ip", ip], ["device_id", deviceId]] as const) {
         // Neither the value, nor any 8-character piece of it or of its JSON text.
         assert.ok(!quotesPiece(detail, value), `detail ${JSON.stringify(detail)} quotes ${name}`);
@@ -584,9 +584,9 @@ Deno.test("validateBody() rejects control characters that could forge output lin
       const verdict = validateBody(JSON.stringify({ ...base, [field]: value }), 65536);
       assert.equal(verdict.ok, false);
       if (!verdict.ok) {
-        assert.equal(verdict.problem.reason, "bad_char");
+        assert.equal(verdict.rejection.reason, "bad_char");
         assert.equal(
-          verdict.problem.detail,
+          verdict.rejection.detail,
           `${field} contains a control character or a lone surrogate`,
         );
       }

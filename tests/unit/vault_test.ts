@@ -6,7 +6,8 @@ import fc from "fast-check";
 import { Secret } from "../../src/config/secret.ts";
 import { EtlError } from "../../src/errors.ts";
 import type { KeySet } from "../../src/pii/keyring.ts";
-import { VaultCipher, type VaultEntry, VaultIntegrityError } from "../../src/pii/vault.ts";
+import { VaultCipher, VaultIntegrityError } from "../../src/pii/vault.ts";
+import type { VaultRow } from "../../src/types.ts";
 import type { Masked } from "../../src/types.ts";
 
 const encoder = new TextEncoder();
@@ -100,7 +101,7 @@ Deno.test("VaultCipher.decrypt() refuses an entry with any single bit of ciphert
 Deno.test("VaultCipher.decrypt() refuses truncated or malformed entries", async (t) => {
   const cipher = await VaultCipher.create(keySet("v1", { v1: SECRET_1 }));
   const entry = cipher.encrypt("ip", MASK, "192.0.2.1");
-  const cases: { name: string; entry: VaultEntry; expected: RegExp }[] = [
+  const cases: { name: string; entry: VaultRow; expected: RegExp }[] = [
     {
       name: "last byte cut",
       entry: { ...entry, ciphertext: entry.ciphertext.slice(0, -1) },

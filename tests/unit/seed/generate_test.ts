@@ -28,7 +28,7 @@ Deno.test("generateBodies() with badRatio 0 makes only bodies validateBody() acc
   for (const seed of [1, 7, 2024]) {
     for (const body of generateBodies(3000, { seed, badRatio: 0 })) {
       const verdict = validateBody(body, MAX);
-      assert.ok(verdict.ok, `seed ${seed}: ${body} ${verdict.ok ? "" : verdict.problem.reason}`);
+      assert.ok(verdict.ok, `seed ${seed}: ${body} ${verdict.ok ? "" : verdict.rejection.reason}`);
     }
   }
 });
@@ -38,7 +38,7 @@ Deno.test("generateBodies() with badRatio 1 makes only bodies validateBody() rej
   for (const body of generateBodies(3000, { seed: 11, badRatio: 1 })) {
     const verdict = validateBody(body, MAX);
     assert.ok(!verdict.ok, `accepted: ${body}`);
-    reasons.add(verdict.problem.reason);
+    reasons.add(verdict.rejection.reason);
   }
   assert.deepEqual(
     [...reasons].sort(),
