@@ -1,12 +1,13 @@
 /**
  * Bookkeeping of held messages: received, not yet deleted. Knows when each
- * one's visibility runs out, and which are due for an extension. Pure; the
- * pipeline does the calls.
+ * one's visibility runs out, and which are due for an extension; and the
+ * heartbeat's call that extends them.
  *
  * @module
  */
 
-import type { ReceivedMessage } from "../types.ts";
+import type { Telemetry } from "../ops/telemetry.ts";
+import type { Queue, ReceivedMessage } from "../types.ts";
 
 /** Tracks the visibility deadline of each held delivery. */
 export class HeldMessages {
@@ -44,5 +45,34 @@ export class HeldMessages {
     for (const m of messages) {
       if (this.#deadlines.has(m)) this.#deadlines.set(m, nowMs + this.#visibilityMs);
     }
+  }
+}
+
+/**
+ * Extends the held messages that are due, so none reappears in the queue
+ * while its transaction is slow or Postgres is down. Failures only risk a
+ * redelivery, which the ledger absorbs, so they are reported, not thrown.
+ */
+export async function extendDue(
+  held: HeldMessages,
+  deps: {
+    readonly queue: Pick<Queue, "extend">;
+    readonly telemetry: Telemetry;
+    readonly visibilityTimeoutSeconds: number;
+    readonly now: () => number;
+  },
+): Promise<void> {
+  const due = held.due(deps.now());
+  if (due.length === 0) return;
+  const result = await deps.queue.extend(due, deps.visibilityTimeoutSeconds);
+  const extendedIds = new Set(result.succeeded);
+  held.extended(due.filter((m) => extendedIds.has(m.id)), deps.now());
+  deps.telemetry.emit({ type: "VisibilityExtended", count: result.succeeded.length });
+  if (result.failed.length > 0) {
+    deps.telemetry.emit({
+      type: "ExtendFailed",
+      code: result.failed[0]?.code ?? "Unknown",
+      count: result.failed.length,
+    });
   }
 }

@@ -46,3 +46,57 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener("abort", done, { once: true });
   });
 }
+
+/** How `retrying` decides and reports. */
+export interface RetryPolicy {
+  /** Give up when `now()` reaches this, given when the first failure happened. */
+  readonly deadline: (firstFailureAt: number) => number;
+  /** True when a later attempt may succeed. */
+  readonly transient: (error: unknown) => boolean;
+  /** Told of each failure: the retry delay, or null when this one is final. */
+  readonly onFailure: (error: unknown, attempt: number, retryInMs: number | null) => void;
+  /** Stop before another attempt (a stop, or another part failed for good). */
+  readonly cancelled?: () => boolean;
+  /** Called after the first attempt that succeeds following a failure. */
+  readonly onRecovered?: (attempts: number) => void;
+  readonly now: () => number;
+  /** Ends a wait early (a stop). */
+  readonly signal?: AbortSignal;
+  readonly backoff?: BackoffOptions;
+}
+
+/** What `retrying` ends with: the value, or the error it gave up on (`null` when cancelled). */
+export type RetryResult<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly error: unknown };
+
+/**
+ * Calls `attempt` until it succeeds, retrying transient failures with
+ * backoff until the policy's deadline. The one retry loop of the pipeline:
+ * receives and writes both go through it.
+ */
+export async function retrying<T>(
+  attempt: () => Promise<T>,
+  policy: RetryPolicy,
+): Promise<RetryResult<T>> {
+  let firstFailureAt: number | null = null;
+  for (let n = 1;; n++) {
+    if (n > 1 && policy.cancelled?.() === true) return { ok: false, error: null };
+    try {
+      const value = await attempt();
+      if (n > 1) policy.onRecovered?.(n);
+      return { ok: true, value };
+    } catch (error) {
+      const now = policy.now();
+      firstFailureAt ??= now;
+      const deadline = policy.deadline(firstFailureAt);
+      if (!policy.transient(error) || now >= deadline) {
+        policy.onFailure(error, n, null);
+        return { ok: false, error };
+      }
+      const delay = Math.min(backoffMs(n, policy.backoff), Math.max(0, deadline - now));
+      policy.onFailure(error, n, delay);
+      await sleep(delay, policy.signal);
+    }
+  }
+}

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { DatabaseError, EtlError } from "../errors.ts";
+import { type ErrorCode, EtlError } from "../errors.ts";
 import type { PgConnection } from "../db/connection.ts";
 import type { Masker } from "../mask.ts";
 import type { VaultCipher } from "../pii/vault.ts";
@@ -132,9 +132,8 @@ export async function workerSink(init: WorkerInit): Promise<Sink> {
         return;
       case "failed": {
         const { code, message, transient, messageIds } = reply.error;
-        const error = code.startsWith("db_")
-          ? new DatabaseError(code as "db_write", message, { transient, messageIds })
-          : new EtlError("internal", message, { transient, messageIds });
+        // The worker's error, code and all: the pipeline routes on `transient`.
+        const error = new EtlError(code as ErrorCode, message, { transient, messageIds });
         waiting.get(reply.seq)?.reject(error);
         waiting.delete(reply.seq);
         return;

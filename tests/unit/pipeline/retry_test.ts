@@ -1,7 +1,7 @@
-// Unit tests of src/retry.ts: backoffMs() bounds with a pinned random source, and sleep() aborting.
+// Unit tests of src/pipeline/retry.ts: backoffMs() bounds with a pinned random source, sleep() aborting, and the retrying() loop.
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { backoffMs, DEFAULT_BACKOFF, sleep } from "../../src/pipeline/retry.ts";
+import { backoffMs, DEFAULT_BACKOFF, retrying, sleep } from "../../../src/pipeline/retry.ts";
 
 const ceilingOf = (attempt: number, baseMs: number, capMs: number) =>
   Math.min(capMs, baseMs * 2 ** (attempt - 1));
@@ -77,4 +77,83 @@ Deno.test("sleep() resolves when its signal aborts, clearing its timer", async (
 
 Deno.test("sleep() resolves after its delay without a signal", async () => {
   assert.equal(await sleep(1), undefined);
+});
+
+/** A clock the tests move by hand, and a backoff with no waiting so they run at once. */
+function fakeClock() {
+  let t = 0;
+  return { now: () => t, advance: (ms: number) => (t += ms) };
+}
+const NO_WAIT = { baseMs: 0, capMs: 0 };
+const transient = (e: unknown) => e instanceof Error && e.message === "transient";
+
+Deno.test("retrying() returns the first success and reports each failure with its retry delay", async () => {
+  const clock = fakeClock();
+  const reports: (number | null)[] = [];
+  let calls = 0;
+  let recovered = 0;
+  const result = await retrying(() => {
+    calls++;
+    clock.advance(100);
+    return calls < 3 ? Promise.reject(new Error("transient")) : Promise.resolve("done");
+  }, {
+    now: clock.now,
+    deadline: (first) => first + 10_000,
+    transient,
+    backoff: NO_WAIT,
+    onFailure: (_e, _attempt, retryIn) => reports.push(retryIn),
+    onRecovered: (n) => (recovered = n),
+  });
+  assert.deepEqual(result, { ok: true, value: "done" });
+  assert.equal(calls, 3);
+  assert.deepEqual(reports, [0, 0]);
+  assert.equal(recovered, 3);
+});
+
+Deno.test("retrying() gives up at once on a permanent error, and at the deadline on a transient one", async (t) => {
+  await t.step("permanent", async () => {
+    const reports: (number | null)[] = [];
+    const result = await retrying(() => Promise.reject(new Error("permanent")), {
+      now: () => 0,
+      deadline: () => Infinity,
+      transient,
+      onFailure: (_e, _a, retryIn) => reports.push(retryIn),
+    });
+    assert.equal(result.ok, false);
+    assert.deepEqual(reports, [null]);
+  });
+  await t.step("transient past the deadline", async () => {
+    const clock = fakeClock();
+    let calls = 0;
+    const result = await retrying(() => {
+      calls++;
+      clock.advance(400);
+      return Promise.reject(new Error("transient"));
+    }, {
+      now: clock.now,
+      deadline: (first) => first + 1000,
+      transient,
+      backoff: NO_WAIT,
+      onFailure: () => {},
+    });
+    assert.equal(result.ok, false);
+    // Failures at 400, 800, 1200: the deadline is 1400 (first failure + 1000) → 1200 < 1400, 1600 ≥ 1400.
+    assert.equal(calls, 4);
+  });
+  await t.step("cancelled between attempts", async () => {
+    let calls = 0;
+    const result = await retrying(() => {
+      calls++;
+      return Promise.reject(new Error("transient"));
+    }, {
+      now: () => 0,
+      deadline: () => Infinity,
+      transient,
+      backoff: NO_WAIT,
+      cancelled: () => calls >= 2,
+      onFailure: () => {},
+    });
+    assert.deepEqual(result, { ok: false, error: null });
+    assert.equal(calls, 2);
+  });
 });

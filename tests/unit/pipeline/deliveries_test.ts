@@ -1,9 +1,9 @@
 // Unit tests of src/batch.ts: chunk() and foldDeliveries() as fast-check properties plus edge cases.
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { foldDeliveries } from "../../src/pipeline/deliveries.ts";
-import { chunk, SQS_MAX_BATCH } from "../../src/sqs/_batch.ts";
-import type { ReceivedMessage } from "../../src/types.ts";
+import { foldDeliveries } from "../../../src/pipeline/deliveries.ts";
+import { chunk, SQS_MAX_BATCH } from "../../../src/sqs/_batch.ts";
+import type { ReceivedMessage } from "../../../src/types.ts";
 
 Deno.test("chunk() neither drops, repeats nor reorders items, and only the last chunk is short", () => {
   fc.assert(
