@@ -71,7 +71,8 @@ Deno.test("protocolMismatch() names answers of a Query-only endpoint and nothing
     await using legacy = await startEndpoint("legacy-localstack");
     const queueUrl = await legacy.createQueue();
     const why = protocolMismatch(await sdkError(queueUrl));
-    assert.match(why ?? "", /Operation detection failed/);
+    // The SDK consumes the body; the reason names the phrase when it can read it.
+    assert.match(why ?? "", /Operation detection failed|HTTP 500 with an XML body/);
   });
   const fixed: [string, number, string, string, RegExp | null][] = [
     [
