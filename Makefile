@@ -62,11 +62,11 @@ check: deno ## fmt --check, lint and type-check
 	$(DENO) lint
 	$(DENO) check src/ tests/
 
-test-unit: deno ## Unit tests only (no services)
-	$(DENO) test $(TEST_FLAGS) tests/unit/
+test-unit: deno ## Unit tests and repository checks (no services)
+	$(DENO) test $(TEST_FLAGS) tests/unit/ tests/repo/
 
-test: deno postgres check ## Everything CI runs: checks, unit, integration, CLI and fault tests
-	$(DENO) test $(TEST_FLAGS) tests/unit/ tests/integration/ tests/cli/ tests/reliability/
+test: deno postgres check ## Everything CI runs: checks, unit, repository, integration, CLI and fault tests
+	$(DENO) test $(TEST_FLAGS) tests/unit/ tests/repo/ tests/integration/ tests/cli/ tests/reliability/
 
 bench: deno postgres ## Throughput against the client and protocol ceilings (BENCH_N, BENCH_MEMORY=1)
 	$(DENO) run --allow-all bench/bench.ts

@@ -1,7 +1,7 @@
 // Writes the flag table of docs/configuration.md from the settings table in
 // src/config/options.ts, so --help and the documentation cannot drift apart.
 // `make docs` writes it into docs/configuration.md between the flags markers;
-// a unit test (tests/unit/docs_test.ts) checks they match.
+// a unit test (tests/repo/docs_test.ts) checks they match.
 
 import { COMMANDS, OPTIONS } from "../src/config/options.ts";
 

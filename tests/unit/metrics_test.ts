@@ -1,5 +1,5 @@
 // Unit tests of src/ops/metrics.ts: the exposed names are exactly those the
-// dashboard and alerts read (the list in tests/unit/deploy_test.ts), each
+// dashboard and alerts read (the list in tests/repo/deploy_test.ts), each
 // event moves the metrics it concerns (through the one event table), the
 // metrics agree with the run's summary, and the per-batch cost is measured.
 
@@ -56,9 +56,9 @@ function metered(now?: () => number): { telemetry: Telemetry; metrics: Metrics }
   return { telemetry, metrics };
 }
 
-/** The metric lists of tests/unit/deploy_test.ts, read from its source so the two cannot drift. */
+/** The metric lists of tests/repo/deploy_test.ts, read from its source so the two cannot drift. */
 function deployTestLists(): Record<"COUNTERS" | "HISTOGRAMS" | "GAUGES", string[]> {
-  const source = Deno.readTextFileSync(new URL("./deploy_test.ts", import.meta.url));
+  const source = Deno.readTextFileSync(new URL("../repo/deploy_test.ts", import.meta.url));
   const list = (name: string) => {
     const match = new RegExp(`const ${name} = \\[([^\\]]*)\\]`).exec(source);
     assert.ok(match?.[1] !== undefined, `deploy_test.ts has no ${name} list`);
