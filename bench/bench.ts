@@ -17,6 +17,7 @@ import { Secret } from "../src/config/secret.ts";
 import { resolveConfig } from "../src/config/resolve.ts";
 import { Database } from "../src/db/pool.ts";
 import { ensureSchema } from "../src/db/schema.ts";
+import { prune } from "../src/db/ledger.ts";
 import { loadPgConnection, resolvePgTarget } from "../src/db/connection.ts";
 import { Masker } from "../src/mask.ts";
 import { prepareItems } from "../src/transform.ts";
@@ -177,6 +178,7 @@ async function ingestCeiling(bodies: readonly string[], schema: string): Promise
   const database = new Database({ connection, schema, max: config.writers + 1 });
   try {
     await ensureSchema(database.sql, { connection, schema });
+    await prune(database.sql, "ledger", 14); // today's ledger partition, as a consumer makes at start
     const masker = await Masker.create(new Secret(encoder.encode(SECRET), "bench"), "k1");
     const now = Date.now();
     const messages: ReceivedMessage[] = bodies.map((body, i) => ({
@@ -184,6 +186,7 @@ async function ingestCeiling(bodies: readonly string[], schema: string): Promise
       receiptHandle: "",
       body,
       sentAtMs: now,
+      dated: true,
       receiveCount: 1,
     }));
     const chunks: Awaited<ReturnType<typeof prepareItems>>[] = [];

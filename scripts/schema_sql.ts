@@ -1,20 +1,24 @@
-// Writes sql/schema.sql from src/db/schema.ts, so the DBA's psql path runs
-// exactly the statements login-etl runs. `make docs` writes it; a unit test
-// checks the file is current.
+// Writes sql/schema.sql from src/db/migrations.ts, so the DBA's psql path runs
+// exactly the statements `login-etl migrate` runs, and records the same
+// versions. `make docs` writes it; a test checks the file is current and that
+// applying it gives the schema `migrate` gives.
 
-import { SCHEMA_STATEMENTS } from "../src/db/schema.ts";
+import { MIGRATIONS, MIGRATIONS_TABLE_DDL, MIGRATIONS_TABLE_GRANT } from "../src/db/migrations.ts";
 
-const HEADER = `-- login-etl's tables and functions, for a DBA who creates them ahead of time
--- (login-etl creates whichever are missing on start when its role may). Run
--- with search_path set to login-etl's schema, then sql/roles.sql:
+const HEADER = `-- login-etl's schema for a new database, for a DBA who creates it ahead of time
+-- (login-etl applies what is missing on start when its role may, and
+-- \`login-etl migrate\` upgrades an existing database). Run with search_path set
+-- to login-etl's schema and without -1 (version 4 builds its indexes
+-- CONCURRENTLY, outside a transaction), then sql/roles.sql:
 --   psql "$ADMIN_URL" -v ON_ERROR_STOP=1 -c 'SET search_path = public' -f sql/schema.sql -f sql/roles.sql
--- Written from src/db/schema.ts by \`make docs\`; do not edit by hand.
+-- Written from src/db/migrations.ts by \`make docs\`; do not edit by hand.
 `;
 
 /** A statement with its continuation lines indented by four spaces, whatever the source's indent. */
 function tidy(statement: string): string {
   const [first, ...rest] = statement.split("\n");
-  if (statement.startsWith("DO $do$")) return statement; // a function body: kept as written
+  // DO blocks and function bodies are kept as written.
+  if (/^(DO |CREATE OR REPLACE FUNCTION)/.test(statement)) return statement;
   const indent = Math.min(
     ...rest.filter((l) => l.trim() !== "").map((l) => /^ */.exec(l)![0].length),
   );
@@ -22,9 +26,23 @@ function tidy(statement: string): string {
     .replace(/\n {4}\)$/, "\n)");
 }
 
+const quote = (text: string) => `'${text.replaceAll("'", "''")}'`;
+
 /** The text of sql/schema.sql. */
 export function schemaSql(): string {
-  return `${HEADER}\n${SCHEMA_STATEMENTS.map((s) => `${tidy(s)};\n`).join("\n")}`;
+  const parts = [HEADER, `${tidy(MIGRATIONS_TABLE_DDL)};\n${MIGRATIONS_TABLE_GRANT};\n`];
+  for (const m of MIGRATIONS) {
+    const statements = m.statements.map((s) => `${tidy(s)};\n`);
+    const record =
+      `INSERT INTO login_etl_migrations (version, name, source)\n    VALUES (${m.version}, ${
+        quote(m.name)
+      }, 'schema.sql');\n`;
+    const body = m.transaction === false
+      ? [...statements, record]
+      : ["BEGIN;\n", ...statements, record, "COMMIT;\n"];
+    parts.push(`-- Version ${m.version}: ${m.name}\n${body.join("\n")}`);
+  }
+  return parts.join("\n");
 }
 
 if (import.meta.main) {

@@ -1,8 +1,22 @@
--- login-etl's tables and functions, for a DBA who creates them ahead of time
--- (login-etl creates whichever are missing on start when its role may). Run
--- with search_path set to login-etl's schema, then sql/roles.sql:
+-- login-etl's schema for a new database, for a DBA who creates it ahead of time
+-- (login-etl applies what is missing on start when its role may, and
+-- `login-etl migrate` upgrades an existing database). Run with search_path set
+-- to login-etl's schema and without -1 (version 4 builds its indexes
+-- CONCURRENTLY, outside a transaction), then sql/roles.sql:
 --   psql "$ADMIN_URL" -v ON_ERROR_STOP=1 -c 'SET search_path = public' -f sql/schema.sql -f sql/roles.sql
--- Written from src/db/schema.ts by `make docs`; do not edit by hand.
+-- Written from src/db/migrations.ts by `make docs`; do not edit by hand.
+
+CREATE TABLE IF NOT EXISTS login_etl_migrations (
+        version    integer PRIMARY KEY,
+        name       text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        applied_by text NOT NULL DEFAULT session_user,
+        source     text NOT NULL CHECK (source IN ('migrate', 'schema.sql', 'found'))
+);
+GRANT SELECT ON login_etl_migrations TO PUBLIC;
+
+-- Version 1: login-etl 0.1 tables
+BEGIN;
 
 CREATE TABLE IF NOT EXISTS user_logins(
         user_id             varchar(128),
@@ -15,59 +29,88 @@ CREATE TABLE IF NOT EXISTS user_logins(
 );
 
 CREATE TABLE IF NOT EXISTS login_etl_ledger (
-      message_id   text PRIMARY KEY,
-      committed_at timestamptz NOT NULL DEFAULT now()
+        message_id   text PRIMARY KEY,
+        committed_at timestamptz NOT NULL DEFAULT now()
 );
 
 CREATE INDEX IF NOT EXISTS login_etl_ledger_committed_at
     ON login_etl_ledger USING brin (committed_at);
 
 CREATE TABLE IF NOT EXISTS login_etl_rejects (
-      message_id  text PRIMARY KEY,
-      reason      text NOT NULL,
-      detail      text NOT NULL,
-      masked_body text,
-      body_bytes  integer NOT NULL,
-      body_hmac   text NOT NULL,
-      sent_at     timestamptz NOT NULL,
-      rejected_at timestamptz NOT NULL DEFAULT now()
+        message_id  text PRIMARY KEY,
+        reason      text NOT NULL,
+        detail      text NOT NULL,
+        masked_body text,
+        body_bytes  integer NOT NULL,
+        body_hmac   text NOT NULL,
+        sent_at     timestamptz NOT NULL,
+        rejected_at timestamptz NOT NULL DEFAULT now()
 );
+
+CREATE TABLE IF NOT EXISTS login_etl_keys (
+        key_id       text PRIMARY KEY,
+        fingerprint  text NOT NULL,
+        first_used   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS login_etl_vault (
+        masked_value text PRIMARY KEY,
+        field        text NOT NULL CHECK (field IN ('ip', 'device_id')),
+        ciphertext   bytea NOT NULL,
+        iv           bytea NOT NULL,
+        key_id       text NOT NULL,
+        first_seen   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS login_etl_forgotten (
+        masked_value text PRIMARY KEY,
+        forgotten_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS login_etl_audit (
+        id           bigserial PRIMARY KEY,
+        at           timestamptz NOT NULL DEFAULT now(),
+        actor        text NOT NULL,
+        db_user      text NOT NULL DEFAULT current_user,
+        action       text NOT NULL,
+        masked_value text,
+        reason       text,
+        outcome      text NOT NULL,
+        detail       text
+);
+
+INSERT INTO login_etl_migrations (version, name, source)
+    VALUES (1, 'login-etl 0.1 tables', 'schema.sql');
+
+COMMIT;
+
+-- Version 2: vault tombstones and SECURITY DEFINER functions for the vault and the audit trail
+BEGIN;
+
+ALTER TABLE login_etl_vault ALTER COLUMN field DROP NOT NULL,
+    ALTER COLUMN ciphertext DROP NOT NULL, ALTER COLUMN iv DROP NOT NULL,
+    ALTER COLUMN key_id DROP NOT NULL, ADD COLUMN erased_at timestamptz;
+
+ALTER TABLE login_etl_vault ADD CONSTRAINT login_etl_vault_entry_or_tombstone CHECK (CASE WHEN erased_at IS NULL
+    THEN field IS NOT NULL AND ciphertext IS NOT NULL AND iv IS NOT NULL AND key_id IS NOT NULL
+    ELSE ciphertext IS NULL AND iv IS NULL AND key_id IS NULL END);
+
+INSERT INTO login_etl_vault AS v (masked_value, erased_at)
+    SELECT masked_value, forgotten_at FROM login_etl_forgotten
+    ON CONFLICT (masked_value) DO UPDATE
+      SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = EXCLUDED.erased_at;
+
+DROP TABLE login_etl_forgotten;
+
+ALTER TABLE login_etl_audit ALTER COLUMN db_user SET DEFAULT session_user;
 
 CREATE INDEX IF NOT EXISTS login_etl_rejects_rejected_at
     ON login_etl_rejects USING brin (rejected_at);
 
-CREATE TABLE IF NOT EXISTS login_etl_keys (
-      key_id       text PRIMARY KEY,
-      fingerprint  text NOT NULL,
-      first_used   timestamptz NOT NULL DEFAULT now()
-);
-
-CREATE TABLE IF NOT EXISTS login_etl_vault (
-      masked_value text PRIMARY KEY,
-      field        text CHECK (field IN ('ip', 'device_id')),
-      ciphertext   bytea,
-      iv           bytea,
-      key_id       text,
-      first_seen   timestamptz NOT NULL DEFAULT now(),
-      erased_at    timestamptz,
-      CONSTRAINT login_etl_vault_entry_or_tombstone CHECK (CASE WHEN erased_at IS NULL
-        THEN field IS NOT NULL AND ciphertext IS NOT NULL AND iv IS NOT NULL AND key_id IS NOT NULL
-        ELSE ciphertext IS NULL AND iv IS NULL AND key_id IS NULL END)
-);
-
-CREATE TABLE IF NOT EXISTS login_etl_audit (
-      id           bigserial PRIMARY KEY,
-      at           timestamptz NOT NULL DEFAULT now(),
-      actor        text NOT NULL,
-      db_user      text NOT NULL DEFAULT session_user,
-      action       text NOT NULL,
-      masked_value text,
-      reason       text,
-      outcome      text NOT NULL,
-      detail       text
-);
-
-DO $do$ BEGIN EXECUTE format($f$
+DO $do$
+DECLARE caller text;
+BEGIN
+  EXECUTE format($f$
 CREATE OR REPLACE FUNCTION login_etl_vault_put(p_masked text[], p_field text[], p_ciphertext bytea[], p_iv bytea[], p_key_id text[]) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = %I, pg_temp AS $body$
 INSERT INTO login_etl_vault AS v (masked_value, field, ciphertext, iv, key_id)
@@ -75,9 +118,17 @@ SELECT DISTINCT ON (u.m) u.m, u.f, u.c, u.i, u.k
 FROM unnest(p_masked, p_field, p_ciphertext, p_iv, p_key_id) AS u(m, f, c, i, k)
 ORDER BY u.m
 ON CONFLICT (masked_value) DO UPDATE SET first_seen = v.first_seen
-$body$$f$, current_schema()); END $do$;
+$body$$f$, current_schema());
+  REVOKE ALL ON FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], text[]) FROM PUBLIC;
+  FOR caller IN SELECT rolname FROM pg_roles WHERE rolname IN ('login_etl_consumer') LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], text[]) TO %I', caller);
+  END LOOP;
+END $do$;
 
-DO $do$ BEGIN EXECUTE format($f$
+DO $do$
+DECLARE caller text;
+BEGIN
+  EXECUTE format($f$
 CREATE OR REPLACE FUNCTION login_etl_recover(p_masked text[], p_actor text, p_reason text) RETURNS TABLE (masked_value text, field text, ciphertext bytea, iv bytea, key_id text, state text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = %I, pg_temp AS $body$
 #variable_conflict use_column
@@ -105,9 +156,17 @@ BEGIN
   )
   SELECT f.m, f.field, f.ciphertext, f.iv, f.key_id, f.s FROM found f;
 END
-$body$$f$, current_schema()); END $do$;
+$body$$f$, current_schema());
+  REVOKE ALL ON FUNCTION login_etl_recover(text[], text, text) FROM PUBLIC;
+  FOR caller IN SELECT rolname FROM pg_roles WHERE rolname IN ('pii_recoverer') LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION login_etl_recover(text[], text, text) TO %I', caller);
+  END LOOP;
+END $do$;
 
-DO $do$ BEGIN EXECUTE format($f$
+DO $do$
+DECLARE caller text;
+BEGIN
+  EXECUTE format($f$
 CREATE OR REPLACE FUNCTION login_etl_forget(p_masked text[], p_actor text, p_reason text) RETURNS TABLE (masked_value text, outcome text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = %I, pg_temp AS $body$
 #variable_conflict use_column
@@ -141,9 +200,17 @@ BEGIN
   )
   SELECT o.m, o.o FROM outcomes o;
 END
-$body$$f$, current_schema()); END $do$;
+$body$$f$, current_schema());
+  REVOKE ALL ON FUNCTION login_etl_forget(text[], text, text) FROM PUBLIC;
+  FOR caller IN SELECT rolname FROM pg_roles WHERE rolname IN ('pii_recoverer') LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION login_etl_forget(text[], text, text) TO %I', caller);
+  END LOOP;
+END $do$;
 
-DO $do$ BEGIN EXECUTE format($f$
+DO $do$
+DECLARE caller text;
+BEGIN
+  EXECUTE format($f$
 CREATE OR REPLACE FUNCTION login_etl_audit_note(p_action text, p_masked text[], p_actor text, p_reason text, p_outcome text, p_detail text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = %I, pg_temp AS $body$
 BEGIN
@@ -155,10 +222,188 @@ BEGIN
   SELECT p_actor, p_action, m, p_reason, p_outcome, p_detail
   FROM unnest(coalesce(p_masked, ARRAY[NULL::text])) AS m;
 END
-$body$$f$, current_schema()); END $do$;
+$body$$f$, current_schema());
+  REVOKE ALL ON FUNCTION login_etl_audit_note(text, text[], text, text, text, text) FROM PUBLIC;
+  FOR caller IN SELECT rolname FROM pg_roles WHERE rolname IN ('login_etl_consumer', 'pii_recoverer') LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION login_etl_audit_note(text, text[], text, text, text, text) TO %I', caller);
+  END LOOP;
+END $do$;
 
-DO $do$ BEGIN EXECUTE format($f$
+DO $do$
+DECLARE caller text;
+BEGIN
+  EXECUTE format($f$
 CREATE OR REPLACE FUNCTION login_etl_audit_list(p_after bigint, p_limit integer) RETURNS SETOF login_etl_audit
 LANGUAGE sql SECURITY DEFINER SET search_path = %I, pg_temp AS $body$
 SELECT * FROM login_etl_audit WHERE id > p_after ORDER BY id LIMIT least(p_limit, 10000)
-$body$$f$, current_schema()); END $do$;
+$body$$f$, current_schema());
+  REVOKE ALL ON FUNCTION login_etl_audit_list(bigint, integer) FROM PUBLIC;
+  FOR caller IN SELECT rolname FROM pg_roles WHERE rolname IN ('pii_recoverer') LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION login_etl_audit_list(bigint, integer) TO %I', caller);
+  END LOOP;
+END $do$;
+
+INSERT INTO login_etl_migrations (version, name, source)
+    VALUES (2, 'vault tombstones and SECURITY DEFINER functions for the vault and the audit trail', 'schema.sql');
+
+COMMIT;
+
+-- Version 3: app_version_text() and the duplicate views for analysts
+BEGIN;
+
+CREATE OR REPLACE FUNCTION app_version_text(encoded integer) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+      SELECT CASE WHEN encoded BETWEEN 0 AND 999999999
+        THEN (encoded / 1000000) || '.' || (encoded / 1000 % 1000) || '.' || (encoded % 1000) END
+    $$;
+
+CREATE OR REPLACE VIEW user_logins_duplicate_ips AS
+    SELECT masked_ip, count(*) AS logins, count(DISTINCT user_id) AS users,
+           min(create_date) AS first_date, max(create_date) AS last_date
+    FROM user_logins WHERE masked_ip IS NOT NULL
+    GROUP BY masked_ip HAVING count(*) > 1;
+
+CREATE OR REPLACE VIEW user_logins_duplicate_devices AS
+    SELECT masked_device_id, count(*) AS logins, count(DISTINCT user_id) AS users,
+           min(create_date) AS first_date, max(create_date) AS last_date
+    FROM user_logins WHERE masked_device_id IS NOT NULL
+    GROUP BY masked_device_id HAVING count(*) > 1;
+
+INSERT INTO login_etl_migrations (version, name, source)
+    VALUES (3, 'app_version_text() and the duplicate views for analysts', 'schema.sql');
+
+COMMIT;
+
+-- Version 4: indexes on masked_ip and masked_device_id
+DO $$ BEGIN
+  IF EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('user_logins_masked_ip') AND NOT indisvalid) THEN
+    DROP INDEX user_logins_masked_ip;
+  END IF;
+END $$;
+
+CREATE INDEX CONCURRENTLY IF NOT EXISTS user_logins_masked_ip ON user_logins (masked_ip) INCLUDE (user_id, create_date);
+
+DO $$ BEGIN
+  IF EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('user_logins_masked_device_id') AND NOT indisvalid) THEN
+    DROP INDEX user_logins_masked_device_id;
+  END IF;
+END $$;
+
+CREATE INDEX CONCURRENTLY IF NOT EXISTS user_logins_masked_device_id ON user_logins (masked_device_id) INCLUDE (user_id, create_date);
+
+INSERT INTO login_etl_migrations (version, name, source)
+    VALUES (4, 'indexes on masked_ip and masked_device_id', 'schema.sql');
+
+-- Version 5: ledger partitioned by day of SentTimestamp
+BEGIN;
+
+ALTER TABLE login_etl_ledger RENAME TO login_etl_ledger_unpartitioned;
+
+ALTER INDEX login_etl_ledger_pkey RENAME TO login_etl_ledger_unpartitioned_pkey;
+
+DROP INDEX login_etl_ledger_committed_at;
+
+CREATE TABLE login_etl_ledger (
+        message_id   text NOT NULL,
+        sent_date    date NOT NULL,
+        committed_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (message_id, sent_date)
+    ) PARTITION BY RANGE (sent_date);
+
+CREATE TABLE login_etl_ledger_undated PARTITION OF login_etl_ledger
+    FOR VALUES FROM (MINVALUE) TO ('2000-01-01');
+
+CREATE TABLE login_etl_ledger_other PARTITION OF login_etl_ledger DEFAULT;
+
+CREATE INDEX login_etl_ledger_undated_committed_at
+    ON login_etl_ledger_undated USING brin (committed_at);
+
+CREATE INDEX login_etl_ledger_other_committed_at
+    ON login_etl_ledger_other USING brin (committed_at);
+
+INSERT INTO login_etl_ledger (message_id, sent_date, committed_at)
+    SELECT message_id, '-infinity', committed_at FROM login_etl_ledger_unpartitioned;
+
+DO $$
+DECLARE
+  old_table constant regclass := 'login_etl_ledger_unpartitioned';
+  owner name;
+  part text;
+  grant_row record;
+BEGIN
+  SELECT pg_get_userbyid(relowner) INTO owner FROM pg_class WHERE oid = old_table;
+  FOREACH part IN ARRAY ARRAY['login_etl_ledger', 'login_etl_ledger_undated', 'login_etl_ledger_other'] LOOP
+    EXECUTE format('ALTER TABLE %I OWNER TO %I', part, owner);
+  END LOOP;
+  FOR grant_row IN
+    SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END AS who
+    FROM pg_class c, aclexplode(c.relacl) a
+    WHERE c.oid = old_table AND a.grantee <> c.relowner AND a.privilege_type IN ('SELECT', 'INSERT')
+  LOOP
+    EXECUTE format('GRANT %s ON login_etl_ledger TO %s', grant_row.privilege_type, grant_row.who);
+  END LOOP;
+END $$;
+
+DROP TABLE login_etl_ledger_unpartitioned;
+
+DO $do$
+DECLARE caller text;
+BEGIN
+  EXECUTE format($f$
+CREATE OR REPLACE FUNCTION login_etl_ledger_maintain(p_retention_days integer, p_limit integer) RETURNS TABLE (created integer, dropped integer, deleted integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = %I, pg_temp AS $body$
+DECLARE
+  today constant date := (now() AT TIME ZONE 'UTC')::date;
+  oldest constant date := today - greatest(p_retention_days, 1) - 1;
+  day date;
+  part record;
+  n_created integer := 0;
+  n_dropped integer := 0;
+  n_deleted integer := 0;
+BEGIN
+  PERFORM set_config('lock_timeout', '2s', true);
+  FOR day IN SELECT d::date FROM generate_series(oldest, today + 3, interval '1 day') AS d LOOP
+    CONTINUE WHEN to_regclass(format('login_etl_ledger_p%s', to_char(day, 'YYYYMMDD'))) IS NOT NULL
+      OR EXISTS (SELECT FROM login_etl_ledger_other WHERE sent_date = day);
+    BEGIN
+      EXECUTE format('CREATE TABLE login_etl_ledger_p%s PARTITION OF login_etl_ledger FOR VALUES FROM (%L) TO (%L)',
+                     to_char(day, 'YYYYMMDD'), day, day + 1);
+      n_created := n_created + 1;
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+  END LOOP;
+  FOR part IN
+    SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = 'login_etl_ledger'::regclass AND c.relname ~ '^login_etl_ledger_p[0-9]{8}$'
+      AND to_date(substr(c.relname, 19), 'YYYYMMDD') < oldest
+  LOOP
+    BEGIN
+      EXECUTE format('DROP TABLE %I', part.relname);
+      n_dropped := n_dropped + 1;
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+  END LOOP;
+  WITH aged AS (
+    SELECT message_id, sent_date FROM login_etl_ledger_undated
+    WHERE committed_at < now() - make_interval(days => greatest(p_retention_days, 1))
+    UNION ALL
+    SELECT message_id, sent_date FROM login_etl_ledger_other
+    WHERE committed_at < now() - make_interval(days => greatest(p_retention_days, 1))
+    LIMIT p_limit
+  )
+  DELETE FROM login_etl_ledger l USING aged
+  WHERE l.message_id = aged.message_id AND l.sent_date = aged.sent_date;
+  GET DIAGNOSTICS n_deleted = ROW_COUNT;
+  RETURN QUERY SELECT n_created, n_dropped, n_deleted;
+END
+$body$$f$, current_schema());
+  REVOKE ALL ON FUNCTION login_etl_ledger_maintain(integer, integer) FROM PUBLIC;
+  FOR caller IN SELECT rolname FROM pg_roles WHERE rolname IN ('login_etl_consumer') LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION login_etl_ledger_maintain(integer, integer) TO %I', caller);
+  END LOOP;
+END $do$;
+
+INSERT INTO login_etl_migrations (version, name, source)
+    VALUES (5, 'ledger partitioned by day of SentTimestamp', 'schema.sql');
+
+COMMIT;

@@ -9,7 +9,7 @@
 import type { Masker } from "./mask.ts";
 import type { VaultCipher } from "./pii/vault.ts";
 import { maskKey, type MaskRequest, masksWanted, redactBody } from "./redact.ts";
-import { toRejectionRow, toRow } from "./to_row.ts";
+import { toRejectionRow, toRow, utcDate } from "./to_row.ts";
 import type { Masked, ReceivedMessage, VaultRow, WriteItem } from "./types.ts";
 import { utf8Length, validateBody, type Verdict } from "./validate.ts";
 
@@ -93,18 +93,19 @@ export async function prepareItems(
 
   return messages.map((message, i): WriteItem => {
     const verdict = verdicts[i] as Verdict;
+    const sentDate = message.dated ? utcDate(message.sentAtMs) : null;
     if (verdict.ok) {
       const { ip, device_id: deviceId } = verdict.event;
       const row = toRow(verdict.event, message.sentAtMs, {
         ip: maskOf.get(maskKey({ field: "ip", text: ip })) as Masked,
         deviceId: maskOf.get(maskKey({ field: "device_id", text: deviceId })) as Masked,
       });
-      if (options.vault === undefined) return { kind: "row", id: message.id, row };
+      if (options.vault === undefined) return { kind: "row", id: message.id, sentDate, row };
       const vault = [
         ...vaultRows("ip", row.masked_ip, ip),
         ...vaultRows("device_id", row.masked_device_id, deviceId),
       ];
-      return { kind: "row", id: message.id, row, vault };
+      return { kind: "row", id: message.id, sentDate, row, vault };
     }
     const reject = toRejectionRow(verdict.rejection, {
       bodyBytes: utf8Length(message.body),
@@ -112,6 +113,6 @@ export async function prepareItems(
       sentAtMs: message.sentAtMs,
       maskedBody: redactBody(verdict.parsed, (r) => maskOf.get(maskKey(r)) ?? "[masked]"),
     });
-    return { kind: "reject", id: message.id, reject };
+    return { kind: "reject", id: message.id, sentDate, reject };
   });
 }

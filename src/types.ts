@@ -14,6 +14,11 @@ export interface ReceivedMessage {
   readonly body: string;
   /** `SentTimestamp` attribute, epoch milliseconds: when the login was enqueued. */
   readonly sentAtMs: number;
+  /**
+   * False when the endpoint sent no `SentTimestamp` (some emulators): `sentAtMs`
+   * is then the time of this receipt, which differs between deliveries.
+   */
+  readonly dated: boolean;
   /** `ApproximateReceiveCount` attribute (1 on first delivery). */
   readonly receiveCount: number;
 }
@@ -100,15 +105,18 @@ export interface VaultRow {
   readonly keyId: string;
 }
 
-/** One message ready to write: a row (with its vault entries, if any) or a reject, keyed by its MessageId. */
+/**
+ * One message ready to write: a row (with its vault entries, if any) or a
+ * reject, keyed in the ledger by its MessageId and the UTC day it was sent
+ * (`YYYY-MM-DD`; null when the queue did not say), which every delivery of
+ * the message shares.
+ */
 export type WriteItem =
-  | {
-    readonly kind: "row";
-    readonly id: string;
-    readonly row: LoginRow;
-    readonly vault?: readonly VaultRow[];
-  }
-  | { readonly kind: "reject"; readonly id: string; readonly reject: RejectionRow };
+  & { readonly id: string; readonly sentDate: string | null }
+  & (
+    | { readonly kind: "row"; readonly row: LoginRow; readonly vault?: readonly VaultRow[] }
+    | { readonly kind: "reject"; readonly reject: RejectionRow }
+  );
 
 /** What a store reports after a batch: which ids it newly recorded, and which it had already. */
 export interface WriteOutcome {
@@ -116,7 +124,6 @@ export interface WriteOutcome {
   readonly inserted: number;
   /** Rejects recorded by this batch, by reason. */
   readonly rejected: Readonly<Partial<Record<RejectReason, number>>>;
-  /** Ids already in the ledger: redeliveries, written before by us or another consumer. */
   /** Messages whose MessageId the ledger already held: redeliveries, written before. */
   readonly redelivered: number;
   /** True when the batch is durable and its messages may be deleted. */

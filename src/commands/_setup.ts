@@ -108,16 +108,22 @@ export async function pruneAll(
   telemetry: Telemetry,
 ): Promise<void> {
   for (const [target, days] of retention) {
-    const deleted = await prune(sql, target, days).catch((error: unknown) => {
+    const result = await prune(sql, target, days).catch((error: unknown) => {
       throw new DatabaseError(
         "db_schema",
         `Cannot prune ${target === "ledger" ? "login_etl_ledger" : "login_etl_rejects"}: ${
           describeDbError(error)
-        }; grant the consumer role DELETE on it (see sql/roles.sql)`,
+        }; grant the consumer role ${
+          target === "ledger"
+            ? "EXECUTE on login_etl_ledger_maintain(integer, integer)"
+            : "DELETE on login_etl_rejects"
+        } (see sql/roles.sql)`,
         { cause: error },
       );
     });
-    if (deleted > 0) telemetry.emit({ type: "RowsPruned", target, deleted });
+    if (result.deleted + result.partitionsCreated + result.partitionsDropped > 0) {
+      telemetry.emit({ type: "RowsPruned", target, ...result });
+    }
   }
 }
 
@@ -139,13 +145,18 @@ export async function prepareDatabase(
 ): Promise<void> {
   const { config, keys } = options;
   const sql = database.sql;
-  const created = await ensureSchema(sql, {
+  await ensureSchema(sql, {
     connection: options.connection,
     schema: config.schema,
+    onApplied: (m, ms) =>
+      telemetry.emit({
+        type: "SchemaMigrated",
+        version: m.version,
+        name: m.name,
+        schema: config.schema,
+        ms,
+      }),
   });
-  if (created.length > 0) {
-    telemetry.emit({ type: "TablesCreated", objects: created, schema: config.schema });
-  }
   const fingerprints: [string, string][] = [
     ...keys.maskers.map((m) => [m.keyId, m.fingerprint] as [string, string]),
     ...[...(keys.vault?.fingerprints ?? [])].map(([id, fp]) =>

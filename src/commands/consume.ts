@@ -182,7 +182,9 @@ export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Sum
     every(PRUNE_INTERVAL_MS, async () => {
       for (const [target, days] of retentionOf(config)) {
         await prune(database.sql, target, days).then(
-          (deleted) => deleted > 0 && telemetry.emit({ type: "RowsPruned", target, deleted }),
+          (r) =>
+            r.deleted + r.partitionsCreated + r.partitionsDropped > 0 &&
+            telemetry.emit({ type: "RowsPruned", target, ...r }),
           (error) =>
             telemetry.emit({ type: "PruneFailed", target, code: String(error?.code ?? "unknown") }),
         );

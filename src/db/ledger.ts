@@ -1,33 +1,53 @@
 /**
- * Age-based pruning of login-etl's bookkeeping: the ledger of committed
- * MessageIds and the rejects, each kept its retention period.
+ * Age-based upkeep of login-etl's bookkeeping: the ledger of committed
+ * MessageIds (day partitions created ahead and dropped once past retention)
+ * and the rejects, each kept its retention period.
  *
  * @module
  */
 
 import type { Sql } from "./pool.ts";
 
-/** What `prune` deletes: ledger entries (redelivery protection) or rejects, by age. */
+/** What `prune` ages out: ledger entries (redelivery protection) or rejects. */
 export type PruneTarget = "ledger" | "rejects";
 
-const PRUNED: Readonly<Record<PruneTarget, { table: string; column: string }>> = {
-  ledger: { table: "login_etl_ledger", column: "committed_at" },
-  rejects: { table: "login_etl_rejects", column: "rejected_at" },
-};
+/** Rows deleted per statement, so that no lock is held long. */
+const SLICE = 10_000;
 
-/** Deletes rows of `target` older than `days`, in slices so no lock is held long. */
-export async function prune(sql: Sql, target: PruneTarget, days: number): Promise<number> {
-  const { table, column } = PRUNED[target];
-  let total = 0;
+/** What one `prune` did: rows deleted, and for the ledger, day partitions created and dropped. */
+export interface PruneResult {
+  readonly deleted: number;
+  readonly partitionsCreated: number;
+  readonly partitionsDropped: number;
+}
+
+/**
+ * Ages out rows of `target` older than `days`. For the ledger this also
+ * creates the day partitions the next writes need: its SECURITY DEFINER
+ * function does the DDL, so the consumer needs no rights beyond EXECUTE.
+ */
+export async function prune(sql: Sql, target: PruneTarget, days: number): Promise<PruneResult> {
+  let deleted = 0;
+  let partitionsCreated = 0;
+  let partitionsDropped = 0;
   for (;;) {
-    // By primary key, not ctid: the consumer may read only some columns of
-    // the rejects (sql/roles.sql), and system columns need the whole table.
-    const result = await sql`
-      DELETE FROM ${sql(table)} WHERE message_id IN (
-        SELECT message_id FROM ${sql(table)}
-        WHERE ${sql(column)} < now() - make_interval(days => ${days})
-        LIMIT 10000)`;
-    total += result.count;
-    if (result.count < 10000) return total;
+    let count: number;
+    if (target === "ledger") {
+      const [r] = await sql<{ created: number; dropped: number; deleted: number }[]>`
+        SELECT * FROM login_etl_ledger_maintain(${days}, ${SLICE})`;
+      partitionsCreated += r?.created ?? 0;
+      partitionsDropped += r?.dropped ?? 0;
+      count = r?.deleted ?? 0;
+    } else {
+      // By primary key, not ctid: the consumer may read only some columns of
+      // the rejects (sql/roles.sql), and system columns need the whole table.
+      count = (await sql`
+        DELETE FROM login_etl_rejects WHERE message_id IN (
+          SELECT message_id FROM login_etl_rejects
+          WHERE rejected_at < now() - make_interval(days => ${days})
+          LIMIT ${SLICE})`).count;
+    }
+    deleted += count;
+    if (count < SLICE) return { deleted, partitionsCreated, partitionsDropped };
   }
 }

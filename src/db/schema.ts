@@ -1,8 +1,13 @@
 /**
- * login-etl's database objects: the tables, and the SECURITY DEFINER
- * functions through which the least-privileged roles touch the vault and the
- * audit trail (sql/roles.sql grants them). `ensureSchema` creates whichever
- * are missing; `sql/schema.sql` holds the same statements for DBAs.
+ * Brings a database's schema to the version this build needs, applying the
+ * migrations of `migrations.ts` it lacks in order and recording each in
+ * `login_etl_migrations`. A database that predates that table is recognised
+ * by its tables (0.1 had `login_etl_forgotten`) and its versions recorded as
+ * found. Hand-written rather than a library: postgres-shift reads migration
+ * files from disk at run time (a compiled binary has none), records them in
+ * a fixed `migrations` table that an application's own may already own, and
+ * takes no lock against consumers starting together; node-pg-migrate runs on
+ * the `pg` driver, a second Postgres client beside postgres.js.
  *
  * @module
  */
@@ -10,354 +15,196 @@
 import { checkConnection, describeDbError, type Sql } from "./pool.ts";
 import { DatabaseError } from "../errors.ts";
 import type { PgConnection } from "./connection.ts";
+import {
+  LATEST_VERSION,
+  type Migration,
+  MIGRATIONS,
+  MIGRATIONS_TABLE_DDL,
+  MIGRATIONS_TABLE_GRANT,
+} from "./migrations.ts";
 
-/** The exact DDL of the target table; the exercise's image already has it. */
-export const USER_LOGINS_DDL = `CREATE TABLE IF NOT EXISTS user_logins(
-    user_id             varchar(128),
-    device_type         varchar(32),
-    masked_ip           varchar(256),
-    masked_device_id    varchar(256),
-    locale              varchar(32),
-    app_version         integer,
-    create_date         date
-)`;
+/** Oldest Postgres whose partitioned tables take a primary key and ON CONFLICT. */
+const MIN_SERVER_VERSION = 110000;
 
-/**
- * A function whose body runs with its owner's rights, created for the
- * schema it lives in: `search_path` is pinned to that schema and then
- * pg_temp, so a caller's temporary objects can never stand in for ours. The
- * DO block lets one text serve both `ensureSchema` and `psql -f`.
- */
-function definer(signature: string, returns: string, language: string, body: string): string {
-  return `DO $do$ BEGIN EXECUTE format($f$
-CREATE OR REPLACE FUNCTION ${signature} RETURNS ${returns}
-LANGUAGE ${language} SECURITY DEFINER SET search_path = %I, pg_temp AS $body$
-${body.trim()}
-$body$$f$, current_schema()); END $do$`;
+/** Where a database's schema stands. */
+export interface SchemaState {
+  /** Highest version applied (0: none of login-etl's tables). */
+  readonly version: number;
+  /** False when the database predates `login_etl_migrations`: the version was read off its tables. */
+  readonly recorded: boolean;
+  /** Migrations this build would apply, in order. */
+  readonly pending: readonly Migration[];
 }
 
-/** One object `ensureSchema` manages: its kind, how to find it, and its DDL. */
-interface SchemaObject {
-  readonly kind: "table" | "function";
-  /** Table name, or function signature as `to_regprocedure` takes it. */
-  readonly name: string;
-  readonly ddl: readonly string[];
+/** Reads the schema version, from the migrations table or else from the tables present. */
+export async function schemaState(sql: Sql): Promise<SchemaState> {
+  const [found] = await sql<
+    {
+      recorded: boolean;
+      version: number | null;
+      ledger: boolean;
+      forgotten: boolean;
+      tombstones: boolean;
+    }[]
+  >`
+    SELECT to_regclass('login_etl_migrations') IS NOT NULL AS recorded,
+           NULL::int AS version,
+           to_regclass('login_etl_ledger') IS NOT NULL AS ledger,
+           to_regclass('login_etl_forgotten') IS NOT NULL AS forgotten,
+           EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('login_etl_vault')
+                   AND attname = 'erased_at' AND NOT attisdropped) AS tombstones`;
+  let version: number;
+  if (found?.recorded) {
+    const [row] = await sql<{ version: number | null }[]>`
+      SELECT max(version) AS version FROM login_etl_migrations`;
+    version = row?.version ?? 0;
+  } else {
+    // Builds between 0.1 and the migrations table created version 2's
+    // tombstones and functions directly; 0.1 kept tombstones in a table.
+    version = found?.forgotten ? 1 : found?.tombstones ? 2 : 0;
+  }
+  return {
+    version,
+    recorded: found?.recorded === true,
+    pending: MIGRATIONS.filter((m) => m.version > version),
+  };
 }
 
-/** The objects, in creation order. */
-const OBJECTS: readonly SchemaObject[] = [
-  { kind: "table", name: "user_logins", ddl: [USER_LOGINS_DDL] },
-  {
-    // One row per MessageId ever committed: the same transaction writes it and
-    // the message's row, so a redelivery finds it and writes nothing.
-    kind: "table",
-    name: "login_etl_ledger",
-    ddl: [
-      `CREATE TABLE IF NOT EXISTS login_etl_ledger (
-        message_id   text PRIMARY KEY,
-        committed_at timestamptz NOT NULL DEFAULT now()
-      )`,
-      // committed_at grows with insertion order, so a BRIN index serves the
-      // prune at a fraction of a btree's cost per insert.
-      `CREATE INDEX IF NOT EXISTS login_etl_ledger_committed_at
-        ON login_etl_ledger USING brin (committed_at)`,
-    ],
-  },
-  {
-    // Refused messages with their reason and a body redacted by allowlist
-    // (redact.ts); pruned after --reject-retention-days.
-    kind: "table",
-    name: "login_etl_rejects",
-    ddl: [
-      `CREATE TABLE IF NOT EXISTS login_etl_rejects (
-        message_id  text PRIMARY KEY,
-        reason      text NOT NULL,
-        detail      text NOT NULL,
-        masked_body text,
-        body_bytes  integer NOT NULL,
-        body_hmac   text NOT NULL,
-        sent_at     timestamptz NOT NULL,
-        rejected_at timestamptz NOT NULL DEFAULT now()
-      )`,
-      `CREATE INDEX IF NOT EXISTS login_etl_rejects_rejected_at
-        ON login_etl_rejects USING brin (rejected_at)`,
-    ],
-  },
-  {
-    // HMAC key ids and fingerprints (never the secrets): a key id used with
-    // a different secret is refused.
-    kind: "table",
-    name: "login_etl_keys",
-    ddl: [
-      `CREATE TABLE IF NOT EXISTS login_etl_keys (
-        key_id       text PRIMARY KEY,
-        fingerprint  text NOT NULL,
-        first_used   timestamptz NOT NULL DEFAULT now()
-      )`,
-    ],
-  },
-  {
-    // Raw ip/device_id values, encrypted (AES-256-GCM, field and mask bound
-    // in), keyed by mask, insert-once. A row whose erased_at is set is a
-    // tombstone: `forget` cleared its ciphertext, and its primary key keeps
-    // the value from ever being vaulted again, without anyone reading it.
-    kind: "table",
-    name: "login_etl_vault",
-    ddl: [
-      `CREATE TABLE IF NOT EXISTS login_etl_vault (
-        masked_value text PRIMARY KEY,
-        field        text CHECK (field IN ('ip', 'device_id')),
-        ciphertext   bytea,
-        iv           bytea,
-        key_id       text,
-        first_seen   timestamptz NOT NULL DEFAULT now(),
-        erased_at    timestamptz,
-        CONSTRAINT login_etl_vault_entry_or_tombstone CHECK (CASE WHEN erased_at IS NULL
-          THEN field IS NOT NULL AND ciphertext IS NOT NULL AND iv IS NOT NULL AND key_id IS NOT NULL
-          ELSE ciphertext IS NULL AND iv IS NULL AND key_id IS NULL END)
-      )`,
-    ],
-  },
-  {
-    // Every recovery, erasure and re-keying, allowed or not. Written only by
-    // the functions below (and the owner's rekey); db_user is the login role.
-    kind: "table",
-    name: "login_etl_audit",
-    ddl: [
-      `CREATE TABLE IF NOT EXISTS login_etl_audit (
-        id           bigserial PRIMARY KEY,
-        at           timestamptz NOT NULL DEFAULT now(),
-        actor        text NOT NULL,
-        db_user      text NOT NULL DEFAULT session_user,
-        action       text NOT NULL,
-        masked_value text,
-        reason       text,
-        outcome      text NOT NULL,
-        detail       text
-      )`,
-    ],
-  },
-  {
-    // The consumer's only way into the vault. It returns nothing and raises
-    // nothing for a value already vaulted or erased, and does a write either
-    // way (a new row, or a no-op update of the existing one), so neither its
-    // answer nor its cost tells the caller whether a value was there.
-    kind: "function",
-    name: "login_etl_vault_put(text[],text[],bytea[],bytea[],text[])",
-    ddl: [definer(
-      "login_etl_vault_put(p_masked text[], p_field text[], p_ciphertext bytea[], p_iv bytea[], p_key_id text[])",
-      "void",
-      "sql",
-      `
-INSERT INTO login_etl_vault AS v (masked_value, field, ciphertext, iv, key_id)
-SELECT DISTINCT ON (u.m) u.m, u.f, u.c, u.i, u.k
-FROM unnest(p_masked, p_field, p_ciphertext, p_iv, p_key_id) AS u(m, f, c, i, k)
-ORDER BY u.m
-ON CONFLICT (masked_value) DO UPDATE SET first_seen = v.first_seen`,
-    )],
-  },
-  {
-    // The recoverer's read: audits each mask (released, erased, not_found)
-    // in the same transaction as it hands out the ciphertext, under
-    // session_user. No reason, no release.
-    kind: "function",
-    name: "login_etl_recover(text[],text,text)",
-    ddl: [definer(
-      "login_etl_recover(p_masked text[], p_actor text, p_reason text)",
-      "TABLE (masked_value text, field text, ciphertext bytea, iv bytea, key_id text, state text)",
-      "plpgsql",
-      `
-#variable_conflict use_column
-BEGIN
-  IF coalesce(btrim(p_reason), '') = '' THEN
-    INSERT INTO login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-    SELECT p_actor, 'recover', m, p_reason, 'denied', 'no reason given' FROM unnest(p_masked) AS m;
-    RETURN;
-  END IF;
-  RETURN QUERY
-  WITH asked AS (SELECT DISTINCT unnest(p_masked) AS m),
-  found AS (
-    SELECT a.m, v.field, v.ciphertext, v.iv, v.key_id,
-           CASE WHEN v.masked_value IS NULL THEN 'not_found'
-                WHEN v.erased_at IS NOT NULL THEN 'erased'
-                ELSE 'released' END AS s
-    FROM asked a LEFT JOIN login_etl_vault v ON v.masked_value = a.m
-  ),
-  audited AS (
-    INSERT INTO login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-    SELECT p_actor, 'recover', f.m, p_reason, f.s,
-           CASE f.s WHEN 'released' THEN 'ciphertext released, field ' || f.field
-                    WHEN 'erased' THEN 'erased by forget' ELSE 'no vault entry' END
-    FROM found f
-  )
-  SELECT f.m, f.field, f.ciphertext, f.iv, f.key_id, f.s FROM found f;
-END`,
-    )],
-  },
-  {
-    // The recoverer's erasure: a tombstone for each mask (an upsert, so it
-    // serialises with a consumer vaulting the same mask on the primary key),
-    // audited in the same transaction under session_user.
-    kind: "function",
-    name: "login_etl_forget(text[],text,text)",
-    ddl: [definer(
-      "login_etl_forget(p_masked text[], p_actor text, p_reason text)",
-      "TABLE (masked_value text, outcome text)",
-      "plpgsql",
-      `
-#variable_conflict use_column
-BEGIN
-  IF coalesce(btrim(p_reason), '') = '' THEN
-    INSERT INTO login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-    SELECT p_actor, 'forget', m, p_reason, 'denied', 'no reason given' FROM unnest(p_masked) AS m;
-    RETURN QUERY SELECT m, 'denied'::text FROM unnest(p_masked) AS m;
-    RETURN;
-  END IF;
-  RETURN QUERY
-  WITH asked AS (SELECT DISTINCT unnest(p_masked) AS m),
-  erased AS (
-    INSERT INTO login_etl_vault AS v (masked_value, erased_at)
-    SELECT m, now() FROM asked ORDER BY m
-    ON CONFLICT (masked_value) DO UPDATE
-      SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = now()
-      WHERE v.erased_at IS NULL
-    RETURNING v.masked_value, (v.xmax = 0) AS created
-  ),
-  outcomes AS (
-    SELECT a.m, CASE WHEN e.masked_value IS NOT NULL AND NOT e.created
-                     THEN 'success' ELSE 'not_found' END AS o
-    FROM asked a LEFT JOIN erased e ON e.masked_value = a.m
-  ),
-  audited AS (
-    INSERT INTO login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-    SELECT p_actor, 'forget', o.m, p_reason, o.o,
-           CASE o.o WHEN 'success' THEN 'vault entry erased' ELSE 'no live vault entry; tombstone kept' END
-    FROM outcomes o
-  )
-  SELECT o.m, o.o FROM outcomes o;
-END`,
-    )],
-  },
-  {
-    // A refusal the client decided (no vault key, a value that does not mask
-    // back to its mask): only denied or failed, so nobody can forge a release.
-    kind: "function",
-    name: "login_etl_audit_note(text,text[],text,text,text,text)",
-    ddl: [definer(
-      "login_etl_audit_note(p_action text, p_masked text[], p_actor text, p_reason text, p_outcome text, p_detail text)",
-      "void",
-      "plpgsql",
-      `
-BEGIN
-  IF p_action NOT IN ('recover', 'forget') OR p_outcome NOT IN ('denied', 'failed') THEN
-    RAISE EXCEPTION 'login_etl_audit_note records only denied or failed recover and forget attempts'
-      USING ERRCODE = '22023';
-  END IF;
-  INSERT INTO login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-  SELECT p_actor, p_action, m, p_reason, p_outcome, p_detail
-  FROM unnest(coalesce(p_masked, ARRAY[NULL::text])) AS m;
-END`,
-    )],
-  },
-  {
-    // The recoverer's view of the trail, oldest first from an id on.
-    kind: "function",
-    name: "login_etl_audit_list(bigint,integer)",
-    ddl: [definer(
-      "login_etl_audit_list(p_after bigint, p_limit integer)",
-      "SETOF login_etl_audit",
-      "sql",
-      `
-SELECT * FROM login_etl_audit WHERE id > p_after ORDER BY id LIMIT least(p_limit, 10000)`,
-    )],
-  },
-];
-
-/** Every DDL statement, in order; `sql/schema.sql` holds the same for DBAs. */
-export const SCHEMA_STATEMENTS: readonly string[] = OBJECTS.flatMap((o) => o.ddl);
-
-/** Names of the tables `ensureSchema` manages. */
-export const TABLE_NAMES: readonly string[] = OBJECTS.filter((o) => o.kind === "table")
-  .map((o) => o.name);
+/** Progress of `migrate`, one call per migration applied. */
+export type OnApplied = (migration: Migration, ms: number) => void;
 
 /**
- * Statements that bring a version 0.1 schema (tombstones in a table of their
- * own, NOT NULL ciphertext, db_user = current_user) to this one; run once,
- * under the schema lock, when `login_etl_forgotten` is found.
- */
-const UPGRADE_FROM_0_1: readonly string[] = [
-  `ALTER TABLE login_etl_vault ALTER COLUMN field DROP NOT NULL,
-    ALTER COLUMN ciphertext DROP NOT NULL, ALTER COLUMN iv DROP NOT NULL,
-    ALTER COLUMN key_id DROP NOT NULL, ADD COLUMN IF NOT EXISTS erased_at timestamptz`,
-  `ALTER TABLE login_etl_vault ADD CONSTRAINT login_etl_vault_entry_or_tombstone CHECK (CASE WHEN erased_at IS NULL
-    THEN field IS NOT NULL AND ciphertext IS NOT NULL AND iv IS NOT NULL AND key_id IS NOT NULL
-    ELSE ciphertext IS NULL AND iv IS NULL AND key_id IS NULL END)`,
-  `INSERT INTO login_etl_vault AS v (masked_value, erased_at)
-    SELECT masked_value, forgotten_at FROM login_etl_forgotten
-    ON CONFLICT (masked_value) DO UPDATE
-      SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = EXCLUDED.erased_at`,
-  `DROP TABLE login_etl_forgotten`,
-  `ALTER TABLE login_etl_audit ALTER COLUMN db_user SET DEFAULT session_user`,
-];
-
-/** The objects of `OBJECTS` that `schema` lacks. */
-async function missingObjects(sql: Sql, schema: string): Promise<SchemaObject[]> {
-  const rows = await sql<{ name: string }[]>`
-    SELECT o.name FROM unnest(${OBJECTS.map((o) => o.name)}::text[], ${
-    OBJECTS.map((o) => o.kind)
-  }::text[]) AS o(name, kind)
-    WHERE CASE o.kind
-      WHEN 'table' THEN to_regclass(quote_ident(${schema}) || '.' || quote_ident(o.name)) IS NULL
-      ELSE to_regprocedure(quote_ident(${schema}) || '.' || o.name) IS NULL END`;
-  const names = new Set(rows.map((r) => r.name));
-  return OBJECTS.filter((o) => names.has(o.name));
-}
-
-/**
- * Creates whichever of our objects are missing (and upgrades a 0.1 schema),
- * under an advisory lock so that consumers starting together do not race.
- * Existing objects are left as they are, and a role without CREATE works
- * once an owner has created them.
+ * Applies every pending migration, each in its own transaction (or
+ * statement by statement where a migration says so), under a session
+ * advisory lock: consumers starting together wait for one another, and the
+ * one that gets the lock second finds nothing left to do.
  *
- * @returns the names of the objects created
+ * @returns the migrations applied
+ * @throws {DatabaseError} code `db_schema`, naming the migration that failed
+ */
+export async function migrate(
+  sql: Sql,
+  options: { readonly schema: string; readonly onApplied?: OnApplied },
+): Promise<Migration[]> {
+  const session = await sql.reserve();
+  const applied: Migration[] = [];
+  let current: Migration | undefined;
+  try {
+    const [server] = await session<
+      { v: string }[]
+    >`SELECT current_setting('server_version_num') AS v`;
+    if (Number(server?.v) < MIN_SERVER_VERSION) {
+      throw new Error(
+        `Postgres ${server?.v} is older than 11, whose partitioned tables login-etl's ledger needs`,
+      );
+    }
+    // Same key in every login-etl: "login-etl schema".
+    await session`SELECT pg_advisory_lock(hashtext('login-etl schema'))`;
+    try {
+      if (options.schema !== "public") {
+        await session.unsafe(`CREATE SCHEMA IF NOT EXISTS "${options.schema}"`);
+      }
+      const state = await schemaState(session as unknown as Sql);
+      if (!state.recorded) {
+        await recordFound(session as unknown as Sql, state.version);
+      }
+      for (const migration of state.pending) {
+        current = migration;
+        const started = performance.now();
+        await applyOne(session as unknown as Sql, migration);
+        applied.push(migration);
+        options.onApplied?.(migration, performance.now() - started);
+      }
+    } finally {
+      await session`SELECT pg_advisory_unlock(hashtext('login-etl schema'))`.catch(() => {});
+    }
+    return applied;
+  } catch (error) {
+    const what = current === undefined
+      ? `Cannot migrate login-etl's schema in ${options.schema}`
+      : `Migration ${current.version} (${current.name}) failed in schema ${options.schema}${
+        current.transaction === false ? "" : "; none of it was applied"
+      }`;
+    throw new DatabaseError("db_schema", `${what}: ${describeDbError(error)}`, { cause: error });
+  } finally {
+    session.release();
+  }
+}
+
+/** Creates the migrations table and records the versions a database already had. */
+async function recordFound(sql: Sql, version: number): Promise<void> {
+  await sql.unsafe(MIGRATIONS_TABLE_DDL);
+  await sql.unsafe(MIGRATIONS_TABLE_GRANT);
+  for (const m of MIGRATIONS.filter((m) => m.version <= version)) {
+    await sql`INSERT INTO login_etl_migrations (version, name, source)
+              VALUES (${m.version}, ${m.name}, 'found') ON CONFLICT (version) DO NOTHING`;
+  }
+}
+
+async function applyOne(sql: Sql, migration: Migration): Promise<void> {
+  const record = () =>
+    sql`INSERT INTO login_etl_migrations (version, name, source)
+        VALUES (${migration.version}, ${migration.name}, 'migrate')`;
+  if (migration.transaction === false) {
+    for (const statement of migration.statements) await sql.unsafe(statement);
+    await record();
+    return;
+  }
+  await sql.unsafe("BEGIN");
+  try {
+    for (const statement of migration.statements) await sql.unsafe(statement);
+    await record();
+    await sql.unsafe("COMMIT");
+  } catch (error) {
+    await sql.unsafe("ROLLBACK").catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * What consumers and the PII commands call at start: connects, and brings
+ * the schema up to date where the role may. A role that may not (the
+ * least-privileged consumer of sql/roles.sql) is told to have the owner run
+ * `login-etl migrate`; a schema newer than this build is refused, since this
+ * build would not know how to write it.
+ *
+ * @returns the migrations applied
  * @throws {DatabaseError} code `db_connect` or `db_schema`
  */
 export async function ensureSchema(
   sql: Sql,
-  options: { readonly connection: PgConnection; readonly schema: string },
-): Promise<string[]> {
+  options: {
+    readonly connection: PgConnection;
+    readonly schema: string;
+    readonly onApplied?: OnApplied;
+  },
+): Promise<Migration[]> {
   await checkConnection(sql, options.connection);
-  const { schema } = options;
-  const upgradeNeeded = async (q: Sql) =>
-    (await q`SELECT to_regclass(quote_ident(${schema}) || '.login_etl_forgotten') IS NOT NULL AS old`)[
-      0
-    ]
-      ?.old === true;
+  let state: SchemaState;
   try {
-    if ((await missingObjects(sql, schema)).length === 0 && !(await upgradeNeeded(sql))) return [];
-    const created: string[] = [];
-    await sql.begin(async (tx) => {
-      const q = tx as unknown as Sql;
-      // Same lock key in every consumer: "login-etl schema".
-      await tx`SELECT pg_advisory_xact_lock(hashtext('login-etl schema'))`;
-      if (schema !== "public") await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
-      if (await upgradeNeeded(q)) {
-        for (const statement of UPGRADE_FROM_0_1) await tx.unsafe(statement);
-        created.push("upgrade from 0.1");
-      }
-      // Another consumer may have created some while we waited for the lock.
-      for (const object of await missingObjects(q, schema)) {
-        for (const statement of object.ddl) await tx.unsafe(statement);
-        created.push(object.name);
-      }
-    });
-    return created;
+    state = await schemaState(sql);
   } catch (error) {
     throw new DatabaseError(
       "db_schema",
-      `Cannot create login-etl's tables and functions in schema ${schema}: ${
-        describeDbError(error)
-      }; run once as a role that may create them, or apply sql/schema.sql and sql/roles.sql`,
+      `Cannot read the schema version in ${options.schema}: ${describeDbError(error)}`,
+      { cause: error },
+    );
+  }
+  if (state.version > LATEST_VERSION) {
+    throw new DatabaseError(
+      "db_schema",
+      `The schema in ${options.schema} is at version ${state.version}, newer than this login-etl knows (${LATEST_VERSION}); run a login-etl at least as new as the one that migrated it`,
+    );
+  }
+  if (state.pending.length === 0 && state.recorded) return [];
+  try {
+    return await migrate(sql, options);
+  } catch (error) {
+    const denied = (error as { cause?: { code?: unknown } }).cause?.code === "42501";
+    if (!denied) throw error;
+    throw new DatabaseError(
+      "db_schema",
+      `The schema in ${options.schema} is at version ${state.version} and this login-etl needs ${LATEST_VERSION}, but role ${options.connection.user} may not change it; run \`login-etl migrate\` as the owner role (or apply sql/schema.sql)`,
       { cause: error },
     );
   }

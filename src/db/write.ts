@@ -20,6 +20,8 @@ import type { RejectReason, Store, VaultRow, WriteItem, WriteOutcome } from "../
 /** Column arrays for one batch, as `unnest` takes them. */
 interface Columns {
   readonly ids: string[];
+  /** Ledger days, as `WriteItem.sentDate`; '-infinity' for messages the queue did not date. */
+  readonly sentDates: string[];
   readonly rows: {
     ids: string[];
     userIds: string[];
@@ -50,6 +52,12 @@ interface Columns {
 }
 
 /**
+ * The ledger day of a message without a SentTimestamp: the same on every
+ * delivery, as the key needs, and inside `login_etl_ledger_undated`.
+ */
+const UNDATED = "-infinity";
+
+/**
  * Splits items into column arrays. Ids are sorted so that concurrent
  * consumers lock ledger keys in one order and cannot deadlock each other.
  */
@@ -57,6 +65,7 @@ export function toColumns(items: readonly WriteItem[]): Columns {
   const sorted = [...items].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const columns: Columns = {
     ids: [],
+    sentDates: [],
     rows: {
       ids: [],
       userIds: [],
@@ -81,6 +90,7 @@ export function toColumns(items: readonly WriteItem[]): Columns {
   const vaultEntries: { id: string; entry: VaultRow }[] = [];
   for (const item of sorted) {
     columns.ids.push(item.id);
+    columns.sentDates.push(item.sentDate ?? UNDATED);
     if (item.kind === "row") {
       const r = columns.rows;
       r.ids.push(item.id);
@@ -200,9 +210,16 @@ function writeStatement(sql: Sql, c: Columns) {
         )`;
   return sql<{ inserted: number; rejected: Record<string, number> }[]>`
         WITH fresh AS (
-          INSERT INTO login_etl_ledger (message_id)
-          SELECT id FROM unnest(${pgArray(c.ids)}::text[]) WITH ORDINALITY AS i(id, n) ORDER BY n
-          ON CONFLICT (message_id) DO NOTHING
+          INSERT INTO login_etl_ledger (message_id, sent_date)
+          SELECT i.id, i.day FROM unnest(${pgArray(c.ids)}::text[], ${
+    pgArray(c.sentDates)
+  }::date[]) WITH ORDINALITY AS i(id, day, n)
+          -- Ids recorded before the ledger was partitioned carry no day of
+          -- their own (migration 5); they are found by id alone.
+          WHERE NOT EXISTS (SELECT FROM login_etl_ledger u
+                            WHERE u.sent_date < '2000-01-01' AND u.message_id = i.id)
+          ORDER BY i.n
+          ON CONFLICT (message_id, sent_date) DO NOTHING
           RETURNING message_id
         ), rows AS (
           INSERT INTO user_logins

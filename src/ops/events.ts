@@ -91,9 +91,21 @@ export type TelemetryEvent =
     readonly queueUrl: string;
   }
   // Postgres and start-up
-  | { readonly type: "TablesCreated"; readonly objects: readonly string[]; readonly schema: string }
+  | {
+    readonly type: "SchemaMigrated";
+    readonly version: number;
+    readonly name: string;
+    readonly schema: string;
+    readonly ms: number;
+  }
   | { readonly type: "KeyRegistered"; readonly keyId: string }
-  | { readonly type: "RowsPruned"; readonly target: string; readonly deleted: number }
+  | {
+    readonly type: "RowsPruned";
+    readonly target: string;
+    readonly deleted: number;
+    readonly partitionsCreated: number;
+    readonly partitionsDropped: number;
+  }
   | { readonly type: "PruneFailed"; readonly target: string; readonly code: string }
   // Operations endpoints
   | { readonly type: "ListenStarted"; readonly address: string }
@@ -339,10 +351,10 @@ export const EVENTS: {
       queue_url: e.queueUrl,
     }),
   },
-  TablesCreated: {
+  SchemaMigrated: {
     level: "info",
-    message: "created missing tables and functions",
-    fields: (e) => ({ objects: e.objects, schema: e.schema }),
+    message: (e) => `applied schema migration ${e.version}: ${e.name}`,
+    fields: (e) => ({ version: e.version, schema: e.schema, ms: Math.round(e.ms) }),
   },
   KeyRegistered: {
     level: "info",
@@ -352,7 +364,13 @@ export const EVENTS: {
   RowsPruned: {
     level: "info",
     message: (e) => `pruned old ${e.target}`,
-    fields: (e) => ({ target: e.target, deleted: e.deleted }),
+    fields: (e) => ({
+      target: e.target,
+      deleted: e.deleted,
+      ...(e.target === "ledger"
+        ? { partitions_created: e.partitionsCreated, partitions_dropped: e.partitionsDropped }
+        : {}),
+    }),
   },
   PruneFailed: {
     level: "warn",

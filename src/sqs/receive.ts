@@ -49,6 +49,7 @@ function toReceived(
       body: message.Body ?? "",
       // Fall back to the receipt time rather than drop the login (the caller says so once).
       sentAtMs: dated ? sent : receivedAtMs,
+      dated,
       receiveCount: Number.isFinite(count) && count > 0 ? count : 1,
     },
     dated,

@@ -223,6 +223,7 @@ Deno.test("auto against a Query-only endpoint: calls racing the first answer all
           receiptHandle: m.ReceiptHandle ?? "",
           body: "",
           sentAtMs: 0,
+          dated: true,
           receiveCount: 1,
         }))
       ),

@@ -10,6 +10,7 @@ function messages(n: number, bodyUnits = 10, from = 0): ReceivedMessage[] {
     receiptHandle: `r${from + i}`,
     body: "x".repeat(bodyUnits),
     sentAtMs: 0,
+    dated: true,
     receiveCount: 1,
   }));
 }

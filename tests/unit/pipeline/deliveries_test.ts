@@ -55,6 +55,7 @@ const deliveriesArb = fc.array(fc.constantFrom("a", "b", "c", "d", "e", "f"), { 
         receiptHandle: `rh-${i}`,
         body: `{"n":${i}}`,
         sentAtMs: 1_700_000_000_000 + i,
+        dated: true,
         receiveCount: 1,
       })),
   );

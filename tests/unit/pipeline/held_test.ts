@@ -9,6 +9,7 @@ const message = (id: string): ReceivedMessage => ({
   receiptHandle: `r-${id}`,
   body: "{}",
   sentAtMs: 0,
+  dated: true,
   receiveCount: 1,
 });
 

@@ -1,0 +1,484 @@
+/**
+ * login-etl's schema as a list of versioned changes, oldest first. Each
+ * database records the versions it has in `login_etl_migrations`;
+ * `schema.ts` applies the rest. A released migration is never edited: a
+ * change is a new one. `sql/schema.sql` is these statements in order, for
+ * DBAs who apply them with psql (`make docs` writes it).
+ *
+ * @module
+ */
+
+/** One versioned change to the schema. */
+export interface Migration {
+  /** 1, 2, 3…: applied in order, each once. */
+  readonly version: number;
+  /** What it changes, for `migrate` and the migrations table. */
+  readonly name: string;
+  /**
+   * Run in one transaction (all or nothing) unless `transaction` is false:
+   * statements such as `CREATE INDEX CONCURRENTLY` cannot run inside one,
+   * and are then written so that running them again after a failure is safe.
+   */
+  readonly statements: readonly string[];
+  readonly transaction?: false;
+}
+
+/** The table that records which versions a database has. */
+export const MIGRATIONS_TABLE_DDL = `CREATE TABLE IF NOT EXISTS login_etl_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    applied_by text NOT NULL DEFAULT session_user,
+    source     text NOT NULL CHECK (source IN ('migrate', 'schema.sql', 'found'))
+)`;
+
+/**
+ * Anyone may read which versions are applied (every command checks it at
+ * start, whatever its role); only the owner changes the table.
+ */
+export const MIGRATIONS_TABLE_GRANT = "GRANT SELECT ON login_etl_migrations TO PUBLIC";
+
+/** The roles of sql/roles.sql that may call each SECURITY DEFINER function. */
+type Caller = "login_etl_consumer" | "pii_recoverer";
+
+/**
+ * A function whose body runs with its owner's rights, created for the
+ * schema it lives in: `search_path` is pinned to that schema and then
+ * pg_temp, so a caller's temporary objects can never stand in for ours.
+ * Nobody but its owner and `callers` (where those roles exist) may execute
+ * it, from the moment it exists: Postgres would otherwise let PUBLIC. The DO
+ * block lets one text serve both `migrate` and `psql -f` (the body's `%`
+ * are doubled for its `format`).
+ */
+function definer(
+  signature: string,
+  options: {
+    readonly returns: string;
+    readonly language: "sql" | "plpgsql";
+    readonly callers: readonly Caller[];
+    readonly body: string;
+  },
+): string {
+  const name = signature.slice(0, signature.indexOf("("));
+  const types = signature.slice(signature.indexOf("(") + 1, -1).split(",")
+    .map((p) => p.trim().split(/\s+/).slice(1).join(" ")).join(", ");
+  const callers = options.callers.map((c) => `'${c}'`).join(", ");
+  return `DO $do$
+DECLARE caller text;
+BEGIN
+  EXECUTE format($f$
+CREATE OR REPLACE FUNCTION ${signature} RETURNS ${options.returns}
+LANGUAGE ${options.language} SECURITY DEFINER SET search_path = %I, pg_temp AS $body$
+${options.body.trim().replaceAll("%", "%%")}
+$body$$f$, current_schema());
+  REVOKE ALL ON FUNCTION ${name}(${types}) FROM PUBLIC;
+  FOR caller IN SELECT rolname FROM pg_roles WHERE rolname IN (${callers}) LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION ${name}(${types}) TO %I', caller);
+  END LOOP;
+END $do$`;
+}
+
+/** Version 1: the tables of login-etl 0.1, as it created them. */
+const V1_TABLES: readonly string[] = [
+  // The exact DDL of the target table; the exercise's image already has it.
+  `CREATE TABLE IF NOT EXISTS user_logins(
+    user_id             varchar(128),
+    device_type         varchar(32),
+    masked_ip           varchar(256),
+    masked_device_id    varchar(256),
+    locale              varchar(32),
+    app_version         integer,
+    create_date         date
+)`,
+  // One row per MessageId ever committed: the same transaction writes it and
+  // the message's row, so a redelivery finds it and writes nothing.
+  `CREATE TABLE IF NOT EXISTS login_etl_ledger (
+    message_id   text PRIMARY KEY,
+    committed_at timestamptz NOT NULL DEFAULT now()
+)`,
+  `CREATE INDEX IF NOT EXISTS login_etl_ledger_committed_at
+    ON login_etl_ledger USING brin (committed_at)`,
+  // Refused messages with their reason and a redacted body (redact.ts).
+  `CREATE TABLE IF NOT EXISTS login_etl_rejects (
+    message_id  text PRIMARY KEY,
+    reason      text NOT NULL,
+    detail      text NOT NULL,
+    masked_body text,
+    body_bytes  integer NOT NULL,
+    body_hmac   text NOT NULL,
+    sent_at     timestamptz NOT NULL,
+    rejected_at timestamptz NOT NULL DEFAULT now()
+)`,
+  // HMAC key ids and fingerprints (never the secrets): a key id used with a
+  // different secret is refused.
+  `CREATE TABLE IF NOT EXISTS login_etl_keys (
+    key_id       text PRIMARY KEY,
+    fingerprint  text NOT NULL,
+    first_used   timestamptz NOT NULL DEFAULT now()
+)`,
+  // Raw ip/device_id values, encrypted (AES-256-GCM, field and mask bound in),
+  // keyed by mask, insert-once.
+  `CREATE TABLE IF NOT EXISTS login_etl_vault (
+    masked_value text PRIMARY KEY,
+    field        text NOT NULL CHECK (field IN ('ip', 'device_id')),
+    ciphertext   bytea NOT NULL,
+    iv           bytea NOT NULL,
+    key_id       text NOT NULL,
+    first_seen   timestamptz NOT NULL DEFAULT now()
+)`,
+  `CREATE TABLE IF NOT EXISTS login_etl_forgotten (
+    masked_value text PRIMARY KEY,
+    forgotten_at timestamptz NOT NULL DEFAULT now()
+)`,
+  // Every recovery, erasure and re-keying, allowed or not.
+  `CREATE TABLE IF NOT EXISTS login_etl_audit (
+    id           bigserial PRIMARY KEY,
+    at           timestamptz NOT NULL DEFAULT now(),
+    actor        text NOT NULL,
+    db_user      text NOT NULL DEFAULT current_user,
+    action       text NOT NULL,
+    masked_value text,
+    reason       text,
+    outcome      text NOT NULL,
+    detail       text
+)`,
+];
+
+/**
+ * Version 2: tombstones in the vault itself (a row whose erased_at is set:
+ * `forget` cleared its ciphertext, and its primary key keeps the value from
+ * ever being vaulted again, without anyone reading it), db_user as the login
+ * role, and the SECURITY DEFINER functions that are the least-privileged
+ * roles' only way into the vault and the audit trail.
+ */
+const V2_PII: readonly string[] = [
+  `ALTER TABLE login_etl_vault ALTER COLUMN field DROP NOT NULL,
+    ALTER COLUMN ciphertext DROP NOT NULL, ALTER COLUMN iv DROP NOT NULL,
+    ALTER COLUMN key_id DROP NOT NULL, ADD COLUMN erased_at timestamptz`,
+  `ALTER TABLE login_etl_vault ADD CONSTRAINT login_etl_vault_entry_or_tombstone CHECK (CASE WHEN erased_at IS NULL
+    THEN field IS NOT NULL AND ciphertext IS NOT NULL AND iv IS NOT NULL AND key_id IS NOT NULL
+    ELSE ciphertext IS NULL AND iv IS NULL AND key_id IS NULL END)`,
+  `INSERT INTO login_etl_vault AS v (masked_value, erased_at)
+    SELECT masked_value, forgotten_at FROM login_etl_forgotten
+    ON CONFLICT (masked_value) DO UPDATE
+      SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = EXCLUDED.erased_at`,
+  `DROP TABLE login_etl_forgotten`,
+  `ALTER TABLE login_etl_audit ALTER COLUMN db_user SET DEFAULT session_user`,
+  // rejected_at grows with insertion order, so a BRIN index serves the prune
+  // at a fraction of a btree's cost per insert.
+  `CREATE INDEX IF NOT EXISTS login_etl_rejects_rejected_at
+    ON login_etl_rejects USING brin (rejected_at)`,
+  // The consumer's only way into the vault. It returns nothing and raises
+  // nothing for a value already vaulted or erased, and does a write either
+  // way (a new row, or a no-op update of the existing one), so neither its
+  // answer nor its cost tells the caller whether a value was there.
+  definer(
+    "login_etl_vault_put(p_masked text[], p_field text[], p_ciphertext bytea[], p_iv bytea[], p_key_id text[])",
+    {
+      returns: "void",
+      language: "sql",
+      callers: ["login_etl_consumer"],
+      body: `
+INSERT INTO login_etl_vault AS v (masked_value, field, ciphertext, iv, key_id)
+SELECT DISTINCT ON (u.m) u.m, u.f, u.c, u.i, u.k
+FROM unnest(p_masked, p_field, p_ciphertext, p_iv, p_key_id) AS u(m, f, c, i, k)
+ORDER BY u.m
+ON CONFLICT (masked_value) DO UPDATE SET first_seen = v.first_seen`,
+    },
+  ),
+  // The recoverer's read: audits each mask (released, erased, not_found)
+  // in the same transaction as it hands out the ciphertext, under
+  // session_user. No reason, no release.
+  definer("login_etl_recover(p_masked text[], p_actor text, p_reason text)", {
+    returns:
+      "TABLE (masked_value text, field text, ciphertext bytea, iv bytea, key_id text, state text)",
+    language: "plpgsql",
+    callers: ["pii_recoverer"],
+    body: `
+#variable_conflict use_column
+BEGIN
+  IF coalesce(btrim(p_reason), '') = '' THEN
+    INSERT INTO login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'recover', m, p_reason, 'denied', 'no reason given' FROM unnest(p_masked) AS m;
+    RETURN;
+  END IF;
+  RETURN QUERY
+  WITH asked AS (SELECT DISTINCT unnest(p_masked) AS m),
+  found AS (
+    SELECT a.m, v.field, v.ciphertext, v.iv, v.key_id,
+           CASE WHEN v.masked_value IS NULL THEN 'not_found'
+                WHEN v.erased_at IS NOT NULL THEN 'erased'
+                ELSE 'released' END AS s
+    FROM asked a LEFT JOIN login_etl_vault v ON v.masked_value = a.m
+  ),
+  audited AS (
+    INSERT INTO login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'recover', f.m, p_reason, f.s,
+           CASE f.s WHEN 'released' THEN 'ciphertext released, field ' || f.field
+                    WHEN 'erased' THEN 'erased by forget' ELSE 'no vault entry' END
+    FROM found f
+  )
+  SELECT f.m, f.field, f.ciphertext, f.iv, f.key_id, f.s FROM found f;
+END`,
+  }),
+  // The recoverer's erasure: a tombstone for each mask (an upsert, so it
+  // serialises with a consumer vaulting the same mask on the primary key),
+  // audited in the same transaction under session_user.
+  definer("login_etl_forget(p_masked text[], p_actor text, p_reason text)", {
+    returns: "TABLE (masked_value text, outcome text)",
+    language: "plpgsql",
+    callers: ["pii_recoverer"],
+    body: `
+#variable_conflict use_column
+BEGIN
+  IF coalesce(btrim(p_reason), '') = '' THEN
+    INSERT INTO login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'forget', m, p_reason, 'denied', 'no reason given' FROM unnest(p_masked) AS m;
+    RETURN QUERY SELECT m, 'denied'::text FROM unnest(p_masked) AS m;
+    RETURN;
+  END IF;
+  RETURN QUERY
+  WITH asked AS (SELECT DISTINCT unnest(p_masked) AS m),
+  erased AS (
+    INSERT INTO login_etl_vault AS v (masked_value, erased_at)
+    SELECT m, now() FROM asked ORDER BY m
+    ON CONFLICT (masked_value) DO UPDATE
+      SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = now()
+      WHERE v.erased_at IS NULL
+    RETURNING v.masked_value, (v.xmax = 0) AS created
+  ),
+  outcomes AS (
+    SELECT a.m, CASE WHEN e.masked_value IS NOT NULL AND NOT e.created
+                     THEN 'success' ELSE 'not_found' END AS o
+    FROM asked a LEFT JOIN erased e ON e.masked_value = a.m
+  ),
+  audited AS (
+    INSERT INTO login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'forget', o.m, p_reason, o.o,
+           CASE o.o WHEN 'success' THEN 'vault entry erased' ELSE 'no live vault entry; tombstone kept' END
+    FROM outcomes o
+  )
+  SELECT o.m, o.o FROM outcomes o;
+END`,
+  }),
+  // A refusal the client decided (no vault key, a value that does not mask
+  // back to its mask): only denied or failed, so nobody can forge a release.
+  definer(
+    "login_etl_audit_note(p_action text, p_masked text[], p_actor text, p_reason text, p_outcome text, p_detail text)",
+    {
+      returns: "void",
+      language: "plpgsql",
+      callers: ["login_etl_consumer", "pii_recoverer"],
+      body: `
+BEGIN
+  IF p_action NOT IN ('recover', 'forget') OR p_outcome NOT IN ('denied', 'failed') THEN
+    RAISE EXCEPTION 'login_etl_audit_note records only denied or failed recover and forget attempts'
+      USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+  SELECT p_actor, p_action, m, p_reason, p_outcome, p_detail
+  FROM unnest(coalesce(p_masked, ARRAY[NULL::text])) AS m;
+END`,
+    },
+  ),
+  // The recoverer's view of the trail, oldest first from an id on.
+  definer("login_etl_audit_list(p_after bigint, p_limit integer)", {
+    returns: "SETOF login_etl_audit",
+    language: "sql",
+    callers: ["pii_recoverer"],
+    body: `
+SELECT * FROM login_etl_audit WHERE id > p_after ORDER BY id LIMIT least(p_limit, 10000)`,
+  }),
+];
+
+/**
+ * Version 3, for analysts: the app_version integer back as text, and one
+ * row per masked value seen in more than one login. Repeated values are what
+ * masking keeps findable: an address in two spellings (`::ffff:1.2.3.4`,
+ * `1.2.3.4`) is canonicalised before masking, so it is one value here.
+ */
+const V3_ANALYSTS: readonly string[] = [
+  // IMMUTABLE and STRICT: usable in indexes and WHERE clauses, NULL for NULL.
+  `CREATE OR REPLACE FUNCTION app_version_text(encoded integer) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+      SELECT CASE WHEN encoded BETWEEN 0 AND 999999999
+        THEN (encoded / 1000000) || '.' || (encoded / 1000 % 1000) || '.' || (encoded % 1000) END
+    $$`,
+  `CREATE OR REPLACE VIEW user_logins_duplicate_ips AS
+    SELECT masked_ip, count(*) AS logins, count(DISTINCT user_id) AS users,
+           min(create_date) AS first_date, max(create_date) AS last_date
+    FROM user_logins WHERE masked_ip IS NOT NULL
+    GROUP BY masked_ip HAVING count(*) > 1`,
+  `CREATE OR REPLACE VIEW user_logins_duplicate_devices AS
+    SELECT masked_device_id, count(*) AS logins, count(DISTINCT user_id) AS users,
+           min(create_date) AS first_date, max(create_date) AS last_date
+    FROM user_logins WHERE masked_device_id IS NOT NULL
+    GROUP BY masked_device_id HAVING count(*) > 1`,
+];
+
+/**
+ * An index built without blocking inserts (docs/performance.md has what it
+ * costs and saves). A build that failed leaves an invalid index of that name
+ * behind, which `IF NOT EXISTS` would then keep forever: it is dropped first.
+ */
+function concurrentIndex(name: string, definition: string): string[] {
+  return [
+    `DO $$ BEGIN
+  IF EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('${name}') AND NOT indisvalid) THEN
+    DROP INDEX ${name};
+  END IF;
+END $$`,
+    `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${name} ON ${definition}`,
+  ];
+}
+
+/**
+ * Version 4: the indexes that serve the duplicate views and look-ups of one
+ * masked value. The covering columns let the views read the index alone.
+ */
+const V4_INDEXES: readonly string[] = [
+  ...concurrentIndex(
+    "user_logins_masked_ip",
+    "user_logins (masked_ip) INCLUDE (user_id, create_date)",
+  ),
+  ...concurrentIndex(
+    "user_logins_masked_device_id",
+    "user_logins (masked_device_id) INCLUDE (user_id, create_date)",
+  ),
+];
+
+/**
+ * Version 5: the ledger partitioned by the UTC day of each message's
+ * SentTimestamp, so that pruning drops a day's partition instead of deleting
+ * rows. The day is the same on every delivery of a message, so the primary
+ * key (message_id, sent_date) still finds a redelivery; a message that came
+ * without a SentTimestamp is keyed by the day '-infinity' for the same
+ * reason. The ids recorded before this version move there too, and the write
+ * looks ids up there by message_id alone until they age out (db/write.ts).
+ * Days without a partition (far past or future) land in the DEFAULT one.
+ * Owner and grants carry over from the old table, so running consumers keep
+ * their rights.
+ */
+const V5_LEDGER: readonly string[] = [
+  `ALTER TABLE login_etl_ledger RENAME TO login_etl_ledger_unpartitioned`,
+  `ALTER INDEX login_etl_ledger_pkey RENAME TO login_etl_ledger_unpartitioned_pkey`,
+  `DROP INDEX login_etl_ledger_committed_at`,
+  `CREATE TABLE login_etl_ledger (
+    message_id   text NOT NULL,
+    sent_date    date NOT NULL,
+    committed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (message_id, sent_date)
+) PARTITION BY RANGE (sent_date)`,
+  `CREATE TABLE login_etl_ledger_undated PARTITION OF login_etl_ledger
+    FOR VALUES FROM (MINVALUE) TO ('2000-01-01')`,
+  `CREATE TABLE login_etl_ledger_other PARTITION OF login_etl_ledger DEFAULT`,
+  `CREATE INDEX login_etl_ledger_undated_committed_at
+    ON login_etl_ledger_undated USING brin (committed_at)`,
+  `CREATE INDEX login_etl_ledger_other_committed_at
+    ON login_etl_ledger_other USING brin (committed_at)`,
+  `INSERT INTO login_etl_ledger (message_id, sent_date, committed_at)
+    SELECT message_id, '-infinity', committed_at FROM login_etl_ledger_unpartitioned`,
+  `DO $$
+DECLARE
+  old_table constant regclass := 'login_etl_ledger_unpartitioned';
+  owner name;
+  part text;
+  grant_row record;
+BEGIN
+  SELECT pg_get_userbyid(relowner) INTO owner FROM pg_class WHERE oid = old_table;
+  FOREACH part IN ARRAY ARRAY['login_etl_ledger', 'login_etl_ledger_undated', 'login_etl_ledger_other'] LOOP
+    EXECUTE format('ALTER TABLE %I OWNER TO %I', part, owner);
+  END LOOP;
+  FOR grant_row IN
+    SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END AS who
+    FROM pg_class c, aclexplode(c.relacl) a
+    WHERE c.oid = old_table AND a.grantee <> c.relowner AND a.privilege_type IN ('SELECT', 'INSERT')
+  LOOP
+    EXECUTE format('GRANT %s ON login_etl_ledger TO %s', grant_row.privilege_type, grant_row.who);
+  END LOOP;
+END $$`,
+  `DROP TABLE login_etl_ledger_unpartitioned`,
+  // Creates the day partitions a consumer will write into (from the oldest
+  // day still within retention to three days ahead), drops those past it,
+  // and deletes aged rows from the undated and DEFAULT partitions, at most
+  // p_limit of them per call (callers repeat while it returns p_limit). A
+  // day that already has rows in DEFAULT gets no partition: they would
+  // conflict with it, and they age out there. Consumers call it through
+  // this function so that they need no DDL rights; a lock it cannot get
+  // within 2 s is left for the next call rather than queueing writes.
+  definer("login_etl_ledger_maintain(p_retention_days integer, p_limit integer)", {
+    returns: "TABLE (created integer, dropped integer, deleted integer)",
+    language: "plpgsql",
+    callers: ["login_etl_consumer"],
+    body: `
+DECLARE
+  today constant date := (now() AT TIME ZONE 'UTC')::date;
+  oldest constant date := today - greatest(p_retention_days, 1) - 1;
+  day date;
+  part record;
+  n_created integer := 0;
+  n_dropped integer := 0;
+  n_deleted integer := 0;
+BEGIN
+  PERFORM set_config('lock_timeout', '2s', true);
+  FOR day IN SELECT d::date FROM generate_series(oldest, today + 3, interval '1 day') AS d LOOP
+    CONTINUE WHEN to_regclass(format('login_etl_ledger_p%s', to_char(day, 'YYYYMMDD'))) IS NOT NULL
+      OR EXISTS (SELECT FROM login_etl_ledger_other WHERE sent_date = day);
+    BEGIN
+      EXECUTE format('CREATE TABLE login_etl_ledger_p%s PARTITION OF login_etl_ledger FOR VALUES FROM (%L) TO (%L)',
+                     to_char(day, 'YYYYMMDD'), day, day + 1);
+      n_created := n_created + 1;
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+  END LOOP;
+  FOR part IN
+    SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = 'login_etl_ledger'::regclass AND c.relname ~ '^login_etl_ledger_p[0-9]{8}$'
+      AND to_date(substr(c.relname, 19), 'YYYYMMDD') < oldest
+  LOOP
+    BEGIN
+      EXECUTE format('DROP TABLE %I', part.relname);
+      n_dropped := n_dropped + 1;
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+  END LOOP;
+  WITH aged AS (
+    SELECT message_id, sent_date FROM login_etl_ledger_undated
+    WHERE committed_at < now() - make_interval(days => greatest(p_retention_days, 1))
+    UNION ALL
+    SELECT message_id, sent_date FROM login_etl_ledger_other
+    WHERE committed_at < now() - make_interval(days => greatest(p_retention_days, 1))
+    LIMIT p_limit
+  )
+  DELETE FROM login_etl_ledger l USING aged
+  WHERE l.message_id = aged.message_id AND l.sent_date = aged.sent_date;
+  GET DIAGNOSTICS n_deleted = ROW_COUNT;
+  RETURN QUERY SELECT n_created, n_dropped, n_deleted;
+END`,
+  }),
+];
+
+/** Every migration, oldest first. */
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: "login-etl 0.1 tables", statements: V1_TABLES },
+  {
+    version: 2,
+    name: "vault tombstones and SECURITY DEFINER functions for the vault and the audit trail",
+    statements: V2_PII,
+  },
+  {
+    version: 3,
+    name: "app_version_text() and the duplicate views for analysts",
+    statements: V3_ANALYSTS,
+  },
+  {
+    version: 4,
+    name: "indexes on masked_ip and masked_device_id",
+    statements: V4_INDEXES,
+    transaction: false,
+  },
+  { version: 5, name: "ledger partitioned by day of SentTimestamp", statements: V5_LEDGER },
+];
+
+/** The version a database is at once every migration is applied. */
+export const LATEST_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
