@@ -1,9 +1,11 @@
 -- Least-privilege roles for login-etl. Run as a superuser or the database
 -- owner, with search_path set to login-etl's schema, after sql/schema.sql:
 --   psql "$ADMIN_URL" -v ON_ERROR_STOP=1 -c 'SET search_path = public' -f sql/schema.sql -f sql/roles.sql
--- The three roles are groups (NOLOGIN): grant them to login users, e.g.
+-- Run it again after `login-etl migrate`: it is idempotent and covers new objects.
+-- The four roles are groups (NOLOGIN): grant them to login users, e.g.
 --   CREATE ROLE etl_service LOGIN PASSWORD '…' IN ROLE login_etl_consumer;
 --   CREATE ROLE alice LOGIN PASSWORD '…' IN ROLE pii_recoverer;
+--   CREATE ROLE bob LOGIN PASSWORD '…' IN ROLE login_etl_analyst;
 --
 -- Neither the consumer nor the recoverer has any privilege on the vault or the
 -- audit trail. They reach them only through SECURITY DEFINER functions owned by
@@ -22,8 +24,12 @@ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pii_recoverer') THEN
     CREATE ROLE pii_recoverer NOLOGIN;
   END IF;
-  -- Schema access for all three; the owner may also create (migrations, rekey).
-  EXECUTE format('GRANT USAGE ON SCHEMA %I TO login_etl_consumer, pii_recoverer', current_schema());
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'login_etl_analyst') THEN
+    CREATE ROLE login_etl_analyst NOLOGIN;
+  END IF;
+  -- Schema access for all four; the owner may also create (migrations, rekey).
+  EXECUTE format('GRANT USAGE ON SCHEMA %I TO login_etl_consumer, pii_recoverer, login_etl_analyst',
+    current_schema());
   EXECUTE format('GRANT USAGE, CREATE ON SCHEMA %I TO login_etl_owner', current_schema());
 END
 $$;
@@ -31,7 +37,21 @@ $$;
 -- The owner owns the tables and the functions: migrations, `rekey` and
 -- `rekey-vault` run as it, and the functions run with its rights.
 ALTER TABLE user_logins OWNER TO login_etl_owner;
+ALTER TABLE login_etl_migrations OWNER TO login_etl_owner;
 ALTER TABLE login_etl_ledger OWNER TO login_etl_owner;
+-- The ledger's day partitions, including those its maintenance created so far.
+DO $$
+DECLARE part regclass;
+BEGIN
+  FOR part IN SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = 'login_etl_ledger'::regclass LOOP
+    EXECUTE format('ALTER TABLE %s OWNER TO login_etl_owner', part);
+  END LOOP;
+END
+$$;
+ALTER VIEW user_logins_duplicate_ips OWNER TO login_etl_owner;
+ALTER VIEW user_logins_duplicate_devices OWNER TO login_etl_owner;
+ALTER FUNCTION app_version_text(integer) OWNER TO login_etl_owner;
+ALTER FUNCTION login_etl_ledger_maintain(integer, integer) OWNER TO login_etl_owner;
 ALTER TABLE login_etl_rejects OWNER TO login_etl_owner;
 ALTER TABLE login_etl_keys OWNER TO login_etl_owner;
 ALTER TABLE login_etl_vault OWNER TO login_etl_owner;
@@ -44,18 +64,25 @@ ALTER FUNCTION login_etl_audit_list(bigint, integer) OWNER TO login_etl_owner;
 
 -- Nothing for anyone by default: functions are executable by PUBLIC unless revoked.
 REVOKE ALL ON user_logins, login_etl_ledger, login_etl_rejects, login_etl_keys, login_etl_vault,
-  login_etl_audit FROM PUBLIC, login_etl_consumer, pii_recoverer;
+  login_etl_audit, user_logins_duplicate_ips, user_logins_duplicate_devices
+  FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;
 REVOKE ALL ON SEQUENCE login_etl_audit_id_seq FROM PUBLIC, login_etl_consumer, pii_recoverer;
 REVOKE ALL ON FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], text[]),
   login_etl_recover(text[], text, text), login_etl_forget(text[], text, text),
-  login_etl_audit_note(text, text[], text, text, text, text), login_etl_audit_list(bigint, integer)
-  FROM PUBLIC, login_etl_consumer, pii_recoverer;
+  login_etl_audit_note(text, text[], text, text, text, text), login_etl_audit_list(bigint, integer),
+  login_etl_ledger_maintain(integer, integer)
+  FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;
+-- Which schema versions are applied: every command reads it at start.
+REVOKE ALL ON login_etl_migrations FROM PUBLIC;
+GRANT SELECT ON login_etl_migrations TO PUBLIC;
 
 -- The consumer writes what its runs produce and reads only what its writes
--- need: the ledger (redeliveries, pruning), the reasons it inserted
--- (RETURNING), reject ages (retention), key fingerprints.
+-- need: the ledger (redeliveries), the reasons it inserted (RETURNING),
+-- reject ages (retention), key fingerprints. The ledger's day partitions are
+-- created and dropped by login_etl_ledger_maintain, with the owner's rights.
 GRANT INSERT ON user_logins TO login_etl_consumer;
-GRANT SELECT, INSERT, DELETE ON login_etl_ledger TO login_etl_consumer;
+GRANT SELECT, INSERT ON login_etl_ledger TO login_etl_consumer;
+GRANT EXECUTE ON FUNCTION login_etl_ledger_maintain(integer, integer) TO login_etl_consumer;
 GRANT INSERT, DELETE ON login_etl_rejects TO login_etl_consumer;
 GRANT SELECT (message_id, reason, rejected_at) ON login_etl_rejects TO login_etl_consumer;
 GRANT SELECT, INSERT ON login_etl_keys TO login_etl_consumer;
@@ -70,3 +97,9 @@ GRANT EXECUTE ON FUNCTION login_etl_recover(text[], text, text), login_etl_forge
 -- function records only denied or failed attempts, so it cannot forge a release.
 GRANT EXECUTE ON FUNCTION login_etl_audit_note(text, text[], text, text, text, text)
   TO login_etl_consumer, pii_recoverer;
+
+-- Analysts read the logins (masked values only) and the duplicate views; the
+-- rejects, the vault and the audit trail are not theirs.
+GRANT SELECT ON user_logins, user_logins_duplicate_ips, user_logins_duplicate_devices
+  TO login_etl_analyst;
+GRANT EXECUTE ON FUNCTION app_version_text(integer) TO PUBLIC;

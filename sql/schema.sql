@@ -363,10 +363,10 @@ DECLARE
 BEGIN
   PERFORM set_config('lock_timeout', '2s', true);
   FOR day IN SELECT d::date FROM generate_series(oldest, today + 3, interval '1 day') AS d LOOP
-    CONTINUE WHEN to_regclass(format('login_etl_ledger_p%s', to_char(day, 'YYYYMMDD'))) IS NOT NULL
+    CONTINUE WHEN to_regclass(format('login_etl_ledger_p%%s', to_char(day, 'YYYYMMDD'))) IS NOT NULL
       OR EXISTS (SELECT FROM login_etl_ledger_other WHERE sent_date = day);
     BEGIN
-      EXECUTE format('CREATE TABLE login_etl_ledger_p%s PARTITION OF login_etl_ledger FOR VALUES FROM (%L) TO (%L)',
+      EXECUTE format('CREATE TABLE login_etl_ledger_p%%s PARTITION OF login_etl_ledger FOR VALUES FROM (%%L) TO (%%L)',
                      to_char(day, 'YYYYMMDD'), day, day + 1);
       n_created := n_created + 1;
     EXCEPTION WHEN lock_not_available THEN NULL;
@@ -378,7 +378,7 @@ BEGIN
       AND to_date(substr(c.relname, 19), 'YYYYMMDD') < oldest
   LOOP
     BEGIN
-      EXECUTE format('DROP TABLE %I', part.relname);
+      EXECUTE format('DROP TABLE %%I', part.relname);
       n_dropped := n_dropped + 1;
     EXCEPTION WHEN lock_not_available THEN NULL;
     END;

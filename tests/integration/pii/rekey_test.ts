@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { generateBodies } from "../../../src/seed/generate.ts";
+import { migrate } from "../../../src/db/schema.ts";
 import { type Consumer, delay } from "../../helpers/consumers.ts";
 import {
   assertRefused,
@@ -194,10 +195,8 @@ Deno.test("rekey killed after a committed batch resumes to the same state as an 
   const deviceGroups = await groupsOf(db.sql, "masked_device_id");
 
   // The same data in a second schema, re-keyed without interruption, is the reference.
+  await migrate(control.sql, { schema: control.schema });
   for (const table of ["user_logins", "login_etl_vault", "login_etl_keys"]) {
-    await control.sql.unsafe(
-      `CREATE TABLE "${control.schema}"."${table}" (LIKE "${db.schema}"."${table}" INCLUDING ALL)`,
-    );
     await control.sql.unsafe(
       `INSERT INTO "${control.schema}"."${table}" SELECT * FROM "${db.schema}"."${table}"`,
     );

@@ -24,6 +24,7 @@ import {
   startSqs,
   TEST_SECRET,
 } from "../../helpers/services.ts";
+import { psqlFiles } from "../../helpers/psql.ts";
 
 const TABLE_PRIVILEGES = [
   "SELECT",
@@ -40,18 +41,24 @@ const FUNCTIONS = {
   forget: "login_etl_forget(text[],text,text)",
   note: "login_etl_audit_note(text,text[],text,text,text,text)",
   list: "login_etl_audit_list(bigint,integer)",
+  maintain: "login_etl_ledger_maintain(integer,integer)",
 } as const;
 
 Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on the vault or the audit trail, and work through the functions", async (t) => {
   await using sqs = await startSqs();
   await using db = await freshSchema();
   const suffix = `_${Date.now().toString(36)}_${Deno.pid}`;
-  const [owner, consumer, recoverer] = ["login_etl_owner", "login_etl_consumer", "pii_recoverer"]
-    .map((g) => g + suffix) as [string, string, string];
+  const [owner, consumer, recoverer, analyst] = [
+    "login_etl_owner",
+    "login_etl_consumer",
+    "pii_recoverer",
+    "login_etl_analyst",
+  ].map((g) => g + suffix) as [string, string, string, string];
   const consumerUser = `etl_service${suffix}`;
   const recovererUser = `alice${suffix}`;
   const ownerUser = `etl_migrate${suffix}`;
   const nobodyUser = `nobody${suffix}`;
+  const analystUser = `bob${suffix}`;
   const password = crypto.randomUUID();
   const urlOf = (user: string) => {
     const url = new URL(DATABASE_URL);
@@ -72,18 +79,20 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
   };
   const denied = (e: { code?: string }) => e.code === "42501";
   try {
-    // The DBA's path: sql/schema.sql, then sql/roles.sql, with search_path set.
+    // The DBA's path: sql/schema.sql, then sql/roles.sql, through psql with search_path set.
     const root = new URL("../../../sql/", import.meta.url);
-    await db.sql.unsafe(await Deno.readTextFile(new URL("schema.sql", root))).simple();
-    const roles = (await Deno.readTextFile(new URL("roles.sql", root))).replace(
-      /\b(login_etl_owner|login_etl_consumer|pii_recoverer)\b/g,
-      `$1${suffix}`,
-    );
-    await db.sql.unsafe(roles).simple();
+    await psqlFiles(db.schema, [new URL("schema.sql", root), new URL("roles.sql", root)], {
+      rewrite: (text) =>
+        text.replace(
+          /\b(login_etl_owner|login_etl_consumer|pii_recoverer|login_etl_analyst)\b/g,
+          `$1${suffix}`,
+        ),
+    });
     await db.sql.unsafe(`
       CREATE ROLE "${consumerUser}" LOGIN PASSWORD '${password}' IN ROLE "${consumer}";
       CREATE ROLE "${recovererUser}" LOGIN PASSWORD '${password}' IN ROLE "${recoverer}";
       CREATE ROLE "${ownerUser}" LOGIN PASSWORD '${password}' IN ROLE "${owner}";
+      CREATE ROLE "${analystUser}" LOGIN PASSWORD '${password}' IN ROLE "${analyst}";
       CREATE ROLE "${nobodyUser}" LOGIN PASSWORD '${password}';
       GRANT USAGE ON SCHEMA "${db.schema}" TO "${nobodyUser}";`).simple();
     const cli = new Cli(cliEnv(db));
@@ -116,9 +125,38 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
           SELECT has_function_privilege(${role}, ${`"${db.schema}".${fn}`}, 'EXECUTE') AS has`)[0]
           ?.has;
       const table: [string, Record<keyof typeof FUNCTIONS, boolean>][] = [
-        [consumerUser, { put: true, recover: false, forget: false, note: true, list: false }],
-        [recovererUser, { put: false, recover: true, forget: true, note: true, list: true }],
-        [nobodyUser, { put: false, recover: false, forget: false, note: false, list: false }],
+        [consumerUser, {
+          put: true,
+          recover: false,
+          forget: false,
+          note: true,
+          list: false,
+          maintain: true,
+        }],
+        [recovererUser, {
+          put: false,
+          recover: true,
+          forget: true,
+          note: true,
+          list: true,
+          maintain: false,
+        }],
+        [analystUser, {
+          put: false,
+          recover: false,
+          forget: false,
+          note: false,
+          list: false,
+          maintain: false,
+        }],
+        [nobodyUser, {
+          put: false,
+          recover: false,
+          forget: false,
+          note: false,
+          list: false,
+          maintain: false,
+        }],
       ];
       for (const [role, expected] of table) {
         for (const [name, fn] of Object.entries(FUNCTIONS)) {
@@ -136,8 +174,8 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
           AND array_to_string(p.proconfig, ',') = ${`search_path=${db.schema}, pg_temp`}`;
       assert.equal(
         definers?.n,
-        5,
-        "five SECURITY DEFINER functions, owned by the owner, search_path pinned",
+        6,
+        "six SECURITY DEFINER functions, owned by the owner, search_path pinned",
       );
     });
 
@@ -147,7 +185,61 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
       const [n] = await db.sql<{ n: number }[]>`
         SELECT count(*)::int AS n FROM login_etl_vault WHERE erased_at IS NULL`;
       assert.equal(n?.n, 6);
+      // Its start made the ledger's day partitions through the function: owned
+      // by the owner, with the ids of this run in today's.
+      const parts = await db.sql<{ name: string; owner: string; n: number }[]>`
+        SELECT c.relname AS name, pg_get_userbyid(c.relowner) AS owner,
+               (SELECT count(*)::int FROM login_etl_ledger l WHERE l.tableoid = c.oid) AS n
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = ${`"${db.schema}".login_etl_ledger`}::regclass`;
+      const days = parts.filter((p) => /^login_etl_ledger_p\d{8}$/.test(p.name));
+      assert.ok(days.length >= 15, `day partitions: ${days.map((p) => p.name)}`);
+      assert.deepEqual(new Set(parts.map((p) => p.owner)), new Set([owner]));
+      const today = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+      assert.equal(parts.find((p) => p.name === `login_etl_ledger_p${today}`)?.n, 4);
     });
+
+    await t.step(
+      "the consumer user may not change the ledger's tables, nor delete from it",
+      async () => {
+        const asConsumer = connectAs(consumerUser);
+        const today = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+        for (
+          const statement of [
+            "DELETE FROM login_etl_ledger",
+            `DROP TABLE login_etl_ledger_p${today}`,
+            "CREATE TABLE login_etl_ledger_p20990101 PARTITION OF login_etl_ledger FOR VALUES FROM ('2099-01-01') TO ('2099-01-02')",
+            "DELETE FROM login_etl_migrations",
+          ]
+        ) {
+          await assert.rejects(asConsumer.unsafe(statement), denied, statement);
+        }
+      },
+    );
+
+    await t.step(
+      "an analyst user reads the logins and the duplicate views, and nothing else of ours",
+      async () => {
+        const asAnalyst = connectAs(analystUser);
+        const [rows] = await asAnalyst<{ n: number }[]>`SELECT count(*)::int AS n FROM user_logins`;
+        assert.equal(rows?.n, 4);
+        await asAnalyst`SELECT * FROM user_logins_duplicate_ips`;
+        await asAnalyst`SELECT * FROM user_logins_duplicate_devices`;
+        const [v] = await asAnalyst<{ v: string }[]>`SELECT app_version_text(2003000) AS v`;
+        assert.equal(v?.v, "2.3.0");
+        for (
+          const table of [
+            "login_etl_rejects",
+            "login_etl_vault",
+            "login_etl_audit",
+            "login_etl_ledger",
+          ]
+        ) {
+          await assert.rejects(asAnalyst.unsafe(`SELECT * FROM ${table}`), denied, table);
+        }
+        await assert.rejects(asAnalyst.unsafe("DELETE FROM user_logins"), denied);
+      },
+    );
 
     await t.step(
       "the consumer user cannot read the vault, the rows or the audit trail, nor write the audit",
@@ -333,9 +425,11 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
         recovererUser,
         ownerUser,
         nobodyUser,
+        analystUser,
         owner,
         consumer,
         recoverer,
+        analyst,
       ]})`).map((r) => `"${r.rolname}"`).join(", ");
       if (existing !== "") {
         await admin.unsafe(`REASSIGN OWNED BY ${existing} TO CURRENT_USER`);

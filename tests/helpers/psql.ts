@@ -1,0 +1,29 @@
+/**
+ * The DBA's path, run as a DBA would: psql applies SQL files statement by
+ * statement (so `CREATE INDEX CONCURRENTLY` runs outside a transaction, as
+ * it must), stopping at the first error, with `search_path` set to a schema.
+ */
+
+import { DATABASE_URL } from "./services.ts";
+
+/** Applies `files` with psql in `schema`; rejects with psql's stderr on failure. */
+export async function psqlFiles(
+  schema: string,
+  files: readonly (string | URL)[],
+  options: { readonly url?: string; readonly rewrite?: (text: string) => string } = {},
+): Promise<void> {
+  const inputs = await Promise.all(files.map((f) => Deno.readTextFile(f)));
+  const text = inputs.map((t) => options.rewrite?.(t) ?? t).join("\n");
+  const child = new Deno.Command("psql", {
+    args: ["--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", options.url ?? DATABASE_URL],
+    env: { PGOPTIONS: `-c search_path=${schema}`, PGCONNECT_TIMEOUT: "10" },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const { code, stderr } = await child.output();
+  if (code !== 0) throw new Error(`psql exited ${code}: ${new TextDecoder().decode(stderr)}`);
+}
