@@ -287,67 +287,96 @@ export const ipv4Arb: fc.Arbitrary<IpSpelling> = fc.tuple(byteArb, byteArb, byte
   },
 );
 
-/** The eight 16-bit groups of an IPv6 address: any, zero-heavy, IPv4-mapped, well-known. */
-export const hextetsArb: fc.Arbitrary<readonly number[]> = fc.oneof(
-  fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 8, maxLength: 8 }),
-  fc.array(fc.oneof(fc.constant(0), fc.constant(0), fc.integer({ min: 0, max: 0xffff })), {
-    minLength: 8,
-    maxLength: 8,
-  }),
-  fc.tuple(fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0, max: 0xffff })).map((
-    [a, b],
-  ) => [0, 0, 0, 0, 0, 0xffff, a, b]),
-  fc.constantFrom(
-    [0, 0, 0, 0, 0, 0, 0, 1],
-    [0x2001, 0xdb8, 0, 0, 0, 0, 0, 1],
-    [0xfe80, 0, 0, 0, 0, 0, 0, 1],
-    [0x2001, 0xdb8, 0, 0, 1, 0, 0, 1],
-    [0, 0, 0, 0, 0, 0, 0x0102, 0x0304],
-  ),
+const u16 = fc.integer({ min: 0, max: 0xffff });
+/** A group biased to zero and to few digits, so zero runs and short groups are common. */
+const groupArb = fc.oneof(
+  { weight: 2, arbitrary: fc.constant(0) },
+  { weight: 1, arbitrary: fc.integer({ min: 1, max: 0xf }) },
+  { weight: 3, arbitrary: u16 },
 );
-/** How to write an address: case, padding, which zero run becomes "::", a dotted tail. */
+
+/** The eight 16-bit groups of an IPv6 address: any, zero-heavy, IPv4-mapped and its near misses. */
+export const hextetsArb: fc.Arbitrary<readonly number[]> = fc.oneof(
+  { weight: 2, arbitrary: fc.array(u16, { minLength: 8, maxLength: 8 }) },
+  { weight: 4, arbitrary: fc.array(groupArb, { minLength: 8, maxLength: 8 }) },
+  // IPv4-mapped, and near misses of it (IPv4-compatible, one group off).
+  { weight: 2, arbitrary: fc.tuple(u16, u16).map(([a, b]) => [0, 0, 0, 0, 0, 0xffff, a, b]) },
+  { weight: 1, arbitrary: fc.tuple(u16, u16).map(([a, b]) => [0, 0, 0, 0, 0, 0, a, b]) },
+  { weight: 1, arbitrary: fc.tuple(u16, u16).map(([a, b]) => [0, 0, 0, 0, 0xffff, 0, a, b]) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      [0, 0, 0, 0, 0, 0, 0, 1],
+      [0x2001, 0xdb8, 0, 0, 0, 0, 0, 1],
+      [0xfe80, 0, 0, 0, 0, 0, 0, 1],
+      [0x2001, 0xdb8, 0, 0, 1, 0, 0, 1],
+      [0, 0, 0, 0, 0, 0, 0x0102, 0x0304],
+    ),
+  },
+);
+
+/** How to write an address's groups: RFC 4291 allows all of these for one address. */
 export interface Spelling {
-  readonly letters: "lower" | "upper" | "mixed";
-  readonly pad: boolean;
-  readonly compress: number;
+  /** Per group: lower case, upper case, or alternating case within the group. */
+  readonly letters: readonly ("lower" | "upper" | "mixed")[];
+  /** Extra leading zeros per group (capped at four hex digits). */
+  readonly pad: readonly number[];
+  /** Whether to write one zero run as "::". */
+  readonly compress: boolean;
+  /** Which zero run (index into the runs, modulo their number), and how many of its groups. */
+  readonly run: number;
+  readonly runLength: number;
+  /** Write the last 32 bits as dotted decimal. */
   readonly dotted: boolean;
 }
-/** A spelling. */
+
+/** A spelling: every choice RFC 4291 leaves to the writer. */
 export const spellingArb: fc.Arbitrary<Spelling> = fc.record({
-  letters: fc.constantFrom("lower", "upper", "mixed"),
-  pad: fc.boolean(),
-  compress: fc.nat(),
+  letters: fc.array(fc.constantFrom("lower", "upper", "mixed"), { minLength: 8, maxLength: 8 }),
+  pad: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 8, maxLength: 8 }),
+  compress: fc.boolean(),
+  run: fc.nat(7),
+  runLength: fc.integer({ min: 1, max: 8 }),
   dotted: fc.boolean(),
 });
-/** One RFC 4291 spelling of an address: any zero run compressed, padded, any case, dotted tail. */
+
+/**
+ * One RFC 4291 spelling of the address `h`, chosen by `s`: groups padded and
+ * in any case, one zero run (or part of it) written "::", a dotted tail.
+ */
 export function spellIpv6(h: readonly number[], s: Spelling): string {
   const at = (i: number) => h[i] ?? 0;
-  const hexCount = s.dotted ? 6 : 8;
-  const groups = h.slice(0, hexCount).map((x) => {
-    const hex = x.toString(16);
-    return s.pad ? hex.padStart(4, "0") : hex;
+  const tokens: string[] = h.map((g, i) => {
+    const hex = g.toString(16);
+    const padded = "0".repeat(Math.min(s.pad[i] ?? 0, 4 - hex.length)) + hex;
+    const letters = s.letters[i] ?? "lower";
+    if (letters === "upper") return padded.toUpperCase();
+    if (letters === "mixed") {
+      return Array.from(padded, (c, j) => (j % 2 === 0 ? c.toUpperCase() : c)).join("");
+    }
+    return padded;
   });
+  const limit = s.dotted ? 6 : 8; // groups a "::" may cover
+  if (s.dotted) {
+    tokens.splice(6, 2, `${at(6) >> 8}.${at(6) & 255}.${at(7) >> 8}.${at(7) & 255}`);
+  }
+  if (!s.compress) return tokens.join(":");
   const runs: [number, number][] = [];
-  for (let i = 0; i < hexCount;) {
+  for (let i = 0; i < limit;) {
     if (at(i) !== 0) {
       i++;
       continue;
     }
     let j = i;
-    while (j < hexCount && at(j) === 0) j++;
-    runs.push([i, j]);
+    while (j < limit && at(j) === 0) j++;
+    runs.push([i, j - i]);
     i = j;
   }
-  const tail = s.dotted ? [`${at(6) >> 8}.${at(6) & 255}.${at(7) >> 8}.${at(7) & 255}`] : [];
-  const run = runs[s.compress % (runs.length + 1)];
-  const text = run === undefined
-    ? [...groups, ...tail].join(":")
-    : `${groups.slice(0, run[0]).join(":")}::${[...groups.slice(run[1]), ...tail].join(":")}`;
-  if (s.letters === "upper") return text.toUpperCase();
-  if (s.letters === "mixed") {
-    return Array.from(text, (c, i) => (i % 2 === 0 ? c.toUpperCase() : c)).join("");
-  }
-  return text;
+  const picked = runs[s.run % Math.max(runs.length, 1)];
+  if (picked === undefined) return tokens.join(":");
+  const [start, length] = picked;
+  const used = Math.max(1, Math.min(s.runLength, length));
+  return `${tokens.slice(0, start).join(":")}::${tokens.slice(start + used).join(":")}`;
 }
 
 /** `text` with its canonical form, after checking that the oracle agrees. */
