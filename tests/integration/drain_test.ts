@@ -3,10 +3,7 @@
 // deleted before commit.
 
 import assert from "node:assert/strict";
-import { consume } from "../../src/commands/consume.ts";
 import { seed } from "../../src/commands/seed.ts";
-import { Secret } from "../../src/config/secret.ts";
-import { Masker } from "../../src/mask.ts";
 import { loadSampleBodies } from "../../src/seed/sample.ts";
 import { sqsQueue } from "../../src/sqs/queue.ts";
 import { createSqsClient } from "../../src/sqs/client.ts";
@@ -18,39 +15,18 @@ import { postgresStore } from "../../src/db/write.ts";
 import { localSink } from "../../src/sink/sink.ts";
 import { encodeAppVersion } from "../../src/app_version.ts";
 import { utcDate } from "../../src/to_row.ts";
+import { drainInProcess, startConsume, testMasker } from "../helpers/drain.ts";
 import {
   capturingTelemetry,
-  DATABASE_URL,
   enqueue,
   freshSchema,
   hasSample,
   reportFigures,
   SAMPLE_PATH,
   startSqs,
-  TEST_SECRET,
   testConfig,
   testConnection,
 } from "../helpers/services.ts";
-
-const neverStop = new AbortController().signal;
-const noStdout = () => {};
-
-async function testMasker(secret = TEST_SECRET): Promise<Masker> {
-  return await Masker.create(new Secret(new TextEncoder().encode(secret), "test"), "k1");
-}
-
-function drainConfig(
-  queueUrl: string,
-  schema: string,
-  flags: Record<string, string | boolean> = {},
-) {
-  return testConfig("drain", {
-    "queue-url": queueUrl,
-    "database-url": DATABASE_URL,
-    schema,
-    ...flags,
-  });
-}
 
 Deno.test({
   name: "drain loads the exercise's 100 sample messages, each as one correct row",
@@ -60,17 +36,12 @@ Deno.test({
     await using db = await freshSchema();
     const queueUrl = sqs.createQueue();
     const bodies = await loadSampleBodies(SAMPLE_PATH);
-    const { telemetry } = capturingTelemetry();
     await seed(
       testConfig("seed", { "queue-url": queueUrl }),
       capturingTelemetry().telemetry,
       bodies,
     );
-    const summary = await consume(drainConfig(queueUrl, db.schema), {
-      telemetry,
-      stop: neverStop,
-      writeStdout: noStdout,
-    });
+    const { summary } = await drainInProcess(queueUrl, db.schema);
     reportFigures("sample", summary);
 
     assert.equal(summary.received, 100);
@@ -126,12 +97,7 @@ Deno.test("drain gives equal masks for equal values across runs, spellings and p
   for (const db of [db1, db2]) {
     const queueUrl = sqs.createQueue();
     enqueue(sqs, queueUrl, bodies);
-    const { telemetry } = capturingTelemetry();
-    await consume(drainConfig(queueUrl, db.schema), {
-      telemetry,
-      stop: neverStop,
-      writeStdout: noStdout,
-    });
+    await drainInProcess(queueUrl, db.schema);
   }
   const read = (db: typeof db1) =>
     db.sql<{ user_id: string; masked_ip: string; masked_device_id: string }[]>`
@@ -168,7 +134,6 @@ Deno.test("a redelivered MessageId after a crash between commit and delete gives
   );
   enqueue(sqs, queueUrl, bodies);
   const masker = await testMasker();
-  const config = drainConfig(queueUrl, db.schema);
 
   // First pass commits every row but "crashes" before deleting: the queue's
   // delete is skipped, as when the process dies between commit and delete.
@@ -217,12 +182,7 @@ Deno.test("a redelivered MessageId after a crash between commit and delete gives
 
   // After the visibility timeout SQS hands them out again.
   await new Promise((r) => setTimeout(r, 3200));
-  const second = capturingTelemetry();
-  const summary = await consume(config, {
-    telemetry: second.telemetry,
-    stop: neverStop,
-    writeStdout: noStdout,
-  });
+  const { summary } = await drainInProcess(queueUrl, db.schema);
   reportFigures("redelivery", summary);
   assert.equal(summary.received, 30);
   assert.equal(summary.inserted, 0);
@@ -258,12 +218,7 @@ Deno.test("malformed messages end in login_etl_rejects with their reason, PII ma
     ["too_large", JSON.stringify({ ...good, padding: "p".repeat(70_000) })],
   ];
   const ids = enqueue(sqs, queueUrl, [...cases.map(([, body]) => body), JSON.stringify(good)]);
-  const { telemetry, lines } = capturingTelemetry();
-  const summary = await consume(drainConfig(queueUrl, db.schema), {
-    telemetry,
-    stop: neverStop,
-    writeStdout: noStdout,
-  });
+  const { summary, logLines: lines } = await drainInProcess(queueUrl, db.schema);
   assert.equal(summary.inserted, 1);
   assert.equal(summary.rejected, cases.length);
   assert.equal(summary.deleted, cases.length + 1);
@@ -306,23 +261,13 @@ Deno.test("a key id recorded with another secret is refused before anything is r
   await using db = await freshSchema();
   const queueUrl = sqs.createQueue();
   enqueue(sqs, queueUrl, ["{}"]);
-  const first = capturingTelemetry();
-  await consume(drainConfig(queueUrl, db.schema), {
-    telemetry: first.telemetry,
-    stop: neverStop,
-    writeStdout: noStdout,
-  });
+  await drainInProcess(queueUrl, db.schema);
   enqueue(sqs, queueUrl, ["{}"]);
-  const other = testConfig("drain", {
-    "queue-url": queueUrl,
-    "database-url": DATABASE_URL,
-    schema: db.schema,
-  }, {
-    PII_HMAC_KEY: "another secret that is also 32+ bytes long",
+  const second = startConsume(queueUrl, db.schema, {
+    env: { PII_HMAC_KEY: "another secret that is also 32+ bytes long" },
   });
-  const second = capturingTelemetry();
   await assert.rejects(
-    consume(other, { telemetry: second.telemetry, stop: neverStop, writeStdout: noStdout }),
+    second.done,
     (error: Error & { code?: string; exitCode?: number }) => {
       assert.equal(error.code, "key_mismatch");
       assert.equal(error.exitCode, 2);
@@ -362,12 +307,7 @@ Deno.test("nothing is deleted before commit: a backend killed mid-batch is retri
   await blocker`BEGIN`;
   await blocker`LOCK TABLE user_logins IN SHARE MODE`;
 
-  const { telemetry } = capturingTelemetry();
-  const running = consume(drainConfig(queueUrl, db.schema, { "writers": "1" }), {
-    telemetry,
-    stop: neverStop,
-    writeStdout: noStdout,
-  });
+  const running = startConsume(queueUrl, db.schema, { flags: { "writers": "1" } });
   try {
     let pid: number | undefined;
     for (let i = 0; i < 200 && pid === undefined; i++) {
@@ -392,7 +332,7 @@ Deno.test("nothing is deleted before commit: a backend killed mid-batch is retri
     blocker.release();
   }
 
-  const summary = await running;
+  const { summary, telemetry } = await running.done;
   reportFigures("killed backend", {
     ...summary,
     write_failures: telemetry.counters.stageFailures.write,
@@ -424,12 +364,8 @@ Deno.test("--dry-run prints masked rows as JSON Lines and writes and deletes not
     }),
     "not json",
   ]);
-  const printed: string[] = [];
-  const { telemetry } = capturingTelemetry();
-  const summary = await consume(drainConfig(queueUrl, db.schema, { "dry-run": true }), {
-    telemetry,
-    stop: neverStop,
-    writeStdout: (line) => printed.push(line),
+  const { summary, stdoutLines: printed } = await drainInProcess(queueUrl, db.schema, {
+    flags: { "dry-run": true },
   });
   assert.equal(printed.length, 2);
   const row = printed.map((l) => JSON.parse(l)).find((r) => r.user_id === "u1");
@@ -448,14 +384,11 @@ Deno.test("run consumes until stopped, then commits and deletes what it holds", 
   await using db = await freshSchema();
   const queueUrl = sqs.createQueue();
   const stop = new AbortController();
-  const { telemetry } = capturingTelemetry();
-  const config = testConfig("run", {
-    "queue-url": queueUrl,
-    "database-url": DATABASE_URL,
-    schema: db.schema,
-    "wait-seconds": "1",
+  const running = startConsume(queueUrl, db.schema, {
+    command: "run",
+    flags: { "wait-seconds": "1" },
+    stop: stop.signal,
   });
-  const running = consume(config, { telemetry, stop: stop.signal, writeStdout: noStdout });
   for (let wave = 0; wave < 3; wave++) {
     enqueue(
       sqs,
@@ -472,11 +405,11 @@ Deno.test("run consumes until stopped, then commits and deletes what it holds", 
     );
     await new Promise((r) => setTimeout(r, 300));
   }
-  for (let i = 0; i < 100 && telemetry.counters.deleted < 120; i++) {
+  for (let i = 0; i < 100 && running.telemetry.counters.deleted < 120; i++) {
     await new Promise((r) => setTimeout(r, 50));
   }
   stop.abort();
-  const summary = await running;
+  const { summary } = await running.done;
   assert.equal(summary.inserted, 120);
   assert.equal(summary.deleted, 120);
   assert.ok(summary.balanced);
@@ -497,18 +430,9 @@ Deno.test("--dry-run drain ends after one round of the queue even when the visib
       "device_id": "x",
     }));
   enqueue(sqs, queueUrl, bodies);
-  const printed: string[] = [];
-  const { telemetry } = capturingTelemetry();
   // Slow enough that the first messages come back before the drain would see an empty receive.
-  const config = drainConfig(queueUrl, db.schema, {
-    "dry-run": true,
-    "idle-seconds": "2",
-    "max-wait-ms": "1500",
-  });
-  const summary = await consume(config, {
-    telemetry,
-    stop: neverStop,
-    writeStdout: (l) => printed.push(l),
+  const { summary, stdoutLines: printed } = await drainInProcess(queueUrl, db.schema, {
+    flags: { "dry-run": true, "idle-seconds": "2", "max-wait-ms": "1500" },
   });
   const users = printed.map((l) => JSON.parse(l).user_id);
   assert.equal(new Set(users).size, 30, "every message printed");

@@ -4,24 +4,23 @@
 
 import assert from "node:assert/strict";
 import { generateBodies } from "../../src/seed/generate.ts";
-import { runCli } from "../helpers/cli.ts";
-import { DATABASE_URL, enqueue, freshSchema, startSqs, TEST_SECRET } from "../helpers/services.ts";
+import { drainCli } from "../helpers/drain.ts";
+import { enqueue, freshSchema, startSqs } from "../helpers/services.ts";
 
-async function drain(progress: string) {
+/** Drains 2,000 generated bodies through the CLI with `--progress <progress>`; returns stderr. */
+async function drainStderr(progress: string): Promise<string> {
   await using sqs = await startSqs();
   await using db = await freshSchema();
   const queueUrl = sqs.createQueue();
   enqueue(sqs, queueUrl, [...generateBodies(2000, { badRatio: 0.05, seed: 9 })]);
-  const result = await runCli(
-    ["drain", "--queue-url", queueUrl, "--progress", progress, "--max-rows", "200"],
-    { env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema } },
-  );
-  assert.equal(result.code, 0, result.stderr.slice(-2000));
+  const result = await drainCli(queueUrl, db.schema, {
+    args: ["--progress", progress, "--max-rows", "200"],
+  });
   return result.stderr;
 }
 
 Deno.test("drain --progress always rewrites one status line between intact log lines", async () => {
-  const stderr = await drain("always");
+  const stderr = await drainStderr("always");
   assert.match(stderr, /\r[\d,]+ done · [\d,]+ msg\/s/);
   assert.match(stderr, / · ~[\d,]+ left in queue/);
   // What a terminal keeps of each line is the text after its last \r.
@@ -38,7 +37,7 @@ Deno.test("drain --progress always rewrites one status line between intact log l
 });
 
 Deno.test("drain --progress auto off a terminal writes only log lines", async () => {
-  const stderr = await drain("auto");
+  const stderr = await drainStderr("auto");
   assert.ok(!stderr.includes("\r"), "no carriage return");
   assert.ok(!stderr.includes("msg/s"), "no progress text");
   for (const line of stderr.trimEnd().split("\n")) assert.doesNotThrow(() => JSON.parse(line));

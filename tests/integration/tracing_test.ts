@@ -8,15 +8,8 @@
 import assert from "node:assert/strict";
 import { generateBodies } from "../../src/seed/generate.ts";
 import { validateBody } from "../../src/validate.ts";
-import { startConsumer } from "../helpers/consumers.ts";
-import {
-  DATABASE_URL,
-  enqueue,
-  freshSchema,
-  reportFigures,
-  startSqs,
-  TEST_SECRET,
-} from "../helpers/services.ts";
+import { drainCli } from "../helpers/drain.ts";
+import { enqueue, freshSchema, reportFigures, startSqs } from "../helpers/services.ts";
 
 interface OtlpSpan {
   readonly name: string;
@@ -53,17 +46,17 @@ function attribute(span: OtlpSpan, key: string): number {
   return Number(value["doubleValue"] ?? value["intValue"]);
 }
 
+/** Drains `count` generated bodies through the CLI with `env` added. */
 async function drainWith(env: Record<string, string>, count: number) {
   await using sqs = await startSqs();
   await using db = await freshSchema();
   const queueUrl = sqs.createQueue();
   const bodies = [...generateBodies(count, { badRatio: 0.1, seed: 4242 })];
   enqueue(sqs, queueUrl, bodies);
-  const result = await startConsumer(
-    ["drain", "--queue-url", queueUrl, "--summary-json", "--max-rows", "100"],
-    { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema, ...env },
-  ).done;
-  assert.equal(result.code, 0, result.stderr.slice(-2000));
+  const result = await drainCli(queueUrl, db.schema, {
+    args: ["--summary-json", "--max-rows", "100"],
+    env,
+  });
   return { bodies, summary: JSON.parse(result.stdout) as Record<string, number> };
 }
 
