@@ -10,6 +10,12 @@
 export const EXIT_USAGE = 2;
 /** Exit code for a runtime failure (a service failed or a bug). */
 export const EXIT_FAILURE = 1;
+/**
+ * Exit code for a run that did its work but rejected more messages than
+ * `--max-rejects` allows: every valid row is written and every message
+ * deleted, and the input needs a look.
+ */
+export const EXIT_TOO_MANY_REJECTS = 3;
 
 /** Stable codes, safe as log fields and metric labels. */
 export type ErrorCode =
@@ -23,6 +29,8 @@ export type ErrorCode =
   | "db_connect"
   | "db_schema"
   | "db_write"
+  | "check_failed"
+  | "too_many_rejects"
   | "internal";
 
 /** Options shared by every error of this tool. */
@@ -47,6 +55,8 @@ export class EtlError extends Error {
     this.code = code;
     this.exitCode = code === "usage" || code === "config" || code === "key_mismatch"
       ? EXIT_USAGE
+      : code === "too_many_rejects"
+      ? EXIT_TOO_MANY_REJECTS
       : EXIT_FAILURE;
     this.messageIds = options.messageIds ?? [];
     this.transient = options.transient ?? false;
@@ -79,6 +89,23 @@ export class SqsError extends EtlError {}
 
 /** A Postgres call failed. Exit 1. */
 export class DatabaseError extends EtlError {}
+
+/** `check` found something that fails (its lines say what). Exit 1. */
+export class ChecksFailedError extends EtlError {
+  constructor(failed: number, total: number) {
+    super("check_failed", `${failed} of ${total} checks failed; the lines above say what to fix`);
+  }
+}
+
+/** More messages were rejected than `--max-rejects` allows. Exit 3. */
+export class TooManyRejectsError extends EtlError {
+  constructor(rejected: number, limit: number) {
+    super(
+      "too_many_rejects",
+      `Rejected ${rejected} messages, more than --max-rejects ${limit}; every valid row was written. See login_etl_rejects for the reasons`,
+    );
+  }
+}
 
 /**
  * Replaces the password (and any user info) in a URL so that a message or log

@@ -11,7 +11,7 @@ import { type CommandConfig, envNames, resolveConfig } from "./config/resolve.ts
 import { consume } from "./commands/consume.ts";
 import { demo } from "./commands/demo.ts";
 import { seed } from "./commands/seed.ts";
-import { EXIT_USAGE, exitCodeOf, formatError } from "./errors.ts";
+import { ChecksFailedError, EXIT_USAGE, exitCodeOf, formatError } from "./errors.ts";
 import { createLogger, writeAllSync, writeStderr } from "./log.ts";
 import { Telemetry } from "./ops/telemetry.ts";
 
@@ -93,6 +93,28 @@ async function execute(
       }
       return;
     }
+    case "migrate":
+      await (await import("./commands/migrate.ts")).migrateCommand(config, {
+        telemetry,
+        writeStdout,
+      });
+      return;
+    case "report":
+      await (await import("./commands/report.ts")).reportCommand(config, {
+        telemetry,
+        writeStdout,
+      });
+      return;
+    case "check": {
+      const { failed, total } = await (await import("./commands/check.ts")).checkCommand(config, {
+        telemetry,
+        writeStdout,
+      });
+      if (failed > 0) throw new ChecksFailedError(failed, total);
+      return;
+    }
+    default:
+      throw new TypeError(`No command ${config satisfies never}`);
   }
 }
 

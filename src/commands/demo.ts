@@ -6,8 +6,9 @@
  */
 
 import { type DemoConfig, resolveConfig } from "../config/resolve.ts";
-import { connect } from "../db/pool.ts";
-import { loadPgConnection, type PgTarget } from "../db/connection.ts";
+import { Database } from "../db/pool.ts";
+import { loadPgConnection } from "../db/connection.ts";
+import { readReport, type Report, reportLines } from "./report.ts";
 import { loadSampleBodies } from "../seed/sample.ts";
 import type { Summary, Telemetry } from "../ops/telemetry.ts";
 import { consume } from "./consume.ts";
@@ -17,10 +18,7 @@ import { seed, type SeedSummary } from "./seed.ts";
 export interface DemoReport {
   readonly seeded: SeedSummary;
   readonly drained: Summary;
-  readonly "rows_in_table": number;
-  readonly "repeated_masked_ips": number;
-  readonly "repeated_masked_device_ids": number;
-  readonly "rejects_by_reason": Readonly<Record<string, number>>;
+  readonly report: Report;
 }
 
 /**
@@ -99,58 +97,15 @@ export async function demo(
       } s: received ${drained.received}, inserted ${drained.inserted}, ` +
         `redelivered ${drained.redelivered}, rejected ${drained.rejected}, deleted ${drained.deleted}.`,
     );
-    return { seeded, drained, ...(await report(drainConfig.database, print)) };
+    const connection = await loadPgConnection(drainConfig.database);
+    await using database = new Database({ connection, schema: "public", max: 1 });
+    const { report, sample: rows } = await readReport(database.sql);
+    print("");
+    for (const line of reportLines(report, rows)) print(line);
+    print("");
+    print("`login-etl report` prints the same for any database.");
+    return { seeded, drained, report };
   } finally {
     await Promise.all([sqs.stop(), pg.stop()]);
   }
-}
-
-async function report(database: PgTarget, print: (line: string) => void) {
-  const sql = connect({ connection: await loadPgConnection(database), schema: "public", max: 1 });
-  try {
-    const rows = await sql<Record<string, unknown>[]>`
-      SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date::text
-      FROM user_logins LIMIT 5`;
-    const [counts] = await sql<{ rows: number; ips: number; devices: number }[]>`
-      SELECT (SELECT count(*)::int FROM user_logins) AS rows,
-             (SELECT count(*)::int FROM (SELECT masked_ip FROM user_logins GROUP BY 1 HAVING count(*) > 1) a) AS ips,
-             (SELECT count(*)::int FROM (SELECT masked_device_id FROM user_logins GROUP BY 1 HAVING count(*) > 1) d) AS devices`;
-    const rejects = await sql<{ reason: string; n: number }[]>`
-      SELECT reason, count(*)::int AS n FROM login_etl_rejects GROUP BY reason ORDER BY n DESC, reason`;
-    print("");
-    print("A few rows of user_logins:");
-    for (const line of table(rows)) print(`  ${line}`);
-    print("");
-    print(`Masked IPs occurring more than once: ${counts?.ips ?? 0}`);
-    print(`Masked device ids occurring more than once: ${counts?.devices ?? 0}`);
-    if (rejects.length > 0) {
-      print(
-        `Rejected, by reason (table login_etl_rejects): ${
-          rejects.map((r) => `${r.reason} ${r.n}`).join(", ")
-        }`,
-      );
-    }
-    return {
-      rows_in_table: counts?.rows ?? 0,
-      repeated_masked_ips: counts?.ips ?? 0,
-      repeated_masked_device_ids: counts?.devices ?? 0,
-      rejects_by_reason: Object.fromEntries(rejects.map((r) => [r.reason, r.n])),
-    };
-  } finally {
-    await sql.end({ timeout: 5 });
-  }
-}
-
-/** Rows as an aligned text table. */
-function table(rows: readonly Record<string, unknown>[]): string[] {
-  const first = rows[0];
-  if (first === undefined) return ["(no rows)"];
-  const columns = Object.keys(first);
-  const cells = rows.map((row) => columns.map((c) => (row[c] === null ? "null" : String(row[c]))));
-  const widths = columns.map((c, i) =>
-    Math.max(c.length, ...cells.map((r) => (r[i] ?? "").length))
-  );
-  const line = (values: string[]) =>
-    values.map((v, i) => v.padEnd(widths[i] ?? 0)).join(" | ").trimEnd();
-  return [line(columns), widths.map((w) => "-".repeat(w)).join("-+-"), ...cells.map(line)];
 }

@@ -16,7 +16,10 @@ export type CommandName =
   | "recover"
   | "forget"
   | "rekey"
-  | "rekey-vault";
+  | "rekey-vault"
+  | "migrate"
+  | "check"
+  | "report";
 
 /** All command names, in the order `--help` lists them. */
 export const COMMANDS: readonly CommandName[] = [
@@ -28,6 +31,9 @@ export const COMMANDS: readonly CommandName[] = [
   "forget",
   "rekey",
   "rekey-vault",
+  "migrate",
+  "check",
+  "report",
 ];
 
 /** One-line purpose of each command, for `--help`. */
@@ -40,6 +46,10 @@ export const COMMAND_SUMMARIES: Readonly<Record<CommandName, string>> = {
   forget: "Erase the vault entry behind masks (crypto-shredding); audited",
   rekey: "Move the masks of existing rows to another HMAC key id, via the vault; resumable",
   "rekey-vault": "Re-encrypt vault entries under another vault key id; resumable",
+  migrate:
+    "Apply the schema migrations this version needs (as the owner role); --dry-run prints them",
+  check: "Check the queue, Postgres, privileges, schema and keys a command needs, one line each",
+  report: "Print what is in the database: sample rows, repeated masked values, rejects by reason",
 };
 
 const CONSUMERS: readonly CommandName[] = ["drain", "run", "demo"];
@@ -51,10 +61,13 @@ const DB_USERS: readonly CommandName[] = [
   "forget",
   "rekey",
   "rekey-vault",
+  "migrate",
+  "check",
+  "report",
 ];
 /** Commands that work on the recovery vault. */
 const PII_COMMANDS: readonly CommandName[] = ["recover", "forget", "rekey", "rekey-vault"];
-const QUEUE_USERS: readonly CommandName[] = ["drain", "run", "seed"];
+const QUEUE_USERS: readonly CommandName[] = ["drain", "run", "seed", "check"];
 const ALL: readonly CommandName[] = COMMANDS;
 
 type Kind = "string" | "integer" | "number" | "boolean" | "choice";
@@ -133,7 +146,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "hmac-key-file",
     env: "PII_HMAC_KEY_FILE",
     kind: "string",
-    commands: ["drain", "run", "rekey", "recover"],
+    commands: ["drain", "run", "rekey", "recover", "check"],
     value: "PATH",
     help:
       "File whose contents (minus one trailing newline) are the HMAC secret or key set; or set PII_HMAC_KEY",
@@ -143,7 +156,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     env: "PII_HMAC_KEY_ID",
     kind: "string",
     default: "k1",
-    commands: [...CONSUMERS, "rekey", "recover"],
+    commands: [...CONSUMERS, "rekey", "recover", "check"],
     value: "ID",
     help: "Id of the HMAC key, prefixed to every mask (letters, digits, _ and -; up to 16)",
   },
@@ -151,7 +164,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "vault-key-file",
     env: "PII_VAULT_KEY_FILE",
     kind: "string",
-    commands: ["drain", "run", ...PII_COMMANDS],
+    commands: ["drain", "run", ...PII_COMMANDS, "check"],
     value: "PATH",
     help:
       "Recovery vault key (a separate secret of 32+ bytes, or a key-set JSON); or set PII_VAULT_KEY. Off when unset",
@@ -161,7 +174,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     env: "PII_VAULT_KEY_ID",
     kind: "string",
     default: "v1",
-    commands: ["drain", "run", ...PII_COMMANDS],
+    commands: ["drain", "run", ...PII_COMMANDS, "check"],
     value: "ID",
     help: "Id of the vault key when the key is a single secret",
   },
@@ -238,6 +251,57 @@ export const OPTIONS: readonly OptionSpec[] = [
     commands: ["drain"],
     value: "WHEN",
     help: "Live progress line on stderr: auto shows it on a terminal only",
+  },
+  {
+    flag: "progress-seconds",
+    env: "LOGIN_ETL_PROGRESS_SECONDS",
+    kind: "integer",
+    default: "10",
+    min: 0,
+    max: 3600,
+    commands: ["drain"],
+    value: "S",
+    help: "Log a Progress event this often when stderr is not a terminal (0: never)",
+  },
+  {
+    flag: "max-rejects",
+    env: "LOGIN_ETL_MAX_REJECTS",
+    kind: "integer",
+    min: 0,
+    max: 1_000_000_000,
+    commands: ["drain", "run"],
+    value: "N",
+    help:
+      "Fail the run (exit 3) once more than N messages are rejected; valid rows are still written first",
+  },
+  {
+    flag: "metrics-file",
+    env: "LOGIN_ETL_METRICS_FILE",
+    kind: "string",
+    commands: ["drain"],
+    value: "PATH",
+    help:
+      "At exit, write the run's metrics here in Prometheus text format (node_exporter textfile)",
+  },
+  {
+    flag: "for",
+    env: "LOGIN_ETL_CHECK_FOR",
+    kind: "choice",
+    choices: [
+      "drain",
+      "run",
+      "seed",
+      "recover",
+      "forget",
+      "rekey",
+      "rekey-vault",
+      "migrate",
+      "report",
+    ],
+    default: "drain",
+    commands: ["check"],
+    value: "CMD",
+    help: "The command whose needs to check: its services, privileges and keys",
   },
   {
     flag: "config",
@@ -407,15 +471,16 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "dry-run",
     env: "LOGIN_ETL_DRY_RUN",
     kind: "boolean",
-    commands: ["drain", "run"],
-    help: "Print masked rows as JSON Lines on stdout; write nothing, delete nothing",
+    commands: ["drain", "run", "migrate"],
+    help:
+      "Change nothing: drain and run print masked rows as JSON Lines; migrate prints the SQL it would run",
   },
   {
     flag: "summary-json",
     env: "LOGIN_ETL_SUMMARY_JSON",
     kind: "boolean",
-    commands: [...CONSUMERS, "seed"],
-    help: "Print one JSON object with the run's counters on stdout at exit",
+    commands: [...CONSUMERS, "seed", "check", "report"],
+    help: "Print one JSON object with the run's counters (or the checks, or the report) on stdout",
   },
   {
     flag: "count",
@@ -453,9 +518,10 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "sample",
     env: "LOGIN_ETL_SAMPLE",
     kind: "string",
-    commands: ["demo"],
+    commands: ["demo", "seed"],
     value: "FILE",
-    help: "Seed this JSON array of messages (.json or .json.gz) instead of synthetic ones",
+    help:
+      "Send this JSON array of messages (.json or .json.gz, e.g. the exercise's sample_data.json.gz) instead of synthetic ones",
   },
   {
     flag: "log-format",

@@ -99,6 +99,12 @@ export interface ConsumeConfig extends Base, QueueSettings, DatabaseSettings, Ke
   readonly listen: string | null;
   /** drain: the live progress line. */
   readonly progress: "auto" | "always" | "never";
+  /** drain: seconds between Progress events off a terminal (0: none). */
+  readonly progressSeconds: number;
+  /** Rejects past which the run fails (exit 3); null: no limit. */
+  readonly maxRejects: number | null;
+  /** drain: where to write the run's metrics at exit. */
+  readonly metricsFile: string | null;
 }
 
 /** `drain`. */
@@ -112,6 +118,8 @@ export interface SeedConfig extends Base, QueueSettings {
   readonly count: number;
   readonly badRatio: number;
   readonly seed: number | null;
+  /** A JSON array of messages to send instead of synthetic ones. */
+  readonly samplePath: string | null;
   readonly concurrency: number;
   readonly summaryJson: boolean;
 }
@@ -160,6 +168,26 @@ export interface RekeyConfig extends Base, DatabaseSettings, KeySettings {
   readonly maxRows: number;
 }
 
+/** `migrate`. */
+export interface MigrateConfig extends Base, DatabaseSettings {
+  readonly command: "migrate";
+  /** Print the pending migrations' SQL instead of applying it. */
+  readonly dryRun: boolean;
+}
+
+/** `check`: the services, privileges and keys of another command. */
+export interface CheckConfig extends Base, QueueSettings, DatabaseSettings, KeySettings {
+  readonly command: "check";
+  readonly for: Exclude<CommandName, "check" | "demo">;
+  readonly summaryJson: boolean;
+}
+
+/** `report`. */
+export interface ReportConfig extends Base, DatabaseSettings {
+  readonly command: "report";
+  readonly summaryJson: boolean;
+}
+
 /** The config of any command. */
 export type CommandConfig =
   | DrainConfig
@@ -168,7 +196,10 @@ export type CommandConfig =
   | DemoConfig
   | RecoverConfig
   | ForgetConfig
-  | RekeyConfig;
+  | RekeyConfig
+  | MigrateConfig
+  | CheckConfig
+  | ReportConfig;
 
 /** The config type of one command. */
 export type ConfigFor<C extends CommandName> = Extract<CommandConfig, { readonly command: C }>;
@@ -498,6 +529,9 @@ export function resolveConfig<C extends CommandName>(
         waitSeconds: command === "run" ? read.integer("wait-seconds") : 0,
         listen: command === "run" ? read.string("listen") : null,
         progress: command === "drain" ? read.choice("progress") : "never",
+        progressSeconds: command === "drain" ? read.integer("progress-seconds") : 0,
+        maxRejects: read.optionalInteger("max-rejects"),
+        metricsFile: command === "drain" ? read.string("metrics-file") : null,
       } as ConsumeConfig;
       break;
     }
@@ -509,6 +543,7 @@ export function resolveConfig<C extends CommandName>(
         count: read.integer("count"),
         badRatio: read.number("bad-ratio"),
         seed: read.optionalInteger("seed"),
+        samplePath: read.string("sample"),
         concurrency: read.integer("concurrency"),
         summaryJson: read.boolean("summary-json"),
       };
@@ -566,6 +601,34 @@ export function resolveConfig<C extends CommandName>(
         actor: read.string("actor"),
         maxRows: read.integer("max-rows"),
       } as RekeyConfig;
+      break;
+    case "migrate":
+      config = {
+        command,
+        ...base(read, warnings),
+        ...databaseSettings(read),
+        dryRun: read.boolean("dry-run"),
+      };
+      break;
+    case "check":
+      config = {
+        command,
+        ...base(read, warnings),
+        ...queueSettings(read),
+        ...databaseSettings(read),
+        // Checked when given; whether the checked command needs one is a check of its own.
+        ...keySettings(read, { hmacRequired: false }),
+        for: read.choice("for"),
+        summaryJson: read.boolean("summary-json"),
+      };
+      break;
+    case "report":
+      config = {
+        command,
+        ...base(read, warnings),
+        ...databaseSettings(read),
+        summaryJson: read.boolean("summary-json"),
+      };
       break;
     default:
       throw new TypeError(`No command ${command satisfies never}`);

@@ -13,12 +13,18 @@ import {
   type SQSClient,
 } from "@aws-sdk/client-sqs";
 import { SqsError } from "../errors.ts";
-import { describeAwsError } from "./_errors.ts";
+import { describeAwsError, isTransientAwsError } from "./_errors.ts";
 
 /** The queue name: the last path segment of its URL. */
 export function queueNameOf(queueUrl: string): string {
   const segments = new URL(queueUrl).pathname.split("/").filter((s) => s !== "");
   return segments[segments.length - 1] ?? "";
+}
+
+/** True when SQS answered that the queue does not exist (either protocol's name for it). */
+export function isQueueMissing(error: unknown): boolean {
+  return error instanceof QueueDoesNotExist ||
+    (error instanceof Error && /NonExistentQueue|QueueDoesNotExist/.test(error.name));
 }
 
 /** Queue attributes the consumer uses. */
@@ -41,6 +47,7 @@ export interface QueueAttributes {
 export async function readQueueAttributes(
   client: SQSClient,
   queueUrl: string,
+  options: { readonly signal?: AbortSignal } = {},
 ): Promise<QueueAttributes> {
   let output;
   try {
@@ -54,10 +61,10 @@ export async function readQueueAttributes(
           "RedrivePolicy",
         ],
       }),
+      options.signal === undefined ? {} : { abortSignal: options.signal },
     );
   } catch (error) {
-    const missing = error instanceof QueueDoesNotExist ||
-      (error instanceof Error && /NonExistentQueue|QueueDoesNotExist/.test(error.name));
+    const missing = isQueueMissing(error);
     throw new SqsError(
       "sqs_queue",
       missing
@@ -65,7 +72,8 @@ export async function readQueueAttributes(
         : `Cannot reach queue ${queueUrl}: ${
           describeAwsError(error)
         }; check --queue-url, AWS_ENDPOINT_URL and credentials`,
-      { cause: error },
+      // Unreachable may pass (a restart, a failover); missing or refused will not.
+      { cause: error, transient: !missing && isTransientAwsError(error) },
     );
   }
   const attributes = output.Attributes ?? {};
@@ -101,9 +109,7 @@ export async function ensureQueue(client: SQSClient, queueUrl: string): Promise<
     const found = await client.send(new GetQueueUrlCommand({ QueueName: name }));
     if (found.QueueUrl !== undefined) return queueUrl;
   } catch (error) {
-    const missing = error instanceof QueueDoesNotExist ||
-      (error instanceof Error && /NonExistentQueue|QueueDoesNotExist/.test(error.name));
-    if (!missing) {
+    if (!isQueueMissing(error)) {
       throw new SqsError(
         "sqs_queue",
         `Cannot reach queue ${queueUrl}: ${describeAwsError(error)}`,

@@ -270,13 +270,13 @@ Deno.test("demo runs with nothing but Deno, and reports what it loaded", async (
     const result = await runCli(["demo", "--count", "300", "--seed", "7", "--summary-json"]);
     assert.equal(result.code, 0, result.stderr);
     const report = JSON.parse(result.stdout);
-    reportFigures("demo", { ...report.drained, repeated_ips: report.repeated_masked_ips });
+    reportFigures("demo", { ...report.drained, repeated_ips: report.report.repeated_masked_ips });
     assert.equal(report.seeded.sent, 300);
     assert.equal(report.drained.received, 300);
     assert.equal(report.drained.inserted + report.drained.rejected, 300);
     assert.ok(report.drained.rejected > 0, "the demo's malformed share is rejected");
-    assert.equal(report.rows_in_table, report.drained.inserted);
-    assert.ok(report.repeated_masked_ips > 0, "repeated ips are visible as repeated masks");
+    assert.equal(report.report.rows_in_table, report.drained.inserted);
+    assert.ok(report.report.repeated_masked_ips > 0, "repeated ips are visible as repeated masks");
     assert.match(result.stderr, /Drained in .* s: received 300/);
   });
   await t.step({
@@ -288,7 +288,7 @@ Deno.test("demo runs with nothing but Deno, and reports what it loaded", async (
       const report = JSON.parse(result.stdout);
       assert.equal(report.drained.inserted, 100);
       assert.equal(report.drained.rejected, 0);
-      assert.equal(report.rows_in_table, 100);
+      assert.equal(report.report.rows_in_table, 100);
     },
   });
 });

@@ -1,0 +1,436 @@
+/**
+ * `check`: a preflight for another command (`--for`, default drain), like
+ * `vector validate`. One line per check: the keys, the queue (read with
+ * GetQueueAttributes, which touches no message), Postgres and its TLS, the
+ * schema version, the privileges the command needs, and the key ids against
+ * their recorded fingerprints. Nothing is written. Services are given a
+ * few seconds each and checked side by side, so an unreachable one answers
+ * within 10 s.
+ *
+ * @module
+ */
+
+import type { CheckConfig } from "../config/resolve.ts";
+import { loadPgConnection, type PgConnection } from "../db/connection.ts";
+import { LATEST_VERSION } from "../db/migrations.ts";
+import { checkConnection, Database, describeDbError, type Sql } from "../db/pool.ts";
+import { schemaState } from "../db/schema.ts";
+import { formatError } from "../errors.ts";
+import { Masker } from "../mask.ts";
+import type { Telemetry } from "../ops/telemetry.ts";
+import { assertSeparateKeys, type KeySet, loadKeySet } from "../pii/keyring.ts";
+import { VaultCipher } from "../pii/vault.ts";
+import { isQueueMissing, queueNameOf, readQueueAttributes } from "../sqs/admin.ts";
+import { createSqsClient } from "../sqs/client.ts";
+
+/** How long one service may take to answer a check. */
+const SERVICE_TIMEOUT_MS = 5000;
+
+/** One line of the preflight. */
+export interface CheckResult {
+  readonly check: string;
+  readonly status: "ok" | "fail" | "skip";
+  readonly detail: string;
+}
+
+type Target = CheckConfig["for"];
+
+/** What each command needs: which services, which keys. */
+const NEEDS: Readonly<
+  Record<Target, {
+    readonly queue: boolean;
+    readonly database: boolean;
+    readonly hmac: "required" | "optional" | "unused";
+    readonly vault: "required" | "optional" | "unused";
+  }>
+> = {
+  drain: { queue: true, database: true, hmac: "required", vault: "optional" },
+  run: { queue: true, database: true, hmac: "required", vault: "optional" },
+  seed: { queue: true, database: false, hmac: "unused", vault: "unused" },
+  recover: { queue: false, database: true, hmac: "required", vault: "required" },
+  forget: { queue: false, database: true, hmac: "unused", vault: "unused" },
+  rekey: { queue: false, database: true, hmac: "required", vault: "required" },
+  "rekey-vault": { queue: false, database: true, hmac: "unused", vault: "required" },
+  migrate: { queue: false, database: true, hmac: "unused", vault: "unused" },
+  report: { queue: false, database: true, hmac: "unused", vault: "unused" },
+};
+
+/** A privilege as Postgres' has_*_privilege functions take it. */
+type Privilege =
+  | { readonly on: "table"; readonly name: string; readonly privilege: string }
+  | {
+    readonly on: "column";
+    readonly name: string;
+    readonly column: string;
+    readonly privilege: string;
+  }
+  | { readonly on: "function"; readonly name: string };
+
+const table = (name: string, ...privileges: string[]): Privilege[] =>
+  privileges.map((privilege) => ({ on: "table", name, privilege }));
+const columns = (name: string, privilege: string, ...cols: string[]): Privilege[] =>
+  cols.map((column) => ({ on: "column", name, column, privilege }));
+const fn = (name: string): Privilege => ({ on: "function", name });
+
+const CONSUMER: readonly Privilege[] = [
+  ...table("user_logins", "INSERT"),
+  ...table("login_etl_ledger", "SELECT", "INSERT"),
+  ...table("login_etl_rejects", "INSERT", "DELETE"),
+  ...columns("login_etl_rejects", "SELECT", "message_id", "reason", "rejected_at"),
+  ...table("login_etl_keys", "SELECT", "INSERT"),
+  fn("login_etl_ledger_maintain(integer,integer)"),
+];
+
+/** What each command does in the database, as sql/roles.sql grants it. */
+function privilegesFor(target: Target, vault: boolean): readonly Privilege[] {
+  switch (target) {
+    case "drain":
+    case "run":
+      return vault
+        ? [...CONSUMER, fn("login_etl_vault_put(text[],text[],bytea[],bytea[],text[])")]
+        : CONSUMER;
+    case "recover":
+      return [
+        fn("login_etl_recover(text[],text,text)"),
+        fn("login_etl_audit_note(text,text[],text,text,text,text)"),
+        fn("login_etl_audit_list(bigint,integer)"),
+      ];
+    case "forget":
+      return [
+        fn("login_etl_forget(text[],text,text)"),
+        fn("login_etl_audit_note(text,text[],text,text,text,text)"),
+      ];
+    case "rekey":
+      return [
+        ...table("user_logins", "SELECT", "UPDATE"),
+        ...table("login_etl_vault", "SELECT", "INSERT", "UPDATE"),
+        ...table("login_etl_audit", "INSERT"),
+        ...table("login_etl_keys", "SELECT", "INSERT"),
+      ];
+    case "rekey-vault":
+      return [
+        ...table("login_etl_vault", "SELECT", "UPDATE"),
+        ...table("login_etl_audit", "INSERT"),
+        ...table("login_etl_keys", "SELECT", "INSERT"),
+      ];
+    case "report":
+      return [
+        ...table("user_logins", "SELECT"),
+        ...table("user_logins_duplicate_ips", "SELECT"),
+        ...table("user_logins_duplicate_devices", "SELECT"),
+        ...columns("login_etl_rejects", "SELECT", "reason"),
+      ];
+    case "migrate":
+    case "seed":
+      return [];
+  }
+}
+
+/** The privileges of `wanted` the current role lacks, as `INSERT on user_logins`. */
+async function missingPrivileges(sql: Sql, wanted: readonly Privilege[]): Promise<string[]> {
+  const missing: string[] = [];
+  for (const p of wanted) {
+    const [row] = p.on === "table"
+      ? await sql<{ has: boolean }[]>`
+          SELECT has_table_privilege(to_regclass(${p.name}), ${p.privilege}) AS has`
+      : p.on === "column"
+      ? await sql<{ has: boolean }[]>`
+          SELECT has_column_privilege(to_regclass(${p.name}), ${p.column}, ${p.privilege}) AS has`
+      : await sql<{ has: boolean }[]>`
+          SELECT has_function_privilege(to_regprocedure(${p.name}), 'EXECUTE') AS has`;
+    if (row?.has !== true) {
+      missing.push(
+        p.on === "table"
+          ? `${p.privilege} on ${p.name}`
+          : p.on === "column"
+          ? `${p.privilege} (${p.column}) on ${p.name}`
+          : `EXECUTE on ${p.name}`,
+      );
+    }
+  }
+  return missing;
+}
+
+/** May the role change the schema: CREATE in it, and membership in the owner of each object? */
+async function mayMigrate(sql: Sql): Promise<string | null> {
+  const [row] = await sql<{ create: boolean; foreign: string[] }[]>`
+    SELECT has_schema_privilege(current_schema(), 'CREATE') AS create,
+           coalesce(array_agg(DISTINCT c.relname) FILTER (
+             WHERE NOT pg_has_role(c.relowner, 'MEMBER')), '{}') AS foreign
+    FROM pg_class c
+    WHERE c.relnamespace = to_regnamespace(current_schema())
+      AND c.relkind IN ('r', 'p', 'v')
+      AND (c.relname = 'user_logins' OR c.relname LIKE 'login_etl\\_%')`;
+  if (row?.create !== true) return `no CREATE on schema`;
+  if ((row.foreign ?? []).length > 0) return `not the owner of ${row.foreign.join(", ")}`;
+  return null;
+}
+
+const ok = (check: string, detail: string): CheckResult => ({ check, status: "ok", detail });
+const fail = (check: string, detail: string): CheckResult => ({ check, status: "fail", detail });
+const skip = (check: string, detail: string): CheckResult => ({ check, status: "skip", detail });
+
+/** The keys of the checked command, loaded; their problems as results. */
+interface LoadedKeys {
+  readonly results: CheckResult[];
+  /** Key ids (vault ones as `vault:ID`) with their fingerprints, to compare with the registry. */
+  readonly fingerprints: [string, string][];
+  readonly vault: boolean;
+}
+
+async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promise<LoadedKeys> {
+  const needs = NEEDS[config.for];
+  const results: CheckResult[] = [];
+  const fingerprints: [string, string][] = [];
+  let hmac: KeySet | null = null;
+  let vault: KeySet | null = null;
+  if (needs.hmac !== "unused") {
+    try {
+      hmac = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
+      if (hmac === null) {
+        results.push(fail("hmac key", "none: set PII_HMAC_KEY or --hmac-key-file"));
+      } else {
+        for (const [id, key] of hmac.keys) {
+          fingerprints.push([id, (await Masker.create(key, id)).fingerprint]);
+        }
+        results.push(
+          ok("hmac key", `key ids ${[...hmac.keys.keys()].join(", ")}; current ${hmac.current}`),
+        );
+      }
+    } catch (error) {
+      results.push(fail("hmac key", formatError(error, false)));
+    }
+  }
+  if (needs.vault !== "unused") {
+    try {
+      vault = await loadKeySet(config.vaultKey, config.vaultKeyId, warn);
+      if (vault === null) {
+        results.push(
+          needs.vault === "required"
+            ? fail("vault key", "none: set PII_VAULT_KEY or --vault-key-file")
+            : ok("vault key", "none: the vault is off"),
+        );
+      } else {
+        const cipher = await VaultCipher.create(vault);
+        for (const [id, fp] of cipher.fingerprints) fingerprints.push([`vault:${id}`, fp]);
+        results.push(
+          ok("vault key", `key ids ${[...vault.keys.keys()].join(", ")}; current ${vault.current}`),
+        );
+      }
+    } catch (error) {
+      results.push(fail("vault key", formatError(error, false)));
+    }
+  }
+  try {
+    assertSeparateKeys(hmac, vault);
+  } catch (error) {
+    results.push(fail("keys apart", formatError(error, false)));
+  }
+  return { results, fingerprints, vault: vault !== null };
+}
+
+async function checkQueue(config: CheckConfig): Promise<CheckResult[]> {
+  const name = `queue ${queueNameOf(config.queueUrl)}`;
+  const signal = AbortSignal.timeout(SERVICE_TIMEOUT_MS);
+  let switched: string | null = null;
+  let sqs;
+  try {
+    sqs = await createSqsClient({
+      queueUrl: config.queueUrl,
+      region: config.region,
+      protocol: config.sqsProtocol,
+      awsEnv: config.awsEnv,
+      waitSeconds: 0,
+      onProtocolSwitch: (reason) => (switched = reason),
+    });
+  } catch (error) {
+    return [fail(name, formatError(error, false))];
+  }
+  try {
+    const a = await readQueueAttributes(sqs.client, config.queueUrl, { signal });
+    const protocol = config.sqsProtocol === "auto"
+      ? `${sqs.protocol()} (auto${
+        switched === null ? "" : ", switched: the endpoint speaks Query only"
+      })`
+      : sqs.protocol();
+    return [
+      ok(
+        name,
+        `reachable at ${
+          sqs.endpoint.endpoint ?? "AWS"
+        }, region ${sqs.region.region}, protocol ${protocol}; ` +
+          `${a.approximateMessages} waiting, ${a.approximateInFlight} in flight, visibility ${a.visibilityTimeoutSeconds} s`,
+      ),
+    ];
+  } catch (error) {
+    const cause = (error as { cause?: unknown }).cause;
+    if (config.for === "seed" && isQueueMissing(cause)) {
+      return [ok(name, "absent; seed creates it")];
+    }
+    return [
+      fail(
+        name,
+        signal.aborted
+          ? `no answer from ${sqs.endpoint.endpoint ?? "AWS"} within ${
+            SERVICE_TIMEOUT_MS / 1000
+          } s; check --queue-url and AWS_ENDPOINT_URL`
+          : formatError(error, false),
+      ),
+    ];
+  } finally {
+    sqs.client.destroy();
+  }
+}
+
+async function checkDatabase(
+  config: CheckConfig,
+  connection: PgConnection,
+  keys: LoadedKeys,
+): Promise<CheckResult[]> {
+  const bounded = {
+    ...connection,
+    connectTimeoutSeconds: Math.min(connection.connectTimeoutSeconds, SERVICE_TIMEOUT_MS / 1000),
+  };
+  await using database = new Database({ connection: bounded, schema: config.schema, max: 1 });
+  const sql = database.sql;
+  try {
+    await checkConnection(sql, bounded);
+  } catch (error) {
+    return [fail("postgres", formatError(error, false))];
+  }
+  const results: CheckResult[] = [];
+  try {
+    const [server] = await sql<{ version: string; user: string; tls: string | null }[]>`
+      SELECT current_setting('server_version') AS version, session_user AS user,
+             (SELECT CASE WHEN ssl THEN version END FROM pg_stat_ssl WHERE pid = pg_backend_pid()) AS tls`;
+    results.push(
+      ok(
+        "postgres",
+        `${connection.display}: server ${server?.version}, user ${server?.user}, TLS ${
+          server?.tls
+            ? `on (${server.tls}, sslmode=${connection.sslmode})`
+            : `off (sslmode=${connection.sslmode})`
+        }`,
+      ),
+    );
+    const state = await schemaState(sql);
+    const blocker = state.pending.length === 0 ? null : await mayMigrate(sql);
+    const pending = state.pending.map((m) => m.version).join(", ");
+    if (state.pending.length === 0) {
+      results.push(ok("schema", `${config.schema} at version ${state.version} (latest)`));
+    } else if (blocker === null) {
+      results.push(
+        ok(
+          "schema",
+          `${config.schema} at version ${state.version}; ${
+            config.for === "migrate" ? "migrate applies" : `${config.for} applies at start`
+          } ${pending}`,
+        ),
+      );
+    } else {
+      results.push(
+        fail(
+          "schema",
+          `${config.schema} at version ${state.version}, needs ${LATEST_VERSION}, and this role may not migrate it (${blocker}); run \`login-etl migrate\` as the owner role`,
+        ),
+      );
+    }
+    if (config.for === "migrate") return results;
+    const wanted = privilegesFor(config.for, keys.vault);
+    if (wanted.length > 0) {
+      if (state.version < LATEST_VERSION) {
+        results.push(skip("privileges", "the schema is not current; check again after migrate"));
+      } else {
+        const missing = await missingPrivileges(sql, wanted);
+        results.push(
+          missing.length === 0
+            ? ok("privileges", `${config.for} may do all it needs (${wanted.length} privileges)`)
+            : fail(
+              "privileges",
+              `${config.for} lacks ${missing.join(", ")}; grant them (see sql/roles.sql)`,
+            ),
+        );
+      }
+    }
+    if (keys.fingerprints.length > 0) results.push(await checkRegistry(sql, keys.fingerprints));
+  } catch (error) {
+    results.push(fail("postgres", `a check query failed: ${describeDbError(error)}`));
+  }
+  return results;
+}
+
+/** The configured key ids against the fingerprints recorded with them. */
+async function checkRegistry(sql: Sql, fingerprints: [string, string][]): Promise<CheckResult> {
+  const [exists] = await sql<{ readable: boolean }[]>`
+    SELECT to_regclass('login_etl_keys') IS NOT NULL
+       AND has_table_privilege(to_regclass('login_etl_keys'), 'SELECT') AS readable`;
+  if (exists?.readable !== true) {
+    return skip("key registry", "login_etl_keys is absent or not readable");
+  }
+  const recorded = new Map(
+    (await sql<{ key_id: string; fingerprint: string }[]>`
+      SELECT key_id, fingerprint FROM login_etl_keys WHERE key_id = ANY(${
+      fingerprints.map(([id]) => id)
+    })`)
+      .map((r) => [r.key_id, r.fingerprint]),
+  );
+  const wrong = fingerprints.filter(([id, fp]) => recorded.has(id) && recorded.get(id) !== fp)
+    .map(([id]) => id);
+  const fresh = fingerprints.filter(([id]) => !recorded.has(id)).map(([id]) => id);
+  if (wrong.length > 0) {
+    return fail(
+      "key registry",
+      `key ids ${
+        wrong.join(", ")
+      } are recorded with a different secret: use the secret that made earlier masks, or a new key id`,
+    );
+  }
+  return ok(
+    "key registry",
+    fresh.length === 0
+      ? `every key id matches its recorded fingerprint`
+      : `${fingerprints.length - fresh.length} match; ${
+        fresh.join(", ")
+      } not yet recorded (the first run records them)`,
+  );
+}
+
+/** Runs every check `config.for` needs; services side by side. */
+export async function runChecks(config: CheckConfig, telemetry: Telemetry): Promise<CheckResult[]> {
+  const warn = (message: string) => telemetry.emit({ type: "ConfigWarned", message });
+  const needs = NEEDS[config.for];
+  const keys = await checkKeys(config, warn);
+  const database = async (): Promise<CheckResult[]> => {
+    if (!needs.database) return [];
+    let connection: PgConnection;
+    try {
+      connection = await loadPgConnection(config.database, warn);
+    } catch (error) {
+      return [fail("postgres", formatError(error, false))];
+    }
+    return await checkDatabase(config, connection, keys);
+  };
+  const [queue, db] = await Promise.all([
+    needs.queue ? checkQueue(config) : Promise.resolve([]),
+    database(),
+  ]);
+  return [...keys.results, ...queue, ...db];
+}
+
+/** Runs `check`, printing one line per check; resolves to how many failed of how many. */
+export async function checkCommand(
+  config: CheckConfig,
+  io: { readonly telemetry: Telemetry; readonly writeStdout: (line: string) => void },
+): Promise<{ failed: number; total: number }> {
+  const results = await runChecks(config, io.telemetry);
+  const failed = results.filter((r) => r.status === "fail").length;
+  if (config.summaryJson) {
+    io.writeStdout(JSON.stringify({ for: config.for, passed: failed === 0, checks: results }));
+  } else {
+    const width = Math.max(...results.map((r) => r.check.length));
+    for (const r of results) {
+      io.writeStdout(`${r.status.padEnd(4)}  ${r.check.padEnd(width)}  ${r.detail}`);
+    }
+  }
+  return { failed, total: results.length };
+}

@@ -1,0 +1,58 @@
+/**
+ * `migrate`: brings the schema to this version's, as the owner role, one
+ * line per migration applied; `--dry-run` prints the pending SQL instead.
+ *
+ * @module
+ */
+
+import type { MigrateConfig } from "../config/resolve.ts";
+import { loadPgConnection } from "../db/connection.ts";
+import { LATEST_VERSION } from "../db/migrations.ts";
+import { checkConnection, Database } from "../db/pool.ts";
+import { migrate, schemaState } from "../db/schema.ts";
+import type { Telemetry } from "../ops/telemetry.ts";
+
+/** Runs `migrate`; `print` receives the lines for stdout. */
+export async function migrateCommand(
+  config: MigrateConfig,
+  io: { readonly telemetry: Telemetry; readonly writeStdout: (line: string) => void },
+): Promise<void> {
+  const warn = (message: string) => io.telemetry.emit({ type: "ConfigWarned", message });
+  const connection = await loadPgConnection(config.database, warn);
+  await using database = new Database({ connection, schema: config.schema, max: 1 });
+  await checkConnection(database.sql, connection);
+  const where = `schema ${config.schema} at ${connection.display}`;
+  if (config.dryRun) {
+    const state = await schemaState(database.sql);
+    io.writeStdout(
+      `-- ${where} is at version ${state.version}; this login-etl needs ${LATEST_VERSION}`,
+    );
+    for (const m of state.pending) {
+      io.writeStdout(
+        `\n-- Version ${m.version}: ${m.name}${
+          m.transaction === false ? " (outside a transaction)" : ""
+        }`,
+      );
+      for (const statement of m.statements) io.writeStdout(`${statement};`);
+    }
+    return;
+  }
+  const applied = await migrate(database.sql, {
+    schema: config.schema,
+    onApplied: (m, ms) => {
+      io.telemetry.emit({
+        type: "SchemaMigrated",
+        version: m.version,
+        name: m.name,
+        schema: config.schema,
+        ms,
+      });
+      io.writeStdout(`Applied ${m.version}: ${m.name} (${Math.round(ms)} ms)`);
+    },
+  });
+  io.writeStdout(
+    applied.length === 0
+      ? `Nothing to do: ${where} is at version ${LATEST_VERSION}.`
+      : `${where} is now at version ${LATEST_VERSION}. Run sql/roles.sql again if you use its roles.`,
+  );
+}
