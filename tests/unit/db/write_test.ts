@@ -1,0 +1,307 @@
+// Tests of src/db/write.ts: toColumns() is pure (sorted ids, rows and rejects
+// split column by column, vault entries in mask order); postgresStore()
+// against the real Postgres, in a fresh schema brought up by ensureSchema:
+// one write commits rows, rejects and ledger entries together, a re-write of
+// the same ids is counted as redelivered and writes nothing, a blocked write
+// times out as a transient failure that wrote nothing; dryRunStore() prints
+// JSON lines and commits nothing.
+
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { DatabaseError } from "../../../src/errors.ts";
+import { Database } from "../../../src/db/pool.ts";
+import { ensureSchema } from "../../../src/db/schema.ts";
+import { dryRunStore, postgresStore, toColumns } from "../../../src/db/write.ts";
+import { prepareItems } from "../../../src/transform.ts";
+import type { Masked, ReceivedMessage, VaultRow, WriteItem } from "../../../src/types.ts";
+import { testMasker } from "../../helpers/drain.ts";
+import { freshSchema, testConnection, type TestDb } from "../../helpers/services.ts";
+
+const SENT = Date.UTC(2024, 4, 1, 12, 0, 0);
+
+function login(user: string, ip: string, deviceId: string): string {
+  return JSON.stringify({
+    "user_id": user,
+    "app_version": "1.2.3",
+    "device_type": "android",
+    ip,
+    locale: null,
+    "device_id": deviceId,
+  });
+}
+
+/** Write items made the way the pipeline makes them: prepareItems() with the test key. */
+async function itemsOf(bodies: Record<string, string>, dated = true): Promise<WriteItem[]> {
+  const messages: ReceivedMessage[] = Object.entries(bodies).map(([id, body]) => ({
+    id,
+    receiptHandle: `r-${id}`,
+    body,
+    sentAtMs: SENT,
+    dated,
+    receiveCount: 1,
+  }));
+  return await prepareItems(messages, await testMasker(), {
+    maxBodyBytes: 65536,
+    maxReceives: null,
+  });
+}
+
+/** A pool on `db`'s schema with login-etl's tables in it. */
+async function storeDatabase(db: TestDb): Promise<Database> {
+  const connection = await testConnection();
+  const database = new Database({ connection, schema: db.schema, max: 2 });
+  await ensureSchema(database.sql, { connection, schema: db.schema });
+  return database;
+}
+
+/** What each table holds, for before-and-after comparisons. */
+async function tableCounts(db: TestDb) {
+  const [row] = await db.sql<{ rows: number; rejects: number; ledger: number }[]>`
+    SELECT (SELECT count(*) FROM user_logins)::int AS rows,
+           (SELECT count(*) FROM login_etl_rejects)::int AS rejects,
+           (SELECT count(*) FROM login_etl_ledger)::int AS ledger`;
+  return row;
+}
+
+// ---- toColumns(): pure ------------------------------------------------------
+
+const maskArb = fc.string({ unit: fc.constantFrom(..."abcdef0123"), minLength: 4, maxLength: 8 })
+  .map((s) => `k1:${s}` as Masked);
+const vaultArb: fc.Arbitrary<VaultRow> = fc.record({
+  masked: maskArb,
+  field: fc.constantFrom("ip" as const, "device_id" as const),
+  ciphertext: fc.uint8Array({ minLength: 1, maxLength: 4 }),
+  iv: fc.uint8Array({ minLength: 12, maxLength: 12 }),
+  keyId: fc.constant("v1"),
+});
+const itemArb = (id: string): fc.Arbitrary<WriteItem> =>
+  fc.oneof(
+    fc.record({
+      kind: fc.constant("row" as const),
+      id: fc.constant(id),
+      sentDate: fc.constantFrom(null, "2024-05-01", "2024-05-02"),
+      row: fc.record({
+        "user_id": fc.string(),
+        "device_type": fc.string(),
+        "masked_ip": maskArb,
+        "masked_device_id": maskArb,
+        locale: fc.option(fc.string()),
+        "app_version": fc.nat(999_999_999),
+        "create_date": fc.constant("2024-05-01"),
+      }),
+      vault: fc.array(vaultArb, { maxLength: 2 }),
+    }),
+    fc.record({
+      kind: fc.constant("reject" as const),
+      id: fc.constant(id),
+      sentDate: fc.constantFrom(null, "2024-05-01"),
+      reject: fc.record({
+        reason: fc.constantFrom("not_json" as const, "bad_ip" as const),
+        detail: fc.string(),
+        "masked_body": fc.option(fc.string()),
+        "body_bytes": fc.nat(),
+        "body_hmac": maskArb,
+        "sent_at_ms": fc.integer({ min: 0, max: 4_102_444_800_000 }),
+      }),
+    }),
+  );
+const batchArb: fc.Arbitrary<WriteItem[]> = fc.uniqueArray(fc.string({ minLength: 1 }), {
+  maxLength: 30,
+}).chain((ids) => fc.tuple(...ids.map(itemArb)));
+
+Deno.test("toColumns() sorts the ids and splits rows from rejects, each column aligned with its id", () => {
+  fc.assert(
+    fc.property(batchArb, (items) => {
+      const c = toColumns(items);
+      const byId = new Map(items.map((i) => [i.id, i]));
+      assert.deepEqual(c.ids, [...byId.keys()].sort(), "every id once, in code-unit order");
+      assert.deepEqual(c.sentDates, c.ids.map((id) => byId.get(id)?.sentDate ?? "-infinity"));
+      const rows = c.ids.flatMap((id) => {
+        const item = byId.get(id);
+        return item?.kind === "row" ? [item] : [];
+      });
+      assert.deepEqual(c.rows.ids, rows.map((i) => i.id));
+      assert.deepEqual(c.rows.userIds, rows.map((i) => i.row.user_id));
+      assert.deepEqual(c.rows.maskedIps, rows.map((i) => i.row.masked_ip));
+      assert.deepEqual(c.rows.locales, rows.map((i) => i.row.locale));
+      assert.deepEqual(c.rows.appVersions, rows.map((i) => i.row.app_version));
+      const rejects = c.ids.flatMap((id) => {
+        const item = byId.get(id);
+        return item?.kind === "reject" ? [item] : [];
+      });
+      assert.deepEqual(c.rejects.ids, rejects.map((i) => i.id));
+      assert.deepEqual(c.rejects.reasons, rejects.map((i) => i.reject.reason));
+      assert.deepEqual(c.rejects.bodies, rejects.map((i) => i.reject.masked_body));
+      assert.deepEqual(
+        c.rejects.sentAts,
+        rejects.map((i) => new Date(i.reject.sent_at_ms).toISOString()),
+      );
+      // Vault entries: each with the id of its row, in mask order (the lock order).
+      const entries = rows.flatMap((i) => (i.vault ?? []).map((e) => ({ id: i.id, e })));
+      assert.equal(c.vault.ids.length, entries.length);
+      assert.deepEqual(c.vault.masked, [...c.vault.masked].sort(), "vault entries by mask");
+      assert.deepEqual(
+        c.vault.masked.map((m, k) => `${c.vault.ids[k]} ${m}`).sort(),
+        entries.map(({ id, e }) => `${id} ${e.masked}`).sort(),
+      );
+      for (const hex of [...c.vault.ciphertexts, ...c.vault.ivs]) {
+        assert.match(hex, /^\\x[0-9a-f]+$/, "bytea hex input form");
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
+// ---- postgresStore(): the real Postgres ---------------------------------------
+
+Deno.test("postgresStore() commits a batch's rows, rejects and ledger entries in one write", async () => {
+  await using db = await freshSchema();
+  await using database = await storeDatabase(db);
+  const store = postgresStore(database, { writeTimeoutMs: 10_000 });
+  const items = await itemsOf({
+    m1: login("u1", "10.0.0.1", "d-1"),
+    m2: login("u2", "2001:DB8::1", "d-2"),
+    m3: "not json",
+    m4: login("u4", "10.0.0.999", "d-4"),
+  });
+  assert.deepEqual(await store.write(items), {
+    inserted: 2,
+    rejected: { "not_json": 1, "bad_ip": 1 },
+    redelivered: 0,
+    committed: true,
+  });
+  const rows = await db.sql<Record<string, unknown>[]>`
+    SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version,
+           create_date::text AS create_date
+    FROM user_logins ORDER BY user_id`;
+  assert.deepEqual(
+    [...rows],
+    items.flatMap((i) => (i.kind === "row" ? [{ ...i.row }] : [])),
+    "rows as prepared, column for column",
+  );
+  const rejects = await db.sql<{ message_id: string; reason: string; sent_at: Date }[]>`
+    SELECT message_id, reason, sent_at FROM login_etl_rejects ORDER BY message_id`;
+  assert.deepEqual(rejects.map((r) => [r.message_id, r.reason]), [
+    ["m3", "not_json"],
+    ["m4", "bad_ip"],
+  ]);
+  assert.ok(rejects.every((r) => r.sent_at.getTime() === SENT), "sent_at is the SentTimestamp");
+  const ledger = await db.sql<{ message_id: string; day: string }[]>`
+    SELECT message_id, sent_date::text AS day FROM login_etl_ledger ORDER BY message_id`;
+  assert.deepEqual(ledger.map((r) => `${r.message_id} ${r.day}`), [
+    "m1 2024-05-01",
+    "m2 2024-05-01",
+    "m3 2024-05-01",
+    "m4 2024-05-01",
+  ]);
+  assert.deepEqual(
+    await store.write([]),
+    { inserted: 0, rejected: {}, redelivered: 0, committed: true },
+    "an empty batch",
+  );
+});
+
+Deno.test("postgresStore() counts a re-write of the same ids as redelivered and writes nothing", async (t) => {
+  await using db = await freshSchema();
+  await using database = await storeDatabase(db);
+  const store = postgresStore(database, { writeTimeoutMs: 10_000 });
+  for (const dated of [true, false]) {
+    await t.step(`postgresStore() skips ids it has (${dated ? "dated" : "undated"})`, async () => {
+      const p = dated ? "d" : "u";
+      const first = await itemsOf({
+        [`${p}1`]: login(`${p}1`, "10.0.0.1", "d-1"),
+        [`${p}2`]: "[]",
+      }, dated);
+      await store.write(first);
+      const before = await tableCounts(db);
+      assert.deepEqual(await store.write(first), {
+        inserted: 0,
+        rejected: {},
+        redelivered: 2,
+        committed: true,
+      });
+      assert.deepEqual(await tableCounts(db), before, "nothing written twice");
+
+      // A batch of old and new ids writes the new ones only.
+      const mixed = [
+        ...first,
+        ...await itemsOf({ [`${p}3`]: login(`${p}3`, "10.0.0.3", "d-3") }, dated),
+      ];
+      assert.deepEqual(await store.write(mixed), {
+        inserted: 1,
+        rejected: {},
+        redelivered: 2,
+        committed: true,
+      });
+      const after = await tableCounts(db);
+      assert.deepEqual(after, {
+        rows: (before?.rows ?? 0) + 1,
+        rejects: before?.rejects,
+        ledger: (before?.ledger ?? 0) + 1,
+      });
+    });
+  }
+  const [undated] = await db.sql<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM login_etl_ledger WHERE sent_date = '-infinity'`;
+  assert.equal(undated?.n, 3, "undated messages are kept under -infinity");
+});
+
+Deno.test("postgresStore() reports a write that gets no answer in time as transient, with its ids, and writes none of it", async () => {
+  await using db = await freshSchema();
+  await using database = await storeDatabase(db);
+  const store = postgresStore(database, { writeTimeoutMs: 300 });
+  const items = await itemsOf({ b: login("u-b", "10.0.0.2", "d-b"), a: "not json" });
+  // A lock that conflicts with INSERT holds the write mid-statement.
+  const blocker = await db.sql.reserve();
+  try {
+    await blocker`BEGIN`;
+    await blocker`LOCK TABLE user_logins IN SHARE MODE`;
+    await assert.rejects(store.write(items), (error: unknown) => {
+      assert.ok(error instanceof DatabaseError, String(error));
+      assert.equal(error.code, "db_write");
+      assert.equal(error.transient, true);
+      assert.deepEqual(error.messageIds, ["a", "b"]);
+      assert.match(error.message, /Cannot write a batch of 2 messages: no answer within 300 ms/);
+      return true;
+    });
+  } finally {
+    await blocker`ROLLBACK`;
+    blocker.release();
+  }
+  assert.deepEqual(await tableCounts(db), { rows: 0, rejects: 0, ledger: 0 }, "none of it");
+  const retry = postgresStore(database, { writeTimeoutMs: 10_000 });
+  assert.deepEqual(await retry.write(items), {
+    inserted: 1,
+    rejected: { "not_json": 1 },
+    redelivered: 0,
+    committed: true,
+  });
+});
+
+// ---- dryRunStore() ------------------------------------------------------------
+
+Deno.test("dryRunStore() prints each item as one JSON line and commits nothing", async () => {
+  const lines: string[] = [];
+  const items = await itemsOf({
+    m1: login("u1", "10.0.0.1", "d-1"),
+    m2: "not json",
+    m3: login("u3", "10.0.0.3", "d-3"),
+  });
+  assert.deepEqual(await dryRunStore((line) => lines.push(line)).write(items), {
+    inserted: 2,
+    rejected: { "not_json": 1 },
+    redelivered: 0,
+    committed: false,
+  });
+  const printed = lines.map((line) => JSON.parse(line));
+  const [row, reject] = [items[0], items[1]];
+  assert.ok(row?.kind === "row" && reject?.kind === "reject");
+  assert.deepEqual(printed[0], { "message_id": "m1", ...row.row });
+  assert.deepEqual(printed[1], {
+    "message_id": "m2",
+    rejected: "not_json",
+    detail: reject.reject.detail,
+  });
+  assert.equal(printed.length, 3);
+  assert.ok(!lines.join("\n").includes("10.0.0."), "no raw address printed");
+});
