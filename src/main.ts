@@ -65,7 +65,9 @@ async function execute(
       const summary = await seed(config, telemetry);
       if (config.summaryJson) writeStdout(JSON.stringify(summary));
       else {writeStdout(
-          `Sent ${summary.sent} messages to ${config.queueUrl} (seed ${summary.seed}).`,
+          config.samplePath === null
+            ? `Sent ${summary.sent} messages to ${config.queueUrl} (seed ${summary.seed}).`
+            : `Sent ${summary.sent} messages from ${config.samplePath} to ${config.queueUrl}.`,
         );}
       return;
     }

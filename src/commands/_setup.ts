@@ -14,7 +14,8 @@ import { registerKey } from "../db/keys.ts";
 import { prune, type PruneTarget } from "../db/ledger.ts";
 import { type Database, describeDbError, type Sql } from "../db/pool.ts";
 import { ensureSchema } from "../db/schema.ts";
-import { ConfigError, DatabaseError } from "../errors.ts";
+import { ConfigError, DatabaseError, EtlError, formatError } from "../errors.ts";
+import { retrying } from "../pipeline/retry.ts";
 import { Masker } from "../mask.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import {
@@ -231,4 +232,78 @@ export function every(ms: number, fn: () => Promise<void>, stack: AsyncDisposabl
     clearInterval(timer);
     await running;
   });
+}
+
+/**
+ * Runs a start-up step, retrying while it fails transiently (the service
+ * unreachable or restarting, as in a failover) with the pipeline's backoff,
+ * for up to `--max-retry-seconds`, each attempt logged. Bad credentials, a
+ * missing privilege or a missing queue fail at once: waiting would not fix
+ * them.
+ *
+ * @throws the step's last error, its message saying how long it was retried
+ */
+export async function atStart<T>(
+  what: "queue" | "database",
+  step: () => Promise<T>,
+  options: { readonly maxRetrySeconds: number; readonly stop: AbortSignal },
+  telemetry: Telemetry,
+): Promise<T> {
+  let attempts = 0;
+  const result = await retrying(() => {
+    attempts++;
+    return step();
+  }, {
+    deadline: (first) => first + options.maxRetrySeconds * 1000,
+    transient: (error) => error instanceof EtlError && error.transient,
+    onFailure: (error, attempt, retryInMs) => {
+      if (retryInMs === null) return; // the final error is the exit line
+      telemetry.emit({
+        type: "StageFailed",
+        stage: "startup",
+        code: error instanceof EtlError ? error.code : "internal",
+        message: `${what} not reachable at start (${formatError(error)})`,
+        attempt,
+        retryInMs,
+        messages: 0,
+      });
+    },
+    cancelled: () => options.stop.aborted,
+    now: () => performance.now(),
+    signal: options.stop,
+  });
+  if (result.ok) return result.value;
+  const error = result.error;
+  if (error === null) throw new EtlError("internal", `Stopped before the ${what} was reachable`);
+  if (attempts > 1 && error instanceof EtlError) {
+    throw new (error.constructor as typeof EtlError)(
+      error.code,
+      `${error.message} (gave up after ${attempts} attempts in ${options.maxRetrySeconds} s, --max-retry-seconds)`,
+      { cause: error.cause, transient: error.transient },
+    );
+  }
+  throw error;
+}
+
+/**
+ * Writes `metrics` to `path` for node_exporter's textfile collector: to a
+ * temporary file beside it, then renamed, so the collector never reads half
+ * a file.
+ */
+export async function writeMetricsFile(
+  path: string,
+  metrics: Metrics,
+  succeeded: boolean,
+): Promise<void> {
+  metrics.finished(succeeded);
+  const temporary = `${path}.${Deno.pid}.tmp`;
+  try {
+    await Deno.writeTextFile(temporary, await metrics.expose());
+    await Deno.rename(temporary, path);
+  } catch (error) {
+    await Deno.remove(temporary).catch(() => {});
+    throw new ConfigError(`Cannot write --metrics-file "${path}": ${formatError(error)}`, {
+      cause: error,
+    });
+  }
 }

@@ -20,7 +20,9 @@ import { runPipeline } from "../pipeline/pipeline.ts";
 import { localSink, type Sink, workerSinks } from "../sink/sink.ts";
 import { readQueueAttributes } from "../sqs/admin.ts";
 import { sqsQueue } from "../sqs/queue.ts";
+import { TooManyRejectsError } from "../errors.ts";
 import {
+  atStart,
   every,
   loadRunKeys,
   openQueue,
@@ -28,12 +30,15 @@ import {
   queueDepth,
   retentionOf,
   serveOperations,
+  writeMetricsFile,
 } from "./_setup.ts";
 
 /** How often `run` prunes the ledger and the rejects. */
 const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
 /** How often `run --listen` refreshes the queue depth gauge: a GetQueueAttributes call each. */
 const DEPTH_REFRESH_MS = 15_000;
+/** How often `run` logs its progress. */
+const RUN_PROGRESS_MS = 30_000;
 
 /** What a consume run needs besides its config. */
 export interface ConsumeIo {
@@ -62,6 +67,7 @@ function terminalColumns(): number {
 export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Summary> {
   const { telemetry } = io;
   await using stack = new AsyncDisposableStack();
+  let succeeded = false;
   const listen = config.command === "run" && config.listen !== null
     ? parseListenAddress(config.listen)
     : null;
@@ -86,13 +92,22 @@ export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Sum
     }),
   );
 
-  // Metrics exist only where something reads them: /metrics of `run --listen`.
-  // Loaded only then: prom-client is a noticeable share of start-up time.
-  const metrics = listen === null
+  // Metrics exist only where something reads them: /metrics of `run --listen`,
+  // or drain's --metrics-file. Loaded only then: prom-client is a noticeable
+  // share of start-up time.
+  const metricsFile = config.command === "drain" ? config.metricsFile : null;
+  const metrics = listen === null && metricsFile === null
     ? null
     : new (await import("../ops/metrics.ts")).Metrics(telemetry.counters);
+  if (metrics !== null) stack.defer(telemetry.addObserver(metrics));
+  if (metricsFile !== null && metrics !== null) {
+    // Written whatever the outcome, last: a failed run's counters matter most.
+    stack.defer(async () => {
+      await writeMetricsFile(metricsFile, metrics, succeeded);
+      telemetry.emit({ type: "MetricsFileWritten", path: metricsFile });
+    });
+  }
   if (listen !== null && metrics !== null) {
-    stack.defer(telemetry.addObserver(metrics));
     const checks: ReadinessCheck[] = [{
       name: "queue",
       check: async () => metrics.setQueueDepth(await queueDepth(client, config.queueUrl)),
@@ -111,7 +126,13 @@ export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Sum
     );
   }
 
-  const attributes = await readQueueAttributes(client, config.queueUrl);
+  const { maxRetrySeconds } = config;
+  const attributes = await atStart(
+    "queue",
+    () => readQueueAttributes(client, config.queueUrl),
+    { maxRetrySeconds, stop: io.stop },
+    telemetry,
+  );
   metrics?.setQueueDepth(attributes.approximateMessages);
   const prepare = {
     maxBodyBytes: config.maxBodyBytes,
@@ -143,7 +164,12 @@ export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Sum
     });
     // Awaited below; until then a start-up failure must not surface as an unhandled rejection.
     starting?.catch(() => {});
-    await prepareDatabase(database, { connection, config, keys }, telemetry);
+    await atStart(
+      "database",
+      () => prepareDatabase(database, { connection, config, keys }, telemetry),
+      { maxRetrySeconds, stop: io.stop },
+      telemetry,
+    );
     sink = starting === null
       ? localSink(keys.masker, postgresStore(database, { writeTimeoutMs }), {
         ...prepare,
@@ -197,6 +223,31 @@ export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Sum
       metrics.setQueueDepth(await queueDepth(client, config.queueUrl));
     }, stack);
   }
+  if (mode === "run" || (config.progressSeconds > 0 && !wantsProgress(config))) {
+    // Off a terminal (a scheduled job, a container) progress is a log event.
+    const ms = mode === "run" ? RUN_PROGRESS_MS : config.progressSeconds * 1000;
+    every(ms, async () => {
+      const depth = await queueDepth(client, config.queueUrl).catch(() => undefined);
+      telemetry.emit({
+        type: "ProgressReported",
+        summary: telemetry.summary(),
+        ...(depth === undefined ? {} : { queueDepth: depth }),
+      });
+    }, stack);
+  }
+  // drain finishes the queue and then fails; run stops as on SIGTERM.
+  const rejectLimit = config.maxRejects;
+  const overLimit = new AbortController();
+  if (rejectLimit !== null && mode === "run") {
+    every(1000, () => {
+      const { rejected } = telemetry.summary();
+      if (rejected > rejectLimit && !overLimit.signal.aborted) {
+        telemetry.emit({ type: "RejectLimitExceeded", rejected, limit: rejectLimit });
+        overLimit.abort();
+      }
+      return Promise.resolve();
+    }, stack);
+  }
   if (wantsProgress(config)) {
     const progress = startProgress({
       done: () => {
@@ -224,8 +275,20 @@ export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Sum
     writers: config.writers,
     maxRetryMs: config.maxRetrySeconds * 1000,
     visibilityTimeoutSeconds: attributes.visibilityTimeoutSeconds,
-    stop: io.stop,
+    stop: AbortSignal.any([io.stop, overLimit.signal]),
     dryRun: config.dryRun,
   });
-  return telemetry.summary();
+  const summary = telemetry.summary();
+  if (rejectLimit !== null && summary.rejected > rejectLimit) {
+    if (!overLimit.signal.aborted) {
+      telemetry.emit({
+        type: "RejectLimitExceeded",
+        rejected: summary.rejected,
+        limit: rejectLimit,
+      });
+    }
+    throw new TooManyRejectsError(summary.rejected, rejectLimit);
+  }
+  succeeded = true;
+  return summary;
 }

@@ -1,6 +1,7 @@
 /**
- * `seed`: sends synthetic (or given) login events to the queue, creating the
- * queue when it is missing.
+ * `seed`: sends synthetic login events, or those of a sample file such as
+ * the exercise's sample_data.json.gz, to the queue, creating the queue when
+ * it is missing.
  *
  * @module
  */
@@ -8,6 +9,7 @@
 import type { SeedConfig } from "../config/resolve.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import { generateBodies } from "../seed/generate.ts";
+import { loadSampleBodies } from "../seed/sample.ts";
 import { createSqsClient } from "../sqs/client.ts";
 import { ensureQueue } from "../sqs/admin.ts";
 import { sendBodies } from "../sqs/send.ts";
@@ -44,7 +46,11 @@ export async function seed(
   });
   try {
     await ensureQueue(client, config.queueUrl);
-    const source = bodies ??
+    const sample = bodies === undefined && config.samplePath !== null
+      ? await loadSampleBodies(config.samplePath)
+      : undefined;
+    const given = bodies ?? sample;
+    const source = given ??
       generateBodies(config.count, { badRatio: config.badRatio, seed: seedValue });
     const sent = await sendBodies(client, config.queueUrl, source, {
       concurrency: config.concurrency,
@@ -52,7 +58,7 @@ export async function seed(
     const summary = {
       sent,
       seed: seedValue,
-      "bad_ratio": bodies === undefined ? config.badRatio : 0,
+      "bad_ratio": given === undefined ? config.badRatio : 0,
       "duration_ms": Math.round(performance.now() - started),
     };
     telemetry.emit({

@@ -98,8 +98,7 @@ export async function migrate(
         `Postgres ${server?.v} is older than 11, whose partitioned tables login-etl's ledger needs`,
       );
     }
-    // Same key in every login-etl: "login-etl schema".
-    await session`SELECT pg_advisory_lock(hashtext('login-etl schema'))`;
+    await lockSchema(session as unknown as Sql);
     try {
       if (options.schema !== "public") {
         await session.unsafe(`CREATE SCHEMA IF NOT EXISTS "${options.schema}"`);
@@ -128,6 +127,21 @@ export async function migrate(
     throw new DatabaseError("db_schema", `${what}: ${describeDbError(error)}`, { cause: error });
   } finally {
     session.release();
+  }
+}
+
+/**
+ * Takes the session lock every login-etl migrates under (key "login-etl
+ * schema"). Polled rather than waited for: a session waiting inside
+ * pg_advisory_lock holds a snapshot, and CREATE INDEX CONCURRENTLY in the
+ * holder's migration waits for every such snapshot, which would deadlock.
+ */
+async function lockSchema(sql: Sql): Promise<void> {
+  for (;;) {
+    const [row] = await sql<{ locked: boolean }[]>`
+      SELECT pg_try_advisory_lock(hashtext('login-etl schema')) AS locked`;
+    if (row?.locked) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 

@@ -43,6 +43,8 @@ export type TelemetryEvent =
   | { readonly type: "RunFinished"; readonly summary: Summary }
   | { readonly type: "ShutdownRequested"; readonly signal: string }
   | { readonly type: "ShutdownForced" }
+  | { readonly type: "RejectLimitExceeded"; readonly rejected: number; readonly limit: number }
+  | { readonly type: "MetricsFileWritten"; readonly path: string }
   | { readonly type: "ProgressReported"; readonly summary: Summary; readonly queueDepth?: number }
   | { readonly type: "ConfigWarned"; readonly message: string }
   // The pipeline, once per batch
@@ -233,6 +235,16 @@ export const EVENTS: {
     }),
   },
   ConfigWarned: { level: "warn", message: (e) => e.message },
+  RejectLimitExceeded: {
+    level: "error",
+    message: "more messages rejected than --max-rejects allows",
+    fields: (e) => ({ rejected: e.rejected, limit: e.limit }),
+  },
+  MetricsFileWritten: {
+    level: "info",
+    message: "wrote the run's metrics",
+    fields: (e) => ({ path: e.path }),
+  },
   BatchReceived: {
     level: null,
     message: "batch received",

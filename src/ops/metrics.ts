@@ -10,6 +10,7 @@
  * @module
  */
 
+import meta from "../../deno.json" with { type: "json" };
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Counters, Observer } from "./events.ts";
 import { REJECT_REASONS } from "../types.ts";
@@ -151,6 +152,19 @@ export class Metrics implements Observer {
       registers,
     });
     this.#lastCommit.set(this.#now() / 1000);
+    // The usual build-info gauge: constant 1, the facts in its labels, so
+    // dashboards can show and join on the version that produced a series.
+    new Gauge({
+      name: "login_etl_build_info",
+      help: "Always 1; labels name the login-etl, Deno, V8 and TypeScript versions",
+      labelNames: ["version", "deno", "v8", "typescript"],
+      registers,
+    }).set({
+      version: meta.version,
+      deno: Deno.version.deno,
+      v8: Deno.version.v8,
+      typescript: Deno.version.typescript,
+    }, 1);
   }
 
   batchSize(messages: number): void {
@@ -163,6 +177,24 @@ export class Metrics implements Observer {
 
   committed(): void {
     this.#lastCommit.set(this.#now() / 1000);
+  }
+
+  /**
+   * Marks the end of a batch run (drain's --metrics-file): its outcome and
+   * time, the series a "has the job succeeded lately" alert reads.
+   */
+  finished(succeeded: boolean): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: "login_etl_run_succeeded",
+      help: "1 when the run ended without error, 0 when it failed",
+      registers,
+    }).set(succeeded ? 1 : 0);
+    new Gauge({
+      name: "login_etl_run_finished_timestamp_seconds",
+      help: "Unix time the run ended",
+      registers,
+    }).set(this.#now() / 1000);
   }
 
   /** Sets the queue depth gauge from `ApproximateNumberOfMessages`. */

@@ -245,12 +245,6 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   };
 
   telemetry.markStart();
-  const progress = options.mode === "run"
-    ? setInterval(
-      () => telemetry.emit({ type: "ProgressReported", summary: telemetry.summary() }),
-      30_000,
-    )
-    : undefined;
   const beat = setInterval(() => track(heartbeat()), HEARTBEAT_MS);
   try {
     const flushing = flusher();
@@ -260,7 +254,6 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     await flushing;
     while (tasks.size > 0) await Promise.all([...tasks]);
   } finally {
-    clearInterval(progress);
     clearInterval(beat);
     while (tasks.size > 0) await Promise.allSettled([...tasks]);
     options.stop?.removeEventListener("abort", onStop);
