@@ -1,0 +1,212 @@
+// Tests of src/sink/sink.ts against the real Postgres in a fresh schema:
+// localSink() over postgresStore() prepares and writes a batch and names its
+// rejected ids, and marks values vaulted only once a batch commits;
+// workerSink() does the same in a worker thread and hands a failed write back
+// as an EtlError with its code, transient flag and ids; workerSinks() spreads
+// batches over threads.
+
+import assert from "node:assert/strict";
+import { Secret } from "../../src/config/secret.ts";
+import { Database } from "../../src/db/pool.ts";
+import { ensureSchema } from "../../src/db/schema.ts";
+import { postgresStore } from "../../src/db/write.ts";
+import { EtlError } from "../../src/errors.ts";
+import { VaultCipher } from "../../src/pii/vault.ts";
+import { localSink, type WorkerInit, workerSink, workerSinks } from "../../src/sink/sink.ts";
+import type { ReceivedMessage, Store, WriteItem } from "../../src/types.ts";
+import { testMasker } from "../helpers/drain.ts";
+import { freshSchema, TEST_SECRET, testConnection, type TestDb } from "../helpers/services.ts";
+
+const PREPARE = { maxBodyBytes: 65536, maxReceives: null };
+
+function login(user: string, ip: string, deviceId: string): string {
+  return JSON.stringify({
+    "user_id": user,
+    "app_version": "4.5",
+    "device_type": "web",
+    ip,
+    locale: "en-US",
+    "device_id": deviceId,
+  });
+}
+
+function messages(bodies: Record<string, string>): ReceivedMessage[] {
+  return Object.entries(bodies).map(([id, body]) => ({
+    id,
+    receiptHandle: `r-${id}`,
+    body,
+    sentAtMs: Date.UTC(2024, 4, 1),
+    dated: true,
+    receiveCount: 1,
+  }));
+}
+
+/** A pool on `db`'s schema with login-etl's tables in it. */
+async function storeDatabase(db: TestDb): Promise<Database> {
+  const connection = await testConnection();
+  const database = new Database({ connection, schema: db.schema, max: 2 });
+  await ensureSchema(database.sql, { connection, schema: db.schema });
+  return database;
+}
+
+/** The real store, keeping the items of every batch it is handed. */
+function recording(store: Store): Store & { readonly batches: (readonly WriteItem[])[] } {
+  const batches: (readonly WriteItem[])[] = [];
+  return {
+    batches,
+    write(items) {
+      batches.push(items);
+      return store.write(items);
+    },
+  };
+}
+
+async function workerInit(db: TestDb): Promise<WorkerInit> {
+  return {
+    connection: await testConnection(),
+    schema: db.schema,
+    poolMax: 2,
+    writeTimeoutMs: 10_000,
+    secret: new TextEncoder().encode(TEST_SECRET),
+    keyId: "k1",
+    prepare: PREPARE,
+    vault: null,
+  };
+}
+
+const BATCH = {
+  m1: login("u1", "192.0.2.1", "d-1"),
+  m2: "not json",
+  m3: login("u3", "192.0.2.3", "d-3"),
+  m4: login("u4", "192.0.2.4", ""),
+};
+
+Deno.test("localSink() prepares and writes a batch over postgresStore(), naming the rejected ids", async () => {
+  await using db = await freshSchema();
+  await using database = await storeDatabase(db);
+  const masker = await testMasker();
+  const sink = localSink(masker, postgresStore(database, { writeTimeoutMs: 10_000 }), PREPARE);
+  try {
+    assert.deepEqual(await sink.write(messages(BATCH)), {
+      inserted: 2,
+      rejected: { "not_json": 1, empty: 1 },
+      redelivered: 0,
+      committed: true,
+      rejectedIds: ["m2", "m4"],
+    });
+    const rows = await db.sql<{ user_id: string; masked_ip: string }[]>`
+      SELECT user_id, masked_ip FROM user_logins ORDER BY user_id`;
+    assert.deepEqual(rows.map((r) => [r.user_id, r.masked_ip]), [
+      ["u1", await masker.mask("ip", "192.0.2.1")],
+      ["u3", await masker.mask("ip", "192.0.2.3")],
+    ]);
+    assert.deepEqual(await sink.write(messages(BATCH)), {
+      inserted: 0,
+      rejected: {},
+      redelivered: 4,
+      committed: true,
+      rejectedIds: ["m2", "m4"],
+    }, "a redelivered batch: still named as rejects, written nowhere");
+  } finally {
+    await sink.close();
+  }
+});
+
+Deno.test("localSink() with a vault marks values vaulted only once their batch commits", async () => {
+  await using db = await freshSchema();
+  await using database = await storeDatabase(db);
+  const masker = await testMasker();
+  const vault = await VaultCipher.create({
+    current: "v1",
+    keys: new Map([[
+      "v1",
+      new Secret(new TextEncoder().encode("vault key of the tests, 32+ bytes"), "t"),
+    ]]),
+  });
+  // A store whose first write gets no answer in time (a lock holds it), then the real one.
+  const slow = recording(postgresStore(database, { writeTimeoutMs: 300 }));
+  const sink = localSink(masker, slow, { ...PREPARE, vault });
+  const vaultEntries = (items: readonly WriteItem[] | undefined) =>
+    (items ?? []).flatMap((i) => (i.kind === "row" ? i.vault ?? [] : [])).length;
+  const blocker = await db.sql.reserve();
+  try {
+    await blocker`BEGIN`;
+    await blocker`LOCK TABLE user_logins IN SHARE MODE`;
+    await assert.rejects(sink.write(messages({ a: login("u-a", "192.0.2.9", "d-9") })));
+  } finally {
+    await blocker`ROLLBACK`;
+    blocker.release();
+  }
+  assert.equal(vaultEntries(slow.batches[0]), 2, "the failed batch carried both values");
+
+  await sink.write(messages({ a: login("u-a", "192.0.2.9", "d-9") }));
+  assert.equal(vaultEntries(slow.batches[1]), 2, "not marked by the batch that failed");
+  await sink.write(messages({ b: login("u-b", "192.0.2.9", "d-9") }));
+  assert.equal(vaultEntries(slow.batches[2]), 0, "marked once committed: not sent again");
+  const [stored] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM login_etl_vault`;
+  assert.equal(stored?.n, 2);
+  await sink.close();
+});
+
+Deno.test("workerSink() writes a batch in a worker thread as localSink() would", async () => {
+  await using db = await freshSchema();
+  await using database = await storeDatabase(db);
+  const sink = await workerSink(await workerInit(db));
+  try {
+    assert.deepEqual(await sink.write(messages(BATCH)), {
+      inserted: 2,
+      rejected: { "not_json": 1, empty: 1 },
+      redelivered: 0,
+      committed: true,
+      rejectedIds: ["m2", "m4"],
+    });
+  } finally {
+    await sink.close();
+  }
+  const masker = await testMasker();
+  const rows = await database.sql<{ masked_device_id: string }[]>`
+    SELECT masked_device_id FROM user_logins ORDER BY user_id`;
+  assert.deepEqual(rows.map((r) => r.masked_device_id), [
+    await masker.mask("device_id", "d-1"),
+    await masker.mask("device_id", "d-3"),
+  ], "the worker masks under the same key");
+});
+
+Deno.test("workerSink() hands a failed write back as an EtlError with its code, transient flag and ids", async () => {
+  await using db = await freshSchema(); // no tables: every insert fails
+  const sink = await workerSink(await workerInit(db));
+  try {
+    await assert.rejects(sink.write(messages(BATCH)), (error: unknown) => {
+      assert.ok(error instanceof EtlError, String(error));
+      assert.equal(error.code, "db_write");
+      assert.equal(error.transient, false, "a missing table is no passing fault");
+      assert.deepEqual(error.messageIds, ["m1", "m2", "m3", "m4"]);
+      assert.match(error.message, /Cannot write a batch of 4 messages: .*login_etl_ledger/);
+      return true;
+    });
+  } finally {
+    await sink.close();
+  }
+});
+
+Deno.test("workerSinks() spreads concurrent batches over its threads, each written once", async () => {
+  await using db = await freshSchema();
+  await using database = await storeDatabase(db);
+  const sink = await workerSinks(2, await workerInit(db));
+  try {
+    const outcomes = await Promise.all(
+      Array.from({ length: 6 }, (_, b) =>
+        sink.write(messages(Object.fromEntries(
+          Array.from(
+            { length: 20 },
+            (_, i) => [`b${b}-${i}`, login(`u${b}-${i}`, "192.0.2.1", "d")],
+          ),
+        )))),
+    );
+    assert.deepEqual(outcomes.map((o) => o.inserted), [20, 20, 20, 20, 20, 20]);
+  } finally {
+    await sink.close();
+  }
+  const [count] = await database.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM user_logins`;
+  assert.equal(count?.n, 120);
+});
