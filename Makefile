@@ -62,8 +62,8 @@ check: deno ## fmt --check, lint and type-check
 	$(DENO) lint
 	$(DENO) check src/ tests/
 
-test-unit: deno ## Unit tests and repository checks (no services)
-	$(DENO) test $(TEST_FLAGS) tests/unit/ tests/repo/
+test-unit: deno ## Unit tests and repository checks (no services; the store and sink tests need Postgres, so only make test runs them)
+	$(DENO) test $(TEST_FLAGS) --ignore=tests/unit/db/write_test.ts,tests/unit/sink_test.ts tests/unit/ tests/repo/
 
 test: deno postgres check ## Everything CI runs: checks, unit, repository, integration, CLI and fault tests
 	$(DENO) test $(TEST_FLAGS) tests/unit/ tests/repo/ tests/integration/ tests/cli/ tests/reliability/
