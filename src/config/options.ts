@@ -46,9 +46,8 @@ export const COMMAND_SUMMARIES: Readonly<Record<CommandName, string>> = {
   forget: "Erase the vault entry behind masks (crypto-shredding); audited",
   rekey: "Move the masks of existing rows to another HMAC key id, via the vault; resumable",
   "rekey-vault": "Re-encrypt vault entries under another vault key id; resumable",
-  migrate:
-    "Apply the schema migrations this version needs (as the owner role); --dry-run prints them",
-  check: "Check the queue, Postgres, privileges, schema and keys a command needs, one line each",
+  migrate: "Apply the schema migrations this version needs (run it as the owner role)",
+  check: "Preflight: the queue, Postgres, schema, privileges and keys a command needs",
   report: "Print what is in the database: sample rows, repeated masked values, rejects by reason",
 };
 

@@ -42,6 +42,7 @@ const GAUGES = [
   "login_etl_messages_in_flight",
   "login_etl_queue_depth_messages",
   "login_etl_last_commit_timestamp_seconds",
+  "login_etl_build_info",
 ] as const;
 const EXPOSED: readonly string[] = [...COUNTERS, ...HISTOGRAMS, ...GAUGES];
 /** Series names a query may read: histograms as their _bucket, _sum and _count series. */

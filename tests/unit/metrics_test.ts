@@ -69,7 +69,7 @@ function deployTestLists(): Record<"COUNTERS" | "HISTOGRAMS" | "GAUGES", string[
 
 Deno.test("Metrics exposes exactly the metrics deploy_test.ts lists, each of its type", async () => {
   const lists = deployTestLists();
-  assert.equal(lists.COUNTERS.length + lists.HISTOGRAMS.length + lists.GAUGES.length, 12);
+  assert.equal(lists.COUNTERS.length + lists.HISTOGRAMS.length + lists.GAUGES.length, 13);
   const { types } = parseExposition(await new Metrics(zeroCounters()).expose());
   const expected = new Map<string, string>([
     ...lists.COUNTERS.map((n) => [n, "counter"] as const),
@@ -287,4 +287,19 @@ Deno.test("the metrics sink and the batch span cost microseconds per batch (figu
     metrics_overhead_us: Math.round((metered - bare) * 100) / 100,
   });
   assert.ok(Number.isFinite(metered));
+});
+
+Deno.test("Metrics names the build in login_etl_build_info, and a finished batch run its outcome", async () => {
+  const { metrics } = metered(() => 1_700_000_000_000);
+  const before = parseExposition(await metrics.expose()).samples;
+  const info = before.filter((s) => s.name === "login_etl_build_info");
+  assert.equal(info.length, 1);
+  assert.equal(info[0]?.value, 1);
+  assert.equal(info[0]?.labels.deno, Deno.version.deno);
+  assert.match(info[0]?.labels.version ?? "", /^\d+\.\d+\.\d+/);
+  assert.ok(!before.some((s) => s.name === "login_etl_run_succeeded"), "no outcome before the end");
+  metrics.finished(false);
+  const after = parseExposition(await metrics.expose()).samples;
+  assert.equal(valueOf(after, "login_etl_run_succeeded"), 0);
+  assert.equal(valueOf(after, "login_etl_run_finished_timestamp_seconds"), 1_700_000_000);
 });
