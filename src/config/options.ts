@@ -48,7 +48,7 @@ export const COMMAND_SUMMARIES: Readonly<Record<CommandName, string>> = {
   "rekey-vault": "Re-encrypt vault entries under another vault key id; resumable",
   migrate: "Apply the schema migrations this version needs (run it as the owner role)",
   check: "Preflight: the queue, Postgres, schema, privileges and keys a command needs",
-  report: "Print what is in the database: sample rows, repeated masked values, rejects by reason",
+  report: "What the database holds: sample rows, repeated masked values, rejects by reason",
 };
 
 const CONSUMERS: readonly CommandName[] = ["drain", "run", "demo"];
