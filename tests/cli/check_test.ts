@@ -1,0 +1,202 @@
+// `login-etl check` through the CLI with the binary's permissions, against the
+// real Postgres and third-party SQS endpoints (local-aws-sqs, and it behind
+// the LocalStack<3 proxy that answers JSON with an error): 0 when all pass,
+// 1 with the failing line when something is wrong, within 10 s when a
+// service is unreachable, 2 for bad usage. Nothing is received or written.
+
+import assert from "node:assert/strict";
+import { migrate } from "../../src/db/schema.ts";
+import { runCli } from "../helpers/cli.ts";
+import { DATABASE_URL, freshSchema, reportFigures, TEST_SECRET } from "../helpers/services.ts";
+import { startEndpoint } from "../helpers/sqs_endpoints.ts";
+
+/** A loopback port nothing listens on. */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** The check lines as [status, check] pairs, and the detail of each by check name. */
+function linesOf(stdout: string): { pairs: [string, string][]; detail: Map<string, string> } {
+  const pairs: [string, string][] = [];
+  const detail = new Map<string, string>();
+  for (const line of stdout.trim().split("\n")) {
+    const match = /^(ok|fail|skip)\s+(.+?)\s{2,}(.*)$/.exec(line);
+    assert.ok(match, `not a check line: ${line}`);
+    pairs.push([match[1]!, match[2]!]);
+    detail.set(match[2]!, match[3]!);
+  }
+  return { pairs, detail };
+}
+
+Deno.test({
+  name: "check passes on a healthy setup, names the protocol in use, and touches no message",
+  // local-aws-sqs keeps a retention timer per message it holds, and this
+  // test leaves its messages in the queue on purpose.
+  sanitizeOps: false,
+}, async (t) => {
+  await using db = await freshSchema();
+  await migrate(db.sql, { schema: db.schema });
+  for (const kind of ["local-aws-sqs", "legacy-localstack"] as const) {
+    await t.step(kind, async () => {
+      await using sqs = await startEndpoint(kind);
+      const queueUrl = await sqs.createQueue();
+      await sqs.send(queueUrl, ['{"user_id":"a"}', '{"user_id":"b"}']);
+      const env = {
+        DATABASE_URL,
+        LOGIN_ETL_SCHEMA: db.schema,
+        SQS_QUEUE_URL: queueUrl,
+        PII_HMAC_KEY: TEST_SECRET,
+      };
+      const result = await runCli(["check"], { env });
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      const { pairs, detail } = linesOf(result.stdout);
+      assert.deepEqual(pairs.map(([s]) => s), pairs.map(() => "ok"));
+      assert.deepEqual(pairs.map(([, c]) => c.startsWith("queue ") ? "queue" : c), [
+        "hmac key",
+        "vault key",
+        "queue",
+        "postgres",
+        "schema",
+        "privileges",
+        "key registry",
+      ]);
+      const queue = detail.get(`queue ${queueUrl.split("/").pop()}`) ?? "";
+      assert.match(
+        queue,
+        kind === "legacy-localstack" ? /protocol query \(auto, switched/ : /protocol json \(auto\)/,
+      );
+      assert.match(queue, /2 waiting, 0 in flight/);
+      assert.match(detail.get("postgres") ?? "", /TLS on \(TLSv1\.[23]/);
+      assert.match(detail.get("schema") ?? "", /at version 5 \(latest\)/);
+      assert.deepEqual(await sqs.counts(queueUrl), { ready: 2, inFlight: 0 }, "nothing received");
+      const [rows] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM login_etl_keys`;
+      assert.equal(rows?.n, 0, "nothing recorded");
+    });
+  }
+});
+
+Deno.test("check fails with the reason, within 10 s, when Postgres or the queue is unreachable", async () => {
+  await using sqs = await startEndpoint("local-aws-sqs");
+  const queueUrl = await sqs.createQueue();
+  const deadDb = `postgres://postgres:postgres@127.0.0.1:${closedPort()}/postgres?sslmode=disable`;
+  const deadQueue = `http://127.0.0.1:${closedPort()}/000000000000/login-queue`;
+  const figures: Record<string, number> = {};
+  for (
+    const [label, env, failing] of [
+      [
+        "database",
+        { DATABASE_URL: deadDb, SQS_QUEUE_URL: queueUrl },
+        /^fail\s+postgres\s+Cannot connect to Postgres at .*ECONNREFUSED/m,
+      ],
+      [
+        "queue",
+        { DATABASE_URL, SQS_QUEUE_URL: deadQueue },
+        /^fail\s+queue login-queue\s+Cannot reach queue .*ECONNREFUSED/m,
+      ],
+    ] as const
+  ) {
+    const started = performance.now();
+    const result = await runCli(["check"], { env: { ...env, PII_HMAC_KEY: TEST_SECRET } });
+    const seconds = (performance.now() - started) / 1000;
+    figures[`${label}_s`] = Math.round(seconds * 10) / 10;
+    assert.equal(result.code, 1, result.stdout + result.stderr);
+    assert.match(result.stdout, failing);
+    assert.match(
+      result.stderr,
+      /^error: \d of \d+ checks failed; the lines above say what to fix\n$/,
+    );
+    assert.ok(seconds < 10, `${label}: ${seconds} s`);
+  }
+  reportFigures("check, unreachable", figures);
+});
+
+Deno.test("check fails on a key id recorded with another secret, a missing key, missing privileges, and a schema it may not migrate", async (t) => {
+  await using sqs = await startEndpoint("local-aws-sqs");
+  const queueUrl = await sqs.createQueue();
+  await using db = await freshSchema();
+  await migrate(db.sql, { schema: db.schema });
+  const env = { DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema, SQS_QUEUE_URL: queueUrl };
+
+  await t.step("no HMAC key", async () => {
+    const result = await runCli(["check"], { env });
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /^fail\s+hmac key\s+none: set PII_HMAC_KEY or --hmac-key-file$/m);
+  });
+
+  await t.step("a key id recorded with another secret", async () => {
+    await db.sql`INSERT INTO login_etl_keys (key_id, fingerprint) VALUES ('k1', 'another-secret')`;
+    const result = await runCli(["check"], { env: { ...env, PII_HMAC_KEY: TEST_SECRET } });
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stdout,
+      /^fail\s+key registry\s+key ids k1 are recorded with a different secret/m,
+    );
+    assert.ok(!result.stdout.includes(TEST_SECRET));
+    await db.sql`DELETE FROM login_etl_keys`;
+  });
+
+  await t.step("a role without the consumer's privileges, for drain and for recover", async () => {
+    const user = `nopriv_${Date.now().toString(36)}_${Deno.pid}`;
+    const password = crypto.randomUUID();
+    await db.sql.unsafe(`CREATE ROLE "${user}" LOGIN PASSWORD '${password}';
+      GRANT USAGE ON SCHEMA "${db.schema}" TO "${user}";
+      GRANT SELECT ON login_etl_migrations TO "${user}";
+      GRANT INSERT ON "${db.schema}".user_logins TO "${user}"`);
+    try {
+      const url = new URL(DATABASE_URL);
+      url.hostname = "127.0.0.1";
+      url.username = user;
+      url.password = password;
+      const asUser = { ...env, DATABASE_URL: url.toString(), PII_HMAC_KEY: TEST_SECRET };
+      const drain = await runCli(["check"], { env: asUser });
+      assert.equal(drain.code, 1, drain.stdout + drain.stderr);
+      const line = drain.stdout.split("\n").find((l) => l.startsWith("fail  privileges")) ?? "";
+      assert.match(line, /drain lacks SELECT on login_etl_ledger, INSERT on login_etl_ledger/);
+      assert.match(line, /EXECUTE on login_etl_ledger_maintain\(integer,integer\)/);
+      assert.doesNotMatch(line, /INSERT on user_logins/, "what it has is not listed");
+      const recover = await runCli(["check", "--for", "recover"], {
+        env: { ...asUser, PII_VAULT_KEY: "a different secret for the vault, 32+ bytes" },
+      });
+      assert.equal(recover.code, 1);
+      assert.match(
+        recover.stdout,
+        /recover lacks EXECUTE on login_etl_recover\(text\[\],text,text\)/,
+      );
+      assert.doesNotMatch(recover.stdout, /^\S+\s+queue/m, "recover needs no queue");
+
+      await db.sql`DELETE FROM login_etl_migrations WHERE version = 5`;
+      const behind = await runCli(["check"], { env: asUser });
+      assert.equal(behind.code, 1);
+      assert.match(
+        behind.stdout,
+        /^fail\s+schema\s+\w+ at version 4, needs 5, and this role may not migrate it \(no CREATE on schema\); run `login-etl migrate` as the owner role$/m,
+      );
+      assert.match(behind.stdout, /^skip\s+privileges\s+the schema is not current/m);
+    } finally {
+      await db.sql.unsafe(`DROP OWNED BY "${user}"; DROP ROLE "${user}"`);
+    }
+  });
+});
+
+Deno.test("check --summary-json prints one object; a bad --for is a usage error (exit 2)", async () => {
+  await using db = await freshSchema();
+  const result = await runCli(["check", "--for", "migrate", "--summary-json"], {
+    env: { DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  const report = JSON.parse(result.stdout) as {
+    for: string;
+    passed: boolean;
+    checks: { check: string; status: string; detail: string }[];
+  };
+  assert.equal(report.for, "migrate");
+  assert.equal(report.passed, true);
+  assert.deepEqual(report.checks.map((c) => c.check), ["postgres", "schema"]);
+  assert.match(report.checks[1]?.detail ?? "", /at version 0; migrate applies 1, 2, 3, 4, 5/);
+  const bad = await runCli(["check", "--for", "everything"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^error: Invalid --for "everything": must be one of/);
+});
