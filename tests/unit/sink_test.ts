@@ -100,13 +100,14 @@ Deno.test("localSink() prepares and writes a batch over postgresStore(), naming 
       ["u1", await masker.mask("ip", "192.0.2.1")],
       ["u3", await masker.mask("ip", "192.0.2.3")],
     ]);
-    assert.deepEqual(await sink.write(messages(BATCH)), {
-      inserted: 0,
-      rejected: {},
-      redelivered: 4,
-      committed: true,
-      rejectedIds: ["m2", "m4"],
-    }, "a redelivered batch: still named as rejects, written nowhere");
+    // A redelivered batch writes nothing. Its rejectedIds still name the
+    // invalid messages although none was rejected this time, and commit.ts
+    // counts them as the span's rejected: left unasserted until that is settled.
+    const again = await sink.write(messages(BATCH));
+    assert.deepEqual(
+      { ...again, rejectedIds: undefined },
+      { inserted: 0, rejected: {}, redelivered: 4, committed: true, rejectedIds: undefined },
+    );
   } finally {
     await sink.close();
   }
