@@ -297,7 +297,7 @@ Deno.test("scheduled-drain.yml passes secrets to the drain as environment variab
   assert.match(String(at(drain, "env", "DATABASE_URL")), /^\$\{\{\s*secrets\.DATABASE_URL\s*\}\}$/);
   assert.match(String(at(drain, "env", "PII_HMAC_KEY")), /^\$\{\{\s*secrets\.PII_HMAC_KEY\s*\}\}$/);
   assert.match(String(at(drain, "env", "SQS_QUEUE_URL")), /vars\.SQS_QUEUE_URL/);
-  assert.match(runOf(drain), /\.\/login-etl drain --summary-json > summary\.json/);
+  assert.match(runOf(drain), /\.\/login-etl drain --summary-json --metrics-file login-etl\.prom > summary\.json/);
 });
 
 Deno.test("scheduled-drain.yml reaches Postgres with verify-full by default, trusting PG_CA_BUNDLE or the system roots", async () => {
@@ -436,72 +436,48 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "scheduled-drain's last step fails on a failed drain or rejects above the threshold",
-  ignore: !hasCommand("jq"),
-  async fn(t) {
-    const script = runOf(
-      stepNamed(
-        workflow("scheduled-drain.yml"),
-        "drain",
-        "Fail on a failed drain or too many rejects",
-      ),
-    );
-    const cases = [
-      {
-        name: "rejects below the threshold pass",
-        exit: "0",
-        rejected: 99,
-        threshold: "100",
-        ok: true,
-      },
-      {
-        name: "rejects at the threshold pass",
-        exit: "0",
-        rejected: 100,
-        threshold: "100",
-        ok: true,
-      },
-      {
-        name: "rejects above the threshold fail",
-        exit: "0",
-        rejected: 101,
-        threshold: "100",
-        ok: false,
-      },
-      { name: "a failed drain fails", exit: "1", rejected: 0, threshold: "100", ok: false },
-      {
-        name: "a threshold of 0 fails on one reject",
-        exit: "0",
-        rejected: 1,
-        threshold: "0",
-        ok: false,
-      },
-      {
-        name: "a threshold that is not a number fails",
-        exit: "0",
-        rejected: 0,
-        threshold: "x",
-        ok: false,
-      },
-    ];
-    for (const c of cases) {
-      await t.step(c.name, async () => {
-        const dir = Deno.makeTempDirSync();
-        try {
-          Deno.writeTextFileSync(
-            `${dir}/summary.json`,
-            JSON.stringify({ ...SUMMARY, rejected: c.rejected }),
-          );
-          const run = await runStep(script, dir, {
-            EXIT_CODE: c.exit,
-            REJECT_THRESHOLD: c.threshold,
-          });
-          assert.equal(run.code === 0, c.ok, run.stdout + run.stderr);
-        } finally {
-          Deno.removeSync(dir, { recursive: true });
-        }
-      });
-    }
-  },
+Deno.test("scheduled-drain's last step maps the drain's exit code: 0 passes, 3 (too many rejects) and others fail", async (t) => {
+  const script = runOf(
+    stepNamed(
+      workflow("scheduled-drain.yml"),
+      "drain",
+      "Fail on a failed drain or too many rejects",
+    ),
+  );
+  for (
+    const [exit, ok, message] of [
+      ["0", true, null],
+      ["3", false, /::error title=Too many rejects::more than 100 messages rejected/],
+      ["1", false, /::error title=Drain failed::login-etl drain exited 1/],
+      ["2", false, /::error title=Drain failed::login-etl drain exited 2/],
+    ] as const
+  ) {
+    await t.step(`exit ${exit}`, async () => {
+      const dir = Deno.makeTempDirSync();
+      try {
+        const run = await runStep(script, dir, { EXIT_CODE: exit, REJECT_THRESHOLD: "100" });
+        assert.equal(run.code === 0, ok, run.stdout + run.stderr);
+        if (message !== null) assert.match(run.stdout, message);
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
+      }
+    });
+  }
+});
+
+Deno.test("scheduled-drain passes its threshold to login-etl as --max-rejects, not to jq", () => {
+  const step = stepNamed(workflow("scheduled-drain.yml"), "drain", "Drain the queue") as {
+    env?: Record<string, string>;
+    run?: string;
+  };
+  assert.equal(step.env?.["LOGIN_ETL_MAX_REJECTS"], "${{ env.REJECT_THRESHOLD }}");
+  assert.match(step.run ?? "", /--metrics-file login-etl\.prom/);
+  const last = runOf(
+    stepNamed(
+      workflow("scheduled-drain.yml"),
+      "drain",
+      "Fail on a failed drain or too many rejects",
+    ),
+  );
+  assert.ok(!last.includes("jq"), "the threshold is login-etl's own check");
 });
