@@ -22,10 +22,14 @@ export DENO_NO_UPDATE_CHECK := 1
 # configuration; narrow it at build time with ALLOW_NET, e.g.
 #   make build ALLOW_NET=sqs.eu-west-1.amazonaws.com,db.internal:5432,0.0.0.0:9464
 # (include the --listen address, and for IRSA or instance roles the STS or
-# metadata hosts the SDK's credential chain calls).
+# metadata hosts the SDK's credential chain calls). --allow-write is there for
+# one file only, drain's --metrics-file (src/ writes nothing else; a test
+# checks); narrow it the same way, e.g. ALLOW_WRITE=/var/lib/node_exporter.
 PERMISSIONS = $(shell $(DENO) eval 'console.log(JSON.parse(Deno.readTextFileSync("deno.json")).tasks.etl.replace(/^deno run /, "").replace(/ src\/main\.ts$$/, ""))')
 ALLOW_NET ?=
-BUILD_PERMISSIONS = $(if $(ALLOW_NET),$(subst --allow-net ,--allow-net=$(ALLOW_NET) ,$(PERMISSIONS)),$(PERMISSIONS))
+ALLOW_WRITE ?=
+NET_PERMISSIONS = $(if $(ALLOW_NET),$(subst --allow-net ,--allow-net=$(ALLOW_NET) ,$(PERMISSIONS)),$(PERMISSIONS))
+BUILD_PERMISSIONS = $(if $(ALLOW_WRITE),$(subst --allow-write ,--allow-write=$(ALLOW_WRITE) ,$(NET_PERMISSIONS)),$(NET_PERMISSIONS))
 
 TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-msvc
 TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources

@@ -20,7 +20,7 @@ import { runPipeline } from "../pipeline/pipeline.ts";
 import { localSink, type Sink, workerSinks } from "../sink/sink.ts";
 import { readQueueAttributes } from "../sqs/admin.ts";
 import { sqsQueue } from "../sqs/queue.ts";
-import { TooManyRejectsError } from "../errors.ts";
+import { formatError, TooManyRejectsError } from "../errors.ts";
 import {
   atStart,
   every,
@@ -103,8 +103,14 @@ export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Sum
   if (metricsFile !== null && metrics !== null) {
     // Written whatever the outcome, last: a failed run's counters matter most.
     stack.defer(async () => {
-      await writeMetricsFile(metricsFile, metrics, succeeded);
-      telemetry.emit({ type: "MetricsFileWritten", path: metricsFile });
+      try {
+        await writeMetricsFile(metricsFile, metrics, succeeded);
+        telemetry.emit({ type: "MetricsFileWritten", path: metricsFile });
+      } catch (error) {
+        // Fails a run that had succeeded; a failing run keeps its own error.
+        if (succeeded) throw error;
+        telemetry.emit({ type: "ConfigWarned", message: formatError(error) });
+      }
     });
   }
   if (listen !== null && metrics !== null) {

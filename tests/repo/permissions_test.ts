@@ -59,3 +59,32 @@ Deno.test("the etl task allows the variables the libraries were seen to read", a
     }
   });
 });
+
+Deno.test("the binary may write, and src/ writes one file only: drain's --metrics-file", async () => {
+  assert.ok(
+    permissionFlags().includes("--allow-write"),
+    "--allow-write, narrowed by make build ALLOW_WRITE=",
+  );
+  const writers: string[] = [];
+  const calls =
+    /\bDeno\.(writeTextFile|writeFile|rename|remove|mkdir|open|create|truncate|copyFile|symlink|link|chmod|chown|makeTemp\w*)(Sync)?\(/g;
+  for await (const path of walk(new URL("../../src/", import.meta.url))) {
+    const text = await Deno.readTextFile(path);
+    for (const match of text.matchAll(calls)) {
+      writers.push(`${path.replace(/.*\/src\//, "src/")} ${match[1]}`);
+    }
+  }
+  assert.deepEqual(writers.sort(), [
+    "src/commands/_setup.ts remove",
+    "src/commands/_setup.ts rename",
+    "src/commands/_setup.ts writeTextFile",
+  ]);
+});
+
+async function* walk(dir: URL): AsyncGenerator<string> {
+  for await (const entry of Deno.readDir(dir)) {
+    const url = new URL(entry.name + (entry.isDirectory ? "/" : ""), dir);
+    if (entry.isDirectory) yield* walk(url);
+    else if (entry.name.endsWith(".ts")) yield url.pathname;
+  }
+}
