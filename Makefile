@@ -34,7 +34,7 @@ BUILD_PERMISSIONS = $(if $(ALLOW_WRITE),$(subst --allow-write ,--allow-write=$(A
 TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-msvc
 TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources
 
-.PHONY: help deno demo test test-unit bench soak check fmt docs postgres build build-all clean
+.PHONY: help deno demo test test-unit bench bench-analysts soak check fmt docs postgres build build-all clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ test: deno postgres check ## Everything CI runs: checks, unit, repository, integ
 
 bench: deno postgres ## Throughput against the client and protocol ceilings (BENCH_N, BENCH_MEMORY=1)
 	$(DENO) run --allow-all bench/bench.ts
+
+bench-analysts: deno postgres ## What the masked-value indexes cost and save at 10 million rows (BENCH_ROWS)
+	$(DENO) run --allow-all bench/analysts.ts
 
 soak: deno postgres ## The long crash test (100,000 messages, 20 kills); not in CI
 	$(DENO) test $(TEST_FLAGS) tests/soak/

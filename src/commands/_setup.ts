@@ -7,6 +7,8 @@
  */
 
 import type { SQSClient } from "@aws-sdk/client-sqs";
+import { dryRunStore, postgresStore } from "../db/write.ts";
+import { localSink, type Sink, type SinkOptions, workerSinks } from "../sink/sink.ts";
 import type { ConsumeConfig } from "../config/resolve.ts";
 import type { Secret } from "../config/secret.ts";
 import type { PgConnection } from "../db/connection.ts";
@@ -22,6 +24,7 @@ import {
   cachedProbe,
   createHandler,
   type ListenAddress,
+  parseListenAddress,
   type ReadinessCheck,
   readinessProbe,
 } from "../ops/server.ts";
@@ -29,7 +32,8 @@ import type { Telemetry } from "../ops/telemetry.ts";
 import { assertSeparateKeys, currentSecret, type KeySet, loadKeySet } from "../pii/keyring.ts";
 import { VaultCipher } from "../pii/vault.ts";
 import { createSqsClient, type SqsConnection } from "../sqs/client.ts";
-import { readQueueAttributes } from "../sqs/admin.ts";
+import { type QueueAttributes, readQueueAttributes } from "../sqs/admin.ts";
+import type { Fields } from "../log.ts";
 
 /** How long /readyz waits for the database and the queue; under the probe's 5 s timeout in deploy/. */
 const READY_TIMEOUT_MS = 2000;
@@ -306,4 +310,151 @@ export async function writeMetricsFile(
       cause: error,
     });
   }
+}
+
+/**
+ * The run's metrics and where they go: `/metrics` (with /healthz and
+ * /readyz) for `run --listen`, a file at exit for `drain --metrics-file`.
+ * None at all otherwise, and prom-client is then never loaded: it is a
+ * noticeable share of start-up time.
+ */
+export async function openOperations(
+  config: ConsumeConfig,
+  deps: {
+    readonly client: SQSClient;
+    readonly database: Database | null;
+    readonly stack: AsyncDisposableStack;
+    readonly stopping: () => boolean;
+    /** Read when the run ends: whether it succeeded, for the metrics file. */
+    readonly succeeded: () => boolean;
+  },
+  telemetry: Telemetry,
+): Promise<Metrics | null> {
+  const listen = config.command === "run" && config.listen !== null
+    ? parseListenAddress(config.listen)
+    : null;
+  const file = config.command === "drain" ? config.metricsFile : null;
+  if (listen === null && file === null) return null;
+  const metrics = new (await import("../ops/metrics.ts")).Metrics(telemetry.counters);
+  const { stack, client, database } = deps;
+  stack.defer(telemetry.addObserver(metrics));
+  if (file !== null) {
+    // Written whatever the outcome, last: a failed run's counters matter most.
+    stack.defer(async () => {
+      try {
+        await writeMetricsFile(file, metrics, deps.succeeded());
+        telemetry.emit({ type: "MetricsFileWritten", path: file });
+      } catch (error) {
+        // Fails a run that had succeeded; a failing run keeps its own error.
+        if (deps.succeeded()) throw error;
+        telemetry.emit({ type: "ConfigWarned", message: formatError(error) });
+      }
+    });
+  }
+  if (listen !== null) {
+    const checks: ReadinessCheck[] = [{
+      name: "queue",
+      check: async () => metrics.setQueueDepth(await queueDepth(client, config.queueUrl)),
+    }];
+    if (database !== null) {
+      checks.push({
+        name: "database",
+        check: () =>
+          database.sql`SELECT 1`.then(() => {}, (error: unknown) => {
+            throw new Error(describeDbError(error));
+          }),
+      });
+    }
+    stack.defer(serveOperations(listen, { metrics, checks, stopping: deps.stopping }, telemetry));
+  }
+  return metrics;
+}
+
+/**
+ * The sink of a run: the dry-run printer, or writes to Postgres in this
+ * thread or in worker threads. Worker threads load their modules while this
+ * thread readies the database (`prepare`, with its start-up retries); the
+ * sink, or a worker still starting when set-up fails, is closed by `stack`.
+ */
+export async function openSink(
+  config: ConsumeConfig,
+  deps: {
+    readonly keys: RunKeys;
+    readonly connection: PgConnection | null;
+    readonly database: Database | null;
+    readonly prepare: Omit<SinkOptions, "vault">;
+    readonly threads: number;
+    readonly stack: AsyncDisposableStack;
+    readonly writeStdout: (line: string) => void;
+    /** Readies the database; awaited before the sink is handed out. */
+    readonly readyDatabase: () => Promise<void>;
+  },
+): Promise<Sink> {
+  const { keys, connection, database, prepare, threads, stack } = deps;
+  let sink: Sink | null = null;
+  let starting: Promise<Sink> | null = null;
+  stack.defer(async () => await (sink ?? await starting?.catch(() => null))?.close());
+  if (database === null || connection === null) {
+    sink = localSink(keys.masker, dryRunStore(deps.writeStdout), prepare);
+    return sink;
+  }
+  const writeTimeoutMs = config.writeTimeoutSeconds * 1000;
+  starting = threads === 0 ? null : workerSinks(threads, {
+    connection,
+    schema: config.schema,
+    poolMax: Math.ceil(config.writers / threads),
+    writeTimeoutMs,
+    secret: keys.secret.reveal(),
+    keyId: keys.masker.keyId,
+    prepare,
+    vault: keys.vaultKeys === null ? null : {
+      current: keys.vaultKeys.current,
+      keys: [...keys.vaultKeys.keys].map(([id, key]) => [id, key.reveal()] as const),
+    },
+  });
+  // Awaited below; until then a start-up failure must not surface as an unhandled rejection.
+  starting?.catch(() => {});
+  await deps.readyDatabase();
+  sink = starting === null
+    ? localSink(keys.masker, postgresStore(database, { writeTimeoutMs }), {
+      ...prepare,
+      ...(keys.vault === undefined ? {} : { vault: keys.vault }),
+    })
+    : await starting;
+  return sink;
+}
+
+/** What the start line (`RunStarted`) says: the settings that decide how the run behaves. */
+export function runStartedFields(
+  config: ConsumeConfig,
+  run: {
+    readonly sqs: SqsConnection;
+    readonly connection: PgConnection | null;
+    readonly keys: RunKeys;
+    readonly threads: number;
+    readonly attributes: QueueAttributes;
+  },
+): Fields {
+  const { sqs, connection, keys, attributes } = run;
+  return {
+    command: config.command,
+    queue_url: config.queueUrl,
+    endpoint: sqs.endpoint.endpoint ?? "aws",
+    endpoint_source: sqs.endpoint.source,
+    sqs_protocol: config.sqsProtocol === "auto" ? `${sqs.protocol()} (auto)` : sqs.protocol(),
+    region: sqs.region.region,
+    region_source: sqs.region.source,
+    database: connection === null ? "none (dry run)" : connection.display,
+    key_id: keys.masker.keyId,
+    vault: keys.vault === undefined ? "off" : `on, key ${keys.vault.currentKeyId}`,
+    concurrency: config.concurrency,
+    max_rows: config.maxRows,
+    worker_threads: run.threads,
+    visibility_timeout_s: attributes.visibilityTimeoutSeconds,
+    queue_depth: attributes.approximateMessages,
+    redrive: attributes.redrive === null
+      ? "none"
+      : `dead-letter after ${attributes.redrive.maxReceiveCount} receives`,
+    max_receives: attributes.redrive === null ? config.maxReceives : "left to the redrive policy",
+  };
 }

@@ -207,6 +207,7 @@ Deno.test("run --listen: /metrics during a run ends equal to the summary; /healt
     assert.equal(m.get(`${REJECTED}{reason="poison"}`), 0, "every reason has a series");
     assert.deepEqual(metricNames(final.text), [
       "login_etl_batch_messages",
+      "login_etl_build_info",
       "login_etl_commit_duration_seconds",
       "login_etl_delete_failures_total",
       "login_etl_last_commit_timestamp_seconds",
