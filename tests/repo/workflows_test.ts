@@ -297,7 +297,10 @@ Deno.test("scheduled-drain.yml passes secrets to the drain as environment variab
   assert.match(String(at(drain, "env", "DATABASE_URL")), /^\$\{\{\s*secrets\.DATABASE_URL\s*\}\}$/);
   assert.match(String(at(drain, "env", "PII_HMAC_KEY")), /^\$\{\{\s*secrets\.PII_HMAC_KEY\s*\}\}$/);
   assert.match(String(at(drain, "env", "SQS_QUEUE_URL")), /vars\.SQS_QUEUE_URL/);
-  assert.match(runOf(drain), /\.\/login-etl drain --summary-json --metrics-file login-etl\.prom > summary\.json/);
+  assert.match(
+    runOf(drain),
+    /\.\/login-etl drain --summary-json --metrics-file login-etl\.prom > summary\.json/,
+  );
 });
 
 Deno.test("scheduled-drain.yml reaches Postgres with verify-full by default, trusting PG_CA_BUNDLE or the system roots", async () => {
