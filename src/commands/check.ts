@@ -153,6 +153,11 @@ async function missingPrivileges(sql: Sql, wanted: readonly Privilege[]): Promis
 
 /** May the role change the schema: CREATE in it, and membership in the owner of each object? */
 async function mayMigrate(sql: Sql): Promise<string | null> {
+  // A schema not made yet is created at start, which needs CREATE on the database.
+  const [schema] = await sql<{ exists: boolean; create: boolean }[]>`
+    SELECT current_schema() IS NOT NULL AS exists,
+           has_database_privilege(current_database(), 'CREATE') AS create`;
+  if (schema?.exists === false) return schema.create ? null : "no CREATE on the database";
   const [row] = await sql<{ create: boolean; foreign: string[] }[]>`
     SELECT has_schema_privilege(current_schema(), 'CREATE') AS create,
            coalesce(array_agg(DISTINCT c.relname) FILTER (

@@ -120,14 +120,17 @@ Deno.test("actionlint reports the mistakes it is trusted to find", async (t) => 
   }
 });
 
-Deno.test("every action is pinned to a major version or a commit", () => {
+Deno.test("every action is pinned to a commit SHA, with the version it is named beside it", () => {
   for (const path of WORKFLOWS) {
     const [wf] = readYaml(path);
     assert.ok(isTree(wf));
+    const text = Deno.readTextFileSync(path);
     for (const step of allSteps(wf)) {
       const uses = step["uses"];
       if (typeof uses !== "string") continue;
-      assert.match(uses, /^[\w.-]+\/[\w./-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$/, `${path}: ${uses}`);
+      // A tag can be moved to other code; a commit cannot.
+      assert.match(uses, /^[\w.-]+\/[\w./-]+@[0-9a-f]{40}$/, `${path}: ${uses}`);
+      assert.match(text, new RegExp(`uses: ${uses} # v\\d+\\.\\d+\\.\\d+\\n`), `${path}: ${uses}`);
     }
   }
 });
@@ -181,7 +184,14 @@ Deno.test("ci.yml runs make test against Postgres 15, then builds and smoke-runs
   const build = indexOfStep(wf, "test", isRun("make build"), "runs make build");
   const version = indexOfStep(wf, "test", isRun("./dist/login-etl --version"), "runs --version");
   const demo = indexOfStep(wf, "test", isRun("./dist/login-etl demo --count 200"), "runs demo");
+  const main = indexOfStep(
+    wf,
+    "test",
+    isRun("scripts/binary_smoke.sh ./dist/login-etl"),
+    "runs the binary's drain with its worker thread",
+  );
   assert.ok(test < build && build <= version && build <= demo, "order: test, build, smoke run");
+  assert.ok(build < main, "the compiled binary's main path runs after the build");
 });
 
 Deno.test("ci.yml pins the Deno of the Makefile and caches the Deno directory on deno.lock", () => {
@@ -190,7 +200,7 @@ Deno.test("ci.yml pins the Deno of the Makefile and caches the Deno directory on
   assert.ok(makefileVersion !== undefined, "no DENO_VERSION in the Makefile");
   const setup = steps(wf, "test").find((s) => String(s["uses"]).startsWith("denoland/setup-deno@"));
   assert.ok(setup !== undefined, "no denoland/setup-deno step");
-  assert.equal(setup["uses"], "denoland/setup-deno@v2");
+  assert.match(String(setup["uses"]), /^denoland\/setup-deno@[0-9a-f]{40}$/);
   assert.equal(at(setup, "with", "deno-version"), makefileVersion);
 
   const cache = steps(wf, "test").find((s) => String(s["uses"]).startsWith("actions/cache@"));
@@ -199,19 +209,37 @@ Deno.test("ci.yml pins the Deno of the Makefile and caches the Deno directory on
   assert.match(String(at(cache, "with", "path")), /deno/);
 });
 
-Deno.test("release.yml runs on v* tags and may write contents, nothing else", () => {
+Deno.test("release.yml runs on v* tags and may write contents and attestations, nothing else", () => {
   const wf = workflow("release.yml");
   assert.deepEqual(list(wf, "on", "push", "tags"), ["v*"]);
   assert.equal(maybe(wf, "on", "pull_request"), undefined);
-  assert.deepEqual(at(wf, "permissions"), { contents: "write" });
+  const granted = { contents: "write", "id-token": "write", attestations: "write" };
+  assert.deepEqual(at(wf, "permissions"), granted);
   for (const [name, job] of Object.entries(tree(wf, "jobs"))) {
     const own = maybe(job, "permissions");
     assert.ok(
       own === undefined || isTree(own) && Object.keys(own).length === 0 ||
-        JSON.stringify(own) === JSON.stringify({ contents: "write" }),
+        JSON.stringify(own) === JSON.stringify(granted),
       `job ${name} widens permissions`,
     );
   }
+});
+
+Deno.test("release.yml attests every binary's build provenance from SHA256SUMS before attaching them", () => {
+  const wf = workflow("release.yml");
+  const checksum = indexOfStep(wf, "release", (s) => /\bsha256sum\b/.test(runOf(s)), "sums");
+  const attest = indexOfStep(
+    wf,
+    "release",
+    (s) => String(s["uses"]).startsWith("actions/attest-build-provenance@"),
+    "attests build provenance",
+  );
+  assert.equal(
+    at(steps(wf, "release")[attest] as Tree, "with", "subject-checksums"),
+    "dist/SHA256SUMS",
+  );
+  const upload = indexOfStep(wf, "release", (s) => /gh release upload\b/.test(runOf(s)), "uploads");
+  assert.ok(checksum < attest && attest < upload, "order: checksums, attestation, upload");
 });
 
 Deno.test("release.yml builds the five targets and attaches them with SHA-256 checksums", () => {
@@ -283,7 +311,7 @@ Deno.test("scheduled-drain.yml takes AWS credentials by OIDC with id-token: writ
     String(s["uses"]).startsWith("aws-actions/configure-aws-credentials@")
   );
   assert.ok(aws !== undefined, "no aws-actions/configure-aws-credentials step");
-  assert.equal(aws["uses"], "aws-actions/configure-aws-credentials@v4");
+  assert.match(String(aws["uses"]), /^aws-actions\/configure-aws-credentials@[0-9a-f]{40}$/);
   assert.match(String(at(aws, "with", "role-to-assume")), /^\$\{\{\s*vars\.\w+\s*\}\}$/);
   assert.match(String(at(aws, "with", "aws-region")), /vars\.AWS_REGION/);
   const text = readText(`${WORKFLOW_DIR}/scheduled-drain.yml`);
