@@ -101,8 +101,12 @@ try {
   await admin.end();
 }
 
-for (const [k, v] of Object.entries(results)) console.log(`${k.padEnd(28)} ${v}`);
-console.log(JSON.stringify(results));
+const report = [
+  ...Object.entries(results).map(([k, v]) => `${k.padEnd(28)} ${v}`),
+  JSON.stringify(results),
+];
+// deno-lint-ignore no-console
+console.log(report.join("\n"));
 await Deno.writeTextFile(
   new URL("results/analysts.json", import.meta.url),
   JSON.stringify(results, null, 2) + "\n",

@@ -124,6 +124,8 @@ export interface WriteOutcome {
   readonly inserted: number;
   /** Rejects recorded by this batch, by reason. */
   readonly rejected: Readonly<Partial<Record<RejectReason, number>>>;
+  /** The MessageIds of those rejects (not of rejects redelivered, already recorded). */
+  readonly rejectedIds: readonly string[];
   /** Messages whose MessageId the ledger already held: redeliveries, written before. */
   readonly redelivered: number;
   /** True when the batch is durable and its messages may be deleted. */

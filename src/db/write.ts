@@ -140,7 +140,9 @@ export function toColumns(items: readonly WriteItem[]): Columns {
 export function postgresStore(db: Database, options: { readonly writeTimeoutMs: number }): Store {
   return {
     async write(items: readonly WriteItem[]): Promise<WriteOutcome> {
-      if (items.length === 0) return { inserted: 0, rejected: {}, redelivered: 0, committed: true };
+      if (items.length === 0) {
+        return { inserted: 0, rejected: {}, rejectedIds: [], redelivered: 0, committed: true };
+      }
       const c = toColumns(items);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<never>((_, reject) => {
@@ -179,6 +181,7 @@ export function postgresStore(db: Database, options: { readonly writeTimeoutMs: 
       return {
         inserted,
         rejected,
+        rejectedIds: result?.rejected_ids ?? [],
         redelivered: items.length - inserted - rejectedTotal,
         committed: true,
       };
@@ -208,7 +211,7 @@ function writeStatement(sql: Sql, c: Columns) {
             AS e(message_id, masked_value, field, ciphertext, iv, key_id)
           JOIN fresh USING (message_id)
         )`;
-  return sql<{ inserted: number; rejected: Record<string, number> }[]>`
+  return sql<{ inserted: number; rejected: Record<string, number>; rejected_ids: string[] }[]>`
         WITH fresh AS (
           INSERT INTO login_etl_ledger (message_id, sent_date)
           SELECT i.id, i.day FROM unnest(${pgArray(c.ids)}::text[], ${
@@ -247,13 +250,14 @@ function writeStatement(sql: Sql, c: Columns) {
   }::timestamptz[])
             AS x(message_id, reason, detail, masked_body, body_bytes, body_hmac, sent_at)
           JOIN fresh USING (message_id)
-          RETURNING reason
+          RETURNING message_id, reason
         )
         SELECT (SELECT count(*) FROM rows)::int AS inserted,${
     v.ids.length === 0 ? sql`` : sql` (SELECT count(*) FROM vaulted)::int AS vaulted_calls,`
   }
                (SELECT coalesce(json_object_agg(reason, n), '{}'::json)
-                  FROM (SELECT reason, count(*)::int AS n FROM rejects GROUP BY reason) AS g) AS rejected`;
+                  FROM (SELECT reason, count(*)::int AS n FROM rejects GROUP BY reason) AS g) AS rejected,
+               (SELECT coalesce(array_agg(message_id ORDER BY message_id), '{}') FROM rejects) AS rejected_ids`;
 }
 
 /**
@@ -265,12 +269,14 @@ export function dryRunStore(writeLine: (line: string) => void): Store {
     write(items: readonly WriteItem[]): Promise<WriteOutcome> {
       let inserted = 0;
       const rejected: Partial<Record<RejectReason, number>> = {};
+      const rejectedIds: string[] = [];
       for (const item of items) {
         if (item.kind === "row") {
           inserted++;
           writeLine(JSON.stringify({ message_id: item.id, ...item.row }));
         } else {
           rejected[item.reject.reason] = (rejected[item.reject.reason] ?? 0) + 1;
+          rejectedIds.push(item.id);
           writeLine(
             JSON.stringify({
               message_id: item.id,
@@ -280,7 +286,7 @@ export function dryRunStore(writeLine: (line: string) => void): Store {
           );
         }
       }
-      return Promise.resolve({ inserted, rejected, redelivered: 0, committed: false });
+      return Promise.resolve({ inserted, rejected, rejectedIds, redelivered: 0, committed: false });
     },
   };
 }

@@ -14,11 +14,8 @@ import type { VaultCipher } from "../pii/vault.ts";
 import { prepareItems } from "../transform.ts";
 import type { ReceivedMessage, Store, WriteOutcome } from "../types.ts";
 
-/** A sink's answer for one batch. */
-export interface SinkOutcome extends WriteOutcome {
-  /** Ids of the messages that became rejects (for the log). */
-  readonly rejectedIds: readonly string[];
-}
+/** A sink's answer for one batch: the store's. */
+export type SinkOutcome = WriteOutcome;
 
 /** What the pipeline hands distinct deliveries to. */
 export interface Sink {
@@ -61,7 +58,7 @@ export function localSink(masker: Masker, store: Store, options: SinkOptions): S
           if (item.kind === "row") { for (const e of item.vault ?? []) known.add(e.masked); }
         }
       }
-      return { ...outcome, rejectedIds: items.filter((i) => i.kind === "reject").map((i) => i.id) };
+      return outcome;
     },
     close: () => Promise.resolve(),
   };

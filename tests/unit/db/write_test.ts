@@ -167,6 +167,7 @@ Deno.test("postgresStore() commits a batch's rows, rejects and ledger entries in
   assert.deepEqual(await store.write(items), {
     inserted: 2,
     rejected: { "not_json": 1, "bad_ip": 1 },
+    rejectedIds: ["m3", "m4"],
     redelivered: 0,
     committed: true,
   });
@@ -196,7 +197,7 @@ Deno.test("postgresStore() commits a batch's rows, rejects and ledger entries in
   ]);
   assert.deepEqual(
     await store.write([]),
-    { inserted: 0, rejected: {}, redelivered: 0, committed: true },
+    { inserted: 0, rejected: {}, rejectedIds: [], redelivered: 0, committed: true },
     "an empty batch",
   );
 });
@@ -217,9 +218,10 @@ Deno.test("postgresStore() counts a re-write of the same ids as redelivered and 
       assert.deepEqual(await store.write(first), {
         inserted: 0,
         rejected: {},
+        rejectedIds: [],
         redelivered: 2,
         committed: true,
-      });
+      }, "a redelivered reject is not named again");
       assert.deepEqual(await tableCounts(db), before, "nothing written twice");
 
       // A batch of old and new ids writes the new ones only.
@@ -230,6 +232,7 @@ Deno.test("postgresStore() counts a re-write of the same ids as redelivered and 
       assert.deepEqual(await store.write(mixed), {
         inserted: 1,
         rejected: {},
+        rejectedIds: [],
         redelivered: 2,
         committed: true,
       });
@@ -300,6 +303,7 @@ Deno.test("dryRunStore() prints each item as one JSON line and commits nothing",
   assert.deepEqual(await dryRunStore((line) => lines.push(line)).write(items), {
     inserted: 2,
     rejected: { "not_json": 1 },
+    rejectedIds: ["m2"],
     redelivered: 0,
     committed: false,
   });
