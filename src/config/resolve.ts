@@ -487,7 +487,9 @@ const DEMO_DRAIN_FLAGS = [
 
 /**
  * Resolves one command's config from flags, env, a config file and the
- * table's defaults, checking every range. Pure.
+ * table's defaults, checking every range. Pure. Its length is one short case
+ * per command, each listing exactly the settings that command has, so the
+ * type checker holds each command's config to its type.
  *
  * @throws {ConfigError} naming the flag, variable or config-file key to fix
  */

@@ -62,7 +62,8 @@ function wrap(what: string, error: unknown): DatabaseError {
  * Each batch: read distinct old masks, decrypt their vault entries, compute
  * the new masks, then in one transaction insert the new vault entries,
  * update the rows and delete the old entries. Idempotent and resumable: rows
- * already under the target key are never selected again.
+ * already under the target key are never selected again. One function
+ * because one batch's steps share its transaction and its audit rows.
  */
 export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyReport> {
   const { target, cipher } = options;

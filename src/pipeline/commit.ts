@@ -47,7 +47,12 @@ export function asEtlError(error: unknown): EtlError {
     });
 }
 
-/** Writes `deliveries` in one transaction, reports it, and deletes them once committed. */
+/**
+ * Writes `deliveries` in one transaction, reports it, and deletes them once
+ * committed. One function, a screen and a half, because the order is the
+ * guarantee: fold repeats, write with retries, report, and only then delete;
+ * split, the order would be spread across callers.
+ */
 export async function commitBatch(
   deliveries: readonly ReceivedMessage[],
   deps: CommitDeps,

@@ -81,6 +81,13 @@ interface Failure {
  *
  * @throws {EtlError} when a service keeps failing past `maxRetryMs`, or fails
  *   in a way a retry cannot mend; messages not yet committed stay in the queue
+ *
+ * Longer than a screen on purpose: what is left here is only the
+ * coordination of the receivers, the flusher, the commits and the heartbeat,
+ * which share one run's state (the first failure, whether the store is
+ * failing, the writers in use, when a stop came). Closures keep that state
+ * private to the run; every part with state of its own lives in its module
+ * (buffer.ts, held.ts, retry.ts, commit.ts) and is tested there.
  */
 export async function runPipeline(deps: PipelineDeps, options: PipelineOptions): Promise<void> {
   const { queue, sink, telemetry } = deps;

@@ -3,6 +3,7 @@
 // queue with slow commits, and a consumer frozen with SIGSTOP.
 
 import assert from "node:assert/strict";
+import { migrate } from "../../src/db/schema.ts";
 import { generateBodies } from "../../src/seed/generate.ts";
 import { Random } from "../../src/seed/random.ts";
 import { checkLanded, delay, drainUntilEmpty, startConsumer } from "../helpers/consumers.ts";
@@ -221,6 +222,9 @@ Deno.test("four consumers on one queue with a 1 s visibility timeout and slowed 
 Deno.test("a consumer frozen with SIGSTOP for twice the visibility timeout while another works writes no row twice", async () => {
   await using sqs = await startSqs();
   await using db = await freshSchema();
+  // The schema is in place beforehand, as in production: start-up through the
+  // slowed proxy below would otherwise spend its time on the migrations.
+  await migrate(db.sql, { schema: db.schema });
   await using pg = TcpProxy.start(targetOf(DATABASE_URL));
   pg.delayMs = 150; // slow the first consumer's commits so it is caught holding messages
   const queueUrl = sqs.createQueue({ VisibilityTimeout: "2" });

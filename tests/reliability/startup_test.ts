@@ -43,7 +43,8 @@ Deno.test("run retries a database that refuses connections for about --max-retry
     attempts_logged: retries.length,
   });
   assert.equal(result.code, 1, result.stderr);
-  assert.ok(seconds >= 4 && seconds < 12, `${seconds} s`);
+  // About the retry time, plus process start-up (slow on a loaded machine).
+  assert.ok(seconds >= 4 && seconds < 25, `${seconds} s`);
   assert.ok(retries.length >= 3, `${retries.length} retries logged`);
   for (const line of retries) {
     const event = JSON.parse(line) as {
