@@ -1,16 +1,19 @@
 // deno-lint-ignore-file camelcase -- the result's field names are its JSON format
-// `make bench`: in one run, on one machine, measures
-//   1. the client ceiling: ReceiveMessage(10) + DeleteMessageBatch through the
-//      same SQS client and concurrency as drain, with no processing;
-//   2. the protocol ceiling: the same calls over plain fetch;
-//   3. login-etl drain end to end, as its own process, rows checked after;
-//   4. the Postgres ingest ceiling of the write path for the same rows;
-//   5. drain's peak RSS and its time from start to first receive;
-//   6. (BENCH_MEMORY=1) peak RSS draining 200,000 against 20,000 messages;
-//   7. drain with --sqs-protocol auto against json in interleaved rounds: what
-//      protocol detection costs a JSON endpoint.
-// The SQS endpoint (fauxqs) runs as a separate process. Prints a table and
-// one JSON line, and writes bench/results/latest.json.
+// `make bench`: in one run, on one machine, with the SQS endpoint (fauxqs) as
+// a process of its own, measures in interleaved rounds (machine noise falls
+// on all alike; ratios are taken within a round):
+//   - the stock SDK ceiling: `new SQSClient()` with nothing tuned, 8 loops of
+//     ReceiveMessage(10) + DeleteMessageBatch, no processing (bench/ceiling.ts),
+//     the program users would otherwise write, and the project's own client
+//     doing the same;
+//   - login-etl drain end to end, as its own process, rows checked after: its
+//     rate, its CPU-seconds per 10,000 messages and its peak RSS;
+//   - the peer: sqs-consumer + pg, the script a data engineer would write
+//     (bench/peer.ts);
+// and once: the protocol ceiling (the same calls as plain fetch), the Postgres
+// ingest of the write path, start to first receive, and peak RSS draining
+// 20,000 and 200,000 messages. Prints a table and one JSON line, writes
+// bench/results/latest.json and the figures into docs/performance.md.
 
 import postgres from "postgres";
 import { Secret } from "../src/config/secret.ts";
@@ -22,9 +25,6 @@ import { loadPgConnection, resolvePgTarget } from "../src/db/connection.ts";
 import { Masker } from "../src/mask.ts";
 import { prepareItems } from "../src/transform.ts";
 import { generateBodies } from "../src/seed/generate.ts";
-import { deleteMessages } from "../src/sqs/ack.ts";
-import { createSqsClient } from "../src/sqs/client.ts";
-import { receiveMessages } from "../src/sqs/receive.ts";
 import type { ReceivedMessage } from "../src/types.ts";
 import { postgresStore } from "../src/db/write.ts";
 import { call, load, protocolLoop } from "./sqs_json.ts";
@@ -81,32 +81,45 @@ async function freshQueue(endpoint: string, label: string): Promise<string> {
   return `${endpoint}/000000000000/${name}`;
 }
 
-/** Client ceiling: our SQS client and calls, no processing. */
-async function clientCeiling(queueUrl: string, total: number): Promise<number> {
-  const { client } = await createSqsClient({
-    queueUrl,
-    region: "us-east-1",
-    protocol: "json",
-    awsEnv: {},
-    waitSeconds: 1,
-  });
-  let done = 0;
-  const started = performance.now();
-  async function worker(): Promise<void> {
-    while (done < total) {
-      const { messages: batch } = await receiveMessages(client, queueUrl, {
-        max: config.batchSize,
-        waitSeconds: 1,
-      });
-      if (batch.length === 0) continue;
-      await deleteMessages(client, queueUrl, batch);
-      done += batch.length;
-    }
+/** Runs a bench program as its own process and returns its JSON line. */
+async function program(args: readonly string[]): Promise<Record<string, number>> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout).trim().split("\n").at(-1) ?? "";
+  if (!output.success) {
+    throw new Error(`${args[0]} failed: ${new TextDecoder().decode(output.stderr).slice(-2000)}`);
   }
-  await Promise.all(Array.from({ length: config.concurrency }, worker));
-  const rate = (done * 1000) / (performance.now() - started);
-  client.destroy();
-  return rate;
+  return JSON.parse(text);
+}
+
+/** The stock SDK's (or the project client's) ceiling on a loaded queue. */
+function ceiling(kind: "stock" | "project", queueUrl: string, total: number) {
+  return program([
+    `${root}bench/ceiling.ts`,
+    kind,
+    queueUrl,
+    String(total),
+    String(config.concurrency),
+  ]);
+}
+
+/** The sqs-consumer + pg peer on a loaded queue, into `schema`. */
+function peer(queueUrl: string, total: number, schema: string) {
+  return program([`${root}bench/peer.ts`, queueUrl, String(total), DATABASE_URL, schema]);
+}
+
+/** CPU time (user + system, every thread) of a live process, ms; null once it is gone. */
+function cpuMs(pid: number): number | null {
+  try {
+    const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]?.split(" ") ?? [];
+    // utime and stime are fields 14 and 15 of stat, in clock ticks of 10 ms.
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return null;
+  }
 }
 
 /** Peak RSS (VmHWM) of a live process, in MB; null once it is gone. */
@@ -124,6 +137,8 @@ interface DrainResult {
   readonly summary: Record<string, number>;
   readonly peakRssMb: number;
   readonly startupMs: number;
+  /** CPU of the whole process, start-up included (sampled every 20 ms until it exits). */
+  readonly cpuMs: number;
 }
 
 /** Runs `login-etl drain` as its own process and watches it. */
@@ -154,9 +169,11 @@ async function drain(
     stderr: "piped",
   }).spawn();
   let peak = 0;
+  let cpu = 0;
   const watch = setInterval(() => {
     const rss = peakRssMb(child.pid);
     if (rss !== null) peak = Math.max(peak, rss);
+    cpu = cpuMs(child.pid) ?? cpu;
   }, 20);
   const [status, stdout, stderr] = await Promise.all([
     child.status,
@@ -167,7 +184,7 @@ async function drain(
   if (!status.success) throw new Error(`drain failed: ${stderr.slice(-2000)}`);
   const started = stderr.split("\n").find((l) => l.includes('"event":"RunStarted"'));
   const startupMs = started === undefined ? NaN : Date.parse(JSON.parse(started).ts) - spawnedAt;
-  return { summary: JSON.parse(stdout), peakRssMb: Math.round(peak), startupMs };
+  return { summary: JSON.parse(stdout), peakRssMb: Math.round(peak), startupMs, cpuMs: cpu };
 }
 
 /** The write path alone: the same rows, prepared beforehand, written in maxRows transactions. */
@@ -249,103 +266,101 @@ async function countRows(schema: string): Promise<number> {
 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 
+const median = (xs: readonly number[]) =>
+  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);
+
+type Contender = "stock" | "project" | "drain" | "peer";
+const CONTENDERS: readonly Contender[] = ["stock", "drain", "project", "peer"];
+
+/** One contender on a freshly loaded queue: its rate, and for drain its CPU and memory. */
+async function contend(
+  who: Contender,
+  endpoint: string,
+  bodies: readonly string[],
+): Promise<{ rate: number; drain?: DrainResult }> {
+  const url = await freshQueue(endpoint, who);
+  await load(endpoint, url, bodies);
+  if (who === "stock" || who === "project") {
+    return { rate: (await ceiling(who, url, bodies.length)).msgs_per_s ?? 0 };
+  }
+  return await withSchema(async (schema) => {
+    if (who === "peer") return { rate: (await peer(url, bodies.length, schema)).msgs_per_s ?? 0 };
+    const result = await drain(url, schema);
+    const rows = await countRows(schema);
+    if (rows !== bodies.length) {
+      throw new Error(`drain wrote ${rows} rows, expected ${bodies.length}`);
+    }
+    return { rate: result.summary.msgs_per_s ?? 0, drain: result };
+  });
+}
+
 const { endpoint, stop } = await startEndpoint();
 try {
   say(
     `login-etl bench: ${
       fmt(N)
-    } messages, concurrency ${config.concurrency}, max rows ${config.maxRows}, writers ${config.writers}`,
+    } messages, ${ROUNDS} interleaved rounds, concurrency ${config.concurrency}, max rows ${config.maxRows}, writers ${config.writers}, worker threads ${config.workerThreads}`,
   );
   const bodies = [...generateBodies(N, { badRatio: 0, seed: 1 })];
 
-  let queueUrl = await freshQueue(endpoint, "client");
-  await load(endpoint, queueUrl, bodies);
-  const client = await clientCeiling(queueUrl, N);
-  say(`  client ceiling      ${fmt(client)} msg/s`);
+  const rates: Record<Contender, number[]> = { stock: [], project: [], drain: [], peer: [] };
+  const toStock: number[] = [];
+  const toPeer: number[] = [];
+  const drains: DrainResult[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    // Each round starts with another contender, so none always runs first.
+    const order = CONTENDERS.map((_, i) => CONTENDERS[(i + round) % CONTENDERS.length]!);
+    const got: Partial<Record<Contender, number>> = {};
+    for (const who of order) {
+      const { rate, drain: d } = await contend(who, endpoint, bodies);
+      got[who] = rate;
+      rates[who].push(rate);
+      if (d !== undefined) drains.push(d);
+    }
+    toStock.push(ratio(got.drain!, got.stock!));
+    toPeer.push(ratio(got.drain!, got.peer!));
+    say(
+      `  round ${round + 1}: stock ${fmt(got.stock!)}, project client ${fmt(got.project!)}, drain ${
+        fmt(got.drain!)
+      }, peer ${fmt(got.peer!)} msg/s; drain/stock ${toStock.at(-1)}, drain/peer ${toPeer.at(-1)}`,
+    );
+  }
+  const cpuPer10k = drains.map((d) => Math.round((d.cpuMs / N) * 10_000) / 1000);
+  const drainRss = median(drains.map((d) => d.peakRssMb));
 
-  queueUrl = await freshQueue(endpoint, "protocol");
+  let queueUrl = await freshQueue(endpoint, "protocol");
   await load(endpoint, queueUrl, bodies);
   const protocol = await protocolLoop(endpoint, queueUrl, N, config.concurrency);
   say(`  protocol ceiling    ${fmt(protocol)} msg/s`);
-
-  const drained = await withSchema(async (schema) => {
-    const url = await freshQueue(endpoint, "drain");
-    await load(endpoint, url, bodies);
-    const result = await drain(url, schema);
-    const rows = await countRows(schema);
-    if (rows !== N) throw new Error(`drain wrote ${rows} rows, expected ${N}`);
-    return result;
-  });
-  const e2e = drained.summary.msgs_per_s ?? 0;
-  say(
-    `  login-etl drain     ${
-      fmt(e2e)
-    } msg/s  (${drained.summary.active_ms} ms active, peak RSS ${drained.peakRssMb} MB)`,
-  );
 
   const ingest = await withSchema((schema) => ingestCeiling(bodies, schema));
   say(`  postgres ingest     ${fmt(ingest)} rows/s`);
 
   const startups: number[] = [];
   for (let i = 0; i < 3; i++) {
-    startups.push(
-      await withSchema(async (schema) =>
-        (await drain(await freshQueue(endpoint, "startup"), schema)).startupMs
-      ),
-    );
+    queueUrl = await freshQueue(endpoint, "startup");
+    startups.push(await withSchema(async (schema) => (await drain(queueUrl, schema)).startupMs));
   }
-  startups.sort((a, b) => a - b);
-  const startupMs = startups[1] ?? NaN;
+  const startupMs = median(startups);
   say(`  start to receive    ${startupMs} ms (median of 3)`);
 
-  // auto against json, interleaved so that machine noise falls on both alike.
-  const rates: Record<"auto" | "json", number[]> = { auto: [], json: [] };
-  for (let round = 0; round < 5; round++) {
-    for (
-      const protocol of round % 2 === 0 ? ["json", "auto"] as const : ["auto", "json"] as const
-    ) {
-      rates[protocol].push(
-        await withSchema(async (schema) => {
-          const url = await freshQueue(endpoint, `proto-${protocol}`);
-          await load(endpoint, url, bodies.slice(0, Math.min(N, 20_000)));
-          const result = await drain(url, schema, { LOGIN_ETL_SQS_PROTOCOL: protocol });
-          return result.summary.msgs_per_s ?? 0;
-        }),
-      );
-    }
-  }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
-  const autoToJson = Math.round((median(rates.auto) / median(rates.json)) * 100) / 100;
-  say(
-    `  auto vs json        ${fmt(median(rates.auto))} vs ${
-      fmt(median(rates.json))
-    } msg/s (ratio ${autoToJson}; rounds ${rates.auto.map(fmt).join("/")} vs ${
-      rates.json.map(fmt).join("/")
-    })`,
-  );
-
-  let memory: Record<string, number> | undefined;
-  if (Deno.env.get("BENCH_MEMORY") === "1") {
-    const peaks: Record<string, number> = {};
-    for (const n of [20_000, 200_000]) {
-      peaks[`peak_rss_mb_${n}`] = await withSchema(async (schema) => {
-        const url = await freshQueue(endpoint, `mem${n}`);
-        await load(endpoint, url, [...generateBodies(n, { badRatio: 0.02, seed: n })]);
-        return (await drain(url, schema)).peakRssMb;
-      });
-      say(`  peak RSS at ${fmt(n).padStart(7)}  ${peaks[`peak_rss_mb_${n}`]} MB`);
-    }
-    memory = {
-      ...peaks,
-      rss_ratio_200k_to_20k:
-        Math.round((peaks.peak_rss_mb_200000! / peaks.peak_rss_mb_20000!) * 100) / 100,
-    };
+  const peaks: Record<string, number> = {};
+  for (const n of [20_000, 200_000]) {
+    peaks[n] = await withSchema(async (schema) => {
+      const url = await freshQueue(endpoint, `mem${n}`);
+      await load(endpoint, url, [...generateBodies(n, { badRatio: 0.02, seed: n })]);
+      return (await drain(url, schema)).peakRssMb;
+    });
+    say(`  peak RSS at ${fmt(n).padStart(7)}  ${peaks[n]} MB`);
   }
 
   const result = {
     date: new Date().toISOString(),
     machine: await machine(),
     messages: N,
+    rounds: ROUNDS,
     settings: {
       concurrency: config.concurrency,
       batch_size: config.batchSize,
@@ -354,37 +369,26 @@ try {
       writers: config.writers,
       worker_threads: config.workerThreads,
     },
-    msgs_per_s: Math.round(e2e),
-    client_ceiling_msgs_per_s: Math.round(client),
+    drain_msgs_per_s: rates.drain,
+    stock_ceiling_msgs_per_s: rates.stock,
+    project_client_ceiling_msgs_per_s: rates.project,
+    peer_msgs_per_s: rates.peer,
+    ratio_drain_to_stock: toStock,
+    ratio_drain_to_peer: toPeer,
+    median_ratio_drain_to_stock: median(toStock),
+    median_ratio_drain_to_peer: median(toPeer),
+    drain_cpu_s_per_10k: cpuPer10k,
     protocol_ceiling_msgs_per_s: Math.round(protocol),
-    ratio_to_client_ceiling: Math.round((e2e / client) * 100) / 100,
-    ratio_to_protocol_ceiling: Math.round((e2e / protocol) * 100) / 100,
     postgres_ingest_rows_per_s: Math.round(ingest),
-    peak_rss_mb: drained.peakRssMb,
+    peak_rss_mb: drainRss,
+    peak_rss_mb_20000: peaks[20_000],
+    peak_rss_mb_200000: peaks[200_000],
+    rss_ratio_200k_to_20k: ratio(peaks[200_000]!, peaks[20_000]!),
     startup_ms: startupMs,
-    protocol_auto_msgs_per_s: rates.auto,
-    protocol_json_msgs_per_s: rates.json,
-    ratio_auto_to_json: autoToJson,
-    ...(memory ?? {}),
   };
+  const table = performanceTable(result);
   say("");
-  say("| measure | value |");
-  say("| --- | --- |");
-  say(`| login-etl drain, end to end | ${fmt(e2e)} msg/s |`);
-  say(
-    `| client ceiling (SDK, no processing) | ${
-      fmt(client)
-    } msg/s (drain at ${result.ratio_to_client_ceiling}) |`,
-  );
-  say(
-    `| protocol ceiling (plain fetch) | ${
-      fmt(protocol)
-    } msg/s (drain at ${result.ratio_to_protocol_ceiling}) |`,
-  );
-  say(`| Postgres ingest of the write path | ${fmt(ingest)} rows/s |`);
-  say(`| drain peak RSS | ${drained.peakRssMb} MB |`);
-  say(`| start to first receive | ${startupMs} ms |`);
-  say(`| drain with --sqs-protocol auto / json (same run) | ${autoToJson} |`);
+  for (const line of table) say(line);
   const line = JSON.stringify(result);
   // deno-lint-ignore no-console
   console.log(line);
@@ -394,6 +398,93 @@ try {
     `${root}bench/results/${result.date.replaceAll(":", "-")}.json`,
     line + "\n",
   );
+  if (Deno.env.get("BENCH_DOCS") !== "0") await writeDocs(result, table);
 } finally {
   await stop();
+}
+
+/** The figures as the Markdown table docs/performance.md shows. */
+function performanceTable(r: {
+  drain_msgs_per_s: number[];
+  stock_ceiling_msgs_per_s: number[];
+  project_client_ceiling_msgs_per_s: number[];
+  peer_msgs_per_s: number[];
+  ratio_drain_to_stock: number[];
+  ratio_drain_to_peer: number[];
+  median_ratio_drain_to_stock: number;
+  median_ratio_drain_to_peer: number;
+  drain_cpu_s_per_10k: number[];
+  protocol_ceiling_msgs_per_s: number;
+  postgres_ingest_rows_per_s: number;
+  peak_rss_mb: number;
+  peak_rss_mb_20000: number | undefined;
+  peak_rss_mb_200000: number | undefined;
+  rss_ratio_200k_to_20k: number;
+  startup_ms: number;
+}): string[] {
+  const each = (xs: number[]) => xs.map(fmt).join(" / ");
+  const rounds = (xs: number[]) => xs.join(" / ");
+  return [
+    "| Measure | Each round | Median |",
+    "| --- | --- | --- |",
+    `| login-etl drain, end to end (msg/s) | ${each(r.drain_msgs_per_s)} | **${
+      fmt(median(r.drain_msgs_per_s))
+    }** |`,
+    `| stock SDK ceiling: \`new SQSClient()\`, 8 loops, receive(10) + delete batch, no processing (msg/s) | ${
+      each(r.stock_ceiling_msgs_per_s)
+    } | ${fmt(median(r.stock_ceiling_msgs_per_s))} |`,
+    `| login-etl's own SQS client, same loops (msg/s) | ${
+      each(r.project_client_ceiling_msgs_per_s)
+    } | ${fmt(median(r.project_client_ceiling_msgs_per_s))} |`,
+    `| peer: sqs-consumer + pg (msg/s) | ${each(r.peer_msgs_per_s)} | ${
+      fmt(median(r.peer_msgs_per_s))
+    } |`,
+    `| drain / stock SDK ceiling, same round | ${
+      rounds(r.ratio_drain_to_stock)
+    } | **${r.median_ratio_drain_to_stock}** |`,
+    `| drain / peer, same round | ${
+      rounds(r.ratio_drain_to_peer)
+    } | **${r.median_ratio_drain_to_peer}×** |`,
+    `| drain CPU-seconds per 10,000 messages (all threads, start-up included) | ${
+      rounds(r.drain_cpu_s_per_10k)
+    } | ${median(r.drain_cpu_s_per_10k)} |`,
+    `| protocol ceiling: the same calls as plain \`fetch\` (msg/s) | | ${
+      fmt(r.protocol_ceiling_msgs_per_s)
+    } |`,
+    `| Postgres ingest of the write path (rows/s) | | ${fmt(r.postgres_ingest_rows_per_s)} |`,
+    `| drain peak RSS, ${fmt(N)} messages (MB) | | ${r.peak_rss_mb} |`,
+    `| drain peak RSS, 20,000 / 200,000 messages (MB) | | ${r.peak_rss_mb_20000} / ${r.peak_rss_mb_200000} (ratio ${r.rss_ratio_200k_to_20k}) |`,
+    `| start to first receive, from source (ms) | | ${r.startup_ms} |`,
+  ];
+}
+
+/** Writes the run's figures between the bench markers of docs/performance.md. */
+async function writeDocs(
+  result: {
+    date: string;
+    machine: Record<string, string | number>;
+    messages: number;
+    rounds: number;
+  },
+  table: readonly string[],
+): Promise<void> {
+  const path = `${root}docs/performance.md`;
+  const doc = await Deno.readTextFile(path);
+  const m = result.machine;
+  const block = [
+    "<!-- bench:start -->",
+    "",
+    `Last full run of \`make bench\`, ${
+      result.date.slice(0, 10)
+    }, on ${m.cpu} (${m.cores} cores), Deno ${m.deno}, Postgres ${m.postgres} on the same machine; ${
+      fmt(result.messages)
+    } messages a contender, ${result.rounds} interleaved rounds, default settings (\`bench/results/latest.json\`):`,
+    "",
+    ...table,
+    "",
+    "<!-- bench:end -->",
+  ].join("\n");
+  const updated = doc.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, block);
+  await Deno.writeTextFile(path, updated);
+  await new Deno.Command(Deno.execPath(), { args: ["fmt", path] }).output();
 }
