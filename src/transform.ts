@@ -10,8 +10,8 @@ import type { Masker } from "./mask.ts";
 import type { VaultCipher } from "./pii/vault.ts";
 import { maskKey, type MaskRequest, masksWanted, redactBody } from "./redact.ts";
 import { toRejectionRow, toRow, utcDate } from "./to_row.ts";
-import type { Masked, ReceivedMessage, VaultRow, WriteItem } from "./types.ts";
-import { utf8Length, validateBody, type Verdict } from "./validate.ts";
+import type { Masked, ReceivedMessage, Refusal, VaultRow, WriteItem } from "./types.ts";
+import { type ParsedBody, utf8Length, validateBody, type Verdict } from "./validate.ts";
 
 /**
  * Bodies up to this size (UTF-16 units) are always validated, however often
@@ -115,4 +115,42 @@ export async function prepareItems(
     });
     return { kind: "reject", id: message.id, sentDate, reject };
   });
+}
+
+/**
+ * The rejects of messages Postgres refused (`WriteOutcome.refused`), built
+ * from their bodies as any reject is: redacted by allowlist, with the raw
+ * body's size and keyed hash, reason `db_refused` and the refusal's detail.
+ */
+export async function refusalItems(
+  messages: readonly ReceivedMessage[],
+  refusals: readonly Refusal[],
+  masker: Masker,
+): Promise<WriteItem[]> {
+  const byId = new Map(messages.map((m) => [m.id, m]));
+  const items: WriteItem[] = [];
+  for (const refusal of refusals) {
+    const message = byId.get(refusal.id);
+    if (message === undefined) continue;
+    let parsed: ParsedBody = { kind: "unparsed" };
+    try {
+      parsed = { kind: "json", value: JSON.parse(message.body) };
+    } catch { /* a refused row came from a valid body; keep none if it does not parse */ }
+    const wanted = masksWanted(parsed);
+    const masks = await masker.maskAll(wanted);
+    const maskOf = new Map(wanted.map((w, i) => [maskKey(w), masks[i] as Masked]));
+    const reject = toRejectionRow({ reason: "db_refused", detail: refusal.detail }, {
+      bodyBytes: utf8Length(message.body),
+      bodyHmac: await masker.mask("body", message.body),
+      sentAtMs: message.sentAtMs,
+      maskedBody: redactBody(parsed, (r) => maskOf.get(maskKey(r)) ?? "[masked]"),
+    });
+    items.push({
+      kind: "reject",
+      id: message.id,
+      sentDate: message.dated ? utcDate(message.sentAtMs) : null,
+      reject,
+    });
+  }
+  return items;
 }

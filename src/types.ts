@@ -56,7 +56,8 @@ export type RejectReason =
   | "bad_char"
   | "bad_ip"
   | "bad_version"
-  | "poison";
+  | "poison"
+  | "db_refused";
 
 /** Every reason, in a stable order for summaries and metrics. */
 export const REJECT_REASONS: readonly RejectReason[] = [
@@ -71,6 +72,7 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   "bad_ip",
   "bad_version",
   "poison",
+  "db_refused",
 ];
 
 /**
@@ -94,6 +96,15 @@ export interface RejectionRow {
   readonly "body_hmac": Masked;
   /** `SentTimestamp` as epoch milliseconds. */
   readonly "sent_at_ms": number;
+}
+
+/** A message Postgres refused, and why, in terms that name no value. */
+export interface Refusal {
+  readonly id: string;
+  /** SQLSTATE, e.g. `23514` for a check constraint. */
+  readonly sqlstate: string;
+  /** What refused it: the constraint, column or table named by the error, never the values. */
+  readonly detail: string;
 }
 
 /** A raw PII value encrypted for the recovery vault, keyed by its mask. */
@@ -126,6 +137,12 @@ export interface WriteOutcome {
   readonly rejected: Readonly<Partial<Record<RejectReason, number>>>;
   /** The MessageIds of those rejects (not of rejects redelivered, already recorded). */
   readonly rejectedIds: readonly string[];
+  /**
+   * Messages whose rows Postgres refused (a constraint, a check, a trigger)
+   * while the rest of the batch committed: not yet recorded; the sink records
+   * each as a `db_refused` reject.
+   */
+  readonly refused: readonly Refusal[];
   /** Messages whose MessageId the ledger already held: redeliveries, written before. */
   readonly redelivered: number;
   /** True when the batch is durable and its messages may be deleted. */

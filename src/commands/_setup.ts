@@ -399,11 +399,14 @@ export async function openSink(
     return sink;
   }
   const writeTimeoutMs = config.writeTimeoutSeconds * 1000;
+  // A table refusing every row: run waits with backoff for it to be fixed, drain stops.
+  const systemicIsTransient = config.command === "run";
   starting = threads === 0 ? null : workerSinks(threads, {
     connection,
     schema: config.schema,
     poolMax: Math.ceil(config.writers / threads),
     writeTimeoutMs,
+    systemicIsTransient,
     secret: keys.secret.reveal(),
     keyId: keys.masker.keyId,
     prepare,
@@ -416,7 +419,7 @@ export async function openSink(
   starting?.catch(() => {});
   await deps.readyDatabase();
   sink = starting === null
-    ? localSink(keys.masker, postgresStore(database, { writeTimeoutMs }), {
+    ? localSink(keys.masker, postgresStore(database, { writeTimeoutMs, systemicIsTransient }), {
       ...prepare,
       ...(keys.vault === undefined ? {} : { vault: keys.vault }),
     })

@@ -15,7 +15,15 @@ import {
   type Sql,
 } from "./pool.ts";
 import { DatabaseError } from "../errors.ts";
-import type { RejectReason, Store, VaultRow, WriteItem, WriteOutcome } from "../types.ts";
+import type {
+  Masked,
+  Refusal,
+  RejectReason,
+  Store,
+  VaultRow,
+  WriteItem,
+  WriteOutcome,
+} from "../types.ts";
 
 /** Column arrays for one batch, as `unnest` takes them. */
 interface Columns {
@@ -132,59 +140,207 @@ export function toColumns(items: readonly WriteItem[]): Columns {
 }
 
 /**
+ * True for errors a message's own data can cause: SQLSTATE class 22 (data
+ * exception: a value too long for a narrowed column, out of range), class
+ * 23 (integrity constraint violation: a CHECK, a unique index, NOT NULL, a
+ * foreign key) and P0001 (RAISE EXCEPTION in a trigger). Whether it is the
+ * message or the table is decided by `isolate`, not by the code alone.
+ */
+export function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (/^(22|23)/.test(code) || code === "P0001");
+}
+
+/**
+ * What refused a row, from the error's fields: the SQLSTATE, the constraint,
+ * column and table. Never the error's message or detail, which quote values
+ * ("Key (user_id)=(…) already exists").
+ */
+export function refusalDetail(error: unknown): { sqlstate: string; detail: string } {
+  const e = error as {
+    code?: string;
+    constraint_name?: string;
+    column_name?: string;
+    table_name?: string;
+    routine?: string;
+  };
+  const sqlstate = e.code ?? "XX000";
+  const parts = [`SQLSTATE ${sqlstate}`];
+  if (e.constraint_name) parts.push(`constraint ${e.constraint_name}`);
+  if (e.column_name) parts.push(`column ${e.column_name}`);
+  if (e.table_name) parts.push(`table ${e.table_name}`);
+  if (sqlstate === "P0001") parts.push("raised by a trigger or function");
+  return { sqlstate, detail: `Postgres refused the row: ${parts.join(", ")}` };
+}
+
+/** A batch written whole: what one statement reported. */
+interface Written {
+  inserted: number;
+  rejected: Partial<Record<RejectReason, number>>;
+  rejectedIds: string[];
+  /** Items the statement found already in the ledger. */
+  redelivered: number;
+}
+
+/**
+ * A row that stands for "a normal login": if the table refuses even this, the
+ * table's state is at fault (a NOT NULL column added without a default, a
+ * dropped column, a missing privilege), not the messages. Written only in a
+ * transaction that is rolled back.
+ */
+function probeItem(): WriteItem {
+  const day = new Date().toISOString().slice(0, 10);
+  return {
+    kind: "row",
+    id: `login-etl-probe-${crypto.randomUUID()}`,
+    sentDate: day,
+    row: {
+      user_id: "login-etl-probe",
+      device_type: "android",
+      masked_ip: "k1:login-etl-probe-ip-0000000000000000000000000" as Masked,
+      masked_device_id: "k1:login-etl-probe-device-00000000000000000000" as Masked,
+      locale: "en",
+      app_version: 1_000_000,
+      create_date: day,
+    },
+  };
+}
+
+/** Thrown inside the probe's transaction so that it rolls back. */
+class ProbeRollback extends Error {}
+
+/**
  * A `Store` over Postgres. Items must have distinct ids (see `foldDeliveries`).
  * A write not answered within `writeTimeoutMs` is abandoned with its
  * connections and reported as transient: if it did commit, the retry finds
  * its ids in the ledger and writes nothing twice.
+ *
+ * When Postgres refuses a batch for a data error (`isDataError`), the batch
+ * is split in halves, each written on its own, down to the single messages
+ * it refuses; everything else commits. Those are returned as `refused` when
+ * the table still takes a row: another message of the batch committed, or a
+ * probe row does in a rolled-back transaction. Otherwise the table is at
+ * fault for every message, and the write fails with one line naming the
+ * constraint or column; it is transient (retried with backoff) when
+ * `systemicIsTransient` says so, as `run` wants, and final for `drain`.
  */
-export function postgresStore(db: Database, options: { readonly writeTimeoutMs: number }): Store {
-  return {
-    async write(items: readonly WriteItem[]): Promise<WriteOutcome> {
-      if (items.length === 0) {
-        return { inserted: 0, rejected: {}, rejectedIds: [], redelivered: 0, committed: true };
-      }
-      const c = toColumns(items);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          db.reset();
-          reject(
-            Object.assign(new Error(`no answer within ${options.writeTimeoutMs} ms`), {
-              code: "WRITE_TIMEOUT",
-            }),
-          );
-        }, options.writeTimeoutMs);
-      });
-      let rows: Awaited<ReturnType<typeof writeStatement>>;
-      try {
-        // A single statement is a single transaction: ledger entries, rows and
-        // rejects commit together or not at all, in one round trip.
-        rows = await Promise.race([writeStatement(db.sql, c), timeout]);
-      } catch (error) {
-        throw new DatabaseError(
-          "db_write",
-          `Cannot write a batch of ${items.length} messages: ${describeDbError(error)}`,
-          {
-            cause: error,
-            transient: isTransientDbError(error),
-            messageIds: c.ids,
-          },
+export function postgresStore(
+  db: Database,
+  options: { readonly writeTimeoutMs: number; readonly systemicIsTransient?: boolean },
+): Store {
+  /** One statement for `items`, bounded by the write timeout. */
+  async function statement(items: readonly WriteItem[]): Promise<Written> {
+    const c = toColumns(items);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        db.reset();
+        reject(
+          Object.assign(new Error(`no answer within ${options.writeTimeoutMs} ms`), {
+            code: "WRITE_TIMEOUT",
+          }),
         );
-      } finally {
-        clearTimeout(timer);
-      }
-      const result = rows[0];
+      }, options.writeTimeoutMs);
+    });
+    try {
+      // A single statement is a single transaction: ledger entries, rows and
+      // rejects commit together or not at all, in one round trip.
+      const [result] = await Promise.race([writeStatement(db.sql, c), timeout]);
       const inserted = result?.inserted ?? 0;
       const rejected = (result?.rejected ?? {}) as Partial<Record<RejectReason, number>>;
-      let rejectedTotal = 0;
-      for (const n of Object.values(rejected)) rejectedTotal += n ?? 0;
+      const rejectedIds = result?.rejected_ids ?? [];
       return {
         inserted,
         rejected,
-        rejectedIds: result?.rejected_ids ?? [],
-        redelivered: items.length - inserted - rejectedTotal,
-        committed: true,
+        rejectedIds,
+        redelivered: items.length - inserted - rejectedIds.length,
       };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  const failure = (items: readonly WriteItem[], error: unknown, what?: string) =>
+    new DatabaseError(
+      "db_write",
+      what ?? `Cannot write a batch of ${items.length} messages: ${describeDbError(error)}`,
+      {
+        cause: error,
+        transient: isTransientDbError(error),
+        messageIds: items.map((i) => i.id).sort(),
+      },
+    );
+
+  /** Splits a refused batch down to the messages Postgres refuses; commits the rest. */
+  async function isolate(items: readonly WriteItem[]): Promise<Written & { refused: Refusal[] }> {
+    const total: Written = { inserted: 0, rejected: {}, rejectedIds: [], redelivered: 0 };
+    const refused: Refusal[] = [];
+    const attempt = async (part: readonly WriteItem[]): Promise<void> => {
+      try {
+        const w = await statement(part);
+        total.inserted += w.inserted;
+        total.redelivered += w.redelivered;
+        total.rejectedIds.push(...w.rejectedIds);
+        for (const [reason, n] of Object.entries(w.rejected)) {
+          total.rejected[reason as RejectReason] = (total.rejected[reason as RejectReason] ?? 0) +
+            (n ?? 0);
+        }
+      } catch (error) {
+        if (!isDataError(error)) throw failure(part, error);
+        const only = part.length === 1 ? part[0] : undefined;
+        if (only !== undefined) {
+          refused.push({ id: only.id, ...refusalDetail(error) });
+          return;
+        }
+        const half = part.length >> 1;
+        await attempt(part.slice(0, half));
+        await attempt(part.slice(half));
+      }
+    };
+    await attempt(items);
+    if (refused.length > 0 && total.inserted + total.rejectedIds.length === 0) {
+      const probe = await db.sql.begin(async (tx) => {
+        await writeStatement(tx as unknown as Sql, toColumns([probeItem()]));
+        throw new ProbeRollback();
+      }).catch((error: unknown) => error);
+      if (!(probe instanceof ProbeRollback)) {
+        const what = isDataError(probe)
+          ? `${refusalDetail(probe).detail.replace("refused the row", "refuses every row")}`
+          : `Postgres refuses every row: ${describeDbError(probe)}`;
+        throw new DatabaseError(
+          "db_write",
+          `${what}; not the messages' fault, so none is rejected and all stay queued: fix the table (or the role's privileges) and run again`,
+          {
+            cause: probe,
+            transient: options.systemicIsTransient === true || isTransientDbError(probe),
+            messageIds: items.map((i) => i.id),
+          },
+        );
+      }
+    }
+    return { ...total, refused };
+  }
+
+  return {
+    async write(items: readonly WriteItem[]): Promise<WriteOutcome> {
+      if (items.length === 0) {
+        return {
+          inserted: 0,
+          rejected: {},
+          rejectedIds: [],
+          redelivered: 0,
+          refused: [],
+          committed: true,
+        };
+      }
+      let written: Written & { refused: Refusal[] };
+      try {
+        written = { ...await statement(items), refused: [] };
+      } catch (error) {
+        if (!isDataError(error)) throw failure(items, error);
+        written = await isolate(items);
+      }
+      return { ...written, committed: true };
     },
   };
 }
@@ -286,7 +442,14 @@ export function dryRunStore(writeLine: (line: string) => void): Store {
           );
         }
       }
-      return Promise.resolve({ inserted, rejected, rejectedIds, redelivered: 0, committed: false });
+      return Promise.resolve({
+        inserted,
+        rejected,
+        rejectedIds,
+        redelivered: 0,
+        refused: [],
+        committed: false,
+      });
     },
   };
 }

@@ -61,6 +61,11 @@ export type TelemetryEvent =
     readonly byReason: Readonly<Partial<Record<RejectReason, number>>>;
     readonly ids: readonly string[];
   }
+  | {
+    readonly type: "MessagesRefused";
+    /** How many messages Postgres refused, by SQLSTATE; each became a db_refused reject. */
+    readonly bySqlstate: Readonly<Record<string, number>>;
+  }
   | { readonly type: "MessagesDeleted"; readonly count: number }
   | { readonly type: "VisibilityExtended"; readonly count: number }
   | { readonly type: "ExtendFailed"; readonly count: number; readonly code: string }
@@ -150,6 +155,8 @@ export interface Counters {
   stageFailures: Record<Stage, number>;
   /** Failed attempts by `stage:code`, for the metric's labels. */
   failuresByCode: Map<string, number>;
+  /** Messages Postgres refused (recorded as db_refused rejects), by SQLSTATE. */
+  refusedBySqlstate: Map<string, number>;
   /** Received but not yet committed or known redelivered. */
   inFlight: number;
   /** `performance.now()` of the first receive and of the last commit or delete. */
@@ -170,6 +177,7 @@ export function zeroCounters(): Counters {
     batchesCommitted: 0,
     stageFailures: { receive: 0, validate: 0, mask: 0, write: 0, ack: 0, startup: 0 },
     failuresByCode: new Map(),
+    refusedBySqlstate: new Map(),
     inFlight: 0,
     firstReceivedAt: null,
     lastFinishedAt: null,
@@ -287,6 +295,17 @@ export const EVENTS: {
     count: (c, e) => {
       for (const [reason, n] of Object.entries(e.byReason)) {
         c.rejected[reason as RejectReason] += n ?? 0;
+      }
+    },
+  },
+  MessagesRefused: {
+    level: "warn",
+    message:
+      "Postgres refused messages the rest of their batch committed without; recorded as db_refused",
+    fields: (e) => ({ count: sum(e.bySqlstate), by_sqlstate: e.bySqlstate }),
+    count: (c, e) => {
+      for (const [code, n] of Object.entries(e.bySqlstate)) {
+        c.refusedBySqlstate.set(code, (c.refusedBySqlstate.get(code) ?? 0) + n);
       }
     },
   },

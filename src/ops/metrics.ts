@@ -121,6 +121,16 @@ export class Metrics implements Observer {
         }
       },
     });
+    new Counter({
+      name: "login_etl_messages_refused_total",
+      help: "Messages Postgres refused (recorded as db_refused rejects), by SQLSTATE",
+      labelNames: ["sqlstate"] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [sqlstate, n] of counters.refusedBySqlstate) this.inc({ sqlstate }, n);
+      },
+    });
     new Gauge({
       name: "login_etl_messages_in_flight",
       help: "Messages received but not yet committed",

@@ -100,6 +100,11 @@ export async function commitBatch(
       redelivered,
       durationMs: writeMs,
     });
+    if (outcome.refused.length > 0) {
+      const bySqlstate: Record<string, number> = {};
+      for (const r of outcome.refused) bySqlstate[r.sqlstate] = (bySqlstate[r.sqlstate] ?? 0) + 1;
+      telemetry.emit({ type: "MessagesRefused", bySqlstate });
+    }
     if (Object.keys(outcome.rejected).length > 0) {
       telemetry.emit({
         type: "MessagesRejected",

@@ -11,8 +11,8 @@ import { type ErrorCode, EtlError } from "../errors.ts";
 import type { PgConnection } from "../db/connection.ts";
 import type { Masker } from "../mask.ts";
 import type { VaultCipher } from "../pii/vault.ts";
-import { prepareItems } from "../transform.ts";
-import type { ReceivedMessage, Store, WriteOutcome } from "../types.ts";
+import { prepareItems, refusalItems } from "../transform.ts";
+import type { ReceivedMessage, RejectReason, Store, WriteOutcome } from "../types.ts";
 
 /** A sink's answer for one batch: the store's. */
 export type SinkOutcome = WriteOutcome;
@@ -36,6 +36,34 @@ export interface SinkOptions {
 /** Masks known to be in the vault: values are encrypted once, not on every login. */
 const KNOWN_VAULTED_LIMIT = 200_000;
 
+/**
+ * Records the messages Postgres refused as `db_refused` rejects, in a write
+ * of their own (the rest of their batch has committed), and merges the two
+ * outcomes. Until that commits they are not deleted: a crash in between
+ * leaves them queued, and the ledger keeps the retry exactly-once.
+ */
+async function recordRefusals(
+  outcome: WriteOutcome,
+  messages: readonly ReceivedMessage[],
+  masker: Masker,
+  store: Store,
+): Promise<WriteOutcome> {
+  if (outcome.refused.length === 0) return outcome;
+  const recorded = await store.write(await refusalItems(messages, outcome.refused, masker));
+  const rejected = { ...outcome.rejected };
+  for (const [reason, n] of Object.entries(recorded.rejected)) {
+    rejected[reason as RejectReason] = (rejected[reason as RejectReason] ?? 0) + (n ?? 0);
+  }
+  return {
+    inserted: outcome.inserted + recorded.inserted,
+    rejected,
+    rejectedIds: [...outcome.rejectedIds, ...recorded.rejectedIds],
+    redelivered: outcome.redelivered + recorded.redelivered,
+    refused: outcome.refused,
+    committed: outcome.committed && recorded.committed,
+  };
+}
+
 /** A sink in this thread: `prepareItems` then `store.write`. */
 export function localSink(masker: Masker, store: Store, options: SinkOptions): Sink {
   // Filled only after a commit: a rolled-back batch must not mark its values vaulted.
@@ -51,7 +79,7 @@ export function localSink(masker: Masker, store: Store, options: SinkOptions): S
   return {
     async write(messages) {
       const items = await prepareItems(messages, masker, prepare);
-      const outcome = await store.write(items);
+      const outcome = await recordRefusals(await store.write(items), messages, masker, store);
       if (vault !== undefined && outcome.committed) {
         if (known.size > KNOWN_VAULTED_LIMIT) known.clear();
         for (const item of items) {
@@ -70,6 +98,8 @@ export interface WorkerInit {
   readonly schema: string;
   readonly poolMax: number;
   readonly writeTimeoutMs: number;
+  /** Retry a table that refuses every row (run), rather than fail at once (drain). */
+  readonly systemicIsTransient: boolean;
   readonly secret: Uint8Array;
   readonly keyId: string;
   readonly prepare: { readonly maxBodyBytes: number; readonly maxReceives: number | null };

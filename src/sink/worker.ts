@@ -40,7 +40,11 @@ scope.onmessage = async (event: MessageEvent<WorkerRequest>) => {
           init.vault.keys.map(([id, bytes]) => [id, new Secret(bytes, `vault key ${id}`)]),
         ),
       });
-      sink = localSink(masker, postgresStore(database, { writeTimeoutMs: init.writeTimeoutMs }), {
+      const store = postgresStore(database, {
+        writeTimeoutMs: init.writeTimeoutMs,
+        systemicIsTransient: init.systemicIsTransient,
+      });
+      sink = localSink(masker, store, {
         ...init.prepare,
         ...(vault === undefined ? {} : { vault }),
       });

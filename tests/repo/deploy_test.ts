@@ -36,6 +36,7 @@ const COUNTERS = [
   "login_etl_messages_deleted_total",
   "login_etl_delete_failures_total",
   "login_etl_stage_failures_total",
+  "login_etl_messages_refused_total",
 ] as const;
 const HISTOGRAMS = ["login_etl_batch_messages", "login_etl_commit_duration_seconds"] as const;
 const GAUGES = [

@@ -69,7 +69,7 @@ function deployTestLists(): Record<"COUNTERS" | "HISTOGRAMS" | "GAUGES", string[
 
 Deno.test("Metrics exposes exactly the metrics deploy_test.ts lists, each of its type", async () => {
   const lists = deployTestLists();
-  assert.equal(lists.COUNTERS.length + lists.HISTOGRAMS.length + lists.GAUGES.length, 13);
+  assert.equal(lists.COUNTERS.length + lists.HISTOGRAMS.length + lists.GAUGES.length, 14);
   const { types } = parseExposition(await new Metrics(zeroCounters()).expose());
   const expected = new Map<string, string>([
     ...lists.COUNTERS.map((n) => [n, "counter"] as const),
@@ -97,7 +97,7 @@ Deno.test("Metrics starts every reject reason at zero and the last commit at the
   const { metrics } = metered(() => 1_700_000_000_000);
   const { samples } = parseExposition(await metrics.expose());
   const reasons = samples.filter((s) => s.name === "login_etl_messages_rejected_total");
-  assert.equal(reasons.length, 11);
+  assert.equal(reasons.length, 12);
   assert.ok(reasons.every((s) => s.value === 0));
   assert.equal(valueOf(samples, "login_etl_last_commit_timestamp_seconds"), 1_700_000_000);
   assert.equal(valueOf(samples, "login_etl_messages_in_flight"), 0);

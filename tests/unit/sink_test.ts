@@ -67,6 +67,7 @@ async function workerInit(db: TestDb): Promise<WorkerInit> {
     schema: db.schema,
     poolMax: 2,
     writeTimeoutMs: 10_000,
+    systemicIsTransient: false,
     secret: new TextEncoder().encode(TEST_SECRET),
     keyId: "k1",
     prepare: PREPARE,
@@ -91,6 +92,7 @@ Deno.test("localSink() prepares and writes a batch over postgresStore(), naming 
       inserted: 2,
       rejected: { "not_json": 1, empty: 1 },
       redelivered: 0,
+      refused: [],
       committed: true,
       rejectedIds: ["m2", "m4"],
     });
@@ -108,6 +110,7 @@ Deno.test("localSink() prepares and writes a batch over postgresStore(), naming 
       rejected: {},
       rejectedIds: [],
       redelivered: 4,
+      refused: [],
       committed: true,
     });
   } finally {
@@ -160,6 +163,7 @@ Deno.test("workerSink() writes a batch in a worker thread as localSink() would",
       inserted: 2,
       rejected: { "not_json": 1, empty: 1 },
       redelivered: 0,
+      refused: [],
       committed: true,
       rejectedIds: ["m2", "m4"],
     });

@@ -16,6 +16,7 @@ function snapshot(c: Counters) {
     ...c,
     rejected: Object.fromEntries(Object.entries(c.rejected).filter(([, n]) => n !== 0)),
     failuresByCode: Object.fromEntries(c.failuresByCode),
+    refusedBySqlstate: Object.fromEntries(c.refusedBySqlstate),
     firstReceivedAt: c.firstReceivedAt === null ? null : "set",
     lastFinishedAt: c.lastFinishedAt === null ? null : "set",
   };
@@ -34,6 +35,7 @@ const ZERO: Snapshot = {
   batchesCommitted: 0,
   stageFailures: { receive: 0, validate: 0, mask: 0, write: 0, ack: 0, startup: 0 },
   failuresByCode: {},
+  refusedBySqlstate: {},
   inFlight: 0,
   firstReceivedAt: null,
   lastFinishedAt: null,
@@ -64,6 +66,10 @@ const COUNTING: { event: TelemetryEvent; changes: Partial<Snapshot> }[] = [
   {
     event: { type: "MessagesRejected", byReason: { "bad_ip": 2, "not_json": 1 }, ids: ["a"] },
     changes: { rejected: { "not_json": 1, "bad_ip": 2 } },
+  },
+  {
+    event: { type: "MessagesRefused", bySqlstate: { "23514": 2, "22001": 1 } },
+    changes: { refusedBySqlstate: { "23514": 2, "22001": 1 } },
   },
   { event: { type: "MessagesDeleted", count: 9 }, changes: { deleted: 9, lastFinishedAt: "set" } },
   { event: { type: "VisibilityExtended", count: 4 }, changes: { visibilityExtended: 4 } },

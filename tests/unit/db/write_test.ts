@@ -169,6 +169,7 @@ Deno.test("postgresStore() commits a batch's rows, rejects and ledger entries in
     rejected: { "not_json": 1, "bad_ip": 1 },
     rejectedIds: ["m3", "m4"],
     redelivered: 0,
+    refused: [],
     committed: true,
   });
   const rows = await db.sql<Record<string, unknown>[]>`
@@ -197,7 +198,7 @@ Deno.test("postgresStore() commits a batch's rows, rejects and ledger entries in
   ]);
   assert.deepEqual(
     await store.write([]),
-    { inserted: 0, rejected: {}, rejectedIds: [], redelivered: 0, committed: true },
+    { inserted: 0, rejected: {}, rejectedIds: [], redelivered: 0, refused: [], committed: true },
     "an empty batch",
   );
 });
@@ -220,6 +221,7 @@ Deno.test("postgresStore() counts a re-write of the same ids as redelivered and 
         rejected: {},
         rejectedIds: [],
         redelivered: 2,
+        refused: [],
         committed: true,
       }, "a redelivered reject is not named again");
       assert.deepEqual(await tableCounts(db), before, "nothing written twice");
@@ -234,6 +236,7 @@ Deno.test("postgresStore() counts a re-write of the same ids as redelivered and 
         rejected: {},
         rejectedIds: [],
         redelivered: 2,
+        refused: [],
         committed: true,
       });
       const after = await tableCounts(db);
@@ -305,6 +308,7 @@ Deno.test("dryRunStore() prints each item as one JSON line and commits nothing",
     rejected: { "not_json": 1 },
     rejectedIds: ["m2"],
     redelivered: 0,
+    refused: [],
     committed: false,
   });
   const printed = lines.map((line) => JSON.parse(line));
