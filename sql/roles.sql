@@ -84,7 +84,7 @@ GRANT INSERT ON user_logins TO login_etl_consumer;
 GRANT SELECT, INSERT ON login_etl_ledger TO login_etl_consumer;
 GRANT EXECUTE ON FUNCTION login_etl_ledger_maintain(integer, integer) TO login_etl_consumer;
 GRANT INSERT, DELETE ON login_etl_rejects TO login_etl_consumer;
-GRANT SELECT (message_id, reason, rejected_at) ON login_etl_rejects TO login_etl_consumer;
+GRANT SELECT (message_id, reason, detail, rejected_at) ON login_etl_rejects TO login_etl_consumer;
 GRANT SELECT, INSERT ON login_etl_keys TO login_etl_consumer;
 GRANT EXECUTE ON FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], text[])
   TO login_etl_consumer;

@@ -98,6 +98,13 @@ export interface RejectionRow {
   readonly "sent_at_ms": number;
 }
 
+/** A rejected message's reason, for its raw copy on `--reject-queue-url`. */
+export interface RejectNote {
+  readonly id: string;
+  readonly reason: RejectReason;
+  readonly detail: string;
+}
+
 /** A message Postgres refused, and why, in terms that name no value. */
 export interface Refusal {
   readonly id: string;
@@ -143,6 +150,12 @@ export interface WriteOutcome {
    * each as a `db_refused` reject.
    */
   readonly refused: readonly Refusal[];
+  /**
+   * The rejects among this batch with their reasons: those recorded now, and
+   * (when the store is asked to report them) those an earlier delivery
+   * recorded, whose raw copy may not have been sent.
+   */
+  readonly rejectNotes: readonly RejectNote[];
   /** Messages whose MessageId the ledger already held: redeliveries, written before. */
   readonly redelivered: number;
   /** True when the batch is durable and its messages may be deleted. */
@@ -165,6 +178,13 @@ export interface Queue {
   delete(messages: readonly ReceivedMessage[]): Promise<AckResult>;
   /** Makes messages invisible for `seconds` more. */
   extend(messages: readonly ReceivedMessage[], seconds: number): Promise<AckResult>;
+  /**
+   * Sends raw copies of rejected messages, with their reasons, to the reject
+   * queue; absent when none is configured. Partial failure is a result.
+   */
+  copyRejects?(
+    copies: readonly { message: ReceivedMessage; note: RejectNote }[],
+  ): Promise<AckResult>;
 }
 
 /** What the pipeline needs of a store; implemented over Postgres in `write.ts`. */

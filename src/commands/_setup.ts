@@ -401,12 +401,15 @@ export async function openSink(
   const writeTimeoutMs = config.writeTimeoutSeconds * 1000;
   // A table refusing every row: run waits with backoff for it to be fixed, drain stops.
   const systemicIsTransient = config.command === "run";
+  // With a reject queue, a redelivered reject's copy is sent again: the store says which.
+  const reportEarlierRejects = config.rejectQueueUrl !== null;
   starting = threads === 0 ? null : workerSinks(threads, {
     connection,
     schema: config.schema,
     poolMax: Math.ceil(config.writers / threads),
     writeTimeoutMs,
     systemicIsTransient,
+    reportEarlierRejects,
     secret: keys.secret.reveal(),
     keyId: keys.masker.keyId,
     prepare,
@@ -419,10 +422,14 @@ export async function openSink(
   starting?.catch(() => {});
   await deps.readyDatabase();
   sink = starting === null
-    ? localSink(keys.masker, postgresStore(database, { writeTimeoutMs, systemicIsTransient }), {
-      ...prepare,
-      ...(keys.vault === undefined ? {} : { vault: keys.vault }),
-    })
+    ? localSink(
+      keys.masker,
+      postgresStore(database, { writeTimeoutMs, systemicIsTransient, reportEarlierRejects }),
+      {
+        ...prepare,
+        ...(keys.vault === undefined ? {} : { vault: keys.vault }),
+      },
+    )
     : await starting;
   return sink;
 }

@@ -76,7 +76,7 @@ const CONSUMER: readonly Privilege[] = [
   ...table("user_logins", "INSERT"),
   ...table("login_etl_ledger", "SELECT", "INSERT"),
   ...table("login_etl_rejects", "INSERT", "DELETE"),
-  ...columns("login_etl_rejects", "SELECT", "message_id", "reason", "rejected_at"),
+  ...columns("login_etl_rejects", "SELECT", "message_id", "reason", "detail", "rejected_at"),
   ...table("login_etl_keys", "SELECT", "INSERT"),
   fn("login_etl_ledger_maintain(integer,integer)"),
 ];

@@ -81,6 +81,11 @@ export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Sum
     telemetry,
   );
   metrics?.setQueueDepth(attributes.approximateMessages);
+  const rejectQueueUrl = config.rejectQueueUrl;
+  if (rejectQueueUrl !== null) {
+    // Its copies are sent before deletes: a missing reject queue must stop the run now.
+    await atStart("queue", () => readQueueAttributes(client, rejectQueueUrl), retry, telemetry);
+  }
   const sink = await openSink(config, {
     keys,
     connection,
@@ -111,6 +116,7 @@ export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Sum
   const overLimit = startPeriodic(config, { client, database, metrics, telemetry, stack });
   const queue = sqsQueue(client, config.queueUrl, {
     onUndated: (now) => telemetry.emit({ type: "SentTimestampMissing", receivedAtMs: now }),
+    rejectQueueUrl,
   });
   await runPipeline({ queue, sink, telemetry }, {
     mode,

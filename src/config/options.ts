@@ -467,6 +467,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "Keep rejected messages (login_etl_rejects) this long",
   },
   {
+    flag: "reject-queue-url",
+    env: "LOGIN_ETL_REJECT_QUEUE_URL",
+    kind: "string",
+    commands: ["drain", "run"],
+    value: "URL",
+    help:
+      "Before deleting a rejected message, send its raw body here with its reason (replay by draining it). Holds PII",
+  },
+  {
     flag: "dry-run",
     env: "LOGIN_ETL_DRY_RUN",
     kind: "boolean",

@@ -105,6 +105,8 @@ export interface ConsumeConfig extends Base, QueueSettings, DatabaseSettings, Ke
   readonly maxRejects: number | null;
   /** drain: where to write the run's metrics at exit. */
   readonly metricsFile: string | null;
+  /** Where raw copies of rejected messages go before their delete; null: nowhere. */
+  readonly rejectQueueUrl: string | null;
 }
 
 /** `drain`. */
@@ -414,6 +416,20 @@ function queueSettings(read: Reader): QueueSettings {
   };
 }
 
+/** --reject-queue-url, checked like --queue-url. */
+function rejectQueueUrl(read: Reader): string | null {
+  const { raw, source } = read.lookup("reject-queue-url");
+  if (typeof raw !== "string" || raw === "") return null;
+  let parsed: URL | null = null;
+  try {
+    parsed = new URL(raw);
+  } catch { /* reported below */ }
+  if (parsed === null || !/^https?:$/.test(parsed.protocol) || parsed.pathname.length < 2) {
+    throw invalid(source, raw, `must be an SQS queue URL like ${QUEUE_URL_EXAMPLE}`);
+  }
+  return raw;
+}
+
 function databaseSettings(read: Reader): DatabaseSettings {
   const { raw, source } = read.lookup("database-url");
   const schema = read.string("schema") ?? "";
@@ -534,6 +550,7 @@ export function resolveConfig<C extends CommandName>(
         progressSeconds: command === "drain" ? read.integer("progress-seconds") : 0,
         maxRejects: read.optionalInteger("max-rejects"),
         metricsFile: command === "drain" ? read.string("metrics-file") : null,
+        rejectQueueUrl: rejectQueueUrl(read),
       } as ConsumeConfig;
       break;
     }

@@ -18,6 +18,7 @@ import { DatabaseError } from "../errors.ts";
 import type {
   Masked,
   Refusal,
+  RejectNote,
   RejectReason,
   Store,
   VaultRow,
@@ -180,6 +181,7 @@ interface Written {
   rejectedIds: string[];
   /** Items the statement found already in the ledger. */
   redelivered: number;
+  rejectNotes: RejectNote[];
 }
 
 /**
@@ -226,7 +228,12 @@ class ProbeRollback extends Error {}
  */
 export function postgresStore(
   db: Database,
-  options: { readonly writeTimeoutMs: number; readonly systemicIsTransient?: boolean },
+  options: {
+    readonly writeTimeoutMs: number;
+    readonly systemicIsTransient?: boolean;
+    /** Also report rejects an earlier delivery recorded (for `--reject-queue-url`). */
+    readonly reportEarlierRejects?: boolean;
+  },
 ): Store {
   /** One statement for `items`, bounded by the write timeout. */
   async function statement(items: readonly WriteItem[]): Promise<Written> {
@@ -245,15 +252,29 @@ export function postgresStore(
     try {
       // A single statement is a single transaction: ledger entries, rows and
       // rejects commit together or not at all, in one round trip.
-      const [result] = await Promise.race([writeStatement(db.sql, c), timeout]);
+      const [result] = await Promise.race([
+        writeStatement(db.sql, c, options.reportEarlierRejects === true),
+        timeout,
+      ]);
       const inserted = result?.inserted ?? 0;
       const rejected = (result?.rejected ?? {}) as Partial<Record<RejectReason, number>>;
       const rejectedIds = result?.rejected_ids ?? [];
+      const fresh = new Set(rejectedIds);
+      const rejectNotes: RejectNote[] = [];
+      for (const item of items) {
+        if (item.kind === "reject" && fresh.has(item.id)) {
+          rejectNotes.push({ id: item.id, reason: item.reject.reason, detail: item.reject.detail });
+        }
+      }
+      for (const e of result?.earlier_rejects ?? []) {
+        rejectNotes.push({ id: e.id, reason: e.reason as RejectReason, detail: e.detail });
+      }
       return {
         inserted,
         rejected,
         rejectedIds,
         redelivered: items.length - inserted - rejectedIds.length,
+        rejectNotes,
       };
     } finally {
       clearTimeout(timer);
@@ -273,7 +294,13 @@ export function postgresStore(
 
   /** Splits a refused batch down to the messages Postgres refuses; commits the rest. */
   async function isolate(items: readonly WriteItem[]): Promise<Written & { refused: Refusal[] }> {
-    const total: Written = { inserted: 0, rejected: {}, rejectedIds: [], redelivered: 0 };
+    const total: Written = {
+      inserted: 0,
+      rejected: {},
+      rejectedIds: [],
+      redelivered: 0,
+      rejectNotes: [],
+    };
     const refused: Refusal[] = [];
     const attempt = async (part: readonly WriteItem[]): Promise<void> => {
       try {
@@ -281,6 +308,7 @@ export function postgresStore(
         total.inserted += w.inserted;
         total.redelivered += w.redelivered;
         total.rejectedIds.push(...w.rejectedIds);
+        total.rejectNotes.push(...w.rejectNotes);
         for (const [reason, n] of Object.entries(w.rejected)) {
           total.rejected[reason as RejectReason] = (total.rejected[reason as RejectReason] ?? 0) +
             (n ?? 0);
@@ -300,7 +328,7 @@ export function postgresStore(
     await attempt(items);
     if (refused.length > 0 && total.inserted + total.rejectedIds.length === 0) {
       const probe = await db.sql.begin(async (tx) => {
-        await writeStatement(tx as unknown as Sql, toColumns([probeItem()]));
+        await writeStatement(tx as unknown as Sql, toColumns([probeItem()]), false);
         throw new ProbeRollback();
       }).catch((error: unknown) => error);
       if (!(probe instanceof ProbeRollback)) {
@@ -330,6 +358,7 @@ export function postgresStore(
           rejectedIds: [],
           redelivered: 0,
           refused: [],
+          rejectNotes: [],
           committed: true,
         };
       }
@@ -345,7 +374,7 @@ export function postgresStore(
   };
 }
 
-function writeStatement(sql: Sql, c: Columns) {
+function writeStatement(sql: Sql, c: Columns, earlierRejects: boolean) {
   const r = c.rows;
   const j = c.rejects;
   const v = c.vault;
@@ -367,7 +396,23 @@ function writeStatement(sql: Sql, c: Columns) {
             AS e(message_id, masked_value, field, ciphertext, iv, key_id)
           JOIN fresh USING (message_id)
         )`;
-  return sql<{ inserted: number; rejected: Record<string, number>; rejected_ids: string[] }[]>`
+  // Rejects of this batch's ids that an earlier delivery recorded: their raw
+  // copy for --reject-queue-url may not have been sent then.
+  const earlier = earlierRejects
+    ? sql`,
+               (SELECT coalesce(json_agg(json_build_object('id', r.message_id, 'reason', r.reason, 'detail', r.detail)), '[]'::json)
+                  FROM login_etl_rejects r
+                  WHERE r.message_id = ANY(${pgArray(c.ids)}::text[])
+                    AND NOT EXISTS (SELECT FROM fresh f WHERE f.message_id = r.message_id)) AS earlier_rejects`
+    : sql``;
+  return sql<
+    {
+      inserted: number;
+      rejected: Record<string, number>;
+      rejected_ids: string[];
+      earlier_rejects?: { id: string; reason: string; detail: string }[];
+    }[]
+  >`
         WITH fresh AS (
           INSERT INTO login_etl_ledger (message_id, sent_date)
           SELECT i.id, i.day FROM unnest(${pgArray(c.ids)}::text[], ${
@@ -413,7 +458,8 @@ function writeStatement(sql: Sql, c: Columns) {
   }
                (SELECT coalesce(json_object_agg(reason, n), '{}'::json)
                   FROM (SELECT reason, count(*)::int AS n FROM rejects GROUP BY reason) AS g) AS rejected,
-               (SELECT coalesce(array_agg(message_id ORDER BY message_id), '{}') FROM rejects) AS rejected_ids`;
+               -- json, not text[]: a fresh pool may not know the array types yet
+               (SELECT coalesce(json_agg(message_id ORDER BY message_id), '[]'::json) FROM rejects) AS rejected_ids${earlier}`;
 }
 
 /**
@@ -448,6 +494,11 @@ export function dryRunStore(writeLine: (line: string) => void): Store {
         rejectedIds,
         redelivered: 0,
         refused: [],
+        rejectNotes: items.flatMap((i) =>
+          i.kind === "reject"
+            ? [{ id: i.id, reason: i.reject.reason, detail: i.reject.detail }]
+            : []
+        ),
         committed: false,
       });
     },

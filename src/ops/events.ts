@@ -66,6 +66,13 @@ export type TelemetryEvent =
     /** How many messages Postgres refused, by SQLSTATE; each became a db_refused reject. */
     readonly bySqlstate: Readonly<Record<string, number>>;
   }
+  | { readonly type: "RejectsCopied"; readonly count: number }
+  | {
+    readonly type: "RejectCopyFailed";
+    readonly count: number;
+    readonly ids: readonly string[];
+    readonly code: string;
+  }
   | { readonly type: "MessagesDeleted"; readonly count: number }
   | { readonly type: "VisibilityExtended"; readonly count: number }
   | { readonly type: "ExtendFailed"; readonly count: number; readonly code: string }
@@ -308,6 +315,17 @@ export const EVENTS: {
         c.refusedBySqlstate.set(code, (c.refusedBySqlstate.get(code) ?? 0) + n);
       }
     },
+  },
+  RejectsCopied: {
+    level: "debug",
+    message: "raw copies of rejected messages sent to the reject queue",
+    fields: (e) => ({ count: e.count }),
+  },
+  RejectCopyFailed: {
+    level: "warn",
+    message:
+      "could not copy rejected messages to the reject queue; they stay queued and are copied when redelivered",
+    fields: (e) => ({ count: e.count, message_ids: e.ids, code: e.code }),
   },
   MessagesDeleted: {
     level: null,

@@ -21,7 +21,7 @@ const IDS_IN_LOG = 20;
 
 /** What committing a batch needs from the run. */
 export interface CommitDeps {
-  readonly queue: Pick<Queue, "delete">;
+  readonly queue: Pick<Queue, "delete" | "copyRejects">;
   readonly sink: Sink;
   readonly telemetry: Telemetry;
   readonly now: () => number;
@@ -45,6 +45,41 @@ export function asEtlError(error: unknown): EtlError {
     : new EtlError("internal", error instanceof Error ? error.message : String(error), {
       cause: error,
     });
+}
+
+/**
+ * With a reject queue: sends a raw copy of each rejected message before its
+ * delete. A message whose copy was not sent is kept (not deleted): SQS
+ * redelivers it, the store reports it as an earlier reject, and the copy is
+ * sent again. Copies are at least once, never lost.
+ *
+ * @returns the ids of messages to keep in the queue
+ */
+async function copyRejects(
+  deliveries: readonly ReceivedMessage[],
+  outcome: SinkOutcome,
+  deps: CommitDeps,
+): Promise<Set<string>> {
+  const copy = deps.queue.copyRejects;
+  if (copy === undefined || outcome.rejectNotes.length === 0) return new Set();
+  const byId = new Map(deliveries.map((d) => [d.id, d]));
+  const copies = outcome.rejectNotes.flatMap((note) => {
+    const message = byId.get(note.id);
+    return message === undefined ? [] : [{ message, note }];
+  });
+  const sent = await copy.call(deps.queue, copies);
+  if (sent.succeeded.length > 0) {
+    deps.telemetry.emit({ type: "RejectsCopied", count: sent.succeeded.length });
+  }
+  if (sent.failed.length > 0) {
+    deps.telemetry.emit({
+      type: "RejectCopyFailed",
+      count: sent.failed.length,
+      ids: sent.failed.slice(0, IDS_IN_LOG).map((f) => f.id),
+      code: sent.failed[0]?.code ?? "Unknown",
+    });
+  }
+  return new Set(sent.failed.map((f) => f.id));
 }
 
 /**
@@ -119,8 +154,11 @@ export async function commitBatch(
       writeMs,
     });
     if (!outcome.committed) return { ok: true, deleted: 0 }; // a dry run deletes nothing
+    const kept = await copyRejects(deliveries, outcome, deps);
     const ackStarted = deps.now();
-    const ack = await span.within(() => deps.queue.delete(deliveries));
+    const ack = await span.within(() =>
+      deps.queue.delete(kept.size === 0 ? deliveries : deliveries.filter((d) => !kept.has(d.id)))
+    );
     span.record({ deleted: ack.succeeded.length, ackMs: deps.now() - ackStarted });
     if (ack.succeeded.length > 0) {
       telemetry.emit({ type: "MessagesDeleted", count: ack.succeeded.length });

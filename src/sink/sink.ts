@@ -60,6 +60,7 @@ async function recordRefusals(
     rejectedIds: [...outcome.rejectedIds, ...recorded.rejectedIds],
     redelivered: outcome.redelivered + recorded.redelivered,
     refused: outcome.refused,
+    rejectNotes: [...outcome.rejectNotes, ...recorded.rejectNotes],
     committed: outcome.committed && recorded.committed,
   };
 }
@@ -100,6 +101,8 @@ export interface WorkerInit {
   readonly writeTimeoutMs: number;
   /** Retry a table that refuses every row (run), rather than fail at once (drain). */
   readonly systemicIsTransient: boolean;
+  /** Report rejects an earlier delivery recorded (for --reject-queue-url). */
+  readonly reportEarlierRejects: boolean;
   readonly secret: Uint8Array;
   readonly keyId: string;
   readonly prepare: { readonly maxBodyBytes: number; readonly maxReceives: number | null };

@@ -43,6 +43,7 @@ scope.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       const store = postgresStore(database, {
         writeTimeoutMs: init.writeTimeoutMs,
         systemicIsTransient: init.systemicIsTransient,
+        reportEarlierRejects: init.reportEarlierRejects,
       });
       sink = localSink(masker, store, {
         ...init.prepare,

@@ -9,6 +9,7 @@ import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { Queue } from "../types.ts";
 import { deleteMessages } from "./ack.ts";
 import { receiveMessages } from "./receive.ts";
+import { sendRejectCopies } from "./send.ts";
 import { extendVisibility } from "./visibility.ts";
 
 /**
@@ -20,10 +21,18 @@ import { extendVisibility } from "./visibility.ts";
 export function sqsQueue(
   client: SQSClient,
   queueUrl: string,
-  options: { readonly onUndated?: (receivedAtMs: number) => void } = {},
+  options: {
+    readonly onUndated?: (receivedAtMs: number) => void;
+    /** --reject-queue-url: where raw copies of rejected messages go before their delete. */
+    readonly rejectQueueUrl?: string | null;
+  } = {},
 ): Queue {
   let warned = false;
+  const rejectQueueUrl = options.rejectQueueUrl ?? null;
   return {
+    ...(rejectQueueUrl === null
+      ? {}
+      : { copyRejects: (copies) => sendRejectCopies(client, rejectQueueUrl, copies) }),
     receive: async (receive) => {
       const { messages, undated } = await receiveMessages(client, queueUrl, receive);
       if (undated > 0 && !warned) {

@@ -14,6 +14,7 @@ import {
 import { SqsError } from "../errors.ts";
 import type { ReceivedMessage } from "../types.ts";
 import { describeAwsError, isTransientAwsError } from "./_errors.ts";
+import { COPY_ATTRIBUTES } from "./send.ts";
 
 /** Options of one receive call. */
 export interface ReceiveOptions {
@@ -39,7 +40,11 @@ function toReceived(
   receivedAtMs: number,
 ): { message: ReceivedMessage; dated: boolean } | null {
   if (message.MessageId === undefined || message.ReceiptHandle === undefined) return null;
-  const sent = Number(message.Attributes?.SentTimestamp);
+  // A raw copy replayed from --reject-queue-url keeps its original date.
+  const copied = Number(message.MessageAttributes?.[COPY_ATTRIBUTES.sentTimestamp]?.StringValue);
+  const sent = Number.isFinite(copied) && copied > 0
+    ? copied
+    : Number(message.Attributes?.SentTimestamp);
   const count = Number(message.Attributes?.ApproximateReceiveCount);
   const dated = Number.isFinite(sent) && sent > 0;
   return {
@@ -83,6 +88,7 @@ export async function receiveMessages(
         // The older name too: endpoints before 2024 (LocalStack < 3, ElasticMQ)
         // know only AttributeNames, where SQS took these same system names.
         AttributeNames: [...ATTRIBUTES] as unknown as QueueAttributeName[],
+        MessageAttributeNames: [COPY_ATTRIBUTES.sentTimestamp],
       }),
       options.signal === undefined ? {} : { abortSignal: options.signal },
     );

@@ -6,7 +6,8 @@
  */
 
 import { SendMessageBatchCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import { SQS_MAX_BATCH } from "./_batch.ts";
+import { callInChunks, SQS_MAX_BATCH } from "./_batch.ts";
+import type { AckResult, ReceivedMessage, RejectNote } from "../types.ts";
 import { SqsError } from "../errors.ts";
 import { describeAwsError } from "./_errors.ts";
 
@@ -64,4 +65,60 @@ export async function sendBodies(
   }
   await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, () => worker()));
   return sent;
+}
+
+/** Message attributes of a reject's raw copy, as `drain` of a reject queue reads them back. */
+export const COPY_ATTRIBUTES = {
+  reason: "login_etl_reason",
+  detail: "login_etl_detail",
+  messageId: "login_etl_message_id",
+  sentTimestamp: "login_etl_sent_timestamp",
+} as const;
+
+/**
+ * Sends each rejected message's raw body to the reject queue, with its
+ * reason, detail, original MessageId and SentTimestamp as message
+ * attributes, in batches of 10, concurrently. On a FIFO queue the original
+ * MessageId is also the deduplication id. Never throws: failures are results.
+ */
+export function sendRejectCopies(
+  client: SQSClient,
+  queueUrl: string,
+  copies: readonly { message: ReceivedMessage; note: RejectNote }[],
+): Promise<AckResult> {
+  const fifo = queueUrl.endsWith(".fifo");
+  const notes = new Map(copies.map((c) => [c.message.id, c.note]));
+  // The batch helper hands entries by receipt handle, unique per delivery.
+  const byReceipt = new Map(copies.map((c) => [c.message.receiptHandle, c.message]));
+  return callInChunks(copies.map((c) => c.message), async (entries) => {
+    return await client.send(
+      new SendMessageBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: entries.map((entry) => {
+          const message = byReceipt.get(entry.ReceiptHandle) as ReceivedMessage;
+          const note = notes.get(message.id) as RejectNote;
+          return {
+            Id: entry.Id,
+            MessageBody: message.body,
+            MessageAttributes: {
+              [COPY_ATTRIBUTES.reason]: { DataType: "String", StringValue: note.reason },
+              // SQS caps an attribute at 256 KiB in all; details are short.
+              [COPY_ATTRIBUTES.detail]: {
+                DataType: "String",
+                StringValue: note.detail.slice(0, 1024) || "-",
+              },
+              [COPY_ATTRIBUTES.messageId]: { DataType: "String", StringValue: message.id },
+              [COPY_ATTRIBUTES.sentTimestamp]: {
+                DataType: "Number",
+                StringValue: String(message.sentAtMs),
+              },
+            },
+            ...(fifo
+              ? { MessageGroupId: "login-etl-rejects", MessageDeduplicationId: message.id }
+              : {}),
+          };
+        }),
+      }),
+    );
+  });
 }
