@@ -326,7 +326,8 @@ export function postgresStore(
       }
     };
     await attempt(items);
-    if (refused.length > 0 && total.inserted + total.rejectedIds.length === 0) {
+    if (refused.length === 0) return { ...total, refused };
+    if (total.inserted + total.rejectedIds.length === 0) {
       const probe = await db.sql.begin(async (tx) => {
         await writeStatement(tx as unknown as Sql, toColumns([probeItem()]), false);
         throw new ProbeRollback();
@@ -345,6 +346,13 @@ export function postgresStore(
           },
         );
       }
+    }
+    // The table takes rows now. Each refused message is tried once more, so
+    // that one refused while the table was being fixed (a column dropped
+    // mid-isolation) is written rather than rejected.
+    const byId = new Map(items.map((i) => [i.id, i]));
+    for (const candidate of refused.splice(0)) {
+      await attempt([byId.get(candidate.id) as WriteItem]);
     }
     return { ...total, refused };
   }

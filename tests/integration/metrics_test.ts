@@ -215,6 +215,7 @@ Deno.test("run --listen: /metrics during a run ends equal to the summary; /healt
       "login_etl_messages_in_flight",
       "login_etl_messages_received_total",
       "login_etl_messages_redelivered_total",
+      "login_etl_messages_refused_total",
       "login_etl_messages_rejected_total",
       "login_etl_queue_depth_messages",
       "login_etl_rows_inserted_total",
