@@ -416,8 +416,17 @@ function queueSettings(read: Reader): QueueSettings {
   };
 }
 
-/** --reject-queue-url, checked like --queue-url. */
-function rejectQueueUrl(read: Reader): string | null {
+/** The same queue however spelled: scheme and host case, a trailing slash. */
+function sameQueue(a: URL, b: URL): boolean {
+  const path = (u: URL) => u.pathname.replace(/\/+$/, "");
+  return a.protocol === b.protocol && a.host === b.host && path(a) === path(b);
+}
+
+/**
+ * --reject-queue-url, checked like --queue-url, and never the queue being
+ * drained: its rejects would come back to it and be copied again forever.
+ */
+function rejectQueueUrl(read: Reader, queueUrl: string): string | null {
   const { raw, source } = read.lookup("reject-queue-url");
   if (typeof raw !== "string" || raw === "") return null;
   let parsed: URL | null = null;
@@ -426,6 +435,13 @@ function rejectQueueUrl(read: Reader): string | null {
   } catch { /* reported below */ }
   if (parsed === null || !/^https?:$/.test(parsed.protocol) || parsed.pathname.length < 2) {
     throw invalid(source, raw, `must be an SQS queue URL like ${QUEUE_URL_EXAMPLE}`);
+  }
+  if (sameQueue(parsed, new URL(queueUrl))) {
+    throw invalid(
+      source,
+      raw,
+      "is the queue being drained; its rejects would loop back into it: give another queue",
+    );
   }
   return raw;
 }
@@ -522,10 +538,11 @@ export function resolveConfig<C extends CommandName>(
     case "drain":
     case "run": {
       const dryRun = read.boolean("dry-run");
+      const queue = queueSettings(read);
       config = {
         command,
         ...base(read, warnings),
-        ...queueSettings(read),
+        ...queue,
         ...databaseSettings(read),
         ...keySettings(read, { hmacRequired: true }),
         configPath: read.string("config"),
@@ -550,7 +567,7 @@ export function resolveConfig<C extends CommandName>(
         progressSeconds: command === "drain" ? read.integer("progress-seconds") : 0,
         maxRejects: read.optionalInteger("max-rejects"),
         metricsFile: command === "drain" ? read.string("metrics-file") : null,
-        rejectQueueUrl: rejectQueueUrl(read),
+        rejectQueueUrl: rejectQueueUrl(read, queue.queueUrl),
       } as ConsumeConfig;
       break;
     }

@@ -433,3 +433,26 @@ Deno.test("each command's config holds only its own settings", () => {
   assert.ok(!keysOf(resolveConfig("seed", {}, {})).includes("database"));
   assert.ok(!keysOf(resolveConfig("forget", {}, {})).includes("hmacKey"));
 });
+
+Deno.test("resolveConfig() refuses a --reject-queue-url that is the queue being drained, however spelled", async (t) => {
+  const queue = "http://127.0.0.1:4566/000000000000/login-queue";
+  for (const same of [queue, `${queue}/`, "HTTP://127.0.0.1:4566/000000000000/login-queue"]) {
+    await t.step(`refuses ${same}`, () => {
+      const error = configError(
+        "drain",
+        { "queue-url": queue, "reject-queue-url": same },
+        WITH_KEY,
+      );
+      assert.match(error.message, /^Invalid --reject-queue-url ".*": is the queue being drained/);
+    });
+  }
+  await t.step("accepts another queue on the same endpoint", () => {
+    const other = "http://127.0.0.1:4566/000000000000/login-rejects";
+    const config = resolveConfig(
+      "drain",
+      { "queue-url": queue, "reject-queue-url": other },
+      WITH_KEY,
+    );
+    assert.equal(config.rejectQueueUrl, other);
+  });
+});
