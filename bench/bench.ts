@@ -122,7 +122,7 @@ function cpuMs(pid: number): number | null {
   }
 }
 
-/** Peak RSS (VmHWM) of a live process, in MB; null once it is gone. */
+/** Peak RSS (VmHWM) of a live process, in MiB (the JSON keeps its `_mb` names); null once it is gone. */
 function peakRssMb(pid: number): number | null {
   try {
     const status = Deno.readTextFileSync(`/proc/${pid}/status`);
@@ -353,7 +353,7 @@ try {
       await load(endpoint, url, [...generateBodies(n, { badRatio: 0.02, seed: n })]);
       return (await drain(url, schema)).peakRssMb;
     });
-    say(`  peak RSS at ${fmt(n).padStart(7)}  ${peaks[n]} MB`);
+    say(`  peak RSS at ${fmt(n).padStart(7)}  ${peaks[n]} MiB`);
   }
 
   const result = {
@@ -452,8 +452,8 @@ function performanceTable(r: {
       fmt(r.protocol_ceiling_msgs_per_s)
     } |`,
     `| Postgres ingest of the write path (rows/s) | | ${fmt(r.postgres_ingest_rows_per_s)} |`,
-    `| drain peak RSS, ${fmt(N)} messages (MB) | | ${r.peak_rss_mb} |`,
-    `| drain peak RSS, 20,000 / 200,000 messages (MB) | | ${r.peak_rss_mb_20000} / ${r.peak_rss_mb_200000} (ratio ${r.rss_ratio_200k_to_20k}) |`,
+    `| drain peak RSS, ${fmt(N)} messages (MiB) | | ${r.peak_rss_mb} |`,
+    `| drain peak RSS, 20,000 / 200,000 messages (MiB) | | ${r.peak_rss_mb_20000} / ${r.peak_rss_mb_200000} (ratio ${r.rss_ratio_200k_to_20k}) |`,
     `| start to first receive, from source (ms) | | ${r.startup_ms} |`,
   ];
 }

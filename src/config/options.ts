@@ -369,13 +369,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "worker-threads",
     env: "LOGIN_ETL_WORKER_THREADS",
     kind: "integer",
-    default: "1",
+    default: "0",
     min: 0,
     max: 8,
     commands: ["drain", "run"],
     value: "N",
     help:
-      "Threads that validate, mask and write (0: all in the main thread, which then also drives SQS)",
+      "Threads that validate, mask and write (0: all in the main thread, which also drives SQS; each thread adds about 45 MiB)",
   },
   {
     flag: "max-retry-seconds",

@@ -237,7 +237,12 @@ Deno.test("drain with verify-full: the main thread and the sink worker both conn
   const { telemetry } = capturingTelemetry();
   try {
     const summary = await consume(
-      testConfig("drain", { "queue-url": queueUrl, "database-url": url, schema: db.schema }),
+      testConfig("drain", {
+        "queue-url": queueUrl,
+        "database-url": url,
+        schema: db.schema,
+        "worker-threads": "1",
+      }),
       { telemetry, stop: new AbortController().signal, writeStdout: () => {} },
     );
     assert.equal(summary.inserted, 3000);

@@ -161,6 +161,50 @@ Deno.test("Masker.mask() equals the node:crypto reference, and maskAll() keeps o
   );
 });
 
+Deno.test("Masker keeps at most 16 Web Crypto signs in flight, across concurrent maskAll() and mask() calls", async () => {
+  const secret = new TextEncoder().encode("login-etl in-flight bound test secret, 32+");
+  const masker = await Masker.create(new Secret(secret, "s"), "k3");
+  const reference = referenceMasker(secret, "k3");
+  const subtle = crypto.subtle;
+  const sign = subtle.sign;
+  let inFlight = 0;
+  let most = 0;
+  let calls = 0;
+  // A counting wrapper around the real sign: the masks still come from Web Crypto.
+  subtle.sign = async function (...args: Parameters<SubtleCrypto["sign"]>) {
+    calls++;
+    most = Math.max(most, ++inFlight);
+    try {
+      return await sign.apply(subtle, args);
+    } finally {
+      inFlight--;
+    }
+  };
+  try {
+    const values = (prefix: string) =>
+      Array.from({ length: 600 }, (_, i) => ({
+        field: (i % 2 === 0 ? "ip" : "device_id") as MaskField,
+        text: `${prefix}-${i}`,
+      }));
+    const [a, b, single] = await Promise.all([
+      masker.maskAll(values("a")),
+      masker.maskAll(values("b")),
+      Promise.all(Array.from({ length: 100 }, (_, i) => masker.mask("body", `body-${i}`))),
+    ]);
+    assert.deepEqual(a, values("a").map((v) => reference.mask(v.field, v.text)));
+    assert.deepEqual(b, values("b").map((v) => reference.mask(v.field, v.text)));
+    assert.deepEqual(
+      single,
+      Array.from({ length: 100 }, (_, i) => reference.mask("body", `body-${i}`)),
+    );
+    assert.equal(calls, 1300, "every distinct value signed once");
+    assert.ok(most <= 16, `signs in flight at once: ${most}`);
+    assert.ok(most >= 8, `signs still run concurrently: ${most}`);
+  } finally {
+    subtle.sign = sign;
+  }
+});
+
 Deno.test("Masker.mask() equals HMAC-SHA256 by Web Crypto under the derived subkey", async () => {
   // The definition, computed independently: subkey = HMAC(secret,
   // "login-etl/v1/mask/<field>"), mask = HMAC(subkey, value).
