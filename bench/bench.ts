@@ -27,6 +27,7 @@ import { prepareItems } from "../src/transform.ts";
 import { generateBodies } from "../src/seed/generate.ts";
 import type { ReceivedMessage } from "../src/types.ts";
 import { postgresStore } from "../src/db/write.ts";
+import { workerThreadsFor } from "../src/sink/sink.ts";
 import { call, load, protocolLoop } from "./sqs_json.ts";
 import { permissionFlags } from "../tests/helpers/cli.ts";
 
@@ -146,10 +147,14 @@ async function drain(
   queueUrl: string,
   schema: string,
   env: Record<string, string> = {},
+  oneCpu = false,
 ): Promise<DrainResult> {
   const spawnedAt = Date.now();
-  const child = new Deno.Command(Deno.execPath(), {
+  // One CPU, as a pod with `limits.cpu: 1`: taskset narrows the affinity
+  // mask, which navigator.hardwareConcurrency (and so the worker default) reads.
+  const child = new Deno.Command(oneCpu ? "taskset" : Deno.execPath(), {
     args: [
+      ...(oneCpu ? ["-c", "0", Deno.execPath()] : []),
       "run",
       ...permissionFlags(),
       `${root}src/main.ts`,
@@ -301,7 +306,9 @@ try {
   say(
     `login-etl bench: ${
       fmt(N)
-    } messages, ${ROUNDS} interleaved rounds, concurrency ${config.concurrency}, max rows ${config.maxRows}, writers ${config.writers}, worker threads ${config.workerThreads}`,
+    } messages, ${ROUNDS} interleaved rounds, concurrency ${config.concurrency}, max rows ${config.maxRows}, writers ${config.writers}, worker threads ${
+      workerThreadsFor(config.workerThreads, navigator.hardwareConcurrency)
+    } (of ${navigator.hardwareConcurrency} CPUs)`,
   );
   const bodies = [...generateBodies(N, { badRatio: 0, seed: 1 })];
 
@@ -347,14 +354,19 @@ try {
   say(`  start to receive    ${startupMs} ms (median of 3)`);
 
   const peaks: Record<string, number> = {};
-  for (const n of [20_000, 200_000]) {
-    peaks[n] = await withSchema(async (schema) => {
+  const memoryRun = (n: number, oneCpu: boolean) =>
+    withSchema(async (schema) => {
       const url = await freshQueue(endpoint, `mem${n}`);
       await load(endpoint, url, [...generateBodies(n, { badRatio: 0.02, seed: n })]);
-      return (await drain(url, schema)).peakRssMb;
+      const result = await drain(url, schema, {}, oneCpu);
+      return { rss: result.peakRssMb, rate: result.summary.msgs_per_s ?? 0 };
     });
+  for (const n of [20_000, 200_000]) {
+    peaks[n] = (await memoryRun(n, false)).rss;
     say(`  peak RSS at ${fmt(n).padStart(7)}  ${peaks[n]} MiB`);
   }
+  const pinned = await memoryRun(200_000, true);
+  say(`  peak RSS at 200,000 on one CPU  ${pinned.rss} MiB (${fmt(pinned.rate)} msg/s)`);
 
   const result = {
     date: new Date().toISOString(),
@@ -367,7 +379,7 @@ try {
       max_rows: config.maxRows,
       max_wait_ms: config.maxWaitMs,
       writers: config.writers,
-      worker_threads: config.workerThreads,
+      worker_threads: workerThreadsFor(config.workerThreads, navigator.hardwareConcurrency),
     },
     drain_msgs_per_s: rates.drain,
     stock_ceiling_msgs_per_s: rates.stock,
@@ -384,6 +396,8 @@ try {
     peak_rss_mb_20000: peaks[20_000],
     peak_rss_mb_200000: peaks[200_000],
     rss_ratio_200k_to_20k: ratio(peaks[200_000]!, peaks[20_000]!),
+    peak_rss_mb_200000_one_cpu: pinned.rss,
+    one_cpu_msgs_per_s: pinned.rate,
     startup_ms: startupMs,
   };
   const table = performanceTable(result);
@@ -420,6 +434,8 @@ function performanceTable(r: {
   peak_rss_mb_20000: number | undefined;
   peak_rss_mb_200000: number | undefined;
   rss_ratio_200k_to_20k: number;
+  peak_rss_mb_200000_one_cpu?: number;
+  one_cpu_msgs_per_s?: number;
   startup_ms: number;
 }): string[] {
   const each = (xs: number[]) => xs.map(fmt).join(" / ");
@@ -454,6 +470,9 @@ function performanceTable(r: {
     `| Postgres ingest of the write path (rows/s) | | ${fmt(r.postgres_ingest_rows_per_s)} |`,
     `| drain peak RSS, ${fmt(N)} messages (MiB) | | ${r.peak_rss_mb} |`,
     `| drain peak RSS, 20,000 / 200,000 messages (MiB) | | ${r.peak_rss_mb_20000} / ${r.peak_rss_mb_200000} (ratio ${r.rss_ratio_200k_to_20k}) |`,
+    `| drain peak RSS, 200,000 messages on one CPU (no worker thread), and its rate (MiB, msg/s) | | ${r.peak_rss_mb_200000_one_cpu} (${
+      fmt(r.one_cpu_msgs_per_s ?? 0)
+    } msg/s) |`,
     `| start to first receive, from source (ms) | | ${r.startup_ms} |`,
   ];
 }

@@ -121,7 +121,12 @@ try {
       const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]);
       const now = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]);
       if (kb > 0) peak = kb / 1024;
-      if (now >= kb - 1024) atPeak = Deno.readTextFileSync(`/proc/${child.pid}/smaps_rollup`);
+      if (now >= kb - 1024) {
+        atPeak = Deno.readTextFileSync(`/proc/${child.pid}/smaps_rollup`);
+        // THREADS_SMAPS=FILE keeps the whole map near the peak, to see which mappings hold it.
+        const dump = Deno.env.get("THREADS_SMAPS");
+        if (dump !== undefined) Deno.copyFileSync(`/proc/${child.pid}/smaps`, dump);
+      }
     } catch { /* exiting */ }
   }, 20);
   const [status, stdout, stderr] = await Promise.all([

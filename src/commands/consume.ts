@@ -13,6 +13,7 @@ import { Database } from "../db/pool.ts";
 import { TooManyRejectsError } from "../errors.ts";
 import type { Summary, Telemetry } from "../ops/telemetry.ts";
 import { runPipeline } from "../pipeline/pipeline.ts";
+import { workerThreadsFor } from "../sink/sink.ts";
 import { readQueueAttributes } from "../sqs/admin.ts";
 import { sqsQueue } from "../sqs/queue.ts";
 import { startPeriodic } from "./_periodic.ts";
@@ -56,7 +57,9 @@ export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Sum
     config.database,
     (message) => telemetry.emit({ type: "ConfigWarned", message }),
   );
-  const threads = config.dryRun ? 0 : config.workerThreads;
+  const threads = config.dryRun
+    ? 0
+    : workerThreadsFor(config.workerThreads, navigator.hardwareConcurrency);
   // In-thread writes share this pool; with worker threads it only does housekeeping.
   const database = connection === null ? null : stack.use(
     new Database({

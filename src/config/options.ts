@@ -369,13 +369,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "worker-threads",
     env: "LOGIN_ETL_WORKER_THREADS",
     kind: "integer",
-    default: "0",
     min: 0,
     max: 8,
     commands: ["drain", "run"],
     value: "N",
     help:
-      "Threads that validate, mask and write (0: all in the main thread, which also drives SQS; each thread adds about 45 MiB)",
+      "Threads that validate, mask and write; unset: 1 when this process may use 2 CPUs or more (its CPU affinity and cgroup quota), else 0, which runs them in the main thread. Each adds about 45 MiB",
   },
   {
     flag: "max-retry-seconds",

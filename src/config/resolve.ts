@@ -82,7 +82,8 @@ export interface ConsumeConfig extends Base, QueueSettings, DatabaseSettings, Ke
   readonly maxRows: number;
   readonly maxWaitMs: number;
   readonly writers: number;
-  readonly workerThreads: number;
+  /** Sink worker threads; null: chosen at start from the CPUs available (`workerThreadsFor`). */
+  readonly workerThreads: number | null;
   readonly maxRetrySeconds: number;
   readonly maxReceives: number;
   readonly writeTimeoutSeconds: number;
@@ -551,7 +552,7 @@ export function resolveConfig<C extends CommandName>(
         maxRows: read.integer("max-rows"),
         maxWaitMs: read.integer("max-wait-ms"),
         writers: read.integer("writers"),
-        workerThreads: read.integer("worker-threads"),
+        workerThreads: read.optionalInteger("worker-threads"),
         maxRetrySeconds: read.integer("max-retry-seconds"),
         maxReceives: read.integer("max-receives"),
         writeTimeoutSeconds: read.integer("write-timeout-seconds"),

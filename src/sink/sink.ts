@@ -93,6 +93,19 @@ export function localSink(masker: Masker, store: Store, options: SinkOptions): S
   };
 }
 
+/**
+ * How many sink worker threads to start: the configured number, or when
+ * unset, one if this process may use two CPUs or more and none otherwise.
+ * `cpus` is `navigator.hardwareConcurrency`, which counts the CPUs of the
+ * process's affinity mask and cgroup quota, so a pod limited to one CPU gets
+ * none. Measured (docs/performance.md): a worker thread costs about 45 MiB,
+ * and on two cores shared with SQS and Postgres it moved 16-23% more (three
+ * same-run pairs); pinned to one CPU, 1.14x and 0.97x (no clear gain).
+ */
+export function workerThreadsFor(configured: number | null, cpus: number): number {
+  return configured ?? (cpus >= 2 ? 1 : 0);
+}
+
 /** What the worker needs to build its own sink. Holds the raw secret: never log it. */
 export interface WorkerInit {
   readonly connection: PgConnection;

@@ -51,10 +51,16 @@ export interface CliResult {
 /** Runs `login-etl <args>` from source with a clean environment plus `env`. */
 export async function runCli(
   args: readonly string[],
-  options: { env?: Record<string, string>; signal?: AbortSignal } = {},
+  options: {
+    env?: Record<string, string>;
+    signal?: AbortSignal;
+    /** Run under `taskset -c CPUS`: the CPUs the process may use, as a pod's CPU limit. */
+    cpus?: string;
+  } = {},
 ): Promise<CliResult> {
-  const command = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...permissionFlags(), `${root}src/main.ts`, ...args],
+  const run = ["run", ...permissionFlags(), `${root}src/main.ts`, ...args];
+  const command = new Deno.Command(options.cpus === undefined ? Deno.execPath() : "taskset", {
+    args: options.cpus === undefined ? run : ["-c", options.cpus, Deno.execPath(), ...run],
     cwd: root,
     clearEnv: true,
     env: { ...baseEnv(), ...options.env },
