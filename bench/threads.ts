@@ -54,18 +54,19 @@ async function queue(label: string): Promise<string> {
 }
 
 const fauxqsCpu = () => [...threads(fauxqs.pid).values()].reduce((a, b) => a + b, 0);
-const pgCpu = () => {
-  let ms = 0;
+/** CPU-ms of every live postgres process, by pid. */
+const pgProcesses = () => {
+  const out = new Map<string, number>();
   for (const p of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(p.name)) continue;
     try {
       const stat = Deno.readTextFileSync(`/proc/${p.name}/stat`);
       if (!stat.includes("(postgres)")) continue;
       const f = stat.split(") ")[1]!.split(" ");
-      ms += (Number(f[11]) + Number(f[12])) * 10;
+      out.set(p.name, (Number(f[11]) + Number(f[12])) * 10);
     } catch { /* gone */ }
   }
-  return ms;
+  return out;
 };
 
 try {
@@ -86,7 +87,10 @@ try {
   const url = await queue("drain");
   const schema = `threads_${Date.now()}`;
   const f1 = fauxqsCpu();
-  const p1 = pgCpu();
+  // Backends come and go with drain's connections: sampled with the threads,
+  // each pid's last reading less what it had before.
+  const pgBefore = pgProcesses();
+  const pgLast = new Map(pgBefore);
   // THREADS_CPUS=1 pins drain to one CPU (taskset), as a pod limited to one core.
   const cpus = Deno.env.get("THREADS_CPUS");
   const child = new Deno.Command(cpus === undefined ? Deno.execPath() : "taskset", {
@@ -117,6 +121,7 @@ try {
   const watch = setInterval(() => {
     try {
       last = new Map([...last, ...threads(child.pid)]);
+      for (const [pid, ms] of pgProcesses()) pgLast.set(pid, ms);
       const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
       const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]);
       const now = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]);
@@ -159,7 +164,10 @@ try {
       Math.round(peak)
     } MiB, ${last.size} threads; fauxqs ${
       ((fauxqsCpu() - f1) / N * 1000).toFixed(1)
-    } µs/msg; postgres ${((pgCpu() - p1) / N * 1000).toFixed(1)} µs/msg`,
+    } µs/msg; postgres ${
+      ([...pgLast].reduce((sum, [pid, ms]) => sum + ms - (pgBefore.get(pid) ?? 0), 0) / N * 1000)
+        .toFixed(1)
+    } µs/msg`,
   );
   const field = (name: string) =>
     Math.round(Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(atPeak)?.[1]) / 1024);
