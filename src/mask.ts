@@ -130,11 +130,17 @@ export class Masker {
   ): Promise<Masked[]> {
     const masks = new Array<Masked>(values.length);
     let next = 0;
+    let failed = false;
     const runner = async () => {
-      while (next < values.length) {
+      while (next < values.length && !failed) {
         const i = next++;
         const v = values[i] as { field: MaskField; text: string };
-        masks[i] = await this.mask(v.field, v.text);
+        try {
+          masks[i] = await this.mask(v.field, v.text);
+        } catch (error) {
+          failed = true; // the batch fails: the other runners stop taking values
+          throw error;
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.min(SIGNS_IN_FLIGHT, values.length) }, runner));

@@ -78,9 +78,16 @@ export async function prepareItems(
   const keys = [...wanted.keys()];
   const masks = await masker.maskAll([...wanted.values()]);
   const maskOf = new Map<string, Masked>(keys.map((key, i) => [key, masks[i] as Masked]));
-  const bodyHmacs = await Promise.all(
-    messages.map((m, i) => verdicts[i]?.ok === true ? null : masker.mask("body", m.body)),
+  // Keyed hashes of the rejected bodies, through the same bounded runners.
+  const rejectedAt = messages.flatMap((_, i) => verdicts[i]?.ok === true ? [] : [i]);
+  const rejectedHmacs = await masker.maskAll(
+    rejectedAt.map((i) => ({
+      field: "body" as const,
+      text: (messages[i] as ReceivedMessage).body,
+    })),
   );
+  const bodyHmacs: (Masked | null)[] = messages.map(() => null);
+  rejectedAt.forEach((at, k) => (bodyHmacs[at] = rejectedHmacs[k] as Masked));
 
   // Each distinct value is encrypted once per batch; the first row holding it carries the entry.
   const vaulted = new Set<string>();

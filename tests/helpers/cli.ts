@@ -54,13 +54,17 @@ export async function runCli(
   options: {
     env?: Record<string, string>;
     signal?: AbortSignal;
-    /** Run under `taskset -c CPUS`: the CPUs the process may use, as a pod's CPU limit. */
-    cpus?: string;
+    /**
+     * A command that runs the CLI's command line, e.g. `taskset -c 0`: to
+     * narrow the CPUs it may use, as a pod's CPU limit does.
+     */
+    wrap?: readonly string[];
   } = {},
 ): Promise<CliResult> {
-  const run = ["run", ...permissionFlags(), `${root}src/main.ts`, ...args];
-  const command = new Deno.Command(options.cpus === undefined ? Deno.execPath() : "taskset", {
-    args: options.cpus === undefined ? run : ["-c", options.cpus, Deno.execPath(), ...run],
+  const line = [Deno.execPath(), "run", ...permissionFlags(), `${root}src/main.ts`, ...args];
+  const [program, ...rest] = [...(options.wrap ?? []), ...line];
+  const command = new Deno.Command(program as string, {
+    args: rest,
     cwd: root,
     clearEnv: true,
     env: { ...baseEnv(), ...options.env },
