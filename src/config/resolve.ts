@@ -417,7 +417,10 @@ function queueSettings(read: Reader): QueueSettings {
   };
 }
 
-/** The same queue however spelled: scheme and host case, a trailing slash. */
+/**
+ * The same queue URL up to the case of scheme and host and a trailing slash.
+ * Another name for the same endpoint (localhost for 127.0.0.1) is not caught.
+ */
 function sameQueue(a: URL, b: URL): boolean {
   const path = (u: URL) => u.pathname.replace(/\/+$/, "");
   return a.protocol === b.protocol && a.host === b.host && path(a) === path(b);

@@ -434,7 +434,7 @@ Deno.test("each command's config holds only its own settings", () => {
   assert.ok(!keysOf(resolveConfig("forget", {}, {})).includes("hmacKey"));
 });
 
-Deno.test("resolveConfig() refuses a --reject-queue-url that is the queue being drained, however spelled", async (t) => {
+Deno.test("resolveConfig() refuses a --reject-queue-url that is the queue being drained, in another case or with a trailing slash", async (t) => {
   const queue = "http://127.0.0.1:4566/000000000000/login-queue";
   for (const same of [queue, `${queue}/`, "HTTP://127.0.0.1:4566/000000000000/login-queue"]) {
     await t.step(`refuses ${same}`, () => {
