@@ -62,11 +62,21 @@ Deno.test("drain pinned to one CPU starts no worker thread, unpinned follows the
 
 /** The cgroup v1 CPU controller, where this machine mounts it writable (as root). */
 const CPU_CGROUP = "/sys/fs/cgroup/cpu";
+/** Whether a group with a CPU quota can be made here: tried once, then removed. */
 const canQuota = (() => {
+  const probe = `${CPU_CGROUP}/login_etl_probe_${Deno.pid}`;
   try {
-    return Deno.statSync(`${CPU_CGROUP}/cgroup.procs`).isFile && Deno.uid() === 0;
+    Deno.mkdirSync(probe);
   } catch {
     return false;
+  }
+  try {
+    Deno.writeTextFileSync(`${probe}/cpu.cfs_quota_us`, "100000");
+    return true;
+  } catch {
+    return false;
+  } finally {
+    Deno.removeSync(probe);
   }
 })();
 
