@@ -199,8 +199,9 @@ function probeItem(): WriteItem {
     row: {
       user_id: "login-etl-probe",
       device_type: "android",
-      masked_ip: "k1:login-etl-probe-ip-0000000000000000000000000" as Masked,
-      masked_device_id: "k1:login-etl-probe-device-00000000000000000000" as Masked,
+      // Shaped as real masks: a key id, a colon, 43 base64url characters.
+      masked_ip: `k1:${"login-etl-probe-ip".padEnd(43, "A")}` as Masked,
+      masked_device_id: `k1:${"login-etl-probe-device".padEnd(43, "A")}` as Masked,
       locale: "en",
       app_version: 1_000_000,
       create_date: day,
@@ -327,7 +328,19 @@ export function postgresStore(
     };
     await attempt(items);
     if (refused.length === 0) return { ...total, refused };
-    if (total.inserted + total.rejectedIds.length === 0) {
+    const systemic = (error: unknown, what: string) =>
+      new DatabaseError(
+        "db_write",
+        `${what}; not the messages' fault, so none is rejected and all stay queued: fix the table (or the role's privileges) and run again`,
+        {
+          cause: error,
+          transient: options.systemicIsTransient === true || isTransientDbError(error),
+          messageIds: items.map((i) => i.id),
+        },
+      );
+    // Only a row in user_logins shows the table takes rows: a batch whose
+    // only committed part was a reject (an invalid message) proves nothing.
+    if (total.inserted === 0) {
       const probe = await db.sql.begin(async (tx) => {
         await writeStatement(tx as unknown as Sql, toColumns([probeItem()]), false);
         throw new ProbeRollback();
@@ -336,15 +349,7 @@ export function postgresStore(
         const what = isDataError(probe)
           ? `${refusalDetail(probe).detail.replace("refused the row", "refuses every row")}`
           : `Postgres refuses every row: ${describeDbError(probe)}`;
-        throw new DatabaseError(
-          "db_write",
-          `${what}; not the messages' fault, so none is rejected and all stay queued: fix the table (or the role's privileges) and run again`,
-          {
-            cause: probe,
-            transient: options.systemicIsTransient === true || isTransientDbError(probe),
-            messageIds: items.map((i) => i.id),
-          },
-        );
+        throw systemic(probe, what);
       }
     }
     // The table takes rows now. Each refused message is tried once more, so
@@ -353,6 +358,16 @@ export function postgresStore(
     const byId = new Map(items.map((i) => [i.id, i]));
     for (const candidate of refused.splice(0)) {
       await attempt([byId.get(candidate.id) as WriteItem]);
+    }
+    // A reject carries nothing of the message but a redacted body: when one
+    // is refused, the rejects table (or the ledger) is at fault, and a
+    // message must never be deleted without its row or its reject.
+    const refusedReject = refused.find((r) => byId.get(r.id)?.kind === "reject");
+    if (refusedReject !== undefined) {
+      throw systemic(
+        undefined,
+        refusedReject.detail.replace("refused the row", "refuses the reject of a message"),
+      );
     }
     return { ...total, refused };
   }

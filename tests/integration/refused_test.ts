@@ -163,6 +163,86 @@ Deno.test("a table that refuses every row rejects nothing and deletes nothing, s
   assert.deepEqual(await counts(db), { rows: 31, refused: 0, rejects: 0, ledger: 31 });
 });
 
+Deno.test("a table refusing every row still rejects nothing when the batch also holds an invalid message", async () => {
+  // An attacker's review found it: the invalid message's reject committed on
+  // its own while splitting, which passed for "the table takes rows".
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  await migrate(db.sql, { schema: db.schema });
+  await db.sql`ALTER TABLE user_logins ADD COLUMN region text NOT NULL`;
+  const queueUrl = sqs.createQueue({ VisibilityTimeout: "2" });
+  enqueue(sqs, queueUrl, thirtyAndOne("not json at all"));
+  const failed = await drain(db, queueUrl);
+  assert.equal(failed.code, 1, failed.stderr.slice(-2000));
+  assert.match(
+    failed.stderr.trim().split("\n").at(-1) ?? "",
+    /^error: Postgres refuses every row: SQLSTATE 23502, column region, table user_logins; not the messages' fault/,
+  );
+  const after = await counts(db);
+  assert.equal(after?.rows, 0);
+  assert.equal(after?.refused, 0, "no valid login became a db_refused reject");
+  const { ready, inFlight } = sqs.counts(queueUrl);
+  assert.equal(ready + inFlight, 31, "every message still queued");
+
+  await db.sql`ALTER TABLE user_logins DROP COLUMN region`;
+  await new Promise((resolve) => setTimeout(resolve, inFlight > 0 ? 2100 : 0));
+  const fixed = await drain(db, queueUrl);
+  assert.equal(fixed.code, 0, fixed.stderr.slice(-2000));
+  assert.deepEqual(await counts(db), { rows: 30, refused: 0, rejects: 1, ledger: 31 });
+  assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
+});
+
+Deno.test("a rejects table that refuses a message's reject deletes nothing: drain exits 1 naming it, and all load once it is fixed", async (t) => {
+  await using sqs = await startSqs();
+  const cases = [
+    {
+      name: "a validation reject refused",
+      setup:
+        "ALTER TABLE login_etl_rejects ADD CONSTRAINT no_not_json CHECK (reason <> 'not_json')",
+      bad: "not json at all",
+      drop: "ALTER TABLE login_etl_rejects DROP CONSTRAINT no_not_json",
+      constraint: "no_not_json",
+      fixed: { rows: 30, refused: 0, rejects: 1, ledger: 31 },
+    },
+    {
+      name: "a db_refused reject refused",
+      setup: `ALTER TABLE user_logins ADD CONSTRAINT dt CHECK (device_type IN ('ios', 'android'));
+        ALTER TABLE login_etl_rejects ADD CONSTRAINT no_refused CHECK (reason <> 'db_refused')`,
+      bad: login("user-web", "web"),
+      drop: "ALTER TABLE login_etl_rejects DROP CONSTRAINT no_refused",
+      constraint: "no_refused",
+      fixed: { rows: 30, refused: 1, rejects: 1, ledger: 31 },
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      await using db = await freshSchema();
+      await migrate(db.sql, { schema: db.schema });
+      await db.sql.unsafe(c.setup);
+      const queueUrl = sqs.createQueue({ VisibilityTimeout: "2" });
+      enqueue(sqs, queueUrl, thirtyAndOne(c.bad));
+      const failed = await drain(db, queueUrl);
+      assert.equal(failed.code, 1, failed.stderr.slice(-2000));
+      assert.match(
+        failed.stderr.trim().split("\n").at(-1) ?? "",
+        new RegExp(
+          `^error: Postgres refuses the reject of a message: SQLSTATE 23514, constraint ${c.constraint}, table login_etl_rejects; not the messages' fault`,
+        ),
+      );
+      assert.equal((await counts(db))?.rejects, 0, "no reject recorded");
+      const { ready, inFlight } = sqs.counts(queueUrl);
+      assert.equal(ready + inFlight, 31, "nothing deleted, the refused message least of all");
+
+      await db.sql.unsafe(c.drop);
+      await new Promise((resolve) => setTimeout(resolve, inFlight > 0 ? 2100 : 0));
+      const fixed = await drain(db, queueUrl);
+      assert.equal(fixed.code, 0, fixed.stderr.slice(-2000));
+      assert.deepEqual(await counts(db), c.fixed);
+      assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
+    });
+  }
+});
+
 Deno.test("run pauses while the table refuses every row, and loads everything once it is fixed", async () => {
   await using sqs = await startSqs();
   await using db = await freshSchema();
