@@ -133,6 +133,8 @@ export async function refusalItems(
   messages: readonly ReceivedMessage[],
   refusals: readonly Refusal[],
   masker: Masker,
+  /** Vault entries to write with a refused message's reject (`orphanedVaultEntries`). */
+  vaultById: ReadonlyMap<string, readonly VaultRow[]> = new Map(),
 ): Promise<WriteItem[]> {
   const byId = new Map(messages.map((m) => [m.id, m]));
   const items: WriteItem[] = [];
@@ -152,11 +154,13 @@ export async function refusalItems(
       sentAtMs: message.sentAtMs,
       maskedBody: redactBody(parsed, (r) => maskOf.get(maskKey(r)) ?? "[masked]"),
     });
+    const vault = vaultById.get(message.id);
     items.push({
       kind: "reject",
       id: message.id,
       sentDate: message.dated ? utcDate(message.sentAtMs) : null,
       reject,
+      ...(vault === undefined ? {} : { vault }),
     });
   }
   return items;

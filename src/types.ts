@@ -133,7 +133,12 @@ export type WriteItem =
   & { readonly id: string; readonly sentDate: string | null }
   & (
     | { readonly kind: "row"; readonly row: LoginRow; readonly vault?: readonly VaultRow[] }
-    | { readonly kind: "reject"; readonly reject: RejectionRow }
+    | {
+      readonly kind: "reject";
+      readonly reject: RejectionRow;
+      /** Only for a refused row whose values a committed row of its batch shares. */
+      readonly vault?: readonly VaultRow[];
+    }
   );
 
 /** What a store reports after a batch: which ids it newly recorded, and which it had already. */

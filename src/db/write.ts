@@ -120,6 +120,7 @@ export function toColumns(items: readonly WriteItem[]): Columns {
       j.bodyBytes.push(item.reject.body_bytes);
       j.bodyHmacs.push(item.reject.body_hmac);
       j.sentAts.push(new Date(item.reject.sent_at_ms).toISOString());
+      for (const entry of item.vault ?? []) vaultEntries.push({ id: item.id, entry });
     }
   }
   // Vault keys are locked in mask order for the same reason: two consumers

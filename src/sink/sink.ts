@@ -12,7 +12,14 @@ import type { PgConnection } from "../db/connection.ts";
 import type { Masker } from "../mask.ts";
 import type { VaultCipher } from "../pii/vault.ts";
 import { prepareItems, refusalItems } from "../transform.ts";
-import type { ReceivedMessage, RejectReason, Store, WriteOutcome } from "../types.ts";
+import type {
+  ReceivedMessage,
+  RejectReason,
+  Store,
+  VaultRow,
+  WriteItem,
+  WriteOutcome,
+} from "../types.ts";
 
 /** A sink's answer for one batch: the store's. */
 export type SinkOutcome = WriteOutcome;
@@ -44,12 +51,15 @@ const KNOWN_VAULTED_LIMIT = 200_000;
  */
 async function recordRefusals(
   outcome: WriteOutcome,
+  items: readonly WriteItem[],
   messages: readonly ReceivedMessage[],
   masker: Masker,
   store: Store,
 ): Promise<WriteOutcome> {
   if (outcome.refused.length === 0) return outcome;
-  const recorded = await store.write(await refusalItems(messages, outcome.refused, masker));
+  const recorded = await store.write(
+    await refusalItems(messages, outcome.refused, masker, orphanedVaultEntries(items, outcome)),
+  );
   const rejected = { ...outcome.rejected };
   for (const [reason, n] of Object.entries(recorded.rejected)) {
     rejected[reason as RejectReason] = (rejected[reason as RejectReason] ?? 0) + (n ?? 0);
@@ -63,6 +73,32 @@ async function recordRefusals(
     rejectNotes: [...outcome.rejectNotes, ...recorded.rejectNotes],
     committed: outcome.committed && recorded.committed,
   };
+}
+
+/**
+ * Vault entries that rode on a refused row while a committed row of the same
+ * batch shows the same mask: a value is vaulted once per batch, on the first
+ * row holding it, so without these the committed row's mask could not be
+ * recovered. They go with the refused message's reject instead.
+ */
+export function orphanedVaultEntries(
+  items: readonly WriteItem[],
+  outcome: Pick<WriteOutcome, "refused">,
+): Map<string, VaultRow[]> {
+  const refused = new Set(outcome.refused.map((r) => r.id));
+  const committedMasks = new Set<string>();
+  for (const item of items) {
+    if (item.kind === "row" && !refused.has(item.id)) {
+      committedMasks.add(item.row.masked_ip).add(item.row.masked_device_id);
+    }
+  }
+  const orphans = new Map<string, VaultRow[]>();
+  for (const item of items) {
+    if (item.kind !== "row" || !refused.has(item.id)) continue;
+    const entries = (item.vault ?? []).filter((e) => committedMasks.has(e.masked));
+    if (entries.length > 0) orphans.set(item.id, entries);
+  }
+  return orphans;
 }
 
 /** A sink in this thread: `prepareItems` then `store.write`. */
@@ -80,11 +116,18 @@ export function localSink(masker: Masker, store: Store, options: SinkOptions): S
   return {
     async write(messages) {
       const items = await prepareItems(messages, masker, prepare);
-      const outcome = await recordRefusals(await store.write(items), messages, masker, store);
+      const written = await store.write(items);
+      const outcome = await recordRefusals(written, items, messages, masker, store);
       if (vault !== undefined && outcome.committed) {
         if (known.size > KNOWN_VAULTED_LIMIT) known.clear();
+        // Only what was written: a refused row's entries went in only if a
+        // committed row shares the mask (then with its reject).
+        const refused = new Set(outcome.refused.map((r) => r.id));
+        const orphaned = orphanedVaultEntries(items, outcome);
         for (const item of items) {
-          if (item.kind === "row") { for (const e of item.vault ?? []) known.add(e.masked); }
+          if (item.kind !== "row") continue;
+          const entries = refused.has(item.id) ? orphaned.get(item.id) ?? [] : item.vault ?? [];
+          for (const e of entries) known.add(e.masked);
         }
       }
       return outcome;

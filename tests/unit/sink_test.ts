@@ -12,8 +12,14 @@ import { ensureSchema } from "../../src/db/schema.ts";
 import { postgresStore } from "../../src/db/write.ts";
 import { EtlError } from "../../src/errors.ts";
 import { VaultCipher } from "../../src/pii/vault.ts";
-import { localSink, type WorkerInit, workerSink, workerSinks } from "../../src/sink/sink.ts";
-import type { ReceivedMessage, Store, WriteItem } from "../../src/types.ts";
+import {
+  localSink,
+  orphanedVaultEntries,
+  type WorkerInit,
+  workerSink,
+  workerSinks,
+} from "../../src/sink/sink.ts";
+import type { Masked, ReceivedMessage, Store, VaultRow, WriteItem } from "../../src/types.ts";
 import { testMasker } from "../helpers/drain.ts";
 import { freshSchema, TEST_SECRET, testConnection, type TestDb } from "../helpers/services.ts";
 
@@ -225,4 +231,43 @@ Deno.test("workerSinks() spreads concurrent batches over its threads, each writt
   }
   const [count] = await database.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM user_logins`;
   assert.equal(count?.n, 120);
+});
+
+Deno.test("orphanedVaultEntries() keeps a refused row's entries only for masks a committed row shares", () => {
+  const entry = (masked: string) =>
+    ({
+      masked,
+      field: "ip",
+      ciphertext: new Uint8Array(1),
+      iv: new Uint8Array(12),
+      keyId: "v1",
+    }) as unknown as VaultRow;
+  const row = (id: string, ip: string, device: string, vault: VaultRow[] = []): WriteItem => ({
+    kind: "row",
+    id,
+    sentDate: null,
+    vault,
+    row: {
+      user_id: id,
+      device_type: "ios",
+      masked_ip: ip as Masked,
+      masked_device_id: device as Masked,
+      locale: "FR",
+      app_version: 1,
+      create_date: "2026-12-06",
+    },
+  });
+  const items = [
+    row("refused-1", "k1:ip-shared", "k1:dev-own", [entry("k1:ip-shared"), entry("k1:dev-own")]),
+    row("ok-1", "k1:ip-shared", "k1:dev-other", [entry("k1:dev-other")]),
+    row("refused-2", "k1:ip-alone", "k1:dev-alone", [entry("k1:ip-alone")]),
+  ];
+  const refused = [
+    { id: "refused-1", sqlstate: "23514", detail: "x" },
+    { id: "refused-2", sqlstate: "23514", detail: "x" },
+  ];
+  const orphans = orphanedVaultEntries(items, { refused });
+  assert.deepEqual([...orphans.keys()], ["refused-1"]);
+  assert.deepEqual(orphans.get("refused-1")?.map((e) => e.masked), ["k1:ip-shared"]);
+  assert.equal(orphanedVaultEntries(items, { refused: [] }).size, 0);
 });

@@ -300,3 +300,42 @@ Deno.test("recover refuses tampered, swapped, injected and unknown-key vault ent
   cli.assertNoRaw(raws);
   assert.deepEqual(await tablesHoldingRaw(db, raws), []);
 });
+
+Deno.test("a refused row's vault entry is still written when a committed row of its batch shares the value: every mask in user_logins can be recovered", async () => {
+  // An attacker's review found it: a value is vaulted once per batch, on the
+  // first row holding it; when that row was refused, the committed row
+  // sharing the value was left with a mask nobody could recover.
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const cli = new Cli(cliEnv(db));
+  const migrated = await cli.run(["migrate"]);
+  assert.equal(migrated.code, 0, migrated.stderr);
+  await db.sql`ALTER TABLE user_logins ADD CONSTRAINT no_mallory CHECK (user_id <> 'mallory')`;
+  const k1 = await maskerOf(TEST_SECRET, "k1");
+  // mallory first: her row would carry the entries of the values bob shares.
+  const bodies = [
+    body("mallory", "203.0.113.50", "555-00-1111"),
+    body("bob", "203.0.113.50", "555-00-1111"),
+    body("carol", "198.51.100.9", "555-00-2222"),
+  ];
+  const result = await drain(sqs, cli, bodies);
+  assert.equal(result.inserted, 2);
+  const [refused] = await db.sql<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM login_etl_rejects WHERE reason = 'db_refused'`;
+  assert.equal(refused?.n, 1);
+  const inRows = await db.sql<{ m: string }[]>`
+    SELECT masked_ip AS m FROM user_logins UNION SELECT masked_device_id FROM user_logins`;
+  assert.deepEqual(
+    (await vaultRows(db.sql)).map((v) => v.masked_value).sort(),
+    inRows.map((r) => r.m).sort(),
+    "every mask in user_logins has its vault entry, and the vault holds nothing else",
+  );
+  const ipMask = k1.mask("ip", "203.0.113.50");
+  const recovered = await cli.run(
+    ["recover", "--masked", ipMask, "--reason", "refusal check", "--actor", "alice"],
+    {},
+    { revealing: true },
+  );
+  assert.equal(recovered.code, 0, recovered.stderr);
+  assert.equal(recovered.stdout, `${ipMask}\tip\t203.0.113.50\n`);
+});
