@@ -22,6 +22,34 @@ export function chunk<T>(items: readonly T[], size: number): T[][] {
   return chunks;
 }
 
+/**
+ * Splits a list into consecutive chunks of at most `size` items whose
+ * `sizeOf` adds up to at most `maxBytes`; an item larger than that on its own
+ * goes alone.
+ */
+export function chunkBySize<T>(
+  items: readonly T[],
+  size: number,
+  maxBytes: number,
+  sizeOf: (item: T) => number,
+): T[][] {
+  const chunks: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const n = sizeOf(item);
+    if (current.length > 0 && (current.length >= size || bytes + n > maxBytes)) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += n;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
 /** One batch entry: its position in the chunk is its id. */
 export interface Entry {
   readonly Id: string;
@@ -58,14 +86,20 @@ async function callChunk(
   }
 }
 
-/** Runs `call` over the messages in chunks of 10, concurrently. Never throws. */
+/**
+ * Runs `call` over the messages in chunks of 10, concurrently; with `bytes`,
+ * also at most `bytes.max` a chunk by `bytes.of` (SendMessageBatch caps the
+ * whole request's payload). Never throws.
+ */
 export async function callInChunks(
   messages: readonly ReceivedMessage[],
   call: (entries: Entry[]) => Promise<BatchOutput>,
+  bytes?: { readonly max: number; readonly of: (message: ReceivedMessage) => number },
 ): Promise<AckResult> {
-  const results = await Promise.all(
-    chunk(messages, SQS_MAX_BATCH).map((part) => callChunk(part, call)),
-  );
+  const parts = bytes === undefined
+    ? chunk(messages, SQS_MAX_BATCH)
+    : chunkBySize(messages, SQS_MAX_BATCH, bytes.max, bytes.of);
+  const results = await Promise.all(parts.map((part) => callChunk(part, call)));
   return {
     succeeded: results.flatMap((r) => r.succeeded),
     failed: results.flatMap((r) => r.failed),

@@ -67,6 +67,15 @@ export async function sendBodies(
   return sent;
 }
 
+const utf8 = new TextEncoder();
+
+/**
+ * Payload of one SendMessageBatch request, at most: 256 KiB, the cap of
+ * LocalStack and of SQS until 2025 (SQS now takes 1 MiB). A copy larger
+ * than this on its own is sent alone.
+ */
+export const SEND_BATCH_MAX_BYTES = 256 * 1024;
+
 /** Message attributes of a reject's raw copy, as `drain` of a reject queue reads them back. */
 export const COPY_ATTRIBUTES = {
   reason: "login_etl_reason",
@@ -90,6 +99,11 @@ export function sendRejectCopies(
   const notes = new Map(copies.map((c) => [c.message.id, c.note]));
   // The batch helper hands entries by receipt handle, unique per delivery.
   const byReceipt = new Map(copies.map((c) => [c.message.receiptHandle, c.message]));
+  // Rejects are where large bodies end up (too_long, poison): ten of them in
+  // one SendMessageBatch can pass the request's payload cap, which fails the
+  // whole call, so chunks are cut by size too. 1 KiB a copy covers its
+  // attributes (the detail is capped at 1,024 characters).
+  const copyBytes = (m: ReceivedMessage) => utf8.encode(m.body).length + 1024 + 256;
   return callInChunks(copies.map((c) => c.message), async (entries) => {
     return await client.send(
       new SendMessageBatchCommand({
@@ -120,5 +134,5 @@ export function sendRejectCopies(
         }),
       }),
     );
-  });
+  }, { max: SEND_BATCH_MAX_BYTES, of: copyBytes });
 }

@@ -413,6 +413,31 @@ Deno.test("--reject-queue-url: raw copies of every reject arrive with their reas
   );
 });
 
+Deno.test("--reject-queue-url: ten large rejects are copied in requests under the batch payload cap, and every copy arrives whole", async () => {
+  // Rejects are where large bodies go (too_long, poison): ten 200 KB bodies in one
+  // SendMessageBatch pass the request's cap (fauxqs enforces AWS's 1 MiB)
+  // and failed the whole call, every time the messages came back.
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const queueUrl = sqs.createQueue();
+  const rejectQueue = sqs.createQueue();
+  const bodies = Array.from(
+    { length: 10 },
+    (_, i) => JSON.stringify({ user_id: `big-${i}`, padding: "x".repeat(200_000) }),
+  );
+  enqueue(sqs, queueUrl, bodies);
+  const result = await drain(db, queueUrl, { LOGIN_ETL_REJECT_QUEUE_URL: rejectQueue });
+  assert.equal(result.code, 0, result.stderr.slice(-2000));
+  assert.equal(JSON.parse(result.stdout).rejected, 10);
+  assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
+  const copies = await receiveAll(sqs, rejectQueue);
+  assert.deepEqual(copies.map((c) => c.body).sort(), [...bodies].sort(), "each body whole, once");
+  const reasons = JSON.parse(result.stdout).rejected_by_reason as Record<string, number>;
+  for (const copy of copies) {
+    assert.ok((reasons[copy.attributes.login_etl_reason ?? ""] ?? 0) > 0, "its reason attached");
+  }
+});
+
 Deno.test("--reject-queue-url: a copy that cannot be sent keeps its message queued, and it is copied when redelivered", async () => {
   await using sqs = await startSqs();
   await using db = await freshSchema();

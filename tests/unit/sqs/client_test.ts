@@ -6,6 +6,7 @@ import {
   resolveSqsEndpoint,
   type SqsEndpoint,
 } from "../../../src/sqs/client.ts";
+import { chunkBySize } from "../../../src/sqs/_batch.ts";
 
 const LOCAL_QUEUE = "http://localhost:4566/000000000000/login-queue";
 const AWS_QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/login-queue";
@@ -144,4 +145,19 @@ Deno.test("loopbackForLocalhost() dials 127.0.0.1 for localhost names, keeping s
       assert.equal(loopbackForLocalhost(c.url), c.expected);
     });
   }
+});
+
+Deno.test("chunkBySize() cuts at 10 items or the byte cap, whichever comes first, and sends an oversized item alone", () => {
+  const sizes = (chunks: number[][]) => chunks.map((c) => c.join("+"));
+  assert.deepEqual(sizes(chunkBySize([1, 2, 3], 10, 100, (n) => n)), ["1+2+3"]);
+  assert.deepEqual(
+    sizes(chunkBySize([60, 30, 20, 50, 200, 10], 10, 100, (n) => n)),
+    ["60+30", "20+50", "200", "10"],
+  );
+  const many = Array.from({ length: 25 }, () => 1);
+  assert.deepEqual(chunkBySize(many, 10, 1000, (n) => n).map((c) => c.length), [10, 10, 5]);
+  assert.deepEqual(chunkBySize([], 10, 100, (n: number) => n), []);
+  // Order and contents are kept.
+  const items = [5, 90, 7, 3, 100, 1];
+  assert.deepEqual(chunkBySize(items, 10, 100, (n) => n).flat(), items);
 });
