@@ -72,7 +72,9 @@ const canQuota = (() => {
   }
   try {
     Deno.writeTextFileSync(`${probe}/cpu.cfs_quota_us`, "100000");
-    return true;
+    // And a process may join it (a container may allow the one and not the other).
+    return new Deno.Command("sh", { args: ["-c", `echo $$ > ${probe}/cgroup.procs`] })
+      .outputSync().success;
   } catch {
     return false;
   } finally {
