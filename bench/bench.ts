@@ -37,6 +37,8 @@ const DATABASE_URL = Deno.env.get("DATABASE_URL") ??
   "postgres://postgres:postgres@localhost:5432/postgres";
 const SECRET = "benchmark secret, not for production use!";
 const config = resolveConfig("drain", {}, { PII_HMAC_KEY: SECRET, ...pickEnv() });
+/** The sink worker threads drain starts here, as it chooses them. */
+const workerThreads = workerThreadsFor(config.workerThreads, navigator.hardwareConcurrency);
 const encoder = new TextEncoder();
 
 /** LOGIN_ETL_* tunables from the environment, so a bench can try other settings. */
@@ -306,9 +308,7 @@ try {
   say(
     `login-etl bench: ${
       fmt(N)
-    } messages, ${ROUNDS} interleaved rounds, concurrency ${config.concurrency}, max rows ${config.maxRows}, writers ${config.writers}, worker threads ${
-      workerThreadsFor(config.workerThreads, navigator.hardwareConcurrency)
-    } (of ${navigator.hardwareConcurrency} CPUs)`,
+    } messages, ${ROUNDS} interleaved rounds, concurrency ${config.concurrency}, max rows ${config.maxRows}, writers ${config.writers}, worker threads ${workerThreads} (of ${navigator.hardwareConcurrency} CPUs)`,
   );
   const bodies = [...generateBodies(N, { badRatio: 0, seed: 1 })];
 
@@ -379,7 +379,7 @@ try {
       max_rows: config.maxRows,
       max_wait_ms: config.maxWaitMs,
       writers: config.writers,
-      worker_threads: workerThreadsFor(config.workerThreads, navigator.hardwareConcurrency),
+      worker_threads: workerThreads,
     },
     drain_msgs_per_s: rates.drain,
     stock_ceiling_msgs_per_s: rates.stock,

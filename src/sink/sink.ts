@@ -51,14 +51,14 @@ const KNOWN_VAULTED_LIMIT = 200_000;
  */
 async function recordRefusals(
   outcome: WriteOutcome,
-  items: readonly WriteItem[],
+  orphans: ReadonlyMap<string, readonly VaultRow[]>,
   messages: readonly ReceivedMessage[],
   masker: Masker,
   store: Store,
 ): Promise<WriteOutcome> {
   if (outcome.refused.length === 0) return outcome;
   const recorded = await store.write(
-    await refusalItems(messages, outcome.refused, masker, orphanedVaultEntries(items, outcome)),
+    await refusalItems(messages, outcome.refused, masker, orphans),
   );
   const rejected = { ...outcome.rejected };
   for (const [reason, n] of Object.entries(recorded.rejected)) {
@@ -85,6 +85,8 @@ export function orphanedVaultEntries(
   items: readonly WriteItem[],
   outcome: Pick<WriteOutcome, "refused">,
 ): Map<string, VaultRow[]> {
+  const orphans = new Map<string, VaultRow[]>();
+  if (outcome.refused.length === 0) return orphans;
   const refused = new Set(outcome.refused.map((r) => r.id));
   const committedMasks = new Set<string>();
   for (const item of items) {
@@ -92,7 +94,6 @@ export function orphanedVaultEntries(
       committedMasks.add(item.row.masked_ip).add(item.row.masked_device_id);
     }
   }
-  const orphans = new Map<string, VaultRow[]>();
   for (const item of items) {
     if (item.kind !== "row" || !refused.has(item.id)) continue;
     const entries = (item.vault ?? []).filter((e) => committedMasks.has(e.masked));
@@ -117,16 +118,16 @@ export function localSink(masker: Masker, store: Store, options: SinkOptions): S
     async write(messages) {
       const items = await prepareItems(messages, masker, prepare);
       const written = await store.write(items);
-      const outcome = await recordRefusals(written, items, messages, masker, store);
+      const orphans = orphanedVaultEntries(items, written);
+      const outcome = await recordRefusals(written, orphans, messages, masker, store);
       if (vault !== undefined && outcome.committed) {
         if (known.size > KNOWN_VAULTED_LIMIT) known.clear();
         // Only what was written: a refused row's entries went in only if a
         // committed row shares the mask (then with its reject).
         const refused = new Set(outcome.refused.map((r) => r.id));
-        const orphaned = orphanedVaultEntries(items, outcome);
         for (const item of items) {
           if (item.kind !== "row") continue;
-          const entries = refused.has(item.id) ? orphaned.get(item.id) ?? [] : item.vault ?? [];
+          const entries = refused.has(item.id) ? orphans.get(item.id) ?? [] : item.vault ?? [];
           for (const e of entries) known.add(e.masked);
         }
       }

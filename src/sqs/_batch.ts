@@ -14,12 +14,7 @@ export const SQS_MAX_BATCH = 10;
 
 /** Splits a list into consecutive chunks of at most `size` items. */
 export function chunk<T>(items: readonly T[], size: number): T[][] {
-  if (!Number.isInteger(size) || size < 1) {
-    throw new RangeError(`Chunk size must be a positive integer, got ${size}`);
-  }
-  const chunks: T[][] = [];
-  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
-  return chunks;
+  return chunkBySize(items, size, Infinity, () => 0);
 }
 
 /**
@@ -33,6 +28,9 @@ export function chunkBySize<T>(
   maxBytes: number,
   sizeOf: (item: T) => number,
 ): T[][] {
+  if (!Number.isInteger(size) || size < 1) {
+    throw new RangeError(`Chunk size must be a positive integer, got ${size}`);
+  }
   const chunks: T[][] = [];
   let current: T[] = [];
   let bytes = 0;
@@ -94,11 +92,12 @@ async function callChunk(
 export async function callInChunks(
   messages: readonly ReceivedMessage[],
   call: (entries: Entry[]) => Promise<BatchOutput>,
-  bytes?: { readonly max: number; readonly of: (message: ReceivedMessage) => number },
+  bytes: { readonly max: number; readonly of: (message: ReceivedMessage) => number } = {
+    max: Infinity,
+    of: () => 0,
+  },
 ): Promise<AckResult> {
-  const parts = bytes === undefined
-    ? chunk(messages, SQS_MAX_BATCH)
-    : chunkBySize(messages, SQS_MAX_BATCH, bytes.max, bytes.of);
+  const parts = chunkBySize(messages, SQS_MAX_BATCH, bytes.max, bytes.of);
   const results = await Promise.all(parts.map((part) => callChunk(part, call)));
   return {
     succeeded: results.flatMap((r) => r.succeeded),

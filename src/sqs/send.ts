@@ -10,6 +10,7 @@ import { callInChunks, SQS_MAX_BATCH } from "./_batch.ts";
 import type { AckResult, ReceivedMessage, RejectNote } from "../types.ts";
 import { SqsError } from "../errors.ts";
 import { describeAwsError } from "./_errors.ts";
+import { utf8Length } from "../validate.ts";
 
 /**
  * Sends every body, `concurrency` batch calls at a time, pulling bodies from
@@ -67,8 +68,6 @@ export async function sendBodies(
   return sent;
 }
 
-const utf8 = new TextEncoder();
-
 /**
  * Payload of one SendMessageBatch request, at most: 256 KiB, the cap of
  * LocalStack and of SQS until 2025 (SQS now takes 1 MiB). A copy larger
@@ -103,7 +102,7 @@ export function sendRejectCopies(
   // one SendMessageBatch can pass the request's payload cap, which fails the
   // whole call, so chunks are cut by size too. 1 KiB a copy covers its
   // attributes (the detail is capped at 1,024 characters).
-  const copyBytes = (m: ReceivedMessage) => utf8.encode(m.body).length + 1024 + 256;
+  const copyBytes = (m: ReceivedMessage) => utf8Length(m.body) + 1024 + 256;
   return callInChunks(copies.map((c) => c.message), async (entries) => {
     return await client.send(
       new SendMessageBatchCommand({
