@@ -6,7 +6,6 @@
 
 import assert from "node:assert/strict";
 import { generateBodies } from "../../src/seed/generate.ts";
-import { workerThreadsFor } from "../../src/sink/sink.ts";
 import { runCli } from "../helpers/cli.ts";
 import { DATABASE_URL, enqueue, freshSchema, startSqs, TEST_SECRET } from "../helpers/services.ts";
 
@@ -39,14 +38,6 @@ async function drainWith(
     rows: row?.n ?? -1,
   };
 }
-
-Deno.test("workerThreadsFor(): the setting when given; unset, 1 from two CPUs up and 0 on one", () => {
-  assert.equal(workerThreadsFor(null, 1), 0);
-  assert.equal(workerThreadsFor(null, 2), 1);
-  assert.equal(workerThreadsFor(null, 64), 1);
-  assert.equal(workerThreadsFor(0, 64), 0);
-  assert.equal(workerThreadsFor(3, 1), 3);
-});
 
 Deno.test("drain pinned to one CPU starts no worker thread, unpinned follows the CPUs it may use, and --worker-threads wins; every row written", async () => {
   const oneCpu = await drainWith({ wrap: ["taskset", "-c", "0"] });

@@ -18,6 +18,7 @@ import {
   type WorkerInit,
   workerSink,
   workerSinks,
+  workerThreadsFor,
 } from "../../src/sink/sink.ts";
 import type { Masked, ReceivedMessage, Store, VaultRow, WriteItem } from "../../src/types.ts";
 import { testMasker } from "../helpers/drain.ts";
@@ -270,4 +271,12 @@ Deno.test("orphanedVaultEntries() keeps a refused row's entries only for masks a
   assert.deepEqual([...orphans.keys()], ["refused-1"]);
   assert.deepEqual(orphans.get("refused-1")?.map((e) => e.masked), ["k1:ip-shared"]);
   assert.equal(orphanedVaultEntries(items, { refused: [] }).size, 0);
+});
+
+Deno.test("workerThreadsFor(): the setting when given; unset, 1 from two CPUs up and 0 on one", () => {
+  assert.equal(workerThreadsFor(null, 1), 0);
+  assert.equal(workerThreadsFor(null, 2), 1);
+  assert.equal(workerThreadsFor(null, 64), 1);
+  assert.equal(workerThreadsFor(0, 64), 0);
+  assert.equal(workerThreadsFor(3, 1), 3);
 });
