@@ -29,14 +29,18 @@ import type { ReceivedMessage } from "../src/types.ts";
 import { postgresStore } from "../src/db/write.ts";
 import { workerThreadsFor } from "../src/sink/sink.ts";
 import { call, load, protocolLoop } from "./sqs_json.ts";
-import { permissionFlags } from "../tests/helpers/cli.ts";
+import {
+  BENCH_SECRET,
+  DATABASE_URL,
+  loginEtl,
+  processCpuMs,
+  startFauxqs,
+  statusMib,
+} from "./_harness.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const N = Number(Deno.env.get("BENCH_N") ?? 50_000);
-const DATABASE_URL = Deno.env.get("DATABASE_URL") ??
-  "postgres://postgres:postgres@localhost:5432/postgres";
-const SECRET = "benchmark secret, not for production use!";
-const config = resolveConfig("drain", {}, { PII_HMAC_KEY: SECRET, ...pickEnv() });
+const config = resolveConfig("drain", {}, { PII_HMAC_KEY: BENCH_SECRET, ...pickEnv() });
 /** The sink worker threads drain starts here, as it chooses them. */
 const workerThreads = workerThreadsFor(config.workerThreads, navigator.hardwareConcurrency);
 const encoder = new TextEncoder();
@@ -52,30 +56,6 @@ function pickEnv(): Record<string, string> {
 
 function say(line: string): void {
   Deno.stderr.writeSync(encoder.encode(line + "\n"));
-}
-
-async function startEndpoint(): Promise<{ endpoint: string; stop: () => Promise<void> }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${root}bench/fauxqs_server.ts`],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("fauxqs did not start");
-    text += value;
-  }
-  reader.releaseLock();
-  return {
-    endpoint: `http://127.0.0.1:${text.trim()}`,
-    stop: async () => {
-      child.kill("SIGTERM");
-      await child.status;
-      await child.stdout.cancel().catch(() => {});
-    },
-  };
 }
 
 async function freshQueue(endpoint: string, label: string): Promise<string> {
@@ -114,28 +94,6 @@ function peer(queueUrl: string, total: number, schema: string) {
   return program([`${root}bench/peer.ts`, queueUrl, String(total), DATABASE_URL, schema]);
 }
 
-/** CPU time (user + system, every thread) of a live process, ms; null once it is gone. */
-function cpuMs(pid: number): number | null {
-  try {
-    const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]?.split(" ") ?? [];
-    // utime and stime are fields 14 and 15 of stat, in clock ticks of 10 ms.
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return null;
-  }
-}
-
-/** Peak RSS (VmHWM) of a live process, in MiB (the JSON keeps its `_mb` names); null once it is gone. */
-function peakRssMb(pid: number): number | null {
-  try {
-    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-    const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]);
-    return Number.isFinite(kb) ? kb / 1024 : null;
-  } catch {
-    return null;
-  }
-}
-
 interface DrainResult {
   readonly summary: Record<string, number>;
   readonly peakRssMb: number;
@@ -152,35 +110,16 @@ async function drain(
   oneCpu = false,
 ): Promise<DrainResult> {
   const spawnedAt = Date.now();
-  // One CPU, as a pod with `limits.cpu: 1`: taskset narrows the affinity
-  // mask, which navigator.hardwareConcurrency (and so the worker default) reads.
-  const child = new Deno.Command(oneCpu ? "taskset" : Deno.execPath(), {
-    args: [
-      ...(oneCpu ? ["-c", "0", Deno.execPath()] : []),
-      "run",
-      ...permissionFlags(),
-      `${root}src/main.ts`,
-      "drain",
-      "--queue-url",
-      queueUrl,
-      "--summary-json",
-    ],
-    env: {
-      PII_HMAC_KEY: SECRET,
-      DATABASE_URL,
-      LOGIN_ETL_SCHEMA: schema,
-      LOGIN_ETL_LOG_FORMAT: "json",
-      ...env,
-    },
-    stdout: "piped",
-    stderr: "piped",
+  const child = loginEtl(["drain", "--queue-url", queueUrl, "--summary-json"], {
+    schema,
+    env,
+    oneCpu,
   }).spawn();
   let peak = 0;
   let cpu = 0;
   const watch = setInterval(() => {
-    const rss = peakRssMb(child.pid);
-    if (rss !== null) peak = Math.max(peak, rss);
-    cpu = cpuMs(child.pid) ?? cpu;
+    peak = Math.max(peak, statusMib(child.pid, "VmHWM") ?? 0);
+    cpu = processCpuMs(child.pid) ?? cpu;
   }, 20);
   const [status, stdout, stderr] = await Promise.all([
     child.status,
@@ -203,7 +142,7 @@ async function ingestCeiling(bodies: readonly string[], schema: string): Promise
   try {
     await ensureSchema(database.sql, { connection, schema });
     await prune(database.sql, "ledger", 14); // today's ledger partition, as a consumer makes at start
-    const masker = await Masker.create(new Secret(encoder.encode(SECRET), "bench"), "k1");
+    const masker = await Masker.create(new Secret(encoder.encode(BENCH_SECRET), "bench"), "k1");
     const now = Date.now();
     const messages: ReceivedMessage[] = bodies.map((body, i) => ({
       id: `ingest-${i}`,
@@ -303,7 +242,7 @@ async function contend(
   });
 }
 
-const { endpoint, stop } = await startEndpoint();
+const { endpoint, stop } = await startFauxqs();
 try {
   say(
     `login-etl bench: ${

@@ -8,64 +8,31 @@
 import postgres from "postgres";
 import { generateBodies } from "../src/seed/generate.ts";
 import { call, load } from "./sqs_json.ts";
-import { permissionFlags } from "../tests/helpers/cli.ts";
+import { DATABASE_URL, loginEtl, startFauxqs, statusMib } from "./_harness.ts";
 
-const root = new URL("../", import.meta.url).pathname;
 const N = Number(Deno.args[0] ?? 50_000);
-const DATABASE_URL = Deno.env.get("DATABASE_URL") ??
-  "postgres://postgres:postgres@localhost:5432/postgres";
 const PORT = 19464;
 
-const fauxqs = new Deno.Command(Deno.execPath(), {
-  args: ["run", "-A", `${root}bench/fauxqs_server.ts`],
-  stdout: "piped",
-}).spawn();
-const reader = fauxqs.stdout.pipeThrough(new TextDecoderStream()).getReader();
-const endpoint = `http://127.0.0.1:${(await reader.read()).value?.trim()}`;
-reader.releaseLock();
+const fauxqs = await startFauxqs();
+const endpoint = fauxqs.endpoint;
 const name = `runmem-${Date.now()}`;
 await call(endpoint, "CreateQueue", { QueueName: name });
 const url = `${endpoint}/000000000000/${name}`;
 await load(endpoint, url, [...generateBodies(N, { badRatio: 0.02, seed: 7 })]);
 const schema = `runmem_${Date.now()}`;
 const started = performance.now();
-const child = new Deno.Command("taskset", {
-  args: [
-    "-c",
-    "0",
-    Deno.execPath(),
-    "run",
-    ...permissionFlags(),
-    `${root}src/main.ts`,
-    "run",
-    "--queue-url",
-    url,
-    "--listen",
-    `127.0.0.1:${PORT}`,
-  ],
-  env: {
-    PII_HMAC_KEY: "benchmark secret, not for production use!",
-    DATABASE_URL,
-    LOGIN_ETL_SCHEMA: schema,
-    LOGIN_ETL_LOG_FORMAT: "json",
-  },
-  stdout: "null",
-  stderr: "null",
+const child = loginEtl(["run", "--queue-url", url, "--listen", `127.0.0.1:${PORT}`], {
+  schema,
+  oneCpu: true,
 }).spawn();
+// Read (and drop) its output, so that a full pipe never stalls it.
+const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
 let peak = 0;
 let scrapes = 0;
-const hwm = () => {
-  try {
-    return Number(/VmHWM:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${child.pid}/status`))?.[1]) /
-      1024;
-  } catch {
-    return 0;
-  }
-};
 try {
   while (true) {
     await new Promise((r) => setTimeout(r, 1000));
-    peak = Math.max(peak, hwm());
+    peak = Math.max(peak, statusMib(child.pid, "VmHWM") ?? 0);
     const metrics = await fetch(`http://127.0.0.1:${PORT}/metrics`).then((r) => r.text()).catch(
       () => "",
     );
@@ -81,6 +48,7 @@ try {
   const seconds = (performance.now() - started) / 1000;
   child.kill("SIGTERM");
   await child.status;
+  await output;
   const sql = postgres(DATABASE_URL, {
     max: 1,
     onnotice: () => {},
@@ -98,7 +66,5 @@ try {
     scrapes,
   }));
 } finally {
-  fauxqs.kill("SIGTERM");
-  await fauxqs.status;
-  await fauxqs.stdout.cancel().catch(() => {});
+  await fauxqs.stop();
 }

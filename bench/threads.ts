@@ -10,7 +10,14 @@
 import postgres from "postgres";
 import { generateBodies } from "../src/seed/generate.ts";
 import { call, load } from "./sqs_json.ts";
-import { permissionFlags } from "../tests/helpers/cli.ts";
+import {
+  DATABASE_URL,
+  loginEtl,
+  processCpuMs,
+  startFauxqs,
+  statCpuMs,
+  statusMib,
+} from "./_harness.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const N = Number(Deno.args[0] ?? 50_000);
@@ -20,17 +27,8 @@ const env = Object.fromEntries(
 );
 const v8 = extra.find((a) => a.startsWith("--v8-flags="));
 const flags = extra.filter((a) => !/^[A-Z_]+=/.test(a) && a !== v8);
-const DATABASE_URL = Deno.env.get("DATABASE_URL") ??
-  "postgres://postgres:postgres@localhost:5432/postgres";
-
-const fauxqs = new Deno.Command(Deno.execPath(), {
-  args: ["run", "-A", `${root}bench/fauxqs_server.ts`],
-  stdout: "piped",
-}).spawn();
-const reader = fauxqs.stdout.pipeThrough(new TextDecoderStream()).getReader();
-const port = (await reader.read()).value?.trim();
-reader.releaseLock();
-const endpoint = `http://127.0.0.1:${port}`;
+const fauxqs = await startFauxqs();
+const endpoint = fauxqs.endpoint;
 
 function threads(pid: number): Map<string, number> {
   const out = new Map<string, number>();
@@ -38,8 +36,7 @@ function threads(pid: number): Map<string, number> {
     try {
       const stat = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/stat`);
       const name = /\((.*)\)/.exec(stat)?.[1] ?? "?";
-      const f = stat.split(") ")[1]!.split(" ");
-      out.set(`${t.name}:${name}`, (Number(f[11]) + Number(f[12])) * 10);
+      out.set(`${t.name}:${name}`, statCpuMs(stat));
     } catch { /* gone */ }
   }
   return out;
@@ -53,7 +50,7 @@ async function queue(label: string): Promise<string> {
   return url;
 }
 
-const fauxqsCpu = () => [...threads(fauxqs.pid).values()].reduce((a, b) => a + b, 0);
+const fauxqsCpu = () => processCpuMs(fauxqs.pid) ?? 0;
 /** CPU-ms of every live postgres process, by pid. */
 const pgProcesses = () => {
   const out = new Map<string, number>();
@@ -61,9 +58,7 @@ const pgProcesses = () => {
     if (!/^\d+$/.test(p.name)) continue;
     try {
       const stat = Deno.readTextFileSync(`/proc/${p.name}/stat`);
-      if (!stat.includes("(postgres)")) continue;
-      const f = stat.split(") ")[1]!.split(" ");
-      out.set(p.name, (Number(f[11]) + Number(f[12])) * 10);
+      if (stat.includes("(postgres)")) out.set(p.name, statCpuMs(stat));
     } catch { /* gone */ }
   }
   return out;
@@ -91,29 +86,12 @@ try {
   // each pid's last reading less what it had before.
   const pgBefore = pgProcesses();
   const pgLast = new Map(pgBefore);
-  // THREADS_CPUS=1 pins drain to one CPU (taskset), as a pod limited to one core.
-  const cpus = Deno.env.get("THREADS_CPUS");
-  const child = new Deno.Command(cpus === undefined ? Deno.execPath() : "taskset", {
-    args: [
-      ...(cpus === undefined ? [] : ["-c", cpus, Deno.execPath()]),
-      "run",
-      ...permissionFlags().map((f) => f.startsWith("--v8-flags=") && v8 !== undefined ? v8 : f),
-      `${root}src/main.ts`,
-      "drain",
-      "--queue-url",
-      url,
-      "--summary-json",
-      ...flags,
-    ],
-    env: {
-      PII_HMAC_KEY: "benchmark secret, not for production use!",
-      DATABASE_URL,
-      LOGIN_ETL_SCHEMA: schema,
-      LOGIN_ETL_LOG_FORMAT: "json",
-      ...env,
-    },
-    stdout: "piped",
-    stderr: "piped",
+  // THREADS_CPUS=0 pins drain to CPU 0 (taskset), as a pod limited to one core.
+  const child = loginEtl(["drain", "--queue-url", url, "--summary-json", ...flags], {
+    schema,
+    env,
+    oneCpu: Deno.env.get("THREADS_CPUS") !== undefined,
+    ...(v8 === undefined ? {} : { v8Flags: v8 }),
   }).spawn();
   let last = new Map<string, number>();
   let peak = 0;
@@ -122,11 +100,9 @@ try {
     try {
       last = new Map([...last, ...threads(child.pid)]);
       for (const [pid, ms] of pgProcesses()) pgLast.set(pid, ms);
-      const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
-      const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]);
-      const now = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]);
-      if (kb > 0) peak = kb / 1024;
-      if (now >= kb - 1024) {
+      const hwm = statusMib(child.pid, "VmHWM") ?? 0;
+      peak = Math.max(peak, hwm);
+      if ((statusMib(child.pid, "VmRSS") ?? 0) >= hwm - 1) {
         atPeak = Deno.readTextFileSync(`/proc/${child.pid}/smaps_rollup`);
         // THREADS_SMAPS=FILE keeps the whole map near the peak, to see which mappings hold it.
         const dump = Deno.env.get("THREADS_SMAPS");
@@ -185,7 +161,5 @@ try {
   await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   await sql.end();
 } finally {
-  fauxqs.kill("SIGTERM");
-  await fauxqs.status;
-  await fauxqs.stdout.cancel().catch(() => {});
+  await fauxqs.stop();
 }

@@ -1,0 +1,98 @@
+// What the bench programs share: the SQS endpoint as a process of its own,
+// the command line of a `login-etl` run with the binary's flags, and what
+// /proc says of a process's CPU and memory.
+
+import { permissionFlags } from "../tests/helpers/cli.ts";
+
+const root = new URL("../", import.meta.url).pathname;
+
+export const DATABASE_URL = Deno.env.get("DATABASE_URL") ??
+  "postgres://postgres:postgres@localhost:5432/postgres";
+export const BENCH_SECRET = "benchmark secret, not for production use!";
+
+/** fauxqs in a process of its own, so its CPU is not counted against the consumer. */
+export async function startFauxqs(): Promise<
+  { endpoint: string; pid: number; stop: () => Promise<void> }
+> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${root}bench/fauxqs_server.ts`],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("fauxqs did not start");
+    text += value;
+  }
+  reader.releaseLock();
+  return {
+    endpoint: `http://127.0.0.1:${text.trim()}`,
+    pid: child.pid,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await child.status;
+      await child.stdout.cancel().catch(() => {});
+    },
+  };
+}
+
+/**
+ * `login-etl <args>` from source with exactly the binary's flags, into
+ * `schema`, logging JSON; `v8Flags` replaces the binary's own, and `oneCpu`
+ * runs it under `taskset -c 0`, as a pod with `limits.cpu: 1`.
+ */
+export function loginEtl(
+  args: readonly string[],
+  options: {
+    readonly schema: string;
+    readonly env?: Record<string, string>;
+    readonly v8Flags?: string;
+    readonly oneCpu?: boolean;
+  },
+): Deno.Command {
+  const flags = permissionFlags().map((f) =>
+    f.startsWith("--v8-flags=") && options.v8Flags !== undefined ? options.v8Flags : f
+  );
+  const line = [Deno.execPath(), "run", ...flags, `${root}src/main.ts`, ...args];
+  const [program, ...rest] = options.oneCpu === true ? ["taskset", "-c", "0", ...line] : line;
+  return new Deno.Command(program as string, {
+    args: rest,
+    env: {
+      PII_HMAC_KEY: BENCH_SECRET,
+      DATABASE_URL,
+      LOGIN_ETL_SCHEMA: options.schema,
+      LOGIN_ETL_LOG_FORMAT: "json",
+      ...options.env,
+    },
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/** CPU-ms (user + system) in a /proc `stat` line: fields 14 and 15, in 10 ms ticks. */
+export function statCpuMs(stat: string): number {
+  const fields = stat.split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** CPU-ms of a live process, every thread; null once it is gone. */
+export function processCpuMs(pid: number): number | null {
+  try {
+    return statCpuMs(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  } catch {
+    return null;
+  }
+}
+
+/** A /proc status field in kB as MiB (`VmHWM`, `VmRSS`); null once the process is gone. */
+export function statusMib(pid: number, field: "VmHWM" | "VmRSS"): number | null {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1]);
+    return Number.isFinite(kb) ? kb / 1024 : null;
+  } catch {
+    return null;
+  }
+}
