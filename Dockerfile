@@ -1,20 +1,38 @@
-# The login-etl image: the binary that `make build` compiles on linux x86_64
-# (dist/login-etl), on distroless "cc", which has the glibc and libgcc the Deno
-# runtime links against and nothing else (no shell, no package manager). Its
-# :nonroot variant runs as uid/gid 65532.
+# The login-etl image: a compiled binary on distroless "cc", which has the
+# glibc and libgcc the Deno runtime links against and nothing else (no shell,
+# no package manager). Its :nonroot variant runs as uid/gid 65532.
 #
-#   make build && docker build -t login-etl:0.1.0 .
+# For linux/amd64 and linux/arm64, as the release workflow pushes it: each
+# platform copies its own binary of `make build-all`, so nothing is compiled
+# or run inside the image and no emulation is needed.
+#   make build-all && docker buildx build --platform linux/amd64,linux/arm64 -t login-etl:0.1.0 .
+# From `make build` on a Linux machine (dist/login-etl, built for that
+# machine's CPU), for that CPU only:
+#   make build && docker build --build-arg SOURCE=local -t login-etl:0.1.0 .
 #
-# On another OS or CPU, cross-compile first and point BINARY at it:
-#   make build-all && docker build --build-arg BINARY=dist/login-etl-x86_64-unknown-linux-gnu -t login-etl .
+# The stages are chosen by name (BuildKit, Docker's default builder, builds
+# only the stages the last one needs), from TARGETARCH, which the builder sets
+# for each platform.
+ARG SOURCE=release
 
-# The binary is x86_64 whatever machine builds the image.
-FROM --platform=linux/amd64 gcr.io/distroless/cc-debian12:nonroot
+FROM scratch AS release-amd64
+COPY dist/login-etl-x86_64-unknown-linux-gnu /login-etl
 
-ARG BINARY=dist/login-etl
+FROM scratch AS release-arm64
+COPY dist/login-etl-aarch64-unknown-linux-gnu /login-etl
+
+FROM scratch AS local-amd64
+COPY dist/login-etl /login-etl
+
+FROM scratch AS local-arm64
+COPY dist/login-etl /login-etl
+
+FROM ${SOURCE}-${TARGETARCH} AS binary
+
+FROM gcr.io/distroless/cc-debian12:nonroot
 # COPY keeps the executable bit of `deno compile`'s output; the file is owned
 # by root, so the process (below) cannot change it.
-COPY ${BINARY} /login-etl
+COPY --from=binary /login-etl /login-etl
 
 # Numeric, so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
 USER 65532:65532

@@ -11,8 +11,9 @@ LOCAL_DENO := $(TOOLS)/node_modules/.bin/deno
 DENO ?= $(shell command -v deno 2>/dev/null || echo $(LOCAL_DENO))
 export DENO_NO_UPDATE_CHECK := 1
 
-# The binary's permission flags live in one place, the `etl` task of deno.json;
-# `make build` compiles with exactly those and the CLI tests run with them.
+# The binary's permission and V8 flags live in one place, the `etl` task of
+# deno.json; `make build` compiles with exactly those and the CLI tests run
+# with them.
 # --allow-env lists each variable read (the settings table's, PII_* keys,
 # AWS_* for the SDK, PG* for postgres.js, OTEL_*, HOME and the user name);
 # --allow-sys only what the AWS SDK (homedir, uid, osRelease) and the demo's
@@ -30,6 +31,44 @@ ALLOW_NET ?=
 ALLOW_WRITE ?=
 NET_PERMISSIONS = $(if $(ALLOW_NET),$(subst --allow-net ,--allow-net=$(ALLOW_NET) ,$(PERMISSIONS)),$(PERMISSIONS))
 BUILD_PERMISSIONS = $(if $(ALLOW_WRITE),$(subst --allow-write ,--allow-write=$(ALLOW_WRITE) ,$(NET_PERMISSIONS)),$(NET_PERMISSIONS))
+
+# The binary's code: main.ts and the sink's worker, which the binary starts as
+# a separate module (--include).
+ENTRY_POINTS := src/main.ts src/sink/worker.ts
+
+# make build and build-all run in two steps, so that a failure names its step.
+# 1. The type check, alone and with Deno's default heap. Inside deno compile
+#    it would run under the binary's own V8 flags (a 128 MiB heap, from the etl
+#    task) and, on an empty Deno cache, die out of memory. On an empty cache it
+#    also fetches the npm packages, as any deno command does.
+# 2. deno compile --no-check: it embeds the permission and V8 flags in the
+#    binary, and without the type check the compiler itself stays far below
+#    that heap. On first use it downloads its runtime base, denort, per target
+#    from Deno's download server: the one step that needs that server. Set
+#    DENORT_BIN to a denort binary of the same version to do without it.
+# NO_COLOR keeps the logs plain text.
+define type_check
+log=dist/check.log; \
+if NO_COLOR=1 $(DENO) check $(ENTRY_POINTS) >$$log 2>&1; then \
+  echo "Type-checked $(ENTRY_POINTS)"; \
+elif grep -q 'Type checking failed' $$log; then \
+  echo "$(1): type check failed: type errors in $(ENTRY_POINTS) or what they import; details in $$log" >&2; exit 1; \
+else \
+  echo "$(1): type check could not run: a module or npm package could not be loaded (an empty Deno cache needs the npm registry); details in $$log" >&2; exit 1; \
+fi
+endef
+
+# $(call compile,make target,--target or empty,output,log). sh -f: the flags
+# hold patterns such as AWS_* that no shell may expand.
+define compile
+if NO_COLOR=1 sh -f -c "$(DENO) compile --no-check $(BUILD_PERMISSIONS) --include src/sink/worker.ts $(if $(2),--target $(2)) --output $(3) src/main.ts" >$(4) 2>&1; then \
+  echo "Built $(3)"; \
+elif grep -q -e 'Setting up base binary' -e 'Could not find denort' $(4); then \
+  echo "$(1): runtime download failed: deno compile could not get its runtime base, denort $$($(DENO) --version | head -1 | cut -d' ' -f2)$(if $(2), for $(2)), from Deno's download server; allow that download or set DENORT_BIN to a denort binary of that version; details in $(4)" >&2; exit 1; \
+else \
+  echo "$(1): deno compile failed$(if $(2), for $(2)) after the type check passed (not the runtime download); details in $(4)" >&2; exit 1; \
+fi
+endef
 
 TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-msvc
 TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources
@@ -81,22 +120,16 @@ bench-analysts: deno postgres ## What the masked-value indexes cost and save at 
 soak: deno postgres ## The long crash test (100,000 messages, 20 kills); not in CI
 	$(DENO) test $(TEST_FLAGS) tests/soak/
 
-build: deno ## Compile dist/login-etl with the binary's permissions (ALLOW_NET=host,... narrows the network)
+build: deno ## Type-check, then compile dist/login-etl (network: the runtime download, denort, on first use; ALLOW_NET=host,... narrows the binary's network)
 	@mkdir -p dist
-	@log=dist/compile.log; \
-	if sh -f -c '$(DENO) compile $(BUILD_PERMISSIONS) --include src/sink/worker.ts --output dist/login-etl src/main.ts' >$$log 2>&1; then \
-	  echo "Built dist/login-etl"; \
-	else \
-	  echo "make build: deno compile failed (it downloads its runtime base, denort, on first use: allow that download or set DENORT_BIN to a denort $(DENO_VERSION) binary); details in $$log" >&2; exit 1; \
-	fi
+	@$(call type_check,make build)
+	@$(call compile,make build,,dist/login-etl,dist/compile.log)
 
-build-all: deno ## Cross-compile for Linux, macOS and Windows into dist/
+build-all: deno ## Type-check, then cross-compile for Linux, macOS and Windows into dist/ (network: one denort download per target)
 	@mkdir -p dist
+	@$(call type_check,make build-all)
 	@for target in $(TARGETS); do \
-	  log=dist/compile-$$target.log; \
-	  sh -f -c "$(DENO) compile $(BUILD_PERMISSIONS) --include src/sink/worker.ts --target $$target --output dist/login-etl-$$target src/main.ts" >$$log 2>&1 || { \
-	    echo "make build-all: deno compile for $$target failed (it downloads the denort base per target); details in $$log" >&2; exit 1; }; \
-	  echo "Built dist/login-etl-$$target"; \
+	  $(call compile,make build-all,$$target,dist/login-etl-$$target,dist/compile-$$target.log); \
 	done
 
 clean: ## Remove build output and the local Deno

