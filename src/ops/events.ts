@@ -219,9 +219,24 @@ function sum(record: Readonly<Partial<Record<string, number>>>): number {
   return total;
 }
 
+/**
+ * A time as a log field: whole milliseconds (or seconds). A fraction of a
+ * millisecond from `performance.now()` is noise to a reader and a cardinality
+ * of its own to a log store. Every duration field goes through this;
+ * tests/unit/events_test.ts checks each event's lines for fractions.
+ */
+function whole(time: number): number {
+  return Math.round(time);
+}
+
 /** The summary's own fields as log fields. */
 function summaryFields(s: Summary): Fields {
-  return { ...s, rejected_by_reason: s.rejected_by_reason as Record<string, number> };
+  return {
+    ...s,
+    rejected_by_reason: s.rejected_by_reason as Record<string, number>,
+    duration_ms: whole(s.duration_ms),
+    active_ms: whole(s.active_ms),
+  };
 }
 
 /** The one table of events: each event's log line and counters. */
@@ -276,7 +291,7 @@ export const EVENTS: {
       messages: e.messages,
       inserted: e.inserted,
       redelivered: e.redelivered,
-      duration_ms: Math.round(e.durationMs),
+      duration_ms: whole(e.durationMs),
     }),
     count: (c, e, now) => {
       c.lastFinishedAt = now;
@@ -364,7 +379,7 @@ export const EVENTS: {
       stage: e.stage,
       code: e.code,
       attempt: e.attempt,
-      retry_in_ms: e.retryInMs,
+      retry_in_ms: e.retryInMs === null ? null : whole(e.retryInMs),
       messages: e.messages,
     }),
     count: (c, e) => {
@@ -396,14 +411,14 @@ export const EVENTS: {
       sent: e.sent,
       seed: e.seed,
       bad_ratio: e.badRatio,
-      duration_ms: Math.round(e.durationMs),
+      duration_ms: whole(e.durationMs),
       queue_url: e.queueUrl,
     }),
   },
   SchemaMigrated: {
     level: "info",
     message: (e) => `applied schema migration ${e.version}: ${e.name}`,
-    fields: (e) => ({ version: e.version, schema: e.schema, ms: Math.round(e.ms) }),
+    fields: (e) => ({ version: e.version, schema: e.schema, ms: whole(e.ms) }),
   },
   KeyRegistered: {
     level: "info",
