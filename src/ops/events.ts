@@ -47,6 +47,17 @@ export type TelemetryEvent =
   | { readonly type: "MetricsFileWritten"; readonly path: string }
   | { readonly type: "ProgressReported"; readonly summary: Summary; readonly queueDepth?: number }
   | { readonly type: "ConfigWarned"; readonly message: string }
+  | {
+    /** The run ends on an error: the last line on stderr (`main.ts`). */
+    readonly type: "RunFailed";
+    /** The error's stable code (`errors.ts`); `internal` for a bug. */
+    readonly code: string;
+    /** The one line a user reads, causes included with `--verbose`; no secrets. */
+    readonly message: string;
+    readonly exitCode: number;
+    /** A bug's stack trace, with `--verbose` only. */
+    readonly stack?: string;
+  }
   // The pipeline, once per batch
   | { readonly type: "BatchReceived"; readonly messages: number }
   | {
@@ -207,6 +218,8 @@ export interface EventSpec<E> {
   readonly level: Level | null | ((e: E) => Level);
   readonly message: string | ((e: E) => string);
   readonly fields?: (e: E) => Fields;
+  /** The whole line in text format, when it is not the usual time, level, message and fields. */
+  readonly text?: (e: E) => string;
   /** Updates the run's counters; `now` is `performance.now()`. */
   readonly count?: (c: Counters, e: E, now: number) => void;
   /** Feeds the metrics that are not counters. */
@@ -265,6 +278,18 @@ export const EVENTS: {
     }),
   },
   ConfigWarned: { level: "warn", message: (e) => e.message },
+  RunFailed: {
+    level: "error",
+    message: (e) => e.message,
+    fields: (e) => ({
+      code: e.code,
+      exit_code: e.exitCode,
+      ...(e.stack === undefined ? {} : { stack: e.stack }),
+    }),
+    // A terminal keeps the `error: ...` line users and scripts know (and a
+    // bug's stack under it); log pipelines get the JSON record.
+    text: (e) => `error: ${e.message}${e.stack === undefined ? "" : `\n${e.stack}`}`,
+  },
   RejectLimitExceeded: {
     level: "error",
     message: "more messages rejected than --max-rejects allows",

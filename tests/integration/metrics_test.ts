@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { generateBodies } from "../../src/seed/generate.ts";
 import { validateBody } from "../../src/validate.ts";
-import { runCli } from "../helpers/cli.ts";
+import { failureLine, runCli } from "../helpers/cli.ts";
 import { delay, startConsumer } from "../helpers/consumers.ts";
 import {
   DATABASE_URL,
@@ -245,7 +245,7 @@ Deno.test("run with a bad --listen exits 2 with one line", async (t) => {
     const result = await runCli(["run", "--listen", "9464"], { env });
     assert.equal(result.code, 2, result.stderr);
     assert.equal(result.stderr.trimEnd().split("\n").length, 1, result.stderr);
-    assert.match(result.stderr, /^error: Invalid --listen "9464": must be :PORT, HOST:PORT/);
+    assert.match(failureLine(result), /^error: Invalid --listen "9464": must be :PORT, HOST:PORT/);
   });
   await t.step("an address in use", async () => {
     using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -255,7 +255,7 @@ Deno.test("run with a bad --listen exits 2 with one line", async (t) => {
     );
     assert.equal(result.code, 2, result.stderr);
     assert.match(
-      result.stderr.trimEnd().split("\n").at(-1) ?? "",
+      failureLine(result),
       /^error: Cannot listen on --listen "127\.0\.0\.1:\d+": the address is in use; pick another port$/,
     );
   });

@@ -37,6 +37,12 @@ const SAMPLES: { readonly [K in EventType]: Extract<TelemetryEvent, { type: K }>
   MetricsFileWritten: { type: "MetricsFileWritten", path: "/tmp/m.prom" },
   ProgressReported: { type: "ProgressReported", summary: SUMMARY, queueDepth: 40 },
   ConfigWarned: { type: "ConfigWarned", message: "a warning" },
+  RunFailed: {
+    type: "RunFailed",
+    code: "db_connect",
+    message: "Cannot connect to Postgres at postgres://etl@127.0.0.1:1/db",
+    exitCode: 1,
+  },
   BatchReceived: { type: "BatchReceived", messages: 10 },
   BatchCommitted: {
     type: "BatchCommitted",
@@ -148,4 +154,34 @@ Deno.test("every event's duration fields are whole numbers in text lines", () =>
       if (isDuration(key ?? "")) assert.match(value ?? "", /^-?\d+$/, `${key} in: ${line}`);
     }
   }
+});
+
+Deno.test("RunFailed is an error record with code and exit_code in JSON, and today's error line in text", async (t) => {
+  const failed = SAMPLES.RunFailed;
+  const emit = (format: "json" | "text", level: "info" | "error", event: TelemetryEvent) => {
+    const lines: string[] = [];
+    new Telemetry(createLogger({ format, level, write: (l) => lines.push(l) })).emit(event);
+    return lines;
+  };
+  await t.step("JSON: level error, the message, code and exit_code", () => {
+    const [line, ...rest] = emit("json", "error", failed);
+    assert.deepEqual(rest, []);
+    const { ts, ...record } = JSON.parse(line ?? "") as Record<string, unknown>;
+    assert.equal(typeof ts, "string");
+    assert.deepEqual(record, {
+      level: "error",
+      event: "RunFailed",
+      msg: failed.message,
+      code: "db_connect",
+      "exit_code": 1,
+    });
+  });
+  await t.step("text: the error line alone", () => {
+    assert.deepEqual(emit("text", "info", failed), [`error: ${failed.message}`]);
+  });
+  await t.step("a bug's stack, given with --verbose, follows in both", () => {
+    const bug = { ...failed, code: "internal", stack: "TypeError: x\n    at f (a.ts:1:1)" };
+    assert.equal(JSON.parse(emit("json", "info", bug)[0] ?? "").stack, bug.stack);
+    assert.deepEqual(emit("text", "info", bug), [`error: ${failed.message}\n${bug.stack}`]);
+  });
 });
