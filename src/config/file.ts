@@ -41,7 +41,9 @@ export async function readConfigFile(
     throw new ConfigError(`Cannot use ${origin}: must be a JSON object of settings by flag name`);
   }
   const settings = parsed as Record<string, unknown>;
-  return checkConfigFile(command, settings, origin, checkedBy(command, flags, env, settings));
+  return checkConfigFile(command, settings, origin, {
+    checked: checkedBy(command, flags, env, settings),
+  });
 }
 
 /**

@@ -770,7 +770,7 @@ export function secretFlagWarnings(flags: FlagValues): string[] {
 /**
  * Checks a config file's settings (a JSON object keyed by flag name) for
  * `command`: known settings of that command only, scalar values, no secrets.
- * For `check`, the settings of the command it checks (`checked`) are
+ * For `check`, the settings of the command it checks (`options.checked`) are
  * accepted too, so the file a command runs with can be checked as it is;
  * those only `checked` has are left out of the layer.
  *
@@ -781,8 +781,9 @@ export function checkConfigFile(
   command: CommandName,
   parsed: Readonly<Record<string, unknown>>,
   origin: string,
-  checked?: CommandName,
+  options: { readonly checked?: CommandName | undefined } = {},
 ): FileLayer {
+  const { checked } = options;
   const values: Record<string, string | boolean> = {};
   const accepted = (spec: OptionSpec) =>
     spec.flag !== "config" &&

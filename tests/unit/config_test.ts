@@ -543,7 +543,7 @@ Deno.test("checkConfigFile() names the key a refused one should be", async (t) =
   for (const c of KEY_CASES) {
     await t.step(`checkConfigFile() for ${c.command}: ${c.key}`, () => {
       try {
-        checkConfigFile(c.command, { [c.key]: "5" }, '--config "c.json"', c.checked);
+        checkConfigFile(c.command, { [c.key]: "5" }, '--config "c.json"', { checked: c.checked });
       } catch (error) {
         assert.ok(error instanceof ConfigError, String(error));
         assert.equal(error.message, `Invalid --config "c.json": ${c.says}`);
@@ -574,7 +574,7 @@ Deno.test("checkConfigFile() for check takes the checked command's settings and 
     "check",
     { "queue-url": "http://127.0.0.1:1/000000000000/q", "batch-size": 5, "listen": ":9464" },
     "f",
-    "run",
+    { checked: "run" },
   );
   assert.deepEqual(file.values, { "queue-url": "http://127.0.0.1:1/000000000000/q" });
   const config = resolveConfig("check", { for: "run" }, {}, file);
