@@ -10,14 +10,21 @@ import {
   COMMAND_SUMMARIES,
   type CommandName,
   COMMANDS,
+  OPTIONS,
   optionsFor,
   type OptionSpec,
 } from "./config/options.ts";
 import { type FlagValues } from "./config/resolve.ts";
+import { listOf, nearestName, sameName } from "./config/suggest.ts";
 import { UsageError } from "./errors.ts";
 
-/** What the user asked for. */
+/**
+ * What the user asked for. `missing` is no command at all: the overview
+ * help, but as a usage error (stderr, exit 2), since a script or container
+ * that runs `login-etl` alone has lost its arguments.
+ */
 export type Invocation =
+  | { readonly kind: "missing" }
   | { readonly kind: "help"; readonly command: CommandName | null }
   | { readonly kind: "version" }
   | { readonly kind: "command"; readonly command: CommandName; readonly flags: FlagValues };
@@ -33,16 +40,20 @@ function isCommand(word: string): word is CommandName {
  */
 export function parseInvocation(argv: readonly string[]): Invocation {
   const [first, ...rest] = argv;
-  if (first === undefined || first === "--help" || first === "-h" || first === "help") {
+  if (first === undefined) return { kind: "missing" };
+  if (first === "--help" || first === "-h" || first === "help") {
     const topic = rest[0];
     return { kind: "help", command: topic !== undefined && isCommand(topic) ? topic : null };
   }
   if (first === "--version" || first === "-V") return { kind: "version" };
   if (!isCommand(first)) {
+    const nearest = first.startsWith("-") ? null : nearestName(first, COMMANDS);
     const hint = first.startsWith("-")
-      ? "put the command first"
-      : `commands: ${COMMANDS.join(", ")}`;
-    throw new UsageError(`Unknown command "${first}": ${hint}; see login-etl --help`);
+      ? "put the command first; see login-etl --help"
+      : nearest !== null
+      ? `did you mean ${nearest}? See login-etl --help`
+      : `commands: ${COMMANDS.join(", ")}; see login-etl --help`;
+    throw new UsageError(`Unknown command "${first}": ${hint}`);
   }
   const specs = optionsFor(first);
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
@@ -56,7 +67,7 @@ export function parseInvocation(argv: readonly string[]): Invocation {
   try {
     parsed = parseArgs({ args: [...rest], options, strict: true, allowPositionals: true });
   } catch (error) {
-    throw new UsageError(`${usageMessage(error, first)}; see login-etl ${first} --help`, {
+    throw new UsageError(`${usageMessage(error, first)} login-etl ${first} --help`, {
       cause: error,
     });
   }
@@ -75,22 +86,60 @@ export function parseInvocation(argv: readonly string[]): Invocation {
   return { kind: "command", command: first, flags };
 }
 
-/** Turns node:util's parse errors into our one-line style. */
+/**
+ * The `--log-format` of a command line, read leniently (unknown flags and
+ * missing values are skipped), for reporting a failure of `parseInvocation`
+ * or of resolution in the format the user asked for.
+ */
+export function loggingFlags(argv: readonly string[]): FlagValues {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: { "log-format": { type: "string" } },
+    strict: false,
+    allowPositionals: true,
+  });
+  const format = values["log-format"];
+  return typeof format === "string" ? { "log-format": format } : {};
+}
+
+/**
+ * Turns node:util's parse errors into our one-line style, up to the words
+ * before the command's help (`; see` or `? See`).
+ */
 function usageMessage(error: unknown, command: CommandName): string {
   const code = (error as { code?: string }).code;
   const text = error instanceof Error ? error.message : String(error);
   const flag = /'(-[^' ]+)/.exec(text)?.[1] ?? "";
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
-    return `Unknown flag ${flag} for ${command}`;
+    return `Unknown flag ${flag} for ${command}${unknownFlagHint(flag, command)}`;
   }
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
     // node:util says "argument missing" or "argument is ambiguous" (the next
     // word is a flag) when a value is missing, "does not take an argument" otherwise.
     return text.includes("does not take an argument")
-      ? `Flag ${flag.split(",")[0]} takes no value`
-      : `Flag ${flag.split(",")[0]} needs a value`;
+      ? `Flag ${flag.split(",")[0]} takes no value; see`
+      : `Flag ${flag.split(",")[0]} needs a value; see`;
   }
-  return `Cannot parse the command line: ${text.split("\n")[0]}`;
+  return `Cannot parse the command line: ${text.split("\n")[0]}; see`;
+}
+
+/**
+ * What an unknown long flag probably was: the command's own flag in another
+ * spelling or with a typo, else a flag only other commands take. Short flags
+ * (`-x`) are too short to guess from.
+ */
+function unknownFlagHint(flag: string, command: CommandName): string {
+  if (!flag.startsWith("--")) return "; see";
+  const own = ["help", ...optionsFor(command).map((s) => s.flag)];
+  const respelt = sameName(flag, own);
+  if (respelt !== null) return `: did you mean --${respelt}? See`;
+  const elsewhere = sameName(flag, OPTIONS.map((s) => s.flag));
+  if (elsewhere !== null) {
+    const takers = OPTIONS.find((s) => s.flag === elsewhere)?.commands ?? [];
+    return `: only ${listOf(takers)} take --${elsewhere}; see`;
+  }
+  const nearest = nearestName(flag, own);
+  return nearest === null ? "; see" : `: did you mean --${nearest}? See`;
 }
 
 function flagColumn(spec: OptionSpec): string {

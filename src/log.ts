@@ -25,7 +25,11 @@ export type Fields = Readonly<Record<string, FieldValue | undefined>>;
 
 /** Writes one event. */
 export interface Logger {
-  log(level: Level, event: string, message: string, fields?: Fields): void;
+  /**
+   * @param textLine the whole line in text format, instead of the time,
+   *   level, message and fields (JSON lines are always the full record)
+   */
+  log(level: Level, event: string, message: string, fields?: Fields, textLine?: string): void;
 }
 
 /** How to build a logger. */
@@ -124,7 +128,7 @@ export function createLogger(options: LoggerOptions): Logger {
   const json = options.format === "json" || (options.format === "auto" && !terminal);
   const threshold = RANK[options.level];
   return {
-    log(level, event, message, fields = {}) {
+    log(level, event, message, fields = {}, textLine) {
       if (RANK[level] < threshold) return;
       if (json) {
         const record: Record<string, unknown> = {
@@ -137,6 +141,10 @@ export function createLogger(options: LoggerOptions): Logger {
           if (value !== undefined) record[key] = value;
         }
         write(JSON.stringify(record));
+        return;
+      }
+      if (textLine !== undefined) {
+        write(textLine);
         return;
       }
       const time = new Date().toISOString().slice(11, 23);

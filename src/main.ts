@@ -5,13 +5,26 @@
  */
 
 import meta from "../deno.json" with { type: "json" };
-import { helpText, parseInvocation } from "./cli.ts";
+import { helpText, loggingFlags, parseInvocation } from "./cli.ts";
 import { readConfigFile } from "./config/file.ts";
-import { type CommandConfig, envNames, resolveConfig } from "./config/resolve.ts";
+import {
+  type CommandConfig,
+  envNames,
+  fallbackLogFormat,
+  type FileLayer,
+  resolveConfig,
+} from "./config/resolve.ts";
 import { consume } from "./commands/consume.ts";
 import { demo } from "./commands/demo.ts";
 import { seed } from "./commands/seed.ts";
-import { ChecksFailedError, EXIT_USAGE, exitCodeOf, formatError } from "./errors.ts";
+import {
+  ChecksFailedError,
+  EtlError,
+  EXIT_USAGE,
+  exitCodeOf,
+  formatError,
+  UsageError,
+} from "./errors.ts";
 import { createLogger, writeAllSync, writeStderr } from "./log.ts";
 import { Telemetry } from "./ops/telemetry.ts";
 
@@ -120,14 +133,59 @@ async function execute(
   }
 }
 
+/**
+ * Ends a run that failed: the summary on stdout when asked for, then the
+ * `RunFailed` event, last on stderr (the `error: ...` line on a terminal, a
+ * JSON record a log pipeline can alert on otherwise).
+ *
+ * @returns the exit code
+ */
+function reportFailure(
+  telemetry: Telemetry,
+  error: unknown,
+  options: { readonly verbose: boolean; readonly exitCode: number },
+): number {
+  // Not one of ours: a bug. Keep its name and causes, and with --verbose its
+  // stack: it is what a report needs.
+  const bug = options.exitCode === 1 && !(error instanceof Error && "code" in error);
+  const stack = bug && options.verbose && error instanceof Error ? error.stack : undefined;
+  telemetry.emit({
+    type: "RunFailed",
+    code: error instanceof EtlError ? error.code : "internal",
+    message: formatError(error, bug || options.verbose),
+    exitCode: options.exitCode,
+    ...(stack === undefined ? {} : { stack }),
+  });
+  return options.exitCode;
+}
+
+/**
+ * Telemetry for a failure before the settings resolved: in the log format
+ * the flags, the environment or the config file ask for, each taken only
+ * when valid, since the failure may be any other setting.
+ */
+function earlyTelemetry(
+  argv: readonly string[],
+  env: Readonly<Record<string, string>>,
+  file: FileLayer | undefined,
+): Telemetry {
+  const format = fallbackLogFormat(loggingFlags(argv), env, file);
+  return new Telemetry(createLogger({ format, level: "error" }));
+}
+
 /** Runs the CLI and returns the exit code. */
 export async function main(
   argv: readonly string[],
   env: Readonly<Record<string, string>>,
 ): Promise<number> {
   let config: CommandConfig;
+  let file: FileLayer | undefined;
   try {
     const invocation = parseInvocation(argv);
+    if (invocation.kind === "missing") {
+      writeStderr(helpText(null, VERSION));
+      throw new UsageError("No command given: name one of the commands listed above");
+    }
     if (invocation.kind === "help") {
       writeStdout(helpText(invocation.command, VERSION));
       return 0;
@@ -137,10 +195,13 @@ export async function main(
       return 0;
     }
     const { command, flags } = invocation;
-    config = resolveConfig(command, flags, env, await readConfigFile(command, flags, env));
+    file = await readConfigFile(command, flags, env);
+    config = resolveConfig(command, flags, env, file);
   } catch (error) {
-    writeStderr(`error: ${formatError(error, argv.includes("--verbose"))}`);
-    return exitCodeOf(error) === 1 ? EXIT_USAGE : exitCodeOf(error);
+    return reportFailure(earlyTelemetry(argv, env, file), error, {
+      verbose: argv.includes("--verbose"),
+      exitCode: exitCodeOf(error) === 1 ? EXIT_USAGE : exitCodeOf(error),
+    });
   }
   const telemetry = new Telemetry(
     createLogger({ format: config.logFormat, level: config.logLevel }),
@@ -151,20 +212,13 @@ export async function main(
     await execute(config, telemetry, signals.signal);
     return 0;
   } catch (error) {
-    const code = exitCodeOf(error);
-    if (code === 1 && !(error instanceof Error && "code" in error)) {
-      // Not one of ours: a bug. Keep the stack, it is what a report needs.
-      writeStderr(`error: ${formatError(error, true)}`);
-      if (error instanceof Error && error.stack !== undefined && config.verbose) {
-        writeStderr(error.stack);
-      }
-    } else {
-      writeStderr(`error: ${formatError(error, config.verbose)}`);
-    }
     if ((config.command === "drain" || config.command === "run") && config.summaryJson) {
       writeStdout(JSON.stringify({ ...telemetry.summary(), error: formatError(error) }));
     }
-    return code;
+    return reportFailure(telemetry, error, {
+      verbose: config.verbose,
+      exitCode: exitCodeOf(error),
+    });
   } finally {
     signals.remove();
   }

@@ -7,7 +7,7 @@
  */
 
 import { ConfigError, whyUnreadable } from "../errors.ts";
-import type { CommandName } from "./options.ts";
+import { type CommandName, OPTIONS } from "./options.ts";
 import { checkConfigFile, type EnvRecord, type FileLayer, type FlagValues } from "./resolve.ts";
 
 /**
@@ -40,5 +40,29 @@ export async function readConfigFile(
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
     throw new ConfigError(`Cannot use ${origin}: must be a JSON object of settings by flag name`);
   }
-  return checkConfigFile(command, parsed as Record<string, unknown>, origin);
+  const settings = parsed as Record<string, unknown>;
+  return checkConfigFile(command, settings, origin, {
+    checked: checkedBy(command, flags, env, settings),
+  });
+}
+
+/**
+ * The command `check` checks (`--for`, as resolution will read it), so that
+ * command's config file passes: `check --for run --config run.json`. An
+ * invalid value is left for resolution to report.
+ */
+function checkedBy(
+  command: CommandName,
+  flags: FlagValues,
+  env: EnvRecord,
+  settings: Readonly<Record<string, unknown>>,
+): CommandName | undefined {
+  if (command !== "check") return undefined;
+  const spec = OPTIONS.find((o) => o.flag === "for");
+  const fromEnv = env["LOGIN_ETL_CHECK_FOR"];
+  const value = flags["for"] ?? (fromEnv === "" ? undefined : fromEnv) ?? settings["for"] ??
+    spec?.default;
+  return typeof value === "string" && (spec?.choices ?? []).includes(value)
+    ? value as CommandName
+    : undefined;
 }

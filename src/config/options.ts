@@ -306,9 +306,10 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "config",
     env: "LOGIN_ETL_CONFIG",
     kind: "string",
-    commands: ["drain", "run"],
+    commands: ALL,
     value: "PATH",
-    help: "JSON file of settings by flag name (flags and env still win); no secrets in it",
+    help:
+      "JSON file of this command's settings by flag name (flags and env still win); no secrets in it. check also takes the checked command's",
   },
   {
     flag: "batch-size",

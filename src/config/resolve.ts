@@ -19,6 +19,7 @@ import {
   type OptionSpec,
 } from "./options.ts";
 import { type KeySource, Secret } from "./secret.ts";
+import { flagSpelling, listOf, nearestName, sameName } from "./suggest.ts";
 
 /** Raw values from the command line, keyed by flag name. */
 export type FlagValues = Readonly<Record<string, string | boolean | undefined>>;
@@ -677,6 +678,27 @@ export function resolveConfig<C extends CommandName>(
 }
 
 /**
+ * The log format to report a failure of resolution in: the first valid
+ * value among the flag, its variable and the config file, else the default.
+ * Lenient where `resolveConfig` is strict, since the failure being reported
+ * may be this very setting.
+ */
+export function fallbackLogFormat(
+  flags: FlagValues,
+  env: EnvRecord,
+  file?: FileLayer,
+): Base["logFormat"] {
+  const spec = specOf("log-format");
+  const layers = [flags["log-format"], env[spec.env ?? ""], file?.values["log-format"]];
+  for (const raw of layers) {
+    if (typeof raw === "string" && (spec.choices ?? []).includes(raw)) {
+      return raw as Base["logFormat"];
+    }
+  }
+  return spec.default as Base["logFormat"];
+}
+
+/**
  * AWS variables our code reads to decide the endpoint and whether to sign
  * with the emulators' dummy credentials (`sqs/client.ts`). The SDK reads its
  * own variables itself; the binary may read every `AWS_*` one.
@@ -748,21 +770,28 @@ export function secretFlagWarnings(flags: FlagValues): string[] {
 /**
  * Checks a config file's settings (a JSON object keyed by flag name) for
  * `command`: known settings of that command only, scalar values, no secrets.
+ * For `check`, the settings of the command it checks (`options.checked`) are
+ * accepted too, so the file a command runs with can be checked as it is;
+ * those only `checked` has are left out of the layer.
  *
- * @throws {ConfigError} naming the file and the key
+ * @throws {ConfigError} naming the file and the key, and the key it should
+ *   be when it is one spelt another way, a near miss or another command's
  */
 export function checkConfigFile(
   command: CommandName,
   parsed: Readonly<Record<string, unknown>>,
   origin: string,
+  options: { readonly checked?: CommandName | undefined } = {},
 ): FileLayer {
+  const { checked } = options;
   const values: Record<string, string | boolean> = {};
+  const accepted = (spec: OptionSpec) =>
+    spec.flag !== "config" &&
+    (spec.commands.includes(command) || (checked !== undefined && spec.commands.includes(checked)));
   for (const [key, value] of Object.entries(parsed)) {
-    const spec = OPTIONS.find((o) => o.flag === key && o.commands.includes(command));
-    if (spec === undefined || key === "config") {
-      throw new ConfigError(
-        `Invalid ${origin}: "${key}" is not a setting of ${command}; keys are flag names without dashes`,
-      );
+    const spec = OPTIONS.find((o) => o.flag === key && accepted(o));
+    if (spec === undefined) {
+      throw new ConfigError(`Invalid ${origin}: ${unknownKey(key, command, accepted)}`);
     }
     if (typeof value === "string" && hasUrlPassword(value)) {
       throw new ConfigError(
@@ -771,9 +800,43 @@ export function checkConfigFile(
         } or a secret store`,
       );
     }
+    if (!spec.commands.includes(command)) continue;
     if (typeof value === "boolean" || typeof value === "string") values[key] = value;
     else if (typeof value === "number") values[key] = String(value);
     else throw new ConfigError(`Invalid ${origin}: "${key}" must be a string, number or boolean`);
   }
   return { values, origin };
+}
+
+/**
+ * Why a config-file key is not taken, and what to write instead: the flag it
+ * spells another way (`max_rows`, `maxRows`, or its variable
+ * `LOGIN_ETL_MAX_ROWS`), the commands it belongs to, or the nearest setting.
+ */
+function unknownKey(
+  key: string,
+  command: CommandName,
+  accepted: (spec: OptionSpec) => boolean,
+): string {
+  const own = OPTIONS.filter(accepted).map((o) => o.flag);
+  const byEnv = OPTIONS.find((o) => o.env !== undefined && o.env === key.toUpperCase());
+  const respelt = byEnv !== undefined && accepted(byEnv) ? byEnv.flag : sameName(key, own);
+  if (respelt !== null) {
+    return `"${key}" is spelt "${respelt}" here (keys are flag names without their dashes)`;
+  }
+  if ((byEnv?.flag ?? flagSpelling(key)) === "config") {
+    return `"${key}": a config file cannot name another`;
+  }
+  const elsewhere = byEnv?.flag ?? sameName(key, OPTIONS.map((o) => o.flag));
+  if (elsewhere !== null) {
+    const takers = OPTIONS.find((o) => o.flag === elsewhere)?.commands ?? [];
+    const spelt = key === elsewhere ? "" : ` ("${elsewhere}")`;
+    return `"${key}"${spelt} is a setting of ${
+      listOf(takers)
+    }, not of ${command}; remove it or run one of those`;
+  }
+  const nearest = nearestName(key, own);
+  return nearest !== null
+    ? `"${key}" is not a setting of ${command}; did you mean "${nearest}"?`
+    : `"${key}" is not a setting of ${command}; keys are flag names without their dashes (see login-etl ${command} --help)`;
 }

@@ -47,6 +47,17 @@ export type TelemetryEvent =
   | { readonly type: "MetricsFileWritten"; readonly path: string }
   | { readonly type: "ProgressReported"; readonly summary: Summary; readonly queueDepth?: number }
   | { readonly type: "ConfigWarned"; readonly message: string }
+  | {
+    /** The run ends on an error: the last line on stderr (`main.ts`). */
+    readonly type: "RunFailed";
+    /** The error's stable code (`errors.ts`); `internal` for a bug. */
+    readonly code: string;
+    /** The one line a user reads, causes included with `--verbose`; no secrets. */
+    readonly message: string;
+    readonly exitCode: number;
+    /** A bug's stack trace, with `--verbose` only. */
+    readonly stack?: string;
+  }
   // The pipeline, once per batch
   | { readonly type: "BatchReceived"; readonly messages: number }
   | {
@@ -207,6 +218,8 @@ export interface EventSpec<E> {
   readonly level: Level | null | ((e: E) => Level);
   readonly message: string | ((e: E) => string);
   readonly fields?: (e: E) => Fields;
+  /** The whole line in text format, when it is not the usual time, level, message and fields. */
+  readonly text?: (e: E) => string;
   /** Updates the run's counters; `now` is `performance.now()`. */
   readonly count?: (c: Counters, e: E, now: number) => void;
   /** Feeds the metrics that are not counters. */
@@ -219,9 +232,24 @@ function sum(record: Readonly<Partial<Record<string, number>>>): number {
   return total;
 }
 
+/**
+ * A time as a log field: whole milliseconds (or seconds). A fraction of a
+ * millisecond from `performance.now()` is noise to a reader and a cardinality
+ * of its own to a log store. Every duration field goes through this;
+ * tests/unit/events_test.ts checks each event's lines for fractions.
+ */
+function whole(time: number): number {
+  return Math.round(time);
+}
+
 /** The summary's own fields as log fields. */
 function summaryFields(s: Summary): Fields {
-  return { ...s, rejected_by_reason: s.rejected_by_reason as Record<string, number> };
+  return {
+    ...s,
+    rejected_by_reason: s.rejected_by_reason as Record<string, number>,
+    duration_ms: whole(s.duration_ms),
+    active_ms: whole(s.active_ms),
+  };
 }
 
 /** The one table of events: each event's log line and counters. */
@@ -250,6 +278,18 @@ export const EVENTS: {
     }),
   },
   ConfigWarned: { level: "warn", message: (e) => e.message },
+  RunFailed: {
+    level: "error",
+    message: (e) => e.message,
+    fields: (e) => ({
+      code: e.code,
+      exit_code: e.exitCode,
+      ...(e.stack === undefined ? {} : { stack: e.stack }),
+    }),
+    // A terminal keeps the `error: ...` line users and scripts know (and a
+    // bug's stack under it); log pipelines get the JSON record.
+    text: (e) => `error: ${e.message}${e.stack === undefined ? "" : `\n${e.stack}`}`,
+  },
   RejectLimitExceeded: {
     level: "error",
     message: "more messages rejected than --max-rejects allows",
@@ -276,7 +316,7 @@ export const EVENTS: {
       messages: e.messages,
       inserted: e.inserted,
       redelivered: e.redelivered,
-      duration_ms: Math.round(e.durationMs),
+      duration_ms: whole(e.durationMs),
     }),
     count: (c, e, now) => {
       c.lastFinishedAt = now;
@@ -364,7 +404,7 @@ export const EVENTS: {
       stage: e.stage,
       code: e.code,
       attempt: e.attempt,
-      retry_in_ms: e.retryInMs,
+      retry_in_ms: e.retryInMs === null ? null : whole(e.retryInMs),
       messages: e.messages,
     }),
     count: (c, e) => {
@@ -396,14 +436,14 @@ export const EVENTS: {
       sent: e.sent,
       seed: e.seed,
       bad_ratio: e.badRatio,
-      duration_ms: Math.round(e.durationMs),
+      duration_ms: whole(e.durationMs),
       queue_url: e.queueUrl,
     }),
   },
   SchemaMigrated: {
     level: "info",
     message: (e) => `applied schema migration ${e.version}: ${e.name}`,
-    fields: (e) => ({ version: e.version, schema: e.schema, ms: Math.round(e.ms) }),
+    fields: (e) => ({ version: e.version, schema: e.schema, ms: whole(e.ms) }),
   },
   KeyRegistered: {
     level: "info",

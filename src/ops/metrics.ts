@@ -5,7 +5,7 @@
  * summary and `/metrics`, so they never disagree. Each `Metrics` has its own
  * prom-client `Registry` (never the global one), so tests can make several.
  * The names are those the Grafana dashboard and the alert rules under
- * `deploy/` read.
+ * `deploy/` read; the process's own (`process_*`) come from `process_metrics.ts`.
  *
  * @module
  */
@@ -13,6 +13,7 @@
 import meta from "../../deno.json" with { type: "json" };
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Counters, Observer } from "./events.ts";
+import { registerProcessMetrics } from "./process_metrics.ts";
 import { REJECT_REASONS } from "../types.ts";
 
 /**
@@ -175,6 +176,7 @@ export class Metrics implements Observer {
       v8: Deno.version.v8,
       typescript: Deno.version.typescript,
     }, 1);
+    registerProcessMetrics(this.registry);
   }
 
   batchSize(messages: number): void {

@@ -65,7 +65,7 @@ export class Telemetry {
     const level = typeof spec.level === "function" ? spec.level(event) : spec.level;
     if (level === null) return;
     const message = typeof spec.message === "function" ? spec.message(event) : spec.message;
-    this.#logger.log(level, event.type, message, spec.fields?.(event));
+    this.#logger.log(level, event.type, message, spec.fields?.(event), spec.text?.(event));
   }
 
   /** The counters as the run's summary. */

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { AwsQueryProtocol } from "@aws-sdk/core/protocols";
 import { migrate } from "../../src/db/schema.ts";
-import { runCli } from "../helpers/cli.ts";
+import { failureLine, runCli } from "../helpers/cli.ts";
 import { DATABASE_URL, freshSchema, reportFigures, TEST_SECRET } from "../helpers/services.ts";
 import { startEndpoint } from "../helpers/sqs_endpoints.ts";
 
@@ -137,9 +137,10 @@ Deno.test("check fails with the reason, within 10 s, when Postgres or the queue 
     figures[`${label}_s`] = Math.round(seconds * 10) / 10;
     assert.equal(result.code, 1, result.stdout + result.stderr);
     assert.match(result.stdout, failing);
+    assert.equal(result.stderr.trimEnd().split("\n").length, 1, result.stderr);
     assert.match(
-      result.stderr,
-      /^error: \d of \d+ checks failed; the lines above say what to fix\n$/,
+      failureLine(result),
+      /^error: \d of \d+ checks failed; the lines above say what to fix$/,
     );
     assert.ok(seconds < 10, `${label}: ${seconds} s`);
   }
@@ -231,5 +232,5 @@ Deno.test("check --summary-json prints one object; a bad --for is a usage error 
   assert.match(report.checks[1]?.detail ?? "", /at version 0; migrate applies 1, 2, 3, 4, 5/);
   const bad = await runCli(["check", "--for", "everything"]);
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /^error: Invalid --for "everything": must be one of/);
+  assert.match(failureLine(bad), /^error: Invalid --for "everything": must be one of/);
 });

@@ -2,7 +2,7 @@
 // permission flags; exit codes, stdout, and one-line stderr messages.
 
 import assert from "node:assert/strict";
-import { permissionFlags, runCli, spawnCli } from "../helpers/cli.ts";
+import { failureLine, permissionFlags, runCli, spawnCli } from "../helpers/cli.ts";
 import {
   DATABASE_URL,
   enqueue,
@@ -21,8 +21,7 @@ function assertOneLineError(
   pattern: RegExp,
 ): void {
   assert.equal(result.code, code, `exit code; stderr: ${result.stderr}`);
-  const lines = result.stderr.trimEnd().split("\n");
-  const last = lines[lines.length - 1] ?? "";
+  const last = failureLine(result);
   assert.match(last, /^error: [A-Z]/);
   assert.match(last, pattern);
   assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
@@ -67,6 +66,249 @@ Deno.test("login-etl --help and --version exit 0 and print to stdout", async (t)
     const result = await runCli(["--version"]);
     assert.equal(result.code, 0);
     assert.match(result.stdout, /^login-etl \d+\.\d+\.\d+\n$/);
+  });
+});
+
+Deno.test("login-etl alone prints the overview on stderr and exits 2; --help and help exit 0 on stdout", async (t) => {
+  const overview = (await runCli(["--help"])).stdout;
+  await t.step("no command", async () => {
+    const result = await runCli([]);
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(result.stdout, "");
+    assert.ok(result.stderr.startsWith(overview), result.stderr);
+    assert.match(
+      failureLine(result),
+      /^error: No command given: name one of the commands listed above$/,
+    );
+  });
+  for (const args of [["--help"], ["-h"], ["help"]]) {
+    await t.step(args.join(" "), async () => {
+      const result = await runCli(args);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, overview);
+      assert.equal(result.stderr, "");
+    });
+  }
+});
+
+Deno.test("an unknown command or flag exits 2 with one line naming the nearest, when one is close", async (t) => {
+  const cases: { args: string[]; line: string }[] = [
+    {
+      args: ["drian"],
+      line: 'error: Unknown command "drian": did you mean drain? See login-etl --help',
+    },
+    {
+      args: ["drain", "--max-row", "5"],
+      line:
+        "error: Unknown flag --max-row for drain: did you mean --max-rows? See login-etl drain --help",
+    },
+    {
+      args: ["run", "--max_rows=5"],
+      line:
+        "error: Unknown flag --max_rows for run: did you mean --max-rows? See login-etl run --help",
+    },
+    {
+      args: ["seed", "--listen", ":9464"],
+      line:
+        "error: Unknown flag --listen for seed: only run take --listen; see login-etl seed --help",
+    },
+    {
+      args: ["drain", "--bogus"],
+      line: "error: Unknown flag --bogus for drain; see login-etl drain --help",
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.args.join(" "), async () => {
+      const result = await runCli(c.args);
+      assert.equal(result.code, 2, result.stderr);
+      assert.equal(result.stderr.trimEnd().split("\n").length, 1, result.stderr);
+      assert.equal(failureLine(result), c.line);
+    });
+  }
+});
+
+Deno.test("--config works for every command, and a misspelt key names its right spelling", async (t) => {
+  await using sqs = await startSqs();
+  const dir = await Deno.makeTempDir();
+  const env = {
+    AWS_EC2_METADATA_DISABLED: "true",
+    AWS_ACCESS_KEY_ID: "test",
+    AWS_SECRET_ACCESS_KEY: "test",
+  };
+  const file = async (name: string, settings: Record<string, unknown>) => {
+    const path = `${dir}/${name}`;
+    await Deno.writeTextFile(path, JSON.stringify(settings));
+    return path;
+  };
+  try {
+    const queueUrl = sqs.createQueue();
+    await t.step("seed takes its queue and count from the file", async () => {
+      const path = await file("seed.json", { "queue-url": queueUrl, count: 3, seed: 1 });
+      const result = await runCli(["seed", "--config", path], { env });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(sqs.counts(queueUrl).ready, 3);
+    });
+    await t.step("check --for seed takes seed's file as it is", async () => {
+      const path = await file("seed.json", { "queue-url": queueUrl, count: 3 });
+      const result = await runCli(["check", "--for", "seed", "--config", path], { env });
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      assert.match(result.stdout, /queue/);
+    });
+    await t.step("check --for seed refuses a key seed does not take", async () => {
+      const path = await file("drain.json", { "queue-url": queueUrl, "max-rows": 5 });
+      const result = await runCli(["check", "--for", "seed", "--config", path], { env });
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(
+        failureLine(result),
+        /^error: Invalid --config ".*drain\.json": "max-rows" is a setting of drain, run, demo, rekey and rekey-vault, not of check/,
+      );
+    });
+    const keys: readonly (readonly [string, string])[] = [
+      ["max_rows", '"max_rows" is spelt "max-rows" here'],
+      ["maxRows", '"maxRows" is spelt "max-rows" here'],
+      ["max-rwos", '"max-rwos" is not a setting of drain; did you mean "max-rows"\\?'],
+      ["listen", '"listen" is a setting of run, not of drain'],
+    ];
+    for (const [key, says] of keys) {
+      await t.step(`drain refuses "${key}", naming the key to write`, async () => {
+        const path = await file("bad.json", { [key]: 5 });
+        const result = await runCli(["drain", "--config", path], {
+          env: { ...env, PII_HMAC_KEY: TEST_SECRET },
+        });
+        assert.equal(result.code, 2, result.stderr);
+        assert.equal(result.stderr.trimEnd().split("\n").length, 1, result.stderr);
+        assert.match(
+          failureLine(result),
+          new RegExp(`^error: Invalid --config ".*bad\\.json": ${says}`),
+        );
+      });
+    }
+    await t.step("every command's --help offers --config", async () => {
+      for (const command of ["migrate", "report", "recover", "forget", "rekey", "demo", "check"]) {
+        assert.match((await runCli([command, "--help"])).stdout, /--config PATH/, command);
+      }
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** The last stderr line as a JSON record, after checking every line is one. */
+function lastRecord(stderr: string): Record<string, unknown> {
+  const records = stderr.trimEnd().split("\n").map((line) => JSON.parse(line));
+  return records.at(-1) as Record<string, unknown>;
+}
+
+Deno.test("a fatal error in JSON log mode is a RunFailed record, the last line on stderr", async (t) => {
+  await using sqs = await startSqs();
+  const env = {
+    PII_HMAC_KEY: TEST_SECRET,
+    AWS_EC2_METADATA_DISABLED: "true",
+    AWS_ACCESS_KEY_ID: "test",
+    AWS_SECRET_ACCESS_KEY: "test",
+  };
+  const cases: {
+    name: string;
+    args: string[];
+    env?: Record<string, string>;
+    code: string;
+    exit: number;
+    msg: RegExp;
+  }[] = [
+    {
+      name: "Postgres unreachable (a closed port), no retries",
+      args: ["drain", "--queue-url", sqs.createQueue(), "--max-retry-seconds", "0"],
+      env: {
+        DATABASE_URL: "postgres://etl:s3cret-pw@127.0.0.1:1/db",
+        LOGIN_ETL_LOG_FORMAT: "json",
+      },
+      code: "db_connect",
+      exit: 1,
+      msg: /^Cannot connect to Postgres at postgres:\/\/etl@127\.0\.0\.1:1\/db /,
+    },
+    {
+      name: "a missing queue",
+      args: [
+        "run",
+        "--queue-url",
+        `${sqs.endpoint}/000000000000/missing-queue`,
+        "--log-format",
+        "json",
+      ],
+      env: { DATABASE_URL },
+      code: "sqs_queue",
+      exit: 1,
+      msg: /^Queue .*missing-queue does not exist/,
+    },
+    {
+      name: "a bad flag value, the format from the flag",
+      args: ["drain", "--log-format", "json", "--batch-size", "11"],
+      code: "config",
+      exit: 2,
+      msg: /^Invalid --batch-size "11": must be an integer from 1 to 10$/,
+    },
+    {
+      name: "a bad flag value, the format from the environment",
+      args: ["drain", "--max-rows", "0"],
+      env: { LOGIN_ETL_LOG_FORMAT: "json" },
+      code: "config",
+      exit: 2,
+      msg: /^Invalid --max-rows "0": must be an integer from 1 to 20000$/,
+    },
+    {
+      name: "an unknown flag, the format read from the unparsed line",
+      args: ["drain", "--log-format=json", "--max-row", "5"],
+      code: "usage",
+      exit: 2,
+      msg: /^Unknown flag --max-row for drain: did you mean --max-rows\?/,
+    },
+    {
+      name: "a bad log format itself, reported in the default (JSON off a terminal)",
+      args: ["drain", "--log-format", "yaml"],
+      code: "config",
+      exit: 2,
+      msg: /^Invalid --log-format "yaml": must be one of auto, json, text$/,
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      const result = await runCli(c.args, { env: { ...env, ...c.env } });
+      assert.equal(result.code, c.exit, result.stderr);
+      const record = lastRecord(result.stderr);
+      assert.equal(record["level"], "error");
+      assert.equal(record["event"], "RunFailed");
+      assert.equal(record["code"], c.code);
+      assert.equal(record["exit_code"], result.code);
+      assert.match(String(record["msg"]), c.msg);
+      assert.ok(!result.stderr.includes("s3cret-pw"), "no password");
+    });
+  }
+  await t.step("the config file's log format, when another of its settings is bad", async () => {
+    const path = await Deno.makeTempFile({ suffix: ".json" });
+    try {
+      await Deno.writeTextFile(path, JSON.stringify({ "log-format": "json", "batch-size": 50 }));
+      const result = await runCli(["drain", "--config", path], {
+        env: { ...env, LOGIN_ETL_LOG_FORMAT: "" },
+      });
+      assert.equal(result.code, 2, result.stderr);
+      const record = lastRecord(result.stderr);
+      assert.deepEqual([record["event"], record["code"], record["exit_code"]], [
+        "RunFailed",
+        "config",
+        2,
+      ]);
+      assert.match(String(record["msg"]), /^Invalid "batch-size" in --config/);
+    } finally {
+      await Deno.remove(path);
+    }
+  });
+  await t.step("text mode keeps the error line", async () => {
+    const result = await runCli(["drain", "--log-format", "text", "--batch-size", "11"], { env });
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.stderr,
+      'error: Invalid --batch-size "11": must be an integer from 1 to 10\n',
+    );
   });
 });
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { generateBodies } from "../../src/seed/generate.ts";
 import { loadSampleBodies } from "../../src/seed/sample.ts";
-import { runCli } from "../helpers/cli.ts";
+import { failureLine, runCli } from "../helpers/cli.ts";
 import {
   DATABASE_URL,
   hasSample,
@@ -190,10 +190,8 @@ Deno.test("drain with sslmode=verify-full and a CA that did not sign the server 
       },
     });
     assert.equal(result.code, 1, result.stderr);
-    const lines = result.stderr.trimEnd().split("\n");
-    const last = lines.at(-1) ?? "";
     assert.match(
-      last,
+      failureLine(result),
       /^error: Cannot connect to Postgres at postgres:\/\/postgres@localhost:5432\/postgres \(sslmode=verify-full, from DATABASE_URL\): the certificate of localhost:5432 is not signed by a trusted CA/,
     );
     assert.ok(!result.stderr.includes(`${url.username}:${url.password}@`), "no password");

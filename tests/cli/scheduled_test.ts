@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { generateBodies } from "../../src/seed/generate.ts";
-import { runCli, spawnCli } from "../helpers/cli.ts";
+import { failureLine, runCli, spawnCli } from "../helpers/cli.ts";
 import {
   DATABASE_URL,
   enqueue,
@@ -68,7 +68,7 @@ Deno.test("drain --max-rejects 0 writes every valid row and deletes every messag
     assert.deepEqual(rows, { rows: VALID, rejects: INVALID });
     assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
     assert.match(
-      result.stderr.trim().split("\n").at(-1) ?? "",
+      failureLine(result),
       /^error: Rejected 20 messages, more than --max-rejects 0; every valid row was written\. See login_etl_rejects for the reasons$/,
     );
     const summary = JSON.parse(result.stdout) as {
@@ -234,7 +234,7 @@ Deno.test("seed --sample sends the exercise's messages, and drain loads each as 
       `${dir}/nope.json.gz`,
     ]);
     assert.equal(missing.code, 2);
-    assert.match(missing.stderr, /^error: Cannot read --sample ".*nope\.json\.gz": /);
+    assert.match(failureLine(missing), /^error: Cannot read --sample ".*nope\.json\.gz": /);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

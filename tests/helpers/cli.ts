@@ -94,3 +94,28 @@ export function spawnCli(args: readonly string[], env: Record<string, string>): 
     stdin: "null",
   }).spawn();
 }
+
+/**
+ * A failed run's last stderr line as the `error: ...` line a terminal shows.
+ * Off a terminal (as here) the CLI logs JSON, and the failure is then the
+ * `RunFailed` record, last: this checks its level, code and that its
+ * `exit_code` is the process's, and returns `error: <msg>`. A text line
+ * (`--log-format text`) is returned as it is.
+ */
+export function failureLine(result: Pick<CliResult, "code" | "stderr">): string {
+  const last = result.stderr.trimEnd().split("\n").at(-1) ?? "";
+  if (!last.startsWith("{")) return last;
+  const record = JSON.parse(last) as Record<string, unknown>;
+  if (record["event"] !== "RunFailed") {
+    throw new Error(`Last stderr line is not RunFailed: ${last}`);
+  }
+  if (record["level"] !== "error" || typeof record["code"] !== "string") {
+    throw new Error(`RunFailed without level error and a code: ${last}`);
+  }
+  if (record["exit_code"] !== result.code) {
+    throw new Error(
+      `RunFailed says exit ${record["exit_code"]}, the process exited ${result.code}`,
+    );
+  }
+  return `error: ${record["msg"]}`;
+}

@@ -8,7 +8,7 @@ import { canonicalIp } from "../../src/ip.ts";
 import { parseKeySet } from "../../src/pii/keyring.ts";
 import { VaultCipher, type VaultField } from "../../src/pii/vault.ts";
 import type { Masked } from "../../src/types.ts";
-import { type CliResult, runCli } from "./cli.ts";
+import { type CliResult, failureLine, runCli } from "./cli.ts";
 import { type ReferenceMasker, referenceMasker } from "./reference_mask.ts";
 import { type Consumer, startConsumer } from "./consumers.ts";
 import { DATABASE_URL, enqueue, TEST_SECRET, type TestDb, type TestSqs } from "./services.ts";
@@ -289,8 +289,7 @@ export function recoveredLines(stdout: string): string[] {
 export function assertRefused(result: CliResult, code: number, pattern: RegExp): void {
   assert.equal(result.code, code, `exit code; stderr: ${result.stderr}`);
   assert.equal(result.stdout, "", "nothing revealed on stdout");
-  const lines = result.stderr.trimEnd().split("\n");
-  const last = lines[lines.length - 1] ?? "";
+  const last = failureLine(result);
   assert.match(last, /^error: \S/);
   assert.match(last, pattern);
   assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");

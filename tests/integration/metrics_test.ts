@@ -2,12 +2,15 @@
 // flags): /metrics scraped during a real run until every valid message is a
 // row, counters that only grow and that equal the --summary-json summary at
 // the end, /healthz, and /readyz following the database through a proxy that
-// resets every connection. Also the one-line errors of a bad --listen.
+// resets every connection. The process_* metrics against what the kernel
+// says of the same process, in /metrics and in drain's --metrics-file (and
+// no process_open_fds: Deno keeps /proc/self from the binary). Also
+// the one-line errors of a bad --listen.
 
 import assert from "node:assert/strict";
 import { generateBodies } from "../../src/seed/generate.ts";
 import { validateBody } from "../../src/validate.ts";
-import { runCli } from "../helpers/cli.ts";
+import { failureLine, runCli } from "../helpers/cli.ts";
 import { delay, startConsumer } from "../helpers/consumers.ts";
 import {
   DATABASE_URL,
@@ -220,6 +223,9 @@ Deno.test("run --listen: /metrics during a run ends equal to the summary; /healt
       "login_etl_queue_depth_messages",
       "login_etl_rows_inserted_total",
       "login_etl_stage_failures_total",
+      "process_cpu_seconds_total",
+      "process_resident_memory_bytes",
+      "process_start_time_seconds",
     ]);
     // The server is gone with the process.
     await assert.rejects(() => get(port, "/healthz"));
@@ -245,7 +251,7 @@ Deno.test("run with a bad --listen exits 2 with one line", async (t) => {
     const result = await runCli(["run", "--listen", "9464"], { env });
     assert.equal(result.code, 2, result.stderr);
     assert.equal(result.stderr.trimEnd().split("\n").length, 1, result.stderr);
-    assert.match(result.stderr, /^error: Invalid --listen "9464": must be :PORT, HOST:PORT/);
+    assert.match(failureLine(result), /^error: Invalid --listen "9464": must be :PORT, HOST:PORT/);
   });
   await t.step("an address in use", async () => {
     using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -255,8 +261,112 @@ Deno.test("run with a bad --listen exits 2 with one line", async (t) => {
     );
     assert.equal(result.code, 2, result.stderr);
     assert.match(
-      result.stderr.trimEnd().split("\n").at(-1) ?? "",
+      failureLine(result),
       /^error: Cannot listen on --listen "127\.0\.0\.1:\d+": the address is in use; pick another port$/,
     );
   });
+});
+
+/** What Linux says of a process, as `ps` reads it: resident bytes and CPU seconds. */
+async function procStats(pid: number): Promise<{ rss: number; cpu: number }> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const rssKb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1]);
+  // Fields after the command name, which may hold spaces: utime and stime are the 12th and 13th.
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  const clock = new TextDecoder().decode(
+    (await new Deno.Command("getconf", { args: ["CLK_TCK"], stdout: "piped" }).output()).stdout,
+  );
+  return { rss: rssKb * 1024, cpu: ticks / Number(clock.trim()) };
+}
+
+const PROCESS_METRICS = [
+  "process_cpu_seconds_total",
+  "process_resident_memory_bytes",
+  "process_start_time_seconds",
+];
+
+Deno.test({
+  name: "run --listen and drain --metrics-file expose the process's own memory, CPU and start time",
+  ignore: Deno.build.os !== "linux",
+  fn: async (t) => {
+    await using sqs = await startSqs();
+    await using db = await freshSchema();
+    const queueUrl = sqs.createQueue();
+    const env = {
+      PII_HMAC_KEY: TEST_SECRET,
+      DATABASE_URL,
+      LOGIN_ETL_SCHEMA: db.schema,
+      AWS_EC2_METADATA_DISABLED: "true",
+      AWS_ACCESS_KEY_ID: "test",
+      AWS_SECRET_ACCESS_KEY: "test",
+    };
+    await t.step("run --listen: values the kernel agrees with, CPU growing with work", async () => {
+      const port = freePort();
+      const spawnedAt = Date.now() / 1000;
+      const consumer = startConsumer(
+        ["run", "--queue-url", queueUrl, "--listen", `127.0.0.1:${port}`, "--wait-seconds", "1"],
+        env,
+      );
+      try {
+        const first = await waitFor("/metrics", 30_000, async () => {
+          const r = await get(port, "/metrics");
+          return r.status === 200 ? parseMetrics(r.text) : null;
+        });
+        const scrapedAt = Date.now() / 1000;
+        const kernel = await procStats(consumer.child.pid);
+        const rss = first.get("process_resident_memory_bytes") ?? 0;
+        assert.ok(rss > 20 * 2 ** 20, `RSS ${rss}`);
+        assert.ok(
+          Math.abs(rss - kernel.rss) < 0.25 * kernel.rss,
+          `RSS ${rss}, VmRSS ${kernel.rss}`,
+        );
+        const start = first.get("process_start_time_seconds") ?? 0;
+        assert.ok(start >= spawnedAt - 1 && start <= scrapedAt, `start ${start}`);
+        const cpu1 = first.get("process_cpu_seconds_total") ?? 0;
+        assert.ok(cpu1 > 0 && cpu1 <= kernel.cpu + 0.05, `CPU ${cpu1}, kernel ${kernel.cpu}`);
+        assert.ok(cpu1 >= kernel.cpu - 1, `CPU ${cpu1}, kernel ${kernel.cpu} later`);
+
+        enqueue(sqs, queueUrl, [...generateBodies(2000, { badRatio: 0, seed: 18 })]);
+        const second = await waitFor("2000 rows", 60_000, async () => {
+          const series = parseMetrics((await get(port, "/metrics")).text);
+          return series.get("login_etl_rows_inserted_total") === 2000 ? series : null;
+        });
+        const cpu2 = second.get("process_cpu_seconds_total") ?? 0;
+        assert.ok(cpu2 > cpu1, `CPU ${cpu1} then ${cpu2}`);
+        assert.equal(second.get("process_start_time_seconds"), start, "the start time stays");
+        reportFigures("process metrics of run --listen", {
+          rss_mib: Math.round(rss / 2 ** 20),
+          vmrss_mib: Math.round(kernel.rss / 2 ** 20),
+          cpu_s_idle: cpu1,
+          cpu_s_after_2000: cpu2,
+        });
+      } finally {
+        consumer.child.kill("SIGTERM");
+        const result = await consumer.done;
+        assert.equal(result.code, 0, result.stderr.slice(-2000));
+      }
+    });
+    await t.step("drain --metrics-file holds them too", async () => {
+      const dir = await Deno.makeTempDir();
+      try {
+        const startedAt = Date.now() / 1000;
+        const result = await runCli(
+          ["drain", "--queue-url", queueUrl, "--metrics-file", `${dir}/m.prom`],
+          { env },
+        );
+        assert.equal(result.code, 0, result.stderr);
+        const text = await Deno.readTextFile(`${dir}/m.prom`);
+        const series = parseMetrics(text);
+        for (const name of PROCESS_METRICS) assert.ok(metricNames(text).includes(name), name);
+        assert.ok((series.get("process_resident_memory_bytes") ?? 0) > 20 * 2 ** 20);
+        assert.ok((series.get("process_cpu_seconds_total") ?? 0) > 0);
+        const start = series.get("process_start_time_seconds") ?? 0;
+        assert.ok(start >= startedAt - 1 && start <= Date.now() / 1000, `start ${start}`);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  },
 });

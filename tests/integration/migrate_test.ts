@@ -11,7 +11,7 @@ import { ensureSchema, migrate, schemaState } from "../../src/db/schema.ts";
 import { postgresStore } from "../../src/db/write.ts";
 import { Database } from "../../src/db/pool.ts";
 import type { LoginRow, Masked, WriteItem } from "../../src/types.ts";
-import { runCli } from "../helpers/cli.ts";
+import { failureLine, runCli } from "../helpers/cli.ts";
 import { psqlFiles } from "../helpers/psql.ts";
 import {
   DATABASE_URL,
@@ -225,8 +225,8 @@ Deno.test("a role that may not migrate is told to run migrate as the owner; a ne
     });
     assert.equal(result.code, 1, result.stderr);
     assert.match(
-      result.stderr,
-      /^error: The schema in \w+ is at version 2 and this login-etl needs 5, but role lowly_\w+ may not change it; run `login-etl migrate` as the owner role \(or apply sql\/schema.sql\)\n$/m,
+      failureLine(result),
+      /^error: The schema in \w+ is at version 2 and this login-etl needs 5, but role lowly_\w+ may not change it; run `login-etl migrate` as the owner role \(or apply sql\/schema.sql\)$/,
     );
     const dry = await runCli(["migrate", "--dry-run"], {
       env: { DATABASE_URL: url.toString(), LOGIN_ETL_SCHEMA: db.schema },

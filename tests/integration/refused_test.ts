@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { migrate } from "../../src/db/schema.ts";
 import { generateBodies } from "../../src/seed/generate.ts";
-import { runCli, spawnCli } from "../helpers/cli.ts";
+import { failureLine, runCli, spawnCli } from "../helpers/cli.ts";
 import { startSqsFaultProxy } from "../helpers/sqs_fault_proxy.ts";
 import { ENDPOINT_KINDS, startEndpoint } from "../helpers/sqs_endpoints.ts";
 import {
@@ -56,7 +56,7 @@ async function drain(db: TestDb, queueUrl: string, extraEnv: Record<string, stri
 /** Asserts that a drain exited 1 with one line, its last, matching `line`. */
 function assertFailedWith(result: { code: number; stderr: string }, line: RegExp): void {
   assert.equal(result.code, 1, result.stderr.slice(-2000));
-  assert.match(result.stderr.trim().split("\n").at(-1) ?? "", line);
+  assert.match(failureLine(result), line);
 }
 
 /**

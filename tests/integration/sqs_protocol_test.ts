@@ -11,7 +11,7 @@ import { protocolMismatch } from "../../src/sqs/_errors.ts";
 import { deleteMessages } from "../../src/sqs/ack.ts";
 import { readQueueAttributes } from "../../src/sqs/admin.ts";
 import { utcDate } from "../../src/to_row.ts";
-import { runCli } from "../helpers/cli.ts";
+import { failureLine, runCli } from "../helpers/cli.ts";
 import {
   capturingTelemetry,
   DATABASE_URL,
@@ -249,9 +249,8 @@ Deno.test("--sqs-protocol json against a Query-only endpoint exits 1 with one li
   const env = { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema };
   const json = await runCli(["drain", "--queue-url", queueUrl, "--sqs-protocol", "json"], { env });
   assert.equal(json.code, 1, json.stderr);
-  const last = json.stderr.trimEnd().split("\n").at(-1) ?? "";
   assert.match(
-    last,
+    failureLine(json),
     /^error: Cannot reach queue .*speaks the SQS Query protocol only: use --sqs-protocol query/,
   );
   const query = await runCli(

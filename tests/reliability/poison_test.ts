@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
-import { runCli } from "../helpers/cli.ts";
+import { failureLine, runCli } from "../helpers/cli.ts";
 import { startSqsFaultProxy } from "../helpers/sqs_fault_proxy.ts";
 import {
   DATABASE_URL,
@@ -132,7 +132,7 @@ Deno.test("an SQS endpoint that keeps failing past --max-retry-seconds exits 1 w
   );
   const seconds = (performance.now() - started) / 1000;
   assert.equal(result.code, 1);
-  const last = result.stderr.trimEnd().split("\n").pop() ?? "";
+  const last = failureLine(result);
   assert.match(last, /^error: ReceiveMessage failed: InternalError: injected$/);
   assert.doesNotMatch(result.stderr, /\n\s+at /);
   const retries =

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { generateBodies } from "../../src/seed/generate.ts";
-import { runCli, spawnCli } from "../helpers/cli.ts";
+import { failureLine, runCli, spawnCli } from "../helpers/cli.ts";
 import {
   DATABASE_URL,
   enqueue,
@@ -58,9 +58,8 @@ Deno.test("run retries a database that refuses connections for about --max-retry
     assert.ok(event.retry_in_ms > 0 && event.retry_in_ms <= 5000);
     assert.match(event.msg, /^database not reachable at start \(Cannot connect to Postgres at /);
   }
-  const last = result.stderr.trim().split("\n").at(-1) ?? "";
   assert.match(
-    last,
+    failureLine(result),
     /^error: Cannot connect to Postgres at .*ECONNREFUSED.* \(gave up after \d+ attempts in 4 s, --max-retry-seconds\)$/,
   );
 });
@@ -103,13 +102,13 @@ Deno.test("a wrong password and a missing queue fail at once, whatever --max-ret
         "wrong password",
         ["drain", "--queue-url", queueUrl],
         { DATABASE_URL: wrong.toString() },
-        /^error: Cannot connect to Postgres at .*password authentication failed/m,
+        /^error: Cannot connect to Postgres at .*password authentication failed/,
       ],
       [
         "missing queue",
         ["run", "--queue-url", `${sqs.endpoint}/000000000000/no-such-queue`],
         { DATABASE_URL },
-        /^error: Queue .*no-such-queue does not exist: create it, or run login-etl seed, or fix --queue-url$/m,
+        /^error: Queue .*no-such-queue does not exist: create it, or run login-etl seed, or fix --queue-url$/,
       ],
     ] as const
   ) {
@@ -119,7 +118,7 @@ Deno.test("a wrong password and a missing queue fail at once, whatever --max-ret
     });
     const seconds = (performance.now() - started) / 1000;
     assert.equal(result.code, 1, `${label}: ${result.stderr}`);
-    assert.match(result.stderr, message, label);
+    assert.match(failureLine(result), message, label);
     assert.deepEqual(startupRetries(result.stderr), [], `${label}: not retried`);
     assert.ok(seconds < 10, `${label}: ${seconds} s`);
   }

@@ -28,8 +28,12 @@ import { validate as validateDockerfile } from "dockerfile-utils";
 
 const K8S = "deploy/kubernetes";
 
-/** The metric names the code exposes on /metrics, plus Prometheus' own `up`. */
+/**
+ * The metric names the code exposes on /metrics, plus Prometheus' own `up`:
+ * login-etl's own and the standard `process_*` ones (`src/ops/process_metrics.ts`).
+ */
 const COUNTERS = [
+  "process_cpu_seconds_total",
   "login_etl_messages_received_total",
   "login_etl_rows_inserted_total",
   "login_etl_messages_redelivered_total",
@@ -45,6 +49,8 @@ const GAUGES = [
   "login_etl_queue_depth_messages",
   "login_etl_last_commit_timestamp_seconds",
   "login_etl_build_info",
+  "process_resident_memory_bytes",
+  "process_start_time_seconds",
 ] as const;
 const EXPOSED: readonly string[] = [...COUNTERS, ...HISTOGRAMS, ...GAUGES];
 /** Series names a query may read: histograms as their _bucket, _sum and _count series. */
@@ -650,6 +656,23 @@ Deno.test("every dashboard query parses and reads only metrics login-etl exposes
   // A panel for each metric the code exposes.
   assert.deepEqual(EXPOSED.filter((m) => !used.has(m)), [], "metrics without a panel");
   assert.throws(() => assertKnownMetrics("rate(login_etl_messages_recieved_total[5m])", "typo"));
+});
+
+Deno.test("the memory panel names the memory limit and request the deployment sets", () => {
+  // Prometheus cannot see the pod's limit through login-etl's metrics, so the
+  // panel's description says it; this keeps the two in step.
+  const resources = tree(firstContainer(podSpecOf("Deployment")), "resources");
+  const memory = panels(dashboard()).find((p) => p.title === "Resident memory");
+  assert.ok(memory !== undefined, "a Resident memory panel");
+  assert.equal(
+    text(list(memory.panel, "targets")[0], "expr"),
+    'process_resident_memory_bytes{job=~"$job"}',
+  );
+  const description = String(memory.panel["description"]);
+  for (const kind of ["limits", "requests"]) {
+    const value = String(at(resources, kind, "memory"));
+    assert.ok(description.includes(value), `${kind} ${value} in: ${description}`);
+  }
 });
 
 interface Rule {

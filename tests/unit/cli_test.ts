@@ -37,9 +37,15 @@ const ERROR_CASES: readonly { name: string; argv: string[]; message: string }[] 
     message: "Unknown flag -x for run; see login-etl run --help",
   },
   {
-    name: "refuses a flag of another command",
+    name: "refuses a flag of another command, naming the commands that take it",
     argv: ["seed", "--database-url", "postgres://h/d"],
-    message: "Unknown flag --database-url for seed; see login-etl seed --help",
+    message:
+      "Unknown flag --database-url for seed: only drain, run, recover, forget, rekey, rekey-vault, migrate, check and report take --database-url; see login-etl seed --help",
+  },
+  {
+    name: "refuses another command's flag spelt another way, naming it",
+    argv: ["drain", "--for", "run", "--LISTEN", ":9464"],
+    message: "Unknown flag --for for drain: only check take --for; see login-etl drain --help",
   },
   {
     name: "refuses --version after a command",
@@ -98,9 +104,9 @@ Deno.test("parseInvocation() throws a one-line UsageError for each bad command l
 
 const OK_CASES: readonly { name: string; argv: string[]; expected: Invocation }[] = [
   {
-    name: "shows the overview for no arguments",
+    name: "reports a missing command for no arguments",
     argv: [],
-    expected: { kind: "help", command: null },
+    expected: { kind: "missing" },
   },
   {
     name: "shows the overview for --help",
@@ -157,6 +163,96 @@ const OK_CASES: readonly { name: string; argv: string[]; expected: Invocation }[
     expected: { kind: "command", command: "seed", flags: { count: "-1" } },
   },
 ];
+
+/** Misspellings and what parseInvocation's message suggests for each (null: nothing). */
+const NEAREST_CASES: readonly {
+  readonly argv: readonly string[];
+  readonly message: string;
+}[] = [
+  {
+    argv: ["drian"],
+    message: 'Unknown command "drian": did you mean drain? See login-etl --help',
+  },
+  { argv: ["rnu"], message: 'Unknown command "rnu": did you mean run? See login-etl --help' },
+  {
+    argv: ["rekey_vault"],
+    message: 'Unknown command "rekey_vault": did you mean rekey-vault? See login-etl --help',
+  },
+  {
+    argv: ["Migrate"],
+    message: 'Unknown command "Migrate": did you mean migrate? See login-etl --help',
+  },
+  {
+    argv: ["reprot", "--summary-json"],
+    message: 'Unknown command "reprot": did you mean report? See login-etl --help',
+  },
+  {
+    argv: ["drain", "--max-row", "3"],
+    message:
+      "Unknown flag --max-row for drain: did you mean --max-rows? See login-etl drain --help",
+  },
+  {
+    argv: ["drain", "--max-row=3"],
+    message:
+      "Unknown flag --max-row for drain: did you mean --max-rows? See login-etl drain --help",
+  },
+  {
+    argv: ["drain", "--max_rows", "3"],
+    message:
+      "Unknown flag --max_rows for drain: did you mean --max-rows? See login-etl drain --help",
+  },
+  {
+    argv: ["drain", "--maxRows", "3"],
+    message:
+      "Unknown flag --maxRows for drain: did you mean --max-rows? See login-etl drain --help",
+  },
+  {
+    argv: ["run", "--dry-rn"],
+    message: "Unknown flag --dry-rn for run: did you mean --dry-run? See login-etl run --help",
+  },
+  {
+    argv: ["seed", "--cuont", "5"],
+    message: "Unknown flag --cuont for seed: did you mean --count? See login-etl seed --help",
+  },
+  {
+    argv: ["report", "--databse-url", "postgres://h/d"],
+    message:
+      "Unknown flag --databse-url for report: did you mean --database-url? See login-etl report --help",
+  },
+  {
+    argv: ["run", "--listne", ":9464"],
+    message: "Unknown flag --listne for run: did you mean --listen? See login-etl run --help",
+  },
+  // Too far from anything: the plain message.
+  {
+    argv: ["frobnicate"],
+    message: `Unknown command "frobnicate": commands: ${COMMANDS.join(", ")}; see login-etl --help`,
+  },
+  {
+    argv: ["dr"],
+    message: `Unknown command "dr": commands: ${COMMANDS.join(", ")}; see login-etl --help`,
+  },
+  {
+    argv: ["drain", "--bogus"],
+    message: "Unknown flag --bogus for drain; see login-etl drain --help",
+  },
+  { argv: ["drain", "--x"], message: "Unknown flag --x for drain; see login-etl drain --help" },
+  { argv: ["run", "-x"], message: "Unknown flag -x for run; see login-etl run --help" },
+  {
+    argv: ["drain", "--version"],
+    message: "Unknown flag --version for drain; see login-etl drain --help",
+  },
+];
+
+Deno.test("parseInvocation() suggests the nearest command or flag, only when close enough", async (t) => {
+  for (const c of NEAREST_CASES) {
+    await t.step(`parseInvocation() for ${c.argv.join(" ")}`, () => {
+      const error = usageError(c.argv);
+      assert.equal(error.message, c.message);
+      assert.equal(error.exitCode, 2);
+    });
+  }
+});
 
 Deno.test("parseInvocation() reads each valid command line", async (t) => {
   for (const c of OK_CASES) {
@@ -239,4 +335,30 @@ Deno.test("a command neither accepts nor shows a flag it does not use", () => {
   );
   assert.doesNotMatch(helpText("recover", "1"), /--concurrency|--summary-json|--batch-size/);
   assert.match(helpText("drain", "1"), /--concurrency/);
+});
+
+/** `word` with the letters at `i` and `i + 1` swapped. */
+function swapped(word: string, i: number): string {
+  return word.slice(0, i) + (word[i + 1] ?? "") + (word[i] ?? "") + word.slice(i + 2);
+}
+
+Deno.test("parseInvocation() suggests every command and flag from any swap of two neighbouring letters", async (t) => {
+  for (const command of COMMANDS) {
+    await t.step(`parseInvocation() suggests ${command} and its flags`, () => {
+      for (let i = 0; i + 1 < command.length; i++) {
+        const typo = swapped(command, i);
+        if (typo === command) continue;
+        assert.match(usageError([typo]).message, new RegExp(`did you mean ${command}\\? `), typo);
+      }
+      // A two-letter flag (--to) swapped shares no letter in place: too far to guess.
+      for (const spec of optionsFor(command).filter((s) => s.flag.length > 2)) {
+        for (let i = 0; i + 1 < spec.flag.length; i++) {
+          const typo = swapped(spec.flag, i);
+          if (typo === spec.flag) continue;
+          const message = usageError([command, `--${typo}`, "1"]).message;
+          assert.ok(message.includes(`did you mean --${spec.flag}? `), `${typo}: ${message}`);
+        }
+      }
+    });
+  }
 });

@@ -1,9 +1,10 @@
 // Unit tests of src/config/resolve.ts: resolveConfig() precedence, range messages, HMAC key sources, secrecy and freezing.
 import assert from "node:assert/strict";
-import { type CommandName, OPTIONS, type OptionSpec } from "../../src/config/options.ts";
+import { type CommandName, COMMANDS, OPTIONS, type OptionSpec } from "../../src/config/options.ts";
 import {
   checkConfigFile,
   type CommandConfig,
+  fallbackLogFormat,
   type FileLayer,
   resolveConfig,
 } from "../../src/config/resolve.ts";
@@ -455,4 +456,173 @@ Deno.test("resolveConfig() refuses a --reject-queue-url that is the queue being 
     );
     assert.equal(config.rejectQueueUrl, other);
   });
+});
+
+/** Config-file keys a command does not take, and what the refusal says after the file's name. */
+const KEY_CASES: readonly {
+  readonly command: CommandName;
+  readonly key: string;
+  readonly says: string;
+  readonly checked?: CommandName;
+}[] = [
+  {
+    command: "drain",
+    key: "max_rows",
+    says: '"max_rows" is spelt "max-rows" here (keys are flag names without their dashes)',
+  },
+  {
+    command: "drain",
+    key: "maxRows",
+    says: '"maxRows" is spelt "max-rows" here (keys are flag names without their dashes)',
+  },
+  {
+    command: "run",
+    key: "--max-rows",
+    says: '"--max-rows" is spelt "max-rows" here (keys are flag names without their dashes)',
+  },
+  {
+    command: "drain",
+    key: "LOGIN_ETL_MAX_ROWS",
+    says:
+      '"LOGIN_ETL_MAX_ROWS" is spelt "max-rows" here (keys are flag names without their dashes)',
+  },
+  {
+    command: "seed",
+    key: "SQS_QUEUE_URL",
+    says: '"SQS_QUEUE_URL" is spelt "queue-url" here (keys are flag names without their dashes)',
+  },
+  {
+    command: "drain",
+    key: "max-rwos",
+    says: '"max-rwos" is not a setting of drain; did you mean "max-rows"?',
+  },
+  {
+    command: "report",
+    key: "databse-url",
+    says: '"databse-url" is not a setting of report; did you mean "database-url"?',
+  },
+  {
+    command: "drain",
+    key: "listen",
+    says: '"listen" is a setting of run, not of drain; remove it or run one of those',
+  },
+  {
+    command: "migrate",
+    key: "batch_size",
+    says:
+      '"batch_size" ("batch-size") is a setting of drain, run and demo, not of migrate; remove it or run one of those',
+  },
+  {
+    command: "drain",
+    key: "LOGIN_ETL_LISTEN",
+    says:
+      '"LOGIN_ETL_LISTEN" ("listen") is a setting of run, not of drain; remove it or run one of those',
+  },
+  {
+    command: "check",
+    checked: "seed",
+    key: "max-rows",
+    says:
+      '"max-rows" is a setting of drain, run, demo, rekey and rekey-vault, not of check; remove it or run one of those',
+  },
+  { command: "drain", key: "config", says: '"config": a config file cannot name another' },
+  {
+    command: "seed",
+    key: "LOGIN_ETL_CONFIG",
+    says: '"LOGIN_ETL_CONFIG": a config file cannot name another',
+  },
+  {
+    command: "drain",
+    key: "frobnicate",
+    says:
+      '"frobnicate" is not a setting of drain; keys are flag names without their dashes (see login-etl drain --help)',
+  },
+];
+
+Deno.test("checkConfigFile() names the key a refused one should be", async (t) => {
+  for (const c of KEY_CASES) {
+    await t.step(`checkConfigFile() for ${c.command}: ${c.key}`, () => {
+      try {
+        checkConfigFile(c.command, { [c.key]: "5" }, '--config "c.json"', { checked: c.checked });
+      } catch (error) {
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.equal(error.message, `Invalid --config "c.json": ${c.says}`);
+        assert.equal(error.exitCode, 2);
+        return;
+      }
+      assert.fail(`${c.key} was accepted`);
+    });
+  }
+});
+
+Deno.test("checkConfigFile() takes every command's own settings, config aside", async (t) => {
+  for (const command of COMMANDS) {
+    await t.step(`checkConfigFile() for ${command}`, () => {
+      const own = OPTIONS.filter((o) => o.commands.includes(command) && o.flag !== "config");
+      const file = checkConfigFile(
+        command,
+        Object.fromEntries(own.map((o) => [o.flag, o.kind === "boolean" ? true : "1"])),
+        "f",
+      );
+      assert.deepEqual(Object.keys(file.values).sort(), own.map((o) => o.flag).sort());
+    });
+  }
+});
+
+Deno.test("checkConfigFile() for check takes the checked command's settings and passes on only its own", () => {
+  const file = checkConfigFile(
+    "check",
+    { "queue-url": "http://127.0.0.1:1/000000000000/q", "batch-size": 5, "listen": ":9464" },
+    "f",
+    { checked: "run" },
+  );
+  assert.deepEqual(file.values, { "queue-url": "http://127.0.0.1:1/000000000000/q" });
+  const config = resolveConfig("check", { for: "run" }, {}, file);
+  assert.equal(config.queueUrl, "http://127.0.0.1:1/000000000000/q");
+});
+
+Deno.test("fallbackLogFormat() takes the first valid log format among flag, env and file", async (t) => {
+  const file = (format: string): FileLayer => ({ values: { "log-format": format }, origin: "f" });
+  const cases: {
+    name: string;
+    flags: Flags;
+    env: Env;
+    file?: FileLayer;
+    expected: string;
+  }[] = [
+    { name: "the default", flags: {}, env: {}, expected: "auto" },
+    { name: "the flag", flags: { "log-format": "json" }, env: {}, expected: "json" },
+    {
+      name: "the flag over env",
+      flags: { "log-format": "text" },
+      env: { LOGIN_ETL_LOG_FORMAT: "json" },
+      expected: "text",
+    },
+    { name: "env", flags: {}, env: { LOGIN_ETL_LOG_FORMAT: "json" }, expected: "json" },
+    { name: "the file", flags: {}, env: {}, file: file("json"), expected: "json" },
+    {
+      name: "env over the file",
+      flags: {},
+      env: { LOGIN_ETL_LOG_FORMAT: "text" },
+      file: file("json"),
+      expected: "text",
+    },
+    {
+      name: "env past an invalid flag",
+      flags: { "log-format": "yaml" },
+      env: { LOGIN_ETL_LOG_FORMAT: "json" },
+      expected: "json",
+    },
+    {
+      name: "the default past invalid values",
+      flags: { "log-format": "x" },
+      env: {},
+      expected: "auto",
+    },
+  ];
+  for (const c of cases) {
+    await t.step(`fallbackLogFormat() takes ${c.name}`, () => {
+      assert.equal(fallbackLogFormat(c.flags, c.env, c.file), c.expected);
+    });
+  }
 });

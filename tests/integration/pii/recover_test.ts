@@ -26,6 +26,7 @@ import {
   VAULT_SECRET,
   vaultRows,
 } from "../../helpers/pii.ts";
+import { failureLine } from "../../helpers/cli.ts";
 import { freshSchema, reportFigures, startSqs, TEST_SECRET } from "../../helpers/services.ts";
 
 Deno.test("recover prints the raw value behind ip and device_id masks, alone and in bulk, audited in the same transaction that releases them", async () => {
@@ -280,7 +281,7 @@ Deno.test("recover refuses tampered, swapped, injected and unknown-key vault ent
   const before = await lastAuditId(db.sql);
   const bulk = await recoverFile(cli, [...refused, device(1)], ["--reason", "tamper check"]);
   assert.equal(bulk.code, 1, bulk.stderr);
-  assert.match(bulk.stderr, /error: Refused 9 of 10 vault entries/);
+  assert.match(failureLine(bulk), /^error: Refused 9 of 10 vault entries/);
   assert.equal(bulk.stdout, `${device(1)}\tdevice_id\t100-00-0001\n`, "only the intact entry");
   const audit = await auditAfter(db.sql, before);
   const outcomes = (mask: string) =>

@@ -1,0 +1,187 @@
+// Unit tests of src/ops/events.ts: the log fields every event writes. One
+// sample of each event type (the type below makes a new event fail to
+// compile until it has one), with fractional times wherever an event takes a
+// time, emitted through the real logger in JSON and in text.
+
+import assert from "node:assert/strict";
+import { type EventType, type Summary, type TelemetryEvent } from "../../src/ops/events.ts";
+import { Telemetry } from "../../src/ops/telemetry.ts";
+import { createLogger } from "../../src/log.ts";
+
+/** A run summary as a pipeline that measured with `performance.now()` could hand over. */
+const SUMMARY: Summary = {
+  received: 12,
+  inserted: 10,
+  redelivered: 1,
+  rejected: 1,
+  "rejected_by_reason": { not_json: 1 },
+  deleted: 12,
+  "delete_failed": 0,
+  "in_flight": 0,
+  "duration_ms": 1520.734911,
+  "active_ms": 1012.250001,
+  "msgs_per_s": 11.85,
+  balanced: true,
+};
+
+/** One event of every type; times carry fractions, as `performance.now()` differences do. */
+const SAMPLES: { readonly [K in EventType]: Extract<TelemetryEvent, { type: K }> } = {
+  RunStarted: {
+    type: "RunStarted",
+    fields: { command: "drain", "visibility_timeout_s": 30, concurrency: 8 },
+  },
+  RunFinished: { type: "RunFinished", summary: SUMMARY },
+  ShutdownRequested: { type: "ShutdownRequested", signal: "SIGTERM" },
+  ShutdownForced: { type: "ShutdownForced" },
+  RejectLimitExceeded: { type: "RejectLimitExceeded", rejected: 5, limit: 2 },
+  MetricsFileWritten: { type: "MetricsFileWritten", path: "/tmp/m.prom" },
+  ProgressReported: { type: "ProgressReported", summary: SUMMARY, queueDepth: 40 },
+  ConfigWarned: { type: "ConfigWarned", message: "a warning" },
+  RunFailed: {
+    type: "RunFailed",
+    code: "db_connect",
+    message: "Cannot connect to Postgres at postgres://etl@127.0.0.1:1/db",
+    exitCode: 1,
+  },
+  BatchReceived: { type: "BatchReceived", messages: 10 },
+  BatchCommitted: {
+    type: "BatchCommitted",
+    messages: 10,
+    inserted: 9,
+    redelivered: 1,
+    durationMs: 18.402117,
+  },
+  MessagesRejected: { type: "MessagesRejected", byReason: { not_json: 1 }, ids: ["m-1"] },
+  MessagesRefused: { type: "MessagesRefused", bySqlstate: { "22021": 1 } },
+  RejectsCopied: { type: "RejectsCopied", count: 1 },
+  RejectCopyFailed: { type: "RejectCopyFailed", count: 1, ids: ["m-1"], code: "sqs_send" },
+  MessagesDeleted: { type: "MessagesDeleted", count: 10 },
+  VisibilityExtended: { type: "VisibilityExtended", count: 10 },
+  ExtendFailed: { type: "ExtendFailed", count: 10, code: "sqs_receive" },
+  DeleteFailed: { type: "DeleteFailed", count: 1, ids: ["m-1"], code: "sqs_delete" },
+  StageFailed: {
+    type: "StageFailed",
+    stage: "write",
+    code: "db_write",
+    message: "Cannot write",
+    attempt: 2,
+    retryInMs: 2465.699084,
+    messages: 10,
+  },
+  StoreRecovered: { type: "StoreRecovered", afterAttempts: 3 },
+  SqsProtocolSwitched: { type: "SqsProtocolSwitched", protocol: "query", reason: "asked" },
+  SentTimestampMissing: { type: "SentTimestampMissing", receivedAtMs: 1_790_000_000_123.456 },
+  QueueSeeded: {
+    type: "QueueSeeded",
+    sent: 100,
+    seed: 7,
+    badRatio: 0.05,
+    durationMs: 310.987654,
+    queueUrl: "http://127.0.0.1:1/000000000000/q",
+  },
+  SchemaMigrated: {
+    type: "SchemaMigrated",
+    version: 3,
+    name: "ledger partitions",
+    schema: "public",
+    ms: 41.3333,
+  },
+  KeyRegistered: { type: "KeyRegistered", keyId: "k1" },
+  RowsPruned: {
+    type: "RowsPruned",
+    target: "ledger",
+    deleted: 4,
+    partitionsCreated: 1,
+    partitionsDropped: 1,
+  },
+  PruneFailed: { type: "PruneFailed", target: "rejects", code: "db_write" },
+  ListenStarted: { type: "ListenStarted", address: "127.0.0.1:9464" },
+  NotReady: { type: "NotReady", reason: "database: refused" },
+  ValuesRecovered: { type: "ValuesRecovered", recovered: 1, notFound: 0, erased: 0, failed: 0 },
+  RekeySkipped: { type: "RekeySkipped", what: "rows", masked: "k1:abc", why: "mismatch" },
+  RekeyBatchCommitted: { type: "RekeyBatchCommitted", what: "rows", count: 5, keyId: "k2" },
+};
+
+/**
+ * A field holding a duration, by the naming rule of the log fields: a unit
+ * suffix (`_ms`, `_s`, `_seconds`) or `ms` alone. `msgs_per_s` is a rate.
+ */
+function isDuration(key: string): boolean {
+  return /(^|_)(ms|s|seconds)$/.test(key) && !/_per_s$/.test(key);
+}
+
+/** Every event's log lines, in the given format, at the debug level so none is dropped. */
+function linesOf(format: "json" | "text"): string[] {
+  const lines: string[] = [];
+  const telemetry = new Telemetry(
+    createLogger({ format, level: "debug", write: (l) => lines.push(l) }),
+  );
+  for (const event of Object.values(SAMPLES)) telemetry.emit(event);
+  return lines;
+}
+
+Deno.test("every event's duration fields are whole milliseconds or seconds in JSON", async (t) => {
+  const durations = new Set<string>();
+  for (const line of linesOf("json")) {
+    const record = JSON.parse(line) as Record<string, unknown>;
+    for (const [key, value] of Object.entries(record)) {
+      if (!isDuration(key) || value === null) continue;
+      durations.add(`${String(record["event"])}.${key}`);
+      await t.step(`${String(record["event"])} ${key}=${String(value)}`, () => {
+        assert.equal(typeof value, "number");
+        assert.ok(Number.isInteger(value), `${key} carries a fraction: ${String(value)}`);
+      });
+    }
+  }
+  // The samples reach every event that logs a time, so the checks above ran on them.
+  for (
+    const field of [
+      "StageFailed.retry_in_ms",
+      "BatchCommitted.duration_ms",
+      "QueueSeeded.duration_ms",
+      "SchemaMigrated.ms",
+      "RunFinished.duration_ms",
+      "RunFinished.active_ms",
+    ]
+  ) assert.ok(durations.has(field), `no ${field} in the lines`);
+});
+
+Deno.test("every event's duration fields are whole numbers in text lines", () => {
+  const lines = linesOf("text");
+  assert.ok(lines.some((l) => /\bretry_in_ms=2466\b/.test(l)), lines.join("\n"));
+  for (const line of lines) {
+    for (const [, key, value] of line.matchAll(/\b(\w+)=(-?[\d.]+)(?=\s|$)/g)) {
+      if (isDuration(key ?? "")) assert.match(value ?? "", /^-?\d+$/, `${key} in: ${line}`);
+    }
+  }
+});
+
+Deno.test("RunFailed is an error record with code and exit_code in JSON, and today's error line in text", async (t) => {
+  const failed = SAMPLES.RunFailed;
+  const emit = (format: "json" | "text", level: "info" | "error", event: TelemetryEvent) => {
+    const lines: string[] = [];
+    new Telemetry(createLogger({ format, level, write: (l) => lines.push(l) })).emit(event);
+    return lines;
+  };
+  await t.step("JSON: level error, the message, code and exit_code", () => {
+    const [line, ...rest] = emit("json", "error", failed);
+    assert.deepEqual(rest, []);
+    const { ts, ...record } = JSON.parse(line ?? "") as Record<string, unknown>;
+    assert.equal(typeof ts, "string");
+    assert.deepEqual(record, {
+      level: "error",
+      event: "RunFailed",
+      msg: failed.message,
+      code: "db_connect",
+      "exit_code": 1,
+    });
+  });
+  await t.step("text: the error line alone", () => {
+    assert.deepEqual(emit("text", "info", failed), [`error: ${failed.message}`]);
+  });
+  await t.step("a bug's stack, given with --verbose, follows in both", () => {
+    const bug = { ...failed, code: "internal", stack: "TypeError: x\n    at f (a.ts:1:1)" };
+    assert.equal(JSON.parse(emit("json", "info", bug)[0] ?? "").stack, bug.stack);
+    assert.deepEqual(emit("text", "info", bug), [`error: ${failed.message}\n${bug.stack}`]);
+  });
+});
