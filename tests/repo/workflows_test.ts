@@ -22,6 +22,7 @@ import {
   tree,
 } from "../helpers/documents.ts";
 import { actionlint } from "../helpers/actionlint.ts";
+import { resolveConfig } from "../../src/config/resolve.ts";
 
 const WORKFLOW_DIR = ".github/workflows";
 const WORKFLOWS = listFiles(WORKFLOW_DIR, [".yml", ".yaml"]);
@@ -511,4 +512,26 @@ Deno.test("scheduled-drain passes its threshold to login-etl as --max-rejects, n
     ),
   );
   assert.ok(!last.includes("jq"), "the threshold is login-etl's own check");
+});
+
+Deno.test("scheduled-drain bounds the drain with --max-duration inside the job's time limit, start-up retries and the closing commit included", () => {
+  const wf = workflow("scheduled-drain.yml");
+  const step = stepNamed(wf, "drain", "Drain the queue") as { env?: Record<string, string> };
+  const raw = step.env?.["LOGIN_ETL_MAX_DURATION"];
+  assert.equal(typeof raw, "string", "the drain step sets LOGIN_ETL_MAX_DURATION");
+  // Read as the binary reads it.
+  const seconds = resolveConfig("drain", {}, {
+    PII_HMAC_KEY: "a test secret that is 32 bytes long!",
+    LOGIN_ETL_MAX_DURATION: raw,
+  }).maxDurationSeconds;
+  const minutes = at(wf, "jobs", "drain", "timeout-minutes");
+  assert.ok(typeof minutes === "number" && seconds !== null);
+  // Before the bound's clock starts: SQS and Postgres retried for up to
+  // --max-retry-seconds (300 s) each; after it: the closing commit and deletes.
+  const startUp = 2 * 300;
+  const closing = 120;
+  assert.ok(
+    seconds + startUp + closing <= minutes * 60,
+    `${seconds} s + ${startUp + closing} s > ${minutes} min`,
+  );
 });
