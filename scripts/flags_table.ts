@@ -3,7 +3,7 @@
 // `make docs` writes it into docs/configuration.md between the flags markers;
 // a unit test (tests/repo/docs_test.ts) checks they match.
 
-import { COMMANDS, OPTIONS } from "../src/config/options.ts";
+import { COMMANDS, OPTIONS, rangeOf } from "../src/config/options.ts";
 
 /** The markdown table of every flag. */
 export function flagsTable(): string {
@@ -14,7 +14,7 @@ export function flagsTable(): string {
   for (const o of OPTIONS) {
     const flag = o.kind === "boolean" ? `\`--${o.flag}\`` : `\`--${o.flag} ${o.value ?? "VALUE"}\``;
     const range = o.min !== undefined && o.max !== undefined
-      ? `${o.min}–${o.max}`
+      ? rangeOf(o, "–")
       : o.choices !== undefined
       ? o.choices.join(", ")
       : "";

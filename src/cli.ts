@@ -13,6 +13,7 @@ import {
   OPTIONS,
   optionsFor,
   type OptionSpec,
+  rangeOf,
 } from "./config/options.ts";
 import { type FlagValues } from "./config/resolve.ts";
 import { listOf, nearestName, sameName } from "./config/suggest.ts";
@@ -150,7 +151,7 @@ function defaultText(spec: OptionSpec): string {
   const parts: string[] = [];
   if (spec.env !== undefined) parts.push(`env ${spec.env}`);
   if (spec.default !== undefined) parts.push(`default ${spec.default}`);
-  if (spec.min !== undefined && spec.max !== undefined) parts.push(`${spec.min}-${spec.max}`);
+  if (spec.min !== undefined && spec.max !== undefined) parts.push(rangeOf(spec, "-"));
   if (spec.choices !== undefined) parts.push(spec.choices.join("|"));
   return parts.length > 0 ? ` [${parts.join("; ")}]` : "";
 }

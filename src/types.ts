@@ -181,7 +181,7 @@ export interface Queue {
   ): Promise<readonly ReceivedMessage[]>;
   /** Deletes messages by their receipt handles; partial failure is a result, not a throw. */
   delete(messages: readonly ReceivedMessage[]): Promise<AckResult>;
-  /** Makes messages invisible for `seconds` more. */
+  /** Sets messages' visibility timeout to `seconds` from now; 0 makes them visible again at once. */
   extend(messages: readonly ReceivedMessage[], seconds: number): Promise<AckResult>;
   /**
    * Sends raw copies of rejected messages, with their reasons, to the reject

@@ -133,6 +133,8 @@ export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Sum
     visibilityTimeoutSeconds: attributes.visibilityTimeoutSeconds,
     stop: AbortSignal.any([io.stop, overLimit]),
     dryRun: config.dryRun,
+    maxMessages: config.maxMessages,
+    maxDurationMs: config.maxDurationSeconds === null ? null : config.maxDurationSeconds * 1000,
   });
   // drain finished the queue before failing on its rejects; run stopped as on SIGTERM.
   const summary = telemetry.summary();

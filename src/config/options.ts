@@ -7,6 +7,8 @@
  * @module
  */
 
+import { formatDuration } from "./duration.ts";
+
 /** The commands of the CLI. */
 export type CommandName =
   | "drain"
@@ -69,7 +71,8 @@ const PII_COMMANDS: readonly CommandName[] = ["recover", "forget", "rekey", "rek
 const QUEUE_USERS: readonly CommandName[] = ["drain", "run", "seed", "check"];
 const ALL: readonly CommandName[] = COMMANDS;
 
-type Kind = "string" | "integer" | "number" | "boolean" | "choice";
+/** `duration`: whole seconds written as `90s`, `40m`, `1h30m` or a number (`duration.ts`); `min` and `max` in seconds. */
+type Kind = "string" | "integer" | "number" | "boolean" | "choice" | "duration";
 
 /** The declaration of one setting. */
 export interface OptionSpec {
@@ -272,6 +275,29 @@ export const OPTIONS: readonly OptionSpec[] = [
     value: "N",
     help:
       "Fail the run (exit 3) once more than N messages are rejected; valid rows are still written first",
+  },
+  {
+    flag: "max-messages",
+    env: "LOGIN_ETL_MAX_MESSAGES",
+    kind: "integer",
+    min: 1,
+    max: 1_000_000_000,
+    commands: ["drain", "run"],
+    value: "N",
+    help:
+      "Take at most N messages off the queue (each becomes a row, a reject or a counted redelivery), commit and delete them, and exit 0",
+  },
+  {
+    flag: "max-duration",
+    env: "LOGIN_ETL_MAX_DURATION",
+    kind: "duration",
+    min: 1,
+    // 7 days: a longer bound is an orchestrator's job (and past 24.8 days a timer cannot hold it).
+    max: 604_800,
+    commands: ["drain", "run"],
+    value: "D",
+    help:
+      "Stop receiving D after the first receive (90s, 40m, 1h30m or seconds), commit what is held and exit 0; messages that arrive later go back to the queue at once",
   },
   {
     flag: "metrics-file",
@@ -481,7 +507,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "boolean",
     commands: ["drain", "run", "migrate"],
     help:
-      "Change nothing: drain and run print masked rows as JSON Lines; migrate prints the SQL it would run",
+      "Change nothing: drain and run print masked rows as JSON Lines, each message once, and make every message visible again as soon as it is printed (a dry run ends at the first receive that brings no message it has not printed); migrate prints the SQL it would run",
   },
   {
     flag: "summary-json",
@@ -559,6 +585,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "On failure, print every cause of the error",
   },
 ];
+
+/** A setting's range as help and the docs show it, durations in their units (`1s-168h`). */
+export function rangeOf(spec: OptionSpec, dash: string): string {
+  const show = (n: number) => spec.kind === "duration" ? formatDuration(n) : String(n);
+  return `${show(spec.min ?? 0)}${dash}${show(spec.max ?? 0)}`;
+}
 
 /** The options that apply to one command, in table order. */
 export function optionsFor(command: CommandName): OptionSpec[] {

@@ -11,6 +11,7 @@
 import { PG_ENV_NAMES, type PgTarget, resolvePgTarget } from "../db/connection.ts";
 import { ConfigError } from "../errors.ts";
 import type { SqsProtocol } from "../sqs/client.ts";
+import { DURATION_FORMS, formatDuration, parseDuration } from "./duration.ts";
 import {
   type CommandName,
   KEY_ID_PATTERN,
@@ -105,6 +106,10 @@ export interface ConsumeConfig extends Base, QueueSettings, DatabaseSettings, Ke
   readonly progressSeconds: number;
   /** Rejects past which the run fails (exit 3); null: no limit. */
   readonly maxRejects: number | null;
+  /** Most messages the run takes off the queue, then it finishes and exits 0; null: no bound. */
+  readonly maxMessages: number | null;
+  /** Seconds after the first receive at which the run stops receiving and finishes; null: no bound. */
+  readonly maxDurationSeconds: number | null;
   /** drain: where to write the run's metrics at exit. */
   readonly metricsFile: string | null;
   /** Where raw copies of rejected messages go before their delete; null: nowhere. */
@@ -290,6 +295,24 @@ class Reader {
       throw invalid(source, String(raw), rangeText(spec, "an integer"));
     }
     return value;
+  }
+
+  /** A `duration` setting in whole seconds; `null` when unset. */
+  optionalDuration(flag: string): number | null {
+    const spec = specOf(flag);
+    const { raw, source } = this.lookup(flag);
+    if (raw === undefined) return null;
+    const seconds = parseDuration(String(raw));
+    const min = spec.min ?? 0;
+    const max = spec.max ?? Infinity;
+    if (seconds === null || seconds < min || seconds > max) {
+      throw invalid(
+        source,
+        String(raw),
+        `must be ${DURATION_FORMS}, from ${formatDuration(min)} to ${formatDuration(max)}`,
+      );
+    }
+    return seconds;
   }
 
   number(flag: string): number {
@@ -571,6 +594,8 @@ export function resolveConfig<C extends CommandName>(
         progress: command === "drain" ? read.choice("progress") : "never",
         progressSeconds: command === "drain" ? read.integer("progress-seconds") : 0,
         maxRejects: read.optionalInteger("max-rejects"),
+        maxMessages: read.optionalInteger("max-messages"),
+        maxDurationSeconds: read.optionalDuration("max-duration"),
         metricsFile: command === "drain" ? read.string("metrics-file") : null,
         rejectQueueUrl: rejectQueueUrl(read, queue.queueUrl),
       } as ConsumeConfig;

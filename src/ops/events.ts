@@ -34,6 +34,16 @@ export interface Summary {
   readonly "msgs_per_s": number;
   /** True when received = inserted + redelivered + rejected + in_flight. */
   readonly balanced: boolean;
+  /**
+   * Deliveries made visible again at once (visibility 0): received past a
+   * bound, and in a dry run every message once printed and every repeat. Not
+   * counted in `received`.
+   */
+  readonly returned: number;
+  /** Deliveries whose return failed: they reappear when their visibility timeout ends. */
+  readonly "return_failed": number;
+  /** The bound the run stopped at (`--max-messages`, `--max-duration`), or null. */
+  readonly "stopped_at_bound": "max-messages" | "max-duration" | null;
 }
 
 /** Everything that happens, each with the facts its log line and counters need. */
@@ -85,6 +95,14 @@ export type TelemetryEvent =
     readonly code: string;
   }
   | { readonly type: "MessagesDeleted"; readonly count: number }
+  | {
+    readonly type: "BoundReached";
+    readonly bound: "max-messages" | "max-duration";
+    /** Deliveries taken until then. */
+    readonly taken: number;
+  }
+  | { readonly type: "MessagesReturned"; readonly count: number }
+  | { readonly type: "ReturnFailed"; readonly count: number; readonly code: string }
   | { readonly type: "VisibilityExtended"; readonly count: number }
   | { readonly type: "ExtendFailed"; readonly count: number; readonly code: string }
   | {
@@ -177,6 +195,11 @@ export interface Counters {
   refusedBySqlstate: Map<string, number>;
   /** Received but not yet committed or known redelivered. */
   inFlight: number;
+  /** Made visible again at once (bounds, dry runs), and the returns that failed. */
+  returned: number;
+  returnFailed: number;
+  /** The bound the run stopped at, once it has. */
+  stoppedAtBound: "max-messages" | "max-duration" | null;
   /** `performance.now()` of the first receive and of the last commit or delete. */
   firstReceivedAt: number | null;
   lastFinishedAt: number | null;
@@ -197,6 +220,9 @@ export function zeroCounters(): Counters {
     failuresByCode: new Map(),
     refusedBySqlstate: new Map(),
     inFlight: 0,
+    returned: 0,
+    returnFailed: 0,
+    stoppedAtBound: null,
     firstReceivedAt: null,
     lastFinishedAt: null,
   };
@@ -307,6 +333,31 @@ export const EVENTS: {
       c.firstReceivedAt ??= now;
       c.received += e.messages;
       c.inFlight += e.messages;
+    },
+  },
+  BoundReached: {
+    level: "info",
+    message: (e) => `stopped receiving at --${e.bound}; finishing what is held`,
+    fields: (e) => ({ bound: e.bound, taken: e.taken }),
+    count: (c, e) => {
+      c.stoppedAtBound = e.bound;
+    },
+  },
+  MessagesReturned: {
+    level: "debug",
+    message: "messages made visible again",
+    fields: (e) => ({ count: e.count }),
+    count: (c, e) => {
+      c.returned += e.count;
+    },
+  },
+  ReturnFailed: {
+    level: "warn",
+    message:
+      "could not make messages visible again; they reappear when their visibility timeout ends",
+    fields: (e) => ({ count: e.count, code: e.code }),
+    count: (c, e) => {
+      c.returnFailed += e.count;
     },
   },
   BatchCommitted: {

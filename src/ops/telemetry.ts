@@ -95,6 +95,9 @@ export class Telemetry {
       active_ms: activeMs,
       msgs_per_s: activeMs > 0 ? Math.round((done * 1000) / activeMs) : 0,
       balanced: c.received === done + c.inFlight,
+      returned: c.returned,
+      return_failed: c.returnFailed,
+      stopped_at_bound: c.stoppedAtBound,
     };
   }
 }

@@ -14,6 +14,7 @@ import { startBatchSpan } from "../ops/tracing.ts";
 import type { Sink, SinkOutcome } from "../sink/sink.ts";
 import type { Queue, ReceivedMessage, RejectReason } from "../types.ts";
 import { foldDeliveries } from "./deliveries.ts";
+import { giveBack } from "./held.ts";
 import { retrying } from "./retry.ts";
 
 /** Log lines carry at most this many message ids; the tables hold all of them. */
@@ -21,7 +22,7 @@ const IDS_IN_LOG = 20;
 
 /** What committing a batch needs from the run. */
 export interface CommitDeps {
-  readonly queue: Pick<Queue, "delete" | "copyRejects">;
+  readonly queue: Pick<Queue, "delete" | "copyRejects" | "extend">;
   readonly sink: Sink;
   readonly telemetry: Telemetry;
   readonly now: () => number;
@@ -153,7 +154,11 @@ export async function commitBatch(
       rejected: outcome.rejectedIds.length,
       writeMs,
     });
-    if (!outcome.committed) return { ok: true, deleted: 0 }; // a dry run deletes nothing
+    if (!outcome.committed) {
+      // A dry run deletes nothing, and holds nothing once it has printed.
+      await giveBack(deliveries, deps);
+      return { ok: true, deleted: 0 };
+    }
     const kept = await copyRejects(deliveries, outcome, deps);
     const ackStarted = deps.now();
     const ack = await span.within(() =>

@@ -1,7 +1,7 @@
 /**
  * Bookkeeping of held messages: received, not yet deleted. Knows when each
- * one's visibility runs out, and which are due for an extension; and the
- * heartbeat's call that extends them.
+ * one's visibility runs out, and which are due for an extension; the
+ * heartbeat's call that extends them, and the call that gives messages back.
  *
  * @module
  */
@@ -73,6 +73,30 @@ export async function extendDue(
       type: "ExtendFailed",
       code: result.failed[0]?.code ?? "Unknown",
       count: result.failed.length,
+    });
+  }
+}
+
+/**
+ * Makes deliveries visible again at once (visibility 0), so none is left in
+ * flight: those received past a bound, and in a dry run each one once
+ * printed and each repeat. A failure only means they reappear when their
+ * visibility timeout ends, so it is reported, not thrown.
+ */
+export async function giveBack(
+  messages: readonly ReceivedMessage[],
+  deps: { readonly queue: Pick<Queue, "extend">; readonly telemetry: Telemetry },
+): Promise<void> {
+  if (messages.length === 0) return;
+  const result = await deps.queue.extend(messages, 0);
+  if (result.succeeded.length > 0) {
+    deps.telemetry.emit({ type: "MessagesReturned", count: result.succeeded.length });
+  }
+  if (result.failed.length > 0) {
+    deps.telemetry.emit({
+      type: "ReturnFailed",
+      count: result.failed.length,
+      code: result.failed[0]?.code ?? "Unknown",
     });
   }
 }

@@ -2,7 +2,9 @@
  * The flow of a run: receive loops fill the buffer, a flusher cuts it into
  * transactions of up to `maxRows`, each is committed and then deleted
  * (`commit.ts`), and a heartbeat keeps held messages invisible (`held.ts`).
- * The queue and sink come in as narrow interfaces; the clock is injected.
+ * What a receive brings is sorted first (`admission.ts`): within the bounds
+ * it is taken, the rest goes back to the queue at once. The queue and sink
+ * come in as narrow interfaces; the clock is injected.
  *
  * Ordering rule: a message is deleted only after the transaction holding its
  * row (or reject) and its ledger entry committed. A crash in between means
@@ -15,9 +17,10 @@ import { EtlError } from "../errors.ts";
 import type { Stage, Telemetry } from "../ops/telemetry.ts";
 import type { Sink } from "../sink/sink.ts";
 import type { Queue, ReceivedMessage } from "../types.ts";
-import { MessageBuffer } from "./buffer.ts";
+import { MessageBuffer, Wakeup } from "./buffer.ts";
+import { Admission } from "./admission.ts";
 import { asEtlError, commitBatch } from "./commit.ts";
-import { extendDue, HeldMessages } from "./held.ts";
+import { extendDue, giveBack, HeldMessages } from "./held.ts";
 import { retrying } from "./retry.ts";
 
 /** Tunables of the flow; see `config/options.ts` for their ranges and defaults. */
@@ -42,7 +45,14 @@ export interface PipelineOptions {
   readonly visibilityTimeoutSeconds: number;
   /** Aborting it stops receiving; what is in flight is finished. */
   readonly stop?: AbortSignal;
-  /** Dry run: nothing is deleted, so `drain` ends once messages come round again. */
+  /** `--max-messages`: take at most this many deliveries, then finish. */
+  readonly maxMessages?: number | null;
+  /** `--max-duration`, ms from the start: stop receiving then, and finish. */
+  readonly maxDurationMs?: number | null;
+  /**
+   * Dry run: nothing is deleted; each message is printed once and given back
+   * at once, and the run ends when a receive brings nothing new.
+   */
   readonly dryRun?: boolean;
   /** Monotonic clock in ms; `performance.now` unless a test gives another. */
   readonly now?: () => number;
@@ -76,8 +86,9 @@ interface Failure {
 }
 
 /**
- * Runs the flow until the queue is drained (`drain`) or `stop` aborts
- * (`run`), then finishes every transaction and delete in flight.
+ * Runs the flow until the queue is drained (`drain`), `stop` aborts (`run`)
+ * or a bound is reached, then finishes every transaction and delete in
+ * flight and gives back what it will not process.
  *
  * @throws {EtlError} when a service keeps failing past `maxRetryMs`, or fails
  *   in a way a retry cannot mend; messages not yet committed stay in the queue
@@ -87,7 +98,7 @@ interface Failure {
  * which share one run's state (the first failure, whether the store is
  * failing, the writers in use, when a stop came). Closures keep that state
  * private to the run; every part with state of its own lives in its module
- * (buffer.ts, held.ts, retry.ts, commit.ts) and is tested there.
+ * (admission.ts, buffer.ts, held.ts, retry.ts, commit.ts) and is tested there.
  */
 export async function runPipeline(deps: PipelineDeps, options: PipelineOptions): Promise<void> {
   const { queue, sink, telemetry } = deps;
@@ -97,6 +108,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   const onStop = () => {
     stopAt ??= now();
     pollAbort.abort();
+    wakeAll();
   };
   options.stop?.addEventListener("abort", onStop, { once: true });
 
@@ -109,24 +121,55 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     now,
   });
   const held = new HeldMessages(options.visibilityTimeoutSeconds);
+  const admission = new Admission({
+    maxMessages: options.maxMessages ?? null,
+    maxDurationMs: options.maxDurationMs ?? null,
+    dryRun: options.dryRun === true,
+    startedAt: now(),
+  });
+  /** Notified when a receive comes back: its claim on `--max-messages` is free again. */
+  const claims = new Wakeup();
+  /** Aborted at a bound: ends retry back-offs. Long polls are not aborted but end by the deadline. */
+  const boundAbort = new AbortController();
+  let boundReported = false;
   let failure: Failure | null = null;
   let receiversDone = false;
   /** Set while writes fail transiently: receiving more would only burn receive counts. */
   let storeFailing = false;
   let activeWrites = 0;
-  /** A dry run deletes nothing, so its messages come round again: it ends at the first repeat. */
-  const seen: Set<string> | null = options.dryRun === true && options.mode === "drain"
-    ? new Set()
-    : null;
-  let queueRoundDone = false;
+  /**
+   * A dry run of drain prints once the round is done or the buffer is full:
+   * what it gives back can then not come round while it still receives, on a
+   * queue that hands given-back messages out first (local-aws-sqs does).
+   */
+  const gather = options.dryRun === true && options.mode === "drain";
   const tasks = new Set<Promise<void>>();
 
-  const stopped = () => options.stop?.aborted === true || failure !== null || queueRoundDone;
+  const wakeAll = () => {
+    buffer.arrivals.notify();
+    buffer.space.notify();
+    claims.notify();
+  };
+  /** True once a bound is reached; the first time, reports it and wakes every waiting loop. */
+  const boundReached = (): boolean => {
+    if (!admission.closed(now())) return false;
+    if (!boundReported) {
+      boundReported = true;
+      const bound = admission.reached ?? "max-messages";
+      // Past a time bound, a failing write gets only the shutdown grace.
+      if (bound === "max-duration") stopAt ??= now();
+      telemetry.emit({ type: "BoundReached", bound, taken: admission.taken });
+      boundAbort.abort();
+      wakeAll();
+    }
+    return true;
+  };
+  const stopped = () =>
+    options.stop?.aborted === true || failure !== null || admission.roundDone || boundReached();
   const fail = (stage: Stage, error: EtlError) => {
     failure ??= { stage, error };
     pollAbort.abort();
-    buffer.arrivals.notify();
-    buffer.space.notify();
+    wakeAll();
   };
   const track = (task: Promise<void>) => {
     tasks.add(task);
@@ -134,22 +177,27 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   };
 
   async function receiver(): Promise<void> {
+    const retrySignal = AbortSignal.any([pollAbort.signal, boundAbort.signal]);
     while (!stopped()) {
       while (!stopped() && (buffer.full() || storeFailing)) await buffer.space.wait(IDLE_LOOK_MS);
       if (stopped()) return;
+      const max = admission.claim(options.batchSize);
+      if (max === 0) {
+        await claims.wait(IDLE_LOOK_MS);
+        continue;
+      }
+      let waitSeconds = options.waitSeconds;
       const received = await retrying(
-        () =>
-          queue.receive({
-            max: options.batchSize,
-            waitSeconds: options.waitSeconds,
-            signal: pollAbort.signal,
-          }),
+        () => {
+          waitSeconds = admission.waitSeconds(options.waitSeconds, now());
+          return queue.receive({ max, waitSeconds, signal: pollAbort.signal });
+        },
         {
           now,
           deadline: (first) => first + options.maxRetryMs,
           transient: (error) => error instanceof EtlError && error.transient,
           cancelled: stopped,
-          signal: pollAbort.signal,
+          signal: retrySignal,
           onFailure: (error, attempt, retryInMs) => {
             const etl = asEtlError(error);
             telemetry.emit({
@@ -164,22 +212,26 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
           },
         },
       );
+      const sorted = admission.sort(received.ok ? received.value : [], max, now());
+      claims.notify();
+      if (sorted.giveBack.length > 0) track(giveBack(sorted.giveBack, { queue, telemetry }));
+      boundReached();
       if (!received.ok) {
         if (received.error !== null) fail("receive", asEtlError(received.error));
         return;
       }
-      let batch = received.value;
-      if (batch.length === 0) {
+      if (received.value.length === 0) {
+        // The deadline cut this poll short: it proves no empty queue, and
+        // nothing is left to wait for but the deadline.
+        if (waitSeconds < options.waitSeconds) {
+          await claims.wait(admission.untilDeadline(now()) ?? IDLE_LOOK_MS);
+          continue;
+        }
         if (options.mode === "drain") return;
         continue;
       }
-      if (seen !== null) {
-        const fresh = batch.filter((m) => !seen.has(m.id));
-        if (fresh.length < batch.length) queueRoundDone = true;
-        for (const m of fresh) seen.add(m.id);
-        batch = fresh;
-        if (batch.length === 0) continue;
-      }
+      const batch = sorted.taken;
+      if (batch.length === 0) continue;
       telemetry.emit({ type: "BatchReceived", messages: batch.length });
       held.add(batch, now());
       buffer.add(batch);
@@ -223,7 +275,8 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
       // still lets what was received be written and deleted.
       if (failure?.stage === "write") return;
       const closing = receiversDone || stopped();
-      if (buffer.due(closing) && activeWrites < options.writers) {
+      const due = gather ? buffer.pending > 0 && (closing || buffer.full()) : buffer.due(closing);
+      if (due && activeWrites < options.writers) {
         activeWrites++;
         track(commit(buffer.take()));
         continue;
@@ -253,6 +306,16 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
 
   telemetry.markStart();
   const beat = setInterval(() => track(heartbeat()), HEARTBEAT_MS);
+  // Wakes the loops at the deadline (long polls end by it on their own).
+  let deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  const armDeadline = () => {
+    const left = admission.untilDeadline(now());
+    if (left === null) return;
+    deadlineTimer = setTimeout(() => {
+      if (!boundReached()) armDeadline();
+    }, Math.max(1, left));
+  };
+  armDeadline();
   try {
     const flushing = flusher();
     await Promise.all(Array.from({ length: options.concurrency }, () => receiver()));
@@ -262,6 +325,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     while (tasks.size > 0) await Promise.all([...tasks]);
   } finally {
     clearInterval(beat);
+    clearTimeout(deadlineTimer);
     while (tasks.size > 0) await Promise.allSettled([...tasks]);
     options.stop?.removeEventListener("abort", onStop);
   }

@@ -1,7 +1,8 @@
 /**
- * Visibility extension: ChangeMessageVisibilityBatch in chunks of 10, so
- * messages held across a slow commit or a database outage are not handed to
- * another consumer meanwhile.
+ * Visibility: ChangeMessageVisibilityBatch in chunks of 10, so messages
+ * held across a slow commit or a database outage are not handed to another
+ * consumer meanwhile, and (with 0) so messages a run will not process are
+ * visible again at once.
  *
  * @module
  */
@@ -11,8 +12,9 @@ import type { AckResult, ReceivedMessage } from "../types.ts";
 import { callInChunks } from "./_batch.ts";
 
 /**
- * Sets the visibility timeout of each message to `seconds` from now. Never
- * throws: a failed extension only risks a redelivery, which the ledger absorbs.
+ * Sets the visibility timeout of each message to `seconds` from now (0:
+ * visible again at once). Never throws: a failed change only risks a
+ * redelivery (which the ledger absorbs) or a later reappearance.
  */
 export function extendVisibility(
   client: SQSClient,

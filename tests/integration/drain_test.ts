@@ -373,7 +373,9 @@ Deno.test("--dry-run prints masked rows as JSON Lines and writes and deletes not
   assert.match(row.masked_ip, /^k1:/);
   assert.ok(!printed.join("").includes("198.51.100.7"));
   assert.equal(summary.deleted, 0);
-  assert.equal(sqs.counts(queueUrl).inFlight, 2);
+  // Given back at once once printed: nothing held, nothing hidden from other consumers.
+  assert.equal(summary.returned, 2);
+  assert.deepEqual(sqs.counts(queueUrl), { ready: 2, inFlight: 0 });
   const [tables] = await db
     .sql`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = ${db.schema}`;
   assert.equal(tables?.n, 0, "dry run creates nothing");

@@ -626,3 +626,87 @@ Deno.test("fallbackLogFormat() takes the first valid log format among flag, env 
     });
   }
 });
+
+Deno.test("resolveConfig() reads --max-duration as seconds from a flag, LOGIN_ETL_MAX_DURATION or the config file", async (t) => {
+  const cases: {
+    name: string;
+    flags: Flags;
+    env: Env;
+    file?: FileLayer;
+    expected: number | null;
+  }[] = [
+    { name: "unset: no bound", flags: {}, env: {}, expected: null },
+    { name: "flag 1h30m", flags: { "max-duration": "1h30m" }, env: {}, expected: 5400 },
+    { name: "flag in plain seconds", flags: { "max-duration": "90" }, env: {}, expected: 90 },
+    { name: "env 40m", flags: {}, env: { LOGIN_ETL_MAX_DURATION: "40m" }, expected: 2400 },
+    {
+      name: "flag over env",
+      flags: { "max-duration": "90s" },
+      env: { LOGIN_ETL_MAX_DURATION: "40m" },
+      expected: 90,
+    },
+    {
+      name: "config file number as seconds",
+      flags: {},
+      env: {},
+      file: checkConfigFile("run", { "max-duration": 600 }, "f"),
+      expected: 600,
+    },
+    { name: "the top of the range", flags: { "max-duration": "168h" }, env: {}, expected: 604_800 },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, () => {
+      for (const command of ["drain", "run"] as const) {
+        const config = resolveConfig(command, c.flags, { ...WITH_KEY, ...c.env }, c.file);
+        assert.equal(config.maxDurationSeconds, c.expected);
+      }
+    });
+  }
+});
+
+Deno.test("resolveConfig() refuses a bad --max-duration in one line naming where it came from", async (t) => {
+  const must = "must be a duration like 90s, 40m or 1h30m (or whole seconds), from 1s to 168h";
+  const cases: { name: string; flags: Flags; env: Env; expected: string }[] = [
+    {
+      name: "an unknown unit",
+      flags: { "max-duration": "40x" },
+      env: {},
+      expected: `Invalid --max-duration "40x": ${must}`,
+    },
+    {
+      name: "trailing text",
+      flags: { "max-duration": "1h30mx" },
+      env: {},
+      expected: `Invalid --max-duration "1h30mx": ${must}`,
+    },
+    {
+      name: "zero",
+      flags: { "max-duration": "0s" },
+      env: {},
+      expected: `Invalid --max-duration "0s": ${must}`,
+    },
+    {
+      name: "past the range",
+      flags: { "max-duration": "169h" },
+      env: {},
+      expected: `Invalid --max-duration "169h": ${must}`,
+    },
+    {
+      name: "from the environment",
+      flags: {},
+      env: { LOGIN_ETL_MAX_DURATION: "-5m" },
+      expected: `Invalid LOGIN_ETL_MAX_DURATION "-5m": ${must}`,
+    },
+    {
+      name: "a fraction",
+      flags: { "max-messages": "1.5" },
+      env: {},
+      expected: 'Invalid --max-messages "1.5": must be an integer from 1 to 1000000000',
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, () => {
+      assert.equal(configError("drain", c.flags, { ...WITH_KEY, ...c.env }).message, c.expected);
+    });
+  }
+});

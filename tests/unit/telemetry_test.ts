@@ -37,6 +37,9 @@ const ZERO: Snapshot = {
   failuresByCode: {},
   refusedBySqlstate: {},
   inFlight: 0,
+  returned: 0,
+  returnFailed: 0,
+  stoppedAtBound: null,
   firstReceivedAt: null,
   lastFinishedAt: null,
 };
@@ -73,6 +76,15 @@ const COUNTING: { event: TelemetryEvent; changes: Partial<Snapshot> }[] = [
   },
   { event: { type: "MessagesDeleted", count: 9 }, changes: { deleted: 9, lastFinishedAt: "set" } },
   { event: { type: "VisibilityExtended", count: 4 }, changes: { visibilityExtended: 4 } },
+  { event: { type: "MessagesReturned", count: 7 }, changes: { returned: 7 } },
+  {
+    event: { type: "ReturnFailed", count: 2, code: "InternalError" },
+    changes: { returnFailed: 2 },
+  },
+  {
+    event: { type: "BoundReached", bound: "max-duration", taken: 40 },
+    changes: { stoppedAtBound: "max-duration" },
+  },
   {
     event: { type: "DeleteFailed", count: 3, ids: ["a", "b"], code: "ReceiptHandleIsInvalid" },
     changes: { deleteFailed: 3 },
@@ -286,7 +298,13 @@ Deno.test("summary() balances received against inserted, redelivered, rejected a
       for (const event of c.events) telemetry.emit(event);
       const s = telemetry.summary();
       const { duration_ms: _d, active_ms: activeMs, msgs_per_s: rate, ...rest } = s;
-      assert.deepEqual(rest, { ...c.expected, "delete_failed": 0 });
+      assert.deepEqual(rest, {
+        ...c.expected,
+        "delete_failed": 0,
+        returned: 0,
+        "return_failed": 0,
+        "stopped_at_bound": null,
+      });
       const done = s.inserted + s.redelivered + s.rejected;
       assert.equal(rate, activeMs > 0 ? Math.round((done * 1000) / activeMs) : 0);
     });
