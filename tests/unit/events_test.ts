@@ -22,6 +22,9 @@ const SUMMARY: Summary = {
   "active_ms": 1012.250001,
   "msgs_per_s": 11.85,
   balanced: true,
+  returned: 0,
+  "return_failed": 0,
+  "stopped_at_bound": null,
 };
 
 /** One event of every type; times carry fractions, as `performance.now()` differences do. */
@@ -56,6 +59,9 @@ const SAMPLES: { readonly [K in EventType]: Extract<TelemetryEvent, { type: K }>
   RejectsCopied: { type: "RejectsCopied", count: 1 },
   RejectCopyFailed: { type: "RejectCopyFailed", count: 1, ids: ["m-1"], code: "sqs_send" },
   MessagesDeleted: { type: "MessagesDeleted", count: 10 },
+  BoundReached: { type: "BoundReached", bound: "max-messages", taken: 137 },
+  MessagesReturned: { type: "MessagesReturned", count: 3 },
+  ReturnFailed: { type: "ReturnFailed", count: 3, code: "sqs_visibility" },
   VisibilityExtended: { type: "VisibilityExtended", count: 10 },
   ExtendFailed: { type: "ExtendFailed", count: 10, code: "sqs_receive" },
   DeleteFailed: { type: "DeleteFailed", count: 1, ids: ["m-1"], code: "sqs_delete" },
