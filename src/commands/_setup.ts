@@ -75,7 +75,10 @@ export async function loadRunKeys(config: ConsumeConfig, telemetry: Telemetry): 
   };
 }
 
-/** The SQS client of a run; the protocol switch, if any, is logged as it happens. */
+/**
+ * The SQS client of a run; a region override and the protocol switch, if
+ * any, are logged as they happen.
+ */
 export function openQueue(
   config: ConsumeConfig,
   waitSeconds: number,
@@ -89,6 +92,7 @@ export function openQueue(
     waitSeconds,
     onProtocolSwitch: (reason) =>
       telemetry.emit({ type: "SqsProtocolSwitched", protocol: "query", reason }),
+    onRegionOverridden: (override) => telemetry.emit({ type: "RegionOverridden", ...override }),
   });
 }
 
