@@ -90,16 +90,17 @@ export class SqsError extends EtlError {}
 
 /**
  * No AWS credentials were found, or SQS refused them or their rights (an
- * HTTP 403, not an outage): code `sqs_credentials`, never transient, since
- * waiting would not fix it. The message names the credentials' source and
- * never holds a secret. Exit 1.
+ * HTTP 403, not an outage): code `sqs_credentials`, not transient unless
+ * said (only a credential endpoint that may come back is), since waiting
+ * would not fix it. The message names the credentials' source and never
+ * holds a secret. Exit 1.
  */
 export class CredentialsError extends SqsError {
   /** AWS's code (`InvalidClientTokenId`, `ExpiredToken`…), or `NoCredentials` when none was found. */
   readonly awsCode: string;
 
-  constructor(message: string, awsCode: string, options: Omit<EtlErrorOptions, "transient"> = {}) {
-    super("sqs_credentials", message, { ...options, transient: false });
+  constructor(message: string, awsCode: string, options: EtlErrorOptions = {}) {
+    super("sqs_credentials", message, { ...options, transient: options.transient ?? false });
     this.awsCode = awsCode;
   }
 }

@@ -284,11 +284,10 @@ export async function atStart<T>(
   const error = result.error;
   if (error === null) throw new EtlError("internal", `Stopped before the ${what} was reachable`);
   if (attempts > 1 && error instanceof EtlError) {
-    throw new (error.constructor as typeof EtlError)(
-      error.code,
-      `${error.message} (gave up after ${attempts} attempts in ${options.maxRetrySeconds} s, --max-retry-seconds)`,
-      { cause: error.cause, transient: error.transient },
-    );
+    // The same error, only its message longer: a copy through its class's
+    // constructor would assume every class takes (code, message, options).
+    error.message =
+      `${error.message} (gave up after ${attempts} attempts in ${options.maxRetrySeconds} s, --max-retry-seconds)`;
   }
   throw error;
 }

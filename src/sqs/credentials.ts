@@ -2,7 +2,8 @@
  * Credentials, and what to say when they fail: which source the SDK's chain
  * used (or tried), and one line per failure (none found, a missing profile,
  * a refused signature, an expired token, denied access). Such failures are
- * never transient: waiting would not fix them, so they stop a run at once.
+ * not transient: waiting would not fix them, so they stop a run at once.
+ * The one exception is a credential endpoint that may come back (`mayReturn`).
  *
  * @module
  */
@@ -192,6 +193,29 @@ export async function describeChainFailure(
   }); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE`;
 }
 
+/**
+ * True when a failed chain may succeed later: its source is a remote
+ * endpoint the platform runs (the container's credential endpoint, or STS
+ * for a web identity token, as on ECS and EKS) that can be briefly away, or
+ * the error is a remote call's own failure (a network error or a 5xx from
+ * STS or SSO) rather than the SDK finding nothing. Never for a refusal (a
+ * client fault), a missing profile or no source at all: retrying those for
+ * --max-retry-seconds would only delay the line that says what to fix.
+ */
+function mayReturn(error: unknown, awsEnv: Readonly<Record<string, string>>): boolean {
+  if (!(error instanceof Error) || (error as { $fault?: unknown }).$fault === "client") {
+    return false;
+  }
+  const remoteSource = awsEnv["AWS_PROFILE"] === undefined &&
+    [
+      "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+      "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+      "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ]
+      .some((name) => awsEnv[name] !== undefined);
+  return remoteSource || !/ProviderError$/.test(error.name);
+}
+
 /** One line for a refusal, naming the credentials' source and what to check. */
 export function describeRefusal(refusal: AuthRefusal, source: string): string {
   const code = refusal.code;
@@ -215,8 +239,7 @@ export function describeRefusal(refusal: AuthRefusal, source: string): string {
 
 /**
  * Turns every credentials failure of `client`'s calls into one
- * `CredentialsError` (code `sqs_credentials`, never transient), whichever
- * call met it. It sits outermost, so the SDK's retries and the protocol
+ * `CredentialsError` (code `sqs_credentials`), whichever call met it. It sits outermost, so the SDK's retries and the protocol
  * fallback have had their say and the error it sees is the final one.
  */
 export function reportCredentialFailures(
@@ -232,6 +255,7 @@ export function reportCredentialFailures(
         if (credentials.chainFailed(error)) {
           throw new CredentialsError(await describeChainFailure(error, awsEnv), "NoCredentials", {
             cause: error,
+            transient: mayReturn(error, awsEnv),
           });
         }
         const refusal = authRefusal(error);

@@ -313,3 +313,27 @@ Deno.test("a refused connection (a closed local port) is still an outage: retrie
     /ECONNREFUSED.*gave up after \d+ attempts in 2 s/,
   );
 });
+
+Deno.test("a container credential endpoint that does not answer is retried like an outage, then named", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  await using machine = await awsMachine();
+  const result = await timed(
+    ["drain", "--queue-url", AWS_QUEUE_URL, "--dry-run", "--max-retry-seconds", "2"],
+    {
+      ...machine.env,
+      AWS_CONTAINER_CREDENTIALS_FULL_URI: `http://127.0.0.1:${port}/v2/credentials`,
+      LOGIN_ETL_LOG_FORMAT: "json",
+    },
+  );
+  const retries = result.stderr.split("\n").filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l)).filter((e) => e.event === "StageFailed");
+  reportFigures("container endpoint away", { ms: result.ms, retries: retries.length });
+  assert.equal(result.code, 1, result.stderr);
+  assert.ok(retries.length >= 1 && retries.every((e) => e.code === "sqs_credentials"));
+  assert.match(
+    result.stderr.trim().split("\n").at(-1) ?? "",
+    /^error: Cannot load AWS credentials from the container endpoint \(AWS_CONTAINER_CREDENTIALS_FULL_URI\): no credentials in its answer \(gave up after \d+ attempts in 2 s, --max-retry-seconds\)$/,
+  );
+});
