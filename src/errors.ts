@@ -26,6 +26,7 @@ export type ErrorCode =
   | "sqs_receive"
   | "sqs_delete"
   | "sqs_send"
+  | "sqs_credentials"
   | "db_connect"
   | "db_schema"
   | "db_write"
@@ -86,6 +87,23 @@ export class KeyMismatchError extends EtlError {
 
 /** An SQS call failed after the SDK's own retries. Exit 1. */
 export class SqsError extends EtlError {}
+
+/**
+ * No AWS credentials were found, or SQS refused them or their rights (an
+ * HTTP 403, not an outage): code `sqs_credentials`, not transient unless
+ * said (only a credential endpoint that may come back is), since waiting
+ * would not fix it. The message names the credentials' source and never
+ * holds a secret. Exit 1.
+ */
+export class CredentialsError extends SqsError {
+  /** AWS's code (`InvalidClientTokenId`, `ExpiredToken`…), or `NoCredentials` when none was found. */
+  readonly awsCode: string;
+
+  constructor(message: string, awsCode: string, options: EtlErrorOptions = {}) {
+    super("sqs_credentials", message, { ...options, transient: options.transient ?? false });
+    this.awsCode = awsCode;
+  }
+}
 
 /** A Postgres call failed. Exit 1. */
 export class DatabaseError extends EtlError {}

@@ -75,7 +75,10 @@ export async function loadRunKeys(config: ConsumeConfig, telemetry: Telemetry): 
   };
 }
 
-/** The SQS client of a run; the protocol switch, if any, is logged as it happens. */
+/**
+ * The SQS client of a run; a region override and the protocol switch, if
+ * any, are logged as they happen.
+ */
 export function openQueue(
   config: ConsumeConfig,
   waitSeconds: number,
@@ -89,6 +92,7 @@ export function openQueue(
     waitSeconds,
     onProtocolSwitch: (reason) =>
       telemetry.emit({ type: "SqsProtocolSwitched", protocol: "query", reason }),
+    onRegionOverridden: (override) => telemetry.emit({ type: "RegionOverridden", ...override }),
   });
 }
 
@@ -280,11 +284,10 @@ export async function atStart<T>(
   const error = result.error;
   if (error === null) throw new EtlError("internal", `Stopped before the ${what} was reachable`);
   if (attempts > 1 && error instanceof EtlError) {
-    throw new (error.constructor as typeof EtlError)(
-      error.code,
-      `${error.message} (gave up after ${attempts} attempts in ${options.maxRetrySeconds} s, --max-retry-seconds)`,
-      { cause: error.cause, transient: error.transient },
-    );
+    // The same error, only its message longer: a copy through its class's
+    // constructor would assume every class takes (code, message, options).
+    error.message =
+      `${error.message} (gave up after ${attempts} attempts in ${options.maxRetrySeconds} s, --max-retry-seconds)`;
   }
   throw error;
 }

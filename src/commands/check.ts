@@ -234,7 +234,7 @@ async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promis
   return { results, fingerprints, vault: vault !== null };
 }
 
-async function checkQueue(config: CheckConfig): Promise<CheckResult[]> {
+async function checkQueue(config: CheckConfig, telemetry: Telemetry): Promise<CheckResult[]> {
   const name = `queue ${queueNameOf(config.queueUrl)}`;
   const signal = AbortSignal.timeout(SERVICE_TIMEOUT_MS);
   let switched: string | null = null;
@@ -247,6 +247,7 @@ async function checkQueue(config: CheckConfig): Promise<CheckResult[]> {
       awsEnv: config.awsEnv,
       waitSeconds: 0,
       onProtocolSwitch: (reason) => (switched = reason),
+      onRegionOverridden: (override) => telemetry.emit({ type: "RegionOverridden", ...override }),
     });
   } catch (error) {
     return [fail(name, formatError(error, false))];
@@ -416,7 +417,7 @@ export async function runChecks(config: CheckConfig, telemetry: Telemetry): Prom
     return await checkDatabase(config, connection, keys);
   };
   const [queue, db] = await Promise.all([
-    needs.queue ? checkQueue(config) : Promise.resolve([]),
+    needs.queue ? checkQueue(config, telemetry) : Promise.resolve([]),
     database(),
   ]);
   return [...keys.results, ...queue, ...db];

@@ -43,6 +43,7 @@ export async function seed(
     waitSeconds: 0,
     onProtocolSwitch: (reason) =>
       telemetry.emit({ type: "SqsProtocolSwitched", protocol: "query", reason }),
+    onRegionOverridden: (override) => telemetry.emit({ type: "RegionOverridden", ...override }),
   });
   try {
     await ensureQueue(client, config.queueUrl);

@@ -131,7 +131,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     commands: QUEUE_USERS,
     value: "REGION",
     help:
-      "AWS region to sign with (default: the AWS profile's, else the one in the queue URL, else us-east-1)",
+      "Region to sign with when the queue URL is not on AWS (an AWS queue URL's region wins, a different one only warns); default: AWS_DEFAULT_REGION, the AWS profile's, a LocalStack URL's, us-east-1",
   },
   {
     flag: "sqs-protocol",

@@ -54,7 +54,7 @@ interface Base {
 /** Where the queue is and how to talk to it. */
 export interface QueueSettings {
   readonly queueUrl: string;
-  /** `null`: the SDK's region chain, then the queue URL (`sqs/region.ts`). */
+  /** --region or AWS_REGION; `null` when unset. An AWS queue URL's region wins (`sqs/region.ts`). */
   readonly region: string | null;
   readonly sqsProtocol: SqsProtocol;
   /** Environment the AWS SDK reads (credentials, endpoints, profile). */
@@ -724,16 +724,21 @@ export function fallbackLogFormat(
 }
 
 /**
- * AWS variables our code reads to decide the endpoint and whether to sign
- * with the emulators' dummy credentials (`sqs/client.ts`). The SDK reads its
- * own variables itself; the binary may read every `AWS_*` one.
+ * AWS variables our code reads to decide the endpoint, the region, whether
+ * to sign with the emulators' dummy credentials, and to say which credential
+ * source failed (`sqs/`). Never the secret key or session token: the SDK
+ * reads its own variables itself; the binary may read every `AWS_*` one.
  */
 const AWS_ENV_NAMES: readonly string[] = [
   "AWS_ENDPOINT_URL",
   "AWS_ENDPOINT_URL_SQS",
   "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+  "AWS_DEFAULT_REGION",
   "AWS_ACCESS_KEY_ID",
   "AWS_PROFILE",
+  "AWS_CONFIG_FILE",
+  "AWS_SHARED_CREDENTIALS_FILE",
+  "AWS_EC2_METADATA_DISABLED",
   "AWS_WEB_IDENTITY_TOKEN_FILE",
   "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
   "AWS_CONTAINER_CREDENTIALS_FULL_URI",

@@ -124,6 +124,14 @@ export type TelemetryEvent =
   | { readonly type: "StoreRecovered"; readonly afterAttempts: number }
   // SQS
   | { readonly type: "SqsProtocolSwitched"; readonly protocol: "query"; readonly reason: string }
+  | {
+    readonly type: "RegionOverridden";
+    /** The region the AWS queue URL names, which requests are signed for. */
+    readonly region: string;
+    /** The configured region it overrides, and where that came from. */
+    readonly configured: string;
+    readonly configuredFrom: string;
+  }
   | { readonly type: "SentTimestampMissing"; readonly receivedAtMs: number }
   | {
     readonly type: "QueueSeeded";
@@ -473,6 +481,16 @@ export const EVENTS: {
     level: "info",
     message: (e) => `SQS endpoint speaks the ${e.protocol} protocol only: using it`,
     fields: (e) => ({ protocol: e.protocol, reason: e.reason }),
+  },
+  RegionOverridden: {
+    level: "warn",
+    message: (e) =>
+      `the queue URL names region ${e.region}, but ${e.configuredFrom} says ${e.configured}: signing for ${e.region}, where the queue lives`,
+    fields: (e) => ({
+      region: e.region,
+      configured_region: e.configured,
+      configured_from: e.configuredFrom,
+    }),
   },
   SentTimestampMissing: {
     level: "warn",

@@ -7,6 +7,7 @@
  */
 
 import type { AckResult, ReceivedMessage } from "../types.ts";
+import { CredentialsError } from "../errors.ts";
 import { describeAwsError } from "./_errors.ts";
 
 /** SQS accepts at most 10 entries per SendMessageBatch / DeleteMessageBatch / ReceiveMessage. */
@@ -79,7 +80,9 @@ async function callChunk(
       })),
     };
   } catch (error) {
-    const code = describeAwsError(error).split(":")[0] ?? "Unknown";
+    const code = error instanceof CredentialsError
+      ? error.awsCode
+      : describeAwsError(error).split(":")[0] ?? "Unknown";
     return { succeeded: [], failed: messages.map((m) => ({ id: m.id, code })) };
   }
 }

@@ -1,7 +1,7 @@
 /**
  * What an AWS SDK error means for us: a short description without request
- * details, whether a retry may succeed, and whether the endpoint speaks
- * another wire protocol than the one we used.
+ * details, whether a retry may succeed, whether the endpoint speaks another
+ * wire protocol than the one we used, and whether it refused our credentials.
  *
  * @module
  */
@@ -9,6 +9,7 @@
 /** The SDK's error metadata we read. */
 interface AwsErrorShape {
   readonly Code?: string;
+  readonly message?: string;
   readonly $fault?: string;
   readonly $retryable?: unknown;
   readonly $metadata?: { readonly httpStatusCode?: number };
@@ -87,4 +88,63 @@ export function isTransientAwsError(error: unknown): boolean {
   const meta = error as AwsErrorShape;
   if (meta.$retryable !== undefined || THROTTLING.test(error.name)) return true;
   return meta.$fault !== "client";
+}
+
+/** How a refusal of our credentials reads, each with its own fix. */
+export type RefusalKind = "signature" | "unknown-key" | "expired" | "clock" | "denied" | "other";
+
+/** AWS refused a request for its credentials or their rights. */
+export interface AuthRefusal {
+  readonly kind: RefusalKind;
+  /** AWS's code, e.g. `InvalidClientTokenId`. */
+  readonly code: string;
+  /** AWS's message (kept for `denied`, where it names the missing action). */
+  readonly message: string;
+}
+
+/**
+ * AWS's codes for refused credentials, both protocols' spellings: the Query
+ * code (also the JSON answer's `x-amzn-query-error`, which the SDK names the
+ * error after) and the JSON `__type`. Some of these come as HTTP 400, so the
+ * code decides, and any other 403 counts too.
+ */
+const REFUSALS: Readonly<Record<string, RefusalKind>> = {
+  SignatureDoesNotMatch: "signature",
+  InvalidSignatureException: "signature",
+  IncompleteSignature: "signature",
+  IncompleteSignatureException: "signature",
+  MissingAuthenticationToken: "signature",
+  MissingAuthenticationTokenException: "signature",
+  InvalidClientTokenId: "unknown-key",
+  UnrecognizedClientException: "unknown-key",
+  InvalidAccessKeyId: "unknown-key",
+  ExpiredToken: "expired",
+  ExpiredTokenException: "expired",
+  TokenRefreshRequired: "expired",
+  RequestExpired: "clock",
+  RequestTimeTooSkewed: "clock",
+  RequestInTheFuture: "clock",
+  AccessDenied: "denied",
+  AccessDeniedException: "denied",
+  AuthorizationError: "denied",
+  AuthFailure: "denied",
+  KmsAccessDenied: "denied",
+};
+
+/**
+ * The refusal an AWS error is, when SQS refused the request's credentials or
+ * their rights (a 403 of any code, or a code of `REFUSALS`); `null` for
+ * every other error. A refused connection is not one: no answer came.
+ */
+export function authRefusal(error: unknown): AuthRefusal | null {
+  if (!(error instanceof Error)) return null;
+  const shape = error as AwsErrorShape;
+  const code = (shape.Code ?? error.name).split("#").pop() ?? error.name;
+  const kind = REFUSALS[code] ??
+    (/AccessDenied/.test(code)
+      ? "denied"
+      : shape.$metadata?.httpStatusCode === 403 && protocolMismatch(error) === null
+      ? "other"
+      : null);
+  return kind === null ? null : { kind, code, message: error.message };
 }

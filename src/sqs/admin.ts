@@ -12,7 +12,7 @@ import {
   QueueDoesNotExist,
   type SQSClient,
 } from "@aws-sdk/client-sqs";
-import { SqsError } from "../errors.ts";
+import { CredentialsError, SqsError } from "../errors.ts";
 import { describeAwsError, isTransientAwsError } from "./_errors.ts";
 
 /** The queue name: the last path segment of its URL. */
@@ -42,7 +42,8 @@ export interface QueueAttributes {
  * Reads the queue's attributes; also the first call of a run, so a wrong URL
  * or unreachable endpoint fails here with one clear line.
  *
- * @throws {SqsError} code `sqs_queue`
+ * @throws {SqsError} code `sqs_queue`, or {CredentialsError} when the credentials are
+ *   missing or refused
  */
 export async function readQueueAttributes(
   client: SQSClient,
@@ -64,6 +65,7 @@ export async function readQueueAttributes(
       options.signal === undefined ? {} : { abortSignal: options.signal },
     );
   } catch (error) {
+    if (error instanceof CredentialsError) throw error;
     const missing = isQueueMissing(error);
     throw new SqsError(
       "sqs_queue",
@@ -101,7 +103,8 @@ export async function readQueueAttributes(
 /**
  * Returns the URL of the queue named by `queueUrl`, creating it when missing.
  *
- * @throws {SqsError} code `sqs_queue`
+ * @throws {SqsError} code `sqs_queue`, or {CredentialsError} when the credentials are
+ *   missing or refused
  */
 export async function ensureQueue(client: SQSClient, queueUrl: string): Promise<string> {
   const name = queueNameOf(queueUrl);
@@ -109,6 +112,7 @@ export async function ensureQueue(client: SQSClient, queueUrl: string): Promise<
     const found = await client.send(new GetQueueUrlCommand({ QueueName: name }));
     if (found.QueueUrl !== undefined) return queueUrl;
   } catch (error) {
+    if (error instanceof CredentialsError) throw error;
     if (!isQueueMissing(error)) {
       throw new SqsError(
         "sqs_queue",
@@ -123,6 +127,7 @@ export async function ensureQueue(client: SQSClient, queueUrl: string): Promise<
     await client.send(new CreateQueueCommand({ QueueName: name }));
     return queueUrl;
   } catch (error) {
+    if (error instanceof CredentialsError) throw error;
     throw new SqsError("sqs_queue", `Cannot create queue ${name}: ${describeAwsError(error)}`, {
       cause: error,
     });

@@ -8,7 +8,8 @@
 import { SQSClient } from "@aws-sdk/client-sqs";
 import { AwsQueryProtocol } from "@aws-sdk/core/protocols";
 import { protocolMismatch } from "./_errors.ts";
-import { type ResolvedRegion, resolveRegion } from "./region.ts";
+import { clientCredentials, reportCredentialFailures } from "./credentials.ts";
+import { awsQueueHost, type ResolvedRegion, resolveRegion } from "./region.ts";
 
 /**
  * The SQS wire protocol: `json` (what the SDK sends, and AWS and LocalStack
@@ -65,6 +66,8 @@ export interface SqsEndpoint {
  * Resolves the endpoint as the SDK documents (service variable, then global
  * variable), else the queue URL's origin when it is not an AWS host. Passing
  * it explicitly also stops the SDK's per-call "QueueUrl differs" warning.
+ * For an AWS host the SDK builds the endpoint from the region, which the
+ * queue URL sets (`sqs/region.ts`), so requests go where the queue lives.
  */
 export function resolveSqsEndpoint(
   queueUrl: string,
@@ -87,7 +90,7 @@ export function resolveSqsEndpoint(
 /** What the client needs from configuration. */
 export interface SqsClientOptions {
   readonly queueUrl: string;
-  /** `null`: resolve it (`sqs/region.ts`). */
+  /** --region or AWS_REGION; `null` when unset (`sqs/region.ts` decides). */
   readonly region: string | null;
   readonly protocol: SqsProtocol;
   readonly awsEnv: Readonly<Record<string, string>>;
@@ -97,8 +100,17 @@ export interface SqsClientOptions {
   readonly verifyMd5?: boolean;
   /** Told once, when `auto` switches to Query, with the answer that showed why. */
   readonly onProtocolSwitch?: (reason: string) => void;
+  /** Told once, at creation, when an AWS queue URL's region overrides a configured one. */
+  readonly onRegionOverridden?: (override: RegionOverride) => void;
   /** The SDK's region chain; tests replace it. */
   readonly regionChain?: () => Promise<string | null>;
+}
+
+/** An AWS queue URL's region, and the configured one it overrides. */
+export interface RegionOverride {
+  readonly region: string;
+  readonly configured: string;
+  readonly configuredFrom: string;
 }
 
 /** The client and what was decided in making it, for the start log line. */
@@ -126,6 +138,8 @@ function queryProtocol(): AwsQueryProtocol {
  * Creates the SQS client. Against a non-AWS endpoint with no credentials in
  * the environment, it signs with the dummy pair `test`/`test` that LocalStack
  * and other emulators accept, so a queue URL alone is enough locally.
+ * Missing or refused credentials fail every call with one `CredentialsError`
+ * (`sqs/credentials.ts`).
  *
  * With `auto`, a middleware at the start of every call catches an answer that
  * shows a protocol mismatch, switches the client's protocol to Query once and
@@ -133,23 +147,39 @@ function queryProtocol(): AwsQueryProtocol {
  */
 export async function createSqsClient(options: SqsClientOptions): Promise<SqsConnection> {
   const endpoint = resolveSqsEndpoint(options.queueUrl, options.awsEnv);
-  const region = await resolveRegion(options.region, options.queueUrl, options.regionChain);
+  const region = await resolveRegion(options.queueUrl, {
+    explicit: options.region,
+    awsEnv: options.awsEnv,
+    ...(options.regionChain === undefined ? {} : { sdkChain: options.regionChain }),
+  });
+  if (region.overridden !== null) {
+    options.onRegionOverridden?.({
+      region: region.region,
+      configured: region.overridden.region,
+      configuredFrom: region.overridden.source,
+    });
+  }
   const hasCredentials = CREDENTIAL_VARS.some((name) => options.awsEnv[name] !== undefined);
+  // Never the dummy pair for an AWS host, even one given by AWS_ENDPOINT_URL
+  // (a VPC or FIPS endpoint): there the SDK's own chain (instance role, ~/.aws) applies.
+  const credentials = clientCredentials(options.awsEnv, {
+    emulatorPair: endpoint.source !== "aws" &&
+      !isAwsHost(new URL(endpoint.endpoint ?? options.queueUrl).hostname) && !hasCredentials,
+  });
+  // The SDK's own endpoint for an AWS queue URL: the FIPS or dual-stack one
+  // when the URL names it (a custom endpoint with either flag is refused).
+  const variant = endpoint.endpoint === undefined ? awsQueueHost(options.queueUrl) : null;
   let current: "json" | "query" = options.protocol === "query" ? "query" : "json";
   const client = new SQSClient({
     region: region.region,
     ...(endpoint.endpoint === undefined ? {} : { endpoint: endpoint.endpoint }),
+    ...(variant?.fips === true ? { useFipsEndpoint: true } : {}),
+    ...(variant?.dualStack === true ? { useDualstackEndpoint: true } : {}),
     ...(current === "query" ? { protocol: queryProtocol() } : {}),
     // The endpoint is decided above; never let a QueueUrl on another host
     // redirect calls (the SDK would also warn on the console for each).
     useQueueUrlAsEndpoint: false,
-    // Never for an AWS host, even one given by AWS_ENDPOINT_URL (a VPC or
-    // FIPS endpoint): there the SDK's own chain (instance role, ~/.aws) applies.
-    ...(endpoint.source !== "aws" &&
-        !isAwsHost(new URL(endpoint.endpoint ?? options.queueUrl).hostname) &&
-        !hasCredentials
-      ? { credentials: { accessKeyId: "test", secretAccessKey: "test" } }
-      : {}),
+    ...credentials.config,
     maxAttempts: 3,
     // Received bodies are checked against MD5OfBody only when asked: over TLS
     // (every AWS endpoint) integrity is already assured, and hashing every
@@ -190,5 +220,6 @@ export async function createSqsClient(options: SqsClientOptions): Promise<SqsCon
       { step: "initialize", name: "loginEtlSqsProtocolFallback" },
     );
   }
+  reportCredentialFailures(client, credentials, options.awsEnv);
   return { client, endpoint, region, protocol: () => current };
 }

@@ -11,7 +11,7 @@ import {
   ReceiveMessageCommand,
   type SQSClient,
 } from "@aws-sdk/client-sqs";
-import { SqsError } from "../errors.ts";
+import { CredentialsError, SqsError } from "../errors.ts";
 import type { ReceivedMessage } from "../types.ts";
 import { describeAwsError, isTransientAwsError } from "./_errors.ts";
 import { COPY_ATTRIBUTES } from "./send.ts";
@@ -70,7 +70,8 @@ function isAbort(error: unknown, signal: AbortSignal | undefined): boolean {
 /**
  * Receives up to `max` messages. An aborted poll resolves to none.
  *
- * @throws {SqsError} code `sqs_receive` when the call fails after the SDK's retries
+ * @throws {SqsError} code `sqs_receive` when the call fails after the SDK's retries, or
+ *   {CredentialsError} when the credentials are missing or refused
  */
 export async function receiveMessages(
   client: SQSClient,
@@ -94,6 +95,7 @@ export async function receiveMessages(
     );
   } catch (error) {
     if (isAbort(error, options.signal)) return { messages: [], undated: 0 };
+    if (error instanceof CredentialsError) throw error;
     throw new SqsError("sqs_receive", `ReceiveMessage failed: ${describeAwsError(error)}`, {
       cause: error,
       transient: isTransientAwsError(error),

@@ -1,53 +1,105 @@
 /**
- * The region requests are signed for: the flag or AWS_REGION, else the SDK's
- * own chain (the profile in ~/.aws/config), else the region named in the queue
- * URL, else us-east-1, which local emulators accept.
+ * The region requests are signed for. A queue URL on an AWS host names the
+ * region the queue lives in, and a request signed for any other region is
+ * refused, so that region wins over every configured one (which only earns a
+ * warning when it differs). For other hosts (emulators) the configured region
+ * decides: the flag or AWS_REGION, then AWS_DEFAULT_REGION, then the SDK's
+ * own chain (the profile in ~/.aws/config), then a region the URL names in
+ * LocalStack's forms, then us-east-1, which local emulators accept.
  *
  * @module
  */
 
 import { SQSClient } from "@aws-sdk/client-sqs";
 
-/** Where the region came from, for the start log line. */
-export type RegionSource = "--region or AWS_REGION" | "AWS config" | "queue URL" | "fallback";
+/** Where the region came from, for the start log line and the warning. */
+export type RegionSource =
+  | "queue URL"
+  | "--region or AWS_REGION"
+  | "AWS_DEFAULT_REGION"
+  | "AWS config"
+  | "fallback";
 
 /** A region and why. */
-export interface ResolvedRegion {
+export interface RegionChoice {
   readonly region: string;
   readonly source: RegionSource;
+}
+
+/** The region in use, and a configured one an AWS queue URL's overrode (`null`: none differs). */
+export interface ResolvedRegion extends RegionChoice {
+  readonly overridden: RegionChoice | null;
 }
 
 /** The region of last resort: what LocalStack and other emulators sign with by default. */
 export const FALLBACK_REGION = "us-east-1";
 
 const REGION = "([a-z]{2}(?:-[a-z]+)+-\\d)";
-/** Host forms that name a region, AWS's and LocalStack's. */
-const HOST_PATTERNS: readonly RegExp[] = [
-  // sqs.eu-west-1.amazonaws.com, sqs-fips.us-east-1.amazonaws.com, sqs.us-east-1.api.aws,
-  // sqs.us-east-1.localhost.localstack.cloud
-  new RegExp(`^sqs(?:-fips)?\\.${REGION}\\.`),
+
+/** What an AWS queue URL's host says: the region, and the endpoint variant it names. */
+export interface AwsQueueHost {
+  readonly region: string;
+  /** `sqs-fips.*`: the FIPS endpoint. */
+  readonly fips: boolean;
+  /** `*.api.aws`: the dual-stack (IPv4 and IPv6) endpoint. */
+  readonly dualStack: boolean;
+}
+
+/** AWS's SQS host forms, each capturing the region (`sqs/client.ts` knows AWS hosts at large). */
+const AWS_HOSTS: readonly RegExp[] = [
+  // sqs.eu-west-1.amazonaws.com, sqs-fips.us-east-1.amazonaws.com, the .amazonaws.com.cn
+  // forms of China, and the dual-stack sqs.eu-west-1.api.aws
+  new RegExp(`^sqs(?:-fips)?\\.${REGION}\\.(?:amazonaws\\.com(?:\\.cn)?|api\\.aws)$`),
   // the legacy eu-west-1.queue.amazonaws.com
   new RegExp(`^${REGION}\\.queue\\.amazonaws\\.com(?:\\.cn)?$`),
+  // an interface VPC endpoint: vpce-0abc-def.sqs.eu-west-1.vpce.amazonaws.com
+  new RegExp(`^vpce-[a-z0-9-]+\\.sqs\\.${REGION}\\.vpce\\.amazonaws\\.com(?:\\.cn)?$`),
 ];
 
 /**
- * The region a queue URL names, if any: in its host (AWS's and LocalStack's
- * domain style), in LocalStack's path style `/queue/<region>/<account>/<name>`,
- * or us-east-1 for AWS's legacy `queue.amazonaws.com`.
+ * The region and endpoint variant an AWS queue URL names, or `null` for any
+ * other host (emulators, LocalStack's look-alike `*.localstack.cloud` names).
+ * AWS's legacy `queue.amazonaws.com` is us-east-1.
+ */
+export function awsQueueHost(queueUrl: string): AwsQueueHost | null {
+  let host: string;
+  try {
+    host = new URL(queueUrl).hostname.toLowerCase();
+  } catch {
+    return null;
+  }
+  if (host === "queue.amazonaws.com") {
+    return { region: "us-east-1", fips: false, dualStack: false };
+  }
+  for (const pattern of AWS_HOSTS) {
+    const match = pattern.exec(host);
+    if (match?.[1] !== undefined) {
+      return {
+        region: match[1],
+        fips: host.startsWith("sqs-fips."),
+        dualStack: host.endsWith(".api.aws"),
+      };
+    }
+  }
+  return null;
+}
+
+/**
+ * The region a queue URL names, if any: an AWS host's (`awsQueueHost`), or
+ * one of LocalStack's forms, `sqs.<region>.localhost.localstack.cloud` and
+ * the path style `/queue/<region>/<account>/<name>`.
  */
 export function regionFromQueueUrl(queueUrl: string): string | null {
+  const aws = awsQueueHost(queueUrl);
+  if (aws !== null) return aws.region;
   let url: URL;
   try {
     url = new URL(queueUrl);
   } catch {
     return null;
   }
-  const host = url.hostname.toLowerCase();
-  for (const pattern of HOST_PATTERNS) {
-    const match = pattern.exec(host);
-    if (match?.[1] !== undefined) return match[1];
-  }
-  if (host === "queue.amazonaws.com") return "us-east-1";
+  const host = new RegExp(`^sqs\\.${REGION}\\.`).exec(url.hostname.toLowerCase());
+  if (host?.[1] !== undefined) return host[1];
   const path = new RegExp(`^/queue/${REGION}/`).exec(url.pathname);
   return path?.[1] ?? null;
 }
@@ -69,19 +121,49 @@ export async function regionFromSdkChain(): Promise<string | null> {
   }
 }
 
+/** What `resolveRegion` reads besides the queue URL. */
+export interface RegionInputs {
+  /** --region or AWS_REGION (or the config file's `region`); `null` when unset. */
+  readonly explicit: string | null;
+  /** AWS_* variables as configuration read them (AWS_DEFAULT_REGION). */
+  readonly awsEnv?: Readonly<Record<string, string>>;
+  /** The SDK's region chain; tests replace it. */
+  readonly sdkChain?: () => Promise<string | null>;
+}
+
+/** The configured region in the AWS CLI's order: flag/AWS_REGION, AWS_DEFAULT_REGION, profile. */
+async function configuredRegion(inputs: RegionInputs): Promise<RegionChoice | null> {
+  if (inputs.explicit !== null) {
+    return { region: inputs.explicit, source: "--region or AWS_REGION" };
+  }
+  const fromDefault = inputs.awsEnv?.["AWS_DEFAULT_REGION"];
+  if (fromDefault !== undefined && fromDefault !== "") {
+    return { region: fromDefault, source: "AWS_DEFAULT_REGION" };
+  }
+  const fromChain = await (inputs.sdkChain ?? regionFromSdkChain)();
+  return fromChain === null ? null : { region: fromChain, source: "AWS config" };
+}
+
 /**
- * Picks the region: the explicit one, then the SDK's chain, then the queue
- * URL, then us-east-1.
+ * Picks the region: an AWS queue URL's, noting a configured region that
+ * differs; for other hosts the configured one, then a region the URL names,
+ * then us-east-1.
  */
 export async function resolveRegion(
-  explicit: string | null,
   queueUrl: string,
-  sdkChain: () => Promise<string | null> = regionFromSdkChain,
+  inputs: RegionInputs,
 ): Promise<ResolvedRegion> {
-  if (explicit !== null) return { region: explicit, source: "--region or AWS_REGION" };
-  const fromChain = await sdkChain();
-  if (fromChain !== null) return { region: fromChain, source: "AWS config" };
+  const configured = await configuredRegion(inputs);
+  const aws = awsQueueHost(queueUrl);
+  if (aws !== null) {
+    return {
+      region: aws.region,
+      source: "queue URL",
+      overridden: configured !== null && configured.region !== aws.region ? configured : null,
+    };
+  }
+  if (configured !== null) return { ...configured, overridden: null };
   const fromUrl = regionFromQueueUrl(queueUrl);
-  if (fromUrl !== null) return { region: fromUrl, source: "queue URL" };
-  return { region: FALLBACK_REGION, source: "fallback" };
+  if (fromUrl !== null) return { region: fromUrl, source: "queue URL", overridden: null };
+  return { region: FALLBACK_REGION, source: "fallback", overridden: null };
 }

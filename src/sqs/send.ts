@@ -8,7 +8,7 @@
 import { SendMessageBatchCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { callInChunks, SQS_MAX_BATCH } from "./_batch.ts";
 import type { AckResult, ReceivedMessage, RejectNote } from "../types.ts";
-import { SqsError } from "../errors.ts";
+import { CredentialsError, SqsError } from "../errors.ts";
 import { describeAwsError } from "./_errors.ts";
 import { utf8Length } from "../validate.ts";
 
@@ -17,7 +17,8 @@ import { utf8Length } from "../validate.ts";
  * an iterable so a large seed never holds all of them in memory.
  *
  * @returns how many messages SQS accepted
- * @throws {SqsError} code `sqs_send` when a call fails or SQS refuses an entry
+ * @throws {SqsError} code `sqs_send` when a call fails or SQS refuses an entry, or
+ *   {CredentialsError} when the credentials are missing or refused
  */
 export async function sendBodies(
   client: SQSClient,
@@ -47,6 +48,7 @@ export async function sendBodies(
           }),
         );
       } catch (error) {
+        if (error instanceof CredentialsError) throw error;
         throw new SqsError("sqs_send", `SendMessageBatch failed: ${describeAwsError(error)}`, {
           cause: error,
         });

@@ -59,6 +59,12 @@ const SAMPLES: { readonly [K in EventType]: Extract<TelemetryEvent, { type: K }>
   RejectsCopied: { type: "RejectsCopied", count: 1 },
   RejectCopyFailed: { type: "RejectCopyFailed", count: 1, ids: ["m-1"], code: "sqs_send" },
   MessagesDeleted: { type: "MessagesDeleted", count: 10 },
+  RegionOverridden: {
+    type: "RegionOverridden",
+    region: "eu-west-1",
+    configured: "us-east-1",
+    configuredFrom: "AWS config",
+  },
   BoundReached: { type: "BoundReached", bound: "max-messages", taken: 137 },
   MessagesReturned: { type: "MessagesReturned", count: 3 },
   ReturnFailed: { type: "ReturnFailed", count: 3, code: "sqs_visibility" },

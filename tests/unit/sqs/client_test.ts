@@ -1,6 +1,8 @@
-// Unit tests of src/sqs/client.ts: resolveSqsEndpoint() precedence, isAwsHost() and loopbackForLocalhost().
+// Unit tests of src/sqs/client.ts: resolveSqsEndpoint() precedence, isAwsHost(),
+// loopbackForLocalhost(), and the endpoint and region an AWS queue URL sets.
 import assert from "node:assert/strict";
 import {
+  createSqsClient,
   isAwsHost,
   loopbackForLocalhost,
   resolveSqsEndpoint,
@@ -160,4 +162,61 @@ Deno.test("chunkBySize() cuts at 10 items or the byte cap, whichever comes first
   // Order and contents are kept.
   const items = [5, 90, 7, 3, 100, 1];
   assert.deepEqual(chunkBySize(items, 10, 100, (n) => n).flat(), items);
+});
+
+Deno.test("createSqsClient() resolves an AWS queue URL's own endpoint and region, whatever region is configured", async (t) => {
+  const cases = [
+    [
+      "https://sqs.eu-west-1.amazonaws.com/1/q",
+      "eu-west-1",
+      "https://sqs.eu-west-1.amazonaws.com/",
+    ],
+    [
+      "https://sqs-fips.us-east-2.amazonaws.com/1/q",
+      "us-east-2",
+      "https://sqs-fips.us-east-2.amazonaws.com/",
+    ],
+    ["https://sqs.ap-south-1.api.aws/1/q", "ap-south-1", "https://sqs.ap-south-1.api.aws/"],
+    [
+      "https://sqs.cn-north-1.amazonaws.com.cn/1/q",
+      "cn-north-1",
+      "https://sqs.cn-north-1.amazonaws.com.cn/",
+    ],
+    [
+      "https://eu-west-3.queue.amazonaws.com/1/q",
+      "eu-west-3",
+      "https://sqs.eu-west-3.amazonaws.com/",
+    ],
+    ["https://queue.amazonaws.com/1/q", "us-east-1", "https://sqs.us-east-1.amazonaws.com/"],
+  ] as const;
+  for (const [queueUrl, region, endpoint] of cases) {
+    await t.step(
+      `createSqsClient() signs ${queueUrl} for ${region} and sends it to ${endpoint}`,
+      async () => {
+        const overrides: string[] = [];
+        const { client, region: chosen } = await createSqsClient({
+          queueUrl,
+          region: "sa-east-1",
+          protocol: "json",
+          awsEnv: {},
+          waitSeconds: 1,
+          onRegionOverridden: (o) => overrides.push(`${o.configured}->${o.region}`),
+        });
+        try {
+          assert.equal(chosen.region, region);
+          assert.equal(await client.config.region(), region);
+          // The client's own endpoint rules, fed its own settings.
+          const resolved = client.config.endpointProvider({
+            Region: await client.config.region(),
+            UseFIPS: await client.config.useFipsEndpoint(),
+            UseDualStack: await client.config.useDualstackEndpoint(),
+          });
+          assert.equal(resolved.url.href, endpoint);
+          assert.deepEqual(overrides, [`sa-east-1->${region}`]);
+        } finally {
+          client.destroy();
+        }
+      },
+    );
+  }
 });
