@@ -170,7 +170,7 @@ export async function describeChainFailure(
   ) {
     if (awsEnv[name] !== undefined) {
       return `Cannot load AWS credentials from the container endpoint (${name}): ${
-        sdkSays ?? "no credentials in its answer"
+        sdkSays ?? "it gave no credentials (no answer, or none in it)"
       }`;
     }
   }

@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { generateBodies } from "../../src/seed/generate.ts";
-import { type CliResult, runCli } from "../helpers/cli.ts";
+import { type CliResult, failureLine, runCli } from "../helpers/cli.ts";
 import { DATABASE_URL, reportFigures, startSqs, TEST_SECRET } from "../helpers/services.ts";
 import { startLocalAwsSqs } from "../helpers/sqs_endpoints.ts";
 import {
@@ -333,7 +333,7 @@ Deno.test("a container credential endpoint that does not answer is retried like 
   assert.equal(result.code, 1, result.stderr);
   assert.ok(retries.length >= 1 && retries.every((e) => e.code === "sqs_credentials"));
   assert.match(
-    result.stderr.trim().split("\n").at(-1) ?? "",
-    /^error: Cannot load AWS credentials from the container endpoint \(AWS_CONTAINER_CREDENTIALS_FULL_URI\): no credentials in its answer \(gave up after \d+ attempts in 2 s, --max-retry-seconds\)$/,
+    failureLine(result),
+    /^error: Cannot load AWS credentials from the container endpoint \(AWS_CONTAINER_CREDENTIALS_FULL_URI\): it gave no credentials \(no answer, or none in it\) \(gave up after \d+ attempts in 2 s, --max-retry-seconds\)$/,
   );
 });

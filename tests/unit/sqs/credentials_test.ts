@@ -54,7 +54,7 @@ Deno.test("describeChainFailure() names the source tried and why it gave nothing
           name: "the container endpoint",
           env: { ...files, AWS_CONTAINER_CREDENTIALS_FULL_URI: "http://127.0.0.1:1/creds" },
           expected:
-            "Cannot load AWS credentials from the container endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI): no credentials in its answer",
+            "Cannot load AWS credentials from the container endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI): it gave no credentials (no answer, or none in it)",
         },
         {
           name: "the web identity token",
