@@ -439,7 +439,12 @@ BEGIN
     RAISE EXCEPTION 'State schema % already holds login-etl''s tables for schema %: give schema % its own state schema (--state-schema, or login_etl.state_schema with psql)',
       state, coalesce(served, 'unknown'), data USING ERRCODE = '42P06';
   END IF;
-  EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', state);
+  -- Only when missing: even with IF NOT EXISTS, CREATE SCHEMA needs CREATE on
+  -- the database, which an owner role migrating into a schema the DBA made
+  -- for it lacks.
+  IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = state) THEN
+    EXECUTE format('CREATE SCHEMA %I', state);
+  END IF;
   FOR grantee IN
     SELECT g.role, bool_or(g.owner) AS owner FROM (
       SELECT c.relowner AS role, true AS owner, c.relacl AS acl FROM pg_class c

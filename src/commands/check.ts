@@ -13,7 +13,13 @@
 import type { CheckConfig } from "../config/resolve.ts";
 import { loadPgConnection, type PgConnection } from "../db/connection.ts";
 import { LATEST_VERSION } from "../db/migrations.ts";
-import { checkConnection, Database, type Deployment, describeDbError, type Sql } from "../db/pool.ts";
+import {
+  checkConnection,
+  Database,
+  type Deployment,
+  describeDbError,
+  type Sql,
+} from "../db/pool.ts";
 import { type SchemaState, schemaState } from "../db/schema.ts";
 import { ident, type Schemas } from "../db/schemas.ts";
 import { formatError } from "../errors.ts";
@@ -147,7 +153,9 @@ async function missingPrivileges(
   for (const home of new Set(wanted.map((p) => p.in))) {
     const name = home === "data" ? schemas.schema : schemas.stateSchema;
     const [row] = await sql<{ has: boolean }[]>`
-      SELECT coalesce(has_schema_privilege(to_regnamespace(${ident(name)}), 'USAGE'), false) AS has`;
+      SELECT coalesce(has_schema_privilege(to_regnamespace(${
+      ident(name)
+    }), 'USAGE'), false) AS has`;
     usable.set(home, row?.has === true);
     if (row?.has !== true) missing.push(`USAGE on schema ${name}`);
   }
@@ -363,7 +371,17 @@ async function checkDatabase(
     try {
       state = await schemaState(sql, schemas);
     } catch (error) {
-      results.push(fail("schema", `${where}: ${formatError(error, false)}`));
+      const denied = (error as { code?: unknown }).code === "42501";
+      results.push(
+        fail(
+          "schema",
+          `${where}: ${formatError(error, false)}${
+            denied
+              ? `; the role needs USAGE on schema ${config.stateSchema} (see sql/roles.sql)`
+              : ""
+          }`,
+        ),
+      );
       return results;
     }
     const blocker = state.pending.length === 0 ? null : await mayMigrate(sql, schemas);
@@ -437,9 +455,7 @@ async function checkRegistry(
     (await sql<{ key_id: string; fingerprint: string }[]>`
       SELECT key_id, fingerprint FROM ${
       sql(schemas.stateSchema)
-    }.login_etl_keys WHERE key_id = ANY(${
-      fingerprints.map(([id]) => id)
-    })`)
+    }.login_etl_keys WHERE key_id = ANY(${fingerprints.map(([id]) => id)})`)
       .map((r) => [r.key_id, r.fingerprint]),
   );
   const wrong = fingerprints.filter(([id, fp]) => recorded.has(id) && recorded.get(id) !== fp)

@@ -27,7 +27,8 @@ export async function migrateCommand(
     max: 1,
   });
   await checkConnection(database.sql, connection);
-  const where = `schema ${config.schema} (state schema ${config.stateSchema}) at ${connection.display}`;
+  const where =
+    `schema ${config.schema} (state schema ${config.stateSchema}) at ${connection.display}`;
   if (config.dryRun) {
     const state = await schemaState(database.sql, database.schemas);
     io.writeStdout(

@@ -61,6 +61,20 @@ function stateSchemaTaken(schemas: Schemas, served: string): ConfigError {
  * @throws {ConfigError} when the state schema serves another data schema
  */
 export async function schemaState(sql: Sql, schemas: Schemas): Promise<SchemaState> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await readSchemaState(sql, schemas);
+    } catch (error) {
+      // A migration to version 6 committed between reading the catalog and
+      // reading the table it named (a consumer starting beside another):
+      // the catalog now says where the table went.
+      const moved = (error as { code?: unknown }).code === "42P01";
+      if (!moved || attempt === 3) throw error;
+    }
+  }
+}
+
+async function readSchemaState(sql: Sql, schemas: Schemas): Promise<SchemaState> {
   const [found] = await sql<
     {
       state_tables: boolean;
@@ -146,7 +160,10 @@ export async function migrate(
     }
     await lockSchema(session as unknown as Sql);
     try {
-      if (options.schema !== "public") {
+      // Only when missing: CREATE SCHEMA needs CREATE on the database even
+      // with IF NOT EXISTS, which an owner role given its schema may lack.
+      const [exists] = await session`SELECT FROM pg_namespace WHERE nspname = ${options.schema}`;
+      if (exists === undefined) {
         await session`CREATE SCHEMA IF NOT EXISTS ${session(options.schema)}`;
       }
       // The migrations read the state schema's name from the session (migrations.ts).

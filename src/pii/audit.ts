@@ -68,7 +68,9 @@ export async function appendAudit(db: Deployment, entries: readonly AuditEntry[]
   const sql = db.sql;
   try {
     await sql`
-      INSERT INTO ${sql(db.schemas.stateSchema)}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+      INSERT INTO ${
+      sql(db.schemas.stateSchema)
+    }.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
       SELECT * FROM unnest(
         ${pgArray(entries.map((e) => e.actor))}::text[], ${
       pgArray(entries.map((e) => e.action))
@@ -110,7 +112,9 @@ export async function noteRefusal(
 ): Promise<void> {
   const sql = db.sql;
   try {
-    await sql`SELECT ${sql(db.schemas.stateSchema)}.login_etl_audit_note(${entry.action}, ${pgArray(entry.masks)}::text[],
+    await sql`SELECT ${sql(db.schemas.stateSchema)}.login_etl_audit_note(${entry.action}, ${
+      pgArray(entry.masks)
+    }::text[],
       ${entry.actor}, ${entry.reason}, ${entry.outcome}, ${entry.detail})`;
   } catch (error) {
     throw new DatabaseError(

@@ -43,7 +43,9 @@ export async function forget(
     const sql = db.sql;
     const rows = await sql<{ masked_value: string; outcome: Erasure["outcome"] }[]>`
       SELECT masked_value, outcome
-      FROM ${sql(db.schemas.stateSchema)}.login_etl_forget(${pgArray(masks)}::text[], ${request.actor}, ${request.reason})`;
+      FROM ${sql(db.schemas.stateSchema)}.login_etl_forget(${
+      pgArray(masks)
+    }::text[], ${request.actor}, ${request.reason})`;
     const byMask = new Map(rows.map((r) => [r.masked_value, r.outcome]));
     return masks.map((masked) => ({ masked, outcome: byMask.get(masked) ?? "not_found" }));
   } catch (error) {

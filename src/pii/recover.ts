@@ -143,7 +143,9 @@ export async function recover(
     const sql = db.sql;
     rows = await sql<Released[]>`
       SELECT masked_value, field, ciphertext, iv, key_id, state
-      FROM ${sql(db.schemas.stateSchema)}.login_etl_recover(${pgArray(masks)}::text[], ${request.actor}, ${request.reason})`;
+      FROM ${sql(db.schemas.stateSchema)}.login_etl_recover(${
+      pgArray(masks)
+    }::text[], ${request.actor}, ${request.reason})`;
   } catch (error) {
     return await refuse(
       db,
