@@ -191,10 +191,29 @@ export async function migrate(
       : `Migration ${current.version} (${current.name}) failed in schema ${options.schema}${
         current.transaction === false ? "" : "; none of it was applied"
       }`;
-    throw new DatabaseError("db_schema", `${what}: ${describeDbError(error)}`, { cause: error });
+    const hint = current?.version === STATE_SCHEMA_VERSION
+      ? await stateSchemaHint(session as unknown as Sql, error, options.stateSchema)
+      : "";
+    throw new DatabaseError("db_schema", `${what}: ${describeDbError(error)}${hint}`, {
+      cause: error,
+    });
   } finally {
     session.release();
   }
+}
+
+/**
+ * What to do when version 6 was refused for want of CREATE on the database:
+ * the owner role of sql/roles.sql has none, and is who migrates.
+ */
+async function stateSchemaHint(sql: Sql, error: unknown, state: string): Promise<string> {
+  if ((error as { code?: unknown }).code !== "42501") return "";
+  const [exists] = await sql`SELECT FROM pg_namespace WHERE nspname = ${state}`.catch(() => [
+    null,
+  ]);
+  return exists === undefined
+    ? `; version 6 moves login-etl's own tables to schema ${state}, which this role may not create: have the DBA create it for the owner role first (CREATE SCHEMA ${state} AUTHORIZATION login_etl_owner), or run migrate as a role that may create schemas`
+    : "";
 }
 
 /**
