@@ -42,7 +42,7 @@ const GROUPS = ["login_etl_owner", "login_etl_consumer", "pii_recoverer", "login
  * test only (roles are cluster-wide and tests run side by side), dropped by
  * `drop`.
  */
-async function testRoles(db: TestDb) {
+function testRoles(db: TestDb) {
   const suffix = `_${Date.now().toString(36)}_${Deno.pid}`;
   const [owner, consumer, recoverer, analyst] = GROUPS.map((g) => g + suffix) as [
     string,
@@ -149,7 +149,7 @@ const denied = (e: { code?: string }) => e.code === "42501";
 Deno.test("a database at version 5 with its sql/roles.sql moves to the state schema whole: rows, ledger, rejects, keys, vault, audit and grants; each role still does its work and the analyst sees only the data", async (t) => {
   await using sqs = await startSqs();
   await using db = await freshSchema();
-  const roles = await testRoles(db);
+  const roles = testRoles(db);
   try {
     // Version 5's layout, that release's roles, and data of every kind.
     await migrateToV5(db);
@@ -330,7 +330,7 @@ Deno.test("a database at version 5 with its sql/roles.sql moves to the state sch
 Deno.test("migrated by a superuser, each role that had a grant on what moved gets USAGE on the state schema, owners CREATE too, PUBLIC and the analyst nothing", async () => {
   await using sqs = await startSqs();
   await using db = await freshSchema();
-  const roles = await testRoles(db);
+  const roles = testRoles(db);
   try {
     await migrateToV5(db);
     await psqlFiles(db.schema, [ROLES_V5], { rewrite: roles.rewrite });
