@@ -146,13 +146,22 @@ export async function freshSchema(): Promise<TestDb> {
   };
 }
 
-/** Config for a test run, as the CLI would resolve it, with the test key. */
+/**
+ * Config for a test run, as the CLI would resolve it, with the test key. A
+ * `--schema` without a `--state-schema` gets its own (`stateSchemaOf`): a
+ * test must never fall back to the shared default `login_etl`.
+ */
 export function testConfig<C extends CommandName>(
   command: C,
   flags: FlagValues,
   env: Record<string, string> = {},
 ): ConfigFor<C> {
-  return resolveConfig(command, flags, { PII_HMAC_KEY: TEST_SECRET, ...env });
+  const schema = flags.schema;
+  const own = typeof schema === "string" && flags["state-schema"] === undefined &&
+      env.LOGIN_ETL_STATE_SCHEMA === undefined
+    ? { "state-schema": stateSchemaOf(schema) }
+    : {};
+  return resolveConfig(command, { ...flags, ...own }, { PII_HMAC_KEY: TEST_SECRET, ...env });
 }
 
 /** A logger that keeps its lines, for asserting on what was logged. */
