@@ -10,6 +10,20 @@ export const DATABASE_URL = Deno.env.get("DATABASE_URL") ??
   "postgres://postgres:postgres@localhost:5432/postgres";
 export const BENCH_SECRET = "benchmark secret, not for production use!";
 
+/** A bench's state schema beside its data schema: never the shared `login_etl`. */
+export function stateSchemaOf(schema: string): string {
+  return `${schema}_state`;
+}
+
+/** Drops a bench's data schema and its state schema. */
+export async function dropSchemas(
+  sql: { unsafe: (query: string) => Promise<unknown> },
+  schema: string,
+): Promise<void> {
+  await sql.unsafe(`DROP SCHEMA IF EXISTS "${stateSchemaOf(schema)}" CASCADE`);
+  await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+}
+
 /** fauxqs in a process of its own, so its CPU is not counted against the consumer. */
 export async function startFauxqs(): Promise<
   { endpoint: string; pid: number; stop: () => Promise<void> }
@@ -40,7 +54,7 @@ export async function startFauxqs(): Promise<
 
 /**
  * `login-etl <args>` from source with exactly the binary's flags, into
- * `schema`, logging JSON; `v8Flags` replaces the binary's own, and `oneCpu`
+ * `schema` (state in `stateSchemaOf(schema)`), logging JSON; `v8Flags` replaces the binary's own, and `oneCpu`
  * runs it under `taskset -c 0`, as a pod with `limits.cpu: 1`.
  */
 export function loginEtl(
@@ -63,6 +77,7 @@ export function loginEtl(
       PII_HMAC_KEY: BENCH_SECRET,
       DATABASE_URL,
       LOGIN_ETL_SCHEMA: options.schema,
+      LOGIN_ETL_STATE_SCHEMA: stateSchemaOf(options.schema),
       LOGIN_ETL_LOG_FORMAT: "json",
       ...options.env,
     },

@@ -17,6 +17,7 @@ const ROWS = Number(Deno.env.get("BENCH_ROWS") ?? 10_000_000);
 const DATABASE_URL = Deno.env.get("DATABASE_URL") ??
   "postgres://postgres:postgres@localhost:5432/postgres";
 const schema = `bench_analysts_${Date.now().toString(36)}`;
+const stateSchema = `${schema}_state`;
 
 const admin = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
 await admin.unsafe(`CREATE SCHEMA ${schema}`);
@@ -82,7 +83,7 @@ try {
   };
   await measure("without");
   const built = await timed(async () => {
-    const applied = await migrate(sql, { schema });
+    const applied = await migrate(sql, { schema, stateSchema });
     if (!applied.some((m) => m.version === 4)) throw new Error("migration 4 not applied");
   });
   results.build_indexes_s = Math.round(built / 1000);
@@ -97,6 +98,7 @@ try {
   results.date = new Date().toISOString().slice(0, 10);
 } finally {
   await sql.end();
+  await admin.unsafe(`DROP SCHEMA IF EXISTS ${stateSchema} CASCADE`);
   await admin.unsafe(`DROP SCHEMA ${schema} CASCADE`);
   await admin.end();
 }

@@ -32,9 +32,11 @@ import { call, load, protocolLoop } from "./sqs_json.ts";
 import {
   BENCH_SECRET,
   DATABASE_URL,
+  dropSchemas,
   loginEtl,
   processCpuMs,
   startFauxqs,
+  stateSchemaOf,
   statusMib,
 } from "./_harness.ts";
 
@@ -138,10 +140,12 @@ async function ingestCeiling(bodies: readonly string[], schema: string): Promise
   const connection = await loadPgConnection(
     resolvePgTarget({ value: DATABASE_URL, origin: "DATABASE_URL" }, {}),
   );
-  const database = new Database({ connection, schema, max: config.writers + 1 });
+  const stateSchema = stateSchemaOf(schema);
+  const database = new Database({ connection, schema, stateSchema, max: config.writers + 1 });
   try {
-    await ensureSchema(database.sql, { connection, schema });
-    await prune(database.sql, "ledger", 14); // today's ledger partition, as a consumer makes at start
+    await ensureSchema(database.sql, { connection, schema, stateSchema });
+    // Today's ledger partition, as a consumer makes at start.
+    await prune(database, { target: "ledger", days: 14 });
     const masker = await Masker.create(new Secret(encoder.encode(BENCH_SECRET), "bench"), "k1");
     const now = Date.now();
     const messages: ReceivedMessage[] = bodies.map((body, i) => ({
@@ -194,7 +198,7 @@ async function withSchema<T>(fn: (schema: string) => Promise<T>): Promise<T> {
   try {
     return await fn(schema);
   } finally {
-    await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await dropSchemas(sql, schema);
     await sql.end();
   }
 }

@@ -8,7 +8,14 @@
 import postgres from "postgres";
 import { generateBodies } from "../src/seed/generate.ts";
 import { call, load } from "./sqs_json.ts";
-import { DATABASE_URL, loginEtl, startFauxqs, statusMib } from "./_harness.ts";
+import {
+  DATABASE_URL,
+  dropSchemas,
+  loginEtl,
+  startFauxqs,
+  stateSchemaOf,
+  statusMib,
+} from "./_harness.ts";
 
 const N = Number(Deno.args[0] ?? 50_000);
 const PORT = 19464;
@@ -49,14 +56,10 @@ try {
   child.kill("SIGTERM");
   await child.status;
   await output;
-  const sql = postgres(DATABASE_URL, {
-    max: 1,
-    onnotice: () => {},
-    connection: { search_path: schema },
-  });
-  const [row] =
-    await sql`SELECT (SELECT count(*)::int FROM user_logins) + (SELECT count(*)::int FROM login_etl_rejects) AS n`;
-  await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
+  const [row] = await sql`SELECT (SELECT count(*)::int FROM ${sql(schema)}.user_logins)
+    + (SELECT count(*)::int FROM ${sql(stateSchemaOf(schema))}.login_etl_rejects) AS n`;
+  await dropSchemas(sql, schema);
   await sql.end();
   console.log(JSON.stringify({
     messages: N,

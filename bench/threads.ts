@@ -12,6 +12,7 @@ import { generateBodies } from "../src/seed/generate.ts";
 import { call, load } from "./sqs_json.ts";
 import {
   DATABASE_URL,
+  dropSchemas,
   loginEtl,
   processCpuMs,
   startFauxqs,
@@ -158,7 +159,7 @@ try {
     if (ms > 0) console.log(`  ${name.padEnd(20)} ${(ms / N * 1000).toFixed(1)} µs/msg`);
   }
   const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
-  await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await dropSchemas(sql, schema);
   await sql.end();
 } finally {
   await fauxqs.stop();

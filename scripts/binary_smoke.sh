@@ -16,6 +16,8 @@ cd "$(dirname "$0")/.."
 DENO="${DENO:-deno}"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres:postgres@localhost:5432/postgres}"
 export LOGIN_ETL_SCHEMA="smoke_$$_$(date +%s)"
+# A state schema of its own: never the shared default login_etl.
+export LOGIN_ETL_STATE_SCHEMA="${LOGIN_ETL_SCHEMA}_state"
 export PII_HMAC_KEY="binary smoke test key, not a real one (32+ bytes)"
 export LOGIN_ETL_LOG_FORMAT=json
 work="$(mktemp -d)"
@@ -26,6 +28,7 @@ cleanup() {
   "$DENO" eval --quiet "
     import postgres from 'postgres';
     const sql = postgres(Deno.env.get('DATABASE_URL'), { max: 1, onnotice: () => {} });
+    await sql.unsafe('DROP SCHEMA IF EXISTS \"${LOGIN_ETL_STATE_SCHEMA}\" CASCADE');
     await sql.unsafe('DROP SCHEMA IF EXISTS \"${LOGIN_ETL_SCHEMA}\" CASCADE');
     await sql.end();" >/dev/null 2>&1 || true
   rm -rf "$work"

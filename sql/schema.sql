@@ -1,9 +1,12 @@
 -- login-etl's schema for a new database, for a DBA who creates it ahead of time
 -- (login-etl applies what is missing on start when its role may, and
 -- `login-etl migrate` upgrades an existing database). Run with search_path set
--- to login-etl's schema and without -1 (version 4 builds its indexes
--- CONCURRENTLY, outside a transaction), then sql/roles.sql:
---   psql "$ADMIN_URL" -v ON_ERROR_STOP=1 -c 'SET search_path = public' -f sql/schema.sql -f sql/roles.sql
+-- to the analysts' data schema (--schema) and login_etl.state_schema to
+-- login-etl's own (--state-schema; login_etl when not set), without -1
+-- (version 4 builds its indexes CONCURRENTLY, outside a transaction), then
+-- sql/roles.sql:
+--   psql "$ADMIN_URL" -v ON_ERROR_STOP=1 -c 'SET search_path = public' \
+--     -c 'SET login_etl.state_schema = login_etl' -f sql/schema.sql -f sql/roles.sql
 -- Written from src/db/migrations.ts by `make docs`; do not edit by hand.
 
 CREATE TABLE IF NOT EXISTS login_etl_migrations (
@@ -405,5 +408,91 @@ END $do$;
 
 INSERT INTO login_etl_migrations (version, name, source)
     VALUES (5, 'ledger partitioned by day of SentTimestamp', 'schema.sql');
+
+COMMIT;
+
+-- Version 6: login-etl's own tables and functions moved to the state schema
+BEGIN;
+
+DO $$
+DECLARE
+  data constant text := current_schema();
+  state constant text := coalesce(nullif(current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  data_oid oid;
+  served text;
+  taken text;
+  grantee record;
+  moved text;
+BEGIN
+  SELECT oid INTO data_oid FROM pg_namespace WHERE nspname = data;
+  IF data_oid IS NULL OR state = data THEN
+    RAISE EXCEPTION 'login-etl''s state schema must be apart from the data schema (search_path %, login_etl.state_schema %)',
+      coalesce(data, 'empty'), state USING ERRCODE = '22023';
+  END IF;
+  SELECT string_agg(c.relname, ', ' ORDER BY c.relname) INTO taken
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname = state AND c.relkind IN ('r', 'p') AND c.relname LIKE 'login\_etl\_%';
+  IF taken IS NOT NULL THEN
+    IF to_regclass(format('%I.login_etl_layout', state)) IS NOT NULL THEN
+      EXECUTE format('SELECT data_schema FROM %I.login_etl_layout', state) INTO served;
+    END IF;
+    RAISE EXCEPTION 'State schema % already holds login-etl''s tables for schema %: give schema % its own state schema (--state-schema, or login_etl.state_schema with psql)',
+      state, coalesce(served, 'unknown'), data USING ERRCODE = '42P06';
+  END IF;
+  -- Only when missing: even with IF NOT EXISTS, CREATE SCHEMA needs CREATE on
+  -- the database, which an owner role migrating into a schema the DBA made
+  -- for it lacks.
+  IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = state) THEN
+    EXECUTE format('CREATE SCHEMA %I', state);
+  END IF;
+  FOR grantee IN
+    SELECT g.role, bool_or(g.owner) AS owner FROM (
+      SELECT c.relowner AS role, true AS owner, c.relacl AS acl FROM pg_class c
+      WHERE c.relnamespace = data_oid AND c.relkind IN ('r', 'p') AND (c.relname IN
+        ('login_etl_migrations', 'login_etl_ledger', 'login_etl_rejects', 'login_etl_keys',
+         'login_etl_vault', 'login_etl_audit') OR c.relispartition AND c.relname LIKE 'login\_etl\_ledger\_%')
+      UNION ALL
+      SELECT p.proowner, true, p.proacl FROM pg_proc p
+      WHERE p.pronamespace = data_oid AND p.proname IN ('login_etl_vault_put', 'login_etl_recover',
+        'login_etl_forget', 'login_etl_audit_note', 'login_etl_audit_list', 'login_etl_ledger_maintain')
+    ) o, LATERAL (SELECT o.role, o.owner UNION ALL SELECT a.grantee, false FROM aclexplode(o.acl) a) g
+    WHERE g.role <> 0 AND g.role <> (SELECT nspowner FROM pg_namespace WHERE nspname = state)
+    GROUP BY g.role
+  LOOP
+    EXECUTE format('GRANT %s ON SCHEMA %I TO %I', CASE WHEN grantee.owner THEN 'USAGE, CREATE' ELSE 'USAGE' END,
+                   state, pg_get_userbyid(grantee.role));
+  END LOOP;
+  FOREACH moved IN ARRAY ARRAY['login_etl_migrations', 'login_etl_ledger', 'login_etl_rejects',
+                               'login_etl_keys', 'login_etl_vault', 'login_etl_audit'] LOOP
+    EXECUTE format('ALTER TABLE %I.%I SET SCHEMA %I', data, moved, state);
+  END LOOP;
+  FOR moved IN
+    SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = format('%I.login_etl_ledger', state)::regclass AND c.relnamespace = data_oid
+  LOOP
+    EXECUTE format('ALTER TABLE %I.%I SET SCHEMA %I', data, moved, state);
+  END LOOP;
+  FOREACH moved IN ARRAY ARRAY['login_etl_vault_put(text[], text[], bytea[], bytea[], text[])',
+                               'login_etl_recover(text[], text, text)',
+                               'login_etl_forget(text[], text, text)',
+                               'login_etl_audit_note(text, text[], text, text, text, text)',
+                               'login_etl_audit_list(bigint, integer)',
+                               'login_etl_ledger_maintain(integer, integer)'] LOOP
+    EXECUTE format('ALTER FUNCTION %I.%s SET SCHEMA %I', data, moved, state);
+    EXECUTE format('ALTER FUNCTION %I.%s SET search_path = %I, pg_temp', state, moved, state);
+  END LOOP;
+  EXECUTE format('CREATE TABLE %I.login_etl_layout (
+    data_schema text NOT NULL,
+    one_row     boolean PRIMARY KEY DEFAULT true CHECK (one_row)
+  )', state);
+  EXECUTE format('INSERT INTO %I.login_etl_layout (data_schema) VALUES (%L)', state, data);
+  EXECUTE format('GRANT SELECT ON %I.login_etl_layout TO PUBLIC', state);
+END $$;
+
+DO $$
+BEGIN
+  EXECUTE format('INSERT INTO %I.login_etl_migrations (version, name, source) VALUES (%s, %L, %L)',
+                 coalesce(nullif(current_setting('login_etl.state_schema', true), ''), 'login_etl'), 6, 'login-etl''s own tables and functions moved to the state schema', 'schema.sql');
+END $$;
 
 COMMIT;

@@ -61,7 +61,7 @@ export function startPeriodic(config: ConsumeConfig, deps: PeriodicDeps): AbortS
   if (config.command === "run" && database !== null) {
     every(PRUNE_INTERVAL_MS, async () => {
       for (const [target, days] of retentionOf(config)) {
-        await prune(database.sql, target, days).then(
+        await prune(database, { target, days }).then(
           (r) =>
             r.deleted + r.partitionsCreated + r.partitionsDropped > 0 &&
             telemetry.emit({ type: "RowsPruned", target, ...r }),

@@ -38,7 +38,12 @@ export async function openSession(
 ): Promise<PiiSession> {
   const warn = (message: string) => io.telemetry.emit({ type: "ConfigWarned", message });
   const connection = await loadPgConnection(config.database, warn);
-  const database = new Database({ connection, schema: config.schema, max: 2 });
+  const database = new Database({
+    connection,
+    schema: config.schema,
+    stateSchema: config.stateSchema,
+    max: 2,
+  });
   return {
     database,
     connection,

@@ -14,7 +14,7 @@ import type { Secret } from "../config/secret.ts";
 import type { PgConnection } from "../db/connection.ts";
 import { registerKey } from "../db/keys.ts";
 import { prune, type PruneTarget } from "../db/ledger.ts";
-import { type Database, describeDbError, type Sql } from "../db/pool.ts";
+import { type Database, type Deployment, describeDbError } from "../db/pool.ts";
 import { ensureSchema } from "../db/schema.ts";
 import { ConfigError, DatabaseError, EtlError, formatError } from "../errors.ts";
 import { retrying } from "../pipeline/retry.ts";
@@ -112,21 +112,22 @@ export function retentionOf(config: ConsumeConfig): readonly [PruneTarget, numbe
  * @throws {DatabaseError} naming the grant to add when the role may not delete
  */
 export async function pruneAll(
-  sql: Sql,
+  db: Deployment,
   retention: readonly [PruneTarget, number][],
   telemetry: Telemetry,
 ): Promise<void> {
   for (const [target, days] of retention) {
-    const result = await prune(sql, target, days).catch((error: unknown) => {
+    const result = await prune(db, { target, days }).catch((error: unknown) => {
+      const state = db.schemas.stateSchema;
       throw new DatabaseError(
         "db_schema",
-        `Cannot prune ${target === "ledger" ? "login_etl_ledger" : "login_etl_rejects"}: ${
+        `Cannot prune ${state}.${target === "ledger" ? "login_etl_ledger" : "login_etl_rejects"}: ${
           describeDbError(error)
         }; grant the consumer role ${
           target === "ledger"
-            ? "EXECUTE on login_etl_ledger_maintain(integer, integer)"
-            : "DELETE on login_etl_rejects"
-        } (see sql/roles.sql)`,
+            ? `EXECUTE on ${state}.login_etl_ledger_maintain(integer, integer)`
+            : `DELETE on ${state}.login_etl_rejects`
+        } and USAGE on schema ${state} (see sql/roles.sql)`,
         { cause: error },
       );
     });
@@ -157,6 +158,7 @@ export async function prepareDatabase(
   await ensureSchema(sql, {
     connection: options.connection,
     schema: config.schema,
+    stateSchema: config.stateSchema,
     onApplied: (m, ms) =>
       telemetry.emit({
         type: "SchemaMigrated",
@@ -173,11 +175,11 @@ export async function prepareDatabase(
     ),
   ];
   for (const [keyId, fingerprint] of fingerprints) {
-    if (await registerKey(sql, keyId, fingerprint) === "new") {
+    if (await registerKey(database, { keyId, fingerprint }) === "new") {
       telemetry.emit({ type: "KeyRegistered", keyId });
     }
   }
-  await pruneAll(sql, retentionOf(config), telemetry);
+  await pruneAll(database, retentionOf(config), telemetry);
 }
 
 /**
@@ -409,6 +411,7 @@ export async function openSink(
   starting = threads === 0 ? null : workerSinks(threads, {
     connection,
     schema: config.schema,
+    stateSchema: config.stateSchema,
     poolMax: Math.ceil(config.writers / threads),
     writeTimeoutMs,
     systemicIsTransient,

@@ -13,8 +13,15 @@
 import type { CheckConfig } from "../config/resolve.ts";
 import { loadPgConnection, type PgConnection } from "../db/connection.ts";
 import { LATEST_VERSION } from "../db/migrations.ts";
-import { checkConnection, Database, describeDbError, type Sql } from "../db/pool.ts";
-import { schemaState } from "../db/schema.ts";
+import {
+  checkConnection,
+  Database,
+  type Deployment,
+  describeDbError,
+  type Sql,
+} from "../db/pool.ts";
+import { type SchemaState, schemaState } from "../db/schema.ts";
+import { ident, type Schemas } from "../db/schemas.ts";
 import { formatError } from "../errors.ts";
 import { Masker } from "../mask.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
@@ -55,29 +62,33 @@ const NEEDS: Readonly<
   report: { queue: false, database: true, hmac: "unused", vault: "unused" },
 };
 
+/** Which of a deployment's two schemas an object is in. */
+type Home = "data" | "state";
+
 /** A privilege as Postgres' has_*_privilege functions take it. */
 type Privilege =
-  | { readonly on: "table"; readonly name: string; readonly privilege: string }
+  | { readonly on: "table"; readonly in: Home; readonly name: string; readonly privilege: string }
   | {
     readonly on: "column";
+    readonly in: Home;
     readonly name: string;
     readonly column: string;
     readonly privilege: string;
   }
-  | { readonly on: "function"; readonly name: string };
+  | { readonly on: "function"; readonly in: Home; readonly name: string };
 
-const table = (name: string, ...privileges: string[]): Privilege[] =>
-  privileges.map((privilege) => ({ on: "table", name, privilege }));
+const table = (home: Home, name: string, ...privileges: string[]): Privilege[] =>
+  privileges.map((privilege) => ({ on: "table", in: home, name, privilege }));
 const columns = (name: string, privilege: string, ...cols: string[]): Privilege[] =>
-  cols.map((column) => ({ on: "column", name, column, privilege }));
-const fn = (name: string): Privilege => ({ on: "function", name });
+  cols.map((column) => ({ on: "column", in: "state", name, column, privilege }));
+const fn = (name: string): Privilege => ({ on: "function", in: "state", name });
 
 const CONSUMER: readonly Privilege[] = [
-  ...table("user_logins", "INSERT"),
-  ...table("login_etl_ledger", "SELECT", "INSERT"),
-  ...table("login_etl_rejects", "INSERT", "DELETE"),
+  ...table("data", "user_logins", "INSERT"),
+  ...table("state", "login_etl_ledger", "SELECT", "INSERT"),
+  ...table("state", "login_etl_rejects", "INSERT", "DELETE"),
   ...columns("login_etl_rejects", "SELECT", "message_id", "reason", "detail", "rejected_at"),
-  ...table("login_etl_keys", "SELECT", "INSERT"),
+  ...table("state", "login_etl_keys", "SELECT", "INSERT"),
   fn("login_etl_ledger_maintain(integer,integer)"),
 ];
 
@@ -102,22 +113,22 @@ function privilegesFor(target: Target, vault: boolean): readonly Privilege[] {
       ];
     case "rekey":
       return [
-        ...table("user_logins", "SELECT", "UPDATE"),
-        ...table("login_etl_vault", "SELECT", "INSERT", "UPDATE"),
-        ...table("login_etl_audit", "INSERT"),
-        ...table("login_etl_keys", "SELECT", "INSERT"),
+        ...table("data", "user_logins", "SELECT", "UPDATE"),
+        ...table("state", "login_etl_vault", "SELECT", "INSERT", "UPDATE", "DELETE"),
+        ...table("state", "login_etl_audit", "INSERT"),
+        ...table("state", "login_etl_keys", "SELECT", "INSERT"),
       ];
     case "rekey-vault":
       return [
-        ...table("login_etl_vault", "SELECT", "UPDATE"),
-        ...table("login_etl_audit", "INSERT"),
-        ...table("login_etl_keys", "SELECT", "INSERT"),
+        ...table("state", "login_etl_vault", "SELECT", "UPDATE"),
+        ...table("state", "login_etl_audit", "INSERT"),
+        ...table("state", "login_etl_keys", "SELECT", "INSERT"),
       ];
     case "report":
       return [
-        ...table("user_logins", "SELECT"),
-        ...table("user_logins_duplicate_ips", "SELECT"),
-        ...table("user_logins_duplicate_devices", "SELECT"),
+        ...table("data", "user_logins", "SELECT"),
+        ...table("data", "user_logins_duplicate_ips", "SELECT"),
+        ...table("data", "user_logins_duplicate_devices", "SELECT"),
         ...columns("login_etl_rejects", "SELECT", "reason"),
       ];
     case "migrate":
@@ -126,48 +137,79 @@ function privilegesFor(target: Target, vault: boolean): readonly Privilege[] {
   }
 }
 
-/** The privileges of `wanted` the current role lacks, as `INSERT on user_logins`. */
-async function missingPrivileges(sql: Sql, wanted: readonly Privilege[]): Promise<string[]> {
+/**
+ * The privileges of `wanted` the current role lacks, as `INSERT on
+ * public.user_logins`. A schema the role has no USAGE on is one missing
+ * privilege: nothing in it can be reached, and looking its objects up by
+ * name would fail.
+ */
+async function missingPrivileges(
+  sql: Sql,
+  schemas: Schemas,
+  wanted: readonly Privilege[],
+): Promise<string[]> {
   const missing: string[] = [];
+  const usable = new Map<Home, boolean>();
+  for (const home of new Set(wanted.map((p) => p.in))) {
+    const name = home === "data" ? schemas.schema : schemas.stateSchema;
+    const [row] = await sql<{ has: boolean }[]>`
+      SELECT coalesce(has_schema_privilege(to_regnamespace(${
+      ident(name)
+    }), 'USAGE'), false) AS has`;
+    usable.set(home, row?.has === true);
+    if (row?.has !== true) missing.push(`USAGE on schema ${name}`);
+  }
   for (const p of wanted) {
+    if (usable.get(p.in) !== true) continue;
+    const schema = p.in === "data" ? schemas.schema : schemas.stateSchema;
+    const qualified = `${ident(schema)}.${p.name}`;
     const [row] = p.on === "table"
       ? await sql<{ has: boolean }[]>`
-          SELECT has_table_privilege(to_regclass(${p.name}), ${p.privilege}) AS has`
+          SELECT has_table_privilege(to_regclass(${qualified}), ${p.privilege}) AS has`
       : p.on === "column"
       ? await sql<{ has: boolean }[]>`
-          SELECT has_column_privilege(to_regclass(${p.name}), ${p.column}, ${p.privilege}) AS has`
+          SELECT has_column_privilege(to_regclass(${qualified}), ${p.column}, ${p.privilege}) AS has`
       : await sql<{ has: boolean }[]>`
-          SELECT has_function_privilege(to_regprocedure(${p.name}), 'EXECUTE') AS has`;
+          SELECT has_function_privilege(to_regprocedure(${qualified}), 'EXECUTE') AS has`;
     if (row?.has !== true) {
+      const shown = `${schema}.${p.name}`;
       missing.push(
         p.on === "table"
-          ? `${p.privilege} on ${p.name}`
+          ? `${p.privilege} on ${shown}`
           : p.on === "column"
-          ? `${p.privilege} (${p.column}) on ${p.name}`
-          : `EXECUTE on ${p.name}`,
+          ? `${p.privilege} (${p.column}) on ${shown}`
+          : `EXECUTE on ${shown}`,
       );
     }
   }
   return missing;
 }
 
-/** May the role change the schema: CREATE in it, and membership in the owner of each object? */
-async function mayMigrate(sql: Sql): Promise<string | null> {
-  // A schema not made yet is created at start, which needs CREATE on the database.
-  const [schema] = await sql<{ exists: boolean; create: boolean }[]>`
-    SELECT current_schema() IS NOT NULL AS exists,
-           has_database_privilege(current_database(), 'CREATE') AS create`;
-  if (schema?.exists === false) return schema.create ? null : "no CREATE on the database";
-  const [row] = await sql<{ create: boolean; foreign: string[] }[]>`
-    SELECT has_schema_privilege(current_schema(), 'CREATE') AS create,
-           coalesce(array_agg(DISTINCT c.relname) FILTER (
-             WHERE NOT pg_has_role(c.relowner, 'MEMBER')), '{}') AS foreign
-    FROM pg_class c
-    WHERE c.relnamespace = to_regnamespace(current_schema())
-      AND c.relkind IN ('r', 'p', 'v')
-      AND (c.relname = 'user_logins' OR c.relname LIKE 'login_etl\\_%')`;
-  if (row?.create !== true) return `no CREATE on schema`;
-  if ((row.foreign ?? []).length > 0) return `not the owner of ${row.foreign.join(", ")}`;
+/**
+ * May the role change the schema: CREATE in both schemas (or on the
+ * database, for one not made yet: migrate creates it), and membership in
+ * the owner of each object it would change?
+ */
+async function mayMigrate(sql: Sql, schemas: Schemas): Promise<string | null> {
+  const [row] = await sql<
+    { absent: boolean; creatable: boolean; lacking: string[]; foreign: string[] }[]
+  >`
+    WITH wanted AS (
+      SELECT s.name, n.oid FROM unnest(${[schemas.schema, schemas.stateSchema]}::text[]) AS s(name)
+      LEFT JOIN pg_namespace n ON n.nspname = s.name
+    )
+    SELECT EXISTS (SELECT FROM wanted WHERE oid IS NULL) AS absent,
+           has_database_privilege(current_database(), 'CREATE') AS creatable,
+           coalesce((SELECT array_agg(name ORDER BY name) FROM wanted
+                     WHERE oid IS NOT NULL AND NOT has_schema_privilege(oid, 'CREATE')), '{}') AS lacking,
+           coalesce((SELECT array_agg(w.name || '.' || c.relname ORDER BY w.name, c.relname)
+                     FROM pg_class c JOIN wanted w ON w.oid = c.relnamespace
+                     WHERE c.relkind IN ('r', 'p', 'v')
+                       AND (c.relname = 'user_logins' OR c.relname LIKE 'login\\_etl\\_%')
+                       AND NOT pg_has_role(c.relowner, 'MEMBER')), '{}') AS foreign`;
+  if (row?.absent === true && !row.creatable) return "no CREATE on the database";
+  if ((row?.lacking ?? []).length > 0) return `no CREATE on schema ${row?.lacking.join(", ")}`;
+  if ((row?.foreign ?? []).length > 0) return `not the owner of ${row?.foreign.join(", ")}`;
   return null;
 }
 
@@ -297,7 +339,14 @@ async function checkDatabase(
     ...connection,
     connectTimeoutSeconds: Math.min(connection.connectTimeoutSeconds, SERVICE_TIMEOUT_MS / 1000),
   };
-  await using database = new Database({ connection: bounded, schema: config.schema, max: 1 });
+  await using database = new Database({
+    connection: bounded,
+    schema: config.schema,
+    stateSchema: config.stateSchema,
+    max: 1,
+  });
+  const schemas = database.schemas;
+  const where = `${config.schema} (state schema ${config.stateSchema})`;
   const sql = database.sql;
   try {
     await checkConnection(sql, bounded);
@@ -319,16 +368,32 @@ async function checkDatabase(
         }`,
       ),
     );
-    const state = await schemaState(sql);
-    const blocker = state.pending.length === 0 ? null : await mayMigrate(sql);
+    let state: SchemaState;
+    try {
+      state = await schemaState(sql, schemas);
+    } catch (error) {
+      const denied = (error as { code?: unknown }).code === "42501";
+      results.push(
+        fail(
+          "schema",
+          `${where}: ${formatError(error, false)}${
+            denied
+              ? `; the role needs USAGE on schema ${config.stateSchema} (see sql/roles.sql)`
+              : ""
+          }`,
+        ),
+      );
+      return results;
+    }
+    const blocker = state.pending.length === 0 ? null : await mayMigrate(sql, schemas);
     const pending = state.pending.map((m) => m.version).join(", ");
     if (state.pending.length === 0) {
-      results.push(ok("schema", `${config.schema} at version ${state.version} (latest)`));
+      results.push(ok("schema", `${where} at version ${state.version} (latest)`));
     } else if (blocker === null) {
       results.push(
         ok(
           "schema",
-          `${config.schema} at version ${state.version}; ${
+          `${where} at version ${state.version}; ${
             config.for === "migrate" ? "migrate applies" : `${config.for} applies at start`
           } ${pending}`,
         ),
@@ -337,7 +402,7 @@ async function checkDatabase(
       results.push(
         fail(
           "schema",
-          `${config.schema} at version ${state.version}, needs ${LATEST_VERSION}, and this role may not migrate it (${blocker}); run \`login-etl migrate\` as the owner role`,
+          `${where} at version ${state.version}, needs ${LATEST_VERSION}, and this role may not migrate it (${blocker}); run \`login-etl migrate\` as the owner role`,
         ),
       );
     }
@@ -347,7 +412,7 @@ async function checkDatabase(
       if (state.version < LATEST_VERSION) {
         results.push(skip("privileges", "the schema is not current; check again after migrate"));
       } else {
-        const missing = await missingPrivileges(sql, wanted);
+        const missing = await missingPrivileges(sql, schemas, wanted);
         results.push(
           missing.length === 0
             ? ok("privileges", `${config.for} may do all it needs (${wanted.length} privileges)`)
@@ -358,7 +423,9 @@ async function checkDatabase(
         );
       }
     }
-    if (keys.fingerprints.length > 0) results.push(await checkRegistry(sql, keys.fingerprints));
+    if (keys.fingerprints.length > 0) {
+      results.push(await checkRegistry(database, keys.fingerprints));
+    }
   } catch (error) {
     results.push(fail("postgres", `a check query failed: ${describeDbError(error)}`));
   }
@@ -366,18 +433,30 @@ async function checkDatabase(
 }
 
 /** The configured key ids against the fingerprints recorded with them. */
-async function checkRegistry(sql: Sql, fingerprints: [string, string][]): Promise<CheckResult> {
+async function checkRegistry(
+  db: Deployment,
+  fingerprints: [string, string][],
+): Promise<CheckResult> {
+  const { sql, schemas } = db;
+  const table = `${ident(schemas.stateSchema)}.login_etl_keys`;
+  // Looked up only with USAGE on the schema: to_regclass raises without it.
   const [exists] = await sql<{ readable: boolean }[]>`
-    SELECT to_regclass('login_etl_keys') IS NOT NULL
-       AND has_table_privilege(to_regclass('login_etl_keys'), 'SELECT') AS readable`;
+    SELECT CASE WHEN coalesce(has_schema_privilege(to_regnamespace(${
+    ident(schemas.stateSchema)
+  }), 'USAGE'), false)
+           THEN to_regclass(${table}) IS NOT NULL AND has_table_privilege(to_regclass(${table}), 'SELECT')
+           ELSE false END AS readable`;
   if (exists?.readable !== true) {
-    return skip("key registry", "login_etl_keys is absent or not readable");
+    return skip(
+      "key registry",
+      `${schemas.stateSchema}.login_etl_keys is absent or not readable`,
+    );
   }
   const recorded = new Map(
     (await sql<{ key_id: string; fingerprint: string }[]>`
-      SELECT key_id, fingerprint FROM login_etl_keys WHERE key_id = ANY(${
-      fingerprints.map(([id]) => id)
-    })`)
+      SELECT key_id, fingerprint FROM ${
+      sql(schemas.stateSchema)
+    }.login_etl_keys WHERE key_id = ANY(${fingerprints.map(([id]) => id)})`)
       .map((r) => [r.key_id, r.fingerprint]),
   );
   const wrong = fingerprints.filter(([id, fp]) => recorded.has(id) && recorded.get(id) !== fp)

@@ -65,6 +65,7 @@ export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Sum
     new Database({
       connection,
       schema: config.schema,
+      stateSchema: config.stateSchema,
       max: threads === 0 ? config.writers + 1 : 1,
     }),
   );

@@ -98,10 +98,16 @@ export async function demo(
         `redelivered ${drained.redelivered}, rejected ${drained.rejected}, deleted ${drained.deleted}.`,
     );
     const connection = await loadPgConnection(drainConfig.database);
-    await using database = new Database({ connection, schema: "public", max: 1 });
-    const { report, sample: rows } = await readReport(database.sql);
+    await using database = new Database({
+      connection,
+      schema: drainConfig.schema,
+      stateSchema: drainConfig.stateSchema,
+      max: 1,
+    });
+    const found = await readReport(database);
+    const { report } = found;
     print("");
-    for (const line of reportLines(report, rows)) print(line);
+    for (const line of reportLines(report, found)) print(line);
     print("");
     print("`login-etl report` prints the same for any database.");
     return { seeded, drained, report };

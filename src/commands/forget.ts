@@ -7,6 +7,7 @@
 
 import type { ForgetConfig } from "../config/resolve.ts";
 import { ConfigError, UsageError, whyUnreadable } from "../errors.ts";
+import { requireSchema } from "../db/schema.ts";
 import { forget } from "../pii/forget.ts";
 import { openSession, type PiiIo, requestedMasks } from "./_pii.ts";
 
@@ -51,8 +52,7 @@ async function erasedIn(path: string): Promise<string[]> {
 /** Runs `forget`. */
 export async function forgetCommand(config: ForgetConfig, io: PiiIo): Promise<void> {
   await using session = await openSession(config, io);
-  const { actor } = session;
-  const sql = session.database.sql;
+  const { actor, database, connection } = session;
   if (config.replayAudit !== null && (config.masked !== null || config.fromFile !== null)) {
     throw new UsageError(
       "Give forget --replay-audit or masks (--masked, --from-file), not both",
@@ -64,10 +64,11 @@ export async function forgetCommand(config: ForgetConfig, io: PiiIo): Promise<vo
   const reason = config.replayAudit === null || config.reason === null
     ? config.reason
     : `${config.reason} (replay of ${config.replayAudit})`;
+  await requireSchema(database.sql, { connection, ...database.schemas });
   let erased = 0;
   // In slices: a replay after a restore may hold many thousands of masks.
   for (let i = 0; i < masks.length; i += 1000) {
-    const results = await forget(sql, masks.slice(i, i + 1000), { actor, reason });
+    const results = await forget(database, masks.slice(i, i + 1000), { actor, reason });
     erased += results.filter((r) => r.outcome === "success").length;
   }
   io.writeStdout(

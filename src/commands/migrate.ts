@@ -10,6 +10,7 @@ import { loadPgConnection } from "../db/connection.ts";
 import { LATEST_VERSION } from "../db/migrations.ts";
 import { checkConnection, Database } from "../db/pool.ts";
 import { migrate, schemaState } from "../db/schema.ts";
+import { ident, literal } from "../db/schemas.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 
 /** Runs `migrate`; `print` receives the lines for stdout. */
@@ -19,14 +20,25 @@ export async function migrateCommand(
 ): Promise<void> {
   const warn = (message: string) => io.telemetry.emit({ type: "ConfigWarned", message });
   const connection = await loadPgConnection(config.database, warn);
-  await using database = new Database({ connection, schema: config.schema, max: 1 });
+  await using database = new Database({
+    connection,
+    schema: config.schema,
+    stateSchema: config.stateSchema,
+    max: 1,
+  });
   await checkConnection(database.sql, connection);
-  const where = `schema ${config.schema} at ${connection.display}`;
+  const where =
+    `schema ${config.schema} (state schema ${config.stateSchema}) at ${connection.display}`;
   if (config.dryRun) {
-    const state = await schemaState(database.sql);
+    const state = await schemaState(database.sql, database.schemas);
     io.writeStdout(
       `-- ${where} is at version ${state.version}; this login-etl needs ${LATEST_VERSION}`,
     );
+    if (state.pending.length > 0) {
+      // What the statements read their two schemas from (migrations.ts).
+      io.writeStdout(`SET search_path = ${ident(config.schema)};`);
+      io.writeStdout(`SET login_etl.state_schema = ${literal(config.stateSchema)};`);
+    }
     for (const m of state.pending) {
       io.writeStdout(
         `\n-- Version ${m.version}: ${m.name}${
@@ -39,6 +51,7 @@ export async function migrateCommand(
   }
   const applied = await migrate(database.sql, {
     schema: config.schema,
+    stateSchema: config.stateSchema,
     onApplied: (m, ms) => {
       io.telemetry.emit({
         type: "SchemaMigrated",

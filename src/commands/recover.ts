@@ -8,6 +8,7 @@
 
 import type { RecoverConfig } from "../config/resolve.ts";
 import { EtlError } from "../errors.ts";
+import { requireSchema } from "../db/schema.ts";
 import { listAudit } from "../pii/audit.ts";
 import { recover } from "../pii/recover.ts";
 import { hmacMaskers, openSession, type PiiIo, requestedMasks, vaultCipher } from "./_pii.ts";
@@ -15,15 +16,16 @@ import { hmacMaskers, openSession, type PiiIo, requestedMasks, vaultCipher } fro
 /** Runs `recover`. */
 export async function recoverCommand(config: RecoverConfig, io: PiiIo): Promise<void> {
   await using session = await openSession(config, io);
-  const { actor, warn } = session;
-  const sql = session.database.sql;
+  const { actor, warn, database, connection } = session;
   if (config.audit) {
-    for await (const row of listAudit(sql)) io.writeStdout(JSON.stringify(row));
+    await requireSchema(database.sql, { connection, ...database.schemas });
+    for await (const row of listAudit(database)) io.writeStdout(JSON.stringify(row));
     return;
   }
   const masks = await requestedMasks(config);
+  await requireSchema(database.sql, { connection, ...database.schemas });
   const results = await recover(
-    sql,
+    database,
     {
       cipher: await vaultCipher(config, warn),
       maskers: await hmacMaskers(config, warn),

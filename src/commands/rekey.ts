@@ -49,14 +49,18 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
     if (config.reason === null) {
       throw new UsageError("rekey needs --reason TEXT (it is kept in the audit trail)");
     }
-    await ensureSchema(sql, { connection, schema: config.schema });
+    await ensureSchema(sql, {
+      connection,
+      schema: config.schema,
+      stateSchema: config.stateSchema,
+    });
     const target = await Masker.create(secret, config.to);
     const verify = new Map<string, Masker>();
     for (const [id, key] of keys.keys) {
       if (id !== config.to) verify.set(id, await Masker.create(key, id));
     }
-    await registerKey(sql, target.keyId, target.fingerprint);
-    const report = await rekeyRows(sql, {
+    await registerKey(session.database, target);
+    const report = await rekeyRows(session.database, {
       target,
       verify,
       cipher,
@@ -79,9 +83,9 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
       throw new UsageError("rekey-vault needs --reason TEXT (it is kept in the audit trail)");
     }
     for (const [id, fingerprint] of cipher.fingerprints) {
-      await registerKey(sql, `vault:${id}`, fingerprint);
+      await registerKey(session.database, { keyId: `vault:${id}`, fingerprint });
     }
-    const report = await rekeyVault(sql, { cipher, ...runOptions(config.reason) });
+    const report = await rekeyVault(session.database, { cipher, ...runOptions(config.reason) });
     io.writeStdout(JSON.stringify({ key_id: config.to, ...report }));
   }
 }

@@ -8,7 +8,7 @@
 
 import type { ReportConfig } from "../config/resolve.ts";
 import { loadPgConnection } from "../db/connection.ts";
-import { checkConnection, Database, describeDbError, type Sql } from "../db/pool.ts";
+import { checkConnection, Database, type Deployment, describeDbError } from "../db/pool.ts";
 import { schemaState } from "../db/schema.ts";
 import { DatabaseError } from "../errors.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
@@ -30,25 +30,29 @@ const VIEWS_VERSION = 3;
 
 /** Reads the report from an open pool. */
 export async function readReport(
-  sql: Sql,
-): Promise<{ report: Report; sample: Record<string, unknown>[] }> {
+  db: Deployment,
+): Promise<{ report: Report; sample: Record<string, unknown>[]; rejectsTable: string }> {
+  const sql = db.sql;
+  const data = sql(db.schemas.schema);
+  const state = sql(db.schemas.stateSchema);
   const sample = await sql<Record<string, unknown>[]>`
     SELECT user_id, device_type, masked_ip, masked_device_id, locale,
-           app_version_text(app_version) AS app_version, create_date::text
-    FROM user_logins LIMIT 5`;
+           ${data}.app_version_text(app_version) AS app_version, create_date::text
+    FROM ${data}.user_logins LIMIT 5`;
   const [counts] = await sql<
     { rows: number; first: string | null; last: string | null; ips: number; devices: number }[]
   >`
-    SELECT (SELECT count(*)::int FROM user_logins) AS rows,
-           (SELECT min(create_date)::text FROM user_logins) AS first,
-           (SELECT max(create_date)::text FROM user_logins) AS last,
-           (SELECT count(*)::int FROM user_logins_duplicate_ips) AS ips,
-           (SELECT count(*)::int FROM user_logins_duplicate_devices) AS devices`;
+    SELECT (SELECT count(*)::int FROM ${data}.user_logins) AS rows,
+           (SELECT min(create_date)::text FROM ${data}.user_logins) AS first,
+           (SELECT max(create_date)::text FROM ${data}.user_logins) AS last,
+           (SELECT count(*)::int FROM ${data}.user_logins_duplicate_ips) AS ips,
+           (SELECT count(*)::int FROM ${data}.user_logins_duplicate_devices) AS devices`;
   const top = await sql<{ masked_ip: string; logins: number; users: number }[]>`
-    SELECT masked_ip, logins::int, users::int FROM user_logins_duplicate_ips
+    SELECT masked_ip, logins::int, users::int FROM ${data}.user_logins_duplicate_ips
     ORDER BY logins DESC, masked_ip LIMIT 5`;
   const rejects = await sql<{ reason: string; n: number }[]>`
-    SELECT reason, count(*)::int AS n FROM login_etl_rejects GROUP BY reason ORDER BY n DESC, reason`;
+    SELECT reason, count(*)::int AS n FROM ${state}.login_etl_rejects
+    GROUP BY reason ORDER BY n DESC, reason`;
   return {
     sample: sample.map((r) => ({ ...r })),
     report: {
@@ -60,11 +64,16 @@ export async function readReport(
       top_masked_ips: top.map((t) => ({ ...t })),
       rejects_by_reason: Object.fromEntries(rejects.map((r) => [r.reason, r.n])),
     },
+    rejectsTable: `${db.schemas.stateSchema}.login_etl_rejects`,
   };
 }
 
-/** The report as lines for a person. */
-export function reportLines(report: Report, sample: readonly Record<string, unknown>[]): string[] {
+/** The report as lines for a person; `rejectsTable` names where the rejects are. */
+export function reportLines(
+  report: Report,
+  found: { readonly sample: readonly Record<string, unknown>[]; readonly rejectsTable: string },
+): string[] {
+  const { sample, rejectsTable } = found;
   const lines = [
     `user_logins: ${report.rows_in_table} rows${
       report.first_date === null ? "" : `, ${report.first_date} to ${report.last_date}`
@@ -85,8 +94,8 @@ export function reportLines(report: Report, sample: readonly Record<string, unkn
   const rejects = Object.entries(report.rejects_by_reason);
   lines.push(
     rejects.length === 0
-      ? "Rejected: none (table login_etl_rejects)"
-      : `Rejected, by reason (table login_etl_rejects): ${
+      ? `Rejected: none (table ${rejectsTable})`
+      : `Rejected, by reason (table ${rejectsTable}): ${
         rejects.map(([reason, n]) => `${reason} ${n}`).join(", ")
       }`,
   );
@@ -100,24 +109,29 @@ export async function reportCommand(
 ): Promise<void> {
   const warn = (message: string) => io.telemetry.emit({ type: "ConfigWarned", message });
   const connection = await loadPgConnection(config.database, warn);
-  await using database = new Database({ connection, schema: config.schema, max: 1 });
+  await using database = new Database({
+    connection,
+    schema: config.schema,
+    stateSchema: config.stateSchema,
+    max: 1,
+  });
   await checkConnection(database.sql, connection);
-  const state = await schemaState(database.sql);
+  const state = await schemaState(database.sql, database.schemas);
   if (state.version < VIEWS_VERSION) {
     throw new DatabaseError(
       "db_schema",
       `The schema in ${config.schema} is at version ${state.version}; report reads the views of version ${VIEWS_VERSION}: run \`login-etl migrate\` as the owner role`,
     );
   }
-  const { report, sample } = await readReport(database.sql).catch((error: unknown) => {
+  const found = await readReport(database).catch((error: unknown) => {
     throw new DatabaseError(
       "db_schema",
       `Cannot read the report from schema ${config.schema}: ${describeDbError(error)}`,
       { cause: error },
     );
   });
-  if (config.summaryJson) io.writeStdout(JSON.stringify(report));
-  else for (const line of reportLines(report, sample)) io.writeStdout(line);
+  if (config.summaryJson) io.writeStdout(JSON.stringify(found.report));
+  else for (const line of reportLines(found.report, found)) io.writeStdout(line);
 }
 
 /** Rows as an aligned text table. */

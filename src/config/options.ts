@@ -122,7 +122,17 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: "public",
     commands: DB_USERS,
     value: "NAME",
-    help: "Postgres schema holding user_logins and login-etl's own tables",
+    help: "Postgres schema of the analysts' data: user_logins, its views, app_version_text()",
+  },
+  {
+    flag: "state-schema",
+    env: "LOGIN_ETL_STATE_SCHEMA",
+    kind: "string",
+    default: "login_etl",
+    commands: DB_USERS,
+    value: "NAME",
+    help:
+      "Postgres schema of login-etl's own tables (ledger, rejects, keys, vault, audit); one per --schema",
   },
   {
     flag: "region",

@@ -61,10 +61,11 @@ export interface QueueSettings {
   readonly awsEnv: Readonly<Record<string, string>>;
 }
 
-/** Where Postgres is, and the schema of login-etl's tables. */
+/** Where Postgres is, the schema of the analysts' data and the schema of login-etl's own tables. */
 export interface DatabaseSettings {
   readonly database: PgTarget;
   readonly schema: string;
+  readonly stateSchema: string;
 }
 
 /** The two key sources: HMAC (masks) and vault (recovery). */
@@ -474,15 +475,35 @@ function rejectQueueUrl(read: Reader, queueUrl: string): string | null {
   return raw;
 }
 
+/**
+ * A schema name from the settings. Lower case only: the data schema goes
+ * unquoted into search_path, where Postgres folds case, and docs and psql
+ * lines name both unquoted.
+ */
+function schemaName(read: Reader, flag: "schema" | "state-schema"): string {
+  const name = read.string(flag) ?? "";
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) {
+    throw invalid(
+      read.lookup(flag).source,
+      name,
+      "must be a plain lower-case identifier (a-z, digits, _)",
+    );
+  }
+  if (name.startsWith("pg_")) {
+    throw invalid(read.lookup(flag).source, name, "names starting pg_ are Postgres' own");
+  }
+  return name;
+}
+
 function databaseSettings(read: Reader): DatabaseSettings {
   const { raw, source } = read.lookup("database-url");
-  const schema = read.string("schema") ?? "";
-  // Lower case only: the name goes unquoted into search_path, where Postgres folds case.
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
+  const schema = schemaName(read, "schema");
+  const stateSchema = schemaName(read, "state-schema");
+  if (stateSchema === schema) {
     throw invalid(
-      read.lookup("schema").source,
-      schema,
-      "must be a plain lower-case identifier (a-z, digits, _)",
+      read.lookup("state-schema").source,
+      stateSchema,
+      `is also --schema; login-etl's own tables go in a schema apart from the analysts' data: give another`,
     );
   }
   return {
@@ -491,6 +512,7 @@ function databaseSettings(read: Reader): DatabaseSettings {
       read.env,
     ),
     schema,
+    stateSchema,
   };
 }
 

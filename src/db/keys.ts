@@ -6,7 +6,7 @@
  */
 
 import { KeyMismatchError } from "../errors.ts";
-import type { Sql } from "./pool.ts";
+import type { Deployment } from "./pool.ts";
 
 /**
  * Records the key id with its fingerprint on first use, and refuses a key id
@@ -16,16 +16,18 @@ import type { Sql } from "./pool.ts";
  * @throws {KeyMismatchError}
  */
 export async function registerKey(
-  sql: Sql,
-  keyId: string,
-  fingerprint: string,
+  db: Deployment,
+  key: { readonly keyId: string; readonly fingerprint: string },
 ): Promise<"new" | "known"> {
+  const { keyId, fingerprint } = key;
+  const sql = db.sql;
+  const state = sql(db.schemas.stateSchema);
   const inserted = await sql`
-    INSERT INTO login_etl_keys (key_id, fingerprint) VALUES (${keyId}, ${fingerprint})
+    INSERT INTO ${state}.login_etl_keys (key_id, fingerprint) VALUES (${keyId}, ${fingerprint})
     ON CONFLICT (key_id) DO NOTHING RETURNING key_id`;
   if (inserted.length === 1) return "new";
   const [row] = await sql<{ fingerprint: string }[]>`
-    SELECT fingerprint FROM login_etl_keys WHERE key_id = ${keyId}`;
+    SELECT fingerprint FROM ${state}.login_etl_keys WHERE key_id = ${keyId}`;
   if (row?.fingerprint !== fingerprint) {
     const vault = keyId.startsWith("vault:");
     const id = vault ? keyId.slice("vault:".length) : keyId;

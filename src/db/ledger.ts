@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Sql } from "./pool.ts";
+import type { Deployment } from "./pool.ts";
 
 /** What `prune` ages out: ledger entries (redelivery protection) or rejects. */
 export type PruneTarget = "ledger" | "rejects";
@@ -26,7 +26,13 @@ export interface PruneResult {
  * creates the day partitions the next writes need: its SECURITY DEFINER
  * function does the DDL, so the consumer needs no rights beyond EXECUTE.
  */
-export async function prune(sql: Sql, target: PruneTarget, days: number): Promise<PruneResult> {
+export async function prune(
+  db: Deployment,
+  options: { readonly target: PruneTarget; readonly days: number },
+): Promise<PruneResult> {
+  const { target, days } = options;
+  const sql = db.sql;
+  const state = sql(db.schemas.stateSchema);
   let deleted = 0;
   let partitionsCreated = 0;
   let partitionsDropped = 0;
@@ -34,7 +40,7 @@ export async function prune(sql: Sql, target: PruneTarget, days: number): Promis
     let count: number;
     if (target === "ledger") {
       const [r] = await sql<{ created: number; dropped: number; deleted: number }[]>`
-        SELECT * FROM login_etl_ledger_maintain(${days}, ${SLICE})`;
+        SELECT * FROM ${state}.login_etl_ledger_maintain(${days}, ${SLICE})`;
       partitionsCreated += r?.created ?? 0;
       partitionsDropped += r?.dropped ?? 0;
       count = r?.deleted ?? 0;
@@ -42,8 +48,8 @@ export async function prune(sql: Sql, target: PruneTarget, days: number): Promis
       // By primary key, not ctid: the consumer may read only some columns of
       // the rejects (sql/roles.sql), and system columns need the whole table.
       count = (await sql`
-        DELETE FROM login_etl_rejects WHERE message_id IN (
-          SELECT message_id FROM login_etl_rejects
+        DELETE FROM ${state}.login_etl_rejects WHERE message_id IN (
+          SELECT message_id FROM ${state}.login_etl_rejects
           WHERE rejected_at < now() - make_interval(days => ${days})
           LIMIT ${SLICE})`).count;
     }

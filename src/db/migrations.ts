@@ -5,6 +5,13 @@
  * change is a new one. `sql/schema.sql` is these statements in order, for
  * DBAs who apply them with psql (`make docs` writes it).
  *
+ * Every statement runs with `search_path` set to the data schema (`--schema`)
+ * and the session setting `login_etl.state_schema` naming the state schema
+ * (`--state-schema`), so one text serves `migrate` and psql whatever the two
+ * names. Versions 1 to 5 created everything in the data schema; version 6
+ * moved login-etl's own tables and functions to the state schema, and the
+ * migrations table with them.
+ *
  * @module
  */
 
@@ -458,6 +465,115 @@ END`,
   }),
 ];
 
+/**
+ * The state schema as the statements read it: the session setting
+ * `login_etl.state_schema`, else login-etl's default. `migrate` always sets
+ * it; a DBA running sql/schema.sql with psql sets it for another name.
+ */
+export const STATE_SCHEMA_SETTING =
+  "coalesce(nullif(current_setting('login_etl.state_schema', true), ''), 'login_etl')";
+
+/** The version that moved the migrations table (and the rest) to the state schema. */
+export const STATE_SCHEMA_VERSION = 6;
+
+/**
+ * Version 6: login-etl's own tables and functions leave the analysts' schema
+ * for the state schema, so that a role granted the data schema sees
+ * user_logins, its views and app_version_text() and nothing else.
+ *
+ * ALTER … SET SCHEMA keeps each object's owner, grants, indexes,
+ * constraints, owned sequences (the audit id) and row type, and the views
+ * and functions that use them refer to them by OID. Partitions are tables of
+ * their own and move one by one. The SECURITY DEFINER functions move too and
+ * get `search_path` pinned to the state schema (then pg_temp) instead of the
+ * data schema, so their unqualified names still mean login-etl's tables.
+ *
+ * Roles that held a privilege on anything that moves get USAGE on the state
+ * schema, and owners CREATE as well (login_etl_ledger_maintain creates day
+ * partitions with its owner's rights), so running consumers and recoverers
+ * keep their way in; PUBLIC gets nothing. `login_etl_layout` records which
+ * data schema the state schema serves: a second deployment with another
+ * `--schema` and the same state schema would share one ledger (each skipping
+ * the other's message ids as redeliveries), one key registry and one vault,
+ * so it is refused, here and by every command at start (schema.ts).
+ */
+const V6_STATE_SCHEMA: readonly string[] = [
+  `DO $$
+DECLARE
+  data constant text := current_schema();
+  state constant text := ${STATE_SCHEMA_SETTING};
+  data_oid oid;
+  served text;
+  taken text;
+  grantee record;
+  moved text;
+BEGIN
+  SELECT oid INTO data_oid FROM pg_namespace WHERE nspname = data;
+  IF data_oid IS NULL OR state = data THEN
+    RAISE EXCEPTION 'login-etl''s state schema must be apart from the data schema (search_path %, login_etl.state_schema %)',
+      coalesce(data, 'empty'), state USING ERRCODE = '22023';
+  END IF;
+  SELECT string_agg(c.relname, ', ' ORDER BY c.relname) INTO taken
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname = state AND c.relkind IN ('r', 'p') AND c.relname LIKE 'login\\_etl\\_%';
+  IF taken IS NOT NULL THEN
+    IF to_regclass(format('%I.login_etl_layout', state)) IS NOT NULL THEN
+      EXECUTE format('SELECT data_schema FROM %I.login_etl_layout', state) INTO served;
+    END IF;
+    RAISE EXCEPTION 'State schema % already holds login-etl''s tables for schema %: give schema % its own state schema (--state-schema, or login_etl.state_schema with psql)',
+      state, coalesce(served, 'unknown'), data USING ERRCODE = '42P06';
+  END IF;
+  -- Only when missing: even with IF NOT EXISTS, CREATE SCHEMA needs CREATE on
+  -- the database, which an owner role migrating into a schema the DBA made
+  -- for it lacks.
+  IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = state) THEN
+    EXECUTE format('CREATE SCHEMA %I', state);
+  END IF;
+  FOR grantee IN
+    SELECT g.role, bool_or(g.owner) AS owner FROM (
+      SELECT c.relowner AS role, true AS owner, c.relacl AS acl FROM pg_class c
+      WHERE c.relnamespace = data_oid AND c.relkind IN ('r', 'p') AND (c.relname IN
+        ('login_etl_migrations', 'login_etl_ledger', 'login_etl_rejects', 'login_etl_keys',
+         'login_etl_vault', 'login_etl_audit') OR c.relispartition AND c.relname LIKE 'login\\_etl\\_ledger\\_%')
+      UNION ALL
+      SELECT p.proowner, true, p.proacl FROM pg_proc p
+      WHERE p.pronamespace = data_oid AND p.proname IN ('login_etl_vault_put', 'login_etl_recover',
+        'login_etl_forget', 'login_etl_audit_note', 'login_etl_audit_list', 'login_etl_ledger_maintain')
+    ) o, LATERAL (SELECT o.role, o.owner UNION ALL SELECT a.grantee, false FROM aclexplode(o.acl) a) g
+    WHERE g.role <> 0 AND g.role <> (SELECT nspowner FROM pg_namespace WHERE nspname = state)
+    GROUP BY g.role
+  LOOP
+    EXECUTE format('GRANT %s ON SCHEMA %I TO %I', CASE WHEN grantee.owner THEN 'USAGE, CREATE' ELSE 'USAGE' END,
+                   state, pg_get_userbyid(grantee.role));
+  END LOOP;
+  FOREACH moved IN ARRAY ARRAY['login_etl_migrations', 'login_etl_ledger', 'login_etl_rejects',
+                               'login_etl_keys', 'login_etl_vault', 'login_etl_audit'] LOOP
+    EXECUTE format('ALTER TABLE %I.%I SET SCHEMA %I', data, moved, state);
+  END LOOP;
+  FOR moved IN
+    SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = format('%I.login_etl_ledger', state)::regclass AND c.relnamespace = data_oid
+  LOOP
+    EXECUTE format('ALTER TABLE %I.%I SET SCHEMA %I', data, moved, state);
+  END LOOP;
+  FOREACH moved IN ARRAY ARRAY['login_etl_vault_put(text[], text[], bytea[], bytea[], text[])',
+                               'login_etl_recover(text[], text, text)',
+                               'login_etl_forget(text[], text, text)',
+                               'login_etl_audit_note(text, text[], text, text, text, text)',
+                               'login_etl_audit_list(bigint, integer)',
+                               'login_etl_ledger_maintain(integer, integer)'] LOOP
+    EXECUTE format('ALTER FUNCTION %I.%s SET SCHEMA %I', data, moved, state);
+    EXECUTE format('ALTER FUNCTION %I.%s SET search_path = %I, pg_temp', state, moved, state);
+  END LOOP;
+  EXECUTE format('CREATE TABLE %I.login_etl_layout (
+    data_schema text NOT NULL,
+    one_row     boolean PRIMARY KEY DEFAULT true CHECK (one_row)
+  )', state);
+  EXECUTE format('INSERT INTO %I.login_etl_layout (data_schema) VALUES (%L)', state, data);
+  EXECUTE format('GRANT SELECT ON %I.login_etl_layout TO PUBLIC', state);
+END $$`,
+];
+
 /** Every migration, oldest first. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "login-etl 0.1 tables", statements: V1_TABLES },
@@ -478,6 +594,11 @@ export const MIGRATIONS: readonly Migration[] = [
     transaction: false,
   },
   { version: 5, name: "ledger partitioned by day of SentTimestamp", statements: V5_LEDGER },
+  {
+    version: STATE_SCHEMA_VERSION,
+    name: "login-etl's own tables and functions moved to the state schema",
+    statements: V6_STATE_SCHEMA,
+  },
 ];
 
 /** The version a database is at once every migration is applied. */

@@ -1,6 +1,6 @@
 /**
- * The Postgres connection and login-etl's own tables: created when missing
- * (never altered), the key registry, and ledger pruning.
+ * The Postgres pool of a deployment's two schemas, the array and bytea text
+ * forms statements send, and how its errors read.
  *
  * @module
  */
@@ -13,22 +13,24 @@ import {
   postgresTls,
 } from "./connection.ts";
 import { DatabaseError } from "../errors.ts";
+import type { Schemas } from "./schemas.ts";
 
 /** A postgres.js client. */
 export type Sql = postgres.Sql;
 
 /** Options of a connection pool. */
-export interface ConnectOptions {
+export interface ConnectOptions extends Schemas {
   readonly connection: PgConnection;
-  readonly schema: string;
   /** Pool size: concurrent transactions plus one for housekeeping. */
   readonly max: number;
 }
 
 /**
- * Opens a pool whose sessions resolve unqualified names in `schema`. Every
- * option is explicit, so postgres.js never falls back to PG* variables of
- * its own (`connection.ts` applied them already, with libpq's rules).
+ * Opens a pool for one deployment's schemas. login-etl's statements name
+ * every object with its schema; search_path is the data schema only for the
+ * migrations of versions 1 to 5, which created objects where it pointed.
+ * Every option is explicit, so postgres.js never falls back to PG* variables
+ * of its own (`connection.ts` applied them already, with libpq's rules).
  */
 export function connect(options: ConnectOptions): Sql {
   const c = options.connection;
@@ -49,11 +51,21 @@ export function connect(options: ConnectOptions): Sql {
 }
 
 /**
+ * A pool (or a transaction of one) with the schemas of the deployment it
+ * works on: what every function reading or writing login-etl's tables takes.
+ * A `Database` is one.
+ */
+export interface Deployment {
+  readonly sql: Sql;
+  readonly schemas: Schemas;
+}
+
+/**
  * A pool that can be replaced. After a timeout its sockets may be dead
  * without knowing it (a network that drops packets never says so), so the
  * store drops them all and starts over.
  */
-export class Database {
+export class Database implements Deployment {
   #sql: Sql;
   readonly #options: ConnectOptions;
 
@@ -65,6 +77,11 @@ export class Database {
   /** The current pool. */
   get sql(): Sql {
     return this.#sql;
+  }
+
+  /** The schemas its statements name. */
+  get schemas(): Schemas {
+    return { schema: this.#options.schema, stateSchema: this.#options.stateSchema };
   }
 
   /** Abandons every connection at once and opens a fresh pool. */

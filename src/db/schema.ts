@@ -1,9 +1,11 @@
 /**
  * Brings a database's schema to the version this build needs, applying the
  * migrations of `migrations.ts` it lacks in order and recording each in
- * `login_etl_migrations`. A database that predates that table is recognised
- * by its tables (0.1 had `login_etl_forgotten`) and its versions recorded as
- * found. Hand-written rather than a library: postgres-shift reads migration
+ * `login_etl_migrations` (in the data schema up to version 5, in the state
+ * schema from version 6, which moved it). A database that predates that
+ * table is recognised by its tables (0.1 had `login_etl_forgotten`) and its
+ * versions recorded as found. A state schema that serves another data schema
+ * is refused. Hand-written rather than a library: postgres-shift reads migration
  * files from disk at run time (a compiled binary has none), records them in
  * a fixed `migrations` table that an application's own may already own, and
  * takes no lock against consumers starting together; node-pg-migrate runs on
@@ -13,7 +15,7 @@
  */
 
 import { checkConnection, describeDbError, type Sql } from "./pool.ts";
-import { DatabaseError } from "../errors.ts";
+import { ConfigError, DatabaseError } from "../errors.ts";
 import type { PgConnection } from "./connection.ts";
 import {
   LATEST_VERSION,
@@ -21,7 +23,9 @@ import {
   MIGRATIONS,
   MIGRATIONS_TABLE_DDL,
   MIGRATIONS_TABLE_GRANT,
+  STATE_SCHEMA_VERSION,
 } from "./migrations.ts";
+import type { Schemas } from "./schemas.ts";
 
 /** Oldest Postgres whose partitioned tables take a primary key and ON CONFLICT. */
 const MIN_SERVER_VERSION = 110000;
@@ -36,36 +40,92 @@ export interface SchemaState {
   readonly pending: readonly Migration[];
 }
 
-/** Reads the schema version, from the migrations table or else from the tables present. */
-export async function schemaState(sql: Sql): Promise<SchemaState> {
+/**
+ * The refusal of a state schema that serves another data schema: two
+ * deployments sharing one ledger would each take the other's message ids
+ * for redeliveries, and share one key registry and one vault.
+ */
+function stateSchemaTaken(schemas: Schemas, served: string): ConfigError {
+  return new ConfigError(
+    `State schema ${schemas.stateSchema} already holds login-etl's tables for schema ${served}, not ${schemas.schema}: give this deployment a state schema of its own with --state-schema (e.g. --state-schema ${schemas.schema}_login_etl)`,
+  );
+}
+
+/**
+ * Reads the schema version: from `login_etl_migrations` in the state schema
+ * (version 6 on), else in the data schema (versions up to 5), else from the
+ * tables of the data schema (before the migrations table). Only the catalog
+ * is read until the version table is found, so a role without USAGE on a
+ * schema learns where things are before it is refused.
+ *
+ * @throws {ConfigError} when the state schema serves another data schema
+ */
+export async function schemaState(sql: Sql, schemas: Schemas): Promise<SchemaState> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await readSchemaState(sql, schemas);
+    } catch (error) {
+      // A migration to version 6 committed between reading the catalog and
+      // reading the table it named (a consumer starting beside another):
+      // the catalog now says where the table went.
+      const moved = (error as { code?: unknown }).code === "42P01";
+      if (!moved || attempt === 3) throw error;
+    }
+  }
+}
+
+async function readSchemaState(sql: Sql, schemas: Schemas): Promise<SchemaState> {
   const [found] = await sql<
     {
-      recorded: boolean;
-      version: number | null;
-      ledger: boolean;
+      state_tables: boolean;
+      layout: boolean;
+      data_recorded: boolean;
       forgotten: boolean;
       tombstones: boolean;
     }[]
   >`
-    SELECT to_regclass('login_etl_migrations') IS NOT NULL AS recorded,
-           NULL::int AS version,
-           to_regclass('login_etl_ledger') IS NOT NULL AS ledger,
-           to_regclass('login_etl_forgotten') IS NOT NULL AS forgotten,
-           EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('login_etl_vault')
-                   AND attname = 'erased_at' AND NOT attisdropped) AS tombstones`;
+    WITH rel AS (
+      SELECT n.nspname AS schema, c.relname AS name, c.oid
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname IN (${schemas.schema}, ${schemas.stateSchema}) AND c.relkind IN ('r', 'p')
+        AND c.relname LIKE 'login\\_etl\\_%'
+    )
+    SELECT EXISTS (SELECT FROM rel WHERE schema = ${schemas.stateSchema}) AS state_tables,
+           EXISTS (SELECT FROM rel WHERE schema = ${schemas.stateSchema}
+                   AND name = 'login_etl_layout') AS layout,
+           EXISTS (SELECT FROM rel WHERE schema = ${schemas.schema}
+                   AND name = 'login_etl_migrations') AS data_recorded,
+           EXISTS (SELECT FROM rel WHERE schema = ${schemas.schema}
+                   AND name = 'login_etl_forgotten') AS forgotten,
+           EXISTS (SELECT FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid
+                   WHERE r.schema = ${schemas.schema} AND r.name = 'login_etl_vault'
+                     AND a.attname = 'erased_at' AND NOT a.attisdropped) AS tombstones`;
   let version: number;
-  if (found?.recorded) {
+  let recorded = true;
+  if (found?.state_tables) {
+    const [layout] = found.layout
+      ? await sql<{ served: string }[]>`
+          SELECT data_schema AS served FROM ${sql(schemas.stateSchema)}.login_etl_layout`
+      : [];
+    if (layout?.served !== schemas.schema) {
+      throw stateSchemaTaken(schemas, layout?.served ?? "unknown");
+    }
     const [row] = await sql<{ version: number | null }[]>`
-      SELECT max(version) AS version FROM login_etl_migrations`;
+      SELECT max(version) AS version FROM ${sql(schemas.stateSchema)}.login_etl_migrations`;
+    version = row?.version ?? 0;
+  } else if (found?.data_recorded) {
+    const [row] = await sql<{ version: number | null }[]>`
+      SELECT max(version) AS version FROM ${sql(schemas.schema)}.login_etl_migrations`;
     version = row?.version ?? 0;
   } else {
     // Builds between 0.1 and the migrations table created version 2's
     // tombstones and functions directly; 0.1 kept tombstones in a table.
+    recorded = false;
     version = found?.forgotten ? 1 : found?.tombstones ? 2 : 0;
   }
   return {
     version,
-    recorded: found?.recorded === true,
+    recorded,
     pending: MIGRATIONS.filter((m) => m.version > version),
   };
 }
@@ -84,7 +144,7 @@ export type OnApplied = (migration: Migration, ms: number) => void;
  */
 export async function migrate(
   sql: Sql,
-  options: { readonly schema: string; readonly onApplied?: OnApplied },
+  options: Schemas & { readonly onApplied?: OnApplied },
 ): Promise<Migration[]> {
   const session = await sql.reserve();
   const applied: Migration[] = [];
@@ -100,34 +160,60 @@ export async function migrate(
     }
     await lockSchema(session as unknown as Sql);
     try {
-      if (options.schema !== "public") {
-        await session.unsafe(`CREATE SCHEMA IF NOT EXISTS "${options.schema}"`);
+      // Only when missing: CREATE SCHEMA needs CREATE on the database even
+      // with IF NOT EXISTS, which an owner role given its schema may lack.
+      const [exists] = await session`SELECT FROM pg_namespace WHERE nspname = ${options.schema}`;
+      if (exists === undefined) {
+        await session`CREATE SCHEMA IF NOT EXISTS ${session(options.schema)}`;
       }
-      const state = await schemaState(session as unknown as Sql);
+      // The migrations read the state schema's name from the session (migrations.ts).
+      await session`SELECT set_config('login_etl.state_schema', ${options.stateSchema}, false)`;
+      const state = await schemaState(session as unknown as Sql, options);
       if (!state.recorded) {
-        await recordFound(session as unknown as Sql, state.version);
+        await recordFound(session as unknown as Sql, state.version, options);
       }
       for (const migration of state.pending) {
         current = migration;
         const started = performance.now();
-        await applyOne(session as unknown as Sql, migration);
+        await applyOne(session as unknown as Sql, migration, options);
         applied.push(migration);
         options.onApplied?.(migration, performance.now() - started);
       }
     } finally {
-      await session`SELECT pg_advisory_unlock(hashtext('login-etl schema'))`.catch(() => {});
+      await session`SELECT pg_advisory_unlock(hashtext('login-etl schema')),
+                           set_config('login_etl.state_schema', '', false)`.catch(() => {});
     }
     return applied;
   } catch (error) {
+    if (error instanceof ConfigError) throw error;
     const what = current === undefined
       ? `Cannot migrate login-etl's schema in ${options.schema}`
       : `Migration ${current.version} (${current.name}) failed in schema ${options.schema}${
         current.transaction === false ? "" : "; none of it was applied"
       }`;
-    throw new DatabaseError("db_schema", `${what}: ${describeDbError(error)}`, { cause: error });
+    const hint = current?.version === STATE_SCHEMA_VERSION
+      ? await stateSchemaHint(session as unknown as Sql, error, options.stateSchema)
+      : "";
+    throw new DatabaseError("db_schema", `${what}: ${describeDbError(error)}${hint}`, {
+      cause: error,
+    });
   } finally {
     session.release();
   }
+}
+
+/**
+ * What to do when version 6 was refused for want of CREATE on the database:
+ * the owner role of sql/roles.sql has none, and is who migrates.
+ */
+async function stateSchemaHint(sql: Sql, error: unknown, state: string): Promise<string> {
+  if ((error as { code?: unknown }).code !== "42501") return "";
+  const [exists] = await sql`SELECT FROM pg_namespace WHERE nspname = ${state}`.catch(() => [
+    null,
+  ]);
+  return exists === undefined
+    ? `; version 6 moves login-etl's own tables to schema ${state}, which this role may not create: have the DBA create it for the owner role first (CREATE SCHEMA ${state} AUTHORIZATION login_etl_owner), or run migrate as a role that may create schemas`
+    : "";
 }
 
 /**
@@ -145,19 +231,25 @@ async function lockSchema(sql: Sql): Promise<void> {
   }
 }
 
-/** Creates the migrations table and records the versions a database already had. */
-async function recordFound(sql: Sql, version: number): Promise<void> {
+/**
+ * Creates the migrations table and records the versions a database already
+ * had. It starts in the data schema, where versions up to 5 keep it; the
+ * session's search_path is that schema.
+ */
+async function recordFound(sql: Sql, version: number, schemas: Schemas): Promise<void> {
   await sql.unsafe(MIGRATIONS_TABLE_DDL);
   await sql.unsafe(MIGRATIONS_TABLE_GRANT);
   for (const m of MIGRATIONS.filter((m) => m.version <= version)) {
-    await sql`INSERT INTO login_etl_migrations (version, name, source)
+    await sql`INSERT INTO ${sql(schemas.schema)}.login_etl_migrations (version, name, source)
               VALUES (${m.version}, ${m.name}, 'found') ON CONFLICT (version) DO NOTHING`;
   }
 }
 
-async function applyOne(sql: Sql, migration: Migration): Promise<void> {
+async function applyOne(sql: Sql, migration: Migration, schemas: Schemas): Promise<void> {
+  // Where the migrations table is once this migration's statements ran.
+  const home = migration.version >= STATE_SCHEMA_VERSION ? schemas.stateSchema : schemas.schema;
   const record = () =>
-    sql`INSERT INTO login_etl_migrations (version, name, source)
+    sql`INSERT INTO ${sql(home)}.login_etl_migrations (version, name, source)
         VALUES (${migration.version}, ${migration.name}, 'migrate')`;
   if (migration.transaction === false) {
     for (const statement of migration.statements) await sql.unsafe(statement);
@@ -175,41 +267,52 @@ async function applyOne(sql: Sql, migration: Migration): Promise<void> {
   }
 }
 
+/** The schema state for a command at start; a failure to read it is one line. */
+async function readState(sql: Sql, schemas: Schemas): Promise<SchemaState> {
+  try {
+    return await schemaState(sql, schemas);
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    throw new DatabaseError(
+      "db_schema",
+      `Cannot read the schema version of ${schemas.schema} (state schema ${schemas.stateSchema}): ${
+        describeDbError(error)
+      }`,
+      { cause: error },
+    );
+  }
+}
+
+/** A schema newer than this build: refused, since this build would not know how to write it. */
+function refuseNewer(schemas: Schemas, state: SchemaState): void {
+  if (state.version > LATEST_VERSION) {
+    throw new DatabaseError(
+      "db_schema",
+      `The schema in ${schemas.schema} is at version ${state.version}, newer than this login-etl knows (${LATEST_VERSION}); run a login-etl at least as new as the one that migrated it`,
+    );
+  }
+}
+
 /**
- * What consumers and the PII commands call at start: connects, and brings
- * the schema up to date where the role may. A role that may not (the
- * least-privileged consumer of sql/roles.sql) is told to have the owner run
- * `login-etl migrate`; a schema newer than this build is refused, since this
- * build would not know how to write it.
+ * What consumers and `rekey` call at start: connects, and brings the schema
+ * up to date where the role may. A role that may not (the least-privileged
+ * consumer of sql/roles.sql) is told to have the owner run `login-etl
+ * migrate`; a schema newer than this build is refused.
  *
  * @returns the migrations applied
- * @throws {DatabaseError} code `db_connect` or `db_schema`
+ * @throws {DatabaseError} code `db_connect` or `db_schema`; {ConfigError}
+ *   when the state schema serves another data schema
  */
 export async function ensureSchema(
   sql: Sql,
-  options: {
+  options: Schemas & {
     readonly connection: PgConnection;
-    readonly schema: string;
     readonly onApplied?: OnApplied;
   },
 ): Promise<Migration[]> {
   await checkConnection(sql, options.connection);
-  let state: SchemaState;
-  try {
-    state = await schemaState(sql);
-  } catch (error) {
-    throw new DatabaseError(
-      "db_schema",
-      `Cannot read the schema version in ${options.schema}: ${describeDbError(error)}`,
-      { cause: error },
-    );
-  }
-  if (state.version > LATEST_VERSION) {
-    throw new DatabaseError(
-      "db_schema",
-      `The schema in ${options.schema} is at version ${state.version}, newer than this login-etl knows (${LATEST_VERSION}); run a login-etl at least as new as the one that migrated it`,
-    );
-  }
+  const state = await readState(sql, options);
+  refuseNewer(options, state);
   if (state.pending.length === 0 && state.recorded) return [];
   try {
     return await migrate(sql, options);
@@ -220,6 +323,28 @@ export async function ensureSchema(
       "db_schema",
       `The schema in ${options.schema} is at version ${state.version} and this login-etl needs ${LATEST_VERSION}, but role ${options.connection.user} may not change it; run \`login-etl migrate\` as the owner role (or apply sql/schema.sql)`,
       { cause: error },
+    );
+  }
+}
+
+/**
+ * What `recover` and `forget` call at start: connects and checks the schema
+ * is this build's, changing nothing (their roles never own the schema).
+ *
+ * @throws {DatabaseError} code `db_connect` or `db_schema`; {ConfigError}
+ *   when the state schema serves another data schema
+ */
+export async function requireSchema(
+  sql: Sql,
+  options: Schemas & { readonly connection: PgConnection },
+): Promise<void> {
+  await checkConnection(sql, options.connection);
+  const state = await readState(sql, options);
+  refuseNewer(options, state);
+  if (state.pending.length > 0) {
+    throw new DatabaseError(
+      "db_schema",
+      `The schema in ${options.schema} is at version ${state.version} and this login-etl needs ${LATEST_VERSION}; run \`login-etl migrate\` as the owner role first`,
     );
   }
 }

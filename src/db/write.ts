@@ -15,6 +15,7 @@ import {
   type Sql,
 } from "./pool.ts";
 import { DatabaseError } from "../errors.ts";
+import type { Schemas } from "./schemas.ts";
 import type {
   Masked,
   Refusal,
@@ -255,7 +256,10 @@ export function postgresStore(
       // A single statement is a single transaction: ledger entries, rows and
       // rejects commit together or not at all, in one round trip.
       const [result] = await Promise.race([
-        writeStatement(db.sql, c, options.reportEarlierRejects === true),
+        writeStatement(db.sql, c, {
+          schemas: db.schemas,
+          earlierRejects: options.reportEarlierRejects === true,
+        }),
         timeout,
       ]);
       const inserted = result?.inserted ?? 0;
@@ -343,7 +347,10 @@ export function postgresStore(
     // only committed part was a reject (an invalid message) proves nothing.
     if (total.inserted === 0) {
       const probe = await db.sql.begin(async (tx) => {
-        await writeStatement(tx as unknown as Sql, toColumns([probeItem()]), false);
+        await writeStatement(tx as unknown as Sql, toColumns([probeItem()]), {
+          schemas: db.schemas,
+          earlierRejects: false,
+        });
         throw new ProbeRollback();
       }).catch((error: unknown) => error);
       if (!(probe instanceof ProbeRollback)) {
@@ -398,16 +405,22 @@ export function postgresStore(
   };
 }
 
-function writeStatement(sql: Sql, c: Columns, earlierRejects: boolean) {
+function writeStatement(
+  sql: Sql,
+  c: Columns,
+  options: { readonly schemas: Schemas; readonly earlierRejects: boolean },
+) {
   const r = c.rows;
   const j = c.rejects;
   const v = c.vault;
+  const data = sql(options.schemas.schema);
+  const state = sql(options.schemas.stateSchema);
   // Only with entries to vault, so a consumer without the vault needs no
   // EXECUTE on the function. The function is our only way into the vault
   // (no privilege on the table itself); the outer SELECT reads the CTE so it
   // runs. Entries of redelivered messages are dropped by the join on fresh.
   const vaulted = v.ids.length === 0 ? sql`` : sql`, vaulted AS (
-          SELECT login_etl_vault_put(
+          SELECT ${state}.login_etl_vault_put(
             array_agg(e.masked_value ORDER BY e.masked_value), array_agg(e.field ORDER BY e.masked_value),
             array_agg(e.ciphertext ORDER BY e.masked_value), array_agg(e.iv ORDER BY e.masked_value),
             array_agg(e.key_id ORDER BY e.masked_value))
@@ -422,10 +435,10 @@ function writeStatement(sql: Sql, c: Columns, earlierRejects: boolean) {
         )`;
   // Rejects of this batch's ids that an earlier delivery recorded: their raw
   // copy for --reject-queue-url may not have been sent then.
-  const earlier = earlierRejects
+  const earlier = options.earlierRejects
     ? sql`,
                (SELECT coalesce(json_agg(json_build_object('id', r.message_id, 'reason', r.reason, 'detail', r.detail)), '[]'::json)
-                  FROM login_etl_rejects r
+                  FROM ${state}.login_etl_rejects r
                   WHERE r.message_id = ANY(${pgArray(c.ids)}::text[])
                     AND NOT EXISTS (SELECT FROM fresh f WHERE f.message_id = r.message_id)) AS earlier_rejects`
     : sql``;
@@ -438,19 +451,19 @@ function writeStatement(sql: Sql, c: Columns, earlierRejects: boolean) {
     }[]
   >`
         WITH fresh AS (
-          INSERT INTO login_etl_ledger (message_id, sent_date)
+          INSERT INTO ${state}.login_etl_ledger (message_id, sent_date)
           SELECT i.id, i.day FROM unnest(${pgArray(c.ids)}::text[], ${
     pgArray(c.sentDates)
   }::date[]) WITH ORDINALITY AS i(id, day, n)
           -- Ids recorded before the ledger was partitioned carry no day of
           -- their own (migration 5); they are found by id alone.
-          WHERE NOT EXISTS (SELECT FROM login_etl_ledger u
+          WHERE NOT EXISTS (SELECT FROM ${state}.login_etl_ledger u
                             WHERE u.sent_date < '2000-01-01' AND u.message_id = i.id)
           ORDER BY i.n
           ON CONFLICT (message_id, sent_date) DO NOTHING
           RETURNING message_id
         ), rows AS (
-          INSERT INTO user_logins
+          INSERT INTO ${data}.user_logins
             (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date)
           SELECT b.user_id, b.device_type, b.masked_ip, b.masked_device_id, b.locale, b.app_version, b.create_date
           FROM unnest(${pgArray(r.ids)}::text[], ${pgArray(r.userIds)}::text[], ${
@@ -464,7 +477,7 @@ function writeStatement(sql: Sql, c: Columns, earlierRejects: boolean) {
           JOIN fresh USING (message_id)
           RETURNING 1
         )${vaulted}, rejects AS (
-          INSERT INTO login_etl_rejects
+          INSERT INTO ${state}.login_etl_rejects
             (message_id, reason, detail, masked_body, body_bytes, body_hmac, sent_at)
           SELECT x.message_id, x.reason, x.detail, x.masked_body, x.body_bytes, x.body_hmac, x.sent_at
           FROM unnest(${pgArray(j.ids)}::text[], ${pgArray(j.reasons)}::text[], ${

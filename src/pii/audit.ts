@@ -8,9 +8,8 @@
  * @module
  */
 
-import type { Sql } from "../db/pool.ts";
+import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
 import { DatabaseError } from "../errors.ts";
-import { describeDbError, pgArray } from "../db/pool.ts";
 
 /** What was attempted. */
 export type AuditAction = "recover" | "forget" | "rekey" | "rekey-vault";
@@ -64,11 +63,14 @@ export function actorOf(configured: string | null): string {
  *
  * @throws {DatabaseError} code `db_write` when the trail cannot be written; callers then change nothing
  */
-export async function appendAudit(sql: Sql, entries: readonly AuditEntry[]): Promise<void> {
+export async function appendAudit(db: Deployment, entries: readonly AuditEntry[]): Promise<void> {
   if (entries.length === 0) return;
+  const sql = db.sql;
   try {
     await sql`
-      INSERT INTO login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+      INSERT INTO ${
+      sql(db.schemas.stateSchema)
+    }.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
       SELECT * FROM unnest(
         ${pgArray(entries.map((e) => e.actor))}::text[], ${
       pgArray(entries.map((e) => e.action))
@@ -98,7 +100,7 @@ export async function appendAudit(sql: Sql, entries: readonly AuditEntry[]): Pro
  * @throws {DatabaseError} code `db_write` when even the refusal cannot be recorded
  */
 export async function noteRefusal(
-  sql: Sql,
+  db: Deployment,
   entry: {
     readonly action: "recover" | "forget";
     readonly masks: readonly string[];
@@ -108,8 +110,11 @@ export async function noteRefusal(
     readonly detail: string;
   },
 ): Promise<void> {
+  const sql = db.sql;
   try {
-    await sql`SELECT login_etl_audit_note(${entry.action}, ${pgArray(entry.masks)}::text[],
+    await sql`SELECT ${sql(db.schemas.stateSchema)}.login_etl_audit_note(${entry.action}, ${
+      pgArray(entry.masks)
+    }::text[],
       ${entry.actor}, ${entry.reason}, ${entry.outcome}, ${entry.detail})`;
   } catch (error) {
     throw new DatabaseError(
@@ -123,7 +128,8 @@ export async function noteRefusal(
 }
 
 /** Every audit row after `afterId`, oldest first, through `login_etl_audit_list`, a page at a time. */
-export async function* listAudit(sql: Sql, afterId = "0"): AsyncGenerator<AuditRow> {
+export async function* listAudit(db: Deployment, afterId = "0"): AsyncGenerator<AuditRow> {
+  const sql = db.sql;
   let after = afterId;
   for (;;) {
     let page: AuditRow[];
@@ -131,7 +137,7 @@ export async function* listAudit(sql: Sql, afterId = "0"): AsyncGenerator<AuditR
       page = await sql<AuditRow[]>`
         SELECT id::text, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at, actor,
                db_user, action, masked_value, reason, outcome, detail
-        FROM login_etl_audit_list(${after}::bigint, 10000)`;
+        FROM ${sql(db.schemas.stateSchema)}.login_etl_audit_list(${after}::bigint, 10000)`;
     } catch (error) {
       throw new DatabaseError(
         "db_write",

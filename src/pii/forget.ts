@@ -5,9 +5,8 @@
  * @module
  */
 
-import { pgArray, type Sql } from "../db/pool.ts";
+import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
 import { DatabaseError, UsageError } from "../errors.ts";
-import { describeDbError } from "../db/pool.ts";
 import { isPermissionDenied, type PiiRequest, refuse } from "./recover.ts";
 
 /** The outcome of erasing one mask. */
@@ -25,13 +24,13 @@ export interface Erasure {
  * @throws {UsageError} without a reason; {DatabaseError} when the role may not erase
  */
 export async function forget(
-  sql: Sql,
+  db: Deployment,
   masks: readonly string[],
   request: PiiRequest,
 ): Promise<Erasure[]> {
   if (request.reason === null) {
     await refuse(
-      sql,
+      db,
       "forget",
       masks,
       request,
@@ -41,14 +40,17 @@ export async function forget(
     );
   }
   try {
+    const sql = db.sql;
     const rows = await sql<{ masked_value: string; outcome: Erasure["outcome"] }[]>`
       SELECT masked_value, outcome
-      FROM login_etl_forget(${pgArray(masks)}::text[], ${request.actor}, ${request.reason})`;
+      FROM ${sql(db.schemas.stateSchema)}.login_etl_forget(${
+      pgArray(masks)
+    }::text[], ${request.actor}, ${request.reason})`;
     const byMask = new Map(rows.map((r) => [r.masked_value, r.outcome]));
     return masks.map((masked) => ({ masked, outcome: byMask.get(masked) ?? "not_found" }));
   } catch (error) {
     return await refuse(
-      sql,
+      db,
       "forget",
       masks,
       request,

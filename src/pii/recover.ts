@@ -8,7 +8,7 @@
  * @module
  */
 
-import { describeDbError, pgArray, type Sql } from "../db/pool.ts";
+import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
 import { ConfigError, DatabaseError, type EtlError, UsageError } from "../errors.ts";
 import type { Masker } from "../mask.ts";
 import { noteRefusal } from "./audit.ts";
@@ -42,13 +42,13 @@ export interface RecoveryKeys {
 
 /** A refusal decided here: audited as denied for each mask, then thrown. */
 export async function refuse(
-  sql: Sql,
+  db: Deployment,
   action: "recover" | "forget",
   masks: readonly string[],
   request: PiiRequest,
   error: EtlError,
 ): Promise<never> {
-  await noteRefusal(sql, {
+  await noteRefusal(db, {
     action,
     masks,
     actor: request.actor,
@@ -102,14 +102,14 @@ async function disprove(
  *   {DatabaseError} when the role may not recover or the trail cannot be written
  */
 export async function recover(
-  sql: Sql,
+  db: Deployment,
   keys: RecoveryKeys,
   masks: readonly string[],
   request: PiiRequest,
 ): Promise<Recovery[]> {
   if (request.reason === null) {
     await refuse(
-      sql,
+      db,
       "recover",
       masks,
       request,
@@ -120,7 +120,7 @@ export async function recover(
   }
   if (keys.cipher === null) {
     await refuse(
-      sql,
+      db,
       "recover",
       masks,
       request,
@@ -129,7 +129,7 @@ export async function recover(
   }
   if (keys.maskers.size === 0) {
     await refuse(
-      sql,
+      db,
       "recover",
       masks,
       request,
@@ -140,12 +140,15 @@ export async function recover(
   }
   let rows: Released[];
   try {
+    const sql = db.sql;
     rows = await sql<Released[]>`
       SELECT masked_value, field, ciphertext, iv, key_id, state
-      FROM login_etl_recover(${pgArray(masks)}::text[], ${request.actor}, ${request.reason})`;
+      FROM ${sql(db.schemas.stateSchema)}.login_etl_recover(${
+      pgArray(masks)
+    }::text[], ${request.actor}, ${request.reason})`;
   } catch (error) {
     return await refuse(
-      sql,
+      db,
       "recover",
       masks,
       request,
@@ -187,7 +190,7 @@ export async function recover(
     }
     if (why !== null) {
       results.push({ masked, outcome: "failed", detail: why });
-      await noteRefusal(sql, {
+      await noteRefusal(db, {
         action: "recover",
         masks: [masked],
         actor: request.actor,

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { byteaHex, describeDbError, pgArray, type Sql } from "../db/pool.ts";
+import { byteaHex, type Deployment, describeDbError, pgArray, type Sql } from "../db/pool.ts";
 import { DatabaseError } from "../errors.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import type { Masker } from "../mask.ts";
@@ -65,8 +65,11 @@ function wrap(what: string, error: unknown): DatabaseError {
  * already under the target key are never selected again. One function
  * because one batch's steps share its transaction and its audit rows.
  */
-export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyReport> {
+export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<RekeyReport> {
   const { target, cipher } = options;
+  const sql = db.sql;
+  const data = sql(db.schemas.schema);
+  const state = sql(db.schemas.stateSchema);
   const prefix = `${target.keyId}:`;
   const report: RekeyReport = {
     moved: { ip: 0, "device_id": 0 },
@@ -82,7 +85,7 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
       let olds: string[];
       try {
         const rows = await sql<{ mask: string }[]>`
-          SELECT DISTINCT ${sql(column)} AS mask FROM user_logins
+          SELECT DISTINCT ${sql(column)} AS mask FROM ${data}.user_logins
           WHERE ${sql(column)} IS NOT NULL AND left(${sql(column)}, ${prefix.length}) <> ${prefix}
             AND NOT (${sql(column)} = ANY(${pgArray([...unlinkable])}::text[]))
           LIMIT ${options.batch}`;
@@ -94,7 +97,7 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
       let vaulted: StoredVaultRow[];
       try {
         vaulted = await sql<StoredVaultRow[]>`
-          SELECT masked_value, field, ciphertext, iv, key_id FROM login_etl_vault
+          SELECT masked_value, field, ciphertext, iv, key_id FROM ${state}.login_etl_vault
           WHERE masked_value = ANY(${pgArray(olds)}::text[]) AND erased_at IS NULL`;
       } catch (error) {
         throw wrap("read the vault (rekey needs a role that may read it)", error);
@@ -151,7 +154,7 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
       try {
         await sql.begin(async (tx) => {
           await tx`
-            INSERT INTO login_etl_vault (masked_value, field, ciphertext, iv, key_id)
+            INSERT INTO ${state}.login_etl_vault (masked_value, field, ciphertext, iv, key_id)
             SELECT m, ${field}, c, i, k FROM unnest(
               ${pgArray(entries.map((e) => e.masked))}::text[], ${
             pgArray(entries.map((e) => e.ciphertext))
@@ -161,13 +164,13 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
           }::text[]) AS v(m, c, i, k)
             ON CONFLICT (masked_value) DO NOTHING`;
           await tx`
-            UPDATE user_logins SET ${tx(column)} = m.fresh
+            UPDATE ${data}.user_logins AS u SET ${tx(column)} = m.fresh
             FROM unnest(${pgArray(oldMasks)}::text[], ${pgArray(newMasks)}::text[]) AS m(old, fresh)
-            WHERE user_logins.${tx(column)} = m.old`;
-          await tx`DELETE FROM login_etl_vault WHERE masked_value = ANY(${
+            WHERE u.${tx(column)} = m.old`;
+          await tx`DELETE FROM ${state}.login_etl_vault WHERE masked_value = ANY(${
             pgArray(oldMasks)
           }::text[])`;
-          await appendAudit(tx as unknown as Sql, [{
+          await appendAudit({ sql: tx as unknown as Sql, schemas: db.schemas }, [{
             actor: options.actor,
             action: "rekey",
             maskedValue: null,
@@ -198,10 +201,12 @@ export async function rekeyRows(sql: Sql, options: RekeyOptions): Promise<RekeyR
  * one transaction each; resumable.
  */
 export async function rekeyVault(
-  sql: Sql,
+  db: Deployment,
   options: Omit<RekeyOptions, "target" | "verify">,
 ): Promise<{ readonly moved: number; readonly batches: number; readonly failed: number }> {
   const { cipher } = options;
+  const sql = db.sql;
+  const state = sql(db.schemas.stateSchema);
   let moved = 0;
   let batches = 0;
   let failed = 0;
@@ -212,7 +217,7 @@ export async function rekeyVault(
     let rows: StoredVaultRow[];
     try {
       rows = await sql<StoredVaultRow[]>`
-        SELECT masked_value, field, ciphertext, iv, key_id FROM login_etl_vault
+        SELECT masked_value, field, ciphertext, iv, key_id FROM ${state}.login_etl_vault
         WHERE key_id <> ${cipher.currentKeyId} AND NOT (masked_value = ANY(${
         pgArray(skipped)
       }::text[]))
@@ -248,13 +253,13 @@ export async function rekeyVault(
     try {
       await sql.begin(async (tx) => {
         await tx`
-          UPDATE login_etl_vault SET ciphertext = u.c, iv = u.i, key_id = ${cipher.currentKeyId}
+          UPDATE ${state}.login_etl_vault AS v SET ciphertext = u.c, iv = u.i, key_id = ${cipher.currentKeyId}
           FROM unnest(${pgArray(updated.map((u) => u.masked))}::text[], ${
           pgArray(updated.map((u) => u.ciphertext))
         }::bytea[],
                       ${pgArray(updated.map((u) => u.iv))}::bytea[]) AS u(m, c, i)
-          WHERE login_etl_vault.masked_value = u.m`;
-        await appendAudit(tx as unknown as Sql, [{
+          WHERE v.masked_value = u.m`;
+        await appendAudit({ sql: tx as unknown as Sql, schemas: db.schemas }, [{
           actor: options.actor,
           action: "rekey-vault",
           maskedValue: null,

@@ -154,6 +154,7 @@ export function workerThreadsFor(configured: number | null, cpus: number): numbe
 export interface WorkerInit {
   readonly connection: PgConnection;
   readonly schema: string;
+  readonly stateSchema: string;
   readonly poolMax: number;
   readonly writeTimeoutMs: number;
   /** Retry a table that refuses every row (run), rather than fail at once (drain). */

@@ -31,6 +31,7 @@ scope.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       database = new Database({
         connection: init.connection,
         schema: init.schema,
+        stateSchema: init.stateSchema,
         max: init.poolMax,
       });
       const masker = await Masker.create(new Secret(init.secret, "worker"), init.keyId);

@@ -69,7 +69,7 @@ function linesOf(stdout: string): { pairs: [string, string][]; detail: Map<strin
 
 Deno.test("check passes on a healthy setup, names the protocol in use, and touches no message", async (t) => {
   await using db = await freshSchema();
-  await migrate(db.sql, { schema: db.schema });
+  await migrate(db.sql, db);
   for (const kind of ["local-aws-sqs", "legacy-localstack"] as const) {
     await t.step(kind, async () => {
       await using sqs = await startEndpoint(kind);
@@ -77,7 +77,7 @@ Deno.test("check passes on a healthy setup, names the protocol in use, and touch
       await sqs.send(queueUrl, ['{"user_id":"a"}', '{"user_id":"b"}']);
       const env = {
         DATABASE_URL,
-        LOGIN_ETL_SCHEMA: db.schema,
+        ...db.env,
         SQS_QUEUE_URL: queueUrl,
         PII_HMAC_KEY: TEST_SECRET,
       };
@@ -101,7 +101,10 @@ Deno.test("check passes on a healthy setup, names the protocol in use, and touch
       );
       assert.match(queue, /2 waiting, 0 in flight/);
       assert.match(detail.get("postgres") ?? "", /TLS on \(TLSv1\.[23]/);
-      assert.match(detail.get("schema") ?? "", /at version 5 \(latest\)/);
+      assert.match(
+        detail.get("schema") ?? "",
+        new RegExp(`^${db.schema} \\(state schema ${db.stateSchema}\\) at version 6 \\(latest\\)$`),
+      );
       assert.deepEqual(await sqs.counts(queueUrl), { ready: 2, inFlight: 0 }, "nothing received");
       const [rows] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM login_etl_keys`;
       assert.equal(rows?.n, 0, "nothing recorded");
@@ -151,8 +154,8 @@ Deno.test("check fails on a key id recorded with another secret, a missing key, 
   await using sqs = await startEndpoint("local-aws-sqs");
   const queueUrl = await sqs.createQueue();
   await using db = await freshSchema();
-  await migrate(db.sql, { schema: db.schema });
-  const env = { DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema, SQS_QUEUE_URL: queueUrl };
+  await migrate(db.sql, db);
+  const env = { DATABASE_URL, ...db.env, SQS_QUEUE_URL: queueUrl };
 
   await t.step("no HMAC key", async () => {
     const result = await runCli(["check"], { env });
@@ -177,7 +180,6 @@ Deno.test("check fails on a key id recorded with another secret, a missing key, 
     const password = crypto.randomUUID();
     await db.sql.unsafe(`CREATE ROLE "${user}" LOGIN PASSWORD '${password}';
       GRANT USAGE ON SCHEMA "${db.schema}" TO "${user}";
-      GRANT SELECT ON login_etl_migrations TO "${user}";
       GRANT INSERT ON "${db.schema}".user_logins TO "${user}"`);
     try {
       const url = new URL(DATABASE_URL);
@@ -185,28 +187,57 @@ Deno.test("check fails on a key id recorded with another secret, a missing key, 
       url.username = user;
       url.password = password;
       const asUser = { ...env, DATABASE_URL: url.toString(), PII_HMAC_KEY: TEST_SECRET };
+      const outside = await runCli(["check"], { env: asUser });
+      assert.equal(outside.code, 1, outside.stdout + outside.stderr);
+      assert.match(
+        outside.stdout,
+        new RegExp(
+          `^fail\\s+schema\\s+.*permission denied for schema ${db.stateSchema}.*; the role needs USAGE on schema ${db.stateSchema} \\(see sql/roles.sql\\)$`,
+          "m",
+        ),
+      );
+
+      await db.sql.unsafe(`GRANT USAGE ON SCHEMA "${db.stateSchema}" TO "${user}"`);
       const drain = await runCli(["check"], { env: asUser });
       assert.equal(drain.code, 1, drain.stdout + drain.stderr);
       const line = drain.stdout.split("\n").find((l) => l.startsWith("fail  privileges")) ?? "";
-      assert.match(line, /drain lacks SELECT on login_etl_ledger, INSERT on login_etl_ledger/);
-      assert.match(line, /EXECUTE on login_etl_ledger_maintain\(integer,integer\)/);
-      assert.doesNotMatch(line, /INSERT on user_logins/, "what it has is not listed");
+      const state = db.stateSchema;
+      assert.ok(
+        line.includes(
+          `drain lacks SELECT on ${state}.login_etl_ledger, INSERT on ${state}.login_etl_ledger`,
+        ),
+        line,
+      );
+      assert.ok(line.includes(`EXECUTE on ${state}.login_etl_ledger_maintain(integer,integer)`));
+      assert.doesNotMatch(line, /on \w+\.user_logins/, "what it has is not listed");
+      assert.doesNotMatch(line, /USAGE on schema/, "nor the schemas it may use");
       const recover = await runCli(["check", "--for", "recover"], {
         env: { ...asUser, PII_VAULT_KEY: "a different secret for the vault, 32+ bytes" },
       });
       assert.equal(recover.code, 1);
-      assert.match(
+      assert.ok(
+        recover.stdout.includes(
+          `recover lacks EXECUTE on ${state}.login_etl_recover(text[],text,text)`,
+        ),
         recover.stdout,
-        /recover lacks EXECUTE on login_etl_recover\(text\[\],text,text\)/,
       );
       assert.doesNotMatch(recover.stdout, /^\S+\s+queue/m, "recover needs no queue");
 
-      await db.sql`DELETE FROM login_etl_migrations WHERE version = 5`;
+      // Without USAGE on the data schema, nothing in it can be reached: one privilege says so.
+      await db.sql.unsafe(`REVOKE USAGE ON SCHEMA "${db.schema}" FROM "${user}"`);
+      const noData = await runCli(["check"], { env: asUser });
+      assert.match(noData.stdout, new RegExp(`drain lacks USAGE on schema ${db.schema}, SELECT`));
+      await db.sql.unsafe(`GRANT USAGE ON SCHEMA "${db.schema}" TO "${user}"`);
+
+      await db.sql`DELETE FROM login_etl_migrations WHERE version = 6`;
       const behind = await runCli(["check"], { env: asUser });
       assert.equal(behind.code, 1);
       assert.match(
         behind.stdout,
-        /^fail\s+schema\s+\w+ at version 4, needs 5, and this role may not migrate it \(no CREATE on schema\); run `login-etl migrate` as the owner role$/m,
+        new RegExp(
+          `^fail\\s+schema\\s+${db.schema} \\(state schema ${state}\\) at version 5, needs 6, and this role may not migrate it \\(no CREATE on schema ${db.schema}, ${state}\\); run \`login-etl migrate\` as the owner role$`,
+          "m",
+        ),
       );
       assert.match(behind.stdout, /^skip\s+privileges\s+the schema is not current/m);
     } finally {
@@ -218,7 +249,7 @@ Deno.test("check fails on a key id recorded with another secret, a missing key, 
 Deno.test("check --summary-json prints one object; a bad --for is a usage error (exit 2)", async () => {
   await using db = await freshSchema();
   const result = await runCli(["check", "--for", "migrate", "--summary-json"], {
-    env: { DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema },
+    env: { DATABASE_URL, ...db.env },
   });
   assert.equal(result.code, 0, result.stderr);
   const report = JSON.parse(result.stdout) as {
@@ -229,7 +260,7 @@ Deno.test("check --summary-json prints one object; a bad --for is a usage error 
   assert.equal(report.for, "migrate");
   assert.equal(report.passed, true);
   assert.deepEqual(report.checks.map((c) => c.check), ["postgres", "schema"]);
-  assert.match(report.checks[1]?.detail ?? "", /at version 0; migrate applies 1, 2, 3, 4, 5/);
+  assert.match(report.checks[1]?.detail ?? "", /at version 0; migrate applies 1, 2, 3, 4, 5, 6$/);
   const bad = await runCli(["check", "--for", "everything"]);
   assert.equal(bad.code, 2);
   assert.match(failureLine(bad), /^error: Invalid --for "everything": must be one of/);

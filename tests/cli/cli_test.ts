@@ -428,7 +428,7 @@ Deno.test("drain from the command line: an emulator's .localhost queue URL alone
     "--log-level",
     "debug",
   ], {
-    env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema },
+    env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env },
   });
   assert.equal(result.code, 0, result.stderr);
   const summary = JSON.parse(result.stdout);
@@ -453,7 +453,7 @@ Deno.test("a key id recorded with another secret exits 2 and deletes nothing", a
   await using sqs = await startSqs();
   await using db = await freshSchema();
   const queueUrl = sqs.createQueue();
-  const env = { DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema };
+  const env = { DATABASE_URL, ...db.env };
   enqueue(sqs, queueUrl, [event(1, "10.0.0.1", "d1")]);
   assert.equal(
     (await runCli(["drain", "--queue-url", queueUrl], {
@@ -478,7 +478,7 @@ Deno.test("run stops on SIGTERM after committing and deleting what it holds, exi
     {
       PII_HMAC_KEY: TEST_SECRET,
       DATABASE_URL,
-      LOGIN_ETL_SCHEMA: db.schema,
+      ...db.env,
     },
   );
   const stderrText = new Response(child.stderr).text();

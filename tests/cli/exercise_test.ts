@@ -110,8 +110,12 @@ Deno.test({
       try {
         const [rows] = await sql`SELECT count(*)::int AS n FROM user_logins`;
         assert.equal(rows?.n, bodies.length);
-        const [rejects] = await sql`SELECT count(*)::int AS n FROM login_etl_rejects`;
+        // Defaults: the rows in public, login-etl's own tables in login_etl.
+        const [rejects] = await sql`SELECT count(*)::int AS n FROM login_etl.login_etl_rejects`;
         assert.equal(rejects?.n, 1);
+        const [own] = await sql`SELECT count(*)::int AS n FROM pg_class
+                                WHERE relnamespace = 'public'::regnamespace AND relname LIKE 'login_etl%'`;
+        assert.equal(own?.n, 0, "none of login-etl's tables in public");
       } finally {
         await sql.end();
       }

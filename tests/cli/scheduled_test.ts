@@ -59,7 +59,7 @@ Deno.test("drain --max-rejects 0 writes every valid row and deletes every messag
         "--metrics-file",
         metricsFile,
       ],
-      { env: { DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema, PII_HMAC_KEY: TEST_SECRET } },
+      { env: { DATABASE_URL, ...db.env, PII_HMAC_KEY: TEST_SECRET } },
     );
     assert.equal(result.code, 3, result.stderr);
     const [rows] = await db.sql<{ rows: number; rejects: number }[]>`
@@ -111,7 +111,7 @@ Deno.test("drain under its --max-rejects succeeds, and its metrics file says so"
         "--metrics-file",
         metricsFile,
       ],
-      { env: { DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema, PII_HMAC_KEY: TEST_SECRET } },
+      { env: { DATABASE_URL, ...db.env, PII_HMAC_KEY: TEST_SECRET } },
     );
     assert.equal(result.code, 0, result.stderr);
     const metrics = samplesOf(await Deno.readTextFile(metricsFile));
@@ -137,7 +137,7 @@ Deno.test("run --max-rejects stops by itself once past the limit, committing wha
     "1",
   ], {
     DATABASE_URL,
-    LOGIN_ETL_SCHEMA: db.schema,
+    ...db.env,
     PII_HMAC_KEY: TEST_SECRET,
     LOGIN_ETL_LOG_FORMAT: "json",
   });
@@ -179,7 +179,7 @@ Deno.test("drain off a terminal logs a Progress event every --progress-seconds; 
       {
         env: {
           DATABASE_URL: viaProxy(DATABASE_URL, proxy),
-          LOGIN_ETL_SCHEMA: db.schema,
+          ...db.env,
           PII_HMAC_KEY: TEST_SECRET,
           LOGIN_ETL_LOG_FORMAT: "json",
         },
@@ -222,7 +222,7 @@ Deno.test("seed --sample sends the exercise's messages, and drain loads each as 
     assert.equal(seeded.code, 0, seeded.stderr);
     assert.equal(seeded.stdout, `Sent ${expected} messages from ${path} to ${queueUrl}.\n`);
     const drained = await runCli(["drain", "--queue-url", queueUrl, "--summary-json"], {
-      env: { DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema, PII_HMAC_KEY: TEST_SECRET },
+      env: { DATABASE_URL, ...db.env, PII_HMAC_KEY: TEST_SECRET },
     });
     assert.equal(drained.code, 0, drained.stderr);
     assert.equal((JSON.parse(drained.stdout) as { inserted: number }).inserted, expected);

@@ -1,6 +1,8 @@
 // Runs the CLI as users do: `deno run` with exactly the permission flags the
 // binary is compiled with (the `etl` task of deno.json).
 
+import { stateSchemaOf } from "./services.ts";
+
 const root = new URL("../../", import.meta.url).pathname;
 
 /** The permission flags of the `etl` task, the same list `make build` compiles with. */
@@ -29,6 +31,18 @@ export function denoDir(): string {
     cachedDenoDir = JSON.parse(new TextDecoder().decode(output.stdout)).denoDir as string;
   }
   return cachedDenoDir;
+}
+
+/**
+ * A test's environment with a state schema of its own whenever it names a
+ * data schema (`stateSchemaOf`): a CLI run of a test must never fall back
+ * to the shared default `login_etl`.
+ */
+function ownStateSchema(env: Record<string, string>): Record<string, string> {
+  const schema = env.LOGIN_ETL_SCHEMA;
+  return schema === undefined || env.LOGIN_ETL_STATE_SCHEMA !== undefined
+    ? env
+    : { ...env, LOGIN_ETL_STATE_SCHEMA: stateSchemaOf(schema) };
 }
 
 /** The environment a CLI child starts from: only what Deno itself needs. */
@@ -67,7 +81,7 @@ export async function runCli(
     args: rest,
     cwd: root,
     clearEnv: true,
-    env: { ...baseEnv(), ...options.env },
+    env: ownStateSchema({ ...baseEnv(), ...options.env }),
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
@@ -88,7 +102,7 @@ export function spawnCli(args: readonly string[], env: Record<string, string>): 
     args: ["run", ...permissionFlags(), `${root}src/main.ts`, ...args],
     cwd: root,
     clearEnv: true,
-    env: { ...baseEnv(), ...env },
+    env: ownStateSchema({ ...baseEnv(), ...env }),
     stdout: "piped",
     stderr: "piped",
     stdin: "null",

@@ -10,7 +10,13 @@ import { Secret } from "../../src/config/secret.ts";
 import { Masker } from "../../src/mask.ts";
 import type { Summary, Telemetry } from "../../src/ops/telemetry.ts";
 import { type CliResult, runCli } from "./cli.ts";
-import { capturingTelemetry, DATABASE_URL, TEST_SECRET, testConfig } from "./services.ts";
+import {
+  capturingTelemetry,
+  DATABASE_URL,
+  stateSchemaOf,
+  TEST_SECRET,
+  testConfig,
+} from "./services.ts";
 
 /** The masker of `secret` (the test key by default) under key id `k1`, as a run would build it. */
 export async function testMasker(secret: string = TEST_SECRET): Promise<Masker> {
@@ -21,7 +27,7 @@ export async function testMasker(secret: string = TEST_SECRET): Promise<Masker> 
 export interface ConsumeOptions {
   /** `drain` (default) ends when the queue is empty; `run` when `stop` aborts. */
   readonly command?: "drain" | "run";
-  /** Flags besides --queue-url, --database-url and --schema, e.g. `{ "dry-run": true }`. */
+  /** Flags besides --queue-url, --database-url, --schema and --state-schema, e.g. `{ "dry-run": true }`. */
   readonly flags?: FlagValues;
   /** Environment besides the test key, e.g. another `PII_HMAC_KEY`. */
   readonly env?: Record<string, string>;
@@ -50,7 +56,8 @@ export interface StartedRun {
 
 /**
  * Starts `drain` (or `run`) in this process on `queueUrl` into `schema` of the
- * test database, with the test key and a telemetry that keeps its log lines.
+ * test database (and its state schema, `stateSchemaOf`), with the test key
+ * and a telemetry that keeps its log lines.
  */
 export function startConsume(
   queueUrl: string,
@@ -61,7 +68,13 @@ export function startConsume(
   const stdout: string[] = [];
   const config = testConfig(
     options.command ?? "drain",
-    { "queue-url": queueUrl, "database-url": DATABASE_URL, schema, ...options.flags },
+    {
+      "queue-url": queueUrl,
+      "database-url": DATABASE_URL,
+      schema,
+      "state-schema": stateSchemaOf(schema),
+      ...options.flags,
+    },
     options.env,
   );
   const done = consume(config, {
@@ -91,7 +104,13 @@ export async function drainCli(
   options: { readonly args?: readonly string[]; readonly env?: Record<string, string> } = {},
 ): Promise<CliResult> {
   const result = await runCli(["drain", "--queue-url", queueUrl, ...options.args ?? []], {
-    env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, LOGIN_ETL_SCHEMA: schema, ...options.env },
+    env: {
+      PII_HMAC_KEY: TEST_SECRET,
+      DATABASE_URL,
+      LOGIN_ETL_SCHEMA: schema,
+      LOGIN_ETL_STATE_SCHEMA: stateSchemaOf(schema),
+      ...options.env,
+    },
   });
   assert.equal(result.code, 0, result.stderr.slice(-2000));
   return result;

@@ -142,7 +142,7 @@ export class Cli {
 export function cliEnv(db: TestDb, extra: Record<string, string> = {}): Record<string, string> {
   return {
     DATABASE_URL,
-    LOGIN_ETL_SCHEMA: db.schema,
+    ...db.env,
     PII_HMAC_KEY: TEST_SECRET,
     PII_VAULT_KEY: VAULT_SECRET,
     LOGIN_ETL_LOG_FORMAT: "json",
@@ -238,14 +238,16 @@ export function openVault(cipher: VaultCipher, rows: readonly VaultRowText[]): M
   ]));
 }
 
-/** Tables of the schema whose row text holds any of `raws` (the vault's bytea shows as hex). */
+/** Tables of both schemas whose row text holds any of `raws` (the vault's bytea shows as hex). */
 export async function tablesHoldingRaw(db: TestDb, raws: readonly string[]): Promise<string[]> {
-  const tables = await db.sql<{ name: string }[]>`
-    SELECT table_name AS name FROM information_schema.tables WHERE table_schema = ${db.schema}`;
+  const tables = await db.sql<{ schema: string; name: string }[]>`
+    SELECT table_schema AS schema, table_name AS name FROM information_schema.tables
+    WHERE table_schema IN (${db.schema}, ${db.stateSchema})`;
+  assert.ok(tables.some((t) => t.schema === db.stateSchema), "the state schema is read too");
   const found: string[] = [];
-  for (const { name } of tables) {
+  for (const { schema, name } of tables) {
     const rows = await db.sql.unsafe<{ line: string }[]>(
-      `SELECT t::text AS line FROM "${db.schema}"."${name}" t`,
+      `SELECT t::text AS line FROM "${schema}"."${name}" t`,
     );
     const text = rows.map((r) => r.line).join("\n");
     for (const raw of raws) if (holdsRaw(text, raw)) found.push(`${name}: ${raw}`);

@@ -4,19 +4,32 @@
  * it must), stopping at the first error, with `search_path` set to a schema.
  */
 
-import { DATABASE_URL } from "./services.ts";
+import { DATABASE_URL, stateSchemaOf } from "./services.ts";
 
-/** Applies `files` with psql in `schema`; rejects with psql's stderr on failure. */
+/**
+ * Applies `files` with psql in `schema`, with `login_etl.state_schema` naming
+ * its state schema (`stateSchemaOf`) as the files expect; rejects with
+ * psql's stderr on failure.
+ */
 export async function psqlFiles(
   schema: string,
   files: readonly (string | URL)[],
-  options: { readonly url?: string; readonly rewrite?: (text: string) => string } = {},
+  options: {
+    readonly url?: string;
+    readonly rewrite?: (text: string) => string;
+    /** The state schema the files are told of; `stateSchemaOf(schema)` by default. */
+    readonly stateSchema?: string;
+  } = {},
 ): Promise<void> {
+  const state = options.stateSchema ?? stateSchemaOf(schema);
   const inputs = await Promise.all(files.map((f) => Deno.readTextFile(f)));
   const text = inputs.map((t) => options.rewrite?.(t) ?? t).join("\n");
   const child = new Deno.Command("psql", {
     args: ["--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", options.url ?? DATABASE_URL],
-    env: { PGOPTIONS: `-c search_path=${schema}`, PGCONNECT_TIMEOUT: "10" },
+    env: {
+      PGOPTIONS: `-c search_path=${schema} -c login_etl.state_schema=${state}`,
+      PGCONNECT_TIMEOUT: "10",
+    },
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",

@@ -7,6 +7,7 @@ import postgres from "postgres";
 import { type CommandName } from "../../src/config/options.ts";
 import { type ConfigFor, type FlagValues, resolveConfig } from "../../src/config/resolve.ts";
 import { loadPgConnection, type PgConnection, resolvePgTarget } from "../../src/db/connection.ts";
+import type { Schemas } from "../../src/db/schemas.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { Telemetry } from "../../src/ops/telemetry.ts";
 
@@ -88,41 +89,79 @@ export async function startSqs(): Promise<TestSqs> {
   };
 }
 
-/** A fresh schema in the test database, dropped on dispose. */
+/**
+ * The state schema of a test's data schema: each test has its own, so no
+ * two tests (and no test and a real deployment) share `login_etl`.
+ */
+export function stateSchemaOf(schema: string): string {
+  return `${schema}_state`;
+}
+
+/** A fresh data schema and its state schema in the test database, both dropped on dispose. */
 export interface TestDb extends AsyncDisposable {
   readonly schema: string;
-  /** A pool whose search_path is the schema. */
+  /** Where login-etl keeps its own tables for `schema` (created by migration 6). */
+  readonly stateSchema: string;
+  /** The two as a deployment's schemas, so that `db` serves where a `Deployment` is asked for. */
+  readonly schemas: Schemas;
+  /** The two as settings flags, to spread into a command's flags. */
+  readonly flags: { readonly schema: string; readonly "state-schema": string };
+  /** The two as the environment variables of a CLI run. */
+  readonly env: { readonly LOGIN_ETL_SCHEMA: string; readonly LOGIN_ETL_STATE_SCHEMA: string };
+  /**
+   * A pool whose search_path is the data schema, then the state schema, so a
+   * test's own queries find both by their plain names; `login_etl.state_schema`
+   * names the state schema for migration statements run through it.
+   */
   readonly sql: postgres.Sql;
 }
 
-/** Creates a fresh schema. Use with `await using`. */
+/** Creates a fresh data schema (its state schema is created by migration 6). Use with `await using`. */
 export async function freshSchema(): Promise<TestDb> {
   const schema = uniqueName("t");
+  const stateSchema = stateSchemaOf(schema);
   const admin = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
   await admin.unsafe(`CREATE SCHEMA "${schema}"`);
   await admin.end();
   const sql = postgres(DATABASE_URL, {
     max: 2,
     onnotice: () => {},
-    connection: { search_path: schema },
+    connection: {
+      search_path: `${schema}, ${stateSchema}`,
+      "login_etl.state_schema": stateSchema,
+    },
   });
   return {
     schema,
+    stateSchema,
+    schemas: { schema, stateSchema },
+    flags: { schema, "state-schema": stateSchema },
+    env: { LOGIN_ETL_SCHEMA: schema, LOGIN_ETL_STATE_SCHEMA: stateSchema },
     sql,
     async [Symbol.asyncDispose]() {
+      await sql.unsafe(`DROP SCHEMA IF EXISTS "${stateSchema}" CASCADE`);
       await sql.unsafe(`DROP SCHEMA "${schema}" CASCADE`);
       await sql.end();
     },
   };
 }
 
-/** Config for a test run, as the CLI would resolve it, with the test key. */
+/**
+ * Config for a test run, as the CLI would resolve it, with the test key. A
+ * `--schema` without a `--state-schema` gets its own (`stateSchemaOf`): a
+ * test must never fall back to the shared default `login_etl`.
+ */
 export function testConfig<C extends CommandName>(
   command: C,
   flags: FlagValues,
   env: Record<string, string> = {},
 ): ConfigFor<C> {
-  return resolveConfig(command, flags, { PII_HMAC_KEY: TEST_SECRET, ...env });
+  const schema = flags.schema;
+  const own = typeof schema === "string" && flags["state-schema"] === undefined &&
+      env.LOGIN_ETL_STATE_SCHEMA === undefined
+    ? { "state-schema": stateSchemaOf(schema) }
+    : {};
+  return resolveConfig(command, { ...flags, ...own }, { PII_HMAC_KEY: TEST_SECRET, ...env });
 }
 
 /** A logger that keeps its lines, for asserting on what was logged. */

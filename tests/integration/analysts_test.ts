@@ -61,7 +61,7 @@ Deno.test("the duplicate views count an address in two spellings once, per maske
   );
 
   // `report` prints the same counts, and the same object with --summary-json.
-  const env = { DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema };
+  const env = { DATABASE_URL, ...db.env };
   const text = await runCli(["report"], { env });
   assert.equal(text.code, 0, text.stderr);
   assert.match(
@@ -86,7 +86,7 @@ Deno.test("the duplicate views count an address in two spellings once, per maske
 
 Deno.test("app_version_text() inverts the stored encoding, for every version the pipeline accepts", async () => {
   await using db = await freshSchema();
-  await runCli(["migrate"], { env: { DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema } });
+  await runCli(["migrate"], { env: { DATABASE_URL, ...db.env } });
   const [examples] = await db.sql<{ a: string; b: string; n: string | null; neg: string | null }[]>`
     SELECT app_version_text(2003000) AS a, app_version_text(96000) AS b,
            app_version_text(NULL) AS n, app_version_text(-1) AS neg`;
@@ -117,7 +117,7 @@ Deno.test("app_version_text() inverts the stored encoding, for every version the
 
 Deno.test("a look-up of one masked value reads the index, and the views can be answered from the index alone", async () => {
   await using db = await freshSchema();
-  await runCli(["migrate"], { env: { DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema } });
+  await runCli(["migrate"], { env: { DATABASE_URL, ...db.env } });
   await db.sql`INSERT INTO user_logins
     SELECT 'u' || (i % 5000), 'ios', 'k1:ip' || (i % 20000), 'k1:dev' || (i % 30000), 'DE', 2003000,
            DATE '2026-01-01' + (i % 60)

@@ -145,10 +145,19 @@ Deno.test("a redelivered MessageId after a crash between commit and delete gives
     waitSeconds: 1,
   });
   const connection = await testConnection();
-  const database = new Database({ connection, schema: db.schema, max: 2 });
+  const database = new Database({
+    connection,
+    schema: db.schema,
+    stateSchema: db.stateSchema,
+    max: 2,
+  });
   try {
-    await ensureSchema(database.sql, { connection, schema: db.schema });
-    await registerKey(database.sql, masker.keyId, masker.fingerprint);
+    await ensureSchema(database.sql, {
+      connection,
+      schema: db.schema,
+      stateSchema: db.stateSchema,
+    });
+    await registerKey(database, masker);
     const real = sqsQueue(client, queueUrl);
     const crashBeforeDelete = {
       ...real,
@@ -300,8 +309,8 @@ Deno.test("nothing is deleted before commit: a backend killed mid-batch is retri
   // Create the tables first, then hold a lock that blocks inserts into
   // user_logins, so the consumer's transaction stops mid-batch.
   const connection = await testConnection();
-  const setup = connect({ connection, schema: db.schema, max: 1 });
-  await ensureSchema(setup, { connection, schema: db.schema });
+  const setup = connect({ connection, schema: db.schema, stateSchema: db.stateSchema, max: 1 });
+  await ensureSchema(setup, { connection, schema: db.schema, stateSchema: db.stateSchema });
   await setup.end();
   const blocker = await db.sql.reserve();
   await blocker`BEGIN`;

@@ -149,10 +149,19 @@ for (const kind of ENDPOINT_KINDS) {
       waitSeconds: 1,
     });
     const connection = await testConnection();
-    const database = new Database({ connection, schema: db.schema, max: 2 });
+    const database = new Database({
+      connection,
+      schema: db.schema,
+      stateSchema: db.stateSchema,
+      max: 2,
+    });
     try {
-      await ensureSchema(database.sql, { connection, schema: db.schema });
-      await registerKey(database.sql, masker.keyId, masker.fingerprint);
+      await ensureSchema(database.sql, {
+        connection,
+        schema: db.schema,
+        stateSchema: db.stateSchema,
+      });
+      await registerKey(database, masker);
       // Commits every row, then "crashes": no delete reaches the queue.
       const crashed = {
         ...sqsQueue(client, queueUrl),
@@ -206,8 +215,8 @@ for (const kind of ENDPOINT_KINDS) {
     const n = 40;
     await sqs.send(queueUrl, logins(n, "v"));
     const connection = await testConnection();
-    const setup = connect({ connection, schema: db.schema, max: 1 });
-    await ensureSchema(setup, { connection, schema: db.schema });
+    const setup = connect({ connection, schema: db.schema, stateSchema: db.stateSchema, max: 1 });
+    await ensureSchema(setup, { connection, schema: db.schema, stateSchema: db.stateSchema });
     await setup.end();
     const blocker = await db.sql.reserve();
     await blocker`BEGIN`;

@@ -105,7 +105,7 @@ Deno.test("run --listen: /metrics during a run ends equal to the summary; /healt
   ], {
     PII_HMAC_KEY: TEST_SECRET,
     DATABASE_URL: viaProxy(DATABASE_URL, pg),
-    LOGIN_ETL_SCHEMA: db.schema,
+    ...db.env,
   });
   let stopped = false;
   try {

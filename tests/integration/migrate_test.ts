@@ -1,11 +1,13 @@
-// Versioned migrations against the real Postgres: a populated 0.1 database
-// brought to the latest version without losing a row, a ledger id or an
-// erasure; sql/schema.sql through psql giving the same catalog as migrate;
-// consumers starting together migrating once; a role that may not migrate
-// told what to run; the partitioned ledger's upkeep, day by day.
+// Versioned migrations against the real Postgres: a fresh schema getting
+// the two-schema layout; a populated 0.1 database brought to the latest
+// version without losing a row, a ledger id or an erasure; the version found
+// wherever the migrations table is; sql/schema.sql through psql giving the
+// same catalog as migrate; consumers starting together (on nothing, or on
+// version 5's layout) migrating once; a role that may not migrate told what
+// to run; the partitioned ledger's upkeep, day by day.
 
 import assert from "node:assert/strict";
-import { LATEST_VERSION, MIGRATIONS } from "../../src/db/migrations.ts";
+import { LATEST_VERSION, MIGRATIONS, STATE_SCHEMA_VERSION } from "../../src/db/migrations.ts";
 import { prune } from "../../src/db/ledger.ts";
 import { ensureSchema, migrate, schemaState } from "../../src/db/schema.ts";
 import { postgresStore } from "../../src/db/write.ts";
@@ -13,6 +15,7 @@ import { Database } from "../../src/db/pool.ts";
 import type { LoginRow, Masked, WriteItem } from "../../src/types.ts";
 import { failureLine, runCli } from "../helpers/cli.ts";
 import { psqlFiles } from "../helpers/psql.ts";
+import { migrateToV5, V5 } from "../helpers/layout_v5.ts";
 import {
   DATABASE_URL,
   freshSchema,
@@ -29,36 +32,92 @@ async function migrateTo(db: TestDb, version: number): Promise<void> {
   }
 }
 
-/** The schema's shape as the catalog tells it: columns, constraints, indexes, functions, views. */
+/**
+ * The shape of both schemas as the catalog tells it: columns, constraints,
+ * indexes, functions (with their settings), views, grants, each with the
+ * schema it is in.
+ */
 async function catalog(db: TestDb): Promise<string[]> {
+  const both = [db.schema, db.stateSchema];
   const rows = await db.sql<{ line: string }[]>`
-    SELECT format('column %s.%s %s %s %s', c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
-                  a.attnotnull, pg_get_expr(d.adbin, d.adrelid)) AS line
-    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+    WITH ns AS (SELECT oid, nspname FROM pg_namespace WHERE nspname = ANY(${both}::text[]))
+    SELECT format('column %s.%s.%s %s %s %s', ns.nspname, c.relname, a.attname,
+                  format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid)) AS line
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN ns ON ns.oid = c.relnamespace
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-    WHERE c.relnamespace = ${db.schema}::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE a.attnum > 0 AND NOT a.attisdropped
       AND c.relkind IN ('r', 'p', 'v') AND c.relname !~ '_p[0-9]{8}$'
     UNION ALL
-    SELECT format('constraint %s %s', conname, pg_get_constraintdef(oid))
-    FROM pg_constraint WHERE connamespace = ${db.schema}::regnamespace
+    SELECT format('constraint %s.%s %s', ns.nspname, conname, pg_get_constraintdef(k.oid))
+    FROM pg_constraint k JOIN ns ON ns.oid = k.connamespace
     UNION ALL
-    SELECT format('index %s', regexp_replace(indexdef, ' ON \\S+\\.', ' ON '))
-    FROM pg_indexes WHERE schemaname = ${db.schema} AND indexname !~ '_p[0-9]{8}'
+    SELECT format('index %s %s', schemaname, regexp_replace(indexdef, ' ON \\S+\\.', ' ON '))
+    FROM pg_indexes WHERE schemaname = ANY(${both}::text[]) AND indexname !~ '_p[0-9]{8}'
     UNION ALL
-    SELECT format('function %s %s %s', p.oid::regprocedure, p.prosecdef, md5(p.prosrc))
-    FROM pg_proc p WHERE p.pronamespace = ${db.schema}::regnamespace
+    SELECT format('function %s %s %s %s', p.oid::regprocedure, p.prosecdef, p.proconfig, md5(p.prosrc))
+    FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
     UNION ALL
-    SELECT format('view %s %s', viewname, md5(definition))
-    FROM pg_views WHERE schemaname = ${db.schema}
+    SELECT format('view %s.%s %s', schemaname, viewname, md5(definition))
+    FROM pg_views WHERE schemaname = ANY(${both}::text[])
     UNION ALL
-    SELECT format('partition %s %s', c.relname, pg_get_expr(c.relpartbound, c.oid))
-    FROM pg_class c WHERE c.relnamespace = ${db.schema}::regnamespace AND c.relispartition
+    SELECT format('partition %s.%s %s', ns.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid))
+    FROM pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relispartition
       AND c.relname !~ '_p[0-9]{8}$'
     UNION ALL
-    SELECT format('migration %s %s', version, name) FROM login_etl_migrations
+    SELECT format('grant %s.%s %s', ns.nspname, c.relname, c.relacl)
+    FROM pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relacl IS NOT NULL
+    UNION ALL
+    SELECT format('layout %s', data_schema) FROM ${db.sql(db.stateSchema)}.login_etl_layout
+    UNION ALL
+    SELECT format('migration %s %s', version, name) FROM ${
+    db.sql(db.stateSchema)
+  }.login_etl_migrations
     ORDER BY 1`;
-  return rows.map((r) => r.line.replaceAll(db.schema, "<schema>"));
+  // The state schema's name holds the data schema's: replace it first.
+  return rows.map((r) =>
+    r.line.replaceAll(db.stateSchema, "<state>").replaceAll(db.schema, "<schema>")
+  );
 }
+
+/** What each schema holds: relations by kind, and functions. */
+async function holdings(db: TestDb, schema: string): Promise<string[]> {
+  const rows = await db.sql<{ what: string }[]>`
+    SELECT c.relkind::text || ' ' || c.relname AS what FROM pg_class c
+    WHERE c.relnamespace = to_regnamespace(${`"${schema}"`}) AND c.relkind IN ('r', 'p', 'v', 'S')
+      AND c.relname !~ '_p[0-9]{8}$'
+    UNION ALL
+    SELECT 'f ' || p.proname FROM pg_proc p WHERE p.pronamespace = to_regnamespace(${`"${schema}"`})
+    ORDER BY 1`;
+  return rows.map((r) => r.what);
+}
+
+/** What the data schema holds after version 6: the analysts' things only. */
+const ANALYSTS_ONLY = [
+  "f app_version_text",
+  "r user_logins",
+  "v user_logins_duplicate_devices",
+  "v user_logins_duplicate_ips",
+];
+
+/** What the state schema holds after version 6. */
+const STATE_HOLDS = [
+  "S login_etl_audit_id_seq",
+  "f login_etl_audit_list",
+  "f login_etl_audit_note",
+  "f login_etl_forget",
+  "f login_etl_ledger_maintain",
+  "f login_etl_recover",
+  "f login_etl_vault_put",
+  "p login_etl_ledger",
+  "r login_etl_audit",
+  "r login_etl_keys",
+  "r login_etl_layout",
+  "r login_etl_ledger_other",
+  "r login_etl_ledger_undated",
+  "r login_etl_migrations",
+  "r login_etl_rejects",
+  "r login_etl_vault",
+];
 
 const row = (user: string, ip: string, device: string, date = "2026-01-02"): LoginRow => ({
   user_id: user,
@@ -72,21 +131,62 @@ const row = (user: string, ip: string, device: string, date = "2026-01-02"): Log
 
 Deno.test("a fresh schema migrates to the latest version, recorded version by version", async () => {
   await using db = await freshSchema();
-  assert.deepEqual((await schemaState(db.sql)).version, 0);
-  const applied = await migrate(db.sql, { schema: db.schema });
+  assert.deepEqual((await schemaState(db.sql, db.schemas)).version, 0);
+  const applied = await migrate(db.sql, db.schemas);
   assert.deepEqual(applied.map((m) => m.version), MIGRATIONS.map((m) => m.version));
   const recorded = await db.sql<{ version: number; source: string; applied_by: string }[]>`
-    SELECT version, source, applied_by FROM login_etl_migrations ORDER BY version`;
+    SELECT version, source, applied_by FROM ${db.sql(db.stateSchema)}.login_etl_migrations
+    ORDER BY version`;
   assert.deepEqual(
     recorded.map((r) => [r.version, r.source]),
     MIGRATIONS.map((m) => [m.version, "migrate"]),
   );
   assert.equal(recorded[0]?.applied_by, new URL(DATABASE_URL).username);
   assert.deepEqual(
-    await migrate(db.sql, { schema: db.schema }),
+    await migrate(db.sql, db.schemas),
     [],
     "a second run has nothing to do",
   );
+});
+
+Deno.test("a fresh schema gets the two-schema layout: the data schema holds the analysts' things only", async () => {
+  await using db = await freshSchema();
+  await migrate(db.sql, db.schemas);
+  assert.deepEqual(await holdings(db, db.schema), ANALYSTS_ONLY);
+  assert.deepEqual(await holdings(db, db.stateSchema), STATE_HOLDS);
+  const [layout] = await db.sql<{ served: string }[]>`
+    SELECT data_schema AS served FROM ${db.sql(db.stateSchema)}.login_etl_layout`;
+  assert.equal(layout?.served, db.schema, "the state schema records whom it serves");
+  const pinned = await db.sql<{ config: string[] }[]>`
+    SELECT p.proconfig AS config FROM pg_proc p
+    WHERE p.pronamespace = to_regnamespace(${`"${db.stateSchema}"`}) AND p.prosecdef`;
+  assert.equal(pinned.length, 6);
+  for (const p of pinned) {
+    assert.deepEqual(p.config, [`search_path=${db.stateSchema}, pg_temp`]);
+  }
+});
+
+Deno.test("schemaState() finds the version in the data schema before version 6 and in the state schema after", async () => {
+  await using db = await freshSchema();
+  await migrateToV5(db);
+  assert.deepEqual(await schemaState(db.sql, db.schemas).then((s) => [s.version, s.recorded]), [
+    V5,
+    true,
+  ]);
+  const applied = await migrate(db.sql, db.schemas);
+  assert.deepEqual(applied.map((m) => m.version), [STATE_SCHEMA_VERSION]);
+  assert.deepEqual(await schemaState(db.sql, db.schemas).then((s) => [s.version, s.recorded]), [
+    LATEST_VERSION,
+    true,
+  ]);
+  const recorded = await db.sql<{ version: number; source: string }[]>`
+    SELECT version, source FROM ${db.sql(db.stateSchema)}.login_etl_migrations ORDER BY version`;
+  assert.deepEqual(
+    recorded.map((r) => [r.version, r.source]),
+    MIGRATIONS.map((m) => [m.version, "migrate"]),
+    "version 5's records moved along, and 6 is recorded beside them",
+  );
+  assert.deepEqual(await holdings(db, db.schema), ANALYSTS_ONLY);
 });
 
 Deno.test("a populated 0.1 database migrates without losing a row, a ledger id or an erasure", async () => {
@@ -108,14 +208,19 @@ Deno.test("a populated 0.1 database migrates without losing a row, a ledger id o
   await db
     .sql`INSERT INTO login_etl_audit (actor, action, outcome) VALUES ('alice', 'forget', 'success')`;
 
-  assert.equal((await schemaState(db.sql)).version, 1, "0.1 is recognised by its tables");
+  assert.equal(
+    (await schemaState(db.sql, db.schemas)).version,
+    1,
+    "0.1 is recognised by its tables",
+  );
   const started = performance.now();
   const applied = await ensureSchema(db.sql, {
     connection: await testConnection(),
-    schema: db.schema,
+    ...db.schemas,
   });
   reportFigures("migrate 0.1 (500 rows)", { ms: Math.round(performance.now() - started) });
-  assert.deepEqual(applied.map((m) => m.version), [2, 3, 4, 5]);
+  assert.deepEqual(applied.map((m) => m.version), [2, 3, 4, 5, 6]);
+  assert.deepEqual(await holdings(db, db.schema), ANALYSTS_ONLY);
   const recorded = await db.sql<{ version: number; source: string }[]>`
     SELECT version, source FROM login_etl_migrations ORDER BY version`;
   assert.deepEqual(recorded[0], { version: 1, source: "found" });
@@ -139,8 +244,13 @@ Deno.test("a populated 0.1 database migrates without losing a row, a ledger id o
 
   // An id 0.1 committed, redelivered after the migration with its real day,
   // is still found: nothing is written twice.
-  await prune(db.sql, "ledger", 14);
-  const database = new Database({ connection: await testConnection(), schema: db.schema, max: 2 });
+  await prune(db, { target: "ledger", days: 14 });
+  const database = new Database({
+    connection: await testConnection(),
+    schema: db.schema,
+    stateSchema: db.stateSchema,
+    max: 2,
+  });
   try {
     const store = postgresStore(database, { writeTimeoutMs: 10_000 });
     const today = new Date().toISOString().slice(0, 10);
@@ -167,16 +277,17 @@ Deno.test("a populated 0.1 database migrates without losing a row, a ledger id o
 Deno.test("sql/schema.sql applied with psql gives the catalog migrate gives, and records the same versions", async () => {
   await using viaMigrate = await freshSchema();
   await using viaPsql = await freshSchema();
-  await migrate(viaMigrate.sql, { schema: viaMigrate.schema });
+  await migrate(viaMigrate.sql, viaMigrate.schemas);
   await psqlFiles(viaPsql.schema, [new URL("../../sql/schema.sql", import.meta.url)]);
   const [a, b] = [await catalog(viaMigrate), await catalog(viaPsql)];
   assert.ok(a.length > 40, `catalog read: ${a.length} lines`);
   assert.deepEqual(b, a);
   const sources = await viaPsql.sql<
     { source: string }[]
-  >`SELECT DISTINCT source FROM login_etl_migrations`;
+  >`SELECT DISTINCT source FROM ${viaPsql.sql(viaPsql.stateSchema)}.login_etl_migrations`;
   assert.deepEqual(sources.map((s) => s.source), ["schema.sql"]);
-  assert.equal((await schemaState(viaPsql.sql)).version, LATEST_VERSION);
+  assert.equal((await schemaState(viaPsql.sql, viaPsql.schemas)).version, LATEST_VERSION);
+  assert.deepEqual(await holdings(viaPsql, viaPsql.schema), ANALYSTS_ONLY);
 });
 
 Deno.test("consumers starting together on an empty schema migrate it once", async () => {
@@ -184,15 +295,47 @@ Deno.test("consumers starting together on an empty schema migrate it once", asyn
   const connection = await testConnection();
   const pools = Array.from(
     { length: 4 },
-    () => new Database({ connection, schema: db.schema, max: 2 }),
+    () => new Database({ connection, schema: db.schema, stateSchema: db.stateSchema, max: 2 }),
   );
   try {
     const applied = await Promise.all(
-      pools.map((p) => ensureSchema(p.sql, { connection, schema: db.schema })),
+      pools.map((p) => ensureSchema(p.sql, { connection, ...db.schemas })),
     );
     assert.deepEqual(applied.map((a) => a.length).sort(), [0, 0, 0, MIGRATIONS.length]);
-    const [n] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM login_etl_migrations`;
+    const [n] = await db.sql<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM ${db.sql(db.stateSchema)}.login_etl_migrations`;
     assert.equal(n?.n, MIGRATIONS.length);
+  } finally {
+    await Promise.all(pools.map((p) => p.end()));
+  }
+});
+
+Deno.test("consumers starting together on version 5's layout move it once", async () => {
+  await using db = await freshSchema();
+  await migrateToV5(db);
+  await db.sql`INSERT INTO ${db.sql(db.schema)}.login_etl_rejects
+                 (message_id, reason, detail, body_bytes, body_hmac, sent_at)
+               VALUES ('bad-1', 'not_json', 'not JSON', 3, 'k1:h', now())`;
+  const connection = await testConnection();
+  const pools = Array.from(
+    { length: 4 },
+    () => new Database({ connection, ...db.schemas, max: 2 }),
+  );
+  try {
+    const applied = await Promise.all(
+      pools.map((p) => ensureSchema(p.sql, { connection, ...db.schemas })),
+    );
+    assert.deepEqual(applied.map((a) => a.map((m) => m.version)).sort(), [
+      [],
+      [],
+      [],
+      [STATE_SCHEMA_VERSION],
+    ]);
+    const [n] = await db.sql<{ n: number; rejects: number }[]>`
+      SELECT (SELECT count(*)::int FROM ${db.sql(db.stateSchema)}.login_etl_migrations) AS n,
+             (SELECT count(*)::int FROM ${db.sql(db.stateSchema)}.login_etl_rejects) AS rejects`;
+    assert.deepEqual(n, { n: MIGRATIONS.length, rejects: 1 });
+    assert.deepEqual(await holdings(db, db.schema), ANALYSTS_ONLY);
   } finally {
     await Promise.all(pools.map((p) => p.end()));
   }
@@ -219,37 +362,51 @@ Deno.test("a role that may not migrate is told to run migrate as the owner; a ne
     const result = await runCli(["drain", "--queue-url", sqs.createQueue()], {
       env: {
         DATABASE_URL: url.toString(),
-        LOGIN_ETL_SCHEMA: db.schema,
+        ...db.env,
         PII_HMAC_KEY: "a test key of at least thirty-two bytes!",
       },
     });
     assert.equal(result.code, 1, result.stderr);
     assert.match(
       failureLine(result),
-      /^error: The schema in \w+ is at version 2 and this login-etl needs 5, but role lowly_\w+ may not change it; run `login-etl migrate` as the owner role \(or apply sql\/schema.sql\)$/,
+      /^error: The schema in \w+ is at version 2 and this login-etl needs 6, but role lowly_\w+ may not change it; run `login-etl migrate` as the owner role \(or apply sql\/schema.sql\)$/,
     );
     const dry = await runCli(["migrate", "--dry-run"], {
-      env: { DATABASE_URL: url.toString(), LOGIN_ETL_SCHEMA: db.schema },
+      env: { DATABASE_URL: url.toString(), ...db.env },
     });
     assert.equal(dry.code, 0, dry.stderr);
-    assert.match(dry.stdout, /is at version 2; this login-etl needs 5/);
+    assert.match(dry.stdout, /is at version 2; this login-etl needs 6/);
     assert.match(dry.stdout, /-- Version 5: ledger partitioned by day/);
+    assert.match(dry.stdout, /-- Version 6: login-etl's own tables and functions moved/);
+    // The printed SQL says which schemas its statements mean, as psql would need.
+    assert.match(
+      dry.stdout,
+      new RegExp(
+        `^SET search_path = "${db.schema}";\nSET login_etl.state_schema = '${db.stateSchema}';$`,
+        "m",
+      ),
+    );
     const connection = { ...(await testConnection()), user, password };
-    const pool = new Database({ connection, schema: db.schema, max: 1 });
+    const pool = new Database({
+      connection,
+      schema: db.schema,
+      stateSchema: db.stateSchema,
+      max: 1,
+    });
     try {
       await assert.rejects(
-        ensureSchema(pool.sql, { connection, schema: db.schema }),
-        /at version 2 and this login-etl needs 5, but role lowly_\w+ may not change it; run `login-etl migrate` as the owner role/,
+        ensureSchema(pool.sql, { connection, ...db.schemas }),
+        /at version 2 and this login-etl needs 6, but role lowly_\w+ may not change it; run `login-etl migrate` as the owner role/,
       );
     } finally {
       await pool.end();
     }
-    assert.equal((await schemaState(db.sql)).version, 2, "nothing half-applied");
+    assert.equal((await schemaState(db.sql, db.schemas)).version, 2, "nothing half-applied");
     await db
       .sql`INSERT INTO login_etl_migrations (version, name, source) VALUES (99, 'future', 'migrate')`;
     await assert.rejects(
-      ensureSchema(db.sql, { connection: await testConnection(), schema: db.schema }),
-      /at version 99, newer than this login-etl knows \(5\)/,
+      ensureSchema(db.sql, { connection: await testConnection(), ...db.schemas }),
+      /at version 99, newer than this login-etl knows \(6\)/,
     );
   } finally {
     await db.sql.unsafe(`DROP OWNED BY "${user}"; DROP ROLE "${user}"`);
@@ -259,21 +416,24 @@ Deno.test("a role that may not migrate is told to run migrate as the owner; a ne
 Deno.test("login-etl migrate applies what is pending, one line each, and then has nothing to do", async () => {
   await using db = await freshSchema();
   await migrateTo(db, 1);
-  const env = { DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema };
+  const env = { DATABASE_URL, ...db.env };
   const first = await runCli(["migrate"], { env });
   assert.equal(first.code, 0, first.stderr);
   assert.deepEqual(
-    first.stdout.trim().split("\n").slice(0, 4).map((l) => l.replace(/\(\d+ ms\)/, "(ms)")),
+    first.stdout.trim().split("\n").slice(0, 5).map((l) => l.replace(/\(\d+ ms\)/, "(ms)")),
     MIGRATIONS.slice(1).map((m) => `Applied ${m.version}: ${m.name} (ms)`),
   );
   const second = await runCli(["migrate"], { env });
   assert.equal(second.code, 0, second.stderr);
-  assert.match(second.stdout, /^Nothing to do: schema \w+ at .* is at version 5\.\n$/);
+  assert.match(
+    second.stdout,
+    /^Nothing to do: schema \w+ \(state schema \w+_state\) at .* is at version 6\.\n$/,
+  );
 });
 
 Deno.test("the ledger's upkeep: day partitions ahead, old days dropped, undated and stray ids aged out by commit time", async () => {
   await using db = await freshSchema();
-  await migrate(db.sql, { schema: db.schema });
+  await migrate(db.sql, db.schemas);
   const days = async () =>
     (await db.sql<{ name: string }[]>`
       SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -282,7 +442,7 @@ Deno.test("the ledger's upkeep: day partitions ahead, old days dropped, undated 
   const ymd = (offset: number) =>
     new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10).replaceAll("-", "");
 
-  const first = await prune(db.sql, "ledger", 14);
+  const first = await prune(db, { target: "ledger", days: 14 });
   assert.equal(first.partitionsCreated, 19); // 15 days back (retention + 1), today, 3 ahead
   assert.deepEqual((await days()).at(0), ymd(-15));
   assert.deepEqual((await days()).at(-1), ymd(3));
@@ -303,7 +463,7 @@ Deno.test("the ledger's upkeep: day partitions ahead, old days dropped, undated 
   ]);
 
   // A shorter retention drops whole days and deletes aged undated and stray ids.
-  const second = await prune(db.sql, "ledger", 7);
+  const second = await prune(db, { target: "ledger", days: 7 });
   assert.equal(second.partitionsDropped, 7);
   assert.equal(second.deleted, 2);
   assert.deepEqual((await days()).at(0), ymd(-8));

@@ -24,7 +24,7 @@ Deno.test("drain under the binary's permissions with HOME empty and credentials 
       DATABASE_URL: bare.toString(),
       PGUSER: decodeURIComponent(url.username),
       PGPASSWORD: decodeURIComponent(url.password),
-      LOGIN_ETL_SCHEMA: db.schema,
+      ...db.env,
     },
   });
   assert.equal(result.code, 0, result.stderr.slice(-2000));

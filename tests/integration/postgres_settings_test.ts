@@ -58,7 +58,7 @@ async function attempt(url: string): Promise<{ ssl: boolean } | { error: string 
     if (error instanceof ConfigError) return { error: error.message };
     throw error;
   }
-  const sql = connect({ connection, schema: "public", max: 1 });
+  const sql = connect({ connection, schema: "public", stateSchema: "login_etl", max: 1 });
   try {
     await checkConnection(sql, connection);
     const [row] = await sql<{ ssl: boolean }[]>`
@@ -189,7 +189,7 @@ Deno.test("a password file supplies a missing password, and one others can read 
     const good = await loadPgConnection(resolvePgTarget(null, env), (w) => warnings.push(w));
     assert.equal(good.password, decodeURIComponent(url.password));
     assert.equal(warnings.length, 0);
-    const sql = connect({ connection: good, schema: "public", max: 1 });
+    const sql = connect({ connection: good, schema: "public", stateSchema: "login_etl", max: 1 });
     try {
       await checkConnection(sql, good);
     } finally {
@@ -240,7 +240,7 @@ Deno.test("drain with verify-full: the main thread and the sink worker both conn
       testConfig("drain", {
         "queue-url": queueUrl,
         "database-url": url,
-        schema: db.schema,
+        ...db.flags,
         "worker-threads": "1",
       }),
       { telemetry, stop: new AbortController().signal, writeStdout: () => {} },

@@ -44,7 +44,7 @@ async function drain(db: TestDb, queueUrl: string, extraEnv: Record<string, stri
   return await runCli(["drain", "--queue-url", queueUrl, "--summary-json"], {
     env: {
       DATABASE_URL,
-      LOGIN_ETL_SCHEMA: db.schema,
+      ...db.env,
       PII_HMAC_KEY: TEST_SECRET,
       LOGIN_ETL_LOG_FORMAT: "json",
       LOGIN_ETL_MAX_RETRY_SECONDS: "2",
@@ -133,7 +133,7 @@ Deno.test("one message the table refuses becomes a db_refused reject naming what
   for (const c of cases) {
     await t.step(c.name, async () => {
       await using db = await freshSchema();
-      await migrate(db.sql, { schema: db.schema });
+      await migrate(db.sql, db);
       await db.sql.unsafe(c.setup);
       const queueUrl = sqs.createQueue();
       const [badId] = enqueue(sqs, queueUrl, [c.bad]);
@@ -164,7 +164,7 @@ Deno.test("one message the table refuses becomes a db_refused reject naming what
 Deno.test("a table that refuses every row rejects nothing and deletes nothing, says why, and loads everything once fixed", async () => {
   await using sqs = await startSqs();
   await using db = await freshSchema();
-  await migrate(db.sql, { schema: db.schema });
+  await migrate(db.sql, db);
   await db.sql`ALTER TABLE user_logins ADD COLUMN region text NOT NULL`;
   const queueUrl = sqs.createQueue({ VisibilityTimeout: "2" });
   enqueue(sqs, queueUrl, thirtyAndOne(login("user-x")));
@@ -187,7 +187,7 @@ Deno.test("a table refusing every row still rejects nothing when the batch also 
   // its own while splitting, which passed for "the table takes rows".
   await using sqs = await startSqs();
   await using db = await freshSchema();
-  await migrate(db.sql, { schema: db.schema });
+  await migrate(db.sql, db);
   await db.sql`ALTER TABLE user_logins ADD COLUMN region text NOT NULL`;
   const queueUrl = sqs.createQueue({ VisibilityTimeout: "2" });
   enqueue(sqs, queueUrl, thirtyAndOne("not json at all"));
@@ -229,7 +229,7 @@ Deno.test("a rejects table that refuses a message's reject deletes nothing: drai
   for (const c of cases) {
     await t.step(c.name, async () => {
       await using db = await freshSchema();
-      await migrate(db.sql, { schema: db.schema });
+      await migrate(db.sql, db);
       await db.sql.unsafe(c.setup);
       const queueUrl = sqs.createQueue({ VisibilityTimeout: "2" });
       enqueue(sqs, queueUrl, thirtyAndOne(c.bad));
@@ -251,7 +251,7 @@ Deno.test("a rejects table that refuses a message's reject deletes nothing: drai
 Deno.test("run pauses while the table refuses every row, and loads everything once it is fixed", async () => {
   await using sqs = await startSqs();
   await using db = await freshSchema();
-  await migrate(db.sql, { schema: db.schema });
+  await migrate(db.sql, db);
   await db.sql`ALTER TABLE user_logins ADD COLUMN region text NOT NULL`;
   const queueUrl = sqs.createQueue({ VisibilityTimeout: "5" });
   enqueue(sqs, queueUrl, thirtyAndOne(login("user-x")));
@@ -259,7 +259,7 @@ Deno.test("run pauses while the table refuses every row, and loads everything on
     ["run", "--queue-url", queueUrl, "--wait-seconds", "1", "--summary-json"],
     {
       DATABASE_URL,
-      LOGIN_ETL_SCHEMA: db.schema,
+      ...db.env,
       PII_HMAC_KEY: TEST_SECRET,
       LOGIN_ETL_LOG_FORMAT: "json",
       LOGIN_ETL_MAX_RETRY_SECONDS: "120",
@@ -283,7 +283,7 @@ Deno.test("run pauses while the table refuses every row, and loads everything on
 Deno.test("a SIGKILL in the middle of the isolation loses and doubles nothing", async () => {
   await using sqs = await startSqs();
   await using db = await freshSchema();
-  await migrate(db.sql, { schema: db.schema });
+  await migrate(db.sql, db);
   // Every tenth login is refused; each statement is slowed so the kill lands mid-isolation.
   await db.sql.unsafe(
     `ALTER TABLE user_logins ADD CONSTRAINT no_tenth CHECK (user_id NOT LIKE '%0');
@@ -298,7 +298,7 @@ Deno.test("a SIGKILL in the middle of the isolation loses and doubles nothing", 
   enqueue(sqs, queueUrl, bodies);
   const env = {
     DATABASE_URL,
-    LOGIN_ETL_SCHEMA: db.schema,
+    ...db.env,
     PII_HMAC_KEY: TEST_SECRET,
     LOGIN_ETL_LOG_FORMAT: "json",
   };
@@ -362,7 +362,7 @@ async function receiveAll(sqs: Awaited<ReturnType<typeof startSqs>>, queueUrl: s
 Deno.test("--reject-queue-url: raw copies of every reject arrive with their reasons, and draining that queue once the table is fixed writes them exactly once", async () => {
   await using sqs = await startSqs();
   await using db = await freshSchema();
-  await migrate(db.sql, { schema: db.schema });
+  await migrate(db.sql, db);
   await db.sql`ALTER TABLE user_logins ADD CONSTRAINT dt CHECK (device_type IN ('ios', 'android'))`;
   const queueUrl = sqs.createQueue();
   const rejectQueue = sqs.createQueue();
@@ -480,7 +480,7 @@ Deno.test("--reject-queue-url: large rejects reach the reject queue whole on eac
 Deno.test("--reject-queue-url: a copy that cannot be sent keeps its message queued, and it is copied when redelivered", async () => {
   await using sqs = await startSqs();
   await using db = await freshSchema();
-  await migrate(db.sql, { schema: db.schema });
+  await migrate(db.sql, db);
   await using proxy = await startSqsFaultProxy(sqs.endpoint);
   let failSends = true;
   proxy.policy = (action) => (action === "SendMessageBatch" && failSends ? "error500" : "pass");

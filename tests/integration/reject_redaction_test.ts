@@ -52,7 +52,7 @@ Deno.test("raw values planted in refused bodies reach neither the rejects table,
   enqueue(sqs, queueUrl, samples.map(([, body]) => body));
   const { telemetry, lines } = capturingTelemetry();
   const summary = await consume(
-    testConfig("drain", { "queue-url": queueUrl, "database-url": DATABASE_URL, schema: db.schema }),
+    testConfig("drain", { "queue-url": queueUrl, "database-url": DATABASE_URL, ...db.flags }),
     { telemetry, stop: new AbortController().signal, writeStdout: () => {} },
   );
   assert.equal(summary.rejected, samples.length, "every planted body is refused");
@@ -77,7 +77,7 @@ Deno.test("drain prunes rejects older than --reject-retention-days and keeps the
   const config = testConfig("drain", {
     "queue-url": queueUrl,
     "database-url": DATABASE_URL,
-    schema: db.schema,
+    ...db.flags,
     "reject-retention-days": "30",
   });
   const run = () =>

@@ -246,7 +246,7 @@ Deno.test("--sqs-protocol json against a Query-only endpoint exits 1 with one li
     locale: null,
     "device_id": "d1",
   })]);
-  const env = { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema };
+  const env = { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env };
   const json = await runCli(["drain", "--queue-url", queueUrl, "--sqs-protocol", "json"], { env });
   assert.equal(json.code, 1, json.stderr);
   assert.match(
@@ -295,7 +295,7 @@ Deno.test("LocalStack's three queue URL styles reach a Query-only endpoint with 
       );
       const { telemetry, lines } = capturingTelemetry();
       const summary = await consume(
-        testConfig("drain", { "queue-url": url, "database-url": DATABASE_URL, schema: db.schema }),
+        testConfig("drain", { "queue-url": url, "database-url": DATABASE_URL, ...db.flags }),
         { telemetry, stop: neverStop, writeStdout: () => {} },
       );
       assert.equal(summary.inserted, 12);
@@ -326,7 +326,7 @@ Deno.test("an endpoint that sends no SentTimestamp: one warning per run naming t
   );
   const { telemetry, lines } = capturingTelemetry();
   const summary = await consume(
-    testConfig("drain", { "queue-url": queueUrl, "database-url": DATABASE_URL, schema: db.schema }),
+    testConfig("drain", { "queue-url": queueUrl, "database-url": DATABASE_URL, ...db.flags }),
     { telemetry, stop: neverStop, writeStdout: () => {} },
   );
   assert.equal(summary.inserted, 35);

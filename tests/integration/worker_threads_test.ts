@@ -19,7 +19,7 @@ async function drainWith(
   const result = await runCli(["drain", "--queue-url", queueUrl, "--summary-json"], {
     env: {
       DATABASE_URL,
-      LOGIN_ETL_SCHEMA: db.schema,
+      ...db.env,
       PII_HMAC_KEY: TEST_SECRET,
       LOGIN_ETL_LOG_FORMAT: "json",
       ...(options.workerThreads === undefined

@@ -36,7 +36,7 @@ export async function runCrashScenario(scenario: CrashScenario): Promise<void> {
   const sent = ids.map((id, i) => ({ id, body: bodies[i] as string }));
   await using proxy = await startSqsFaultProxy(sqs.endpoint);
   const proxiedUrl = `${proxy.endpoint}${new URL(queueUrl).pathname}`;
-  const env = { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema };
+  const env = { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env };
   const random = new Random(scenario.seed);
   const ledgerCount = async () => {
     try {

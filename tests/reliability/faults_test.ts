@@ -61,7 +61,7 @@ for (const outage of ["stall", "reset"] as const) {
     const env = {
       PII_HMAC_KEY: TEST_SECRET,
       DATABASE_URL: viaProxy(DATABASE_URL, pg),
-      LOGIN_ETL_SCHEMA: db.schema,
+      ...db.env,
     };
     const consumer = startConsumer(
       [
@@ -127,7 +127,7 @@ Deno.test("SQS throttling, 500s and connection resets on a quarter of calls lose
     () => (random.chance(0.25) ? random.pick(faults) : "pass"),
   );
   const proxiedUrl = `${proxy.endpoint}${new URL(queueUrl).pathname}`;
-  const env = { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema };
+  const env = { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env };
   // Runs drain until the queue is empty: a reset after ReceiveMessage took
   // effect hides its messages for one visibility timeout, so one run may end
   // before they are back, as a scheduled drain would.
@@ -163,7 +163,7 @@ Deno.test("four consumers on one queue with a 1 s visibility timeout and slowed 
   const env = {
     PII_HMAC_KEY: TEST_SECRET,
     DATABASE_URL: viaProxy(DATABASE_URL, pg),
-    LOGIN_ETL_SCHEMA: db.schema,
+    ...db.env,
   };
   // `run` keeps all four polling until the queue is done, so they really race.
   const consumers = Array.from({ length: 4 }, () =>
@@ -224,12 +224,12 @@ Deno.test("a consumer frozen with SIGSTOP for twice the visibility timeout while
   await using db = await freshSchema();
   // The schema is in place beforehand, as in production: start-up through the
   // slowed proxy below would otherwise spend its time on the migrations.
-  await migrate(db.sql, { schema: db.schema });
+  await migrate(db.sql, db);
   await using pg = TcpProxy.start(targetOf(DATABASE_URL));
   pg.delayMs = 150; // slow the first consumer's commits so it is caught holding messages
   const queueUrl = sqs.createQueue({ VisibilityTimeout: "2" });
   const sent = load(sqs, queueUrl, 4_000, 5);
-  const env = { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema };
+  const env = { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env };
   const frozen = startConsumer([
     "drain",
     "--queue-url",

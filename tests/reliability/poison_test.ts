@@ -56,7 +56,7 @@ Deno.test("a large message received more than --max-receives times is rejected a
     "--max-receives",
     "3",
   ], {
-    env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema },
+    env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env },
   });
   assert.equal(result.code, 0, result.stderr);
   const summary = JSON.parse(result.stdout);
@@ -100,7 +100,7 @@ Deno.test("with a redrive policy on the queue, repeat deliveries are left to SQS
     "--max-receives",
     "2",
   ], {
-    env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema },
+    env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env },
   });
   assert.equal(result.code, 0, result.stderr);
   const summary = JSON.parse(result.stdout);
@@ -128,7 +128,7 @@ Deno.test("an SQS endpoint that keeps failing past --max-retry-seconds exits 1 w
       "--max-retry-seconds",
       "2",
     ],
-    { env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, LOGIN_ETL_SCHEMA: db.schema } },
+    { env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env } },
   );
   const seconds = (performance.now() - started) / 1000;
   assert.equal(result.code, 1);

@@ -73,7 +73,7 @@ Deno.test("drain waits for a database that comes back during start-up, then drai
   proxy.setMode("reset"); // every connection closed, as during a failover
   const child = spawnCli(["drain", "--queue-url", queueUrl, "--summary-json"], {
     DATABASE_URL: viaProxy(DATABASE_URL, proxy),
-    LOGIN_ETL_SCHEMA: db.schema,
+    ...db.env,
     PII_HMAC_KEY: TEST_SECRET,
     LOGIN_ETL_LOG_FORMAT: "json",
     LOGIN_ETL_MAX_RETRY_SECONDS: "60",

@@ -88,6 +88,7 @@ Deno.test("resolveConfig() takes flags over env over defaults for strings, choic
     { flag: "queue-url", env: "SQS_QUEUE_URL", f: "http://h:1/0/fq", e: "http://h:2/0/eq" },
     { flag: "region", env: "AWS_REGION", f: "eu-west-1", e: "ap-south-1" },
     { flag: "schema", env: "LOGIN_ETL_SCHEMA", f: "from_flag", e: "from_env" },
+    { flag: "state-schema", env: "LOGIN_ETL_STATE_SCHEMA", f: "state_flag", e: "state_env" },
     { flag: "hmac-key-id", env: "PII_HMAC_KEY_ID", f: "k2", e: "k3" },
     { flag: "log-level", env: "LOGIN_ETL_LOG_LEVEL", f: "debug", e: "error" },
     { flag: "log-format", env: "LOGIN_ETL_LOG_FORMAT", f: "json", e: "text" },
@@ -182,6 +183,49 @@ Deno.test("resolveConfig() names the source of other invalid settings", async (t
   await t.step("resolveConfig() names --schema for a schema that is not an identifier", () => {
     const error = configError("drain", { schema: "a;drop" }, WITH_KEY);
     assert.ok(error.message.startsWith("Invalid --schema "), error.message);
+  });
+  const stateCases = [
+    {
+      flags: { "state-schema": "Login_ETL" },
+      env: {},
+      message:
+        'Invalid --state-schema "Login_ETL": must be a plain lower-case identifier (a-z, digits, _)',
+    },
+    {
+      flags: {},
+      env: { LOGIN_ETL_STATE_SCHEMA: "pg_etl" },
+      message: `Invalid LOGIN_ETL_STATE_SCHEMA "pg_etl": names starting pg_ are Postgres' own`,
+    },
+    {
+      flags: { schema: "analytics", "state-schema": "analytics" },
+      env: {},
+      message:
+        `Invalid --state-schema "analytics": is also --schema; login-etl's own tables go in a schema apart from the analysts' data: give another`,
+    },
+    {
+      flags: { schema: "login_etl" },
+      env: {},
+      message:
+        `Invalid --state-schema "login_etl": is also --schema; login-etl's own tables go in a schema apart from the analysts' data: give another`,
+    },
+  ];
+  for (const c of stateCases) {
+    await t.step(`resolveConfig() refuses ${JSON.stringify({ ...c.flags, ...c.env })}`, () => {
+      for (const command of ["drain", "migrate", "check", "recover", "report"] as const) {
+        assert.equal(configError(command, c.flags, { ...WITH_KEY, ...c.env }).message, c.message);
+      }
+    });
+  }
+  await t.step("resolveConfig() gives every command that uses the database both schemas", () => {
+    for (
+      const command of ["drain", "run", "migrate", "check", "recover", "forget", "report"] as const
+    ) {
+      const config = resolveConfig(command, {}, WITH_KEY) as {
+        schema: string;
+        stateSchema: string;
+      };
+      assert.deepEqual([config.schema, config.stateSchema], ["public", "login_etl"], command);
+    }
   });
   await t.step("resolveConfig() names PII_HMAC_KEY_ID for a bad key id", () => {
     const error = configError("drain", {}, { ...WITH_KEY, PII_HMAC_KEY_ID: "k:1" });

@@ -56,8 +56,13 @@ function messages(bodies: Record<string, string>): ReceivedMessage[] {
 /** A pool on `db`'s schema with login-etl's tables in it. */
 async function storeDatabase(db: TestDb): Promise<Database> {
   const connection = await testConnection();
-  const database = new Database({ connection, schema: db.schema, max: 2 });
-  await ensureSchema(database.sql, { connection, schema: db.schema });
+  const database = new Database({
+    connection,
+    schema: db.schema,
+    stateSchema: db.stateSchema,
+    max: 2,
+  });
+  await ensureSchema(database.sql, { connection, schema: db.schema, stateSchema: db.stateSchema });
   return database;
 }
 
@@ -77,6 +82,7 @@ async function workerInit(db: TestDb): Promise<WorkerInit> {
   return {
     connection: await testConnection(),
     schema: db.schema,
+    stateSchema: db.stateSchema,
     poolMax: 2,
     writeTimeoutMs: 10_000,
     systemicIsTransient: false,

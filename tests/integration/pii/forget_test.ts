@@ -75,14 +75,16 @@ Deno.test("forget turns the vault entry into a tombstone, audited; recover then 
   );
   assert.deepEqual(await tombstones(db.sql), [mask], "a tombstone keeps its place");
   assert.deepEqual(await rows(), rowsBefore, "user_logins rows and masks untouched");
-  const tables = await db.sql<{ name: string }[]>`
-    SELECT table_name AS name FROM information_schema.tables WHERE table_schema = ${db.schema}`;
-  for (const { name } of tables) {
+  const tables = await db.sql<{ schema: string; name: string }[]>`
+    SELECT table_schema AS schema, table_name AS name FROM information_schema.tables
+    WHERE table_schema IN (${db.schema}, ${db.stateSchema})`;
+  assert.ok(tables.some((t) => t.name === "login_etl_vault"), "the vault's schema is searched");
+  for (const { schema, name } of tables) {
     const [hit] = await db.sql.unsafe<{ n: number }[]>(
-      `SELECT count(*)::int AS n FROM "${db.schema}"."${name}" t WHERE t::text LIKE $1`,
+      `SELECT count(*)::int AS n FROM "${schema}"."${name}" t WHERE t::text LIKE $1`,
       [`%${erasedHex}%`],
     );
-    assert.equal(hit?.n, 0, `no copy of the erased ciphertext in ${name}`);
+    assert.equal(hit?.n, 0, `no copy of the erased ciphertext in ${schema}.${name}`);
   }
   const [forgot] = await auditAfter(db.sql);
   assert.deepEqual(
@@ -190,7 +192,7 @@ Deno.test("forget racing the consumer's writes of the same values: every erased 
   const dpo = postgres(DATABASE_URL, {
     max: 4,
     onnotice: () => {},
-    connection: { search_path: db.schema },
+    connection: { search_path: `${db.schema}, ${db.stateSchema}` },
   });
   try {
     // The drain writes its batches while forget erases the same masks, in slices, from four sessions.

@@ -146,7 +146,7 @@ Deno.test("recover prints the raw value behind ip and device_id masks, alone and
   await db.sql.unsafe(`
     CREATE FUNCTION "${db.schema}".refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
       $$ BEGIN RAISE EXCEPTION 'audit trail unavailable'; END $$;
-    CREATE TRIGGER refuse_audit BEFORE INSERT ON "${db.schema}".login_etl_audit
+    CREATE TRIGGER refuse_audit BEFORE INSERT ON "${db.stateSchema}".login_etl_audit
       FOR EACH ROW EXECUTE FUNCTION "${db.schema}".refuse_audit();`).simple();
   const beforeBlind = await lastAuditId(db.sql);
   const blind = await cli.run(
@@ -156,7 +156,7 @@ Deno.test("recover prints the raw value behind ip and device_id masks, alone and
   );
   assertRefused(blind, 1, /audit trail .*nothing was revealed/);
   assert.deepEqual(await auditAfter(db.sql, beforeBlind), []);
-  await db.sql.unsafe(`DROP TRIGGER refuse_audit ON "${db.schema}".login_etl_audit`);
+  await db.sql.unsafe(`DROP TRIGGER refuse_audit ON "${db.stateSchema}".login_etl_audit`);
 
   const raws = rawValuesOf(PEOPLE);
   cli.assertNoRaw(raws);

@@ -143,12 +143,12 @@ async function killInSecondBatch(
     await db.sql.unsafe(`
       CREATE FUNCTION "${db.schema}".hold_second_batch() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        IF EXISTS (SELECT FROM "${db.schema}".login_etl_audit WHERE action = NEW.action) THEN
+        IF EXISTS (SELECT FROM "${db.stateSchema}".login_etl_audit WHERE action = NEW.action) THEN
           PERFORM pg_advisory_xact_lock_shared(${key});
         END IF;
         RETURN NEW;
       END $$;
-      CREATE TRIGGER hold_second_batch BEFORE INSERT ON "${db.schema}".login_etl_audit
+      CREATE TRIGGER hold_second_batch BEFORE INSERT ON "${db.stateSchema}".login_etl_audit
         FOR EACH ROW WHEN (NEW.action = '${action}')
         EXECUTE FUNCTION "${db.schema}".hold_second_batch();`).simple();
     child = cli.start(args, env);
@@ -170,7 +170,7 @@ async function killInSecondBatch(
       if (alive.length === 0) break;
       assert.ok(Date.now() < deadline, `backend ${pid} still alive after 30 s`);
     }
-    await db.sql.unsafe(`DROP TRIGGER hold_second_batch ON "${db.schema}".login_etl_audit`);
+    await db.sql.unsafe(`DROP TRIGGER hold_second_batch ON "${db.stateSchema}".login_etl_audit`);
     return result;
   } finally {
     if (child !== null) {
@@ -195,16 +195,20 @@ Deno.test("rekey killed after a committed batch resumes to the same state as an 
   const deviceGroups = await groupsOf(db.sql, "masked_device_id");
 
   // The same data in a second schema, re-keyed without interruption, is the reference.
-  await migrate(control.sql, { schema: control.schema });
-  for (const table of ["user_logins", "login_etl_vault", "login_etl_keys"]) {
-    await control.sql.unsafe(
-      `INSERT INTO "${control.schema}"."${table}" SELECT * FROM "${db.schema}"."${table}"`,
-    );
+  await migrate(control.sql, control.schemas);
+  for (
+    const [from, to, table] of [
+      [db.schema, control.schema, "user_logins"],
+      [db.stateSchema, control.stateSchema, "login_etl_vault"],
+      [db.stateSchema, control.stateSchema, "login_etl_keys"],
+    ]
+  ) {
+    await control.sql.unsafe(`INSERT INTO "${to}"."${table}" SELECT * FROM "${from}"."${table}"`);
   }
   const env = { PII_HMAC_KEY: hmacKeySet("k2") };
   const reference = await cli.run(
     ["rekey", "--to", "k2", "--reason", "rotation"],
-    { ...env, LOGIN_ETL_SCHEMA: control.schema },
+    { ...env, ...control.env },
   );
   assert.equal(reference.code, 0, reference.stderr);
 

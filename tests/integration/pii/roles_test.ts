@@ -72,7 +72,7 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
     const sql = postgres(urlOf(user), {
       max: 1,
       onnotice: () => {},
-      connection: { search_path: db.schema },
+      connection: { search_path: `${db.schema}, ${db.stateSchema}` },
     });
     clients.push(sql);
     return sql;
@@ -107,12 +107,12 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
           for (const table of ["login_etl_vault", "login_etl_audit"]) {
             for (const privilege of TABLE_PRIVILEGES) {
               const [row] = await db.sql<{ has: boolean }[]>`
-              SELECT has_table_privilege(${role}, ${`"${db.schema}".${table}`}, ${privilege}) AS has`;
+              SELECT has_table_privilege(${role}, ${`"${db.stateSchema}".${table}`}, ${privilege}) AS has`;
               if (row?.has) claims.push(`${role} ${privilege} ${table}`);
             }
           }
           const [seq] = await db.sql<{ has: boolean }[]>`
-          SELECT has_sequence_privilege(${role}, ${`"${db.schema}".login_etl_audit_id_seq`}, 'USAGE') AS has`;
+          SELECT has_sequence_privilege(${role}, ${`"${db.stateSchema}".login_etl_audit_id_seq`}, 'USAGE') AS has`;
           if (seq?.has) claims.push(`${role} USAGE login_etl_audit_id_seq`);
         }
         assert.deepEqual(claims, []);
@@ -122,7 +122,9 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
     await t.step("the catalog: who may execute which function", async () => {
       const may = async (role: string, fn: string) =>
         (await db.sql<{ has: boolean }[]>`
-          SELECT has_function_privilege(${role}, ${`"${db.schema}".${fn}`}, 'EXECUTE') AS has`)[0]
+          SELECT has_function_privilege(${role}, ${`"${db.stateSchema}".${fn}`}, 'EXECUTE') AS has`)[
+          0
+        ]
           ?.has;
       const table: [string, Record<keyof typeof FUNCTIONS, boolean>][] = [
         [consumerUser, {
@@ -169,9 +171,9 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
       }
       const [definers] = await db.sql<{ n: number }[]>`
         SELECT count(*)::int AS n FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname = ${db.schema} AND p.proname LIKE 'login_etl_%' AND p.prosecdef
+        WHERE n.nspname = ${db.stateSchema} AND p.proname LIKE 'login_etl_%' AND p.prosecdef
           AND pg_get_userbyid(p.proowner) = ${owner}
-          AND array_to_string(p.proconfig, ',') = ${`search_path=${db.schema}, pg_temp`}`;
+          AND array_to_string(p.proconfig, ',') = ${`search_path=${db.stateSchema}, pg_temp`}`;
       assert.equal(
         definers?.n,
         6,
@@ -191,7 +193,7 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
         SELECT c.relname AS name, pg_get_userbyid(c.relowner) AS owner,
                (SELECT count(*)::int FROM login_etl_ledger l WHERE l.tableoid = c.oid) AS n
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = ${`"${db.schema}".login_etl_ledger`}::regclass`;
+        WHERE i.inhparent = ${`"${db.stateSchema}".login_etl_ledger`}::regclass`;
       const days = parts.filter((p) => /^login_etl_ledger_p\d{8}$/.test(p.name));
       assert.ok(days.length >= 15, `day partitions: ${days.map((p) => p.name)}`);
       assert.deepEqual(new Set(parts.map((p) => p.owner)), new Set([owner]));
@@ -227,16 +229,36 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
         await asAnalyst`SELECT * FROM user_logins_duplicate_devices`;
         const [v] = await asAnalyst<{ v: string }[]>`SELECT app_version_text(2003000) AS v`;
         assert.equal(v?.v, "2.3.0");
+        // Everything of login-etl's own is in the state schema, which the
+        // analyst may not even look into: each name is refused.
+        const state = `"${db.stateSchema}"`;
         for (
-          const table of [
-            "login_etl_rejects",
-            "login_etl_vault",
-            "login_etl_audit",
-            "login_etl_ledger",
+          const statement of [
+            `SELECT * FROM ${state}.login_etl_rejects`,
+            `SELECT * FROM ${state}.login_etl_vault`,
+            `SELECT * FROM ${state}.login_etl_audit`,
+            `SELECT * FROM ${state}.login_etl_ledger`,
+            `SELECT * FROM ${state}.login_etl_keys`,
+            `SELECT * FROM ${state}.login_etl_migrations`,
+            `SELECT * FROM ${state}.login_etl_audit_list(0, 10)`,
           ]
         ) {
-          await assert.rejects(asAnalyst.unsafe(`SELECT * FROM ${table}`), denied, table);
+          await assert.rejects(asAnalyst.unsafe(statement), denied, statement);
         }
+        const [schemas] = await asAnalyst<{ data: boolean; state: boolean }[]>`
+          SELECT has_schema_privilege(${db.schema}, 'USAGE') AS data,
+                 has_schema_privilege(${db.stateSchema}, 'USAGE') AS state`;
+        assert.deepEqual(schemas, { data: true, state: false });
+        // What the analyst's schema holds is the analysts' things only.
+        const visible = await asAnalyst<{ name: string }[]>`
+          SELECT c.relname AS name FROM pg_class c
+          WHERE c.relnamespace = to_regnamespace(${`"${db.schema}"`}) AND c.relkind IN ('r', 'p', 'v')
+          ORDER BY 1`;
+        assert.deepEqual(visible.map((r) => r.name), [
+          "user_logins",
+          "user_logins_duplicate_devices",
+          "user_logins_duplicate_ips",
+        ]);
         await assert.rejects(asAnalyst.unsafe("DELETE FROM user_logins"), denied);
       },
     );

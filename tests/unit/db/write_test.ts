@@ -54,8 +54,13 @@ async function itemsOf(bodies: Record<string, string>, dated = true): Promise<Wr
 /** A pool on `db`'s schema with login-etl's tables in it. */
 async function storeDatabase(db: TestDb): Promise<Database> {
   const connection = await testConnection();
-  const database = new Database({ connection, schema: db.schema, max: 2 });
-  await ensureSchema(database.sql, { connection, schema: db.schema });
+  const database = new Database({
+    connection,
+    schema: db.schema,
+    stateSchema: db.stateSchema,
+    max: 2,
+  });
+  await ensureSchema(database.sql, { connection, schema: db.schema, stateSchema: db.stateSchema });
   return database;
 }
 
