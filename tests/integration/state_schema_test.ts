@@ -12,7 +12,7 @@ import { LATEST_VERSION, MIGRATIONS } from "../../src/db/migrations.ts";
 import { ensureSchema, migrate, schemaState } from "../../src/db/schema.ts";
 import { ConfigError } from "../../src/errors.ts";
 import type { Masked } from "../../src/types.ts";
-import { runCli } from "../helpers/cli.ts";
+import { failureLine, runCli } from "../helpers/cli.ts";
 import { testMasker } from "../helpers/drain.ts";
 import { migrateToV5, ROLES_V5 } from "../helpers/layout_v5.ts";
 import {
@@ -193,7 +193,7 @@ Deno.test("a database at version 5 with its sql/roles.sql moves to the state sch
         const result = await cli.run(["migrate"], { DATABASE_URL: roles.urlOf(roles.users.owner) });
         assert.equal(result.code, 1, result.stderr);
         assert.match(
-          result.stderr,
+          failureLine(result),
           new RegExp(
             `^error: Migration 6 \\(.*\\) failed in schema ${db.schema}; none of it was applied: permission denied for database .*; version 6 moves login-etl's own tables to schema ${db.stateSchema}, which this role may not create: have the DBA create it for the owner role first \\(CREATE SCHEMA ${db.stateSchema} AUTHORIZATION login_etl_owner\\)`,
             "m",
@@ -408,9 +408,9 @@ Deno.test("a second data schema pointed at a state schema that serves another is
       };
       const drain = await runCli(["drain", "--queue-url", sqs.createQueue()], { env });
       assert.equal(drain.code, 2, drain.stderr);
-      const lines = drain.stderr.trimEnd().split("\n");
-      assert.match(lines.at(-1) ?? "", /^error: State schema /);
-      assert.match((lines.at(-1) ?? "").slice("error: ".length), expected);
+      const line = failureLine(drain);
+      assert.match(line, /^error: State schema /);
+      assert.match(line.slice("error: ".length), expected);
       const check = await runCli(["check", "--for", "migrate"], { env });
       assert.equal(check.code, 1);
       assert.match(check.stdout, /^fail\s+schema\s+.*already holds login-etl's tables for schema/m);
