@@ -487,6 +487,18 @@ BEGIN
   )', state);
   EXECUTE format('INSERT INTO %I.login_etl_layout (data_schema) VALUES (%L)', state, data);
   EXECUTE format('GRANT SELECT ON %I.login_etl_layout TO PUBLIC', state);
+  -- What a login-etl older than version 6 reads at start, in the data
+  -- schema: with no migrations table there it would take the database for
+  -- a new one and create an empty ledger (a role that may create tables),
+  -- writing redelivered messages twice. This view shows it version 6, newer
+  -- than it knows, so it refuses to start, as a rolling upgrade's old pods
+  -- must; and a newer one given another --state-schema is told where the
+  -- tables went. Versions, names and the state schema's name only.
+  EXECUTE format('CREATE VIEW %I.login_etl_migrations AS SELECT version, name, %L::text AS state_schema FROM %I.login_etl_migrations',
+                 data, state, state);
+  EXECUTE format('COMMENT ON VIEW %I.login_etl_migrations IS %L', data,
+                 format('login-etl''s schema version, kept here so that a login-etl built before version 6 refuses to start; its tables are in schema %s', state));
+  EXECUTE format('GRANT SELECT ON %I.login_etl_migrations TO PUBLIC', data);
 END $$;
 
 DO $$

@@ -79,6 +79,7 @@ async function readSchemaState(sql: Sql, schemas: Schemas): Promise<SchemaState>
     {
       state_tables: boolean;
       layout: boolean;
+      moved_away: boolean;
       data_recorded: boolean;
       forgotten: boolean;
       tombstones: boolean;
@@ -97,6 +98,9 @@ async function readSchemaState(sql: Sql, schemas: Schemas): Promise<SchemaState>
                    AND name = 'login_etl_migrations') AS data_recorded,
            EXISTS (SELECT FROM rel WHERE schema = ${schemas.schema}
                    AND name = 'login_etl_forgotten') AS forgotten,
+           EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = ${schemas.schema} AND c.relname = 'login_etl_migrations'
+                     AND c.relkind = 'v') AS moved_away,
            EXISTS (SELECT FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid
                    WHERE r.schema = ${schemas.schema} AND r.name = 'login_etl_vault'
                      AND a.attname = 'erased_at' AND NOT a.attisdropped) AS tombstones`;
@@ -113,6 +117,15 @@ async function readSchemaState(sql: Sql, schemas: Schemas): Promise<SchemaState>
     const [row] = await sql<{ version: number | null }[]>`
       SELECT max(version) AS version FROM ${sql(schemas.stateSchema)}.login_etl_migrations`;
     version = row?.version ?? 0;
+  } else if (found?.moved_away) {
+    // Version 6's view in the data schema: the tables are in another state schema.
+    const [row] = await sql<{ state: string | null }[]>`
+      SELECT max(state_schema) AS state FROM ${sql(schemas.schema)}.login_etl_migrations`;
+    throw new ConfigError(
+      `The login-etl tables of schema ${schemas.schema} are in state schema ${
+        row?.state ?? "unknown"
+      }, not ${schemas.stateSchema}: give --state-schema ${row?.state ?? "NAME"}`,
+    );
   } else if (found?.data_recorded) {
     const [row] = await sql<{ version: number | null }[]>`
       SELECT max(version) AS version FROM ${sql(schemas.schema)}.login_etl_migrations`;

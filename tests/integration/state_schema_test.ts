@@ -227,12 +227,41 @@ Deno.test("a database at version 5 with its sql/roles.sql moves to the state sch
       assert.deepEqual(
         await grantsIn(db, db.schema),
         {},
-        "nothing of ours left in the data schema",
+        "no table of ours left in the data schema (only version 6's guard view)",
       );
       const recorded = await db.sql<{ version: number }[]>`
         SELECT version FROM ${db.sql(db.stateSchema)}.login_etl_migrations ORDER BY 1`;
       assert.deepEqual(recorded.map((r) => r.version), MIGRATIONS.map((m) => m.version));
     });
+
+    await t.step(
+      "a login-etl built before version 6 refuses the data schema; one given another state schema is told where the tables went",
+      async () => {
+        // What a build before version 6 reads at start (its schemaState, as
+        // the consumer role, search_path the data schema): a migrations
+        // table, and a version newer than it knows, so it refuses to start
+        // instead of creating a second, empty ledger there.
+        const asConsumer = roles.connectAs(roles.users.consumer);
+        const [seen] = await asConsumer<{ recorded: boolean; version: number }[]>`
+          SELECT to_regclass('login_etl_migrations') IS NOT NULL AS recorded,
+                 (SELECT max(version) FROM login_etl_migrations) AS version`;
+        assert.deepEqual(seen, { recorded: true, version: LATEST_VERSION });
+        assert.ok(LATEST_VERSION > 5);
+        const elsewhere = `${db.stateSchema}_elsewhere`;
+        const result = await cli.run(["drain", "--queue-url", queueUrl], {
+          DATABASE_URL: roles.urlOf(roles.users.consumer),
+          LOGIN_ETL_STATE_SCHEMA: elsewhere,
+        });
+        assert.equal(result.code, 2, result.stderr);
+        assert.equal(
+          failureLine(result),
+          `error: The login-etl tables of schema ${db.schema} are in state schema ${db.stateSchema}, not ${elsewhere}: give --state-schema ${db.stateSchema}`,
+        );
+        const [made] = await db.sql<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = ${elsewhere}`;
+        assert.equal(made?.n, 0, "nothing created for the wrong state schema");
+      },
+    );
 
     await t.step(
       "the analyst reads user_logins and the views, and nothing of the state schema",

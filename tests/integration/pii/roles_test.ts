@@ -249,16 +249,22 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
           SELECT has_schema_privilege(${db.schema}, 'USAGE') AS data,
                  has_schema_privilege(${db.stateSchema}, 'USAGE') AS state`;
         assert.deepEqual(schemas, { data: true, state: false });
-        // What the analyst's schema holds is the analysts' things only.
+        // What the analyst's schema holds is the analysts' things, and the
+        // view of schema versions that stops a login-etl built before version
+        // 6 from starting there (versions, names and where the tables went).
         const visible = await asAnalyst<{ name: string }[]>`
           SELECT c.relname AS name FROM pg_class c
           WHERE c.relnamespace = to_regnamespace(${`"${db.schema}"`}) AND c.relkind IN ('r', 'p', 'v')
           ORDER BY 1`;
         assert.deepEqual(visible.map((r) => r.name), [
+          "login_etl_migrations",
           "user_logins",
           "user_logins_duplicate_devices",
           "user_logins_duplicate_ips",
         ]);
+        const guard = await asAnalyst<Record<string, unknown>[]>`
+          SELECT * FROM login_etl_migrations ORDER BY version DESC LIMIT 1`;
+        assert.deepEqual(Object.keys(guard[0] ?? {}), ["version", "name", "state_schema"]);
         await assert.rejects(asAnalyst.unsafe("DELETE FROM user_logins"), denied);
       },
     );
