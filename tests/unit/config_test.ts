@@ -358,7 +358,7 @@ Deno.test("resolveConfig() refuses an invalid database URL without echoing its p
   await t.step("resolveConfig() accepts postgres:// and postgresql:// URLs", () => {
     for (const url of [`postgres://app:${password}@db/x`, "postgresql://db/x"]) {
       const target = resolveConfig("drain", {}, { ...WITH_KEY, DATABASE_URL: url }).database;
-      assert.equal(target.host, "db");
+      assert.deepEqual(target.hosts, [{ host: "db", hostaddr: null, port: 5432 }]);
       assert.equal(target.source, "DATABASE_URL");
     }
   });
