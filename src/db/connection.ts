@@ -104,13 +104,11 @@ export interface PgTarget {
   readonly sslkey: string | null;
   /** Non-enumerable. */
   readonly sslpassword: string | null;
-  readonly sslcrl: string | null;
-  readonly sslcrldir: string | null;
   readonly sslsni: boolean;
   readonly sslcertmode: "disable" | "allow" | "require";
   readonly sslMinProtocolVersion: TlsVersion;
   readonly sslMaxProtocolVersion: TlsVersion | null;
-  /** `~/.postgresql`, where libpq's default root.crt, root.crl and postgresql.crt/.key live. */
+  /** `~/.postgresql`, where libpq's default root.crt and postgresql.crt/.key live. */
   readonly userDir: string | null;
   readonly channelBinding: "disable" | "prefer" | "require";
   /** libpq's require_auth list, e.g. `scram-sha-256` or `!password,!md5`; `null`: any. */
@@ -319,13 +317,19 @@ function resolveFrom(
         `gssencmode=require in ${origin} cannot be met: login-etl has no GSSAPI encryption (as a libpq built without GSSAPI); use sslmode for encryption`,
       );
     }
-    if (gssencmode === "prefer") ignore("gssencmode=prefer", "no GSSAPI encryption; TLS applies");
+    if (gssencmode === "prefer") ignore("gssencmode=prefer", "no GSSAPI encryption, TLS applies");
   }
   if (pick("gssdelegation") === "1") ignore("gssdelegation", "no GSSAPI");
   for (const keyword of ["krbsrvname", "gsslib"]) {
     if (pick(keyword) !== null) ignore(keyword, "no GSSAPI authentication");
   }
   if (pick("sslcompression") === "1") ignore("sslcompression", "TLS compression is obsolete");
+  for (const keyword of ["sslcrl", "sslcrldir"]) {
+    // Deno's TLS layer accepts a crl option and does not check it (tried).
+    if (pick(keyword) !== null) {
+      ignore(keyword, "the runtime's TLS layer does not check revocation lists");
+    }
+  }
   if (pick("requirepeer") !== null) {
     ignore("requirepeer", "the runtime cannot read a Unix socket peer's user");
   }
@@ -382,8 +386,6 @@ function resolveFrom(
     sslrootcert,
     sslcert: pick("sslcert"),
     sslkey: pick("sslkey"),
-    sslcrl: pick("sslcrl"),
-    sslcrldir: pick("sslcrldir"),
     // libpq: SNI unless sslsni starts with something other than "1".
     sslsni: (pick("sslsni") ?? "1").startsWith("1"),
     sslcertmode,
@@ -677,33 +679,6 @@ async function loadKey(path: string, password: string | null): Promise<string> {
   }
 }
 
-/** CRLs from sslcrl and every file in sslcrldir (libpq hashes the directory; we read it whole). */
-async function loadCrls(target: PgTarget, verifying: boolean): Promise<string[] | undefined> {
-  if (!verifying) return undefined;
-  const crls: string[] = [];
-  const defaultCrl = target.userDir === null ? null : `${target.userDir}/root.crl`;
-  if (target.sslcrl !== null) crls.push(await readSetting(target.sslcrl, "sslcrl"));
-  else if (target.sslcrldir === null && defaultCrl !== null && await exists(defaultCrl)) {
-    crls.push(await readSetting(defaultCrl, "the default CRL"));
-  }
-  if (target.sslcrldir !== null) {
-    try {
-      for await (const entry of Deno.readDir(target.sslcrldir)) {
-        if (entry.isFile) {
-          crls.push(await readSetting(`${target.sslcrldir}/${entry.name}`, "a CRL in sslcrldir"));
-        }
-      }
-    } catch (error) {
-      if (error instanceof ConfigError) throw error;
-      throw new ConfigError(
-        `Cannot read sslcrldir "${target.sslcrldir}": ${whyUnreadable(error)}`,
-        { cause: error },
-      );
-    }
-  }
-  return crls.length === 0 ? undefined : crls;
-}
-
 async function loadTls(target: PgTarget): Promise<PgTls> {
   const inUserDir = (name: string) => target.userDir === null ? null : `${target.userDir}/${name}`;
   let rootcert = target.sslrootcert;
@@ -741,16 +716,12 @@ async function loadTls(target: PgTarget): Promise<PgTls> {
       key = await loadKey(keyPath, target.sslpassword);
     }
   }
-  const verifying = target.sslmode === "verify-ca" || target.sslmode === "verify-full" ||
-    (target.sslmode === "require" && ca !== undefined);
-  const crl = await loadCrls(target, verifying);
   return Object.freeze({
     sslmode: target.sslmode,
     negotiation: target.sslnegotiation,
     ...(ca === undefined ? {} : { ca }),
     ...(cert === undefined ? {} : { cert }),
     ...(key === undefined ? {} : { key }),
-    ...(crl === undefined ? {} : { crl: Object.freeze(crl) }),
     minVersion: target.sslMinProtocolVersion,
     ...(target.sslMaxProtocolVersion === null ? {} : { maxVersion: target.sslMaxProtocolVersion }),
     sni: target.sslsni,
@@ -876,9 +847,6 @@ export function describeTlsFailure(error: unknown, connection: PgConnection): st
   }
   if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") {
     return `the certificate of ${at} is not valid now (${code})`;
-  }
-  if (code === "CERT_REVOKED") {
-    return `the certificate of ${at} is revoked by the CRL (sslcrl or sslcrldir)`;
   }
   if (code === "SSL_NOT_SUPPORTED") {
     return `${at} does not accept TLS (ssl is off on the server) and sslmode=${connection.sslmode} requires it; turn ssl on there, or use sslmode=prefer`;

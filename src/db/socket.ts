@@ -54,8 +54,6 @@ export interface PgTls {
   readonly cert?: string;
   /** PEM private key, already decrypted with sslpassword. */
   readonly key?: string;
-  /** PEM certificate revocation lists. */
-  readonly crl?: readonly string[];
   readonly minVersion?: TlsVersion;
   readonly maxVersion?: TlsVersion;
   /** Send the host name in the TLS handshake (libpq's sslsni). */
@@ -176,7 +174,6 @@ function startTls(
       ...(settings.ca === undefined ? {} : { ca: settings.ca }),
       ...(settings.cert === undefined ? {} : { cert: settings.cert }),
       ...(settings.key === undefined ? {} : { key: settings.key }),
-      ...(settings.crl === undefined ? {} : { crl: [...settings.crl] }),
       ...(settings.minVersion === undefined ? {} : { minVersion: settings.minVersion }),
       ...(settings.maxVersion === undefined ? {} : { maxVersion: settings.maxVersion }),
       ...(settings.negotiation === "direct" ? { ALPNProtocols: ["postgresql"] } : {}),
