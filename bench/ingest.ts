@@ -77,10 +77,12 @@ try {
     SELECT count(*)::int AS rows FROM user_logins`;
   const rows = counted?.rows;
   if (rows !== n) throw new Error(`wrote ${rows} rows, expected ${n}`);
-  console.log(JSON.stringify({
-    rows_per_s: Math.round((n * 1000) / ms),
-    cpu_ms_per_10k: Math.round((cpu * 10_000) / n),
-  }));
+  Deno.stdout.writeSync(encoder.encode(`${
+    JSON.stringify({
+      rows_per_s: Math.round((n * 1000) / ms),
+      cpu_ms_per_10k: Math.round((cpu * 10_000) / n),
+    })
+  }\n`));
 } finally {
   await database.end();
   await admin.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);

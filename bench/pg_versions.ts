@@ -41,6 +41,10 @@ async function ingest(
   return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1) ?? "{}");
 }
 
+const encoder = new TextEncoder();
+const write = (stream: typeof Deno.stdout, line: string) =>
+  stream.writeSync(encoder.encode(`${line}\n`));
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -58,7 +62,7 @@ for (let r = 0; r < rounds; r++) {
       const slot = ((results[mode] ??= {})[who] ??= { rows_per_s: [], cpu_ms_per_10k: [] });
       slot.rows_per_s.push(result.rows_per_s);
       slot.cpu_ms_per_10k.push(result.cpu_ms_per_10k);
-      console.error(`round ${r + 1} ${mode} ${who}: ${JSON.stringify(result)}`);
+      write(Deno.stderr, `round ${r + 1} ${mode} ${who}: ${JSON.stringify(result)}`);
     }
   }
 }
@@ -76,4 +80,4 @@ for (const [mode, byWho] of Object.entries(results)) {
     }]),
   );
 }
-console.log(JSON.stringify(summary));
+write(Deno.stdout, JSON.stringify(summary));

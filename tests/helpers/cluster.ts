@@ -78,8 +78,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     await Deno.writeTextFile(`${data}/pg_hba.conf`, options.hba.join("\n") + "\n");
     const settings = {
       port: String(port),
-      listen_addresses: "'127.0.0.1'",
-      unix_socket_directories: `'${dir}'`,
+      "listen_addresses": "'127.0.0.1'",
+      "unix_socket_directories": `'${dir}'`,
       fsync: "off",
       ...options.settings,
     };
