@@ -505,6 +505,23 @@ export function resolvePgTarget(
   return resolveFrom(explicit, null, pickEnv(env), url?.origin ?? "the PG* variables", source);
 }
 
+/** Keywords whose values are secrets. */
+const SECRET_KEYWORDS = ["password", "sslpassword", "oauth_client_secret"];
+
+/**
+ * True when a connection string (URL or keyword=value) holds a secret: a
+ * password, an sslpassword or an OAuth client secret. False for text that
+ * does not parse (its error says so elsewhere).
+ */
+export function connectionStringHasSecret(text: string): boolean {
+  try {
+    const info = parseConninfo(text, "the connection string");
+    return SECRET_KEYWORDS.some((keyword) => nonEmpty(info.get(keyword)) !== null);
+  } catch {
+    return false;
+  }
+}
+
 /** The variables resolution reads, copied, so a target does not hold the whole environment. */
 function pickEnv(env: EnvRecord): EnvRecord {
   const picked: Record<string, string> = {};

@@ -364,6 +364,33 @@ Deno.test("resolveConfig() refuses an invalid database URL without echoing its p
   });
 });
 
+Deno.test("a libpq keyword=value string or URL parameter holding a secret is warned about as a flag and refused in a config file", async (t) => {
+  const secrets = [
+    "host=db user=app password=kv-Secret-1",
+    "host=db sslcert=c.crt sslkey=k.key sslpassword='kv Secret 2'",
+    "postgres://app@db/x?password=q-Secret-3",
+  ];
+  for (const value of secrets) {
+    const secret = /Secret[- ]\d/.exec(value)?.[0] ?? "";
+    await t.step(value.replace(/\S*Secret[- ]\d'?/, "***"), () => {
+      const { warnings } = resolveConfig("drain", { "database-url": value }, WITH_KEY);
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0] ?? "", /--database-url holds a password/);
+      assert.ok(!warnings[0]?.includes(secret));
+      assert.throws(
+        () => checkConfigFile("drain", { "database-url": value }, "f.json"),
+        /"database-url" holds a password/,
+      );
+    });
+  }
+  await t.step("a string without a secret is not warned about", () => {
+    assert.deepEqual(
+      resolveConfig("drain", { "database-url": "host=db sslmode=require" }, WITH_KEY).warnings,
+      [],
+    );
+  });
+});
+
 Deno.test("resolveConfig() warns, without the password, when --database-url holds one", () => {
   const password = "hunter2-Pa55word";
   const url = `postgres://app:${password}@db/x`;
