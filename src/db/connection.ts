@@ -419,7 +419,7 @@ function resolveFrom(
     keepaliveSeconds: keepalives === "0" ? null : Math.max(1, idle),
     sessionSettings: Object.freeze(sessionSettings),
     ignored: Object.freeze(ignored),
-    service: fromService === null ? serviceOf(explicit, env) : null,
+    service: serviceOf(explicit, env),
     source,
   };
   // Non-enumerable, so that logging or serialising the target leaves them out.

@@ -69,8 +69,8 @@ export function connect(options: ConnectOptions): Sql {
         ? endpoints[0] // one socket directory: postgres.js passes no host
         : byLabel.get(`${host}\0${port}`);
       if (endpoint === undefined) throw new Error(`No endpoint for ${host}:${port}`);
-      // A net.Socket is what SocketLike describes; its overloaded end() is wider.
-      return openSocket(endpoint, c.tls, timeoutMs) as Promise<never>;
+      // A net.Socket is what SocketLike describes; only its overloaded end() is typed wider.
+      return openSocket(endpoint, c.tls, timeoutMs) as unknown as Promise<postgres.SocketLike>;
     },
     channel_binding: c.channelBinding,
     require_auth: requireAuthFor(c.requireAuth),
