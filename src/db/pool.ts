@@ -85,7 +85,8 @@ export function connect(options: ConnectOptions): Sql {
     queue_timeout: 0,
     query_timeout: 0,
     cancel_timeout: 5,
-    max_lifetime: 60 * (30 + Math.random() * 30),
+    // postgres.js's default, per connection (30-60 min), so a pool's connections do not retire together.
+    max_lifetime: () => 60 * (30 + Math.random() * 30),
     max_pipeline: 100,
     backoff,
     keep_alive: c.keepaliveSeconds,

@@ -522,7 +522,9 @@ Deno.test("client certificates, a read-only first host and a Unix socket, agains
       }@127.0.0.1:${cluster.port},${local.hostname}:${LOCAL_PORT}/postgres`;
       const where = async (sql: Sql) =>
         (await sql<{ port: number; ro: string }[]>`
-          SELECT inet_server_port() AS port, current_setting('transaction_read_only') AS ro`)[0];
+          SELECT current_setting('port')::int AS port, current_setting('transaction_read_only') AS ro`)[
+          0
+        ];
       assert.equal(LOCAL_PASSWORD, "postgres", "both servers share the password");
       assert.deepEqual(assertOk(await attempt(hosts, {}, where)), { port: cluster.port, ro: "on" });
       assert.deepEqual(
@@ -545,6 +547,15 @@ Deno.test("client certificates, a read-only first host and a Unix socket, agains
         )?.port,
         cluster.port,
         "a read-only primary is still a primary",
+      );
+      // A socket directory and a TCP host in one list (postgres.js alone would use the socket only).
+      const mixed =
+        `host=${cluster.dir},127.0.0.1 port=${cluster.port},${LOCAL_PORT} user=postgres ` +
+        `password=${LOCAL_PASSWORD} dbname=postgres`;
+      assert.deepEqual(assertOk(await attempt(mixed, {}, where)), { port: cluster.port, ro: "on" });
+      assert.deepEqual(
+        assertOk(await attempt(`${mixed} target_session_attrs=read-write`, {}, where)),
+        { port: LOCAL_PORT, ro: "off" },
       );
     });
     await t.step(
