@@ -192,7 +192,10 @@ const PG_CONNECTION_CODES = new Set([
   "CONNECTION_ENDED",
   "CONNECTION_DESTROYED",
   "WRITE_TIMEOUT",
+  // openSocket: a server or proxy closing a new connection without a word.
   "SERVER_CLOSED",
+  // A Unix socket not there (yet): the server, or Cloud SQL's Auth Proxy, starting.
+  "ENOENT",
 ]);
 
 /**
