@@ -23,6 +23,7 @@ import { createReadStream } from "node:fs";
 import { isIP } from "node:net";
 import { getPassword } from "pgpass/lib/helper.js";
 import { ConfigError, whyUnreadable } from "../errors.ts";
+import { parseCrls } from "./crl.ts";
 import {
   type Conninfo,
   LIBPQ_KEYWORDS,
@@ -104,11 +105,13 @@ export interface PgTarget {
   readonly sslkey: string | null;
   /** Non-enumerable. */
   readonly sslpassword: string | null;
+  readonly sslcrl: string | null;
+  readonly sslcrldir: string | null;
   readonly sslsni: boolean;
   readonly sslcertmode: "disable" | "allow" | "require";
   readonly sslMinProtocolVersion: TlsVersion;
   readonly sslMaxProtocolVersion: TlsVersion | null;
-  /** `~/.postgresql`, where libpq's default root.crt and postgresql.crt/.key live. */
+  /** `~/.postgresql`, where libpq's default root.crt, root.crl and postgresql.crt/.key live. */
   readonly userDir: string | null;
   readonly channelBinding: "disable" | "prefer" | "require";
   /** libpq's require_auth list, e.g. `scram-sha-256` or `!password,!md5`; `null`: any. */
@@ -324,12 +327,6 @@ function resolveFrom(
     if (pick(keyword) !== null) ignore(keyword, "no GSSAPI authentication");
   }
   if (pick("sslcompression") === "1") ignore("sslcompression", "TLS compression is obsolete");
-  for (const keyword of ["sslcrl", "sslcrldir"]) {
-    // Deno's TLS layer accepts a crl option and does not check it (tried).
-    if (pick(keyword) !== null) {
-      ignore(keyword, "the runtime's TLS layer does not check revocation lists");
-    }
-  }
   if (pick("requirepeer") !== null) {
     ignore("requirepeer", "the runtime cannot read a Unix socket peer's user");
   }
@@ -386,6 +383,8 @@ function resolveFrom(
     sslrootcert,
     sslcert: pick("sslcert"),
     sslkey: pick("sslkey"),
+    sslcrl: pick("sslcrl"),
+    sslcrldir: pick("sslcrldir"),
     // libpq: SNI unless sslsni starts with something other than "1".
     sslsni: (pick("sslsni") ?? "1").startsWith("1"),
     sslcertmode,
@@ -696,6 +695,57 @@ async function loadKey(path: string, password: string | null): Promise<string> {
   }
 }
 
+/** A CRL file's text, checked to hold CRLs (libpq refuses a file it cannot load). */
+async function readCrl(path: string, what: string): Promise<string> {
+  const text = await readSetting(path, what);
+  try {
+    parseCrls(text);
+  } catch (error) {
+    throw new ConfigError(
+      `Cannot use ${what} "${path}": not a PEM certificate revocation list (${
+        error instanceof Error ? error.message : String(error)
+      })`,
+      { cause: error },
+    );
+  }
+  return text;
+}
+
+/**
+ * CRLs from sslcrl and the files in sslcrldir (libpq looks them up there by
+ * hash; we read every file that holds one), else ~/.postgresql/root.crl when
+ * it exists. Only when the certificate is verified, as libpq.
+ */
+async function loadCrls(target: PgTarget, verifying: boolean): Promise<string[] | undefined> {
+  if (!verifying) return undefined;
+  const crls: string[] = [];
+  if (target.sslcrl !== null) crls.push(await readCrl(target.sslcrl, "sslcrl"));
+  if (target.sslcrldir !== null) {
+    let names: string[];
+    try {
+      names = [];
+      for await (const entry of Deno.readDir(target.sslcrldir)) names.push(entry.name);
+    } catch (error) {
+      throw new ConfigError(
+        `Cannot read sslcrldir "${target.sslcrldir}": ${whyUnreadable(error)}`,
+        { cause: error },
+      );
+    }
+    for (const name of names.sort()) {
+      const text = await Deno.readTextFile(`${target.sslcrldir}/${name}`).catch(() => "");
+      if (text.includes("-----BEGIN X509 CRL-----")) {
+        crls.push(await readCrl(`${target.sslcrldir}/${name}`, "a CRL in sslcrldir"));
+      }
+    }
+  }
+  const defaultCrl = target.userDir === null ? null : `${target.userDir}/root.crl`;
+  if (
+    target.sslcrl === null && target.sslcrldir === null && defaultCrl !== null &&
+    await exists(defaultCrl)
+  ) crls.push(await readCrl(defaultCrl, "the default CRL"));
+  return crls.length === 0 ? undefined : crls;
+}
+
 async function loadTls(target: PgTarget): Promise<PgTls> {
   const inUserDir = (name: string) => target.userDir === null ? null : `${target.userDir}/${name}`;
   let rootcert = target.sslrootcert;
@@ -733,9 +783,13 @@ async function loadTls(target: PgTarget): Promise<PgTls> {
       key = await loadKey(keyPath, target.sslpassword);
     }
   }
+  const verifying = target.sslmode === "verify-ca" || target.sslmode === "verify-full" ||
+    (target.sslmode === "require" && ca !== undefined);
+  const crl = await loadCrls(target, verifying);
   return Object.freeze({
     sslmode: target.sslmode,
     negotiation: target.sslnegotiation,
+    ...(crl === undefined ? {} : { crl: Object.freeze(crl) }),
     ...(ca === undefined ? {} : { ca }),
     ...(cert === undefined ? {} : { cert }),
     ...(key === undefined ? {} : { key }),
@@ -864,6 +918,11 @@ export function describeTlsFailure(error: unknown, connection: PgConnection): st
   }
   if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") {
     return `the certificate of ${at} is not valid now (${code})`;
+  }
+  if (code === "CERT_REVOKED" || code === "UNABLE_TO_GET_CRL" || code === "CRL_HAS_EXPIRED") {
+    return `the certificate of ${at} fails the revocation check (${code}): ${
+      error.message.replace(/^.*?: /, "")
+    }; see sslcrl / sslcrldir`;
   }
   if (code === "SSL_NOT_SUPPORTED") {
     return `${at} does not accept TLS (ssl is off on the server) and sslmode=${connection.sslmode} requires it; turn ssl on there, or use sslmode=prefer`;

@@ -17,8 +17,10 @@
  * @module
  */
 
+import { X509Certificate } from "node:crypto";
 import net from "node:net";
 import tls from "node:tls";
+import { certificatesIn, checkRevocation, type Crl, parseCrls } from "./crl.ts";
 
 /** libpq's sslmode values, weakest first. */
 export const SSL_MODES = [
@@ -54,6 +56,8 @@ export interface PgTls {
   readonly cert?: string;
   /** PEM private key, already decrypted with sslpassword. */
   readonly key?: string;
+  /** PEM certificate revocation lists, checked after the handshake (`crl.ts`). */
+  readonly crl?: readonly string[];
   readonly minVersion?: TlsVersion;
   readonly maxVersion?: TlsVersion;
   /** Send the host name in the TLS handshake (libpq's sslsni). */
@@ -191,9 +195,39 @@ function startTls(
     secure.once("error", failed);
     secure.once("secureConnect", () => {
       secure.off("error", failed);
-      resolve(secure);
+      const revoked = verify === "none" ? null : revocation(secure, settings);
+      if (revoked === null) resolve(secure);
+      else failed(connectError(revoked.code, revoked.message, endpoint));
     });
   });
+}
+
+/** Parsed CRLs, by the settings' list (parsed once per thread). */
+const parsedCrls = new WeakMap<readonly string[], Crl[]>();
+
+/** The server's chain against the CRLs, when there are any (see `crl.ts`). */
+function revocation(
+  socket: tls.TLSSocket,
+  settings: PgTls,
+): { code: string; message: string } | null {
+  if (settings.crl === undefined) return null;
+  let crls = parsedCrls.get(settings.crl);
+  if (crls === undefined) {
+    crls = settings.crl.flatMap((pem) => parseCrls(pem));
+    parsedCrls.set(settings.crl, crls);
+  }
+  const chain: X509Certificate[] = [];
+  const seen = new Set<string>();
+  for (
+    let cert: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+    cert?.raw !== undefined && !seen.has(cert.fingerprint256);
+    cert = cert.issuerCertificate
+  ) {
+    seen.add(cert.fingerprint256);
+    chain.push(new X509Certificate(cert.raw));
+  }
+  const roots = settings.ca === undefined ? tls.rootCertificates.join("\n") : settings.ca;
+  return checkRevocation(chain, [...chain, ...certificatesIn(roots)], crls, Date.now());
 }
 
 /**

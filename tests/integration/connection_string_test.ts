@@ -495,24 +495,74 @@ Deno.test("client certificates, a read-only first host and a Unix socket, agains
       );
     });
     await t.step(
-      "sslcrl cannot be checked by the runtime's TLS: named once at start, not pretended",
+      "sslcrl and sslcrldir: a revoked server certificate is refused, a current list passes",
       async () => {
-        const outcome = await attempt(
-          certUrl({
-            sslmode: "verify-full",
-            sslrootcert: `${pkiDir}/ca.pem`,
-            sslcert: plain.certPath,
-            sslkey: plain.keyPath,
-            sslcrl: `${pkiDir}/none.crl`,
-          }),
+        // openssl ca needs a database; a minimal one in the PKI directory.
+        const caConfig = async (dir: string) => {
+          await Deno.writeTextFile(`${dir}/index.txt`, "");
+          await Deno.writeTextFile(
+            `${dir}/ca.cnf`,
+            `[ca]\ndefault_ca=d\n[d]\ndatabase=${dir}/index.txt\ndefault_md=sha256\ndefault_crl_days=2\n`,
+          );
+          return [
+            "-config",
+            `${dir}/ca.cnf`,
+            "-keyfile",
+            `${dir}/ca.key`,
+            "-cert",
+            `${dir}/ca.crt`,
+          ];
+        };
+        const ssl = async (args: string[]) => {
+          const out = await new Deno.Command("openssl", { args, stdout: "null", stderr: "piped" })
+            .output();
+          assert.ok(out.success, new TextDecoder().decode(out.stderr));
+        };
+        const ca = await caConfig(pkiDir);
+        const params = {
+          sslmode: "verify-full",
+          sslrootcert: `${pkiDir}/ca.pem`,
+          sslcert: plain.certPath,
+          sslkey: plain.keyPath,
+        };
+        // A current list that revokes something else: the connection passes.
+        await ssl(["ca", ...ca, "-revoke", encrypted.certPath]);
+        await ssl(["ca", ...ca, "-gencrl", "-out", `${pkiDir}/before.crl`]);
+        const before = await attempt(
+          certUrl({ ...params, sslcrl: `${pkiDir}/before.crl` }),
           {},
           who,
         );
-        assertOk(outcome);
-        assert.deepEqual(outcome.warnings.length, 1);
-        assert.match(
-          outcome.warnings[0] ?? "",
-          /ignored: sslcrl \(the runtime's TLS layer does not check revocation lists\)$/,
+        assertOk(before);
+        assert.deepEqual(before.warnings, []);
+        // The server's certificate revoked: refused in one line, from sslcrl and from sslcrldir.
+        await ssl(["ca", ...ca, "-revoke", `${pkiDir}/localhost.crt`]);
+        await Deno.mkdir(`${pkiDir}/crls`);
+        await ssl(["ca", ...ca, "-gencrl", "-out", `${pkiDir}/crls/root.crl`]);
+        assertRefused(
+          await attempt(certUrl({ ...params, sslcrl: `${pkiDir}/crls/root.crl` }), {}, who),
+          /the certificate of 127\.0\.0\.1:\d+ fails the revocation check \(CERT_REVOKED\): the certificate "CN=localhost" is revoked/,
+        );
+        assertRefused(
+          await attempt(certUrl({ ...params, sslcrldir: `${pkiDir}/crls` }), {}, who),
+          /CERT_REVOKED/,
+        );
+        // A list from another CA says nothing about this server: refused, as OpenSSL's CRL check does.
+        const other = await makePki(await Deno.makeTempDir({ dir: pkiDir }));
+        await ssl([
+          "ca",
+          ...await caConfig(other.dir),
+          "-gencrl",
+          "-out",
+          `${other.dir}/other.crl`,
+        ]);
+        assertRefused(
+          await attempt(certUrl({ ...params, sslcrl: `${other.dir}/other.crl` }), {}, who),
+          /UNABLE_TO_GET_CRL/,
+        );
+        assertRefused(
+          await attempt(certUrl({ ...params, sslcrl: plain.certPath }), {}, who),
+          /Cannot use sslcrl ".*": not a PEM certificate revocation list/,
         );
       },
     );
