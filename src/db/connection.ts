@@ -220,7 +220,9 @@ const TLS_VERSIONS: readonly TlsVersion[] = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLS
 
 /**
  * Resolves a target from the string's parameters, the service's and the
- * environment, in libpq's order. Pure.
+ * environment, in libpq's order. Pure. Longer than a screen because it is
+ * libpq's parameter table walked once, each parameter validated, applied or
+ * named as ignored where it is read; split, the order would be lost.
  */
 function resolveFrom(
   explicit: Conninfo,
