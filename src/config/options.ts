@@ -113,7 +113,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     commands: DB_USERS,
     value: "URL",
     help:
-      "Postgres URL, sslmode and sslrootcert as in libpq (default: the PG* variables as psql reads them, else postgres://postgres:postgres@localhost:5432/postgres)",
+      "libpq connection string: a postgres:// URL or keyword=value pairs, any libpq parameter (default: the PG* variables and service file as psql reads them, else postgres://postgres:postgres@localhost:5432/postgres)",
   },
   {
     flag: "schema",

@@ -8,7 +8,12 @@
  * @module
  */
 
-import { PG_ENV_NAMES, type PgTarget, resolvePgTarget } from "../db/connection.ts";
+import {
+  connectionStringHasSecret,
+  PG_ENV_NAMES,
+  type PgTarget,
+  resolvePgTarget,
+} from "../db/connection.ts";
 import { ConfigError } from "../errors.ts";
 import type { SqsProtocol } from "../sqs/client.ts";
 import { DURATION_FORMS, formatDuration, parseDuration } from "./duration.ts";
@@ -237,9 +242,13 @@ function rangeText(spec: OptionSpec, what: string): string {
     : `must be ${what}`;
 }
 
-/** True for a URL with a password in it, e.g. `postgres://user:pw@host/db`. */
+/**
+ * True for a URL with a password in it, e.g. `postgres://user:pw@host/db`,
+ * and for a libpq connection string holding one (`password=…`, `sslpassword=…`).
+ */
 function hasUrlPassword(value: string): boolean {
-  return URL.canParse(value) && new URL(value).password !== "";
+  return (URL.canParse(value) && new URL(value).password !== "") ||
+    connectionStringHasSecret(value);
 }
 
 /**

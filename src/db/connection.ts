@@ -1,110 +1,180 @@
 /**
- * Where Postgres is and how to reach it, with libpq's rules: a URL
- * (`--database-url`, `DATABASE_URL`) overrides the `PG*` variables, which fill
- * in what the URL leaves out; `~/.pgpass` (or `PGPASSFILE`) supplies a missing
- * password; `sslmode` and `sslrootcert` keep libpq's meanings. Only when
- * neither a URL nor any connection variable is set does the exercise's default
- * URL apply.
+ * Where Postgres is and how to reach it, with libpq's rules. A connection
+ * string (`--database-url`, `DATABASE_URL`: a URL or keyword=value pairs, any
+ * parameter libpq knows) wins; a service (`service=`, `PGSERVICE`) fills in
+ * what it leaves out, then the `PG*` variables, then libpq's defaults;
+ * `~/.pgpass` (or `passfile`) supplies a missing password; `sslmode`,
+ * `sslrootcert` and the client-certificate files keep libpq's meanings. Only
+ * when neither a string nor any connection variable is set does the
+ * exercise's default URL apply.
  *
- * Why not hand the URL to postgres.js: it reads `sslmode` but treats `require`,
- * `verify-ca` and `verify-full` alike, cannot read `sslrootcert` or `.pgpass`,
- * and reads `PG*` from the process environment behind our back. And why not
- * pg-connection-string: it maps `sslmode` for node-postgres, which has no
- * `prefer` fallback. So the rules live here, and postgres.js gets explicit
- * options only.
+ * Why not hand the string to postgres.js: it reads a URL only, treats some
+ * parameters its own way and others not at all, and reads `PG*` from the
+ * process environment behind our back. So the rules live here (the grammar
+ * in `conninfo.ts`, TLS in `socket.ts`), postgres.js gets explicit options,
+ * and what neither it nor the protocol can honour is named in one warning
+ * line at start instead of being dropped in silence.
  *
  * @module
  */
 
+import { createPrivateKey } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { checkServerIdentity, type PeerCertificate } from "node:tls";
+import { isIP } from "node:net";
 import { getPassword } from "pgpass/lib/helper.js";
 import { ConfigError, whyUnreadable } from "../errors.ts";
+import { parseCrls } from "./crl.ts";
+import {
+  type Conninfo,
+  LIBPQ_KEYWORDS,
+  LIBPQ_OTHER_ENV,
+  parseConninfo,
+  parseServiceFile,
+} from "./conninfo.ts";
+import {
+  endpointName,
+  isSocketDir,
+  type PgEndpoint,
+  type PgTls,
+  SSL_MODES,
+  type SslMode,
+  type TlsVersion,
+} from "./socket.ts";
 
-/** libpq's sslmode values, weakest first. */
-export const SSL_MODES = [
-  "disable",
-  "allow",
-  "prefer",
-  "require",
-  "verify-ca",
-  "verify-full",
-] as const;
-/** One libpq sslmode. */
-export type SslMode = typeof SSL_MODES[number];
+export { SSL_MODES, type SslMode };
 
 /** The exercise's database, used only when nothing else says where Postgres is. */
 export const DEFAULT_DATABASE_URL = "postgres://postgres:postgres@localhost:5432/postgres";
 
 /** Variables that name a database; any one of them means "the PG* variables decide". */
-const CONNECTION_VARS = ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"] as const;
+const CONNECTION_VARS = [
+  "PGHOST",
+  "PGHOSTADDR",
+  "PGPORT",
+  "PGUSER",
+  "PGPASSWORD",
+  "PGDATABASE",
+  "PGSERVICE",
+] as const;
 
-/** Every PG* variable this module reads, for `main.ts`'s environment list. */
-export const PG_ENV_NAMES: readonly string[] = [
-  ...CONNECTION_VARS,
-  "PGPASSFILE",
-  "PGSSLMODE",
-  "PGSSLROOTCERT",
-  "PGSSLCERT",
-  "PGSSLKEY",
-  "PGAPPNAME",
-  "PGCONNECT_TIMEOUT",
-];
-
-/** URL query parameters we understand (libpq refuses unknown ones, and so do we). */
-const URL_PARAMS = new Set([
-  "sslmode",
-  "sslrootcert",
-  "sslcert",
-  "sslkey",
-  "application_name",
-  "connect_timeout",
-  "host",
-  "port",
-  "user",
-  "password",
-  "dbname",
+/** Every PG* variable libpq reads, so `main.ts` passes them all (the binary may read PG*). */
+export const PG_ENV_NAMES: readonly string[] = Object.freeze([
+  ...new Set([
+    ...Object.values(LIBPQ_KEYWORDS).filter((name): name is string => name !== null),
+    ...LIBPQ_OTHER_ENV,
+  ]),
 ]);
+
+/** libpq's directory of client certificates and CAs under HOME. */
+const PG_USER_DIR = ".postgresql";
+/** Where libpq looks for the system service file without PGSYSCONFDIR (Debian's libpq). */
+const DEFAULT_SYSCONFDIR = "/etc/postgresql-common";
 
 /** Where the target came from, for the start log line: a flag, a variable, "PG* variables" or "default URL". */
 export type PgSource = string;
 
+/** One host of a target, before the default host is chosen. */
+export interface PgHostSpec {
+  /** A name, an address or a socket directory; `null`: libpq's default (a local socket if one exists, else localhost). */
+  readonly host: string | null;
+  readonly hostaddr: string | null;
+  readonly port: number;
+}
+
+/** libpq's target_session_attrs values. */
+export type SessionAttrs =
+  | "any"
+  | "read-write"
+  | "read-only"
+  | "primary"
+  | "standby"
+  | "prefer-standby";
+
 /** A resolved connection target. Holds the password: never log it whole. */
 export interface PgTarget {
-  /** A host name or address; `null` means libpq's default (a local socket if one exists, else localhost). */
-  readonly host: string | null;
-  readonly port: number;
+  readonly hosts: readonly PgHostSpec[];
   readonly database: string;
   readonly user: string;
   /** `null`: look it up in the password file when connecting. Non-enumerable. */
   readonly password: string | null;
   readonly passfile: string | null;
   readonly sslmode: SslMode;
+  readonly sslnegotiation: "postgres" | "direct";
   readonly sslrootcert: string | null;
   readonly sslcert: string | null;
   readonly sslkey: string | null;
-  /** libpq's default CA file, `~/.postgresql/root.crt`, used for verify-* when it exists. */
-  readonly defaultRootCert: string | null;
+  /** Non-enumerable. */
+  readonly sslpassword: string | null;
+  readonly sslcrl: string | null;
+  readonly sslcrldir: string | null;
+  readonly sslsni: boolean;
+  readonly sslcertmode: "disable" | "allow" | "require";
+  readonly sslMinProtocolVersion: TlsVersion;
+  readonly sslMaxProtocolVersion: TlsVersion | null;
+  /** `~/.postgresql`, where libpq's default root.crt, root.crl and postgresql.crt/.key live. */
+  readonly userDir: string | null;
+  readonly channelBinding: "disable" | "prefer" | "require";
+  /** libpq's require_auth list, e.g. `scram-sha-256` or `!password,!md5`; `null`: any. */
+  readonly requireAuth: string | null;
+  readonly targetSessionAttrs: SessionAttrs;
+  readonly loadBalanceHosts: boolean;
+  /** Command-line options for the server (`-c name=value`), sent at start-up. */
+  readonly options: string | null;
   readonly applicationName: string;
   readonly connectTimeoutSeconds: number;
+  /** TCP keepalive idle time in seconds; `null`: keepalives off. */
+  readonly keepaliveSeconds: number | null;
+  /** Session settings libpq sends from PGTZ, PGGEQO, PGDATESTYLE. */
+  readonly sessionSettings: Readonly<Record<string, string>>;
+  /** Parameters set but not applied, each `name (why)`, for one warning line at start. */
+  readonly ignored: readonly string[];
+  /** A service to read from the service files when connecting, and where to look. */
+  readonly service: PgService | null;
   readonly source: PgSource;
 }
 
+/** A named service and the files libpq would read it from, in order. */
+export interface PgService {
+  readonly name: string;
+  /** The user's file: `servicefile`, PGSERVICEFILE, or ~/.pg_service.conf. */
+  readonly userFile: string | null;
+  /** True when the user's file was named (must exist), false for the default ~/.pg_service.conf. */
+  readonly userFileNamed: boolean;
+  /** `PGSYSCONFDIR/pg_service.conf`. */
+  readonly systemFile: string;
+}
+
 type EnvRecord = Readonly<Record<string, string | undefined>>;
+
+/** What a target was resolved from, kept off the object so that nothing prints it. */
+const inputs = new WeakMap<PgTarget, { explicit: Conninfo; env: EnvRecord }>();
 
 function nonEmpty(value: string | null | undefined): string | null {
   return value === undefined || value === null || value === "" ? null : value;
 }
 
-function parseSslMode(value: string, origin: string): SslMode {
-  if ((SSL_MODES as readonly string[]).includes(value)) return value as SslMode;
+function oneOf<T extends string>(
+  value: string,
+  allowed: readonly T[],
+  keyword: string,
+  origin: string,
+): T {
+  if ((allowed as readonly string[]).includes(value)) return value as T;
   throw new ConfigError(
-    `Invalid sslmode "${value.slice(0, 20)}" in ${origin}: must be one of ${SSL_MODES.join(", ")}`,
+    `Invalid ${keyword} "${value.slice(0, 20)}" in ${origin}: must be one of ${allowed.join(", ")}`,
   );
 }
 
+/** libpq's `parse_int_param`: an integer, surrounding spaces allowed. */
+function integer(value: string, keyword: string, origin: string): number {
+  if (!/^\s*[-+]?\d+\s*$/.test(value)) {
+    throw new ConfigError(`Invalid ${keyword} in ${origin}: must be a whole number`);
+  }
+  return Number(value.trim());
+}
+
 function parsePort(value: string, origin: string): number {
-  const port = /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN;
+  const port = /^\s*\d{1,5}\s*$/.test(value) ? Number(value.trim()) : Number.NaN;
   if (!(port >= 1 && port <= 65535)) {
     throw new ConfigError(`Invalid port in ${origin}: must be a number from 1 to 65535`);
   }
@@ -117,52 +187,307 @@ function osUser(env: EnvRecord): string {
     "postgres";
 }
 
-/** A URL's parts, decoded; never echoes the URL itself, which may hold a password. */
-function parseUrl(url: string, origin: string): Map<string, string> {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new ConfigError(
-      `Invalid ${origin}: must be a URL like postgres://user:password@host:5432/database`,
-    );
-  }
-  if (!/^postgres(ql)?:$/.test(parsed.protocol)) {
-    throw new ConfigError(
-      `Invalid ${origin}: must start with postgres:// (like postgres://user:password@host:5432/database)`,
-    );
-  }
-  const parts = new Map<string, string>();
-  const decode = (text: string): string => {
-    try {
-      return decodeURIComponent(text);
-    } catch {
-      throw new ConfigError(`Invalid ${origin}: bad percent-encoding`);
-    }
-  };
-  if (parsed.hostname !== "") parts.set("host", decode(parsed.hostname.replace(/^\[|\]$/g, "")));
-  if (parsed.port !== "") parts.set("port", parsed.port);
-  if (parsed.username !== "") parts.set("user", decode(parsed.username));
-  if (parsed.password !== "") parts.set("password", decode(parsed.password));
-  const path = decode(parsed.pathname.replace(/^\//, ""));
-  if (path !== "") parts.set("dbname", path);
-  for (const [key, value] of parsed.searchParams) {
-    if (!URL_PARAMS.has(key)) {
+const REQUIRE_AUTH_METHODS = ["password", "md5", "gss", "sspi", "scram-sha-256", "oauth", "none"];
+
+/** Checks require_auth as libpq does: one polarity, known methods, none twice. */
+function parseRequireAuth(value: string, origin: string): string {
+  const methods = value.split(",");
+  const negated = methods[0]?.startsWith("!") ?? false;
+  const seen = new Set<string>();
+  for (const method of methods) {
+    if (method.startsWith("!") !== negated) {
       throw new ConfigError(
-        `Invalid ${origin}: unknown parameter "${key.slice(0, 30)}"; known: ${
-          [...URL_PARAMS].join(", ")
+        `Invalid require_auth in ${origin}: negated methods (!name) cannot be mixed with others`,
+      );
+    }
+    const name = negated ? method.slice(1) : method;
+    if (!REQUIRE_AUTH_METHODS.includes(name)) {
+      throw new ConfigError(
+        `Invalid require_auth method "${name.slice(0, 20)}" in ${origin}: must be among ${
+          REQUIRE_AUTH_METHODS.join(", ")
         }`,
       );
     }
-    parts.set(key, value);
+    if (seen.has(name)) {
+      throw new ConfigError(`Invalid require_auth in ${origin}: "${name}" is listed twice`);
+    }
+    seen.add(name);
   }
-  return parts;
+  return value;
+}
+
+const TLS_VERSIONS: readonly TlsVersion[] = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+
+/**
+ * Resolves a target from the string's parameters, the service's and the
+ * environment, in libpq's order. Pure. Longer than a screen because it is
+ * libpq's parameter table walked once, each parameter validated, applied or
+ * named as ignored where it is read; split, the order would be lost.
+ */
+function resolveFrom(
+  explicit: Conninfo,
+  fromService: Conninfo | null,
+  env: EnvRecord,
+  origin: string,
+  source: PgSource,
+): PgTarget {
+  // libpq's order: the string, then the service file, then the variable.
+  const given = (keyword: string): string | null => {
+    const variable = LIBPQ_KEYWORDS[keyword];
+    return explicit.get(keyword) ?? fromService?.get(keyword) ??
+      (variable === null || variable === undefined ? undefined : env[variable]) ?? null;
+  };
+  // Most parameters treat an empty value as "not set".
+  const pick = (keyword: string): string | null => nonEmpty(given(keyword));
+  const ignored: string[] = [];
+  const ignore = (keyword: string, why: string) => ignored.push(`${keyword} (${why})`);
+
+  const user = pick("user") ?? osUser(env);
+  const hosts = resolveHosts(pick("host"), pick("hostaddr"), pick("port"), origin);
+
+  const requiressl = nonEmpty(env["PGREQUIRESSL"])?.startsWith("1") === true;
+  const sslrootcert = pick("sslrootcert");
+  const sslmodeText = pick("sslmode");
+  const sslmode: SslMode = sslmodeText !== null
+    ? oneOf(sslmodeText, SSL_MODES, "sslmode", origin)
+    : requiressl
+    ? "require"
+    // libpq 16: sslrootcert=system makes the default verify-full.
+    : sslrootcert === "system"
+    ? "verify-full"
+    : "prefer";
+  if (sslrootcert === "system" && sslmode !== "verify-full") {
+    throw new ConfigError(
+      `sslmode=${sslmode} is too weak with sslrootcert=system in ${origin}: use sslmode=verify-full (as libpq requires)`,
+    );
+  }
+  const sslnegotiation = oneOf(
+    pick("sslnegotiation") ?? "postgres",
+    ["postgres", "direct"] as const,
+    "sslnegotiation",
+    origin,
+  );
+  if (sslnegotiation === "direct" && !["require", "verify-ca", "verify-full"].includes(sslmode)) {
+    throw new ConfigError(
+      `sslmode=${sslmode} is too weak with sslnegotiation=direct in ${origin}: use require, verify-ca or verify-full (as libpq requires)`,
+    );
+  }
+  const minVersion = oneOf(
+    pick("ssl_min_protocol_version") ?? "TLSv1.2",
+    TLS_VERSIONS,
+    "ssl_min_protocol_version",
+    origin,
+  );
+  const maxText = pick("ssl_max_protocol_version");
+  const maxVersion = maxText === null
+    ? null
+    : oneOf(maxText, TLS_VERSIONS, "ssl_max_protocol_version", origin);
+  if (maxVersion !== null && TLS_VERSIONS.indexOf(maxVersion) < TLS_VERSIONS.indexOf(minVersion)) {
+    throw new ConfigError(
+      `Invalid TLS version range in ${origin}: ssl_max_protocol_version is below ssl_min_protocol_version`,
+    );
+  }
+  const sslcertmode = oneOf(
+    pick("sslcertmode") ?? "allow",
+    ["disable", "allow", "require"] as const,
+    "sslcertmode",
+    origin,
+  );
+  if (sslcertmode === "require") {
+    ignore("sslcertmode=require", "the TLS layer cannot tell whether the server asked for it");
+  }
+
+  const timeoutText = pick("connect_timeout");
+  let timeout = timeoutText === null ? 10 : integer(timeoutText, "connect_timeout", origin);
+  // libpq: zero or less waits forever (a day will do); 1 is rounded up to 2.
+  if (timeout <= 0) timeout = 86400;
+  if (timeout === 1) timeout = 2;
+
+  const keepalives = pick("keepalives");
+  const idleText = pick("keepalives_idle");
+  const idle = idleText === null ? 60 : integer(idleText, "keepalives_idle", origin);
+  for (const keyword of ["keepalives_interval", "keepalives_count", "tcp_user_timeout"]) {
+    const value = pick(keyword);
+    if (value !== null) {
+      integer(value, keyword, origin);
+      ignore(keyword, "the runtime sets only the keepalive idle time");
+    }
+  }
+
+  const gssencmode = pick("gssencmode");
+  if (gssencmode !== null) {
+    oneOf(gssencmode, ["disable", "prefer", "require"] as const, "gssencmode", origin);
+    if (gssencmode === "require") {
+      throw new ConfigError(
+        `gssencmode=require in ${origin} cannot be met: login-etl has no GSSAPI encryption (as a libpq built without GSSAPI); use sslmode for encryption`,
+      );
+    }
+    if (gssencmode === "prefer") ignore("gssencmode=prefer", "no GSSAPI encryption, TLS applies");
+  }
+  if (pick("gssdelegation") === "1") ignore("gssdelegation", "no GSSAPI");
+  for (const keyword of ["krbsrvname", "gsslib"]) {
+    if (pick(keyword) !== null) ignore(keyword, "no GSSAPI authentication");
+  }
+  if (pick("sslcompression") === "1") ignore("sslcompression", "TLS compression is obsolete");
+  if (pick("requirepeer") !== null) {
+    ignore("requirepeer", "the runtime cannot read a Unix socket peer's user");
+  }
+  if (pick("sslkeylogfile") !== null) {
+    ignore("sslkeylogfile", "the TLS layer does not export session keys");
+  }
+  for (const keyword of ["scram_client_key", "scram_server_key"]) {
+    if (pick(keyword) !== null) ignore(keyword, "passed-through SCRAM keys are not supported");
+  }
+  for (const keyword of ["oauth_issuer", "oauth_client_id", "oauth_client_secret", "oauth_scope"]) {
+    if (pick(keyword) !== null) ignore(keyword, "no OAuth authentication");
+  }
+  const replication = pick("replication");
+  if (replication !== null && !/^(false|off|no|0)$/i.test(replication)) {
+    ignore("replication", "login-etl needs a normal session");
+  }
+  const encoding = pick("client_encoding");
+  if (encoding !== null && !/^(utf-?8|unicode|auto)$/i.test(encoding)) {
+    ignore("client_encoding", "login-etl always talks UTF8");
+  }
+  for (const keyword of ["min_protocol_version", "max_protocol_version"]) {
+    const value = pick(keyword);
+    if (value === null) continue;
+    oneOf(value, ["3.0", "3.2", "latest"] as const, keyword, origin);
+    if (keyword === "min_protocol_version" && value !== "3.0") {
+      throw new ConfigError(
+        `min_protocol_version=${value} in ${origin} cannot be met: postgres.js speaks protocol 3.0`,
+      );
+    }
+  }
+
+  const requireAuth = pick("require_auth");
+  const sessionSettings: Record<string, string> = {};
+  // libpq sends these as start-up settings unless the value is "default".
+  for (const [variable, setting] of [["PGTZ", "timezone"], ["PGGEQO", "geqo"]] as const) {
+    const value = nonEmpty(env[variable]);
+    if (value !== null && value.toLowerCase() !== "default") sessionSettings[setting] = value;
+  }
+  const dateStyle = nonEmpty(env["PGDATESTYLE"]);
+  if (dateStyle !== null && dateStyle.toLowerCase() !== "default") {
+    // postgres.js reads dates in ISO style only.
+    if (/^\s*iso\b/i.test(dateStyle)) sessionSettings["datestyle"] = dateStyle;
+    else ignore("PGDATESTYLE", "postgres.js reads dates in ISO style only");
+  }
+
+  const home = nonEmpty(env["HOME"]);
+  const target = {
+    hosts,
+    database: pick("dbname") ?? user,
+    user,
+    passfile: pick("passfile") ?? (home === null ? null : `${home}/.pgpass`),
+    sslmode,
+    sslnegotiation,
+    sslrootcert,
+    sslcert: pick("sslcert"),
+    sslkey: pick("sslkey"),
+    sslcrl: pick("sslcrl"),
+    sslcrldir: pick("sslcrldir"),
+    // libpq: SNI unless sslsni starts with something other than "1".
+    sslsni: (pick("sslsni") ?? "1").startsWith("1"),
+    sslcertmode,
+    sslMinProtocolVersion: minVersion,
+    sslMaxProtocolVersion: maxVersion,
+    userDir: home === null ? null : `${home}/${PG_USER_DIR}`,
+    channelBinding: oneOf(
+      pick("channel_binding") ?? "prefer",
+      ["disable", "prefer", "require"] as const,
+      "channel_binding",
+      origin,
+    ),
+    requireAuth: requireAuth === null ? null : parseRequireAuth(requireAuth, origin),
+    targetSessionAttrs: oneOf(
+      pick("target_session_attrs") ?? "any",
+      ["any", "read-write", "read-only", "primary", "standby", "prefer-standby"] as const,
+      "target_session_attrs",
+      origin,
+    ),
+    loadBalanceHosts: oneOf(
+      pick("load_balance_hosts") ?? "disable",
+      ["disable", "random"] as const,
+      "load_balance_hosts",
+      origin,
+    ) === "random",
+    options: pick("options"),
+    // libpq: application_name, else the fallback; login-etl is ours.
+    applicationName: pick("application_name") ?? pick("fallback_application_name") ??
+      "login-etl",
+    connectTimeoutSeconds: timeout,
+    keepaliveSeconds: keepalives === "0" ? null : Math.max(1, idle),
+    sessionSettings: Object.freeze(sessionSettings),
+    ignored: Object.freeze(ignored),
+    service: serviceOf(explicit, env),
+    source,
+  };
+  // Non-enumerable, so that logging or serialising the target leaves them out.
+  const frozen = Object.freeze(
+    Object.defineProperties(target, {
+      password: { value: pick("password"), enumerable: false },
+      sslpassword: { value: given("sslpassword"), enumerable: false },
+    }),
+  ) as unknown as PgTarget;
+  inputs.set(frozen, { explicit, env });
+  return frozen;
+}
+
+/** The service to read, if any, and libpq's files for it. */
+function serviceOf(explicit: Conninfo, env: EnvRecord): PgService | null {
+  const name = nonEmpty(explicit.get("service")) ?? nonEmpty(env["PGSERVICE"]);
+  if (name === null) return null;
+  const named = nonEmpty(explicit.get("servicefile")) ?? nonEmpty(env["PGSERVICEFILE"]);
+  const home = nonEmpty(env["HOME"]);
+  return Object.freeze({
+    name,
+    userFile: named ?? (home === null ? null : `${home}/.pg_service.conf`),
+    userFileNamed: named !== null,
+    systemFile: `${nonEmpty(env["PGSYSCONFDIR"]) ?? DEFAULT_SYSCONFDIR}/pg_service.conf`,
+  });
+}
+
+/** libpq's host, hostaddr and port lists, matched up. */
+function resolveHosts(
+  host: string | null,
+  hostaddr: string | null,
+  port: string | null,
+  origin: string,
+): PgHostSpec[] {
+  const names = host === null ? null : host.split(",");
+  const addresses = hostaddr === null ? null : hostaddr.split(",");
+  if (names !== null && addresses !== null && names.length !== addresses.length) {
+    throw new ConfigError(
+      `Invalid ${origin}: ${names.length} host names but ${addresses.length} hostaddr values; give one per host`,
+    );
+  }
+  const count = names?.length ?? addresses?.length ?? 1;
+  const ports = port === null ? [""] : port.split(",");
+  if (ports.length !== 1 && ports.length !== count) {
+    throw new ConfigError(
+      `Invalid ${origin}: ${ports.length} port numbers for ${count} hosts; give one port, or one per host`,
+    );
+  }
+  return Array.from({ length: count }, (_, i) => {
+    const address = nonEmpty(addresses?.[i]);
+    if (address !== null && isIP(address) === 0) {
+      throw new ConfigError(`Invalid hostaddr in ${origin}: must be an IPv4 or IPv6 address`);
+    }
+    const portText = ports.length === 1 ? ports[0] : ports[i];
+    return Object.freeze({
+      host: nonEmpty(names?.[i]) ?? address,
+      hostaddr: address,
+      port: nonEmpty(portText) === null ? 5432 : parsePort(portText as string, origin),
+    });
+  });
 }
 
 /**
- * Resolves where Postgres is, as libpq would, from a URL (when one is given)
- * and the `PG*` variables. Pure: files (`.pgpass`, certificates) are read
- * later, by `loadPgConnection`.
+ * Resolves where Postgres is, as libpq would, from a connection string (when
+ * one is given: a URL or keyword=value pairs) and the `PG*` variables. Pure:
+ * files (a service file, `.pgpass`, certificates) are read later, by
+ * `loadPgConnection`, which resolves again with the service's parameters.
  *
  * @param url the `--database-url` or `DATABASE_URL` value and its name, or null
  * @throws {ConfigError} naming the setting to fix, never echoing a password
@@ -173,97 +498,77 @@ export function resolvePgTarget(
 ): PgTarget {
   const pgVarsSet = CONNECTION_VARS.some((name) => nonEmpty(env[name]) !== null);
   const source: PgSource = url !== null ? url.origin : pgVarsSet ? "PG* variables" : "default URL";
-  const fromUrl = url !== null
-    ? parseUrl(url.value, url.origin)
+  const explicit = url !== null
+    ? parseConninfo(url.value, url.origin)
     : pgVarsSet
     ? new Map<string, string>()
-    : parseUrl(DEFAULT_DATABASE_URL, "the default URL");
-  const origin = url?.origin ?? "the PG* variables";
-  // The URL wins; a PG* variable fills in what it leaves out (libpq's order).
-  const pick = (key: string, variable: string): string | null =>
-    nonEmpty(fromUrl.get(key)) ?? nonEmpty(env[variable]);
-  const host = pick("host", "PGHOST");
-  const portText = pick("port", "PGPORT");
-  const user = pick("user", "PGUSER") ?? osUser(env);
-  const sslmodeText = fromUrl.get("sslmode") ?? nonEmpty(env["PGSSLMODE"]);
-  const timeoutText = pick("connect_timeout", "PGCONNECT_TIMEOUT");
-  const timeout = timeoutText === null ? 10 : Number(timeoutText);
-  if (!Number.isInteger(timeout) || timeout < 0 || timeout > 3600) {
-    throw new ConfigError(`Invalid connect_timeout in ${origin}: must be 0 to 3600 seconds`);
+    : parseConninfo(DEFAULT_DATABASE_URL, "the default URL");
+  return resolveFrom(explicit, null, pickEnv(env), url?.origin ?? "the PG* variables", source);
+}
+
+/** Keywords whose values are secrets. */
+const SECRET_KEYWORDS = ["password", "sslpassword", "oauth_client_secret"];
+
+/**
+ * True when a connection string (URL or keyword=value) holds a secret: a
+ * password, an sslpassword or an OAuth client secret. False for text that
+ * does not parse (its error says so elsewhere).
+ */
+export function connectionStringHasSecret(text: string): boolean {
+  try {
+    const info = parseConninfo(text, "the connection string");
+    return SECRET_KEYWORDS.some((keyword) => nonEmpty(info.get(keyword)) !== null);
+  } catch {
+    return false;
   }
-  const target = {
-    host,
-    port: portText === null ? 5432 : parsePort(portText, origin),
-    database: pick("dbname", "PGDATABASE") ?? user,
-    user,
-    passfile: nonEmpty(env["PGPASSFILE"]) ??
-      (nonEmpty(env["HOME"]) === null ? null : `${env["HOME"]}/.pgpass`),
-    // libpq's default: TLS when the server offers it, plain otherwise.
-    sslmode: sslmodeText === null ? "prefer" as const : parseSslMode(sslmodeText, origin),
-    sslrootcert: pick("sslrootcert", "PGSSLROOTCERT"),
-    sslcert: pick("sslcert", "PGSSLCERT"),
-    sslkey: pick("sslkey", "PGSSLKEY"),
-    defaultRootCert: nonEmpty(env["HOME"]) === null ? null : `${env["HOME"]}/.postgresql/root.crt`,
-    applicationName: pick("application_name", "PGAPPNAME") ?? "login-etl",
-    // libpq treats 0 as "wait forever"; postgres.js needs a number, so a day.
-    connectTimeoutSeconds: timeout === 0 ? 86400 : timeout,
-    source,
-  };
-  if (target.sslmode === "verify-ca" && target.sslrootcert === null) {
-    throw new ConfigError(
-      `sslmode=verify-ca needs sslrootcert (or PGSSLROOTCERT): the CA that signed the server's certificate; or use sslmode=verify-full`,
-    );
+}
+
+/** The variables resolution reads, copied, so a target does not hold the whole environment. */
+function pickEnv(env: EnvRecord): EnvRecord {
+  const picked: Record<string, string> = {};
+  for (const name of [...PG_ENV_NAMES, "HOME", "USER", "LOGNAME", "USERNAME"]) {
+    const value = env[name];
+    if (value !== undefined) picked[name] = value;
   }
-  // Non-enumerable, so that logging or serialising the target leaves it out.
-  return Object.freeze(
-    Object.defineProperty(target, "password", {
-      value: pick("password", "PGPASSWORD"),
-      enumerable: false,
-    }),
-  ) as PgTarget;
+  return Object.freeze(picked);
 }
 
 /** The target for a log line: `postgres://user@host:5432/db (sslmode=prefer, from PG* variables)`. */
 export function describePgTarget(target: PgTarget): string {
-  const host = target.host === null
-    ? "local socket or localhost"
-    : target.host.includes(":")
-    ? `[${target.host}]`
-    : target.host;
-  return `postgres://${encodeURIComponent(target.user)}@${host}:${target.port}/${
+  const hosts = target.hosts.map((h) =>
+    h.host === null
+      ? `local socket or localhost:${h.port}`
+      : isSocketDir(h.host)
+      ? `${h.host}:${h.port}`
+      : endpointName({ host: h.host, hostaddr: null, port: h.port })
+  );
+  const via = target.service === null ? "" : `, service ${target.service.name}`;
+  return `postgres://${encodeURIComponent(target.user)}@${hosts.join(",")}/${
     encodeURIComponent(target.database)
-  } (sslmode=${target.sslmode}, from ${target.source})`;
+  } (sslmode=${target.sslmode}${via}, from ${target.source})`;
 }
-
-/** TLS settings postgres.js can use; plain data, so a worker thread can receive it. */
-export type PgTls =
-  | false
-  | "prefer"
-  | {
-    /** PEM CA bundle; absent: the runtime's trusted roots. */
-    readonly ca?: string;
-    readonly cert?: string;
-    readonly key?: string;
-    readonly rejectUnauthorized: boolean;
-    /** False for verify-ca: the chain is checked, the host name is not. */
-    readonly verifyHostname: boolean;
-  };
 
 /**
  * Everything needed to open connections, files already read. Plain data for
- * `postMessage`; holds the password, so never log it.
+ * `postMessage`; holds the password and key, so never log it.
  */
 export interface PgConnection {
-  /** Host name or address, or a socket directory starting with `/`. */
-  readonly host: string;
-  readonly port: number;
+  /** Where to connect, in order (shuffled per pool with load_balance_hosts=random). */
+  readonly endpoints: readonly PgEndpoint[];
   readonly database: string;
   readonly user: string;
   readonly password: string;
   readonly sslmode: SslMode;
   readonly tls: PgTls;
+  readonly channelBinding: "disable" | "prefer" | "require";
+  readonly requireAuth: string | null;
+  readonly targetSessionAttrs: SessionAttrs;
+  readonly loadBalanceHosts: boolean;
+  readonly options: string | null;
   readonly applicationName: string;
   readonly connectTimeoutSeconds: number;
+  readonly keepaliveSeconds: number | null;
+  readonly sessionSettings: Readonly<Record<string, string>>;
   /** For log lines and messages: no password. */
   readonly display: string;
 }
@@ -323,84 +628,260 @@ async function lookUpPassfile(
   return found ?? null;
 }
 
+/** Reads the target's service from the user's file, else the system file, as libpq does. */
+async function readService(service: PgService): Promise<Conninfo> {
+  const files = [
+    ...(service.userFile === null
+      ? []
+      : [{ path: service.userFile, named: service.userFileNamed }]),
+    { path: service.systemFile, named: false },
+  ];
+  for (const { path, named } of files) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (error) {
+      // A named file must exist; ~/.pg_service.conf and the system file may not.
+      if (named || !(error instanceof Deno.errors.NotFound)) {
+        throw new ConfigError(`Cannot read service file "${path}": ${whyUnreadable(error)}`, {
+          cause: error,
+        });
+      }
+      continue;
+    }
+    const found = parseServiceFile(text, service.name, path);
+    if (found !== null) return found;
+  }
+  throw new ConfigError(
+    `Service "${service.name}" is not defined in ${
+      files.map((f) => f.path).join(" or ")
+    }: add a [${service.name}] section, or fix service/PGSERVICE (PGSERVICEFILE names another file)`,
+  );
+}
+
 /**
- * Reads what the target points at (certificates, the password file) and
- * picks libpq's default host, giving what `connect` needs.
- *
- * @param warn receives one line per problem that does not stop the run
- * @throws {ConfigError} when a named certificate file cannot be read
+ * The private key, decrypted with sslpassword when it is encrypted. As libpq,
+ * a key file others may read is refused.
  */
-export async function loadPgConnection(
-  target: PgTarget,
-  warn: (message: string) => void = () => {},
-): Promise<PgConnection> {
-  let host = target.host;
-  if (host === null) {
-    host = "localhost";
-    for (const dir of SOCKET_DIRS) {
-      if (await exists(`${dir}/.s.PGSQL.${target.port}`)) {
-        host = dir;
-        break;
+async function loadKey(path: string, password: string | null): Promise<string> {
+  try {
+    const info = await Deno.stat(path);
+    const mode = info.mode ?? 0;
+    // libpq: 0600 or less, or 0640 or less when owned by root.
+    const tooOpen = info.uid === 0 ? (mode & 0o037) !== 0 : (mode & 0o077) !== 0;
+    if (Deno.build.os !== "windows" && tooOpen) {
+      throw new ConfigError(
+        `sslkey "${path}" is readable by others, which libpq refuses: run chmod 0600 ${path}`,
+      );
+    }
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+  }
+  const pem = await readSetting(path, "sslkey");
+  const encrypted = /ENCRYPTED/.test(pem);
+  if (encrypted && (password === null || password === "")) {
+    throw new ConfigError(
+      `sslkey "${path}" is encrypted: give its passphrase as sslpassword in the connection string`,
+    );
+  }
+  try {
+    return createPrivateKey({ key: pem, ...(encrypted ? { passphrase: password ?? "" } : {}) })
+      .export({ type: "pkcs8", format: "pem" }).toString();
+  } catch (error) {
+    throw new ConfigError(
+      encrypted
+        ? `sslpassword does not decrypt sslkey "${path}": check the passphrase`
+        : `sslkey "${path}" is not a private key in PEM format`,
+      { cause: error },
+    );
+  }
+}
+
+/** A CRL file's text, checked to hold CRLs (libpq refuses a file it cannot load). */
+async function readCrl(path: string, what: string): Promise<string> {
+  const text = await readSetting(path, what);
+  try {
+    parseCrls(text);
+  } catch (error) {
+    throw new ConfigError(
+      `Cannot use ${what} "${path}": not a PEM certificate revocation list (${
+        error instanceof Error ? error.message : String(error)
+      })`,
+      { cause: error },
+    );
+  }
+  return text;
+}
+
+/**
+ * CRLs from sslcrl and the files in sslcrldir (libpq looks them up there by
+ * hash; we read every file that holds one), else ~/.postgresql/root.crl when
+ * it exists. Only when the certificate is verified, as libpq.
+ */
+async function loadCrls(target: PgTarget, verifying: boolean): Promise<string[] | undefined> {
+  if (!verifying) return undefined;
+  const crls: string[] = [];
+  if (target.sslcrl !== null) crls.push(await readCrl(target.sslcrl, "sslcrl"));
+  if (target.sslcrldir !== null) {
+    let names: string[];
+    try {
+      names = [];
+      for await (const entry of Deno.readDir(target.sslcrldir)) names.push(entry.name);
+    } catch (error) {
+      throw new ConfigError(
+        `Cannot read sslcrldir "${target.sslcrldir}": ${whyUnreadable(error)}`,
+        { cause: error },
+      );
+    }
+    for (const name of names.sort()) {
+      const text = await Deno.readTextFile(`${target.sslcrldir}/${name}`).catch(() => "");
+      if (text.includes("-----BEGIN X509 CRL-----")) {
+        crls.push(await readCrl(`${target.sslcrldir}/${name}`, "a CRL in sslcrldir"));
       }
     }
   }
-  const password = target.password ?? (target.passfile === null ? null : await lookUpPassfile(
-    target.passfile,
-    // libpq matches a socket connection as "localhost".
-    {
-      host: host.startsWith("/") ? "localhost" : host,
-      port: target.port,
-      database: target.database,
-      user: target.user,
-    },
-    warn,
-  ));
-  let tls: PgTls;
-  switch (target.sslmode) {
-    case "disable":
-      tls = false;
-      break;
-    case "allow":
-    case "prefer":
-      tls = "prefer";
-      break;
-    default: {
-      let rootcert = target.sslrootcert;
-      if (
-        rootcert === null && target.sslmode === "verify-full" && target.defaultRootCert !== null &&
-        await exists(target.defaultRootCert)
-      ) rootcert = target.defaultRootCert;
-      // "system" is libpq's name for the runtime's trusted roots.
-      const ca = rootcert === null || rootcert === "system"
-        ? undefined
-        : await readSetting(rootcert, "sslrootcert");
-      const cert = target.sslcert === null
-        ? undefined
-        : await readSetting(target.sslcert, "sslcert");
-      const key = target.sslkey === null ? undefined : await readSetting(target.sslkey, "sslkey");
-      // libpq: require with a root certificate checks the chain, as verify-ca.
-      const verify = target.sslmode !== "require" || ca !== undefined;
-      tls = {
-        ...(ca === undefined ? {} : { ca }),
-        ...(cert === undefined ? {} : { cert }),
-        ...(key === undefined ? {} : { key }),
-        rejectUnauthorized: verify,
-        verifyHostname: target.sslmode === "verify-full",
-      };
+  const defaultCrl = target.userDir === null ? null : `${target.userDir}/root.crl`;
+  if (
+    target.sslcrl === null && target.sslcrldir === null && defaultCrl !== null &&
+    await exists(defaultCrl)
+  ) crls.push(await readCrl(defaultCrl, "the default CRL"));
+  return crls.length === 0 ? undefined : crls;
+}
+
+async function loadTls(target: PgTarget): Promise<PgTls> {
+  const inUserDir = (name: string) => target.userDir === null ? null : `${target.userDir}/${name}`;
+  let rootcert = target.sslrootcert;
+  const defaultRoot = inUserDir("root.crt");
+  // libpq uses ~/.postgresql/root.crt when it exists: to verify, and under require to check the chain.
+  if (
+    rootcert === null && ["require", "verify-ca", "verify-full"].includes(target.sslmode) &&
+    defaultRoot !== null && await exists(defaultRoot)
+  ) rootcert = defaultRoot;
+  if (rootcert === null && target.sslmode === "verify-ca") {
+    throw new ConfigError(
+      `sslmode=verify-ca needs sslrootcert (or PGSSLROOTCERT, or ${
+        defaultRoot ?? "~/.postgresql/root.crt"
+      }): the CA that signed the server's certificate; or use sslmode=verify-full`,
+    );
+  }
+  // "system" is libpq's name for the runtime's trusted roots.
+  const ca = rootcert === null || rootcert === "system"
+    ? undefined
+    : await readSetting(rootcert, "sslrootcert");
+  let cert: string | undefined;
+  let key: string | undefined;
+  if (target.sslcertmode !== "disable") {
+    const defaultCert = inUserDir("postgresql.crt");
+    const certPath = target.sslcert ??
+      (defaultCert !== null && await exists(defaultCert) ? defaultCert : null);
+    if (certPath !== null) {
+      cert = await readSetting(certPath, "sslcert");
+      const keyPath = target.sslkey ?? inUserDir("postgresql.key");
+      if (keyPath === null || !await exists(keyPath)) {
+        throw new ConfigError(
+          `sslcert "${certPath}" has no private key: set sslkey (or PGSSLKEY) to its key file`,
+        );
+      }
+      key = await loadKey(keyPath, target.sslpassword);
     }
   }
-  const display = describePgTarget({ ...target, host });
+  const verifying = target.sslmode === "verify-ca" || target.sslmode === "verify-full" ||
+    (target.sslmode === "require" && ca !== undefined);
+  const crl = await loadCrls(target, verifying);
   return Object.freeze({
-    host,
-    port: target.port,
+    sslmode: target.sslmode,
+    negotiation: target.sslnegotiation,
+    ...(crl === undefined ? {} : { crl: Object.freeze(crl) }),
+    ...(ca === undefined ? {} : { ca }),
+    ...(cert === undefined ? {} : { cert }),
+    ...(key === undefined ? {} : { key }),
+    minVersion: target.sslMinProtocolVersion,
+    ...(target.sslMaxProtocolVersion === null ? {} : { maxVersion: target.sslMaxProtocolVersion }),
+    sni: target.sslsni,
+  });
+}
+
+/**
+ * Reads what the target points at (a service file, certificates, the
+ * password file), picks libpq's default host, and says in one warning line
+ * which parameters cannot apply, giving what `connect` needs.
+ *
+ * @param warn receives one line per problem that does not stop the run
+ * @throws {ConfigError} when a named file cannot be read or a service is missing
+ */
+export async function loadPgConnection(
+  given: PgTarget,
+  warn: (message: string) => void = () => {},
+): Promise<PgConnection> {
+  let target = given;
+  if (target.service !== null) {
+    const from = inputs.get(target);
+    if (from === undefined) throw new Error("PgTarget not made by resolvePgTarget");
+    target = resolveFrom(
+      from.explicit,
+      await readService(target.service),
+      from.env,
+      `service ${target.service.name}`,
+      target.source,
+    );
+  }
+  if (target.ignored.length > 0) {
+    warn(
+      `Connection parameters that cannot apply here are ignored: ${target.ignored.join("; ")}`,
+    );
+  }
+  const endpoints: PgEndpoint[] = [];
+  for (const spec of target.hosts) {
+    let host = spec.host;
+    if (host === null) {
+      host = "localhost";
+      for (const dir of SOCKET_DIRS) {
+        if (await exists(`${dir}/.s.PGSQL.${spec.port}`)) {
+          host = dir;
+          break;
+        }
+      }
+    }
+    endpoints.push(Object.freeze({ host, hostaddr: spec.hostaddr, port: spec.port }));
+  }
+  let password = target.password;
+  if (password === null && target.passfile !== null) {
+    // One password serves every host (postgres.js asks without naming the
+    // host): the first host's entry, as libpq would use for that host.
+    const first = endpoints[0] as PgEndpoint;
+    password = await lookUpPassfile(
+      target.passfile,
+      {
+        // libpq matches a socket connection as "localhost".
+        host: isSocketDir(first.host) ? "localhost" : first.host,
+        port: first.port,
+        database: target.database,
+        user: target.user,
+      },
+      warn,
+    );
+  }
+  const tls = await loadTls(target);
+  return Object.freeze({
+    endpoints: Object.freeze(endpoints),
     database: target.database,
     user: target.user,
     password: password ?? "",
     sslmode: target.sslmode,
     tls,
+    channelBinding: target.channelBinding,
+    requireAuth: target.requireAuth,
+    targetSessionAttrs: target.targetSessionAttrs,
+    loadBalanceHosts: target.loadBalanceHosts,
+    options: target.options,
     applicationName: target.applicationName,
     connectTimeoutSeconds: target.connectTimeoutSeconds,
-    display,
+    keepaliveSeconds: target.keepaliveSeconds,
+    sessionSettings: target.sessionSettings,
+    display: describePgTarget({
+      ...target,
+      hosts: endpoints.map((e) => ({ host: e.host, hostaddr: e.hostaddr, port: e.port })),
+    }),
   });
 }
 
@@ -417,77 +898,41 @@ const UNTRUSTED = new Set([
 
 /**
  * Why a connection could not be opened, in words that say what to fix, for
- * the TLS failures postgres.js reports only as a socket error; `null` for
- * any other error.
+ * the TLS failures and the channel-binding refusal; `null` for any other
+ * error.
  */
 export function describeTlsFailure(error: unknown, connection: PgConnection): string | null {
   if (!(error instanceof Error)) return null;
   const code = String((error as { code?: unknown }).code ?? "");
-  const at = `${connection.host}:${connection.port}`;
+  const first = connection.endpoints[0] as PgEndpoint;
+  const { address, port } = error as { address?: unknown; port?: unknown };
+  const host = typeof address === "string" ? address : first.host;
+  const at = endpointName({
+    host,
+    hostaddr: null,
+    port: typeof port === "number" ? port : first.port,
+  });
   if (UNTRUSTED.has(code)) {
     return `the certificate of ${at} is not signed by a trusted CA (${code}); set sslrootcert (or PGSSLROOTCERT) to the CA bundle that signed it`;
   }
   if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
-    return `the certificate of ${at} does not name host ${connection.host}; connect with a name the certificate lists, or use sslmode=verify-ca`;
+    return `the certificate of ${at} does not name host ${host}; connect with a name the certificate lists, or use sslmode=verify-ca`;
   }
   if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") {
     return `the certificate of ${at} is not valid now (${code})`;
   }
-  if (/before secure TLS connection was established/.test(error.message)) {
-    return refusedTls(connection);
+  if (code === "CERT_REVOKED" || code === "UNABLE_TO_GET_CRL" || code === "CRL_HAS_EXPIRED") {
+    return `the certificate of ${at} fails the revocation check (${code}): ${
+      error.message.replace(/^.*?: /, "")
+    }; see sslcrl / sslcrldir`;
+  }
+  if (code === "SSL_NOT_SUPPORTED") {
+    return `${at} does not accept TLS (ssl is off on the server) and sslmode=${connection.sslmode} requires it; turn ssl on there, or use sslmode=prefer`;
+  }
+  if (code === "CHANNEL_BINDING_REQUIRED") {
+    return `channel_binding=require, but ${
+      error.message.replace(/^.*channel_binding is require, but /, "")
+    }: it needs TLS and SCRAM-SHA-256-PLUS (password_encryption=scram-sha-256 on the server); or use channel_binding=prefer`;
   }
   return null;
-}
-
-function refusedTls(connection: PgConnection): string {
-  return `${connection.host}:${connection.port} does not accept TLS (ssl is off on the server) and sslmode=${connection.sslmode} requires it; turn ssl on there, or use sslmode=prefer`;
-}
-
-/** Postgres' SSLRequest: length 8, then the code 1234.5679 (80877103). */
-const SSL_REQUEST = new Uint8Array([0, 0, 0, 8, 4, 210, 22, 47]);
-
-/**
- * After a failed connection that required TLS: asks the server whether it
- * accepts TLS at all, as libpq's first step does, and says so when it does
- * not. postgres.js sends TLS anyway and only times out, so without this the
- * user would see "CONNECT_TIMEOUT". `null` when the answer is yes or unknown.
- */
-export async function explainRefusedTls(connection: PgConnection): Promise<string | null> {
-  if (typeof connection.tls !== "object" || connection.host.startsWith("/")) return null;
-  let conn: Deno.TcpConn | null = null;
-  const timer = setTimeout(() => conn?.close(), 3000);
-  try {
-    conn = await Deno.connect({ hostname: connection.host, port: connection.port });
-    await conn.write(SSL_REQUEST);
-    const answer = new Uint8Array(1);
-    const read = await conn.read(answer);
-    return read === 1 && answer[0] === 0x4e /* N */ ? refusedTls(connection) : null;
-  } catch {
-    return null;
-  } finally {
-    clearTimeout(timer);
-    try {
-      conn?.close();
-    } catch { /* closed by the timer */ }
-  }
-}
-
-/**
- * The postgres.js TLS option for a connection. The host name is checked
- * here, against the host we dial: postgres.js sends no server name for an IP
- * address, and the TLS layer then checks the certificate against "localhost",
- * so verify-full to 127.0.0.1 would accept a certificate made for localhost.
- */
-export function postgresTls(
-  connection: Pick<PgConnection, "tls" | "host">,
-): false | "prefer" | Record<string, unknown> {
-  const { tls, host } = connection;
-  if (tls === false || tls === "prefer") return tls;
-  const { verifyHostname, ...options } = tls;
-  return {
-    ...options,
-    checkServerIdentity: verifyHostname
-      ? (_name: string, cert: PeerCertificate) => checkServerIdentity(host, cert)
-      : () => undefined, // verify-ca: the chain only
-  };
 }

@@ -6,12 +6,8 @@
  */
 
 import postgres from "postgres";
-import {
-  describeTlsFailure,
-  explainRefusedTls,
-  type PgConnection,
-  postgresTls,
-} from "./connection.ts";
+import { describeTlsFailure, type PgConnection } from "./connection.ts";
+import { isSocketDir, openSocket, type PgEndpoint } from "./socket.ts";
 import { DatabaseError } from "../errors.ts";
 import type { Schemas } from "./schemas.ts";
 
@@ -25,29 +21,100 @@ export interface ConnectOptions extends Schemas {
   readonly max: number;
 }
 
+/** Every method postgres.js knows: "no requirement" said explicitly (see `connect`). */
+const ANY_AUTH = "password,md5,gss,sspi,scram-sha-256,none";
+
+/** require_auth for postgres.js, which does not know libpq 18's oauth (we cannot do it anyway). */
+function requireAuthFor(value: string | null): string {
+  if (value === null) return ANY_AUTH;
+  const methods = value.split(",").filter((m) => m.replace(/^!/, "") !== "oauth");
+  if (methods.length > 0) return methods.join(",");
+  // Only oauth allowed: nothing postgres.js can do may pass.
+  return ANY_AUTH.split(",").map((m) => `!${m}`).join(",");
+}
+
+/** postgres.js's default wait before reconnecting, given explicitly (else PGBACKOFF would count). */
+function backoff(retries: number): number {
+  return (0.5 + Math.random() / 2) * Math.min(3 ** retries / 100, 20);
+}
+
 /**
  * Opens a pool for one deployment's schemas. login-etl's statements name
  * every object with its schema; search_path is the data schema only for the
  * migrations of versions 1 to 5, which created objects where it pointed.
  * Every option is explicit, so postgres.js never falls back to PG* variables
- * of its own (`connection.ts` applied them already, with libpq's rules).
+ * of its own (it reads PG<OPTION> for any option not given; `connection.ts`
+ * applied libpq's variables already); sockets come from `openSocket`, which
+ * applies libpq's TLS rules per host.
  */
 export function connect(options: ConnectOptions): Sql {
   const c = options.connection;
+  const endpoints = c.loadBalanceHosts ? shuffled(c.endpoints) : c.endpoints;
+  // postgres.js treats a host with a slash as a socket path and then tries no
+  // other host; several hosts with a socket directory among them go by label.
+  const label = (e: PgEndpoint) =>
+    endpoints.length > 1 && isSocketDir(e.host) ? encodeURIComponent(e.host) : e.host;
+  const byLabel = new Map(endpoints.map((e) => [`${label(e)}\0${e.port}`, e]));
+  const timeoutMs = c.connectTimeoutSeconds * 1000;
+  const password = c.password;
   return postgres({
-    host: c.host,
-    port: c.port,
+    host: endpoints.map(label),
+    port: endpoints.map((e) => e.port),
     database: c.database,
     user: c.user,
-    pass: c.password,
-    ssl: postgresTls(c),
+    // A function, so postgres.js never looks in a password file of its own.
+    pass: () => password,
+    ssl: false, // TLS is negotiated in openSocket
+    sslnegotiation: null,
+    socket: (_options, host, port) => {
+      const endpoint = host === null
+        ? endpoints[0] // one socket directory: postgres.js passes no host
+        : byLabel.get(`${host}\0${port}`);
+      if (endpoint === undefined) throw new Error(`No endpoint for ${host}:${port}`);
+      // A net.Socket is what SocketLike describes; only its overloaded end() is typed wider.
+      return openSocket(endpoint, c.tls, timeoutMs) as unknown as Promise<postgres.SocketLike>;
+    },
+    channel_binding: c.channelBinding,
+    require_auth: requireAuthFor(c.requireAuth),
+    // null is "any"; postgres.js then reads PGTARGETSESSIONATTRS, which
+    // connection.ts has already folded in, so only an explicit "any" over a
+    // variable saying otherwise would differ.
+    target_session_attrs: c.targetSessionAttrs === "any" ? null : c.targetSessionAttrs,
     max: options.max,
+    min: 0,
     connect_timeout: c.connectTimeoutSeconds,
     idle_timeout: 60,
+    queue_timeout: 0,
+    query_timeout: 0,
+    cancel_timeout: 5,
+    // postgres.js's default, per connection (30-60 min), so a pool's connections do not retire together.
+    max_lifetime: () => 60 * (30 + Math.random() * 30),
+    max_pipeline: 100,
+    backoff,
+    keep_alive: c.keepaliveSeconds,
+    prepare: true,
+    fetch_types: true,
+    debug: false,
     // Notices such as "relation already exists, skipping" are not ours to print.
     onnotice: () => {},
-    connection: { application_name: c.applicationName, search_path: options.schema },
+    connection: {
+      ...c.sessionSettings,
+      ...(c.options === null ? {} : { options: c.options }),
+      application_name: c.applicationName,
+      // After options: our schema wins over a -c search_path there.
+      search_path: options.schema,
+    },
   });
+}
+
+/** A copy in random order (Fisher-Yates), for load_balance_hosts=random. */
+function shuffled<T>(items: readonly T[]): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j] as T, copy[i] as T];
+  }
+  return copy;
 }
 
 /**
@@ -142,6 +209,10 @@ const PG_CONNECTION_CODES = new Set([
   "CONNECTION_ENDED",
   "CONNECTION_DESTROYED",
   "WRITE_TIMEOUT",
+  // openSocket: a server or proxy closing a new connection without a word.
+  "SERVER_CLOSED",
+  // A Unix socket not there (yet): the server, or Cloud SQL's Auth Proxy, starting.
+  "ENOENT",
 ]);
 
 /**
@@ -184,7 +255,7 @@ export async function checkConnection(sql: Sql, connection: PgConnection): Promi
   try {
     await sql`SELECT 1`;
   } catch (error) {
-    const tls = describeTlsFailure(error, connection) ?? await explainRefusedTls(connection);
+    const tls = describeTlsFailure(error, connection);
     throw new DatabaseError(
       "db_connect",
       `Cannot connect to Postgres at ${connection.display}: ${

@@ -403,9 +403,36 @@ Deno.test("resolveConfig() refuses an invalid database URL without echoing its p
   await t.step("resolveConfig() accepts postgres:// and postgresql:// URLs", () => {
     for (const url of [`postgres://app:${password}@db/x`, "postgresql://db/x"]) {
       const target = resolveConfig("drain", {}, { ...WITH_KEY, DATABASE_URL: url }).database;
-      assert.equal(target.host, "db");
+      assert.deepEqual(target.hosts, [{ host: "db", hostaddr: null, port: 5432 }]);
       assert.equal(target.source, "DATABASE_URL");
     }
+  });
+});
+
+Deno.test("a libpq keyword=value string or URL parameter holding a secret is warned about as a flag and refused in a config file", async (t) => {
+  const secrets = [
+    "host=db user=app password=kv-Secret-1",
+    "host=db sslcert=c.crt sslkey=k.key sslpassword='kv Secret 2'",
+    "postgres://app@db/x?password=q-Secret-3",
+  ];
+  for (const value of secrets) {
+    const secret = /Secret[- ]\d/.exec(value)?.[0] ?? "";
+    await t.step(value.replace(/\S*Secret[- ]\d'?/, "***"), () => {
+      const { warnings } = resolveConfig("drain", { "database-url": value }, WITH_KEY);
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0] ?? "", /--database-url holds a password/);
+      assert.ok(!warnings[0]?.includes(secret));
+      assert.throws(
+        () => checkConfigFile("drain", { "database-url": value }, "f.json"),
+        /"database-url" holds a password/,
+      );
+    });
+  }
+  await t.step("a string without a secret is not warned about", () => {
+    assert.deepEqual(
+      resolveConfig("drain", { "database-url": "host=db sslmode=require" }, WITH_KEY).warnings,
+      [],
+    );
   });
 });
 

@@ -18,6 +18,9 @@ Deno.test("isTransientDbError() retries connection failures and killed backends,
   assert.ok(isTransientDbError(Object.assign(new Error("x"), { code: "ECONNREFUSED" })));
   assert.ok(isTransientDbError(Object.assign(new Error("x"), { code: "57P01" })));
   assert.ok(isTransientDbError(Object.assign(new Error("x"), { code: "40P01" })));
+  // A proxy closing new connections, and a Unix socket not there yet (the Auth Proxy starting).
+  assert.ok(isTransientDbError(Object.assign(new Error("x"), { code: "SERVER_CLOSED" })));
+  assert.ok(isTransientDbError(Object.assign(new Error("x"), { code: "ENOENT" })));
   assert.ok(!isTransientDbError(Object.assign(new Error("x"), { code: "42501" })));
   assert.ok(!isTransientDbError(Object.assign(new Error("x"), { code: "22P02" })));
 });
