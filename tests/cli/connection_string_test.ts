@@ -4,7 +4,7 @@
 // parameter that cannot apply, and the one-line refusals.
 
 import assert from "node:assert/strict";
-import { runCli } from "../helpers/cli.ts";
+import { failureLine, runCli } from "../helpers/cli.ts";
 import { DATABASE_URL, freshSchema } from "../helpers/services.ts";
 
 const local = new URL(DATABASE_URL);
@@ -73,8 +73,7 @@ Deno.test("a connection string libpq refuses exits 2, one it cannot meet exits 1
     await t.step(name, async () => {
       const result = await runCli(["migrate"], { env });
       assert.equal(result.code, code, result.stderr);
-      const lines = result.stderr.trimEnd().split("\n");
-      assert.match(lines.at(-1) ?? "", pattern);
+      assert.match(failureLine(result), pattern);
       assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
       assert.ok(!result.stderr.includes(secretPattern), "no password");
       assert.ok(!result.stderr.includes(`password=${password} `), "no password");
