@@ -701,7 +701,7 @@ async function loadKey(path: string, password: string | null): Promise<string> {
 async function readCrl(path: string, what: string): Promise<string> {
   const text = await readSetting(path, what);
   try {
-    parseCrls(text);
+    await parseCrls(text);
   } catch (error) {
     throw new ConfigError(
       `Cannot use ${what} "${path}": not a PEM certificate revocation list (${

@@ -20,7 +20,7 @@
 import { X509Certificate } from "node:crypto";
 import net from "node:net";
 import tls from "node:tls";
-import { certificatesIn, checkRevocation, type Crl, parseCrls } from "./crl.ts";
+import { certificatesIn, checkRevocation, type Crl, parseCrls, type Revoked } from "./crl.ts";
 
 /** libpq's sslmode values, weakest first. */
 export const SSL_MODES = [
@@ -193,29 +193,36 @@ function startTls(
       reject(Object.assign(error, { address: endpoint.host, port: endpoint.port }));
     };
     secure.once("error", failed);
-    secure.once("secureConnect", () => {
+    const passed = () => {
       secure.off("error", failed);
-      const revoked = verify === "none" ? null : revocation(secure, settings);
-      if (revoked === null) resolve(secure);
-      else failed(connectError(revoked.code, revoked.message, endpoint));
+      resolve(secure);
+    };
+    secure.once("secureConnect", () => {
+      if (verify === "none" || settings.crl === undefined) return passed();
+      // The check is asynchronous (Web Crypto): `failed` stays on until it ends.
+      revocation(secure, settings.crl, settings.ca).then(
+        (revoked) =>
+          revoked === null
+            ? passed()
+            : failed(connectError(revoked.code, revoked.message, endpoint)),
+        failed,
+      );
     });
   });
 }
 
-/** Parsed CRLs, by the settings' list (parsed once per thread). */
-const parsedCrls = new WeakMap<readonly string[], Crl[]>();
+/** A settings object's CRLs and CA bundle, parsed once per thread; keyed by its CRL list. */
+const parsed = new WeakMap<
+  readonly string[],
+  Promise<{ crls: Crl[]; roots: X509Certificate[] }>
+>();
 
-/** The server's chain against the CRLs, when there are any (see `crl.ts`). */
-function revocation(
+/** The server's chain against the CRLs (see `crl.ts`). */
+async function revocation(
   socket: tls.TLSSocket,
-  settings: PgTls,
-): { code: string; message: string } | null {
-  if (settings.crl === undefined) return null;
-  let crls = parsedCrls.get(settings.crl);
-  if (crls === undefined) {
-    crls = settings.crl.flatMap((pem) => parseCrls(pem));
-    parsedCrls.set(settings.crl, crls);
-  }
+  crlPems: readonly string[],
+  ca: string | undefined,
+): Promise<Revoked | null> {
   const chain: X509Certificate[] = [];
   const seen = new Set<string>();
   for (
@@ -226,8 +233,16 @@ function revocation(
     seen.add(cert.fingerprint256);
     chain.push(new X509Certificate(cert.raw));
   }
-  const roots = settings.ca === undefined ? tls.rootCertificates.join("\n") : settings.ca;
-  return checkRevocation(chain, [...chain, ...certificatesIn(roots)], crls, Date.now());
+  let lists = parsed.get(crlPems);
+  if (lists === undefined) {
+    lists = (async () => ({
+      crls: (await Promise.all(crlPems.map((pem) => parseCrls(pem)))).flat(),
+      roots: await certificatesIn(ca ?? tls.rootCertificates.join("\n")),
+    }))();
+    parsed.set(crlPems, lists);
+  }
+  const { crls, roots } = await lists;
+  return await checkRevocation(chain, [...chain, ...roots], crls, Date.now());
 }
 
 /**

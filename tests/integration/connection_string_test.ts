@@ -495,7 +495,7 @@ Deno.test("client certificates, a read-only first host and a Unix socket, agains
       );
     });
     await t.step(
-      "sslcrl and sslcrldir: a revoked server certificate is refused, a current list passes",
+      "sslcrl and sslcrldir: a revoked server certificate is refused, a current list passes, an expired or foreign one fails",
       async () => {
         // openssl ca needs a database; a minimal one in the PKI directory.
         const caConfig = async (dir: string) => {
@@ -547,7 +547,23 @@ Deno.test("client certificates, a read-only first host and a Unix socket, agains
           await attempt(certUrl({ ...params, sslcrldir: `${pkiDir}/crls` }), {}, who),
           /CERT_REVOKED/,
         );
-        // A list from another CA says nothing about this server: refused, as OpenSSL's CRL check does.
+        // sslcrldir as libpq names its files (openssl rehash: the issuer's hash, .r0), beside a
+        // file that holds no list.
+        await Deno.mkdir(`${pkiDir}/hashed`);
+        const hash = await new Deno.Command("openssl", {
+          args: ["crl", "-hash", "-noout", "-in", `${pkiDir}/crls/root.crl`],
+          stdout: "piped",
+        }).output();
+        const hashed = `${new TextDecoder().decode(hash.stdout).trim()}.r0`;
+        assert.match(hashed, /^[0-9a-f]{8}\.r0$/);
+        await Deno.copyFile(`${pkiDir}/crls/root.crl`, `${pkiDir}/hashed/${hashed}`);
+        await Deno.writeTextFile(`${pkiDir}/hashed/README`, "not a list\n");
+        assertRefused(
+          await attempt(certUrl({ ...params, sslcrldir: `${pkiDir}/hashed` }), {}, who),
+          /fails the revocation check \(CERT_REVOKED\): the certificate "CN=localhost" is revoked/,
+        );
+        // A list from another CA of the same name (makePki's) says nothing about this server:
+        // refused, as OpenSSL's CRL check does. Its signature is what tells them apart.
         const other = await makePki(await Deno.makeTempDir({ dir: pkiDir }));
         await ssl([
           "ca",
@@ -558,7 +574,38 @@ Deno.test("client certificates, a read-only first host and a Unix socket, agains
         ]);
         assertRefused(
           await attempt(certUrl({ ...params, sslcrl: `${other.dir}/other.crl` }), {}, who),
-          /UNABLE_TO_GET_CRL/,
+          /fails the revocation check \(UNABLE_TO_GET_CRL\): no revocation list from the issuer of "CN=localhost"/,
+        );
+        // Several lists in one file: the issuer's is found among them.
+        const otherList = await Deno.readTextFile(`${other.dir}/other.crl`);
+        await Deno.writeTextFile(
+          `${pkiDir}/two.crl`,
+          otherList + await Deno.readTextFile(`${pkiDir}/before.crl`),
+        );
+        assertOk(await attempt(certUrl({ ...params, sslcrl: `${pkiDir}/two.crl` }), {}, who));
+        await Deno.writeTextFile(
+          `${pkiDir}/two.crl`,
+          otherList + await Deno.readTextFile(`${pkiDir}/crls/root.crl`),
+        );
+        assertRefused(
+          await attempt(certUrl({ ...params, sslcrl: `${pkiDir}/two.crl` }), {}, who),
+          /CERT_REVOKED/,
+        );
+        // A list past its next update is refused, whatever it lists.
+        await ssl([
+          "ca",
+          ...ca,
+          "-gencrl",
+          "-crl_lastupdate",
+          "20200101000000Z",
+          "-crl_nextupdate",
+          "20200102000000Z",
+          "-out",
+          `${pkiDir}/expired.crl`,
+        ]);
+        assertRefused(
+          await attempt(certUrl({ ...params, sslcrl: `${pkiDir}/expired.crl` }), {}, who),
+          /the certificate of 127\.0\.0\.1:\d+ fails the revocation check \(CRL_HAS_EXPIRED\): the revocation list is past its next update; see sslcrl \/ sslcrldir/,
         );
         assertRefused(
           await attempt(certUrl({ ...params, sslcrl: plain.certPath }), {}, who),
