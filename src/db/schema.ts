@@ -173,6 +173,9 @@ export async function migrate(
     }
     await lockSchema(session as unknown as Sql);
     try {
+      // Read first: a state schema serving another data schema is refused
+      // before anything is made (schemaState reads only the catalog until then).
+      const state = await schemaState(session as unknown as Sql, options);
       // Only when missing: CREATE SCHEMA needs CREATE on the database even
       // with IF NOT EXISTS, which an owner role given its schema may lack.
       const [exists] = await session`SELECT FROM pg_namespace WHERE nspname = ${options.schema}`;
@@ -181,7 +184,6 @@ export async function migrate(
       }
       // The migrations read the state schema's name from the session (migrations.ts).
       await session`SELECT set_config('login_etl.state_schema', ${options.stateSchema}, false)`;
-      const state = await schemaState(session as unknown as Sql, options);
       if (!state.recorded) {
         await recordFound(session as unknown as Sql, state.version, options);
       }
