@@ -929,6 +929,9 @@ export function describeTlsFailure(error: unknown, connection: PgConnection): st
   if (code === "SSL_NOT_SUPPORTED") {
     return `${at} does not accept TLS (ssl is off on the server) and sslmode=${connection.sslmode} requires it; turn ssl on there, or use sslmode=prefer`;
   }
+  if (code === "CHANNEL_BINDING_REQUIRED" && connection.sslmode === "disable") {
+    return "channel_binding=require needs TLS, and sslmode=disable turns it off: use sslmode=require (or verify-full), or channel_binding=prefer";
+  }
   if (code === "CHANNEL_BINDING_REQUIRED") {
     return `channel_binding=require, but ${
       error.message.replace(/^.*channel_binding is require, but /, "")
