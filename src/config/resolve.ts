@@ -883,7 +883,7 @@ function unknownKey(
   const byEnv = OPTIONS.find((o) => o.env !== undefined && o.env === key.toUpperCase());
   const respelt = byEnv !== undefined && accepted(byEnv) ? byEnv.flag : sameName(key, own);
   if (respelt !== null) {
-    return `"${key}" is spelt "${respelt}" here (keys are flag names without their dashes)`;
+    return `"${key}" is spelt "${respelt}" here (keys are flag names without the leading --)`;
   }
   if ((byEnv?.flag ?? flagSpelling(key)) === "config") {
     return `"${key}": a config file cannot name another`;
@@ -899,5 +899,5 @@ function unknownKey(
   const nearest = nearestName(key, own);
   return nearest !== null
     ? `"${key}" is not a setting of ${command}; did you mean "${nearest}"?`
-    : `"${key}" is not a setting of ${command}; keys are flag names without their dashes (see login-etl ${command} --help)`;
+    : `"${key}" is not a setting of ${command}; keys are flag names without the leading -- (see login-etl ${command} --help)`;
 }

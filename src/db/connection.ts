@@ -539,7 +539,8 @@ export function describePgTarget(target: PgTarget): string {
     h.host === null
       ? `local socket or localhost:${h.port}`
       : isSocketDir(h.host)
-      ? `${h.host}:${h.port}`
+      // libpq's URL spelling of a socket directory, so the line can be pasted back.
+      ? `${encodeURIComponent(h.host)}:${h.port}`
       : endpointName({ host: h.host, hostaddr: null, port: h.port })
   );
   const via = target.service === null ? "" : `, service ${target.service.name}`;

@@ -356,10 +356,22 @@ export async function requireSchema(
   await checkConnection(sql, options.connection);
   const state = await readState(sql, options);
   refuseNewer(options, state);
+  if (state.version === 0) throw nothingThere(options);
   if (state.pending.length > 0) {
     throw new DatabaseError(
       "db_schema",
       `The schema in ${options.schema} is at version ${state.version} and this login-etl needs ${LATEST_VERSION}; run \`login-etl migrate\` as the owner role first`,
     );
   }
+}
+
+/**
+ * For a command that reads login-etl's tables where there are none: most
+ * often a --schema or --state-schema that is not the deployment's.
+ */
+export function nothingThere(schemas: Schemas): DatabaseError {
+  return new DatabaseError(
+    "db_schema",
+    `Schema ${schemas.schema} with state schema ${schemas.stateSchema} holds none of login-etl's tables: check --schema and --state-schema (LOGIN_ETL_SCHEMA, LOGIN_ETL_STATE_SCHEMA), or run \`login-etl migrate\` as the owner role`,
+  );
 }

@@ -539,28 +539,28 @@ const KEY_CASES: readonly {
   {
     command: "drain",
     key: "max_rows",
-    says: '"max_rows" is spelt "max-rows" here (keys are flag names without their dashes)',
+    says: '"max_rows" is spelt "max-rows" here (keys are flag names without the leading --)',
   },
   {
     command: "drain",
     key: "maxRows",
-    says: '"maxRows" is spelt "max-rows" here (keys are flag names without their dashes)',
+    says: '"maxRows" is spelt "max-rows" here (keys are flag names without the leading --)',
   },
   {
     command: "run",
     key: "--max-rows",
-    says: '"--max-rows" is spelt "max-rows" here (keys are flag names without their dashes)',
+    says: '"--max-rows" is spelt "max-rows" here (keys are flag names without the leading --)',
   },
   {
     command: "drain",
     key: "LOGIN_ETL_MAX_ROWS",
     says:
-      '"LOGIN_ETL_MAX_ROWS" is spelt "max-rows" here (keys are flag names without their dashes)',
+      '"LOGIN_ETL_MAX_ROWS" is spelt "max-rows" here (keys are flag names without the leading --)',
   },
   {
     command: "seed",
     key: "SQS_QUEUE_URL",
-    says: '"SQS_QUEUE_URL" is spelt "queue-url" here (keys are flag names without their dashes)',
+    says: '"SQS_QUEUE_URL" is spelt "queue-url" here (keys are flag names without the leading --)',
   },
   {
     command: "drain",
@@ -606,7 +606,7 @@ const KEY_CASES: readonly {
     command: "drain",
     key: "frobnicate",
     says:
-      '"frobnicate" is not a setting of drain; keys are flag names without their dashes (see login-etl drain --help)',
+      '"frobnicate" is not a setting of drain; keys are flag names without the leading -- (see login-etl drain --help)',
   },
 ];
 
