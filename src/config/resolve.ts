@@ -233,7 +233,12 @@ function specOf(flag: string): OptionSpec {
 
 function invalid(source: Source, raw: string, must: string): ConfigError {
   const shown = raw.length > 60 ? `${raw.slice(0, 57)}...` : raw;
-  return new ConfigError(`Invalid ${source.name} "${shown}": ${must}`);
+  // A file's key and name are both quoted: the value goes first, or it reads as part of the path.
+  return new ConfigError(
+    source.kind === "file"
+      ? `Invalid value "${shown}" for ${source.name}: ${must}`
+      : `Invalid ${source.name} "${shown}": ${must}`,
+  );
 }
 
 function rangeText(spec: OptionSpec, what: string): string {

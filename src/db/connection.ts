@@ -536,9 +536,7 @@ function pickEnv(env: EnvRecord): EnvRecord {
 /** The target for a log line: `postgres://user@host:5432/db (sslmode=prefer, from PG* variables)`. */
 export function describePgTarget(target: PgTarget): string {
   const hosts = target.hosts.map((h) =>
-    h.host === null
-      ? `local socket or localhost:${h.port}`
-      : isSocketDir(h.host)
+    h.host === null ? `local socket or localhost:${h.port}` : isSocketDir(h.host)
       // libpq's URL spelling of a socket directory, so the line can be pasted back.
       ? `${encodeURIComponent(h.host)}:${h.port}`
       : endpointName({ host: h.host, hostaddr: null, port: h.port })

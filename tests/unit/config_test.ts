@@ -476,7 +476,7 @@ Deno.test("a bad value from the config file names the file and its key", () => {
   const error = configError("drain", {}, WITH_KEY, file);
   assert.equal(
     error.message,
-    'Invalid "batch-size" in --config "c.json" "50": must be an integer from 1 to 10',
+    'Invalid value "50" for "batch-size" in --config "c.json": must be an integer from 1 to 10',
   );
   // Flags and env still win over the file.
   assert.equal(resolveConfig("drain", { "batch-size": "3" }, WITH_KEY, file).batchSize, 3);
