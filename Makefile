@@ -63,9 +63,12 @@ endef
 define compile
 if NO_COLOR=1 sh -f -c "$(DENO) compile --no-check $(BUILD_PERMISSIONS) --include src/sink/worker.ts $(if $(2),--target $(2)) --output $(3) src/main.ts" >$(4) 2>&1; then \
   echo "Built $(3)"; \
+elif [ -n "$$DENORT_BIN" ] && grep -q 'Could not find denort' $(4); then \
+  echo "$(1): runtime base not found$(if $(2), for $(2)): DENORT_BIN=$$DENORT_BIN is not a file; point it at a denort $$($(DENO) --version | head -1 | cut -d' ' -f2) binary, or unset it to download one; details in $(4)" >&2; exit 1; \
 elif grep -q -e 'Setting up base binary' -e 'Could not find denort' $(4); then \
   echo "$(1): runtime download failed: deno compile could not get its runtime base, denort $$($(DENO) --version | head -1 | cut -d' ' -f2)$(if $(2), for $(2)), from Deno's download server; allow that download or set DENORT_BIN to a denort binary of that version; details in $(4)" >&2; exit 1; \
 else \
+  rm -f $(3).tmp-*; \
   echo "$(1): deno compile failed$(if $(2), for $(2)) after the type check passed (not the runtime download); details in $(4)" >&2; exit 1; \
 fi
 endef
@@ -76,7 +79,7 @@ TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources
 .PHONY: help deno demo test test-unit bench bench-analysts soak check fmt docs postgres build build-all clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(LOCAL_DENO):
 	@command -v npm >/dev/null || { echo "make: need npm to install Deno $(DENO_VERSION) (or put deno on PATH)" >&2; exit 1; }

@@ -178,6 +178,15 @@ chmod 0755 "$work/$asset"
 if ! reported=$("$work/$asset" --version 2>&1); then
   fail 1 "refused $asset: it does not run on this machine ($(printf '%s\n' "$reported" | tail -n 1)); nothing installed"
 fi
+# A pinned release must be that version: an asset re-uploaded from another
+# build passes its own checksum but is not what was asked for.
+if [ "$version" != latest ]; then
+  first=$(printf '%s\n' "$reported" | head -n 1)
+  built=${first#login-etl }
+  built=${built%% *}
+  [ "v$built" = "$version" ] ||
+    fail 1 "refused $asset: it reports $first, not $version; nothing installed"
+fi
 
 mkdir -p "$dir" 2>/dev/null || fail 1 "cannot create $dir: set LOGIN_ETL_INSTALL_DIR to a directory you may write"
 # Staged beside the target, so the final mv is a rename within one file system.

@@ -277,7 +277,7 @@ INSERT INTO login_etl_migrations (version, name, source)
 
 COMMIT;
 
--- Version 4: indexes on masked_ip and masked_device_id
+-- Version 4: indexes on masked_ip and masked_device_id (outside a transaction)
 DO $$ BEGIN
   IF EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('user_logins_masked_ip') AND NOT indisvalid) THEN
     DROP INDEX user_logins_masked_ip;

@@ -49,7 +49,13 @@ export function parseInvocation(argv: readonly string[]): Invocation {
   if (first === "--version" || first === "-V") return { kind: "version" };
   if (!isCommand(first)) {
     const nearest = first.startsWith("-") ? null : nearestName(first, COMMANDS);
-    const hint = first.startsWith("-")
+    // Before a command only --help and --version mean anything.
+    const nearFlag = first.startsWith("--")
+      ? nearestName(first.slice(2), ["help", "version"])
+      : null;
+    const hint = nearFlag !== null
+      ? `did you mean --${nearFlag}? See login-etl --help`
+      : first.startsWith("-")
       ? "put the command first; see login-etl --help"
       : nearest !== null
       ? `did you mean ${nearest}? See login-etl --help`

@@ -117,10 +117,10 @@ export class ChecksFailedError extends EtlError {
 
 /** More messages were rejected than `--max-rejects` allows. Exit 3. */
 export class TooManyRejectsError extends EtlError {
-  constructor(rejected: number, limit: number) {
+  constructor(rejected: number, limit: number, rejectsTable = "login_etl_rejects") {
     super(
       "too_many_rejects",
-      `Rejected ${rejected} messages, more than --max-rejects ${limit}; every valid row was written. See login_etl_rejects for the reasons`,
+      `Rejected ${rejected} messages, more than --max-rejects ${limit}; every valid row was written. See ${rejectsTable} for the reasons (or login-etl report)`,
     );
   }
 }

@@ -144,7 +144,11 @@ export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Sum
     if (!overLimit.aborted) {
       telemetry.emit({ type: "RejectLimitExceeded", rejected: summary.rejected, limit });
     }
-    throw new TooManyRejectsError(summary.rejected, limit);
+    throw new TooManyRejectsError(
+      summary.rejected,
+      limit,
+      `${config.stateSchema}.login_etl_rejects`,
+    );
   }
   succeeded = true;
   return summary;

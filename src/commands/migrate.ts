@@ -10,6 +10,7 @@ import { loadPgConnection } from "../db/connection.ts";
 import { LATEST_VERSION } from "../db/migrations.ts";
 import { checkConnection, Database } from "../db/pool.ts";
 import { migrate, schemaState } from "../db/schema.ts";
+import { foundSql, migrationSql, migrationsTableSql } from "../db/migration_sql.ts";
 import { ident, literal } from "../db/schemas.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 
@@ -34,19 +35,20 @@ export async function migrateCommand(
     io.writeStdout(
       `-- ${where} is at version ${state.version}; this login-etl needs ${LATEST_VERSION}`,
     );
-    if (state.pending.length > 0) {
-      // What the statements read their two schemas from (migrations.ts).
-      io.writeStdout(`SET search_path = ${ident(config.schema)};`);
-      io.writeStdout(`SET login_etl.state_schema = ${literal(config.stateSchema)};`);
+    if (state.pending.length === 0 && state.recorded) return;
+    // What migrate would run, in order, as psql can apply it: the data
+    // schema when missing, the two schemas the statements read
+    // (migrations.ts), the bookkeeping of a database from before the
+    // migrations table, then each version with its record.
+    const [exists] = await database.sql`
+      SELECT FROM pg_namespace WHERE nspname = ${config.schema}`;
+    if (exists === undefined) {
+      io.writeStdout(`CREATE SCHEMA IF NOT EXISTS ${ident(config.schema)};`);
     }
-    for (const m of state.pending) {
-      io.writeStdout(
-        `\n-- Version ${m.version}: ${m.name}${
-          m.transaction === false ? " (outside a transaction)" : ""
-        }`,
-      );
-      for (const statement of m.statements) io.writeStdout(`${statement};`);
-    }
+    io.writeStdout(`SET search_path = ${ident(config.schema)};`);
+    io.writeStdout(`SET login_etl.state_schema = ${literal(config.stateSchema)};`);
+    if (!state.recorded) io.writeStdout(`${migrationsTableSql()}${foundSql(state.version)}`);
+    for (const m of state.pending) io.writeStdout(`\n${migrationSql(m, "migrate")}`);
     return;
   }
   const applied = await migrate(database.sql, {

@@ -9,7 +9,7 @@
 import type { ReportConfig } from "../config/resolve.ts";
 import { loadPgConnection } from "../db/connection.ts";
 import { checkConnection, Database, type Deployment, describeDbError } from "../db/pool.ts";
-import { schemaState } from "../db/schema.ts";
+import { nothingThere, schemaState } from "../db/schema.ts";
 import { DatabaseError } from "../errors.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 
@@ -117,6 +117,7 @@ export async function reportCommand(
   });
   await checkConnection(database.sql, connection);
   const state = await schemaState(database.sql, database.schemas);
+  if (state.version === 0) throw nothingThere(database.schemas);
   if (state.version < VIEWS_VERSION) {
     throw new DatabaseError(
       "db_schema",

@@ -233,7 +233,12 @@ function specOf(flag: string): OptionSpec {
 
 function invalid(source: Source, raw: string, must: string): ConfigError {
   const shown = raw.length > 60 ? `${raw.slice(0, 57)}...` : raw;
-  return new ConfigError(`Invalid ${source.name} "${shown}": ${must}`);
+  // A file's key and name are both quoted: the value goes first, or it reads as part of the path.
+  return new ConfigError(
+    source.kind === "file"
+      ? `Invalid value "${shown}" for ${source.name}: ${must}`
+      : `Invalid ${source.name} "${shown}": ${must}`,
+  );
 }
 
 function rangeText(spec: OptionSpec, what: string): string {
@@ -883,7 +888,7 @@ function unknownKey(
   const byEnv = OPTIONS.find((o) => o.env !== undefined && o.env === key.toUpperCase());
   const respelt = byEnv !== undefined && accepted(byEnv) ? byEnv.flag : sameName(key, own);
   if (respelt !== null) {
-    return `"${key}" is spelt "${respelt}" here (keys are flag names without their dashes)`;
+    return `"${key}" is spelt "${respelt}" here (keys are flag names without the leading --)`;
   }
   if ((byEnv?.flag ?? flagSpelling(key)) === "config") {
     return `"${key}": a config file cannot name another`;
@@ -899,5 +904,5 @@ function unknownKey(
   const nearest = nearestName(key, own);
   return nearest !== null
     ? `"${key}" is not a setting of ${command}; did you mean "${nearest}"?`
-    : `"${key}" is not a setting of ${command}; keys are flag names without their dashes (see login-etl ${command} --help)`;
+    : `"${key}" is not a setting of ${command}; keys are flag names without the leading -- (see login-etl ${command} --help)`;
 }

@@ -536,10 +536,9 @@ function pickEnv(env: EnvRecord): EnvRecord {
 /** The target for a log line: `postgres://user@host:5432/db (sslmode=prefer, from PG* variables)`. */
 export function describePgTarget(target: PgTarget): string {
   const hosts = target.hosts.map((h) =>
-    h.host === null
-      ? `local socket or localhost:${h.port}`
-      : isSocketDir(h.host)
-      ? `${h.host}:${h.port}`
+    h.host === null ? `local socket or localhost:${h.port}` : isSocketDir(h.host)
+      // libpq's URL spelling of a socket directory, so the line can be pasted back.
+      ? `${encodeURIComponent(h.host)}:${h.port}`
       : endpointName({ host: h.host, hostaddr: null, port: h.port })
   );
   const via = target.service === null ? "" : `, service ${target.service.name}`;
@@ -928,6 +927,9 @@ export function describeTlsFailure(error: unknown, connection: PgConnection): st
   }
   if (code === "SSL_NOT_SUPPORTED") {
     return `${at} does not accept TLS (ssl is off on the server) and sslmode=${connection.sslmode} requires it; turn ssl on there, or use sslmode=prefer`;
+  }
+  if (code === "CHANNEL_BINDING_REQUIRED" && connection.sslmode === "disable") {
+    return "channel_binding=require needs TLS, and sslmode=disable turns it off: use sslmode=require (or verify-full), or channel_binding=prefer";
   }
   if (code === "CHANNEL_BINDING_REQUIRED") {
     return `channel_binding=require, but ${

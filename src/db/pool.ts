@@ -259,12 +259,26 @@ export async function checkConnection(sql: Sql, connection: PgConnection): Promi
     throw new DatabaseError(
       "db_connect",
       `Cannot connect to Postgres at ${connection.display}: ${
-        tls ??
-          `${
-            describeDbError(error)
-          }; check DATABASE_URL (or the PG* variables) and that the server runs`
+        tls ?? describeConnectFailure(error, connection)
       }`,
       { cause: error, transient: tls === null && isTransientDbError(error) },
     );
   }
+}
+
+/** Why a first connection failed, for the cases whose own words mislead. */
+function describeConnectFailure(error: unknown, connection: PgConnection): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  // The server asked for a password and we had none to give: postgres.js
+  // sends an empty one, which the server calls a failed authentication.
+  if (code === "28P01" && connection.password === "") {
+    return `the server asks user ${connection.user} for a password and none was given: put it in DATABASE_URL, PGPASSWORD or the password file (~/.pgpass, or PGPASSFILE)`;
+  }
+  // postgres.js's own timer: the socket opened, the server never answered the start-up.
+  if (code === "CONNECT_TIMEOUT" && !(error instanceof Error && /^no answer/.test(error.message))) {
+    return `the server took the connection but did not answer within connect_timeout (${connection.connectTimeoutSeconds} s) (CONNECT_TIMEOUT); is that port a Postgres server, and is it overloaded?`;
+  }
+  return `${
+    describeDbError(error)
+  }; check DATABASE_URL (or the PG* variables) and that the server runs`;
 }

@@ -173,6 +173,9 @@ export async function migrate(
     }
     await lockSchema(session as unknown as Sql);
     try {
+      // Read first: a state schema serving another data schema is refused
+      // before anything is made (schemaState reads only the catalog until then).
+      const state = await schemaState(session as unknown as Sql, options);
       // Only when missing: CREATE SCHEMA needs CREATE on the database even
       // with IF NOT EXISTS, which an owner role given its schema may lack.
       const [exists] = await session`SELECT FROM pg_namespace WHERE nspname = ${options.schema}`;
@@ -181,7 +184,6 @@ export async function migrate(
       }
       // The migrations read the state schema's name from the session (migrations.ts).
       await session`SELECT set_config('login_etl.state_schema', ${options.stateSchema}, false)`;
-      const state = await schemaState(session as unknown as Sql, options);
       if (!state.recorded) {
         await recordFound(session as unknown as Sql, state.version, options);
       }
@@ -354,10 +356,22 @@ export async function requireSchema(
   await checkConnection(sql, options.connection);
   const state = await readState(sql, options);
   refuseNewer(options, state);
+  if (state.version === 0) throw nothingThere(options);
   if (state.pending.length > 0) {
     throw new DatabaseError(
       "db_schema",
       `The schema in ${options.schema} is at version ${state.version} and this login-etl needs ${LATEST_VERSION}; run \`login-etl migrate\` as the owner role first`,
     );
   }
+}
+
+/**
+ * For a command that reads login-etl's tables where there are none: most
+ * often a --schema or --state-schema that is not the deployment's.
+ */
+export function nothingThere(schemas: Schemas): DatabaseError {
+  return new DatabaseError(
+    "db_schema",
+    `Schema ${schemas.schema} with state schema ${schemas.stateSchema} holds none of login-etl's tables: check --schema and --state-schema (LOGIN_ETL_SCHEMA, LOGIN_ETL_STATE_SCHEMA), or run \`login-etl migrate\` as the owner role`,
+  );
 }

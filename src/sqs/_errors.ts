@@ -69,6 +69,8 @@ export function describeAwsError(error: unknown): string {
   if (error instanceof Error) {
     const code = (error as AwsErrorShape).Code ?? error.name;
     const message = error.message.split("\n")[0] ?? "";
+    // A network error has no AWS code, only the class name "Error": its message says it all.
+    if (code === "Error") return message === "" ? "Error" : message;
     return message !== "" && message !== code ? `${code}: ${message}` : code;
   }
   return String(error);

@@ -71,9 +71,11 @@ export async function readQueueAttributes(
       "sqs_queue",
       missing
         ? `Queue ${queueUrl} does not exist: create it, or run login-etl seed, or fix --queue-url`
-        : `Cannot reach queue ${queueUrl}: ${
-          describeAwsError(error)
-        }; check --queue-url, AWS_ENDPOINT_URL and credentials`,
+        : `Cannot reach queue ${queueUrl}: ${describeAwsError(error)}; ${
+          isTransientAwsError(error)
+            ? "check --queue-url and AWS_ENDPOINT_URL, and that the endpoint runs"
+            : "check --queue-url, AWS_ENDPOINT_URL and the queue's access policy"
+        }`,
       // Unreachable may pass (a restart, a failover); missing or refused will not.
       { cause: error, transient: !missing && isTransientAwsError(error) },
     );

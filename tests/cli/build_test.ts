@@ -131,14 +131,18 @@ Deno.test("make build stops at the type check for a type error in the worker, an
   }
 });
 
-Deno.test("make build names the runtime download when DENORT_BIN points at nothing", async () => {
+Deno.test("make build names DENORT_BIN when it points at nothing, not the download", async () => {
   const run = await make(root, ["build"], { DENORT_BIN: "/nonexistent/denort" });
   assert.notEqual(run.code, 0);
   const lines = ours(run.stderr, "build");
   assert.equal(lines.length, 1, run.stderr);
   assert.match(
     lines[0] ?? "",
-    /^make build: runtime download failed: .*denort.*DENORT_BIN.*details in dist\/compile\.log$/,
+    /^make build: runtime base not found: DENORT_BIN=\/nonexistent\/denort is not a file; point it at a denort 2\.\d+\.\d+ binary, or unset it to download one; details in dist\/compile\.log$/,
+  );
+  assert.deepEqual(
+    [...Deno.readDirSync(`${root}dist`)].filter((e) => e.name.includes(".tmp-")),
+    [],
   );
   assertNoCrashOutput(run.stderr);
 });
@@ -156,7 +160,7 @@ Deno.test("make build says a compile error after the type check is not the runti
   assert.match(Deno.readTextFileSync(`${root}dist/compile.log`), /invalid empty host/);
 });
 
-Deno.test("make build-all type-checks once, then names the target whose runtime download failed", async () => {
+Deno.test("make build-all type-checks once, then names the target whose runtime base is missing", async () => {
   const run = await make(root, ["build-all"], { DENORT_BIN: "/nonexistent/denort" });
   assert.notEqual(run.code, 0);
   assert.match(run.stdout, /^Type-checked src\/main\.ts src\/sink\/worker\.ts$/m);
@@ -164,7 +168,7 @@ Deno.test("make build-all type-checks once, then names the target whose runtime 
   assert.equal(lines.length, 1, run.stderr);
   assert.match(
     lines[0] ?? "",
-    /^make build-all: runtime download failed: .*denort .* for x86_64-unknown-linux-gnu.*details in dist\/compile-x86_64-unknown-linux-gnu\.log$/,
+    /^make build-all: runtime base not found for x86_64-unknown-linux-gnu: DENORT_BIN=.*details in dist\/compile-x86_64-unknown-linux-gnu\.log$/,
   );
   assertNoCrashOutput(run.stderr);
 });

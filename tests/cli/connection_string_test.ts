@@ -66,7 +66,7 @@ Deno.test("a connection string libpq refuses exits 2, one it cannot meet exits 1
       "channel_binding=require without TLS",
       { DATABASE_URL: `${DATABASE_URL}?sslmode=disable&channel_binding=require` },
       1,
-      /^error: Cannot connect to Postgres at .*: channel_binding=require, but the server did not offer it/,
+      /^error: Cannot connect to Postgres at .*: channel_binding=require needs TLS, and sslmode=disable turns it off/,
     ],
   ];
   for (const [name, env, code, pattern] of cases) {

@@ -67,6 +67,8 @@ function releases(): Map<string, Release> {
     // An asset published without its checksum, and one whose checksum file
     // holds something else.
     ["v0.5.0", new Map([[LINUX_X64, fakeBinary("0.5.0", "x86_64-unknown-linux-gnu")]])],
+    // A build of 0.1.0 published (with its own checksum) under the tag v0.7.0.
+    ["v0.7.0", release("0.1.0", ["x86_64-unknown-linux-gnu"])],
     [
       "v0.6.0",
       new Map([
@@ -471,13 +473,20 @@ Deno.test("install.sh refuses a tampered asset: nothing installed, the older log
   }
 });
 
-Deno.test("install.sh refuses a .sha256 that holds no digest, and a binary that does not run here", async () => {
+Deno.test("install.sh refuses a .sha256 that holds no digest, a binary that does not run here, and one of another version", async () => {
   await withWorld(async (world) => {
     const broken = await world.install({ env: { LOGIN_ETL_VERSION: "v0.4.0" } });
     assert.equal(broken.code, 1);
     assertOneFailureLine(
       broken,
       /^install\.sh: refused login-etl-x86_64-unknown-linux-gnu: it does not run on this machine \(cannot execute binary file: Exec format error\); nothing installed$/,
+    );
+    assert.equal(listing(world.dir), null);
+    const other = await world.install({ env: { LOGIN_ETL_VERSION: "v0.7.0" } });
+    assert.equal(other.code, 1);
+    assertOneFailureLine(
+      other,
+      /^install\.sh: refused login-etl-x86_64-unknown-linux-gnu: it reports login-etl 0\.1\.0 \(x86_64-unknown-linux-gnu\), not v0\.7\.0; nothing installed$/,
     );
     assert.equal(listing(world.dir), null);
     const garbage = await world.install({ env: { LOGIN_ETL_VERSION: "v0.6.0" } });

@@ -69,7 +69,9 @@ Deno.test("drain --max-rejects 0 writes every valid row and deletes every messag
     assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
     assert.match(
       failureLine(result),
-      /^error: Rejected 20 messages, more than --max-rejects 0; every valid row was written\. See login_etl_rejects for the reasons$/,
+      new RegExp(
+        `^error: Rejected 20 messages, more than --max-rejects 0; every valid row was written\\. See ${db.stateSchema}\\.login_etl_rejects for the reasons \\(or login-etl report\\)$`,
+      ),
     );
     const summary = JSON.parse(result.stdout) as {
       inserted: number;

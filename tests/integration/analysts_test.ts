@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { decodeAppVersion, encodeAppVersion } from "../../src/app_version.ts";
-import { runCli } from "../helpers/cli.ts";
+import { failureLine, runCli } from "../helpers/cli.ts";
 import { drainInProcess, testMasker } from "../helpers/drain.ts";
 import { DATABASE_URL, enqueue, freshSchema, startSqs } from "../helpers/services.ts";
 
@@ -82,6 +82,26 @@ Deno.test("the duplicate views count an address in two spellings once, per maske
   assert.equal(report.repeated_masked_ips, 2);
   assert.equal(report.repeated_masked_device_ids, 2);
   assert.deepEqual(report.rejects_by_reason, {});
+
+  // A --state-schema that is not the deployment's: report says where the tables are.
+  const moved = await runCli(["report"], {
+    env: { ...env, LOGIN_ETL_STATE_SCHEMA: `${db.stateSchema}_x` },
+  });
+  assert.equal(moved.code, 2, moved.stderr);
+  assert.match(failureLine(moved), /are in state schema .*: give --state-schema /);
+  // A --schema with nothing of login-etl's: report says what to check.
+  const wrong = await runCli(["report"], {
+    env: {
+      DATABASE_URL,
+      LOGIN_ETL_SCHEMA: `${db.schema}_x`,
+      LOGIN_ETL_STATE_SCHEMA: `${db.schema}_x_state`,
+    },
+  });
+  assert.equal(wrong.code, 1, wrong.stderr);
+  assert.equal(
+    failureLine(wrong),
+    `error: Schema ${db.schema}_x with state schema ${db.schema}_x_state holds none of login-etl's tables: check --schema and --state-schema (LOGIN_ETL_SCHEMA, LOGIN_ETL_STATE_SCHEMA), or run \`login-etl migrate\` as the owner role`,
+  );
 });
 
 Deno.test("app_version_text() inverts the stored encoding, for every version the pipeline accepts", async () => {

@@ -178,7 +178,7 @@ Deno.test("channel_binding=require: SCRAM-SHA-256-PLUS over TLS works; a plain c
       {},
       setting("port"),
     ),
-    /channel_binding=require, but the server did not offer it: it needs TLS and SCRAM-SHA-256-PLUS/,
+    /channel_binding=require needs TLS, and sslmode=disable turns it off: use sslmode=require \(or verify-full\), or channel_binding=prefer$/,
   );
   // The Neon form, pointed at the local server.
   assertOk(
@@ -238,6 +238,12 @@ Deno.test("connect_timeout bounds a server that accepts and never answers, and a
   );
   const seconds = (performance.now() - started) / 1000;
   assert.ok(seconds >= 1.5 && seconds < 6, `${seconds} s`);
+  // Without TLS the socket is handed over at once and postgres.js's own
+  // timer fires while it waits for the start-up's answer: said in words.
+  assertRefused(
+    await attempt(via({ connect_timeout: "2", sslmode: "disable" }), {}, setting("port")),
+    /the server took the connection but did not answer within connect_timeout \(2 s\) \(CONNECT_TIMEOUT\)/,
+  );
   proxy.setMode("reset");
   started = performance.now();
   assertRefused(
@@ -682,5 +688,19 @@ Deno.test("client certificates, a read-only first host and a Unix socket, agains
     );
   } finally {
     await Deno.remove(pkiDir, { recursive: true });
+  }
+});
+
+Deno.test("a server that asks for a password when none was given is told as such, not as a wrong password", async () => {
+  const home = await Deno.makeTempDir();
+  try {
+    const url = new URL(localUrl({}, "127.0.0.1"));
+    url.password = "";
+    assertRefused(
+      await attempt(url.toString(), { HOME: home }, setting("port")),
+      /the server asks user postgres for a password and none was given: put it in DATABASE_URL, PGPASSWORD or the password file/,
+    );
+  } finally {
+    await Deno.remove(home, { recursive: true });
   }
 });

@@ -296,6 +296,69 @@ Deno.test("sql/schema.sql applied with psql gives the catalog migrate gives, and
   assert.deepEqual(await holdings(viaPsql, viaPsql.schema), ANALYSTS_ONLY);
 });
 
+/** Applies what `migrate --dry-run` prints for `db` with psql, as a DBA would; returns the output. */
+async function applyDryRun(db: TestDb): Promise<string> {
+  const dry = await runCli(["migrate", "--dry-run"], { env: db.env });
+  assert.equal(dry.code, 0, dry.stderr);
+  const file = await Deno.makeTempFile({ suffix: ".sql" });
+  try {
+    await Deno.writeTextFile(file, dry.stdout);
+    await psqlFiles(db.schema, [file], { stateSchema: db.stateSchema });
+  } finally {
+    await Deno.remove(file);
+  }
+  return dry.stdout;
+}
+
+Deno.test("migrate --dry-run prints SQL that psql applies to what migrate makes", async (t) => {
+  await t.step("from nothing, the data schema not there yet", async () => {
+    await using viaMigrate = await freshSchema();
+    await using viaDry = await freshSchema();
+    await viaDry.sql.unsafe(`DROP SCHEMA "${viaDry.schema}"`);
+    await migrate(viaMigrate.sql, viaMigrate.schemas);
+    const printed = await applyDryRun(viaDry);
+    assert.match(printed, /^CREATE SCHEMA IF NOT EXISTS "/m);
+    assert.deepEqual(await catalog(viaDry), await catalog(viaMigrate));
+    const sources = await viaDry.sql<{ source: string }[]>`
+      SELECT DISTINCT source FROM ${viaDry.sql(viaDry.stateSchema)}.login_etl_migrations`;
+    assert.deepEqual(sources.map((s) => s.source), ["migrate"]);
+    const again = await runCli(["migrate", "--dry-run"], { env: viaDry.env });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /^-- schema .* is at version \d+; this login-etl needs \d+\n$/);
+  });
+
+  await t.step(
+    "from 0.1, before the migrations table: its versions recorded as found",
+    async () => {
+      await using viaMigrate = await freshSchema();
+      await using viaDry = await freshSchema();
+      for (const db of [viaMigrate, viaDry]) {
+        for (const statement of MIGRATIONS[0]!.statements) await db.sql.unsafe(statement);
+      }
+      await migrate(viaMigrate.sql, viaMigrate.schemas);
+      const printed = await applyDryRun(viaDry);
+      assert.doesNotMatch(printed, /^CREATE SCHEMA/m);
+      assert.deepEqual(await catalog(viaDry), await catalog(viaMigrate));
+      const found = await viaDry.sql<{ version: number; source: string }[]>`
+      SELECT version, source FROM ${viaDry.sql(viaDry.stateSchema)}.login_etl_migrations
+      WHERE source = 'found'`;
+      assert.deepEqual([...found], [{ version: 1, source: "found" }]);
+    },
+  );
+
+  await t.step("from version 5's layout: the move to the state schema", async () => {
+    await using viaMigrate = await freshSchema();
+    await using viaDry = await freshSchema();
+    await migrateToV5(viaMigrate);
+    await migrateToV5(viaDry);
+    await migrate(viaMigrate.sql, viaMigrate.schemas);
+    const printed = await applyDryRun(viaDry);
+    assert.match(printed, /-- Version 6: /);
+    assert.doesNotMatch(printed, /-- Version 5: /);
+    assert.deepEqual(await catalog(viaDry), await catalog(viaMigrate));
+  });
+});
+
 Deno.test("consumers starting together on an empty schema migrate it once", async () => {
   await using db = await freshSchema();
   const connection = await testConnection();

@@ -450,6 +450,21 @@ Deno.test("a second data schema pointed at a state schema that serves another is
   );
 
   await t.step(
+    "migrate into a data schema that does not exist yet: refused, none made",
+    async () => {
+      const missing = `${second.schema}_new`;
+      const result = await runCli(["migrate"], {
+        env: { DATABASE_URL, LOGIN_ETL_SCHEMA: missing, LOGIN_ETL_STATE_SCHEMA: first.stateSchema },
+      });
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(failureLine(result), /^error: State schema .* already holds login-etl's tables/);
+      const [made] = await second.sql<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = ${missing}`;
+      assert.equal(made?.n, 0, "the refused migrate made no schema");
+    },
+  );
+
+  await t.step(
     "a second schema at version 5's layout is refused too, its tables left where they are",
     async () => {
       await migrateToV5(second);

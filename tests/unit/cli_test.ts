@@ -27,6 +27,16 @@ const ERROR_CASES: readonly { name: string; argv: string[]; message: string }[] 
     message: 'Unknown command "--batch-size": put the command first; see login-etl --help',
   },
   {
+    name: "suggests --version for a misspelt --version",
+    argv: ["--verison"],
+    message: 'Unknown command "--verison": did you mean --version? See login-etl --help',
+  },
+  {
+    name: "suggests --help for a misspelt --help",
+    argv: ["--hlep"],
+    message: 'Unknown command "--hlep": did you mean --help? See login-etl --help',
+  },
+  {
     name: "refuses an unknown long flag",
     argv: ["drain", "--nope"],
     message: "Unknown flag --nope for drain; see login-etl drain --help",

@@ -476,7 +476,7 @@ Deno.test("a bad value from the config file names the file and its key", () => {
   const error = configError("drain", {}, WITH_KEY, file);
   assert.equal(
     error.message,
-    'Invalid "batch-size" in --config "c.json" "50": must be an integer from 1 to 10',
+    'Invalid value "50" for "batch-size" in --config "c.json": must be an integer from 1 to 10',
   );
   // Flags and env still win over the file.
   assert.equal(resolveConfig("drain", { "batch-size": "3" }, WITH_KEY, file).batchSize, 3);
@@ -539,28 +539,28 @@ const KEY_CASES: readonly {
   {
     command: "drain",
     key: "max_rows",
-    says: '"max_rows" is spelt "max-rows" here (keys are flag names without their dashes)',
+    says: '"max_rows" is spelt "max-rows" here (keys are flag names without the leading --)',
   },
   {
     command: "drain",
     key: "maxRows",
-    says: '"maxRows" is spelt "max-rows" here (keys are flag names without their dashes)',
+    says: '"maxRows" is spelt "max-rows" here (keys are flag names without the leading --)',
   },
   {
     command: "run",
     key: "--max-rows",
-    says: '"--max-rows" is spelt "max-rows" here (keys are flag names without their dashes)',
+    says: '"--max-rows" is spelt "max-rows" here (keys are flag names without the leading --)',
   },
   {
     command: "drain",
     key: "LOGIN_ETL_MAX_ROWS",
     says:
-      '"LOGIN_ETL_MAX_ROWS" is spelt "max-rows" here (keys are flag names without their dashes)',
+      '"LOGIN_ETL_MAX_ROWS" is spelt "max-rows" here (keys are flag names without the leading --)',
   },
   {
     command: "seed",
     key: "SQS_QUEUE_URL",
-    says: '"SQS_QUEUE_URL" is spelt "queue-url" here (keys are flag names without their dashes)',
+    says: '"SQS_QUEUE_URL" is spelt "queue-url" here (keys are flag names without the leading --)',
   },
   {
     command: "drain",
@@ -606,7 +606,7 @@ const KEY_CASES: readonly {
     command: "drain",
     key: "frobnicate",
     says:
-      '"frobnicate" is not a setting of drain; keys are flag names without their dashes (see login-etl drain --help)',
+      '"frobnicate" is not a setting of drain; keys are flag names without the leading -- (see login-etl drain --help)',
   },
 ];
 

@@ -581,6 +581,11 @@ Deno.test("a PgTarget keeps its passwords out of JSON, inspection and its descri
     describePgTarget(resolvePgTarget(url("postgres://u@h1,[::1]:5433/x"), {})),
     "postgres://u@h1:5432,[::1]:5433/x (sslmode=prefer, from DATABASE_URL)",
   );
+  // A socket directory as libpq's URLs spell it, so the line can be pasted back.
+  assert.equal(
+    describePgTarget(resolvePgTarget(url("postgres://u@%2Fvar%2Frun%2Fpostgresql/x"), {})),
+    "postgres://u@%2Fvar%2Frun%2Fpostgresql:5432/x (sslmode=prefer, from DATABASE_URL)",
+  );
   assert.ok(DEFAULT_DATABASE_URL.startsWith("postgres://"));
 });
 
