@@ -5,14 +5,21 @@
  * free text), so here nothing passes unless a rule says it may:
  *
  * - the structure: objects, arrays, `true`/`false`/`null`, keys that are plain
- *   identifiers, small integers, and the length of every masked string;
+ *   identifiers holding no address, and the length of every masked string and
+ *   of every masked array of numbers;
  * - the values of the non-PII fields `user_id`, `app_version`, `device_type`
- *   and `locale` when they are short and of the expected shape.
+ *   and `locale` when they are short, of the expected shape and look like no
+ *   IP address, MAC address or e-mail;
+ * - integers up to 9,999 directly under `app_version`, the one field whose
+ *   value is a number by meaning. No other number is kept: small integers
+ *   carry bytes and digits (a Node Buffer's `data`, octets, character codes,
+ *   a device id cut in pieces).
  *
- * Every other string, number and key becomes its keyed mask (field `value`);
- * values under `ip`/`device_id` keys (any spelling) keep their per-field masks,
- * so a reject links to rows. JSON inside strings is opened to a bounded depth
- * and treated alike. Pure: masks are looked up through the caller's function.
+ * Every other string, number, array of numbers and key becomes its keyed mask
+ * (field `value`); values under `ip`/`device_id` keys (any spelling) keep
+ * their per-field masks, so a reject links to rows. JSON inside strings is
+ * opened to a bounded depth and treated alike. Pure: masks are looked up
+ * through the caller's function.
  *
  * @module
  */
@@ -59,14 +66,6 @@ function piiText(field: "ip" | "device_id", value: unknown): string {
   return JSON.stringify(value) ?? "undefined";
 }
 
-/**
- * Keys kept as they are: identifiers of at most 64 characters without a run
- * of four digits, which would more likely be a serial or an id than a name.
- */
-function isPlainKey(key: string): boolean {
-  return /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(key) && !/\d{4}/.test(key);
-}
-
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The non-PII login fields whose short, plain values are kept, with each one's shape. */
@@ -79,23 +78,78 @@ const KEPT_FIELDS: ReadonlyMap<string, { readonly max: number; readonly shape: R
   ],
 );
 
+// Shapes of addresses and e-mails, looked for anywhere in a kept value or a
+// key. Regular expressions rather than ipaddr.js: the question is what looks
+// like an address, a partial or disguised one included, not what parses as
+// one (`canonicalIp` still answers for every exact address).
+
+/** Four groups of one to three digits, one separator: `10.0.0.1`, `ip-10-0-0-1`, `10_0_0_1`. */
+const IPV4_LIKE = /(?<!\d)\d{1,3}([._ -])\d{1,3}\1\d{1,3}\1\d{1,3}(?!\d)/;
+/** Digits and dots alone, with a dot: a partial or malformed dotted address (`10.0.1`, `192.168`). */
+const DOTTED_DIGITS = /^(?=.*\d)(?=.*\.)[\d.]+$/;
+/**
+ * Two colons with at most four hex digits between: IPv6 compressed (`fe80::1`,
+ * `::`), full or cut (`2001:db8:85a3:`), mapped (`::ffff:192.0.2.1`), and a
+ * MAC written with colons.
+ */
+const IPV6_LIKE = /:[0-9a-f]{0,4}:/i;
+/** Six groups of two hex digits, one separator: `aa:bb:cc:dd:ee:ff`, `aa-bb-…`, `aa.bb.…`, `aa_bb_…`. */
+const MAC_LIKE = /(?<![0-9a-f])[0-9a-f]{2}([:._-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}(?![0-9a-f])/i;
+/** A MAC in three dotted groups of four, as Cisco writes it: `aabb.ccdd.eeff`. */
+const MAC_DOTTED = /(?<![0-9a-f])[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}(?![0-9a-f])/i;
+/** A MAC without separators: twelve hex digits and nothing else. */
+const MAC_BARE = /^[0-9a-f]{12}$/i;
+/** `local@domain`, or spelt out: `jane at example.com`, `jane_at_example_dot_com`. */
+const EMAIL_LIKE = /[^\s@]@[^\s@]|[\s_(-]at[\s_)-].*(?:\.|dot)/i;
+
+/**
+ * True when `text` looks like an IP address, a MAC address or an e-mail,
+ * exact or not. `versionSyntax` spares what reads as a version: one to three
+ * dotted numbers are how `app_version` is written, so there a partial address
+ * (`10.0.1`) cannot be told from a version; four groups still count.
+ */
+function looksLikeAddress(text: string, versionSyntax: boolean): boolean {
+  return IPV4_LIKE.test(text) || (!versionSyntax && DOTTED_DIGITS.test(text)) ||
+    IPV6_LIKE.test(text) || MAC_LIKE.test(text) || MAC_DOTTED.test(text) ||
+    MAC_BARE.test(text) || EMAIL_LIKE.test(text) ||
+    // Every address has a dot or a colon; parsing costs more than all the tests above.
+    (/[.:]/.test(text) && canonicalIp(text).ok);
+}
+
+/**
+ * Keys kept as they are: identifiers of at most 64 characters without a run
+ * of four digits, which would more likely be a serial or an id than a name,
+ * and holding no address (`ip_10_0_0_1`, `mac_aa_bb_cc_dd_ee_ff`).
+ */
+function isPlainKey(key: string): boolean {
+  return /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(key) && !/\d{4}/.test(key) &&
+    !looksLikeAddress(key, false);
+}
+
 /**
  * True when a value of a kept field may be stored as it is: short, of its
- * field's shape, not an IP address, and with no run of five digits nor more
- * than six digits in all (a phone number, an SSN or a serial in the wrong
- * field), a UUID excepted.
+ * field's shape, like no IP address, MAC address or e-mail, and with no run
+ * of five digits nor more than six digits in all (a phone number, an SSN or
+ * a serial in the wrong field), a UUID excepted.
  */
 function isKeptValue(key: string, value: string): boolean {
   const rule = KEPT_FIELDS.get(key);
   if (rule === undefined || value.length > rule.max || !rule.shape.test(value)) return false;
-  if (canonicalIp(value).ok) return false;
+  if (looksLikeAddress(value, key === "app_version")) return false;
   if (UUID.test(value)) return true;
   return !/\d{5}/.test(value) && (value.match(/\d/g)?.length ?? 0) <= 6;
 }
 
-/** Integers this small carry no identity worth hiding (versions, counts, flags). */
-function isSmallInteger(value: number): boolean {
-  return Number.isSafeInteger(value) && Math.abs(value) <= 9999;
+/**
+ * True for an integer kept as it is. The login event has no numeric field
+ * (validate.ts: all six are strings); `app_version` is the one whose value is
+ * a number by meaning (stored encoded as an integer), so a producer sending
+ * `"app_version": 3` shows its 3, bounded as its text is (no run of five
+ * digits). Anywhere else, and in every array, a small integer may be a byte,
+ * an octet, a character code or a piece of an id.
+ */
+function isKeptInteger(key: string | null, value: number): boolean {
+  return key === "app_version" && Number.isSafeInteger(value) && value >= 0 && value <= 9999;
 }
 
 /**
@@ -132,12 +186,26 @@ function maskedString(text: string, maskOf: MaskOf): string {
   return `[string ${text.length} ${maskOf({ field: "value", text })}]`;
 }
 
+/**
+ * The stand-in for an array of numbers: its length and one mask of the whole,
+ * e.g. `[numbers 4 k1:…]`. A mask per item would be a substitution code: each
+ * byte value always gets the same token, so a Buffer or character codes would
+ * read back by letter frequency, or from one known plaintext, without the key.
+ */
+function maskedNumbers(items: readonly number[], maskOf: MaskOf): string {
+  return `[numbers ${items.length} ${maskOf({ field: "value", text: JSON.stringify(items) })}]`;
+}
+
+function isNumberArray(items: readonly unknown[]): items is number[] {
+  return items.length > 0 && items.every((item) => typeof item === "number");
+}
+
 function redactValue(value: unknown, key: string | null, depth: number, maskOf: MaskOf): unknown {
   const pii = key === null ? null : piiFieldOf(key);
   if (pii !== null) return maskOf({ field: pii, text: piiText(pii, value) });
   if (value === null || typeof value === "boolean") return value;
   if (typeof value === "number") {
-    return isSmallInteger(value)
+    return isKeptInteger(key, value)
       ? value
       : `[number ${maskOf({ field: "value", text: String(value) })}]`;
   }
@@ -150,7 +218,11 @@ function redactValue(value: unknown, key: string | null, depth: number, maskOf: 
   }
   if (typeof value !== "object") return maskedString(String(value), maskOf);
   if (depth >= MAX_DEPTH) return "[too deep]";
-  if (Array.isArray(value)) return value.map((item) => redactValue(item, null, depth + 1, maskOf));
+  if (Array.isArray(value)) {
+    if (isNumberArray(value)) return maskedNumbers(value, maskOf);
+    // Items have no key: a number among other items is masked alone.
+    return value.map((item) => redactValue(item, null, depth + 1, maskOf));
+  }
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
     const name = isPlainKey(k) || piiFieldOf(k) !== null ? k : maskedString(k, maskOf);

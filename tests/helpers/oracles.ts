@@ -494,3 +494,37 @@ export function unmaskedPii(maskedBody: string): string[] {
   }
   return found;
 }
+
+/**
+ * Every number a stored masked body keeps where docs/pii.md says none may be:
+ * anywhere but as the value of an `app_version` key, an integer 0-9,999;
+ * in an array, never. JSON inside string values is opened and searched alike.
+ */
+export function unmaskedNumbers(maskedBody: string): string[] {
+  const found: string[] = [];
+  const stack: [unknown, string | null][] = [];
+  try {
+    stack.push([JSON.parse(maskedBody), null]);
+  } catch {
+    return []; // unmaskedPii reports a body that is not JSON
+  }
+  while (stack.length > 0) {
+    const [node, key] = stack.pop() as [unknown, string | null];
+    if (typeof node === "number") {
+      const kept = key === "app_version" && Number.isInteger(node) && node >= 0 && node <= 9999;
+      if (!kept) found.push(`${key ?? "an array item"}: ${node}`);
+    } else if (typeof node === "string") {
+      const first = node.trimStart()[0];
+      if (first !== "{" && first !== "[") continue;
+      try {
+        stack.push([JSON.parse(node), null]);
+      } catch {
+        // Not JSON: a masked stand-in or kept text, which holds no number value.
+      }
+    } else if (node !== null && typeof node === "object") {
+      const isArray = Array.isArray(node);
+      for (const [k, child] of Object.entries(node)) stack.push([child, isArray ? null : k]);
+    }
+  }
+  return found;
+}

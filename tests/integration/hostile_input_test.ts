@@ -36,6 +36,7 @@ import {
   MASK,
   MAX_BODY_BYTES,
   piiSearch,
+  unmaskedNumbers,
   unmaskedPii,
   utf8Bytes,
 } from "../helpers/oracles.ts";
@@ -555,7 +556,8 @@ async function compareRows(
 /**
  * What is wrong with the reject rows: an id or reason not ours, an empty
  * detail, a wrong size, hash or timestamp, a kept body that should not be,
- * or a stored body with a raw ip or device_id in it.
+ * or a stored body with a raw ip or device_id in it or a number kept where
+ * docs/pii.md allows none.
  */
 function checkRejectRows(
   rejects: readonly RejectRecord[],
@@ -595,6 +597,11 @@ function checkRejectRows(
     } else {
       const left = unmaskedPii(r.masked_body);
       if (left.length > 0) problems.push(`${c.category}: unmasked ${left.join(", ")}`);
+      // Numbers carry PII too (a Buffer's bytes, octets, character codes).
+      const numbers = unmaskedNumbers(r.masked_body);
+      if (numbers.length > 0) {
+        problems.push(`${c.category}: numbers kept ${excerpt(numbers.join(", "))}`);
+      }
       placeholders += r.masked_body.split('"[masked]"').length - 1;
     }
   }
