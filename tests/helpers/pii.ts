@@ -11,7 +11,7 @@ import type { Masked } from "../../src/types.ts";
 import { type CliResult, failureLine, runCli } from "./cli.ts";
 import { type ReferenceMasker, referenceMasker } from "./reference_mask.ts";
 import { type Consumer, startConsumer } from "./consumers.ts";
-import { DATABASE_URL, enqueue, TEST_SECRET, type TestDb, type TestSqs } from "./services.ts";
+import { enqueue, TEST_SECRET, type TestDb, type TestSqs } from "./services.ts";
 
 const encoder = new TextEncoder();
 
@@ -141,7 +141,7 @@ export class Cli {
 /** The environment of a test's CLI runs against its schema. */
 export function cliEnv(db: TestDb, extra: Record<string, string> = {}): Record<string, string> {
   return {
-    DATABASE_URL,
+    DATABASE_URL: db.url,
     ...db.env,
     PII_HMAC_KEY: TEST_SECRET,
     PII_VAULT_KEY: VAULT_SECRET,

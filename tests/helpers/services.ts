@@ -1,5 +1,6 @@
 // Real services for integration tests: fauxqs in process on a free port, and
-// a fresh schema per test in the Postgres at DATABASE_URL.
+// a fresh schema per test in the Postgres at DATABASE_URL (or in a given
+// major's server, tests/helpers/majors.ts).
 
 import { SQSClient } from "@aws-sdk/client-sqs";
 import { startFauxqs } from "fauxqs";
@@ -15,9 +16,9 @@ import { Telemetry } from "../../src/ops/telemetry.ts";
 export const DATABASE_URL = Deno.env.get("DATABASE_URL") ??
   "postgres://postgres:postgres@localhost:5432/postgres";
 
-/** The test database as a connection, read as the CLI would read DATABASE_URL. */
-export function testConnection(): Promise<PgConnection> {
-  return loadPgConnection(resolvePgTarget({ value: DATABASE_URL, origin: "DATABASE_URL" }, {}));
+/** The test database (or the server at `url`) as a connection, read as the CLI would read DATABASE_URL. */
+export function testConnection(url: string = DATABASE_URL): Promise<PgConnection> {
+  return loadPgConnection(resolvePgTarget({ value: url, origin: "DATABASE_URL" }, {}));
 }
 
 /** HMAC secret of the tests (not a real one). */
@@ -99,6 +100,8 @@ export function stateSchemaOf(schema: string): string {
 
 /** A fresh data schema and its state schema in the test database, both dropped on dispose. */
 export interface TestDb extends AsyncDisposable {
+  /** The superuser URL of the server it is in (`DATABASE_URL` unless another was given). */
+  readonly url: string;
   readonly schema: string;
   /** Where login-etl keeps its own tables for `schema` (created by migration 6). */
   readonly stateSchema: string;
@@ -116,14 +119,21 @@ export interface TestDb extends AsyncDisposable {
   readonly sql: postgres.Sql;
 }
 
-/** Creates a fresh data schema (its state schema is created by migration 6). Use with `await using`. */
-export async function freshSchema(): Promise<TestDb> {
+/**
+ * Creates a fresh data schema (its state schema is created by migration 6)
+ * in the test database, or in the server at `server.url` (a major's, from
+ * tests/helpers/majors.ts). Use with `await using`.
+ */
+export async function freshSchema(
+  server: { readonly url: string } = { url: DATABASE_URL },
+): Promise<TestDb> {
+  const url = server.url;
   const schema = uniqueName("t");
   const stateSchema = stateSchemaOf(schema);
-  const admin = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
+  const admin = postgres(url, { max: 1, onnotice: () => {} });
   await admin.unsafe(`CREATE SCHEMA "${schema}"`);
   await admin.end();
-  const sql = postgres(DATABASE_URL, {
+  const sql = postgres(url, {
     max: 2,
     onnotice: () => {},
     connection: {
@@ -132,6 +142,7 @@ export async function freshSchema(): Promise<TestDb> {
     },
   });
   return {
+    url,
     schema,
     stateSchema,
     schemas: { schema, stateSchema },

@@ -388,7 +388,7 @@ async function certCluster(pki: TestPki): Promise<Cluster> {
     },
     files: { "server.crt": server.cert, "server.key": server.key, "ca.crt": pki.caCert },
   });
-  await cluster.psql(
+  await cluster.admin(
     "CREATE ROLE certuser LOGIN; ALTER ROLE postgres SET default_transaction_read_only = on",
   );
   return cluster;

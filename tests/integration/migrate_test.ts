@@ -4,7 +4,9 @@
 // wherever the migrations table is; sql/schema.sql through psql giving the
 // same catalog as migrate; consumers starting together (on nothing, or on
 // version 5's layout) migrating once; a role that may not migrate told what
-// to run; the partitioned ledger's upkeep, day by day.
+// to run; the partitioned ledger's upkeep, day by day. What the server's SQL
+// decides (the catalog, psql's path, the old layouts, privileges, the
+// ledger's partitions) runs on PostgreSQL 13, 15 and 18.
 
 import assert from "node:assert/strict";
 import { LATEST_VERSION, MIGRATIONS, STATE_SCHEMA_VERSION } from "../../src/db/migrations.ts";
@@ -16,6 +18,7 @@ import type { LoginRow, Masked, WriteItem } from "../../src/types.ts";
 import { failureLine, runCli } from "../helpers/cli.ts";
 import { psqlFiles } from "../helpers/psql.ts";
 import { migrateToV5, V5 } from "../helpers/layout_v5.ts";
+import { eachMajor } from "../helpers/majors.ts";
 import {
   DATABASE_URL,
   freshSchema,
@@ -135,8 +138,8 @@ const row = (user: string, ip: string, device: string, date = "2026-01-02"): Log
   create_date: date,
 });
 
-Deno.test("a fresh schema migrates to the latest version, recorded version by version", async () => {
-  await using db = await freshSchema();
+eachMajor.test("a fresh schema migrates to the latest version, recorded version by version", async ({ pg }) => {
+  await using db = await freshSchema(pg);
   assert.deepEqual((await schemaState(db.sql, db.schemas)).version, 0);
   const applied = await migrate(db.sql, db.schemas);
   assert.deepEqual(applied.map((m) => m.version), MIGRATIONS.map((m) => m.version));
@@ -147,7 +150,7 @@ Deno.test("a fresh schema migrates to the latest version, recorded version by ve
     recorded.map((r) => [r.version, r.source]),
     MIGRATIONS.map((m) => [m.version, "migrate"]),
   );
-  assert.equal(recorded[0]?.applied_by, new URL(DATABASE_URL).username);
+  assert.equal(recorded[0]?.applied_by, new URL(pg.url).username);
   assert.deepEqual(
     await migrate(db.sql, db.schemas),
     [],
@@ -155,8 +158,8 @@ Deno.test("a fresh schema migrates to the latest version, recorded version by ve
   );
 });
 
-Deno.test("a fresh schema gets the two-schema layout: the data schema holds the analysts' things only", async () => {
-  await using db = await freshSchema();
+eachMajor.test("a fresh schema gets the two-schema layout: the data schema holds the analysts' things only", async ({ pg }) => {
+  await using db = await freshSchema(pg);
   await migrate(db.sql, db.schemas);
   assert.deepEqual(await holdings(db, db.schema), ANALYSTS_ONLY);
   assert.deepEqual(await holdings(db, db.stateSchema), STATE_HOLDS);
@@ -172,8 +175,8 @@ Deno.test("a fresh schema gets the two-schema layout: the data schema holds the 
   }
 });
 
-Deno.test("schemaState() finds the version in the data schema before version 6 and in the state schema after", async () => {
-  await using db = await freshSchema();
+eachMajor.test("schemaState() finds the version in the data schema before version 6 and in the state schema after", async ({ pg }) => {
+  await using db = await freshSchema(pg);
   await migrateToV5(db);
   assert.deepEqual(await schemaState(db.sql, db.schemas).then((s) => [s.version, s.recorded]), [
     V5,
@@ -195,8 +198,8 @@ Deno.test("schemaState() finds the version in the data schema before version 6 a
   assert.deepEqual(await holdings(db, db.schema), ANALYSTS_ONLY);
 });
 
-Deno.test("a populated 0.1 database migrates without losing a row, a ledger id or an erasure", async () => {
-  await using db = await freshSchema();
+eachMajor.test("a populated 0.1 database migrates without losing a row, a ledger id or an erasure", async ({ pg }) => {
+  await using db = await freshSchema(pg);
   await migrateTo(db, 1); // exactly 0.1's tables, no migrations table
   // 0.1's data: rows, ledger ids, rejects, a vault entry, a tombstone, an audit row.
   await db
@@ -221,7 +224,7 @@ Deno.test("a populated 0.1 database migrates without losing a row, a ledger id o
   );
   const started = performance.now();
   const applied = await ensureSchema(db.sql, {
-    connection: await testConnection(),
+    connection: await testConnection(pg.url),
     ...db.schemas,
   });
   reportFigures("migrate 0.1 (500 rows)", { ms: Math.round(performance.now() - started) });
@@ -252,7 +255,7 @@ Deno.test("a populated 0.1 database migrates without losing a row, a ledger id o
   // is still found: nothing is written twice.
   await prune(db, { target: "ledger", days: 14 });
   const database = new Database({
-    connection: await testConnection(),
+    connection: await testConnection(pg.url),
     schema: db.schema,
     stateSchema: db.stateSchema,
     max: 2,
@@ -280,11 +283,13 @@ Deno.test("a populated 0.1 database migrates without losing a row, a ledger id o
   assert.equal(after?.n, 502);
 });
 
-Deno.test("sql/schema.sql applied with psql gives the catalog migrate gives, and records the same versions", async () => {
-  await using viaMigrate = await freshSchema();
-  await using viaPsql = await freshSchema();
+eachMajor.test("sql/schema.sql applied with psql gives the catalog migrate gives, and records the same versions", async ({ pg }) => {
+  await using viaMigrate = await freshSchema(pg);
+  await using viaPsql = await freshSchema(pg);
   await migrate(viaMigrate.sql, viaMigrate.schemas);
-  await psqlFiles(viaPsql.schema, [new URL("../../sql/schema.sql", import.meta.url)]);
+  await psqlFiles(viaPsql.schema, [new URL("../../sql/schema.sql", import.meta.url)], {
+    url: viaPsql.url,
+  });
   const [a, b] = [await catalog(viaMigrate), await catalog(viaPsql)];
   assert.ok(a.length > 40, `catalog read: ${a.length} lines`);
   assert.deepEqual(b, a);
@@ -298,22 +303,22 @@ Deno.test("sql/schema.sql applied with psql gives the catalog migrate gives, and
 
 /** Applies what `migrate --dry-run` prints for `db` with psql, as a DBA would; returns the output. */
 async function applyDryRun(db: TestDb): Promise<string> {
-  const dry = await runCli(["migrate", "--dry-run"], { env: db.env });
+  const dry = await runCli(["migrate", "--dry-run"], { env: { DATABASE_URL: db.url, ...db.env } });
   assert.equal(dry.code, 0, dry.stderr);
   const file = await Deno.makeTempFile({ suffix: ".sql" });
   try {
     await Deno.writeTextFile(file, dry.stdout);
-    await psqlFiles(db.schema, [file], { stateSchema: db.stateSchema });
+    await psqlFiles(db.schema, [file], { url: db.url, stateSchema: db.stateSchema });
   } finally {
     await Deno.remove(file);
   }
   return dry.stdout;
 }
 
-Deno.test("migrate --dry-run prints SQL that psql applies to what migrate makes", async (t) => {
+eachMajor.test("migrate --dry-run prints SQL that psql applies to what migrate makes", async ({ t, pg }) => {
   await t.step("from nothing, the data schema not there yet", async () => {
-    await using viaMigrate = await freshSchema();
-    await using viaDry = await freshSchema();
+    await using viaMigrate = await freshSchema(pg);
+    await using viaDry = await freshSchema(pg);
     await viaDry.sql.unsafe(`DROP SCHEMA "${viaDry.schema}"`);
     await migrate(viaMigrate.sql, viaMigrate.schemas);
     const printed = await applyDryRun(viaDry);
@@ -322,7 +327,9 @@ Deno.test("migrate --dry-run prints SQL that psql applies to what migrate makes"
     const sources = await viaDry.sql<{ source: string }[]>`
       SELECT DISTINCT source FROM ${viaDry.sql(viaDry.stateSchema)}.login_etl_migrations`;
     assert.deepEqual(sources.map((s) => s.source), ["migrate"]);
-    const again = await runCli(["migrate", "--dry-run"], { env: viaDry.env });
+    const again = await runCli(["migrate", "--dry-run"], {
+      env: { DATABASE_URL: viaDry.url, ...viaDry.env },
+    });
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /^-- schema .* is at version \d+; this login-etl needs \d+\n$/);
   });
@@ -330,8 +337,8 @@ Deno.test("migrate --dry-run prints SQL that psql applies to what migrate makes"
   await t.step(
     "from 0.1, before the migrations table: its versions recorded as found",
     async () => {
-      await using viaMigrate = await freshSchema();
-      await using viaDry = await freshSchema();
+      await using viaMigrate = await freshSchema(pg);
+      await using viaDry = await freshSchema(pg);
       for (const db of [viaMigrate, viaDry]) {
         for (const statement of MIGRATIONS[0]!.statements) await db.sql.unsafe(statement);
       }
@@ -347,8 +354,8 @@ Deno.test("migrate --dry-run prints SQL that psql applies to what migrate makes"
   );
 
   await t.step("from version 5's layout: the move to the state schema", async () => {
-    await using viaMigrate = await freshSchema();
-    await using viaDry = await freshSchema();
+    await using viaMigrate = await freshSchema(pg);
+    await using viaDry = await freshSchema(pg);
     await migrateToV5(viaMigrate);
     await migrateToV5(viaDry);
     await migrate(viaMigrate.sql, viaMigrate.schemas);
@@ -410,8 +417,8 @@ Deno.test("consumers starting together on version 5's layout move it once", asyn
   }
 });
 
-Deno.test("a role that may not migrate is told to run migrate as the owner; a newer schema is refused", async () => {
-  await using db = await freshSchema();
+eachMajor.test("a role that may not migrate is told to run migrate as the owner; a newer schema is refused", async ({ pg }) => {
+  await using db = await freshSchema(pg);
   await migrateTo(db, 2);
   await db.sql`CREATE TABLE login_etl_migrations (version integer PRIMARY KEY, name text NOT NULL,
                  applied_at timestamptz NOT NULL DEFAULT now(), applied_by text NOT NULL DEFAULT session_user,
@@ -424,7 +431,7 @@ Deno.test("a role that may not migrate is told to run migrate as the owner; a ne
     GRANT USAGE ON SCHEMA "${db.schema}" TO "${user}";
     GRANT SELECT ON ALL TABLES IN SCHEMA "${db.schema}" TO "${user}"`);
   try {
-    const url = new URL(DATABASE_URL);
+    const url = new URL(pg.url);
     url.username = user;
     url.password = password;
     await using sqs = await startSqs();
@@ -455,7 +462,7 @@ Deno.test("a role that may not migrate is told to run migrate as the owner; a ne
         "m",
       ),
     );
-    const connection = { ...(await testConnection()), user, password };
+    const connection = { ...(await testConnection(pg.url)), user, password };
     const pool = new Database({
       connection,
       schema: db.schema,
@@ -474,7 +481,7 @@ Deno.test("a role that may not migrate is told to run migrate as the owner; a ne
     await db
       .sql`INSERT INTO login_etl_migrations (version, name, source) VALUES (99, 'future', 'migrate')`;
     await assert.rejects(
-      ensureSchema(db.sql, { connection: await testConnection(), ...db.schemas }),
+      ensureSchema(db.sql, { connection: await testConnection(pg.url), ...db.schemas }),
       /at version 99, newer than this login-etl knows \(6\)/,
     );
   } finally {
@@ -500,8 +507,8 @@ Deno.test("login-etl migrate applies what is pending, one line each, and then ha
   );
 });
 
-Deno.test("the ledger's upkeep: day partitions ahead, old days dropped, undated and stray ids aged out by commit time", async () => {
-  await using db = await freshSchema();
+eachMajor.test("the ledger's upkeep: day partitions ahead, old days dropped, undated and stray ids aged out by commit time", async ({ pg }) => {
+  await using db = await freshSchema(pg);
   await migrate(db.sql, db.schemas);
   const days = async () =>
     (await db.sql<{ name: string }[]>`

@@ -4,7 +4,8 @@
 // rejects, keys, vault entries and an audit trail) migrated by the owner
 // role, then used by each role; a superuser's migration carrying every
 // role's way in; and a second data schema pointed at a state schema that
-// already serves another, refused before anything is written.
+// already serves another, refused before anything is written. Each on
+// PostgreSQL 13, 15 and 18.
 
 import assert from "node:assert/strict";
 import postgres from "postgres";
@@ -15,6 +16,7 @@ import type { Masked } from "../../src/types.ts";
 import { failureLine, runCli } from "../helpers/cli.ts";
 import { testMasker } from "../helpers/drain.ts";
 import { migrateToV5, ROLES_V5 } from "../helpers/layout_v5.ts";
+import { eachMajor } from "../helpers/majors.ts";
 import {
   cipherOf,
   Cli,
@@ -26,7 +28,6 @@ import {
 } from "../helpers/pii.ts";
 import { psqlFiles } from "../helpers/psql.ts";
 import {
-  DATABASE_URL,
   enqueue,
   freshSchema,
   startSqs,
@@ -77,7 +78,7 @@ function testRoles(db: TestDb) {
         .simple();
     },
     urlOf(user: string): string {
-      const url = new URL(DATABASE_URL);
+      const url = new URL(db.url);
       url.hostname = "127.0.0.1";
       url.username = user;
       url.password = password;
@@ -146,14 +147,14 @@ async function schemaRights(db: TestDb, role: string): Promise<Record<string, st
 
 const denied = (e: { code?: string }) => e.code === "42501";
 
-Deno.test("a database at version 5 with its sql/roles.sql moves to the state schema whole: rows, ledger, rejects, keys, vault, audit and grants; each role still does its work and the analyst sees only the data", async (t) => {
+eachMajor.test("a database at version 5 with its sql/roles.sql moves to the state schema whole: rows, ledger, rejects, keys, vault, audit and grants; each role still does its work and the analyst sees only the data", async ({ t, pg }) => {
   await using sqs = await startSqs();
-  await using db = await freshSchema();
+  await using db = await freshSchema(pg);
   const roles = testRoles(db);
   try {
     // Version 5's layout, that release's roles, and data of every kind.
     await migrateToV5(db);
-    await psqlFiles(db.schema, [ROLES_V5], { rewrite: roles.rewrite });
+    await psqlFiles(db.schema, [ROLES_V5], { url: db.url, rewrite: roles.rewrite });
     await roles.createUsers();
     const data = db.sql(db.schema);
     const k1 = await maskerOf(TEST_SECRET, "k1");
@@ -324,6 +325,7 @@ Deno.test("a database at version 5 with its sql/roles.sql moves to the state sch
       "this release's sql/roles.sql then applies on top, leaving each role its schemas",
       async () => {
         await psqlFiles(db.schema, [new URL("../../sql/roles.sql", import.meta.url)], {
+          url: db.url,
           rewrite: roles.rewrite,
         });
         assert.deepEqual(await schemaRights(db, roles.groups.owner), {
@@ -356,13 +358,13 @@ Deno.test("a database at version 5 with its sql/roles.sql moves to the state sch
   }
 });
 
-Deno.test("migrated by a superuser, each role that had a grant on what moved gets USAGE on the state schema, owners CREATE too, PUBLIC and the analyst nothing", async () => {
+eachMajor.test("migrated by a superuser, each role that had a grant on what moved gets USAGE on the state schema, owners CREATE too, PUBLIC and the analyst nothing", async ({ pg }) => {
   await using sqs = await startSqs();
-  await using db = await freshSchema();
+  await using db = await freshSchema(pg);
   const roles = testRoles(db);
   try {
     await migrateToV5(db);
-    await psqlFiles(db.schema, [ROLES_V5], { rewrite: roles.rewrite });
+    await psqlFiles(db.schema, [ROLES_V5], { url: db.url, rewrite: roles.rewrite });
     await roles.createUsers();
     await migrate(db.sql, db.schemas);
     assert.deepEqual(await schemaRights(db, roles.groups.owner), {
@@ -400,10 +402,10 @@ Deno.test("migrated by a superuser, each role that had a grant on what moved get
   }
 });
 
-Deno.test("a second data schema pointed at a state schema that serves another is refused before anything is written", async (t) => {
+eachMajor.test("a second data schema pointed at a state schema that serves another is refused before anything is written", async ({ t, pg }) => {
   await using sqs = await startSqs();
-  await using first = await freshSchema();
-  await using second = await freshSchema();
+  await using first = await freshSchema(pg);
+  await using second = await freshSchema(pg);
   await migrate(first.sql, first.schemas);
   const shared = { schema: second.schema, stateSchema: first.stateSchema };
   const expected = new RegExp(
@@ -420,7 +422,7 @@ Deno.test("a second data schema pointed at a state schema that serves another is
 
   await t.step("at start of a consumer (ensureSchema)", async () => {
     await assert.rejects(
-      ensureSchema(second.sql, { connection: await testConnection(), ...shared }),
+      ensureSchema(second.sql, { connection: await testConnection(pg.url), ...shared }),
       (e: unknown) => e instanceof ConfigError && expected.test(e.message),
     );
     await untouched();
@@ -430,7 +432,7 @@ Deno.test("a second data schema pointed at a state schema that serves another is
     "drain and check through the CLI: exit 2 with one line; check fails its schema line",
     async () => {
       const env = {
-        DATABASE_URL,
+        DATABASE_URL: pg.url,
         PII_HMAC_KEY: TEST_SECRET,
         LOGIN_ETL_SCHEMA: second.schema,
         LOGIN_ETL_STATE_SCHEMA: first.stateSchema,
@@ -454,7 +456,11 @@ Deno.test("a second data schema pointed at a state schema that serves another is
     async () => {
       const missing = `${second.schema}_new`;
       const result = await runCli(["migrate"], {
-        env: { DATABASE_URL, LOGIN_ETL_SCHEMA: missing, LOGIN_ETL_STATE_SCHEMA: first.stateSchema },
+        env: {
+          DATABASE_URL: pg.url,
+          LOGIN_ETL_SCHEMA: missing,
+          LOGIN_ETL_STATE_SCHEMA: first.stateSchema,
+        },
       });
       assert.equal(result.code, 2, result.stderr);
       assert.match(failureLine(result), /^error: State schema .* already holds login-etl's tables/);
@@ -469,7 +475,7 @@ Deno.test("a second data schema pointed at a state schema that serves another is
     async () => {
       await migrateToV5(second);
       await assert.rejects(
-        ensureSchema(second.sql, { connection: await testConnection(), ...shared }),
+        ensureSchema(second.sql, { connection: await testConnection(pg.url), ...shared }),
         (e: unknown) => e instanceof ConfigError && expected.test(e.message),
       );
       const [kept] = await second.sql<{ n: number }[]>`
@@ -483,6 +489,7 @@ Deno.test("a second data schema pointed at a state schema that serves another is
   await t.step("sql/schema.sql through psql stops at version 6 with the same reason", async () => {
     await assert.rejects(
       psqlFiles(second.schema, [new URL("../../sql/schema.sql", import.meta.url)], {
+        url: second.url,
         stateSchema: first.stateSchema,
       }),
       new RegExp(

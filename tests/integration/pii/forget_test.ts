@@ -2,13 +2,15 @@
 // that sticks. The vault entry becomes a tombstone that recover refuses; a
 // later login, a direct re-insert and a forget racing the consumer's writes
 // all leave it erased; and after a backup restore, `forget --replay-audit`
-// erases again what the audit trail says was erased.
+// erases again what the audit trail says was erased. The first two tests run
+// on PostgreSQL 13, 15 and 18.
 
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import postgres from "postgres";
 import type { Masked } from "../../../src/types.ts";
 import { generateBodies } from "../../../src/seed/generate.ts";
+import { eachMajor } from "../../helpers/majors.ts";
 import {
   assertRefused,
   auditAfter,
@@ -35,9 +37,9 @@ import {
   TEST_SECRET,
 } from "../../helpers/services.ts";
 
-Deno.test("forget turns the vault entry into a tombstone, audited; recover then refuses it as erased; forget without --reason is refused", async () => {
+eachMajor.test("forget turns the vault entry into a tombstone, audited; recover then refuses it as erased; forget without --reason is refused", async ({ pg }) => {
   await using sqs = await startSqs();
-  await using db = await freshSchema();
+  await using db = await freshSchema(pg);
   const cli = new Cli(cliEnv(db));
   const people = [
     body("f1", "192.0.2.44", "200-00-0001"),
@@ -123,9 +125,9 @@ Deno.test("forget turns the vault entry into a tombstone, audited; recover then 
   assert.deepEqual(await tablesHoldingRaw(db, raws), []);
 });
 
-Deno.test("an erased value stays erased: a later login and a direct re-insert through the consumer's function leave the tombstone", async () => {
+eachMajor.test("an erased value stays erased: a later login and a direct re-insert through the consumer's function leave the tombstone", async ({ pg }) => {
   await using sqs = await startSqs();
-  await using db = await freshSchema();
+  await using db = await freshSchema(pg);
   const cli = new Cli(cliEnv(db));
   await drain(sqs, cli, [body("t1", "192.0.2.77", "300-00-0001")]);
   const k1 = await maskerOf(TEST_SECRET, "k1");

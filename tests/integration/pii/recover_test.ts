@@ -2,7 +2,7 @@
 // that drain writes, recovery audited in the database function before the
 // ciphertext leaves, refusals audited, and every released value proven: it
 // must decrypt and mask back to the requested mask, so tampered, swapped and
-// injected entries are refused.
+// injected entries are refused. The first test runs on PostgreSQL 13, 15 and 18.
 
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -27,12 +27,13 @@ import {
   vaultRows,
 } from "../../helpers/pii.ts";
 import { failureLine } from "../../helpers/cli.ts";
+import { eachMajor } from "../../helpers/majors.ts";
 import { freshSchema, reportFigures, startSqs, TEST_SECRET } from "../../helpers/services.ts";
 
-Deno.test("recover prints the raw value behind ip and device_id masks, alone and in bulk, audited in the same transaction that releases them", async () => {
+eachMajor.test("recover prints the raw value behind ip and device_id masks, alone and in bulk, audited in the same transaction that releases them", async ({ pg }) => {
   const started = performance.now();
   await using sqs = await startSqs();
-  await using db = await freshSchema();
+  await using db = await freshSchema(pg);
   const cli = new Cli(cliEnv(db));
   const k1 = await maskerOf(TEST_SECRET, "k1");
 

@@ -1,12 +1,14 @@
 // rekey and rekey-vault through the real CLI against the real Postgres and
 // fauxqs: every mask moves through the vault, duplicate groups survive, a kill
-// mid-rotation resumes to the same state, and a bad entry is skipped.
+// mid-rotation resumes to the same state, and a bad entry is skipped. The
+// first test runs on PostgreSQL 13, 15 and 18.
 
 import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { generateBodies } from "../../../src/seed/generate.ts";
 import { migrate } from "../../../src/db/schema.ts";
 import { type Consumer, delay } from "../../helpers/consumers.ts";
+import { eachMajor } from "../../helpers/majors.ts";
 import {
   assertRefused,
   auditAfter,
@@ -35,10 +37,10 @@ import {
   type TestDb,
 } from "../../helpers/services.ts";
 
-Deno.test("rekey moves every mask to the new HMAC key through the vault and keeps duplicate groups; without the vault it refuses", async () => {
+eachMajor.test("rekey moves every mask to the new HMAC key through the vault and keeps duplicate groups; without the vault it refuses", async ({ pg }) => {
   const started = performance.now();
   await using sqs = await startSqs();
-  await using db = await freshSchema();
+  await using db = await freshSchema(pg);
   const cli = new Cli(cliEnv(db, { PII_HMAC_KEY: hmacKeySet("k1") }));
   const bodies = [...generateBodies(150, { badRatio: 0, seed: 5, repeatRatio: 0.6 })];
   const events = eventsOf(bodies);

@@ -1,7 +1,8 @@
 // Least privilege, from the roles' side: sql/schema.sql then sql/roles.sql as
 // a DBA would run them, real login users in each role, the catalog asked
-// what each may do, and the tool run end to end as each of them. Role names
-// get a suffix: roles are cluster-wide and tests may run side by side.
+// what each may do, and the tool run end to end as each of them (drain,
+// recover, forget, rekey), on PostgreSQL 13, 15 and 18. Role names get a
+// suffix: roles are cluster-wide and tests may run side by side.
 
 import assert from "node:assert/strict";
 import postgres from "postgres";
@@ -17,14 +18,9 @@ import {
   PEOPLE,
   rawValuesOf,
 } from "../../helpers/pii.ts";
-import {
-  DATABASE_URL,
-  freshSchema,
-  reportFigures,
-  startSqs,
-  TEST_SECRET,
-} from "../../helpers/services.ts";
+import { freshSchema, reportFigures, startSqs, TEST_SECRET } from "../../helpers/services.ts";
 import { psqlFiles } from "../../helpers/psql.ts";
+import { eachMajor } from "../../helpers/majors.ts";
 
 const TABLE_PRIVILEGES = [
   "SELECT",
@@ -44,9 +40,9 @@ const FUNCTIONS = {
   maintain: "login_etl_ledger_maintain(integer,integer)",
 } as const;
 
-Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on the vault or the audit trail, and work through the functions", async (t) => {
+eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege on the vault or the audit trail, and work through the functions", async ({ t, pg }) => {
   await using sqs = await startSqs();
-  await using db = await freshSchema();
+  await using db = await freshSchema(pg);
   const suffix = `_${Date.now().toString(36)}_${Deno.pid}`;
   const [owner, consumer, recoverer, analyst] = [
     "login_etl_owner",
@@ -61,7 +57,7 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
   const analystUser = `bob${suffix}`;
   const password = crypto.randomUUID();
   const urlOf = (user: string) => {
-    const url = new URL(DATABASE_URL);
+    const url = new URL(pg.url);
     url.hostname = "127.0.0.1";
     url.username = user;
     url.password = password;
@@ -82,6 +78,7 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
     // The DBA's path: sql/schema.sql, then sql/roles.sql, through psql with search_path set.
     const root = new URL("../../../sql/", import.meta.url);
     await psqlFiles(db.schema, [new URL("schema.sql", root), new URL("roles.sql", root)], {
+      url: db.url,
       rewrite: (text) =>
         text.replace(
           /\b(login_etl_owner|login_etl_consumer|pii_recoverer|login_etl_analyst)\b/g,
@@ -445,7 +442,7 @@ Deno.test("with sql/roles.sql the consumer and recoverer have no privilege on th
     cli.assertNoRaw(rawValuesOf(PEOPLE));
   } finally {
     for (const sql of clients) await sql.end();
-    const admin = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
+    const admin = postgres(db.url, { max: 1, onnotice: () => {} });
     try {
       const existing = (await admin<{ rolname: string }[]>`
         SELECT rolname FROM pg_roles WHERE rolname = ANY(${[

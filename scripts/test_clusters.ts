@@ -1,0 +1,95 @@
+/**
+ * The throwaway clusters of one `make test` run:
+ *
+ *   deno run --allow-all scripts/test_clusters.ts STATE_FILE MAJOR...
+ *
+ * starts a cluster of each MAJOR from the npm builds in `.tools/postgres/`
+ * (all at once, TLS on with a CA made for this run, server certificate for
+ * the name localhost), writes each one's state to STATE_FILE as it changes
+ * (`RunState` in tests/helpers/majors.ts: starting, ready with its URL and CA,
+ * failed or unavailable with the reason), then waits. On SIGTERM or SIGINT it
+ * stops the clusters and removes their directories.
+ *
+ * It stays running rather than exiting once the clusters are up: a cluster
+ * belongs to a live process (tests/helpers/cluster.ts sweeps those whose
+ * owner is gone), and the Makefile has one process to stop at the end, on
+ * Ctrl-C too.
+ *
+ * @module
+ */
+
+import {
+  type Cluster,
+  localhostTls,
+  makeOwnedDir,
+  makePki,
+  missingBuild,
+  startCluster,
+  sweepLeftovers,
+} from "../tests/helpers/cluster.ts";
+import type { ClusterState, RunState } from "../tests/helpers/majors.ts";
+
+const [stateArg, ...majorArgs] = Deno.args;
+if (stateArg === undefined || majorArgs.length === 0 || !majorArgs.every((m) => /^\d+$/.test(m))) {
+  // deno-lint-ignore no-console
+  console.error("Usage: test_clusters.ts STATE_FILE MAJOR...");
+  Deno.exit(2);
+}
+const statePath: string = stateArg;
+const majors = majorArgs.map(Number);
+
+const clusters: Record<string, ClusterState> = {};
+async function publish(major: number, state: ClusterState): Promise<void> {
+  clusters[String(major)] = state;
+  const run: RunState = { pid: Deno.pid, clusters };
+  // Written aside and renamed: a reader never sees half a file.
+  await Deno.writeTextFile(`${statePath}.tmp`, JSON.stringify(run));
+  await Deno.rename(`${statePath}.tmp`, statePath);
+}
+
+const started = performance.now();
+await sweepLeftovers();
+for (const major of majors) await publish(major, { status: "starting" });
+const pkiDir = await makeOwnedDir();
+const tls = makePki(pkiDir).then(localhostTls);
+// The superuser's password, new each run: the clusters listen on loopback,
+// which every local user reaches.
+const password = crypto.randomUUID();
+const running: Cluster[] = [];
+
+const starts = majors.map(async (major) => {
+  const missing = missingBuild(major);
+  if (missing !== null) return await publish(major, { status: "unavailable", reason: missing });
+  try {
+    const cluster = await startCluster({ major, tls, password });
+    running.push(cluster);
+    await publish(major, { status: "ready", url: cluster.url, caPath: cluster.caPath ?? "" });
+  } catch (error) {
+    await publish(major, { status: "failed", reason: String(error).split("\n")[0] ?? "" });
+  }
+});
+
+let stopping: Promise<void> | undefined;
+function stop(): Promise<void> {
+  stopping ??= (async () => {
+    // A cluster still starting is stopped once it is up (or has failed).
+    await Promise.allSettled(starts);
+    await Promise.allSettled(running.map((c) => c[Symbol.asyncDispose]()));
+    await Deno.remove(pkiDir, { recursive: true }).catch(() => {});
+    Deno.exit(0);
+  })();
+  return stopping;
+}
+Deno.addSignalListener("SIGTERM", stop);
+Deno.addSignalListener("SIGINT", stop);
+
+await Promise.all(starts);
+const ms = Math.round(performance.now() - started);
+// deno-lint-ignore no-console
+console.error(
+  `test clusters: ${
+    majors.map((m) => `PostgreSQL ${m} ${clusters[String(m)]?.status}`).join(", ")
+  } in ${ms} ms`,
+);
+// Waits for a signal: an interval keeps the event loop alive.
+setInterval(() => {}, 1 << 30);
