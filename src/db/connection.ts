@@ -897,10 +897,11 @@ const UNTRUSTED = new Set([
 
 /**
  * Why a connection could not be opened, in words that say what to fix, for
- * the TLS failures and the channel-binding refusal; `null` for any other
+ * the TLS failures and the refusals of our own checks (channel binding,
+ * require_auth, the authentication order, requirepeer); `null` for any other
  * error.
  */
-export function describeTlsFailure(error: unknown, connection: PgConnection): string | null {
+export function describeRefusal(error: unknown, connection: PgConnection): string | null {
   if (!(error instanceof Error)) return null;
   const code = String((error as { code?: unknown }).code ?? "");
   const first = connection.endpoints[0] as PgEndpoint;
@@ -930,6 +931,14 @@ export function describeTlsFailure(error: unknown, connection: PgConnection): st
   }
   if (code === "CHANNEL_BINDING_REQUIRED" && connection.sslmode === "disable") {
     return "channel_binding=require needs TLS, and sslmode=disable turns it off: use sslmode=require (or verify-full), or channel_binding=prefer";
+  }
+  if (code === "AUTH_PROTOCOL_VIOLATION") {
+    return `${error.message} (${code}): a man-in-the-middle relaying another session to the server sends this; use sslmode=verify-full so that none can stand in between`;
+  }
+  if (code === "AUTH_METHOD_REFUSED") {
+    return `${
+      error.message.replace(/^AUTH_METHOD_REFUSED: /, "")
+    }: change require_auth, or the server's authentication method (pg_hba.conf)`;
   }
   if (code === "CHANNEL_BINDING_REQUIRED") {
     return `channel_binding=require, but ${

@@ -6,8 +6,9 @@
  */
 
 import postgres from "postgres";
-import { describeTlsFailure, type PgConnection } from "./connection.ts";
+import { describeRefusal, type PgConnection } from "./connection.ts";
 import { isSocketDir, openSocket, type PgEndpoint } from "./socket.ts";
+import { guardAuthentication } from "./auth_guard.ts";
 import { DatabaseError } from "../errors.ts";
 import type { Schemas } from "./schemas.ts";
 
@@ -57,6 +58,7 @@ export function connect(options: ConnectOptions): Sql {
   const byLabel = new Map(endpoints.map((e) => [`${label(e)}\0${e.port}`, e]));
   const timeoutMs = c.connectTimeoutSeconds * 1000;
   const password = c.password;
+  const policy = { channelBinding: c.channelBinding, requireAuth: c.requireAuth };
   return postgres({
     host: endpoints.map(label),
     port: endpoints.map((e) => e.port),
@@ -66,13 +68,17 @@ export function connect(options: ConnectOptions): Sql {
     pass: () => password,
     ssl: false, // TLS is negotiated in openSocket
     sslnegotiation: null,
-    socket: (_options, host, port) => {
+    socket: async (_options, host, port) => {
       const endpoint = host === null
         ? endpoints[0] // one socket directory: postgres.js passes no host
         : byLabel.get(`${host}\0${port}`);
       if (endpoint === undefined) throw new Error(`No endpoint for ${host}:${port}`);
+      const socket = await openSocket(endpoint, c.tls, timeoutMs);
+      // postgres.js's own checks miss a SCRAM challenge the server never
+      // started (see auth_guard.ts): the server's requests are checked first.
+      const guarded = guardAuthentication(socket, policy, { endpoint });
       // A net.Socket is what SocketLike describes; only its overloaded end() is typed wider.
-      return openSocket(endpoint, c.tls, timeoutMs) as unknown as Promise<postgres.SocketLike>;
+      return guarded as unknown as postgres.SocketLike;
     },
     channel_binding: c.channelBinding,
     require_auth: requireAuthFor(c.requireAuth),
@@ -255,7 +261,7 @@ export async function checkConnection(sql: Sql, connection: PgConnection): Promi
   try {
     await sql`SELECT 1`;
   } catch (error) {
-    const tls = describeTlsFailure(error, connection);
+    const tls = describeRefusal(error, connection);
     throw new DatabaseError(
       "db_connect",
       `Cannot connect to Postgres at ${connection.display}: ${

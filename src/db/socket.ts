@@ -81,7 +81,7 @@ export function isSocketDir(host: string): boolean {
 const SSL_REQUEST = new Uint8Array([0, 0, 0, 8, 4, 210, 22, 47]);
 
 /** A connection-phase error with a stable code, shaped like postgres.js's own. */
-function connectError(code: string, message: string, endpoint: PgEndpoint): Error {
+export function connectError(code: string, message: string, endpoint: PgEndpoint): Error {
   return Object.assign(new Error(message), {
     code,
     address: endpoint.host,
