@@ -19,9 +19,8 @@
  */
 
 import { createPrivateKey } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { isIP } from "node:net";
-import { getPassword } from "pgpass/lib/helper.js";
+import { isValidEntry, match, parseLine } from "pgpass/lib/helper.js";
 import { ConfigError, whyUnreadable } from "../errors.ts";
 import { parseCrls } from "./crl.ts";
 import {
@@ -556,7 +555,11 @@ export interface PgConnection {
   readonly endpoints: readonly PgEndpoint[];
   readonly database: string;
   readonly user: string;
-  readonly password: string;
+  /**
+   * The password for each endpoint, in the same order ("" for none): the
+   * password file is looked up per host and port, as libpq does.
+   */
+  readonly passwords: readonly string[];
   readonly sslmode: SslMode;
   readonly tls: PgTls;
   readonly channelBinding: "disable" | "prefer" | "require";
@@ -595,13 +598,11 @@ async function readSetting(path: string, what: string): Promise<string> {
 }
 
 /**
- * The password-file entry for a connection, read with the `pgpass` package
- * (node-postgres's parser: wildcards, escapes). As libpq, a file that group or
- * others may read is ignored, with a warning.
+ * The password file's text, or `null` when there is none to read. As libpq,
+ * a file that group or others may read is ignored, with a warning.
  */
-async function lookUpPassfile(
+async function readPassfile(
   passfile: string,
-  key: { host: string; port: number; database: string; user: string },
   warn: (message: string) => void,
 ): Promise<string | null> {
   let info: Deno.FileInfo;
@@ -617,14 +618,23 @@ async function lookUpPassfile(
     );
     return null;
   }
-  const found = await new Promise<string | undefined>((resolve) =>
-    getPassword(
-      { host: key.host, port: String(key.port), database: key.database, user: key.user },
-      createReadStream(passfile),
-      resolve,
-    )
-  );
-  return found ?? null;
+  return await Deno.readTextFile(passfile).catch(() => null);
+}
+
+/**
+ * The first password-file entry that matches, read with the `pgpass`
+ * package's line parser and matcher (node-postgres's: wildcards, escapes).
+ */
+function passwordFor(
+  text: string,
+  key: { host: string; port: number; database: string; user: string },
+): string | null {
+  const info = { host: key.host, port: String(key.port), database: key.database, user: key.user };
+  for (const line of text.split(/\r?\n/)) {
+    const entry = parseLine(line);
+    if (entry && isValidEntry(entry) && match(info, entry)) return entry.password ?? null;
+  }
+  return null;
 }
 
 /** Reads the target's service from the user's file, else the system file, as libpq does. */
@@ -843,29 +853,26 @@ export async function loadPgConnection(
     }
     endpoints.push(Object.freeze({ host, hostaddr: spec.hostaddr, port: spec.port }));
   }
-  let password = target.password;
-  if (password === null && target.passfile !== null) {
-    // One password serves every host (postgres.js asks without naming the
-    // host): the first host's entry, as libpq would use for that host.
-    const first = endpoints[0] as PgEndpoint;
-    password = await lookUpPassfile(
-      target.passfile,
-      {
-        // libpq matches a socket connection as "localhost".
-        host: isSocketDir(first.host) ? "localhost" : first.host,
-        port: first.port,
-        database: target.database,
-        user: target.user,
-      },
-      warn,
-    );
-  }
+  const explicit = target.password;
+  const passfile = explicit === null && target.passfile !== null
+    ? await readPassfile(target.passfile, warn)
+    : null;
+  // libpq looks the password file up per host and port (connectOptions2).
+  const passwords = endpoints.map((e) =>
+    explicit ?? (passfile === null ? null : passwordFor(passfile, {
+      // libpq matches a socket connection as "localhost".
+      host: isSocketDir(e.host) ? "localhost" : e.host,
+      port: e.port,
+      database: target.database,
+      user: target.user,
+    })) ?? ""
+  );
   const tls = await loadTls(target);
   return Object.freeze({
     endpoints: Object.freeze(endpoints),
     database: target.database,
     user: target.user,
-    password: password ?? "",
+    passwords: Object.freeze(passwords),
     sslmode: target.sslmode,
     tls,
     channelBinding: target.channelBinding,

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import postgres from "postgres";
 import { describeRefusal, type PgConnection } from "./connection.ts";
 import { isSocketDir, openSocket, type PgEndpoint } from "./socket.ts";
@@ -57,15 +58,24 @@ export function connect(options: ConnectOptions): Sql {
     endpoints.length > 1 && isSocketDir(e.host) ? encodeURIComponent(e.host) : e.host;
   const byLabel = new Map(endpoints.map((e) => [`${label(e)}\0${e.port}`, e]));
   const timeoutMs = c.connectTimeoutSeconds * 1000;
-  const password = c.password;
   const policy = { channelBinding: c.channelBinding, requireAuth: c.requireAuth };
+  // postgres.js asks for the password without saying for which host, and a
+  // pool's attempts run concurrently; so each attempt's messages reach it in
+  // an async context naming its endpoint, which the password is looked up by.
+  const passwordOf = new Map(c.endpoints.map((e, i) => [e, c.passwords[i] ?? ""]));
+  const attempt = new AsyncLocalStorage<PgEndpoint>();
+  const shared = new Set(c.passwords).size === 1 ? c.passwords[0] ?? "" : "";
   return postgres({
     host: endpoints.map(label),
     port: endpoints.map((e) => e.port),
     database: c.database,
     user: c.user,
     // A function, so postgres.js never looks in a password file of its own.
-    pass: () => password,
+    // Outside an attempt's context, no host's password unless all share one.
+    pass: () => {
+      const endpoint = attempt.getStore();
+      return endpoint === undefined ? shared : passwordOf.get(endpoint) ?? "";
+    },
     ssl: false, // TLS is negotiated in openSocket
     sslnegotiation: null,
     socket: async (_options, host, port) => {
@@ -76,7 +86,10 @@ export function connect(options: ConnectOptions): Sql {
       const socket = await openSocket(endpoint, c.tls, timeoutMs);
       // postgres.js's own checks miss a SCRAM challenge the server never
       // started (see auth_guard.ts): the server's requests are checked first.
-      const guarded = guardAuthentication(socket, policy, { endpoint });
+      const guarded = guardAuthentication(socket, policy, {
+        endpoint,
+        within: (deliver) => attempt.run(endpoint, deliver),
+      });
       // A net.Socket is what SocketLike describes; only its overloaded end() is typed wider.
       return guarded as unknown as postgres.SocketLike;
     },
@@ -277,7 +290,7 @@ function describeConnectFailure(error: unknown, connection: PgConnection): strin
   const code = (error as { code?: unknown } | null)?.code;
   // The server asked for a password and we had none to give: postgres.js
   // sends an empty one, which the server calls a failed authentication.
-  if (code === "28P01" && connection.password === "") {
+  if (code === "28P01" && connection.passwords.every((p) => p === "")) {
     return `the server asks user ${connection.user} for a password and none was given: put it in DATABASE_URL, PGPASSWORD or the password file (~/.pgpass, or PGPASSFILE)`;
   }
   // postgres.js's own timer: the socket opened, the server never answered the start-up.
