@@ -23,6 +23,7 @@ import { isIP } from "node:net";
 import { isValidEntry, match, parseLine } from "pgpass/lib/helper.js";
 import { ConfigError, whyUnreadable } from "../errors.ts";
 import { parseCrls } from "./crl.ts";
+import { probedSocketFailure } from "./peer.ts";
 import {
   type Conninfo,
   LIBPQ_KEYWORDS,
@@ -115,6 +116,8 @@ export interface PgTarget {
   readonly channelBinding: "disable" | "prefer" | "require";
   /** libpq's require_auth list, e.g. `scram-sha-256` or `!password,!md5`; `null`: any. */
   readonly requireAuth: string | null;
+  /** The OS user a Unix-socket server must run as (libpq's requirepeer); `null`: any. */
+  readonly requirePeer: string | null;
   readonly targetSessionAttrs: SessionAttrs;
   readonly loadBalanceHosts: boolean;
   /** Command-line options for the server (`-c name=value`), sent at start-up. */
@@ -328,9 +331,6 @@ function resolveFrom(
     if (pick(keyword) !== null) ignore(keyword, "no GSSAPI authentication");
   }
   if (pick("sslcompression") === "1") ignore("sslcompression", "TLS compression is obsolete");
-  if (pick("requirepeer") !== null) {
-    ignore("requirepeer", "the runtime cannot read a Unix socket peer's user");
-  }
   if (pick("sslkeylogfile") !== null) {
     ignore("sslkeylogfile", "the TLS layer does not export session keys");
   }
@@ -399,6 +399,7 @@ function resolveFrom(
       origin,
     ),
     requireAuth: requireAuth === null ? null : parseRequireAuth(requireAuth, origin),
+    requirePeer: pick("requirepeer"),
     targetSessionAttrs: oneOf(
       pick("target_session_attrs") ?? "any",
       ["any", "read-write", "read-only", "primary", "standby", "prefer-standby"] as const,
@@ -564,6 +565,8 @@ export interface PgConnection {
   readonly tls: PgTls;
   readonly channelBinding: "disable" | "prefer" | "require";
   readonly requireAuth: string | null;
+  /** The OS user a Unix-socket server must run as (the socket file's owner, see `peer.ts`). */
+  readonly requirePeer: string | null;
   readonly targetSessionAttrs: SessionAttrs;
   readonly loadBalanceHosts: boolean;
   readonly options: string | null;
@@ -845,10 +848,15 @@ export async function loadPgConnection(
     if (host === null) {
       host = "localhost";
       for (const dir of SOCKET_DIRS) {
-        if (await exists(`${dir}/.s.PGSQL.${spec.port}`)) {
-          host = dir;
-          break;
-        }
+        const path = `${dir}/.s.PGSQL.${spec.port}`;
+        if (!await exists(path)) continue;
+        // requirepeer, when given, is checked at each connection instead.
+        const failure = target.requirePeer === null
+          ? await probedSocketFailure(path, SOCKET_DIRS[0] as string)
+          : null;
+        if (failure !== null) throw new ConfigError(`Cannot use the socket ${path}: ${failure}`);
+        host = dir;
+        break;
       }
     }
     endpoints.push(Object.freeze({ host, hostaddr: spec.hostaddr, port: spec.port }));
@@ -877,6 +885,7 @@ export async function loadPgConnection(
     tls,
     channelBinding: target.channelBinding,
     requireAuth: target.requireAuth,
+    requirePeer: target.requirePeer,
     targetSessionAttrs: target.targetSessionAttrs,
     loadBalanceHosts: target.loadBalanceHosts,
     options: target.options,
@@ -938,6 +947,9 @@ export function describeRefusal(error: unknown, connection: PgConnection): strin
   }
   if (code === "CHANNEL_BINDING_REQUIRED" && connection.sslmode === "disable") {
     return "channel_binding=require needs TLS, and sslmode=disable turns it off: use sslmode=require (or verify-full), or channel_binding=prefer";
+  }
+  if (code === "REQUIREPEER_FAILED") {
+    return `${error.message}; nothing was sent`;
   }
   if (code === "AUTH_PROTOCOL_VIOLATION") {
     return `${error.message} (${code}): a man-in-the-middle relaying another session to the server sends this; use sslmode=verify-full so that none can stand in between`;

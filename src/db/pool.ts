@@ -83,7 +83,10 @@ export function connect(options: ConnectOptions): Sql {
         ? endpoints[0] // one socket directory: postgres.js passes no host
         : byLabel.get(`${host}\0${port}`);
       if (endpoint === undefined) throw new Error(`No endpoint for ${host}:${port}`);
-      const socket = await openSocket(endpoint, c.tls, timeoutMs);
+      const socket = await openSocket(endpoint, c.tls, {
+        timeoutMs,
+        requirePeer: c.requirePeer,
+      });
       // postgres.js's own checks miss a SCRAM challenge the server never
       // started (see auth_guard.ts): the server's requests are checked first.
       const guarded = guardAuthentication(socket, policy, {

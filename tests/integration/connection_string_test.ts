@@ -673,6 +673,18 @@ Deno.test("client certificates, a read-only first host and a Unix socket, agains
             0
           ];
         assert.deepEqual(assertOk(await attempt(kv, {}, via)), { addr: null, ssl: false });
+        // requirepeer: the server runs as postgres (the cluster helper's user when we are root).
+        const server = Deno.uid() === 0 ? "postgres" : Deno.env.get("USER") ?? "";
+        assert.deepEqual(
+          assertOk(await attempt(`${kv} requirepeer=${server}`, {}, via)),
+          { addr: null, ssl: false },
+        );
+        assertRefused(
+          await attempt(`${kv} requirepeer=someone_else`, {}, via),
+          new RegExp(
+            `requirepeer is "someone_else", but the socket .*/\\.s\\.PGSQL\\.${cluster.port} belongs to user "${server}": the server behind it does not run as someone_else; nothing was sent$`,
+          ),
+        );
         assert.deepEqual(
           assertOk(
             await attempt(
