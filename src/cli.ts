@@ -15,7 +15,7 @@ import {
   type OptionSpec,
   rangeOf,
 } from "./config/options.ts";
-import { type FlagValues } from "./config/resolve.ts";
+import { type FlagValues, HIDDEN, holdsPassword } from "./config/resolve.ts";
 import { listOf, nearestName, sameName } from "./config/suggest.ts";
 import { UsageError } from "./errors.ts";
 
@@ -60,6 +60,11 @@ export function parseInvocation(argv: readonly string[]): Invocation {
       : nearest !== null
       ? `did you mean ${nearest}? See login-etl --help`
       : `commands: ${COMMANDS.join(", ")}; see login-etl --help`;
+    if (holdsPassword(first)) {
+      throw new UsageError(
+        `Unknown command (${HIDDEN}): put the command first, and the database in DATABASE_URL; see login-etl --help`,
+      );
+    }
     throw new UsageError(`Unknown command "${first}": ${hint}`);
   }
   const specs = optionsFor(first);
@@ -80,6 +85,11 @@ export function parseInvocation(argv: readonly string[]): Invocation {
   }
   if (parsed.values["help"] === true) return { kind: "help", command: first };
   if (parsed.positionals.length > 0) {
+    if (parsed.positionals.some(holdsPassword)) {
+      throw new UsageError(
+        `Unexpected argument for ${first} (${HIDDEN}): give the database in DATABASE_URL (or --database-url); see login-etl ${first} --help`,
+      );
+    }
     throw new UsageError(
       `Unexpected argument "${
         parsed.positionals[0]

@@ -232,6 +232,12 @@ function specOf(flag: string): OptionSpec {
 }
 
 function invalid(source: Source, raw: string, must: string): ConfigError {
+  // A connection string given to the wrong flag (or key) is not echoed: it holds a password.
+  if (holdsPassword(raw)) {
+    return new ConfigError(
+      `Invalid ${source.kind === "file" ? "value for " : ""}${source.name} (${HIDDEN}): ${must}`,
+    );
+  }
   const shown = raw.length > 60 ? `${raw.slice(0, 57)}...` : raw;
   // A file's key and name are both quoted: the value goes first, or it reads as part of the path.
   return new ConfigError(
@@ -247,13 +253,19 @@ function rangeText(spec: OptionSpec, what: string): string {
     : `must be ${what}`;
 }
 
+/** What a message says in place of text that holds a password. */
+export const HIDDEN = "a connection string with a password, not shown";
+
 /**
  * True for a URL with a password in it, e.g. `postgres://user:pw@host/db`,
- * and for a libpq connection string holding one (`password=…`, `sslpassword=…`).
+ * and for a libpq connection string holding one (`password=…`, `sslpassword=…`):
+ * text a message must not echo.
  */
-function hasUrlPassword(value: string): boolean {
+export function holdsPassword(value: string): boolean {
   return (URL.canParse(value) && new URL(value).password !== "") ||
-    connectionStringHasSecret(value);
+    connectionStringHasSecret(value) ||
+    // Malformed, as libpq splits it (a "/" or "@" in the password): user:…@ still says enough.
+    /^[a-z][a-z0-9+.-]*:\/\/[^@]*:[^@]*@/i.test(value);
 }
 
 /**
@@ -822,7 +834,7 @@ function pickAwsEnv(env: EnvRecord): Record<string, string> {
 export function secretFlagWarnings(flags: FlagValues): string[] {
   const warnings: string[] = [];
   for (const [flag, value] of Object.entries(flags)) {
-    if (typeof value !== "string" || !hasUrlPassword(value)) continue;
+    if (typeof value !== "string" || !holdsPassword(value)) continue;
     const env = OPTIONS.find((o) => o.flag === flag)?.env;
     warnings.push(
       `--${flag} holds a password and shows in process lists; ${
@@ -859,7 +871,7 @@ export function checkConfigFile(
     if (spec === undefined) {
       throw new ConfigError(`Invalid ${origin}: ${unknownKey(key, command, accepted)}`);
     }
-    if (typeof value === "string" && hasUrlPassword(value)) {
+    if (typeof value === "string" && holdsPassword(value)) {
       throw new ConfigError(
         `Invalid ${origin}: "${key}" holds a password; keep secrets in ${
           spec.env ?? "the environment"
@@ -884,6 +896,11 @@ function unknownKey(
   command: CommandName,
   accepted: (spec: OptionSpec) => boolean,
 ): string {
+  if (holdsPassword(key)) {
+    return `a key is ${
+      HIDDEN.replace(", not shown", " (not shown)")
+    }; keys are flag names without the leading -- (see login-etl ${command} --help)`;
+  }
   const own = OPTIONS.filter(accepted).map((o) => o.flag);
   const byEnv = OPTIONS.find((o) => o.env !== undefined && o.env === key.toUpperCase());
   const respelt = byEnv !== undefined && accepted(byEnv) ? byEnv.flag : sameName(key, own);

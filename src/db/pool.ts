@@ -5,9 +5,11 @@
  * @module
  */
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import postgres from "postgres";
-import { describeTlsFailure, type PgConnection } from "./connection.ts";
+import { describeRefusal, type PgConnection } from "./connection.ts";
 import { isSocketDir, openSocket, type PgEndpoint } from "./socket.ts";
+import { guardAuthentication } from "./auth_guard.ts";
 import { DatabaseError } from "../errors.ts";
 import type { Schemas } from "./schemas.ts";
 
@@ -56,23 +58,43 @@ export function connect(options: ConnectOptions): Sql {
     endpoints.length > 1 && isSocketDir(e.host) ? encodeURIComponent(e.host) : e.host;
   const byLabel = new Map(endpoints.map((e) => [`${label(e)}\0${e.port}`, e]));
   const timeoutMs = c.connectTimeoutSeconds * 1000;
-  const password = c.password;
+  const policy = { channelBinding: c.channelBinding, requireAuth: c.requireAuth };
+  // postgres.js asks for the password without saying for which host, and a
+  // pool's attempts run concurrently; so each attempt's messages reach it in
+  // an async context naming its endpoint, which the password is looked up by.
+  const passwordOf = new Map(c.endpoints.map((e, i) => [e, c.passwords[i] ?? ""]));
+  const attempt = new AsyncLocalStorage<PgEndpoint>();
+  const shared = new Set(c.passwords).size === 1 ? c.passwords[0] ?? "" : "";
   return postgres({
     host: endpoints.map(label),
     port: endpoints.map((e) => e.port),
     database: c.database,
     user: c.user,
     // A function, so postgres.js never looks in a password file of its own.
-    pass: () => password,
+    // Outside an attempt's context, no host's password unless all share one.
+    pass: () => {
+      const endpoint = attempt.getStore();
+      return endpoint === undefined ? shared : passwordOf.get(endpoint) ?? "";
+    },
     ssl: false, // TLS is negotiated in openSocket
     sslnegotiation: null,
-    socket: (_options, host, port) => {
+    socket: async (_options, host, port) => {
       const endpoint = host === null
         ? endpoints[0] // one socket directory: postgres.js passes no host
         : byLabel.get(`${host}\0${port}`);
       if (endpoint === undefined) throw new Error(`No endpoint for ${host}:${port}`);
+      const socket = await openSocket(endpoint, c.tls, {
+        timeoutMs,
+        requirePeer: c.requirePeer,
+      });
+      // postgres.js's own checks miss a SCRAM challenge the server never
+      // started (see auth_guard.ts): the server's requests are checked first.
+      const guarded = guardAuthentication(socket, policy, {
+        endpoint,
+        within: (deliver) => attempt.run(endpoint, deliver),
+      });
       // A net.Socket is what SocketLike describes; only its overloaded end() is typed wider.
-      return openSocket(endpoint, c.tls, timeoutMs) as unknown as Promise<postgres.SocketLike>;
+      return guarded as unknown as postgres.SocketLike;
     },
     channel_binding: c.channelBinding,
     require_auth: requireAuthFor(c.requireAuth),
@@ -255,7 +277,7 @@ export async function checkConnection(sql: Sql, connection: PgConnection): Promi
   try {
     await sql`SELECT 1`;
   } catch (error) {
-    const tls = describeTlsFailure(error, connection);
+    const tls = describeRefusal(error, connection);
     throw new DatabaseError(
       "db_connect",
       `Cannot connect to Postgres at ${connection.display}: ${
@@ -271,7 +293,7 @@ function describeConnectFailure(error: unknown, connection: PgConnection): strin
   const code = (error as { code?: unknown } | null)?.code;
   // The server asked for a password and we had none to give: postgres.js
   // sends an empty one, which the server calls a failed authentication.
-  if (code === "28P01" && connection.password === "") {
+  if (code === "28P01" && connection.passwords.every((p) => p === "")) {
     return `the server asks user ${connection.user} for a password and none was given: put it in DATABASE_URL, PGPASSWORD or the password file (~/.pgpass, or PGPASSFILE)`;
   }
   // postgres.js's own timer: the socket opened, the server never answered the start-up.

@@ -89,6 +89,24 @@ const ERROR_CASES: readonly { name: string; argv: string[]; message: string }[] 
       'Unexpected argument "extra" for drain: it takes only flags; see login-etl drain --help',
   },
   {
+    name: "refuses a connection string as an argument without echoing its password",
+    argv: ["migrate", "postgres://app:Hunter2Secret@db/prod"],
+    message:
+      "Unexpected argument for migrate (a connection string with a password, not shown): give the database in DATABASE_URL (or --database-url); see login-etl migrate --help",
+  },
+  {
+    name: "refuses a malformed connection string (a / in the password) without echoing it",
+    argv: ["migrate", "--dry-run", "postgres://app:12/Hunter2Secret@db/prod"],
+    message:
+      "Unexpected argument for migrate (a connection string with a password, not shown): give the database in DATABASE_URL (or --database-url); see login-etl migrate --help",
+  },
+  {
+    name: "refuses a connection string in the command's place without echoing it",
+    argv: ["host=db password=Hunter2Secret", "migrate"],
+    message:
+      "Unknown command (a connection string with a password, not shown): put the command first, and the database in DATABASE_URL; see login-etl --help",
+  },
+  {
     name: "refuses a positional argument after --",
     argv: ["seed", "--", "more"],
     message: 'Unexpected argument "more" for seed: it takes only flags; see login-etl seed --help',

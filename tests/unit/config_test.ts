@@ -467,6 +467,32 @@ Deno.test("resolveConfig() never echoes a secret put where a key id belongs", ()
   }
 });
 
+Deno.test("a connection string given to the wrong flag, variable or key is not echoed", () => {
+  const url = "postgres://app:Hunter2Secret@db/prod";
+  const cases: [Parameters<typeof configError>[1], Parameters<typeof configError>[2], RegExp][] = [
+    [
+      { "log-level": url },
+      WITH_KEY,
+      /^Invalid --log-level \(a connection string with a password, not shown\): must be one of/,
+    ],
+    [
+      { schema: "host=db password=Hunter2Secret" },
+      WITH_KEY,
+      /^Invalid --schema \(a connection string with a password, not shown\): must be/,
+    ],
+    [
+      {},
+      { ...WITH_KEY, LOGIN_ETL_BATCH_SIZE: "postgres://app:12/Hunter2Secret@db/prod" },
+      /^Invalid LOGIN_ETL_BATCH_SIZE \(a connection string with a password, not shown\): must be/,
+    ],
+  ];
+  for (const [flags, env, expected] of cases) {
+    const error = configError("drain", flags, env);
+    assert.match(error.message, expected);
+    assert.ok(!error.message.includes("Hunter2Secret"), error.message);
+  }
+});
+
 Deno.test("a bad value from the config file names the file and its key", () => {
   const file = checkConfigFile(
     "drain",
@@ -601,6 +627,12 @@ const KEY_CASES: readonly {
     command: "seed",
     key: "LOGIN_ETL_CONFIG",
     says: '"LOGIN_ETL_CONFIG": a config file cannot name another',
+  },
+  {
+    command: "migrate",
+    key: "postgres://app:Hunter2Secret@db/prod",
+    says:
+      "a key is a connection string with a password (not shown); keys are flag names without the leading -- (see login-etl migrate --help)",
   },
   {
     command: "drain",
