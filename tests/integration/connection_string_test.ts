@@ -13,7 +13,13 @@ import { loadPgConnection, type PgConnection, resolvePgTarget } from "../../src/
 import { ConfigError, DatabaseError } from "../../src/errors.ts";
 import { DATABASE_URL, uniqueName } from "../helpers/services.ts";
 import { TcpProxy } from "../helpers/tcp_proxy.ts";
-import { type Cluster, makePki, startCluster, type TestPki } from "../helpers/cluster.ts";
+import {
+  type Cluster,
+  makePki,
+  startCluster,
+  TEST_OS_USER,
+  type TestPki,
+} from "../helpers/cluster.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 /** The CA that signed the local server's certificate (for the name localhost only). */
@@ -673,8 +679,8 @@ Deno.test("client certificates, a read-only first host and a Unix socket, agains
             0
           ];
         assert.deepEqual(assertOk(await attempt(kv, {}, via)), { addr: null, ssl: false });
-        // requirepeer: the server runs as postgres (the cluster helper's user when we are root).
-        const server = Deno.uid() === 0 ? "postgres" : Deno.env.get("USER") ?? "";
+        // requirepeer: the server runs as the cluster helper's OS user when we are root, else as us.
+        const server = Deno.uid() === 0 ? TEST_OS_USER : Deno.env.get("USER") ?? "";
         assert.deepEqual(
           assertOk(await attempt(`${kv} requirepeer=${server}`, {}, via)),
           { addr: null, ssl: false },

@@ -462,7 +462,8 @@ eachMajor.test("a role that may not migrate is told to run migrate as the owner;
         "m",
       ),
     );
-    const connection = { ...(await testConnection(pg.url)), user, password };
+    const base = await testConnection(pg.url);
+    const connection = { ...base, user, passwords: base.passwords.map(() => password) };
     const pool = new Database({
       connection,
       schema: db.schema,
