@@ -4,7 +4,7 @@
  * spirit of HPKE base mode (RFC 9180: DHKEM(X25519) + HKDF-SHA256 +
  * AES-256-GCM), with Web Crypto only:
  *
- * - one ephemeral key pair per call of `sealEntries` (a batch): its public
+ * - one ephemeral key pair per call of `SealingKey.seal` (a batch): its public
  *   half `enc` is stored with every entry, so each entry opens on its own;
  * - `dh = X25519(ephemeral private, recipient public)`, refused when all zero;
  * - per entry, 16 random bytes `n`, and `key ‖ nonce = HKDF-SHA256(ikm dh,
@@ -24,8 +24,6 @@
  *
  * @module
  */
-
-import type { Secret } from "../config/secret.ts";
 
 /** First byte of a sealed entry's header (format 1 is the symmetric AES-GCM entry). */
 export const SEALED_FORMAT = 2;
@@ -243,7 +241,8 @@ export class SealingKey {
     const random = options.random ??
       ((n: number) => crypto.getRandomValues(new Uint8Array(n)));
     const ephemeral = options.ephemeralPrivate === undefined
-      ? await crypto.subtle.generateKey({ name: "X25519" }, true, ["deriveBits"]) as CryptoKeyPair
+      // Not extractable: the private half lives in this call only (the public one always exports).
+      ? await crypto.subtle.generateKey({ name: "X25519" }, false, ["deriveBits"]) as CryptoKeyPair
       : await keyPairOf(options.ephemeralPrivate);
     const enc = new Uint8Array(await crypto.subtle.exportKey("raw", ephemeral.publicKey));
     const ikm = await importIkm(await agree(ephemeral.privateKey, this.#key));
@@ -323,16 +322,17 @@ export class OpeningKey {
   }
 
   /**
-   * Imports a raw private key, checking it belongs to `publicKey`.
+   * Imports a raw private key (32 bytes; `Secret.reveal()` of a key set's
+   * `d`), checking it belongs to `publicKey`.
    *
    * @throws {SealError} when it is not an X25519 private key or not `publicKey`'s
    */
   static async create(
     keyId: string,
     publicKey: Uint8Array,
-    privateKey: Secret,
+    privateKey: Uint8Array,
   ): Promise<OpeningKey> {
-    const raw = privateKey.reveal();
+    const raw = privateKey;
     if (raw.length !== X25519_BYTES) {
       throw new SealError(`An X25519 private key is ${X25519_BYTES} bytes, not ${raw.length}`);
     }

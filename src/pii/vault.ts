@@ -167,7 +167,7 @@ export class VaultCipher {
       try {
         sealing.set(id, await SealingKey.create(id, key.publicKey));
         if (key.privateKey !== null) {
-          opening.set(id, await OpeningKey.create(id, key.publicKey, key.privateKey));
+          opening.set(id, await OpeningKey.create(id, key.publicKey, key.privateKey.reveal()));
         }
       } catch (error) {
         const why = error instanceof SealError ? error.message : String(error);

@@ -13,7 +13,6 @@ import {
   hkdfSync,
 } from "node:crypto";
 import fc from "fast-check";
-import { Secret } from "../../src/config/secret.ts";
 import {
   generateVaultPair,
   HEADER_BYTES,
@@ -69,7 +68,7 @@ async function recipientOf(v: Vectors): Promise<{ seal: SealingKey; open: Openin
     open: await OpeningKey.create(
       v.key_id,
       bytes(v.recipient_public),
-      new Secret(bytes(v.recipient_private), "test"),
+      bytes(v.recipient_private),
     ),
   };
 }
@@ -146,7 +145,7 @@ async function freshRecipient(
   const pair = await generateVaultPair();
   return {
     seal: await SealingKey.create(keyId, pair.publicKey),
-    open: await OpeningKey.create(keyId, pair.publicKey, new Secret(pair.privateKey, "t")),
+    open: await OpeningKey.create(keyId, pair.publicKey, pair.privateKey),
     privateKey: pair.privateKey,
   };
 }
@@ -310,7 +309,7 @@ Deno.test("OpeningKey.open() refuses an entry moved to another mask, field or ke
   await assertRefused(open.open(a, { header: sb.header, ciphertext: sa.ciphertext }), refused);
   await assertRefused(open.open(a, { header: sa.header, ciphertext: sb.ciphertext }), refused);
   // Relabelled to another key id of the same pair: the id is in the AAD.
-  const relabelled = await OpeningKey.create("p2", open.publicKey, new Secret(privateKey, "t"));
+  const relabelled = await OpeningKey.create("p2", open.publicKey, privateKey);
   await assertRefused(relabelled.open({ ...a, keyId: "p2" }, sa), refused);
   await assertRefused(open.open({ ...a, keyId: "p2" }, sa), /under key p2, not p1/);
 });
@@ -387,13 +386,13 @@ Deno.test("SealingKey.create() and OpeningKey.create() refuse keys that are not 
   });
   await t.step("a private key of another pair", async () => {
     await assertRefused(
-      OpeningKey.create("p1", pair.publicKey, new Secret(other.privateKey, "t")),
+      OpeningKey.create("p1", pair.publicKey, other.privateKey),
       /does not belong to the public key/,
     );
   });
   await t.step("a private key of 16 bytes", async () => {
     await assertRefused(
-      OpeningKey.create("p1", pair.publicKey, new Secret(pair.privateKey.slice(16), "t")),
+      OpeningKey.create("p1", pair.publicKey, pair.privateKey.slice(16)),
       /32 bytes, not 16/,
     );
   });

@@ -160,6 +160,17 @@ Deno.test("drain with only the public key set writes sealed, padded entries noth
     "the refusal is audited",
   );
 
+  const check = await cli.run(["check", "--for", "recover", "--summary-json"], consumerEnv);
+  assert.equal(check.code, 1, "a failed check");
+  const vaultCheck = (JSON.parse(check.stdout) as {
+    checks: { check: string; status: string; detail: string }[];
+  }).checks.find((c) => c.check === "vault key");
+  assert.equal(vaultCheck?.status, "fail");
+  assert.match(
+    vaultCheck?.detail ?? "",
+    /^key ids p1; current p1 \(sealed\): recover needs the private vault key set/,
+  );
+
   // The recoverer's private key set opens every entry, proven against its mask.
   const recoverer = { PII_VAULT_KEY: "", PII_VAULT_KEY_FILE: keys.privatePath };
   const opened = await openVault(
