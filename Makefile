@@ -24,8 +24,9 @@ export DENO_NO_UPDATE_CHECK := 1
 #   make build ALLOW_NET=sqs.eu-west-1.amazonaws.com,db.internal:5432,0.0.0.0:9464
 # (include the --listen address, and for IRSA or instance roles the STS or
 # metadata hosts the SDK's credential chain calls). --allow-write is there for
-# one file only, drain's --metrics-file (src/ writes nothing else; a test
-# checks); narrow it the same way, e.g. ALLOW_WRITE=/var/lib/node_exporter.
+# drain's --metrics-file and keygen's two key set files (src/ writes nothing
+# else; a test checks); narrow it the same way, e.g.
+# ALLOW_WRITE=/var/lib/node_exporter.
 PERMISSIONS = $(shell $(DENO) eval 'console.log(JSON.parse(Deno.readTextFileSync("deno.json")).tasks.etl.replace(/^deno run /, "").replace(/ src\/main\.ts$$/, ""))')
 ALLOW_NET ?=
 ALLOW_WRITE ?=

@@ -12,7 +12,7 @@ import { ConfigError, UsageError, whyUnreadable } from "../errors.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import { Masker } from "../mask.ts";
 import { actorOf } from "../pii/audit.ts";
-import { assertSeparateKeys, loadKeySet } from "../pii/keyring.ts";
+import { assertSeparateKeys, loadKeySet, loadVaultKeySet } from "../pii/keyring.ts";
 import { VaultCipher } from "../pii/vault.ts";
 
 /** What the PII commands need besides their config. */
@@ -88,25 +88,27 @@ export async function requestedMasks(
   );
 }
 
-/** The vault cipher of the configured key set (refusing one that shares a secret with the HMAC key), or null. */
+/**
+ * The vault cipher of the configured key set (refusing one that shares a
+ * secret with the HMAC key), or null when none is configured. `current`
+ * overrides the set's current key (rekey-vault's target).
+ */
 export async function vaultCipher(
   config: KeySettings,
   warn: (message: string) => void,
-  currentOverride?: string,
+  current?: string,
 ): Promise<VaultCipher | null> {
-  const set = await loadKeySet(config.vaultKey, config.vaultKeyId, warn);
+  const set = await loadVaultKeySet(config.vaultKey, config.vaultKeyId, warn);
   assertSeparateKeys(await loadKeySet(config.hmacKey, config.hmacKeyId), set);
   if (set === null) return null;
-  if (currentOverride !== undefined && !set.keys.has(currentOverride)) {
+  if (current !== undefined && !set.keys.has(current)) {
     throw new ConfigError(
-      `Cannot re-encrypt under vault key "${currentOverride}": the vault key set holds ${
+      `Cannot re-encrypt under vault key "${current}": the vault key set holds ${
         [...set.keys.keys()].join(", ")
       }`,
     );
   }
-  return await VaultCipher.create(
-    currentOverride === undefined ? set : { ...set, current: currentOverride },
-  );
+  return await VaultCipher.create(current === undefined ? set : { ...set, current });
 }
 
 /** Every HMAC key of the configured set, as maskers by key id; empty when none is configured. */

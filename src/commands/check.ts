@@ -25,8 +25,15 @@ import { ident, type Schemas } from "../db/schemas.ts";
 import { formatError } from "../errors.ts";
 import { Masker } from "../mask.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
-import { assertSeparateKeys, type KeySet, loadKeySet } from "../pii/keyring.ts";
-import { VaultCipher } from "../pii/vault.ts";
+import {
+  assertSeparateKeys,
+  type KeySet,
+  loadKeySet,
+  loadVaultKeySet,
+  readableKeyIds,
+  type VaultKeySet,
+} from "../pii/keyring.ts";
+import { READING_KEYS, VaultCipher } from "../pii/vault.ts";
 import { isQueueMissing, queueNameOf, readQueueAttributes } from "../sqs/admin.ts";
 import { createSqsClient } from "../sqs/client.ts";
 
@@ -230,7 +237,7 @@ async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promis
   const results: CheckResult[] = [];
   const fingerprints: [string, string][] = [];
   let hmac: KeySet | null = null;
-  let vault: KeySet | null = null;
+  let vault: VaultKeySet | null = null;
   if (needs.hmac !== "unused") {
     try {
       hmac = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
@@ -250,7 +257,7 @@ async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promis
   }
   if (needs.vault !== "unused") {
     try {
-      vault = await loadKeySet(config.vaultKey, config.vaultKeyId, warn);
+      vault = await loadVaultKeySet(config.vaultKey, config.vaultKeyId, warn);
       if (vault === null) {
         results.push(
           needs.vault === "required"
@@ -260,8 +267,22 @@ async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promis
       } else {
         const cipher = await VaultCipher.create(vault);
         for (const [id, fp] of cipher.fingerprints) fingerprints.push([`vault:${id}`, fp]);
+        const held = `key ids ${[...vault.keys.keys()].join(", ")}; current ${vault.current} (${
+          cipher.seals ? "sealed" : "symmetric"
+        })`;
+        // Recovery and rotations read the vault; consumers only write it.
+        const readable = readableKeyIds(vault);
         results.push(
-          ok("vault key", `key ids ${[...vault.keys.keys()].join(", ")}; current ${vault.current}`),
+          needs.vault === "required" && !cipher.readable
+            ? fail("vault key", `${held}: ${config.for} needs ${READING_KEYS}`)
+            : needs.vault !== "required" && readable.length > 0
+            ? ok(
+              "vault key",
+              `${held}; ${
+                readable.join(", ")
+              } can read the vault, which ${config.for} does not need: give it only the public key set`,
+            )
+            : ok("vault key", held),
         );
       }
     } catch (error) {

@@ -14,7 +14,7 @@ import {
   type PgTarget,
   resolvePgTarget,
 } from "../db/connection.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, UsageError } from "../errors.ts";
 import type { SqsProtocol } from "../sqs/client.ts";
 import { DURATION_FORMS, formatDuration, parseDuration } from "./duration.ts";
 import {
@@ -183,6 +183,15 @@ export interface RekeyConfig extends Base, DatabaseSettings, KeySettings {
   readonly maxRows: number;
 }
 
+/** `keygen`. */
+export interface KeygenConfig extends Base {
+  readonly command: "keygen";
+  /** Id of the new key pair. */
+  readonly vaultId: string;
+  /** Directory the two key set files go in. */
+  readonly out: string;
+}
+
 /** `migrate`. */
 export interface MigrateConfig extends Base, DatabaseSettings {
   readonly command: "migrate";
@@ -193,7 +202,7 @@ export interface MigrateConfig extends Base, DatabaseSettings {
 /** `check`: the services, privileges and keys of another command. */
 export interface CheckConfig extends Base, QueueSettings, DatabaseSettings, KeySettings {
   readonly command: "check";
-  readonly for: Exclude<CommandName, "check" | "demo">;
+  readonly for: Exclude<CommandName, "check" | "demo" | "keygen">;
   readonly summaryJson: boolean;
 }
 
@@ -212,6 +221,7 @@ export type CommandConfig =
   | RecoverConfig
   | ForgetConfig
   | RekeyConfig
+  | KeygenConfig
   | MigrateConfig
   | CheckConfig
   | ReportConfig;
@@ -716,6 +726,21 @@ export function resolveConfig<C extends CommandName>(
         maxRows: read.integer("max-rows"),
       } as RekeyConfig;
       break;
+    case "keygen": {
+      const vaultId = read.string("vault-id");
+      const out = read.string("out");
+      if (vaultId === null || out === null) {
+        throw new UsageError(
+          `keygen needs ${
+            vaultId === null ? "--vault-id ID (the new key pair's id, e.g. p1)" : ""
+          }${vaultId === null && out === null ? " and " : ""}${
+            out === null ? "--out DIR (where to write its two key set files)" : ""
+          }; see login-etl keygen --help`,
+        );
+      }
+      config = { command, ...base(read, warnings), vaultId: read.keyId("vault-id"), out };
+      break;
+    }
     case "migrate":
       config = {
         command,
@@ -793,6 +818,12 @@ const AWS_ENV_NAMES: readonly string[] = [
 ];
 
 /**
+ * The variables that hold secrets themselves (not a path to them): `main.ts`
+ * deletes them from the environment once read.
+ */
+export const SECRET_ENV_NAMES: readonly string[] = ["PII_HMAC_KEY", "PII_VAULT_KEY"];
+
+/**
  * Every environment variable resolution reads: each setting's variable, the
  * inline secrets, the AWS and PG* variables, and libpq's defaults. `main.ts`
  * reads exactly these (not the whole environment, which would need
@@ -803,8 +834,7 @@ export function envNames(): string[] {
   for (const spec of OPTIONS) if (spec.env !== undefined) names.add(spec.env);
   for (
     const name of [
-      "PII_HMAC_KEY",
-      "PII_VAULT_KEY",
+      ...SECRET_ENV_NAMES,
       ...AWS_ENV_NAMES,
       ...PG_ENV_NAMES,
       // libpq's defaults: the password file and CA under HOME, the OS user name.

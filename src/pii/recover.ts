@@ -12,7 +12,13 @@ import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
 import { ConfigError, DatabaseError, type EtlError, UsageError } from "../errors.ts";
 import type { Masker } from "../mask.ts";
 import { noteRefusal } from "./audit.ts";
-import { fromStored, type VaultCipher, type VaultField, VaultIntegrityError } from "./vault.ts";
+import {
+  fromStored,
+  READING_KEYS,
+  type VaultCipher,
+  type VaultField,
+  VaultIntegrityError,
+} from "./vault.ts";
 
 /** Who asks, and why. */
 export interface PiiRequest {
@@ -118,13 +124,23 @@ export async function recover(
       ),
     );
   }
-  if (keys.cipher === null) {
-    await refuse(
+  const cipher = keys.cipher;
+  if (cipher === null) {
+    return await refuse(
       db,
       "recover",
       masks,
       request,
       new ConfigError("Refused: recover needs the vault key (PII_VAULT_KEY or --vault-key-file)"),
+    );
+  }
+  if (!cipher.readable) {
+    return await refuse(
+      db,
+      "recover",
+      masks,
+      request,
+      new ConfigError(`Refused: recover needs ${READING_KEYS}`),
     );
   }
   if (keys.maskers.size === 0) {
@@ -176,7 +192,7 @@ export async function recover(
     let raw: string;
     let why: string | null;
     try {
-      raw = (keys.cipher as VaultCipher).decrypt(fromStored({
+      raw = await cipher.decrypt(fromStored({
         masked_value: row.masked_value,
         field: row.field as VaultField,
         ciphertext: row.ciphertext as Uint8Array,

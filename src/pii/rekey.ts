@@ -2,7 +2,8 @@
  * Key rotation of existing data. `rekey` recomputes masks of existing rows
  * under another HMAC key, using the vault to get back the raw values, so
  * that repeated values stay visible across the rotation. `rekeyVault`
- * re-encrypts vault entries under another vault key. Both work in batches,
+ * re-encrypts vault entries under another vault key (re-seals them, when it
+ * is a key pair). Both work in batches,
  * one transaction each, and pick up where an interrupted run stopped.
  *
  * @module
@@ -14,7 +15,13 @@ import type { Telemetry } from "../ops/telemetry.ts";
 import type { Masker } from "../mask.ts";
 import type { Masked } from "../types.ts";
 import { appendAudit } from "./audit.ts";
-import { fromStored, type StoredVaultRow, type VaultCipher, type VaultField } from "./vault.ts";
+import {
+  fromStored,
+  type StoredVaultRow,
+  type VaultCipher,
+  type VaultField,
+  type VaultInput,
+} from "./vault.ts";
 
 const COLUMN: Readonly<Record<VaultField, "masked_ip" | "masked_device_id">> = {
   ip: "masked_ip",
@@ -105,7 +112,7 @@ export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<
       const found = new Map(vaulted.map((v) => [v.masked_value, v]));
       const oldMasks: string[] = [];
       const newMasks: string[] = [];
-      const entries: { masked: string; ciphertext: string; iv: string; keyId: string }[] = [];
+      const inputs: VaultInput[] = [];
       for (const old of olds) {
         const row = found.get(old);
         if (row === undefined || row.field !== field) {
@@ -114,9 +121,9 @@ export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<
         }
         let raw: string;
         try {
-          raw = cipher.decrypt(fromStored(row));
+          raw = await cipher.decrypt(fromStored(row));
         } catch {
-          // Altered, or under a vault key not in the set: leave it, go on.
+          // Altered, or under a vault key the set cannot read: leave it, go on.
           unlinkable.add(old);
           report.mismatched[field]++;
           options.telemetry.emit({
@@ -140,17 +147,18 @@ export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<
           continue;
         }
         const fresh = await target.mask(field, raw);
-        const entry = cipher.encrypt(field, fresh, raw);
         oldMasks.push(old);
         newMasks.push(fresh);
-        entries.push({
-          masked: fresh,
-          ciphertext: byteaHex(entry.ciphertext),
-          iv: byteaHex(entry.iv),
-          keyId: entry.keyId,
-        });
+        inputs.push({ field, masked: fresh, raw });
       }
       if (oldMasks.length === 0) continue;
+      // One call: a sealing key's one key agreement for the batch.
+      const entries = (await cipher.encryptAll(inputs)).map((entry) => ({
+        masked: entry.masked,
+        ciphertext: byteaHex(entry.ciphertext),
+        iv: byteaHex(entry.iv),
+        keyId: entry.keyId,
+      }));
       try {
         await sql.begin(async (tx) => {
           await tx`
@@ -226,25 +234,31 @@ export async function rekeyVault(
       throw wrap("read the vault", error);
     }
     if (rows.length === 0) break;
-    const updated: { masked: string; ciphertext: string; iv: string }[] = [];
+    const skip = (masked: string) => {
+      skipped.push(masked);
+      failed++;
+      options.telemetry.emit({ type: "RekeySkipped", what: "vault", masked, why: "undecryptable" });
+    };
+    const inputs: VaultInput[] = [];
     for (const row of rows) {
-      let raw: string;
       try {
-        raw = cipher.decrypt(fromStored(row));
+        const raw = await cipher.decrypt(fromStored(row));
+        inputs.push({ field: row.field, masked: row.masked_value as Masked, raw });
       } catch {
-        skipped.push(row.masked_value);
-        failed++;
-        options.telemetry.emit({
-          type: "RekeySkipped",
-          what: "vault",
-          masked: row.masked_value,
-          why: "undecryptable",
-        });
+        skip(row.masked_value);
+      }
+    }
+    const updated: { masked: string; ciphertext: string; iv: string }[] = [];
+    for (const [i, entry] of (await cipher.encryptAll(inputs)).entries()) {
+      // Each new entry is opened again before the old one is overwritten: a
+      // rotation must never leave a value only a key nobody holds can open.
+      const reopened = await cipher.decrypt(entry).catch(() => null);
+      if (reopened !== inputs[i]?.raw) {
+        skip(entry.masked);
         continue;
       }
-      const entry = cipher.encrypt(row.field, row.masked_value as Masked, raw);
       updated.push({
-        masked: row.masked_value,
+        masked: entry.masked,
         ciphertext: byteaHex(entry.ciphertext),
         iv: byteaHex(entry.iv),
       });

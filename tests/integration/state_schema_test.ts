@@ -161,7 +161,7 @@ eachMajor.test("a database at version 5 with its sql/roles.sql moves to the stat
     const cipher = await cipherOf(VAULT_SECRET);
     const oldIp = "192.0.2.55";
     const oldMask = k1.mask("ip", oldIp);
-    const entry = cipher.encrypt("ip", oldMask as Masked, oldIp);
+    const entry = await cipher.encrypt("ip", oldMask as Masked, oldIp);
     await db.sql`INSERT INTO ${data}.user_logins VALUES
       ('u0', 'ios', ${oldMask}, ${k1.mask("device_id", "dev-0")}, 'DE', 2003000, CURRENT_DATE)`;
     await db.sql`INSERT INTO ${data}.login_etl_vault (masked_value, field, ciphertext, iv, key_id)

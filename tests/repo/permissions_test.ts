@@ -60,7 +60,7 @@ Deno.test("the etl task allows the variables the libraries were seen to read", a
   });
 });
 
-Deno.test("the binary may write, and src/ writes one file only: drain's --metrics-file", async () => {
+Deno.test("the binary may write, and src/ writes only drain's --metrics-file and keygen's key sets", async () => {
   assert.ok(
     permissionFlags().includes("--allow-write"),
     "--allow-write, narrowed by make build ALLOW_WRITE=",
@@ -78,6 +78,10 @@ Deno.test("the binary may write, and src/ writes one file only: drain's --metric
     "src/commands/_setup.ts remove",
     "src/commands/_setup.ts rename",
     "src/commands/_setup.ts writeTextFile",
+    "src/pii/keygen.ts chmod",
+    "src/pii/keygen.ts mkdir",
+    "src/pii/keygen.ts remove",
+    "src/pii/keygen.ts writeTextFile",
   ]);
 });
 

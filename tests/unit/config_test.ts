@@ -8,7 +8,7 @@ import {
   type FileLayer,
   resolveConfig,
 } from "../../src/config/resolve.ts";
-import { ConfigError } from "../../src/errors.ts";
+import { ConfigError, UsageError } from "../../src/errors.ts";
 
 const KEY = "a-test-secret-of-at-least-32-bytes!!"; // 36 bytes
 const WITH_KEY = { PII_HMAC_KEY: KEY } as const;
@@ -812,4 +812,58 @@ Deno.test("resolveConfig() refuses a bad --max-duration in one line naming where
       assert.equal(configError("drain", c.flags, { ...WITH_KEY, ...c.env }).message, c.expected);
     });
   }
+});
+
+Deno.test("resolveConfig() reads keygen's --vault-id and --out from flags or env, and refuses either missing or a bad id", async (t) => {
+  await t.step("flags", () => {
+    const config = resolveConfig("keygen", { "vault-id": "p1", out: "/keys/p1" }, {});
+    assert.deepEqual([config.vaultId, config.out], ["p1", "/keys/p1"]);
+  });
+  await t.step("env", () => {
+    const config = resolveConfig("keygen", {}, {
+      LOGIN_ETL_KEYGEN_VAULT_ID: "p2",
+      LOGIN_ETL_KEYGEN_OUT: "/keys/p2",
+    });
+    assert.deepEqual([config.vaultId, config.out], ["p2", "/keys/p2"]);
+  });
+  const refusals: { name: string; flags: Flags; expected: string }[] = [
+    {
+      name: "neither",
+      flags: {},
+      expected:
+        "keygen needs --vault-id ID (the new key pair's id, e.g. p1) and --out DIR (where to write its two key set files); see login-etl keygen --help",
+    },
+    {
+      name: "no --out",
+      flags: { "vault-id": "p1" },
+      expected:
+        "keygen needs --out DIR (where to write its two key set files); see login-etl keygen --help",
+    },
+    {
+      name: "no --vault-id",
+      flags: { out: "d" },
+      expected:
+        "keygen needs --vault-id ID (the new key pair's id, e.g. p1); see login-etl keygen --help",
+    },
+  ];
+  for (const c of refusals) {
+    await t.step(c.name, () => {
+      assert.throws(() => resolveConfig("keygen", c.flags, {}), (error: unknown) => {
+        assert.ok(error instanceof UsageError);
+        assert.equal(error.exitCode, 2);
+        assert.equal(error.message, c.expected);
+        return true;
+      });
+    });
+  }
+  await t.step("an id that is not a key id, not echoed", () => {
+    const secret = "a secret pasted where the id belongs";
+    assert.throws(
+      () => resolveConfig("keygen", { "vault-id": secret, out: "d" }, {}),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        /^Invalid --vault-id \(36 characters\)/.test(error.message) &&
+        !error.message.includes(secret),
+    );
+  });
 });

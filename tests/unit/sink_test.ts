@@ -147,7 +147,10 @@ Deno.test("localSink() with a vault marks values vaulted only once their batch c
     current: "v1",
     keys: new Map([[
       "v1",
-      new Secret(new TextEncoder().encode("vault key of the tests, 32+ bytes"), "t"),
+      {
+        kind: "secret",
+        secret: new Secret(new TextEncoder().encode("vault key of the tests, 32+ bytes"), "t"),
+      },
     ]]),
   });
   // A store whose first write gets no answer in time (a lock holds it), then the real one.

@@ -267,13 +267,13 @@ Deno.test("recover refuses tampered, swapped, injected and unknown-key vault ent
   // Swapped and re-encrypted by someone holding the vault key (a consumer
   // host): ip 6's entry now holds ip 1's value, sealed for ip 6's mask, so it
   // decrypts cleanly. Only the mask check can tell.
-  const resealed = cipher.encrypt("ip", ip(6) as Masked, "192.0.2.11");
+  const resealed = await cipher.encrypt("ip", ip(6) as Masked, "192.0.2.11");
   await db.sql`
     UPDATE login_etl_vault SET ciphertext = ${hex(resealed.ciphertext)},
       iv = ${hex(resealed.iv)} WHERE masked_value = ${ip(6)}`;
   // Injected: an entry for a mask never vaulted, sealed correctly, holding another value.
   const ghost = k1.mask("ip", "198.51.100.200");
-  const injected = cipher.encrypt("ip", ghost as Masked, "10.9.9.9");
+  const injected = await cipher.encrypt("ip", ghost as Masked, "10.9.9.9");
   await db.sql`
     INSERT INTO login_etl_vault (masked_value, field, ciphertext, iv, key_id)
     VALUES (${ghost}, 'ip', ${hex(injected.ciphertext)}, ${hex(injected.iv)}, 'v1')`;
