@@ -162,13 +162,23 @@ async function readKeySet(
       try {
         bytes = await Deno.readFile(source.path);
       } catch (error) {
-        throw new ConfigError(`Cannot read ${source.origin}: ${whyUnreadable(error)}`, {
-          cause: error,
-        });
+        // A path that is no file is often the key itself, pasted into the file
+        // setting: never echoed, whatever it looks like. Nor is the cause kept
+        // then, since Deno's message names the path (--verbose prints it).
+        if (error instanceof Deno.errors.NotFound) {
+          throw new ConfigError(
+            `Cannot read ${source.setting}: no such file (is a key in the file setting's place? put keys in ${source.inlineEnv})`,
+          );
+        }
+        throw new ConfigError(
+          `Cannot read ${source.origin}: ${whyUnreadable(error)}`,
+          source.pathShown ? { cause: error } : {},
+        );
       }
       const exposure = await keyFileExposure(source.path);
       if (exposure !== null) {
-        warn(`${source.origin} is ${exposure}; run: chmod 0400 ${source.path}`);
+        const fix = source.pathShown ? `run: chmod 0400 ${source.path}` : "chmod it 0400";
+        warn(`${source.origin} is ${exposure}; ${fix}`);
       }
       return parseKeySet(bytes, source.origin, defaultId);
     }
