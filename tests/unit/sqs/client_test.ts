@@ -9,6 +9,7 @@ import {
   type SqsEndpoint,
 } from "../../../src/sqs/client.ts";
 import { chunkBySize } from "../../../src/sqs/_batch.ts";
+import { isTransientAwsError } from "../../../src/sqs/_errors.ts";
 
 const LOCAL_QUEUE = "http://localhost:4566/000000000000/login-queue";
 const AWS_QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/login-queue";
@@ -247,5 +248,30 @@ Deno.test("createSqsClient() treats a trailing-dot AWS host as AWS: its region, 
     assert.equal(connection.client.config.endpoint, undefined);
   } finally {
     connection.client.destroy();
+  }
+});
+
+Deno.test("isTransientAwsError() never waits out a permission the runtime refused", async (t) => {
+  const fault = (name: string, $fault: "client" | "server") =>
+    Object.assign(new Error(name), { name, $fault });
+  const cases: { name: string; error: unknown; expected: boolean }[] = [
+    {
+      name: "NotCapable (a sys permission the flags lack)",
+      error: new Deno.errors.NotCapable('Requires sys access to "ca"'),
+      expected: false,
+    },
+    {
+      name: "PermissionDenied",
+      error: new Deno.errors.PermissionDenied("denied"),
+      expected: false,
+    },
+    { name: "a refused connection", error: new Error("connect ECONNREFUSED"), expected: true },
+    { name: "a server fault", error: fault("InternalError", "server"), expected: true },
+    { name: "a missing queue", error: fault("QueueDoesNotExist", "client"), expected: false },
+  ];
+  for (const c of cases) {
+    await t.step(`isTransientAwsError() is ${c.expected} for ${c.name}`, () => {
+      assert.equal(isTransientAwsError(c.error), c.expected);
+    });
   }
 });
