@@ -13,8 +13,13 @@
 --
 -- The data schema holds what analysts read (user_logins, its views,
 -- app_version_text); the state schema holds login-etl's own tables and
--- functions, and the analyst role has no USAGE on it, so nothing in it is even
--- visible by name to analysts. Neither the consumer nor the recoverer has any
+-- functions, and the analyst role has no USAGE on it, so an analyst can read,
+-- write or call nothing in it. Postgres still shows every role the system
+-- catalogs and statistics views: an analyst can list the state schema's
+-- table, view and function names (pg_class, pg_proc), read their row counts
+-- (pg_class.reltuples, pg_stat_user_tables: how many rejects, vault entries
+-- and audit rows there are) and the functions' source (pg_proc.prosrc), but
+-- no row of any table. Neither the consumer nor the recoverer has any
 -- privilege on the vault or the audit trail. They reach them only through
 -- SECURITY DEFINER functions owned by login_etl_owner, which audit in the same
 -- transaction under session_user (the login role, whatever SET ROLE says): the

@@ -14,7 +14,7 @@ import {
   type PgTarget,
   resolvePgTarget,
 } from "../db/connection.ts";
-import { ConfigError, UsageError } from "../errors.ts";
+import { ConfigError, redactSecrets, UsageError } from "../errors.ts";
 import type { SqsProtocol } from "../sqs/client.ts";
 import { DURATION_FORMS, formatDuration, parseDuration } from "./duration.ts";
 import {
@@ -24,7 +24,7 @@ import {
   OPTIONS,
   type OptionSpec,
 } from "./options.ts";
-import { type KeySource, Secret } from "./secret.ts";
+import { type KeySource, looksLikeKey, Secret } from "./secret.ts";
 import { flagSpelling, listOf, nearestName, sameName } from "./suggest.ts";
 
 /** Raw values from the command line, keyed by flag name. */
@@ -242,13 +242,9 @@ function specOf(flag: string): OptionSpec {
 }
 
 function invalid(source: Source, raw: string, must: string): ConfigError {
-  // A connection string given to the wrong flag (or key) is not echoed: it holds a password.
-  if (holdsPassword(raw)) {
-    return new ConfigError(
-      `Invalid ${source.kind === "file" ? "value for " : ""}${source.name} (${HIDDEN}): ${must}`,
-    );
-  }
-  const shown = raw.length > 60 ? `${raw.slice(0, 57)}...` : raw;
+  // Redacted before it is cut: a cut can leave a password without the `@` that marks it.
+  const redacted = redactSecrets(raw);
+  const shown = redacted.length > 60 ? `${redacted.slice(0, 57)}...` : redacted;
   // A file's key and name are both quoted: the value goes first, or it reads as part of the path.
   return new ConfigError(
     source.kind === "file"
@@ -262,9 +258,6 @@ function rangeText(spec: OptionSpec, what: string): string {
     ? `must be ${what} from ${spec.min} to ${spec.max}`
     : `must be ${what}`;
 }
-
-/** What a message says in place of text that holds a password. */
-export const HIDDEN = "a connection string with a password, not shown";
 
 /**
  * True for a URL with a password in it, e.g. `postgres://user:pw@host/db`,
@@ -413,10 +406,15 @@ class Reader {
   ): KeySource {
     const file = this.string(what.fileFlag);
     if (file !== null) {
+      const setting = this.lookup(what.fileFlag).source.name;
+      const pathShown = !looksLikeKey(file);
       return {
         kind: "file",
         path: file,
-        origin: `${this.lookup(what.fileFlag).source.name} "${file}"`,
+        origin: pathShown ? `${setting} "${file}"` : setting,
+        setting,
+        pathShown,
+        inlineEnv: what.inlineEnv,
       };
     }
     const inline = this.#layers.env[what.inlineEnv];
@@ -452,6 +450,12 @@ function base(read: Reader, warnings: string[]): Base {
 }
 
 const QUEUE_URL_EXAMPLE = "http://localhost:4566/000000000000/login-queue";
+/**
+ * Why a queue URL may not carry a user or password: SQS never reads them (it
+ * takes signed requests), and the URL is logged, so they would only leak.
+ */
+const NO_USERINFO =
+  "must not hold a user or password: SQS requests are signed with AWS credentials (AWS_* variables or a profile)";
 
 function queueSettings(read: Reader): QueueSettings {
   const { raw, source } = read.lookup("queue-url");
@@ -462,6 +466,9 @@ function queueSettings(read: Reader): QueueSettings {
   } catch { /* reported below */ }
   if (parsed === null || !/^https?:$/.test(parsed.protocol)) {
     throw invalid(source, queueUrl, `must be an http(s) URL like ${QUEUE_URL_EXAMPLE}`);
+  }
+  if (parsed.username !== "" || parsed.password !== "") {
+    throw invalid(source, queueUrl, NO_USERINFO);
   }
   if (parsed.pathname.split("/").filter((s) => s !== "").length < 1) {
     throw invalid(
@@ -501,6 +508,7 @@ function rejectQueueUrl(read: Reader, queueUrl: string): string | null {
   if (parsed === null || !/^https?:$/.test(parsed.protocol) || parsed.pathname.length < 2) {
     throw invalid(source, raw, `must be an SQS queue URL like ${QUEUE_URL_EXAMPLE}`);
   }
+  if (parsed.username !== "" || parsed.password !== "") throw invalid(source, raw, NO_USERINFO);
   if (sameQueue(parsed, new URL(queueUrl))) {
     throw invalid(
       source,
@@ -917,6 +925,13 @@ export function checkConfigFile(
 }
 
 /**
+ * What a setting's name can look like in any spelling we recognise (`max-rows`,
+ * `max_rows`, `maxRows`, `LOGIN_ETL_MAX_ROWS`), with room for a typo; the longest
+ * variable name is 31 characters. Any other key is not echoed.
+ */
+const SETTING_NAME_LIKE = /^[A-Za-z0-9_-]{1,40}$/;
+
+/**
  * Why a config-file key is not taken, and what to write instead: the flag it
  * spells another way (`max_rows`, `maxRows`, or its variable
  * `LOGIN_ETL_MAX_ROWS`), the commands it belongs to, or the nearest setting.
@@ -926,10 +941,9 @@ function unknownKey(
   command: CommandName,
   accepted: (spec: OptionSpec) => boolean,
 ): string {
-  if (holdsPassword(key)) {
-    return `a key is ${
-      HIDDEN.replace(", not shown", " (not shown)")
-    }; keys are flag names without the leading -- (see login-etl ${command} --help)`;
+  if (!SETTING_NAME_LIKE.test(key)) {
+    // Not echoed: a connection string or key pasted as a key must not reach a log.
+    return `a key that is not a setting name (${key.length} characters) is not a setting of ${command}; keys are flag names without the leading -- (see login-etl ${command} --help), and secrets belong in the environment`;
   }
   const own = OPTIONS.filter(accepted).map((o) => o.flag);
   const byEnv = OPTIONS.find((o) => o.env !== undefined && o.env === key.toUpperCase());

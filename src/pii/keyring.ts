@@ -350,9 +350,18 @@ async function readKeyBytes(
       try {
         bytes = await Deno.readFile(source.path);
       } catch (error) {
-        throw new ConfigError(`Cannot read ${source.origin}: ${whyUnreadable(error)}`, {
-          cause: error,
-        });
+        // A path that is no file is often the key itself, pasted into the file
+        // setting: never echoed, whatever it looks like. Nor is the cause kept
+        // then, since Deno's message names the path (--verbose prints it).
+        if (error instanceof Deno.errors.NotFound) {
+          throw new ConfigError(
+            `Cannot read ${source.setting}: no such file (is a key in the file setting's place? put keys in ${source.inlineEnv})`,
+          );
+        }
+        throw new ConfigError(
+          `Cannot read ${source.origin}: ${whyUnreadable(error)}`,
+          source.pathShown ? { cause: error } : {},
+        );
       }
       const exposure = await keyFileExposure(source.path);
       return {
@@ -360,7 +369,9 @@ async function readKeyBytes(
         origin: source.origin,
         exposure: exposure === null
           ? null
-          : `${source.origin} is ${exposure}; run: chmod 0400 ${source.path}`,
+          : `${source.origin} is ${exposure}; ${
+            source.pathShown ? `run: chmod 0400 ${source.path}` : "chmod it 0400"
+          }`,
       };
     }
   }

@@ -3,7 +3,7 @@
 // errors or when a key set is printed; vault key sets with X25519 key pairs,
 // what a writer keeps of them, and their JSON.
 import assert from "node:assert/strict";
-import { Secret } from "../../src/config/secret.ts";
+import { type KeyFile, Secret } from "../../src/config/secret.ts";
 import { ConfigError } from "../../src/errors.ts";
 import {
   assertSeparateKeys,
@@ -21,6 +21,18 @@ import {
 const encoder = new TextEncoder();
 const A = "a".repeat(32);
 const B = "secret-b ".repeat(4);
+
+/** A key file source as resolution builds it for a path that may be shown. */
+function fileSource(path: string, setting: string, inlineEnv: string): KeyFile {
+  return {
+    kind: "file",
+    path,
+    origin: `${setting} "${path}"`,
+    setting,
+    pathShown: true,
+    inlineEnv,
+  };
+}
 
 function ids(set: { keys: ReadonlyMap<string, Secret> }): Record<string, string> {
   return Object.fromEntries(
@@ -197,7 +209,7 @@ Deno.test("loadKeySet() reads each kind of source", async (t) => {
     try {
       await Deno.writeTextFile(path, JSON.stringify({ current: "v2", keys: { v1: A, v2: B } }));
       const set = await loadKeySet(
-        { kind: "file", path, origin: `--vault-key-file "${path}"` },
+        fileSource(path, "--vault-key-file", "PII_VAULT_KEY"),
         "v1",
       );
       assert.equal(set?.current, "v2");
@@ -206,16 +218,13 @@ Deno.test("loadKeySet() reads each kind of source", async (t) => {
       await Deno.remove(path);
     }
   });
-  await t.step("a missing file is a ConfigError naming the flag", async () => {
+  await t.step("a missing file is a ConfigError naming the flag, not the path", async () => {
     await assert.rejects(
-      loadKeySet({
-        kind: "file",
-        path: "/nonexistent/k",
-        origin: '--vault-key-file "/nonexistent/k"',
-      }, "v1"),
+      loadKeySet(fileSource("/nonexistent/k", "--vault-key-file", "PII_VAULT_KEY"), "v1"),
       (error: unknown) =>
         error instanceof ConfigError &&
-        error.message === 'Cannot read --vault-key-file "/nonexistent/k": no such file',
+        error.message ===
+          "Cannot read --vault-key-file: no such file (is a key in the file setting's place? put keys in PII_VAULT_KEY)",
     );
   });
 });
@@ -224,7 +233,7 @@ Deno.test("loadKeySet() warns when others or a foreign group may read the key fi
   const dir = await Deno.makeTempDir();
   const path = `${dir}/hmac.key`;
   await Deno.writeTextFile(path, "r4Nd0m-looking/s3cret+w1th_many=chars9");
-  const source = { kind: "file" as const, path, origin: `--hmac-key-file "${path}"` };
+  const source = fileSource(path, "--hmac-key-file", "PII_HMAC_KEY");
   const warningsAt = async (mode: number, gid?: number) => {
     await Deno.chmod(path, mode);
     if (gid !== undefined) await Deno.chown(path, null, gid);
@@ -251,6 +260,45 @@ Deno.test("loadKeySet() warns when others or a foreign group may read the key fi
         assert.match(warning ?? "", new RegExp(`readable by group ${other} \\(mode 440\\)`));
       });
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadKeySet() never names a key file whose name looks like a key", async (t) => {
+  const dir = await Deno.makeTempDir();
+  const name = "q8Jv3kZ0aTq1YbW5pL7sN2xR4mC6dE9fH0gI1jK2lM3=";
+  const source: KeyFile = {
+    kind: "file",
+    path: `${dir}/${name}`,
+    origin: "PII_HMAC_KEY_FILE",
+    setting: "PII_HMAC_KEY_FILE",
+    pathShown: false,
+    inlineEnv: "PII_HMAC_KEY",
+  };
+  try {
+    await t.step("missing", async () => {
+      const error = await loadKeySet(source, "k1").then(() => null, (e: unknown) => e);
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(
+        error.message,
+        "Cannot read PII_HMAC_KEY_FILE: no such file (is a key in the file setting's place? put keys in PII_HMAC_KEY)",
+      );
+    });
+    await t.step("readable by others", async () => {
+      await Deno.writeTextFile(source.path, "r4Nd0m-looking/s3cret+w1th_many=chars9");
+      await Deno.chmod(source.path, 0o644);
+      const warnings: string[] = [];
+      await loadKeySet(source, "k1", (w) => warnings.push(w));
+      assert.deepEqual(warnings, [
+        "PII_HMAC_KEY_FILE is readable by others (mode 644); chmod it 0400",
+      ]);
+    });
+    await t.step("too short", async () => {
+      await Deno.writeTextFile(source.path, "short");
+      const error = await loadKeySet(source, "k1").then(() => null, (e: unknown) => e);
+      assert.ok(error instanceof ConfigError && !error.message.includes(name), String(error));
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -444,7 +492,7 @@ Deno.test("loadVaultKeySet() warns about a readable private key file, not about 
     const warningsOf = async (path: string) => {
       const warnings: string[] = [];
       await loadVaultKeySet(
-        { kind: "file", path, origin: `--vault-key-file "${path}"` },
+        { ...fileSource(path, "--vault-key-file", "PII_VAULT_KEY") },
         "v1",
         (w) => warnings.push(w),
       );

@@ -227,7 +227,7 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
         const [v] = await asAnalyst<{ v: string }[]>`SELECT app_version_text(2003000) AS v`;
         assert.equal(v?.v, "2.3.0");
         // Everything of login-etl's own is in the state schema, which the
-        // analyst may not even look into: each name is refused.
+        // analyst may not use: each statement naming one of its objects is refused.
         const state = `"${db.stateSchema}"`;
         for (
           const statement of [
@@ -263,6 +263,36 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
           SELECT * FROM login_etl_migrations ORDER BY version DESC LIMIT 1`;
         assert.deepEqual(Object.keys(guard[0] ?? {}), ["version", "name", "state_schema"]);
         await assert.rejects(asAnalyst.unsafe("DELETE FROM user_logins"), denied);
+      },
+    );
+
+    await t.step(
+      "an analyst user still sees the state schema's catalog: names, row counts and function bodies, never contents",
+      async () => {
+        // Postgres shows every role the system catalogs and statistics views;
+        // no USAGE hides only what the schema's objects hold (docs/pii.md).
+        const asAnalyst = connectAs(analystUser);
+        const tables = await asAnalyst<{ name: string }[]>`
+          SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = ${db.stateSchema} AND c.relkind IN ('r', 'p') ORDER BY 1`;
+        const names = tables.map((r) => r.name);
+        for (const name of ["login_etl_audit", "login_etl_rejects", "login_etl_vault"]) {
+          assert.ok(names.includes(name), `${name} in ${names.join(", ")}`);
+        }
+        const stats = await asAnalyst<{ name: string; live: number | string }[]>`
+          SELECT relname AS name, n_live_tup AS live FROM pg_stat_user_tables
+          WHERE schemaname = ${db.stateSchema} AND relname = 'login_etl_audit'`;
+        assert.equal(stats.length, 1, "the audit trail's row count (an estimate) is readable");
+        assert.ok(Number.isInteger(Number(stats[0]?.live)));
+        const [body] = await asAnalyst<{ src: string }[]>`
+          SELECT p.prosrc AS src FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname = ${db.stateSchema} AND p.proname = 'login_etl_recover'`;
+        assert.match(body?.src ?? "", /login_etl_vault/, "a function's body is readable");
+        // The contents stay out of reach, through the catalog too.
+        await assert.rejects(
+          asAnalyst.unsafe(`SELECT * FROM "${db.stateSchema}".login_etl_vault`),
+          denied,
+        );
       },
     );
 
