@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { AUDIT_NOTE_MAX_MASKS } from "../../../src/db/migrations.ts";
-import { Cli, drain, maskerOf, PEOPLE } from "../../helpers/pii.ts";
+import { assertRefused, Cli, drain, maskerOf, PEOPLE } from "../../helpers/pii.ts";
 import { failureLine } from "../../helpers/cli.ts";
 import { hostileDb, STATE } from "../../helpers/hostile.ts";
 import { eachMajor } from "../../helpers/majors.ts";
@@ -172,6 +172,34 @@ eachMajor.test("release only after its audit commits: a rollback, a savepoint, a
       );
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.stdout, `${ip}\tip\t203.0.113.7\n`);
+    },
+  );
+
+  await t.step(
+    "a release that fails after its request committed: exit 1, nothing printed, audited released then failed",
+    async () => {
+      const release = `${STATE}.login_etl_release(bigint)`;
+      await db.admin.unsafe(`REVOKE EXECUTE ON FUNCTION ${release} FROM "${db.groups.recoverer}"`);
+      try {
+        const before = await audits();
+        const result = await cli.run(
+          ["recover", "--masked", ip, "--reason", "INC-11", "--actor", "alice"],
+          as(db.users.recoverer),
+          { revealing: true },
+        );
+        assertRefused(
+          result,
+          1,
+          /^error: Cannot recover: the release of ticket \d+ failed: permission denied for function login_etl_release/,
+        );
+        const trail = await db.admin<{ outcome: string }[]>`
+          SELECT outcome FROM ${db.admin(STATE)}.login_etl_audit
+          WHERE masked_value = ${ip} ORDER BY id DESC LIMIT 2`;
+        assert.deepEqual(trail.map((r) => r.outcome).reverse(), ["released", "failed"]);
+        assert.equal(await audits(), before + 2);
+      } finally {
+        await db.admin.unsafe(`GRANT EXECUTE ON FUNCTION ${release} TO "${db.groups.recoverer}"`);
+      }
     },
   );
 
