@@ -2,8 +2,9 @@
  * `check`: a preflight for another command (`--for`, default drain), like
  * `vector validate`. One line per check: the keys, the queue (read with
  * GetQueueAttributes, which touches no message), Postgres and its TLS, the
- * schema version, the privileges the command needs, and the key ids against
- * their recorded fingerprints. Nothing is written. Services are given a
+ * schema version, who else may create in the schemas login-etl's SQL
+ * searches, the privileges the command needs, and the key ids against their
+ * recorded fingerprints. Nothing is written. Services are given a
  * few seconds each and checked side by side, so an unreachable one answers
  * within 10 s.
  *
@@ -22,6 +23,7 @@ import {
 } from "../db/pool.ts";
 import { type SchemaState, schemaState } from "../db/schema.ts";
 import { ident, type Schemas } from "../db/schemas.ts";
+import { describeUntrusted, findUntrusted } from "../db/search_path.ts";
 import { formatError } from "../errors.ts";
 import { Masker } from "../mask.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
@@ -109,7 +111,8 @@ function privilegesFor(target: Target, vault: boolean): readonly Privilege[] {
         : CONSUMER;
     case "recover":
       return [
-        fn("login_etl_recover(text[],text,text)"),
+        fn("login_etl_release_request(text[],text,text)"),
+        fn("login_etl_release(bigint)"),
         fn("login_etl_audit_note(text,text[],text,text,text,text)"),
         fn("login_etl_audit_list(bigint,integer)"),
       ];
@@ -427,6 +430,9 @@ async function checkDatabase(
         ),
       );
     }
+    results.push(
+      await checkCreators(sql, schemas, config.for === "migrate" || state.pending.length > 0),
+    );
     if (config.for === "migrate") return results;
     const wanted = privilegesFor(config.for, keys.vault);
     if (wanted.length > 0) {
@@ -451,6 +457,29 @@ async function checkDatabase(
     results.push(fail("postgres", `a check query failed: ${describeDbError(error)}`));
   }
   return results;
+}
+
+/**
+ * Who may plant code where login-etl's migrations and SECURITY DEFINER
+ * functions look up what they call: the data and state schemas must let
+ * nobody but superusers, their owners and the owner of login-etl's tables
+ * create in them, nor hold another role's functions, operators or types
+ * (search_path.ts). The checking role is trusted too when it is the one
+ * about to migrate (`--for migrate`, or a command that migrates at start).
+ */
+async function checkCreators(
+  sql: Sql,
+  schemas: Schemas,
+  migrating: boolean,
+): Promise<CheckResult> {
+  const [me] = await sql<{ name: string }[]>`SELECT CURRENT_USER::text AS name`;
+  const found = await findUntrusted(sql, schemas, migrating ? [me?.name ?? ""] : []);
+  return found.length === 0
+    ? ok(
+      "schema rights",
+      `only trusted roles may create in schemas ${schemas.schema} and ${schemas.stateSchema}, and nothing of another role's is there`,
+    )
+    : fail("schema rights", describeUntrusted(found));
 }
 
 /** The configured key ids against the fingerprints recorded with them. */

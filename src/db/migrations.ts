@@ -50,8 +50,10 @@ type Caller = "login_etl_consumer" | "pii_recoverer";
 
 /**
  * A function whose body runs with its owner's rights, created for the
- * schema it lives in: `search_path` is pinned to that schema and then
- * pg_temp, so a caller's temporary objects can never stand in for ours.
+ * schema it lives in, as versions 2 and 5 made them (released, so kept as
+ * they were; version 7 makes them again with `stateDefiner`): `search_path`
+ * is pinned to that schema and then pg_temp, so a caller's temporary
+ * objects can never stand in for ours.
  * Nobody but its owner and `callers` (where those roles exist) may execute
  * it, from the moment it exists: Postgres would otherwise let PUBLIC. The DO
  * block lets one text serve both `migrate` and `psql -f` (the body's `%`
@@ -81,6 +83,76 @@ $body$$f$, current_schema());
   REVOKE ALL ON FUNCTION ${name}(${types}) FROM PUBLIC;
   FOR caller IN SELECT rolname FROM pg_roles WHERE rolname IN (${callers}) LOOP
     EXECUTE format('GRANT EXECUTE ON FUNCTION ${name}(${types}) TO %I', caller);
+  END LOOP;
+END $do$`;
+}
+
+/**
+ * The state schema's name in SQL that runs with the data schema in
+ * `search_path` (migrations from version 7 on, sql/roles.sql): as
+ * `STATE_SCHEMA_SETTING`, with the call qualified.
+ */
+export const QUALIFIED_STATE_SCHEMA_SETTING =
+  "COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl')";
+
+/**
+ * A mask as `mask.ts` makes it, for the functions that take masks: a key id
+ * (KEY_ID_PATTERN of config/options.ts), a colon and the 43 characters of
+ * an unpadded base64url HMAC-SHA256.
+ */
+export const MASK_SQL_PATTERN = "^[A-Za-z0-9_-]{1,16}:[A-Za-z0-9_-]{43}$";
+
+/**
+ * Most masks `login_etl_audit_note` records in one call: any caller may
+ * note a refusal under any actor, so one call must not write an unbounded
+ * number of rows (`noteRefusal` sends larger lists in slices).
+ */
+export const AUDIT_NOTE_MAX_MASKS = 1000;
+
+/**
+ * A SECURITY DEFINER function in the state schema, from version 7 on. Its
+ * `search_path` is pg_catalog, the state schema, then pg_temp, and its body
+ * qualifies every function it calls (`pg_catalog.unnest`, not `unnest`) and
+ * every table (`{state}.login_etl_vault`): pg_catalog first does not stop a
+ * better-matching overload in a later schema (`unnest(text[])` beats
+ * `pg_catalog.unnest(anyarray)`), so only qualification keeps the body from
+ * calling what someone able to create in the state schema planted there.
+ * Operators are left bare where both operands are of exactly the built-in
+ * types they take, since pg_catalog's then wins the tie by coming first.
+ *
+ * In `body` and `returns`, `{state}` is the state schema as an identifier
+ * and `{state_literal}` as a string literal (for dynamic SQL). Nobody but
+ * the owner and `callers` (where those roles exist) may execute it.
+ * `CREATE OR REPLACE` keeps the owner and grants of a function that exists.
+ */
+function stateDefiner(
+  signature: string,
+  options: {
+    readonly returns: string;
+    readonly language: "sql" | "plpgsql";
+    readonly callers: readonly Caller[];
+    readonly body: string;
+  },
+): string {
+  const name = signature.slice(0, signature.indexOf("("));
+  const types = signature.slice(signature.indexOf("(") + 1, -1).split(",")
+    .map((p) => p.trim().split(/\s+/).slice(1).join(" ")).join(", ");
+  const callers = options.callers.map((c) => `'${c}'`).join(", ");
+  const placeholders = (text: string) =>
+    text.replaceAll("%", "%%").replaceAll("{state_literal}", "%1$L").replaceAll("{state}", "%1$I");
+  return `DO $do$
+DECLARE
+  state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.${signature} RETURNS ${placeholders(options.returns)}
+LANGUAGE ${options.language} SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+${placeholders(options.body.trim())}
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.${name}(${types}) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN (${callers}) LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.${name}(${types}) TO %I', state, caller);
   END LOOP;
 END $do$`;
 }
@@ -589,6 +661,313 @@ BEGIN
 END $$`,
 ];
 
+/** Most minutes between a release ticket's request and its release. */
+const RELEASE_TICKET_MINUTES = 10;
+
+/**
+ * Version 7: no hijackable definer code, and release only after its audit
+ * commits.
+ *
+ * Every SECURITY DEFINER function is created again (`stateDefiner`):
+ * `search_path` pg_catalog, the state schema, pg_temp, and every call and
+ * table qualified, so nothing someone else planted in a searched schema runs
+ * with the owner's rights. Their behaviour is as before, except
+ * `login_etl_audit_note`, which now takes only well-formed masks and at most
+ * `AUDIT_NOTE_MAX_MASKS` of them a call.
+ *
+ * `login_etl_recover` returned the ciphertext in the transaction that wrote
+ * its audit rows, so a recoverer who rolled back read the vault with no
+ * audit row left. It is dropped. Recovery takes two transactions now:
+ * `login_etl_release_request` writes the audit rows and a ticket naming the
+ * masks it found live, and the caller commits; `login_etl_release` hands out
+ * the ciphertext of a ticket once, to the login that asked, only when the
+ * request's transaction has committed (so not in the transaction, or a
+ * savepoint of the transaction, that made it) and within
+ * `RELEASE_TICKET_MINUTES`. Who could execute `login_etl_recover` may
+ * execute both; the new table and functions belong to the owner of the vault.
+ */
+const V7_DEFINERS: readonly string[] = [
+  `DO $$
+DECLARE
+  state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
+BEGIN
+  EXECUTE pg_catalog.format('CREATE TABLE %I.login_etl_release_tickets (
+    id            bigserial PRIMARY KEY,
+    requested_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    requested_by  text NOT NULL DEFAULT SESSION_USER,
+    requested_xid bigint NOT NULL DEFAULT pg_catalog.txid_current(),
+    actor         text NOT NULL,
+    masks         text[] NOT NULL,
+    released_at   timestamptz
+  )', state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON %I.login_etl_release_tickets FROM PUBLIC', state);
+END $$`,
+  stateDefiner(
+    "login_etl_vault_put(p_masked text[], p_field text[], p_ciphertext bytea[], p_iv bytea[], p_key_id text[])",
+    {
+      returns: "void",
+      language: "sql",
+      callers: ["login_etl_consumer"],
+      body: `
+INSERT INTO {state}.login_etl_vault AS v (masked_value, field, ciphertext, iv, key_id)
+SELECT DISTINCT ON (u.m) u.m, u.f, u.c, u.i, u.k
+FROM ROWS FROM (pg_catalog.unnest(p_masked), pg_catalog.unnest(p_field), pg_catalog.unnest(p_ciphertext),
+                pg_catalog.unnest(p_iv), pg_catalog.unnest(p_key_id)) AS u(m, f, c, i, k)
+ORDER BY u.m
+ON CONFLICT (masked_value) DO UPDATE SET first_seen = v.first_seen`,
+    },
+  ),
+  stateDefiner("login_etl_forget(p_masked text[], p_actor text, p_reason text)", {
+    returns: "TABLE (masked_value text, outcome text)",
+    language: "plpgsql",
+    callers: ["pii_recoverer"],
+    body: `
+#variable_conflict use_column
+BEGIN
+  IF COALESCE(pg_catalog.btrim(p_reason), '') = '' THEN
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'forget', m, p_reason, 'denied', 'no reason given' FROM pg_catalog.unnest(p_masked) AS m;
+    RETURN QUERY SELECT m, 'denied'::text FROM pg_catalog.unnest(p_masked) AS m;
+    RETURN;
+  END IF;
+  RETURN QUERY
+  WITH asked AS (SELECT DISTINCT pg_catalog.unnest(p_masked) AS m),
+  erased AS (
+    INSERT INTO {state}.login_etl_vault AS v (masked_value, erased_at)
+    SELECT m, pg_catalog.now() FROM asked ORDER BY m
+    ON CONFLICT (masked_value) DO UPDATE
+      SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = pg_catalog.now()
+      WHERE v.erased_at IS NULL
+    RETURNING v.masked_value, (v.xmax = 0) AS created
+  ),
+  outcomes AS (
+    SELECT a.m, CASE WHEN e.masked_value IS NOT NULL AND NOT e.created
+                     THEN 'success' ELSE 'not_found' END AS o
+    FROM asked a LEFT JOIN erased e ON e.masked_value = a.m
+  ),
+  audited AS (
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'forget', o.m, p_reason, o.o,
+           CASE o.o WHEN 'success' THEN 'vault entry erased' ELSE 'no live vault entry; tombstone kept' END
+    FROM outcomes o
+  )
+  SELECT o.m, o.o FROM outcomes o;
+END`,
+  }),
+  stateDefiner(
+    "login_etl_audit_note(p_action text, p_masked text[], p_actor text, p_reason text, p_outcome text, p_detail text)",
+    {
+      returns: "void",
+      language: "plpgsql",
+      callers: ["login_etl_consumer", "pii_recoverer"],
+      body: `
+BEGIN
+  IF p_action NOT IN ('recover', 'forget') OR p_outcome NOT IN ('denied', 'failed') THEN
+    RAISE EXCEPTION 'login_etl_audit_note records only denied or failed recover and forget attempts'
+      USING ERRCODE = '22023';
+  END IF;
+  IF pg_catalog.cardinality(p_masked) > ${AUDIT_NOTE_MAX_MASKS} THEN
+    RAISE EXCEPTION 'login_etl_audit_note takes at most ${AUDIT_NOTE_MAX_MASKS} masks a call, not %',
+      pg_catalog.cardinality(p_masked) USING ERRCODE = '22023';
+  END IF;
+  IF EXISTS (SELECT FROM pg_catalog.unnest(p_masked) AS m
+             WHERE m IS NULL OR m !~ '${MASK_SQL_PATTERN}') THEN
+    RAISE EXCEPTION 'login_etl_audit_note takes only masks: a key id, a colon and 43 base64url characters'
+      USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+  SELECT p_actor, p_action, m, p_reason, p_outcome, p_detail
+  FROM pg_catalog.unnest(COALESCE(p_masked, ARRAY[NULL::text])) AS m;
+END`,
+    },
+  ),
+  stateDefiner("login_etl_audit_list(p_after bigint, p_limit integer)", {
+    returns: "SETOF {state}.login_etl_audit",
+    language: "sql",
+    callers: ["pii_recoverer"],
+    body: `
+SELECT * FROM {state}.login_etl_audit WHERE id > p_after ORDER BY id LIMIT LEAST(p_limit, 10000)`,
+  }),
+  stateDefiner("login_etl_ledger_maintain(p_retention_days integer, p_limit integer)", {
+    returns: "TABLE (created integer, dropped integer, deleted integer)",
+    language: "plpgsql",
+    callers: ["login_etl_consumer"],
+    body: `
+DECLARE
+  today constant date := (pg_catalog.now() AT TIME ZONE 'UTC')::date;
+  oldest constant date := today - GREATEST(p_retention_days, 1) - 1;
+  ledger constant oid := pg_catalog.to_regclass(pg_catalog.format('%I.login_etl_ledger', {state_literal}))::oid;
+  day date;
+  part record;
+  n_created integer := 0;
+  n_dropped integer := 0;
+  n_deleted integer := 0;
+BEGIN
+  PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
+  FOR day IN
+    SELECT d::date FROM pg_catalog.generate_series(oldest::timestamp, (today + 3)::timestamp, interval '1 day') AS d
+  LOOP
+    CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('%I.%I', {state_literal},
+                    'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'))) IS NOT NULL
+      OR EXISTS (SELECT FROM {state}.login_etl_ledger_other WHERE sent_date = day);
+    BEGIN
+      EXECUTE pg_catalog.format('CREATE TABLE %I.%I PARTITION OF %I.login_etl_ledger FOR VALUES FROM (%L) TO (%L)',
+                                {state_literal}, 'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'),
+                                {state_literal}, day, day + 1);
+      n_created := n_created + 1;
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+  END LOOP;
+  FOR part IN
+    SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = ledger AND c.relname::text ~ '^login_etl_ledger_p[0-9]{8}$'
+      AND pg_catalog.to_date(pg_catalog.substr(c.relname::text, 19), 'YYYYMMDD') < oldest
+  LOOP
+    BEGIN
+      EXECUTE pg_catalog.format('DROP TABLE %I.%I', {state_literal}, part.relname);
+      n_dropped := n_dropped + 1;
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+  END LOOP;
+  WITH aged AS (
+    SELECT message_id, sent_date FROM {state}.login_etl_ledger_undated
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => GREATEST(p_retention_days, 1))
+    UNION ALL
+    SELECT message_id, sent_date FROM {state}.login_etl_ledger_other
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => GREATEST(p_retention_days, 1))
+    LIMIT p_limit
+  )
+  DELETE FROM {state}.login_etl_ledger l USING aged
+  WHERE l.message_id = aged.message_id AND l.sent_date = aged.sent_date;
+  GET DIAGNOSTICS n_deleted = ROW_COUNT;
+  RETURN QUERY SELECT n_created, n_dropped, n_deleted;
+END`,
+  }),
+  // The first half of a recovery: audits each mask (released, erased,
+  // not_found; denied without a reason) and records a ticket for the masks
+  // found live. Nothing leaves until the caller's transaction commits both.
+  // Tickets older than a day are deleted here: the audit trail is the record.
+  stateDefiner("login_etl_release_request(p_masked text[], p_actor text, p_reason text)", {
+    returns: "TABLE (ticket bigint, masked_value text, state text)",
+    language: "plpgsql",
+    callers: ["pii_recoverer"],
+    body: `
+#variable_conflict use_column
+BEGIN
+  IF COALESCE(pg_catalog.cardinality(p_masked), 0) = 0 THEN
+    RAISE EXCEPTION 'login_etl_release_request needs at least one mask' USING ERRCODE = '22023';
+  END IF;
+  IF EXISTS (SELECT FROM pg_catalog.unnest(p_masked) AS m
+             WHERE m IS NULL OR m !~ '${MASK_SQL_PATTERN}') THEN
+    RAISE EXCEPTION 'login_etl_release_request takes only masks: a key id, a colon and 43 base64url characters'
+      USING ERRCODE = '22023';
+  END IF;
+  IF COALESCE(pg_catalog.btrim(p_reason), '') = '' THEN
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'recover', m, p_reason, 'denied', 'no reason given' FROM pg_catalog.unnest(p_masked) AS m;
+    RETURN QUERY SELECT NULL::bigint, m, 'denied'::text FROM pg_catalog.unnest(p_masked) AS m;
+    RETURN;
+  END IF;
+  DELETE FROM {state}.login_etl_release_tickets WHERE requested_at < pg_catalog.now() - interval '1 day';
+  RETURN QUERY
+  WITH asked AS (SELECT DISTINCT pg_catalog.unnest(p_masked) AS m),
+  found AS (
+    SELECT a.m, v.field,
+           CASE WHEN v.masked_value IS NULL THEN 'not_found'
+                WHEN v.erased_at IS NOT NULL THEN 'erased' ELSE 'released' END AS s
+    FROM asked a LEFT JOIN {state}.login_etl_vault v ON v.masked_value = a.m
+  ),
+  issued AS (
+    INSERT INTO {state}.login_etl_release_tickets (actor, masks)
+    SELECT p_actor, pg_catalog.array_agg(f.m ORDER BY f.m) FROM found f WHERE f.s = 'released'
+    HAVING pg_catalog.count(*) > 0
+    RETURNING id
+  ),
+  audited AS (
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'recover', f.m, p_reason, f.s,
+           CASE f.s WHEN 'released' THEN 'ciphertext released on ticket ' || i.id::text || ', field ' || f.field
+                    WHEN 'erased' THEN 'erased by forget' ELSE 'no vault entry' END
+    FROM found f LEFT JOIN issued i ON true
+  )
+  SELECT i.id, f.m, f.s FROM found f LEFT JOIN issued i ON true;
+END`,
+  }),
+  // The second half: the ciphertext of a committed ticket, once. The ticket
+  // must be this login's (session_user, whatever SET ROLE says), unused,
+  // younger than RELEASE_TICKET_MINUTES, and made by a transaction that has
+  // committed. txid_status of the request's top-level transaction id (saved
+  // in the ticket) says 'in progress' in that transaction and in every
+  // savepoint of it, where comparing the row's xmin with the current
+  // transaction would miss a subtransaction's. A mask erased or moved since
+  // the request comes back as such, without ciphertext. A release rolled
+  // back leaves its ticket unused; its audit rows are committed either way.
+  stateDefiner("login_etl_release(p_ticket bigint)", {
+    returns:
+      "TABLE (masked_value text, field text, ciphertext bytea, iv bytea, key_id text, state text)",
+    language: "plpgsql",
+    callers: ["pii_recoverer"],
+    body: `
+#variable_conflict use_column
+DECLARE
+  t record;
+BEGIN
+  SELECT k.id, k.masks, k.requested_at, k.requested_xid, k.released_at INTO t
+  FROM {state}.login_etl_release_tickets k
+  WHERE k.id = p_ticket AND k.requested_by = SESSION_USER::text
+  FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'No release ticket % for login %', p_ticket, SESSION_USER USING ERRCODE = 'P0002';
+  END IF;
+  IF t.released_at IS NOT NULL THEN
+    RAISE EXCEPTION 'Release ticket % was used already: request another', p_ticket USING ERRCODE = '55000';
+  END IF;
+  IF pg_catalog.txid_status(t.requested_xid) IS DISTINCT FROM 'committed' THEN
+    RAISE EXCEPTION 'Release ticket % is not committed: commit the request, and its audit rows, before the release',
+      p_ticket USING ERRCODE = '55000';
+  END IF;
+  IF t.requested_at < pg_catalog.now() - interval '${RELEASE_TICKET_MINUTES} minutes' THEN
+    RAISE EXCEPTION 'Release ticket % expired (${RELEASE_TICKET_MINUTES} minutes): request another', p_ticket
+      USING ERRCODE = '55000';
+  END IF;
+  UPDATE {state}.login_etl_release_tickets SET released_at = pg_catalog.now() WHERE id = t.id;
+  RETURN QUERY
+  SELECT a.m, v.field, v.ciphertext, v.iv, v.key_id,
+         CASE WHEN v.masked_value IS NULL THEN 'not_found'
+              WHEN v.erased_at IS NOT NULL THEN 'erased' ELSE 'released' END
+  FROM pg_catalog.unnest(t.masks) AS a(m) LEFT JOIN {state}.login_etl_vault v ON v.masked_value = a.m;
+END`,
+  }),
+  // The ticket table and the two new functions belong to the vault's owner
+  // (migrate may run as a superuser); whoever could execute
+  // login_etl_recover may execute both; then it goes.
+  `DO $$
+DECLARE
+  state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
+  recover constant regprocedure :=
+    pg_catalog.to_regprocedure(pg_catalog.format('%I.login_etl_recover(text[], text, text)', state));
+  keeper name;
+  grantee record;
+  made text;
+BEGIN
+  SELECT pg_catalog.pg_get_userbyid(c.relowner) INTO keeper FROM pg_catalog.pg_class c
+  WHERE c.oid = pg_catalog.to_regclass(pg_catalog.format('%I.login_etl_vault', state))::oid;
+  EXECUTE pg_catalog.format('ALTER TABLE %I.login_etl_release_tickets OWNER TO %I', state, keeper);
+  FOREACH made IN ARRAY ARRAY['login_etl_release_request(text[], text, text)', 'login_etl_release(bigint)'] LOOP
+    EXECUTE pg_catalog.format('ALTER FUNCTION %I.%s OWNER TO %I', state, made, keeper);
+    FOR grantee IN
+      SELECT pg_catalog.pg_get_userbyid(a.grantee) AS role
+      FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) AS a
+      WHERE p.oid = recover::oid AND a.grantee <> p.proowner AND a.grantee <> 0::oid
+        AND a.privilege_type = 'EXECUTE'
+    LOOP
+      EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.%s TO %I', state, made, grantee.role);
+    END LOOP;
+  END LOOP;
+  EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS %I.login_etl_recover(text[], text, text)', state);
+END $$`,
+];
+
 /** Every migration, oldest first. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "login-etl 0.1 tables", statements: V1_TABLES },
@@ -613,6 +992,12 @@ export const MIGRATIONS: readonly Migration[] = [
     version: STATE_SCHEMA_VERSION,
     name: "login-etl's own tables and functions moved to the state schema",
     statements: V6_STATE_SCHEMA,
+  },
+  {
+    version: 7,
+    name:
+      "SECURITY DEFINER functions that call only pg_catalog and the state schema; recovery released on committed tickets",
+    statements: V7_DEFINERS,
   },
 ];
 

@@ -16,6 +16,14 @@ import type { Schemas } from "./schemas.ts";
 /** A postgres.js client. */
 export type Sql = postgres.Sql;
 
+/**
+ * The `search_path` of every login-etl session outside the migrations of
+ * versions 1 to 6: pg_catalog alone (search_path.ts says why). A temporary
+ * schema is never searched for functions or operators, and last for
+ * tables, which every statement names with their schema anyway.
+ */
+export const RUNTIME_SEARCH_PATH = "pg_catalog, pg_temp";
+
 /** Options of a connection pool. */
 export interface ConnectOptions extends Schemas {
   readonly connection: PgConnection;
@@ -42,8 +50,10 @@ function backoff(retries: number): number {
 
 /**
  * Opens a pool for one deployment's schemas. login-etl's statements name
- * every object with its schema; search_path is the data schema only for the
- * migrations of versions 1 to 5, which created objects where it pointed.
+ * every table with its schema, and sessions search pg_catalog alone
+ * (`RUNTIME_SEARCH_PATH`); `migrate` sets search_path to the data schema
+ * for the migrations of versions 1 to 6, which created objects where it
+ * pointed, and back.
  * Every option is explicit, so postgres.js never falls back to PG* variables
  * of its own (it reads PG<OPTION> for any option not given; `connection.ts`
  * applied libpq's variables already); sockets come from `openSocket`, which
@@ -123,8 +133,10 @@ export function connect(options: ConnectOptions): Sql {
       ...c.sessionSettings,
       ...(c.options === null ? {} : { options: c.options }),
       application_name: c.applicationName,
-      // After options: our schema wins over a -c search_path there.
-      search_path: options.schema,
+      // After options: ours wins over a -c search_path there. pg_catalog
+      // alone, so that no function or operator planted in a schema someone
+      // else may create in stands in for a built-in (search_path.ts).
+      search_path: RUNTIME_SEARCH_PATH,
     },
   });
 }

@@ -1,9 +1,12 @@
 /**
- * Recovery of raw values behind masks, through the database function
- * `login_etl_recover`, which audits in the transaction that releases the
- * ciphertext. Each value is then proven: it must decrypt under the vault key
- * and mask back to the requested mask under its HMAC key, so an injected or
- * swapped entry is refused (and audited), and an erased one never comes back.
+ * Recovery of raw values behind masks, in two transactions: the database
+ * function `login_etl_release_request` audits every mask and issues a
+ * ticket, and commits; `login_etl_release` then hands out the ciphertext of
+ * that ticket, which it refuses to do before the request has committed. So
+ * no ciphertext leaves without a committed audit row. Each value is then
+ * proven: it must decrypt under the vault key and mask back to the requested
+ * mask under its HMAC key, so an injected or swapped entry is refused (and
+ * audited), and an erased one never comes back.
  *
  * @module
  */
@@ -70,7 +73,14 @@ export function isPermissionDenied(error: unknown): boolean {
   return (error as { code?: unknown } | null)?.code === "42501";
 }
 
-/** A row of `login_etl_recover`. */
+/** A row of `login_etl_release_request`: the ticket (null when no mask is live) and what it found. */
+interface Requested {
+  readonly ticket: string | null;
+  readonly "masked_value": string;
+  readonly state: "released" | "erased" | "not_found" | "denied";
+}
+
+/** A row of `login_etl_release`. */
 interface Released {
   readonly "masked_value": string;
   readonly field: VaultField | null;
@@ -154,12 +164,15 @@ export async function recover(
       ),
     );
   }
-  let rows: Released[];
+  const sql = db.sql;
+  const state = sql(db.schemas.stateSchema);
+  let requested: Requested[];
   try {
-    const sql = db.sql;
-    rows = await sql<Released[]>`
-      SELECT masked_value, field, ciphertext, iv, key_id, state
-      FROM ${sql(db.schemas.stateSchema)}.login_etl_recover(${
+    // A statement of its own, so a transaction of its own: committed, with
+    // its audit rows, when it returns.
+    requested = await sql<Requested[]>`
+      SELECT ticket::text, masked_value, state
+      FROM ${state}.login_etl_release_request(${
       pgArray(masks)
     }::text[], ${request.actor}, ${request.reason})`;
   } catch (error) {
@@ -177,7 +190,40 @@ export async function recover(
       ),
     );
   }
-  const byMask = new Map(rows.map((r) => [r.masked_value, r]));
+  if (requested.some((r) => r.state === "denied")) {
+    // A reason of blanks: the function refused and audited it.
+    throw new UsageError(
+      "Refused: recover needs --reason TEXT saying why (it is kept in the audit trail)",
+    );
+  }
+  // Erased and unknown masks as the request found them; the live ones as
+  // the release hands them out (erased or moved since, if so).
+  const byMask = new Map<string, Released | Requested>(requested.map((r) => [r.masked_value, r]));
+  const ticket = requested.find((r) => r.ticket !== null)?.ticket ?? null;
+  if (ticket !== null) {
+    let released: Released[];
+    try {
+      released = await sql<Released[]>`
+        SELECT masked_value, field, ciphertext, iv, key_id, state
+        FROM ${state}.login_etl_release(${ticket}::bigint)`;
+    } catch (error) {
+      const failed = new DatabaseError(
+        "db_write",
+        `Cannot recover: the release of ticket ${ticket} failed: ${describeDbError(error)}`,
+        { cause: error },
+      );
+      await noteRefusal(db, {
+        action: "recover",
+        masks,
+        actor: request.actor,
+        reason: request.reason,
+        outcome: "failed",
+        detail: failed.message,
+      });
+      throw failed;
+    }
+    for (const r of released) byMask.set(r.masked_value, r);
+  }
   const results: Recovery[] = [];
   for (const masked of masks) {
     const row = byMask.get(masked);
@@ -187,6 +233,12 @@ export async function recover(
     }
     if (row.state === "erased") {
       results.push({ masked, outcome: "erased", detail: "erased by forget" });
+      continue;
+    }
+    if (!("ciphertext" in row)) {
+      // Live at the request, absent from the release: the function returns
+      // every mask of its ticket, so this is a database that says otherwise.
+      results.push({ masked, outcome: "failed", detail: "missing from its release" });
       continue;
     }
     let raw: string;

@@ -119,12 +119,12 @@ Deno.test("options: -c settings are sent at start-up (URL, keyword=value, PGOPTI
     ),
     "777ms",
   );
-  // Our schema still wins over a search_path in options.
+  // Our search_path (pg_catalog alone) still wins over one in options.
   assert.equal(
     assertOk(
       await attempt(localUrl({ options: "-c search_path=elsewhere" }), {}, setting("search_path")),
     ),
-    "public",
+    "pg_catalog, pg_temp",
   );
   // A setting the server refuses is its one-line refusal.
   assertRefused(

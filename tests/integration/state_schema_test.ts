@@ -122,6 +122,22 @@ async function grantsIn(db: TestDb, schema: string): Promise<Record<string, stri
   return Object.fromEntries(rows.map((r) => [r.name.replace(/^"?\w+"?\./, ""), r.acl ?? ""]));
 }
 
+/**
+ * What version 7 makes of version 5's grants: whoever could execute
+ * login_etl_recover may execute the two functions that replace it, and the
+ * release tickets are the owner's alone, as the vault is.
+ */
+function withVersion7(grants: Record<string, string>): Record<string, string> {
+  const { "login_etl_recover(text[],text,text)": recover = "", ...kept } = grants;
+  return {
+    ...kept,
+    "login_etl_release(bigint)": recover,
+    "login_etl_release_request(text[],text,text)": recover,
+    login_etl_release_tickets: kept.login_etl_vault ?? "",
+    login_etl_release_tickets_id_seq: "",
+  };
+}
+
 /** Row counts of login-etl's own tables and of user_logins. */
 async function counts(db: TestDb, state: string): Promise<Record<string, number>> {
   const [row] = await db.sql<Record<string, number>[]>`
@@ -211,7 +227,9 @@ eachMajor.test("a database at version 5 with its sql/roles.sql moves to the stat
       assert.equal(result.code, 1);
       assert.match(
         result.stderr,
-        /The schema in \w+ is at version 5 and this login-etl needs 6, but role etl_service_\w+ may not change it; run `login-etl migrate` as the owner role/,
+        new RegExp(
+          `The schema in \\w+ is at version 5 and this login-etl needs ${LATEST_VERSION}, but role etl_service_\\w+ may not change it; run \`login-etl migrate\` as the owner role`,
+        ),
       );
     });
 
@@ -224,7 +242,11 @@ eachMajor.test("a database at version 5 with its sql/roles.sql moves to the stat
       assert.match(result.stdout, /^Applied 6: login-etl's own tables and functions moved/m);
       assert.equal((await schemaState(db.sql, db.schemas)).version, LATEST_VERSION);
       assert.deepEqual(await counts(db, db.stateSchema), before, "every row moved");
-      assert.deepEqual(await grantsIn(db, db.stateSchema), grantsBefore, "with its grants");
+      assert.deepEqual(
+        await grantsIn(db, db.stateSchema),
+        withVersion7(grantsBefore),
+        "with its grants",
+      );
       assert.deepEqual(
         await grantsIn(db, db.schema),
         {},

@@ -197,7 +197,7 @@ Deno.test("workerSink() writes a batch in a worker thread as localSink() would",
   }
   const masker = await testMasker();
   const rows = await database.sql<{ masked_device_id: string }[]>`
-    SELECT masked_device_id FROM user_logins ORDER BY user_id`;
+    SELECT masked_device_id FROM ${database.sql(db.schema)}.user_logins ORDER BY user_id`;
   assert.deepEqual(rows.map((r) => r.masked_device_id), [
     await masker.mask("device_id", "d-1"),
     await masker.mask("device_id", "d-3"),
@@ -239,7 +239,8 @@ Deno.test("workerSinks() spreads concurrent batches over its threads, each writt
   } finally {
     await sink.close();
   }
-  const [count] = await database.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM user_logins`;
+  const [count] = await database.sql<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM ${database.sql(db.schema)}.user_logins`;
   assert.equal(count?.n, 120);
 });
 

@@ -30,7 +30,7 @@ import { failureLine } from "../../helpers/cli.ts";
 import { eachMajor } from "../../helpers/majors.ts";
 import { freshSchema, reportFigures, startSqs, TEST_SECRET } from "../../helpers/services.ts";
 
-eachMajor.test("recover prints the raw value behind ip and device_id masks, alone and in bulk, audited in the same transaction that releases them", async ({ pg }) => {
+eachMajor.test("recover prints the raw value behind ip and device_id masks, alone and in bulk, audited before they are released", async ({ pg }) => {
   const started = performance.now();
   await using sqs = await startSqs();
   await using db = await freshSchema(pg);
@@ -79,7 +79,11 @@ eachMajor.test("recover prints the raw value behind ip and device_id masks, alon
   assert.equal(device.code, 0, device.stderr);
   assert.equal(device.stdout, `${deviceMask}\tdevice_id\t111-22-3333\n`);
   assert.deepEqual(
-    (await auditAfter(db.sql, before)).map((a) => ({ ...a, id: "" })),
+    (await auditAfter(db.sql, before)).map((a) => ({
+      ...a,
+      id: "",
+      detail: a.detail?.replace(/ticket \d+/, "ticket N") ?? null,
+    })),
     [ipMask, deviceMask].map((m, i) => ({
       id: "",
       actor: "alice",
@@ -88,7 +92,7 @@ eachMajor.test("recover prints the raw value behind ip and device_id masks, alon
       "masked_value": m,
       reason,
       outcome: "released",
-      detail: `ciphertext released, field ${i === 0 ? "ip" : "device_id"}`,
+      detail: `ciphertext released on ticket N, field ${i === 0 ? "ip" : "device_id"}`,
     })),
   );
 

@@ -33,7 +33,8 @@ const TABLE_PRIVILEGES = [
 ];
 const FUNCTIONS = {
   put: "login_etl_vault_put(text[],text[],bytea[],bytea[],text[])",
-  recover: "login_etl_recover(text[],text,text)",
+  request: "login_etl_release_request(text[],text,text)",
+  release: "login_etl_release(bigint)",
   forget: "login_etl_forget(text[],text,text)",
   note: "login_etl_audit_note(text,text[],text,text,text,text)",
   list: "login_etl_audit_list(bigint,integer)",
@@ -126,7 +127,8 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
       const table: [string, Record<keyof typeof FUNCTIONS, boolean>][] = [
         [consumerUser, {
           put: true,
-          recover: false,
+          request: false,
+          release: false,
           forget: false,
           note: true,
           list: false,
@@ -134,7 +136,8 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
         }],
         [recovererUser, {
           put: false,
-          recover: true,
+          request: true,
+          release: true,
           forget: true,
           note: true,
           list: true,
@@ -142,7 +145,8 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
         }],
         [analystUser, {
           put: false,
-          recover: false,
+          request: false,
+          release: false,
           forget: false,
           note: false,
           list: false,
@@ -150,7 +154,8 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
         }],
         [nobodyUser, {
           put: false,
-          recover: false,
+          request: false,
+          release: false,
           forget: false,
           note: false,
           list: false,
@@ -170,11 +175,11 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
         SELECT count(*)::int AS n FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = ${db.stateSchema} AND p.proname LIKE 'login_etl_%' AND p.prosecdef
           AND pg_get_userbyid(p.proowner) = ${owner}
-          AND array_to_string(p.proconfig, ',') = ${`search_path=${db.stateSchema}, pg_temp`}`;
+          AND array_to_string(p.proconfig, ',') = ${`search_path=pg_catalog, ${db.stateSchema}, pg_temp`}`;
       assert.equal(
         definers?.n,
-        6,
-        "six SECURITY DEFINER functions, owned by the owner, search_path pinned",
+        7,
+        "seven SECURITY DEFINER functions, owned by the owner, search_path pinned",
       );
     });
 
@@ -373,7 +378,14 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
         assert.equal(result.stdout, `${ipMask}\tip\t203.0.113.7\n`);
         const asRecoverer = connectAs(recovererUser);
         await asRecoverer.unsafe(`SET ROLE "${recoverer}"`);
-        await asRecoverer`SELECT * FROM login_etl_recover(${[ipMask]}::text[], 'alice', 'INC-43')`;
+        const [request] = await asRecoverer<{ ticket: string }[]>`
+          SELECT ticket::text FROM login_etl_release_request(${[
+          ipMask,
+        ]}::text[], 'alice', 'INC-43')`;
+        const released = await asRecoverer`SELECT * FROM login_etl_release(${
+          request?.ticket ?? ""
+        }::bigint)`;
+        assert.equal(released.length, 1, "the ticket's ciphertext, after SET ROLE too");
         const audit = await auditAfter(db.sql, before);
         assert.deepEqual(audit.map((a) => [a.db_user, a.actor, a.outcome]), [
           [recovererUser, "alice", "released"],
