@@ -291,7 +291,7 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
         assert.ok(Number.isInteger(Number(stats[0]?.live)));
         const [body] = await asAnalyst<{ src: string }[]>`
           SELECT p.prosrc AS src FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-          WHERE n.nspname = ${db.stateSchema} AND p.proname = 'login_etl_recover'`;
+          WHERE n.nspname = ${db.stateSchema} AND p.proname = 'login_etl_release'`;
         assert.match(body?.src ?? "", /login_etl_vault/, "a function's body is readable");
         // The contents stay out of reach, through the catalog too.
         await assert.rejects(
