@@ -36,8 +36,13 @@ import {
   type VaultKeySet,
 } from "../pii/keyring.ts";
 import { READING_KEYS, VaultCipher } from "../pii/vault.ts";
-import { isQueueMissing, queueNameOf, readQueueAttributes } from "../sqs/admin.ts";
-import { createSqsClient } from "../sqs/client.ts";
+import {
+  isQueueMissing,
+  queueNameOf,
+  readQueueAttributes,
+  readQueueProtection,
+} from "../sqs/admin.ts";
+import { createSqsClient, isAwsHost } from "../sqs/client.ts";
 
 /** How long one service may take to answer a check. */
 const SERVICE_TIMEOUT_MS = 5000;
@@ -545,11 +550,74 @@ export async function runChecks(config: CheckConfig, telemetry: Telemetry): Prom
     }
     return await checkDatabase(config, connection, keys);
   };
-  const [queue, db] = await Promise.all([
+  const copiesRejects = config.rejectQueueUrl !== null &&
+    (config.for === "drain" || config.for === "run");
+  const [queue, rejectQueue, db] = await Promise.all([
     needs.queue ? checkQueue(config, telemetry) : Promise.resolve([]),
+    copiesRejects ? checkRejectQueue(config, config.rejectQueueUrl as string, telemetry) : [],
     database(),
   ]);
-  return [...keys.results, ...queue, ...db];
+  return [...keys.results, ...queue, ...rejectQueue, ...db];
+}
+
+/**
+ * The reject queue gets raw messages, PII and all: it must be reachable,
+ * and on AWS encrypted at rest; its retention is reported, since every day
+ * it keeps a copy is a day that PII lives outside the database's controls.
+ */
+async function checkRejectQueue(
+  config: CheckConfig,
+  url: string,
+  telemetry: Telemetry,
+): Promise<CheckResult[]> {
+  const name = `reject queue ${queueNameOf(url)}`;
+  const signal = AbortSignal.timeout(SERVICE_TIMEOUT_MS);
+  let sqs;
+  try {
+    sqs = await createSqsClient({
+      queueUrl: url,
+      region: config.region,
+      protocol: config.sqsProtocol,
+      awsEnv: config.awsEnv,
+      waitSeconds: 0,
+      onRegionOverridden: (override) => telemetry.emit({ type: "RegionOverridden", ...override }),
+    });
+  } catch (error) {
+    return [fail(name, formatError(error, false))];
+  }
+  try {
+    const p = await readQueueProtection(sqs.client, url, { signal });
+    const retention = p.retentionSeconds === null
+      ? "retention not reported by this endpoint"
+      : `keeps copies ${formatRetention(p.retentionSeconds)}`;
+    if (p.encryption === "none" && isAwsHost(new URL(url).hostname)) {
+      return [
+        fail(
+          name,
+          `not encrypted at rest, and it holds raw messages with their PII; ${retention}: turn on SSE (aws sqs set-queue-attributes --queue-url ${url} --attributes SqsManagedSseEnabled=true, or a KMS key)`,
+        ),
+      ];
+    }
+    const encryption = p.encryption === "kms"
+      ? `encrypted at rest with KMS key ${p.kmsKeyId}`
+      : p.encryption === "sqs-managed"
+      ? "encrypted at rest (SQS-managed keys)"
+      : p.encryption === "none"
+      ? "not encrypted at rest (not AWS: protect the endpoint's storage)"
+      : "encryption not reported by this endpoint";
+    return [ok(name, `${encryption}; ${retention}; it holds raw messages with their PII`)];
+  } catch (error) {
+    return [fail(name, formatError(error, false))];
+  } finally {
+    sqs.client.destroy();
+  }
+}
+
+/** A retention period in the largest whole unit: "14 days", "2 hours", "90 s". */
+function formatRetention(seconds: number): string {
+  if (seconds % 86400 === 0) return `${seconds / 86400} day${seconds === 86400 ? "" : "s"}`;
+  if (seconds % 3600 === 0) return `${seconds / 3600} hour${seconds === 3600 ? "" : "s"}`;
+  return `${seconds} s`;
 }
 
 /** Runs `check`, printing one line per check; resolves to how many failed of how many. */

@@ -527,10 +527,10 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "reject-queue-url",
     env: "LOGIN_ETL_REJECT_QUEUE_URL",
     kind: "string",
-    commands: ["drain", "run"],
+    commands: ["drain", "run", "check"],
     value: "URL",
     help:
-      "Before deleting a rejected message, send its raw body here with its reason (replay by draining it). Holds PII",
+      "Before deleting a rejected message, send its raw body here with its reason (replay by draining it). Holds PII: https unless loopback; check reports its encryption and retention",
   },
   {
     flag: "dry-run",

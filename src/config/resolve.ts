@@ -17,6 +17,7 @@ import {
 import { ConfigError, redactSecrets, UsageError } from "../errors.ts";
 import type { SqsProtocol } from "../sqs/client.ts";
 import { DURATION_FORMS, formatDuration, parseDuration } from "./duration.ts";
+import { isLoopbackHost } from "./hosts.ts";
 import {
   type CommandName,
   KEY_ID_PATTERN,
@@ -203,6 +204,8 @@ export interface MigrateConfig extends Base, DatabaseSettings {
 export interface CheckConfig extends Base, QueueSettings, DatabaseSettings, KeySettings {
   readonly command: "check";
   readonly for: Exclude<CommandName, "check" | "demo" | "keygen">;
+  /** drain and run: where raw copies of rejects go, checked for encryption and retention. */
+  readonly rejectQueueUrl: string | null;
   readonly summaryJson: boolean;
 }
 
@@ -509,6 +512,14 @@ function rejectQueueUrl(read: Reader, queueUrl: string): string | null {
     throw invalid(source, raw, `must be an SQS queue URL like ${QUEUE_URL_EXAMPLE}`);
   }
   if (parsed.username !== "" || parsed.password !== "") throw invalid(source, raw, NO_USERINFO);
+  // Its copies are raw messages, PII and all: never in clear over a network.
+  if (parsed.protocol === "http:" && !isLoopbackHost(parsed.hostname)) {
+    throw invalid(
+      source,
+      raw,
+      "must be https: the copies it gets are raw messages with their PII (http only to a loopback endpoint)",
+    );
+  }
   if (sameQueue(parsed, new URL(queueUrl))) {
     throw invalid(
       source,
@@ -757,18 +768,21 @@ export function resolveConfig<C extends CommandName>(
         dryRun: read.boolean("dry-run"),
       };
       break;
-    case "check":
+    case "check": {
+      const queue = queueSettings(read);
       config = {
         command,
         ...base(read, warnings),
-        ...queueSettings(read),
+        ...queue,
         ...databaseSettings(read),
         // Checked when given; whether the checked command needs one is a check of its own.
         ...keySettings(read, { hmacRequired: false }),
         for: read.choice("for"),
+        rejectQueueUrl: rejectQueueUrl(read, queue.queueUrl),
         summaryJson: read.boolean("summary-json"),
       };
       break;
+    }
     case "report":
       config = {
         command,

@@ -65,20 +65,7 @@ export async function readQueueAttributes(
       options.signal === undefined ? {} : { abortSignal: options.signal },
     );
   } catch (error) {
-    if (error instanceof CredentialsError) throw error;
-    const missing = isQueueMissing(error);
-    throw new SqsError(
-      "sqs_queue",
-      missing
-        ? `Queue ${queueUrl} does not exist: create it, or run login-etl seed, or fix --queue-url`
-        : `Cannot reach queue ${queueUrl}: ${describeAwsError(error)}; ${
-          isTransientAwsError(error)
-            ? "check --queue-url and AWS_ENDPOINT_URL, and that the endpoint runs"
-            : "check --queue-url, AWS_ENDPOINT_URL and the queue's access policy"
-        }`,
-      // Unreachable may pass (a restart, a failover); missing or refused will not.
-      { cause: error, transient: !missing && isTransientAwsError(error) },
-    );
+    throw queueError(error, queueUrl);
   }
   const attributes = output.Attributes ?? {};
   let redrive: QueueAttributes["redrive"] = null;
@@ -99,6 +86,72 @@ export async function readQueueAttributes(
     approximateMessages: Number(attributes.ApproximateNumberOfMessages ?? 0),
     approximateInFlight: Number(attributes.ApproximateNumberOfMessagesNotVisible ?? 0),
     redrive,
+  };
+}
+
+/** A failed call on a queue as one line: missing, unreachable or refused. */
+function queueError(error: unknown, queueUrl: string): Error {
+  if (error instanceof CredentialsError) return error;
+  const missing = isQueueMissing(error);
+  return new SqsError(
+    "sqs_queue",
+    missing
+      ? `Queue ${queueUrl} does not exist: create it, or run login-etl seed, or fix --queue-url`
+      : `Cannot reach queue ${queueUrl}: ${describeAwsError(error)}; ${
+        isTransientAwsError(error)
+          ? "check --queue-url and AWS_ENDPOINT_URL, and that the endpoint runs"
+          : "check --queue-url, AWS_ENDPOINT_URL and the queue's access policy"
+      }`,
+    // Unreachable may pass (a restart, a failover); missing or refused will not.
+    { cause: error, transient: !missing && isTransientAwsError(error) },
+  );
+}
+
+/** How a queue protects what it holds at rest. */
+export interface QueueProtection {
+  /** Server-side encryption: SQS-managed keys, a KMS key, none, or unknown when the endpoint does not say. */
+  readonly encryption: "sqs-managed" | "kms" | "none" | "unknown";
+  /** The KMS key, when `encryption` is `kms`. */
+  readonly kmsKeyId: string | null;
+  /** How long the queue keeps a message (MessageRetentionPeriod); null when the endpoint does not say. */
+  readonly retentionSeconds: number | null;
+}
+
+/**
+ * Reads a queue's encryption and retention (for `check` of the reject queue,
+ * which holds raw messages). Asks for all attributes: emulators that know no
+ * SSE attributes then simply leave them out.
+ *
+ * @throws {SqsError} code `sqs_queue`, or {CredentialsError}
+ */
+export async function readQueueProtection(
+  client: SQSClient,
+  queueUrl: string,
+  options: { readonly signal?: AbortSignal } = {},
+): Promise<QueueProtection> {
+  let attributes: Record<string, string>;
+  try {
+    const output = await client.send(
+      new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["All"] }),
+      options.signal === undefined ? {} : { abortSignal: options.signal },
+    );
+    attributes = output.Attributes ?? {};
+  } catch (error) {
+    throw queueError(error, queueUrl);
+  }
+  const kms = attributes["KmsMasterKeyId"];
+  const managed = attributes["SqsManagedSseEnabled"];
+  const retention = attributes["MessageRetentionPeriod"];
+  return {
+    encryption: kms !== undefined && kms !== ""
+      ? "kms"
+      : managed === "true"
+      ? "sqs-managed"
+      : managed === "false"
+      ? "none"
+      : "unknown",
+    kmsKeyId: kms !== undefined && kms !== "" ? kms : null,
+    retentionSeconds: retention === undefined ? null : Number(retention),
   };
 }
 

@@ -9,7 +9,8 @@ import { SQSClient } from "@aws-sdk/client-sqs";
 import { AwsQueryProtocol } from "@aws-sdk/core/protocols";
 import { protocolMismatch } from "./_errors.ts";
 import { clientCredentials, reportCredentialFailures } from "./credentials.ts";
-import { awsQueueHost, dnsName, type ResolvedRegion, resolveRegion } from "./region.ts";
+import { dnsName, isLoopbackName } from "../config/hosts.ts";
+import { awsQueueHost, type ResolvedRegion, resolveRegion } from "./region.ts";
 
 /**
  * The SQS wire protocol: `json` (what the SDK sends, and AWS and LocalStack
@@ -34,17 +35,6 @@ const CREDENTIAL_VARS = [
 export function isAwsHost(hostname: string): boolean {
   const host = dnsName(hostname);
   return /(^|\.)amazonaws\.com(\.cn)?$/.test(host) || /(^|\.)api\.aws$/.test(host);
-}
-
-/**
- * True for names that mean this machine: `localhost` and `*.localhost` (RFC
- * 6761), and LocalStack's `localhost.localstack.cloud` with its subdomains,
- * whose public DNS record is 127.0.0.1.
- */
-function isLoopbackName(hostname: string): boolean {
-  const host = dnsName(hostname);
-  return host === "localhost" || host.endsWith(".localhost") ||
-    host === "localhost.localstack.cloud" || host.endsWith(".localhost.localstack.cloud");
 }
 
 /**

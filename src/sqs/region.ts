@@ -11,6 +11,7 @@
  */
 
 import { SQSClient } from "@aws-sdk/client-sqs";
+import { dnsName } from "../config/hosts.ts";
 
 /** Where the region came from, for the start log line and the warning. */
 export type RegionSource =
@@ -55,17 +56,6 @@ const AWS_HOSTS: readonly RegExp[] = [
   // an interface VPC endpoint: vpce-0abc-def.sqs.eu-west-1.vpce.amazonaws.com
   new RegExp(`^vpce-[a-z0-9-]+\\.sqs\\.${REGION}\\.vpce\\.amazonaws\\.com(?:\\.cn)?$`),
 ];
-
-/**
- * A host name as the AWS checks compare it: lower case, without the one
- * trailing dot of a fully qualified name. `sqs.eu-west-1.amazonaws.com.`
- * resolves to the same servers as without the dot, so it is the same AWS
- * host (its region, the SDK's endpoint, never the emulators' dummy pair).
- */
-export function dnsName(hostname: string): string {
-  const lower = hostname.toLowerCase();
-  return lower.endsWith(".") ? lower.slice(0, -1) : lower;
-}
 
 /**
  * The region and endpoint variant an AWS queue URL names, or `null` for any

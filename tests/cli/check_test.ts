@@ -10,7 +10,13 @@ import { AwsQueryProtocol } from "@aws-sdk/core/protocols";
 import { LATEST_VERSION, MIGRATIONS } from "../../src/db/migrations.ts";
 import { migrate } from "../../src/db/schema.ts";
 import { failureLine, runCli } from "../helpers/cli.ts";
-import { DATABASE_URL, freshSchema, reportFigures, TEST_SECRET } from "../helpers/services.ts";
+import {
+  DATABASE_URL,
+  freshSchema,
+  reportFigures,
+  startSqs,
+  TEST_SECRET,
+} from "../helpers/services.ts";
 import { startEndpoint } from "../helpers/sqs_endpoints.ts";
 
 /** Receives and deletes every message with the stock SDK, speaking the endpoint's protocol. */
@@ -273,4 +279,68 @@ Deno.test("check --summary-json prints one object; a bad --for is a usage error 
   const bad = await runCli(["check", "--for", "everything"]);
   assert.equal(bad.code, 2);
   assert.match(failureLine(bad), /^error: Invalid --for "everything": must be one of/);
+});
+
+Deno.test("check --for drain reports the reject queue's encryption and retention, and fails an AWS one kept in clear", async (t) => {
+  await using db = await freshSchema();
+  await migrate(db.sql, db);
+  await using sqs = await startSqs();
+  const queueUrl = sqs.createQueue();
+  const env = { DATABASE_URL, ...db.env, SQS_QUEUE_URL: queueUrl, PII_HMAC_KEY: TEST_SECRET };
+  const name = (url: string) => `reject queue ${url.split("/").pop()}`;
+
+  await t.step("an emulator's queue with SSE, kept 4 days: reported", async () => {
+    const rejects = sqs.createQueue();
+    const result = await runCli(["check", "--for", "drain", "--reject-queue-url", rejects], {
+      env,
+    });
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.equal(
+      linesOf(result.stdout).detail.get(name(rejects)),
+      "encrypted at rest (SQS-managed keys); keeps copies 4 days; it holds raw messages with their PII",
+    );
+  });
+
+  await t.step("an emulator's queue in clear: reported, not failed (not AWS)", async () => {
+    const rejects = sqs.createQueue({
+      SqsManagedSseEnabled: "false",
+      MessageRetentionPeriod: "3600",
+    });
+    const result = await runCli(["check", "--for", "run", "--reject-queue-url", rejects], { env });
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(
+      linesOf(result.stdout).detail.get(name(rejects)) ?? "",
+      /^not encrypted at rest \(not AWS: protect the endpoint's storage\); keeps copies 1 hour;/,
+    );
+  });
+
+  await t.step("an AWS queue in clear fails, with the statement that fixes it", async () => {
+    const local = sqs.createQueue({ SqsManagedSseEnabled: "false" });
+    const rejects = `https://sqs.us-east-1.amazonaws.com/000000000000/${local.split("/").pop()}`;
+    const result = await runCli(["check", "--for", "drain", "--reject-queue-url", rejects], {
+      env: {
+        ...env,
+        // The AWS host answered by the emulator, with explicit test credentials.
+        AWS_ENDPOINT_URL_SQS: sqs.endpoint,
+        AWS_ACCESS_KEY_ID: "AKIDTEST",
+        AWS_SECRET_ACCESS_KEY: "test-secret",
+        AWS_EC2_METADATA_DISABLED: "true",
+      },
+    });
+    assert.equal(result.code, 1, result.stdout + result.stderr);
+    const line = result.stdout.split("\n").find((l) => l.includes("reject queue")) ?? "";
+    assert.match(
+      line,
+      /^fail\s+reject queue \S+\s+not encrypted at rest, and it holds raw messages with their PII; keeps copies 4 days: turn on SSE \(aws sqs set-queue-attributes --queue-url https:\/\/sqs\.us-east-1\.amazonaws\.com\/000000000000\/\S+ --attributes SqsManagedSseEnabled=true, or a KMS key\)$/,
+    );
+  });
+
+  await t.step("not for commands that copy no rejects", async () => {
+    const rejects = sqs.createQueue();
+    const result = await runCli(["check", "--for", "migrate", "--reject-queue-url", rejects], {
+      env,
+    });
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.ok(!result.stdout.includes("reject queue"));
+  });
 });

@@ -685,6 +685,45 @@ Deno.test("resolveConfig() refuses a --reject-queue-url that is the queue being 
   });
 });
 
+Deno.test("resolveConfig() takes a --reject-queue-url over http only on loopback: its copies carry raw PII", async (t) => {
+  const refused = [
+    "http://sqs.eu-west-1.amazonaws.com/123456789012/rejects",
+    "http://localstack:4566/000000000000/rejects",
+    "http://10.0.0.5:9324/queue/rejects",
+    "http://127.evil.example/000000000000/rejects",
+  ];
+  for (const url of refused) {
+    await t.step(`refuses ${url}`, () => {
+      const error = configError("drain", { "reject-queue-url": url }, WITH_KEY);
+      assert.match(
+        error.message,
+        /^Invalid --reject-queue-url ".*": must be https: the copies it gets are raw messages with their PII \(http only to a loopback endpoint\)$/,
+      );
+    });
+  }
+  const accepted = [
+    "https://sqs.eu-west-1.amazonaws.com/123456789012/rejects",
+    "https://localstack:4566/000000000000/rejects",
+    "http://127.0.0.1:4566/000000000000/rejects",
+    "http://127.0.0.2:4566/000000000000/rejects",
+    "http://[::1]:4566/000000000000/rejects",
+    "http://localhost:4566/000000000000/rejects",
+    "http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/rejects",
+  ];
+  for (const url of accepted) {
+    await t.step(`accepts ${url}`, () => {
+      assert.equal(
+        resolveConfig("drain", { "reject-queue-url": url }, WITH_KEY).rejectQueueUrl,
+        url,
+      );
+    });
+  }
+  await t.step("check takes it too, for drain and run", () => {
+    const url = "http://127.0.0.1:4566/000000000000/rejects";
+    assert.equal(resolveConfig("check", { "reject-queue-url": url }, {}).rejectQueueUrl, url);
+  });
+});
+
 /** Config-file keys a command does not take, and what the refusal says after the file's name. */
 const KEY_CASES: readonly {
   readonly command: CommandName;
