@@ -250,18 +250,51 @@ export async function sweepLeftovers(): Promise<string[]> {
   return swept;
 }
 
-async function binDir(major: number | undefined): Promise<string> {
+async function binDir(major: number | undefined, user: string | undefined): Promise<string> {
   if (major === undefined) return (await run("pg_config", ["--bindir"])).trim();
   const missing = missingBuild(major);
   if (missing !== null) throw new Error(`Cannot start PostgreSQL ${major}: ${missing}`);
-  return `${buildDir(major)}/bin`;
+  const bin = `${buildDir(major)}/bin`;
+  if (
+    user === undefined ||
+    await succeeds("runuser", ["-u", user, "--", "test", "-x", `${bin}/postgres`])
+  ) {
+    return bin;
+  }
+  return `${await sharedBuild(major)}/bin`;
+}
+
+/**
+ * A copy of `major`'s build that the server's OS user may run, for a
+ * checkout it cannot read (one under /root, mode 700, as CI machines clone):
+ * in the temporary directory, readable by all, named by the build's version
+ * so a newer build gets a copy of its own. Copied to a private name and
+ * renamed, so test processes starting together never see half a copy.
+ */
+async function sharedBuild(major: number): Promise<string> {
+  const real = await Deno.realPath(buildDir(major));
+  const version = /postgres\/([^/]+)\//.exec(real)?.[1] ?? String(major);
+  const shared = `${tempRoot()}/login-etl-pg-build-${version}`;
+  if (await succeeds("test", ["-x", `${shared}/bin/postgres`])) return shared;
+  const staging = await Deno.makeTempDir({ dir: tempRoot(), prefix: "login-etl-pg-build-tmp-" });
+  try {
+    await run("cp", ["-RL", `${real}/.`, staging]);
+    await run("chmod", ["-R", "a+rX", staging]);
+    await Deno.rename(staging, shared).catch(async (error) => {
+      // Another process renamed its copy first: use that one.
+      if (!await succeeds("test", ["-x", `${shared}/bin/postgres`])) throw error;
+    });
+  } finally {
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
+  }
+  return shared;
 }
 
 /** Starts a cluster; the `postgres` superuser's password is `options.password` ("postgres"). */
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   await sweepLeftovers();
-  const bin = await binDir(options.major);
   const user = await serverUser();
+  const bin = await binDir(options.major, user);
   const password = options.password ?? "postgres";
   const dir = await Deno.makeTempDir({ prefix: PREFIX });
   const data = `${dir}/data`;
@@ -276,7 +309,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       await run("chown", ["-R", `${user}:`, dir]);
       if (!await succeeds("runuser", ["-u", user, "--", "test", "-x", `${bin}/postgres`])) {
         throw new Error(
-          `The OS user ${user} cannot run ${bin}/postgres: give it read and search access to the checkout's directories (chmod o+rx on each), or run the tests as a non-root user`,
+          `The OS user ${user} cannot run ${bin}/postgres: give it read and search access to that directory's parents (chmod o+rx on each), or run the tests as a non-root user`,
         );
       }
     }
