@@ -12,11 +12,11 @@ import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
 import { DatabaseError } from "../errors.ts";
 
 /** What was attempted. */
-export type AuditAction = "recover" | "forget" | "rekey" | "rekey-vault";
+export type AuditAction = "recover" | "forget" | "rekey" | "rekey-vault" | "merge";
 
 /**
  * What came of it: `released` (the ciphertext left the database), `success`
- * (erased, rotated), `erased` (recovery refused: forgotten), `not_found`,
+ * (erased, rotated, merged), `erased` (recovery refused: forgotten), `not_found`,
  * `denied` (refused before any lookup), `failed` (refused after: the entry
  * did not decrypt, or did not mask back to its mask).
  */

@@ -1,8 +1,9 @@
 /**
  * Recovery of raw values behind masks, through the database function
  * `login_etl_recover`, which audits in the transaction that releases the
- * ciphertext. Each value is then proven: it must decrypt under the vault key
- * and mask back to the requested mask under its HMAC key, so an injected or
+ * ciphertext, after merging the masks' inbox entries (merge.ts). Each value
+ * is then proven: it must decrypt under the vault key and mask back to the
+ * requested mask under its HMAC key, so an injected or
  * swapped entry is refused (and audited), and an erased one never comes back.
  *
  * @module
@@ -12,7 +13,11 @@ import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
 import { ConfigError, DatabaseError, type EtlError, UsageError } from "../errors.ts";
 import type { Masker } from "../mask.ts";
 import { noteRefusal } from "./audit.ts";
+import { mergeInbox } from "./merge.ts";
 import { fromStored, type VaultCipher, type VaultField, VaultIntegrityError } from "./vault.ts";
+
+/** Inbox entries claimed per call of a recover's merge. */
+const MERGE_BATCH = 1000;
 
 /** Who asks, and why. */
 export interface PiiRequest {
@@ -137,6 +142,23 @@ export async function recover(
         "Refused: recover needs the HMAC key (PII_HMAC_KEY or --hmac-key-file) to check that each value masks back to its mask",
       ),
     );
+  }
+  // Entries consumers wrote since the last merge wait in the inbox: the
+  // requested masks' are merged first (each verified, each audited before
+  // its ciphertext is handed out), so that recover reads them too.
+  try {
+    await mergeInbox(db, { cipher: keys.cipher as VaultCipher, maskers: keys.maskers }, {
+      masks: masks.filter((m) => keys.maskers.has(m.slice(0, Math.max(0, m.indexOf(":"))))),
+      actor: request.actor,
+      reason: request.reason,
+      batch: MERGE_BATCH,
+    });
+  } catch (error) {
+    // A role that may not merge (a consumer, or grants from before the
+    // inbox) still gets the vault's answer, or its refusal, below.
+    if (!isPermissionDenied((error as { cause?: unknown }).cause)) {
+      return await refuse(db, "recover", masks, request, error as DatabaseError);
+    }
   }
   let rows: Released[];
   try {

@@ -5,7 +5,9 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { canonicalIp } from "../../src/ip.ts";
+import { Masker } from "../../src/mask.ts";
 import { parseKeySet } from "../../src/pii/keyring.ts";
+import { mergeInbox, type MergeReport } from "../../src/pii/merge.ts";
 import { VaultCipher, type VaultField } from "../../src/pii/vault.ts";
 import type { Masked } from "../../src/types.ts";
 import { type CliResult, failureLine, runCli } from "./cli.ts";
@@ -150,12 +152,29 @@ export function cliEnv(db: TestDb, extra: Record<string, string> = {}): Record<s
   };
 }
 
-/** Sends `bodies` to a fresh queue and runs `drain` through the CLI until the queue is empty. */
+/**
+ * Merges the vault inbox of `db` into its vault in process, as the owner's
+ * `vault-merge` does, with the key sets of `env` (a CLI run's environment).
+ */
+export async function mergeVault(db: TestDb, env: Record<string, string>): Promise<MergeReport> {
+  const hmac = parseKeySet(encoder.encode(env.PII_HMAC_KEY ?? TEST_SECRET), "test", "k1");
+  const maskers = new Map<string, Masker>();
+  for (const [id, secret] of hmac.keys) maskers.set(id, await Masker.create(secret, id));
+  const cipher = await cipherOf(env.PII_VAULT_KEY ?? VAULT_SECRET);
+  return await mergeInbox(db, { cipher, maskers }, { actor: "test", reason: null, batch: 1000 });
+}
+
+/**
+ * Sends `bodies` to a fresh queue and runs `drain` through the CLI until the
+ * queue is empty; with `merge`, then merges that database's vault inbox
+ * (what the owner's scheduled `vault-merge` does) with the run's keys.
+ */
 export async function drain(
   sqs: TestSqs,
   cli: Cli,
   bodies: readonly string[],
   env: Record<string, string> = {},
+  options: { readonly merge?: TestDb } = {},
 ): Promise<{ inserted: number; runs: number }> {
   const queueUrl = sqs.createQueue();
   enqueue(sqs, queueUrl, bodies);
@@ -168,7 +187,10 @@ export async function drain(
     assert.equal(result.code, 0, `drain failed: ${result.stderr.slice(-2000)}`);
     inserted += (JSON.parse(result.stdout) as { inserted: number }).inserted;
     const counts = sqs.counts(queueUrl);
-    if (counts.ready === 0 && counts.inFlight === 0) return { inserted, runs };
+    if (counts.ready === 0 && counts.inFlight === 0) {
+      if (options.merge !== undefined) await mergeVault(options.merge, cli.envWith(env));
+      return { inserted, runs };
+    }
     assert.ok(runs < 5, `queue not drained after ${runs} runs: ${JSON.stringify(counts)}`);
   }
 }
@@ -214,6 +236,14 @@ export async function vaultRows(sql: postgres.Sql): Promise<VaultRowText[]> {
     ...await sql<VaultRowText[]>`
     SELECT masked_value, field, ciphertext, iv, key_id FROM login_etl_vault
     WHERE erased_at IS NULL ORDER BY masked_value`,
+  ];
+}
+
+/** The vault inbox's entries, oldest first. */
+export async function inboxRows(sql: postgres.Sql): Promise<VaultRowText[]> {
+  return [
+    ...await sql<VaultRowText[]>`
+    SELECT masked_value, field, ciphertext, iv, key_id FROM login_etl_vault_inbox ORDER BY id`,
   ];
 }
 

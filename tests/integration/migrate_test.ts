@@ -9,7 +9,7 @@
 // ledger's partitions) runs on PostgreSQL 13, 15 and 18.
 
 import assert from "node:assert/strict";
-import { LATEST_VERSION, MIGRATIONS, STATE_SCHEMA_VERSION } from "../../src/db/migrations.ts";
+import { LATEST_VERSION, MIGRATIONS } from "../../src/db/migrations.ts";
 import { prune } from "../../src/db/ledger.ts";
 import { ensureSchema, migrate, schemaState } from "../../src/db/schema.ts";
 import { postgresStore } from "../../src/db/write.ts";
@@ -57,7 +57,8 @@ async function catalog(db: TestDb): Promise<string[]> {
     SELECT format('index %s %s', schemaname, regexp_replace(indexdef, ' ON \\S+\\.', ' ON '))
     FROM pg_indexes WHERE schemaname = ANY(${both}::text[]) AND indexname !~ '_p[0-9]{8}'
     UNION ALL
-    SELECT format('function %s %s %s %s', p.oid::regprocedure, p.prosecdef, p.proconfig, md5(p.prosrc))
+    SELECT format('function %s %s %s %s', p.oid::regprocedure, p.prosecdef, p.proconfig,
+                  md5(replace(p.prosrc, ${db.stateSchema}, '<state>')))
     FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
     UNION ALL
     SELECT format('view %s.%s %s', schemaname, viewname,
@@ -108,17 +109,25 @@ const ANALYSTS_ONLY = [
   "v user_logins_duplicate_ips",
 ];
 
-/** What the state schema holds after version 6. */
+/** What the state schema holds at the latest version (version 8 added the inbox, claims and links). */
 const STATE_HOLDS = [
   "S login_etl_audit_id_seq",
+  "S login_etl_inbox_claims_id_seq",
+  "S login_etl_vault_inbox_id_seq",
   "f login_etl_audit_list",
   "f login_etl_audit_note",
   "f login_etl_forget",
+  "f login_etl_inbox_claim",
+  "f login_etl_inbox_claimed",
+  "f login_etl_inbox_settle",
   "f login_etl_ledger_maintain",
+  "f login_etl_linked",
+  "f login_etl_lock_masks",
   "f login_etl_recover",
   "f login_etl_vault_put",
   "p login_etl_ledger",
   "r login_etl_audit",
+  "r login_etl_inbox_claims",
   "r login_etl_keys",
   "r login_etl_layout",
   "r login_etl_ledger_other",
@@ -126,7 +135,13 @@ const STATE_HOLDS = [
   "r login_etl_migrations",
   "r login_etl_rejects",
   "r login_etl_vault",
+  "r login_etl_vault_inbox",
+  "r login_etl_vault_links",
 ];
+
+/** The versions after `version`, as `migrate` applies them. */
+const versionsAfter = (version: number) =>
+  MIGRATIONS.filter((m) => m.version > version).map((m) => m.version);
 
 const row = (user: string, ip: string, device: string, date = "2026-01-02"): LoginRow => ({
   user_id: user,
@@ -169,9 +184,16 @@ eachMajor.test("a fresh schema gets the two-schema layout: the data schema holds
   const pinned = await db.sql<{ config: string[] }[]>`
     SELECT p.proconfig AS config FROM pg_proc p
     WHERE p.pronamespace = to_regnamespace(${`"${db.stateSchema}"`}) AND p.prosecdef`;
-  assert.equal(pinned.length, 6);
+  assert.equal(pinned.length, 9);
   for (const p of pinned) {
-    assert.deepEqual(p.config, [`search_path=${db.stateSchema}, pg_temp`]);
+    assert.ok(
+      [
+        `search_path=${db.stateSchema}, pg_temp`,
+        `search_path=pg_catalog, ${db.stateSchema}, pg_temp`,
+      ]
+        .includes(p.config.join()),
+      p.config.join(),
+    );
   }
 });
 
@@ -183,7 +205,7 @@ eachMajor.test("schemaState() finds the version in the data schema before versio
     true,
   ]);
   const applied = await migrate(db.sql, db.schemas);
-  assert.deepEqual(applied.map((m) => m.version), [STATE_SCHEMA_VERSION]);
+  assert.deepEqual(applied.map((m) => m.version), versionsAfter(V5));
   assert.deepEqual(await schemaState(db.sql, db.schemas).then((s) => [s.version, s.recorded]), [
     LATEST_VERSION,
     true,
@@ -228,7 +250,7 @@ eachMajor.test("a populated 0.1 database migrates without losing a row, a ledger
     ...db.schemas,
   });
   reportFigures("migrate 0.1 (500 rows)", { ms: Math.round(performance.now() - started) });
-  assert.deepEqual(applied.map((m) => m.version), [2, 3, 4, 5, 6]);
+  assert.deepEqual(applied.map((m) => m.version), versionsAfter(1));
   assert.deepEqual(await holdings(db, db.schema), ANALYSTS_ONLY);
   const recorded = await db.sql<{ version: number; source: string }[]>`
     SELECT version, source FROM ${db.sql(db.stateSchema)}.login_etl_migrations ORDER BY version`;
@@ -405,7 +427,7 @@ Deno.test("consumers starting together on version 5's layout move it once", asyn
       [],
       [],
       [],
-      [STATE_SCHEMA_VERSION],
+      versionsAfter(V5),
     ]);
     const [n] = await db.sql<{ n: number; rejects: number }[]>`
       SELECT (SELECT count(*)::int FROM ${db.sql(db.stateSchema)}.login_etl_migrations) AS n,
@@ -445,13 +467,13 @@ eachMajor.test("a role that may not migrate is told to run migrate as the owner;
     assert.equal(result.code, 1, result.stderr);
     assert.match(
       failureLine(result),
-      /^error: The schema in \w+ is at version 2 and this login-etl needs 6, but role lowly_\w+ may not change it; run `login-etl migrate` as the owner role \(or apply sql\/schema.sql\)$/,
+      /^error: The schema in \w+ is at version 2 and this login-etl needs 8, but role lowly_\w+ may not change it; run `login-etl migrate` as the owner role \(or apply sql\/schema.sql\)$/,
     );
     const dry = await runCli(["migrate", "--dry-run"], {
       env: { DATABASE_URL: url.toString(), ...db.env },
     });
     assert.equal(dry.code, 0, dry.stderr);
-    assert.match(dry.stdout, /is at version 2; this login-etl needs 6/);
+    assert.match(dry.stdout, /is at version 2; this login-etl needs 8/);
     assert.match(dry.stdout, /-- Version 5: ledger partitioned by day/);
     assert.match(dry.stdout, /-- Version 6: login-etl's own tables and functions moved/);
     // The printed SQL says which schemas its statements mean, as psql would need.
@@ -472,7 +494,7 @@ eachMajor.test("a role that may not migrate is told to run migrate as the owner;
     try {
       await assert.rejects(
         ensureSchema(pool.sql, { connection, ...db.schemas }),
-        /at version 2 and this login-etl needs 6, but role lowly_\w+ may not change it; run `login-etl migrate` as the owner role/,
+        /at version 2 and this login-etl needs 8, but role lowly_\w+ may not change it; run `login-etl migrate` as the owner role/,
       );
     } finally {
       await pool.end();
@@ -482,7 +504,7 @@ eachMajor.test("a role that may not migrate is told to run migrate as the owner;
       .sql`INSERT INTO login_etl_migrations (version, name, source) VALUES (99, 'future', 'migrate')`;
     await assert.rejects(
       ensureSchema(db.sql, { connection: await testConnection(pg.url), ...db.schemas }),
-      /at version 99, newer than this login-etl knows \(6\)/,
+      /at version 99, newer than this login-etl knows \(8\)/,
     );
   } finally {
     await db.sql.unsafe(`DROP OWNED BY "${user}"; DROP ROLE "${user}"`);
@@ -496,14 +518,16 @@ Deno.test("login-etl migrate applies what is pending, one line each, and then ha
   const first = await runCli(["migrate"], { env });
   assert.equal(first.code, 0, first.stderr);
   assert.deepEqual(
-    first.stdout.trim().split("\n").slice(0, 5).map((l) => l.replace(/\(\d+ ms\)/, "(ms)")),
+    first.stdout.trim().split("\n").slice(0, MIGRATIONS.length - 1).map((l) =>
+      l.replace(/\(\d+ ms\)/, "(ms)")
+    ),
     MIGRATIONS.slice(1).map((m) => `Applied ${m.version}: ${m.name} (ms)`),
   );
   const second = await runCli(["migrate"], { env });
   assert.equal(second.code, 0, second.stderr);
   assert.match(
     second.stdout,
-    /^Nothing to do: schema \w+ \(state schema \w+_state\) at .* is at version 6\.\n$/,
+    /^Nothing to do: schema \w+ \(state schema \w+_state\) at .* is at version 8\.\n$/,
   );
 });
 
