@@ -673,3 +673,38 @@ eachMajor.test("rekey keeps an existing target entry only if it proves out, and 
     ].sort(),
   );
 });
+
+Deno.test("rekey --retire forgets an old key's links once nothing is left under it, and not before", async () => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const cli = new Cli(cliEnv(db));
+  const k1 = await maskerOf(TEST_SECRET, "k1");
+  const k2 = await maskerOf(HMAC_SECRET_2, "k2");
+  const p = { ip: "192.0.2.81", device: "920-00-0001" };
+  await drain(sqs, cli, [body("r1", p.ip, p.device)], {}, { merge: db });
+  const k2env = { PII_HMAC_KEY: hmacKeySet("k2") };
+  const retire = ["rekey", "--retire", "k1", "--reason", "rotation done"];
+  assertRefused(
+    await cli.run(retire, k2env),
+    2,
+    /^error: Cannot retire HMAC key k1: 2 live vault entries, 0 inbox entries and 0 rows are still under it/,
+  );
+  assert.equal((await cli.run(["rekey", "--to", "k2", "--reason", "rotation"], k2env)).code, 0);
+  const [links] = await db.sql<
+    { n: number }[]
+  >`SELECT count(*)::int AS n FROM login_etl_vault_links`;
+  assert.equal(links?.n, 2, "old → new, for the ip and the device id");
+  const before = await lastAuditId(db.sql);
+  const retired = await cli.run(retire, k2env);
+  assert.equal(retired.code, 0, retired.stderr);
+  assert.deepEqual(JSON.parse(retired.stdout), { retired: "k1", links: 2 });
+  assert.deepEqual(
+    (await auditAfter(db.sql, before)).map((a) => [a.action, a.outcome, a.detail]),
+    [["rekey", "success", "HMAC key k1 retired: 2 links to its masks forgotten"]],
+  );
+  // From now on an old mask leads nowhere: its erasure no longer reaches the
+  // k2 entry (erase by value, or by the k2 mask).
+  const old = await cli.run(["forget", "--masked", k1.mask("ip", p.ip), "--reason", "old export"]);
+  assert.match(old.stdout, /^Erased 0 of 1 vault entries \(/);
+  assert.ok((await vaultRows(db.sql)).some((v) => v.masked_value === k2.mask("ip", p.ip)));
+});
