@@ -820,11 +820,25 @@ BEGIN
   WHERE i.claim_id = p_claim AND i.id = ANY(p_accept);
   v_ids := coalesce(v_ids, '{}');
   v_masks := coalesce(v_masks, '{}');
-  SELECT pg_catalog.array_agg(c.m), pg_catalog.array_agg(s.s) INTO v_pair_m, v_pair_s
-  FROM ROWS FROM (pg_catalog.unnest(v_ids), pg_catalog.unnest(v_masks)) AS c(id, m),
-       LATERAL pg_catalog.unnest(%1$I.login_etl_linked(ARRAY[c.m] || ARRAY(
-         SELECT l.mask FROM ROWS FROM (pg_catalog.unnest(p_link_id), pg_catalog.unnest(p_link_mask)) AS l(id, mask)
-         WHERE l.id = c.id))) AS s(s);
+  -- Each candidate with every mask of its value: its own, the merger's
+  -- other keys', and everything linked to those. One recursive query for the
+  -- batch: per candidate, a look-up of its link masks would be quadratic.
+  SELECT pg_catalog.array_agg(r.m), pg_catalog.array_agg(r.s) INTO v_pair_m, v_pair_s
+  FROM (
+    WITH RECURSIVE cand AS (
+      SELECT c.id, c.m FROM ROWS FROM (pg_catalog.unnest(v_ids), pg_catalog.unnest(v_masks)) AS c(id, m)
+    ), rel(m, s) AS (
+      SELECT cand.m, cand.m FROM cand
+      UNION
+      SELECT cand.m, l.mask FROM cand
+      JOIN ROWS FROM (pg_catalog.unnest(p_link_id), pg_catalog.unnest(p_link_mask)) AS l(id, mask) ON l.id = cand.id
+      UNION
+      SELECT rel.m, k.b FROM rel
+      JOIN (SELECT x.mask AS a, x.other AS b FROM %1$I.login_etl_vault_links x
+            UNION ALL SELECT x.other, x.mask FROM %1$I.login_etl_vault_links x) AS k ON k.a = rel.s
+    )
+    SELECT rel.m, rel.s FROM rel
+  ) AS r;
   v_gone := ARRAY(SELECT DISTINCT p.m FROM ROWS FROM (pg_catalog.unnest(v_pair_m), pg_catalog.unnest(v_pair_s)) AS p(m, s)
                   JOIN %1$I.login_etl_vault v ON v.masked_value = p.s WHERE v.erased_at IS NOT NULL);
   INSERT INTO %1$I.login_etl_vault AS v (masked_value, erased_at)
