@@ -156,7 +156,9 @@ export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<
       try {
         const rows = await sql<{ mask: string }[]>`
           SELECT DISTINCT ${sql(column)} AS mask FROM ${data}.user_logins
-          WHERE ${sql(column)} IS NOT NULL AND left(${sql(column)}, ${prefix.length}) <> ${prefix}
+          WHERE ${sql(column)} IS NOT NULL AND pg_catalog.left(${
+          sql(column)
+        }, ${prefix.length}) <> ${prefix}
             AND NOT (${sql(column)} = ANY(${pgArray([...skipped])}::text[]))
           LIMIT ${options.batch}`;
         olds = rows.map((r) => r.mask);
@@ -170,12 +172,14 @@ export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<
         linked = new Map(
           (await sql<{ old: string; fresh: string }[]>`
             SELECT mask AS old, other AS fresh FROM ${state}.login_etl_vault_links
-            WHERE mask = ANY(${pgArray(olds)}::text[]) AND left(other, ${prefix.length}) = ${prefix}
+            WHERE mask = ANY(${
+            pgArray(olds)
+          }::text[]) AND pg_catalog.left(other, ${prefix.length}) = ${prefix}
             UNION
             SELECT other, mask FROM ${state}.login_etl_vault_links
             WHERE other = ANY(${
             pgArray(olds)
-          }::text[]) AND left(mask, ${prefix.length}) = ${prefix}`)
+          }::text[]) AND pg_catalog.left(mask, ${prefix.length}) = ${prefix}`)
             .map((l) => [l.old, l.fresh]),
         );
       } catch (error) {
@@ -296,11 +300,11 @@ async function moveBatch(
   const ours = new Set(
     (await tx<{ m: string }[]>`
       INSERT INTO ${state}.login_etl_vault (masked_value, field, ciphertext, iv, key_id)
-      SELECT m, ${field}, c, i, k FROM unnest(
-        ${pgArray(entries.map((e) => e.masked))}::text[],
-        ${pgArray(entries.map((e) => byteaHex(e.ciphertext)))}::bytea[],
-        ${pgArray(entries.map((e) => byteaHex(e.iv)))}::bytea[],
-        ${pgArray(entries.map((e) => e.keyId))}::text[]) AS v(m, c, i, k)
+      SELECT m, ${field}, c, i, k FROM ROWS FROM (
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.masked))}::text[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => byteaHex(e.ciphertext)))}::bytea[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => byteaHex(e.iv)))}::bytea[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.keyId))}::text[])) AS v(m, c, i, k)
       ORDER BY m
       ON CONFLICT (masked_value) DO NOTHING
       RETURNING masked_value AS m`).map((r) => r.m),
@@ -346,18 +350,23 @@ async function moveBatch(
   if (replace.length > 0) {
     await tx`
       UPDATE ${state}.login_etl_vault AS v SET field = ${field}, ciphertext = r.c, iv = r.i, key_id = r.k
-      FROM unnest(${pgArray(replace.map((e) => e.masked))}::text[],
-                  ${pgArray(replace.map((e) => byteaHex(e.ciphertext)))}::bytea[],
-                  ${pgArray(replace.map((e) => byteaHex(e.iv)))}::bytea[],
-                  ${pgArray(replace.map((e) => e.keyId))}::text[]) AS r(m, c, i, k)
+      FROM ROWS FROM (pg_catalog.unnest(${pgArray(replace.map((e) => e.masked))}::text[]),
+                      pg_catalog.unnest(${
+      pgArray(replace.map((e) => byteaHex(e.ciphertext)))
+    }::bytea[]),
+                      pg_catalog.unnest(${pgArray(replace.map((e) => byteaHex(e.iv)))}::bytea[]),
+                      pg_catalog.unnest(${
+      pgArray(replace.map((e) => e.keyId))
+    }::text[])) AS r(m, c, i, k)
       WHERE v.masked_value = r.m AND v.erased_at IS NULL`;
   }
   if (tombstones.size > 0) {
     await tx`
       INSERT INTO ${state}.login_etl_vault AS v (masked_value, erased_at)
-      SELECT m, now() FROM unnest(${pgArray([...tombstones])}::text[]) AS m ORDER BY m
+      SELECT m, pg_catalog.now() FROM pg_catalog.unnest(${pgArray([...tombstones])}::text[]) AS m
+      ORDER BY m
       ON CONFLICT (masked_value) DO UPDATE
-        SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = now()
+        SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = pg_catalog.now()
         WHERE v.erased_at IS NULL`;
   }
   // Only live entries: a tombstone keeps its place.
@@ -367,15 +376,18 @@ async function moveBatch(
   const column = tx(COLUMN[field]);
   await tx`
     UPDATE ${data}.user_logins AS u SET ${column} = m.fresh
-    FROM unnest(${pgArray(rows.map((m) => m.old))}::text[], ${
+    FROM ROWS FROM (pg_catalog.unnest(${pgArray(rows.map((m) => m.old))}::text[]),
+                    pg_catalog.unnest(${
     pgArray(rows.map((m) => m.fresh))
-  }::text[]) AS m(old, fresh)
+  }::text[])) AS m(old, fresh)
     WHERE u.${column} = m.old`;
   await tx`
     INSERT INTO ${state}.login_etl_vault_links (mask, other, made_by)
-    SELECT old, fresh, 'rekey' FROM unnest(${pgArray(rows.map((m) => m.old))}::text[], ${
+    SELECT old, fresh, 'rekey'
+    FROM ROWS FROM (pg_catalog.unnest(${pgArray(rows.map((m) => m.old))}::text[]),
+                    pg_catalog.unnest(${
     pgArray(rows.map((m) => m.fresh))
-  }::text[]) AS m(old, fresh)
+  }::text[])) AS m(old, fresh)
     ON CONFLICT DO NOTHING`;
   await appendAudit({ sql: tx, schemas: db.schemas }, [{
     actor: options.actor,
@@ -410,20 +422,20 @@ export async function retireKey(
   try {
     await db.sql.begin(async (tx) => {
       [left] = await tx<{ live: number; inbox: number; rows: number }[]>`
-        SELECT (SELECT count(*) FROM ${state}.login_etl_vault
-                WHERE left(masked_value, ${prefix.length}) = ${prefix} AND erased_at IS NULL)::int AS live,
-               (SELECT count(*) FROM ${state}.login_etl_vault_inbox
-                WHERE left(masked_value, ${prefix.length}) = ${prefix})::int AS inbox,
-               (SELECT count(*) FROM ${data}.user_logins u
+        SELECT (SELECT pg_catalog.count(*) FROM ${state}.login_etl_vault
+                WHERE pg_catalog.left(masked_value, ${prefix.length}) = ${prefix} AND erased_at IS NULL)::int AS live,
+               (SELECT pg_catalog.count(*) FROM ${state}.login_etl_vault_inbox
+                WHERE pg_catalog.left(masked_value, ${prefix.length}) = ${prefix})::int AS inbox,
+               (SELECT pg_catalog.count(*) FROM ${data}.user_logins u
                 WHERE EXISTS (SELECT FROM ${state}.login_etl_vault_links l
                               WHERE l.mask IN (u.masked_ip, u.masked_device_id)
                                  OR l.other IN (u.masked_ip, u.masked_device_id))
-                  AND (left(u.masked_ip, ${prefix.length}) = ${prefix}
-                       OR left(u.masked_device_id, ${prefix.length}) = ${prefix}))::int AS rows`;
+                  AND (pg_catalog.left(u.masked_ip, ${prefix.length}) = ${prefix}
+                       OR pg_catalog.left(u.masked_device_id, ${prefix.length}) = ${prefix}))::int AS rows`;
       if (left === undefined || left.live + left.inbox + left.rows > 0) return;
       links = (await tx`
         DELETE FROM ${state}.login_etl_vault_links
-        WHERE left(mask, ${prefix.length}) = ${prefix} OR left(other, ${prefix.length}) = ${prefix}`)
+        WHERE pg_catalog.left(mask, ${prefix.length}) = ${prefix} OR pg_catalog.left(other, ${prefix.length}) = ${prefix}`)
         .count;
       await appendAudit({ sql: tx as unknown as Sql, schemas: db.schemas }, [{
         actor: options.actor,
@@ -503,10 +515,11 @@ export async function rekeyVault(
       await sql.begin(async (tx) => {
         await tx`
           UPDATE ${state}.login_etl_vault AS v SET ciphertext = u.c, iv = u.i, key_id = ${cipher.currentKeyId}
-          FROM unnest(${pgArray(updated.map((u) => u.masked))}::text[], ${
-          pgArray(updated.map((u) => u.ciphertext))
-        }::bytea[],
-                      ${pgArray(updated.map((u) => u.iv))}::bytea[]) AS u(m, c, i)
+          FROM ROWS FROM (pg_catalog.unnest(${pgArray(updated.map((u) => u.masked))}::text[]),
+                          pg_catalog.unnest(${pgArray(updated.map((u) => u.ciphertext))}::bytea[]),
+                          pg_catalog.unnest(${
+          pgArray(updated.map((u) => u.iv))
+        }::bytea[])) AS u(m, c, i)
           WHERE v.masked_value = u.m AND v.erased_at IS NULL`;
         await appendAudit({ sql: tx as unknown as Sql, schemas: db.schemas }, [{
           actor: options.actor,
