@@ -271,3 +271,34 @@ eachMajor.test("an inbox claim is handed out only to its login, after the transa
     SELECT entries FROM login_etl_inbox_claim(NULL, 0, 10, 'owner', NULL)`;
   assert.equal(whole?.entries, 0, "the one entry is under the recoverer's claim");
 });
+
+Deno.test("vault-merge keeps entries under keys it does not hold, and deletes them with --drop-unverifiable", async () => {
+  await using db = await freshSchema();
+  const cli = new Cli(cliEnv(db));
+  assert.equal((await cli.run(["migrate"])).code, 0);
+  const k9 = await maskerOf("a key this merger does not hold, 32+ bytes", "k9");
+  const k1 = await maskerOf(TEST_SECRET, "k1");
+  const cipher = await cipherOf(VAULT_SECRET);
+  const foreignHmac = cipher.encrypt("ip", k9.mask("ip", "192.0.2.9") as Masked, "192.0.2.9");
+  const foreignVault = cipher.encrypt("ip", k1.mask("ip", "192.0.2.8") as Masked, "192.0.2.8");
+  await db.sql`
+    SELECT login_etl_vault_put(${[foreignHmac.masked, foreignVault.masked]}::text[],
+      ${["ip", "ip"]}::text[],
+      ARRAY[${Buffer.from(foreignHmac.ciphertext)}::bytea, ${
+    Buffer.from(foreignVault.ciphertext)
+  }::bytea],
+      ARRAY[${Buffer.from(foreignHmac.iv)}::bytea, ${Buffer.from(foreignVault.iv)}::bytea],
+      ${["v1", "v9"]}::text[])`;
+  const kept = await cli.run(["vault-merge"]);
+  assert.equal(kept.code, 0, kept.stderr);
+  assert.deepEqual(
+    JSON.parse(kept.stdout),
+    { claimed: 2, accepted: 0, known: 0, erased: 0, dropped: 0, kept: 2, batches: 1 },
+  );
+  assert.equal((await inboxRows(db.sql)).length, 2);
+  const dropped = await cli.run(["vault-merge", "--drop-unverifiable"]);
+  assert.equal(dropped.code, 0, dropped.stderr);
+  assert.equal(JSON.parse(dropped.stdout).dropped, 2);
+  assert.deepEqual(await inboxRows(db.sql), []);
+  assert.deepEqual(await vaultRows(db.sql), []);
+});
