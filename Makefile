@@ -16,16 +16,24 @@ export DENO_NO_UPDATE_CHECK := 1
 # with them.
 # --allow-env lists each variable read (the settings table's, PII_* keys,
 # AWS_* for the SDK, PG* for postgres.js, OTEL_*, HOME and the user name);
-# --allow-sys only what the AWS SDK (homedir, uid, osRelease) and the demo's
-# emulator (networkInterfaces) ask for. --allow-read stays broad: key files,
-# the config file, the demo's sample and ~/.aws are paths users choose.
+# --allow-sys only what the AWS SDK (homedir, uid, osRelease), the key file
+# check (gid), the demo's emulator (networkInterfaces) and Deno's node:tls ask
+# for: node:https reads the CA certificates (sys "ca") whenever
+# NODE_EXTRA_CA_CERTS is set, and without it every HTTPS call to SQS fails
+# (also NODE_USE_SYSTEM_CA in --allow-env). Deno 2.9 checks "ca" but refuses it
+# in an --allow-sys list, so the task grants --allow-sys whole and denies
+# every other descriptor with --deny-sys (tests/repo/permissions_test.ts
+# checks what is granted, and says when "ca" can be listed). --allow-read
+# stays broad: key files, the config file, the demo's sample and ~/.aws are
+# paths users choose.
 # --allow-net stays broad because the queue and database hosts are
 # configuration; narrow it at build time with ALLOW_NET, e.g.
 #   make build ALLOW_NET=sqs.eu-west-1.amazonaws.com,db.internal:5432,0.0.0.0:9464
 # (include the --listen address, and for IRSA or instance roles the STS or
 # metadata hosts the SDK's credential chain calls). --allow-write is there for
-# one file only, drain's --metrics-file (src/ writes nothing else; a test
-# checks); narrow it the same way, e.g. ALLOW_WRITE=/var/lib/node_exporter.
+# drain's --metrics-file and keygen's two key set files (src/ writes nothing
+# else; a test checks); narrow it the same way, e.g.
+# ALLOW_WRITE=/var/lib/node_exporter.
 PERMISSIONS = $(shell $(DENO) eval 'console.log(JSON.parse(Deno.readTextFileSync("deno.json")).tasks.etl.replace(/^deno run /, "").replace(/ src\/main\.ts$$/, ""))')
 ALLOW_NET ?=
 ALLOW_WRITE ?=
@@ -123,9 +131,9 @@ postgres: ## Start (or install) the local Postgres the tests use
 fmt: deno ## Format the code
 	$(DENO) fmt
 
-docs: deno ## Rewrite docs/configuration.md's flag table and sql/schema.sql from the code
+docs: deno ## Rewrite docs/configuration.md's flag table, sql/schema.sql and sql/roles.sql's guard from the code
 	$(DENO) run --allow-read=. --allow-write=docs/configuration.md scripts/flags_table.ts
-	$(DENO) run --allow-read=. --allow-write=sql/schema.sql scripts/schema_sql.ts
+	$(DENO) run --allow-read=. --allow-write=sql/schema.sql,sql/roles.sql scripts/schema_sql.ts
 	$(DENO) fmt docs/configuration.md
 
 check: deno ## fmt --check, lint and type-check

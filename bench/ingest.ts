@@ -75,7 +75,7 @@ try {
   const ms = performance.now() - started;
   const cpu = cpuMs() - cpuBefore;
   const [counted] = await database.sql<{ rows: number }[]>`
-    SELECT count(*)::int AS rows FROM user_logins`;
+    SELECT count(*)::int AS rows FROM ${database.sql(schema)}.user_logins`;
   const rows = counted?.rows;
   if (rows !== n) throw new Error(`wrote ${rows} rows, expected ${n}`);
   Deno.stdout.writeSync(encoder.encode(`${

@@ -23,8 +23,15 @@
 #                          serving <base>/latest/download/<asset> and
 #                          <base>/download/<tag>/<asset> as GitHub does: a mirror
 #
-# Needs curl or wget, and sha256sum or shasum. POSIX sh: tested with dash and
-# bash --posix (tests/cli/install_test.ts).
+# An https base URL is fetched over HTTPS only, redirects included (a redirect
+# to http:// is refused); an http:// base is allowed, with a warning, since
+# the checksum then comes from the same unauthenticated server as the asset.
+# The binary is staged in a fresh mktemp file beside its target, never at a
+# name another user could plant first, and a directory other users may write
+# is refused unless it is root's and sticky (as /tmp is).
+#
+# Needs curl or wget, sha256sum or shasum, and ls.
+# POSIX sh: tested with dash and bash --posix (tests/cli/install_test.ts).
 set -eu
 
 # release.yml replaces this line with the repository that built the release.
@@ -63,14 +70,24 @@ target_triple() {
 download() {
   errors="$work/download.err"
   if has curl; then
-    status=$(curl --silent --show-error --location --retry 2 --output "$2" \
-      --write-out '%{http_code}' "$1" 2>"$errors") || status=${status:-000}
+    # With an https base, curl refuses any other protocol, in redirects too;
+    # it then exits 1 (unsupported protocol), the one way here to a refusal.
+    curl_exit=0
+    # shellcheck disable=SC2086 # $curl_protocols is two options or none
+    status=$(curl --silent --show-error --location --retry 2 $curl_protocols --output "$2" \
+      --write-out '%{http_code}' "$1" 2>"$errors") || curl_exit=$?
+    status=${status:-000}
+    if [ -n "$https_only" ] && [ "$curl_exit" = 1 ]; then downgraded "$1"; fi
   else
     # wget -S writes each response's status line to stderr; the last one counts
     # (redirects come first).
     wget -S -q -O "$2" "$1" 2>"$errors" || true
     status=$(sed -n 's/^ *HTTP\/[0-9.]* \([0-9][0-9]*\).*/\1/p' "$errors" | tail -n 1)
     status=${status:-000}
+    # wget cannot be told to follow HTTPS redirects only (--https-only is for
+    # recursive mode), but -S shows every Location it followed: one to http://
+    # refuses what was downloaded, before it is used.
+    if [ -n "$https_only" ] && grep -qi '^ *Location: *http:' "$errors"; then downgraded "$1"; fi
   fi
   case "$status" in
     200) ;;
@@ -78,6 +95,11 @@ download() {
     000) fail 1 "cannot download $1: $(grep -v '^ *$' "$errors" | tail -n 1)" ;;
     *) fail 1 "cannot download $1: HTTP $status" ;;
   esac
+}
+
+# A download from an https base that was sent to plain HTTP: refused.
+downgraded() {
+  fail 1 "refused $1: the server redirected it to plain HTTP, where anyone on the way may change it; an https download stays on HTTPS; nothing installed"
 }
 
 # The SHA-256 of a file, lowercase hex (the tool is checked for up front).
@@ -98,9 +120,16 @@ has sha256sum || has shasum || fail 1 "need sha256sum or shasum to verify the do
 
 version=${LOGIN_ETL_VERSION:-latest}
 case "$version" in
-  latest | v*) ;;
   [0-9]*) version="v$version" ;;
-  *) fail 2 "LOGIN_ETL_VERSION=$version is not a release tag: give vX.Y.Z, or latest" ;;
+esac
+# vX.Y.Z with an optional -prerelease: the tag goes into the URL's path, so
+# nothing else (a / or .. would reach another repository's assets). The first
+# test also refuses a newline, which grep would read as a second line.
+case "$version" in
+  latest) ;;
+  *[!0-9A-Za-z.-]*) fail 2 "LOGIN_ETL_VERSION is not a release tag: give vX.Y.Z, or latest" ;;
+  *) printf '%s\n' "$version" | grep -Eq '^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$' ||
+    fail 2 "LOGIN_ETL_VERSION=$version is not a release tag: give vX.Y.Z, or latest" ;;
 esac
 
 repository=${LOGIN_ETL_REPOSITORY:-$DEFAULT_REPOSITORY}
@@ -111,6 +140,16 @@ elif [ -n "$repository" ]; then
 else
   fail 2 "no repository to install from: set LOGIN_ETL_REPOSITORY=owner/name (or LOGIN_ETL_BASE_URL)"
 fi
+curl_protocols=""
+https_only=""
+case "$base" in
+  https://*)
+    https_only=yes
+    curl_protocols="--proto =https --proto-redir =https"
+    ;;
+  http://*) say "warning: downloading over plain HTTP: only the checksum from the same server protects this download" ;;
+  *) fail 2 "LOGIN_ETL_BASE_URL=$base is not an https:// URL" ;;
+esac
 if [ -z "$repository" ]; then
   # The repository gh checks the attestation against, from a GitHub URL.
   case "$base" in
@@ -189,9 +228,26 @@ if [ "$version" != latest ]; then
 fi
 
 mkdir -p "$dir" 2>/dev/null || fail 1 "cannot create $dir: set LOGIN_ETL_INSTALL_DIR to a directory you may write"
-# Staged beside the target, so the final mv is a rename within one file system.
-staged="$dir/.login-etl.$$.tmp"
-cp "$work/$asset" "$staged" 2>/dev/null ||
+# Another user who may write the directory could swap the staged file (or
+# login-etl itself) before or after the rename; in a sticky directory of
+# root's (like /tmp) no one may rename or delete another's files.
+set -f
+# shellcheck disable=SC2046 # the fields of ls -ldn: mode, links, owner's uid
+set -- $(ls -ldn "$dir/." 2>/dev/null)
+set +f
+case "${1:-}" in
+  ?????w* | ????????w*)
+    case "$1:${3:-}" in
+      ?????????[tT]*:0) ;;
+      *) fail 1 "refused $dir: others may write it (mode $1, owner uid ${3:-?}) and it is not root's sticky directory, so they could replace login-etl; set LOGIN_ETL_INSTALL_DIR to a directory only you may write" ;;
+    esac
+    ;;
+esac
+# Staged beside the target, so the final mv is a rename within one file
+# system, in a file mktemp creates fresh (never one planted at a known name).
+staged=$(mktemp "$dir/.login-etl.XXXXXX" 2>/dev/null) ||
+  fail 1 "cannot write to $dir: run as a user who may, or set LOGIN_ETL_INSTALL_DIR"
+cat "$work/$asset" >"$staged" ||
   fail 1 "cannot write to $dir: run as a user who may, or set LOGIN_ETL_INSTALL_DIR"
 chmod 0755 "$staged"
 mv -f "$staged" "$dir/login-etl"

@@ -1,10 +1,13 @@
 // Writes sql/schema.sql from src/db/migrations.ts, so the DBA's psql path runs
 // exactly the statements `login-etl migrate` runs, and records the same
-// versions. `make docs` writes it; a test checks the file is current and that
-// applying it gives the schema `migrate` gives.
+// versions; and the refusal of schemas others may create in that sql/roles.sql
+// runs before its grants (src/db/search_path.ts). `make docs` writes both; a
+// test checks they are current and that applying schema.sql gives the schema
+// `migrate` gives.
 
 import { MIGRATIONS } from "../src/db/migrations.ts";
-import { migrationSql, migrationsTableSql } from "../src/db/migration_sql.ts";
+import { guardSql, migrationSql, migrationsTableSql } from "../src/db/migration_sql.ts";
+import { untrustedGuardSql } from "../src/db/search_path.ts";
 
 const HEADER = `-- login-etl's schema for a new database, for a DBA who creates it ahead of time
 -- (login-etl applies what is missing on start when its role may, and
@@ -15,15 +18,48 @@ const HEADER = `-- login-etl's schema for a new database, for a DBA who creates 
 -- sql/roles.sql:
 --   psql "$ADMIN_URL" -v ON_ERROR_STOP=1 -c 'SET search_path = public' \\
 --     -c 'SET login_etl.state_schema = login_etl' -f sql/schema.sql -f sql/roles.sql
+-- It first refuses, with the statement that fixes it, a data or state schema
+-- where a role other than superusers, the schemas' owners and you may create
+-- objects, or that holds such a role's functions: the migrations call
+-- functions with the data schema in search_path (docs/pii.md, threat model).
 -- Written from src/db/migrations.ts by \`make docs\`; do not edit by hand.
 `;
 
 /** The text of sql/schema.sql. */
 export function schemaSql(): string {
-  return [HEADER, migrationsTableSql(), ...MIGRATIONS.map((m) => migrationSql(m, "schema.sql"))]
-    .join("\n");
+  return [
+    HEADER,
+    guardSql("Refused to apply sql/schema.sql"),
+    migrationsTableSql(),
+    ...MIGRATIONS.map((m) => migrationSql(m, "schema.sql")),
+  ].join("\n");
+}
+
+const GUARD_START = /^-- generated:guard .*$/m;
+const GUARD_END = "-- generated:end";
+
+/**
+ * sql/roles.sql (`current`) with its generated block written: the refusal
+ * of a data or state schema where a role other than superusers, the
+ * schemas' owners, the owner of login-etl's tables, the DBA running it and
+ * login_etl_owner may create, or that holds such a role's functions.
+ */
+export function rolesSql(current: string): string {
+  const start = GUARD_START.exec(current);
+  const end = current.indexOf(GUARD_END);
+  if (start === null || end < start.index) {
+    throw new Error("sql/roles.sql has no -- generated:guard … -- generated:end block");
+  }
+  const head = current.slice(0, start.index + start[0].length);
+  const guard = untrustedGuardSql(
+    "ARRAY[CURRENT_USER::text, 'login_etl_owner']",
+    "Refused to apply sql/roles.sql",
+  );
+  return `${head}\n${guard};\n${current.slice(end)}`;
 }
 
 if (import.meta.main) {
   Deno.writeTextFileSync(new URL("../sql/schema.sql", import.meta.url), schemaSql());
+  const roles = new URL("../sql/roles.sql", import.meta.url);
+  Deno.writeTextFileSync(roles, rolesSql(Deno.readTextFileSync(roles)));
 }

@@ -7,7 +7,84 @@
 -- sql/roles.sql:
 --   psql "$ADMIN_URL" -v ON_ERROR_STOP=1 -c 'SET search_path = public' \
 --     -c 'SET login_etl.state_schema = login_etl' -f sql/schema.sql -f sql/roles.sql
+-- It first refuses, with the statement that fixes it, a data or state schema
+-- where a role other than superusers, the schemas' owners and you may create
+-- objects, or that holds such a role's functions: the migrations call
+-- functions with the data schema in search_path (docs/pii.md, threat model).
 -- Written from src/db/migrations.ts by `make docs`; do not edit by hand.
+
+DO $guard$
+DECLARE
+  found record;
+BEGIN
+  FOR found IN EXECUTE $query$WITH ns AS (
+  SELECT n.oid, n.nspname::text AS name, n.nspowner, n.nspacl FROM pg_catalog.pg_namespace n
+  WHERE n.nspname::text IN ($1::text, $2::text)
+), keeper AS (
+  SELECT c.relowner AS role FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace
+  WHERE c.relname::text IN ('login_etl_vault', 'login_etl_migrations') AND c.relkind = 'r'
+), trusted AS (
+  SELECT r.oid AS role FROM pg_catalog.pg_roles r
+  WHERE r.rolsuper OR r.rolname::text = ANY ($3::text[])
+  UNION SELECT ns.nspowner FROM ns
+  UNION SELECT keeper.role FROM keeper
+), creators AS (
+  SELECT ns.name, a.grantee
+  FROM ns, pg_catalog.aclexplode(COALESCE(ns.nspacl, pg_catalog.acldefault('n', ns.nspowner))) AS a
+  WHERE a.privilege_type = 'CREATE' AND a.grantee NOT IN (SELECT trusted.role FROM trusted)
+    AND (a.grantee <> 0::oid OR EXISTS (SELECT FROM pg_catalog.pg_roles r
+                                       WHERE r.rolcanlogin AND r.oid NOT IN (SELECT trusted.role FROM trusted)))
+), planted AS (
+  SELECT ns.name, p.proowner AS owner,
+         CASE p.prokind WHEN 'a' THEN 'AGGREGATE' WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS kind,
+         pg_catalog.format('%I.%I(%s)', ns.name, p.proname,
+                           pg_catalog.pg_get_function_identity_arguments(p.oid)) AS object
+  FROM pg_catalog.pg_proc p JOIN ns ON ns.oid = p.pronamespace
+  WHERE p.proowner NOT IN (SELECT trusted.role FROM trusted)
+  UNION ALL
+  SELECT ns.name, o.oprowner, 'OPERATOR',
+         pg_catalog.format('%I.%s (%s, %s)', ns.name, o.oprname,
+           CASE WHEN o.oprleft = 0::oid THEN 'NONE' ELSE pg_catalog.format_type(o.oprleft, NULL) END,
+           CASE WHEN o.oprright = 0::oid THEN 'NONE' ELSE pg_catalog.format_type(o.oprright, NULL) END)
+  FROM pg_catalog.pg_operator o JOIN ns ON ns.oid = o.oprnamespace
+  WHERE o.oprowner NOT IN (SELECT trusted.role FROM trusted)
+  UNION ALL
+  SELECT ns.name, t.typowner, 'TYPE', pg_catalog.format('%I.%I', ns.name, t.typname)
+  FROM pg_catalog.pg_type t JOIN ns ON ns.oid = t.typnamespace
+  WHERE t.typowner NOT IN (SELECT trusted.role FROM trusted)
+    AND (t.typrelid = 0::oid
+         OR EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c'))
+    AND NOT (t.typcategory = 'A' AND t.typelem <> 0::oid) AND t.typtype <> 'm'
+  UNION ALL
+  SELECT ns.name, c.conowner, 'CONVERSION', pg_catalog.format('%I.%I', ns.name, c.conname)
+  FROM pg_catalog.pg_conversion c JOIN ns ON ns.oid = c.connamespace
+  WHERE c.conowner NOT IN (SELECT trusted.role FROM trusted)
+)
+SELECT x.problem, x.fix FROM (
+  SELECT 1 AS rank, c.name AS schema_name,
+         CASE WHEN c.grantee = 0::oid
+           THEN pg_catalog.format('every role (PUBLIC) may create objects in schema %s', c.name)
+           ELSE pg_catalog.format('role %s may create objects in schema %s',
+                                  pg_catalog.pg_get_userbyid(c.grantee), c.name) END AS problem,
+         pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM %s', c.name,
+           CASE WHEN c.grantee = 0::oid THEN 'PUBLIC'
+                ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.grantee)::text) END) AS fix
+  FROM creators c
+  UNION ALL
+  SELECT 2, p.name,
+         pg_catalog.format('schema %s holds %s %s of role %s', p.name, pg_catalog.lower(p.kind),
+                           p.object, pg_catalog.pg_get_userbyid(p.owner)),
+         pg_catalog.format('DROP %s %s', p.kind, p.object)
+  FROM planted p
+) AS x ORDER BY x.rank, x.schema_name, x.problem$query$
+    USING pg_catalog.current_schema()::text,
+          COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl'),
+          ARRAY[CURRENT_USER::text]
+  LOOP
+    RAISE EXCEPTION '%: %; %; run %', 'Refused to apply sql/schema.sql', found.problem, 'login-etl''s migrations and SECURITY DEFINER functions look up what they call there, so planted code would run with their rights', found.fix
+      USING ERRCODE = '55000';
+  END LOOP;
+END $guard$;
 
 CREATE TABLE IF NOT EXISTS login_etl_migrations (
         version    integer PRIMARY KEY,
@@ -503,8 +580,340 @@ END $$;
 
 DO $$
 BEGIN
-  EXECUTE format('INSERT INTO %I.login_etl_migrations (version, name, source) VALUES (%s, %L, %L)',
-                 coalesce(nullif(current_setting('login_etl.state_schema', true), ''), 'login_etl'), 6, 'login-etl''s own tables and functions moved to the state schema', 'schema.sql');
+  EXECUTE pg_catalog.format('INSERT INTO %I.login_etl_migrations (version, name, source) VALUES (%s, %L, %L)',
+                            COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl'), 6, 'login-etl''s own tables and functions moved to the state schema', 'schema.sql');
+END $$;
+
+COMMIT;
+
+-- Version 7: SECURITY DEFINER functions that call only pg_catalog and the state schema; recovery released on committed tickets
+BEGIN;
+
+DO $$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+BEGIN
+  EXECUTE pg_catalog.format('CREATE TABLE %I.login_etl_release_tickets (
+    id            bigserial PRIMARY KEY,
+    requested_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    requested_by  text NOT NULL DEFAULT SESSION_USER,
+    requested_xid bigint NOT NULL DEFAULT pg_catalog.txid_current(),
+    actor         text NOT NULL,
+    masks         text[] NOT NULL,
+    released_at   timestamptz
+  )', state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON %I.login_etl_release_tickets FROM PUBLIC', state);
+END $$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_vault_put(p_masked text[], p_field text[], p_ciphertext bytea[], p_iv bytea[], p_key_id text[]) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+INSERT INTO %1$I.login_etl_vault AS v (masked_value, field, ciphertext, iv, key_id)
+SELECT DISTINCT ON (u.m) u.m, u.f, u.c, u.i, u.k
+FROM ROWS FROM (pg_catalog.unnest(p_masked), pg_catalog.unnest(p_field), pg_catalog.unnest(p_ciphertext),
+                pg_catalog.unnest(p_iv), pg_catalog.unnest(p_key_id)) AS u(m, f, c, i, k)
+ORDER BY u.m
+ON CONFLICT (masked_value) DO UPDATE SET first_seen = v.first_seen
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_vault_put(text[], text[], bytea[], bytea[], text[]) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('login_etl_consumer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_vault_put(text[], text[], bytea[], bytea[], text[]) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_forget(p_masked text[], p_actor text, p_reason text) RETURNS TABLE (masked_value text, outcome text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+#variable_conflict use_column
+BEGIN
+  IF COALESCE(pg_catalog.btrim(p_reason), '') = '' THEN
+    INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'forget', m, p_reason, 'denied', 'no reason given' FROM pg_catalog.unnest(p_masked) AS m;
+    RETURN QUERY SELECT m, 'denied'::text FROM pg_catalog.unnest(p_masked) AS m;
+    RETURN;
+  END IF;
+  RETURN QUERY
+  WITH asked AS (SELECT DISTINCT pg_catalog.unnest(p_masked) AS m),
+  erased AS (
+    INSERT INTO %1$I.login_etl_vault AS v (masked_value, erased_at)
+    SELECT m, pg_catalog.now() FROM asked ORDER BY m
+    ON CONFLICT (masked_value) DO UPDATE
+      SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = pg_catalog.now()
+      WHERE v.erased_at IS NULL
+    RETURNING v.masked_value, (v.xmax = 0) AS created
+  ),
+  outcomes AS (
+    SELECT a.m, CASE WHEN e.masked_value IS NOT NULL AND NOT e.created
+                     THEN 'success' ELSE 'not_found' END AS o
+    FROM asked a LEFT JOIN erased e ON e.masked_value = a.m
+  ),
+  audited AS (
+    INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'forget', o.m, p_reason, o.o,
+           CASE o.o WHEN 'success' THEN 'vault entry erased' ELSE 'no live vault entry; tombstone kept' END
+    FROM outcomes o
+  )
+  SELECT o.m, o.o FROM outcomes o;
+END
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_forget(text[], text, text) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_forget(text[], text, text) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_audit_note(p_action text, p_masked text[], p_actor text, p_reason text, p_outcome text, p_detail text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+BEGIN
+  IF p_action NOT IN ('recover', 'forget') OR p_outcome NOT IN ('denied', 'failed') THEN
+    RAISE EXCEPTION 'login_etl_audit_note records only denied or failed recover and forget attempts'
+      USING ERRCODE = '22023';
+  END IF;
+  IF pg_catalog.cardinality(p_masked) > 1000 THEN
+    RAISE EXCEPTION 'login_etl_audit_note takes at most 1000 masks a call, not %%',
+      pg_catalog.cardinality(p_masked) USING ERRCODE = '22023';
+  END IF;
+  IF EXISTS (SELECT FROM pg_catalog.unnest(p_masked) AS m
+             WHERE m IS NULL OR m !~ '^[A-Za-z0-9_-]{1,16}:[A-Za-z0-9_-]{43}$') THEN
+    RAISE EXCEPTION 'login_etl_audit_note takes only masks: a key id, a colon and 43 base64url characters'
+      USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+  SELECT p_actor, p_action, m, p_reason, p_outcome, p_detail
+  FROM pg_catalog.unnest(COALESCE(p_masked, ARRAY[NULL::text])) AS m;
+END
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_audit_note(text, text[], text, text, text, text) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('login_etl_consumer', 'pii_recoverer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_audit_note(text, text[], text, text, text, text) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_audit_list(p_after bigint, p_limit integer) RETURNS SETOF %1$I.login_etl_audit
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+SELECT * FROM %1$I.login_etl_audit WHERE id > p_after ORDER BY id LIMIT LEAST(p_limit, 10000)
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_audit_list(bigint, integer) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_audit_list(bigint, integer) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_ledger_maintain(p_retention_days integer, p_limit integer) RETURNS TABLE (created integer, dropped integer, deleted integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+DECLARE
+  today constant date := (pg_catalog.now() AT TIME ZONE 'UTC')::date;
+  oldest constant date := today - GREATEST(p_retention_days, 1) - 1;
+  ledger constant oid := pg_catalog.to_regclass(pg_catalog.format('%%I.login_etl_ledger', %1$L))::oid;
+  day date;
+  part record;
+  n_created integer := 0;
+  n_dropped integer := 0;
+  n_deleted integer := 0;
+BEGIN
+  PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
+  FOR day IN
+    SELECT d::date FROM pg_catalog.generate_series(oldest::timestamp, (today + 3)::timestamp, interval '1 day') AS d
+  LOOP
+    CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %1$L,
+                    'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'))) IS NOT NULL
+      OR EXISTS (SELECT FROM %1$I.login_etl_ledger_other WHERE sent_date = day);
+    BEGIN
+      EXECUTE pg_catalog.format('CREATE TABLE %%I.%%I PARTITION OF %%I.login_etl_ledger FOR VALUES FROM (%%L) TO (%%L)',
+                                %1$L, 'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'),
+                                %1$L, day, day + 1);
+      n_created := n_created + 1;
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+  END LOOP;
+  FOR part IN
+    SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = ledger AND c.relname::text ~ '^login_etl_ledger_p[0-9]{8}$'
+      AND pg_catalog.to_date(pg_catalog.substr(c.relname::text, 19), 'YYYYMMDD') < oldest
+  LOOP
+    BEGIN
+      EXECUTE pg_catalog.format('DROP TABLE %%I.%%I', %1$L, part.relname);
+      n_dropped := n_dropped + 1;
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+  END LOOP;
+  WITH aged AS (
+    SELECT message_id, sent_date FROM %1$I.login_etl_ledger_undated
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => GREATEST(p_retention_days, 1))
+    UNION ALL
+    SELECT message_id, sent_date FROM %1$I.login_etl_ledger_other
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => GREATEST(p_retention_days, 1))
+    LIMIT p_limit
+  )
+  DELETE FROM %1$I.login_etl_ledger l USING aged
+  WHERE l.message_id = aged.message_id AND l.sent_date = aged.sent_date;
+  GET DIAGNOSTICS n_deleted = ROW_COUNT;
+  RETURN QUERY SELECT n_created, n_dropped, n_deleted;
+END
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_ledger_maintain(integer, integer) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('login_etl_consumer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_ledger_maintain(integer, integer) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_release_request(p_masked text[], p_actor text, p_reason text) RETURNS TABLE (ticket bigint, masked_value text, state text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+#variable_conflict use_column
+BEGIN
+  IF COALESCE(pg_catalog.cardinality(p_masked), 0) = 0 THEN
+    RAISE EXCEPTION 'login_etl_release_request needs at least one mask' USING ERRCODE = '22023';
+  END IF;
+  IF EXISTS (SELECT FROM pg_catalog.unnest(p_masked) AS m
+             WHERE m IS NULL OR m !~ '^[A-Za-z0-9_-]{1,16}:[A-Za-z0-9_-]{43}$') THEN
+    RAISE EXCEPTION 'login_etl_release_request takes only masks: a key id, a colon and 43 base64url characters'
+      USING ERRCODE = '22023';
+  END IF;
+  IF COALESCE(pg_catalog.btrim(p_reason), '') = '' THEN
+    INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'recover', m, p_reason, 'denied', 'no reason given' FROM pg_catalog.unnest(p_masked) AS m;
+    RETURN QUERY SELECT NULL::bigint, m, 'denied'::text FROM pg_catalog.unnest(p_masked) AS m;
+    RETURN;
+  END IF;
+  DELETE FROM %1$I.login_etl_release_tickets WHERE requested_at < pg_catalog.now() - interval '1 day';
+  RETURN QUERY
+  WITH asked AS (SELECT DISTINCT pg_catalog.unnest(p_masked) AS m),
+  found AS (
+    SELECT a.m, v.field,
+           CASE WHEN v.masked_value IS NULL THEN 'not_found'
+                WHEN v.erased_at IS NOT NULL THEN 'erased' ELSE 'released' END AS s
+    FROM asked a LEFT JOIN %1$I.login_etl_vault v ON v.masked_value = a.m
+  ),
+  issued AS (
+    INSERT INTO %1$I.login_etl_release_tickets (actor, masks)
+    SELECT p_actor, pg_catalog.array_agg(f.m ORDER BY f.m) FROM found f WHERE f.s = 'released'
+    HAVING pg_catalog.count(*) > 0
+    RETURNING id
+  ),
+  audited AS (
+    INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'recover', f.m, p_reason, f.s,
+           CASE f.s WHEN 'released' THEN 'ciphertext released on ticket ' || i.id::text || ', field ' || f.field
+                    WHEN 'erased' THEN 'erased by forget' ELSE 'no vault entry' END
+    FROM found f LEFT JOIN issued i ON true
+  )
+  SELECT i.id, f.m, f.s FROM found f LEFT JOIN issued i ON true;
+END
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_release_request(text[], text, text) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_release_request(text[], text, text) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_release(p_ticket bigint) RETURNS TABLE (masked_value text, field text, ciphertext bytea, iv bytea, key_id text, state text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+#variable_conflict use_column
+DECLARE
+  t record;
+BEGIN
+  SELECT k.id, k.masks, k.requested_at, k.requested_xid, k.released_at INTO t
+  FROM %1$I.login_etl_release_tickets k
+  WHERE k.id = p_ticket AND k.requested_by = SESSION_USER::text
+  FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'No release ticket %% for login %%', p_ticket, SESSION_USER USING ERRCODE = 'P0002';
+  END IF;
+  IF t.released_at IS NOT NULL THEN
+    RAISE EXCEPTION 'Release ticket %% was used already: request another', p_ticket USING ERRCODE = '55000';
+  END IF;
+  IF pg_catalog.txid_status(t.requested_xid) IS DISTINCT FROM 'committed' THEN
+    RAISE EXCEPTION 'Release ticket %% is not committed: commit the request, and its audit rows, before the release',
+      p_ticket USING ERRCODE = '55000';
+  END IF;
+  IF t.requested_at < pg_catalog.now() - interval '10 minutes' THEN
+    RAISE EXCEPTION 'Release ticket %% expired (10 minutes): request another', p_ticket
+      USING ERRCODE = '55000';
+  END IF;
+  UPDATE %1$I.login_etl_release_tickets SET released_at = pg_catalog.now() WHERE id = t.id;
+  RETURN QUERY
+  SELECT a.m, v.field, v.ciphertext, v.iv, v.key_id,
+         CASE WHEN v.masked_value IS NULL THEN 'not_found'
+              WHEN v.erased_at IS NOT NULL THEN 'erased' ELSE 'released' END
+  FROM pg_catalog.unnest(t.masks) AS a(m) LEFT JOIN %1$I.login_etl_vault v ON v.masked_value = a.m;
+END
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_release(bigint) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_release(bigint) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  recover constant regprocedure :=
+    pg_catalog.to_regprocedure(pg_catalog.format('%I.login_etl_recover(text[], text, text)', state));
+  keeper name;
+  grantee record;
+  made text;
+BEGIN
+  SELECT pg_catalog.pg_get_userbyid(c.relowner) INTO keeper FROM pg_catalog.pg_class c
+  WHERE c.oid = pg_catalog.to_regclass(pg_catalog.format('%I.login_etl_vault', state))::oid;
+  EXECUTE pg_catalog.format('ALTER TABLE %I.login_etl_release_tickets OWNER TO %I', state, keeper);
+  FOREACH made IN ARRAY ARRAY['login_etl_release_request(text[], text, text)', 'login_etl_release(bigint)'] LOOP
+    EXECUTE pg_catalog.format('ALTER FUNCTION %I.%s OWNER TO %I', state, made, keeper);
+    FOR grantee IN
+      SELECT pg_catalog.pg_get_userbyid(a.grantee) AS role
+      FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) AS a
+      WHERE p.oid = recover::oid AND a.grantee <> p.proowner AND a.grantee <> 0::oid
+        AND a.privilege_type = 'EXECUTE'
+    LOOP
+      EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.%s TO %I', state, made, grantee.role);
+    END LOOP;
+  END LOOP;
+  EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS %I.login_etl_recover(text[], text, text)', state);
+END $$;
+
+DO $$
+BEGIN
+  EXECUTE pg_catalog.format('INSERT INTO %I.login_etl_migrations (version, name, source) VALUES (%s, %L, %L)',
+                            COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl'), 7, 'SECURITY DEFINER functions that call only pg_catalog and the state schema; recovery released on committed tickets', 'schema.sql');
 END $$;
 
 COMMIT;
@@ -514,7 +923,7 @@ BEGIN;
 
 DO $$
 DECLARE
-  state constant text := coalesce(nullif(current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
 BEGIN
   -- Append-only and keyed by nothing of the entry: no unique index on the
   -- mask, so an insert never looks for, waits on or conflicts with another.
@@ -551,7 +960,7 @@ END $$;
 
 DO $do$
 DECLARE
-  state constant text := coalesce(nullif(current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
   caller text;
 BEGIN
   EXECUTE pg_catalog.format($f$
@@ -566,14 +975,14 @@ BEGIN
 END
 $body$$f$, state);
   EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_lock_masks(text[]) FROM PUBLIC', state);
-  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname IN (NULL) LOOP
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN (NULL) LOOP
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_lock_masks(text[]) TO %I', state, caller);
   END LOOP;
 END $do$;
 
 DO $do$
 DECLARE
-  state constant text := coalesce(nullif(current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
   caller text;
 BEGIN
   EXECUTE pg_catalog.format($f$
@@ -589,14 +998,14 @@ WITH RECURSIVE linked(m) AS (
 SELECT coalesce(pg_catalog.array_agg(linked.m ORDER BY linked.m), '{}'::text[]) FROM linked
 $body$$f$, state);
   EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_linked(text[]) FROM PUBLIC', state);
-  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname IN (NULL) LOOP
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN (NULL) LOOP
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_linked(text[]) TO %I', state, caller);
   END LOOP;
 END $do$;
 
 DO $do$
 DECLARE
-  state constant text := coalesce(nullif(current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
   caller text;
 BEGIN
   EXECUTE pg_catalog.format($f$
@@ -609,14 +1018,14 @@ FROM ROWS FROM (pg_catalog.unnest(p_masked), pg_catalog.unnest(p_field), pg_cata
 ORDER BY u.m
 $body$$f$, state);
   EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_vault_put(text[], text[], bytea[], bytea[], text[]) FROM PUBLIC', state);
-  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname IN ('login_etl_consumer') LOOP
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('login_etl_consumer') LOOP
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_vault_put(text[], text[], bytea[], bytea[], text[]) TO %I', state, caller);
   END LOOP;
 END $do$;
 
 DO $do$
 DECLARE
-  state constant text := coalesce(nullif(current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
   caller text;
 BEGIN
   EXECUTE pg_catalog.format($f$
@@ -639,7 +1048,7 @@ BEGIN
   v_asked := ARRAY(SELECT DISTINCT u.m FROM pg_catalog.unnest(p_masked) AS u(m) WHERE u.m IS NOT NULL ORDER BY 1);
   v_todo := v_asked;
   LOOP
-    v_todo := ARRAY(SELECT l.m FROM pg_catalog.unnest(%1$I.login_etl_linked(v_done || v_todo)) AS l(m)
+    v_todo := ARRAY(SELECT l.m FROM pg_catalog.unnest(%1$I.login_etl_linked(pg_catalog.array_cat(v_done, v_todo))) AS l(m)
                     EXCEPT SELECT d.m FROM pg_catalog.unnest(v_done) AS d(m) ORDER BY 1);
     EXIT WHEN pg_catalog.cardinality(v_todo) = 0;
     PERFORM %1$I.login_etl_lock_masks(v_todo);
@@ -654,8 +1063,8 @@ BEGIN
       RETURNING v.masked_value AS m, NOT (v.xmax = 0) AS was_live
     )
     SELECT ARRAY(SELECT g.m FROM gone g UNION SELECT e.m FROM erased e WHERE e.was_live) INTO v_round;
-    v_erased := v_erased || v_round;
-    v_done := v_done || v_todo;
+    v_erased := pg_catalog.array_cat(v_erased, v_round);
+    v_done := pg_catalog.array_cat(v_done, v_todo);
   END LOOP;
   RETURN QUERY
   WITH outcomes AS (
@@ -675,14 +1084,14 @@ BEGIN
 END
 $body$$f$, state);
   EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_forget(text[], text, text) FROM PUBLIC', state);
-  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname IN ('pii_recoverer') LOOP
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_forget(text[], text, text) TO %I', state, caller);
   END LOOP;
 END $do$;
 
 DO $do$
 DECLARE
-  state constant text := coalesce(nullif(current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
   caller text;
 BEGIN
   EXECUTE pg_catalog.format($f$
@@ -747,14 +1156,14 @@ BEGIN
 END
 $body$$f$, state);
   EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_inbox_claim(text[], bigint, integer, text, text) FROM PUBLIC', state);
-  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname IN ('pii_recoverer') LOOP
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_inbox_claim(text[], bigint, integer, text, text) TO %I', state, caller);
   END LOOP;
 END $do$;
 
 DO $do$
 DECLARE
-  state constant text := coalesce(nullif(current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
   caller text;
 BEGIN
   EXECUTE pg_catalog.format($f$
@@ -765,7 +1174,7 @@ DECLARE
   v_claim record;
 BEGIN
   SELECT c.db_user, c.xact INTO v_claim FROM %1$I.login_etl_inbox_claims c WHERE c.id = p_claim;
-  IF NOT FOUND OR v_claim.db_user <> session_user THEN
+  IF NOT FOUND OR v_claim.db_user <> session_user::text THEN
     RAISE EXCEPTION 'No inbox claim %% of this login' , p_claim USING ERRCODE = '22023';
   END IF;
   IF v_claim.xact = pg_catalog.pg_current_xact_id_if_assigned() THEN
@@ -777,14 +1186,14 @@ BEGIN
 END
 $body$$f$, state);
   EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_inbox_claimed(bigint) FROM PUBLIC', state);
-  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname IN ('pii_recoverer') LOOP
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_inbox_claimed(bigint) TO %I', state, caller);
   END LOOP;
 END $do$;
 
 DO $do$
 DECLARE
-  state constant text := coalesce(nullif(current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
   caller text;
 BEGIN
   EXECUTE pg_catalog.format($f$
@@ -805,7 +1214,7 @@ DECLARE
   v_kept integer;
 BEGIN
   SELECT c.db_user, c.actor INTO v_user, v_actor FROM %1$I.login_etl_inbox_claims c WHERE c.id = p_claim;
-  IF NOT FOUND OR v_user <> session_user THEN
+  IF NOT FOUND OR v_user <> session_user::text THEN
     RAISE EXCEPTION 'No inbox claim %% of this login', p_claim USING ERRCODE = '22023';
   END IF;
   PERFORM %1$I.login_etl_lock_masks(%1$I.login_etl_linked(ARRAY(
@@ -882,14 +1291,14 @@ BEGIN
 END
 $body$$f$, state);
   EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[]) FROM PUBLIC', state);
-  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname IN ('pii_recoverer') LOOP
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[]) TO %I', state, caller);
   END LOOP;
 END $do$;
 
 DO $$
 DECLARE
-  state constant text := coalesce(nullif(current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
   owner_oid oid;
   owner_name text;
   moved text;
@@ -913,8 +1322,8 @@ END $$;
 
 DO $$
 BEGIN
-  EXECUTE format('INSERT INTO %I.login_etl_migrations (version, name, source) VALUES (%s, %L, %L)',
-                 coalesce(nullif(current_setting('login_etl.state_schema', true), ''), 'login_etl'), 8, 'vault inbox (no membership oracle), mask links and per-mask locks (erasure survives rotation)', 'schema.sql');
+  EXECUTE pg_catalog.format('INSERT INTO %I.login_etl_migrations (version, name, source) VALUES (%s, %L, %L)',
+                            COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl'), 8, 'vault inbox (no membership oracle), mask links and per-mask locks (erasure survives rotation)', 'schema.sql');
 END $$;
 
 COMMIT;

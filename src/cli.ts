@@ -48,6 +48,13 @@ export function parseInvocation(argv: readonly string[]): Invocation {
   }
   if (first === "--version" || first === "-V") return { kind: "version" };
   if (!isCommand(first)) {
+    if (mayHoldSecret(first)) {
+      throw new UsageError(
+        `Unknown command (argument 1, not shown: it may hold a secret): put the command first, settings after it; commands: ${
+          COMMANDS.join(", ")
+        }; see login-etl --help`,
+      );
+    }
     const nearest = first.startsWith("-") ? null : nearestName(first, COMMANDS);
     // Before a command only --help and --version mean anything.
     const nearFlag = first.startsWith("--")
@@ -70,27 +77,70 @@ export function parseInvocation(argv: readonly string[]): Invocation {
     options[spec.flag] = { type: spec.kind === "boolean" ? "boolean" : "string" };
   }
 
-  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  let parsed: {
+    values: Record<string, string | boolean | undefined>;
+    positionals: string[];
+    tokens: readonly Token[];
+  };
   try {
-    parsed = parseArgs({ args: [...rest], options, strict: true, allowPositionals: true });
+    parsed = parseArgs({
+      args: [...rest],
+      options,
+      strict: true,
+      allowPositionals: true,
+      tokens: true,
+    });
   } catch (error) {
     throw new UsageError(`${usageMessage(error, first)} login-etl ${first} --help`, {
       cause: error,
     });
   }
   if (parsed.values["help"] === true) return { kind: "help", command: first };
-  if (parsed.positionals.length > 0) {
-    throw new UsageError(
-      `Unexpected argument "${
-        parsed.positionals[0]
-      }" for ${first}: it takes only flags; see login-etl ${first} --help`,
-    );
-  }
+  if (parsed.positionals.length > 0) throw unexpectedArgument(first, parsed.tokens);
   const flags: Record<string, string | boolean> = {};
   for (const [name, value] of Object.entries(parsed.values)) {
     if (name !== "help" && value !== undefined) flags[name] = value;
   }
   return { kind: "command", command: first, flags };
+}
+
+/** A word of the command line as node:util's `parseArgs` reports it with `tokens: true`. */
+type Token =
+  | { kind: "option"; index: number; rawName: string; value?: string | undefined }
+  | { kind: "positional"; index: number; value: string }
+  | { kind: "option-terminator"; index: number };
+
+/**
+ * True for a word that may be (part of) a secret: one with `=`, `:` or `@`
+ * (a keyword/value pair, URL user info) or a long one (a key, a password).
+ * Such a word is named by its position, never echoed.
+ */
+function mayHoldSecret(word: string): boolean {
+  return /[=:@]/.test(word) || word.length > 12;
+}
+
+/**
+ * The error for a word that is neither a flag nor a flag's value: mostly a
+ * value with spaces that the shell split (`--database-url host=h password=pw`
+ * unquoted). The fix names the flag whose value the word follows.
+ */
+function unexpectedArgument(command: CommandName, tokens: readonly Token[]): UsageError {
+  const at = tokens.findIndex((t) => t.kind === "positional");
+  const word = tokens[at] as Token & { kind: "positional" };
+  const before = tokens[at - 1];
+  // argv position, counting the command as 1 (token indexes start after it).
+  const secret = mayHoldSecret(word.value);
+  const what = secret
+    ? `argument ${word.index + 2} for ${command} (not shown: it may hold a secret)`
+    : `argument "${word.value}" for ${command}`;
+  const fix = before?.kind === "option" && before.value !== undefined
+    ? `; quote the value of ${before.rawName} if this word belongs to it`
+    : secret
+    ? "; quote a value that has spaces"
+    : "";
+  return new UsageError(
+    `Unexpected ${what}: it takes only flags${fix}; see login-etl ${command} --help`,
+  );
 }
 
 /**

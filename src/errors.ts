@@ -126,17 +126,31 @@ export class TooManyRejectsError extends EtlError {
 }
 
 /**
- * Replaces the password (and any user info) in a URL so that a message or log
- * line can name the endpoint without the secret.
+ * A URL's password: `scheme://user:PASSWORD@`, up to the last `@` of the
+ * word, so a password holding an unencoded `@` or `/` is covered whole.
+ * Matched as text, not parsed: a value shown because it is invalid often
+ * does not parse as a URL.
  */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== "") parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return "<unparseable url>";
-  }
+const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:@/]*:)[^\s]*@/gi;
+
+/**
+ * A secret keyword's value, in a libpq keyword/value string or a URL's query:
+ * `password=…`, `sslpassword=…`, `oauth_client_secret=…`, quoted or bare (a
+ * bare value runs to the next space: libpq allows `&` and `#` in it).
+ */
+const SECRET_KEYWORD =
+  /(^|[\s?&;,])((?:ssl)?password|oauth_client_secret)(\s*=\s*)('(?:\\.|[^'\\])*'?|(?:\\.|[^\s\\])*)/gi;
+
+/**
+ * Replaces the passwords in a value a message is about to echo: a URL's
+ * (`postgres://user:***@host/db`) and those of libpq's secret keywords
+ * (`password=***`). The one rule for every echoed value; it errs towards
+ * hiding more (a port and path after a colon in the user info) over less.
+ */
+export function redactSecrets(text: string): string {
+  return text
+    .replaceAll(URL_PASSWORD, "$1***@")
+    .replaceAll(SECRET_KEYWORD, "$1$2$3***");
 }
 
 /** The exit code a thrown value maps to: the error's own, else 1. */

@@ -13,6 +13,7 @@ import {
   fallbackLogFormat,
   type FileLayer,
   resolveConfig,
+  SECRET_ENV_NAMES,
 } from "./config/resolve.ts";
 import { consume } from "./commands/consume.ts";
 import { demo } from "./commands/demo.ts";
@@ -111,6 +112,9 @@ async function execute(
       }
       return;
     }
+    case "keygen":
+      await (await import("./commands/keygen.ts")).keygenCommand(config, { writeStdout });
+      return;
     case "migrate":
       await (await import("./commands/migrate.ts")).migrateCommand(config, {
         telemetry,
@@ -230,17 +234,25 @@ export async function main(
 /**
  * The variables configuration reads, by name: the binary may read only a
  * listed set (`--allow-env=...` in the `etl` task), so the whole environment
- * (`Deno.env.toObject()`) is out of reach by design.
+ * (`Deno.env.toObject()`) is out of reach by design. The variables in
+ * `secrets` are deleted once read, so that nothing started or loaded later
+ * (a library, a worker thread, a child process) finds them there. The
+ * process's initial environment block keeps its copy (`/proc/PID/environ`):
+ * the `*_FILE` variables keep a key out of the environment altogether.
  */
-function readEnv(names: readonly string[]): Record<string, string> {
+export function takeEnv(
+  names: readonly string[],
+  secrets: readonly string[],
+): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of names) {
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;
   }
+  for (const name of secrets) if (env[name] !== undefined) Deno.env.delete(name);
   return env;
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args, readEnv(envNames())));
+  Deno.exit(await main(Deno.args, takeEnv(envNames(), SECRET_ENV_NAMES)));
 }

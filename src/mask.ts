@@ -30,6 +30,19 @@ async function importHmacKey(raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
   ]);
 }
 
+/**
+ * The shape of every mask `Masker.mask` makes: a key id (KEY_ID_PATTERN of
+ * config/options.ts), a colon, and 43 base64url characters (a 32-byte HMAC,
+ * unpadded). The database functions that take masks check the same shape
+ * (MASK_SQL_PATTERN of db/migrations.ts).
+ */
+const MASK_SHAPE = /^[A-Za-z0-9_-]{1,16}:[A-Za-z0-9_-]{43}$/;
+
+/** True when `text` has the shape of a mask (not that any key made it). */
+export function isMask(text: string): text is Masked {
+  return MASK_SHAPE.test(text);
+}
+
 /** Distinct values a `Masker` remembers the masks of; about 3 MB at IPv4/serial sizes. */
 const CACHE_LIMIT = 20_000;
 

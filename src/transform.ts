@@ -7,7 +7,7 @@
  */
 
 import type { Masker } from "./mask.ts";
-import type { VaultCipher } from "./pii/vault.ts";
+import type { VaultCipher, VaultInput } from "./pii/vault.ts";
 import { maskKey, type MaskRequest, masksWanted, redactBody } from "./redact.ts";
 import { toRejectionRow, toRow, utcDate } from "./to_row.ts";
 import type { Masked, ReceivedMessage, Refusal, VaultRow, WriteItem } from "./types.ts";
@@ -89,14 +89,33 @@ export async function prepareItems(
   const bodyHmacs: (Masked | null)[] = messages.map(() => null);
   rejectedAt.forEach((at, k) => (bodyHmacs[at] = rejectedHmacs[k] as Masked));
 
-  // Each distinct value is encrypted once per batch; the first row holding it carries the entry.
-  const vaulted = new Set<string>();
-  const vaultRows = (field: "ip" | "device_id", masked: Masked, raw: string): VaultRow[] => {
-    const vault = options.vault;
-    if (vault === undefined || vaulted.has(masked) || vault.known(masked)) return [];
-    vaulted.add(masked);
-    return [vault.cipher.encrypt(field, masked, raw)];
-  };
+  // Each distinct value is encrypted once per batch, in one call (a sealing
+  // key's one ephemeral key agreement for the batch); the first row holding
+  // it carries the entry.
+  const vault = options.vault;
+  const vaultInputs: VaultInput[] = [];
+  const vaultAt: number[][] = messages.map(() => []);
+  if (vault !== undefined) {
+    const vaulted = new Set<string>();
+    const want = (at: number, field: "ip" | "device_id", masked: Masked, raw: string) => {
+      if (vaulted.has(masked) || vault.known(masked)) return;
+      vaulted.add(masked);
+      (vaultAt[at] as number[]).push(vaultInputs.length);
+      vaultInputs.push({ field, masked, raw });
+    };
+    verdicts.forEach((verdict, i) => {
+      if (!verdict.ok) return;
+      const { ip, device_id: deviceId } = verdict.event;
+      want(i, "ip", maskOf.get(maskKey({ field: "ip", text: ip })) as Masked, ip);
+      want(
+        i,
+        "device_id",
+        maskOf.get(maskKey({ field: "device_id", text: deviceId })) as Masked,
+        deviceId,
+      );
+    });
+  }
+  const entries = vault === undefined ? [] : await vault.cipher.encryptAll(vaultInputs);
 
   return messages.map((message, i): WriteItem => {
     const verdict = verdicts[i] as Verdict;
@@ -107,12 +126,9 @@ export async function prepareItems(
         ip: maskOf.get(maskKey({ field: "ip", text: ip })) as Masked,
         deviceId: maskOf.get(maskKey({ field: "device_id", text: deviceId })) as Masked,
       });
-      if (options.vault === undefined) return { kind: "row", id: message.id, sentDate, row };
-      const vault = [
-        ...vaultRows("ip", row.masked_ip, ip),
-        ...vaultRows("device_id", row.masked_device_id, deviceId),
-      ];
-      return { kind: "row", id: message.id, sentDate, row, vault };
+      if (vault === undefined) return { kind: "row", id: message.id, sentDate, row };
+      const own = (vaultAt[i] as number[]).map((k) => entries[k] as VaultRow);
+      return { kind: "row", id: message.id, sentDate, row, vault: own };
     }
     const reject = toRejectionRow(verdict.rejection, {
       bodyBytes: utf8Length(message.body),

@@ -10,9 +10,9 @@ import { loadPgConnection, type PgConnection } from "../db/connection.ts";
 import { Database } from "../db/pool.ts";
 import { ConfigError, UsageError, whyUnreadable } from "../errors.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
-import { Masker } from "../mask.ts";
+import { isMask, Masker } from "../mask.ts";
 import { actorOf } from "../pii/audit.ts";
-import { assertSeparateKeys, loadKeySet } from "../pii/keyring.ts";
+import { assertSeparateKeys, loadKeySet, loadVaultKeySet } from "../pii/keyring.ts";
 import { VaultCipher } from "../pii/vault.ts";
 
 /** What the PII commands need besides their config. */
@@ -53,7 +53,16 @@ export async function openSession(
   };
 }
 
-/** Masks from --masked or --from-file (one a line; blank lines and # comments skipped). */
+/** What a mask looks like, for refusals that must not echo what was given (it may be a raw value). */
+const MASK_HELP =
+  "a mask is a key id, a colon and 43 base64url characters, as in user_logins (e.g. k1:6RhvBvAk9mS-tbJmUC3KXS7zv6JKU-LXPAfxGY1dHk4)";
+
+/**
+ * Masks from --masked or --from-file (one a line; blank lines and #
+ * comments skipped), each of a mask's shape: the database functions refuse
+ * anything else, and a raw value pasted in a mask's place is refused here
+ * without being echoed.
+ */
 export async function requestedMasks(
   config: {
     readonly command: string;
@@ -64,7 +73,10 @@ export async function requestedMasks(
   if (config.masked !== null && config.fromFile !== null) {
     throw new UsageError(`Give either --masked or --from-file to ${config.command}, not both`);
   }
-  if (config.masked !== null) return [config.masked];
+  if (config.masked !== null) {
+    if (!isMask(config.masked)) throw new UsageError(`--masked is not a mask: ${MASK_HELP}`);
+    return [config.masked];
+  }
   if (config.fromFile !== null) {
     let text: string;
     try {
@@ -77,9 +89,14 @@ export async function requestedMasks(
         },
       );
     }
-    const masks = text.split("\n").map((l) => l.trim()).filter((l) =>
-      l !== "" && !l.startsWith("#")
-    );
+    const lines = text.split("\n").map((l) => l.trim());
+    const bad = lines.findIndex((l) => l !== "" && !l.startsWith("#") && !isMask(l));
+    if (bad >= 0) {
+      throw new UsageError(
+        `Line ${bad + 1} of --from-file "${config.fromFile}" is not a mask: ${MASK_HELP}`,
+      );
+    }
+    const masks = lines.filter((l) => l !== "" && !l.startsWith("#"));
     if (masks.length === 0) throw new UsageError(`--from-file "${config.fromFile}" holds no masks`);
     return [...new Set(masks)];
   }
@@ -88,25 +105,27 @@ export async function requestedMasks(
   );
 }
 
-/** The vault cipher of the configured key set (refusing one that shares a secret with the HMAC key), or null. */
+/**
+ * The vault cipher of the configured key set (refusing one that shares a
+ * secret with the HMAC key), or null when none is configured. `current`
+ * overrides the set's current key (rekey-vault's target).
+ */
 export async function vaultCipher(
   config: KeySettings,
   warn: (message: string) => void,
-  currentOverride?: string,
+  current?: string,
 ): Promise<VaultCipher | null> {
-  const set = await loadKeySet(config.vaultKey, config.vaultKeyId, warn);
+  const set = await loadVaultKeySet(config.vaultKey, config.vaultKeyId, warn);
   assertSeparateKeys(await loadKeySet(config.hmacKey, config.hmacKeyId), set);
   if (set === null) return null;
-  if (currentOverride !== undefined && !set.keys.has(currentOverride)) {
+  if (current !== undefined && !set.keys.has(current)) {
     throw new ConfigError(
-      `Cannot re-encrypt under vault key "${currentOverride}": the vault key set holds ${
+      `Cannot re-encrypt under vault key "${current}": the vault key set holds ${
         [...set.keys.keys()].join(", ")
       }`,
     );
   }
-  return await VaultCipher.create(
-    currentOverride === undefined ? set : { ...set, current: currentOverride },
-  );
+  return await VaultCipher.create(current === undefined ? set : { ...set, current });
 }
 
 /** Every HMAC key of the configured set, as maskers by key id; empty when none is configured. */

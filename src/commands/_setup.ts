@@ -29,8 +29,16 @@ import {
   readinessProbe,
 } from "../ops/server.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
-import { assertSeparateKeys, currentSecret, type KeySet, loadKeySet } from "../pii/keyring.ts";
-import { VaultCipher } from "../pii/vault.ts";
+import {
+  assertSeparateKeys,
+  currentSecret,
+  loadKeySet,
+  loadVaultKeySet,
+  readableKeyIds,
+  type VaultKeySet,
+  writerKeys,
+} from "../pii/keyring.ts";
+import { VaultCipher, vaultFingerprints } from "../pii/vault.ts";
 import { createSqsClient, type SqsConnection } from "../sqs/client.ts";
 import { type QueueAttributes, readQueueAttributes } from "../sqs/admin.ts";
 import type { Fields } from "../log.ts";
@@ -46,14 +54,21 @@ export interface RunKeys {
   readonly maskers: readonly Masker[];
   readonly masker: Masker;
   readonly secret: Secret;
-  /** The vault key set and cipher, when a vault key is configured (never in a dry run). */
-  readonly vaultKeys: KeySet | null;
+  /**
+   * What the run writes the vault with (`writerKeys`: the current key, a
+   * pair's public half only), when a vault key is configured (never in a dry run).
+   */
+  readonly vaultKeys: VaultKeySet | null;
   readonly vault: VaultCipher | undefined;
+  /** Fingerprints of every vault key of the configured set, to register. */
+  readonly vaultFingerprints: ReadonlyMap<string, string>;
 }
 
 /**
  * Loads the HMAC key set (required) and the vault key set (optional, not in
- * a dry run), refusing one secret for both.
+ * a dry run), refusing one secret for both. A vault key set that could read
+ * the vault (a secret, or a private key) is used, with a warning
+ * (`VaultKeyReadable`): a consumer needs only the public key.
  *
  * @throws {ConfigError}
  */
@@ -62,16 +77,26 @@ export async function loadRunKeys(config: ConsumeConfig, telemetry: Telemetry): 
   const hmacKeys = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
   if (hmacKeys === null) throw new ConfigError("No HMAC key: set PII_HMAC_KEY or --hmac-key-file");
   const maskers = await Promise.all([...hmacKeys.keys].map(([id, key]) => Masker.create(key, id)));
-  const vaultKeys = config.dryRun
+  const vaultSet = config.dryRun
     ? null
-    : await loadKeySet(config.vaultKey, config.vaultKeyId, warn);
-  assertSeparateKeys(hmacKeys, vaultKeys);
+    : await loadVaultKeySet(config.vaultKey, config.vaultKeyId, warn);
+  assertSeparateKeys(hmacKeys, vaultSet);
+  const readable = vaultSet === null ? [] : readableKeyIds(vaultSet);
+  if (vaultSet !== null && readable.length > 0) {
+    telemetry.emit({
+      type: "VaultKeyReadable",
+      keyIds: readable,
+      sealing: vaultSet.keys.get(vaultSet.current)?.kind === "pair",
+    });
+  }
+  const vaultKeys = vaultSet === null ? null : writerKeys(vaultSet);
   return {
     maskers,
     masker: maskers.find((m) => m.keyId === hmacKeys.current) as Masker,
     secret: currentSecret(hmacKeys),
     vaultKeys,
     vault: vaultKeys === null ? undefined : await VaultCipher.create(vaultKeys),
+    vaultFingerprints: vaultSet === null ? new Map() : await vaultFingerprints(vaultSet),
   };
 }
 
@@ -170,9 +195,7 @@ export async function prepareDatabase(
   });
   const fingerprints: [string, string][] = [
     ...keys.maskers.map((m) => [m.keyId, m.fingerprint] as [string, string]),
-    ...[...(keys.vault?.fingerprints ?? [])].map(([id, fp]) =>
-      [`vault:${id}`, fp] as [string, string]
-    ),
+    ...[...keys.vaultFingerprints].map(([id, fp]) => [`vault:${id}`, fp] as [string, string]),
   ];
   for (const [keyId, fingerprint] of fingerprints) {
     if (await registerKey(database, { keyId, fingerprint }) === "new") {
@@ -421,7 +444,14 @@ export async function openSink(
     prepare,
     vault: keys.vaultKeys === null ? null : {
       current: keys.vaultKeys.current,
-      keys: [...keys.vaultKeys.keys].map(([id, key]) => [id, key.reveal()] as const),
+      keys: [...keys.vaultKeys.keys].map(([id, key]) =>
+        [
+          id,
+          key.kind === "secret"
+            ? { kind: "secret", secret: key.secret.reveal() }
+            : { kind: "pair", publicKey: key.publicKey, privateKey: null },
+        ] as const
+      ),
     },
   });
   // Awaited below; until then a start-up failure must not surface as an unhandled rejection.
@@ -462,7 +492,9 @@ export function runStartedFields(
     region_source: sqs.region.source,
     database: connection === null ? "none (dry run)" : connection.display,
     key_id: keys.masker.keyId,
-    vault: keys.vault === undefined ? "off" : `on, key ${keys.vault.currentKeyId}`,
+    vault: keys.vault === undefined
+      ? "off"
+      : `on, key ${keys.vault.currentKeyId} (${keys.vault.seals ? "sealed" : "symmetric"})`,
     concurrency: config.concurrency,
     max_rows: config.maxRows,
     worker_threads: run.threads,

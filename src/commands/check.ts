@@ -2,8 +2,9 @@
  * `check`: a preflight for another command (`--for`, default drain), like
  * `vector validate`. One line per check: the keys, the queue (read with
  * GetQueueAttributes, which touches no message), Postgres and its TLS, the
- * schema version, the privileges the command needs, and the key ids against
- * their recorded fingerprints. Nothing is written. Services are given a
+ * schema version, who else may create in the schemas login-etl's SQL
+ * searches, the privileges the command needs, and the key ids against their
+ * recorded fingerprints. Nothing is written. Services are given a
  * few seconds each and checked side by side, so an unreachable one answers
  * within 10 s.
  *
@@ -22,11 +23,19 @@ import {
 } from "../db/pool.ts";
 import { type SchemaState, schemaState } from "../db/schema.ts";
 import { ident, type Schemas } from "../db/schemas.ts";
+import { describeUntrusted, findUntrusted } from "../db/search_path.ts";
 import { formatError } from "../errors.ts";
 import { Masker } from "../mask.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
-import { assertSeparateKeys, type KeySet, loadKeySet } from "../pii/keyring.ts";
-import { VaultCipher } from "../pii/vault.ts";
+import {
+  assertSeparateKeys,
+  type KeySet,
+  loadKeySet,
+  loadVaultKeySet,
+  readableKeyIds,
+  type VaultKeySet,
+} from "../pii/keyring.ts";
+import { READING_KEYS, VaultCipher } from "../pii/vault.ts";
 import { isQueueMissing, queueNameOf, readQueueAttributes } from "../sqs/admin.ts";
 import { createSqsClient } from "../sqs/client.ts";
 
@@ -110,7 +119,8 @@ function privilegesFor(target: Target, vault: boolean): readonly Privilege[] {
         : CONSUMER;
     case "recover":
       return [
-        fn("login_etl_recover(text[],text,text)"),
+        fn("login_etl_release_request(text[],text,text)"),
+        fn("login_etl_release(bigint)"),
         fn("login_etl_audit_note(text,text[],text,text,text,text)"),
         fn("login_etl_audit_list(bigint,integer)"),
         ...INBOX,
@@ -244,7 +254,7 @@ async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promis
   const results: CheckResult[] = [];
   const fingerprints: [string, string][] = [];
   let hmac: KeySet | null = null;
-  let vault: KeySet | null = null;
+  let vault: VaultKeySet | null = null;
   if (needs.hmac !== "unused") {
     try {
       hmac = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
@@ -264,7 +274,7 @@ async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promis
   }
   if (needs.vault !== "unused") {
     try {
-      vault = await loadKeySet(config.vaultKey, config.vaultKeyId, warn);
+      vault = await loadVaultKeySet(config.vaultKey, config.vaultKeyId, warn);
       if (vault === null) {
         results.push(
           needs.vault === "required"
@@ -274,8 +284,22 @@ async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promis
       } else {
         const cipher = await VaultCipher.create(vault);
         for (const [id, fp] of cipher.fingerprints) fingerprints.push([`vault:${id}`, fp]);
+        const held = `key ids ${[...vault.keys.keys()].join(", ")}; current ${vault.current} (${
+          cipher.seals ? "sealed" : "symmetric"
+        })`;
+        // Recovery and rotations read the vault; consumers only write it.
+        const readable = readableKeyIds(vault);
         results.push(
-          ok("vault key", `key ids ${[...vault.keys.keys()].join(", ")}; current ${vault.current}`),
+          needs.vault === "required" && !cipher.readable
+            ? fail("vault key", `${held}: ${config.for} needs ${READING_KEYS}`)
+            : needs.vault !== "required" && readable.length > 0
+            ? ok(
+              "vault key",
+              `${held}; ${
+                readable.join(", ")
+              } can read the vault, which ${config.for} does not need: give it only the public key set`,
+            )
+            : ok("vault key", held),
         );
       }
     } catch (error) {
@@ -420,6 +444,9 @@ async function checkDatabase(
         ),
       );
     }
+    results.push(
+      await checkCreators(sql, schemas, config.for === "migrate" || state.pending.length > 0),
+    );
     if (config.for === "migrate") return results;
     const wanted = privilegesFor(config.for, keys.vault);
     if (wanted.length > 0) {
@@ -444,6 +471,29 @@ async function checkDatabase(
     results.push(fail("postgres", `a check query failed: ${describeDbError(error)}`));
   }
   return results;
+}
+
+/**
+ * Who may plant code where login-etl's migrations and SECURITY DEFINER
+ * functions look up what they call: the data and state schemas must let
+ * nobody but superusers, their owners and the owner of login-etl's tables
+ * create in them, nor hold another role's functions, operators or types
+ * (search_path.ts). The checking role is trusted too when it is the one
+ * about to migrate (`--for migrate`, or a command that migrates at start).
+ */
+async function checkCreators(
+  sql: Sql,
+  schemas: Schemas,
+  migrating: boolean,
+): Promise<CheckResult> {
+  const [me] = await sql<{ name: string }[]>`SELECT CURRENT_USER::text AS name`;
+  const found = await findUntrusted(sql, schemas, migrating ? [me?.name ?? ""] : []);
+  return found.length === 0
+    ? ok(
+      "schema rights",
+      `only trusted roles may create in schemas ${schemas.schema} and ${schemas.stateSchema}, and nothing of another role's is there`,
+    )
+    : fail("schema rights", describeUntrusted(found));
 }
 
 /** The configured key ids against the fingerprints recorded with them. */

@@ -10,7 +10,7 @@ import { loadPgConnection } from "../db/connection.ts";
 import { LATEST_VERSION } from "../db/migrations.ts";
 import { checkConnection, Database } from "../db/pool.ts";
 import { migrate, schemaState } from "../db/schema.ts";
-import { foundSql, migrationSql, migrationsTableSql } from "../db/migration_sql.ts";
+import { foundSql, guardSql, migrationSql, migrationsTableSql } from "../db/migration_sql.ts";
 import { ident, literal } from "../db/schemas.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 
@@ -38,7 +38,8 @@ export async function migrateCommand(
     if (state.pending.length === 0 && state.recorded) return;
     // What migrate would run, in order, as psql can apply it: the data
     // schema when missing, the two schemas the statements read
-    // (migrations.ts), the bookkeeping of a database from before the
+    // (migrations.ts), the refusal of schemas others may plant code in
+    // (search_path.ts), the bookkeeping of a database from before the
     // migrations table, then each version with its record.
     const [exists] = await database.sql`
       SELECT FROM pg_namespace WHERE nspname = ${config.schema}`;
@@ -47,6 +48,7 @@ export async function migrateCommand(
     }
     io.writeStdout(`SET search_path = ${ident(config.schema)};`);
     io.writeStdout(`SET login_etl.state_schema = ${literal(config.stateSchema)};`);
+    io.writeStdout(guardSql(`Refused to migrate schema ${config.schema}`));
     if (!state.recorded) io.writeStdout(`${migrationsTableSql()}${foundSql(state.version)}`);
     for (const m of state.pending) io.writeStdout(`\n${migrationSql(m, "migrate")}`);
     return;

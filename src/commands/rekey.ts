@@ -1,6 +1,7 @@
 /**
  * `rekey` (masks to another HMAC key, through the vault) and `rekey-vault`
- * (vault entries to another vault key): batched, resumable, audited.
+ * (vault entries to another vault key, or sealed to a key pair): batched,
+ * resumable, audited. Both need a vault key set that can read.
  * `rekey --retire` forgets an old HMAC key's recorded moves once it is done.
  *
  * @module
@@ -14,6 +15,7 @@ import { Masker } from "../mask.ts";
 import { loadKeySet } from "../pii/keyring.ts";
 import { mergeInbox } from "../pii/merge.ts";
 import { rekeyRows, rekeyVault, retireKey } from "../pii/rekey.ts";
+import { READING_KEYS } from "../pii/vault.ts";
 import { openSession, type PiiIo, vaultCipher } from "./_pii.ts";
 
 /** Runs `rekey` or `rekey-vault`. */
@@ -62,6 +64,7 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
         "Cannot rekey without the vault: a mask is a one-way hash, so old and new masks of one value can only be linked through the value the vault keeps; set PII_VAULT_KEY or --vault-key-file",
       );
     }
+    if (!cipher.readable) throw new ConfigError(`Cannot rekey: it needs ${READING_KEYS}`);
     if (config.reason === null) {
       throw new UsageError("rekey needs --reason TEXT (it is kept in the audit trail)");
     }
@@ -103,6 +106,14 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
     if (cipher === null) {
       throw new ConfigError(
         "rekey-vault needs the vault key set (PII_VAULT_KEY or --vault-key-file)",
+      );
+    }
+    if (!cipher.canRead(config.to)) {
+      // A rotation to a key whose private half is not at hand could leave
+      // every entry sealed to a key nobody holds: refused, and each new
+      // entry is opened again before it replaces the old one.
+      throw new ConfigError(
+        `Cannot re-encrypt under vault key "${config.to}": the vault key set holds only its public key; rekey-vault needs ${READING_KEYS}`,
       );
     }
     if (config.reason === null) {

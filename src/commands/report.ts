@@ -42,16 +42,16 @@ export async function readReport(
   const [counts] = await sql<
     { rows: number; first: string | null; last: string | null; ips: number; devices: number }[]
   >`
-    SELECT (SELECT count(*)::int FROM ${data}.user_logins) AS rows,
-           (SELECT min(create_date)::text FROM ${data}.user_logins) AS first,
-           (SELECT max(create_date)::text FROM ${data}.user_logins) AS last,
-           (SELECT count(*)::int FROM ${data}.user_logins_duplicate_ips) AS ips,
-           (SELECT count(*)::int FROM ${data}.user_logins_duplicate_devices) AS devices`;
+    SELECT (SELECT pg_catalog.count(*)::int FROM ${data}.user_logins) AS rows,
+           (SELECT pg_catalog.min(create_date)::text FROM ${data}.user_logins) AS first,
+           (SELECT pg_catalog.max(create_date)::text FROM ${data}.user_logins) AS last,
+           (SELECT pg_catalog.count(*)::int FROM ${data}.user_logins_duplicate_ips) AS ips,
+           (SELECT pg_catalog.count(*)::int FROM ${data}.user_logins_duplicate_devices) AS devices`;
   const top = await sql<{ masked_ip: string; logins: number; users: number }[]>`
     SELECT masked_ip, logins::int, users::int FROM ${data}.user_logins_duplicate_ips
     ORDER BY logins DESC, masked_ip LIMIT 5`;
   const rejects = await sql<{ reason: string; n: number }[]>`
-    SELECT reason, count(*)::int AS n FROM ${state}.login_etl_rejects
+    SELECT reason, pg_catalog.count(*)::int AS n FROM ${state}.login_etl_rejects
     GROUP BY reason ORDER BY n DESC, reason`;
   return {
     sample: sample.map((r) => ({ ...r })),

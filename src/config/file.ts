@@ -35,7 +35,9 @@ export async function readConfigFile(
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(`Cannot use ${origin}: not valid JSON`, { cause: error });
+    // Not the SyntaxError itself: V8 quotes the text around the fault, and a
+    // secret there would reach the log with --verbose. Its position is safe.
+    throw new ConfigError(`Cannot use ${origin}: not valid JSON${faultAt(error)}`);
   }
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
     throw new ConfigError(`Cannot use ${origin}: must be a JSON object of settings by flag name`);
@@ -44,6 +46,12 @@ export async function readConfigFile(
   return checkConfigFile(command, settings, origin, {
     checked: checkedBy(command, flags, env, settings),
   });
+}
+
+/** Where V8's JSON.parse error says the fault is, e.g. ` (line 1 column 57)`, or nothing. */
+function faultAt(error: unknown): string {
+  const where = /\(line \d+ column \d+\)/.exec(error instanceof Error ? error.message : "");
+  return where === null ? "" : ` ${where[0]}`;
 }
 
 /**

@@ -20,6 +20,7 @@ export type CommandName =
   | "rekey"
   | "rekey-vault"
   | "vault-merge"
+  | "keygen"
   | "migrate"
   | "check"
   | "report";
@@ -35,6 +36,7 @@ export const COMMANDS: readonly CommandName[] = [
   "rekey",
   "rekey-vault",
   "vault-merge",
+  "keygen",
   "migrate",
   "check",
   "report",
@@ -49,8 +51,9 @@ export const COMMAND_SUMMARIES: Readonly<Record<CommandName, string>> = {
   recover: "Print the raw value behind masks from the vault, for authorised people; audited",
   forget: "Erase the vault entries behind masks or values, and their linked masks; audited",
   rekey: "Move the masks of existing rows to another HMAC key id, via the vault; resumable",
-  "rekey-vault": "Re-encrypt vault entries under another vault key id; resumable",
+  "rekey-vault": "Re-encrypt (or seal) vault entries under another vault key id; resumable",
   "vault-merge": "Merge the vault inbox into the vault, each entry proven first (owner role)",
+  keygen: "Make a vault key pair: a private key set for recovery, a public one for consumers",
   migrate: "Apply the schema migrations this version needs (run it as the owner role)",
   check: "Preflight: the queue, Postgres, schema, privileges and keys a command needs",
   report: "What the database holds: sample rows, repeated masked values, rejects by reason",
@@ -189,7 +192,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     commands: ["drain", "run", ...PII_COMMANDS, "check"],
     value: "PATH",
     help:
-      "Recovery vault key (a separate secret of 32+ bytes, or a key-set JSON); or set PII_VAULT_KEY. Off when unset",
+      "Recovery vault key: a key set from login-etl keygen (drain and run need only vault.public.json; recover, vault-merge and the rekeys vault.json), or a separate secret of 32+ bytes; or set PII_VAULT_KEY. Off when unset",
   },
   {
     flag: "vault-key-id",
@@ -297,6 +300,24 @@ export const OPTIONS: readonly OptionSpec[] = [
     commands: ["vault-merge"],
     help:
       "Delete inbox entries under HMAC or vault key ids the key sets do not hold, instead of keeping them",
+  },
+  {
+    flag: "vault-id",
+    env: "LOGIN_ETL_KEYGEN_VAULT_ID",
+    kind: "string",
+    commands: ["keygen"],
+    value: "ID",
+    help:
+      "Id of the new vault key pair, stored with every entry sealed to it (letters, digits, _ and -; up to 16), e.g. p1",
+  },
+  {
+    flag: "out",
+    env: "LOGIN_ETL_KEYGEN_OUT",
+    kind: "string",
+    commands: ["keygen"],
+    value: "DIR",
+    help:
+      "Directory to write vault.json (private key set: recover, rekey, rekey-vault) and vault.public.json (public key set: drain, run) into, mode 0400; made if missing, existing files are never overwritten",
   },
   {
     flag: "listen",

@@ -14,7 +14,7 @@ import {
   type PgTarget,
   resolvePgTarget,
 } from "../db/connection.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, redactSecrets, UsageError } from "../errors.ts";
 import type { SqsProtocol } from "../sqs/client.ts";
 import { DURATION_FORMS, formatDuration, parseDuration } from "./duration.ts";
 import {
@@ -24,7 +24,7 @@ import {
   OPTIONS,
   type OptionSpec,
 } from "./options.ts";
-import { type KeySource, Secret } from "./secret.ts";
+import { type KeySource, looksLikeKey, Secret } from "./secret.ts";
 import { flagSpelling, listOf, nearestName, sameName } from "./suggest.ts";
 
 /** Raw values from the command line, keyed by flag name. */
@@ -199,6 +199,15 @@ export interface VaultMergeConfig extends Base, DatabaseSettings, KeySettings {
   readonly dropUnverifiable: boolean;
 }
 
+/** `keygen`. */
+export interface KeygenConfig extends Base {
+  readonly command: "keygen";
+  /** Id of the new key pair. */
+  readonly vaultId: string;
+  /** Directory the two key set files go in. */
+  readonly out: string;
+}
+
 /** `migrate`. */
 export interface MigrateConfig extends Base, DatabaseSettings {
   readonly command: "migrate";
@@ -209,7 +218,7 @@ export interface MigrateConfig extends Base, DatabaseSettings {
 /** `check`: the services, privileges and keys of another command. */
 export interface CheckConfig extends Base, QueueSettings, DatabaseSettings, KeySettings {
   readonly command: "check";
-  readonly for: Exclude<CommandName, "check" | "demo">;
+  readonly for: Exclude<CommandName, "check" | "demo" | "keygen">;
   readonly summaryJson: boolean;
 }
 
@@ -229,6 +238,7 @@ export type CommandConfig =
   | ForgetConfig
   | RekeyConfig
   | VaultMergeConfig
+  | KeygenConfig
   | MigrateConfig
   | CheckConfig
   | ReportConfig;
@@ -249,7 +259,9 @@ function specOf(flag: string): OptionSpec {
 }
 
 function invalid(source: Source, raw: string, must: string): ConfigError {
-  const shown = raw.length > 60 ? `${raw.slice(0, 57)}...` : raw;
+  // Redacted before it is cut: a cut can leave a password without the `@` that marks it.
+  const redacted = redactSecrets(raw);
+  const shown = redacted.length > 60 ? `${redacted.slice(0, 57)}...` : redacted;
   // A file's key and name are both quoted: the value goes first, or it reads as part of the path.
   return new ConfigError(
     source.kind === "file"
@@ -266,11 +278,14 @@ function rangeText(spec: OptionSpec, what: string): string {
 
 /**
  * True for a URL with a password in it, e.g. `postgres://user:pw@host/db`,
- * and for a libpq connection string holding one (`password=…`, `sslpassword=…`).
+ * and for a libpq connection string holding one (`password=…`, `sslpassword=…`):
+ * text a message must not echo.
  */
-function hasUrlPassword(value: string): boolean {
+export function holdsPassword(value: string): boolean {
   return (URL.canParse(value) && new URL(value).password !== "") ||
-    connectionStringHasSecret(value);
+    connectionStringHasSecret(value) ||
+    // Malformed, as libpq splits it (a "/" or "@" in the password): user:…@ still says enough.
+    /^[a-z][a-z0-9+.-]*:\/\/[^@]*:[^@]*@/i.test(value);
 }
 
 /**
@@ -408,10 +423,15 @@ class Reader {
   ): KeySource {
     const file = this.string(what.fileFlag);
     if (file !== null) {
+      const setting = this.lookup(what.fileFlag).source.name;
+      const pathShown = !looksLikeKey(file);
       return {
         kind: "file",
         path: file,
-        origin: `${this.lookup(what.fileFlag).source.name} "${file}"`,
+        origin: pathShown ? `${setting} "${file}"` : setting,
+        setting,
+        pathShown,
+        inlineEnv: what.inlineEnv,
       };
     }
     const inline = this.#layers.env[what.inlineEnv];
@@ -447,6 +467,12 @@ function base(read: Reader, warnings: string[]): Base {
 }
 
 const QUEUE_URL_EXAMPLE = "http://localhost:4566/000000000000/login-queue";
+/**
+ * Why a queue URL may not carry a user or password: SQS never reads them (it
+ * takes signed requests), and the URL is logged, so they would only leak.
+ */
+const NO_USERINFO =
+  "must not hold a user or password: SQS requests are signed with AWS credentials (AWS_* variables or a profile)";
 
 function queueSettings(read: Reader): QueueSettings {
   const { raw, source } = read.lookup("queue-url");
@@ -457,6 +483,9 @@ function queueSettings(read: Reader): QueueSettings {
   } catch { /* reported below */ }
   if (parsed === null || !/^https?:$/.test(parsed.protocol)) {
     throw invalid(source, queueUrl, `must be an http(s) URL like ${QUEUE_URL_EXAMPLE}`);
+  }
+  if (parsed.username !== "" || parsed.password !== "") {
+    throw invalid(source, queueUrl, NO_USERINFO);
   }
   if (parsed.pathname.split("/").filter((s) => s !== "").length < 1) {
     throw invalid(
@@ -496,6 +525,7 @@ function rejectQueueUrl(read: Reader, queueUrl: string): string | null {
   if (parsed === null || !/^https?:$/.test(parsed.protocol) || parsed.pathname.length < 2) {
     throw invalid(source, raw, `must be an SQS queue URL like ${QUEUE_URL_EXAMPLE}`);
   }
+  if (parsed.username !== "" || parsed.password !== "") throw invalid(source, raw, NO_USERINFO);
   if (sameQueue(parsed, new URL(queueUrl))) {
     throw invalid(
       source,
@@ -739,6 +769,21 @@ export function resolveConfig<C extends CommandName>(
         dropUnverifiable: read.boolean("drop-unverifiable"),
       };
       break;
+    case "keygen": {
+      const vaultId = read.string("vault-id");
+      const out = read.string("out");
+      if (vaultId === null || out === null) {
+        throw new UsageError(
+          `keygen needs ${
+            vaultId === null ? "--vault-id ID (the new key pair's id, e.g. p1)" : ""
+          }${vaultId === null && out === null ? " and " : ""}${
+            out === null ? "--out DIR (where to write its two key set files)" : ""
+          }; see login-etl keygen --help`,
+        );
+      }
+      config = { command, ...base(read, warnings), vaultId: read.keyId("vault-id"), out };
+      break;
+    }
     case "migrate":
       config = {
         command,
@@ -816,6 +861,12 @@ const AWS_ENV_NAMES: readonly string[] = [
 ];
 
 /**
+ * The variables that hold secrets themselves (not a path to them): `main.ts`
+ * deletes them from the environment once read.
+ */
+export const SECRET_ENV_NAMES: readonly string[] = ["PII_HMAC_KEY", "PII_VAULT_KEY"];
+
+/**
  * Every environment variable resolution reads: each setting's variable, the
  * inline secrets, the AWS and PG* variables, and libpq's defaults. `main.ts`
  * reads exactly these (not the whole environment, which would need
@@ -826,8 +877,7 @@ export function envNames(): string[] {
   for (const spec of OPTIONS) if (spec.env !== undefined) names.add(spec.env);
   for (
     const name of [
-      "PII_HMAC_KEY",
-      "PII_VAULT_KEY",
+      ...SECRET_ENV_NAMES,
       ...AWS_ENV_NAMES,
       ...PG_ENV_NAMES,
       // libpq's defaults: the password file and CA under HOME, the OS user name.
@@ -857,7 +907,7 @@ function pickAwsEnv(env: EnvRecord): Record<string, string> {
 export function secretFlagWarnings(flags: FlagValues): string[] {
   const warnings: string[] = [];
   for (const [flag, value] of Object.entries(flags)) {
-    if (typeof value !== "string" || !hasUrlPassword(value)) continue;
+    if (typeof value !== "string" || !holdsPassword(value)) continue;
     const env = OPTIONS.find((o) => o.flag === flag)?.env;
     warnings.push(
       `--${flag} holds a password and shows in process lists; ${
@@ -904,7 +954,7 @@ export function checkConfigFile(
     if (spec === undefined) {
       throw new ConfigError(`Invalid ${origin}: ${unknownKey(key, command, accepted)}`);
     }
-    if (typeof value === "string" && hasUrlPassword(value)) {
+    if (typeof value === "string" && holdsPassword(value)) {
       throw new ConfigError(
         `Invalid ${origin}: "${key}" holds a password; keep secrets in ${
           spec.env ?? "the environment"
@@ -920,6 +970,13 @@ export function checkConfigFile(
 }
 
 /**
+ * What a setting's name can look like in any spelling we recognise (`max-rows`,
+ * `max_rows`, `maxRows`, `LOGIN_ETL_MAX_ROWS`), with room for a typo; the longest
+ * variable name is 31 characters. Any other key is not echoed.
+ */
+const SETTING_NAME_LIKE = /^[A-Za-z0-9_-]{1,40}$/;
+
+/**
  * Why a config-file key is not taken, and what to write instead: the flag it
  * spells another way (`max_rows`, `maxRows`, or its variable
  * `LOGIN_ETL_MAX_ROWS`), the commands it belongs to, or the nearest setting.
@@ -929,6 +986,10 @@ function unknownKey(
   command: CommandName,
   accepted: (spec: OptionSpec) => boolean,
 ): string {
+  if (!SETTING_NAME_LIKE.test(key)) {
+    // Not echoed: a connection string or key pasted as a key must not reach a log.
+    return `a key that is not a setting name (${key.length} characters) is not a setting of ${command}; keys are flag names without the leading -- (see login-etl ${command} --help), and secrets belong in the environment`;
+  }
   const own = OPTIONS.filter(accepted).map((o) => o.flag);
   const byEnv = OPTIONS.find((o) => o.env !== undefined && o.env === key.toUpperCase());
   const respelt = byEnv !== undefined && accepted(byEnv) ? byEnv.flag : sameName(key, own);

@@ -19,11 +19,11 @@
  */
 
 import { createPrivateKey } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { isIP } from "node:net";
-import { getPassword } from "pgpass/lib/helper.js";
+import { isValidEntry, match, parseLine } from "pgpass/lib/helper.js";
 import { ConfigError, whyUnreadable } from "../errors.ts";
 import { parseCrls } from "./crl.ts";
+import { probedSocketFailure } from "./peer.ts";
 import {
   type Conninfo,
   LIBPQ_KEYWORDS,
@@ -116,6 +116,8 @@ export interface PgTarget {
   readonly channelBinding: "disable" | "prefer" | "require";
   /** libpq's require_auth list, e.g. `scram-sha-256` or `!password,!md5`; `null`: any. */
   readonly requireAuth: string | null;
+  /** The OS user a Unix-socket server must run as (libpq's requirepeer); `null`: any. */
+  readonly requirePeer: string | null;
   readonly targetSessionAttrs: SessionAttrs;
   readonly loadBalanceHosts: boolean;
   /** Command-line options for the server (`-c name=value`), sent at start-up. */
@@ -329,9 +331,6 @@ function resolveFrom(
     if (pick(keyword) !== null) ignore(keyword, "no GSSAPI authentication");
   }
   if (pick("sslcompression") === "1") ignore("sslcompression", "TLS compression is obsolete");
-  if (pick("requirepeer") !== null) {
-    ignore("requirepeer", "the runtime cannot read a Unix socket peer's user");
-  }
   if (pick("sslkeylogfile") !== null) {
     ignore("sslkeylogfile", "the TLS layer does not export session keys");
   }
@@ -400,6 +399,7 @@ function resolveFrom(
       origin,
     ),
     requireAuth: requireAuth === null ? null : parseRequireAuth(requireAuth, origin),
+    requirePeer: pick("requirepeer"),
     targetSessionAttrs: oneOf(
       pick("target_session_attrs") ?? "any",
       ["any", "read-write", "read-only", "primary", "standby", "prefer-standby"] as const,
@@ -556,11 +556,17 @@ export interface PgConnection {
   readonly endpoints: readonly PgEndpoint[];
   readonly database: string;
   readonly user: string;
-  readonly password: string;
+  /**
+   * The password for each endpoint, in the same order ("" for none): the
+   * password file is looked up per host and port, as libpq does.
+   */
+  readonly passwords: readonly string[];
   readonly sslmode: SslMode;
   readonly tls: PgTls;
   readonly channelBinding: "disable" | "prefer" | "require";
   readonly requireAuth: string | null;
+  /** The OS user a Unix-socket server must run as (the socket file's owner, see `peer.ts`). */
+  readonly requirePeer: string | null;
   readonly targetSessionAttrs: SessionAttrs;
   readonly loadBalanceHosts: boolean;
   readonly options: string | null;
@@ -595,13 +601,11 @@ async function readSetting(path: string, what: string): Promise<string> {
 }
 
 /**
- * The password-file entry for a connection, read with the `pgpass` package
- * (node-postgres's parser: wildcards, escapes). As libpq, a file that group or
- * others may read is ignored, with a warning.
+ * The password file's text, or `null` when there is none to read. As libpq,
+ * a file that group or others may read is ignored, with a warning.
  */
-async function lookUpPassfile(
+async function readPassfile(
   passfile: string,
-  key: { host: string; port: number; database: string; user: string },
   warn: (message: string) => void,
 ): Promise<string | null> {
   let info: Deno.FileInfo;
@@ -617,14 +621,23 @@ async function lookUpPassfile(
     );
     return null;
   }
-  const found = await new Promise<string | undefined>((resolve) =>
-    getPassword(
-      { host: key.host, port: String(key.port), database: key.database, user: key.user },
-      createReadStream(passfile),
-      resolve,
-    )
-  );
-  return found ?? null;
+  return await Deno.readTextFile(passfile).catch(() => null);
+}
+
+/**
+ * The first password-file entry that matches, read with the `pgpass`
+ * package's line parser and matcher (node-postgres's: wildcards, escapes).
+ */
+function passwordFor(
+  text: string,
+  key: { host: string; port: number; database: string; user: string },
+): string | null {
+  const info = { host: key.host, port: String(key.port), database: key.database, user: key.user };
+  for (const line of text.split(/\r?\n/)) {
+    const entry = parseLine(line);
+    if (entry && isValidEntry(entry) && match(info, entry)) return entry.password ?? null;
+  }
+  return null;
 }
 
 /** Reads the target's service from the user's file, else the system file, as libpq does. */
@@ -835,41 +848,44 @@ export async function loadPgConnection(
     if (host === null) {
       host = "localhost";
       for (const dir of SOCKET_DIRS) {
-        if (await exists(`${dir}/.s.PGSQL.${spec.port}`)) {
-          host = dir;
-          break;
-        }
+        const path = `${dir}/.s.PGSQL.${spec.port}`;
+        if (!await exists(path)) continue;
+        // requirepeer, when given, is checked at each connection instead.
+        const failure = target.requirePeer === null
+          ? await probedSocketFailure(path, SOCKET_DIRS[0] as string)
+          : null;
+        if (failure !== null) throw new ConfigError(`Cannot use the socket ${path}: ${failure}`);
+        host = dir;
+        break;
       }
     }
     endpoints.push(Object.freeze({ host, hostaddr: spec.hostaddr, port: spec.port }));
   }
-  let password = target.password;
-  if (password === null && target.passfile !== null) {
-    // One password serves every host (postgres.js asks without naming the
-    // host): the first host's entry, as libpq would use for that host.
-    const first = endpoints[0] as PgEndpoint;
-    password = await lookUpPassfile(
-      target.passfile,
-      {
-        // libpq matches a socket connection as "localhost".
-        host: isSocketDir(first.host) ? "localhost" : first.host,
-        port: first.port,
-        database: target.database,
-        user: target.user,
-      },
-      warn,
-    );
-  }
+  const explicit = target.password;
+  const passfile = explicit === null && target.passfile !== null
+    ? await readPassfile(target.passfile, warn)
+    : null;
+  // libpq looks the password file up per host and port (connectOptions2).
+  const passwords = endpoints.map((e) =>
+    explicit ?? (passfile === null ? null : passwordFor(passfile, {
+      // libpq matches a socket connection as "localhost".
+      host: isSocketDir(e.host) ? "localhost" : e.host,
+      port: e.port,
+      database: target.database,
+      user: target.user,
+    })) ?? ""
+  );
   const tls = await loadTls(target);
   return Object.freeze({
     endpoints: Object.freeze(endpoints),
     database: target.database,
     user: target.user,
-    password: password ?? "",
+    passwords: Object.freeze(passwords),
     sslmode: target.sslmode,
     tls,
     channelBinding: target.channelBinding,
     requireAuth: target.requireAuth,
+    requirePeer: target.requirePeer,
     targetSessionAttrs: target.targetSessionAttrs,
     loadBalanceHosts: target.loadBalanceHosts,
     options: target.options,
@@ -897,10 +913,11 @@ const UNTRUSTED = new Set([
 
 /**
  * Why a connection could not be opened, in words that say what to fix, for
- * the TLS failures and the channel-binding refusal; `null` for any other
+ * the TLS failures and the refusals of our own checks (channel binding,
+ * require_auth, the authentication order, requirepeer); `null` for any other
  * error.
  */
-export function describeTlsFailure(error: unknown, connection: PgConnection): string | null {
+export function describeRefusal(error: unknown, connection: PgConnection): string | null {
   if (!(error instanceof Error)) return null;
   const code = String((error as { code?: unknown }).code ?? "");
   const first = connection.endpoints[0] as PgEndpoint;
@@ -930,6 +947,17 @@ export function describeTlsFailure(error: unknown, connection: PgConnection): st
   }
   if (code === "CHANNEL_BINDING_REQUIRED" && connection.sslmode === "disable") {
     return "channel_binding=require needs TLS, and sslmode=disable turns it off: use sslmode=require (or verify-full), or channel_binding=prefer";
+  }
+  if (code === "REQUIREPEER_FAILED") {
+    return `${error.message}; nothing was sent`;
+  }
+  if (code === "AUTH_PROTOCOL_VIOLATION") {
+    return `${error.message} (${code}): a man-in-the-middle relaying another session to the server sends this; use sslmode=verify-full so that none can stand in between`;
+  }
+  if (code === "AUTH_METHOD_REFUSED") {
+    return `${
+      error.message.replace(/^AUTH_METHOD_REFUSED: /, "")
+    }: change require_auth, or the server's authentication method (pg_hba.conf)`;
   }
   if (code === "CHANNEL_BINDING_REQUIRED") {
     return `channel_binding=require, but ${

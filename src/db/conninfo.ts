@@ -219,6 +219,32 @@ function decode(text: string, origin: string): string {
   return new TextDecoder().decode(new Uint8Array(bytes));
 }
 
+/** The fix for a raw "@" found past the user info. */
+const ENCODE_AT = "percent-encode @ in the user or password as %40";
+
+/**
+ * Refuses a URL host no server has, without echoing it: split at the first
+ * `@` as libpq does, a password holding `@` puts its tail in the host, and the
+ * resolver's "ENOTFOUND tail@host" would print it.
+ */
+function checkHost(raw: string, bracketed: boolean, origin: string): void {
+  if (raw.includes("@")) throw invalid(origin, `a host holds "@"; ${ENCODE_AT}`);
+  const host = raw.includes("%") ? decode(raw, origin) : raw;
+  // A socket directory (%2F-encoded) may hold anything a path may.
+  if (host === "" || host.startsWith("/")) return;
+  const fits = bracketed
+    ? /^[0-9A-Fa-f:.]+(%[\w.-]+)?$/.test(host)
+    : /^[\p{L}\p{N}._-]+$/u.test(host);
+  if (!fits) {
+    throw invalid(
+      origin,
+      bracketed
+        ? "the address in [ ] is not an IPv6 address"
+        : "a host name holds a character no host name has; percent-encode special characters in the user or password (@ as %40, / as %2F)",
+    );
+  }
+}
+
 /**
  * `postgres://user:password@host1:5432,host2:5433/db?key=value`: libpq's
  * `conninfo_uri_parse_options`. Unlike a WHATWG URL, the first `@` ends the
@@ -245,7 +271,8 @@ function parseUrl(text: string, origin: string): Conninfo {
   let terminator = "";
   for (;;) {
     let host: string;
-    if (rest.startsWith("[")) {
+    const bracketed = rest.startsWith("[");
+    if (bracketed) {
       const close = rest.indexOf("]");
       if (close === -1) throw invalid(origin, 'missing "]" after an IPv6 address');
       host = rest.slice(1, close);
@@ -259,6 +286,7 @@ function parseUrl(text: string, origin: string): Conninfo {
       host = end === -1 ? rest : rest.slice(0, end);
       rest = end === -1 ? "" : rest.slice(end);
     }
+    checkHost(host, bracketed, origin);
     hosts.push(host);
     terminator = rest[0] ?? "";
     let port = "";
@@ -268,6 +296,7 @@ function parseUrl(text: string, origin: string): Conninfo {
       rest = end === -1 ? "" : rest.slice(end);
       terminator = rest[0] ?? "";
     }
+    if (port.includes("@")) throw invalid(origin, `a port holds "@"; ${ENCODE_AT}`);
     ports.push(port);
     if (terminator !== ",") break;
     rest = rest.slice(1);
@@ -282,6 +311,10 @@ function parseUrl(text: string, origin: string): Conninfo {
     const dbname = end === -1 ? rest.slice(1) : rest.slice(1, end);
     rest = end === -1 ? "" : rest.slice(end);
     terminator = rest[0] ?? "";
+    // A raw "@" there is a password's "/" that ended the host part early.
+    if (dbname.includes("@")) {
+      throw invalid(origin, `the database name holds "@"; ${ENCODE_AT}, and / as %2F`);
+    }
     // An empty dbname is left unset, so PGDATABASE still applies (libpq).
     if (dbname !== "") store(info, "dbname", decode(dbname, origin), origin);
   }

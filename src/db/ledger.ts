@@ -50,7 +50,7 @@ export async function prune(
       count = (await sql`
         DELETE FROM ${state}.login_etl_rejects WHERE message_id IN (
           SELECT message_id FROM ${state}.login_etl_rejects
-          WHERE rejected_at < now() - make_interval(days => ${days})
+          WHERE rejected_at < pg_catalog.now() - pg_catalog.make_interval(days => ${days})
           LIMIT ${SLICE})`).count;
     }
     deleted += count;

@@ -13,9 +13,10 @@ import {
   MIGRATIONS,
   MIGRATIONS_TABLE_DDL,
   MIGRATIONS_TABLE_GRANT,
-  STATE_SCHEMA_SETTING,
+  QUALIFIED_STATE_SCHEMA_SETTING,
   STATE_SCHEMA_VERSION,
 } from "./migrations.ts";
+import { untrustedGuardSql } from "./search_path.ts";
 
 /** Who recorded a version, as `login_etl_migrations.source` allows. */
 export type RecordSource = "migrate" | "schema.sql" | "found";
@@ -38,9 +39,22 @@ export function recordSql(version: number, name: string, source: RecordSource): 
   }
   return `DO $$
 BEGIN
-  EXECUTE format('INSERT INTO %I.login_etl_migrations (version, name, source) VALUES (%s, %L, %L)',
-                 ${STATE_SCHEMA_SETTING}, ${version}, ${quote(name)}, '${source}');
+  EXECUTE pg_catalog.format('INSERT INTO %I.login_etl_migrations (version, name, source) VALUES (%s, %L, %L)',
+                            ${QUALIFIED_STATE_SCHEMA_SETTING}, ${version}, ${
+    quote(name)
+  }, '${source}');
 END $$;\n`;
+}
+
+/**
+ * The refusal psql meets first (sql/schema.sql, `migrate --dry-run`), as
+ * `migrate` refuses before it applies anything: a data or state schema
+ * where a role other than superusers, the schemas' owners, the owner of
+ * login-etl's tables and the role running it may create, or that holds
+ * such a role's functions (search_path.ts). `refused` starts its message.
+ */
+export function guardSql(refused: string): string {
+  return `${untrustedGuardSql("ARRAY[CURRENT_USER::text]", refused)};\n`;
 }
 
 /** A statement with its continuation lines indented by four spaces, whatever the source's indent. */

@@ -50,8 +50,10 @@ type Caller = "login_etl_consumer" | "pii_recoverer";
 
 /**
  * A function whose body runs with its owner's rights, created for the
- * schema it lives in: `search_path` is pinned to that schema and then
- * pg_temp, so a caller's temporary objects can never stand in for ours.
+ * schema it lives in, as versions 2 and 5 made them (released, so kept as
+ * they were; version 7 makes them again with `stateDefiner`): `search_path`
+ * is pinned to that schema and then pg_temp, so a caller's temporary
+ * objects can never stand in for ours.
  * Nobody but its owner and `callers` (where those roles exist) may execute
  * it, from the moment it exists: Postgres would otherwise let PUBLIC. The DO
  * block lets one text serve both `migrate` and `psql -f` (the body's `%`
@@ -81,6 +83,87 @@ $body$$f$, current_schema());
   REVOKE ALL ON FUNCTION ${name}(${types}) FROM PUBLIC;
   FOR caller IN SELECT rolname FROM pg_roles WHERE rolname IN (${callers}) LOOP
     EXECUTE format('GRANT EXECUTE ON FUNCTION ${name}(${types}) TO %I', caller);
+  END LOOP;
+END $do$`;
+}
+
+/**
+ * The state schema's name in SQL that runs with the data schema in
+ * `search_path` (migrations from version 7 on, sql/roles.sql): as
+ * `STATE_SCHEMA_SETTING`, with the call qualified.
+ */
+export const QUALIFIED_STATE_SCHEMA_SETTING =
+  "COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl')";
+
+/**
+ * A mask as `mask.ts` makes it, for the functions that take masks: a key id
+ * (KEY_ID_PATTERN of config/options.ts), a colon and the 43 characters of
+ * an unpadded base64url HMAC-SHA256.
+ */
+export const MASK_SQL_PATTERN = "^[A-Za-z0-9_-]{1,16}:[A-Za-z0-9_-]{43}$";
+
+/**
+ * Most masks `login_etl_audit_note` records in one call: any caller may
+ * note a refusal under any actor, so one call must not write an unbounded
+ * number of rows (`noteRefusal` sends larger lists in slices).
+ */
+export const AUDIT_NOTE_MAX_MASKS = 1000;
+
+/**
+ * A SECURITY DEFINER function in the state schema, from version 7 on, or
+ * (`definer: false`) a helper only those functions and the owner call. Its
+ * `search_path` is pg_catalog, the state schema, then pg_temp, and its body
+ * qualifies every function it calls (`pg_catalog.unnest`, not `unnest`) and
+ * every table (`{state}.login_etl_vault`): pg_catalog first does not stop a
+ * better-matching overload in a later schema (`unnest(text[])` beats
+ * `pg_catalog.unnest(anyarray)`), so only qualification keeps the body from
+ * calling what someone able to create in the state schema planted there.
+ * Operators are left bare where both operands are of exactly the built-in
+ * types they take, since pg_catalog's then wins the tie by coming first
+ * (arrays are joined with `pg_catalog.array_cat`, not the polymorphic `||`).
+ *
+ * In `body` and `returns`, `{state}` is the state schema as an identifier
+ * and `{state_literal}` as a string literal (for dynamic SQL). Nobody but
+ * the owner and `callers` (where those roles exist; none for a helper) may
+ * execute it. `CREATE OR REPLACE` keeps the owner and grants of a function
+ * that exists.
+ */
+function stateDefiner(
+  signature: string,
+  options: {
+    readonly returns: string;
+    readonly language: "sql" | "plpgsql";
+    readonly callers: readonly Caller[];
+    readonly body: string;
+    /** False for a helper: it runs with its caller's rights (SECURITY INVOKER). */
+    readonly definer?: false;
+    readonly volatility?: "STABLE";
+  },
+): string {
+  const name = signature.slice(0, signature.indexOf("("));
+  const types = signature.slice(signature.indexOf("(") + 1, -1).split(",")
+    .map((p) => p.trim().split(/\s+/).slice(1).join(" ")).join(", ");
+  const callers = options.callers.map((c) => `'${c}'`).join(", ");
+  const placeholders = (text: string) =>
+    text.replaceAll("%", "%%").replaceAll("{state_literal}", "%1$L").replaceAll("{state}", "%1$I");
+  const traits = `${options.volatility === undefined ? "" : ` ${options.volatility}`}${
+    options.definer === false ? "" : " SECURITY DEFINER"
+  }`;
+  return `DO $do$
+DECLARE
+  state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.${signature} RETURNS ${placeholders(options.returns)}
+LANGUAGE ${options.language}${traits} SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+${placeholders(options.body.trim())}
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.${name}(${types}) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN (${
+    callers || "NULL"
+  }) LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.${name}(${types}) TO %I', state, caller);
   END LOOP;
 END $do$`;
 }
@@ -589,59 +672,319 @@ BEGIN
 END $$`,
 ];
 
+/** Most minutes between a release ticket's request and its release. */
+const RELEASE_TICKET_MINUTES = 10;
+
+/**
+ * Version 7: no hijackable definer code, and release only after its audit
+ * commits.
+ *
+ * Every SECURITY DEFINER function is created again (`stateDefiner`):
+ * `search_path` pg_catalog, the state schema, pg_temp, and every call and
+ * table qualified, so nothing someone else planted in a searched schema runs
+ * with the owner's rights. Their behaviour is as before, except
+ * `login_etl_audit_note`, which now takes only well-formed masks and at most
+ * `AUDIT_NOTE_MAX_MASKS` of them a call.
+ *
+ * `login_etl_recover` returned the ciphertext in the transaction that wrote
+ * its audit rows, so a recoverer who rolled back read the vault with no
+ * audit row left. It is dropped. Recovery takes two transactions now:
+ * `login_etl_release_request` writes the audit rows and a ticket naming the
+ * masks it found live, and the caller commits; `login_etl_release` hands out
+ * the ciphertext of a ticket once, to the login that asked, only when the
+ * request's transaction has committed (so not in the transaction, or a
+ * savepoint of the transaction, that made it) and within
+ * `RELEASE_TICKET_MINUTES`. Who could execute `login_etl_recover` may
+ * execute both; the new table and functions belong to the owner of the vault.
+ */
+const V7_DEFINERS: readonly string[] = [
+  `DO $$
+DECLARE
+  state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
+BEGIN
+  EXECUTE pg_catalog.format('CREATE TABLE %I.login_etl_release_tickets (
+    id            bigserial PRIMARY KEY,
+    requested_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    requested_by  text NOT NULL DEFAULT SESSION_USER,
+    requested_xid bigint NOT NULL DEFAULT pg_catalog.txid_current(),
+    actor         text NOT NULL,
+    masks         text[] NOT NULL,
+    released_at   timestamptz
+  )', state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON %I.login_etl_release_tickets FROM PUBLIC', state);
+END $$`,
+  stateDefiner(
+    "login_etl_vault_put(p_masked text[], p_field text[], p_ciphertext bytea[], p_iv bytea[], p_key_id text[])",
+    {
+      returns: "void",
+      language: "sql",
+      callers: ["login_etl_consumer"],
+      body: `
+INSERT INTO {state}.login_etl_vault AS v (masked_value, field, ciphertext, iv, key_id)
+SELECT DISTINCT ON (u.m) u.m, u.f, u.c, u.i, u.k
+FROM ROWS FROM (pg_catalog.unnest(p_masked), pg_catalog.unnest(p_field), pg_catalog.unnest(p_ciphertext),
+                pg_catalog.unnest(p_iv), pg_catalog.unnest(p_key_id)) AS u(m, f, c, i, k)
+ORDER BY u.m
+ON CONFLICT (masked_value) DO UPDATE SET first_seen = v.first_seen`,
+    },
+  ),
+  stateDefiner("login_etl_forget(p_masked text[], p_actor text, p_reason text)", {
+    returns: "TABLE (masked_value text, outcome text)",
+    language: "plpgsql",
+    callers: ["pii_recoverer"],
+    body: `
+#variable_conflict use_column
+BEGIN
+  IF COALESCE(pg_catalog.btrim(p_reason), '') = '' THEN
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'forget', m, p_reason, 'denied', 'no reason given' FROM pg_catalog.unnest(p_masked) AS m;
+    RETURN QUERY SELECT m, 'denied'::text FROM pg_catalog.unnest(p_masked) AS m;
+    RETURN;
+  END IF;
+  RETURN QUERY
+  WITH asked AS (SELECT DISTINCT pg_catalog.unnest(p_masked) AS m),
+  erased AS (
+    INSERT INTO {state}.login_etl_vault AS v (masked_value, erased_at)
+    SELECT m, pg_catalog.now() FROM asked ORDER BY m
+    ON CONFLICT (masked_value) DO UPDATE
+      SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = pg_catalog.now()
+      WHERE v.erased_at IS NULL
+    RETURNING v.masked_value, (v.xmax = 0) AS created
+  ),
+  outcomes AS (
+    SELECT a.m, CASE WHEN e.masked_value IS NOT NULL AND NOT e.created
+                     THEN 'success' ELSE 'not_found' END AS o
+    FROM asked a LEFT JOIN erased e ON e.masked_value = a.m
+  ),
+  audited AS (
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'forget', o.m, p_reason, o.o,
+           CASE o.o WHEN 'success' THEN 'vault entry erased' ELSE 'no live vault entry; tombstone kept' END
+    FROM outcomes o
+  )
+  SELECT o.m, o.o FROM outcomes o;
+END`,
+  }),
+  stateDefiner(
+    "login_etl_audit_note(p_action text, p_masked text[], p_actor text, p_reason text, p_outcome text, p_detail text)",
+    {
+      returns: "void",
+      language: "plpgsql",
+      callers: ["login_etl_consumer", "pii_recoverer"],
+      body: `
+BEGIN
+  IF p_action NOT IN ('recover', 'forget') OR p_outcome NOT IN ('denied', 'failed') THEN
+    RAISE EXCEPTION 'login_etl_audit_note records only denied or failed recover and forget attempts'
+      USING ERRCODE = '22023';
+  END IF;
+  IF pg_catalog.cardinality(p_masked) > ${AUDIT_NOTE_MAX_MASKS} THEN
+    RAISE EXCEPTION 'login_etl_audit_note takes at most ${AUDIT_NOTE_MAX_MASKS} masks a call, not %',
+      pg_catalog.cardinality(p_masked) USING ERRCODE = '22023';
+  END IF;
+  IF EXISTS (SELECT FROM pg_catalog.unnest(p_masked) AS m
+             WHERE m IS NULL OR m !~ '${MASK_SQL_PATTERN}') THEN
+    RAISE EXCEPTION 'login_etl_audit_note takes only masks: a key id, a colon and 43 base64url characters'
+      USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+  SELECT p_actor, p_action, m, p_reason, p_outcome, p_detail
+  FROM pg_catalog.unnest(COALESCE(p_masked, ARRAY[NULL::text])) AS m;
+END`,
+    },
+  ),
+  stateDefiner("login_etl_audit_list(p_after bigint, p_limit integer)", {
+    returns: "SETOF {state}.login_etl_audit",
+    language: "sql",
+    callers: ["pii_recoverer"],
+    body: `
+SELECT * FROM {state}.login_etl_audit WHERE id > p_after ORDER BY id LIMIT LEAST(p_limit, 10000)`,
+  }),
+  stateDefiner("login_etl_ledger_maintain(p_retention_days integer, p_limit integer)", {
+    returns: "TABLE (created integer, dropped integer, deleted integer)",
+    language: "plpgsql",
+    callers: ["login_etl_consumer"],
+    body: `
+DECLARE
+  today constant date := (pg_catalog.now() AT TIME ZONE 'UTC')::date;
+  oldest constant date := today - GREATEST(p_retention_days, 1) - 1;
+  ledger constant oid := pg_catalog.to_regclass(pg_catalog.format('%I.login_etl_ledger', {state_literal}))::oid;
+  day date;
+  part record;
+  n_created integer := 0;
+  n_dropped integer := 0;
+  n_deleted integer := 0;
+BEGIN
+  PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
+  FOR day IN
+    SELECT d::date FROM pg_catalog.generate_series(oldest::timestamp, (today + 3)::timestamp, interval '1 day') AS d
+  LOOP
+    CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('%I.%I', {state_literal},
+                    'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'))) IS NOT NULL
+      OR EXISTS (SELECT FROM {state}.login_etl_ledger_other WHERE sent_date = day);
+    BEGIN
+      EXECUTE pg_catalog.format('CREATE TABLE %I.%I PARTITION OF %I.login_etl_ledger FOR VALUES FROM (%L) TO (%L)',
+                                {state_literal}, 'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'),
+                                {state_literal}, day, day + 1);
+      n_created := n_created + 1;
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+  END LOOP;
+  FOR part IN
+    SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = ledger AND c.relname::text ~ '^login_etl_ledger_p[0-9]{8}$'
+      AND pg_catalog.to_date(pg_catalog.substr(c.relname::text, 19), 'YYYYMMDD') < oldest
+  LOOP
+    BEGIN
+      EXECUTE pg_catalog.format('DROP TABLE %I.%I', {state_literal}, part.relname);
+      n_dropped := n_dropped + 1;
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+  END LOOP;
+  WITH aged AS (
+    SELECT message_id, sent_date FROM {state}.login_etl_ledger_undated
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => GREATEST(p_retention_days, 1))
+    UNION ALL
+    SELECT message_id, sent_date FROM {state}.login_etl_ledger_other
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => GREATEST(p_retention_days, 1))
+    LIMIT p_limit
+  )
+  DELETE FROM {state}.login_etl_ledger l USING aged
+  WHERE l.message_id = aged.message_id AND l.sent_date = aged.sent_date;
+  GET DIAGNOSTICS n_deleted = ROW_COUNT;
+  RETURN QUERY SELECT n_created, n_dropped, n_deleted;
+END`,
+  }),
+  // The first half of a recovery: audits each mask (released, erased,
+  // not_found; denied without a reason) and records a ticket for the masks
+  // found live. Nothing leaves until the caller's transaction commits both.
+  // Tickets older than a day are deleted here: the audit trail is the record.
+  stateDefiner("login_etl_release_request(p_masked text[], p_actor text, p_reason text)", {
+    returns: "TABLE (ticket bigint, masked_value text, state text)",
+    language: "plpgsql",
+    callers: ["pii_recoverer"],
+    body: `
+#variable_conflict use_column
+BEGIN
+  IF COALESCE(pg_catalog.cardinality(p_masked), 0) = 0 THEN
+    RAISE EXCEPTION 'login_etl_release_request needs at least one mask' USING ERRCODE = '22023';
+  END IF;
+  IF EXISTS (SELECT FROM pg_catalog.unnest(p_masked) AS m
+             WHERE m IS NULL OR m !~ '${MASK_SQL_PATTERN}') THEN
+    RAISE EXCEPTION 'login_etl_release_request takes only masks: a key id, a colon and 43 base64url characters'
+      USING ERRCODE = '22023';
+  END IF;
+  IF COALESCE(pg_catalog.btrim(p_reason), '') = '' THEN
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'recover', m, p_reason, 'denied', 'no reason given' FROM pg_catalog.unnest(p_masked) AS m;
+    RETURN QUERY SELECT NULL::bigint, m, 'denied'::text FROM pg_catalog.unnest(p_masked) AS m;
+    RETURN;
+  END IF;
+  DELETE FROM {state}.login_etl_release_tickets WHERE requested_at < pg_catalog.now() - interval '1 day';
+  RETURN QUERY
+  WITH asked AS (SELECT DISTINCT pg_catalog.unnest(p_masked) AS m),
+  found AS (
+    SELECT a.m, v.field,
+           CASE WHEN v.masked_value IS NULL THEN 'not_found'
+                WHEN v.erased_at IS NOT NULL THEN 'erased' ELSE 'released' END AS s
+    FROM asked a LEFT JOIN {state}.login_etl_vault v ON v.masked_value = a.m
+  ),
+  issued AS (
+    INSERT INTO {state}.login_etl_release_tickets (actor, masks)
+    SELECT p_actor, pg_catalog.array_agg(f.m ORDER BY f.m) FROM found f WHERE f.s = 'released'
+    HAVING pg_catalog.count(*) > 0
+    RETURNING id
+  ),
+  audited AS (
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'recover', f.m, p_reason, f.s,
+           CASE f.s WHEN 'released' THEN 'ciphertext released on ticket ' || i.id::text || ', field ' || f.field
+                    WHEN 'erased' THEN 'erased by forget' ELSE 'no vault entry' END
+    FROM found f LEFT JOIN issued i ON true
+  )
+  SELECT i.id, f.m, f.s FROM found f LEFT JOIN issued i ON true;
+END`,
+  }),
+  // The second half: the ciphertext of a committed ticket, once. The ticket
+  // must be this login's (session_user, whatever SET ROLE says), unused,
+  // younger than RELEASE_TICKET_MINUTES, and made by a transaction that has
+  // committed. txid_status of the request's top-level transaction id (saved
+  // in the ticket) says 'in progress' in that transaction and in every
+  // savepoint of it, where comparing the row's xmin with the current
+  // transaction would miss a subtransaction's. A mask erased or moved since
+  // the request comes back as such, without ciphertext. A release rolled
+  // back leaves its ticket unused; its audit rows are committed either way.
+  stateDefiner("login_etl_release(p_ticket bigint)", {
+    returns:
+      "TABLE (masked_value text, field text, ciphertext bytea, iv bytea, key_id text, state text)",
+    language: "plpgsql",
+    callers: ["pii_recoverer"],
+    body: `
+#variable_conflict use_column
+DECLARE
+  t record;
+BEGIN
+  SELECT k.id, k.masks, k.requested_at, k.requested_xid, k.released_at INTO t
+  FROM {state}.login_etl_release_tickets k
+  WHERE k.id = p_ticket AND k.requested_by = SESSION_USER::text
+  FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'No release ticket % for login %', p_ticket, SESSION_USER USING ERRCODE = 'P0002';
+  END IF;
+  IF t.released_at IS NOT NULL THEN
+    RAISE EXCEPTION 'Release ticket % was used already: request another', p_ticket USING ERRCODE = '55000';
+  END IF;
+  IF pg_catalog.txid_status(t.requested_xid) IS DISTINCT FROM 'committed' THEN
+    RAISE EXCEPTION 'Release ticket % is not committed: commit the request, and its audit rows, before the release',
+      p_ticket USING ERRCODE = '55000';
+  END IF;
+  IF t.requested_at < pg_catalog.now() - interval '${RELEASE_TICKET_MINUTES} minutes' THEN
+    RAISE EXCEPTION 'Release ticket % expired (${RELEASE_TICKET_MINUTES} minutes): request another', p_ticket
+      USING ERRCODE = '55000';
+  END IF;
+  UPDATE {state}.login_etl_release_tickets SET released_at = pg_catalog.now() WHERE id = t.id;
+  RETURN QUERY
+  SELECT a.m, v.field, v.ciphertext, v.iv, v.key_id,
+         CASE WHEN v.masked_value IS NULL THEN 'not_found'
+              WHEN v.erased_at IS NOT NULL THEN 'erased' ELSE 'released' END
+  FROM pg_catalog.unnest(t.masks) AS a(m) LEFT JOIN {state}.login_etl_vault v ON v.masked_value = a.m;
+END`,
+  }),
+  // The ticket table and the two new functions belong to the vault's owner
+  // (migrate may run as a superuser); whoever could execute
+  // login_etl_recover may execute both; then it goes.
+  `DO $$
+DECLARE
+  state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
+  recover constant regprocedure :=
+    pg_catalog.to_regprocedure(pg_catalog.format('%I.login_etl_recover(text[], text, text)', state));
+  keeper name;
+  grantee record;
+  made text;
+BEGIN
+  SELECT pg_catalog.pg_get_userbyid(c.relowner) INTO keeper FROM pg_catalog.pg_class c
+  WHERE c.oid = pg_catalog.to_regclass(pg_catalog.format('%I.login_etl_vault', state))::oid;
+  EXECUTE pg_catalog.format('ALTER TABLE %I.login_etl_release_tickets OWNER TO %I', state, keeper);
+  FOREACH made IN ARRAY ARRAY['login_etl_release_request(text[], text, text)', 'login_etl_release(bigint)'] LOOP
+    EXECUTE pg_catalog.format('ALTER FUNCTION %I.%s OWNER TO %I', state, made, keeper);
+    FOR grantee IN
+      SELECT pg_catalog.pg_get_userbyid(a.grantee) AS role
+      FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) AS a
+      WHERE p.oid = recover::oid AND a.grantee <> p.proowner AND a.grantee <> 0::oid
+        AND a.privilege_type = 'EXECUTE'
+    LOOP
+      EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.%s TO %I', state, made, grantee.role);
+    END LOOP;
+  END LOOP;
+  EXECUTE pg_catalog.format('DROP FUNCTION IF EXISTS %I.login_etl_recover(text[], text, text)', state);
+END $$`,
+];
+
 /**
  * The advisory lock class of login-etl's per-mask vault locks (the bytes of
  * "LETV"), so that the two-key advisory locks of `login_etl_lock_masks` stay
  * apart from an application's own one-key locks.
  */
 const MASK_LOCK_CLASS = 0x4c455456;
-
-/**
- * A function of the state schema, created for the schema the session names
- * (`login_etl.state_schema`): `search_path` is pinned to pg_catalog, that
- * schema, then pg_temp, and the body names every table `@state.` (replaced
- * by the quoted schema) and every function call `pg_catalog.`, so nothing a
- * caller may create anywhere can stand in for ours. A SECURITY DEFINER one
- * runs with its owner's rights, and only `callers` (where those roles exist)
- * may execute it; a helper (definer false) is for the definer functions
- * and the owner alone. PUBLIC loses EXECUTE as the function is created.
- */
-function stateFunction(
-  signature: string,
-  options: {
-    readonly returns: string;
-    readonly language: "sql" | "plpgsql";
-    readonly definer: boolean;
-    readonly volatility?: "STABLE";
-    readonly callers: readonly Caller[];
-    readonly body: string;
-  },
-): string {
-  const name = signature.slice(0, signature.indexOf("("));
-  const types = signature.slice(signature.indexOf("(") + 1, -1).split(",")
-    .map((p) => p.trim().split(/\s+/).slice(1).join(" ")).join(", ");
-  const callers = options.callers.map((c) => `'${c}'`).join(", ");
-  const body = options.body.trim().replaceAll("%", "%%").replaceAll("@state.", "%1$I.");
-  return `DO $do$
-DECLARE
-  state constant text := ${STATE_SCHEMA_SETTING};
-  caller text;
-BEGIN
-  EXECUTE pg_catalog.format($f$
-CREATE OR REPLACE FUNCTION %1$I.${signature} RETURNS ${options.returns}
-LANGUAGE ${options.language}${options.volatility === undefined ? "" : ` ${options.volatility}`}${
-    options.definer ? " SECURITY DEFINER" : ""
-  } SET search_path = pg_catalog, %1$I, pg_temp AS $body$
-${body}
-$body$$f$, state);
-  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.${name}(${types}) FROM PUBLIC', state);
-  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname IN (${
-    callers || "NULL"
-  }) LOOP
-    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.${name}(${types}) TO %I', state, caller);
-  END LOOP;
-END $do$`;
-}
 
 /**
  * Version 8: no membership oracle, and erasure that survives rotation.
@@ -669,7 +1012,7 @@ END $do$`;
 const V8_INBOX: readonly string[] = [
   `DO $$
 DECLARE
-  state constant text := ${STATE_SCHEMA_SETTING};
+  state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
 BEGIN
   -- Append-only and keyed by nothing of the entry: no unique index on the
   -- mask, so an insert never looks for, waits on or conflicts with another.
@@ -705,7 +1048,7 @@ BEGIN
 END $$`,
   // Transaction locks on masks, in one global order (their hashes sorted),
   // so two callers locking overlapping sets cannot deadlock on them.
-  stateFunction("login_etl_lock_masks(p_masks text[])", {
+  stateDefiner("login_etl_lock_masks(p_masks text[])", {
     returns: "void",
     language: "plpgsql",
     definer: false,
@@ -721,7 +1064,7 @@ END`,
   }),
   // The masks given and every mask linked to them, in either direction, as
   // far as the links reach.
-  stateFunction("login_etl_linked(p_masks text[])", {
+  stateDefiner("login_etl_linked(p_masks text[])", {
     returns: "text[]",
     language: "sql",
     definer: false,
@@ -732,8 +1075,8 @@ WITH RECURSIVE linked(m) AS (
   SELECT u.m FROM pg_catalog.unnest(p_masks) AS u(m) WHERE u.m IS NOT NULL
   UNION
   SELECT l.b FROM linked
-  JOIN (SELECT k.mask AS a, k.other AS b FROM @state.login_etl_vault_links k
-        UNION ALL SELECT k.other, k.mask FROM @state.login_etl_vault_links k) AS l ON l.a = linked.m
+  JOIN (SELECT k.mask AS a, k.other AS b FROM {state}.login_etl_vault_links k
+        UNION ALL SELECT k.other, k.mask FROM {state}.login_etl_vault_links k) AS l ON l.a = linked.m
 )
 SELECT coalesce(pg_catalog.array_agg(linked.m ORDER BY linked.m), '{}'::text[]) FROM linked`,
   }),
@@ -741,15 +1084,14 @@ SELECT coalesce(pg_catalog.array_agg(linked.m ORDER BY linked.m), '{}'::text[]) 
   // per distinct mask of the call, reading nothing. Its observable effect
   // (rows inserted, statistics, locks, time) is the same whether the vault
   // holds the value, a tombstone of it, or nothing.
-  stateFunction(
+  stateDefiner(
     "login_etl_vault_put(p_masked text[], p_field text[], p_ciphertext bytea[], p_iv bytea[], p_key_id text[])",
     {
       returns: "void",
       language: "sql",
-      definer: true,
       callers: ["login_etl_consumer"],
       body: `
-INSERT INTO @state.login_etl_vault_inbox (masked_value, field, ciphertext, iv, key_id)
+INSERT INTO {state}.login_etl_vault_inbox (masked_value, field, ciphertext, iv, key_id)
 SELECT DISTINCT ON (u.m) u.m, u.f, u.c, u.i, u.k
 FROM ROWS FROM (pg_catalog.unnest(p_masked), pg_catalog.unnest(p_field), pg_catalog.unnest(p_ciphertext),
                 pg_catalog.unnest(p_iv), pg_catalog.unnest(p_key_id)) AS u(m, f, c, i, k)
@@ -761,10 +1103,9 @@ ORDER BY u.m`,
   // under session_user in the same transaction. The links are read again
   // after each round's locks and writes, until no new mask turns up: a
   // rekey or merge that linked a mask while we waited for it is seen.
-  stateFunction("login_etl_forget(p_masked text[], p_actor text, p_reason text)", {
+  stateDefiner("login_etl_forget(p_masked text[], p_actor text, p_reason text)", {
     returns: "TABLE (masked_value text, outcome text)",
     language: "plpgsql",
-    definer: true,
     callers: ["pii_recoverer"],
     body: `
 #variable_conflict use_column
@@ -776,7 +1117,7 @@ DECLARE
   v_round text[];
 BEGIN
   IF coalesce(pg_catalog.btrim(p_reason), '') = '' THEN
-    INSERT INTO @state.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
     SELECT p_actor, 'forget', u.m, p_reason, 'denied', 'no reason given' FROM pg_catalog.unnest(p_masked) AS u(m);
     RETURN QUERY SELECT u.m, 'denied'::text FROM pg_catalog.unnest(p_masked) AS u(m);
     RETURN;
@@ -784,14 +1125,14 @@ BEGIN
   v_asked := ARRAY(SELECT DISTINCT u.m FROM pg_catalog.unnest(p_masked) AS u(m) WHERE u.m IS NOT NULL ORDER BY 1);
   v_todo := v_asked;
   LOOP
-    v_todo := ARRAY(SELECT l.m FROM pg_catalog.unnest(@state.login_etl_linked(v_done || v_todo)) AS l(m)
+    v_todo := ARRAY(SELECT l.m FROM pg_catalog.unnest({state}.login_etl_linked(pg_catalog.array_cat(v_done, v_todo))) AS l(m)
                     EXCEPT SELECT d.m FROM pg_catalog.unnest(v_done) AS d(m) ORDER BY 1);
     EXIT WHEN pg_catalog.cardinality(v_todo) = 0;
-    PERFORM @state.login_etl_lock_masks(v_todo);
+    PERFORM {state}.login_etl_lock_masks(v_todo);
     WITH gone AS (
-      DELETE FROM @state.login_etl_vault_inbox i WHERE i.masked_value = ANY(v_todo) RETURNING i.masked_value AS m
+      DELETE FROM {state}.login_etl_vault_inbox i WHERE i.masked_value = ANY(v_todo) RETURNING i.masked_value AS m
     ), erased AS (
-      INSERT INTO @state.login_etl_vault AS v (masked_value, erased_at)
+      INSERT INTO {state}.login_etl_vault AS v (masked_value, erased_at)
       SELECT t.m, pg_catalog.now() FROM pg_catalog.unnest(v_todo) AS t(m) ORDER BY t.m
       ON CONFLICT (masked_value) DO UPDATE
         SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = pg_catalog.now()
@@ -799,8 +1140,8 @@ BEGIN
       RETURNING v.masked_value AS m, NOT (v.xmax = 0) AS was_live
     )
     SELECT ARRAY(SELECT g.m FROM gone g UNION SELECT e.m FROM erased e WHERE e.was_live) INTO v_round;
-    v_erased := v_erased || v_round;
-    v_done := v_done || v_todo;
+    v_erased := pg_catalog.array_cat(v_erased, v_round);
+    v_done := pg_catalog.array_cat(v_done, v_todo);
   END LOOP;
   RETURN QUERY
   WITH outcomes AS (
@@ -809,7 +1150,7 @@ BEGIN
     FROM pg_catalog.unnest(v_done) AS d(m)
   ),
   audited AS (
-    INSERT INTO @state.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
     SELECT p_actor, 'forget', o.m, p_reason, o.o,
            CASE WHEN NOT o.asked THEN 'linked to an erased mask (the same value under another HMAC key); '
                 ELSE '' END ||
@@ -826,12 +1167,11 @@ END`,
   // rolled-back audit releases nothing. Entries of a mask erased (directly
   // or through a link) are not handed to a recoverer. A claim not settled
   // within 10 minutes is released for the next merger.
-  stateFunction(
+  stateDefiner(
     "login_etl_inbox_claim(p_masked text[], p_after bigint, p_limit integer, p_actor text, p_reason text)",
     {
       returns: "TABLE (claim bigint, entries integer, last_id bigint)",
       language: "plpgsql",
-      definer: true,
       callers: ["pii_recoverer"],
       body: `
 #variable_conflict use_column
@@ -850,41 +1190,41 @@ BEGIN
   IF NOT v_bulk AND coalesce(pg_catalog.btrim(p_reason), '') = '' THEN
     RAISE EXCEPTION 'Merging named masks needs a reason (it is kept in the audit trail)' USING ERRCODE = '22023';
   END IF;
-  UPDATE @state.login_etl_vault_inbox i SET claim_id = NULL
-  FROM @state.login_etl_inbox_claims c
+  UPDATE {state}.login_etl_vault_inbox i SET claim_id = NULL
+  FROM {state}.login_etl_inbox_claims c
   WHERE i.claim_id = c.id AND c.claimed_at < pg_catalog.now() - interval '10 minutes';
-  DELETE FROM @state.login_etl_inbox_claims c WHERE c.claimed_at < pg_catalog.now() - interval '10 minutes';
+  DELETE FROM {state}.login_etl_inbox_claims c WHERE c.claimed_at < pg_catalog.now() - interval '10 minutes';
   IF NOT v_bulk THEN
     v_erased := ARRAY(SELECT u.m FROM pg_catalog.unnest(p_masked) AS u(m)
-                      WHERE EXISTS (SELECT FROM @state.login_etl_vault v
-                                    WHERE v.masked_value = ANY(@state.login_etl_linked(ARRAY[u.m]))
+                      WHERE EXISTS (SELECT FROM {state}.login_etl_vault v
+                                    WHERE v.masked_value = ANY({state}.login_etl_linked(ARRAY[u.m]))
                                       AND v.erased_at IS NOT NULL));
   END IF;
-  INSERT INTO @state.login_etl_inbox_claims (actor) VALUES (p_actor) RETURNING id INTO v_claim;
+  INSERT INTO {state}.login_etl_inbox_claims (actor) VALUES (p_actor) RETURNING id INTO v_claim;
   WITH picked AS (
-    SELECT i.id FROM @state.login_etl_vault_inbox i
+    SELECT i.id FROM {state}.login_etl_vault_inbox i
     WHERE i.claim_id IS NULL AND i.id > coalesce(p_after, 0)
       AND (v_bulk OR (i.masked_value = ANY(p_masked) AND NOT i.masked_value = ANY(v_erased)))
     ORDER BY i.id LIMIT greatest(1, least(coalesce(p_limit, 1000), 10000))
     FOR UPDATE SKIP LOCKED
   ), claimed AS (
-    UPDATE @state.login_etl_vault_inbox i SET claim_id = v_claim FROM picked
+    UPDATE {state}.login_etl_vault_inbox i SET claim_id = v_claim FROM picked
     WHERE i.id = picked.id RETURNING i.id, i.masked_value
   )
   SELECT pg_catalog.count(*)::integer, pg_catalog.max(c.id),
          pg_catalog.array_agg(DISTINCT c.masked_value)
   INTO v_count, v_last, v_masks FROM claimed c;
   IF v_count = 0 THEN
-    DELETE FROM @state.login_etl_inbox_claims c WHERE c.id = v_claim;
+    DELETE FROM {state}.login_etl_inbox_claims c WHERE c.id = v_claim;
     RETURN QUERY SELECT NULL::bigint, 0, NULL::bigint;
     RETURN;
   END IF;
   IF v_bulk THEN
-    INSERT INTO @state.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
     VALUES (p_actor, 'merge', NULL, p_reason, 'released',
             pg_catalog.format('%s inbox entries released to be verified and merged (claim %s)', v_count, v_claim));
   ELSE
-    INSERT INTO @state.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
     SELECT p_actor, 'merge', u.m, p_reason, 'released',
            pg_catalog.format('inbox entries released to be verified and merged (claim %s)', v_claim)
     FROM pg_catalog.unnest(v_masks) AS u(m) ORDER BY u.m;
@@ -895,19 +1235,18 @@ END`,
   ),
   // Step 2: the claimed entries, only to the login that claimed them and
   // only in a later transaction than the claim's (its audit has committed).
-  stateFunction("login_etl_inbox_claimed(p_claim bigint)", {
+  stateDefiner("login_etl_inbox_claimed(p_claim bigint)", {
     returns:
       "TABLE (id bigint, masked_value text, field text, ciphertext bytea, iv bytea, key_id text)",
     language: "plpgsql",
-    definer: true,
     callers: ["pii_recoverer"],
     body: `
 #variable_conflict use_column
 DECLARE
   v_claim record;
 BEGIN
-  SELECT c.db_user, c.xact INTO v_claim FROM @state.login_etl_inbox_claims c WHERE c.id = p_claim;
-  IF NOT FOUND OR v_claim.db_user <> session_user THEN
+  SELECT c.db_user, c.xact INTO v_claim FROM {state}.login_etl_inbox_claims c WHERE c.id = p_claim;
+  IF NOT FOUND OR v_claim.db_user <> session_user::text THEN
     RAISE EXCEPTION 'No inbox claim % of this login' , p_claim USING ERRCODE = '22023';
   END IF;
   IF v_claim.xact = pg_catalog.pg_current_xact_id_if_assigned() THEN
@@ -915,7 +1254,7 @@ BEGIN
       USING ERRCODE = '25000';
   END IF;
   RETURN QUERY SELECT i.id, i.masked_value, i.field, i.ciphertext, i.iv, i.key_id
-  FROM @state.login_etl_vault_inbox i WHERE i.claim_id = p_claim ORDER BY i.id;
+  FROM {state}.login_etl_vault_inbox i WHERE i.claim_id = p_claim ORDER BY i.id;
 END`,
   }),
   // Step 3: the merger's verdicts. Accepted entries (one per mask) enter
@@ -925,13 +1264,12 @@ END`,
   // accepted entry is linked to its masks under the other keys. Entries the
   // merger could not judge (p_keep: a key it does not hold) stay in the
   // inbox; the rest (refused: squatted, altered) are deleted.
-  stateFunction(
+  stateDefiner(
     "login_etl_inbox_settle(p_claim bigint, p_accept bigint[], p_keep bigint[], p_link_id bigint[], p_link_mask text[])",
     {
       returns:
         "TABLE (accepted integer, known integer, erased integer, dropped integer, kept integer)",
       language: "plpgsql",
-      definer: true,
       callers: ["pii_recoverer"],
       body: `
 #variable_conflict use_column
@@ -948,19 +1286,19 @@ DECLARE
   v_deleted integer;
   v_kept integer;
 BEGIN
-  SELECT c.db_user, c.actor INTO v_user, v_actor FROM @state.login_etl_inbox_claims c WHERE c.id = p_claim;
-  IF NOT FOUND OR v_user <> session_user THEN
+  SELECT c.db_user, c.actor INTO v_user, v_actor FROM {state}.login_etl_inbox_claims c WHERE c.id = p_claim;
+  IF NOT FOUND OR v_user <> session_user::text THEN
     RAISE EXCEPTION 'No inbox claim % of this login', p_claim USING ERRCODE = '22023';
   END IF;
-  PERFORM @state.login_etl_lock_masks(@state.login_etl_linked(ARRAY(
-    SELECT i.masked_value FROM @state.login_etl_vault_inbox i WHERE i.claim_id = p_claim AND i.id = ANY(p_accept)
+  PERFORM {state}.login_etl_lock_masks({state}.login_etl_linked(ARRAY(
+    SELECT i.masked_value FROM {state}.login_etl_vault_inbox i WHERE i.claim_id = p_claim AND i.id = ANY(p_accept)
     UNION SELECT l.mask FROM ROWS FROM (pg_catalog.unnest(p_link_id), pg_catalog.unnest(p_link_mask)) AS l(id, mask)
           WHERE l.id = ANY(p_accept))));
   -- Read after the locks: a forget that held them has deleted its masks' entries.
   SELECT pg_catalog.array_agg(x.id ORDER BY x.m), pg_catalog.array_agg(x.m ORDER BY x.m) INTO v_ids, v_masks
-  FROM (SELECT DISTINCT ON (i.masked_value) i.id, i.masked_value AS m FROM @state.login_etl_vault_inbox i
+  FROM (SELECT DISTINCT ON (i.masked_value) i.id, i.masked_value AS m FROM {state}.login_etl_vault_inbox i
         WHERE i.claim_id = p_claim AND i.id = ANY(p_accept) ORDER BY i.masked_value, i.id) AS x;
-  SELECT pg_catalog.count(*)::integer INTO v_judged FROM @state.login_etl_vault_inbox i
+  SELECT pg_catalog.count(*)::integer INTO v_judged FROM {state}.login_etl_vault_inbox i
   WHERE i.claim_id = p_claim AND i.id = ANY(p_accept);
   v_ids := coalesce(v_ids, '{}');
   v_masks := coalesce(v_masks, '{}');
@@ -978,36 +1316,36 @@ BEGIN
       JOIN ROWS FROM (pg_catalog.unnest(p_link_id), pg_catalog.unnest(p_link_mask)) AS l(id, mask) ON l.id = cand.id
       UNION
       SELECT rel.m, k.b FROM rel
-      JOIN (SELECT x.mask AS a, x.other AS b FROM @state.login_etl_vault_links x
-            UNION ALL SELECT x.other, x.mask FROM @state.login_etl_vault_links x) AS k ON k.a = rel.s
+      JOIN (SELECT x.mask AS a, x.other AS b FROM {state}.login_etl_vault_links x
+            UNION ALL SELECT x.other, x.mask FROM {state}.login_etl_vault_links x) AS k ON k.a = rel.s
     )
     SELECT rel.m, rel.s FROM rel
   ) AS r;
   v_gone := ARRAY(SELECT DISTINCT p.m FROM ROWS FROM (pg_catalog.unnest(v_pair_m), pg_catalog.unnest(v_pair_s)) AS p(m, s)
-                  JOIN @state.login_etl_vault v ON v.masked_value = p.s WHERE v.erased_at IS NOT NULL);
-  INSERT INTO @state.login_etl_vault AS v (masked_value, erased_at)
+                  JOIN {state}.login_etl_vault v ON v.masked_value = p.s WHERE v.erased_at IS NOT NULL);
+  INSERT INTO {state}.login_etl_vault AS v (masked_value, erased_at)
   SELECT DISTINCT p.s, pg_catalog.now() FROM ROWS FROM (pg_catalog.unnest(v_pair_m), pg_catalog.unnest(v_pair_s)) AS p(m, s)
   WHERE p.m = ANY(v_gone) ORDER BY 1
   ON CONFLICT (masked_value) DO UPDATE
     SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = pg_catalog.now()
     WHERE v.erased_at IS NULL;
-  INSERT INTO @state.login_etl_vault (masked_value, field, ciphertext, iv, key_id)
-  SELECT i.masked_value, i.field, i.ciphertext, i.iv, i.key_id FROM @state.login_etl_vault_inbox i
+  INSERT INTO {state}.login_etl_vault (masked_value, field, ciphertext, iv, key_id)
+  SELECT i.masked_value, i.field, i.ciphertext, i.iv, i.key_id FROM {state}.login_etl_vault_inbox i
   WHERE i.id = ANY(v_ids) AND NOT i.masked_value = ANY(v_gone) ORDER BY i.masked_value
   ON CONFLICT (masked_value) DO NOTHING;
   GET DIAGNOSTICS v_accepted = ROW_COUNT;
-  INSERT INTO @state.login_etl_vault_links (mask, other, made_by)
+  INSERT INTO {state}.login_etl_vault_links (mask, other, made_by)
   SELECT DISTINCT i.masked_value, l.mask, 'merge'
   FROM ROWS FROM (pg_catalog.unnest(p_link_id), pg_catalog.unnest(p_link_mask)) AS l(id, mask)
-  JOIN @state.login_etl_vault_inbox i ON i.id = l.id
+  JOIN {state}.login_etl_vault_inbox i ON i.id = l.id
   WHERE i.id = ANY(v_ids) AND NOT i.masked_value = ANY(v_gone) AND l.mask <> i.masked_value
   ON CONFLICT DO NOTHING;
-  DELETE FROM @state.login_etl_vault_inbox i
+  DELETE FROM {state}.login_etl_vault_inbox i
   WHERE i.claim_id = p_claim AND NOT i.id = ANY(coalesce(p_keep, '{}'));
   GET DIAGNOSTICS v_deleted = ROW_COUNT;
-  UPDATE @state.login_etl_vault_inbox i SET claim_id = NULL WHERE i.claim_id = p_claim;
+  UPDATE {state}.login_etl_vault_inbox i SET claim_id = NULL WHERE i.claim_id = p_claim;
   GET DIAGNOSTICS v_kept = ROW_COUNT;
-  DELETE FROM @state.login_etl_inbox_claims c WHERE c.id = p_claim;
+  DELETE FROM {state}.login_etl_inbox_claims c WHERE c.id = p_claim;
   RETURN QUERY
   WITH counts AS (
     SELECT v_accepted AS accepted,
@@ -1016,7 +1354,7 @@ BEGIN
            v_deleted - v_judged AS dropped,
            v_kept AS kept
   ), audited AS (
-    INSERT INTO @state.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
     SELECT v_actor, 'merge', NULL, NULL, 'success',
            pg_catalog.format('claim %s: %s entries accepted, %s already vaulted, %s of erased values dropped, %s refused, %s kept',
                              p_claim, n.accepted, n.known, n.erased, n.dropped, n.kept)
@@ -1034,7 +1372,7 @@ END`,
   // superuser); otherwise sql/roles.sql does it.
   `DO $$
 DECLARE
-  state constant text := ${STATE_SCHEMA_SETTING};
+  state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
   owner_oid oid;
   owner_name text;
   moved text;
@@ -1081,6 +1419,12 @@ export const MIGRATIONS: readonly Migration[] = [
     version: STATE_SCHEMA_VERSION,
     name: "login-etl's own tables and functions moved to the state schema",
     statements: V6_STATE_SCHEMA,
+  },
+  {
+    version: 7,
+    name:
+      "SECURITY DEFINER functions that call only pg_catalog and the state schema; recovery released on committed tickets",
+    statements: V7_DEFINERS,
   },
   {
     version: 8,

@@ -5,14 +5,24 @@
  * @module
  */
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import postgres from "postgres";
-import { describeTlsFailure, type PgConnection } from "./connection.ts";
+import { describeRefusal, type PgConnection } from "./connection.ts";
 import { isSocketDir, openSocket, type PgEndpoint } from "./socket.ts";
+import { guardAuthentication } from "./auth_guard.ts";
 import { DatabaseError } from "../errors.ts";
 import type { Schemas } from "./schemas.ts";
 
 /** A postgres.js client. */
 export type Sql = postgres.Sql;
+
+/**
+ * The `search_path` of every login-etl session outside the migrations of
+ * versions 1 to 6: pg_catalog alone (search_path.ts says why). A temporary
+ * schema is never searched for functions or operators, and last for
+ * tables, which every statement names with their schema anyway.
+ */
+export const RUNTIME_SEARCH_PATH = "pg_catalog, pg_temp";
 
 /** Options of a connection pool. */
 export interface ConnectOptions extends Schemas {
@@ -40,8 +50,10 @@ function backoff(retries: number): number {
 
 /**
  * Opens a pool for one deployment's schemas. login-etl's statements name
- * every object with its schema; search_path is the data schema only for the
- * migrations of versions 1 to 5, which created objects where it pointed.
+ * every table with its schema, and sessions search pg_catalog alone
+ * (`RUNTIME_SEARCH_PATH`); `migrate` sets search_path to the data schema
+ * for the migrations of versions 1 to 6, which created objects where it
+ * pointed, and back.
  * Every option is explicit, so postgres.js never falls back to PG* variables
  * of its own (it reads PG<OPTION> for any option not given; `connection.ts`
  * applied libpq's variables already); sockets come from `openSocket`, which
@@ -56,23 +68,43 @@ export function connect(options: ConnectOptions): Sql {
     endpoints.length > 1 && isSocketDir(e.host) ? encodeURIComponent(e.host) : e.host;
   const byLabel = new Map(endpoints.map((e) => [`${label(e)}\0${e.port}`, e]));
   const timeoutMs = c.connectTimeoutSeconds * 1000;
-  const password = c.password;
+  const policy = { channelBinding: c.channelBinding, requireAuth: c.requireAuth };
+  // postgres.js asks for the password without saying for which host, and a
+  // pool's attempts run concurrently; so each attempt's messages reach it in
+  // an async context naming its endpoint, which the password is looked up by.
+  const passwordOf = new Map(c.endpoints.map((e, i) => [e, c.passwords[i] ?? ""]));
+  const attempt = new AsyncLocalStorage<PgEndpoint>();
+  const shared = new Set(c.passwords).size === 1 ? c.passwords[0] ?? "" : "";
   return postgres({
     host: endpoints.map(label),
     port: endpoints.map((e) => e.port),
     database: c.database,
     user: c.user,
     // A function, so postgres.js never looks in a password file of its own.
-    pass: () => password,
+    // Outside an attempt's context, no host's password unless all share one.
+    pass: () => {
+      const endpoint = attempt.getStore();
+      return endpoint === undefined ? shared : passwordOf.get(endpoint) ?? "";
+    },
     ssl: false, // TLS is negotiated in openSocket
     sslnegotiation: null,
-    socket: (_options, host, port) => {
+    socket: async (_options, host, port) => {
       const endpoint = host === null
         ? endpoints[0] // one socket directory: postgres.js passes no host
         : byLabel.get(`${host}\0${port}`);
       if (endpoint === undefined) throw new Error(`No endpoint for ${host}:${port}`);
+      const socket = await openSocket(endpoint, c.tls, {
+        timeoutMs,
+        requirePeer: c.requirePeer,
+      });
+      // postgres.js's own checks miss a SCRAM challenge the server never
+      // started (see auth_guard.ts): the server's requests are checked first.
+      const guarded = guardAuthentication(socket, policy, {
+        endpoint,
+        within: (deliver) => attempt.run(endpoint, deliver),
+      });
       // A net.Socket is what SocketLike describes; only its overloaded end() is typed wider.
-      return openSocket(endpoint, c.tls, timeoutMs) as unknown as Promise<postgres.SocketLike>;
+      return guarded as unknown as postgres.SocketLike;
     },
     channel_binding: c.channelBinding,
     require_auth: requireAuthFor(c.requireAuth),
@@ -101,8 +133,10 @@ export function connect(options: ConnectOptions): Sql {
       ...c.sessionSettings,
       ...(c.options === null ? {} : { options: c.options }),
       application_name: c.applicationName,
-      // After options: our schema wins over a -c search_path there.
-      search_path: options.schema,
+      // After options: ours wins over a -c search_path there. pg_catalog
+      // alone, so that no function or operator planted in a schema someone
+      // else may create in stands in for a built-in (search_path.ts).
+      search_path: RUNTIME_SEARCH_PATH,
     },
   });
 }
@@ -255,7 +289,7 @@ export async function checkConnection(sql: Sql, connection: PgConnection): Promi
   try {
     await sql`SELECT 1`;
   } catch (error) {
-    const tls = describeTlsFailure(error, connection);
+    const tls = describeRefusal(error, connection);
     throw new DatabaseError(
       "db_connect",
       `Cannot connect to Postgres at ${connection.display}: ${
@@ -271,7 +305,7 @@ function describeConnectFailure(error: unknown, connection: PgConnection): strin
   const code = (error as { code?: unknown } | null)?.code;
   // The server asked for a password and we had none to give: postgres.js
   // sends an empty one, which the server calls a failed authentication.
-  if (code === "28P01" && connection.password === "") {
+  if (code === "28P01" && connection.passwords.every((p) => p === "")) {
     return `the server asks user ${connection.user} for a password and none was given: put it in DATABASE_URL, PGPASSWORD or the password file (~/.pgpass, or PGPASSFILE)`;
   }
   // postgres.js's own timer: the socket opened, the server never answered the start-up.

@@ -25,7 +25,8 @@ import {
   MIGRATIONS_TABLE_GRANT,
   STATE_SCHEMA_VERSION,
 } from "./migrations.ts";
-import type { Schemas } from "./schemas.ts";
+import { ident, type Schemas } from "./schemas.ts";
+import { describeUntrusted, findUntrusted } from "./search_path.ts";
 
 /** Oldest Postgres whose partitioned tables take a primary key and ON CONFLICT. */
 const MIN_SERVER_VERSION = 110000;
@@ -176,14 +177,21 @@ export async function migrate(
       // Read first: a state schema serving another data schema is refused
       // before anything is made (schemaState reads only the catalog until then).
       const state = await schemaState(session as unknown as Sql, options);
+      if (state.pending.length === 0 && state.recorded) return applied;
+      // The migrations of versions 1 to 6 call functions unqualified with
+      // the data schema in search_path: refused where anyone we do not
+      // trust could have planted one there, or in the state schema.
+      await refuseUntrusted(session as unknown as Sql, options);
       // Only when missing: CREATE SCHEMA needs CREATE on the database even
       // with IF NOT EXISTS, which an owner role given its schema may lack.
       const [exists] = await session`SELECT FROM pg_namespace WHERE nspname = ${options.schema}`;
       if (exists === undefined) {
         await session`CREATE SCHEMA IF NOT EXISTS ${session(options.schema)}`;
       }
-      // The migrations read the state schema's name from the session (migrations.ts).
-      await session`SELECT set_config('login_etl.state_schema', ${options.stateSchema}, false)`;
+      // The migrations read the state schema's name from the session, and
+      // create what they name unqualified in the data schema (migrations.ts).
+      await session`SELECT pg_catalog.set_config('login_etl.state_schema', ${options.stateSchema}, false),
+                           pg_catalog.set_config('search_path', ${ident(options.schema)}, false)`;
       if (!state.recorded) {
         await recordFound(session as unknown as Sql, state.version, options);
       }
@@ -195,12 +203,18 @@ export async function migrate(
         options.onApplied?.(migration, performance.now() - started);
       }
     } finally {
-      await session`SELECT pg_advisory_unlock(hashtext('login-etl schema')),
-                           set_config('login_etl.state_schema', '', false)`.catch(() => {});
+      // The connection goes back to the pool: search_path back to the
+      // session's start-up value (RUNTIME_SEARCH_PATH for login-etl's pools).
+      await session`SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('login-etl schema')),
+                           pg_catalog.set_config('login_etl.state_schema', '', false)`.catch(
+        () => {},
+      );
+      await session`RESET search_path`.catch(() => {});
     }
     return applied;
   } catch (error) {
-    if (error instanceof ConfigError) throw error;
+    // Refusals decided here are one line already.
+    if (error instanceof ConfigError || error instanceof DatabaseError) throw error;
     const what = current === undefined
       ? `Cannot migrate login-etl's schema in ${options.schema}`
       : `Migration ${current.version} (${current.name}) failed in schema ${options.schema}${
@@ -215,6 +229,24 @@ export async function migrate(
   } finally {
     session.release();
   }
+}
+
+/**
+ * Refuses to migrate where a role other than superusers, the schemas'
+ * owners, the owner of login-etl's tables and this role may create in the
+ * data or state schema, or owns a function, operator, type or conversion
+ * there (search_path.ts), with the statement that fixes the first.
+ *
+ * @throws {DatabaseError} code `db_schema`
+ */
+async function refuseUntrusted(sql: Sql, schemas: Schemas): Promise<void> {
+  const [me] = await sql<{ name: string }[]>`SELECT CURRENT_USER::text AS name`;
+  const found = await findUntrusted(sql, schemas, [me?.name ?? ""]);
+  if (found.length === 0) return;
+  throw new DatabaseError(
+    "db_schema",
+    `Refused to migrate schema ${schemas.schema}: ${describeUntrusted(found)}`,
+  );
 }
 
 /**

@@ -21,6 +21,7 @@ import { X509Certificate } from "node:crypto";
 import net from "node:net";
 import tls from "node:tls";
 import { certificatesIn, checkRevocation, type Crl, parseCrls, type Revoked } from "./crl.ts";
+import { requirePeerFailure } from "./peer.ts";
 
 /** libpq's sslmode values, weakest first. */
 export const SSL_MODES = [
@@ -81,7 +82,7 @@ export function isSocketDir(host: string): boolean {
 const SSL_REQUEST = new Uint8Array([0, 0, 0, 8, 4, 210, 22, 47]);
 
 /** A connection-phase error with a stable code, shaped like postgres.js's own. */
-function connectError(code: string, message: string, endpoint: PgEndpoint): Error {
+export function connectError(code: string, message: string, endpoint: PgEndpoint): Error {
   return Object.assign(new Error(message), {
     code,
     address: endpoint.host,
@@ -107,10 +108,19 @@ function serverClosed(endpoint: PgEndpoint): Error {
   );
 }
 
-function dial(endpoint: PgEndpoint, track: (socket: net.Socket) => void): Promise<net.Socket> {
+/** The socket file of a socket-directory endpoint. */
+function socketPath(endpoint: PgEndpoint, dir = endpoint.host): string {
+  return `${dir}/.s.PGSQL.${endpoint.port}`;
+}
+
+function dial(
+  endpoint: PgEndpoint,
+  track: (socket: net.Socket) => void,
+  path = socketPath(endpoint),
+): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = isSocketDir(endpoint.host)
-      ? net.connect({ path: `${endpoint.host}/.s.PGSQL.${endpoint.port}` })
+      ? net.connect({ path })
       : net.connect({ host: endpoint.hostaddr ?? endpoint.host, port: endpoint.port });
     track(socket);
     const failed = (error: Error) => {
@@ -255,23 +265,60 @@ function failOnSilentClose(socket: net.Socket, endpoint: PgEndpoint): void {
   socket.prependOnceListener("data", () => socket.off("end", onEnd));
 }
 
+/** Options of `openSocket`. */
+export interface OpenOptions {
+  /** The whole wait, dial and TLS, in ms; 0: no limit. */
+  readonly timeoutMs: number;
+  /** libpq's requirepeer: the OS user a Unix-socket server must run as; `null`: any. */
+  readonly requirePeer?: string | null;
+}
+
+/**
+ * The socket file to dial under requirepeer, once its owner passed: its
+ * directory resolved, so no symbolic link can be re-pointed in between.
+ */
+async function checkedPeer(endpoint: PgEndpoint, user: string): Promise<string> {
+  let path = socketPath(endpoint);
+  let failure: string | null;
+  try {
+    path = socketPath(endpoint, await Deno.realPath(endpoint.host));
+    failure = await requirePeerFailure(path, user);
+  } catch (error) {
+    // Not there (yet): the dial's own error, transient as a dial's is.
+    throw Object.assign(new Error(`connect ENOENT ${path}`), {
+      code: "ENOENT",
+      cause: error,
+      address: endpoint.host,
+      port: endpoint.port,
+    });
+  }
+  if (failure !== null) throw connectError("REQUIREPEER_FAILED", failure, endpoint);
+  return path;
+}
+
 /**
  * Opens a connection to `endpoint` and negotiates TLS as libpq would, within
- * `timeoutMs` (0: no limit). The result is marked `negotiated` for postgres.js.
+ * `timeoutMs`. The result is marked `negotiated` for postgres.js. Under
+ * requirepeer a Unix socket must belong to that user (`peer.ts`), or nothing
+ * is dialled.
  *
  * @throws an Error with `code`: a socket error (`ECONNREFUSED`…), a TLS
  *   verification error, `SSL_NOT_SUPPORTED` (TLS required, the server has it
- *   off), `SERVER_CLOSED` or `CONNECT_TIMEOUT`
+ *   off), `SERVER_CLOSED`, `CONNECT_TIMEOUT` or `REQUIREPEER_FAILED`
  */
 export async function openSocket(
   endpoint: PgEndpoint,
   settings: PgTls,
-  timeoutMs: number,
+  options: OpenOptions,
 ): Promise<net.Socket> {
+  const { timeoutMs, requirePeer = null } = options;
   let raw: net.Socket | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const negotiated = (async (): Promise<net.Socket> => {
-    const socket = await dial(endpoint, (s) => (raw = s));
+    const path = requirePeer !== null && isSocketDir(endpoint.host)
+      ? await checkedPeer(endpoint, requirePeer)
+      : undefined;
+    const socket = await dial(endpoint, (s) => (raw = s), path);
     // libpq never uses TLS on a Unix socket, whatever sslmode says.
     if (settings.sslmode === "disable" || isSocketDir(endpoint.host)) return socket;
     if (settings.negotiation === "postgres" && await askForTls(socket, endpoint) === "N") {

@@ -415,15 +415,21 @@ function writeStatement(
   const v = c.vault;
   const data = sql(options.schemas.schema);
   const state = sql(options.schemas.stateSchema);
+  // Functions are named with their schema, as in the SECURITY DEFINER
+  // functions (migrations.ts), though the session searches pg_catalog alone.
+  // unnest with several arrays needs no prefix: the parser turns it into
+  // pg_catalog.unnest of each array itself.
   // Only with entries to vault, so a consumer without the vault needs no
   // EXECUTE on the function. The function is our only way into the vault
   // (no privilege on the table itself); the outer SELECT reads the CTE so it
   // runs. Entries of redelivered messages are dropped by the join on fresh.
   const vaulted = v.ids.length === 0 ? sql`` : sql`, vaulted AS (
           SELECT ${state}.login_etl_vault_put(
-            array_agg(e.masked_value ORDER BY e.masked_value), array_agg(e.field ORDER BY e.masked_value),
-            array_agg(e.ciphertext ORDER BY e.masked_value), array_agg(e.iv ORDER BY e.masked_value),
-            array_agg(e.key_id ORDER BY e.masked_value))
+            pg_catalog.array_agg(e.masked_value ORDER BY e.masked_value),
+            pg_catalog.array_agg(e.field ORDER BY e.masked_value),
+            pg_catalog.array_agg(e.ciphertext ORDER BY e.masked_value),
+            pg_catalog.array_agg(e.iv ORDER BY e.masked_value),
+            pg_catalog.array_agg(e.key_id ORDER BY e.masked_value))
           FROM unnest(${pgArray(v.ids)}::text[], ${pgArray(v.masked)}::text[], ${
     pgArray(v.fields)
   }::text[],
@@ -437,7 +443,7 @@ function writeStatement(
   // copy for --reject-queue-url may not have been sent then.
   const earlier = options.earlierRejects
     ? sql`,
-               (SELECT coalesce(json_agg(json_build_object('id', r.message_id, 'reason', r.reason, 'detail', r.detail)), '[]'::json)
+               (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object('id', r.message_id, 'reason', r.reason, 'detail', r.detail)), '[]'::json)
                   FROM ${state}.login_etl_rejects r
                   WHERE r.message_id = ANY(${pgArray(c.ids)}::text[])
                     AND NOT EXISTS (SELECT FROM fresh f WHERE f.message_id = r.message_id)) AS earlier_rejects`
@@ -490,13 +496,15 @@ function writeStatement(
           JOIN fresh USING (message_id)
           RETURNING message_id, reason
         )
-        SELECT (SELECT count(*) FROM rows)::int AS inserted,${
-    v.ids.length === 0 ? sql`` : sql` (SELECT count(*) FROM vaulted)::int AS vaulted_calls,`
+        SELECT (SELECT pg_catalog.count(*) FROM rows)::int AS inserted,${
+    v.ids.length === 0
+      ? sql``
+      : sql` (SELECT pg_catalog.count(*) FROM vaulted)::int AS vaulted_calls,`
   }
-               (SELECT coalesce(json_object_agg(reason, n), '{}'::json)
-                  FROM (SELECT reason, count(*)::int AS n FROM rejects GROUP BY reason) AS g) AS rejected,
+               (SELECT coalesce(pg_catalog.json_object_agg(reason, n), '{}'::json)
+                  FROM (SELECT reason, pg_catalog.count(*)::int AS n FROM rejects GROUP BY reason) AS g) AS rejected,
                -- json, not text[]: a fresh pool may not know the array types yet
-               (SELECT coalesce(json_agg(message_id ORDER BY message_id), '[]'::json) FROM rejects) AS rejected_ids${earlier}`;
+               (SELECT coalesce(pg_catalog.json_agg(message_id ORDER BY message_id), '[]'::json) FROM rejects) AS rejected_ids${earlier}`;
 }
 
 /**

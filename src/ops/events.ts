@@ -58,6 +58,16 @@ export type TelemetryEvent =
   | { readonly type: "ProgressReported"; readonly summary: Summary; readonly queueDepth?: number }
   | { readonly type: "ConfigWarned"; readonly message: string }
   | {
+    /**
+     * A consumer was given vault keys that can read the vault (secrets, or
+     * private keys of pairs), where the public key set is all it needs.
+     */
+    readonly type: "VaultKeyReadable";
+    readonly keyIds: readonly string[];
+    /** True when the current key is a pair: only the private halves are too much. */
+    readonly sealing: boolean;
+  }
+  | {
     /** The run ends on an error: the last line on stderr (`main.ts`). */
     readonly type: "RunFailed";
     /** The error's stable code (`errors.ts`); `internal` for a bug. */
@@ -325,6 +335,18 @@ export const EVENTS: {
     }),
   },
   ConfigWarned: { level: "warn", message: (e) => e.message },
+  VaultKeyReadable: {
+    level: "warn",
+    message: (e) =>
+      e.sealing
+        ? `this consumer holds vault keys that can open every vault entry (${
+          e.keyIds.join(", ")
+        }): give drain and run only the public key set (vault.public.json from login-etl keygen)`
+        : `this consumer holds vault keys that can read every vault entry (${
+          e.keyIds.join(", ")
+        }): make a key pair (login-etl keygen), give drain and run only its public key set, and move old entries to it with rekey-vault --to ID`,
+    fields: (e) => ({ key_ids: e.keyIds.join(",") }),
+  },
   RunFailed: {
     level: "error",
     message: (e) => e.message,

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ConfigError } from "../errors.ts";
+import { ConfigError, redactSecrets } from "../errors.ts";
 
 /** The state of one check in a `/readyz` answer. */
 export type CheckState = "ok" | "failed" | "timeout";
@@ -207,7 +207,9 @@ export function parseListenAddress(text: string, origin = "--listen"): ListenAdd
   const port = Number(match?.[3]);
   if (match === null || !Number.isInteger(port) || port > 65535) {
     throw new ConfigError(
-      `Invalid ${origin} "${text}": must be :PORT, HOST:PORT or [IPV6]:PORT with a port from 0 to 65535, e.g. :9464`,
+      `Invalid ${origin} "${
+        redactSecrets(text)
+      }": must be :PORT, HOST:PORT or [IPV6]:PORT with a port from 0 to 65535, e.g. :9464`,
     );
   }
   const host = match[1] ?? match[2] ?? "";

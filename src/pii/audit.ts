@@ -10,6 +10,7 @@
 
 import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
 import { DatabaseError } from "../errors.ts";
+import { AUDIT_NOTE_MAX_MASKS } from "../db/migrations.ts";
 
 /** What was attempted. */
 export type AuditAction = "recover" | "forget" | "rekey" | "rekey-vault" | "merge";
@@ -71,16 +72,13 @@ export async function appendAudit(db: Deployment, entries: readonly AuditEntry[]
       INSERT INTO ${
       sql(db.schemas.stateSchema)
     }.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-      SELECT * FROM unnest(
-        ${pgArray(entries.map((e) => e.actor))}::text[], ${
-      pgArray(entries.map((e) => e.action))
-    }::text[],
-        ${pgArray(entries.map((e) => e.maskedValue))}::text[], ${
-      pgArray(entries.map((e) => e.reason))
-    }::text[],
-        ${pgArray(entries.map((e) => e.outcome))}::text[], ${
-      pgArray(entries.map((e) => e.detail))
-    }::text[])`;
+      SELECT * FROM ROWS FROM (
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.actor))}::text[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.action))}::text[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.maskedValue))}::text[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.reason))}::text[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.outcome))}::text[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.detail))}::text[]))`;
   } catch (error) {
     throw new DatabaseError(
       "db_write",
@@ -95,7 +93,8 @@ export async function appendAudit(db: Deployment, entries: readonly AuditEntry[]
 /**
  * Records a refusal the client decided (no reason, no key, an entry that did
  * not verify) through `login_etl_audit_note`, which takes only `denied` and
- * `failed`, under the caller's own login.
+ * `failed`, and only well-formed masks (`requestedMasks` checks them first),
+ * under the caller's own login.
  *
  * @throws {DatabaseError} code `db_write` when even the refusal cannot be recorded
  */
@@ -112,10 +111,14 @@ export async function noteRefusal(
 ): Promise<void> {
   const sql = db.sql;
   try {
-    await sql`SELECT ${sql(db.schemas.stateSchema)}.login_etl_audit_note(${entry.action}, ${
-      pgArray(entry.masks)
-    }::text[],
-      ${entry.actor}, ${entry.reason}, ${entry.outcome}, ${entry.detail})`;
+    // The function takes at most AUDIT_NOTE_MAX_MASKS a call.
+    for (let i = 0; i === 0 || i < entry.masks.length; i += AUDIT_NOTE_MAX_MASKS) {
+      const slice = entry.masks.slice(i, i + AUDIT_NOTE_MAX_MASKS);
+      await sql`SELECT ${sql(db.schemas.stateSchema)}.login_etl_audit_note(${entry.action}, ${
+        pgArray(slice)
+      }::text[],
+        ${entry.actor}, ${entry.reason}, ${entry.outcome}, ${entry.detail})`;
+    }
   } catch (error) {
     throw new DatabaseError(
       "db_write",
@@ -135,7 +138,7 @@ export async function* listAudit(db: Deployment, afterId = "0"): AsyncGenerator<
     let page: AuditRow[];
     try {
       page = await sql<AuditRow[]>`
-        SELECT id::text, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at, actor,
+        SELECT id::text, pg_catalog.to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at, actor,
                db_user, action, masked_value, reason, outcome, detail
         FROM ${sql(db.schemas.stateSchema)}.login_etl_audit_list(${after}::bigint, 10000)`;
     } catch (error) {

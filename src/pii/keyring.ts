@@ -1,9 +1,13 @@
 /**
- * Key sets: one or more secrets with ids, one of them current. A key file (or
+ * Key sets: one or more keys with ids, one of them current. A key file (or
  * variable) holds either a single secret, whose id comes from
  * `--hmac-key-id`/`--vault-key-id`, or a JSON key set:
  *
  *     {"current": "k2", "keys": {"k1": "…32+ bytes…", "k2": "…32+ bytes…"}}
+ *
+ * A vault key set may also hold X25519 key pairs, as JWKs (`keygen` writes
+ * them): with the private half `d` in the set recovery uses, without it in
+ * the set consumers get, which can seal entries but open none.
  *
  * New masks and vault entries use the current key; the others stay readable
  * so that old masks can be verified and re-keyed.
@@ -34,12 +38,16 @@ function withoutTrailingNewline(bytes: Uint8Array): Uint8Array {
   return bytes.subarray(0, end);
 }
 
-/**
- * Parses a key file's or variable's bytes into a key set.
- *
- * @throws {ConfigError} naming `origin`, for a short secret, bad JSON, bad ids or a missing current key
- */
-export function parseKeySet(bytes: Uint8Array, origin: string, defaultId: string): KeySet {
+/** How a set's values are read: HMAC sets hold secrets only, vault sets key pairs too. */
+type ValueParser<K> = (value: unknown, id: string, origin: string) => K;
+
+function parseSet<K>(
+  bytes: Uint8Array,
+  origin: string,
+  defaultId: string,
+  parseValue: ValueParser<K>,
+  single: (secret: Secret) => K,
+): { readonly current: string; readonly keys: ReadonlyMap<string, K> } {
   const content = withoutTrailingNewline(bytes);
   const text = new TextDecoder().decode(content);
   if (!text.trimStart().startsWith("{")) {
@@ -50,7 +58,7 @@ export function parseKeySet(bytes: Uint8Array, origin: string, defaultId: string
     }
     return {
       current: defaultId,
-      keys: new Map([[defaultId, new Secret(content.slice(), origin)]]),
+      keys: new Map([[defaultId, single(new Secret(content.slice(), origin))]]),
     };
   }
   let parsed: unknown;
@@ -70,24 +78,15 @@ export function parseKeySet(bytes: Uint8Array, origin: string, defaultId: string
       `Cannot use ${origin}: a key set needs "current" (a key id) and "keys" (an object of id: secret)`,
     );
   }
-  const keys = new Map<string, Secret>();
-  for (const [id, secret] of Object.entries(set.keys as Record<string, unknown>)) {
+  const keys = new Map<string, K>();
+  for (const [id, value] of Object.entries(set.keys as Record<string, unknown>)) {
     if (!KEY_ID_PATTERN.test(id)) {
       // Not echoed: a secret pasted where an id belongs must not reach a log.
       throw new ConfigError(
         `Cannot use ${origin}: a key id (${id.length} characters) is not 1 to 16 letters, digits, _ or -; is a secret in the id's place?`,
       );
     }
-    if (typeof secret !== "string") {
-      throw new ConfigError(`Cannot use ${origin}: the secret of key "${id}" must be a string`);
-    }
-    const secretBytes = encoder.encode(secret);
-    if (secretBytes.length < MIN_SECRET_BYTES) {
-      throw new ConfigError(
-        `Cannot use ${origin}: the secret of key "${id}" is ${secretBytes.length} bytes, need at least ${MIN_SECRET_BYTES} (${MAKE_ONE})`,
-      );
-    }
-    keys.set(id, new Secret(secretBytes, `${origin} key ${id}`));
+    keys.set(id, parseValue(value, id, origin));
   }
   if (!keys.has(set.current)) {
     throw new ConfigError(
@@ -97,6 +96,171 @@ export function parseKeySet(bytes: Uint8Array, origin: string, defaultId: string
     );
   }
   return { current: set.current, keys };
+}
+
+function parseSecret(value: unknown, id: string, origin: string): Secret {
+  if (typeof value !== "string") {
+    throw new ConfigError(`Cannot use ${origin}: the secret of key "${id}" must be a string`);
+  }
+  const secretBytes = encoder.encode(value);
+  if (secretBytes.length < MIN_SECRET_BYTES) {
+    throw new ConfigError(
+      `Cannot use ${origin}: the secret of key "${id}" is ${secretBytes.length} bytes, need at least ${MIN_SECRET_BYTES} (${MAKE_ONE})`,
+    );
+  }
+  return new Secret(secretBytes, `${origin} key ${id}`);
+}
+
+/**
+ * Parses a key file's or variable's bytes into a key set of secrets (the
+ * HMAC key set).
+ *
+ * @throws {ConfigError} naming `origin`, for a short secret, bad JSON, bad ids, a key pair or a missing current key
+ */
+export function parseKeySet(bytes: Uint8Array, origin: string, defaultId: string): KeySet {
+  return parseSet(bytes, origin, defaultId, (value, id, from) => {
+    if (value !== null && typeof value === "object") {
+      throw new ConfigError(
+        `Cannot use ${from}: key "${id}" is a key pair; HMAC keys are secrets (strings of 32+ bytes)`,
+      );
+    }
+    return parseSecret(value, id, from);
+  }, (secret) => secret);
+}
+
+/**
+ * One vault key: a secret (symmetric entries, format 1: whoever holds it
+ * reads and writes), or an X25519 key pair (sealed entries, format 2: the
+ * public half seals, only the private half opens). A public key set holds
+ * pairs without their private halves.
+ */
+export type VaultKey =
+  | { readonly kind: "secret"; readonly secret: Secret }
+  | {
+    readonly kind: "pair";
+    /** The raw 32-byte X25519 public key. */
+    readonly publicKey: Uint8Array;
+    /** The raw 32-byte private key, or null in a public key set. */
+    readonly privateKey: Secret | null;
+  };
+
+/** Vault keys by id, and which one new entries are sealed or encrypted to. */
+export interface VaultKeySet {
+  readonly current: string;
+  readonly keys: ReadonlyMap<string, VaultKey>;
+}
+
+/** How a key pair is written in a key set: an X25519 JWK (RFC 8037), `d` only in a private set. */
+const PAIR_SHAPE = '{"kty": "OKP", "crv": "X25519", "x": "...", "d": "..."}';
+const X25519_BYTES = 32;
+
+function base64urlBytes(value: unknown): Uint8Array | null {
+  if (typeof value !== "string" || !/^[A-Za-z0-9_-]{43}$/.test(value)) return null;
+  const bytes = Uint8Array.fromBase64(value, { alphabet: "base64url" });
+  return bytes.length === X25519_BYTES ? bytes : null;
+}
+
+function parseVaultKey(value: unknown, id: string, origin: string): VaultKey {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    return { kind: "secret", secret: parseSecret(value, id, origin) };
+  }
+  const jwk = value as { kty?: unknown; crv?: unknown; x?: unknown; d?: unknown };
+  if (jwk.kty !== "OKP" || jwk.crv !== "X25519") {
+    throw new ConfigError(
+      `Cannot use ${origin}: key "${id}" is an object but not an X25519 key pair (${PAIR_SHAPE}, as login-etl keygen writes)`,
+    );
+  }
+  const publicKey = base64urlBytes(jwk.x);
+  if (publicKey === null) {
+    throw new ConfigError(
+      `Cannot use ${origin}: the public key "x" of key "${id}" is not 32 bytes in unpadded base64url (43 characters)`,
+    );
+  }
+  if (jwk.d === undefined) return { kind: "pair", publicKey, privateKey: null };
+  const privateKey = base64urlBytes(jwk.d);
+  if (privateKey === null) {
+    throw new ConfigError(
+      `Cannot use ${origin}: the private key "d" of key "${id}" is not 32 bytes in unpadded base64url (43 characters)`,
+    );
+  }
+  return {
+    kind: "pair",
+    publicKey,
+    privateKey: new Secret(privateKey, `${origin} key ${id}`),
+  };
+}
+
+/**
+ * Parses a vault key file's or variable's bytes: a single secret, or a key
+ * set whose values are secrets or X25519 key pairs.
+ *
+ * @throws {ConfigError} naming `origin`
+ */
+export function parseVaultKeySet(
+  bytes: Uint8Array,
+  origin: string,
+  defaultId: string,
+): VaultKeySet {
+  return parseSet(
+    bytes,
+    origin,
+    defaultId,
+    parseVaultKey,
+    (secret): VaultKey => ({ kind: "secret", secret }),
+  );
+}
+
+/** Ids of the keys that can read entries: secrets, and pairs with their private half. */
+export function readableKeyIds(set: VaultKeySet): string[] {
+  return [...set.keys].filter(([, key]) => key.kind === "secret" || key.privateKey !== null)
+    .map(([id]) => id);
+}
+
+/**
+ * What a writer needs of a set: the current key only, and of a pair its
+ * public half only. A symmetric current key stays whole (it cannot write
+ * without being able to read).
+ */
+export function writerKeys(set: VaultKeySet): VaultKeySet {
+  const key = set.keys.get(set.current) as VaultKey;
+  return {
+    current: set.current,
+    keys: new Map([[set.current, key.kind === "pair" ? { ...key, privateKey: null } : key]]),
+  };
+}
+
+/**
+ * A vault key set as key-file JSON, one key a line. Secrets that are not
+ * UTF-8 text cannot be written as JSON strings, and are refused.
+ *
+ * @throws {ConfigError}
+ */
+export function vaultKeySetJson(set: VaultKeySet): string {
+  const b64 = (bytes: Uint8Array) => bytes.toBase64({ alphabet: "base64url", omitPadding: true });
+  const strict = new TextDecoder("utf-8", { fatal: true });
+  const keys = [...set.keys].map(([id, key]) => {
+    let value: unknown;
+    if (key.kind === "secret") {
+      try {
+        value = strict.decode(key.secret.reveal());
+      } catch {
+        throw new ConfigError(
+          `Cannot write vault key ${id} (${key.secret.origin}) into a key set: it is not UTF-8 text, and key sets hold secrets as JSON strings`,
+        );
+      }
+    } else {
+      value = {
+        kty: "OKP",
+        crv: "X25519",
+        x: b64(key.publicKey),
+        ...(key.privateKey === null ? {} : { d: b64(key.privateKey.reveal()) }),
+      };
+    }
+    return `    ${JSON.stringify(id)}: ${JSON.stringify(value)}`;
+  });
+  return `{\n  "current": ${JSON.stringify(set.current)},\n  "keys": {\n${
+    keys.join(",\n")
+  }\n  }\n}\n`;
 }
 
 /**
@@ -117,10 +281,10 @@ export function bitsPerByte(bytes: Uint8Array): number {
 /** Below this a secret is more likely typed than generated (`aaaa…`, `password123…`). */
 const LOW_ENTROPY_BITS = 3;
 
-/** Warnings about a loaded set: secrets that look typed rather than generated. */
-function weakKeyWarnings(set: KeySet): string[] {
+/** Warnings about loaded secrets that look typed rather than generated. */
+function weakKeyWarnings(secrets: Iterable<readonly [string, Secret]>): string[] {
   const warnings: string[] = [];
-  for (const [id, secret] of set.keys) {
+  for (const [id, secret] of secrets) {
     if (bitsPerByte(secret.reveal()) < LOW_ENTROPY_BITS) {
       warnings.push(
         `${secret.origin}: key ${id} looks low-entropy (few distinct characters); ${MAKE_ONE}`,
@@ -142,35 +306,73 @@ export async function loadKeySet(
   defaultId: string,
   warn: (message: string) => void = () => {},
 ): Promise<KeySet | null> {
-  const set = await readKeySet(source, defaultId, warn);
-  if (set !== null) weakKeyWarnings(set).forEach(warn);
+  const read = await readKeyBytes(source);
+  if (read === null) return null;
+  const set = parseKeySet(read.bytes, read.origin, defaultId);
+  if (read.exposure !== null) warn(read.exposure);
+  weakKeyWarnings(set.keys).forEach(warn);
   return set;
 }
 
-async function readKeySet(
+/**
+ * Loads the vault key set of a configured source; null when none is
+ * configured. Warns as `loadKeySet` does, except about who may read a file
+ * of public keys only: those are not secret.
+ *
+ * @throws {ConfigError} when the file is unreadable or its contents are refused
+ */
+export async function loadVaultKeySet(
   source: KeySource,
   defaultId: string,
-  warn: (message: string) => void,
-): Promise<KeySet | null> {
+  warn: (message: string) => void = () => {},
+): Promise<VaultKeySet | null> {
+  const read = await readKeyBytes(source);
+  if (read === null) return null;
+  const set = parseVaultKeySet(read.bytes, read.origin, defaultId);
+  if (read.exposure !== null && readableKeyIds(set).length > 0) warn(read.exposure);
+  weakKeyWarnings(
+    [...set.keys].flatMap(([id, key]) => key.kind === "secret" ? [[id, key.secret] as const] : []),
+  ).forEach(warn);
+  return set;
+}
+
+/** A source's bytes, its name for messages, and a warning when others may read its file. */
+async function readKeyBytes(
+  source: KeySource,
+): Promise<{ bytes: Uint8Array; origin: string; exposure: string | null } | null> {
   switch (source.kind) {
     case "none":
       return null;
     case "env":
-      return parseKeySet(source.secret.reveal(), source.secret.origin, defaultId);
+      return { bytes: source.secret.reveal(), origin: source.secret.origin, exposure: null };
     case "file": {
       let bytes: Uint8Array;
       try {
         bytes = await Deno.readFile(source.path);
       } catch (error) {
-        throw new ConfigError(`Cannot read ${source.origin}: ${whyUnreadable(error)}`, {
-          cause: error,
-        });
+        // A path that is no file is often the key itself, pasted into the file
+        // setting: never echoed, whatever it looks like. Nor is the cause kept
+        // then, since Deno's message names the path (--verbose prints it).
+        if (error instanceof Deno.errors.NotFound) {
+          throw new ConfigError(
+            `Cannot read ${source.setting}: no such file (is a key in the file setting's place? put keys in ${source.inlineEnv})`,
+          );
+        }
+        throw new ConfigError(
+          `Cannot read ${source.origin}: ${whyUnreadable(error)}`,
+          source.pathShown ? { cause: error } : {},
+        );
       }
       const exposure = await keyFileExposure(source.path);
-      if (exposure !== null) {
-        warn(`${source.origin} is ${exposure}; run: chmod 0400 ${source.path}`);
-      }
-      return parseKeySet(bytes, source.origin, defaultId);
+      return {
+        bytes,
+        origin: source.origin,
+        exposure: exposure === null
+          ? null
+          : `${source.origin} is ${exposure}; ${
+            source.pathShown ? `run: chmod 0400 ${source.path}` : "chmod it 0400"
+          }`,
+      };
     }
   }
 }
@@ -199,10 +401,13 @@ async function keyFileExposure(path: string): Promise<string | null> {
  *
  * @throws {ConfigError}
  */
-export function assertSeparateKeys(hmac: KeySet | null, vault: KeySet | null): void {
+export function assertSeparateKeys(hmac: KeySet | null, vault: VaultKeySet | null): void {
   if (hmac === null || vault === null) return;
   for (const [hmacId, h] of hmac.keys) {
-    for (const [vaultId, v] of vault.keys) {
+    for (const [vaultId, key] of vault.keys) {
+      // A key pair is generated, never a pasted secret.
+      if (key.kind !== "secret") continue;
+      const v = key.secret;
       const a = h.reveal();
       const b = v.reveal();
       if (a.length === b.length && a.every((byte, i) => byte === b[i])) {

@@ -40,7 +40,7 @@ export interface MergeReport {
   erased: number;
   /** Entries refused (they did not decrypt or mask back: squatted, altered) and deleted. */
   dropped: number;
-  /** Entries under a key the merger does not hold: left in the inbox. */
+  /** Entries under a key the merger cannot use (not held, or a public half only): left in the inbox. */
   kept: number;
   batches: number;
 }
@@ -56,7 +56,7 @@ export interface MergeOptions {
   readonly reason: string | null;
   /** Entries per claim (at most 10,000). */
   readonly batch: number;
-  /** Delete entries under keys the merger does not hold instead of keeping them. */
+  /** Delete entries under keys the merger cannot use instead of keeping them. */
   readonly dropUnverifiable?: boolean;
   readonly telemetry?: Telemetry;
   readonly stop?: AbortSignal;
@@ -79,18 +79,20 @@ type Verdict =
   | { readonly verdict: "keep" };
 
 /**
- * Judges one entry: kept when its HMAC or vault key is not held (nothing
- * can be proven either way), refused when it does not decrypt or does not
- * mask back to its mask, else accepted with its value's masks under the
- * other HMAC keys (so an erasure under any of them reaches it).
+ * Judges one entry: kept when the merger cannot open it or check its mask
+ * (its HMAC key not held; its vault key not held, or held as a pair's
+ * public half only), since nothing is proven either way; refused when a key
+ * that can open it does not, or the value does not mask back to its mask;
+ * else accepted with its value's masks under the other HMAC keys (so an
+ * erasure under any of them reaches it).
  */
 async function judge(entry: InboxEntry, keys: MergeKeys): Promise<Verdict> {
   const masked = entry.masked_value;
   const masker = keys.maskers.get(masked.slice(0, Math.max(0, masked.indexOf(":"))));
-  if (masker === undefined || !keys.cipher.has(entry.key_id)) return { verdict: "keep" };
+  if (masker === undefined || !keys.cipher.canRead(entry.key_id)) return { verdict: "keep" };
   let raw: string;
   try {
-    raw = keys.cipher.decrypt(fromStored(entry));
+    raw = await keys.cipher.decrypt(fromStored(entry));
   } catch {
     return { verdict: "refuse", why: "undecryptable" };
   }

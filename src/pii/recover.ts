@@ -1,9 +1,14 @@
 /**
- * Recovery of raw values behind masks, through the database function
- * `login_etl_recover`, which audits in the transaction that releases the
- * ciphertext, after merging the masks' inbox entries (merge.ts). Each value
- * is then proven: it must decrypt under the vault key and mask back to the
- * requested mask under its HMAC key, so an injected or
+ * Recovery of raw values behind masks, in two transactions: the database
+ * function `login_etl_release_request` audits every mask and issues a
+ * ticket, and commits; `login_etl_release` then hands out the ciphertext of
+ * that ticket, which it refuses to do before the request has committed. So
+ * no ciphertext leaves without a committed audit row. Before the request,
+ * the masks' entries still in the vault inbox are merged into the vault
+ * (merge.ts: claimed and audited per mask, committed, then handed out to be
+ * verified), so the release reads what consumers wrote since the last
+ * merge too. Each value is then proven: it must decrypt under the vault key
+ * and mask back to the requested mask under its HMAC key, so an injected or
  * swapped entry is refused (and audited), and an erased one never comes back.
  *
  * @module
@@ -14,7 +19,13 @@ import { ConfigError, DatabaseError, type EtlError, UsageError } from "../errors
 import type { Masker } from "../mask.ts";
 import { noteRefusal } from "./audit.ts";
 import { mergeInbox } from "./merge.ts";
-import { fromStored, type VaultCipher, type VaultField, VaultIntegrityError } from "./vault.ts";
+import {
+  fromStored,
+  READING_KEYS,
+  type VaultCipher,
+  type VaultField,
+  VaultIntegrityError,
+} from "./vault.ts";
 
 /** Inbox entries claimed per call of a recover's merge. */
 const MERGE_BATCH = 1000;
@@ -69,7 +80,14 @@ export function isPermissionDenied(error: unknown): boolean {
   return (error as { code?: unknown } | null)?.code === "42501";
 }
 
-/** A row of `login_etl_recover`. */
+/** A row of `login_etl_release_request`: the ticket (null when no mask is live) and what it found. */
+interface Requested {
+  readonly ticket: string | null;
+  readonly "masked_value": string;
+  readonly state: "released" | "erased" | "not_found" | "denied";
+}
+
+/** A row of `login_etl_release`. */
 interface Released {
   readonly "masked_value": string;
   readonly field: VaultField | null;
@@ -123,13 +141,23 @@ export async function recover(
       ),
     );
   }
-  if (keys.cipher === null) {
-    await refuse(
+  const cipher = keys.cipher;
+  if (cipher === null) {
+    return await refuse(
       db,
       "recover",
       masks,
       request,
       new ConfigError("Refused: recover needs the vault key (PII_VAULT_KEY or --vault-key-file)"),
+    );
+  }
+  if (!cipher.readable) {
+    return await refuse(
+      db,
+      "recover",
+      masks,
+      request,
+      new ConfigError(`Refused: recover needs ${READING_KEYS}`),
     );
   }
   if (keys.maskers.size === 0) {
@@ -143,29 +171,36 @@ export async function recover(
       ),
     );
   }
-  // Entries consumers wrote since the last merge wait in the inbox: the
-  // requested masks' are merged first (each verified, each audited before
-  // its ciphertext is handed out), so that recover reads them too.
-  try {
-    await mergeInbox(db, { cipher: keys.cipher as VaultCipher, maskers: keys.maskers }, {
-      masks: masks.filter((m) => keys.maskers.has(m.slice(0, Math.max(0, m.indexOf(":"))))),
-      actor: request.actor,
-      reason: request.reason,
-      batch: MERGE_BATCH,
-    });
-  } catch (error) {
-    // A role that may not merge (a consumer, or grants from before the
-    // inbox) still gets the vault's answer, or its refusal, below.
-    if (!isPermissionDenied((error as { cause?: unknown }).cause)) {
-      return await refuse(db, "recover", masks, request, error as DatabaseError);
+  // Entries consumers wrote since the last merge wait in the inbox. The
+  // requested masks' are merged into the vault first (each claim audited
+  // and committed before its entries are handed out to be verified), so
+  // the release below, which reads only the vault, covers them too. A
+  // reason of blanks skips it: the request refuses and audits that.
+  if (request.reason?.trim()) {
+    try {
+      await mergeInbox(db, { cipher, maskers: keys.maskers }, {
+        masks: masks.filter((m) => keys.maskers.has(m.slice(0, Math.max(0, m.indexOf(":"))))),
+        actor: request.actor,
+        reason: request.reason,
+        batch: MERGE_BATCH,
+      });
+    } catch (error) {
+      // A role that may not merge (a consumer, or grants from before the
+      // inbox) still gets the vault's answer, or its refusal, below.
+      if (!isPermissionDenied((error as { cause?: unknown }).cause)) {
+        return await refuse(db, "recover", masks, request, error as DatabaseError);
+      }
     }
   }
-  let rows: Released[];
+  const sql = db.sql;
+  const state = sql(db.schemas.stateSchema);
+  let requested: Requested[];
   try {
-    const sql = db.sql;
-    rows = await sql<Released[]>`
-      SELECT masked_value, field, ciphertext, iv, key_id, state
-      FROM ${sql(db.schemas.stateSchema)}.login_etl_recover(${
+    // A statement of its own, so a transaction of its own: committed, with
+    // its audit rows, when it returns.
+    requested = await sql<Requested[]>`
+      SELECT ticket::text, masked_value, state
+      FROM ${state}.login_etl_release_request(${
       pgArray(masks)
     }::text[], ${request.actor}, ${request.reason})`;
   } catch (error) {
@@ -183,7 +218,40 @@ export async function recover(
       ),
     );
   }
-  const byMask = new Map(rows.map((r) => [r.masked_value, r]));
+  if (requested.some((r) => r.state === "denied")) {
+    // A reason of blanks: the function refused and audited it.
+    throw new UsageError(
+      "Refused: recover needs --reason TEXT saying why (it is kept in the audit trail)",
+    );
+  }
+  // Erased and unknown masks as the request found them; the live ones as
+  // the release hands them out (erased or moved since, if so).
+  const byMask = new Map<string, Released | Requested>(requested.map((r) => [r.masked_value, r]));
+  const ticket = requested.find((r) => r.ticket !== null)?.ticket ?? null;
+  if (ticket !== null) {
+    let released: Released[];
+    try {
+      released = await sql<Released[]>`
+        SELECT masked_value, field, ciphertext, iv, key_id, state
+        FROM ${state}.login_etl_release(${ticket}::bigint)`;
+    } catch (error) {
+      const failed = new DatabaseError(
+        "db_write",
+        `Cannot recover: the release of ticket ${ticket} failed: ${describeDbError(error)}`,
+        { cause: error },
+      );
+      await noteRefusal(db, {
+        action: "recover",
+        masks,
+        actor: request.actor,
+        reason: request.reason,
+        outcome: "failed",
+        detail: failed.message,
+      });
+      throw failed;
+    }
+    for (const r of released) byMask.set(r.masked_value, r);
+  }
   const results: Recovery[] = [];
   for (const masked of masks) {
     const row = byMask.get(masked);
@@ -195,10 +263,16 @@ export async function recover(
       results.push({ masked, outcome: "erased", detail: "erased by forget" });
       continue;
     }
+    if (!("ciphertext" in row)) {
+      // Live at the request, absent from the release: the function returns
+      // every mask of its ticket, so this is a database that says otherwise.
+      results.push({ masked, outcome: "failed", detail: "missing from its release" });
+      continue;
+    }
     let raw: string;
     let why: string | null;
     try {
-      raw = (keys.cipher as VaultCipher).decrypt(fromStored({
+      raw = await cipher.decrypt(fromStored({
         masked_value: row.masked_value,
         field: row.field as VaultField,
         ciphertext: row.ciphertext as Uint8Array,

@@ -2,8 +2,9 @@
  * Key rotation of existing data. `rekey` recomputes masks of existing rows
  * under another HMAC key, using the vault to get back the raw values, so
  * that repeated values stay visible across the rotation. `rekeyVault`
- * re-encrypts vault entries under another vault key. Both work in batches,
- * one transaction each, and pick up where an interrupted run stopped.
+ * re-encrypts vault entries under another vault key (re-seals them, when it
+ * is a key pair). Both work in batches, one transaction each, and pick up
+ * where an interrupted run stopped.
  *
  * @module
  */
@@ -14,7 +15,13 @@ import type { Telemetry } from "../ops/telemetry.ts";
 import type { Masker } from "../mask.ts";
 import type { Masked, VaultRow } from "../types.ts";
 import { appendAudit } from "./audit.ts";
-import { fromStored, type StoredVaultRow, type VaultCipher, type VaultField } from "./vault.ts";
+import {
+  fromStored,
+  type StoredVaultRow,
+  type VaultCipher,
+  type VaultField,
+  type VaultInput,
+} from "./vault.ts";
 
 const COLUMN: Readonly<Record<VaultField, "masked_ip" | "masked_device_id">> = {
   ip: "masked_ip",
@@ -90,7 +97,12 @@ const BATCH_ATTEMPTS = 3;
 /** Zero per field. */
 const perField = (): Record<VaultField, number> => ({ ip: 0, "device_id": 0 });
 
-/** True when a stored entry decrypts and masks back to `masked` under `masker`. */
+/**
+ * True when a stored entry decrypts and masks back to `masked` under
+ * `masker`. An entry under a vault key the set cannot open (not held, or a
+ * pair's public half only) does not prove out either: the move replaces it
+ * with its own entry, whose value the old mask proved, so nothing is lost.
+ */
 async function provesOut(
   row: Locked,
   masked: string,
@@ -98,11 +110,11 @@ async function provesOut(
   cipher: VaultCipher,
   masker: Masker,
 ): Promise<boolean> {
-  if (row.erased || row.field !== field || row.key_id === null || !cipher.has(row.key_id)) {
+  if (row.erased || row.field !== field || row.key_id === null || !cipher.canRead(row.key_id)) {
     return false;
   }
   try {
-    const raw = cipher.decrypt(fromStored(row as StoredVaultRow));
+    const raw = await cipher.decrypt(fromStored(row as StoredVaultRow));
     return await masker.mask(field, raw) === masked;
   } catch {
     return false;
@@ -186,6 +198,8 @@ export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<
         throw wrap("read the masks and the vault (rekey needs a role that may read them)", error);
       }
       const moves: Move[] = [];
+      /** Moves whose new entry is still to be encrypted, with their raw values. */
+      const planned: { old: string; fresh: Masked; raw: string }[] = [];
       for (const old of olds) {
         const keyId = old.slice(0, Math.max(0, old.indexOf(":")));
         const oldKey = options.verify.get(keyId);
@@ -210,9 +224,9 @@ export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<
         let raw: string;
         try {
           if (row.field !== field) throw new Error("field");
-          raw = cipher.decrypt(fromStored(row as StoredVaultRow));
+          raw = await cipher.decrypt(fromStored(row as StoredVaultRow));
         } catch {
-          // Altered, moved, or under a vault key not in the set: leave it, go on.
+          // Altered, moved, or under a vault key the set cannot read: leave it, go on.
           skip(old, "mismatched");
           options.telemetry.emit({
             type: "RekeySkipped",
@@ -233,7 +247,14 @@ export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<
           continue;
         }
         const fresh = await target.mask(field, raw);
-        moves.push({ old, fresh, entry: cipher.encrypt(field, fresh, raw) });
+        planned.push({ old, fresh, raw });
+      }
+      // One call for the batch: a sealing key's one key agreement.
+      const entries = await cipher.encryptAll(
+        planned.map((p) => ({ field, masked: p.fresh, raw: p.raw })),
+      );
+      for (const [i, p] of planned.entries()) {
+        moves.push({ old: p.old, fresh: p.fresh, entry: entries[i] as VaultRow });
       }
       if (moves.length === 0) continue;
       let done: { moved: number; erased: number; replaced: number; vanished: string[] } | undefined;
@@ -487,25 +508,31 @@ export async function rekeyVault(
       throw wrap("read the vault", error);
     }
     if (rows.length === 0) break;
-    const updated: { masked: string; ciphertext: string; iv: string }[] = [];
+    const skip = (masked: string) => {
+      skipped.push(masked);
+      failed++;
+      options.telemetry.emit({ type: "RekeySkipped", what: "vault", masked, why: "undecryptable" });
+    };
+    const inputs: VaultInput[] = [];
     for (const row of rows) {
-      let raw: string;
       try {
-        raw = cipher.decrypt(fromStored(row));
+        const raw = await cipher.decrypt(fromStored(row));
+        inputs.push({ field: row.field, masked: row.masked_value as Masked, raw });
       } catch {
-        skipped.push(row.masked_value);
-        failed++;
-        options.telemetry.emit({
-          type: "RekeySkipped",
-          what: "vault",
-          masked: row.masked_value,
-          why: "undecryptable",
-        });
+        skip(row.masked_value);
+      }
+    }
+    const updated: { masked: string; ciphertext: string; iv: string }[] = [];
+    for (const [i, entry] of (await cipher.encryptAll(inputs)).entries()) {
+      // Each new entry is opened again before the old one is overwritten: a
+      // rotation must never leave a value only a key nobody holds can open.
+      const reopened = await cipher.decrypt(entry).catch(() => null);
+      if (reopened !== inputs[i]?.raw) {
+        skip(entry.masked);
         continue;
       }
-      const entry = cipher.encrypt(row.field, row.masked_value as Masked, raw);
       updated.push({
-        masked: row.masked_value,
+        masked: entry.masked,
         ciphertext: byteaHex(entry.ciphertext),
         iv: byteaHex(entry.iv),
       });

@@ -1,17 +1,26 @@
 /**
- * The recovery vault's cryptography: AES-256-GCM with a random 96-bit IV per
- * entry, the field and the mask bound in as associated data, so a ciphertext
- * moved to another row, or altered, fails to decrypt. Vault keys come from a
- * key set separate from the HMAC key; each id's AES key is derived with
- * HKDF-SHA256.
+ * The recovery vault's cryptography. Two entry formats, chosen by the kind
+ * of key an entry's key id names in the vault key set:
+ *
+ * - **sealed** (format 2, key pairs): the value is sealed to an X25519 public
+ *   key (`seal.ts`), so a consumer holding only the public key set writes
+ *   entries it cannot read;
+ * - **symmetric** (format 1, secrets): AES-256-GCM under a key derived with
+ *   HKDF-SHA256 from the secret and the key id, a random 96-bit IV per entry.
+ *   Whoever writes such entries can read all of them; still read, and
+ *   written when the current key is a secret, for vaults from before pairs.
+ *
+ * Both bind the field and the mask in as associated data (sealed entries the
+ * key id too), so an entry moved to another row, or altered, fails to open.
  *
  * @module
  */
 
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { EtlError } from "../errors.ts";
+import { ConfigError, EtlError } from "../errors.ts";
 import type { Masked, VaultRow } from "../types.ts";
-import type { KeySet } from "./keyring.ts";
+import type { VaultKeySet } from "./keyring.ts";
+import { OpeningKey, SealError, SealingKey } from "./seal.ts";
 
 /** Fields whose raw values the vault keeps. */
 export type VaultField = "ip" | "device_id";
@@ -68,102 +77,235 @@ async function deriveKey(secret: Uint8Array, keyId: string): Promise<Uint8Array>
   return new Uint8Array(bits);
 }
 
-/** Encrypts and decrypts vault entries under a key set. */
+/**
+ * What recover, rekey and rekey-vault need and a public key set lacks, for
+ * their refusals.
+ */
+export const READING_KEYS =
+  "the private vault key set (vault.json from login-etl keygen) or the vault secret; a public key set (vault.public.json) seals entries but opens none";
+
+/** A raw value to put in the vault, with the mask and field it belongs to. */
+export interface VaultInput {
+  readonly field: VaultField;
+  readonly masked: Masked;
+  readonly raw: string;
+}
+
+async function fingerprintOf(label: string, bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new Uint8Array([...encoder.encode(label), ...bytes]),
+  );
+  return new Uint8Array(digest).toBase64({ alphabet: "base64url", omitPadding: true }).slice(0, 22);
+}
+
+/**
+ * Per-id fingerprints of a vault key set, safe to store: a digest of the
+ * derived key of a secret, of the public key of a pair (the same whether the
+ * private half is held or not).
+ */
+export async function vaultFingerprints(set: VaultKeySet): Promise<Map<string, string>> {
+  const fingerprints = new Map<string, string>();
+  for (const [id, key] of set.keys) {
+    fingerprints.set(
+      id,
+      key.kind === "secret"
+        ? await fingerprintOf(
+          "login-etl/v1/vault-fingerprint\0",
+          await deriveKey(key.secret.reveal(), id),
+        )
+        : await fingerprintOf("login-etl/v2/vault-fingerprint\0", key.publicKey),
+    );
+  }
+  return fingerprints;
+}
+
+/**
+ * Encrypts and decrypts vault entries under a key set: seals to the public
+ * key of a pair, opens with its private key, and reads and writes symmetric
+ * entries under a secret.
+ */
 export class VaultCipher {
   /** Key id new entries are written under. */
   readonly currentKeyId: string;
-  readonly #keys: ReadonlyMap<string, Uint8Array>;
-  /** Per-id fingerprints (an HMAC-free digest of the derived key), safe to store. */
+  /** Per-id fingerprints (`vaultFingerprints`), safe to store. */
   readonly fingerprints: ReadonlyMap<string, string>;
+  readonly #secrets: ReadonlyMap<string, Uint8Array>;
+  readonly #sealing: ReadonlyMap<string, SealingKey>;
+  readonly #opening: ReadonlyMap<string, OpeningKey>;
 
   private constructor(
     current: string,
-    keys: Map<string, Uint8Array>,
+    keys: {
+      secrets: Map<string, Uint8Array>;
+      sealing: Map<string, SealingKey>;
+      opening: Map<string, OpeningKey>;
+    },
     fingerprints: Map<string, string>,
   ) {
     this.currentKeyId = current;
-    this.#keys = keys;
+    this.#secrets = keys.secrets;
+    this.#sealing = keys.sealing;
+    this.#opening = keys.opening;
     this.fingerprints = fingerprints;
   }
 
-  /** Derives every key of the set. */
-  static async create(set: KeySet): Promise<VaultCipher> {
-    const keys = new Map<string, Uint8Array>();
-    const fingerprints = new Map<string, string>();
-    for (const [id, secret] of set.keys) {
-      const key = await deriveKey(secret.reveal(), id);
-      keys.set(id, key);
-      const digest = await crypto.subtle.digest(
-        "SHA-256",
-        new Uint8Array([...encoder.encode("login-etl/v1/vault-fingerprint\0"), ...key]),
-      );
-      fingerprints.set(
-        id,
-        new Uint8Array(digest).toBase64({ alphabet: "base64url", omitPadding: true }).slice(0, 22),
-      );
+  /**
+   * Derives or imports every key of the set.
+   *
+   * @throws {ConfigError} when a pair's private key is not its public key's
+   */
+  static async create(set: VaultKeySet): Promise<VaultCipher> {
+    const secrets = new Map<string, Uint8Array>();
+    const sealing = new Map<string, SealingKey>();
+    const opening = new Map<string, OpeningKey>();
+    for (const [id, key] of set.keys) {
+      if (key.kind === "secret") {
+        secrets.set(id, await deriveKey(key.secret.reveal(), id));
+        continue;
+      }
+      try {
+        sealing.set(id, await SealingKey.create(id, key.publicKey));
+        if (key.privateKey !== null) {
+          opening.set(id, await OpeningKey.create(id, key.publicKey, key.privateKey.reveal()));
+        }
+      } catch (error) {
+        const why = error instanceof SealError ? error.message : String(error);
+        throw new ConfigError(
+          `Cannot use vault key ${id}: ${why}; use the key set login-etl keygen wrote`,
+          { cause: error },
+        );
+      }
     }
-    return new VaultCipher(set.current, keys, fingerprints);
+    return new VaultCipher(
+      set.current,
+      { secrets, sealing, opening },
+      await vaultFingerprints(set),
+    );
   }
 
   /** True when the set holds `keyId`. */
   has(keyId: string): boolean {
-    return this.#keys.has(keyId);
+    return this.#secrets.has(keyId) || this.#sealing.has(keyId);
   }
 
-  /** Encrypts a raw value for `masked` under the current key (or `keyId`). */
-  encrypt(field: VaultField, masked: Masked, raw: string, keyId = this.currentKeyId): VaultRow {
-    const key = this.#keys.get(keyId);
-    if (key === undefined) {
-      throw new EtlError("config", `No vault key with id "${keyId}" in the key set`);
-    }
-    const iv = new Uint8Array(randomBytes(12));
-    const cipher = createCipheriv("aes-256-gcm", key, iv);
-    cipher.setAAD(associatedData(field, masked));
-    const body = cipher.update(raw, "utf8");
-    const final = cipher.final();
-    const tag = cipher.getAuthTag();
-    const ciphertext = new Uint8Array(body.length + final.length + TAG_BYTES);
-    ciphertext.set(body, 0);
-    ciphertext.set(final, body.length);
-    ciphertext.set(tag, body.length + final.length);
-    return { masked, field, ciphertext, iv, keyId };
+  /** True when entries under `keyId` can be read: a secret, or a pair with its private key. */
+  canRead(keyId: string): boolean {
+    return this.#secrets.has(keyId) || this.#opening.has(keyId);
+  }
+
+  /** True when the set can read some entries: it holds a secret or a private key. */
+  get readable(): boolean {
+    return this.#secrets.size + this.#opening.size > 0;
+  }
+
+  /** True when new entries are sealed (the current key is a pair). */
+  get seals(): boolean {
+    return this.#sealing.has(this.currentKeyId);
   }
 
   /**
-   * Decrypts an entry, checking it belongs to its mask and field.
+   * Encrypts raw values for their masks under the current key (or `keyId`):
+   * sealed under one ephemeral key for the whole call, or symmetric.
    *
-   * @throws {VaultIntegrityError} when it was altered, moved, or its key is not in the set
+   * @throws {EtlError} (config) when the set does not hold `keyId`
    */
-  decrypt(entry: VaultRow): string {
-    const key = this.#keys.get(entry.keyId);
+  async encryptAll(
+    entries: readonly VaultInput[],
+    keyId = this.currentKeyId,
+  ): Promise<VaultRow[]> {
+    const sealing = this.#sealing.get(keyId);
+    if (sealing !== undefined) {
+      const sealed = await sealing.seal(entries);
+      return sealed.map(({ header, ciphertext }, i) => {
+        const { masked, field } = entries[i] as VaultInput;
+        return { masked, field, ciphertext, iv: header, keyId };
+      });
+    }
+    const key = this.#secrets.get(keyId);
+    if (key === undefined) {
+      throw new EtlError("config", `No vault key with id "${keyId}" in the key set`);
+    }
+    return entries.map((e) => encryptSymmetric(key, e, keyId));
+  }
+
+  /** Encrypts one raw value (`encryptAll` of one). */
+  async encrypt(
+    field: VaultField,
+    masked: Masked,
+    raw: string,
+    keyId = this.currentKeyId,
+  ): Promise<VaultRow> {
+    return (await this.encryptAll([{ field, masked, raw }], keyId))[0] as VaultRow;
+  }
+
+  /**
+   * Decrypts an entry, checking it belongs to its mask and field (and, when
+   * sealed, key id).
+   *
+   * @throws {VaultIntegrityError} when it was altered or moved, or the set
+   *   cannot read its key (not held, or only the public half)
+   */
+  async decrypt(entry: VaultRow): Promise<string> {
+    const opening = this.#opening.get(entry.keyId);
+    if (opening !== undefined) {
+      try {
+        return await opening.open(entry, { header: entry.iv, ciphertext: entry.ciphertext });
+      } catch (error) {
+        throw new VaultIntegrityError(
+          error instanceof SealError ? error.message : "Sealed vault entry failed to open",
+          { cause: error },
+        );
+      }
+    }
+    if (this.#sealing.has(entry.keyId)) {
+      throw new VaultIntegrityError(
+        `Vault entry is sealed to key "${entry.keyId}", whose private key this vault key set does not hold (a public key set seals, it cannot open)`,
+      );
+    }
+    const key = this.#secrets.get(entry.keyId);
     if (key === undefined) {
       throw new VaultIntegrityError(
         `Vault entry is under key "${entry.keyId}", which the vault key set does not hold`,
       );
     }
-    if (entry.ciphertext.length < TAG_BYTES || entry.iv.length !== 12) {
-      throw new VaultIntegrityError(
-        "Vault entry is malformed: ciphertext or IV has the wrong length",
-      );
-    }
-    try {
-      const decipher = createDecipheriv("aes-256-gcm", key, entry.iv);
-      decipher.setAAD(associatedData(entry.field, entry.masked));
-      decipher.setAuthTag(entry.ciphertext.subarray(entry.ciphertext.length - TAG_BYTES));
-      const text = decipher.update(
-        entry.ciphertext.subarray(0, entry.ciphertext.length - TAG_BYTES),
-        undefined,
-        "utf8",
-      ) +
-        decipher.final("utf8");
-      return text;
-    } catch (error) {
-      throw new VaultIntegrityError(
-        "Vault entry failed authentication: altered, or moved from another mask",
-        {
-          cause: error,
-        },
-      );
-    }
+    return decryptSymmetric(key, entry);
+  }
+}
+
+function encryptSymmetric(key: Uint8Array, entry: VaultInput, keyId: string): VaultRow {
+  const iv = new Uint8Array(randomBytes(12));
+  const cipher = createCipheriv("aes-256-gcm", key, iv);
+  cipher.setAAD(associatedData(entry.field, entry.masked));
+  const body = cipher.update(entry.raw, "utf8");
+  const final = cipher.final();
+  const tag = cipher.getAuthTag();
+  const ciphertext = new Uint8Array(body.length + final.length + TAG_BYTES);
+  ciphertext.set(body, 0);
+  ciphertext.set(final, body.length);
+  ciphertext.set(tag, body.length + final.length);
+  return { masked: entry.masked, field: entry.field, ciphertext, iv, keyId };
+}
+
+function decryptSymmetric(key: Uint8Array, entry: VaultRow): string {
+  if (entry.ciphertext.length < TAG_BYTES || entry.iv.length !== 12) {
+    throw new VaultIntegrityError(
+      "Vault entry is malformed: ciphertext or IV has the wrong length",
+    );
+  }
+  try {
+    const decipher = createDecipheriv("aes-256-gcm", key, entry.iv);
+    decipher.setAAD(associatedData(entry.field, entry.masked));
+    decipher.setAuthTag(entry.ciphertext.subarray(entry.ciphertext.length - TAG_BYTES));
+    return decipher.update(
+      entry.ciphertext.subarray(0, entry.ciphertext.length - TAG_BYTES),
+      undefined,
+      "utf8",
+    ) + decipher.final("utf8");
+  } catch (error) {
+    throw new VaultIntegrityError(
+      "Vault entry failed authentication: altered, or moved from another mask",
+      { cause: error },
+    );
   }
 }

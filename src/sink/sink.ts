@@ -164,12 +164,20 @@ export interface WorkerInit {
   readonly secret: Uint8Array;
   readonly keyId: string;
   readonly prepare: { readonly maxBodyBytes: number; readonly maxReceives: number | null };
-  /** Vault key set as plain data (secrets included), when the vault is on. */
+  /**
+   * The vault key the worker writes with, as plain data, when the vault is
+   * on: a pair's public key, or a secret (which then crosses to the worker).
+   */
   readonly vault: {
     readonly current: string;
-    readonly keys: readonly (readonly [string, Uint8Array])[];
+    readonly keys: readonly (readonly [string, PlainVaultKey])[];
   } | null;
 }
+
+/** A vault key as structured clone carries it to a worker. */
+export type PlainVaultKey =
+  | { readonly kind: "secret"; readonly secret: Uint8Array }
+  | { readonly kind: "pair"; readonly publicKey: Uint8Array; readonly privateKey: null };
 
 /** Messages from the worker. */
 export type WorkerReply =

@@ -10,6 +10,7 @@ import { Secret } from "../config/secret.ts";
 import { Database } from "../db/pool.ts";
 import { EtlError } from "../errors.ts";
 import { Masker } from "../mask.ts";
+import type { VaultKey } from "../pii/keyring.ts";
 import { VaultCipher } from "../pii/vault.ts";
 import { localSink, type Sink, type WorkerReply, type WorkerRequest } from "./sink.ts";
 import { postgresStore } from "../db/write.ts";
@@ -38,7 +39,12 @@ scope.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       const vault = init.vault === null ? undefined : await VaultCipher.create({
         current: init.vault.current,
         keys: new Map(
-          init.vault.keys.map(([id, bytes]) => [id, new Secret(bytes, `vault key ${id}`)]),
+          init.vault.keys.map(([id, key]): [string, VaultKey] => [
+            id,
+            key.kind === "secret"
+              ? { kind: "secret", secret: new Secret(key.secret, `vault key ${id}`) }
+              : key,
+          ]),
         ),
       });
       const store = postgresStore(database, {

@@ -83,10 +83,15 @@ const THROTTLING =
  * True when retrying later may succeed: throttling, a server fault, or no
  * complete answer at all (connection refused or reset, timeout, a truncated
  * response). False for client faults such as a missing queue or denied
- * access, and for a protocol mismatch, which a retry would only repeat.
+ * access, for a protocol mismatch, which a retry would only repeat, and for a
+ * permission the runtime refused (the binary's flags lack one Deno asks for,
+ * as sys "ca" was when NODE_EXTRA_CA_CERTS is set): no wait grants it.
  */
 export function isTransientAwsError(error: unknown): boolean {
   if (!(error instanceof Error) || protocolMismatch(error) !== null) return false;
+  if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+    return false;
+  }
   const meta = error as AwsErrorShape;
   if (meta.$retryable !== undefined || THROTTLING.test(error.name)) return true;
   return meta.$fault !== "client";

@@ -9,7 +9,7 @@ import { SQSClient } from "@aws-sdk/client-sqs";
 import { AwsQueryProtocol } from "@aws-sdk/core/protocols";
 import { protocolMismatch } from "./_errors.ts";
 import { clientCredentials, reportCredentialFailures } from "./credentials.ts";
-import { awsQueueHost, type ResolvedRegion, resolveRegion } from "./region.ts";
+import { awsQueueHost, dnsName, type ResolvedRegion, resolveRegion } from "./region.ts";
 
 /**
  * The SQS wire protocol: `json` (what the SDK sends, and AWS and LocalStack
@@ -27,9 +27,13 @@ const CREDENTIAL_VARS = [
   "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 ] as const;
 
-/** True for hosts of AWS itself, where the SDK's own endpoint resolution applies. */
+/**
+ * True for hosts of AWS itself, where the SDK's own endpoint resolution
+ * applies; a fully qualified name (one trailing dot) included.
+ */
 export function isAwsHost(hostname: string): boolean {
-  return /(^|\.)amazonaws\.com(\.cn)?$/.test(hostname) || /(^|\.)api\.aws$/.test(hostname);
+  const host = dnsName(hostname);
+  return /(^|\.)amazonaws\.com(\.cn)?$/.test(host) || /(^|\.)api\.aws$/.test(host);
 }
 
 /**
@@ -38,8 +42,9 @@ export function isAwsHost(hostname: string): boolean {
  * whose public DNS record is 127.0.0.1.
  */
 function isLoopbackName(hostname: string): boolean {
-  return hostname === "localhost" || hostname.endsWith(".localhost") ||
-    hostname === "localhost.localstack.cloud" || hostname.endsWith(".localhost.localstack.cloud");
+  const host = dnsName(hostname);
+  return host === "localhost" || host.endsWith(".localhost") ||
+    host === "localhost.localstack.cloud" || host.endsWith(".localhost.localstack.cloud");
 }
 
 /**

@@ -57,6 +57,17 @@ const AWS_HOSTS: readonly RegExp[] = [
 ];
 
 /**
+ * A host name as the AWS checks compare it: lower case, without the one
+ * trailing dot of a fully qualified name. `sqs.eu-west-1.amazonaws.com.`
+ * resolves to the same servers as without the dot, so it is the same AWS
+ * host (its region, the SDK's endpoint, never the emulators' dummy pair).
+ */
+export function dnsName(hostname: string): string {
+  const lower = hostname.toLowerCase();
+  return lower.endsWith(".") ? lower.slice(0, -1) : lower;
+}
+
+/**
  * The region and endpoint variant an AWS queue URL names, or `null` for any
  * other host (emulators, LocalStack's look-alike `*.localstack.cloud` names).
  * AWS's legacy `queue.amazonaws.com` is us-east-1.
@@ -64,7 +75,7 @@ const AWS_HOSTS: readonly RegExp[] = [
 export function awsQueueHost(queueUrl: string): AwsQueueHost | null {
   let host: string;
   try {
-    host = new URL(queueUrl).hostname.toLowerCase();
+    host = dnsName(new URL(queueUrl).hostname);
   } catch {
     return null;
   }
@@ -98,7 +109,7 @@ export function regionFromQueueUrl(queueUrl: string): string | null {
   } catch {
     return null;
   }
-  const host = new RegExp(`^sqs\\.${REGION}\\.`).exec(url.hostname.toLowerCase());
+  const host = new RegExp(`^sqs\\.${REGION}\\.`).exec(dnsName(url.hostname));
   if (host?.[1] !== undefined) return host[1];
   const path = new RegExp(`^/queue/${REGION}/`).exec(url.pathname);
   return path?.[1] ?? null;

@@ -168,3 +168,27 @@ Deno.test("a queue URL on an emulator's host keeps the configured region, unwarn
     });
   }
 });
+
+Deno.test("a trailing-dot AWS host (sqs.eu-west-1.amazonaws.com.) is the same AWS host: signed for eu-west-1, warned once", async () => {
+  await using sqs = await startSqs();
+  await using proxy = await startSqsFaultProxy(sqs.endpoint);
+  await using machine = await awsMachine("us-east-1");
+  sqs.server.createQueue("login-queue", { region: "eu-west-1" });
+  const result = await runCli(
+    [
+      "drain",
+      "--queue-url",
+      "https://sqs.eu-west-1.amazonaws.com./000000000000/login-queue",
+      "--dry-run",
+    ],
+    { env: { ...machine.env, PII_HMAC_KEY: TEST_SECRET, AWS_ENDPOINT_URL_SQS: proxy.endpoint } },
+  );
+  assert.equal(result.code, 0, result.stderr);
+  assert.ok(proxy.signed.length >= 2, "GetQueueAttributes and a receive went through");
+  assert.deepEqual([...new Set(proxy.signed.map((r) => r.region))], ["eu-west-1"]);
+  const warnings = events(result.stderr).filter((e) => e.event === "RegionOverridden");
+  assert.equal(warnings.length, 1, result.stderr);
+  assert.equal(warnings[0]?.configured_region, "us-east-1");
+  const started = events(result.stderr).find((e) => e.event === "RunStarted");
+  assert.equal(started?.region_source, "queue URL");
+});

@@ -92,6 +92,7 @@ Deno.test("check passes on a healthy setup, names the protocol in use, and touch
         "queue",
         "postgres",
         "schema",
+        "schema rights",
         "privileges",
         "key registry",
       ]);
@@ -220,7 +221,7 @@ Deno.test("check fails on a key id recorded with another secret, a missing key, 
       assert.equal(recover.code, 1);
       assert.ok(
         recover.stdout.includes(
-          `recover lacks EXECUTE on ${state}.login_etl_recover(text[],text,text)`,
+          `recover lacks EXECUTE on ${state}.login_etl_release_request(text[],text,text), EXECUTE on ${state}.login_etl_release(bigint)`,
         ),
         recover.stdout,
       );
@@ -232,7 +233,7 @@ Deno.test("check fails on a key id recorded with another secret, a missing key, 
       assert.match(noData.stdout, new RegExp(`drain lacks USAGE on schema ${db.schema}, SELECT`));
       await db.sql.unsafe(`GRANT USAGE ON SCHEMA "${db.schema}" TO "${user}"`);
 
-      await db.sql`DELETE FROM login_etl_migrations WHERE version >= 6`;
+      await db.sql`DELETE FROM login_etl_migrations WHERE version > 5`;
       const behind = await runCli(["check"], { env: asUser });
       assert.equal(behind.code, 1);
       assert.match(
@@ -262,12 +263,12 @@ Deno.test("check --summary-json prints one object; a bad --for is a usage error 
   };
   assert.equal(report.for, "migrate");
   assert.equal(report.passed, true);
-  assert.deepEqual(report.checks.map((c) => c.check), ["postgres", "schema"]);
-  assert.ok(
-    (report.checks[1]?.detail ?? "").endsWith(
-      `at version 0; migrate applies ${MIGRATIONS.map((m) => m.version).join(", ")}`,
+  assert.deepEqual(report.checks.map((c) => c.check), ["postgres", "schema", "schema rights"]);
+  assert.match(
+    report.checks[1]?.detail ?? "",
+    new RegExp(
+      `at version 0; migrate applies ${MIGRATIONS.map((m) => m.version).join(", ")}$`,
     ),
-    report.checks[1]?.detail,
   );
   const bad = await runCli(["check", "--for", "everything"]);
   assert.equal(bad.code, 2);

@@ -342,7 +342,7 @@ Deno.test("usage and configuration errors exit 2 with one line saying what to fi
       name: "missing key file",
       args: ["drain", "--hmac-key-file", "/nonexistent/key"],
       env: { DATABASE_URL: "postgres://x@127.0.0.1:1/x" },
-      pattern: /Cannot read --hmac-key-file "\/nonexistent\/key": no such file/,
+      pattern: /Cannot read --hmac-key-file: no such file \(is a key in the file setting's place/,
     },
   ];
   for (const c of cases) {

@@ -68,10 +68,17 @@ Deno.test("a connection string libpq refuses exits 2, one it cannot meet exits 1
       1,
       /^error: Cannot connect to Postgres at .*: channel_binding=require needs TLS, and sslmode=disable turns it off/,
     ],
+    [
+      "an @ in the password, not percent-encoded (its tail would be the host)",
+      { DATABASE_URL: "postgres://app:Tr0ub4dor@Horse-Battery@127.0.0.1:5432/prod" },
+      2,
+      /^error: Invalid DATABASE_URL: a host holds "@"; percent-encode @ in the user or password as %40$/,
+    ],
   ];
   for (const [name, env, code, pattern] of cases) {
     await t.step(name, async () => {
       const result = await runCli(["migrate"], { env });
+      assert.ok(!result.stderr.includes("Horse-Battery"), "no part of a password");
       assert.equal(result.code, code, result.stderr);
       assert.match(failureLine(result), pattern);
       assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");

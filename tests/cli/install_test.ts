@@ -6,10 +6,12 @@
 // which asset was installed. `uname` and `id` on that PATH are stand-ins to
 // choose the OS, CPU and user; the real gh cannot reach GitHub from here, so
 // `gh` is a stand-in that records its arguments and the digest of the file it
-// was asked about, and passes or fails as a test says.
+// was asked about, and passes or fails as a test says. The same releases are
+// served over HTTPS too, with a throwaway CA the downloaders are told to trust.
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { makeTlsIdentity, type TlsIdentity } from "../helpers/tls_identity.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 const SCRIPT = `${root}scripts/install.sh`;
@@ -69,6 +71,7 @@ function releases(): Map<string, Release> {
     ["v0.5.0", new Map([[LINUX_X64, fakeBinary("0.5.0", "x86_64-unknown-linux-gnu")]])],
     // A build of 0.1.0 published (with its own checksum) under the tag v0.7.0.
     ["v0.7.0", release("0.1.0", ["x86_64-unknown-linux-gnu"])],
+    ["v0.8.0-rc.1", release("0.8.0-rc.1", ["x86_64-unknown-linux-gnu"])],
     [
       "v0.6.0",
       new Map([
@@ -81,17 +84,24 @@ function releases(): Map<string, Release> {
 const LATEST = "v0.2.0";
 
 interface Served {
+  /** The releases over plain HTTP. */
   readonly base: string;
+  /** The same releases over HTTPS (the CA is `tls.caPath`). */
+  readonly httpsBase: string;
+  /** An HTTPS server that answers every request with a redirect to `base` (plain HTTP). */
+  readonly downgradingBase: string;
+  readonly tls: TlsIdentity;
   readonly requests: string[];
   close(): Promise<void>;
 }
 
-/** Serves releases() under /acme/login-etl/releases on a free loopback port. */
-function serveReleases(): Served {
+/** Serves releases() under /acme/login-etl/releases on free loopback ports. */
+function serveReleases(tls: TlsIdentity): Served {
   const all = releases();
   const requests: string[] = [];
   const prefix = `/${REPOSITORY}/releases`;
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+  const quiet = { hostname: "127.0.0.1", port: 0, onListen() {} };
+  const handler = (request: Request) => {
     const path = new URL(request.url).pathname;
     requests.push(path);
     const latest = new RegExp(`^${prefix}/latest/download/([^/]+)$`).exec(path);
@@ -109,12 +119,27 @@ function serveReleases(): Served {
     return body === undefined
       ? new Response("Not Found", { status: 404 })
       : new Response(body, { headers: { "content-type": "application/octet-stream" } });
-  });
+  };
+  const server = Deno.serve(quiet, handler);
   const { port } = server.addr as Deno.NetAddr;
+  const identity = { cert: tls.certPem, key: tls.keyPem };
+  const secure = Deno.serve({ ...quiet, ...identity }, handler);
+  const downgrading = Deno.serve({ ...quiet, ...identity }, (request) => {
+    const url = new URL(request.url);
+    requests.push(`downgraded ${url.pathname}`);
+    return Response.redirect(`http://127.0.0.1:${port}${url.pathname}`, 302);
+  });
+  const httpsPort = (secure.addr as Deno.NetAddr).port;
+  const downgradingPort = (downgrading.addr as Deno.NetAddr).port;
   return {
     base: `http://127.0.0.1:${port}${prefix}`,
+    httpsBase: `https://127.0.0.1:${httpsPort}${prefix}`,
+    downgradingBase: `https://127.0.0.1:${downgradingPort}${prefix}`,
+    tls,
     requests,
-    close: () => server.shutdown(),
+    close: async () => {
+      await Promise.all([server.shutdown(), secure.shutdown(), downgrading.shutdown()]);
+    },
   };
 }
 
@@ -130,6 +155,11 @@ interface Options {
   /** A stand-in gh that exits with this code; none on PATH when undefined. */
   readonly gh?: { readonly exit: number; readonly message?: string };
   readonly env?: Record<string, string>;
+  /**
+   * A sh command run first by the process that then execs install.sh, so
+   * `$$` in it is install.sh's own pid (the old staging name held it).
+   */
+  readonly before?: string;
 }
 
 interface Run {
@@ -153,6 +183,8 @@ const TOOLS = [
   "mktemp",
   "rm",
   "mkdir",
+  "cat",
+  "ls",
   "cp",
   "mv",
   "chmod",
@@ -182,8 +214,8 @@ function writeExecutable(path: string, text: string): void {
 
 /** Runs `fn` with a release server and a scratch directory, both gone after. */
 async function withWorld(fn: (world: World) => Promise<void>): Promise<void> {
-  const served = serveReleases();
   const scratch = await Deno.makeTempDir({ prefix: "login-etl-install-" });
+  const served = serveReleases(await makeTlsIdentity(scratch));
   const home = `${scratch}/home`;
   const dir = `${scratch}/install/bin`;
   Deno.mkdirSync(home);
@@ -224,8 +256,12 @@ async function withWorld(fn: (world: World) => Promise<void>): Promise<void> {
         );
       }
       const [shell = "sh", ...shellArgs] = options.shell ?? ["sh"];
-      const output = await new Deno.Command(which(shell) ?? shell, {
-        args: [...shellArgs, SCRIPT],
+      const line = [which(shell) ?? shell, ...shellArgs, SCRIPT];
+      const [program = "sh", ...args] = options.before === undefined
+        ? line
+        : [which("sh") ?? "sh", "-c", `${options.before}\nexec "$@"`, "sh", ...line];
+      const output = await new Deno.Command(program, {
+        args,
         clearEnv: true,
         env: {
           PATH: bin,
@@ -286,7 +322,8 @@ function lastLine(stderr: string): string {
 function assertOneFailureLine(run: Run, pattern: RegExp): void {
   assert.equal(run.stdout, "", "nothing on stdout");
   const failures = run.stderr.trimEnd().split("\n").filter((l) =>
-    !/^install\.sh: (downloading|checksum ok|build attestation ok|gh not found)/.test(l)
+    !/^install\.sh: (downloading|checksum ok|build attestation ok|gh not found|warning: downloading over plain HTTP)/
+      .test(l)
   );
   assert.equal(failures.length, 1, run.stderr);
   assert.match(failures[0] ?? "", pattern);
@@ -308,6 +345,10 @@ Deno.test("install.sh installs the latest release for Linux x86_64 as login-etl,
           `Installed ${LINUX_X64} as ${world.dir}/login-etl (login-etl 0.2.0 (x86_64-unknown-linux-gnu))\n`,
         );
         assert.match(run.stderr, /^install\.sh: checksum ok: sha256 [0-9a-f]{64}$/m);
+        assert.match(
+          run.stderr,
+          /^install\.sh: warning: downloading over plain HTTP: only the checksum from the same server protects this download$/m,
+        );
         assert.match(
           run.stderr,
           /^install\.sh: gh not found: skipped the build attestation check \(the checksum was verified\)/m,
@@ -626,6 +667,32 @@ Deno.test("install.sh refuses bad settings with exit 2 and asks nothing of the s
         /^install\.sh: LOGIN_ETL_VERSION=banana is not a release tag: give vX\.Y\.Z, or latest$/,
     },
     {
+      name: "a version that climbs out of the release path",
+      env: { LOGIN_ETL_VERSION: "v../../../../evil/releases/download/v6.6.6" },
+      message: /^install\.sh: LOGIN_ETL_VERSION is not a release tag: give vX\.Y\.Z, or latest$/,
+    },
+    {
+      name: "a version with a slash after a good tag",
+      env: { LOGIN_ETL_VERSION: "v0.1.0/../../../evil" },
+      message: /^install\.sh: LOGIN_ETL_VERSION is not a release tag: give vX\.Y\.Z, or latest$/,
+    },
+    {
+      name: "a version with a second line",
+      env: { LOGIN_ETL_VERSION: "v0.1.0\nv0.2.0" },
+      message: /^install\.sh: LOGIN_ETL_VERSION is not a release tag: give vX\.Y\.Z, or latest$/,
+    },
+    {
+      name: "a version of two numbers",
+      env: { LOGIN_ETL_VERSION: "v1.2" },
+      message:
+        /^install\.sh: LOGIN_ETL_VERSION=v1\.2 is not a release tag: give vX\.Y\.Z, or latest$/,
+    },
+    {
+      name: "a base URL that is neither https nor http",
+      env: { LOGIN_ETL_BASE_URL: "ftp://127.0.0.1/acme/login-etl/releases" },
+      message: /^install\.sh: LOGIN_ETL_BASE_URL=ftp:.* is not an https:\/\/ URL$/,
+    },
+    {
       name: "no repository and no base URL",
       env: { LOGIN_ETL_REPOSITORY: "", LOGIN_ETL_BASE_URL: "" },
       message: /^install\.sh: no repository to install from: set LOGIN_ETL_REPOSITORY=owner\/name/,
@@ -673,3 +740,188 @@ Deno.test("install.sh builds GitHub's release URLs from LOGIN_ETL_REPOSITORY whe
       }));
   }
 });
+
+Deno.test("install.sh takes a pre-release tag, vX.Y.Z-prerelease", async () => {
+  await withWorld(async (world) => {
+    const run = await world.install({ env: { LOGIN_ETL_VERSION: "v0.8.0-rc.1" } });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(
+      listing(world.dir)?.["login-etl"]?.text,
+      fakeBinary("0.8.0-rc.1", "x86_64-unknown-linux-gnu"),
+    );
+  });
+});
+
+/** Who may run a step as another user here: root with runuser, else nobody. */
+const RUNUSER = Deno.uid() === 0 ? which("runuser") : undefined;
+const NOBODY = 65534;
+
+/**
+ * A sh command line that runs `script` as `nobody` when we can, else as
+ * ourselves, with `arg` as its $1: double-quoted, so the calling shell
+ * expands `$$` in it to its own pid (install.sh's, after the exec).
+ */
+function asAnotherUser(script: string, arg: string): string {
+  const sh = `${which("sh")} -c '${script}' sh "${arg}"`;
+  return RUNUSER === undefined ? sh : `${RUNUSER} -u nobody -- ${sh}`;
+}
+
+/** Lets another user reach the install directory (the scratch directory is 0700). */
+function openPath(world: World): void {
+  const scratch = world.dir.slice(0, -"/install/bin".length);
+  Deno.chmodSync(scratch, 0o755);
+  Deno.chmodSync(`${scratch}/install`, 0o755);
+}
+
+Deno.test("install.sh stages in a fresh mktemp file: a file or symlink planted at a name it could guess changes nothing", async (t) => {
+  // The old staging name was "$dir/.login-etl.$$.tmp": another user who may
+  // write the directory (here root's sticky one, as /tmp) plants it before
+  // install.sh runs. As root, the plant is made by nobody.
+  await t.step(
+    "a symlink to a file of ours: the file is untouched, login-etl is no link",
+    () =>
+      withWorld(async (world) => {
+        Deno.mkdirSync(world.dir, { recursive: true });
+        Deno.chmodSync(world.dir, 0o1777);
+        openPath(world);
+        const victim = `${world.home}/victim`;
+        Deno.writeTextFileSync(victim, "not to be overwritten\n");
+        const plant = `${world.dir}/.login-etl.$$.tmp`;
+        const run = await world.install({
+          before: asAnotherUser(`${which("ln")} -s ${victim} "$1"`, plant),
+        });
+        assert.equal(run.code, 0, run.stderr);
+        assert.equal(Deno.readTextFileSync(victim), "not to be overwritten\n");
+        const installed = Deno.lstatSync(`${world.dir}/login-etl`);
+        assert.ok(installed.isFile && !installed.isSymlink, "login-etl is a file of its own");
+        assert.equal(installed.uid, Deno.uid());
+        assert.equal(
+          Deno.readTextFileSync(`${world.dir}/login-etl`),
+          fakeBinary("0.2.0", "x86_64-unknown-linux-gnu"),
+        );
+        // The plant is still there, still a link: install.sh never used it.
+        const planted = [...Deno.readDirSync(world.dir)].filter((e) => e.name !== "login-etl");
+        assert.equal(planted.length, 1, planted.map((e) => e.name).join(", "));
+        assert.ok(planted[0]?.isSymlink);
+      }),
+  );
+  await t.step(
+    {
+      name: "a file nobody owns and anyone may write: login-etl is root's, not nobody's",
+      ignore: RUNUSER === undefined,
+      fn: () =>
+        withWorld(async (world) => {
+          Deno.mkdirSync(world.dir, { recursive: true });
+          Deno.chmodSync(world.dir, 0o1777);
+          openPath(world);
+          const run = await world.install({
+            before: asAnotherUser('umask 000; : > "$1"', `${world.dir}/.login-etl.$$.tmp`),
+          });
+          assert.equal(run.code, 0, run.stderr);
+          const installed = Deno.lstatSync(`${world.dir}/login-etl`);
+          assert.ok(installed.isFile && !installed.isSymlink);
+          assert.equal(installed.uid, 0, "owned by root: nobody cannot rewrite it");
+          assert.equal((installed.mode ?? 0) & 0o777, 0o755);
+          const planted = [...Deno.readDirSync(world.dir)].filter((e) => e.name !== "login-etl");
+          assert.equal(planted.length, 1);
+          assert.equal(Deno.statSync(`${world.dir}/${planted[0]?.name}`).uid, NOBODY);
+          assert.equal(Deno.statSync(`${world.dir}/${planted[0]?.name}`).size, 0);
+        }),
+    },
+  );
+});
+
+Deno.test("install.sh refuses a directory others may write unless it is root's and sticky", async (t) => {
+  const cases = [
+    { name: "mode 0777", mode: 0o777, owner: undefined },
+    { name: "mode 0775 (group)", mode: 0o775, owner: undefined },
+    { name: "mode 1777 owned by nobody", mode: 0o1777, owner: NOBODY },
+  ];
+  for (const c of cases) {
+    await t.step(
+      {
+        name: c.name,
+        ignore: c.owner !== undefined && Deno.uid() !== 0,
+        fn: () =>
+          withWorld(async (world) => {
+            Deno.mkdirSync(world.dir, { recursive: true });
+            Deno.chmodSync(world.dir, c.mode);
+            if (c.owner !== undefined) Deno.chownSync(world.dir, c.owner, null);
+            const run = await world.install();
+            assert.equal(run.code, 1);
+            assertOneFailureLine(
+              run,
+              new RegExp(
+                `^install\\.sh: refused ${world.dir}: others may write it \\(mode d[-rwxtT]{9}, owner uid \\d+\\) and it is not root's sticky directory, so they could replace login-etl; set LOGIN_ETL_INSTALL_DIR`,
+              ),
+            );
+            assert.deepEqual(listing(world.dir), {}, "nothing installed, nothing staged");
+          }),
+      },
+    );
+  }
+});
+
+Deno.test("install.sh holds an https base URL to HTTPS, redirects included; an http one is warned about", async (t) => {
+  const downloaders = [
+    { name: "curl", without: ["wget"] },
+    { name: "wget", without: ["curl"] },
+  ];
+  for (const d of downloaders) {
+    await t.step(
+      `${d.name}: a redirect from HTTPS to plain HTTP is refused`,
+      () =>
+        withWorld(async (world) => {
+          const run = await world.install({
+            without: d.without,
+            env: {
+              LOGIN_ETL_BASE_URL: world.served.downgradingBase,
+              LOGIN_ETL_VERSION: "v0.1.0",
+              CURL_CA_BUNDLE: world.served.tls.caPath,
+              WGETRC: trustingWgetrc(world),
+            },
+          });
+          assert.equal(run.code, 1, run.stderr);
+          assertOneFailureLine(
+            run,
+            new RegExp(
+              `^install\\.sh: refused ${world.served.downgradingBase}/download/v0\\.1\\.0/${LINUX_X64}: the server redirected it to plain HTTP, where anyone on the way may change it; an https download stays on HTTPS; nothing installed$`,
+            ),
+          );
+          assert.equal(listing(world.dir), null, "nothing installed");
+          assert.ok(world.served.requests.some((r) => r.startsWith("downgraded ")));
+          // curl does not follow the redirect; wget does (it cannot be told
+          // not to), and what it fetched is thrown away.
+          const plain = world.served.requests.filter((r) => !r.startsWith("downgraded "));
+          if (d.name === "curl") assert.deepEqual(plain, []);
+        }),
+    );
+    await t.step(
+      `${d.name}: an HTTPS release installs, with no warning`,
+      () =>
+        withWorld(async (world) => {
+          const run = await world.install({
+            without: d.without,
+            env: {
+              LOGIN_ETL_BASE_URL: world.served.httpsBase,
+              CURL_CA_BUNDLE: world.served.tls.caPath,
+              WGETRC: trustingWgetrc(world),
+            },
+          });
+          assert.equal(run.code, 0, run.stderr);
+          assert.equal(
+            listing(world.dir)?.["login-etl"]?.text,
+            fakeBinary("0.2.0", "x86_64-unknown-linux-gnu"),
+          );
+          assert.doesNotMatch(run.stderr, /plain HTTP/);
+        }),
+    );
+  }
+});
+
+/** A wgetrc that trusts the test CA (wget has no variable for it, as curl has CURL_CA_BUNDLE). */
+function trustingWgetrc(world: World): string {
+  const path = `${world.home}/wgetrc`;
+  Deno.writeTextFileSync(path, `ca_certificate = ${world.served.tls.caPath}\n`);
+  return path;
+}

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { canonicalIp } from "../../src/ip.ts";
 import { Masker } from "../../src/mask.ts";
-import { parseKeySet } from "../../src/pii/keyring.ts";
+import { parseKeySet, parseVaultKeySet } from "../../src/pii/keyring.ts";
 import { mergeInbox, type MergeReport } from "../../src/pii/merge.ts";
 import { VaultCipher, type VaultField } from "../../src/pii/vault.ts";
 import type { Masked } from "../../src/types.ts";
@@ -44,7 +44,7 @@ export function maskerOf(secret: string, keyId: string): Promise<ReferenceMasker
 }
 
 export async function cipherOf(keyText: string): Promise<VaultCipher> {
-  return await VaultCipher.create(parseKeySet(encoder.encode(keyText), "test", "v1"));
+  return await VaultCipher.create(parseVaultKeySet(encoder.encode(keyText), "test", "v1"));
 }
 
 /** One login as a message body. */
@@ -260,17 +260,24 @@ export async function tombstones(sql: postgres.Sql): Promise<string[]> {
 }
 
 /** Decrypts every vault row in the test: mask → raw value. */
-export function openVault(cipher: VaultCipher, rows: readonly VaultRowText[]): Map<string, string> {
-  return new Map(rows.map((r) => [
-    r.masked_value,
-    cipher.decrypt({
-      masked: r.masked_value as Masked,
-      field: r.field,
-      ciphertext: new Uint8Array(r.ciphertext),
-      iv: new Uint8Array(r.iv),
-      keyId: r.key_id,
-    }),
-  ]));
+export async function openVault(
+  cipher: VaultCipher,
+  rows: readonly VaultRowText[],
+): Promise<Map<string, string>> {
+  const opened = new Map<string, string>();
+  for (const r of rows) {
+    opened.set(
+      r.masked_value,
+      await cipher.decrypt({
+        masked: r.masked_value as Masked,
+        field: r.field,
+        ciphertext: new Uint8Array(r.ciphertext),
+        iv: new Uint8Array(r.iv),
+        keyId: r.key_id,
+      }),
+    );
+  }
+  return opened;
 }
 
 /** Tables of both schemas whose row text holds any of `raws` (the vault's bytea shows as hex). */
@@ -442,7 +449,7 @@ export async function openable(
         found.push({
           mask: r.masked_value,
           where,
-          raw: cipher.decrypt({
+          raw: await cipher.decrypt({
             masked: r.masked_value as Masked,
             field: r.field,
             ciphertext: new Uint8Array(r.ciphertext),

@@ -2,18 +2,20 @@
 // pass (forward), stall (hold bytes until pass again: a network partition
 // that TCP retransmission survives), reset (close every connection and refuse
 // new ones: a restart or a dead route), plus added latency per chunk.
+// `startTls` terminates TLS instead, putting HTTPS in front of a plain
+// HTTP server (an SQS emulator).
 
 /** What the proxy does with traffic. */
 export type ProxyMode = "pass" | "stall" | "reset";
 
 interface Pair {
-  readonly client: Deno.TcpConn;
-  readonly server: Deno.TcpConn;
+  readonly client: Deno.Conn;
+  readonly server: Deno.Conn;
 }
 
 /** A running proxy; dispose with `await using`. */
 export class TcpProxy implements AsyncDisposable {
-  readonly #listener: Deno.TcpListener;
+  readonly #listener: Deno.Listener<Deno.Conn, Deno.NetAddr>;
   readonly #target: { hostname: string; port: number };
   readonly #pairs = new Set<Pair>();
   readonly #tasks = new Set<Promise<void>>();
@@ -24,7 +26,10 @@ export class TcpProxy implements AsyncDisposable {
   /** Connections accepted so far. */
   accepted = 0;
 
-  private constructor(listener: Deno.TcpListener, target: { hostname: string; port: number }) {
+  private constructor(
+    listener: Deno.Listener<Deno.Conn, Deno.NetAddr>,
+    target: { hostname: string; port: number },
+  ) {
     this.#listener = listener;
     this.#target = target;
     this.#track(this.#acceptLoop());
@@ -33,6 +38,17 @@ export class TcpProxy implements AsyncDisposable {
   /** Starts a proxy on a free loopback port forwarding to `target`. */
   static start(target: { hostname: string; port: number }): TcpProxy {
     return new TcpProxy(Deno.listen({ hostname: "127.0.0.1", port: 0 }), target);
+  }
+
+  /**
+   * Starts a proxy that accepts TLS with `identity` (PEM texts) on a free
+   * loopback port and forwards the decrypted bytes to `target`.
+   */
+  static startTls(
+    target: { hostname: string; port: number },
+    identity: { readonly cert: string; readonly key: string },
+  ): TcpProxy {
+    return new TcpProxy(Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...identity }), target);
   }
 
   /** The port clients connect to. */
@@ -69,7 +85,7 @@ export class TcpProxy implements AsyncDisposable {
 
   async #acceptLoop(): Promise<void> {
     for (;;) {
-      let client: Deno.TcpConn;
+      let client: Deno.Conn;
       try {
         client = await this.#listener.accept();
       } catch {
@@ -84,7 +100,7 @@ export class TcpProxy implements AsyncDisposable {
     }
   }
 
-  async #open(client: Deno.TcpConn): Promise<void> {
+  async #open(client: Deno.Conn): Promise<void> {
     let server: Deno.TcpConn;
     try {
       server = await Deno.connect(this.#target);
@@ -92,7 +108,8 @@ export class TcpProxy implements AsyncDisposable {
       client.close();
       return;
     }
-    client.setNoDelay(true);
+    // Deno.TlsConn offers no setNoDelay; only the plain side gets it then.
+    if ("setNoDelay" in client) (client as Deno.TcpConn).setNoDelay(true);
     server.setNoDelay(true);
     const pair = { client, server };
     this.#pairs.add(pair);
@@ -100,7 +117,7 @@ export class TcpProxy implements AsyncDisposable {
     this.#closePair(pair);
   }
 
-  async #pump(pair: Pair, from: Deno.TcpConn, to: Deno.TcpConn): Promise<void> {
+  async #pump(pair: Pair, from: Deno.Conn, to: Deno.Conn): Promise<void> {
     const buffer = new Uint8Array(64 * 1024);
     for (;;) {
       let n: number | null;

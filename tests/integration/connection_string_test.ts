@@ -7,12 +7,19 @@
 // (target_session_attrs) and a Unix socket.
 
 import assert from "node:assert/strict";
+import net from "node:net";
 import { checkConnection, connect, type Sql } from "../../src/db/pool.ts";
 import { loadPgConnection, type PgConnection, resolvePgTarget } from "../../src/db/connection.ts";
 import { ConfigError, DatabaseError } from "../../src/errors.ts";
 import { DATABASE_URL, uniqueName } from "../helpers/services.ts";
 import { TcpProxy } from "../helpers/tcp_proxy.ts";
-import { type Cluster, makePki, startCluster, type TestPki } from "../helpers/cluster.ts";
+import {
+  type Cluster,
+  makePki,
+  startCluster,
+  TEST_OS_USER,
+  type TestPki,
+} from "../helpers/cluster.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 /** The CA that signed the local server's certificate (for the name localhost only). */
@@ -112,12 +119,12 @@ Deno.test("options: -c settings are sent at start-up (URL, keyword=value, PGOPTI
     ),
     "777ms",
   );
-  // Our schema still wins over a search_path in options.
+  // Our search_path (pg_catalog alone) still wins over one in options.
   assert.equal(
     assertOk(
       await attempt(localUrl({ options: "-c search_path=elsewhere" }), {}, setting("search_path")),
     ),
-    "public",
+    "pg_catalog, pg_temp",
   );
   // A setting the server refuses is its one-line refusal.
   assertRefused(
@@ -672,6 +679,18 @@ Deno.test("client certificates, a read-only first host and a Unix socket, agains
             0
           ];
         assert.deepEqual(assertOk(await attempt(kv, {}, via)), { addr: null, ssl: false });
+        // requirepeer: the server runs as the cluster helper's OS user when we are root, else as us.
+        const server = Deno.uid() === 0 ? TEST_OS_USER : Deno.env.get("USER") ?? "";
+        assert.deepEqual(
+          assertOk(await attempt(`${kv} requirepeer=${server}`, {}, via)),
+          { addr: null, ssl: false },
+        );
+        assertRefused(
+          await attempt(`${kv} requirepeer=someone_else`, {}, via),
+          new RegExp(
+            `requirepeer is "someone_else", but the socket .*/\\.s\\.PGSQL\\.${cluster.port} belongs to user "${server}": the server behind it does not run as someone_else; nothing was sent$`,
+          ),
+        );
         assert.deepEqual(
           assertOk(
             await attempt(
@@ -702,5 +721,131 @@ Deno.test("a server that asks for a password when none was given is told as such
     );
   } finally {
     await Deno.remove(home, { recursive: true });
+  }
+});
+
+/**
+ * A stand-in server that asks for a cleartext password, keeps what it gets and
+ * refuses it (28P01), so that a host list moves on to the next host. The n-th
+ * connection waits n × `staggerMs` before asking, so that attempts overlap.
+ */
+async function passwordCatcher(
+  staggerMs = 0,
+): Promise<AsyncDisposable & { port: number; got: string[] }> {
+  const got: string[] = [];
+  let connections = 0;
+  const sockets = new Set<net.Socket>();
+  const message = (type: string, body: Uint8Array) => {
+    const out = new Uint8Array(5 + body.length);
+    out[0] = type.charCodeAt(0);
+    new DataView(out.buffer).setInt32(1, body.length + 4);
+    out.set(body, 5);
+    return out;
+  };
+  const server = net.createServer((socket) => {
+    const delay = staggerMs * connections++;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    let buffer = new Uint8Array(0);
+    let phase: "start" | "password" = "start";
+    socket.on("data", (chunk: Uint8Array) => {
+      buffer = new Uint8Array([...buffer, ...chunk]);
+      for (;;) {
+        const view = new DataView(buffer.buffer);
+        if (phase === "start") {
+          if (buffer.length < 8) return;
+          const length = view.getInt32(0);
+          if (length === 8 && view.getInt32(4) === 80877103) {
+            buffer = buffer.slice(8);
+            socket.write("N"); // no TLS here
+            continue;
+          }
+          if (buffer.length < length) return;
+          buffer = buffer.slice(length);
+          phase = "password";
+          const ask = message("R", new Uint8Array([0, 0, 0, 3])); // cleartext, please
+          setTimeout(() => socket.destroyed || socket.write(ask), delay);
+          continue;
+        }
+        if (buffer.length < 5 || buffer.length < 1 + view.getInt32(1)) return;
+        got.push(new TextDecoder().decode(buffer.subarray(5, view.getInt32(1))));
+        const fields = ["SFATAL", "C28P01", "Mpassword authentication failed", ""];
+        socket.end(message("E", new TextEncoder().encode(fields.join("\0") + "\0")));
+        return;
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    got,
+    async [Symbol.asyncDispose]() {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+Deno.test("the password file is looked up per host and port, as libpq does, for concurrent attempts too", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const passfile = `${dir}/pgpass`;
+    const write = (lines: string[]) =>
+      Deno.writeTextFile(passfile, lines.join("\n") + "\n", { mode: 0o600 });
+    await using catcher = await passwordCatcher(60);
+    await using second = await passwordCatcher();
+    const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const deadPort = (dead.addr as Deno.NetAddr).port;
+    dead.close();
+
+    // The first host refuses the connection: the second gets its own entry.
+    await write([
+      `127.0.0.1:${deadPort}:*:etl:PasswordForPrimaryOnly`,
+      `127.0.0.1:${second.port}:*:etl:PasswordForSecond`,
+    ]);
+    assertRefused(
+      await attempt(
+        `postgres://etl@127.0.0.1:${deadPort},127.0.0.1:${second.port}/logins?passfile=${passfile}`,
+        {},
+        setting("port"),
+      ),
+      /password authentication failed/,
+    );
+    assert.deepEqual(second.got, ["PasswordForSecond"]);
+
+    // Eight connections at once, each refused by the stand-in and let in by the
+    // real server: each host gets its own password, whichever attempt asks.
+    await write([
+      `127.0.0.1:${catcher.port}:*:postgres:PasswordForTheStandIn`,
+      `${local.hostname}:${LOCAL_PORT}:*:postgres:${LOCAL_PASSWORD}`,
+    ]);
+    const warnings: string[] = [];
+    const connection = await loadPgConnection(
+      resolvePgTarget({
+        value:
+          `postgres://postgres@127.0.0.1:${catcher.port},${local.hostname}:${LOCAL_PORT}/postgres?passfile=${passfile}`,
+        origin: "DATABASE_URL",
+      }, {}),
+      (w) => warnings.push(w),
+    );
+    assert.deepEqual(connection.passwords, ["PasswordForTheStandIn", LOCAL_PASSWORD]);
+    const sql = connect({ connection, schema: "public", stateSchema: "login_etl", max: 8 });
+    try {
+      const ports = await Promise.all(
+        Array.from(
+          { length: 8 },
+          () => sql<{ port: string }[]>`SELECT current_setting('port') AS port, pg_sleep(0.2)`,
+        ),
+      );
+      assert.deepEqual(new Set(ports.map(([row]) => row?.port)), new Set([String(LOCAL_PORT)]));
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+    assert.ok(catcher.got.length >= 2, `${catcher.got.length} attempts`);
+    assert.deepEqual(new Set(catcher.got), new Set(["PasswordForTheStandIn"]));
+    assert.deepEqual(warnings, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

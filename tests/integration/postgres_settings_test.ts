@@ -187,7 +187,7 @@ Deno.test("a password file supplies a missing password, and one others can read 
     await Deno.chmod(passfile, 0o600);
     const warnings: string[] = [];
     const good = await loadPgConnection(resolvePgTarget(null, env), (w) => warnings.push(w));
-    assert.equal(good.password, decodeURIComponent(url.password));
+    assert.deepEqual(good.passwords, [decodeURIComponent(url.password)]);
     assert.equal(warnings.length, 0);
     const sql = connect({ connection: good, schema: "public", stateSchema: "login_etl", max: 1 });
     try {
@@ -198,7 +198,7 @@ Deno.test("a password file supplies a missing password, and one others can read 
 
     await Deno.chmod(passfile, 0o644);
     const open = await loadPgConnection(resolvePgTarget(null, env), (w) => warnings.push(w));
-    assert.equal(open.password, "");
+    assert.deepEqual(open.passwords, [""]);
     assert.equal(warnings.length, 1);
     assert.match(warnings[0] ?? "", /readable by group or others, so it is ignored.*chmod 0600/);
   } finally {

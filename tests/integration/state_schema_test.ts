@@ -122,6 +122,22 @@ async function grantsIn(db: TestDb, schema: string): Promise<Record<string, stri
   return Object.fromEntries(rows.map((r) => [r.name.replace(/^"?\w+"?\./, ""), r.acl ?? ""]));
 }
 
+/**
+ * What version 7 makes of version 5's grants: whoever could execute
+ * login_etl_recover may execute the two functions that replace it, and the
+ * release tickets are the owner's alone, as the vault is.
+ */
+function withVersion7(grants: Record<string, string>): Record<string, string> {
+  const { "login_etl_recover(text[],text,text)": recover = "", ...kept } = grants;
+  return {
+    ...kept,
+    "login_etl_release(bigint)": recover,
+    "login_etl_release_request(text[],text,text)": recover,
+    login_etl_release_tickets: kept.login_etl_vault ?? "",
+    login_etl_release_tickets_id_seq: "",
+  };
+}
+
 /** Row counts of login-etl's own tables and of user_logins. */
 async function counts(db: TestDb, state: string): Promise<Record<string, number>> {
   const [row] = await db.sql<Record<string, number>[]>`
@@ -161,7 +177,7 @@ eachMajor.test("a database at version 5 with its sql/roles.sql moves to the stat
     const cipher = await cipherOf(VAULT_SECRET);
     const oldIp = "192.0.2.55";
     const oldMask = k1.mask("ip", oldIp);
-    const entry = cipher.encrypt("ip", oldMask as Masked, oldIp);
+    const entry = await cipher.encrypt("ip", oldMask as Masked, oldIp);
     await db.sql`INSERT INTO ${data}.user_logins VALUES
       ('u0', 'ios', ${oldMask}, ${k1.mask("device_id", "dev-0")}, 'DE', 2003000, CURRENT_DATE)`;
     await db.sql`INSERT INTO ${data}.login_etl_vault (masked_value, field, ciphertext, iv, key_id)
@@ -211,7 +227,9 @@ eachMajor.test("a database at version 5 with its sql/roles.sql moves to the stat
       assert.equal(result.code, 1);
       assert.match(
         result.stderr,
-        /The schema in \w+ is at version 5 and this login-etl needs 8, but role etl_service_\w+ may not change it; run `login-etl migrate` as the owner role/,
+        new RegExp(
+          `The schema in \\w+ is at version 5 and this login-etl needs ${LATEST_VERSION}, but role etl_service_\\w+ may not change it; run \`login-etl migrate\` as the owner role`,
+        ),
       );
     });
 
@@ -231,7 +249,7 @@ eachMajor.test("a database at version 5 with its sql/roles.sql moves to the stat
       const after = Object.entries(await grantsIn(db, db.stateSchema));
       assert.deepEqual(
         Object.fromEntries(after.filter(([name]) => !isNew(name))),
-        grantsBefore,
+        withVersion7(grantsBefore),
         "with its grants",
       );
       const owner = roles.groups.owner;

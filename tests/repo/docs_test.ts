@@ -4,7 +4,7 @@
 // src/; and every relative link in the README and docs/ leads somewhere.
 
 import assert from "node:assert/strict";
-import { schemaSql } from "../../scripts/schema_sql.ts";
+import { rolesSql, schemaSql } from "../../scripts/schema_sql.ts";
 import { FLAGS_DOC, withFlagsTable } from "../../scripts/flags_table.ts";
 
 const root = new URL("../../", import.meta.url);
@@ -79,6 +79,12 @@ Deno.test("docs/configuration.md's flag table equals the settings table (run `ma
 
 Deno.test("sql/schema.sql holds exactly the migrations' statements (run `make docs` after a change)", () => {
   assert.equal(read("sql/schema.sql"), schemaSql());
+});
+
+Deno.test("sql/roles.sql holds the refusal of untrusted schemas that migrate runs (run `make docs` after a change)", () => {
+  const roles = read("sql/roles.sql");
+  assert.equal(roles, rolesSql(roles));
+  assert.match(roles, /FOR found IN EXECUTE \$query\$WITH ns AS/);
 });
 
 Deno.test("README.md is at most 16 KiB (depth goes in docs/)", () => {

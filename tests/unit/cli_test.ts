@@ -89,6 +89,26 @@ const ERROR_CASES: readonly { name: string; argv: string[]; message: string }[] 
       'Unexpected argument "extra" for drain: it takes only flags; see login-etl drain --help',
   },
   {
+    name: "refuses a connection string as an argument without echoing its password",
+    argv: ["migrate", "postgres://app:Hunter2Secret@db/prod"],
+    message:
+      "Unexpected argument 2 for migrate (not shown: it may hold a secret): it takes only flags; quote a value that has spaces; see login-etl migrate --help",
+  },
+  {
+    name: "refuses a malformed connection string (a / in the password) without echoing it",
+    argv: ["migrate", "--dry-run", "postgres://app:12/Hunter2Secret@db/prod"],
+    message:
+      "Unexpected argument 3 for migrate (not shown: it may hold a secret): it takes only flags; quote a value that has spaces; see login-etl migrate --help",
+  },
+  {
+    name: "refuses a connection string in the command's place without echoing it",
+    argv: ["host=db password=Hunter2Secret", "migrate"],
+    message:
+      `Unknown command (argument 1, not shown: it may hold a secret): put the command first, settings after it; commands: ${
+        COMMANDS.join(", ")
+      }; see login-etl --help`,
+  },
+  {
     name: "refuses a positional argument after --",
     argv: ["seed", "--", "more"],
     message: 'Unexpected argument "more" for seed: it takes only flags; see login-etl seed --help',
@@ -96,7 +116,42 @@ const ERROR_CASES: readonly { name: string; argv: string[]; message: string }[] 
   {
     name: "refuses a positional argument between flags",
     argv: ["run", "--batch-size", "3", "oops", "--dry-run"],
-    message: 'Unexpected argument "oops" for run: it takes only flags; see login-etl run --help',
+    message:
+      'Unexpected argument "oops" for run: it takes only flags; quote the value of --batch-size if this word belongs to it; see login-etl run --help',
+  },
+  {
+    name: "does not echo a word of a keyword/value string the shell split, and names its flag",
+    argv: ["check", "--database-url", "host=127.0.0.1", "password=Hunter2Secret", "sslmode=x"],
+    message:
+      "Unexpected argument 4 for check (not shown: it may hold a secret): it takes only flags; quote the value of --database-url if this word belongs to it; see login-etl check --help",
+  },
+  {
+    name: "does not echo the tail of a split URL, after --flag=value",
+    argv: ["drain", "--database-url=postgres://u:Hunter2", "Secret@db/prod"],
+    message:
+      "Unexpected argument 3 for drain (not shown: it may hold a secret): it takes only flags; quote the value of --database-url if this word belongs to it; see login-etl drain --help",
+  },
+  {
+    name: "does not echo a long word, a key perhaps",
+    argv: ["seed", "q8Jv3kZ0aTq1YbW5pL7sN2xR4mC6dE9fH0gI1jK2lM3"],
+    message:
+      "Unexpected argument 2 for seed (not shown: it may hold a secret): it takes only flags; quote a value that has spaces; see login-etl seed --help",
+  },
+  {
+    name: "does not echo a connection string given in the command's place",
+    argv: ["postgres://app:Hunter2Secret@db/prod", "migrate"],
+    message:
+      `Unknown command (argument 1, not shown: it may hold a secret): put the command first, settings after it; commands: ${
+        COMMANDS.join(", ")
+      }; see login-etl --help`,
+  },
+  {
+    name: "does not echo a flag with its value given before the command",
+    argv: ["--database-url=host=db password=Hunter2Secret", "migrate"],
+    message:
+      `Unknown command (argument 1, not shown: it may hold a secret): put the command first, settings after it; commands: ${
+        COMMANDS.join(", ")
+      }; see login-etl --help`,
   },
 ];
 

@@ -8,7 +8,7 @@ import {
   type FileLayer,
   resolveConfig,
 } from "../../src/config/resolve.ts";
-import { ConfigError } from "../../src/errors.ts";
+import { ConfigError, UsageError } from "../../src/errors.ts";
 
 const KEY = "a-test-secret-of-at-least-32-bytes!!"; // 36 bytes
 const WITH_KEY = { PII_HMAC_KEY: KEY } as const;
@@ -290,12 +290,18 @@ Deno.test("resolveConfig() takes --hmac-key-file, then PII_HMAC_KEY_FILE, over P
     kind: "file",
     path: "/k/flag.key",
     origin: '--hmac-key-file "/k/flag.key"',
+    setting: "--hmac-key-file",
+    pathShown: true,
+    inlineEnv: "PII_HMAC_KEY",
   });
   const env = resolveConfig("run", {}, { ...WITH_KEY, PII_HMAC_KEY_FILE: "/k/env.key" });
   assert.deepEqual(env.hmacKey, {
     kind: "file",
     path: "/k/env.key",
     origin: 'PII_HMAC_KEY_FILE "/k/env.key"',
+    setting: "PII_HMAC_KEY_FILE",
+    pathShown: true,
+    inlineEnv: "PII_HMAC_KEY",
   });
 });
 
@@ -376,6 +382,130 @@ Deno.test("resolveConfig() refuses an invalid queue URL, naming its source", asy
   await t.step("resolveConfig() accepts an AWS queue URL", () => {
     const url = "https://sqs.us-east-1.amazonaws.com/123456789012/login-queue";
     assert.equal(resolveConfig("seed", { "queue-url": url }, {}).queueUrl, url);
+  });
+});
+
+Deno.test("resolveConfig() echoes a refused queue URL with its password redacted", async (t) => {
+  const secret = "Hunter2Secret";
+  const cases: { name: string; flags: Flags; env: Env; shows: string }[] = [
+    {
+      name: "SQS_QUEUE_URL holding a Postgres URL",
+      flags: {},
+      env: { SQS_QUEUE_URL: `postgres://u:${secret}@db.example/prod` },
+      shows: 'Invalid SQS_QUEUE_URL "postgres://u:***@db.example/prod": must be an http(s) URL',
+    },
+    {
+      name: "--queue-url holding keyword/value pairs",
+      flags: { "queue-url": `host=db password=${secret} sslmode=require` },
+      env: {},
+      shows: 'Invalid --queue-url "host=db password=*** sslmode=require": must be',
+    },
+    {
+      name: "a URL cut at 60 characters before its @",
+      flags: {},
+      env: { SQS_QUEUE_URL: `postgres://${"u".repeat(40)}:${secret}@db.example/prod` },
+      shows: `Invalid SQS_QUEUE_URL "postgres://${"u".repeat(40)}:***@d...": must be`,
+    },
+    {
+      name: "an http(s) queue URL with a user and password",
+      flags: { "queue-url": `https://AKIA:${secret}@sqs.eu-west-1.amazonaws.com/1/q` },
+      env: {},
+      shows:
+        'Invalid --queue-url "https://AKIA:***@sqs.eu-west-1.amazonaws.com/1/q": must not hold a user or password',
+    },
+    {
+      name: "--reject-queue-url with a user and password",
+      flags: { "reject-queue-url": `http://u:${secret}@localhost:4566/0/rejects` },
+      env: { SQS_QUEUE_URL: "http://localhost:4566/0/q" },
+      shows:
+        'Invalid --reject-queue-url "http://u:***@localhost:4566/0/rejects": must not hold a user or password',
+    },
+    {
+      name: "LOGIN_ETL_REJECT_QUEUE_URL that is no http(s) URL",
+      flags: {},
+      env: {
+        SQS_QUEUE_URL: "http://localhost:4566/0/q",
+        LOGIN_ETL_REJECT_QUEUE_URL: `postgres://u:${secret}@db/prod`,
+      },
+      shows: 'Invalid LOGIN_ETL_REJECT_QUEUE_URL "postgres://u:***@db/prod": must be',
+    },
+  ];
+  for (const c of cases) {
+    await t.step(`resolveConfig() refuses ${c.name}`, () => {
+      const error = configError("drain", c.flags, { ...WITH_KEY, ...c.env });
+      assert.ok(error.message.startsWith(c.shows), error.message);
+      assert.ok(!error.message.includes("Hunter2"), error.message);
+    });
+  }
+  await t.step("resolveConfig() echoes a config file's value redacted too", () => {
+    const file = {
+      values: { "log-level": `postgres://u:${secret}@db/prod` },
+      origin: "--config f",
+    };
+    const error = configError("drain", {}, WITH_KEY, file);
+    assert.ok(
+      error.message.startsWith('Invalid value "postgres://u:***@db/prod" for "log-level"'),
+      error.message,
+    );
+  });
+});
+
+Deno.test("resolveConfig() leaves a key-file path that looks like a key out of every message", async (t) => {
+  const key = "q8Jv3kZ0aTq1YbW5pL7sN2xR4mC6dE9fH0gI1jK2lM3=";
+  const cases: { name: string; flags: Flags; env: Env; file?: FileLayer; setting: string }[] = [
+    {
+      name: "PII_HMAC_KEY_FILE",
+      flags: {},
+      env: { PII_HMAC_KEY_FILE: key },
+      setting: "PII_HMAC_KEY_FILE",
+    },
+    {
+      name: "--hmac-key-file",
+      flags: { "hmac-key-file": key },
+      env: {},
+      setting: "--hmac-key-file",
+    },
+    {
+      name: "a config file's hmac-key-file",
+      flags: {},
+      env: {},
+      file: { values: { "hmac-key-file": key }, origin: '--config "c.json"' },
+      setting: '"hmac-key-file" in --config "c.json"',
+    },
+    {
+      name: "a hex key",
+      flags: { "hmac-key-file": "0123456789abcdef0123" },
+      env: {},
+      setting: "--hmac-key-file",
+    },
+  ];
+  for (const c of cases) {
+    await t.step(`resolveConfig() keeps ${c.name} out of the key's origin`, () => {
+      const config = resolveConfig("drain", c.flags, { ...WITH_KEY, ...c.env }, c.file);
+      const source = config.hmacKey;
+      assert.equal(source.kind, "file");
+      if (source.kind !== "file") return;
+      assert.equal(source.origin, c.setting);
+      assert.equal(source.setting, c.setting);
+      assert.equal(source.pathShown, false);
+    });
+  }
+  await t.step("resolveConfig() keeps a vault key file's key out of its origin", () => {
+    const source = resolveConfig("recover", {}, { PII_VAULT_KEY_FILE: key }).vaultKey;
+    assert.deepEqual(source, {
+      kind: "file",
+      path: key,
+      origin: "PII_VAULT_KEY_FILE",
+      setting: "PII_VAULT_KEY_FILE",
+      pathShown: false,
+      inlineEnv: "PII_VAULT_KEY",
+    });
+  });
+  await t.step("resolveConfig() shows a path: a slash, a dot or under 16 characters", () => {
+    for (const path of ["/run/secrets/hmac", "hmac.key", "hmackey"]) {
+      const source = resolveConfig("drain", { "hmac-key-file": path }, {}).hmacKey;
+      assert.ok(source.kind === "file" && source.origin === `--hmac-key-file "${path}"`, path);
+    }
   });
 });
 
@@ -464,6 +594,32 @@ Deno.test("resolveConfig() never echoes a secret put where a key id belongs", ()
       /\(48 characters\): must be 1 to 16 letters, digits, _ or -; is a secret in the id's place\?/,
     );
     assert.ok(!message.includes(secret.slice(0, 8)), message);
+  }
+});
+
+Deno.test("a connection string given to the wrong flag, variable or key is not echoed", () => {
+  const url = "postgres://app:Hunter2Secret@db/prod";
+  const cases: [Parameters<typeof configError>[1], Parameters<typeof configError>[2], RegExp][] = [
+    [
+      { "log-level": url },
+      WITH_KEY,
+      /^Invalid --log-level "postgres:\/\/app:\*\*\*@db\/prod": must be one of/,
+    ],
+    [
+      { schema: "host=db password=Hunter2Secret" },
+      WITH_KEY,
+      /^Invalid --schema "host=db password=\*\*\*": must be/,
+    ],
+    [
+      {},
+      { ...WITH_KEY, LOGIN_ETL_BATCH_SIZE: "postgres://app:12/Hunter2Secret@db/prod" },
+      /^Invalid LOGIN_ETL_BATCH_SIZE "postgres:\/\/app:\*\*\*@db\/prod": must be/,
+    ],
+  ];
+  for (const [flags, env, expected] of cases) {
+    const error = configError("drain", flags, env);
+    assert.match(error.message, expected);
+    assert.ok(!error.message.includes("Hunter2Secret"), error.message);
   }
 });
 
@@ -601,6 +757,18 @@ const KEY_CASES: readonly {
     command: "seed",
     key: "LOGIN_ETL_CONFIG",
     says: '"LOGIN_ETL_CONFIG": a config file cannot name another',
+  },
+  {
+    command: "migrate",
+    key: "postgres://app:Hunter2Secret@db/prod",
+    says:
+      "a key that is not a setting name (36 characters) is not a setting of migrate; keys are flag names without the leading -- (see login-etl migrate --help), and secrets belong in the environment",
+  },
+  {
+    command: "drain",
+    key: "q8Jv3kZ0aTq1YbW5pL7sN2xR4mC6dE9fH0gI1jK2lM3=",
+    says:
+      "a key that is not a setting name (44 characters) is not a setting of drain; keys are flag names without the leading -- (see login-etl drain --help), and secrets belong in the environment",
   },
   {
     command: "drain",
@@ -780,4 +948,58 @@ Deno.test("resolveConfig() refuses a bad --max-duration in one line naming where
       assert.equal(configError("drain", c.flags, { ...WITH_KEY, ...c.env }).message, c.expected);
     });
   }
+});
+
+Deno.test("resolveConfig() reads keygen's --vault-id and --out from flags or env, and refuses either missing or a bad id", async (t) => {
+  await t.step("flags", () => {
+    const config = resolveConfig("keygen", { "vault-id": "p1", out: "/keys/p1" }, {});
+    assert.deepEqual([config.vaultId, config.out], ["p1", "/keys/p1"]);
+  });
+  await t.step("env", () => {
+    const config = resolveConfig("keygen", {}, {
+      LOGIN_ETL_KEYGEN_VAULT_ID: "p2",
+      LOGIN_ETL_KEYGEN_OUT: "/keys/p2",
+    });
+    assert.deepEqual([config.vaultId, config.out], ["p2", "/keys/p2"]);
+  });
+  const refusals: { name: string; flags: Flags; expected: string }[] = [
+    {
+      name: "neither",
+      flags: {},
+      expected:
+        "keygen needs --vault-id ID (the new key pair's id, e.g. p1) and --out DIR (where to write its two key set files); see login-etl keygen --help",
+    },
+    {
+      name: "no --out",
+      flags: { "vault-id": "p1" },
+      expected:
+        "keygen needs --out DIR (where to write its two key set files); see login-etl keygen --help",
+    },
+    {
+      name: "no --vault-id",
+      flags: { out: "d" },
+      expected:
+        "keygen needs --vault-id ID (the new key pair's id, e.g. p1); see login-etl keygen --help",
+    },
+  ];
+  for (const c of refusals) {
+    await t.step(c.name, () => {
+      assert.throws(() => resolveConfig("keygen", c.flags, {}), (error: unknown) => {
+        assert.ok(error instanceof UsageError);
+        assert.equal(error.exitCode, 2);
+        assert.equal(error.message, c.expected);
+        return true;
+      });
+    });
+  }
+  await t.step("an id that is not a key id, not echoed", () => {
+    const secret = "a secret pasted where the id belongs";
+    assert.throws(
+      () => resolveConfig("keygen", { "vault-id": secret, out: "d" }, {}),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        /^Invalid --vault-id \(36 characters\)/.test(error.message) &&
+        !error.message.includes(secret),
+    );
+  });
 });

@@ -40,6 +40,7 @@ const SAMPLES: { readonly [K in EventType]: Extract<TelemetryEvent, { type: K }>
   MetricsFileWritten: { type: "MetricsFileWritten", path: "/tmp/m.prom" },
   ProgressReported: { type: "ProgressReported", summary: SUMMARY, queueDepth: 40 },
   ConfigWarned: { type: "ConfigWarned", message: "a warning" },
+  VaultKeyReadable: { type: "VaultKeyReadable", keyIds: ["v1", "p1"], sealing: true },
   RunFailed: {
     type: "RunFailed",
     code: "db_connect",

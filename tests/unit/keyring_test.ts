@@ -1,20 +1,38 @@
 // Unit tests of src/pii/keyring.ts: parseKeySet() over a list of inputs,
 // loadKeySet() from each kind of source, and that secrets never show in
-// errors or when a key set is printed.
+// errors or when a key set is printed; vault key sets with X25519 key pairs,
+// what a writer keeps of them, and their JSON.
 import assert from "node:assert/strict";
-import { Secret } from "../../src/config/secret.ts";
+import { type KeyFile, Secret } from "../../src/config/secret.ts";
 import { ConfigError } from "../../src/errors.ts";
 import {
   assertSeparateKeys,
   bitsPerByte,
   currentSecret,
   loadKeySet,
+  loadVaultKeySet,
   parseKeySet,
+  parseVaultKeySet,
+  readableKeyIds,
+  vaultKeySetJson,
+  writerKeys,
 } from "../../src/pii/keyring.ts";
 
 const encoder = new TextEncoder();
 const A = "a".repeat(32);
 const B = "secret-b ".repeat(4);
+
+/** A key file source as resolution builds it for a path that may be shown. */
+function fileSource(path: string, setting: string, inlineEnv: string): KeyFile {
+  return {
+    kind: "file",
+    path,
+    origin: `${setting} "${path}"`,
+    setting,
+    pathShown: true,
+    inlineEnv,
+  };
+}
 
 function ids(set: { keys: ReadonlyMap<string, Secret> }): Record<string, string> {
   return Object.fromEntries(
@@ -191,7 +209,7 @@ Deno.test("loadKeySet() reads each kind of source", async (t) => {
     try {
       await Deno.writeTextFile(path, JSON.stringify({ current: "v2", keys: { v1: A, v2: B } }));
       const set = await loadKeySet(
-        { kind: "file", path, origin: `--vault-key-file "${path}"` },
+        fileSource(path, "--vault-key-file", "PII_VAULT_KEY"),
         "v1",
       );
       assert.equal(set?.current, "v2");
@@ -200,16 +218,13 @@ Deno.test("loadKeySet() reads each kind of source", async (t) => {
       await Deno.remove(path);
     }
   });
-  await t.step("a missing file is a ConfigError naming the flag", async () => {
+  await t.step("a missing file is a ConfigError naming the flag, not the path", async () => {
     await assert.rejects(
-      loadKeySet({
-        kind: "file",
-        path: "/nonexistent/k",
-        origin: '--vault-key-file "/nonexistent/k"',
-      }, "v1"),
+      loadKeySet(fileSource("/nonexistent/k", "--vault-key-file", "PII_VAULT_KEY"), "v1"),
       (error: unknown) =>
         error instanceof ConfigError &&
-        error.message === 'Cannot read --vault-key-file "/nonexistent/k": no such file',
+        error.message ===
+          "Cannot read --vault-key-file: no such file (is a key in the file setting's place? put keys in PII_VAULT_KEY)",
     );
   });
 });
@@ -218,7 +233,7 @@ Deno.test("loadKeySet() warns when others or a foreign group may read the key fi
   const dir = await Deno.makeTempDir();
   const path = `${dir}/hmac.key`;
   await Deno.writeTextFile(path, "r4Nd0m-looking/s3cret+w1th_many=chars9");
-  const source = { kind: "file" as const, path, origin: `--hmac-key-file "${path}"` };
+  const source = fileSource(path, "--hmac-key-file", "PII_HMAC_KEY");
   const warningsAt = async (mode: number, gid?: number) => {
     await Deno.chmod(path, mode);
     if (gid !== undefined) await Deno.chown(path, null, gid);
@@ -250,6 +265,45 @@ Deno.test("loadKeySet() warns when others or a foreign group may read the key fi
   }
 });
 
+Deno.test("loadKeySet() never names a key file whose name looks like a key", async (t) => {
+  const dir = await Deno.makeTempDir();
+  const name = "q8Jv3kZ0aTq1YbW5pL7sN2xR4mC6dE9fH0gI1jK2lM3=";
+  const source: KeyFile = {
+    kind: "file",
+    path: `${dir}/${name}`,
+    origin: "PII_HMAC_KEY_FILE",
+    setting: "PII_HMAC_KEY_FILE",
+    pathShown: false,
+    inlineEnv: "PII_HMAC_KEY",
+  };
+  try {
+    await t.step("missing", async () => {
+      const error = await loadKeySet(source, "k1").then(() => null, (e: unknown) => e);
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(
+        error.message,
+        "Cannot read PII_HMAC_KEY_FILE: no such file (is a key in the file setting's place? put keys in PII_HMAC_KEY)",
+      );
+    });
+    await t.step("readable by others", async () => {
+      await Deno.writeTextFile(source.path, "r4Nd0m-looking/s3cret+w1th_many=chars9");
+      await Deno.chmod(source.path, 0o644);
+      const warnings: string[] = [];
+      await loadKeySet(source, "k1", (w) => warnings.push(w));
+      assert.deepEqual(warnings, [
+        "PII_HMAC_KEY_FILE is readable by others (mode 644); chmod it 0400",
+      ]);
+    });
+    await t.step("too short", async () => {
+      await Deno.writeTextFile(source.path, "short");
+      const error = await loadKeySet(source, "k1").then(() => null, (e: unknown) => e);
+      assert.ok(error instanceof ConfigError && !error.message.includes(name), String(error));
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("loadKeySet() warns on a low-entropy secret, not on generated ones", async () => {
   const warned = async (secret: string) => {
     const warnings: string[] = [];
@@ -270,7 +324,7 @@ Deno.test("loadKeySet() warns on a low-entropy secret, not on generated ones", a
 
 Deno.test("assertSeparateKeys() refuses one secret as both the HMAC and the vault key, naming no secret", () => {
   const hmac = parseKeySet(encoder.encode(A), "PII_HMAC_KEY", "k1");
-  const vault = parseKeySet(
+  const vault = parseVaultKeySet(
     encoder.encode(JSON.stringify({ current: "v2", keys: { v1: B, v2: A } })),
     "PII_VAULT_KEY",
     "v1",
@@ -283,6 +337,172 @@ Deno.test("assertSeparateKeys() refuses one secret as both the HMAC and the vaul
         .test(error.message) &&
       !error.message.includes(A),
   );
-  assertSeparateKeys(hmac, parseKeySet(encoder.encode(B), "PII_VAULT_KEY", "v1"));
+  assertSeparateKeys(hmac, parseVaultKeySet(encoder.encode(B), "PII_VAULT_KEY", "v1"));
   assertSeparateKeys(hmac, null);
+});
+
+/** The RFC 7748 §6.1 key pair docs/pii.md's vectors use, in base64url. */
+const X = Uint8Array.fromHex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+  .toBase64({ alphabet: "base64url", omitPadding: true });
+const D = Uint8Array.fromHex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
+  .toBase64({ alphabet: "base64url", omitPadding: true });
+
+Deno.test("parseVaultKeySet() reads secrets and X25519 key pairs, with or without the private half", () => {
+  const set = parseVaultKeySet(
+    encoder.encode(JSON.stringify({
+      current: "p1",
+      keys: {
+        v1: A,
+        p1: { kty: "OKP", crv: "X25519", x: X, d: D },
+        p0: { kty: "OKP", crv: "X25519", x: X, kid: "ignored", use: "enc" },
+      },
+    })),
+    "PII_VAULT_KEY_FILE",
+    "v1",
+  );
+  assert.equal(set.current, "p1");
+  const p1 = set.keys.get("p1");
+  assert.ok(p1?.kind === "pair" && p1.privateKey !== null);
+  assert.equal(p1.publicKey.toBase64({ alphabet: "base64url", omitPadding: true }), X);
+  assert.equal(p1.privateKey.reveal().toBase64({ alphabet: "base64url", omitPadding: true }), D);
+  assert.ok(set.keys.get("p0")?.kind === "pair");
+  assert.equal((set.keys.get("p0") as { privateKey: unknown }).privateKey, null);
+  assert.equal(set.keys.get("v1")?.kind, "secret");
+  assert.deepEqual(readableKeyIds(set), ["v1", "p1"]);
+  assert.ok(!Deno.inspect(set, { depth: 6 }).includes(D), "the private key prints redacted");
+  const single = parseVaultKeySet(encoder.encode(A), "PII_VAULT_KEY", "v1");
+  assert.deepEqual([...single.keys.keys()], ["v1"]);
+  assert.equal(single.keys.get("v1")?.kind, "secret");
+});
+
+Deno.test("parseVaultKeySet() refuses malformed key pairs without echoing a key; parseKeySet() refuses pairs", async (t) => {
+  const pair = (value: unknown) =>
+    encoder.encode(JSON.stringify({ current: "p1", keys: { p1: value } }));
+  const cases: { name: string; input: Uint8Array; hmac?: true; expected: RegExp }[] = [
+    {
+      name: "a P-256 key",
+      input: pair({ kty: "EC", crv: "P-256", x: X, y: X }),
+      expected: /key "p1" is an object but not an X25519 key pair \(\{"kty": "OKP"/,
+    },
+    {
+      name: "an Ed25519 key",
+      input: pair({ kty: "OKP", crv: "Ed25519", x: X }),
+      expected: /not an X25519 key pair/,
+    },
+    { name: "an array", input: pair([X]), expected: /the secret of key "p1" must be a string/ },
+    {
+      name: "x of 31 bytes",
+      input: pair({ kty: "OKP", crv: "X25519", x: X.slice(0, 42) }),
+      expected: /the public key "x" of key "p1" is not 32 bytes in unpadded base64url/,
+    },
+    {
+      name: "x in standard base64 with padding",
+      input: pair({ kty: "OKP", crv: "X25519", x: `${X.slice(0, 42)}+=` }),
+      expected: /the public key "x" of key "p1"/,
+    },
+    {
+      name: "d too long",
+      input: pair({ kty: "OKP", crv: "X25519", x: X, d: `${D}AAAA` }),
+      expected: /the private key "d" of key "p1" is not 32 bytes/,
+    },
+    {
+      name: "a pair in the HMAC key set",
+      input: pair({ kty: "OKP", crv: "X25519", x: X, d: D }),
+      hmac: true,
+      expected: /key "p1" is a key pair; HMAC keys are secrets/,
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, () => {
+      assert.throws(
+        () =>
+          c.hmac === true
+            ? parseKeySet(c.input, "PII_HMAC_KEY", "k1")
+            : parseVaultKeySet(c.input, "PII_VAULT_KEY", "v1"),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.match(error.message, c.expected);
+          assert.ok(!error.message.includes(D) && !error.message.includes(D.slice(0, 20)));
+          return true;
+        },
+      );
+    });
+  }
+});
+
+Deno.test("writerKeys() keeps the current key only, a pair without its private half", () => {
+  const set = parseVaultKeySet(
+    encoder.encode(JSON.stringify({
+      current: "p1",
+      keys: { v1: A, p1: { kty: "OKP", crv: "X25519", x: X, d: D } },
+    })),
+    "f",
+    "v1",
+  );
+  const writer = writerKeys(set);
+  assert.deepEqual([...writer.keys.keys()], ["p1"]);
+  assert.equal((writer.keys.get("p1") as { privateKey: unknown }).privateKey, null);
+  assert.deepEqual(readableKeyIds(writer), []);
+  // A secret cannot be split: a symmetric current key goes whole.
+  const symmetric = writerKeys({ ...set, current: "v1" });
+  assert.deepEqual(readableKeyIds(symmetric), ["v1"]);
+});
+
+Deno.test("vaultKeySetJson() writes a set parseVaultKeySet() reads back as it was", () => {
+  const text = JSON.stringify({
+    current: "p1",
+    keys: { v1: A, p1: { kty: "OKP", crv: "X25519", x: X, d: D } },
+  });
+  const set = parseVaultKeySet(encoder.encode(text), "f", "v1");
+  const written = vaultKeySetJson(set);
+  assert.deepEqual(JSON.parse(written), JSON.parse(text));
+  const publicOnly = JSON.parse(vaultKeySetJson(writerKeys(set)));
+  assert.deepEqual(publicOnly, {
+    current: "p1",
+    keys: { p1: { kty: "OKP", crv: "X25519", x: X } },
+  });
+  assert.throws(
+    () =>
+      vaultKeySetJson({
+        current: "v1",
+        keys: new Map([["v1", {
+          kind: "secret",
+          secret: new Secret(Uint8Array.of(0xff, ...encoder.encode(A)), "f"),
+        }]]),
+      }),
+    /not UTF-8 text/,
+  );
+});
+
+Deno.test("loadVaultKeySet() warns about a readable private key file, not about a public one", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const write = async (name: string, keys: unknown) => {
+      const path = `${dir}/${name}`;
+      await Deno.writeTextFile(path, JSON.stringify({ current: "p1", keys }));
+      await Deno.chmod(path, 0o644);
+      return path;
+    };
+    const privatePath = await write("vault.json", {
+      p1: { kty: "OKP", crv: "X25519", x: X, d: D },
+    });
+    const publicPath = await write("vault.public.json", {
+      p1: { kty: "OKP", crv: "X25519", x: X },
+    });
+    const warningsOf = async (path: string) => {
+      const warnings: string[] = [];
+      await loadVaultKeySet(
+        { ...fileSource(path, "--vault-key-file", "PII_VAULT_KEY") },
+        "v1",
+        (w) => warnings.push(w),
+      );
+      return warnings;
+    };
+    assert.deepEqual(await warningsOf(publicPath), []);
+    const warned = await warningsOf(privatePath);
+    assert.equal(warned.length, 1);
+    assert.match(warned[0] ?? "", /readable by others \(mode 644\); run: chmod 0400/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -147,7 +147,10 @@ Deno.test("localSink() with a vault marks values vaulted only once their batch c
     current: "v1",
     keys: new Map([[
       "v1",
-      new Secret(new TextEncoder().encode("vault key of the tests, 32+ bytes"), "t"),
+      {
+        kind: "secret",
+        secret: new Secret(new TextEncoder().encode("vault key of the tests, 32+ bytes"), "t"),
+      },
     ]]),
   });
   // A store whose first write gets no answer in time (a lock holds it), then the real one.
@@ -196,7 +199,7 @@ Deno.test("workerSink() writes a batch in a worker thread as localSink() would",
   }
   const masker = await testMasker();
   const rows = await database.sql<{ masked_device_id: string }[]>`
-    SELECT masked_device_id FROM user_logins ORDER BY user_id`;
+    SELECT masked_device_id FROM ${database.sql(db.schema)}.user_logins ORDER BY user_id`;
   assert.deepEqual(rows.map((r) => r.masked_device_id), [
     await masker.mask("device_id", "d-1"),
     await masker.mask("device_id", "d-3"),
@@ -238,7 +241,8 @@ Deno.test("workerSinks() spreads concurrent batches over its threads, each writt
   } finally {
     await sink.close();
   }
-  const [count] = await database.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM user_logins`;
+  const [count] = await database.sql<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM ${database.sql(db.schema)}.user_logins`;
   assert.equal(count?.n, 120);
 });
 

@@ -299,7 +299,10 @@ Deno.test("prepareItems() vaults each distinct value once per batch, on the firs
     current: "v1",
     keys: new Map([[
       "v1",
-      new Secret(new TextEncoder().encode("vault key of the tests, 32+ bytes"), "test"),
+      {
+        kind: "secret",
+        secret: new Secret(new TextEncoder().encode("vault key of the tests, 32+ bytes"), "test"),
+      },
     ]]),
   });
   const known = new Set<Masked>([await masker.mask("device_id", "known-device")]);
@@ -313,11 +316,15 @@ Deno.test("prepareItems() vaults each distinct value once per batch, on the firs
     masker,
     { ...OPTIONS, vault: { cipher, known: (m) => known.has(m) } },
   );
-  const vaulted = (item: WriteItem | undefined) =>
-    item?.kind === "row" ? (item.vault ?? []).map((e) => `${e.field}=${cipher.decrypt(e)}`) : [];
-  assert.deepEqual(vaulted(items[0]), ["ip=10.0.0.1", "device_id=d-1"]);
-  assert.deepEqual(vaulted(items[1]), ["device_id=d-2"], "its address was vaulted by a");
-  assert.deepEqual(vaulted(items[2]), ["ip=10.0.0.2"], "its device id is known");
+  const vaulted = async (item: WriteItem | undefined) =>
+    item?.kind === "row"
+      ? await Promise.all(
+        (item.vault ?? []).map(async (e) => `${e.field}=${await cipher.decrypt(e)}`),
+      )
+      : [];
+  assert.deepEqual(await vaulted(items[0]), ["ip=10.0.0.1", "device_id=d-1"]);
+  assert.deepEqual(await vaulted(items[1]), ["device_id=d-2"], "its address was vaulted by a");
+  assert.deepEqual(await vaulted(items[2]), ["ip=10.0.0.2"], "its device id is known");
   assert.equal(items[3]?.kind, "reject");
   for (const item of items) {
     if (item.kind !== "row") continue;

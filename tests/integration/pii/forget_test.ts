@@ -161,7 +161,7 @@ eachMajor.test("an erased value stays erased: a later login and a direct re-inse
   assert.equal(rows?.n, 2, "both logins keep the same opaque mask");
   // Someone holding the vault key calls the consumer's function with a fresh, valid entry.
   const cipher = await cipherOf(VAULT_SECRET);
-  const sealed = cipher.encrypt("ip", mask as Masked, "192.0.2.77");
+  const sealed = await cipher.encrypt("ip", mask as Masked, "192.0.2.77");
   await db.sql`SELECT login_etl_vault_put(${[mask]}::text[], ${["ip"]}::text[],
     ARRAY[${Buffer.from(sealed.ciphertext)}::bytea], ARRAY[${Buffer.from(sealed.iv)}::bytea],
     ${["v1"]}::text[])`;

@@ -47,7 +47,7 @@ eachMajor.test("a consumer's vault write looks the same for a known, an erased a
   // The known and the erased values were vaulted; the erased one then
   // erased by a recoverer.
   for (const which of ["known", "erased"] as const) {
-    const entry = cipher.encrypt("ip", mask[which] as Masked, value[which]);
+    const entry = await cipher.encrypt("ip", mask[which] as Masked, value[which]);
     await db.sql`
       INSERT INTO login_etl_vault (masked_value, field, ciphertext, iv, key_id)
       VALUES (${mask[which]}, 'ip', ${Buffer.from(entry.ciphertext)}, ${
@@ -67,7 +67,7 @@ eachMajor.test("a consumer's vault write looks the same for a known, an erased a
   // transaction it rolls back, what its own transaction's statistics say.
   const asConsumer = roles.connectAs(roles.users.consumer);
   const probe = async (masked: string, raw: string) => {
-    const entry = cipher.encrypt("ip", masked as Masked, raw);
+    const entry = await cipher.encrypt("ip", masked as Masked, raw);
     return await asConsumer.begin(async (tx) => {
       // Counters before and after the call, in the same transaction: the
       // difference is what the call did (a backend may hold counts of its
@@ -148,7 +148,7 @@ eachMajor.test("entries a consumer plants for masks it predicts are dropped when
   // plants entries for them first: another address sealed under the ip's
   // mask, and bytes that decrypt to nothing under the device id's.
   const asConsumer = roles.connectAs(roles.users.consumer);
-  const wrong = cipher.encrypt("ip", ipMask as Masked, "10.66.66.66");
+  const wrong = await cipher.encrypt("ip", ipMask as Masked, "10.66.66.66");
   await asConsumer`
     SELECT login_etl_vault_put(${[ipMask, deviceMask]}::text[], ${["ip", "device_id"]}::text[],
       ARRAY[${Buffer.from(wrong.ciphertext)}::bytea, ${Buffer.alloc(40, 7)}::bytea],
@@ -215,7 +215,7 @@ eachMajor.test("an inbox claim is handed out only to its login, after the transa
   const k1 = await maskerOf(TEST_SECRET, "k1");
   const cipher = await cipherOf(VAULT_SECRET);
   const mask = k1.mask("ip", "192.0.2.200");
-  const entry = cipher.encrypt("ip", mask as Masked, "192.0.2.200");
+  const entry = await cipher.encrypt("ip", mask as Masked, "192.0.2.200");
   const asConsumer = roles.connectAs(roles.users.consumer);
   await asConsumer`
     SELECT login_etl_vault_put(${[mask]}::text[], ${["ip"]}::text[],
@@ -279,8 +279,12 @@ Deno.test("vault-merge keeps entries under keys it does not hold, and deletes th
   const k9 = await maskerOf("a key this merger does not hold, 32+ bytes", "k9");
   const k1 = await maskerOf(TEST_SECRET, "k1");
   const cipher = await cipherOf(VAULT_SECRET);
-  const foreignHmac = cipher.encrypt("ip", k9.mask("ip", "192.0.2.9") as Masked, "192.0.2.9");
-  const foreignVault = cipher.encrypt("ip", k1.mask("ip", "192.0.2.8") as Masked, "192.0.2.8");
+  const foreignHmac = await cipher.encrypt("ip", k9.mask("ip", "192.0.2.9") as Masked, "192.0.2.9");
+  const foreignVault = await cipher.encrypt(
+    "ip",
+    k1.mask("ip", "192.0.2.8") as Masked,
+    "192.0.2.8",
+  );
   await db.sql`
     SELECT login_etl_vault_put(${[foreignHmac.masked, foreignVault.masked]}::text[],
       ${["ip", "ip"]}::text[],

@@ -30,7 +30,7 @@ import { failureLine } from "../../helpers/cli.ts";
 import { eachMajor } from "../../helpers/majors.ts";
 import { freshSchema, reportFigures, startSqs, TEST_SECRET } from "../../helpers/services.ts";
 
-eachMajor.test("recover prints the raw value behind ip and device_id masks, alone and in bulk, audited in the same transaction that releases them", async ({ pg }) => {
+eachMajor.test("recover prints the raw value behind ip and device_id masks, alone and in bulk, audited before they are released", async ({ pg }) => {
   const started = performance.now();
   await using sqs = await startSqs();
   await using db = await freshSchema(pg);
@@ -85,7 +85,11 @@ eachMajor.test("recover prints the raw value behind ip and device_id masks, alon
   assert.equal(device.code, 0, device.stderr);
   assert.equal(device.stdout, `${deviceMask}\tdevice_id\t111-22-3333\n`);
   assert.deepEqual(
-    (await auditAfter(db.sql, before)).map((a) => ({ ...a, id: "" })),
+    (await auditAfter(db.sql, before)).map((a) => ({
+      ...a,
+      id: "",
+      detail: a.detail?.replace(/ticket \d+/, "ticket N") ?? null,
+    })),
     [ipMask, deviceMask].map((m, i) => ({
       id: "",
       actor: "alice",
@@ -94,7 +98,7 @@ eachMajor.test("recover prints the raw value behind ip and device_id masks, alon
       "masked_value": m,
       reason,
       outcome: "released",
-      detail: `ciphertext released, field ${i === 0 ? "ip" : "device_id"}`,
+      detail: `ciphertext released on ticket N, field ${i === 0 ? "ip" : "device_id"}`,
     })),
   );
 
@@ -273,13 +277,13 @@ Deno.test("recover refuses tampered, swapped, injected and unknown-key vault ent
   // Swapped and re-encrypted by someone holding the vault key (a consumer
   // host): ip 6's entry now holds ip 1's value, sealed for ip 6's mask, so it
   // decrypts cleanly. Only the mask check can tell.
-  const resealed = cipher.encrypt("ip", ip(6) as Masked, "192.0.2.11");
+  const resealed = await cipher.encrypt("ip", ip(6) as Masked, "192.0.2.11");
   await db.sql`
     UPDATE login_etl_vault SET ciphertext = ${hex(resealed.ciphertext)},
       iv = ${hex(resealed.iv)} WHERE masked_value = ${ip(6)}`;
   // Injected: an entry for a mask never vaulted, sealed correctly, holding another value.
   const ghost = k1.mask("ip", "198.51.100.200");
-  const injected = cipher.encrypt("ip", ghost as Masked, "10.9.9.9");
+  const injected = await cipher.encrypt("ip", ghost as Masked, "10.9.9.9");
   await db.sql`
     INSERT INTO login_etl_vault (masked_value, field, ciphertext, iv, key_id)
     VALUES (${ghost}, 'ip', ${hex(injected.ciphertext)}, ${hex(injected.iv)}, 'v1')`;

@@ -83,7 +83,7 @@ eachMajor.test("rekey moves every mask to the new HMAC key through the vault and
   const vault = await vaultRows(db.sql);
   const masks = new Set(rows.flatMap((r) => [r.masked_ip, r.masked_device_id]));
   assert.deepEqual(new Set(vault.map((v) => v.masked_value)), masks, "vault keyed by new masks");
-  const opened = openVault(await cipherOf(VAULT_SECRET), vault);
+  const opened = await openVault(await cipherOf(VAULT_SECRET), vault);
   for (const e of events) assert.equal(opened.get(k2.mask("ip", e.ip)), e.ip);
 
   // The most shared address, recovered through its new mask.
@@ -244,8 +244,8 @@ Deno.test("rekey killed after a committed batch resumes to the same state as an 
   const k2 = await maskerOf(HMAC_SECRET_2, "k2");
   const cipher = await cipherOf(VAULT_SECRET);
   const vault = await vaultRows(db.sql);
-  const opened = openVault(cipher, vault);
-  assert.deepEqual(opened, openVault(cipher, await vaultRows(control.sql)));
+  const opened = await openVault(cipher, vault);
+  assert.deepEqual(opened, await openVault(cipher, await vaultRows(control.sql)));
   const expected = new Map(events.flatMap((e) => [
     [k2.mask("ip", e.ip), e.ip] as const,
     [k2.mask("device_id", e.deviceId), e.deviceId] as const,
@@ -276,7 +276,7 @@ Deno.test("rekey-vault re-encrypts every entry under the new vault key, resumes 
   await drain(sqs, cli, bodies, {}, { merge: db });
   const before = await vaultRows(db.sql);
   assert.ok(before.every((v) => v.key_id === "v1"));
-  const original = openVault(await cipherOf(vaultKeySet("v1")), before);
+  const original = await openVault(await cipherOf(vaultKeySet("v1")), before);
 
   const env = { PII_VAULT_KEY: vaultKeySet("v2") };
   const args = ["rekey-vault", "--to", "v2", "--reason", "vault key rotation", "--max-rows", "5"];
@@ -293,7 +293,7 @@ Deno.test("rekey-vault re-encrypts every entry under the new vault key, resumes 
   assert.deepEqual(after.map((v) => v.masked_value), before.map((v) => v.masked_value));
   // v1 can now be removed from the key set: everything opens with v2 alone.
   const v2Only = vaultKeySet("v2", ["v2"]);
-  assert.deepEqual(openVault(await cipherOf(v2Only), after), original);
+  assert.deepEqual(await openVault(await cipherOf(v2Only), after), original);
   const again = await cli.run(args, env);
   assert.equal(again.code, 0, again.stderr);
   assert.deepEqual(JSON.parse(again.stdout), { "key_id": "v2", moved: 0, batches: 0, failed: 0 });

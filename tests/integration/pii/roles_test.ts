@@ -33,7 +33,8 @@ const TABLE_PRIVILEGES = [
 ];
 const FUNCTIONS = {
   put: "login_etl_vault_put(text[],text[],bytea[],bytea[],text[])",
-  recover: "login_etl_recover(text[],text,text)",
+  request: "login_etl_release_request(text[],text,text)",
+  release: "login_etl_release(bigint)",
   forget: "login_etl_forget(text[],text,text)",
   note: "login_etl_audit_note(text,text[],text,text,text,text)",
   list: "login_etl_audit_list(bigint,integer)",
@@ -114,6 +115,7 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
             const table of [
               "login_etl_vault",
               "login_etl_audit",
+              "login_etl_release_tickets",
               "login_etl_vault_inbox",
               "login_etl_inbox_claims",
               "login_etl_vault_links",
@@ -144,7 +146,8 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
         [consumerUser, { ...NO_FUNCTION, put: true, note: true, maintain: true }],
         [recovererUser, {
           ...NO_FUNCTION,
-          recover: true,
+          request: true,
+          release: true,
           forget: true,
           note: true,
           list: true,
@@ -168,12 +171,11 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
         SELECT count(*)::int AS n FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = ${db.stateSchema} AND p.proname LIKE 'login_etl_%' AND p.prosecdef
           AND pg_get_userbyid(p.proowner) = ${owner}
-          AND array_to_string(p.proconfig, ',') IN (${`search_path=${db.stateSchema}, pg_temp`},
-                                                    ${`search_path=pg_catalog, ${db.stateSchema}, pg_temp`})`;
+          AND array_to_string(p.proconfig, ',') = ${`search_path=pg_catalog, ${db.stateSchema}, pg_temp`}`;
       assert.equal(
         definers?.n,
-        9,
-        "nine SECURITY DEFINER functions, owned by the owner, search_path pinned",
+        10,
+        "ten SECURITY DEFINER functions, owned by the owner, search_path pinned",
       );
     });
 
@@ -246,7 +248,7 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
         const [v] = await asAnalyst<{ v: string }[]>`SELECT app_version_text(2003000) AS v`;
         assert.equal(v?.v, "2.3.0");
         // Everything of login-etl's own is in the state schema, which the
-        // analyst may not even look into: each name is refused.
+        // analyst may not use: each statement naming one of its objects is refused.
         const state = `"${db.stateSchema}"`;
         for (
           const statement of [
@@ -282,6 +284,36 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
           SELECT * FROM login_etl_migrations ORDER BY version DESC LIMIT 1`;
         assert.deepEqual(Object.keys(guard[0] ?? {}), ["version", "name", "state_schema"]);
         await assert.rejects(asAnalyst.unsafe("DELETE FROM user_logins"), denied);
+      },
+    );
+
+    await t.step(
+      "an analyst user still sees the state schema's catalog: names, row counts and function bodies, never contents",
+      async () => {
+        // Postgres shows every role the system catalogs and statistics views;
+        // no USAGE hides only what the schema's objects hold (docs/pii.md).
+        const asAnalyst = connectAs(analystUser);
+        const tables = await asAnalyst<{ name: string }[]>`
+          SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = ${db.stateSchema} AND c.relkind IN ('r', 'p') ORDER BY 1`;
+        const names = tables.map((r) => r.name);
+        for (const name of ["login_etl_audit", "login_etl_rejects", "login_etl_vault"]) {
+          assert.ok(names.includes(name), `${name} in ${names.join(", ")}`);
+        }
+        const stats = await asAnalyst<{ name: string; live: number | string }[]>`
+          SELECT relname AS name, n_live_tup AS live FROM pg_stat_user_tables
+          WHERE schemaname = ${db.stateSchema} AND relname = 'login_etl_audit'`;
+        assert.equal(stats.length, 1, "the audit trail's row count (an estimate) is readable");
+        assert.ok(Number.isInteger(Number(stats[0]?.live)));
+        const [body] = await asAnalyst<{ src: string }[]>`
+          SELECT p.prosrc AS src FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname = ${db.stateSchema} AND p.proname = 'login_etl_release'`;
+        assert.match(body?.src ?? "", /login_etl_vault/, "a function's body is readable");
+        // The contents stay out of reach, through the catalog too.
+        await assert.rejects(
+          asAnalyst.unsafe(`SELECT * FROM "${db.stateSchema}".login_etl_vault`),
+          denied,
+        );
       },
     );
 
@@ -369,7 +401,14 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
         assert.equal(result.stdout, `${ipMask}\tip\t203.0.113.7\n`);
         const asRecoverer = connectAs(recovererUser);
         await asRecoverer.unsafe(`SET ROLE "${recoverer}"`);
-        await asRecoverer`SELECT * FROM login_etl_recover(${[ipMask]}::text[], 'alice', 'INC-43')`;
+        const [request] = await asRecoverer<{ ticket: string }[]>`
+          SELECT ticket::text FROM login_etl_release_request(${[
+          ipMask,
+        ]}::text[], 'alice', 'INC-43')`;
+        const released = await asRecoverer`SELECT * FROM login_etl_release(${
+          request?.ticket ?? ""
+        }::bigint)`;
+        assert.equal(released.length, 1, "the ticket's ciphertext, after SET ROLE too");
         const audit = await auditAfter(db.sql, before);
         assert.deepEqual(audit.map((a) => [a.db_user, a.actor, a.outcome]), [
           [recovererUser, "alice", "released"],

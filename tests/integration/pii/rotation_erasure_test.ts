@@ -83,7 +83,7 @@ async function seed(db: TestDb): Promise<void> {
     ]);
   }
   for (const [mask, [field, raw]] of values) {
-    const e = cipher.encrypt(field, mask as Masked, raw);
+    const e = await cipher.encrypt(field, mask as Masked, raw);
     await db.sql`
       INSERT INTO login_etl_vault (masked_value, field, ciphertext, iv, key_id)
       VALUES (${mask}, ${field}, ${Buffer.from(e.ciphertext)}, ${Buffer.from(e.iv)}, 'v1')`;
@@ -618,8 +618,8 @@ eachMajor.test("rekey keeps an existing target entry only if it proves out, and 
   const cli = new Cli(cliEnv(db, { PII_HMAC_KEY: hmacKeySet("k2") }));
   const k2 = await maskerOf(HMAC_SECRET_2, "k2");
   const cipher = await cipherOf(VAULT_SECRET);
-  const sealed = (mask: string, raw: string) => {
-    const e = cipher.encrypt("ip", mask as Masked, raw);
+  const sealed = async (mask: string, raw: string) => {
+    const e = await cipher.encrypt("ip", mask as Masked, raw);
     return [Buffer.from(e.ciphertext), Buffer.from(e.iv)] as const;
   };
   // Target masks already holding entries, as a consumer of an older
@@ -628,9 +628,9 @@ eachMajor.test("rekey keeps an existing target entry only if it proves out, and 
   const squatted = k2.mask("ip", PEOPLE[2]?.ip ?? "");
   const foreign = k2.mask("ip", PEOPLE[3]?.ip ?? "");
   const correct = k2.mask("ip", PEOPLE[4]?.ip ?? "");
-  const [sc, si] = sealed(squatted, "10.66.66.66");
-  const [fc, fi] = sealed(foreign, PEOPLE[3]?.ip ?? "");
-  const [cc, ci] = sealed(correct, PEOPLE[4]?.ip ?? "");
+  const [sc, si] = await sealed(squatted, "10.66.66.66");
+  const [fc, fi] = await sealed(foreign, PEOPLE[3]?.ip ?? "");
+  const [cc, ci] = await sealed(correct, PEOPLE[4]?.ip ?? "");
   await db.sql`
     INSERT INTO login_etl_vault (masked_value, field, ciphertext, iv, key_id) VALUES
       (${squatted}, 'ip', ${sc}, ${si}, 'v1'), (${foreign}, 'ip', ${fc}, ${fi}, 'v9'),
@@ -638,7 +638,7 @@ eachMajor.test("rekey keeps an existing target entry only if it proves out, and 
   // A row whose mask is under a key the set does not hold, with an entry
   // that would regroup it with the victim's rows if moved unchecked.
   const stranger = `k7:${"S".repeat(43)}`;
-  const [xc, xi] = sealed(stranger, VICTIM.ip);
+  const [xc, xi] = await sealed(stranger, VICTIM.ip);
   await db.sql`
     INSERT INTO login_etl_vault (masked_value, field, ciphertext, iv, key_id)
     VALUES (${stranger}, 'ip', ${xc}, ${xi}, 'v1')`;

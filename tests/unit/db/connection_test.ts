@@ -314,7 +314,6 @@ Deno.test("resolvePgTarget() names what cannot apply, one entry each, without va
     ["OAuth, secret value not shown", "host=h oauth_client_secret=s3cr3t-x", {}, [
       /^oauth_client_secret \(no OAuth/,
     ]],
-    ["requirepeer", "host=/tmp requirepeer=postgres", {}, [/^requirepeer/]],
     ["replication", "host=h replication=database", {}, [/^replication/]],
     ["a non-UTF8 client_encoding", "host=h client_encoding=LATIN1", {}, [/^client_encoding/]],
     ["sslcertmode=require", "host=h sslcertmode=require", {}, [/^sslcertmode=require/]],
@@ -336,6 +335,11 @@ Deno.test("resolvePgTarget() names what cannot apply, one entry each, without va
       {},
     );
     assert.deepEqual(target.ignored, []);
+  });
+  await t.step("requirepeer (and PGREQUIREPEER) is applied, not named", () => {
+    const target = resolvePgTarget(url("host=/tmp requirepeer=postgres"), {});
+    assert.deepEqual([target.ignored, target.requirePeer], [[], "postgres"]);
+    assert.equal(resolvePgTarget(null, { PGREQUIREPEER: "pg" }).requirePeer, "pg");
   });
 });
 

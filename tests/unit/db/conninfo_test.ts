@@ -56,6 +56,11 @@ Deno.test("parseConninfo() reads URLs as libpq does", async (t) => {
       },
     },
     {
+      name: "host names of letters (any script), digits, dots, - and _; an IPv6 zone",
+      input: "postgres://db_1.bücher.example,[fe80::1%25eth0]:5433/d",
+      expected: { host: "db_1.bücher.example,fe80::1%eth0", port: ",5433", dbname: "d" },
+    },
+    {
       name: "a socket directory as an encoded host",
       input: "postgresql://%2Fcloudsql%2Fproj%3Aregion%3Ainst/db",
       expected: { host: "/cloudsql/proj:region:inst", dbname: "db" },
@@ -66,9 +71,10 @@ Deno.test("parseConninfo() reads URLs as libpq does", async (t) => {
       expected: { host: "/var/run/postgresql", dbname: "db" },
     },
     {
-      name: "the first @ ends the user info (libpq, unlike a WHATWG URL)",
-      input: "postgres://u:p@ss@db/x",
-      expected: { user: "u", password: "p", host: "ss@db", dbname: "x" },
+      name:
+        "an encoded @ in the password (a raw one: the first @ ends the user info, refused below)",
+      input: "postgres://u:p%40ss@db/x",
+      expected: { user: "u", password: "p@ss", host: "db", dbname: "x" },
     },
     {
       name: "an empty dbname is left unset",
@@ -175,6 +181,34 @@ Deno.test("parseConninfo() refuses what libpq refuses, in one line without the p
       `postgres://u:${secret}@db/x?options=-c a=b`,
       /second "="|unexpected space/,
     ],
+    // Split at the first @, as libpq: the password's tail would be the host,
+    // and the resolver's ENOTFOUND would print it.
+    [
+      "an @ in the password: its tail in the host",
+      `postgres://app:Tr0ub4dor@${secret}@127.0.0.1:5432/prod`,
+      /a host holds "@"; percent-encode @ in the user or password as %40$/,
+    ],
+    [
+      "an @ in the password of a second host",
+      `postgres://app:pw@db1,${secret}@db2/prod`,
+      /a host holds "@"/,
+    ],
+    [
+      "an @ and a : in the password: its tail in the port",
+      `postgres://app:Tr0ub4dor@Horse:${secret}@127.0.0.1/prod`,
+      /a port holds "@"; percent-encode @ in the user or password as %40$/,
+    ],
+    [
+      "a / in the password: its tail in the database name",
+      `postgres://app:12/${secret}@db/prod`,
+      /the database name holds "@"; percent-encode @ in the user or password as %40, and \/ as %2F/,
+    ],
+    [
+      "a host name with a character no host has",
+      `postgres://u@db!${secret}/x`,
+      /a host name holds a character no host name has/,
+    ],
+    ["brackets around no IPv6 address", `postgres://u@[${secret}]/x`, /not an IPv6 address/],
   ];
   for (const [name, input, message] of cases) {
     await t.step(name, () => {

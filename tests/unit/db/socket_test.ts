@@ -114,7 +114,7 @@ const tlsSettings = (over: Partial<PgTls> = {}): PgTls => ({
 /** The error of a failed openSocket, or null. */
 async function failure(endpoint: PgEndpoint, settings: PgTls, ms = 3000) {
   try {
-    (await openSocket(endpoint, settings, ms)).destroy();
+    (await openSocket(endpoint, settings, { timeoutMs: ms })).destroy();
     return null;
   } catch (error) {
     return error as Error & { code?: string };
@@ -133,7 +133,7 @@ Deno.test("openSocket() negotiates TLS as libpq does", async (t) => {
           const socket = await openSocket(
             { host: "localhost", hostaddr: "127.0.0.1", port: server.port },
             tlsSettings(),
-            3000,
+            { timeoutMs: 3000 },
           );
           assert.ok(socket instanceof tls.TLSSocket);
           assert.equal((socket as unknown as { negotiated: boolean }).negotiated, true);
@@ -151,7 +151,7 @@ Deno.test("openSocket() negotiates TLS as libpq does", async (t) => {
         (await openSocket(
           { host: "localhost", hostaddr: "127.0.0.1", port: server.port },
           tlsSettings({ sni: false }),
-          3000,
+          { timeoutMs: 3000 },
         )).destroy();
         assert.equal(server.seen[0]?.sni ?? "", "");
       } finally {
@@ -164,7 +164,7 @@ Deno.test("openSocket() negotiates TLS as libpq does", async (t) => {
         (await openSocket(
           { host: "localhost", hostaddr: "127.0.0.1", port: server.port },
           tlsSettings({ negotiation: "direct" }),
-          3000,
+          { timeoutMs: 3000 },
         )).destroy();
         await new Promise((r) => setTimeout(r, 50));
         assert.equal(server.seen[0]?.secure, true);
@@ -177,7 +177,9 @@ Deno.test("openSocket() negotiates TLS as libpq does", async (t) => {
       const server = await standIn(identity, "answer-N");
       try {
         const endpoint = { host: "127.0.0.1", hostaddr: null, port: server.port };
-        const plain = await openSocket(endpoint, tlsSettings({ sslmode: "prefer" }), 3000);
+        const plain = await openSocket(endpoint, tlsSettings({ sslmode: "prefer" }), {
+          timeoutMs: 3000,
+        });
         assert.ok(!(plain instanceof tls.TLSSocket));
         plain.destroy();
         assert.equal((await failure(endpoint, tlsSettings()))?.code, "SSL_NOT_SUPPORTED");
@@ -191,7 +193,7 @@ Deno.test("openSocket() negotiates TLS as libpq does", async (t) => {
         const socket = await openSocket(
           { host: "127.0.0.1", hostaddr: null, port: server.port },
           tlsSettings({ sslmode: "disable" }),
-          3000,
+          { timeoutMs: 3000 },
         );
         socket.write(new Uint8Array([0, 0, 0, 4]));
         await new Promise((r) => setTimeout(r, 50));
@@ -207,7 +209,7 @@ Deno.test("openSocket() negotiates TLS as libpq does", async (t) => {
         const socket = await openSocket(
           { host: dir, hostaddr: null, port: 5432 },
           tlsSettings(),
-          3000,
+          { timeoutMs: 3000 },
         );
         assert.ok(!(socket instanceof tls.TLSSocket));
         socket.write(new Uint8Array([0, 0, 0, 4]));
@@ -257,7 +259,7 @@ Deno.test("openSocket() fails at once, with a code, where libpq does", async (t)
           const socket = await openSocket(
             { host: "127.0.0.1", hostaddr: null, port: server.port },
             tlsSettings({ sslmode: "disable" }),
-            3000,
+            { timeoutMs: 3000 },
           );
           const closed = new Promise<Error | undefined>((resolve) => {
             socket.once("error", resolve);

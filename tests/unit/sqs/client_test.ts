@@ -9,6 +9,7 @@ import {
   type SqsEndpoint,
 } from "../../../src/sqs/client.ts";
 import { chunkBySize } from "../../../src/sqs/_batch.ts";
+import { isTransientAwsError } from "../../../src/sqs/_errors.ts";
 
 const LOCAL_QUEUE = "http://localhost:4566/000000000000/login-queue";
 const AWS_QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/login-queue";
@@ -116,8 +117,12 @@ Deno.test("isAwsHost() recognises AWS hosts and only them", async (t) => {
     { host: "amazonaws.com", expected: true },
     { host: "sqs.cn-north-1.amazonaws.com.cn", expected: true },
     { host: "sqs.us-east-1.api.aws", expected: true },
+    { host: "sqs.us-east-1.amazonaws.com.", expected: true },
+    { host: "sqs.eu-west-1.api.aws.", expected: true },
     { host: "localhost", expected: false },
     { host: "127.0.0.1", expected: false },
+    { host: "amazonaws.com.evil.example.", expected: false },
+    { host: "sqs.us-east-1.amazonaws.com..", expected: false },
     { host: "sqs.us-east-1.localhost", expected: false },
     { host: "amazonaws.com.evil.example", expected: false },
     { host: "evilamazonaws.com", expected: false },
@@ -141,6 +146,7 @@ Deno.test("loopbackForLocalhost() dials 127.0.0.1 for localhost names, keeping s
     { url: "http://notlocalhost:4566/0/q", expected: "http://notlocalhost:4566" },
     { url: "http://localhost.example:4566/0/q", expected: "http://localhost.example:4566" },
     { url: "http://[::1]:4566/0/q", expected: "http://[::1]:4566" },
+    { url: "http://sqs.us-east-1.localhost.:4566/0/q", expected: "http://127.0.0.1:4566" },
   ];
   for (const c of cases) {
     await t.step(`loopbackForLocalhost() maps ${c.url} to ${c.expected}`, () => {
@@ -218,5 +224,54 @@ Deno.test("createSqsClient() resolves an AWS queue URL's own endpoint and region
         }
       },
     );
+  }
+});
+
+Deno.test("createSqsClient() treats a trailing-dot AWS host as AWS: its region, the SDK's endpoint, no dummy pair", async () => {
+  const overrides: string[] = [];
+  const connection = await createSqsClient({
+    queueUrl: "https://sqs.eu-west-1.amazonaws.com./123456789012/q",
+    region: "us-east-1",
+    protocol: "json",
+    awsEnv: {},
+    waitSeconds: 1,
+    onRegionOverridden: (o) => overrides.push(`${o.configured}->${o.region}`),
+  });
+  try {
+    assert.equal(connection.region.region, "eu-west-1");
+    assert.equal(connection.region.source, "queue URL");
+    assert.equal(await connection.client.config.region(), "eu-west-1");
+    assert.deepEqual(overrides, ["us-east-1->eu-west-1"]);
+    // The SDK's own endpoint: and with it the SDK's credential chain, never
+    // the emulators' test/test (given only for a non-AWS endpoint).
+    assert.deepEqual(connection.endpoint, { endpoint: undefined, source: "aws" });
+    assert.equal(connection.client.config.endpoint, undefined);
+  } finally {
+    connection.client.destroy();
+  }
+});
+
+Deno.test("isTransientAwsError() never waits out a permission the runtime refused", async (t) => {
+  const fault = (name: string, $fault: "client" | "server") =>
+    Object.assign(new Error(name), { name, $fault });
+  const cases: { name: string; error: unknown; expected: boolean }[] = [
+    {
+      name: "NotCapable (a sys permission the flags lack)",
+      error: new Deno.errors.NotCapable('Requires sys access to "ca"'),
+      expected: false,
+    },
+    {
+      name: "PermissionDenied",
+      error: new Deno.errors.PermissionDenied("denied"),
+      expected: false,
+    },
+    { name: "a refused connection", error: new Error("connect ECONNREFUSED"), expected: true },
+    { name: "a server fault", error: fault("InternalError", "server"), expected: true },
+    { name: "a missing queue", error: fault("QueueDoesNotExist", "client"), expected: false },
+  ];
+  for (const c of cases) {
+    await t.step(`isTransientAwsError() is ${c.expected} for ${c.name}`, () => {
+      assert.equal(isTransientAwsError(c.error), c.expected);
+    });
   }
 });

@@ -40,7 +40,15 @@ Deno.test("awsQueueHost() reads the region and endpoint variant of AWS's queue U
       "https://vpce-0a1b2c3d-e4f5g6h7.sqs.eu-north-1.vpce.amazonaws.com/123456789012/q",
       aws("eu-north-1"),
     ],
+    // A fully qualified name, one trailing dot: the same AWS host.
+    ["https://sqs.eu-west-1.amazonaws.com./123456789012/q", aws("eu-west-1")],
+    ["https://SQS.EU-WEST-1.AMAZONAWS.COM./123456789012/q", aws("eu-west-1")],
+    ["https://sqs.ap-south-1.api.aws./123456789012/q", aws("ap-south-1", { dualStack: true })],
+    ["https://eu-west-2.queue.amazonaws.com./123456789012/q", aws("eu-west-2")],
+    ["https://queue.amazonaws.com./123456789012/q", aws("us-east-1")],
+    ["https://sqs.cn-north-1.amazonaws.com.cn./123456789012/q", aws("cn-north-1")],
     // LocalStack's look-alikes and other hosts are not AWS: the configured region decides there.
+    ["https://sqs.eu-west-1.amazonaws.com.evil.example./1/q", null],
     ["http://sqs.eu-west-2.localhost.localstack.cloud:4566/000000000000/q", null],
     ["http://localhost:4566/queue/ap-south-1/000000000000/q", null],
     ["http://sqs.us-east-1.localhost:4566/000000000000/q", null],
@@ -65,6 +73,7 @@ Deno.test("regionFromQueueUrl() reads AWS's and LocalStack's URL forms", async (
     ["https://sqs.eu-central-1.api.aws/123456789012/q", "eu-central-1"],
     ["https://eu-west-1.queue.amazonaws.com/123456789012/q", "eu-west-1"],
     ["https://queue.amazonaws.com/123456789012/q", "us-east-1"],
+    ["https://sqs.eu-west-1.amazonaws.com./123456789012/q", "eu-west-1"],
     ["http://sqs.eu-west-2.localhost.localstack.cloud:4566/000000000000/q", "eu-west-2"],
     ["http://localhost:4566/queue/ap-south-1/000000000000/q", "ap-south-1"],
     ["http://localhost:4566/000000000000/login-queue", null],

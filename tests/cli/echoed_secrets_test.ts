@@ -1,0 +1,140 @@
+// Secrets put where a setting's value, a config-file key or a key file's path
+// belongs never reach the CLI's output: each mistake is made as a user would
+// make it, and the whole of stdout and stderr is searched for the secret, in
+// both log formats, with --verbose (which adds each error's causes).
+
+import assert from "node:assert/strict";
+import { failureLine, runCli } from "../helpers/cli.ts";
+import { TEST_SECRET } from "../helpers/services.ts";
+
+const PASSWORD = "Hunter2Secret";
+const KEY = "q8Jv3kZ0aTq1YbW5pL7sN2xR4mC6dE9fH0gI1jK2lM3=";
+/** Closed local ports: every service a run reaches is refused at once. */
+const NOWHERE = {
+  DATABASE_URL: "postgres://etl@127.0.0.1:1/x",
+  SQS_QUEUE_URL: "http://127.0.0.1:1/000000000000/q",
+  AWS_ACCESS_KEY_ID: "test",
+  AWS_SECRET_ACCESS_KEY: "test",
+  AWS_REGION: "us-east-1",
+  AWS_EC2_METADATA_DISABLED: "true",
+  // A run that gets past its settings (as one did before the fix) fails fast.
+  LOGIN_ETL_MAX_RETRY_SECONDS: "0",
+};
+
+interface Case {
+  readonly name: string;
+  readonly args: readonly string[];
+  readonly env?: Record<string, string>;
+  /** A config file's text, passed with --config. */
+  readonly config?: string;
+  /** The line that shows the run reached the mistake (so the search is not vacuous). */
+  readonly says: RegExp;
+}
+
+const CASES: readonly Case[] = [
+  {
+    name: "an unquoted keyword/value connection string the shell split",
+    args: ["check", "--database-url", "host=127.0.0.1", `password=${PASSWORD}`, "sslmode=require"],
+    says: /Unexpected argument 4 for check \(not shown.*quote the value of --database-url/,
+  },
+  {
+    name: "a connection string in the command's place",
+    args: [`postgres://app:${PASSWORD}@db/prod`, "migrate"],
+    says: /Unknown command \(argument 1, not shown/,
+  },
+  {
+    name: "a Postgres URL in SQS_QUEUE_URL",
+    args: ["seed"],
+    env: { SQS_QUEUE_URL: `postgres://u:${PASSWORD}@db.example/prod` },
+    says: /Invalid SQS_QUEUE_URL "postgres:\/\/u:\*\*\*@db\.example\/prod"/,
+  },
+  {
+    name: "a queue URL with a user and password",
+    args: ["seed", "--queue-url", `https://u:${PASSWORD}@sqs.eu-west-1.amazonaws.com/1/q`],
+    says: /must not hold a user or password/,
+  },
+  {
+    name: "--reject-queue-url with a password",
+    args: ["drain", "--reject-queue-url", `http://u:${PASSWORD}@127.0.0.1:1/0/rejects`],
+    env: { PII_HMAC_KEY: TEST_SECRET },
+    says: /Invalid --reject-queue-url "http:\/\/u:\*\*\*@/,
+  },
+  {
+    name: "a Postgres URL in LOGIN_ETL_REJECT_QUEUE_URL",
+    args: ["drain"],
+    env: { PII_HMAC_KEY: TEST_SECRET, LOGIN_ETL_REJECT_QUEUE_URL: `host=db password=${PASSWORD}` },
+    says: /Invalid LOGIN_ETL_REJECT_QUEUE_URL "host=db password=\*\*\*"/,
+  },
+  {
+    name: "a connection string as a config-file key",
+    args: ["migrate"],
+    config: JSON.stringify({ [`postgres://app:${PASSWORD}@db/prod`]: 1 }),
+    says: /a key that is not a setting name \(36 characters\)/,
+  },
+  {
+    name: "a password unquoted in a config file (not JSON)",
+    args: ["migrate"],
+    // V8's parse error quotes the text around the fault: here, the password.
+    config: `{"log-level": "info", "password": ${PASSWORD}}`,
+    says: /not valid JSON/,
+  },
+  {
+    name: "a URL with a password in a variable that takes no URL",
+    args: ["migrate"],
+    env: { LOGIN_ETL_LOG_LEVEL: `postgres://app:${PASSWORD}@db/prod` },
+    says: /Invalid LOGIN_ETL_LOG_LEVEL "postgres:\/\/app:\*\*\*@db\/prod"/,
+  },
+  {
+    name: "a key in PII_HMAC_KEY_FILE",
+    args: ["drain"],
+    env: { PII_HMAC_KEY_FILE: KEY },
+    says: /Cannot read PII_HMAC_KEY_FILE: no such file \(.*put keys in PII_HMAC_KEY\)/,
+  },
+  {
+    name: "a key in --hmac-key-file",
+    args: ["drain", "--hmac-key-file", KEY],
+    says: /Cannot read --hmac-key-file: no such file/,
+  },
+  {
+    name: "a key in a config file's hmac-key-file",
+    args: ["drain"],
+    config: JSON.stringify({ "hmac-key-file": KEY }),
+    says: /Cannot read "hmac-key-file" in --config ".*": no such file/,
+  },
+  {
+    name: "keys in PII_VAULT_KEY_FILE and --hmac-key-file, checked",
+    args: ["check", "--hmac-key-file", KEY],
+    env: { PII_VAULT_KEY_FILE: KEY },
+    says: /checks failed/,
+  },
+];
+
+Deno.test("no planted secret reaches stdout or stderr, in either log format", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "login-etl-secrets-" });
+  try {
+    for (const c of CASES) {
+      for (const format of ["json", "text"]) {
+        await t.step(`${c.name} (${format})`, async () => {
+          const configArgs: string[] = [];
+          if (c.config !== undefined) {
+            const path = `${dir}/config.json`;
+            await Deno.writeTextFile(path, c.config);
+            configArgs.push("--config", path);
+          }
+          const result = await runCli(
+            [...c.args, ...configArgs, "--log-format", format, "--verbose"],
+            { env: { ...NOWHERE, ...c.env } },
+          );
+          const output = result.stdout + result.stderr;
+          assert.notEqual(result.code, 0, output);
+          assert.match(format === "json" ? failureLine(result) : output, c.says);
+          for (const secret of [PASSWORD, KEY, KEY.slice(0, 12), "Hunter2"]) {
+            assert.ok(!output.includes(secret), `${secret} in:\n${output}`);
+          }
+        });
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
