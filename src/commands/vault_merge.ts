@@ -12,6 +12,7 @@ import type { VaultMergeConfig } from "../config/resolve.ts";
 import { requireSchema } from "../db/schema.ts";
 import { ConfigError } from "../errors.ts";
 import { mergeInbox } from "../pii/merge.ts";
+import { READING_KEYS } from "../pii/vault.ts";
 import { hmacMaskers, openSession, type PiiIo, vaultCipher } from "./_pii.ts";
 
 /** Claims of more than this many entries are refused by `login_etl_inbox_claim`. */
@@ -26,6 +27,11 @@ export async function vaultMergeCommand(config: VaultMergeConfig, io: PiiIo): Pr
     throw new ConfigError(
       "vault-merge needs the vault key set (PII_VAULT_KEY or --vault-key-file) to check each entry",
     );
+  }
+  if (!cipher.readable) {
+    // A public key set opens nothing: every entry would be kept unproven,
+    // and --drop-unverifiable must never be what decides over them.
+    throw new ConfigError(`vault-merge needs ${READING_KEYS}, to check each entry`);
   }
   const maskers = await hmacMaskers(config, warn);
   await requireSchema(database.sql, { connection, ...database.schemas });

@@ -299,7 +299,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "boolean",
     commands: ["vault-merge"],
     help:
-      "Delete inbox entries under HMAC or vault key ids the key sets do not hold, instead of keeping them",
+      "Delete inbox entries under HMAC or vault key ids the key sets do not hold at all (a pair's public half counts as held), instead of keeping them",
   },
   {
     flag: "vault-id",

@@ -56,7 +56,10 @@ export interface MergeOptions {
   readonly reason: string | null;
   /** Entries per claim (at most 10,000). */
   readonly batch: number;
-  /** Delete entries under keys the merger cannot use instead of keeping them. */
+  /**
+   * Delete entries under HMAC or vault key ids the sets do not hold instead
+   * of keeping them (never those of a pair held as its public half only).
+   */
   readonly dropUnverifiable?: boolean;
   readonly telemetry?: Telemetry;
   readonly stop?: AbortSignal;
@@ -76,7 +79,12 @@ interface InboxEntry {
 type Verdict =
   | { readonly verdict: "accept"; readonly others: readonly string[] }
   | { readonly verdict: "refuse"; readonly why: "undecryptable" | "mismatch" }
-  | { readonly verdict: "keep" };
+  /**
+   * Not judged. `foreign` when a key id is not in the sets at all (what
+   * `dropUnverifiable` deletes); a pair held as its public half only is
+   * never foreign: its entries wait for a merger holding the private half.
+   */
+  | { readonly verdict: "keep"; readonly foreign: boolean };
 
 /**
  * Judges one entry: kept when the merger cannot open it or check its mask
@@ -89,7 +97,10 @@ type Verdict =
 async function judge(entry: InboxEntry, keys: MergeKeys): Promise<Verdict> {
   const masked = entry.masked_value;
   const masker = keys.maskers.get(masked.slice(0, Math.max(0, masked.indexOf(":"))));
-  if (masker === undefined || !keys.cipher.canRead(entry.key_id)) return { verdict: "keep" };
+  if (masker === undefined || !keys.cipher.has(entry.key_id)) {
+    return { verdict: "keep", foreign: true };
+  }
+  if (!keys.cipher.canRead(entry.key_id)) return { verdict: "keep", foreign: false };
   let raw: string;
   try {
     raw = await keys.cipher.decrypt(fromStored(entry));
@@ -178,7 +189,7 @@ export async function mergeInbox(
           linkMasks.push(other);
         }
       } else if (verdict.verdict === "keep") {
-        if (options.dropUnverifiable !== true) keep.push(entry.id);
+        if (options.dropUnverifiable !== true || !verdict.foreign) keep.push(entry.id);
       } else {
         options.telemetry?.emit({
           type: "InboxEntryRefused",

@@ -174,6 +174,27 @@ Deno.test("drain with only the public key set writes sealed, padded entries noth
     /^key ids p1; current p1 \(sealed\): recover needs the private vault key set/,
   );
 
+  // A merge with public keys only proves nothing and drops nothing: the
+  // owner's vault-merge refuses such a set, and a set that can read other
+  // entries keeps those sealed to a pair it holds only the public half of,
+  // even with --drop-unverifiable (they are not under a foreign key).
+  assertRefused(
+    await cli.run(["vault-merge"], consumerEnv),
+    2,
+    /^error: vault-merge needs the private vault key set \(vault\.json from login-etl keygen\)/,
+  );
+  const publicPair = JSON.parse(await Deno.readTextFile(keys.publicPath)).keys.p1;
+  const halfBlind = await cli.run(["vault-merge", "--drop-unverifiable"], {
+    PII_VAULT_KEY: JSON.stringify({ current: "v1", keys: { v1: VAULT_SECRET, p1: publicPair } }),
+    PII_VAULT_KEY_FILE: "",
+  });
+  assert.equal(halfBlind.code, 0, halfBlind.stderr);
+  assert.deepEqual(
+    { ...JSON.parse(halfBlind.stdout), batches: 0 },
+    { claimed: 6, accepted: 0, known: 0, erased: 0, dropped: 0, kept: 6, batches: 0 },
+  );
+  assert.deepEqual(await inboxRows(db.sql), vault, "every entry still in the inbox");
+
   // The recoverer's private key set opens every entry, proven against its
   // mask; recover merges the masks it is asked for first.
   const recoverer = { PII_VAULT_KEY: "", PII_VAULT_KEY_FILE: keys.privatePath };
