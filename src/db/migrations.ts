@@ -1249,7 +1249,7 @@ BEGIN
   IF NOT FOUND OR v_claim.db_user <> session_user::text THEN
     RAISE EXCEPTION 'No inbox claim % of this login' , p_claim USING ERRCODE = '22023';
   END IF;
-  IF v_claim.xact = pg_catalog.pg_current_xact_id_if_assigned() THEN
+  IF pg_catalog.pg_xact_status(v_claim.xact) IS DISTINCT FROM 'committed' THEN
     RAISE EXCEPTION 'An inbox claim is read after the transaction that made it commits (its audit rows first)'
       USING ERRCODE = '25000';
   END IF;
