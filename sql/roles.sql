@@ -23,8 +23,9 @@
 -- privilege on the vault or the audit trail. They reach them only through
 -- SECURITY DEFINER functions owned by login_etl_owner, which audit in the same
 -- transaction under session_user (the login role, whatever SET ROLE says): the
--- consumer adds vault entries and learns nothing back; the recoverer recovers
--- and erases, always audited.
+-- consumer appends vault entries to an inbox and learns nothing back (the same
+-- insert whatever the vault holds); the recoverer recovers and erases, always
+-- audited; the owner merges the inbox into the vault (login-etl vault-merge).
 --
 -- Nobody but the owner may create objects in either schema: this script
 -- revokes CREATE on both from PUBLIC (PostgreSQL 14 and older, and clusters
@@ -199,6 +200,16 @@ ALTER FUNCTION login_etl_release(bigint) OWNER TO login_etl_owner;
 ALTER FUNCTION login_etl_forget(text[], text, text) OWNER TO login_etl_owner;
 ALTER FUNCTION login_etl_audit_note(text, text[], text, text, text, text) OWNER TO login_etl_owner;
 ALTER FUNCTION login_etl_audit_list(bigint, integer) OWNER TO login_etl_owner;
+-- Version 8: the vault inbox, the claims on it, the links between masks of one
+-- value, and the functions around them.
+ALTER TABLE login_etl_vault_inbox OWNER TO login_etl_owner;
+ALTER TABLE login_etl_inbox_claims OWNER TO login_etl_owner;
+ALTER TABLE login_etl_vault_links OWNER TO login_etl_owner;
+ALTER FUNCTION login_etl_lock_masks(text[]) OWNER TO login_etl_owner;
+ALTER FUNCTION login_etl_linked(text[]) OWNER TO login_etl_owner;
+ALTER FUNCTION login_etl_inbox_claim(text[], bigint, integer, text, text) OWNER TO login_etl_owner;
+ALTER FUNCTION login_etl_inbox_claimed(bigint) OWNER TO login_etl_owner;
+ALTER FUNCTION login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[]) OWNER TO login_etl_owner;
 
 -- Nothing for anyone by default: functions are executable by PUBLIC unless revoked.
 REVOKE ALL ON user_logins, login_etl_ledger, login_etl_rejects, login_etl_keys, login_etl_vault,
@@ -206,6 +217,14 @@ REVOKE ALL ON user_logins, login_etl_ledger, login_etl_rejects, login_etl_keys, 
   FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;
 REVOKE ALL ON SEQUENCE login_etl_audit_id_seq, login_etl_release_tickets_id_seq
   FROM PUBLIC, login_etl_consumer, pii_recoverer;
+REVOKE ALL ON login_etl_vault_inbox, login_etl_inbox_claims, login_etl_vault_links
+  FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;
+REVOKE ALL ON SEQUENCE login_etl_vault_inbox_id_seq, login_etl_inbox_claims_id_seq
+  FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;
+REVOKE ALL ON FUNCTION login_etl_lock_masks(text[]), login_etl_linked(text[]),
+  login_etl_inbox_claim(text[], bigint, integer, text, text), login_etl_inbox_claimed(bigint),
+  login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[])
+  FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;
 REVOKE ALL ON FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], text[]),
   login_etl_release_request(text[], text, text), login_etl_release(bigint),
   login_etl_forget(text[], text, text),
@@ -236,6 +255,12 @@ GRANT EXECUTE ON FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], 
 -- login_etl_release hands out the ciphertext once that has committed.
 GRANT EXECUTE ON FUNCTION login_etl_release_request(text[], text, text), login_etl_release(bigint),
   login_etl_forget(text[], text, text), login_etl_audit_list(bigint, integer) TO pii_recoverer;
+-- Before requesting, it merges the vault inbox entries of the masks it asks
+-- for (each claim audited and committed before its entries are handed out);
+-- the whole inbox only the owner merges (login_etl_inbox_claim checks).
+GRANT EXECUTE ON FUNCTION login_etl_inbox_claim(text[], bigint, integer, text, text),
+  login_etl_inbox_claimed(bigint), login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[])
+  TO pii_recoverer;
 
 -- A refused attempt is audited under the refused login, by either role; this
 -- function records only denied or failed attempts, so it cannot forge a release.

@@ -917,3 +917,413 @@ BEGIN
 END $$;
 
 COMMIT;
+
+-- Version 8: vault inbox (no membership oracle), mask links and per-mask locks (erasure survives rotation)
+BEGIN;
+
+DO $$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+BEGIN
+  -- Append-only and keyed by nothing of the entry: no unique index on the
+  -- mask, so an insert never looks for, waits on or conflicts with another.
+  EXECUTE pg_catalog.format($t$CREATE TABLE %1$I.login_etl_vault_inbox (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    masked_value text NOT NULL,
+    field        text NOT NULL CHECK (field IN ('ip', 'device_id')),
+    ciphertext   bytea NOT NULL,
+    iv           bytea NOT NULL,
+    key_id       text NOT NULL,
+    received_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    claim_id     bigint
+  )$t$, state);
+  EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_inbox_masked_value ON %I.login_etl_vault_inbox (masked_value)', state);
+  EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_inbox_claim_id ON %I.login_etl_vault_inbox (claim_id)', state);
+  -- Who claimed inbox entries to verify them, in which transaction: the
+  -- entries are handed out only to that login, in a later transaction.
+  EXECUTE pg_catalog.format($t$CREATE TABLE %1$I.login_etl_inbox_claims (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    db_user    text NOT NULL DEFAULT session_user,
+    actor      text NOT NULL,
+    xact       xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    claimed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+  )$t$, state);
+  EXECUTE pg_catalog.format($t$CREATE TABLE %1$I.login_etl_vault_links (
+    mask    text NOT NULL,
+    other   text NOT NULL,
+    made_by text NOT NULL CHECK (made_by IN ('rekey', 'merge')),
+    made_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (mask, other)
+  )$t$, state);
+  EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_links_other ON %I.login_etl_vault_links (other)', state);
+END $$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_lock_masks(p_masks text[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+DECLARE h integer;
+BEGIN
+  FOR h IN SELECT DISTINCT pg_catalog.hashtext(u.m) FROM pg_catalog.unnest(p_masks) AS u(m)
+           WHERE u.m IS NOT NULL ORDER BY 1 LOOP
+    PERFORM pg_catalog.pg_advisory_xact_lock(1279611990, h);
+  END LOOP;
+END
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_lock_masks(text[]) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN (NULL) LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_lock_masks(text[]) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_linked(p_masks text[]) RETURNS text[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+WITH RECURSIVE linked(m) AS (
+  SELECT u.m FROM pg_catalog.unnest(p_masks) AS u(m) WHERE u.m IS NOT NULL
+  UNION
+  SELECT l.b FROM linked
+  JOIN (SELECT k.mask AS a, k.other AS b FROM %1$I.login_etl_vault_links k
+        UNION ALL SELECT k.other, k.mask FROM %1$I.login_etl_vault_links k) AS l ON l.a = linked.m
+)
+SELECT coalesce(pg_catalog.array_agg(linked.m ORDER BY linked.m), '{}'::text[]) FROM linked
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_linked(text[]) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN (NULL) LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_linked(text[]) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_vault_put(p_masked text[], p_field text[], p_ciphertext bytea[], p_iv bytea[], p_key_id text[]) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+INSERT INTO %1$I.login_etl_vault_inbox (masked_value, field, ciphertext, iv, key_id)
+SELECT DISTINCT ON (u.m) u.m, u.f, u.c, u.i, u.k
+FROM ROWS FROM (pg_catalog.unnest(p_masked), pg_catalog.unnest(p_field), pg_catalog.unnest(p_ciphertext),
+                pg_catalog.unnest(p_iv), pg_catalog.unnest(p_key_id)) AS u(m, f, c, i, k)
+ORDER BY u.m
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_vault_put(text[], text[], bytea[], bytea[], text[]) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('login_etl_consumer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_vault_put(text[], text[], bytea[], bytea[], text[]) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_forget(p_masked text[], p_actor text, p_reason text) RETURNS TABLE (masked_value text, outcome text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+#variable_conflict use_column
+DECLARE
+  v_asked text[];
+  v_todo text[];
+  v_done text[] := '{}';
+  v_erased text[] := '{}';
+  v_round text[];
+BEGIN
+  IF coalesce(pg_catalog.btrim(p_reason), '') = '' THEN
+    INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'forget', u.m, p_reason, 'denied', 'no reason given' FROM pg_catalog.unnest(p_masked) AS u(m);
+    RETURN QUERY SELECT u.m, 'denied'::text FROM pg_catalog.unnest(p_masked) AS u(m);
+    RETURN;
+  END IF;
+  v_asked := ARRAY(SELECT DISTINCT u.m FROM pg_catalog.unnest(p_masked) AS u(m) WHERE u.m IS NOT NULL ORDER BY 1);
+  v_todo := v_asked;
+  LOOP
+    v_todo := ARRAY(SELECT l.m FROM pg_catalog.unnest(%1$I.login_etl_linked(pg_catalog.array_cat(v_done, v_todo))) AS l(m)
+                    EXCEPT SELECT d.m FROM pg_catalog.unnest(v_done) AS d(m) ORDER BY 1);
+    EXIT WHEN pg_catalog.cardinality(v_todo) = 0;
+    PERFORM %1$I.login_etl_lock_masks(v_todo);
+    WITH gone AS (
+      DELETE FROM %1$I.login_etl_vault_inbox i WHERE i.masked_value = ANY(v_todo) RETURNING i.masked_value AS m
+    ), erased AS (
+      INSERT INTO %1$I.login_etl_vault AS v (masked_value, erased_at)
+      SELECT t.m, pg_catalog.now() FROM pg_catalog.unnest(v_todo) AS t(m) ORDER BY t.m
+      ON CONFLICT (masked_value) DO UPDATE
+        SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = pg_catalog.now()
+        WHERE v.erased_at IS NULL
+      RETURNING v.masked_value AS m, NOT (v.xmax = 0) AS was_live
+    )
+    SELECT ARRAY(SELECT g.m FROM gone g UNION SELECT e.m FROM erased e WHERE e.was_live) INTO v_round;
+    v_erased := pg_catalog.array_cat(v_erased, v_round);
+    v_done := pg_catalog.array_cat(v_done, v_todo);
+  END LOOP;
+  RETURN QUERY
+  WITH outcomes AS (
+    SELECT d.m, CASE WHEN d.m = ANY(v_erased) THEN 'success' ELSE 'not_found' END AS o,
+           d.m = ANY(v_asked) AS asked
+    FROM pg_catalog.unnest(v_done) AS d(m)
+  ),
+  audited AS (
+    INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'forget', o.m, p_reason, o.o,
+           CASE WHEN NOT o.asked THEN 'linked to an erased mask (the same value under another HMAC key); '
+                ELSE '' END ||
+           CASE o.o WHEN 'success' THEN 'vault entry erased' ELSE 'no live vault entry; tombstone kept' END
+    FROM outcomes o ORDER BY NOT o.asked, o.m
+  )
+  SELECT o.m, o.o FROM outcomes o;
+END
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_forget(text[], text, text) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_forget(text[], text, text) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_inbox_claim(p_masked text[], p_after bigint, p_limit integer, p_actor text, p_reason text) RETURNS TABLE (claim bigint, entries integer, last_id bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+#variable_conflict use_column
+DECLARE
+  v_bulk constant boolean := p_masked IS NULL;
+  v_claim bigint;
+  v_count integer;
+  v_last bigint;
+  v_masks text[];
+  v_erased text[] := '{}';
+BEGIN
+  IF v_bulk AND NOT pg_catalog.pg_has_role(session_user, current_user, 'MEMBER') THEN
+    RAISE EXCEPTION 'Only the owner role may merge the whole vault inbox; a recoverer merges the masks it recovers'
+      USING ERRCODE = '42501';
+  END IF;
+  IF NOT v_bulk AND coalesce(pg_catalog.btrim(p_reason), '') = '' THEN
+    RAISE EXCEPTION 'Merging named masks needs a reason (it is kept in the audit trail)' USING ERRCODE = '22023';
+  END IF;
+  UPDATE %1$I.login_etl_vault_inbox i SET claim_id = NULL
+  FROM %1$I.login_etl_inbox_claims c
+  WHERE i.claim_id = c.id AND c.claimed_at < pg_catalog.now() - interval '10 minutes';
+  DELETE FROM %1$I.login_etl_inbox_claims c WHERE c.claimed_at < pg_catalog.now() - interval '10 minutes';
+  IF NOT v_bulk THEN
+    v_erased := ARRAY(SELECT u.m FROM pg_catalog.unnest(p_masked) AS u(m)
+                      WHERE EXISTS (SELECT FROM %1$I.login_etl_vault v
+                                    WHERE v.masked_value = ANY(%1$I.login_etl_linked(ARRAY[u.m]))
+                                      AND v.erased_at IS NOT NULL));
+  END IF;
+  INSERT INTO %1$I.login_etl_inbox_claims (actor) VALUES (p_actor) RETURNING id INTO v_claim;
+  WITH picked AS (
+    SELECT i.id FROM %1$I.login_etl_vault_inbox i
+    WHERE i.claim_id IS NULL AND i.id > coalesce(p_after, 0)
+      AND (v_bulk OR (i.masked_value = ANY(p_masked) AND NOT i.masked_value = ANY(v_erased)))
+    ORDER BY i.id LIMIT greatest(1, least(coalesce(p_limit, 1000), 10000))
+    FOR UPDATE SKIP LOCKED
+  ), claimed AS (
+    UPDATE %1$I.login_etl_vault_inbox i SET claim_id = v_claim FROM picked
+    WHERE i.id = picked.id RETURNING i.id, i.masked_value
+  )
+  SELECT pg_catalog.count(*)::integer, pg_catalog.max(c.id),
+         pg_catalog.array_agg(DISTINCT c.masked_value)
+  INTO v_count, v_last, v_masks FROM claimed c;
+  IF v_count = 0 THEN
+    DELETE FROM %1$I.login_etl_inbox_claims c WHERE c.id = v_claim;
+    RETURN QUERY SELECT NULL::bigint, 0, NULL::bigint;
+    RETURN;
+  END IF;
+  IF v_bulk THEN
+    INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    VALUES (p_actor, 'merge', NULL, p_reason, 'released',
+            pg_catalog.format('%%s inbox entries released to be verified and merged (claim %%s)', v_count, v_claim));
+  ELSE
+    INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'merge', u.m, p_reason, 'released',
+           pg_catalog.format('inbox entries released to be verified and merged (claim %%s)', v_claim)
+    FROM pg_catalog.unnest(v_masks) AS u(m) ORDER BY u.m;
+  END IF;
+  RETURN QUERY SELECT v_claim, v_count, v_last;
+END
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_inbox_claim(text[], bigint, integer, text, text) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_inbox_claim(text[], bigint, integer, text, text) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_inbox_claimed(p_claim bigint) RETURNS TABLE (id bigint, masked_value text, field text, ciphertext bytea, iv bytea, key_id text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+#variable_conflict use_column
+DECLARE
+  v_claim record;
+BEGIN
+  SELECT c.db_user, c.xact INTO v_claim FROM %1$I.login_etl_inbox_claims c WHERE c.id = p_claim;
+  IF NOT FOUND OR v_claim.db_user <> session_user::text THEN
+    RAISE EXCEPTION 'No inbox claim %% of this login' , p_claim USING ERRCODE = '22023';
+  END IF;
+  IF pg_catalog.pg_xact_status(v_claim.xact) IS DISTINCT FROM 'committed' THEN
+    RAISE EXCEPTION 'An inbox claim is read after the transaction that made it commits (its audit rows first)'
+      USING ERRCODE = '25000';
+  END IF;
+  RETURN QUERY SELECT i.id, i.masked_value, i.field, i.ciphertext, i.iv, i.key_id
+  FROM %1$I.login_etl_vault_inbox i WHERE i.claim_id = p_claim ORDER BY i.id;
+END
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_inbox_claimed(bigint) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_inbox_claimed(bigint) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_inbox_settle(p_claim bigint, p_accept bigint[], p_keep bigint[], p_link_id bigint[], p_link_mask text[]) RETURNS TABLE (accepted integer, known integer, erased integer, dropped integer, kept integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+#variable_conflict use_column
+DECLARE
+  v_user text;
+  v_actor text;
+  v_ids bigint[];
+  v_masks text[];
+  v_pair_m text[];
+  v_pair_s text[];
+  v_gone text[];
+  v_accepted integer;
+  v_judged integer;
+  v_deleted integer;
+  v_kept integer;
+BEGIN
+  SELECT c.db_user, c.actor INTO v_user, v_actor FROM %1$I.login_etl_inbox_claims c WHERE c.id = p_claim;
+  IF NOT FOUND OR v_user <> session_user::text THEN
+    RAISE EXCEPTION 'No inbox claim %% of this login', p_claim USING ERRCODE = '22023';
+  END IF;
+  PERFORM %1$I.login_etl_lock_masks(%1$I.login_etl_linked(ARRAY(
+    SELECT i.masked_value FROM %1$I.login_etl_vault_inbox i WHERE i.claim_id = p_claim AND i.id = ANY(p_accept)
+    UNION SELECT l.mask FROM ROWS FROM (pg_catalog.unnest(p_link_id), pg_catalog.unnest(p_link_mask)) AS l(id, mask)
+          WHERE l.id = ANY(p_accept))));
+  -- Read after the locks: a forget that held them has deleted its masks' entries.
+  SELECT pg_catalog.array_agg(x.id ORDER BY x.m), pg_catalog.array_agg(x.m ORDER BY x.m) INTO v_ids, v_masks
+  FROM (SELECT DISTINCT ON (i.masked_value) i.id, i.masked_value AS m FROM %1$I.login_etl_vault_inbox i
+        WHERE i.claim_id = p_claim AND i.id = ANY(p_accept) ORDER BY i.masked_value, i.id) AS x;
+  SELECT pg_catalog.count(*)::integer INTO v_judged FROM %1$I.login_etl_vault_inbox i
+  WHERE i.claim_id = p_claim AND i.id = ANY(p_accept);
+  v_ids := coalesce(v_ids, '{}');
+  v_masks := coalesce(v_masks, '{}');
+  -- Each candidate with every mask of its value: its own, the merger's
+  -- other keys', and everything linked to those. One recursive query for the
+  -- batch: per candidate, a look-up of its link masks would be quadratic.
+  SELECT pg_catalog.array_agg(r.m), pg_catalog.array_agg(r.s) INTO v_pair_m, v_pair_s
+  FROM (
+    WITH RECURSIVE cand AS (
+      SELECT c.id, c.m FROM ROWS FROM (pg_catalog.unnest(v_ids), pg_catalog.unnest(v_masks)) AS c(id, m)
+    ), rel(m, s) AS (
+      SELECT cand.m, cand.m FROM cand
+      UNION
+      SELECT cand.m, l.mask FROM cand
+      JOIN ROWS FROM (pg_catalog.unnest(p_link_id), pg_catalog.unnest(p_link_mask)) AS l(id, mask) ON l.id = cand.id
+      UNION
+      SELECT rel.m, k.b FROM rel
+      JOIN (SELECT x.mask AS a, x.other AS b FROM %1$I.login_etl_vault_links x
+            UNION ALL SELECT x.other, x.mask FROM %1$I.login_etl_vault_links x) AS k ON k.a = rel.s
+    )
+    SELECT rel.m, rel.s FROM rel
+  ) AS r;
+  v_gone := ARRAY(SELECT DISTINCT p.m FROM ROWS FROM (pg_catalog.unnest(v_pair_m), pg_catalog.unnest(v_pair_s)) AS p(m, s)
+                  JOIN %1$I.login_etl_vault v ON v.masked_value = p.s WHERE v.erased_at IS NOT NULL);
+  INSERT INTO %1$I.login_etl_vault AS v (masked_value, erased_at)
+  SELECT DISTINCT p.s, pg_catalog.now() FROM ROWS FROM (pg_catalog.unnest(v_pair_m), pg_catalog.unnest(v_pair_s)) AS p(m, s)
+  WHERE p.m = ANY(v_gone) ORDER BY 1
+  ON CONFLICT (masked_value) DO UPDATE
+    SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = pg_catalog.now()
+    WHERE v.erased_at IS NULL;
+  INSERT INTO %1$I.login_etl_vault (masked_value, field, ciphertext, iv, key_id)
+  SELECT i.masked_value, i.field, i.ciphertext, i.iv, i.key_id FROM %1$I.login_etl_vault_inbox i
+  WHERE i.id = ANY(v_ids) AND NOT i.masked_value = ANY(v_gone) ORDER BY i.masked_value
+  ON CONFLICT (masked_value) DO NOTHING;
+  GET DIAGNOSTICS v_accepted = ROW_COUNT;
+  INSERT INTO %1$I.login_etl_vault_links (mask, other, made_by)
+  SELECT DISTINCT i.masked_value, l.mask, 'merge'
+  FROM ROWS FROM (pg_catalog.unnest(p_link_id), pg_catalog.unnest(p_link_mask)) AS l(id, mask)
+  JOIN %1$I.login_etl_vault_inbox i ON i.id = l.id
+  WHERE i.id = ANY(v_ids) AND NOT i.masked_value = ANY(v_gone) AND l.mask <> i.masked_value
+  ON CONFLICT DO NOTHING;
+  DELETE FROM %1$I.login_etl_vault_inbox i
+  WHERE i.claim_id = p_claim AND NOT i.id = ANY(coalesce(p_keep, '{}'));
+  GET DIAGNOSTICS v_deleted = ROW_COUNT;
+  UPDATE %1$I.login_etl_vault_inbox i SET claim_id = NULL WHERE i.claim_id = p_claim;
+  GET DIAGNOSTICS v_kept = ROW_COUNT;
+  DELETE FROM %1$I.login_etl_inbox_claims c WHERE c.id = p_claim;
+  RETURN QUERY
+  WITH counts AS (
+    SELECT v_accepted AS accepted,
+           pg_catalog.cardinality(v_ids) - pg_catalog.cardinality(v_gone) - v_accepted AS known,
+           pg_catalog.cardinality(v_gone) AS erased,
+           v_deleted - v_judged AS dropped,
+           v_kept AS kept
+  ), audited AS (
+    INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT v_actor, 'merge', NULL, NULL, 'success',
+           pg_catalog.format('claim %%s: %%s entries accepted, %%s already vaulted, %%s of erased values dropped, %%s refused, %%s kept',
+                             p_claim, n.accepted, n.known, n.erased, n.dropped, n.kept)
+    FROM counts n
+  )
+  SELECT n.accepted, n.known, n.erased, n.dropped, n.kept FROM counts n;
+END
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[]) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[]) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  owner_oid oid;
+  owner_name text;
+  moved text;
+BEGIN
+  SELECT c.relowner INTO owner_oid FROM pg_catalog.pg_class c
+  WHERE c.oid = pg_catalog.format('%I.login_etl_vault', state)::regclass;
+  owner_name := pg_catalog.pg_get_userbyid(owner_oid);
+  IF owner_name = current_user OR NOT pg_catalog.pg_has_role(current_user, owner_oid, 'MEMBER') THEN
+    RETURN;
+  END IF;
+  FOREACH moved IN ARRAY ARRAY['login_etl_vault_inbox', 'login_etl_inbox_claims', 'login_etl_vault_links'] LOOP
+    EXECUTE pg_catalog.format('ALTER TABLE %I.%I OWNER TO %I', state, moved, owner_name);
+  END LOOP;
+  FOREACH moved IN ARRAY ARRAY['login_etl_lock_masks(text[])', 'login_etl_linked(text[])',
+                               'login_etl_inbox_claim(text[], bigint, integer, text, text)',
+                               'login_etl_inbox_claimed(bigint)',
+                               'login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[])'] LOOP
+    EXECUTE pg_catalog.format('ALTER FUNCTION %I.%s OWNER TO %I', state, moved, owner_name);
+  END LOOP;
+END $$;
+
+DO $$
+BEGIN
+  EXECUTE pg_catalog.format('INSERT INTO %I.login_etl_migrations (version, name, source) VALUES (%s, %L, %L)',
+                            COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl'), 8, 'vault inbox (no membership oracle), mask links and per-mask locks (erasure survives rotation)', 'schema.sql');
+END $$;
+
+COMMIT;

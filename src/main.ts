@@ -97,13 +97,16 @@ async function execute(
     case "recover":
     case "forget":
     case "rekey":
-    case "rekey-vault": {
+    case "rekey-vault":
+    case "vault-merge": {
       // Loaded only for these commands, like the demo's embedded services.
       const io = { telemetry, writeStdout, stop };
       if (config.command === "recover") {
         await (await import("./commands/recover.ts")).recoverCommand(config, io);
       } else if (config.command === "forget") {
         await (await import("./commands/forget.ts")).forgetCommand(config, io);
+      } else if (config.command === "vault-merge") {
+        await (await import("./commands/vault_merge.ts")).vaultMergeCommand(config, io);
       } else {
         await (await import("./commands/rekey.ts")).rekeyCommand(config, io);
       }

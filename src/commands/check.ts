@@ -69,9 +69,10 @@ const NEEDS: Readonly<
   run: { queue: true, database: true, hmac: "required", vault: "optional" },
   seed: { queue: true, database: false, hmac: "unused", vault: "unused" },
   recover: { queue: false, database: true, hmac: "required", vault: "required" },
-  forget: { queue: false, database: true, hmac: "unused", vault: "unused" },
+  forget: { queue: false, database: true, hmac: "optional", vault: "unused" },
   rekey: { queue: false, database: true, hmac: "required", vault: "required" },
   "rekey-vault": { queue: false, database: true, hmac: "unused", vault: "required" },
+  "vault-merge": { queue: false, database: true, hmac: "required", vault: "required" },
   migrate: { queue: false, database: true, hmac: "unused", vault: "unused" },
   report: { queue: false, database: true, hmac: "unused", vault: "unused" },
 };
@@ -106,6 +107,13 @@ const CONSUMER: readonly Privilege[] = [
   fn("login_etl_ledger_maintain(integer,integer)"),
 ];
 
+/** A merge of the vault inbox: recover's for its masks, vault-merge's (the owner) for all. */
+const INBOX: readonly Privilege[] = [
+  fn("login_etl_inbox_claim(text[],bigint,integer,text,text)"),
+  fn("login_etl_inbox_claimed(bigint)"),
+  fn("login_etl_inbox_settle(bigint,bigint[],bigint[],bigint[],text[])"),
+];
+
 /** What each command does in the database, as sql/roles.sql grants it. */
 function privilegesFor(target: Target, vault: boolean): readonly Privilege[] {
   switch (target) {
@@ -120,7 +128,10 @@ function privilegesFor(target: Target, vault: boolean): readonly Privilege[] {
         fn("login_etl_release(bigint)"),
         fn("login_etl_audit_note(text,text[],text,text,text,text)"),
         fn("login_etl_audit_list(bigint,integer)"),
+        ...INBOX,
       ];
+    case "vault-merge":
+      return INBOX;
     case "forget":
       return [
         fn("login_etl_forget(text[],text,text)"),
@@ -130,6 +141,9 @@ function privilegesFor(target: Target, vault: boolean): readonly Privilege[] {
       return [
         ...table("data", "user_logins", "SELECT", "UPDATE"),
         ...table("state", "login_etl_vault", "SELECT", "INSERT", "UPDATE", "DELETE"),
+        ...table("state", "login_etl_vault_links", "SELECT", "INSERT", "DELETE"),
+        ...table("state", "login_etl_vault_inbox", "SELECT"),
+        ...INBOX,
         ...table("state", "login_etl_audit", "INSERT"),
         ...table("state", "login_etl_keys", "SELECT", "INSERT"),
       ];

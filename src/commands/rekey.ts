@@ -2,6 +2,7 @@
  * `rekey` (masks to another HMAC key, through the vault) and `rekey-vault`
  * (vault entries to another vault key, or sealed to a key pair): batched,
  * resumable, audited. Both need a vault key set that can read.
+ * `rekey --retire` forgets an old HMAC key's recorded moves once it is done.
  *
  * @module
  */
@@ -12,7 +13,8 @@ import { ensureSchema } from "../db/schema.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { Masker } from "../mask.ts";
 import { loadKeySet } from "../pii/keyring.ts";
-import { rekeyRows, rekeyVault } from "../pii/rekey.ts";
+import { mergeInbox } from "../pii/merge.ts";
+import { rekeyRows, rekeyVault, retireKey } from "../pii/rekey.ts";
 import { READING_KEYS } from "../pii/vault.ts";
 import { openSession, type PiiIo, vaultCipher } from "./_pii.ts";
 
@@ -29,7 +31,21 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
     telemetry: io.telemetry,
     stop: io.stop,
   });
-  if (config.command === "rekey") {
+  if (config.command === "rekey" && config.retire !== null) {
+    if (config.reason === null) {
+      throw new UsageError("rekey --retire needs --reason TEXT (it is kept in the audit trail)");
+    }
+    await ensureSchema(sql, {
+      connection,
+      schema: config.schema,
+      stateSchema: config.stateSchema,
+    });
+    const retired = await retireKey(session.database, config.retire, {
+      actor,
+      reason: config.reason,
+    });
+    io.writeStdout(JSON.stringify({ retired: config.retire, ...retired }));
+  } else if (config.command === "rekey") {
     if (config.to === null) {
       throw new UsageError("rekey needs --to KEYID, the HMAC key id to move masks to");
     }
@@ -63,6 +79,16 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
       if (id !== config.to) verify.set(id, await Masker.create(key, id));
     }
     await registerKey(session.database, target);
+    // The inbox first: entries consumers wrote since the last merge are
+    // proven into the vault (or dropped), so that their rows move too.
+    const maskers = new Map([...verify, [target.keyId, target]]);
+    await mergeInbox(session.database, { cipher, maskers }, {
+      actor,
+      reason: config.reason,
+      batch: Math.min(config.maxRows, 10_000),
+      telemetry: io.telemetry,
+      stop: io.stop,
+    });
     const report = await rekeyRows(session.database, {
       target,
       verify,

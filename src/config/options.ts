@@ -19,6 +19,7 @@ export type CommandName =
   | "forget"
   | "rekey"
   | "rekey-vault"
+  | "vault-merge"
   | "keygen"
   | "migrate"
   | "check"
@@ -34,6 +35,7 @@ export const COMMANDS: readonly CommandName[] = [
   "forget",
   "rekey",
   "rekey-vault",
+  "vault-merge",
   "keygen",
   "migrate",
   "check",
@@ -47,9 +49,10 @@ export const COMMAND_SUMMARIES: Readonly<Record<CommandName, string>> = {
   seed: "Send synthetic login events to the queue (creates it if missing)",
   demo: "Run everything embedded: an SQS emulator, Postgres, seed, drain, report",
   recover: "Print the raw value behind masks from the vault, for authorised people; audited",
-  forget: "Erase the vault entry behind masks (crypto-shredding); audited",
+  forget: "Erase the vault entries behind masks or values, and their linked masks; audited",
   rekey: "Move the masks of existing rows to another HMAC key id, via the vault; resumable",
   "rekey-vault": "Re-encrypt (or seal) vault entries under another vault key id; resumable",
+  "vault-merge": "Merge the vault inbox into the vault, each entry proven first (owner role)",
   keygen: "Make a vault key pair: a private key set for recovery, a public one for consumers",
   migrate: "Apply the schema migrations this version needs (run it as the owner role)",
   check: "Preflight: the queue, Postgres, schema, privileges and keys a command needs",
@@ -65,12 +68,19 @@ const DB_USERS: readonly CommandName[] = [
   "forget",
   "rekey",
   "rekey-vault",
+  "vault-merge",
   "migrate",
   "check",
   "report",
 ];
 /** Commands that work on the recovery vault. */
-const PII_COMMANDS: readonly CommandName[] = ["recover", "forget", "rekey", "rekey-vault"];
+const PII_COMMANDS: readonly CommandName[] = [
+  "recover",
+  "forget",
+  "rekey",
+  "rekey-vault",
+  "vault-merge",
+];
 const QUEUE_USERS: readonly CommandName[] = ["drain", "run", "seed", "check"];
 const ALL: readonly CommandName[] = COMMANDS;
 
@@ -161,7 +171,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "hmac-key-file",
     env: "PII_HMAC_KEY_FILE",
     kind: "string",
-    commands: ["drain", "run", "rekey", "recover", "check"],
+    commands: ["drain", "run", "rekey", "recover", "forget", "vault-merge", "check"],
     value: "PATH",
     help:
       "File whose contents (minus one trailing newline) are the HMAC secret or key set; or set PII_HMAC_KEY",
@@ -171,7 +181,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     env: "PII_HMAC_KEY_ID",
     kind: "string",
     default: "k1",
-    commands: [...CONSUMERS, "rekey", "recover", "check"],
+    commands: [...CONSUMERS, "rekey", "recover", "forget", "vault-merge", "check"],
     value: "ID",
     help: "Id of the HMAC key, prefixed to every mask (letters, digits, _ and -; up to 16)",
   },
@@ -182,7 +192,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     commands: ["drain", "run", ...PII_COMMANDS, "check"],
     value: "PATH",
     help:
-      "Recovery vault key: a key set from login-etl keygen (drain and run need only vault.public.json; recover and the rekeys vault.json), or a separate secret of 32+ bytes; or set PII_VAULT_KEY. Off when unset",
+      "Recovery vault key: a key set from login-etl keygen (drain and run need only vault.public.json; recover, vault-merge and the rekeys vault.json), or a separate secret of 32+ bytes; or set PII_VAULT_KEY. Off when unset",
   },
   {
     flag: "vault-key-id",
@@ -210,6 +220,31 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "Masked values, one a line (a data-subject request), instead of --masked",
   },
   {
+    flag: "ip",
+    kind: "string",
+    commands: ["forget"],
+    value: "VALUE",
+    help:
+      "An IP address to erase under every HMAC key of the set; visible in process lists (use --values-from-file)",
+  },
+  {
+    flag: "device-id",
+    kind: "string",
+    commands: ["forget"],
+    value: "VALUE",
+    help:
+      "A device id to erase under every HMAC key of the set; visible in process lists (use --values-from-file)",
+  },
+  {
+    flag: "values-from-file",
+    env: "LOGIN_ETL_VALUES_FROM_FILE",
+    kind: "string",
+    commands: ["forget"],
+    value: "PATH",
+    help:
+      'Values to erase, one "ip VALUE" or "device_id VALUE" a line, from this file or - for stdin; erased under every HMAC key of the set',
+  },
+  {
     flag: "replay-audit",
     env: "LOGIN_ETL_REPLAY_AUDIT",
     kind: "string",
@@ -222,9 +257,9 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "reason",
     env: "LOGIN_ETL_REASON",
     kind: "string",
-    commands: ["recover", "forget", "rekey", "rekey-vault"],
+    commands: ["recover", "forget", "rekey", "rekey-vault", "vault-merge"],
     value: "TEXT",
-    help: "Why: required, and kept in the audit trail",
+    help: "Why: required (vault-merge: optional), and kept in the audit trail",
   },
   {
     flag: "actor",
@@ -248,6 +283,23 @@ export const OPTIONS: readonly OptionSpec[] = [
     commands: ["rekey", "rekey-vault"],
     value: "KEYID",
     help: "The key id to move to (it must be in the key set)",
+  },
+  {
+    flag: "retire",
+    env: "LOGIN_ETL_RETIRE",
+    kind: "string",
+    commands: ["rekey"],
+    value: "KEYID",
+    help:
+      "Instead of moving masks: forget the old → new links of this HMAC key id, once rekey has moved everything off it (then destroy the key)",
+  },
+  {
+    flag: "drop-unverifiable",
+    env: "LOGIN_ETL_DROP_UNVERIFIABLE",
+    kind: "boolean",
+    commands: ["vault-merge"],
+    help:
+      "Delete inbox entries under HMAC or vault key ids the key sets do not hold at all (a pair's public half counts as held), instead of keeping them",
   },
   {
     flag: "vault-id",
@@ -351,6 +403,7 @@ export const OPTIONS: readonly OptionSpec[] = [
       "forget",
       "rekey",
       "rekey-vault",
+      "vault-merge",
       "migrate",
       "report",
     ],
@@ -397,7 +450,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: "1000",
     min: 1,
     max: 20000,
-    commands: [...CONSUMERS, "rekey", "rekey-vault"],
+    commands: [...CONSUMERS, "rekey", "rekey-vault", "vault-merge"],
     value: "N",
     help: "Most messages written in one transaction",
   },

@@ -168,10 +168,15 @@ export interface RecoverConfig extends Base, DatabaseSettings, KeySettings, PiiR
 }
 
 /** `forget`. */
-export interface ForgetConfig extends Base, DatabaseSettings, PiiRequestSettings {
+export interface ForgetConfig extends Base, DatabaseSettings, KeySettings, PiiRequestSettings {
   readonly command: "forget";
   /** An audit export whose erasures to apply again. */
   readonly replayAudit: string | null;
+  /** Values named by the request (erased under every HMAC key): from --ip and --device-id. */
+  readonly ip: string | null;
+  readonly deviceId: string | null;
+  /** A file (or `-`, stdin) of `FIELD VALUE` lines. */
+  readonly valuesFromFile: string | null;
 }
 
 /** `rekey` and `rekey-vault`. */
@@ -182,6 +187,17 @@ export interface RekeyConfig extends Base, DatabaseSettings, KeySettings {
   readonly reason: string | null;
   readonly actor: string | null;
   readonly maxRows: number;
+  /** `rekey --retire KEYID`: forget that key's links instead of moving masks. */
+  readonly retire: string | null;
+}
+
+/** `vault-merge`. */
+export interface VaultMergeConfig extends Base, DatabaseSettings, KeySettings {
+  readonly command: "vault-merge";
+  readonly reason: string | null;
+  readonly actor: string | null;
+  readonly maxRows: number;
+  readonly dropUnverifiable: boolean;
 }
 
 /** `keygen`. */
@@ -224,6 +240,7 @@ export type CommandConfig =
   | RecoverConfig
   | ForgetConfig
   | RekeyConfig
+  | VaultMergeConfig
   | KeygenConfig
   | MigrateConfig
   | CheckConfig
@@ -726,10 +743,15 @@ export function resolveConfig<C extends CommandName>(
     case "forget":
       config = {
         command,
-        ...base(read, warnings),
+        ...base(read, [...warnings, ...valueFlagWarnings(flags)]),
         ...databaseSettings(read),
+        // Only erasure by value needs it (forget.ts says so when missing).
+        ...keySettings(read, { hmacRequired: false }),
         ...piiRequest(read),
         replayAudit: read.string("replay-audit"),
+        ip: read.string("ip"),
+        deviceId: read.string("device-id"),
+        valuesFromFile: read.string("values-from-file"),
       };
       break;
     case "rekey":
@@ -743,7 +765,20 @@ export function resolveConfig<C extends CommandName>(
         reason: read.string("reason")?.trim() || null,
         actor: read.string("actor"),
         maxRows: read.integer("max-rows"),
+        retire: command === "rekey" && read.string("retire") !== null ? read.keyId("retire") : null,
       } as RekeyConfig;
+      break;
+    case "vault-merge":
+      config = {
+        command,
+        ...base(read, warnings),
+        ...databaseSettings(read),
+        ...keySettings(read, { hmacRequired: true }),
+        reason: read.string("reason")?.trim() || null,
+        actor: read.string("actor"),
+        maxRows: read.integer("max-rows"),
+        dropUnverifiable: read.boolean("drop-unverifiable"),
+      };
       break;
     case "keygen": {
       const vaultId = read.string("vault-id");
@@ -895,6 +930,16 @@ export function secretFlagWarnings(flags: FlagValues): string[] {
     );
   }
   return warnings;
+}
+
+/**
+ * Warnings for a personal value given as a flag (`forget --ip`): argv shows
+ * in process lists and shell history. Never quotes the value.
+ */
+function valueFlagWarnings(flags: FlagValues): string[] {
+  return ["ip", "device-id"].filter((flag) => typeof flags[flag] === "string").map((flag) =>
+    `--${flag} puts a personal value in process lists and shell history; prefer --values-from-file PATH (or - for stdin)`
+  );
 }
 
 /**

@@ -183,13 +183,26 @@ export type TelemetryEvent =
     readonly type: "RekeySkipped";
     readonly what: "rows" | "vault";
     readonly masked: string;
-    readonly why: "undecryptable" | "mismatch";
+    readonly why: "undecryptable" | "mismatch" | "unknown_key";
   }
   | {
     readonly type: "RekeyBatchCommitted";
     readonly what: "rows" | "vault";
     readonly count: number;
     readonly keyId: string;
+  }
+  | {
+    readonly type: "InboxEntryRefused";
+    readonly masked: string;
+    readonly why: "undecryptable" | "mismatch";
+  }
+  | {
+    readonly type: "InboxMerged";
+    readonly accepted: number;
+    readonly known: number;
+    readonly erased: number;
+    readonly dropped: number;
+    readonly kept: number;
   };
 
 /** An event's type name. */
@@ -582,6 +595,8 @@ export const EVENTS: {
     message: (e) =>
       e.why === "undecryptable"
         ? "vault entry does not decrypt; left as it is"
+        : e.why === "unknown_key"
+        ? "mask under an HMAC key id the key set does not hold, so its entry cannot be checked; left as it is"
         : "vault entry does not mask back to its mask; left as it is",
     fields: (e) => ({ what: e.what, masked: e.masked, why: e.why }),
   },
@@ -590,5 +605,24 @@ export const EVENTS: {
     message: (e) =>
       e.what === "rows" ? "batch of masks moved to the new key" : "vault entries re-encrypted",
     fields: (e) => ({ what: e.what, count: e.count, key_id: e.keyId }),
+  },
+  InboxEntryRefused: {
+    level: "warn",
+    message: (e) =>
+      e.why === "undecryptable"
+        ? "vault inbox entry does not decrypt; dropped"
+        : "vault inbox entry does not mask back to its mask (squatted or swapped); dropped",
+    fields: (e) => ({ masked: e.masked, why: e.why }),
+  },
+  InboxMerged: {
+    level: "info",
+    message: "vault inbox merged",
+    fields: (e) => ({
+      accepted: e.accepted,
+      known: e.known,
+      erased: e.erased,
+      dropped: e.dropped,
+      kept: e.kept,
+    }),
   },
 };

@@ -13,11 +13,11 @@ import { DatabaseError } from "../errors.ts";
 import { AUDIT_NOTE_MAX_MASKS } from "../db/migrations.ts";
 
 /** What was attempted. */
-export type AuditAction = "recover" | "forget" | "rekey" | "rekey-vault";
+export type AuditAction = "recover" | "forget" | "rekey" | "rekey-vault" | "merge";
 
 /**
  * What came of it: `released` (the ciphertext left the database), `success`
- * (erased, rotated), `erased` (recovery refused: forgotten), `not_found`,
+ * (erased, rotated, merged), `erased` (recovery refused: forgotten), `not_found`,
  * `denied` (refused before any lookup), `failed` (refused after: the entry
  * did not decrypt, or did not mask back to its mask).
  */
@@ -72,16 +72,13 @@ export async function appendAudit(db: Deployment, entries: readonly AuditEntry[]
       INSERT INTO ${
       sql(db.schemas.stateSchema)
     }.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-      SELECT * FROM unnest(
-        ${pgArray(entries.map((e) => e.actor))}::text[], ${
-      pgArray(entries.map((e) => e.action))
-    }::text[],
-        ${pgArray(entries.map((e) => e.maskedValue))}::text[], ${
-      pgArray(entries.map((e) => e.reason))
-    }::text[],
-        ${pgArray(entries.map((e) => e.outcome))}::text[], ${
-      pgArray(entries.map((e) => e.detail))
-    }::text[])`;
+      SELECT * FROM ROWS FROM (
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.actor))}::text[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.action))}::text[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.maskedValue))}::text[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.reason))}::text[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.outcome))}::text[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.detail))}::text[]))`;
   } catch (error) {
     throw new DatabaseError(
       "db_write",

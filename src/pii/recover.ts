@@ -3,10 +3,13 @@
  * function `login_etl_release_request` audits every mask and issues a
  * ticket, and commits; `login_etl_release` then hands out the ciphertext of
  * that ticket, which it refuses to do before the request has committed. So
- * no ciphertext leaves without a committed audit row. Each value is then
- * proven: it must decrypt under the vault key and mask back to the requested
- * mask under its HMAC key, so an injected or swapped entry is refused (and
- * audited), and an erased one never comes back.
+ * no ciphertext leaves without a committed audit row. Before the request,
+ * the masks' entries still in the vault inbox are merged into the vault
+ * (merge.ts: claimed and audited per mask, committed, then handed out to be
+ * verified), so the release reads what consumers wrote since the last
+ * merge too. Each value is then proven: it must decrypt under the vault key
+ * and mask back to the requested mask under its HMAC key, so an injected or
+ * swapped entry is refused (and audited), and an erased one never comes back.
  *
  * @module
  */
@@ -15,6 +18,7 @@ import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
 import { ConfigError, DatabaseError, type EtlError, UsageError } from "../errors.ts";
 import type { Masker } from "../mask.ts";
 import { noteRefusal } from "./audit.ts";
+import { mergeInbox } from "./merge.ts";
 import {
   fromStored,
   READING_KEYS,
@@ -22,6 +26,9 @@ import {
   type VaultField,
   VaultIntegrityError,
 } from "./vault.ts";
+
+/** Inbox entries claimed per call of a recover's merge. */
+const MERGE_BATCH = 1000;
 
 /** Who asks, and why. */
 export interface PiiRequest {
@@ -163,6 +170,27 @@ export async function recover(
         "Refused: recover needs the HMAC key (PII_HMAC_KEY or --hmac-key-file) to check that each value masks back to its mask",
       ),
     );
+  }
+  // Entries consumers wrote since the last merge wait in the inbox. The
+  // requested masks' are merged into the vault first (each claim audited
+  // and committed before its entries are handed out to be verified), so
+  // the release below, which reads only the vault, covers them too. A
+  // reason of blanks skips it: the request refuses and audits that.
+  if (request.reason?.trim()) {
+    try {
+      await mergeInbox(db, { cipher, maskers: keys.maskers }, {
+        masks: masks.filter((m) => keys.maskers.has(m.slice(0, Math.max(0, m.indexOf(":"))))),
+        actor: request.actor,
+        reason: request.reason,
+        batch: MERGE_BATCH,
+      });
+    } catch (error) {
+      // A role that may not merge (a consumer, or grants from before the
+      // inbox) still gets the vault's answer, or its refusal, below.
+      if (!isPermissionDenied((error as { cause?: unknown }).cause)) {
+        return await refuse(db, "recover", masks, request, error as DatabaseError);
+      }
+    }
   }
   const sql = db.sql;
   const state = sql(db.schemas.stateSchema);

@@ -3,17 +3,17 @@
  * under another HMAC key, using the vault to get back the raw values, so
  * that repeated values stay visible across the rotation. `rekeyVault`
  * re-encrypts vault entries under another vault key (re-seals them, when it
- * is a key pair). Both work in batches,
- * one transaction each, and pick up where an interrupted run stopped.
+ * is a key pair). Both work in batches, one transaction each, and pick up
+ * where an interrupted run stopped.
  *
  * @module
  */
 
 import { byteaHex, type Deployment, describeDbError, pgArray, type Sql } from "../db/pool.ts";
-import { DatabaseError } from "../errors.ts";
+import { DatabaseError, UsageError } from "../errors.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import type { Masker } from "../mask.ts";
-import type { Masked } from "../types.ts";
+import type { Masked, VaultRow } from "../types.ts";
 import { appendAudit } from "./audit.ts";
 import {
   fromStored,
@@ -30,12 +30,21 @@ const COLUMN: Readonly<Record<VaultField, "masked_ip" | "masked_device_id">> = {
 
 /** Counts of a rekey run. */
 export interface RekeyReport {
-  /** Distinct masks moved to the new key, by field. */
+  /** Distinct masks moved to the new key with their value, by field. */
   readonly moved: Record<VaultField, number>;
-  /** Distinct masks with no vault entry (erased, or written without the vault): left as they are. */
+  /**
+   * Distinct masks moved as tombstones: the old or the new mask was erased
+   * (a forget that ran before or during this batch), so both are now.
+   */
+  readonly erased: Record<VaultField, number>;
+  /** New masks whose existing entry did not prove out (or was under a vault key not held): replaced. */
+  readonly replaced: Record<VaultField, number>;
+  /** Distinct masks with no vault entry and no recorded move (erased before, or written without the vault): left. */
   readonly unlinkable: Record<VaultField, number>;
-  /** Distinct masks whose vault entry does not mask back to them under its key: left, and logged. */
+  /** Distinct masks whose vault entry does not decrypt or mask back to them: left, and logged. */
   readonly mismatched: Record<VaultField, number>;
+  /** Distinct masks under an HMAC key id the set does not hold, so not checkable: left, and logged. */
+  readonly refused: Record<VaultField, number>;
   batches: number;
 }
 
@@ -46,7 +55,7 @@ export interface RekeyOptions {
   /**
    * Maskers of the other keys of the set: an entry is moved only if its value
    * masks back to the old mask under the old key, so a wrong vault entry can
-   * never regroup rows. Masks under keys not in the set are moved unchecked.
+   * never regroup rows. Masks under keys not in the set are left as they are.
    */
   readonly verify: ReadonlyMap<string, Masker>;
   readonly cipher: VaultCipher;
@@ -64,13 +73,69 @@ function wrap(what: string, error: unknown): DatabaseError {
   });
 }
 
+/** A vault row as a rekey locks it: an entry, or a tombstone (`erased`). */
+interface Locked {
+  readonly "masked_value": string;
+  readonly field: VaultField | null;
+  readonly ciphertext: Uint8Array | null;
+  readonly iv: Uint8Array | null;
+  readonly "key_id": string | null;
+  readonly erased: boolean;
+}
+
+/** One old mask's move, planned before the batch's transaction and re-checked in it. */
+interface Move {
+  readonly old: string;
+  readonly fresh: Masked;
+  /** The new entry, when the old one was live and proved out; null when rows follow a recorded move. */
+  readonly entry: VaultRow | null;
+}
+
+/** Postgres breaks a deadlock with a concurrent forget by aborting one side: a batch is retried. */
+const BATCH_ATTEMPTS = 3;
+
+/** Zero per field. */
+const perField = (): Record<VaultField, number> => ({ ip: 0, "device_id": 0 });
+
+/**
+ * True when a stored entry decrypts and masks back to `masked` under
+ * `masker`. An entry under a vault key the set cannot open (not held, or a
+ * pair's public half only) does not prove out either: the move replaces it
+ * with its own entry, whose value the old mask proved, so nothing is lost.
+ */
+async function provesOut(
+  row: Locked,
+  masked: string,
+  field: VaultField,
+  cipher: VaultCipher,
+  masker: Masker,
+): Promise<boolean> {
+  if (row.erased || row.field !== field || row.key_id === null || !cipher.canRead(row.key_id)) {
+    return false;
+  }
+  try {
+    const raw = await cipher.decrypt(fromStored(row as StoredVaultRow));
+    return await masker.mask(field, raw) === masked;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Moves every mask of `user_logins` (and its vault entry) to the target key.
- * Each batch: read distinct old masks, decrypt their vault entries, compute
- * the new masks, then in one transaction insert the new vault entries,
- * update the rows and delete the old entries. Idempotent and resumable: rows
- * already under the target key are never selected again. One function
- * because one batch's steps share its transaction and its audit rows.
+ *
+ * Each batch plans outside its transaction (distinct old masks, their vault
+ * entries decrypted and proven, the new masks and entries), then, in one
+ * transaction, locks the old and new vault rows (`FOR UPDATE`) and decides
+ * again on what it finds there: a `forget` may have erased either since.
+ * An erased old or new mask makes both tombstones (the rows still move, to
+ * the new mask); an existing new entry is kept only if it proves out under
+ * the target key, else replaced; only a live old entry is deleted. Each move
+ * is recorded in `login_etl_vault_links`, so that a later `forget` of either
+ * mask erases both, and rows written later with the old mask follow it.
+ * Idempotent and resumable: rows already under the target key are never
+ * selected again. One function because one batch's steps share its
+ * transaction and its audit row.
  */
 export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<RekeyReport> {
   const { target, cipher } = options;
@@ -79,53 +144,90 @@ export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<
   const state = sql(db.schemas.stateSchema);
   const prefix = `${target.keyId}:`;
   const report: RekeyReport = {
-    moved: { ip: 0, "device_id": 0 },
-    unlinkable: { ip: 0, "device_id": 0 },
-    mismatched: { ip: 0, "device_id": 0 },
+    moved: perField(),
+    erased: perField(),
+    replaced: perField(),
+    unlinkable: perField(),
+    mismatched: perField(),
+    refused: perField(),
     batches: 0,
   };
   for (const field of ["ip", "device_id"] as const) {
     const column = COLUMN[field];
-    const unlinkable = new Set<string>();
+    /** Old masks this run leaves as they are; never selected again. */
+    const skipped = new Set<string>();
+    const skip = (old: string, why: "unlinkable" | "mismatched" | "refused") => {
+      skipped.add(old);
+      report[why][field]++;
+    };
     for (;;) {
       if (options.stop?.aborted === true) return report;
       let olds: string[];
+      let vaulted: Map<string, Locked>;
+      let linked: Map<string, string>;
       try {
         const rows = await sql<{ mask: string }[]>`
           SELECT DISTINCT ${sql(column)} AS mask FROM ${data}.user_logins
-          WHERE ${sql(column)} IS NOT NULL AND left(${sql(column)}, ${prefix.length}) <> ${prefix}
-            AND NOT (${sql(column)} = ANY(${pgArray([...unlinkable])}::text[]))
+          WHERE ${sql(column)} IS NOT NULL AND pg_catalog.left(${
+          sql(column)
+        }, ${prefix.length}) <> ${prefix}
+            AND NOT (${sql(column)} = ANY(${pgArray([...skipped])}::text[]))
           LIMIT ${options.batch}`;
         olds = rows.map((r) => r.mask);
+        if (olds.length === 0) break;
+        vaulted = new Map(
+          (await sql<Locked[]>`
+            SELECT masked_value, field, ciphertext, iv, key_id, erased_at IS NOT NULL AS erased
+            FROM ${state}.login_etl_vault WHERE masked_value = ANY(${pgArray(olds)}::text[])`)
+            .map((v) => [v.masked_value, v]),
+        );
+        linked = new Map(
+          (await sql<{ old: string; fresh: string }[]>`
+            SELECT mask AS old, other AS fresh FROM ${state}.login_etl_vault_links
+            WHERE mask = ANY(${
+            pgArray(olds)
+          }::text[]) AND pg_catalog.left(other, ${prefix.length}) = ${prefix}
+            UNION
+            SELECT other, mask FROM ${state}.login_etl_vault_links
+            WHERE other = ANY(${
+            pgArray(olds)
+          }::text[]) AND pg_catalog.left(mask, ${prefix.length}) = ${prefix}`)
+            .map((l) => [l.old, l.fresh]),
+        );
       } catch (error) {
-        throw wrap(`read ${column}`, error);
+        throw wrap("read the masks and the vault (rekey needs a role that may read them)", error);
       }
-      if (olds.length === 0) break;
-      let vaulted: StoredVaultRow[];
-      try {
-        vaulted = await sql<StoredVaultRow[]>`
-          SELECT masked_value, field, ciphertext, iv, key_id FROM ${state}.login_etl_vault
-          WHERE masked_value = ANY(${pgArray(olds)}::text[]) AND erased_at IS NULL`;
-      } catch (error) {
-        throw wrap("read the vault (rekey needs a role that may read it)", error);
-      }
-      const found = new Map(vaulted.map((v) => [v.masked_value, v]));
-      const oldMasks: string[] = [];
-      const newMasks: string[] = [];
-      const inputs: VaultInput[] = [];
+      const moves: Move[] = [];
+      /** Moves whose new entry is still to be encrypted, with their raw values. */
+      const planned: { old: string; fresh: Masked; raw: string }[] = [];
       for (const old of olds) {
-        const row = found.get(old);
-        if (row === undefined || row.field !== field) {
-          unlinkable.add(old);
+        const keyId = old.slice(0, Math.max(0, old.indexOf(":")));
+        const oldKey = options.verify.get(keyId);
+        if (oldKey === undefined) {
+          // Refused: nothing proves what value such a mask stands for.
+          skip(old, "refused");
+          options.telemetry.emit({
+            type: "RekeySkipped",
+            what: "rows",
+            masked: old,
+            why: "unknown_key",
+          });
+          continue;
+        }
+        const row = vaulted.get(old);
+        const link = linked.get(old);
+        if (row === undefined || row.erased) {
+          if (link === undefined) skip(old, "unlinkable");
+          else moves.push({ old, fresh: link as Masked, entry: null });
           continue;
         }
         let raw: string;
         try {
-          raw = await cipher.decrypt(fromStored(row));
+          if (row.field !== field) throw new Error("field");
+          raw = await cipher.decrypt(fromStored(row as StoredVaultRow));
         } catch {
-          // Altered, or under a vault key the set cannot read: leave it, go on.
-          unlinkable.add(old);
-          report.mismatched[field]++;
+          // Altered, moved, or under a vault key the set cannot read: leave it, go on.
+          skip(old, "mismatched");
           options.telemetry.emit({
             type: "RekeySkipped",
             what: "rows",
@@ -134,10 +236,8 @@ export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<
           });
           continue;
         }
-        const oldKey = options.verify.get(old.slice(0, old.indexOf(":")));
-        if (oldKey !== undefined && await oldKey.mask(field, raw) !== old) {
-          unlinkable.add(old);
-          report.mismatched[field]++;
+        if (await oldKey.mask(field, raw) !== old) {
+          skip(old, "mismatched");
           options.telemetry.emit({
             type: "RekeySkipped",
             what: "rows",
@@ -147,61 +247,235 @@ export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<
           continue;
         }
         const fresh = await target.mask(field, raw);
-        oldMasks.push(old);
-        newMasks.push(fresh);
-        inputs.push({ field, masked: fresh, raw });
+        planned.push({ old, fresh, raw });
       }
-      if (oldMasks.length === 0) continue;
-      // One call: a sealing key's one key agreement for the batch.
-      const entries = (await cipher.encryptAll(inputs)).map((entry) => ({
-        masked: entry.masked,
-        ciphertext: byteaHex(entry.ciphertext),
-        iv: byteaHex(entry.iv),
-        keyId: entry.keyId,
-      }));
-      try {
-        await sql.begin(async (tx) => {
-          await tx`
-            INSERT INTO ${state}.login_etl_vault (masked_value, field, ciphertext, iv, key_id)
-            SELECT m, ${field}, c, i, k FROM unnest(
-              ${pgArray(entries.map((e) => e.masked))}::text[], ${
-            pgArray(entries.map((e) => e.ciphertext))
-          }::bytea[],
-              ${pgArray(entries.map((e) => e.iv))}::bytea[], ${
-            pgArray(entries.map((e) => e.keyId))
-          }::text[]) AS v(m, c, i, k)
-            ON CONFLICT (masked_value) DO NOTHING`;
-          await tx`
-            UPDATE ${data}.user_logins AS u SET ${tx(column)} = m.fresh
-            FROM unnest(${pgArray(oldMasks)}::text[], ${pgArray(newMasks)}::text[]) AS m(old, fresh)
-            WHERE u.${tx(column)} = m.old`;
-          await tx`DELETE FROM ${state}.login_etl_vault WHERE masked_value = ANY(${
-            pgArray(oldMasks)
-          }::text[])`;
-          await appendAudit({ sql: tx as unknown as Sql, schemas: db.schemas }, [{
-            actor: options.actor,
-            action: "rekey",
-            maskedValue: null,
-            reason: options.reason,
-            outcome: "success",
-            detail: `${oldMasks.length} ${field} masks moved to key ${target.keyId}`,
-          }]);
-        });
-      } catch (error) {
-        throw error instanceof DatabaseError ? error : wrap("re-key a batch", error);
+      // One call for the batch: a sealing key's one key agreement.
+      const entries = await cipher.encryptAll(
+        planned.map((p) => ({ field, masked: p.fresh, raw: p.raw })),
+      );
+      for (const [i, p] of planned.entries()) {
+        moves.push({ old: p.old, fresh: p.fresh, entry: entries[i] as VaultRow });
       }
-      report.moved[field] += oldMasks.length;
+      if (moves.length === 0) continue;
+      let done: { moved: number; erased: number; replaced: number; vanished: string[] } | undefined;
+      for (let attempt = 1; done === undefined; attempt++) {
+        try {
+          done = await sql.begin((tx) =>
+            moveBatch(tx as unknown as Sql, db, field, moves, options)
+          );
+        } catch (error) {
+          const code = (error as { code?: unknown } | null)?.code;
+          if (code === "40P01" && attempt < BATCH_ATTEMPTS) continue;
+          throw error instanceof DatabaseError ? error : wrap("re-key a batch", error);
+        }
+      }
+      // Old masks whose entry another rekey moved meanwhile: its rows moved with it.
+      for (const old of done.vanished) skipped.add(old);
+      report.moved[field] += done.moved;
+      report.erased[field] += done.erased;
+      report.replaced[field] += done.replaced;
       report.batches++;
       options.telemetry.emit({
         type: "RekeyBatchCommitted",
         what: "rows",
-        count: oldMasks.length,
+        count: done.moved + done.erased,
         keyId: target.keyId,
       });
     }
-    report.unlinkable[field] = unlinkable.size - report.mismatched[field];
   }
   return report;
+}
+
+/**
+ * One batch's transaction (see `rekeyRows`). Locks the old and new vault
+ * rows in mask order, inserts the new entries that have no row yet (a
+ * conflict means a forget or merge wrote one meanwhile: it is locked and
+ * judged like the others), then decides each move on what it holds.
+ */
+async function moveBatch(
+  tx: Sql,
+  db: Deployment,
+  field: VaultField,
+  moves: readonly Move[],
+  options: RekeyOptions,
+): Promise<{ moved: number; erased: number; replaced: number; vanished: string[] }> {
+  const state = tx(db.schemas.stateSchema);
+  const data = tx(db.schemas.schema);
+  const { cipher, target } = options;
+  const lock = async (masks: readonly string[]) =>
+    await tx<Locked[]>`
+      SELECT masked_value, field, ciphertext, iv, key_id, erased_at IS NOT NULL AS erased
+      FROM ${state}.login_etl_vault WHERE masked_value = ANY(${pgArray([...masks])}::text[])
+      ORDER BY masked_value FOR UPDATE`;
+  const found = new Map<string, Locked>();
+  for (const row of await lock([...moves.map((m) => m.old), ...moves.map((m) => m.fresh)])) {
+    found.set(row.masked_value, row);
+  }
+  const toInsert = new Map<string, VaultRow>();
+  for (const m of moves) {
+    if (m.entry !== null && !found.has(m.fresh) && !toInsert.has(m.fresh)) {
+      toInsert.set(m.fresh, m.entry);
+    }
+  }
+  const entries = [...toInsert.values()];
+  const ours = new Set(
+    (await tx<{ m: string }[]>`
+      INSERT INTO ${state}.login_etl_vault (masked_value, field, ciphertext, iv, key_id)
+      SELECT m, ${field}, c, i, k FROM ROWS FROM (
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.masked))}::text[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => byteaHex(e.ciphertext)))}::bytea[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => byteaHex(e.iv)))}::bytea[]),
+        pg_catalog.unnest(${pgArray(entries.map((e) => e.keyId))}::text[])) AS v(m, c, i, k)
+      ORDER BY m
+      ON CONFLICT (masked_value) DO NOTHING
+      RETURNING masked_value AS m`).map((r) => r.m),
+  );
+  const conflicted = entries.map((e) => e.masked as string).filter((m) => !ours.has(m));
+  if (conflicted.length > 0) {
+    for (const row of await lock(conflicted)) found.set(row.masked_value, row);
+  }
+
+  const tombstones = new Set<string>();
+  const replace: VaultRow[] = [];
+  const deleteOld: string[] = [];
+  const rows: Move[] = [];
+  const vanished: string[] = [];
+  let moved = 0;
+  let erased = 0;
+  const judged = new Map<string, boolean>();
+  for (const m of moves) {
+    const old = found.get(m.old);
+    const fresh = found.get(m.fresh);
+    if (m.entry !== null && old === undefined) {
+      vanished.push(m.old);
+      continue;
+    }
+    rows.push(m);
+    if (old?.erased === true || fresh?.erased === true) {
+      // Erased under one key is erased under both.
+      tombstones.add(m.old).add(m.fresh);
+      erased++;
+      continue;
+    }
+    moved++;
+    if (m.entry === null) continue;
+    deleteOld.push(m.old);
+    if (ours.has(m.fresh) || fresh === undefined) continue;
+    let good = judged.get(m.fresh);
+    if (good === undefined) {
+      good = await provesOut(fresh, m.fresh, field, cipher, target);
+      judged.set(m.fresh, good);
+      if (!good) replace.push(m.entry);
+    }
+  }
+  if (replace.length > 0) {
+    await tx`
+      UPDATE ${state}.login_etl_vault AS v SET field = ${field}, ciphertext = r.c, iv = r.i, key_id = r.k
+      FROM ROWS FROM (pg_catalog.unnest(${pgArray(replace.map((e) => e.masked))}::text[]),
+                      pg_catalog.unnest(${
+      pgArray(replace.map((e) => byteaHex(e.ciphertext)))
+    }::bytea[]),
+                      pg_catalog.unnest(${pgArray(replace.map((e) => byteaHex(e.iv)))}::bytea[]),
+                      pg_catalog.unnest(${
+      pgArray(replace.map((e) => e.keyId))
+    }::text[])) AS r(m, c, i, k)
+      WHERE v.masked_value = r.m AND v.erased_at IS NULL`;
+  }
+  if (tombstones.size > 0) {
+    await tx`
+      INSERT INTO ${state}.login_etl_vault AS v (masked_value, erased_at)
+      SELECT m, pg_catalog.now() FROM pg_catalog.unnest(${pgArray([...tombstones])}::text[]) AS m
+      ORDER BY m
+      ON CONFLICT (masked_value) DO UPDATE
+        SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = pg_catalog.now()
+        WHERE v.erased_at IS NULL`;
+  }
+  // Only live entries: a tombstone keeps its place.
+  await tx`
+    DELETE FROM ${state}.login_etl_vault
+    WHERE masked_value = ANY(${pgArray(deleteOld)}::text[]) AND erased_at IS NULL`;
+  const column = tx(COLUMN[field]);
+  await tx`
+    UPDATE ${data}.user_logins AS u SET ${column} = m.fresh
+    FROM ROWS FROM (pg_catalog.unnest(${pgArray(rows.map((m) => m.old))}::text[]),
+                    pg_catalog.unnest(${
+    pgArray(rows.map((m) => m.fresh))
+  }::text[])) AS m(old, fresh)
+    WHERE u.${column} = m.old`;
+  await tx`
+    INSERT INTO ${state}.login_etl_vault_links (mask, other, made_by)
+    SELECT old, fresh, 'rekey'
+    FROM ROWS FROM (pg_catalog.unnest(${pgArray(rows.map((m) => m.old))}::text[]),
+                    pg_catalog.unnest(${
+    pgArray(rows.map((m) => m.fresh))
+  }::text[])) AS m(old, fresh)
+    ON CONFLICT DO NOTHING`;
+  await appendAudit({ sql: tx, schemas: db.schemas }, [{
+    actor: options.actor,
+    action: "rekey",
+    maskedValue: null,
+    reason: options.reason,
+    outcome: "success",
+    detail:
+      `${moved} ${field} masks moved to key ${target.keyId}; ${erased} erased ones moved as tombstones; ${replace.length} target entries replaced (they did not prove out)`,
+  }]);
+  return { moved, erased, replaced: replace.length, vanished };
+}
+
+/**
+ * Forgets the recorded moves from and to masks of HMAC key `keyId`, once
+ * nothing under it can still be moved: no live vault entry, no inbox entry
+ * and no row whose mask has a recorded move. After it, old masks in rejects
+ * and exports no longer lead to the new ones (destroy the key then too).
+ *
+ * @throws {UsageError} while something is still under the key
+ */
+export async function retireKey(
+  db: Deployment,
+  keyId: string,
+  options: { readonly actor: string; readonly reason: string | null },
+): Promise<{ readonly links: number }> {
+  const prefix = `${keyId}:`;
+  const data = db.sql(db.schemas.schema);
+  const state = db.sql(db.schemas.stateSchema);
+  let left: { live: number; inbox: number; rows: number } | undefined;
+  let links = 0;
+  try {
+    await db.sql.begin(async (tx) => {
+      [left] = await tx<{ live: number; inbox: number; rows: number }[]>`
+        SELECT (SELECT pg_catalog.count(*) FROM ${state}.login_etl_vault
+                WHERE pg_catalog.left(masked_value, ${prefix.length}) = ${prefix} AND erased_at IS NULL)::int AS live,
+               (SELECT pg_catalog.count(*) FROM ${state}.login_etl_vault_inbox
+                WHERE pg_catalog.left(masked_value, ${prefix.length}) = ${prefix})::int AS inbox,
+               (SELECT pg_catalog.count(*) FROM ${data}.user_logins u
+                WHERE EXISTS (SELECT FROM ${state}.login_etl_vault_links l
+                              WHERE l.mask IN (u.masked_ip, u.masked_device_id)
+                                 OR l.other IN (u.masked_ip, u.masked_device_id))
+                  AND (pg_catalog.left(u.masked_ip, ${prefix.length}) = ${prefix}
+                       OR pg_catalog.left(u.masked_device_id, ${prefix.length}) = ${prefix}))::int AS rows`;
+      if (left === undefined || left.live + left.inbox + left.rows > 0) return;
+      links = (await tx`
+        DELETE FROM ${state}.login_etl_vault_links
+        WHERE pg_catalog.left(mask, ${prefix.length}) = ${prefix} OR pg_catalog.left(other, ${prefix.length}) = ${prefix}`)
+        .count;
+      await appendAudit({ sql: tx as unknown as Sql, schemas: db.schemas }, [{
+        actor: options.actor,
+        action: "rekey",
+        maskedValue: null,
+        reason: options.reason,
+        outcome: "success",
+        detail: `HMAC key ${keyId} retired: ${links} links to its masks forgotten`,
+      }]);
+    });
+  } catch (error) {
+    throw error instanceof DatabaseError ? error : wrap(`retire HMAC key ${keyId}`, error);
+  }
+  if (left !== undefined && left.live + left.inbox + left.rows > 0) {
+    throw new UsageError(
+      `Cannot retire HMAC key ${keyId}: ${left.live} live vault entries, ${left.inbox} inbox entries and ${left.rows} rows are still under it; run vault-merge, then rekey --to the current key, then retire`,
+    );
+  }
+  return { links };
 }
 
 /**
@@ -226,7 +500,7 @@ export async function rekeyVault(
     try {
       rows = await sql<StoredVaultRow[]>`
         SELECT masked_value, field, ciphertext, iv, key_id FROM ${state}.login_etl_vault
-        WHERE key_id <> ${cipher.currentKeyId} AND NOT (masked_value = ANY(${
+        WHERE erased_at IS NULL AND key_id <> ${cipher.currentKeyId} AND NOT (masked_value = ANY(${
         pgArray(skipped)
       }::text[]))
         ORDER BY masked_value LIMIT ${options.batch}`;
@@ -268,11 +542,12 @@ export async function rekeyVault(
       await sql.begin(async (tx) => {
         await tx`
           UPDATE ${state}.login_etl_vault AS v SET ciphertext = u.c, iv = u.i, key_id = ${cipher.currentKeyId}
-          FROM unnest(${pgArray(updated.map((u) => u.masked))}::text[], ${
-          pgArray(updated.map((u) => u.ciphertext))
-        }::bytea[],
-                      ${pgArray(updated.map((u) => u.iv))}::bytea[]) AS u(m, c, i)
-          WHERE v.masked_value = u.m`;
+          FROM ROWS FROM (pg_catalog.unnest(${pgArray(updated.map((u) => u.masked))}::text[]),
+                          pg_catalog.unnest(${pgArray(updated.map((u) => u.ciphertext))}::bytea[]),
+                          pg_catalog.unnest(${
+          pgArray(updated.map((u) => u.iv))
+        }::bytea[])) AS u(m, c, i)
+          WHERE v.masked_value = u.m AND v.erased_at IS NULL`;
         await appendAudit({ sql: tx as unknown as Sql, schemas: db.schemas }, [{
           actor: options.actor,
           action: "rekey-vault",

@@ -160,7 +160,7 @@ Deno.test("--config works for every command, and a misspelt key names its right 
       assert.equal(result.code, 2, result.stderr);
       assert.match(
         failureLine(result),
-        /^error: Invalid --config ".*drain\.json": "max-rows" is a setting of drain, run, demo, rekey and rekey-vault, not of check/,
+        /^error: Invalid --config ".*drain\.json": "max-rows" is a setting of drain, run, demo, rekey, rekey-vault and vault-merge, not of check/,
       );
     });
     const keys: readonly (readonly [string, string])[] = [

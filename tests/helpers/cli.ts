@@ -73,6 +73,8 @@ export async function runCli(
      * narrow the CPUs it may use, as a pod's CPU limit does.
      */
     wrap?: readonly string[];
+    /** Text for its stdin (none when absent). */
+    stdin?: string;
   } = {},
 ): Promise<CliResult> {
   const line = [Deno.execPath(), "run", ...permissionFlags(), `${root}src/main.ts`, ...args];
@@ -84,10 +86,18 @@ export async function runCli(
     env: ownStateSchema({ ...baseEnv(), ...options.env }),
     stdout: "piped",
     stderr: "piped",
-    stdin: "null",
+    stdin: options.stdin === undefined ? "null" : "piped",
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   });
-  const output = await command.output();
+  let output: Deno.CommandOutput;
+  if (options.stdin === undefined) output = await command.output();
+  else {
+    const child = command.spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+    output = await child.output();
+  }
   const decoder = new TextDecoder();
   return {
     code: output.code,

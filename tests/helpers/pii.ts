@@ -5,13 +5,17 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { canonicalIp } from "../../src/ip.ts";
-import { parseVaultKeySet } from "../../src/pii/keyring.ts";
+import { Masker } from "../../src/mask.ts";
+import { parseKeySet, parseVaultKeySet } from "../../src/pii/keyring.ts";
+import { mergeInbox, type MergeReport } from "../../src/pii/merge.ts";
 import { VaultCipher, type VaultField } from "../../src/pii/vault.ts";
 import type { Masked } from "../../src/types.ts";
 import { type CliResult, failureLine, runCli } from "./cli.ts";
 import { type ReferenceMasker, referenceMasker } from "./reference_mask.ts";
 import { type Consumer, startConsumer } from "./consumers.ts";
 import { enqueue, TEST_SECRET, type TestDb, type TestSqs } from "./services.ts";
+import { psqlFiles } from "./psql.ts";
+import { migrate } from "../../src/db/schema.ts";
 
 const encoder = new TextEncoder();
 
@@ -102,9 +106,12 @@ export class Cli {
   async run(
     args: readonly string[],
     env: Record<string, string> = {},
-    options: { revealing?: boolean } = {},
+    options: { revealing?: boolean; stdin?: string } = {},
   ): Promise<CliResult> {
-    const result = await runCli(args, { env: this.envWith(env) });
+    const result = await runCli(args, {
+      env: this.envWith(env),
+      ...(options.stdin === undefined ? {} : { stdin: options.stdin }),
+    });
     this.runs++;
     this.logs.push(result.stderr);
     if (options.revealing !== true) this.logs.push(result.stdout);
@@ -150,12 +157,29 @@ export function cliEnv(db: TestDb, extra: Record<string, string> = {}): Record<s
   };
 }
 
-/** Sends `bodies` to a fresh queue and runs `drain` through the CLI until the queue is empty. */
+/**
+ * Merges the vault inbox of `db` into its vault in process, as the owner's
+ * `vault-merge` does, with the key sets of `env` (a CLI run's environment).
+ */
+export async function mergeVault(db: TestDb, env: Record<string, string>): Promise<MergeReport> {
+  const hmac = parseKeySet(encoder.encode(env.PII_HMAC_KEY ?? TEST_SECRET), "test", "k1");
+  const maskers = new Map<string, Masker>();
+  for (const [id, secret] of hmac.keys) maskers.set(id, await Masker.create(secret, id));
+  const cipher = await cipherOf(env.PII_VAULT_KEY ?? VAULT_SECRET);
+  return await mergeInbox(db, { cipher, maskers }, { actor: "test", reason: null, batch: 1000 });
+}
+
+/**
+ * Sends `bodies` to a fresh queue and runs `drain` through the CLI until the
+ * queue is empty; with `merge`, then merges that database's vault inbox
+ * (what the owner's scheduled `vault-merge` does) with the run's keys.
+ */
 export async function drain(
   sqs: TestSqs,
   cli: Cli,
   bodies: readonly string[],
   env: Record<string, string> = {},
+  options: { readonly merge?: TestDb } = {},
 ): Promise<{ inserted: number; runs: number }> {
   const queueUrl = sqs.createQueue();
   enqueue(sqs, queueUrl, bodies);
@@ -168,7 +192,10 @@ export async function drain(
     assert.equal(result.code, 0, `drain failed: ${result.stderr.slice(-2000)}`);
     inserted += (JSON.parse(result.stdout) as { inserted: number }).inserted;
     const counts = sqs.counts(queueUrl);
-    if (counts.ready === 0 && counts.inFlight === 0) return { inserted, runs };
+    if (counts.ready === 0 && counts.inFlight === 0) {
+      if (options.merge !== undefined) await mergeVault(options.merge, cli.envWith(env));
+      return { inserted, runs };
+    }
     assert.ok(runs < 5, `queue not drained after ${runs} runs: ${JSON.stringify(counts)}`);
   }
 }
@@ -214,6 +241,14 @@ export async function vaultRows(sql: postgres.Sql): Promise<VaultRowText[]> {
     ...await sql<VaultRowText[]>`
     SELECT masked_value, field, ciphertext, iv, key_id FROM login_etl_vault
     WHERE erased_at IS NULL ORDER BY masked_value`,
+  ];
+}
+
+/** The vault inbox's entries, oldest first. */
+export async function inboxRows(sql: postgres.Sql): Promise<VaultRowText[]> {
+  return [
+    ...await sql<VaultRowText[]>`
+    SELECT masked_value, field, ciphertext, iv, key_id FROM login_etl_vault_inbox ORDER BY id`,
   ];
 }
 
@@ -302,6 +337,132 @@ export function assertRefused(result: CliResult, code: number, pattern: RegExp):
   assert.match(last, /^error: \S/);
   assert.match(last, pattern);
   assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
+}
+
+/** sql/roles.sql's groups under names of one test, a login in three of them, and clients. */
+export interface PiiRoles extends AsyncDisposable {
+  readonly groups: {
+    readonly owner: string;
+    readonly consumer: string;
+    readonly recoverer: string;
+  };
+  readonly users: { readonly owner: string; readonly consumer: string; readonly recoverer: string };
+  /** A URL of `db`'s server for `user`. */
+  urlOf(user: string): string;
+  /** A client as `user`, search_path the data schema then the state schema; ended at dispose. */
+  connectAs(user: string): postgres.Sql;
+}
+
+/**
+ * Migrates `db`, applies sql/roles.sql to it with psql under role names of
+ * this test only (roles are cluster-wide and tests run side by side), and
+ * makes a login in the owner, consumer and recoverer groups; all dropped
+ * when disposed.
+ */
+export async function piiRoles(db: TestDb): Promise<PiiRoles> {
+  const suffix = `_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6)}`;
+  const groups = {
+    owner: `login_etl_owner${suffix}`,
+    consumer: `login_etl_consumer${suffix}`,
+    recoverer: `pii_recoverer${suffix}`,
+  };
+  const users = {
+    owner: `etl_migrate${suffix}`,
+    consumer: `etl_service${suffix}`,
+    recoverer: `alice${suffix}`,
+  };
+  const password = crypto.randomUUID();
+  const clients: postgres.Sql[] = [];
+  const urlOf = (user: string) => {
+    const url = new URL(db.url);
+    url.hostname = "127.0.0.1";
+    url.username = user;
+    url.password = password;
+    return url.toString();
+  };
+  const drop = async () => {
+    for (const sql of clients) await sql.end();
+    const names = [...Object.values(users), ...Object.values(groups), `login_etl_analyst${suffix}`];
+    const existing = (await db.sql<{ rolname: string }[]>`
+      SELECT rolname FROM pg_roles WHERE rolname = ANY(${names})`)
+      .map((r) => `"${r.rolname}"`).join(", ");
+    if (existing !== "") {
+      await db.sql.unsafe(`REASSIGN OWNED BY ${existing} TO CURRENT_USER`);
+      await db.sql.unsafe(`DROP OWNED BY ${existing}`);
+      await db.sql.unsafe(`DROP ROLE ${existing}`);
+    }
+  };
+  try {
+    await migrate(db.sql, db.schemas);
+    await psqlFiles(db.schema, [new URL("../../sql/roles.sql", import.meta.url)], {
+      url: db.url,
+      stateSchema: db.stateSchema,
+      rewrite: (text) =>
+        text.replace(
+          /\b(login_etl_owner|login_etl_consumer|pii_recoverer|login_etl_analyst)\b/g,
+          `$1${suffix}`,
+        ),
+    });
+    await db.sql.unsafe(`
+      CREATE ROLE "${users.owner}" LOGIN PASSWORD '${password}' IN ROLE "${groups.owner}";
+      CREATE ROLE "${users.consumer}" LOGIN PASSWORD '${password}' IN ROLE "${groups.consumer}";
+      CREATE ROLE "${users.recoverer}" LOGIN PASSWORD '${password}' IN ROLE "${groups.recoverer}";`)
+      .simple();
+  } catch (error) {
+    await drop();
+    throw error;
+  }
+  return {
+    groups,
+    users,
+    urlOf,
+    connectAs(user: string) {
+      const sql = postgres(urlOf(user), {
+        max: 1,
+        onnotice: () => {},
+        connection: { search_path: `${db.schema}, ${db.stateSchema}` },
+      });
+      clients.push(sql);
+      return sql;
+    },
+    [Symbol.asyncDispose]: drop,
+  };
+}
+
+/**
+ * Every value the vault and its inbox can give back with `cipher`: each live
+ * entry decrypted (entries that do not decrypt are skipped), by mask.
+ */
+export async function openable(
+  sql: postgres.Sql,
+  cipher: VaultCipher,
+): Promise<{ readonly mask: string; readonly raw: string; readonly where: string }[]> {
+  const found: { mask: string; raw: string; where: string }[] = [];
+  for (
+    const [where, rows] of [["vault", await vaultRows(sql)], [
+      "inbox",
+      await inboxRows(sql),
+    ]] as const
+  ) {
+    for (const r of rows) {
+      try {
+        found.push({
+          mask: r.masked_value,
+          where,
+          raw: await cipher.decrypt({
+            masked: r.masked_value as Masked,
+            field: r.field,
+            ciphertext: new Uint8Array(r.ciphertext),
+            iv: new Uint8Array(r.iv),
+            keyId: r.key_id,
+          }),
+        });
+      } catch {
+        // Altered or squatted: gives nothing back.
+      }
+    }
+  }
+  return found;
 }
 
 // Four logins: spellings of one IPv6 address, an IPv4-mapped address, and a

@@ -50,7 +50,7 @@ const ERROR_CASES: readonly { name: string; argv: string[]; message: string }[] 
     name: "refuses a flag of another command, naming the commands that take it",
     argv: ["seed", "--database-url", "postgres://h/d"],
     message:
-      "Unknown flag --database-url for seed: only drain, run, recover, forget, rekey, rekey-vault, migrate, check and report take --database-url; see login-etl seed --help",
+      "Unknown flag --database-url for seed: only drain, run, recover, forget, rekey, rekey-vault, vault-merge, migrate, check and report take --database-url; see login-etl seed --help",
   },
   {
     name: "refuses another command's flag spelt another way, naming it",

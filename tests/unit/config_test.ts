@@ -659,7 +659,7 @@ Deno.test("each command's config holds only its own settings", () => {
     assert.ok(!recover.includes(absent), `recover has no ${absent}`);
   }
   assert.ok(!keysOf(resolveConfig("seed", {}, {})).includes("database"));
-  assert.ok(!keysOf(resolveConfig("forget", {}, {})).includes("hmacKey"));
+  assert.ok(!keysOf(resolveConfig("migrate", {}, {})).includes("hmacKey"));
 });
 
 Deno.test("resolveConfig() refuses a --reject-queue-url that is the queue being drained, in another case or with a trailing slash", async (t) => {
@@ -789,7 +789,7 @@ const KEY_CASES: readonly {
     checked: "seed",
     key: "max-rows",
     says:
-      '"max-rows" is a setting of drain, run, demo, rekey and rekey-vault, not of check; remove it or run one of those',
+      '"max-rows" is a setting of drain, run, demo, rekey, rekey-vault and vault-merge, not of check; remove it or run one of those',
   },
   { command: "drain", key: "config", says: '"config": a config file cannot name another' },
   {

@@ -113,6 +113,15 @@ const SAMPLES: { readonly [K in EventType]: Extract<TelemetryEvent, { type: K }>
   ValuesRecovered: { type: "ValuesRecovered", recovered: 1, notFound: 0, erased: 0, failed: 0 },
   RekeySkipped: { type: "RekeySkipped", what: "rows", masked: "k1:abc", why: "mismatch" },
   RekeyBatchCommitted: { type: "RekeyBatchCommitted", what: "rows", count: 5, keyId: "k2" },
+  InboxEntryRefused: { type: "InboxEntryRefused", masked: "k1:abc", why: "mismatch" },
+  InboxMerged: {
+    type: "InboxMerged",
+    accepted: 3,
+    known: 1,
+    erased: 1,
+    dropped: 1,
+    kept: 0,
+  },
 };
 
 /**

@@ -173,7 +173,9 @@ Deno.test("localSink() with a vault marks values vaulted only once their batch c
   assert.equal(vaultEntries(slow.batches[1]), 2, "not marked by the batch that failed");
   await sink.write(messages({ b: login("u-b", "192.0.2.9", "d-9") }));
   assert.equal(vaultEntries(slow.batches[2]), 0, "marked once committed: not sent again");
-  const [stored] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM login_etl_vault`;
+  const [stored] = await db.sql<
+    { n: number }[]
+  >`SELECT count(*)::int AS n FROM login_etl_vault_inbox`;
   assert.equal(stored?.n, 2);
   await sink.close();
 });

@@ -20,8 +20,10 @@ import {
   cliEnv,
   drain,
   eventsOf,
+  inboxRows,
   lastAuditId,
   maskerOf,
+  mergeVault,
   rawValuesOf,
   tablesHoldingRaw,
   tombstones,
@@ -46,7 +48,7 @@ eachMajor.test("forget turns the vault entry into a tombstone, audited; recover 
     body("f2", "192.0.2.44", "200-00-0002"),
     body("f3", "192.0.2.45", "200-00-0002"),
   ];
-  await drain(sqs, cli, people);
+  await drain(sqs, cli, people, {}, { merge: db });
   const k1 = await maskerOf(TEST_SECRET, "k1");
   const mask = k1.mask("ip", "192.0.2.44");
   const rows = async () => [
@@ -58,6 +60,7 @@ eachMajor.test("forget turns the vault entry into a tombstone, audited; recover 
   assert.ok(erased, "the value was vaulted");
   const erasedHex = new Uint8Array(erased.ciphertext).toHex();
 
+  const beforeForget = await lastAuditId(db.sql);
   const result = await cli.run([
     "forget",
     "--masked",
@@ -88,7 +91,7 @@ eachMajor.test("forget turns the vault entry into a tombstone, audited; recover 
     );
     assert.equal(hit?.n, 0, `no copy of the erased ciphertext in ${schema}.${name}`);
   }
-  const [forgot] = await auditAfter(db.sql);
+  const [forgot] = await auditAfter(db.sql, beforeForget);
   assert.deepEqual(
     [forgot?.actor, forgot?.action, forgot?.masked_value, forgot?.reason, forgot?.outcome],
     ["dpo", "forget", mask, "GDPR art. 17 request 88", "success"],
@@ -174,6 +177,13 @@ eachMajor.test("an erased value stays erased: a later login and a direct re-inse
     );
     assertRefused(again, 1, /erased by forget/);
   }
+  // The later logins' entries wait in the inbox (a consumer cannot be told
+  // the value is erased); the merge drops them and keeps the tombstones.
+  assert.ok((await inboxRows(db.sql)).some((v) => v.masked_value === mask));
+  const merged = await mergeVault(db, cli.env);
+  assert.equal(merged.erased, 2, "the later login's entry and the direct one");
+  assert.ok(!(await inboxRows(db.sql)).some((v) => [mask, never].includes(v.masked_value)));
+  assert.deepEqual(await tombstones(db.sql), [mask, never].sort(), "still tombstones");
   cli.assertNoRaw(["192.0.2.77", "192.0.2.78", "300-00-0001", "300-00-0002", "300-00-0003"]);
 });
 
@@ -221,6 +231,10 @@ Deno.test("forget racing the consumer's writes of the same values: every erased 
   } finally {
     await dpo.end();
   }
+  // The drain's entries wait in the inbox; the owner's merge drops every
+  // erased one (an erased mask is a tombstone whichever came first).
+  const merged = await mergeVault(db, cli.env);
+  assert.deepEqual(await inboxRows(db.sql), [], "the merge empties the inbox");
   const live = new Set((await vaultRows(db.sql)).map((v) => v.masked_value));
   const stillLive = masks.filter((m) => live.has(m));
   const erased = new Set(await tombstones(db.sql));
@@ -228,6 +242,8 @@ Deno.test("forget racing the consumer's writes of the same values: every erased 
     masks: masks.length,
     tombstones: erased.size,
     live: stillLive.length,
+    merged_erased: merged.erased,
+    merged_accepted: merged.accepted,
   });
   assert.deepEqual(stillLive, [], "no erased value is recoverable");
   assert.ok(masks.every((m) => erased.has(m)));
@@ -238,7 +254,7 @@ Deno.test("after a backup restore brings erased entries back, forget --replay-au
   await using db = await freshSchema();
   const cli = new Cli(cliEnv(db));
   const people = [body("r1", "192.0.2.91", "400-00-0001"), body("r2", "192.0.2.92", "400-00-0002")];
-  await drain(sqs, cli, people);
+  await drain(sqs, cli, people, {}, { merge: db });
   const k1 = await maskerOf(TEST_SECRET, "k1");
   const mask = k1.mask("ip", "192.0.2.91");
   // The nightly backup of the vault, before the erasure.

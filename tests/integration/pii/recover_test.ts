@@ -37,7 +37,7 @@ eachMajor.test("recover prints the raw value behind ip and device_id masks, alon
   const cli = new Cli(cliEnv(db));
   const k1 = await maskerOf(TEST_SECRET, "k1");
 
-  const first = await drain(sqs, cli, PEOPLE);
+  const first = await drain(sqs, cli, PEOPLE, {}, { merge: db });
   assert.equal(first.inserted, 4);
   const ipMask = k1.mask("ip", "2001:db8::1");
   const deviceMask = k1.mask("device_id", "111-22-3333");
@@ -58,7 +58,13 @@ eachMajor.test("recover prints the raw value behind ip and device_id masks, alon
   }
 
   // Insert-once: the same values again (new messages, a new process) leave the entries as they were.
-  const again = await drain(sqs, cli, PEOPLE.map((b) => b.replace(/"u(\d)"/, '"again-$1"')));
+  const again = await drain(
+    sqs,
+    cli,
+    PEOPLE.map((b) => b.replace(/"u(\d)"/, '"again-$1"')),
+    {},
+    { merge: db },
+  );
   assert.equal(again.inserted, 4);
   assert.deepEqual(await vaultRows(db.sql), vault, "vault entries are written once");
 
@@ -244,7 +250,7 @@ Deno.test("recover refuses tampered, swapped, injected and unknown-key vault ent
   await using db = await freshSchema();
   const cli = new Cli(cliEnv(db));
   const people = [1, 2, 3, 4, 5, 6].map((n) => body(`t${n}`, `192.0.2.1${n}`, `100-00-000${n}`));
-  await drain(sqs, cli, people);
+  await drain(sqs, cli, people, {}, { merge: db });
   const k1 = await maskerOf(TEST_SECRET, "k1");
   const ip = (n: number) => k1.mask("ip", `192.0.2.1${n}`);
   const device = (n: number) => k1.mask("device_id", `100-00-000${n}`);
@@ -324,7 +330,7 @@ Deno.test("a refused row's vault entry is still written when a committed row of 
     body("bob", "203.0.113.50", "555-00-1111"),
     body("carol", "198.51.100.9", "555-00-2222"),
   ];
-  const result = await drain(sqs, cli, bodies);
+  const result = await drain(sqs, cli, bodies, {}, { merge: db });
   assert.equal(result.inserted, 2);
   const [refused] = await db.sql<{ n: number }[]>`
     SELECT count(*)::int AS n FROM login_etl_rejects WHERE reason = 'db_refused'`;

@@ -192,7 +192,7 @@ Deno.test("rekey killed after a committed batch resumes to the same state as an 
   const cli = new Cli(cliEnv(db, { PII_HMAC_KEY: hmacKeySet("k1") }));
   const bodies = [...generateBodies(300, { badRatio: 0, seed: 11, repeatRatio: 0.35 })];
   const events = eventsOf(bodies);
-  assert.equal((await drain(sqs, cli, bodies)).inserted, 300);
+  assert.equal((await drain(sqs, cli, bodies, {}, { merge: db })).inserted, 300);
   const ipGroups = await groupsOf(db.sql, "masked_ip");
   const deviceGroups = await groupsOf(db.sql, "masked_device_id");
 
@@ -273,7 +273,7 @@ Deno.test("rekey-vault re-encrypts every entry under the new vault key, resumes 
   const cli = new Cli(cliEnv(db, { PII_VAULT_KEY: vaultKeySet("v1") }));
   const bodies = [...generateBodies(60, { badRatio: 0, seed: 23, repeatRatio: 0.2 })];
   const events = eventsOf(bodies);
-  await drain(sqs, cli, bodies);
+  await drain(sqs, cli, bodies, {}, { merge: db });
   const before = await vaultRows(db.sql);
   assert.ok(before.every((v) => v.key_id === "v1"));
   const original = await openVault(await cipherOf(vaultKeySet("v1")), before);
@@ -331,7 +331,7 @@ Deno.test("rekey-vault skips an entry that does not decrypt instead of stopping 
   await using db = await freshSchema();
   const cli = new Cli(cliEnv(db, { PII_VAULT_KEY: vaultKeySet("v1") }));
   const bodies = [...generateBodies(20, { badRatio: 0, seed: 31 })];
-  await drain(sqs, cli, bodies);
+  await drain(sqs, cli, bodies, {}, { merge: db });
   const [victim] = await db.sql<{ masked_value: string }[]>`
     SELECT masked_value FROM login_etl_vault ORDER BY masked_value LIMIT 1`;
   assert.ok(victim);

@@ -74,16 +74,77 @@ eachMajor.test("release only after its audit commits: a rollback, a savepoint, a
       SELECT count(*)::int AS n FROM ${db.admin(STATE)}.login_etl_audit`)[0]?.n ?? -1;
 
   await t.step(
-    "of the recoverer's functions only login_etl_release hands out ciphertext: login_etl_recover is gone",
+    "of the recoverer's functions only login_etl_release and login_etl_inbox_claimed hand out ciphertext: login_etl_recover is gone",
     async () => {
       const handing = await alice<{ f: string }[]>`
         SELECT p.proname::text AS f FROM pg_proc p
         WHERE p.pronamespace = to_regnamespace(${STATE}) AND has_function_privilege(p.oid, 'EXECUTE')
           AND 'bytea'::regtype = ANY(p.proallargtypes)
         ORDER BY 1`;
-      assert.deepEqual(handing.map((r) => r.f), ["login_etl_release"]);
+      assert.deepEqual(handing.map((r) => r.f), ["login_etl_inbox_claimed", "login_etl_release"]);
     },
   );
+
+  // The drained entries wait in the vault inbox: a recoverer's merge hands
+  // them out under the same rule as a release.
+  const claim = async (sql: postgres.Sql | postgres.TransactionSql, masks: string[]) => {
+    const [row] = await sql<{ claim: string | null }[]>`
+      SELECT claim::text FROM ${sql(STATE)}.login_etl_inbox_claim(
+        ${masks}::text[], 0, 100, 'alice', 'INC-9')`;
+    assert.ok(row?.claim !== null && row?.claim !== undefined, "a claim of inbox entries");
+    return row.claim;
+  };
+  const claimed = (sql: postgres.Sql | postgres.TransactionSql, id: string) =>
+    sql<{ id: string; masked_value: string; ciphertext: Uint8Array }[]>`
+      SELECT id::text, masked_value, ciphertext FROM ${
+      sql(STATE)
+    }.login_etl_inbox_claimed(${id}::bigint)`;
+
+  await t.step(
+    "inbox entries: claimed and read in one transaction, or claimed in a savepoint, rolled back: refused, nothing left",
+    async () => {
+      const before = await audits();
+      await assert.rejects(
+        rolledBack(alice, async (tx) => await claimed(tx, await claim(tx, [ip]))),
+        pgError("25000", /^An inbox claim is read after the transaction that made it commits/),
+      );
+      await assert.rejects(
+        rolledBack(alice, async (tx) => {
+          const id = await tx.savepoint(async (sp) => await claim(sp, [ip]));
+          return await claimed(tx, id);
+        }),
+        pgError("25000", /is read after the transaction that made it commits/),
+      );
+      assert.equal(await audits(), before, "the claims' audit rows went with the rollbacks");
+    },
+  );
+
+  await t.step(
+    "inbox entries of a committed claim: to its own login only, after its per-mask audit row",
+    async () => {
+      const id = await claim(alice, [ip]);
+      await assert.rejects(claimed(bob, id), pgError("22023", /^No inbox claim \d+ of this login/));
+      const [audited] = await db.admin<{ outcome: string; detail: string }[]>`
+        SELECT outcome, detail FROM ${db.admin(STATE)}.login_etl_audit
+        WHERE action = 'merge' AND masked_value = ${ip} ORDER BY id DESC LIMIT 1`;
+      assert.deepEqual(audited, {
+        outcome: "released",
+        detail: `inbox entries released to be verified and merged (claim ${id})`,
+      });
+      const entries = await claimed(alice, id);
+      assert.deepEqual(entries.map((e) => [e.masked_value, e.ciphertext.length > 0]), [[ip, true]]);
+      // Judged nothing: kept in the inbox, unclaimed, for the merge below.
+      const [settled] = await alice<{ kept: number }[]>`
+        SELECT kept FROM ${alice(STATE)}.login_etl_inbox_settle(${id}::bigint, '{}'::bigint[],
+          ${entries.map((e) => e.id)}::bigint[], '{}'::bigint[], '{}'::text[])`;
+      assert.equal(settled?.kept, 1);
+    },
+  );
+
+  // The owner's scheduled merge moves the rest into the vault.
+  const merged = await cli.run(["vault-merge"], as(db.users.owner));
+  assert.equal(merged.code, 0, merged.stderr);
+  assert.equal(JSON.parse(merged.stdout).accepted, 6, merged.stdout);
 
   await t.step(
     "request and release in one transaction, rolled back: refused, nothing left",

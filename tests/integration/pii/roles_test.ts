@@ -39,7 +39,16 @@ const FUNCTIONS = {
   note: "login_etl_audit_note(text,text[],text,text,text,text)",
   list: "login_etl_audit_list(bigint,integer)",
   maintain: "login_etl_ledger_maintain(integer,integer)",
+  claim: "login_etl_inbox_claim(text[],bigint,integer,text,text)",
+  claimed: "login_etl_inbox_claimed(bigint)",
+  settle: "login_etl_inbox_settle(bigint,bigint[],bigint[],bigint[],text[])",
+  lock: "login_etl_lock_masks(text[])",
+  linked: "login_etl_linked(text[])",
 } as const;
+const NO_FUNCTION = Object.fromEntries(Object.keys(FUNCTIONS).map((k) => [k, false])) as Record<
+  keyof typeof FUNCTIONS,
+  boolean
+>;
 
 eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege on the vault or the audit trail, and work through the functions", async ({ t, pg }) => {
   await using sqs = await startSqs();
@@ -102,7 +111,16 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
       async () => {
         const claims: string[] = [];
         for (const role of [consumer, recoverer, consumerUser, recovererUser, nobodyUser]) {
-          for (const table of ["login_etl_vault", "login_etl_audit"]) {
+          for (
+            const table of [
+              "login_etl_vault",
+              "login_etl_audit",
+              "login_etl_release_tickets",
+              "login_etl_vault_inbox",
+              "login_etl_inbox_claims",
+              "login_etl_vault_links",
+            ]
+          ) {
             for (const privilege of TABLE_PRIVILEGES) {
               const [row] = await db.sql<{ has: boolean }[]>`
               SELECT has_table_privilege(${role}, ${`"${db.stateSchema}".${table}`}, ${privilege}) AS has`;
@@ -125,42 +143,20 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
         ]
           ?.has;
       const table: [string, Record<keyof typeof FUNCTIONS, boolean>][] = [
-        [consumerUser, {
-          put: true,
-          request: false,
-          release: false,
-          forget: false,
-          note: true,
-          list: false,
-          maintain: true,
-        }],
+        [consumerUser, { ...NO_FUNCTION, put: true, note: true, maintain: true }],
         [recovererUser, {
-          put: false,
+          ...NO_FUNCTION,
           request: true,
           release: true,
           forget: true,
           note: true,
           list: true,
-          maintain: false,
+          claim: true,
+          claimed: true,
+          settle: true,
         }],
-        [analystUser, {
-          put: false,
-          request: false,
-          release: false,
-          forget: false,
-          note: false,
-          list: false,
-          maintain: false,
-        }],
-        [nobodyUser, {
-          put: false,
-          request: false,
-          release: false,
-          forget: false,
-          note: false,
-          list: false,
-          maintain: false,
-        }],
+        [analystUser, NO_FUNCTION],
+        [nobodyUser, NO_FUNCTION],
       ];
       for (const [role, expected] of table) {
         for (const [name, fn] of Object.entries(FUNCTIONS)) {
@@ -178,17 +174,19 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
           AND array_to_string(p.proconfig, ',') = ${`search_path=pg_catalog, ${db.stateSchema}, pg_temp`}`;
       assert.equal(
         definers?.n,
-        7,
-        "seven SECURITY DEFINER functions, owned by the owner, search_path pinned",
+        10,
+        "ten SECURITY DEFINER functions, owned by the owner, search_path pinned",
       );
     });
 
     await t.step("the consumer user drains with the vault on", async () => {
       const drained = await drain(sqs, cli, PEOPLE, { DATABASE_URL: urlOf(consumerUser) });
       assert.equal(drained.inserted, 4);
-      const [n] = await db.sql<{ n: number }[]>`
-        SELECT count(*)::int AS n FROM login_etl_vault WHERE erased_at IS NULL`;
-      assert.equal(n?.n, 6);
+      // Its entries wait in the inbox until a key holder merges them.
+      const [n] = await db.sql<{ inbox: number; vault: number }[]>`
+        SELECT (SELECT count(*) FROM login_etl_vault_inbox)::int AS inbox,
+               (SELECT count(*) FROM login_etl_vault)::int AS vault`;
+      assert.deepEqual(n, { inbox: 6, vault: 0 });
       // Its start made the ledger's day partitions through the function: owned
       // by the owner, with the ids of this run in today's.
       const parts = await db.sql<{ name: string; owner: string; n: number }[]>`
@@ -202,6 +200,24 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
       const today = new Date().toISOString().slice(0, 10).replaceAll("-", "");
       assert.equal(parts.find((p) => p.name === `login_etl_ledger_p${today}`)?.n, 4);
     });
+
+    await t.step(
+      "the owner user merges the whole inbox into the vault; a recoverer user may not",
+      async () => {
+        assertRefused(
+          await cli.run(["vault-merge"], { DATABASE_URL: urlOf(recovererUser) }),
+          1,
+          /Only the owner role may merge the whole vault inbox/,
+        );
+        const merged = await cli.run(["vault-merge"], { DATABASE_URL: urlOf(ownerUser) });
+        assert.equal(merged.code, 0, merged.stderr);
+        assert.equal(JSON.parse(merged.stdout).accepted, 6);
+        const [n] = await db.sql<{ inbox: number; vault: number }[]>`
+          SELECT (SELECT count(*) FROM login_etl_vault_inbox)::int AS inbox,
+                 (SELECT count(*) FROM login_etl_vault WHERE erased_at IS NULL)::int AS vault`;
+        assert.deepEqual(n, { inbox: 0, vault: 6 });
+      },
+    );
 
     await t.step(
       "the consumer user may not change the ledger's tables, nor delete from it",
@@ -305,7 +321,14 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
       "the consumer user cannot read the vault, the rows or the audit trail, nor write the audit",
       async () => {
         const asConsumer = connectAs(consumerUser);
-        for (const table of ["login_etl_vault", "user_logins", "login_etl_audit"]) {
+        for (
+          const table of [
+            "login_etl_vault",
+            "login_etl_vault_inbox",
+            "user_logins",
+            "login_etl_audit",
+          ]
+        ) {
           await assert.rejects(
             asConsumer.unsafe(`SELECT * FROM ${table}`),
             denied,

@@ -11,12 +11,14 @@ import type { Masked } from "../../../src/types.ts";
 import {
   assertRefused,
   auditAfter,
+  body,
   cipherOf,
   Cli,
   cliEnv,
   drain,
   HMAC_SECRET_2,
   hmacKeySet,
+  inboxRows,
   lastAuditId,
   maskerOf,
   openVault,
@@ -128,7 +130,8 @@ Deno.test("drain with only the public key set writes sealed, padded entries noth
   assert.equal(first.inserted, 4);
   const drainLog = cli.logs.join("\n");
   assert.deepEqual(eventsNamed(drainLog, "VaultKeyReadable"), [], "a public key set is no warning");
-  const vault = await vaultRows(db.sql);
+  // What the consumer wrote: its entries wait in the vault inbox.
+  const vault = await inboxRows(db.sql);
   assert.equal(vault.length, 6, "3 ips and 3 device ids, as with a symmetric key");
   assertSealed(vault, "p1");
   assert.deepEqual(
@@ -171,7 +174,29 @@ Deno.test("drain with only the public key set writes sealed, padded entries noth
     /^key ids p1; current p1 \(sealed\): recover needs the private vault key set/,
   );
 
-  // The recoverer's private key set opens every entry, proven against its mask.
+  // A merge with public keys only proves nothing and drops nothing: the
+  // owner's vault-merge refuses such a set, and a set that can read other
+  // entries keeps those sealed to a pair it holds only the public half of,
+  // even with --drop-unverifiable (they are not under a foreign key).
+  assertRefused(
+    await cli.run(["vault-merge"], consumerEnv),
+    2,
+    /^error: vault-merge needs the private vault key set \(vault\.json from login-etl keygen\)/,
+  );
+  const publicPair = JSON.parse(await Deno.readTextFile(keys.publicPath)).keys.p1;
+  const halfBlind = await cli.run(["vault-merge", "--drop-unverifiable"], {
+    PII_VAULT_KEY: JSON.stringify({ current: "v1", keys: { v1: VAULT_SECRET, p1: publicPair } }),
+    PII_VAULT_KEY_FILE: "",
+  });
+  assert.equal(halfBlind.code, 0, halfBlind.stderr);
+  assert.deepEqual(
+    { ...JSON.parse(halfBlind.stdout), batches: 0 },
+    { claimed: 6, accepted: 0, known: 0, erased: 0, dropped: 0, kept: 6, batches: 0 },
+  );
+  assert.deepEqual(await inboxRows(db.sql), vault, "every entry still in the inbox");
+
+  // The recoverer's private key set opens every entry, proven against its
+  // mask; recover merges the masks it is asked for first.
   const recoverer = { PII_VAULT_KEY: "", PII_VAULT_KEY_FILE: keys.privatePath };
   const opened = await openVault(
     await cipherOf(await Deno.readTextFile(keys.privatePath)),
@@ -248,7 +273,7 @@ Deno.test("a consumer given a private key set or a symmetric secret warns once t
     assert.equal(warnings[0]?.["level"], "warn");
     assert.equal(warnings[0]?.["key_ids"], run.keyIds);
     assert.match(String(warnings[0]?.["msg"]), /this consumer holds vault keys that can/);
-    const rows = (await vaultRows(db.sql)).filter((r) => r.key_id === (run.sealed ? "p1" : "v1"));
+    const rows = (await inboxRows(db.sql)).filter((r) => r.key_id === (run.sealed ? "p1" : "v1"));
     assert.equal(rows.length, 2, `${run.name}: the login's ip and device id`);
     if (run.sealed) assertSealed(rows, "p1");
     else assert.ok(rows.every((r) => r.iv.length === 12), "symmetric: a 12-byte IV");
@@ -273,7 +298,7 @@ Deno.test("rekey-vault --to a pair re-seals a symmetric vault; recover reads the
   await using db = await freshSchema();
   const cli = new Cli(cliEnv(db));
   const bodies = [...generateBodies(40, { badRatio: 0, seed: 47, repeatRatio: 0.2 })];
-  await drain(sqs, cli, bodies);
+  await drain(sqs, cli, bodies, {}, { merge: db });
   const symmetric = await vaultRows(db.sql);
   assert.ok(symmetric.every((r) => r.key_id === "v1" && r.iv.length === 12));
   const values = await openVault(await cipherOf(VAULT_SECRET), symmetric);
@@ -338,6 +363,12 @@ Deno.test("rekey-vault --to a pair re-seals a symmetric vault; recover reads the
   assert.equal(after.code, 0, after.stderr);
   assert.equal(after.stdout, `${oldMask}\t${field}\t${oldValue}\n`);
 
+  // A login drained since by a consumer with the public set waits in the
+  // inbox, sealed: rekey merges it (with the private set) and moves it too.
+  const late = body("late", "192.0.2.250", "950-00-0001");
+  await drain(sqs, cli, [late], { PII_VAULT_KEY: "", PII_VAULT_KEY_FILE: keys.publicPath });
+  assertSealed(await inboxRows(db.sql), "p1");
+
   // rekey to another HMAC key: it needs a set that reads, and seals the moved entries.
   const k2 = { PII_HMAC_KEY: hmacKeySet("k2") };
   assertRefused(
@@ -355,8 +386,10 @@ Deno.test("rekey-vault --to a pair re-seals a symmetric vault; recover reads the
   );
   assert.equal(rekeyed.code, 0, rekeyed.stderr);
   const moved = await vaultRows(db.sql);
+  assert.equal(moved.length, symmetric.length + 2, "the late login's ip and device id too");
   assert.ok(moved.every((r) => r.masked_value.startsWith("k2:")), "every entry moved to k2");
   assertSealed(moved, "p1");
+  assert.deepEqual(await inboxRows(db.sql), [], "the inbox merged first");
   const k2Mask = (await maskerOf(HMAC_SECRET_2, "k2")).mask(field ?? "ip", oldValue);
   const recovered = await cli.run(
     ["recover", "--masked", k2Mask, "--reason", "after rekey"],
@@ -366,7 +399,7 @@ Deno.test("rekey-vault --to a pair re-seals a symmetric vault; recover reads the
   assert.equal(recovered.code, 0, recovered.stderr);
   assert.equal(recovered.stdout, `${k2Mask}\t${field}\t${oldValue}\n`);
 
-  const raws = rawValuesOf(bodies);
+  const raws = rawValuesOf([...bodies, late]);
   cli.assertNoRaw(raws);
   assert.deepEqual(await tablesHoldingRaw(db, raws), []);
   reportFigures("rekey-vault to a pair", {

@@ -1,0 +1,236 @@
+/**
+ * Merging the vault inbox. Consumers append vault entries to
+ * `login_etl_vault_inbox` without reading anything (so a write tells them
+ * nothing about what the vault holds); a holder of the vault and HMAC keys
+ * moves them into the vault here. Each entry must decrypt and mask back to
+ * its mask before it is accepted, so an entry a consumer planted for a mask
+ * it predicted (squatting) is dropped rather than kept first; an entry whose
+ * value is erased under any key is dropped and its masks tombstoned (the
+ * database decides that, under per-mask locks).
+ *
+ * Three calls, each its own transaction: `login_etl_inbox_claim` claims a
+ * batch and audits it, `login_etl_inbox_claimed` hands the entries out
+ * (never in the claim's own transaction, so a rolled-back audit releases
+ * nothing), `login_etl_inbox_settle` records the verdicts.
+ *
+ * @module
+ */
+
+import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
+import { DatabaseError } from "../errors.ts";
+import type { Masker } from "../mask.ts";
+import type { Telemetry } from "../ops/telemetry.ts";
+import { fromStored, type VaultCipher, type VaultField } from "./vault.ts";
+
+/** What a merge proves entries with: the vault key set and every HMAC key by id. */
+export interface MergeKeys {
+  readonly cipher: VaultCipher;
+  readonly maskers: ReadonlyMap<string, Masker>;
+}
+
+/** Counts of a merge. */
+export interface MergeReport {
+  /** Entries handed out to be verified. */
+  claimed: number;
+  /** Masks that entered the vault. */
+  accepted: number;
+  /** Masks the vault already held. */
+  known: number;
+  /** Masks whose value is erased: dropped, their masks tombstoned. */
+  erased: number;
+  /** Entries refused (they did not decrypt or mask back: squatted, altered) and deleted. */
+  dropped: number;
+  /** Entries under a key the merger cannot use (not held, or a public half only): left in the inbox. */
+  kept: number;
+  batches: number;
+}
+
+/** Options of a merge. */
+export interface MergeOptions {
+  /**
+   * Only these masks' entries: a recoverer's merge, audited per mask. The
+   * whole inbox when absent, which only the owner role may merge.
+   */
+  readonly masks?: readonly string[];
+  readonly actor: string;
+  readonly reason: string | null;
+  /** Entries per claim (at most 10,000). */
+  readonly batch: number;
+  /**
+   * Delete entries under HMAC or vault key ids the sets do not hold instead
+   * of keeping them (never those of a pair held as its public half only).
+   */
+  readonly dropUnverifiable?: boolean;
+  readonly telemetry?: Telemetry;
+  readonly stop?: AbortSignal;
+}
+
+/** An inbox entry as `login_etl_inbox_claimed` returns it. */
+interface InboxEntry {
+  readonly id: string;
+  readonly "masked_value": string;
+  readonly field: VaultField;
+  readonly ciphertext: Uint8Array;
+  readonly iv: Uint8Array;
+  readonly "key_id": string;
+}
+
+/** The merger's verdict on one entry. */
+type Verdict =
+  | { readonly verdict: "accept"; readonly others: readonly string[] }
+  | { readonly verdict: "refuse"; readonly why: "undecryptable" | "mismatch" }
+  /**
+   * Not judged. `foreign` when a key id is not in the sets at all (what
+   * `dropUnverifiable` deletes); a pair held as its public half only is
+   * never foreign: its entries wait for a merger holding the private half.
+   */
+  | { readonly verdict: "keep"; readonly foreign: boolean };
+
+/**
+ * Judges one entry: kept when the merger cannot open it or check its mask
+ * (its HMAC key not held; its vault key not held, or held as a pair's
+ * public half only), since nothing is proven either way; refused when a key
+ * that can open it does not, or the value does not mask back to its mask;
+ * else accepted with its value's masks under the other HMAC keys (so an
+ * erasure under any of them reaches it).
+ */
+async function judge(entry: InboxEntry, keys: MergeKeys): Promise<Verdict> {
+  const masked = entry.masked_value;
+  const masker = keys.maskers.get(masked.slice(0, Math.max(0, masked.indexOf(":"))));
+  if (masker === undefined || !keys.cipher.has(entry.key_id)) {
+    return { verdict: "keep", foreign: true };
+  }
+  if (!keys.cipher.canRead(entry.key_id)) return { verdict: "keep", foreign: false };
+  let raw: string;
+  try {
+    raw = await keys.cipher.decrypt(fromStored(entry));
+  } catch {
+    return { verdict: "refuse", why: "undecryptable" };
+  }
+  if (await masker.mask(entry.field, raw) !== masked) return { verdict: "refuse", why: "mismatch" };
+  const others: string[] = [];
+  for (const [id, other] of keys.maskers) {
+    if (id !== masker.keyId) others.push(await other.mask(entry.field, raw));
+  }
+  return { verdict: "accept", others };
+}
+
+/** Deadlocks between a settle and a concurrent forget are resolved by Postgres aborting one: retried. */
+const SETTLE_ATTEMPTS = 3;
+
+function wrap(what: string, error: unknown): DatabaseError {
+  return new DatabaseError(
+    "db_write",
+    (error as { code?: unknown } | null)?.code === "42501"
+      ? `Cannot ${what}: ${
+        describeDbError(error)
+      }; merging the vault inbox needs a role granted pii_recoverer (named masks) or login_etl_owner (sql/roles.sql, run again after migrate)`
+      : `Cannot ${what}: ${describeDbError(error)}`,
+    { cause: error },
+  );
+}
+
+/**
+ * Merges inbox entries into the vault: those of `options.masks`, or the
+ * whole inbox. Claims a batch at a time, past the last one, so entries kept
+ * (unverifiable) are not claimed again in this run.
+ *
+ * @throws {DatabaseError} when a call fails; what was settled stays settled
+ */
+export async function mergeInbox(
+  db: Deployment,
+  keys: MergeKeys,
+  options: MergeOptions,
+): Promise<MergeReport> {
+  const sql = db.sql;
+  const state = sql(db.schemas.stateSchema);
+  const report: MergeReport = {
+    claimed: 0,
+    accepted: 0,
+    known: 0,
+    erased: 0,
+    dropped: 0,
+    kept: 0,
+    batches: 0,
+  };
+  const masks = options.masks === undefined ? null : pgArray(options.masks);
+  if (options.masks !== undefined && options.masks.length === 0) return report;
+  let after = "0";
+  for (;;) {
+    if (options.stop?.aborted === true) break;
+    let claim: { claim: string | null; entries: number; "last_id": string | null } | undefined;
+    try {
+      [claim] = await sql<{ claim: string | null; entries: number; "last_id": string | null }[]>`
+        SELECT claim::text, entries, last_id::text
+        FROM ${state}.login_etl_inbox_claim(${masks}::text[], ${after}::bigint, ${options.batch},
+                                             ${options.actor}, ${options.reason})`;
+    } catch (error) {
+      throw wrap("claim vault inbox entries", error);
+    }
+    if (claim === undefined || claim.claim === null) break;
+    let entries: InboxEntry[];
+    try {
+      entries = await sql<InboxEntry[]>`
+        SELECT id::text, masked_value, field, ciphertext, iv, key_id
+        FROM ${state}.login_etl_inbox_claimed(${claim.claim}::bigint)`;
+    } catch (error) {
+      throw wrap("read claimed vault inbox entries", error);
+    }
+    const accept: string[] = [];
+    const keep: string[] = [];
+    const linkIds: string[] = [];
+    const linkMasks: string[] = [];
+    for (const entry of entries) {
+      const verdict = await judge(entry, keys);
+      if (verdict.verdict === "accept") {
+        accept.push(entry.id);
+        for (const other of verdict.others) {
+          linkIds.push(entry.id);
+          linkMasks.push(other);
+        }
+      } else if (verdict.verdict === "keep") {
+        if (options.dropUnverifiable !== true || !verdict.foreign) keep.push(entry.id);
+      } else {
+        options.telemetry?.emit({
+          type: "InboxEntryRefused",
+          masked: entry.masked_value,
+          why: verdict.why,
+        });
+      }
+    }
+    let counts: Omit<MergeReport, "claimed" | "batches"> | undefined;
+    for (let attempt = 1;; attempt++) {
+      try {
+        [counts] = await sql<Omit<MergeReport, "claimed" | "batches">[]>`
+          SELECT accepted, known, erased, dropped, kept
+          FROM ${state}.login_etl_inbox_settle(${claim.claim}::bigint, ${pgArray(accept)}::bigint[],
+                 ${pgArray(keep)}::bigint[], ${pgArray(linkIds)}::bigint[], ${
+          pgArray(linkMasks)
+        }::text[])`;
+        break;
+      } catch (error) {
+        const code = (error as { code?: unknown } | null)?.code;
+        if (code !== "40P01" || attempt === SETTLE_ATTEMPTS) {
+          throw wrap("settle vault inbox entries", error);
+        }
+      }
+    }
+    report.claimed += claim.entries;
+    report.batches++;
+    for (const k of ["accepted", "known", "erased", "dropped", "kept"] as const) {
+      report[k] += counts?.[k] ?? 0;
+    }
+    after = claim.last_id ?? after;
+  }
+  if (report.batches > 0) {
+    options.telemetry?.emit({
+      type: "InboxMerged",
+      accepted: report.accepted,
+      known: report.known,
+      erased: report.erased,
+      dropped: report.dropped,
+      kept: report.kept,
+    });
+  }
+  return report;
+}
