@@ -208,7 +208,8 @@ function defaultText(spec: OptionSpec): string {
   if (spec.env !== undefined) parts.push(`env ${spec.env}`);
   if (spec.default !== undefined) parts.push(`default ${spec.default}`);
   if (spec.min !== undefined && spec.max !== undefined) parts.push(rangeOf(spec, "-"));
-  if (spec.choices !== undefined) parts.push(spec.choices.join("|"));
+  // Spaced, so a long list wraps like words.
+  if (spec.choices !== undefined) parts.push(spec.choices.join(" | "));
   return parts.length > 0 ? ` [${parts.join("; ")}]` : "";
 }
 
