@@ -5,15 +5,17 @@
  * free text), so here nothing passes unless a rule says it may:
  *
  * - the structure: objects, arrays, `true`/`false`/`null`, keys that are plain
- *   identifiers holding no address, and the length of every masked string and
- *   of every masked array of numbers;
+ *   identifiers with at most three digits and like nothing personal, and the
+ *   length of every masked string and of every masked array of numbers;
  * - the values of the non-PII fields `user_id`, `app_version`, `device_type`
- *   and `locale` when they are short, of the expected shape and look like no
- *   IP address, MAC address or e-mail;
- * - integers up to 9,999 directly under `app_version`, the one field whose
- *   value is a number by meaning. No other number is kept: small integers
- *   carry bytes and digits (a Node Buffer's `data`, octets, character codes,
- *   a device id cut in pieces).
+ *   and `locale` when they are short, of the expected shape and like nothing
+ *   personal (personal_shapes.ts: an IP, MAC, e-mail or UUID in any spelling,
+ *   many digits, or base64 of any of these); a UUID only as the body's own
+ *   `user_id`;
+ * - integers up to 9,999 directly under the body's own `app_version`, the one
+ *   field whose value is a number by meaning. No other number is kept: small
+ *   integers carry bytes and digits (a Node Buffer's `data`, octets,
+ *   character codes, a device id cut in pieces).
  *
  * Every other string, number, array of numbers and key becomes its keyed mask
  * (field `value`); values under `ip`/`device_id` keys (any spelling) keep
@@ -24,8 +26,10 @@
  * @module
  */
 
+import { encodeAppVersion } from "./app_version.ts";
 import { canonicalIp } from "./ip.ts";
 import type { MaskField } from "./mask.ts";
+import { isUuid, looksPersonal } from "./personal_shapes.ts";
 import type { ParsedBody } from "./validate.ts";
 
 /** Longest masked body kept for a reject, in UTF-16 units. */
@@ -66,8 +70,6 @@ function piiText(field: "ip" | "device_id", value: unknown): string {
   return JSON.stringify(value) ?? "undefined";
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** The non-PII login fields whose short, plain values are kept, with each one's shape. */
 const KEPT_FIELDS: ReadonlyMap<string, { readonly max: number; readonly shape: RegExp }> = new Map(
   [
@@ -78,66 +80,35 @@ const KEPT_FIELDS: ReadonlyMap<string, { readonly max: number; readonly shape: R
   ],
 );
 
-// Shapes of addresses and e-mails, looked for anywhere in a kept value or a
-// key. Regular expressions rather than ipaddr.js: the question is what looks
-// like an address, a partial or disguised one included, not what parses as
-// one (`canonicalIp` still answers for every exact address).
-
-/** Four groups of one to three digits, one separator: `10.0.0.1`, `ip-10-0-0-1`, `10_0_0_1`. */
-const IPV4_LIKE = /(?<!\d)\d{1,3}([._ -])\d{1,3}\1\d{1,3}\1\d{1,3}(?!\d)/;
-/** Digits and dots alone, with a dot: a partial or malformed dotted address (`10.0.1`, `192.168`). */
-const DOTTED_DIGITS = /^(?=.*\d)(?=.*\.)[\d.]+$/;
 /**
- * Two colons with at most four hex digits between: IPv6 compressed (`fe80::1`,
- * `::`), full or cut (`2001:db8:85a3:`), mapped (`::ffff:192.0.2.1`), and a
- * MAC written with colons.
- */
-const IPV6_LIKE = /:[0-9a-f]{0,4}:/i;
-/** Six groups of two hex digits, one separator: `aa:bb:cc:dd:ee:ff`, `aa-bb-…`, `aa.bb.…`, `aa_bb_…`. */
-const MAC_LIKE = /(?<![0-9a-f])[0-9a-f]{2}([:._-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}(?![0-9a-f])/i;
-/** A MAC in three dotted groups of four, as Cisco writes it: `aabb.ccdd.eeff`. */
-const MAC_DOTTED = /(?<![0-9a-f])[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}(?![0-9a-f])/i;
-/** A MAC without separators: twelve hex digits and nothing else. */
-const MAC_BARE = /^[0-9a-f]{12}$/i;
-/** `local@domain`, or spelt out: `jane at example.com`, `jane_at_example_dot_com`. */
-const EMAIL_LIKE = /[^\s@]@[^\s@]|[\s_(-]at[\s_)-].*(?:\.|dot)/i;
-
-/**
- * True when `text` looks like an IP address, a MAC address or an e-mail,
- * exact or not. `versionSyntax` spares what reads as a version: one to three
- * dotted numbers are how `app_version` is written, so there a partial address
- * (`10.0.1`) cannot be told from a version; four groups still count.
- */
-function looksLikeAddress(text: string, versionSyntax: boolean): boolean {
-  return IPV4_LIKE.test(text) || (!versionSyntax && DOTTED_DIGITS.test(text)) ||
-    IPV6_LIKE.test(text) || MAC_LIKE.test(text) || MAC_DOTTED.test(text) ||
-    MAC_BARE.test(text) || EMAIL_LIKE.test(text) ||
-    // Every address has a dot or a colon; parsing costs more than all the tests above.
-    (/[.:]/.test(text) && canonicalIp(text).ok);
-}
-
-/**
- * Keys kept as they are: identifiers of at most 64 characters without a run
- * of four digits, which would more likely be a serial or an id than a name,
- * and holding no address (`ip_10_0_0_1`, `mac_aa_bb_cc_dd_ee_ff`).
+ * Keys kept as they are: identifiers of at most 64 characters with at most
+ * three digits (more would more likely make a serial, an id or an address
+ * than a name: `ip_10_0_0_1`, `host192168`), and like nothing personal
+ * (`mac_aabbccddeeff`, `jane_at_example`).
  */
 function isPlainKey(key: string): boolean {
-  return /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(key) && !/\d{4}/.test(key) &&
-    !looksLikeAddress(key, false);
+  return /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(key) && (key.match(/\d/g)?.length ?? 0) <= 3 &&
+    !looksPersonal(key);
 }
 
 /**
  * True when a value of a kept field may be stored as it is: short, of its
- * field's shape, like no IP address, MAC address or e-mail, and with no run
- * of five digits nor more than six digits in all (a phone number, an SSN or
- * a serial in the wrong field), a UUID excepted.
+ * field's shape, like nothing personal (`looksPersonal`), with no run of five
+ * digits nor more than six digits in all (a phone number, an SSN or a serial
+ * in the wrong field). Two exceptions hold for the body's own top-level
+ * fields only, the ones validate.ts reads: a `user_id` that is exactly a UUID
+ * (user ids are UUIDs, and validation refuses UUIDs in the other kept
+ * fields), and an `app_version` that is a real version (1 to 3 dotted
+ * numbers, where a partial address such as `10.0.1` cannot be told from a
+ * version). The same keys deeper down are any producer's, so a device id or
+ * an address under a nested `user_id` or `app_version` is masked.
  */
-function isKeptValue(key: string, value: string): boolean {
+function isKeptValue(key: string, value: string, topLevel: boolean): boolean {
   const rule = KEPT_FIELDS.get(key);
   if (rule === undefined || value.length > rule.max || !rule.shape.test(value)) return false;
-  if (looksLikeAddress(value, key === "app_version")) return false;
-  if (UUID.test(value)) return true;
-  return !/\d{5}/.test(value) && (value.match(/\d/g)?.length ?? 0) <= 6;
+  if (topLevel && key === "user_id" && isUuid(value)) return true;
+  const version = topLevel && key === "app_version" && encodeAppVersion(value).ok;
+  return !looksPersonal(value, { versionSyntax: version });
 }
 
 /**
@@ -145,11 +116,13 @@ function isKeptValue(key: string, value: string): boolean {
  * (validate.ts: all six are strings); `app_version` is the one whose value is
  * a number by meaning (stored encoded as an integer), so a producer sending
  * `"app_version": 3` shows its 3, bounded as its text is (no run of five
- * digits). Anywhere else, and in every array, a small integer may be a byte,
- * an octet, a character code or a piece of an id.
+ * digits). Only the body's own top-level field: anywhere else, and in every
+ * array, a small integer may be a byte, an octet, a character code or a piece
+ * of an id.
  */
-function isKeptInteger(key: string | null, value: number): boolean {
-  return key === "app_version" && Number.isSafeInteger(value) && value >= 0 && value <= 9999;
+function isKeptInteger(key: string | null, value: number, topLevel: boolean): boolean {
+  return topLevel && key === "app_version" && Number.isSafeInteger(value) && value >= 0 &&
+    value <= 9999;
 }
 
 /**
@@ -205,13 +178,13 @@ function redactValue(value: unknown, key: string | null, depth: number, maskOf: 
   if (pii !== null) return maskOf({ field: pii, text: piiText(pii, value) });
   if (value === null || typeof value === "boolean") return value;
   if (typeof value === "number") {
-    return isKeptInteger(key, value)
+    return isKeptInteger(key, value, depth === 1)
       ? value
       : `[number ${maskOf({ field: "value", text: String(value) })}]`;
   }
   if (typeof value === "string") {
     if (value === "") return value;
-    if (key !== null && isKeptValue(key, value)) return value;
+    if (key !== null && isKeptValue(key, value, depth === 1)) return value;
     const inner = depth < MAX_DEPTH ? nestedJson(value) : undefined;
     if (inner !== undefined) return JSON.stringify(redactValue(inner, null, depth + 1, maskOf));
     return maskedString(value, maskOf);

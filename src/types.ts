@@ -56,6 +56,8 @@ export type RejectReason =
   | "bad_char"
   | "bad_ip"
   | "bad_version"
+  | "bad_locale"
+  | "bad_device_type"
   | "poison"
   | "db_refused";
 
@@ -71,6 +73,8 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   "bad_char",
   "bad_ip",
   "bad_version",
+  "bad_locale",
+  "bad_device_type",
   "poison",
   "db_refused",
 ];

@@ -8,6 +8,7 @@
 import * as v from "valibot";
 import { encodeAppVersion } from "./app_version.ts";
 import { canonicalIp } from "./ip.ts";
+import { personalShapeOf } from "./personal_shapes.ts";
 import type { Rejection, RejectReason } from "./types.ts";
 
 /** Column limits of `user_logins`, in characters as Postgres counts them (code points). */
@@ -84,6 +85,29 @@ function text(field: string, max: number) {
   );
 }
 
+/**
+ * Refuses a `locale` or `device_type` holding an e-mail, a MAC address, an IP
+ * address or a UUID: both are stored raw in `user_logins` and kept in reject
+ * bodies, so personal data put there by a mistaken producer would land in the
+ * table unmasked. Only spellings tools write are refused (personal_shapes.ts);
+ * the detail names the kind, never the value.
+ */
+function notPersonal(field: "locale" | "device_type", reason: "bad_locale" | "bad_device_type") {
+  return v.rawCheck<string>(({ dataset, addIssue }) => {
+    if (!dataset.typed) return;
+    const shape = personalShapeOf(dataset.value);
+    if (shape === null) return;
+    const what = shape === "email"
+      ? "an e-mail address"
+      : shape === "mac"
+      ? "a MAC address"
+      : shape === "ip"
+      ? "an IP address"
+      : "a UUID";
+    addIssue({ message: message(reason, `${field} holds ${what}, which is personal data`) });
+  });
+}
+
 const ipSchema = v.pipe(
   v.string(message("wrong_type", "ip must be a string")),
   v.check(
@@ -123,6 +147,7 @@ const localeSchema = v.nullish(
       (s) => s.length <= LIMITS.locale || codePointLength(s) <= LIMITS.locale,
       message("too_long", `locale is longer than ${LIMITS.locale} characters`),
     ),
+    notPersonal("locale", "bad_locale"),
   ),
 );
 
@@ -134,7 +159,10 @@ export const LoginEventSchema = v.object(
   {
     user_id: text("user_id", LIMITS.user_id),
     app_version: versionSchema,
-    device_type: text("device_type", LIMITS.device_type),
+    device_type: v.pipe(
+      text("device_type", LIMITS.device_type),
+      notPersonal("device_type", "bad_device_type"),
+    ),
     ip: ipSchema,
     locale: localeSchema,
     device_id: text("device_id", LIMITS.device_id),

@@ -138,6 +138,13 @@ export function badBody(
     case "bad_version":
       e["app_version"] = r.pick(["v2", "1.2.3.4", "1..2", "1000.0", ""]);
       return JSON.stringify(e);
+    case "bad_locale":
+      // Documentation addresses (RFC 5737, RFC 2606): personal-looking, nobody's.
+      e["locale"] = r.pick(["user@example.com", "192.0.2.1", "00-00-5e-00-53-01"]);
+      return JSON.stringify(e);
+    case "bad_device_type":
+      e["device_type"] = r.pick(["00:00:5e:00:53:01", "198.51.100.7", r.uuid()]);
+      return JSON.stringify(e);
   }
 }
 

@@ -16,6 +16,7 @@ import {
   FIELDS,
   formatIpv6,
   hasBadChar,
+  holdsPersonalOracle,
   isMapped,
   LIMIT,
   MAX_BODY_BYTES,
@@ -528,9 +529,16 @@ export const deviceIdArb: fc.Arbitrary<string> = fc.oneof(
 export const eventArb: fc.Arbitrary<Event> = fc.record({
   userId: legalText(LIMIT.user_id),
   version: versionArb,
-  deviceType: fc.oneof(fc.constantFrom("ios", "android", "web"), legalText(LIMIT.device_type)),
+  // Text that holds an address, an e-mail or a UUID is refused there (bad_device_type, bad_locale).
+  deviceType: fc.oneof(
+    fc.constantFrom("ios", "android", "web"),
+    legalText(LIMIT.device_type).filter((t) => !holdsPersonalOracle(t)),
+  ),
   ip: ipArb,
-  locale: fc.oneof(fc.constantFrom("RU", "en-US", null, undefined, ""), legalText(LIMIT.locale)),
+  locale: fc.oneof(
+    fc.constantFrom("RU", "en-US", null, undefined, ""),
+    legalText(LIMIT.locale).filter((t) => !holdsPersonalOracle(t)),
+  ),
   deviceId: deviceIdArb,
 });
 
@@ -863,8 +871,10 @@ function limitCases(take: Take, base: Event): Case[] {
     for (const { over, e, value } of take(mixed, 20)) {
       const changed = withField(e, field, value);
       const category = `${field} ${over ? "over" : "at"} limit, mixed planes`;
-      if (over) cases.push(rejectCase(category, objectText(entriesOf(changed)), ["too_long"]));
-      else cases.push(rowCase(category, entriesOf(changed), changed));
+      const outcome = stringFieldOracle(field, value);
+      if (outcome !== "row") {
+        cases.push(rejectCase(category, objectText(entriesOf(changed)), [outcome]));
+      } else cases.push(rowCase(category, entriesOf(changed), changed));
     }
   }
   const longest = "0000:0000:0000:0000:0000:ffff:255.255.255.255"; // 45 characters
@@ -1449,6 +1459,183 @@ export function nestedPlantedArb(
     inner.map((p) => ({ ...p, body: JSON.stringify({ cut: p.body }).slice(0, -1) })),
   );
 }
+
+// ---------------------------------------------------------------------------
+// Disguised shapes (issue 19's second review): personal values in spellings
+// that slipped past the address shapes of reject redaction, planted where
+// redaction keeps text (the kept fields, at the top and deeper down, and
+// keys). Each value is its own needle.
+
+/** Separators written between an address's groups: letters, words, brackets, anything. */
+const gapArb = fc.constantFrom(
+  "x",
+  "X",
+  "o",
+  "+",
+  "/",
+  "_",
+  "-",
+  ".",
+  " ",
+  "(dot)",
+  "[.]",
+  "dot",
+  "|",
+);
+
+/** An IPv4 address with a separator per gap, alike or mixed: `10x0x0x1`, `10+0_0/1`. */
+export const disguisedIpv4Arb: fc.Arbitrary<string> = fc.tuple(
+  fc.array(byteArb, { minLength: 4, maxLength: 4 }),
+  fc.array(gapArb, { minLength: 3, maxLength: 3 }),
+  fc.boolean(),
+).map(([octets, gaps, alike]) =>
+  octets.reduce(
+    (text, o, i) => i === 0 ? `${o}` : `${text}${alike ? gaps[0] : gaps[i - 1]}${o}`,
+    "",
+  )
+);
+
+/** An IPv4 address as a key would carry it: `ip_10_0_0_1`, `host10x0x0x1`, `k1921681100`. */
+export const ipv4KeyArb: fc.Arbitrary<string> = fc.tuple(
+  fc.constantFrom("ip_", "host", "k", "addr_", "_"),
+  fc.array(byteArb, { minLength: 4, maxLength: 4 }),
+  fc.constantFrom("_", "x", "", "o"),
+).map(([prefix, octets, gap]) => prefix + octets.join(gap));
+
+/** Mixed case, letter by letter. */
+function anyCase(text: string, flips: readonly boolean[]): string {
+  return Array.from(text, (c, i) => (flips[i % flips.length] ? c.toUpperCase() : c)).join("");
+}
+
+/** A MAC address's hex in a key: `mac_aabbccddeeff`, `hw_AA_BB_CC_DD_EE_FF`, `mAcAaBb…`. */
+export const macKeyArb: fc.Arbitrary<string> = fc.tuple(
+  fc.constantFrom("mac_", "hw_", "m", "_"),
+  fc.array(byteArb, { minLength: 6, maxLength: 6 }),
+  fc.constantFrom("", "_"),
+  fc.array(fc.boolean(), { minLength: 1, maxLength: 12 }),
+).map(([prefix, bytes, gap, flips]) =>
+  prefix + anyCase(bytes.map((b) => b.toString(16).padStart(2, "0")).join(gap), flips)
+);
+
+/** An e-mail with `at` spelt out and no dot after it: `jane_at_example`, `jane (at) example`. */
+export const spelledEmailArb: fc.Arbitrary<string> = fc.tuple(
+  fc.stringMatching(/^[a-z][a-z0-9]{2,8}$/),
+  fc.constantFrom("_at_", " at ", "(at)", " (at) ", "[at]", "-at-", ".at.", " AT ", "_AT_"),
+  fc.stringMatching(/^[a-z]{3,10}$/),
+).map(([user, at, host]) => `${user}${at}${host}`);
+
+/** IPv6 with dashes (the ipv6-literal.net form), underscores or dots for colons. */
+export const dashedIpv6Arb: fc.Arbitrary<string> = fc.tuple(
+  ipv6Arb,
+  fc.constantFrom("-", "_", "."),
+  fc.boolean(),
+).map(([ip, gap, literal]) => {
+  const text = ip.text.replaceAll(":", gap);
+  return gap === "-" && literal ? `${text}.ipv6-literal.net` : text;
+});
+
+/** A UUID as written: as is, upper case, without dashes, with underscores, as a URN. */
+export const uuidSpellingArb: fc.Arbitrary<string> = fc.tuple(
+  fc.uuid(),
+  fc.constantFrom("as is", "upper", "bare", "underscores", "urn"),
+).map(([uuid, form]) => {
+  switch (form) {
+    case "upper":
+      return uuid.toUpperCase();
+    case "bare":
+      return uuid.replaceAll("-", "");
+    case "underscores":
+      return uuid.replaceAll("-", "_");
+    case "urn":
+      return `urn:uuid:${uuid}`;
+    default:
+      return uuid;
+  }
+});
+
+/** An IP, an e-mail or a device id encoded: base64 (padded or not), base64url or hex. */
+export const encodedPersonalArb: fc.Arbitrary<string> = fc.tuple(
+  fc.oneof(
+    ipv4Arb.map((ip) => ip.text),
+    ipv6Arb.map((ip) => ip.text),
+    emailArb,
+    deviceSerialArb,
+    fc.uuid(),
+  ),
+  fc.constantFrom("base64", "base64 unpadded", "base64url", "hex", "HEX"),
+).map(([value, encoding]) => {
+  const bytes = Buffer.from(value);
+  switch (encoding) {
+    case "base64":
+      return bytes.toString("base64");
+    case "base64 unpadded":
+      return bytes.toString("base64").replace(/=+$/, "");
+    case "base64url":
+      return bytes.toString("base64url");
+    case "hex":
+      return bytes.toString("hex");
+    default:
+      return bytes.toString("hex").toUpperCase();
+  }
+});
+
+/** An address written as dotted digits under an app_version: a dotted quad or a partial one. */
+export const dottedVersionLikeArb: fc.Arbitrary<string> = fc.tuple(
+  fc.array(fc.integer({ min: 10, max: 255 }), { minLength: 3, maxLength: 4 }),
+  fc.constantFrom(".", "-", "_"),
+).map(([octets, gap]) => octets.join(octets.length === 4 ? gap : "."));
+
+/** True when the body's own `user_id`/`app_version` may keep `value` by design (docs/pii.md). */
+function keptByDesign(field: string, value: string): boolean {
+  return (field === "user_id" &&
+    /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)) ||
+    (field === "app_version" && /^\d{1,3}(?:\.\d{1,3}){0,2}$/.test(value));
+}
+
+/**
+ * `value` where reject redaction keeps text: a kept field of the body itself
+ * or deeper down, a key alone or after a prefix. The top-level places the
+ * rules keep by design (a UUID `user_id`, a version `app_version`) are left out.
+ */
+export function plantedShapeArb(value: string): fc.Arbitrary<Planted> {
+  const topFields = KEPT_FIELDS.filter((field) => !keptByDesign(field, value));
+  const forms: fc.Arbitrary<Planted>[] = [
+    fc.constantFrom(...KEPT_FIELDS).map((field) => ({
+      body: { nested: { [field]: value } },
+      needles: [value],
+    })),
+    fc.constantFrom(...KEPT_FIELDS).map((field) => ({
+      body: [{ event: { [field]: value, other: "x" } }],
+      needles: [value],
+    })),
+    fc.constant({ body: { [value]: true }, needles: [value] }),
+    fc.constantFrom("k_", "x", "_").map((prefix) => ({
+      body: { [prefix + value]: 1 },
+      needles: [value],
+    })),
+  ];
+  if (topFields.length > 0) {
+    forms.push(
+      fc.constantFrom(...topFields).map((field) => ({
+        body: { [field]: value },
+        needles: [value],
+      })),
+    );
+  }
+  return fc.oneof(...forms);
+}
+
+/** Every disguised shape the review found leaking, each at least 7 characters. */
+export const disguisedShapeArb: fc.Arbitrary<string> = fc.oneof(
+  disguisedIpv4Arb,
+  ipv4KeyArb,
+  macKeyArb,
+  spelledEmailArb,
+  dashedIpv6Arb,
+  uuidSpellingArb,
+  encodedPersonalArb,
+  dottedVersionLikeArb,
+).filter((value) => value.length >= 7);
 
 // ---------------------------------------------------------------------------
 // Naughty strings.

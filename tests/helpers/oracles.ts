@@ -156,6 +156,96 @@ export function encodeVersionOracle(text: string): number | null {
   return major * 1_000_000 + minor * 1_000 + patch;
 }
 
+const isHex = (c: string | undefined) => c !== undefined && /^[0-9a-fA-F]$/.test(c);
+const isDigit = (c: string | undefined) => c !== undefined && c >= "0" && c <= "9";
+const isAlnum = (c: string | undefined) => c !== undefined && /^[0-9a-zA-Z]$/.test(c);
+
+/** The maximal runs of characters that pass `keep`, with where each starts. */
+function runs(text: string, keep: (c: string) => boolean): { at: number; run: string }[] {
+  const found: { at: number; run: string }[] = [];
+  for (let i = 0; i < text.length;) {
+    if (!keep(text[i] ?? "")) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < text.length && keep(text[j] ?? "")) j++;
+    found.push({ at: i, run: text.slice(i, j) });
+    i = j;
+  }
+  return found;
+}
+
+/**
+ * docs/design.md's rule for `locale` and `device_type`: refused when the text
+ * holds an e-mail (`x@y`, full-width `＠`, `(at)`, `[at]`, `{at}`), a UUID
+ * (8-4-4-4-12 hex with dashes, or 32 hex digits with an RFC 9562 version and
+ * variant), a MAC (six hex pairs with one repeated separator of `: . _ -` or
+ * space, three dotted groups of four, twelve hex digits standing alone) or an
+ * IP address (four groups of one to three digits with single non-alphanumeric
+ * separators, two colons around at most four hex digits, `--` beside a hex
+ * group, `ipv6-literal`).
+ */
+export function holdsPersonalOracle(text: string): boolean {
+  const lower = text.toLowerCase();
+  // e-mail
+  for (let i = 1; i + 1 < text.length; i++) {
+    const c = text[i];
+    if (c !== "@" && c !== "\uff20") continue;
+    const before = text[i - 1] ?? " ";
+    const after = text[i + 1] ?? " ";
+    const plain = (x: string) => !/\s/.test(x) && x !== "@" && x !== "\uff20";
+    if (plain(before) && plain(after)) return true;
+  }
+  if (/[(\[{]\s*at\s*[)\]}]/.test(lower)) return true;
+  // UUID with dashes, and hex runs: a bare MAC (12 standing alone) or a bare UUID (32)
+  if (/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/.test(lower)) return true;
+  for (const { at, run } of runs(lower, (c) => isHex(c))) {
+    const beforeLetter = isAlnum(lower[at - 1]);
+    const afterLetter = isAlnum(lower[at + run.length]);
+    if (run.length === 12 && !beforeLetter && !afterLetter) return true;
+    if (run.length === 32 && /^[1-8]$/.test(run[12] ?? "") && /^[89ab]$/.test(run[16] ?? "")) {
+      return true;
+    }
+  }
+  // MAC in pairs or groups of four
+  for (const sep of [":", ".", "_", " ", "-"]) {
+    const pieces = lower.split(sep);
+    for (let i = 0; i + 6 <= pieces.length; i++) {
+      const six = pieces.slice(i, i + 6);
+      const first = six[0] ?? "";
+      const last = six[5] ?? "";
+      const inner = six.slice(1, 5).every((p) => p.length === 2 && [...p].every((c) => isHex(c)));
+      if (
+        inner && first.length >= 2 && isHex(first.at(-1)) && isHex(first.at(-2)) &&
+        !isHex(first.at(-3)) && last.length >= 2 && isHex(last[0]) && isHex(last[1]) &&
+        !isHex(last[2])
+      ) return true;
+    }
+  }
+  if (/(^|[^0-9a-f])[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}($|[^0-9a-f])/.test(lower)) return true;
+  // IPv4: four digit runs of one to three, each pair one non-alphanumeric apart
+  const numbers = runs(text, (c) => isDigit(c));
+  for (let i = 0; i + 4 <= numbers.length; i++) {
+    const four = numbers.slice(i, i + 4);
+    const short = four.every(({ run }) => run.length <= 3);
+    const gaps = four.slice(1).every(({ at }, k) => {
+      const prev = four[k];
+      return prev !== undefined && at === prev.at + prev.run.length + 1 &&
+        !isAlnum(text[at - 1]);
+    });
+    if (short && gaps) return true;
+  }
+  // IPv6
+  if (/:[0-9a-f]{0,4}:/.test(lower) || lower.includes("ipv6-literal")) return true;
+  for (let i = lower.indexOf("--"); i !== -1; i = lower.indexOf("--", i + 1)) {
+    const left = /(?:^|[^0-9a-z])[0-9a-f]{1,4}$/.test(lower.slice(0, i));
+    const right = /^[0-9a-f]{1,4}(?:[^0-9a-z]|$)/.test(lower.slice(i + 2));
+    if (left || right) return true;
+  }
+  return false;
+}
+
 /**
  * What the rule of `field` makes of the string `text` when every other field
  * is valid: "row", or the reason the message is rejected for.
@@ -169,11 +259,13 @@ export function stringFieldOracle(field: Field, text: string): "row" | RejectRea
       return encodeVersionOracle(text) === null ? "bad_version" : "row";
     case "locale":
       if (hasBadChar(text)) return "bad_char";
-      return codePoints(text) > LIMIT.locale ? "too_long" : "row";
+      if (codePoints(text) > LIMIT.locale) return "too_long";
+      return holdsPersonalOracle(text) ? "bad_locale" : "row";
     default:
       if (hasBadChar(text)) return "bad_char";
       if (text === "") return "empty";
-      return codePoints(text) > LIMIT[field] ? "too_long" : "row";
+      if (codePoints(text) > LIMIT[field]) return "too_long";
+      return field === "device_type" && holdsPersonalOracle(text) ? "bad_device_type" : "row";
   }
 }
 

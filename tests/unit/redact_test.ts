@@ -17,10 +17,12 @@ import {
 } from "../../src/redact.ts";
 import type { ParsedBody } from "../../src/validate.ts";
 import {
+  disguisedShapeArb,
   nestedPlantedArb,
   personalValueArb,
   type Planted,
   plantedFormArb,
+  plantedShapeArb,
 } from "../helpers/arbitraries.ts";
 import { unmaskedNumbers } from "../helpers/oracles.ts";
 import { referenceMasker } from "../helpers/reference_mask.ts";
@@ -123,9 +125,104 @@ Deno.test("redactBody() keeps the structure and the safe values", () => {
     extra: null,
     tags: [],
     empty: "",
-    nested: { app_version: 3, device_type: "Pixel 7", locale: "en-US" },
+    nested: { device_type: "Pixel 7", locale: "en-US" },
   };
   assert.deepEqual(JSON.parse(redact(body)), body);
+});
+
+Deno.test("redactBody() keeps a UUID user_id and an integer or dotted app_version only as the body's own fields", () => {
+  const uuid = "424cdd21-063a-43a7-b91b-7ca1a833afae";
+  const top = { user_id: uuid, app_version: "10.0.1", device_type: "ios" };
+  assert.deepEqual(JSON.parse(redact(top)), top);
+  assert.deepEqual(JSON.parse(redact({ app_version: 3 })), { app_version: 3 });
+  const out = redact({
+    nested: { user_id: uuid, app_version: "10.0.1" },
+    deeper: [{ app_version: 3, x: { app_version: "10.0.0.1" } }],
+    envelope: JSON.stringify({ user_id: uuid }),
+  });
+  for (const raw of [uuid, "10.0.1", "10.0.0.1", '"app_version":3']) {
+    assert.ok(!out.includes(raw), `${raw} in ${out}`);
+  }
+  assert.deepEqual(unmaskedNumbers(out), [], out);
+});
+
+Deno.test("redactBody() masks the disguised shapes the second review found", async (t) => {
+  const uuid = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+  const b64 = (text: string) => Buffer.from(text).toString("base64");
+  const b64url = (text: string) => Buffer.from(text).toString("base64url");
+  const hex = (text: string) => Buffer.from(text).toString("hex");
+  const cases: { name: string; values: string[] }[] = [
+    {
+      name: "IPv4 with letters, '+', '/', '_' or mixed separators",
+      values: ["10x0x0x1", "10+0+0+1", "10/0/0/1", "10_0_0_1", "10.0-0_1", "192o168o1o20"],
+    },
+    { name: "IPv4 in words or brackets", values: ["10 dot 0 dot 0 dot 1", "10[.]0[.]0[.]1"] },
+    {
+      name: "e-mail with at spelt out and no dot after",
+      values: ["jane_at_example", "jane at example", "jane(at)example", "jane.at.example"],
+    },
+    {
+      name: "IPv6 with dashes, underscores or dots",
+      values: [
+        "fe80--1ff-fe23-4567-890a",
+        "fe80--1ff-fe23-4567-890a.ipv6-literal.net",
+        "2001-db8-85a3-0-0-8a2e-370-7334",
+        "fe80__1",
+        "2001.db8.0.0.0.0.0.7",
+      ],
+    },
+    {
+      name: "UUIDs in any spelling",
+      values: [uuid, uuid.toUpperCase(), uuid.replaceAll("-", ""), uuid.replaceAll("-", "_")],
+    },
+    {
+      name: "base64, base64url and hex of an IP, an e-mail or a device id",
+      values: [
+        b64("192.168.1.20"),
+        b64url("jane.doe@example.com"),
+        b64("jane.doe@example.com").replace(/=+$/, ""),
+        b64url("593-47-5928"),
+        hex("10.0.0.1"),
+        hex("jane@ex.io").toUpperCase(),
+        `id_${b64url("jane@example.com")}`,
+        b64url(b64url("10.0.0.1")),
+      ],
+    },
+    { name: "a bare MAC inside a value", values: ["hw-aabbccddeeff", "dev_AABBCCDDEEFF_x"] },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, () => {
+      for (const value of c.values) {
+        for (const field of ["user_id", "app_version", "device_type", "locale", "note"]) {
+          const deep = redact({ deep: [{ [field]: value }] });
+          assert.ok(!deep.includes(value), `${field}: ${deep}`);
+          // A UUID is the body's own user_id by design (the case above).
+          if (field === "user_id" && /^[0-9a-f-]{36}$/i.test(value)) continue;
+          const out = redact({ [field]: value });
+          assert.ok(!out.includes(value), `${field}: ${out}`);
+        }
+        assert.ok(!redact({ [value]: 1 }).includes(value), `as a key: ${value}`);
+      }
+    });
+  }
+});
+
+Deno.test("redactBody() masks keys holding addresses, digits, MAC hex or UUIDs", () => {
+  const keys = [
+    "ip_10_0_0_1",
+    "host10x0x0x1",
+    "k19216811",
+    "mac_aabbccddeeff",
+    "mac_AA_BB_CC_DD_EE_FF",
+    "hw_aAbBcCdDeEfF",
+    "jane_at_example",
+    "dev_3f2504e0_4f89_11d3_9a0c_0305e82c3301",
+    "serial1234",
+  ];
+  const out = JSON.parse(
+    redact(Object.fromEntries([...keys, "ok_key", "part1"].map((k) => [k, true]))),
+  );
+  assert.deepEqual(Object.keys(out).filter((k) => !k.startsWith("[string ")), ["ok_key", "part1"]);
 });
 
 Deno.test("redactBody() masks every number but a small integer app_version, arrays of numbers whole", () => {
@@ -353,6 +450,18 @@ Deno.test("redactBody() never outputs a planted IPv4, IPv6, SSN-like id, email o
         return !out.includes(value);
       },
     ),
+    { numRuns: 3000 },
+  );
+});
+
+Deno.test("redactBody() never outputs a disguised address, e-mail, UUID or encoding planted in kept fields or keys (property)", () => {
+  const planted = disguisedShapeArb.chain((value) => nestedPlantedArb(plantedShapeArb(value), 3));
+  fc.assert(
+    fc.property(planted, ({ body, needles }: Planted) => {
+      const outs = [redact({ wrapper: body, user_id: "u-1" }), redact(body)];
+      const found = needles.filter((needle) => outs.some((out) => out.includes(needle)));
+      if (found.length > 0) throw new Error(`kept ${found.join(" | ")} in ${outs.join(" ")}`);
+    }),
     { numRuns: 3000 },
   );
 });

@@ -1,6 +1,7 @@
 // Unit tests of src/validate.ts: validateBody() reasons from a table, detail privacy, and the length helpers.
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { gunzipSync } from "node:zlib";
 import { codePointLength, LIMITS, utf8Length, validateBody } from "../../src/validate.ts";
 import type { RejectReason } from "../../src/types.ts";
 
@@ -60,6 +61,26 @@ interface Case {
 
 const EURO = "\u20ac"; // 3 UTF-8 bytes, 1 UTF-16 unit
 const EMOJI = "\u{1f600}"; // 4 UTF-8 bytes, 2 UTF-16 units, 1 code point
+
+/** Personal values refused in locale and device_type, each with what it is. */
+const PERSONAL_IN_TEXT: readonly (readonly [string, string])[] = [
+  ["an e-mail", "jane@example.com"],
+  ["an e-mail with (at)", "jane(at)example"],
+  ["an e-mail with a full-width at", "jane\uff20example"],
+  ["a MAC", "aa:bb:cc:dd:ee:ff"],
+  ["a MAC with dashes", "AA-BB-CC-DD-EE-FF"],
+  ["a MAC in groups of four", "aabb.ccdd.eeff"],
+  ["a bare MAC", "0a1b2c3d4e5f"],
+  ["an IPv4", "192.0.2.1"],
+  ["an IPv4 in a word", "ios-10-0-0-1"],
+  ["an IPv4 with mixed separators", "10_0.0+1"],
+  ["an IPv6", "2001:db8::1"],
+  ["an IPv6 mapped", "::ffff:192.0.2.1"],
+  ["an IPv6 literal", "fe80--1ff-fe23-4567-890a"],
+  // A UUID with dashes (36 characters) is too_long for both fields first.
+  ["a UUID without dashes", "424cdd21063a43a7b91b7ca1a833afae"],
+  ["a UUID in capitals without dashes", "424CDD21063A43A7B91B7CA1A833AFAE"],
+];
 
 const CASES: readonly Case[] = [
   // accepted
@@ -301,6 +322,38 @@ const CASES: readonly Case[] = [
     expected: "bad_version",
     field: "app_version",
   })),
+  // bad_locale and bad_device_type: personal data in a field stored raw
+  ...PERSONAL_IN_TEXT.flatMap(([kind, value]): Case[] => [
+    {
+      name: `rejects locale holding ${kind} ${JSON.stringify(value)} as bad_locale`,
+      body: body({ locale: value }),
+      expected: "bad_locale",
+      field: "locale",
+    },
+    {
+      name: `rejects device_type holding ${kind} ${JSON.stringify(value)} as bad_device_type`,
+      body: body({ device_type: value }),
+      expected: "bad_device_type",
+      field: "device_type",
+    },
+  ]),
+  ...[
+    ["locale", "zh-Hant-TW"],
+    ["locale", "es-419"],
+    ["locale", "sr_Latn_RS"],
+    ["locale", "de-DE"],
+    ["device_type", "Pixel 7 Pro"],
+    ["device_type", "SM-G991B"],
+    ["device_type", "iPhone14,2"],
+    ["device_type", "iPad Pro 12.9"],
+    ["device_type", "Android 10 / 11"],
+    ["device_type", "smart_tv"],
+    ["device_type", "Galaxy Tab S8"],
+  ].map(([field, value]): Case => ({
+    name: `accepts ${field} ${JSON.stringify(value)}`,
+    body: body({ [field as string]: value }),
+    expected: "ok",
+  })),
 ];
 
 Deno.test("validateBody() gives each body in the table its verdict", async (t) => {
@@ -339,6 +392,8 @@ Deno.test("validateBody() covers every reason except poison in its table", () =>
       "bad_char",
       "bad_ip",
       "bad_version",
+      "bad_locale",
+      "bad_device_type",
     ] as const
   ) {
     assert.ok(covered.has(reason), reason);
@@ -591,5 +646,20 @@ Deno.test("validateBody() rejects control characters that could forge output lin
         );
       }
     });
+  }
+});
+
+Deno.test("validateBody() accepts every one of the exercise's 100 sample messages", async () => {
+  const path = new URL("../../../shared/data/sample_data.json.gz", import.meta.url);
+  const gz = await Deno.readFile(path);
+  const text = new TextDecoder().decode(gunzipSync(gz));
+  const messages = JSON.parse(text) as unknown[];
+  assert.equal(messages.length, 100);
+  for (const message of messages) {
+    const verdict = validateBody(JSON.stringify(message), MAX);
+    assert.ok(
+      verdict.ok,
+      verdict.ok ? "" : `${verdict.rejection.reason}: ${verdict.rejection.detail}`,
+    );
   }
 });

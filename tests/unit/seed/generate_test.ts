@@ -44,7 +44,9 @@ Deno.test("generateBodies() with badRatio 1 makes only bodies validateBody() rej
     [...reasons].sort(),
     [
       "bad_char",
+      "bad_device_type",
       "bad_ip",
+      "bad_locale",
       "bad_version",
       "empty",
       "missing_field",
