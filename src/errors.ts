@@ -142,15 +142,36 @@ const SECRET_KEYWORD =
   /(^|[\s?&;,])((?:ssl)?password|oauth_client_secret)(\s*=\s*)('(?:\\.|[^'\\])*'?|(?:\\.|[^\s\\])*)/gi;
 
 /**
- * Replaces the passwords in a value a message is about to echo: a URL's
- * (`postgres://user:***@host/db`) and those of libpq's secret keywords
- * (`password=***`). The one rule for every echoed value; it errs towards
- * hiding more (a port and path after a colon in the user info) over less.
+ * The value of an AWS signing parameter in a URL's query: a presigned or
+ * SigV2-signed queue URL carries a session token, a signature or an access
+ * key id there (`X-Amz-Security-Token`, `X-Amz-Signature`, `X-Amz-Credential`,
+ * `AWSAccessKeyId`, `Signature`, `SecurityToken`, any case). Also found
+ * percent-encoded inside another URL's query (`%26Signature%3D…`). The value
+ * stops at `&`, `#`, a space or a quote, so a URL quoted in a message keeps
+ * its closing quote.
+ */
+const AWS_QUERY_SECRET =
+  /(^|[\s?&;,"']|%26|%3F)(x-amz-security-token|x-amz-signature|x-amz-credential|awsaccesskeyid|signature|securitytoken)(=|%3D)((?:(?!%26)[^&#\s"'<>\\])*)/gi;
+
+/**
+ * Replaces the secrets in a value a message is about to echo: a URL's
+ * password (`postgres://user:***@host/db`), those of libpq's secret keywords
+ * (`password=***`) and AWS signing values in a query
+ * (`?X-Amz-Security-Token=***`). The one rule for every echoed value; it errs
+ * towards hiding more (a port and path after a colon in the user info) over
+ * less.
  */
 export function redactSecrets(text: string): string {
   return text
     .replaceAll(URL_PASSWORD, "$1***@")
-    .replaceAll(SECRET_KEYWORD, "$1$2$3***");
+    // A value already hidden stays as it is, with the quote or colon after it:
+    // messages are redacted where built and again where written.
+    .replaceAll(
+      SECRET_KEYWORD,
+      (match, before, key, equals, value: string) =>
+        /^\*\*\*[^\p{L}\p{N}]*$/u.test(value) ? match : `${before}${key}${equals}***`,
+    )
+    .replaceAll(AWS_QUERY_SECRET, "$1$2$3***");
 }
 
 /** The exit code a thrown value maps to: the error's own, else 1. */
@@ -171,7 +192,8 @@ export function formatError(error: unknown, verbose = false): string {
       cause = cause instanceof Error ? cause.cause : undefined;
     }
   }
-  return parts.join(": caused by ").replaceAll(/\s*\n\s*/g, " ");
+  // Messages quote settings (a queue URL, a connection string) as given.
+  return redactSecrets(parts.join(": caused by ").replaceAll(/\s*\n\s*/g, " "));
 }
 
 function describe(error: unknown): string {

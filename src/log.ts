@@ -1,10 +1,14 @@
 /**
  * The one logger: lines on stderr, JSON when stderr is not a terminal, short
  * text when it is. Callers pass ids, counts, codes and durations, never
- * bodies, `ip`/`device_id` values, keys or credentialed URLs.
+ * bodies, `ip`/`device_id` values, keys or credentialed URLs; a setting
+ * echoed as given (a queue URL, a connection string) still passes through
+ * `redactSecrets` here, the last place every line goes through.
  *
  * @module
  */
+
+import { redactSecrets } from "./errors.ts";
 
 /** Severity, least to most. */
 export type Level = "debug" | "info" | "warn" | "error";
@@ -135,23 +139,25 @@ export function createLogger(options: LoggerOptions): Logger {
           ts: new Date().toISOString(),
           level,
           event,
-          msg: message,
+          msg: redactSecrets(message),
         };
         for (const [key, value] of Object.entries(fields)) {
-          if (value !== undefined) record[key] = value;
+          if (value !== undefined) {
+            record[key] = typeof value === "string" ? redactSecrets(value) : value;
+          }
         }
         write(JSON.stringify(record));
         return;
       }
       if (textLine !== undefined) {
-        write(textLine);
+        write(redactSecrets(textLine));
         return;
       }
       const time = new Date().toISOString().slice(11, 23);
       const extras = Object.entries(fields)
         .filter(([, v]) => v !== undefined)
         .map(([k, v]) => `${k}=${textValue(v as FieldValue)}`);
-      write([time, level.toUpperCase().padEnd(5), message, ...extras].join(" "));
+      write(redactSecrets([time, level.toUpperCase().padEnd(5), message, ...extras].join(" ")));
     },
   };
 }

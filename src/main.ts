@@ -24,6 +24,7 @@ import {
   EXIT_USAGE,
   exitCodeOf,
   formatError,
+  redactSecrets,
   UsageError,
 } from "./errors.ts";
 import { createLogger, writeAllSync, writeStderr } from "./log.ts";
@@ -78,11 +79,11 @@ async function execute(
     case "seed": {
       const summary = await seed(config, telemetry);
       if (config.summaryJson) writeStdout(JSON.stringify(summary));
-      else {writeStdout(
+      else {writeStdout(redactSecrets(
           config.samplePath === null
             ? `Sent ${summary.sent} messages to ${config.queueUrl} (seed ${summary.seed}).`
             : `Sent ${summary.sent} messages from ${config.samplePath} to ${config.queueUrl}.`,
-        );}
+        ));}
       return;
     }
     case "demo": {

@@ -138,3 +138,37 @@ Deno.test("no planted secret reaches stdout or stderr, in either log format", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a queue URL's AWS signing values reach neither stdout nor stderr when its endpoint is closed", async (t) => {
+  const token = "FwoGZXIvYXdzEJr//QueueSessionToken";
+  const signature = "f00dfeedQueueSignatureValue";
+  const accessKey = "AKIAQUEUEACCESSKEYID";
+  const queueUrl = `http://127.0.0.1:1/000000000000/q?X-Amz-Algorithm=AWS4-HMAC-SHA256` +
+    `&X-Amz-Credential=${accessKey}%2F20261207%2Fus-east-1%2Fsqs%2Faws4_request` +
+    `&X-Amz-Security-Token=${encodeURIComponent(token)}&x-amz-signature=${signature}` +
+    `&AWSAccessKeyId=${accessKey}&Signature=${signature}&SECURITYTOKEN=${token}`;
+  const secrets = [token, encodeURIComponent(token), "QueueSessionToken", signature, accessKey];
+  const commands: readonly (readonly string[])[] = [
+    ["drain"],
+    ["run", "--listen", "127.0.0.1:0"],
+    ["check", "--for", "drain"],
+    ["seed", "--count", "1"],
+  ];
+  for (const command of commands) {
+    for (const format of ["json", "text"]) {
+      await t.step(`${command[0]} (${format})`, async () => {
+        const result = await runCli([...command, "--log-format", format, "--verbose"], {
+          env: { ...NOWHERE, PII_HMAC_KEY: TEST_SECRET, SQS_QUEUE_URL: queueUrl },
+        });
+        const output = result.stdout + result.stderr;
+        assert.notEqual(result.code, 0, output);
+        // The run reached the queue and echoed its URL, with the values hidden.
+        assert.match(output, /Cannot reach queue http:\/\/127\.0\.0\.1:1\/000000000000\/q\?/);
+        assert.match(output, /X-Amz-Security-Token=\*\*\*/);
+        for (const secret of secrets) {
+          assert.ok(!output.includes(secret), `${secret} in:\n${output}`);
+        }
+      });
+    }
+  }
+});

@@ -57,6 +57,30 @@ Deno.test("redactSecrets() hides the passwords of URLs and of libpq's secret key
       input: `sslpassword=${SECRET} oauth_client_secret=${SECRET}`,
       expected: "sslpassword=*** oauth_client_secret=***",
     },
+    {
+      name: "a presigned queue URL's AWS signing values",
+      input:
+        `https://sqs.us-east-1.amazonaws.com/1/q?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA${SECRET}%2F20261207%2Fus-east-1%2Fsqs%2Faws4_request&X-Amz-Security-Token=FwoG${SECRET}%2F%2F&X-Amz-Signature=ab${SECRET}#frag`,
+      expected:
+        "https://sqs.us-east-1.amazonaws.com/1/q?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=***&X-Amz-Security-Token=***&X-Amz-Signature=***#frag",
+    },
+    {
+      name: "SigV2 query values in any case, in a quoted URL",
+      input:
+        `Cannot reach queue "http://127.0.0.1:1/0/q?awsaccesskeyid=${SECRET}&SIGNATURE=${SECRET}&SecurityToken=${SECRET}": refused`,
+      expected:
+        'Cannot reach queue "http://127.0.0.1:1/0/q?awsaccesskeyid=***&SIGNATURE=***&SecurityToken=***": refused',
+    },
+    {
+      name: "signing values percent-encoded inside another URL's query",
+      input: `https://x.example/?next=https%3A%2F%2Fq%3FX-Amz-Signature%3D${SECRET}%26a%3D1`,
+      expected: "https://x.example/?next=https%3A%2F%2Fq%3FX-Amz-Signature%3D***%26a%3D1",
+    },
+    {
+      name: "a query parameter that only ends like one",
+      input: "http://127.0.0.1:1/0/q?MySignatureSize=4&Action=ReceiveMessage",
+      expected: "",
+    },
     { name: "a URL without a password", input: "postgres://u@db:5432/x", expected: "" },
     { name: "a host and port", input: "http://localhost:4566/000000000000/q", expected: "" },
     { name: "plain text", input: "lots", expected: "" },
@@ -65,6 +89,8 @@ Deno.test("redactSecrets() hides the passwords of URLs and of libpq's secret key
     await t.step(`redactSecrets() ${c.name}`, () => {
       const out = redactSecrets(c.input);
       assert.equal(out, c.expected === "" ? c.input : c.expected);
+      // Messages are redacted where built and again where written.
+      assert.equal(redactSecrets(`"${out}"`), `"${out}"`, "idempotent, quotes kept");
       assert.ok(!out.includes(SECRET) && !out.includes("Secret"), out);
     });
   }
