@@ -681,9 +681,21 @@ BEGIN
 CREATE OR REPLACE FUNCTION %1$I.login_etl_audit_note(p_action text, p_masked text[], p_actor text, p_reason text, p_outcome text, p_detail text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
 BEGIN
-  IF p_action NOT IN ('recover', 'forget') OR p_outcome NOT IN ('denied', 'failed') THEN
+  IF p_action IS NULL OR p_outcome IS NULL OR p_action NOT IN ('recover', 'forget')
+     OR p_outcome NOT IN ('denied', 'failed') THEN
     RAISE EXCEPTION 'login_etl_audit_note records only denied or failed recover and forget attempts'
       USING ERRCODE = '22023';
+  END IF;
+  IF COALESCE(pg_catalog.btrim(p_actor), '') = '' OR pg_catalog.char_length(p_actor) > 200 THEN
+    RAISE EXCEPTION 'login_etl_audit_note needs an actor of 1 to 200 characters'
+      USING ERRCODE = '22023';
+  END IF;
+  IF pg_catalog.char_length(p_reason) > 1000 OR pg_catalog.char_length(p_detail) > 1000 THEN
+    RAISE EXCEPTION 'login_etl_audit_note takes a reason and a detail of at most 1000 characters each'
+      USING ERRCODE = '22023';
+  END IF;
+  IF COALESCE(pg_catalog.cardinality(p_masked), 0) = 0 THEN
+    RAISE EXCEPTION 'login_etl_audit_note needs at least one mask' USING ERRCODE = '22023';
   END IF;
   IF pg_catalog.cardinality(p_masked) > 1000 THEN
     RAISE EXCEPTION 'login_etl_audit_note takes at most 1000 masks a call, not %%',
@@ -695,8 +707,7 @@ BEGIN
       USING ERRCODE = '22023';
   END IF;
   INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-  SELECT p_actor, p_action, m, p_reason, p_outcome, p_detail
-  FROM pg_catalog.unnest(COALESCE(p_masked, ARRAY[NULL::text])) AS m;
+  SELECT p_actor, p_action, m, p_reason, p_outcome, p_detail FROM pg_catalog.unnest(p_masked) AS m;
 END
 $body$$f$, state);
   EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_audit_note(text, text[], text, text, text, text) FROM PUBLIC', state);
@@ -731,7 +742,7 @@ CREATE OR REPLACE FUNCTION %1$I.login_etl_ledger_maintain(p_retention_days integ
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
 DECLARE
   today constant date := (pg_catalog.now() AT TIME ZONE 'UTC')::date;
-  oldest constant date := today - GREATEST(p_retention_days, 1) - 1;
+  oldest constant date := today - p_retention_days - 1;
   ledger constant oid := pg_catalog.to_regclass(pg_catalog.format('%%I.login_etl_ledger', %1$L))::oid;
   day date;
   part record;
@@ -739,10 +750,19 @@ DECLARE
   n_dropped integer := 0;
   n_deleted integer := 0;
 BEGIN
+  IF p_retention_days IS NULL OR p_retention_days NOT BETWEEN 1 AND 400 THEN
+    RAISE EXCEPTION 'login_etl_ledger_maintain keeps the ledger 1 to 400 days, not %%', p_retention_days
+      USING ERRCODE = '22023';
+  END IF;
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
+    RAISE EXCEPTION 'login_etl_ledger_maintain deletes 1 to 10000 rows a call, not %%', p_limit
+      USING ERRCODE = '22023';
+  END IF;
   PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
   FOR day IN
     SELECT d::date FROM pg_catalog.generate_series(oldest::timestamp, (today + 3)::timestamp, interval '1 day') AS d
   LOOP
+    EXIT WHEN n_created = 32;
     CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %1$L,
                     'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'))) IS NOT NULL
       OR EXISTS (SELECT FROM %1$I.login_etl_ledger_other WHERE sent_date = day);
@@ -758,6 +778,7 @@ BEGIN
     SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
     WHERE i.inhparent = ledger AND c.relname::text ~ '^login_etl_ledger_p[0-9]{8}$'
       AND pg_catalog.to_date(pg_catalog.substr(c.relname::text, 19), 'YYYYMMDD') < oldest
+    ORDER BY c.relname LIMIT 32
   LOOP
     BEGIN
       EXECUTE pg_catalog.format('DROP TABLE %%I.%%I', %1$L, part.relname);
@@ -767,10 +788,10 @@ BEGIN
   END LOOP;
   WITH aged AS (
     SELECT message_id, sent_date FROM %1$I.login_etl_ledger_undated
-    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => GREATEST(p_retention_days, 1))
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days)
     UNION ALL
     SELECT message_id, sent_date FROM %1$I.login_etl_ledger_other
-    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => GREATEST(p_retention_days, 1))
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days)
     LIMIT p_limit
   )
   DELETE FROM %1$I.login_etl_ledger l USING aged

@@ -19,6 +19,8 @@ import type { SqsProtocol } from "../sqs/client.ts";
 import { DURATION_FORMS, formatDuration, parseDuration } from "./duration.ts";
 import { isLoopbackHost } from "./hosts.ts";
 import {
+  AUDIT_ACTOR_MAX_CHARS,
+  AUDIT_TEXT_MAX_CHARS,
   type CommandName,
   KEY_ID_PATTERN,
   MIN_SECRET_BYTES,
@@ -387,6 +389,21 @@ class Reader {
     return raw === "" ? null : raw;
   }
 
+  /**
+   * Audit text (`--actor`, `--reason`): trimmed, `null` when unset or blank,
+   * refused beyond `maxChars` (the audit functions would refuse it later,
+   * after the work). Not echoed: a reason may name the person it concerns.
+   */
+  auditText(flag: string, maxChars: number): string | null {
+    const value = this.string(flag)?.trim() || null;
+    if (value !== null && value.length > maxChars) {
+      throw new ConfigError(
+        `Invalid ${this.lookup(flag).source.name}: ${value.length} characters, at most ${maxChars}`,
+      );
+    }
+    return value;
+  }
+
   choice<T extends string>(flag: string): T {
     const spec = specOf(flag);
     const { raw, source } = this.lookup(flag);
@@ -621,8 +638,8 @@ function piiRequest(read: Reader): PiiRequestSettings {
   return {
     masked: read.string("masked"),
     fromFile: read.string("from-file"),
-    reason: read.string("reason")?.trim() || null,
-    actor: read.string("actor"),
+    reason: read.auditText("reason", AUDIT_TEXT_MAX_CHARS),
+    actor: read.auditText("actor", AUDIT_ACTOR_MAX_CHARS),
   };
 }
 
@@ -762,8 +779,8 @@ export function resolveConfig<C extends CommandName>(
         ...databaseSettings(read),
         ...(command === "rekey" ? keySettings(read, { hmacRequired: true }) : vaultOnly(read)),
         to: read.string("to"),
-        reason: read.string("reason")?.trim() || null,
-        actor: read.string("actor"),
+        reason: read.auditText("reason", AUDIT_TEXT_MAX_CHARS),
+        actor: read.auditText("actor", AUDIT_ACTOR_MAX_CHARS),
         maxRows: read.integer("max-rows"),
         retire: command === "rekey" && read.string("retire") !== null ? read.keyId("retire") : null,
       } as RekeyConfig;
@@ -774,8 +791,8 @@ export function resolveConfig<C extends CommandName>(
         ...base(read, warnings),
         ...databaseSettings(read),
         ...keySettings(read, { hmacRequired: true }),
-        reason: read.string("reason")?.trim() || null,
-        actor: read.string("actor"),
+        reason: read.auditText("reason", AUDIT_TEXT_MAX_CHARS),
+        actor: read.auditText("actor", AUDIT_ACTOR_MAX_CHARS),
         maxRows: read.integer("max-rows"),
         dropUnverifiable: read.boolean("drop-unverifiable"),
       };

@@ -15,6 +15,12 @@
  * @module
  */
 
+import {
+  AUDIT_ACTOR_MAX_CHARS,
+  AUDIT_TEXT_MAX_CHARS,
+  LEDGER_RETENTION_MAX_DAYS,
+} from "../config/options.ts";
+
 /** One versioned change to the schema. */
 export interface Migration {
   /** 1, 2, 3…: applied in order, each once. */
@@ -108,6 +114,10 @@ export const MASK_SQL_PATTERN = "^[A-Za-z0-9_-]{1,16}:[A-Za-z0-9_-]{43}$";
  * number of rows (`noteRefusal` sends larger lists in slices).
  */
 export const AUDIT_NOTE_MAX_MASKS = 1000;
+
+// The caps on what `login_etl_audit_note` records live beside --actor and
+// --reason, which are refused beyond them before anything is sent.
+export { AUDIT_ACTOR_MAX_CHARS, AUDIT_TEXT_MAX_CHARS };
 
 /**
  * A SECURITY DEFINER function in the state schema, from version 7 on, or
@@ -672,6 +682,17 @@ BEGIN
 END $$`,
 ];
 
+/**
+ * Most day partitions `login_etl_ledger_maintain` creates, and most it drops,
+ * in one call: each takes locks until the call's transaction ends, and a
+ * consumer may call it, so one call must not fill the server's lock table
+ * (64 locks a connection by default). `prune` calls again while it hits this.
+ */
+export const LEDGER_PARTITIONS_PER_CALL = 32;
+
+/** Most aged ledger rows `login_etl_ledger_maintain` deletes in one call (`prune` asks 10,000). */
+const LEDGER_MAINTAIN_MAX_ROWS = 10_000;
+
 /** Most minutes between a release ticket's request and its release. */
 const RELEASE_TICKET_MINUTES = 10;
 
@@ -773,9 +794,21 @@ END`,
       callers: ["login_etl_consumer", "pii_recoverer"],
       body: `
 BEGIN
-  IF p_action NOT IN ('recover', 'forget') OR p_outcome NOT IN ('denied', 'failed') THEN
+  IF p_action IS NULL OR p_outcome IS NULL OR p_action NOT IN ('recover', 'forget')
+     OR p_outcome NOT IN ('denied', 'failed') THEN
     RAISE EXCEPTION 'login_etl_audit_note records only denied or failed recover and forget attempts'
       USING ERRCODE = '22023';
+  END IF;
+  IF COALESCE(pg_catalog.btrim(p_actor), '') = '' OR pg_catalog.char_length(p_actor) > ${AUDIT_ACTOR_MAX_CHARS} THEN
+    RAISE EXCEPTION 'login_etl_audit_note needs an actor of 1 to ${AUDIT_ACTOR_MAX_CHARS} characters'
+      USING ERRCODE = '22023';
+  END IF;
+  IF pg_catalog.char_length(p_reason) > ${AUDIT_TEXT_MAX_CHARS} OR pg_catalog.char_length(p_detail) > ${AUDIT_TEXT_MAX_CHARS} THEN
+    RAISE EXCEPTION 'login_etl_audit_note takes a reason and a detail of at most ${AUDIT_TEXT_MAX_CHARS} characters each'
+      USING ERRCODE = '22023';
+  END IF;
+  IF COALESCE(pg_catalog.cardinality(p_masked), 0) = 0 THEN
+    RAISE EXCEPTION 'login_etl_audit_note needs at least one mask' USING ERRCODE = '22023';
   END IF;
   IF pg_catalog.cardinality(p_masked) > ${AUDIT_NOTE_MAX_MASKS} THEN
     RAISE EXCEPTION 'login_etl_audit_note takes at most ${AUDIT_NOTE_MAX_MASKS} masks a call, not %',
@@ -787,8 +820,7 @@ BEGIN
       USING ERRCODE = '22023';
   END IF;
   INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-  SELECT p_actor, p_action, m, p_reason, p_outcome, p_detail
-  FROM pg_catalog.unnest(COALESCE(p_masked, ARRAY[NULL::text])) AS m;
+  SELECT p_actor, p_action, m, p_reason, p_outcome, p_detail FROM pg_catalog.unnest(p_masked) AS m;
 END`,
     },
   ),
@@ -806,7 +838,7 @@ SELECT * FROM {state}.login_etl_audit WHERE id > p_after ORDER BY id LIMIT LEAST
     body: `
 DECLARE
   today constant date := (pg_catalog.now() AT TIME ZONE 'UTC')::date;
-  oldest constant date := today - GREATEST(p_retention_days, 1) - 1;
+  oldest constant date := today - p_retention_days - 1;
   ledger constant oid := pg_catalog.to_regclass(pg_catalog.format('%I.login_etl_ledger', {state_literal}))::oid;
   day date;
   part record;
@@ -814,10 +846,19 @@ DECLARE
   n_dropped integer := 0;
   n_deleted integer := 0;
 BEGIN
+  IF p_retention_days IS NULL OR p_retention_days NOT BETWEEN 1 AND ${LEDGER_RETENTION_MAX_DAYS} THEN
+    RAISE EXCEPTION 'login_etl_ledger_maintain keeps the ledger 1 to ${LEDGER_RETENTION_MAX_DAYS} days, not %', p_retention_days
+      USING ERRCODE = '22023';
+  END IF;
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND ${LEDGER_MAINTAIN_MAX_ROWS} THEN
+    RAISE EXCEPTION 'login_etl_ledger_maintain deletes 1 to ${LEDGER_MAINTAIN_MAX_ROWS} rows a call, not %', p_limit
+      USING ERRCODE = '22023';
+  END IF;
   PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
   FOR day IN
     SELECT d::date FROM pg_catalog.generate_series(oldest::timestamp, (today + 3)::timestamp, interval '1 day') AS d
   LOOP
+    EXIT WHEN n_created = ${LEDGER_PARTITIONS_PER_CALL};
     CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('%I.%I', {state_literal},
                     'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'))) IS NOT NULL
       OR EXISTS (SELECT FROM {state}.login_etl_ledger_other WHERE sent_date = day);
@@ -833,6 +874,7 @@ BEGIN
     SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
     WHERE i.inhparent = ledger AND c.relname::text ~ '^login_etl_ledger_p[0-9]{8}$'
       AND pg_catalog.to_date(pg_catalog.substr(c.relname::text, 19), 'YYYYMMDD') < oldest
+    ORDER BY c.relname LIMIT ${LEDGER_PARTITIONS_PER_CALL}
   LOOP
     BEGIN
       EXECUTE pg_catalog.format('DROP TABLE %I.%I', {state_literal}, part.relname);
@@ -842,10 +884,10 @@ BEGIN
   END LOOP;
   WITH aged AS (
     SELECT message_id, sent_date FROM {state}.login_etl_ledger_undated
-    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => GREATEST(p_retention_days, 1))
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days)
     UNION ALL
     SELECT message_id, sent_date FROM {state}.login_etl_ledger_other
-    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => GREATEST(p_retention_days, 1))
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days)
     LIMIT p_limit
   )
   DELETE FROM {state}.login_etl_ledger l USING aged
