@@ -579,6 +579,17 @@ BEGIN
 END $$;
 
 DO $$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+BEGIN
+  EXECUTE pg_catalog.format('CREATE TABLE %I.login_etl_locks (name text PRIMARY KEY)', state);
+  EXECUTE pg_catalog.format($i$INSERT INTO %I.login_etl_locks (name) SELECT 'schema'
+    UNION ALL SELECT pg_catalog.textcat('mask ', b::text) FROM pg_catalog.generate_series(0, %s) AS b$i$,
+    state, 1024 - 1);
+  EXECUTE pg_catalog.format('REVOKE ALL ON %I.login_etl_locks FROM PUBLIC', state);
+END $$;
+
+DO $$
 BEGIN
   EXECUTE pg_catalog.format('INSERT INTO %I.login_etl_migrations (version, name, source) VALUES (%s, %L, %L)',
                             COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl'), 6, 'login-etl''s own tables and functions moved to the state schema', 'schema.sql');
@@ -987,12 +998,16 @@ BEGIN
   EXECUTE pg_catalog.format($f$
 CREATE OR REPLACE FUNCTION %1$I.login_etl_lock_masks(p_masks text[]) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, %1$I, pg_temp AS $body$
-DECLARE h integer;
+DECLARE
+  v_wait constant text := pg_catalog.current_setting('lock_timeout');
 BEGIN
-  FOR h IN SELECT DISTINCT pg_catalog.hashtext(u.m) FROM pg_catalog.unnest(p_masks) AS u(m)
-           WHERE u.m IS NOT NULL ORDER BY 1 LOOP
-    PERFORM pg_catalog.pg_advisory_xact_lock(1279611990, h);
-  END LOOP;
+  PERFORM pg_catalog.set_config('lock_timeout', '30s', true);
+  PERFORM FROM %1$I.login_etl_locks l
+  WHERE l.name = ANY(ARRAY(
+    SELECT DISTINCT pg_catalog.textcat('mask ', pg_catalog.int4and(pg_catalog.hashtext(u.m), 1023)::text)
+    FROM pg_catalog.unnest(p_masks) AS u(m) WHERE u.m IS NOT NULL))
+  ORDER BY l.name FOR UPDATE;
+  PERFORM pg_catalog.set_config('lock_timeout', v_wait, true);
 END
 $body$$f$, state);
   EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_lock_masks(text[]) FROM PUBLIC', state);
@@ -1330,7 +1345,8 @@ BEGIN
   IF owner_name = current_user OR NOT pg_catalog.pg_has_role(current_user, owner_oid, 'MEMBER') THEN
     RETURN;
   END IF;
-  FOREACH moved IN ARRAY ARRAY['login_etl_vault_inbox', 'login_etl_inbox_claims', 'login_etl_vault_links'] LOOP
+  FOREACH moved IN ARRAY ARRAY['login_etl_vault_inbox', 'login_etl_inbox_claims', 'login_etl_vault_links',
+                               'login_etl_locks'] LOOP
     EXECUTE pg_catalog.format('ALTER TABLE %I.%I OWNER TO %I', state, moved, owner_name);
   END LOOP;
   FOREACH moved IN ARRAY ARRAY['login_etl_lock_masks(text[])', 'login_etl_linked(text[])',

@@ -587,6 +587,18 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "Keep MessageIds this long (SQS keeps a message at most 14 days)",
   },
   {
+    flag: "migrate-lock-wait-seconds",
+    env: "LOGIN_ETL_MIGRATE_LOCK_WAIT_SECONDS",
+    kind: "integer",
+    default: "60",
+    min: 1,
+    max: 3600,
+    commands: ["migrate", "drain", "run"],
+    value: "S",
+    help:
+      "How long applying migrations waits for another migrate to finish, then fails naming the session that holds the schema lock",
+  },
+  {
     flag: "reject-retention-days",
     env: "LOGIN_ETL_REJECT_RETENTION_DAYS",
     kind: "integer",

@@ -100,6 +100,8 @@ export interface ConsumeConfig extends Base, QueueSettings, DatabaseSettings, Ke
   readonly writeTimeoutSeconds: number;
   readonly maxBodyBytes: number;
   readonly ledgerRetentionDays: number;
+  /** Most seconds a start that migrates waits for another migrate's schema lock. */
+  readonly migrateLockWaitSeconds: number;
   readonly rejectRetentionDays: number;
   readonly dryRun: boolean;
   readonly summaryJson: boolean;
@@ -216,6 +218,8 @@ export interface MigrateConfig extends Base, DatabaseSettings {
   readonly command: "migrate";
   /** Print the pending migrations' SQL instead of applying it. */
   readonly dryRun: boolean;
+  /** Most seconds to wait for another migrate's schema lock. */
+  readonly lockWaitSeconds: number;
 }
 
 /** `check`: the services, privileges and keys of another command. */
@@ -696,6 +700,7 @@ export function resolveConfig<C extends CommandName>(
         writeTimeoutSeconds: read.integer("write-timeout-seconds"),
         maxBodyBytes: read.integer("max-body-bytes"),
         ledgerRetentionDays: read.integer("ledger-retention-days"),
+        migrateLockWaitSeconds: read.integer("migrate-lock-wait-seconds"),
         rejectRetentionDays: read.integer("reject-retention-days"),
         dryRun,
         summaryJson: read.boolean("summary-json"),
@@ -818,6 +823,7 @@ export function resolveConfig<C extends CommandName>(
         ...base(read, warnings),
         ...databaseSettings(read),
         dryRun: read.boolean("dry-run"),
+        lockWaitSeconds: read.integer("migrate-lock-wait-seconds"),
       };
       break;
     case "check": {

@@ -570,6 +570,36 @@ export const STATE_SCHEMA_SETTING =
 export const STATE_SCHEMA_VERSION = 6;
 
 /**
+ * Buckets of the per-mask locks: a mask locks the row `mask N`, N its
+ * `hashtext` modulo this. More buckets wait less on one another; each row
+ * is one tuple, and a lock on it one of its header bits (not a lock table entry).
+ */
+export const MASK_LOCK_BUCKETS = 1024;
+
+/**
+ * The rows login-etl serialises on, in the state schema, created with it
+ * (version 6): `schema`, which `migrate` locks in each migration's
+ * transaction (schema.ts), and `mask 0` … `mask 1023`, which `forget` and
+ * the inbox merge lock per mask (`login_etl_lock_masks`, version 8). They
+ * replaced advisory locks, which any login of the cluster may take (holding
+ * migrate or an erasure up for ever) and see in pg_locks (the hashes of the
+ * masks being erased): a row lock needs UPDATE on the table, which only its
+ * owner, and so only the definer functions, has; and pg_locks shows no row
+ * locks, only the table's (that one of them runs) and, while one waits for
+ * another, the tuple waited for.
+ */
+const LOCKS_TABLE_SQL = `DO $$
+DECLARE
+  state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
+BEGIN
+  EXECUTE pg_catalog.format('CREATE TABLE %I.login_etl_locks (name text PRIMARY KEY)', state);
+  EXECUTE pg_catalog.format($i$INSERT INTO %I.login_etl_locks (name) SELECT 'schema'
+    UNION ALL SELECT pg_catalog.textcat('mask ', b::text) FROM pg_catalog.generate_series(0, %s) AS b$i$,
+    state, ${MASK_LOCK_BUCKETS} - 1);
+  EXECUTE pg_catalog.format('REVOKE ALL ON %I.login_etl_locks FROM PUBLIC', state);
+END $$`;
+
+/**
  * Version 6: login-etl's own tables and functions leave the analysts' schema
  * for the state schema, so that a role granted the data schema sees
  * user_logins, its views and app_version_text() and nothing else.
@@ -680,6 +710,7 @@ BEGIN
                  format('login-etl''s schema version, kept here so that a login-etl built before version 6 refuses to start; its tables are in schema %s', state));
   EXECUTE format('GRANT SELECT ON %I.login_etl_migrations TO PUBLIC', data);
 END $$`,
+  LOCKS_TABLE_SQL,
 ];
 
 /**
@@ -1022,13 +1053,6 @@ END $$`,
 ];
 
 /**
- * The advisory lock class of login-etl's per-mask vault locks (the bytes of
- * "LETV"), so that the two-key advisory locks of `login_etl_lock_masks` stay
- * apart from an application's own one-key locks.
- */
-const MASK_LOCK_CLASS = 0x4c455456;
-
-/**
  * Version 8: no membership oracle, and erasure that survives rotation.
  *
  * - **The inbox.** `login_etl_vault_put`, the consumer's only way in, now
@@ -1047,10 +1071,13 @@ const MASK_LOCK_CLASS = 0x4c455456;
  *   under the merger's other keys. `forget` erases every mask linked to one
  *   it erases, reading the links after it holds the masks' locks, so a
  *   rekey or merge in flight cannot slip a live copy past it.
- * - **Per-mask locks.** `forget` and `settle` take transaction advisory
- *   locks on every mask they read or write (`login_etl_lock_masks`), which
+ * - **Per-mask locks.** `forget` and `settle` lock the `login_etl_locks`
+ *   row of every mask they read or write (`login_etl_lock_masks`), which
  *   serialises them even on masks with no row yet.
  */
+/** Longest wait for the per-mask locks before `forget` or a merge fails (Postgres' lock_timeout). */
+const MASK_LOCK_TIMEOUT = "30s";
+
 const V8_INBOX: readonly string[] = [
   `DO $$
 DECLARE
@@ -1088,20 +1115,29 @@ BEGIN
   )$t$, state);
   EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_links_other ON %I.login_etl_vault_links (other)', state);
 END $$`,
-  // Transaction locks on masks, in one global order (their hashes sorted),
-  // so two callers locking overlapping sets cannot deadlock on them.
+  // Transaction locks on masks: the login_etl_locks rows of their buckets,
+  // in one global order (sorted by name), so two callers locking
+  // overlapping sets cannot deadlock on them. A wait longer than
+  // MASK_LOCK_TIMEOUT fails the caller's transaction (55P03) rather than
+  // queueing it behind a stuck one; the caller's lock_timeout is restored.
   stateDefiner("login_etl_lock_masks(p_masks text[])", {
     returns: "void",
     language: "plpgsql",
     definer: false,
     callers: [],
     body: `
-DECLARE h integer;
+DECLARE
+  v_wait constant text := pg_catalog.current_setting('lock_timeout');
 BEGIN
-  FOR h IN SELECT DISTINCT pg_catalog.hashtext(u.m) FROM pg_catalog.unnest(p_masks) AS u(m)
-           WHERE u.m IS NOT NULL ORDER BY 1 LOOP
-    PERFORM pg_catalog.pg_advisory_xact_lock(${MASK_LOCK_CLASS}, h);
-  END LOOP;
+  PERFORM pg_catalog.set_config('lock_timeout', '${MASK_LOCK_TIMEOUT}', true);
+  PERFORM FROM {state}.login_etl_locks l
+  WHERE l.name = ANY(ARRAY(
+    SELECT DISTINCT pg_catalog.textcat('mask ', pg_catalog.int4and(pg_catalog.hashtext(u.m), ${
+      MASK_LOCK_BUCKETS - 1
+    })::text)
+    FROM pg_catalog.unnest(p_masks) AS u(m) WHERE u.m IS NOT NULL))
+  ORDER BY l.name FOR UPDATE;
+  PERFORM pg_catalog.set_config('lock_timeout', v_wait, true);
 END`,
   }),
   // The masks given and every mask linked to them, in either direction, as
@@ -1425,7 +1461,8 @@ BEGIN
   IF owner_name = current_user OR NOT pg_catalog.pg_has_role(current_user, owner_oid, 'MEMBER') THEN
     RETURN;
   END IF;
-  FOREACH moved IN ARRAY ARRAY['login_etl_vault_inbox', 'login_etl_inbox_claims', 'login_etl_vault_links'] LOOP
+  FOREACH moved IN ARRAY ARRAY['login_etl_vault_inbox', 'login_etl_inbox_claims', 'login_etl_vault_links',
+                               'login_etl_locks'] LOOP
     EXECUTE pg_catalog.format('ALTER TABLE %I.%I OWNER TO %I', state, moved, owner_name);
   END LOOP;
   FOREACH moved IN ARRAY ARRAY['login_etl_lock_masks(text[])', 'login_etl_linked(text[])',
