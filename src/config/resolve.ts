@@ -219,7 +219,7 @@ export interface MigrateConfig extends Base, DatabaseSettings {
   /** Print the pending migrations' SQL instead of applying it. */
   readonly dryRun: boolean;
   /** Most seconds to wait for another migrate's schema lock. */
-  readonly lockWaitSeconds: number;
+  readonly migrateLockWaitSeconds: number;
 }
 
 /** `check`: the services, privileges and keys of another command. */
@@ -823,7 +823,7 @@ export function resolveConfig<C extends CommandName>(
         ...base(read, warnings),
         ...databaseSettings(read),
         dryRun: read.boolean("dry-run"),
-        lockWaitSeconds: read.integer("migrate-lock-wait-seconds"),
+        migrateLockWaitSeconds: read.integer("migrate-lock-wait-seconds"),
       };
       break;
     case "check": {
