@@ -20,7 +20,7 @@ import postgres from "postgres";
 import { MIGRATIONS } from "../../../src/db/migrations.ts";
 import { migrationSql, migrationsTableSql } from "../../../src/db/migration_sql.ts";
 import { migrate, schemaState } from "../../../src/db/schema.ts";
-import { Cli, drain, maskerOf, PEOPLE } from "../../helpers/pii.ts";
+import { Cli, drain, eventsOf, maskerOf, PEOPLE } from "../../helpers/pii.ts";
 import { type HostileDb, hostileDb, STATE } from "../../helpers/hostile.ts";
 import { eachMajor } from "../../helpers/majors.ts";
 import { startSqs, TEST_SECRET } from "../../helpers/services.ts";
@@ -150,10 +150,49 @@ eachMajor.test("an outsider can neither take nor see login-etl's locks, and forg
   );
 
   await t.step(
+    "while a merge's settle holds its masks' locks, pg_locks shows no lock naming a mask",
+    async () => {
+      const [claim] = await alice<{ claim: string }[]>`
+      SELECT claim::text FROM ${alice(STATE)}.login_etl_inbox_claim(${[
+        first,
+      ]}::text[], 0, 100, 'alice', 'INC-7')`;
+      assert.ok(claim?.claim, "the drain's inbox entry of the mask, claimed");
+      const ids = (await alice<{ id: string }[]>`
+      SELECT id::text FROM ${alice(STATE)}.login_etl_inbox_claimed(${claim.claim}::bigint)`).map((
+        r,
+      ) => r.id);
+      assert.ok(ids.length > 0);
+      const reserved = await alice.reserve();
+      try {
+        await reserved`BEGIN`;
+        const [pid] = await reserved<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+        await reserved`SELECT * FROM ${reserved(STATE)}.login_etl_inbox_settle(
+        ${claim.claim}::bigint, ${ids}::bigint[], '{}'::bigint[], '{}'::bigint[], '{}'::text[])`;
+        const seen = await hostile.sql<{ locktype: string; classid: string; objid: string }[]>`
+        SELECT locktype, classid::text, objid::text FROM pg_locks WHERE pid = ${pid!.pid}`;
+        const hash = (await hostile.sql<{ h: string }[]>`
+        SELECT (hashtext(${first}) & 4294967295::bigint)::text AS h`)[0]!.h;
+        assert.deepEqual(
+          seen.filter((l) => l.locktype === "advisory" || l.objid === hash),
+          [],
+          "no advisory lock, nothing carrying the mask's hash",
+        );
+      } finally {
+        await reserved`ROLLBACK`.catch(() => {});
+        reserved.release();
+      }
+    },
+  );
+
+  await t.step(
     "holding every advisory lock login-etl took, the outsider blocks nothing",
     async () => {
       await hostile.sql.unsafe(`SELECT pg_advisory_lock(${SCHEMA_KEY})`);
-      for (const mask of [first, second]) {
+      // The masks of every value drained, as a consumer host could compute them.
+      const drained = eventsOf(PEOPLE).flatMap((
+        e,
+      ) => [k1.mask("ip", e.ip), k1.mask("device_id", e.deviceId)]);
+      for (const mask of new Set([first, second, ...drained])) {
         await hostile.sql`SELECT pg_advisory_lock(${OLD_MASK_CLASS}, hashtext(${mask}))`;
       }
       try {
@@ -172,6 +211,18 @@ eachMajor.test("an outsider can neither take nor see login-etl's locks, and forg
           [],
         );
         await within(60_000, "drain", drain(sqs, cli, PEOPLE.slice(0, 2)));
+        // The owner's merge settles every drained mask under its locks.
+        const merged = await within(
+          60_000,
+          "vault-merge",
+          cli.run(["vault-merge"], { DATABASE_URL: db.urlOf(db.users.owner) }),
+        );
+        assert.equal(merged.code, 0, merged.stderr);
+        const vaulted = (await db.admin<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM ${
+          db.admin(STATE)
+        }.login_etl_vault WHERE erased_at IS NULL`)[0]!.n;
+        assert.ok(vaulted > 0, "the merge vaulted the drained values");
       } finally {
         await hostile.sql`SELECT pg_advisory_unlock_all()`;
       }
