@@ -205,6 +205,9 @@ ALTER FUNCTION login_etl_audit_list(bigint, integer) OWNER TO login_etl_owner;
 ALTER TABLE login_etl_vault_inbox OWNER TO login_etl_owner;
 ALTER TABLE login_etl_inbox_claims OWNER TO login_etl_owner;
 ALTER TABLE login_etl_vault_links OWNER TO login_etl_owner;
+-- The rows migrate and the per-mask locks of forget and the inbox merge lock
+-- (version 6): only their owner may lock them, so nobody else can hold them.
+ALTER TABLE login_etl_locks OWNER TO login_etl_owner;
 ALTER FUNCTION login_etl_lock_masks(text[]) OWNER TO login_etl_owner;
 ALTER FUNCTION login_etl_linked(text[]) OWNER TO login_etl_owner;
 ALTER FUNCTION login_etl_inbox_claim(text[], bigint, integer, text, text) OWNER TO login_etl_owner;
@@ -217,7 +220,7 @@ REVOKE ALL ON user_logins, login_etl_ledger, login_etl_rejects, login_etl_keys, 
   FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;
 REVOKE ALL ON SEQUENCE login_etl_audit_id_seq, login_etl_release_tickets_id_seq
   FROM PUBLIC, login_etl_consumer, pii_recoverer;
-REVOKE ALL ON login_etl_vault_inbox, login_etl_inbox_claims, login_etl_vault_links
+REVOKE ALL ON login_etl_vault_inbox, login_etl_inbox_claims, login_etl_vault_links, login_etl_locks
   FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;
 REVOKE ALL ON SEQUENCE login_etl_vault_inbox_id_seq, login_etl_inbox_claims_id_seq
   FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;

@@ -579,6 +579,17 @@ BEGIN
 END $$;
 
 DO $$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+BEGIN
+  EXECUTE pg_catalog.format('CREATE TABLE %I.login_etl_locks (name text PRIMARY KEY)', state);
+  EXECUTE pg_catalog.format($i$INSERT INTO %I.login_etl_locks (name) SELECT 'schema'
+    UNION ALL SELECT pg_catalog.textcat('mask ', b::text) FROM pg_catalog.generate_series(0, %s) AS b$i$,
+    state, 1024 - 1);
+  EXECUTE pg_catalog.format('REVOKE ALL ON %I.login_etl_locks FROM PUBLIC', state);
+END $$;
+
+DO $$
 BEGIN
   EXECUTE pg_catalog.format('INSERT INTO %I.login_etl_migrations (version, name, source) VALUES (%s, %L, %L)',
                             COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl'), 6, 'login-etl''s own tables and functions moved to the state schema', 'schema.sql');
@@ -681,9 +692,21 @@ BEGIN
 CREATE OR REPLACE FUNCTION %1$I.login_etl_audit_note(p_action text, p_masked text[], p_actor text, p_reason text, p_outcome text, p_detail text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
 BEGIN
-  IF p_action NOT IN ('recover', 'forget') OR p_outcome NOT IN ('denied', 'failed') THEN
+  IF p_action IS NULL OR p_outcome IS NULL OR p_action NOT IN ('recover', 'forget')
+     OR p_outcome NOT IN ('denied', 'failed') THEN
     RAISE EXCEPTION 'login_etl_audit_note records only denied or failed recover and forget attempts'
       USING ERRCODE = '22023';
+  END IF;
+  IF COALESCE(pg_catalog.btrim(p_actor), '') = '' OR pg_catalog.char_length(p_actor) > 200 THEN
+    RAISE EXCEPTION 'login_etl_audit_note needs an actor of 1 to 200 characters'
+      USING ERRCODE = '22023';
+  END IF;
+  IF pg_catalog.char_length(p_reason) > 1000 OR pg_catalog.char_length(p_detail) > 1000 THEN
+    RAISE EXCEPTION 'login_etl_audit_note takes a reason and a detail of at most 1000 characters each'
+      USING ERRCODE = '22023';
+  END IF;
+  IF COALESCE(pg_catalog.cardinality(p_masked), 0) = 0 THEN
+    RAISE EXCEPTION 'login_etl_audit_note needs at least one mask' USING ERRCODE = '22023';
   END IF;
   IF pg_catalog.cardinality(p_masked) > 1000 THEN
     RAISE EXCEPTION 'login_etl_audit_note takes at most 1000 masks a call, not %%',
@@ -695,8 +718,7 @@ BEGIN
       USING ERRCODE = '22023';
   END IF;
   INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-  SELECT p_actor, p_action, m, p_reason, p_outcome, p_detail
-  FROM pg_catalog.unnest(COALESCE(p_masked, ARRAY[NULL::text])) AS m;
+  SELECT p_actor, p_action, m, p_reason, p_outcome, p_detail FROM pg_catalog.unnest(p_masked) AS m;
 END
 $body$$f$, state);
   EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_audit_note(text, text[], text, text, text, text) FROM PUBLIC', state);
@@ -731,7 +753,7 @@ CREATE OR REPLACE FUNCTION %1$I.login_etl_ledger_maintain(p_retention_days integ
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
 DECLARE
   today constant date := (pg_catalog.now() AT TIME ZONE 'UTC')::date;
-  oldest constant date := today - GREATEST(p_retention_days, 1) - 1;
+  oldest constant date := today - p_retention_days - 1;
   ledger constant oid := pg_catalog.to_regclass(pg_catalog.format('%%I.login_etl_ledger', %1$L))::oid;
   day date;
   part record;
@@ -739,10 +761,19 @@ DECLARE
   n_dropped integer := 0;
   n_deleted integer := 0;
 BEGIN
+  IF p_retention_days IS NULL OR p_retention_days NOT BETWEEN 1 AND 400 THEN
+    RAISE EXCEPTION 'login_etl_ledger_maintain keeps the ledger 1 to 400 days, not %%', p_retention_days
+      USING ERRCODE = '22023';
+  END IF;
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
+    RAISE EXCEPTION 'login_etl_ledger_maintain deletes 1 to 10000 rows a call, not %%', p_limit
+      USING ERRCODE = '22023';
+  END IF;
   PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
   FOR day IN
     SELECT d::date FROM pg_catalog.generate_series(oldest::timestamp, (today + 3)::timestamp, interval '1 day') AS d
   LOOP
+    EXIT WHEN n_created = 32;
     CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %1$L,
                     'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'))) IS NOT NULL
       OR EXISTS (SELECT FROM %1$I.login_etl_ledger_other WHERE sent_date = day);
@@ -758,6 +789,7 @@ BEGIN
     SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
     WHERE i.inhparent = ledger AND c.relname::text ~ '^login_etl_ledger_p[0-9]{8}$'
       AND pg_catalog.to_date(pg_catalog.substr(c.relname::text, 19), 'YYYYMMDD') < oldest
+    ORDER BY c.relname LIMIT 32
   LOOP
     BEGIN
       EXECUTE pg_catalog.format('DROP TABLE %%I.%%I', %1$L, part.relname);
@@ -767,10 +799,10 @@ BEGIN
   END LOOP;
   WITH aged AS (
     SELECT message_id, sent_date FROM %1$I.login_etl_ledger_undated
-    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => GREATEST(p_retention_days, 1))
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days)
     UNION ALL
     SELECT message_id, sent_date FROM %1$I.login_etl_ledger_other
-    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => GREATEST(p_retention_days, 1))
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days)
     LIMIT p_limit
   )
   DELETE FROM %1$I.login_etl_ledger l USING aged
@@ -966,12 +998,16 @@ BEGIN
   EXECUTE pg_catalog.format($f$
 CREATE OR REPLACE FUNCTION %1$I.login_etl_lock_masks(p_masks text[]) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, %1$I, pg_temp AS $body$
-DECLARE h integer;
+DECLARE
+  v_wait constant text := pg_catalog.current_setting('lock_timeout');
 BEGIN
-  FOR h IN SELECT DISTINCT pg_catalog.hashtext(u.m) FROM pg_catalog.unnest(p_masks) AS u(m)
-           WHERE u.m IS NOT NULL ORDER BY 1 LOOP
-    PERFORM pg_catalog.pg_advisory_xact_lock(1279611990, h);
-  END LOOP;
+  PERFORM pg_catalog.set_config('lock_timeout', '30s', true);
+  PERFORM FROM %1$I.login_etl_locks l
+  WHERE l.name = ANY(ARRAY(
+    SELECT DISTINCT pg_catalog.textcat('mask ', pg_catalog.int4and(pg_catalog.hashtext(u.m), 1023)::text)
+    FROM pg_catalog.unnest(p_masks) AS u(m) WHERE u.m IS NOT NULL))
+  ORDER BY l.name FOR UPDATE;
+  PERFORM pg_catalog.set_config('lock_timeout', v_wait, true);
 END
 $body$$f$, state);
   EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_lock_masks(text[]) FROM PUBLIC', state);
@@ -1309,7 +1345,8 @@ BEGIN
   IF owner_name = current_user OR NOT pg_catalog.pg_has_role(current_user, owner_oid, 'MEMBER') THEN
     RETURN;
   END IF;
-  FOREACH moved IN ARRAY ARRAY['login_etl_vault_inbox', 'login_etl_inbox_claims', 'login_etl_vault_links'] LOOP
+  FOREACH moved IN ARRAY ARRAY['login_etl_vault_inbox', 'login_etl_inbox_claims', 'login_etl_vault_links',
+                               'login_etl_locks'] LOOP
     EXECUTE pg_catalog.format('ALTER TABLE %I.%I OWNER TO %I', state, moved, owner_name);
   END LOOP;
   FOREACH moved IN ARRAY ARRAY['login_etl_lock_masks(text[])', 'login_etl_linked(text[])',

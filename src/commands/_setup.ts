@@ -184,6 +184,7 @@ export async function prepareDatabase(
     connection: options.connection,
     schema: config.schema,
     stateSchema: config.stateSchema,
+    lockWaitSeconds: config.migrateLockWaitSeconds,
     onApplied: (m, ms) =>
       telemetry.emit({
         type: "SchemaMigrated",

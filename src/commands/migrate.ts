@@ -56,6 +56,7 @@ export async function migrateCommand(
   const applied = await migrate(database.sql, {
     schema: config.schema,
     stateSchema: config.stateSchema,
+    lockWaitSeconds: config.migrateLockWaitSeconds,
     onApplied: (m, ms) => {
       io.telemetry.emit({
         type: "SchemaMigrated",

@@ -106,6 +106,26 @@ export interface OptionSpec {
 }
 
 /**
+ * Longest ledger retention: SQS keeps a message at most 14 days, and each
+ * day kept is a partition (docs/design.md), which every maintenance call and
+ * plan walks; `login_etl_ledger_maintain`, which consumers call, refuses more.
+ */
+export const LEDGER_RETENTION_MAX_DAYS = 400;
+
+/**
+ * Most characters of an audit row's actor (`--actor`): a login name or an
+ * e-mail fits. `login_etl_audit_note`, which any caller may use, refuses more.
+ */
+export const AUDIT_ACTOR_MAX_CHARS = 200;
+
+/**
+ * Most characters of an audit row's reason (`--reason`) and of the detail
+ * `login_etl_audit_note` records: any caller may note a refusal, so each
+ * row's size is bounded as well as their number.
+ */
+export const AUDIT_TEXT_MAX_CHARS = 1000;
+
+/**
  * The settings table. Units are in the names. Defaults come from the
  * measurements in docs/performance.md.
  */
@@ -259,7 +279,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "string",
     commands: ["recover", "forget", "rekey", "rekey-vault", "vault-merge"],
     value: "TEXT",
-    help: "Why: required (vault-merge: optional), and kept in the audit trail",
+    help:
+      "Why: required (vault-merge: optional), and kept in the audit trail (at most 1000 characters)",
   },
   {
     flag: "actor",
@@ -267,7 +288,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "string",
     commands: PII_COMMANDS,
     value: "NAME",
-    help: "Who, for the audit trail (default: the OS user)",
+    help: "Who, for the audit trail (default: the OS user; at most 200 characters)",
   },
   {
     flag: "audit",
@@ -560,10 +581,22 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "integer",
     default: "14",
     min: 1,
-    max: 3650,
+    max: LEDGER_RETENTION_MAX_DAYS,
     commands: ["drain", "run"],
     value: "DAYS",
     help: "Keep MessageIds this long (SQS keeps a message at most 14 days)",
+  },
+  {
+    flag: "migrate-lock-wait-seconds",
+    env: "LOGIN_ETL_MIGRATE_LOCK_WAIT_SECONDS",
+    kind: "integer",
+    default: "60",
+    min: 1,
+    max: 3600,
+    commands: ["migrate", "drain", "run"],
+    value: "S",
+    help:
+      "How long applying migrations waits for another migrate to finish, then fails naming the session that holds the schema lock",
   },
   {
     flag: "reject-retention-days",

@@ -19,6 +19,8 @@ import type { SqsProtocol } from "../sqs/client.ts";
 import { DURATION_FORMS, formatDuration, parseDuration } from "./duration.ts";
 import { isLoopbackHost } from "./hosts.ts";
 import {
+  AUDIT_ACTOR_MAX_CHARS,
+  AUDIT_TEXT_MAX_CHARS,
   type CommandName,
   KEY_ID_PATTERN,
   MIN_SECRET_BYTES,
@@ -98,6 +100,8 @@ export interface ConsumeConfig extends Base, QueueSettings, DatabaseSettings, Ke
   readonly writeTimeoutSeconds: number;
   readonly maxBodyBytes: number;
   readonly ledgerRetentionDays: number;
+  /** Most seconds a start that migrates waits for another migrate's schema lock. */
+  readonly migrateLockWaitSeconds: number;
   readonly rejectRetentionDays: number;
   readonly dryRun: boolean;
   readonly summaryJson: boolean;
@@ -214,6 +218,8 @@ export interface MigrateConfig extends Base, DatabaseSettings {
   readonly command: "migrate";
   /** Print the pending migrations' SQL instead of applying it. */
   readonly dryRun: boolean;
+  /** Most seconds to wait for another migrate's schema lock. */
+  readonly migrateLockWaitSeconds: number;
 }
 
 /** `check`: the services, privileges and keys of another command. */
@@ -385,6 +391,21 @@ class Reader {
     if (raw === undefined) return null;
     if (typeof raw !== "string") throw invalid(source, String(raw), "needs a value");
     return raw === "" ? null : raw;
+  }
+
+  /**
+   * Audit text (`--actor`, `--reason`): trimmed, `null` when unset or blank,
+   * refused beyond `maxChars` (the audit functions would refuse it later,
+   * after the work). Not echoed: a reason may name the person it concerns.
+   */
+  auditText(flag: string, maxChars: number): string | null {
+    const value = this.string(flag)?.trim() || null;
+    if (value !== null && value.length > maxChars) {
+      throw new ConfigError(
+        `Invalid ${this.lookup(flag).source.name}: ${value.length} characters, at most ${maxChars}`,
+      );
+    }
+    return value;
   }
 
   choice<T extends string>(flag: string): T {
@@ -621,8 +642,8 @@ function piiRequest(read: Reader): PiiRequestSettings {
   return {
     masked: read.string("masked"),
     fromFile: read.string("from-file"),
-    reason: read.string("reason")?.trim() || null,
-    actor: read.string("actor"),
+    reason: read.auditText("reason", AUDIT_TEXT_MAX_CHARS),
+    actor: read.auditText("actor", AUDIT_ACTOR_MAX_CHARS),
   };
 }
 
@@ -679,6 +700,7 @@ export function resolveConfig<C extends CommandName>(
         writeTimeoutSeconds: read.integer("write-timeout-seconds"),
         maxBodyBytes: read.integer("max-body-bytes"),
         ledgerRetentionDays: read.integer("ledger-retention-days"),
+        migrateLockWaitSeconds: read.integer("migrate-lock-wait-seconds"),
         rejectRetentionDays: read.integer("reject-retention-days"),
         dryRun,
         summaryJson: read.boolean("summary-json"),
@@ -762,8 +784,8 @@ export function resolveConfig<C extends CommandName>(
         ...databaseSettings(read),
         ...(command === "rekey" ? keySettings(read, { hmacRequired: true }) : vaultOnly(read)),
         to: read.string("to"),
-        reason: read.string("reason")?.trim() || null,
-        actor: read.string("actor"),
+        reason: read.auditText("reason", AUDIT_TEXT_MAX_CHARS),
+        actor: read.auditText("actor", AUDIT_ACTOR_MAX_CHARS),
         maxRows: read.integer("max-rows"),
         retire: command === "rekey" && read.string("retire") !== null ? read.keyId("retire") : null,
       } as RekeyConfig;
@@ -774,8 +796,8 @@ export function resolveConfig<C extends CommandName>(
         ...base(read, warnings),
         ...databaseSettings(read),
         ...keySettings(read, { hmacRequired: true }),
-        reason: read.string("reason")?.trim() || null,
-        actor: read.string("actor"),
+        reason: read.auditText("reason", AUDIT_TEXT_MAX_CHARS),
+        actor: read.auditText("actor", AUDIT_ACTOR_MAX_CHARS),
         maxRows: read.integer("max-rows"),
         dropUnverifiable: read.boolean("drop-unverifiable"),
       };
@@ -801,6 +823,7 @@ export function resolveConfig<C extends CommandName>(
         ...base(read, warnings),
         ...databaseSettings(read),
         dryRun: read.boolean("dry-run"),
+        migrateLockWaitSeconds: read.integer("migrate-lock-wait-seconds"),
       };
       break;
     case "check": {

@@ -7,6 +7,7 @@
  */
 
 import type { Deployment } from "./pool.ts";
+import { LEDGER_PARTITIONS_PER_CALL } from "./migrations.ts";
 
 /** What `prune` ages out: ledger entries (redelivery protection) or rejects. */
 export type PruneTarget = "ledger" | "rejects";
@@ -38,12 +39,17 @@ export async function prune(
   let partitionsDropped = 0;
   for (;;) {
     let count: number;
+    let more = false;
     if (target === "ledger") {
+      // Each call creates and drops at most LEDGER_PARTITIONS_PER_CALL day
+      // partitions (its locks last until it returns): called again while it
+      // did as many.
       const [r] = await sql<{ created: number; dropped: number; deleted: number }[]>`
         SELECT * FROM ${state}.login_etl_ledger_maintain(${days}, ${SLICE})`;
       partitionsCreated += r?.created ?? 0;
       partitionsDropped += r?.dropped ?? 0;
       count = r?.deleted ?? 0;
+      more = r?.created === LEDGER_PARTITIONS_PER_CALL || r?.dropped === LEDGER_PARTITIONS_PER_CALL;
     } else {
       // By primary key, not ctid: the consumer may read only some columns of
       // the rejects (sql/roles.sql), and system columns need the whole table.
@@ -54,6 +60,6 @@ export async function prune(
           LIMIT ${SLICE})`).count;
     }
     deleted += count;
-    if (count < SLICE) return { deleted, partitionsCreated, partitionsDropped };
+    if (count < SLICE && !more) return { deleted, partitionsCreated, partitionsDropped };
   }
 }

@@ -15,6 +15,12 @@
  * @module
  */
 
+import {
+  AUDIT_ACTOR_MAX_CHARS,
+  AUDIT_TEXT_MAX_CHARS,
+  LEDGER_RETENTION_MAX_DAYS,
+} from "../config/options.ts";
+
 /** One versioned change to the schema. */
 export interface Migration {
   /** 1, 2, 3…: applied in order, each once. */
@@ -108,6 +114,10 @@ export const MASK_SQL_PATTERN = "^[A-Za-z0-9_-]{1,16}:[A-Za-z0-9_-]{43}$";
  * number of rows (`noteRefusal` sends larger lists in slices).
  */
 export const AUDIT_NOTE_MAX_MASKS = 1000;
+
+// The caps on what `login_etl_audit_note` records live beside --actor and
+// --reason, which are refused beyond them before anything is sent.
+export { AUDIT_ACTOR_MAX_CHARS, AUDIT_TEXT_MAX_CHARS };
 
 /**
  * A SECURITY DEFINER function in the state schema, from version 7 on, or
@@ -560,6 +570,36 @@ export const STATE_SCHEMA_SETTING =
 export const STATE_SCHEMA_VERSION = 6;
 
 /**
+ * Buckets of the per-mask locks: a mask locks the row `mask N`, N its
+ * `hashtext` modulo this. More buckets wait less on one another; each row
+ * is one tuple, and a lock on it one of its header bits (not a lock table entry).
+ */
+export const MASK_LOCK_BUCKETS = 1024;
+
+/**
+ * The rows login-etl serialises on, in the state schema, created with it
+ * (version 6): `schema`, which `migrate` locks in each migration's
+ * transaction (schema.ts), and `mask 0` … `mask 1023`, which `forget` and
+ * the inbox merge lock per mask (`login_etl_lock_masks`, version 8). They
+ * replaced advisory locks, which any login of the cluster may take (holding
+ * migrate or an erasure up for ever) and see in pg_locks (the hashes of the
+ * masks being erased): a row lock needs UPDATE on the table, which only its
+ * owner, and so only the definer functions, has; and pg_locks shows no row
+ * locks, only the table's (that one of them runs) and, while one waits for
+ * another, the tuple waited for.
+ */
+const LOCKS_TABLE_SQL = `DO $$
+DECLARE
+  state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
+BEGIN
+  EXECUTE pg_catalog.format('CREATE TABLE %I.login_etl_locks (name text PRIMARY KEY)', state);
+  EXECUTE pg_catalog.format($i$INSERT INTO %I.login_etl_locks (name) SELECT 'schema'
+    UNION ALL SELECT pg_catalog.textcat('mask ', b::text) FROM pg_catalog.generate_series(0, %s) AS b$i$,
+    state, ${MASK_LOCK_BUCKETS} - 1);
+  EXECUTE pg_catalog.format('REVOKE ALL ON %I.login_etl_locks FROM PUBLIC', state);
+END $$`;
+
+/**
  * Version 6: login-etl's own tables and functions leave the analysts' schema
  * for the state schema, so that a role granted the data schema sees
  * user_logins, its views and app_version_text() and nothing else.
@@ -670,7 +710,19 @@ BEGIN
                  format('login-etl''s schema version, kept here so that a login-etl built before version 6 refuses to start; its tables are in schema %s', state));
   EXECUTE format('GRANT SELECT ON %I.login_etl_migrations TO PUBLIC', data);
 END $$`,
+  LOCKS_TABLE_SQL,
 ];
+
+/**
+ * Most day partitions `login_etl_ledger_maintain` creates, and most it drops,
+ * in one call: each takes locks until the call's transaction ends, and a
+ * consumer may call it, so one call must not fill the server's lock table
+ * (64 locks a connection by default). `prune` calls again while it hits this.
+ */
+export const LEDGER_PARTITIONS_PER_CALL = 32;
+
+/** Most aged ledger rows `login_etl_ledger_maintain` deletes in one call (`prune` asks 10,000). */
+const LEDGER_MAINTAIN_MAX_ROWS = 10_000;
 
 /** Most minutes between a release ticket's request and its release. */
 const RELEASE_TICKET_MINUTES = 10;
@@ -773,9 +825,21 @@ END`,
       callers: ["login_etl_consumer", "pii_recoverer"],
       body: `
 BEGIN
-  IF p_action NOT IN ('recover', 'forget') OR p_outcome NOT IN ('denied', 'failed') THEN
+  IF p_action IS NULL OR p_outcome IS NULL OR p_action NOT IN ('recover', 'forget')
+     OR p_outcome NOT IN ('denied', 'failed') THEN
     RAISE EXCEPTION 'login_etl_audit_note records only denied or failed recover and forget attempts'
       USING ERRCODE = '22023';
+  END IF;
+  IF COALESCE(pg_catalog.btrim(p_actor), '') = '' OR pg_catalog.char_length(p_actor) > ${AUDIT_ACTOR_MAX_CHARS} THEN
+    RAISE EXCEPTION 'login_etl_audit_note needs an actor of 1 to ${AUDIT_ACTOR_MAX_CHARS} characters'
+      USING ERRCODE = '22023';
+  END IF;
+  IF pg_catalog.char_length(p_reason) > ${AUDIT_TEXT_MAX_CHARS} OR pg_catalog.char_length(p_detail) > ${AUDIT_TEXT_MAX_CHARS} THEN
+    RAISE EXCEPTION 'login_etl_audit_note takes a reason and a detail of at most ${AUDIT_TEXT_MAX_CHARS} characters each'
+      USING ERRCODE = '22023';
+  END IF;
+  IF COALESCE(pg_catalog.cardinality(p_masked), 0) = 0 THEN
+    RAISE EXCEPTION 'login_etl_audit_note needs at least one mask' USING ERRCODE = '22023';
   END IF;
   IF pg_catalog.cardinality(p_masked) > ${AUDIT_NOTE_MAX_MASKS} THEN
     RAISE EXCEPTION 'login_etl_audit_note takes at most ${AUDIT_NOTE_MAX_MASKS} masks a call, not %',
@@ -787,8 +851,7 @@ BEGIN
       USING ERRCODE = '22023';
   END IF;
   INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-  SELECT p_actor, p_action, m, p_reason, p_outcome, p_detail
-  FROM pg_catalog.unnest(COALESCE(p_masked, ARRAY[NULL::text])) AS m;
+  SELECT p_actor, p_action, m, p_reason, p_outcome, p_detail FROM pg_catalog.unnest(p_masked) AS m;
 END`,
     },
   ),
@@ -806,7 +869,7 @@ SELECT * FROM {state}.login_etl_audit WHERE id > p_after ORDER BY id LIMIT LEAST
     body: `
 DECLARE
   today constant date := (pg_catalog.now() AT TIME ZONE 'UTC')::date;
-  oldest constant date := today - GREATEST(p_retention_days, 1) - 1;
+  oldest constant date := today - p_retention_days - 1;
   ledger constant oid := pg_catalog.to_regclass(pg_catalog.format('%I.login_etl_ledger', {state_literal}))::oid;
   day date;
   part record;
@@ -814,10 +877,19 @@ DECLARE
   n_dropped integer := 0;
   n_deleted integer := 0;
 BEGIN
+  IF p_retention_days IS NULL OR p_retention_days NOT BETWEEN 1 AND ${LEDGER_RETENTION_MAX_DAYS} THEN
+    RAISE EXCEPTION 'login_etl_ledger_maintain keeps the ledger 1 to ${LEDGER_RETENTION_MAX_DAYS} days, not %', p_retention_days
+      USING ERRCODE = '22023';
+  END IF;
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND ${LEDGER_MAINTAIN_MAX_ROWS} THEN
+    RAISE EXCEPTION 'login_etl_ledger_maintain deletes 1 to ${LEDGER_MAINTAIN_MAX_ROWS} rows a call, not %', p_limit
+      USING ERRCODE = '22023';
+  END IF;
   PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
   FOR day IN
     SELECT d::date FROM pg_catalog.generate_series(oldest::timestamp, (today + 3)::timestamp, interval '1 day') AS d
   LOOP
+    EXIT WHEN n_created = ${LEDGER_PARTITIONS_PER_CALL};
     CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('%I.%I', {state_literal},
                     'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'))) IS NOT NULL
       OR EXISTS (SELECT FROM {state}.login_etl_ledger_other WHERE sent_date = day);
@@ -833,6 +905,7 @@ BEGIN
     SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
     WHERE i.inhparent = ledger AND c.relname::text ~ '^login_etl_ledger_p[0-9]{8}$'
       AND pg_catalog.to_date(pg_catalog.substr(c.relname::text, 19), 'YYYYMMDD') < oldest
+    ORDER BY c.relname LIMIT ${LEDGER_PARTITIONS_PER_CALL}
   LOOP
     BEGIN
       EXECUTE pg_catalog.format('DROP TABLE %I.%I', {state_literal}, part.relname);
@@ -842,10 +915,10 @@ BEGIN
   END LOOP;
   WITH aged AS (
     SELECT message_id, sent_date FROM {state}.login_etl_ledger_undated
-    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => GREATEST(p_retention_days, 1))
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days)
     UNION ALL
     SELECT message_id, sent_date FROM {state}.login_etl_ledger_other
-    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => GREATEST(p_retention_days, 1))
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days)
     LIMIT p_limit
   )
   DELETE FROM {state}.login_etl_ledger l USING aged
@@ -980,13 +1053,6 @@ END $$`,
 ];
 
 /**
- * The advisory lock class of login-etl's per-mask vault locks (the bytes of
- * "LETV"), so that the two-key advisory locks of `login_etl_lock_masks` stay
- * apart from an application's own one-key locks.
- */
-const MASK_LOCK_CLASS = 0x4c455456;
-
-/**
  * Version 8: no membership oracle, and erasure that survives rotation.
  *
  * - **The inbox.** `login_etl_vault_put`, the consumer's only way in, now
@@ -1005,10 +1071,13 @@ const MASK_LOCK_CLASS = 0x4c455456;
  *   under the merger's other keys. `forget` erases every mask linked to one
  *   it erases, reading the links after it holds the masks' locks, so a
  *   rekey or merge in flight cannot slip a live copy past it.
- * - **Per-mask locks.** `forget` and `settle` take transaction advisory
- *   locks on every mask they read or write (`login_etl_lock_masks`), which
+ * - **Per-mask locks.** `forget` and `settle` lock the `login_etl_locks`
+ *   row of every mask they read or write (`login_etl_lock_masks`), which
  *   serialises them even on masks with no row yet.
  */
+/** Longest wait for the per-mask locks before `forget` or a merge fails (Postgres' lock_timeout). */
+const MASK_LOCK_TIMEOUT = "30s";
+
 const V8_INBOX: readonly string[] = [
   `DO $$
 DECLARE
@@ -1046,20 +1115,29 @@ BEGIN
   )$t$, state);
   EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_links_other ON %I.login_etl_vault_links (other)', state);
 END $$`,
-  // Transaction locks on masks, in one global order (their hashes sorted),
-  // so two callers locking overlapping sets cannot deadlock on them.
+  // Transaction locks on masks: the login_etl_locks rows of their buckets,
+  // in one global order (sorted by name), so two callers locking
+  // overlapping sets cannot deadlock on them. A wait longer than
+  // MASK_LOCK_TIMEOUT fails the caller's transaction (55P03) rather than
+  // queueing it behind a stuck one; the caller's lock_timeout is restored.
   stateDefiner("login_etl_lock_masks(p_masks text[])", {
     returns: "void",
     language: "plpgsql",
     definer: false,
     callers: [],
     body: `
-DECLARE h integer;
+DECLARE
+  v_wait constant text := pg_catalog.current_setting('lock_timeout');
 BEGIN
-  FOR h IN SELECT DISTINCT pg_catalog.hashtext(u.m) FROM pg_catalog.unnest(p_masks) AS u(m)
-           WHERE u.m IS NOT NULL ORDER BY 1 LOOP
-    PERFORM pg_catalog.pg_advisory_xact_lock(${MASK_LOCK_CLASS}, h);
-  END LOOP;
+  PERFORM pg_catalog.set_config('lock_timeout', '${MASK_LOCK_TIMEOUT}', true);
+  PERFORM FROM {state}.login_etl_locks l
+  WHERE l.name = ANY(ARRAY(
+    SELECT DISTINCT pg_catalog.textcat('mask ', pg_catalog.int4and(pg_catalog.hashtext(u.m), ${
+      MASK_LOCK_BUCKETS - 1
+    })::text)
+    FROM pg_catalog.unnest(p_masks) AS u(m) WHERE u.m IS NOT NULL))
+  ORDER BY l.name FOR UPDATE;
+  PERFORM pg_catalog.set_config('lock_timeout', v_wait, true);
 END`,
   }),
   // The masks given and every mask linked to them, in either direction, as
@@ -1383,7 +1461,8 @@ BEGIN
   IF owner_name = current_user OR NOT pg_catalog.pg_has_role(current_user, owner_oid, 'MEMBER') THEN
     RETURN;
   END IF;
-  FOREACH moved IN ARRAY ARRAY['login_etl_vault_inbox', 'login_etl_inbox_claims', 'login_etl_vault_links'] LOOP
+  FOREACH moved IN ARRAY ARRAY['login_etl_vault_inbox', 'login_etl_inbox_claims', 'login_etl_vault_links',
+                               'login_etl_locks'] LOOP
     EXECUTE pg_catalog.format('ALTER TABLE %I.%I OWNER TO %I', state, moved, owner_name);
   END LOOP;
   FOREACH moved IN ARRAY ARRAY['login_etl_lock_masks(text[])', 'login_etl_linked(text[])',

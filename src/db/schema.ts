@@ -147,22 +147,43 @@ async function readSchemaState(sql: Sql, schemas: Schemas): Promise<SchemaState>
 /** Progress of `migrate`, one call per migration applied. */
 export type OnApplied = (migration: Migration, ms: number) => void;
 
+/** How long `migrate` waits for the schema lock unless told (`--migrate-lock-wait-seconds`). */
+export const DEFAULT_LOCK_WAIT_SECONDS = 60;
+
+/** What `migrate` takes besides the schemas. */
+export interface MigrateOptions extends Schemas {
+  readonly onApplied?: OnApplied;
+  /** Most seconds to wait for the schema lock before failing with its holder named. */
+  readonly lockWaitSeconds?: number;
+}
+
 /**
  * Applies every pending migration, each in its own transaction (or
- * statement by statement where a migration says so), under a session
- * advisory lock: consumers starting together wait for one another, and the
- * one that gets the lock second finds nothing left to do.
+ * statement by statement where a migration says so), one at a time under
+ * the schema lock: before each, it takes the lock, reads again where the
+ * schema stands and applies the next pending migration, so consumers
+ * starting together apply each migration once, whoever gets there first.
  *
- * @returns the migrations applied
- * @throws {DatabaseError} code `db_schema`, naming the migration that failed
+ * The lock is a row of the state schema's `login_etl_locks` (the row
+ * `schema`), locked in the migration's transaction: only the tables' owner
+ * may lock it, so no other login can hold migrate up or see it. Until that
+ * table exists (a database below version 6, before its state schema), a
+ * session advisory lock stands in, which any login could take: the wait for
+ * either is bounded by `lockWaitSeconds`, after which migrate fails naming
+ * the session that holds it.
+ *
+ * @returns the migrations applied (by this call)
+ * @throws {DatabaseError} code `db_schema`, naming the migration that failed;
+ *   {SchemaLockError} when the lock stays taken past the wait
  */
-export async function migrate(
-  sql: Sql,
-  options: Schemas & { readonly onApplied?: OnApplied },
-): Promise<Migration[]> {
+export async function migrate(sql: Sql, options: MigrateOptions): Promise<Migration[]> {
   const session = await sql.reserve();
+  const s = session as unknown as Sql;
   const applied: Migration[] = [];
+  const deadline = performance.now() +
+    (options.lockWaitSeconds ?? DEFAULT_LOCK_WAIT_SECONDS) * 1000;
   let current: Migration | undefined;
+  let advisory = false;
   try {
     const [server] = await session<
       { v: string }[]
@@ -172,41 +193,45 @@ export async function migrate(
         `Postgres ${server?.v} is older than 11, whose partitioned tables login-etl's ledger needs`,
       );
     }
-    await lockSchema(session as unknown as Sql);
     try {
-      // Read first: a state schema serving another data schema is refused
-      // before anything is made (schemaState reads only the catalog until then).
-      const state = await schemaState(session as unknown as Sql, options);
+      // Read first, without the lock: an up-to-date schema needs none (so
+      // nobody can hold up a start there), and a state schema serving
+      // another data schema is refused before anything is made
+      // (schemaState reads only the catalog until then).
+      const state = await schemaState(s, options);
       if (state.pending.length === 0 && state.recorded) return applied;
       // The migrations of versions 1 to 6 call functions unqualified with
       // the data schema in search_path: refused where anyone we do not
       // trust could have planted one there, or in the state schema.
-      await refuseUntrusted(session as unknown as Sql, options);
-      // Only when missing: CREATE SCHEMA needs CREATE on the database even
-      // with IF NOT EXISTS, which an owner role given its schema may lack.
-      const [exists] = await session`SELECT FROM pg_namespace WHERE nspname = ${options.schema}`;
-      if (exists === undefined) {
-        await session`CREATE SCHEMA IF NOT EXISTS ${session(options.schema)}`;
-      }
+      await refuseUntrusted(s, options);
       // The migrations read the state schema's name from the session, and
       // create what they name unqualified in the data schema (migrations.ts).
       await session`SELECT pg_catalog.set_config('login_etl.state_schema', ${options.stateSchema}, false),
                            pg_catalog.set_config('search_path', ${ident(options.schema)}, false)`;
-      if (!state.recorded) {
-        await recordFound(session as unknown as Sql, state.version, options);
-      }
-      for (const migration of state.pending) {
-        current = migration;
-        const started = performance.now();
-        await applyOne(session as unknown as Sql, migration, options);
-        applied.push(migration);
-        options.onApplied?.(migration, performance.now() - started);
+      for (;;) {
+        const rowLock = await hasLockTable(s, options.stateSchema);
+        if (!rowLock && !advisory) {
+          await takeAdvisoryLock(s, deadline, options);
+          advisory = true;
+          continue; // the table may have come while we waited
+        }
+        if (rowLock && advisory) {
+          await releaseAdvisoryLock(s);
+          advisory = false;
+        }
+        const next = rowLock
+          ? await stepUnderRowLock(s, deadline, options)
+          : await stepUnderAdvisoryLock(s, options, (m) => current = m);
+        if (next === null) break;
+        applied.push(next.migration);
+        options.onApplied?.(next.migration, next.ms);
+        current = undefined;
       }
     } finally {
       // The connection goes back to the pool: search_path back to the
       // session's start-up value (RUNTIME_SEARCH_PATH for login-etl's pools).
-      await session`SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('login-etl schema')),
-                           pg_catalog.set_config('login_etl.state_schema', '', false)`.catch(
+      if (advisory) await releaseAdvisoryLock(s).catch(() => {});
+      await session`SELECT pg_catalog.set_config('login_etl.state_schema', '', false)`.catch(
         () => {},
       );
       await session`RESET search_path`.catch(() => {});
@@ -215,19 +240,213 @@ export async function migrate(
   } catch (error) {
     // Refusals decided here are one line already.
     if (error instanceof ConfigError || error instanceof DatabaseError) throw error;
-    const what = current === undefined
+    const failed = error instanceof StepFailed ? error.migration : current;
+    const what = failed === undefined
       ? `Cannot migrate login-etl's schema in ${options.schema}`
-      : `Migration ${current.version} (${current.name}) failed in schema ${options.schema}${
-        current.transaction === false ? "" : "; none of it was applied"
+      : `Migration ${failed.version} (${failed.name}) failed in schema ${options.schema}${
+        failed.transaction === false ? "" : "; none of it was applied"
       }`;
-    const hint = current?.version === STATE_SCHEMA_VERSION
-      ? await stateSchemaHint(session as unknown as Sql, error, options.stateSchema)
+    const hint = failed?.version === STATE_SCHEMA_VERSION
+      ? await stateSchemaHint(
+        s,
+        error instanceof StepFailed ? error.cause : error,
+        options.stateSchema,
+      )
       : "";
-    throw new DatabaseError("db_schema", `${what}: ${describeDbError(error)}${hint}`, {
-      cause: error,
-    });
+    const cause = error instanceof StepFailed ? error.cause : error;
+    throw new DatabaseError("db_schema", `${what}: ${describeDbError(cause)}${hint}`, { cause });
   } finally {
     session.release();
+  }
+}
+
+/** One migration `migrate` applied, and how long it took. */
+interface Step {
+  readonly migration: Migration;
+  readonly ms: number;
+}
+
+/** A failure of one migration's statements, carrying which migration it was. */
+class StepFailed extends Error {
+  readonly migration: Migration;
+  constructor(migration: Migration, cause: unknown) {
+    super(`migration ${migration.version} failed`, { cause });
+    this.migration = migration;
+  }
+}
+
+/** True once the state schema holds the lock table (version 6 on). */
+async function hasLockTable(sql: Sql, state: string): Promise<boolean> {
+  const [row] = await sql<{ found: boolean }[]>`
+    SELECT pg_catalog.to_regclass(${`${ident(state)}.login_etl_locks`}) IS NOT NULL AS found`;
+  return row?.found === true;
+}
+
+/** The data schema, when missing (CREATE SCHEMA needs CREATE on the database even with IF NOT EXISTS). */
+async function ensureDataSchema(sql: Sql, schema: string): Promise<void> {
+  const [exists] = await sql`SELECT FROM pg_catalog.pg_namespace WHERE nspname = ${schema}`;
+  if (exists === undefined) await sql`CREATE SCHEMA IF NOT EXISTS ${sql(schema)}`;
+}
+
+/**
+ * Applies the next pending migration, if any, in one transaction holding
+ * the lock table's `schema` row. The row is polled with NOWAIT, never
+ * waited on: a session waiting on a lock holds a snapshot, which CREATE
+ * INDEX CONCURRENTLY in the holder's migration would wait for in turn.
+ */
+async function stepUnderRowLock(
+  sql: Sql,
+  deadline: number,
+  schemas: Schemas,
+): Promise<Step | null> {
+  for (;;) {
+    await sql.unsafe("BEGIN");
+    let next: Migration | undefined;
+    try {
+      const locked = await sql`
+        SELECT FROM ${sql(schemas.stateSchema)}.login_etl_locks WHERE name = 'schema'
+        FOR UPDATE NOWAIT`.then(
+        (rows) => rows.length === 1,
+        (error: { code?: unknown }) => {
+          if (error.code === "55P03") return false;
+          throw error;
+        },
+      );
+      if (!locked) {
+        await sql.unsafe("ROLLBACK");
+        if (performance.now() >= deadline) throw await rowLockHeld(sql, schemas);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
+      await ensureDataSchema(sql, schemas.schema);
+      const state = await readSchemaState(sql, schemas);
+      if (!state.recorded) await recordFound(sql, state.version, schemas);
+      next = state.pending[0];
+      if (next === undefined) {
+        await sql.unsafe("COMMIT");
+        return null;
+      }
+      if (next.transaction === false) {
+        // Only versions below the lock table's are applied outside a
+        // transaction (version 4); a future one needs another plan.
+        throw new Error(
+          `version ${next.version} runs outside a transaction, beyond the schema lock`,
+        );
+      }
+      const started = performance.now();
+      try {
+        for (const statement of next.statements) await sql.unsafe(statement);
+        await recordApplied(sql, next, schemas);
+      } catch (error) {
+        throw new StepFailed(next, error);
+      }
+      await sql.unsafe("COMMIT");
+      return { migration: next, ms: performance.now() - started };
+    } catch (error) {
+      await sql.unsafe("ROLLBACK").catch(() => {});
+      throw error;
+    }
+  }
+}
+
+/** Applies the next pending migration, if any, under the session advisory lock already held. */
+async function stepUnderAdvisoryLock(
+  sql: Sql,
+  schemas: Schemas,
+  starting: (migration: Migration) => void,
+): Promise<Step | null> {
+  await ensureDataSchema(sql, schemas.schema);
+  const state = await readSchemaState(sql, schemas);
+  if (!state.recorded) await recordFound(sql, state.version, schemas);
+  const next = state.pending[0];
+  if (next === undefined) return null;
+  starting(next);
+  const started = performance.now();
+  await applyOne(sql, next, schemas);
+  return { migration: next, ms: performance.now() - started };
+}
+
+/**
+ * The key of the session advisory lock `migrate` takes while a database has
+ * no lock table yet (as every login-etl before it took for all of migrate).
+ */
+const ADVISORY_KEY = "pg_catalog.hashtext('login-etl schema')";
+
+/**
+ * Takes the session advisory lock, polled (see stepUnderRowLock) until
+ * `deadline`, then failing with the session that holds it.
+ */
+async function takeAdvisoryLock(sql: Sql, deadline: number, schemas: Schemas): Promise<void> {
+  for (;;) {
+    const [row] = await sql.unsafe<{ locked: boolean }[]>(
+      `SELECT pg_catalog.pg_try_advisory_lock(${ADVISORY_KEY}) AS locked`,
+    );
+    if (row?.locked) return;
+    if (performance.now() >= deadline) {
+      const [holder] = await sql.unsafe<Holder[]>(`
+        SELECT a.pid, a.usename::text AS user, a.application_name AS application
+        FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid,
+             (SELECT ${ADVISORY_KEY}::bigint AS k) AS key
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                            WHERE d.datname = pg_catalog.current_database())
+          AND l.classid::text::bigint = (key.k >> 32) & 4294967295
+          AND l.objid::text::bigint = key.k & 4294967295
+        LIMIT 1`);
+      throw new SchemaLockError(schemas, holder ?? null, "advisory");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function releaseAdvisoryLock(sql: Sql): Promise<void> {
+  await sql.unsafe(`SELECT pg_catalog.pg_advisory_unlock(${ADVISORY_KEY})`);
+}
+
+/**
+ * The error for a schema row lock held past the wait, naming its holder: the
+ * transaction whose id is the row's xmax, and the session running it.
+ */
+async function rowLockHeld(sql: Sql, schemas: Schemas): Promise<SchemaLockError> {
+  const [holder] = await sql<Holder[]>`
+    SELECT a.pid, a.usename::text AS user, a.application_name AS application
+    FROM ${sql(schemas.stateSchema)}.login_etl_locks t
+    JOIN pg_catalog.pg_locks l ON l.locktype = 'transactionid' AND l.granted
+      AND l.transactionid = t.xmax
+    JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+    WHERE t.name = 'schema' LIMIT 1`.catch(() => []);
+  return new SchemaLockError(schemas, holder ?? null, "row");
+}
+
+/** The session holding the schema lock, as pg_stat_activity shows it to anyone. */
+export interface Holder {
+  readonly pid: number;
+  readonly user: string | null;
+  readonly application: string | null;
+}
+
+/**
+ * `migrate` waited its `--migrate-lock-wait-seconds` for the schema lock:
+ * one line naming the session that holds it, so an operator can end it.
+ */
+export class SchemaLockError extends DatabaseError {
+  /** The holding session, or null when it ended before it could be named. */
+  readonly holder: Holder | null;
+  constructor(schemas: Schemas, holder: Holder | null, kind: "row" | "advisory") {
+    const who = holder === null
+      ? "a session that has since ended (run migrate again)"
+      : `session pid ${holder.pid} (user ${holder.user ?? "unknown"}, application "${
+        holder.application ?? ""
+      }")`;
+    super(
+      "db_schema",
+      `Cannot migrate schema ${schemas.schema}: login-etl's schema lock (${
+        kind === "row" ? `row schema of ${schemas.stateSchema}.login_etl_locks` : "advisory lock"
+      }) is held by ${who}; wait for it or end it (SELECT pg_terminate_backend(${
+        holder?.pid ?? "PID"
+      })), or raise --migrate-lock-wait-seconds`,
+    );
+    this.holder = holder;
   }
 }
 
@@ -264,21 +483,6 @@ async function stateSchemaHint(sql: Sql, error: unknown, state: string): Promise
 }
 
 /**
- * Takes the session lock every login-etl migrates under (key "login-etl
- * schema"). Polled rather than waited for: a session waiting inside
- * pg_advisory_lock holds a snapshot, and CREATE INDEX CONCURRENTLY in the
- * holder's migration waits for every such snapshot, which would deadlock.
- */
-async function lockSchema(sql: Sql): Promise<void> {
-  for (;;) {
-    const [row] = await sql<{ locked: boolean }[]>`
-      SELECT pg_try_advisory_lock(hashtext('login-etl schema')) AS locked`;
-    if (row?.locked) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-/**
  * Creates the migrations table and records the versions a database already
  * had. It starts in the data schema, where versions up to 5 keep it; the
  * session's search_path is that schema.
@@ -292,12 +496,15 @@ async function recordFound(sql: Sql, version: number, schemas: Schemas): Promise
   }
 }
 
-async function applyOne(sql: Sql, migration: Migration, schemas: Schemas): Promise<void> {
-  // Where the migrations table is once this migration's statements ran.
+/** Records `migration` as applied, in the migrations table where it is once its statements ran. */
+async function recordApplied(sql: Sql, migration: Migration, schemas: Schemas): Promise<void> {
   const home = migration.version >= STATE_SCHEMA_VERSION ? schemas.stateSchema : schemas.schema;
-  const record = () =>
-    sql`INSERT INTO ${sql(home)}.login_etl_migrations (version, name, source)
-        VALUES (${migration.version}, ${migration.name}, 'migrate')`;
+  await sql`INSERT INTO ${sql(home)}.login_etl_migrations (version, name, source)
+            VALUES (${migration.version}, ${migration.name}, 'migrate')`;
+}
+
+async function applyOne(sql: Sql, migration: Migration, schemas: Schemas): Promise<void> {
+  const record = () => recordApplied(sql, migration, schemas);
   if (migration.transaction === false) {
     for (const statement of migration.statements) await sql.unsafe(statement);
     await record();
@@ -352,10 +559,7 @@ function refuseNewer(schemas: Schemas, state: SchemaState): void {
  */
 export async function ensureSchema(
   sql: Sql,
-  options: Schemas & {
-    readonly connection: PgConnection;
-    readonly onApplied?: OnApplied;
-  },
+  options: MigrateOptions & { readonly connection: PgConnection },
 ): Promise<Migration[]> {
   await checkConnection(sql, options.connection);
   const state = await readState(sql, options);

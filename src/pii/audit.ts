@@ -10,7 +10,7 @@
 
 import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
 import { DatabaseError } from "../errors.ts";
-import { AUDIT_NOTE_MAX_MASKS } from "../db/migrations.ts";
+import { AUDIT_NOTE_MAX_MASKS, AUDIT_TEXT_MAX_CHARS } from "../db/migrations.ts";
 
 /** What was attempted. */
 export type AuditAction = "recover" | "forget" | "rekey" | "rekey-vault" | "merge";
@@ -111,13 +111,17 @@ export async function noteRefusal(
 ): Promise<void> {
   const sql = db.sql;
   try {
-    // The function takes at most AUDIT_NOTE_MAX_MASKS a call.
-    for (let i = 0; i === 0 || i < entry.masks.length; i += AUDIT_NOTE_MAX_MASKS) {
+    // The function takes at most AUDIT_NOTE_MAX_MASKS a call, at least one,
+    // and a detail of at most AUDIT_TEXT_MAX_CHARS (ours: an error's message).
+    const detail = entry.detail.length > AUDIT_TEXT_MAX_CHARS
+      ? `${entry.detail.slice(0, AUDIT_TEXT_MAX_CHARS - 3)}...`
+      : entry.detail;
+    for (let i = 0; i < entry.masks.length; i += AUDIT_NOTE_MAX_MASKS) {
       const slice = entry.masks.slice(i, i + AUDIT_NOTE_MAX_MASKS);
       await sql`SELECT ${sql(db.schemas.stateSchema)}.login_etl_audit_note(${entry.action}, ${
         pgArray(slice)
       }::text[],
-        ${entry.actor}, ${entry.reason}, ${entry.outcome}, ${entry.detail})`;
+        ${entry.actor}, ${entry.reason}, ${entry.outcome}, ${detail})`;
     }
   } catch (error) {
     throw new DatabaseError(
