@@ -217,7 +217,7 @@ async function expireForeign(
  * (unverifiable) are not claimed again in this run. Refuses a key set that
  * lacks an HMAC key the database records in use and not retired
  * (`requireHmacKeys`): without it, a value erased under that key would
- * pass as new. A whole-inbox merge first drops entries under keys not held
+ * pass as new. A whole-inbox merge then drops entries under keys not held
  * past the age limit or the cap per key id (`expired`).
  *
  * @throws {KeyMissingError} for a key set lacking a recorded key;
@@ -243,7 +243,6 @@ export async function mergeInbox(
   const masks = options.masks === undefined ? null : pgArray(options.masks);
   if (options.masks !== undefined && options.masks.length === 0) return report;
   await requireHmacKeys(db, keys.maskers.keys(), "merge the vault inbox");
-  if (options.masks === undefined) report.expired = await expireForeign(db, keys, options);
   let after = "0";
   for (;;) {
     if (options.stop?.aborted === true) break;
@@ -310,6 +309,11 @@ export async function mergeInbox(
       report[k] += counts?.[k] ?? 0;
     }
     after = claim.last_id ?? after;
+  }
+  // After the claims: the first claim refuses a whole-inbox merge by a role
+  // other than the owner, with its own message, before this delete would.
+  if (options.masks === undefined && options.stop?.aborted !== true) {
+    report.expired = await expireForeign(db, keys, options);
   }
   if (report.batches > 0 || report.expired > 0) {
     options.telemetry?.emit({
