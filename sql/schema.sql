@@ -1394,6 +1394,23 @@ BEGIN
 END $$;
 
 DO $$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  grantee text;
+  made text;
+BEGIN
+  FOR grantee IN
+    SELECT pg_catalog.pg_get_userbyid(a.grantee) FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) AS a
+    WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.format('%I.login_etl_forget(text[], text, text)', state))::oid
+      AND a.grantee <> p.proowner AND a.grantee <> 0::oid AND a.privilege_type = 'EXECUTE'
+  LOOP
+    FOREACH made IN ARRAY ARRAY['login_etl_hmac_keys_needed()', 'login_etl_vault_drop_erased(text[], text[], text, text)'] LOOP
+      EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.%s TO %I', state, made, grantee);
+    END LOOP;
+  END LOOP;
+END $$;
+
+DO $$
 BEGIN
   EXECUTE pg_catalog.format('INSERT INTO %I.login_etl_migrations (version, name, source) VALUES (%s, %L, %L)',
                             COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl'), 8, 'vault inbox (no membership oracle), mask links and per-mask locks (erasure survives rotation)', 'schema.sql');

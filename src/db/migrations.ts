@@ -1459,6 +1459,25 @@ BEGIN
     EXECUTE pg_catalog.format('ALTER FUNCTION %I.%s OWNER TO %I', state, moved, owner_name);
   END LOOP;
 END $$`,
+  // Recover calls these two before it shows anything and refuses without
+  // them, so whoever may erase (login_etl_forget: the recoverer) may call
+  // them as soon as migrate has run, before sql/roles.sql runs again.
+  `DO $$
+DECLARE
+  state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
+  grantee text;
+  made text;
+BEGIN
+  FOR grantee IN
+    SELECT pg_catalog.pg_get_userbyid(a.grantee) FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) AS a
+    WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.format('%I.login_etl_forget(text[], text, text)', state))::oid
+      AND a.grantee <> p.proowner AND a.grantee <> 0::oid AND a.privilege_type = 'EXECUTE'
+  LOOP
+    FOREACH made IN ARRAY ARRAY['login_etl_hmac_keys_needed()', 'login_etl_vault_drop_erased(text[], text[], text, text)'] LOOP
+      EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.%s TO %I', state, made, grantee);
+    END LOOP;
+  END LOOP;
+END $$`,
 ];
 
 /** Every migration, oldest first. */
