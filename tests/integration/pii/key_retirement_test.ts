@@ -213,6 +213,17 @@ eachMajor.test("a merger, rekey, recoverer or eraser given k2 while k1 is in use
     const run = await cli.run(args, { PII_HMAC_KEY: K2_ONLY, ...env });
     assertRefused(run, 2, /the HMAC key set lacks key k1, recorded in use and not retired/);
   }
+  const checked = await cli.run(["check", "--for", "vault-merge"], { PII_HMAC_KEY: K2_ONLY });
+  assert.equal(checked.code, 1, checked.stderr);
+  assert.match(
+    checked.stdout,
+    /^fail +hmac keys held +Refused to verify erasures: the HMAC key set lacks key k1,/m,
+  );
+  const held = await cli.run(["check", "--for", "vault-merge"], { PII_HMAC_KEY: hmacKeySet("k2") });
+  assert.match(
+    held.stdout,
+    /^ok +hmac keys held +every HMAC key id recorded in use and not retired is in the key set$/m,
+  );
   const recovered = await recoverFile(cli, [k2.mask("ip", VICTIM.ip)], ["--reason", "x"], {
     DATABASE_URL: recoverer,
     PII_HMAC_KEY: K2_ONLY,
