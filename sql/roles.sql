@@ -213,6 +213,9 @@ ALTER FUNCTION login_etl_linked(text[]) OWNER TO login_etl_owner;
 ALTER FUNCTION login_etl_inbox_claim(text[], bigint, integer, text, text) OWNER TO login_etl_owner;
 ALTER FUNCTION login_etl_inbox_claimed(bigint) OWNER TO login_etl_owner;
 ALTER FUNCTION login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[]) OWNER TO login_etl_owner;
+ALTER TABLE login_etl_key_retirements OWNER TO login_etl_owner;
+ALTER FUNCTION login_etl_hmac_keys_needed() OWNER TO login_etl_owner;
+ALTER FUNCTION login_etl_vault_drop_erased(text[], text[], text, text) OWNER TO login_etl_owner;
 
 -- Nothing for anyone by default: functions are executable by PUBLIC unless revoked.
 REVOKE ALL ON user_logins, login_etl_ledger, login_etl_rejects, login_etl_keys, login_etl_vault,
@@ -220,13 +223,14 @@ REVOKE ALL ON user_logins, login_etl_ledger, login_etl_rejects, login_etl_keys, 
   FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;
 REVOKE ALL ON SEQUENCE login_etl_audit_id_seq, login_etl_release_tickets_id_seq
   FROM PUBLIC, login_etl_consumer, pii_recoverer;
-REVOKE ALL ON login_etl_vault_inbox, login_etl_inbox_claims, login_etl_vault_links, login_etl_locks
-  FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;
+REVOKE ALL ON login_etl_vault_inbox, login_etl_inbox_claims, login_etl_vault_links, login_etl_locks,
+  login_etl_key_retirements FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;
 REVOKE ALL ON SEQUENCE login_etl_vault_inbox_id_seq, login_etl_inbox_claims_id_seq
   FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;
 REVOKE ALL ON FUNCTION login_etl_lock_masks(text[]), login_etl_linked(text[]),
   login_etl_inbox_claim(text[], bigint, integer, text, text), login_etl_inbox_claimed(bigint),
-  login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[])
+  login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[]),
+  login_etl_hmac_keys_needed(), login_etl_vault_drop_erased(text[], text[], text, text)
   FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;
 REVOKE ALL ON FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], text[]),
   login_etl_release_request(text[], text, text), login_etl_release(bigint),
@@ -264,6 +268,11 @@ GRANT EXECUTE ON FUNCTION login_etl_release_request(text[], text, text), login_e
 GRANT EXECUTE ON FUNCTION login_etl_inbox_claim(text[], bigint, integer, text, text),
   login_etl_inbox_claimed(bigint), login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[])
   TO pii_recoverer;
+-- Merges, recoveries and erasures by value refuse a key set that lacks an
+-- HMAC key recorded in use and not retired; before a recovered value is
+-- shown, its masks under every held key are checked for tombstones.
+GRANT EXECUTE ON FUNCTION login_etl_hmac_keys_needed(),
+  login_etl_vault_drop_erased(text[], text[], text, text) TO pii_recoverer;
 
 -- A refused attempt is audited under the refused login, by either role; this
 -- function records only denied or failed attempts, so it cannot forge a release.

@@ -988,7 +988,77 @@ BEGIN
     PRIMARY KEY (mask, other)
   )$t$, state);
   EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_links_other ON %I.login_etl_vault_links (other)', state);
+  -- HMAC key ids rekey --retire retired: every other recorded HMAC key id
+  -- must be in the key set of a merge, a recovery or an erasure by value,
+  -- since a tombstone under a key only that key can recompute.
+  EXECUTE pg_catalog.format($t$CREATE TABLE %1$I.login_etl_key_retirements (
+    key_id     text PRIMARY KEY,
+    retired_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    db_user    text NOT NULL DEFAULT session_user
+  )$t$, state);
 END $$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_hmac_keys_needed() RETURNS text[]
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+SELECT coalesce(pg_catalog.array_agg(k.key_id ORDER BY k.key_id), '{}'::text[])
+FROM %1$I.login_etl_keys k
+WHERE pg_catalog.left(k.key_id, 6) <> 'vault:'
+  AND NOT EXISTS (SELECT FROM %1$I.login_etl_key_retirements r WHERE r.key_id = k.key_id)
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_hmac_keys_needed() FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_hmac_keys_needed() TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_vault_drop_erased(p_masked text[], p_other text[], p_actor text, p_reason text) RETURNS TABLE (masked_value text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+#variable_conflict use_column
+DECLARE
+  v_mask text;
+  v_all text[];
+  v_dropped text[] := '{}';
+BEGIN
+  -- One lock call for all, in its global order: a forget locking some of
+  -- the same masks cannot deadlock with it.
+  PERFORM %1$I.login_etl_lock_masks(%1$I.login_etl_linked(pg_catalog.array_cat(p_masked, p_other)));
+  FOR v_mask IN SELECT DISTINCT u.m FROM pg_catalog.unnest(p_masked) AS u(m) WHERE u.m IS NOT NULL ORDER BY 1 LOOP
+    v_all := %1$I.login_etl_linked(pg_catalog.array_cat(ARRAY[v_mask], ARRAY(
+      SELECT p.o FROM ROWS FROM (pg_catalog.unnest(p_masked), pg_catalog.unnest(p_other)) AS p(m, o)
+      WHERE p.m = v_mask AND p.o IS NOT NULL)));
+    CONTINUE WHEN NOT EXISTS (SELECT FROM %1$I.login_etl_vault v
+                              WHERE v.masked_value = ANY(v_all) AND v.erased_at IS NOT NULL);
+    DELETE FROM %1$I.login_etl_vault_inbox i WHERE i.masked_value = ANY(v_all);
+    INSERT INTO %1$I.login_etl_vault AS v (masked_value, erased_at)
+    SELECT a.m, pg_catalog.now() FROM pg_catalog.unnest(v_all) AS a(m) ORDER BY a.m
+    ON CONFLICT (masked_value) DO UPDATE
+      SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = pg_catalog.now()
+      WHERE v.erased_at IS NULL;
+    INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    VALUES (p_actor, 'recover', v_mask, p_reason, 'erased',
+            'value erased under another of its masks: entry dropped, not shown');
+    v_dropped := pg_catalog.array_append(v_dropped, v_mask);
+  END LOOP;
+  RETURN QUERY SELECT d.m FROM pg_catalog.unnest(v_dropped) AS d(m);
+END
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_vault_drop_erased(text[], text[], text, text) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_vault_drop_erased(text[], text[], text, text) TO %I', state, caller);
+  END LOOP;
+END $do$;
 
 DO $do$
 DECLARE
@@ -1346,14 +1416,33 @@ BEGIN
     RETURN;
   END IF;
   FOREACH moved IN ARRAY ARRAY['login_etl_vault_inbox', 'login_etl_inbox_claims', 'login_etl_vault_links',
-                               'login_etl_locks'] LOOP
+                               'login_etl_locks', 'login_etl_key_retirements'] LOOP
     EXECUTE pg_catalog.format('ALTER TABLE %I.%I OWNER TO %I', state, moved, owner_name);
   END LOOP;
   FOREACH moved IN ARRAY ARRAY['login_etl_lock_masks(text[])', 'login_etl_linked(text[])',
                                'login_etl_inbox_claim(text[], bigint, integer, text, text)',
                                'login_etl_inbox_claimed(bigint)',
-                               'login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[])'] LOOP
+                               'login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[])',
+                               'login_etl_hmac_keys_needed()',
+                               'login_etl_vault_drop_erased(text[], text[], text, text)'] LOOP
     EXECUTE pg_catalog.format('ALTER FUNCTION %I.%s OWNER TO %I', state, moved, owner_name);
+  END LOOP;
+END $$;
+
+DO $$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  grantee text;
+  made text;
+BEGIN
+  FOR grantee IN
+    SELECT pg_catalog.pg_get_userbyid(a.grantee) FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) AS a
+    WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.format('%I.login_etl_forget(text[], text, text)', state))::oid
+      AND a.grantee <> p.proowner AND a.grantee <> 0::oid AND a.privilege_type = 'EXECUTE'
+  LOOP
+    FOREACH made IN ARRAY ARRAY['login_etl_hmac_keys_needed()', 'login_etl_vault_drop_erased(text[], text[], text, text)'] LOOP
+      EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.%s TO %I', state, made, grantee);
+    END LOOP;
   END LOOP;
 END $$;
 

@@ -22,6 +22,7 @@ export type ErrorCode =
   | "usage"
   | "config"
   | "key_mismatch"
+  | "key_missing"
   | "sqs_queue"
   | "sqs_receive"
   | "sqs_delete"
@@ -54,7 +55,8 @@ export class EtlError extends Error {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
-    this.exitCode = code === "usage" || code === "config" || code === "key_mismatch"
+    this.exitCode = code === "usage" || code === "config" || code === "key_mismatch" ||
+        code === "key_missing"
       ? EXIT_USAGE
       : code === "too_many_rejects"
       ? EXIT_TOO_MANY_REJECTS
@@ -82,6 +84,21 @@ export class ConfigError extends EtlError {
 export class KeyMismatchError extends EtlError {
   constructor(message: string, options: EtlErrorOptions = {}) {
     super("key_mismatch", message, options);
+  }
+}
+
+/**
+ * The HMAC key set lacks a key the database records in use and not retired:
+ * a merge, recovery or erasure by value without it could not see an erasure
+ * made under it. Exit 2.
+ */
+export class KeyMissingError extends EtlError {
+  /** The missing key ids. */
+  readonly keyIds: readonly string[];
+
+  constructor(message: string, keyIds: readonly string[], options: EtlErrorOptions = {}) {
+    super("key_missing", message, options);
+    this.keyIds = keyIds;
   }
 }
 

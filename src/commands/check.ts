@@ -13,6 +13,7 @@
 
 import type { CheckConfig } from "../config/resolve.ts";
 import { loadPgConnection, type PgConnection } from "../db/connection.ts";
+import { requireHmacKeys } from "../db/keys.ts";
 import { LATEST_VERSION } from "../db/migrations.ts";
 import {
   checkConnection,
@@ -24,7 +25,7 @@ import {
 import { type SchemaState, schemaState } from "../db/schema.ts";
 import { ident, type Schemas } from "../db/schemas.ts";
 import { describeUntrusted, findUntrusted } from "../db/search_path.ts";
-import { formatError } from "../errors.ts";
+import { formatError, KeyMissingError } from "../errors.ts";
 import { Masker } from "../mask.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import {
@@ -35,6 +36,7 @@ import {
   readableKeyIds,
   type VaultKeySet,
 } from "../pii/keyring.ts";
+import { FOREIGN_CAP_PER_KEY, FOREIGN_MAX_AGE_HOURS } from "../pii/merge.ts";
 import { READING_KEYS, VaultCipher } from "../pii/vault.ts";
 import {
   isQueueMissing,
@@ -112,6 +114,7 @@ const INBOX: readonly Privilege[] = [
   fn("login_etl_inbox_claim(text[],bigint,integer,text,text)"),
   fn("login_etl_inbox_claimed(bigint)"),
   fn("login_etl_inbox_settle(bigint,bigint[],bigint[],bigint[],text[])"),
+  fn("login_etl_hmac_keys_needed()"),
 ];
 
 /** What each command does in the database, as sql/roles.sql grants it. */
@@ -128,6 +131,7 @@ function privilegesFor(target: Target, vault: boolean): readonly Privilege[] {
         fn("login_etl_release(bigint)"),
         fn("login_etl_audit_note(text,text[],text,text,text,text)"),
         fn("login_etl_audit_list(bigint,integer)"),
+        fn("login_etl_vault_drop_erased(text[],text[],text,text)"),
         ...INBOX,
       ];
     case "vault-merge":
@@ -136,6 +140,7 @@ function privilegesFor(target: Target, vault: boolean): readonly Privilege[] {
       return [
         fn("login_etl_forget(text[],text,text)"),
         fn("login_etl_audit_note(text,text[],text,text,text,text)"),
+        fn("login_etl_hmac_keys_needed()"),
       ];
     case "rekey":
       return [
@@ -146,6 +151,7 @@ function privilegesFor(target: Target, vault: boolean): readonly Privilege[] {
         ...INBOX,
         ...table("state", "login_etl_audit", "INSERT"),
         ...table("state", "login_etl_keys", "SELECT", "INSERT"),
+        ...table("state", "login_etl_key_retirements", "SELECT", "INSERT"),
       ];
     case "rekey-vault":
       return [
@@ -251,6 +257,8 @@ interface LoadedKeys {
   readonly results: CheckResult[];
   /** Key ids (vault ones as `vault:ID`) with their fingerprints, to compare with the registry. */
   readonly fingerprints: [string, string][];
+  /** The HMAC key set's ids, or null when none was loaded. */
+  readonly hmacIds: readonly string[] | null;
   readonly vault: boolean;
 }
 
@@ -316,7 +324,12 @@ async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promis
   } catch (error) {
     results.push(fail("keys apart", formatError(error, false)));
   }
-  return { results, fingerprints, vault: vault !== null };
+  return {
+    results,
+    fingerprints,
+    vault: vault !== null,
+    hmacIds: hmac === null ? null : [...hmac.keys.keys()],
+  };
 }
 
 async function checkQueue(config: CheckConfig, telemetry: Telemetry): Promise<CheckResult[]> {
@@ -472,6 +485,12 @@ async function checkDatabase(
     if (keys.fingerprints.length > 0) {
       results.push(await checkRegistry(database, keys.fingerprints));
     }
+    if (state.version >= LATEST_VERSION && VERIFIERS.has(config.for) && keys.hmacIds !== null) {
+      results.push(await checkKeysHeld(database, keys.hmacIds));
+    }
+    if (state.version >= LATEST_VERSION && VERIFIERS.has(config.for)) {
+      results.push(await checkInbox(database));
+    }
   } catch (error) {
     results.push(fail("postgres", `a check query failed: ${describeDbError(error)}`));
   }
@@ -499,6 +518,54 @@ async function checkCreators(
       `only trusted roles may create in schemas ${schemas.schema} and ${schemas.stateSchema}, and nothing of another role's is there`,
     )
     : fail("schema rights", describeUntrusted(found));
+}
+
+/** Commands that merge, recover or erase by value: they must hold every HMAC key in use. */
+const VERIFIERS: ReadonlySet<Target> = new Set(["recover", "forget", "rekey", "vault-merge"]);
+
+/** The configured HMAC key ids against those recorded in use and not retired. */
+async function checkKeysHeld(db: Deployment, held: readonly string[]): Promise<CheckResult> {
+  try {
+    await requireHmacKeys(db, held, "verify erasures");
+  } catch (error) {
+    if (error instanceof KeyMissingError) return fail("hmac keys held", error.message);
+    return skip("hmac keys held", formatError(error, false));
+  }
+  return ok(
+    "hmac keys held",
+    "every HMAC key id recorded in use and not retired is in the key set",
+  );
+}
+
+/**
+ * The vault inbox's size, by HMAC key id (the largest five), as far as the
+ * role may read it (the owner): entries no merger holds the key of wait
+ * there until the age limit or cap of a whole-inbox merge drops them.
+ */
+async function checkInbox(db: Deployment): Promise<CheckResult> {
+  const { sql, schemas } = db;
+  const table = `${ident(schemas.stateSchema)}.login_etl_vault_inbox`;
+  const [readable] = await sql<{ ok: boolean }[]>`
+    SELECT coalesce(has_table_privilege(to_regclass(${table}), 'SELECT'), false) AS ok`;
+  if (readable?.ok !== true) {
+    return skip("vault inbox", "its size is readable by the owner role only");
+  }
+  const rows = await sql<{ key_id: string; n: number; oldest_hours: number }[]>`
+    SELECT pg_catalog.split_part(masked_value, ':', 1) AS key_id, pg_catalog.count(*)::int AS n,
+           (pg_catalog.date_part('epoch', pg_catalog.now() - pg_catalog.min(received_at)) / 3600)::int
+             AS oldest_hours
+    FROM ${sql(schemas.stateSchema)}.login_etl_vault_inbox GROUP BY 1 ORDER BY 2 DESC`;
+  const total = rows.reduce((sum, r) => sum + r.n, 0);
+  const top = rows.slice(0, 5).map((r) => `${r.key_id} ${r.n} (oldest ${r.oldest_hours} h)`);
+  const detail = total === 0
+    ? "empty"
+    : `${total} entries waiting: ${top.join(", ")}${rows.length > 5 ? ", ..." : ""}`;
+  return total > FOREIGN_CAP_PER_KEY
+    ? fail(
+      "vault inbox",
+      `${detail}; run vault-merge (as the owner, with every key in use): it merges what it can verify and drops entries under keys it does not hold after ${FOREIGN_MAX_AGE_HOURS} hours or beyond ${FOREIGN_CAP_PER_KEY} per key id`,
+    )
+    : ok("vault inbox", detail);
 }
 
 /** The configured key ids against the fingerprints recorded with them. */

@@ -9,6 +9,7 @@
 
 import type { ForgetConfig } from "../config/resolve.ts";
 import { ConfigError, UsageError, whyUnreadable } from "../errors.ts";
+import { requireHmacKeys } from "../db/keys.ts";
 import { requireSchema } from "../db/schema.ts";
 import { forget, masksOfValues, type NamedValue } from "../pii/forget.ts";
 import { hmacMaskers, openSession, type PiiIo, requestedMasks } from "./_pii.ts";
@@ -111,15 +112,24 @@ export async function forgetCommand(config: ForgetConfig, io: PiiIo): Promise<vo
       "Give forget one kind of request: masks (--masked, --from-file), values (--ip, --device-id, --values-from-file) or --replay-audit",
     );
   }
-  const masks = byValue
-    ? await masksOfValues(await requestedValues(config), await hmacMaskers(config, warn))
-    : config.replayAudit === null
-    ? await requestedMasks(config)
-    : await erasedIn(config.replayAudit);
+  let masks: string[];
+  if (byValue) {
+    const values = await requestedValues(config);
+    const maskers = await hmacMaskers(config, warn);
+    await requireSchema(database.sql, { connection, ...database.schemas });
+    // A value is erased by its masks under the keys given: one under a key
+    // still in use but not given would stay live, so that is refused.
+    if (maskers.size > 0) await requireHmacKeys(database, maskers.keys(), "erase by value");
+    masks = await masksOfValues(values, maskers);
+  } else {
+    masks = config.replayAudit === null
+      ? await requestedMasks(config)
+      : await erasedIn(config.replayAudit);
+    await requireSchema(database.sql, { connection, ...database.schemas });
+  }
   const reason = config.replayAudit === null || config.reason === null
     ? config.reason
     : `${config.reason} (replay of ${config.replayAudit})`;
-  await requireSchema(database.sql, { connection, ...database.schemas });
   let erased = 0;
   let linked = 0;
   // In slices: a replay after a restore may hold many thousands of masks.

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { KeyMismatchError } from "../errors.ts";
-import type { Deployment } from "./pool.ts";
+import { DatabaseError, KeyMismatchError, KeyMissingError } from "../errors.ts";
+import { type Deployment, describeDbError } from "./pool.ts";
 
 /**
  * Records the key id with its fingerprint on first use, and refuses a key id
@@ -40,4 +40,47 @@ export async function registerKey(
     );
   }
   return "known";
+}
+
+/**
+ * Refuses a key set that lacks an HMAC key id the database records in use
+ * and not retired (`rekey --retire`). An erasure leaves a tombstone under
+ * each mask it knows; a value that comes back under another key is caught
+ * only by computing its mask under the erasing key too. So whoever merges
+ * the inbox, recovers or erases by value holds every such key, old ones
+ * included (a key set keeps them beside the current one).
+ *
+ * @throws {KeyMissingError} naming the missing ids; {DatabaseError} when the
+ *   database cannot say (its cause is Postgres' error, 42501 for a role that
+ *   may not ask)
+ */
+export async function requireHmacKeys(
+  db: Deployment,
+  held: Iterable<string>,
+  what: string,
+): Promise<void> {
+  let needed: string[];
+  try {
+    const [row] = await db.sql<{ ids: string[] }[]>`
+      SELECT ${db.sql(db.schemas.stateSchema)}.login_etl_hmac_keys_needed() AS ids`;
+    needed = row?.ids ?? [];
+  } catch (error) {
+    throw new DatabaseError(
+      "db_write",
+      `Cannot ${what}: cannot read which HMAC keys are in use: ${describeDbError(error)}`,
+      { cause: error },
+    );
+  }
+  const have = new Set(held);
+  const missing = needed.filter((id) => !have.has(id));
+  if (missing.length === 0) return;
+  const ids = missing.join(", ");
+  throw new KeyMissingError(
+    `Refused to ${what}: the HMAC key set lacks ${
+      missing.length === 1 ? "key" : "keys"
+    } ${ids}, recorded in use and not retired; an erasure made under ${ids} can only be checked with ${
+      missing.length === 1 ? "it" : "them"
+    }, so add ${ids} to the key set beside the current key (--hmac-key-file as {"current": ..., "keys": {...}})`,
+    missing,
+  );
 }

@@ -1114,7 +1114,70 @@ BEGIN
     PRIMARY KEY (mask, other)
   )$t$, state);
   EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_links_other ON %I.login_etl_vault_links (other)', state);
+  -- HMAC key ids rekey --retire retired: every other recorded HMAC key id
+  -- must be in the key set of a merge, a recovery or an erasure by value,
+  -- since a tombstone under a key only that key can recompute.
+  EXECUTE pg_catalog.format($t$CREATE TABLE %1$I.login_etl_key_retirements (
+    key_id     text PRIMARY KEY,
+    retired_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    db_user    text NOT NULL DEFAULT session_user
+  )$t$, state);
 END $$`,
+  // The HMAC key ids recorded in use (login_etl_keys, without the vault's)
+  // and not retired: those a merger, recoverer or eraser must hold.
+  stateDefiner("login_etl_hmac_keys_needed()", {
+    returns: "text[]",
+    language: "sql",
+    volatility: "STABLE",
+    callers: ["pii_recoverer"],
+    body: `
+SELECT coalesce(pg_catalog.array_agg(k.key_id ORDER BY k.key_id), '{}'::text[])
+FROM {state}.login_etl_keys k
+WHERE pg_catalog.left(k.key_id, 6) <> 'vault:'
+  AND NOT EXISTS (SELECT FROM {state}.login_etl_key_retirements r WHERE r.key_id = k.key_id)`,
+  }),
+  // A recoverer's last check before it shows a value: p_masked[i] is a
+  // released mask and p_other[i] the value's mask under another key it
+  // holds. A mask any of whose value's masks (or anything linked to them)
+  // is a tombstone becomes one too, with all of them, its inbox entries
+  // deleted, audited per mask without the value; those masks are returned.
+  stateDefiner(
+    "login_etl_vault_drop_erased(p_masked text[], p_other text[], p_actor text, p_reason text)",
+    {
+      returns: "TABLE (masked_value text)",
+      language: "plpgsql",
+      callers: ["pii_recoverer"],
+      body: `
+#variable_conflict use_column
+DECLARE
+  v_mask text;
+  v_all text[];
+  v_dropped text[] := '{}';
+BEGIN
+  -- One lock call for all, in its global order: a forget locking some of
+  -- the same masks cannot deadlock with it.
+  PERFORM {state}.login_etl_lock_masks({state}.login_etl_linked(pg_catalog.array_cat(p_masked, p_other)));
+  FOR v_mask IN SELECT DISTINCT u.m FROM pg_catalog.unnest(p_masked) AS u(m) WHERE u.m IS NOT NULL ORDER BY 1 LOOP
+    v_all := {state}.login_etl_linked(pg_catalog.array_cat(ARRAY[v_mask], ARRAY(
+      SELECT p.o FROM ROWS FROM (pg_catalog.unnest(p_masked), pg_catalog.unnest(p_other)) AS p(m, o)
+      WHERE p.m = v_mask AND p.o IS NOT NULL)));
+    CONTINUE WHEN NOT EXISTS (SELECT FROM {state}.login_etl_vault v
+                              WHERE v.masked_value = ANY(v_all) AND v.erased_at IS NOT NULL);
+    DELETE FROM {state}.login_etl_vault_inbox i WHERE i.masked_value = ANY(v_all);
+    INSERT INTO {state}.login_etl_vault AS v (masked_value, erased_at)
+    SELECT a.m, pg_catalog.now() FROM pg_catalog.unnest(v_all) AS a(m) ORDER BY a.m
+    ON CONFLICT (masked_value) DO UPDATE
+      SET ciphertext = NULL, iv = NULL, key_id = NULL, erased_at = pg_catalog.now()
+      WHERE v.erased_at IS NULL;
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    VALUES (p_actor, 'recover', v_mask, p_reason, 'erased',
+            'value erased under another of its masks: entry dropped, not shown');
+    v_dropped := pg_catalog.array_append(v_dropped, v_mask);
+  END LOOP;
+  RETURN QUERY SELECT d.m FROM pg_catalog.unnest(v_dropped) AS d(m);
+END`,
+    },
+  ),
   // Transaction locks on masks: the login_etl_locks rows of their buckets,
   // in one global order (sorted by name), so two callers locking
   // overlapping sets cannot deadlock on them. A wait longer than
@@ -1462,14 +1525,35 @@ BEGIN
     RETURN;
   END IF;
   FOREACH moved IN ARRAY ARRAY['login_etl_vault_inbox', 'login_etl_inbox_claims', 'login_etl_vault_links',
-                               'login_etl_locks'] LOOP
+                               'login_etl_locks', 'login_etl_key_retirements'] LOOP
     EXECUTE pg_catalog.format('ALTER TABLE %I.%I OWNER TO %I', state, moved, owner_name);
   END LOOP;
   FOREACH moved IN ARRAY ARRAY['login_etl_lock_masks(text[])', 'login_etl_linked(text[])',
                                'login_etl_inbox_claim(text[], bigint, integer, text, text)',
                                'login_etl_inbox_claimed(bigint)',
-                               'login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[])'] LOOP
+                               'login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[])',
+                               'login_etl_hmac_keys_needed()',
+                               'login_etl_vault_drop_erased(text[], text[], text, text)'] LOOP
     EXECUTE pg_catalog.format('ALTER FUNCTION %I.%s OWNER TO %I', state, moved, owner_name);
+  END LOOP;
+END $$`,
+  // Recover calls these two before it shows anything and refuses without
+  // them, so whoever may erase (login_etl_forget: the recoverer) may call
+  // them as soon as migrate has run, before sql/roles.sql runs again.
+  `DO $$
+DECLARE
+  state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
+  grantee text;
+  made text;
+BEGIN
+  FOR grantee IN
+    SELECT pg_catalog.pg_get_userbyid(a.grantee) FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) AS a
+    WHERE p.oid = pg_catalog.to_regprocedure(pg_catalog.format('%I.login_etl_forget(text[], text, text)', state))::oid
+      AND a.grantee <> p.proowner AND a.grantee <> 0::oid AND a.privilege_type = 'EXECUTE'
+  LOOP
+    FOREACH made IN ARRAY ARRAY['login_etl_hmac_keys_needed()', 'login_etl_vault_drop_erased(text[], text[], text, text)'] LOOP
+      EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.%s TO %I', state, made, grantee);
+    END LOOP;
   END LOOP;
 END $$`,
 ];

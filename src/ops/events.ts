@@ -203,6 +203,8 @@ export type TelemetryEvent =
     readonly erased: number;
     readonly dropped: number;
     readonly kept: number;
+    /** Entries under keys not held, dropped past the age limit or the cap per key id. */
+    readonly expired: number;
   };
 
 /** An event's type name. */
@@ -623,6 +625,7 @@ export const EVENTS: {
       erased: e.erased,
       dropped: e.dropped,
       kept: e.kept,
+      expired: e.expired,
     }),
   },
 };

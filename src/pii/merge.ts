@@ -16,11 +16,30 @@
  * @module
  */
 
-import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
+import { requireHmacKeys } from "../db/keys.ts";
+import { type Deployment, describeDbError, pgArray, type Sql } from "../db/pool.ts";
 import { DatabaseError } from "../errors.ts";
 import type { Masker } from "../mask.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
+import { appendAudit } from "./audit.ts";
 import { fromStored, type VaultCipher, type VaultField } from "./vault.ts";
+
+/**
+ * How long a whole-inbox merge keeps an entry under a key it does not hold
+ * (an HMAC key id or vault key id not in its sets) before dropping it. Such
+ * an entry is under a retired key, a key registered after the merger loaded
+ * its set, or none at all (a consumer may write any key id): a week covers
+ * a rollout of new keys to every merger, and bounds what a flood leaves.
+ */
+export const FOREIGN_MAX_AGE_HOURS = 7 * 24;
+
+/**
+ * Most entries a whole-inbox merge keeps per unheld HMAC key id (the newest
+ * ones): a consumer writing a flood under unknown ids within the age limit
+ * grows the inbox by at most this per id it makes up. A day of a busy
+ * consumer fleet's new values under a key a merger lacks fits in it.
+ */
+export const FOREIGN_CAP_PER_KEY = 100_000;
 
 /** What a merge proves entries with: the vault key set and every HMAC key by id. */
 export interface MergeKeys {
@@ -42,6 +61,11 @@ export interface MergeReport {
   dropped: number;
   /** Entries under a key the merger cannot use (not held, or a public half only): left in the inbox. */
   kept: number;
+  /**
+   * Entries under keys not held, past `FOREIGN_MAX_AGE_HOURS` or beyond
+   * `FOREIGN_CAP_PER_KEY` per HMAC key id: deleted unjudged (whole-inbox merges only).
+   */
+  expired: number;
   batches: number;
 }
 
@@ -61,6 +85,10 @@ export interface MergeOptions {
    * of keeping them (never those of a pair held as its public half only).
    */
   readonly dropUnverifiable?: boolean;
+  /** Hours an entry under a key not held is kept (whole-inbox merges); `FOREIGN_MAX_AGE_HOURS` by default. */
+  readonly foreignMaxAgeHours?: number;
+  /** Entries under keys not held kept per HMAC key id (whole-inbox merges); `FOREIGN_CAP_PER_KEY` by default. */
+  readonly foreignCapPerKey?: number;
   readonly telemetry?: Telemetry;
   readonly stop?: AbortSignal;
 }
@@ -131,11 +159,69 @@ function wrap(what: string, error: unknown): DatabaseError {
 }
 
 /**
+ * Deletes the unclaimed inbox entries under keys the merger does not hold
+ * that are older than the age limit or beyond the newest `cap` of their
+ * HMAC key id, and audits the count (never a mask or value). The owner's
+ * direct delete: only a whole-inbox merge, which only the owner may run,
+ * does this.
+ */
+async function expireForeign(
+  db: Deployment,
+  keys: MergeKeys,
+  options: MergeOptions,
+): Promise<number> {
+  const hours = options.foreignMaxAgeHours ?? FOREIGN_MAX_AGE_HOURS;
+  const cap = options.foreignCapPerKey ?? FOREIGN_CAP_PER_KEY;
+  const hmacIds = [...keys.maskers.keys()];
+  const vaultIds = keys.cipher.keyIds;
+  try {
+    return await db.sql.begin(async (tx) => {
+      const state = tx(db.schemas.stateSchema);
+      const expired = (await tx`
+        WITH foreign_entries AS (
+          SELECT i.id, i.received_at,
+                 pg_catalog.row_number() OVER (PARTITION BY pg_catalog.split_part(i.masked_value, ':', 1)
+                                               ORDER BY i.id DESC) AS newest
+          FROM ${state}.login_etl_vault_inbox i
+          WHERE i.claim_id IS NULL
+            AND (NOT pg_catalog.split_part(i.masked_value, ':', 1) = ANY(${
+        pgArray(hmacIds)
+      }::text[])
+                 OR NOT i.key_id = ANY(${pgArray(vaultIds)}::text[]))
+        )
+        DELETE FROM ${state}.login_etl_vault_inbox i USING foreign_entries f
+        WHERE i.id = f.id
+          AND (f.received_at < pg_catalog.now() - pg_catalog.make_interval(hours => ${hours}::int)
+               OR f.newest > ${cap}::bigint)`).count;
+      if (expired > 0) {
+        await appendAudit({ sql: tx as unknown as Sql, schemas: db.schemas }, [{
+          actor: options.actor,
+          action: "merge",
+          maskedValue: null,
+          reason: options.reason,
+          outcome: "success",
+          detail:
+            `${expired} inbox entries under keys this merger does not hold dropped unjudged: older than ${hours} hours, or beyond the newest ${cap} of their HMAC key id`,
+        }]);
+      }
+      return expired;
+    });
+  } catch (error) {
+    throw error instanceof DatabaseError ? error : wrap("expire vault inbox entries", error);
+  }
+}
+
+/**
  * Merges inbox entries into the vault: those of `options.masks`, or the
  * whole inbox. Claims a batch at a time, past the last one, so entries kept
- * (unverifiable) are not claimed again in this run.
+ * (unverifiable) are not claimed again in this run. Refuses a key set that
+ * lacks an HMAC key the database records in use and not retired
+ * (`requireHmacKeys`): without it, a value erased under that key would
+ * pass as new. A whole-inbox merge then drops entries under keys not held
+ * past the age limit or the cap per key id (`expired`).
  *
- * @throws {DatabaseError} when a call fails; what was settled stays settled
+ * @throws {KeyMissingError} for a key set lacking a recorded key;
+ *   {DatabaseError} when a call fails; what was settled stays settled
  */
 export async function mergeInbox(
   db: Deployment,
@@ -151,10 +237,12 @@ export async function mergeInbox(
     erased: 0,
     dropped: 0,
     kept: 0,
+    expired: 0,
     batches: 0,
   };
   const masks = options.masks === undefined ? null : pgArray(options.masks);
   if (options.masks !== undefined && options.masks.length === 0) return report;
+  await requireHmacKeys(db, keys.maskers.keys(), "merge the vault inbox");
   let after = "0";
   for (;;) {
     if (options.stop?.aborted === true) break;
@@ -198,10 +286,10 @@ export async function mergeInbox(
         });
       }
     }
-    let counts: Omit<MergeReport, "claimed" | "batches"> | undefined;
+    let counts: Omit<MergeReport, "claimed" | "batches" | "expired"> | undefined;
     for (let attempt = 1;; attempt++) {
       try {
-        [counts] = await sql<Omit<MergeReport, "claimed" | "batches">[]>`
+        [counts] = await sql<Omit<MergeReport, "claimed" | "batches" | "expired">[]>`
           SELECT accepted, known, erased, dropped, kept
           FROM ${state}.login_etl_inbox_settle(${claim.claim}::bigint, ${pgArray(accept)}::bigint[],
                  ${pgArray(keep)}::bigint[], ${pgArray(linkIds)}::bigint[], ${
@@ -222,7 +310,12 @@ export async function mergeInbox(
     }
     after = claim.last_id ?? after;
   }
-  if (report.batches > 0) {
+  // After the claims: the first claim refuses a whole-inbox merge by a role
+  // other than the owner, with its own message, before this delete would.
+  if (options.masks === undefined && options.stop?.aborted !== true) {
+    report.expired = await expireForeign(db, keys, options);
+  }
+  if (report.batches > 0 || report.expired > 0) {
     options.telemetry?.emit({
       type: "InboxMerged",
       accepted: report.accepted,
@@ -230,6 +323,7 @@ export async function mergeInbox(
       erased: report.erased,
       dropped: report.dropped,
       kept: report.kept,
+      expired: report.expired,
     });
   }
   return report;

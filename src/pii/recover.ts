@@ -14,6 +14,7 @@
  * @module
  */
 
+import { requireHmacKeys } from "../db/keys.ts";
 import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
 import { ConfigError, DatabaseError, type EtlError, UsageError } from "../errors.ts";
 import type { Masker } from "../mask.ts";
@@ -171,6 +172,18 @@ export async function recover(
       ),
     );
   }
+  try {
+    await requireHmacKeys(db, keys.maskers.keys(), "recover");
+  } catch (error) {
+    const refusal = error instanceof DatabaseError && isPermissionDenied(error.cause)
+      ? new DatabaseError(
+        "db_write",
+        "Refused: this database role may not recover; recovery needs a role granted pii_recoverer (sql/roles.sql, run again after migrate)",
+        { cause: error },
+      )
+      : error as EtlError;
+    return await refuse(db, "recover", masks, request, refusal);
+  }
   // Entries consumers wrote since the last merge wait in the inbox. The
   // requested masks' are merged into the vault first (each claim audited
   // and committed before its entries are handed out to be verified), so
@@ -298,5 +311,70 @@ export async function recover(
     }
     results.push({ masked, outcome: "success", field: row.field as VaultField, raw });
   }
-  return results;
+  return await withoutErased(db, results, keys.maskers, request);
+}
+
+/**
+ * The last check before values are shown: each value's masks under every
+ * held HMAC key go to `login_etl_vault_drop_erased`, which drops (tombstones
+ * and audits, without the value) every entry whose value is erased under any
+ * of them or anything linked to them. Those become `erased` here; a failed
+ * check shows nothing.
+ *
+ * @throws {DatabaseError} when the check cannot run (audited as failed)
+ */
+async function withoutErased(
+  db: Deployment,
+  results: Recovery[],
+  maskers: ReadonlyMap<string, Masker>,
+  request: PiiRequest,
+): Promise<Recovery[]> {
+  const pairs: { masked: string; other: string | null }[] = [];
+  for (const r of results) {
+    if (r.outcome !== "success") continue;
+    pairs.push({ masked: r.masked, other: null });
+    for (const masker of maskers.values()) {
+      const other = await masker.mask(r.field, r.raw);
+      if (other !== r.masked) pairs.push({ masked: r.masked, other });
+    }
+  }
+  if (pairs.length === 0) return results;
+  let dropped: Set<string>;
+  try {
+    dropped = new Set(
+      (await db.sql<{ masked_value: string }[]>`
+        SELECT masked_value FROM ${db.sql(db.schemas.stateSchema)}.login_etl_vault_drop_erased(
+          ${pgArray(pairs.map((p) => p.masked))}::text[], ${
+        pgArray(pairs.map((p) => p.other))
+      }::text[],
+          ${request.actor}, ${request.reason})`).map((r) => r.masked_value),
+    );
+  } catch (error) {
+    const failed = new DatabaseError(
+      "db_write",
+      `Cannot recover: checking the values' masks under every HMAC key for erasures failed, so none is shown: ${
+        describeDbError(error)
+      }`,
+      { cause: error },
+    );
+    const shown = results.filter((r) => r.outcome === "success").map((r) => r.masked);
+    await noteRefusal(db, {
+      action: "recover",
+      masks: shown,
+      actor: request.actor,
+      reason: request.reason,
+      outcome: "failed",
+      detail: failed.message,
+    });
+    throw failed;
+  }
+  return results.map((r) =>
+    r.outcome === "success" && dropped.has(r.masked)
+      ? {
+        masked: r.masked,
+        outcome: "erased",
+        detail: "erased under another of its masks (another HMAC key's): entry dropped",
+      }
+      : r
+  );
 }

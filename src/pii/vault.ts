@@ -189,6 +189,11 @@ export class VaultCipher {
     return this.#secrets.has(keyId) || this.#sealing.has(keyId);
   }
 
+  /** Every key id of the set, readable or not. */
+  get keyIds(): string[] {
+    return [...new Set([...this.#secrets.keys(), ...this.#sealing.keys()])];
+  }
+
   /** True when entries under `keyId` can be read: a secret, or a pair with its private key. */
   canRead(keyId: string): boolean {
     return this.#secrets.has(keyId) || this.#opening.has(keyId);

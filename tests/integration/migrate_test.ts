@@ -119,6 +119,7 @@ const STATE_HOLDS = [
   "f login_etl_audit_list",
   "f login_etl_audit_note",
   "f login_etl_forget",
+  "f login_etl_hmac_keys_needed",
   "f login_etl_inbox_claim",
   "f login_etl_inbox_claimed",
   "f login_etl_inbox_settle",
@@ -127,10 +128,12 @@ const STATE_HOLDS = [
   "f login_etl_lock_masks",
   "f login_etl_release",
   "f login_etl_release_request",
+  "f login_etl_vault_drop_erased",
   "f login_etl_vault_put",
   "p login_etl_ledger",
   "r login_etl_audit",
   "r login_etl_inbox_claims",
+  "r login_etl_key_retirements",
   "r login_etl_keys",
   "r login_etl_layout",
   "r login_etl_ledger_other",
@@ -189,7 +192,7 @@ eachMajor.test("a fresh schema gets the two-schema layout: the data schema holds
   const pinned = await db.sql<{ config: string[] }[]>`
     SELECT p.proconfig AS config FROM pg_proc p
     WHERE p.pronamespace = to_regnamespace(${`"${db.stateSchema}"`}) AND p.prosecdef`;
-  assert.equal(pinned.length, 10);
+  assert.equal(pinned.length, 12);
   for (const p of pinned) {
     assert.deepEqual(p.config, [`search_path=pg_catalog, ${db.stateSchema}, pg_temp`]);
   }

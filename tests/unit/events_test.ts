@@ -121,6 +121,7 @@ const SAMPLES: { readonly [K in EventType]: Extract<TelemetryEvent, { type: K }>
     erased: 1,
     dropped: 1,
     kept: 0,
+    expired: 2,
   },
 };
 

@@ -297,7 +297,7 @@ Deno.test("vault-merge keeps entries under keys it does not hold, and deletes th
   assert.equal(kept.code, 0, kept.stderr);
   assert.deepEqual(
     JSON.parse(kept.stdout),
-    { claimed: 2, accepted: 0, known: 0, erased: 0, dropped: 0, kept: 2, batches: 1 },
+    { claimed: 2, accepted: 0, known: 0, erased: 0, dropped: 0, kept: 2, expired: 0, batches: 1 },
   );
   assert.equal((await inboxRows(db.sql)).length, 2);
   const dropped = await cli.run(["vault-merge", "--drop-unverifiable"]);

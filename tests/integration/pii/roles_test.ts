@@ -44,6 +44,8 @@ const FUNCTIONS = {
   settle: "login_etl_inbox_settle(bigint,bigint[],bigint[],bigint[],text[])",
   lock: "login_etl_lock_masks(text[])",
   linked: "login_etl_linked(text[])",
+  needed: "login_etl_hmac_keys_needed()",
+  dropErased: "login_etl_vault_drop_erased(text[],text[],text,text)",
 } as const;
 const NO_FUNCTION = Object.fromEntries(Object.keys(FUNCTIONS).map((k) => [k, false])) as Record<
   keyof typeof FUNCTIONS,
@@ -119,6 +121,7 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
               "login_etl_vault_inbox",
               "login_etl_inbox_claims",
               "login_etl_vault_links",
+              "login_etl_key_retirements",
             ]
           ) {
             for (const privilege of TABLE_PRIVILEGES) {
@@ -154,6 +157,8 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
           claim: true,
           claimed: true,
           settle: true,
+          needed: true,
+          dropErased: true,
         }],
         [analystUser, NO_FUNCTION],
         [nobodyUser, NO_FUNCTION],
@@ -174,8 +179,8 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
           AND array_to_string(p.proconfig, ',') = ${`search_path=pg_catalog, ${db.stateSchema}, pg_temp`}`;
       assert.equal(
         definers?.n,
-        10,
-        "ten SECURITY DEFINER functions, owned by the owner, search_path pinned",
+        12,
+        "twelve SECURITY DEFINER functions, owned by the owner, search_path pinned",
       );
     });
 

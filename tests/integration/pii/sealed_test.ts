@@ -191,7 +191,7 @@ Deno.test("drain with only the public key set writes sealed, padded entries noth
   assert.equal(halfBlind.code, 0, halfBlind.stderr);
   assert.deepEqual(
     { ...JSON.parse(halfBlind.stdout), batches: 0 },
-    { claimed: 6, accepted: 0, known: 0, erased: 0, dropped: 0, kept: 6, batches: 0 },
+    { claimed: 6, accepted: 0, known: 0, erased: 0, dropped: 0, kept: 6, expired: 0, batches: 0 },
   );
   assert.deepEqual(await inboxRows(db.sql), vault, "every entry still in the inbox");
 
