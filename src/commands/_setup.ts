@@ -184,6 +184,7 @@ export async function prepareDatabase(
     connection: options.connection,
     schema: config.schema,
     stateSchema: config.stateSchema,
+    ownerRole: config.ownerRole,
     onApplied: (m, ms) =>
       telemetry.emit({
         type: "SchemaMigrated",

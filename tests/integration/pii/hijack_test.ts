@@ -16,6 +16,7 @@ import { failureLine } from "../../helpers/cli.ts";
 import {
   assertNothingGained,
   hijacks,
+  type HostileDb,
   hostileDb,
   makeKit,
   plantShadows,
@@ -187,15 +188,199 @@ eachMajor.test("with shadows planted in the data and the state schema, drain, ch
     },
   );
 
-  await t.step("migrate as a superuser, nothing pending: nothing runs", async () => {
-    await succeeds(cli, ["migrate"], {});
-    await assertNothingGained(db, "by migrate");
-  });
+  await t.step(
+    "migrate as a superuser, nothing pending: refused all the same, nothing runs",
+    async () => {
+      const result = await cli.run(["migrate"]);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(
+        failureLine(result),
+        new RegExp(`^error: Refused to migrate schema public: role ${db.users.mallory} may create`),
+      );
+      await assertNothingGained(db, "by migrate");
+    },
+  );
 
   // The kit works: the attacker's own call of a shadow is recorded.
   const mallory = db.connectAs(db.users.mallory);
   await mallory.unsafe(`SELECT * FROM public.unnest(ARRAY['x']::text[])`);
   assert.equal((await hijacks(db)).calls, 1, "a direct call of a shadow is counted");
+});
+
+/**
+ * Runs the statements `findUntrusted` names, first to last, as the DBA
+ * would, until none is left; returns them.
+ */
+async function applyFixes(db: HostileDb): Promise<string[]> {
+  const done: string[] = [];
+  for (let found = await untrustedIn(db); found.length > 0; found = await untrustedIn(db)) {
+    const fix = found[0]!.fix;
+    assert.ok(!done.includes(fix), `${fix} did not fix it`);
+    await db.admin.unsafe(fix);
+    done.push(fix);
+  }
+  return done;
+}
+
+function untrustedIn(db: HostileDb) {
+  return findUntrusted(db.admin, { schema: "public", stateSchema: STATE }, [db.groups.owner]);
+}
+
+eachMajor.test("a decoy login_etl_migrations or login_etl_vault of a role that could create in public makes it trusted nowhere: migrate, check, sql/schema.sql and sql/roles.sql refuse it with the fix, and nothing it carries runs", async ({ t, pg }) => {
+  await using db = await hostileDb(pg.url);
+  if (pg.major !== 13) await db.admin.unsafe("GRANT CREATE ON SCHEMA public TO PUBLIC");
+  await makeKit(db);
+  const mallory = db.connectAs(db.users.mallory);
+  // Tables named as login-etl's own (the shape migrate writes its versions
+  // into), with a trigger that runs the attacker's code on every write;
+  // then the DBA revokes CREATE from PUBLIC, as the first refusal says.
+  await mallory.unsafe(`
+    CREATE TABLE public.login_etl_migrations (version integer PRIMARY KEY, name text, source text,
+      applied_at timestamptz DEFAULT now(), applied_by text DEFAULT session_user);
+    CREATE TABLE public.login_etl_vault (masked_value text PRIMARY KEY);
+    CREATE FUNCTION kit.on_write() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM kit.caught('trigger on ' || TG_TABLE_NAME); RETURN NEW; END $$;
+    CREATE TRIGGER caught BEFORE INSERT OR UPDATE OR DELETE ON public.login_etl_migrations
+      FOR EACH ROW EXECUTE FUNCTION kit.on_write();
+    GRANT ALL ON public.login_etl_migrations, public.login_etl_vault TO PUBLIC;`).simple();
+  await db.admin.unsafe("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+  const cli = new Cli(db.cliEnv());
+  const decoy = new RegExp(
+    `schema public holds table public\\.login_etl_migrations of role ${db.users.mallory} \\(and \\d+ more\\); .*; run DROP TABLE public\\.login_etl_migrations`,
+  );
+  const nothingMade = async () => {
+    const [made] = await db.admin<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname IN ('public', ${STATE}) AND c.relname IN ('user_logins', 'login_etl_ledger')`;
+    assert.equal(made?.n, 0, "nothing created");
+  };
+  const refusedEverywhere = async (when: string) => {
+    const migrated = await cli.run(["migrate"]);
+    assert.equal(migrated.code, 1, migrated.stderr);
+    assert.match(failureLine(migrated), /^error: Refused to migrate schema public: /);
+    const check = await cli.run(["check", "--for", "migrate"]);
+    assert.equal(check.code, 1, check.stdout);
+    assert.match(check.stdout, /^fail\s+schema rights\s+schema public holds /m);
+    await assert.rejects(
+      db.psql([SCHEMA_SQL]),
+      /Refused to apply sql\/schema.sql: schema public holds/,
+    );
+    await assert.rejects(
+      db.psql([ROLES_SQL]),
+      /Refused to apply sql\/roles.sql: schema public holds/,
+    );
+    await nothingMade();
+    await assertNothingGained(db, when);
+  };
+
+  await t.step("the decoys alone: refused by all four, DROP TABLE named", async () => {
+    const migrated = await cli.run(["migrate"]);
+    assert.match(
+      failureLine(migrated),
+      new RegExp(`^error: Refused to migrate schema public: ${decoy.source}$`),
+    );
+    await refusedEverywhere("with the decoys planted");
+  });
+
+  await t.step("with shadows planted beside them: still refused, none runs", async () => {
+    await db.admin.unsafe(`GRANT CREATE ON SCHEMA public TO "${db.users.mallory}"`);
+    await plantShadows(db, "public");
+    await db.admin.unsafe(`REVOKE CREATE ON SCHEMA public FROM "${db.users.mallory}"`);
+    await refusedEverywhere("with the decoys and shadows planted");
+  });
+
+  await t.step(
+    "a decoy view of the version, calling the attacker's code: read by no command",
+    async () => {
+      await db.admin.unsafe(`DROP TABLE public.login_etl_migrations`);
+      await db.admin.unsafe(`GRANT CREATE ON SCHEMA public TO "${db.users.mallory}"`);
+      await mallory.unsafe(`
+      CREATE FUNCTION kit.state() RETURNS text LANGUAGE plpgsql AS $$
+      BEGIN PERFORM kit.caught('view'); RETURN '${STATE}'; END $$;
+      CREATE VIEW public.login_etl_migrations AS SELECT 8 AS version, kit.state() AS state_schema;
+      GRANT SELECT ON public.login_etl_migrations TO PUBLIC;`).simple();
+      await db.admin.unsafe(`REVOKE CREATE ON SCHEMA public FROM "${db.users.mallory}"`);
+      await refusedEverywhere("with a decoy view");
+      const drained = await cli.run(["check"], { DATABASE_URL: db.urlOf(db.users.consumer) });
+      assert.notEqual(drained.code, 0, drained.stdout);
+      await assertNothingGained(db, "by check as a consumer login");
+    },
+  );
+
+  await t.step("the fixes the refusals name, run in turn: migrate works", async () => {
+    const fixes = await applyFixes(db);
+    assert.ok(fixes.includes("DROP TABLE public.login_etl_vault"), fixes.join("; "));
+    assert.ok(fixes.includes("DROP VIEW public.login_etl_migrations"), fixes.join("; "));
+    await succeeds(cli, ["migrate"], {});
+    await db.psql([ROLES_SQL]);
+    await assertNothingGained(db, "by migrate and sql/roles.sql once fixed");
+  });
+});
+
+eachMajor.test("leftover functions and an operator of a role that could once create in the state schema, beside a login_etl_vault of its own in public, are refused by check, sql/roles.sql and migrate with the fix, and never run", async ({ t, pg }) => {
+  await using db = await hostileDb(pg.url);
+  await db.admin.unsafe("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+  await db.psql([SCHEMA_SQL, ROLES_SQL]);
+  await db.joinGroups();
+  // Once allowed to create in both schemas, the attacker left shadows (an
+  // operator among them) in the state schema and a table named as the
+  // vault in public; then the DBA took CREATE back.
+  await db.admin.unsafe(`
+    GRANT CREATE ON SCHEMA public TO "${db.users.mallory}";
+    GRANT USAGE, CREATE ON SCHEMA ${STATE} TO "${db.users.mallory}";`).simple();
+  await makeKit(db);
+  await plantShadows(db, STATE);
+  await db.connectAs(db.users.mallory).unsafe(
+    "CREATE TABLE public.login_etl_vault (masked_value text PRIMARY KEY)",
+  );
+  await db.admin.unsafe(`
+    REVOKE CREATE ON SCHEMA public FROM "${db.users.mallory}";
+    REVOKE CREATE ON SCHEMA ${STATE} FROM "${db.users.mallory}";`).simple();
+  const cli = new Cli(db.cliEnv());
+  const leftover = new RegExp(
+    `schema ${STATE} holds aggregate ${STATE}\\.array_agg\\(text\\) of role ${db.users.mallory}( \\(and \\d+ more\\))?; .*; run DROP AGGREGATE ${STATE}\\.array_agg\\(text\\)`,
+  );
+
+  await t.step("check, as the DBA and as the recoverer: fails with the DROP", async () => {
+    for (const env of [{}, { DATABASE_URL: db.urlOf(db.users.recoverer) }]) {
+      const result = await cli.run(["check", "--for", "forget"], env);
+      assert.equal(result.code, 1, result.stdout + result.stderr);
+      assert.match(result.stdout, new RegExp(`^fail\\s+schema rights\\s+${leftover.source}$`, "m"));
+    }
+    await assertNothingGained(db, "by check");
+  });
+
+  await t.step("sql/roles.sql again and migrate: refused, nothing runs", async () => {
+    await assert.rejects(
+      db.psql([ROLES_SQL]),
+      new RegExp(`Refused to apply sql/roles.sql: ${leftover.source}`),
+    );
+    const migrated = await cli.run(["migrate"]);
+    assert.equal(migrated.code, 1, migrated.stderr);
+    assert.match(
+      failureLine(migrated),
+      new RegExp(`^error: Refused to migrate schema public: ${leftover.source}$`),
+    );
+    await assertNothingGained(db, "by sql/roles.sql or migrate");
+  });
+
+  await t.step(
+    "the operator and the table are named too; once all are dropped, all is green",
+    async () => {
+      const fixes = await applyFixes(db);
+      assert.ok(
+        fixes.includes(`DROP OPERATOR ${STATE}.= (character varying, text)`),
+        fixes.join("; "),
+      );
+      assert.ok(fixes.includes(`DROP FUNCTION ${STATE}.unnest(a text[])`), fixes.join("; "));
+      assert.ok(fixes.includes("DROP TABLE public.login_etl_vault"), fixes.join("; "));
+      await db.psql([ROLES_SQL]);
+      await succeeds(cli, ["migrate"], {});
+      const check = await cli.run(["check", "--for", "migrate"]);
+      assert.match(check.stdout, /^ok\s+schema rights\s+only trusted roles may create/m);
+      await assertNothingGained(db, "once fixed");
+    },
+  );
 });
 
 // On the throwaway cluster of PostgreSQL 13 only: the test counts every role
