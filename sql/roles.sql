@@ -30,8 +30,11 @@
 -- Nobody but the owner may create objects in either schema: this script
 -- revokes CREATE on both from PUBLIC (PostgreSQL 14 and older, and clusters
 -- upgraded from them, let every role create in schema public), and refuses,
--- with the statement that fixes it, a schema where another role may create
--- or that holds another role's functions, operators or types. Its own
+-- with the statement that fixes it, a schema where another role may create,
+-- that another role owns, or that holds anything of another role (tables,
+-- views, triggers' functions, functions, operators, types), "another" being
+-- any role but superusers, the data schema's owner, login_etl_owner and you
+-- (src/db/search_path.ts). Its own
 -- statements name pg_catalog's functions in full, since they run with the data
 -- schema in search_path, as a superuser.
 

@@ -8,9 +8,10 @@
 --   psql "$ADMIN_URL" -v ON_ERROR_STOP=1 -c 'SET search_path = public' \
 --     -c 'SET login_etl.state_schema = login_etl' -f sql/schema.sql -f sql/roles.sql
 -- It first refuses, with the statement that fixes it, a data or state schema
--- where a role other than superusers, the schemas' owners and you may create
--- objects, or that holds such a role's functions: the migrations call
--- functions with the data schema in search_path (docs/pii.md, threat model).
+-- that a role other than superusers, the data schema's owner, the owner role
+-- (login_etl.owner_role, else login_etl_owner) and you may create objects in,
+-- owns, or holds anything of: the migrations call functions with the data
+-- schema in search_path (docs/pii.md, threat model).
 -- Written from src/db/migrations.ts by `make docs`; do not edit by hand.
 
 DO $guard$

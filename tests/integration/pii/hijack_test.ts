@@ -8,7 +8,11 @@
 // grants it to reproduce them). migrate, check and sql/schema.sql refuse
 // such a schema with the statement that fixes it; once login-etl runs there,
 // drain, recover, forget, rekey and sql/roles.sql never run the planted code,
-// even with the attacker able to create in the state schema too.
+// even with the attacker able to create in the state schema too. Owning a
+// table named as login-etl's own (a decoy login_etl_migrations or
+// login_etl_vault) makes nobody trusted: the decoys, a decoy view and
+// leftovers of a role that could once create there are refused with the
+// statement that fixes each, and nothing they carry runs.
 
 import assert from "node:assert/strict";
 import { assertRefused, Cli, drain, hmacKeySet, maskerOf, PEOPLE } from "../../helpers/pii.ts";
