@@ -247,7 +247,6 @@ eachMajor.test("a decoy login_etl_migrations or login_etl_vault of a role that c
     CREATE TRIGGER caught BEFORE INSERT OR UPDATE OR DELETE ON public.login_etl_migrations
       FOR EACH ROW EXECUTE FUNCTION kit.on_write();
     GRANT ALL ON public.login_etl_migrations, public.login_etl_vault TO PUBLIC;`).simple();
-  await db.admin.unsafe("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
   const cli = new Cli(db.cliEnv());
   const decoy = new RegExp(
     `schema public holds table public\\.login_etl_migrations of role ${db.users.mallory} \\(and \\d+ more\\); .*; run DROP TABLE public\\.login_etl_migrations`,
@@ -276,6 +275,19 @@ eachMajor.test("a decoy login_etl_migrations or login_etl_vault of a role that c
     await nothingMade();
     await assertNothingGained(db, when);
   };
+
+  await t.step("CREATE still open to PUBLIC: refused with the REVOKE, nothing runs", async () => {
+    const migrated = await cli.run(["migrate"]);
+    assert.match(
+      failureLine(migrated),
+      /^error: Refused to migrate schema public: every role \(PUBLIC\) may create objects in schema public .* run REVOKE CREATE ON SCHEMA public FROM PUBLIC$/,
+    );
+    await assert.rejects(db.psql([SCHEMA_SQL]), /Refused to apply sql\/schema.sql: every role/);
+    await nothingMade();
+    await assertNothingGained(db, "with CREATE open to PUBLIC");
+    // As the refusal says; the attacker's tables stay.
+    await db.admin.unsafe("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+  });
 
   await t.step("the decoys alone: refused by all four, DROP TABLE named", async () => {
     const migrated = await cli.run(["migrate"]);
@@ -326,11 +338,12 @@ eachMajor.test("leftover functions and an operator of a role that could once cre
   await db.admin.unsafe("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
   await db.psql([SCHEMA_SQL, ROLES_SQL]);
   await db.joinGroups();
-  // Once allowed to create in both schemas, the attacker left shadows (an
-  // operator among them) in the state schema and a table named as the
-  // vault in public; then the DBA took CREATE back.
+  // Once allowed to create in both schemas (public open to PUBLIC again, as
+  // on a cluster upgraded from 13), the attacker left shadows (an operator
+  // among them) in the state schema and a table named as the vault in
+  // public; then the DBA took CREATE back.
   await db.admin.unsafe(`
-    GRANT CREATE ON SCHEMA public TO "${db.users.mallory}";
+    GRANT CREATE ON SCHEMA public TO PUBLIC;
     GRANT USAGE, CREATE ON SCHEMA ${STATE} TO "${db.users.mallory}";`).simple();
   await makeKit(db);
   await plantShadows(db, STATE);
@@ -338,7 +351,7 @@ eachMajor.test("leftover functions and an operator of a role that could once cre
     "CREATE TABLE public.login_etl_vault (masked_value text PRIMARY KEY)",
   );
   await db.admin.unsafe(`
-    REVOKE CREATE ON SCHEMA public FROM "${db.users.mallory}";
+    REVOKE CREATE ON SCHEMA public FROM PUBLIC;
     REVOKE CREATE ON SCHEMA ${STATE} FROM "${db.users.mallory}";`).simple();
   const cli = new Cli(db.cliEnv());
   const leftover = new RegExp(
