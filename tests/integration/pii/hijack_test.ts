@@ -400,6 +400,49 @@ eachMajor.test("leftover functions and an operator of a role that could once cre
   );
 });
 
+eachMajor.test("a state schema made first by a role login-etl does not trust is refused with ALTER SCHEMA … OWNER TO CURRENT_USER, not used", async ({ t, pg }) => {
+  await using db = await hostileDb(pg.url);
+  await db.admin.unsafe("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+  // A database its analysts could once create schemas in: the attacker
+  // took login-etl's state schema name first.
+  await db.admin.unsafe(`GRANT CREATE ON DATABASE "${db.name}" TO "${db.users.mallory}"`);
+  await db.connectAs(db.users.mallory).unsafe(`CREATE SCHEMA ${STATE}`);
+  await db.admin.unsafe(`REVOKE CREATE ON DATABASE "${db.name}" FROM "${db.users.mallory}"`);
+  const cli = new Cli(db.cliEnv());
+  const owned = new RegExp(
+    `schema ${STATE} belongs to role ${db.users.mallory}( \\(and \\d+ more\\))?; .*; run ALTER SCHEMA ${STATE} OWNER TO CURRENT_USER`,
+  );
+
+  await t.step("migrate and sql/schema.sql: refused, nothing made in it", async () => {
+    const migrated = await cli.run(["migrate"]);
+    assert.equal(migrated.code, 1, migrated.stderr);
+    assert.match(
+      failureLine(migrated),
+      new RegExp(`^error: Refused to migrate schema public: ${owned.source}$`),
+    );
+    await assert.rejects(
+      db.psql([SCHEMA_SQL]),
+      new RegExp(`Refused to apply sql/schema.sql: ${owned.source}`),
+    );
+    const [made] = await db.admin<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname IN ('public', ${STATE}) AND c.relkind IN ('r', 'p', 'v')`;
+    assert.equal(made?.n, 0, "nothing created");
+  });
+
+  await t.step(
+    "the fix run as the DBA: migrate works, the attacker holds nothing there",
+    async () => {
+      assert.deepEqual(await applyFixes(db), [`ALTER SCHEMA ${STATE} OWNER TO CURRENT_USER`]);
+      await succeeds(cli, ["migrate"], {});
+      const [rights] = await db.admin<{ create: boolean; usage: boolean }[]>`
+      SELECT has_schema_privilege(${db.users.mallory}, ${STATE}, 'CREATE') AS create,
+             has_schema_privilege(${db.users.mallory}, ${STATE}, 'USAGE') AS usage`;
+      assert.deepEqual(rights, { create: false, usage: false });
+    },
+  );
+});
+
 // On the throwaway cluster of PostgreSQL 13 only: the test counts every role
 // that can log in, which tests of other processes on the shared server change.
 Deno.test({
