@@ -40,10 +40,11 @@ BEGIN
          pg_catalog.format('%I.%I', ns.name, c.relname) AS object
   FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace
   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relowner NOT IN (SELECT trusted.role FROM trusted)
-    AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
-                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
-                      AND d.objid = c.oid AND d.deptype IN ('a', 'i')
-                      AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid)
+    AND NOT (c.relkind = 'S' AND EXISTS (
+      SELECT FROM pg_catalog.pg_depend d
+      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
+        AND d.objid = c.oid AND d.deptype IN ('a', 'i')
+        AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid))
   UNION ALL
   SELECT ns.name, p.proowner, 'TRIGGER',
          pg_catalog.format('%I ON %I.%I', t.tgname, ns.name, c.relname)

@@ -189,11 +189,11 @@ export async function migrate(
       // planted code or a table of the same name there, or in the state
       // schema, even with nothing pending.
       await refuseUntrusted(session as unknown as Sql, options);
-      await becomeOwner(session as unknown as Sql, ownerRoleOf(options));
       // Then a state schema serving another data schema is refused before
       // anything is made.
       const state = await schemaState(session as unknown as Sql, options);
       if (state.pending.length === 0 && state.recorded) return applied;
+      await becomeOwner(session as unknown as Sql, options, ownerRoleOf(options));
       // Only when missing: CREATE SCHEMA needs CREATE on the database even
       // with IF NOT EXISTS, which an owner role given its schema may lack.
       const [exists] = await session`SELECT FROM pg_namespace WHERE nspname = ${options.schema}`;
@@ -282,13 +282,35 @@ async function refuseUntrusted(sql: Sql, options: Schemas & MigrateTrust): Promi
  * superuser), so that what the migrations create belongs to that role and
  * not to the login: search_path.ts trusts the owner role, never its members
  * for being members, so a table left to the login would be refused by
- * sql/roles.sql and `check` later.
+ * sql/roles.sql and `check` later. What the login already owns in the two
+ * schemas (a migration it ran as itself before) goes to the owner role
+ * first, which the migrations, run as that role, then need anyway.
  */
-async function becomeOwner(sql: Sql, ownerRole: string): Promise<void> {
+async function becomeOwner(sql: Sql, schemas: Schemas, ownerRole: string): Promise<void> {
   const [row] = await sql<{ member: boolean }[]>`
     SELECT NOT me.rolsuper AND me.rolname <> r.rolname AND pg_has_role(me.oid, r.oid, 'MEMBER') AS member
     FROM pg_roles r, pg_roles me WHERE r.rolname = ${ownerRole} AND me.rolname = CURRENT_USER`;
-  if (row?.member) await sql.unsafe(`SET ROLE ${ident(ownerRole)}`);
+  if (!row?.member) return;
+  // A sequence of a column moves with its table, and cannot move alone.
+  const owned = await sql<{ statement: string }[]>`
+    SELECT format('ALTER %s %s OWNER TO %I',
+                  CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                 WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+                  c.oid::regclass, ${ownerRole}::text) AS statement
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname IN (${schemas.schema}, ${schemas.stateSchema})
+      AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      AND NOT (c.relkind = 'S' AND EXISTS (
+        SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+          AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
+    UNION ALL
+    SELECT format('ALTER %s %s OWNER TO %I', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
+                  p.oid::regprocedure, ${ownerRole}::text)
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname IN (${schemas.schema}, ${schemas.stateSchema})
+      AND p.proowner = (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER) AND p.prokind IN ('f', 'p')`;
+  for (const { statement } of owned) await sql.unsafe(statement);
+  await sql.unsafe(`SET ROLE ${ident(ownerRole)}`);
 }
 
 /**

@@ -433,13 +433,55 @@ eachMajor.test("migrated by a superuser, each role that had a grant on what move
   }
 });
 
+/**
+ * The documented sequence after the DBA's part, twice: `migrate` as the
+ * owner role's login, sql/roles.sql as the DBA, `check --for migrate` as the
+ * login and `check` (drain) as the consumer, each ending green; then no
+ * login holds a grant on either schema or owns anything in them.
+ */
+async function documentedRounds(
+  t: Deno.TestContext,
+  db: TestDb,
+  roles: ReturnType<typeof testRoles>,
+  queueUrl: string,
+): Promise<void> {
+  const cli = new Cli(cliEnv(db, { LOGIN_ETL_OWNER_ROLE: roles.groups.owner }));
+  const asOwner = { DATABASE_URL: roles.urlOf(roles.users.owner) };
+  for (const round of [1, 2]) {
+    await t.step(`round ${round}: migrate, sql/roles.sql, check`, async () => {
+      const migrated = await cli.run(["migrate"], asOwner);
+      assert.equal(migrated.code, 0, migrated.stderr);
+      await psqlFiles(db.schema, [new URL("../../sql/roles.sql", import.meta.url)], {
+        url: db.url,
+        rewrite: roles.rewrite,
+      });
+      const forMigrate = await cli.run(["check", "--for", "migrate"], asOwner);
+      assert.equal(forMigrate.code, 0, forMigrate.stdout + forMigrate.stderr);
+      assert.match(forMigrate.stdout, /^ok\s+schema rights\s+only trusted roles/m);
+      const forDrain = await cli.run(["check", "--queue-url", queueUrl], {
+        DATABASE_URL: roles.urlOf(roles.users.consumer),
+      });
+      assert.equal(forDrain.code, 0, forDrain.stdout + forDrain.stderr);
+      assert.match(forDrain.stdout, /^ok\s+schema rights\s+only trusted roles/m);
+    });
+  }
+  const [left] = await db.sql<{ grants: string[]; owned: string[] }[]>`
+    WITH ns AS (SELECT oid, nspacl FROM pg_namespace WHERE nspname IN (${db.schema}, ${db.stateSchema})),
+         login AS (SELECT oid FROM pg_roles WHERE rolname = ${roles.users.owner})
+    SELECT coalesce((SELECT array_agg(DISTINCT ns.oid::regnamespace::text) FROM ns, aclexplode(ns.nspacl) a
+                     WHERE a.grantee = (SELECT oid FROM login)), '{}') AS grants,
+           coalesce((SELECT array_agg(c.relname::text) FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+                     WHERE c.relowner = (SELECT oid FROM login)), '{}') AS owned`;
+  assert.deepEqual(left, { grants: [], owned: [] }, "the login keeps no grant and owns nothing");
+}
+
 eachMajor.test("a new database the owner role's login migrates: migrate, sql/roles.sql and check end green, and again; no login keeps a right or an object of its own", async ({ t, pg }) => {
   await using sqs = await startSqs();
   await using db = await freshSchema(pg);
   const roles = testRoles(db);
   try {
     // The DBA: sql/roles.sql's groups, the logins, and both schemas open to
-    // the owner role (operations.md, "A new database").
+    // the owner role (operations.md, "A new database migrated by the owner role").
     await db.sql.unsafe(roles.rewrite(`
       CREATE ROLE login_etl_owner NOLOGIN;
       CREATE ROLE login_etl_consumer NOLOGIN;
@@ -449,35 +491,26 @@ eachMajor.test("a new database the owner role's login migrates: migrate, sql/rol
     await db.sql.unsafe(`
       GRANT USAGE, CREATE ON SCHEMA "${db.schema}" TO "${roles.groups.owner}";
       CREATE SCHEMA "${db.stateSchema}" AUTHORIZATION "${roles.groups.owner}";`).simple();
-    const cli = new Cli(cliEnv(db, { LOGIN_ETL_OWNER_ROLE: roles.groups.owner }));
-    const queueUrl = sqs.createQueue();
-    const asOwner = { DATABASE_URL: roles.urlOf(roles.users.owner) };
-    for (const round of [1, 2]) {
-      await t.step(`round ${round}: migrate, sql/roles.sql, check`, async () => {
-        const migrated = await cli.run(["migrate"], asOwner);
-        assert.equal(migrated.code, 0, migrated.stderr);
-        await psqlFiles(db.schema, [new URL("../../sql/roles.sql", import.meta.url)], {
-          url: db.url,
-          rewrite: roles.rewrite,
-        });
-        const forMigrate = await cli.run(["check", "--for", "migrate"], asOwner);
-        assert.equal(forMigrate.code, 0, forMigrate.stdout + forMigrate.stderr);
-        assert.match(forMigrate.stdout, /^ok\s+schema rights\s+only trusted roles/m);
-        const forDrain = await cli.run(["check", "--queue-url", queueUrl], {
-          DATABASE_URL: roles.urlOf(roles.users.consumer),
-        });
-        assert.equal(forDrain.code, 0, forDrain.stdout + forDrain.stderr);
-        assert.match(forDrain.stdout, /^ok\s+schema rights\s+only trusted roles/m);
-      });
-    }
-    // Nothing granted to the login itself, nothing of its own in either schema.
-    const [left] = await db.sql<{ grants: string[]; owned: string[] }[]>`
-      WITH ns AS (SELECT oid, nspacl FROM pg_namespace WHERE nspname IN (${db.schema}, ${db.stateSchema}))
-      SELECT coalesce((SELECT array_agg(DISTINCT pg_get_userbyid(a.grantee)::text) FROM ns, aclexplode(ns.nspacl) a
-                       WHERE a.grantee = to_regrole(${roles.users.owner})), '{}') AS grants,
-             coalesce((SELECT array_agg(c.relname::text) FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
-                       WHERE c.relowner = to_regrole(${roles.users.owner})), '{}') AS owned`;
-    assert.deepEqual(left, { grants: [], owned: [] });
+    await documentedRounds(t, db, roles, sqs.createQueue());
+  } finally {
+    await roles.drop();
+  }
+});
+
+eachMajor.test("a database at version 5 whose ledger the owner role's login made as itself: migrate, sql/roles.sql and check end green, and again; the login is given nothing", async ({ t, pg }) => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema(pg);
+  const roles = testRoles(db);
+  try {
+    await migrateToV5(db);
+    await psqlFiles(db.schema, [ROLES_V5], { url: db.url, rewrite: roles.rewrite });
+    await roles.createUsers();
+    // A migration that login ran as itself after sql/roles.sql: the ledger is
+    // its own (version 6 then gave it USAGE and CREATE on the state schema).
+    await db.sql.unsafe(`
+      ALTER TABLE "${db.schema}".login_etl_ledger OWNER TO "${roles.users.owner}";
+      CREATE SCHEMA "${db.stateSchema}" AUTHORIZATION "${roles.groups.owner}";`).simple();
+    await documentedRounds(t, db, roles, sqs.createQueue());
   } finally {
     await roles.drop();
   }

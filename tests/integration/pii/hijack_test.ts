@@ -350,7 +350,7 @@ eachMajor.test("leftover functions and an operator of a role that could once cre
   await makeKit(db);
   await plantShadows(db, STATE);
   await db.connectAs(db.users.mallory).unsafe(
-    "CREATE TABLE public.login_etl_vault (masked_value text PRIMARY KEY)",
+    "CREATE TABLE public.login_etl_vault (masked_value text) PARTITION BY LIST (masked_value)",
   );
   await db.admin.unsafe(`
     REVOKE CREATE ON SCHEMA public FROM PUBLIC;
