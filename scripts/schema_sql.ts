@@ -19,9 +19,10 @@ const HEADER = `-- login-etl's schema for a new database, for a DBA who creates 
 --   psql "$ADMIN_URL" -v ON_ERROR_STOP=1 -c 'SET search_path = public' \\
 --     -c 'SET login_etl.state_schema = login_etl' -f sql/schema.sql -f sql/roles.sql
 -- It first refuses, with the statement that fixes it, a data or state schema
--- where a role other than superusers, the schemas' owners and you may create
--- objects, or that holds such a role's functions: the migrations call
--- functions with the data schema in search_path (docs/pii.md, threat model).
+-- that a role other than superusers, the data schema's owner, the owner role
+-- (login_etl.owner_role, else login_etl_owner) and you may create objects in,
+-- owns, or holds anything of: the migrations call functions with the data
+-- schema in search_path (docs/pii.md, threat model).
 -- Written from src/db/migrations.ts by \`make docs\`; do not edit by hand.
 `;
 
@@ -40,9 +41,9 @@ const GUARD_END = "-- generated:end";
 
 /**
  * sql/roles.sql (`current`) with its generated block written: the refusal
- * of a data or state schema where a role other than superusers, the
- * schemas' owners, the owner of login-etl's tables, the DBA running it and
- * login_etl_owner may create, or that holds such a role's functions.
+ * of a data or state schema that a role other than superusers, the data
+ * schema's owner, the DBA running it and login_etl_owner may create in, owns,
+ * or holds anything of (src/db/search_path.ts).
  */
 export function rolesSql(current: string): string {
   const start = GUARD_START.exec(current);

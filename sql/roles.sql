@@ -30,8 +30,11 @@
 -- Nobody but the owner may create objects in either schema: this script
 -- revokes CREATE on both from PUBLIC (PostgreSQL 14 and older, and clusters
 -- upgraded from them, let every role create in schema public), and refuses,
--- with the statement that fixes it, a schema where another role may create
--- or that holds another role's functions, operators or types. Its own
+-- with the statement that fixes it, a schema where another role may create,
+-- that another role owns, or that holds anything of another role (tables,
+-- views, triggers' functions, functions, operators, types), "another" being
+-- any role but superusers, the data schema's owner, login_etl_owner and you
+-- (src/db/search_path.ts). Its own
 -- statements name pg_catalog's functions in full, since they run with the data
 -- schema in search_path, as a superuser.
 
@@ -52,28 +55,22 @@ BEGIN
 END
 $$;
 
--- The two schemas. The state schema must be the one serving this data schema
--- (its login_etl_layout says so). Nobody but the owner creates in either.
+-- Nobody but the owner creates in either schema: CREATE is revoked from
+-- PUBLIC before the refusal below, which would otherwise stop at it.
 DO $$
 DECLARE
-  data constant text := pg_catalog.current_schema();
   state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
-  served text;
 BEGIN
-  IF pg_catalog.to_regclass(pg_catalog.format('%I.login_etl_layout', state)) IS NOT NULL THEN
-    EXECUTE pg_catalog.format('SELECT data_schema FROM %I.login_etl_layout', state) INTO served;
+  EXECUTE pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC', pg_catalog.current_schema());
+  IF pg_catalog.to_regnamespace(pg_catalog.quote_ident(state)) IS NOT NULL THEN
+    EXECUTE pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC', state);
   END IF;
-  IF served IS DISTINCT FROM data THEN
-    RAISE EXCEPTION 'Schema % does not hold login-etl''s tables for schema %: set search_path to the data schema and login_etl.state_schema to its state schema, after sql/schema.sql or login-etl migrate',
-      state, COALESCE(data, '(none)');
-  END IF;
-  EXECUTE pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC', data);
-  EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA %I FROM PUBLIC, login_etl_analyst', state);
 END
 $$;
 
--- Refused, before anything below runs, where another role may still create
--- in either schema, or owns functions, operators or types there.
+-- Refused, before anything below runs or reads a table, where another role
+-- may still create in either schema, owns one, or owns anything there
+-- (a table, view, trigger function, function, operator or type).
 -- generated:guard (written from src/db/search_path.ts by `make docs`; do not edit by hand)
 DO $guard$
 DECLARE
@@ -82,25 +79,41 @@ BEGIN
   FOR found IN EXECUTE $query$WITH ns AS (
   SELECT n.oid, n.nspname::text AS name, n.nspowner, n.nspacl FROM pg_catalog.pg_namespace n
   WHERE n.nspname::text IN ($1::text, $2::text)
-), keeper AS (
-  SELECT c.relowner AS role FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace
-  WHERE c.relname::text IN ('login_etl_vault', 'login_etl_migrations') AND c.relkind = 'r'
 ), trusted AS (
   SELECT r.oid AS role FROM pg_catalog.pg_roles r
   WHERE r.rolsuper OR r.rolname::text = ANY ($3::text[])
-  UNION SELECT ns.nspowner FROM ns
-  UNION SELECT keeper.role FROM keeper
+  UNION SELECT n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname::text = $1::text
 ), creators AS (
-  SELECT ns.name, a.grantee
+  SELECT ns.name, a.grantee, a.grantee = ns.nspowner AS owns
   FROM ns, pg_catalog.aclexplode(COALESCE(ns.nspacl, pg_catalog.acldefault('n', ns.nspowner))) AS a
   WHERE a.privilege_type = 'CREATE' AND a.grantee NOT IN (SELECT trusted.role FROM trusted)
     AND (a.grantee <> 0::oid OR EXISTS (SELECT FROM pg_catalog.pg_roles r
                                        WHERE r.rolcanlogin AND r.oid NOT IN (SELECT trusted.role FROM trusted)))
+  UNION
+  SELECT ns.name, ns.nspowner, true FROM ns WHERE ns.nspowner NOT IN (SELECT trusted.role FROM trusted)
 ), planted AS (
-  SELECT ns.name, p.proowner AS owner,
-         CASE p.prokind WHEN 'a' THEN 'AGGREGATE' WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS kind,
+  SELECT ns.name, c.relowner AS owner,
+         CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                        WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
+         pg_catalog.format('%I.%I', ns.name, c.relname) AS object
+  FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relowner NOT IN (SELECT trusted.role FROM trusted)
+    AND NOT (c.relkind = 'S' AND EXISTS (
+      SELECT FROM pg_catalog.pg_depend d
+      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
+        AND d.objid = c.oid AND d.deptype IN ('a', 'i')
+        AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid))
+  UNION ALL
+  SELECT ns.name, p.proowner, 'TRIGGER',
+         pg_catalog.format('%I ON %I.%I', t.tgname, ns.name, c.relname)
+  FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+    JOIN ns ON ns.oid = c.relnamespace JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+  WHERE NOT t.tgisinternal AND p.proowner NOT IN (SELECT trusted.role FROM trusted)
+  UNION ALL
+  SELECT ns.name, p.proowner,
+         CASE p.prokind WHEN 'a' THEN 'AGGREGATE' WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
          pg_catalog.format('%I.%I(%s)', ns.name, p.proname,
-                           pg_catalog.pg_get_function_identity_arguments(p.oid)) AS object
+                           pg_catalog.pg_get_function_identity_arguments(p.oid))
   FROM pg_catalog.pg_proc p JOIN ns ON ns.oid = p.pronamespace
   WHERE p.proowner NOT IN (SELECT trusted.role FROM trusted)
   UNION ALL
@@ -124,13 +137,16 @@ BEGIN
 )
 SELECT x.problem, x.fix FROM (
   SELECT 1 AS rank, c.name AS schema_name,
-         CASE WHEN c.grantee = 0::oid
+         CASE WHEN c.owns
+           THEN pg_catalog.format('schema %s belongs to role %s', c.name, pg_catalog.pg_get_userbyid(c.grantee))
+           WHEN c.grantee = 0::oid
            THEN pg_catalog.format('every role (PUBLIC) may create objects in schema %s', c.name)
            ELSE pg_catalog.format('role %s may create objects in schema %s',
                                   pg_catalog.pg_get_userbyid(c.grantee), c.name) END AS problem,
-         pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM %s', c.name,
-           CASE WHEN c.grantee = 0::oid THEN 'PUBLIC'
-                ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.grantee)::text) END) AS fix
+         CASE WHEN c.owns THEN pg_catalog.format('ALTER SCHEMA %I OWNER TO CURRENT_USER', c.name)
+           ELSE pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM %s', c.name,
+             CASE WHEN c.grantee = 0::oid THEN 'PUBLIC'
+                  ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.grantee)::text) END) END AS fix
   FROM creators c
   UNION ALL
   SELECT 2, p.name,
@@ -148,6 +164,25 @@ SELECT x.problem, x.fix FROM (
   END LOOP;
 END $guard$;
 -- generated:end
+
+-- The state schema must be the one serving this data schema (its
+-- login_etl_layout says so). Nobody but the owner creates in it either.
+DO $$
+DECLARE
+  data constant text := pg_catalog.current_schema();
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  served text;
+BEGIN
+  IF pg_catalog.to_regclass(pg_catalog.format('%I.login_etl_layout', state)) IS NOT NULL THEN
+    EXECUTE pg_catalog.format('SELECT data_schema FROM %I.login_etl_layout', state) INTO served;
+  END IF;
+  IF served IS DISTINCT FROM data THEN
+    RAISE EXCEPTION 'Schema % does not hold login-etl''s tables for schema %: set search_path to the data schema and login_etl.state_schema to its state schema, after sql/schema.sql or login-etl migrate',
+      state, COALESCE(data, '(none)');
+  END IF;
+  EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA %I FROM PUBLIC, login_etl_analyst', state);
+END
+$$;
 
 -- The consumer writes user_logins; the analyst reads it and its views; the
 -- recoverer has nothing there. The owner may create (migrations, rekey) in
@@ -173,6 +208,14 @@ $$;
 -- `rekey-vault` run as it, and the functions run with its rights.
 ALTER TABLE user_logins OWNER TO login_etl_owner;
 ALTER TABLE login_etl_migrations OWNER TO login_etl_owner;
+-- And version 6's view of it left in the data schema.
+DO $$
+DECLARE data text;
+BEGIN
+  SELECT l.data_schema INTO data FROM login_etl_layout l;
+  EXECUTE pg_catalog.format('ALTER VIEW %I.login_etl_migrations OWNER TO login_etl_owner', data);
+END
+$$;
 ALTER TABLE login_etl_layout OWNER TO login_etl_owner;
 ALTER TABLE login_etl_ledger OWNER TO login_etl_owner;
 -- The ledger's day partitions, including those its maintenance created so far.

@@ -8,9 +8,10 @@
 --   psql "$ADMIN_URL" -v ON_ERROR_STOP=1 -c 'SET search_path = public' \
 --     -c 'SET login_etl.state_schema = login_etl' -f sql/schema.sql -f sql/roles.sql
 -- It first refuses, with the statement that fixes it, a data or state schema
--- where a role other than superusers, the schemas' owners and you may create
--- objects, or that holds such a role's functions: the migrations call
--- functions with the data schema in search_path (docs/pii.md, threat model).
+-- that a role other than superusers, the data schema's owner, the owner role
+-- (login_etl.owner_role, else login_etl_owner) and you may create objects in,
+-- owns, or holds anything of: the migrations call functions with the data
+-- schema in search_path (docs/pii.md, threat model).
 -- Written from src/db/migrations.ts by `make docs`; do not edit by hand.
 
 DO $guard$
@@ -20,25 +21,41 @@ BEGIN
   FOR found IN EXECUTE $query$WITH ns AS (
   SELECT n.oid, n.nspname::text AS name, n.nspowner, n.nspacl FROM pg_catalog.pg_namespace n
   WHERE n.nspname::text IN ($1::text, $2::text)
-), keeper AS (
-  SELECT c.relowner AS role FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace
-  WHERE c.relname::text IN ('login_etl_vault', 'login_etl_migrations') AND c.relkind = 'r'
 ), trusted AS (
   SELECT r.oid AS role FROM pg_catalog.pg_roles r
   WHERE r.rolsuper OR r.rolname::text = ANY ($3::text[])
-  UNION SELECT ns.nspowner FROM ns
-  UNION SELECT keeper.role FROM keeper
+  UNION SELECT n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname::text = $1::text
 ), creators AS (
-  SELECT ns.name, a.grantee
+  SELECT ns.name, a.grantee, a.grantee = ns.nspowner AS owns
   FROM ns, pg_catalog.aclexplode(COALESCE(ns.nspacl, pg_catalog.acldefault('n', ns.nspowner))) AS a
   WHERE a.privilege_type = 'CREATE' AND a.grantee NOT IN (SELECT trusted.role FROM trusted)
     AND (a.grantee <> 0::oid OR EXISTS (SELECT FROM pg_catalog.pg_roles r
                                        WHERE r.rolcanlogin AND r.oid NOT IN (SELECT trusted.role FROM trusted)))
+  UNION
+  SELECT ns.name, ns.nspowner, true FROM ns WHERE ns.nspowner NOT IN (SELECT trusted.role FROM trusted)
 ), planted AS (
-  SELECT ns.name, p.proowner AS owner,
-         CASE p.prokind WHEN 'a' THEN 'AGGREGATE' WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS kind,
+  SELECT ns.name, c.relowner AS owner,
+         CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                        WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
+         pg_catalog.format('%I.%I', ns.name, c.relname) AS object
+  FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relowner NOT IN (SELECT trusted.role FROM trusted)
+    AND NOT (c.relkind = 'S' AND EXISTS (
+      SELECT FROM pg_catalog.pg_depend d
+      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
+        AND d.objid = c.oid AND d.deptype IN ('a', 'i')
+        AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid))
+  UNION ALL
+  SELECT ns.name, p.proowner, 'TRIGGER',
+         pg_catalog.format('%I ON %I.%I', t.tgname, ns.name, c.relname)
+  FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+    JOIN ns ON ns.oid = c.relnamespace JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+  WHERE NOT t.tgisinternal AND p.proowner NOT IN (SELECT trusted.role FROM trusted)
+  UNION ALL
+  SELECT ns.name, p.proowner,
+         CASE p.prokind WHEN 'a' THEN 'AGGREGATE' WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
          pg_catalog.format('%I.%I(%s)', ns.name, p.proname,
-                           pg_catalog.pg_get_function_identity_arguments(p.oid)) AS object
+                           pg_catalog.pg_get_function_identity_arguments(p.oid))
   FROM pg_catalog.pg_proc p JOIN ns ON ns.oid = p.pronamespace
   WHERE p.proowner NOT IN (SELECT trusted.role FROM trusted)
   UNION ALL
@@ -62,13 +79,16 @@ BEGIN
 )
 SELECT x.problem, x.fix FROM (
   SELECT 1 AS rank, c.name AS schema_name,
-         CASE WHEN c.grantee = 0::oid
+         CASE WHEN c.owns
+           THEN pg_catalog.format('schema %s belongs to role %s', c.name, pg_catalog.pg_get_userbyid(c.grantee))
+           WHEN c.grantee = 0::oid
            THEN pg_catalog.format('every role (PUBLIC) may create objects in schema %s', c.name)
            ELSE pg_catalog.format('role %s may create objects in schema %s',
                                   pg_catalog.pg_get_userbyid(c.grantee), c.name) END AS problem,
-         pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM %s', c.name,
-           CASE WHEN c.grantee = 0::oid THEN 'PUBLIC'
-                ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.grantee)::text) END) AS fix
+         CASE WHEN c.owns THEN pg_catalog.format('ALTER SCHEMA %I OWNER TO CURRENT_USER', c.name)
+           ELSE pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM %s', c.name,
+             CASE WHEN c.grantee = 0::oid THEN 'PUBLIC'
+                  ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.grantee)::text) END) END AS fix
   FROM creators c
   UNION ALL
   SELECT 2, p.name,
@@ -79,7 +99,7 @@ SELECT x.problem, x.fix FROM (
 ) AS x ORDER BY x.rank, x.schema_name, x.problem$query$
     USING pg_catalog.current_schema()::text,
           COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl'),
-          ARRAY[CURRENT_USER::text]
+          ARRAY[CURRENT_USER::text, COALESCE(NULLIF(pg_catalog.current_setting('login_etl.owner_role', true), ''), 'login_etl_owner')]
   LOOP
     RAISE EXCEPTION '%: %; %; run %', 'Refused to apply sql/schema.sql', found.problem, 'login-etl''s migrations and SECURITY DEFINER functions look up what they call there, so planted code would run with their rights', found.fix
       USING ERRCODE = '55000';
@@ -535,6 +555,10 @@ BEGIN
     ) o, LATERAL (SELECT o.role, o.owner UNION ALL SELECT a.grantee, false FROM aclexplode(o.acl) a) g
     WHERE g.role <> 0 AND g.role <> (SELECT nspowner FROM pg_namespace WHERE nspname = state)
     GROUP BY g.role
+    -- An owner that search_path.ts's rule does not trust gets nothing.
+    HAVING NOT bool_or(g.owner) OR g.role IN (SELECT r.oid AS role FROM pg_catalog.pg_roles r
+  WHERE r.rolsuper OR r.rolname::text = ANY (ARRAY[COALESCE(NULLIF(pg_catalog.current_setting('login_etl.owner_role', true), ''), 'login_etl_owner')])
+  UNION SELECT n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname::text = data)
   LOOP
     EXECUTE format('GRANT %s ON SCHEMA %I TO %I', CASE WHEN grantee.owner THEN 'USAGE, CREATE' ELSE 'USAGE' END,
                    state, pg_get_userbyid(grantee.role));

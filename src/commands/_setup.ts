@@ -185,6 +185,7 @@ export async function prepareDatabase(
     schema: config.schema,
     stateSchema: config.stateSchema,
     lockWaitSeconds: config.migrateLockWaitSeconds,
+    ownerRole: config.ownerRole,
     onApplied: (m, ms) =>
       telemetry.emit({
         type: "SchemaMigrated",

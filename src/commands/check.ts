@@ -439,6 +439,12 @@ async function checkDatabase(
           }`,
         ),
       );
+      results.push(
+        await checkCreators(sql, schemas, {
+          ownerRole: config.ownerRole,
+          migrating: config.for === "migrate",
+        }),
+      );
       return results;
     }
     const blocker = state.pending.length === 0 ? null : await mayMigrate(sql, schemas);
@@ -463,7 +469,10 @@ async function checkDatabase(
       );
     }
     results.push(
-      await checkCreators(sql, schemas, config.for === "migrate" || state.pending.length > 0),
+      await checkCreators(sql, schemas, {
+        ownerRole: config.ownerRole,
+        migrating: config.for === "migrate" || state.pending.length > 0,
+      }),
     );
     if (config.for === "migrate") return results;
     const wanted = privilegesFor(config.for, keys.vault);
@@ -500,18 +509,22 @@ async function checkDatabase(
 /**
  * Who may plant code where login-etl's migrations and SECURITY DEFINER
  * functions look up what they call: the data and state schemas must let
- * nobody but superusers, their owners and the owner of login-etl's tables
- * create in them, nor hold another role's functions, operators or types
+ * nobody but superusers, the data schema's owner and the owner role
+ * (`--owner-role`) create in them, own them, or own anything there
  * (search_path.ts). The checking role is trusted too when it is the one
  * about to migrate (`--for migrate`, or a command that migrates at start).
  */
 async function checkCreators(
   sql: Sql,
   schemas: Schemas,
-  migrating: boolean,
+  trust: { readonly ownerRole: string; readonly migrating: boolean },
 ): Promise<CheckResult> {
   const [me] = await sql<{ name: string }[]>`SELECT CURRENT_USER::text AS name`;
-  const found = await findUntrusted(sql, schemas, migrating ? [me?.name ?? ""] : []);
+  const found = await findUntrusted(
+    sql,
+    schemas,
+    trust.migrating ? [trust.ownerRole, me?.name ?? ""] : [trust.ownerRole],
+  );
   return found.length === 0
     ? ok(
       "schema rights",

@@ -48,6 +48,7 @@ export async function migrateCommand(
     }
     io.writeStdout(`SET search_path = ${ident(config.schema)};`);
     io.writeStdout(`SET login_etl.state_schema = ${literal(config.stateSchema)};`);
+    io.writeStdout(`SET login_etl.owner_role = ${literal(config.ownerRole)};`);
     io.writeStdout(guardSql(`Refused to migrate schema ${config.schema}`));
     if (!state.recorded) io.writeStdout(`${migrationsTableSql()}${foundSql(state.version)}`);
     for (const m of state.pending) io.writeStdout(`\n${migrationSql(m, "migrate")}`);
@@ -57,6 +58,7 @@ export async function migrateCommand(
     schema: config.schema,
     stateSchema: config.stateSchema,
     lockWaitSeconds: config.migrateLockWaitSeconds,
+    ownerRole: config.ownerRole,
     onApplied: (m, ms) => {
       io.telemetry.emit({
         type: "SchemaMigrated",

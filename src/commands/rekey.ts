@@ -39,6 +39,7 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
       connection,
       schema: config.schema,
       stateSchema: config.stateSchema,
+      ownerRole: config.ownerRole,
     });
     const retired = await retireKey(session.database, config.retire, {
       actor,
@@ -72,6 +73,7 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
       connection,
       schema: config.schema,
       stateSchema: config.stateSchema,
+      ownerRole: config.ownerRole,
     });
     const target = await Masker.create(secret, config.to);
     const verify = new Map<string, Masker>();

@@ -168,6 +168,16 @@ export const OPTIONS: readonly OptionSpec[] = [
       "Postgres schema of login-etl's own tables (ledger, rejects, keys, vault, audit); one per --schema",
   },
   {
+    flag: "owner-role",
+    env: "LOGIN_ETL_OWNER_ROLE",
+    kind: "string",
+    default: "login_etl_owner",
+    commands: DB_USERS,
+    value: "ROLE",
+    help:
+      "Postgres role that owns login-etl's tables and functions (sql/roles.sql's); besides superusers, the data schema's owner and the role migrating, the only one trusted to create or own objects in either schema",
+  },
+  {
     flag: "region",
     env: "AWS_REGION",
     kind: "string",

@@ -74,6 +74,8 @@ export interface DatabaseSettings {
   readonly database: PgTarget;
   readonly schema: string;
   readonly stateSchema: string;
+  /** The role trusted to own login-etl's objects (search_path.ts). */
+  readonly ownerRole: string;
 }
 
 /** The two key sources: HMAC (masks) and vault (recovery). */
@@ -569,11 +571,11 @@ function rejectQueueUrl(read: Reader, queueUrl: string): string | null {
 }
 
 /**
- * A schema name from the settings. Lower case only: the data schema goes
- * unquoted into search_path, where Postgres folds case, and docs and psql
- * lines name both unquoted.
+ * A schema (or the owner role's) name from the settings. Lower case only:
+ * the data schema goes unquoted into search_path, where Postgres folds case,
+ * and docs and psql lines name them unquoted.
  */
-function schemaName(read: Reader, flag: "schema" | "state-schema"): string {
+function schemaName(read: Reader, flag: "schema" | "state-schema" | "owner-role"): string {
   const name = read.string(flag) ?? "";
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) {
     throw invalid(
@@ -606,6 +608,7 @@ function databaseSettings(read: Reader): DatabaseSettings {
     ),
     schema,
     stateSchema,
+    ownerRole: schemaName(read, "owner-role"),
   };
 }
 

@@ -16,7 +16,7 @@ import {
   QUALIFIED_STATE_SCHEMA_SETTING,
   STATE_SCHEMA_VERSION,
 } from "./migrations.ts";
-import { untrustedGuardSql } from "./search_path.ts";
+import { OWNER_ROLE_SETTING, untrustedGuardSql } from "./search_path.ts";
 
 /** Who recorded a version, as `login_etl_migrations.source` allows. */
 export type RecordSource = "migrate" | "schema.sql" | "found";
@@ -49,12 +49,13 @@ END $$;\n`;
 /**
  * The refusal psql meets first (sql/schema.sql, `migrate --dry-run`), as
  * `migrate` refuses before it applies anything: a data or state schema
- * where a role other than superusers, the schemas' owners, the owner of
- * login-etl's tables and the role running it may create, or that holds
- * such a role's functions (search_path.ts). `refused` starts its message.
+ * where a role other than superusers, the data schema's owner, the owner
+ * role (`login_etl.owner_role`, else login_etl_owner) and the role running
+ * it may create, that such a role owns, or that holds anything of such a
+ * role (search_path.ts). `refused` starts its message.
  */
 export function guardSql(refused: string): string {
-  return `${untrustedGuardSql("ARRAY[CURRENT_USER::text]", refused)};\n`;
+  return `${untrustedGuardSql(`ARRAY[CURRENT_USER::text, ${OWNER_ROLE_SETTING}]`, refused)};\n`;
 }
 
 /** A statement with its continuation lines indented by four spaces, whatever the source's indent. */

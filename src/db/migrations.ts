@@ -20,6 +20,7 @@ import {
   AUDIT_TEXT_MAX_CHARS,
   LEDGER_RETENTION_MAX_DAYS,
 } from "../config/options.ts";
+import { OWNER_ROLE_SETTING, trustedRolesSql } from "./search_path.ts";
 
 /** One versioned change to the schema. */
 export interface Migration {
@@ -614,7 +615,10 @@ END $$`;
  * Roles that held a privilege on anything that moves get USAGE on the state
  * schema, and owners CREATE as well (login_etl_ledger_maintain creates day
  * partitions with its owner's rights), so running consumers and recoverers
- * keep their way in; PUBLIC gets nothing. `login_etl_layout` records which
+ * keep their way in; PUBLIC gets nothing, and neither does an owner that
+ * search_path.ts does not trust (the owner role, `login_etl.owner_role`, is
+ * the one that should own them; the migrating role is not trusted here, so
+ * no login keeps CREATE after it migrated). `login_etl_layout` records which
  * data schema the state schema serves: a second deployment with another
  * `--schema` and the same state schema would share one ledger (each skipping
  * the other's message ids as redeliveries), one key registry and one vault,
@@ -668,6 +672,10 @@ BEGIN
     ) o, LATERAL (SELECT o.role, o.owner UNION ALL SELECT a.grantee, false FROM aclexplode(o.acl) a) g
     WHERE g.role <> 0 AND g.role <> (SELECT nspowner FROM pg_namespace WHERE nspname = state)
     GROUP BY g.role
+    -- An owner that search_path.ts's rule does not trust gets nothing.
+    HAVING NOT bool_or(g.owner) OR g.role IN (${
+    trustedRolesSql("data", `ARRAY[${OWNER_ROLE_SETTING}]`)
+  })
   LOOP
     EXECUTE format('GRANT %s ON SCHEMA %I TO %I', CASE WHEN grantee.owner THEN 'USAGE, CREATE' ELSE 'USAGE' END,
                    state, pg_get_userbyid(grantee.role));

@@ -26,7 +26,7 @@ import {
   STATE_SCHEMA_VERSION,
 } from "./migrations.ts";
 import { ident, type Schemas } from "./schemas.ts";
-import { describeUntrusted, findUntrusted } from "./search_path.ts";
+import { describeUntrusted, findUntrusted, OWNER_ROLE } from "./search_path.ts";
 
 /** Oldest Postgres whose partitioned tables take a primary key and ON CONFLICT. */
 const MIN_SERVER_VERSION = 110000;
@@ -57,7 +57,9 @@ function stateSchemaTaken(schemas: Schemas, served: string): ConfigError {
  * (version 6 on), else in the data schema (versions up to 5), else from the
  * tables of the data schema (before the migrations table). Only the catalog
  * is read until the version table is found, so a role without USAGE on a
- * schema learns where things are before it is refused.
+ * schema learns where things are before it is refused. A table with row
+ * security is none of login-etl's (its policies would run their author's
+ * code as the reader): it is left unread, as if absent.
  *
  * @throws {ConfigError} when the state schema serves another data schema
  */
@@ -80,7 +82,7 @@ async function readSchemaState(sql: Sql, schemas: Schemas): Promise<SchemaState>
     {
       state_tables: boolean;
       layout: boolean;
-      moved_away: boolean;
+      moved_to: string | null;
       data_recorded: boolean;
       forgotten: boolean;
       tombstones: boolean;
@@ -90,7 +92,7 @@ async function readSchemaState(sql: Sql, schemas: Schemas): Promise<SchemaState>
       SELECT n.nspname AS schema, c.relname AS name, c.oid
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname IN (${schemas.schema}, ${schemas.stateSchema}) AND c.relkind IN ('r', 'p')
-        AND c.relname LIKE 'login\\_etl\\_%'
+        AND c.relname LIKE 'login\\_etl\\_%' AND NOT c.relrowsecurity
     )
     SELECT EXISTS (SELECT FROM rel WHERE schema = ${schemas.stateSchema}) AS state_tables,
            EXISTS (SELECT FROM rel WHERE schema = ${schemas.stateSchema}
@@ -99,9 +101,16 @@ async function readSchemaState(sql: Sql, schemas: Schemas): Promise<SchemaState>
                    AND name = 'login_etl_migrations') AS data_recorded,
            EXISTS (SELECT FROM rel WHERE schema = ${schemas.schema}
                    AND name = 'login_etl_forgotten') AS forgotten,
-           EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                   WHERE n.nspname = ${schemas.schema} AND c.relname = 'login_etl_migrations'
-                     AND c.relkind = 'v') AS moved_away,
+           (SELECT max(n.nspname::text)
+            FROM pg_rewrite w
+              JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
+              JOIN pg_class t ON t.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass
+              JOIN pg_namespace n ON n.oid = t.relnamespace
+            WHERE w.ev_class = (SELECT c.oid FROM pg_class c JOIN pg_namespace v ON v.oid = c.relnamespace
+                                WHERE v.nspname = ${schemas.schema} AND c.relname = 'login_etl_migrations'
+                                  AND c.relkind = 'v')
+              AND t.relname = 'login_etl_migrations' AND t.relkind IN ('r', 'p')
+              AND t.oid <> w.ev_class) AS moved_to,
            EXISTS (SELECT FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid
                    WHERE r.schema = ${schemas.schema} AND r.name = 'login_etl_vault'
                      AND a.attname = 'erased_at' AND NOT a.attisdropped) AS tombstones`;
@@ -118,14 +127,14 @@ async function readSchemaState(sql: Sql, schemas: Schemas): Promise<SchemaState>
     const [row] = await sql<{ version: number | null }[]>`
       SELECT max(version) AS version FROM ${sql(schemas.stateSchema)}.login_etl_migrations`;
     version = row?.version ?? 0;
-  } else if (found?.moved_away) {
-    // Version 6's view in the data schema: the tables are in another state schema.
-    const [row] = await sql<{ state: string | null }[]>`
-      SELECT max(state_schema) AS state FROM ${sql(schemas.schema)}.login_etl_migrations`;
+  } else if (found?.moved_to) {
+    // Version 6's view in the data schema: the tables are in the state
+    // schema whose migrations table it reads, which the catalog tells
+    // (moved_to), since reading a view runs the functions it calls as the
+    // reader, and anyone who may create in the data schema can make a view
+    // of that name.
     throw new ConfigError(
-      `The login-etl tables of schema ${schemas.schema} are in state schema ${
-        row?.state ?? "unknown"
-      }, not ${schemas.stateSchema}: give --state-schema ${row?.state ?? "NAME"}`,
+      `The login-etl tables of schema ${schemas.schema} are in state schema ${found.moved_to}, not ${schemas.stateSchema}: give --state-schema ${found.moved_to}`,
     );
   } else if (found?.data_recorded) {
     const [row] = await sql<{ version: number | null }[]>`
@@ -151,7 +160,7 @@ export type OnApplied = (migration: Migration, ms: number) => void;
 export const DEFAULT_LOCK_WAIT_SECONDS = 60;
 
 /** What `migrate` takes besides the schemas. */
-export interface MigrateOptions extends Schemas {
+export interface MigrateOptions extends Schemas, MigrateTrust {
   readonly onApplied?: OnApplied;
   /** Most seconds to wait for the schema lock before failing with its holder named. */
   readonly lockWaitSeconds?: number;
@@ -194,19 +203,25 @@ export async function migrate(sql: Sql, options: MigrateOptions): Promise<Migrat
       );
     }
     try {
-      // Read first, without the lock: an up-to-date schema needs none (so
+      // The migrations of versions 1 to 6 call functions unqualified with
+      // the data schema in search_path, and the version is read from a
+      // table there: refused first where anyone we do not trust could have
+      // planted code or a table of the same name there, or in the state
+      // schema, even with nothing pending.
+      await refuseUntrusted(s, options);
+      // Then read without the lock: an up-to-date schema needs none (so
       // nobody can hold up a start there), and a state schema serving
       // another data schema is refused before anything is made
       // (schemaState reads only the catalog until then).
       const state = await schemaState(s, options);
       if (state.pending.length === 0 && state.recorded) return applied;
-      // The migrations of versions 1 to 6 call functions unqualified with
-      // the data schema in search_path: refused where anyone we do not
-      // trust could have planted one there, or in the state schema.
-      await refuseUntrusted(s, options);
+      await becomeOwner(s, options, ownerRoleOf(options));
       // The migrations read the state schema's name from the session, and
       // create what they name unqualified in the data schema (migrations.ts).
       await session`SELECT pg_catalog.set_config('login_etl.state_schema', ${options.stateSchema}, false),
+                           pg_catalog.set_config('login_etl.owner_role', ${
+        ownerRoleOf(options)
+      }, false),
                            pg_catalog.set_config('search_path', ${ident(options.schema)}, false)`;
       for (;;) {
         const rowLock = await hasLockTable(s, options.stateSchema);
@@ -231,10 +246,12 @@ export async function migrate(sql: Sql, options: MigrateOptions): Promise<Migrat
       // The connection goes back to the pool: search_path back to the
       // session's start-up value (RUNTIME_SEARCH_PATH for login-etl's pools).
       if (advisory) await releaseAdvisoryLock(s).catch(() => {});
-      await session`SELECT pg_catalog.set_config('login_etl.state_schema', '', false)`.catch(
+      await session`SELECT pg_catalog.set_config('login_etl.state_schema', '', false),
+                           pg_catalog.set_config('login_etl.owner_role', '', false)`.catch(
         () => {},
       );
       await session`RESET search_path`.catch(() => {});
+      await session`RESET ROLE`.catch(() => {});
     }
     return applied;
   } catch (error) {
@@ -450,22 +467,69 @@ export class SchemaLockError extends DatabaseError {
   }
 }
 
+/** Who migrate trusts besides superusers, the data schema's owner and itself (search_path.ts). */
+export interface MigrateTrust {
+  /** The owner role (`--owner-role`); `login_etl_owner` when not given. */
+  readonly ownerRole?: string;
+}
+
+function ownerRoleOf(options: MigrateTrust): string {
+  return options.ownerRole ?? OWNER_ROLE;
+}
+
 /**
- * Refuses to migrate where a role other than superusers, the schemas'
- * owners, the owner of login-etl's tables and this role may create in the
- * data or state schema, or owns a function, operator, type or conversion
- * there (search_path.ts), with the statement that fixes the first.
+ * Refuses to migrate where a role other than superusers, the data schema's
+ * owner, the owner role and this role may create in the data or state
+ * schema, owns one of them, or owns anything there (search_path.ts), with
+ * the statement that fixes the first.
  *
  * @throws {DatabaseError} code `db_schema`
  */
-async function refuseUntrusted(sql: Sql, schemas: Schemas): Promise<void> {
+async function refuseUntrusted(sql: Sql, options: Schemas & MigrateTrust): Promise<void> {
+  const schemas = { schema: options.schema, stateSchema: options.stateSchema };
   const [me] = await sql<{ name: string }[]>`SELECT CURRENT_USER::text AS name`;
-  const found = await findUntrusted(sql, schemas, [me?.name ?? ""]);
+  const found = await findUntrusted(sql, schemas, [ownerRoleOf(options), me?.name ?? ""]);
   if (found.length === 0) return;
   throw new DatabaseError(
     "db_schema",
     `Refused to migrate schema ${schemas.schema}: ${describeUntrusted(found)}`,
   );
+}
+
+/**
+ * Migrates as the owner role when this login is a member of it (and no
+ * superuser), so that what the migrations create belongs to that role and
+ * not to the login: search_path.ts trusts the owner role, never its members
+ * for being members, so a table left to the login would be refused by
+ * sql/roles.sql and `check` later. What the login already owns in the two
+ * schemas (a migration it ran as itself before) goes to the owner role
+ * first, which the migrations, run as that role, then need anyway.
+ */
+async function becomeOwner(sql: Sql, schemas: Schemas, ownerRole: string): Promise<void> {
+  const [row] = await sql<{ member: boolean }[]>`
+    SELECT NOT me.rolsuper AND me.rolname <> r.rolname AND pg_has_role(me.oid, r.oid, 'MEMBER') AS member
+    FROM pg_roles r, pg_roles me WHERE r.rolname = ${ownerRole} AND me.rolname = CURRENT_USER`;
+  if (!row?.member) return;
+  // A sequence of a column moves with its table, and cannot move alone.
+  const owned = await sql<{ statement: string }[]>`
+    SELECT format('ALTER %s %s OWNER TO %I',
+                  CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                 WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+                  c.oid::regclass, ${ownerRole}::text) AS statement
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname IN (${schemas.schema}, ${schemas.stateSchema})
+      AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      AND NOT (c.relkind = 'S' AND EXISTS (
+        SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+          AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
+    UNION ALL
+    SELECT format('ALTER %s %s OWNER TO %I', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
+                  p.oid::regprocedure, ${ownerRole}::text)
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname IN (${schemas.schema}, ${schemas.stateSchema})
+      AND p.proowner = (SELECT oid FROM pg_roles WHERE rolname = CURRENT_USER) AND p.prokind IN ('f', 'p')`;
+  for (const { statement } of owned) await sql.unsafe(statement);
+  await sql.unsafe(`SET ROLE ${ident(ownerRole)}`);
 }
 
 /**

@@ -14,18 +14,25 @@
  * - the migrations of versions 1 to 6 create unqualified objects, so they run
  *   with the data schema in `search_path`; before they run, `migrate`,
  *   sql/schema.sql and sql/roles.sql refuse a data or state schema where a
- *   role they do not trust may create, or that already holds a function,
- *   operator, type or conversion of such a role (`UNTRUSTED_QUERY`). `check`
- *   reports the same.
+ *   role they do not trust may create, owns the schema, or owns anything
+ *   there: a table, view or sequence (whose reads and triggers run code), a
+ *   trigger's function, a function, operator, type or conversion
+ *   (`UNTRUSTED_QUERY`). `check` reports the same.
  *
- * Trusted are superusers, each schema's owner (who may drop anything in it
- * anyway), the role that owns login-etl's tables (the SECURITY DEFINER
- * functions run with its rights), and the roles a caller names: the role
- * about to migrate, and login_etl_owner in sql/roles.sql. CREATE granted to
- * PUBLIC counts once a role we do not trust can log in: until then nobody
- * could have planted anything (a fresh cluster of PostgreSQL 14 or older
- * with only its superuser, as the exercise's container), and every later
- * migration checks again.
+ * The one rule of trust (`trustedRolesSql`), used by every refusal and by
+ * version 6's grants: superusers, the data schema's owner (who may drop
+ * anything in it anyway), and the roles a caller names, which are the owner
+ * role (`login_etl_owner`, `--owner-role`) and, while it migrates, the
+ * migrating role. Nothing else: not the state schema's owner (whoever
+ * created that schema first owns it, so it is trusted only when the rule
+ * trusts it anyway, and reported otherwise), not the members of the owner
+ * role (being granted a role says nothing of the grantee), and nothing read
+ * from a table's name or owner (anyone who may create in `public` can make a
+ * table called login_etl_migrations). CREATE granted to PUBLIC counts once a
+ * role we do not trust can log in: until then nobody could have planted
+ * anything (a fresh cluster of PostgreSQL 14 or older with only its
+ * superuser, as the exercise's container), and every later migration checks
+ * again.
  *
  * @module
  */
@@ -33,39 +40,80 @@
 import { pgArray, type Sql } from "./pool.ts";
 import { literal, type Schemas } from "./schemas.ts";
 
+/** The role sql/roles.sql makes to own login-etl's tables and functions (`--owner-role`'s default). */
+export const OWNER_ROLE = "login_etl_owner";
+
+/**
+ * The owner role's name in SQL that psql also runs (version 6): the session
+ * setting `login_etl.owner_role`, which `migrate` sets from `--owner-role`,
+ * else `OWNER_ROLE`.
+ */
+export const OWNER_ROLE_SETTING =
+  `COALESCE(NULLIF(pg_catalog.current_setting('login_etl.owner_role', true), ''), ${
+    literal(OWNER_ROLE)
+  })`;
+
+/**
+ * The roles login-etl trusts in a deployment's schemas, as an SQL query of
+ * one column `role` (oid): superusers, the owner of the data schema named by
+ * the text expression `data`, and the roles named by the text[] expression
+ * `names`. Every call qualified and every operator on its exact types, since
+ * it runs with the data schema in `search_path`.
+ */
+export function trustedRolesSql(data: string, names: string): string {
+  return `SELECT r.oid AS role FROM pg_catalog.pg_roles r
+  WHERE r.rolsuper OR r.rolname::text = ANY (${names})
+  UNION SELECT n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname::text = ${data}`;
+}
+
 /**
  * What makes a schema unsafe to search, one row per problem with the
  * statement that fixes it: `problem`, `fix`. Parameters: $1 the data schema,
- * $2 the state schema, $3 the names of roles trusted besides superusers,
- * schema owners and the owner of login-etl's tables (text[]). Every
- * function is qualified and every operator has operands of exactly its
- * types, because psql runs this with the data schema in `search_path`:
- * it must not itself call what it looks for. Composite types of tables and
- * the array and multirange types Postgres makes beside a type are left out
+ * $2 the state schema, $3 the names of the roles trusted besides superusers
+ * and the data schema's owner (text[]: the owner role, and the migrating
+ * role while it migrates). Every function is qualified and every operator
+ * has operands of exactly its types, because psql runs this with the data
+ * schema in `search_path`: it must not itself call what it looks for.
+ * Composite types of tables, the array and multirange types Postgres makes
+ * beside a type, and sequences that belong to a table's column are left out
  * (they come with a table or type already reported, or are harmless).
  */
 export const UNTRUSTED_QUERY = `WITH ns AS (
   SELECT n.oid, n.nspname::text AS name, n.nspowner, n.nspacl FROM pg_catalog.pg_namespace n
   WHERE n.nspname::text IN ($1::text, $2::text)
-), keeper AS (
-  SELECT c.relowner AS role FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace
-  WHERE c.relname::text IN ('login_etl_vault', 'login_etl_migrations') AND c.relkind = 'r'
 ), trusted AS (
-  SELECT r.oid AS role FROM pg_catalog.pg_roles r
-  WHERE r.rolsuper OR r.rolname::text = ANY ($3::text[])
-  UNION SELECT ns.nspowner FROM ns
-  UNION SELECT keeper.role FROM keeper
+  ${trustedRolesSql("$1::text", "$3::text[]")}
 ), creators AS (
-  SELECT ns.name, a.grantee
+  SELECT ns.name, a.grantee, a.grantee = ns.nspowner AS owns
   FROM ns, pg_catalog.aclexplode(COALESCE(ns.nspacl, pg_catalog.acldefault('n', ns.nspowner))) AS a
   WHERE a.privilege_type = 'CREATE' AND a.grantee NOT IN (SELECT trusted.role FROM trusted)
     AND (a.grantee <> 0::oid OR EXISTS (SELECT FROM pg_catalog.pg_roles r
                                        WHERE r.rolcanlogin AND r.oid NOT IN (SELECT trusted.role FROM trusted)))
+  UNION
+  SELECT ns.name, ns.nspowner, true FROM ns WHERE ns.nspowner NOT IN (SELECT trusted.role FROM trusted)
 ), planted AS (
-  SELECT ns.name, p.proowner AS owner,
-         CASE p.prokind WHEN 'a' THEN 'AGGREGATE' WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS kind,
+  SELECT ns.name, c.relowner AS owner,
+         CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                        WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
+         pg_catalog.format('%I.%I', ns.name, c.relname) AS object
+  FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relowner NOT IN (SELECT trusted.role FROM trusted)
+    AND NOT (c.relkind = 'S' AND EXISTS (
+      SELECT FROM pg_catalog.pg_depend d
+      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
+        AND d.objid = c.oid AND d.deptype IN ('a', 'i')
+        AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid))
+  UNION ALL
+  SELECT ns.name, p.proowner, 'TRIGGER',
+         pg_catalog.format('%I ON %I.%I', t.tgname, ns.name, c.relname)
+  FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+    JOIN ns ON ns.oid = c.relnamespace JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+  WHERE NOT t.tgisinternal AND p.proowner NOT IN (SELECT trusted.role FROM trusted)
+  UNION ALL
+  SELECT ns.name, p.proowner,
+         CASE p.prokind WHEN 'a' THEN 'AGGREGATE' WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
          pg_catalog.format('%I.%I(%s)', ns.name, p.proname,
-                           pg_catalog.pg_get_function_identity_arguments(p.oid)) AS object
+                           pg_catalog.pg_get_function_identity_arguments(p.oid))
   FROM pg_catalog.pg_proc p JOIN ns ON ns.oid = p.pronamespace
   WHERE p.proowner NOT IN (SELECT trusted.role FROM trusted)
   UNION ALL
@@ -89,13 +137,16 @@ export const UNTRUSTED_QUERY = `WITH ns AS (
 )
 SELECT x.problem, x.fix FROM (
   SELECT 1 AS rank, c.name AS schema_name,
-         CASE WHEN c.grantee = 0::oid
+         CASE WHEN c.owns
+           THEN pg_catalog.format('schema %s belongs to role %s', c.name, pg_catalog.pg_get_userbyid(c.grantee))
+           WHEN c.grantee = 0::oid
            THEN pg_catalog.format('every role (PUBLIC) may create objects in schema %s', c.name)
            ELSE pg_catalog.format('role %s may create objects in schema %s',
                                   pg_catalog.pg_get_userbyid(c.grantee), c.name) END AS problem,
-         pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM %s', c.name,
-           CASE WHEN c.grantee = 0::oid THEN 'PUBLIC'
-                ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.grantee)::text) END) AS fix
+         CASE WHEN c.owns THEN pg_catalog.format('ALTER SCHEMA %I OWNER TO CURRENT_USER', c.name)
+           ELSE pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM %s', c.name,
+             CASE WHEN c.grantee = 0::oid THEN 'PUBLIC'
+                  ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.grantee)::text) END) END AS fix
   FROM creators c
   UNION ALL
   SELECT 2, p.name,
@@ -113,8 +164,9 @@ export interface Untrusted {
 
 /**
  * The problems `UNTRUSTED_QUERY` finds in a deployment's two schemas (those
- * that exist), trusting `trusted` besides superusers, schema owners and the
- * owner of login-etl's tables.
+ * that exist), trusting the roles named in `trusted` (the owner role, and
+ * the migrating role while it migrates) besides superusers and the data
+ * schema's owner.
  */
 export async function findUntrusted(
   sql: Sql,

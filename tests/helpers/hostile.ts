@@ -44,7 +44,7 @@ export interface HostileDb extends AsyncDisposable {
   psql(files: readonly URL[]): Promise<void>;
   /** A connection as `user`, its search_path pg_catalog alone; closed on dispose. */
   connectAs(user: string): postgres.Sql;
-  /** The environment of a CLI run against this database (keys, schemas), as the superuser. */
+  /** The environment of a CLI run against this database (keys, schemas, the owner group), as the superuser. */
   cliEnv(extra?: Record<string, string>): Record<string, string>;
 }
 
@@ -121,6 +121,7 @@ export async function hostileDb(
       DATABASE_URL: urlOf(),
       LOGIN_ETL_SCHEMA: "public",
       LOGIN_ETL_STATE_SCHEMA: STATE,
+      LOGIN_ETL_OWNER_ROLE: owner,
       PII_HMAC_KEY: TEST_SECRET,
       PII_VAULT_KEY: VAULT_SECRET,
       LOGIN_ETL_LOG_FORMAT: "json",
