@@ -34,9 +34,11 @@ export async function psqlFiles(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  // psql stops reading at the first error (ON_ERROR_STOP): a file longer
+  // than the pipe's buffer then breaks the pipe, and psql's exit code and
+  // stderr below say why.
   const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
-  await writer.close();
+  await writer.write(new TextEncoder().encode(text)).then(() => writer.close()).catch(() => {});
   const { code, stderr } = await child.output();
   if (code !== 0) throw new Error(`psql exited ${code}: ${new TextDecoder().decode(stderr)}`);
 }

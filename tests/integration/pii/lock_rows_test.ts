@@ -207,7 +207,15 @@ eachMajor.test("an outsider can neither take nor see login-etl's locks, and forg
         assert.deepEqual(forgotten.map((r) => r.outcome), ["not_found"]);
         const owner = db.connectAs(db.users.owner);
         assert.deepEqual(
-          await within(10_000, "migrate", migrate(owner, { schema: "public", stateSchema: STATE })),
+          await within(
+            10_000,
+            "migrate",
+            migrate(owner, {
+              schema: "public",
+              stateSchema: STATE,
+              ownerRole: db.groups.owner,
+            }),
+          ),
           [],
         );
         await within(60_000, "drain", drain(sqs, cli, PEOPLE.slice(0, 2)));
