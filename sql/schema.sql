@@ -607,8 +607,12 @@ DECLARE
   state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
 BEGIN
   EXECUTE pg_catalog.format('CREATE TABLE %I.login_etl_locks (name text PRIMARY KEY)', state);
-  EXECUTE pg_catalog.format($i$INSERT INTO %I.login_etl_locks (name) SELECT 'schema'
-    UNION ALL SELECT pg_catalog.textcat('mask ', b::text) FROM pg_catalog.generate_series(0, %s) AS b$i$,
+  -- In random order (gen_random_uuid: strong randomness, built in since 13):
+  -- the tuple a waiting session's lock names in pg_locks, seen by every
+  -- login, is then no function of the bucket, and so of the mask.
+  EXECUTE pg_catalog.format($i$INSERT INTO %I.login_etl_locks (name) SELECT n.name FROM (SELECT 'schema'
+    UNION ALL SELECT pg_catalog.textcat('mask ', b::text) FROM pg_catalog.generate_series(0, %s) AS b) AS n(name)
+    ORDER BY pg_catalog.gen_random_uuid()$i$,
     state, 1024 - 1);
   EXECUTE pg_catalog.format('REVOKE ALL ON %I.login_etl_locks FROM PUBLIC', state);
 END $$;
@@ -993,7 +997,8 @@ BEGIN
     received_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     claim_id     bigint
   )$t$, state);
-  EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_inbox_masked_value ON %I.login_etl_vault_inbox (masked_value)', state);
+  -- With the id: a claim finds a mask's oldest entries without reading the rest.
+  EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_inbox_masked_value ON %I.login_etl_vault_inbox (masked_value, id)', state);
   EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_inbox_claim_id ON %I.login_etl_vault_inbox (claim_id)', state);
   -- Who claimed inbox entries to verify them, in which transaction: the
   -- entries are handed out only to that login, in a later transaction.
@@ -1140,12 +1145,28 @@ DECLARE
 BEGIN
   EXECUTE pg_catalog.format($f$
 CREATE OR REPLACE FUNCTION %1$I.login_etl_vault_put(p_masked text[], p_field text[], p_ciphertext bytea[], p_iv bytea[], p_key_id text[]) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
-INSERT INTO %1$I.login_etl_vault_inbox (masked_value, field, ciphertext, iv, key_id)
-SELECT DISTINCT ON (u.m) u.m, u.f, u.c, u.i, u.k
-FROM ROWS FROM (pg_catalog.unnest(p_masked), pg_catalog.unnest(p_field), pg_catalog.unnest(p_ciphertext),
-                pg_catalog.unnest(p_iv), pg_catalog.unnest(p_key_id)) AS u(m, f, c, i, k)
-ORDER BY u.m
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+BEGIN
+  IF greatest(pg_catalog.cardinality(p_masked), pg_catalog.cardinality(p_field), pg_catalog.cardinality(p_ciphertext),
+              pg_catalog.cardinality(p_iv), pg_catalog.cardinality(p_key_id)) > 40000 THEN
+    RAISE EXCEPTION 'A vault put takes at most 40000 entries (two per message of the largest batch)'
+      USING ERRCODE = '54000';
+  END IF;
+  IF EXISTS (SELECT FROM pg_catalog.unnest(p_ciphertext) AS u(c) WHERE pg_catalog.octet_length(u.c) > 4112) THEN
+    RAISE EXCEPTION 'A vault entry''s ciphertext is at most 4112 bytes (the largest sealed value)'
+      USING ERRCODE = '54000';
+  END IF;
+  IF EXISTS (SELECT FROM pg_catalog.unnest(p_iv) AS u(i)
+             WHERE pg_catalog.octet_length(u.i) NOT IN (12, 49)) THEN
+    RAISE EXCEPTION 'A vault entry''s iv is 49 bytes (sealed) or 12 (symmetric)'
+      USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO %1$I.login_etl_vault_inbox (masked_value, field, ciphertext, iv, key_id)
+  SELECT DISTINCT ON (u.m) u.m, u.f, u.c, u.i, u.k
+  FROM ROWS FROM (pg_catalog.unnest(p_masked), pg_catalog.unnest(p_field), pg_catalog.unnest(p_ciphertext),
+                  pg_catalog.unnest(p_iv), pg_catalog.unnest(p_key_id)) AS u(m, f, c, i, k)
+  ORDER BY u.m;
+END
 $body$$f$, state);
   EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_vault_put(text[], text[], bytea[], bytea[], text[]) FROM PUBLIC', state);
   FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('login_etl_consumer') LOOP
@@ -1225,7 +1246,7 @@ DECLARE
   caller text;
 BEGIN
   EXECUTE pg_catalog.format($f$
-CREATE OR REPLACE FUNCTION %1$I.login_etl_inbox_claim(p_masked text[], p_after bigint, p_limit integer, p_actor text, p_reason text) RETURNS TABLE (claim bigint, entries integer, last_id bigint)
+CREATE OR REPLACE FUNCTION %1$I.login_etl_inbox_claim(p_masked text[], p_after bigint, p_limit integer, p_actor text, p_reason text) RETURNS TABLE (claim bigint, entries integer, last_id bigint, dropped integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
 #variable_conflict use_column
 DECLARE
@@ -1235,6 +1256,7 @@ DECLARE
   v_last bigint;
   v_masks text[];
   v_erased text[] := '{}';
+  v_dropped integer;
 BEGIN
   IF v_bulk AND NOT pg_catalog.pg_has_role(session_user, current_user, 'MEMBER') THEN
     RAISE EXCEPTION 'Only the owner role may merge the whole vault inbox; a recoverer merges the masks it recovers'
@@ -1254,22 +1276,39 @@ BEGIN
                                       AND v.erased_at IS NOT NULL));
   END IF;
   INSERT INTO %1$I.login_etl_inbox_claims (actor) VALUES (p_actor) RETURNING id INTO v_claim;
-  WITH picked AS (
-    SELECT i.id FROM %1$I.login_etl_vault_inbox i
+  -- The batch's window; of it, junk is deleted unread and the rest claimed.
+  WITH window_ AS (
+    SELECT i.id, ((pg_catalog.octet_length(i.ciphertext) <= 4112
+           AND pg_catalog.octet_length(i.iv) IN (12, 49)) AND i.id <= coalesce((
+             SELECT j.id FROM %1$I.login_etl_vault_inbox j
+             WHERE j.masked_value = i.masked_value AND (pg_catalog.octet_length(j.ciphertext) <= 4112
+           AND pg_catalog.octet_length(j.iv) IN (12, 49))
+             ORDER BY j.id OFFSET 7 LIMIT 1), i.id)) AS kept FROM %1$I.login_etl_vault_inbox i
     WHERE i.claim_id IS NULL AND i.id > coalesce(p_after, 0)
       AND (v_bulk OR (i.masked_value = ANY(p_masked) AND NOT i.masked_value = ANY(v_erased)))
     ORDER BY i.id LIMIT greatest(1, least(coalesce(p_limit, 1000), 10000))
     FOR UPDATE SKIP LOCKED
+  ), junk AS (
+    DELETE FROM %1$I.login_etl_vault_inbox i USING window_ w WHERE i.id = w.id AND NOT w.kept
+    RETURNING i.id
   ), claimed AS (
-    UPDATE %1$I.login_etl_vault_inbox i SET claim_id = v_claim FROM picked
-    WHERE i.id = picked.id RETURNING i.id, i.masked_value
+    UPDATE %1$I.login_etl_vault_inbox i SET claim_id = v_claim FROM window_ w
+    WHERE i.id = w.id AND w.kept RETURNING i.id, i.masked_value
   )
-  SELECT pg_catalog.count(*)::integer, pg_catalog.max(c.id),
-         pg_catalog.array_agg(DISTINCT c.masked_value)
-  INTO v_count, v_last, v_masks FROM claimed c;
+  SELECT pg_catalog.count(*)::integer, pg_catalog.array_agg(DISTINCT c.masked_value),
+         (SELECT pg_catalog.count(*)::integer FROM junk),
+         greatest(pg_catalog.max(c.id), (SELECT pg_catalog.max(j.id) FROM junk j))
+  INTO v_count, v_masks, v_dropped, v_last FROM claimed c;
+  IF v_dropped > 0 THEN
+    INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    VALUES (p_actor, 'merge', NULL, p_reason, 'success',
+            pg_catalog.format('%%s inbox entries dropped unread: a ciphertext over 4112 bytes or an iv of no format, or past the oldest 8 of their mask (claim %%s)',
+                              v_dropped, v_claim));
+  END IF;
   IF v_count = 0 THEN
     DELETE FROM %1$I.login_etl_inbox_claims c WHERE c.id = v_claim;
-    RETURN QUERY SELECT NULL::bigint, 0, NULL::bigint;
+    -- Past the junk: a batch of junk alone does not end the caller's loop.
+    RETURN QUERY SELECT NULL::bigint, 0, v_last, v_dropped;
     RETURN;
   END IF;
   IF v_bulk THEN
@@ -1282,7 +1321,7 @@ BEGIN
            pg_catalog.format('inbox entries released to be verified and merged (claim %%s)', v_claim)
     FROM pg_catalog.unnest(v_masks) AS u(m) ORDER BY u.m;
   END IF;
-  RETURN QUERY SELECT v_claim, v_count, v_last;
+  RETURN QUERY SELECT v_claim, v_count, v_last, v_dropped;
 END
 $body$$f$, state);
   EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_inbox_claim(text[], bigint, integer, text, text) FROM PUBLIC', state);

@@ -113,6 +113,13 @@ export interface OptionSpec {
 export const LEDGER_RETENTION_MAX_DAYS = 400;
 
 /**
+ * Most messages a consumer writes in one transaction (`--max-rows`'s
+ * ceiling): `login_etl_vault_put` refuses a call with more entries than
+ * such a batch vaults.
+ */
+export const MAX_ROWS_MAX = 20_000;
+
+/**
  * Most characters of an audit row's actor (`--actor`): a login name or an
  * e-mail fits. `login_etl_audit_note`, which any caller may use, refuses more.
  */
@@ -480,7 +487,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "integer",
     default: "1000",
     min: 1,
-    max: 20000,
+    max: MAX_ROWS_MAX,
     commands: [...CONSUMERS, "rekey", "rekey-vault", "vault-merge"],
     value: "N",
     help: "Most messages written in one transaction",

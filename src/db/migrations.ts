@@ -19,7 +19,10 @@ import {
   AUDIT_ACTOR_MAX_CHARS,
   AUDIT_TEXT_MAX_CHARS,
   LEDGER_RETENTION_MAX_DAYS,
+  MAX_ROWS_MAX,
 } from "../config/options.ts";
+import { HEADER_BYTES, MAX_CIPHERTEXT_BYTES } from "../pii/seal.ts";
+import { SYMMETRIC_IV_BYTES } from "../pii/vault.ts";
 import { OWNER_ROLE_SETTING, trustedRolesSql } from "./search_path.ts";
 
 /** One versioned change to the schema. */
@@ -587,15 +590,20 @@ export const MASK_LOCK_BUCKETS = 1024;
  * masks being erased): a row lock needs UPDATE on the table, which only its
  * owner, and so only the definer functions, has; and pg_locks shows no row
  * locks, only the table's (that one of them runs) and, while one waits for
- * another, the tuple waited for.
+ * another, the tuple waited for. The rows are stored in random order, so
+ * that tuple's position tells nothing of its bucket (docs/pii.md).
  */
 const LOCKS_TABLE_SQL = `DO $$
 DECLARE
   state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
 BEGIN
   EXECUTE pg_catalog.format('CREATE TABLE %I.login_etl_locks (name text PRIMARY KEY)', state);
-  EXECUTE pg_catalog.format($i$INSERT INTO %I.login_etl_locks (name) SELECT 'schema'
-    UNION ALL SELECT pg_catalog.textcat('mask ', b::text) FROM pg_catalog.generate_series(0, %s) AS b$i$,
+  -- In random order (gen_random_uuid: strong randomness, built in since 13):
+  -- the tuple a waiting session's lock names in pg_locks, seen by every
+  -- login, is then no function of the bucket, and so of the mask.
+  EXECUTE pg_catalog.format($i$INSERT INTO %I.login_etl_locks (name) SELECT n.name FROM (SELECT 'schema'
+    UNION ALL SELECT pg_catalog.textcat('mask ', b::text) FROM pg_catalog.generate_series(0, %s) AS b) AS n(name)
+    ORDER BY pg_catalog.gen_random_uuid()$i$,
     state, ${MASK_LOCK_BUCKETS} - 1);
   EXECUTE pg_catalog.format('REVOKE ALL ON %I.login_etl_locks FROM PUBLIC', state);
 END $$`;
@@ -1083,6 +1091,44 @@ END $$`,
  *   row of every mask they read or write (`login_etl_lock_masks`), which
  *   serialises them even on masks with no row yet.
  */
+/**
+ * Most entries one `login_etl_vault_put` call takes: a consumer's largest
+ * transaction (`--max-rows`' ceiling) vaults at most an ip and a device id
+ * per message.
+ */
+export const VAULT_PUT_MAX_ENTRIES = MAX_ROWS_MAX * 2;
+
+/**
+ * Inbox entries of one mask a claim hands out: the oldest this many of a
+ * mask's well-formed entries; a claim deletes the rest (and entries over the
+ * size bound), counted and audited as dropped. A consumer writes one entry
+ * per value and batch, so between merges a mask gathers about one per
+ * consumer process that saw it; junk piled on one mask (12 of 8 MB took
+ * `recover --masked` to 379 MB) reaches no merger's or recoverer's memory.
+ */
+export const INBOX_ENTRIES_PER_MASK = 8;
+
+/**
+ * SQL: inbox entry `e` has a ciphertext and iv of sizes one of our formats
+ * makes (octet_length reads a stored value's size, not the value).
+ */
+function wellSized(e: string): string {
+  return `(pg_catalog.octet_length(${e}.ciphertext) <= ${MAX_CIPHERTEXT_BYTES}
+           AND pg_catalog.octet_length(${e}.iv) IN (${SYMMETRIC_IV_BYTES}, ${HEADER_BYTES}))`;
+}
+
+/**
+ * SQL: inbox entry `e` is well sized and among the oldest
+ * INBOX_ENTRIES_PER_MASK well-sized entries of its mask: one index range
+ * read of at most that many rows, however many a flood piled on the mask.
+ */
+function keptInInbox(e: string): string {
+  return `(${wellSized(e)} AND ${e}.id <= coalesce((
+             SELECT j.id FROM {state}.login_etl_vault_inbox j
+             WHERE j.masked_value = ${e}.masked_value AND ${wellSized("j")}
+             ORDER BY j.id OFFSET ${INBOX_ENTRIES_PER_MASK - 1} LIMIT 1), ${e}.id))`;
+}
+
 /** Longest wait for the per-mask locks before `forget` or a merge fails (Postgres' lock_timeout). */
 const MASK_LOCK_TIMEOUT = "30s";
 
@@ -1103,7 +1149,8 @@ BEGIN
     received_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     claim_id     bigint
   )$t$, state);
-  EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_inbox_masked_value ON %I.login_etl_vault_inbox (masked_value)', state);
+  -- With the id: a claim finds a mask's oldest entries without reading the rest.
+  EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_inbox_masked_value ON %I.login_etl_vault_inbox (masked_value, id)', state);
   EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_inbox_claim_id ON %I.login_etl_vault_inbox (claim_id)', state);
   -- Who claimed inbox entries to verify them, in which transaction: the
   -- entries are handed out only to that login, in a later transaction.
@@ -1232,19 +1279,40 @@ SELECT coalesce(pg_catalog.array_agg(linked.m ORDER BY linked.m), '{}'::text[]) 
   // The consumer's only way into the vault: an append to the inbox, one row
   // per distinct mask of the call, reading nothing. Its observable effect
   // (rows inserted, statistics, locks, time) is the same whether the vault
-  // holds the value, a tombstone of it, or nothing.
+  // holds the value, a tombstone of it, or nothing. A call larger than a
+  // consumer's largest batch, or an entry no consumer writes (ciphertext
+  // over the largest sealed one, an IV neither format has), is refused
+  // whole, from its arguments alone (so still no oracle). The cap per mask
+  // is applied where the inbox is read (INBOX_ENTRIES_PER_MASK), not here:
+  // counting a mask's entries would make this call read them.
   stateDefiner(
     "login_etl_vault_put(p_masked text[], p_field text[], p_ciphertext bytea[], p_iv bytea[], p_key_id text[])",
     {
       returns: "void",
-      language: "sql",
+      language: "plpgsql",
       callers: ["login_etl_consumer"],
       body: `
-INSERT INTO {state}.login_etl_vault_inbox (masked_value, field, ciphertext, iv, key_id)
-SELECT DISTINCT ON (u.m) u.m, u.f, u.c, u.i, u.k
-FROM ROWS FROM (pg_catalog.unnest(p_masked), pg_catalog.unnest(p_field), pg_catalog.unnest(p_ciphertext),
-                pg_catalog.unnest(p_iv), pg_catalog.unnest(p_key_id)) AS u(m, f, c, i, k)
-ORDER BY u.m`,
+BEGIN
+  IF greatest(pg_catalog.cardinality(p_masked), pg_catalog.cardinality(p_field), pg_catalog.cardinality(p_ciphertext),
+              pg_catalog.cardinality(p_iv), pg_catalog.cardinality(p_key_id)) > ${VAULT_PUT_MAX_ENTRIES} THEN
+    RAISE EXCEPTION 'A vault put takes at most ${VAULT_PUT_MAX_ENTRIES} entries (two per message of the largest batch)'
+      USING ERRCODE = '54000';
+  END IF;
+  IF EXISTS (SELECT FROM pg_catalog.unnest(p_ciphertext) AS u(c) WHERE pg_catalog.octet_length(u.c) > ${MAX_CIPHERTEXT_BYTES}) THEN
+    RAISE EXCEPTION 'A vault entry''s ciphertext is at most ${MAX_CIPHERTEXT_BYTES} bytes (the largest sealed value)'
+      USING ERRCODE = '54000';
+  END IF;
+  IF EXISTS (SELECT FROM pg_catalog.unnest(p_iv) AS u(i)
+             WHERE pg_catalog.octet_length(u.i) NOT IN (${SYMMETRIC_IV_BYTES}, ${HEADER_BYTES})) THEN
+    RAISE EXCEPTION 'A vault entry''s iv is ${HEADER_BYTES} bytes (sealed) or ${SYMMETRIC_IV_BYTES} (symmetric)'
+      USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO {state}.login_etl_vault_inbox (masked_value, field, ciphertext, iv, key_id)
+  SELECT DISTINCT ON (u.m) u.m, u.f, u.c, u.i, u.k
+  FROM ROWS FROM (pg_catalog.unnest(p_masked), pg_catalog.unnest(p_field), pg_catalog.unnest(p_ciphertext),
+                  pg_catalog.unnest(p_iv), pg_catalog.unnest(p_key_id)) AS u(m, f, c, i, k)
+  ORDER BY u.m;
+END`,
     },
   ),
   // The recoverer's erasure: each mask, and every mask linked to it, becomes
@@ -1315,11 +1383,14 @@ END`,
   // are handed out by login_etl_inbox_claimed in a later transaction, so a
   // rolled-back audit releases nothing. Entries of a mask erased (directly
   // or through a link) are not handed to a recoverer. A claim not settled
-  // within 10 minutes is released for the next merger.
+  // within 10 minutes is released for the next merger. Entries over the
+  // size bound, or past the oldest INBOX_ENTRIES_PER_MASK of their mask,
+  // are never handed out: the claim deletes those in its scope and counts
+  // them (`dropped`, audited).
   stateDefiner(
     "login_etl_inbox_claim(p_masked text[], p_after bigint, p_limit integer, p_actor text, p_reason text)",
     {
-      returns: "TABLE (claim bigint, entries integer, last_id bigint)",
+      returns: "TABLE (claim bigint, entries integer, last_id bigint, dropped integer)",
       language: "plpgsql",
       callers: ["pii_recoverer"],
       body: `
@@ -1331,6 +1402,7 @@ DECLARE
   v_last bigint;
   v_masks text[];
   v_erased text[] := '{}';
+  v_dropped integer;
 BEGIN
   IF v_bulk AND NOT pg_catalog.pg_has_role(session_user, current_user, 'MEMBER') THEN
     RAISE EXCEPTION 'Only the owner role may merge the whole vault inbox; a recoverer merges the masks it recovers'
@@ -1350,22 +1422,34 @@ BEGIN
                                       AND v.erased_at IS NOT NULL));
   END IF;
   INSERT INTO {state}.login_etl_inbox_claims (actor) VALUES (p_actor) RETURNING id INTO v_claim;
-  WITH picked AS (
-    SELECT i.id FROM {state}.login_etl_vault_inbox i
+  -- The batch's window; of it, junk is deleted unread and the rest claimed.
+  WITH window_ AS (
+    SELECT i.id, ${keptInInbox("i")} AS kept FROM {state}.login_etl_vault_inbox i
     WHERE i.claim_id IS NULL AND i.id > coalesce(p_after, 0)
       AND (v_bulk OR (i.masked_value = ANY(p_masked) AND NOT i.masked_value = ANY(v_erased)))
     ORDER BY i.id LIMIT greatest(1, least(coalesce(p_limit, 1000), 10000))
     FOR UPDATE SKIP LOCKED
+  ), junk AS (
+    DELETE FROM {state}.login_etl_vault_inbox i USING window_ w WHERE i.id = w.id AND NOT w.kept
+    RETURNING i.id
   ), claimed AS (
-    UPDATE {state}.login_etl_vault_inbox i SET claim_id = v_claim FROM picked
-    WHERE i.id = picked.id RETURNING i.id, i.masked_value
+    UPDATE {state}.login_etl_vault_inbox i SET claim_id = v_claim FROM window_ w
+    WHERE i.id = w.id AND w.kept RETURNING i.id, i.masked_value
   )
-  SELECT pg_catalog.count(*)::integer, pg_catalog.max(c.id),
-         pg_catalog.array_agg(DISTINCT c.masked_value)
-  INTO v_count, v_last, v_masks FROM claimed c;
+  SELECT pg_catalog.count(*)::integer, pg_catalog.array_agg(DISTINCT c.masked_value),
+         (SELECT pg_catalog.count(*)::integer FROM junk),
+         greatest(pg_catalog.max(c.id), (SELECT pg_catalog.max(j.id) FROM junk j))
+  INTO v_count, v_masks, v_dropped, v_last FROM claimed c;
+  IF v_dropped > 0 THEN
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    VALUES (p_actor, 'merge', NULL, p_reason, 'success',
+            pg_catalog.format('%s inbox entries dropped unread: a ciphertext over ${MAX_CIPHERTEXT_BYTES} bytes or an iv of no format, or past the oldest ${INBOX_ENTRIES_PER_MASK} of their mask (claim %s)',
+                              v_dropped, v_claim));
+  END IF;
   IF v_count = 0 THEN
     DELETE FROM {state}.login_etl_inbox_claims c WHERE c.id = v_claim;
-    RETURN QUERY SELECT NULL::bigint, 0, NULL::bigint;
+    -- Past the junk: a batch of junk alone does not end the caller's loop.
+    RETURN QUERY SELECT NULL::bigint, 0, v_last, v_dropped;
     RETURN;
   END IF;
   IF v_bulk THEN
@@ -1378,7 +1462,7 @@ BEGIN
            pg_catalog.format('inbox entries released to be verified and merged (claim %s)', v_claim)
     FROM pg_catalog.unnest(v_masks) AS u(m) ORDER BY u.m;
   END IF;
-  RETURN QUERY SELECT v_claim, v_count, v_last;
+  RETURN QUERY SELECT v_claim, v_count, v_last, v_dropped;
 END`,
     },
   ),

@@ -47,6 +47,14 @@ export interface MergeKeys {
   readonly maskers: ReadonlyMap<string, Masker>;
 }
 
+/** What `login_etl_inbox_claim` returns. */
+interface ClaimRow {
+  readonly claim: string | null;
+  readonly entries: number;
+  readonly "last_id": string | null;
+  readonly dropped: number;
+}
+
 /** Counts of a merge. */
 export interface MergeReport {
   /** Entries handed out to be verified. */
@@ -57,7 +65,11 @@ export interface MergeReport {
   known: number;
   /** Masks whose value is erased: dropped, their masks tombstoned. */
   erased: number;
-  /** Entries refused (they did not decrypt or mask back: squatted, altered) and deleted. */
+  /**
+   * Entries refused (they did not decrypt or mask back: squatted, altered) and
+   * deleted, and entries the claim deleted unread (over the size bound, or
+   * past the oldest `INBOX_ENTRIES_PER_MASK` of their mask).
+   */
   dropped: number;
   /** Entries under a key the merger cannot use (not held, or a public half only): left in the inbox. */
   kept: number;
@@ -246,16 +258,23 @@ export async function mergeInbox(
   let after = "0";
   for (;;) {
     if (options.stop?.aborted === true) break;
-    let claim: { claim: string | null; entries: number; "last_id": string | null } | undefined;
+    let claim: ClaimRow | undefined;
     try {
-      [claim] = await sql<{ claim: string | null; entries: number; "last_id": string | null }[]>`
-        SELECT claim::text, entries, last_id::text
+      [claim] = await sql<ClaimRow[]>`
+        SELECT claim::text, entries, last_id::text, dropped
         FROM ${state}.login_etl_inbox_claim(${masks}::text[], ${after}::bigint, ${options.batch},
                                              ${options.actor}, ${options.reason})`;
     } catch (error) {
       throw wrap("claim vault inbox entries", error);
     }
-    if (claim === undefined || claim.claim === null) break;
+    if (claim === undefined) break;
+    // Junk (over the size bound, past the cap per mask) the claim deleted unread.
+    report.dropped += claim.dropped;
+    if (claim.claim === null) {
+      if (claim.dropped === 0 || claim.last_id === null) break;
+      after = claim.last_id;
+      continue;
+    }
     let entries: InboxEntry[];
     try {
       entries = await sql<InboxEntry[]>`

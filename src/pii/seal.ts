@@ -43,6 +43,14 @@ const TAG_BYTES = 16;
  */
 export const PAD_BUCKETS: readonly number[] = [16, 64, 256, 1024, 4096];
 
+/**
+ * The longest ciphertext a sealed entry has: the largest bucket and the
+ * AES-GCM tag. `login_etl_vault_put` refuses longer ones (a symmetric
+ * entry, the value and the tag, is never longer, since no value longer
+ * than the largest bucket is vaulted), and merges drop any already stored.
+ */
+export const MAX_CIPHERTEXT_BYTES = PAD_BUCKETS[PAD_BUCKETS.length - 1]! + TAG_BYTES;
+
 const LABEL = "login-etl/v2/vault";
 const SEAL_INFO = "login-etl/v2/seal";
 const encoder = new TextEncoder();

@@ -54,6 +54,8 @@ export class VaultIntegrityError extends EtlError {
 }
 
 const TAG_BYTES = 16;
+/** A symmetric (format 1) entry's IV: GCM's 96-bit nonce. */
+export const SYMMETRIC_IV_BYTES = 12;
 const encoder = new TextEncoder();
 
 function associatedData(field: VaultField, masked: string): Uint8Array {
@@ -279,7 +281,7 @@ export class VaultCipher {
 }
 
 function encryptSymmetric(key: Uint8Array, entry: VaultInput, keyId: string): VaultRow {
-  const iv = new Uint8Array(randomBytes(12));
+  const iv = new Uint8Array(randomBytes(SYMMETRIC_IV_BYTES));
   const cipher = createCipheriv("aes-256-gcm", key, iv);
   cipher.setAAD(associatedData(entry.field, entry.masked));
   const body = cipher.update(entry.raw, "utf8");
@@ -293,7 +295,7 @@ function encryptSymmetric(key: Uint8Array, entry: VaultInput, keyId: string): Va
 }
 
 function decryptSymmetric(key: Uint8Array, entry: VaultRow): string {
-  if (entry.ciphertext.length < TAG_BYTES || entry.iv.length !== 12) {
+  if (entry.ciphertext.length < TAG_BYTES || entry.iv.length !== SYMMETRIC_IV_BYTES) {
     throw new VaultIntegrityError(
       "Vault entry is malformed: ciphertext or IV has the wrong length",
     );

@@ -161,12 +161,16 @@ export function cliEnv(db: TestDb, extra: Record<string, string> = {}): Record<s
  * Merges the vault inbox of `db` into its vault in process, as the owner's
  * `vault-merge` does, with the key sets of `env` (a CLI run's environment).
  */
-export async function mergeVault(db: TestDb, env: Record<string, string>): Promise<MergeReport> {
+export async function mergeVault(
+  db: TestDb,
+  env: Record<string, string>,
+  batch = 1000,
+): Promise<MergeReport> {
   const hmac = parseKeySet(encoder.encode(env.PII_HMAC_KEY ?? TEST_SECRET), "test", "k1");
   const maskers = new Map<string, Masker>();
   for (const [id, secret] of hmac.keys) maskers.set(id, await Masker.create(secret, id));
   const cipher = await cipherOf(env.PII_VAULT_KEY ?? VAULT_SECRET);
-  return await mergeInbox(db, { cipher, maskers }, { actor: "test", reason: null, batch: 1000 });
+  return await mergeInbox(db, { cipher, maskers }, { actor: "test", reason: null, batch });
 }
 
 /**

@@ -19,6 +19,7 @@ import {
   inboxRows,
   lastAuditId,
   maskerOf,
+  mergeVault,
   openable,
   piiRoles,
   recoveredLines,
@@ -27,6 +28,9 @@ import {
   vaultRows,
 } from "../../helpers/pii.ts";
 import { freshSchema, reportFigures, startSqs, TEST_SECRET } from "../../helpers/services.ts";
+import { runCli } from "../../helpers/cli.ts";
+import { INBOX_ENTRIES_PER_MASK, VAULT_PUT_MAX_ENTRIES } from "../../../src/db/migrations.ts";
+import { MAX_CIPHERTEXT_BYTES } from "../../../src/pii/seal.ts";
 
 /** Thrown to roll a probe's transaction back with what it saw. */
 class Rollback {
@@ -38,11 +42,17 @@ eachMajor.test("a consumer's vault write looks the same for a known, an erased a
   await using roles = await piiRoles(db);
   const k1 = await maskerOf(TEST_SECRET, "k1");
   const cipher = await cipherOf(VAULT_SECRET);
-  const value = { known: "198.51.100.1", erased: "198.51.100.2", unknown: "198.51.100.3" };
+  const value = {
+    known: "198.51.100.1",
+    erased: "198.51.100.2",
+    unknown: "198.51.100.3",
+    full: "198.51.100.4",
+  };
   const mask = {
     known: k1.mask("ip", value.known),
     erased: k1.mask("ip", value.erased),
     unknown: k1.mask("ip", value.unknown),
+    full: k1.mask("ip", value.full),
   };
   // The known and the erased values were vaulted; the erased one then
   // erased by a recoverer.
@@ -66,6 +76,16 @@ eachMajor.test("a consumer's vault write looks the same for a known, an erased a
   // The consumer host holds both keys: it seals a guess and asks, in a
   // transaction it rolls back, what its own transaction's statistics say.
   const asConsumer = roles.connectAs(roles.users.consumer);
+  // The full value's mask has more inbox entries than a claim takes (other
+  // consumers saw it, or a flood): a put for it is dropped at the next claim,
+  // which must not show here either.
+  for (let i = 0; i < INBOX_ENTRIES_PER_MASK + 4; i++) {
+    const entry = await cipher.encrypt("ip", mask.full as Masked, value.full);
+    await asConsumer`
+      SELECT login_etl_vault_put(${[mask.full]}::text[], ${["ip"]}::text[],
+        ARRAY[${Buffer.from(entry.ciphertext)}::bytea], ARRAY[${Buffer.from(entry.iv)}::bytea],
+        ${["v1"]}::text[])`;
+  }
   const probe = async (masked: string, raw: string) => {
     const entry = await cipher.encrypt("ip", masked as Masked, raw);
     return await asConsumer.begin(async (tx) => {
@@ -122,15 +142,21 @@ eachMajor.test("a consumer's vault write looks the same for a known, an erased a
     known: await probe(mask.known, value.known),
     erased: await probe(mask.erased, value.erased),
     unknown: await probe(mask.unknown, value.unknown),
+    full: await probe(mask.full, value.full),
   };
   reportFigures("vault_put as seen by the consumer", seen.known as object);
   assert.deepEqual(seen.erased, seen.known, "an erased value looks like a known one");
   assert.deepEqual(seen.unknown, seen.known, "an unknown value looks like a known one");
+  assert.deepEqual(seen.full, seen.known, "a mask past the inbox cap looks like any other");
   // What it does see: one row appended to the inbox, and the vault untouched.
   assert.deepEqual((seen.known as { tables: unknown }).tables, {
     "login_etl_vault_inbox": { "n_tup_ins": 1 },
   });
-  assert.deepEqual(await inboxRows(db.sql), [], "every probe rolled back");
+  assert.equal(
+    (await inboxRows(db.sql)).length,
+    INBOX_ENTRIES_PER_MASK + 4,
+    "every probe rolled back",
+  );
 });
 
 eachMajor.test("entries a consumer plants for masks it predicts are dropped when recover merges them; the real values are merged, recovered and audited before release", async ({ pg }) => {
@@ -305,4 +331,188 @@ Deno.test("vault-merge keeps entries under keys it does not hold, and deletes th
   assert.equal(JSON.parse(dropped.stdout).dropped, 2);
   assert.deepEqual(await inboxRows(db.sql), []);
   assert.deepEqual(await vaultRows(db.sql), []);
+});
+
+/** What a vault_put call came to: "taken", or a refusal's SQLSTATE, and its message. */
+interface PutOutcome {
+  readonly code: string;
+  readonly message: string;
+}
+const TAKEN: PutOutcome = { code: "taken", message: "" };
+function refusal(error: { code?: string; message?: string }): PutOutcome {
+  return { code: error.code ?? "none", message: error.message ?? "" };
+}
+
+eachMajor.test("vault_put refuses, writing nothing, a call with more entries than a consumer's largest batch, a ciphertext longer than the largest sealed entry and an iv of neither format; at the bounds it takes them", async ({ pg }) => {
+  await using db = await freshSchema(pg);
+  await using roles = await piiRoles(db);
+  const asConsumer = roles.connectAs(roles.users.consumer);
+  // n entries of distinct masks, each `bytes` of ciphertext and `iv` of iv,
+  // built on the server (the flood is 50,000 entries).
+  const put = (n: number, bytes: number, iv: number, tag: string) =>
+    asConsumer`
+      SELECT login_etl_vault_put(
+        ARRAY(SELECT ${`k1:${tag}:`} || g FROM generate_series(1, ${n}::int) AS g),
+        ARRAY(SELECT 'ip' FROM generate_series(1, ${n}::int)),
+        ARRAY(SELECT decode(repeat('ab', ${bytes}::int), 'hex') FROM generate_series(1, ${n}::int)),
+        ARRAY(SELECT decode(repeat('01', ${iv}::int), 'hex') FROM generate_series(1, ${n}::int)),
+        ARRAY(SELECT 'v1' FROM generate_series(1, ${n}::int)))`.then(() => TAKEN, refusal);
+  const inbox = async () =>
+    (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM login_etl_vault_inbox`)[0]?.n;
+
+  const flood = await put(50_000, 32, 12, "flood");
+  assert.equal(flood.code, "54000");
+  assert.match(flood.message, new RegExp(`at most ${VAULT_PUT_MAX_ENTRIES} entries`));
+  assert.equal((await put(VAULT_PUT_MAX_ENTRIES + 1, 32, 12, "over")).code, "54000");
+  assert.equal(await inbox(), 0, "nothing of the refused calls written");
+
+  const huge = await put(1, 8 * 1024 * 1024, 49, "huge");
+  assert.equal(huge.code, "54000");
+  assert.match(huge.message, /ciphertext is at most 4112 bytes/);
+  assert.equal((await put(1, MAX_CIPHERTEXT_BYTES + 1, 49, "long")).code, "54000");
+  for (const iv of [0, 11, 13, 48, 50]) {
+    const odd = await put(1, 32, iv, `iv${iv}`);
+    assert.equal(odd.code, "22023", `iv of ${iv} bytes`);
+  }
+  // One bad entry among good ones: the whole call refused.
+  const mixed = await asConsumer`
+    SELECT login_etl_vault_put(${["k1:ip:a", "k1:ip:b"]}::text[], ${["ip", "ip"]}::text[],
+      ARRAY[${Buffer.alloc(32, 1)}::bytea, ${Buffer.alloc(MAX_CIPHERTEXT_BYTES + 1, 1)}::bytea],
+      ARRAY[${Buffer.alloc(12, 1)}::bytea, ${Buffer.alloc(12, 1)}::bytea], ${["v1", "v1"]}::text[])`
+    .then(() => TAKEN, refusal);
+  assert.notEqual(mixed, "taken");
+  assert.equal(await inbox(), 0, "nothing of the refused calls written");
+
+  // At the bounds: the largest sealed entry, both iv sizes, the largest batch.
+  assert.equal((await put(1, MAX_CIPHERTEXT_BYTES, 49, "largest")).code, "taken");
+  assert.equal((await put(1, 16, 12, "symmetric")).code, "taken");
+  const started = performance.now();
+  assert.equal((await put(VAULT_PUT_MAX_ENTRIES, 32, 49, "batch")).code, "taken");
+  reportFigures("vault_put of the largest batch", {
+    entries: VAULT_PUT_MAX_ENTRIES,
+    ms: Math.round(performance.now() - started),
+  });
+  assert.equal(await inbox(), VAULT_PUT_MAX_ENTRIES + 2);
+});
+
+eachMajor.test("a claim hands out at most the oldest entries per mask, and deletes unread, counts and audits the rest and entries over the size bound already stored; a merge goes on past a batch of junk", async ({ pg }) => {
+  await using db = await freshSchema(pg);
+  await using roles = await piiRoles(db);
+  const k1 = await maskerOf(TEST_SECRET, "k1");
+  const cipher = await cipherOf(VAULT_SECRET);
+  const asConsumer = roles.connectAs(roles.users.consumer);
+  const target = k1.mask("ip", "192.0.2.77");
+  const other = k1.mask("ip", "192.0.2.78");
+  // A flood on one mask, one call at a time: each call is well formed.
+  for (let i = 0; i < INBOX_ENTRIES_PER_MASK + 4; i++) {
+    await asConsumer`
+      SELECT login_etl_vault_put(${[target]}::text[], ${["ip"]}::text[],
+        ARRAY[${Buffer.alloc(MAX_CIPHERTEXT_BYTES, i)}::bytea], ARRAY[${
+      Buffer.alloc(49, 2)
+    }::bytea],
+        ${["v1"]}::text[])`;
+  }
+  // Rows over the bounds already stored (written before vault_put refused them).
+  await db.sql`
+    INSERT INTO login_etl_vault_inbox (masked_value, field, ciphertext, iv, key_id)
+    VALUES (${target}, 'ip', decode(repeat('ab', 8 * 1024 * 1024), 'hex'), ${
+    Buffer.alloc(49, 2)
+  }, 'v1'),
+           (${other}, 'ip', ${Buffer.alloc(32, 3)}, ${Buffer.alloc(13, 1)}, 'v1')`;
+  const oldest = (await db.sql<{ id: string }[]>`
+    SELECT i.id::text AS id FROM login_etl_vault_inbox i WHERE i.masked_value = ${target}
+      AND octet_length(i.ciphertext) <= ${MAX_CIPHERTEXT_BYTES}
+    ORDER BY i.id LIMIT ${INBOX_ENTRIES_PER_MASK}`).map((r) => r.id);
+
+  const asRecoverer = roles.connectAs(roles.users.recoverer);
+  const before = await lastAuditId(db.sql);
+  const [claim] = await asRecoverer<{ claim: string; entries: number; dropped: number }[]>`
+    SELECT claim::text, entries, dropped FROM login_etl_inbox_claim(${[
+    target,
+    other,
+  ]}::text[], 0, 100, 'alice', 'INC-3')`;
+  assert.deepEqual(
+    { entries: claim?.entries, dropped: claim?.dropped },
+    { entries: INBOX_ENTRIES_PER_MASK, dropped: 4 + 2 },
+  );
+  const handed = await asRecoverer<{ id: string; n: number }[]>`
+    SELECT id::text, octet_length(ciphertext) AS n
+    FROM login_etl_inbox_claimed(${claim?.claim ?? "0"}::bigint)`;
+  assert.deepEqual(handed.map((h) => h.id), oldest, "the oldest entries of the mask");
+  assert.ok(handed.every((h) => h.n <= MAX_CIPHERTEXT_BYTES));
+  assert.deepEqual(
+    (await db.sql<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM login_etl_vault_inbox WHERE claim_id IS NULL`)[0]?.n,
+    0,
+    "the rest deleted",
+  );
+  const audit = await auditAfter(db.sql, before);
+  assert.deepEqual(
+    audit.filter((a) => a.masked_value === null).map((a) => [a.db_user, a.action, a.outcome]),
+    [[roles.users.recoverer, "merge", "success"]],
+  );
+  assert.match(
+    audit.find((a) => a.masked_value === null)?.detail ?? "",
+    /^6 inbox entries dropped unread: a ciphertext over 4112 bytes or an iv of no format, or past the oldest 8 of their mask/,
+  );
+
+  // The owner's whole-inbox merge, two entries a batch: a first batch of
+  // junk alone does not end it before the real entry behind it.
+  await db.sql`
+    INSERT INTO login_etl_vault_inbox (masked_value, field, ciphertext, iv, key_id)
+    SELECT ${other}, 'ip', decode(repeat('ab', 5000), 'hex'), ${Buffer.alloc(49, 2)}, 'v1'
+    FROM generate_series(1, 3)`;
+  const real = await cipher.encrypt("ip", other as Masked, "192.0.2.78");
+  await asConsumer`
+    SELECT login_etl_vault_put(${[other]}::text[], ${["ip"]}::text[],
+      ARRAY[${Buffer.from(real.ciphertext)}::bytea], ARRAY[${Buffer.from(real.iv)}::bytea],
+      ${["v1"]}::text[])`;
+  const report = await mergeVault(db, cliEnv(db), 2);
+  assert.deepEqual(
+    { accepted: report.accepted, dropped: report.dropped, claimed: report.claimed },
+    { accepted: 1, dropped: 3, claimed: 1 },
+  );
+  assert.deepEqual(
+    (await openable(db.sql, cipher)).map((o) => [o.where, o.mask, o.raw]),
+    [["vault", other, "192.0.2.78"]],
+  );
+});
+
+eachMajor.test("a drain with sealed entries of the largest bucket still vaults them, and recover prints them", async ({ pg }) => {
+  await using sqs = await startSqs();
+  await using db = await freshSchema(pg);
+  const base = await Deno.makeTempDir();
+  try {
+    const made = await runCli(["keygen", "--vault-id", "p1", "--out", `${base}/keys`]);
+    assert.equal(made.code, 0, made.stderr);
+    const cli = new Cli(cliEnv(db));
+    // 256 code points of 4 bytes: the longest device id, the 4,096-byte bucket.
+    const device = "\u{1F600}".repeat(256);
+    const ip = "2001:db8:ffff:ffff:ffff:ffff:ffff:fffe";
+    // As JSON escapes: the queue emulator refuses characters past U+FFFF in
+    // a message body (SQS takes them), and the JSON reader turns them back.
+    const escaped = body("big", ip, device).replaceAll("\u{1F600}", "\\ud83d\\ude00");
+    const drained = await drain(sqs, cli, [escaped], {
+      PII_VAULT_KEY: "",
+      PII_VAULT_KEY_FILE: `${base}/keys/vault.public.json`,
+    });
+    assert.equal(drained.inserted, 1);
+    assert.deepEqual(
+      (await inboxRows(db.sql)).map((r) => [r.field, r.ciphertext.length, r.iv.length]).sort(),
+      [["device_id", MAX_CIPHERTEXT_BYTES, 49], ["ip", 64 + 16, 49]],
+    );
+    const k1 = await maskerOf(TEST_SECRET, "k1");
+    const masks = [k1.mask("device_id", device), k1.mask("ip", ip)];
+    const recovered = await recoverFile(cli, masks, ["--reason", "INC-4"], {
+      PII_VAULT_KEY: "",
+      PII_VAULT_KEY_FILE: `${base}/keys/vault.json`,
+    });
+    assert.equal(recovered.code, 0, recovered.stderr);
+    assert.deepEqual(
+      recoveredLines(recovered.stdout),
+      [`${masks[0]}\tdevice_id\t${device}`, `${masks[1]}\tip\t${ip}`].sort(),
+    );
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
 });
