@@ -352,3 +352,75 @@ eachMajor.test("migrate waits a bounded time for the schema lock, then fails nam
     },
   );
 });
+
+eachMajor.test("while a forget waits for a mask's lock row, the tuple an outsider sees in pg_locks is no function of the mask: the rows are in random order", async ({ pg }) => {
+  await using db = await deployed(pg.url);
+  await using hostile = await outsider(db);
+  const k1 = await maskerOf(TEST_SECRET, "k1");
+  const masks = ["198.51.100.31", "198.51.100.32", "198.51.100.33"].map((ip) => k1.mask("ip", ip));
+  const owner = db.connectAs(db.users.owner);
+  const alice = db.connectAs(db.users.recoverer);
+  const alicePid = (await alice<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`)[0]!.pid;
+  // Where each bucket's row would be had the rows gone in in bucket order
+  // (before this change), which anyone can compute: the same rows, inserted
+  // so into a table of the same shape.
+  const predicted = await db.admin.begin(async (tx) => {
+    await tx`CREATE TEMP TABLE fixed_order (name text PRIMARY KEY) ON COMMIT DROP`;
+    await tx`INSERT INTO fixed_order (name) SELECT 'schema'
+      UNION ALL SELECT 'mask ' || b FROM generate_series(0, 1023) AS b`;
+    const same = (await tx<{ same: number }[]>`
+      SELECT count(*)::int AS same FROM fixed_order f
+      JOIN ${tx(STATE)}.login_etl_locks l ON l.name = f.name AND l.ctid = f.ctid`)[0]!.same;
+    const rows = await tx<{ name: string; ctid: string }[]>`
+      SELECT name, ctid::text FROM fixed_order`;
+    return { same, at: new Map(rows.map((r) => [r.name, r.ctid])) };
+  });
+  // Random order leaves about one row in place of 1,025; bucket order, all.
+  assert.ok(predicted.same < 64, `${predicted.same} of 1,025 rows where bucket order puts them`);
+
+  const seen: { mask: string; ctid: string; bucketCtid: string; fixedCtid: string }[] = [];
+  for (const mask of masks) {
+    const bucket = (await db.admin<{ name: string; ctid: string }[]>`
+      SELECT name, ctid::text FROM ${db.admin(STATE)}.login_etl_locks
+      WHERE name = 'mask ' || (hashtext(${mask}) & 1023)`)[0]!;
+    const holder = await owner.reserve();
+    let forgetting: Promise<unknown> | undefined;
+    try {
+      await holder`BEGIN`;
+      await holder`SELECT ${holder(STATE)}.login_etl_lock_masks(${[mask]}::text[])`;
+      // Sent now, awaited later: postgres.js sends a query once it is then'd.
+      forgetting = alice`SELECT * FROM ${alice(STATE)}.login_etl_forget(${[
+        mask,
+      ]}::text[], 'alice', 'INC-11')`.then((rows) => rows);
+      // What every login sees of the wait: the tuple of login_etl_locks.
+      let waited: { ctid: string } | undefined;
+      for (let i = 0; i < 100 && waited === undefined; i++) {
+        [waited] = await hostile.sql<{ ctid: string }[]>`
+          SELECT '(' || l.page || ',' || l.tuple || ')' AS ctid FROM pg_locks l
+          WHERE l.locktype = 'tuple' AND l.pid = ${alicePid}
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND l.relation = (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                              WHERE n.nspname = ${STATE} AND c.relname = 'login_etl_locks')`;
+        if (waited === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.ok(waited, "the outsider sees the waiting forget's tuple lock");
+      seen.push({
+        mask,
+        ctid: waited.ctid,
+        bucketCtid: bucket.ctid,
+        fixedCtid: predicted.at.get(bucket.name)!,
+      });
+    } finally {
+      await holder`ROLLBACK`.catch(() => {});
+      holder.release();
+      await within(35_000, "forget", forgetting ?? Promise.resolve());
+    }
+  }
+  // The wait is on the mask's bucket row, and that row is not where bucket
+  // order would put it (each could be by chance, 1 in 1,025; all three not).
+  for (const s of seen) assert.equal(s.ctid, s.bucketCtid, "the mask's bucket row");
+  assert.ok(
+    seen.some((s) => s.ctid !== s.fixedCtid),
+    `every waited tuple is where bucket order puts it: ${JSON.stringify(seen)}`,
+  );
+});
