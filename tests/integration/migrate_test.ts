@@ -126,6 +126,7 @@ const STATE_HOLDS = [
   "f login_etl_ledger_maintain",
   "f login_etl_linked",
   "f login_etl_lock_masks",
+  "f login_etl_register_key",
   "f login_etl_release",
   "f login_etl_release_request",
   "f login_etl_vault_drop_erased",
