@@ -259,6 +259,7 @@ ALTER FUNCTION login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text
 ALTER TABLE login_etl_key_retirements OWNER TO login_etl_owner;
 ALTER FUNCTION login_etl_hmac_keys_needed() OWNER TO login_etl_owner;
 ALTER FUNCTION login_etl_vault_drop_erased(text[], text[], text, text) OWNER TO login_etl_owner;
+ALTER FUNCTION login_etl_register_key(text, text) OWNER TO login_etl_owner;
 
 -- Nothing for anyone by default: functions are executable by PUBLIC unless revoked.
 REVOKE ALL ON user_logins, login_etl_ledger, login_etl_rejects, login_etl_keys, login_etl_vault,
@@ -273,7 +274,8 @@ REVOKE ALL ON SEQUENCE login_etl_vault_inbox_id_seq, login_etl_inbox_claims_id_s
 REVOKE ALL ON FUNCTION login_etl_lock_masks(text[]), login_etl_linked(text[]),
   login_etl_inbox_claim(text[], bigint, integer, text, text), login_etl_inbox_claimed(bigint),
   login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[]),
-  login_etl_hmac_keys_needed(), login_etl_vault_drop_erased(text[], text[], text, text)
+  login_etl_hmac_keys_needed(), login_etl_vault_drop_erased(text[], text[], text, text),
+  login_etl_register_key(text, text)
   FROM PUBLIC, login_etl_consumer, pii_recoverer, login_etl_analyst;
 REVOKE ALL ON FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], text[]),
   login_etl_release_request(text[], text, text), login_etl_release(bigint),
@@ -296,7 +298,12 @@ GRANT SELECT, INSERT ON login_etl_ledger TO login_etl_consumer;
 GRANT EXECUTE ON FUNCTION login_etl_ledger_maintain(integer, integer) TO login_etl_consumer;
 GRANT INSERT, DELETE ON login_etl_rejects TO login_etl_consumer;
 GRANT SELECT (message_id, reason, detail, rejected_at) ON login_etl_rejects TO login_etl_consumer;
-GRANT SELECT, INSERT ON login_etl_keys TO login_etl_consumer;
+-- It records its key ids only through login_etl_register_key, which checks
+-- the id's shape, names the login and caps new ids a day: a consumer that
+-- could write the table could plant any id (merges and recover would then
+-- ask for a key nobody has) or rows that pass for someone else's.
+GRANT SELECT ON login_etl_keys TO login_etl_consumer;
+GRANT EXECUTE ON FUNCTION login_etl_register_key(text, text) TO login_etl_consumer;
 GRANT EXECUTE ON FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], text[])
   TO login_etl_consumer;
 

@@ -1027,22 +1027,83 @@ BEGIN
   )$t$, state);
 END $$;
 
+DO $$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+BEGIN
+  EXECUTE pg_catalog.format('ALTER TABLE %I.login_etl_keys ADD COLUMN registered_by text', state);
+  EXECUTE pg_catalog.format('ALTER TABLE %I.login_etl_keys ALTER COLUMN registered_by SET DEFAULT session_user', state);
+END $$;
+
 DO $do$
 DECLARE
   state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
   caller text;
 BEGIN
   EXECUTE pg_catalog.format($f$
-CREATE OR REPLACE FUNCTION %1$I.login_etl_hmac_keys_needed() RETURNS text[]
+CREATE OR REPLACE FUNCTION %1$I.login_etl_hmac_keys_needed() RETURNS TABLE (key_id text, registered_by text, registered_at timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
-SELECT coalesce(pg_catalog.array_agg(k.key_id ORDER BY k.key_id), '{}'::text[])
+SELECT k.key_id, k.registered_by, k.first_used
 FROM %1$I.login_etl_keys k
 WHERE pg_catalog.left(k.key_id, 6) <> 'vault:'
   AND NOT EXISTS (SELECT FROM %1$I.login_etl_key_retirements r WHERE r.key_id = k.key_id)
+ORDER BY k.key_id
 $body$$f$, state);
   EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_hmac_keys_needed() FROM PUBLIC', state);
   FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('pii_recoverer') LOOP
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_hmac_keys_needed() TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_register_key(p_key_id text, p_fingerprint text) RETURNS TABLE (outcome text, registered_by text, registered_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+#variable_conflict use_column
+DECLARE
+  v_fingerprint text;
+  v_by text;
+  v_at timestamptz;
+  v_recent integer;
+BEGIN
+  IF p_key_id IS NULL OR p_key_id !~ '^(vault:)?[A-Za-z0-9_-]{1,16}$' THEN
+    RAISE EXCEPTION 'login_etl_register_key takes a key id of 1 to 16 letters, digits, _ or -, after vault: for a vault key'
+      USING ERRCODE = '22023';
+  END IF;
+  IF p_fingerprint IS NULL OR p_fingerprint !~ '^[A-Za-z0-9_-]{22}$' THEN
+    RAISE EXCEPTION 'login_etl_register_key takes a fingerprint of 22 base64url characters' USING ERRCODE = '22023';
+  END IF;
+  SELECT k.fingerprint, k.registered_by, k.first_used INTO v_fingerprint, v_by, v_at
+  FROM %1$I.login_etl_keys k WHERE k.key_id = p_key_id;
+  IF NOT FOUND THEN
+    LOCK TABLE %1$I.login_etl_keys IN SHARE ROW EXCLUSIVE MODE;
+    SELECT k.fingerprint, k.registered_by, k.first_used INTO v_fingerprint, v_by, v_at
+    FROM %1$I.login_etl_keys k WHERE k.key_id = p_key_id;
+  END IF;
+  IF NOT FOUND THEN
+    IF NOT pg_catalog.pg_has_role(session_user, current_user, 'MEMBER') THEN
+      SELECT pg_catalog.count(*)::integer INTO v_recent FROM %1$I.login_etl_keys k
+      WHERE k.registered_by = session_user::text AND k.first_used > pg_catalog.now() - interval '1 day';
+      IF v_recent >= 8 THEN
+        RAISE EXCEPTION 'Login %% registered %% key ids in the last 24 hours, the most a login may (8): use a key id already recorded, or wait',
+          session_user, v_recent USING ERRCODE = '54000';
+      END IF;
+    END IF;
+    INSERT INTO %1$I.login_etl_keys (key_id, fingerprint, registered_by, first_used)
+    VALUES (p_key_id, p_fingerprint, session_user::text, pg_catalog.now());
+    RETURN QUERY SELECT 'new'::text, session_user::text, pg_catalog.now();
+    RETURN;
+  END IF;
+  RETURN QUERY SELECT CASE WHEN v_fingerprint = p_fingerprint THEN 'known' ELSE 'mismatch' END, v_by, v_at;
+END
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_register_key(text, text) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('login_etl_consumer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_register_key(text, text) TO %I', state, caller);
   END LOOP;
 END $do$;
 
@@ -1487,7 +1548,8 @@ BEGIN
                                'login_etl_inbox_claimed(bigint)',
                                'login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[])',
                                'login_etl_hmac_keys_needed()',
-                               'login_etl_vault_drop_erased(text[], text[], text, text)'] LOOP
+                               'login_etl_vault_drop_erased(text[], text[], text, text)',
+                               'login_etl_register_key(text, text)'] LOOP
     EXECUTE pg_catalog.format('ALTER FUNCTION %I.%s OWNER TO %I', state, moved, owner_name);
   END LOOP;
 END $$;
@@ -1507,6 +1569,23 @@ BEGIN
       EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.%s TO %I', state, made, grantee);
     END LOOP;
   END LOOP;
+END $$;
+
+DO $$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  grantee text;
+BEGIN
+  FOR grantee IN
+    SELECT DISTINCT pg_catalog.pg_get_userbyid(a.grantee) FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) AS a
+    WHERE c.oid = pg_catalog.format('%I.login_etl_keys', state)::regclass::oid
+      AND a.grantee <> c.relowner AND a.grantee <> 0::oid
+      AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
+  LOOP
+    EXECUTE pg_catalog.format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON %I.login_etl_keys FROM %I', state, grantee);
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_register_key(text, text) TO %I', state, grantee);
+  END LOOP;
+  EXECUTE pg_catalog.format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON %I.login_etl_keys FROM PUBLIC', state);
 END $$;
 
 DO $$

@@ -112,15 +112,56 @@ export function writeStderr(line: string): void {
   stderrStatus.writeLine(line);
 }
 
+/**
+ * Characters that must not reach a terminal or a line-based log as they are:
+ * C0 controls (newline, carriage return, ESC…), DEL, C1 controls, the
+ * Unicode line and paragraph separators, and the bidirectional overrides
+ * and isolates that reorder what a terminal shows.
+ */
+// deno-lint-ignore no-control-regex -- matching control characters is its job
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const HAS_CONTROL = new RegExp(CONTROL.source);
+const CONTROL_NAMES: Readonly<Record<string, string>> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/**
+ * `text` with every control character written as an escape (`\n`,
+ * `\x1b`, `\u2028`): the one rule for text that came from data (a
+ * database, a message, a setting) on its way into a text log line or a
+ * line of output, so it can neither start a forged line nor drive the
+ * terminal.
+ */
+export function escapeControl(text: string): string {
+  return text.replace(CONTROL, (c) => {
+    const named = CONTROL_NAMES[c];
+    if (named !== undefined) return named;
+    const code = c.charCodeAt(0);
+    return code <= 0xff
+      ? `\\x${code.toString(16).padStart(2, "0")}`
+      : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+}
+
+/**
+ * `text` in double quotes, its quotes and backslashes escaped and its
+ * control characters too (`escapeControl`): for a value read back from a
+ * database, such as a key id, inside a message.
+ */
+export function quoteText(text: string): string {
+  return `"${escapeControl(text.replace(/["\\]/g, (c) => `\\${c}`))}"`;
+}
+
 function textValue(value: FieldValue): string {
-  if (typeof value === "string") return /[\s"=]/.test(value) ? JSON.stringify(value) : value;
+  if (typeof value === "string") {
+    return /[\s"=\\]/.test(value) || HAS_CONTROL.test(value) ? quoteText(value) : value;
+  }
   if (Array.isArray(value)) {
-    return value.length > 3
-      ? `[${value.slice(0, 3).join(",")},…+${value.length - 3}]`
-      : `[${value.join(",")}]`;
+    const items = value.map(escapeControl);
+    return items.length > 3
+      ? `[${items.slice(0, 3).join(",")},…+${items.length - 3}]`
+      : `[${items.join(",")}]`;
   }
   if (value !== null && typeof value === "object") {
-    return Object.entries(value).map(([k, v]) => `${k}:${v}`).join(",");
+    return Object.entries(value).map(([k, v]) => `${escapeControl(k)}:${v}`).join(",");
   }
   return String(value);
 }
@@ -150,14 +191,20 @@ export function createLogger(options: LoggerOptions): Logger {
         return;
       }
       if (textLine !== undefined) {
-        write(redactSecrets(textLine));
+        // Its newlines are the event's own (RunFailed puts a bug's stack
+        // under its line); everything else in each line is escaped.
+        write(redactSecrets(textLine.split("\n").map(escapeControl).join("\n")));
         return;
       }
       const time = new Date().toISOString().slice(11, 23);
       const extras = Object.entries(fields)
         .filter(([, v]) => v !== undefined)
         .map(([k, v]) => `${k}=${textValue(v as FieldValue)}`);
-      write(redactSecrets([time, level.toUpperCase().padEnd(5), message, ...extras].join(" ")));
+      write(
+        redactSecrets(
+          [time, level.toUpperCase().padEnd(5), escapeControl(message), ...extras].join(" "),
+        ),
+      );
     },
   };
 }

@@ -13,7 +13,7 @@
 
 import type { CheckConfig } from "../config/resolve.ts";
 import { loadPgConnection, type PgConnection } from "../db/connection.ts";
-import { requireHmacKeys } from "../db/keys.ts";
+import { listHmacKeys, requireHmacKeys } from "../db/keys.ts";
 import { LATEST_VERSION } from "../db/migrations.ts";
 import {
   checkConnection,
@@ -26,6 +26,7 @@ import { type SchemaState, schemaState } from "../db/schema.ts";
 import { ident, type Schemas } from "../db/schemas.ts";
 import { describeUntrusted, findUntrusted } from "../db/search_path.ts";
 import { formatError, KeyMissingError } from "../errors.ts";
+import { escapeControl, quoteText } from "../log.ts";
 import { Masker } from "../mask.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import {
@@ -105,7 +106,8 @@ const CONSUMER: readonly Privilege[] = [
   ...table("state", "login_etl_ledger", "SELECT", "INSERT"),
   ...table("state", "login_etl_rejects", "INSERT", "DELETE"),
   ...columns("login_etl_rejects", "SELECT", "message_id", "reason", "detail", "rejected_at"),
-  ...table("state", "login_etl_keys", "SELECT", "INSERT"),
+  ...table("state", "login_etl_keys", "SELECT"),
+  fn("login_etl_register_key(text,text)"),
   fn("login_etl_ledger_maintain(integer,integer)"),
 ];
 
@@ -150,14 +152,16 @@ function privilegesFor(target: Target, vault: boolean): readonly Privilege[] {
         ...table("state", "login_etl_vault_inbox", "SELECT"),
         ...INBOX,
         ...table("state", "login_etl_audit", "INSERT"),
-        ...table("state", "login_etl_keys", "SELECT", "INSERT"),
+        ...table("state", "login_etl_keys", "SELECT"),
+        fn("login_etl_register_key(text,text)"),
         ...table("state", "login_etl_key_retirements", "SELECT", "INSERT"),
       ];
     case "rekey-vault":
       return [
         ...table("state", "login_etl_vault", "SELECT", "UPDATE"),
         ...table("state", "login_etl_audit", "INSERT"),
-        ...table("state", "login_etl_keys", "SELECT", "INSERT"),
+        ...table("state", "login_etl_keys", "SELECT"),
+        fn("login_etl_register_key(text,text)"),
       ];
     case "report":
       return [
@@ -494,6 +498,10 @@ async function checkDatabase(
     if (keys.fingerprints.length > 0) {
       results.push(await checkRegistry(database, keys.fingerprints));
     }
+    if (state.version >= LATEST_VERSION) {
+      const listed = await checkKeyIds(database);
+      if (listed !== null) results.push(listed);
+    }
     if (state.version >= LATEST_VERSION && VERIFIERS.has(config.for) && keys.hmacIds !== null) {
       results.push(await checkKeysHeld(database, keys.hmacIds));
     }
@@ -547,6 +555,34 @@ async function checkKeysHeld(db: Deployment, held: readonly string[]): Promise<C
   return ok(
     "hmac keys held",
     "every HMAC key id recorded in use and not retired is in the key set",
+  );
+}
+
+/** Most key ids the `hmac key ids` line names. */
+const KEY_IDS_SHOWN = 20;
+
+/**
+ * The HMAC key ids recorded, each with the login that registered it, so an
+ * id nobody made a key for (a consumer may register any well-formed id)
+ * stands out; null when the role may read none of them.
+ */
+async function checkKeyIds(db: Deployment): Promise<CheckResult | null> {
+  const listed = await listHmacKeys(db);
+  if (listed === null) return null;
+  if (listed.length === 0) {
+    return ok("hmac key ids", "none recorded yet (the first run records its key)");
+  }
+  const shown = listed.slice(0, KEY_IDS_SHOWN).map((k) =>
+    `${quoteText(k.keyId)} by ${
+      k.registeredBy === null ? "an earlier version" : quoteText(k.registeredBy)
+    } ${k.registeredAt.toISOString().slice(0, 10)}${k.retired === true ? " (retired)" : ""}`
+  );
+  const more = listed.length > KEY_IDS_SHOWN ? `, and ${listed.length - KEY_IDS_SHOWN} more` : "";
+  return ok(
+    "hmac key ids",
+    `${
+      shown.join(", ")
+    }${more}; an id no key was made for is retired by the owner role: login-etl rekey --retire ID --reason TEXT`,
   );
 }
 
@@ -726,7 +762,13 @@ export async function checkCommand(
   } else {
     const width = Math.max(...results.map((r) => r.check.length));
     for (const r of results) {
-      io.writeStdout(`${r.status.padEnd(4)}  ${r.check.padEnd(width)}  ${r.detail}`);
+      // A detail may carry text read from the database: escaped, so it
+      // cannot start a line of its own or drive the terminal.
+      io.writeStdout(
+        `${r.status.padEnd(4)}  ${escapeControl(r.check).padEnd(width)}  ${
+          escapeControl(r.detail)
+        }`,
+      );
     }
   }
   return { failed, total: results.length };

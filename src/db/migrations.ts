@@ -18,6 +18,7 @@
 import {
   AUDIT_ACTOR_MAX_CHARS,
   AUDIT_TEXT_MAX_CHARS,
+  KEY_ID_PATTERN,
   LEDGER_RETENTION_MAX_DAYS,
   MAX_ROWS_MAX,
 } from "../config/options.ts";
@@ -111,6 +112,23 @@ export const QUALIFIED_STATE_SCHEMA_SETTING =
  * an unpadded base64url HMAC-SHA256.
  */
 export const MASK_SQL_PATTERN = "^[A-Za-z0-9_-]{1,16}:[A-Za-z0-9_-]{43}$";
+
+/**
+ * A key id as `login_etl_keys` records it: an HMAC key id, or `vault:` and
+ * a vault key id, each KEY_ID_PATTERN of config/options.ts (made from it,
+ * so the CLI and the database hold one rule).
+ */
+export const REGISTERED_KEY_ID_SQL_PATTERN = `^(vault:)?${KEY_ID_PATTERN.source.slice(1, -1)}$`;
+
+/**
+ * Most new key ids one login may register in 24 hours
+ * (`login_etl_register_key`; the owner role's members are not capped). A
+ * consumer records an HMAC and a vault key id, and two more in a rotation:
+ * 8 leaves room for a rotation of both and a retry under new ids, and
+ * bounds the bogus ids a consumer can plant (each one `rekey --retire`
+ * clears) to 8 a day.
+ */
+export const KEY_REGISTRATIONS_PER_DAY = 8;
 
 /**
  * Most masks `login_etl_audit_note` records in one call: any caller may
@@ -1178,18 +1196,78 @@ BEGIN
     db_user    text NOT NULL DEFAULT session_user
   )$t$, state);
 END $$`,
+  // Who registered each key id (login_etl_register_key sets it; rows from
+  // before it say NULL), so a bogus or squatted id names its login.
+  `DO $$
+DECLARE
+  state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
+BEGIN
+  EXECUTE pg_catalog.format('ALTER TABLE %I.login_etl_keys ADD COLUMN registered_by text', state);
+  EXECUTE pg_catalog.format('ALTER TABLE %I.login_etl_keys ALTER COLUMN registered_by SET DEFAULT session_user', state);
+END $$`,
   // The HMAC key ids recorded in use (login_etl_keys, without the vault's)
   // and not retired: those a merger, recoverer or eraser must hold.
+  // With who registered each and when, so a refusal can name a bogus one's login.
   stateDefiner("login_etl_hmac_keys_needed()", {
-    returns: "text[]",
+    returns: "TABLE (key_id text, registered_by text, registered_at timestamptz)",
     language: "sql",
     volatility: "STABLE",
     callers: ["pii_recoverer"],
     body: `
-SELECT coalesce(pg_catalog.array_agg(k.key_id ORDER BY k.key_id), '{}'::text[])
+SELECT k.key_id, k.registered_by, k.first_used
 FROM {state}.login_etl_keys k
 WHERE pg_catalog.left(k.key_id, 6) <> 'vault:'
-  AND NOT EXISTS (SELECT FROM {state}.login_etl_key_retirements r WHERE r.key_id = k.key_id)`,
+  AND NOT EXISTS (SELECT FROM {state}.login_etl_key_retirements r WHERE r.key_id = k.key_id)
+ORDER BY k.key_id`,
+  }),
+  // The only way a consumer records a key id (it may not write the table):
+  // the id must have a key id's shape, at most KEY_REGISTRATIONS_PER_DAY new
+  // ids a day per login (the owner role's members excepted), and an id
+  // recorded with another fingerprint is refused by the caller on
+  // 'mismatch'. Concurrent registrations queue on the table's lock, so the
+  // cap holds under a race; an id already recorded takes no lock.
+  stateDefiner("login_etl_register_key(p_key_id text, p_fingerprint text)", {
+    returns: "TABLE (outcome text, registered_by text, registered_at timestamptz)",
+    language: "plpgsql",
+    callers: ["login_etl_consumer"],
+    body: `
+#variable_conflict use_column
+DECLARE
+  v_fingerprint text;
+  v_by text;
+  v_at timestamptz;
+  v_recent integer;
+BEGIN
+  IF p_key_id IS NULL OR p_key_id !~ '${REGISTERED_KEY_ID_SQL_PATTERN}' THEN
+    RAISE EXCEPTION 'login_etl_register_key takes a key id of 1 to 16 letters, digits, _ or -, after vault: for a vault key'
+      USING ERRCODE = '22023';
+  END IF;
+  IF p_fingerprint IS NULL OR p_fingerprint !~ '^[A-Za-z0-9_-]{22}$' THEN
+    RAISE EXCEPTION 'login_etl_register_key takes a fingerprint of 22 base64url characters' USING ERRCODE = '22023';
+  END IF;
+  SELECT k.fingerprint, k.registered_by, k.first_used INTO v_fingerprint, v_by, v_at
+  FROM {state}.login_etl_keys k WHERE k.key_id = p_key_id;
+  IF NOT FOUND THEN
+    LOCK TABLE {state}.login_etl_keys IN SHARE ROW EXCLUSIVE MODE;
+    SELECT k.fingerprint, k.registered_by, k.first_used INTO v_fingerprint, v_by, v_at
+    FROM {state}.login_etl_keys k WHERE k.key_id = p_key_id;
+  END IF;
+  IF NOT FOUND THEN
+    IF NOT pg_catalog.pg_has_role(session_user, current_user, 'MEMBER') THEN
+      SELECT pg_catalog.count(*)::integer INTO v_recent FROM {state}.login_etl_keys k
+      WHERE k.registered_by = session_user::text AND k.first_used > pg_catalog.now() - interval '1 day';
+      IF v_recent >= ${KEY_REGISTRATIONS_PER_DAY} THEN
+        RAISE EXCEPTION 'Login % registered % key ids in the last 24 hours, the most a login may (${KEY_REGISTRATIONS_PER_DAY}): use a key id already recorded, or wait',
+          session_user, v_recent USING ERRCODE = '54000';
+      END IF;
+    END IF;
+    INSERT INTO {state}.login_etl_keys (key_id, fingerprint, registered_by, first_used)
+    VALUES (p_key_id, p_fingerprint, session_user::text, pg_catalog.now());
+    RETURN QUERY SELECT 'new'::text, session_user::text, pg_catalog.now();
+    RETURN;
+  END IF;
+  RETURN QUERY SELECT CASE WHEN v_fingerprint = p_fingerprint THEN 'known' ELSE 'mismatch' END, v_by, v_at;
+END`,
   }),
   // A recoverer's last check before it shows a value: p_masked[i] is a
   // released mask and p_other[i] the value's mask under another key it
@@ -1625,7 +1703,8 @@ BEGIN
                                'login_etl_inbox_claimed(bigint)',
                                'login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[])',
                                'login_etl_hmac_keys_needed()',
-                               'login_etl_vault_drop_erased(text[], text[], text, text)'] LOOP
+                               'login_etl_vault_drop_erased(text[], text[], text, text)',
+                               'login_etl_register_key(text, text)'] LOOP
     EXECUTE pg_catalog.format('ALTER FUNCTION %I.%s OWNER TO %I', state, moved, owner_name);
   END LOOP;
 END $$`,
@@ -1647,6 +1726,25 @@ BEGIN
       EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.%s TO %I', state, made, grantee);
     END LOOP;
   END LOOP;
+END $$`,
+  // Whoever could write login_etl_keys (the consumer, as sql/roles.sql
+  // granted it) now registers through login_etl_register_key only: a row
+  // written directly could name any id, unchecked and unattributed.
+  `DO $$
+DECLARE
+  state constant text := ${QUALIFIED_STATE_SCHEMA_SETTING};
+  grantee text;
+BEGIN
+  FOR grantee IN
+    SELECT DISTINCT pg_catalog.pg_get_userbyid(a.grantee) FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) AS a
+    WHERE c.oid = pg_catalog.format('%I.login_etl_keys', state)::regclass::oid
+      AND a.grantee <> c.relowner AND a.grantee <> 0::oid
+      AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
+  LOOP
+    EXECUTE pg_catalog.format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON %I.login_etl_keys FROM %I', state, grantee);
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_register_key(text, text) TO %I', state, grantee);
+  END LOOP;
+  EXECUTE pg_catalog.format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON %I.login_etl_keys FROM PUBLIC', state);
 END $$`,
 ];
 

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Fields, Level } from "../log.ts";
+import { escapeControl, type Fields, type Level } from "../log.ts";
 import { REJECT_REASONS, type RejectReason } from "../types.ts";
 
 /** Pipeline stage an error happened in: a bounded label. */
@@ -359,7 +359,7 @@ export const EVENTS: {
     }),
     // A terminal keeps the `error: ...` line users and scripts know (and a
     // bug's stack under it); log pipelines get the JSON record.
-    text: (e) => `error: ${e.message}${e.stack === undefined ? "" : `\n${e.stack}`}`,
+    text: (e) => `error: ${escapeControl(e.message)}${e.stack === undefined ? "" : `\n${e.stack}`}`,
   },
   RejectLimitExceeded: {
     level: "error",

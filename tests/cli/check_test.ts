@@ -101,6 +101,7 @@ Deno.test("check passes on a healthy setup, names the protocol in use, and touch
         "schema rights",
         "privileges",
         "key registry",
+        "hmac key ids",
       ]);
       const queue = detail.get(`queue ${queueUrl.split("/").pop()}`) ?? "";
       assert.match(

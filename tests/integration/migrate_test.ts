@@ -126,6 +126,7 @@ const STATE_HOLDS = [
   "f login_etl_ledger_maintain",
   "f login_etl_linked",
   "f login_etl_lock_masks",
+  "f login_etl_register_key",
   "f login_etl_release",
   "f login_etl_release_request",
   "f login_etl_vault_drop_erased",
@@ -192,7 +193,7 @@ eachMajor.test("a fresh schema gets the two-schema layout: the data schema holds
   const pinned = await db.sql<{ config: string[] }[]>`
     SELECT p.proconfig AS config FROM pg_proc p
     WHERE p.pronamespace = to_regnamespace(${`"${db.stateSchema}"`}) AND p.prosecdef`;
-  assert.equal(pinned.length, 12);
+  assert.equal(pinned.length, 13);
   for (const p of pinned) {
     assert.deepEqual(p.config, [`search_path=pg_catalog, ${db.stateSchema}, pg_temp`]);
   }

@@ -253,9 +253,20 @@ eachMajor.test("a database at version 5 with its sql/roles.sql moves to the stat
       const toEraser = (name: string) =>
         /^login_etl_(hmac_keys_needed|vault_drop_erased)/.test(name);
       const after = Object.entries(await grantsIn(db, db.stateSchema));
+      // Whoever could write login_etl_keys (the consumer) now only reads it
+      // and registers through login_etl_register_key (issue 19 review, F1).
+      const consumerGroup = roles.groups.consumer;
+      const expected = withVersion7(grantsBefore);
+      assert.ok(expected["login_etl_keys"]?.includes(`${consumerGroup}=ar/`));
+      expected["login_etl_keys"] = expected["login_etl_keys"]!.replace(
+        `${consumerGroup}=ar/`,
+        `${consumerGroup}=r/`,
+      );
+      expected["login_etl_register_key(text,text)"] =
+        `{${roles.groups.owner}=X/${roles.groups.owner},${consumerGroup}=X/${roles.groups.owner}}`;
       assert.deepEqual(
         Object.fromEntries(after.filter(([name]) => !isNew(name) && !toEraser(name))),
-        withVersion7(grantsBefore),
+        expected,
         "with its grants",
       );
       const owner = roles.groups.owner;

@@ -1,6 +1,12 @@
 // Unit tests of src/log.ts: createLogger() JSON lines, text on a terminal, and level filtering.
 import assert from "node:assert/strict";
-import { createLogger, type Level, type LoggerOptions } from "../../src/log.ts";
+import {
+  createLogger,
+  escapeControl,
+  type Level,
+  type LoggerOptions,
+  quoteText,
+} from "../../src/log.ts";
 
 function collect(options: Omit<LoggerOptions, "write">) {
   const lines: string[] = [];
@@ -67,6 +73,49 @@ Deno.test("createLogger() writes short text on a terminal", async (t) => {
       assert.ok(!line.includes("skipped"), line);
     });
   }
+});
+
+/** Every character the text format must never pass on as it is. */
+const CONTROLS = [
+  ...Array.from({ length: 0x20 }, (_, i) => String.fromCharCode(i)),
+  "\u007f",
+  ...Array.from({ length: 0x20 }, (_, i) => String.fromCharCode(0x80 + i)),
+  "\u2028",
+  "\u2029",
+  "\u202e",
+  "\u2066",
+];
+// deno-lint-ignore no-control-regex -- finding control characters is the test
+const RAW_CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+Deno.test("escapeControl() writes every control character as an escape, and quoteText() quotes", () => {
+  for (const c of CONTROLS) {
+    const escaped = escapeControl(`a${c}b`);
+    assert.doesNotMatch(escaped, RAW_CONTROL, JSON.stringify(c));
+    assert.match(escaped, /^a\\(n|r|t|x[0-9a-f]{2}|u[0-9a-f]{4})b$/, JSON.stringify(c));
+  }
+  assert.equal(escapeControl("evil\n\u001b[31m\u2028é"), "evil\\n\\x1b[31m\\u2028é");
+  assert.equal(quoteText('a "b" \\ c\n'), '"a \\"b\\" \\\\ c\\n"');
+  assert.equal(quoteText("k1"), '"k1"');
+});
+
+Deno.test("createLogger() in text format lets no control character of a message or field through", () => {
+  const evil = 'evil\nlevel=error msg="203.0.113.7 recovered"\u001b[31m\u2028\u0085';
+  const { logger, lines } = collect({ format: "text", level: "info", isTerminal: true });
+  logger.log("error", "RunFailed", `Refused: ${evil}`, {
+    key: evil,
+    plain: "x\u001by",
+    ids: [evil, "k1"],
+    counts: { [evil]: 1 },
+  });
+  // A whole text line keeps only its own newlines (RunFailed's stack); the
+  // event escapes what it interpolates (events.ts), the logger the rest.
+  logger.log("error", "RunFailed", "ignored", {}, `error: x\u001b[31m\u2028\nstack`);
+  assert.equal(lines.length, 2);
+  assert.doesNotMatch(lines[0] ?? "", RAW_CONTROL, lines[0]);
+  assert.deepEqual(lines[1]?.split("\n"), ["error: x\\x1b[31m\\u2028", "stack"]);
+  assert.ok(lines[0]?.includes('key="evil\\nlevel=error msg=\\"203.0.113.7'), lines[0]);
+  assert.ok(lines[0]?.includes('plain="x\\x1by"'), lines[0]);
 });
 
 Deno.test("createLogger() drops lines below its level", async (t) => {

@@ -121,7 +121,7 @@ eachMajor.test("rekey --retire k1 is refused while an erasure needs k1; without 
   assertRefused(
     merge,
     2,
-    /^error: Refused to merge the vault inbox: the HMAC key set lacks key k1,/,
+    /^error: Refused to merge the vault inbox: the HMAC key set lacks key "k1",/,
   );
   const recovered = await recoverFile(
     cli,
@@ -129,7 +129,7 @@ eachMajor.test("rekey --retire k1 is refused while an erasure needs k1; without 
     ["--reason", "after the rotation"],
     { DATABASE_URL: recoverer, PII_HMAC_KEY: K2_ONLY },
   );
-  assertRefused(recovered, 2, /^error: Refused to recover: the HMAC key set lacks key k1,/);
+  assertRefused(recovered, 2, /^error: Refused to recover: the HMAC key set lacks key "k1",/);
   const denied = (await auditAfter(db.sql)).filter((a) =>
     a.action === "recover" && a.outcome === "denied"
   );
@@ -211,13 +211,13 @@ eachMajor.test("a merger, rekey, recoverer or eraser given k2 while k1 is in use
     ] as const
   ) {
     const run = await cli.run(args, { PII_HMAC_KEY: K2_ONLY, ...env });
-    assertRefused(run, 2, /the HMAC key set lacks key k1, recorded in use and not retired/);
+    assertRefused(run, 2, /the HMAC key set lacks key "k1", recorded in use and not retired/);
   }
   const checked = await cli.run(["check", "--for", "vault-merge"], { PII_HMAC_KEY: K2_ONLY });
   assert.equal(checked.code, 1, checked.stderr);
   assert.match(
     checked.stdout,
-    /^fail +hmac keys held +Refused to verify erasures: the HMAC key set lacks key k1,/m,
+    /^fail +hmac keys held +Refused to verify erasures: the HMAC key set lacks key "k1",/m,
   );
   const held = await cli.run(["check", "--for", "vault-merge"], { PII_HMAC_KEY: hmacKeySet("k2") });
   assert.match(
@@ -228,7 +228,7 @@ eachMajor.test("a merger, rekey, recoverer or eraser given k2 while k1 is in use
     DATABASE_URL: recoverer,
     PII_HMAC_KEY: K2_ONLY,
   });
-  assertRefused(recovered, 2, /^error: Refused to recover: the HMAC key set lacks key k1/);
+  assertRefused(recovered, 2, /^error: Refused to recover: the HMAC key set lacks key "k1"/);
 
   // Nothing merged the k2 entry; with both keys, recover's own merge drops it.
   const both = await recoverFile(cli, [k2.mask("ip", VICTIM.ip)], ["--reason", "x"], {

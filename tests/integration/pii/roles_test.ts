@@ -46,6 +46,7 @@ const FUNCTIONS = {
   linked: "login_etl_linked(text[])",
   needed: "login_etl_hmac_keys_needed()",
   dropErased: "login_etl_vault_drop_erased(text[],text[],text,text)",
+  register: "login_etl_register_key(text,text)",
 } as const;
 const NO_FUNCTION = Object.fromEntries(Object.keys(FUNCTIONS).map((k) => [k, false])) as Record<
   keyof typeof FUNCTIONS,
@@ -146,7 +147,7 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
         ]
           ?.has;
       const table: [string, Record<keyof typeof FUNCTIONS, boolean>][] = [
-        [consumerUser, { ...NO_FUNCTION, put: true, note: true, maintain: true }],
+        [consumerUser, { ...NO_FUNCTION, put: true, note: true, maintain: true, register: true }],
         [recovererUser, {
           ...NO_FUNCTION,
           request: true,
@@ -179,8 +180,8 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
           AND array_to_string(p.proconfig, ',') = ${`search_path=pg_catalog, ${db.stateSchema}, pg_temp`}`;
       assert.equal(
         definers?.n,
-        12,
-        "twelve SECURITY DEFINER functions, owned by the owner, search_path pinned",
+        13,
+        "thirteen SECURITY DEFINER functions, owned by the owner, search_path pinned",
       );
     });
 
