@@ -378,7 +378,8 @@ eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege 
         };
         const fresh = await attempt(k1.mask("ip", "198.51.100.250"));
         const vaulted = await attempt(ipMask);
-        assert.deepEqual(fresh.rows, [{ r: null }]);
+        // void, which PL/pgSQL returns as the empty text (since the size checks)
+        assert.deepEqual(fresh.rows, [{ r: "" }]);
         assert.deepEqual(vaulted.rows, fresh.rows, "the same answer");
         // Timing, measured and reported (machine noise makes it no pass/fail rule).
         const times = { fresh: [] as number[], vaulted: [] as number[] };
