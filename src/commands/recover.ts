@@ -8,6 +8,7 @@
 
 import type { RecoverConfig } from "../config/resolve.ts";
 import { EtlError } from "../errors.ts";
+import { INBOX_ENTRIES_PER_MASK } from "../db/migrations.ts";
 import { requireSchema } from "../db/schema.ts";
 import { listAudit } from "../pii/audit.ts";
 import { recover } from "../pii/recover.ts";
@@ -38,10 +39,11 @@ export async function recoverCommand(config: RecoverConfig, io: PiiIo): Promise<
   }
   const count = (outcome: string) => results.filter((r) => r.outcome === outcome).length;
   const [failed, missing, erased] = [count("failed"), count("not_found"), count("erased")];
+  const dropped = count("dropped");
   io.telemetry.emit({
     type: "ValuesRecovered",
     recovered: count("success"),
-    notFound: missing,
+    notFound: missing + dropped,
     erased,
     failed,
   });
@@ -52,12 +54,21 @@ export async function recoverCommand(config: RecoverConfig, io: PiiIo): Promise<
     );
   }
   if (count("success") === 0) {
+    // A mask whose inbox entries a merge dropped (the inbox cap per mask and
+    // login, or entries not of a vault entry's shape) was written, and may
+    // have been squatted: say so, rather than "never vaulted".
+    const reasons = [
+      erased > 0 && `${erased === 1 ? "that mask was" : `${erased} masks were`} erased by forget`,
+      dropped > 0 &&
+      `${
+        dropped === 1 ? "that mask's" : `${dropped} masks'`
+      } inbox entries were dropped by a merge: past the inbox cap of ${INBOX_ENTRIES_PER_MASK} per mask and login, or over the size bound (see the merge rows of recover --audit)`,
+      missing > 0 && `${missing === 1 ? "that mask was" : `${missing} masks were`} never vaulted`,
+    ].filter((r): r is string => r !== false);
     throw new EtlError(
       "internal",
-      erased > 0
-        ? `Nothing recovered: ${
-          erased === 1 ? "that mask was" : `${erased} masks were`
-        } erased by forget${missing > 0 ? `, ${missing} never vaulted` : ""}`
+      erased + dropped > 0
+        ? `Nothing recovered: ${reasons.join("; ")}`
         : `No vault entry for ${missing === 1 ? "that mask" : "any of those masks"}: never vaulted`,
     );
   }

@@ -991,8 +991,14 @@ BEGIN
   WITH asked AS (SELECT DISTINCT pg_catalog.unnest(p_masked) AS m),
   found AS (
     SELECT a.m, v.field,
-           CASE WHEN v.masked_value IS NULL THEN 'not_found'
-                WHEN v.erased_at IS NOT NULL THEN 'erased' ELSE 'released' END AS s
+           CASE WHEN v.masked_value IS NOT NULL AND v.erased_at IS NOT NULL THEN 'erased'
+                WHEN v.masked_value IS NOT NULL THEN 'released'
+                -- A merge's claim dropped its inbox entries (the cap per
+                -- mask and login, audited): not "never vaulted".
+                WHEN EXISTS (SELECT FROM {state}.login_etl_audit d
+                             WHERE d.masked_value = a.m AND d.action = 'merge' AND d.outcome = 'dropped')
+                  THEN 'dropped'
+                ELSE 'not_found' END AS s
     FROM asked a LEFT JOIN {state}.login_etl_vault v ON v.masked_value = a.m
   ),
   issued AS (
@@ -1003,9 +1009,11 @@ BEGIN
   ),
   audited AS (
     INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-    SELECT p_actor, 'recover', f.m, p_reason, f.s,
+    SELECT p_actor, 'recover', f.m, p_reason, CASE f.s WHEN 'dropped' THEN 'not_found' ELSE f.s END,
            CASE f.s WHEN 'released' THEN 'ciphertext released on ticket ' || i.id::text || ', field ' || f.field
-                    WHEN 'erased' THEN 'erased by forget' ELSE 'no vault entry' END
+                    WHEN 'erased' THEN 'erased by forget'
+                    WHEN 'dropped' THEN 'no vault entry: its inbox entries were dropped by a merge (see its merge audit rows)'
+                    ELSE 'no vault entry' END
     FROM found f LEFT JOIN issued i ON true
   )
   SELECT i.id, f.m, f.s FROM found f LEFT JOIN issued i ON true;
@@ -1126,24 +1134,46 @@ export const VAULT_PUT_MAX_ENTRIES = MAX_ROWS_MAX * 2;
  */
 export const INBOX_ENTRIES_PER_MASK = 8;
 
+/** SQL: a key id as `login_etl_vault_put` takes it (KEY_ID_PATTERN of config/options.ts). */
+const VAULT_KEY_ID_SQL_PATTERN = `^${KEY_ID_PATTERN.source.slice(1, -1)}$`;
+
+/** Longest mask: a key id of 16 characters, a colon and 43 (MASK_SQL_PATTERN). */
+const MASK_MAX_CHARS = 16 + 1 + 43;
+
+/** Longest login name Postgres keeps (NAMEDATALEN - 1 bytes). */
+const LOGIN_MAX_BYTES = 63;
+
 /**
- * SQL: inbox entry `e` has a ciphertext and iv of sizes one of our formats
- * makes (octet_length reads a stored value's size, not the value).
+ * SQL: inbox entry `e` has the shape of what `login_etl_vault_put` takes:
+ * a mask, a field, a key id, a ciphertext and iv of sizes one of our
+ * formats makes, and a login's name. Each length is read before any pattern
+ * (octet_length reads a stored value's size, not the value; CASE keeps the
+ * order), so a 60 MB column is dropped without being read.
  */
 function wellSized(e: string): string {
-  return `(pg_catalog.octet_length(${e}.ciphertext) <= ${MAX_CIPHERTEXT_BYTES}
-           AND pg_catalog.octet_length(${e}.iv) IN (${SYMMETRIC_IV_BYTES}, ${HEADER_BYTES}))`;
+  return `(CASE WHEN pg_catalog.octet_length(${e}.ciphertext) <= ${MAX_CIPHERTEXT_BYTES}
+                 AND pg_catalog.octet_length(${e}.iv) IN (${SYMMETRIC_IV_BYTES}, ${HEADER_BYTES})
+                 AND pg_catalog.octet_length(${e}.masked_value) <= ${MASK_MAX_CHARS}
+                 AND pg_catalog.octet_length(${e}.key_id) <= 16
+                 AND pg_catalog.octet_length(${e}.written_by) <= ${LOGIN_MAX_BYTES}
+            THEN ${e}.masked_value ~ '${MASK_SQL_PATTERN}' AND ${e}.key_id ~ '${VAULT_KEY_ID_SQL_PATTERN}'
+                 AND ${e}.field IN ('ip', 'device_id')
+            ELSE false END)`;
 }
 
 /**
  * SQL: inbox entry `e` is well sized and among the oldest
- * INBOX_ENTRIES_PER_MASK well-sized entries of its mask: one index range
- * read of at most that many rows, however many a flood piled on the mask.
+ * INBOX_ENTRIES_PER_MASK well-sized entries its login wrote for its mask:
+ * one index range read of at most that many rows, however many a flood
+ * piled on the mask. Per login, so one consumer login's junk on a mask it
+ * predicts cannot crowd out another login's genuine entry.
  */
 function keptInInbox(e: string): string {
   return `(${wellSized(e)} AND ${e}.id <= coalesce((
              SELECT j.id FROM {state}.login_etl_vault_inbox j
-             WHERE j.masked_value = ${e}.masked_value AND ${wellSized("j")}
+             WHERE j.masked_value = ${e}.masked_value AND j.written_by = ${e}.written_by AND ${
+    wellSized("j")
+  }
              ORDER BY j.id OFFSET ${INBOX_ENTRIES_PER_MASK - 1} LIMIT 1), ${e}.id))`;
 }
 
@@ -1165,10 +1195,20 @@ BEGIN
     iv           bytea NOT NULL,
     key_id       text NOT NULL,
     received_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    claim_id     bigint
+    claim_id     bigint,
+    -- Who wrote the entry: the claim's cap is per mask and login.
+    written_by   text NOT NULL DEFAULT session_user,
+    CONSTRAINT login_etl_vault_inbox_shape CHECK (
+      pg_catalog.octet_length(masked_value) <= ${MASK_MAX_CHARS} AND pg_catalog.octet_length(key_id) <= 16
+      AND pg_catalog.octet_length(written_by) <= ${LOGIN_MAX_BYTES})
   )$t$, state);
-  -- With the id: a claim finds a mask's oldest entries without reading the rest.
-  EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_inbox_masked_value ON %I.login_etl_vault_inbox (masked_value, id)', state);
+  -- With the login and the id: a claim finds the oldest entries of a mask
+  -- and login without reading the rest.
+  EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_inbox_masked_value ON %I.login_etl_vault_inbox (masked_value, written_by, id)', state);
+  -- Recover says a mask's entries were dropped by the claim's cap, not
+  -- that it was never vaulted: a look-up of those audit rows by mask.
+  EXECUTE pg_catalog.format($i$CREATE INDEX login_etl_audit_dropped ON %I.login_etl_audit (masked_value)
+    WHERE action = 'merge' AND outcome = 'dropped'$i$, state);
   EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_inbox_claim_id ON %I.login_etl_vault_inbox (claim_id)', state);
   -- Who claimed inbox entries to verify them, in which transaction: the
   -- entries are handed out only to that login, in a later transaction.
@@ -1360,9 +1400,11 @@ SELECT coalesce(pg_catalog.array_agg(linked.m ORDER BY linked.m), '{}'::text[]) 
   // holds the value, a tombstone of it, or nothing. A call larger than a
   // consumer's largest batch, or an entry no consumer writes (ciphertext
   // over the largest sealed one, an IV neither format has), is refused
-  // whole, from its arguments alone (so still no oracle). The cap per mask
-  // is applied where the inbox is read (INBOX_ENTRIES_PER_MASK), not here:
-  // counting a mask's entries would make this call read them.
+  // whole, from its arguments alone (so still no oracle); so is a mask, key
+  // id or field of another shape. The row records session_user, appended
+  // like the rest. The cap per mask and login is applied where the inbox is
+  // read (INBOX_ENTRIES_PER_MASK), not here: counting a mask's entries
+  // would make this call read them.
   stateDefiner(
     "login_etl_vault_put(p_masked text[], p_field text[], p_ciphertext bytea[], p_iv bytea[], p_key_id text[])",
     {
@@ -1375,6 +1417,17 @@ BEGIN
               pg_catalog.cardinality(p_iv), pg_catalog.cardinality(p_key_id)) > ${VAULT_PUT_MAX_ENTRIES} THEN
     RAISE EXCEPTION 'A vault put takes at most ${VAULT_PUT_MAX_ENTRIES} entries (two per message of the largest batch)'
       USING ERRCODE = '54000';
+  END IF;
+  -- Lengths before patterns, so a 60 MB argument is refused unread; a NULL
+  -- (or an array shorter than the others) is no mask, field or key id.
+  IF EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(p_masked), pg_catalog.unnest(p_field),
+                                    pg_catalog.unnest(p_key_id)) AS u(m, f, k)
+             WHERE CASE WHEN pg_catalog.octet_length(u.m) <= ${MASK_MAX_CHARS} AND pg_catalog.octet_length(u.k) <= 16
+                        THEN NOT (u.m ~ '${MASK_SQL_PATTERN}' AND u.k ~ '${VAULT_KEY_ID_SQL_PATTERN}'
+                                  AND u.f IN ('ip', 'device_id'))
+                        ELSE true END IS NOT false) THEN
+    RAISE EXCEPTION 'A vault entry takes a mask (a key id, a colon and 43 base64url characters), a field (ip or device_id) and a key id of 1 to 16 letters, digits, _ or -'
+      USING ERRCODE = '22023';
   END IF;
   IF EXISTS (SELECT FROM pg_catalog.unnest(p_ciphertext) AS u(c) WHERE pg_catalog.octet_length(u.c) > ${MAX_CIPHERTEXT_BYTES}) THEN
     RAISE EXCEPTION 'A vault entry''s ciphertext is at most ${MAX_CIPHERTEXT_BYTES} bytes (the largest sealed value)'
@@ -1461,10 +1514,10 @@ END`,
   // are handed out by login_etl_inbox_claimed in a later transaction, so a
   // rolled-back audit releases nothing. Entries of a mask erased (directly
   // or through a link) are not handed to a recoverer. A claim not settled
-  // within 10 minutes is released for the next merger. Entries over the
-  // size bound, or past the oldest INBOX_ENTRIES_PER_MASK of their mask,
-  // are never handed out: the claim deletes those in its scope and counts
-  // them (`dropped`, audited).
+  // within 10 minutes is released for the next merger. Entries not of
+  // vault_put's shape, or past the oldest INBOX_ENTRIES_PER_MASK of their
+  // mask and writing login, are never handed out: the claim deletes those in
+  // its scope and counts them (`dropped`, audited per mask).
   stateDefiner(
     "login_etl_inbox_claim(p_masked text[], p_after bigint, p_limit integer, p_actor text, p_reason text)",
     {
@@ -1481,6 +1534,7 @@ DECLARE
   v_masks text[];
   v_erased text[] := '{}';
   v_dropped integer;
+  v_malformed integer;
 BEGIN
   IF v_bulk AND NOT pg_catalog.pg_has_role(session_user, current_user, 'MEMBER') THEN
     RAISE EXCEPTION 'Only the owner role may merge the whole vault inbox; a recoverer merges the masks it recovers'
@@ -1508,21 +1562,35 @@ BEGIN
     ORDER BY i.id LIMIT greatest(1, least(coalesce(p_limit, 1000), 10000))
     FOR UPDATE SKIP LOCKED
   ), junk AS (
+    -- The mask and login only where they have their shape: junk's own
+    -- columns may be any size, and are not read.
     DELETE FROM {state}.login_etl_vault_inbox i USING window_ w WHERE i.id = w.id AND NOT w.kept
-    RETURNING i.id
+    RETURNING i.id,
+              CASE WHEN pg_catalog.octet_length(i.masked_value) <= ${MASK_MAX_CHARS}
+                        AND i.masked_value ~ '${MASK_SQL_PATTERN}' THEN i.masked_value END AS m,
+              CASE WHEN pg_catalog.octet_length(i.written_by) <= ${LOGIN_MAX_BYTES} THEN i.written_by END AS w
+  ), dropped AS (
+    -- Audited per mask, with the logins that wrote them: recover tells a
+    -- mask whose entries were dropped from one never vaulted.
+    INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'merge', j.m, p_reason, 'dropped',
+           pg_catalog.format('%s inbox entries dropped unread, written by %s: over the size bound or past the oldest ${INBOX_ENTRIES_PER_MASK} of their mask and login (claim %s)',
+                             pg_catalog.count(*), pg_catalog.string_agg(DISTINCT coalesce(j.w, '?'), ', '), v_claim)
+    FROM junk j WHERE j.m IS NOT NULL GROUP BY j.m ORDER BY j.m
   ), claimed AS (
     UPDATE {state}.login_etl_vault_inbox i SET claim_id = v_claim FROM window_ w
     WHERE i.id = w.id AND w.kept RETURNING i.id, i.masked_value
   )
   SELECT pg_catalog.count(*)::integer, pg_catalog.array_agg(DISTINCT c.masked_value),
          (SELECT pg_catalog.count(*)::integer FROM junk),
+         (SELECT pg_catalog.count(*)::integer FROM junk j WHERE j.m IS NULL),
          greatest(pg_catalog.max(c.id), (SELECT pg_catalog.max(j.id) FROM junk j))
-  INTO v_count, v_masks, v_dropped, v_last FROM claimed c;
-  IF v_dropped > 0 THEN
+  INTO v_count, v_masks, v_dropped, v_malformed, v_last FROM claimed c;
+  IF v_malformed > 0 THEN
     INSERT INTO {state}.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-    VALUES (p_actor, 'merge', NULL, p_reason, 'success',
-            pg_catalog.format('%s inbox entries dropped unread: a ciphertext over ${MAX_CIPHERTEXT_BYTES} bytes or an iv of no format, or past the oldest ${INBOX_ENTRIES_PER_MASK} of their mask (claim %s)',
-                              v_dropped, v_claim));
+    VALUES (p_actor, 'merge', NULL, p_reason, 'dropped',
+            pg_catalog.format('%s inbox entries dropped unread: no mask of its shape, or a column over its size bound (claim %s)',
+                              v_malformed, v_claim));
   END IF;
   IF v_count = 0 THEN
     DELETE FROM {state}.login_etl_inbox_claims c WHERE c.id = v_claim;

@@ -19,9 +19,18 @@ export type AuditAction = "recover" | "forget" | "rekey" | "rekey-vault" | "merg
  * What came of it: `released` (the ciphertext left the database), `success`
  * (erased, rotated, merged), `erased` (recovery refused: forgotten), `not_found`,
  * `denied` (refused before any lookup), `failed` (refused after: the entry
- * did not decrypt, or did not mask back to its mask).
+ * did not decrypt, or did not mask back to its mask), `dropped` (a merge's
+ * claim deleted inbox entries unread: past the cap per mask and login, or
+ * not of a vault entry's shape).
  */
-export type AuditOutcome = "released" | "success" | "erased" | "denied" | "not_found" | "failed";
+export type AuditOutcome =
+  | "released"
+  | "success"
+  | "erased"
+  | "denied"
+  | "not_found"
+  | "failed"
+  | "dropped";
 
 /** One audit entry to append. */
 export interface AuditEntry {

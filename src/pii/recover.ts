@@ -47,7 +47,7 @@ export type Recovery =
   }
   | {
     readonly masked: string;
-    readonly outcome: "not_found" | "erased" | "failed";
+    readonly outcome: "not_found" | "dropped" | "erased" | "failed";
     readonly detail: string;
   };
 
@@ -85,7 +85,7 @@ export function isPermissionDenied(error: unknown): boolean {
 interface Requested {
   readonly ticket: string | null;
   readonly "masked_value": string;
-  readonly state: "released" | "erased" | "not_found" | "denied";
+  readonly state: "released" | "erased" | "not_found" | "dropped" | "denied";
 }
 
 /** A row of `login_etl_release`. */
@@ -270,6 +270,14 @@ export async function recover(
     const row = byMask.get(masked);
     if (row === undefined || row.state === "not_found") {
       results.push({ masked, outcome: "not_found", detail: "no vault entry" });
+      continue;
+    }
+    if (row.state === "dropped") {
+      results.push({
+        masked,
+        outcome: "dropped",
+        detail: "no vault entry: its inbox entries were dropped by a merge",
+      });
       continue;
     }
     if (row.state === "erased") {

@@ -350,7 +350,13 @@ export interface PiiRoles extends AsyncDisposable {
     readonly consumer: string;
     readonly recoverer: string;
   };
-  readonly users: { readonly owner: string; readonly consumer: string; readonly recoverer: string };
+  /** A login per group; `consumer2` is a second consumer login (another deployment's). */
+  readonly users: {
+    readonly owner: string;
+    readonly consumer: string;
+    readonly consumer2: string;
+    readonly recoverer: string;
+  };
   /** A URL of `db`'s server for `user`. */
   urlOf(user: string): string;
   /** A client as `user`, search_path the data schema then the state schema; ended at dispose. */
@@ -373,6 +379,7 @@ export async function piiRoles(db: TestDb): Promise<PiiRoles> {
   const users = {
     owner: `etl_migrate${suffix}`,
     consumer: `etl_service${suffix}`,
+    consumer2: `etl_service2${suffix}`,
     recoverer: `alice${suffix}`,
   };
   const password = crypto.randomUUID();
@@ -410,6 +417,7 @@ export async function piiRoles(db: TestDb): Promise<PiiRoles> {
     await db.sql.unsafe(`
       CREATE ROLE "${users.owner}" LOGIN PASSWORD '${password}' IN ROLE "${groups.owner}";
       CREATE ROLE "${users.consumer}" LOGIN PASSWORD '${password}' IN ROLE "${groups.consumer}";
+      CREATE ROLE "${users.consumer2}" LOGIN PASSWORD '${password}' IN ROLE "${groups.consumer}";
       CREATE ROLE "${users.recoverer}" LOGIN PASSWORD '${password}' IN ROLE "${groups.recoverer}";`)
       .simple();
   } catch (error) {
