@@ -874,8 +874,14 @@ BEGIN
   WITH asked AS (SELECT DISTINCT pg_catalog.unnest(p_masked) AS m),
   found AS (
     SELECT a.m, v.field,
-           CASE WHEN v.masked_value IS NULL THEN 'not_found'
-                WHEN v.erased_at IS NOT NULL THEN 'erased' ELSE 'released' END AS s
+           CASE WHEN v.masked_value IS NOT NULL AND v.erased_at IS NOT NULL THEN 'erased'
+                WHEN v.masked_value IS NOT NULL THEN 'released'
+                -- A merge's claim dropped its inbox entries (the cap per
+                -- mask and login, audited): not "never vaulted".
+                WHEN EXISTS (SELECT FROM %1$I.login_etl_audit d
+                             WHERE d.masked_value = a.m AND d.action = 'merge' AND d.outcome = 'dropped')
+                  THEN 'dropped'
+                ELSE 'not_found' END AS s
     FROM asked a LEFT JOIN %1$I.login_etl_vault v ON v.masked_value = a.m
   ),
   issued AS (
@@ -886,9 +892,11 @@ BEGIN
   ),
   audited AS (
     INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-    SELECT p_actor, 'recover', f.m, p_reason, f.s,
+    SELECT p_actor, 'recover', f.m, p_reason, CASE f.s WHEN 'dropped' THEN 'not_found' ELSE f.s END,
            CASE f.s WHEN 'released' THEN 'ciphertext released on ticket ' || i.id::text || ', field ' || f.field
-                    WHEN 'erased' THEN 'erased by forget' ELSE 'no vault entry' END
+                    WHEN 'erased' THEN 'erased by forget'
+                    WHEN 'dropped' THEN 'no vault entry: its inbox entries were dropped by a merge (see its merge audit rows)'
+                    ELSE 'no vault entry' END
     FROM found f LEFT JOIN issued i ON true
   )
   SELECT i.id, f.m, f.s FROM found f LEFT JOIN issued i ON true;
@@ -995,10 +1003,20 @@ BEGIN
     iv           bytea NOT NULL,
     key_id       text NOT NULL,
     received_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    claim_id     bigint
+    claim_id     bigint,
+    -- Who wrote the entry: the claim's cap is per mask and login.
+    written_by   text NOT NULL DEFAULT session_user,
+    CONSTRAINT login_etl_vault_inbox_shape CHECK (
+      pg_catalog.octet_length(masked_value) <= 60 AND pg_catalog.octet_length(key_id) <= 16
+      AND pg_catalog.octet_length(written_by) <= 63)
   )$t$, state);
-  -- With the id: a claim finds a mask's oldest entries without reading the rest.
-  EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_inbox_masked_value ON %I.login_etl_vault_inbox (masked_value, id)', state);
+  -- With the login and the id: a claim finds the oldest entries of a mask
+  -- and login without reading the rest.
+  EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_inbox_masked_value ON %I.login_etl_vault_inbox (masked_value, written_by, id)', state);
+  -- Recover says a mask's entries were dropped by the claim's cap, not
+  -- that it was never vaulted: a look-up of those audit rows by mask.
+  EXECUTE pg_catalog.format($i$CREATE INDEX login_etl_audit_dropped ON %I.login_etl_audit (masked_value)
+    WHERE action = 'merge' AND outcome = 'dropped'$i$, state);
   EXECUTE pg_catalog.format('CREATE INDEX login_etl_vault_inbox_claim_id ON %I.login_etl_vault_inbox (claim_id)', state);
   -- Who claimed inbox entries to verify them, in which transaction: the
   -- entries are handed out only to that login, in a later transaction.
@@ -1213,6 +1231,17 @@ BEGIN
     RAISE EXCEPTION 'A vault put takes at most 40000 entries (two per message of the largest batch)'
       USING ERRCODE = '54000';
   END IF;
+  -- Lengths before patterns, so a 60 MB argument is refused unread; a NULL
+  -- (or an array shorter than the others) is no mask, field or key id.
+  IF EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(p_masked), pg_catalog.unnest(p_field),
+                                    pg_catalog.unnest(p_key_id)) AS u(m, f, k)
+             WHERE CASE WHEN pg_catalog.octet_length(u.m) <= 60 AND pg_catalog.octet_length(u.k) <= 16
+                        THEN NOT (u.m ~ '^[A-Za-z0-9_-]{1,16}:[A-Za-z0-9_-]{43}$' AND u.k ~ '^[A-Za-z0-9_-]{1,16}$'
+                                  AND u.f IN ('ip', 'device_id'))
+                        ELSE true END IS NOT false) THEN
+    RAISE EXCEPTION 'A vault entry takes a mask (a key id, a colon and 43 base64url characters), a field (ip or device_id) and a key id of 1 to 16 letters, digits, _ or -'
+      USING ERRCODE = '22023';
+  END IF;
   IF EXISTS (SELECT FROM pg_catalog.unnest(p_ciphertext) AS u(c) WHERE pg_catalog.octet_length(u.c) > 4112) THEN
     RAISE EXCEPTION 'A vault entry''s ciphertext is at most 4112 bytes (the largest sealed value)'
       USING ERRCODE = '54000';
@@ -1318,6 +1347,7 @@ DECLARE
   v_masks text[];
   v_erased text[] := '{}';
   v_dropped integer;
+  v_malformed integer;
 BEGIN
   IF v_bulk AND NOT pg_catalog.pg_has_role(session_user, current_user, 'MEMBER') THEN
     RAISE EXCEPTION 'Only the owner role may merge the whole vault inbox; a recoverer merges the masks it recovers'
@@ -1339,32 +1369,58 @@ BEGIN
   INSERT INTO %1$I.login_etl_inbox_claims (actor) VALUES (p_actor) RETURNING id INTO v_claim;
   -- The batch's window; of it, junk is deleted unread and the rest claimed.
   WITH window_ AS (
-    SELECT i.id, ((pg_catalog.octet_length(i.ciphertext) <= 4112
-           AND pg_catalog.octet_length(i.iv) IN (12, 49)) AND i.id <= coalesce((
+    SELECT i.id, ((CASE WHEN pg_catalog.octet_length(i.ciphertext) <= 4112
+                 AND pg_catalog.octet_length(i.iv) IN (12, 49)
+                 AND pg_catalog.octet_length(i.masked_value) <= 60
+                 AND pg_catalog.octet_length(i.key_id) <= 16
+                 AND pg_catalog.octet_length(i.written_by) <= 63
+            THEN i.masked_value ~ '^[A-Za-z0-9_-]{1,16}:[A-Za-z0-9_-]{43}$' AND i.key_id ~ '^[A-Za-z0-9_-]{1,16}$'
+                 AND i.field IN ('ip', 'device_id')
+            ELSE false END) AND i.id <= coalesce((
              SELECT j.id FROM %1$I.login_etl_vault_inbox j
-             WHERE j.masked_value = i.masked_value AND (pg_catalog.octet_length(j.ciphertext) <= 4112
-           AND pg_catalog.octet_length(j.iv) IN (12, 49))
+             WHERE j.masked_value = i.masked_value AND j.written_by = i.written_by AND (CASE WHEN pg_catalog.octet_length(j.ciphertext) <= 4112
+                 AND pg_catalog.octet_length(j.iv) IN (12, 49)
+                 AND pg_catalog.octet_length(j.masked_value) <= 60
+                 AND pg_catalog.octet_length(j.key_id) <= 16
+                 AND pg_catalog.octet_length(j.written_by) <= 63
+            THEN j.masked_value ~ '^[A-Za-z0-9_-]{1,16}:[A-Za-z0-9_-]{43}$' AND j.key_id ~ '^[A-Za-z0-9_-]{1,16}$'
+                 AND j.field IN ('ip', 'device_id')
+            ELSE false END)
              ORDER BY j.id OFFSET 7 LIMIT 1), i.id)) AS kept FROM %1$I.login_etl_vault_inbox i
     WHERE i.claim_id IS NULL AND i.id > coalesce(p_after, 0)
       AND (v_bulk OR (i.masked_value = ANY(p_masked) AND NOT i.masked_value = ANY(v_erased)))
     ORDER BY i.id LIMIT greatest(1, least(coalesce(p_limit, 1000), 10000))
     FOR UPDATE SKIP LOCKED
   ), junk AS (
+    -- The mask and login only where they have their shape: junk's own
+    -- columns may be any size, and are not read.
     DELETE FROM %1$I.login_etl_vault_inbox i USING window_ w WHERE i.id = w.id AND NOT w.kept
-    RETURNING i.id
+    RETURNING i.id,
+              CASE WHEN pg_catalog.octet_length(i.masked_value) <= 60
+                        AND i.masked_value ~ '^[A-Za-z0-9_-]{1,16}:[A-Za-z0-9_-]{43}$' THEN i.masked_value END AS m,
+              CASE WHEN pg_catalog.octet_length(i.written_by) <= 63 THEN i.written_by END AS w
+  ), dropped AS (
+    -- Audited per mask, with the logins that wrote them: recover tells a
+    -- mask whose entries were dropped from one never vaulted.
+    INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
+    SELECT p_actor, 'merge', j.m, p_reason, 'dropped',
+           pg_catalog.format('%%s inbox entries dropped unread, written by %%s: over the size bound or past the oldest 8 of their mask and login (claim %%s)',
+                             pg_catalog.count(*), pg_catalog.string_agg(DISTINCT coalesce(j.w, '?'), ', '), v_claim)
+    FROM junk j WHERE j.m IS NOT NULL GROUP BY j.m ORDER BY j.m
   ), claimed AS (
     UPDATE %1$I.login_etl_vault_inbox i SET claim_id = v_claim FROM window_ w
     WHERE i.id = w.id AND w.kept RETURNING i.id, i.masked_value
   )
   SELECT pg_catalog.count(*)::integer, pg_catalog.array_agg(DISTINCT c.masked_value),
          (SELECT pg_catalog.count(*)::integer FROM junk),
+         (SELECT pg_catalog.count(*)::integer FROM junk j WHERE j.m IS NULL),
          greatest(pg_catalog.max(c.id), (SELECT pg_catalog.max(j.id) FROM junk j))
-  INTO v_count, v_masks, v_dropped, v_last FROM claimed c;
-  IF v_dropped > 0 THEN
+  INTO v_count, v_masks, v_dropped, v_malformed, v_last FROM claimed c;
+  IF v_malformed > 0 THEN
     INSERT INTO %1$I.login_etl_audit (actor, action, masked_value, reason, outcome, detail)
-    VALUES (p_actor, 'merge', NULL, p_reason, 'success',
-            pg_catalog.format('%%s inbox entries dropped unread: a ciphertext over 4112 bytes or an iv of no format, or past the oldest 8 of their mask (claim %%s)',
-                              v_dropped, v_claim));
+    VALUES (p_actor, 'merge', NULL, p_reason, 'dropped',
+            pg_catalog.format('%%s inbox entries dropped unread: no mask of its shape, or a column over its size bound (claim %%s)',
+                              v_malformed, v_claim));
   END IF;
   IF v_count = 0 THEN
     DELETE FROM %1$I.login_etl_inbox_claims c WHERE c.id = v_claim;
