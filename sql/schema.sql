@@ -1104,16 +1104,19 @@ BEGIN
   END IF;
   IF NOT FOUND THEN
     IF NOT pg_catalog.pg_has_role(session_user, current_user, 'MEMBER') THEN
+      INSERT INTO %1$I.login_etl_locks AS l (name) VALUES (pg_catalog.textcat('registrar ', session_user::text))
+      ON CONFLICT (name) DO UPDATE SET name = l.name;
       SELECT pg_catalog.count(*)::integer INTO v_recent FROM %1$I.login_etl_keys k
-      WHERE k.registered_by = session_user::text AND k.first_used > pg_catalog.now() - interval '1 day';
+      WHERE k.registered_by = session_user::text AND k.first_used > pg_catalog.clock_timestamp() - interval '1 day';
       IF v_recent >= 8 THEN
         RAISE EXCEPTION 'Login %% registered %% key ids in the last 24 hours, the most a login may (8): use a key id already recorded, or wait',
           session_user, v_recent USING ERRCODE = '54000';
       END IF;
     END IF;
+    v_at := pg_catalog.clock_timestamp();
     INSERT INTO %1$I.login_etl_keys (key_id, fingerprint, registered_by, first_used)
-    VALUES (p_key_id, p_fingerprint, session_user::text, pg_catalog.now());
-    RETURN QUERY SELECT 'new'::text, session_user::text, pg_catalog.now();
+    VALUES (p_key_id, p_fingerprint, session_user::text, v_at);
+    RETURN QUERY SELECT 'new'::text, session_user::text, v_at;
     RETURN;
   END IF;
   RETURN QUERY SELECT CASE WHEN v_fingerprint = p_fingerprint THEN 'known' ELSE 'mismatch' END, v_by, v_at;

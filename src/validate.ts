@@ -175,6 +175,18 @@ export const LoginEventSchema = v.object(
   },
 );
 
+/**
+ * Why `value` cannot be a login event's `ip` or `device_id` as `validateBody`
+ * accepts one, or null: the detail names the rule, never the value. For
+ * values read back from the vault, which a consumer can write (it holds the
+ * HMAC and the vault's public key): merge and recover refuse what no valid
+ * event could have carried, such as a device id with a newline or ESC.
+ */
+export function fieldValueProblem(field: "ip" | "device_id", value: string): string | null {
+  const result = v.safeParse(LoginEventSchema.entries[field], value);
+  return result.success ? null : rejectionOf(result.issues[0]).detail;
+}
+
 /** A valid login event after canonicalisation (`app_version` already encoded). */
 export type LoginEvent = v.InferOutput<typeof LoginEventSchema>;
 

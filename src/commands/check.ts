@@ -582,7 +582,7 @@ async function checkKeyIds(db: Deployment): Promise<CheckResult | null> {
     "hmac key ids",
     `${
       shown.join(", ")
-    }${more}; an id no key was made for is retired by the owner role: login-etl rekey --retire ID --reason TEXT`,
+    }${more}; an id no key was made for is retired by the owner role: login-etl rekey --retire=ID[,ID…] --reason TEXT`,
   );
 }
 

@@ -9,6 +9,7 @@
 import type { RecoverConfig } from "../config/resolve.ts";
 import { EtlError } from "../errors.ts";
 import { INBOX_ENTRIES_PER_MASK } from "../db/migrations.ts";
+import { escapeControl } from "../log.ts";
 import { requireSchema } from "../db/schema.ts";
 import { listAudit } from "../pii/audit.ts";
 import { recover } from "../pii/recover.ts";
@@ -35,7 +36,9 @@ export async function recoverCommand(config: RecoverConfig, io: PiiIo): Promise<
     { actor, reason: config.reason },
   );
   for (const r of results) {
-    if (r.outcome === "success") io.writeStdout(`${r.masked}\t${r.field}\t${r.raw}`);
+    // Values passed their field's rule (recover.ts); escaping is the second
+    // line of defence, so a value can never forge a line or drive a terminal.
+    if (r.outcome === "success") io.writeStdout(`${r.masked}\t${r.field}\t${escapeControl(r.raw)}`);
   }
   const count = (outcome: string) => results.filter((r) => r.outcome === outcome).length;
   const [failed, missing, erased] = [count("failed"), count("not_found"), count("erased")];
@@ -50,7 +53,7 @@ export async function recoverCommand(config: RecoverConfig, io: PiiIo): Promise<
   if (failed > 0) {
     throw new EtlError(
       "internal",
-      `Refused ${failed} of ${results.length} vault entries: they did not decrypt or did not mask back to their masks (altered, injected or swapped); see the audit trail`,
+      `Refused ${failed} of ${results.length} vault entries: they did not decrypt, did not mask back to their masks or held a value no valid login event carries (altered, injected or swapped); see the audit trail`,
     );
   }
   if (count("success") === 0) {

@@ -2,7 +2,7 @@
  * `rekey` (masks to another HMAC key, through the vault) and `rekey-vault`
  * (vault entries to another vault key, or sealed to a key pair): batched,
  * resumable, audited. Both need a vault key set that can read.
- * `rekey --retire` forgets an old HMAC key's recorded moves once it is done.
+ * `rekey --retire` forgets old HMAC keys' recorded moves once they are done.
  *
  * @module
  */
@@ -41,11 +41,15 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
       stateSchema: config.stateSchema,
       ownerRole: config.ownerRole,
     });
-    const retired = await retireKey(session.database, config.retire, {
-      actor,
-      reason: config.reason,
-    });
-    io.writeStdout(JSON.stringify({ retired: config.retire, ...retired }));
+    // One transaction per id, in the order given, a line each as it commits:
+    // a refusal stops the run there, and the lines say what was retired.
+    for (const keyId of config.retire) {
+      const retired = await retireKey(session.database, keyId, {
+        actor,
+        reason: config.reason,
+      });
+      io.writeStdout(JSON.stringify({ retired: keyId, ...retired }));
+    }
   } else if (config.command === "rekey") {
     if (config.to === null) {
       throw new UsageError("rekey needs --to KEYID, the HMAC key id to move masks to");

@@ -11,6 +11,7 @@ import { loadPgConnection } from "../db/connection.ts";
 import { checkConnection, Database, type Deployment, describeDbError } from "../db/pool.ts";
 import { nothingThere, schemaState } from "../db/schema.ts";
 import { DatabaseError } from "../errors.ts";
+import { escapeControl } from "../log.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 
 /** What `report` finds; `--summary-json` prints it. */
@@ -68,7 +69,12 @@ export async function readReport(
   };
 }
 
-/** The report as lines for a person; `rejectsTable` names where the rejects are. */
+/**
+ * The report as lines for a person; `rejectsTable` names where the rejects
+ * are. Every value read from the tables is escaped (`escapeControl`): a
+ * consumer writes them, so a newline or ESC there must not forge a line or
+ * drive the terminal.
+ */
 export function reportLines(
   report: Report,
   found: { readonly sample: readonly Record<string, unknown>[]; readonly rejectsTable: string },
@@ -88,7 +94,7 @@ export function reportLines(
   if (report.top_masked_ips.length > 0) {
     lines.push("Most repeated masked IPs:");
     for (const t of report.top_masked_ips) {
-      lines.push(`  ${t.masked_ip}  ${t.logins} logins, ${t.users} users`);
+      lines.push(`  ${escapeControl(t.masked_ip)}  ${t.logins} logins, ${t.users} users`);
     }
   }
   const rejects = Object.entries(report.rejects_by_reason);
@@ -96,7 +102,7 @@ export function reportLines(
     rejects.length === 0
       ? `Rejected: none (table ${rejectsTable})`
       : `Rejected, by reason (table ${rejectsTable}): ${
-        rejects.map(([reason, n]) => `${reason} ${n}`).join(", ")
+        rejects.map(([reason, n]) => `${escapeControl(reason)} ${n}`).join(", ")
       }`,
   );
   return lines;
@@ -140,7 +146,9 @@ function table(rows: readonly Record<string, unknown>[]): string[] {
   const first = rows[0];
   if (first === undefined) return ["(no rows)"];
   const columns = Object.keys(first);
-  const cells = rows.map((row) => columns.map((c) => (row[c] === null ? "null" : String(row[c]))));
+  const cells = rows.map((row) =>
+    columns.map((c) => (row[c] === null ? "null" : escapeControl(String(row[c]))))
+  );
   const widths = columns.map((c, i) =>
     Math.max(c.length, ...cells.map((r) => (r[i] ?? "").length))
   );

@@ -327,9 +327,9 @@ export const OPTIONS: readonly OptionSpec[] = [
     env: "LOGIN_ETL_RETIRE",
     kind: "string",
     commands: ["rekey"],
-    value: "KEYID",
+    value: "KEYID[,KEYID…]",
     help:
-      "Instead of moving masks: forget the old → new links of this HMAC key id, once rekey has moved everything off it (then destroy the key)",
+      "Instead of moving masks: forget the old → new links of these HMAC key ids (comma-separated), once rekey has moved everything off each (then destroy the key); write --retire=ID for an id that starts with -",
   },
   {
     flag: "drop-unverifiable",

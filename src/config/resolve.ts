@@ -193,8 +193,8 @@ export interface RekeyConfig extends Base, DatabaseSettings, KeySettings {
   readonly reason: string | null;
   readonly actor: string | null;
   readonly maxRows: number;
-  /** `rekey --retire KEYID`: forget that key's links instead of moving masks. */
-  readonly retire: string | null;
+  /** `rekey --retire KEYID[,KEYID…]`: forget those keys' links instead of moving masks. */
+  readonly retire: readonly string[] | null;
 }
 
 /** `vault-merge`. */
@@ -441,6 +441,24 @@ class Reader {
       );
     }
     return value;
+  }
+
+  /**
+   * A comma-separated list of key ids (`rekey --retire`, so an operator
+   * clears several bogus ids in one run), each checked as `keyId`: a comma
+   * is not in a key id, so the split is unambiguous.
+   */
+  keyIds(flag: string): readonly string[] {
+    const ids = (this.string(flag) ?? "").split(",").map((id) => id.trim());
+    const bad = ids.findIndex((id) => !KEY_ID_PATTERN.test(id));
+    if (bad >= 0) {
+      throw new ConfigError(
+        `Invalid ${this.lookup(flag).source.name} (id ${bad + 1} of ${ids.length}, ${
+          ids[bad]!.length
+        } characters): each id must be 1 to 16 letters, digits, _ or -, ids separated by commas; is a secret in an id's place?`,
+      );
+    }
+    return [...new Set(ids)];
   }
 
   /** A key's source: a file flag or variable, else an inline variable. */
@@ -790,7 +808,9 @@ export function resolveConfig<C extends CommandName>(
         reason: read.auditText("reason", AUDIT_TEXT_MAX_CHARS),
         actor: read.auditText("actor", AUDIT_ACTOR_MAX_CHARS),
         maxRows: read.integer("max-rows"),
-        retire: command === "rekey" && read.string("retire") !== null ? read.keyId("retire") : null,
+        retire: command === "rekey" && read.string("retire") !== null
+          ? read.keyIds("retire")
+          : null,
       } as RekeyConfig;
       break;
     case "vault-merge":

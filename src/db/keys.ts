@@ -72,7 +72,7 @@ export async function registerKey(
     }, the id was squatted: use another key id${
       vault
         ? ""
-        : `, and as the owner role run login-etl rekey --retire ${id} --reason TEXT so merges, recover and forget stop asking for it`
+        : `, and as the owner role run login-etl rekey --retire=${id} --reason TEXT so merges, recover and forget stop asking for it`
     }`,
   );
 }
@@ -115,7 +115,7 @@ export async function requireHmacKeys(
       missing.length === 1 ? "key" : "keys"
     } ${ids}, recorded in use and not retired (${who}); an erasure made under ${ids} can only be checked with ${
       missing.length === 1 ? "it" : "them"
-    }, so add ${ids} to the key set beside the current key (--hmac-key-file as {"current": ..., "keys": {...}}); an id nobody made a key for (a consumer may register one) is retired by the owner role, without the key: login-etl rekey --retire ID --reason TEXT, one id a run`,
+    }, so add ${ids} to the key set beside the current key (--hmac-key-file as {"current": ..., "keys": {...}}); an id nobody made a key for (a consumer may register one) is retired by the owner role, without the key: login-etl rekey --retire=ID[,ID…] --reason TEXT`,
     missing.map((r) => r.key_id),
   );
 }

@@ -1264,8 +1264,16 @@ ORDER BY k.key_id`,
   // the id must have a key id's shape, at most KEY_REGISTRATIONS_PER_DAY new
   // ids a day per login (the owner role's members excepted), and an id
   // recorded with another fingerprint is refused by the caller on
-  // 'mismatch'. Concurrent registrations queue on the table's lock, so the
-  // cap holds under a race; an id already recorded takes no lock.
+  // 'mismatch'. Concurrent registrations queue on the table's lock; the
+  // lock alone does not refresh a REPEATABLE READ or SERIALIZABLE
+  // snapshot, so the count would miss ids registered since it was taken.
+  // Each capped registration therefore also updates its login's
+  // login_etl_locks row first: in those levels a concurrent registration
+  // committed after the snapshot makes that update fail (40001), and in
+  // READ COMMITTED the count's own snapshot sees it. Times are
+  // clock_timestamp(): now() is the transaction's start, which a
+  // transaction held open would date back. An id already recorded takes no
+  // lock.
   stateDefiner("login_etl_register_key(p_key_id text, p_fingerprint text)", {
     returns: "TABLE (outcome text, registered_by text, registered_at timestamptz)",
     language: "plpgsql",
@@ -1294,16 +1302,19 @@ BEGIN
   END IF;
   IF NOT FOUND THEN
     IF NOT pg_catalog.pg_has_role(session_user, current_user, 'MEMBER') THEN
+      INSERT INTO {state}.login_etl_locks AS l (name) VALUES (pg_catalog.textcat('registrar ', session_user::text))
+      ON CONFLICT (name) DO UPDATE SET name = l.name;
       SELECT pg_catalog.count(*)::integer INTO v_recent FROM {state}.login_etl_keys k
-      WHERE k.registered_by = session_user::text AND k.first_used > pg_catalog.now() - interval '1 day';
+      WHERE k.registered_by = session_user::text AND k.first_used > pg_catalog.clock_timestamp() - interval '1 day';
       IF v_recent >= ${KEY_REGISTRATIONS_PER_DAY} THEN
         RAISE EXCEPTION 'Login % registered % key ids in the last 24 hours, the most a login may (${KEY_REGISTRATIONS_PER_DAY}): use a key id already recorded, or wait',
           session_user, v_recent USING ERRCODE = '54000';
       END IF;
     END IF;
+    v_at := pg_catalog.clock_timestamp();
     INSERT INTO {state}.login_etl_keys (key_id, fingerprint, registered_by, first_used)
-    VALUES (p_key_id, p_fingerprint, session_user::text, pg_catalog.now());
-    RETURN QUERY SELECT 'new'::text, session_user::text, pg_catalog.now();
+    VALUES (p_key_id, p_fingerprint, session_user::text, v_at);
+    RETURN QUERY SELECT 'new'::text, session_user::text, v_at;
     RETURN;
   END IF;
   RETURN QUERY SELECT CASE WHEN v_fingerprint = p_fingerprint THEN 'known' ELSE 'mismatch' END, v_by, v_at;

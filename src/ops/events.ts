@@ -194,7 +194,7 @@ export type TelemetryEvent =
   | {
     readonly type: "InboxEntryRefused";
     readonly masked: string;
-    readonly why: "undecryptable" | "mismatch";
+    readonly why: "undecryptable" | "mismatch" | "invalid";
   }
   | {
     readonly type: "InboxMerged";
@@ -613,6 +613,8 @@ export const EVENTS: {
     message: (e) =>
       e.why === "undecryptable"
         ? "vault inbox entry does not decrypt; dropped"
+        : e.why === "invalid"
+        ? "vault inbox entry holds a value no valid login event carries (forged by a consumer); dropped"
         : "vault inbox entry does not mask back to its mask (squatted or swapped); dropped",
     fields: (e) => ({ masked: e.masked, why: e.why }),
   },

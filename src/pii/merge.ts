@@ -21,6 +21,7 @@ import { type Deployment, describeDbError, pgArray, type Sql } from "../db/pool.
 import { DatabaseError } from "../errors.ts";
 import type { Masker } from "../mask.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
+import { fieldValueProblem } from "../validate.ts";
 import { appendAudit } from "./audit.ts";
 import { fromStored, type VaultCipher, type VaultField } from "./vault.ts";
 
@@ -118,7 +119,7 @@ interface InboxEntry {
 /** The merger's verdict on one entry. */
 type Verdict =
   | { readonly verdict: "accept"; readonly others: readonly string[] }
-  | { readonly verdict: "refuse"; readonly why: "undecryptable" | "mismatch" }
+  | { readonly verdict: "refuse"; readonly why: "undecryptable" | "mismatch" | "invalid" }
   /**
    * Not judged. `foreign` when a key id is not in the sets at all (what
    * `dropUnverifiable` deletes); a pair held as its public half only is
@@ -130,7 +131,8 @@ type Verdict =
  * Judges one entry: kept when the merger cannot open it or check its mask
  * (its HMAC key not held; its vault key not held, or held as a pair's
  * public half only), since nothing is proven either way; refused when a key
- * that can open it does not, or the value does not mask back to its mask;
+ * that can open it does not, the value does not mask back to its mask, or
+ * it fails its field's rule (`fieldValueProblem`);
  * else accepted with its value's masks under the other HMAC keys (so an
  * erasure under any of them reaches it).
  */
@@ -148,6 +150,10 @@ async function judge(entry: InboxEntry, keys: MergeKeys): Promise<Verdict> {
     return { verdict: "refuse", why: "undecryptable" };
   }
   if (await masker.mask(entry.field, raw) !== masked) return { verdict: "refuse", why: "mismatch" };
+  // A consumer holds the HMAC key and the vault's public key, so it can
+  // vault any string under a mask that checks out: only a value a valid
+  // login event could carry is merged.
+  if (fieldValueProblem(entry.field, raw) !== null) return { verdict: "refuse", why: "invalid" };
   const others: string[] = [];
   for (const [id, other] of keys.maskers) {
     if (id !== masker.keyId) others.push(await other.mask(entry.field, raw));

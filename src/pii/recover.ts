@@ -18,6 +18,7 @@ import { requireHmacKeys } from "../db/keys.ts";
 import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
 import { ConfigError, DatabaseError, type EtlError, UsageError } from "../errors.ts";
 import type { Masker } from "../mask.ts";
+import { fieldValueProblem } from "../validate.ts";
 import { noteRefusal } from "./audit.ts";
 import { mergeInbox } from "./merge.ts";
 import {
@@ -98,7 +99,10 @@ interface Released {
   readonly state: "released" | "erased" | "not_found";
 }
 
-/** Why a released entry cannot be shown, or null when it proves out. */
+/**
+ * Why a released entry cannot be shown, or null when it proves out: it masks
+ * back to its mask and passes its field's rule.
+ */
 async function disprove(
   row: Released,
   raw: string,
@@ -112,6 +116,13 @@ async function disprove(
   }
   if (await masker.mask(row.field as VaultField, raw) !== masked) {
     return "vault entry does not mask back to its mask: injected or swapped, refused";
+  }
+  // A consumer can vault any string under a mask that checks out (it holds
+  // the HMAC key and the vault's public key): only what a valid login event
+  // could carry is shown.
+  const problem = fieldValueProblem(row.field as VaultField, raw);
+  if (problem !== null) {
+    return `vault entry holds a value no valid login event carries (${problem}): injected, refused`;
   }
   return null;
 }

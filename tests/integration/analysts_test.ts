@@ -104,6 +104,44 @@ Deno.test("the duplicate views count an address in two spellings once, per maske
   );
 });
 
+Deno.test("report escapes what a consumer wrote to user_logins and the rejects: no forged line, no raw ESC", async () => {
+  // A consumer may INSERT into both tables, so every cell and reason is data
+  // from a possibly hostile writer (issue 19, F5).
+  await using db = await freshSchema();
+  const env = { DATABASE_URL, ...db.env };
+  const migrated = await runCli(["migrate"], { env });
+  assert.equal(migrated.code, 0, migrated.stderr);
+  const forged = "Rejected: none\u001b[2J\u001b[31mRED\u001b[0m";
+  const evilUser = `u1\n${forged}`;
+  const evilIp = `k1:x\r\n  forged-mask  99 logins, 99 users\u001b]0;title\u0007`;
+  await db.sql`
+    INSERT INTO user_logins (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date)
+    VALUES (${evilUser}, 'android', ${evilIp}, 'k1:d', 'RU', 1, CURRENT_DATE),
+           ('u2', 'ios\u2028x', ${evilIp}, 'k1:d', 'RU', 1, CURRENT_DATE)`;
+  await db.sql`
+    INSERT INTO ${db.sql(db.stateSchema)}.login_etl_rejects
+      (message_id, reason, detail, body_bytes, body_hmac, sent_at)
+    VALUES ('m1', ${`not_json 1\n${forged}`}, 'x', 1, 'h', now())`;
+  const text = await runCli(["report"], { env });
+  assert.equal(text.code, 0, text.stderr);
+  for (const c of ["\u001b", "\u0007", "\r", "\u2028"]) {
+    assert.ok(!text.stdout.includes(c), `no raw ${JSON.stringify(c)}: ${text.stdout}`);
+  }
+  const lines = text.stdout.trimEnd().split("\n");
+  assert.deepEqual(lines.filter((l) => /^Rejected/.test(l)), [
+    `Rejected, by reason (table ${db.stateSchema}.login_etl_rejects): not_json 1\\nRejected: none\\x1b[2J\\x1b[31mRED\\x1b[0m 1`,
+  ]);
+  assert.ok(lines.every((l) => !/^\s*forged-mask/.test(l)), text.stdout);
+  assert.ok(
+    lines.some((l) =>
+      l.includes("k1:x\\r\\n  forged-mask  99 logins, 99 users\\x1b]0;title\\x07  2 logins")
+    ),
+    text.stdout,
+  );
+  assert.ok(lines.some((l) => /^ {2}u1\\nRejected: none\\x1b\[2J/.test(l)), text.stdout);
+  assert.ok(lines.some((l) => l.includes("ios\\u2028x")), text.stdout);
+});
+
 Deno.test("app_version_text() inverts the stored encoding, for every version the pipeline accepts", async () => {
   await using db = await freshSchema();
   await runCli(["migrate"], { env: { DATABASE_URL, ...db.env } });

@@ -2,7 +2,13 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { gunzipSync } from "node:zlib";
-import { codePointLength, LIMITS, utf8Length, validateBody } from "../../src/validate.ts";
+import {
+  codePointLength,
+  fieldValueProblem,
+  LIMITS,
+  utf8Length,
+  validateBody,
+} from "../../src/validate.ts";
 import type { RejectReason } from "../../src/types.ts";
 
 const MAX = 65536;
@@ -660,6 +666,47 @@ Deno.test("validateBody() accepts every one of the exercise's 100 sample message
     assert.ok(
       verdict.ok,
       verdict.ok ? "" : `${verdict.rejection.reason}: ${verdict.rejection.detail}`,
+    );
+  }
+});
+
+Deno.test("fieldValueProblem() accepts what validateBody accepts for ip and device_id, and refuses the rest without echoing it", () => {
+  const accepted: [("ip" | "device_id"), string][] = [
+    ["ip", "192.0.2.1"],
+    ["ip", "2001:db8::1"],
+    ["ip", "::ffff:192.0.2.1"],
+    ["device_id", "100-00-0001"],
+    ["device_id", "dev-\u202eevil"],
+  ];
+  for (const [field, value] of accepted) assert.equal(fieldValueProblem(field, value), null, value);
+  const refused: [("ip" | "device_id"), string, RegExp][] = [
+    ["ip", "203.0.113.9\u001b[2J", /^ip contains a control character/],
+    ["ip", "not an address", /^ip is not an IPv4 address/],
+    ["ip", "", /^ip is not an IPv4 address/],
+    ["device_id", "dev1\nk1:AAAA\tip\t203.0.113.9", /^device_id contains a control character/],
+    ["device_id", "", /^device_id must not be empty$/],
+    ["device_id", "d".repeat(LIMITS.device_id + 1), /^device_id is longer than 256 characters$/],
+  ];
+  for (const [field, value, why] of refused) {
+    const problem = fieldValueProblem(field, value);
+    assert.match(problem ?? "", why, JSON.stringify(value));
+    if (value !== "") assert.ok(!problem!.includes(value), "the value is not echoed");
+  }
+  // The same verdicts as a whole event's.
+  for (const [field, value] of [...accepted, ...refused]) {
+    const event = {
+      user_id: "u",
+      app_version: "1.0.0",
+      device_type: "ios",
+      ip: "192.0.2.1",
+      locale: null,
+      device_id: "d",
+      [field]: value,
+    };
+    assert.equal(
+      validateBody(JSON.stringify(event), 1 << 20).ok,
+      fieldValueProblem(field, value) === null,
+      JSON.stringify(value),
     );
   }
 });

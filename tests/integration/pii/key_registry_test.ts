@@ -42,6 +42,7 @@ eachMajor.test("a consumer registers key ids only through login_etl_register_key
     return sql;
   };
   const state = `"${db.stateSchema}"`;
+  const racerUsers = ["rr", "ser"].map((l) => `etl_${l}${suffix}`);
   const register = (sql: postgres.Sql, keyId: string, fingerprint = BOGUS_FINGERPRINT) =>
     sql<{ outcome: string; registered_by: string }[]>`
       SELECT outcome, registered_by FROM ${
@@ -125,7 +126,7 @@ eachMajor.test("a consumer registers key ids only through login_etl_register_key
           refused,
           2,
           new RegExp(
-            `lacks key "zz", recorded in use and not retired \\("zz" registered by login "${consumerUser}" \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d UTC\\).*rekey --retire ID --reason TEXT`,
+            `lacks key "zz", recorded in use and not retired \\("zz" registered by login "${consumerUser}" \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d UTC\\).*rekey --retire=ID\\[,ID…\\] --reason TEXT`,
           ),
         );
         const retired = await cli.run([
@@ -160,7 +161,7 @@ eachMajor.test("a consumer registers key ids only through login_etl_register_key
           refused,
           2,
           new RegExp(
-            `HMAC key id "k2" is recorded with a different secret \\(registered by login "${consumerUser}" \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d UTC\\).*the id was squatted: use another key id, and as the owner role run login-etl rekey --retire k2`,
+            `HMAC key id "k2" is recorded with a different secret \\(registered by login "${consumerUser}" \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d UTC\\).*the id was squatted: use another key id, and as the owner role run login-etl rekey --retire=k2`,
           ),
         );
       },
@@ -241,11 +242,109 @@ eachMajor.test("a consumer registers key ids only through login_etl_register_key
         assert.equal(mineToo?.outcome, "new");
       },
     );
+
+    for (
+      const [level, user] of [["repeatable read", racerUsers[0]!], ["serializable", racerUsers[1]!]]
+    ) {
+      await t.step(
+        `the cap holds for 4 sessions of one login racing in ${level} transactions: the losers get a serialization failure`,
+        async () => {
+          await db.sql.unsafe(
+            `CREATE ROLE "${user}" LOGIN PASSWORD '${password}' IN ROLE "${consumer}"`,
+          );
+          const sessions = Array.from({ length: 4 }, () => connectAs(user!));
+          // Each takes its snapshot, then all register at once: without the
+          // per-login row, each REPEATABLE READ snapshot counted none of the
+          // others' ids (32 registered). SERIALIZABLE held already (SSI saw
+          // the count read against the winner's inserts); it stays tested.
+          let arrived = 0;
+          let go!: () => void;
+          const together = new Promise<void>((resolve) => go = resolve);
+          const outcomes = await Promise.allSettled(
+            sessions.map((session, i) =>
+              session.begin(`isolation level ${level}`, async (tx) => {
+                await tx`SELECT 1`;
+                if (++arrived === sessions.length) go();
+                await together;
+                for (let j = 0; j < KEY_REGISTRATIONS_PER_DAY; j++) {
+                  await register(
+                    tx as unknown as postgres.Sql,
+                    `${level === "serializable" ? "s" : "r"}${i}x${j}`,
+                  );
+                }
+              })
+            ),
+          );
+          const [registered] = await db.sql<{ n: number }[]>`
+            SELECT count(*)::int AS n FROM ${
+            db.sql(db.stateSchema)
+          }.login_etl_keys WHERE registered_by = ${user!}`;
+          assert.equal(registered?.n, KEY_REGISTRATIONS_PER_DAY, JSON.stringify(outcomes));
+          assert.equal(outcomes.filter((o) => o.status === "fulfilled").length, 1);
+          for (const o of outcomes) {
+            if (o.status === "rejected") {
+              assert.ok(
+                ["40001", "54000"].includes((o.reason as { code?: string }).code ?? ""),
+                String(o.reason),
+              );
+            }
+          }
+        },
+      );
+    }
+
+    await t.step(
+      "a registration is dated by the clock, not by its transaction's start",
+      async () => {
+        const asOwnerSql = connectAs(ownerUser);
+        const [dated] = await asOwnerSql.begin(async (tx) => {
+          const [start] = await tx<{ at: Date }[]>`SELECT now() AS at`;
+          await tx`SELECT pg_sleep(0.05)`;
+          const [made] = await tx<{ registered_at: Date }[]>`
+            SELECT registered_at FROM ${
+            tx(db.stateSchema)
+          }.login_etl_register_key('clock1', ${BOGUS_FINGERPRINT})`;
+          return [{ start: start!.at, made: made!.registered_at }];
+        });
+        assert.ok(dated!.made > dated!.start, JSON.stringify(dated));
+        const [row] = await db.sql<{ later: boolean }[]>`
+          SELECT first_used > ${dated!.start} AS later FROM ${
+          db.sql(db.stateSchema)
+        }.login_etl_keys WHERE key_id = 'clock1'`;
+        assert.equal(row?.later, true);
+      },
+    );
+
+    await t.step(
+      "rekey --retire=ID,ID retires several ids in one run; an id starting with - goes in the = form",
+      async () => {
+        const asOwnerSql = connectAs(ownerUser);
+        for (const id of ["-h", "zy", "zx"]) await register(asOwnerSql, id);
+        const env = { ...asOwner, PII_HMAC_KEY: hmacKeySet("k1") };
+        const flagLike = await cli.run(["rekey", "--retire", "-h", "--reason", "bogus"], env);
+        assert.equal(flagLike.code, 2, flagLike.stderr);
+        const refused = await cli.run(["vault-merge"], env);
+        assertRefused(refused, 2, /login-etl rekey --retire=ID\[,ID…\] --reason TEXT/);
+        const retired = await cli.run([
+          "rekey",
+          "--retire=-h,zy,zx",
+          "--reason",
+          "key ids nobody made a key for",
+        ], env);
+        assert.equal(retired.code, 0, retired.stderr);
+        assert.deepEqual(
+          retired.stdout.trimEnd().split("\n").map((l) => JSON.parse(l)),
+          ["-h", "zy", "zx"].map((id) => ({ retired: id, links: 0 })),
+        );
+        const bad = await cli.run(["rekey", "--retire=zw,not an id", "--reason", "x"], env);
+        assertRefused(bad, 2, /Invalid --retire \(id 2 of 2, 9 characters\)/);
+      },
+    );
   } finally {
     for (const sql of clients) await sql.end();
     const admin = postgres(db.url, { max: 1, onnotice: () => {} });
     try {
-      const roles = [consumerUser, ownerUser, owner, consumer].concat(
+      const roles = [consumerUser, ownerUser, ...racerUsers, owner, consumer].concat(
         ["pii_recoverer", "login_etl_analyst"].map((g) => g + suffix),
       );
       const existing = (await admin<{ rolname: string }[]>`

@@ -16,6 +16,7 @@ import {
   Cli,
   cliEnv,
   drain,
+  inboxRows,
   lastAuditId,
   maskerOf,
   PEOPLE,
@@ -350,4 +351,77 @@ Deno.test("a refused row's vault entry is still written when a committed row of 
   );
   assert.equal(recovered.code, 0, recovered.stderr);
   assert.equal(recovered.stdout, `${ipMask}\tip\t203.0.113.50\n`);
+});
+
+Deno.test("recover never prints a value no valid login event carries: a consumer's forged device_id or ip under a mask that checks out is refused in the merge and in the last check, and what it prints is escaped", async () => {
+  // A consumer holds the HMAC key and the vault key (or its public half), so
+  // it can vault any string under a mask that masks back (issue 19, F3).
+  await using sqs = await startSqs();
+  await using db = await freshSchema();
+  const cli = new Cli(cliEnv(db));
+  // Valid (no C0/C1 control), but a bidirectional override: printed escaped.
+  const bidi = "dev-\u202eevil";
+  await drain(sqs, cli, [body("f1", "192.0.2.31", bidi)], {}, { merge: db });
+  const k1 = await maskerOf(TEST_SECRET, "k1");
+  const cipher = await cipherOf(VAULT_SECRET);
+  const fakeMask = `k1:${"A".repeat(43)}`;
+  const forgedDevice = `dev1\n${fakeMask}\tip\t203.0.113.9\u001b[31mRED\u001b[0m`;
+  const forgedIp = "203.0.113.9\u001b[2J";
+  const forgedKept = "dev2\r\u001b]0;pwned\u0007";
+  const entries = [
+    { field: "device_id" as const, raw: forgedDevice },
+    { field: "ip" as const, raw: forgedIp },
+    { field: "ip" as const, raw: "not an address" },
+  ];
+  const inboxMasks: string[] = [];
+  for (const e of entries) {
+    const mask = await k1.mask(e.field, e.raw);
+    inboxMasks.push(mask);
+    const sealed = await cipher.encrypt(e.field, mask as Masked, e.raw);
+    // As a consumer's drain writes the inbox.
+    await db.sql`
+      SELECT login_etl_vault_put(ARRAY[${mask}]::text[], ARRAY[${e.field}]::text[],
+        ARRAY[${Buffer.from(sealed.ciphertext)}::bytea], ARRAY[${Buffer.from(sealed.iv)}::bytea],
+        ARRAY['v1']::text[])`;
+  }
+  // Straight into the vault, past the merge: recover's last check alone refuses it.
+  const keptMask = await k1.mask("device_id", forgedKept);
+  const kept = await cipher.encrypt("device_id", keptMask as Masked, forgedKept);
+  await db.sql`
+    INSERT INTO login_etl_vault (masked_value, field, ciphertext, iv, key_id)
+    VALUES (${keptMask}, 'device_id', ${Buffer.from(kept.ciphertext)}, ${
+    Buffer.from(kept.iv)
+  }, 'v1')`;
+  const good = await k1.mask("device_id", bidi);
+  const before = await lastAuditId(db.sql);
+  const run = await recoverFile(cli, [...inboxMasks, keptMask, good], [
+    "--reason",
+    "forged values",
+  ]);
+  for (const output of [run.stdout, run.stderr]) {
+    // deno-lint-ignore no-control-regex -- looking for control characters is the point
+    assert.ok(!/[\u0000-\u0008\u000b-\u001f\u007f\u202e]/.test(output), `raw control: ${output}`);
+    assert.ok(!output.includes("203.0.113.9"), "no forged value shown");
+  }
+  assert.equal(
+    run.stdout,
+    `${good}\tdevice_id\tdev-\\u202eevil\n`,
+    "only the valid value, escaped",
+  );
+  assert.equal(run.code, 1, run.stderr);
+  assert.match(
+    failureLine(run),
+    /^error: Refused 1 of 5 vault entries: .*held a value no valid login event carries/,
+  );
+  const audit = await auditAfter(db.sql, before);
+  const refusal = audit.find((a) => a.masked_value === keptMask && a.outcome === "failed");
+  assert.match(
+    refusal?.detail ?? "",
+    /no valid login event carries \(device_id contains a control character or a lone surrogate\): injected, refused/,
+  );
+  assert.ok(!audit.some((a) => /203\.0\.113\.9|pwned/.test(a.detail ?? "")), "no value audited");
+  // The merge refused the inbox's three: dropped, never in the vault.
+  const live = (await vaultRows(db.sql)).map((r) => r.masked_value);
+  for (const mask of inboxMasks) assert.ok(!live.includes(mask), `${mask} merged`);
+  assert.deepEqual((await inboxRows(db.sql)).map((r) => r.masked_value), []);
 });
