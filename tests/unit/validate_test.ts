@@ -695,12 +695,12 @@ Deno.test("fieldValueProblem() accepts what validateBody accepts for ip and devi
   // The same verdicts as a whole event's.
   for (const [field, value] of [...accepted, ...refused]) {
     const event = {
-      user_id: "u",
-      app_version: "1.0.0",
-      device_type: "ios",
-      ip: "192.0.2.1",
-      locale: null,
-      device_id: "d",
+      "user_id": "u",
+      "app_version": "1.0.0",
+      "device_type": "ios",
+      "ip": "192.0.2.1",
+      "locale": null,
+      "device_id": "d",
       [field]: value,
     };
     assert.equal(
