@@ -1,5 +1,6 @@
 // Unit tests of src/validate.ts: validateBody() reasons from a table, detail privacy, and the length helpers.
 import assert from "node:assert/strict";
+import { hasSample, SAMPLE_PATH } from "../helpers/services.ts";
 import fc from "fast-check";
 import { gunzipSync } from "node:zlib";
 import {
@@ -655,9 +656,13 @@ Deno.test("validateBody() rejects control characters that could forge output lin
   }
 });
 
-Deno.test("validateBody() accepts every one of the exercise's 100 sample messages", async () => {
-  const path = new URL("../../../shared/data/sample_data.json.gz", import.meta.url);
-  const gz = await Deno.readFile(path);
+Deno.test({
+  name: "validateBody() accepts every one of the exercise's 100 sample messages",
+  // The exercise's file sits beside the checkout on the exercise's machines
+  // only; a clone elsewhere has none (the seeded generator covers the shapes).
+  ignore: !hasSample(),
+}, async () => {
+  const gz = await Deno.readFile(SAMPLE_PATH);
   const text = new TextDecoder().decode(gunzipSync(gz));
   const messages = JSON.parse(text) as unknown[];
   assert.equal(messages.length, 100);

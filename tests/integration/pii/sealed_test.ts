@@ -234,7 +234,7 @@ Deno.test("drain with only the public key set writes sealed, padded entries noth
       revealing: true,
     }),
     1,
-    /did not decrypt or did not mask back/,
+    /did not decrypt, did not mask back/,
   );
 
   const raws = rawValuesOf(PEOPLE);
