@@ -166,7 +166,7 @@ test: deno postgres postgres-majors check ## Everything CI runs: checks, unit, r
 	echo "DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --parallel $(TEST_PATHS)"; \
 	LOGIN_ETL_TEST_CLUSTERS="$$state" DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --parallel --junit-path="$$junit" $(TEST_PATHS) 2>&1 | tee "$$log"; \
 	status=$${PIPESTATUS[0]}; \
-	$(DENO) run --allow-read="$$junit" scripts/slowest_tests.ts "$$junit" 10; \
+	$(DENO) run --allow-read="$$junit,$$log" scripts/slowest_tests.ts "$$junit" "$$log" 10; \
 	sed 's/\x1b\[[0-9;]*m//g' "$$log" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -1; \
 	exit $$status
 

@@ -57,7 +57,7 @@ for (const outage of ["stall", "reset"] as const) {
     await using db = await freshSchema();
     await using pg = TcpProxy.start(targetOf(DATABASE_URL));
     const queueUrl = sqs.createQueue({ VisibilityTimeout: "2" });
-    const sent = load(sqs, queueUrl, 10_000, 7);
+    const sent = load(sqs, queueUrl, 4_000, 7);
     const env = {
       PII_HMAC_KEY: TEST_SECRET,
       DATABASE_URL: viaProxy(DATABASE_URL, pg),
