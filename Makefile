@@ -97,6 +97,10 @@ PG_INSTALLED = $(foreach m,$(PG_MAJORS),$(if $(PG_BUILD_$(m)),$(TOOLS)/postgres/
 
 TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-msvc
 TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources
+# Test files run in parallel: each test has its own schema, queue, roles and
+# ports (docs/testing.md, "Rules for a test"). Most of a test's time is spent
+# waiting on Postgres, SQS or a child process, so 2 cores keep 4 files busy.
+DENO_JOBS ?= 4
 TEST_PATHS := tests/unit/ tests/repo/ tests/integration/ tests/cli/ tests/reliability/
 
 .PHONY: help deno postgres-majors demo test test-unit bench bench-analysts soak check fmt docs postgres build build-all clean
@@ -141,21 +145,30 @@ check: deno ## fmt --check, lint and type-check
 	$(DENO) lint
 	$(DENO) check src/ tests/
 
-test-unit: deno ## Unit tests and repository checks (no services; the store and sink tests need Postgres, so only make test runs them)
-	$(DENO) test $(TEST_FLAGS) --ignore=tests/unit/db/write_test.ts,tests/unit/sink_test.ts tests/unit/ tests/repo/
+test-unit: deno ## Unit tests and repository checks (no services)
+	DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --parallel tests/unit/ tests/repo/
 
 # make test starts the throwaway clusters of PG_MAJORS (scripts/test_clusters.ts)
-# in the background while the first tests run; tests find them through the
-# state file in LOGIN_ETL_TEST_CLUSTERS (tests/helpers/majors.ts). The EXIT
-# trap stops them and removes their directories however the run ends: INT
-# and TERM (Ctrl-C) exit through it too.
+# once, in the background while the first tests run; every test process finds
+# them through the state file in LOGIN_ETL_TEST_CLUSTERS (tests/helpers/majors.ts).
+# The EXIT trap stops them and removes their directories however the run ends:
+# INT and TERM (Ctrl-C) exit through it too. Test files run DENO_JOBS at a
+# time; deno test also writes a JUnit report, from which
+# scripts/slowest_tests.ts prints the ten slowest tests. deno's summary line
+# is printed again last, since .ci/run reads the last one.
 test: deno postgres postgres-majors check ## Everything CI runs: checks, unit, repository, integration, CLI and fault tests (on PostgreSQL 13, 15 and 18 where it matters)
 	@state=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-clusters.XXXXXX"); \
 	$(DENO) run --allow-all scripts/test_clusters.ts "$$state" $(PG_MAJORS) & clusters=$$!; \
-	trap 'kill -TERM $$clusters 2>/dev/null; wait $$clusters; rm -f "$$state"' EXIT; \
+	junit=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-junit.XXXXXX"); \
+	log=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-test.XXXXXX"); \
+	trap 'kill -TERM $$clusters 2>/dev/null; wait $$clusters; rm -f "$$state" "$$junit" "$$log"' EXIT; \
 	trap 'exit 130' INT TERM; \
-	echo "$(DENO) test $(TEST_FLAGS) $(TEST_PATHS)"; \
-	LOGIN_ETL_TEST_CLUSTERS="$$state" $(DENO) test $(TEST_FLAGS) $(TEST_PATHS)
+	echo "DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --parallel $(TEST_PATHS)"; \
+	LOGIN_ETL_TEST_CLUSTERS="$$state" DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --parallel --junit-path="$$junit" $(TEST_PATHS) 2>&1 | tee "$$log"; \
+	status=$${PIPESTATUS[0]}; \
+	$(DENO) run --allow-read="$$junit,$$log" scripts/slowest_tests.ts "$$junit" "$$log" 10; \
+	sed 's/\x1b\[[0-9;]*m//g' "$$log" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -1; \
+	exit $$status
 
 bench: deno postgres ## Throughput against the client and protocol ceilings (BENCH_N, BENCH_MEMORY=1)
 	$(DENO) run --allow-all bench/bench.ts

@@ -219,6 +219,7 @@ for (const kind of ENDPOINT_KINDS) {
     await ensureSchema(setup, { connection, schema: db.schema, stateSchema: db.stateSchema });
     await setup.end();
     const blocker = await db.sql.reserve();
+    const [{ pid: blockerPid }] = await blocker<[{ pid: number }]>`SELECT pg_backend_pid() AS pid`;
     await blocker`BEGIN`;
     await blocker`LOCK TABLE user_logins IN SHARE MODE`;
     const { telemetry } = capturingTelemetry();
@@ -228,12 +229,14 @@ for (const kind of ENDPOINT_KINDS) {
       writeStdout: noStdout,
     });
     try {
+      // Blocked by our lock, not another file's: files run in parallel.
       let blocked = false;
       for (let i = 0; i < 200 && !blocked; i++) {
         await new Promise((r) => setTimeout(r, 50));
         const [row] = await db.sql`
           SELECT count(*)::int AS n FROM pg_stat_activity
-          WHERE application_name = 'login-etl' AND wait_event_type = 'Lock'`;
+          WHERE application_name = 'login-etl' AND wait_event_type = 'Lock'
+            AND ${blockerPid} = ANY(pg_blocking_pids(pid))`;
         blocked = (row?.n ?? 0) > 0;
       }
       assert.ok(blocked, "the write waits on the lock");
