@@ -11,6 +11,7 @@ import { protocolMismatch } from "./_errors.ts";
 import { clientCredentials, reportCredentialFailures } from "./credentials.ts";
 import { dnsName, isLoopbackName } from "../config/hosts.ts";
 import { awsQueueHost, type ResolvedRegion, resolveRegion } from "./region.ts";
+import type { Telemetry } from "../ops/telemetry.ts";
 
 /**
  * The SQS wire protocol: `json` (what the SDK sends, and AWS and LocalStack
@@ -217,4 +218,20 @@ export async function createSqsClient(options: SqsClientOptions): Promise<SqsCon
   }
   reportCredentialFailures(client, credentials, options.awsEnv);
   return { client, endpoint, region, protocol: () => current };
+}
+
+/**
+ * The SQS client of a command, its region override and protocol switch, if
+ * any, logged as they happen.
+ */
+export function openQueue(
+  options: Omit<SqsClientOptions, "onProtocolSwitch" | "onRegionOverridden">,
+  telemetry: Telemetry,
+): Promise<SqsConnection> {
+  return createSqsClient({
+    ...options,
+    onProtocolSwitch: (reason) =>
+      telemetry.emit({ type: "SqsProtocolSwitched", protocol: "query", reason }),
+    onRegionOverridden: (override) => telemetry.emit({ type: "RegionOverridden", ...override }),
+  });
 }
