@@ -1,8 +1,9 @@
 /**
- * `drain` and `run`: wires keys, the SQS queue, the Postgres store (or the
- * dry-run printer) and telemetry into the pipeline, then reports. Each set-up
- * step lives in `_setup.ts`; everything opened here is closed by one
- * disposal stack, in reverse order, whatever fails.
+ * The run of `drain` and `run` (and of `demo`'s drain): wires keys, the SQS
+ * queue, the Postgres store (or the dry-run printer) and telemetry into the
+ * pipeline, and returns the summary. Each set-up step lives in `_setup.ts`;
+ * everything opened here is closed by one disposal stack, in reverse order,
+ * whatever fails.
  *
  * @module
  */
