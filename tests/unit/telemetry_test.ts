@@ -33,7 +33,7 @@ const ZERO: Snapshot = {
   deleteFailed: 0,
   visibilityExtended: 0,
   batchesCommitted: 0,
-  stageFailures: { receive: 0, validate: 0, mask: 0, write: 0, ack: 0, startup: 0 },
+  stageFailures: { receive: 0, write: 0, startup: 0 },
   failuresByCode: {},
   refusedBySqlstate: {},
   inFlight: 0,
