@@ -304,7 +304,7 @@ function sum(record: Readonly<Partial<Record<string, number>>>): number {
  * A time as a log field: whole milliseconds (or seconds). A fraction of a
  * millisecond from `performance.now()` is noise to a reader and a cardinality
  * of its own to a log store. Every duration field goes through this;
- * tests/unit/events_test.ts checks each event's lines for fractions.
+ * tests/unit/ops/events_test.ts checks each event's lines for fractions.
  */
 function whole(time: number): number {
   return Math.round(time);

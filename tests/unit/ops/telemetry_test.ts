@@ -5,10 +5,10 @@
 // in flight.
 
 import assert from "node:assert/strict";
-import { type Counters, EVENTS, type Observer } from "../../src/ops/events.ts";
-import { Telemetry, type TelemetryEvent } from "../../src/ops/telemetry.ts";
-import { createLogger } from "../../src/log.ts";
-import { capturingTelemetry } from "../helpers/services.ts";
+import { type Counters, EVENTS, type Observer } from "../../../src/ops/events.ts";
+import { Telemetry, type TelemetryEvent } from "../../../src/ops/telemetry.ts";
+import { createLogger } from "../../../src/log.ts";
+import { capturingTelemetry } from "../../helpers/services.ts";
 
 /** Counters as plain data: maps as objects, zero reject counts left out, times as set or not. */
 function snapshot(c: Counters) {
