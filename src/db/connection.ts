@@ -21,7 +21,7 @@ import {
 } from "./target.ts";
 import { loadTls } from "./tls_files.ts";
 
-// The target's API, where its callers have always found it.
+// Re-exported: a caller resolves a target and loads it through this one module.
 export {
   connectionStringHasSecret,
   DEFAULT_DATABASE_URL,

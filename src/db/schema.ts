@@ -31,7 +31,8 @@ import { describeUntrusted, findUntrusted, OWNER_ROLE } from "./search_path.ts";
 import { hasLockTable, releaseAdvisoryLock, rowLockHeld, takeAdvisoryLock } from "./schema_lock.ts";
 import { readSchemaState, readState, refuseNewer, schemaState } from "./schema_state.ts";
 
-// Where the schema stands, and the lock's error, where their callers have always found them.
+// Re-exported: a command asks this one module about the schema, whether it
+// migrates or only reads where the schema stands.
 export { nothingThere, requireSchema, type SchemaState, schemaState } from "./schema_state.ts";
 export { type Holder, SchemaLockError } from "./schema_lock.ts";
 
