@@ -183,9 +183,8 @@ export async function createSqsClient(options: SqsClientOptions): Promise<SqsCon
     ...(options.verifyMd5 === true ? {} : { md5: false as const }),
     // The SDK's own node:http handler. A long poll holds its request open
     // for waitSeconds, so time out only well after. (A hand-written handler
-    // over fetch was measured against it in one run, 4 interleaved rounds of
-    // 20,000 receive+delete: 7,987 against 7,866 msg/s, within the noise, so
-    // it was removed: docs/performance.md.)
+    // over fetch was measured against it and gained nothing beyond the noise,
+    // so it was removed: docs/performance.md.)
     requestHandler: {
       requestTimeout: (options.waitSeconds + 10) * 1000,
       connectionTimeout: 10_000,

@@ -1,6 +1,7 @@
 /**
- * Sending, for `seed` and `demo`: SendMessageBatch in chunks of 10 with a
- * bounded number of calls in flight.
+ * Sending: SendMessageBatch in chunks of 10 with a bounded number of calls in
+ * flight, for `seed` (and so `demo`) and for the raw copies of rejected
+ * messages sent to `--reject-queue-url`.
  *
  * @module
  */
