@@ -80,7 +80,10 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
       ownerRole: config.ownerRole,
     });
     const verify = new Map([...maskers].filter(([id]) => id !== config.to));
-    await registerKey(session.database, target);
+    await registerKey(session.database, {
+      keyId: registryId("hmac", target.keyId),
+      fingerprint: target.fingerprint,
+    });
     // The inbox first: entries consumers wrote since the last merge are
     // proven into the vault (or dropped), so that their rows move too.
     await mergeInbox(session.database, { cipher, maskers }, {
