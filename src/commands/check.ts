@@ -13,7 +13,7 @@
 
 import type { CheckConfig } from "../config/resolve.ts";
 import { loadPgConnection, type PgConnection } from "../db/connection.ts";
-import { listHmacKeys, requireHmacKeys } from "../db/keys.ts";
+import { listHmacKeys, registryId, requireHmacKeys } from "../db/keys.ts";
 import { LATEST_VERSION } from "../db/migrations.ts";
 import {
   checkConnection,
@@ -27,16 +27,14 @@ import { ident, type Schemas } from "../db/schemas.ts";
 import { describeUntrusted, findUntrusted } from "../db/search_path.ts";
 import { ChecksFailedError, formatError, KeyMissingError } from "../errors.ts";
 import { escapeControl, quoteText } from "../log.ts";
-import { Masker } from "../mask.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import {
   assertSeparateKeys,
   type KeySet,
-  loadKeySet,
-  loadVaultKeySet,
   readableKeyIds,
   type VaultKeySet,
 } from "../pii/keyring.ts";
+import { loadHmacKeys, loadVaultKeys, maskersOf } from "../pii/keys.ts";
 import { FOREIGN_CAP_PER_KEY, FOREIGN_MAX_AGE_HOURS } from "../pii/merge.ts";
 import { READING_KEYS, VaultCipher } from "../pii/vault.ts";
 import {
@@ -47,6 +45,7 @@ import {
 } from "../sqs/admin.ts";
 import { createSqsClient, isAwsHost } from "../sqs/client.ts";
 import { type CommandIo, printResult } from "./_io.ts";
+import { KEY_RULES } from "./_pii.ts";
 
 /** How long one service may take to answer a check. */
 const SERVICE_TIMEOUT_MS = 5000;
@@ -260,7 +259,7 @@ const skip = (check: string, detail: string): CheckResult => ({ check, status: "
 /** The keys of the checked command, loaded; their problems as results. */
 interface LoadedKeys {
   readonly results: CheckResult[];
-  /** Key ids (vault ones as `vault:ID`) with their fingerprints, to compare with the registry. */
+  /** Registry ids (`registryId`) with their fingerprints, to compare with the registry. */
   readonly fingerprints: [string, string][];
   /** The HMAC key set's ids, or null when none was loaded. */
   readonly hmacIds: readonly string[] | null;
@@ -273,14 +272,15 @@ async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promis
   const fingerprints: [string, string][] = [];
   let hmac: KeySet | null = null;
   let vault: VaultKeySet | null = null;
+  const load = { rules: KEY_RULES, warn };
   if (needs.hmac !== "unused") {
     try {
-      hmac = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
+      hmac = await loadHmacKeys(config, load);
       if (hmac === null) {
         results.push(fail("hmac key", "none: set PII_HMAC_KEY or --hmac-key-file"));
       } else {
-        for (const [id, key] of hmac.keys) {
-          fingerprints.push([id, (await Masker.create(key, id)).fingerprint]);
+        for (const [id, masker] of await maskersOf(hmac)) {
+          fingerprints.push([registryId("hmac", id), masker.fingerprint]);
         }
         results.push(
           ok("hmac key", `key ids ${[...hmac.keys.keys()].join(", ")}; current ${hmac.current}`),
@@ -292,7 +292,7 @@ async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promis
   }
   if (needs.vault !== "unused") {
     try {
-      vault = await loadVaultKeySet(config.vaultKey, config.vaultKeyId, warn);
+      vault = await loadVaultKeys(config, load);
       if (vault === null) {
         results.push(
           needs.vault === "required"
@@ -301,7 +301,9 @@ async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promis
         );
       } else {
         const cipher = await VaultCipher.create(vault);
-        for (const [id, fp] of cipher.fingerprints) fingerprints.push([`vault:${id}`, fp]);
+        for (const [id, fp] of cipher.fingerprints) {
+          fingerprints.push([registryId("vault", id), fp]);
+        }
         const held = `key ids ${[...vault.keys.keys()].join(", ")}; current ${vault.current} (${
           cipher.seals ? "sealed" : "symmetric"
         })`;

@@ -12,7 +12,8 @@ import { ConfigError, UsageError, whyUnreadable } from "../errors.ts";
 import { requireHmacKeys } from "../db/keys.ts";
 import { requireSchema } from "../db/schema.ts";
 import { forget, masksOfValues, type NamedValue } from "../pii/forget.ts";
-import { hmacMaskers, openSession, type PiiIo, requestedMasks } from "./_pii.ts";
+import { loadPiiKeys } from "../pii/keys.ts";
+import { KEY_RULES, openSession, type PiiIo, requestedMasks } from "./_pii.ts";
 
 /**
  * The masks an audit export (JSON lines, as `recover --audit` prints them)
@@ -115,7 +116,7 @@ export async function forgetCommand(config: ForgetConfig, io: PiiIo): Promise<vo
   let masks: string[];
   if (byValue) {
     const values = await requestedValues(config);
-    const maskers = await hmacMaskers(config, warn);
+    const { maskers } = await loadPiiKeys(config, { rules: KEY_RULES, warn, vault: false });
     await requireSchema(database.sql, { connection, ...database.schemas });
     // A value is erased by its masks under the keys given: one under a key
     // still in use but not given would stay live, so that is refused.
