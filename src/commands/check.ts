@@ -11,7 +11,8 @@
  * @module
  */
 
-import type { CheckConfig } from "../config/resolve.ts";
+import { type CheckTarget, NEEDS } from "../config/commands.ts";
+import type { CheckConfig } from "../config/configs.ts";
 import { loadPgConnection, type PgConnection } from "../db/connection.ts";
 import { listHmacKeys, requireHmacKeys } from "../db/keys.ts";
 import { LATEST_VERSION } from "../db/migrations.ts";
@@ -57,28 +58,7 @@ export interface CheckResult {
   readonly detail: string;
 }
 
-type Target = CheckConfig["for"];
-
-/** What each command needs: which services, which keys. */
-const NEEDS: Readonly<
-  Record<Target, {
-    readonly queue: boolean;
-    readonly database: boolean;
-    readonly hmac: "required" | "optional" | "unused";
-    readonly vault: "required" | "optional" | "unused";
-  }>
-> = {
-  drain: { queue: true, database: true, hmac: "required", vault: "optional" },
-  run: { queue: true, database: true, hmac: "required", vault: "optional" },
-  seed: { queue: true, database: false, hmac: "unused", vault: "unused" },
-  recover: { queue: false, database: true, hmac: "required", vault: "required" },
-  forget: { queue: false, database: true, hmac: "optional", vault: "unused" },
-  rekey: { queue: false, database: true, hmac: "required", vault: "required" },
-  "rekey-vault": { queue: false, database: true, hmac: "unused", vault: "required" },
-  "vault-merge": { queue: false, database: true, hmac: "required", vault: "required" },
-  migrate: { queue: false, database: true, hmac: "unused", vault: "unused" },
-  report: { queue: false, database: true, hmac: "unused", vault: "unused" },
-};
+type Target = CheckTarget;
 
 /** Which of a deployment's two schemas an object is in. */
 type Home = "data" | "state";
@@ -272,7 +252,7 @@ async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promis
   const fingerprints: [string, string][] = [];
   let hmac: KeySet | null = null;
   let vault: VaultKeySet | null = null;
-  if (needs.hmac !== "unused") {
+  if (needs.hmacKey !== "none") {
     try {
       hmac = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
       if (hmac === null) {
@@ -289,12 +269,12 @@ async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promis
       results.push(fail("hmac key", formatError(error, false)));
     }
   }
-  if (needs.vault !== "unused") {
+  if (needs.vaultKey !== "none") {
     try {
       vault = await loadVaultKeySet(config.vaultKey, config.vaultKeyId, warn);
       if (vault === null) {
         results.push(
-          needs.vault === "required"
+          needs.vaultKey === "private"
             ? fail("vault key", "none: set PII_VAULT_KEY or --vault-key-file")
             : ok("vault key", "none: the vault is off"),
         );
@@ -307,9 +287,9 @@ async function checkKeys(config: CheckConfig, warn: (m: string) => void): Promis
         // Recovery and rotations read the vault; consumers only write it.
         const readable = readableKeyIds(vault);
         results.push(
-          needs.vault === "required" && !cipher.readable
+          needs.vaultKey === "private" && !cipher.readable
             ? fail("vault key", `${held}: ${config.for} needs ${READING_KEYS}`)
-            : needs.vault !== "required" && readable.length > 0
+            : needs.vaultKey === "public" && readable.length > 0
             ? ok(
               "vault key",
               `${held}; ${
@@ -680,8 +660,7 @@ export async function runChecks(config: CheckConfig, telemetry: Telemetry): Prom
     }
     return await checkDatabase(config, connection, keys);
   };
-  const copiesRejects = config.rejectQueueUrl !== null &&
-    (config.for === "drain" || config.for === "run");
+  const copiesRejects = needs.rejectQueue && config.rejectQueueUrl !== null;
   const [queue, rejectQueue, db] = await Promise.all([
     needs.queue ? checkQueue(config, telemetry) : Promise.resolve([]),
     copiesRejects ? checkRejectQueue(config, config.rejectQueueUrl as string, telemetry) : [],

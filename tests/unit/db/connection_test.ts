@@ -3,14 +3,14 @@
 // resolves to, which are named as ignored, the providers' strings as their
 // consoles print them, and what never leaks (the password).
 import assert from "node:assert/strict";
+import { describePgTarget } from "../../../src/db/connection.ts";
 import {
   DEFAULT_DATABASE_URL,
-  describePgTarget,
   PG_ENV_NAMES,
   type PgTarget,
   resolvePgTarget,
-} from "../../../src/db/connection.ts";
-import { LIBPQ_KEYWORDS } from "../../../src/db/conninfo.ts";
+} from "../../../src/config/pg_target.ts";
+import { LIBPQ_KEYWORDS } from "../../../src/config/conninfo.ts";
 import { ConfigError } from "../../../src/errors.ts";
 
 const url = (value: string) => ({ value, origin: "DATABASE_URL" });
