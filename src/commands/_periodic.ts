@@ -8,7 +8,7 @@
  */
 
 import type { SQSClient } from "@aws-sdk/client-sqs";
-import type { ConsumeConfig } from "../config/configs.ts";
+import type { ConsumeConfig } from "../config/resolve.ts";
 import { prune } from "../db/ledger.ts";
 import type { Database } from "../db/pool.ts";
 import { stderrStatus } from "../log.ts";

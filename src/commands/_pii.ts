@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { DatabaseSettings, KeySettings } from "../config/configs.ts";
+import type { DatabaseSettings, KeySettings } from "../config/resolve.ts";
 import { loadPgConnection, type PgConnection } from "../db/connection.ts";
 import { Database } from "../db/pool.ts";
 import { ConfigError, UsageError, whyUnreadable } from "../errors.ts";

@@ -9,7 +9,7 @@
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import { dryRunStore, postgresStore } from "../db/write.ts";
 import { localSink, type Sink, type SinkOptions, workerSinks } from "../sink/sink.ts";
-import type { ConsumeConfig } from "../config/configs.ts";
+import type { ConsumeConfig } from "../config/resolve.ts";
 import type { Secret } from "../config/secret.ts";
 import type { PgConnection } from "../db/connection.ts";
 import { registerKey } from "../db/keys.ts";

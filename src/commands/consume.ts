@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { ConsumeConfig } from "../config/configs.ts";
+import type { ConsumeConfig } from "../config/resolve.ts";
 import { loadPgConnection } from "../db/connection.ts";
 import { Database } from "../db/pool.ts";
 import { TooManyRejectsError } from "../errors.ts";

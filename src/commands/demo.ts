@@ -5,8 +5,7 @@
  * @module
  */
 
-import type { DemoConfig } from "../config/configs.ts";
-import { resolveConfig } from "../config/resolve.ts";
+import { type DemoConfig, resolveConfig } from "../config/resolve.ts";
 import { Database } from "../db/pool.ts";
 import { loadPgConnection } from "../db/connection.ts";
 import { readReport, type Report, reportLines } from "./report.ts";

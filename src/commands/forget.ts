@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { ForgetConfig } from "../config/configs.ts";
+import type { ForgetConfig } from "../config/resolve.ts";
 import { ConfigError, UsageError, whyUnreadable } from "../errors.ts";
 import { requireHmacKeys } from "../db/keys.ts";
 import { requireSchema } from "../db/schema.ts";

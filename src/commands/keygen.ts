@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { KeygenConfig } from "../config/configs.ts";
+import type { KeygenConfig } from "../config/resolve.ts";
 import { writeVaultKeyPair } from "../pii/keygen.ts";
 
 /** Runs `keygen`: writes the two files and says where, in one line. */

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { MigrateConfig } from "../config/configs.ts";
+import type { MigrateConfig } from "../config/resolve.ts";
 import { loadPgConnection } from "../db/connection.ts";
 import { LATEST_VERSION } from "../db/migrations.ts";
 import { checkConnection, Database } from "../db/pool.ts";

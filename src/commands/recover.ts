@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { RecoverConfig } from "../config/configs.ts";
+import type { RecoverConfig } from "../config/resolve.ts";
 import { EtlError } from "../errors.ts";
 import { INBOX_ENTRIES_PER_MASK } from "../db/migrations.ts";
 import { escapeControl } from "../log.ts";

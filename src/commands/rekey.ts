@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { RekeyConfig } from "../config/configs.ts";
+import type { RekeyConfig } from "../config/resolve.ts";
 import { registerKey } from "../db/keys.ts";
 import { ensureSchema } from "../db/schema.ts";
 import { ConfigError, UsageError } from "../errors.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ReportConfig } from "../config/configs.ts";
+import type { ReportConfig } from "../config/resolve.ts";
 import { loadPgConnection } from "../db/connection.ts";
 import { checkConnection, Database, type Deployment, describeDbError } from "../db/pool.ts";
 import { nothingThere, schemaState } from "../db/schema.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { SeedConfig } from "../config/configs.ts";
+import type { SeedConfig } from "../config/resolve.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import { generateBodies } from "../seed/generate.ts";
 import { loadSampleBodies } from "../seed/sample.ts";

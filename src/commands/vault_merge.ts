@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { VaultMergeConfig } from "../config/configs.ts";
+import type { VaultMergeConfig } from "../config/resolve.ts";
 import { requireSchema } from "../db/schema.ts";
 import { ConfigError } from "../errors.ts";
 import { mergeInbox } from "../pii/merge.ts";
