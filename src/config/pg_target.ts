@@ -12,7 +12,9 @@
 
 import { isIP } from "node:net";
 import { ConfigError } from "../errors.ts";
+import type { EnvRecord } from "./configs.ts";
 import { type Conninfo, LIBPQ_KEYWORDS, LIBPQ_OTHER_ENV, parseConninfo } from "./conninfo.ts";
+import { integer, nonEmpty, oneOf, parsePort, parseRequireAuth } from "./libpq_values.ts";
 
 /** libpq's sslmode values, weakest first. */
 export const SSL_MODES = [
@@ -132,76 +134,13 @@ export interface PgService {
   readonly systemFile: string;
 }
 
-type EnvRecord = Readonly<Record<string, string | undefined>>;
-
 /** What a target was resolved from, kept off the object so that nothing prints it. */
 const inputs = new WeakMap<PgTarget, { explicit: Conninfo; env: EnvRecord }>();
-
-function nonEmpty(value: string | null | undefined): string | null {
-  return value === undefined || value === null || value === "" ? null : value;
-}
-
-function oneOf<T extends string>(
-  value: string,
-  allowed: readonly T[],
-  keyword: string,
-  origin: string,
-): T {
-  if ((allowed as readonly string[]).includes(value)) return value as T;
-  throw new ConfigError(
-    `Invalid ${keyword} "${value.slice(0, 20)}" in ${origin}: must be one of ${allowed.join(", ")}`,
-  );
-}
-
-/** libpq's `parse_int_param`: an integer, surrounding spaces allowed. */
-function integer(value: string, keyword: string, origin: string): number {
-  if (!/^\s*[-+]?\d+\s*$/.test(value)) {
-    throw new ConfigError(`Invalid ${keyword} in ${origin}: must be a whole number`);
-  }
-  return Number(value.trim());
-}
-
-function parsePort(value: string, origin: string): number {
-  const port = /^\s*\d{1,5}\s*$/.test(value) ? Number(value.trim()) : Number.NaN;
-  if (!(port >= 1 && port <= 65535)) {
-    throw new ConfigError(`Invalid port in ${origin}: must be a number from 1 to 65535`);
-  }
-  return port;
-}
 
 /** The OS user, libpq's default user name. */
 function osUser(env: EnvRecord): string {
   return nonEmpty(env["USER"]) ?? nonEmpty(env["LOGNAME"]) ?? nonEmpty(env["USERNAME"]) ??
     "postgres";
-}
-
-const REQUIRE_AUTH_METHODS = ["password", "md5", "gss", "sspi", "scram-sha-256", "oauth", "none"];
-
-/** Checks require_auth as libpq does: one polarity, known methods, none twice. */
-function parseRequireAuth(value: string, origin: string): string {
-  const methods = value.split(",");
-  const negated = methods[0]?.startsWith("!") ?? false;
-  const seen = new Set<string>();
-  for (const method of methods) {
-    if (method.startsWith("!") !== negated) {
-      throw new ConfigError(
-        `Invalid require_auth in ${origin}: negated methods (!name) cannot be mixed with others`,
-      );
-    }
-    const name = negated ? method.slice(1) : method;
-    if (!REQUIRE_AUTH_METHODS.includes(name)) {
-      throw new ConfigError(
-        `Invalid require_auth method "${name.slice(0, 20)}" in ${origin}: must be among ${
-          REQUIRE_AUTH_METHODS.join(", ")
-        }`,
-      );
-    }
-    if (seen.has(name)) {
-      throw new ConfigError(`Invalid require_auth in ${origin}: "${name}" is listed twice`);
-    }
-    seen.add(name);
-  }
-  return value;
 }
 
 const TLS_VERSIONS: readonly TlsVersion[] = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
