@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { CheckTarget } from "../config/commands.ts";
+import { NEEDS } from "../config/commands.ts";
 import type { CheckConfig } from "../config/configs.ts";
 import type { PgConnection } from "../db/connection.ts";
 import { privilegesFor } from "../db/grants.ts";
@@ -29,8 +29,6 @@ import { quoteText } from "../log.ts";
 import { FOREIGN_CAP_PER_KEY, FOREIGN_MAX_AGE_HOURS } from "../pii/merge.ts";
 import { type CheckResult, fail, ok, SERVICE_TIMEOUT_MS, skip } from "./_check.ts";
 import type { LoadedKeys } from "./_check_keys.ts";
-
-type Target = CheckTarget;
 
 export async function checkDatabase(
   config: CheckConfig,
@@ -144,10 +142,11 @@ export async function checkDatabase(
       const listed = await checkKeyIds(database);
       if (listed !== null) results.push(listed);
     }
-    if (state.version >= LATEST_VERSION && VERIFIERS.has(config.for) && keys.hmacIds !== null) {
+    const verifies = NEEDS[config.for].everyHmacKey;
+    if (state.version >= LATEST_VERSION && verifies && keys.hmacIds !== null) {
       results.push(await checkKeysHeld(database, keys.hmacIds));
     }
-    if (state.version >= LATEST_VERSION && VERIFIERS.has(config.for)) {
+    if (state.version >= LATEST_VERSION && verifies) {
       results.push(await checkInbox(database));
     }
   } catch (error) {
@@ -182,9 +181,6 @@ async function checkCreators(
     )
     : fail("schema rights", describeUntrusted(found));
 }
-
-/** Commands that merge, recover or erase by value: they must hold every HMAC key in use. */
-const VERIFIERS: ReadonlySet<Target> = new Set(["recover", "forget", "rekey", "vault-merge"]);
 
 /** The configured HMAC key ids against those recorded in use and not retired. */
 async function checkKeysHeld(db: Deployment, held: readonly string[]): Promise<CheckResult> {

@@ -88,6 +88,12 @@ export interface Needs {
   /** Postgres (--database-url, the schemas, the owner role). */
   readonly database: boolean;
   readonly hmacKey: HmacNeed;
+  /**
+   * Every HMAC key recorded in use and not retired, not only the current one:
+   * it merges, recovers or erases by value, and a value erased under a key it
+   * lacks would go unseen (`db/keys.ts`'s `requireHmacKeys`).
+   */
+  readonly everyHmacKey: boolean;
   readonly vaultKey: VaultNeed;
 }
 
@@ -96,6 +102,7 @@ const NOTHING = {
   rejectQueue: false,
   database: false,
   hmacKey: "none",
+  everyHmacKey: false,
   vaultKey: "none",
 } as const satisfies Needs;
 const CONSUMER = {
@@ -103,6 +110,7 @@ const CONSUMER = {
   rejectQueue: true,
   database: true,
   hmacKey: "required",
+  everyHmacKey: false,
   vaultKey: "public",
 } as const satisfies Needs;
 
@@ -118,11 +126,29 @@ export const NEEDS = {
   drain: CONSUMER,
   run: CONSUMER,
   seed: { ...NOTHING, queue: true },
-  recover: { ...NOTHING, database: true, hmacKey: "audited", vaultKey: "private" },
-  forget: { ...NOTHING, database: true, hmacKey: "optional" },
-  rekey: { ...NOTHING, database: true, hmacKey: "required", vaultKey: "private" },
+  recover: {
+    ...NOTHING,
+    database: true,
+    hmacKey: "audited",
+    everyHmacKey: true,
+    vaultKey: "private",
+  },
+  forget: { ...NOTHING, database: true, hmacKey: "optional", everyHmacKey: true },
+  rekey: {
+    ...NOTHING,
+    database: true,
+    hmacKey: "required",
+    everyHmacKey: true,
+    vaultKey: "private",
+  },
   "rekey-vault": { ...NOTHING, database: true, vaultKey: "private" },
-  "vault-merge": { ...NOTHING, database: true, hmacKey: "required", vaultKey: "private" },
+  "vault-merge": {
+    ...NOTHING,
+    database: true,
+    hmacKey: "required",
+    everyHmacKey: true,
+    vaultKey: "private",
+  },
   migrate: { ...NOTHING, database: true },
   report: { ...NOTHING, database: true },
 } as const satisfies Record<CheckTarget, Needs>;
@@ -140,6 +166,7 @@ export const SETTINGS_NEEDS = {
     rejectQueue: true,
     database: true,
     hmacKey: "optional",
+    everyHmacKey: false,
     vaultKey: "public",
   },
   demo: NOTHING,
@@ -176,12 +203,17 @@ export function needsTable(): string {
     "| --- | --- | --- | --- | --- | --- |",
   ];
   for (const command of CHECK_TARGETS) {
-    const n = NEEDS[command];
-    rows.push(
-      `| ${command} | ${yes(n.queue)} | ${n.rejectQueue ? "optional" : ""} | ${yes(n.database)} | ${
-        HMAC_TEXT[n.hmacKey]
-      } | ${VAULT_TEXT[n.vaultKey]} |`,
-    );
+    const n: Needs = NEEDS[command];
+    const hmac = `${HMAC_TEXT[n.hmacKey]}${n.everyHmacKey ? "; every key in use" : ""}`;
+    const cells = [
+      command,
+      yes(n.queue),
+      n.rejectQueue ? "optional" : "",
+      yes(n.database),
+      hmac,
+      VAULT_TEXT[n.vaultKey],
+    ];
+    rows.push(`| ${cells.join(" | ")} |`);
   }
   return rows.join("\n");
 }
