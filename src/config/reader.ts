@@ -21,12 +21,14 @@ export interface Source {
   readonly name: string;
 }
 
+/** A setting's row of the settings table; asking for one it lacks is a bug. */
 export function specOf(flag: string): OptionSpec {
   const spec = OPTIONS.find((o) => o.flag === flag);
   if (spec === undefined) throw new TypeError(`No option --${flag} in the settings table`);
   return spec;
 }
 
+/** The error for a bad value: names its source, shows the value redacted and cut. */
 export function invalid(source: Source, raw: string, must: string): ConfigError {
   // Redacted before it is cut: a cut can leave a password without the `@` that marks it.
   const redacted = redactSecrets(raw);
