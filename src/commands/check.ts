@@ -15,13 +15,14 @@
 import { NEEDS } from "../config/commands.ts";
 import type { CheckConfig } from "../config/configs.ts";
 import { loadPgConnection, type PgConnection } from "../db/connection.ts";
-import { formatError } from "../errors.ts";
+import { ChecksFailedError, formatError } from "../errors.ts";
 import { escapeControl } from "../log.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import { type CheckResult, fail } from "./_check.ts";
 import { checkDatabase } from "./_check_db.ts";
 import { checkKeys } from "./_check_keys.ts";
 import { checkQueue, checkRejectQueue } from "./_check_queue.ts";
+import { type CommandIo, printResult } from "./_io.ts";
 
 /** Runs every check `config.for` needs; services side by side. */
 export async function runChecks(config: CheckConfig, telemetry: Telemetry): Promise<CheckResult[]> {
@@ -47,26 +48,24 @@ export async function runChecks(config: CheckConfig, telemetry: Telemetry): Prom
   return [...keys.results, ...queue, ...rejectQueue, ...db];
 }
 
-/** Runs `check`, printing one line per check; resolves to how many failed of how many. */
-export async function checkCommand(
-  config: CheckConfig,
-  io: { readonly telemetry: Telemetry; readonly writeStdout: (line: string) => void },
-): Promise<{ failed: number; total: number }> {
+/**
+ * Runs `check`, printing one line per check.
+ *
+ * @throws {ChecksFailedError} when any failed
+ */
+export async function checkCommand(config: CheckConfig, io: CommandIo): Promise<void> {
   const results = await runChecks(config, io.telemetry);
   const failed = results.filter((r) => r.status === "fail").length;
-  if (config.summaryJson) {
-    io.writeStdout(JSON.stringify({ for: config.for, passed: failed === 0, checks: results }));
-  } else {
-    const width = Math.max(...results.map((r) => r.check.length));
-    for (const r of results) {
-      // A detail may carry text read from the database: escaped, so it
-      // cannot start a line of its own or drive the terminal.
-      io.writeStdout(
-        `${r.status.padEnd(4)}  ${escapeControl(r.check).padEnd(width)}  ${
-          escapeControl(r.detail)
-        }`,
-      );
-    }
-  }
-  return { failed, total: results.length };
+  const width = Math.max(...results.map((r) => r.check.length));
+  printResult(
+    io,
+    config.summaryJson,
+    { for: config.for, passed: failed === 0, checks: results },
+    // A detail may carry text read from the database: escaped, so it
+    // cannot start a line of its own or drive the terminal.
+    results.map((r) =>
+      `${r.status.padEnd(4)}  ${escapeControl(r.check).padEnd(width)}  ${escapeControl(r.detail)}`
+    ),
+  );
+  if (failed > 0) throw new ChecksFailedError(failed, results.length);
 }

@@ -316,3 +316,15 @@ function describeConnectFailure(error: unknown, connection: PgConnection): strin
     describeDbError(error)
   }; check DATABASE_URL (or the PG* variables) and that the server runs`;
 }
+
+/**
+ * Resolves when the database answers a `SELECT 1`, else rejects with what
+ * `describeDbError` says (never parameters): the database check of /readyz.
+ */
+export async function ping(db: Deployment): Promise<void> {
+  try {
+    await db.sql`SELECT 1`;
+  } catch (error) {
+    throw new Error(describeDbError(error));
+  }
+}

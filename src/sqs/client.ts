@@ -12,6 +12,7 @@ import { clientCredentials, reportCredentialFailures } from "./credentials.ts";
 import type { SqsProtocol } from "../config/configs.ts";
 import { dnsName, isLoopbackName } from "../config/hosts.ts";
 import { awsQueueHost, type ResolvedRegion, resolveRegion } from "./region.ts";
+import type { Telemetry } from "../ops/telemetry.ts";
 
 /** Environment variables the SDK reads for credentials; any one means "use the SDK's chain". */
 const CREDENTIAL_VARS = [
@@ -211,4 +212,20 @@ export async function createSqsClient(options: SqsClientOptions): Promise<SqsCon
   }
   reportCredentialFailures(client, credentials, options.awsEnv);
   return { client, endpoint, region, protocol: () => current };
+}
+
+/**
+ * The SQS client of a command, its region override and protocol switch, if
+ * any, logged as they happen.
+ */
+export function openQueue(
+  options: Omit<SqsClientOptions, "onProtocolSwitch" | "onRegionOverridden">,
+  telemetry: Telemetry,
+): Promise<SqsConnection> {
+  return createSqsClient({
+    ...options,
+    onProtocolSwitch: (reason) =>
+      telemetry.emit({ type: "SqsProtocolSwitched", protocol: "query", reason }),
+    onRegionOverridden: (override) => telemetry.emit({ type: "RegionOverridden", ...override }),
+  });
 }

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { GetQueueAttributesCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
-import { consume } from "../../src/commands/consume.ts";
+import { consume } from "../../src/commands/_consume.ts";
 import type { SqsProtocol } from "../../src/config/configs.ts";
 import { createSqsClient } from "../../src/sqs/client.ts";
 import { protocolMismatch } from "../../src/sqs/_errors.ts";
