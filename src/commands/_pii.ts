@@ -10,10 +10,10 @@ import type { DatabaseSettings } from "../config/resolve.ts";
 import { loadPgConnection, type PgConnection } from "../db/connection.ts";
 import { Database } from "../db/pool.ts";
 import { ConfigError, UsageError, whyUnreadable } from "../errors.ts";
-import type { Telemetry } from "../ops/telemetry.ts";
 import { isMask } from "../mask.ts";
 import { actorOf } from "../pii/audit.ts";
 import type { KeyRules } from "../pii/keyring.ts";
+import type { CommandIo } from "./_io.ts";
 
 /**
  * The settings table's rules for a key set's contents, handed to `pii/` as
@@ -23,13 +23,6 @@ export const KEY_RULES: KeyRules = {
   minSecretBytes: MIN_SECRET_BYTES,
   keyIdPattern: KEY_ID_PATTERN,
 };
-
-/** What the PII commands need besides their config. */
-export interface PiiIo {
-  readonly telemetry: Telemetry;
-  readonly writeStdout: (line: string) => void;
-  readonly stop: AbortSignal;
-}
 
 /** An open session of a PII command, and who acts in it. */
 export interface PiiSession extends AsyncDisposable {
@@ -43,7 +36,7 @@ export interface PiiSession extends AsyncDisposable {
 /** Opens the command's database session (two connections) and names the actor. */
 export async function openSession(
   config: DatabaseSettings & { readonly actor: string | null },
-  io: PiiIo,
+  io: CommandIo,
 ): Promise<PiiSession> {
   const warn = (message: string) => io.telemetry.emit({ type: "ConfigWarned", message });
   const connection = await loadPgConnection(config.database, warn);

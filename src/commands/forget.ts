@@ -13,7 +13,8 @@ import { requireHmacKeys } from "../db/keys.ts";
 import { requireSchema } from "../db/schema.ts";
 import { forget, masksOfValues, type NamedValue } from "../pii/forget.ts";
 import { loadPiiKeys } from "../pii/keys.ts";
-import { KEY_RULES, openSession, type PiiIo, requestedMasks } from "./_pii.ts";
+import type { CommandIo } from "./_io.ts";
+import { KEY_RULES, openSession, requestedMasks } from "./_pii.ts";
 
 /**
  * The masks an audit export (JSON lines, as `recover --audit` prints them)
@@ -102,7 +103,7 @@ async function requestedValues(config: ForgetConfig): Promise<NamedValue[]> {
 }
 
 /** Runs `forget`. */
-export async function forgetCommand(config: ForgetConfig, io: PiiIo): Promise<void> {
+export async function forgetCommand(config: ForgetConfig, io: CommandIo): Promise<void> {
   await using session = await openSession(config, io);
   const { actor, warn, database, connection } = session;
   const byValue = config.ip !== null || config.deviceId !== null ||

@@ -14,10 +14,11 @@ import { requireSchema } from "../db/schema.ts";
 import { listAudit } from "../pii/audit.ts";
 import { loadPiiKeys } from "../pii/keys.ts";
 import { recover } from "../pii/recover.ts";
-import { KEY_RULES, openSession, type PiiIo, requestedMasks } from "./_pii.ts";
+import type { CommandIo } from "./_io.ts";
+import { KEY_RULES, openSession, requestedMasks } from "./_pii.ts";
 
 /** Runs `recover`. */
-export async function recoverCommand(config: RecoverConfig, io: PiiIo): Promise<void> {
+export async function recoverCommand(config: RecoverConfig, io: CommandIo): Promise<void> {
   await using session = await openSession(config, io);
   const { actor, warn, database, connection } = session;
   if (config.audit) {

@@ -17,10 +17,11 @@ import { rekeyRows } from "../pii/rekey.ts";
 import { rekeyVault } from "../pii/rekey_vault.ts";
 import { retireKey } from "../pii/retire.ts";
 import { READING_KEYS } from "../pii/vault.ts";
-import { KEY_RULES, openSession, type PiiIo } from "./_pii.ts";
+import type { CommandIo } from "./_io.ts";
+import { KEY_RULES, openSession } from "./_pii.ts";
 
 /** Runs `rekey` or `rekey-vault`. */
-export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void> {
+export async function rekeyCommand(config: RekeyConfig, io: CommandIo): Promise<void> {
   await using session = await openSession(config, io);
   const { actor, warn, connection } = session;
   const sql = session.database.sql;

@@ -14,13 +14,14 @@ import { ConfigError } from "../errors.ts";
 import { loadPiiKeys } from "../pii/keys.ts";
 import { mergeInbox } from "../pii/merge.ts";
 import { READING_KEYS } from "../pii/vault.ts";
-import { KEY_RULES, openSession, type PiiIo } from "./_pii.ts";
+import type { CommandIo } from "./_io.ts";
+import { KEY_RULES, openSession } from "./_pii.ts";
 
 /** Claims of more than this many entries are refused by `login_etl_inbox_claim`. */
 const MAX_CLAIM = 10_000;
 
 /** Runs `vault-merge`. */
-export async function vaultMergeCommand(config: VaultMergeConfig, io: PiiIo): Promise<void> {
+export async function vaultMergeCommand(config: VaultMergeConfig, io: CommandIo): Promise<void> {
   await using session = await openSession(config, io);
   const { actor, warn, database, connection } = session;
   const { cipher, maskers } = await loadPiiKeys(config, { rules: KEY_RULES, warn, vault: true });
