@@ -31,6 +31,7 @@ import {
   loginEtl,
   reapedChildrenCpuMs,
   startFauxqs,
+  statCpuMs,
   treeCpuMs,
 } from "./_harness.ts";
 
@@ -78,7 +79,12 @@ interface Run {
   readonly cpu_ms_with_startup: number;
   readonly sqs_proxy: DelayStats | null;
   readonly pg_proxy: DelayStats | null;
+  /** CPU of this process while the contender ran: the proxies, mostly. */
+  readonly bench_cpu_ms: number;
 }
+
+/** CPU-ms of this process, every thread (the proxies and their alarm threads among them). */
+const ownCpuMs = () => statCpuMs(Deno.readTextFileSync("/proc/self/stat"));
 
 /**
  * Runs `command` as a child and measures its tree's CPU: all of it from this
@@ -88,7 +94,10 @@ interface Run {
 async function measured(
   command: Deno.Command,
   isReady: (line: string) => boolean,
-): Promise<{ stdout: string; stderr: string; cpuMs: number; cpuMsWithStartup: number }> {
+): Promise<
+  { stdout: string; stderr: string; cpuMs: number; cpuMsWithStartup: number; benchCpuMs: number }
+> {
+  const ownBefore = ownCpuMs();
   const reapedBefore = reapedChildrenCpuMs();
   const child = command.spawn();
   let atReady: number | null = null;
@@ -107,8 +116,9 @@ async function measured(
   await readErr;
   if (!status.success) throw new Error(`exit ${status.code}: ${stderr.slice(-2000)}`);
   const total = reapedChildrenCpuMs() - reapedBefore;
+  const benchCpuMs = ownCpuMs() - ownBefore;
   if (atReady === null) throw new Error(`no start line on stderr: ${stderr.slice(-2000)}`);
-  return { stdout, stderr, cpuMs: total - atReady, cpuMsWithStartup: total };
+  return { stdout, stderr, cpuMs: total - atReady, cpuMsWithStartup: total, benchCpuMs };
 }
 
 const lastJson = (stdout: string): Record<string, number> =>
@@ -152,7 +162,7 @@ async function contend(
   sqsEndpoint: string,
   databaseUrl: string,
   bodies: readonly string[],
-): Promise<{ rate: number; cpuMs: number; cpuMsWithStartup: number }> {
+): Promise<{ rate: number; cpuMs: number; cpuMsWithStartup: number; benchCpuMs: number }> {
   const loaded = await freshQueue(direct, who.id);
   await load(direct, loaded, bodies);
   const queueUrl = `${sqsEndpoint}${new URL(loaded).pathname}`;
@@ -280,6 +290,7 @@ try {
           cpu_ms_with_startup: got.cpuMsWithStartup,
           sqs_proxy: sqsProxy?.stats() ?? null,
           pg_proxy: pgProxy?.stats() ?? null,
+          bench_cpu_ms: got.benchCpuMs,
         });
         line.push(`${who.id} ${fmt(got.rate)} (${per10k(got.cpuMs)} CPU-s/10k)`);
       }
@@ -311,7 +322,7 @@ try {
   );
   const full = N >= 20_000 && ROUNDS >= 3 && [0, 2, 10, 25].every((r) => RTTS.includes(r));
   const docs = Deno.env.get("BENCH_DOCS");
-  if (docs === "1" || (docs !== "0" && full)) await writeDocs(result, tables);
+  if (docs === "1" || (docs !== "0" && full)) await writeDocs(result, tables, full);
   else say("\n(docs/performance.md left alone: not a full run; BENCH_DOCS=1 writes it anyway)");
 } finally {
   for (const proxy of proxies) await proxy[Symbol.asyncDispose]();
@@ -361,6 +372,7 @@ function summarize(rtt: number, r: Runs) {
     drain_cpu_to_stock8_cpu: median(ratios(cpus("drain"), cpus("stock8"))),
     sqs_proxy_late: proxy((run) => run.sqs_proxy),
     pg_proxy_late: proxy((run) => run.pg_proxy),
+    bench_cpu_s_per_10k: median(Object.values(r).flat().map((run) => per10k(run.bench_cpu_ms))),
   };
 }
 
@@ -403,14 +415,16 @@ function markdown(summary: readonly ReturnType<typeof summarize>[]): string[] {
       )
     ),
     "",
-    "What the delay proxies added beyond their delays (release lateness; medians over the runs of p50 and p99, and the largest):",
+    "What the delay proxies added beyond their delays (release lateness; medians over the runs of p50 and p99, and the largest), and the CPU of the bench process that runs them (median over the runs, per 10,000 messages of the contender):",
     "",
-    "| SQS RTT | SQS proxy p50 / p99 / max (ms) | Postgres proxy p50 / p99 / max (ms) |",
-    "| --- | --- | --- |",
+    "| SQS RTT | SQS proxy p50 / p99 / max (ms) | Postgres proxy p50 / p99 / max (ms) | bench process CPU-s per 10k |",
+    "| --- | --- | --- | --- |",
     ...summary.map((s) => {
       const late = (p: typeof s.sqs_proxy_late) =>
         p === null ? "direct" : `${ms(p.p50_ms)} / ${ms(p.p99_ms)} / ${ms(p.max_ms)}`;
-      return `| ${s.sqs_rtt_ms} ms | ${late(s.sqs_proxy_late)} | ${late(s.pg_proxy_late)} |`;
+      return `| ${s.sqs_rtt_ms} ms | ${late(s.sqs_proxy_late)} | ${
+        late(s.pg_proxy_late)
+      } | ${s.bench_cpu_s_per_10k} |`;
     }),
   ];
   return lines;
@@ -420,6 +434,7 @@ function markdown(summary: readonly ReturnType<typeof summarize>[]): string[] {
 async function writeDocs(
   result: { date: string; machine: Record<string, string | number>; rounds: number },
   tables: readonly string[],
+  full: boolean,
 ): Promise<void> {
   const path = `${root}docs/performance.md`;
   const doc = await Deno.readTextFile(path);
@@ -427,11 +442,11 @@ async function writeDocs(
   const block = [
     "<!-- bench-latency:start -->",
     "",
-    `Last full run of \`make bench\`, ${
+    `${full ? "Last full run" : "A partial run (BENCH_DOCS=1)"} of \`make bench\`, ${
       result.date.slice(0, 10)
     }, on ${m.cpu} (${m.cores} cores), Deno ${m.deno}, Postgres ${m.postgres} on the same machine; ${
       fmt(N)
-    } messages a contender, ${result.rounds} interleaved rounds, Postgres behind ${PG_RTT} ms (\`bench/results/latency-latest.json\`):`,
+    } messages a contender, ${result.rounds} interleaved round(s), Postgres behind ${PG_RTT} ms (\`bench/results/latency-latest.json\`):`,
     "",
     ...tables,
     "",
