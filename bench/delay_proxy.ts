@@ -172,7 +172,10 @@ export class DelayProxy implements AsyncDisposable {
       let seen = 0;
       for (let i = 0; i < BUCKETS; i++) {
         seen += this.#histogram[i]!;
-        if (seen >= rank) return Math.min((i + 1) * BUCKET_MS, this.#maxMs);
+        // The bucket's upper edge, in whole µs (the last bucket holds everything later).
+        if (seen >= rank) {
+          return Math.round(Math.min((i + 1) * BUCKET_MS, this.#maxMs) * 1000) / 1000;
+        }
       }
       return this.#maxMs;
     };

@@ -164,8 +164,22 @@ async function contend(
   bodies: readonly string[],
 ): Promise<{ rate: number; cpuMs: number; cpuMsWithStartup: number; benchCpuMs: number }> {
   const loaded = await freshQueue(direct, who.id);
-  await load(direct, loaded, bodies);
-  const queueUrl = `${sqsEndpoint}${new URL(loaded).pathname}`;
+  try {
+    await load(direct, loaded, bodies);
+    return await run(who, `${sqsEndpoint}${new URL(loaded).pathname}`, databaseUrl, bodies.length);
+  } finally {
+    // 96 queues of 20,000 in a full run: the emulator need not keep the empty ones.
+    await call(direct, "DeleteQueue", { QueueUrl: loaded });
+  }
+}
+
+/** Runs one contender on `queueUrl`, holding `total` messages. */
+async function run(
+  who: Contender,
+  queueUrl: string,
+  databaseUrl: string,
+  total: number,
+): Promise<{ rate: number; cpuMs: number; cpuMsWithStartup: number; benchCpuMs: number }> {
   const isReadyLine = (line: string) => line === "ready";
   if (who.kind === "stock") {
     const run = await measured(
@@ -176,7 +190,7 @@ async function contend(
           `${root}bench/ceiling.ts`,
           "stock",
           queueUrl,
-          String(bodies.length),
+          String(total),
           String(who.loops),
         ],
         stdout: "piped",
@@ -195,7 +209,7 @@ async function contend(
             "-A",
             `${root}bench/peer.ts`,
             queueUrl,
-            String(bodies.length),
+            String(total),
             databaseUrl,
             schema,
           ],
@@ -215,7 +229,7 @@ async function contend(
       (line) => line.includes('"event":"RunStarted"'),
     );
     const rows = await countRows(schema);
-    if (rows !== bodies.length) throw new Error(`${who.id} wrote ${rows} rows of ${bodies.length}`);
+    if (rows !== total) throw new Error(`${who.id} wrote ${rows} rows of ${total}`);
     return { rate: lastJson(run.stdout).msgs_per_s ?? 0, ...run };
   });
 }
