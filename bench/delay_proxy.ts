@@ -13,7 +13,7 @@
  * more than that wake's lateness. Nothing is released early. How late each
  * chunk went out is kept (`stats()`): the proxy's own measure of what it
  * adds beyond the delay, beside the end-to-end check in
- * tests/unit/bench/delay_proxy_test.ts.
+ * tests/integration/delay_proxy_test.ts.
  */
 
 import { Alarm } from "./alarm.ts";

@@ -4,7 +4,7 @@
 // beyond them is printed (timing decides a pass only by that lower bound and
 // a generous upper one: the machine is shared).
 import assert from "node:assert/strict";
-import { DelayProxy, type Delays } from "../../../bench/delay_proxy.ts";
+import { DelayProxy, type Delays } from "../../bench/delay_proxy.ts";
 
 /** An echo server: every byte back as it comes; closes once the client has ended. */
 function echoServer(): { port: number; close: () => Promise<void> } {
