@@ -10,7 +10,7 @@
  *   `lead` ms early, and `lead` follows the arrivals' measured lateness;
  * - an arrival before the time spins out the remainder (at most
  *   `MAX_SPIN_MS`), but only while spinning has cost less than
- *   `SPIN_BUDGET` of a core in the current second; past that the lead drops
+ *   `SPIN_BUDGET_MS` in the current second; past that the lead drops
  *   to 0 and an early arrival re-arms instead, so a busy proxy does not eat
  *   the CPU it is measuring around.
  *
