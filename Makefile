@@ -103,7 +103,7 @@ TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources
 DENO_JOBS ?= 4
 TEST_PATHS := tests/unit/ tests/repo/ tests/integration/ tests/cli/ tests/reliability/
 
-.PHONY: help deno postgres-majors demo test test-unit bench bench-analysts soak check fmt docs postgres build build-all clean
+.PHONY: help deno postgres-majors demo test test-unit bench bench-loopback bench-analysts soak check fmt docs postgres build build-all clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -170,7 +170,14 @@ test: deno postgres postgres-majors check ## Everything CI runs: checks, unit, r
 	sed 's/\x1b\[[0-9;]*m//g' "$$log" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -1; \
 	exit $$status
 
-bench: deno postgres ## Throughput against the client and protocol ceilings (BENCH_N, BENCH_MEMORY=1)
+# make bench puts the network back between the consumer and its services: a
+# delay proxy (bench/delay_proxy.ts) in front of the SQS emulator and of
+# Postgres. make bench-loopback measures without it, plus memory, the
+# Postgres ingest and start-up.
+bench: deno postgres ## Throughput and CPU at SQS round trips of 0-25 ms, Postgres at 1 ms: stock SDK loop, drain, peer (BENCH_N, BENCH_ROUNDS, BENCH_RTTS)
+	$(DENO) run --allow-all bench/latency.ts
+
+bench-loopback: deno postgres ## Everything on loopback: client and protocol ceilings, Postgres ingest, start-up, peak RSS (BENCH_N, BENCH_ROUNDS)
 	$(DENO) run --allow-all bench/bench.ts
 
 bench-analysts: deno postgres ## What the masked-value indexes cost and save at 10 million rows (BENCH_ROWS)

@@ -111,3 +111,38 @@ export function statusMib(pid: number, field: "VmHWM" | "VmRSS"): number | null 
     return null;
   }
 }
+
+/** CPU-ms of `pid` and every live process descended from it, all threads. */
+export function treeCpuMs(pid: number): number {
+  const parentOf = new Map<number, number>();
+  const cpuOf = new Map<number, number>();
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const fields = stat.split(") ")[1]?.split(" ") ?? [];
+      parentOf.set(Number(entry.name), Number(fields[1]));
+      cpuOf.set(Number(entry.name), statCpuMs(stat));
+    } catch { /* gone */ }
+  }
+  let total = 0;
+  for (const [p, cpu] of cpuOf) {
+    for (let q: number | undefined = p; q !== undefined && q > 1; q = parentOf.get(q)) {
+      if (q === pid) {
+        total += cpu;
+        break;
+      }
+    }
+  }
+  return total;
+}
+
+/**
+ * CPU-ms of this process's children that have exited and been waited for,
+ * with theirs (`cutime` + `cstime`): a child's whole tree, read once it is
+ * gone, so nothing between the last sample and its exit is missed.
+ */
+export function reapedChildrenCpuMs(): number {
+  const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[13]) + Number(fields[14])) * 10;
+}

@@ -1,5 +1,5 @@
 // deno-lint-ignore-file camelcase -- the result's field names are its JSON format
-// `make bench`: in one run, on one machine, with the SQS endpoint (fauxqs) as
+// `make bench-loopback`: in one run, on one machine, with the SQS endpoint (fauxqs) as
 // a process of its own, measures in interleaved rounds (machine noise falls
 // on all alike; ratios are taken within a round):
 //   - the stock SDK ceiling: `new SQSClient()` with nothing tuned, 8 loops of
@@ -437,7 +437,7 @@ async function writeDocs(
   const block = [
     "<!-- bench:start -->",
     "",
-    `Last full run of \`make bench\`, ${
+    `Last full run of \`make bench-loopback\`, ${
       result.date.slice(0, 10)
     }, on ${m.cpu} (${m.cores} cores), Deno ${m.deno}, Postgres ${m.postgres} on the same machine; ${
       fmt(result.messages)

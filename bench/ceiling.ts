@@ -6,7 +6,8 @@
 //            with nothing but region, endpoint and credentials set;
 //   project  login-etl's own client (src/sqs/client.ts) and calls.
 // Usage: deno run -A bench/ceiling.ts stock|project QUEUE_URL TOTAL CONCURRENCY
-// Prints one JSON line: {"client", "msgs_per_s", "cpu_ms"}.
+// Prints one JSON line: {"client", "msgs_per_s", "cpu_ms"}, and "ready" on
+// stderr as its loops start (bench/latency.ts counts CPU from there).
 
 import process from "node:process";
 import {
@@ -78,6 +79,7 @@ async function projectStep(): Promise<{ step: Step; close: () => void }> {
 }
 
 const { step, close } = kind === "stock" ? stockStep() : await projectStep();
+Deno.stderr.writeSync(new TextEncoder().encode("ready\n"));
 const cpuBefore = process.cpuUsage();
 let done = 0;
 const started = performance.now();

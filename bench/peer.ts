@@ -5,7 +5,8 @@
 // inserts the batch's rows with one multi-row INSERT. No validation beyond
 // JSON.parse, no ledger: it is the quick script, not a tool.
 // Usage: deno run -A bench/peer.ts QUEUE_URL TOTAL DATABASE_URL SCHEMA
-// Prints one JSON line: {"msgs_per_s", "cpu_ms"}.
+// Prints one JSON line: {"msgs_per_s", "cpu_ms"}, and "ready" on stderr as
+// it starts consuming (bench/latency.ts counts CPU from there).
 
 import { createHmac } from "node:crypto";
 import process from "node:process";
@@ -34,6 +35,7 @@ const version = (text: string) => {
 };
 
 let done = 0;
+Deno.stderr.writeSync(new TextEncoder().encode("ready\n"));
 const cpuBefore = process.cpuUsage();
 const started = performance.now();
 const finished = Promise.withResolvers<void>();
