@@ -7,8 +7,10 @@
  */
 
 import type { SQSClient } from "@aws-sdk/client-sqs";
-import { dryRunStore, postgresStore } from "../db/write.ts";
-import { localSink, type Sink, type SinkOptions, workerSinks } from "../sink/sink.ts";
+import { postgresStore } from "../db/write.ts";
+import { dryRunStore } from "../sink/dry_run.ts";
+import { localSink, type SinkOptions } from "../sink/sink.ts";
+import { workerSinks } from "../sink/threads.ts";
 import type { ConsumeConfig } from "../config/resolve.ts";
 import type { Secret } from "../config/secret.ts";
 import type { PgConnection } from "../db/connection.ts";
@@ -42,6 +44,7 @@ import { VaultCipher, vaultFingerprints } from "../pii/vault.ts";
 import { createSqsClient, type SqsConnection } from "../sqs/client.ts";
 import { type QueueAttributes, readQueueAttributes } from "../sqs/admin.ts";
 import type { Fields } from "../log.ts";
+import type { Sink } from "../types.ts";
 
 /** How long /readyz waits for the database and the queue; under the probe's 5 s timeout in deploy/. */
 const READY_TIMEOUT_MS = 2000;

@@ -13,7 +13,7 @@ import { Database } from "../db/pool.ts";
 import { TooManyRejectsError } from "../errors.ts";
 import type { Summary, Telemetry } from "../ops/telemetry.ts";
 import { runPipeline } from "../pipeline/pipeline.ts";
-import { workerThreadsFor } from "../sink/sink.ts";
+import { workerThreadsFor } from "../sink/threads.ts";
 import { readQueueAttributes } from "../sqs/admin.ts";
 import { sqsQueue } from "../sqs/queue.ts";
 import { startPeriodic } from "./_periodic.ts";

@@ -8,8 +8,8 @@ import { canonicalIp } from "../../src/ip.ts";
 import { Masker } from "../../src/mask.ts";
 import { parseKeySet, parseVaultKeySet } from "../../src/pii/keyring.ts";
 import { mergeInbox, type MergeReport } from "../../src/pii/merge.ts";
-import { VaultCipher, type VaultField } from "../../src/pii/vault.ts";
-import type { Masked } from "../../src/types.ts";
+import { VaultCipher } from "../../src/pii/vault.ts";
+import type { Masked, PiiField } from "../../src/types.ts";
 import { type CliResult, failureLine, runCli } from "./cli.ts";
 import { type ReferenceMasker, referenceMasker } from "./reference_mask.ts";
 import { type Consumer, startConsumer } from "./consumers.ts";
@@ -233,7 +233,7 @@ export async function lastAuditId(sql: postgres.Sql): Promise<string> {
 
 export interface VaultRowText {
   readonly "masked_value": string;
-  readonly field: VaultField;
+  readonly field: PiiField;
   readonly ciphertext: Uint8Array;
   readonly iv: Uint8Array;
   readonly "key_id": string;
