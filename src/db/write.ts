@@ -187,8 +187,9 @@ export function postgresStore(
       }, options.writeTimeoutMs);
     });
     try {
-      // A single statement is a single transaction: ledger entries, rows and
-      // rejects commit together or not at all, in one round trip.
+      // A single statement is a single transaction: ledger entries, rows,
+      // rejects and vault entries commit together or not at all, in one
+      // round trip.
       const [result] = await Promise.race([
         writeStatement(db.sql, c, {
           schemas: db.schemas,

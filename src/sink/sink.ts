@@ -54,7 +54,8 @@ async function recordRefusals(
 
 /**
  * The masks a committed batch vaulted: its entries whose mask a row not
- * refused holds (the write vaults no other).
+ * refused holds. The write vaults no other; of those, a redelivered row's
+ * went in with its first delivery's row, so they are counted as vaulted too.
  */
 function vaultedBy(prepared: Prepared, outcome: WriteOutcome): Masked[] {
   const refused = new Set(outcome.refused.map((r) => r.id));
