@@ -22,11 +22,11 @@ import { Secret } from "../src/config/secret.ts";
 import type { VaultKeySet } from "../src/pii/keyring.ts";
 import { writeVaultKeyPair } from "../src/pii/keygen.ts";
 import { generateVaultPair, padValue } from "../src/pii/seal.ts";
-import { VaultCipher, type VaultInput } from "../src/pii/vault.ts";
+import { VaultCipher } from "../src/pii/vault.ts";
 import { Masker } from "../src/mask.ts";
 import { prepare } from "../src/transform.ts";
 import { generateBodies } from "../src/seed/generate.ts";
-import type { Masked, ReceivedMessage } from "../src/types.ts";
+import type { Masked, ReceivedMessage, VaultInput } from "../src/types.ts";
 import { call, load } from "./sqs_json.ts";
 import {
   BENCH_SECRET,

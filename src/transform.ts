@@ -9,7 +9,6 @@
  */
 
 import type { Masker } from "./mask.ts";
-import type { VaultCipher, VaultInput } from "./pii/vault.ts";
 import { maskKey, type MaskRequest, masksWanted, redactBody } from "./redact.ts";
 import { utf8Length } from "./text.ts";
 import { toRejectionRow, toRow, utcDate } from "./to_row.ts";
@@ -18,8 +17,10 @@ import type {
   PiiField,
   ReceivedMessage,
   Refusal,
+  VaultEncrypter,
   VaultEntries,
   VaultEntry,
+  VaultInput,
   WriteItem,
 } from "./types.ts";
 import { validateBody, type Verdict } from "./validate.ts";
@@ -60,7 +61,10 @@ export interface PrepareOptions {
   readonly maxBodyBytes: number;
   readonly maxReceives: number | null;
   /** With a vault: encrypt each distinct raw value not `known` to be vaulted already. */
-  readonly vault?: { readonly cipher: VaultCipher; readonly known: (masked: Masked) => boolean };
+  readonly vault?: {
+    readonly cipher: VaultEncrypter;
+    readonly known: (masked: Masked) => boolean;
+  };
 }
 
 /** A batch ready to write, and what turns its refused rows into rejects. */

@@ -132,6 +132,21 @@ export interface VaultEntry {
   readonly keyId: string;
 }
 
+/** A raw value to put in the vault, with the mask and field it belongs to. */
+export interface VaultInput {
+  readonly field: PiiField;
+  readonly masked: Masked;
+  readonly raw: string;
+}
+
+/**
+ * What encrypts raw values into vault entries under its current key, all of
+ * a batch in one call; `VaultCipher` in `pii/vault.ts`.
+ */
+export interface VaultEncrypter {
+  encryptAll(inputs: readonly VaultInput[]): Promise<VaultEntry[]>;
+}
+
 /**
  * The vault entries of one batch, one per mask: every distinct value its
  * valid messages hold that is not known to be vaulted already. The write

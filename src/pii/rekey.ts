@@ -13,9 +13,9 @@ import { byteaHex, type Deployment, describeDbError, pgArray, type Sql } from ".
 import { DatabaseError, UsageError } from "../errors.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import type { Masker } from "../mask.ts";
-import type { Masked, PiiField, VaultEntry } from "../types.ts";
+import type { Masked, PiiField, VaultEntry, VaultInput } from "../types.ts";
 import { appendAudit } from "./audit.ts";
-import { fromStored, type StoredVaultRow, type VaultCipher, type VaultInput } from "./vault.ts";
+import { fromStored, type StoredVaultRow, type VaultCipher } from "./vault.ts";
 
 const COLUMN: Readonly<Record<PiiField, "masked_ip" | "masked_device_id">> = {
   ip: "masked_ip",

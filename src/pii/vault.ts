@@ -18,7 +18,7 @@
 
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { ConfigError, EtlError } from "../errors.ts";
-import type { Masked, PiiField, VaultEntry } from "../types.ts";
+import type { Masked, PiiField, VaultEncrypter, VaultEntry, VaultInput } from "../types.ts";
 import type { VaultKeySet } from "./keyring.ts";
 import { OpeningKey, SealError, SealingKey } from "./seal.ts";
 
@@ -83,13 +83,6 @@ async function deriveKey(secret: Uint8Array, keyId: string): Promise<Uint8Array>
 export const READING_KEYS =
   "the private vault key set (vault.json from login-etl keygen) or the vault secret; a public key set (vault.public.json) seals entries but opens none";
 
-/** A raw value to put in the vault, with the mask and field it belongs to. */
-export interface VaultInput {
-  readonly field: PiiField;
-  readonly masked: Masked;
-  readonly raw: string;
-}
-
 async function fingerprintOf(label: string, bytes: Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest(
     "SHA-256",
@@ -124,7 +117,7 @@ export async function vaultFingerprints(set: VaultKeySet): Promise<Map<string, s
  * key of a pair, opens with its private key, and reads and writes symmetric
  * entries under a secret.
  */
-export class VaultCipher {
+export class VaultCipher implements VaultEncrypter {
   /** Key id new entries are written under. */
   readonly currentKeyId: string;
   /** Per-id fingerprints (`vaultFingerprints`), safe to store. */

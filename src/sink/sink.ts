@@ -8,16 +8,15 @@
  */
 
 import type { Masker } from "../mask.ts";
-import type { VaultCipher } from "../pii/vault.ts";
 import { prepare, type Prepared } from "../transform.ts";
-import type { Masked, RejectReason, Sink, Store, WriteOutcome } from "../types.ts";
+import type { Masked, RejectReason, Sink, Store, VaultEncrypter, WriteOutcome } from "../types.ts";
 
 /** What the prepare stage needs besides the masker. */
 export interface SinkOptions {
   readonly maxBodyBytes: number;
   readonly maxReceives: number | null;
-  /** Vault cipher, when a vault key is configured. */
-  readonly vault?: VaultCipher;
+  /** The vault's cipher (`VaultCipher`), when a vault key is configured. */
+  readonly vault?: VaultEncrypter;
 }
 
 /** Masks known to be in the vault: values are encrypted once, not on every login. */
