@@ -222,10 +222,10 @@ export function postgresStore(
     }
   }
 
-  const failure = (items: readonly WriteItem[], error: unknown, what?: string) =>
+  const failure = (items: readonly WriteItem[], error: unknown) =>
     new DatabaseError(
       "db_write",
-      what ?? `Cannot write a batch of ${items.length} messages: ${describeDbError(error)}`,
+      `Cannot write a batch of ${items.length} messages: ${describeDbError(error)}`,
       {
         cause: error,
         transient: isTransientDbError(error),
