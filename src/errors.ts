@@ -33,6 +33,11 @@ export type ErrorCode =
   | "db_write"
   | "check_failed"
   | "too_many_rejects"
+  /** A vault entry that does not decrypt or mask back: altered, injected or swapped. */
+  | "vault_integrity"
+  /** `recover` found no value behind any mask it was given (erased, dropped or never vaulted). */
+  | "nothing_recovered"
+  /** A bug: nothing a user did or a service said explains it. */
   | "internal";
 
 /** Options shared by every error of this tool. */

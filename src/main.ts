@@ -15,18 +15,11 @@ import {
   resolveConfig,
   SECRET_ENV_NAMES,
 } from "./config/resolve.ts";
-import { consume } from "./commands/consume.ts";
-import { demo } from "./commands/demo.ts";
-import { seed } from "./commands/seed.ts";
-import {
-  ChecksFailedError,
-  EtlError,
-  EXIT_USAGE,
-  exitCodeOf,
-  formatError,
-  redactSecrets,
-  UsageError,
-} from "./errors.ts";
+import type { CommandIo } from "./commands/_io.ts";
+import { demoCommand } from "./commands/demo.ts";
+import { drainCommand } from "./commands/drain.ts";
+import { seedCommand } from "./commands/seed.ts";
+import { EtlError, EXIT_USAGE, exitCodeOf, formatError, UsageError } from "./errors.ts";
 import { createLogger, writeAllSync, writeStderr } from "./log.ts";
 import { Telemetry } from "./ops/telemetry.ts";
 
@@ -63,79 +56,37 @@ function installSignals(telemetry: Telemetry): { signal: AbortSignal; remove: ()
   };
 }
 
-async function execute(
-  config: CommandConfig,
-  telemetry: Telemetry,
-  stop: AbortSignal,
-): Promise<void> {
+/**
+ * Runs the command. Each prints its own output and result (`commands/_io.ts`);
+ * the rarely used ones are loaded only when named, like the demo's embedded
+ * services.
+ */
+async function execute(config: CommandConfig, io: CommandIo): Promise<void> {
   switch (config.command) {
     case "drain":
-    case "run": {
-      const summary = await consume(config, { telemetry, stop, writeStdout });
-      telemetry.emit({ type: "RunFinished", summary });
-      if (config.summaryJson) writeStdout(JSON.stringify({ ...summary, dry_run: config.dryRun }));
-      return;
-    }
-    case "seed": {
-      const summary = await seed(config, telemetry);
-      if (config.summaryJson) writeStdout(JSON.stringify(summary));
-      else {writeStdout(redactSecrets(
-          config.samplePath === null
-            ? `Sent ${summary.sent} messages to ${config.queueUrl} (seed ${summary.seed}).`
-            : `Sent ${summary.sent} messages from ${config.samplePath} to ${config.queueUrl}.`,
-        ));}
-      return;
-    }
-    case "demo": {
-      const report = await demo(config, {
-        telemetry,
-        stop,
-        print: config.summaryJson ? writeStderr : writeStdout,
-      });
-      if (config.summaryJson) writeStdout(JSON.stringify(report));
-      return;
-    }
+    case "run":
+      return await drainCommand(config, io);
+    case "seed":
+      return await seedCommand(config, io);
+    case "demo":
+      return await demoCommand(config, io);
     case "recover":
+      return await (await import("./commands/recover.ts")).recoverCommand(config, io);
     case "forget":
+      return await (await import("./commands/forget.ts")).forgetCommand(config, io);
     case "rekey":
     case "rekey-vault":
-    case "vault-merge": {
-      // Loaded only for these commands, like the demo's embedded services.
-      const io = { telemetry, writeStdout, stop };
-      if (config.command === "recover") {
-        await (await import("./commands/recover.ts")).recoverCommand(config, io);
-      } else if (config.command === "forget") {
-        await (await import("./commands/forget.ts")).forgetCommand(config, io);
-      } else if (config.command === "vault-merge") {
-        await (await import("./commands/vault_merge.ts")).vaultMergeCommand(config, io);
-      } else {
-        await (await import("./commands/rekey.ts")).rekeyCommand(config, io);
-      }
-      return;
-    }
+      return await (await import("./commands/rekey.ts")).rekeyCommand(config, io);
+    case "vault-merge":
+      return await (await import("./commands/vault_merge.ts")).vaultMergeCommand(config, io);
     case "keygen":
-      await (await import("./commands/keygen.ts")).keygenCommand(config, { writeStdout });
-      return;
+      return await (await import("./commands/keygen.ts")).keygenCommand(config, io);
     case "migrate":
-      await (await import("./commands/migrate.ts")).migrateCommand(config, {
-        telemetry,
-        writeStdout,
-      });
-      return;
+      return await (await import("./commands/migrate.ts")).migrateCommand(config, io);
     case "report":
-      await (await import("./commands/report.ts")).reportCommand(config, {
-        telemetry,
-        writeStdout,
-      });
-      return;
-    case "check": {
-      const { failed, total } = await (await import("./commands/check.ts")).checkCommand(config, {
-        telemetry,
-        writeStdout,
-      });
-      if (failed > 0) throw new ChecksFailedError(failed, total);
-      return;
-    }
+      return await (await import("./commands/report.ts")).reportCommand(config, io);
+    case "check":
+      return await (await import("./commands/check.ts")).checkCommand(config, io);
     default:
       throw new TypeError(`No command ${config satisfies never}`);
   }
@@ -217,12 +168,9 @@ export async function main(
   for (const message of config.warnings) telemetry.emit({ type: "ConfigWarned", message });
   const signals = installSignals(telemetry);
   try {
-    await execute(config, telemetry, signals.signal);
+    await execute(config, { telemetry, stop: signals.signal, writeStdout });
     return 0;
   } catch (error) {
-    if ((config.command === "drain" || config.command === "run") && config.summaryJson) {
-      writeStdout(JSON.stringify({ ...telemetry.summary(), error: formatError(error) }));
-    }
     return reportFailure(telemetry, error, {
       verbose: config.verbose,
       exitCode: exitCodeOf(error),

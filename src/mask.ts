@@ -48,11 +48,10 @@ const CACHE_LIMIT = 20_000;
 
 /**
  * Most Web Crypto signs a `Masker` has in flight at once. Each sign in
- * flight holds native memory until it settles: 2,000 signs started together
- * (one 1,000-row batch) peaked at 124 MiB RSS in a bare script, 256 at 81 MiB,
- * 16 at 65 MiB, at the same CPU per sign (about 19 µs); one at a time costs
- * 64 µs each. In a drain it took 10-20 MiB off the peak. See
- * docs/performance.md.
+ * flight holds native memory until it settles, so a whole batch's signs
+ * started together raise the peak RSS well above a few at a time, at the same
+ * CPU per sign; one at a time costs several times the CPU. Sixteen keeps both
+ * low (figures in docs/performance.md#memory).
  */
 const SIGNS_IN_FLIGHT = 16;
 

@@ -9,13 +9,14 @@
 
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { ConsumeConfig } from "../config/resolve.ts";
-import { prune } from "../db/ledger.ts";
+import { prune, retentionOf } from "../db/ledger.ts";
 import type { Database } from "../db/pool.ts";
 import { stderrStatus } from "../log.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { startProgress } from "../ops/progress.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
-import { every, queueDepth, retentionOf } from "./_setup.ts";
+import { every } from "../pipeline/retry.ts";
+import { queueDepth } from "../sqs/admin.ts";
 
 /** How often `run` prunes the ledger and the rejects. */
 const PRUNE_INTERVAL_MS = 60 * 60 * 1000;

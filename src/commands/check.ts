@@ -25,7 +25,7 @@ import {
 import { type SchemaState, schemaState } from "../db/schema.ts";
 import { ident, type Schemas } from "../db/schemas.ts";
 import { describeUntrusted, findUntrusted } from "../db/search_path.ts";
-import { formatError, KeyMissingError } from "../errors.ts";
+import { ChecksFailedError, formatError, KeyMissingError } from "../errors.ts";
 import { escapeControl, quoteText } from "../log.ts";
 import { Masker } from "../mask.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
@@ -46,6 +46,7 @@ import {
   readQueueProtection,
 } from "../sqs/admin.ts";
 import { createSqsClient, isAwsHost } from "../sqs/client.ts";
+import { type CommandIo, printResult } from "./_io.ts";
 
 /** How long one service may take to answer a check. */
 const SERVICE_TIMEOUT_MS = 5000;
@@ -750,26 +751,24 @@ function formatRetention(seconds: number): string {
   return `${seconds} s`;
 }
 
-/** Runs `check`, printing one line per check; resolves to how many failed of how many. */
-export async function checkCommand(
-  config: CheckConfig,
-  io: { readonly telemetry: Telemetry; readonly writeStdout: (line: string) => void },
-): Promise<{ failed: number; total: number }> {
+/**
+ * Runs `check`, printing one line per check.
+ *
+ * @throws {ChecksFailedError} when any failed
+ */
+export async function checkCommand(config: CheckConfig, io: CommandIo): Promise<void> {
   const results = await runChecks(config, io.telemetry);
   const failed = results.filter((r) => r.status === "fail").length;
-  if (config.summaryJson) {
-    io.writeStdout(JSON.stringify({ for: config.for, passed: failed === 0, checks: results }));
-  } else {
-    const width = Math.max(...results.map((r) => r.check.length));
-    for (const r of results) {
-      // A detail may carry text read from the database: escaped, so it
-      // cannot start a line of its own or drive the terminal.
-      io.writeStdout(
-        `${r.status.padEnd(4)}  ${escapeControl(r.check).padEnd(width)}  ${
-          escapeControl(r.detail)
-        }`,
-      );
-    }
-  }
-  return { failed, total: results.length };
+  const width = Math.max(...results.map((r) => r.check.length));
+  printResult(
+    io,
+    config.summaryJson,
+    { for: config.for, passed: failed === 0, checks: results },
+    // A detail may carry text read from the database: escaped, so it
+    // cannot start a line of its own or drive the terminal.
+    results.map((r) =>
+      `${r.status.padEnd(4)}  ${escapeControl(r.check).padEnd(width)}  ${escapeControl(r.detail)}`
+    ),
+  );
+  if (failed > 0) throw new ChecksFailedError(failed, results.length);
 }

@@ -8,11 +8,14 @@
 import { type DemoConfig, resolveConfig } from "../config/resolve.ts";
 import { Database } from "../db/pool.ts";
 import { loadPgConnection } from "../db/connection.ts";
-import { readReport, type Report, reportLines } from "./report.ts";
+import { readReport, type Report } from "../db/report.ts";
+import { writeStderr } from "../log.ts";
 import { loadSampleBodies } from "../seed/sample.ts";
-import type { Summary, Telemetry } from "../ops/telemetry.ts";
-import { consume } from "./consume.ts";
-import { seed, type SeedSummary } from "./seed.ts";
+import type { Summary } from "../ops/telemetry.ts";
+import { consume } from "./_consume.ts";
+import { type CommandIo, printResult } from "./_io.ts";
+import { reportLines } from "./_report.ts";
+import { seed, type SeedSummary } from "./_seed.ts";
 
 /** What the demo prints as JSON with `--summary-json`. */
 export interface DemoReport {
@@ -33,16 +36,13 @@ export function escapeAstral(body: string): string {
   });
 }
 
-/** Runs the demo and returns its report; `print` receives the human-readable lines. */
-export async function demo(
-  config: DemoConfig,
-  io: {
-    readonly telemetry: Telemetry;
-    readonly stop: AbortSignal;
-    readonly print: (line: string) => void;
-  },
-): Promise<DemoReport> {
-  const { print, telemetry } = io;
+/**
+ * Runs `demo`, telling a person what it does as it goes: on stdout, or on
+ * stderr with `--summary-json`, where stdout holds only the final report.
+ */
+export async function demoCommand(config: DemoConfig, io: CommandIo): Promise<void> {
+  const { telemetry } = io;
+  const print = config.summaryJson ? writeStderr : io.writeStdout;
   print("Starting an embedded SQS endpoint (fauxqs) and Postgres (PGlite, about 5 s)...");
   // Loaded only here: PGlite and fauxqs are large, and drain/run never need them.
   const { startEmbeddedPostgres, startEmbeddedSqs } = await import("../demo/embedded.ts");
@@ -105,12 +105,12 @@ export async function demo(
       max: 1,
     });
     const found = await readReport(database);
-    const { report } = found;
     print("");
-    for (const line of reportLines(report, found)) print(line);
+    for (const line of reportLines(found)) print(line);
     print("");
     print("`login-etl report` prints the same for any database.");
-    return { seeded, drained, report };
+    const result: DemoReport = { seeded, drained, report: found.report };
+    printResult(io, config.summaryJson, result);
   } finally {
     await Promise.all([sqs.stop(), pg.stop()]);
   }

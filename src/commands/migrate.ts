@@ -14,7 +14,7 @@ import { foundSql, guardSql, migrationSql, migrationsTableSql } from "../db/migr
 import { ident, literal } from "../db/schemas.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 
-/** Runs `migrate`; `print` receives the lines for stdout. */
+/** Runs `migrate`; `io.writeStdout` receives the lines for stdout (the dry run's SQL). */
 export async function migrateCommand(
   config: MigrateConfig,
   io: { readonly telemetry: Telemetry; readonly writeStdout: (line: string) => void },

@@ -52,7 +52,7 @@ export async function recoverCommand(config: RecoverConfig, io: PiiIo): Promise<
   });
   if (failed > 0) {
     throw new EtlError(
-      "internal",
+      "vault_integrity",
       `Refused ${failed} of ${results.length} vault entries: they did not decrypt, did not mask back to their masks or held a value no valid login event carries (altered, injected or swapped); see the audit trail`,
     );
   }
@@ -69,7 +69,7 @@ export async function recoverCommand(config: RecoverConfig, io: PiiIo): Promise<
       missing > 0 && `${missing === 1 ? "that mask was" : `${missing} masks were`} never vaulted`,
     ].filter((r): r is string => r !== false);
     throw new EtlError(
-      "internal",
+      "nothing_recovered",
       erased + dropped > 0
         ? `Nothing recovered: ${reasons.join("; ")}`
         : `No vault entry for ${missing === 1 ? "that mask" : "any of those masks"}: never vaulted`,

@@ -1,77 +1,24 @@
 /**
  * `seed`: sends synthetic login events, or those of a sample file such as
  * the exercise's sample_data.json.gz, to the queue, creating the queue when
- * it is missing.
+ * it is missing; then says what it sent.
  *
  * @module
  */
 
 import type { SeedConfig } from "../config/resolve.ts";
-import type { Telemetry } from "../ops/telemetry.ts";
-import { generateBodies } from "../seed/generate.ts";
-import { loadSampleBodies } from "../seed/sample.ts";
-import { createSqsClient } from "../sqs/client.ts";
-import { ensureQueue } from "../sqs/admin.ts";
-import { sendBodies } from "../sqs/send.ts";
+import { redactSecrets } from "../errors.ts";
+import { type CommandIo, printResult } from "./_io.ts";
+import { seed } from "./_seed.ts";
 
-/** What a seed run did. */
-export interface SeedSummary {
-  readonly sent: number;
-  readonly seed: number;
-  readonly "bad_ratio": number;
-  readonly "duration_ms": number;
-}
-
-/** A seed for reproducibility: the configured one, else a random one to print. */
-export function pickSeed(configured: number | null): number {
-  return configured ?? crypto.getRandomValues(new Uint32Array(1))[0]! % 2 ** 31;
-}
-
-/** Sends `bodies` (default: `config.count` synthetic ones) to the configured queue. */
-export async function seed(
-  config: SeedConfig,
-  telemetry: Telemetry,
-  bodies?: Iterable<string>,
-): Promise<SeedSummary> {
-  const started = performance.now();
-  const seedValue = pickSeed(config.seed);
-  const { client } = await createSqsClient({
-    queueUrl: config.queueUrl,
-    region: config.region,
-    protocol: config.sqsProtocol,
-    awsEnv: config.awsEnv,
-    waitSeconds: 0,
-    onProtocolSwitch: (reason) =>
-      telemetry.emit({ type: "SqsProtocolSwitched", protocol: "query", reason }),
-    onRegionOverridden: (override) => telemetry.emit({ type: "RegionOverridden", ...override }),
-  });
-  try {
-    await ensureQueue(client, config.queueUrl);
-    const sample = bodies === undefined && config.samplePath !== null
-      ? await loadSampleBodies(config.samplePath)
-      : undefined;
-    const given = bodies ?? sample;
-    const source = given ??
-      generateBodies(config.count, { badRatio: config.badRatio, seed: seedValue });
-    const sent = await sendBodies(client, config.queueUrl, source, {
-      concurrency: config.concurrency,
-    });
-    const summary = {
-      sent,
-      seed: seedValue,
-      "bad_ratio": given === undefined ? config.badRatio : 0,
-      "duration_ms": Math.round(performance.now() - started),
-    };
-    telemetry.emit({
-      type: "QueueSeeded",
-      sent,
-      seed: seedValue,
-      badRatio: summary.bad_ratio,
-      durationMs: summary.duration_ms,
-      queueUrl: config.queueUrl,
-    });
-    return summary;
-  } finally {
-    client.destroy();
-  }
+/** Runs `seed`. */
+export async function seedCommand(config: SeedConfig, io: CommandIo): Promise<void> {
+  const summary = await seed(config, io.telemetry);
+  printResult(io, config.summaryJson, summary, [
+    redactSecrets(
+      config.samplePath === null
+        ? `Sent ${summary.sent} messages to ${config.queueUrl} (seed ${summary.seed}).`
+        : `Sent ${summary.sent} messages from ${config.samplePath} to ${config.queueUrl}.`,
+    ),
+  ]);
 }

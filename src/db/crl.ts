@@ -10,12 +10,10 @@
  * it and current, that does not name it.
  *
  * The library is imported on first use, so only a configuration with a CRL
- * loads it. Measured here (Deno 2.9.6, 2 shared cores, ±20%): the import
- * takes 110-145 ms once per process (and once per sink worker thread), a
- * start without a CRL 0; a check then costs 1.6 ms per connection (RSA-2048,
- * one certificate; 0.4 ms by hand before). It brings 20 npm packages, which
- * `deno compile` embeds whole: 2.3 MB more binary (a probe importing only
- * the library, compiled; 242 KB as a minified bundle).
+ * loads it: the import costs start-up time once per process (and once per
+ * sink worker thread), and a check a little time per connection. Its npm
+ * packages are embedded whole by `deno compile`, so the binary grows too
+ * (figures in docs/performance.md#costs-kept-out-of-the-code).
  *
  * @module
  */

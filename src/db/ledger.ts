@@ -1,12 +1,15 @@
 /**
  * Age-based upkeep of login-etl's bookkeeping: the ledger of committed
  * MessageIds (day partitions created ahead and dropped once past retention)
- * and the rejects, each kept its retention period.
+ * and the rejects, each kept its retention period; pruned at a run's start
+ * (`pruneAll`) and, by `run`, every hour.
  *
  * @module
  */
 
-import type { Deployment } from "./pool.ts";
+import { DatabaseError } from "../errors.ts";
+import type { Telemetry } from "../ops/telemetry.ts";
+import { type Deployment, describeDbError } from "./pool.ts";
 import { LEDGER_PARTITIONS_PER_CALL } from "./migrations.ts";
 
 /** What `prune` ages out: ledger entries (redelivery protection) or rejects. */
@@ -61,5 +64,43 @@ export async function prune(
     }
     deleted += count;
     if (count < SLICE && !more) return { deleted, partitionsCreated, partitionsDropped };
+  }
+}
+
+/** How long each of login-etl's own tables keeps its rows, in days, as configured. */
+export function retentionOf(
+  config: { readonly ledgerRetentionDays: number; readonly rejectRetentionDays: number },
+): readonly [PruneTarget, number][] {
+  return [["ledger", config.ledgerRetentionDays], ["rejects", config.rejectRetentionDays]];
+}
+
+/**
+ * Prunes each table to its retention, logging what went.
+ *
+ * @throws {DatabaseError} naming the grant to add when the role may not delete
+ */
+export async function pruneAll(
+  db: Deployment,
+  retention: readonly [PruneTarget, number][],
+  telemetry: Telemetry,
+): Promise<void> {
+  for (const [target, days] of retention) {
+    const result = await prune(db, { target, days }).catch((error: unknown) => {
+      const state = db.schemas.stateSchema;
+      throw new DatabaseError(
+        "db_schema",
+        `Cannot prune ${state}.${target === "ledger" ? "login_etl_ledger" : "login_etl_rejects"}: ${
+          describeDbError(error)
+        }; grant the consumer role ${
+          target === "ledger"
+            ? `EXECUTE on ${state}.login_etl_ledger_maintain(integer, integer)`
+            : `DELETE on ${state}.login_etl_rejects`
+        } and USAGE on schema ${state} (see sql/roles.sql)`,
+        { cause: error },
+      );
+    });
+    if (result.deleted + result.partitionsCreated + result.partitionsDropped > 0) {
+      telemetry.emit({ type: "RowsPruned", target, ...result });
+    }
   }
 }

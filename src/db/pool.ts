@@ -1,6 +1,10 @@
 /**
- * The Postgres pool of a deployment's two schemas, the array and bytea text
- * forms statements send, and how its errors read.
+ * The postgres.js pool: every option explicit (libpq's rules applied by
+ * connection.ts, sockets opened by socket.ts, the server's authentication
+ * requests checked by auth_guard.ts), sessions that search pg_catalog alone,
+ * and a `Database` that drops and reopens it after a timeout. Also the array
+ * and bytea text forms statements send, which errors are transient, and the
+ * one line a failed first connection reads as.
  *
  * @module
  */
@@ -215,8 +219,9 @@ export function pgArray(values: readonly (string | number | null)[]): string {
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     // One regexp pass and one join give flat strings; chained replaceAll on a
-    // text full of quotes built rope strings ~25x its size (out of memory at
-    // a 128 MB heap for 100 hostile bodies).
+    // text full of quotes built rope strings many times its size, enough to
+    // exhaust the binary's heap on a batch of hostile bodies
+    // (docs/performance.md#costs-kept-out-of-the-code).
     parts[i] = v === null || v === undefined
       ? "NULL"
       : typeof v === "number"
@@ -315,4 +320,16 @@ function describeConnectFailure(error: unknown, connection: PgConnection): strin
   return `${
     describeDbError(error)
   }; check DATABASE_URL (or the PG* variables) and that the server runs`;
+}
+
+/**
+ * Resolves when the database answers a `SELECT 1`, else rejects with what
+ * `describeDbError` says (never parameters): the database check of /readyz.
+ */
+export async function ping(db: Deployment): Promise<void> {
+  try {
+    await db.sql`SELECT 1`;
+  } catch (error) {
+    throw new Error(describeDbError(error));
+  }
 }

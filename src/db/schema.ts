@@ -2,10 +2,11 @@
  * Brings a database's schema to the version this build needs, applying the
  * migrations of `migrations.ts` it lacks in order and recording each in
  * `login_etl_migrations` (in the data schema up to version 5, in the state
- * schema from version 6, which moved it). A database that predates that
- * table is recognised by its tables (0.1 had `login_etl_forgotten`) and its
- * versions recorded as found. A state schema that serves another data schema
- * is refused. Hand-written rather than a library: postgres-shift reads migration
+ * schema from version 6, which moved it), one at a time under the schema
+ * lock (`schema_lock.ts`), as the owner role where this login may take it,
+ * and never where an untrusted role may create (`search_path.ts`). Where the
+ * schema stands is read by `schema_state.ts`; a database that predates the
+ * migrations table gets the versions found there recorded. Hand-written rather than a library: postgres-shift reads migration
  * files from disk at run time (a compiled binary has none), records them in
  * a fixed `migrations` table that an application's own may already own, and
  * takes no lock against consumers starting together; node-pg-migrate runs on
@@ -27,131 +28,16 @@ import {
 } from "./migrations.ts";
 import { ident, type Schemas } from "./schemas.ts";
 import { describeUntrusted, findUntrusted, OWNER_ROLE } from "./search_path.ts";
+import { hasLockTable, releaseAdvisoryLock, rowLockHeld, takeAdvisoryLock } from "./schema_lock.ts";
+import { readSchemaState, readState, refuseNewer, schemaState } from "./schema_state.ts";
+
+// Re-exported: a command asks this one module about the schema, whether it
+// migrates or only reads where the schema stands.
+export { nothingThere, requireSchema, type SchemaState, schemaState } from "./schema_state.ts";
+export { type Holder, SchemaLockError } from "./schema_lock.ts";
 
 /** Oldest Postgres whose partitioned tables take a primary key and ON CONFLICT. */
 const MIN_SERVER_VERSION = 110000;
-
-/** Where a database's schema stands. */
-export interface SchemaState {
-  /** Highest version applied (0: none of login-etl's tables). */
-  readonly version: number;
-  /** False when the database predates `login_etl_migrations`: the version was read off its tables. */
-  readonly recorded: boolean;
-  /** Migrations this build would apply, in order. */
-  readonly pending: readonly Migration[];
-}
-
-/**
- * The refusal of a state schema that serves another data schema: two
- * deployments sharing one ledger would each take the other's message ids
- * for redeliveries, and share one key registry and one vault.
- */
-function stateSchemaTaken(schemas: Schemas, served: string): ConfigError {
-  return new ConfigError(
-    `State schema ${schemas.stateSchema} already holds login-etl's tables for schema ${served}, not ${schemas.schema}: give this deployment a state schema of its own with --state-schema (e.g. --state-schema ${schemas.schema}_login_etl)`,
-  );
-}
-
-/**
- * Reads the schema version: from `login_etl_migrations` in the state schema
- * (version 6 on), else in the data schema (versions up to 5), else from the
- * tables of the data schema (before the migrations table). Only the catalog
- * is read until the version table is found, so a role without USAGE on a
- * schema learns where things are before it is refused. A table with row
- * security is none of login-etl's (its policies would run their author's
- * code as the reader): it is left unread, as if absent.
- *
- * @throws {ConfigError} when the state schema serves another data schema
- */
-export async function schemaState(sql: Sql, schemas: Schemas): Promise<SchemaState> {
-  for (let attempt = 1;; attempt++) {
-    try {
-      return await readSchemaState(sql, schemas);
-    } catch (error) {
-      // A migration to version 6 committed between reading the catalog and
-      // reading the table it named (a consumer starting beside another):
-      // the catalog now says where the table went.
-      const moved = (error as { code?: unknown }).code === "42P01";
-      if (!moved || attempt === 3) throw error;
-    }
-  }
-}
-
-async function readSchemaState(sql: Sql, schemas: Schemas): Promise<SchemaState> {
-  const [found] = await sql<
-    {
-      state_tables: boolean;
-      layout: boolean;
-      moved_to: string | null;
-      data_recorded: boolean;
-      forgotten: boolean;
-      tombstones: boolean;
-    }[]
-  >`
-    WITH rel AS (
-      SELECT n.nspname AS schema, c.relname AS name, c.oid
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname IN (${schemas.schema}, ${schemas.stateSchema}) AND c.relkind IN ('r', 'p')
-        AND c.relname LIKE 'login\\_etl\\_%' AND NOT c.relrowsecurity
-    )
-    SELECT EXISTS (SELECT FROM rel WHERE schema = ${schemas.stateSchema}) AS state_tables,
-           EXISTS (SELECT FROM rel WHERE schema = ${schemas.stateSchema}
-                   AND name = 'login_etl_layout') AS layout,
-           EXISTS (SELECT FROM rel WHERE schema = ${schemas.schema}
-                   AND name = 'login_etl_migrations') AS data_recorded,
-           EXISTS (SELECT FROM rel WHERE schema = ${schemas.schema}
-                   AND name = 'login_etl_forgotten') AS forgotten,
-           (SELECT max(n.nspname::text)
-            FROM pg_rewrite w
-              JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
-              JOIN pg_class t ON t.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass
-              JOIN pg_namespace n ON n.oid = t.relnamespace
-            WHERE w.ev_class = (SELECT c.oid FROM pg_class c JOIN pg_namespace v ON v.oid = c.relnamespace
-                                WHERE v.nspname = ${schemas.schema} AND c.relname = 'login_etl_migrations'
-                                  AND c.relkind = 'v')
-              AND t.relname = 'login_etl_migrations' AND t.relkind IN ('r', 'p')
-              AND t.oid <> w.ev_class) AS moved_to,
-           EXISTS (SELECT FROM rel r JOIN pg_attribute a ON a.attrelid = r.oid
-                   WHERE r.schema = ${schemas.schema} AND r.name = 'login_etl_vault'
-                     AND a.attname = 'erased_at' AND NOT a.attisdropped) AS tombstones`;
-  let version: number;
-  let recorded = true;
-  if (found?.state_tables) {
-    const [layout] = found.layout
-      ? await sql<{ served: string }[]>`
-          SELECT data_schema AS served FROM ${sql(schemas.stateSchema)}.login_etl_layout`
-      : [];
-    if (layout?.served !== schemas.schema) {
-      throw stateSchemaTaken(schemas, layout?.served ?? "unknown");
-    }
-    const [row] = await sql<{ version: number | null }[]>`
-      SELECT max(version) AS version FROM ${sql(schemas.stateSchema)}.login_etl_migrations`;
-    version = row?.version ?? 0;
-  } else if (found?.moved_to) {
-    // Version 6's view in the data schema: the tables are in the state
-    // schema whose migrations table it reads, which the catalog tells
-    // (moved_to), since reading a view runs the functions it calls as the
-    // reader, and anyone who may create in the data schema can make a view
-    // of that name.
-    throw new ConfigError(
-      `The login-etl tables of schema ${schemas.schema} are in state schema ${found.moved_to}, not ${schemas.stateSchema}: give --state-schema ${found.moved_to}`,
-    );
-  } else if (found?.data_recorded) {
-    const [row] = await sql<{ version: number | null }[]>`
-      SELECT max(version) AS version FROM ${sql(schemas.schema)}.login_etl_migrations`;
-    version = row?.version ?? 0;
-  } else {
-    // Builds between 0.1 and the migrations table created version 2's
-    // tombstones and functions directly; 0.1 kept tombstones in a table.
-    recorded = false;
-    version = found?.forgotten ? 1 : found?.tombstones ? 2 : 0;
-  }
-  return {
-    version,
-    recorded,
-    pending: MIGRATIONS.filter((m) => m.version > version),
-  };
-}
 
 /** Progress of `migrate`, one call per migration applied. */
 export type OnApplied = (migration: Migration, ms: number) => void;
@@ -292,13 +178,6 @@ class StepFailed extends Error {
   }
 }
 
-/** True once the state schema holds the lock table (version 6 on). */
-async function hasLockTable(sql: Sql, state: string): Promise<boolean> {
-  const [row] = await sql<{ found: boolean }[]>`
-    SELECT pg_catalog.to_regclass(${`${ident(state)}.login_etl_locks`}) IS NOT NULL AS found`;
-  return row?.found === true;
-}
-
 /** The data schema, when missing (CREATE SCHEMA needs CREATE on the database even with IF NOT EXISTS). */
 async function ensureDataSchema(sql: Sql, schema: string): Promise<void> {
   const [exists] = await sql`SELECT FROM pg_catalog.pg_namespace WHERE nspname = ${schema}`;
@@ -381,90 +260,6 @@ async function stepUnderAdvisoryLock(
   const started = performance.now();
   await applyOne(sql, next, schemas);
   return { migration: next, ms: performance.now() - started };
-}
-
-/**
- * The key of the session advisory lock `migrate` takes while a database has
- * no lock table yet (as every login-etl before it took for all of migrate).
- */
-const ADVISORY_KEY = "pg_catalog.hashtext('login-etl schema')";
-
-/**
- * Takes the session advisory lock, polled (see stepUnderRowLock) until
- * `deadline`, then failing with the session that holds it.
- */
-async function takeAdvisoryLock(sql: Sql, deadline: number, schemas: Schemas): Promise<void> {
-  for (;;) {
-    const [row] = await sql.unsafe<{ locked: boolean }[]>(
-      `SELECT pg_catalog.pg_try_advisory_lock(${ADVISORY_KEY}) AS locked`,
-    );
-    if (row?.locked) return;
-    if (performance.now() >= deadline) {
-      const [holder] = await sql.unsafe<Holder[]>(`
-        SELECT a.pid, a.usename::text AS user, a.application_name AS application
-        FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid,
-             (SELECT ${ADVISORY_KEY}::bigint AS k) AS key
-        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
-                            WHERE d.datname = pg_catalog.current_database())
-          AND l.classid::text::bigint = (key.k >> 32) & 4294967295
-          AND l.objid::text::bigint = key.k & 4294967295
-        LIMIT 1`);
-      throw new SchemaLockError(schemas, holder ?? null, "advisory");
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-async function releaseAdvisoryLock(sql: Sql): Promise<void> {
-  await sql.unsafe(`SELECT pg_catalog.pg_advisory_unlock(${ADVISORY_KEY})`);
-}
-
-/**
- * The error for a schema row lock held past the wait, naming its holder: the
- * transaction whose id is the row's xmax, and the session running it.
- */
-async function rowLockHeld(sql: Sql, schemas: Schemas): Promise<SchemaLockError> {
-  const [holder] = await sql<Holder[]>`
-    SELECT a.pid, a.usename::text AS user, a.application_name AS application
-    FROM ${sql(schemas.stateSchema)}.login_etl_locks t
-    JOIN pg_catalog.pg_locks l ON l.locktype = 'transactionid' AND l.granted
-      AND l.transactionid = t.xmax
-    JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-    WHERE t.name = 'schema' LIMIT 1`.catch(() => []);
-  return new SchemaLockError(schemas, holder ?? null, "row");
-}
-
-/** The session holding the schema lock, as pg_stat_activity shows it to anyone. */
-export interface Holder {
-  readonly pid: number;
-  readonly user: string | null;
-  readonly application: string | null;
-}
-
-/**
- * `migrate` waited its `--migrate-lock-wait-seconds` for the schema lock:
- * one line naming the session that holds it, so an operator can end it.
- */
-export class SchemaLockError extends DatabaseError {
-  /** The holding session, or null when it ended before it could be named. */
-  readonly holder: Holder | null;
-  constructor(schemas: Schemas, holder: Holder | null, kind: "row" | "advisory") {
-    const who = holder === null
-      ? "a session that has since ended (run migrate again)"
-      : `session pid ${holder.pid} (user ${holder.user ?? "unknown"}, application "${
-        holder.application ?? ""
-      }")`;
-    super(
-      "db_schema",
-      `Cannot migrate schema ${schemas.schema}: login-etl's schema lock (${
-        kind === "row" ? `row schema of ${schemas.stateSchema}.login_etl_locks` : "advisory lock"
-      }) is held by ${who}; wait for it or end it (SELECT pg_terminate_backend(${
-        holder?.pid ?? "PID"
-      })), or raise --migrate-lock-wait-seconds`,
-    );
-    this.holder = holder;
-  }
 }
 
 /** Who migrate trusts besides superusers, the data schema's owner and itself (search_path.ts). */
@@ -585,32 +380,6 @@ async function applyOne(sql: Sql, migration: Migration, schemas: Schemas): Promi
   }
 }
 
-/** The schema state for a command at start; a failure to read it is one line. */
-async function readState(sql: Sql, schemas: Schemas): Promise<SchemaState> {
-  try {
-    return await schemaState(sql, schemas);
-  } catch (error) {
-    if (error instanceof ConfigError) throw error;
-    throw new DatabaseError(
-      "db_schema",
-      `Cannot read the schema version of ${schemas.schema} (state schema ${schemas.stateSchema}): ${
-        describeDbError(error)
-      }`,
-      { cause: error },
-    );
-  }
-}
-
-/** A schema newer than this build: refused, since this build would not know how to write it. */
-function refuseNewer(schemas: Schemas, state: SchemaState): void {
-  if (state.version > LATEST_VERSION) {
-    throw new DatabaseError(
-      "db_schema",
-      `The schema in ${schemas.schema} is at version ${state.version}, newer than this login-etl knows (${LATEST_VERSION}); run a login-etl at least as new as the one that migrated it`,
-    );
-  }
-}
-
 /**
  * What consumers and `rekey` call at start: connects, and brings the schema
  * up to date where the role may. A role that may not (the least-privileged
@@ -640,38 +409,4 @@ export async function ensureSchema(
       { cause: error },
     );
   }
-}
-
-/**
- * What `recover` and `forget` call at start: connects and checks the schema
- * is this build's, changing nothing (their roles never own the schema).
- *
- * @throws {DatabaseError} code `db_connect` or `db_schema`; {ConfigError}
- *   when the state schema serves another data schema
- */
-export async function requireSchema(
-  sql: Sql,
-  options: Schemas & { readonly connection: PgConnection },
-): Promise<void> {
-  await checkConnection(sql, options.connection);
-  const state = await readState(sql, options);
-  refuseNewer(options, state);
-  if (state.version === 0) throw nothingThere(options);
-  if (state.pending.length > 0) {
-    throw new DatabaseError(
-      "db_schema",
-      `The schema in ${options.schema} is at version ${state.version} and this login-etl needs ${LATEST_VERSION}; run \`login-etl migrate\` as the owner role first`,
-    );
-  }
-}
-
-/**
- * For a command that reads login-etl's tables where there are none: most
- * often a --schema or --state-schema that is not the deployment's.
- */
-export function nothingThere(schemas: Schemas): DatabaseError {
-  return new DatabaseError(
-    "db_schema",
-    `Schema ${schemas.schema} with state schema ${schemas.stateSchema} holds none of login-etl's tables: check --schema and --state-schema (LOGIN_ETL_SCHEMA, LOGIN_ETL_STATE_SCHEMA), or run \`login-etl migrate\` as the owner role`,
-  );
 }

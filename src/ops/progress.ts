@@ -11,7 +11,7 @@ import type { StatusLine } from "../log.ts";
 
 /** What one progress line shows. */
 export interface ProgressView {
-  /** Messages finished (inserted, duplicate or rejected). */
+  /** Messages finished (inserted, redelivered or rejected). */
   readonly done: number;
   /** Messages finished per second, recently. */
   readonly perSecond: number;

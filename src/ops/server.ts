@@ -1,7 +1,7 @@
 /**
  * The operations endpoints of `run --listen` as a plain `(Request) => Response`
  * handler: `/healthz` (the process is up), `/readyz` (the database and the
- * queue answer) and `/metrics` (Prometheus text). No socket here: the command
+ * queue answer) and `/metrics` (Prometheus text). No socket here: `serve.ts`
  * hands the handler to `Deno.serve`, and tests call it directly.
  *
  * @module

@@ -45,7 +45,7 @@ export function fromStored(row: StoredVaultRow): VaultEntry {
 /** A vault entry that does not decrypt: tampered, moved to another mask, or under an unknown key. */
 export class VaultIntegrityError extends EtlError {
   constructor(message: string, options: { cause?: unknown } = {}) {
-    super("internal", message, options);
+    super("vault_integrity", message, options);
     this.name = "VaultIntegrityError";
   }
 }

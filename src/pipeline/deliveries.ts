@@ -10,7 +10,7 @@ import type { ReceivedMessage } from "../types.ts";
 export interface FoldedBatch {
   /** One delivery per MessageId, the first seen: what gets validated and written. */
   readonly unique: readonly ReceivedMessage[];
-  /** Deliveries beyond the first of an id: counted as duplicates, deleted too. */
+  /** Deliveries beyond the first of an id: counted as redelivered, deleted too. */
   readonly repeats: readonly ReceivedMessage[];
 }
 

@@ -1,9 +1,15 @@
 /**
- * Capped exponential backoff with half jitter, and an abortable sleep. The
- * delay function is pure given its random source, so tests can pin it.
+ * Waiting and retrying: capped exponential backoff with half jitter, an
+ * abortable sleep, a timer that never overlaps itself (`every`), the one
+ * retry loop (`retrying`) and its use for a run's start-up steps
+ * (`atStart`). The delay function is pure given its random source, so tests
+ * can pin it.
  *
  * @module
  */
+
+import { EtlError, formatError } from "../errors.ts";
+import type { Telemetry } from "../ops/telemetry.ts";
 
 /** Backoff shape. */
 export interface BackoffOptions {
@@ -44,6 +50,21 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     };
     const timer = setTimeout(done, ms);
     signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * Calls `fn` every `ms` until `stack` is disposed, never two at once: a
+ * call still running when the next is due is waited for, not doubled.
+ */
+export function every(ms: number, fn: () => Promise<void>, stack: AsyncDisposableStack): void {
+  let running: Promise<void> | null = null;
+  const timer = setInterval(() => {
+    running ??= fn().catch(() => {}).finally(() => (running = null));
+  }, ms);
+  stack.defer(async () => {
+    clearInterval(timer);
+    await running;
   });
 }
 
@@ -99,4 +120,54 @@ export async function retrying<T>(
       await sleep(delay, policy.signal);
     }
   }
+}
+
+/**
+ * Runs a start-up step, retrying while it fails transiently (the service
+ * unreachable or restarting, as in a failover) with the pipeline's backoff,
+ * for up to `--max-retry-seconds`, each attempt logged. Bad credentials, a
+ * missing privilege or a missing queue fail at once: waiting would not fix
+ * them.
+ *
+ * @throws the step's last error, its message saying how long it was retried
+ */
+export async function atStart<T>(
+  what: "queue" | "database",
+  step: () => Promise<T>,
+  options: { readonly maxRetrySeconds: number; readonly stop: AbortSignal },
+  telemetry: Telemetry,
+): Promise<T> {
+  let attempts = 0;
+  const result = await retrying(() => {
+    attempts++;
+    return step();
+  }, {
+    deadline: (first) => first + options.maxRetrySeconds * 1000,
+    transient: (error) => error instanceof EtlError && error.transient,
+    onFailure: (error, attempt, retryInMs) => {
+      if (retryInMs === null) return; // the final error is the exit line
+      telemetry.emit({
+        type: "StageFailed",
+        stage: "startup",
+        code: error instanceof EtlError ? error.code : "internal",
+        message: `${what} not reachable at start (${formatError(error)})`,
+        attempt,
+        retryInMs,
+        messages: 0,
+      });
+    },
+    cancelled: () => options.stop.aborted,
+    now: () => performance.now(),
+    signal: options.stop,
+  });
+  if (result.ok) return result.value;
+  const error = result.error;
+  if (error === null) throw new EtlError("internal", `Stopped before the ${what} was reachable`);
+  if (attempts > 1 && error instanceof EtlError) {
+    // The same error, only its message longer: a copy through its class's
+    // constructor would assume every class takes (code, message, options).
+    error.message =
+      `${error.message} (gave up after ${attempts} attempts in ${options.maxRetrySeconds} s, --max-retry-seconds)`;
+  }
+  throw error;
 }

@@ -16,9 +16,9 @@ import type { ReceivedMessage, Sink, WriteOutcome } from "../types.ts";
  * unset, one if this process may use two CPUs or more and none otherwise.
  * `cpus` is `navigator.hardwareConcurrency`, which counts the CPUs of the
  * process's affinity mask and cgroup quota, so a pod limited to one CPU gets
- * none. Measured (docs/performance.md): a worker thread costs about 45 MiB,
- * and on two cores shared with SQS and Postgres it moved 16-23% more (three
- * same-run pairs); pinned to one CPU, 1.14x and 0.97x (no clear gain).
+ * none. A worker thread is a second V8 isolate, so it costs memory; on two
+ * cores shared with SQS and Postgres it moves clearly more, on one CPU it
+ * gave no clear gain (figures in docs/performance.md).
  */
 export function workerThreadsFor(configured: number | null, cpus: number): number {
   return configured ?? (cpus >= 2 ? 1 : 0);

@@ -12,7 +12,7 @@ import { callInChunks } from "./_batch.ts";
 /**
  * Deletes messages by receipt handle. Never throws: a failed delete only
  * means SQS redelivers a message whose row is already committed, and the
- * ledger turns that redelivery into a counted duplicate.
+ * ledger counts that redelivery instead of writing it again.
  */
 export function deleteMessages(
   client: SQSClient,

@@ -1,6 +1,7 @@
 /**
  * The calls commands make at start: read the queue's attributes (which also
- * proves the queue is there), find or create it (`seed`).
+ * proves the queue is there), find or create it (`seed`); and the queue's
+ * depth, read again for the progress line and the metrics.
  *
  * @module
  */
@@ -36,6 +37,11 @@ export interface QueueAttributes {
   readonly redrive:
     | { readonly deadLetterTargetArn: string; readonly maxReceiveCount: number }
     | null;
+}
+
+/** The queue's depth (approximate, as SQS counts), for the progress line and the metrics. */
+export function queueDepth(client: SQSClient, queueUrl: string): Promise<number> {
+  return readQueueAttributes(client, queueUrl).then((a) => a.approximateMessages);
 }
 
 /**

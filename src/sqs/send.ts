@@ -1,7 +1,7 @@
 /**
  * Sending: SendMessageBatch in chunks of 10 with a bounded number of calls in
- * flight, for `seed`'s bodies and for raw copies of rejects on
- * `--reject-queue-url`.
+ * flight, for `seed` (and so `demo`) and for the raw copies of rejected
+ * messages sent to `--reject-queue-url`.
  *
  * @module
  */

@@ -4,7 +4,7 @@
 // the masker of the test key, to compute the masks a run must have written.
 
 import assert from "node:assert/strict";
-import { consume } from "../../src/commands/consume.ts";
+import { consume } from "../../src/commands/_consume.ts";
 import type { FlagValues } from "../../src/config/resolve.ts";
 import { Secret } from "../../src/config/secret.ts";
 import { Masker } from "../../src/mask.ts";

@@ -4,7 +4,7 @@
 // is endpoints_test.ts's, on each SQS implementation.
 
 import assert from "node:assert/strict";
-import { seed } from "../../src/commands/seed.ts";
+import { seed } from "../../src/commands/_seed.ts";
 import { loadSampleBodies } from "../../src/seed/sample.ts";
 import { connect } from "../../src/db/pool.ts";
 import { ensureSchema } from "../../src/db/schema.ts";

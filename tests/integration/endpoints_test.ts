@@ -6,8 +6,8 @@
 // (nothing deleted before commit, visibility extended, nothing redelivered).
 
 import assert from "node:assert/strict";
-import { consume } from "../../src/commands/consume.ts";
-import { seed } from "../../src/commands/seed.ts";
+import { consume } from "../../src/commands/_consume.ts";
+import { seed } from "../../src/commands/_seed.ts";
 import { Secret } from "../../src/config/secret.ts";
 import { connect, Database } from "../../src/db/pool.ts";
 import { registerKey } from "../../src/db/keys.ts";

@@ -207,7 +207,7 @@ Deno.test("a password file supplies a missing password, and one others can read 
 });
 
 Deno.test("drain with verify-full: the main thread and the sink worker both connect over verified TLS", async () => {
-  const { consume } = await import("../../src/commands/consume.ts");
+  const { consume } = await import("../../src/commands/_consume.ts");
   const { capturingTelemetry, freshSchema, testConfig, uniqueName } = await import(
     "../helpers/services.ts"
   );

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { consume } from "../../src/commands/consume.ts";
+import { consume } from "../../src/commands/_consume.ts";
 import {
   disguisedShapeArb,
   nestedPlantedArb,

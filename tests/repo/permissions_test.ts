@@ -148,9 +148,9 @@ Deno.test("the binary may write, and src/ writes only drain's --metrics-file and
     }
   }
   assert.deepEqual(writers.sort(), [
-    "src/commands/_setup.ts remove",
-    "src/commands/_setup.ts rename",
-    "src/commands/_setup.ts writeTextFile",
+    "src/ops/metrics_file.ts remove",
+    "src/ops/metrics_file.ts rename",
+    "src/ops/metrics_file.ts writeTextFile",
     "src/pii/keygen.ts chmod",
     "src/pii/keygen.ts mkdir",
     "src/pii/keygen.ts remove",

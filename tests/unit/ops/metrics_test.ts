@@ -4,13 +4,13 @@
 // metrics agree with the run's summary, and the per-batch cost is measured.
 
 import assert from "node:assert/strict";
-import { silentLogger } from "../../src/log.ts";
-import { Metrics } from "../../src/ops/metrics.ts";
-import { startBatchSpan } from "../../src/ops/tracing.ts";
-import { Telemetry, type TelemetryEvent } from "../../src/ops/telemetry.ts";
-import { zeroCounters } from "../../src/ops/events.ts";
-import { reportFigures } from "../helpers/services.ts";
-import { REJECT_REASONS } from "../../src/types.ts";
+import { silentLogger } from "../../../src/log.ts";
+import { Metrics } from "../../../src/ops/metrics.ts";
+import { startBatchSpan } from "../../../src/ops/tracing.ts";
+import { Telemetry, type TelemetryEvent } from "../../../src/ops/telemetry.ts";
+import { zeroCounters } from "../../../src/ops/events.ts";
+import { reportFigures } from "../../helpers/services.ts";
+import { REJECT_REASONS } from "../../../src/types.ts";
 
 /** One sample line of the exposition text: `name{a="b"} value`. */
 interface Sample {
@@ -59,7 +59,7 @@ function metered(now?: () => number): { telemetry: Telemetry; metrics: Metrics }
 
 /** The metric lists of tests/repo/deploy_test.ts, read from its source so the two cannot drift. */
 function deployTestLists(): Record<"COUNTERS" | "HISTOGRAMS" | "GAUGES", string[]> {
-  const source = Deno.readTextFileSync(new URL("../repo/deploy_test.ts", import.meta.url));
+  const source = Deno.readTextFileSync(new URL("../../repo/deploy_test.ts", import.meta.url));
   const list = (name: string) => {
     const match = new RegExp(`const ${name} = \\[([^\\]]*)\\]`).exec(source);
     assert.ok(match?.[1] !== undefined, `deploy_test.ts has no ${name} list`);

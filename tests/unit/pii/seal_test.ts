@@ -22,7 +22,7 @@ import {
   SealError,
   SealingKey,
   unpadValue,
-} from "../../src/pii/seal.ts";
+} from "../../../src/pii/seal.ts";
 
 const encoder = new TextEncoder();
 
@@ -51,7 +51,7 @@ interface Vectors {
 
 /** The JSON block between the seal-vectors markers of docs/pii.md. */
 function vectorsOfDocs(): Vectors {
-  const text = Deno.readTextFileSync(new URL("../../docs/pii.md", import.meta.url));
+  const text = Deno.readTextFileSync(new URL("../../../docs/pii.md", import.meta.url));
   const match = /<!-- seal-vectors:start -->\s*```json\n([\s\S]*?)```\s*<!-- seal-vectors:end -->/
     .exec(text);
   assert.ok(match?.[1] !== undefined, "docs/pii.md holds the seal test vectors");

@@ -4,9 +4,9 @@
 // time, emitted through the real logger in JSON and in text.
 
 import assert from "node:assert/strict";
-import { type EventType, type Summary, type TelemetryEvent } from "../../src/ops/events.ts";
-import { Telemetry } from "../../src/ops/telemetry.ts";
-import { createLogger } from "../../src/log.ts";
+import { type EventType, type Summary, type TelemetryEvent } from "../../../src/ops/events.ts";
+import { Telemetry } from "../../../src/ops/telemetry.ts";
+import { createLogger } from "../../../src/log.ts";
 
 /** A run summary as a pipeline that measured with `performance.now()` could hand over. */
 const SUMMARY: Summary = {

@@ -3,8 +3,8 @@
 // errors or when a key set is printed; vault key sets with X25519 key pairs,
 // what a writer keeps of them, and their JSON.
 import assert from "node:assert/strict";
-import { type KeyFile, Secret } from "../../src/config/secret.ts";
-import { ConfigError } from "../../src/errors.ts";
+import { type KeyFile, Secret } from "../../../src/config/secret.ts";
+import { ConfigError } from "../../../src/errors.ts";
 import {
   assertSeparateKeys,
   bitsPerByte,
@@ -16,7 +16,7 @@ import {
   readableKeyIds,
   vaultKeySetJson,
   writerKeys,
-} from "../../src/pii/keyring.ts";
+} from "../../../src/pii/keyring.ts";
 
 const encoder = new TextEncoder();
 const A = "a".repeat(32);

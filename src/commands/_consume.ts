@@ -1,8 +1,9 @@
 /**
- * `drain` and `run`: wires keys, the SQS queue, the Postgres store (or the
- * dry-run printer) and telemetry into the pipeline, then reports. Each set-up
- * step lives in `_setup.ts`; everything opened here is closed by one
- * disposal stack, in reverse order, whatever fails.
+ * The run of `drain` and `run` (and of `demo`'s drain): wires keys, the SQS
+ * queue, the Postgres store (or the dry-run printer) and telemetry into the
+ * pipeline, and returns the summary. Each set-up step lives in `_setup.ts`;
+ * everything opened here is closed by one disposal stack, in reverse order,
+ * whatever fails.
  *
  * @module
  */
@@ -13,19 +14,14 @@ import { Database } from "../db/pool.ts";
 import { TooManyRejectsError } from "../errors.ts";
 import type { Summary, Telemetry } from "../ops/telemetry.ts";
 import { runPipeline } from "../pipeline/pipeline.ts";
+import { atStart } from "../pipeline/retry.ts";
 import { workerThreadsFor } from "../sink/threads.ts";
 import { readQueueAttributes } from "../sqs/admin.ts";
+import { openQueue } from "../sqs/client.ts";
 import { sqsQueue } from "../sqs/queue.ts";
 import { startPeriodic } from "./_periodic.ts";
-import {
-  atStart,
-  loadRunKeys,
-  openOperations,
-  openQueue,
-  openSink,
-  prepareDatabase,
-  runStartedFields,
-} from "./_setup.ts";
+import { loadRunKeys, openOperations, openSink, prepareDatabase, queueOptions } from "./_setup.ts";
+import { runStartedFields } from "./_start_line.ts";
 
 /** What a consume run needs besides its config. */
 export interface ConsumeIo {
@@ -49,7 +45,7 @@ export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Sum
   const keys = await loadRunKeys(config, telemetry);
   const mode = config.command;
   const waitSeconds = mode === "run" ? config.waitSeconds : config.idleSeconds;
-  const sqs = await openQueue(config, waitSeconds, telemetry);
+  const sqs = await openQueue(queueOptions(config, waitSeconds), telemetry);
   const { client } = sqs;
   stack.defer(() => client.destroy());
   // Read before any connection: certificates, the password file, the socket default.

@@ -1,14 +1,19 @@
 // Unit tests of src/config/resolve.ts: resolveConfig() precedence, range messages, HMAC key sources, secrecy and freezing.
 import assert from "node:assert/strict";
-import { type CommandName, COMMANDS, OPTIONS, type OptionSpec } from "../../src/config/options.ts";
+import {
+  type CommandName,
+  COMMANDS,
+  OPTIONS,
+  type OptionSpec,
+} from "../../../src/config/options.ts";
 import {
   checkConfigFile,
   type CommandConfig,
   fallbackLogFormat,
   type FileLayer,
   resolveConfig,
-} from "../../src/config/resolve.ts";
-import { ConfigError, UsageError } from "../../src/errors.ts";
+} from "../../../src/config/resolve.ts";
+import { ConfigError, UsageError } from "../../../src/errors.ts";
 
 const KEY = "a-test-secret-of-at-least-32-bytes!!"; // 36 bytes
 const WITH_KEY = { PII_HMAC_KEY: KEY } as const;

@@ -5,12 +5,12 @@
 // per batch, and reads symmetric and sealed entries of one set.
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Secret } from "../../src/config/secret.ts";
-import { ConfigError, EtlError } from "../../src/errors.ts";
-import type { VaultKey, VaultKeySet } from "../../src/pii/keyring.ts";
-import { generateVaultPair } from "../../src/pii/seal.ts";
-import { VaultCipher, VaultIntegrityError } from "../../src/pii/vault.ts";
-import type { Masked, PiiField, VaultEntry } from "../../src/types.ts";
+import { Secret } from "../../../src/config/secret.ts";
+import { ConfigError, EtlError } from "../../../src/errors.ts";
+import type { VaultKey, VaultKeySet } from "../../../src/pii/keyring.ts";
+import { generateVaultPair } from "../../../src/pii/seal.ts";
+import { VaultCipher, VaultIntegrityError } from "../../../src/pii/vault.ts";
+import type { Masked, PiiField, VaultEntry } from "../../../src/types.ts";
 
 const encoder = new TextEncoder();
 const SECRET_1 = "vault unit test secret one, 32+ bytes";

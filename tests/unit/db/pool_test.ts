@@ -1,7 +1,7 @@
-// Pure helpers of src/db.ts: the array literal encoder and error classification.
+// Pure helpers of src/db/pool.ts: the array literal encoder and error classification.
 
 import assert from "node:assert/strict";
-import { isTransientDbError, pgArray } from "../../src/db/pool.ts";
+import { isTransientDbError, pgArray } from "../../../src/db/pool.ts";
 
 Deno.test("pgArray() quotes every string, escapes quotes and backslashes, writes NULL and numbers bare", () => {
   assert.equal(pgArray(['a"b', "c\\d", null, 1, "", "{,}"]), '{"a\\"b","c\\\\d",NULL,1,"","{,}"}');

@@ -1,4 +1,4 @@
-// Unit tests of src/db/connection.ts: where Postgres is, by libpq's rules
+// Unit tests of src/db/target.ts: where Postgres is, by libpq's rules
 // (string over service over PG* variables over defaults), what each parameter
 // resolves to, which are named as ignored, the providers' strings as their
 // consoles print them, and what never leaks (the password).
@@ -9,7 +9,7 @@ import {
   PG_ENV_NAMES,
   type PgTarget,
   resolvePgTarget,
-} from "../../../src/db/connection.ts";
+} from "../../../src/db/target.ts";
 import { LIBPQ_KEYWORDS } from "../../../src/db/conninfo.ts";
 import { ConfigError } from "../../../src/errors.ts";
 

@@ -1,12 +1,12 @@
-// Unit tests of src/server.ts, without a socket: the handler turns a Request
+// Unit tests of src/ops/server.ts, without a socket: the handler turns a Request
 // into a Response; readinessProbe() times out, names what failed and does not
 // pile up calls to a hung service; cachedProbe() reuses answers; and
 // parseListenAddress() accepts the documented forms.
 
 import assert from "node:assert/strict";
-import { ConfigError } from "../../src/errors.ts";
-import { Metrics } from "../../src/ops/metrics.ts";
-import { zeroCounters } from "../../src/ops/events.ts";
+import { ConfigError } from "../../../src/errors.ts";
+import { Metrics } from "../../../src/ops/metrics.ts";
+import { zeroCounters } from "../../../src/ops/events.ts";
 import {
   cachedProbe,
   createHandler,
@@ -14,7 +14,7 @@ import {
   type Probe,
   type Readiness,
   readinessProbe,
-} from "../../src/ops/server.ts";
+} from "../../../src/ops/server.ts";
 
 const READY: Probe = () => Promise.resolve({ ready: true });
 

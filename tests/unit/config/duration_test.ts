@@ -3,7 +3,7 @@
 // formatDuration() writes what parseDuration() reads back.
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { formatDuration, parseDuration } from "../../src/config/duration.ts";
+import { formatDuration, parseDuration } from "../../../src/config/duration.ts";
 
 Deno.test("parseDuration() reads seconds, minutes, hours and their combinations", async (t) => {
   const cases: { input: string; expected: number }[] = [

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import process from "node:process";
 import { Registry } from "prom-client";
-import { registerProcessMetrics } from "../../src/ops/process_metrics.ts";
+import { registerProcessMetrics } from "../../../src/ops/process_metrics.ts";
 
 async function scrape(registry: Registry): Promise<Map<string, number>> {
   const values = new Map<string, number>();

@@ -5,10 +5,10 @@
 // in flight.
 
 import assert from "node:assert/strict";
-import { type Counters, EVENTS, type Observer } from "../../src/ops/events.ts";
-import { Telemetry, type TelemetryEvent } from "../../src/ops/telemetry.ts";
-import { createLogger } from "../../src/log.ts";
-import { capturingTelemetry } from "../helpers/services.ts";
+import { type Counters, EVENTS, type Observer } from "../../../src/ops/events.ts";
+import { Telemetry, type TelemetryEvent } from "../../../src/ops/telemetry.ts";
+import { createLogger } from "../../../src/log.ts";
+import { capturingTelemetry } from "../../helpers/services.ts";
 
 /** Counters as plain data: maps as objects, zero reject counts left out, times as set or not. */
 function snapshot(c: Counters) {
@@ -33,7 +33,7 @@ const ZERO: Snapshot = {
   deleteFailed: 0,
   visibilityExtended: 0,
   batchesCommitted: 0,
-  stageFailures: { receive: 0, validate: 0, mask: 0, write: 0, ack: 0, startup: 0 },
+  stageFailures: { receive: 0, write: 0, startup: 0 },
   failuresByCode: {},
   refusedBySqlstate: {},
   inFlight: 0,

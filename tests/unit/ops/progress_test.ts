@@ -4,8 +4,8 @@
 // when stopped.
 
 import assert from "node:assert/strict";
-import { StatusLine } from "../../src/log.ts";
-import { rateOf, renderProgress, startProgress } from "../../src/ops/progress.ts";
+import { StatusLine } from "../../../src/log.ts";
+import { rateOf, renderProgress, startProgress } from "../../../src/ops/progress.ts";
 
 Deno.test("renderProgress() shows done, rate and the queue left, with fixed separators", async (t) => {
   const cases = [
