@@ -135,7 +135,7 @@ postgres: ## Start (or install) the local Postgres the tests use
 fmt: deno ## Format the code
 	$(DENO) fmt
 
-docs: deno ## Rewrite docs/configuration.md's flag table, sql/schema.sql and sql/roles.sql's guard from the code
+docs: deno ## Rewrite docs/configuration.md's flag and needs tables, sql/schema.sql and sql/roles.sql's guard and grants from the code
 	$(DENO) run --allow-read=. --allow-write=docs/configuration.md scripts/flags_table.ts
 	$(DENO) run --allow-read=. --allow-write=sql/schema.sql,sql/roles.sql scripts/schema_sql.ts
 	$(DENO) fmt docs/configuration.md

@@ -16,12 +16,13 @@
 // bench/results/latest.json and the figures into docs/performance.md.
 
 import postgres from "postgres";
-import { Secret } from "../src/config/secret.ts";
+import { Secret } from "../src/pii/secret.ts";
 import { resolveConfig } from "../src/config/resolve.ts";
 import { Database } from "../src/db/pool.ts";
 import { ensureSchema } from "../src/db/schema.ts";
 import { prune } from "../src/db/ledger.ts";
-import { loadPgConnection, resolvePgTarget } from "../src/db/connection.ts";
+import { loadPgConnection } from "../src/db/connection.ts";
+import { resolvePgTarget } from "../src/config/pg_target.ts";
 import { Masker } from "../src/mask.ts";
 import { prepare } from "../src/transform.ts";
 import { generateBodies } from "../src/seed/generate.ts";

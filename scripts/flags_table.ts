@@ -1,9 +1,12 @@
-// Writes the flag table of docs/configuration.md from the settings table in
-// src/config/options.ts, so --help and the documentation cannot drift apart.
-// `make docs` writes it into docs/configuration.md between the flags markers;
-// a unit test (tests/repo/docs_test.ts) checks they match.
+// Writes the generated tables of docs/configuration.md: the flag table from
+// the settings table in src/config/options.ts, so --help and the
+// documentation cannot drift apart, and what each command needs from
+// src/config/commands.ts, the table resolution and `check` read. `make docs`
+// writes them between their markers; a unit test (tests/repo/docs_test.ts)
+// checks they match.
 
-import { COMMANDS, OPTIONS, rangeOf } from "../src/config/options.ts";
+import { COMMANDS, needsTable } from "../src/config/commands.ts";
+import { OPTIONS, rangeOf } from "../src/config/options.ts";
 
 /** The markdown table of every flag. */
 export function flagsTable(): string {
@@ -28,21 +31,26 @@ export function flagsTable(): string {
   return rows.join("\n");
 }
 
-const START = "<!-- flags:start -->";
-const END = "<!-- flags:end -->";
-
-/** The document that holds the flag table, relative to the repository root. */
+/** The document that holds the tables, relative to the repository root. */
 export const FLAGS_DOC = "docs/configuration.md";
 
-/** `text` with the flag table between the markers replaced. */
-export function withFlagsTable(text: string): string {
-  const start = text.indexOf(START);
-  const end = text.indexOf(END);
-  if (start < 0 || end < start) throw new Error(`${FLAGS_DOC} lacks the ${START} … ${END} markers`);
-  return `${text.slice(0, start + START.length)}\n${flagsTable()}\n${text.slice(end)}`;
+/** `text` with `table` replaced between the `<!-- name:start -->` and `<!-- name:end -->` markers. */
+function withTable(text: string, name: string, table: string): string {
+  const start = text.indexOf(`<!-- ${name}:start -->`);
+  const end = text.indexOf(`<!-- ${name}:end -->`);
+  if (start < 0 || end < start) {
+    throw new Error(`${FLAGS_DOC} lacks the <!-- ${name}:start --> … <!-- ${name}:end --> markers`);
+  }
+  const head = text.slice(0, start + `<!-- ${name}:start -->`.length);
+  return `${head}\n${table}\n${text.slice(end)}`;
+}
+
+/** `text` with the flag table and the table of what each command needs rewritten. */
+export function withGeneratedTables(text: string): string {
+  return withTable(withTable(text, "flags", flagsTable()), "needs", needsTable());
 }
 
 if (import.meta.main) {
   const path = new URL(`../${FLAGS_DOC}`, import.meta.url);
-  Deno.writeTextFileSync(path, withFlagsTable(Deno.readTextFileSync(path)));
+  Deno.writeTextFileSync(path, withGeneratedTables(Deno.readTextFileSync(path)));
 }

@@ -1,12 +1,14 @@
 // Writes sql/schema.sql from src/db/migrations.ts, so the DBA's psql path runs
 // exactly the statements `login-etl migrate` runs, and records the same
-// versions; and the refusal of schemas others may create in that sql/roles.sql
-// runs before its grants (src/db/search_path.ts). `make docs` writes both; a
+// versions; and in sql/roles.sql, the refusal of schemas others may create in
+// that runs before its grants (src/db/search_path.ts), and the grants
+// themselves (src/db/grants.ts). `make docs` writes both; a
 // test checks they are current and that applying schema.sql gives the schema
 // `migrate` gives.
 
 import { MIGRATIONS } from "../src/db/migrations.ts";
 import { guardSql, migrationSql, migrationsTableSql } from "../src/db/migration_sql.ts";
+import { grantsSql } from "../src/db/grants.ts";
 import { untrustedGuardSql } from "../src/db/search_path.ts";
 
 const HEADER = `-- login-etl's schema for a new database, for a DBA who creates it ahead of time
@@ -37,26 +39,32 @@ export function schemaSql(): string {
 }
 
 const GUARD_START = /^-- generated:guard .*$/m;
-const GUARD_END = "-- generated:end";
+const GRANTS_START = /^-- generated:grants .*$/m;
+const BLOCK_END = "-- generated:end";
+
+/** `text` with the generated block that `start` opens replaced by `body`. */
+function withBlock(text: string, start: RegExp, body: string): string {
+  const found = start.exec(text);
+  const end = found === null ? -1 : text.indexOf(BLOCK_END, found.index);
+  if (found === null || end < 0) {
+    throw new Error(`sql/roles.sql has no ${start.source.slice(1, -5)} … ${BLOCK_END} block`);
+  }
+  return `${text.slice(0, found.index + found[0].length)}\n${body}\n${text.slice(end)}`;
+}
 
 /**
- * sql/roles.sql (`current`) with its generated block written: the refusal
+ * sql/roles.sql (`current`) with its generated blocks written: the refusal
  * of a data or state schema that a role other than superusers, the data
  * schema's owner, the DBA running it and login_etl_owner may create in, owns,
- * or holds anything of (src/db/search_path.ts).
+ * or holds anything of (src/db/search_path.ts); and the grants of each group
+ * role (src/db/grants.ts, which `check` reads too).
  */
 export function rolesSql(current: string): string {
-  const start = GUARD_START.exec(current);
-  const end = current.indexOf(GUARD_END);
-  if (start === null || end < start.index) {
-    throw new Error("sql/roles.sql has no -- generated:guard … -- generated:end block");
-  }
-  const head = current.slice(0, start.index + start[0].length);
   const guard = untrustedGuardSql(
     "ARRAY[CURRENT_USER::text, 'login_etl_owner']",
     "Refused to apply sql/roles.sql",
   );
-  return `${head}\n${guard};\n${current.slice(end)}`;
+  return withBlock(withBlock(current, GUARD_START, `${guard};`), GRANTS_START, grantsSql());
 }
 
 if (import.meta.main) {

@@ -289,48 +289,55 @@ REVOKE ALL ON FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], tex
 REVOKE ALL ON login_etl_migrations, login_etl_layout FROM PUBLIC;
 GRANT SELECT ON login_etl_migrations, login_etl_layout TO PUBLIC;
 
--- The consumer writes what its runs produce and reads only what its writes
--- need: the ledger (redeliveries), the reasons it inserted (RETURNING),
--- reject ages (retention), key fingerprints. The ledger's day partitions are
--- created and dropped by login_etl_ledger_maintain, with the owner's rights.
+-- What each group may do, section by section, with why.
+-- generated:grants (written from src/db/grants.ts by `make docs`; do not edit by hand)
+-- The consumer writes what its runs produce and reads only what its writes need: the ledger
+-- (redeliveries), the reasons it inserted (RETURNING), reject ages (retention), key fingerprints.
+-- The ledger's day partitions are created and dropped by login_etl_ledger_maintain, with the
+-- owner's rights.
 GRANT INSERT ON user_logins TO login_etl_consumer;
 GRANT SELECT, INSERT ON login_etl_ledger TO login_etl_consumer;
 GRANT EXECUTE ON FUNCTION login_etl_ledger_maintain(integer, integer) TO login_etl_consumer;
 GRANT INSERT, DELETE ON login_etl_rejects TO login_etl_consumer;
-GRANT SELECT (message_id, reason, detail, rejected_at) ON login_etl_rejects TO login_etl_consumer;
--- It records its key ids only through login_etl_register_key, which checks
--- the id's shape, names the login and caps new ids a day: a consumer that
--- could write the table could plant any id (merges and recover would then
--- ask for a key nobody has) or rows that pass for someone else's.
+GRANT SELECT (message_id, detail, rejected_at) ON login_etl_rejects TO login_etl_consumer;
+GRANT SELECT (reason) ON login_etl_rejects TO login_etl_consumer;
+
+-- It records its key ids only through login_etl_register_key, which checks the id's shape, names
+-- the login and caps new ids a day: a consumer that could write the table could plant any id
+-- (merges and recover would then ask for a key nobody has) or rows that pass for someone else's.
 GRANT SELECT ON login_etl_keys TO login_etl_consumer;
 GRANT EXECUTE ON FUNCTION login_etl_register_key(text, text) TO login_etl_consumer;
-GRANT EXECUTE ON FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], text[])
-  TO login_etl_consumer;
+GRANT EXECUTE ON FUNCTION login_etl_vault_put(text[], text[], bytea[], bytea[], text[]) TO login_etl_consumer;
 
--- The recoverer recovers, erases and reads the trail, each through a function.
--- Recovery takes two: login_etl_release_request audits and issues a ticket,
--- login_etl_release hands out the ciphertext once that has committed.
-GRANT EXECUTE ON FUNCTION login_etl_release_request(text[], text, text), login_etl_release(bigint),
-  login_etl_forget(text[], text, text), login_etl_audit_list(bigint, integer) TO pii_recoverer;
--- Before requesting, it merges the vault inbox entries of the masks it asks
--- for (each claim audited and committed before its entries are handed out);
--- the whole inbox only the owner merges (login_etl_inbox_claim checks).
-GRANT EXECUTE ON FUNCTION login_etl_inbox_claim(text[], bigint, integer, text, text),
-  login_etl_inbox_claimed(bigint), login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[])
-  TO pii_recoverer;
--- Merges, recoveries and erasures by value refuse a key set that lacks an
--- HMAC key recorded in use and not retired; before a recovered value is
--- shown, its masks under every held key are checked for tombstones.
-GRANT EXECUTE ON FUNCTION login_etl_hmac_keys_needed(),
-  login_etl_vault_drop_erased(text[], text[], text, text) TO pii_recoverer;
+-- The recoverer recovers, erases and reads the trail, each through a function. Recovery takes two:
+-- login_etl_release_request audits and issues a ticket, login_etl_release hands out the ciphertext
+-- once that has committed.
+GRANT EXECUTE ON FUNCTION login_etl_release_request(text[], text, text) TO pii_recoverer;
+GRANT EXECUTE ON FUNCTION login_etl_release(bigint) TO pii_recoverer;
+GRANT EXECUTE ON FUNCTION login_etl_forget(text[], text, text) TO pii_recoverer;
+GRANT EXECUTE ON FUNCTION login_etl_audit_list(bigint, integer) TO pii_recoverer;
 
--- A refused attempt is audited under the refused login, by either role; this
--- function records only denied or failed attempts, so it cannot forge a release.
-GRANT EXECUTE ON FUNCTION login_etl_audit_note(text, text[], text, text, text, text)
-  TO login_etl_consumer, pii_recoverer;
+-- Before requesting, it merges the vault inbox entries of the masks it asks for (each claim audited
+-- and committed before its entries are handed out); the whole inbox only the owner merges
+-- (login_etl_inbox_claim checks).
+GRANT EXECUTE ON FUNCTION login_etl_inbox_claim(text[], bigint, integer, text, text) TO pii_recoverer;
+GRANT EXECUTE ON FUNCTION login_etl_inbox_claimed(bigint) TO pii_recoverer;
+GRANT EXECUTE ON FUNCTION login_etl_inbox_settle(bigint, bigint[], bigint[], bigint[], text[]) TO pii_recoverer;
 
--- Analysts read the logins (masked values only) and the duplicate views;
--- nothing of the state schema (rejects, vault, audit trail, ledger) is theirs.
-GRANT SELECT ON user_logins, user_logins_duplicate_ips, user_logins_duplicate_devices
-  TO login_etl_analyst;
+-- Merges, recoveries and erasures by value refuse a key set that lacks an HMAC key recorded in use
+-- and not retired; before a recovered value is shown, its masks under every held key are checked
+-- for tombstones.
+GRANT EXECUTE ON FUNCTION login_etl_hmac_keys_needed() TO pii_recoverer;
+GRANT EXECUTE ON FUNCTION login_etl_vault_drop_erased(text[], text[], text, text) TO pii_recoverer;
+
+-- A refused attempt is audited under the refused login, by either role; this function records only
+-- denied or failed attempts, so it cannot forge a release.
+GRANT EXECUTE ON FUNCTION login_etl_audit_note(text, text[], text, text, text, text) TO login_etl_consumer, pii_recoverer;
+
+-- Analysts read the logins (masked values only) and the duplicate views; nothing of the state
+-- schema (rejects, vault, audit trail, ledger) is theirs.
+GRANT SELECT ON user_logins TO login_etl_analyst;
+GRANT SELECT ON user_logins_duplicate_ips TO login_etl_analyst;
+GRANT SELECT ON user_logins_duplicate_devices TO login_etl_analyst;
 GRANT EXECUTE ON FUNCTION app_version_text(integer) TO PUBLIC;
+-- generated:end

@@ -6,16 +6,9 @@
  */
 
 import { parseArgs } from "node:util";
-import {
-  COMMAND_SUMMARIES,
-  type CommandName,
-  COMMANDS,
-  OPTIONS,
-  optionsFor,
-  type OptionSpec,
-  rangeOf,
-} from "./config/options.ts";
-import { type FlagValues } from "./config/resolve.ts";
+import { COMMAND_SUMMARIES, type CommandName, COMMANDS } from "./config/commands.ts";
+import type { FlagValues } from "./config/configs.ts";
+import { OPTIONS, optionsFor, type OptionSpec, rangeOf } from "./config/options.ts";
 import { listOf, nearestName, sameName } from "./config/suggest.ts";
 import { UsageError } from "./errors.ts";
 

@@ -37,6 +37,8 @@ export type ErrorCode =
   | "vault_integrity"
   /** `recover` found no value behind any mask it was given (erased, dropped or never vaulted). */
   | "nothing_recovered"
+  /** A stop signal arrived while start-up still waited for a service: the run never began. */
+  | "stopped"
   /** A bug: nothing a user did or a service said explains it. */
   | "internal";
 

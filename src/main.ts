@@ -7,14 +7,9 @@
 import meta from "../deno.json" with { type: "json" };
 import { helpText, loggingFlags, parseInvocation } from "./cli.ts";
 import { readConfigFile } from "./config/file.ts";
-import {
-  type CommandConfig,
-  envNames,
-  fallbackLogFormat,
-  type FileLayer,
-  resolveConfig,
-  SECRET_ENV_NAMES,
-} from "./config/resolve.ts";
+import type { CommandConfig, FileLayer } from "./config/configs.ts";
+import { envNames, SECRET_ENV_NAMES } from "./config/env.ts";
+import { fallbackLogFormat, resolveConfig } from "./config/resolve.ts";
 import type { CommandIo } from "./commands/_io.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { drainCommand } from "./commands/drain.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { Secret } from "./config/secret.ts";
+import { Secret } from "./pii/secret.ts";
 import type { Masked, PiiField } from "./types.ts";
 
 /**

@@ -12,7 +12,7 @@ import type { ConsumeConfig } from "../config/resolve.ts";
 import { loadPgConnection } from "../db/connection.ts";
 import { Database } from "../db/pool.ts";
 import { TooManyRejectsError } from "../errors.ts";
-import type { Summary, Telemetry } from "../ops/telemetry.ts";
+import type { Summary } from "../ops/telemetry.ts";
 import { runPipeline } from "../pipeline/pipeline.ts";
 import { atStart } from "../pipeline/retry.ts";
 import { workerThreadsFor } from "../sink/threads.ts";
@@ -22,15 +22,7 @@ import { sqsQueue } from "../sqs/queue.ts";
 import { startPeriodic } from "./_periodic.ts";
 import { loadRunKeys, openOperations, openSink, prepareDatabase, queueOptions } from "./_setup.ts";
 import { runStartedFields } from "./_start_line.ts";
-
-/** What a consume run needs besides its config. */
-export interface ConsumeIo {
-  readonly telemetry: Telemetry;
-  /** Aborted on SIGINT/SIGTERM (run) or by the caller. */
-  readonly stop: AbortSignal;
-  /** Writes one line to stdout (dry-run rows). */
-  readonly writeStdout: (line: string) => void;
-}
+import type { CommandIo } from "./_io.ts";
 
 /**
  * Runs `drain` or `run` and returns the summary; throws `EtlError` on
@@ -38,7 +30,7 @@ export interface ConsumeIo {
  * the queue's attributes (retried while unreachable), the sink (the
  * database readied, also retried), the timers, then the pipeline.
  */
-export async function consume(config: ConsumeConfig, io: ConsumeIo): Promise<Summary> {
+export async function consume(config: ConsumeConfig, io: CommandIo): Promise<Summary> {
   const { telemetry } = io;
   await using stack = new AsyncDisposableStack();
   let succeeded = false;

@@ -1,26 +1,28 @@
 /**
  * What the PII commands share: their database session, the masks a request
- * names, and the key sets as maskers and a vault cipher.
+ * names, and the rules key sets are read under (`pii/keys.ts` loads them).
  *
  * @module
  */
 
-import type { DatabaseSettings, KeySettings } from "../config/resolve.ts";
+import { KEY_ID_PATTERN, MIN_SECRET_BYTES } from "../config/options.ts";
+import type { DatabaseSettings } from "../config/resolve.ts";
 import { loadPgConnection, type PgConnection } from "../db/connection.ts";
 import { Database } from "../db/pool.ts";
 import { ConfigError, UsageError, whyUnreadable } from "../errors.ts";
-import type { Telemetry } from "../ops/telemetry.ts";
-import { isMask, Masker } from "../mask.ts";
+import { isMask } from "../mask.ts";
 import { actorOf } from "../pii/audit.ts";
-import { assertSeparateKeys, loadKeySet, loadVaultKeySet } from "../pii/keyring.ts";
-import { VaultCipher } from "../pii/vault.ts";
+import type { KeyRules } from "../pii/keyring.ts";
+import type { CommandIo } from "./_io.ts";
 
-/** What the PII commands need besides their config. */
-export interface PiiIo {
-  readonly telemetry: Telemetry;
-  readonly writeStdout: (line: string) => void;
-  readonly stop: AbortSignal;
-}
+/**
+ * The settings table's rules for a key set's contents, handed to `pii/` as
+ * a value (it reads no settings); every command that loads keys passes these.
+ */
+export const KEY_RULES: KeyRules = {
+  minSecretBytes: MIN_SECRET_BYTES,
+  keyIdPattern: KEY_ID_PATTERN,
+};
 
 /** An open session of a PII command, and who acts in it. */
 export interface PiiSession extends AsyncDisposable {
@@ -34,7 +36,7 @@ export interface PiiSession extends AsyncDisposable {
 /** Opens the command's database session (two connections) and names the actor. */
 export async function openSession(
   config: DatabaseSettings & { readonly actor: string | null },
-  io: PiiIo,
+  io: CommandIo,
 ): Promise<PiiSession> {
   const warn = (message: string) => io.telemetry.emit({ type: "ConfigWarned", message });
   const connection = await loadPgConnection(config.database, warn);
@@ -103,38 +105,4 @@ export async function requestedMasks(
   throw new UsageError(
     `${config.command} needs --masked MASK or --from-file PATH; see login-etl ${config.command} --help`,
   );
-}
-
-/**
- * The vault cipher of the configured key set (refusing one that shares a
- * secret with the HMAC key), or null when none is configured. `current`
- * overrides the set's current key (rekey-vault's target).
- */
-export async function vaultCipher(
-  config: KeySettings,
-  warn: (message: string) => void,
-  current?: string,
-): Promise<VaultCipher | null> {
-  const set = await loadVaultKeySet(config.vaultKey, config.vaultKeyId, warn);
-  assertSeparateKeys(await loadKeySet(config.hmacKey, config.hmacKeyId), set);
-  if (set === null) return null;
-  if (current !== undefined && !set.keys.has(current)) {
-    throw new ConfigError(
-      `Cannot re-encrypt under vault key "${current}": the vault key set holds ${
-        [...set.keys.keys()].join(", ")
-      }`,
-    );
-  }
-  return await VaultCipher.create(current === undefined ? set : { ...set, current });
-}
-
-/** Every HMAC key of the configured set, as maskers by key id; empty when none is configured. */
-export async function hmacMaskers(
-  config: KeySettings,
-  warn: (message: string) => void,
-): Promise<Map<string, Masker>> {
-  const set = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
-  const maskers = new Map<string, Masker>();
-  for (const [id, secret] of set?.keys ?? []) maskers.set(id, await Masker.create(secret, id));
-  return maskers;
 }

@@ -9,81 +9,29 @@
  */
 
 import type { ConsumeConfig } from "../config/resolve.ts";
-import type { Secret } from "../config/secret.ts";
 import type { PgConnection } from "../db/connection.ts";
+import { registryId } from "../db/keys.ts";
 import { retentionOf } from "../db/ledger.ts";
 import { type Database, ping } from "../db/pool.ts";
 import { setUpDatabase } from "../db/setup.ts";
-import { ConfigError } from "../errors.ts";
-import { Masker } from "../mask.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { openMetrics } from "../ops/serve.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
-import {
-  assertSeparateKeys,
-  currentSecret,
-  loadKeySet,
-  loadVaultKeySet,
-  readableKeyIds,
-  type VaultKeySet,
-  writerKeys,
-} from "../pii/keyring.ts";
-import { VaultCipher, vaultFingerprints } from "../pii/vault.ts";
+import { loadRunKeys as loadKeysOfRun, type RunKeys } from "../pii/keys.ts";
 import { type SinkKeys, startSink, type StartSinkOptions } from "../sink/open.ts";
 import type { SqsClientOptions, SqsConnection } from "../sqs/client.ts";
 import { queueDepth } from "../sqs/admin.ts";
 import type { Sink } from "../types.ts";
-
-/** The keys of a run, loaded and checked. */
-export interface RunKeys {
-  /** Every HMAC key of the set, so each id is registered; new masks use `masker`. */
-  readonly maskers: readonly Masker[];
-  readonly masker: Masker;
-  readonly secret: Secret;
-  /**
-   * What the run writes the vault with (`writerKeys`: the current key, a
-   * pair's public half only), when a vault key is configured (never in a dry run).
-   */
-  readonly vaultKeys: VaultKeySet | null;
-  readonly vault: VaultCipher | undefined;
-  /** Fingerprints of every vault key of the configured set, to register. */
-  readonly vaultFingerprints: ReadonlyMap<string, string>;
-}
+import { KEY_RULES } from "./_pii.ts";
 
 /**
- * Loads the HMAC key set (required) and the vault key set (optional, not in
- * a dry run), refusing one secret for both. A vault key set that could read
- * the vault (a secret, or a private key) is used, with a warning
- * (`VaultKeyReadable`): a consumer needs only the public key.
+ * Loads the keys of a run (`loadRunKeys` of `pii/keys.ts`), read under the
+ * settings table's rules.
  *
  * @throws {ConfigError}
  */
-export async function loadRunKeys(config: ConsumeConfig, telemetry: Telemetry): Promise<RunKeys> {
-  const warn = (message: string) => telemetry.emit({ type: "ConfigWarned", message });
-  const hmacKeys = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
-  if (hmacKeys === null) throw new ConfigError("No HMAC key: set PII_HMAC_KEY or --hmac-key-file");
-  const maskers = await Promise.all([...hmacKeys.keys].map(([id, key]) => Masker.create(key, id)));
-  const vaultSet = config.dryRun
-    ? null
-    : await loadVaultKeySet(config.vaultKey, config.vaultKeyId, warn);
-  assertSeparateKeys(hmacKeys, vaultSet);
-  const readable = vaultSet === null ? [] : readableKeyIds(vaultSet);
-  if (vaultSet !== null && readable.length > 0) {
-    telemetry.emit({
-      type: "VaultKeyReadable",
-      keyIds: readable,
-      sealing: vaultSet.keys.get(vaultSet.current)?.kind === "pair",
-    });
-  }
-  const vaultKeys = vaultSet === null ? null : writerKeys(vaultSet);
-  return {
-    maskers,
-    masker: maskers.find((m) => m.keyId === hmacKeys.current) as Masker,
-    secret: currentSecret(hmacKeys),
-    vaultKeys,
-    vault: vaultKeys === null ? undefined : await VaultCipher.create(vaultKeys),
-    vaultFingerprints: vaultSet === null ? new Map() : await vaultFingerprints(vaultSet),
-  };
+export function loadRunKeys(config: ConsumeConfig, telemetry: Telemetry): Promise<RunKeys> {
+  return loadKeysOfRun(config, { dryRun: config.dryRun, rules: KEY_RULES, telemetry });
 }
 
 /** The SQS client's settings for a run; `waitSeconds` is its longest long poll. */
@@ -114,7 +62,7 @@ export function prepareDatabase(
     ownerRole: config.ownerRole,
     fingerprints: [
       ...keys.maskers.map((m) => [m.keyId, m.fingerprint] as const),
-      ...[...keys.vaultFingerprints].map(([id, fp]) => [`vault:${id}`, fp] as const),
+      ...[...keys.vaultFingerprints].map(([id, fp]) => [registryId("vault", id), fp] as const),
     ],
     retention: retentionOf(config),
   }, telemetry);

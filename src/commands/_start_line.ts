@@ -11,7 +11,7 @@ import type { PgConnection } from "../db/connection.ts";
 import type { Fields } from "../log.ts";
 import type { QueueAttributes } from "../sqs/admin.ts";
 import type { SqsConnection } from "../sqs/client.ts";
-import type { RunKeys } from "./_setup.ts";
+import type { RunKeys } from "../pii/keys.ts";
 
 /** What the start line (`RunStarted`) says: the settings that decide how the run behaves. */
 export function runStartedFields(

@@ -12,7 +12,9 @@ import { ConfigError, UsageError, whyUnreadable } from "../errors.ts";
 import { requireHmacKeys } from "../db/keys.ts";
 import { requireSchema } from "../db/schema.ts";
 import { forget, masksOfValues, type NamedValue } from "../pii/forget.ts";
-import { hmacMaskers, openSession, type PiiIo, requestedMasks } from "./_pii.ts";
+import { loadPiiKeys } from "../pii/keys.ts";
+import type { CommandIo } from "./_io.ts";
+import { KEY_RULES, openSession, requestedMasks } from "./_pii.ts";
 
 /**
  * The masks an audit export (JSON lines, as `recover --audit` prints them)
@@ -101,7 +103,7 @@ async function requestedValues(config: ForgetConfig): Promise<NamedValue[]> {
 }
 
 /** Runs `forget`. */
-export async function forgetCommand(config: ForgetConfig, io: PiiIo): Promise<void> {
+export async function forgetCommand(config: ForgetConfig, io: CommandIo): Promise<void> {
   await using session = await openSession(config, io);
   const { actor, warn, database, connection } = session;
   const byValue = config.ip !== null || config.deviceId !== null ||
@@ -115,7 +117,7 @@ export async function forgetCommand(config: ForgetConfig, io: PiiIo): Promise<vo
   let masks: string[];
   if (byValue) {
     const values = await requestedValues(config);
-    const maskers = await hmacMaskers(config, warn);
+    const { maskers } = await loadPiiKeys(config, { rules: KEY_RULES, warn, vault: false });
     await requireSchema(database.sql, { connection, ...database.schemas });
     // A value is erased by its masks under the keys given: one under a key
     // still in use but not given would stay live, so that is refused.

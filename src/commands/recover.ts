@@ -12,11 +12,13 @@ import { INBOX_ENTRIES_PER_MASK } from "../db/migrations.ts";
 import { escapeControl } from "../log.ts";
 import { requireSchema } from "../db/schema.ts";
 import { listAudit } from "../pii/audit.ts";
+import { loadPiiKeys } from "../pii/keys.ts";
 import { recover } from "../pii/recover.ts";
-import { hmacMaskers, openSession, type PiiIo, requestedMasks, vaultCipher } from "./_pii.ts";
+import type { CommandIo } from "./_io.ts";
+import { KEY_RULES, openSession, requestedMasks } from "./_pii.ts";
 
 /** Runs `recover`. */
-export async function recoverCommand(config: RecoverConfig, io: PiiIo): Promise<void> {
+export async function recoverCommand(config: RecoverConfig, io: CommandIo): Promise<void> {
   await using session = await openSession(config, io);
   const { actor, warn, database, connection } = session;
   if (config.audit) {
@@ -26,15 +28,8 @@ export async function recoverCommand(config: RecoverConfig, io: PiiIo): Promise<
   }
   const masks = await requestedMasks(config);
   await requireSchema(database.sql, { connection, ...database.schemas });
-  const results = await recover(
-    database,
-    {
-      cipher: await vaultCipher(config, warn),
-      maskers: await hmacMaskers(config, warn),
-    },
-    masks,
-    { actor, reason: config.reason },
-  );
+  const keys = await loadPiiKeys(config, { rules: KEY_RULES, warn, vault: true });
+  const results = await recover(database, keys, masks, { actor, reason: config.reason });
   for (const r of results) {
     // Values passed their field's rule (recover.ts); escaping is the second
     // line of defence, so a value can never forge a line or drive a terminal.

@@ -8,18 +8,20 @@
  */
 
 import type { RekeyConfig } from "../config/resolve.ts";
-import { registerKey } from "../db/keys.ts";
+import { registerKey, registryId } from "../db/keys.ts";
 import { ensureSchema } from "../db/schema.ts";
 import { ConfigError, UsageError } from "../errors.ts";
-import { Masker } from "../mask.ts";
-import { loadKeySet } from "../pii/keyring.ts";
+import { loadPiiKeys } from "../pii/keys.ts";
 import { mergeInbox } from "../pii/merge.ts";
-import { rekeyRows, rekeyVault, retireKey } from "../pii/rekey.ts";
+import { rekeyRows } from "../pii/rekey.ts";
+import { rekeyVault } from "../pii/rekey_vault.ts";
+import { retireKey } from "../pii/retire.ts";
 import { READING_KEYS } from "../pii/vault.ts";
-import { openSession, type PiiIo, vaultCipher } from "./_pii.ts";
+import type { CommandIo } from "./_io.ts";
+import { KEY_RULES, openSession } from "./_pii.ts";
 
 /** Runs `rekey` or `rekey-vault`. */
-export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void> {
+export async function rekeyCommand(config: RekeyConfig, io: CommandIo): Promise<void> {
   await using session = await openSession(config, io);
   const { actor, warn, connection } = session;
   const sql = session.database.sql;
@@ -54,16 +56,15 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
     if (config.to === null) {
       throw new UsageError("rekey needs --to KEYID, the HMAC key id to move masks to");
     }
-    const keys = await loadKeySet(config.hmacKey, config.hmacKeyId, warn);
-    const secret = keys?.keys.get(config.to);
-    if (keys === null || secret === undefined) {
+    const { maskers, cipher } = await loadPiiKeys(config, { rules: KEY_RULES, warn, vault: true });
+    const target = maskers.get(config.to);
+    if (target === undefined) {
       throw new ConfigError(
         `Cannot rekey to "${config.to}": the HMAC key set holds ${
-          [...(keys?.keys.keys() ?? [])].join(", ") || "no keys"
+          [...maskers.keys()].join(", ") || "no keys"
         }; add it to --hmac-key-file as a key set`,
       );
     }
-    const cipher = await vaultCipher(config, warn);
     if (cipher === null) {
       throw new ConfigError(
         "Cannot rekey without the vault: a mask is a one-way hash, so old and new masks of one value can only be linked through the value the vault keeps; set PII_VAULT_KEY or --vault-key-file",
@@ -79,15 +80,13 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
       stateSchema: config.stateSchema,
       ownerRole: config.ownerRole,
     });
-    const target = await Masker.create(secret, config.to);
-    const verify = new Map<string, Masker>();
-    for (const [id, key] of keys.keys) {
-      if (id !== config.to) verify.set(id, await Masker.create(key, id));
-    }
-    await registerKey(session.database, target);
+    const verify = new Map([...maskers].filter(([id]) => id !== config.to));
+    await registerKey(session.database, {
+      keyId: registryId("hmac", target.keyId),
+      fingerprint: target.fingerprint,
+    });
     // The inbox first: entries consumers wrote since the last merge are
     // proven into the vault (or dropped), so that their rows move too.
-    const maskers = new Map([...verify, [target.keyId, target]]);
     await mergeInbox(session.database, { cipher, maskers }, {
       actor,
       reason: config.reason,
@@ -108,7 +107,12 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
         "rekey-vault needs --to KEYID, the vault key id to re-encrypt under",
       );
     }
-    const cipher = await vaultCipher(config, warn, config.to);
+    const { cipher } = await loadPiiKeys(config, {
+      rules: KEY_RULES,
+      warn,
+      vault: true,
+      vaultCurrent: config.to,
+    });
     if (cipher === null) {
       throw new ConfigError(
         "rekey-vault needs the vault key set (PII_VAULT_KEY or --vault-key-file)",
@@ -126,7 +130,7 @@ export async function rekeyCommand(config: RekeyConfig, io: PiiIo): Promise<void
       throw new UsageError("rekey-vault needs --reason TEXT (it is kept in the audit trail)");
     }
     for (const [id, fingerprint] of cipher.fingerprints) {
-      await registerKey(session.database, { keyId: `vault:${id}`, fingerprint });
+      await registerKey(session.database, { keyId: registryId("vault", id), fingerprint });
     }
     const report = await rekeyVault(session.database, { cipher, ...runOptions(config.reason) });
     io.writeStdout(JSON.stringify({ key_id: config.to, ...report }));

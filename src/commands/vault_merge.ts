@@ -11,18 +11,20 @@
 import type { VaultMergeConfig } from "../config/resolve.ts";
 import { requireSchema } from "../db/schema.ts";
 import { ConfigError } from "../errors.ts";
+import { loadPiiKeys } from "../pii/keys.ts";
 import { mergeInbox } from "../pii/merge.ts";
 import { READING_KEYS } from "../pii/vault.ts";
-import { hmacMaskers, openSession, type PiiIo, vaultCipher } from "./_pii.ts";
+import type { CommandIo } from "./_io.ts";
+import { KEY_RULES, openSession } from "./_pii.ts";
 
 /** Claims of more than this many entries are refused by `login_etl_inbox_claim`. */
 const MAX_CLAIM = 10_000;
 
 /** Runs `vault-merge`. */
-export async function vaultMergeCommand(config: VaultMergeConfig, io: PiiIo): Promise<void> {
+export async function vaultMergeCommand(config: VaultMergeConfig, io: CommandIo): Promise<void> {
   await using session = await openSession(config, io);
   const { actor, warn, database, connection } = session;
-  const cipher = await vaultCipher(config, warn);
+  const { cipher, maskers } = await loadPiiKeys(config, { rules: KEY_RULES, warn, vault: true });
   if (cipher === null) {
     throw new ConfigError(
       "vault-merge needs the vault key set (PII_VAULT_KEY or --vault-key-file) to check each entry",
@@ -33,7 +35,6 @@ export async function vaultMergeCommand(config: VaultMergeConfig, io: PiiIo): Pr
     // and --drop-unverifiable must never be what decides over them.
     throw new ConfigError(`vault-merge needs ${READING_KEYS}, to check each entry`);
   }
-  const maskers = await hmacMaskers(config, warn);
   await requireSchema(database.sql, { connection, ...database.schemas });
   const report = await mergeInbox(database, { cipher, maskers }, {
     actor,

@@ -2,77 +2,25 @@
  * The settings table: every flag with its environment variable, default,
  * range, the commands it applies to, and its help line. `--help`, the
  * configuration reference (docs/configuration.md) and resolution all read it,
- * so they cannot drift apart.
+ * so they cannot drift apart. Which commands get the settings of a service
+ * or key follows what each command needs (`commands.ts`).
+ *
+ * Over 500 lines because it is one table, one entry per setting: split, a
+ * setting's flag, variable, default and help would no longer be read (and
+ * reviewed) in one place.
  *
  * @module
  */
 
+import { CHECK_TARGETS, type CommandName, COMMANDS, commandsNeeding } from "./commands.ts";
 import { formatDuration } from "./duration.ts";
 
-/** The commands of the CLI. */
-export type CommandName =
-  | "drain"
-  | "run"
-  | "seed"
-  | "demo"
-  | "recover"
-  | "forget"
-  | "rekey"
-  | "rekey-vault"
-  | "vault-merge"
-  | "keygen"
-  | "migrate"
-  | "check"
-  | "report";
-
-/** All command names, in the order `--help` lists them. */
-export const COMMANDS: readonly CommandName[] = [
-  "drain",
-  "run",
-  "seed",
-  "demo",
-  "recover",
-  "forget",
-  "rekey",
-  "rekey-vault",
-  "vault-merge",
-  "keygen",
-  "migrate",
-  "check",
-  "report",
-];
-
-/** One-line purpose of each command, for `--help`. */
-export const COMMAND_SUMMARIES: Readonly<Record<CommandName, string>> = {
-  drain: "Consume until the queue is empty, then exit",
-  run: "Consume until SIGINT or SIGTERM, then finish in-flight work and exit",
-  seed: "Send synthetic login events to the queue (creates it if missing)",
-  demo: "Run everything embedded: an SQS emulator, Postgres, seed, drain, report",
-  recover: "Print the raw value behind masks from the vault, for authorised people; audited",
-  forget: "Erase the vault entries behind masks or values, and their linked masks; audited",
-  rekey: "Move the masks of existing rows to another HMAC key id, via the vault; resumable",
-  "rekey-vault": "Re-encrypt (or seal) vault entries under another vault key id; resumable",
-  "vault-merge": "Merge the vault inbox into the vault, each entry proven first (owner role)",
-  keygen: "Make a vault key pair: a private key set for recovery, a public one for consumers",
-  migrate: "Apply the schema migrations this version needs (run it as the owner role)",
-  check: "Preflight: the queue, Postgres, schema, privileges and keys a command needs",
-  report: "What the database holds: sample rows, repeated masked values, rejects by reason",
-};
-
 const CONSUMERS: readonly CommandName[] = ["drain", "run", "demo"];
-/** Commands that talk to Postgres. */
-const DB_USERS: readonly CommandName[] = [
-  "drain",
-  "run",
-  "recover",
-  "forget",
-  "rekey",
-  "rekey-vault",
-  "vault-merge",
-  "migrate",
-  "check",
-  "report",
-];
+// Who has the settings of a service or key: what each command needs (commands.ts).
+const DB_USERS = commandsNeeding((n) => n.database);
+const QUEUE_USERS = commandsNeeding((n) => n.queue);
+const HMAC_USERS = commandsNeeding((n) => n.hmacKey !== "none");
+const VAULT_USERS = commandsNeeding((n) => n.vaultKey !== "none");
 /** Commands that work on the recovery vault. */
 const PII_COMMANDS: readonly CommandName[] = [
   "recover",
@@ -81,7 +29,6 @@ const PII_COMMANDS: readonly CommandName[] = [
   "rekey-vault",
   "vault-merge",
 ];
-const QUEUE_USERS: readonly CommandName[] = ["drain", "run", "seed", "check"];
 const ALL: readonly CommandName[] = COMMANDS;
 
 /** `duration`: whole seconds written as `90s`, `40m`, `1h30m` or a number (`duration.ts`); `min` and `max` in seconds. */
@@ -208,7 +155,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "hmac-key-file",
     env: "PII_HMAC_KEY_FILE",
     kind: "string",
-    commands: ["drain", "run", "rekey", "recover", "forget", "vault-merge", "check"],
+    commands: HMAC_USERS,
     value: "PATH",
     help:
       "File whose contents (minus one trailing newline) are the HMAC secret or key set; or set PII_HMAC_KEY",
@@ -218,7 +165,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     env: "PII_HMAC_KEY_ID",
     kind: "string",
     default: "k1",
-    commands: [...CONSUMERS, "rekey", "recover", "forget", "vault-merge", "check"],
+    // demo passes it on to its embedded drain.
+    commands: [...HMAC_USERS, "demo"],
     value: "ID",
     help: "Id of the HMAC key, prefixed to every mask (letters, digits, _ and -; up to 16)",
   },
@@ -226,7 +174,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "vault-key-file",
     env: "PII_VAULT_KEY_FILE",
     kind: "string",
-    commands: ["drain", "run", ...PII_COMMANDS, "check"],
+    commands: VAULT_USERS,
     value: "PATH",
     help:
       "Recovery vault key: a key set from login-etl keygen (drain and run need only vault.public.json; recover, vault-merge and the rekeys vault.json), or a separate secret of 32+ bytes; or set PII_VAULT_KEY. Off when unset",
@@ -236,7 +184,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     env: "PII_VAULT_KEY_ID",
     kind: "string",
     default: "v1",
-    commands: ["drain", "run", ...PII_COMMANDS, "check"],
+    commands: VAULT_USERS,
     value: "ID",
     help: "Id of the vault key when the key is a single secret",
   },
@@ -433,18 +381,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "for",
     env: "LOGIN_ETL_CHECK_FOR",
     kind: "choice",
-    choices: [
-      "drain",
-      "run",
-      "seed",
-      "recover",
-      "forget",
-      "rekey",
-      "rekey-vault",
-      "vault-merge",
-      "migrate",
-      "report",
-    ],
+    choices: CHECK_TARGETS,
     default: "drain",
     commands: ["check"],
     value: "CMD",
@@ -630,7 +567,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "reject-queue-url",
     env: "LOGIN_ETL_REJECT_QUEUE_URL",
     kind: "string",
-    commands: ["drain", "run", "check"],
+    commands: commandsNeeding((n) => n.rejectQueue),
     value: "URL",
     help:
       "Before deleting a rejected message, send its raw body here with its reason (replay by draining it). Holds PII: https unless loopback; check reports its encryption and retention",

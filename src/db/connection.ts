@@ -1,37 +1,51 @@
 /**
- * How to reach Postgres: a resolved target (`target.ts`) made into what
- * `connect` needs by reading the files it points at (a service file, the
- * password file, the TLS files of `tls_files.ts`) and picking libpq's default
- * host; and the words for a connection our checks or the TLS layer refused.
+ * How to reach Postgres, with libpq's rules. A connection
+ * string (`--database-url`, `DATABASE_URL`: a URL or keyword=value pairs, any
+ * parameter libpq knows) wins; a service (`service=`, `PGSERVICE`) fills in
+ * what it leaves out, then the `PG*` variables, then libpq's defaults;
+ * `~/.pgpass` (or `passfile`) supplies a missing password; `sslmode`,
+ * `sslrootcert` and the client-certificate files keep libpq's meanings. Only
+ * when neither a string nor any connection variable is set does the
+ * exercise's default URL apply.
+ *
+ * Why not hand the string to postgres.js: it reads a URL only, treats some
+ * parameters its own way and others not at all, and reads `PG*` from the
+ * process environment behind our back. So the rules live here (the grammar
+ * in `config/conninfo.ts`, the target's resolution in `config/pg_target.ts`,
+ * TLS in `socket.ts`), postgres.js gets explicit options,
+ * and what neither it nor the protocol can honour is named in one warning
+ * line at start instead of being dropped in silence.
  *
  * @module
  */
 
+import { createPrivateKey } from "node:crypto";
 import { isValidEntry, match, parseLine } from "pgpass/lib/helper.js";
-import { ConfigError, whyUnreadable } from "../errors.ts";
-import { probedSocketFailure } from "./peer.ts";
-import { type Conninfo, parseServiceFile } from "./conninfo.ts";
-import { endpointName, isSocketDir, type PgEndpoint, type PgTls, type SslMode } from "./socket.ts";
+import { type Conninfo, parseServiceFile } from "../config/conninfo.ts";
 import {
-  describePgTarget,
   type PgService,
   type PgTarget,
+  resolveWithService,
   type SessionAttrs,
-  withService,
-} from "./target.ts";
-import { loadTls } from "./tls_files.ts";
-
-// Re-exported: a caller resolves a target and loads it through this one module.
-export {
-  connectionStringHasSecret,
-  DEFAULT_DATABASE_URL,
-  describePgTarget,
-  PG_ENV_NAMES,
-  type PgTarget,
-  resolvePgTarget,
-  SSL_MODES,
   type SslMode,
-} from "./target.ts";
+} from "../config/pg_target.ts";
+import { ConfigError, whyUnreadable } from "../errors.ts";
+import { parseCrls } from "./crl.ts";
+import { probedSocketFailure } from "./peer.ts";
+import { endpointName, isSocketDir, type PgEndpoint, type PgTls } from "./socket.ts";
+/** The target for a log line: `postgres://user@host:5432/db (sslmode=prefer, from PG* variables)`. */
+export function describePgTarget(target: PgTarget): string {
+  const hosts = target.hosts.map((h) =>
+    h.host === null ? `local socket or localhost:${h.port}` : isSocketDir(h.host)
+      // libpq's URL spelling of a socket directory, so the line can be pasted back.
+      ? `${encodeURIComponent(h.host)}:${h.port}`
+      : endpointName({ host: h.host, hostaddr: null, port: h.port })
+  );
+  const via = target.service === null ? "" : `, service ${target.service.name}`;
+  return `postgres://${encodeURIComponent(target.user)}@${hosts.join(",")}/${
+    encodeURIComponent(target.database)
+  } (sslmode=${target.sslmode}${via}, from ${target.source})`;
+}
 
 /**
  * Everything needed to open connections, files already read. Plain data for
@@ -73,6 +87,16 @@ async function exists(path: string): Promise<boolean> {
     return true;
   } catch {
     return false;
+  }
+}
+
+async function readSetting(path: string, what: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    throw new ConfigError(`Cannot read ${what} "${path}": ${whyUnreadable(error)}`, {
+      cause: error,
+    });
   }
 }
 
@@ -146,6 +170,149 @@ async function readService(service: PgService): Promise<Conninfo> {
     }: add a [${service.name}] section, or fix service/PGSERVICE (PGSERVICEFILE names another file)`,
   );
 }
+
+/**
+ * The private key, decrypted with sslpassword when it is encrypted. As libpq,
+ * a key file others may read is refused.
+ */
+async function loadKey(path: string, password: string | null): Promise<string> {
+  try {
+    const info = await Deno.stat(path);
+    const mode = info.mode ?? 0;
+    // libpq: 0600 or less, or 0640 or less when owned by root.
+    const tooOpen = info.uid === 0 ? (mode & 0o037) !== 0 : (mode & 0o077) !== 0;
+    if (Deno.build.os !== "windows" && tooOpen) {
+      throw new ConfigError(
+        `sslkey "${path}" is readable by others, which libpq refuses: run chmod 0600 ${path}`,
+      );
+    }
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+  }
+  const pem = await readSetting(path, "sslkey");
+  const encrypted = /ENCRYPTED/.test(pem);
+  if (encrypted && (password === null || password === "")) {
+    throw new ConfigError(
+      `sslkey "${path}" is encrypted: give its passphrase as sslpassword in the connection string`,
+    );
+  }
+  try {
+    return createPrivateKey({ key: pem, ...(encrypted ? { passphrase: password ?? "" } : {}) })
+      .export({ type: "pkcs8", format: "pem" }).toString();
+  } catch (error) {
+    throw new ConfigError(
+      encrypted
+        ? `sslpassword does not decrypt sslkey "${path}": check the passphrase`
+        : `sslkey "${path}" is not a private key in PEM format`,
+      { cause: error },
+    );
+  }
+}
+
+/** A CRL file's text, checked to hold CRLs (libpq refuses a file it cannot load). */
+async function readCrl(path: string, what: string): Promise<string> {
+  const text = await readSetting(path, what);
+  try {
+    await parseCrls(text);
+  } catch (error) {
+    throw new ConfigError(
+      `Cannot use ${what} "${path}": not a PEM certificate revocation list (${
+        error instanceof Error ? error.message : String(error)
+      })`,
+      { cause: error },
+    );
+  }
+  return text;
+}
+
+/**
+ * CRLs from sslcrl and the files in sslcrldir (libpq looks them up there by
+ * hash; we read every file that holds one), else ~/.postgresql/root.crl when
+ * it exists. Only when the certificate is verified, as libpq.
+ */
+async function loadCrls(target: PgTarget, verifying: boolean): Promise<string[] | undefined> {
+  if (!verifying) return undefined;
+  const crls: string[] = [];
+  if (target.sslcrl !== null) crls.push(await readCrl(target.sslcrl, "sslcrl"));
+  if (target.sslcrldir !== null) {
+    let names: string[];
+    try {
+      names = [];
+      for await (const entry of Deno.readDir(target.sslcrldir)) names.push(entry.name);
+    } catch (error) {
+      throw new ConfigError(
+        `Cannot read sslcrldir "${target.sslcrldir}": ${whyUnreadable(error)}`,
+        { cause: error },
+      );
+    }
+    for (const name of names.sort()) {
+      const text = await Deno.readTextFile(`${target.sslcrldir}/${name}`).catch(() => "");
+      if (text.includes("-----BEGIN X509 CRL-----")) {
+        crls.push(await readCrl(`${target.sslcrldir}/${name}`, "a CRL in sslcrldir"));
+      }
+    }
+  }
+  const defaultCrl = target.userDir === null ? null : `${target.userDir}/root.crl`;
+  if (
+    target.sslcrl === null && target.sslcrldir === null && defaultCrl !== null &&
+    await exists(defaultCrl)
+  ) crls.push(await readCrl(defaultCrl, "the default CRL"));
+  return crls.length === 0 ? undefined : crls;
+}
+
+async function loadTls(target: PgTarget): Promise<PgTls> {
+  const inUserDir = (name: string) => target.userDir === null ? null : `${target.userDir}/${name}`;
+  let rootcert = target.sslrootcert;
+  const defaultRoot = inUserDir("root.crt");
+  // libpq uses ~/.postgresql/root.crt when it exists: to verify, and under require to check the chain.
+  if (
+    rootcert === null && ["require", "verify-ca", "verify-full"].includes(target.sslmode) &&
+    defaultRoot !== null && await exists(defaultRoot)
+  ) rootcert = defaultRoot;
+  if (rootcert === null && target.sslmode === "verify-ca") {
+    throw new ConfigError(
+      `sslmode=verify-ca needs sslrootcert (or PGSSLROOTCERT, or ${
+        defaultRoot ?? "~/.postgresql/root.crt"
+      }): the CA that signed the server's certificate; or use sslmode=verify-full`,
+    );
+  }
+  // "system" is libpq's name for the runtime's trusted roots.
+  const ca = rootcert === null || rootcert === "system"
+    ? undefined
+    : await readSetting(rootcert, "sslrootcert");
+  let cert: string | undefined;
+  let key: string | undefined;
+  if (target.sslcertmode !== "disable") {
+    const defaultCert = inUserDir("postgresql.crt");
+    const certPath = target.sslcert ??
+      (defaultCert !== null && await exists(defaultCert) ? defaultCert : null);
+    if (certPath !== null) {
+      cert = await readSetting(certPath, "sslcert");
+      const keyPath = target.sslkey ?? inUserDir("postgresql.key");
+      if (keyPath === null || !await exists(keyPath)) {
+        throw new ConfigError(
+          `sslcert "${certPath}" has no private key: set sslkey (or PGSSLKEY) to its key file`,
+        );
+      }
+      key = await loadKey(keyPath, target.sslpassword);
+    }
+  }
+  const verifying = target.sslmode === "verify-ca" || target.sslmode === "verify-full" ||
+    (target.sslmode === "require" && ca !== undefined);
+  const crl = await loadCrls(target, verifying);
+  return Object.freeze({
+    sslmode: target.sslmode,
+    negotiation: target.sslnegotiation,
+    ...(crl === undefined ? {} : { crl: Object.freeze(crl) }),
+    ...(ca === undefined ? {} : { ca }),
+    ...(cert === undefined ? {} : { cert }),
+    ...(key === undefined ? {} : { key }),
+    minVersion: target.sslMinProtocolVersion,
+    ...(target.sslMaxProtocolVersion === null ? {} : { maxVersion: target.sslMaxProtocolVersion }),
+    sni: target.sslsni,
+  });
+}
+
 /**
  * Reads what the target points at (a service file, certificates, the
  * password file), picks libpq's default host, and says in one warning line
@@ -159,7 +326,9 @@ export async function loadPgConnection(
   warn: (message: string) => void = () => {},
 ): Promise<PgConnection> {
   let target = given;
-  if (target.service !== null) target = withService(target, await readService(target.service));
+  if (target.service !== null) {
+    target = resolveWithService(target, await readService(target.service));
+  }
   if (target.ignored.length > 0) {
     warn(
       `Connection parameters that cannot apply here are ignored: ${target.ignored.join("; ")}`,

@@ -10,6 +10,27 @@ import { quoteText } from "../log.ts";
 import { type Deployment, describeDbError } from "./pool.ts";
 import { ident } from "./schemas.ts";
 
+/** The kind of a key: an HMAC key makes masks, a vault key encrypts or seals vault entries. */
+export type KeyKind = "hmac" | "vault";
+
+/** What sets a vault key's registry id apart from an HMAC key's, which never holds a colon. */
+const VAULT_PREFIX = "vault:";
+
+/**
+ * The id `login_etl_keys` records a key under: an HMAC key's own id, a vault
+ * key's after `vault:`, so that the two kinds never share an entry.
+ */
+export function registryId(kind: KeyKind, keyId: string): string {
+  return kind === "vault" ? `${VAULT_PREFIX}${keyId}` : keyId;
+}
+
+/** The kind and the key id of a registry id (`registryId` undone). */
+function fromRegistryId(id: string): { readonly kind: KeyKind; readonly keyId: string } {
+  return id.startsWith(VAULT_PREFIX)
+    ? { kind: "vault", keyId: id.slice(VAULT_PREFIX.length) }
+    : { kind: "hmac", keyId: id };
+}
+
 /** Who recorded a key id, and when (`registered_by` is NULL for rows older than the column). */
 interface Registration {
   readonly "registered_by": string | null;
@@ -28,7 +49,7 @@ function describeRegistration(r: Registration): string {
 }
 
 /**
- * Records the key id with its fingerprint on first use, and refuses a key id
+ * Records the key id (a `registryId`) with its fingerprint on first use, and refuses a key id
  * recorded with another fingerprint: masks under a different secret would
  * silently stop matching earlier ones. Through `login_etl_register_key`,
  * the only way a consumer may record one: it checks the id's shape, names
@@ -57,8 +78,8 @@ export async function registerKey(
     );
   }
   if (row?.outcome === "new" || row?.outcome === "known") return row.outcome;
-  const vault = keyId.startsWith("vault:");
-  const id = vault ? keyId.slice("vault:".length) : keyId;
+  const { kind, keyId: id } = fromRegistryId(keyId);
+  const vault = kind === "vault";
   const registered = row === undefined ? "recorded" : describeRegistration(row);
   throw new KeyMismatchError(
     `${vault ? "Vault" : "HMAC"} key id ${
@@ -154,7 +175,8 @@ export async function listHmacKeys(db: Deployment): Promise<HmacKeyRegistration[
   if (may?.keys === true) {
     const rows = await sql<Row[]>`
       SELECT key_id, registered_by, first_used AS registered_at FROM ${state}.login_etl_keys
-      WHERE pg_catalog.left(key_id, 6) <> 'vault:' ORDER BY first_used, key_id`;
+      WHERE pg_catalog.left(key_id, ${VAULT_PREFIX.length}) <> ${VAULT_PREFIX}
+      ORDER BY first_used, key_id`;
     const retired = may.retirements
       ? new Set(
         (await sql<{ key_id: string }[]>`SELECT key_id FROM ${state}.login_etl_key_retirements`)

@@ -22,21 +22,7 @@ import net from "node:net";
 import tls from "node:tls";
 import { certificatesIn, checkRevocation, type Crl, parseCrls, type Revoked } from "./crl.ts";
 import { requirePeerFailure } from "./peer.ts";
-
-/** libpq's sslmode values, weakest first. */
-export const SSL_MODES = [
-  "disable",
-  "allow",
-  "prefer",
-  "require",
-  "verify-ca",
-  "verify-full",
-] as const;
-/** One libpq sslmode. */
-export type SslMode = typeof SSL_MODES[number];
-
-/** TLS protocol versions libpq names in ssl_min/max_protocol_version. */
-export type TlsVersion = "TLSv1" | "TLSv1.1" | "TLSv1.2" | "TLSv1.3";
+import type { SslMode, TlsVersion } from "../config/pg_target.ts";
 
 /** One place a server listens: a host name or address, or a Unix socket directory. */
 export interface PgEndpoint {

@@ -12,12 +12,29 @@
  * New masks and vault entries use the current key; the others stay readable
  * so that old masks can be verified and re-keyed.
  *
+ * What a secret and a key id must look like comes in as a value
+ * (`KeyRules`): the settings table states it, and this module reads no
+ * settings.
+ *
  * @module
  */
 
-import { KEY_ID_PATTERN, MIN_SECRET_BYTES } from "../config/options.ts";
-import { type KeySource, Secret } from "../config/secret.ts";
+import { type KeySource, Secret } from "./secret.ts";
 import { ConfigError, whyUnreadable } from "../errors.ts";
+import { X25519_BYTES } from "./seal.ts";
+
+/** What a key set's contents must meet; the settings table states both (`config/options.ts`). */
+export interface KeyRules {
+  /** Fewest bytes a secret may have. */
+  readonly minSecretBytes: number;
+  /** What a key id inside a key set must match. */
+  readonly keyIdPattern: RegExp;
+}
+
+/** How a key source is read: the rules its contents meet, and the id a lone secret takes. */
+export interface KeyFormat extends KeyRules {
+  readonly defaultId: string;
+}
 
 /** Secrets by id, and which one new data uses. */
 export interface KeySet {
@@ -44,21 +61,24 @@ type ValueParser<K> = (value: unknown, id: string, origin: string) => K;
 function parseSet<K>(
   bytes: Uint8Array,
   origin: string,
-  defaultId: string,
-  parseValue: ValueParser<K>,
-  single: (secret: Secret) => K,
+  how: {
+    readonly format: KeyFormat;
+    readonly parseValue: ValueParser<K>;
+    readonly single: (secret: Secret) => K;
+  },
 ): { readonly current: string; readonly keys: ReadonlyMap<string, K> } {
+  const { format, parseValue, single } = how;
   const content = withoutTrailingNewline(bytes);
   const text = new TextDecoder().decode(content);
   if (!text.trimStart().startsWith("{")) {
-    if (content.length < MIN_SECRET_BYTES) {
+    if (content.length < format.minSecretBytes) {
       throw new ConfigError(
-        `Cannot use ${origin}: it is ${content.length} bytes, need at least ${MIN_SECRET_BYTES} (${MAKE_ONE})`,
+        `Cannot use ${origin}: it is ${content.length} bytes, need at least ${format.minSecretBytes} (${MAKE_ONE})`,
       );
     }
     return {
-      current: defaultId,
-      keys: new Map([[defaultId, single(new Secret(content.slice(), origin))]]),
+      current: format.defaultId,
+      keys: new Map([[format.defaultId, single(new Secret(content.slice(), origin))]]),
     };
   }
   let parsed: unknown;
@@ -80,7 +100,7 @@ function parseSet<K>(
   }
   const keys = new Map<string, K>();
   for (const [id, value] of Object.entries(set.keys as Record<string, unknown>)) {
-    if (!KEY_ID_PATTERN.test(id)) {
+    if (!format.keyIdPattern.test(id)) {
       // Not echoed: a secret pasted where an id belongs must not reach a log.
       throw new ConfigError(
         `Cannot use ${origin}: a key id (${id.length} characters) is not 1 to 16 letters, digits, _ or -; is a secret in the id's place?`,
@@ -98,14 +118,14 @@ function parseSet<K>(
   return { current: set.current, keys };
 }
 
-function parseSecret(value: unknown, id: string, origin: string): Secret {
+function parseSecret(value: unknown, id: string, origin: string, rules: KeyRules): Secret {
   if (typeof value !== "string") {
     throw new ConfigError(`Cannot use ${origin}: the secret of key "${id}" must be a string`);
   }
   const secretBytes = encoder.encode(value);
-  if (secretBytes.length < MIN_SECRET_BYTES) {
+  if (secretBytes.length < rules.minSecretBytes) {
     throw new ConfigError(
-      `Cannot use ${origin}: the secret of key "${id}" is ${secretBytes.length} bytes, need at least ${MIN_SECRET_BYTES} (${MAKE_ONE})`,
+      `Cannot use ${origin}: the secret of key "${id}" is ${secretBytes.length} bytes, need at least ${rules.minSecretBytes} (${MAKE_ONE})`,
     );
   }
   return new Secret(secretBytes, `${origin} key ${id}`);
@@ -117,15 +137,19 @@ function parseSecret(value: unknown, id: string, origin: string): Secret {
  *
  * @throws {ConfigError} naming `origin`, for a short secret, bad JSON, bad ids, a key pair or a missing current key
  */
-export function parseKeySet(bytes: Uint8Array, origin: string, defaultId: string): KeySet {
-  return parseSet(bytes, origin, defaultId, (value, id, from) => {
-    if (value !== null && typeof value === "object") {
-      throw new ConfigError(
-        `Cannot use ${from}: key "${id}" is a key pair; HMAC keys are secrets (strings of 32+ bytes)`,
-      );
-    }
-    return parseSecret(value, id, from);
-  }, (secret) => secret);
+export function parseKeySet(bytes: Uint8Array, origin: string, format: KeyFormat): KeySet {
+  return parseSet(bytes, origin, {
+    format,
+    parseValue: (value, id, from) => {
+      if (value !== null && typeof value === "object") {
+        throw new ConfigError(
+          `Cannot use ${from}: key "${id}" is a key pair; HMAC keys are secrets (strings of ${format.minSecretBytes}+ bytes)`,
+        );
+      }
+      return parseSecret(value, id, from, format);
+    },
+    single: (secret) => secret,
+  });
 }
 
 /**
@@ -152,7 +176,6 @@ export interface VaultKeySet {
 
 /** How a key pair is written in a key set: an X25519 JWK (RFC 8037), `d` only in a private set. */
 const PAIR_SHAPE = '{"kty": "OKP", "crv": "X25519", "x": "...", "d": "..."}';
-const X25519_BYTES = 32;
 
 function base64urlBytes(value: unknown): Uint8Array | null {
   if (typeof value !== "string" || !/^[A-Za-z0-9_-]{43}$/.test(value)) return null;
@@ -160,9 +183,9 @@ function base64urlBytes(value: unknown): Uint8Array | null {
   return bytes.length === X25519_BYTES ? bytes : null;
 }
 
-function parseVaultKey(value: unknown, id: string, origin: string): VaultKey {
+function parseVaultKey(value: unknown, id: string, origin: string, rules: KeyRules): VaultKey {
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    return { kind: "secret", secret: parseSecret(value, id, origin) };
+    return { kind: "secret", secret: parseSecret(value, id, origin, rules) };
   }
   const jwk = value as { kty?: unknown; crv?: unknown; x?: unknown; d?: unknown };
   if (jwk.kty !== "OKP" || jwk.crv !== "X25519") {
@@ -199,15 +222,13 @@ function parseVaultKey(value: unknown, id: string, origin: string): VaultKey {
 export function parseVaultKeySet(
   bytes: Uint8Array,
   origin: string,
-  defaultId: string,
+  format: KeyFormat,
 ): VaultKeySet {
-  return parseSet(
-    bytes,
-    origin,
-    defaultId,
-    parseVaultKey,
-    (secret): VaultKey => ({ kind: "secret", secret }),
-  );
+  return parseSet(bytes, origin, {
+    format,
+    parseValue: (value, id, from) => parseVaultKey(value, id, from, format),
+    single: (secret): VaultKey => ({ kind: "secret", secret }),
+  });
 }
 
 /** Ids of the keys that can read entries: secrets, and pairs with their private half. */
@@ -303,12 +324,12 @@ function weakKeyWarnings(secrets: Iterable<readonly [string, Secret]>): string[]
  */
 export async function loadKeySet(
   source: KeySource,
-  defaultId: string,
+  format: KeyFormat,
   warn: (message: string) => void = () => {},
 ): Promise<KeySet | null> {
   const read = await readKeyBytes(source);
   if (read === null) return null;
-  const set = parseKeySet(read.bytes, read.origin, defaultId);
+  const set = parseKeySet(read.bytes, read.origin, format);
   if (read.exposure !== null) warn(read.exposure);
   weakKeyWarnings(set.keys).forEach(warn);
   return set;
@@ -323,12 +344,12 @@ export async function loadKeySet(
  */
 export async function loadVaultKeySet(
   source: KeySource,
-  defaultId: string,
+  format: KeyFormat,
   warn: (message: string) => void = () => {},
 ): Promise<VaultKeySet | null> {
   const read = await readKeyBytes(source);
   if (read === null) return null;
-  const set = parseVaultKeySet(read.bytes, read.origin, defaultId);
+  const set = parseVaultKeySet(read.bytes, read.origin, format);
   if (read.exposure !== null && readableKeyIds(set).length > 0) warn(read.exposure);
   weakKeyWarnings(
     [...set.keys].flatMap(([id, key]) => key.kind === "secret" ? [[id, key.secret] as const] : []),

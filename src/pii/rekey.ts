@@ -1,19 +1,19 @@
 /**
- * Key rotation of existing data. `rekey` recomputes masks of existing rows
- * under another HMAC key, using the vault to get back the raw values, so
- * that repeated values stay visible across the rotation. `rekeyVault`
- * re-encrypts vault entries under another vault key (re-seals them, when it
- * is a key pair). Both work in batches, one transaction each, and pick up
- * where an interrupted run stopped.
+ * HMAC key rotation of existing data: `rekeyRows` recomputes the masks of
+ * existing rows under another HMAC key, using the vault to get back the raw
+ * values, so that repeated values stay visible across the rotation. It works
+ * in batches, one transaction each, and picks up where an interrupted run
+ * stopped. The vault's own rotation is `rekey_vault.ts`; retiring an old
+ * HMAC key once nothing is under it, `retire.ts`.
  *
  * @module
  */
 
 import { byteaHex, type Deployment, describeDbError, pgArray, type Sql } from "../db/pool.ts";
-import { DatabaseError, UsageError } from "../errors.ts";
+import { DatabaseError } from "../errors.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import type { Masker } from "../mask.ts";
-import type { Masked, PiiField, VaultEntry, VaultInput } from "../types.ts";
+import type { Masked, PiiField, VaultEntry } from "../types.ts";
 import { appendAudit } from "./audit.ts";
 import { fromStored, type StoredVaultRow, type VaultCipher } from "./vault.ts";
 
@@ -42,8 +42,19 @@ export interface RekeyReport {
   batches: number;
 }
 
+/** What both rotations (masks, vault entries) take. */
+export interface RotationOptions {
+  readonly cipher: VaultCipher;
+  /** Distinct masks (or vault entries) per transaction. */
+  readonly batch: number;
+  readonly actor: string;
+  readonly reason: string | null;
+  readonly telemetry: Telemetry;
+  readonly stop?: AbortSignal;
+}
+
 /** Options of a rekey run. */
-export interface RekeyOptions {
+export interface RekeyOptions extends RotationOptions {
   /** Masker of the target key. */
   readonly target: Masker;
   /**
@@ -52,13 +63,6 @@ export interface RekeyOptions {
    * never regroup rows. Masks under keys not in the set are left as they are.
    */
   readonly verify: ReadonlyMap<string, Masker>;
-  readonly cipher: VaultCipher;
-  /** Distinct masks per transaction. */
-  readonly batch: number;
-  readonly actor: string;
-  readonly reason: string | null;
-  readonly telemetry: Telemetry;
-  readonly stop?: AbortSignal;
 }
 
 function wrap(what: string, error: unknown): DatabaseError {
@@ -414,179 +418,4 @@ async function moveBatch(
       `${moved} ${field} masks moved to key ${target.keyId}; ${erased} erased ones moved as tombstones; ${replace.length} target entries replaced (they did not prove out)`,
   }]);
   return { moved, erased, replaced: replace.length, vanished };
-}
-
-/**
- * Retires HMAC key `keyId`: records it retired (merges, recoveries and
- * erasures by value stop requiring it) and forgets the recorded moves from
- * and to its masks, once nothing under it can still be moved (no live
- * vault entry, no inbox entry, no row whose mask has a recorded move) and
- * no erasure depends on it: every tombstone under it must be linked to a
- * tombstone under a key not retired. A value erased only by its mask under
- * `keyId` (before a rekey could move it) is recognised only by computing
- * that mask, so the key stays in the key sets that verify (see docs/pii.md).
- * After it, old masks in rejects and exports no longer lead to the new
- * ones (destroy the key then too).
- *
- * @throws {UsageError} while something is still under the key, or an erasure needs it
- */
-export async function retireKey(
-  db: Deployment,
-  keyId: string,
-  options: { readonly actor: string; readonly reason: string | null },
-): Promise<{ readonly links: number }> {
-  const prefix = `${keyId}:`;
-  const data = db.sql(db.schemas.schema);
-  const state = db.sql(db.schemas.stateSchema);
-  let left: { live: number; inbox: number; rows: number; erased: number } | undefined;
-  let links = 0;
-  try {
-    await db.sql.begin(async (tx) => {
-      [left] = await tx<{ live: number; inbox: number; rows: number; erased: number }[]>`
-        SELECT (SELECT pg_catalog.count(*) FROM ${state}.login_etl_vault
-                WHERE pg_catalog.left(masked_value, ${prefix.length}) = ${prefix} AND erased_at IS NULL)::int AS live,
-               (SELECT pg_catalog.count(*) FROM ${state}.login_etl_vault_inbox
-                WHERE pg_catalog.left(masked_value, ${prefix.length}) = ${prefix})::int AS inbox,
-               (SELECT pg_catalog.count(*) FROM ${data}.user_logins u
-                WHERE EXISTS (SELECT FROM ${state}.login_etl_vault_links l
-                              WHERE l.mask IN (u.masked_ip, u.masked_device_id)
-                                 OR l.other IN (u.masked_ip, u.masked_device_id))
-                  AND (pg_catalog.left(u.masked_ip, ${prefix.length}) = ${prefix}
-                       OR pg_catalog.left(u.masked_device_id, ${prefix.length}) = ${prefix}))::int AS rows,
-               (SELECT pg_catalog.count(*) FROM ${state}.login_etl_vault v
-                WHERE pg_catalog.left(v.masked_value, ${prefix.length}) = ${prefix} AND v.erased_at IS NOT NULL
-                  AND NOT EXISTS (
-                    SELECT FROM ${state}.login_etl_vault_links l
-                    JOIN ${state}.login_etl_vault s
-                      ON s.masked_value = CASE WHEN l.mask = v.masked_value THEN l.other ELSE l.mask END
-                    WHERE (l.mask = v.masked_value OR l.other = v.masked_value)
-                      AND s.erased_at IS NOT NULL
-                      AND pg_catalog.left(s.masked_value, ${prefix.length}) <> ${prefix}
-                      AND NOT EXISTS (SELECT FROM ${state}.login_etl_key_retirements r
-                                      WHERE r.key_id = pg_catalog.split_part(s.masked_value, ':', 1))))::int AS erased`;
-      if (left === undefined || left.live + left.inbox + left.rows + left.erased > 0) return;
-      await tx`
-        INSERT INTO ${state}.login_etl_key_retirements (key_id) VALUES (${keyId})
-        ON CONFLICT (key_id) DO NOTHING`;
-      links = (await tx`
-        DELETE FROM ${state}.login_etl_vault_links
-        WHERE pg_catalog.left(mask, ${prefix.length}) = ${prefix} OR pg_catalog.left(other, ${prefix.length}) = ${prefix}`)
-        .count;
-      await appendAudit({ sql: tx as unknown as Sql, schemas: db.schemas }, [{
-        actor: options.actor,
-        action: "rekey",
-        maskedValue: null,
-        reason: options.reason,
-        outcome: "success",
-        detail: `HMAC key ${keyId} retired: ${links} links to its masks forgotten`,
-      }]);
-    });
-  } catch (error) {
-    throw error instanceof DatabaseError ? error : wrap(`retire HMAC key ${keyId}`, error);
-  }
-  if (left !== undefined && left.live + left.inbox + left.rows > 0) {
-    throw new UsageError(
-      `Cannot retire HMAC key ${keyId}: ${left.live} live vault entries, ${left.inbox} inbox entries and ${left.rows} rows are still under it; run vault-merge, then rekey --to the current key, then retire`,
-    );
-  }
-  if (left !== undefined && left.erased > 0) {
-    throw new UsageError(
-      `Cannot retire HMAC key ${keyId}: ${left.erased} erased values are known only by their ${keyId} masks (erased before a rekey could move them), and only ${keyId} recognises them if they come back; keep ${keyId} in the HMAC key set of vault-merge, recover and forget, beside the current key (it then only verifies), and do not destroy it`,
-    );
-  }
-  return { links };
-}
-
-/**
- * Re-encrypts every vault entry not under `cipher.currentKeyId`, in batches,
- * one transaction each; resumable.
- */
-export async function rekeyVault(
-  db: Deployment,
-  options: Omit<RekeyOptions, "target" | "verify">,
-): Promise<{ readonly moved: number; readonly batches: number; readonly failed: number }> {
-  const { cipher } = options;
-  const sql = db.sql;
-  const state = sql(db.schemas.stateSchema);
-  let moved = 0;
-  let batches = 0;
-  let failed = 0;
-  /** Entries that do not decrypt: skipped, so one bad entry cannot block the rotation. */
-  const skipped: string[] = [];
-  for (;;) {
-    if (options.stop?.aborted === true) break;
-    let rows: StoredVaultRow[];
-    try {
-      rows = await sql<StoredVaultRow[]>`
-        SELECT masked_value, field, ciphertext, iv, key_id FROM ${state}.login_etl_vault
-        WHERE erased_at IS NULL AND key_id <> ${cipher.currentKeyId} AND NOT (masked_value = ANY(${
-        pgArray(skipped)
-      }::text[]))
-        ORDER BY masked_value LIMIT ${options.batch}`;
-    } catch (error) {
-      throw wrap("read the vault", error);
-    }
-    if (rows.length === 0) break;
-    const skip = (masked: string) => {
-      skipped.push(masked);
-      failed++;
-      options.telemetry.emit({ type: "RekeySkipped", what: "vault", masked, why: "undecryptable" });
-    };
-    const inputs: VaultInput[] = [];
-    for (const row of rows) {
-      try {
-        const raw = await cipher.decrypt(fromStored(row));
-        inputs.push({ field: row.field, masked: row.masked_value as Masked, raw });
-      } catch {
-        skip(row.masked_value);
-      }
-    }
-    const updated: { masked: string; ciphertext: string; iv: string }[] = [];
-    for (const [i, entry] of (await cipher.encryptAll(inputs)).entries()) {
-      // Each new entry is opened again before the old one is overwritten: a
-      // rotation must never leave a value only a key nobody holds can open.
-      const reopened = await cipher.decrypt(entry).catch(() => null);
-      if (reopened !== inputs[i]?.raw) {
-        skip(entry.masked);
-        continue;
-      }
-      updated.push({
-        masked: entry.masked,
-        ciphertext: byteaHex(entry.ciphertext),
-        iv: byteaHex(entry.iv),
-      });
-    }
-    if (updated.length === 0) continue;
-    try {
-      await sql.begin(async (tx) => {
-        await tx`
-          UPDATE ${state}.login_etl_vault AS v SET ciphertext = u.c, iv = u.i, key_id = ${cipher.currentKeyId}
-          FROM ROWS FROM (pg_catalog.unnest(${pgArray(updated.map((u) => u.masked))}::text[]),
-                          pg_catalog.unnest(${pgArray(updated.map((u) => u.ciphertext))}::bytea[]),
-                          pg_catalog.unnest(${
-          pgArray(updated.map((u) => u.iv))
-        }::bytea[])) AS u(m, c, i)
-          WHERE v.masked_value = u.m AND v.erased_at IS NULL`;
-        await appendAudit({ sql: tx as unknown as Sql, schemas: db.schemas }, [{
-          actor: options.actor,
-          action: "rekey-vault",
-          maskedValue: null,
-          reason: options.reason,
-          outcome: "success",
-          detail: `${updated.length} vault entries re-encrypted under key ${cipher.currentKeyId}`,
-        }]);
-      });
-    } catch (error) {
-      throw error instanceof DatabaseError ? error : wrap("re-encrypt a batch", error);
-    }
-    moved += updated.length;
-    batches++;
-    options.telemetry.emit({
-      type: "RekeyBatchCommitted",
-      what: "vault",
-      count: updated.length,
-      keyId: cipher.currentKeyId,
-    });
-  }
-  return { moved, batches, failed };
 }

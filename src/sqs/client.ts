@@ -9,16 +9,10 @@ import { SQSClient } from "@aws-sdk/client-sqs";
 import { AwsQueryProtocol } from "@aws-sdk/core/protocols";
 import { protocolMismatch } from "./_errors.ts";
 import { clientCredentials, reportCredentialFailures } from "./credentials.ts";
+import type { SqsProtocol } from "../config/configs.ts";
 import { dnsName, isLoopbackName } from "../config/hosts.ts";
 import { awsQueueHost, type ResolvedRegion, resolveRegion } from "./region.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
-
-/**
- * The SQS wire protocol: `json` (what the SDK sends, and AWS and LocalStack
- * 3+ speak), `query` (the older form LocalStack < 3.0 speaks only), or `auto`:
- * JSON until an answer shows the endpoint wants Query, then Query for good.
- */
-export type SqsProtocol = "auto" | "json" | "query";
 
 /** Environment variables the SDK reads for credentials; any one means "use the SDK's chain". */
 const CREDENTIAL_VARS = [

@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { canonicalIp } from "../../src/ip.ts";
 import { Masker } from "../../src/mask.ts";
-import { parseKeySet, parseVaultKeySet } from "../../src/pii/keyring.ts";
+import { type KeyFormat, parseKeySet, parseVaultKeySet } from "../../src/pii/keyring.ts";
+import { KEY_ID_PATTERN, MIN_SECRET_BYTES } from "../../src/config/options.ts";
 import { mergeInbox, type MergeReport } from "../../src/pii/merge.ts";
 import { VaultCipher } from "../../src/pii/vault.ts";
 import type { Masked, PiiField } from "../../src/types.ts";
@@ -18,6 +19,11 @@ import { psqlFiles } from "./psql.ts";
 import { migrate } from "../../src/db/schema.ts";
 
 const encoder = new TextEncoder();
+
+/** How the commands read a key set: the settings table's rules, and the id a lone secret takes. */
+function format(defaultId: string): KeyFormat {
+  return { minSecretBytes: MIN_SECRET_BYTES, keyIdPattern: KEY_ID_PATTERN, defaultId };
+}
 
 /** The vault key of the tests: a separate secret, never the HMAC key. */
 export const VAULT_SECRET = "login-etl vault test secret, never the HMAC one";
@@ -44,7 +50,7 @@ export function maskerOf(secret: string, keyId: string): Promise<ReferenceMasker
 }
 
 export async function cipherOf(keyText: string): Promise<VaultCipher> {
-  return await VaultCipher.create(parseVaultKeySet(encoder.encode(keyText), "test", "v1"));
+  return await VaultCipher.create(parseVaultKeySet(encoder.encode(keyText), "test", format("v1")));
 }
 
 /** One login as a message body. */
@@ -166,7 +172,7 @@ export async function mergeVault(
   env: Record<string, string>,
   batch = 1000,
 ): Promise<MergeReport> {
-  const hmac = parseKeySet(encoder.encode(env.PII_HMAC_KEY ?? TEST_SECRET), "test", "k1");
+  const hmac = parseKeySet(encoder.encode(env.PII_HMAC_KEY ?? TEST_SECRET), "test", format("k1"));
   const maskers = new Map<string, Masker>();
   for (const [id, secret] of hmac.keys) maskers.set(id, await Masker.create(secret, id));
   const cipher = await cipherOf(env.PII_VAULT_KEY ?? VAULT_SECRET);

@@ -5,9 +5,10 @@
 import { SQSClient } from "@aws-sdk/client-sqs";
 import { startFauxqs } from "fauxqs";
 import postgres from "postgres";
-import { type CommandName } from "../../src/config/options.ts";
+import type { CommandName } from "../../src/config/commands.ts";
 import { type ConfigFor, type FlagValues, resolveConfig } from "../../src/config/resolve.ts";
-import { loadPgConnection, type PgConnection, resolvePgTarget } from "../../src/db/connection.ts";
+import { loadPgConnection, type PgConnection } from "../../src/db/connection.ts";
+import { resolvePgTarget } from "../../src/config/pg_target.ts";
 import type { Schemas } from "../../src/db/schemas.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { Telemetry } from "../../src/ops/telemetry.ts";

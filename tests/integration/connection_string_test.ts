@@ -9,7 +9,8 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { checkConnection, connect, type Sql } from "../../src/db/pool.ts";
-import { loadPgConnection, type PgConnection, resolvePgTarget } from "../../src/db/connection.ts";
+import { loadPgConnection, type PgConnection } from "../../src/db/connection.ts";
+import { resolvePgTarget } from "../../src/config/pg_target.ts";
 import { ConfigError, DatabaseError } from "../../src/errors.ts";
 import { DATABASE_URL, uniqueName } from "../helpers/services.ts";
 import { TcpProxy } from "../helpers/tcp_proxy.ts";

@@ -5,7 +5,8 @@
 
 import assert from "node:assert/strict";
 import { checkConnection, connect } from "../../src/db/pool.ts";
-import { loadPgConnection, resolvePgTarget } from "../../src/db/connection.ts";
+import { loadPgConnection } from "../../src/db/connection.ts";
+import { resolvePgTarget } from "../../src/config/pg_target.ts";
 import { startEmbeddedPostgres } from "../../src/demo/embedded.ts";
 import { ConfigError, DatabaseError } from "../../src/errors.ts";
 import { DATABASE_URL } from "../helpers/services.ts";

@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { GetQueueAttributesCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { consume } from "../../src/commands/_consume.ts";
-import { createSqsClient, type SqsProtocol } from "../../src/sqs/client.ts";
+import type { SqsProtocol } from "../../src/config/configs.ts";
+import { createSqsClient } from "../../src/sqs/client.ts";
 import { protocolMismatch } from "../../src/sqs/_errors.ts";
 import { deleteMessages } from "../../src/sqs/ack.ts";
 import { readQueueAttributes } from "../../src/sqs/admin.ts";

@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { checkConnection, connect } from "../../src/db/pool.ts";
-import { loadPgConnection, resolvePgTarget } from "../../src/db/connection.ts";
+import { loadPgConnection } from "../../src/db/connection.ts";
+import { resolvePgTarget } from "../../src/config/pg_target.ts";
 import { DatabaseError } from "../../src/errors.ts";
 import { missingBuild, sweepLeftovers } from "../helpers/cluster.ts";
 import { readRunState, type RunState } from "../helpers/majors.ts";

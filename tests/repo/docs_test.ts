@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { rolesSql, schemaSql } from "../../scripts/schema_sql.ts";
-import { FLAGS_DOC, withFlagsTable } from "../../scripts/flags_table.ts";
+import { FLAGS_DOC, withGeneratedTables } from "../../scripts/flags_table.ts";
 
 const root = new URL("../../", import.meta.url);
 
@@ -66,11 +66,11 @@ function anchors(text: string): Set<string> {
   return result;
 }
 
-Deno.test("docs/configuration.md's flag table equals the settings table (run `make docs` after changing a flag)", () => {
+Deno.test("docs/configuration.md's flag and needs tables equal the settings and commands tables (run `make docs` after changing either)", () => {
   // deno fmt pads table cells; compare with runs of spaces and dashes collapsed.
   const normalise = (text: string) => text.replace(/-{3,}/g, "---").replace(/[ \n]+/g, " ");
   const doc = read(FLAGS_DOC);
-  assert.equal(normalise(doc), normalise(withFlagsTable(doc)));
+  assert.equal(normalise(doc), normalise(withGeneratedTables(doc)));
   assert.ok(
     !read("README.md").includes("<!-- flags:start -->"),
     "the flag table lives in docs/configuration.md only",

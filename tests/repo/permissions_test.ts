@@ -5,7 +5,7 @@
 // under exactly these flags.
 
 import assert from "node:assert/strict";
-import { envNames } from "../../src/config/resolve.ts";
+import { envNames } from "../../src/config/env.ts";
 import { permissionFlags } from "../helpers/cli.ts";
 
 function listOf(flag: string): string[] | null {

@@ -1,7 +1,8 @@
 // Unit tests of src/cli.ts: parseInvocation() results and usage errors, and helpText() per command.
 import assert from "node:assert/strict";
 import { helpText, type Invocation, parseInvocation } from "../../src/cli.ts";
-import { COMMANDS, OPTIONS, optionsFor } from "../../src/config/options.ts";
+import { COMMANDS } from "../../src/config/commands.ts";
+import { OPTIONS, optionsFor } from "../../src/config/options.ts";
 import { UsageError } from "../../src/errors.ts";
 
 /** The UsageError parseInvocation throws for `argv`. */

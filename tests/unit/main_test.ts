@@ -4,7 +4,7 @@
 // CLI tests run the binary's permission flags, under which the delete must
 // be allowed: every drain there sets PII_HMAC_KEY.)
 import assert from "node:assert/strict";
-import { envNames, SECRET_ENV_NAMES } from "../../src/config/resolve.ts";
+import { envNames, SECRET_ENV_NAMES } from "../../src/config/env.ts";
 import { takeEnv } from "../../src/main.ts";
 
 const SET = {

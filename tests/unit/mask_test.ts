@@ -2,11 +2,12 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Masker, type MaskField } from "../../src/mask.ts";
-import { currentSecret, loadKeySet } from "../../src/pii/keyring.ts";
-import type { KeySource } from "../../src/config/secret.ts";
+import { currentSecret, type KeyFormat, loadKeySet } from "../../src/pii/keyring.ts";
+import type { KeySource } from "../../src/pii/secret.ts";
 import { referenceMasker } from "../helpers/reference_mask.ts";
-import { Secret } from "../../src/config/secret.ts";
+import { Secret } from "../../src/pii/secret.ts";
 import { resolveConfig } from "../../src/config/resolve.ts";
+import { KEY_ID_PATTERN, MIN_SECRET_BYTES } from "../../src/config/options.ts";
 import { ConfigError } from "../../src/errors.ts";
 
 const FIELDS: readonly MaskField[] = ["ip", "device_id", "body"];
@@ -279,9 +280,14 @@ Deno.test("Masker never shows its secret in masks, fingerprint, JSON or inspecti
 
 // ---- key files, as the masker gets its secret ------------------------------
 
+/** How the commands read a key set: the settings table's rules, and the id a lone secret takes. */
+function format(defaultId: string): KeyFormat {
+  return { minSecretBytes: MIN_SECRET_BYTES, keyIdPattern: KEY_ID_PATTERN, defaultId };
+}
+
 /** The current secret of a key source, as drain loads it. */
 async function loadHmacSecret(source: KeySource) {
-  const set = await loadKeySet(source, "k1");
+  const set = await loadKeySet(source, format("k1"));
   assert.ok(set !== null, "a key is configured");
   return currentSecret(set);
 }

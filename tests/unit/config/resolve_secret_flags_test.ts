@@ -3,7 +3,8 @@
 // holds one is refused.
 
 import assert from "node:assert/strict";
-import { checkConfigFile, resolveConfig, secretFlagWarnings } from "../../../src/config/resolve.ts";
+import { checkConfigFile } from "../../../src/config/file.ts";
+import { resolveConfig, secretFlagWarnings } from "../../../src/config/resolve.ts";
 import { ConfigError } from "../../../src/errors.ts";
 
 const KEY = { PII_HMAC_KEY: "a test secret of at least thirty-two bytes" };

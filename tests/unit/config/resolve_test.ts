@@ -1,18 +1,10 @@
 // Unit tests of src/config/resolve.ts: resolveConfig() precedence, range messages, HMAC key sources, secrecy and freezing.
 import assert from "node:assert/strict";
-import {
-  type CommandName,
-  COMMANDS,
-  OPTIONS,
-  type OptionSpec,
-} from "../../../src/config/options.ts";
-import {
-  checkConfigFile,
-  type CommandConfig,
-  fallbackLogFormat,
-  type FileLayer,
-  resolveConfig,
-} from "../../../src/config/resolve.ts";
+import { type CommandName, COMMANDS } from "../../../src/config/commands.ts";
+import { OPTIONS, type OptionSpec } from "../../../src/config/options.ts";
+import type { CommandConfig, FileLayer } from "../../../src/config/configs.ts";
+import { checkConfigFile } from "../../../src/config/file.ts";
+import { fallbackLogFormat, resolveConfig } from "../../../src/config/resolve.ts";
 import { ConfigError, UsageError } from "../../../src/errors.ts";
 
 const KEY = "a-test-secret-of-at-least-32-bytes!!"; // 36 bytes

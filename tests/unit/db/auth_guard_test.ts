@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import tls from "node:tls";
 import { AuthExchange, type AuthPolicy } from "../../../src/db/auth_guard.ts";
-import { loadPgConnection, resolvePgTarget } from "../../../src/db/connection.ts";
+import { loadPgConnection } from "../../../src/db/connection.ts";
+import { resolvePgTarget } from "../../../src/config/pg_target.ts";
 import { checkConnection, connect } from "../../../src/db/pool.ts";
 import { DatabaseError } from "../../../src/errors.ts";
 

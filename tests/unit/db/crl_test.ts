@@ -344,7 +344,8 @@ Deno.test("the CRL library loads only when a CRL is configured, and runs under t
     // reflect-metadata, which the library needs loaded first, leaves Reflect.getMetadata behind.
     await Deno.writeTextFile(
       `${dir}/probe.ts`,
-      `import { loadPgConnection, resolvePgTarget } from "${root}src/db/connection.ts";
+      `import { loadPgConnection } from "${root}src/db/connection.ts";
+import { resolvePgTarget } from "${root}src/config/pg_target.ts";
 const url = "postgres://u@db.invalid/d?sslmode=verify-full&sslrootcert=${dir}/ca/ca.crt";
 const load = (extra: string) =>
   loadPgConnection(resolvePgTarget({ value: url + extra, origin: "test" }, {}));

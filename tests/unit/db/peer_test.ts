@@ -4,7 +4,8 @@
 // sticky, world-writable directory, as a local attacker would plant it.
 import assert from "node:assert/strict";
 import net from "node:net";
-import { loadPgConnection, resolvePgTarget } from "../../../src/db/connection.ts";
+import { loadPgConnection } from "../../../src/db/connection.ts";
+import { resolvePgTarget } from "../../../src/config/pg_target.ts";
 import { checkConnection, connect } from "../../../src/db/pool.ts";
 import { openSocket, type PgTls } from "../../../src/db/socket.ts";
 import { ConfigError, DatabaseError } from "../../../src/errors.ts";

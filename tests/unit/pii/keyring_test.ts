@@ -3,12 +3,14 @@
 // errors or when a key set is printed; vault key sets with X25519 key pairs,
 // what a writer keeps of them, and their JSON.
 import assert from "node:assert/strict";
-import { type KeyFile, Secret } from "../../../src/config/secret.ts";
+import { KEY_ID_PATTERN, MIN_SECRET_BYTES } from "../../../src/config/options.ts";
+import { type KeyFile, Secret } from "../../../src/pii/secret.ts";
 import { ConfigError } from "../../../src/errors.ts";
 import {
   assertSeparateKeys,
   bitsPerByte,
   currentSecret,
+  type KeyFormat,
   loadKeySet,
   loadVaultKeySet,
   parseKeySet,
@@ -21,6 +23,11 @@ import {
 const encoder = new TextEncoder();
 const A = "a".repeat(32);
 const B = "secret-b ".repeat(4);
+
+/** How the commands read a key set: the settings table's rules, and the id a lone secret takes. */
+function format(defaultId: string): KeyFormat {
+  return { minSecretBytes: MIN_SECRET_BYTES, keyIdPattern: KEY_ID_PATTERN, defaultId };
+}
 
 /** A key file source as resolution builds it for a path that may be shown. */
 function fileSource(path: string, setting: string, inlineEnv: string): KeyFile {
@@ -80,7 +87,7 @@ Deno.test("parseKeySet() reads a single secret or a JSON key set", async (t) => 
   ];
   for (const c of cases) {
     await t.step(c.name, () => {
-      const set = parseKeySet(encoder.encode(c.input), "PII_HMAC_KEY", "k1");
+      const set = parseKeySet(encoder.encode(c.input), "PII_HMAC_KEY", format("k1"));
       assert.equal(set.current, c.expected.current);
       assert.deepEqual(ids(set), c.expected.keys);
       assert.equal(
@@ -163,7 +170,7 @@ Deno.test("parseKeySet() refuses short secrets, bad JSON, bad ids and a missing 
   for (const c of cases) {
     await t.step(c.name, () => {
       assert.throws(
-        () => parseKeySet(encoder.encode(c.input), "PII_VAULT_KEY", "v1"),
+        () => parseKeySet(encoder.encode(c.input), "PII_VAULT_KEY", format("v1")),
         (error: unknown) => {
           assert.ok(error instanceof ConfigError);
           assert.equal(error.exitCode, 2);
@@ -182,7 +189,7 @@ Deno.test("a parsed key set prints its secrets as [redacted]", () => {
   const set = parseKeySet(
     encoder.encode(JSON.stringify({ current: "k2", keys: { k1: A, k2: B } })),
     "PII_HMAC_KEY",
-    "k1",
+    format("k1"),
   );
   const printed = [
     JSON.stringify([...set.keys]),
@@ -195,12 +202,12 @@ Deno.test("a parsed key set prints its secrets as [redacted]", () => {
 
 Deno.test("loadKeySet() reads each kind of source", async (t) => {
   await t.step("none gives null", async () => {
-    assert.equal(await loadKeySet({ kind: "none" }, "v1"), null);
+    assert.equal(await loadKeySet({ kind: "none" }, format("v1")), null);
   });
   await t.step("env parses the variable's bytes", async () => {
     const set = await loadKeySet(
       { kind: "env", secret: new Secret(encoder.encode(A), "PII_VAULT_KEY") },
-      "v7",
+      format("v7"),
     );
     assert.deepEqual(ids(set ?? { keys: new Map() }), { v7: A });
   });
@@ -210,7 +217,7 @@ Deno.test("loadKeySet() reads each kind of source", async (t) => {
       await Deno.writeTextFile(path, JSON.stringify({ current: "v2", keys: { v1: A, v2: B } }));
       const set = await loadKeySet(
         fileSource(path, "--vault-key-file", "PII_VAULT_KEY"),
-        "v1",
+        format("v1"),
       );
       assert.equal(set?.current, "v2");
       assert.deepEqual(ids(set ?? { keys: new Map() }), { v1: A, v2: B });
@@ -220,7 +227,7 @@ Deno.test("loadKeySet() reads each kind of source", async (t) => {
   });
   await t.step("a missing file is a ConfigError naming the flag, not the path", async () => {
     await assert.rejects(
-      loadKeySet(fileSource("/nonexistent/k", "--vault-key-file", "PII_VAULT_KEY"), "v1"),
+      loadKeySet(fileSource("/nonexistent/k", "--vault-key-file", "PII_VAULT_KEY"), format("v1")),
       (error: unknown) =>
         error instanceof ConfigError &&
         error.message ===
@@ -238,7 +245,7 @@ Deno.test("loadKeySet() warns when others or a foreign group may read the key fi
     await Deno.chmod(path, mode);
     if (gid !== undefined) await Deno.chown(path, null, gid);
     const warnings: string[] = [];
-    await loadKeySet(source, "k1", (w) => warnings.push(w));
+    await loadKeySet(source, format("k1"), (w) => warnings.push(w));
     return warnings;
   };
   try {
@@ -278,7 +285,7 @@ Deno.test("loadKeySet() never names a key file whose name looks like a key", asy
   };
   try {
     await t.step("missing", async () => {
-      const error = await loadKeySet(source, "k1").then(() => null, (e: unknown) => e);
+      const error = await loadKeySet(source, format("k1")).then(() => null, (e: unknown) => e);
       assert.ok(error instanceof ConfigError, String(error));
       assert.equal(
         error.message,
@@ -289,14 +296,14 @@ Deno.test("loadKeySet() never names a key file whose name looks like a key", asy
       await Deno.writeTextFile(source.path, "r4Nd0m-looking/s3cret+w1th_many=chars9");
       await Deno.chmod(source.path, 0o644);
       const warnings: string[] = [];
-      await loadKeySet(source, "k1", (w) => warnings.push(w));
+      await loadKeySet(source, format("k1"), (w) => warnings.push(w));
       assert.deepEqual(warnings, [
         "PII_HMAC_KEY_FILE is readable by others (mode 644); chmod it 0400",
       ]);
     });
     await t.step("too short", async () => {
       await Deno.writeTextFile(source.path, "short");
-      const error = await loadKeySet(source, "k1").then(() => null, (e: unknown) => e);
+      const error = await loadKeySet(source, format("k1")).then(() => null, (e: unknown) => e);
       assert.ok(error instanceof ConfigError && !error.message.includes(name), String(error));
     });
   } finally {
@@ -309,7 +316,7 @@ Deno.test("loadKeySet() warns on a low-entropy secret, not on generated ones", a
     const warnings: string[] = [];
     await loadKeySet(
       { kind: "env", secret: new Secret(encoder.encode(secret), "PII_HMAC_KEY") },
-      "k1",
+      format("k1"),
       (w) => warnings.push(w),
     );
     return warnings;
@@ -323,11 +330,11 @@ Deno.test("loadKeySet() warns on a low-entropy secret, not on generated ones", a
 });
 
 Deno.test("assertSeparateKeys() refuses one secret as both the HMAC and the vault key, naming no secret", () => {
-  const hmac = parseKeySet(encoder.encode(A), "PII_HMAC_KEY", "k1");
+  const hmac = parseKeySet(encoder.encode(A), "PII_HMAC_KEY", format("k1"));
   const vault = parseVaultKeySet(
     encoder.encode(JSON.stringify({ current: "v2", keys: { v1: B, v2: A } })),
     "PII_VAULT_KEY",
-    "v1",
+    format("v1"),
   );
   assert.throws(
     () => assertSeparateKeys(hmac, vault),
@@ -337,7 +344,7 @@ Deno.test("assertSeparateKeys() refuses one secret as both the HMAC and the vaul
         .test(error.message) &&
       !error.message.includes(A),
   );
-  assertSeparateKeys(hmac, parseVaultKeySet(encoder.encode(B), "PII_VAULT_KEY", "v1"));
+  assertSeparateKeys(hmac, parseVaultKeySet(encoder.encode(B), "PII_VAULT_KEY", format("v1")));
   assertSeparateKeys(hmac, null);
 });
 
@@ -358,7 +365,7 @@ Deno.test("parseVaultKeySet() reads secrets and X25519 key pairs, with or withou
       },
     })),
     "PII_VAULT_KEY_FILE",
-    "v1",
+    format("v1"),
   );
   assert.equal(set.current, "p1");
   const p1 = set.keys.get("p1");
@@ -370,7 +377,7 @@ Deno.test("parseVaultKeySet() reads secrets and X25519 key pairs, with or withou
   assert.equal(set.keys.get("v1")?.kind, "secret");
   assert.deepEqual(readableKeyIds(set), ["v1", "p1"]);
   assert.ok(!Deno.inspect(set, { depth: 6 }).includes(D), "the private key prints redacted");
-  const single = parseVaultKeySet(encoder.encode(A), "PII_VAULT_KEY", "v1");
+  const single = parseVaultKeySet(encoder.encode(A), "PII_VAULT_KEY", format("v1"));
   assert.deepEqual([...single.keys.keys()], ["v1"]);
   assert.equal(single.keys.get("v1")?.kind, "secret");
 });
@@ -417,8 +424,8 @@ Deno.test("parseVaultKeySet() refuses malformed key pairs without echoing a key;
       assert.throws(
         () =>
           c.hmac === true
-            ? parseKeySet(c.input, "PII_HMAC_KEY", "k1")
-            : parseVaultKeySet(c.input, "PII_VAULT_KEY", "v1"),
+            ? parseKeySet(c.input, "PII_HMAC_KEY", format("k1"))
+            : parseVaultKeySet(c.input, "PII_VAULT_KEY", format("v1")),
         (error: unknown) => {
           assert.ok(error instanceof ConfigError);
           assert.match(error.message, c.expected);
@@ -437,7 +444,7 @@ Deno.test("writerKeys() keeps the current key only, a pair without its private h
       keys: { v1: A, p1: { kty: "OKP", crv: "X25519", x: X, d: D } },
     })),
     "f",
-    "v1",
+    format("v1"),
   );
   const writer = writerKeys(set);
   assert.deepEqual([...writer.keys.keys()], ["p1"]);
@@ -453,7 +460,7 @@ Deno.test("vaultKeySetJson() writes a set parseVaultKeySet() reads back as it wa
     current: "p1",
     keys: { v1: A, p1: { kty: "OKP", crv: "X25519", x: X, d: D } },
   });
-  const set = parseVaultKeySet(encoder.encode(text), "f", "v1");
+  const set = parseVaultKeySet(encoder.encode(text), "f", format("v1"));
   const written = vaultKeySetJson(set);
   assert.deepEqual(JSON.parse(written), JSON.parse(text));
   const publicOnly = JSON.parse(vaultKeySetJson(writerKeys(set)));
@@ -493,7 +500,7 @@ Deno.test("loadVaultKeySet() warns about a readable private key file, not about 
       const warnings: string[] = [];
       await loadVaultKeySet(
         { ...fileSource(path, "--vault-key-file", "PII_VAULT_KEY") },
-        "v1",
+        format("v1"),
         (w) => warnings.push(w),
       );
       return warnings;

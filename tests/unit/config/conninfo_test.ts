@@ -1,4 +1,4 @@
-// Unit tests of src/db/conninfo.ts: libpq's connection-string grammar (URL and
+// Unit tests of src/config/conninfo.ts: libpq's connection-string grammar (URL and
 // keyword=value), what it refuses, and the service-file format.
 import assert from "node:assert/strict";
 import {
@@ -6,7 +6,7 @@ import {
   LIBPQ_KEYWORDS,
   parseConninfo,
   parseServiceFile,
-} from "../../../src/db/conninfo.ts";
+} from "../../../src/config/conninfo.ts";
 import { ConfigError } from "../../../src/errors.ts";
 
 const parse = (text: string) => Object.fromEntries(parseConninfo(text, "DATABASE_URL"));

@@ -1,22 +1,18 @@
 /**
- * libpq's parameter values checked as libpq checks them: integers, ports,
- * one of a list, require_auth's method list; and the OS user, libpq's default
- * user name. Private to the target resolution (`target.ts`).
+ * libpq's checks of single connection-parameter values: empty means unset,
+ * one of a fixed list, a whole number, a port, a `require_auth` list. Each
+ * message names the parameter and where it was set, never echoing more of
+ * the value than a short prefix (a value may be a misplaced password).
  *
  * @module
  */
 
 import { ConfigError } from "../errors.ts";
 
-/** Environment variables as a plain record. */
-export type EnvRecord = Readonly<Record<string, string | undefined>>;
-
-/** The value, or `null` when it is missing or empty (libpq treats both alike). */
 export function nonEmpty(value: string | null | undefined): string | null {
   return value === undefined || value === null || value === "" ? null : value;
 }
 
-/** The value when it is one of `allowed`, else a ConfigError naming the keyword. */
 export function oneOf<T extends string>(
   value: string,
   allowed: readonly T[],
@@ -37,19 +33,12 @@ export function integer(value: string, keyword: string, origin: string): number 
   return Number(value.trim());
 }
 
-/** A port number from 1 to 65535. */
 export function parsePort(value: string, origin: string): number {
   const port = /^\s*\d{1,5}\s*$/.test(value) ? Number(value.trim()) : Number.NaN;
   if (!(port >= 1 && port <= 65535)) {
     throw new ConfigError(`Invalid port in ${origin}: must be a number from 1 to 65535`);
   }
   return port;
-}
-
-/** The OS user, libpq's default user name. */
-export function osUser(env: EnvRecord): string {
-  return nonEmpty(env["USER"]) ?? nonEmpty(env["LOGNAME"]) ?? nonEmpty(env["USERNAME"]) ??
-    "postgres";
 }
 
 const REQUIRE_AUTH_METHODS = ["password", "md5", "gss", "sspi", "scram-sha-256", "oauth", "none"];

@@ -1,37 +1,35 @@
 /**
- * Where Postgres is, with libpq's rules, as a pure resolution: a connection
- * string (`--database-url`, `DATABASE_URL`: a URL or keyword=value pairs, any
- * parameter libpq knows) wins; a service (`service=`, `PGSERVICE`) fills in
- * what it leaves out, then the `PG*` variables, then libpq's defaults. Only
- * when neither a string nor any connection variable is set does the
- * exercise's default URL apply. Files (a service file, the password file,
- * certificates) are read later, by `connection.ts`.
- *
- * Why not hand the string to postgres.js: it reads a URL only, treats some
- * parameters its own way and others not at all, and reads `PG*` from the
- * process environment behind our back. So the rules live here (the grammar
- * in `conninfo.ts`), postgres.js gets explicit options, and what neither it
- * nor the protocol can honour is named in one warning line at start instead
- * of being dropped in silence.
+ * Where Postgres is, as settings say it: libpq's rules for a connection
+ * string (`--database-url`, `DATABASE_URL`), a service name and the `PG*`
+ * variables, resolved into a `PgTarget` without reading a file or opening a
+ * socket. Pure, so resolution (`resolve.ts`) needs nothing of `db/`;
+ * `db/connection.ts` reads what the target points at (the service file,
+ * `.pgpass`, certificates) and resolves again with the service's parameters
+ * (`resolveWithService`).
  *
  * @module
  */
 
 import { isIP } from "node:net";
 import { ConfigError } from "../errors.ts";
+import type { EnvRecord } from "./configs.ts";
 import { type Conninfo, LIBPQ_KEYWORDS, LIBPQ_OTHER_ENV, parseConninfo } from "./conninfo.ts";
-import {
-  type EnvRecord,
-  integer,
-  nonEmpty,
-  oneOf,
-  osUser,
-  parsePort,
-  parseRequireAuth,
-} from "./_param_values.ts";
-import { endpointName, isSocketDir, SSL_MODES, type SslMode, type TlsVersion } from "./socket.ts";
+import { integer, nonEmpty, oneOf, parsePort, parseRequireAuth } from "./libpq_values.ts";
 
-export { SSL_MODES, type SslMode };
+/** libpq's sslmode values, weakest first. */
+export const SSL_MODES = [
+  "disable",
+  "allow",
+  "prefer",
+  "require",
+  "verify-ca",
+  "verify-full",
+] as const;
+/** One libpq sslmode. */
+export type SslMode = typeof SSL_MODES[number];
+
+/** TLS protocol versions libpq names in ssl_min/max_protocol_version. */
+export type TlsVersion = "TLSv1" | "TLSv1.1" | "TLSv1.2" | "TLSv1.3";
 
 /** The exercise's database, used only when nothing else says where Postgres is. */
 export const DEFAULT_DATABASE_URL = "postgres://postgres:postgres@localhost:5432/postgres";
@@ -138,6 +136,12 @@ export interface PgService {
 
 /** What a target was resolved from, kept off the object so that nothing prints it. */
 const inputs = new WeakMap<PgTarget, { explicit: Conninfo; env: EnvRecord }>();
+
+/** The OS user, libpq's default user name. */
+function osUser(env: EnvRecord): string {
+  return nonEmpty(env["USER"]) ?? nonEmpty(env["LOGNAME"]) ?? nonEmpty(env["USERNAME"]) ??
+    "postgres";
+}
 
 const TLS_VERSIONS: readonly TlsVersion[] = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
 
@@ -454,29 +458,15 @@ function pickEnv(env: EnvRecord): EnvRecord {
   return Object.freeze(picked);
 }
 
-/** The target for a log line: `postgres://user@host:5432/db (sslmode=prefer, from PG* variables)`. */
-export function describePgTarget(target: PgTarget): string {
-  const hosts = target.hosts.map((h) =>
-    h.host === null ? `local socket or localhost:${h.port}` : isSocketDir(h.host)
-      // libpq's URL spelling of a socket directory, so the line can be pasted back.
-      ? `${encodeURIComponent(h.host)}:${h.port}`
-      : endpointName({ host: h.host, hostaddr: null, port: h.port })
-  );
-  const via = target.service === null ? "" : `, service ${target.service.name}`;
-  return `postgres://${encodeURIComponent(target.user)}@${hosts.join(",")}/${
-    encodeURIComponent(target.database)
-  } (sslmode=${target.sslmode}${via}, from ${target.source})`;
-}
-
 /**
- * The target again, with the parameters of its service (read from the
- * service file by `loadPgConnection`) in libpq's place: after the string,
- * before the variables.
+ * The target resolved again with a service file's parameters (read by
+ * `loadPgConnection`), in libpq's order: the string, the service, the
+ * variables.
  */
-export function withService(target: PgTarget, fromService: Conninfo): PgTarget {
+export function resolveWithService(target: PgTarget, fromService: Conninfo): PgTarget {
   const from = inputs.get(target);
   if (from === undefined || target.service === null) {
-    throw new Error("PgTarget without a service, or not made by resolvePgTarget");
+    throw new Error("PgTarget not made by resolvePgTarget, or without a service");
   }
   return resolveFrom(
     from.explicit,

@@ -1,16 +1,16 @@
-// Unit tests of src/db/target.ts: where Postgres is, by libpq's rules
+// Unit tests of src/db/connection.ts: where Postgres is, by libpq's rules
 // (string over service over PG* variables over defaults), what each parameter
 // resolves to, which are named as ignored, the providers' strings as their
 // consoles print them, and what never leaks (the password).
 import assert from "node:assert/strict";
+import { describePgTarget } from "../../../src/db/connection.ts";
 import {
   DEFAULT_DATABASE_URL,
-  describePgTarget,
   PG_ENV_NAMES,
   type PgTarget,
   resolvePgTarget,
-} from "../../../src/db/target.ts";
-import { LIBPQ_KEYWORDS } from "../../../src/db/conninfo.ts";
+} from "../../../src/config/pg_target.ts";
+import { LIBPQ_KEYWORDS } from "../../../src/config/conninfo.ts";
 import { ConfigError } from "../../../src/errors.ts";
 
 const url = (value: string) => ({ value, origin: "DATABASE_URL" });
