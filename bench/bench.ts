@@ -24,11 +24,11 @@ import { prune } from "../src/db/ledger.ts";
 import { loadPgConnection } from "../src/db/connection.ts";
 import { resolvePgTarget } from "../src/config/pg_target.ts";
 import { Masker } from "../src/mask.ts";
-import { prepareItems } from "../src/transform.ts";
+import { prepare } from "../src/transform.ts";
 import { generateBodies } from "../src/seed/generate.ts";
 import type { ReceivedMessage } from "../src/types.ts";
 import { postgresStore } from "../src/db/write.ts";
-import { workerThreadsFor } from "../src/sink/sink.ts";
+import { workerThreadsFor } from "../src/sink/threads.ts";
 import { call, load, protocolLoop } from "./sqs_json.ts";
 import {
   BENCH_SECRET,
@@ -157,10 +157,10 @@ async function ingestCeiling(bodies: readonly string[], schema: string): Promise
       dated: true,
       receiveCount: 1,
     }));
-    const chunks: Awaited<ReturnType<typeof prepareItems>>[] = [];
+    const chunks: Awaited<ReturnType<typeof prepare>>[] = [];
     for (let i = 0; i < messages.length; i += config.maxRows) {
       chunks.push(
-        await prepareItems(messages.slice(i, i + config.maxRows), masker, {
+        await prepare(messages.slice(i, i + config.maxRows), masker, {
           maxBodyBytes: config.maxBodyBytes,
           maxReceives: null,
         }),
@@ -170,7 +170,10 @@ async function ingestCeiling(bodies: readonly string[], schema: string): Promise
     let next = 0;
     const started = performance.now();
     await Promise.all(Array.from({ length: config.writers }, async () => {
-      while (next < chunks.length) await store.write(chunks[next++]!);
+      while (next < chunks.length) {
+        const chunk = chunks[next++]!;
+        await store.write(chunk.items, chunk.vault);
+      }
     }));
     return (bodies.length * 1000) / (performance.now() - started);
   } finally {

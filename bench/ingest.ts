@@ -18,7 +18,7 @@ import { loadPgConnection } from "../src/db/connection.ts";
 import { resolvePgTarget } from "../src/config/pg_target.ts";
 import { postgresStore } from "../src/db/write.ts";
 import { Masker } from "../src/mask.ts";
-import { prepareItems } from "../src/transform.ts";
+import { prepare } from "../src/transform.ts";
 import { generateBodies } from "../src/seed/generate.ts";
 import type { ReceivedMessage } from "../src/types.ts";
 
@@ -57,10 +57,10 @@ try {
     dated: true,
     receiveCount: 1,
   }));
-  const chunks: Awaited<ReturnType<typeof prepareItems>>[] = [];
+  const chunks: Awaited<ReturnType<typeof prepare>>[] = [];
   for (let i = 0; i < messages.length; i += config.maxRows) {
     chunks.push(
-      await prepareItems(messages.slice(i, i + config.maxRows), masker, {
+      await prepare(messages.slice(i, i + config.maxRows), masker, {
         maxBodyBytes: config.maxBodyBytes,
         maxReceives: null,
       }),
@@ -71,7 +71,10 @@ try {
   const cpuBefore = cpuMs();
   const started = performance.now();
   await Promise.all(Array.from({ length: config.writers }, async () => {
-    while (next < chunks.length) await store.write(chunks[next++]!);
+    while (next < chunks.length) {
+      const chunk = chunks[next++]!;
+      await store.write(chunk.items, chunk.vault);
+    }
   }));
   const ms = performance.now() - started;
   const cpu = cpuMs() - cpuBefore;

@@ -22,11 +22,11 @@ import { Secret } from "../src/pii/secret.ts";
 import type { VaultKeySet } from "../src/pii/keyring.ts";
 import { writeVaultKeyPair } from "../src/pii/keygen.ts";
 import { generateVaultPair, padValue } from "../src/pii/seal.ts";
-import { VaultCipher, type VaultInput } from "../src/pii/vault.ts";
+import { VaultCipher } from "../src/pii/vault.ts";
 import { Masker } from "../src/mask.ts";
-import { prepareItems } from "../src/transform.ts";
+import { prepare } from "../src/transform.ts";
 import { generateBodies } from "../src/seed/generate.ts";
-import type { Masked, ReceivedMessage } from "../src/types.ts";
+import type { Masked, ReceivedMessage, VaultInput } from "../src/types.ts";
 import { call, load } from "./sqs_json.ts";
 import {
   BENCH_SECRET,
@@ -166,7 +166,7 @@ const messages: ReceivedMessage[] = bodies.map((body, i) => ({
   dated: true,
   receiveCount: 1,
 }));
-const prepare = { maxBodyBytes: 65536, maxReceives: null };
+const options = { maxBodyBytes: 65536, maxReceives: null };
 const never = () => false;
 const perBatch: Record<"none" | "symmetric" | "sealed", number[]> = {
   none: [],
@@ -174,17 +174,17 @@ const perBatch: Record<"none" | "symmetric" | "sealed", number[]> = {
   sealed: [],
 };
 const variants = {
-  none: prepare,
-  symmetric: { ...prepare, vault: { cipher: symmetric, known: never } },
-  sealed: { ...prepare, vault: { cipher: sealed, known: never } },
+  none: options,
+  symmetric: { ...options, vault: { cipher: symmetric, known: never } },
+  sealed: { ...options, vault: { cipher: sealed, known: never } },
 };
-for (const v of Object.values(variants)) await prepareItems(messages, masker, v);
+for (const v of Object.values(variants)) await prepare(messages, masker, v);
 for (let r = 0; r < ROUNDS; r++) {
   for (const [name, options] of Object.entries(variants)) {
     // A fresh masker each time: its cache of recent masks would hide the signing cost.
     const fresh = await Masker.create(new Secret(encoder.encode(BENCH_SECRET), "bench"), "k1");
     const t0 = performance.now();
-    await prepareItems(messages, fresh, options);
+    await prepare(messages, fresh, options);
     perBatch[name as keyof typeof perBatch].push(performance.now() - t0);
   }
 }

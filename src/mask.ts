@@ -8,14 +8,14 @@
  */
 
 import { Secret } from "./pii/secret.ts";
-import type { Masked } from "./types.ts";
+import type { Masked, PiiField } from "./types.ts";
 
 /**
  * What a mask is of; each field has its own subkey, so equal text in two
  * fields masks differently: the two PII fields, a whole body (a reject's
  * keyed hash), and any other value of a reject body (`redact.ts`).
  */
-export type MaskField = "ip" | "device_id" | "body" | "value";
+export type MaskField = PiiField | "body" | "value";
 
 const FIELDS: readonly MaskField[] = ["ip", "device_id", "body", "value"];
 const encoder = new TextEncoder();

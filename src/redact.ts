@@ -30,6 +30,7 @@ import { encodeAppVersion } from "./app_version.ts";
 import { canonicalIp } from "./ip.ts";
 import type { MaskField } from "./mask.ts";
 import { isUuid, looksPersonal } from "./personal_shapes.ts";
+import type { PiiField } from "./types.ts";
 import type { ParsedBody } from "./validate.ts";
 
 /** Longest masked body kept for a reject, in UTF-16 units. */
@@ -53,13 +54,13 @@ export function maskKey(request: MaskRequest): string {
  * The PII field a key names, whatever its spelling: `ip`, `IP`, `device_id`,
  * `Device-Id`, `deviceId` and the like. Their values keep per-field masks.
  */
-export function piiFieldOf(key: string): "ip" | "device_id" | null {
+export function piiFieldOf(key: string): PiiField | null {
   const plain = key.toLowerCase().replace(/[^a-z0-9]/g, "");
   return plain === "ip" ? "ip" : plain === "deviceid" ? "device_id" : null;
 }
 
 /** The text a PII value is masked as: the canonical IP when it is one, so it matches rows. */
-function piiText(field: "ip" | "device_id", value: unknown): string {
+function piiText(field: PiiField, value: unknown): string {
   if (typeof value === "string") {
     if (field === "ip") {
       const ip = canonicalIp(value);

@@ -1,17 +1,29 @@
 /**
  * One batch through the stages before the write: validate each body, mask
- * its values in one concurrent pass of Web Crypto signs, and build the row or
- * reject to write.
+ * its values in one concurrent pass of Web Crypto signs, build the row or
+ * reject to write, and encrypt each new value for the vault once. What was
+ * prepared is kept, so that a row Postgres refuses becomes its reject without
+ * parsing or masking the body again.
  *
  * @module
  */
 
 import type { Masker } from "./mask.ts";
-import type { VaultCipher, VaultInput } from "./pii/vault.ts";
 import { maskKey, type MaskRequest, masksWanted, redactBody } from "./redact.ts";
+import { utf8Length } from "./text.ts";
 import { toRejectionRow, toRow, utcDate } from "./to_row.ts";
-import type { Masked, ReceivedMessage, Refusal, VaultRow, WriteItem } from "./types.ts";
-import { type ParsedBody, utf8Length, validateBody, type Verdict } from "./validate.ts";
+import type {
+  Masked,
+  PiiField,
+  ReceivedMessage,
+  Refusal,
+  VaultEncrypter,
+  VaultEntries,
+  VaultEntry,
+  VaultInput,
+  WriteItem,
+} from "./types.ts";
+import { validateBody, type Verdict } from "./validate.ts";
 
 /**
  * Bodies up to this size (UTF-16 units) are always validated, however often
@@ -49,18 +61,39 @@ export interface PrepareOptions {
   readonly maxBodyBytes: number;
   readonly maxReceives: number | null;
   /** With a vault: encrypt each distinct raw value not `known` to be vaulted already. */
-  readonly vault?: { readonly cipher: VaultCipher; readonly known: (masked: Masked) => boolean };
+  readonly vault?: {
+    readonly cipher: VaultEncrypter;
+    readonly known: (masked: Masked) => boolean;
+  };
+}
+
+/** A batch ready to write, and what turns its refused rows into rejects. */
+export interface Prepared {
+  /** One item per message, in order: a row when valid, a reject with its reason otherwise. */
+  readonly items: readonly WriteItem[];
+  /**
+   * One entry per distinct value of the valid messages not known to be
+   * vaulted; the write vaults those a row it inserts holds.
+   */
+  readonly vault: VaultEntries;
+  /**
+   * The `db_refused` rejects of messages whose rows Postgres refused
+   * (`WriteOutcome.refused`), built from what was prepared: the body as
+   * parsed and the masks already made. Only what a row did not need is
+   * computed now: the body's keyed hash and the masks of its other values.
+   */
+  refusedRejects(refusals: readonly Refusal[]): Promise<WriteItem[]>;
 }
 
 /**
  * Turns distinct deliveries into write items. Every message yields exactly one
  * item: a row when valid, a reject with its reason otherwise.
  */
-export async function prepareItems(
+export async function prepare(
   messages: readonly ReceivedMessage[],
   masker: Masker,
   options: PrepareOptions,
-): Promise<WriteItem[]> {
+): Promise<Prepared> {
   const verdicts: Verdict[] = messages.map((m) => verdictOf(m, options));
 
   // Collect every value to mask, once each: repeated ips and device ids in a
@@ -78,6 +111,7 @@ export async function prepareItems(
   const keys = [...wanted.keys()];
   const masks = await masker.maskAll([...wanted.values()]);
   const maskOf = new Map<string, Masked>(keys.map((key, i) => [key, masks[i] as Masked]));
+  const pii = (field: PiiField, text: string) => maskOf.get(maskKey({ field, text })) as Masked;
   // Keyed hashes of the rejected bodies, through the same bounded runners.
   const rejectedAt = messages.flatMap((_, i) => verdicts[i]?.ok === true ? [] : [i]);
   const rejectedHmacs = await masker.maskAll(
@@ -89,46 +123,16 @@ export async function prepareItems(
   const bodyHmacs: (Masked | null)[] = messages.map(() => null);
   rejectedAt.forEach((at, k) => (bodyHmacs[at] = rejectedHmacs[k] as Masked));
 
-  // Each distinct value is encrypted once per batch, in one call (a sealing
-  // key's one ephemeral key agreement for the batch); the first row holding
-  // it carries the entry.
-  const vault = options.vault;
-  const vaultInputs: VaultInput[] = [];
-  const vaultAt: number[][] = messages.map(() => []);
-  if (vault !== undefined) {
-    const vaulted = new Set<string>();
-    const want = (at: number, field: "ip" | "device_id", masked: Masked, raw: string) => {
-      if (vaulted.has(masked) || vault.known(masked)) return;
-      vaulted.add(masked);
-      (vaultAt[at] as number[]).push(vaultInputs.length);
-      vaultInputs.push({ field, masked, raw });
-    };
-    verdicts.forEach((verdict, i) => {
-      if (!verdict.ok) return;
-      const { ip, device_id: deviceId } = verdict.event;
-      want(i, "ip", maskOf.get(maskKey({ field: "ip", text: ip })) as Masked, ip);
-      want(
-        i,
-        "device_id",
-        maskOf.get(maskKey({ field: "device_id", text: deviceId })) as Masked,
-        deviceId,
-      );
-    });
-  }
-  const entries = vault === undefined ? [] : await vault.cipher.encryptAll(vaultInputs);
-
-  return messages.map((message, i): WriteItem => {
+  const items = messages.map((message, i): WriteItem => {
     const verdict = verdicts[i] as Verdict;
     const sentDate = message.dated ? utcDate(message.sentAtMs) : null;
     if (verdict.ok) {
       const { ip, device_id: deviceId } = verdict.event;
       const row = toRow(verdict.event, message.sentAtMs, {
-        ip: maskOf.get(maskKey({ field: "ip", text: ip })) as Masked,
-        deviceId: maskOf.get(maskKey({ field: "device_id", text: deviceId })) as Masked,
+        ip: pii("ip", ip),
+        deviceId: pii("device_id", deviceId),
       });
-      if (vault === undefined) return { kind: "row", id: message.id, sentDate, row };
-      const own = (vaultAt[i] as number[]).map((k) => entries[k] as VaultRow);
-      return { kind: "row", id: message.id, sentDate, row, vault: own };
+      return { kind: "row", id: message.id, sentDate, row };
     }
     const reject = toRejectionRow(verdict.rejection, {
       bodyBytes: utf8Length(message.body),
@@ -138,46 +142,68 @@ export async function prepareItems(
     });
     return { kind: "reject", id: message.id, sentDate, reject };
   });
+
+  return {
+    items,
+    vault: options.vault === undefined
+      ? new Map()
+      : await vaultEntries(verdicts, pii, options.vault),
+    async refusedRejects(refusals) {
+      const at = new Map(messages.map((m, i) => [m.id, i]));
+      const refused = refusals.flatMap((refusal) => {
+        const i = at.get(refusal.id);
+        const verdict = i === undefined ? undefined : verdicts[i];
+        return i === undefined || verdict === undefined
+          ? []
+          : [{ refusal, message: messages[i] as ReceivedMessage, verdict }];
+      });
+      // The masks the rows did not need (other values of the bodies), once each.
+      const more = new Map<string, MaskRequest>();
+      for (const { verdict } of refused) {
+        for (const r of masksWanted(verdict.parsed)) {
+          if (!maskOf.has(maskKey(r))) more.set(maskKey(r), r);
+        }
+      }
+      const moreMasks = await masker.maskAll([...more.values()]);
+      [...more.keys()].forEach((key, k) => maskOf.set(key, moreMasks[k] as Masked));
+      const hmacs = await masker.maskAll(
+        refused.map(({ message }) => ({ field: "body" as const, text: message.body })),
+      );
+      return refused.map(({ refusal, message, verdict }, k): WriteItem => ({
+        kind: "reject",
+        id: message.id,
+        sentDate: message.dated ? utcDate(message.sentAtMs) : null,
+        reject: toRejectionRow({ reason: "db_refused", detail: refusal.detail }, {
+          bodyBytes: utf8Length(message.body),
+          bodyHmac: hmacs[k] as Masked,
+          sentAtMs: message.sentAtMs,
+          maskedBody: redactBody(verdict.parsed, (r) => maskOf.get(maskKey(r)) ?? "[masked]"),
+        }),
+      }));
+    },
+  };
 }
 
 /**
- * The rejects of messages Postgres refused (`WriteOutcome.refused`), built
- * from their bodies as any reject is: redacted by allowlist, with the raw
- * body's size and keyed hash, reason `db_refused` and the refusal's detail.
+ * The batch's vault entries: each distinct value of its valid messages not
+ * `known` to be vaulted, encrypted once, in one call (a sealing key's one
+ * ephemeral key agreement for the batch), keyed by its mask.
  */
-export async function refusalItems(
-  messages: readonly ReceivedMessage[],
-  refusals: readonly Refusal[],
-  masker: Masker,
-  /** Vault entries to write with a refused message's reject (`orphanedVaultEntries`). */
-  vaultById: ReadonlyMap<string, readonly VaultRow[]> = new Map(),
-): Promise<WriteItem[]> {
-  const byId = new Map(messages.map((m) => [m.id, m]));
-  const items: WriteItem[] = [];
-  for (const refusal of refusals) {
-    const message = byId.get(refusal.id);
-    if (message === undefined) continue;
-    let parsed: ParsedBody = { kind: "unparsed" };
-    try {
-      parsed = { kind: "json", value: JSON.parse(message.body) };
-    } catch { /* a refused row came from a valid body; keep none if it does not parse */ }
-    const wanted = masksWanted(parsed);
-    const masks = await masker.maskAll(wanted);
-    const maskOf = new Map(wanted.map((w, i) => [maskKey(w), masks[i] as Masked]));
-    const reject = toRejectionRow({ reason: "db_refused", detail: refusal.detail }, {
-      bodyBytes: utf8Length(message.body),
-      bodyHmac: await masker.mask("body", message.body),
-      sentAtMs: message.sentAtMs,
-      maskedBody: redactBody(parsed, (r) => maskOf.get(maskKey(r)) ?? "[masked]"),
-    });
-    const vault = vaultById.get(message.id);
-    items.push({
-      kind: "reject",
-      id: message.id,
-      sentDate: message.dated ? utcDate(message.sentAtMs) : null,
-      reject,
-      ...(vault === undefined ? {} : { vault }),
-    });
+async function vaultEntries(
+  verdicts: readonly Verdict[],
+  pii: (field: PiiField, text: string) => Masked,
+  vault: NonNullable<PrepareOptions["vault"]>,
+): Promise<Map<Masked, VaultEntry>> {
+  const inputs = new Map<Masked, VaultInput>();
+  const want = (field: PiiField, raw: string) => {
+    const masked = pii(field, raw);
+    if (!inputs.has(masked) && !vault.known(masked)) inputs.set(masked, { field, masked, raw });
+  };
+  for (const verdict of verdicts) {
+    if (!verdict.ok) continue;
+    want("ip", verdict.event.ip);
+    want("device_id", verdict.event.device_id);
   }
-  return items;
+  const entries = await vault.cipher.encryptAll([...inputs.values()]);
+  return new Map(entries.map((e) => [e.masked, e]));
 }

@@ -1,6 +1,8 @@
 /**
  * Shapes that cross module boundaries: what the queue hands us, what we write,
- * and what a rejected message carries. Stage-local types stay in their stage.
+ * what a rejected message carries, the vault entries of a batch, and the
+ * Queue, Store and Sink the stages meet through. Stage-local types stay in
+ * their stage.
  *
  * @module
  */
@@ -118,31 +120,50 @@ export interface Refusal {
   readonly detail: string;
 }
 
+/** The login fields that hold PII: masked in rows, kept raw only in the vault. */
+export type PiiField = "ip" | "device_id";
+
 /** A raw PII value encrypted for the recovery vault, keyed by its mask. */
-export interface VaultRow {
+export interface VaultEntry {
   readonly masked: Masked;
-  readonly field: "ip" | "device_id";
+  readonly field: PiiField;
   readonly ciphertext: Uint8Array;
   readonly iv: Uint8Array;
   readonly keyId: string;
 }
 
+/** A raw value to put in the vault, with the mask and field it belongs to. */
+export interface VaultInput {
+  readonly field: PiiField;
+  readonly masked: Masked;
+  readonly raw: string;
+}
+
 /**
- * One message ready to write: a row (with its vault entries, if any) or a
- * reject, keyed in the ledger by its MessageId and the UTC day it was sent
- * (`YYYY-MM-DD`; null when the queue did not say), which every delivery of
- * the message shares.
+ * What encrypts raw values into vault entries under its current key, all of
+ * a batch in one call; `VaultCipher` in `pii/vault.ts`.
+ */
+export interface VaultEncrypter {
+  encryptAll(inputs: readonly VaultInput[]): Promise<VaultEntry[]>;
+}
+
+/**
+ * The vault entries of one batch, one per mask: every distinct value its
+ * valid messages hold that is not known to be vaulted already. The write
+ * vaults only those a row it inserts holds.
+ */
+export type VaultEntries = ReadonlyMap<Masked, VaultEntry>;
+
+/**
+ * One message ready to write: a row or a reject, keyed in the ledger by its
+ * MessageId and the UTC day it was sent (`YYYY-MM-DD`; null when the queue
+ * did not say), which every delivery of the message shares.
  */
 export type WriteItem =
   & { readonly id: string; readonly sentDate: string | null }
   & (
-    | { readonly kind: "row"; readonly row: LoginRow; readonly vault?: readonly VaultRow[] }
-    | {
-      readonly kind: "reject";
-      readonly reject: RejectionRow;
-      /** Only for a refused row whose values a committed row of its batch shares. */
-      readonly vault?: readonly VaultRow[];
-    }
+    | { readonly kind: "row"; readonly row: LoginRow }
+    | { readonly kind: "reject"; readonly reject: RejectionRow }
   );
 
 /** What a store reports after a batch: which ids it newly recorded, and which it had already. */
@@ -196,8 +217,19 @@ export interface Queue {
   ): Promise<AckResult>;
 }
 
-/** What the pipeline needs of a store; implemented over Postgres in `write.ts`. */
+/** What the sink needs of a store; implemented over Postgres in `db/write.ts`. */
 export interface Store {
-  /** Writes a batch atomically with its ledger entries and reports the outcome. */
-  write(items: readonly WriteItem[]): Promise<WriteOutcome>;
+  /**
+   * Writes a batch atomically with its ledger entries and reports the
+   * outcome; of `vault`, only the entries whose mask a row it inserts holds.
+   */
+  write(items: readonly WriteItem[], vault?: VaultEntries): Promise<WriteOutcome>;
+}
+
+/** What the pipeline hands distinct deliveries to; implemented in `sink/`. */
+export interface Sink {
+  /** Prepares and writes one batch atomically; throws `EtlError` on failure. */
+  write(messages: readonly ReceivedMessage[]): Promise<WriteOutcome>;
+  /** Releases what the sink holds (a worker, connections). */
+  close(): Promise<void>;
 }

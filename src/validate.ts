@@ -9,7 +9,8 @@ import * as v from "valibot";
 import { encodeAppVersion } from "./app_version.ts";
 import { canonicalIp } from "./ip.ts";
 import { personalShapeOf } from "./personal_shapes.ts";
-import type { Rejection, RejectReason } from "./types.ts";
+import { codePointLength, utf8Length } from "./text.ts";
+import type { PiiField, Rejection, RejectReason } from "./types.ts";
 
 /** Column limits of `user_logins`, in characters as Postgres counts them (code points). */
 export const LIMITS = {
@@ -24,39 +25,6 @@ export const LIMITS = {
 const SEPARATOR = "\u0001";
 function message(reason: RejectReason, detail: string): string {
   return `${reason}${SEPARATOR}${detail}`;
-}
-
-/** Number of Unicode code points, as Postgres counts `varchar(n)`. */
-export function codePointLength(text: string): number {
-  let n = 0;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    // A high surrogate followed by a low one is one code point.
-    if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
-      const next = text.charCodeAt(i + 1);
-      if (next >= 0xdc00 && next <= 0xdfff) i++;
-    }
-    n++;
-  }
-  return n;
-}
-
-/** Bytes of `text` in UTF-8, without allocating the encoding. */
-export function utf8Length(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit < 0x80) bytes += 1;
-    else if (unit < 0x800) bytes += 2;
-    else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
-      const next = text.charCodeAt(i + 1);
-      if (next >= 0xdc00 && next <= 0xdfff) {
-        bytes += 4;
-        i++;
-      } else bytes += 3;
-    } else bytes += 3;
-  }
-  return bytes;
 }
 
 /** C0 and C1 control characters (tab and newline included) and DEL. */
@@ -182,7 +150,7 @@ export const LoginEventSchema = v.object(
  * HMAC and the vault's public key): merge and recover refuse what no valid
  * event could have carried, such as a device id with a newline or ESC.
  */
-export function fieldValueProblem(field: "ip" | "device_id", value: string): string | null {
+export function fieldValueProblem(field: PiiField, value: string): string | null {
   const result = v.safeParse(LoginEventSchema.entries[field], value);
   return result.success ? null : rejectionOf(result.issues[0]).detail;
 }
@@ -197,7 +165,12 @@ export type ParsedBody =
 
 /** The outcome of validating one body. */
 export type Verdict =
-  | { readonly ok: true; readonly event: LoginEvent }
+  | {
+    readonly ok: true;
+    readonly event: LoginEvent;
+    /** The body as parsed, kept for a reject should Postgres refuse the row. */
+    readonly parsed: ParsedBody;
+  }
   | { readonly ok: false; readonly rejection: Rejection; readonly parsed: ParsedBody };
 
 function rejectionOf(issue: v.BaseIssue<unknown>): Rejection {
@@ -248,7 +221,7 @@ export function validateBody(body: string, maxBodyBytes: number): Verdict {
     };
   }
   const result = v.safeParse(LoginEventSchema, value, { abortEarly: true });
-  if (result.success) return { ok: true, event: result.output };
+  if (result.success) return { ok: true, event: result.output, parsed: { kind: "json", value } };
   const first = result.issues[0];
   return { ok: false, rejection: rejectionOf(first), parsed: { kind: "json", value } };
 }

@@ -15,7 +15,7 @@ import { TooManyRejectsError } from "../errors.ts";
 import type { Summary } from "../ops/telemetry.ts";
 import { runPipeline } from "../pipeline/pipeline.ts";
 import { atStart } from "../pipeline/retry.ts";
-import { workerThreadsFor } from "../sink/sink.ts";
+import { workerThreadsFor } from "../sink/threads.ts";
 import { readQueueAttributes } from "../sqs/admin.ts";
 import { openQueue } from "../sqs/client.ts";
 import { sqsQueue } from "../sqs/queue.ts";

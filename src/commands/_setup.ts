@@ -19,9 +19,9 @@ import { openMetrics } from "../ops/serve.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import { loadRunKeys as loadKeysOfRun, type RunKeys } from "../pii/keys.ts";
 import { type SinkKeys, startSink, type StartSinkOptions } from "../sink/open.ts";
-import type { Sink } from "../sink/sink.ts";
 import type { SqsClientOptions, SqsConnection } from "../sqs/client.ts";
 import { queueDepth } from "../sqs/admin.ts";
+import type { Sink } from "../types.ts";
 import { KEY_RULES } from "./_pii.ts";
 
 /**

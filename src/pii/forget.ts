@@ -14,7 +14,7 @@ import { DatabaseError, UsageError } from "../errors.ts";
 import { canonicalIp } from "../ip.ts";
 import type { Masker } from "../mask.ts";
 import { isPermissionDenied, type PiiRequest, refuse } from "./recover.ts";
-import type { VaultField } from "./vault.ts";
+import type { PiiField } from "../types.ts";
 
 /** The outcome of erasing one mask. */
 export interface Erasure {
@@ -32,7 +32,7 @@ export interface ForgetResult {
 
 /** A value a data subject's request names, in one of the two vaulted fields. */
 export interface NamedValue {
-  readonly field: VaultField;
+  readonly field: PiiField;
   readonly value: string;
 }
 

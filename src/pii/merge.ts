@@ -21,9 +21,10 @@ import { type Deployment, describeDbError, pgArray, type Sql } from "../db/pool.
 import { DatabaseError } from "../errors.ts";
 import type { Masker } from "../mask.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
+import type { PiiField } from "../types.ts";
 import { fieldValueProblem } from "../validate.ts";
 import { appendAudit } from "./audit.ts";
-import { fromStored, type VaultCipher, type VaultField } from "./vault.ts";
+import { fromStored, type VaultCipher } from "./vault.ts";
 
 /**
  * How long a whole-inbox merge keeps an entry under a key it does not hold
@@ -110,7 +111,7 @@ export interface MergeOptions {
 interface InboxEntry {
   readonly id: string;
   readonly "masked_value": string;
-  readonly field: VaultField;
+  readonly field: PiiField;
   readonly ciphertext: Uint8Array;
   readonly iv: Uint8Array;
   readonly "key_id": string;

@@ -18,16 +18,11 @@ import { requireHmacKeys } from "../db/keys.ts";
 import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
 import { ConfigError, DatabaseError, type EtlError, UsageError } from "../errors.ts";
 import type { Masker } from "../mask.ts";
+import type { PiiField } from "../types.ts";
 import { fieldValueProblem } from "../validate.ts";
 import { noteRefusal } from "./audit.ts";
 import { mergeInbox } from "./merge.ts";
-import {
-  fromStored,
-  READING_KEYS,
-  type VaultCipher,
-  type VaultField,
-  VaultIntegrityError,
-} from "./vault.ts";
+import { fromStored, READING_KEYS, type VaultCipher, VaultIntegrityError } from "./vault.ts";
 
 /** Inbox entries claimed per call of a recover's merge. */
 const MERGE_BATCH = 1000;
@@ -43,7 +38,7 @@ export type Recovery =
   | {
     readonly masked: string;
     readonly outcome: "success";
-    readonly field: VaultField;
+    readonly field: PiiField;
     readonly raw: string;
   }
   | {
@@ -92,7 +87,7 @@ interface Requested {
 /** A row of `login_etl_release`. */
 interface Released {
   readonly "masked_value": string;
-  readonly field: VaultField | null;
+  readonly field: PiiField | null;
   readonly ciphertext: Uint8Array | null;
   readonly iv: Uint8Array | null;
   readonly "key_id": string | null;
@@ -114,13 +109,13 @@ async function disprove(
   if (masker === undefined) {
     return `cannot check the value: HMAC key id "${keyId}" is not in the key set`;
   }
-  if (await masker.mask(row.field as VaultField, raw) !== masked) {
+  if (await masker.mask(row.field as PiiField, raw) !== masked) {
     return "vault entry does not mask back to its mask: injected or swapped, refused";
   }
   // A consumer can vault any string under a mask that checks out (it holds
   // the HMAC key and the vault's public key): only what a valid login event
   // could carry is shown.
-  const problem = fieldValueProblem(row.field as VaultField, raw);
+  const problem = fieldValueProblem(row.field as PiiField, raw);
   if (problem !== null) {
     return `vault entry holds a value no valid login event carries (${problem}): injected, refused`;
   }
@@ -306,7 +301,7 @@ export async function recover(
     try {
       raw = await cipher.decrypt(fromStored({
         masked_value: row.masked_value,
-        field: row.field as VaultField,
+        field: row.field as PiiField,
         ciphertext: row.ciphertext as Uint8Array,
         iv: row.iv as Uint8Array,
         key_id: row.key_id as string,
@@ -328,7 +323,7 @@ export async function recover(
       });
       continue;
     }
-    results.push({ masked, outcome: "success", field: row.field as VaultField, raw });
+    results.push({ masked, outcome: "success", field: row.field as PiiField, raw });
   }
   return await withoutErased(db, results, keys.maskers, request);
 }

@@ -13,11 +13,11 @@ import { byteaHex, type Deployment, describeDbError, pgArray, type Sql } from ".
 import { DatabaseError } from "../errors.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import type { Masker } from "../mask.ts";
-import type { Masked, VaultRow } from "../types.ts";
+import type { Masked, PiiField, VaultEntry } from "../types.ts";
 import { appendAudit } from "./audit.ts";
-import { fromStored, type StoredVaultRow, type VaultCipher, type VaultField } from "./vault.ts";
+import { fromStored, type StoredVaultRow, type VaultCipher } from "./vault.ts";
 
-const COLUMN: Readonly<Record<VaultField, "masked_ip" | "masked_device_id">> = {
+const COLUMN: Readonly<Record<PiiField, "masked_ip" | "masked_device_id">> = {
   ip: "masked_ip",
   "device_id": "masked_device_id",
 };
@@ -25,20 +25,20 @@ const COLUMN: Readonly<Record<VaultField, "masked_ip" | "masked_device_id">> = {
 /** Counts of a rekey run. */
 export interface RekeyReport {
   /** Distinct masks moved to the new key with their value, by field. */
-  readonly moved: Record<VaultField, number>;
+  readonly moved: Record<PiiField, number>;
   /**
    * Distinct masks moved as tombstones: the old or the new mask was erased
    * (a forget that ran before or during this batch), so both are now.
    */
-  readonly erased: Record<VaultField, number>;
+  readonly erased: Record<PiiField, number>;
   /** New masks whose existing entry did not prove out (or was under a vault key not held): replaced. */
-  readonly replaced: Record<VaultField, number>;
+  readonly replaced: Record<PiiField, number>;
   /** Distinct masks with no vault entry and no recorded move (erased before, or written without the vault): left. */
-  readonly unlinkable: Record<VaultField, number>;
+  readonly unlinkable: Record<PiiField, number>;
   /** Distinct masks whose vault entry does not decrypt or mask back to them: left, and logged. */
-  readonly mismatched: Record<VaultField, number>;
+  readonly mismatched: Record<PiiField, number>;
   /** Distinct masks under an HMAC key id the set does not hold, so not checkable: left, and logged. */
-  readonly refused: Record<VaultField, number>;
+  readonly refused: Record<PiiField, number>;
   batches: number;
 }
 
@@ -74,7 +74,7 @@ function wrap(what: string, error: unknown): DatabaseError {
 /** A vault row as a rekey locks it: an entry, or a tombstone (`erased`). */
 interface Locked {
   readonly "masked_value": string;
-  readonly field: VaultField | null;
+  readonly field: PiiField | null;
   readonly ciphertext: Uint8Array | null;
   readonly iv: Uint8Array | null;
   readonly "key_id": string | null;
@@ -86,14 +86,14 @@ interface Move {
   readonly old: string;
   readonly fresh: Masked;
   /** The new entry, when the old one was live and proved out; null when rows follow a recorded move. */
-  readonly entry: VaultRow | null;
+  readonly entry: VaultEntry | null;
 }
 
 /** Postgres breaks a deadlock with a concurrent forget by aborting one side: a batch is retried. */
 const BATCH_ATTEMPTS = 3;
 
 /** Zero per field. */
-const perField = (): Record<VaultField, number> => ({ ip: 0, "device_id": 0 });
+const perField = (): Record<PiiField, number> => ({ ip: 0, "device_id": 0 });
 
 /**
  * True when a stored entry decrypts and masks back to `masked` under
@@ -104,7 +104,7 @@ const perField = (): Record<VaultField, number> => ({ ip: 0, "device_id": 0 });
 async function provesOut(
   row: Locked,
   masked: string,
-  field: VaultField,
+  field: PiiField,
   cipher: VaultCipher,
   masker: Masker,
 ): Promise<boolean> {
@@ -252,7 +252,7 @@ export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<
         planned.map((p) => ({ field, masked: p.fresh, raw: p.raw })),
       );
       for (const [i, p] of planned.entries()) {
-        moves.push({ old: p.old, fresh: p.fresh, entry: entries[i] as VaultRow });
+        moves.push({ old: p.old, fresh: p.fresh, entry: entries[i] as VaultEntry });
       }
       if (moves.length === 0) continue;
       let done: { moved: number; erased: number; replaced: number; vanished: string[] } | undefined;
@@ -293,7 +293,7 @@ export async function rekeyRows(db: Deployment, options: RekeyOptions): Promise<
 async function moveBatch(
   tx: Sql,
   db: Deployment,
-  field: VaultField,
+  field: PiiField,
   moves: readonly Move[],
   options: RekeyOptions,
 ): Promise<{ moved: number; erased: number; replaced: number; vanished: string[] }> {
@@ -309,7 +309,7 @@ async function moveBatch(
   for (const row of await lock([...moves.map((m) => m.old), ...moves.map((m) => m.fresh)])) {
     found.set(row.masked_value, row);
   }
-  const toInsert = new Map<string, VaultRow>();
+  const toInsert = new Map<string, VaultEntry>();
   for (const m of moves) {
     if (m.entry !== null && !found.has(m.fresh) && !toInsert.has(m.fresh)) {
       toInsert.set(m.fresh, m.entry);
@@ -334,7 +334,7 @@ async function moveBatch(
   }
 
   const tombstones = new Set<string>();
-  const replace: VaultRow[] = [];
+  const replace: VaultEntry[] = [];
   const deleteOld: string[] = [];
   const rows: Move[] = [];
   const vanished: string[] = [];

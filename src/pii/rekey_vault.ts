@@ -9,10 +9,10 @@
 
 import { byteaHex, type Deployment, describeDbError, pgArray, type Sql } from "../db/pool.ts";
 import { DatabaseError } from "../errors.ts";
-import type { Masked } from "../types.ts";
+import type { Masked, VaultInput } from "../types.ts";
 import { appendAudit } from "./audit.ts";
 import type { RotationOptions } from "./rekey.ts";
-import { fromStored, type StoredVaultRow, type VaultInput } from "./vault.ts";
+import { fromStored, type StoredVaultRow } from "./vault.ts";
 
 function wrap(what: string, error: unknown): DatabaseError {
   return new DatabaseError("db_write", `Cannot ${what}: ${describeDbError(error)}`, {

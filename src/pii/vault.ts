@@ -18,24 +18,21 @@
 
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { ConfigError, EtlError } from "../errors.ts";
-import type { Masked, VaultRow } from "../types.ts";
+import type { Masked, PiiField, VaultEncrypter, VaultEntry, VaultInput } from "../types.ts";
 import type { VaultKeySet } from "./keyring.ts";
 import { OpeningKey, SealError, SealingKey } from "./seal.ts";
-
-/** Fields whose raw values the vault keeps. */
-export type VaultField = "ip" | "device_id";
 
 /** A vault row as postgres.js returns it (bytea as bytes). */
 export interface StoredVaultRow {
   readonly "masked_value": string;
-  readonly field: VaultField;
+  readonly field: PiiField;
   readonly ciphertext: Uint8Array;
   readonly iv: Uint8Array;
   readonly "key_id": string;
 }
 
 /** The entry a stored row holds. */
-export function fromStored(row: StoredVaultRow): VaultRow {
+export function fromStored(row: StoredVaultRow): VaultEntry {
   return {
     masked: row.masked_value as Masked,
     field: row.field,
@@ -58,7 +55,7 @@ const TAG_BYTES = 16;
 export const SYMMETRIC_IV_BYTES = 12;
 const encoder = new TextEncoder();
 
-function associatedData(field: VaultField, masked: string): Uint8Array {
+function associatedData(field: PiiField, masked: string): Uint8Array {
   return encoder.encode(`login-etl/v1/vault\0${field}\0${masked}`);
 }
 
@@ -85,13 +82,6 @@ async function deriveKey(secret: Uint8Array, keyId: string): Promise<Uint8Array>
  */
 export const READING_KEYS =
   "the private vault key set (vault.json from login-etl keygen) or the vault secret; a public key set (vault.public.json) seals entries but opens none";
-
-/** A raw value to put in the vault, with the mask and field it belongs to. */
-export interface VaultInput {
-  readonly field: VaultField;
-  readonly masked: Masked;
-  readonly raw: string;
-}
 
 async function fingerprintOf(label: string, bytes: Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest(
@@ -127,7 +117,7 @@ export async function vaultFingerprints(set: VaultKeySet): Promise<Map<string, s
  * key of a pair, opens with its private key, and reads and writes symmetric
  * entries under a secret.
  */
-export class VaultCipher {
+export class VaultCipher implements VaultEncrypter {
   /** Key id new entries are written under. */
   readonly currentKeyId: string;
   /** Per-id fingerprints (`vaultFingerprints`), safe to store. */
@@ -220,7 +210,7 @@ export class VaultCipher {
   async encryptAll(
     entries: readonly VaultInput[],
     keyId = this.currentKeyId,
-  ): Promise<VaultRow[]> {
+  ): Promise<VaultEntry[]> {
     const sealing = this.#sealing.get(keyId);
     if (sealing !== undefined) {
       const sealed = await sealing.seal(entries);
@@ -238,12 +228,12 @@ export class VaultCipher {
 
   /** Encrypts one raw value (`encryptAll` of one). */
   async encrypt(
-    field: VaultField,
+    field: PiiField,
     masked: Masked,
     raw: string,
     keyId = this.currentKeyId,
-  ): Promise<VaultRow> {
-    return (await this.encryptAll([{ field, masked, raw }], keyId))[0] as VaultRow;
+  ): Promise<VaultEntry> {
+    return (await this.encryptAll([{ field, masked, raw }], keyId))[0] as VaultEntry;
   }
 
   /**
@@ -253,7 +243,7 @@ export class VaultCipher {
    * @throws {VaultIntegrityError} when it was altered or moved, or the set
    *   cannot read its key (not held, or only the public half)
    */
-  async decrypt(entry: VaultRow): Promise<string> {
+  async decrypt(entry: VaultEntry): Promise<string> {
     const opening = this.#opening.get(entry.keyId);
     if (opening !== undefined) {
       try {
@@ -280,7 +270,7 @@ export class VaultCipher {
   }
 }
 
-function encryptSymmetric(key: Uint8Array, entry: VaultInput, keyId: string): VaultRow {
+function encryptSymmetric(key: Uint8Array, entry: VaultInput, keyId: string): VaultEntry {
   const iv = new Uint8Array(randomBytes(SYMMETRIC_IV_BYTES));
   const cipher = createCipheriv("aes-256-gcm", key, iv);
   cipher.setAAD(associatedData(entry.field, entry.masked));
@@ -294,7 +284,7 @@ function encryptSymmetric(key: Uint8Array, entry: VaultInput, keyId: string): Va
   return { masked: entry.masked, field: entry.field, ciphertext, iv, keyId };
 }
 
-function decryptSymmetric(key: Uint8Array, entry: VaultRow): string {
+function decryptSymmetric(key: Uint8Array, entry: VaultEntry): string {
   if (entry.ciphertext.length < TAG_BYTES || entry.iv.length !== SYMMETRIC_IV_BYTES) {
     throw new VaultIntegrityError(
       "Vault entry is malformed: ciphertext or IV has the wrong length",

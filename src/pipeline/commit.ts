@@ -11,8 +11,7 @@
 import { EtlError } from "../errors.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import { startBatchSpan } from "../ops/tracing.ts";
-import type { Sink, SinkOutcome } from "../sink/sink.ts";
-import type { Queue, ReceivedMessage, RejectReason } from "../types.ts";
+import type { Queue, ReceivedMessage, RejectReason, Sink, WriteOutcome } from "../types.ts";
 import { foldDeliveries } from "./deliveries.ts";
 import { giveBack } from "./held.ts";
 import { retrying } from "./retry.ts";
@@ -58,7 +57,7 @@ export function asEtlError(error: unknown): EtlError {
  */
 async function copyRejects(
   deliveries: readonly ReceivedMessage[],
-  outcome: SinkOutcome,
+  outcome: WriteOutcome,
   deps: CommitDeps,
 ): Promise<Set<string>> {
   const copy = deps.queue.copyRejects;
@@ -98,7 +97,7 @@ export async function commitBatch(
   try {
     const started = deps.now();
     const { unique, repeats } = foldDeliveries(deliveries);
-    const written = await retrying<SinkOutcome>(() => deps.sink.write(unique), {
+    const written = await retrying<WriteOutcome>(() => deps.sink.write(unique), {
       now: deps.now,
       deadline: deps.deadline,
       transient: (error) => error instanceof EtlError && error.transient,

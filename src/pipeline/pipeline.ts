@@ -15,8 +15,7 @@
 
 import { EtlError } from "../errors.ts";
 import type { Stage, Telemetry } from "../ops/telemetry.ts";
-import type { Sink } from "../sink/sink.ts";
-import type { Queue, ReceivedMessage } from "../types.ts";
+import type { Queue, ReceivedMessage, Sink } from "../types.ts";
 import { MessageBuffer, Wakeup } from "./buffer.ts";
 import { Admission } from "./admission.ts";
 import { asEtlError, commitBatch } from "./commit.ts";

@@ -8,9 +8,12 @@
 
 import type { PgConnection } from "../db/connection.ts";
 import type { Database } from "../db/pool.ts";
-import { dryRunStore, postgresStore } from "../db/write.ts";
+import { postgresStore } from "../db/write.ts";
 import type { Masker } from "../mask.ts";
-import { localSink, type Sink, type SinkOptions, type WorkerInit, workerSinks } from "./sink.ts";
+import type { Sink } from "../types.ts";
+import { dryRunStore } from "./dry_run.ts";
+import { localSink, type SinkOptions } from "./sink.ts";
+import { type WorkerInit, workerSinks } from "./threads.ts";
 
 /** The keys a sink masks and vaults with. */
 export interface SinkKeys {

@@ -12,8 +12,10 @@ import { EtlError } from "../errors.ts";
 import { Masker } from "../mask.ts";
 import type { VaultKey } from "../pii/keyring.ts";
 import { VaultCipher } from "../pii/vault.ts";
-import { localSink, type Sink, type WorkerReply, type WorkerRequest } from "./sink.ts";
 import { postgresStore } from "../db/write.ts";
+import type { Sink } from "../types.ts";
+import { localSink } from "./sink.ts";
+import type { WorkerReply, WorkerRequest } from "./threads.ts";
 
 // deno-lint-ignore no-explicit-any
 const scope = self as any;

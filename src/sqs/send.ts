@@ -11,7 +11,7 @@ import { callInChunks, SQS_MAX_BATCH } from "./_batch.ts";
 import type { AckResult, ReceivedMessage, RejectNote } from "../types.ts";
 import { CredentialsError, SqsError } from "../errors.ts";
 import { describeAwsError } from "./_errors.ts";
-import { utf8Length } from "../validate.ts";
+import { utf8Length } from "../text.ts";
 
 /**
  * Sends every body, `concurrency` batch calls at a time, pulling bodies from

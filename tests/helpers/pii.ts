@@ -9,8 +9,8 @@ import { Masker } from "../../src/mask.ts";
 import { type KeyFormat, parseKeySet, parseVaultKeySet } from "../../src/pii/keyring.ts";
 import { KEY_ID_PATTERN, MIN_SECRET_BYTES } from "../../src/config/options.ts";
 import { mergeInbox, type MergeReport } from "../../src/pii/merge.ts";
-import { VaultCipher, type VaultField } from "../../src/pii/vault.ts";
-import type { Masked } from "../../src/types.ts";
+import { VaultCipher } from "../../src/pii/vault.ts";
+import type { Masked, PiiField } from "../../src/types.ts";
 import { type CliResult, failureLine, runCli } from "./cli.ts";
 import { type ReferenceMasker, referenceMasker } from "./reference_mask.ts";
 import { type Consumer, startConsumer } from "./consumers.ts";
@@ -239,7 +239,7 @@ export async function lastAuditId(sql: postgres.Sql): Promise<string> {
 
 export interface VaultRowText {
   readonly "masked_value": string;
-  readonly field: VaultField;
+  readonly field: PiiField;
   readonly ciphertext: Uint8Array;
   readonly iv: Uint8Array;
   readonly "key_id": string;

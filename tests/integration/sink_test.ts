@@ -1,9 +1,10 @@
-// Tests of src/sink/sink.ts against the real Postgres in a fresh schema:
-// localSink() over postgresStore() prepares and writes a batch and names its
-// rejected ids, and marks values vaulted only once a batch commits;
-// workerSink() does the same in a worker thread and hands a failed write back
-// as an EtlError with its code, transient flag and ids; workerSinks() spreads
-// batches over threads.
+// Tests of src/sink/sink.ts and src/sink/threads.ts against the real Postgres
+// in a fresh schema: localSink() over postgresStore() prepares and writes a
+// batch and names its rejected ids, marks values vaulted only once a batch
+// commits, and vaults a refused row's values only when a committed row holds
+// them; workerSink() does the same in a worker thread and hands a failed
+// write back as an EtlError with its code, transient flag and ids;
+// workerSinks() spreads batches over threads.
 
 import assert from "node:assert/strict";
 import { Secret } from "../../src/pii/secret.ts";
@@ -12,15 +13,14 @@ import { ensureSchema } from "../../src/db/schema.ts";
 import { postgresStore } from "../../src/db/write.ts";
 import { EtlError } from "../../src/errors.ts";
 import { VaultCipher } from "../../src/pii/vault.ts";
+import { localSink } from "../../src/sink/sink.ts";
 import {
-  localSink,
-  orphanedVaultEntries,
   type WorkerInit,
   workerSink,
   workerSinks,
   workerThreadsFor,
-} from "../../src/sink/sink.ts";
-import type { Masked, ReceivedMessage, Store, VaultRow, WriteItem } from "../../src/types.ts";
+} from "../../src/sink/threads.ts";
+import type { ReceivedMessage, Store, VaultEntries, WriteItem } from "../../src/types.ts";
 import { testMasker } from "../helpers/drain.ts";
 import { freshSchema, TEST_SECRET, testConnection, type TestDb } from "../helpers/services.ts";
 
@@ -66,16 +66,43 @@ async function storeDatabase(db: TestDb): Promise<Database> {
   return database;
 }
 
-/** The real store, keeping the items of every batch it is handed. */
-function recording(store: Store): Store & { readonly batches: (readonly WriteItem[])[] } {
+/** The real store, keeping the items and vault entries of every batch it is handed. */
+function recording(store: Store): Store & {
+  readonly batches: (readonly WriteItem[])[];
+  readonly vaults: VaultEntries[];
+} {
   const batches: (readonly WriteItem[])[] = [];
+  const vaults: VaultEntries[] = [];
   return {
     batches,
-    write(items) {
+    vaults,
+    write(items, vault) {
       batches.push(items);
-      return store.write(items);
+      vaults.push(vault ?? new Map());
+      return store.write(items, vault);
     },
   };
+}
+
+/** A vault cipher under a test secret. */
+function testVault(): Promise<VaultCipher> {
+  return VaultCipher.create({
+    current: "v1",
+    keys: new Map([[
+      "v1",
+      {
+        kind: "secret",
+        secret: new Secret(new TextEncoder().encode("vault key of the tests, 32+ bytes"), "t"),
+      },
+    ]]),
+  });
+}
+
+/** The masks in the vault inbox, sorted. */
+async function inboxMasks(db: TestDb): Promise<string[]> {
+  const rows = await db.sql<{ masked_value: string }[]>`
+    SELECT masked_value FROM login_etl_vault_inbox ORDER BY masked_value`;
+  return rows.map((r) => r.masked_value);
 }
 
 async function workerInit(db: TestDb): Promise<WorkerInit> {
@@ -143,21 +170,11 @@ Deno.test("localSink() with a vault marks values vaulted only once their batch c
   await using db = await freshSchema();
   await using database = await storeDatabase(db);
   const masker = await testMasker();
-  const vault = await VaultCipher.create({
-    current: "v1",
-    keys: new Map([[
-      "v1",
-      {
-        kind: "secret",
-        secret: new Secret(new TextEncoder().encode("vault key of the tests, 32+ bytes"), "t"),
-      },
-    ]]),
-  });
+  const vault = await testVault();
   // A store whose first write gets no answer in time (a lock holds it), then the real one.
   const slow = recording(postgresStore(database, { writeTimeoutMs: 300 }));
   const sink = localSink(masker, slow, { ...PREPARE, vault });
-  const vaultEntries = (items: readonly WriteItem[] | undefined) =>
-    (items ?? []).flatMap((i) => (i.kind === "row" ? i.vault ?? [] : [])).length;
+  const vaultEntries = (vault: VaultEntries | undefined) => vault?.size ?? 0;
   const blocker = await db.sql.reserve();
   try {
     await blocker`BEGIN`;
@@ -167,12 +184,12 @@ Deno.test("localSink() with a vault marks values vaulted only once their batch c
     await blocker`ROLLBACK`;
     blocker.release();
   }
-  assert.equal(vaultEntries(slow.batches[0]), 2, "the failed batch carried both values");
+  assert.equal(vaultEntries(slow.vaults[0]), 2, "the failed batch carried both values");
 
   await sink.write(messages({ a: login("u-a", "192.0.2.9", "d-9") }));
-  assert.equal(vaultEntries(slow.batches[1]), 2, "not marked by the batch that failed");
+  assert.equal(vaultEntries(slow.vaults[1]), 2, "not marked by the batch that failed");
   await sink.write(messages({ b: login("u-b", "192.0.2.9", "d-9") }));
-  assert.equal(vaultEntries(slow.batches[2]), 0, "marked once committed: not sent again");
+  assert.equal(vaultEntries(slow.vaults[2]), 0, "marked once committed: not sent again");
   const [stored] = await db.sql<
     { n: number }[]
   >`SELECT count(*)::int AS n FROM login_etl_vault_inbox`;
@@ -246,43 +263,44 @@ Deno.test("workerSinks() spreads concurrent batches over its threads, each writt
   assert.equal(count?.n, 120);
 });
 
-Deno.test("orphanedVaultEntries() keeps a refused row's entries only for masks a committed row shares", () => {
-  const entry = (masked: string) =>
-    ({
-      masked,
-      field: "ip",
-      ciphertext: new Uint8Array(1),
-      iv: new Uint8Array(12),
-      keyId: "v1",
-    }) as unknown as VaultRow;
-  const row = (id: string, ip: string, device: string, vault: VaultRow[] = []): WriteItem => ({
-    kind: "row",
-    id,
-    sentDate: null,
-    vault,
-    row: {
-      user_id: id,
-      device_type: "ios",
-      masked_ip: ip as Masked,
-      masked_device_id: device as Masked,
-      locale: "FR",
-      app_version: 1,
-      create_date: "2026-12-06",
-    },
-  });
-  const items = [
-    row("refused-1", "k1:ip-shared", "k1:dev-own", [entry("k1:ip-shared"), entry("k1:dev-own")]),
-    row("ok-1", "k1:ip-shared", "k1:dev-other", [entry("k1:dev-other")]),
-    row("refused-2", "k1:ip-alone", "k1:dev-alone", [entry("k1:ip-alone")]),
-  ];
-  const refused = [
-    { id: "refused-1", sqlstate: "23514", detail: "x" },
-    { id: "refused-2", sqlstate: "23514", detail: "x" },
-  ];
-  const orphans = orphanedVaultEntries(items, { refused });
-  assert.deepEqual([...orphans.keys()], ["refused-1"]);
-  assert.deepEqual(orphans.get("refused-1")?.map((e) => e.masked), ["k1:ip-shared"]);
-  assert.equal(orphanedVaultEntries(items, { refused: [] }).size, 0);
+Deno.test("localSink() with a vault vaults a refused row's values only where a committed row holds them, and records its reject with the row's masks", async () => {
+  await using db = await freshSchema();
+  await using database = await storeDatabase(db);
+  await db.sql`ALTER TABLE user_logins ADD CONSTRAINT no_u_bad CHECK (user_id <> 'u-bad')`;
+  const masker = await testMasker();
+  const store = recording(postgresStore(database, { writeTimeoutMs: 10_000 }));
+  const sink = localSink(masker, store, { ...PREPARE, vault: await testVault() });
+  // The refused row comes first: it holds the shared address before the row that commits.
+  const outcome = await sink.write(messages({
+    bad: login("u-bad", "192.0.2.50", "d-bad-only"),
+    ok: login("u-ok", "192.0.2.50", "d-ok"),
+  }));
+  assert.equal(outcome.inserted, 1);
+  assert.deepEqual(outcome.rejected, { "db_refused": 1 });
+  assert.deepEqual(outcome.refused.map((r) => r.id), ["bad"]);
+  const shared = await masker.mask("ip", "192.0.2.50");
+  const badOnly = await masker.mask("device_id", "d-bad-only");
+  assert.deepEqual(
+    await inboxMasks(db),
+    [shared, await masker.mask("device_id", "d-ok")].sort(),
+    "the shared address (the committed row holds it) and the committed row's device, not the refused row's own",
+  );
+  const [reject] = await db.sql<{ masked_body: string; body_hmac: string }[]>`
+    SELECT masked_body, body_hmac FROM login_etl_rejects WHERE message_id = 'bad'`;
+  const body = JSON.parse(reject?.masked_body ?? "null");
+  assert.equal(body.ip, shared, "the reject links to rows by the masks prepared");
+  assert.equal(body.device_id, badOnly);
+  assert.equal(
+    reject?.body_hmac,
+    await masker.mask("body", login("u-bad", "192.0.2.50", "d-bad-only")),
+  );
+  assert.deepEqual(store.vaults.at(-1), new Map(), "the reject is written with no entries");
+
+  // The refused row's own value was not vaulted, so not marked: a later row sends it.
+  await sink.write(messages({ later: login("u-later", "192.0.2.50", "d-bad-only") }));
+  assert.deepEqual([...(store.vaults.at(-1) ?? new Map()).keys()], [badOnly]);
+  assert.ok((await inboxMasks(db)).includes(badOnly));
+  await sink.close();
 });
 
 Deno.test("workerThreadsFor(): the setting when given; unset, 1 from two CPUs up and 0 on one", () => {

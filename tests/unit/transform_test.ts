@@ -1,14 +1,16 @@
-// Unit tests of src/transform.ts: prepareItems() turns a batch of deliveries
-// into one write item each (a row, or a reject with its reason), masks each
-// distinct value once, applies the poison rule, and vaults each distinct value
-// once. A real Masker and VaultCipher under test keys; no database.
+// Unit tests of src/transform.ts: prepare() turns a batch of deliveries into
+// one write item each (a row, or a reject with its reason), masks each
+// distinct value once, applies the poison rule, encrypts each distinct new
+// value once, keyed by its mask, and turns a refused row into its reject
+// without masking its values again. A real Masker and VaultCipher under test
+// keys; no database.
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Secret } from "../../src/pii/secret.ts";
 import type { Masker } from "../../src/mask.ts";
 import { VaultCipher } from "../../src/pii/vault.ts";
-import { POISON_PARSE_LIMIT, prepareItems } from "../../src/transform.ts";
+import { POISON_PARSE_LIMIT, prepare } from "../../src/transform.ts";
 import type { Masked, ReceivedMessage, WriteItem } from "../../src/types.ts";
 import { validateBody } from "../../src/validate.ts";
 import { entriesOf, eventArb, hostileText, objectText } from "../helpers/arbitraries.ts";
@@ -18,6 +20,11 @@ import { MAX_BODY_BYTES, utf8Bytes } from "../helpers/oracles.ts";
 /** 2024-05-01 23:59:30 UTC: late in the day, so a local-time date would differ. */
 const SENT = Date.UTC(2024, 4, 1, 23, 59, 30);
 const OPTIONS = { maxBodyBytes: MAX_BODY_BYTES, maxReceives: null };
+
+/** The items `prepare` makes of a batch. */
+async function itemsOf(...args: Parameters<typeof prepare>): Promise<readonly WriteItem[]> {
+  return (await prepare(...args)).items;
+}
 
 function message(id: string, body: string, overrides: Partial<ReceivedMessage> = {}) {
   return {
@@ -44,7 +51,7 @@ function login(fields: Record<string, unknown> = {}): string {
 }
 
 /**
- * The real masker behind a Proxy that records what prepareItems asks of it:
+ * The real masker behind a Proxy that records what prepare asks of it:
  * the values of each `maskAll` call, and the field of each direct `mask` call.
  */
 function countingMasker(masker: Masker) {
@@ -71,7 +78,7 @@ function countingMasker(masker: Masker) {
   return { masker: counted, batched, direct };
 }
 
-Deno.test("prepareItems() gives one item per message, in order, with its id: a row when valid, else a reject with validateBody's reason", async () => {
+Deno.test("prepare() gives one item per message, in order, with its id: a row when valid, else a reject with validateBody's reason", async () => {
   const masker = await testMasker();
   const bodyArb = fc.oneof(
     eventArb.map((e) => objectText(entriesOf(e))),
@@ -86,7 +93,7 @@ Deno.test("prepareItems() gives one item per message, in order, with its id: a r
   await fc.assert(
     fc.asyncProperty(batchArb, async (batch) => {
       const messages = batch.map((m) => message(m.id, m.body, { dated: m.dated }));
-      const items = await prepareItems(messages, masker, OPTIONS);
+      const items = await itemsOf(messages, masker, OPTIONS);
       assert.equal(items.length, messages.length);
       assert.deepEqual(items.map((i) => i.id), messages.map((m) => m.id));
       items.forEach((item, i) => {
@@ -103,9 +110,9 @@ Deno.test("prepareItems() gives one item per message, in order, with its id: a r
   );
 });
 
-Deno.test("prepareItems() makes a valid body the row of its masked, canonical values", async () => {
+Deno.test("prepare() makes a valid body the row of its masked, canonical values", async () => {
   const masker = await testMasker();
-  const items = await prepareItems([message("m1", login())], masker, OPTIONS);
+  const items = await itemsOf([message("m1", login())], masker, OPTIONS);
   assert.deepEqual(items, [{
     kind: "row",
     id: "m1",
@@ -122,9 +129,9 @@ Deno.test("prepareItems() makes a valid body the row of its masked, canonical va
   }]);
 });
 
-Deno.test("prepareItems() gives an undated message no ledger day but still a create_date", async () => {
+Deno.test("prepare() gives an undated message no ledger day but still a create_date", async () => {
   const masker = await testMasker();
-  const [row, reject] = await prepareItems(
+  const [row, reject] = await itemsOf(
     [
       message("m1", login(), { dated: false }),
       message("m2", "not json", { dated: false }),
@@ -137,7 +144,7 @@ Deno.test("prepareItems() gives an undated message no ledger day but still a cre
   assert.equal(reject?.sentDate, null);
 });
 
-Deno.test("prepareItems() makes an invalid body a reject with its reason, size, keyed hash and redacted body", async (t) => {
+Deno.test("prepare() makes an invalid body a reject with its reason, size, keyed hash and redacted body", async (t) => {
   const masker = await testMasker();
   const cases: { name: string; body: string; reason: string; keepsBody: boolean }[] = [
     { name: "not JSON", body: '{"ip": "203.0.113.9"', reason: "not_json", keepsBody: false },
@@ -174,8 +181,8 @@ Deno.test("prepareItems() makes an invalid body a reject with its reason, size, 
     },
   ];
   for (const c of cases) {
-    await t.step(`prepareItems() rejects ${c.name} as ${c.reason}`, async () => {
-      const [item] = await prepareItems([message("m1", c.body)], masker, OPTIONS);
+    await t.step(`prepare() rejects ${c.name} as ${c.reason}`, async () => {
+      const [item] = await itemsOf([message("m1", c.body)], masker, OPTIONS);
       assert.ok(item?.kind === "reject", `a reject, not ${item?.kind}`);
       const reject = item.reject;
       assert.equal(reject.reason, c.reason);
@@ -197,7 +204,7 @@ Deno.test("prepareItems() makes an invalid body a reject with its reason, size, 
   }
 });
 
-Deno.test("prepareItems() masks each distinct value of a batch once, and equal values alike", async () => {
+Deno.test("prepare() masks each distinct value of a batch once, and equal values alike", async () => {
   const real = await testMasker();
   const { masker, batched, direct } = countingMasker(real);
   // Three spellings of one address, one device id three times, two bad bodies.
@@ -208,7 +215,7 @@ Deno.test("prepareItems() masks each distinct value of a batch once, and equal v
     message("d", login({ ip: "2001:db8::1", app_version: "1.2.3.4" })),
     message("e", "not json"),
   ];
-  const items = await prepareItems(messages, masker, OPTIONS);
+  const items = await itemsOf(messages, masker, OPTIONS);
   const keys = batched.map((r) => `${r.field}:${r.text}`);
   assert.deepEqual(keys.filter((k, i) => keys.indexOf(k) !== i), [], "no value asked twice");
   assert.equal(keys.filter((k) => k === "ip:2001:db8::1").length, 1, "one address, one mask");
@@ -221,7 +228,7 @@ Deno.test("prepareItems() masks each distinct value of a batch once, and equal v
   assert.equal(new Set(rows.map((r) => r.masked_device_id)).size, 1);
 });
 
-Deno.test("prepareItems() rejects as poison only a large message received more than maxReceives times", async (t) => {
+Deno.test("prepare() rejects as poison only a large message received more than maxReceives times", async (t) => {
   const masker = await testMasker();
   const large = login({ pad: "p".repeat(POISON_PARSE_LIMIT) });
   const atLimit = login({ pad: "" });
@@ -278,8 +285,8 @@ Deno.test("prepareItems() rejects as poison only a large message received more t
     },
   ];
   for (const c of cases) {
-    await t.step(`prepareItems() gives ${c.expected} for a message ${c.name}`, async () => {
-      const [item] = await prepareItems(
+    await t.step(`prepare() gives ${c.expected} for a message ${c.name}`, async () => {
+      const [item] = await itemsOf(
         [message("m1", c.body, { receiveCount: c.receiveCount })],
         masker,
         { maxBodyBytes: MAX_BODY_BYTES, maxReceives: c.maxReceives },
@@ -293,7 +300,7 @@ Deno.test("prepareItems() rejects as poison only a large message received more t
   }
 });
 
-Deno.test("prepareItems() vaults each distinct value once per batch, on the first row holding it, and skips known ones", async () => {
+Deno.test("prepare() encrypts each distinct new value of the valid messages once, keyed by its mask, and skips known ones", async () => {
   const masker = await testMasker();
   const cipher = await VaultCipher.create({
     current: "v1",
@@ -306,31 +313,77 @@ Deno.test("prepareItems() vaults each distinct value once per batch, on the firs
     ]]),
   });
   const known = new Set<Masked>([await masker.mask("device_id", "known-device")]);
-  const items = await prepareItems(
+  const prepared = await prepare(
     [
       message("a", login({ ip: "10.0.0.1", device_id: "d-1" })),
       message("b", login({ ip: "::ffff:10.0.0.1", device_id: "d-2" })),
       message("c", login({ ip: "10.0.0.2", device_id: "known-device" })),
-      message("d", "not json"),
+      message("d", login({ ip: "10.0.0.3", device_id: "d-4", app_version: "x" })),
     ],
     masker,
     { ...OPTIONS, vault: { cipher, known: (m) => known.has(m) } },
   );
-  const vaulted = async (item: WriteItem | undefined) =>
-    item?.kind === "row"
-      ? await Promise.all(
-        (item.vault ?? []).map(async (e) => `${e.field}=${await cipher.decrypt(e)}`),
-      )
-      : [];
-  assert.deepEqual(await vaulted(items[0]), ["ip=10.0.0.1", "device_id=d-1"]);
-  assert.deepEqual(await vaulted(items[1]), ["device_id=d-2"], "its address was vaulted by a");
-  assert.deepEqual(await vaulted(items[2]), ["ip=10.0.0.2"], "its device id is known");
-  assert.equal(items[3]?.kind, "reject");
-  for (const item of items) {
-    if (item.kind !== "row") continue;
-    for (const entry of item.vault ?? []) {
-      const mask: Masked = entry.field === "ip" ? item.row.masked_ip : item.row.masked_device_id;
-      assert.equal(entry.masked, mask, "each entry is keyed by its row's mask");
-    }
-  }
+  assert.equal(prepared.items[3]?.kind, "reject");
+  const entries = await Promise.all(
+    [...prepared.vault].map(async ([masked, e]) => {
+      assert.equal(masked, e.masked, "keyed by the entry's own mask");
+      assert.equal(masked, await masker.mask(e.field, await cipher.decrypt(e)), "its value's mask");
+      return `${e.field}=${await cipher.decrypt(e)}`;
+    }),
+  );
+  assert.deepEqual(
+    entries.sort(),
+    ["device_id=d-1", "device_id=d-2", "ip=10.0.0.1", "ip=10.0.0.2"],
+    "one entry for the address a and b share, none for the known device id nor the reject's values",
+  );
+  const masks = new Set(
+    prepared.items.flatMap((i) =>
+      i.kind === "row" ? [i.row.masked_ip, i.row.masked_device_id] : []
+    ),
+  );
+  for (const masked of prepared.vault.keys()) assert.ok(masks.has(masked), "a row holds each");
+  assert.equal(
+    (await prepare([message("a", login())], masker, OPTIONS)).vault.size,
+    0,
+    "no vault, no entries",
+  );
+});
+
+Deno.test("prepare()'s refusedRejects() makes a refused row its db_refused reject, masking none of the row's values again", async () => {
+  const real = await testMasker();
+  const { masker, batched, direct } = countingMasker(real);
+  const body = login({ ip: "2001:DB8::1", extra: "free text" });
+  const prepared = await prepare(
+    [message("a", body), message("b", login({ user_id: "u2" })), message("c", "not json")],
+    masker,
+    OPTIONS,
+  );
+  batched.length = 0;
+  const refusal = {
+    id: "a",
+    sqlstate: "23514",
+    detail: "Postgres refused the row: SQLSTATE 23514",
+  };
+  const [item, ...others] = await prepared.refusedRejects([refusal]);
+  assert.deepEqual(others, [], "one reject per refusal");
+  assert.ok(item?.kind === "reject", `a reject, not ${item?.kind}`);
+  assert.equal(item.id, "a");
+  assert.equal(item.sentDate, "2024-05-01");
+  assert.equal(item.reject.reason, "db_refused");
+  assert.equal(item.reject.detail, refusal.detail);
+  assert.equal(item.reject.body_bytes, utf8Bytes(body));
+  assert.equal(item.reject.body_hmac, await real.mask("body", body));
+  assert.equal(item.reject.sent_at_ms, SENT);
+  const row = prepared.items[0];
+  assert.ok(row?.kind === "row");
+  const redacted = JSON.parse(item.reject.masked_body ?? "null");
+  assert.equal(redacted.ip, row.row.masked_ip, "the row's masks, so the reject links to rows");
+  assert.equal(redacted.device_id, row.row.masked_device_id);
+  assert.ok(!item.reject.masked_body?.includes("free text"), "other values masked");
+  assert.deepEqual(
+    batched.map((r) => r.field).sort(),
+    ["body", "value"],
+    "only the body's keyed hash and the value the row did not hold",
+  );
+  assert.deepEqual(direct, []);
 });

@@ -1,16 +1,10 @@
-// Unit tests of src/validate.ts: validateBody() reasons from a table, detail privacy, and the length helpers.
+// Unit tests of src/validate.ts: validateBody() reasons from a table, and detail privacy.
 import assert from "node:assert/strict";
 import { hasSample, SAMPLE_PATH } from "../helpers/services.ts";
 import fc from "fast-check";
 import { gunzipSync } from "node:zlib";
-import {
-  codePointLength,
-  fieldValueProblem,
-  LIMITS,
-  utf8Length,
-  validateBody,
-} from "../../src/validate.ts";
-import type { RejectReason } from "../../src/types.ts";
+import { fieldValueProblem, LIMITS, validateBody } from "../../src/validate.ts";
+import type { PiiField, RejectReason } from "../../src/types.ts";
 
 const MAX = 65536;
 
@@ -501,7 +495,7 @@ type Mutation =
   | { kind: "drop"; field: Field }
   | { kind: "set"; field: Field; value: unknown }
   | { kind: "truncate"; at: number }
-  | { kind: "unquote"; field: "ip" | "device_id" }
+  | { kind: "unquote"; field: PiiField }
   | { kind: "wrap" };
 
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
@@ -571,60 +565,6 @@ Deno.test("validateBody() never puts the ip or device_id value in a detail", () 
   );
 });
 
-// ---- Length helpers ---------------------------------------------------------
-
-Deno.test("codePointLength() and utf8Length() on examples", async (t) => {
-  const cases = [
-    { input: "", codePoints: 0, utf8: 0 },
-    { input: "abc", codePoints: 3, utf8: 3 },
-    { input: "\u00e9", codePoints: 1, utf8: 2 },
-    { input: EURO, codePoints: 1, utf8: 3 },
-    { input: EMOJI, codePoints: 1, utf8: 4 },
-    { input: "a\ud800b", codePoints: 3, utf8: 5 },
-    { input: "\udc00\ud800", codePoints: 2, utf8: 6 },
-    { input: "\ud800\ud83d\ude00", codePoints: 2, utf8: 7 },
-  ];
-  for (const c of cases) {
-    await t.step(`codePointLength() and utf8Length() of ${JSON.stringify(c.input)}`, () => {
-      assert.equal(codePointLength(c.input), c.codePoints);
-      assert.equal(utf8Length(c.input), c.utf8);
-    });
-  }
-});
-
-Deno.test("codePointLength() equals [...s].length and utf8Length() the encoded length", () => {
-  const encoder = new TextEncoder();
-  fc.assert(
-    fc.property(
-      fc.oneof(
-        fc.string({ unit: "binary", maxLength: 200 }),
-        fc.string({ unit: "grapheme", maxLength: 100 }),
-      ),
-      (s) => {
-        assert.equal(codePointLength(s), [...s].length);
-        assert.equal(utf8Length(s), encoder.encode(s).length);
-      },
-    ),
-    { numRuns: 3000 },
-  );
-});
-
-Deno.test("codePointLength() and utf8Length() agree with the platform on ill-formed UTF-16 too", () => {
-  // TextEncoder writes a lone surrogate as U+FFFD (3 bytes), as utf8Length counts it.
-  const encoder = new TextEncoder();
-  const unit = fc.oneof(
-    fc.integer({ min: 0xd800, max: 0xdfff }),
-    fc.integer({ min: 0, max: 0xffff }),
-  ).map((n) => String.fromCharCode(n));
-  fc.assert(
-    fc.property(fc.string({ unit, maxLength: 100 }), (s) => {
-      assert.equal(codePointLength(s), [...s].length);
-      assert.equal(utf8Length(s), encoder.encode(s).length);
-    }),
-    { numRuns: 3000 },
-  );
-});
-
 Deno.test("validateBody() rejects control characters that could forge output lines or terminal escapes", async (t) => {
   const base = {
     "user_id": "u",
@@ -676,7 +616,7 @@ Deno.test({
 });
 
 Deno.test("fieldValueProblem() accepts what validateBody accepts for ip and device_id, and refuses the rest without echoing it", () => {
-  const accepted: [("ip" | "device_id"), string][] = [
+  const accepted: [PiiField, string][] = [
     ["ip", "192.0.2.1"],
     ["ip", "2001:db8::1"],
     ["ip", "::ffff:192.0.2.1"],
@@ -684,7 +624,7 @@ Deno.test("fieldValueProblem() accepts what validateBody accepts for ip and devi
     ["device_id", "dev-\u202eevil"],
   ];
   for (const [field, value] of accepted) assert.equal(fieldValueProblem(field, value), null, value);
-  const refused: [("ip" | "device_id"), string, RegExp][] = [
+  const refused: [PiiField, string, RegExp][] = [
     ["ip", "203.0.113.9\u001b[2J", /^ip contains a control character/],
     ["ip", "not an address", /^ip is not an IPv4 address/],
     ["ip", "", /^ip is not an IPv4 address/],

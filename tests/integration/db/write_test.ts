@@ -1,19 +1,21 @@
 // Tests of src/db/write.ts: toColumns() is pure (sorted ids, rows and rejects
-// split column by column, vault entries in mask order); postgresStore()
-// against the real Postgres, in a fresh schema brought up by ensureSchema:
-// one write commits rows, rejects and ledger entries together, a re-write of
-// the same ids is counted as redelivered and writes nothing, a blocked write
-// times out as a transient failure and its retry writes the batch once;
-// dryRunStore() prints JSON lines and commits nothing.
+// split column by column, the vault entries its rows hold in mask order);
+// postgresStore() against the real Postgres, in a fresh schema brought up by
+// ensureSchema: one write commits rows, rejects and ledger entries together,
+// a re-write of the same ids is counted as redelivered and writes nothing,
+// only entries a newly inserted row holds reach the vault inbox, a blocked
+// write times out as a transient failure and its retry writes the batch once.
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { DatabaseError } from "../../../src/errors.ts";
 import { Database } from "../../../src/db/pool.ts";
 import { ensureSchema } from "../../../src/db/schema.ts";
-import { dryRunStore, postgresStore, toColumns } from "../../../src/db/write.ts";
-import { prepareItems } from "../../../src/transform.ts";
-import type { Masked, ReceivedMessage, VaultRow, WriteItem } from "../../../src/types.ts";
+import { postgresStore, toColumns } from "../../../src/db/write.ts";
+import { Secret } from "../../../src/pii/secret.ts";
+import { VaultCipher } from "../../../src/pii/vault.ts";
+import { prepare } from "../../../src/transform.ts";
+import type { Masked, ReceivedMessage, VaultEntry, WriteItem } from "../../../src/types.ts";
 import { testMasker } from "../../helpers/drain.ts";
 import { freshSchema, testConnection, type TestDb } from "../../helpers/services.ts";
 
@@ -35,9 +37,8 @@ function login(user: string, ip: string, deviceId: string): string {
   });
 }
 
-/** Write items made the way the pipeline makes them: prepareItems() with the test key. */
-async function itemsOf(bodies: Record<string, string>, dated = true): Promise<WriteItem[]> {
-  const messages: ReceivedMessage[] = Object.entries(bodies).map(([id, body]) => ({
+function messagesOf(bodies: Record<string, string>, dated = true): ReceivedMessage[] {
+  return Object.entries(bodies).map(([id, body]) => ({
     id,
     receiptHandle: `r-${id}`,
     body,
@@ -45,10 +46,15 @@ async function itemsOf(bodies: Record<string, string>, dated = true): Promise<Wr
     dated,
     receiveCount: 1,
   }));
-  return await prepareItems(messages, await testMasker(), {
+}
+
+/** Write items made the way the pipeline makes them: prepare() with the test key. */
+async function itemsOf(bodies: Record<string, string>, dated = true): Promise<WriteItem[]> {
+  const prepared = await prepare(messagesOf(bodies, dated), await testMasker(), {
     maxBodyBytes: 65536,
     maxReceives: null,
   });
+  return [...prepared.items];
 }
 
 /** A pool on `db`'s schema with login-etl's tables in it. */
@@ -77,7 +83,7 @@ async function tableCounts(db: TestDb) {
 
 const maskArb = fc.string({ unit: fc.constantFrom(..."abcdef0123"), minLength: 4, maxLength: 8 })
   .map((s) => `k1:${s}` as Masked);
-const vaultArb: fc.Arbitrary<VaultRow> = fc.record({
+const vaultArb: fc.Arbitrary<VaultEntry> = fc.record({
   masked: maskArb,
   field: fc.constantFrom("ip" as const, "device_id" as const),
   ciphertext: fc.uint8Array({ minLength: 1, maxLength: 4 }),
@@ -99,7 +105,6 @@ const itemArb = (id: string): fc.Arbitrary<WriteItem> =>
         "app_version": fc.nat(999_999_999),
         "create_date": fc.constant("2024-05-01"),
       }),
-      vault: fc.array(vaultArb, { maxLength: 2 }),
     }),
     fc.record({
       kind: fc.constant("reject" as const),
@@ -118,11 +123,25 @@ const itemArb = (id: string): fc.Arbitrary<WriteItem> =>
 const batchArb: fc.Arbitrary<WriteItem[]> = fc.uniqueArray(fc.string({ minLength: 1 }), {
   maxLength: 30,
 }).chain((ids) => fc.tuple(...ids.map(itemArb)));
+/** A batch and vault entries: some of masks its rows hold, some of masks none holds. */
+const batchWithVaultArb = batchArb.chain((items) => {
+  const held = items.flatMap((i) =>
+    i.kind === "row" ? [i.row.masked_ip, i.row.masked_device_id] : []
+  );
+  const entryArb = held.length === 0 ? vaultArb : fc.oneof(
+    vaultArb,
+    fc.tuple(vaultArb, fc.constantFrom(...held)).map(([e, masked]) => ({ ...e, masked })),
+  );
+  return fc.tuple(
+    fc.constant(items),
+    fc.array(entryArb, { maxLength: 40 }).map((es) => new Map(es.map((e) => [e.masked, e]))),
+  );
+});
 
 Deno.test("toColumns() sorts the ids and splits rows from rejects, each column aligned with its id", () => {
   fc.assert(
-    fc.property(batchArb, (items) => {
-      const c = toColumns(items);
+    fc.property(batchWithVaultArb, ([items, vault]) => {
+      const c = toColumns(items, vault);
       const byId = new Map(items.map((i) => [i.id, i]));
       assert.deepEqual(c.ids, [...byId.keys()].sort(), "every id once, in code-unit order");
       assert.deepEqual(c.sentDates, c.ids.map((id) => byId.get(id)?.sentDate ?? "-infinity"));
@@ -146,14 +165,13 @@ Deno.test("toColumns() sorts the ids and splits rows from rejects, each column a
         c.rejects.sentAts,
         rejects.map((i) => new Date(i.reject.sent_at_ms).toISOString()),
       );
-      // Vault entries: each with the id of its row, in mask order (the lock order).
-      const entries = rows.flatMap((i) => (i.vault ?? []).map((e) => ({ id: i.id, e })));
-      assert.equal(c.vault.ids.length, entries.length);
-      assert.deepEqual(c.vault.masked, [...c.vault.masked].sort(), "vault entries by mask");
-      assert.deepEqual(
-        c.vault.masked.map((m, k) => `${c.vault.ids[k]} ${m}`).sort(),
-        entries.map(({ id, e }) => `${id} ${e.masked}`).sort(),
-      );
+      // Vault entries: once each, only those a row holds, in mask order (the lock order).
+      const held = new Set(rows.flatMap((i) => [i.row.masked_ip, i.row.masked_device_id]));
+      assert.deepEqual(c.vault.masked, [...vault.keys()].filter((m) => held.has(m)).sort());
+      c.vault.masked.forEach((m, k) => {
+        assert.equal(c.vault.fields[k], vault.get(m as Masked)?.field, "aligned with its mask");
+        assert.equal(c.vault.keyIds[k], vault.get(m as Masked)?.keyId);
+      });
       for (const hex of [...c.vault.ciphertexts, ...c.vault.ivs]) {
         assert.match(hex, /^\\x[0-9a-f]+$/, "bytea hex input form");
       }
@@ -273,6 +291,65 @@ Deno.test("postgresStore() counts a re-write of the same ids as redelivered and 
   assert.equal(undated?.n, 3, "undated messages are kept under -infinity");
 });
 
+Deno.test("postgresStore() puts in the vault inbox only the entries a row it inserts holds", async () => {
+  await using db = await freshSchema();
+  await using database = await storeDatabase(db);
+  const store = postgresStore(database, { writeTimeoutMs: 10_000 });
+  const masker = await testMasker();
+  const cipher = await VaultCipher.create({
+    current: "v1",
+    keys: new Map([[
+      "v1",
+      {
+        kind: "secret",
+        secret: new Secret(new TextEncoder().encode("vault key of the tests, 32+ bytes"), "t"),
+      },
+    ]]),
+  });
+  const options = {
+    maxBodyBytes: 65536,
+    maxReceives: null,
+    vault: { cipher, known: () => false },
+  };
+  const inbox = async () =>
+    (await db.sql<{ masked_value: string }[]>`
+      SELECT masked_value FROM login_etl_vault_inbox ORDER BY masked_value`).map((r) =>
+      r.masked_value
+    );
+  const first = await prepare(messagesOf({ a: login("ua", "10.0.0.1", "d-a") }), masker, options);
+  await store.write(first.items, first.vault);
+  const a = [await masker.mask("ip", "10.0.0.1"), await masker.mask("device_id", "d-a")].sort();
+  assert.deepEqual(await inbox(), a, "the new row's two values");
+
+  // A redelivery of a with a fresh entry for its device id, a new row b, and
+  // an entry no row of the batch holds.
+  const again = await prepare(
+    messagesOf({ a: login("ua", "10.0.0.1", "d-a"), b: login("ub", "10.0.0.2", "d-a") }),
+    masker,
+    options,
+  );
+  const stray = (await cipher.encryptAll([{
+    field: "device_id",
+    masked: await masker.mask("device_id", "held-by-none"),
+    raw: "held-by-none",
+  }]))[0] as VaultEntry;
+  const outcome = await store.write(
+    again.items,
+    new Map([...again.vault, [stray.masked, stray]]),
+  );
+  assert.equal(outcome.inserted, 1);
+  assert.equal(outcome.redelivered, 1);
+  assert.deepEqual(
+    await inbox(),
+    [...a, await masker.mask("ip", "10.0.0.2"), await masker.mask("device_id", "d-a")].sort(),
+    "b's values (its device id again, as b holds it), not the stray entry",
+  );
+
+  // Only a redelivery: nothing is inserted, so nothing is vaulted.
+  await store.write(again.items, again.vault);
+  assert.equal((await inbox()).length, 4);
+});
+
 Deno.test("postgresStore() reports a write that gets no answer in time as transient with its ids; the batch lands whole or not at all, and once", async () => {
   await using db = await freshSchema();
   await using database = await storeDatabase(db);
@@ -313,35 +390,4 @@ Deno.test("postgresStore() reports a write that gets no answer in time as transi
     "the retry accounts for both messages",
   );
   assert.deepEqual(await tableCounts(db), whole, "written once");
-});
-
-// ---- dryRunStore() ------------------------------------------------------------
-
-Deno.test("dryRunStore() prints each item as one JSON line and commits nothing", async () => {
-  const lines: string[] = [];
-  const items = await itemsOf({
-    m1: login("u1", "10.0.0.1", "d-1"),
-    m2: "not json",
-    m3: login("u3", "10.0.0.3", "d-3"),
-  });
-  assert.deepEqual(noted(await dryRunStore((line) => lines.push(line)).write(items)), {
-    rejectNotes: ["m2 not_json"],
-    inserted: 2,
-    rejected: { "not_json": 1 },
-    rejectedIds: ["m2"],
-    redelivered: 0,
-    refused: [],
-    committed: false,
-  });
-  const printed = lines.map((line) => JSON.parse(line));
-  const [row, reject] = [items[0], items[1]];
-  assert.ok(row?.kind === "row" && reject?.kind === "reject");
-  assert.deepEqual(printed[0], { "message_id": "m1", ...row.row });
-  assert.deepEqual(printed[1], {
-    "message_id": "m2",
-    rejected: "not_json",
-    detail: reject.reject.detail,
-  });
-  assert.equal(printed.length, 3);
-  assert.ok(!lines.join("\n").includes("10.0.0."), "no raw address printed");
 });

@@ -15,7 +15,7 @@ import postgres from "postgres";
 import { Secret } from "../../../src/pii/secret.ts";
 import { Masker } from "../../../src/mask.ts";
 import { rekeyRows } from "../../../src/pii/rekey.ts";
-import type { Masked } from "../../../src/types.ts";
+import type { Masked, PiiField } from "../../../src/types.ts";
 import { type Consumer, delay } from "../../helpers/consumers.ts";
 import { eachMajor } from "../../helpers/majors.ts";
 import {
@@ -75,7 +75,7 @@ async function seed(db: TestDb): Promise<void> {
       k1.mask("device_id", p.device)
     }, 'en', 1000000, '2026-01-02')`;
   }
-  const values = new Map<string, ["ip" | "device_id", string]>();
+  const values = new Map<string, [PiiField, string]>();
   for (const p of PEOPLE) {
     values.set(k1.mask("ip", p.ip), ["ip", p.ip]).set(k1.mask("device_id", p.device), [
       "device_id",

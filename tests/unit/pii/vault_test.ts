@@ -10,8 +10,7 @@ import { ConfigError, EtlError } from "../../../src/errors.ts";
 import type { VaultKey, VaultKeySet } from "../../../src/pii/keyring.ts";
 import { generateVaultPair } from "../../../src/pii/seal.ts";
 import { VaultCipher, VaultIntegrityError } from "../../../src/pii/vault.ts";
-import type { VaultRow } from "../../../src/types.ts";
-import type { Masked } from "../../../src/types.ts";
+import type { Masked, PiiField, VaultEntry } from "../../../src/types.ts";
 
 const encoder = new TextEncoder();
 const SECRET_1 = "vault unit test secret one, 32+ bytes";
@@ -46,7 +45,7 @@ async function assertIntegrityError(
 
 Deno.test("VaultCipher.decrypt() returns what encrypt() was given", async (t) => {
   const cipher = await VaultCipher.create(keySet("v1", { v1: SECRET_1 }));
-  const cases: { name: string; field: "ip" | "device_id"; raw: string }[] = [
+  const cases: { name: string; field: PiiField; raw: string }[] = [
     { name: "IPv4", field: "ip", raw: "203.0.113.7" },
     { name: "IPv6", field: "ip", raw: "2001:db8::1" },
     { name: "device id", field: "device_id", raw: "593-47-5928" },
@@ -112,7 +111,7 @@ Deno.test("VaultCipher.decrypt() refuses an entry with any single bit of ciphert
 Deno.test("VaultCipher.decrypt() refuses truncated or malformed entries", async (t) => {
   const cipher = await VaultCipher.create(keySet("v1", { v1: SECRET_1 }));
   const entry = await cipher.encrypt("ip", MASK, "192.0.2.1");
-  const cases: { name: string; entry: VaultRow; expected: RegExp }[] = [
+  const cases: { name: string; entry: VaultEntry; expected: RegExp }[] = [
     {
       name: "last byte cut",
       entry: { ...entry, ciphertext: entry.ciphertext.slice(0, -1) },
