@@ -16,7 +16,7 @@
 // bench/results/latest.json and the figures into docs/performance.md.
 
 import postgres from "postgres";
-import { Secret } from "../src/pii/secret.ts";
+import { Secret } from "../src/secret.ts";
 import { resolveConfig } from "../src/config/resolve.ts";
 import { Database } from "../src/db/pool.ts";
 import { ensureSchema } from "../src/db/schema.ts";

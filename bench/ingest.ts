@@ -9,7 +9,7 @@
 //   deno run -A bench/ingest.ts [database-url]
 
 import postgres from "postgres";
-import { Secret } from "../src/pii/secret.ts";
+import { Secret } from "../src/secret.ts";
 import { resolveConfig } from "../src/config/resolve.ts";
 import { Database } from "../src/db/pool.ts";
 import { ensureSchema } from "../src/db/schema.ts";

@@ -18,7 +18,7 @@
 
 import { createCipheriv, hkdfSync } from "node:crypto";
 import postgres from "postgres";
-import { Secret } from "../src/pii/secret.ts";
+import { Secret } from "../src/secret.ts";
 import type { VaultKeySet } from "../src/pii/keyring.ts";
 import { writeVaultKeyPair } from "../src/pii/keygen.ts";
 import { generateVaultPair, padValue } from "../src/pii/seal.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { Secret } from "./pii/secret.ts";
+import { Secret } from "./secret.ts";
 import type { Masked, PiiField } from "./types.ts";
 
 /**

@@ -9,7 +9,7 @@
 
 import { type CheckTarget, type CommandName, SETTINGS_NEEDS } from "./commands.ts";
 import type { PgTarget } from "./pg_target.ts";
-import type { KeySource } from "../pii/secret.ts";
+import type { KeySource } from "../secret.ts";
 
 /** The SQS wire protocols (`--sqs-protocol`); `auto` starts with JSON (`sqs/client.ts`). */
 export type SqsProtocol = "auto" | "json" | "query";

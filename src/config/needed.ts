@@ -18,7 +18,7 @@ import type {
 import { isLoopbackHost } from "./hosts.ts";
 import { resolvePgTarget } from "./pg_target.ts";
 import { invalid, type Reader, specOf } from "./reader.ts";
-import type { KeySource } from "../pii/secret.ts";
+import type { KeySource } from "../secret.ts";
 
 const QUEUE_URL_EXAMPLE = "http://localhost:4566/000000000000/login-queue";
 /**

@@ -13,7 +13,7 @@ import type { EnvRecord, FlagValues, Layers } from "./configs.ts";
 import { DURATION_FORMS, formatDuration, parseDuration } from "./duration.ts";
 import { KEY_ID_PATTERN, MIN_SECRET_BYTES, OPTIONS, type OptionSpec } from "./options.ts";
 import { connectionStringHasSecret } from "./pg_target.ts";
-import { type KeySource, looksLikeKey, Secret } from "../pii/secret.ts";
+import { type KeySource, looksLikeKey, Secret } from "../secret.ts";
 
 /** Where a setting's value came from, for messages that tell the user what to fix. */
 export interface Source {

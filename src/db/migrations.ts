@@ -26,9 +26,25 @@ import {
   LEDGER_RETENTION_MAX_DAYS,
   MAX_ROWS_MAX,
 } from "../config/options.ts";
-import { HEADER_BYTES, MAX_CIPHERTEXT_BYTES } from "../pii/seal.ts";
-import { SYMMETRIC_IV_BYTES } from "../pii/vault.ts";
 import { OWNER_ROLE_SETTING, trustedRolesSql } from "./search_path.ts";
+
+/**
+ * The sizes of a vault entry the inbox accepts: the largest ciphertext (the
+ * largest sealed bucket, 4,096 bytes, plus its 16-byte tag), and an iv that
+ * is a sealed header (format byte, X25519 public key, entry salt) or a
+ * symmetric nonce. Written here as numbers, not read from `pii/seal.ts` and
+ * `pii/vault.ts`: a migration is history and must not change when the format
+ * code does. `tests/unit/db/vault_sizes_test.ts` fails when the format makes
+ * an entry these refuse.
+ */
+export const VAULT_ENTRY_SIZES = {
+  maxCiphertextBytes: 4112,
+  sealedIvBytes: 49,
+  symmetricIvBytes: 12,
+} as const;
+const MAX_CIPHERTEXT_BYTES = VAULT_ENTRY_SIZES.maxCiphertextBytes;
+const HEADER_BYTES = VAULT_ENTRY_SIZES.sealedIvBytes;
+const SYMMETRIC_IV_BYTES = VAULT_ENTRY_SIZES.symmetricIvBytes;
 
 /** One versioned change to the schema. */
 export interface Migration {

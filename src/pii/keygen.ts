@@ -8,7 +8,7 @@
  */
 
 import { join } from "node:path";
-import { Secret } from "./secret.ts";
+import { Secret } from "../secret.ts";
 import { ConfigError } from "../errors.ts";
 import { type VaultKeySet, vaultKeySetJson, writerKeys } from "./keyring.ts";
 import { generateVaultPair } from "./seal.ts";

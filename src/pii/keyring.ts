@@ -19,7 +19,7 @@
  * @module
  */
 
-import { type KeySource, Secret } from "./secret.ts";
+import { type KeySource, Secret } from "../secret.ts";
 import { ConfigError, whyUnreadable } from "../errors.ts";
 import { X25519_BYTES } from "./seal.ts";
 

@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { KeySource, Secret } from "./secret.ts";
+import type { KeySource, Secret } from "../secret.ts";
 import { ConfigError } from "../errors.ts";
 import { Masker } from "../mask.ts";
 import type { Telemetry } from "../ops/telemetry.ts";

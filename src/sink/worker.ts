@@ -6,7 +6,7 @@
  * @module
  */
 
-import { Secret } from "../pii/secret.ts";
+import { Secret } from "../secret.ts";
 import { Database } from "../db/pool.ts";
 import { EtlError } from "../errors.ts";
 import { Masker } from "../mask.ts";

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { consume } from "../../src/commands/_consume.ts";
 import type { FlagValues } from "../../src/config/resolve.ts";
-import { Secret } from "../../src/pii/secret.ts";
+import { Secret } from "../../src/secret.ts";
 import { Masker } from "../../src/mask.ts";
 import type { Summary, Telemetry } from "../../src/ops/telemetry.ts";
 import { type CliResult, runCli } from "./cli.ts";

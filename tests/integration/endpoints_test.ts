@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { consume } from "../../src/commands/_consume.ts";
 import { seed } from "../../src/commands/_seed.ts";
-import { Secret } from "../../src/pii/secret.ts";
+import { Secret } from "../../src/secret.ts";
 import { connect, Database } from "../../src/db/pool.ts";
 import { registerKey } from "../../src/db/keys.ts";
 import { ensureSchema } from "../../src/db/schema.ts";

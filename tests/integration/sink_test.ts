@@ -7,7 +7,7 @@
 // workerSinks() spreads batches over threads.
 
 import assert from "node:assert/strict";
-import { Secret } from "../../src/pii/secret.ts";
+import { Secret } from "../../src/secret.ts";
 import { Database } from "../../src/db/pool.ts";
 import { ensureSchema } from "../../src/db/schema.ts";
 import { postgresStore } from "../../src/db/write.ts";

@@ -143,13 +143,6 @@ function importsOf(path: string): string[] {
     .filter((target) => target.startsWith("src/"));
 }
 
-/**
- * Imports that break a rule today, each with who is fixing it (issue 20).
- * Listed here so the rest stays enforced meanwhile; an entry that no longer
- * happens fails the test, so the list only shrinks.
- */
-const KNOWN: readonly string[] = [];
-
 Deno.test("no import under src/ breaks a never-rule of docs/design.md's layers", () => {
   const rules = layerRules();
   assert.ok(rules.length > 0, "the layers block holds no rule");
@@ -167,16 +160,10 @@ Deno.test("no import under src/ breaks a never-rule of docs/design.md's layers",
       }
     }
   }
-  const unique = [...new Set(broken)];
   assert.deepEqual(
-    unique.filter((b) => !KNOWN.includes(b)),
+    [...new Set(broken)],
     [],
     "imports that break a layer rule: move the shared piece down, or pass it in as a value",
-  );
-  assert.deepEqual(
-    KNOWN.filter((k) => !unique.includes(k)),
-    [],
-    "KNOWN violations that no longer happen: remove them from KNOWN",
   );
 });
 
@@ -190,4 +177,78 @@ Deno.test("the layer rules catch what they should (the checker itself)", () => {
   assert.ok(!breaks("src/commands/demo.ts", "src/commands/_setup.ts"), "command → _shared wiring");
   assert.ok(!breaks("src/sink/sink.ts", "src/db/write.ts"), "sink → db is allowed");
   assert.ok(!breaks("src/db/pool.ts", "src/errors.ts"), "anything → ground is allowed");
+});
+
+/** The named groups of the layers block (`name = patterns`), as path tests. */
+function layerGroups(): Map<string, (path: string) => boolean> {
+  const groups = new Map<string, (path: string) => boolean>();
+  for (const raw of fencedBlock(design, "layers")) {
+    const group = raw.replace(/#.*$/, "").trim().match(/^(\w+)\s*=\s*(.+)$/);
+    if (group === null) continue;
+    const tests = (group[2] ?? "").split(/\s+/).map(pathPattern);
+    groups.set(group[1] ?? "", (path) => tests.some((t) => t(path)));
+  }
+  return groups;
+}
+
+/** A file's layer: a group it belongs to (other than `stages`), else its folder under src/, else itself. */
+function layerOf(path: string, groups: Map<string, (path: string) => boolean>): string {
+  for (const [name, test] of groups) if (name !== "stages" && test(path)) return name;
+  const rest = path.slice("src/".length);
+  return rest.includes("/") ? `${rest.slice(0, rest.indexOf("/"))}/` : rest;
+}
+
+/** A cycle in a graph of layers, as the layers walked, or null. */
+export function findCycle(edges: ReadonlyMap<string, ReadonlySet<string>>): string[] | null {
+  const state = new Map<string, "open" | "done">();
+  const walk = (node: string, path: string[]): string[] | null => {
+    if (state.get(node) === "done") return null;
+    if (state.get(node) === "open") return [...path.slice(path.indexOf(node)), node];
+    state.set(node, "open");
+    for (const next of edges.get(node) ?? []) {
+      const cycle = walk(next, [...path, node]);
+      if (cycle !== null) return cycle;
+    }
+    state.set(node, "done");
+    return null;
+  };
+  for (const node of edges.keys()) {
+    const cycle = walk(node, []);
+    if (cycle !== null) return cycle;
+  }
+  return null;
+}
+
+Deno.test("data flows one way: no two layers of src/ import each other, directly or round about", () => {
+  const groups = layerGroups();
+  const edges = new Map<string, Set<string>>();
+  const why = new Map<string, string>();
+  for (const path of sources) {
+    const from = layerOf(path, groups);
+    for (const target of importsOf(path)) {
+      const to = layerOf(target, groups);
+      if (to === from) continue;
+      edges.set(from, (edges.get(from) ?? new Set()).add(to));
+      why.set(`${from} ${to}`, `${path} -> ${target}`);
+    }
+  }
+  const cycle = findCycle(edges);
+  assert.equal(
+    cycle === null ? null : cycle.map((l, i) => {
+      const next = cycle[i + 1];
+      return next === undefined ? l : `${l} (${why.get(`${l} ${next}`)})`;
+    }).join(" → "),
+    null,
+    "layers that import each other: move the shared piece down to the layer both may import",
+  );
+});
+
+Deno.test("the cycle finder finds a cycle through three layers and none in a chain (the checker itself)", () => {
+  const graph = (pairs: [string, string][]) => {
+    const edges = new Map<string, Set<string>>();
+    for (const [a, b] of pairs) edges.set(a, (edges.get(a) ?? new Set()).add(b));
+    return edges;
+  };
+  assert.deepEqual(findCycle(graph([["a", "b"], ["b", "c"], ["c", "a"]])), ["a", "b", "c", "a"]);
+  assert.equal(findCycle(graph([["a", "b"], ["b", "c"], ["a", "c"]])), null);
 });

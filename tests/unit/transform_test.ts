@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Secret } from "../../src/pii/secret.ts";
+import { Secret } from "../../src/secret.ts";
 import type { Masker } from "../../src/mask.ts";
 import { VaultCipher } from "../../src/pii/vault.ts";
 import { POISON_PARSE_LIMIT, prepare } from "../../src/transform.ts";

@@ -12,7 +12,7 @@ import { DatabaseError } from "../../../src/errors.ts";
 import { Database } from "../../../src/db/pool.ts";
 import { ensureSchema } from "../../../src/db/schema.ts";
 import { postgresStore, toColumns } from "../../../src/db/write.ts";
-import { Secret } from "../../../src/pii/secret.ts";
+import { Secret } from "../../../src/secret.ts";
 import { VaultCipher } from "../../../src/pii/vault.ts";
 import { prepare } from "../../../src/transform.ts";
 import type { Masked, ReceivedMessage, VaultEntry, WriteItem } from "../../../src/types.ts";

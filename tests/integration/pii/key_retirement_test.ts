@@ -36,7 +36,7 @@ import {
 } from "../../helpers/pii.ts";
 import { freshSchema, startSqs, TEST_SECRET, type TestDb } from "../../helpers/services.ts";
 import { Masker } from "../../../src/mask.ts";
-import { Secret } from "../../../src/pii/secret.ts";
+import { Secret } from "../../../src/secret.ts";
 
 /** The data subject who asked to be erased, and someone who did not. */
 const VICTIM = { ip: "198.51.100.191", device: "930-00-0001" };

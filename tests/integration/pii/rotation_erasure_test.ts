@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import postgres from "postgres";
-import { Secret } from "../../../src/pii/secret.ts";
+import { Secret } from "../../../src/secret.ts";
 import { Masker } from "../../../src/mask.ts";
 import { rekeyRows } from "../../../src/pii/rekey.ts";
 import type { Masked, PiiField } from "../../../src/types.ts";

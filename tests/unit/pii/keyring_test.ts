@@ -4,7 +4,7 @@
 // what a writer keeps of them, and their JSON.
 import assert from "node:assert/strict";
 import { KEY_ID_PATTERN, MIN_SECRET_BYTES } from "../../../src/config/options.ts";
-import { type KeyFile, Secret } from "../../../src/pii/secret.ts";
+import { type KeyFile, Secret } from "../../../src/secret.ts";
 import { ConfigError } from "../../../src/errors.ts";
 import {
   assertSeparateKeys,

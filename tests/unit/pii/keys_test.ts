@@ -3,7 +3,7 @@
 // drain/run and the PII commands make of the sets.
 import assert from "node:assert/strict";
 import { KEY_ID_PATTERN, MIN_SECRET_BYTES } from "../../../src/config/options.ts";
-import { type KeySource, Secret } from "../../../src/pii/secret.ts";
+import { type KeySource, Secret } from "../../../src/secret.ts";
 import { ConfigError } from "../../../src/errors.ts";
 import type { Telemetry, TelemetryEvent } from "../../../src/ops/telemetry.ts";
 import { type KeySources, loadKeySets, loadPiiKeys, loadRunKeys } from "../../../src/pii/keys.ts";

@@ -5,7 +5,7 @@
 // per batch, and reads symmetric and sealed entries of one set.
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Secret } from "../../../src/pii/secret.ts";
+import { Secret } from "../../../src/secret.ts";
 import { ConfigError, EtlError } from "../../../src/errors.ts";
 import type { VaultKey, VaultKeySet } from "../../../src/pii/keyring.ts";
 import { generateVaultPair } from "../../../src/pii/seal.ts";
