@@ -1,9 +1,12 @@
 // Forget by value (--ip, --device-id, --values-from-file) during a rotation,
-// against real Postgres on each major: each value is erased under every HMAC
-// key of the set, and never logged or audited.
+// against real Postgres: each value is erased under every HMAC key of the
+// set, and never logged or audited. On PostgreSQL 15 alone: what is particular
+// here (reading the values, masking them under each key, keeping them out of
+// logs and the audit) happens in the client, and the SQL it ends in,
+// login_etl_forget as the recoverer, runs on 13 and 18 in forget_test.ts and
+// rotation_erasure_test.ts.
 
 import assert from "node:assert/strict";
-import { eachMajor } from "../../helpers/majors.ts";
 import {
   assertRefused,
   auditAfter,
@@ -22,9 +25,9 @@ import {
 } from "../../helpers/pii.ts";
 import { freshSchema, startSqs, TEST_SECRET } from "../../helpers/services.ts";
 
-eachMajor.test("forget --ip, --device-id and --values-from-file erase a value under every HMAC key of the set, and never log or audit it", async ({ pg }) => {
+Deno.test("forget --ip, --device-id and --values-from-file erase a value under every HMAC key of the set, and never log or audit it", async () => {
   await using sqs = await startSqs();
-  await using db = await freshSchema(pg);
+  await using db = await freshSchema();
   await using roles = await piiRoles(db);
   const cli = new Cli(cliEnv(db, { PII_HMAC_KEY: hmacKeySet("k1") }));
   const k1 = await maskerOf(TEST_SECRET, "k1");
