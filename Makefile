@@ -98,10 +98,10 @@ PG_INSTALLED = $(foreach m,$(PG_MAJORS),$(if $(PG_BUILD_$(m)),$(TOOLS)/postgres/
 TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-msvc
 TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources
 # Test files run in parallel: each test has its own schema, queue, roles and
-# ports (docs/testing.md, "Rules for a test"). Much of a test's time is spent
-# waiting (on Postgres, SQS, a slowed proxy, a visibility timeout or a child
-# process), so 2 cores keep 6 files busy; docs/testing.md has the runs.
-DENO_JOBS ?= 6
+# ports (docs/testing.md, "Rules for a test"). Most of a test's time is spent
+# waiting on Postgres, SQS or a child process, so 2 cores keep 4 files busy
+# (a run with 6 was no faster: docs/testing.md, "What it costs").
+DENO_JOBS ?= 4
 # make test's deno test runs with --no-check: its prerequisite `check` has
 # just type-checked src/ and tests/ (every test file and what it imports), and
 # a second type check of the same graph cost about 9 s of CPU whenever the
