@@ -206,10 +206,34 @@ export function writeExecutable(path: string, text: string): void {
   Deno.chmodSync(path, 0o755);
 }
 
+let sharedPems: Promise<Omit<TlsIdentity, "caPath">> | undefined;
+
+/**
+ * The HTTPS identity of a world: one CA and server certificate for every
+ * world of this process (their two RSA keys cost more CPU than a world's
+ * installs, and no case depends on having a CA of its own), with the CA's
+ * file written into the world's scratch directory.
+ */
+async function identityIn(scratch: string): Promise<TlsIdentity> {
+  sharedPems ??= (async () => {
+    const dir = await Deno.makeTempDir({ prefix: "login-etl-install-tls-" });
+    try {
+      const { caPem, certPem, keyPem } = await makeTlsIdentity(dir);
+      return { caPem, certPem, keyPem };
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  })();
+  const pems = await sharedPems;
+  const caPath = `${scratch}/ca.crt`;
+  await Deno.writeTextFile(caPath, pems.caPem);
+  return { caPath, ...pems };
+}
+
 /** Runs `fn` with a release server and a scratch directory, both gone after. */
 export async function withWorld(fn: (world: World) => Promise<void>): Promise<void> {
   const scratch = await Deno.makeTempDir({ prefix: "login-etl-install-" });
-  const served = serveReleases(await makeTlsIdentity(scratch));
+  const served = serveReleases(await identityIn(scratch));
   const home = `${scratch}/home`;
   const dir = `${scratch}/install/bin`;
   Deno.mkdirSync(home);
