@@ -99,8 +99,13 @@ TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwi
 TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources
 # Test files run in parallel: each test has its own schema, queue, roles and
 # ports (docs/testing.md, "Rules for a test"). Most of a test's time is spent
-# waiting on Postgres, SQS or a child process, so 2 cores keep 4 files busy.
+# waiting on Postgres, SQS or a child process, so 2 cores keep 4 files busy
+# (a run with 6 was no faster: docs/testing.md, "What it costs").
 DENO_JOBS ?= 4
+# make test's deno test runs with --no-check: its prerequisite `check` has
+# just type-checked src/ and tests/ (every test file and what it imports), and
+# a second type check of the same graph cost about 9 s of CPU whenever the
+# code had changed since the last run.
 TEST_PATHS := tests/unit/ tests/repo/ tests/integration/ tests/cli/ tests/reliability/
 
 .PHONY: help deno postgres-majors demo test test-unit bench bench-loopback bench-analysts soak check fmt docs postgres build build-all clean
@@ -163,8 +168,8 @@ test: deno postgres postgres-majors check ## Everything CI runs: checks, unit, r
 	log=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-test.XXXXXX"); \
 	trap 'kill -TERM $$clusters 2>/dev/null; wait $$clusters; rm -f "$$state" "$$junit" "$$log"' EXIT; \
 	trap 'exit 130' INT TERM; \
-	echo "DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --parallel $(TEST_PATHS)"; \
-	LOGIN_ETL_TEST_CLUSTERS="$$state" DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --parallel --junit-path="$$junit" $(TEST_PATHS) 2>&1 | tee "$$log"; \
+	echo "DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --no-check --parallel $(TEST_PATHS)"; \
+	LOGIN_ETL_TEST_CLUSTERS="$$state" DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --no-check --parallel --junit-path="$$junit" $(TEST_PATHS) 2>&1 | tee "$$log"; \
 	status=$${PIPESTATUS[0]}; \
 	$(DENO) run --allow-read="$$junit,$$log" scripts/slowest_tests.ts "$$junit" "$$log" 10; \
 	sed 's/\x1b\[[0-9;]*m//g' "$$log" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -1; \

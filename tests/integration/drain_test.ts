@@ -1,74 +1,20 @@
 // drain/run against a real SQS endpoint (fauxqs in process) and the real
 // Postgres: rows land once, masks are stable, rejects are kept, nothing is
-// deleted before commit. A redelivery after a crash between commit and delete
-// is endpoints_test.ts's, on each SQS implementation.
+// deleted before commit. The exercise's sample loaded as rows and a
+// redelivery after a crash between commit and delete are endpoints_test.ts's,
+// on each SQS implementation.
 
 import assert from "node:assert/strict";
-import { seed } from "../../src/commands/_seed.ts";
-import { loadSampleBodies } from "../../src/seed/sample.ts";
 import { connect } from "../../src/db/pool.ts";
 import { ensureSchema } from "../../src/db/schema.ts";
-import { encodeAppVersion } from "../../src/app_version.ts";
-import { utcDate } from "../../src/to_row.ts";
 import { drainInProcess, startConsume, testMasker } from "../helpers/drain.ts";
 import {
-  capturingTelemetry,
   enqueue,
   freshSchema,
-  hasSample,
   reportFigures,
-  SAMPLE_PATH,
   startSqs,
-  testConfig,
   testConnection,
 } from "../helpers/services.ts";
-
-Deno.test({
-  name: "drain loads the exercise's 100 sample messages, each as one correct row",
-  ignore: !hasSample(),
-  async fn() {
-    await using sqs = await startSqs();
-    await using db = await freshSchema();
-    const queueUrl = sqs.createQueue();
-    const bodies = await loadSampleBodies(SAMPLE_PATH);
-    await seed(
-      testConfig("seed", { "queue-url": queueUrl }),
-      capturingTelemetry().telemetry,
-      bodies,
-    );
-    const { summary } = await drainInProcess(queueUrl, db.schema);
-    reportFigures("sample", summary);
-
-    assert.equal(summary.received, 100);
-    assert.equal(summary.inserted, 100);
-    assert.equal(summary.rejected, 0);
-    assert.equal(summary.deleted, 100);
-    assert.ok(summary.balanced);
-    assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
-
-    const masker = await testMasker();
-    const rows = await db.sql<
-      Record<string, unknown>[]
-    >`SELECT *, create_date::text AS day FROM user_logins`;
-    assert.equal(rows.length, 100);
-    const today = utcDate(Date.now());
-    for (const body of bodies) {
-      const event = JSON.parse(body);
-      const row = rows.find((r) => r.user_id === event.user_id);
-      assert.ok(row, `row for ${event.user_id}`);
-      assert.equal(row.device_type, event.device_type);
-      assert.equal(row.locale, event.locale);
-      const version = encodeAppVersion(event.app_version);
-      assert.ok(version.ok);
-      assert.equal(row.app_version, version.encoded);
-      assert.equal(row.masked_ip, await masker.mask("ip", event.ip));
-      assert.equal(row.masked_device_id, await masker.mask("device_id", event.device_id));
-      assert.equal(row.day, today);
-    }
-    const [ledger] = await db.sql`SELECT count(*)::int AS n FROM login_etl_ledger`;
-    assert.equal(ledger?.n, 100);
-  },
-});
 
 Deno.test("drain gives equal masks for equal values across runs, spellings and processes, distinct per field", async () => {
   await using sqs = await startSqs();

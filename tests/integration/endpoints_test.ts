@@ -6,6 +6,8 @@
 // (nothing deleted before commit, visibility extended, nothing redelivered).
 
 import assert from "node:assert/strict";
+import { encodeAppVersion } from "../../src/app_version.ts";
+import { canonicalIp } from "../../src/ip.ts";
 import { consume } from "../../src/commands/_consume.ts";
 import { seed } from "../../src/commands/_seed.ts";
 import { Secret } from "../../src/secret.ts";
@@ -101,15 +103,32 @@ for (const kind of ENDPOINT_KINDS) {
       new Secret(new TextEncoder().encode(TEST_SECRET), "t"),
       "k1",
     );
-    const rows = await db.sql<{ user_id: string; masked_ip: string; day: string }[]>`
-      SELECT user_id, masked_ip, create_date::text AS day FROM user_logins`;
+    // Each message as one correct row, every column (drain_test.ts checked
+    // this on fauxqs alone, a duplicate of this case).
+    const rows = await db.sql<Record<string, unknown>[]>`
+      SELECT *, create_date::text AS day FROM user_logins`;
     assert.equal(rows.length, 100);
-    for (const body of bodies.slice(0, 10)) {
+    const today = utcDate(Date.now());
+    for (const body of bodies) {
       const event = JSON.parse(body);
       const row = rows.find((r) => r.user_id === event.user_id);
-      assert.equal(row?.masked_ip, await masker.mask("ip", event.ip));
-      assert.equal(row?.day, utcDate(Date.now()));
+      assert.ok(row, `row for ${event.user_id}`);
+      assert.equal(row.device_type, event.device_type);
+      assert.equal(row.locale, event.locale);
+      const version = encodeAppVersion(event.app_version);
+      assert.ok(version.ok);
+      assert.equal(row.app_version, version.encoded);
+      // The mask is of the address's canonical spelling (synthetic bodies
+      // spell some IPv6 addresses in capitals or with runs of zeros).
+      const ip = canonicalIp(event.ip);
+      assert.ok(ip.ok, event.ip);
+      assert.equal(row.masked_ip, await masker.mask("ip", ip.canonical));
+      assert.equal(row.masked_device_id, await masker.mask("device_id", event.device_id));
+      assert.equal(row.day, today);
     }
+    const [ledger] = await db.sql`SELECT count(*)::int AS n FROM login_etl_ledger`;
+    assert.equal(ledger?.n, 101, "the 100 rows and the reject");
+    assert.ok(summary.balanced);
     // SentTimestamp came back: asked for under both attribute names.
     assert.deepEqual(events(lines, "SentTimestampMissing"), []);
     const started = events(lines, "RunStarted")[0];

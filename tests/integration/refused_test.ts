@@ -4,15 +4,14 @@
 // refused it while every other message commits and the queue empties; a
 // table that refuses every row (a NOT NULL column without a default) rejects
 // nothing, deletes nothing and says why; a SIGKILL in the middle of the
-// isolation loses and doubles nothing; --reject-queue-url sends raw copies
-// of every reject before its delete, and a copy that fails keeps its message.
+// isolation loses and doubles nothing. --reject-queue-url is in
+// reject_queue_test.ts and reject_queue_endpoints_test.ts.
 
 import assert from "node:assert/strict";
 import { migrate } from "../../src/db/schema.ts";
 import { generateBodies } from "../../src/seed/generate.ts";
 import { failureLine, runCli, spawnCli } from "../helpers/cli.ts";
-import { startSqsFaultProxy } from "../helpers/sqs_fault_proxy.ts";
-import { ENDPOINT_KINDS, startEndpoint } from "../helpers/sqs_endpoints.ts";
+import { drain, login, thirtyAndOne } from "../helpers/refused.ts";
 import {
   DATABASE_URL,
   enqueue,
@@ -22,36 +21,6 @@ import {
   TEST_SECRET,
   type TestDb,
 } from "../helpers/services.ts";
-
-const login = (user: string, deviceType = "android", extra: Record<string, unknown> = {}) =>
-  JSON.stringify({
-    user_id: user,
-    app_version: "2.3.0",
-    device_type: deviceType,
-    ip: "203.0.113.9",
-    locale: "RU",
-    device_id: "593-47-5928",
-    ...extra,
-  });
-
-/** Thirty good logins, and one more built by `bad`, in the middle. */
-function thirtyAndOne(bad: string): string[] {
-  const good = Array.from({ length: 30 }, (_, i) => login(`user-${i}`));
-  return [...good.slice(0, 15), bad, ...good.slice(15)];
-}
-
-async function drain(db: TestDb, queueUrl: string, extraEnv: Record<string, string> = {}) {
-  return await runCli(["drain", "--queue-url", queueUrl, "--summary-json"], {
-    env: {
-      DATABASE_URL,
-      ...db.env,
-      PII_HMAC_KEY: TEST_SECRET,
-      LOGIN_ETL_LOG_FORMAT: "json",
-      LOGIN_ETL_MAX_RETRY_SECONDS: "2",
-      ...extraEnv,
-    },
-  });
-}
 
 /** Asserts that a drain exited 1 with one line, its last, matching `line`. */
 function assertFailedWith(result: { code: number; stderr: string }, line: RegExp): void {
@@ -265,7 +234,18 @@ Deno.test("run pauses while the table refuses every row, and loads everything on
       LOGIN_ETL_MAX_RETRY_SECONDS: "120",
     },
   );
-  await new Promise((resolve) => setTimeout(resolve, 3000));
+  let stderr = "";
+  const reading = (async () => {
+    for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) stderr += text;
+  })();
+  const stdout = new Response(child.stdout).text();
+  // Until its first write has failed and it waits to retry: a fixed sleep
+  // was too short on a loaded machine, where start-up alone can take longer.
+  const retrying = /"stage":"write".*"retry_in_ms":\d+/;
+  for (const deadline = Date.now() + 30_000; !retrying.test(stderr);) {
+    assert.ok(Date.now() < deadline, `no write retry logged in 30 s: ${stderr.slice(-2000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
   assert.deepEqual(await counts(db), { rows: 0, refused: 0, rejects: 0, ledger: 0 });
   await db.sql`ALTER TABLE user_logins DROP COLUMN region`;
   const deadline = Date.now() + 30_000;
@@ -273,11 +253,11 @@ Deno.test("run pauses while the table refuses every row, and loads everything on
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   child.kill("SIGTERM");
-  const output = await child.output();
-  const stderr = new TextDecoder().decode(output.stderr);
-  assert.equal(output.code, 0, stderr.slice(-2000));
+  const status = await child.status;
+  await reading;
+  await stdout;
+  assert.equal(status.code, 0, stderr.slice(-2000));
   assert.deepEqual(await counts(db), { rows: 31, refused: 0, rejects: 0, ledger: 31 });
-  assert.match(stderr, /"stage":"write".*"retry_in_ms":\d+/, "it waited with backoff");
 });
 
 Deno.test("a SIGKILL in the middle of the isolation loses and doubles nothing", async () => {
@@ -327,185 +307,4 @@ Deno.test("a SIGKILL in the middle of the isolation loses and doubles nothing", 
   const [dupes] = await db.sql<{ n: number }[]>`
     SELECT count(*)::int AS n FROM (SELECT user_id FROM user_logins GROUP BY user_id HAVING count(*) > 1) d`;
   assert.equal(dupes?.n, 0, "no row written twice");
-});
-
-/** Every message on a queue, received with the stock SDK and deleted. */
-async function receiveAll(sqs: Awaited<ReturnType<typeof startSqs>>, queueUrl: string) {
-  const { ReceiveMessageCommand, DeleteMessageBatchCommand } = await import("@aws-sdk/client-sqs");
-  const all: { body: string; attributes: Record<string, string> }[] = [];
-  for (;;) {
-    const { Messages = [] } = await sqs.client.send(
-      new ReceiveMessageCommand({
-        QueueUrl: queueUrl,
-        MaxNumberOfMessages: 10,
-        MessageAttributeNames: ["All"],
-      }),
-    );
-    if (Messages.length === 0) return all;
-    for (const m of Messages) {
-      all.push({
-        body: m.Body ?? "",
-        attributes: Object.fromEntries(
-          Object.entries(m.MessageAttributes ?? {}).map(([k, v]) => [k, v.StringValue ?? ""]),
-        ),
-      });
-    }
-    await sqs.client.send(
-      new DeleteMessageBatchCommand({
-        QueueUrl: queueUrl,
-        Entries: Messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
-      }),
-    );
-  }
-}
-
-Deno.test("--reject-queue-url: raw copies of every reject arrive with their reasons, and draining that queue once the table is fixed writes them exactly once", async () => {
-  await using sqs = await startSqs();
-  await using db = await freshSchema();
-  await migrate(db.sql, db);
-  await db.sql`ALTER TABLE user_logins ADD CONSTRAINT dt CHECK (device_type IN ('ios', 'android'))`;
-  const queueUrl = sqs.createQueue();
-  const rejectQueue = sqs.createQueue();
-  const web = login("user-web", "web");
-  const [webId, brokenId] = enqueue(sqs, queueUrl, [web, '{"user_id": "u", "ip": ']);
-  enqueue(sqs, queueUrl, thirtyAndOne(login("user-x")));
-  const result = await drain(db, queueUrl, { LOGIN_ETL_REJECT_QUEUE_URL: rejectQueue });
-  assert.equal(result.code, 0, result.stderr.slice(-2000));
-  assert.deepEqual(JSON.parse(result.stdout).rejected_by_reason, { db_refused: 1, not_json: 1 });
-  assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
-
-  const copies = await receiveAll(sqs, rejectQueue);
-  const byId = new Map(copies.map((c) => [c.attributes.login_etl_message_id, c]));
-  assert.equal(copies.length, 2);
-  assert.equal(byId.get(webId)?.body, web, "the original body, raw");
-  assert.equal(byId.get(webId)?.attributes.login_etl_reason, "db_refused");
-  assert.match(byId.get(webId)?.attributes.login_etl_detail ?? "", /SQLSTATE 23514, constraint dt/);
-  assert.equal(byId.get(brokenId)?.attributes.login_etl_reason, "not_json");
-  assert.match(byId.get(webId)?.attributes.login_etl_sent_timestamp ?? "", /^\d{13}$/);
-
-  // The replay: the copies go back onto a queue, the constraint is dropped, a drain loads them.
-  await db.sql`ALTER TABLE user_logins DROP CONSTRAINT dt`;
-  const replay = sqs.createQueue();
-  const { SendMessageCommand } = await import("@aws-sdk/client-sqs");
-  for (const copy of copies) {
-    await sqs.client.send(
-      new SendMessageCommand({
-        QueueUrl: replay,
-        MessageBody: copy.body,
-        MessageAttributes: Object.fromEntries(
-          Object.entries(copy.attributes).map(([k, v]) => [
-            k,
-            { DataType: k === "login_etl_sent_timestamp" ? "Number" : "String", StringValue: v },
-          ]),
-        ),
-      }),
-    );
-  }
-  const replayed = await drain(db, replay);
-  assert.equal(replayed.code, 0, replayed.stderr.slice(-2000));
-  const again = await drain(db, replay);
-  assert.equal(JSON.parse(again.stdout).received, 0);
-  const rows = await db.sql<{ user_id: string; create_date: string }[]>`
-    SELECT user_id, create_date::text FROM user_logins WHERE user_id = 'user-web'`;
-  assert.equal(rows.length, 1, "the refused login is written once");
-  assert.equal(
-    rows[0]?.create_date,
-    new Date(Number(byId.get(webId)?.attributes.login_etl_sent_timestamp)).toISOString().slice(
-      0,
-      10,
-    ),
-    "dated as the original message",
-  );
-});
-
-Deno.test("--reject-queue-url: ten large rejects are copied in requests under the batch payload cap, and every copy arrives whole", async () => {
-  // Rejects are where large bodies go (too_long, poison): ten 200 KB bodies in one
-  // SendMessageBatch pass the request's cap (fauxqs enforces AWS's 1 MiB)
-  // and failed the whole call, every time the messages came back.
-  await using sqs = await startSqs();
-  await using db = await freshSchema();
-  const queueUrl = sqs.createQueue();
-  const rejectQueue = sqs.createQueue();
-  const bodies = Array.from(
-    { length: 10 },
-    (_, i) => JSON.stringify({ user_id: `big-${i}`, padding: "x".repeat(200_000) }),
-  );
-  enqueue(sqs, queueUrl, bodies);
-  const result = await drain(db, queueUrl, { LOGIN_ETL_REJECT_QUEUE_URL: rejectQueue });
-  assert.equal(result.code, 0, result.stderr.slice(-2000));
-  assert.equal(JSON.parse(result.stdout).rejected, 10);
-  assert.deepEqual(sqs.counts(queueUrl), { ready: 0, inFlight: 0 });
-  const copies = await receiveAll(sqs, rejectQueue);
-  assert.deepEqual(copies.map((c) => c.body).sort(), [...bodies].sort(), "each body whole, once");
-  const reasons = JSON.parse(result.stdout).rejected_by_reason as Record<string, number>;
-  for (const copy of copies) {
-    assert.ok((reasons[copy.attributes.login_etl_reason ?? ""] ?? 0) > 0, "its reason attached");
-  }
-});
-
-Deno.test("--reject-queue-url: large rejects reach the reject queue whole on each SQS implementation (fauxqs, local-aws-sqs, LocalStack<3 over Query)", async (t) => {
-  // Both third-party implementations cap a SendMessageBatch at 1 MiB; six
-  // 200 KB copies in one request would pass it.
-  const bodies = Array.from(
-    { length: 6 },
-    (_, i) => JSON.stringify({ user_id: `big-${i}`, padding: "y".repeat(200_000) }),
-  );
-  for (const kind of ENDPOINT_KINDS) {
-    await t.step(kind, async () => {
-      await using sqs = await startEndpoint(kind);
-      await using db = await freshSchema();
-      await using replay = await freshSchema();
-      const queueUrl = await sqs.createQueue();
-      const rejectQueue = await sqs.createQueue();
-      for (const body of bodies) await sqs.send(queueUrl, [body]);
-      const result = await drain(db, queueUrl, { LOGIN_ETL_REJECT_QUEUE_URL: rejectQueue });
-      assert.equal(result.code, 0, result.stderr.slice(-2000));
-      assert.equal(JSON.parse(result.stdout).rejected, 6);
-      const left = await sqs.counts(queueUrl);
-      assert.equal(left.ready + left.inFlight, 0, "the source queue is empty");
-      // The copies, drained by login-etl itself: each body's keyed hash
-      // matches an original's, so every copy arrived whole and once.
-      const replayed = await drain(replay, rejectQueue);
-      assert.equal(replayed.code, 0, replayed.stderr.slice(-2000));
-      const hashes = async (d: TestDb) =>
-        (await d.sql<{ h: string }[]>`SELECT body_hmac AS h FROM login_etl_rejects ORDER BY 1`)
-          .map((r) => r.h);
-      const originals = await hashes(db);
-      assert.equal(originals.length, 6);
-      assert.deepEqual(await hashes(replay), originals);
-    });
-  }
-});
-
-Deno.test("--reject-queue-url: a copy that cannot be sent keeps its message queued, and it is copied when redelivered", async () => {
-  await using sqs = await startSqs();
-  await using db = await freshSchema();
-  await migrate(db.sql, db);
-  await using proxy = await startSqsFaultProxy(sqs.endpoint);
-  let failSends = true;
-  proxy.policy = (action) => (action === "SendMessageBatch" && failSends ? "error500" : "pass");
-  const direct = sqs.createQueue({ VisibilityTimeout: "2" });
-  const rejectDirect = sqs.createQueue();
-  const viaProxy = (url: string) => url.replace(sqs.endpoint, proxy.endpoint);
-  const [brokenId] = enqueue(sqs, direct, ["not json at all"]);
-  enqueue(sqs, direct, Array.from({ length: 10 }, (_, i) => login(`ok-${i}`)));
-  const env = { LOGIN_ETL_REJECT_QUEUE_URL: viaProxy(rejectDirect) };
-  const first = await drain(db, viaProxy(direct), env);
-  assert.equal(first.code, 0, first.stderr.slice(-2000));
-  assert.match(first.stderr, /"event":"RejectCopyFailed"/);
-  const [rows] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM user_logins`;
-  assert.equal(rows?.n, 10, "the valid rows committed and were deleted");
-  const left = sqs.counts(direct);
-  assert.equal(left.ready + left.inFlight, 1, "the reject whose copy failed is still queued");
-
-  failSends = false;
-  await new Promise((resolve) => setTimeout(resolve, 2100));
-  const second = await drain(db, viaProxy(direct), env);
-  assert.equal(second.code, 0, second.stderr.slice(-2000));
-  assert.equal(JSON.parse(second.stdout).redelivered, 1, "recorded once, by the first run");
-  assert.deepEqual(sqs.counts(direct), { ready: 0, inFlight: 0 });
-  const copies = await receiveAll(sqs, rejectDirect);
-  assert.deepEqual(copies.map((c) => c.attributes.login_etl_message_id), [brokenId]);
-  const [rejects] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM login_etl_rejects`;
-  assert.equal(rejects?.n, 1);
 });

@@ -5,10 +5,10 @@
 // role, then used by each role; a superuser's migration carrying every
 // role's way in; and a second data schema pointed at a state schema that
 // already serves another, refused before anything is written. Each on
-// PostgreSQL 13, 15 and 18.
+// PostgreSQL 13, 15 and 18. Where the owner role's login migrates:
+// state_schema_owner_test.ts.
 
 import assert from "node:assert/strict";
-import postgres from "postgres";
 import { LATEST_VERSION, MIGRATIONS } from "../../src/db/migrations.ts";
 import { ensureSchema, migrate, schemaState } from "../../src/db/schema.ts";
 import { ConfigError } from "../../src/errors.ts";
@@ -35,78 +35,7 @@ import {
   testConnection,
   type TestDb,
 } from "../helpers/services.ts";
-
-const GROUPS = ["login_etl_owner", "login_etl_consumer", "pii_recoverer", "login_etl_analyst"];
-
-/**
- * The four groups of sql/roles.sql and a login in each, under names of this
- * test only (roles are cluster-wide and tests run side by side), dropped by
- * `drop`.
- */
-function testRoles(db: TestDb) {
-  const suffix = `_${Date.now().toString(36)}_${Deno.pid}`;
-  const [owner, consumer, recoverer, analyst] = GROUPS.map((g) => g + suffix) as [
-    string,
-    string,
-    string,
-    string,
-  ];
-  const users = {
-    owner: `etl_migrate${suffix}`,
-    consumer: `etl_service${suffix}`,
-    recoverer: `alice${suffix}`,
-    analyst: `bob${suffix}`,
-  };
-  const password = crypto.randomUUID();
-  const clients: postgres.Sql[] = [];
-  return {
-    groups: { owner, consumer, recoverer, analyst },
-    users,
-    /** sql/roles.sql (or another release's) with this test's role names. */
-    rewrite: (text: string) =>
-      text.replace(
-        /\b(login_etl_owner|login_etl_consumer|pii_recoverer|login_etl_analyst)\b/g,
-        `$1${suffix}`,
-      ),
-    /** The logins, once the groups exist. */
-    async createUsers() {
-      await db.sql.unsafe(`
-        CREATE ROLE "${users.owner}" LOGIN PASSWORD '${password}' IN ROLE "${owner}";
-        CREATE ROLE "${users.consumer}" LOGIN PASSWORD '${password}' IN ROLE "${consumer}";
-        CREATE ROLE "${users.recoverer}" LOGIN PASSWORD '${password}' IN ROLE "${recoverer}";
-        CREATE ROLE "${users.analyst}" LOGIN PASSWORD '${password}' IN ROLE "${analyst}";`)
-        .simple();
-    },
-    urlOf(user: string): string {
-      const url = new URL(db.url);
-      url.hostname = "127.0.0.1";
-      url.username = user;
-      url.password = password;
-      return url.toString();
-    },
-    connectAs(user: string): postgres.Sql {
-      const sql = postgres(this.urlOf(user), {
-        max: 1,
-        onnotice: () => {},
-        connection: { search_path: db.schema },
-      });
-      clients.push(sql);
-      return sql;
-    },
-    async drop() {
-      for (const sql of clients) await sql.end();
-      const names = [...Object.values(users), owner, consumer, recoverer, analyst];
-      const existing = (await db.sql<{ rolname: string }[]>`
-        SELECT rolname FROM pg_roles WHERE rolname = ANY(${names})`)
-        .map((r) => `"${r.rolname}"`).join(", ");
-      if (existing !== "") {
-        await db.sql.unsafe(`REASSIGN OWNED BY ${existing} TO CURRENT_USER`);
-        await db.sql.unsafe(`DROP OWNED BY ${existing}`);
-        await db.sql.unsafe(`DROP ROLE ${existing}`);
-      }
-    },
-  };
-}
+import { testRoles } from "../helpers/state_roles.ts";
 
 /** Each of login-etl's own objects in `schema` with its grants, as the catalog tells them. */
 async function grantsIn(db: TestDb, schema: string): Promise<Record<string, string>> {
@@ -454,89 +383,6 @@ eachMajor.test("migrated by a superuser, each role that had a grant on what move
       new Date().toISOString().slice(0, 10).replaceAll("-", "")
     }`}`;
     assert.equal(part?.owner, roles.groups.owner);
-  } finally {
-    await roles.drop();
-  }
-});
-
-/**
- * The documented sequence after the DBA's part, twice: `migrate` as the
- * owner role's login, sql/roles.sql as the DBA, `check --for migrate` as the
- * login and `check` (drain) as the consumer, each ending green; then no
- * login holds a grant on either schema or owns anything in them.
- */
-async function documentedRounds(
-  t: Deno.TestContext,
-  db: TestDb,
-  roles: ReturnType<typeof testRoles>,
-  queueUrl: string,
-): Promise<void> {
-  const cli = new Cli(cliEnv(db, { LOGIN_ETL_OWNER_ROLE: roles.groups.owner }));
-  const asOwner = { DATABASE_URL: roles.urlOf(roles.users.owner) };
-  for (const round of [1, 2]) {
-    await t.step(`round ${round}: migrate, sql/roles.sql, check`, async () => {
-      const migrated = await cli.run(["migrate"], asOwner);
-      assert.equal(migrated.code, 0, migrated.stderr);
-      await psqlFiles(db.schema, [new URL("../../sql/roles.sql", import.meta.url)], {
-        url: db.url,
-        rewrite: roles.rewrite,
-      });
-      const forMigrate = await cli.run(["check", "--for", "migrate"], asOwner);
-      assert.equal(forMigrate.code, 0, forMigrate.stdout + forMigrate.stderr);
-      assert.match(forMigrate.stdout, /^ok\s+schema rights\s+only trusted roles/m);
-      const forDrain = await cli.run(["check", "--queue-url", queueUrl], {
-        DATABASE_URL: roles.urlOf(roles.users.consumer),
-      });
-      assert.equal(forDrain.code, 0, forDrain.stdout + forDrain.stderr);
-      assert.match(forDrain.stdout, /^ok\s+schema rights\s+only trusted roles/m);
-    });
-  }
-  const [left] = await db.sql<{ grants: string[]; owned: string[] }[]>`
-    WITH ns AS (SELECT oid, nspacl FROM pg_namespace WHERE nspname IN (${db.schema}, ${db.stateSchema})),
-         login AS (SELECT oid FROM pg_roles WHERE rolname = ${roles.users.owner})
-    SELECT coalesce((SELECT array_agg(DISTINCT ns.oid::regnamespace::text) FROM ns, aclexplode(ns.nspacl) a
-                     WHERE a.grantee = (SELECT oid FROM login)), '{}') AS grants,
-           coalesce((SELECT array_agg(c.relname::text) FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
-                     WHERE c.relowner = (SELECT oid FROM login)), '{}') AS owned`;
-  assert.deepEqual(left, { grants: [], owned: [] }, "the login keeps no grant and owns nothing");
-}
-
-eachMajor.test("a new database the owner role's login migrates: migrate, sql/roles.sql and check end green, and again; no login keeps a right or an object of its own", async ({ t, pg }) => {
-  await using sqs = await startSqs();
-  await using db = await freshSchema(pg);
-  const roles = testRoles(db);
-  try {
-    // The DBA: sql/roles.sql's groups, the logins, and both schemas open to
-    // the owner role (operations.md, "A new database migrated by the owner role").
-    await db.sql.unsafe(roles.rewrite(`
-      CREATE ROLE login_etl_owner NOLOGIN;
-      CREATE ROLE login_etl_consumer NOLOGIN;
-      CREATE ROLE pii_recoverer NOLOGIN;
-      CREATE ROLE login_etl_analyst NOLOGIN;`)).simple();
-    await roles.createUsers();
-    await db.sql.unsafe(`
-      GRANT USAGE, CREATE ON SCHEMA "${db.schema}" TO "${roles.groups.owner}";
-      CREATE SCHEMA "${db.stateSchema}" AUTHORIZATION "${roles.groups.owner}";`).simple();
-    await documentedRounds(t, db, roles, sqs.createQueue());
-  } finally {
-    await roles.drop();
-  }
-});
-
-eachMajor.test("a database at version 5 whose ledger the owner role's login made as itself: migrate, sql/roles.sql and check end green, and again; the login is given nothing", async ({ t, pg }) => {
-  await using sqs = await startSqs();
-  await using db = await freshSchema(pg);
-  const roles = testRoles(db);
-  try {
-    await migrateToV5(db);
-    await psqlFiles(db.schema, [ROLES_V5], { url: db.url, rewrite: roles.rewrite });
-    await roles.createUsers();
-    // A migration that login ran as itself after sql/roles.sql: the ledger is
-    // its own (version 6 then gave it USAGE and CREATE on the state schema).
-    await db.sql.unsafe(`
-      ALTER TABLE "${db.schema}".login_etl_ledger OWNER TO "${roles.users.owner}";
-      CREATE SCHEMA "${db.stateSchema}" AUTHORIZATION "${roles.groups.owner}";`).simple();
-    await documentedRounds(t, db, roles, sqs.createQueue());
   } finally {
     await roles.drop();
   }

@@ -1,0 +1,100 @@
+// The four groups of sql/roles.sql and a login in each, under names of one
+// test only, for the state schema tests (tests/integration/state_schema*_test.ts).
+
+import postgres from "postgres";
+import type { TestDb } from "./services.ts";
+
+/** A test's groups and logins: see `testRoles`. */
+export interface TestRoles {
+  readonly groups: {
+    readonly owner: string;
+    readonly consumer: string;
+    readonly recoverer: string;
+    readonly analyst: string;
+  };
+  readonly users: {
+    readonly owner: string;
+    readonly consumer: string;
+    readonly recoverer: string;
+    readonly analyst: string;
+  };
+  /** sql/roles.sql (or another release's) with this test's role names. */
+  rewrite(text: string): string;
+  /** The logins, once the groups exist. */
+  createUsers(): Promise<void>;
+  urlOf(user: string): string;
+  connectAs(user: string): postgres.Sql;
+  drop(): Promise<void>;
+}
+
+const GROUPS = ["login_etl_owner", "login_etl_consumer", "pii_recoverer", "login_etl_analyst"];
+
+/**
+ * The four groups of sql/roles.sql and a login in each, under names of this
+ * test only (roles are cluster-wide and tests run side by side), dropped by
+ * `drop`.
+ */
+export function testRoles(db: TestDb): TestRoles {
+  const suffix = `_${Date.now().toString(36)}_${Deno.pid}`;
+  const [owner, consumer, recoverer, analyst] = GROUPS.map((g) => g + suffix) as [
+    string,
+    string,
+    string,
+    string,
+  ];
+  const users = {
+    owner: `etl_migrate${suffix}`,
+    consumer: `etl_service${suffix}`,
+    recoverer: `alice${suffix}`,
+    analyst: `bob${suffix}`,
+  };
+  const password = crypto.randomUUID();
+  const clients: postgres.Sql[] = [];
+  return {
+    groups: { owner, consumer, recoverer, analyst },
+    users,
+    /** sql/roles.sql (or another release's) with this test's role names. */
+    rewrite: (text: string) =>
+      text.replace(
+        /\b(login_etl_owner|login_etl_consumer|pii_recoverer|login_etl_analyst)\b/g,
+        `$1${suffix}`,
+      ),
+    /** The logins, once the groups exist. */
+    async createUsers() {
+      await db.sql.unsafe(`
+        CREATE ROLE "${users.owner}" LOGIN PASSWORD '${password}' IN ROLE "${owner}";
+        CREATE ROLE "${users.consumer}" LOGIN PASSWORD '${password}' IN ROLE "${consumer}";
+        CREATE ROLE "${users.recoverer}" LOGIN PASSWORD '${password}' IN ROLE "${recoverer}";
+        CREATE ROLE "${users.analyst}" LOGIN PASSWORD '${password}' IN ROLE "${analyst}";`)
+        .simple();
+    },
+    urlOf(user: string): string {
+      const url = new URL(db.url);
+      url.hostname = "127.0.0.1";
+      url.username = user;
+      url.password = password;
+      return url.toString();
+    },
+    connectAs(user: string): postgres.Sql {
+      const sql = postgres(this.urlOf(user), {
+        max: 1,
+        onnotice: () => {},
+        connection: { search_path: db.schema },
+      });
+      clients.push(sql);
+      return sql;
+    },
+    async drop() {
+      for (const sql of clients) await sql.end();
+      const names = [...Object.values(users), owner, consumer, recoverer, analyst];
+      const existing = (await db.sql<{ rolname: string }[]>`
+        SELECT rolname FROM pg_roles WHERE rolname = ANY(${names})`)
+        .map((r) => `"${r.rolname}"`).join(", ");
+      if (existing !== "") {
+        await db.sql.unsafe(`REASSIGN OWNED BY ${existing} TO CURRENT_USER`);
+        await db.sql.unsafe(`DROP OWNED BY ${existing}`);
+        await db.sql.unsafe(`DROP ROLE ${existing}`);
+      }
+    },
+  };
+}
