@@ -175,8 +175,11 @@ Deno.test("nothing is deleted before commit: a backend killed mid-batch is retri
   const running = startConsume(queueUrl, db.schema, { flags: { "writers": "1" } });
   try {
     // Only a backend our lock blocks: other files' consumers run beside this one.
+    // Up to a minute: with other test files busy on both cores the consumer's
+    // start-up (module load, migrate, first receive) has taken over 10 s; the
+    // wait ends as soon as the write blocks.
     let pid: number | undefined;
-    for (let i = 0; i < 200 && pid === undefined; i++) {
+    for (let i = 0; i < 1200 && pid === undefined; i++) {
       await new Promise((r) => setTimeout(r, 50));
       const [waiting] = await db.sql<{ pid: number }[]>`
         SELECT pid FROM pg_stat_activity
