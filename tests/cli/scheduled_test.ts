@@ -5,6 +5,8 @@
 // whole file whatever the outcome; seed --sample loads the exercise's file.
 
 import assert from "node:assert/strict";
+import { connect } from "../../src/db/pool.ts";
+import { ensureSchema } from "../../src/db/schema.ts";
 import { generateBodies } from "../../src/seed/generate.ts";
 import { failureLine, runCli, spawnCli } from "../helpers/cli.ts";
 import {
@@ -15,8 +17,8 @@ import {
   SAMPLE_PATH,
   startSqs,
   TEST_SECRET,
+  testConnection,
 } from "../helpers/services.ts";
-import { targetOf, TcpProxy, viaProxy } from "../helpers/tcp_proxy.ts";
 
 const VALID = 300;
 const INVALID = 20;
@@ -159,40 +161,72 @@ Deno.test("run --max-rejects stops by itself once past the limit, committing wha
 
 Deno.test("drain off a terminal logs a Progress event every --progress-seconds; 0 turns them off", async () => {
   await using sqs = await startSqs();
-  await using db = await freshSchema();
-  // Every Postgres packet delayed, so the drain lasts a few seconds.
-  await using proxy = TcpProxy.start(targetOf(DATABASE_URL));
-  proxy.delayMs = 40;
-  const run = async (seconds: string) => {
+  await using every = await freshSchema();
+  await using never = await freshSchema();
+  // The tables first, so that a lock can hold both drains at their first write
+  // for as long as the test needs them running (as drain_test.ts does).
+  const connection = await testConnection();
+  for (const db of [every, never]) {
+    const setup = connect({ connection, schema: db.schema, stateSchema: db.stateSchema, max: 1 });
+    await ensureSchema(setup, { connection, schema: db.schema, stateSchema: db.stateSchema });
+    await setup.end();
+  }
+  const blocker = await every.sql.reserve();
+  const [{ pid: blockerPid }] = await blocker<[{ pid: number }]>`SELECT pg_backend_pid() AS pid`;
+  await blocker`BEGIN`;
+  await blocker.unsafe(
+    `LOCK TABLE "${every.schema}".user_logins, "${never.schema}".user_logins IN SHARE MODE`,
+  );
+  const start = (db: typeof every, seconds: string) => {
     const queueUrl = sqs.createQueue();
-    enqueue(sqs, queueUrl, [...generateBodies(1200, { badRatio: 0.02, seed: 5 })]);
-    const result = await runCli(
-      [
-        "drain",
-        "--queue-url",
-        queueUrl,
-        "--progress-seconds",
-        seconds,
-        "--max-rows",
-        "100",
-        "--writers",
-        "1",
-      ],
-      {
-        env: {
-          DATABASE_URL: viaProxy(DATABASE_URL, proxy),
-          ...db.env,
-          PII_HMAC_KEY: TEST_SECRET,
-          LOGIN_ETL_LOG_FORMAT: "json",
-        },
-      },
+    enqueue(sqs, queueUrl, [...generateBodies(300, { badRatio: 0.02, seed: 5 })]);
+    const child = spawnCli(
+      ["drain", "--queue-url", queueUrl, "--progress-seconds", seconds, "--max-rows", "100"],
+      { DATABASE_URL, ...db.env, PII_HMAC_KEY: TEST_SECRET, LOGIN_ETL_LOG_FORMAT: "json" },
     );
-    assert.equal(result.code, 0, result.stderr);
-    return result.stderr.split("\n").filter((l) => l.includes('"event":"ProgressReported"'))
-      .map((l) => JSON.parse(l) as Record<string, number>);
+    let stderr = "";
+    const ended = Promise.all([
+      child.status,
+      child.stdout.cancel(),
+      (async () => {
+        for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
+          stderr += text;
+        }
+      })(),
+    ]).then(([status]) => status.code);
+    return { ended, stderr: () => stderr };
   };
-  const events = await run("1");
-  assert.ok(events.length >= 2, `${events.length} progress events`);
+  const progressOf = (stderr: string) =>
+    stderr.split("\n").filter((l) => l.includes('"event":"ProgressReported"'))
+      .map((l) => JSON.parse(l) as Record<string, number>);
+  const ticking = start(every, "1");
+  const silent = start(never, "0");
+  let shared: number | undefined;
+  try {
+    // Both writes held by our lock (only backends it blocks: files run in
+    // parallel), then two more progress events of the ticking drain: the silent
+    // one was running all that while, long enough for a timer of any interval
+    // up to a second to fire. Bounds only against a hang (a minute each).
+    for (let i = 0; i < 1200 && shared === undefined; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      const [row] = await every.sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE application_name = 'login-etl' AND wait_event_type = 'Lock'
+          AND ${blockerPid} = ANY(pg_blocking_pids(pid))`;
+      if ((row?.n ?? 0) >= 2) shared = progressOf(ticking.stderr()).length;
+    }
+    assert.ok(shared !== undefined, "both drains' writes wait on the lock");
+    for (let i = 0; i < 1200 && progressOf(ticking.stderr()).length < shared + 2; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    await blocker`COMMIT`;
+    blocker.release();
+  }
+  assert.equal(await ticking.ended, 0, ticking.stderr());
+  assert.equal(await silent.ended, 0, silent.stderr());
+  const events = progressOf(ticking.stderr());
+  assert.ok(events.length >= shared + 2, `${events.length} progress events`);
   for (const e of events) {
     for (
       const field of ["received", "inserted", "rejected", "deleted", "msgs_per_s", "queue_depth"]
@@ -202,7 +236,7 @@ Deno.test("drain off a terminal logs a Progress event every --progress-seconds; 
   }
   const received = events.map((e) => e.received ?? 0);
   assert.deepEqual(received, [...received].sort((a, b) => a - b), "counts only grow");
-  assert.deepEqual(await run("0"), []);
+  assert.deepEqual(progressOf(silent.stderr()), []);
 });
 
 Deno.test("seed --sample sends the exercise's messages, and drain loads each as one row", async () => {
