@@ -190,7 +190,7 @@ for (const kind of KINDS) {
     // Start-up plus the 3 s bound plus the closing commit; a drain that ignored
     // the bound would run until the 60 s limit killed it.
     assert.ok(result.ms < 30_000, `ended after ${result.ms} ms`);
-    assert.equal((await takeAll(sqs, queueUrl)).length, counts.ready);
+    assert.equal((await takeAll(sqs, queueUrl, counts.ready)).length, counts.ready);
   });
 
   Deno.test(`${kind}: run --max-messages stops at its bound like drain, with no long poll left waiting`, async () => {
@@ -212,7 +212,7 @@ for (const kind of KINDS) {
     assert.equal(summary.stopped_at_bound, "max-messages");
     assert.deepEqual(counts, { ready: 70, inFlight: 0 });
     assert.ok(result.ms < 18_000, `ended after ${result.ms} ms`);
-    assert.equal((await takeAll(sqs, queueUrl)).length, 70);
+    assert.equal((await takeAll(sqs, queueUrl, 70)).length, 70);
   });
 
   Deno.test(`${kind}: run --max-duration on an empty queue ends by its bound, not after a 20 s long poll`, async () => {
@@ -247,7 +247,7 @@ for (const kind of KINDS) {
     assert.equal(await tableCount(db.sql, db.schema), 0, "a dry run creates nothing");
 
     // What the dry run did to the receive counts: read each message once more.
-    const receiveCounts = await takeAll(sqs, queueUrl);
+    const receiveCounts = await takeAll(sqs, queueUrl, 300);
     assert.equal(receiveCounts.length, 300);
     const histogram: Record<string, number> = {};
     for (const n of receiveCounts) histogram[n] = (histogram[n] ?? 0) + 1;
@@ -270,7 +270,7 @@ Deno.test("fauxqs: run --dry-run prints each message once, gives each back, and 
   assert.equal(printed.length, 40);
   assert.deepEqual(new Set(printed), new Set(ids));
   assert.deepEqual(counts, { ready: 40, inFlight: 0 });
-  assert.equal((await takeAll(sqs, queueUrl)).length, 40);
+  assert.equal((await takeAll(sqs, queueUrl, 40)).length, 40);
 });
 
 async function tableCount(
@@ -288,8 +288,15 @@ async function tableCount(
  * Receives and deletes every message left, as a consumer would, and returns
  * each one's ApproximateReceiveCount at this receive. (Deleting also stops
  * local-aws-sqs's per-message timers, which the test sanitizers would report.)
+ * Long polls until `expected` messages have come (two empty ones end it short
+ * of that), then short polls until one comes back empty: a message more than
+ * expected still shows, and no poll waits once the last has come.
  */
-async function takeAll(sqs: TestEndpoint, queueUrl: string): Promise<number[]> {
+async function takeAll(
+  sqs: TestEndpoint,
+  queueUrl: string,
+  expected: number,
+): Promise<number[]> {
   const client = new SQSClient({
     region: "us-east-1",
     endpoint: sqs.endpoint,
@@ -298,11 +305,12 @@ async function takeAll(sqs: TestEndpoint, queueUrl: string): Promise<number[]> {
   try {
     const seen = new Map<string, number>();
     for (let empty = 0; empty < 2;) {
+      const all = seen.size >= expected;
       const out = await client.send(
         new ReceiveMessageCommand({
           QueueUrl: queueUrl,
           MaxNumberOfMessages: 10,
-          WaitTimeSeconds: 1,
+          WaitTimeSeconds: all ? 0 : 1,
           VisibilityTimeout: 600,
           MessageSystemAttributeNames: ["ApproximateReceiveCount"],
           // local-aws-sqs knows only the older name.
@@ -310,6 +318,7 @@ async function takeAll(sqs: TestEndpoint, queueUrl: string): Promise<number[]> {
         }),
       );
       const messages = out.Messages ?? [];
+      if (messages.length === 0 && all) break;
       empty = messages.length === 0 ? empty + 1 : 0;
       if (messages.length === 0) continue;
       for (const m of messages) {
