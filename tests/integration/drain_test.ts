@@ -1,8 +1,8 @@
 // drain/run against a real SQS endpoint (fauxqs in process) and the real
 // Postgres: rows land once, masks are stable, rejects are kept, nothing is
-// deleted before commit. The exercise's sample loaded as rows and a
-// redelivery after a crash between commit and delete are endpoints_test.ts's,
-// on each SQS implementation.
+// deleted before commit. The exercise's sample loaded as rows
+// (endpoints_test.ts) and a redelivery after a crash between commit and delete
+// (endpoints_visibility_test.ts) are tested on each SQS implementation.
 
 import assert from "node:assert/strict";
 import { connect } from "../../src/db/pool.ts";
