@@ -7,12 +7,12 @@ import { generateBodies } from "../../src/seed/generate.ts";
 import { drainCli } from "../helpers/drain.ts";
 import { enqueue, freshSchema, startSqs } from "../helpers/services.ts";
 
-/** Drains 2,000 generated bodies through the CLI with `--progress <progress>`; returns stderr. */
-async function drainStderr(progress: string): Promise<string> {
+/** Drains `count` generated bodies through the CLI with `--progress <progress>`; returns stderr. */
+async function drainStderr(progress: string, count: number): Promise<string> {
   await using sqs = await startSqs();
   await using db = await freshSchema();
   const queueUrl = sqs.createQueue();
-  enqueue(sqs, queueUrl, [...generateBodies(2000, { badRatio: 0.05, seed: 9 })]);
+  enqueue(sqs, queueUrl, [...generateBodies(count, { badRatio: 0.05, seed: 9 })]);
   const result = await drainCli(queueUrl, db.schema, {
     args: ["--progress", progress, "--max-rows", "200"],
   });
@@ -20,7 +20,8 @@ async function drainStderr(progress: string): Promise<string> {
 }
 
 Deno.test("drain --progress always rewrites one status line between intact log lines", async () => {
-  const stderr = await drainStderr("always");
+  // Long enough for redraws (every 250 ms) between log lines and for the queue depth to show.
+  const stderr = await drainStderr("always", 2000);
   assert.match(stderr, /\r[\d,]+ done · [\d,]+ msg\/s/);
   assert.match(stderr, / · ~[\d,]+ left in queue/);
   // What a terminal keeps of each line is the text after its last \r.
@@ -37,7 +38,8 @@ Deno.test("drain --progress always rewrites one status line between intact log l
 });
 
 Deno.test("drain --progress auto off a terminal writes only log lines", async () => {
-  const stderr = await drainStderr("auto");
+  // A drawn line would show at once: the first is drawn as the drain starts.
+  const stderr = await drainStderr("auto", 200);
   assert.ok(!stderr.includes("\r"), "no carriage return");
   assert.ok(!stderr.includes("msg/s"), "no progress text");
   for (const line of stderr.trimEnd().split("\n")) assert.doesNotThrow(() => JSON.parse(line));
