@@ -157,7 +157,7 @@ for (const kind of KINDS) {
           "--queue-url",
           queueUrl,
           "--max-duration",
-          "3s",
+          "2s",
           "--idle-seconds",
           "10",
           "--summary-json",
@@ -172,7 +172,7 @@ for (const kind of KINDS) {
     const counts = await sqs.counts(queueUrl);
     assert.equal(result.code, 0, result.stderr.slice(-2000));
     const summary = summaryOf(result);
-    reportFigures(`${kind} --max-duration 3s under inflow`, {
+    reportFigures(`${kind} --max-duration 2s under inflow`, {
       summary,
       counts,
       sent,
@@ -187,7 +187,7 @@ for (const kind of KINDS) {
     assert.equal(counts.inFlight, 0);
     assert.equal(counts.ready, sent - summary.received);
     assert.equal(await rowCount(db.sql), summary.inserted);
-    // Start-up plus the 3 s bound plus the closing commit; a drain that ignored
+    // Start-up plus the 2 s bound plus the closing commit; a drain that ignored
     // the bound would run until the 60 s limit killed it.
     assert.ok(result.ms < 30_000, `ended after ${result.ms} ms`);
     assert.equal((await takeAll(sqs, queueUrl, counts.ready)).length, counts.ready);
@@ -220,12 +220,12 @@ for (const kind of KINDS) {
     await using db = await freshSchema();
     const queueUrl = await sqs.createQueue();
     const result = await cli(
-      ["run", "--queue-url", queueUrl, "--max-duration", "2s", "--summary-json"],
+      ["run", "--queue-url", queueUrl, "--max-duration", "1s", "--summary-json"],
       db.schema,
     );
     assert.equal(result.code, 0, result.stderr.slice(-2000));
     const summary = summaryOf(result);
-    reportFigures(`${kind} run --max-duration 2s, empty queue`, { ms: result.ms });
+    reportFigures(`${kind} run --max-duration 1s, empty queue`, { ms: result.ms });
     assert.equal(summary.stopped_at_bound, "max-duration");
     assert.equal(summary.received, 0);
     assert.ok(result.ms < 18_000, `ended after ${result.ms} ms`);
