@@ -2,7 +2,7 @@
 // a fresh schema per test in the Postgres at DATABASE_URL (or in a given
 // major's server, tests/helpers/majors.ts).
 
-import { SQSClient } from "@aws-sdk/client-sqs";
+import { ChangeMessageVisibilityBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { startFauxqs } from "fauxqs";
 import postgres from "postgres";
 import type { CommandName } from "../../src/config/commands.ts";
@@ -192,6 +192,39 @@ export function capturingTelemetry(): { telemetry: Telemetry; lines: string[]; l
 export function enqueue(sqs: TestSqs, queueUrl: string, bodies: readonly string[]): string[] {
   const name = queueUrl.split("/").pop() ?? "";
   return bodies.map((body) => sqs.server.sendMessage(name, body).messageId);
+}
+
+/**
+ * Makes every in-flight message of a fauxqs queue visible again at once, by
+ * its current receipt handle, as if its visibility timeout had lapsed: for a
+ * test whose point is what the next run does with a redelivery, not the wait
+ * for it. A long poll that an ended run left waiting in fauxqs takes
+ * messages as they come back (into the void): those are made visible again,
+ * round after round, until none is in flight.
+ */
+export async function expireInFlight(sqs: TestSqs, queueUrl: string): Promise<void> {
+  const name = queueUrl.split("/").pop() ?? "";
+  const inFlight = () =>
+    (sqs.server.inspectQueue(name)?.messages.inflight ?? []).map((m) => m.receiptHandle);
+  // Each abandoned poll takes at most one batch; a hundred rounds is a bound, not a guess.
+  for (let round = 0, handles = inFlight(); handles.length > 0; round++, handles = inFlight()) {
+    if (round === 100) throw new Error(`${handles.length} messages stay in flight`);
+    for (let i = 0; i < handles.length; i += 10) {
+      const out = await sqs.client.send(
+        new ChangeMessageVisibilityBatchCommand({
+          QueueUrl: queueUrl,
+          Entries: handles.slice(i, i + 10).map((handle, j) => ({
+            Id: String(j),
+            ReceiptHandle: handle,
+            VisibilityTimeout: 0,
+          })),
+        }),
+      );
+      if ((out.Failed ?? []).length > 0) {
+        throw new Error(`ChangeMessageVisibility refused: ${out.Failed?.[0]?.Code}`);
+      }
+    }
+  }
 }
 
 /** Prints a test's figures so a reader sees the result, not only a pass. */

@@ -15,6 +15,7 @@ import { drain, login, thirtyAndOne } from "../helpers/refused.ts";
 import {
   DATABASE_URL,
   enqueue,
+  expireInFlight,
   freshSchema,
   reportFigures,
   startSqs,
@@ -30,8 +31,9 @@ function assertFailedWith(result: { code: number; stderr: string }, line: RegExp
 
 /**
  * After a failed drain: asserts all 31 messages are still queued, applies
- * `fix`, waits out the visibility timeout (2 s) of what the failed run left
- * in flight, and drains again, which must succeed.
+ * `fix`, makes what the failed run left in flight visible again (as its
+ * visibility timeout would, without the wait), and drains again, which must
+ * succeed.
  */
 async function drainOnceFixed(
   sqs: Awaited<ReturnType<typeof startSqs>>,
@@ -42,7 +44,8 @@ async function drainOnceFixed(
   const { ready, inFlight } = sqs.counts(queueUrl);
   assert.equal(ready + inFlight, 31, "every message still queued");
   await db.sql.unsafe(fix);
-  await new Promise((resolve) => setTimeout(resolve, inFlight > 0 ? 2100 : 0));
+  await expireInFlight(sqs, queueUrl);
+  assert.deepEqual(sqs.counts(queueUrl), { ready: 31, inFlight: 0 });
   const fixed = await drain(db, queueUrl);
   assert.equal(fixed.code, 0, fixed.stderr.slice(-2000));
   return fixed;
@@ -135,7 +138,7 @@ Deno.test("a table that refuses every row rejects nothing and deletes nothing, s
   await using db = await freshSchema();
   await migrate(db.sql, db);
   await db.sql`ALTER TABLE user_logins ADD COLUMN region text NOT NULL`;
-  const queueUrl = sqs.createQueue({ VisibilityTimeout: "2" });
+  const queueUrl = sqs.createQueue();
   enqueue(sqs, queueUrl, thirtyAndOne(login("user-x")));
   const started = performance.now();
   const failed = await drain(db, queueUrl);
@@ -158,7 +161,7 @@ Deno.test("a table refusing every row still rejects nothing when the batch also 
   await using db = await freshSchema();
   await migrate(db.sql, db);
   await db.sql`ALTER TABLE user_logins ADD COLUMN region text NOT NULL`;
-  const queueUrl = sqs.createQueue({ VisibilityTimeout: "2" });
+  const queueUrl = sqs.createQueue();
   enqueue(sqs, queueUrl, thirtyAndOne("not json at all"));
   const failed = await drain(db, queueUrl);
   assertFailedWith(
@@ -200,7 +203,7 @@ Deno.test("a rejects table that refuses a message's reject deletes nothing: drai
       await using db = await freshSchema();
       await migrate(db.sql, db);
       await db.sql.unsafe(c.setup);
-      const queueUrl = sqs.createQueue({ VisibilityTimeout: "2" });
+      const queueUrl = sqs.createQueue();
       enqueue(sqs, queueUrl, thirtyAndOne(c.bad));
       const failed = await drain(db, queueUrl);
       assertFailedWith(
@@ -271,7 +274,7 @@ Deno.test("a SIGKILL in the middle of the isolation loses and doubles nothing", 
       BEGIN PERFORM pg_sleep(0.05); RETURN NULL; END $$;
     CREATE TRIGGER slow AFTER INSERT ON user_logins FOR EACH STATEMENT EXECUTE FUNCTION slow()`,
   );
-  const queueUrl = sqs.createQueue({ VisibilityTimeout: "2" });
+  const queueUrl = sqs.createQueue();
   const bodies = [...generateBodies(400, { badRatio: 0, seed: 4 })].map((b, i) =>
     JSON.stringify({ ...JSON.parse(b), user_id: `u${i}` })
   );
@@ -293,9 +296,11 @@ Deno.test("a SIGKILL in the middle of the isolation loses and doubles nothing", 
   child.kill("SIGKILL");
   await child.output();
   const atKill = await counts(db);
-  // The rest, after the visibility timeout, by a fresh drain (repeated until the queue is empty).
+  // The rest, once what the killed run held is visible again (as its
+  // visibility timeout would make it, without the wait), by a fresh drain
+  // (repeated until the queue is empty).
   for (let i = 0; i < 5; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 2100));
+    await expireInFlight(sqs, queueUrl);
     const again = await runCli(["drain", "--queue-url", queueUrl], { env });
     assert.equal(again.code, 0, again.stderr.slice(-2000));
     const { ready, inFlight } = sqs.counts(queueUrl);

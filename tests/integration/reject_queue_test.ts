@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { migrate } from "../../src/db/schema.ts";
 import { drain, login, receiveAll, thirtyAndOne } from "../helpers/refused.ts";
 import { startSqsFaultProxy } from "../helpers/sqs_fault_proxy.ts";
-import { enqueue, freshSchema, startSqs } from "../helpers/services.ts";
+import { enqueue, expireInFlight, freshSchema, startSqs } from "../helpers/services.ts";
 
 Deno.test("--reject-queue-url: raw copies of every reject arrive with their reasons, and draining that queue once the table is fixed writes them exactly once", async () => {
   await using sqs = await startSqs();
@@ -100,7 +100,7 @@ Deno.test("--reject-queue-url: a copy that cannot be sent keeps its message queu
   await using proxy = await startSqsFaultProxy(sqs.endpoint);
   let failSends = true;
   proxy.policy = (action) => (action === "SendMessageBatch" && failSends ? "error500" : "pass");
-  const direct = sqs.createQueue({ VisibilityTimeout: "2" });
+  const direct = sqs.createQueue();
   const rejectDirect = sqs.createQueue();
   const viaProxy = (url: string) => url.replace(sqs.endpoint, proxy.endpoint);
   const [brokenId] = enqueue(sqs, direct, ["not json at all"]);
@@ -115,7 +115,8 @@ Deno.test("--reject-queue-url: a copy that cannot be sent keeps its message queu
   assert.equal(left.ready + left.inFlight, 1, "the reject whose copy failed is still queued");
 
   failSends = false;
-  await new Promise((resolve) => setTimeout(resolve, 2100));
+  // Visible again, as its visibility timeout would make it, without the wait.
+  await expireInFlight(sqs, direct);
   const second = await drain(db, viaProxy(direct), env);
   assert.equal(second.code, 0, second.stderr.slice(-2000));
   assert.equal(JSON.parse(second.stdout).redelivered, 1, "recorded once, by the first run");
