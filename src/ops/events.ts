@@ -27,9 +27,10 @@ export type Stage = "receive" | "write" | "startup";
  * Why the receive loops changed: `start` (the first count, fixed or auto's
  * start), `full` (receives came back full with room and CPU to spare),
  * `empty` (receives came back empty), `cpu` (the process had no CPU to
- * spare), `done` (receiving ended).
+ * spare), `no_gain` (a step up brought too few more receives: undone),
+ * `done` (receiving ended).
  */
-export type ConcurrencyReason = "start" | "full" | "empty" | "cpu" | "done";
+export type ConcurrencyReason = "start" | "full" | "empty" | "cpu" | "no_gain" | "done";
 
 /** The run's outcome as printed by `--summary-json`. */
 export interface Summary {

@@ -11,14 +11,18 @@
  * more to receive (receives come back full), somewhere to put it (the
  * buffer is not full: Postgres sets the pace), and CPU to handle it (the
  * process's CPU time per wall second, and how late the event loop runs a
- * timer). An empty receive says the queue is drained: loops fall to the
- * floor. A saturated CPU says more loops cannot help, so growth is undone,
- * but never below the start: loops cost CPU per receive, not per loop, and
- * the start value was the fixed default a busy CPU kept busy at 0 ms.
+ * timer). And a step up must pay: the interval after it must bring at
+ * least a tenth of the receives the step promised, or it is undone. That is what
+ * catches a CPU shared with other processes (the emulator and Postgres on a
+ * developer's machine), where the process's own CPU time looks spare.
+ * An empty receive says the queue is drained: loops fall to the floor. A
+ * saturated CPU says more loops cannot help, so growth is undone, but never
+ * below the start: loops cost CPU per receive, not per loop, and the start
+ * value was the fixed default a busy CPU kept busy at 0 ms.
  *
  * Hysteresis: growth and shrinking have thresholds apart (a band between
- * holds), growth doubles only until the first shrink and then steps
- * gently, and no growth follows a shrink for a few intervals.
+ * holds), growth doubles only until the first shrink (or undone step) and
+ * then steps gently, and no growth follows a shrink for a few intervals.
  *
  * @module
  */
@@ -34,7 +38,7 @@ export const AUTO_START = 8;
  */
 export const AUTO_CEILING = 128;
 /** How often `auto` decides, ms: a 20,000-message drain at 25 ms lasts a few seconds. */
-export const DECIDE_MS = 500;
+export const DECIDE_MS = 250;
 
 /** Share of receives that must come back full for growth. */
 const FULL_SHARE = 0.9;
@@ -44,14 +48,26 @@ const EMPTY_SHARE = 0.5;
 const CPU_GROW = 0.75;
 const CPU_SHRINK = 0.95;
 /** Mean lateness of the event loop's probe timer, ms: grow below, shrink at or above. */
-const LAG_GROW_MS = 8;
-const LAG_SHRINK_MS = 30;
+const LAG_GROW_MS = 15;
+const LAG_SHRINK_MS = 50;
+/**
+ * Share of the receives a step up promised that the next interval must
+ * bring. Small: past a few dozen loops at 25 ms, doubling them brought a
+ * fifth more (docs/performance.md), still worth having.
+ */
+const GAIN_SHARE = 0.1;
 /** Intervals after a shrink in which the loops do not grow. */
 const COOLDOWN = 4;
+/**
+ * Intervals after an undone step before the next try: doubled by each step
+ * undone in a row, up to a minute, so a steady limit is probed ever less often.
+ */
+const RETRY_AFTER = 10;
+const RETRY_AFTER_MAX = 120;
 
 /** What one interval showed. */
 export interface Observation {
-  /** Receives that came back in the interval. */
+  /** Receives that came back in the interval (intervals are all `DECIDE_MS` long). */
   readonly receives: number;
   /** Of those, the ones that brought as many messages as they asked for. */
   readonly full: number;
@@ -75,7 +91,7 @@ export interface ControllerOptions {
 }
 
 /** Why the loop count changed. */
-export type ChangeReason = "full" | "empty" | "cpu";
+export type ChangeReason = "full" | "empty" | "cpu" | "no_gain";
 
 /** The controller's state between decisions. */
 export interface ControllerState {
@@ -84,6 +100,10 @@ export interface ControllerState {
   readonly slowStart: boolean;
   /** Intervals left in which growth waits after a shrink. */
   readonly cooldown: number;
+  /** After a step up: the loops and receives before it, to check the step paid. */
+  readonly stepFrom: { readonly loops: number; readonly receives: number } | null;
+  /** The cooldown the next undone step gets. */
+  readonly retryAfter: number;
 }
 
 /** A decision: the new state, and why the count changed (null: it did not). */
@@ -107,7 +127,13 @@ export function autoOptions(cpus: number): ControllerOptions {
 
 /** The state a run starts in. */
 export function initialState(options: ControllerOptions): ControllerState {
-  return { loops: clamp(options.start, options), slowStart: true, cooldown: 0 };
+  return {
+    loops: clamp(options.start, options),
+    slowStart: true,
+    cooldown: 0,
+    stepFrom: null,
+    retryAfter: RETRY_AFTER,
+  };
 }
 
 function clamp(loops: number, options: ControllerOptions): number {
@@ -135,11 +161,17 @@ export function decide(
   options: ControllerOptions,
 ): Decision {
   const cooldown = Math.max(0, state.cooldown - 1);
-  const hold: Decision = { state: { ...state, cooldown }, reason: null };
-  const shrinkTo = (loops: number, reason: ChangeReason): Decision => {
+  const hold: Decision = { state: { ...state, cooldown, stepFrom: null }, reason: null };
+  const shrinkTo = (loops: number, reason: ChangeReason, wait = COOLDOWN): Decision => {
     const next = clamp(loops, options);
     if (next >= state.loops) return hold;
-    return { state: { loops: next, slowStart: false, cooldown: COOLDOWN }, reason };
+    const retryAfter = reason === "no_gain"
+      ? Math.min(RETRY_AFTER_MAX, state.retryAfter * 2)
+      : state.retryAfter;
+    return {
+      state: { loops: next, slowStart: false, cooldown: wait, stepFrom: null, retryAfter },
+      reason,
+    };
   };
   if (o.receives === 0) return hold;
   if (o.empty >= EMPTY_SHARE * o.receives) return shrinkTo(state.loops / 2, "empty");
@@ -148,11 +180,31 @@ export function decide(
     const floor = Math.max(options.floor, Math.min(options.start, state.loops));
     return shrinkTo(Math.max(floor, state.loops * 0.75), "cpu");
   }
+  const from = state.stepFrom;
+  if (from !== null) {
+    // Receives scale with loops while the network is what limits them.
+    const promised = from.receives * (state.loops / from.loops - 1);
+    if (o.receives < from.receives + GAIN_SHARE * promised) {
+      return shrinkTo(from.loops, "no_gain", state.retryAfter);
+    }
+  }
+  // A step that paid: the next undone one waits the least again.
+  const retryAfter = from === null ? state.retryAfter : RETRY_AFTER;
+  const keep: Decision = { state: { ...hold.state, retryAfter }, reason: null };
   const grow = state.cooldown === 0 && o.blocked === 0 &&
     o.full >= FULL_SHARE * o.receives && idleEnough(o, options);
-  if (!grow) return hold;
+  if (!grow) return keep;
   const step = state.slowStart ? state.loops : Math.max(1, Math.ceil(state.loops / 8));
   const next = clamp(state.loops + step, options);
-  if (next === state.loops) return hold;
-  return { state: { ...state, loops: next, cooldown }, reason: "full" };
+  if (next === state.loops) return keep;
+  return {
+    state: {
+      ...state,
+      loops: next,
+      cooldown,
+      stepFrom: { loops: state.loops, receives: o.receives },
+      retryAfter,
+    },
+    reason: "full",
+  };
 }
