@@ -7,18 +7,19 @@
  * Why these signals. A receive loop spends most of its time waiting for SQS,
  * so at a network round trip of D ms each loop moves about
  * `10 / (D + processing)` messages a millisecond, and the loops a run needs
- * grow with D (docs/performance.md). More loops help only while there is
- * more to receive (receives come back full), somewhere to put it (the
- * buffer is not full: Postgres sets the pace), and CPU to handle it (the
- * process's CPU time per wall second, and how late the event loop runs a
- * timer). And a step up must pay: the interval after it must bring at
- * least a tenth of the receives the step promised, or it is undone. That is what
- * catches a CPU shared with other processes (the emulator and Postgres on a
- * developer's machine), where the process's own CPU time looks spare.
- * An empty receive says the queue is drained: loops fall to the floor. A
- * saturated CPU says more loops cannot help, so growth is undone, but never
- * below the start: loops cost CPU per receive, not per loop, and the start
- * value was the fixed default a busy CPU kept busy at 0 ms.
+ * grow with D (docs/performance.md#receive-loops---concurrency-auto). More
+ * loops help only while there is more to receive (receives come back full),
+ * somewhere to put it (the buffer is not full: Postgres sets the pace), and
+ * CPU to handle it (the process's CPU time per wall second, and how late the
+ * event loop runs a timer). And a step up must pay: the interval after it
+ * must bring at least a tenth of the receives the step promised, or it is
+ * undone. That is what catches a CPU shared with other processes (the
+ * emulator and Postgres on a developer's machine), where the process's own
+ * CPU time looks spare. An empty receive says the queue is drained: loops
+ * fall to the floor. A saturated CPU says more loops cannot help, so growth
+ * is undone, but never below the start: loops cost CPU per receive, not per
+ * loop, and the start value was the fixed default a busy CPU kept busy at
+ * 0 ms.
  *
  * Hysteresis: growth and shrinking have thresholds apart (a band between
  * holds), growth doubles only until the first shrink (or undone step) and
@@ -33,11 +34,15 @@ export const AUTO_FLOOR = 2;
 export const AUTO_START = 8;
 /**
  * Most loops `auto` runs: at 25 ms round trips 64 loops were still gaining
- * (docs/performance.md); twice that leaves room for slower networks, and the
+ * (issue 21's figures in docs/performance.md); twice that leaves room for slower networks, and the
  * buffer's bound (not the loop count) caps what is held.
  */
 export const AUTO_CEILING = 128;
-/** How often `auto` decides, ms: a 20,000-message drain at 25 ms lasts a few seconds. */
+/**
+ * How often `auto` decides, ms: short, since a drain of a few seconds would
+ * otherwise spend most of them climbing; each interval still holds dozens
+ * of receives at 25 ms round trips.
+ */
 export const DECIDE_MS = 250;
 
 /** Share of receives that must come back full for growth. */
@@ -53,14 +58,14 @@ const LAG_SHRINK_MS = 50;
 /**
  * Share of the receives a step up promised that the next interval must
  * bring. Small: past a few dozen loops at 25 ms, doubling them brought a
- * fifth more (docs/performance.md), still worth having.
+ * fifth more (issue 21's figures in docs/performance.md), still worth having.
  */
 const GAIN_SHARE = 0.1;
 /** Intervals after a shrink in which the loops do not grow. */
 const COOLDOWN = 4;
 /**
  * Intervals after an undone step before the next try: doubled by each step
- * undone in a row, up to a minute, so a steady limit is probed ever less often.
+ * undone in a row, up to half a minute, so a steady limit is probed ever less often.
  */
 const RETRY_AFTER = 10;
 const RETRY_AFTER_MAX = 120;

@@ -172,8 +172,6 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   const seen = { receives: 0, full: 0, empty: 0, blocked: 0 };
   let loopsDone = () => {};
   const allLoopsDone = new Promise<void>((resolve) => (loopsDone = resolve));
-  /** A receive loop's unexpected throw (a bug), rethrown once the loops are done. */
-  let crashed: { error: unknown } | null = null;
 
   const wakeAll = () => {
     buffer.arrivals.notify();
@@ -210,7 +208,8 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   const spawn = () => {
     while (running < target && !drained && !stopped()) {
       running++;
-      receiver().catch((error) => (crashed ??= { error }));
+      // A throw here is a bug: it stops the run as a failed receive would.
+      receiver().catch((error) => fail("receive", asEtlError(error)));
     }
   };
   const setTarget = (
@@ -409,7 +408,6 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     buffer.arrivals.notify();
     await flushing;
     while (tasks.size > 0) await Promise.all([...tasks]);
-    if (crashed !== null) throw (crashed as { error: unknown }).error;
   } finally {
     clearInterval(beat);
     clearInterval(deciding);
