@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { generateBodies } from "../../src/seed/generate.ts";
+import { Metrics } from "../../src/ops/metrics.ts";
 import { AUTO_FLOOR, AUTO_START } from "../../src/pipeline/concurrency.ts";
 import { startConsume } from "../helpers/drain.ts";
 import { enqueue, freshSchema, reportFigures, startSqs } from "../helpers/services.ts";
@@ -39,15 +40,22 @@ Deno.test("run --concurrency auto grows the loops past 8 on a full queue behind 
     stop: stop.signal,
   });
   const counters = run.telemetry.counters;
+  const metrics = new Metrics(counters);
+  /** The login_etl_receive_loops gauge, as /metrics shows it. */
+  const gauge = async () =>
+    Number(/^login_etl_receive_loops (\d+)$/m.exec(await metrics.expose())?.[1] ?? NaN);
   let peak = 0;
+  let shownAtCommit = 0;
   const watch = setInterval(() => (peak = Math.max(peak, counters.receiveLoops)), 20);
   try {
     await until("every message is committed", () => counters.inserted >= MESSAGES, 120_000);
+    shownAtCommit = await gauge();
     await until(
       `the loops are back at ${AUTO_FLOOR}`,
       () => counters.receiveLoops <= AUTO_FLOOR,
       60_000,
     );
+    assert.equal(await gauge(), AUTO_FLOOR, "the gauge shows the floor");
   } finally {
     clearInterval(watch);
     stop.abort();
@@ -57,7 +65,7 @@ Deno.test("run --concurrency auto grows the loops past 8 on a full queue behind 
   const changes = logLines.map((l) => JSON.parse(l) as Record<string, unknown>)
     .filter((l) => l.event === "ConcurrencyChanged");
   const path = changes.map((c) => `${c.to}${String(c.reason)[0]}`).join(" ");
-  reportFigures("auto concurrency", { peak, path, inserted: summary.inserted });
+  reportFigures("auto concurrency", { peak, shownAtCommit, path, inserted: summary.inserted });
   assert.deepEqual(changes[0], { ...changes[0], from: 0, to: AUTO_START, reason: "start" });
   assert.ok(peak > 8, `the loops grew past 8: ${path}`);
   assert.ok(changes.some((c) => c.reason === "full" && Number(c.to) > 8), path);
