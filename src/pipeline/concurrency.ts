@@ -34,8 +34,9 @@ export const AUTO_FLOOR = 2;
 export const AUTO_START = 8;
 /**
  * Most loops `auto` runs: at 25 ms round trips 64 loops were still gaining
- * (issue 21's figures in docs/performance.md); twice that leaves room for slower networks, and the
- * buffer's bound (not the loop count) caps what is held.
+ * (issue 21's figures in docs/performance.md); twice that leaves room for
+ * slower networks, and the buffer's bound, not the loop count, caps what is
+ * held.
  */
 export const AUTO_CEILING = 128;
 /**
@@ -49,7 +50,7 @@ export const DECIDE_MS = 250;
 const FULL_SHARE = 0.9;
 /** Share of receives that come back empty at which loops halve. */
 const EMPTY_SHARE = 0.5;
-/** CPU time per wall second, as a share of the CPUs the process may use: grow below, shrink at or above. */
+/** CPU time per wall second as a share of the CPUs the process may use: grow below, shrink at or above. */
 const CPU_GROW = 0.75;
 const CPU_SHRINK = 0.95;
 /** Mean lateness of the event loop's probe timer, ms: grow below, shrink at or above. */
@@ -65,7 +66,8 @@ const GAIN_SHARE = 0.1;
 const COOLDOWN = 4;
 /**
  * Intervals after an undone step before the next try: doubled by each step
- * undone in a row, up to half a minute, so a steady limit is probed ever less often.
+ * undone in a row, up to half a minute, so a steady limit is probed ever
+ * less often.
  */
 const RETRY_AFTER = 10;
 const RETRY_AFTER_MAX = 120;
