@@ -15,6 +15,7 @@
 // 20,000 and 200,000 messages. Prints a table and one JSON line, writes
 // bench/results/latest.json and the figures into docs/performance.md.
 
+import { AUTO_START } from "../src/pipeline/concurrency.ts";
 import postgres from "postgres";
 import { Secret } from "../src/secret.ts";
 import { resolveConfig } from "../src/config/resolve.ts";
@@ -286,7 +287,9 @@ try {
 
   let queueUrl = await freshQueue(endpoint, "protocol");
   await load(endpoint, queueUrl, bodies);
-  const protocol = await protocolLoop(endpoint, queueUrl, N, config.concurrency);
+  // The bare loop needs a number: under auto, the loops drain starts with.
+  const loops = config.concurrency === "auto" ? AUTO_START : config.concurrency;
+  const protocol = await protocolLoop(endpoint, queueUrl, N, loops);
   say(`  protocol ceiling    ${fmt(protocol)} msg/s`);
 
   const ingest = await withSchema((schema) => ingestCeiling(bodies, schema));

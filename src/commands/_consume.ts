@@ -114,6 +114,7 @@ export async function consume(config: ConsumeConfig, io: CommandIo): Promise<Sum
     mode,
     batchSize: config.batchSize,
     concurrency: config.concurrency,
+    cpus: navigator.hardwareConcurrency,
     waitSeconds,
     maxRows: config.maxRows,
     maxWaitMs: config.maxWaitMs,

@@ -18,6 +18,7 @@ import type { Metrics } from "../ops/metrics.ts";
 import { openMetrics } from "../ops/serve.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
 import { loadRunKeys as loadKeysOfRun, type RunKeys } from "../pii/keys.ts";
+import { mostLoops } from "../pipeline/concurrency.ts";
 import { type SinkKeys, startSink, type StartSinkOptions } from "../sink/open.ts";
 import type { SqsClientOptions, SqsConnection } from "../sqs/client.ts";
 import { queueDepth } from "../sqs/admin.ts";
@@ -40,7 +41,14 @@ export function queueOptions(
   waitSeconds: number,
 ): Omit<SqsClientOptions, "onProtocolSwitch" | "onRegionOverridden"> {
   const { queueUrl, region, sqsProtocol: protocol, awsEnv } = config;
-  return { queueUrl, region, protocol, awsEnv, waitSeconds };
+  return {
+    queueUrl,
+    region,
+    protocol,
+    awsEnv,
+    waitSeconds,
+    receivers: mostLoops(config.concurrency),
+  };
 }
 
 /** Readies the database for a run (`db/setup.ts`) with every key of `keys`; throws as it does. */

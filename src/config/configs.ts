@@ -90,7 +90,8 @@ export interface RejectQueueSettings {
 interface ConsumerSettings extends Base {
   readonly configPath: string | null;
   readonly batchSize: number;
-  readonly concurrency: number;
+  /** Receive loops: fixed, or `auto` (`pipeline/concurrency.ts`). */
+  readonly concurrency: number | "auto";
   readonly maxRows: number;
   readonly maxWaitMs: number;
   readonly writers: number;

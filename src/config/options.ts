@@ -46,6 +46,8 @@ export interface OptionSpec {
   readonly min?: number;
   readonly max?: number;
   readonly choices?: readonly string[];
+  /** Words an `integer` setting takes besides a number, e.g. `auto`. */
+  readonly words?: readonly string[];
   readonly commands: readonly CommandName[];
   /** Placeholder shown in help, e.g. `URL`. */
   readonly value?: string;
@@ -411,12 +413,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "concurrency",
     env: "LOGIN_ETL_CONCURRENCY",
     kind: "integer",
-    default: "8",
+    default: "auto",
     min: 1,
     max: 256,
+    words: ["auto"],
     commands: [...CONSUMERS, "seed"],
     value: "N",
-    help: "Parallel receive loops (seed: parallel send calls)",
+    help:
+      "Parallel receive loops: auto grows them (2 to 128, from 8) while receives come back full and there is room and CPU to spare, and shrinks them when receives come back empty or the CPU is saturated; a number fixes them (seed: parallel send calls, auto is 8)",
   },
   {
     flag: "max-rows",
@@ -660,7 +664,8 @@ export const OPTIONS: readonly OptionSpec[] = [
 /** A setting's range as help and the docs show it, durations in their units (`1s-168h`). */
 export function rangeOf(spec: OptionSpec, dash: string): string {
   const show = (n: number) => spec.kind === "duration" ? formatDuration(n) : String(n);
-  return `${show(spec.min ?? 0)}${dash}${show(spec.max ?? 0)}`;
+  const words = (spec.words ?? []).map((w) => ` or ${w}`).join("");
+  return `${show(spec.min ?? 0)}${dash}${show(spec.max ?? 0)}${words}`;
 }
 
 /** The options that apply to one command, in table order. */

@@ -42,9 +42,10 @@ export function invalid(source: Source, raw: string, must: string): ConfigError 
 }
 
 function rangeText(spec: OptionSpec, what: string): string {
+  const words = (spec.words ?? []).map((w) => `, or ${w}`).join("");
   return spec.min !== undefined && spec.max !== undefined
-    ? `must be ${what} from ${spec.min} to ${spec.max}`
-    : `must be ${what}`;
+    ? `must be ${what} from ${spec.min} to ${spec.max}${words}`
+    : `must be ${what}${words}`;
 }
 
 /**
@@ -98,6 +99,14 @@ export class Reader {
     const value = this.optionalInteger(flag);
     if (value === null) throw new TypeError(`--${flag} has no default in the settings table`);
     return value;
+  }
+
+  /** An integer setting that also takes one of its table's `words` (`auto`), given back as the word. */
+  integerOrWord<W extends string>(flag: string): number | W {
+    const { raw } = this.lookup(flag);
+    const text = typeof raw === "string" ? raw.trim().toLowerCase() : "";
+    const word = (specOf(flag).words ?? []).find((w) => w === text);
+    return word === undefined ? this.integer(flag) : word as W;
   }
 
   optionalInteger(flag: string): number | null {

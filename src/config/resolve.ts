@@ -45,6 +45,13 @@ function piiRequest(read: Reader): PiiRequestSettings {
   };
 }
 
+/** seed's parallel send calls under `--concurrency auto`: sends do not adapt, so a fixed 8. */
+const SEED_AUTO_SENDS = 8;
+
+function autoOr(value: number | "auto", auto: number): number {
+  return value === "auto" ? auto : value;
+}
+
 /** The settings demo passes on to its embedded drain, as flags (so they are checked there). */
 const DEMO_DRAIN_FLAGS = [
   "batch-size",
@@ -87,7 +94,7 @@ export function resolveConfig<C extends CommandName>(
         ...base(read, warnings),
         configPath: read.string("config"),
         batchSize: read.integer("batch-size"),
-        concurrency: read.integer("concurrency"),
+        concurrency: read.integerOrWord<"auto">("concurrency"),
         maxRows: read.integer("max-rows"),
         maxWaitMs: read.integer("max-wait-ms"),
         writers: read.integer("writers"),
@@ -133,7 +140,7 @@ export function resolveConfig<C extends CommandName>(
         badRatio: read.number("bad-ratio"),
         seed: read.optionalInteger("seed"),
         samplePath: read.string("sample"),
-        concurrency: read.integer("concurrency"),
+        concurrency: autoOr(read.integerOrWord<"auto">("concurrency"), SEED_AUTO_SENDS),
         summaryJson: read.boolean("summary-json"),
       };
       break;

@@ -23,6 +23,15 @@ import { REJECT_REASONS, type RejectReason } from "../types.ts";
  */
 export type Stage = "receive" | "write" | "startup";
 
+/**
+ * Why the receive loops changed: `start` (the first count, fixed or auto's
+ * start), `full` (receives came back full with room and CPU to spare),
+ * `empty` (receives came back empty), `cpu` (the process had no CPU to
+ * spare), `no_gain` (a step up brought too few more receives: undone),
+ * `done` (receiving ended).
+ */
+export type ConcurrencyReason = "start" | "full" | "empty" | "cpu" | "no_gain" | "done";
+
 /** The run's outcome as printed by `--summary-json`. */
 export interface Summary {
   readonly received: number;
@@ -141,6 +150,22 @@ export type TelemetryEvent =
     readonly messages: number;
   }
   | { readonly type: "StoreRecovered"; readonly afterAttempts: number }
+  | {
+    /** The receive loops a run keeps: set at the start, changed by `--concurrency auto`. */
+    readonly type: "ConcurrencyChanged";
+    readonly from: number;
+    readonly to: number;
+    readonly reason: ConcurrencyReason;
+    /** What `auto` decided on (`pipeline/concurrency.ts`'s observation); absent at the start and end. */
+    readonly seen?: {
+      readonly receives: number;
+      readonly full: number;
+      readonly empty: number;
+      readonly blocked: number;
+      readonly cpuPerSecond: number;
+      readonly lagMs: number;
+    };
+  }
   // SQS
   | { readonly type: "SqsProtocolSwitched"; readonly protocol: "query"; readonly reason: string }
   | {
@@ -240,6 +265,8 @@ export interface Counters {
   /** Made visible again at once (bounds, dry runs), and the returns that failed. */
   returned: number;
   returnFailed: number;
+  /** Receive loops the run keeps now (`ConcurrencyChanged`). */
+  receiveLoops: number;
   /** The bound the run stopped at, once it has. */
   stoppedAtBound: "max-messages" | "max-duration" | null;
   /** `performance.now()` of the first receive and of the last commit or delete. */
@@ -264,6 +291,7 @@ export function zeroCounters(): Counters {
     inFlight: 0,
     returned: 0,
     returnFailed: 0,
+    receiveLoops: 0,
     stoppedAtBound: null,
     firstReceivedAt: null,
     lastFinishedAt: null,
@@ -522,6 +550,26 @@ export const EVENTS: {
     level: "info",
     message: "database writes succeed again; receiving resumes",
     fields: (e) => ({ after_attempts: e.afterAttempts }),
+  },
+  ConcurrencyChanged: {
+    level: "debug",
+    message: "receive loops changed",
+    fields: (e) => ({
+      from: e.from,
+      to: e.to,
+      reason: e.reason,
+      ...(e.seen === undefined ? {} : {
+        receives: e.seen.receives,
+        full: e.seen.full,
+        empty: e.seen.empty,
+        blocked: e.seen.blocked,
+        cpu_per_s: Math.round(e.seen.cpuPerSecond * 100) / 100,
+        lag_ms: whole(e.seen.lagMs),
+      }),
+    }),
+    count: (c, e) => {
+      c.receiveLoops = e.to;
+    },
   },
   SqsProtocolSwitched: {
     level: "info",

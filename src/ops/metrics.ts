@@ -140,6 +140,15 @@ export class Metrics implements Observer {
         this.set(counters.inFlight);
       },
     });
+    new Gauge({
+      name: "login_etl_receive_loops",
+      help:
+        "Receive loops the run keeps: fixed by --concurrency N, or chosen by --concurrency auto",
+      registers,
+      collect() {
+        this.set(counters.receiveLoops);
+      },
+    });
     this.#batchMessages = new Histogram({
       name: "login_etl_batch_messages",
       help: "Messages per transaction",

@@ -57,6 +57,8 @@ export class MessageBuffer {
   #busy = 0;
   /** Body text held, buffered or busy, in UTF-16 code units. */
   #heldUnits = 0;
+  /** Messages asked for by receives under way: counted as held until they come back. */
+  #reserved = 0;
   /** Notified when space frees up (receivers wait on it). */
   readonly space: Wakeup = new Wakeup();
   /** Notified when messages arrive (the flusher waits on it). */
@@ -71,10 +73,26 @@ export class MessageBuffer {
     return this.#pending.length;
   }
 
-  /** True when no more should be received until some are released. */
+  /**
+   * True when no more should be received until some are released. Receives
+   * under way count (`reserve`), so however many loops receive at once, what
+   * is held stays under `maxHeld` plus one receive's worth.
+   */
   full(): boolean {
-    return this.#pending.length + this.#busy >= this.#options.maxHeld ||
+    return this.#pending.length + this.#busy + this.#reserved >= this.#options.maxHeld ||
       this.#heldUnits >= this.#options.maxHeldUnits;
+  }
+
+  /** Counts `n` messages a receive asks for as held until `unreserve`. */
+  reserve(n: number): void {
+    this.#reserved += n;
+  }
+
+  /** Ends a receive's reservation (before `add` of what it brought). */
+  unreserve(n: number): void {
+    const wasFull = this.full();
+    this.#reserved -= n;
+    if (wasFull && !this.full()) this.space.notify();
   }
 
   /** Adds received messages. */

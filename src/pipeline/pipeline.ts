@@ -3,8 +3,9 @@
  * transactions of up to `maxRows`, each is committed and then deleted
  * (`commit.ts`), and a heartbeat keeps held messages invisible (`held.ts`).
  * What a receive brings is sorted first (`admission.ts`): within the bounds
- * it is taken, the rest goes back to the queue at once. The queue and sink
- * come in as narrow interfaces; the clock is injected.
+ * it is taken, the rest goes back to the queue at once. How many receive
+ * loops run is fixed, or decided as the run goes (`concurrency.ts`). The
+ * queue and sink come in as narrow interfaces; the clock is injected.
  *
  * Ordering rule: a message is deleted only after the transaction holding its
  * row (or reject) and its ledger entry committed. A crash in between means
@@ -18,6 +19,16 @@ import type { Stage, Telemetry } from "../ops/telemetry.ts";
 import type { Queue, ReceivedMessage, Sink } from "../types.ts";
 import { MessageBuffer, Wakeup } from "./buffer.ts";
 import { Admission } from "./admission.ts";
+import {
+  autoOptions,
+  type ChangeReason,
+  type ControllerState,
+  decide,
+  DECIDE_MS,
+  initialState,
+  type Observation,
+} from "./concurrency.ts";
+import { LoadProbe } from "./load.ts";
 import { asEtlError, commitBatch } from "./commit.ts";
 import { extendDue, giveBack, HeldMessages } from "./held.ts";
 import { retrying } from "./retry.ts";
@@ -28,8 +39,10 @@ export interface PipelineOptions {
   readonly mode: "drain" | "run";
   /** Messages per ReceiveMessage call (1-10). */
   readonly batchSize: number;
-  /** Parallel receive loops. */
-  readonly concurrency: number;
+  /** Parallel receive loops: a fixed number, or `auto` (`concurrency.ts`). */
+  readonly concurrency: number | "auto";
+  /** CPUs the process may use, read by `auto`; `navigator.hardwareConcurrency` unless given. */
+  readonly cpus?: number;
   /** Long-poll wait per receive, seconds. */
   readonly waitSeconds: number;
   /** Most messages per transaction. */
@@ -143,6 +156,21 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
    */
   const gather = options.dryRun === true && options.mode === "drain";
   const tasks = new Set<Promise<void>>();
+  /** `auto`'s bounds and state; null when `--concurrency` fixes the loops. */
+  const auto = options.concurrency === "auto"
+    ? autoOptions(options.cpus ?? navigator.hardwareConcurrency)
+    : null;
+  let control: ControllerState | null = auto === null ? null : initialState(auto);
+  const startLoops = control?.loops ?? (options.concurrency as number);
+  /** Receive loops to keep: one above it ends before its next receive. */
+  let target = 0;
+  let running = 0;
+  /** drain: a receive came back empty, so no loop starts any more. */
+  let drained = false;
+  /** What the receives showed since `auto` last decided. */
+  const seen = { receives: 0, full: 0, empty: 0, blocked: 0 };
+  let loopsDone = () => {};
+  const allLoopsDone = new Promise<void>((resolve) => (loopsDone = resolve));
 
   const wakeAll = () => {
     buffer.arrivals.notify();
@@ -175,65 +203,116 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     task.finally(() => tasks.delete(task));
   };
 
+  /** Starts loops up to `target`, unless receiving is over. */
+  const spawn = () => {
+    while (running < target && !drained && !stopped()) {
+      running++;
+      // A throw here is a bug: it stops the run as a failed receive would.
+      receiver().catch((error) => fail("receive", asEtlError(error)));
+    }
+  };
+  const setTarget = (
+    to: number,
+    reason: ChangeReason | "start" | "done",
+    why?: Observation,
+  ) => {
+    telemetry.emit({
+      type: "ConcurrencyChanged",
+      from: target,
+      to,
+      reason,
+      ...(why === undefined ? {} : { seen: why }),
+    });
+    target = to;
+    spawn();
+  };
+  /** `auto`: one decision on what the last interval showed. */
+  const decideLoops = (probe: LoadProbe) => {
+    if (auto === null || control === null || drained || stopped()) return;
+    const observed: Observation = { ...seen, ...probe.sample() };
+    Object.assign(seen, { receives: 0, full: 0, empty: 0, blocked: 0 });
+    const decision = decide(control, observed, auto);
+    control = decision.state;
+    if (decision.reason !== null) setTarget(decision.state.loops, decision.reason, observed);
+  };
+
   async function receiver(): Promise<void> {
-    const retrySignal = AbortSignal.any([pollAbort.signal, boundAbort.signal]);
-    while (!stopped()) {
-      while (!stopped() && (buffer.full() || storeFailing)) await buffer.space.wait(IDLE_LOOK_MS);
-      if (stopped()) return;
-      const max = admission.claim(options.batchSize);
-      if (max === 0) {
-        await claims.wait(IDLE_LOOK_MS);
-        continue;
-      }
-      let waitSeconds = options.waitSeconds;
-      const received = await retrying(
-        () => {
-          waitSeconds = admission.waitSeconds(options.waitSeconds, now());
-          return queue.receive({ max, waitSeconds, signal: pollAbort.signal });
-        },
-        {
-          now,
-          deadline: (first) => first + options.maxRetryMs,
-          transient: (error) => error instanceof EtlError && error.transient,
-          cancelled: stopped,
-          signal: retrySignal,
-          onFailure: (error, attempt, retryInMs) => {
-            const etl = asEtlError(error);
-            telemetry.emit({
-              type: "StageFailed",
-              stage: "receive",
-              code: etl.code,
-              message: etl.message,
-              attempt,
-              retryInMs,
-              messages: 0,
-            });
-          },
-        },
-      );
-      const sorted = admission.sort(received.ok ? received.value : [], max, now());
-      claims.notify();
-      if (sorted.giveBack.length > 0) track(giveBack(sorted.giveBack, { queue, telemetry }));
-      boundReached();
-      if (!received.ok) {
-        if (received.error !== null) fail("receive", asEtlError(received.error));
-        return;
-      }
-      if (received.value.length === 0) {
-        // The deadline cut this poll short: it proves no empty queue, and
-        // nothing is left to wait for but the deadline.
-        if (waitSeconds < options.waitSeconds) {
-          await claims.wait(admission.untilDeadline(now()) ?? IDLE_LOOK_MS);
+    try {
+      const retrySignal = AbortSignal.any([pollAbort.signal, boundAbort.signal]);
+      while (!stopped()) {
+        // Fewer loops wanted: end between receives, never with messages in hand.
+        if (running > target) return;
+        if (buffer.full() || storeFailing) seen.blocked++;
+        while (!stopped() && (buffer.full() || storeFailing)) await buffer.space.wait(IDLE_LOOK_MS);
+        if (stopped() || running > target) return;
+        const max = admission.claim(options.batchSize);
+        if (max === 0) {
+          await claims.wait(IDLE_LOOK_MS);
           continue;
         }
-        if (options.mode === "drain") return;
-        continue;
+        let waitSeconds = options.waitSeconds;
+        buffer.reserve(max);
+        const received = await retrying(
+          () => {
+            waitSeconds = admission.waitSeconds(options.waitSeconds, now());
+            return queue.receive({ max, waitSeconds, signal: pollAbort.signal });
+          },
+          {
+            now,
+            deadline: (first) => first + options.maxRetryMs,
+            transient: (error) => error instanceof EtlError && error.transient,
+            cancelled: stopped,
+            signal: retrySignal,
+            onFailure: (error, attempt, retryInMs) => {
+              const etl = asEtlError(error);
+              telemetry.emit({
+                type: "StageFailed",
+                stage: "receive",
+                code: etl.code,
+                message: etl.message,
+                attempt,
+                retryInMs,
+                messages: 0,
+              });
+            },
+          },
+        ).finally(() => buffer.unreserve(max));
+        if (received.ok) {
+          seen.receives++;
+          const n = received.value.length;
+          if (n >= max) seen.full++;
+          else if (n === 0 && waitSeconds >= options.waitSeconds) seen.empty++;
+        }
+        const sorted = admission.sort(received.ok ? received.value : [], max, now());
+        claims.notify();
+        if (sorted.giveBack.length > 0) track(giveBack(sorted.giveBack, { queue, telemetry }));
+        boundReached();
+        if (!received.ok) {
+          if (received.error !== null) fail("receive", asEtlError(received.error));
+          return;
+        }
+        if (received.value.length === 0) {
+          // The deadline cut this poll short: it proves no empty queue, and
+          // nothing is left to wait for but the deadline.
+          if (waitSeconds < options.waitSeconds) {
+            await claims.wait(admission.untilDeadline(now()) ?? IDLE_LOOK_MS);
+            continue;
+          }
+          if (options.mode === "drain") {
+            drained = true;
+            return;
+          }
+          continue;
+        }
+        const batch = sorted.taken;
+        if (batch.length === 0) continue;
+        telemetry.emit({ type: "BatchReceived", messages: batch.length });
+        held.add(batch, now());
+        buffer.add(batch);
       }
-      const batch = sorted.taken;
-      if (batch.length === 0) continue;
-      telemetry.emit({ type: "BatchReceived", messages: batch.length });
-      held.add(batch, now());
-      buffer.add(batch);
+    } finally {
+      // At once on return, so loops leaving together never see a stale count.
+      if (--running === 0) loopsDone();
     }
   }
 
@@ -315,15 +394,23 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     }, Math.max(1, left));
   };
   armDeadline();
+  const probe = auto === null ? null : new LoadProbe(now);
+  const deciding = probe === null ? undefined : setInterval(() => decideLoops(probe), DECIDE_MS);
   try {
     const flushing = flusher();
-    await Promise.all(Array.from({ length: options.concurrency }, () => receiver()));
+    setTarget(startLoops, "start");
+    if (running === 0) loopsDone();
+    await allLoopsDone;
+    clearInterval(deciding);
+    setTarget(0, "done");
     receiversDone = true;
     buffer.arrivals.notify();
     await flushing;
     while (tasks.size > 0) await Promise.all([...tasks]);
   } finally {
     clearInterval(beat);
+    clearInterval(deciding);
+    probe?.stop();
     clearTimeout(deadlineTimer);
     while (tasks.size > 0) await Promise.allSettled([...tasks]);
     options.stop?.removeEventListener("abort", onStop);

@@ -77,6 +77,13 @@ export function resolveSqsEndpoint(
   return { endpoint: loopbackForLocalhost(queueUrl), source: "queue-url" };
 }
 
+/**
+ * Connections kept for deletes, visibility changes and sends beside the
+ * receive loops' own: the SDK's default pool size, which they shared with
+ * the loops before the pool was sized to them.
+ */
+export const ACK_SOCKETS = 50;
+
 /** What the client needs from configuration. */
 export interface SqsClientOptions {
   readonly queueUrl: string;
@@ -86,6 +93,11 @@ export interface SqsClientOptions {
   readonly awsEnv: Readonly<Record<string, string>>;
   /** Longest long poll, to set the request timeout above it. */
   readonly waitSeconds: number;
+  /**
+   * Receive calls that may be under way at once (the most receive loops): the
+   * connection pool holds that many plus `ACK_SOCKETS`. Unset: the SDK's 50.
+   */
+  readonly receivers?: number;
   /** Check each received body against its MD5OfBody (default off). */
   readonly verifyMd5?: boolean;
   /** Told once, when `auto` switches to Query, with the answer that showed why. */
@@ -179,9 +191,15 @@ export async function createSqsClient(options: SqsClientOptions): Promise<SqsCon
     // for waitSeconds, so time out only well after. (A hand-written handler
     // over fetch was measured against it and gained nothing beyond the noise,
     // so it was removed: docs/performance.md.)
+    // Its pool holds 50 connections unless told otherwise: more receive
+    // loops than that would queue behind each other for a socket.
     requestHandler: {
       requestTimeout: (options.waitSeconds + 10) * 1000,
       connectionTimeout: 10_000,
+      ...(options.receivers === undefined ? {} : {
+        httpAgent: { maxSockets: options.receivers + ACK_SOCKETS },
+        httpsAgent: { maxSockets: options.receivers + ACK_SOCKETS },
+      }),
     },
   });
   if (options.protocol === "auto") {

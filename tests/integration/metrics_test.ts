@@ -221,6 +221,7 @@ Deno.test("run --listen: /metrics during a run ends equal to the summary; /healt
       "login_etl_messages_refused_total",
       "login_etl_messages_rejected_total",
       "login_etl_queue_depth_messages",
+      "login_etl_receive_loops",
       "login_etl_rows_inserted_total",
       "login_etl_stage_failures_total",
       "process_cpu_seconds_total",

@@ -46,6 +46,7 @@ const COUNTERS = [
 const HISTOGRAMS = ["login_etl_batch_messages", "login_etl_commit_duration_seconds"] as const;
 const GAUGES = [
   "login_etl_messages_in_flight",
+  "login_etl_receive_loops",
   "login_etl_queue_depth_messages",
   "login_etl_last_commit_timestamp_seconds",
   "login_etl_build_info",

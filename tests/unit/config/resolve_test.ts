@@ -58,7 +58,11 @@ Deno.test("resolveConfig() takes flags over env over defaults for every integer 
   for (const spec of INTEGER_OPTIONS) {
     const command = spec.commands[0] as CommandName;
     const [flagValue, envValue] = twoValues(spec);
-    const expectedDefault = spec.default === undefined ? null : Number(spec.default);
+    const expectedDefault = spec.default === undefined
+      ? null
+      : spec.words?.includes(spec.default)
+      ? spec.default
+      : Number(spec.default);
     await t.step(`resolveConfig() takes --${spec.flag} over ${spec.env}`, () => {
       const config = resolveConfig(command, { [spec.flag]: String(flagValue) }, {
         ...WITH_KEY,
@@ -130,7 +134,8 @@ Deno.test("resolveConfig() takes flags over env over defaults for strings, choic
 Deno.test("resolveConfig() names the flag or env var in each integer range error", async (t) => {
   for (const spec of INTEGER_OPTIONS) {
     const command = spec.commands[0] as CommandName;
-    const range = `must be an integer from ${spec.min} to ${spec.max}`;
+    const words = (spec.words ?? []).map((w) => `, or ${w}`).join("");
+    const range = `must be an integer from ${spec.min} to ${spec.max}${words}`;
     const bad = [
       { source: "flag", raw: String(spec.max + 1) },
       { source: "flag", raw: String(spec.min - 1) },
@@ -150,6 +155,22 @@ Deno.test("resolveConfig() names the flag or env var in each integer range error
       });
     }
   }
+});
+
+Deno.test("resolveConfig() takes --concurrency auto (the default) or a number; seed's auto is 8 sends", () => {
+  assert.equal(resolveConfig("drain", {}, WITH_KEY).concurrency, "auto");
+  assert.equal(resolveConfig("run", { concurrency: "AUTO" }, WITH_KEY).concurrency, "auto");
+  assert.equal(resolveConfig("drain", { concurrency: "16" }, WITH_KEY).concurrency, 16);
+  assert.equal(
+    resolveConfig("drain", {}, { ...WITH_KEY, LOGIN_ETL_CONCURRENCY: "auto" }).concurrency,
+    "auto",
+  );
+  assert.equal(resolveConfig("seed", {}, {}).concurrency, 8);
+  assert.equal(resolveConfig("seed", { concurrency: "3" }, {}).concurrency, 3);
+  assert.equal(
+    configError("drain", { concurrency: "automatic" }, WITH_KEY).message,
+    'Invalid --concurrency "automatic": must be an integer from 1 to 256, or auto',
+  );
 });
 
 Deno.test("resolveConfig() quotes the examples of the brief exactly", () => {

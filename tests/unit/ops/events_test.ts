@@ -82,6 +82,13 @@ const SAMPLES: { readonly [K in EventType]: Extract<TelemetryEvent, { type: K }>
     messages: 10,
   },
   StoreRecovered: { type: "StoreRecovered", afterAttempts: 3 },
+  ConcurrencyChanged: {
+    type: "ConcurrencyChanged",
+    from: 8,
+    to: 16,
+    reason: "full",
+    seen: { receives: 90, full: 90, empty: 0, blocked: 0, cpuPerSecond: 0.6123, lagMs: 3.51 },
+  },
   SqsProtocolSwitched: { type: "SqsProtocolSwitched", protocol: "query", reason: "asked" },
   SentTimestampMissing: { type: "SentTimestampMissing", receivedAtMs: 1_790_000_000_123.456 },
   QueueSeeded: {
@@ -165,6 +172,7 @@ Deno.test("every event's duration fields are whole milliseconds or seconds in JS
       "SchemaMigrated.ms",
       "RunFinished.duration_ms",
       "RunFinished.active_ms",
+      "ConcurrencyChanged.lag_ms",
     ]
   ) assert.ok(durations.has(field), `no ${field} in the lines`);
 });

@@ -39,6 +39,7 @@ const ZERO: Snapshot = {
   inFlight: 0,
   returned: 0,
   returnFailed: 0,
+  receiveLoops: 0,
   stoppedAtBound: null,
   firstReceivedAt: null,
   lastFinishedAt: null,
@@ -80,6 +81,10 @@ const COUNTING: { event: TelemetryEvent; changes: Partial<Snapshot> }[] = [
   {
     event: { type: "ReturnFailed", count: 2, code: "InternalError" },
     changes: { returnFailed: 2 },
+  },
+  {
+    event: { type: "ConcurrencyChanged", from: 8, to: 16, reason: "full" },
+    changes: { receiveLoops: 16 },
   },
   {
     event: { type: "BoundReached", bound: "max-duration", taken: 40 },

@@ -78,3 +78,27 @@ Deno.test("MessageBuffer wakes the flusher on arrival and receivers on release",
   b.release(b.take());
   await freed;
 });
+
+Deno.test("MessageBuffer counts receives under way as held, so any number of loops stays within one receive of the bound", async () => {
+  const { b } = buffer({ maxHeld: 10 });
+  b.add(messages(5));
+  b.reserve(4);
+  assert.equal(b.full(), false, "5 held + 4 asked for");
+  b.reserve(10);
+  assert.equal(b.full(), true, "a second receive under way fills it");
+  // Any number of loops: each asks only while it is not full.
+  let woken = false;
+  const waiting = b.space.wait(10_000).then(() => (woken = true));
+  b.unreserve(10);
+  await waiting;
+  assert.equal(woken, true, "a receive that brought nothing frees its space and wakes the loops");
+  assert.equal(b.full(), false);
+  b.unreserve(4);
+  b.add(messages(4, 10, 5));
+  assert.equal(b.full(), false, "9 held");
+  b.reserve(10);
+  assert.equal(b.full(), true);
+  b.unreserve(10);
+  b.add(messages(10, 10, 9));
+  assert.equal(b.full(), true, "19 held: the bound plus at most one receive (less one)");
+});

@@ -2,6 +2,7 @@
 // loopbackForLocalhost(), and the endpoint and region an AWS queue URL sets.
 import assert from "node:assert/strict";
 import {
+  ACK_SOCKETS,
   createSqsClient,
   isAwsHost,
   loopbackForLocalhost,
@@ -274,4 +275,37 @@ Deno.test("isTransientAwsError() never waits out a permission the runtime refuse
       assert.equal(isTransientAwsError(c.error), c.expected);
     });
   }
+});
+
+Deno.test("createSqsClient() sizes the connection pool to the receive loops plus ACK_SOCKETS, else keeps the SDK's 50", async () => {
+  /** The node:http and node:https agents the SDK's handler will use. */
+  const agentsOf = async (receivers?: number) => {
+    const { client } = await createSqsClient({
+      queueUrl: LOCAL_QUEUE,
+      region: "us-east-1",
+      protocol: "json",
+      awsEnv: {},
+      waitSeconds: 1,
+      ...(receivers === undefined ? {} : { receivers }),
+    });
+    try {
+      // The handler's resolved config (SDK internals: what it hands node:http).
+      const handler = client.config.requestHandler as unknown as {
+        configProvider: Promise<{
+          httpAgentProvider: () => Promise<{ maxSockets: number }>;
+          httpsAgent: { maxSockets: number };
+        }>;
+      };
+      const config = await handler.configProvider;
+      return {
+        http: (await config.httpAgentProvider()).maxSockets,
+        https: config.httpsAgent.maxSockets,
+      };
+    } finally {
+      client.destroy();
+    }
+  };
+  assert.deepEqual(await agentsOf(128), { http: 128 + ACK_SOCKETS, https: 128 + ACK_SOCKETS });
+  assert.deepEqual(await agentsOf(8), { http: 8 + ACK_SOCKETS, https: 8 + ACK_SOCKETS });
+  assert.deepEqual(await agentsOf(), { http: 50, https: 50 });
 });

@@ -1,0 +1,217 @@
+/**
+ * `--concurrency auto`: how many receive loops a run keeps, decided from
+ * what the last interval showed. Pure: the pipeline gathers the
+ * observations (receives, backpressure, the process's load) and applies the
+ * decisions; nothing here reads a clock or does I/O.
+ *
+ * Why these signals. A receive loop spends most of its time waiting for SQS,
+ * so at a network round trip of D ms each loop moves about
+ * `10 / (D + processing)` messages a millisecond, and the loops a run needs
+ * grow with D (docs/performance.md#receive-loops---concurrency-auto). More
+ * loops help only while there is more to receive (receives come back full),
+ * somewhere to put it (the buffer is not full: Postgres sets the pace), and
+ * CPU to handle it (the process's CPU time per wall second, and how late the
+ * event loop runs a timer). And a step up must pay: the interval after it
+ * must bring at least a tenth of the receives the step promised, or it is
+ * undone. That is what catches a CPU shared with other processes (the
+ * emulator and Postgres on a developer's machine), where the process's own
+ * CPU time looks spare. An empty receive says the queue is drained: loops
+ * fall to the floor. A saturated CPU says more loops cannot help, so growth
+ * is undone, but never below the start: loops cost CPU per receive, not per
+ * loop, and the start value was the fixed default a busy CPU kept busy at
+ * 0 ms.
+ *
+ * Hysteresis: growth and shrinking have thresholds apart (a band between
+ * holds), growth doubles only until the first shrink (or undone step) and
+ * then steps gently, and no growth follows a shrink for a few intervals.
+ *
+ * @module
+ */
+
+/** Fewest loops `auto` keeps: enough long polls to notice new messages at once. */
+export const AUTO_FLOOR = 2;
+/** Loops `auto` starts with: the fixed default it replaces. */
+export const AUTO_START = 8;
+/**
+ * Most loops `auto` runs: at 25 ms round trips 64 loops were still gaining
+ * (issue 21's figures in docs/performance.md); twice that leaves room for
+ * slower networks, and the buffer's bound, not the loop count, caps what is
+ * held.
+ */
+export const AUTO_CEILING = 128;
+/**
+ * How often `auto` decides, ms: short, since a drain of a few seconds would
+ * otherwise spend most of them climbing; each interval still holds dozens
+ * of receives at 25 ms round trips.
+ */
+export const DECIDE_MS = 250;
+
+/** Share of receives that must come back full for growth. */
+const FULL_SHARE = 0.9;
+/** Share of receives that come back empty at which loops halve. */
+const EMPTY_SHARE = 0.5;
+/** CPU time per wall second as a share of the CPUs the process may use: grow below, shrink at or above. */
+const CPU_GROW = 0.75;
+const CPU_SHRINK = 0.95;
+/** Mean lateness of the event loop's probe timer, ms: grow below, shrink at or above. */
+const LAG_GROW_MS = 15;
+const LAG_SHRINK_MS = 50;
+/**
+ * Share of the receives a step up promised that the next interval must
+ * bring. Small: past a few dozen loops at 25 ms, doubling them brought a
+ * fifth more (issue 21's figures in docs/performance.md), still worth having.
+ */
+const GAIN_SHARE = 0.1;
+/** Intervals after a shrink in which the loops do not grow. */
+const COOLDOWN = 4;
+/**
+ * Intervals after an undone step before the next try: doubled by each step
+ * undone in a row, up to half a minute, so a steady limit is probed ever
+ * less often.
+ */
+const RETRY_AFTER = 10;
+const RETRY_AFTER_MAX = 120;
+
+/** What one interval showed. */
+export interface Observation {
+  /** Receives that came back in the interval (intervals are all `DECIDE_MS` long). */
+  readonly receives: number;
+  /** Of those, the ones that brought as many messages as they asked for. */
+  readonly full: number;
+  /** Of those, the ones that waited their whole long poll for nothing. */
+  readonly empty: number;
+  /** Times a loop found the buffer full (or the store failing) and waited. */
+  readonly blocked: number;
+  /** Process CPU seconds per wall second in the interval (all threads). */
+  readonly cpuPerSecond: number;
+  /** Mean lateness of a periodic timer in the interval, ms: how busy the event loop is. */
+  readonly lagMs: number;
+}
+
+/** The bounds and environment of one run's controller. */
+export interface ControllerOptions {
+  readonly floor: number;
+  readonly start: number;
+  readonly ceiling: number;
+  /** CPUs the process may use (its affinity and quota). */
+  readonly cpus: number;
+}
+
+/** Why the loop count changed. */
+export type ChangeReason = "full" | "empty" | "cpu" | "no_gain";
+
+/** The controller's state between decisions. */
+export interface ControllerState {
+  readonly loops: number;
+  /** True until the first shrink: growth doubles. */
+  readonly slowStart: boolean;
+  /** Intervals left in which growth waits after a shrink. */
+  readonly cooldown: number;
+  /** After a step up: the loops and receives before it, to check the step paid. */
+  readonly stepFrom: { readonly loops: number; readonly receives: number } | null;
+  /** The cooldown the next undone step gets. */
+  readonly retryAfter: number;
+}
+
+/** A decision: the new state, and why the count changed (null: it did not). */
+export interface Decision {
+  readonly state: ControllerState;
+  readonly reason: ChangeReason | null;
+}
+
+/**
+ * Most receive loops a run may have at once: what the SDK's connection pool
+ * must hold for them (`sqs/client.ts` adds what deletes and the heartbeat need).
+ */
+export function mostLoops(concurrency: number | "auto"): number {
+  return concurrency === "auto" ? AUTO_CEILING : concurrency;
+}
+
+/** The default bounds: `AUTO_FLOOR` to `AUTO_CEILING`, starting at `AUTO_START`. */
+export function autoOptions(cpus: number): ControllerOptions {
+  return { floor: AUTO_FLOOR, start: AUTO_START, ceiling: AUTO_CEILING, cpus: Math.max(1, cpus) };
+}
+
+/** The state a run starts in. */
+export function initialState(options: ControllerOptions): ControllerState {
+  return {
+    loops: clamp(options.start, options),
+    slowStart: true,
+    cooldown: 0,
+    stepFrom: null,
+    retryAfter: RETRY_AFTER,
+  };
+}
+
+function clamp(loops: number, options: ControllerOptions): number {
+  return Math.min(options.ceiling, Math.max(options.floor, Math.round(loops)));
+}
+
+/** True when the process has no CPU to spare for more receives. */
+function saturated(o: Observation, options: ControllerOptions): boolean {
+  return o.cpuPerSecond >= CPU_SHRINK * options.cpus || o.lagMs >= LAG_SHRINK_MS;
+}
+
+/** True when the process has CPU to spare. */
+function idleEnough(o: Observation, options: ControllerOptions): boolean {
+  return o.cpuPerSecond < CPU_GROW * options.cpus && o.lagMs < LAG_GROW_MS;
+}
+
+/**
+ * The loop count after one interval. An interval with no receive back
+ * proves nothing and holds (a long poll on an idle queue takes its whole
+ * wait).
+ */
+export function decide(
+  state: ControllerState,
+  o: Observation,
+  options: ControllerOptions,
+): Decision {
+  const cooldown = Math.max(0, state.cooldown - 1);
+  const hold: Decision = { state: { ...state, cooldown, stepFrom: null }, reason: null };
+  const shrinkTo = (loops: number, reason: ChangeReason, wait = COOLDOWN): Decision => {
+    const next = clamp(loops, options);
+    if (next >= state.loops) return hold;
+    const retryAfter = reason === "no_gain"
+      ? Math.min(RETRY_AFTER_MAX, state.retryAfter * 2)
+      : state.retryAfter;
+    return {
+      state: { loops: next, slowStart: false, cooldown: wait, stepFrom: null, retryAfter },
+      reason,
+    };
+  };
+  if (o.receives === 0) return hold;
+  if (o.empty >= EMPTY_SHARE * o.receives) return shrinkTo(state.loops / 2, "empty");
+  if (saturated(o, options)) {
+    // Undo growth only: below the start, fewer loops would not free CPU.
+    const floor = Math.max(options.floor, Math.min(options.start, state.loops));
+    return shrinkTo(Math.max(floor, state.loops * 0.75), "cpu");
+  }
+  const from = state.stepFrom;
+  if (from !== null) {
+    // Receives scale with loops while the network is what limits them.
+    const promised = from.receives * (state.loops / from.loops - 1);
+    if (o.receives < from.receives + GAIN_SHARE * promised) {
+      return shrinkTo(from.loops, "no_gain", state.retryAfter);
+    }
+  }
+  // A step that paid: the next undone one waits the least again.
+  const retryAfter = from === null ? state.retryAfter : RETRY_AFTER;
+  const keep: Decision = { state: { ...hold.state, retryAfter }, reason: null };
+  const grow = state.cooldown === 0 && o.blocked === 0 &&
+    o.full >= FULL_SHARE * o.receives && idleEnough(o, options);
+  if (!grow) return keep;
+  const step = state.slowStart ? state.loops : Math.max(1, Math.ceil(state.loops / 8));
+  const next = clamp(state.loops + step, options);
+  if (next === state.loops) return keep;
+  return {
+    state: {
+      ...state,
+      loops: next,
+      cooldown,
+      stepFrom: { loops: state.loops, receives: o.receives },
+      retryAfter,
+    },
+    reason: "full",
+  };
+}
