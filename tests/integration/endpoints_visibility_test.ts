@@ -2,8 +2,9 @@
 // (fauxqs, local-aws-sqs, local-aws-sqs behind the LocalStack < 3.0 proxy): a
 // redelivery after a crash between commit and delete writes no second row,
 // and a commit held past the timeout deletes nothing early, extends the
-// visibility and has nothing redelivered. Each queue's timeout is 2 s, the
-// shortest the run's once-a-second heartbeat keeps extended with time to spare.
+// visibility and has nothing redelivered. The held commit's queue times out
+// after 2 s, the shortest the run's once-a-second heartbeat keeps extended with
+// time to spare; the crashed run's messages are given back by their receipts.
 
 import assert from "node:assert/strict";
 import { consume } from "../../src/commands/_consume.ts";
