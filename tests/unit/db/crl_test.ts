@@ -33,8 +33,8 @@ interface CaOptions {
   readonly crlMd?: string;
   /** Signs the CA's certificate (an intermediate) instead of self-signing it. */
   readonly parent?: Ca;
-  /** Takes this CA's key instead of making one. */
-  readonly keyOf?: Ca;
+  /** Takes the key in this file (another CA's, or one made for several) instead of making one. */
+  readonly keyFile?: string;
 }
 
 interface Ca {
@@ -66,14 +66,15 @@ async function writeLeafKey(path: string): Promise<void> {
 async function makeCa(dir: string, options: CaOptions = {}): Promise<Ca> {
   await Deno.mkdir(dir, { recursive: true });
   const { name = "test-ca", key = "-newkey rsa:2048", parent } = options;
-  if (options.keyOf !== undefined) {
-    await Deno.copyFile(`${options.keyOf.dir}/ca.key`, `${dir}/ca.key`);
-    await openssl(`req -x509 -key ${dir}/ca.key -days 2 -subj /CN=${name} -out ${dir}/ca.crt`);
+  const certMd = options.certMd === undefined ? "" : `-${options.certMd}`;
+  if (options.keyFile !== undefined) {
+    await Deno.copyFile(options.keyFile, `${dir}/ca.key`);
+    await openssl(
+      `req -x509 -key ${dir}/ca.key -days 2 -subj /CN=${name} ${certMd} -out ${dir}/ca.crt`,
+    );
   } else if (parent === undefined) {
     await openssl(
-      `req -x509 ${key} -nodes -days 2 -subj /CN=${name} ${
-        options.certMd === undefined ? "" : `-${options.certMd}`
-      } -keyout ${dir}/ca.key -out ${dir}/ca.crt`,
+      `req -x509 ${key} -nodes -days 2 -subj /CN=${name} ${certMd} -keyout ${dir}/ca.key -out ${dir}/ca.crt`,
     );
   } else {
     const caExt = `${dir}/ca.ext`;
@@ -147,7 +148,7 @@ Deno.test("checkRevocation() follows OpenSSL's CRL check", async (t) => {
     const other = await makeCa(`${dir}/c`, { name: "other-ca" });
     const otherList = await parseCrls(await other.crl());
     // The issuer's key, another name: OpenSSL matches a list to its issuer by name too.
-    const renamed = await makeCa(`${dir}/d`, { name: "renamed-ca", keyOf: ca });
+    const renamed = await makeCa(`${dir}/d`, { name: "renamed-ca", keyFile: `${ca.dir}/ca.key` });
     const renamedList = await parseCrls(await renamed.crl());
     const expired = await parseCrls(
       await ca.crl("-crl_lastupdate 20200101000000Z -crl_nextupdate 20200102000000Z"),
@@ -304,6 +305,11 @@ interface Algorithm {
   readonly name: string;
   readonly ca: CaOptions;
   readonly crlArgs?: string;
+  /**
+   * An RSA CA: its key and its impostor's are the two RSA keys of the test,
+   * made once (each row needs two keys apart, not keys of its own).
+   */
+  readonly rsa?: true;
 }
 
 Deno.test("checkRevocation() verifies the signature algorithms a CA may use", async (t) => {
@@ -311,27 +317,41 @@ Deno.test("checkRevocation() verifies the signature algorithms a CA may use", as
   try {
     const ec = (curve: string) => `-newkey ec -pkeyopt ec_paramgen_curve:${curve}`;
     const algorithms: Algorithm[] = [
-      { name: "RSA, SHA-1", ca: { crlMd: "sha1" } },
-      { name: "RSA, SHA-512", ca: { crlMd: "sha512" } },
+      { name: "RSA, SHA-1", ca: { crlMd: "sha1" }, rsa: true },
+      { name: "RSA, SHA-512", ca: { crlMd: "sha512" }, rsa: true },
       // The issuer's key must be taken with the list's hash, not its certificate's.
-      { name: "RSA, a SHA-384 certificate and a SHA-256 list", ca: { certMd: "sha384" } },
+      {
+        name: "RSA, a SHA-384 certificate and a SHA-256 list",
+        ca: { certMd: "sha384" },
+        rsa: true,
+      },
       {
         name: "RSA-PSS",
         ca: {},
         crlArgs: "-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32",
+        rsa: true,
       },
       { name: "ECDSA P-256, SHA-256", ca: { key: ec("P-256") } },
       { name: "ECDSA P-256, SHA-384", ca: { key: ec("P-256"), crlMd: "sha384" } },
       { name: "ECDSA P-384, SHA-384", ca: { key: ec("P-384"), crlMd: "sha384" } },
       { name: "Ed25519", ca: { key: "-newkey ed25519", crlMd: "default" } },
     ];
+    const rsaKey = `${dir}/rsa.key`;
+    const rsaImpostorKey = `${dir}/rsa-impostor.key`;
+    for (const path of [rsaKey, rsaImpostorKey]) {
+      await openssl(`genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out ${path}`);
+    }
     for (const [i, algorithm] of algorithms.entries()) {
       await t.step(`${algorithm.name}: a list counts, another key's does not`, async () => {
-        const ca = await makeCa(`${dir}/${i}`, algorithm.ca);
+        const keyOf = (keyFile: string): CaOptions => algorithm.rsa ? { keyFile } : {};
+        const ca = await makeCa(`${dir}/${i}`, { ...algorithm.ca, ...keyOf(rsaKey) });
         const bad = await ca.issue("bad");
         await ca.revoke("bad");
         const lists = await parseCrls(await ca.crl(algorithm.crlArgs));
-        const impostor = await makeCa(`${dir}/${i}-impostor`, algorithm.ca);
+        const impostor = await makeCa(`${dir}/${i}-impostor`, {
+          ...algorithm.ca,
+          ...keyOf(rsaImpostorKey),
+        });
         const forged = await parseCrls(await impostor.crl(algorithm.crlArgs));
         const now = Date.now();
         assert.equal((await checkRevocation([bad], [ca.cert], lists, now))?.code, "CERT_REVOKED");
