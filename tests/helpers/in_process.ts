@@ -1,7 +1,7 @@
 // Runs `login-etl <args>` in this process, through src/main.ts's `main`, with
 // its stdout and stderr kept as a CLI run's would be: the same parsing,
-// configuration, command, exit code and output, without the ~0.3 s of CPU a
-// `deno run` costs. For tests whose point is a command's outcome; what only
+// configuration, command, exit code and output, without the CPU a `deno run`
+// costs (docs/testing.md, "A command through the CLI or in process"). For tests whose point is a command's outcome; what only
 // a child process shows (the binary's permission flags, start-up, signals,
 // stdin, the environment block) stays with `runCli` (tests/helpers/cli.ts).
 
