@@ -1,9 +1,10 @@
 // Runs `login-etl <args>` in this process, through src/main.ts's `main`, with
 // its stdout and stderr kept as a CLI run's would be: the same parsing,
 // configuration, command, exit code and output, without the CPU a `deno run`
-// costs (docs/testing.md, "A command through the CLI or in process"). For tests whose point is a command's outcome; what only
-// a child process shows (the binary's permission flags, start-up, signals,
-// stdin, the environment block) stays with `runCli` (tests/helpers/cli.ts).
+// costs (docs/testing.md, "A command through the CLI or in process"). For
+// tests whose point is a command's outcome; what only a child process shows
+// (the binary's permission flags, start-up, signals, stdin, the environment
+// block, AWS_* variables) stays with `runCli` (tests/helpers/cli.ts).
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import { envNames } from "../../src/config/env.ts";
