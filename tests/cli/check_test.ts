@@ -1,8 +1,12 @@
-// `login-etl check` through the CLI with the binary's permissions, against the
-// real Postgres and third-party SQS endpoints (local-aws-sqs, and it behind
-// the LocalStack<3 proxy that answers JSON with an error): 0 when all pass,
-// 1 with the failing line when something is wrong, within 10 s when a
-// service is unreachable, 2 for bad usage. Nothing is received or written.
+// `login-etl check` against the real Postgres and third-party SQS endpoints
+// (local-aws-sqs, and it behind the LocalStack<3 proxy that answers JSON with
+// an error): 0 when all pass, 1 with the failing line when something is
+// wrong, within 10 s when a service is unreachable, 2 for bad usage. Nothing
+// is received or written.
+// The healthy, unreachable, usage and AWS-endpoint cases run the CLI with the
+// binary's permissions; the refusals of keys, privileges and reject queues
+// run `main` in this process (tests/helpers/in_process.ts): same exit code
+// and output, where the process adds nothing to what they check.
 
 import assert from "node:assert/strict";
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
@@ -10,6 +14,7 @@ import { AwsQueryProtocol } from "@aws-sdk/core/protocols";
 import { LATEST_VERSION, MIGRATIONS } from "../../src/db/migrations.ts";
 import { migrate } from "../../src/db/schema.ts";
 import { failureLine, runCli } from "../helpers/cli.ts";
+import { runInProcess } from "../helpers/in_process.ts";
 import {
   DATABASE_URL,
   freshSchema,
@@ -169,14 +174,14 @@ Deno.test("check fails on a key id recorded with another secret, a missing key, 
   const env = { DATABASE_URL, ...db.env, SQS_QUEUE_URL: queueUrl };
 
   await t.step("no HMAC key", async () => {
-    const result = await runCli(["check"], { env });
+    const result = await runInProcess(["check"], env);
     assert.equal(result.code, 1);
     assert.match(result.stdout, /^fail\s+hmac key\s+none: set PII_HMAC_KEY or --hmac-key-file$/m);
   });
 
   await t.step("a key id recorded with another secret", async () => {
     await db.sql`INSERT INTO login_etl_keys (key_id, fingerprint) VALUES ('k1', 'another-secret')`;
-    const result = await runCli(["check"], { env: { ...env, PII_HMAC_KEY: TEST_SECRET } });
+    const result = await runInProcess(["check"], { ...env, PII_HMAC_KEY: TEST_SECRET });
     assert.equal(result.code, 1);
     assert.match(
       result.stdout,
@@ -198,7 +203,7 @@ Deno.test("check fails on a key id recorded with another secret, a missing key, 
       url.username = user;
       url.password = password;
       const asUser = { ...env, DATABASE_URL: url.toString(), PII_HMAC_KEY: TEST_SECRET };
-      const outside = await runCli(["check"], { env: asUser });
+      const outside = await runInProcess(["check"], asUser);
       assert.equal(outside.code, 1, outside.stdout + outside.stderr);
       assert.match(
         outside.stdout,
@@ -209,7 +214,7 @@ Deno.test("check fails on a key id recorded with another secret, a missing key, 
       );
 
       await db.sql.unsafe(`GRANT USAGE ON SCHEMA "${db.stateSchema}" TO "${user}"`);
-      const drain = await runCli(["check"], { env: asUser });
+      const drain = await runInProcess(["check"], asUser);
       assert.equal(drain.code, 1, drain.stdout + drain.stderr);
       const line = drain.stdout.split("\n").find((l) => l.startsWith("fail  privileges")) ?? "";
       const state = db.stateSchema;
@@ -222,8 +227,9 @@ Deno.test("check fails on a key id recorded with another secret, a missing key, 
       assert.ok(line.includes(`EXECUTE on ${state}.login_etl_ledger_maintain(integer,integer)`));
       assert.doesNotMatch(line, /on \w+\.user_logins/, "what it has is not listed");
       assert.doesNotMatch(line, /USAGE on schema/, "nor the schemas it may use");
-      const recover = await runCli(["check", "--for", "recover"], {
-        env: { ...asUser, PII_VAULT_KEY: "a different secret for the vault, 32+ bytes" },
+      const recover = await runInProcess(["check", "--for", "recover"], {
+        ...asUser,
+        PII_VAULT_KEY: "a different secret for the vault, 32+ bytes",
       });
       assert.equal(recover.code, 1);
       assert.ok(
@@ -236,12 +242,12 @@ Deno.test("check fails on a key id recorded with another secret, a missing key, 
 
       // Without USAGE on the data schema, nothing in it can be reached: one privilege says so.
       await db.sql.unsafe(`REVOKE USAGE ON SCHEMA "${db.schema}" FROM "${user}"`);
-      const noData = await runCli(["check"], { env: asUser });
+      const noData = await runInProcess(["check"], asUser);
       assert.match(noData.stdout, new RegExp(`drain lacks USAGE on schema ${db.schema}, SELECT`));
       await db.sql.unsafe(`GRANT USAGE ON SCHEMA "${db.schema}" TO "${user}"`);
 
       await db.sql`DELETE FROM login_etl_migrations WHERE version > 5`;
-      const behind = await runCli(["check"], { env: asUser });
+      const behind = await runInProcess(["check"], asUser);
       assert.equal(behind.code, 1);
       assert.match(
         behind.stdout,
@@ -292,9 +298,10 @@ Deno.test("check --for drain reports the reject queue's encryption and retention
 
   await t.step("an emulator's queue with SSE, kept 4 days: reported", async () => {
     const rejects = sqs.createQueue();
-    const result = await runCli(["check", "--for", "drain", "--reject-queue-url", rejects], {
+    const result = await runInProcess(
+      ["check", "--for", "drain", "--reject-queue-url", rejects],
       env,
-    });
+    );
     assert.equal(result.code, 0, result.stdout + result.stderr);
     assert.equal(
       linesOf(result.stdout).detail.get(name(rejects)),
@@ -307,7 +314,10 @@ Deno.test("check --for drain reports the reject queue's encryption and retention
       SqsManagedSseEnabled: "false",
       MessageRetentionPeriod: "3600",
     });
-    const result = await runCli(["check", "--for", "run", "--reject-queue-url", rejects], { env });
+    const result = await runInProcess(
+      ["check", "--for", "run", "--reject-queue-url", rejects],
+      env,
+    );
     assert.equal(result.code, 0, result.stdout + result.stderr);
     assert.match(
       linesOf(result.stdout).detail.get(name(rejects)) ?? "",
@@ -338,9 +348,10 @@ Deno.test("check --for drain reports the reject queue's encryption and retention
 
   await t.step("not for commands that copy no rejects", async () => {
     const rejects = sqs.createQueue();
-    const result = await runCli(["check", "--for", "migrate", "--reject-queue-url", rejects], {
+    const result = await runInProcess(
+      ["check", "--for", "migrate", "--reject-queue-url", rejects],
       env,
-    });
+    );
     assert.equal(result.code, 0, result.stdout + result.stderr);
     assert.ok(!result.stdout.includes("reject queue"));
   });

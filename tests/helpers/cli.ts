@@ -38,7 +38,7 @@ export function denoDir(): string {
  * data schema (`stateSchemaOf`): a CLI run of a test must never fall back
  * to the shared default `login_etl`.
  */
-function ownStateSchema(env: Record<string, string>): Record<string, string> {
+export function ownStateSchema(env: Record<string, string>): Record<string, string> {
   const schema = env.LOGIN_ETL_SCHEMA;
   return schema === undefined || env.LOGIN_ETL_STATE_SCHEMA !== undefined
     ? env

@@ -12,6 +12,7 @@ import { mergeInbox, type MergeReport } from "../../src/pii/merge.ts";
 import { VaultCipher } from "../../src/pii/vault.ts";
 import type { Masked, PiiField } from "../../src/types.ts";
 import { type CliResult, failureLine, runCli } from "./cli.ts";
+import { runInProcess } from "./in_process.ts";
 import { type ReferenceMasker, referenceMasker } from "./reference_mask.ts";
 import { type Consumer, startConsumer } from "./consumers.ts";
 import { enqueue, TEST_SECRET, type TestDb, type TestSqs } from "./services.ts";
@@ -108,16 +109,23 @@ export class Cli {
     this.env = env;
   }
 
-  /** Runs `login-etl <args>` with the shared env plus `env` (a value of "" unsets it). */
+  /**
+   * Runs `login-etl <args>` with the shared env plus `env` (a value of "" unsets
+   * it): in this process (`runInProcess`: the same exit code and output), or
+   * as a `deno run` child with `spawn` or `stdin`, where the process is the
+   * point (each command keeps such a case).
+   */
   async run(
     args: readonly string[],
     env: Record<string, string> = {},
-    options: { revealing?: boolean; stdin?: string } = {},
+    options: { revealing?: boolean; stdin?: string; spawn?: boolean } = {},
   ): Promise<CliResult> {
-    const result = await runCli(args, {
-      env: this.envWith(env),
-      ...(options.stdin === undefined ? {} : { stdin: options.stdin }),
-    });
+    const result = options.spawn === true || options.stdin !== undefined
+      ? await runCli(args, {
+        env: this.envWith(env),
+        ...(options.stdin === undefined ? {} : { stdin: options.stdin }),
+      })
+      : await runInProcess(args, this.envWith(env));
     this.runs++;
     this.logs.push(result.stderr);
     if (options.revealing !== true) this.logs.push(result.stdout);

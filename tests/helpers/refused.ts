@@ -1,10 +1,11 @@
 // Shared by the tests of rows the database refuses and of --reject-queue-url
 // (tests/integration/refused_test.ts, reject_queue_test.ts,
 // reject_queue_endpoints_test.ts): a login body, thirty valid logins around
-// one more, drain through the CLI against a test schema, and every message
+// one more, drain (in process) against a test schema, and every message
 // of a queue received and deleted.
 
-import { type CliResult, runCli } from "./cli.ts";
+import type { CliResult } from "./cli.ts";
+import { runInProcess } from "./in_process.ts";
 import { DATABASE_URL, startSqs, TEST_SECRET, type TestDb } from "./services.ts";
 
 /** A valid login body of `user` (the same ip and device id for all). */
@@ -29,21 +30,23 @@ export function thirtyAndOne(bad: string): string[] {
   return [...good.slice(0, 15), bad, ...good.slice(15)];
 }
 
-/** `drain --summary-json` through the CLI into `db`, with the test key. */
+/**
+ * `drain --summary-json` into `db` with the test key, run by `main` in this
+ * process (the same exit code, summary and log lines as the CLI's; drain's
+ * CLI cases are in tests/cli/cli_test.ts).
+ */
 export async function drain(
   db: TestDb,
   queueUrl: string,
   extraEnv: Record<string, string> = {},
 ): Promise<CliResult> {
-  return await runCli(["drain", "--queue-url", queueUrl, "--summary-json"], {
-    env: {
-      DATABASE_URL,
-      ...db.env,
-      PII_HMAC_KEY: TEST_SECRET,
-      LOGIN_ETL_LOG_FORMAT: "json",
-      LOGIN_ETL_MAX_RETRY_SECONDS: "2",
-      ...extraEnv,
-    },
+  return await runInProcess(["drain", "--queue-url", queueUrl, "--summary-json"], {
+    DATABASE_URL,
+    ...db.env,
+    PII_HMAC_KEY: TEST_SECRET,
+    LOGIN_ETL_LOG_FORMAT: "json",
+    LOGIN_ETL_MAX_RETRY_SECONDS: "2",
+    ...extraEnv,
   });
 }
 

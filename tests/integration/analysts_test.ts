@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { decodeAppVersion, encodeAppVersion } from "../../src/app_version.ts";
 import { failureLine, runCli } from "../helpers/cli.ts";
+import { runInProcess } from "../helpers/in_process.ts";
 import { drainInProcess, testMasker } from "../helpers/drain.ts";
 import { hostileDb, STATE } from "../helpers/hostile.ts";
 import { DATABASE_URL, enqueue, freshSchema, startSqs } from "../helpers/services.ts";
@@ -76,7 +77,7 @@ Deno.test("the duplicate views count an address in two spellings once, per maske
   assert.match(text.stdout, /^Masked device ids occurring more than once: 2 /m);
   assert.match(text.stdout, /\| 2\.3\.0 /, "app_version shown as text");
   assert.ok(!/1\.2\.3\.4|2001:db8|dev-a/i.test(text.stdout), "no raw value");
-  const json = await runCli(["report", "--summary-json"], { env });
+  const json = await runInProcess(["report", "--summary-json"], env);
   assert.equal(json.code, 0, json.stderr);
   const report = JSON.parse(json.stdout) as Record<string, unknown>;
   assert.equal(report.rows_in_table, 6);
@@ -85,18 +86,17 @@ Deno.test("the duplicate views count an address in two spellings once, per maske
   assert.deepEqual(report.rejects_by_reason, {});
 
   // A --state-schema that is not the deployment's: report says where the tables are.
-  const moved = await runCli(["report"], {
-    env: { ...env, LOGIN_ETL_STATE_SCHEMA: `${db.stateSchema}_x` },
+  const moved = await runInProcess(["report"], {
+    ...env,
+    LOGIN_ETL_STATE_SCHEMA: `${db.stateSchema}_x`,
   });
   assert.equal(moved.code, 2, moved.stderr);
   assert.match(failureLine(moved), /are in state schema .*: give --state-schema /);
   // A --schema with nothing of login-etl's: report says what to check.
-  const wrong = await runCli(["report"], {
-    env: {
-      DATABASE_URL,
-      LOGIN_ETL_SCHEMA: `${db.schema}_x`,
-      LOGIN_ETL_STATE_SCHEMA: `${db.schema}_x_state`,
-    },
+  const wrong = await runInProcess(["report"], {
+    DATABASE_URL,
+    LOGIN_ETL_SCHEMA: `${db.schema}_x`,
+    LOGIN_ETL_STATE_SCHEMA: `${db.schema}_x_state`,
   });
   assert.equal(wrong.code, 1, wrong.stderr);
   assert.equal(
@@ -110,7 +110,7 @@ Deno.test("report escapes what a consumer wrote to user_logins and the rejects: 
   // from a possibly hostile writer (issue 19, F5).
   await using db = await freshSchema();
   const env = { DATABASE_URL, ...db.env };
-  const migrated = await runCli(["migrate"], { env });
+  const migrated = await runInProcess(["migrate"], env);
   assert.equal(migrated.code, 0, migrated.stderr);
   const forged = "Rejected: none\u001b[2J\u001b[31mRED\u001b[0m";
   const evilUser = `u1\n${forged}`;
@@ -123,7 +123,7 @@ Deno.test("report escapes what a consumer wrote to user_logins and the rejects: 
     INSERT INTO ${db.sql(db.stateSchema)}.login_etl_rejects
       (message_id, reason, detail, body_bytes, body_hmac, sent_at)
     VALUES ('m1', ${`not_json 1\n${forged}`}, 'x', 1, 'h', now())`;
-  const text = await runCli(["report"], { env });
+  const text = await runInProcess(["report"], env);
   assert.equal(text.code, 0, text.stderr);
   for (const c of ["\u001b", "\u0007", "\r", "\u2028"]) {
     assert.ok(!text.stdout.includes(c), `no raw ${JSON.stringify(c)}: ${text.stdout}`);
@@ -145,7 +145,7 @@ Deno.test("report escapes what a consumer wrote to user_logins and the rejects: 
 
 Deno.test("app_version_text() inverts the stored encoding, for every version the pipeline accepts", async () => {
   await using db = await freshSchema();
-  await runCli(["migrate"], { env: { DATABASE_URL, ...db.env } });
+  await runInProcess(["migrate"], { DATABASE_URL, ...db.env });
   const [examples] = await db.sql<{ a: string; b: string; n: string | null; neg: string | null }[]>`
     SELECT app_version_text(2003000) AS a, app_version_text(96000) AS b,
            app_version_text(NULL) AS n, app_version_text(-1) AS neg`;
@@ -180,8 +180,10 @@ Deno.test("a look-up of one masked value reads the index, and the views can be a
   // database, and other test files' transactions on the shared one held it
   // back in parallel runs, so the planner read the heap.
   await using own = await hostileDb(DATABASE_URL);
-  const migrated = await runCli(["migrate"], {
-    env: { DATABASE_URL: own.urlOf(), LOGIN_ETL_SCHEMA: "public", LOGIN_ETL_STATE_SCHEMA: STATE },
+  const migrated = await runInProcess(["migrate"], {
+    DATABASE_URL: own.urlOf(),
+    LOGIN_ETL_SCHEMA: "public",
+    LOGIN_ETL_STATE_SCHEMA: STATE,
   });
   assert.equal(migrated.code, 0, migrated.stderr);
   const db = { sql: own.admin };

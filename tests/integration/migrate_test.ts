@@ -16,6 +16,7 @@ import { postgresStore } from "../../src/db/write.ts";
 import { Database } from "../../src/db/pool.ts";
 import type { LoginRow, Masked, WriteItem } from "../../src/types.ts";
 import { failureLine, runCli } from "../helpers/cli.ts";
+import { runInProcess } from "../helpers/in_process.ts";
 import { psqlFiles } from "../helpers/psql.ts";
 import { migrateToV5, V5 } from "../helpers/layout_v5.ts";
 import { eachMajor } from "../helpers/majors.ts";
@@ -327,7 +328,7 @@ eachMajor.test("sql/schema.sql applied with psql gives the catalog migrate gives
 
 /** Applies what `migrate --dry-run` prints for `db` with psql, as a DBA would; returns the output. */
 async function applyDryRun(db: TestDb): Promise<string> {
-  const dry = await runCli(["migrate", "--dry-run"], { env: { DATABASE_URL: db.url, ...db.env } });
+  const dry = await runInProcess(["migrate", "--dry-run"], { DATABASE_URL: db.url, ...db.env });
   assert.equal(dry.code, 0, dry.stderr);
   const file = await Deno.makeTempFile({ suffix: ".sql" });
   try {
@@ -351,8 +352,9 @@ eachMajor.test("migrate --dry-run prints SQL that psql applies to what migrate m
     const sources = await viaDry.sql<{ source: string }[]>`
       SELECT DISTINCT source FROM ${viaDry.sql(viaDry.stateSchema)}.login_etl_migrations`;
     assert.deepEqual(sources.map((s) => s.source), ["migrate"]);
-    const again = await runCli(["migrate", "--dry-run"], {
-      env: { DATABASE_URL: viaDry.url, ...viaDry.env },
+    const again = await runInProcess(["migrate", "--dry-run"], {
+      DATABASE_URL: viaDry.url,
+      ...viaDry.env,
     });
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /^-- schema .* is at version \d+; this login-etl needs \d+\n$/);
@@ -461,20 +463,19 @@ eachMajor.test("a role that may not migrate is told to run migrate as the owner;
     url.username = user;
     url.password = password;
     await using sqs = await startSqs();
-    const result = await runCli(["drain", "--queue-url", sqs.createQueue()], {
-      env: {
-        DATABASE_URL: url.toString(),
-        ...db.env,
-        PII_HMAC_KEY: "a test key of at least thirty-two bytes!",
-      },
+    const result = await runInProcess(["drain", "--queue-url", sqs.createQueue()], {
+      DATABASE_URL: url.toString(),
+      ...db.env,
+      PII_HMAC_KEY: "a test key of at least thirty-two bytes!",
     });
     assert.equal(result.code, 1, result.stderr);
     assert.match(
       failureLine(result),
       /^error: The schema in \w+ is at version 2 and this login-etl needs \d+, but role lowly_\w+ may not change it; run `login-etl migrate` as the owner role \(or apply sql\/schema.sql\)$/,
     );
-    const dry = await runCli(["migrate", "--dry-run"], {
-      env: { DATABASE_URL: url.toString(), ...db.env },
+    const dry = await runInProcess(["migrate", "--dry-run"], {
+      DATABASE_URL: url.toString(),
+      ...db.env,
     });
     assert.equal(dry.code, 0, dry.stderr);
     assert.match(dry.stdout, new RegExp(`is at version 2; this login-etl needs ${LATEST_VERSION}`));

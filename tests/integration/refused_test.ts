@@ -1,5 +1,5 @@
-// Rows the database refuses, against the real Postgres through the CLI's
-// drain and run: a message the table refuses (a CHECK, a unique index, a
+// Rows the database refuses, against the real Postgres through drain and run
+// (`main`, in this process; the SIGKILL case as a child): a message the table refuses (a CHECK, a unique index, a
 // narrowed varchar, a trigger) becomes a `db_refused` reject naming what
 // refused it while every other message commits and the queue empties; a
 // table that refuses every row (a NOT NULL column without a default) rejects
@@ -10,7 +10,8 @@
 import assert from "node:assert/strict";
 import { migrate } from "../../src/db/schema.ts";
 import { generateBodies } from "../../src/seed/generate.ts";
-import { failureLine, runCli, spawnCli } from "../helpers/cli.ts";
+import { failureLine, spawnCli } from "../helpers/cli.ts";
+import { runInProcess } from "../helpers/in_process.ts";
 import { drain, login, thirtyAndOne } from "../helpers/refused.ts";
 import {
   DATABASE_URL,
@@ -301,7 +302,7 @@ Deno.test("a SIGKILL in the middle of the isolation loses and doubles nothing", 
   // (repeated until the queue is empty).
   for (let i = 0; i < 5; i++) {
     await expireInFlight(sqs, queueUrl);
-    const again = await runCli(["drain", "--queue-url", queueUrl], { env });
+    const again = await runInProcess(["drain", "--queue-url", queueUrl], env);
     assert.equal(again.code, 0, again.stderr.slice(-2000));
     const { ready, inFlight } = sqs.counts(queueUrl);
     if (ready + inFlight === 0) break;

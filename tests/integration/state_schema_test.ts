@@ -13,7 +13,8 @@ import { LATEST_VERSION, MIGRATIONS } from "../../src/db/migrations.ts";
 import { ensureSchema, migrate, schemaState } from "../../src/db/schema.ts";
 import { ConfigError } from "../../src/errors.ts";
 import type { Masked } from "../../src/types.ts";
-import { failureLine, runCli } from "../helpers/cli.ts";
+import { failureLine } from "../helpers/cli.ts";
+import { runInProcess } from "../helpers/in_process.ts";
 import { testMasker } from "../helpers/drain.ts";
 import { migrateToV5, ROLES_V5 } from "../helpers/layout_v5.ts";
 import { eachMajor } from "../helpers/majors.ts";
@@ -423,15 +424,15 @@ eachMajor.test("a second data schema pointed at a state schema that serves anoth
         LOGIN_ETL_SCHEMA: second.schema,
         LOGIN_ETL_STATE_SCHEMA: first.stateSchema,
       };
-      const drain = await runCli(["drain", "--queue-url", sqs.createQueue()], { env });
+      const drain = await runInProcess(["drain", "--queue-url", sqs.createQueue()], env);
       assert.equal(drain.code, 2, drain.stderr);
       const line = failureLine(drain);
       assert.match(line, /^error: State schema /);
       assert.match(line.slice("error: ".length), expected);
-      const check = await runCli(["check", "--for", "migrate"], { env });
+      const check = await runInProcess(["check", "--for", "migrate"], env);
       assert.equal(check.code, 1);
       assert.match(check.stdout, /^fail\s+schema\s+.*already holds login-etl's tables for schema/m);
-      const dry = await runCli(["migrate", "--dry-run"], { env });
+      const dry = await runInProcess(["migrate", "--dry-run"], env);
       assert.equal(dry.code, 2);
       await untouched();
     },
@@ -441,12 +442,10 @@ eachMajor.test("a second data schema pointed at a state schema that serves anoth
     "migrate into a data schema that does not exist yet: refused, none made",
     async () => {
       const missing = `${second.schema}_new`;
-      const result = await runCli(["migrate"], {
-        env: {
-          DATABASE_URL: pg.url,
-          LOGIN_ETL_SCHEMA: missing,
-          LOGIN_ETL_STATE_SCHEMA: first.stateSchema,
-        },
+      const result = await runInProcess(["migrate"], {
+        DATABASE_URL: pg.url,
+        LOGIN_ETL_SCHEMA: missing,
+        LOGIN_ETL_STATE_SCHEMA: first.stateSchema,
       });
       assert.equal(result.code, 2, result.stderr);
       assert.match(failureLine(result), /^error: State schema .* already holds login-etl's tables/);

@@ -1,10 +1,12 @@
 // Poison messages and persistent failures: a large message received more often
 // than --max-receives is rejected as poison (unless SQS dead-letters it), and
-// an SQS endpoint that keeps failing ends the run with exit 1 and one line.
+// an SQS endpoint that keeps failing ends the run with exit 1 and one line
+// (through the CLI; the poison runs go through `main` in this process).
 
 import assert from "node:assert/strict";
 import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { failureLine, runCli } from "../helpers/cli.ts";
+import { runInProcess } from "../helpers/in_process.ts";
 import { startSqsFaultProxy } from "../helpers/sqs_fault_proxy.ts";
 import {
   DATABASE_URL,
@@ -48,16 +50,14 @@ Deno.test("a large message received more than --max-receives times is rejected a
     );
     assert.equal(out.Messages?.length, 2);
   }
-  const result = await runCli([
+  const result = await runInProcess([
     "drain",
     "--queue-url",
     queueUrl,
     "--summary-json",
     "--max-receives",
     "3",
-  ], {
-    env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env },
-  });
+  ], { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env });
   assert.equal(result.code, 0, result.stderr);
   const summary = JSON.parse(result.stdout);
   assert.deepEqual(summary.rejected_by_reason, { poison: 1 });
@@ -92,16 +92,14 @@ Deno.test("with a redrive policy on the queue, repeat deliveries are left to SQS
   for (let i = 0; i < 3; i++) {
     await sqs.client.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, VisibilityTimeout: 0 }));
   }
-  const result = await runCli([
+  const result = await runInProcess([
     "drain",
     "--queue-url",
     queueUrl,
     "--summary-json",
     "--max-receives",
     "2",
-  ], {
-    env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env },
-  });
+  ], { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env });
   assert.equal(result.code, 0, result.stderr);
   const summary = JSON.parse(result.stdout);
   assert.equal(summary.inserted, 1, "not poison: SQS owns repeat failures here");

@@ -71,10 +71,11 @@ eachMajor.test("recover prints the raw value behind ip and device_id masks, alon
 
   const before = await lastAuditId(db.sql);
   const reason = "ticket SEC-7: fraud review";
+  // Through the binary's process and permission flags: recover's CLI case.
   const ip = await cli.run(
     ["recover", "--masked", ipMask, "--reason", reason, "--actor", "alice"],
     {},
-    { revealing: true },
+    { revealing: true, spawn: true },
   );
   assert.equal(ip.code, 0, ip.stderr);
   assert.equal(ip.stdout, `${ipMask}\tip\t2001:db8::1\n`, "the canonical address");

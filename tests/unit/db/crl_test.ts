@@ -33,8 +33,8 @@ interface CaOptions {
   readonly crlMd?: string;
   /** Signs the CA's certificate (an intermediate) instead of self-signing it. */
   readonly parent?: Ca;
-  /** Takes this CA's key instead of making one. */
-  readonly keyOf?: Ca;
+  /** Takes the key in this file (another CA's, or one made for several) instead of making one. */
+  readonly keyFile?: string;
 }
 
 interface Ca {
@@ -47,18 +47,34 @@ interface Ca {
   crl(args?: string): Promise<string>;
 }
 
+/**
+ * The key of every leaf certificate here, made once: what the checks read of
+ * a leaf is its issuer, serial and the issuer's signature, never its own key,
+ * and an RSA key costs a good part of a second of CPU to make.
+ */
+let leafKeyPem: string | undefined;
+
+/** Writes the shared leaf key to `path`, making it on first use. */
+async function writeLeafKey(path: string): Promise<void> {
+  if (leafKeyPem === undefined) {
+    await openssl(`genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out ${path}`);
+    leafKeyPem = await Deno.readTextFile(path);
+  } else await Deno.writeTextFile(path, leafKeyPem);
+}
+
 /** A CA in `dir`, able to issue and revoke (openssl ca needs a database and a config). */
 async function makeCa(dir: string, options: CaOptions = {}): Promise<Ca> {
   await Deno.mkdir(dir, { recursive: true });
   const { name = "test-ca", key = "-newkey rsa:2048", parent } = options;
-  if (options.keyOf !== undefined) {
-    await Deno.copyFile(`${options.keyOf.dir}/ca.key`, `${dir}/ca.key`);
-    await openssl(`req -x509 -key ${dir}/ca.key -days 2 -subj /CN=${name} -out ${dir}/ca.crt`);
+  const certMd = options.certMd === undefined ? "" : `-${options.certMd}`;
+  if (options.keyFile !== undefined) {
+    await Deno.copyFile(options.keyFile, `${dir}/ca.key`);
+    await openssl(
+      `req -x509 -key ${dir}/ca.key -days 2 -subj /CN=${name} ${certMd} -out ${dir}/ca.crt`,
+    );
   } else if (parent === undefined) {
     await openssl(
-      `req -x509 ${key} -nodes -days 2 -subj /CN=${name} ${
-        options.certMd === undefined ? "" : `-${options.certMd}`
-      } -keyout ${dir}/ca.key -out ${dir}/ca.crt`,
+      `req -x509 ${key} -nodes -days 2 -subj /CN=${name} ${certMd} -keyout ${dir}/ca.key -out ${dir}/ca.crt`,
     );
   } else {
     const caExt = `${dir}/ca.ext`;
@@ -82,9 +98,8 @@ async function makeCa(dir: string, options: CaOptions = {}): Promise<Ca> {
     cert: new X509Certificate(await Deno.readFile(`${dir}/ca.crt`)),
     async issue(cn, serial) {
       const at = `${dir}/${cn}`;
-      await openssl(
-        `req -new -newkey rsa:2048 -nodes -subj /CN=${cn} -keyout ${at}.key -out ${at}.csr`,
-      );
+      await writeLeafKey(`${at}.key`);
+      await openssl(`req -new -key ${at}.key -subj /CN=${cn} -out ${at}.csr`);
       await openssl(`x509 -req -in ${at}.csr -CA ${dir}/ca.crt -CAkey ${dir}/ca.key -days 2
         ${serial === undefined ? "-CAcreateserial" : `-set_serial ${serial}`}
         -out ${at}.crt`);
@@ -133,7 +148,7 @@ Deno.test("checkRevocation() follows OpenSSL's CRL check", async (t) => {
     const other = await makeCa(`${dir}/c`, { name: "other-ca" });
     const otherList = await parseCrls(await other.crl());
     // The issuer's key, another name: OpenSSL matches a list to its issuer by name too.
-    const renamed = await makeCa(`${dir}/d`, { name: "renamed-ca", keyOf: ca });
+    const renamed = await makeCa(`${dir}/d`, { name: "renamed-ca", keyFile: `${ca.dir}/ca.key` });
     const renamedList = await parseCrls(await renamed.crl());
     const expired = await parseCrls(
       await ca.crl("-crl_lastupdate 20200101000000Z -crl_nextupdate 20200102000000Z"),
@@ -290,6 +305,11 @@ interface Algorithm {
   readonly name: string;
   readonly ca: CaOptions;
   readonly crlArgs?: string;
+  /**
+   * An RSA CA: its key and its impostor's are the two RSA keys of the test,
+   * made once (each row needs two keys apart, not keys of its own).
+   */
+  readonly rsa?: true;
 }
 
 Deno.test("checkRevocation() verifies the signature algorithms a CA may use", async (t) => {
@@ -297,27 +317,41 @@ Deno.test("checkRevocation() verifies the signature algorithms a CA may use", as
   try {
     const ec = (curve: string) => `-newkey ec -pkeyopt ec_paramgen_curve:${curve}`;
     const algorithms: Algorithm[] = [
-      { name: "RSA, SHA-1", ca: { crlMd: "sha1" } },
-      { name: "RSA, SHA-512", ca: { crlMd: "sha512" } },
+      { name: "RSA, SHA-1", ca: { crlMd: "sha1" }, rsa: true },
+      { name: "RSA, SHA-512", ca: { crlMd: "sha512" }, rsa: true },
       // The issuer's key must be taken with the list's hash, not its certificate's.
-      { name: "RSA, a SHA-384 certificate and a SHA-256 list", ca: { certMd: "sha384" } },
+      {
+        name: "RSA, a SHA-384 certificate and a SHA-256 list",
+        ca: { certMd: "sha384" },
+        rsa: true,
+      },
       {
         name: "RSA-PSS",
         ca: {},
         crlArgs: "-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32",
+        rsa: true,
       },
       { name: "ECDSA P-256, SHA-256", ca: { key: ec("P-256") } },
       { name: "ECDSA P-256, SHA-384", ca: { key: ec("P-256"), crlMd: "sha384" } },
       { name: "ECDSA P-384, SHA-384", ca: { key: ec("P-384"), crlMd: "sha384" } },
       { name: "Ed25519", ca: { key: "-newkey ed25519", crlMd: "default" } },
     ];
+    const rsaKey = `${dir}/rsa.key`;
+    const rsaImpostorKey = `${dir}/rsa-impostor.key`;
+    for (const path of [rsaKey, rsaImpostorKey]) {
+      await openssl(`genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out ${path}`);
+    }
     for (const [i, algorithm] of algorithms.entries()) {
       await t.step(`${algorithm.name}: a list counts, another key's does not`, async () => {
-        const ca = await makeCa(`${dir}/${i}`, algorithm.ca);
+        const keyOf = (keyFile: string): CaOptions => algorithm.rsa ? { keyFile } : {};
+        const ca = await makeCa(`${dir}/${i}`, { ...algorithm.ca, ...keyOf(rsaKey) });
         const bad = await ca.issue("bad");
         await ca.revoke("bad");
         const lists = await parseCrls(await ca.crl(algorithm.crlArgs));
-        const impostor = await makeCa(`${dir}/${i}-impostor`, algorithm.ca);
+        const impostor = await makeCa(`${dir}/${i}-impostor`, {
+          ...algorithm.ca,
+          ...keyOf(rsaImpostorKey),
+        });
         const forged = await parseCrls(await impostor.crl(algorithm.crlArgs));
         const now = Date.now();
         assert.equal((await checkRevocation([bad], [ca.cert], lists, now))?.code, "CERT_REVOKED");
