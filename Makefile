@@ -101,7 +101,7 @@ TEST_FLAGS := --allow-all --sanitize-ops --sanitize-resources
 # ports (docs/testing.md, "Rules for a test"). Most of a test's time is spent
 # waiting on Postgres, SQS or a child process, so 2 cores keep 4 files busy
 # (a run with 6 was no faster: docs/testing.md, "What it costs").
-DENO_JOBS ?= 4
+DENO_JOBS ?= 6
 # make test's deno test runs with --no-check: its prerequisite `check` has
 # just type-checked src/ and tests/ (every test file and what it imports), and
 # a second type check of the same graph cost about 9 s of CPU whenever the

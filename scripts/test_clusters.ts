@@ -39,12 +39,20 @@ const statePath: string = stateArg;
 const majors = majorArgs.map(Number);
 
 const clusters: Record<string, ClusterState> = {};
-async function publish(major: number, state: ClusterState): Promise<void> {
+/** The last write of the state file; each waits for the one before. */
+let written: Promise<void> = Promise.resolve();
+function publish(major: number, state: ClusterState): Promise<void> {
   clusters[String(major)] = state;
-  const run: RunState = { pid: Deno.pid, clusters };
-  // Written aside and renamed: a reader never sees half a file.
-  await Deno.writeTextFile(`${statePath}.tmp`, JSON.stringify(run));
-  await Deno.rename(`${statePath}.tmp`, statePath);
+  // Written aside and renamed: a reader never sees half a file. One write at
+  // a time: the majors start concurrently, and two writers of the one
+  // temporary file would rename it twice (the second fails, not found).
+  const write = written.catch(() => {}).then(async () => {
+    const run: RunState = { pid: Deno.pid, clusters };
+    await Deno.writeTextFile(`${statePath}.tmp`, JSON.stringify(run));
+    await Deno.rename(`${statePath}.tmp`, statePath);
+  });
+  written = write;
+  return write;
 }
 
 const started = performance.now();
