@@ -161,25 +161,16 @@ test-unit: deno ## Unit tests and repository checks (no services)
 # time; deno test also writes a JUnit report, from which
 # scripts/slowest_tests.ts prints the ten slowest tests. deno's summary line
 # is printed again last, since .ci/run reads the last one.
-# The checks (make check) run beside the tests rather than before them: the
-# tests do not need them (--no-check), and on two cores the type check fills
-# time the tests spend waiting on services. Their output comes after the
-# tests', and a failed check fails make test as a failed test does.
-test: deno postgres postgres-majors ## Everything CI runs: checks, unit, repository, integration, CLI and fault tests (on PostgreSQL 13, 15 and 18 where it matters)
+test: deno postgres postgres-majors check ## Everything CI runs: checks, unit, repository, integration, CLI and fault tests (on PostgreSQL 13, 15 and 18 where it matters)
 	@state=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-clusters.XXXXXX"); \
 	$(DENO) run --allow-all scripts/test_clusters.ts "$$state" $(PG_MAJORS) & clusters=$$!; \
-	checks=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-check.XXXXXX"); \
-	$(MAKE) --no-print-directory check >"$$checks" 2>&1 & checking=$$!; \
 	junit=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-junit.XXXXXX"); \
 	log=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-test.XXXXXX"); \
-	trap 'kill -TERM $$clusters $$checking 2>/dev/null; wait $$clusters $$checking; rm -f "$$state" "$$junit" "$$log" "$$checks"' EXIT; \
+	trap 'kill -TERM $$clusters 2>/dev/null; wait $$clusters; rm -f "$$state" "$$junit" "$$log"' EXIT; \
 	trap 'exit 130' INT TERM; \
 	echo "DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --no-check --parallel $(TEST_PATHS)"; \
 	LOGIN_ETL_TEST_CLUSTERS="$$state" DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --no-check --parallel --junit-path="$$junit" $(TEST_PATHS) 2>&1 | tee "$$log"; \
 	status=$${PIPESTATUS[0]}; \
-	wait $$checking; checked=$$?; \
-	echo; echo "make check (beside the tests):"; cat "$$checks"; \
-	if [ $$checked -ne 0 ]; then echo "make check failed: see above (make fmt fixes formatting)"; status=1; fi; \
 	$(DENO) run --allow-read="$$junit,$$log" scripts/slowest_tests.ts "$$junit" "$$log" 10; \
 	sed 's/\x1b\[[0-9;]*m//g' "$$log" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -1; \
 	exit $$status
