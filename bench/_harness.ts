@@ -2,7 +2,9 @@
 // the command line of a `login-etl` run with the binary's flags, and what
 // /proc says of a process's CPU and memory.
 
+import postgres from "postgres";
 import { permissionFlags } from "../tests/helpers/cli.ts";
+import { call } from "./sqs_json.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 
@@ -145,4 +147,64 @@ export function treeCpuMs(pid: number): number {
 export function reapedChildrenCpuMs(): number {
   const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1]?.split(" ") ?? [];
   return (Number(fields[13]) + Number(fields[14])) * 10;
+}
+
+const encoder = new TextEncoder();
+
+/** A progress line on stderr (stdout is kept for the results). */
+export function say(line: string): void {
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+}
+
+/** A new queue on the emulator at `endpoint`, named by `prefix` and `label`. */
+export async function freshQueue(endpoint: string, prefix: string, label: string): Promise<string> {
+  const name = `${prefix}-${label}-${Date.now()}`;
+  await call(endpoint, "CreateQueue", { QueueName: name });
+  return `${endpoint}/000000000000/${name}`;
+}
+
+/** Runs `fn` with a new schema name, and drops that schema (and its state schema) after. */
+export async function withSchema<T>(
+  prefix: string,
+  fn: (schema: string) => Promise<T>,
+): Promise<T> {
+  const schema = `${prefix}_${Date.now()}`;
+  const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
+  try {
+    return await fn(schema);
+  } finally {
+    await dropSchemas(sql, schema);
+    await sql.end();
+  }
+}
+
+/** Rows in `schema`'s user_logins: what a contender wrote. */
+export async function countRows(schema: string): Promise<number> {
+  const sql = postgres(DATABASE_URL, {
+    max: 1,
+    onnotice: () => {},
+    connection: { search_path: schema },
+  });
+  try {
+    const [row] = await sql`SELECT count(*)::int AS n FROM user_logins`;
+    return row?.n ?? 0;
+  } finally {
+    await sql.end();
+  }
+}
+
+/** The machine a run measured: CPU model, cores, Deno and Postgres versions. */
+export async function machine(): Promise<Record<string, string | number>> {
+  const cpu =
+    /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo").catch(() => ""))?.[1] ??
+      "unknown";
+  const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
+  const [pg] = await sql`SELECT current_setting('server_version') AS v`;
+  await sql.end();
+  return {
+    cpu,
+    cores: navigator.hardwareConcurrency,
+    deno: Deno.version.deno,
+    postgres: String(pg?.v ?? "?"),
+  };
 }

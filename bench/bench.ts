@@ -16,7 +16,6 @@
 // bench/results/latest.json and the figures into docs/performance.md.
 
 import { AUTO_START } from "../src/pipeline/concurrency.ts";
-import postgres from "postgres";
 import { Secret } from "../src/secret.ts";
 import { resolveConfig } from "../src/config/resolve.ts";
 import { Database } from "../src/db/pool.ts";
@@ -30,16 +29,20 @@ import { generateBodies } from "../src/seed/generate.ts";
 import type { ReceivedMessage } from "../src/types.ts";
 import { postgresStore } from "../src/db/write.ts";
 import { workerThreadsFor } from "../src/sink/threads.ts";
-import { call, load, protocolLoop } from "./sqs_json.ts";
+import { load, protocolLoop } from "./sqs_json.ts";
 import {
   BENCH_SECRET,
+  countRows,
   DATABASE_URL,
-  dropSchemas,
+  freshQueue,
   loginEtl,
+  machine,
   processCpuMs,
+  say,
   startFauxqs,
   stateSchemaOf,
   statusMib,
+  withSchema,
 } from "./_harness.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -56,16 +59,6 @@ function pickEnv(): Record<string, string> {
     if (k.startsWith("LOGIN_ETL_")) env[k] = v;
   }
   return env;
-}
-
-function say(line: string): void {
-  Deno.stderr.writeSync(encoder.encode(line + "\n"));
-}
-
-async function freshQueue(endpoint: string, label: string): Promise<string> {
-  const name = `bench-${label}-${Date.now()}`;
-  await call(endpoint, "CreateQueue", { QueueName: name });
-  return `${endpoint}/000000000000/${name}`;
 }
 
 /** Runs a bench program as its own process and returns its JSON line. */
@@ -182,43 +175,6 @@ async function ingestCeiling(bodies: readonly string[], schema: string): Promise
   }
 }
 
-async function machine(): Promise<Record<string, string | number>> {
-  const cpu =
-    /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo").catch(() => ""))?.[1] ??
-      "unknown";
-  const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
-  const [pg] = await sql`SELECT current_setting('server_version') AS v`;
-  await sql.end();
-  return {
-    cpu,
-    cores: navigator.hardwareConcurrency,
-    deno: Deno.version.deno,
-    postgres: String(pg?.v ?? "?"),
-  };
-}
-
-async function withSchema<T>(fn: (schema: string) => Promise<T>): Promise<T> {
-  const schema = `bench_${Date.now()}`;
-  const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
-  try {
-    return await fn(schema);
-  } finally {
-    await dropSchemas(sql, schema);
-    await sql.end();
-  }
-}
-
-async function countRows(schema: string): Promise<number> {
-  const sql = postgres(DATABASE_URL, {
-    max: 1,
-    onnotice: () => {},
-    connection: { search_path: schema },
-  });
-  const [row] = await sql`SELECT count(*)::int AS n FROM user_logins`;
-  await sql.end();
-  return row?.n ?? 0;
-}
-
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 
 const median = (xs: readonly number[]) =>
@@ -235,12 +191,12 @@ async function contend(
   endpoint: string,
   bodies: readonly string[],
 ): Promise<{ rate: number; drain?: DrainResult }> {
-  const url = await freshQueue(endpoint, who);
+  const url = await freshQueue(endpoint, "bench", who);
   await load(endpoint, url, bodies);
   if (who === "stock" || who === "project") {
     return { rate: (await ceiling(who, url, bodies.length)).msgs_per_s ?? 0 };
   }
-  return await withSchema(async (schema) => {
+  return await withSchema("bench", async (schema) => {
     if (who === "peer") return { rate: (await peer(url, bodies.length, schema)).msgs_per_s ?? 0 };
     const result = await drain(url, schema);
     const rows = await countRows(schema);
@@ -285,28 +241,30 @@ try {
   const cpuPer10k = drains.map((d) => Math.round((d.cpuMs / N) * 10_000) / 1000);
   const drainRss = median(drains.map((d) => d.peakRssMb));
 
-  let queueUrl = await freshQueue(endpoint, "protocol");
+  let queueUrl = await freshQueue(endpoint, "bench", "protocol");
   await load(endpoint, queueUrl, bodies);
   // The bare loop needs a number: under auto, the loops drain starts with.
   const loops = config.concurrency === "auto" ? AUTO_START : config.concurrency;
   const protocol = await protocolLoop(endpoint, queueUrl, N, loops);
   say(`  protocol ceiling    ${fmt(protocol)} msg/s`);
 
-  const ingest = await withSchema((schema) => ingestCeiling(bodies, schema));
+  const ingest = await withSchema("bench", (schema) => ingestCeiling(bodies, schema));
   say(`  postgres ingest     ${fmt(ingest)} rows/s`);
 
   const startups: number[] = [];
   for (let i = 0; i < 3; i++) {
-    queueUrl = await freshQueue(endpoint, "startup");
-    startups.push(await withSchema(async (schema) => (await drain(queueUrl, schema)).startupMs));
+    queueUrl = await freshQueue(endpoint, "bench", "startup");
+    startups.push(
+      await withSchema("bench", async (schema) => (await drain(queueUrl, schema)).startupMs),
+    );
   }
   const startupMs = median(startups);
   say(`  start to receive    ${startupMs} ms (median of 3)`);
 
   const peaks: Record<string, number> = {};
   const memoryRun = (n: number, oneCpu: boolean) =>
-    withSchema(async (schema) => {
-      const url = await freshQueue(endpoint, `mem${n}`);
+    withSchema("bench", async (schema) => {
+      const url = await freshQueue(endpoint, "bench", `mem${n}`);
       await load(endpoint, url, [...generateBodies(n, { badRatio: 0.02, seed: n })]);
       const result = await drain(url, schema, {}, oneCpu);
       return { rss: result.peakRssMb, rate: result.summary.msgs_per_s ?? 0 };

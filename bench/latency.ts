@@ -21,18 +21,21 @@
  * BENCH_DOCS=1, the tables into docs/performance.md (BENCH_DOCS=0 never).
  */
 
-import postgres from "postgres";
 import { generateBodies } from "../src/seed/generate.ts";
 import { call, load } from "./sqs_json.ts";
 import { DelayProxy, type DelayStats, halfEachWay, targetOf, throughProxy } from "./delay_proxy.ts";
 import {
+  countRows,
   DATABASE_URL,
-  dropSchemas,
+  freshQueue,
   loginEtl,
+  machine,
   reapedChildrenCpuMs,
+  say,
   startFauxqs,
   statCpuMs,
   treeCpuMs,
+  withSchema,
 } from "./_harness.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -43,11 +46,6 @@ const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);
 const RTTS = numbers("BENCH_RTTS", "0,2,10,25");
 const PG_RTT = Number(Deno.env.get("BENCH_PG_RTT") ?? 1);
 const CONCURRENCIES = numbers("BENCH_CONCURRENCIES", "8,16,32,64");
-const encoder = new TextEncoder();
-
-function say(line: string): void {
-  Deno.stderr.writeSync(encoder.encode(line + "\n"));
-}
 
 /** A contender: what runs, and how it is named in the tables. */
 interface Contender {
@@ -124,37 +122,6 @@ async function measured(
 const lastJson = (stdout: string): Record<string, number> =>
   JSON.parse(stdout.trim().split("\n").filter((l) => l.startsWith("{")).at(-1) ?? "{}");
 
-async function freshQueue(endpoint: string, label: string): Promise<string> {
-  const name = `latency-${label}-${Date.now()}`;
-  await call(endpoint, "CreateQueue", { QueueName: name });
-  return `${endpoint}/000000000000/${name}`;
-}
-
-async function withSchema<T>(fn: (schema: string) => Promise<T>): Promise<T> {
-  const schema = `bench_latency_${Date.now()}`;
-  const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
-  try {
-    return await fn(schema);
-  } finally {
-    await dropSchemas(sql, schema);
-    await sql.end();
-  }
-}
-
-async function countRows(schema: string): Promise<number> {
-  const sql = postgres(DATABASE_URL, {
-    max: 1,
-    onnotice: () => {},
-    connection: { search_path: schema },
-  });
-  try {
-    const [row] = await sql`SELECT count(*)::int AS n FROM user_logins`;
-    return row?.n ?? 0;
-  } finally {
-    await sql.end();
-  }
-}
-
 /** Runs one contender on a queue loaded directly, reached through `sqsEndpoint`. */
 async function contend(
   who: Contender,
@@ -163,7 +130,7 @@ async function contend(
   databaseUrl: string,
   bodies: readonly string[],
 ): Promise<{ rate: number; cpuMs: number; cpuMsWithStartup: number; benchCpuMs: number }> {
-  const loaded = await freshQueue(direct, who.id);
+  const loaded = await freshQueue(direct, "latency", who.id);
   try {
     await load(direct, loaded, bodies);
     return await run(who, `${sqsEndpoint}${new URL(loaded).pathname}`, databaseUrl, bodies.length);
@@ -200,7 +167,7 @@ async function run(
     );
     return { rate: lastJson(run.stdout).msgs_per_s ?? 0, ...run };
   }
-  return await withSchema(async (schema) => {
+  return await withSchema("bench_latency", async (schema) => {
     if (who.kind === "peer") {
       const run = await measured(
         new Deno.Command(Deno.execPath(), {
@@ -240,21 +207,6 @@ const round2 = (x: number) => Math.round(x * 100) / 100;
 const fmt = (n: number) => Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "–";
 const per10k = (cpuMs: number) => round2(cpuMs / N * 10); // CPU-s per 10,000 messages
 const ms = (x: number) => x.toFixed(2);
-
-async function machine(): Promise<Record<string, string | number>> {
-  const cpu =
-    /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo").catch(() => ""))?.[1] ??
-      "unknown";
-  const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
-  const [pg] = await sql`SELECT current_setting('server_version') AS v`;
-  await sql.end();
-  return {
-    cpu,
-    cores: navigator.hardwareConcurrency,
-    deno: Deno.version.deno,
-    postgres: String(pg?.v ?? "?"),
-  };
-}
 
 /** Every run at one RTT, by contender, one entry a round. */
 type Runs = Record<string, Run[]>;

@@ -22,13 +22,7 @@
 import { createPrivateKey } from "node:crypto";
 import { isValidEntry, match, parseLine } from "pgpass/lib/helper.js";
 import { type Conninfo, parseServiceFile } from "../config/conninfo.ts";
-import {
-  type PgService,
-  type PgTarget,
-  resolveWithService,
-  type SessionAttrs,
-  type SslMode,
-} from "../config/pg_target.ts";
+import { type PgService, type PgTarget, resolveWithService } from "../config/pg_target.ts";
 import { ConfigError, whyUnreadable } from "../errors.ts";
 import { parseCrls } from "./crl.ts";
 import { probedSocketFailure } from "./peer.ts";
@@ -51,29 +45,31 @@ export function describePgTarget(target: PgTarget): string {
  * Everything needed to open connections, files already read. Plain data for
  * `postMessage`; holds the password and key, so never log it.
  */
-export interface PgConnection {
+export interface PgConnection extends
+  Pick<
+    PgTarget,
+    | "database"
+    | "user"
+    | "sslmode"
+    | "channelBinding"
+    | "requireAuth"
+    | "requirePeer"
+    | "targetSessionAttrs"
+    | "loadBalanceHosts"
+    | "options"
+    | "applicationName"
+    | "connectTimeoutSeconds"
+    | "keepaliveSeconds"
+    | "sessionSettings"
+  > {
   /** Where to connect, in order (shuffled per pool with load_balance_hosts=random). */
   readonly endpoints: readonly PgEndpoint[];
-  readonly database: string;
-  readonly user: string;
   /**
    * The password for each endpoint, in the same order ("" for none): the
    * password file is looked up per host and port, as libpq does.
    */
   readonly passwords: readonly string[];
-  readonly sslmode: SslMode;
   readonly tls: PgTls;
-  readonly channelBinding: "disable" | "prefer" | "require";
-  readonly requireAuth: string | null;
-  /** The OS user a Unix-socket server must run as (the socket file's owner, see `peer.ts`). */
-  readonly requirePeer: string | null;
-  readonly targetSessionAttrs: SessionAttrs;
-  readonly loadBalanceHosts: boolean;
-  readonly options: string | null;
-  readonly applicationName: string;
-  readonly connectTimeoutSeconds: number;
-  readonly keepaliveSeconds: number | null;
-  readonly sessionSettings: Readonly<Record<string, string>>;
   /** For log lines and messages: no password. */
   readonly display: string;
 }
