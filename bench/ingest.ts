@@ -23,8 +23,8 @@ import { generateBodies } from "../src/seed/generate.ts";
 import type { ReceivedMessage } from "../src/types.ts";
 
 const BENCH_SECRET = "benchmark secret, not for production use!";
-const url = Deno.args[0] ?? Deno.env.get("DATABASE_URL") ??
-  "postgres://postgres:postgres@localhost:5432/postgres";
+const url = Deno.args[0] ?? Deno.env.get("DATABASE_URL");
+if (url === undefined) throw new Error("usage: deno run -A bench/ingest.ts DATABASE_URL");
 const n = Number(Deno.env.get("BENCH_N") ?? 50_000);
 const config = resolveConfig("drain", {}, { PII_HMAC_KEY: BENCH_SECRET });
 const encoder = new TextEncoder();

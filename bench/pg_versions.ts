@@ -9,6 +9,7 @@
 // The other checkout needs bench/ingest.ts (copy it in) and its own deno.json.
 
 import { parseArgs } from "node:util";
+import { DATABASE_URL } from "./_postgres.ts";
 
 const { values } = parseArgs({
   options: { other: { type: "string" }, rounds: { type: "string", default: "6" } },
@@ -16,7 +17,7 @@ const { values } = parseArgs({
 if (values.other === undefined) throw new Error("--other <checkout> is required");
 const here = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const checkouts = { this: here, other: values.other.replace(/\/$/, "") };
-const base = Deno.env.get("DATABASE_URL") ?? "postgres://postgres:postgres@localhost:5432/postgres";
+const base = DATABASE_URL;
 const modes = {
   tls: base,
   plain: `${base}${base.includes("?") ? "&" : "?"}sslmode=disable`,

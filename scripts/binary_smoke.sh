@@ -2,7 +2,7 @@
 # The binary's main path, as CI runs it after `make build`:
 #   scripts/binary_smoke.sh ./dist/login-etl
 # (the tests run it with `deno run <the binary's permissions> src/main.ts`).
-# Against the Postgres at DATABASE_URL (a fresh schema, dropped after) and an
+# Against the Postgres at DATABASE_URL (required: a fresh schema, dropped after) and an
 # SQS endpoint of its own (local-aws-sqs): seed 500 messages, 10% malformed;
 # `check` must pass; `drain` with one worker thread must write every valid
 # row, reject the rest and empty the queue; `report` must agree.
@@ -14,7 +14,10 @@ if [ "$#" -eq 0 ]; then
 fi
 cd "$(dirname "$0")/.."
 DENO="${DENO:-deno}"
-export DATABASE_URL="${DATABASE_URL:-postgres://postgres:postgres@localhost:5432/postgres}"
+if [ -z "${DATABASE_URL:-}" ]; then
+  echo "$0: set DATABASE_URL to a Postgres superuser URL (a fresh schema is made there and dropped after)" >&2
+  exit 2
+fi
 export LOGIN_ETL_SCHEMA="smoke_$$_$(date +%s)"
 # A state schema of its own: never the shared default login_etl.
 export LOGIN_ETL_STATE_SCHEMA="${LOGIN_ETL_SCHEMA}_state"

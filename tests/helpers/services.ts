@@ -1,6 +1,7 @@
 // Real services for integration tests: fauxqs in process on a free port, and
-// a fresh schema per test in the Postgres at DATABASE_URL (or in a given
-// major's server, tests/helpers/majors.ts).
+// a fresh schema per test in the suite's Postgres (a throwaway PostgreSQL 15
+// cluster, or the server a person names with DATABASE_URL: see
+// tests/helpers/majors.ts), or in a given major's server.
 
 import { ChangeMessageVisibilityBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { startFauxqs } from "fauxqs";
@@ -10,40 +11,38 @@ import { type ConfigFor, type FlagValues, resolveConfig } from "../../src/config
 import { loadPgConnection, type PgConnection } from "../../src/db/connection.ts";
 import { resolvePgTarget } from "../../src/config/pg_target.ts";
 import type { Schemas } from "../../src/db/schemas.ts";
-import { createLogger, type Logger } from "../../src/log.ts";
-import { Telemetry } from "../../src/ops/telemetry.ts";
+import { SUITE_MAJOR } from "./cluster.ts";
+import { TEST_SECRET, uniqueName } from "./common.ts";
+import { pgServer } from "./majors.ts";
 
-/** The Postgres the tests use; `make test` makes sure it answers. */
-export const DATABASE_URL = Deno.env.get("DATABASE_URL") ??
-  "postgres://postgres:postgres@localhost:5432/postgres";
+export {
+  capturingTelemetry,
+  hasSample,
+  reportFigures,
+  SAMPLE_PATH,
+  TEST_SECRET,
+  uniqueName,
+} from "./common.ts";
+
+/**
+ * The suite's Postgres: waited for (or started) once per test process, when
+ * this module is first imported.
+ */
+const suiteServer = await pgServer(SUITE_MAJOR);
+
+/** A superuser URL of the suite's Postgres. */
+export const DATABASE_URL: string = suiteServer.url;
+
+/**
+ * The CA of the suite server's certificate (for the name localhost only), or
+ * undefined for a server a person named with DATABASE_URL: its TLS is not ours
+ * to know, and the TLS cases skip.
+ */
+export const TEST_CA: string | undefined = suiteServer.caPath;
 
 /** The test database (or the server at `url`) as a connection, read as the CLI would read DATABASE_URL. */
 export function testConnection(url: string = DATABASE_URL): Promise<PgConnection> {
   return loadPgConnection(resolvePgTarget({ value: url, origin: "DATABASE_URL" }, {}));
-}
-
-/** HMAC secret of the tests (not a real one). */
-export const TEST_SECRET = "login-etl integration test secret, 32+ bytes";
-
-/** Where the exercise's 100 real messages are, when this checkout sits beside them. */
-export const SAMPLE_PATH =
-  new URL("../../../shared/data/sample_data.json.gz", import.meta.url).pathname;
-
-/** True when the sample file is present. */
-export function hasSample(): boolean {
-  try {
-    Deno.statSync(SAMPLE_PATH);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-let counter = 0;
-/** A name unique to this process and call, for queues and schemas. */
-export function uniqueName(prefix: string): string {
-  counter++;
-  return `${prefix}_${Date.now().toString(36)}_${Deno.pid}_${counter}`;
 }
 
 /** fauxqs running in this process. */
@@ -176,18 +175,6 @@ export function testConfig<C extends CommandName>(
   return resolveConfig(command, { ...flags, ...own }, { PII_HMAC_KEY: TEST_SECRET, ...env });
 }
 
-/** A logger that keeps its lines, for asserting on what was logged. */
-export function capturingTelemetry(): { telemetry: Telemetry; lines: string[]; logger: Logger } {
-  const lines: string[] = [];
-  const logger = createLogger({
-    format: "json",
-    level: "debug",
-    write: (l) => lines.push(l),
-    isTerminal: false,
-  });
-  return { telemetry: new Telemetry(logger), lines, logger };
-}
-
 /** Sends bodies straight into a queue through fauxqs (fast, no SDK). */
 export function enqueue(sqs: TestSqs, queueUrl: string, bodies: readonly string[]): string[] {
   const name = queueUrl.split("/").pop() ?? "";
@@ -225,10 +212,4 @@ export async function expireInFlight(sqs: TestSqs, queueUrl: string): Promise<vo
       }
     }
   }
-}
-
-/** Prints a test's figures so a reader sees the result, not only a pass. */
-export function reportFigures(label: string, figures: object): void {
-  // deno-lint-ignore no-console
-  console.log(`${label}: ${JSON.stringify(figures)}`);
 }

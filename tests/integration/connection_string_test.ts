@@ -12,7 +12,7 @@ import { checkConnection, connect, type Sql } from "../../src/db/pool.ts";
 import { loadPgConnection, type PgConnection } from "../../src/db/connection.ts";
 import { resolvePgTarget } from "../../src/config/pg_target.ts";
 import { ConfigError, DatabaseError } from "../../src/errors.ts";
-import { DATABASE_URL, uniqueName } from "../helpers/services.ts";
+import { DATABASE_URL, TEST_CA, uniqueName } from "../helpers/services.ts";
 import { TcpProxy } from "../helpers/tcp_proxy.ts";
 import {
   type Cluster,
@@ -22,9 +22,14 @@ import {
   type TestPki,
 } from "../helpers/cluster.ts";
 
-const root = new URL("../../", import.meta.url).pathname;
-/** The CA that signed the local server's certificate (for the name localhost only). */
-const TEST_CA = `${root}.tools/pg-tls/ca.crt`;
+/** Why the TLS cases skip: a server named with DATABASE_URL is not ours, so its TLS is unknown. */
+const noTls = TEST_CA === undefined;
+if (noTls) {
+  // deno-lint-ignore no-console
+  console.log(
+    "Skipping the TLS cases: the server at DATABASE_URL is not ours, so its TLS is unknown",
+  );
+}
 const local = new URL(DATABASE_URL);
 const LOCAL_PORT = Number(local.port || 5432);
 const LOCAL_PASSWORD = decodeURIComponent(local.password);
@@ -155,7 +160,11 @@ Deno.test("application_name, fallback_application_name and PGAPPNAME show in pg_
   assert.equal(assertOk(await attempt(localUrl({}), {}, seen)), "login-etl");
 });
 
-Deno.test("channel_binding=require: SCRAM-SHA-256-PLUS over TLS works; a plain connection is refused in one line", async () => {
+Deno.test({
+  name:
+    "channel_binding=require: SCRAM-SHA-256-PLUS over TLS works; a plain connection is refused in one line",
+  ignore: noTls,
+}, async () => {
   assert.equal(
     await attempt(DATABASE_URL, {}, setting("password_encryption")).then(assertOk),
     "scram-sha-256",
@@ -163,7 +172,7 @@ Deno.test("channel_binding=require: SCRAM-SHA-256-PLUS over TLS works; a plain c
   );
   const tls = await attempt(
     localUrl(
-      { sslmode: "verify-full", sslrootcert: TEST_CA, channel_binding: "require" },
+      { sslmode: "verify-full", sslrootcert: TEST_CA ?? "", channel_binding: "require" },
       "localhost",
     ),
     {},
@@ -207,7 +216,11 @@ Deno.test("require_auth: SCRAM allowed passes, a method list without it is refus
   );
 });
 
-Deno.test("host lists: a refused first host fails over to the next; hostaddr dials the address and checks the name", async () => {
+Deno.test({
+  name:
+    "host lists: a refused first host fails over to the next; hostaddr dials the address and checks the name",
+  ignore: noTls,
+}, async () => {
   const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const deadPort = (dead.addr as Deno.NetAddr).port;
   dead.close();
@@ -218,7 +231,7 @@ Deno.test("host lists: a refused first host fails over to the next; hostaddr dia
   // verify-full to "localhost" while dialling 127.0.0.1: the name checked is the host's.
   const kv =
     `host=localhost hostaddr=127.0.0.1 port=${LOCAL_PORT} user=postgres password=${LOCAL_PASSWORD} ` +
-    `dbname=postgres sslmode=verify-full sslrootcert=${TEST_CA}`;
+    `dbname=postgres sslmode=verify-full sslrootcert=${TEST_CA ?? ""}`;
   assertOk(await attempt(kv, {}, setting("port")));
   // The same certificate does not name 127.0.0.1, as a host.
   assertRefused(
@@ -395,6 +408,8 @@ async function certCluster(pki: TestPki): Promise<Cluster> {
       ssl_ca_file: "'ca.crt'",
     },
     files: { "server.crt": server.cert, "server.key": server.key, "ca.crt": pki.caCert },
+    // The suite server's password, so that one host list reaches both.
+    password: LOCAL_PASSWORD,
   });
   await cluster.admin(
     "CREATE ROLE certuser LOGIN; ALTER ROLE postgres SET default_transaction_read_only = on",
@@ -636,7 +651,6 @@ Deno.test("client certificates, a read-only first host and a Unix socket, agains
           SELECT current_setting('port')::int AS port, current_setting('transaction_read_only') AS ro`)[
           0
         ];
-      assert.equal(LOCAL_PASSWORD, "postgres", "both servers share the password");
       assert.deepEqual(assertOk(await attempt(hosts, {}, where)), { port: cluster.port, ro: "on" });
       assert.deepEqual(
         assertOk(await attempt(`${hosts}?target_session_attrs=read-write`, {}, where)),

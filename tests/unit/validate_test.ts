@@ -1,6 +1,6 @@
 // Unit tests of src/validate.ts: validateBody() reasons from a table, and detail privacy.
 import assert from "node:assert/strict";
-import { hasSample, SAMPLE_PATH } from "../helpers/services.ts";
+import { hasSample, SAMPLE_PATH } from "../helpers/common.ts";
 import fc from "fast-check";
 import { gunzipSync } from "node:zlib";
 import { fieldValueProblem, LIMITS, validateBody } from "../../src/validate.ts";

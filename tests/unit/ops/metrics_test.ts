@@ -9,7 +9,7 @@ import { Metrics } from "../../../src/ops/metrics.ts";
 import { startBatchSpan } from "../../../src/ops/tracing.ts";
 import { Telemetry, type TelemetryEvent } from "../../../src/ops/telemetry.ts";
 import { zeroCounters } from "../../../src/ops/events.ts";
-import { reportFigures } from "../../helpers/services.ts";
+import { reportFigures } from "../../helpers/common.ts";
 import { REJECT_REASONS } from "../../../src/types.ts";
 
 /** One sample line of the exposition text: `name{a="b"} value`. */

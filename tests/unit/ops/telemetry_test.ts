@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { type Counters, EVENTS, type Observer } from "../../../src/ops/events.ts";
 import { Telemetry, type TelemetryEvent } from "../../../src/ops/telemetry.ts";
 import { createLogger } from "../../../src/log.ts";
-import { capturingTelemetry } from "../../helpers/services.ts";
+import { capturingTelemetry } from "../../helpers/common.ts";
 
 /** Counters as plain data: maps as objects, zero reject counts left out, times as set or not. */
 function snapshot(c: Counters) {

@@ -1,0 +1,53 @@
+/**
+ * What tests share that needs no service: the test key, the exercise's
+ * sample, unique names, a logger that keeps its lines and printed figures.
+ * Unit tests import this rather than services.ts, which waits for the suite's
+ * Postgres.
+ *
+ * @module
+ */
+
+import { createLogger, type Logger } from "../../src/log.ts";
+import { Telemetry } from "../../src/ops/telemetry.ts";
+
+/** HMAC secret of the tests (not a real one). */
+export const TEST_SECRET = "login-etl integration test secret, 32+ bytes";
+
+/** Where the exercise's 100 real messages are, when this checkout sits beside them. */
+export const SAMPLE_PATH =
+  new URL("../../../shared/data/sample_data.json.gz", import.meta.url).pathname;
+
+/** True when the sample file is present. */
+export function hasSample(): boolean {
+  try {
+    Deno.statSync(SAMPLE_PATH);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let counter = 0;
+/** A name unique to this process and call, for queues and schemas. */
+export function uniqueName(prefix: string): string {
+  counter++;
+  return `${prefix}_${Date.now().toString(36)}_${Deno.pid}_${counter}`;
+}
+
+/** A logger that keeps its lines, for asserting on what was logged. */
+export function capturingTelemetry(): { telemetry: Telemetry; lines: string[]; logger: Logger } {
+  const lines: string[] = [];
+  const logger = createLogger({
+    format: "json",
+    level: "debug",
+    write: (l) => lines.push(l),
+    isTerminal: false,
+  });
+  return { telemetry: new Telemetry(logger), lines, logger };
+}
+
+/** Prints a test's figures so a reader sees the result, not only a pass. */
+export function reportFigures(label: string, figures: object): void {
+  // deno-lint-ignore no-console
+  console.log(`${label}: ${JSON.stringify(figures)}`);
+}
