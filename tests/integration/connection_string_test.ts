@@ -687,7 +687,7 @@ Deno.test("client certificates, a read-only first host and a Unix socket, agains
       "a Unix socket (Cloud SQL's form) is plain, whatever sslmode says, as in libpq",
       async () => {
         const kv =
-          `host=${cluster.dir} port=${cluster.port} user=postgres password=postgres dbname=postgres sslmode=require`;
+          `host=${cluster.dir} port=${cluster.port} user=postgres password=${LOCAL_PASSWORD} dbname=postgres sslmode=require`;
         const via = async (sql: Sql) =>
           (await sql<{ addr: string | null; ssl: boolean }[]>`
           SELECT inet_client_addr()::text AS addr, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`)[
