@@ -142,7 +142,8 @@ function onDemand(major: Major): Promise<Cluster> {
     if (own.clusters.size === 0) globalThis.addEventListener("unload", stopOwn);
     own.pkiDir ??= makeOwnedDir().then((dir) => (own.pkiPath = dir));
     const tls = own.pkiDir.then(makePki).then(localhostTls);
-    cluster = startCluster({ major, tls }).then((c) => {
+    // A password new each time, as make test's clusters have: no test may assume one.
+    cluster = startCluster({ major, tls, password: crypto.randomUUID() }).then((c) => {
       own.running.push(c);
       return c;
     });
