@@ -77,11 +77,35 @@ const starts = majors.map(async (major) => {
   }
 });
 
+/**
+ * The CPU seconds a cluster has used, on Linux: its postmaster's own and its
+ * ended backends' (reaped children count in the postmaster's cutime and
+ * cstime), from /proc; null where that cannot be read.
+ */
+async function cpuSeconds(cluster: Cluster): Promise<number | null> {
+  try {
+    const pid = (await Deno.readTextFile(`${cluster.dir}/data/postmaster.pid`)).split("\n")[0];
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+    // utime, stime, cutime, cstime are fields 14-17 of the line: 11-14 after the name.
+    const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + (fields[i] ?? 0), 0);
+    return Math.round(ticks) / 100;
+  } catch {
+    return null;
+  }
+}
+
 let stopping: Promise<void> | undefined;
 function stop(): Promise<void> {
   stopping ??= (async () => {
     // A cluster still starting is stopped once it is up (or has failed).
     await Promise.allSettled(starts);
+    const used = await Promise.all(
+      running.map(async (c) => `PostgreSQL ${c.major} ${await cpuSeconds(c) ?? "?"} s`),
+    );
+    // deno-lint-ignore no-console
+    console.error(`test clusters: CPU used by ${used.join(", ")} (ended backends included)`);
     await Promise.allSettled(running.map((c) => c[Symbol.asyncDispose]()));
     await Deno.remove(pkiDir, { recursive: true }).catch(() => {});
     Deno.exit(0);

@@ -7,9 +7,9 @@
  * it did not start.
  *
  * initdb and postgres refuse to run as root: when the tests run as root (as
- * CI containers do), they run as an unprivileged OS user, `login-etl-test`
- * (or `LOGIN_ETL_TEST_OS_USER`), created with useradd (or busybox adduser)
- * when missing, and the cluster's directory is given to it.
+ * CI containers do), they run as the unprivileged OS user `nobody` (or
+ * `LOGIN_ETL_TEST_OS_USER`), which every Linux has, so that no user is
+ * created on the machine; the cluster's directory is given to it.
  *
  * Each cluster's directory names the process that owns it (`owner.json`);
  * starting a cluster first stops and removes those whose owner is gone (a
@@ -25,7 +25,7 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 const PREFIX = "login_etl_pg_";
 
 /** The OS user clusters run as when the tests run as root. */
-export const TEST_OS_USER = Deno.env.get("LOGIN_ETL_TEST_OS_USER") ?? "login-etl-test";
+export const TEST_OS_USER = Deno.env.get("LOGIN_ETL_TEST_OS_USER") || "nobody";
 
 /** A running throwaway cluster; dispose with `await using`. */
 export interface Cluster extends AsyncDisposable {
@@ -134,36 +134,15 @@ async function succeeds(cmd: string, args: readonly string[]): Promise<boolean> 
 
 let osUser: Promise<string | undefined> | undefined;
 /**
- * The OS user that runs initdb and postgres: none (this process's) unless
- * we are root; then `TEST_OS_USER`, created once. Several test processes may
- * create it at once: a failed useradd counts when the user exists after it.
+ * The OS user that runs initdb and postgres: none (this process's) unless we
+ * are root; then `TEST_OS_USER`, which must exist (the suite creates no user).
  */
 function serverUser(): Promise<string | undefined> {
   osUser ??= (async () => {
     if (Deno.uid() !== 0) return undefined;
-    const exists = () => succeeds("id", ["-u", TEST_OS_USER]);
-    for (let attempt = 0; attempt < 5 && !await exists(); attempt++) {
-      // useradd on glibc systems, busybox adduser on Alpine: a system user
-      // without a home or a login shell, with a group of its own.
-      if (
-        !await succeeds("useradd", [
-          "--system",
-          "--user-group",
-          "--no-create-home",
-          "--home-dir",
-          "/nonexistent",
-          "--shell",
-          "/usr/sbin/nologin",
-          TEST_OS_USER,
-        ])
-      ) {
-        await succeeds("adduser", ["-S", "-D", "-H", "-s", "/sbin/nologin", TEST_OS_USER]);
-      }
-      if (!await exists()) await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
-    }
-    if (!await exists()) {
+    if (!await succeeds("id", ["-u", TEST_OS_USER])) {
       throw new Error(
-        `Cannot create the OS user ${TEST_OS_USER} that runs test clusters as root (initdb refuses root): create it (useradd --system ${TEST_OS_USER}) or set LOGIN_ETL_TEST_OS_USER to an unprivileged user`,
+        `No OS user ${TEST_OS_USER} to run test clusters as (initdb refuses root): set LOGIN_ETL_TEST_OS_USER to an unprivileged user, or run the tests as one`,
       );
     }
     return TEST_OS_USER;
