@@ -28,6 +28,7 @@ import {
   sweepLeftovers,
 } from "../tests/helpers/cluster.ts";
 import type { ClusterState, RunState } from "../tests/helpers/majors.ts";
+import postgres from "postgres";
 
 const [stateArg, ...majorArgs] = Deno.args;
 if (stateArg === undefined || majorArgs.length === 0 || !majorArgs.every((m) => /^\d+$/.test(m))) {
@@ -96,13 +97,31 @@ async function cpuSeconds(cluster: Cluster): Promise<number | null> {
   }
 }
 
+/** How many sessions a cluster has served (pg_stat_database.sessions, PostgreSQL 14 on). */
+async function sessions(cluster: Cluster): Promise<number | null> {
+  const sql = postgres(cluster.url, { max: 1, onnotice: () => {}, ssl: false });
+  try {
+    const [row] = await sql<{ n: string | null }[]>`
+      SELECT sum(sessions)::text AS n FROM pg_stat_database`;
+    return row?.n === undefined || row.n === null ? null : Number(row.n);
+  } catch {
+    return null;
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}
+
 let stopping: Promise<void> | undefined;
 function stop(): Promise<void> {
   stopping ??= (async () => {
     // A cluster still starting is stopped once it is up (or has failed).
     await Promise.allSettled(starts);
     const used = await Promise.all(
-      running.map(async (c) => `PostgreSQL ${c.major} ${await cpuSeconds(c) ?? "?"} s`),
+      running.map(async (c) =>
+        `PostgreSQL ${c.major} ${await cpuSeconds(c) ?? "?"} s (${
+          await sessions(c) ?? "?"
+        } sessions)`
+      ),
     );
     // deno-lint-ignore no-console
     console.error(`test clusters: CPU used by ${used.join(", ")} (ended backends included)`);
