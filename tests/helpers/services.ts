@@ -13,7 +13,7 @@ import { resolvePgTarget } from "../../src/config/pg_target.ts";
 import type { Schemas } from "../../src/db/schemas.ts";
 import { SUITE_MAJOR } from "./cluster.ts";
 import { TEST_SECRET, uniqueName } from "./common.ts";
-import { pgServer } from "./majors.ts";
+import { BORROWED_URL, pgServer } from "./majors.ts";
 
 export {
   capturingTelemetry,
@@ -29,6 +29,27 @@ export {
  * this module is first imported.
  */
 const suiteServer = await pgServer(SUITE_MAJOR);
+if (BORROWED_URL !== undefined) await mustBeSuperuser(BORROWED_URL);
+
+/**
+ * A server a person names with DATABASE_URL must take a superuser login: the
+ * tests create schemas, roles and databases of their own. Said once, in one
+ * line, rather than as a permission error in every test.
+ */
+async function mustBeSuperuser(url: string): Promise<void> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await sql<{ superuser: boolean }[]>`
+      SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = current_user`;
+    if (row?.superuser !== true) {
+      throw new Error(
+        "DATABASE_URL must name a superuser login: the tests create schemas, roles and databases of their own (or unset it to use a throwaway cluster)",
+      );
+    }
+  } finally {
+    await sql.end();
+  }
+}
 
 /** A superuser URL of the suite's Postgres. */
 export const DATABASE_URL: string = suiteServer.url;

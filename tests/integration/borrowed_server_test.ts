@@ -4,7 +4,8 @@
 // shared server (turning TLS on, the postgres role's password) run
 // against it in a child `deno test`, and afterwards its postgresql.auto.conf,
 // its ssl setting and every role's password are exactly as before. make test
-// with DATABASE_URL set starts no PostgreSQL 15 cluster of its own.
+// with DATABASE_URL set starts no PostgreSQL 15 cluster of its own, and a
+// login that is not a superuser is refused once, in one line.
 
 import assert from "node:assert/strict";
 import postgres from "postgres";
@@ -99,4 +100,22 @@ Deno.test("make test with DATABASE_URL set starts no PostgreSQL 15 cluster", asy
   assert.equal(await majors(undefined), "13 15 18");
   const makefile = await Deno.readTextFile(`${root}Makefile`);
   assert.match(makefile, /scripts\/test_clusters\.ts "\$\$state" \$\(PG_RUN_MAJORS\)/);
+});
+
+Deno.test("a person's server named with a login that is not a superuser is refused once, in one line", async () => {
+  await using server = await startCluster({ password: "a person's own password" });
+  await server.admin("CREATE ROLE someone LOGIN PASSWORD 'their password'");
+  const url = new URL(server.url);
+  url.username = "someone";
+  url.password = encodeURIComponent("their password");
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["test", "--allow-all", "--no-check", `${root}tests/integration/permissions_test.ts`],
+    env: { ...Deno.env.toObject(), DATABASE_URL: url.toString(), NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = decoder.decode(out.stdout) + decoder.decode(out.stderr);
+  assert.equal(out.success, false);
+  assert.match(text, /DATABASE_URL must name a superuser login: the tests create schemas/);
+  assert.ok(!text.includes("their password"), "no password in the output");
 });
