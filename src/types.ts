@@ -233,3 +233,22 @@ export interface Sink {
   /** Releases what the sink holds (a worker, connections). */
   close(): Promise<void>;
 }
+
+/**
+ * What one interval of `--concurrency auto` showed (`pipeline/concurrency.ts`
+ * decides on it; the ConcurrencyChanged event carries it).
+ */
+export interface ConcurrencyObservation {
+  /** Receives that came back in the interval (intervals are all `DECIDE_MS` long). */
+  readonly receives: number;
+  /** Of those, the ones that brought as many messages as they asked for. */
+  readonly full: number;
+  /** Of those, the ones that waited their whole long poll for nothing. */
+  readonly empty: number;
+  /** Times a loop found the buffer full (or the store failing) and waited. */
+  readonly blocked: number;
+  /** Process CPU seconds per wall second in the interval (all threads). */
+  readonly cpuPerSecond: number;
+  /** Mean lateness of a periodic timer in the interval, ms: how busy the event loop is. */
+  readonly lagMs: number;
+}

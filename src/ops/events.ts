@@ -13,7 +13,7 @@
  */
 
 import { escapeControl, type Fields, type Level } from "../log.ts";
-import { REJECT_REASONS, type RejectReason } from "../types.ts";
+import { type ConcurrencyObservation, REJECT_REASONS, type RejectReason } from "../types.ts";
 
 /**
  * The step a `StageFailed` attempt failed in: a bounded label. Only steps that
@@ -156,15 +156,8 @@ export type TelemetryEvent =
     readonly from: number;
     readonly to: number;
     readonly reason: ConcurrencyReason;
-    /** What `auto` decided on (`pipeline/concurrency.ts`'s observation); absent at the start and end. */
-    readonly seen?: {
-      readonly receives: number;
-      readonly full: number;
-      readonly empty: number;
-      readonly blocked: number;
-      readonly cpuPerSecond: number;
-      readonly lagMs: number;
-    };
+    /** What `auto` decided on; absent at the start and end. */
+    readonly seen?: ConcurrencyObservation;
   }
   // SQS
   | { readonly type: "SqsProtocolSwitched"; readonly protocol: "query"; readonly reason: string }

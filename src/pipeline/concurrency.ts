@@ -28,6 +28,8 @@
  * @module
  */
 
+import type { ConcurrencyObservation } from "../types.ts";
+
 /** Fewest loops `auto` keeps: enough long polls to notice new messages at once. */
 export const AUTO_FLOOR = 2;
 /** Loops `auto` starts with: the fixed default it replaces. */
@@ -71,22 +73,6 @@ const COOLDOWN = 4;
  */
 const RETRY_AFTER = 10;
 const RETRY_AFTER_MAX = 120;
-
-/** What one interval showed. */
-export interface Observation {
-  /** Receives that came back in the interval (intervals are all `DECIDE_MS` long). */
-  readonly receives: number;
-  /** Of those, the ones that brought as many messages as they asked for. */
-  readonly full: number;
-  /** Of those, the ones that waited their whole long poll for nothing. */
-  readonly empty: number;
-  /** Times a loop found the buffer full (or the store failing) and waited. */
-  readonly blocked: number;
-  /** Process CPU seconds per wall second in the interval (all threads). */
-  readonly cpuPerSecond: number;
-  /** Mean lateness of a periodic timer in the interval, ms: how busy the event loop is. */
-  readonly lagMs: number;
-}
 
 /** The bounds and environment of one run's controller. */
 export interface ControllerOptions {
@@ -148,12 +134,12 @@ function clamp(loops: number, options: ControllerOptions): number {
 }
 
 /** True when the process has no CPU to spare for more receives. */
-function saturated(o: Observation, options: ControllerOptions): boolean {
+function saturated(o: ConcurrencyObservation, options: ControllerOptions): boolean {
   return o.cpuPerSecond >= CPU_SHRINK * options.cpus || o.lagMs >= LAG_SHRINK_MS;
 }
 
 /** True when the process has CPU to spare. */
-function idleEnough(o: Observation, options: ControllerOptions): boolean {
+function idleEnough(o: ConcurrencyObservation, options: ControllerOptions): boolean {
   return o.cpuPerSecond < CPU_GROW * options.cpus && o.lagMs < LAG_GROW_MS;
 }
 
@@ -164,7 +150,7 @@ function idleEnough(o: Observation, options: ControllerOptions): boolean {
  */
 export function decide(
   state: ControllerState,
-  o: Observation,
+  o: ConcurrencyObservation,
   options: ControllerOptions,
 ): Decision {
   const cooldown = Math.max(0, state.cooldown - 1);

@@ -16,7 +16,7 @@
 
 import { EtlError } from "../errors.ts";
 import type { Stage, Telemetry } from "../ops/telemetry.ts";
-import type { Queue, ReceivedMessage, Sink } from "../types.ts";
+import type { ConcurrencyObservation, Queue, ReceivedMessage, Sink } from "../types.ts";
 import { MessageBuffer, Wakeup } from "./buffer.ts";
 import { Admission } from "./admission.ts";
 import {
@@ -26,7 +26,6 @@ import {
   decide,
   DECIDE_MS,
   initialState,
-  type Observation,
 } from "./concurrency.ts";
 import { LoadProbe } from "./load.ts";
 import { asEtlError, commitBatch } from "./commit.ts";
@@ -214,7 +213,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   const setTarget = (
     to: number,
     reason: ChangeReason | "start" | "done",
-    why?: Observation,
+    why?: ConcurrencyObservation,
   ) => {
     telemetry.emit({
       type: "ConcurrencyChanged",
@@ -229,7 +228,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   /** `auto`: one decision on what the last interval showed. */
   const decideLoops = (probe: LoadProbe) => {
     if (auto === null || control === null || drained || stopped()) return;
-    const observed: Observation = { ...seen, ...probe.sample() };
+    const observed: ConcurrencyObservation = { ...seen, ...probe.sample() };
     Object.assign(seen, { receives: 0, full: 0, empty: 0, blocked: 0 });
     const decision = decide(control, observed, auto);
     control = decision.state;

@@ -13,8 +13,8 @@ import {
   decide,
   initialState,
   mostLoops,
-  type Observation,
 } from "../../../src/pipeline/concurrency.ts";
+import type { ConcurrencyObservation as Observation } from "../../../src/types.ts";
 
 const OPTIONS = autoOptions(2);
 
