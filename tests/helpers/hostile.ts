@@ -10,12 +10,11 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { type Cli, VAULT_SECRET } from "./pii.ts";
 import { psqlFiles } from "./psql.ts";
+import { roleNames } from "./role_names.ts";
 import { TEST_SECRET, uniqueName } from "./services.ts";
 
 /** The state schema of the databases here: login-etl's default. */
 export const STATE = "login_etl";
-
-const GROUPS = ["login_etl_owner", "login_etl_consumer", "pii_recoverer", "login_etl_analyst"];
 
 /** A throwaway database with sql/roles.sql's roles, a login in each, and an attacker login. */
 export interface HostileDb extends AsyncDisposable {
@@ -57,15 +56,10 @@ export interface HostileDb extends AsyncDisposable {
 export async function hostileDb(
   serverUrl: string,
 ): Promise<HostileDb & { joinGroups(): Promise<void> }> {
-  const suffix = `_${Date.now().toString(36)}_${Deno.pid}`;
+  const { suffix, groups, rewrite } = roleNames();
+  const { owner, consumer, recoverer, analyst } = groups;
   const name = uniqueName("hostile");
   const password = crypto.randomUUID();
-  const [owner, consumer, recoverer, analyst] = GROUPS.map((g) => g + suffix) as [
-    string,
-    string,
-    string,
-    string,
-  ];
   const users = {
     owner: `etl_migrate${suffix}`,
     consumer: `etl_service${suffix}`,
@@ -103,15 +97,10 @@ export async function hostileDb(
     return sql;
   };
   const admin = connectAs();
-  const rewrite = (text: string) =>
-    text.replace(
-      /\b(login_etl_owner|login_etl_consumer|pii_recoverer|login_etl_analyst)\b/g,
-      `$1${suffix}`,
-    );
   return {
     name,
     admin,
-    groups: { owner, consumer, recoverer, analyst },
+    groups,
     users,
     urlOf,
     rewrite,

@@ -17,6 +17,7 @@ import { type ReferenceMasker, referenceMasker } from "./reference_mask.ts";
 import { type Consumer, startConsumer } from "./consumers.ts";
 import { enqueue, TEST_SECRET, type TestDb, type TestSqs } from "./services.ts";
 import { psqlFiles } from "./psql.ts";
+import { roleNames } from "./role_names.ts";
 import { migrate } from "../../src/db/schema.ts";
 
 const encoder = new TextEncoder();
@@ -384,12 +385,8 @@ export interface PiiRoles extends AsyncDisposable {
  * when disposed.
  */
 export async function piiRoles(db: TestDb): Promise<PiiRoles> {
-  const suffix = `_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6)}`;
-  const groups = {
-    owner: `login_etl_owner${suffix}`,
-    consumer: `login_etl_consumer${suffix}`,
-    recoverer: `pii_recoverer${suffix}`,
-  };
+  const { suffix, groups: allGroups, rewrite } = roleNames();
+  const { analyst, ...groups } = allGroups;
   const users = {
     owner: `etl_migrate${suffix}`,
     consumer: `etl_service${suffix}`,
@@ -407,7 +404,7 @@ export async function piiRoles(db: TestDb): Promise<PiiRoles> {
   };
   const drop = async () => {
     for (const sql of clients) await sql.end();
-    const names = [...Object.values(users), ...Object.values(groups), `login_etl_analyst${suffix}`];
+    const names = [...Object.values(users), ...Object.values(groups), analyst];
     const existing = (await db.sql<{ rolname: string }[]>`
       SELECT rolname FROM pg_roles WHERE rolname = ANY(${names})`)
       .map((r) => `"${r.rolname}"`).join(", ");
@@ -422,11 +419,7 @@ export async function piiRoles(db: TestDb): Promise<PiiRoles> {
     await psqlFiles(db.schema, [new URL("../../sql/roles.sql", import.meta.url)], {
       url: db.url,
       stateSchema: db.stateSchema,
-      rewrite: (text) =>
-        text.replace(
-          /\b(login_etl_owner|login_etl_consumer|pii_recoverer|login_etl_analyst)\b/g,
-          `$1${suffix}`,
-        ),
+      rewrite,
     });
     await db.sql.unsafe(`
       CREATE ROLE "${users.owner}" LOGIN PASSWORD '${password}' IN ROLE "${groups.owner}";

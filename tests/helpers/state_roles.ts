@@ -2,6 +2,7 @@
 // test only, for the state schema tests (tests/integration/state_schema*_test.ts).
 
 import postgres from "postgres";
+import { roleNames } from "./role_names.ts";
 import type { TestDb } from "./services.ts";
 
 /** A test's groups and logins: see `testRoles`. */
@@ -27,21 +28,14 @@ export interface TestRoles {
   drop(): Promise<void>;
 }
 
-const GROUPS = ["login_etl_owner", "login_etl_consumer", "pii_recoverer", "login_etl_analyst"];
-
 /**
  * The four groups of sql/roles.sql and a login in each, under names of this
  * test only (roles are cluster-wide and tests run side by side), dropped by
  * `drop`.
  */
 export function testRoles(db: TestDb): TestRoles {
-  const suffix = `_${Date.now().toString(36)}_${Deno.pid}`;
-  const [owner, consumer, recoverer, analyst] = GROUPS.map((g) => g + suffix) as [
-    string,
-    string,
-    string,
-    string,
-  ];
+  const { suffix, groups, rewrite } = roleNames();
+  const { owner, consumer, recoverer, analyst } = groups;
   const users = {
     owner: `etl_migrate${suffix}`,
     consumer: `etl_service${suffix}`,
@@ -51,14 +45,9 @@ export function testRoles(db: TestDb): TestRoles {
   const password = crypto.randomUUID();
   const clients: postgres.Sql[] = [];
   return {
-    groups: { owner, consumer, recoverer, analyst },
+    groups,
     users,
-    /** sql/roles.sql (or another release's) with this test's role names. */
-    rewrite: (text: string) =>
-      text.replace(
-        /\b(login_etl_owner|login_etl_consumer|pii_recoverer|login_etl_analyst)\b/g,
-        `$1${suffix}`,
-      ),
+    rewrite,
     /** The logins, once the groups exist. */
     async createUsers() {
       await db.sql.unsafe(`

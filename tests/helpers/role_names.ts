@@ -1,0 +1,41 @@
+/**
+ * The group roles of sql/roles.sql under names of one test only: roles are
+ * cluster-wide and test files run side by side, so each test renames the
+ * groups in the SQL it applies (`rewrite`) and names its logins with the
+ * same suffix. Used by the state-schema, hostile and PII role helpers.
+ *
+ * @module
+ */
+
+/** The groups sql/roles.sql creates. */
+const GROUP_PATTERN = /\b(login_etl_owner|login_etl_consumer|pii_recoverer|login_etl_analyst)\b/g;
+
+/** One test's role names. */
+export interface RoleNames {
+  /** Appended to every role of the test: groups and logins. */
+  readonly suffix: string;
+  readonly groups: {
+    readonly owner: string;
+    readonly consumer: string;
+    readonly recoverer: string;
+    readonly analyst: string;
+  };
+  /** sql/roles.sql (or another release's) with this test's group names. */
+  rewrite(text: string): string;
+}
+
+let counter = 0;
+/** Names unique to this process and call. */
+export function roleNames(): RoleNames {
+  const suffix = `_${Date.now().toString(36)}_${Deno.pid}_${++counter}`;
+  return {
+    suffix,
+    groups: {
+      owner: `login_etl_owner${suffix}`,
+      consumer: `login_etl_consumer${suffix}`,
+      recoverer: `pii_recoverer${suffix}`,
+      analyst: `login_etl_analyst${suffix}`,
+    },
+    rewrite: (text) => text.replace(GROUP_PATTERN, `$1${suffix}`),
+  };
+}
