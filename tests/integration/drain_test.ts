@@ -5,16 +5,9 @@
 // (endpoints_visibility_test.ts) are tested on each SQS implementation.
 
 import assert from "node:assert/strict";
-import { connect } from "../../src/db/pool.ts";
-import { ensureSchema } from "../../src/db/schema.ts";
 import { drainInProcess, startConsume, testMasker } from "../helpers/drain.ts";
-import {
-  enqueue,
-  freshSchema,
-  reportFigures,
-  startSqs,
-  testConnection,
-} from "../helpers/services.ts";
+import { enqueue, freshSchema, reportFigures, startSqs } from "../helpers/services.ts";
+import { holdInserts } from "../helpers/insert_lock.ts";
 
 /**
  * A drain's closing receive without its 1 s wait: each queue here is filled
@@ -172,31 +165,16 @@ Deno.test("nothing is deleted before commit: a backend killed mid-batch is retri
   );
   // Create the tables first, then hold a lock that blocks inserts into
   // user_logins, so the consumer's transaction stops mid-batch.
-  const connection = await testConnection();
-  const setup = connect({ connection, schema: db.schema, stateSchema: db.stateSchema, max: 1 });
-  await ensureSchema(setup, { connection, schema: db.schema, stateSchema: db.stateSchema });
-  await setup.end();
-  const blocker = await db.sql.reserve();
-  const [{ pid: blockerPid }] = await blocker<[{ pid: number }]>`SELECT pg_backend_pid() AS pid`;
-  await blocker`BEGIN`;
-  await blocker`LOCK TABLE user_logins IN SHARE MODE`;
-
+  const lock = await holdInserts(db);
   const running = startConsume(queueUrl, db.schema, { flags: { ...NO_IDLE, "writers": "1" } });
   try {
-    // Only a backend our lock blocks: other files' consumers run beside this one.
-    // (Not by its text: pg_stat_activity keeps the first 1,024 bytes of a
-    // query, and the write statement names user_logins past that.)
     // Up to a minute: with other test files busy on both cores the consumer's
     // start-up (module load, migrate, first receive) has taken over 10 s; the
     // wait ends as soon as the write blocks.
     let pid: number | undefined;
     for (let i = 0; i < 1200 && pid === undefined; i++) {
       await new Promise((r) => setTimeout(r, 50));
-      const [waiting] = await db.sql<{ pid: number }[]>`
-        SELECT pid FROM pg_stat_activity
-        WHERE application_name = 'login-etl' AND wait_event_type = 'Lock'
-          AND ${blockerPid} = ANY(pg_blocking_pids(pid))`;
-      pid = waiting?.pid;
+      pid = (await lock.blocked())[0];
     }
     assert.ok(pid !== undefined, "the consumer's write is blocked on the lock");
     assert.deepEqual(
@@ -209,8 +187,7 @@ Deno.test("nothing is deleted before commit: a backend killed mid-batch is retri
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(sqs.counts(queueUrl).inFlight, n, "a failed transaction deletes nothing");
   } finally {
-    await blocker`COMMIT`;
-    blocker.release();
+    await lock[Symbol.asyncDispose]();
   }
 
   const { summary, telemetry } = await running.done;

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { consume } from "../../src/commands/_consume.ts";
 import { Secret } from "../../src/secret.ts";
-import { connect, Database } from "../../src/db/pool.ts";
+import { Database } from "../../src/db/pool.ts";
 import { registerKey } from "../../src/db/keys.ts";
 import { ensureSchema } from "../../src/db/schema.ts";
 import { Masker } from "../../src/mask.ts";
@@ -29,6 +29,7 @@ import {
   testConnection,
 } from "../helpers/services.ts";
 import { ENDPOINT_KINDS, startEndpoint } from "../helpers/sqs_endpoints.ts";
+import { holdInserts } from "../helpers/insert_lock.ts";
 
 const neverStop = new AbortController().signal;
 const noStdout = () => {};
@@ -148,14 +149,7 @@ for (const kind of ENDPOINT_KINDS) {
     const queueUrl = await sqs.createQueue({ VisibilityTimeout: "2" });
     const n = 40;
     await sqs.send(queueUrl, logins(n, "v"));
-    const connection = await testConnection();
-    const setup = connect({ connection, schema: db.schema, stateSchema: db.stateSchema, max: 1 });
-    await ensureSchema(setup, { connection, schema: db.schema, stateSchema: db.stateSchema });
-    await setup.end();
-    const blocker = await db.sql.reserve();
-    const [{ pid: blockerPid }] = await blocker<[{ pid: number }]>`SELECT pg_backend_pid() AS pid`;
-    await blocker`BEGIN`;
-    await blocker`LOCK TABLE user_logins IN SHARE MODE`;
+    const lock = await holdInserts(db);
     const { telemetry } = capturingTelemetry();
     const running = consume(config(queueUrl, db.schema, { writers: "1" }), {
       telemetry,
@@ -169,11 +163,7 @@ for (const kind of ENDPOINT_KINDS) {
       let blocked = false;
       for (let i = 0; i < 1200 && !blocked; i++) {
         await new Promise((r) => setTimeout(r, 50));
-        const [row] = await db.sql`
-          SELECT count(*)::int AS n FROM pg_stat_activity
-          WHERE application_name = 'login-etl' AND wait_event_type = 'Lock'
-            AND ${blockerPid} = ANY(pg_blocking_pids(pid))`;
-        blocked = (row?.n ?? 0) > 0 && telemetry.counters.received >= n;
+        blocked = (await lock.blocked()).length > 0 && telemetry.counters.received >= n;
       }
       assert.ok(blocked, "every message received, the write waiting on the lock");
       // From here, without extension SQS would hand them out again within the
@@ -195,8 +185,7 @@ for (const kind of ENDPOINT_KINDS) {
       );
       assert.deepEqual(await sqs.counts(queueUrl), { ready: 0, inFlight: n }, "held, none deleted");
     } finally {
-      await blocker`COMMIT`;
-      blocker.release();
+      await lock[Symbol.asyncDispose]();
     }
     const summary = await running;
     reportFigures(`${kind} held commit`, {
