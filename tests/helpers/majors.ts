@@ -169,30 +169,61 @@ export interface MajorTestContext {
   readonly pg: PgServer;
 }
 
-const toldSkip = new Set<Major>();
+/** A program some tests need beyond make and npm, and why it is missing here (null: it is not). */
+export interface Tool {
+  readonly name: string;
+  readonly missing: string | null;
+}
+
+const told = new Set<string>();
+
+/** Says once per process, on stdout, which cases are skipped and why. */
+function tellSkip(what: string, why: string): void {
+  if (told.has(what)) return;
+  told.add(what);
+  // deno-lint-ignore no-console
+  console.log(`Skipping the ${what} cases: ${why}`);
+}
+
+/** Registers `name` once per major; ignored everywhere when `needs` is missing. */
+function testEachMajor(
+  name: string,
+  fn: (context: MajorTestContext) => Promise<void>,
+  needs?: Tool,
+): void {
+  const missing = needs?.missing ?? null;
+  if (needs !== undefined && missing !== null) tellSkip(needs.name, missing);
+  for (const major of MAJORS) {
+    const why = unavailable(major);
+    if (why !== null) tellSkip(`PostgreSQL ${major}`, why);
+    Deno.test({
+      name: `${name} (PostgreSQL ${major})`,
+      ignore: why !== null || missing !== null,
+      fn: async (t) => await fn({ t, pg: await pgServer(major) }),
+    });
+  }
+}
 
 /**
  * `Deno.test` once per major: `eachMajor.test(name, async ({ t, pg }) => ...)`
  * registers `name (PostgreSQL N)` for each of `MAJORS`; a major that cannot
- * run here is ignored, said once per process on stdout. (An object with a
- * `test` method taking a one-parameter function, because deno fmt then keeps
- * the call on one line as it does Deno.test's, and a test moved onto it keeps
- * its indentation.)
+ * run here is ignored, said once per process on stdout.
+ * `eachMajor.needing(tool).test(...)` does the same for a test that needs a
+ * program beyond make and npm (psql.ts's `PSQL`): where it is missing, the
+ * test is ignored on every major, said once too. (Objects with a `test`
+ * method taking a one-parameter function, because deno fmt then keeps the
+ * call on one line as it does Deno.test's, and a test moved onto it keeps its
+ * indentation.)
  */
 export const eachMajor = {
   test(name: string, fn: (context: MajorTestContext) => Promise<void>): void {
-    for (const major of MAJORS) {
-      const why = unavailable(major);
-      if (why !== null && !toldSkip.has(major)) {
-        toldSkip.add(major);
-        // deno-lint-ignore no-console
-        console.log(`Skipping the PostgreSQL ${major} cases: ${why}`);
-      }
-      Deno.test({
-        name: `${name} (PostgreSQL ${major})`,
-        ignore: why !== null,
-        fn: async (t) => await fn({ t, pg: await pgServer(major) }),
-      });
-    }
+    testEachMajor(name, fn);
+  },
+  needing(tool: Tool) {
+    return {
+      test(name: string, fn: (context: MajorTestContext) => Promise<void>): void {
+        testEachMajor(name, fn, tool);
+      },
+    };
   },
 };

@@ -16,7 +16,7 @@ import { runInProcess } from "./in_process.ts";
 import { type ReferenceMasker, referenceMasker } from "./reference_mask.ts";
 import { type Consumer, startConsumer } from "./consumers.ts";
 import { enqueue, TEST_SECRET, type TestDb, type TestSqs } from "./services.ts";
-import { psqlFiles } from "./psql.ts";
+import { rolesFiles } from "./psql.ts";
 import { roleNames } from "./role_names.ts";
 import { migrate } from "../../src/db/schema.ts";
 
@@ -379,7 +379,7 @@ export interface PiiRoles extends AsyncDisposable {
 }
 
 /**
- * Migrates `db`, applies sql/roles.sql to it with psql under role names of
+ * Migrates `db`, applies sql/roles.sql to it (rolesFiles) under role names of
  * this test only (roles are cluster-wide and tests run side by side), and
  * makes a login in the owner, consumer and recoverer groups; all dropped
  * when disposed.
@@ -416,7 +416,7 @@ export async function piiRoles(db: TestDb): Promise<PiiRoles> {
   };
   try {
     await migrate(db.sql, db.schemas);
-    await psqlFiles(db.schema, [new URL("../../sql/roles.sql", import.meta.url)], {
+    await rolesFiles(db.schema, [new URL("../../sql/roles.sql", import.meta.url)], {
       url: db.url,
       stateSchema: db.stateSchema,
       rewrite,

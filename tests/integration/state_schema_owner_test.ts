@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { migrateToV5, ROLES_V5 } from "../helpers/layout_v5.ts";
 import { eachMajor } from "../helpers/majors.ts";
 import { Cli, cliEnv } from "../helpers/pii.ts";
-import { psqlFiles } from "../helpers/psql.ts";
+import { rolesFiles } from "../helpers/psql.ts";
 import { freshSchema, startSqs, type TestDb } from "../helpers/services.ts";
 import { type TestRoles, testRoles } from "../helpers/state_roles.ts";
 /**
@@ -30,7 +30,7 @@ async function documentedRounds(
     await t.step(`round ${round}: migrate, sql/roles.sql, check`, async () => {
       const migrated = await cli.run(["migrate"], asOwner);
       assert.equal(migrated.code, 0, migrated.stderr);
-      await psqlFiles(db.schema, [new URL("../../sql/roles.sql", import.meta.url)], {
+      await rolesFiles(db.schema, [new URL("../../sql/roles.sql", import.meta.url)], {
         url: db.url,
         rewrite: roles.rewrite,
       });
@@ -82,7 +82,7 @@ eachMajor.test("a database at version 5 whose ledger the owner role's login made
   const roles = testRoles(db);
   try {
     await migrateToV5(db);
-    await psqlFiles(db.schema, [ROLES_V5], { url: db.url, rewrite: roles.rewrite });
+    await rolesFiles(db.schema, [ROLES_V5], { url: db.url, rewrite: roles.rewrite });
     await roles.createUsers();
     // A migration that login ran as itself after sql/roles.sql: the ledger is
     // its own (version 6 then gave it USAGE and CREATE on the state schema).

@@ -22,7 +22,7 @@ import {
 import { LEDGER_RETENTION_MAX_DAYS } from "../../../src/config/options.ts";
 import { assertRefused, Cli, drain, maskerOf, PEOPLE } from "../../helpers/pii.ts";
 import { hostileDb, STATE } from "../../helpers/hostile.ts";
-import { eachMajor } from "../../helpers/majors.ts";
+import { eachMajorWithPsql } from "../../helpers/psql.ts";
 import { startSqs, TEST_SECRET } from "../../helpers/services.ts";
 
 const SQL = new URL("../../../sql/", import.meta.url);
@@ -36,7 +36,7 @@ function pgError(code: string, message: RegExp) {
   };
 }
 
-eachMajor.test("login_etl_audit_note refuses unbounded or missing actor, reason, detail, action, outcome and masks; the CLI refuses long --actor and --reason", async ({ t, pg }) => {
+eachMajorWithPsql.test("login_etl_audit_note refuses unbounded or missing actor, reason, detail, action, outcome and masks; the CLI refuses long --actor and --reason", async ({ t, pg }) => {
   await using db = await hostileDb(pg.url);
   await db.admin.unsafe("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
   await db.psql([new URL("schema.sql", SQL), new URL("roles.sql", SQL)]);
@@ -129,7 +129,7 @@ eachMajor.test("login_etl_audit_note refuses unbounded or missing actor, reason,
   );
 });
 
-eachMajor.test("login_etl_ledger_maintain refuses a retention beyond 400 days and out-of-range limits; at 400 days it works 32 partitions a call and drains still work", async ({ t, pg }) => {
+eachMajorWithPsql.test("login_etl_ledger_maintain refuses a retention beyond 400 days and out-of-range limits; at 400 days it works 32 partitions a call and drains still work", async ({ t, pg }) => {
   await using sqs = await startSqs();
   await using db = await hostileDb(pg.url);
   await db.admin.unsafe("REVOKE CREATE ON SCHEMA public FROM PUBLIC");

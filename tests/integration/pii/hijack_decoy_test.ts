@@ -18,7 +18,8 @@ import {
   STATE,
   succeeds,
 } from "../../helpers/hostile.ts";
-import { eachMajor, pgServer, unavailable } from "../../helpers/majors.ts";
+import { eachMajorWithPsql } from "../../helpers/psql.ts";
+import { pgServer, unavailable } from "../../helpers/majors.ts";
 import { findUntrusted } from "../../../src/db/search_path.ts";
 
 const SQL = new URL("../../../sql/", import.meta.url);
@@ -44,7 +45,7 @@ function untrustedIn(db: HostileDb) {
   return findUntrusted(db.admin, { schema: "public", stateSchema: STATE }, [db.groups.owner]);
 }
 
-eachMajor.test("a decoy login_etl_migrations of a role that could create in public makes it trusted nowhere: migrate, check, sql/schema.sql and sql/roles.sql refuse it with the fix, and nothing it carries runs", async ({ t, pg }) => {
+eachMajorWithPsql.test("a decoy login_etl_migrations of a role that could create in public makes it trusted nowhere: migrate, check, sql/schema.sql and sql/roles.sql refuse it with the fix, and nothing it carries runs", async ({ t, pg }) => {
   await using db = await hostileDb(pg.url);
   if (pg.major !== 13) await db.admin.unsafe("GRANT CREATE ON SCHEMA public TO PUBLIC");
   await makeKit(db);
@@ -149,7 +150,7 @@ eachMajor.test("a decoy login_etl_migrations of a role that could create in publ
   });
 });
 
-eachMajor.test("leftover functions and an operator of a role that could once create in the state schema, beside a login_etl_vault of its own in public, are refused by check, sql/roles.sql and migrate with the fix, and never run", async ({ t, pg }) => {
+eachMajorWithPsql.test("leftover functions and an operator of a role that could once create in the state schema, beside a login_etl_vault of its own in public, are refused by check, sql/roles.sql and migrate with the fix, and never run", async ({ t, pg }) => {
   await using db = await hostileDb(pg.url);
   await db.admin.unsafe("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
   await db.psql([SCHEMA_SQL, ROLES_SQL]);
@@ -216,7 +217,7 @@ eachMajor.test("leftover functions and an operator of a role that could once cre
   );
 });
 
-eachMajor.test("a state schema made first by a role login-etl does not trust is refused with ALTER SCHEMA … OWNER TO CURRENT_USER, not used", async ({ t, pg }) => {
+eachMajorWithPsql.test("a state schema made first by a role login-etl does not trust is refused with ALTER SCHEMA … OWNER TO CURRENT_USER, not used", async ({ t, pg }) => {
   await using db = await hostileDb(pg.url);
   await db.admin.unsafe("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
   // A database its analysts could once create schemas in: the attacker

@@ -24,14 +24,14 @@ import {
   STATE,
   succeeds,
 } from "../../helpers/hostile.ts";
-import { eachMajor } from "../../helpers/majors.ts";
+import { eachMajorWithPsql } from "../../helpers/psql.ts";
 import { startSqs, TEST_SECRET } from "../../helpers/services.ts";
 
 const SQL = new URL("../../../sql/", import.meta.url);
 const SCHEMA_SQL = new URL("schema.sql", SQL);
 const ROLES_SQL = new URL("roles.sql", SQL);
 
-eachMajor.test("migrate, check and sql/schema.sql refuse a schema where any role may create, or that holds another role's functions, with the fix; the planted code never runs", async ({ t, pg }) => {
+eachMajorWithPsql.test("migrate, check and sql/schema.sql refuse a schema where any role may create, or that holds another role's functions, with the fix; the planted code never runs", async ({ t, pg }) => {
   await using db = await hostileDb(pg.url);
   const [acl] = await db.admin<{ public: boolean }[]>`
     SELECT has_schema_privilege('public', 'public', 'CREATE') AS public`;
@@ -109,7 +109,7 @@ eachMajor.test("migrate, check and sql/schema.sql refuse a schema where any role
   });
 });
 
-eachMajor.test("with shadows planted in the data and the state schema, drain, check, recover, forget, rekey and sql/roles.sql never run them, and the planter gains nothing", async ({ t, pg }) => {
+eachMajorWithPsql.test("with shadows planted in the data and the state schema, drain, check, recover, forget, rekey and sql/roles.sql never run them, and the planter gains nothing", async ({ t, pg }) => {
   await using sqs = await startSqs();
   await using db = await hostileDb(pg.url);
   // The DBA's path, on a clean database: CREATE on public revoked (13's

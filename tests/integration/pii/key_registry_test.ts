@@ -8,8 +8,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { assertRefused, Cli, cliEnv, drain, hmacKeySet, PEOPLE } from "../../helpers/pii.ts";
 import { freshSchema, startSqs } from "../../helpers/services.ts";
-import { psqlFiles } from "../../helpers/psql.ts";
-import { eachMajor } from "../../helpers/majors.ts";
+import { eachMajorWithPsql, psqlFiles } from "../../helpers/psql.ts";
 import { KEY_REGISTRATIONS_PER_DAY } from "../../../src/db/migrations.ts";
 
 /** A fingerprint's shape (22 base64url characters) that matches no secret. */
@@ -17,7 +16,7 @@ const BOGUS_FINGERPRINT = "AAAAAAAAAAAAAAAAAAAAAA";
 /** A key id that would forge a log line and turn a terminal red, as text output. */
 const EVIL_ID = 'evil\nlevel=error msg="203.0.113.7 recovered"\u001b[31m';
 
-eachMajor.test("a consumer registers key ids only through login_etl_register_key: checked, attributed, capped, and named in every refusal", async ({ t, pg }) => {
+eachMajorWithPsql.test("a consumer registers key ids only through login_etl_register_key: checked, attributed, capped, and named in every refusal", async ({ t, pg }) => {
   await using sqs = await startSqs();
   await using db = await freshSchema(pg);
   const suffix = `_${Date.now().toString(36)}_${Deno.pid}`;

@@ -22,7 +22,7 @@ import { migrationSql, migrationsTableSql } from "../../../src/db/migration_sql.
 import { migrate, schemaState } from "../../../src/db/schema.ts";
 import { Cli, drain, eventsOf, maskerOf, PEOPLE } from "../../helpers/pii.ts";
 import { type HostileDb, hostileDb, STATE } from "../../helpers/hostile.ts";
-import { eachMajor } from "../../helpers/majors.ts";
+import { eachMajorWithPsql } from "../../helpers/psql.ts";
 import { startSqs, TEST_SECRET } from "../../helpers/services.ts";
 
 const SQL = new URL("../../../sql/", import.meta.url);
@@ -82,7 +82,7 @@ async function deployed(url: string) {
   return db;
 }
 
-eachMajor.test("an outsider can neither take nor see login-etl's locks, and forget, drain and migrate go on while it holds every advisory lock", async ({ t, pg }) => {
+eachMajorWithPsql.test("an outsider can neither take nor see login-etl's locks, and forget, drain and migrate go on while it holds every advisory lock", async ({ t, pg }) => {
   await using sqs = await startSqs();
   await using db = await deployed(pg.url);
   await using hostile = await outsider(db);
@@ -238,7 +238,7 @@ eachMajor.test("an outsider can neither take nor see login-etl's locks, and forg
   );
 });
 
-eachMajor.test("migrate waits a bounded time for the schema lock, then fails naming its holder: an outsider's advisory lock below version 6, another migrate's row from version 6 on", async ({ t, pg }) => {
+eachMajorWithPsql.test("migrate waits a bounded time for the schema lock, then fails naming its holder: an outsider's advisory lock below version 6, another migrate's row from version 6 on", async ({ t, pg }) => {
   await using db = await hostileDb(pg.url);
   await db.admin.unsafe("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
   await using hostile = await outsider(db);
@@ -353,7 +353,7 @@ eachMajor.test("migrate waits a bounded time for the schema lock, then fails nam
   );
 });
 
-eachMajor.test("while a forget waits for a mask's lock row, the tuple an outsider sees in pg_locks is no function of the mask: the rows are in random order", async ({ pg }) => {
+eachMajorWithPsql.test("while a forget waits for a mask's lock row, the tuple an outsider sees in pg_locks is no function of the mask: the rows are in random order", async ({ pg }) => {
   await using db = await deployed(pg.url);
   await using hostile = await outsider(db);
   const k1 = await maskerOf(TEST_SECRET, "k1");

@@ -13,7 +13,7 @@ import { AUDIT_NOTE_MAX_MASKS } from "../../../src/db/migrations.ts";
 import { assertRefused, Cli, drain, maskerOf, PEOPLE } from "../../helpers/pii.ts";
 import { failureLine } from "../../helpers/cli.ts";
 import { hostileDb, STATE } from "../../helpers/hostile.ts";
-import { eachMajor } from "../../helpers/majors.ts";
+import { eachMajorWithPsql } from "../../helpers/psql.ts";
 import { startSqs, TEST_SECRET } from "../../helpers/services.ts";
 
 const SQL = new URL("../../../sql/", import.meta.url);
@@ -43,7 +43,7 @@ async function rolledBack(
   return seen;
 }
 
-eachMajor.test("release only after its audit commits: a rollback, a savepoint, another login's, a used, unknown or expired ticket yield no ciphertext; recover still works", async ({ t, pg }) => {
+eachMajorWithPsql.test("release only after its audit commits: a rollback, a savepoint, another login's, a used, unknown or expired ticket yield no ciphertext; recover still works", async ({ t, pg }) => {
   await using sqs = await startSqs();
   await using db = await hostileDb(pg.url);
   await db.admin.unsafe("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
@@ -284,7 +284,7 @@ eachMajor.test("release only after its audit commits: a rollback, a savepoint, a
   );
 });
 
-eachMajor.test("login_etl_audit_note and login_etl_release_request take only masks, and the note at most 1000 a call; the CLI refuses a non-mask without echoing it", async ({ t, pg }) => {
+eachMajorWithPsql.test("login_etl_audit_note and login_etl_release_request take only masks, and the note at most 1000 a call; the CLI refuses a non-mask without echoing it", async ({ t, pg }) => {
   await using db = await hostileDb(pg.url);
   await db.admin.unsafe("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
   await db.psql([new URL("schema.sql", SQL), new URL("roles.sql", SQL)]);

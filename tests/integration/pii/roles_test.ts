@@ -19,8 +19,7 @@ import {
   rawValuesOf,
 } from "../../helpers/pii.ts";
 import { freshSchema, reportFigures, startSqs, TEST_SECRET } from "../../helpers/services.ts";
-import { psqlFiles } from "../../helpers/psql.ts";
-import { eachMajor } from "../../helpers/majors.ts";
+import { eachMajorWithPsql, psqlFiles } from "../../helpers/psql.ts";
 
 const TABLE_PRIVILEGES = [
   "SELECT",
@@ -53,7 +52,7 @@ const NO_FUNCTION = Object.fromEntries(Object.keys(FUNCTIONS).map((k) => [k, fal
   boolean
 >;
 
-eachMajor.test("with sql/roles.sql the consumer and recoverer have no privilege on the vault or the audit trail, and work through the functions", async ({ t, pg }) => {
+eachMajorWithPsql.test("with sql/roles.sql the consumer and recoverer have no privilege on the vault or the audit trail, and work through the functions", async ({ t, pg }) => {
   await using sqs = await startSqs();
   await using db = await freshSchema(pg);
   const suffix = `_${Date.now().toString(36)}_${Deno.pid}`;
