@@ -365,22 +365,22 @@ function queueName(queueUrl: string): string {
 }
 
 /**
- * RunStarted as one line: "draining login-queue from http://host:4566 into
- * postgres://etl@db/analytics (~1,000 messages, key k1)".
+ * RunStarted as one line: "draining login-queue from 127.0.0.1:4566 into
+ * etl@db:5432/analytics". Schemes, the connection's TLS mode and the
+ * settings' sources are left to the JSON record, so the line fits a
+ * terminal; the queue's depth is on the progress line that follows.
  */
 function startLine(fields: Fields): string {
   const queue = queueName(fieldText(fields, "queue_url") ?? "");
   const endpoint = fieldText(fields, "endpoint") ?? "aws";
-  // The display's parenthesis (TLS mode, the setting's source) is for the JSON record.
-  const database = (fieldText(fields, "database") ?? "").replace(/ \(.*\)$/, "");
-  const depth = fields["queue_depth"];
-  const notes = [
-    ...(typeof depth === "number" ? [`~${counted(depth, "message")}`] : []),
-    ...(fieldText(fields, "key_id") === null ? [] : [`key ${fieldText(fields, "key_id")}`]),
-  ];
+  const from = endpoint === "aws"
+    ? `AWS ${fieldText(fields, "region") ?? ""}`.trim()
+    : endpoint.replace(/^https?:\/\//, "");
+  const database = (fieldText(fields, "database") ?? "")
+    .replace(/ \(.*\)$/, "")
+    .replace(/^postgres(ql)?:\/\//, "");
   const verb = fieldText(fields, "command") === "run" ? "consuming" : "draining";
-  return `${verb} ${queue} from ${endpoint} into ${database}` +
-    (notes.length === 0 ? "" : ` (${notes.join(", ")})`);
+  return `${verb} ${queue} from ${from} into ${database}`;
 }
 
 /** Rejects by reason, most first, at most `shown` of them: "8 missing_field, 6 too_long, +3 more". */

@@ -42,3 +42,34 @@ export function fit(text: string, width: number): string {
   if (chars.length <= width) return text;
   return `${chars.slice(0, Math.max(0, width - 1)).join("")}…`;
 }
+
+/**
+ * `text` shortened in the middle when longer than `head + tail + 1`
+ * characters: `qDHqv3…jh34`. The ends are what a person compares two
+ * values by; the whole value stays in the database and in JSON output.
+ */
+export function middle(text: string, head: number, tail: number): string {
+  const chars = Array.from(text);
+  if (chars.length <= head + tail + 1) return text;
+  return `${chars.slice(0, head).join("")}…${chars.slice(chars.length - tail).join("")}`;
+}
+
+/**
+ * `items` joined with `, ` into lines of at most `width` characters, each
+ * after `indent`; an item longer than a line gets a line of its own.
+ */
+export function wrapList(items: readonly string[], width: number, indent = ""): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const [i, item] of items.entries()) {
+    const piece = i < items.length - 1 ? `${item},` : item;
+    if (line !== "" && indent.length + line.length + 1 + piece.length > width) {
+      lines.push(indent + line);
+      line = piece;
+    } else {
+      line = line === "" ? piece : `${line} ${piece}`;
+    }
+  }
+  if (line !== "") lines.push(indent + line);
+  return lines;
+}

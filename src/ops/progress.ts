@@ -82,10 +82,17 @@ export function startProgress(options: ProgressOptions): Progress {
   let lastPollMs = -Infinity;
   const columns = options.columns ?? (() => 80);
 
+  // The depth is asked for every few seconds; in between, what was done
+  // since the answer is taken off it, so the line's end does not show a
+  // queue already drained.
+  let doneAtAnswer = 0;
   const poll = () => {
     lastPollMs = performance.now();
     polling = options.queueDepth().then(
-      (n) => void (depth = n),
+      (n) => {
+        depth = n;
+        doneAtAnswer = options.done().done;
+      },
       () => {}, // the next poll tries again; the line keeps the last depth
     ).finally(() => (polling = null));
   };
@@ -103,7 +110,7 @@ export function startProgress(options: ProgressOptions): Progress {
         done: last.done,
         rejected,
         perSecond: rateOf(samples),
-        queueDepth: depth,
+        queueDepth: depth === null ? null : Math.max(0, depth - (done - doneAtAnswer)),
       }, columns()),
     );
   };
