@@ -133,7 +133,7 @@ Deno.test("createLogger() drops lines below its level", async (t) => {
 });
 
 Deno.test("createLogger() text forms: a brief replaces message and fields, hidden and text-only lines", async (t) => {
-  const fields = { count: 2, message_ids: ["m-1", "m-2"] };
+  const fields = { count: 2, "message_ids": ["m-1", "m-2"] };
   await t.step("a brief replaces the message and fields in text, not in JSON", () => {
     const text = collect({ format: "text", level: "info" });
     const json = collect({ format: "json", level: "info" });
