@@ -35,7 +35,8 @@ export type Fields = Readonly<Record<string, FieldValue | undefined>>;
  * (JSON lines are always the full record):
  * - `line`: the whole line, not cut (RunFailed's `error: ...`, which a
  *   person must read to the end and scripts match);
- * - `brief`: a short sentence after the time and level;
+ * - `brief`: a short sentence after the time and level, or a few, each a
+ *   line of its own (RunFinished's totals, then its rejects by reason);
  * - `hidden`: nothing, as the text format sums the event up elsewhere (a
  *   rejected batch on the progress line and in the closing line);
  * - `textOnly`: with `brief`, a line the JSON format leaves out because it
@@ -44,7 +45,7 @@ export type Fields = Readonly<Record<string, FieldValue | undefined>>;
  */
 export type TextForm =
   | { readonly line: string }
-  | { readonly brief: string; readonly textOnly?: boolean }
+  | { readonly brief: string | readonly string[]; readonly textOnly?: boolean }
   | { readonly hidden: true };
 
 /** Writes one event. */
@@ -238,15 +239,19 @@ export function createLogger(options: LoggerOptions): Logger {
         write(redactSecrets(text.line.split("\n").map(escapeControl).join("\n")));
         return;
       }
-      const time = new Date().toISOString().slice(11, 19);
-      const words = text !== undefined && "brief" in text ? [escapeControl(text.brief)] : [
-        escapeControl(message),
-        ...Object.entries(fields)
-          .filter(([, v]) => v !== undefined)
-          .map(([k, v]) => `${k}=${textValue(v as FieldValue)}`),
-      ];
+      const prefix = `${new Date().toISOString().slice(11, 19)} ${level.toUpperCase().padEnd(5)}`;
+      const bodies = text !== undefined && "brief" in text
+        ? (typeof text.brief === "string" ? [text.brief] : text.brief).map(escapeControl)
+        : [
+          [
+            escapeControl(message),
+            ...Object.entries(fields)
+              .filter(([, v]) => v !== undefined)
+              .map(([k, v]) => `${k}=${textValue(v as FieldValue)}`),
+          ].join(" "),
+        ];
       // Cut after redaction: a secret cut short might no longer be recognised.
-      write(cut(level, redactSecrets([time, level.toUpperCase().padEnd(5), ...words].join(" "))));
+      write(bodies.map((body) => cut(level, redactSecrets(`${prefix} ${body}`))).join("\n"));
     },
   };
 }

@@ -85,7 +85,7 @@ export async function demoCommand(config: DemoConfig, io: CommandIo): Promise<vo
         : `Seeded ${grouped(seeded.sent)} messages from ${config.samplePath}.`,
     );
     print(
-      "Generated a random HMAC key for this demo: masks differ from run to run. Real runs take PII_HMAC_KEY.",
+      "Made a random HMAC key for this demo, so masks differ per run; real runs take PII_HMAC_KEY.",
     );
     const drained = await consume(drainConfig, {
       telemetry,

@@ -397,23 +397,24 @@ export function reasonsText(
 }
 
 /**
- * RunFinished as one line: what was done, how fast, and the rejects by
- * reason, the one place a terminal sees them (MessagesRejected is hidden).
+ * RunFinished's lines: what was done and how fast, then, when there were
+ * any, the rejects by reason: the one place a terminal sees them
+ * (MessagesRejected is hidden), on a line of their own so that the totals
+ * are never cut to make room.
  */
-function finishLine(s: Summary): string {
+function finishLines(s: Summary): string[] {
   const done = s.inserted + s.redelivered + s.rejected;
   const parts = [`${grouped(s.inserted)} inserted`];
   if (s.redelivered > 0) parts.push(`${grouped(s.redelivered)} redelivered`);
-  parts.push(
-    s.rejected === 0
-      ? "0 rejected"
-      : `${grouped(s.rejected)} rejected (${reasonsText(s.rejected_by_reason)})`,
-  );
+  parts.push(`${grouped(s.rejected)} rejected`);
   if (s.in_flight > 0) parts.push(`${grouped(s.in_flight)} left in flight`);
   if (s.delete_failed > 0) parts.push(`${grouped(s.delete_failed)} deletes failed`);
-  return `finished ${counted(done, "message")} in ${duration(s.duration_ms)} (${
+  const totals = `finished ${counted(done, "message")} in ${duration(s.duration_ms)} (${
     grouped(s.msgs_per_s)
   } msg/s): ${parts.join(", ")}`;
+  return s.rejected === 0
+    ? [totals]
+    : [totals, `rejected by reason: ${reasonsText(s.rejected_by_reason, 6)}`];
 }
 
 /** The summary's own fields as log fields. */
@@ -440,7 +441,7 @@ export const EVENTS: {
     level: "info",
     message: "run finished",
     fields: (e) => summaryFields(e.summary),
-    text: (e) => ({ brief: finishLine(e.summary) }),
+    text: (e) => ({ brief: finishLines(e.summary) }),
   },
   ShutdownRequested: {
     level: "info",

@@ -245,7 +245,7 @@ Deno.test("text lines are a person's: times with units, counts grouped, no messa
   await t.step("the run's last line: done, rate and rejects by reason", () => {
     assert.match(
       text,
-      /finished 12 messages in 1\.5 s \(12 msg\/s\): 10 inserted, 1 redelivered, 1 rejected \(1 not_json\)$/m,
+      /finished 12 messages in 1\.5 s \(12 msg\/s\): 10 inserted, 1 redelivered, 1 rejected\n\S+ INFO {2}rejected by reason: 1 not_json$/m,
     );
   });
   await t.step("SchemaReady is a text line only; JSON keeps each SchemaMigrated", () => {
