@@ -72,10 +72,18 @@ else \
 fi
 endef
 
+# The commit a build is made from, for `login-etl --version --verbose`
+# (src/version.ts): the full hash, `-dirty` when the work tree has changes,
+# `unknown` outside a git checkout. compile embeds the file (--include).
+define build_commit
+{ git rev-parse HEAD 2>/dev/null || echo unknown; } | tr -d '\n' >dist/build_commit.txt; \
+if [ -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then echo -n -dirty >>dist/build_commit.txt; fi
+endef
+
 # $(call compile,make target,--target or empty,output,log). sh -f: the flags
 # hold patterns such as AWS_* that no shell may expand.
 define compile
-if NO_COLOR=1 sh -f -c "$(DENO) compile --no-check $(BUILD_PERMISSIONS) --include src/sink/worker.ts $(if $(2),--target $(2)) --output $(3) src/main.ts" >$(4) 2>&1; then \
+if NO_COLOR=1 sh -f -c "$(DENO) compile --no-check $(BUILD_PERMISSIONS) --include src/sink/worker.ts --include dist/build_commit.txt $(if $(2),--target $(2)) --output $(3) src/main.ts" >$(4) 2>&1; then \
   echo "Built $(3)"; \
 elif [ -n "$$DENORT_BIN" ] && grep -q 'Could not find denort' $(4); then \
   echo "$(1): runtime base not found$(if $(2), for $(2)): DENORT_BIN=$$DENORT_BIN is not a file; point it at a denort $$($(DENO) --version | head -1 | cut -d' ' -f2) binary, or unset it to download one; details in $(4)" >&2; exit 1; \
@@ -212,11 +220,13 @@ soak: deno postgres-majors ## The long crash test (100,000 messages, 20 kills); 
 
 build: deno ## Type-check, then compile dist/login-etl (network: the runtime download, denort, on first use; ALLOW_NET=host,... narrows the binary's network)
 	$(Q)mkdir -p dist
+	$(Q)$(call build_commit)
 	$(Q)$(call type_check,make build)
 	$(Q)$(call compile,make build,,dist/login-etl,dist/compile.log)
 
 build-all: deno ## Type-check, then cross-compile for Linux, macOS and Windows into dist/ (network: one denort download per target)
 	$(Q)mkdir -p dist
+	$(Q)$(call build_commit)
 	$(Q)$(call type_check,make build-all)
 	$(Q)for target in $(TARGETS); do \
 	  $(call compile,make build-all,$$target,dist/login-etl-$$target,dist/compile-$$target.log); \
