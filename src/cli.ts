@@ -20,7 +20,7 @@ import { UsageError } from "./errors.ts";
 export type Invocation =
   | { readonly kind: "missing" }
   | { readonly kind: "help"; readonly command: CommandName | null }
-  | { readonly kind: "version" }
+  | { readonly kind: "version"; readonly verbose: boolean }
   | { readonly kind: "command"; readonly command: CommandName; readonly flags: FlagValues };
 
 function isCommand(word: string): word is CommandName {
@@ -39,7 +39,10 @@ export function parseInvocation(argv: readonly string[]): Invocation {
     const topic = rest[0];
     return { kind: "help", command: topic !== undefined && isCommand(topic) ? topic : null };
   }
-  if (first === "--version" || first === "-V") return { kind: "version" };
+  if (first === "--version" || first === "-V") {
+    // --verbose adds the runtime's versions and the build's commit (version.ts).
+    return { kind: "version", verbose: rest.includes("--verbose") };
+  }
   if (!isCommand(first)) {
     if (mayHoldSecret(first)) {
       throw new UsageError(

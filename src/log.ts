@@ -1,6 +1,8 @@
 /**
  * The one logger: lines on stderr, JSON when stderr is not a terminal, short
- * text when it is. Callers pass ids, counts, codes and durations, never
+ * text when it is. JSON lines carry every field of every event; a text line
+ * is what a person needs (an event's `brief`, else its message and fields),
+ * cut to the terminal's width. Callers pass ids, counts, codes and durations, never
  * bodies, `ip`/`device_id` values, keys or credentialed URLs; a setting
  * echoed as given (a queue URL, a connection string) still passes through
  * `redactSecrets` here, the last place every line goes through.
@@ -9,6 +11,7 @@
  */
 
 import { redactSecrets } from "./errors.ts";
+import { fit } from "./ops/human.ts";
 
 /** Severity, least to most. */
 export type Level = "debug" | "info" | "warn" | "error";
@@ -27,13 +30,28 @@ export type FieldValue =
 /** Named fields of one log line. */
 export type Fields = Readonly<Record<string, FieldValue | undefined>>;
 
+/**
+ * What an event shows in the text format instead of its message and fields
+ * (JSON lines are always the full record):
+ * - `line`: the whole line, not cut (RunFailed's `error: ...`, which a
+ *   person must read to the end and scripts match);
+ * - `brief`: a short sentence after the time and level, or a few, each a
+ *   line of its own (RunFinished's totals, then its rejects by reason);
+ * - `hidden`: nothing, as the text format sums the event up elsewhere (a
+ *   rejected batch on the progress line and in the closing line);
+ * - `textOnly`: with `brief`, a line the JSON format leaves out because it
+ *   lists the same facts event by event ("schema ready (5 migrations
+ *   applied)" for the SchemaMigrated lines).
+ */
+export type TextForm =
+  | { readonly line: string }
+  | { readonly brief: string | readonly string[]; readonly textOnly?: boolean }
+  | { readonly hidden: true };
+
 /** Writes one event. */
 export interface Logger {
-  /**
-   * @param textLine the whole line in text format, instead of the time,
-   *   level, message and fields (JSON lines are always the full record)
-   */
-  log(level: Level, event: string, message: string, fields?: Fields, textLine?: string): void;
+  /** @param text the event's own text form, when it has one */
+  log(level: Level, event: string, message: string, fields?: Fields, text?: TextForm): void;
 }
 
 /** How to build a logger. */
@@ -44,6 +62,11 @@ export interface LoggerOptions {
   readonly write?: (line: string) => void;
   /** Whether the sink is a terminal, deciding `auto`; stderr's by default. */
   readonly isTerminal?: boolean;
+  /**
+   * The terminal's width, read at each line (it may be resized), or null
+   * when lines are not cut: stderr's width when it is a terminal by default.
+   */
+  readonly columns?: () => number | null;
 }
 
 const encoder = new TextEncoder();
@@ -166,16 +189,35 @@ function textValue(value: FieldValue): string {
   return String(value);
 }
 
+/** stderr's width, or null when it is not a terminal. */
+function stderrColumns(): number | null {
+  if (!Deno.stderr.isTerminal()) return null;
+  try {
+    return Deno.consoleSize().columns;
+  } catch {
+    return null;
+  }
+}
+
 /** Creates a logger for the given format and level. */
 export function createLogger(options: LoggerOptions): Logger {
   const write = options.write ?? writeStderr;
   const terminal = options.isTerminal ?? Deno.stderr.isTerminal();
   const json = options.format === "json" || (options.format === "auto" && !terminal);
   const threshold = RANK[options.level];
+  const columns = options.columns ??
+    (options.write === undefined ? stderrColumns : () => null);
+  // Warnings and errors are not cut: a person must read their fix, and a
+  // wrapped line is better than a cut one there.
+  const cut = (level: Level, line: string) => {
+    const width = RANK[level] >= RANK.warn ? null : columns();
+    return width === null ? line : fit(line, width);
+  };
   return {
-    log(level, event, message, fields = {}, textLine) {
+    log(level, event, message, fields = {}, text) {
       if (RANK[level] < threshold) return;
       if (json) {
+        if (text !== undefined && "textOnly" in text && text.textOnly === true) return;
         const record: Record<string, unknown> = {
           ts: new Date().toISOString(),
           level,
@@ -190,21 +232,26 @@ export function createLogger(options: LoggerOptions): Logger {
         write(JSON.stringify(record));
         return;
       }
-      if (textLine !== undefined) {
+      if (text !== undefined && "hidden" in text) return;
+      if (text !== undefined && "line" in text) {
         // Its newlines are the event's own (RunFailed puts a bug's stack
         // under its line); everything else in each line is escaped.
-        write(redactSecrets(textLine.split("\n").map(escapeControl).join("\n")));
+        write(redactSecrets(text.line.split("\n").map(escapeControl).join("\n")));
         return;
       }
-      const time = new Date().toISOString().slice(11, 23);
-      const extras = Object.entries(fields)
-        .filter(([, v]) => v !== undefined)
-        .map(([k, v]) => `${k}=${textValue(v as FieldValue)}`);
-      write(
-        redactSecrets(
-          [time, level.toUpperCase().padEnd(5), escapeControl(message), ...extras].join(" "),
-        ),
-      );
+      const prefix = `${new Date().toISOString().slice(11, 19)} ${level.toUpperCase().padEnd(5)}`;
+      const bodies = text !== undefined && "brief" in text
+        ? (typeof text.brief === "string" ? [text.brief] : text.brief).map(escapeControl)
+        : [
+          [
+            escapeControl(message),
+            ...Object.entries(fields)
+              .filter(([, v]) => v !== undefined)
+              .map(([k, v]) => `${k}=${textValue(v as FieldValue)}`),
+          ].join(" "),
+        ];
+      // Cut after redaction: a secret cut short might no longer be recognised.
+      write(bodies.map((body) => cut(level, redactSecrets(`${prefix} ${body}`))).join("\n"));
     },
   };
 }

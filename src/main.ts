@@ -4,7 +4,6 @@
  * @module
  */
 
-import meta from "../deno.json" with { type: "json" };
 import { helpText, loggingFlags, parseInvocation } from "./cli.ts";
 import { readConfigFile } from "./config/file.ts";
 import type { CommandConfig, FileLayer } from "./config/configs.ts";
@@ -17,9 +16,7 @@ import { seedCommand } from "./commands/seed.ts";
 import { EtlError, EXIT_USAGE, exitCodeOf, formatError, UsageError } from "./errors.ts";
 import { createLogger, writeAllSync, writeStderr } from "./log.ts";
 import { Telemetry } from "./ops/telemetry.ts";
-
-/** The version printed by `--version`. */
-export const VERSION: string = meta.version;
+import { VERSION, versionLines } from "./version.ts";
 
 function writeStdout(line: string): void {
   writeAllSync(Deno.stdout, line + "\n");
@@ -145,7 +142,7 @@ export async function main(
       return 0;
     }
     if (invocation.kind === "version") {
-      writeStdout(`login-etl ${VERSION}`);
+      for (const line of versionLines(invocation.verbose)) writeStdout(line);
       return 0;
     }
     const { command, flags } = invocation;

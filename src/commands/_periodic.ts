@@ -80,7 +80,7 @@ export function startPeriodic(config: ConsumeConfig, deps: PeriodicDeps): AbortS
     const line = startProgress({
       done: () => {
         const s = telemetry.summary();
-        return s.inserted + s.redelivered + s.rejected;
+        return { done: s.inserted + s.redelivered + s.rejected, rejected: s.rejected };
       },
       queueDepth: depth,
       status: stderrStatus,

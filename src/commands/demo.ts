@@ -10,6 +10,7 @@ import { Database } from "../db/pool.ts";
 import { loadPgConnection } from "../db/connection.ts";
 import { readReport, type Report } from "../db/report.ts";
 import { writeStderr } from "../log.ts";
+import { duration, grouped } from "../ops/human.ts";
 import { loadSampleBodies } from "../seed/sample.ts";
 import type { Summary } from "../ops/telemetry.ts";
 import { consume } from "./_consume.ts";
@@ -78,13 +79,13 @@ export async function demoCommand(config: DemoConfig, io: CommandIo): Promise<vo
     const seeded = await seed(seedConfig, telemetry, sample);
     print(
       sample === undefined
-        ? `Seeded ${seeded.sent} synthetic messages (seed ${seeded.seed}, ${
+        ? `Seeded ${grouped(seeded.sent)} synthetic messages (seed ${seeded.seed}, ${
           Math.round(config.badRatio * 100)
         }% malformed).`
-        : `Seeded ${seeded.sent} messages from ${config.samplePath}.`,
+        : `Seeded ${grouped(seeded.sent)} messages from ${config.samplePath}.`,
     );
     print(
-      "Generated a random HMAC key for this demo: masks differ from run to run. Real runs take PII_HMAC_KEY.",
+      "Made a random HMAC key for this demo, so masks differ per run; real runs take PII_HMAC_KEY.",
     );
     const drained = await consume(drainConfig, {
       telemetry,
@@ -92,10 +93,9 @@ export async function demoCommand(config: DemoConfig, io: CommandIo): Promise<vo
       writeStdout: print,
     });
     print(
-      `Drained in ${
-        (drained.duration_ms / 1000).toFixed(1)
-      } s: received ${drained.received}, inserted ${drained.inserted}, ` +
-        `redelivered ${drained.redelivered}, rejected ${drained.rejected}, deleted ${drained.deleted}.`,
+      `Drained in ${duration(drained.duration_ms)}: received ${grouped(drained.received)}, ` +
+        `inserted ${grouped(drained.inserted)}, redelivered ${grouped(drained.redelivered)}, ` +
+        `rejected ${grouped(drained.rejected)}, deleted ${grouped(drained.deleted)}.`,
     );
     const connection = await loadPgConnection(drainConfig.database);
     await using database = new Database({
@@ -108,7 +108,11 @@ export async function demoCommand(config: DemoConfig, io: CommandIo): Promise<vo
     print("");
     for (const line of reportLines(found)) print(line);
     print("");
-    print("`login-etl report` prints the same for any database.");
+    // Where to look next: the command for a real database, and the views
+    // holding every repeat in full (the report shortens masks).
+    print(
+      "Next: `login-etl report` shows this for any database; the two views above list every repeat.",
+    );
     const result: DemoReport = { seeded, drained, report: found.report };
     printResult(io, config.summaryJson, result);
   } finally {

@@ -38,7 +38,7 @@ export async function setUpDatabase(
   telemetry: Telemetry,
 ): Promise<void> {
   const { fingerprints, retention, ...migrate } = options;
-  await ensureSchema(database.sql, {
+  const applied = await ensureSchema(database.sql, {
     ...migrate,
     onApplied: (m, ms) =>
       telemetry.emit({
@@ -49,6 +49,7 @@ export async function setUpDatabase(
         ms,
       }),
   });
+  telemetry.emit({ type: "SchemaReady", schema: migrate.schema, applied: applied.length });
   for (const [keyId, fingerprint] of fingerprints) {
     if (await registerKey(database, { keyId, fingerprint }) === "new") {
       telemetry.emit({ type: "KeyRegistered", keyId });

@@ -12,7 +12,8 @@
  * @module
  */
 
-import { escapeControl, type Fields, type Level } from "../log.ts";
+import { escapeControl, type Fields, type Level, type TextForm } from "../log.ts";
+import { counted, duration, grouped } from "./human.ts";
 import { type ConcurrencyObservation, REJECT_REASONS, type RejectReason } from "../types.ts";
 
 /**
@@ -186,6 +187,16 @@ export type TelemetryEvent =
     readonly schema: string;
     readonly ms: number;
   }
+  | {
+    /**
+     * The schema is at the version this login-etl needs. Text format only:
+     * its one line stands for the SchemaMigrated lines, which JSON lists.
+     */
+    readonly type: "SchemaReady";
+    readonly schema: string;
+    /** Migrations applied by this run (0: it was up to date). */
+    readonly applied: number;
+  }
   | { readonly type: "KeyRegistered"; readonly keyId: string }
   | {
     readonly type: "RowsPruned";
@@ -307,8 +318,12 @@ export interface EventSpec<E> {
   readonly level: Level | null | ((e: E) => Level);
   readonly message: string | ((e: E) => string);
   readonly fields?: (e: E) => Fields;
-  /** The whole line in text format, when it is not the usual time, level, message and fields. */
-  readonly text?: (e: E) => string;
+  /**
+   * What the text format shows instead of the message and fields
+   * (`TextForm`): a person's sentence, with counts grouped and times in
+   * units (`human.ts`), and no message ids.
+   */
+  readonly text?: (e: E) => TextForm;
   /** Updates the run's counters; `now` is `performance.now()`. */
   readonly count?: (c: Counters, e: E, now: number) => void;
   /** Feeds the metrics that are not counters. */
@@ -331,6 +346,77 @@ function whole(time: number): number {
   return Math.round(time);
 }
 
+/** Not shown in the text format: summed up on another line. */
+const HIDDEN: TextForm = { hidden: true };
+
+/** A `Fields` value as text, when it is a string or number. */
+function fieldText(fields: Fields, key: string): string | null {
+  const value = fields[key];
+  return typeof value === "string" || typeof value === "number" ? String(value) : null;
+}
+
+/** A queue URL's last path segment, the queue's name; never its query (signing values). */
+function queueName(queueUrl: string): string {
+  try {
+    return new URL(queueUrl).pathname.split("/").filter((p) => p !== "").pop() ?? "queue";
+  } catch {
+    return "queue";
+  }
+}
+
+/**
+ * RunStarted as one line: "draining login-queue from 127.0.0.1:4566 into
+ * etl@db:5432/analytics". Schemes, the connection's TLS mode and the
+ * settings' sources are left to the JSON record, so the line fits a
+ * terminal; the queue's depth is on the progress line that follows.
+ */
+function startLine(fields: Fields): string {
+  const queue = queueName(fieldText(fields, "queue_url") ?? "");
+  const endpoint = fieldText(fields, "endpoint") ?? "aws";
+  const from = endpoint === "aws"
+    ? `AWS ${fieldText(fields, "region") ?? ""}`.trim()
+    : endpoint.replace(/^https?:\/\//, "");
+  const database = (fieldText(fields, "database") ?? "")
+    .replace(/ \(.*\)$/, "")
+    .replace(/^postgres(ql)?:\/\//, "");
+  const verb = fieldText(fields, "command") === "run" ? "consuming" : "draining";
+  return `${verb} ${queue} from ${from} into ${database}`;
+}
+
+/** Rejects by reason, most first, at most `shown` of them: "8 missing_field, 6 too_long, +3 more". */
+export function reasonsText(
+  byReason: Readonly<Partial<Record<string, number>>>,
+  shown = 3,
+): string {
+  const entries = Object.entries(byReason)
+    .filter((entry): entry is [string, number] => (entry[1] ?? 0) > 0)
+    .sort(([a, x], [b, y]) => y - x || a.localeCompare(b));
+  const listed = entries.slice(0, shown).map(([reason, n]) => `${grouped(n)} ${reason}`);
+  if (entries.length > shown) listed.push(`+${entries.length - shown} more`);
+  return listed.join(", ");
+}
+
+/**
+ * RunFinished's lines: what was done and how fast, then, when there were
+ * any, the rejects by reason: the one place a terminal sees them
+ * (MessagesRejected is hidden), on a line of their own so that the totals
+ * are never cut to make room.
+ */
+function finishLines(s: Summary): string[] {
+  const done = s.inserted + s.redelivered + s.rejected;
+  const parts = [`${grouped(s.inserted)} inserted`];
+  if (s.redelivered > 0) parts.push(`${grouped(s.redelivered)} redelivered`);
+  parts.push(`${grouped(s.rejected)} rejected`);
+  if (s.in_flight > 0) parts.push(`${grouped(s.in_flight)} left in flight`);
+  if (s.delete_failed > 0) parts.push(`${grouped(s.delete_failed)} deletes failed`);
+  const totals = `finished ${counted(done, "message")} in ${duration(s.duration_ms)} (${
+    grouped(s.msgs_per_s)
+  } msg/s): ${parts.join(", ")}`;
+  return s.rejected === 0
+    ? [totals]
+    : [totals, `rejected by reason: ${reasonsText(s.rejected_by_reason, 6)}`];
+}
+
 /** The summary's own fields as log fields. */
 function summaryFields(s: Summary): Fields {
   return {
@@ -345,8 +431,18 @@ function summaryFields(s: Summary): Fields {
 export const EVENTS: {
   readonly [K in EventType]: EventSpec<Extract<TelemetryEvent, { type: K }>>;
 } = {
-  RunStarted: { level: "info", message: "run started", fields: (e) => e.fields },
-  RunFinished: { level: "info", message: "run finished", fields: (e) => summaryFields(e.summary) },
+  RunStarted: {
+    level: "info",
+    message: "run started",
+    fields: (e) => e.fields,
+    text: (e) => ({ brief: startLine(e.fields) }),
+  },
+  RunFinished: {
+    level: "info",
+    message: "run finished",
+    fields: (e) => summaryFields(e.summary),
+    text: (e) => ({ brief: finishLines(e.summary) }),
+  },
   ShutdownRequested: {
     level: "info",
     message: "shutdown requested; finishing in-flight messages",
@@ -365,6 +461,16 @@ export const EVENTS: {
       msgs_per_s: e.summary.msgs_per_s,
       ...(e.queueDepth === undefined ? {} : { queue_depth: e.queueDepth }),
     }),
+    text: (e) => {
+      const s = e.summary;
+      const parts = [
+        `${grouped(s.inserted + s.redelivered + s.rejected)} done`,
+        ...(s.rejected > 0 ? [`${grouped(s.rejected)} rejected`] : []),
+        `${grouped(s.msgs_per_s)} msg/s`,
+        ...(e.queueDepth === undefined ? [] : [`~${grouped(e.queueDepth)} left in queue`]),
+      ];
+      return { brief: parts.join(" · ") };
+    },
   },
   ConfigWarned: { level: "warn", message: (e) => e.message },
   VaultKeyReadable: {
@@ -389,7 +495,9 @@ export const EVENTS: {
     }),
     // A terminal keeps the `error: ...` line users and scripts know (and a
     // bug's stack under it); log pipelines get the JSON record.
-    text: (e) => `error: ${escapeControl(e.message)}${e.stack === undefined ? "" : `\n${e.stack}`}`,
+    text: (e) => ({
+      line: `error: ${escapeControl(e.message)}${e.stack === undefined ? "" : `\n${e.stack}`}`,
+    }),
   },
   RejectLimitExceeded: {
     level: "error",
@@ -444,6 +552,9 @@ export const EVENTS: {
       redelivered: e.redelivered,
       duration_ms: whole(e.durationMs),
     }),
+    text: (e) => ({
+      brief: `committed a batch of ${counted(e.messages, "message")} in ${duration(e.durationMs)}`,
+    }),
     count: (c, e, now) => {
       c.lastFinishedAt = now;
       c.inserted += e.inserted;
@@ -465,6 +576,9 @@ export const EVENTS: {
       reasons: e.byReason as Readonly<Record<string, number>>,
       message_ids: e.ids,
     }),
+    // Counted on the progress line and summed up by reason in RunFinished's
+    // line: one warning per batch would flood a terminal on a long drain.
+    text: () => HIDDEN,
     count: (c, e) => {
       for (const [reason, n] of Object.entries(e.byReason)) {
         c.rejected[reason as RejectReason] += n ?? 0;
@@ -492,6 +606,11 @@ export const EVENTS: {
     message:
       "could not copy rejected messages to the reject queue; they stay queued and are copied when redelivered",
     fields: (e) => ({ count: e.count, message_ids: e.ids, code: e.code }),
+    text: (e) => ({
+      brief: `could not copy ${
+        counted(e.count, "rejected message")
+      } to the reject queue (${e.code}); they stay queued and are copied when redelivered`,
+    }),
   },
   MessagesDeleted: {
     level: null,
@@ -519,6 +638,11 @@ export const EVENTS: {
     level: "warn",
     message: "delete failed; the ledger makes redelivery harmless",
     fields: (e) => ({ stage: "ack", code: e.code, count: e.count, message_ids: e.ids }),
+    text: (e) => ({
+      brief: `could not delete ${
+        counted(e.count, "message")
+      } (${e.code}); the ledger makes their redelivery harmless`,
+    }),
     count: (c, e) => {
       c.deleteFailed += e.count;
     },
@@ -532,6 +656,11 @@ export const EVENTS: {
       attempt: e.attempt,
       retry_in_ms: e.retryInMs === null ? null : whole(e.retryInMs),
       messages: e.messages,
+    }),
+    text: (e) => ({
+      brief: `${e.message} (${e.stage}, ${e.code}, attempt ${e.attempt}${
+        e.messages > 0 ? `, ${counted(e.messages, "message")} held` : ""
+      }); ${e.retryInMs === null ? "giving up" : `retry in ${duration(e.retryInMs)}`}`,
     }),
     count: (c, e) => {
       c.stageFailures[e.stage] += 1;
@@ -595,16 +724,35 @@ export const EVENTS: {
       duration_ms: whole(e.durationMs),
       queue_url: e.queueUrl,
     }),
+    text: (e) => ({
+      brief: `sent ${counted(e.sent, "message")} to ${queueName(e.queueUrl)} in ${
+        duration(e.durationMs)
+      } (seed ${e.seed})`,
+    }),
   },
   SchemaMigrated: {
     level: "info",
     message: (e) => `applied schema migration ${e.version}: ${e.name}`,
     fields: (e) => ({ version: e.version, schema: e.schema, ms: whole(e.ms) }),
+    // SchemaReady's one line counts them.
+    text: () => HIDDEN,
+  },
+  SchemaReady: {
+    level: "info",
+    message: "schema ready",
+    fields: (e) => ({ schema: e.schema, applied: e.applied }),
+    text: (e) => ({
+      brief: `schema ${e.schema} ready (${
+        e.applied === 0 ? "up to date" : `${counted(e.applied, "migration")} applied`
+      })`,
+      textOnly: true,
+    }),
   },
   KeyRegistered: {
     level: "info",
     message: "recorded new key id with its fingerprint",
     fields: (e) => ({ key_id: e.keyId }),
+    text: (e) => ({ brief: `key ${e.keyId} registered` }),
   },
   RowsPruned: {
     level: "info",
@@ -616,6 +764,10 @@ export const EVENTS: {
         ? { partitions_created: e.partitionsCreated, partitions_dropped: e.partitionsDropped }
         : {}),
     }),
+    // Making and dropping the ledger's day partitions is routine; a person
+    // hears only of rows deleted.
+    text: (e) =>
+      e.deleted === 0 ? HIDDEN : { brief: `pruned ${counted(e.deleted, `old ${e.target} row`)}` },
   },
   PruneFailed: {
     level: "warn",

@@ -8,21 +8,18 @@
  */
 
 import type { StatusLine } from "../log.ts";
+import { fit, grouped } from "./human.ts";
 
 /** What one progress line shows. */
 export interface ProgressView {
   /** Messages finished (inserted, redelivered or rejected). */
   readonly done: number;
+  /** Of those, rejected: counted here, never listed one by one on a terminal. */
+  readonly rejected: number;
   /** Messages finished per second, recently. */
   readonly perSecond: number;
   /** The queue's `ApproximateNumberOfMessages`, or null before the first answer. */
   readonly queueDepth: number | null;
-}
-
-/** `12345` → `12,345`: fixed separators, so the line reads the same under any locale. */
-function grouped(n: number): string {
-  const digits = String(Math.max(0, Math.round(n)));
-  return digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 }
 
 /**
@@ -30,11 +27,11 @@ function grouped(n: number): string {
  * return to the start of a line the terminal has wrapped.
  */
 export function renderProgress(view: ProgressView, columns = 80): string {
-  const parts = [`${grouped(view.done)} done`, `${grouped(view.perSecond)} msg/s`];
+  const parts = [`${grouped(view.done)} done`];
+  if (view.rejected > 0) parts.push(`${grouped(view.rejected)} rejected`);
+  parts.push(`${grouped(view.perSecond)} msg/s`);
   if (view.queueDepth !== null) parts.push(`~${grouped(view.queueDepth)} left in queue`);
-  const text = parts.join(" · ");
-  const width = Math.max(1, columns - 1);
-  return text.length > width ? `${text.slice(0, Math.max(0, width - 1))}…` : text;
+  return fit(parts.join(" · "), Math.max(1, columns - 1));
 }
 
 /** One observation of the done counter. */
@@ -61,8 +58,8 @@ const DEPTH_POLL_MS = 3000;
 
 /** What `startProgress` reads and where it draws. */
 export interface ProgressOptions {
-  /** Messages finished so far. */
-  readonly done: () => number;
+  /** Messages finished so far, and how many of them were rejected. */
+  readonly done: () => { readonly done: number; readonly rejected: number };
   /** Asks the queue for `ApproximateNumberOfMessages`; a failure keeps the last value. */
   readonly queueDepth: () => Promise<number>;
   /** Where the line goes; log lines written through it go above the line. */
@@ -85,23 +82,36 @@ export function startProgress(options: ProgressOptions): Progress {
   let lastPollMs = -Infinity;
   const columns = options.columns ?? (() => 80);
 
+  // The depth is asked for every few seconds; in between, what was done
+  // since the answer is taken off it, so the line's end does not show a
+  // queue already drained.
+  let doneAtAnswer = 0;
   const poll = () => {
     lastPollMs = performance.now();
     polling = options.queueDepth().then(
-      (n) => void (depth = n),
+      (n) => {
+        depth = n;
+        doneAtAnswer = options.done().done;
+      },
       () => {}, // the next poll tries again; the line keeps the last depth
     ).finally(() => (polling = null));
   };
   const tick = () => {
     const now = performance.now();
     if (polling === null && now - lastPollMs >= DEPTH_POLL_MS) poll();
-    samples.push({ atMs: now, done: options.done() });
+    const { done, rejected } = options.done();
+    samples.push({ atMs: now, done });
     while (samples.length > 2 && (samples[0] as Sample).atMs < now - RATE_WINDOW_MS) {
       samples.shift();
     }
     const last = samples[samples.length - 1] as Sample;
     options.status.show(
-      renderProgress({ done: last.done, perSecond: rateOf(samples), queueDepth: depth }, columns()),
+      renderProgress({
+        done: last.done,
+        rejected,
+        perSecond: rateOf(samples),
+        queueDepth: depth === null ? null : Math.max(0, depth - (done - doneAtAnswer)),
+      }, columns()),
     );
   };
   tick();

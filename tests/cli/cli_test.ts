@@ -81,6 +81,24 @@ Deno.test("login-etl --help and --version exit 0 and print to stdout", async (t)
     assert.equal(result.code, 0);
     assert.match(result.stdout, /^login-etl \d+\.\d+\.\d+\n$/);
   });
+  await t.step("--version --verbose adds Deno, V8, TypeScript and the commit", async () => {
+    const result = await runCli(["--version", "--verbose"]);
+    assert.equal(result.code, 0, result.stderr);
+    // Run from source with the binary's permissions: the commit is this
+    // checkout's HEAD, read from .git (a built binary reads what make build embedded).
+    const head = new TextDecoder().decode(
+      new Deno.Command("git", { args: ["rev-parse", "HEAD"], stdout: "piped" }).outputSync()
+        .stdout,
+    ).trim();
+    assert.deepEqual(result.stdout.trimEnd().split("\n"), [
+      result.stdout.split("\n")[0],
+      `deno ${Deno.version.deno}`,
+      `v8 ${Deno.version.v8}`,
+      `typescript ${Deno.version.typescript}`,
+      `commit ${head} (source checkout)`,
+    ]);
+    assert.match(result.stdout, /^login-etl \d+\.\d+\.\d+\n/);
+  });
 });
 
 Deno.test("login-etl alone prints the overview on stderr and exits 2; --help and help exit 0 on stdout", async (t) => {

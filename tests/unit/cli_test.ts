@@ -190,8 +190,13 @@ const OK_CASES: readonly { name: string; argv: string[]; expected: Invocation }[
     argv: ["help", "seed"],
     expected: { kind: "help", command: "seed" },
   },
-  { name: "reads --version", argv: ["--version"], expected: { kind: "version" } },
-  { name: "reads -V", argv: ["-V"], expected: { kind: "version" } },
+  { name: "reads --version", argv: ["--version"], expected: { kind: "version", verbose: false } },
+  {
+    name: "reads --version --verbose",
+    argv: ["--version", "--verbose"],
+    expected: { kind: "version", verbose: true },
+  },
+  { name: "reads -V", argv: ["-V"], expected: { kind: "version", verbose: false } },
   ...COMMANDS.flatMap((command) => [
     {
       name: `shows ${command}'s help for ${command} --help`,

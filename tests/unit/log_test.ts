@@ -66,7 +66,7 @@ Deno.test("createLogger() writes short text on a terminal", async (t) => {
       assert.equal(lines.length, 1);
       const line = lines[0] ?? "";
       assert.throws(() => JSON.parse(line));
-      assert.match(line, /^\d{2}:\d{2}:\d{2}\.\d{3} WARN {2}Could not delete /);
+      assert.match(line, /^\d{2}:\d{2}:\d{2} WARN {2}Could not delete /);
       assert.ok(line.includes("count=2"), line);
       assert.ok(line.includes("code=Throttled"), line);
       assert.ok(line.includes('note="two words"'), line);
@@ -110,7 +110,7 @@ Deno.test("createLogger() in text format lets no control character of a message 
   });
   // A whole text line keeps only its own newlines (RunFailed's stack); the
   // event escapes what it interpolates (events.ts), the logger the rest.
-  logger.log("error", "RunFailed", "ignored", {}, `error: x\u001b[31m\u2028\nstack`);
+  logger.log("error", "RunFailed", "ignored", {}, { line: `error: x\u001b[31m\u2028\nstack` });
   assert.equal(lines.length, 2);
   assert.doesNotMatch(lines[0] ?? "", RAW_CONTROL, lines[0]);
   assert.deepEqual(lines[1]?.split("\n"), ["error: x\\x1b[31m\\u2028", "stack"]);
@@ -130,4 +130,52 @@ Deno.test("createLogger() drops lines below its level", async (t) => {
       },
     );
   }
+});
+
+Deno.test("createLogger() text forms: a brief replaces message and fields, hidden and text-only lines", async (t) => {
+  const fields = { count: 2, "message_ids": ["m-1", "m-2"] };
+  await t.step("a brief replaces the message and fields in text, not in JSON", () => {
+    const text = collect({ format: "text", level: "info" });
+    const json = collect({ format: "json", level: "info" });
+    for (const { logger } of [text, json]) {
+      logger.log("info", "KeyRegistered", "recorded", fields, { brief: "key k1 registered" });
+    }
+    assert.match(text.lines[0] ?? "", /^\d{2}:\d{2}:\d{2} INFO {2}key k1 registered$/);
+    assert.deepEqual(JSON.parse(json.lines[0] ?? "").message_ids, ["m-1", "m-2"]);
+  });
+  await t.step("hidden: no text line, the JSON record as ever", () => {
+    const text = collect({ format: "text", level: "info" });
+    const json = collect({ format: "json", level: "info" });
+    for (const { logger } of [text, json]) {
+      logger.log("warn", "MessagesRejected", "rejected", fields, { hidden: true });
+    }
+    assert.deepEqual(text.lines, []);
+    assert.equal(JSON.parse(json.lines[0] ?? "").count, 2);
+  });
+  await t.step("text-only: a text line, no JSON record", () => {
+    const text = collect({ format: "text", level: "info" });
+    const json = collect({ format: "json", level: "info" });
+    for (const { logger } of [text, json]) {
+      logger.log("info", "SchemaReady", "ready", {}, { brief: "schema ready", textOnly: true });
+    }
+    assert.equal(text.lines.length, 1);
+    assert.deepEqual(json.lines, []);
+  });
+});
+
+Deno.test("createLogger() cuts info lines to the terminal's width, never warnings, errors or JSON", () => {
+  const long = "x".repeat(300);
+  const text = collect({ format: "text", level: "debug", columns: () => 100 });
+  text.logger.log("info", "A", long);
+  text.logger.log("debug", "B", "short", { field: long });
+  text.logger.log("warn", "C", long);
+  text.logger.log("error", "RunFailed", "e", {}, { line: `error: ${long}` });
+  assert.equal(text.lines[0]?.length, 100);
+  assert.ok(text.lines[0]?.endsWith("…"));
+  assert.equal(text.lines[1]?.length, 100);
+  assert.ok((text.lines[2]?.length ?? 0) > 300, "a warning keeps its fix");
+  assert.equal(text.lines[3], `error: ${long}`);
+  const json = collect({ format: "json", level: "info", columns: () => 100 });
+  json.logger.log("info", "A", long);
+  assert.ok((json.lines[0]?.length ?? 0) > 300);
 });

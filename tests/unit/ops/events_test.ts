@@ -106,6 +106,7 @@ const SAMPLES: { readonly [K in EventType]: Extract<TelemetryEvent, { type: K }>
     schema: "public",
     ms: 41.3333,
   },
+  SchemaReady: { type: "SchemaReady", schema: "public", applied: 5 },
   KeyRegistered: { type: "KeyRegistered", keyId: "k1" },
   RowsPruned: {
     type: "RowsPruned",
@@ -179,7 +180,6 @@ Deno.test("every event's duration fields are whole milliseconds or seconds in JS
 
 Deno.test("every event's duration fields are whole numbers in text lines", () => {
   const lines = linesOf("text");
-  assert.ok(lines.some((l) => /\bretry_in_ms=2466\b/.test(l)), lines.join("\n"));
   for (const line of lines) {
     for (const [, key, value] of line.matchAll(/\b(\w+)=(-?[\d.]+)(?=\s|$)/g)) {
       if (isDuration(key ?? "")) assert.match(value ?? "", /^-?\d+$/, `${key} in: ${line}`);
@@ -215,4 +215,61 @@ Deno.test("RunFailed is an error record with code and exit_code in JSON, and tod
     assert.equal(JSON.parse(emit("json", "info", bug)[0] ?? "").stack, bug.stack);
     assert.deepEqual(emit("text", "info", bug), [`error: ${failed.message}\n${bug.stack}`]);
   });
+});
+
+Deno.test("text lines are a person's: times with units, counts grouped, no message ids, start-up summed up", async (t) => {
+  const lines = linesOf("text");
+  const text = lines.join("\n");
+  await t.step("durations rounded with a unit", () => {
+    assert.match(
+      text,
+      /Cannot write \(write, db_write, attempt 2, 10 messages held\); retry in 2\.5 s$/m,
+    );
+    assert.match(text, /committed a batch of 10 messages in 18 ms$/m);
+    assert.doesNotMatch(text, /\d\.\d{3,}/, "no raw float");
+  });
+  await t.step("no message id: MessagesRejected hidden, delete and copy failures counted", () => {
+    assert.doesNotMatch(text, /\bm-1\b/);
+    assert.doesNotMatch(text, /WARN {2}messages rejected/);
+    assert.match(text, /could not delete 1 message \(sqs_delete\)/);
+  });
+  await t.step(
+    "start-up: schema ready in place of each migration, the key, no routine prune",
+    () => {
+      assert.match(text, /schema public ready \(5 migrations applied\)$/m);
+      assert.doesNotMatch(text, /applied schema migration/);
+      assert.match(text, /key k1 registered$/m);
+      assert.match(text, /pruned 4 old ledger rows$/m);
+    },
+  );
+  await t.step("the run's last line: done, rate and rejects by reason", () => {
+    assert.match(
+      text,
+      /finished 12 messages in 1\.5 s \(12 msg\/s\): 10 inserted, 1 redelivered, 1 rejected\n\S+ INFO {2}rejected by reason: 1 not_json$/m,
+    );
+  });
+  await t.step("SchemaReady is a text line only; JSON keeps each SchemaMigrated", () => {
+    const events = linesOf("json").map((l) => JSON.parse(l).event);
+    assert.ok(!events.includes("SchemaReady"));
+    assert.ok(events.includes("SchemaMigrated"));
+  });
+});
+
+Deno.test("the start line says what drains from where into where", () => {
+  const lines: string[] = [];
+  new Telemetry(createLogger({ format: "text", level: "info", write: (l) => lines.push(l) })).emit({
+    type: "RunStarted",
+    fields: {
+      command: "drain",
+      "queue_url": "http://127.0.0.1:4566/000000000000/login-queue",
+      endpoint: "http://127.0.0.1:4566",
+      database: "postgres://etl@db:5432/analytics (sslmode=verify-full, from DATABASE_URL)",
+      "key_id": "k1",
+      "queue_depth": 1000,
+    },
+  });
+  assert.match(
+    lines[0] ?? "",
+    / INFO {2}draining login-queue from 127\.0\.0\.1:4566 into etl@db:5432\/analytics$/,
+  );
 });

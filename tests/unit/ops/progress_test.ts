@@ -7,26 +7,31 @@ import assert from "node:assert/strict";
 import { StatusLine } from "../../../src/log.ts";
 import { rateOf, renderProgress, startProgress } from "../../../src/ops/progress.ts";
 
-Deno.test("renderProgress() shows done, rate and the queue left, with fixed separators", async (t) => {
+Deno.test("renderProgress() shows done, rejects, rate and the queue left, with fixed separators", async (t) => {
   const cases = [
     {
       name: "the issue's example",
-      input: { done: 12_340, perSecond: 6_120, queueDepth: 37_600 },
+      input: { done: 12_340, rejected: 0, perSecond: 6_120, queueDepth: 37_600 },
       expected: "12,340 done · 6,120 msg/s · ~37,600 left in queue",
     },
     {
+      name: "rejects counted, not listed",
+      input: { done: 12_340, rejected: 1_051, perSecond: 6_120, queueDepth: 37_600 },
+      expected: "12,340 done · 1,051 rejected · 6,120 msg/s · ~37,600 left in queue",
+    },
+    {
       name: "before the first depth answer",
-      input: { done: 0, perSecond: 0, queueDepth: null },
+      input: { done: 0, rejected: 0, perSecond: 0, queueDepth: null },
       expected: "0 done · 0 msg/s",
     },
     {
       name: "rates are rounded, millions grouped",
-      input: { done: 1_234_567, perSecond: 999.6, queueDepth: 0 },
+      input: { done: 1_234_567, rejected: 0, perSecond: 999.6, queueDepth: 0 },
       expected: "1,234,567 done · 1,000 msg/s · ~0 left in queue",
     },
     {
       name: "a negative or fractional count never shows",
-      input: { done: -3, perSecond: 0.4, queueDepth: 12.4 },
+      input: { done: -3, rejected: 0, perSecond: 0.4, queueDepth: 12.4 },
       expected: "0 done · 0 msg/s · ~12 left in queue",
     },
   ];
@@ -34,7 +39,10 @@ Deno.test("renderProgress() shows done, rate and the queue left, with fixed sepa
     await t.step(c.name, () => assert.equal(renderProgress(c.input), c.expected));
   }
   await t.step("cut to the terminal width less one", () => {
-    const line = renderProgress({ done: 12_340, perSecond: 6_120, queueDepth: 37_600 }, 20);
+    const line = renderProgress(
+      { done: 12_340, rejected: 0, perSecond: 6_120, queueDepth: 37_600 },
+      20,
+    );
     assert.equal(line, "12,340 done · 6,12…");
     assert.equal(line.length, 19);
   });
@@ -118,7 +126,7 @@ Deno.test("startProgress() draws at once, shows the polled depth, and erases its
   let answer = () => {};
   const depth = new Promise<number>((resolve) => (answer = () => resolve(41_000)));
   const progress = startProgress({
-    done: () => done,
+    done: () => ({ done, rejected: 0 }),
     queueDepth: () => {
       polls++;
       return depth;
@@ -140,7 +148,7 @@ Deno.test("startProgress() draws at once, shows the polled depth, and erases its
 Deno.test("startProgress() keeps drawing when the depth poll fails", async () => {
   const { status, screen } = collector();
   const progress = startProgress({
-    done: () => 3,
+    done: () => ({ done: 3, rejected: 1 }),
     queueDepth: () => Promise.reject(new Error("unreachable")),
     status,
   });

@@ -1,0 +1,104 @@
+// What a person sees on a 100-column terminal (issue 22): `make demo` and a
+// drain run under a real pseudo-terminal (util-linux `script`), and the
+// screen replayed as the terminal shows it. One demo run serves every check
+// of the demo: it is the suite's costliest CLI run (an embedded Postgres).
+
+import assert from "node:assert/strict";
+import { permissionFlags } from "../helpers/cli.ts";
+import { TEST_SECRET } from "../helpers/common.ts";
+import { hasScript, replay, runOnTerminal, type Screen } from "../helpers/screen.ts";
+import { DATABASE_URL, enqueue, freshSchema, startSqs } from "../helpers/services.ts";
+
+const COLUMNS = 100;
+const root = new URL("../../", import.meta.url).pathname;
+const ignore = !hasScript();
+if (ignore) {
+  console.log("screen_test: skipped, no `script` (util-linux) on PATH for a pseudo-terminal");
+}
+
+/** What every screen of ours must be: no wrapped row, no JSON, no command echo, no progress left. */
+function assertReadable(screen: Screen, text: string): void {
+  assert.deepEqual(screen.wrapped, [], `rows wider than ${COLUMNS} columns:\n${text}`);
+  for (const row of screen.rows) {
+    assert.ok(row.length <= COLUMNS, `wider than ${COLUMNS}: ${row}`);
+    assert.doesNotMatch(row, /^\s*\{"/, `a JSON line: ${row}`);
+    assert.doesNotMatch(row, /deno run|--allow-|src\/main\.ts/, `a command echoed: ${row}`);
+    // The live line ("1,000 done · 3,951 msg/s · …") is erased when the run ends.
+    assert.doesNotMatch(row, /\bdone · /, `progress left on the screen: ${row}`);
+  }
+}
+
+Deno.test({
+  name:
+    "make demo fits a 100-column terminal: at most 40 rows, nothing wrapped, ends with what next",
+  ignore,
+  async fn() {
+    const run = await runOnTerminal(["make", "demo", `DENO=${Deno.execPath()}`], {
+      columns: COLUMNS,
+    });
+    const screen = replay(run.raw, COLUMNS);
+    const text = screen.rows.join("\n");
+    console.log(
+      `make demo on a terminal: ${Math.round(run.wallMs)} ms wall, ${
+        Math.round(run.cpuMs)
+      } ms CPU, ${screen.rows.length} rows`,
+    );
+    assert.equal(run.code, 0, text);
+    assertReadable(screen, text);
+    assert.ok(screen.rows.length <= 40, `${screen.rows.length} rows:\n${text}`);
+    // Start-up summed up, rejects by reason, masks shortened, and where to look next.
+    assert.match(text, /^\S+ INFO {2}schema \w+ ready \(\d+ migrations applied\)$/m);
+    assert.match(text, /^\S+ INFO {2}key k1 registered$/m);
+    assert.equal(text.match(/ draining /g)?.length, 1, text);
+    assert.doesNotMatch(text, /applied schema migration|messages rejected|message_ids/);
+    assert.match(text, /^Rejected, by reason/m);
+    assert.match(text, /\| k1:[\w-]{4}…[\w-]{4} +\|/);
+    assert.match(screen.rows[screen.rows.length - 1] ?? "", /^Next: `login-etl report` /);
+  },
+});
+
+Deno.test({
+  name:
+    "drain on a 100-column terminal: one start line, rejects summed up by reason, no message id",
+  ignore,
+  async fn() {
+    await using sqs = await startSqs();
+    await using db = await freshSchema();
+    const queueUrl = sqs.createQueue();
+    const good = Array.from({ length: 40 }, (_, i) =>
+      JSON.stringify({
+        "user_id": `u${i}`,
+        "device_type": "ios",
+        ip: "203.0.113.7",
+        "device_id": `dev-${i}`,
+        locale: "RU",
+        "app_version": "2.3.0",
+      }));
+    const ids = enqueue(sqs, queueUrl, [...good, "not json", "[]", "{}"]);
+    const run = await runOnTerminal([
+      Deno.execPath(),
+      "run",
+      ...permissionFlags(),
+      `${root}src/main.ts`,
+      "drain",
+      "--queue-url",
+      queueUrl,
+      "--idle-seconds",
+      "1",
+    ], {
+      columns: COLUMNS,
+      env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env },
+    });
+    const screen = replay(run.raw, COLUMNS);
+    const text = screen.rows.join("\n");
+    assert.equal(run.code, 0, text);
+    assertReadable(screen, text);
+    assert.equal(text.match(/ draining /g)?.length, 1, text);
+    assert.match(
+      text,
+      /finished 43 messages in [\d.]+ m?s \([\d,]+ msg\/s\): 40 inserted, 3 rejected\n.* rejected by reason: 1 \w+, 1 \w+, 1 \w+$/m,
+    );
+    for (const id of ids) assert.ok(!text.includes(id), `message id ${id} on the screen`);
+    for (const raw of ["203.0.113.7", "dev-1"]) assert.ok(!text.includes(raw), raw);
+  },
+});
