@@ -13,7 +13,10 @@ const COLUMNS = 100;
 const root = new URL("../../", import.meta.url).pathname;
 const ignore = !hasScript();
 if (ignore) {
-  console.log("screen_test: skipped, no `script` (util-linux) on PATH for a pseudo-terminal");
+  // deno-lint-ignore no-console
+  console.log(
+    "Skipping the terminal screen cases: no `script` (util-linux) on PATH for a pseudo-terminal",
+  );
 }
 
 /** What every screen of ours must be: no wrapped row, no JSON, no command echo, no progress left. */
@@ -38,11 +41,6 @@ Deno.test({
     });
     const screen = replay(run.raw, COLUMNS);
     const text = screen.rows.join("\n");
-    console.log(
-      `make demo on a terminal: ${Math.round(run.wallMs)} ms wall, ${
-        Math.round(run.cpuMs)
-      } ms CPU, ${screen.rows.length} rows`,
-    );
     assert.equal(run.code, 0, text);
     assertReadable(screen, text);
     assert.ok(screen.rows.length <= 40, `${screen.rows.length} rows:\n${text}`);

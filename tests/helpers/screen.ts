@@ -21,10 +21,6 @@ export interface TerminalRun {
   readonly code: number;
   /** Everything written to the terminal, as bytes decoded. */
   readonly raw: string;
-  /** Wall time, ms. */
-  readonly wallMs: number;
-  /** CPU time (user + system) of the command and its children, ms (`/usr/bin/time`-free: from `times`). */
-  readonly cpuMs: number;
 }
 
 /** `arg` quoted for sh. */
@@ -41,12 +37,7 @@ export async function runOnTerminal(
   argv: readonly string[],
   options: { readonly columns: number; readonly env?: Record<string, string> },
 ): Promise<TerminalRun> {
-  // `times` prints the CPU time of the shell and of its finished children
-  // (the command and everything it started) after the command; the marker
-  // line keeps it apart from the command's own output.
-  const inner = `stty cols ${options.columns} rows 60; ${argv.map(shellQuote).join(" ")}; ` +
-    `s=$?; echo; echo "@@times"; times; exit $s`;
-  const started = performance.now();
+  const inner = `stty cols ${options.columns} rows 60; ${argv.map(shellQuote).join(" ")}`;
   const output = await new Deno.Command("script", {
     args: ["-q", "-e", "-c", inner, "/dev/null"],
     cwd: root,
@@ -56,22 +47,7 @@ export async function runOnTerminal(
     stdout: "piped",
     stderr: "piped",
   }).output();
-  const wallMs = performance.now() - started;
-  const all = new TextDecoder().decode(output.stdout);
-  const at = all.lastIndexOf("@@times");
-  const raw = at < 0 ? all : all.slice(0, at).replace(/\r?\n\r?\n$/, "\n");
-  return { code: output.code, raw, wallMs, cpuMs: at < 0 ? NaN : cpuOfTimes(all.slice(at)) };
-}
-
-/** The children's user and system time from `times`' second line (`0m1.234s 0m0.100s`), ms. */
-function cpuOfTimes(text: string): number {
-  const lines = text.split(/\r?\n/).filter((l) => /\d+m[\d.]+s/.test(l));
-  const children = lines[1] ?? "";
-  let ms = 0;
-  for (const [, m, s] of children.matchAll(/(\d+)m([\d.]+)s/g)) {
-    ms += Number(m) * 60_000 + Number(s) * 1000;
-  }
-  return ms;
+  return { code: output.code, raw: new TextDecoder().decode(output.stdout) };
 }
 
 /** The screen a terminal shows after `raw`: its rows, and each row it had to wrap. */
