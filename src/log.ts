@@ -2,7 +2,7 @@
  * The one logger: lines on stderr, JSON when stderr is not a terminal, short
  * text when it is. JSON lines carry every field of every event; a text line
  * is what a person needs (an event's `brief`, else its message and fields),
- * cut to the terminal's width. Callers pass ids, counts, codes and durations, never
+ * cut to the terminal's width (folded there when a warning or an error). Callers pass ids, counts, codes and durations, never
  * bodies, `ip`/`device_id` values, keys or credentialed URLs; a setting
  * echoed as given (a queue URL, a connection string) still passes through
  * `redactSecrets` here, the last place every line goes through.
@@ -11,7 +11,7 @@
  */
 
 import { redactSecrets } from "./errors.ts";
-import { fit } from "./ops/human.ts";
+import { fit, fold } from "./ops/human.ts";
 
 /** Severity, least to most. */
 export type Level = "debug" | "info" | "warn" | "error";
@@ -207,11 +207,12 @@ export function createLogger(options: LoggerOptions): Logger {
   const threshold = RANK[options.level];
   const columns = options.columns ??
     (options.write === undefined ? stderrColumns : () => null);
-  // Warnings and errors are not cut: a person must read their fix, and a
-  // wrapped line is better than a cut one there.
-  const cut = (level: Level, line: string) => {
-    const width = RANK[level] >= RANK.warn ? null : columns();
-    return width === null ? line : fit(line, width);
+  // Warnings and errors are folded, not cut: a person must read their fix
+  // whole; rows after the first are indented past the time and level.
+  const cut = (level: Level, line: string, indent: string) => {
+    const width = columns();
+    if (width === null) return line;
+    return RANK[level] >= RANK.warn ? fold(line, width, indent).join("\n") : fit(line, width);
   };
   return {
     log(level, event, message, fields = {}, text) {
@@ -251,7 +252,10 @@ export function createLogger(options: LoggerOptions): Logger {
           ].join(" "),
         ];
       // Cut after redaction: a secret cut short might no longer be recognised.
-      write(bodies.map((body) => cut(level, redactSecrets(`${prefix} ${body}`))).join("\n"));
+      const indent = " ".repeat(prefix.length + 1);
+      write(
+        bodies.map((body) => cut(level, redactSecrets(`${prefix} ${body}`), indent)).join("\n"),
+      );
     },
   };
 }

@@ -44,6 +44,33 @@ export function fit(text: string, width: number): string {
 }
 
 /**
+ * `text` folded at spaces into rows of at most `width` code points, rows
+ * after the first after `indent`; a word longer than a row is broken. For
+ * what must be read whole (a warning's fix) where `fit` would cut it.
+ */
+export function fold(text: string, width: number, indent = ""): string[] {
+  const room = Math.max(1, width - Array.from(indent).length);
+  const rows: string[] = [];
+  let row: string[] = [];
+  const flush = () => {
+    rows.push((rows.length === 0 ? "" : indent) + row.join(""));
+    row = [];
+  };
+  for (const word of text.split(" ")) {
+    const chars = Array.from(word);
+    const limit = () => rows.length === 0 ? width : room;
+    if (row.length > 0 && row.length + 1 + chars.length > limit()) flush();
+    if (row.length > 0) row.push(" ");
+    for (const ch of chars) {
+      if (row.length >= limit()) flush();
+      row.push(ch);
+    }
+  }
+  flush();
+  return rows;
+}
+
+/**
  * `text` shortened in the middle when longer than `head + tail + 1`
  * characters: `qDHqv3…jh34`. The ends are what a person compares two
  * values by; the whole value stays in the database and in JSON output.

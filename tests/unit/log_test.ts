@@ -163,17 +163,24 @@ Deno.test("createLogger() text forms: a brief replaces message and fields, hidde
   });
 });
 
-Deno.test("createLogger() cuts info lines to the terminal's width, never warnings, errors or JSON", () => {
+Deno.test("createLogger() cuts info lines to the terminal's width, folds warnings whole into it, never touches errors' lines or JSON", () => {
   const long = "x".repeat(300);
+  const fix = Array.from({ length: 40 }, (_, i) => `word${i}`).join(" ");
   const text = collect({ format: "text", level: "debug", columns: () => 100 });
   text.logger.log("info", "A", long);
   text.logger.log("debug", "B", "short", { field: long });
-  text.logger.log("warn", "C", long);
+  text.logger.log("warn", "C", fix);
   text.logger.log("error", "RunFailed", "e", {}, { line: `error: ${long}` });
   assert.equal(text.lines[0]?.length, 100);
   assert.ok(text.lines[0]?.endsWith("…"));
   assert.equal(text.lines[1]?.length, 100);
-  assert.ok((text.lines[2]?.length ?? 0) > 300, "a warning keeps its fix");
+  // The warning: every word kept, in order, in rows of at most 100 after the first's prefix.
+  const rows = (text.lines[2] ?? "").split("\n");
+  assert.ok(rows.length > 1);
+  for (const row of rows) assert.ok(row.length <= 100, row);
+  assert.match(rows[0] ?? "", /^\d\d:\d\d:\d\d WARN  word0 /);
+  for (const row of rows.slice(1)) assert.match(row, /^ {15}\S/);
+  assert.equal(rows.map((r, i) => i === 0 ? r.slice(15) : r.trim()).join(" "), fix);
   assert.equal(text.lines[3], `error: ${long}`);
   const json = collect({ format: "json", level: "info", columns: () => 100 });
   json.logger.log("info", "A", long);

@@ -2,7 +2,7 @@
 // times and widths as a person reads them on a terminal.
 
 import assert from "node:assert/strict";
-import { counted, duration, fit, grouped, middle, wrapList } from "../../../src/ops/human.ts";
+import { counted, duration, fit, fold, grouped, middle, wrapList } from "../../../src/ops/human.ts";
 import { shortMask } from "../../../src/commands/_report.ts";
 
 Deno.test("duration() rounds a time to the precision a person uses, with its unit", async (t) => {
@@ -56,4 +56,15 @@ Deno.test("wrapList() fills lines up to the width, after the indent", () => {
     "  bad_version 4",
   ]);
   for (const line of lines) assert.ok(line.length <= 30, line);
+});
+
+Deno.test("fold() keeps every character, rows at most the width, later rows after the indent", () => {
+  assert.deepEqual(fold("short", 10), ["short"]);
+  assert.deepEqual(fold("aaa bbb ccc", 7, "  "), ["aaa bbb", "  ccc"]);
+  // A word longer than a row is broken, not lost.
+  assert.deepEqual(fold("abcdefghij", 4, " "), ["abcd", " efg", " hij"]);
+  const text = "the fix: set PII_HMAC_KEY to a secret of at least 32 bytes";
+  const rows = fold(text, 20, "    ");
+  for (const row of rows) assert.ok(Array.from(row).length <= 20, row);
+  assert.equal(rows.map((r) => r.trim()).join(" "), text);
 });
