@@ -15,13 +15,8 @@
  * @module
  */
 
-import {
-  localhostTls,
-  makeOwnedDir,
-  makePki,
-  startCluster,
-  SUITE_MAJOR,
-} from "../tests/helpers/cluster.ts";
+import { localhostTls, makeOwnedDir, startCluster, SUITE_MAJOR } from "../tests/helpers/cluster.ts";
+import { makePki } from "../tests/helpers/pki.ts";
 
 /** A server's settings, not the suite's disposable ones. */
 const SERVER_SETTINGS: Readonly<Record<string, string>> = {

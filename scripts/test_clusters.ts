@@ -22,11 +22,11 @@ import {
   type Cluster,
   localhostTls,
   makeOwnedDir,
-  makePki,
   missingBuild,
   startCluster,
   sweepLeftovers,
 } from "../tests/helpers/cluster.ts";
+import { makePki } from "../tests/helpers/pki.ts";
 import type { ClusterState, RunState } from "../tests/helpers/majors.ts";
 import postgres from "postgres";
 

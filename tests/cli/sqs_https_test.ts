@@ -10,7 +10,7 @@ import { generateBodies } from "../../src/seed/generate.ts";
 import { drainCli } from "../helpers/drain.ts";
 import { enqueue, freshSchema, reportFigures, startSqs } from "../helpers/services.ts";
 import { TcpProxy } from "../helpers/tcp_proxy.ts";
-import { makeTlsIdentity } from "../helpers/tls_identity.ts";
+import { makeTlsIdentity } from "../helpers/pki.ts";
 
 /** The CA bundle of this machine, where Debian keeps it (empty elsewhere: the test CA alone). */
 const SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";

@@ -19,6 +19,7 @@
  */
 
 import postgres from "postgres";
+import type { TestPki } from "./pki.ts";
 
 const decoder = new TextDecoder();
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -384,101 +385,6 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     await stop();
     throw error;
   }
-}
-
-/** Certificates made with openssl: a CA, a server certificate for localhost, client certificates. */
-export interface TestPki {
-  readonly dir: string;
-  readonly caCert: string;
-  readonly caKey: string;
-  /** The CA's certificate file. */
-  readonly caPath: string;
-  /** Makes a key and a certificate signed by the CA with this CN; the key encrypted when a passphrase is given. */
-  issue(
-    cn: string,
-    options?: { readonly passphrase?: string; readonly san?: string; readonly file?: string },
-  ): Promise<{ cert: string; key: string; certPath: string; keyPath: string }>;
-}
-
-/** A fresh CA in `dir` (removed with the cluster's or by the caller). */
-export async function makePki(dir: string): Promise<TestPki> {
-  const ssl = (args: string[]) => run("openssl", args);
-  await ssl([
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=login-etl throwaway CA",
-    "-keyout",
-    `${dir}/ca.key`,
-    "-out",
-    `${dir}/ca.crt`,
-  ]);
-  return {
-    dir,
-    caCert: await Deno.readTextFile(`${dir}/ca.crt`),
-    caKey: await Deno.readTextFile(`${dir}/ca.key`),
-    caPath: `${dir}/ca.crt`,
-    async issue(cn, options = {}) {
-      const base = `${dir}/${options.file ?? cn.replace(/\W/g, "_")}`;
-      await ssl([
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        `/CN=${cn}`,
-        "-keyout",
-        `${base}.plain.key`,
-        "-out",
-        `${base}.csr`,
-      ]);
-      await Deno.writeTextFile(`${base}.ext`, `subjectAltName=${options.san ?? `DNS:${cn}`}\n`);
-      await ssl([
-        "x509",
-        "-req",
-        "-in",
-        `${base}.csr`,
-        "-CA",
-        `${dir}/ca.crt`,
-        "-CAkey",
-        `${dir}/ca.key`,
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        `${base}.ext`,
-        "-out",
-        `${base}.crt`,
-      ]);
-      if (options.passphrase !== undefined) {
-        await ssl([
-          "pkey",
-          "-in",
-          `${base}.plain.key`,
-          "-aes256",
-          "-passout",
-          `pass:${options.passphrase}`,
-          "-out",
-          `${base}.key`,
-        ]);
-      } else {
-        await Deno.copyFile(`${base}.plain.key`, `${base}.key`);
-      }
-      await Deno.chmod(`${base}.key`, 0o600);
-      return {
-        cert: await Deno.readTextFile(`${base}.crt`),
-        key: await Deno.readTextFile(`${base}.key`),
-        certPath: `${base}.crt`,
-        keyPath: `${base}.key`,
-      };
-    },
-  };
 }
 
 /**

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { makeTlsIdentity, type TlsIdentity } from "./tls_identity.ts";
+import { makeTlsIdentity, type TlsIdentity } from "./pki.ts";
 
 export const root = new URL("../../", import.meta.url).pathname;
 export const SCRIPT = `${root}scripts/install.sh`;

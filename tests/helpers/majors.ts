@@ -24,11 +24,12 @@ import {
   type Cluster,
   localhostTls,
   makeOwnedDir,
-  makePki,
   missingBuild,
   startCluster,
   SUITE_MAJOR,
 } from "./cluster.ts";
+import { makePki } from "./pki.ts";
+import { lacks, tellSkip, type Tool } from "./tools.ts";
 
 /** The majors each `eachMajor.test` runs on. */
 export const MAJORS = [13, 15, 18] as const;
@@ -169,36 +170,19 @@ export interface MajorTestContext {
   readonly pg: PgServer;
 }
 
-/** A program some tests need beyond make and npm, and why it is missing here (null: it is not). */
-export interface Tool {
-  readonly name: string;
-  readonly missing: string | null;
-}
-
-const told = new Set<string>();
-
-/** Says once per process, on stdout, which cases are skipped and why. */
-function tellSkip(what: string, why: string): void {
-  if (told.has(what)) return;
-  told.add(what);
-  // deno-lint-ignore no-console
-  console.log(`Skipping the ${what} cases: ${why}`);
-}
-
 /** Registers `name` once per major; ignored everywhere when `needs` is missing. */
 function testEachMajor(
   name: string,
   fn: (context: MajorTestContext) => Promise<void>,
   needs?: Tool,
 ): void {
-  const missing = needs?.missing ?? null;
-  if (needs !== undefined && missing !== null) tellSkip(needs.name, missing);
+  const missing = needs !== undefined && lacks(needs);
   for (const major of MAJORS) {
     const why = unavailable(major);
     if (why !== null) tellSkip(`PostgreSQL ${major}`, why);
     Deno.test({
       name: `${name} (PostgreSQL ${major})`,
-      ignore: why !== null || missing !== null,
+      ignore: why !== null || missing,
       fn: async (t) => await fn({ t, pg: await pgServer(major) }),
     });
   }

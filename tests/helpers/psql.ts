@@ -6,7 +6,7 @@
  *   transaction, as it must), stopping at the first error, with
  *   `search_path` set to a schema. psql is the one thing the suite needs
  *   beyond make and npm (no npm build of PostgreSQL carries it): where it is
- *   missing, `PSQL.missing` says why, and the cases whose subject is that
+ *   missing, tools.ts's `PSQL` says why, and the cases whose subject is that
  *   path are skipped with one line (`eachMajorWithPsql.test`).
  * - `rolesFiles`: a roles file (sql/roles.sql, an old release's) applied by a
  *   test that needs the roles, not psql: one simple-protocol query through
@@ -16,7 +16,8 @@
  */
 
 import postgres from "postgres";
-import { eachMajor, type Tool } from "./majors.ts";
+import { eachMajor } from "./majors.ts";
+import { PSQL } from "./tools.ts";
 import { DATABASE_URL, stateSchemaOf } from "./services.ts";
 
 /** Where the files go, and what to change in their text first. */
@@ -27,26 +28,8 @@ export interface FileOptions {
   readonly stateSchema?: string;
 }
 
-/** psql, and why its cases cannot run here (null when it is on PATH). */
-export const PSQL: Tool = { name: "psql", missing: await psqlMissing() };
-
 /** `eachMajor` for the cases whose subject is the psql path: skipped, said once, without psql. */
 export const eachMajorWithPsql = eachMajor.needing(PSQL);
-
-async function psqlMissing(): Promise<string | null> {
-  try {
-    const { success } = await new Deno.Command("psql", {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-    })
-      .output();
-    return success ? null : "psql --version failed";
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-    return "psql is not on PATH (the PostgreSQL client: install it to run the cases that apply sql/ files as a DBA does)";
-  }
-}
 
 async function textOf(
   files: readonly (string | URL)[],

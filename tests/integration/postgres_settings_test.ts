@@ -9,34 +9,15 @@ import { loadPgConnection } from "../../src/db/connection.ts";
 import { resolvePgTarget } from "../../src/config/pg_target.ts";
 import { startEmbeddedPostgres } from "../../src/demo/embedded.ts";
 import { ConfigError, DatabaseError } from "../../src/errors.ts";
+import { makePki } from "../helpers/pki.ts";
 import { DATABASE_URL, TEST_CA } from "../helpers/services.ts";
 
 /** The suite server's port, as the refusals name it. */
 const PORT = new URL(DATABASE_URL).port || "5432";
 
-/** A CA certificate that signed nothing the server holds, made with openssl. */
+/** A CA certificate that signed nothing the server holds. */
 async function otherCa(dir: string): Promise<string> {
-  const out = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=not the server's CA",
-      "-keyout",
-      `${dir}/other.key`,
-      "-out",
-      `${dir}/other.crt`,
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  return `${dir}/other.crt`;
+  return (await makePki(dir)).caPath;
 }
 
 /** DATABASE_URL with another host and extra libpq parameters. */

@@ -27,7 +27,8 @@ import {
   rawValuesOf,
   VAULT_SECRET,
 } from "../helpers/pii.ts";
-import { PSQL, psqlFiles, rolesFiles } from "../helpers/psql.ts";
+import { psqlFiles, rolesFiles } from "../helpers/psql.ts";
+import { lacks, PSQL } from "../helpers/tools.ts";
 import {
   enqueue,
   freshSchema,
@@ -473,7 +474,7 @@ eachMajor.test("a second data schema pointed at a state schema that serves anoth
 
   await t.step({
     name: "sql/schema.sql through psql stops at version 6 with the same reason",
-    ignore: PSQL.missing !== null,
+    ignore: lacks(PSQL),
     fn: async () => {
       await assert.rejects(
         psqlFiles(second.schema, [new URL("../../sql/schema.sql", import.meta.url)], {

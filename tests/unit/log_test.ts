@@ -178,7 +178,7 @@ Deno.test("createLogger() cuts info lines to the terminal's width, folds warning
   const rows = (text.lines[2] ?? "").split("\n");
   assert.ok(rows.length > 1);
   for (const row of rows) assert.ok(row.length <= 100, row);
-  assert.match(rows[0] ?? "", /^\d\d:\d\d:\d\d WARN  word0 /);
+  assert.match(rows[0] ?? "", /^\d\d:\d\d:\d\d WARN {2}word0 /);
   for (const row of rows.slice(1)) assert.match(row, /^ {15}\S/);
   assert.equal(rows.map((r, i) => i === 0 ? r.slice(15) : r.trim()).join(" "), fix);
   assert.equal(text.lines[3], `error: ${long}`);

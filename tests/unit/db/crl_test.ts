@@ -8,9 +8,13 @@ import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { certificatesIn, checkRevocation, type Crl, parseCrls } from "../../../src/db/crl.ts";
 import { baseEnv, permissionFlags } from "../../helpers/cli.ts";
+import { lacks, OPENSSL } from "../../helpers/tools.ts";
 
 const root = new URL("../../../", import.meta.url).pathname;
 const DAY_MS = 86_400_000;
+
+/** Every test here makes its lists with openssl: skipped, said once, where it is missing. */
+const withOpenssl = lacks(OPENSSL) ? Deno.test.ignore : Deno.test;
 
 /** Runs openssl with `args`, split at spaces (paths here have none). */
 async function openssl(args: string): Promise<void> {
@@ -134,7 +138,7 @@ interface Case {
   readonly code: string | null;
 }
 
-Deno.test("checkRevocation() follows OpenSSL's CRL check", async (t) => {
+withOpenssl("checkRevocation() follows OpenSSL's CRL check", async (t) => {
   const dir = await Deno.makeTempDir();
   try {
     const ca = await makeCa(`${dir}/a`);
@@ -261,44 +265,47 @@ Deno.test("checkRevocation() follows OpenSSL's CRL check", async (t) => {
   }
 });
 
-Deno.test("checkRevocation() needs a list for every certificate but the root (CRL_CHECK_ALL)", async (t) => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const top = await makeCa(`${dir}/root`, { name: "root-ca" });
-    const mid = await makeCa(`${dir}/int`, { name: "int", parent: top });
-    const leaf = await mid.issue("leaf");
-    const chain = [leaf, mid.cert, top.cert];
-    // As the connection does: the chain itself and the CA bundle may issue.
-    const issuers = [...chain, top.cert];
-    const midList = await mid.crl();
-    const topList = await top.crl();
-    await t.step("the leaf's issuer's list alone is not enough", async () => {
-      assert.deepEqual(
-        await checkRevocation(chain, issuers, await parseCrls(midList), Date.now()),
-        {
-          code: "UNABLE_TO_GET_CRL",
-          message: 'no revocation list from the issuer of "CN=int"',
-        },
-      );
-    });
-    await t.step("both lists, from one PEM file, pass", async () => {
-      const both = await parseCrls(`${midList}${topList}`);
-      assert.equal(both.length, 2);
-      assert.equal(await checkRevocation(chain, issuers, both, Date.now()), null);
-    });
-    await t.step("a revoked intermediate fails, named", async () => {
-      await Deno.copyFile(`${mid.dir}/ca.crt`, `${top.dir}/int.crt`);
-      await top.revoke("int");
-      const lists = await parseCrls(`${midList}${await top.crl()}`);
-      assert.deepEqual(await checkRevocation(chain, issuers, lists, Date.now()), {
-        code: "CERT_REVOKED",
-        message: 'the certificate "CN=int" is revoked',
+withOpenssl(
+  "checkRevocation() needs a list for every certificate but the root (CRL_CHECK_ALL)",
+  async (t) => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const top = await makeCa(`${dir}/root`, { name: "root-ca" });
+      const mid = await makeCa(`${dir}/int`, { name: "int", parent: top });
+      const leaf = await mid.issue("leaf");
+      const chain = [leaf, mid.cert, top.cert];
+      // As the connection does: the chain itself and the CA bundle may issue.
+      const issuers = [...chain, top.cert];
+      const midList = await mid.crl();
+      const topList = await top.crl();
+      await t.step("the leaf's issuer's list alone is not enough", async () => {
+        assert.deepEqual(
+          await checkRevocation(chain, issuers, await parseCrls(midList), Date.now()),
+          {
+            code: "UNABLE_TO_GET_CRL",
+            message: 'no revocation list from the issuer of "CN=int"',
+          },
+        );
       });
-    });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+      await t.step("both lists, from one PEM file, pass", async () => {
+        const both = await parseCrls(`${midList}${topList}`);
+        assert.equal(both.length, 2);
+        assert.equal(await checkRevocation(chain, issuers, both, Date.now()), null);
+      });
+      await t.step("a revoked intermediate fails, named", async () => {
+        await Deno.copyFile(`${mid.dir}/ca.crt`, `${top.dir}/int.crt`);
+        await top.revoke("int");
+        const lists = await parseCrls(`${midList}${await top.crl()}`);
+        assert.deepEqual(await checkRevocation(chain, issuers, lists, Date.now()), {
+          code: "CERT_REVOKED",
+          message: 'the certificate "CN=int" is revoked',
+        });
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
 
 /** A signature algorithm: the CA's key and digests, and extra options for its lists. */
 interface Algorithm {
@@ -312,7 +319,7 @@ interface Algorithm {
   readonly rsa?: true;
 }
 
-Deno.test("checkRevocation() verifies the signature algorithms a CA may use", async (t) => {
+withOpenssl("checkRevocation() verifies the signature algorithms a CA may use", async (t) => {
   const dir = await Deno.makeTempDir();
   try {
     const ec = (curve: string) => `-newkey ec -pkeyopt ec_paramgen_curve:${curve}`;
@@ -370,15 +377,17 @@ Deno.test("checkRevocation() verifies the signature algorithms a CA may use", as
   }
 });
 
-Deno.test("the CRL library loads only when a CRL is configured, and runs under the binary's flags", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const ca = await makeCa(`${dir}/ca`);
-    await Deno.writeTextFile(`${dir}/list.crl`, await ca.crl());
-    // reflect-metadata, which the library needs loaded first, leaves Reflect.getMetadata behind.
-    await Deno.writeTextFile(
-      `${dir}/probe.ts`,
-      `import { loadPgConnection } from "${root}src/db/connection.ts";
+withOpenssl(
+  "the CRL library loads only when a CRL is configured, and runs under the binary's flags",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const ca = await makeCa(`${dir}/ca`);
+      await Deno.writeTextFile(`${dir}/list.crl`, await ca.crl());
+      // reflect-metadata, which the library needs loaded first, leaves Reflect.getMetadata behind.
+      await Deno.writeTextFile(
+        `${dir}/probe.ts`,
+        `import { loadPgConnection } from "${root}src/db/connection.ts";
 import { resolvePgTarget } from "${root}src/config/pg_target.ts";
 const url = "postgres://u@db.invalid/d?sslmode=verify-full&sslrootcert=${dir}/ca/ca.crt";
 const load = (extra: string) =>
@@ -389,21 +398,22 @@ const without = loaded();
 const connection = await load("&sslcrl=${dir}/list.crl");
 console.log(JSON.stringify({ without, with: loaded(), lists: connection.tls.crl?.length }));
 `,
-    );
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", ...permissionFlags(), `--config=${root}deno.json`, `${dir}/probe.ts`],
-      env: { ...baseEnv(), HOME: dir },
-      clearEnv: true,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.ok(out.success, new TextDecoder().decode(out.stderr));
-    assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), {
-      without: false,
-      with: true,
-      lists: 1,
-    });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+      );
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", ...permissionFlags(), `--config=${root}deno.json`, `${dir}/probe.ts`],
+        env: { ...baseEnv(), HOME: dir },
+        clearEnv: true,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), {
+        without: false,
+        with: true,
+        lists: 1,
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
