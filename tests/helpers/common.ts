@@ -51,3 +51,31 @@ export function reportFigures(label: string, figures: object): void {
   // deno-lint-ignore no-console
   console.log(`${label}: ${JSON.stringify(figures)}`);
 }
+
+/**
+ * Runs test files of this checkout (paths from its root) in a child `deno
+ * test` with `filter` and `env` over this process's environment, colour off:
+ * for a test of how the suite itself behaves (what it skips, what it touches).
+ */
+export async function childDenoTest(
+  files: readonly string[],
+  filter: string,
+  env: Readonly<Record<string, string>>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const root = new URL("../../", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "test",
+      "--allow-all",
+      "--no-check",
+      "--filter",
+      filter,
+      ...files.map((f) => `${root}${f}`),
+    ],
+    env: { ...Deno.env.toObject(), NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}

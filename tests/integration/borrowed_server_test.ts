@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { startCluster } from "../helpers/cluster.ts";
+import { childDenoTest } from "../helpers/common.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -46,23 +47,12 @@ Deno.test("a run against a person's server leaves its settings, TLS and password
   const before = await fingerprint(server.url, `${server.dir}/data`);
   assert.equal(before.ssl, "off", "the person's server has TLS off");
 
-  const env = { ...Deno.env.toObject(), DATABASE_URL: server.url, NO_COLOR: "1" };
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "test",
-      "--allow-all",
-      "--no-check",
-      // Not the PGlite case: it brings a server of its own.
-      "--filter",
-      "/^(sslmode keeps|a password file|drain under)/",
-      ...FILES.map((f) => `${root}${f}`),
-    ],
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = decoder.decode(out.stdout);
-  assert.ok(out.success, `${text.slice(-3000)}\n${decoder.decode(out.stderr).slice(-2000)}`);
+  // Not the PGlite case: it brings a server of its own.
+  const out = await childDenoTest(FILES, "/^(sslmode keeps|a password file|drain under)/", {
+    DATABASE_URL: server.url,
+  });
+  const text = out.stdout;
+  assert.equal(out.code, 0, `${text.slice(-3000)}\n${out.stderr.slice(-2000)}`);
   // The TLS cases say why they skip, in one line, and the rest ran.
   assert.match(text, /^Skipping the sslmode cases: the server at DATABASE_URL is not ours/m);
   assert.match(text, /^ok \| 2 passed .*\| 0 failed \| 1 ignored/m);

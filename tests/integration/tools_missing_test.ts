@@ -7,8 +7,7 @@
 // PATH holds every program of ours but those two.
 
 import assert from "node:assert/strict";
-
-const root = new URL("../../", import.meta.url).pathname;
+import { childDenoTest } from "../helpers/common.ts";
 
 /** A directory of links to every program on PATH but `programs`; removed by the caller. */
 async function pathWithout(...programs: string[]): Promise<string> {
@@ -35,22 +34,13 @@ async function pathWithout(...programs: string[]): Promise<string> {
 Deno.test("without psql and openssl on PATH their cases are skipped with one line each saying why, and the files' other cases run", async () => {
   const bin = await pathWithout("psql", "openssl");
   try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "test",
-        "--allow-all",
-        "--no-check",
-        "--filter",
-        "/psql|migrates to the latest version|checkRevocation|CRL library/",
-        `${root}tests/integration/migrate_test.ts`,
-        `${root}tests/unit/db/crl_test.ts`,
-      ],
-      env: { ...Deno.env.toObject(), PATH: bin, NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = new TextDecoder().decode(out.stdout);
-    assert.equal(out.code, 0, stdout + new TextDecoder().decode(out.stderr));
+    const out = await childDenoTest(
+      ["tests/integration/migrate_test.ts", "tests/unit/db/crl_test.ts"],
+      "/psql|migrates to the latest version|checkRevocation|CRL library/",
+      { PATH: bin },
+    );
+    const stdout = out.stdout;
+    assert.equal(out.code, 0, stdout + out.stderr);
     const lines = stdout.split("\n").filter((l) => /^Skipping the (psql|openssl) cases: /.test(l));
     assert.deepEqual(lines.sort(), [
       "Skipping the openssl cases: openssl is not on PATH (install it to run the cases that check revocation lists made by a tool other than the one login-etl reads them with)",
