@@ -52,6 +52,22 @@ Deno.test({
     assert.match(text, /^Rejected, by reason/m);
     assert.match(text, /\| k1:[\w-]{4}…[\w-]{4} +\|/);
     assert.match(screen.rows[screen.rows.length - 1] ?? "", /^Next: `login-etl report` /);
+    // What it loaded, as a person reads it (cli_test's demo case checks the
+    // same in JSON where this test cannot run): every seeded message
+    // received, each inserted or rejected, some rejected, the table holding
+    // what was inserted, and repeated values visible as repeated masks.
+    const number = (pattern: RegExp) =>
+      Number(text.match(pattern)?.[1]?.replaceAll(",", "") ?? NaN);
+    const seeded = number(/^Seeded ([\d,]+) synthetic messages/m);
+    const received = number(/^Drained in .* s: received ([\d,]+),/m);
+    const inserted = number(/, inserted ([\d,]+),/);
+    const rejected = number(/, rejected ([\d,]+),/);
+    assert.ok(seeded > 0, text);
+    assert.equal(received, seeded, text);
+    assert.equal(inserted + rejected, seeded, text);
+    assert.ok(rejected > 0, "the demo's malformed share is rejected");
+    assert.equal(number(/^user_logins: ([\d,]+) rows/m), inserted, text);
+    assert.ok(number(/^Masked IPs occurring more than once: ([\d,]+)/m) > 0, text);
   },
 });
 
