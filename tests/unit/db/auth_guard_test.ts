@@ -12,6 +12,7 @@ import { loadPgConnection } from "../../../src/db/connection.ts";
 import { resolvePgTarget } from "../../../src/config/pg_target.ts";
 import { checkConnection, connect } from "../../../src/db/pool.ts";
 import { DatabaseError } from "../../../src/errors.ts";
+import { makeTlsIdentity } from "../../helpers/pki.ts";
 
 const P = 0x70; // PasswordMessage: a password, a hash or a SASL message
 const sasl = (...mechanisms: string[]) =>
@@ -199,32 +200,10 @@ Deno.test("AuthExchange refuses what libpq refuses, at the step libpq refuses it
   }
 });
 
-/** A key and a self-signed certificate for "localhost", made with openssl. */
+/** A key and a certificate for "localhost" (and its addresses), from a CA made for the test. */
 async function serverIdentity(dir: string): Promise<{ key: string; cert: string }> {
-  const out = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=localhost",
-      "-keyout",
-      `${dir}/k.pem`,
-      "-out",
-      `${dir}/c.pem`,
-    ], // deno-fmt-ignore
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  return {
-    key: await Deno.readTextFile(`${dir}/k.pem`),
-    cert: await Deno.readTextFile(`${dir}/c.pem`),
-  };
+  const { keyPem, certPem } = await makeTlsIdentity(dir);
+  return { key: keyPem, cert: certPem };
 }
 
 /** One backend message: type, length, body. */

@@ -7,35 +7,14 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import tls from "node:tls";
 import { openSocket, type PgEndpoint, type PgTls } from "../../../src/db/socket.ts";
+import { makeTlsIdentity } from "../../helpers/pki.ts";
 
 const SSL_REQUEST = [0, 0, 0, 8, 4, 210, 22, 47];
 
-/** A key and a self-signed certificate for "localhost", made with openssl. */
+/** A key and a certificate for "localhost" (and its addresses), from a CA made for the test. */
 async function serverIdentity(dir: string): Promise<{ key: string; cert: string }> {
-  const out = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=localhost",
-      "-keyout",
-      `${dir}/k.pem`,
-      "-out",
-      `${dir}/c.pem`,
-    ], // deno-fmt-ignore
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  return {
-    key: await Deno.readTextFile(`${dir}/k.pem`),
-    cert: await Deno.readTextFile(`${dir}/c.pem`),
-  };
+  const { keyPem, certPem } = await makeTlsIdentity(dir);
+  return { key: keyPem, cert: certPem };
 }
 
 /** What the stand-in saw of one connection. */
