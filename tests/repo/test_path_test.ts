@@ -3,7 +3,10 @@
 // every file under tests/ and scripts/ the tests run) installs nothing with
 // apt-get, calls no sudo, and runs no ALTER SYSTEM (a test that needs another
 // server configuration starts a cluster with `settings`,
-// tests/helpers/cluster.ts). Each rule is also tried on a planted violation.
+// tests/helpers/cluster.ts). Beyond make and npm it runs psql and openssl only
+// where their cases skip without them (tests/helpers/tools.ts): a file that
+// starts either must use that guard. Each rule is also tried on a planted
+// violation.
 
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -93,7 +96,35 @@ Deno.test("no file under tests/ or scripts/ calls apt-get or sudo or runs ALTER 
   assert.deepEqual(found, []);
 });
 
+/** Files that start psql or openssl without the guard that skips their cases where it is missing. */
+export function unguardedTools(path: string, text: string): string[] {
+  return ["psql", "openssl"].filter((program) =>
+    new RegExp(`Deno\\.Command\\(\\s*"${program}"`).test(text) &&
+    !new RegExp(`\\b(lacks\\(|eachMajorWith|needing\\()|\\b${program.toUpperCase()}\\b`).test(text)
+  ).map((program) =>
+    `${path}: starts ${program} without tools.ts's guard (its cases must skip where it is missing)`
+  );
+}
+
+Deno.test("a file under tests/ or scripts/ that starts psql or openssl skips their cases where it is missing", () => {
+  const found = [...files("tests"), ...files("scripts")]
+    .filter((path) => path !== THIS)
+    .flatMap((path) => unguardedTools(path, readFileSync(join(ROOT, path), "utf8")));
+  assert.deepEqual(found, []);
+});
+
 Deno.test("the rules catch a planted violation in each form", () => {
+  assert.equal(
+    unguardedTools("x.ts", `await new Deno.Command("openssl", { args }).output();`).length,
+    1,
+  );
+  assert.deepEqual(
+    unguardedTools(
+      "x.ts",
+      `const t = lacks(OPENSSL) ? Deno.test.ignore : Deno.test;\nnew Deno.Command("openssl")`,
+    ),
+    [],
+  );
   assert.equal(violations("x.sh", "as_root apt-get install -y postgresql").length, 1);
   assert.equal(violations("x.sh", "sudo install -D server.key").length, 1);
   assert.equal(violations("x.ts", `sql\`alter system set ssl = on\``).length, 1);
