@@ -175,7 +175,10 @@ export function quoteText(text: string): string {
 
 function textValue(value: FieldValue): string {
   if (typeof value === "string") {
-    return /[\s"=\\]/.test(value) || HAS_CONTROL.test(value) ? quoteText(value) : value;
+    // Redacted before it is quoted: a quote before `password=` hides the
+    // keyword from the line's redaction.
+    const safe = redactSecrets(value);
+    return /[\s"=\\]/.test(safe) || HAS_CONTROL.test(safe) ? quoteText(safe) : safe;
   }
   if (Array.isArray(value)) {
     const items = value.map(escapeControl);
@@ -227,7 +230,11 @@ export function createLogger(options: LoggerOptions): Logger {
         };
         for (const [key, value] of Object.entries(fields)) {
           if (value !== undefined) {
-            record[key] = typeof value === "string" ? redactSecrets(value) : value;
+            record[key] = typeof value === "string"
+              ? redactSecrets(value)
+              : Array.isArray(value)
+              ? value.map((item) => typeof item === "string" ? redactSecrets(item) : item)
+              : value;
           }
         }
         write(JSON.stringify(record));

@@ -26,22 +26,37 @@ function readText(url: URL): string | null {
   }
 }
 
+/** A commit id as git writes it (SHA-1 or SHA-256 hex); anything else is not shown. */
+const COMMIT = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
+/** A branch ref inside the git directory: no `..`, nothing but a ref's characters. */
+const REF = /^refs\/(?:[\w.-]+\/)*[\w.-]+$/;
+
 /**
- * The checkout's HEAD commit read from its files (no `git` process: the
- * binary's permissions run none): `.git` may be a directory, or a file
- * naming one (a worktree); a branch's ref may be loose or packed.
+ * The HEAD commit of the checkout whose `.git` is `git`, read from its files
+ * (no `git` process: the binary's permissions run none): `.git` may be a
+ * directory, or a file naming one (a worktree, its path absolute or relative);
+ * a branch's ref may be loose or packed. Null unless what the files hold is a
+ * commit id as git writes it: what is printed is a commit id or `unknown`,
+ * never a file's text (a HEAD naming `../../etc/passwd`, or holding
+ * terminal escapes).
  */
-function checkoutCommit(): string | null {
-  let gitDir = GIT_DIR;
-  const pointer = readText(gitDir);
+export function checkoutCommit(git: URL = GIT_DIR): string | null {
+  const found = readHead(git);
+  return found !== null && COMMIT.test(found) ? found : null;
+}
+
+function readHead(git: URL): string | null {
+  let gitDir = git;
+  const pointer = readText(git);
   if (pointer !== null && pointer.startsWith("gitdir: ")) {
-    gitDir = new URL(`file://${pointer.slice("gitdir: ".length)}`);
+    gitDir = new URL(pointer.slice("gitdir: ".length), git);
   }
   const dir = gitDir.href.endsWith("/") ? gitDir : new URL(`${gitDir.href}/`);
   const head = readText(new URL("HEAD", dir));
   if (head === null) return null;
   if (!head.startsWith("ref: ")) return head;
   const ref = head.slice("ref: ".length);
+  if (!REF.test(ref) || ref.includes("..")) return null;
   // A worktree keeps its refs in the main repository's directory (`commondir`).
   const common = readText(new URL("commondir", dir));
   const refsDir = common === null ? dir : new URL(`${common.replace(/\/?$/, "/")}`, dir);
@@ -58,7 +73,10 @@ function checkoutCommit(): string | null {
 export function buildCommit(): string {
   // A compiled binary reads only what it embedded; from source a stale
   // dist/ of an earlier build must not be taken for this checkout's commit.
-  if (Deno.build.standalone) return readText(BUILD_COMMIT_FILE) ?? "unknown";
+  if (Deno.build.standalone) {
+    const built = readText(BUILD_COMMIT_FILE);
+    return built !== null && COMMIT.test(built.replace(/-dirty$/, "")) ? built : "unknown";
+  }
   const commit = checkoutCommit();
   return commit === null ? "unknown" : `${commit} (source checkout)`;
 }

@@ -28,6 +28,19 @@ const QUEUE_URL_EXAMPLE = "http://localhost:4566/000000000000/login-queue";
 const NO_USERINFO =
   "must not hold a user or password: SQS requests are signed with AWS credentials (AWS_* variables or a profile)";
 
+/**
+ * `url` with its user and password shown as `***`: the refusal of a user or
+ * password must not echo them, whatever characters they hold (a user with
+ * `@`, a password with a space: shapes the echo's pattern-based redaction
+ * does not recognise).
+ */
+function withoutUserinfo(url: URL): string {
+  const bare = new URL(url);
+  bare.username = "";
+  bare.password = "";
+  return bare.href.replace("//", "//***@");
+}
+
 function queueSettings(read: Reader): QueueSettings {
   const { raw, source } = read.lookup("queue-url");
   const queueUrl = String(raw);
@@ -39,7 +52,7 @@ function queueSettings(read: Reader): QueueSettings {
     throw invalid(source, queueUrl, `must be an http(s) URL like ${QUEUE_URL_EXAMPLE}`);
   }
   if (parsed.username !== "" || parsed.password !== "") {
-    throw invalid(source, queueUrl, NO_USERINFO);
+    throw invalid(source, withoutUserinfo(parsed), NO_USERINFO);
   }
   if (parsed.pathname.split("/").filter((s) => s !== "").length < 1) {
     throw invalid(
@@ -79,7 +92,9 @@ function rejectQueueUrl(read: Reader, queueUrl: string): string | null {
   if (parsed === null || !/^https?:$/.test(parsed.protocol) || parsed.pathname.length < 2) {
     throw invalid(source, raw, `must be an SQS queue URL like ${QUEUE_URL_EXAMPLE}`);
   }
-  if (parsed.username !== "" || parsed.password !== "") throw invalid(source, raw, NO_USERINFO);
+  if (parsed.username !== "" || parsed.password !== "") {
+    throw invalid(source, withoutUserinfo(parsed), NO_USERINFO);
+  }
   // Its copies are raw messages, PII and all: never in clear over a network.
   if (parsed.protocol === "http:" && !isLoopbackHost(parsed.hostname)) {
     throw invalid(

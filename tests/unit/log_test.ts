@@ -186,3 +186,20 @@ Deno.test("createLogger() cuts info lines to the terminal's width, folds warning
   json.logger.log("info", "A", long);
   assert.ok((json.lines[0]?.length ?? 0) > 300);
 });
+
+Deno.test("createLogger() hides a secret in any field, quoted in text or inside a list in JSON", () => {
+  const fields = {
+    conn: "password=Hunter2Secret host=db",
+    ssl: "sslpassword=Hunter2Secret",
+    list: ["postgres://u:Hunter2Secret@h/db", "plain"],
+  };
+  const text = collect({ format: "text", level: "info" });
+  text.logger.log("info", "A", "a", fields);
+  const json = collect({ format: "json", level: "info" });
+  json.logger.log("info", "A", "a", fields);
+  for (const line of [...text.lines, ...json.lines]) {
+    assert.doesNotMatch(line, /Hunter2Secret/, line);
+    assert.match(line, /password=\*\*\*/, line);
+  }
+  assert.deepEqual(JSON.parse(json.lines[0] ?? "{}").list, ["postgres://u:***@h/db", "plain"]);
+});
