@@ -30,7 +30,10 @@ const REJECT_WATCH_MS = 1000;
 /** Whether drain draws its progress line: `auto` only when stderr is a terminal. */
 function wantsProgressLine(config: ConsumeConfig): boolean {
   if (config.command !== "drain" || config.progress === "never") return false;
-  return config.progress === "always" || Deno.stderr.isTerminal();
+  if (config.progress === "always") return true;
+  // --dry-run prints its rows on stdout: on the same terminal they would be
+  // glued to the line, which no row write erases first.
+  return Deno.stderr.isTerminal() && !(config.dryRun && Deno.stdout.isTerminal());
 }
 
 function terminalColumns(): number {

@@ -116,3 +116,34 @@ Deno.test({
     for (const raw of ["203.0.113.7", "dev-1"]) assert.ok(!text.includes(raw), raw);
   },
 });
+
+Deno.test({
+  name:
+    "drain --dry-run on a terminal: its rows each a line of their own, no progress line glued to them",
+  ignore,
+  async fn() {
+    await using sqs = await startSqs();
+    const queueUrl = sqs.createQueue();
+    enqueue(sqs, queueUrl, ["not json", "[]", "{}"]);
+    const run = await runOnTerminal([
+      Deno.execPath(),
+      "run",
+      ...permissionFlags(),
+      `${root}src/main.ts`,
+      "drain",
+      "--dry-run",
+      "--queue-url",
+      queueUrl,
+      "--idle-seconds",
+      "1",
+    ], { columns: COLUMNS, env: { PII_HMAC_KEY: TEST_SECRET } });
+    // Rows are JSON here (what --dry-run is for), so not assertReadable.
+    const screen = replay(run.raw, 400);
+    const text = screen.rows.join("\n");
+    assert.equal(run.code, 0, text);
+    const rows = screen.rows.filter((row) => row.includes('"message_id"'));
+    assert.equal(rows.length, 3, text);
+    for (const row of rows) assert.doesNotThrow(() => JSON.parse(row), row);
+    assert.doesNotMatch(text, /\bdone · /, text);
+  },
+});
