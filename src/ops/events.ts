@@ -496,7 +496,9 @@ export const EVENTS: {
     // A terminal keeps the `error: ...` line users and scripts know (and a
     // bug's stack under it); log pipelines get the JSON record.
     text: (e) => ({
-      line: `error: ${escapeControl(e.message)}${e.stack === undefined ? "" : `\n${e.stack}`}`,
+      line: `error: ${escapeControl(e.message)}${
+        e.stack === undefined ? "" : `\n${stackText(e.stack)}`
+      }`,
     }),
   },
   RejectLimitExceeded: {
@@ -833,3 +835,13 @@ export const EVENTS: {
     }),
   },
 };
+
+/**
+ * A bug's stack as a terminal shows it: its head (the error's name and
+ * message, which may hold any text, newlines included) escaped onto one
+ * line, then its frames, a line each, so no message can forge a log line.
+ */
+function stackText(stack: string): string {
+  const at = stack.search(/\n\s+at /);
+  return at < 0 ? escapeControl(stack) : escapeControl(stack.slice(0, at)) + stack.slice(at);
+}

@@ -215,6 +215,21 @@ Deno.test("RunFailed is an error record with code and exit_code in JSON, and tod
     assert.equal(JSON.parse(emit("json", "info", bug)[0] ?? "").stack, bug.stack);
     assert.deepEqual(emit("text", "info", bug), [`error: ${failed.message}\n${bug.stack}`]);
   });
+  await t.step("a message with newlines cannot forge a line through the stack's head", () => {
+    const forged = "x\n12:00:00 INFO  finished 0 messages";
+    const bug = {
+      ...failed,
+      code: "internal",
+      message: forged,
+      stack: `Error: ${forged}\n    at f (a.ts:1:1)`,
+    };
+    const [text] = emit("text", "info", bug);
+    assert.deepEqual(text?.split("\n"), [
+      "error: x\\n12:00:00 INFO  finished 0 messages",
+      "Error: x\\n12:00:00 INFO  finished 0 messages",
+      "    at f (a.ts:1:1)",
+    ]);
+  });
 });
 
 Deno.test("text lines are a person's: times with units, counts grouped, no message ids, start-up summed up", async (t) => {
