@@ -2,7 +2,7 @@
 // permission flags; exit codes, stdout, and one-line stderr messages.
 
 import assert from "node:assert/strict";
-import { hasScript } from "../helpers/screen.ts";
+import { SCRIPT } from "../helpers/tools.ts";
 import { type CliResult, failureLine, permissionFlags, runCli, spawnCli } from "../helpers/cli.ts";
 import { runInProcess } from "../helpers/in_process.ts";
 import {
@@ -542,7 +542,7 @@ Deno.test("demo runs with nothing but Deno, and reports what it loaded", async (
   // only where it cannot run (no `script`) does this pay for a second demo.
   await t.step({
     name: "synthetic data",
-    ignore: hasScript(),
+    ignore: SCRIPT.missing === null,
     fn: async () => {
       const result = await runCli(["demo", "--count", "300", "--seed", "7", "--summary-json"]);
       assert.equal(result.code, 0, result.stderr);

@@ -6,18 +6,13 @@
 import assert from "node:assert/strict";
 import { permissionFlags } from "../helpers/cli.ts";
 import { TEST_SECRET } from "../helpers/common.ts";
-import { hasScript, replay, runOnTerminal, type Screen } from "../helpers/screen.ts";
+import { replay, runOnTerminal, type Screen } from "../helpers/screen.ts";
+import { lacks, SCRIPT } from "../helpers/tools.ts";
 import { DATABASE_URL, enqueue, freshSchema, startSqs } from "../helpers/services.ts";
 
 const COLUMNS = 100;
 const root = new URL("../../", import.meta.url).pathname;
-const ignore = !hasScript();
-if (ignore) {
-  // deno-lint-ignore no-console
-  console.log(
-    "Skipping the terminal screen cases: no `script` (util-linux) on PATH for a pseudo-terminal",
-  );
-}
+const ignore = lacks(SCRIPT);
 
 /** What every screen of ours must be: no wrapped row, no JSON, no command echo, no progress left. */
 function assertReadable(screen: Screen, text: string): void {

@@ -6,16 +6,6 @@ import { baseEnv } from "./cli.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 
-/** Whether `script` (util-linux) is on PATH: the pseudo-terminal these tests need. */
-export function hasScript(): boolean {
-  try {
-    return new Deno.Command("script", { args: ["--version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
-
 /** A command's run on a terminal. */
 export interface TerminalRun {
   readonly code: number;

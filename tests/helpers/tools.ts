@@ -1,7 +1,8 @@
 /**
  * The programs a few tests need beyond make and npm, and whether this
- * machine has them: psql (the DBA's path for sql/ files) and openssl (CRLs
- * from a tool other than the library that reads them). Where one is
+ * machine has them: psql (the DBA's path for sql/ files), openssl (CRLs
+ * from a tool other than the library that reads them) and util-linux
+ * `script` (a pseudo-terminal). Where one is
  * missing, the tests that need it are skipped with one line saying why
  * (`eachMajor.needing`, or `ignore` with `tellMissing`).
  *
@@ -14,35 +15,69 @@ export interface Tool {
   readonly missing: string | null;
 }
 
-/** Whether `name --version`-like `args` runs: null, or why not with what to install. */
-async function missing(name: string, args: string[], install: string): Promise<string | null> {
-  try {
-    const { success } = await new Deno.Command(name, { args, stdout: "null", stderr: "null" })
-      .output();
-    return success ? null : `${name} ${args.join(" ")} failed`;
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-    return `${name} is not on PATH (${install})`;
-  }
+/**
+ * A tool whose absence is worked out on first use, not when a file imports
+ * this: nearly every test file does (through majors.ts) and few need a tool.
+ */
+function tool(name: string, find: () => string | null): Tool {
+  let missing: string | null | undefined;
+  return {
+    name,
+    get missing() {
+      return missing === undefined ? (missing = find()) : missing;
+    },
+  };
 }
 
-export const PSQL: Tool = {
-  name: "psql",
-  missing: await missing(
+/** Null when `name` is an executable file in a PATH directory, else why not and what to install. */
+function onPath(name: string, install: string): () => string | null {
+  return () => {
+    const found = (Deno.env.get("PATH") ?? "").split(":").some((dir) => {
+      try {
+        const info = Deno.statSync(`${dir}/${name}`);
+        return info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0;
+      } catch {
+        return false;
+      }
+    });
+    return found ? null : `${name} is not on PATH (${install})`;
+  };
+}
+
+export const PSQL: Tool = tool(
+  "psql",
+  onPath(
     "psql",
-    ["--version"],
     "the PostgreSQL client: install it to run the cases that apply sql/ files as a DBA does",
   ),
-};
+);
 
-export const OPENSSL: Tool = {
-  name: "openssl",
-  missing: await missing(
+export const OPENSSL: Tool = tool(
+  "openssl",
+  onPath(
     "openssl",
-    ["version"],
     "install it to run the cases that check revocation lists made by a tool other than the one login-etl reads them with",
   ),
-};
+);
+
+/**
+ * util-linux `script`, the pseudo-terminal of the screen tests. Asked for its
+ * version, not just found: BSD `script` (macOS) takes other arguments.
+ */
+export const SCRIPT: Tool = tool("script", () => {
+  try {
+    const { success } = new Deno.Command("script", {
+      args: ["--version"],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    return success
+      ? null
+      : "the script on PATH is not util-linux's (a pseudo-terminal for the screen tests)";
+  } catch {
+    return "script is not on PATH (util-linux: a pseudo-terminal for the screen tests)";
+  }
+});
 
 const told = new Set<string>();
 
