@@ -14,6 +14,23 @@ const COLUMNS = 100;
 const root = new URL("../../", import.meta.url).pathname;
 const ignore = lacks(SCRIPT);
 
+/** `drain` from source with the binary's flags and `args` on a terminal COLUMNS wide, idle after 1 s. */
+function drainOnTerminal(args: readonly string[], env: Record<string, string> = {}) {
+  return runOnTerminal(
+    [
+      Deno.execPath(),
+      "run",
+      ...permissionFlags(),
+      `${root}src/main.ts`,
+      "drain",
+      ...args,
+      "--idle-seconds",
+      "1",
+    ],
+    { columns: COLUMNS, env: { PII_HMAC_KEY: TEST_SECRET, ...env } },
+  );
+}
+
 /** What every screen of ours must be: no wrapped row, no JSON, no command echo, no progress left. */
 function assertReadable(screen: Screen, text: string): void {
   assert.deepEqual(screen.wrapped, [], `rows wider than ${COLUMNS} columns:\n${text}`);
@@ -84,20 +101,7 @@ Deno.test({
         "app_version": "2.3.0",
       }));
     const ids = enqueue(sqs, queueUrl, [...good, "not json", "[]", "{}"]);
-    const run = await runOnTerminal([
-      Deno.execPath(),
-      "run",
-      ...permissionFlags(),
-      `${root}src/main.ts`,
-      "drain",
-      "--queue-url",
-      queueUrl,
-      "--idle-seconds",
-      "1",
-    ], {
-      columns: COLUMNS,
-      env: { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env },
-    });
+    const run = await drainOnTerminal(["--queue-url", queueUrl], { DATABASE_URL, ...db.env });
     const screen = replay(run.raw, COLUMNS);
     const text = screen.rows.join("\n");
     assert.equal(run.code, 0, text);
@@ -120,18 +124,7 @@ Deno.test({
     await using sqs = await startSqs();
     const queueUrl = sqs.createQueue();
     enqueue(sqs, queueUrl, ["not json", "[]", "{}"]);
-    const run = await runOnTerminal([
-      Deno.execPath(),
-      "run",
-      ...permissionFlags(),
-      `${root}src/main.ts`,
-      "drain",
-      "--dry-run",
-      "--queue-url",
-      queueUrl,
-      "--idle-seconds",
-      "1",
-    ], { columns: COLUMNS, env: { PII_HMAC_KEY: TEST_SECRET } });
+    const run = await drainOnTerminal(["--dry-run", "--queue-url", queueUrl]);
     // Rows are JSON here (what --dry-run is for), so not assertReadable.
     const screen = replay(run.raw, 400);
     const text = screen.rows.join("\n");
