@@ -160,10 +160,12 @@ const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:@/]*:)[^\s]*@/gi;
 /**
  * A secret keyword's value, in a libpq keyword/value string or a URL's query:
  * `password=…`, `sslpassword=…`, `oauth_client_secret=…`, quoted or bare (a
- * bare value runs to the next space: libpq allows `&` and `#` in it).
+ * bare value runs to the next space: libpq allows `&` and `#` in it), also
+ * where a message or a log field quotes the string (`"password=…`): a bare
+ * value then takes the closing quote with it, hiding more rather than less.
  */
 const SECRET_KEYWORD =
-  /(^|[\s?&;,])((?:ssl)?password|oauth_client_secret)(\s*=\s*)('(?:\\.|[^'\\])*'?|(?:\\.|[^\s\\])*)/gi;
+  /(^|[\s?&;,"'])((?:ssl)?password|oauth_client_secret)(\s*=\s*)('(?:\\.|[^'\\])*'?|(?:\\.|[^\s\\])*)/gi;
 
 /**
  * The value of an AWS signing parameter in a URL's query: a presigned or

@@ -175,10 +175,7 @@ export function quoteText(text: string): string {
 
 function textValue(value: FieldValue): string {
   if (typeof value === "string") {
-    // Redacted before it is quoted: a quote before `password=` hides the
-    // keyword from the line's redaction.
-    const safe = redactSecrets(value);
-    return /[\s"=\\]/.test(safe) || HAS_CONTROL.test(safe) ? quoteText(safe) : safe;
+    return /[\s"=\\]/.test(value) || HAS_CONTROL.test(value) ? quoteText(value) : value;
   }
   if (Array.isArray(value)) {
     const items = value.map(escapeControl);

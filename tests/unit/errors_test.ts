@@ -28,6 +28,11 @@ Deno.test("redactSecrets() hides the passwords of URLs and of libpq's secret key
       expected: "postgres://u:***@db/prod",
     },
     {
+      name: "a conninfo a message quotes",
+      input: `Invalid value "password=${SECRET} host=db" for x`,
+      expected: 'Invalid value "password=*** host=db" for x',
+    },
+    {
       name: "a password in a URL's query",
       input: `postgres://db/prod?sslmode=require&password=${SECRET}`,
       expected: "postgres://db/prod?sslmode=require&password=***",
