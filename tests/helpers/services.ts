@@ -61,6 +61,11 @@ export const DATABASE_URL: string = suiteServer.url;
  */
 export const TEST_CA: string | undefined = suiteServer.caPath;
 
+/** Why the TLS cases cannot run (a person's server: its TLS is unknown), or null when they can. */
+export const TLS_UNKNOWN: string | null = TEST_CA === undefined
+  ? "the server at DATABASE_URL is not ours, so its TLS is unknown"
+  : null;
+
 /** The test database (or the server at `url`) as a connection, read as the CLI would read DATABASE_URL. */
 export function testConnection(url: string = DATABASE_URL): Promise<PgConnection> {
   return loadPgConnection(resolvePgTarget({ value: url, origin: "DATABASE_URL" }, {}));

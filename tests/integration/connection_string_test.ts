@@ -12,20 +12,14 @@ import { checkConnection, connect, type Sql } from "../../src/db/pool.ts";
 import { loadPgConnection, type PgConnection } from "../../src/db/connection.ts";
 import { resolvePgTarget } from "../../src/config/pg_target.ts";
 import { ConfigError, DatabaseError } from "../../src/errors.ts";
-import { DATABASE_URL, TEST_CA, uniqueName } from "../helpers/services.ts";
+import { DATABASE_URL, TEST_CA, TLS_UNKNOWN, uniqueName } from "../helpers/services.ts";
 import { TcpProxy } from "../helpers/tcp_proxy.ts";
 import { type Cluster, startCluster, TEST_OS_USER } from "../helpers/cluster.ts";
 import { makePki, type TestPki } from "../helpers/pki.ts";
-import { lacks, OPENSSL } from "../helpers/tools.ts";
+import { lacks, OPENSSL, tellSkip } from "../helpers/tools.ts";
 
-/** Why the TLS cases skip: a server named with DATABASE_URL is not ours, so its TLS is unknown. */
-const noTls = TEST_CA === undefined;
-if (noTls) {
-  // deno-lint-ignore no-console
-  console.log(
-    "Skipping the TLS cases: the server at DATABASE_URL is not ours, so its TLS is unknown",
-  );
-}
+const noTls = TLS_UNKNOWN !== null;
+if (TLS_UNKNOWN !== null) tellSkip("TLS", TLS_UNKNOWN);
 const local = new URL(DATABASE_URL);
 const LOCAL_PORT = Number(local.port || 5432);
 const LOCAL_PASSWORD = decodeURIComponent(local.password);

@@ -10,7 +10,8 @@ import { resolvePgTarget } from "../../src/config/pg_target.ts";
 import { startEmbeddedPostgres } from "../../src/demo/embedded.ts";
 import { ConfigError, DatabaseError } from "../../src/errors.ts";
 import { makePki } from "../helpers/pki.ts";
-import { DATABASE_URL, TEST_CA } from "../helpers/services.ts";
+import { DATABASE_URL, TEST_CA, TLS_UNKNOWN } from "../helpers/services.ts";
+import { tellSkip } from "../helpers/tools.ts";
 
 /** The suite server's port, as the refusals name it. */
 const PORT = new URL(DATABASE_URL).port || "5432";
@@ -53,12 +54,7 @@ async function attempt(url: string): Promise<{ ssl: boolean } | { error: string 
   }
 }
 
-if (TEST_CA === undefined) {
-  // deno-lint-ignore no-console
-  console.log(
-    "Skipping the sslmode cases: the server at DATABASE_URL is not ours, so its TLS is unknown",
-  );
-}
+if (TLS_UNKNOWN !== null) tellSkip("sslmode", TLS_UNKNOWN);
 
 Deno.test({
   name: "sslmode keeps libpq's meanings against the suite's server with TLS on",
