@@ -17,7 +17,7 @@ import { type ReferenceMasker, referenceMasker } from "./reference_mask.ts";
 import { type Consumer, startConsumer } from "./consumers.ts";
 import { enqueue, TEST_SECRET, type TestDb, type TestSqs } from "./services.ts";
 import { rolesFiles } from "./psql.ts";
-import { roleNames } from "./role_names.ts";
+import { dropRoles, roleNames } from "./role_names.ts";
 import { migrate } from "../../src/db/schema.ts";
 
 const encoder = new TextEncoder();
@@ -404,15 +404,7 @@ export async function piiRoles(db: TestDb): Promise<PiiRoles> {
   };
   const drop = async () => {
     for (const sql of clients) await sql.end();
-    const names = [...Object.values(users), ...Object.values(groups), analyst];
-    const existing = (await db.sql<{ rolname: string }[]>`
-      SELECT rolname FROM pg_roles WHERE rolname = ANY(${names})`)
-      .map((r) => `"${r.rolname}"`).join(", ");
-    if (existing !== "") {
-      await db.sql.unsafe(`REASSIGN OWNED BY ${existing} TO CURRENT_USER`);
-      await db.sql.unsafe(`DROP OWNED BY ${existing}`);
-      await db.sql.unsafe(`DROP ROLE ${existing}`);
-    }
+    await dropRoles(db.sql, [...Object.values(users), ...Object.values(groups), analyst]);
   };
   try {
     await migrate(db.sql, db.schemas);

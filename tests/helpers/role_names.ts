@@ -7,6 +7,8 @@
  * @module
  */
 
+import type postgres from "postgres";
+
 /** The groups sql/roles.sql creates. */
 const GROUP_PATTERN = /\b(login_etl_owner|login_etl_consumer|pii_recoverer|login_etl_analyst)\b/g;
 
@@ -38,4 +40,18 @@ export function roleNames(): RoleNames {
     },
     rewrite: (text) => text.replace(GROUP_PATTERN, `$1${suffix}`),
   };
+}
+
+/**
+ * Drops those of `names` that exist, with what they own or were granted:
+ * what each test leaves behind of its cluster-wide roles.
+ */
+export async function dropRoles(sql: postgres.Sql, names: readonly string[]): Promise<void> {
+  const existing = (await sql<{ rolname: string }[]>`
+    SELECT rolname FROM pg_roles WHERE rolname = ANY(${names as string[]})`)
+    .map((r) => `"${r.rolname}"`).join(", ");
+  if (existing === "") return;
+  await sql.unsafe(`REASSIGN OWNED BY ${existing} TO CURRENT_USER`);
+  await sql.unsafe(`DROP OWNED BY ${existing}`);
+  await sql.unsafe(`DROP ROLE ${existing}`);
 }

@@ -2,7 +2,7 @@
 // test only, for the state schema tests (tests/integration/state_schema*_test.ts).
 
 import postgres from "postgres";
-import { roleNames } from "./role_names.ts";
+import { dropRoles, roleNames } from "./role_names.ts";
 import type { TestDb } from "./services.ts";
 
 /** A test's groups and logins: see `testRoles`. */
@@ -75,15 +75,7 @@ export function testRoles(db: TestDb): TestRoles {
     },
     async drop() {
       for (const sql of clients) await sql.end();
-      const names = [...Object.values(users), owner, consumer, recoverer, analyst];
-      const existing = (await db.sql<{ rolname: string }[]>`
-        SELECT rolname FROM pg_roles WHERE rolname = ANY(${names})`)
-        .map((r) => `"${r.rolname}"`).join(", ");
-      if (existing !== "") {
-        await db.sql.unsafe(`REASSIGN OWNED BY ${existing} TO CURRENT_USER`);
-        await db.sql.unsafe(`DROP OWNED BY ${existing}`);
-        await db.sql.unsafe(`DROP ROLE ${existing}`);
-      }
+      await dropRoles(db.sql, [...Object.values(users), owner, consumer, recoverer, analyst]);
     },
   };
 }

@@ -9,6 +9,7 @@ import postgres from "postgres";
 import { assertRefused, Cli, cliEnv, drain, hmacKeySet, PEOPLE } from "../../helpers/pii.ts";
 import { freshSchema, startSqs } from "../../helpers/services.ts";
 import { eachMajorWithPsql, psqlFiles } from "../../helpers/psql.ts";
+import { dropRoles } from "../../helpers/role_names.ts";
 import { KEY_REGISTRATIONS_PER_DAY } from "../../../src/db/migrations.ts";
 
 /** A fingerprint's shape (22 base64url characters) that matches no secret. */
@@ -347,14 +348,7 @@ eachMajorWithPsql.test("a consumer registers key ids only through login_etl_regi
       const roles = [consumerUser, ownerUser, ...racerUsers, owner, consumer].concat(
         ["pii_recoverer", "login_etl_analyst"].map((g) => g + suffix),
       );
-      const existing = (await admin<{ rolname: string }[]>`
-        SELECT rolname FROM pg_roles WHERE rolname = ANY(${roles})`)
-        .map((r) => `"${r.rolname}"`).join(", ");
-      if (existing !== "") {
-        await admin.unsafe(`REASSIGN OWNED BY ${existing} TO CURRENT_USER`);
-        await admin.unsafe(`DROP OWNED BY ${existing}`);
-        await admin.unsafe(`DROP ROLE ${existing}`);
-      }
+      await dropRoles(admin, roles);
     } finally {
       await admin.end();
     }

@@ -20,6 +20,7 @@ import {
 } from "../../helpers/pii.ts";
 import { freshSchema, reportFigures, startSqs, TEST_SECRET } from "../../helpers/services.ts";
 import { eachMajorWithPsql, psqlFiles } from "../../helpers/psql.ts";
+import { dropRoles } from "../../helpers/role_names.ts";
 
 const TABLE_PRIVILEGES = [
   "SELECT",
@@ -515,8 +516,7 @@ eachMajorWithPsql.test("with sql/roles.sql the consumer and recoverer have no pr
     for (const sql of clients) await sql.end();
     const admin = postgres(db.url, { max: 1, onnotice: () => {} });
     try {
-      const existing = (await admin<{ rolname: string }[]>`
-        SELECT rolname FROM pg_roles WHERE rolname = ANY(${[
+      await dropRoles(admin, [
         consumerUser,
         recovererUser,
         ownerUser,
@@ -526,12 +526,7 @@ eachMajorWithPsql.test("with sql/roles.sql the consumer and recoverer have no pr
         consumer,
         recoverer,
         analyst,
-      ]})`).map((r) => `"${r.rolname}"`).join(", ");
-      if (existing !== "") {
-        await admin.unsafe(`REASSIGN OWNED BY ${existing} TO CURRENT_USER`);
-        await admin.unsafe(`DROP OWNED BY ${existing}`);
-        await admin.unsafe(`DROP ROLE ${existing}`);
-      }
+      ]);
     } finally {
       await admin.end();
     }
