@@ -1,11 +1,41 @@
 // Shared by the fault tests of tests/reliability/faults_*_test.ts (split so
 // that no one file bounds a parallel run): loading a queue with generated
-// logins, counting the ledger of a schema that may not exist yet, polling
-// until a condition holds, and reading a consumer's JSON log.
+// logins, a migrated schema behind a slowed Postgres, counting the ledger of
+// a schema that may not exist yet, polling until a condition holds, and
+// reading a consumer's JSON log.
 
+import { migrate } from "../../src/db/schema.ts";
 import { generateBodies } from "../../src/seed/generate.ts";
 import { delay } from "./consumers.ts";
-import { enqueue, type TestSqs } from "./services.ts";
+import { DATABASE_URL, enqueue, freshSchema, type TestDb, type TestSqs } from "./services.ts";
+import { targetOf, TcpProxy, viaProxy } from "./tcp_proxy.ts";
+
+/** A test schema, and a URL of its server through a proxy that delays every packet. */
+export interface SlowedDb extends AsyncDisposable {
+  readonly db: TestDb;
+  /** DATABASE_URL through the proxy. */
+  readonly slowUrl: string;
+}
+
+/**
+ * A migrated schema, and a proxy to its server delaying every packet by
+ * `delayMs`. Migrated first, as in production: through the proxy the
+ * migrations alone took most of a minute, and the faults are in the writes.
+ */
+export async function slowedDb(delayMs: number): Promise<SlowedDb> {
+  const db = await freshSchema();
+  await migrate(db.sql, db);
+  const proxy = TcpProxy.start(targetOf(DATABASE_URL));
+  proxy.delayMs = delayMs;
+  return {
+    db,
+    slowUrl: viaProxy(DATABASE_URL, proxy),
+    async [Symbol.asyncDispose]() {
+      await proxy[Symbol.asyncDispose]();
+      await db[Symbol.asyncDispose]();
+    },
+  };
+}
 
 /** Sends `count` generated logins (2 % invalid) and returns each one's id and body. */
 export function load(

@@ -3,26 +3,15 @@
 // faults_race_test.ts so two jobs run the two long cases.)
 
 import assert from "node:assert/strict";
-import { migrate } from "../../src/db/schema.ts";
 import { checkLanded, delay, drainUntilEmpty, startConsumer } from "../helpers/consumers.ts";
-import { load, waitFor } from "../helpers/faults.ts";
-import { targetOf, TcpProxy, viaProxy } from "../helpers/tcp_proxy.ts";
-import {
-  DATABASE_URL,
-  freshSchema,
-  reportFigures,
-  startSqs,
-  TEST_SECRET,
-} from "../helpers/services.ts";
+import { load, slowedDb, waitFor } from "../helpers/faults.ts";
+import { DATABASE_URL, reportFigures, startSqs, TEST_SECRET } from "../helpers/services.ts";
 
 Deno.test("a consumer frozen with SIGSTOP for twice the visibility timeout while another works writes no row twice", async () => {
   await using sqs = await startSqs();
-  await using db = await freshSchema();
-  // The schema is in place beforehand, as in production: start-up through the
-  // slowed proxy below would otherwise spend its time on the migrations.
-  await migrate(db.sql, db);
-  await using pg = TcpProxy.start(targetOf(DATABASE_URL));
-  pg.delayMs = 150; // slow the first consumer's commits so it is caught holding messages
+  // The first consumer's commits slowed, so it is caught holding messages.
+  await using slowed = await slowedDb(150);
+  const { db } = slowed;
   const queueUrl = sqs.createQueue({ VisibilityTimeout: "2" });
   const sent = load(sqs, queueUrl, 2_000, 5);
   const env = { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env };
@@ -35,7 +24,7 @@ Deno.test("a consumer frozen with SIGSTOP for twice the visibility timeout while
     "500",
   ], {
     ...env,
-    DATABASE_URL: viaProxy(DATABASE_URL, pg),
+    DATABASE_URL: slowed.slowUrl,
   });
   await waitFor(
     () => sqs.counts(queueUrl).inFlight > 0,

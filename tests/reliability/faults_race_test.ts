@@ -3,30 +3,19 @@
 // SIGSTOP while another works: faults_frozen_test.ts.)
 
 import assert from "node:assert/strict";
-import { migrate } from "../../src/db/schema.ts";
 import { checkLanded, drainUntilEmpty, startConsumer } from "../helpers/consumers.ts";
-import { ledgerCount, load, waitFor } from "../helpers/faults.ts";
-import { targetOf, TcpProxy, viaProxy } from "../helpers/tcp_proxy.ts";
-import {
-  DATABASE_URL,
-  freshSchema,
-  reportFigures,
-  startSqs,
-  TEST_SECRET,
-} from "../helpers/services.ts";
+import { ledgerCount, load, slowedDb, waitFor } from "../helpers/faults.ts";
+import { DATABASE_URL, reportFigures, startSqs, TEST_SECRET } from "../helpers/services.ts";
 
 Deno.test("four consumers on one queue with a 1 s visibility timeout and slowed commits write no row twice", async () => {
   await using sqs = await startSqs();
-  await using db = await freshSchema();
-  // Migrated first, as the SIGSTOP test does: through the 250 ms proxy the
-  // migrations alone took most of a minute, and the race is in the writes.
-  await migrate(db.sql, db);
-  await using pg = TcpProxy.start(targetOf(DATABASE_URL));
-  pg.delayMs = 250; // every packet to and from Postgres waits: commits outlast the visibility timeout
+  // Every packet to and from Postgres waits: commits outlast the visibility timeout.
+  await using slowed = await slowedDb(250);
+  const { db } = slowed;
   const queueUrl = sqs.createQueue({ VisibilityTimeout: "1" });
   const env = {
     PII_HMAC_KEY: TEST_SECRET,
-    DATABASE_URL: viaProxy(DATABASE_URL, pg),
+    DATABASE_URL: slowed.slowUrl,
     ...db.env,
   };
   // `run` keeps all four polling until the queue is done, so they really race.
