@@ -17,6 +17,13 @@ LOCAL_DENO := $(TOOLS)/node_modules/.bin/deno
 DENO ?= $(shell command -v deno 2>/dev/null || echo $(LOCAL_DENO))
 export DENO_NO_UPDATE_CHECK := 1
 
+# Deno fetches npm packages over many connections at once, each with its own
+# name lookup. Resolvers that drop some of a burst of parallel queries (seen
+# on the CI machines) make glibc wait its default 5 s before asking again:
+# an empty DENO_DIR took 26 to 30 s to fill, with RES_OPTIONS below 10 s (same
+# run, docs/testing.md). A RES_OPTIONS of your own wins; glibc only reads it.
+export RES_OPTIONS ?= timeout:1 attempts:5
+
 # The binary's permission and V8 flags live in one place, the `etl` task of
 # deno.json; `make build` compiles with exactly those and the CLI tests run
 # with them.
