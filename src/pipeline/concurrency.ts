@@ -11,18 +11,23 @@
  * loops help only while there is more to receive (receives come back full),
  * somewhere to put it (the buffer is not full: Postgres sets the pace), and
  * CPU to handle it (the process's CPU time per wall second, and how late the
- * event loop runs a timer). And a step up must pay: the interval after it
- * must bring at least a tenth of the receives the step promised, or it is
- * undone. That is what catches a CPU shared with other processes (the
- * emulator and Postgres on a developer's machine), where the process's own
- * CPU time looks spare. An empty receive says the queue is drained: loops
- * fall to the floor. A saturated CPU says more loops cannot help, so growth
+ * event loop runs a timer). While those hold, loops first multiply (slow
+ * start): by as much as the spare CPU could carry, 2 to 4 times, since CPU
+ * per receive holds as loops grow. A multiplying step stays unless the
+ * receives fell after it; once slow start is over, a gentle step must pay:
+ * bring at least a tenth of the receives it promised, or it is undone. That
+ * is what catches a CPU shared with other processes (the emulator and
+ * Postgres on a developer's machine), where the process's own CPU time looks
+ * spare. Every step is judged on the better of the two intervals after it:
+ * the first alone may be the new loops' warm-up, or a pause of the whole
+ * machine, common in a run's first second (figures in docs/performance.md).
+ * An empty receive says the queue is drained: loops fall to the floor. A saturated CPU says more loops cannot help, so growth
  * is undone, but never below the start: loops cost CPU per receive, not per
  * loop, and the start value was the fixed default a busy CPU kept busy at
  * 0 ms.
  *
  * Hysteresis: growth and shrinking have thresholds apart (a band between
- * holds), growth doubles only until the first shrink (or undone step) and
+ * holds), growth multiplies only until the first shrink (or undone step) and
  * then steps gently, and no growth follows a shrink for a few intervals.
  *
  * @module
@@ -59,11 +64,13 @@ const CPU_SHRINK = 0.95;
 const LAG_GROW_MS = 15;
 const LAG_SHRINK_MS = 50;
 /**
- * Share of the receives a step up promised that the next interval must
- * bring. Small: past a few dozen loops at 25 ms, doubling them brought a
+ * Share of the receives a gentle step up promised that an interval after it
+ * must bring. Small: past a few dozen loops at 25 ms, doubling them brought a
  * fifth more (issue 21's figures in docs/performance.md), still worth having.
  */
 const GAIN_SHARE = 0.1;
+/** Share of its receives a step of slow start may lose before it is undone. */
+const HARM_SHARE = 0.2;
 /** Intervals after a shrink in which the loops do not grow. */
 const COOLDOWN = 4;
 /**
@@ -89,12 +96,21 @@ export type ChangeReason = "full" | "empty" | "cpu" | "no_gain";
 /** The controller's state between decisions. */
 export interface ControllerState {
   readonly loops: number;
-  /** True until the first shrink: growth doubles. */
+  /** True until the first shrink: growth multiplies. */
   readonly slowStart: boolean;
   /** Intervals left in which growth waits after a shrink. */
   readonly cooldown: number;
-  /** After a step up: the loops and receives before it, to check the step paid. */
-  readonly stepFrom: { readonly loops: number; readonly receives: number } | null;
+  /**
+   * After a step up: the loops and receives before it, to check the step
+   * paid, and the receives of the first interval after it (null until that
+   * interval is over): a step is judged on the better of the two intervals
+   * after it.
+   */
+  readonly stepFrom: {
+    readonly loops: number;
+    readonly receives: number;
+    readonly firstAfter: number | null;
+  } | null;
   /** The cooldown the next undone step gets. */
   readonly retryAfter: number;
 }
@@ -144,6 +160,23 @@ function idleEnough(o: ConcurrencyObservation, options: ControllerOptions): bool
 }
 
 /**
+ * The receives an interval after a step up must bring for the step to stay.
+ * Multiplying (slow start): not a fifth fewer than before it: a step that
+ * brings nothing costs no throughput (with the CPU shared, 64 loops moved
+ * as much as 8: docs/performance.md), while undoing it for a pause of the
+ * whole machine leaves half the speed unused at 10 ms and more. A gentle step after
+ * that: a tenth of what it promised, since receives scale with the loops
+ * while the network is what limits them.
+ */
+function needed(
+  state: ControllerState,
+  from: { readonly loops: number; readonly receives: number },
+): number {
+  if (state.slowStart) return (1 - HARM_SHARE) * from.receives;
+  return from.receives * (1 + GAIN_SHARE * (state.loops / from.loops - 1));
+}
+
+/**
  * The loop count after one interval. An interval with no receive back
  * proves nothing and holds (a long poll on an idle queue takes its whole
  * wait).
@@ -174,12 +207,14 @@ export function decide(
     return shrinkTo(Math.max(floor, state.loops * 0.75), "cpu");
   }
   const from = state.stepFrom;
-  if (from !== null) {
-    // Receives scale with loops while the network is what limits them.
-    const promised = from.receives * (state.loops / from.loops - 1);
-    if (o.receives < from.receives + GAIN_SHARE * promised) {
-      return shrinkTo(from.loops, "no_gain", state.retryAfter);
-    }
+  if (from !== null && Math.max(from.firstAfter ?? 0, o.receives) < needed(state, from)) {
+    // Judged on the better of the two intervals after the step: one alone
+    // may be the new loops' warm-up, or a pause of the whole machine.
+    if (from.firstAfter !== null) return shrinkTo(from.loops, "no_gain", state.retryAfter);
+    return {
+      state: { ...state, cooldown, stepFrom: { ...from, firstAfter: o.receives } },
+      reason: null,
+    };
   }
   // A step that paid: the next undone one waits the least again.
   const retryAfter = from === null ? state.retryAfter : RETRY_AFTER;
@@ -187,7 +222,12 @@ export function decide(
   const grow = state.cooldown === 0 && o.blocked === 0 &&
     o.full >= FULL_SHARE * o.receives && idleEnough(o, options);
   if (!grow) return keep;
-  const step = state.slowStart ? state.loops : Math.max(1, Math.ceil(state.loops / 8));
+  // While multiplying: by as much as the spare CPU could carry, 2 to
+  // 4 times (the CPU a receive costs holds as loops grow).
+  const spare = (CPU_GROW * options.cpus) / Math.max(o.cpuPerSecond, 0.01);
+  const step = state.slowStart
+    ? state.loops * (Math.min(4, Math.max(2, spare)) - 1)
+    : Math.max(1, Math.ceil(state.loops / 8));
   const next = clamp(state.loops + step, options);
   if (next === state.loops) return keep;
   return {
@@ -195,7 +235,7 @@ export function decide(
       ...state,
       loops: next,
       cooldown,
-      stepFrom: { loops: state.loops, receives: o.receives },
+      stepFrom: { loops: state.loops, receives: o.receives, firstAfter: null },
       retryAfter,
     },
     reason: "full",

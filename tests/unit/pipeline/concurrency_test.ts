@@ -53,9 +53,23 @@ Deno.test("decide(): one interval's observation, one decision", async (t) => {
     reason: string | null;
   }[] = [
     {
-      name: "full receives, idle CPU: doubles in slow start",
+      name: "full receives, idle CPU: four times the loops in slow start",
       from: state(8),
       seen: seen(),
+      loops: 32,
+      reason: "full",
+    },
+    {
+      name: "full receives, a third of the CPU used: three times, what the spare CPU could carry",
+      from: state(8),
+      seen: seen({ cpuPerSecond: 0.5 }),
+      loops: 24,
+      reason: "full",
+    },
+    {
+      name: "full receives, CPU to spare but less than for twice as many: still doubles",
+      from: state(8),
+      seen: seen({ cpuPerSecond: 1.2 }),
       loops: 16,
       reason: "full",
     },
@@ -172,25 +186,62 @@ Deno.test("decide(): one interval's observation, one decision", async (t) => {
       reason: null,
     },
     {
-      name: "a step up that brought its share of receives: grows on",
-      from: state(16, { stepFrom: { loops: 8, receives: 100 } }),
-      seen: seen({ receives: 110, full: 110 }),
+      name: "slow start: a step that brought no more receives stays, and loops grow on",
+      from: state(16, { stepFrom: { loops: 8, receives: 100, firstAfter: null } }),
+      seen: seen({ receives: 100, full: 100, cpuPerSecond: 1 }),
       loops: 32,
       reason: "full",
     },
     {
-      name: "a step up that brought too few receives: undone",
-      from: state(16, { stepFrom: { loops: 8, receives: 100 } }),
-      seen: seen({ receives: 109, full: 109 }),
+      name: "slow start: a fifth fewer receives after a step waits for a second interval",
+      from: state(16, { stepFrom: { loops: 8, receives: 100, firstAfter: null } }),
+      seen: seen({ receives: 79, full: 79 }),
+      loops: 16,
+      reason: null,
+    },
+    {
+      name: "slow start: a fifth fewer in both intervals after a step: undone",
+      from: state(16, { stepFrom: { loops: 8, receives: 100, firstAfter: 60 } }),
+      seen: seen({ receives: 79, full: 79 }),
       loops: 8,
       reason: "no_gain",
     },
     {
-      name: "a gentle step judged by its own size",
-      from: state(36, { slowStart: false, stepFrom: { loops: 32, receives: 320 } }),
+      name: "slow start: the second interval makes up for the first: grows on",
+      from: state(16, { stepFrom: { loops: 8, receives: 100, firstAfter: 60 } }),
+      seen: seen({ receives: 80, full: 80, cpuPerSecond: 1 }),
+      loops: 32,
+      reason: "full",
+    },
+    {
+      name: "a gentle step judged by its own size: a tenth of what it promised pays",
+      from: state(36, {
+        slowStart: false,
+        stepFrom: { loops: 32, receives: 320, firstAfter: null },
+      }),
       seen: seen({ receives: 324, full: 324 }),
       loops: 41,
       reason: "full",
+    },
+    {
+      name: "a gentle step short of it: waits for a second interval",
+      from: state(36, {
+        slowStart: false,
+        stepFrom: { loops: 32, receives: 320, firstAfter: null },
+      }),
+      seen: seen({ receives: 323, full: 323 }),
+      loops: 36,
+      reason: null,
+    },
+    {
+      name: "a gentle step short of it twice: undone",
+      from: state(36, {
+        slowStart: false,
+        stepFrom: { loops: 32, receives: 320, firstAfter: 320 },
+      }),
+      seen: seen({ receives: 323, full: 323 }),
+      loops: 32,
+      reason: "no_gain",
     },
     {
       name: "in the cooldown after a shrink: holds",
@@ -222,16 +273,57 @@ Deno.test("decide(): after a shrink, no growth for four intervals, then gentle s
   assert.deepEqual(counts, [48, 48, 48, 48, 54, 61]);
 });
 
-Deno.test("decide(): a step that does not pay is undone, and tried again ever less often", () => {
+Deno.test("decide(): after slow start, a step that does not pay is undone, and tried again ever less often", () => {
   // The same receives however many loops: the limit is not the network.
-  let s = initialState(OPTIONS);
+  let s = state(32, { slowStart: false });
   const changes: string[] = [];
-  for (let i = 0; i < 120; i++) {
+  for (let i = 0; i < 200; i++) {
     const d = decide(s, seen({ receives: 100, full: 100 }), OPTIONS);
     if (d.reason !== null) changes.push(`${i}:${d.state.loops}`);
     s = d.state;
   }
-  assert.deepEqual(changes, ["0:16", "1:8", "12:9", "13:8", "34:9", "35:8", "76:9", "77:8"]);
+  // Each try is judged on the two intervals after it; the waits between
+  // tries double (10, 20, 40, 80 intervals).
+  assert.deepEqual(changes, [
+    "0:36",
+    "2:32",
+    "13:36",
+    "15:32",
+    "36:36",
+    "38:32",
+    "79:36",
+    "81:32",
+    "162:36",
+    "164:32",
+  ]);
+});
+
+Deno.test("decide(): in slow start, loops the receives do not punish climb to the ceiling and stay", () => {
+  // The same receives however many loops, CPU to spare: more loops cost
+  // nothing a run can see, so the climb is not undone.
+  let s = initialState(OPTIONS);
+  const path: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    s = decide(s, seen({ receives: 100, full: 100, cpuPerSecond: 1 }), OPTIONS).state;
+    path.push(s.loops);
+  }
+  assert.deepEqual(path.slice(0, 4), [16, 32, 64, 128]);
+  assert.ok(path.slice(3).every((loops) => loops === AUTO_CEILING));
+});
+
+Deno.test("decide(): in slow start, a climb that costs receives is undone once both intervals after it show it", () => {
+  // Receives peak at 32 loops and fall by a third beyond (a saturated peer).
+  const receivesAt = (loops: number) => (loops <= 32 ? loops * 5 : 160 * 0.66);
+  let s = initialState(OPTIONS);
+  const changes: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    const r = Math.round(receivesAt(s.loops));
+    const d = decide(s, seen({ receives: r, full: r, cpuPerSecond: 1 }), OPTIONS);
+    if (d.reason !== null) changes.push(`${d.state.loops} ${d.reason}`);
+    s = d.state;
+  }
+  assert.deepEqual(changes, ["16 full", "32 full", "64 full", "32 no_gain"]);
+  assert.equal(s.slowStart, false, "an undone step ends slow start");
 });
 
 Deno.test("decide(): the CPU threshold scales with the CPUs the process may use", () => {
