@@ -23,6 +23,7 @@
 
 import { generateBodies } from "../src/seed/generate.ts";
 import { call, load } from "./sqs_json.ts";
+import { capacityTable, type ContenderMedians } from "./capacity.ts";
 import { DelayProxy, type DelayStats, halfEachWay, targetOf, throughProxy } from "./delay_proxy.ts";
 import {
   countRows,
@@ -288,8 +289,14 @@ try {
   );
   const full = N >= 20_000 && ROUNDS >= 3 && [0, 2, 10, 25].every((r) => RTTS.includes(r));
   const docs = Deno.env.get("BENCH_DOCS");
-  if (docs === "1" || (docs !== "0" && full)) await writeDocs(result, tables, full);
-  else say("\n(docs/performance.md left alone: not a full run; BENCH_DOCS=1 writes it anyway)");
+  if (docs === "1" || (docs !== "0" && full)) {
+    await writeDocs(result, tables, full);
+    await writeCapacity(result.summary);
+  } else {
+    say(
+      "\n(docs/performance.md and docs/scaling.md left alone: not a full run; BENCH_DOCS=1 writes them anyway)",
+    );
+  }
 } finally {
   for (const proxy of proxies) await proxy[Symbol.asyncDispose]();
   await fauxqs.stop();
@@ -424,6 +431,32 @@ async function writeDocs(
   await Deno.writeTextFile(
     path,
     doc.replace(/<!-- bench-latency:start -->[\s\S]*<!-- bench-latency:end -->/, block),
+  );
+  await new Deno.Command(Deno.execPath(), { args: ["fmt", path] }).output();
+}
+
+/** Rewrites docs/scaling.md's capacity table from the run's summaries (bench/capacity.ts). */
+async function writeCapacity(
+  summary: readonly {
+    readonly "sqs_rtt_ms": number;
+    readonly contenders: readonly ContenderMedians[];
+  }[],
+): Promise<void> {
+  const path = `${root}docs/scaling.md`;
+  const doc = await Deno.readTextFile(path);
+  if (!doc.includes("<!-- capacity:start -->")) {
+    throw new Error("docs/scaling.md has no capacity markers");
+  }
+  const block = [
+    "<!-- capacity:start -->",
+    "",
+    ...capacityTable(summary),
+    "",
+    "<!-- capacity:end -->",
+  ];
+  await Deno.writeTextFile(
+    path,
+    doc.replace(/<!-- capacity:start -->[\s\S]*<!-- capacity:end -->/, block.join("\n")),
   );
   await new Deno.Command(Deno.execPath(), { args: ["fmt", path] }).output();
 }

@@ -1,20 +1,20 @@
 // docs/scaling.md's capacity table is arithmetic on the last full make bench
 // (bench/results/latency-latest.json): each row's measured rate and CPU are
 // the bench's medians for drain with default settings, and the pod figures
-// follow from them. A new bench run without a new table fails here.
+// follow from them (bench/capacity.ts, which make bench writes the table
+// with). A bench run whose table was not written fails here.
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { capacityRow, type ContenderMedians } from "../../bench/capacity.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
-interface Contender {
-  readonly id: string;
-  readonly "median_msgs_per_s": number;
-  readonly "median_cpu_s_per_10k": number;
-}
 interface Results {
-  readonly summary: readonly { readonly "sqs_rtt_ms": number; readonly contenders: Contender[] }[];
+  readonly summary: readonly {
+    readonly "sqs_rtt_ms": number;
+    readonly contenders: ContenderMedians[];
+  }[];
 }
 
 /** The table's rows, as written: every cell of each row between the markers. */
@@ -27,22 +27,6 @@ function tableRows(doc: string): string[][] {
     .map((l) => l.split("|").slice(1, -1).map((c) => c.trim()));
 }
 
-/** What a row must say for one bench summary. */
-export function expectedRow(rtt: number, drain: Contender): string[] {
-  const rate = drain.median_msgs_per_s;
-  const cpu = drain.median_cpu_s_per_10k;
-  const pod = Math.min(rate, Math.floor(10_000 / cpu));
-  const n = (x: number) => x.toLocaleString("en-US");
-  return [
-    `${rtt} ms`,
-    n(rate),
-    String(cpu),
-    String(Math.round(rate * cpu / 100) / 100),
-    n(pod),
-    ...[1_000, 10_000, 100_000].map((target) => String(Math.ceil(target / pod))),
-  ];
-}
-
 Deno.test("docs/scaling.md's capacity table follows from the last full make bench", () => {
   const results = JSON.parse(
     readFileSync(`${ROOT}bench/results/latency-latest.json`, "utf8"),
@@ -52,18 +36,18 @@ Deno.test("docs/scaling.md's capacity table follows from the last full make benc
   results.summary.forEach((summary, i) => {
     const drain = summary.contenders.find((c) => c.id === "drain");
     assert.ok(drain !== undefined, `drain at ${summary.sqs_rtt_ms} ms`);
-    assert.deepEqual(rows[i], expectedRow(summary.sqs_rtt_ms, drain));
+    assert.deepEqual(rows[i], capacityRow(summary.sqs_rtt_ms, drain));
   });
 });
 
 Deno.test("the capacity arithmetic: CPU caps a pod at one core, and pods round up", () => {
-  const drain = (rate: number, cpu: number): Contender => ({
+  const drain = (rate: number, cpu: number): ContenderMedians => ({
     id: "drain",
     "median_msgs_per_s": rate,
     "median_cpu_s_per_10k": cpu,
   });
   // 5,000 msg/s at 2.5 CPU-s per 10k needs 1.25 cores: one core caps it at 4,000.
-  assert.deepEqual(expectedRow(10, drain(5_000, 2.5)), [
+  assert.deepEqual(capacityRow(10, drain(5_000, 2.5)), [
     "10 ms",
     "5,000",
     "2.5",
@@ -74,5 +58,5 @@ Deno.test("the capacity arithmetic: CPU caps a pod at one core, and pods round u
     "25",
   ]);
   // Under a core: the measured rate stands.
-  assert.equal(expectedRow(0, drain(3_000, 2))[4], "3,000");
+  assert.equal(capacityRow(0, drain(3_000, 2))[4], "3,000");
 });
