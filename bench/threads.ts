@@ -146,6 +146,11 @@ try {
         .toFixed(1)
     } µs/msg`,
   );
+  // With --log-level debug among the drain flags: the loops `auto` went through.
+  const loops = stderr.split("\n").filter((l) => l.includes('"ConcurrencyChanged"'))
+    .map((l) => JSON.parse(l) as { to: number; reason: string })
+    .map((e) => `${e.to}${e.reason === "full" || e.reason === "start" ? "" : ` (${e.reason})`}`);
+  if (loops.length > 0) console.log(`  receive loops: ${loops.join(", ")}`);
   const field = (name: string) =>
     Math.round(Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(atPeak)?.[1]) / 1024);
   console.log(
