@@ -16,9 +16,12 @@
  * 10,000 messages of each contender's process tree (from its "ready" line or
  * drain's RunStarted to its exit, so start-up is not counted; the emulator,
  * Postgres and the proxies are not in the tree). Prints the tables and one
- * JSON line, writes bench/results/latency-latest.json, and, for a full run
- * (BENCH_N ≥ 20,000, 3 rounds or more, RTTs 0, 2, 10 and 25) or
- * BENCH_DOCS=1, the tables into docs/performance.md (BENCH_DOCS=0 never).
+ * JSON line, writes bench/results/latency-<date>.json, and, for a full run
+ * (BENCH_N ≥ 20,000, 3 rounds or more, RTTs 0, 2, 10 and 25, every
+ * contender) latency-latest.json; for a full run or BENCH_DOCS=1, the tables
+ * into docs/performance.md and docs/scaling.md (BENCH_DOCS=0 never).
+ * BENCH_CONTENDERS (ids: stock8, stock32, drain, drain8 ..., peer) runs only
+ * those.
  */
 
 import { generateBodies } from "../src/seed/generate.ts";
@@ -57,7 +60,7 @@ interface Contender {
   readonly loops: number | null;
 }
 
-const CONTENDERS: readonly Contender[] = [
+const ALL_CONTENDERS: readonly Contender[] = [
   { id: "stock8", label: "stock SDK loop, 8 loops", kind: "stock", loops: 8 },
   { id: "stock32", label: "stock SDK loop, 32 loops", kind: "stock", loops: 32 },
   { id: "drain", label: "drain, default settings", kind: "drain", loops: null },
@@ -69,6 +72,14 @@ const CONTENDERS: readonly Contender[] = [
   })),
   { id: "peer", label: "sqs-consumer + pg peer", kind: "peer", loops: null },
 ];
+/** BENCH_CONTENDERS (ids, e.g. `stock8,drain,drain64`) narrows a run to those; a full run has them all. */
+const ONLY = Deno.env.get("BENCH_CONTENDERS")?.split(",").map((id) => id.trim());
+const CONTENDERS = ONLY === undefined
+  ? ALL_CONTENDERS
+  : ALL_CONTENDERS.filter((c) => ONLY.includes(c.id));
+if (CONTENDERS.length === 0) {
+  throw new Error(`BENCH_CONTENDERS names none of ${ALL_CONTENDERS.map((c) => c.id).join(", ")}`);
+}
 
 /** One contender's run. */
 interface Run {
@@ -282,12 +293,14 @@ try {
   // deno-lint-ignore no-console
   console.log(json);
   await Deno.mkdir(`${root}bench/results`, { recursive: true });
-  await Deno.writeTextFile(`${root}bench/results/latency-latest.json`, json + "\n");
+  const full = N >= 20_000 && ROUNDS >= 3 && [0, 2, 10, 25].every((r) => RTTS.includes(r)) &&
+    CONTENDERS === ALL_CONTENDERS;
+  // latency-latest.json is the last full run: docs/scaling.md's table follows from it.
+  if (full) await Deno.writeTextFile(`${root}bench/results/latency-latest.json`, json + "\n");
   await Deno.writeTextFile(
     `${root}bench/results/latency-${result.date.replaceAll(":", "-")}.json`,
     json + "\n",
   );
-  const full = N >= 20_000 && ROUNDS >= 3 && [0, 2, 10, 25].every((r) => RTTS.includes(r));
   const docs = Deno.env.get("BENCH_DOCS");
   if (docs === "1" || (docs !== "0" && full)) {
     await writeDocs(result, tables, full);
@@ -308,9 +321,9 @@ function summarize(rtt: number, r: Runs) {
   const cpus = (id: string) => (r[id] ?? []).map((x) => per10k(x.cpu_ms));
   /** Same-round ratios of a to b, each round. */
   const ratios = (a: readonly number[], b: readonly number[]) => a.map((x, i) => round2(x / b[i]!));
-  const fixed = CONCURRENCIES.map((c) => `drain${c}`);
+  const fixed = CONCURRENCIES.map((c) => `drain${c}`).filter((id) => rates(id).length > 0);
   // In each round, the best fixed concurrency and the default's ratio to it.
-  const best = rates("drain").map((_, i) => {
+  const best = (fixed.length === 0 ? [] : rates("drain")).map((_, i) => {
     const [id, rate] = fixed.map((f) => [f, rates(f)[i]!] as const)
       .reduce((a, b) => (b[1] > a[1] ? b : a));
     return { id, rate };
@@ -351,18 +364,17 @@ function summarize(rtt: number, r: Runs) {
 
 /** The tables docs/performance.md shows. */
 function markdown(summary: readonly ReturnType<typeof summarize>[]): string[] {
-  const of = (s: ReturnType<typeof summarize>, id: string) =>
-    s.contenders.find((c) => c.id === id)!;
+  /** A contender's median rate; NaN (printed as –) when BENCH_CONTENDERS left it out. */
+  const rateOf = (s: ReturnType<typeof summarize>, id: string) =>
+    s.contenders.find((c) => c.id === id)?.median_msgs_per_s ?? NaN;
   const lines = [
     "| SQS RTT | stock SDK, 8 loops | stock SDK, 32 loops | drain, defaults | best fixed `--concurrency` (each round) | peer | drain / stock 8 | drain / stock 32 | drain / best fixed | drain / peer |",
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ...summary.map((s) =>
-      `| ${s.sqs_rtt_ms} ms | ${fmt(of(s, "stock8").median_msgs_per_s)} | ${
-        fmt(of(s, "stock32").median_msgs_per_s)
-      } | ${fmt(of(s, "drain").median_msgs_per_s)} | ${
-        s.best_fixed_each_round.map((id) => id.replace("drain", "")).join(" / ")
-      } | ${
-        fmt(of(s, "peer").median_msgs_per_s)
+      `| ${s.sqs_rtt_ms} ms | ${fmt(rateOf(s, "stock8"))} | ${fmt(rateOf(s, "stock32"))} | ${
+        fmt(rateOf(s, "drain"))
+      } | ${s.best_fixed_each_round.map((id) => id.replace("drain", "")).join(" / ")} | ${
+        fmt(rateOf(s, "peer"))
       } | ${s.drain_to_stock8} | ${s.drain_to_stock32} | ${s.drain_to_best_fixed} | ${s.drain_to_peer} |`
     ),
     "",
