@@ -44,7 +44,7 @@ export function isMask(text: string): text is Masked {
 }
 
 /** Distinct values a `Masker` remembers the masks of; about 3 MB at IPv4/serial sizes. */
-const CACHE_LIMIT = 20_000;
+export const CACHE_LIMIT = 20_000;
 
 /**
  * Most Web Crypto signs a `Masker` has in flight at once. Each sign in
@@ -68,6 +68,15 @@ export class Masker {
    * to the crypto thread pool; oldest entries go first when it is full.
    */
   readonly #recent = new Map<string, Masked>();
+  /**
+   * The keys of `#recent` in the order they came, as a ring: when it is full
+   * the oldest slot is dropped from `#recent` and reused. Asking the Map for
+   * its oldest key (`keys().next()`) walks past every entry deleted since
+   * the table last compacted, so at the limit each new mask cost more the
+   * longer a run went (docs/performance.md#the-mask-cache).
+   */
+  readonly #order: string[] = [];
+  #oldest = 0;
   #signing = 0;
   readonly #waiting: (() => void)[] = [];
 
@@ -109,13 +118,20 @@ export class Masker {
     }
     const mac = await this.#sign(this.#subkeys.get(field) as CryptoKey, encoder.encode(value));
     const masked = `${this.keyId}:${base64url(mac)}` as Masked;
-    if (cacheable) {
-      if (this.#recent.size >= CACHE_LIMIT) {
-        this.#recent.delete(this.#recent.keys().next().value as string);
-      }
-      this.#recent.set(key, masked);
-    }
+    if (cacheable && !this.#recent.has(key)) this.#remember(key, masked);
     return masked;
+  }
+
+  /** Caches `masked` under `key`, dropping the oldest entry once `CACHE_LIMIT` are held. */
+  #remember(key: string, masked: Masked): void {
+    if (this.#order.length < CACHE_LIMIT) {
+      this.#order.push(key);
+    } else {
+      this.#recent.delete(this.#order[this.#oldest] as string);
+      this.#order[this.#oldest] = key;
+      this.#oldest = (this.#oldest + 1) % CACHE_LIMIT;
+    }
+    this.#recent.set(key, masked);
   }
 
   /** One Web Crypto sign, waiting while `SIGNS_IN_FLIGHT` are already in flight. */

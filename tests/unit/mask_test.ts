@@ -1,7 +1,7 @@
 // Unit tests of src/mask.ts: Masker determinism, separation and format, and secrets read from key files.
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Masker, type MaskField } from "../../src/mask.ts";
+import { CACHE_LIMIT, Masker, type MaskField } from "../../src/mask.ts";
 import { currentSecret, type KeyFormat, loadKeySet } from "../../src/pii/keyring.ts";
 import type { KeySource } from "../../src/secret.ts";
 import { referenceMasker } from "../helpers/reference_mask.ts";
@@ -392,4 +392,38 @@ Deno.test("loadHmacSecret() gives a key file and PII_HMAC_KEY of one secret the 
     assert.equal(fromFile.fingerprint, fromEnv.fingerprint);
     assert.equal(await fromFile.mask("ip", "1.2.3.4"), await fromEnv.mask("ip", "1.2.3.4"));
   });
+});
+
+Deno.test("the mask cache past its limit: the newest CACHE_LIMIT values answer without a sign, older ones are signed again to the same mask", async () => {
+  const secret = encoder.encode("login-etl cache limit test secret, 32+ b");
+  const masker = await Masker.create(new Secret(secret, "s"), "k1");
+  const reference = referenceMasker(secret, "k1");
+  const extra = 5;
+  // Two fields share the cache: ips and device ids alternate, as in a batch.
+  const values = Array.from({ length: CACHE_LIMIT + extra }, (_, i) => ({
+    field: (i % 2 === 0 ? "ip" : "device_id") as MaskField,
+    text: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+  }));
+  const sign = crypto.subtle.sign;
+  let signs = 0;
+  crypto.subtle.sign = function (...args: Parameters<typeof sign>) {
+    signs++;
+    return sign.apply(this, args);
+  };
+  try {
+    // One at a time, so the cache takes them in this order.
+    const first: string[] = [];
+    for (const v of values) first.push(await masker.mask(v.field, v.text));
+    assert.equal(signs, values.length, "every distinct value signed once");
+    signs = 0;
+    const newest = values.slice(extra);
+    assert.deepEqual(await masker.maskAll(newest), first.slice(extra));
+    assert.equal(signs, 0, "the newest CACHE_LIMIT values come from the cache");
+    const oldest = values.slice(0, extra);
+    assert.deepEqual(await masker.maskAll(oldest), first.slice(0, extra));
+    assert.equal(signs, extra, "the oldest were dropped and are signed again");
+    assert.deepEqual(first, values.map((v) => reference.mask(v.field, v.text)));
+  } finally {
+    crypto.subtle.sign = sign;
+  }
 });
