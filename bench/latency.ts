@@ -72,7 +72,10 @@ const ALL_CONTENDERS: readonly Contender[] = [
   })),
   { id: "peer", label: "sqs-consumer + pg peer", kind: "peer", loops: null },
 ];
-/** BENCH_CONTENDERS (ids, e.g. `stock8,drain,drain64`) narrows a run to those; a full run has them all. */
+/**
+ * BENCH_CONTENDERS (ids, e.g. `stock8,drain,drain64`) narrows a run to
+ * those; a full run has them all.
+ */
 const ONLY = Deno.env.get("BENCH_CONTENDERS")?.split(",").map((id) => id.trim());
 const CONTENDERS = ONLY === undefined
   ? ALL_CONTENDERS
@@ -307,7 +310,8 @@ try {
     await writeCapacity(result.summary);
   } else {
     say(
-      "\n(docs/performance.md and docs/scaling.md left alone: not a full run; BENCH_DOCS=1 writes them anyway)",
+      "\n(docs/performance.md and docs/scaling.md left alone: not a full run;" +
+        " BENCH_DOCS=1 writes them anyway)",
     );
   }
 } finally {

@@ -21,10 +21,10 @@
  * spare. Every step is judged on the better of the two intervals after it:
  * the first alone may be the new loops' warm-up, or a pause of the whole
  * machine, common in a run's first second (figures in docs/performance.md).
- * An empty receive says the queue is drained: loops fall to the floor. A saturated CPU says more loops cannot help, so growth
- * is undone, but never below the start: loops cost CPU per receive, not per
- * loop, and the start value was the fixed default a busy CPU kept busy at
- * 0 ms.
+ * An empty receive says the queue is drained: loops fall to the floor. A
+ * saturated CPU says more loops cannot help, so growth is undone, but never
+ * below the start: loops cost CPU per receive, not per loop, and the start
+ * value was the fixed default a busy CPU kept busy at 0 ms.
  *
  * Hysteresis: growth and shrinking have thresholds apart (a band between
  * holds), growth multiplies only until the first shrink (or undone step) and
@@ -164,9 +164,9 @@ function idleEnough(o: ConcurrencyObservation, options: ControllerOptions): bool
  * Multiplying (slow start): not a fifth fewer than before it: a step that
  * brings nothing costs no throughput (with the CPU shared, 64 loops moved
  * as much as 8: docs/performance.md), while undoing it for a pause of the
- * whole machine leaves half the speed unused at 10 ms and more. A gentle step after
- * that: a tenth of what it promised, since receives scale with the loops
- * while the network is what limits them.
+ * whole machine leaves half the speed unused at 10 ms and more. A gentle
+ * step after that: a tenth of what it promised, since receives scale with
+ * the loops while the network is what limits them.
  */
 function needed(
   state: ControllerState,
