@@ -239,7 +239,7 @@ export interface Sink {
  * decides on it; the ConcurrencyChanged event carries it).
  */
 export interface ConcurrencyObservation {
-  /** Receives that came back in the interval (intervals are all `DECIDE_MS` long). */
+  /** Receives that came back in the interval. */
   readonly receives: number;
   /** Of those, the ones that brought as many messages as they asked for. */
   readonly full: number;
@@ -251,4 +251,6 @@ export interface ConcurrencyObservation {
   readonly cpuPerSecond: number;
   /** Mean lateness of a periodic timer in the interval, ms: how busy the event loop is. */
   readonly lagMs: number;
+  /** How long the interval was, ms: the first is shorter, and timers run late. */
+  readonly intervalMs: number;
 }

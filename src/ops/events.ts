@@ -689,6 +689,7 @@ export const EVENTS: {
         blocked: e.seen.blocked,
         cpu_per_s: Math.round(e.seen.cpuPerSecond * 100) / 100,
         lag_ms: whole(e.seen.lagMs),
+        interval_ms: whole(e.seen.intervalMs),
       }),
     }),
     count: (c, e) => {

@@ -52,6 +52,13 @@ export const AUTO_CEILING = 128;
  * of receives at 25 ms round trips.
  */
 export const DECIDE_MS = 250;
+/**
+ * When `auto` first decides, ms: half an interval, since a drain of a few
+ * seconds climbs in its first second, and by then even at 25 ms round trips
+ * the starting loops have had some thirty receives. Receives are compared
+ * per `DECIDE_MS` (`perInterval`), so a short interval weighs the same.
+ */
+export const FIRST_DECIDE_MS = DECIDE_MS / 2;
 
 /** Share of receives that must come back full for growth. */
 const FULL_SHARE = 0.9;
@@ -103,8 +110,8 @@ export interface ControllerState {
   /**
    * After a step up: the loops and receives before it, to check the step
    * paid, and the receives of the first interval after it (null until that
-   * interval is over): a step is judged on the better of the two intervals
-   * after it.
+   * interval is over), each per `DECIDE_MS`: a step is judged on the better
+   * of the two intervals after it.
    */
   readonly stepFrom: {
     readonly loops: number;
@@ -159,8 +166,14 @@ function idleEnough(o: ConcurrencyObservation, options: ControllerOptions): bool
   return o.cpuPerSecond < CPU_GROW * options.cpus && o.lagMs < LAG_GROW_MS;
 }
 
+/** The interval's receives scaled to `DECIDE_MS`: intervals differ in length. */
+function perInterval(o: ConcurrencyObservation): number {
+  return (o.receives * DECIDE_MS) / Math.max(1, o.intervalMs);
+}
+
 /**
- * The receives an interval after a step up must bring for the step to stay.
+ * The receives an interval after a step up must bring for the step to stay
+ * (per `DECIDE_MS`).
  * Multiplying (slow start): not a fifth fewer than before it: a step that
  * brings nothing costs no throughput (with the CPU shared, 64 loops moved
  * as much as 8: docs/performance.md), while undoing it for a pause of the
@@ -207,12 +220,13 @@ export function decide(
     return shrinkTo(Math.max(floor, state.loops * 0.75), "cpu");
   }
   const from = state.stepFrom;
-  if (from !== null && Math.max(from.firstAfter ?? 0, o.receives) < needed(state, from)) {
+  const receives = perInterval(o);
+  if (from !== null && Math.max(from.firstAfter ?? 0, receives) < needed(state, from)) {
     // Judged on the better of the two intervals after the step: one alone
     // may be the new loops' warm-up, or a pause of the whole machine.
     if (from.firstAfter !== null) return shrinkTo(from.loops, "no_gain", state.retryAfter);
     return {
-      state: { ...state, cooldown, stepFrom: { ...from, firstAfter: o.receives } },
+      state: { ...state, cooldown, stepFrom: { ...from, firstAfter: receives } },
       reason: null,
     };
   }
@@ -235,7 +249,7 @@ export function decide(
       ...state,
       loops: next,
       cooldown,
-      stepFrom: { loops: state.loops, receives: o.receives, firstAfter: null },
+      stepFrom: { loops: state.loops, receives, firstAfter: null },
       retryAfter,
     },
     reason: "full",

@@ -19,6 +19,8 @@ export interface LoadSample {
   readonly cpuPerSecond: number;
   /** Mean lateness of the probe timer since the last sample, ms. */
   readonly lagMs: number;
+  /** Wall time since the last sample, ms. */
+  readonly intervalMs: number;
 }
 
 /** A running probe; `sample()` reads and restarts the interval, `stop()` ends it. */
@@ -52,6 +54,7 @@ export class LoadProbe {
     const sample = {
       cpuPerSecond: (cpu - this.#cpuSince) / wall,
       lagMs: this.#lateCount === 0 ? 0 : this.#lateSum / this.#lateCount,
+      intervalMs: wall,
     };
     this.#since = t;
     this.#cpuSince = cpu;

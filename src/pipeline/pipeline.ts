@@ -25,6 +25,7 @@ import {
   type ControllerState,
   decide,
   DECIDE_MS,
+  FIRST_DECIDE_MS,
   initialState,
 } from "./concurrency.ts";
 import { LoadProbe } from "./load.ts";
@@ -394,12 +395,17 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
   };
   armDeadline();
   const probe = auto === null ? null : new LoadProbe(now);
-  const deciding = probe === null ? undefined : setInterval(() => decideLoops(probe), DECIDE_MS);
+  let deciding: ReturnType<typeof setInterval> | undefined;
+  const firstDecision = probe === null ? undefined : setTimeout(() => {
+    decideLoops(probe);
+    deciding = setInterval(() => decideLoops(probe), DECIDE_MS);
+  }, FIRST_DECIDE_MS);
   try {
     const flushing = flusher();
     setTarget(startLoops, "start");
     if (running === 0) loopsDone();
     await allLoopsDone;
+    clearTimeout(firstDecision);
     clearInterval(deciding);
     setTarget(0, "done");
     receiversDone = true;
@@ -408,6 +414,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     while (tasks.size > 0) await Promise.all([...tasks]);
   } finally {
     clearInterval(beat);
+    clearTimeout(firstDecision);
     clearInterval(deciding);
     probe?.stop();
     clearTimeout(deadlineTimer);

@@ -87,7 +87,15 @@ const SAMPLES: { readonly [K in EventType]: Extract<TelemetryEvent, { type: K }>
     from: 8,
     to: 16,
     reason: "full",
-    seen: { receives: 90, full: 90, empty: 0, blocked: 0, cpuPerSecond: 0.6123, lagMs: 3.51 },
+    seen: {
+      receives: 90,
+      full: 90,
+      empty: 0,
+      blocked: 0,
+      cpuPerSecond: 0.6123,
+      lagMs: 3.51,
+      intervalMs: 251.37,
+    },
   },
   SqsProtocolSwitched: { type: "SqsProtocolSwitched", protocol: "query", reason: "asked" },
   SentTimestampMissing: { type: "SentTimestampMissing", receivedAtMs: 1_790_000_000_123.456 },
@@ -174,6 +182,7 @@ Deno.test("every event's duration fields are whole milliseconds or seconds in JS
       "RunFinished.duration_ms",
       "RunFinished.active_ms",
       "ConcurrencyChanged.lag_ms",
+      "ConcurrencyChanged.interval_ms",
     ]
   ) assert.ok(durations.has(field), `no ${field} in the lines`);
 });

@@ -11,6 +11,7 @@ import {
   autoOptions,
   type ControllerState,
   decide,
+  DECIDE_MS,
   initialState,
   mostLoops,
 } from "../../../src/pipeline/concurrency.ts";
@@ -27,6 +28,7 @@ function seen(changes: Partial<Observation> = {}): Observation {
     blocked: 0,
     cpuPerSecond: 0.2,
     lagMs: 1,
+    intervalMs: DECIDE_MS,
     ...changes,
   };
 }
@@ -214,6 +216,13 @@ Deno.test("decide(): one interval's observation, one decision", async (t) => {
       reason: "full",
     },
     {
+      name: "receives are compared per interval: half as many in half the time is no fewer",
+      from: state(16, { stepFrom: { loops: 8, receives: 100, firstAfter: null } }),
+      seen: seen({ receives: 50, full: 50, intervalMs: DECIDE_MS / 2, cpuPerSecond: 1 }),
+      loops: 32,
+      reason: "full",
+    },
+    {
       name: "a gentle step judged by its own size: a tenth of what it promised pays",
       from: state(36, {
         slowStart: false,
@@ -341,6 +350,7 @@ const observation = fc.record({
   blocked: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 50 })),
   cpuPerSecond: fc.double({ min: 0, max: 4, noNaN: true }),
   lagMs: fc.double({ min: 0, max: 200, noNaN: true }),
+  intervalMs: fc.double({ min: 1, max: 1000, noNaN: true }),
 }).map((o): Observation => {
   const full = Math.floor(o.receives * o.fullShare);
   const empty = Math.floor((o.receives - full) * o.emptyShare);
@@ -351,6 +361,7 @@ const observation = fc.record({
     blocked: o.blocked,
     cpuPerSecond: o.cpuPerSecond,
     lagMs: o.lagMs,
+    intervalMs: o.intervalMs,
   };
 });
 
