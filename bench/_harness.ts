@@ -208,3 +208,25 @@ export async function machine(): Promise<Record<string, string | number>> {
     postgres: String(pg?.v ?? "?"),
   };
 }
+
+/**
+ * Replaces what lies between `<!-- name:start -->` and `<!-- name:end -->`
+ * in the repository's `doc` (e.g. `docs/performance.md`) with `lines`, then
+ * formats the page as `deno fmt` would.
+ */
+export async function rewriteDocBlock(
+  doc: string,
+  name: string,
+  lines: readonly string[],
+): Promise<void> {
+  const path = `${root}${doc}`;
+  const text = await Deno.readTextFile(path);
+  const start = `<!-- ${name}:start -->`;
+  const end = `<!-- ${name}:end -->`;
+  const from = text.indexOf(start);
+  const to = text.indexOf(end);
+  if (from < 0 || to < from) throw new Error(`${doc} has no ${start} … ${end} markers`);
+  const block = [start, "", ...lines, "", end].join("\n");
+  await Deno.writeTextFile(path, text.slice(0, from) + block + text.slice(to + end.length));
+  await new Deno.Command(Deno.execPath(), { args: ["fmt", path] }).output();
+}

@@ -38,6 +38,7 @@ import {
   loginEtl,
   machine,
   processCpuMs,
+  rewriteDocBlock,
   say,
   startFauxqs,
   stateSchemaOf,
@@ -395,12 +396,8 @@ async function writeDocs(
   },
   table: readonly string[],
 ): Promise<void> {
-  const path = `${root}docs/performance.md`;
-  const doc = await Deno.readTextFile(path);
   const m = result.machine;
-  const block = [
-    "<!-- bench:start -->",
-    "",
+  await rewriteDocBlock("docs/performance.md", "bench", [
     `Last full run of \`make bench-loopback\`, ${
       result.date.slice(0, 10)
     }, on ${m.cpu} (${m.cores} cores), Deno ${m.deno}, Postgres ${m.postgres} on the same machine; ${
@@ -408,10 +405,5 @@ async function writeDocs(
     } messages a contender, ${result.rounds} interleaved rounds, default settings (\`bench/results/latest.json\`):`,
     "",
     ...table,
-    "",
-    "<!-- bench:end -->",
-  ].join("\n");
-  const updated = doc.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, block);
-  await Deno.writeTextFile(path, updated);
-  await new Deno.Command(Deno.execPath(), { args: ["fmt", path] }).output();
+  ]);
 }

@@ -37,13 +37,14 @@ export function capacityRow(rtt: number, drain: ContenderMedians): string[] {
   ];
 }
 
+/** One round trip's part of a latency summary (bench/results/latency-latest.json). */
+export interface RttSummary {
+  readonly "sqs_rtt_ms": number;
+  readonly contenders: readonly ContenderMedians[];
+}
+
 /** The table for a bench's summaries, one row per round trip, as markdown lines. */
-export function capacityTable(
-  summary: readonly {
-    readonly "sqs_rtt_ms": number;
-    readonly contenders: readonly ContenderMedians[];
-  }[],
-): string[] {
+export function capacityTable(summary: readonly RttSummary[]): string[] {
   return [
     ...CAPACITY_HEADER,
     ...summary.map((s) => {

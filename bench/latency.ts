@@ -26,7 +26,7 @@
 
 import { generateBodies } from "../src/seed/generate.ts";
 import { call, load } from "./sqs_json.ts";
-import { capacityTable, type ContenderMedians } from "./capacity.ts";
+import { capacityTable } from "./capacity.ts";
 import { DelayProxy, type DelayStats, halfEachWay, targetOf, throughProxy } from "./delay_proxy.ts";
 import {
   countRows,
@@ -35,6 +35,7 @@ import {
   loginEtl,
   machine,
   reapedChildrenCpuMs,
+  rewriteDocBlock,
   say,
   startFauxqs,
   statCpuMs,
@@ -307,7 +308,8 @@ try {
   const docs = Deno.env.get("BENCH_DOCS");
   if (docs === "1" || (docs !== "0" && full)) {
     await writeDocs(result, tables, full);
-    await writeCapacity(result.summary);
+    // docs/scaling.md's capacity table follows from the same summaries.
+    await rewriteDocBlock("docs/scaling.md", "capacity", capacityTable(result.summary));
   } else {
     say(
       "\n(docs/performance.md and docs/scaling.md left alone: not a full run;" +
@@ -425,12 +427,8 @@ async function writeDocs(
   tables: readonly string[],
   full: boolean,
 ): Promise<void> {
-  const path = `${root}docs/performance.md`;
-  const doc = await Deno.readTextFile(path);
   const m = result.machine;
-  const block = [
-    "<!-- bench-latency:start -->",
-    "",
+  await rewriteDocBlock("docs/performance.md", "bench-latency", [
     `${full ? "Last full run" : "A partial run (BENCH_DOCS=1)"} of \`make bench\`, ${
       result.date.slice(0, 10)
     }, on ${m.cpu} (${m.cores} cores), Deno ${m.deno}, Postgres ${m.postgres} on the same machine; ${
@@ -438,41 +436,5 @@ async function writeDocs(
     } messages a contender, ${result.rounds} interleaved round(s), Postgres behind ${PG_RTT} ms (\`bench/results/latency-latest.json\`):`,
     "",
     ...tables,
-    "",
-    "<!-- bench-latency:end -->",
-  ].join("\n");
-  if (!doc.includes("<!-- bench-latency:start -->")) {
-    throw new Error("docs/performance.md has no bench-latency markers");
-  }
-  await Deno.writeTextFile(
-    path,
-    doc.replace(/<!-- bench-latency:start -->[\s\S]*<!-- bench-latency:end -->/, block),
-  );
-  await new Deno.Command(Deno.execPath(), { args: ["fmt", path] }).output();
-}
-
-/** Rewrites docs/scaling.md's capacity table from the run's summaries (bench/capacity.ts). */
-async function writeCapacity(
-  summary: readonly {
-    readonly "sqs_rtt_ms": number;
-    readonly contenders: readonly ContenderMedians[];
-  }[],
-): Promise<void> {
-  const path = `${root}docs/scaling.md`;
-  const doc = await Deno.readTextFile(path);
-  if (!doc.includes("<!-- capacity:start -->")) {
-    throw new Error("docs/scaling.md has no capacity markers");
-  }
-  const block = [
-    "<!-- capacity:start -->",
-    "",
-    ...capacityTable(summary),
-    "",
-    "<!-- capacity:end -->",
-  ];
-  await Deno.writeTextFile(
-    path,
-    doc.replace(/<!-- capacity:start -->[\s\S]*<!-- capacity:end -->/, block.join("\n")),
-  );
-  await new Deno.Command(Deno.execPath(), { args: ["fmt", path] }).output();
+  ]);
 }

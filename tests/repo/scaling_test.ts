@@ -6,15 +6,12 @@
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { capacityRow, type ContenderMedians } from "../../bench/capacity.ts";
+import { capacityRow, type ContenderMedians, type RttSummary } from "../../bench/capacity.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 interface Results {
-  readonly summary: readonly {
-    readonly "sqs_rtt_ms": number;
-    readonly contenders: ContenderMedians[];
-  }[];
+  readonly summary: readonly RttSummary[];
 }
 
 /** The table's rows, as written: every cell of each row between the markers. */
