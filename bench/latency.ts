@@ -298,7 +298,7 @@ try {
   console.log(json);
   await Deno.mkdir(`${root}bench/results`, { recursive: true });
   const full = N >= 20_000 && ROUNDS >= 3 && [0, 2, 10, 25].every((r) => RTTS.includes(r)) &&
-    CONTENDERS === ALL_CONTENDERS;
+    ONLY === undefined;
   // latency-latest.json is the last full run: docs/scaling.md's table follows from it.
   if (full) await Deno.writeTextFile(`${root}bench/results/latency-latest.json`, json + "\n");
   await Deno.writeTextFile(
