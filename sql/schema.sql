@@ -1654,3 +1654,95 @@ BEGIN
 END $$;
 
 COMMIT;
+
+-- Version 9: ledger maintenance one call at a time (consumers starting together no longer deadlock)
+BEGIN;
+
+DO $do$
+DECLARE
+  state constant text := COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl');
+  caller text;
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE OR REPLACE FUNCTION %1$I.login_etl_ledger_maintain(p_retention_days integer, p_limit integer) RETURNS TABLE (created integer, dropped integer, deleted integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+DECLARE
+  today constant date := (pg_catalog.now() AT TIME ZONE 'UTC')::date;
+  oldest constant date := today - p_retention_days - 1;
+  ledger constant oid := pg_catalog.to_regclass(pg_catalog.format('%%I.login_etl_ledger', %1$L))::oid;
+  day date;
+  part record;
+  n_created integer := 0;
+  n_dropped integer := 0;
+  n_deleted integer := 0;
+BEGIN
+  IF p_retention_days IS NULL OR p_retention_days NOT BETWEEN 1 AND 400 THEN
+    RAISE EXCEPTION 'login_etl_ledger_maintain keeps the ledger 1 to 400 days, not %%', p_retention_days
+      USING ERRCODE = '22023';
+  END IF;
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
+    RAISE EXCEPTION 'login_etl_ledger_maintain deletes 1 to 10000 rows a call, not %%', p_limit
+      USING ERRCODE = '22023';
+  END IF;
+  PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
+  -- ONLY: the partitions' own locks would fill the lock table.
+  BEGIN
+    LOCK TABLE ONLY %1$I.login_etl_ledger IN SHARE UPDATE EXCLUSIVE MODE;
+  EXCEPTION WHEN lock_not_available THEN
+    RETURN QUERY SELECT 0, 0, 0;
+    RETURN;
+  END;
+  FOR day IN
+    SELECT d::date FROM pg_catalog.generate_series(oldest::timestamp, (today + 3)::timestamp, interval '1 day') AS d
+  LOOP
+    EXIT WHEN n_created = 32;
+    CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %1$L,
+                    'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'))) IS NOT NULL
+      OR EXISTS (SELECT FROM %1$I.login_etl_ledger_other WHERE sent_date = day);
+    BEGIN
+      EXECUTE pg_catalog.format('CREATE TABLE %%I.%%I PARTITION OF %%I.login_etl_ledger FOR VALUES FROM (%%L) TO (%%L)',
+                                %1$L, 'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'),
+                                %1$L, day, day + 1);
+      n_created := n_created + 1;
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+  END LOOP;
+  FOR part IN
+    SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = ledger AND c.relname::text ~ '^login_etl_ledger_p[0-9]{8}$'
+      AND pg_catalog.to_date(pg_catalog.substr(c.relname::text, 19), 'YYYYMMDD') < oldest
+    ORDER BY c.relname LIMIT 32
+  LOOP
+    BEGIN
+      EXECUTE pg_catalog.format('DROP TABLE %%I.%%I', %1$L, part.relname);
+      n_dropped := n_dropped + 1;
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+  END LOOP;
+  WITH aged AS (
+    SELECT message_id, sent_date FROM %1$I.login_etl_ledger_undated
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days)
+    UNION ALL
+    SELECT message_id, sent_date FROM %1$I.login_etl_ledger_other
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days)
+    LIMIT p_limit
+  )
+  DELETE FROM %1$I.login_etl_ledger l USING aged
+  WHERE l.message_id = aged.message_id AND l.sent_date = aged.sent_date;
+  GET DIAGNOSTICS n_deleted = ROW_COUNT;
+  RETURN QUERY SELECT n_created, n_dropped, n_deleted;
+END
+$body$$f$, state);
+  EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %I.login_etl_ledger_maintain(integer, integer) FROM PUBLIC', state);
+  FOR caller IN SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname::text IN ('login_etl_consumer') LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %I.login_etl_ledger_maintain(integer, integer) TO %I', state, caller);
+  END LOOP;
+END $do$;
+
+DO $$
+BEGIN
+  EXECUTE pg_catalog.format('INSERT INTO %I.login_etl_migrations (version, name, source) VALUES (%s, %L, %L)',
+                            COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl'), 9, 'ledger maintenance one call at a time (consumers starting together no longer deadlock)', 'schema.sql');
+END $$;
+
+COMMIT;

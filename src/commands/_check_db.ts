@@ -18,6 +18,7 @@ import {
   Database,
   type Deployment,
   describeDbError,
+  isPermissionDenied,
   type Sql,
 } from "../db/pool.ts";
 import { mayMigrate, missingPrivileges } from "../db/privileges.ts";
@@ -72,7 +73,7 @@ export async function checkDatabase(
     try {
       state = await schemaState(sql, schemas);
     } catch (error) {
-      const denied = (error as { code?: unknown }).code === "42501";
+      const denied = isPermissionDenied(error);
       results.push(
         fail(
           "schema",

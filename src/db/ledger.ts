@@ -9,7 +9,12 @@
 
 import { DatabaseError } from "../errors.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
-import { type Deployment, describeDbError } from "./pool.ts";
+import {
+  type Deployment,
+  describeDbError,
+  isPermissionDenied,
+  isTransientDbError,
+} from "./pool.ts";
 import { LEDGER_PARTITIONS_PER_CALL } from "./migrations.ts";
 
 /** What `prune` ages out: ledger entries (redelivery protection) or rejects. */
@@ -87,16 +92,22 @@ export async function pruneAll(
   for (const [target, days] of retention) {
     const result = await prune(db, { target, days }).catch((error: unknown) => {
       const state = db.schemas.stateSchema;
+      const cannot = `Cannot prune ${state}.${
+        target === "ledger" ? "login_etl_ledger" : "login_etl_rejects"
+      }: ${describeDbError(error)}`;
+      // Only a refused privilege is fixed by a grant; anything else (an
+      // outage, a lock wait) would be misnamed by the hint.
+      const refused = isPermissionDenied(error);
       throw new DatabaseError(
         "db_schema",
-        `Cannot prune ${state}.${target === "ledger" ? "login_etl_ledger" : "login_etl_rejects"}: ${
-          describeDbError(error)
-        }; grant the consumer role ${
-          target === "ledger"
-            ? `EXECUTE on ${state}.login_etl_ledger_maintain(integer, integer)`
-            : `DELETE on ${state}.login_etl_rejects`
-        } and USAGE on schema ${state} (see sql/roles.sql)`,
-        { cause: error },
+        refused
+          ? `${cannot}; grant the consumer role ${
+            target === "ledger"
+              ? `EXECUTE on ${state}.login_etl_ledger_maintain(integer, integer)`
+              : `DELETE on ${state}.login_etl_rejects`
+          } and USAGE on schema ${state} (see sql/roles.sql)`
+          : cannot,
+        { cause: error, transient: isTransientDbError(error) },
       );
     });
     if (result.deleted + result.partitionsCreated + result.partitionsDropped > 0) {

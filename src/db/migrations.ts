@@ -778,6 +778,76 @@ export const LEDGER_PARTITIONS_PER_CALL = 32;
 /** Most aged ledger rows `login_etl_ledger_maintain` deletes in one call (`prune` asks 10,000). */
 const LEDGER_MAINTAIN_MAX_ROWS = 10_000;
 
+const LEDGER_MAINTAIN_SIGNATURE =
+  "login_etl_ledger_maintain(p_retention_days integer, p_limit integer)";
+
+/** `login_etl_ledger_maintain` as version 7 made it (version 9 adds a lock). */
+const V7_LEDGER_MAINTAIN = {
+  returns: "TABLE (created integer, dropped integer, deleted integer)",
+  language: "plpgsql",
+  callers: ["login_etl_consumer"],
+  body: `
+DECLARE
+  today constant date := (pg_catalog.now() AT TIME ZONE 'UTC')::date;
+  oldest constant date := today - p_retention_days - 1;
+  ledger constant oid := pg_catalog.to_regclass(pg_catalog.format('%I.login_etl_ledger', {state_literal}))::oid;
+  day date;
+  part record;
+  n_created integer := 0;
+  n_dropped integer := 0;
+  n_deleted integer := 0;
+BEGIN
+  IF p_retention_days IS NULL OR p_retention_days NOT BETWEEN 1 AND ${LEDGER_RETENTION_MAX_DAYS} THEN
+    RAISE EXCEPTION 'login_etl_ledger_maintain keeps the ledger 1 to ${LEDGER_RETENTION_MAX_DAYS} days, not %', p_retention_days
+      USING ERRCODE = '22023';
+  END IF;
+  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND ${LEDGER_MAINTAIN_MAX_ROWS} THEN
+    RAISE EXCEPTION 'login_etl_ledger_maintain deletes 1 to ${LEDGER_MAINTAIN_MAX_ROWS} rows a call, not %', p_limit
+      USING ERRCODE = '22023';
+  END IF;
+  PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
+  FOR day IN
+    SELECT d::date FROM pg_catalog.generate_series(oldest::timestamp, (today + 3)::timestamp, interval '1 day') AS d
+  LOOP
+    EXIT WHEN n_created = ${LEDGER_PARTITIONS_PER_CALL};
+    CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('%I.%I', {state_literal},
+                    'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'))) IS NOT NULL
+      OR EXISTS (SELECT FROM {state}.login_etl_ledger_other WHERE sent_date = day);
+    BEGIN
+      EXECUTE pg_catalog.format('CREATE TABLE %I.%I PARTITION OF %I.login_etl_ledger FOR VALUES FROM (%L) TO (%L)',
+                                {state_literal}, 'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'),
+                                {state_literal}, day, day + 1);
+      n_created := n_created + 1;
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+  END LOOP;
+  FOR part IN
+    SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = ledger AND c.relname::text ~ '^login_etl_ledger_p[0-9]{8}$'
+      AND pg_catalog.to_date(pg_catalog.substr(c.relname::text, 19), 'YYYYMMDD') < oldest
+    ORDER BY c.relname LIMIT ${LEDGER_PARTITIONS_PER_CALL}
+  LOOP
+    BEGIN
+      EXECUTE pg_catalog.format('DROP TABLE %I.%I', {state_literal}, part.relname);
+      n_dropped := n_dropped + 1;
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+  END LOOP;
+  WITH aged AS (
+    SELECT message_id, sent_date FROM {state}.login_etl_ledger_undated
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days)
+    UNION ALL
+    SELECT message_id, sent_date FROM {state}.login_etl_ledger_other
+    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days)
+    LIMIT p_limit
+  )
+  DELETE FROM {state}.login_etl_ledger l USING aged
+  WHERE l.message_id = aged.message_id AND l.sent_date = aged.sent_date;
+  GET DIAGNOSTICS n_deleted = ROW_COUNT;
+  RETURN QUERY SELECT n_created, n_dropped, n_deleted;
+END`,
+} as const;
+
 /** Most minutes between a release ticket's request and its release. */
 const RELEASE_TICKET_MINUTES = 10;
 
@@ -916,71 +986,7 @@ END`,
     body: `
 SELECT * FROM {state}.login_etl_audit WHERE id > p_after ORDER BY id LIMIT LEAST(p_limit, 10000)`,
   }),
-  stateDefiner("login_etl_ledger_maintain(p_retention_days integer, p_limit integer)", {
-    returns: "TABLE (created integer, dropped integer, deleted integer)",
-    language: "plpgsql",
-    callers: ["login_etl_consumer"],
-    body: `
-DECLARE
-  today constant date := (pg_catalog.now() AT TIME ZONE 'UTC')::date;
-  oldest constant date := today - p_retention_days - 1;
-  ledger constant oid := pg_catalog.to_regclass(pg_catalog.format('%I.login_etl_ledger', {state_literal}))::oid;
-  day date;
-  part record;
-  n_created integer := 0;
-  n_dropped integer := 0;
-  n_deleted integer := 0;
-BEGIN
-  IF p_retention_days IS NULL OR p_retention_days NOT BETWEEN 1 AND ${LEDGER_RETENTION_MAX_DAYS} THEN
-    RAISE EXCEPTION 'login_etl_ledger_maintain keeps the ledger 1 to ${LEDGER_RETENTION_MAX_DAYS} days, not %', p_retention_days
-      USING ERRCODE = '22023';
-  END IF;
-  IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND ${LEDGER_MAINTAIN_MAX_ROWS} THEN
-    RAISE EXCEPTION 'login_etl_ledger_maintain deletes 1 to ${LEDGER_MAINTAIN_MAX_ROWS} rows a call, not %', p_limit
-      USING ERRCODE = '22023';
-  END IF;
-  PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
-  FOR day IN
-    SELECT d::date FROM pg_catalog.generate_series(oldest::timestamp, (today + 3)::timestamp, interval '1 day') AS d
-  LOOP
-    EXIT WHEN n_created = ${LEDGER_PARTITIONS_PER_CALL};
-    CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('%I.%I', {state_literal},
-                    'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'))) IS NOT NULL
-      OR EXISTS (SELECT FROM {state}.login_etl_ledger_other WHERE sent_date = day);
-    BEGIN
-      EXECUTE pg_catalog.format('CREATE TABLE %I.%I PARTITION OF %I.login_etl_ledger FOR VALUES FROM (%L) TO (%L)',
-                                {state_literal}, 'login_etl_ledger_p' || pg_catalog.to_char(day::timestamp, 'YYYYMMDD'),
-                                {state_literal}, day, day + 1);
-      n_created := n_created + 1;
-    EXCEPTION WHEN lock_not_available THEN NULL;
-    END;
-  END LOOP;
-  FOR part IN
-    SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
-    WHERE i.inhparent = ledger AND c.relname::text ~ '^login_etl_ledger_p[0-9]{8}$'
-      AND pg_catalog.to_date(pg_catalog.substr(c.relname::text, 19), 'YYYYMMDD') < oldest
-    ORDER BY c.relname LIMIT ${LEDGER_PARTITIONS_PER_CALL}
-  LOOP
-    BEGIN
-      EXECUTE pg_catalog.format('DROP TABLE %I.%I', {state_literal}, part.relname);
-      n_dropped := n_dropped + 1;
-    EXCEPTION WHEN lock_not_available THEN NULL;
-    END;
-  END LOOP;
-  WITH aged AS (
-    SELECT message_id, sent_date FROM {state}.login_etl_ledger_undated
-    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days)
-    UNION ALL
-    SELECT message_id, sent_date FROM {state}.login_etl_ledger_other
-    WHERE committed_at < pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days)
-    LIMIT p_limit
-  )
-  DELETE FROM {state}.login_etl_ledger l USING aged
-  WHERE l.message_id = aged.message_id AND l.sent_date = aged.sent_date;
-  GET DIAGNOSTICS n_deleted = ROW_COUNT;
-  RETURN QUERY SELECT n_created, n_dropped, n_deleted;
-END`,
-  }),
+  stateDefiner(LEDGER_MAINTAIN_SIGNATURE, V7_LEDGER_MAINTAIN),
   // The first half of a recovery: audits each mask (released, erased,
   // not_found; denied without a reason) and records a ticket for the masks
   // found live. Nothing leaves until the caller's transaction commits both.
@@ -1847,6 +1853,44 @@ BEGIN
 END $$`,
 ];
 
+/**
+ * Version 9: `login_etl_ledger_maintain` one call at a time. Consumers that
+ * start together each call it: two creating the same day partitions held
+ * locks on the default partition that each other's `CREATE TABLE ...
+ * PARTITION OF` waited for, and the server ended all but one with "deadlock
+ * detected" (40P01), their consumers exiting 1 at start. Each call now first
+ * takes a lock on the ledger itself that only another call (or a DBA's
+ * ANALYZE, VACUUM or index build) conflicts with; inserts and reads do not
+ * wait for it. A call that waits past its lock_timeout leaves the work to
+ * the one holding it, as a partition it cannot lock already is.
+ */
+const V9_ONE_MAINTAINER: readonly string[] = [
+  stateDefiner(LEDGER_MAINTAIN_SIGNATURE, {
+    ...V7_LEDGER_MAINTAIN,
+    body: insertAfter(
+      V7_LEDGER_MAINTAIN.body,
+      "  PERFORM pg_catalog.set_config('lock_timeout', '2s', true);\n",
+      `  -- ONLY: the partitions' own locks would fill the lock table.
+  BEGIN
+    LOCK TABLE ONLY {state}.login_etl_ledger IN SHARE UPDATE EXCLUSIVE MODE;
+  EXCEPTION WHEN lock_not_available THEN
+    RETURN QUERY SELECT 0, 0, 0;
+    RETURN;
+  END;
+`,
+    ),
+  }),
+];
+
+/** `text` with `addition` after its one `anchor`; throws when `anchor` is not there once. */
+function insertAfter(text: string, anchor: string, addition: string): string {
+  const at = text.indexOf(anchor);
+  if (at < 0 || text.indexOf(anchor, at + 1) >= 0) {
+    throw new Error(`migration text: expected one ${JSON.stringify(anchor)}`);
+  }
+  return text.slice(0, at + anchor.length) + addition + text.slice(at + anchor.length);
+}
+
 /** Every migration, oldest first. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "login-etl 0.1 tables", statements: V1_TABLES },
@@ -1883,6 +1927,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name:
       "vault inbox (no membership oracle), mask links and per-mask locks (erasure survives rotation)",
     statements: V8_INBOX,
+  },
+  {
+    version: 9,
+    name: "ledger maintenance one call at a time (consumers starting together no longer deadlock)",
+    statements: V9_ONE_MAINTAINER,
   },
 ];
 

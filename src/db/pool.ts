@@ -270,6 +270,11 @@ export function isTransientDbError(error: unknown): boolean {
   return /^(08|40|53)/.test(code) || /^57P0[1-5]$/.test(code);
 }
 
+/** True for Postgres' "permission denied" (42501): a grant fixes it. */
+export function isPermissionDenied(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === "42501";
+}
+
 /**
  * Short description of a postgres.js error: code and message, never
  * parameters. Postgres quotes offending values in some messages; the message

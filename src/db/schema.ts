@@ -15,7 +15,7 @@
  * @module
  */
 
-import { checkConnection, describeDbError, type Sql } from "./pool.ts";
+import { checkConnection, describeDbError, isPermissionDenied, type Sql } from "./pool.ts";
 import { ConfigError, DatabaseError } from "../errors.ts";
 import type { PgConnection } from "./connection.ts";
 import {
@@ -332,7 +332,7 @@ async function becomeOwner(sql: Sql, schemas: Schemas, ownerRole: string): Promi
  * the owner role of sql/roles.sql has none, and is who migrates.
  */
 async function stateSchemaHint(sql: Sql, error: unknown, state: string): Promise<string> {
-  if ((error as { code?: unknown }).code !== "42501") return "";
+  if (!isPermissionDenied(error)) return "";
   const [exists] = await sql`SELECT FROM pg_namespace WHERE nspname = ${state}`.catch(() => [
     null,
   ]);
@@ -401,7 +401,7 @@ export async function ensureSchema(
   try {
     return await migrate(sql, options);
   } catch (error) {
-    const denied = (error as { cause?: { code?: unknown } }).cause?.code === "42501";
+    const denied = isPermissionDenied((error as { cause?: unknown }).cause);
     if (!denied) throw error;
     throw new DatabaseError(
       "db_schema",

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
+import { type Deployment, describeDbError, isPermissionDenied, pgArray } from "../db/pool.ts";
 import { DatabaseError } from "../errors.ts";
 import { AUDIT_NOTE_MAX_MASKS, AUDIT_TEXT_MAX_CHARS } from "../db/migrations.ts";
 
@@ -158,7 +158,7 @@ export async function* listAudit(db: Deployment, afterId = "0"): AsyncGenerator<
       throw new DatabaseError(
         "db_write",
         `Cannot read the audit trail: ${describeDbError(error)}${
-          (error as { code?: unknown }).code === "42501"
+          isPermissionDenied(error)
             ? "; reading it needs a role granted pii_recoverer (sql/roles.sql)"
             : ""
         }`,

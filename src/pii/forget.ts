@@ -9,11 +9,11 @@
  * @module
  */
 
-import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
+import { type Deployment, describeDbError, isPermissionDenied, pgArray } from "../db/pool.ts";
 import { DatabaseError, UsageError } from "../errors.ts";
 import { canonicalIp } from "../ip.ts";
 import type { Masker } from "../mask.ts";
-import { isPermissionDenied, type PiiRequest, refuse } from "./recover.ts";
+import { type PiiRequest, refuse } from "./recover.ts";
 import type { PiiField } from "../types.ts";
 
 /** The outcome of erasing one mask. */

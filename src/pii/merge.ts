@@ -17,7 +17,13 @@
  */
 
 import { requireHmacKeys } from "../db/keys.ts";
-import { type Deployment, describeDbError, pgArray, type Sql } from "../db/pool.ts";
+import {
+  type Deployment,
+  describeDbError,
+  isPermissionDenied,
+  pgArray,
+  type Sql,
+} from "../db/pool.ts";
 import { DatabaseError } from "../errors.ts";
 import type { Masker } from "../mask.ts";
 import type { Telemetry } from "../ops/telemetry.ts";
@@ -168,7 +174,7 @@ const SETTLE_ATTEMPTS = 3;
 function wrap(what: string, error: unknown): DatabaseError {
   return new DatabaseError(
     "db_write",
-    (error as { code?: unknown } | null)?.code === "42501"
+    isPermissionDenied(error)
       ? `Cannot ${what}: ${
         describeDbError(error)
       }; merging the vault inbox needs a role granted pii_recoverer (named masks) or login_etl_owner (sql/roles.sql, run again after migrate)`

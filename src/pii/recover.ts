@@ -15,7 +15,7 @@
  */
 
 import { requireHmacKeys } from "../db/keys.ts";
-import { type Deployment, describeDbError, pgArray } from "../db/pool.ts";
+import { type Deployment, describeDbError, isPermissionDenied, pgArray } from "../db/pool.ts";
 import { ConfigError, DatabaseError, type EtlError, UsageError } from "../errors.ts";
 import type { Masker } from "../mask.ts";
 import type { PiiField } from "../types.ts";
@@ -70,11 +70,6 @@ export async function refuse(
     detail: error.message,
   });
   throw error;
-}
-
-/** True for Postgres' "permission denied" (42501). */
-export function isPermissionDenied(error: unknown): boolean {
-  return (error as { code?: unknown } | null)?.code === "42501";
 }
 
 /** A row of `login_etl_release_request`: the ticket (null when no mask is live) and what it found. */

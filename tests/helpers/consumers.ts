@@ -11,9 +11,30 @@ import type { TestSqs } from "./services.ts";
 export interface Consumer {
   readonly child: Deno.ChildProcess;
   /** Exit code, stdout and stderr once it ends. */
-  readonly done: Promise<
-    { code: number; signal: Deno.Signal | null; stdout: string; stderr: string }
-  >;
+  readonly done: Promise<ConsumerResult>;
+  /** Its result once it has ended, else undefined. */
+  ended(): ConsumerResult | undefined;
+}
+
+/** How a consumer process ended, and what it wrote. */
+export interface ConsumerResult {
+  readonly code: number;
+  readonly signal: Deno.Signal | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Throws with its last log lines when one of `consumers` has ended: for a
+ * wait on them, which would otherwise time out saying nothing of why.
+ */
+export function assertRunning(consumers: readonly Consumer[]): void {
+  for (const c of consumers) {
+    const r = c.ended();
+    if (r !== undefined) {
+      throw new Error(`a consumer exited (code ${r.code}): ${r.stderr.slice(-1500)}`);
+    }
+  }
 }
 
 /** Starts `login-etl <args>` as a child process. */
@@ -21,11 +42,18 @@ export function startConsumer(args: readonly string[], env: Record<string, strin
   const child = spawnCli(args, env);
   const stdout = new Response(child.stdout).text();
   const stderr = new Response(child.stderr).text();
+  let result: ConsumerResult | undefined;
   const done = (async () => {
     const status = await child.status;
-    return { code: status.code, signal: status.signal, stdout: await stdout, stderr: await stderr };
+    result = {
+      code: status.code,
+      signal: status.signal,
+      stdout: await stdout,
+      stderr: await stderr,
+    };
+    return result;
   })();
-  return { child, done };
+  return { child, done, ended: () => result };
 }
 
 /** Sleeps `ms`. */

@@ -3,7 +3,13 @@
 // faults_race_test.ts so two jobs run the two long cases.)
 
 import assert from "node:assert/strict";
-import { checkLanded, delay, drainUntilEmpty, startConsumer } from "../helpers/consumers.ts";
+import {
+  assertRunning,
+  checkLanded,
+  delay,
+  drainUntilEmpty,
+  startConsumer,
+} from "../helpers/consumers.ts";
 import { load, slowedDb, waitFor } from "../helpers/faults.ts";
 import { DATABASE_URL, reportFigures, startSqs, TEST_SECRET } from "../helpers/services.ts";
 
@@ -27,7 +33,10 @@ Deno.test("a consumer frozen with SIGSTOP for twice the visibility timeout while
     DATABASE_URL: slowed.slowUrl,
   });
   await waitFor(
-    () => sqs.counts(queueUrl).inFlight > 0,
+    () => {
+      assertRunning([frozen]);
+      return sqs.counts(queueUrl).inFlight > 0;
+    },
     20_000,
     "the first consumer to hold messages",
   );

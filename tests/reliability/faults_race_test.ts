@@ -3,7 +3,12 @@
 // SIGSTOP while another works: faults_frozen_test.ts.)
 
 import assert from "node:assert/strict";
-import { checkLanded, drainUntilEmpty, startConsumer } from "../helpers/consumers.ts";
+import {
+  assertRunning,
+  checkLanded,
+  drainUntilEmpty,
+  startConsumer,
+} from "../helpers/consumers.ts";
 import { ledgerCount, load, slowedDb, waitFor } from "../helpers/faults.ts";
 import { DATABASE_URL, reportFigures, startSqs, TEST_SECRET } from "../helpers/services.ts";
 
@@ -38,6 +43,7 @@ Deno.test("four consumers on one queue with a 1 s visibility timeout and slowed 
   // Only this test's consumers count (its state schema): files run in parallel.
   await waitFor(
     async () => {
+      assertRunning(consumers);
       const [row] = await db.sql`SELECT count(*)::int AS n FROM pg_stat_activity
       WHERE application_name = 'login-etl' AND query LIKE '%DELETE FROM%login_etl_rejects%'
         AND query LIKE ${`%${db.stateSchema}%`}`;
@@ -50,7 +56,10 @@ Deno.test("four consumers on one queue with a 1 s visibility timeout and slowed 
   // commits (asserted below): the race needs no more to happen.
   const sent = load(sqs, queueUrl, 1_000, 4);
   await waitFor(
-    async () => (await ledgerCount(db.sql)) >= sent.length,
+    async () => {
+      assertRunning(consumers);
+      return (await ledgerCount(db.sql)) >= sent.length;
+    },
     120_000,
     "every message committed",
   );

@@ -1,0 +1,82 @@
+// Tests of src/db/ledger.ts against real PostgreSQL 13, 15 and 18: consumers
+// that start together (a KEDA scale-up, a scheduled job beside a service)
+// prune the same fresh schema at once, and every one of them gets through.
+// Two calls of login_etl_ledger_maintain creating the same day partitions
+// each held a lock the other's CREATE TABLE ... PARTITION OF waited for, and
+// the server ended one with "deadlock detected": its consumer exited 1 at
+// start. (Found by faults_race_test, whose four consumers start together.)
+// Their deletes of aged rejects overlap too, and each row goes once.
+
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { LEDGER_PARTITIONS_PER_CALL } from "../../../src/db/migrations.ts";
+import { prune, type PruneTarget } from "../../../src/db/ledger.ts";
+import { migrate } from "../../../src/db/schema.ts";
+import { eachMajor } from "../../helpers/majors.ts";
+import { freshSchema } from "../../helpers/services.ts";
+
+/** How many consumers prune at once: more than the two a deadlock needs. */
+const CALLERS = 8;
+
+eachMajor.test("eight consumers pruning a fresh schema at once all succeed, and each day partition is created once", async ({ pg }) => {
+  await using db = await freshSchema(pg);
+  await migrate(db.sql, db.schemas);
+  // Each caller on its own connection, as separate consumers are.
+  const callers = Array.from({ length: CALLERS }, () =>
+    postgres(pg.url, {
+      max: 1,
+      onnotice: () => {},
+      connection: { "login_etl.state_schema": db.stateSchema },
+    }));
+  try {
+    // Enough days that the creating calls overlap (a partition a day, then 3 ahead).
+    const days = 60;
+    const run = (target: PruneTarget) =>
+      Promise.allSettled(
+        callers.map((sql) => prune({ sql, schemas: db.schemas }, { target, days })),
+      );
+    // Aged rejects over several of prune's slices, so that the deletes overlap too.
+    const aged = 25_000;
+    await db.sql`
+      INSERT INTO ${db.sql(db.stateSchema)}.login_etl_rejects
+        (message_id, reason, detail, body_bytes, body_hmac, sent_at, rejected_at)
+      SELECT 'm' || i, 'invalid_json', 'd', 1, 'h', now(), now() - make_interval(days => ${
+      days + 1
+    })
+      FROM generate_series(1, ${aged}) AS i`;
+    // Each connection opened first, so that the calls start together.
+    await Promise.all(callers.map((sql) => sql`SELECT 1`));
+    for (const target of ["ledger", "rejects"] as const) {
+      const outcomes = await run(target);
+      const failed = outcomes.flatMap((o) =>
+        o.status === "rejected" ? [`${o.reason?.code ?? ""} ${o.reason?.message ?? o.reason}`] : []
+      );
+      assert.deepEqual(failed, [], `${target}: every caller gets through`);
+      if (target === "ledger") {
+        const created = outcomes.reduce(
+          (n, o) => n + (o.status === "fulfilled" ? o.value.partitionsCreated : 0),
+          0,
+        );
+        const [row] = await db.sql<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = ${`"${db.stateSchema}".login_etl_ledger`}::regclass
+            AND c.relname ~ '^login_etl_ledger_p[0-9]{8}$'`;
+        // From the day before the retention's oldest to three days ahead.
+        assert.equal(row?.n, days + 5, "the day partitions of the whole window exist");
+        assert.equal(created, days + 5, "and each was created by exactly one caller");
+        assert.ok(days + 5 > LEDGER_PARTITIONS_PER_CALL, "the window needs more than one call");
+      } else {
+        const deleted = outcomes.reduce(
+          (n, o) => n + (o.status === "fulfilled" ? o.value.deleted : 0),
+          0,
+        );
+        assert.equal(deleted, aged, "each aged reject deleted by exactly one caller");
+        const [left] = await db.sql<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM ${db.sql(db.stateSchema)}.login_etl_rejects`;
+        assert.equal(left?.n, 0);
+      }
+    }
+  } finally {
+    await Promise.all(callers.map((sql) => sql.end()));
+  }
+});
