@@ -45,6 +45,7 @@ import {
   statusMib,
   withSchema,
 } from "./_harness.ts";
+import { roundOrder } from "./order.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const N = Number(Deno.env.get("BENCH_N") ?? 50_000);
@@ -222,8 +223,8 @@ try {
   const toPeer: number[] = [];
   const drains: DrainResult[] = [];
   for (let round = 0; round < ROUNDS; round++) {
-    // Each round starts with another contender, so none always runs first.
-    const order = CONTENDERS.map((_, i) => CONTENDERS[(i + round) % CONTENDERS.length]!);
+    // Each round starts with another contender and gives it other neighbours.
+    const order = roundOrder(CONTENDERS, round);
     const got: Partial<Record<Contender, number>> = {};
     for (const who of order) {
       const { rate, drain: d } = await contend(who, endpoint, bodies);

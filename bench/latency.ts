@@ -11,7 +11,8 @@
  *   - login-etl drain with default settings, and at each fixed
  *     `--concurrency` of BENCH_CONCURRENCIES (8,16,32,64), rows checked after;
  *   - the sqs-consumer + pg peer (bench/peer.ts).
- * BENCH_ROUNDS interleaved rounds (each round starts with another contender;
+ * BENCH_ROUNDS interleaved rounds (each starts with another contender and
+ * gives it other neighbours: roundOrder in order.ts;
  * ratios are taken within a round), msg/s medians, and CPU seconds per
  * 10,000 messages of each contender's process tree (from its "ready" line or
  * drain's RunStarted to its exit, so start-up is not counted; the emulator,
@@ -42,6 +43,7 @@ import {
   treeCpuMs,
   withSchema,
 } from "./_harness.ts";
+import { roundOrder } from "./order.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const numbers = (name: string, fallback: string) =>
@@ -259,8 +261,8 @@ try {
       const endpoint = sqsProxy === null
         ? fauxqs.endpoint
         : new URL(throughProxy(fauxqs.endpoint, sqsProxy)).origin;
-      // Each round starts with another contender, so none always runs first.
-      const order = CONTENDERS.map((_, i) => CONTENDERS[(i + round) % CONTENDERS.length]!);
+      // Each round starts with another contender and gives it other neighbours.
+      const order = roundOrder(CONTENDERS, round);
       const line: string[] = [];
       for (const who of order) {
         sqsProxy?.resetStats();
