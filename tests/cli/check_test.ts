@@ -21,6 +21,7 @@ import {
   reportFigures,
   startSqs,
   TEST_SECRET,
+  uniqueName,
 } from "../helpers/services.ts";
 import { startEndpoint } from "../helpers/sqs_endpoints.ts";
 
@@ -192,7 +193,7 @@ Deno.test("check fails on a key id recorded with another secret, a missing key, 
   });
 
   await t.step("a role without the consumer's privileges, for drain and for recover", async () => {
-    const user = `nopriv_${Date.now().toString(36)}_${Deno.pid}`;
+    const user = uniqueName("nopriv");
     const password = crypto.randomUUID();
     await db.sql.unsafe(`CREATE ROLE "${user}" LOGIN PASSWORD '${password}';
       GRANT USAGE ON SCHEMA "${db.schema}" TO "${user}";

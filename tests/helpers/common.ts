@@ -28,10 +28,22 @@ export function hasSample(): boolean {
 }
 
 let counter = 0;
-/** A name unique to this process and call, for queues and schemas. */
+/**
+ * This copy of the module's own tag. `deno test --parallel` runs test files
+ * as workers of one process: they share `Deno.pid`, and each has its own
+ * counter, so time, pid and counter alone collided when two files asked in
+ * the same millisecond ("schema … already exists", seen with copies of one
+ * file run side by side).
+ */
+const TAG = crypto.getRandomValues(new Uint32Array(1))[0]!.toString(36);
+/**
+ * A name unique to this call in the whole test run, for queues, schemas,
+ * roles and databases (cluster-wide, shared by test files running side by
+ * side): `prefix`, then the time, the module's tag and a counter.
+ */
 export function uniqueName(prefix: string): string {
   counter++;
-  return `${prefix}_${Date.now().toString(36)}_${Deno.pid}_${counter}`;
+  return `${prefix}_${Date.now().toString(36)}_${TAG}_${counter}`;
 }
 
 /** A logger that keeps its lines, for asserting on what was logged. */

@@ -8,6 +8,7 @@
  */
 
 import type postgres from "postgres";
+import { uniqueName } from "./common.ts";
 
 /** The groups sql/roles.sql creates. */
 const GROUP_PATTERN = /\b(login_etl_owner|login_etl_consumer|pii_recoverer|login_etl_analyst)\b/g;
@@ -26,10 +27,9 @@ export interface RoleNames {
   rewrite(text: string): string;
 }
 
-let counter = 0;
-/** Names unique to this process and call. */
+/** Names unique to this call in the whole test run. */
 export function roleNames(): RoleNames {
-  const suffix = `_${Date.now().toString(36)}_${Deno.pid}_${++counter}`;
+  const suffix = uniqueName("");
   return {
     suffix,
     groups: {

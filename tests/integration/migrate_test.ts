@@ -27,6 +27,7 @@ import {
   startSqs,
   testConnection,
   type TestDb,
+  uniqueName,
 } from "../helpers/services.ts";
 
 /** Applies only versions up to `version`, as an older login-etl left the database. */
@@ -453,7 +454,7 @@ eachMajor.test("a role that may not migrate is told to run migrate as the owner;
                  source text NOT NULL)`;
   await db
     .sql`INSERT INTO login_etl_migrations (version, name, source) VALUES (1, 'a', 'found'), (2, 'b', 'found')`;
-  const user = `lowly_${Date.now().toString(36)}_${Deno.pid}`;
+  const user = uniqueName("lowly");
   const password = crypto.randomUUID();
   await db.sql.unsafe(`CREATE ROLE "${user}" LOGIN PASSWORD '${password}';
     GRANT USAGE ON SCHEMA "${db.schema}" TO "${user}";

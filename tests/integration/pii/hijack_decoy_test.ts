@@ -21,6 +21,7 @@ import {
 import { eachMajorWithPsql } from "../../helpers/psql.ts";
 import { pgServer, unavailable } from "../../helpers/majors.ts";
 import { findUntrusted } from "../../../src/db/search_path.ts";
+import { uniqueName } from "../../helpers/common.ts";
 
 const SQL = new URL("../../../sql/", import.meta.url);
 const SCHEMA_SQL = new URL("schema.sql", SQL);
@@ -278,7 +279,7 @@ Deno.test({
     // Only roles it trusts can log in: nobody could have planted anything yet.
     assert.deepEqual(await findUntrusted(db.admin, schemas, await logins()), []);
     const trusted = await logins();
-    const newcomer = `newcomer_${Date.now().toString(36)}_${Deno.pid}`;
+    const newcomer = uniqueName("newcomer");
     await db.admin.unsafe(`CREATE ROLE "${newcomer}" LOGIN`);
     try {
       assert.deepEqual(await findUntrusted(db.admin, schemas, trusted), [{

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { assertRefused, Cli, cliEnv, drain, hmacKeySet, PEOPLE } from "../../helpers/pii.ts";
-import { freshSchema, startSqs } from "../../helpers/services.ts";
+import { freshSchema, startSqs, uniqueName } from "../../helpers/services.ts";
 import { eachMajorWithPsql, psqlFiles } from "../../helpers/psql.ts";
 import { dropRoles } from "../../helpers/role_names.ts";
 import { KEY_REGISTRATIONS_PER_DAY } from "../../../src/db/migrations.ts";
@@ -20,7 +20,7 @@ const EVIL_ID = 'evil\nlevel=error msg="203.0.113.7 recovered"\u001b[31m';
 eachMajorWithPsql.test("a consumer registers key ids only through login_etl_register_key: checked, attributed, capped, and named in every refusal", async ({ t, pg }) => {
   await using sqs = await startSqs();
   await using db = await freshSchema(pg);
-  const suffix = `_${Date.now().toString(36)}_${Deno.pid}`;
+  const suffix = uniqueName("");
   const [owner, consumer] = ["login_etl_owner", "login_etl_consumer"].map((g) => g + suffix) as [
     string,
     string,

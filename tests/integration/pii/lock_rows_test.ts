@@ -23,7 +23,7 @@ import { migrate, schemaState } from "../../../src/db/schema.ts";
 import { Cli, drain, eventsOf, maskerOf, PEOPLE } from "../../helpers/pii.ts";
 import { type HostileDb, hostileDb, STATE } from "../../helpers/hostile.ts";
 import { eachMajorWithPsql } from "../../helpers/psql.ts";
-import { startSqs, TEST_SECRET } from "../../helpers/services.ts";
+import { startSqs, TEST_SECRET, uniqueName } from "../../helpers/services.ts";
 
 const SQL = new URL("../../../sql/", import.meta.url);
 
@@ -37,7 +37,7 @@ const OLD_MASK_CLASS = 0x4c455456;
 async function outsider(db: HostileDb): Promise<
   { name: string; sql: postgres.Sql } & AsyncDisposable
 > {
-  const name = `outsider_${Date.now().toString(36)}_${Deno.pid}`;
+  const name = uniqueName("outsider");
   const password = crypto.randomUUID();
   await db.admin.unsafe(`CREATE ROLE "${name}" LOGIN PASSWORD '${password}'`);
   const url = new URL(db.urlOf());

@@ -24,6 +24,7 @@ import {
   startSqs,
   TEST_SECRET,
   type TestDb,
+  uniqueName,
 } from "../../helpers/services.ts";
 import { eachMajorWithPsql, psqlFiles, rolesFiles } from "../../helpers/psql.ts";
 import { dropRoles, roleNames } from "../../helpers/role_names.ts";
@@ -63,7 +64,7 @@ const NO_FUNCTION = Object.fromEntries(Object.keys(FUNCTIONS).map((k) => [k, fal
 eachMajorWithPsql.test("with sql/roles.sql the consumer and recoverer have no privilege on the vault or the audit trail, and work through the functions", async ({ t, pg }) => {
   await using sqs = await startSqs();
   await using db = await freshSchema(pg);
-  const suffix = `_${Date.now().toString(36)}_${Deno.pid}`;
+  const suffix = uniqueName("");
   const [owner, consumer, recoverer, analyst] = [
     "login_etl_owner",
     "login_etl_consumer",
