@@ -1655,7 +1655,7 @@ END $$;
 
 COMMIT;
 
--- Version 9: ledger maintenance one call at a time (consumers starting together no longer deadlock)
+-- Version 9: ledger maintenance one call at a time, today first (consumers starting together no longer deadlock)
 BEGIN;
 
 DO $do$
@@ -1694,6 +1694,7 @@ BEGIN
   END;
   FOR day IN
     SELECT d::date FROM pg_catalog.generate_series(oldest::timestamp, (today + 3)::timestamp, interval '1 day') AS d
+    ORDER BY d >= today::timestamp DESC, d DESC
   LOOP
     EXIT WHEN n_created = 32;
     CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %1$L,
@@ -1742,7 +1743,7 @@ END $do$;
 DO $$
 BEGIN
   EXECUTE pg_catalog.format('INSERT INTO %I.login_etl_migrations (version, name, source) VALUES (%s, %L, %L)',
-                            COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl'), 9, 'ledger maintenance one call at a time (consumers starting together no longer deadlock)', 'schema.sql');
+                            COALESCE(NULLIF(pg_catalog.current_setting('login_etl.state_schema', true), ''), 'login_etl'), 9, 'ledger maintenance one call at a time, today first (consumers starting together no longer deadlock)', 'schema.sql');
 END $$;
 
 COMMIT;

@@ -96,7 +96,8 @@ export async function pruneAll(
         target === "ledger" ? "login_etl_ledger" : "login_etl_rejects"
       }: ${describeDbError(error)}`;
       // Only a refused privilege is fixed by a grant; anything else (an
-      // outage, a lock wait) would be misnamed by the hint.
+      // outage, a deadlock) would be misnamed by the hint. A transient one
+      // makes start-up retry, as other database failures at start do.
       const refused = isPermissionDenied(error);
       throw new DatabaseError(
         "db_schema",

@@ -1854,23 +1854,31 @@ END $$`,
 ];
 
 /**
- * Version 9: `login_etl_ledger_maintain` one call at a time. Consumers that
- * start together each call it: two creating the same day partitions held
- * locks on the default partition that each other's `CREATE TABLE ...
- * PARTITION OF` waited for, and the server ended all but one with "deadlock
- * detected" (40P01), their consumers exiting 1 at start. Each call now first
- * takes a lock on the ledger itself that only another call (or a DBA's
- * ANALYZE, VACUUM or index build) conflicts with; inserts and reads do not
- * wait for it. A call that waits past its lock_timeout leaves the work to
- * the one holding it, as a partition it cannot lock already is.
+ * Version 9: `login_etl_ledger_maintain` one call at a time, today first.
+ * Consumers that start together each call it: two creating the same day
+ * partitions held locks on the default partition that each other's `CREATE
+ * TABLE ... PARTITION OF` waited for, and the server ended all but one with
+ * "deadlock detected" (40P01), their consumers exiting 1 at start. Each call
+ * now first takes a lock on the ledger itself that only another call (or a
+ * DBA's ANALYZE, VACUUM or index build) conflicts with; inserts and reads do
+ * not wait for that lock (they wait, as before, while a partition is
+ * created). A call that waits past its lock_timeout leaves the work to the
+ * one holding it, as it already did a partition it could not lock.
+ *
+ * Version 7 created the days oldest first, 32 a call: with a retention of 28
+ * days or more, a fresh ledger's first call did not reach today, and a
+ * consumer writing before the next call put today's entries in the default
+ * partition, after which today never got a partition of its own. Today and
+ * the three days ahead now come first, then the past, newest first.
  */
 const V9_ONE_MAINTAINER: readonly string[] = [
   stateDefiner(LEDGER_MAINTAIN_SIGNATURE, {
     ...V7_LEDGER_MAINTAIN,
     body: insertAfter(
-      V7_LEDGER_MAINTAIN.body,
-      "  PERFORM pg_catalog.set_config('lock_timeout', '2s', true);\n",
-      `  -- ONLY: the partitions' own locks would fill the lock table.
+      insertAfter(
+        V7_LEDGER_MAINTAIN.body,
+        "  PERFORM pg_catalog.set_config('lock_timeout', '2s', true);\n",
+        `  -- ONLY: the partitions' own locks would fill the lock table.
   BEGIN
     LOCK TABLE ONLY {state}.login_etl_ledger IN SHARE UPDATE EXCLUSIVE MODE;
   EXCEPTION WHEN lock_not_available THEN
@@ -1878,6 +1886,9 @@ const V9_ONE_MAINTAINER: readonly string[] = [
     RETURN;
   END;
 `,
+      ),
+      "(today + 3)::timestamp, interval '1 day') AS d\n",
+      "    ORDER BY d >= today::timestamp DESC, d DESC\n",
     ),
   }),
 ];
@@ -1930,7 +1941,8 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 9,
-    name: "ledger maintenance one call at a time (consumers starting together no longer deadlock)",
+    name:
+      "ledger maintenance one call at a time, today first (consumers starting together no longer deadlock)",
     statements: V9_ONE_MAINTAINER,
   },
 ];

@@ -5,7 +5,10 @@
 // each held a lock the other's CREATE TABLE ... PARTITION OF waited for, and
 // the server ended one with "deadlock detected": its consumer exited 1 at
 // start. (Found by faults_race_test, whose four consumers start together.)
-// Their deletes of aged rejects overlap too, and each row goes once.
+// Their deletes of aged rejects overlap too, and each row goes once. A call
+// that finds another holding the ledger returns with nothing done while
+// inserts go on; and a fresh ledger's first call creates today and the days
+// ahead, which version 7's oldest-first order left for a later call.
 
 import assert from "node:assert/strict";
 import postgres from "postgres";
@@ -78,5 +81,63 @@ eachMajor.test("eight consumers pruning a fresh schema at once all succeed, and 
     }
   } finally {
     await Promise.all(callers.map((sql) => sql.end()));
+  }
+});
+
+/** The day partitions of `db`'s ledger, by name. */
+async function dayPartitions(db: { sql: postgres.Sql; stateSchema: string }): Promise<string[]> {
+  const rows = await db.sql<{ name: string }[]>`
+    SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = ${`"${db.stateSchema}".login_etl_ledger`}::regclass
+      AND c.relname ~ '^login_etl_ledger_p[0-9]{8}$'
+    ORDER BY 1`;
+  return rows.map((r) => r.name);
+}
+
+eachMajor.test("a fresh ledger's first maintenance call creates today and the three days ahead, whatever the retention", async ({ pg }) => {
+  await using db = await freshSchema(pg);
+  await migrate(db.sql, db.schemas);
+  // 400 days: version 7 created the oldest 32 first, and today waited for a later call.
+  const [r] = await db.sql<{ created: number }[]>`
+    SELECT created FROM ${db.sql(db.stateSchema)}.login_etl_ledger_maintain(400, 10000)`;
+  assert.equal(r?.created, LEDGER_PARTITIONS_PER_CALL);
+  const [days] = await db.sql<{ ahead: string[] }[]>`
+    SELECT array_agg('login_etl_ledger_p' || to_char(d, 'YYYYMMDD') ORDER BY d) AS ahead
+    FROM generate_series((now() AT TIME ZONE 'UTC')::date, (now() AT TIME ZONE 'UTC')::date + 3,
+                         interval '1 day') AS d`;
+  const made = await dayPartitions(db);
+  for (const day of days?.ahead ?? []) assert.ok(made.includes(day), `${day} in ${made}`);
+});
+
+eachMajor.test("a maintenance call that finds another holding the ledger returns with nothing done, and inserts go on meanwhile", async ({ pg }) => {
+  await using db = await freshSchema(pg);
+  await migrate(db.sql, db.schemas);
+  const ledger = `"${db.stateSchema}".login_etl_ledger`;
+  const holder = postgres(pg.url, { max: 1, onnotice: () => {} });
+  const other = postgres(pg.url, { max: 1, onnotice: () => {} });
+  try {
+    await holder.begin(async (tx) => {
+      // What another maintenance call holds while it works.
+      await tx.unsafe(`LOCK TABLE ONLY ${ledger} IN SHARE UPDATE EXCLUSIVE MODE`);
+      const skipped = await prune({ sql: other, schemas: db.schemas }, {
+        target: "ledger",
+        days: 30,
+      });
+      assert.deepEqual(skipped, { deleted: 0, partitionsCreated: 0, partitionsDropped: 0 });
+      assert.deepEqual(await dayPartitions(db), [], "it created nothing");
+      // A consumer's commit is not held up by the lock (a day outside the window).
+      await other.unsafe(
+        `INSERT INTO ${ledger} (message_id, sent_date) VALUES ('m1', '2001-01-01')`,
+      );
+    });
+    const done = await prune({ sql: other, schemas: db.schemas }, { target: "ledger", days: 30 });
+    assert.equal(
+      done.partitionsCreated,
+      30 + 5,
+      "once the lock is free the next call does the work",
+    );
+  } finally {
+    await holder.end();
+    await other.end();
   }
 });
