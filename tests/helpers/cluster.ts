@@ -151,7 +151,8 @@ function serverUser(): Promise<string | undefined> {
   return osUser;
 }
 
-function freePort(): number {
+/** A loopback port nothing listens on (just now): a cluster's, or an unreachable server's. */
+export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();

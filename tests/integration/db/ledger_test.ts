@@ -8,15 +8,19 @@
 // Their deletes of aged rejects overlap too, and each row goes once. A call
 // that finds another holding the ledger returns with nothing done while
 // inserts go on; and a fresh ledger's first call creates today and the days
-// ahead, which version 7's oldest-first order left for a later call.
+// ahead, which version 7's oldest-first order left for a later call. A prune
+// that fails at start names a grant only when a privilege was refused, and
+// marks an unreachable server transient, so that start-up retries.
 
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { LEDGER_PARTITIONS_PER_CALL } from "../../../src/db/migrations.ts";
-import { prune, type PruneTarget } from "../../../src/db/ledger.ts";
+import { prune, pruneAll, type PruneTarget, retentionOf } from "../../../src/db/ledger.ts";
+import { DatabaseError } from "../../../src/errors.ts";
 import { migrate } from "../../../src/db/schema.ts";
 import { eachMajor } from "../../helpers/majors.ts";
-import { freshSchema } from "../../helpers/services.ts";
+import { freePort } from "../../helpers/cluster.ts";
+import { capturingTelemetry, freshSchema, uniqueName } from "../../helpers/services.ts";
 
 /** How many consumers prune at once: more than the two a deadlock needs. */
 const CALLERS = 8;
@@ -140,4 +144,62 @@ eachMajor.test("a maintenance call that finds another holding the ledger returns
     await holder.end();
     await other.end();
   }
+});
+
+Deno.test("a failed prune names a grant only when a privilege was refused, and an unreachable server is transient", async (t) => {
+  await using db = await freshSchema();
+  await migrate(db.sql, db.schemas);
+  const retention = retentionOf({ ledgerRetentionDays: 30, rejectRetentionDays: 30 });
+  const { telemetry } = capturingTelemetry();
+  const failure = async (run: () => Promise<unknown>) => {
+    const error = await run().then(() => null, (e: unknown) => e);
+    assert.ok(error instanceof DatabaseError, String(error));
+    return error;
+  };
+
+  await t.step(
+    "a role without EXECUTE on login_etl_ledger_maintain is told the grant",
+    async () => {
+      const role = uniqueName("noprune");
+      await db.sql.unsafe(`CREATE ROLE "${role}" NOLOGIN;
+      GRANT USAGE ON SCHEMA "${db.stateSchema}" TO "${role}"`);
+      try {
+        const error = await failure(() =>
+          db.sql.begin(async (tx) => {
+            await tx.unsafe(`SET LOCAL ROLE "${role}"`);
+            // The transaction's session, as a Deployment's pool is typed.
+            const sql = tx as unknown as postgres.Sql;
+            await pruneAll({ sql, schemas: db.schemas }, retention, telemetry);
+          })
+        );
+        assert.match(
+          error.message,
+          new RegExp(
+            `grant the consumer role EXECUTE on ${db.stateSchema}\\.login_etl_ledger_maintain`,
+          ),
+        );
+        assert.equal(error.transient, false);
+      } finally {
+        await db.sql.unsafe(`DROP OWNED BY "${role}"; DROP ROLE "${role}"`);
+      }
+    },
+  );
+
+  await t.step("an unreachable server: no grant named, and start-up may retry", async () => {
+    const sql = postgres(`postgres://nobody:none@127.0.0.1:${freePort()}/none`, {
+      max: 1,
+      connect_timeout: 2,
+      onnotice: () => {},
+    });
+    try {
+      const error = await failure(() =>
+        pruneAll({ sql, schemas: db.schemas }, retention, telemetry)
+      );
+      assert.match(error.message, /^Cannot prune /);
+      assert.doesNotMatch(error.message, /grant/);
+      assert.equal(error.transient, true);
+    } finally {
+      await sql.end();
+    }
+  });
 });
