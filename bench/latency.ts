@@ -20,7 +20,8 @@
  * JSON line, writes bench/results/latency-<date>.json, and, for a full run
  * (BENCH_N ≥ 20,000, 3 rounds or more, RTTs 0, 2, 10 and 25, every
  * contender) latency-latest.json; for a full run or BENCH_DOCS=1, the tables
- * into docs/performance.md and docs/scaling.md (BENCH_DOCS=0 never).
+ * into docs/performance.md, and for a full run docs/scaling.md's capacity
+ * table (BENCH_DOCS=0 neither).
  * BENCH_CONTENDERS (ids: stock8, stock32, drain, drain8 ..., peer) runs only
  * those.
  */
@@ -46,6 +47,8 @@ import {
 import { roundOrder } from "./order.ts";
 
 const root = new URL("../", import.meta.url).pathname;
+/** The last full run's results, in bench/results/: docs/scaling.md's table follows from it. */
+const LATEST = "latency-latest.json";
 const numbers = (name: string, fallback: string) =>
   (Deno.env.get(name) ?? fallback).split(",").map((s) => Number(s.trim()));
 const N = Number(Deno.env.get("BENCH_N") ?? 20_000);
@@ -301,22 +304,20 @@ try {
   await Deno.mkdir(`${root}bench/results`, { recursive: true });
   const full = N >= 20_000 && ROUNDS >= 3 && [0, 2, 10, 25].every((r) => RTTS.includes(r)) &&
     ONLY === undefined;
-  // latency-latest.json is the last full run: docs/scaling.md's table follows from it.
-  if (full) await Deno.writeTextFile(`${root}bench/results/latency-latest.json`, json + "\n");
-  await Deno.writeTextFile(
-    `${root}bench/results/latency-${result.date.replaceAll(":", "-")}.json`,
-    json + "\n",
-  );
+  const dated = `latency-${result.date.replaceAll(":", "-")}.json`;
+  if (full) await Deno.writeTextFile(`${root}bench/results/${LATEST}`, json + "\n");
+  await Deno.writeTextFile(`${root}bench/results/${dated}`, json + "\n");
   const docs = Deno.env.get("BENCH_DOCS");
   if (docs === "1" || (docs !== "0" && full)) {
-    await writeDocs(result, tables, full);
-    // docs/scaling.md's capacity table follows from the same summaries.
-    await rewriteDocBlock("docs/scaling.md", "capacity", capacityTable(result.summary));
+    await writeDocs(result, tables, full ? LATEST : dated);
   } else {
-    say(
-      "\n(docs/performance.md and docs/scaling.md left alone: not a full run;" +
-        " BENCH_DOCS=1 writes them anyway)",
-    );
+    say("\n(docs/performance.md left alone: not a full run; BENCH_DOCS=1 writes it anyway)");
+  }
+  // docs/scaling.md's capacity table is the last full run's, as
+  // tests/repo/scaling_test.ts checks against latency-latest.json: never a
+  // partial run's, whatever BENCH_DOCS says.
+  if (full && docs !== "0") {
+    await rewriteDocBlock("docs/scaling.md", "capacity", capacityTable(result.summary));
   }
 } finally {
   for (const proxy of proxies) await proxy[Symbol.asyncDispose]();
@@ -427,15 +428,17 @@ function markdown(summary: readonly ReturnType<typeof summarize>[]): string[] {
 async function writeDocs(
   result: { date: string; machine: Record<string, string | number>; rounds: number },
   tables: readonly string[],
-  full: boolean,
+  /** The results file the tables come from: `LATEST` for a full run. */
+  file: string,
 ): Promise<void> {
   const m = result.machine;
+  const full = file === LATEST;
   await rewriteDocBlock("docs/performance.md", "bench-latency", [
     `${full ? "Last full run" : "A partial run (BENCH_DOCS=1)"} of \`make bench\`, ${
       result.date.slice(0, 10)
     }, on ${m.cpu} (${m.cores} cores), Deno ${m.deno}, Postgres ${m.postgres} on the same machine; ${
       fmt(N)
-    } messages a contender, ${result.rounds} interleaved round(s), Postgres behind ${PG_RTT} ms (\`bench/results/latency-latest.json\`):`,
+    } messages a contender, ${result.rounds} interleaved round(s), Postgres behind ${PG_RTT} ms (\`bench/results/${file}\`):`,
     "",
     ...tables,
   ]);
