@@ -190,9 +190,10 @@ test-unit: deno ## Unit tests and repository checks (no services)
 # the state file in LOGIN_ETL_TEST_CLUSTERS (tests/helpers/majors.ts). The EXIT
 # trap stops them and removes their directories however the run ends: INT and
 # TERM (Ctrl-C) exit through it too. Test files run DENO_JOBS at a time; deno
-# test also writes a JUnit report, from which scripts/slowest_tests.ts prints
-# the ten slowest tests. deno's summary line is printed again last, since
-# .ci/run reads the last one.
+# test also writes a JUnit report, from which scripts/test_summary.ts prints
+# the ten slowest tests and then every failed test with its failure's first
+# lines (CI shows a run's tail). deno's summary line is printed again last,
+# since .ci/run reads the last one.
 test: deno ## Everything CI runs: checks, unit, repository, integration, CLI and fault tests (on throwaway PostgreSQL 13, 15 and 18 clusters)
 	$(Q)$(MAKE) --no-print-directory -j2 postgres-majors packages
 	$(Q)state=$$(mktemp "$${TMPDIR:-/tmp}/login-etl-clusters.XXXXXX"); \
@@ -205,7 +206,7 @@ test: deno ## Everything CI runs: checks, unit, repository, integration, CLI and
 	echo "DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --no-check --parallel $(TEST_PATHS)"; \
 	LOGIN_ETL_TEST_CLUSTERS="$$state" DENO_JOBS=$(DENO_JOBS) $(DENO) test $(TEST_FLAGS) --no-check --parallel --junit-path="$$junit" $(TEST_PATHS) 2>&1 | tee "$$log"; \
 	status=$${PIPESTATUS[0]}; \
-	$(DENO) run --allow-read="$$junit,$$log" scripts/slowest_tests.ts "$$junit" "$$log" 10; \
+	$(DENO) run --allow-read="$$junit,$$log" scripts/test_summary.ts "$$junit" "$$log" 10; \
 	sed 's/\x1b\[[0-9;]*m//g' "$$log" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -1; \
 	exit $$status
 

@@ -1,9 +1,9 @@
-// scripts/slowest_tests.ts against a report deno test really wrote: parallel
-// files, a test with a step, names XML must escape.
+// scripts/test_summary.ts against reports deno test really wrote: parallel
+// files, a test with a step, names XML must escape, failed tests and steps.
 
 import assert from "node:assert/strict";
 
-const SCRIPT = new URL("../../scripts/slowest_tests.ts", import.meta.url).pathname;
+const SCRIPT = new URL("../../scripts/test_summary.ts", import.meta.url).pathname;
 
 Deno.test("the slowest tests of a real deno test --junit-path report: slowest first, steps left out, names unescaped, N honoured", async () => {
   const dir = await Deno.makeTempDir();
@@ -69,10 +69,59 @@ Deno.test("quick", () => {});
   }
 });
 
-Deno.test("no report (deno test failed before running a test): slowest_tests.ts prints nothing and exits 0", async () => {
+Deno.test("no report (deno test failed before running a test): test_summary.ts prints nothing and exits 0", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-read", SCRIPT, "/nonexistent/report.xml", "/nonexistent/output.txt"],
   }).output();
   assert.equal(out.code, 0);
   assert.equal(new TextDecoder().decode(out.stdout), "");
+});
+
+Deno.test("failed tests are listed last, each with its failure's first lines: a failed step stands for its test", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${dir}/a_test.ts`,
+      `Deno.test("passes", () => {});
+Deno.test("throws <x>", () => { throw new Error("first line\\n" + "${"y".repeat(300)}"); });
+Deno.test("has steps", async (t) => {
+  await t.step("fine", () => {});
+  await t.step("broken", () => { throw new Error("the step's reason"); });
+});
+`,
+    );
+    const report = `${dir}/report.xml`;
+    const log = `${dir}/output.txt`;
+    const run = await new Deno.Command(Deno.execPath(), {
+      args: ["test", `--junit-path=${report}`, dir],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    await Deno.writeFile(log, new Uint8Array([...run.stdout, ...run.stderr]));
+    assert.equal(run.code, 1, "two tests failed");
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", `--allow-read=${report},${log}`, SCRIPT, report, log, "10"],
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const text = new TextDecoder().decode(out.stdout).trim();
+    const failed = text.slice(text.indexOf("Failed "));
+    const lines = failed.split("\n");
+    assert.equal(lines[0], "Failed 2 tests:", text);
+    assert.equal(lines[1], "  ./a_test.ts => throws <x>");
+    assert.match(lines[2] ?? "", /^ {6}Error: first line$/);
+    const long = lines[3] ?? "";
+    assert.ok(long.startsWith("      yyy") && long.endsWith("\u2026"), long);
+    assert.equal(long.length, 6 + 160, "cut to 160 characters");
+    assert.ok(
+      failed.includes("  ./a_test.ts => has steps > broken\n      Error: the step's reason"),
+      failed,
+    );
+    assert.ok(!failed.includes("=> has steps\n"), "the test itself stands behind its failed step");
+    assert.ok(!failed.includes("passes") && !failed.includes("> fine"), failed);
+    assert.ok(text.indexOf("Slowest ") < text.indexOf("Failed "), "failures come last");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
