@@ -13,10 +13,17 @@ import type { Queue, ReceivedMessage } from "../types.ts";
 export class HeldMessages {
   readonly #deadlines = new Map<ReceivedMessage, number>();
   readonly #visibilityMs: number;
+  readonly #leadMs: number;
 
-  /** @param visibilityTimeoutSeconds the queue's visibility timeout */
-  constructor(visibilityTimeoutSeconds: number) {
+  /**
+   * @param visibilityTimeoutSeconds the queue's visibility timeout
+   * @param heartbeatMs how often `due` is asked: a delivery is due while at
+   *   least two beats remain, so that the next beat (up to one period late)
+   *   and the extension's round trip still land before it reappears
+   */
+  constructor(visibilityTimeoutSeconds: number, heartbeatMs: number) {
     this.#visibilityMs = visibilityTimeoutSeconds * 1000;
+    this.#leadMs = Math.max(this.#visibilityMs / 2, 2 * heartbeatMs);
   }
 
   /** Starts holding deliveries received at `nowMs`. */
@@ -30,11 +37,13 @@ export class HeldMessages {
   }
 
   /**
-   * Deliveries whose visibility ends within half a timeout of `nowMs`: extend
-   * them now, while there is time for a retry before they reappear.
+   * Deliveries whose visibility ends within half a timeout of `nowMs` (two
+   * heartbeats, when the timeout is shorter than four): extend them now, while
+   * there is time for a retry before they reappear. With half alone, a 2 s
+   * timeout left one beat of margin, and a beat that came late was too late.
    */
   due(nowMs: number): ReceivedMessage[] {
-    const threshold = nowMs + this.#visibilityMs / 2;
+    const threshold = nowMs + this.#leadMs;
     const due: ReceivedMessage[] = [];
     for (const [m, deadline] of this.#deadlines) if (deadline <= threshold) due.push(m);
     return due;

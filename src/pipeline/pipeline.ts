@@ -132,7 +132,7 @@ export async function runPipeline(deps: PipelineDeps, options: PipelineOptions):
     maxHeldUnits: MAX_HELD_BODY_UNITS,
     now,
   });
-  const held = new HeldMessages(options.visibilityTimeoutSeconds);
+  const held = new HeldMessages(options.visibilityTimeoutSeconds, HEARTBEAT_MS);
   const admission = new Admission({
     maxMessages: options.maxMessages ?? null,
     maxDurationMs: options.maxDurationMs ?? null,

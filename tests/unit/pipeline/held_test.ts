@@ -14,7 +14,7 @@ const message = (id: string): ReceivedMessage => ({
 });
 
 Deno.test("HeldMessages is due half a visibility timeout before it runs out, and again after each extension", () => {
-  const held = new HeldMessages(30); // 30 s
+  const held = new HeldMessages(30, 1000); // 30 s, a heartbeat a second
   const ids = (ms: number) => held.due(ms).map((m) => m.id).sort();
   const [a, b] = [message("a"), message("b")];
   held.add([a], 0);
@@ -29,4 +29,20 @@ Deno.test("HeldMessages is due half a visibility timeout before it runs out, and
   assert.deepEqual(ids(40_000), ["a"]);
   held.extended([b], 40_000); // released meanwhile: not held again
   assert.deepEqual(ids(100_000), ["a"]);
+});
+
+Deno.test("with a visibility timeout under four heartbeats, a held message is due while two beats remain", () => {
+  const held = new HeldMessages(2, 1000); // 2 s: half a timeout is only one beat
+  const ids = (ms: number) => held.due(ms).map((m) => m.id);
+  const a = message("a");
+  held.add([a], 0);
+  // A beat just before half the timeout would otherwise leave the next one,
+  // a second later and perhaps late, at the very deadline.
+  assert.deepEqual(ids(0), ["a"], "due from its receipt");
+  held.extended([a], 900);
+  assert.deepEqual(ids(900), ["a"], "and at every beat after");
+  const slow = new HeldMessages(60, 1000);
+  slow.add([a], 0);
+  assert.deepEqual(slow.due(29_999).map((m) => m.id), [], "a long timeout: still half of it");
+  assert.deepEqual(slow.due(30_000).map((m) => m.id), ["a"]);
 });
