@@ -14,6 +14,8 @@ export interface Consumer {
   readonly done: Promise<ConsumerResult>;
   /** Its result once it has ended, else undefined. */
   ended(): ConsumerResult | undefined;
+  /** What it has written to stderr so far (its log, while it runs). */
+  stderrSoFar(): string;
 }
 
 /** How a consumer process ended, and what it wrote. */
@@ -41,7 +43,12 @@ export function assertRunning(consumers: readonly Consumer[]): void {
 export function startConsumer(args: readonly string[], env: Record<string, string>): Consumer {
   const child = spawnCli(args, env);
   const stdout = new Response(child.stdout).text();
-  const stderr = new Response(child.stderr).text();
+  let log = "";
+  const stderr = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stderr) log += decoder.decode(chunk, { stream: true });
+    return log += decoder.decode();
+  })();
   let result: ConsumerResult | undefined;
   const done = (async () => {
     const status = await child.status;
@@ -53,7 +60,7 @@ export function startConsumer(args: readonly string[], env: Record<string, strin
     };
     return result;
   })();
-  return { child, done, ended: () => result };
+  return { child, done, ended: () => result, stderrSoFar: () => log };
 }
 
 /** Sleeps `ms`. */

@@ -147,8 +147,8 @@ Deno.test({
     const run = await startRun([major]);
     const { url } = ready(run.state, major);
     try {
-      run.child.kill("SIGKILL");
-      await run.child.status;
+      // Read while its owner lives: once the owner is dead, another test
+      // file's start may sweep the cluster at any moment.
       const sql = postgres(url, { max: 1, onnotice: () => {} });
       let dataDir: string;
       try {
@@ -157,6 +157,8 @@ Deno.test({
       } finally {
         await sql.end();
       }
+      run.child.kill("SIGKILL");
+      await run.child.status;
       const clusterDir = dataDir.replace(/\/data$/, "");
       assert.ok(Deno.statSync(clusterDir).isDirectory, "left behind by the killed owner");
       // Another test process starting a cluster meanwhile may sweep it first: either way it goes.

@@ -45,9 +45,20 @@ for (const outage of ["stall", "reset"] as const) {
     await waitFor(async () => (await ledgerCount(db.sql)) >= 1000, 30_000, "the first commits");
     pg.setMode(outage);
     const outageStarted = Date.now();
-    await delay(1500); // the consumer notices and stops receiving
+    // The consumer notices (at once on a reset, after the 2 s write timeout on
+    // a stall) and stops receiving; a receive already answered by then is done
+    // within a round trip on loopback.
+    const noticed = () => {
+      const log = consumer.stderrSoFar();
+      return events(log.slice(0, log.lastIndexOf("\n") + 1)).some((e) =>
+        e.event === "StageFailed" && e.stage === "write"
+      );
+    };
+    await waitFor(noticed, 30_000, "the write failure");
+    await delay(300);
     const readyEarly = sqs.counts(queueUrl).ready;
-    await delay(3500); // 5 s in all: more than twice the 2 s visibility timeout
+    // 5 s in all at least: more than twice the 2 s visibility timeout.
+    await delay(Math.max(3500, 5000 - (Date.now() - outageStarted)));
     const readyLate = sqs.counts(queueUrl).ready;
     const committedDuringOutage = await ledgerCount(db.sql);
     pg.setMode("pass");

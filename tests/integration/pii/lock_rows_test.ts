@@ -392,9 +392,10 @@ eachMajorWithPsql.test("while a forget waits for a mask's lock row, the tuple an
       forgetting = alice`SELECT * FROM ${alice(STATE)}.login_etl_forget(${[
         mask,
       ]}::text[], 'alice', 'INC-11')`.then((rows) => rows);
-      // What every login sees of the wait: the tuple of login_etl_locks.
+      // What every login sees of the wait: the tuple of login_etl_locks (a
+      // minute's cap, as every wait of the suite: the forget may be slow to start).
       let waited: { ctid: string } | undefined;
-      for (let i = 0; i < 100 && waited === undefined; i++) {
+      for (let i = 0; i < 1200 && waited === undefined; i++) {
         [waited] = await hostile.sql<{ ctid: string }[]>`
           SELECT '(' || l.page || ',' || l.tuple || ')' AS ctid FROM pg_locks l
           WHERE l.locktype = 'tuple' AND l.pid = ${alicePid}
