@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { generateBodies } from "../../src/seed/generate.ts";
 import { validateBody } from "../../src/validate.ts";
 import { failureLine, runCli } from "../helpers/cli.ts";
-import { delay, startConsumer } from "../helpers/consumers.ts";
+import { type Consumer, delay, startConsumer } from "../helpers/consumers.ts";
 import {
   DATABASE_URL,
   enqueue,
@@ -22,12 +22,19 @@ import {
 } from "../helpers/services.ts";
 import { targetOf, TcpProxy, viaProxy } from "../helpers/tcp_proxy.ts";
 
-/** A port nothing listens on right now. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
+/**
+ * The port a consumer started with `--listen 127.0.0.1:0` serves on, from
+ * its ListenStarted line: a port chosen free beforehand could be taken by
+ * another test file before the consumer binds it.
+ */
+function listenedPort(consumer: Consumer): Promise<number> {
+  return waitFor("ListenStarted", 30_000, () => {
+    const line = consumer.stderrSoFar().split("\n").find((l) =>
+      l.includes('"event":"ListenStarted"')
+    );
+    const port = line?.match(/"address":"127\.0\.0\.1:(\d+)"/)?.[1];
+    return Promise.resolve(port === undefined ? null : Number(port));
+  });
 }
 
 /** Samples of the exposition text by series, e.g. `login_etl_messages_rejected_total{reason="bad_ip"}`. */
@@ -87,14 +94,13 @@ Deno.test("run --listen: /metrics during a run ends equal to the summary; /healt
   const valid = bodies.length - rejects;
   assert.ok(rejects > 100 && valid > 2000, "the load has both kinds");
 
-  const port = freePort();
   const started = Date.now() / 1000;
   const consumer = startConsumer([
     "run",
     "--queue-url",
     queueUrl,
     "--listen",
-    `127.0.0.1:${port}`,
+    "127.0.0.1:0",
     "--summary-json",
     "--wait-seconds",
     "1",
@@ -109,6 +115,7 @@ Deno.test("run --listen: /metrics during a run ends equal to the summary; /healt
   });
   let stopped = false;
   try {
+    const port = await listenedPort(consumer);
     const health = await waitFor("/healthz", 30_000, async () => {
       const r = await get(port, "/healthz");
       return r.status === 200 ? r : null;
@@ -304,13 +311,13 @@ Deno.test({
       AWS_SECRET_ACCESS_KEY: "test",
     };
     await t.step("run --listen: values the kernel agrees with, CPU growing with work", async () => {
-      const port = freePort();
       const spawnedAt = Date.now() / 1000;
       const consumer = startConsumer(
-        ["run", "--queue-url", queueUrl, "--listen", `127.0.0.1:${port}`, "--wait-seconds", "1"],
+        ["run", "--queue-url", queueUrl, "--listen", "127.0.0.1:0", "--wait-seconds", "1"],
         env,
       );
       try {
+        const port = await listenedPort(consumer);
         const first = await waitFor("/metrics", 30_000, async () => {
           const r = await get(port, "/metrics");
           return r.status === 200 ? parseMetrics(r.text) : null;
