@@ -6,18 +6,29 @@
 
 import assert from "node:assert/strict";
 import { generateBodies } from "../../src/seed/generate.ts";
-import { Metrics } from "../../src/ops/metrics.ts";
 import { AUTO_FLOOR, AUTO_START } from "../../src/pipeline/concurrency.ts";
-import { startConsume } from "../helpers/drain.ts";
-import { enqueue, freshSchema, reportFigures, startSqs } from "../helpers/services.ts";
+import { listenedPort, startConsumer } from "../helpers/consumers.ts";
+import { events } from "../helpers/faults.ts";
+import {
+  DATABASE_URL,
+  enqueue,
+  freshSchema,
+  reportFigures,
+  startSqs,
+  TEST_SECRET,
+} from "../helpers/services.ts";
 import { targetOf, TcpProxy } from "../helpers/tcp_proxy.ts";
 
 const MESSAGES = 5000;
 
 /** Polls `ready` every 50 ms until it holds, or fails after `timeoutMs`. */
-async function until(what: string, ready: () => boolean, timeoutMs: number): Promise<void> {
+async function until(
+  what: string,
+  ready: () => Promise<boolean>,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!ready()) {
+  while (!(await ready())) {
     if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -32,45 +43,63 @@ Deno.test("run --concurrency auto grows the loops past 8 on a full queue behind 
   const queueUrl = `http://127.0.0.1:${proxy.port}${new URL(direct).pathname}`;
   const ids = enqueue(sqs, direct, [...generateBodies(MESSAGES, { badRatio: 0, seed: 21 })]);
 
-  const stop = new AbortController();
-  // The default is auto; wait-seconds 1 so an empty queue's receives come back soon.
-  const run = startConsume(queueUrl, db.schema, {
-    command: "run",
-    flags: { "wait-seconds": "1" },
-    stop: stop.signal,
-  });
-  const counters = run.telemetry.counters;
-  const metrics = new Metrics(counters);
+  // A process of its own, as users run it: auto judges the CPU its process
+  // spends, and in the test process that is every parallel test file's.
+  // The default is auto; wait-seconds 1 so an empty queue's receives come
+  // back soon; debug shows each change.
+  const consumer = startConsumer([
+    "run",
+    "--queue-url",
+    queueUrl,
+    "--wait-seconds",
+    "1",
+    "--listen",
+    "127.0.0.1:0",
+    "--log-level",
+    "debug",
+    "--summary-json",
+  ], { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env });
+  const changes = () => {
+    const log = consumer.stderrSoFar();
+    return events(log.slice(0, log.lastIndexOf("\n") + 1)).filter((e) =>
+      e.event === "ConcurrencyChanged"
+    );
+  };
   /** The login_etl_receive_loops gauge, as /metrics shows it. */
-  const gauge = async () =>
-    Number(/^login_etl_receive_loops (\d+)$/m.exec(await metrics.expose())?.[1] ?? NaN);
-  let peak = 0;
+  const gauge = async (port: number) => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    return Number(/^login_etl_receive_loops (\d+)$/m.exec(text)?.[1] ?? NaN);
+  };
   let shownAtCommit = 0;
-  const watch = setInterval(() => (peak = Math.max(peak, counters.receiveLoops)), 20);
   try {
-    await until("every message is committed", () => counters.inserted >= MESSAGES, 120_000);
-    shownAtCommit = await gauge();
+    const port = await listenedPort(consumer);
+    // Until the consumer's start has migrated the fresh schema, there is no table.
+    const inserted = async () =>
+      (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM user_logins`.catch(() => []))[0]
+        ?.n ?? 0;
+    await until("every message is committed", async () => (await inserted()) >= MESSAGES, 120_000);
+    shownAtCommit = await gauge(port);
     await until(
       `the loops are back at ${AUTO_FLOOR}`,
-      () => counters.receiveLoops <= AUTO_FLOOR,
+      () => Promise.resolve(Number(changes().at(-1)?.to) <= AUTO_FLOOR),
       60_000,
     );
-    assert.equal(await gauge(), AUTO_FLOOR, "the gauge shows the floor");
+    assert.equal(await gauge(port), AUTO_FLOOR, "the gauge shows the floor");
   } finally {
-    clearInterval(watch);
-    stop.abort();
+    consumer.child.kill("SIGTERM");
   }
-  const { summary, logLines } = await run.done;
-
-  const changes = logLines.map((l) => JSON.parse(l) as Record<string, unknown>)
-    .filter((l) => l.event === "ConcurrencyChanged");
-  const path = changes.map((c) => `${c.to}${String(c.reason)[0]}`).join(" ");
+  const result = await consumer.done;
+  assert.equal(result.code, 0, result.stderr.slice(-3000));
+  const summary = JSON.parse(result.stdout);
+  const all = events(result.stderr).filter((e) => e.event === "ConcurrencyChanged");
+  const path = all.map((c) => `${c.to}${String(c.reason)[0]}`).join(" ");
+  const peak = Math.max(...all.map((c) => Number(c.to)));
   reportFigures("auto concurrency", { peak, shownAtCommit, path, inserted: summary.inserted });
-  assert.deepEqual(changes[0], { ...changes[0], from: 0, to: AUTO_START, reason: "start" });
+  assert.deepEqual(all[0], { ...all[0], from: 0, to: AUTO_START, reason: "start" });
   assert.ok(peak > 8, `the loops grew past 8: ${path}`);
-  assert.ok(changes.some((c) => c.reason === "full" && Number(c.to) > 8), path);
-  assert.ok(changes.some((c) => c.reason === "empty"), `an empty queue shrank them: ${path}`);
-  assert.deepEqual(changes.at(-1), { ...changes.at(-1), to: 0, reason: "done" });
+  assert.ok(all.some((c) => c.reason === "full" && Number(c.to) > 8), path);
+  assert.ok(all.some((c) => c.reason === "empty"), `an empty queue shrank them: ${path}`);
+  assert.deepEqual(all.at(-1), { ...all.at(-1), to: 0, reason: "done" });
 
   // Exactly once: a row and a ledger entry per message, no redelivery, the queue empty.
   assert.equal(summary.inserted, MESSAGES);

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { generateBodies } from "../../src/seed/generate.ts";
 import { validateBody } from "../../src/validate.ts";
 import { failureLine, runCli } from "../helpers/cli.ts";
-import { type Consumer, delay, startConsumer } from "../helpers/consumers.ts";
+import { delay, listenedPort, startConsumer } from "../helpers/consumers.ts";
 import {
   DATABASE_URL,
   enqueue,
@@ -21,21 +21,6 @@ import {
   TEST_SECRET,
 } from "../helpers/services.ts";
 import { targetOf, TcpProxy, viaProxy } from "../helpers/tcp_proxy.ts";
-
-/**
- * The port a consumer started with `--listen 127.0.0.1:0` serves on, from
- * its ListenStarted line: a port chosen free beforehand could be taken by
- * another test file before the consumer binds it.
- */
-function listenedPort(consumer: Consumer): Promise<number> {
-  return waitFor("ListenStarted", 30_000, () => {
-    const line = consumer.stderrSoFar().split("\n").find((l) =>
-      l.includes('"event":"ListenStarted"')
-    );
-    const port = line?.match(/"address":"127\.0\.0\.1:(\d+)"/)?.[1];
-    return Promise.resolve(port === undefined ? null : Number(port));
-  });
-}
 
 /** Samples of the exposition text by series, e.g. `login_etl_messages_rejected_total{reason="bad_ip"}`. */
 function parseMetrics(text: string): Map<string, number> {
