@@ -150,7 +150,7 @@ export async function atStart<T>(
         type: "StageFailed",
         stage: "startup",
         code: error instanceof EtlError ? error.code : "internal",
-        message: `${what} not reachable at start (${formatError(error)})`,
+        message: `${what} not ready at start (${formatError(error)})`,
         attempt,
         retryInMs,
         messages: 0,
@@ -162,7 +162,7 @@ export async function atStart<T>(
   });
   if (result.ok) return result.value;
   const error = result.error;
-  if (error === null) throw new EtlError("stopped", `Stopped before the ${what} was reachable`);
+  if (error === null) throw new EtlError("stopped", `Stopped before the ${what} was ready`);
   if (attempts > 1 && error instanceof EtlError) {
     // The same error, only its message longer: a copy through its class's
     // constructor would assume every class takes (code, message, options).

@@ -56,7 +56,7 @@ Deno.test("run retries a database that refuses connections for about --max-retry
     assert.equal(event.event, "StageFailed");
     assert.equal(event.level, "warn");
     assert.ok(event.retry_in_ms > 0 && event.retry_in_ms <= 5000);
-    assert.match(event.msg, /^database not reachable at start \(Cannot connect to Postgres at /);
+    assert.match(event.msg, /^database not ready at start \(Cannot connect to Postgres at /);
   }
   assert.match(
     failureLine(result),
