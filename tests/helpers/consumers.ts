@@ -63,25 +63,6 @@ export function startConsumer(args: readonly string[], env: Record<string, strin
   return { child, done, ended: () => result, stderrSoFar: () => log };
 }
 
-/**
- * The port a consumer started with `--listen 127.0.0.1:0` serves on, from
- * its ListenStarted line: a port chosen free beforehand could be taken by
- * another test file before the consumer binds it.
- */
-export async function listenedPort(consumer: Consumer, timeoutMs = 30_000): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const line = consumer.stderrSoFar().split("\n").find((l) =>
-      l.includes('"event":"ListenStarted"')
-    );
-    const port = line?.match(/"address":"127\.0\.0\.1:(\d+)"/)?.[1];
-    if (port !== undefined) return Number(port);
-    assertRunning([consumer]);
-    if (Date.now() > deadline) throw new Error("timed out waiting for ListenStarted");
-    await delay(50);
-  }
-}
-
 /** Sleeps `ms`. */
 export function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -2,11 +2,11 @@
 // that no one file bounds a parallel run): loading a queue with generated
 // logins, a migrated schema behind a slowed Postgres, counting the ledger of
 // a schema that may not exist yet, polling until a condition holds, and
-// reading a consumer's JSON log.
+// reading a consumer's JSON log (after it ends, or as it runs).
 
 import { migrate } from "../../src/db/schema.ts";
 import { generateBodies } from "../../src/seed/generate.ts";
-import { delay } from "./consumers.ts";
+import { assertRunning, type Consumer, delay } from "./consumers.ts";
 import { DATABASE_URL, enqueue, freshSchema, type TestDb, type TestSqs } from "./services.ts";
 import { targetOf, TcpProxy, viaProxy } from "./tcp_proxy.ts";
 
@@ -78,4 +78,31 @@ export async function waitFor(
 /** The JSON log records of a consumer's stderr. */
 export function events(stderr: string): Record<string, unknown>[] {
   return stderr.trimEnd().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+}
+
+/** The JSON log records a running consumer has written so far, its line being written left out. */
+export function eventsSoFar(consumer: Consumer): Record<string, unknown>[] {
+  const log = consumer.stderrSoFar();
+  return events(log.slice(0, log.lastIndexOf("\n") + 1));
+}
+
+/**
+ * The port a consumer started with `--listen 127.0.0.1:0` serves on, from
+ * its ListenStarted record: a port chosen free beforehand could be taken by
+ * another test file before the consumer binds it. Fails at once, with its
+ * log, if the consumer exits first.
+ */
+export async function listenedPort(consumer: Consumer, timeoutMs = 30_000): Promise<number> {
+  let port: number | undefined;
+  await waitFor(
+    () => {
+      const address = eventsSoFar(consumer).find((e) => e.event === "ListenStarted")?.address;
+      port = Number(/^127\.0\.0\.1:(\d+)$/.exec(String(address))?.[1]) || undefined;
+      if (port === undefined) assertRunning([consumer]);
+      return port !== undefined;
+    },
+    timeoutMs,
+    "ListenStarted",
+  );
+  return port!;
 }

@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import { generateBodies } from "../../src/seed/generate.ts";
 import { AUTO_FLOOR, AUTO_START } from "../../src/pipeline/concurrency.ts";
-import { listenedPort, startConsumer } from "../helpers/consumers.ts";
-import { events } from "../helpers/faults.ts";
+import { startConsumer } from "../helpers/consumers.ts";
+import { events, eventsSoFar, ledgerCount, listenedPort, waitFor } from "../helpers/faults.ts";
 import {
   DATABASE_URL,
   enqueue,
@@ -20,19 +20,6 @@ import {
 import { targetOf, TcpProxy } from "../helpers/tcp_proxy.ts";
 
 const MESSAGES = 5000;
-
-/** Polls `ready` every 50 ms until it holds, or fails after `timeoutMs`. */
-async function until(
-  what: string,
-  ready: () => Promise<boolean>,
-  timeoutMs: number,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await ready())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 Deno.test("run --concurrency auto grows the loops past 8 on a full queue behind 25 ms, falls back on an empty one, and writes each message once", async () => {
   await using sqs = await startSqs();
@@ -59,12 +46,7 @@ Deno.test("run --concurrency auto grows the loops past 8 on a full queue behind 
     "debug",
     "--summary-json",
   ], { PII_HMAC_KEY: TEST_SECRET, DATABASE_URL, ...db.env });
-  const changes = () => {
-    const log = consumer.stderrSoFar();
-    return events(log.slice(0, log.lastIndexOf("\n") + 1)).filter((e) =>
-      e.event === "ConcurrencyChanged"
-    );
-  };
+  const changes = () => eventsSoFar(consumer).filter((e) => e.event === "ConcurrencyChanged");
   /** The login_etl_receive_loops gauge, as /metrics shows it. */
   const gauge = async (port: number) => {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -73,16 +55,16 @@ Deno.test("run --concurrency auto grows the loops past 8 on a full queue behind 
   let shownAtCommit = 0;
   try {
     const port = await listenedPort(consumer);
-    // Until the consumer's start has migrated the fresh schema, there is no table.
-    const inserted = async () =>
-      (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM user_logins`.catch(() => []))[0]
-        ?.n ?? 0;
-    await until("every message is committed", async () => (await inserted()) >= MESSAGES, 120_000);
+    await waitFor(
+      async () => (await ledgerCount(db.sql)) >= MESSAGES,
+      120_000,
+      "every message is committed",
+    );
     shownAtCommit = await gauge(port);
-    await until(
-      `the loops are back at ${AUTO_FLOOR}`,
-      () => Promise.resolve(Number(changes().at(-1)?.to) <= AUTO_FLOOR),
+    await waitFor(
+      () => Number(changes().at(-1)?.to) <= AUTO_FLOOR,
       60_000,
+      `the loops back at ${AUTO_FLOOR}`,
     );
     assert.equal(await gauge(port), AUTO_FLOOR, "the gauge shows the floor");
   } finally {

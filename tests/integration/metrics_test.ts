@@ -11,7 +11,8 @@ import assert from "node:assert/strict";
 import { generateBodies } from "../../src/seed/generate.ts";
 import { validateBody } from "../../src/validate.ts";
 import { failureLine, runCli } from "../helpers/cli.ts";
-import { delay, listenedPort, startConsumer } from "../helpers/consumers.ts";
+import { delay, startConsumer } from "../helpers/consumers.ts";
+import { listenedPort } from "../helpers/faults.ts";
 import {
   DATABASE_URL,
   enqueue,

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { checkLanded, delay, drainUntilEmpty, startConsumer } from "../helpers/consumers.ts";
-import { events, ledgerCount, load, waitFor } from "../helpers/faults.ts";
+import { events, eventsSoFar, ledgerCount, load, waitFor } from "../helpers/faults.ts";
 import { targetOf, TcpProxy, viaProxy } from "../helpers/tcp_proxy.ts";
 import {
   DATABASE_URL,
@@ -48,12 +48,8 @@ for (const outage of ["stall", "reset"] as const) {
     // The consumer notices (at once on a reset, after the 2 s write timeout on
     // a stall) and stops receiving; a receive already answered by then is done
     // within a round trip on loopback.
-    const noticed = () => {
-      const log = consumer.stderrSoFar();
-      return events(log.slice(0, log.lastIndexOf("\n") + 1)).some((e) =>
-        e.event === "StageFailed" && e.stage === "write"
-      );
-    };
+    const noticed = () =>
+      eventsSoFar(consumer).some((e) => e.event === "StageFailed" && e.stage === "write");
     await waitFor(noticed, 30_000, "the write failure");
     await delay(300);
     const readyEarly = sqs.counts(queueUrl).ready;
