@@ -66,42 +66,39 @@ function reportedCases(report: string, log: string): TestTime[] {
   return cases;
 }
 
-/** Whether a case is a step: deno reports "<test> > <step>" beside its test, in the same file. */
-function stepFilter(cases: readonly TestTime[]): (c: TestTime) => boolean {
-  const names = new Set(cases.map((c) => `${c.file}\u0000${c.name}`));
-  return (c) => {
-    let at = c.name.indexOf(" > ");
-    while (at !== -1) {
-      if (names.has(`${c.file}\u0000${c.name.slice(0, at)}`)) return true;
-      at = c.name.indexOf(" > ", at + 3);
-    }
-    return false;
-  };
-}
-
-/** The tests of a JUnit report deno wrote, steps left out, slowest first, each under the file that ran it. */
-export function slowestTests(report: string, log = ""): TestTime[] {
-  const cases = reportedCases(report, log);
-  const isStep = stepFilter(cases);
-  return cases.filter((c) => !isStep(c)).sort((a, b) => b.seconds - a.seconds);
+/** Where " > " ends a test's name inside a step's ("<test> > <step>", steps nest). */
+function parentNames(name: string): string[] {
+  const parents: string[] = [];
+  for (let at = name.indexOf(" > "); at !== -1; at = name.indexOf(" > ", at + 3)) {
+    parents.push(name.slice(0, at));
+  }
+  return parents;
 }
 
 /**
- * The failed tests of a report, in report order. A test whose steps failed is
- * left out for the steps that did: its own failure says only "N test steps
- * failed", the step's says what.
+ * What `make test` ends with, from one reading of a JUnit report deno wrote:
+ * the tests slowest first, steps left out (their time is inside their
+ * test's), and the failed tests and steps in report order, a test whose
+ * steps failed left out for them (its own failure says only "N test steps
+ * failed", the step's says what). Each case is under the file that ran it.
  */
-export function failedTests(report: string, log = ""): TestTime[] {
+export function summarize(
+  report: string,
+  log = "",
+): { readonly slowest: TestTime[]; readonly failed: TestTime[] } {
   const cases = reportedCases(report, log);
-  const isStep = stepFilter(cases);
-  const failedSteps = new Set(
-    cases.filter((c) => c.failure !== undefined && isStep(c)).map((c) =>
-      `${c.file}\u0000${c.name}`
-    ),
+  const key = (file: string, name: string) => `${file}\u0000${name}`;
+  const names = new Set(cases.map((c) => key(c.file, c.name)));
+  // A step is reported as "<test> > <step>" beside its test, in the same file.
+  const isStep = (c: TestTime) => parentNames(c.name).some((p) => names.has(key(c.file, p)));
+  const failedParents = new Set(
+    cases.filter((c) => c.failure !== undefined && isStep(c))
+      .flatMap((c) => parentNames(c.name).map((p) => key(c.file, p))),
   );
-  const hasFailedStep = (c: TestTime) =>
-    [...failedSteps].some((step) => step.startsWith(`${c.file}\u0000${c.name} > `));
-  return cases.filter((c) => c.failure !== undefined && !hasFailedStep(c));
+  return {
+    slowest: cases.filter((c) => !isStep(c)).sort((a, b) => b.seconds - a.seconds),
+    failed: cases.filter((c) => c.failure !== undefined && !failedParents.has(key(c.file, c.name))),
+  };
 }
 
 /** A failure's first lines, each cut to a terminal's width: enough to know what broke. */
@@ -131,7 +128,8 @@ if (import.meta.main) {
   } catch {
     // Without the output, tests registered by helpers are named by the helper.
   }
-  const slowest = slowestTests(report, log).slice(0, Number(count));
+  const summary = summarize(report, log);
+  const slowest = summary.slowest.slice(0, Number(count));
   if (slowest.length > 0) {
     const lines = slowest.map((t) =>
       `${t.seconds.toFixed(1).padStart(7)} s  ${t.file} => ${t.name}`
@@ -139,7 +137,7 @@ if (import.meta.main) {
     // deno-lint-ignore no-console
     console.log(`\nSlowest ${slowest.length} tests:\n${lines.join("\n")}\n`);
   }
-  const failed = failedTests(report, log);
+  const failed = summary.failed;
   if (failed.length > 0) {
     const lines = failed.flatMap((t) => [
       `  ${t.file} => ${t.name}`,
