@@ -168,8 +168,9 @@ for (const kind of ENDPOINT_KINDS) {
       assert.ok(blocked, "every message received, the write waiting on the lock");
       // From here, without extension SQS would hand them out again within the
       // 2 s timeout. Held a second past it, and until the run has extended
-      // them twice (its heartbeat, once a second, extends a message when less
-      // than half its timeout is left); a minute at most, against a hang.
+      // them twice (its heartbeat, once a second, extends a message while two
+      // beats of its visibility remain: every beat on a 2 s queue); a minute
+      // at most, against a hang.
       const since = performance.now();
       for (
         let i = 0;
