@@ -2,13 +2,16 @@
 // Where a drain's CPU goes, by thread: loads a queue on a fauxqs process of
 // its own, runs `login-etl drain` (the binary's flags, extra flags and env
 // from the command line), samples /proc/PID/task/*/stat every 20 ms and
-// prints CPU-ms by thread name, with the stock SDK ceiling's CPU beside it
-// for the same messages.
+// prints CPU-ms by thread name, with the stock SDK ceiling's CPU and peak
+// memory beside it for the same messages, run with the same V8 flags and, with
+// THREADS_CPUS, on the same one CPU: the floor no SQS consumer on this runtime
+// goes below.
 // Usage: deno run -A bench/threads.ts [N] [KEY=VALUE ...] [--v8-flags=...] [drain flags ...]
 // (--v8-flags replaces the binary's own).
 
 import postgres from "postgres";
 import { generateBodies } from "../src/seed/generate.ts";
+import { permissionFlags } from "../tests/helpers/cli.ts";
 import { call, load } from "./sqs_json.ts";
 import {
   DATABASE_URL,
@@ -65,20 +68,77 @@ const pgProcesses = () => {
   return out;
 };
 
+/** The V8 flags both programs run with: the binary's, or the ones given. */
+const v8Flags = v8 ?? permissionFlags().find((f) => f.startsWith("--v8-flags=")) ?? "";
+/** THREADS_CPUS=0 pins both programs to CPU 0 (taskset), as a pod limited to one core. */
+const oneCpu = Deno.env.get("THREADS_CPUS") !== undefined;
+
+/** What sampling a process every 20 ms saw: CPU-ms by thread, peak RSS, the map near it. */
+interface Watched {
+  readonly threads: Map<string, number>;
+  readonly peakMib: number;
+  /** `/proc/PID/smaps_rollup` when RSS was last within 1 MiB of its peak. */
+  readonly atPeak: string;
+}
+
+/** Samples `pid` every 20 ms until `done` settles; `onSample` runs after each sample. */
+async function watch(pid: number, done: Promise<unknown>, onSample = () => {}): Promise<Watched> {
+  let last = new Map<string, number>();
+  let peak = 0;
+  let atPeak = "";
+  const timer = setInterval(() => {
+    try {
+      last = new Map([...last, ...threads(pid)]);
+      onSample();
+      const hwm = statusMib(pid, "VmHWM") ?? 0;
+      peak = Math.max(peak, hwm);
+      if ((statusMib(pid, "VmRSS") ?? 0) >= hwm - 1) {
+        atPeak = Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`);
+        // THREADS_SMAPS=FILE keeps the whole map near the peak, to see which mappings hold it.
+        const dump = Deno.env.get("THREADS_SMAPS");
+        if (dump !== undefined) Deno.copyFileSync(`/proc/${pid}/smaps`, dump);
+      }
+    } catch { /* exiting */ }
+  }, 20);
+  await done.catch(() => {});
+  clearInterval(timer);
+  return { threads: last, peakMib: peak, atPeak };
+}
+
+/** The RSS near the peak, by kind of page, as one line. */
+function peakSplit(atPeak: string): string {
+  const field = (name: string) =>
+    Math.round(Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(atPeak)?.[1]) / 1024);
+  return `Rss ${field("Rss")} MiB = Shared_Clean ${field("Shared_Clean")} + Private_Clean ${
+    field("Private_Clean")
+  } + Private_Dirty ${field("Private_Dirty")} (Anonymous ${field("Anonymous")})`;
+}
+
 try {
   // The stock SDK ceiling, for its CPU per message.
   const stockUrl = await queue("stock");
   const f0 = fauxqsCpu();
-  const stock = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${root}bench/ceiling.ts`, "stock", stockUrl, String(N), "8"],
+  const stockLine = [Deno.execPath(), "run", "-A", v8Flags, `${root}bench/ceiling.ts`];
+  const [program, ...args] = [
+    ...(oneCpu ? ["taskset", "-c", "0"] : []),
+    ...stockLine,
+    ...["stock", stockUrl, String(N), "8"],
+  ];
+  const stockChild = new Deno.Command(program as string, {
+    args,
     stdout: "piped",
-  }).output();
-  const s = JSON.parse(new TextDecoder().decode(stock.stdout).trim());
+    stderr: "null",
+    env: { AWS_EC2_METADATA_DISABLED: "true" },
+  }).spawn();
+  const stockOut = stockChild.output();
+  const stockSeen = await watch(stockChild.pid, stockOut);
+  const s = JSON.parse(new TextDecoder().decode((await stockOut).stdout).trim());
   console.log(
-    `stock: ${s.msgs_per_s} msg/s, ${(s.cpu_ms / N * 1000).toFixed(1)} µs CPU/msg; fauxqs ${
-      ((fauxqsCpu() - f0) / N * 1000).toFixed(1)
-    } µs/msg`,
+    `stock: ${s.msgs_per_s} msg/s, ${(s.cpu_ms / N * 1000).toFixed(1)} µs CPU/msg, peak ${
+      Math.round(stockSeen.peakMib)
+    } MiB; fauxqs ${((fauxqsCpu() - f0) / N * 1000).toFixed(1)} µs/msg`,
   );
+  console.log(`  near the peak: ${peakSplit(stockSeen.atPeak)}`);
 
   const url = await queue("drain");
   const schema = `threads_${Date.now()}`;
@@ -87,36 +147,21 @@ try {
   // each pid's last reading less what it had before.
   const pgBefore = pgProcesses();
   const pgLast = new Map(pgBefore);
-  // THREADS_CPUS=0 pins drain to CPU 0 (taskset), as a pod limited to one core.
   const child = loginEtl(["drain", "--queue-url", url, "--summary-json", ...flags], {
     schema,
     env,
-    oneCpu: Deno.env.get("THREADS_CPUS") !== undefined,
+    oneCpu,
     ...(v8 === undefined ? {} : { v8Flags: v8 }),
   }).spawn();
-  let last = new Map<string, number>();
-  let peak = 0;
-  let atPeak = "";
-  const watch = setInterval(() => {
-    try {
-      last = new Map([...last, ...threads(child.pid)]);
-      for (const [pid, ms] of pgProcesses()) pgLast.set(pid, ms);
-      const hwm = statusMib(child.pid, "VmHWM") ?? 0;
-      peak = Math.max(peak, hwm);
-      if ((statusMib(child.pid, "VmRSS") ?? 0) >= hwm - 1) {
-        atPeak = Deno.readTextFileSync(`/proc/${child.pid}/smaps_rollup`);
-        // THREADS_SMAPS=FILE keeps the whole map near the peak, to see which mappings hold it.
-        const dump = Deno.env.get("THREADS_SMAPS");
-        if (dump !== undefined) Deno.copyFileSync(`/proc/${child.pid}/smaps`, dump);
-      }
-    } catch { /* exiting */ }
-  }, 20);
-  const [status, stdout, stderr] = await Promise.all([
+  const output = Promise.all([
     child.status,
     new Response(child.stdout).text(),
     new Response(child.stderr).text(),
   ]);
-  clearInterval(watch);
+  const { threads: last, peakMib: peak, atPeak } = await watch(child.pid, output, () => {
+    for (const [pid, ms] of pgProcesses()) pgLast.set(pid, ms);
+  });
+  const [status, stdout, stderr] = await output;
   if (!status.success) throw new Error(stderr.slice(-1500));
   const summary = JSON.parse(stdout.split("\n").filter((l) => l.startsWith("{")).at(-1) ?? "{}");
   // With --v8-flags=--trace-gc: the largest heap V8 reported (used, then committed), MB.
@@ -151,15 +196,7 @@ try {
     .map((l) => JSON.parse(l) as { to: number; reason: string })
     .map((e) => `${e.to}${e.reason === "full" || e.reason === "start" ? "" : ` (${e.reason})`}`);
   if (loops.length > 0) console.log(`  receive loops: ${loops.join(", ")}`);
-  const field = (name: string) =>
-    Math.round(Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(atPeak)?.[1]) / 1024);
-  console.log(
-    `  near the peak: Rss ${field("Rss")} MiB = Shared_Clean ${
-      field("Shared_Clean")
-    } + Private_Clean ${field("Private_Clean")} + Private_Dirty ${
-      field("Private_Dirty")
-    } (Anonymous ${field("Anonymous")})`,
-  );
+  console.log(`  near the peak: ${peakSplit(atPeak)}`);
   for (const [name, ms] of [...byName].sort((a, b) => b[1] - a[1])) {
     if (ms > 0) console.log(`  ${name.padEnd(20)} ${(ms / N * 1000).toFixed(1)} µs/msg`);
   }
