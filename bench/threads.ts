@@ -11,7 +11,7 @@
 
 import postgres from "postgres";
 import { generateBodies } from "../src/seed/generate.ts";
-import { permissionFlags } from "../tests/helpers/cli.ts";
+import { permissionFlags, unknownV8Flags } from "../tests/helpers/cli.ts";
 import { call, load } from "./sqs_json.ts";
 import {
   DATABASE_URL,
@@ -68,6 +68,9 @@ const pgProcesses = () => {
   return out;
 };
 
+if (v8 !== undefined && unknownV8Flags(v8).length > 0) {
+  throw new Error(`V8 does not know ${unknownV8Flags(v8).join(", ")}`);
+}
 /** The V8 flags both programs run with: the binary's, or the ones given. */
 const v8Flags = v8 ?? permissionFlags().find((f) => f.startsWith("--v8-flags=")) ?? "";
 /** THREADS_CPUS=0 pins both programs to CPU 0 (taskset), as a pod limited to one core. */
