@@ -135,7 +135,9 @@ try {
   }).spawn();
   const stockOut = stockChild.output();
   const stockSeen = await watch(stockChild.pid, stockOut);
-  const s = JSON.parse(new TextDecoder().decode((await stockOut).stdout).trim());
+  // The last JSON line: V8's --trace-gc, when given, writes to stdout too.
+  const stockText = new TextDecoder().decode((await stockOut).stdout);
+  const s = JSON.parse(stockText.split("\n").filter((l) => l.startsWith("{")).at(-1) ?? "{}");
   console.log(
     `stock: ${s.msgs_per_s} msg/s, ${(s.cpu_ms / N * 1000).toFixed(1)} µs CPU/msg, peak ${
       Math.round(stockSeen.peakMib)
@@ -166,6 +168,9 @@ try {
   });
   const [status, stdout, stderr] = await output;
   if (!status.success) throw new Error(stderr.slice(-1500));
+  // THREADS_STDOUT=FILE keeps drain's stdout: with --trace-gc, every collection V8 made.
+  const keep = Deno.env.get("THREADS_STDOUT");
+  if (keep !== undefined) Deno.writeTextFileSync(keep, stdout);
   const summary = JSON.parse(stdout.split("\n").filter((l) => l.startsWith("{")).at(-1) ?? "{}");
   // With --v8-flags=--trace-gc: the largest heap V8 reported (used, then committed), MB.
   const heaps = [...stdout.matchAll(/-> ([\d.]+) \(([\d.]+)\) MB/g)].map((
