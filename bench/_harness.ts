@@ -57,7 +57,9 @@ export async function startFauxqs(): Promise<
 /**
  * `login-etl <args>` from source with exactly the binary's flags, into
  * `schema` (state in `stateSchemaOf(schema)`), logging JSON; `v8Flags` replaces the binary's own, and `oneCpu`
- * runs it under `taskset -c 0`, as a pod with `limits.cpu: 1`.
+ * runs it under `taskset -c 0`, as a pod with `limits.cpu: 1`. `entry` runs
+ * another program in place of `src/main.ts` that calls its `main` (a profiler's
+ * wrapper, `bench/heap_sampling.ts`), with its own arguments before `args`.
  */
 export function loginEtl(
   args: readonly string[],
@@ -66,6 +68,7 @@ export function loginEtl(
     readonly env?: Record<string, string>;
     readonly v8Flags?: string;
     readonly oneCpu?: boolean;
+    readonly entry?: readonly string[];
   },
 ): Deno.Command {
   const unknown = options.v8Flags === undefined ? [] : unknownV8Flags(options.v8Flags);
@@ -73,7 +76,8 @@ export function loginEtl(
   const flags = permissionFlags().map((f) =>
     f.startsWith("--v8-flags=") && options.v8Flags !== undefined ? options.v8Flags : f
   );
-  const line = [Deno.execPath(), "run", ...flags, `${root}src/main.ts`, ...args];
+  const entry = options.entry ?? [`${root}src/main.ts`];
+  const line = [Deno.execPath(), "run", ...flags, ...entry, ...args];
   const [program, ...rest] = options.oneCpu === true ? ["taskset", "-c", "0", ...line] : line;
   return new Deno.Command(program as string, {
     args: rest,

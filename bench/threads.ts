@@ -152,11 +152,14 @@ try {
   // each pid's last reading less what it had before.
   const pgBefore = pgProcesses();
   const pgLast = new Map(pgBefore);
+  // THREADS_HEAP=FILE runs drain under V8's sampling heap profiler (bench/heap_sampling.ts).
+  const heap = Deno.env.get("THREADS_HEAP");
   const child = loginEtl(["drain", "--queue-url", url, "--summary-json", ...flags], {
     schema,
     env,
     oneCpu,
     ...(v8 === undefined ? {} : { v8Flags: v8 }),
+    ...(heap === undefined ? {} : { entry: [`${root}bench/heap_sampling.ts`, heap, String(N)] }),
   }).spawn();
   const output = Promise.all([
     child.status,
@@ -199,6 +202,10 @@ try {
         .toFixed(1)
     } µs/msg`,
   );
+  const promoted = stderr.split("\n").findIndex((l) => l.startsWith("promoted or alive"));
+  if (promoted >= 0) {
+    console.log(stderr.split("\n").slice(promoted).filter((l) => !l.startsWith("{")).join("\n"));
+  }
   // With --log-level debug among the drain flags: the loops `auto` went through.
   const loops = stderr.split("\n").filter((l) => l.includes('"ConcurrencyChanged"'))
     .map((l) => JSON.parse(l) as { to: number; reason: string })
