@@ -3,7 +3,7 @@
 // /proc says of a process's CPU and memory.
 
 import postgres from "postgres";
-import { permissionFlags, unknownV8Flags } from "../tests/helpers/cli.ts";
+import { permissionFlags } from "../tests/helpers/cli.ts";
 import { call } from "./sqs_json.ts";
 import { DATABASE_URL } from "./_postgres.ts";
 
@@ -71,8 +71,6 @@ export function loginEtl(
     readonly entry?: readonly string[];
   },
 ): Deno.Command {
-  const unknown = options.v8Flags === undefined ? [] : unknownV8Flags(options.v8Flags);
-  if (unknown.length > 0) throw new Error(`V8 does not know ${unknown.join(", ")}`);
   const flags = permissionFlags().map((f) =>
     f.startsWith("--v8-flags=") && options.v8Flags !== undefined ? options.v8Flags : f
   );

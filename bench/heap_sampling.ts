@@ -14,14 +14,28 @@ import inspector from "node:inspector";
 import { envNames, SECRET_ENV_NAMES } from "../src/config/env.ts";
 import { main, takeEnv } from "../src/main.ts";
 
-/** Where an allocation came from, by the first rule its stack matches. */
-const SITES: readonly (readonly [string, RegExp])[] = [
-  ["mask cache", /#remember/],
-  ["prepare: parse, validate, mask, rows", /transform\.ts|validate\.ts|to_row\.ts|mask\.ts/],
-  ["write: SQL text, postgres.js", /db\/write\.ts|db\/pool\.ts|postgres/],
-  ["SDK response parse (with the text of held messages)", /deserializeResponse|_readStruct/],
-  ["HTTP client: requests, headers, sockets, timers", /_http|http\.ts|_events|stream|timers/],
-  ["SDK calls: commands, middleware", /@aws-sdk|@smithy/],
+/**
+ * Where an allocation came from: the innermost frame of its stack that one of
+ * these names, tried in order, so code called from a timer or a stream
+ * callback counts where it runs, not where the callback came from.
+ */
+const SITES: readonly (readonly [string, (fn: string, url: string) => boolean])[] = [
+  ["mask cache", (fn) => fn === "#remember"],
+  [
+    "prepare: parse, validate, mask, rows",
+    (_, url) => /\/src\/(transform|validate|to_row|mask|sink\/sink)\.ts/.test(url),
+  ],
+  ["write: SQL text, postgres.js", (_, url) => /\/src\/db\/|\/postgres\//.test(url)],
+  [
+    "SDK response parse (with the text of held messages)",
+    (fn, url) => /@smithy|@aws-sdk/.test(url) && /deserializ|_read|^read$/.test(fn),
+  ],
+  ["SDK calls: commands, middleware, signing", (_, url) => /@smithy|@aws-sdk/.test(url)],
+  [
+    "HTTP client: requests, headers, sockets, timers",
+    (_, url) => /^node:|deno_node|timers|deno_web|deno_fetch/.test(url),
+  ],
+  ["the pipeline, receive and delete", (_, url) => /\/src\/(pipeline|sqs|ops)\//.test(url)],
 ];
 
 interface ProfileNode {
@@ -57,15 +71,22 @@ const { profile } = await post<{ profile: { head: ProfileNode } }>(
 );
 Deno.writeTextFileSync(out, JSON.stringify(profile));
 const bySite = new Map<string, number>();
-const walk = (node: ProfileNode, stack: string) => {
-  const here = `${stack} ${node.callFrame.functionName} ${node.callFrame.url}`;
+const walk = (node: ProfileNode, stack: readonly ProfileNode["callFrame"][]) => {
+  const frames = [...stack, node.callFrame];
   if (node.selfSize > 0) {
-    const site = SITES.find(([, pattern]) => pattern.test(here))?.[0] ?? "other";
+    let site = "other";
+    for (const frame of frames.toReversed()) {
+      const found = SITES.find(([, test]) => test(frame.functionName, frame.url));
+      if (found !== undefined) {
+        site = found[0];
+        break;
+      }
+    }
     bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
   }
-  for (const child of node.children) walk(child, here);
+  for (const child of node.children) walk(child, frames);
 };
-walk(profile.head, "");
+walk(profile.head, []);
 const total = [...bySite.values()].reduce((a, b) => a + b, 0);
 console.error(`promoted or alive at exit: ${(total / messages / 1024).toFixed(1)} KiB a message`);
 for (const [site, bytes] of [...bySite].sort((a, b) => b[1] - a[1])) {

@@ -11,7 +11,7 @@
 
 import postgres from "postgres";
 import { generateBodies } from "../src/seed/generate.ts";
-import { permissionFlags, unknownV8Flags } from "../tests/helpers/cli.ts";
+import { permissionFlags } from "../tests/helpers/cli.ts";
 import { call, load } from "./sqs_json.ts";
 import {
   DATABASE_URL,
@@ -68,9 +68,6 @@ const pgProcesses = () => {
   return out;
 };
 
-if (v8 !== undefined && unknownV8Flags(v8).length > 0) {
-  throw new Error(`V8 does not know ${unknownV8Flags(v8).join(", ")}`);
-}
 /** The V8 flags both programs run with: the binary's, or the ones given. */
 const v8Flags = v8 ?? permissionFlags().find((f) => f.startsWith("--v8-flags=")) ?? "";
 /** THREADS_CPUS=0 pins both programs to CPU 0 (taskset), as a pod limited to one core. */
@@ -108,6 +105,23 @@ async function watch(pid: number, done: Promise<unknown>, onSample = () => {}): 
   return { threads: last, peakMib: peak, atPeak };
 }
 
+/** CPU-ms by thread name, threads of one kind (numbered names) added up. */
+function byThreadName(threads: Map<string, number>): Map<string, number> {
+  const byName = new Map<string, number>();
+  for (const [k, v] of threads) {
+    const name = k.split(":").slice(1).join(":").replace(/\d+$/, "#");
+    byName.set(name, (byName.get(name) ?? 0) + v);
+  }
+  return byName;
+}
+
+/** Prints µs a message by thread name, busiest first. */
+function printByThread(threads: Map<string, number>): void {
+  for (const [name, ms] of [...byThreadName(threads)].sort((a, b) => b[1] - a[1])) {
+    if (ms > 0) console.log(`  ${name.padEnd(20)} ${(ms / N * 1000).toFixed(1)} µs/msg`);
+  }
+}
+
 /** The RSS near the peak, by kind of page, as one line. */
 function peakSplit(atPeak: string): string {
   const field = (name: string) =>
@@ -121,22 +135,24 @@ try {
   // The stock SDK ceiling, for its CPU per message.
   const stockUrl = await queue("stock");
   const f0 = fauxqsCpu();
-  const stockLine = [Deno.execPath(), "run", "-A", v8Flags, `${root}bench/ceiling.ts`];
+  const stockLine = [Deno.execPath(), "run", "-A", ...(v8Flags === "" ? [] : [v8Flags])];
   const [program, ...args] = [
     ...(oneCpu ? ["taskset", "-c", "0"] : []),
     ...stockLine,
-    ...["stock", stockUrl, String(N), "8"],
+    ...[`${root}bench/ceiling.ts`, "stock", stockUrl, String(N), "8"],
   ];
   const stockChild = new Deno.Command(program as string, {
     args,
     stdout: "piped",
-    stderr: "null",
-    env: { AWS_EC2_METADATA_DISABLED: "true" },
+    stderr: "piped",
+    env: { AWS_EC2_METADATA_DISABLED: "true", ...env },
   }).spawn();
   const stockOut = stockChild.output();
   const stockSeen = await watch(stockChild.pid, stockOut);
+  const stockRun = await stockOut;
+  if (!stockRun.success) throw new Error(new TextDecoder().decode(stockRun.stderr).slice(-1500));
   // The last JSON line: V8's --trace-gc, when given, writes to stdout too.
-  const stockText = new TextDecoder().decode((await stockOut).stdout);
+  const stockText = new TextDecoder().decode(stockRun.stdout);
   const s = JSON.parse(stockText.split("\n").filter((l) => l.startsWith("{")).at(-1) ?? "{}");
   console.log(
     `stock: ${s.msgs_per_s} msg/s, ${(s.cpu_ms / N * 1000).toFixed(1)} µs CPU/msg, peak ${
@@ -144,6 +160,7 @@ try {
     } MiB; fauxqs ${((fauxqsCpu() - f0) / N * 1000).toFixed(1)} µs/msg`,
   );
   console.log(`  near the peak: ${peakSplit(stockSeen.atPeak)}`);
+  printByThread(stockSeen.threads);
 
   const url = await queue("drain");
   const schema = `threads_${Date.now()}`;
@@ -152,7 +169,10 @@ try {
   // each pid's last reading less what it had before.
   const pgBefore = pgProcesses();
   const pgLast = new Map(pgBefore);
-  // THREADS_HEAP=FILE runs drain under V8's sampling heap profiler (bench/heap_sampling.ts).
+  // THREADS_HEAP=FILE runs drain under V8's sampling heap profiler
+  // (bench/heap_sampling.ts): its main thread's heap only, so with a worker
+  // thread the prepare and the write are not in it; and the profiler's own
+  // work inflates the CPU and memory printed for that run.
   const heap = Deno.env.get("THREADS_HEAP");
   const child = loginEtl(["drain", "--queue-url", url, "--summary-json", ...flags], {
     schema,
@@ -186,11 +206,7 @@ try {
       } MB, over ${heaps.length} GCs`,
     );
   }
-  const byName = new Map<string, number>();
-  for (const [k, v] of last) {
-    const name = k.split(":").slice(1).join(":").replace(/\d+$/, "#");
-    byName.set(name, (byName.get(name) ?? 0) + v);
-  }
+  const byName = byThreadName(last);
   const total = [...byName.values()].reduce((a, b) => a + b, 0);
   console.log(
     `drain: ${summary.msgs_per_s} msg/s, ${(total / N * 1000).toFixed(1)} µs CPU/msg, peak ${
@@ -212,9 +228,7 @@ try {
     .map((e) => `${e.to}${e.reason === "full" || e.reason === "start" ? "" : ` (${e.reason})`}`);
   if (loops.length > 0) console.log(`  receive loops: ${loops.join(", ")}`);
   console.log(`  near the peak: ${peakSplit(atPeak)}`);
-  for (const [name, ms] of [...byName].sort((a, b) => b[1] - a[1])) {
-    if (ms > 0) console.log(`  ${name.padEnd(20)} ${(ms / N * 1000).toFixed(1)} µs/msg`);
-  }
+  printByThread(last);
   const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
   await dropSchemas(sql, schema);
   await sql.end();

@@ -16,25 +16,6 @@ export function permissionFlags(): string[] {
   return match[1].split(" ");
 }
 
-/**
- * The flags of a `--v8-flags=` argument that this Deno's V8 does not know.
- * Deno passes them on and V8 ignores what it does not know without a word,
- * so a misspelt or retired flag would silently run, or measure, the default.
- */
-export function unknownV8Flags(argument: string): string[] {
-  const help = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--v8-flags=--help", "/dev/null"],
-    stdout: "piped",
-    stderr: "piped",
-  }).outputSync();
-  const text = new TextDecoder().decode(help.stdout) + new TextDecoder().decode(help.stderr);
-  const known = new Set([...text.matchAll(/^ {2}--([a-z0-9-]+) \(/gm)].map((m) => m[1]));
-  return argument.replace(/^--v8-flags=/, "").split(",").filter((flag) => {
-    const name = flag.replace(/^--/, "").split("=")[0] ?? "";
-    return !known.has(name) && !(name.startsWith("no-") && known.has(name.slice(3)));
-  });
-}
-
 let cachedDenoDir: string | undefined;
 /**
  * This Deno's cache directory, so a child with another HOME still finds the
