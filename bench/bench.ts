@@ -52,6 +52,8 @@ const N = Number(Deno.env.get("BENCH_N") ?? 50_000);
 const config = resolveConfig("drain", {}, { PII_HMAC_KEY: BENCH_SECRET, ...pickEnv() });
 /** The sink worker threads drain starts here, as it chooses them. */
 const workerThreads = workerThreadsFor(config.workerThreads, navigator.hardwareConcurrency);
+/** The loops of the bare loops (the SDK ceilings, the protocol): under auto, the ones drain starts with. */
+const LOOPS = config.concurrency === "auto" ? AUTO_START : config.concurrency;
 const encoder = new TextEncoder();
 
 /** LOGIN_ETL_* tunables from the environment, so a bench can try other settings. */
@@ -84,7 +86,7 @@ function ceiling(kind: "stock" | "project", queueUrl: string, total: number) {
     kind,
     queueUrl,
     String(total),
-    String(config.concurrency),
+    String(LOOPS),
   ]);
 }
 
@@ -245,9 +247,7 @@ try {
 
   let queueUrl = await freshQueue(endpoint, "bench", "protocol");
   await load(endpoint, queueUrl, bodies);
-  // The bare loop needs a number: under auto, the loops drain starts with.
-  const loops = config.concurrency === "auto" ? AUTO_START : config.concurrency;
-  const protocol = await protocolLoop(endpoint, queueUrl, N, loops);
+  const protocol = await protocolLoop(endpoint, queueUrl, N, LOOPS);
   say(`  protocol ceiling    ${fmt(protocol)} msg/s`);
 
   const ingest = await withSchema("bench", (schema) => ingestCeiling(bodies, schema));

@@ -23,6 +23,10 @@ import { receiveMessages } from "../src/sqs/receive.ts";
 const [kind, queueUrl = "", totalText = "0", concurrencyText = "8"] = Deno.args;
 const total = Number(totalText);
 const concurrency = Number(concurrencyText);
+// A count that is not one (`auto`, say) would start no loop and report 0 msg/s.
+if (!Number.isInteger(concurrency) || concurrency < 1) {
+  throw new Error(`CONCURRENCY must be a whole number of loops, got ${concurrencyText}`);
+}
 const endpoint = new URL(queueUrl).origin;
 
 /** One loop's step: receive up to 10 and delete them; how many were done. */
