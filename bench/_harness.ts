@@ -54,6 +54,48 @@ export async function startFauxqs(): Promise<
   };
 }
 
+/** A command line, under `taskset -c 0` when `oneCpu`: as a pod with `limits.cpu: 1`. */
+function pinned(line: readonly string[], oneCpu = false): string[] {
+  return oneCpu ? ["taskset", "-c", "0", ...line] : [...line];
+}
+
+/**
+ * `bench/ceiling.ts`, the SDK loop with no processing (`stock`: `new
+ * SQSClient()` untuned; `project`: login-etl's client), as a process of its
+ * own: `loops` loops until `total` messages of `queueUrl` are gone. `v8Flags`
+ * (the binary's V8 flags, to compare like with like), `oneCpu` and `env` as
+ * for `loginEtl`; stdout ends with its JSON result, stderr says "ready".
+ */
+export function ceilingCommand(
+  kind: "stock" | "project",
+  queueUrl: string,
+  total: number,
+  loops: number,
+  options: {
+    readonly v8Flags?: string;
+    readonly oneCpu?: boolean;
+    readonly env?: Record<string, string>;
+  } = {},
+): Deno.Command {
+  const [program, ...args] = pinned([
+    Deno.execPath(),
+    "run",
+    "-A",
+    ...(options.v8Flags === undefined ? [] : [options.v8Flags]),
+    `${root}bench/ceiling.ts`,
+    kind,
+    queueUrl,
+    String(total),
+    String(loops),
+  ], options.oneCpu);
+  return new Deno.Command(program as string, {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+    ...(options.env === undefined ? {} : { env: options.env }),
+  });
+}
+
 /**
  * `login-etl <args>` from source with exactly the binary's flags, into
  * `schema` (state in `stateSchemaOf(schema)`), logging JSON; `v8Flags` replaces the binary's own, and `oneCpu`
@@ -75,8 +117,10 @@ export function loginEtl(
     f.startsWith("--v8-flags=") && options.v8Flags !== undefined ? options.v8Flags : f
   );
   const entry = options.entry ?? [`${root}src/main.ts`];
-  const line = [Deno.execPath(), "run", ...flags, ...entry, ...args];
-  const [program, ...rest] = options.oneCpu === true ? ["taskset", "-c", "0", ...line] : line;
+  const [program, ...rest] = pinned(
+    [Deno.execPath(), "run", ...flags, ...entry, ...args],
+    options.oneCpu,
+  );
   return new Deno.Command(program as string, {
     args: rest,
     env: {

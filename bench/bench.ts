@@ -32,6 +32,7 @@ import { workerThreadsFor } from "../src/sink/threads.ts";
 import { load, protocolLoop } from "./sqs_json.ts";
 import {
   BENCH_SECRET,
+  ceilingCommand,
   countRows,
   DATABASE_URL,
   freshQueue,
@@ -67,27 +68,29 @@ function pickEnv(): Record<string, string> {
 
 /** Runs a bench program as its own process and returns its JSON line. */
 async function program(args: readonly string[]): Promise<Record<string, number>> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  return await resultOf(
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", ...args],
+      stdout: "piped",
+      stderr: "piped",
+    }),
+    args[0] ?? "",
+  );
+}
+
+/** The JSON a measuring program prints last; its stderr's tail if it fails. */
+async function resultOf(command: Deno.Command, what: string): Promise<Record<string, number>> {
+  const output = await command.output();
   const text = new TextDecoder().decode(output.stdout).trim().split("\n").at(-1) ?? "";
   if (!output.success) {
-    throw new Error(`${args[0]} failed: ${new TextDecoder().decode(output.stderr).slice(-2000)}`);
+    throw new Error(`${what} failed: ${new TextDecoder().decode(output.stderr).slice(-2000)}`);
   }
   return JSON.parse(text);
 }
 
 /** The stock SDK's (or the project client's) ceiling on a loaded queue. */
 function ceiling(kind: "stock" | "project", queueUrl: string, total: number) {
-  return program([
-    `${root}bench/ceiling.ts`,
-    kind,
-    queueUrl,
-    String(total),
-    String(LOOPS),
-  ]);
+  return resultOf(ceilingCommand(kind, queueUrl, total, LOOPS), `${root}bench/ceiling.ts`);
 }
 
 /** The sqs-consumer + pg peer on a loaded queue, into `schema`. */

@@ -31,6 +31,7 @@ import { call, load } from "./sqs_json.ts";
 import { capacityTable } from "./capacity.ts";
 import { DelayProxy, type DelayStats, halfEachWay, targetOf, throughProxy } from "./delay_proxy.ts";
 import {
+  ceilingCommand,
   countRows,
   DATABASE_URL,
   freshQueue,
@@ -171,19 +172,7 @@ async function run(
   const isReadyLine = (line: string) => line === "ready";
   if (who.kind === "stock") {
     const run = await measured(
-      new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          `${root}bench/ceiling.ts`,
-          "stock",
-          queueUrl,
-          String(total),
-          String(who.loops),
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }),
+      ceilingCommand("stock", queueUrl, total, who.loops ?? 8),
       isReadyLine,
     );
     return { rate: lastJson(run.stdout).msgs_per_s ?? 0, ...run };

@@ -14,6 +14,7 @@ import { generateBodies } from "../src/seed/generate.ts";
 import { permissionFlags } from "../tests/helpers/cli.ts";
 import { call, load } from "./sqs_json.ts";
 import {
+  ceilingCommand,
   DATABASE_URL,
   dropSchemas,
   loginEtl,
@@ -69,7 +70,7 @@ const pgProcesses = () => {
 };
 
 /** The V8 flags both programs run with: the binary's, or the ones given. */
-const v8Flags = v8 ?? permissionFlags().find((f) => f.startsWith("--v8-flags=")) ?? "";
+const v8Flags = v8 ?? permissionFlags().find((f) => f.startsWith("--v8-flags="));
 /** THREADS_CPUS=0 pins both programs to CPU 0 (taskset), as a pod limited to one core. */
 const oneCpu = Deno.env.get("THREADS_CPUS") !== undefined;
 
@@ -83,12 +84,12 @@ interface Watched {
 
 /** Samples `pid` every 20 ms until `done` settles; `onSample` runs after each sample. */
 async function watch(pid: number, done: Promise<unknown>, onSample = () => {}): Promise<Watched> {
-  let last = new Map<string, number>();
+  const last = new Map<string, number>();
   let peak = 0;
   let atPeak = "";
   const timer = setInterval(() => {
     try {
-      last = new Map([...last, ...threads(pid)]);
+      for (const [thread, ms] of threads(pid)) last.set(thread, ms);
       onSample();
       const hwm = statusMib(pid, "VmHWM") ?? 0;
       peak = Math.max(peak, hwm);
@@ -135,16 +136,9 @@ try {
   // The stock SDK ceiling, for its CPU per message.
   const stockUrl = await queue("stock");
   const f0 = fauxqsCpu();
-  const stockLine = [Deno.execPath(), "run", "-A", ...(v8Flags === "" ? [] : [v8Flags])];
-  const [program, ...args] = [
-    ...(oneCpu ? ["taskset", "-c", "0"] : []),
-    ...stockLine,
-    ...[`${root}bench/ceiling.ts`, "stock", stockUrl, String(N), "8"],
-  ];
-  const stockChild = new Deno.Command(program as string, {
-    args,
-    stdout: "piped",
-    stderr: "piped",
+  const stockChild = ceilingCommand("stock", stockUrl, N, 8, {
+    ...(v8Flags === undefined ? {} : { v8Flags }),
+    oneCpu,
     env: { AWS_EC2_METADATA_DISABLED: "true", ...env },
   }).spawn();
   const stockOut = stockChild.output();
