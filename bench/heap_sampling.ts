@@ -71,22 +71,16 @@ const { profile } = await post<{ profile: { head: ProfileNode } }>(
 );
 Deno.writeTextFileSync(out, JSON.stringify(profile));
 const bySite = new Map<string, number>();
-const walk = (node: ProfileNode, stack: readonly ProfileNode["callFrame"][]) => {
-  const frames = [...stack, node.callFrame];
-  if (node.selfSize > 0) {
-    let site = "other";
-    for (const frame of frames.toReversed()) {
-      const found = SITES.find(([, test]) => test(frame.functionName, frame.url));
-      if (found !== undefined) {
-        site = found[0];
-        break;
-      }
-    }
-    bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
-  }
-  for (const child of node.children) walk(child, frames);
+/** A frame's site, if one of SITES names it. */
+const siteOf = (frame: ProfileNode["callFrame"]) =>
+  SITES.find(([, test]) => test(frame.functionName, frame.url))?.[0];
+/** The innermost named frame wins: a node's own site, else the one it was called under. */
+const walk = (node: ProfileNode, outer: string) => {
+  const site = siteOf(node.callFrame) ?? outer;
+  if (node.selfSize > 0) bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
+  for (const child of node.children) walk(child, site);
 };
-walk(profile.head, []);
+walk(profile.head, "other");
 const total = [...bySite.values()].reduce((a, b) => a + b, 0);
 console.error(`promoted or alive at exit: ${(total / messages / 1024).toFixed(1)} KiB a message`);
 for (const [site, bytes] of [...bySite].sort((a, b) => b[1] - a[1])) {
