@@ -99,10 +99,14 @@ const HEX_GROUPS = /(?<![0-9a-z])[0-9a-f]{1,4}(?:[-_:.+/ ]{1,2}[0-9a-f]{1,4}){4,
 const HEX_RUN = /[0-9a-f]{8,}/i;
 /** `at` between separators: `jane_at_example`, `jane at example`, `jane-at-example`, `jane.at.example`. */
 const EMAIL_SPELT = /[\s_.(\[{<-]at[\s_.)\]}>-]/i;
-/** Tokens that may be base64 or base64url of something shorter; 8 characters encode 6 bytes. */
-const BASE64_TOKEN = /[A-Za-z0-9+/_-]{8,}/g;
-/** Printable ASCII runs of decoded bytes worth testing. */
-const PRINTABLE_RUN = /[\x20-\x7e]{6,}/g;
+/**
+ * Tokens that may be base64 or base64url of something shorter: 7 characters,
+ * unpadded, encode 5 bytes, as short as an address gets in the forms checked
+ * here (`::001`, `a@b.c`).
+ */
+const BASE64_TOKEN = /[A-Za-z0-9+/_-]{7,}/g;
+/** Printable ASCII runs of decoded bytes worth testing: 5 bytes, as above. */
+const PRINTABLE_RUN = /[\x20-\x7e]{5,}/g;
 
 /** Options of `looksPersonal`. */
 export interface LooksPersonalOptions {
@@ -147,7 +151,7 @@ function manyDigits(text: string): boolean {
 function decodesToPersonal(text: string, depth: number): boolean {
   for (const [token] of text.matchAll(BASE64_TOKEN)) {
     const standard = token.replaceAll("-", "+").replaceAll("_", "/");
-    for (let offset = 0; offset < 4 && standard.length - offset >= 8; offset++) {
+    for (let offset = 0; offset < 4 && standard.length - offset >= 7; offset++) {
       let slice = standard.slice(offset);
       // atob refuses a length of 4n+1 (no whole byte in the last character).
       if (slice.length % 4 === 1) slice = slice.slice(0, -1);
